@@ -1,0 +1,111 @@
+# Bascule - build, test, bench, demo, install.
+#   make                 build into build/
+#   make test            install missing packages, run unit and end-to-end tests
+#   make test SAN=1      the same under AddressSanitizer + UBSan (build-san/)
+#   make demo            replicate a sample VM disk to a local secondary
+#   make bench           print throughput figures against raw reads and rsync
+#   make install PREFIX=/usr DESTDIR=/tmp/pkg
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+DESTDIR ?=
+CC ?= cc
+VERSION := 0.1.0
+
+ifeq ($(SAN),1)
+B ?= build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT := -O1
+else
+B ?= build
+SANFLAGS :=
+OPT := -O2
+endif
+
+PKGS := libsodium libzstd yaml-0.1 libsystemd jansson libxxhash libssh2
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+override CFLAGS += -std=gnu11 $(OPT) -g $(WARN) -D_GNU_SOURCE -DBASCULE_VERSION='"$(VERSION)"' \
+	-MMD -MP -Ilib $(PKG_CFLAGS) $(SANFLAGS)
+override LDFLAGS += $(SANFLAGS)
+LIBS := $(PKG_LIBS) -lrsync -lpthread -lm
+
+LIB_SRC := $(wildcard lib/*.c)
+DAEMON_SRC := $(wildcard daemon/*.c)
+TOOLS_SRC := $(wildcard tools/*.c)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+HELPER_SRC := $(wildcard tests/helpers/*.c)
+
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
+DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/%.o)
+TOOLS_OBJ := $(TOOLS_SRC:%.c=$(B)/%.o)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(B)/tests/%)
+
+all: $(B)/basculed $(B)/bascule
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(B)/libbascule.a: $(LIB_OBJ)
+	ar rcs $@ $^
+
+$(B)/basculed: $(DAEMON_OBJ) $(B)/libbascule.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/bascule: $(TOOLS_OBJ) $(B)/libbascule.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/tests/%: tests/unit/%.c $(B)/libbascule.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libbascule.a $(LIBS) -lcmocka
+
+$(B)/tests/%: tests/helpers/%.c $(B)/libbascule.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libbascule.a $(LIBS)
+
+deps:
+	@scripts/deps.sh build
+
+deps-test:
+	@scripts/deps.sh test
+
+build-tests: all $(UNIT_BIN) $(HELPER_BIN)
+
+# The README's test command.  Installs what is missing, then builds and runs
+# everything (unit tests on cmocka, end-to-end tests with real processes).
+test: deps-test
+	$(MAKE) build-tests
+	tests/run.sh $(B)
+
+unit: build-tests
+	tests/run.sh $(B) unit
+
+demo: deps-test
+	$(MAKE) all
+	scripts/demo.sh $(B)
+
+bench: deps-test
+	$(MAKE) build-tests
+	tests/bench/run.sh $(B)
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/bascule
+	install -m 0755 $(B)/basculed $(DESTDIR)$(SBINDIR)/basculed
+	install -m 0755 $(B)/bascule $(DESTDIR)$(BINDIR)/bascule
+	install -m 0644 docs/man/bascule.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 docs/man/bascule.yaml.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 docs/man/basculed.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 etc/bascule.yaml $(DESTDIR)$(SYSCONFDIR)/bascule/bascule.yaml.example
+
+clean:
+	rm -rf build build-san
+
+.PHONY: all deps deps-test build-tests test unit demo bench install clean
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

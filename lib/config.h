@@ -1,0 +1,82 @@
+/* config.h - Bascule's YAML configuration (bascule.yaml(5)).
+ *
+ * Every key is declared once in a table in config.c (name, type, bounds,
+ * default, note).  Parsing runs in three steps: everything unset, parse,
+ * fill defaults; then cross-checks.  Every error names FILE:LINE:COLUMN. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NAME_MAX_LEN 64
+
+struct cfg_pos {
+	int line, col; /* 1-based, of the item in the file */
+};
+
+struct cfg_list {
+	void *items;
+	size_t n;
+};
+
+struct cfg_source {
+	struct cfg_pos pos;
+	char *name;
+	char *disk;
+};
+
+struct cfg_group {
+	struct cfg_pos pos;
+	char *name;
+	uint64_t interval;      /* usec: minimum time between two epochs */
+	uint64_t max_interval;  /* usec: rescan even without a change event */
+	char *freeze, *thaw;    /* shell commands, may be NULL */
+	uint64_t freeze_timeout;
+	char *clone;            /* "auto" | "never" */
+	struct cfg_list sources;/* struct cfg_source */
+};
+
+enum target_type { TARGET_REPLICA = 0 };
+
+struct cfg_target {
+	struct cfg_pos pos;
+	char *name;
+	char *type;
+	char *url;
+	char *remote_command;
+	uint64_t bandwidth;     /* bytes/s, 0 = unlimited */
+	char *identity, *known_hosts;
+	uint64_t keep_epochs;
+	uint64_t keep_time;     /* usec */
+	uint64_t max_in_flight;
+};
+
+struct config {
+	char *file;
+	char *state_dir;
+	char *key;
+	char *control_socket;
+	uint64_t block_size;
+	uint64_t io_rate;       /* bytes/s, 0 = unlimited */
+	uint64_t scan_threads;  /* 0 = one per core */
+	struct cfg_list groups; /* struct cfg_group */
+	struct cfg_list targets;/* struct cfg_target */
+};
+
+#define CFG_GROUP(c, i) (&((struct cfg_group *)(c)->groups.items)[i])
+#define CFG_SOURCE(g, i) (&((struct cfg_source *)(g)->sources.items)[i])
+#define CFG_TARGET(c, i) (&((struct cfg_target *)(c)->targets.items)[i])
+
+/* Load and validate PATH.  On failure returns -EINVAL (or -errno) and records
+ * "PATH:LINE:COL: what is wrong and what to do" with err_set(). */
+int config_load(const char *path, struct config **ret);
+/* Parse from memory (tests, fuzzing); NAME is used in messages. CHECK_FILES
+ * false skips the existence checks of disks and keys. */
+int config_parse(const char *name, const char *text, size_t len, bool check_files,
+		 struct config **ret);
+void config_free(struct config *c);
+/* True if NAME is a safe name for groups, sources and targets: 1-64 of
+ * [A-Za-z0-9_.-], not starting with '.' (names become file names). */
+bool config_name_ok(const char *name);
+/* Print every key with its type, default and note (bascule.yaml(5) source). */
+void config_print_reference(void);

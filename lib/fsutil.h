@@ -1,0 +1,27 @@
+/* fsutil.h - crash-safe file primitives: every piece of state Bascule keeps is
+ * written with fs_write_atomic (temp file, fsync, rename, fsync dir). */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Write LEN bytes to PATH atomically and durably.  MODE applies to a new file. */
+int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* Read a whole file of at most MAX bytes; *ret is malloc'd and NUL-terminated.
+ * -EFBIG if larger. */
+int fs_read_all(const char *path, size_t max, char **ret, size_t *ret_len);
+int fs_fsync_dir(const char *dir);
+/* fsync the directory that contains PATH. */
+int fs_fsync_parent(const char *path);
+int fs_mkdir_p(const char *path, mode_t mode);
+/* Full pread/pwrite: retry on short I/O and EINTR; a short read at EOF
+ * returns the count read. */
+ssize_t fs_pread_full(int fd, void *buf, size_t len, uint64_t off);
+int fs_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+int fs_write_full(int fd, const void *buf, size_t len);
+/* Take an exclusive flock on PATH (created 0600); returns the fd or -EBUSY. */
+int fs_lock(const char *path);
+/* Size of a regular file or block device open on FD. */
+int fs_fd_size(int fd, uint64_t *ret);
+/* Join DIR and NAME into BUF; -ENAMETOOLONG if it does not fit. */
+int fs_path(char *buf, size_t len, const char *dir, const char *name);

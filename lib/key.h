@@ -1,0 +1,28 @@
+/* key.h - secret key files.  A key file is one text line
+ *   "bascule-site-key-v1 <base64 of 32 random bytes>"
+ * readable by its owner only.  Keys live in sodium_malloc'd memory and are
+ * wiped when freed. */
+#pragma once
+#include <stdint.h>
+
+#define KEY_BYTES 32
+#define KEY_ID_BYTES 8
+
+struct site_key {
+	uint8_t k[KEY_BYTES];
+};
+
+/* Refuse (with -EPERM and a sentence saying what to do) a secret file that
+ * is not a regular file or is readable or writable by group or others. */
+int key_check_secret_file(const char *path, int fd);
+/* Load a site key; *ret is sodium_malloc'd, free with key_free().  Errors:
+ * -ENOENT, -EPERM (unsafe mode), -EKEYREJECTED (not a key file). */
+int key_load(const char *path, struct site_key **ret);
+void key_free(struct site_key *k);
+/* Create PATH (must not exist) with a fresh random key, mode 0600, durable. */
+int key_generate(const char *path);
+/* A public fingerprint of the key: a keyed hash of a constant, safe to print
+ * and to send in the clear; two sites with the same key have the same id. */
+void key_id(const struct site_key *k, uint8_t ret[KEY_ID_BYTES]);
+/* Hex of the key id for messages ("3f9a…"). */
+void key_id_hex(const struct site_key *k, char ret[2 * KEY_ID_BYTES + 1]);

@@ -1,0 +1,62 @@
+/* log.c - journal or stderr logging with structured fields. */
+#include "log.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <systemd/sd-journal.h>
+
+static const char *log_ident = "bascule";
+static int log_verbose;
+static int log_to_journal;
+
+void log_init(const char *ident, int verbose)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+
+	log_ident = ident;
+	log_verbose = verbose;
+	/* systemd sets JOURNAL_STREAM when stderr is connected to the journal. */
+	log_to_journal = js && *js;
+}
+
+void log_fields(int prio, const char *const *fields, const char *fmt, ...)
+{
+	char msg[2048], prefix[512] = "";
+	size_t off = 0;
+	va_list ap;
+
+	if (prio == LOG_DEBUG && !log_verbose)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+
+	if (log_to_journal) {
+		struct iovec iov[12];
+		char m[2200], p[32], id[64];
+		int n = 0;
+
+		snprintf(m, sizeof(m), "MESSAGE=%s", msg);
+		snprintf(p, sizeof(p), "PRIORITY=%d", prio);
+		snprintf(id, sizeof(id), "SYSLOG_IDENTIFIER=%s", log_ident);
+		iov[n++] = (struct iovec){ m, strlen(m) };
+		iov[n++] = (struct iovec){ p, strlen(p) };
+		iov[n++] = (struct iovec){ id, strlen(id) };
+		for (int i = 0; fields && fields[i] && n < 12; i++)
+			iov[n++] = (struct iovec){ (void *)fields[i], strlen(fields[i]) };
+		sd_journal_sendv(iov, n);
+		return;
+	}
+	for (int i = 0; fields && fields[i]; i++) {
+		int w = snprintf(prefix + off, sizeof(prefix) - off, "%s ", fields[i]);
+		if (w < 0 || (size_t)w >= sizeof(prefix) - off)
+			break;
+		off += (size_t)w;
+	}
+	fprintf(stderr, "%s: %s%s%s\n", log_ident,
+		prio <= LOG_ERR ? "error: " : prio == LOG_WARNING ? "warning: " : "",
+		prefix, msg);
+}

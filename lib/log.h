@@ -1,0 +1,14 @@
+/* log.h - one line per event, to the journal when under systemd, else stderr.
+ * Never pass a secret to these functions. */
+#pragma once
+#include <syslog.h>
+
+void log_init(const char *ident, int verbose);
+/* FIELDS is NULL or a NULL-terminated list of "KEY=value" journal fields
+ * (GROUP=, SOURCE=, TARGET=, EPOCH=); they are shown as a prefix on stderr. */
+void log_fields(int prio, const char *const *fields, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+#define log_error(...) log_fields(LOG_ERR, NULL, __VA_ARGS__)
+#define log_warn(...) log_fields(LOG_WARNING, NULL, __VA_ARGS__)
+#define log_info(...) log_fields(LOG_INFO, NULL, __VA_ARGS__)
+#define log_debug(...) log_fields(LOG_DEBUG, NULL, __VA_ARGS__)

@@ -1,0 +1,156 @@
+/* units.c - parse and print sizes, durations and rates. */
+#include "units.h"
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct unit { const char *name; double mult; };
+
+static const struct unit size_units[] = {
+	{ "", 1 }, { "B", 1 },
+	{ "K", 1024.0 }, { "KiB", 1024.0 }, { "KB", 1e3 }, { "kB", 1e3 },
+	{ "M", 1048576.0 }, { "MiB", 1048576.0 }, { "MB", 1e6 },
+	{ "G", 1073741824.0 }, { "GiB", 1073741824.0 }, { "GB", 1e9 },
+	{ "T", 1099511627776.0 }, { "TiB", 1099511627776.0 }, { "TB", 1e12 },
+	{ NULL, 0 }
+};
+
+static const struct unit time_units[] = {
+	{ "us", 1 }, { "ms", 1e3 }, { "s", 1e6 }, { "sec", 1e6 },
+	{ "m", 60e6 }, { "min", 60e6 }, { "h", 3600e6 }, { "d", 86400e6 },
+	{ NULL, 0 }
+};
+
+/* Parse one "<number><unit>" term starting at *pp; advance *pp. */
+static int parse_term(const char **pp, const struct unit *units, double *ret)
+{
+	const char *p = *pp, *u;
+	char unit[8];
+	double v;
+	char *end;
+	size_t n;
+
+	if (!isdigit((unsigned char)*p) && *p != '.')
+		return -EINVAL;
+	errno = 0;
+	v = strtod(p, &end);
+	if (errno || end == p || v < 0 || !isfinite(v))
+		return -EINVAL;
+	while (*end == ' ')
+		end++;
+	u = end;
+	while (isalpha((unsigned char)*end))
+		end++;
+	n = (size_t)(end - u);
+	if (n >= sizeof(unit))
+		return -EINVAL;
+	memcpy(unit, u, n);
+	unit[n] = 0;
+	for (int i = 0; units[i].name; i++) {
+		if (strcmp(units[i].name, unit) == 0) {
+			*ret = v * units[i].mult;
+			*pp = end;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+int units_parse_size(const char *s, uint64_t *ret)
+{
+	const char *p = s;
+	double v;
+
+	if (!s || !*s || parse_term(&p, size_units, &v) < 0 || *p)
+		return -EINVAL;
+	if (v >= 18446744073709551615.0)
+		return -ERANGE;
+	*ret = (uint64_t)v;
+	return 0;
+}
+
+int units_parse_duration(const char *s, uint64_t *ret_usec)
+{
+	const char *p = s;
+	double total = 0, v;
+	char *end;
+
+	if (!s || !*s)
+		return -EINVAL;
+	/* A bare number is seconds. */
+	errno = 0;
+	v = strtod(s, &end);
+	if (!errno && end != s && *end == 0 && v >= 0 && isfinite(v)) {
+		*ret_usec = (uint64_t)(v * 1e6);
+		return 0;
+	}
+	while (*p) {
+		if (parse_term(&p, time_units, &v) < 0)
+			return -EINVAL;
+		total += v;
+		while (*p == ' ')
+			p++;
+	}
+	if (total >= 1.8e19)
+		return -ERANGE;
+	*ret_usec = (uint64_t)total;
+	return 0;
+}
+
+int units_parse_rate(const char *s, uint64_t *ret)
+{
+	char tmp[64];
+	size_t n;
+
+	if (!s || !*s)
+		return -EINVAL;
+	if (strcasecmp(s, "unlimited") == 0 || strcmp(s, "0") == 0) {
+		*ret = 0;
+		return 0;
+	}
+	n = strlen(s);
+	if (n >= sizeof(tmp))
+		return -EINVAL;
+	memcpy(tmp, s, n + 1);
+	if (n > 2 && strcmp(tmp + n - 2, "/s") == 0)
+		tmp[n - 2] = 0;
+	return units_parse_size(tmp, ret);
+}
+
+char *units_fmt_size(uint64_t v, char *buf, int len)
+{
+	static const char *const sfx[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double d = (double)v;
+	int i = 0;
+
+	while (d >= 1024 && i < 5) {
+		d /= 1024;
+		i++;
+	}
+	if (i == 0)
+		snprintf(buf, (size_t)len, "%llu B", (unsigned long long)v);
+	else
+		snprintf(buf, (size_t)len, "%.1f %s", d, sfx[i]);
+	return buf;
+}
+
+char *units_fmt_duration(uint64_t usec, char *buf, int len)
+{
+	uint64_t s = usec / 1000000;
+
+	if (usec < 1000000)
+		snprintf(buf, (size_t)len, "%llums", (unsigned long long)(usec / 1000));
+	else if (s < 60)
+		snprintf(buf, (size_t)len, "%.1fs", (double)usec / 1e6);
+	else if (s < 3600)
+		snprintf(buf, (size_t)len, "%llum%02llus", (unsigned long long)(s / 60),
+			 (unsigned long long)(s % 60));
+	else
+		snprintf(buf, (size_t)len, "%lluh%02llum", (unsigned long long)(s / 3600),
+			 (unsigned long long)(s / 60 % 60));
+	return buf;
+}

@@ -1,0 +1,13 @@
+/* units.h - sizes, durations and rates as humans write them. */
+#pragma once
+#include <stdint.h>
+
+/* "4096", "64KiB", "1.5GiB", "10MB" (SI: 1000) -> bytes.  0 or -EINVAL/-ERANGE. */
+int units_parse_size(const char *s, uint64_t *ret);
+/* "500ms", "5s", "2m", "1h30m", "7d"; a bare number means seconds -> usec. */
+int units_parse_duration(const char *s, uint64_t *ret_usec);
+/* "100MB/s", "1GiB/s", "50M"; "0" or "unlimited" is 0 (no cap) -> bytes/s. */
+int units_parse_rate(const char *s, uint64_t *ret);
+/* Render for people: "1.5 GiB", "2m30s". Return BUF. */
+char *units_fmt_size(uint64_t v, char *buf, int len);
+char *units_fmt_duration(uint64_t usec, char *buf, int len);

@@ -1,0 +1,26 @@
+#!/bin/sh
+# deps.sh - install the Debian packages Bascule needs to build, test and demo.
+# Used by `make demo`, `make test` and .ci/run.  Installs only what is
+# missing; needs root (or sudo) only when something is missing.
+#   scripts/deps.sh [build|test]   (default: test, which includes build)
+set -eu
+BUILD_PKGS="build-essential pkg-config libsodium-dev libzstd-dev libyaml-dev
+libsystemd-dev libjansson-dev libxxhash-dev libssh2-1-dev librsync-dev libcmocka-dev"
+TEST_PKGS="e2fsprogs util-linux rsync rdiff xfsprogs procps iproute2 kmod"
+want=$BUILD_PKGS
+[ "${1:-test}" = test ] && want="$want $TEST_PKGS"
+missing=""
+for p in $want; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "bascule: installing missing Debian packages:$missing" >&2
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+	command -v sudo >/dev/null || { echo "bascule: run as root or install sudo, or install:$missing" >&2; exit 1; }
+	SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
