@@ -1,0 +1,105 @@
+/* bascule.c - the bascule command: one table of subcommands, --help built
+ * from it (as WireGuard's wg does). */
+#include "cmd.h"
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct global_opts arg_global;
+
+static const struct subcommand {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *usage;
+	const char *description;
+} subcommands[] = {
+	{ "keygen", cmd_keygen, "keygen site FILE", "create a new site key (mode 0600)" },
+	{ "sync", cmd_sync, "sync [GROUP] [--wait] [--timeout D]",
+	  "cut an epoch now; with --wait, return once every target has it" },
+	{ "recv", cmd_recv, "recv --root DIR [--key FILE]",
+	  "receive epochs on stdin/stdout and apply them to the replicas in DIR" },
+	{ "replica", cmd_replica, "replica list|verify|recover|rollback --root DIR",
+	  "inspect, check, repair or roll back the replicas in DIR" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: bascule [-c FILE] [--socket PATH] COMMAND [ARGS]\n\n"
+		   "Bascule replicates VM disks, encrypted, to a secondary site.\n\nCommands:\n");
+	for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
+		fprintf(f, "  %-48s %s\n", subcommands[i].usage, subcommands[i].description);
+	fprintf(f, "\nOptions:\n"
+		   "  -c, --config FILE   configuration (default /etc/bascule/bascule.yaml)\n"
+		   "      --socket PATH   daemon control socket (default: from the configuration)\n"
+		   "  -v, --verbose       more messages\n"
+		   "  -h, --help          this help; 'bascule COMMAND --help' for a command\n"
+		   "  -V, --version       print the version\n\n"
+		   "Exit codes: 0 ok, 1 failure, 2 usage, 3 config, 4 key, 5 integrity,\n"
+		   "6 timeout, 7 no space, 8 daemon unreachable, 9 busy.  See bascule(1).\n");
+}
+
+int cmd_fail(const char *what, int err)
+{
+	fprintf(stderr, "bascule %s: %s\n", what, err_msg(err));
+	return err_exit_code(err);
+}
+
+int cmd_socket_path(char *buf, unsigned len)
+{
+	struct config *c = NULL;
+	int r;
+
+	if (arg_global.socket) {
+		snprintf(buf, len, "%s", arg_global.socket);
+		return 0;
+	}
+	r = config_load(arg_global.config ? arg_global.config : "/etc/bascule/bascule.yaml", &c);
+	if (r < 0)
+		return r;
+	snprintf(buf, len, "%s", c->control_socket);
+	config_free(c);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 'S' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 }
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "+c:vhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': arg_global.config = optarg; break;
+		case 'S': arg_global.socket = optarg; break;
+		case 'v': arg_global.verbose++; break;
+		case 'h': usage(stdout); return EXIT_OK;
+		case 'V': printf("bascule %s\n", BASCULE_VERSION); return EXIT_OK;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	log_init("bascule", arg_global.verbose);
+	for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++) {
+		if (strcmp(argv[optind], subcommands[i].name) == 0) {
+			argc -= optind;
+			argv += optind;
+			optind = 0; /* reset getopt for the subcommand */
+			return subcommands[i].fn(argc, argv);
+		}
+	}
+	fprintf(stderr, "bascule: unknown command '%s'; see 'bascule --help'\n", argv[optind]);
+	return EXIT_USAGE;
+}

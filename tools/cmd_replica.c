@@ -1,0 +1,180 @@
+/* cmd_replica.c - bascule replica list|verify|recover|rollback --root DIR */
+#include "cmd.h"
+#include "err.h"
+#include "key.h"
+#include "replica.h"
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void replica_usage(FILE *f)
+{
+	fprintf(f, "Usage: bascule replica COMMAND --root DIR [--key FILE] [--group G]\n\n"
+		   "  list                   groups, sources, epochs and rollback points\n"
+		   "  verify                 re-read every replica and check it against its digest\n"
+		   "  recover                finish any interrupted apply: every replica is left at\n"
+		   "                         the last epoch it completed\n"
+		   "  rollback --to EPOCH    return the group's disks to an earlier epoch (stop the\n"
+		   "                         daemon's replication to this target first)\n\n"
+		   "  --root DIR   the replica directory (as given to bascule recv)\n"
+		   "  --key FILE   site key (default /etc/bascule/site.key); not needed by list\n"
+		   "  --group G    the group (default: all; rollback needs it when there are several)\n");
+}
+
+static void print_line(const char *line)
+{
+	printf("%s\n", line);
+}
+
+static const char *fmt_time(uint64_t usec, char *buf, size_t len)
+{
+	time_t t = (time_t)(usec / 1000000);
+	struct tm tm;
+
+	if (!usec)
+		return "-";
+	localtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
+	return buf;
+}
+
+static int do_list(struct replica *r, char **groups, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct rstate s;
+		uint64_t pts[64], times[64];
+		size_t np = 0;
+		char t1[32], t2[32];
+
+		if (replica_load_state(r, groups[i], &s) < 0) {
+			printf("group %s: no complete epoch yet\n", groups[i]);
+			continue;
+		}
+		printf("group %s: epoch %" PRIu64 " (%s), cut %s, applied %s%s%s\n", s.group, s.epoch,
+		       s.flags & EPOCH_CONSISTENT ? "consistent" : "fuzzy",
+		       fmt_time(s.cut_time, t1, sizeof(t1)), fmt_time(s.applied_time, t2, sizeof(t2)),
+		       s.alarm[0] ? "\n  ALARM: " : "", s.alarm);
+		for (uint32_t k = 0; k < s.n_sources; k++)
+			printf("  source %-20s epoch %-8" PRIu64 " size %-14" PRIu64 " %s\n",
+			       s.sources[k].name, s.sources[k].epoch, s.sources[k].size,
+			       s.sources[k].status == SRC_OK ? "ok" : "diverged");
+		replica_rollback_points(r, groups[i], pts, times, 64, &np);
+		printf("  rollback points:");
+		for (size_t k = 0; k < np; k++)
+			printf(" %" PRIu64, pts[k]);
+		printf("%s\n", np ? "" : " none");
+	}
+	return 0;
+}
+
+int cmd_replica(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "root", required_argument, NULL, 'r' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "group", required_argument, NULL, 'g' },
+		{ "to", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	const char *root = NULL, *keyfile = "/etc/bascule/site.key", *group = NULL, *verb;
+	struct site_key *key = NULL;
+	struct replica *r = NULL;
+	char **groups = NULL;
+	size_t n = 0;
+	uint64_t to = 0;
+	bool have_to = false;
+	int c, rc = 0, ret = EXIT_OK;
+
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		replica_usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : EXIT_OK;
+	}
+	verb = argv[1];
+	argc--;
+	argv++;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r': root = optarg; break;
+		case 'k': keyfile = optarg; break;
+		case 'g': group = optarg; break;
+		case 't': {
+			char *end;
+			to = strtoull(optarg, &end, 10);
+			if (*end || !*optarg) {
+				fprintf(stderr, "bascule replica: --to wants an epoch number\n");
+				return EXIT_USAGE;
+			}
+			have_to = true;
+			break;
+		}
+		case 'h': replica_usage(stdout); return EXIT_OK;
+		default: replica_usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (!root || optind != argc || (strcmp(verb, "list") && strcmp(verb, "verify") &&
+					strcmp(verb, "recover") && strcmp(verb, "rollback")) ||
+	    (!strcmp(verb, "rollback") && !have_to)) {
+		replica_usage(stderr);
+		return EXIT_USAGE;
+	}
+	/* list needs no key, unless recovery has work to do (then it asks). */
+	if ((rc = key_load(keyfile, &key)) < 0 && strcmp(verb, "list") != 0)
+		return cmd_fail("replica", rc);
+	if ((rc = replica_open(root, false, key, &r)) < 0) {
+		if (!key && rc == -EBUSY)
+			return cmd_fail("replica", rc);
+		key_free(key);
+		return cmd_fail("replica", rc);
+	}
+	if ((rc = replica_groups(r, &groups, &n)) < 0)
+		goto out;
+	if (group) {
+		bool found = false;
+		for (size_t i = 0; i < n; i++)
+			found |= strcmp(groups[i], group) == 0;
+		if (!found) {
+			rc = err_set(ENOENT, "no group '%s' in %s", group, root);
+			goto out;
+		}
+	}
+	if (!strcmp(verb, "list")) {
+		if (group)
+			do_list(r, (char **)&group, 1);
+		else
+			do_list(r, groups, n);
+	} else if (!strcmp(verb, "recover")) {
+		/* replica_open() has already recovered every group. */
+		do_list(r, group ? (char **)&group : groups, group ? 1 : n);
+	} else if (!strcmp(verb, "verify")) {
+		for (size_t i = 0; i < n; i++) {
+			int v;
+			if (group && strcmp(group, groups[i]))
+				continue;
+			v = replica_verify(r, groups[i], print_line);
+			if (v < 0 && rc == 0)
+				rc = v;
+		}
+	} else {
+		if (!group && n != 1) {
+			rc = err_set(EINVAL, "%s holds %zu groups; say which with --group", root, n);
+			ret = EXIT_USAGE;
+			goto out;
+		}
+		rc = replica_rollback(r, group ? group : groups[0], to);
+		if (rc == 0)
+			printf("group %s rolled back to epoch %" PRIu64 "\n", group ? group : groups[0], to);
+	}
+out:
+	if (rc < 0 && ret == EXIT_OK)
+		ret = cmd_fail("replica", rc);
+	else if (rc < 0)
+		fprintf(stderr, "bascule replica: %s\n", err_msg(rc));
+	replica_groups_free(groups, n);
+	replica_close(r);
+	key_free(key);
+	return ret;
+}

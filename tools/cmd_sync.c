@@ -1,0 +1,147 @@
+/* cmd_sync.c - bascule sync [GROUP] [--wait] [--timeout D]: cut an epoch now
+ * and, with --wait, return once every target has applied it durably. */
+#include "cmd.h"
+#include "ctl.h"
+#include "err.h"
+#include "units.h"
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t mono_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void sync_usage(FILE *f)
+{
+	fprintf(f, "Usage: bascule [-c FILE] sync [GROUP] [--wait] [--timeout D]\n\n"
+		   "Ask basculed to cut an epoch of GROUP (default: every group) now.\n"
+		   "  --wait        return only when every target has applied the epoch and made\n"
+		   "                it durable: the replica then equals the source as it was when\n"
+		   "                the epoch was cut\n"
+		   "  --timeout D   give up waiting after D (default 60s): exit 6 naming the\n"
+		   "                targets that lag\n");
+}
+
+/* 1 if every target has acked EPOCHS; else 0 with a description in WHY. */
+static int all_acked(json_t *status, json_t *epochs, char *why, size_t len)
+{
+	json_t *targets = json_object_get(status, "targets"), *t;
+	size_t i;
+	int done = 1;
+
+	why[0] = 0;
+	json_array_foreach(targets, i, t) {
+		const char *name = json_string_value(json_object_get(t, "name"));
+		const char *state = json_string_value(json_object_get(t, "state"));
+		const char *lerr = json_string_value(json_object_get(t, "last_error"));
+		json_t *groups = json_object_get(t, "groups");
+		const char *g;
+		json_t *want;
+
+		json_object_foreach(epochs, g, want) {
+			json_t *tg = json_object_get(groups, g);
+			json_int_t acked = json_integer_value(json_object_get(tg, "acked"));
+			if (acked >= json_integer_value(want))
+				continue;
+			done = 0;
+			snprintf(why + strlen(why), len - strlen(why),
+				 "%starget %s lags: group %s at epoch %lld, waiting for %lld (state %s%s%s)",
+				 why[0] ? "; " : "", name ? name : "?", g, (long long)acked,
+				 (long long)json_integer_value(want), state ? state : "?",
+				 lerr && *lerr ? ", last error: " : "", lerr && *lerr ? lerr : "");
+		}
+	}
+	return done;
+}
+
+int cmd_sync(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "wait", no_argument, NULL, 'w' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	uint64_t timeout = 60000000, start;
+	const char *group = NULL;
+	json_t *req = NULL, *resp = NULL, *epochs;
+	char sock[4096], why[4096];
+	bool wait = false;
+	int c, r, ret = EXIT_FAIL;
+
+	while ((c = getopt_long(argc, argv, "wh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'w': wait = true; break;
+		case 't':
+			if (units_parse_duration(optarg, &timeout) < 0) {
+				fprintf(stderr, "bascule sync: --timeout wants a duration such as 60s\n");
+				return EXIT_USAGE;
+			}
+			break;
+		case 'h': sync_usage(stdout); return EXIT_OK;
+		default: sync_usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind < argc)
+		group = argv[optind++];
+	if (optind != argc) {
+		sync_usage(stderr);
+		return EXIT_USAGE;
+	}
+	if ((r = cmd_socket_path(sock, sizeof(sock))) < 0)
+		return cmd_fail("sync", r);
+	start = mono_usec();
+	req = json_pack("{s:s, s:s?}", "cmd", "sync", "group", group);
+	r = ctl_call(sock, req, 10000, &resp);
+	json_decref(req);
+	if (r < 0)
+		return cmd_fail("sync", r);
+	if (!json_is_true(json_object_get(resp, "ok"))) {
+		fprintf(stderr, "bascule sync: %s\n",
+			json_string_value(json_object_get(resp, "error")) ?: "refused by the daemon");
+		json_decref(resp);
+		return EXIT_FAIL;
+	}
+	epochs = json_incref(json_object_get(resp, "epochs"));
+	json_decref(resp);
+	if (!wait) {
+		const char *g;
+		json_t *v;
+		json_object_foreach(epochs, g, v)
+			printf("%s: epoch %lld requested\n", g, (long long)json_integer_value(v));
+		json_decref(epochs);
+		return EXIT_OK;
+	}
+	for (;;) {
+		json_t *st = NULL;
+		req = json_pack("{s:s}", "cmd", "status");
+		r = ctl_call(sock, req, 10000, &st);
+		json_decref(req);
+		if (r < 0) {
+			ret = cmd_fail("sync", r);
+			break;
+		}
+		if (all_acked(st, epochs, why, sizeof(why))) {
+			json_decref(st);
+			ret = EXIT_OK;
+			break;
+		}
+		json_decref(st);
+		if (mono_usec() - start > timeout) {
+			char d[32];
+			fprintf(stderr, "bascule sync: timed out after %s: %s\n",
+				units_fmt_duration(timeout, d, sizeof(d)), why);
+			ret = EXIT_TIMEOUT;
+			break;
+		}
+		usleep(50000);
+	}
+	json_decref(epochs);
+	return ret;
+}

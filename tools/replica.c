@@ -1,0 +1,1458 @@
+/* replica.c - journaled apply, recovery, rollback and verify of replicas. */
+#include "replica.h"
+#include "err.h"
+#include "fsutil.h"
+#include "log.h"
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define J_MAGIC "BSCJRNL1"
+#define S_MAGIC "BSCSTAT1"
+#define MAP_MAGIC "BSCRMAP1"
+#define MAP_HDR 64
+#define J_REDO 1
+#define J_UNDO 2
+#define REC_EXTENT 1
+#define REC_END 2
+#define JBUF (4u << 20)
+#define RPATH 8192
+
+static uint64_t now_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ---- paths ---- */
+
+static int gpath(const struct replica *r, char *buf, size_t len, const char *group,
+		 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int gpath(const struct replica *r, char *buf, size_t len, const char *group,
+		 const char *fmt, ...)
+{
+	char tail[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	vsnprintf(tail, sizeof(tail), fmt, ap);
+	va_end(ap);
+	n = snprintf(buf, len, "%s/groups/%s%s%s", r->meta, group, tail[0] ? "/" : "", tail);
+	return (n < 0 || (size_t)n >= len) ? -ENAMETOOLONG : 0;
+}
+
+static int replica_file(const struct replica *r, char *buf, size_t len, const char *group,
+			const char *source)
+{
+	int n = snprintf(buf, len, "%s/%s/%s", r->root, group, source);
+	return (n < 0 || (size_t)n >= len) ? -ENAMETOOLONG : 0;
+}
+
+/* ---- group state ---- */
+
+static int state_write(struct replica *r, const struct rstate *s)
+{
+	char path[RPATH];
+	uint8_t sum[32];
+	struct wbuf b;
+	int rc;
+
+	wbuf_init(&b, 1 << 20);
+	rc = wbuf_put_bytes(&b, S_MAGIC, 8);
+	if (!rc) rc = wbuf_put_str(&b, s->group);
+	if (!rc) rc = wbuf_put_u64(&b, s->epoch);
+	if (!rc) rc = wbuf_put_u64(&b, s->cut_time);
+	if (!rc) rc = wbuf_put_u64(&b, s->applied_time);
+	if (!rc) rc = wbuf_put_u8(&b, s->flags);
+	if (!rc) rc = wbuf_put_u64(&b, s->pending_undo);
+	if (!rc) rc = wbuf_put_str(&b, s->alarm);
+	if (!rc) {
+		rc = wbuf_put_u32(&b, s->n_sources);
+		for (uint32_t i = 0; !rc && i < s->n_sources; i++) {
+			const struct state_source *x = &s->sources[i];
+			rc = wbuf_put_str(&b, x->name);
+			if (!rc) rc = wbuf_put_u64(&b, x->epoch);
+			if (!rc) rc = wbuf_put_u64(&b, x->size);
+			if (!rc) rc = wbuf_put_u8(&b, x->status);
+			if (!rc) rc = wbuf_put_bytes(&b, x->digest, DIGEST_BYTES);
+		}
+	}
+	if (!rc) {
+		crypto_generichash(sum, sizeof(sum), b.p, b.len, NULL, 0);
+		rc = wbuf_put_bytes(&b, sum, sizeof(sum));
+	}
+	if (!rc && !(rc = gpath(r, path, sizeof(path), s->group, "state")))
+		rc = fs_write_atomic(path, b.p, b.len, 0600);
+	wbuf_free(&b);
+	return rc;
+}
+
+int replica_load_state(struct replica *r, const char *group, struct rstate *ret)
+{
+	char path[RPATH], *text = NULL;
+	uint8_t sum[32], magic[8];
+	struct rstate s;
+	struct rbuf b;
+	size_t len;
+	int rc;
+
+	if ((rc = gpath(r, path, sizeof(path), group, "state")) < 0)
+		return rc;
+	if (access(path, F_OK) < 0)
+		return -ENOENT;
+	if ((rc = fs_read_all(path, 1 << 20, &text, &len)) < 0)
+		return rc;
+	memset(&s, 0, sizeof(s));
+	rc = err_set(EBADMSG, "replica state %s is corrupt; run 'bascule replica verify' and "
+			      "restore the group from the primary", path);
+	if (len < 8 + 32)
+		goto out;
+	crypto_generichash(sum, sizeof(sum), (uint8_t *)text, len - 32, NULL, 0);
+	if (sodium_memcmp(sum, text + len - 32, 32) != 0)
+		goto out;
+	b = rbuf_init(text, len - 32);
+	if (rbuf_get_bytes(&b, magic, 8) < 0 || memcmp(magic, S_MAGIC, 8) != 0 ||
+	    rbuf_get_str(&b, s.group, sizeof(s.group)) < 0 || rbuf_get_u64(&b, &s.epoch) < 0 ||
+	    rbuf_get_u64(&b, &s.cut_time) < 0 || rbuf_get_u64(&b, &s.applied_time) < 0 ||
+	    rbuf_get_u8(&b, &s.flags) < 0 || rbuf_get_u64(&b, &s.pending_undo) < 0 ||
+	    rbuf_get_str(&b, s.alarm, sizeof(s.alarm)) < 0 || rbuf_get_u32(&b, &s.n_sources) < 0 ||
+	    s.n_sources > PROTO_MAX_SOURCES)
+		goto out;
+	for (uint32_t i = 0; i < s.n_sources; i++) {
+		struct state_source *x = &s.sources[i];
+		if (rbuf_get_str(&b, x->name, sizeof(x->name)) < 0 || !config_name_ok(x->name) ||
+		    rbuf_get_u64(&b, &x->epoch) < 0 || rbuf_get_u64(&b, &x->size) < 0 ||
+		    rbuf_get_u8(&b, &x->status) < 0 || rbuf_get_bytes(&b, x->digest, DIGEST_BYTES) < 0)
+			goto out;
+	}
+	if (rbuf_expect_end(&b) < 0 || strcmp(s.group, group) != 0)
+		goto out;
+	*ret = s;
+	rc = 0;
+out:
+	free(text);
+	return rc;
+}
+
+static struct state_source *state_find(struct rstate *s, const char *name)
+{
+	for (uint32_t i = 0; i < s->n_sources; i++)
+		if (strcmp(s->sources[i].name, name) == 0)
+			return &s->sources[i];
+	return NULL;
+}
+
+/* ---- journal files (redo and undo share one format) ---- */
+
+struct jsource {
+	char name[NAME_MAX_LEN + 1];
+	uint64_t epoch, size;
+	uint8_t status, exists;
+	uint8_t digest[DIGEST_BYTES];
+};
+
+struct jheader {
+	uint8_t kind;
+	char group[NAME_MAX_LEN + 1];
+	uint64_t epoch;       /* redo: the new epoch; undo: the epoch it reverts */
+	uint64_t prev_epoch;  /* the epoch before it */
+	uint64_t cut_time;    /* redo: new; undo: of prev_epoch */
+	uint64_t applied_time;/* undo: when prev_epoch was applied */
+	uint8_t flags;
+	uint32_t n_sources;
+	struct jsource sources[PROTO_MAX_SOURCES];
+};
+
+struct jwriter {
+	int fd;
+	char path[RPATH];
+	struct wbuf buf;
+	crypto_generichash_state cs;
+	uint64_t n_records;
+};
+
+static int jw_flush(struct jwriter *w)
+{
+	int rc;
+
+	if (!w->buf.len)
+		return 0;
+	crypto_generichash_update(&w->cs, w->buf.p, w->buf.len);
+	rc = fs_write_full(w->fd, w->buf.p, w->buf.len);
+	wbuf_reset(&w->buf);
+	return rc;
+}
+
+static int jw_open(struct jwriter *w, const char *path, const struct jheader *h)
+{
+	int rc;
+
+	memset(w, 0, sizeof(*w));
+	snprintf(w->path, sizeof(w->path), "%s", path);
+	wbuf_init(&w->buf, JBUF + 64);
+	crypto_generichash_init(&w->cs, NULL, 0, 32);
+	w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (w->fd < 0)
+		return err_set(errno, "cannot create %s: %s", path, strerror(errno));
+	rc = wbuf_put_bytes(&w->buf, J_MAGIC, 8);
+	if (!rc) rc = wbuf_put_u8(&w->buf, h->kind);
+	if (!rc) rc = wbuf_put_str(&w->buf, h->group);
+	if (!rc) rc = wbuf_put_u64(&w->buf, h->epoch);
+	if (!rc) rc = wbuf_put_u64(&w->buf, h->prev_epoch);
+	if (!rc) rc = wbuf_put_u64(&w->buf, h->cut_time);
+	if (!rc) rc = wbuf_put_u64(&w->buf, h->applied_time);
+	if (!rc) rc = wbuf_put_u8(&w->buf, h->flags);
+	if (!rc) rc = wbuf_put_u32(&w->buf, h->n_sources);
+	for (uint32_t i = 0; !rc && i < h->n_sources; i++) {
+		const struct jsource *s = &h->sources[i];
+		rc = wbuf_put_str(&w->buf, s->name);
+		if (!rc) rc = wbuf_put_u64(&w->buf, s->epoch);
+		if (!rc) rc = wbuf_put_u64(&w->buf, s->size);
+		if (!rc) rc = wbuf_put_u8(&w->buf, s->status);
+		if (!rc) rc = wbuf_put_u8(&w->buf, s->exists);
+		if (!rc) rc = wbuf_put_bytes(&w->buf, s->digest, DIGEST_BYTES);
+	}
+	return rc;
+}
+
+static int jw_record(struct jwriter *w, uint32_t src, uint64_t off, uint32_t len, const void *data)
+{
+	int rc;
+
+	if (w->buf.len + len + 32 > JBUF && (rc = jw_flush(w)) < 0)
+		return rc;
+	rc = wbuf_put_u8(&w->buf, REC_EXTENT);
+	if (!rc) rc = wbuf_put_u32(&w->buf, src);
+	if (!rc) rc = wbuf_put_u64(&w->buf, off);
+	if (!rc) rc = wbuf_put_u32(&w->buf, len);
+	if (!rc) rc = wbuf_put_u8(&w->buf, data ? 1 : 0);
+	if (!rc && data)
+		rc = wbuf_put_bytes(&w->buf, data, len);
+	w->n_records++;
+	return rc;
+}
+
+/* Trailer, flush, fsync.  The file is complete and durable on success. */
+static int jw_finish(struct jwriter *w)
+{
+	uint8_t sum[32];
+	int rc;
+
+	rc = wbuf_put_u8(&w->buf, REC_END);
+	if (!rc) rc = wbuf_put_u64(&w->buf, w->n_records);
+	if (!rc) rc = jw_flush(w);
+	if (!rc) {
+		crypto_generichash_final(&w->cs, sum, sizeof(sum));
+		rc = fs_write_full(w->fd, sum, sizeof(sum));
+	}
+	if (!rc && fsync(w->fd) < 0)
+		rc = -errno;
+	if (rc < 0)
+		rc = err_set(rc, "cannot write journal %s: %s", w->path, strerror(-rc));
+	return rc;
+}
+
+static void jw_close(struct jwriter *w, bool remove)
+{
+	if (w->fd >= 0)
+		close(w->fd);
+	w->fd = -1;
+	if (remove)
+		unlink(w->path);
+	wbuf_free(&w->buf);
+}
+
+struct jreader {
+	int fd;
+	const char *path;
+	uint8_t *buf;
+	size_t len, off;
+	uint64_t pos, end; /* file offset of buf[len]; offset where the checksum starts */
+};
+
+/* Make at least N bytes available at buf+off (N <= JBUF). */
+static int jr_need(struct jreader *j, size_t n)
+{
+	if (j->len - j->off >= n)
+		return 0;
+	memmove(j->buf, j->buf + j->off, j->len - j->off);
+	j->len -= j->off;
+	j->off = 0;
+	while (j->len < n) {
+		size_t want = JBUF + 64 - j->len;
+		ssize_t got;
+		if (j->pos + want > j->end)
+			want = (size_t)(j->end - j->pos);
+		if (want == 0)
+			return -EBADMSG;
+		got = fs_pread_full(j->fd, j->buf + j->len, want, j->pos);
+		if (got <= 0)
+			return got < 0 ? (int)got : -EBADMSG;
+		j->len += (size_t)got;
+		j->pos += (uint64_t)got;
+	}
+	return 0;
+}
+
+/* Open a journal and check its checksum over the whole file. */
+static int jr_open(struct jreader *j, const char *path, struct jheader *h)
+{
+	crypto_generichash_state cs;
+	uint8_t sum[32], want[32], magic[8];
+	struct stat st;
+	struct rbuf b;
+	int rc = 0;
+
+	memset(j, 0, sizeof(*j));
+	j->path = path;
+	j->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (j->fd < 0)
+		return err_set(errno, "cannot open journal %s: %s", path, strerror(errno));
+	j->buf = malloc(JBUF + 64);
+	if (!j->buf)
+		return -ENOMEM;
+	if (fstat(j->fd, &st) < 0 || st.st_size < 40)
+		return err_set(EBADMSG, "journal %s is truncated", path);
+	j->end = (uint64_t)st.st_size - 32;
+	crypto_generichash_init(&cs, NULL, 0, 32);
+	for (uint64_t off = 0; off < j->end;) {
+		size_t n = j->end - off > JBUF ? JBUF : (size_t)(j->end - off);
+		ssize_t got = fs_pread_full(j->fd, j->buf, n, off);
+		if (got != (ssize_t)n)
+			return err_set(EIO, "cannot read journal %s", path);
+		crypto_generichash_update(&cs, j->buf, n);
+		off += n;
+	}
+	crypto_generichash_final(&cs, sum, sizeof(sum));
+	if (fs_pread_full(j->fd, want, 32, j->end) != 32 || sodium_memcmp(sum, want, 32) != 0)
+		return err_set(EBADMSG, "journal %s fails its checksum (storage corruption?)", path);
+
+	memset(h, 0, sizeof(*h));
+	if ((rc = jr_need(j, 8 + 1 + 2)) < 0)
+		return err_set(EBADMSG, "journal %s: bad header", path);
+	/* The header is small: parse from what is buffered (at least 64 KiB or all). */
+	jr_need(j, j->end < 65536 ? (size_t)j->end : 65536);
+	b = rbuf_init(j->buf + j->off, j->len - j->off);
+	if (rbuf_get_bytes(&b, magic, 8) < 0 || memcmp(magic, J_MAGIC, 8) != 0 ||
+	    rbuf_get_u8(&b, &h->kind) < 0 || rbuf_get_str(&b, h->group, sizeof(h->group)) < 0 ||
+	    rbuf_get_u64(&b, &h->epoch) < 0 || rbuf_get_u64(&b, &h->prev_epoch) < 0 ||
+	    rbuf_get_u64(&b, &h->cut_time) < 0 || rbuf_get_u64(&b, &h->applied_time) < 0 ||
+	    rbuf_get_u8(&b, &h->flags) < 0 || rbuf_get_u32(&b, &h->n_sources) < 0 ||
+	    h->n_sources > PROTO_MAX_SOURCES)
+		return err_set(EBADMSG, "journal %s: bad header", path);
+	for (uint32_t i = 0; i < h->n_sources; i++) {
+		struct jsource *s = &h->sources[i];
+		if (rbuf_get_str(&b, s->name, sizeof(s->name)) < 0 || !config_name_ok(s->name) ||
+		    rbuf_get_u64(&b, &s->epoch) < 0 || rbuf_get_u64(&b, &s->size) < 0 ||
+		    rbuf_get_u8(&b, &s->status) < 0 || rbuf_get_u8(&b, &s->exists) < 0 ||
+		    rbuf_get_bytes(&b, s->digest, DIGEST_BYTES) < 0)
+			return err_set(EBADMSG, "journal %s: bad header", path);
+	}
+	j->off += b.off;
+	return 0;
+}
+
+/* Next record: 1 with fields set (DATA NULL for zeros), 0 at the end. */
+static int jr_next(struct jreader *j, uint32_t *src, uint64_t *off, uint32_t *len,
+		   const uint8_t **data)
+{
+	struct rbuf b;
+	uint8_t type, kind;
+
+	if (jr_need(j, 1) < 0)
+		return -EBADMSG;
+	type = j->buf[j->off];
+	if (type == REC_END)
+		return 0;
+	if (type != REC_EXTENT || jr_need(j, 18) < 0)
+		return err_set(EBADMSG, "journal %s: bad record", j->path);
+	b = rbuf_init(j->buf + j->off + 1, 17);
+	rbuf_get_u32(&b, src);
+	rbuf_get_u64(&b, off);
+	rbuf_get_u32(&b, len);
+	rbuf_get_u8(&b, &kind);
+	if (*len > PROTO_MAX_EXTENT || kind > 1)
+		return err_set(EBADMSG, "journal %s: bad record", j->path);
+	j->off += 18;
+	if (kind == 0) {
+		*data = NULL;
+		return 1;
+	}
+	if (jr_need(j, *len) < 0)
+		return err_set(EBADMSG, "journal %s: truncated record", j->path);
+	*data = j->buf + j->off;
+	j->off += *len;
+	return 1;
+}
+
+static void jr_close(struct jreader *j)
+{
+	if (j->fd > 0)
+		close(j->fd);
+	free(j->buf);
+	j->buf = NULL;
+}
+
+/* ---- maps: the leaf hashes of each replica file ---- */
+
+struct target_file {
+	int fd, map_fd;
+	uint64_t size;
+	uint8_t secret[LEAF_SECRET_BYTES];
+};
+
+static uint64_t nblocks(uint64_t size)
+{
+	return (size + PROTO_BLOCK - 1) / PROTO_BLOCK;
+}
+
+static int tf_open(struct replica *r, const char *group, const char *source, bool create,
+		   struct target_file *tf)
+{
+	char path[RPATH];
+	int rc;
+
+	memset(tf, 0, sizeof(*tf));
+	tf->fd = tf->map_fd = -1;
+	if (!r->key)
+		return err_set(ENOKEY, "group %s needs its site key for this (give --key FILE)", group);
+	hash_leaf_secret(r->key, group, source, tf->secret);
+	if ((rc = replica_file(r, path, sizeof(path), group, source)) < 0)
+		return rc;
+	if (create) {
+		char dir[RPATH];
+		snprintf(dir, sizeof(dir), "%s/%s", r->root, group);
+		if ((rc = fs_mkdir_p(dir, 0700)) < 0)
+			return rc;
+	}
+	tf->fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
+	if (tf->fd < 0)
+		return err_set(errno, "cannot open replica %s: %s", path, strerror(errno));
+	if ((rc = fs_fd_size(tf->fd, &tf->size)) < 0)
+		return rc;
+	if ((rc = gpath(r, path, sizeof(path), group, "%s.map", source)) < 0)
+		return rc;
+	tf->map_fd = open(path, O_RDWR | O_CLOEXEC | O_CREAT, 0600);
+	if (tf->map_fd < 0)
+		return err_set(errno, "cannot open %s: %s", path, strerror(errno));
+	return 0;
+}
+
+static void tf_close(struct target_file *tf)
+{
+	if (tf->fd >= 0)
+		close(tf->fd);
+	if (tf->map_fd >= 0)
+		close(tf->map_fd);
+	tf->fd = tf->map_fd = -1;
+	sodium_memzero(tf->secret, sizeof(tf->secret));
+}
+
+static const uint8_t zero_block[PROTO_BLOCK];
+
+/* Recompute leaves of blocks [first, first+count) from the replica file. */
+static int tf_rehash(struct target_file *tf, uint64_t first, uint64_t count, uint64_t size)
+{
+	uint8_t *buf = malloc(256 * PROTO_BLOCK), leaves[256 * LEAF_BYTES];
+	int rc = 0;
+
+	if (!buf)
+		return -ENOMEM;
+	while (count) {
+		uint64_t n = count > 256 ? 256 : count, off = first * PROTO_BLOCK;
+		size_t want = (size_t)(n * PROTO_BLOCK);
+		ssize_t got;
+		if (off + want > size)
+			want = (size_t)(size - off);
+		got = fs_pread_full(tf->fd, buf, want, off);
+		if (got < 0) {
+			rc = (int)got;
+			break;
+		}
+		if ((size_t)got < want)
+			memset(buf + got, 0, want - (size_t)got);
+		for (uint64_t i = 0; i < n; i++) {
+			size_t bl = want - i * PROTO_BLOCK > PROTO_BLOCK ? PROTO_BLOCK : want - i * PROTO_BLOCK;
+			hash_leaf(tf->secret, buf + i * PROTO_BLOCK, bl, leaves + i * LEAF_BYTES);
+		}
+		rc = fs_pwrite_full(tf->map_fd, leaves, (size_t)n * LEAF_BYTES,
+				    MAP_HDR + first * LEAF_BYTES);
+		if (rc < 0)
+			break;
+		first += n;
+		count -= n;
+	}
+	free(buf);
+	return rc;
+}
+
+/* Write one record into the replica and its leaves into the map.  FINAL_SIZE
+ * is the size the file has once the journal is applied. */
+static int tf_write(struct target_file *tf, uint64_t off, uint32_t len, const uint8_t *data,
+		    uint64_t final_size)
+{
+	uint8_t leaves[(PROTO_MAX_EXTENT / PROTO_BLOCK) * LEAF_BYTES];
+	uint32_t nb = (len + PROTO_BLOCK - 1) / PROTO_BLOCK;
+	int rc;
+
+	if (data)
+		rc = fs_pwrite_full(tf->fd, data, len, off);
+	else {
+		rc = fallocate(tf->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, len) < 0
+			     ? -errno : 0;
+		if (rc == -EOPNOTSUPP) {
+			rc = 0;
+			for (uint32_t o = 0; !rc && o < len; o += PROTO_BLOCK)
+				rc = fs_pwrite_full(tf->fd, zero_block,
+						    len - o < PROTO_BLOCK ? len - o : PROTO_BLOCK, off + o);
+		}
+	}
+	if (rc < 0)
+		return err_set(rc, "cannot write replica: %s", strerror(-rc));
+	for (uint32_t i = 0; i < nb; i++) {
+		uint64_t bo = off + (uint64_t)i * PROTO_BLOCK;
+		size_t bl = PROTO_BLOCK;
+		if (bo + bl > final_size)
+			bl = (size_t)(final_size - bo);
+		hash_leaf(tf->secret, data ? data + (size_t)i * PROTO_BLOCK : zero_block, bl,
+			  leaves + i * LEAF_BYTES);
+	}
+	rc = fs_pwrite_full(tf->map_fd, leaves, (size_t)nb * LEAF_BYTES,
+			    MAP_HDR + (off / PROTO_BLOCK) * LEAF_BYTES);
+	return rc < 0 ? err_set(rc, "cannot write replica map: %s", strerror(-rc)) : 0;
+}
+
+/* Set the file and map to SIZE (growth reads as zeros) and fix the leaves
+ * of the blocks whose content the size change altered. */
+static int tf_resize(struct target_file *tf, uint64_t size)
+{
+	uint64_t old_blocks, new_blocks;
+	uint8_t hdr[MAP_HDR] = { 0 };
+	struct stat st;
+	int rc;
+
+	if (fstat(tf->map_fd, &st) < 0)
+		return -errno;
+	old_blocks = st.st_size > MAP_HDR ? ((uint64_t)st.st_size - MAP_HDR) / LEAF_BYTES : 0;
+	new_blocks = nblocks(size);
+	if (ftruncate(tf->fd, (off_t)size) < 0)
+		return err_set(errno, "cannot resize replica: %s", strerror(errno));
+	if (ftruncate(tf->map_fd, (off_t)(MAP_HDR + new_blocks * LEAF_BYTES)) < 0)
+		return err_set(errno, "cannot resize replica map: %s", strerror(errno));
+	memcpy(hdr, MAP_MAGIC, 8);
+	put_be64(hdr + 8, size);
+	if ((rc = fs_pwrite_full(tf->map_fd, hdr, sizeof(hdr), 0)) < 0)
+		return rc;
+	/* New blocks read as zeros; the old and new last blocks may be partial. */
+	if (new_blocks > old_blocks) {
+		uint64_t first = old_blocks ? old_blocks - 1 : 0;
+		if ((rc = tf_rehash(tf, first, new_blocks - first, size)) < 0)
+			return rc;
+	} else if (new_blocks) {
+		if ((rc = tf_rehash(tf, new_blocks - 1, 1, size)) < 0)
+			return rc;
+	}
+	tf->size = size;
+	return 0;
+}
+
+static int tf_sync(struct target_file *tf)
+{
+	if (fdatasync(tf->fd) < 0 || fdatasync(tf->map_fd) < 0)
+		return err_set(errno, "cannot flush replica to disk: %s", strerror(errno));
+	return 0;
+}
+
+/* BLAKE2b digest of a replica from its map. */
+static int tf_digest(struct target_file *tf, uint64_t size, uint8_t ret[DIGEST_BYTES])
+{
+	uint64_t n = nblocks(size), off = 0;
+	uint8_t *buf = malloc(1 << 20);
+	struct digest_ctx c;
+
+	if (!buf)
+		return -ENOMEM;
+	hash_digest_init(&c, size, PROTO_BLOCK);
+	while (off < n) {
+		size_t k = n - off > (1 << 20) / LEAF_BYTES ? (1 << 20) / LEAF_BYTES : (size_t)(n - off);
+		if (fs_pread_full(tf->map_fd, buf, k * LEAF_BYTES, MAP_HDR + off * LEAF_BYTES) !=
+		    (ssize_t)(k * LEAF_BYTES)) {
+			free(buf);
+			return err_set(EIO, "replica map is short");
+		}
+		hash_digest_leaves(&c, buf, k);
+		off += k;
+	}
+	hash_digest_final(&c, ret);
+	free(buf);
+	return 0;
+}
+
+/* Apply a journal (redo or undo) to the replicas of its group: idempotent,
+ * so recovery may run it again after a crash. */
+static int journal_apply(struct replica *r, const char *path, struct jheader *h)
+{
+	struct target_file tfs[PROTO_MAX_SOURCES];
+	struct jreader j;
+	uint32_t src, len;
+	uint64_t off;
+	const uint8_t *data;
+	int rc, k;
+
+	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
+		tfs[i].fd = tfs[i].map_fd = -1;
+	rc = jr_open(&j, path, h);
+	if (rc < 0)
+		goto out;
+	for (uint32_t i = 0; i < h->n_sources; i++) {
+		if (!h->sources[i].exists)
+			continue;
+		if ((rc = tf_open(r, h->group, h->sources[i].name, true, &tfs[i])) < 0)
+			goto out;
+	}
+	while ((k = jr_next(&j, &src, &off, &len, &data)) == 1) {
+		if (src >= h->n_sources || !h->sources[src].exists ||
+		    off + len > h->sources[src].size) {
+			rc = err_set(EBADMSG, "journal %s: record out of bounds", path);
+			goto out;
+		}
+		if ((rc = tf_write(&tfs[src], off, len, data, h->sources[src].size)) < 0)
+			goto out;
+	}
+	if (k < 0) {
+		rc = k;
+		goto out;
+	}
+	for (uint32_t i = 0; i < h->n_sources; i++) {
+		char p[RPATH];
+		if (!h->sources[i].exists) {
+			/* Undo of a source that the epoch created: remove it. */
+			if (replica_file(r, p, sizeof(p), h->group, h->sources[i].name) == 0)
+				unlink(p);
+			if (gpath(r, p, sizeof(p), h->group, "%s.map", h->sources[i].name) == 0)
+				unlink(p);
+			continue;
+		}
+		if ((rc = tf_resize(&tfs[i], h->sources[i].size)) < 0 || (rc = tf_sync(&tfs[i])) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
+		tf_close(&tfs[i]);
+	jr_close(&j);
+	return rc;
+}
+
+/* Check the digests of the sources named in H against their maps.  Returns 0
+ * or -EBADMSG with a sentence naming the first mismatching source. */
+static int check_digests(struct replica *r, const struct jheader *h)
+{
+	for (uint32_t i = 0; i < h->n_sources; i++) {
+		struct target_file tf;
+		uint8_t d[DIGEST_BYTES];
+		char a[17], b[17];
+		int rc;
+
+		if (!h->sources[i].exists)
+			continue;
+		if ((rc = tf_open(r, h->group, h->sources[i].name, false, &tf)) < 0)
+			return rc;
+		rc = tf_digest(&tf, h->sources[i].size, d);
+		tf_close(&tf);
+		if (rc < 0)
+			return rc;
+		if (sodium_memcmp(d, h->sources[i].digest, DIGEST_BYTES) != 0) {
+			hash_hex(d, 8, a);
+			hash_hex(h->sources[i].digest, 8, b);
+			return err_set(EBADMSG,
+				       "digest mismatch on %s/%s at epoch %llu: replica %s…, primary %s…",
+				       h->group, h->sources[i].name, (unsigned long long)h->epoch, a, b);
+		}
+	}
+	return 0;
+}
+
+/* The state that an undo journal restores. */
+static void state_from_undo(struct rstate *s, const struct jheader *h)
+{
+	struct rstate n;
+
+	memset(&n, 0, sizeof(n));
+	memcpy(n.group, h->group, sizeof(n.group));
+	n.epoch = h->prev_epoch;
+	n.cut_time = h->cut_time;
+	n.applied_time = h->applied_time;
+	n.flags = h->flags;
+	memcpy(n.alarm, s->alarm, sizeof(n.alarm));
+	for (uint32_t i = 0; i < h->n_sources; i++) {
+		struct state_source *x;
+		if (!h->sources[i].exists)
+			continue;
+		x = &n.sources[n.n_sources++];
+		memcpy(x->name, h->sources[i].name, sizeof(x->name));
+		x->epoch = h->sources[i].epoch;
+		x->size = h->sources[i].size;
+		x->status = h->sources[i].status;
+		memcpy(x->digest, h->sources[i].digest, DIGEST_BYTES);
+	}
+	/* Sources the epoch did not touch keep their state. */
+	for (uint32_t i = 0; i < s->n_sources; i++) {
+		bool in = false;
+		for (uint32_t k = 0; k < h->n_sources; k++)
+			in |= strcmp(h->sources[k].name, s->sources[i].name) == 0;
+		if (!in && n.n_sources < PROTO_MAX_SOURCES)
+			n.sources[n.n_sources++] = s->sources[i];
+	}
+	*s = n;
+}
+
+/* Apply undo K of GROUP and step the state back; crash-safe through
+ * pending_undo. */
+static int undo_one(struct replica *r, struct rstate *s, uint64_t k)
+{
+	char path[RPATH];
+	struct jheader h;
+	int rc;
+
+	if ((rc = gpath(r, path, sizeof(path), s->group, "undo/%llu.undo", (unsigned long long)k)) < 0)
+		return rc;
+	if (s->pending_undo != k) {
+		s->pending_undo = k;
+		if ((rc = state_write(r, s)) < 0)
+			return rc;
+	}
+	if ((rc = journal_apply(r, path, &h)) < 0)
+		return err_wrap(rc, "cannot undo epoch %llu of %s", (unsigned long long)k, s->group);
+	state_from_undo(s, &h);
+	s->pending_undo = 0;
+	if ((rc = state_write(r, s)) < 0)
+		return rc;
+	unlink(path);
+	return fs_fsync_parent(path);
+}
+
+/* Finish what a crash interrupted in GROUP: a pending undo, or a committed redo. */
+static int recover_group(struct replica *r, const char *group)
+{
+	char dir[RPATH], path[RPATH + 300];
+	struct rstate s;
+	DIR *d;
+	struct dirent *e;
+	int rc;
+
+	rc = replica_load_state(r, group, &s);
+	if (rc == -ENOENT) {
+		memset(&s, 0, sizeof(s));
+		snprintf(s.group, sizeof(s.group), "%s", group);
+	} else if (rc < 0)
+		return rc;
+	if (s.pending_undo) {
+		log_warn("recovering %s: finishing the undo of epoch %llu", group,
+			 (unsigned long long)s.pending_undo);
+		if ((rc = undo_one(r, &s, s.pending_undo)) < 0)
+			return rc;
+	}
+	/* Uncommitted leftovers go; committed redos are replayed in order. */
+	for (int pass = 0; pass < 2; pass++) {
+		if ((rc = gpath(r, dir, sizeof(dir), group, pass ? "undo" : "journal")) < 0)
+			return rc;
+		if (!(d = opendir(dir)))
+			continue;
+		while ((e = readdir(d))) {
+			size_t n = strlen(e->d_name);
+			if (n > 4 && strcmp(e->d_name + n - 4, ".tmp") == 0) {
+				snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+				unlink(path);
+			}
+		}
+		closedir(d);
+	}
+	for (;;) {
+		uint64_t best = 0;
+		struct jheader h;
+
+		if ((rc = gpath(r, dir, sizeof(dir), group, "journal")) < 0)
+			return rc;
+		if (!(d = opendir(dir)))
+			break;
+		while ((e = readdir(d))) {
+			char *end;
+			unsigned long long v = strtoull(e->d_name, &end, 10);
+			if (strcmp(end, ".redo") == 0 && (!best || v < best))
+				best = v;
+		}
+		closedir(d);
+		if (!best)
+			break;
+		snprintf(path, sizeof(path), "%s/%llu.redo", dir, (unsigned long long)best);
+		if (best <= s.epoch) {
+			/* Applied and recorded already; the removal was interrupted. */
+			unlink(path);
+			continue;
+		}
+		log_warn("recovering %s: replaying committed epoch %llu", group, (unsigned long long)best);
+		if ((rc = journal_apply(r, path, &h)) < 0)
+			return err_wrap(rc, "recovery of group %s failed", group);
+		if ((rc = check_digests(r, &h)) < 0) {
+			snprintf(s.alarm, sizeof(s.alarm), "%s", err_msg(rc));
+			log_error("%s", s.alarm);
+			unlink(path);
+			if ((rc = undo_one(r, &s, best)) < 0)
+				return rc;
+			continue;
+		}
+		s.epoch = h.epoch;
+		s.cut_time = h.cut_time;
+		s.applied_time = now_usec();
+		s.flags = h.flags;
+		for (uint32_t i = 0; i < h.n_sources; i++) {
+			struct state_source *x = state_find(&s, h.sources[i].name);
+			if (!x)
+				x = &s.sources[s.n_sources++];
+			memcpy(x->name, h.sources[i].name, sizeof(x->name));
+			x->epoch = h.epoch;
+			x->size = h.sources[i].size;
+			x->status = SRC_OK;
+			memcpy(x->digest, h.sources[i].digest, DIGEST_BYTES);
+		}
+		if ((rc = state_write(r, &s)) < 0)
+			return rc;
+		unlink(path);
+		fs_fsync_dir(dir);
+	}
+	return 0;
+}
+
+/* ---- open, list ---- */
+
+int replica_groups(struct replica *r, char ***ret, size_t *ret_n)
+{
+	char dir[RPATH];
+	char **names = NULL;
+	size_t n = 0;
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/groups", r->meta);
+	d = opendir(dir);
+	if (!d) {
+		*ret = NULL;
+		*ret_n = 0;
+		return errno == ENOENT ? 0 : -errno;
+	}
+	while ((e = readdir(d))) {
+		char **nn;
+		if (!config_name_ok(e->d_name))
+			continue;
+		nn = realloc(names, (n + 1) * sizeof(*names));
+		if (!nn)
+			break;
+		names = nn;
+		names[n++] = strdup(e->d_name);
+	}
+	closedir(d);
+	/* Stable order for people and tests. */
+	for (size_t i = 1; i < n; i++)
+		for (size_t k = i; k > 0 && strcmp(names[k - 1], names[k]) > 0; k--) {
+			char *t = names[k];
+			names[k] = names[k - 1];
+			names[k - 1] = t;
+		}
+	*ret = names;
+	*ret_n = n;
+	return 0;
+}
+
+void replica_groups_free(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+int replica_open(const char *root, bool create, const struct site_key *key,
+		 struct replica **ret)
+{
+	struct replica *r;
+	char path[RPATH];
+	char **groups = NULL;
+	size_t n = 0;
+	int rc;
+
+	if (root[0] != '/')
+		return err_set(EINVAL, "replica root must be an absolute path, got '%s'", root);
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->lock_fd = -1;
+	r->key = key;
+	r->keep_epochs = 24;
+	snprintf(r->root, sizeof(r->root), "%s", root);
+	snprintf(r->meta, sizeof(r->meta), "%s/.bascule", root);
+	if (!create && access(r->meta, F_OK) < 0) {
+		rc = err_set(ENOENT, "%s is not a Bascule replica directory (no .bascule inside)", root);
+		goto fail;
+	}
+	snprintf(path, sizeof(path), "%s/groups", r->meta);
+	if ((rc = fs_mkdir_p(path, 0700)) < 0)
+		goto fail;
+	snprintf(path, sizeof(path), "%s/lock", r->meta);
+	if ((rc = fs_lock(path)) < 0) {
+		rc = err_set(rc, "replica %s is in use by another bascule process (recv or replica); "
+				 "stop it first", root);
+		goto fail;
+	}
+	r->lock_fd = rc;
+	if ((rc = replica_groups(r, &groups, &n)) < 0)
+		goto fail;
+	for (size_t i = 0; i < n; i++)
+		if ((rc = recover_group(r, groups[i])) < 0)
+			goto fail;
+	replica_groups_free(groups, n);
+	*ret = r;
+	return 0;
+fail:
+	replica_groups_free(groups, n);
+	replica_close(r);
+	return rc;
+}
+
+void replica_close(struct replica *r)
+{
+	if (!r)
+		return;
+	if (r->lock_fd >= 0)
+		close(r->lock_fd);
+	free(r);
+}
+
+/* ---- receiving an epoch ---- */
+
+struct rapply {
+	struct replica *r;
+	struct msg_epoch_begin begin;
+	struct msg_source src[PROTO_MAX_SOURCES];
+	uint32_t n_src;
+	struct rstate state;
+	struct jwriter redo;
+	uint64_t n_extents, raw_bytes;
+	uint32_t last_src;
+	uint64_t next_off; /* extents strictly increase within a source */
+	bool header_written;
+};
+
+int replica_epoch_begin(struct replica *r, const struct msg_epoch_begin *m, struct rapply **ret)
+{
+	struct rapply *a;
+	char dir[RPATH];
+	int rc;
+
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->r = r;
+	a->begin = *m;
+	a->redo.fd = -1;
+	rc = replica_load_state(r, m->group, &a->state);
+	if (rc == -ENOENT) {
+		memset(&a->state, 0, sizeof(a->state));
+		snprintf(a->state.group, sizeof(a->state.group), "%s", m->group);
+		rc = 0;
+	}
+	if (rc < 0)
+		goto fail;
+	if (m->epoch <= a->state.epoch) {
+		rc = err_set(EPROTO, "epoch %llu of %s is not newer than the replica's epoch %llu",
+			     (unsigned long long)m->epoch, m->group, (unsigned long long)a->state.epoch);
+		goto fail;
+	}
+	if ((rc = gpath(r, dir, sizeof(dir), m->group, "journal")) < 0 ||
+	    (rc = fs_mkdir_p(dir, 0700)) < 0 ||
+	    (rc = gpath(r, dir, sizeof(dir), m->group, "undo")) < 0 ||
+	    (rc = fs_mkdir_p(dir, 0700)) < 0)
+		goto fail;
+	*ret = a;
+	return 0;
+fail:
+	free(a);
+	return rc;
+}
+
+int replica_epoch_source(struct rapply *a, const struct msg_source *m)
+{
+	struct state_source *have;
+	uint64_t cur = 0;
+
+	if (a->header_written || m->idx != a->n_src || a->n_src >= a->begin.n_sources)
+		return err_set(EPROTO, "SOURCE message out of order");
+	for (uint32_t i = 0; i < a->n_src; i++)
+		if (strcmp(a->src[i].name, m->name) == 0)
+			return err_set(EPROTO, "source %s announced twice", m->name);
+	have = state_find(&a->state, m->name);
+	if (have)
+		cur = have->epoch;
+	if (m->base != cur)
+		return err_set(EPROTO, "epoch %llu of %s/%s starts from epoch %llu but the replica is at %llu",
+			       (unsigned long long)a->begin.epoch, a->begin.group, m->name,
+			       (unsigned long long)m->base, (unsigned long long)cur);
+	a->src[a->n_src++] = *m;
+	return 0;
+}
+
+static int write_redo_header(struct rapply *a)
+{
+	struct jheader h;
+	char path[RPATH];
+	int rc;
+
+	if (a->n_src != a->begin.n_sources)
+		return err_set(EPROTO, "extent before all sources were announced");
+	memset(&h, 0, sizeof(h));
+	h.kind = J_REDO;
+	memcpy(h.group, a->begin.group, sizeof(h.group));
+	h.epoch = a->begin.epoch;
+	h.prev_epoch = a->state.epoch;
+	h.cut_time = a->begin.cut_time;
+	h.flags = a->begin.flags;
+	h.n_sources = a->n_src;
+	for (uint32_t i = 0; i < a->n_src; i++) {
+		memcpy(h.sources[i].name, a->src[i].name, sizeof(h.sources[i].name));
+		h.sources[i].epoch = a->begin.epoch;
+		h.sources[i].size = a->src[i].size;
+		h.sources[i].exists = 1;
+		memcpy(h.sources[i].digest, a->src[i].digest, DIGEST_BYTES);
+	}
+	if ((rc = gpath(a->r, path, sizeof(path), a->begin.group, "journal/%llu.redo.tmp",
+			(unsigned long long)a->begin.epoch)) < 0)
+		return rc;
+	if ((rc = jw_open(&a->redo, path, &h)) < 0)
+		return rc;
+	a->header_written = true;
+	return 0;
+}
+
+int replica_epoch_extent(struct rapply *a, uint32_t src, uint64_t off, uint32_t len,
+			 const uint8_t *data)
+{
+	uint64_t size;
+	int rc;
+
+	if (!a->header_written && (rc = write_redo_header(a)) < 0)
+		return rc;
+	if (src >= a->n_src)
+		return err_set(EPROTO, "extent for unknown source %u", src);
+	size = a->src[src].size;
+	if (src < a->last_src || (src == a->last_src && off < a->next_off) || len == 0 ||
+	    off % PROTO_BLOCK || off + len > size || (len % PROTO_BLOCK && off + len != size))
+		return err_set(EPROTO, "extent [%llu, +%u) of %s out of order or out of bounds",
+			       (unsigned long long)off, len, a->src[src].name);
+	a->last_src = src;
+	a->next_off = off + len;
+	a->n_extents++;
+	a->raw_bytes += len;
+	rc = jw_record(&a->redo, src, off, len, data);
+	return rc < 0 ? err_set(rc, "cannot write journal: %s", strerror(-rc)) : 0;
+}
+
+/* Save what the redo at REDO_PATH will overwrite into undo/N.undo. */
+static int write_undo(struct rapply *a, const char *redo_path)
+{
+	struct target_file tfs[PROTO_MAX_SOURCES];
+	char path[RPATH], final[RPATH];
+	struct jheader rh, uh;
+	struct jreader j;
+	struct jwriter w = { .fd = -1 };
+	uint8_t *buf = malloc(PROTO_MAX_EXTENT);
+	uint32_t src, len;
+	uint64_t off;
+	const uint8_t *data;
+	int rc, k;
+
+	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
+		tfs[i].fd = tfs[i].map_fd = -1;
+	if (!buf)
+		return -ENOMEM;
+	if ((rc = jr_open(&j, redo_path, &rh)) < 0)
+		goto out;
+	memset(&uh, 0, sizeof(uh));
+	uh.kind = J_UNDO;
+	memcpy(uh.group, rh.group, sizeof(uh.group));
+	uh.epoch = rh.epoch;
+	uh.prev_epoch = a->state.epoch;
+	uh.cut_time = a->state.cut_time;
+	uh.applied_time = a->state.applied_time;
+	uh.flags = a->state.flags;
+	uh.n_sources = rh.n_sources;
+	for (uint32_t i = 0; i < rh.n_sources; i++) {
+		struct state_source *x = state_find(&a->state, rh.sources[i].name);
+		memcpy(uh.sources[i].name, rh.sources[i].name, sizeof(uh.sources[i].name));
+		if (x) {
+			uh.sources[i].exists = 1;
+			uh.sources[i].epoch = x->epoch;
+			uh.sources[i].size = x->size;
+			uh.sources[i].status = x->status;
+			memcpy(uh.sources[i].digest, x->digest, DIGEST_BYTES);
+			if ((rc = tf_open(a->r, rh.group, x->name, false, &tfs[i])) < 0)
+				goto out;
+		}
+	}
+	if ((rc = gpath(a->r, path, sizeof(path), rh.group, "undo/%llu.undo.tmp",
+			(unsigned long long)rh.epoch)) < 0 ||
+	    (rc = gpath(a->r, final, sizeof(final), rh.group, "undo/%llu.undo",
+			(unsigned long long)rh.epoch)) < 0)
+		goto out;
+	if ((rc = jw_open(&w, path, &uh)) < 0)
+		goto out;
+	while ((k = jr_next(&j, &src, &off, &len, &data)) == 1) {
+		uint64_t old_size;
+		size_t n;
+		ssize_t got;
+		bool zero = true;
+
+		if (src >= uh.n_sources || !uh.sources[src].exists)
+			continue;
+		old_size = uh.sources[src].size;
+		if (off >= old_size)
+			continue;
+		n = off + len > old_size ? (size_t)(old_size - off) : len;
+		got = fs_pread_full(tfs[src].fd, buf, n, off);
+		if (got < 0) {
+			rc = err_set((int)got, "cannot read replica for undo: %s", strerror((int)-got));
+			goto out;
+		}
+		if ((size_t)got < n)
+			memset(buf + got, 0, n - (size_t)got);
+		for (size_t i = 0; i < n && zero; i += PROTO_BLOCK)
+			zero = memcmp(buf + i, zero_block, n - i < PROTO_BLOCK ? n - i : PROTO_BLOCK) == 0;
+		if ((rc = jw_record(&w, src, off, (uint32_t)n, zero ? NULL : buf)) < 0)
+			goto out;
+	}
+	if (k < 0) {
+		rc = k;
+		goto out;
+	}
+	if ((rc = jw_finish(&w)) < 0)
+		goto out;
+	if (rename(path, final) < 0) {
+		rc = err_set(errno, "cannot rename %s: %s", path, strerror(errno));
+		goto out;
+	}
+	rc = fs_fsync_parent(final);
+out:
+	if (w.fd >= 0)
+		jw_close(&w, rc < 0);
+	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
+		tf_close(&tfs[i]);
+	jr_close(&j);
+	free(buf);
+	return rc;
+}
+
+/* Reserve space for every range of the redo so that applying it cannot run
+ * out of space half-way: a failure here leaves the replica untouched. */
+static int reserve_space(struct rapply *a, const char *redo_path)
+{
+	struct jreader j;
+	struct jheader h;
+	uint32_t src, len;
+	uint64_t off;
+	const uint8_t *data;
+	int fds[PROTO_MAX_SOURCES], rc, k;
+
+	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
+		fds[i] = -1;
+	if ((rc = jr_open(&j, redo_path, &h)) < 0)
+		goto out;
+	for (uint32_t i = 0; i < h.n_sources; i++) {
+		char path[RPATH], dir[RPATH];
+		snprintf(dir, sizeof(dir), "%s/%s", a->r->root, h.group);
+		if ((rc = fs_mkdir_p(dir, 0700)) < 0 ||
+		    (rc = replica_file(a->r, path, sizeof(path), h.group, h.sources[i].name)) < 0)
+			goto out;
+		fds[i] = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fds[i] < 0) {
+			rc = err_set(errno, "cannot open replica %s: %s", path, strerror(errno));
+			goto out;
+		}
+	}
+	while ((k = jr_next(&j, &src, &off, &len, &data)) == 1) {
+		if (!data || src >= h.n_sources)
+			continue;
+		if (fallocate(fds[src], FALLOC_FL_KEEP_SIZE, (off_t)off, len) < 0 && errno != EOPNOTSUPP) {
+			rc = err_set(errno, "cannot reserve space in the replica of %s/%s: %s",
+				     h.group, h.sources[src].name, strerror(errno));
+			goto out;
+		}
+	}
+	rc = k < 0 ? k : 0;
+out:
+	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	jr_close(&j);
+	return rc;
+}
+
+static void prune_undo(struct replica *r, const char *group, uint64_t current)
+{
+	uint64_t epochs[4096], times[4096];
+	size_t n = 0;
+	uint64_t now = now_usec();
+
+	if (replica_rollback_points(r, group, epochs, times, 4096, &n) < 0)
+		return;
+	/* epochs[i] is a rollback point; undo (epochs[i-1] or current) leads there. */
+	for (size_t i = 0; i < n; i++) {
+		uint64_t undo_epoch = i == 0 ? current : epochs[i - 1];
+		char path[RPATH];
+		if (i < r->keep_epochs)
+			continue;
+		if (r->keep_time && times[i] && now - times[i] < r->keep_time)
+			continue;
+		if (gpath(r, path, sizeof(path), group, "undo/%llu.undo",
+			  (unsigned long long)undo_epoch) == 0)
+			unlink(path);
+	}
+}
+
+int replica_epoch_commit(struct rapply *a, const struct msg_epoch_end *m)
+{
+	char tmp[RPATH], redo[RPATH];
+	struct jheader h;
+	int rc;
+
+	if (strcmp(m->group, a->begin.group) != 0 || m->epoch != a->begin.epoch ||
+	    m->n_extents != a->n_extents || m->raw_bytes != a->raw_bytes)
+		return err_set(EPROTO, "EPOCH_END does not match what was received (%llu extents, "
+				       "%llu bytes announced; %llu, %llu received)",
+			       (unsigned long long)m->n_extents, (unsigned long long)m->raw_bytes,
+			       (unsigned long long)a->n_extents, (unsigned long long)a->raw_bytes);
+	if (!a->header_written && (rc = write_redo_header(a)) < 0)
+		return rc;
+	snprintf(tmp, sizeof(tmp), "%s", a->redo.path);
+	if ((rc = jw_finish(&a->redo)) < 0)
+		return rc;
+	if ((rc = reserve_space(a, tmp)) < 0 || (rc = write_undo(a, tmp)) < 0)
+		return rc;
+	/* Commit point: from here on recovery rolls this epoch forward. */
+	if ((rc = gpath(a->r, redo, sizeof(redo), a->begin.group, "journal/%llu.redo",
+			(unsigned long long)a->begin.epoch)) < 0)
+		return rc;
+	if (rename(tmp, redo) < 0)
+		return err_set(errno, "cannot commit %s: %s", redo, strerror(errno));
+	jw_close(&a->redo, false);
+	if ((rc = fs_fsync_parent(redo)) < 0)
+		return rc;
+	if ((rc = journal_apply(a->r, redo, &h)) < 0)
+		return rc;
+	if ((rc = check_digests(a->r, &h)) < 0) {
+		int rc2;
+		snprintf(a->state.alarm, sizeof(a->state.alarm), "%s", err_msg(rc));
+		unlink(redo);
+		rc2 = undo_one(a->r, &a->state, h.epoch);
+		err_set(EBADMSG, "%s", a->state.alarm);
+		return rc2 < 0 ? rc2 : -EBADMSG;
+	}
+	a->state.epoch = h.epoch;
+	a->state.cut_time = h.cut_time;
+	a->state.applied_time = now_usec();
+	a->state.flags = h.flags;
+	a->state.alarm[0] = 0;
+	for (uint32_t i = 0; i < h.n_sources; i++) {
+		struct state_source *x = state_find(&a->state, h.sources[i].name);
+		if (!x)
+			x = &a->state.sources[a->state.n_sources++];
+		memcpy(x->name, h.sources[i].name, sizeof(x->name));
+		x->epoch = h.epoch;
+		x->size = h.sources[i].size;
+		x->status = SRC_OK;
+		memcpy(x->digest, h.sources[i].digest, DIGEST_BYTES);
+	}
+	if ((rc = state_write(a->r, &a->state)) < 0)
+		return rc;
+	unlink(redo);
+	fs_fsync_parent(redo);
+	prune_undo(a->r, a->begin.group, a->state.epoch);
+	return 0;
+}
+
+void replica_epoch_abort(struct rapply *a)
+{
+	if (!a)
+		return;
+	if (a->header_written)
+		jw_close(&a->redo, true);
+	else
+		wbuf_free(&a->redo.buf);
+	free(a);
+}
+
+/* ---- rollback and verify ---- */
+
+int replica_rollback_points(struct replica *r, const char *group, uint64_t *epochs,
+			    uint64_t *times, size_t max, size_t *ret_n)
+{
+	struct rstate s;
+	uint64_t cur;
+	size_t n = 0;
+	int rc;
+
+	if ((rc = replica_load_state(r, group, &s)) < 0)
+		return rc;
+	cur = s.epoch;
+	while (cur && n < max) {
+		char path[RPATH];
+		struct jreader j;
+		struct jheader h;
+		if ((rc = gpath(r, path, sizeof(path), group, "undo/%llu.undo",
+				(unsigned long long)cur)) < 0 || access(path, F_OK) < 0)
+			break;
+		rc = jr_open(&j, path, &h);
+		jr_close(&j);
+		if (rc < 0)
+			break;
+		epochs[n] = h.prev_epoch;
+		times[n] = h.cut_time;
+		n++;
+		cur = h.prev_epoch;
+	}
+	*ret_n = n;
+	return 0;
+}
+
+int replica_rollback(struct replica *r, const char *group, uint64_t to)
+{
+	uint64_t epochs[4096], times[4096];
+	struct rstate s;
+	size_t n = 0, i;
+	int rc;
+
+	if ((rc = replica_load_state(r, group, &s)) < 0)
+		return rc == -ENOENT ? err_set(ENOENT, "no group %s in this replica", group) : rc;
+	if (to == s.epoch)
+		return 0;
+	if ((rc = replica_rollback_points(r, group, epochs, times, 4096, &n)) < 0)
+		return rc;
+	for (i = 0; i < n && epochs[i] != to; i++)
+		;
+	if (i == n) {
+		char list[512] = "";
+		for (size_t k = 0; k < n && k < 40; k++)
+			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%llu", k ? " " : "",
+				 (unsigned long long)epochs[k]);
+		return err_set(ENOENT, "group %s (at epoch %llu) cannot roll back to epoch %llu; "
+				       "rollback points: %s",
+			       group, (unsigned long long)s.epoch, (unsigned long long)to,
+			       n ? list : "none");
+	}
+	while (s.epoch != to) {
+		if ((rc = undo_one(r, &s, s.epoch)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int replica_verify(struct replica *r, const char *group, void (*out)(const char *line))
+{
+	struct rstate s;
+	int rc, bad = 0;
+
+	if ((rc = replica_load_state(r, group, &s)) < 0)
+		return rc;
+	for (uint32_t i = 0; i < s.n_sources; i++) {
+		struct state_source *x = &s.sources[i];
+		struct target_file tf;
+		uint8_t *buf = NULL, *leaves = NULL, *mleaves = NULL;
+		uint64_t mism = 0, nb = nblocks(x->size), b;
+		struct digest_ctx c;
+		uint8_t d[DIGEST_BYTES];
+		char line[512];
+
+		if ((rc = tf_open(r, group, x->name, false, &tf)) < 0) {
+			snprintf(line, sizeof(line), "%s/%s: cannot open: %s", group, x->name, err_msg(rc));
+			out(line);
+			bad = 1;
+			continue;
+		}
+		buf = malloc(256 * PROTO_BLOCK);
+		leaves = malloc(256 * LEAF_BYTES);
+		mleaves = malloc(256 * LEAF_BYTES);
+		hash_digest_init(&c, x->size, PROTO_BLOCK);
+		rc = (buf && leaves && mleaves) ? 0 : -ENOMEM;
+		if (tf.size != x->size)
+			rc = err_set(EBADMSG, "size %llu, expected %llu", (unsigned long long)tf.size,
+				     (unsigned long long)x->size);
+		for (b = 0; rc == 0 && b < nb; b += 256) {
+			uint64_t n = nb - b > 256 ? 256 : nb - b, off = b * PROTO_BLOCK;
+			size_t want = (size_t)(n * PROTO_BLOCK);
+			ssize_t got;
+			if (off + want > x->size)
+				want = (size_t)(x->size - off);
+			got = fs_pread_full(tf.fd, buf, want, off);
+			if (got != (ssize_t)want) {
+				rc = err_set(EIO, "short read");
+				break;
+			}
+			for (uint64_t k = 0; k < n; k++) {
+				size_t bl = want - k * PROTO_BLOCK > PROTO_BLOCK ? PROTO_BLOCK : want - k * PROTO_BLOCK;
+				hash_leaf(tf.secret, buf + k * PROTO_BLOCK, bl, leaves + k * LEAF_BYTES);
+			}
+			hash_digest_leaves(&c, leaves, (size_t)n);
+			if (fs_pread_full(tf.map_fd, mleaves, (size_t)n * LEAF_BYTES,
+					  MAP_HDR + b * LEAF_BYTES) == (ssize_t)(n * LEAF_BYTES)) {
+				for (uint64_t k = 0; k < n; k++)
+					mism += memcmp(leaves + k * LEAF_BYTES, mleaves + k * LEAF_BYTES,
+						       LEAF_BYTES) != 0;
+			} else
+				mism += n;
+		}
+		hash_digest_final(&c, d);
+		if (rc < 0) {
+			snprintf(line, sizeof(line), "%s/%s: FAILED: %s", group, x->name, err_msg(rc));
+			bad = 1;
+		} else if (sodium_memcmp(d, x->digest, DIGEST_BYTES) != 0) {
+			char a[17], e[17];
+			hash_hex(d, 8, a);
+			hash_hex(x->digest, 8, e);
+			snprintf(line, sizeof(line),
+				 "%s/%s: MISMATCH at epoch %llu: digest %s…, expected %s… (%llu of %llu "
+				 "blocks differ from the map)",
+				 group, x->name, (unsigned long long)x->epoch, a, e,
+				 (unsigned long long)mism, (unsigned long long)nb);
+			bad = 1;
+		} else {
+			char hx[17];
+			hash_hex(d, 8, hx);
+			snprintf(line, sizeof(line), "%s/%s: OK at epoch %llu (%llu bytes, digest %s…)",
+				 group, x->name, (unsigned long long)x->epoch,
+				 (unsigned long long)x->size, hx);
+		}
+		out(line);
+		free(buf);
+		free(leaves);
+		free(mleaves);
+		tf_close(&tf);
+	}
+	return bad ? err_set(EBADMSG, "replica of group %s does not match its digests", group) : 0;
+}
+
+const char *replica_epoch_group(const struct rapply *a)
+{
+	return a->begin.group;
+}
+
+uint64_t replica_epoch_number(const struct rapply *a)
+{
+	return a->begin.epoch;
+}

@@ -1,0 +1,72 @@
+/* replica.h - the replica store of one target directory (docs/replica.md).
+ *
+ *   ROOT/G/S                          the replica of source S of group G
+ *   ROOT/.bascule/lock                flock held by recv and replica commands
+ *   ROOT/.bascule/groups/G/state      where the group stands (atomic writes)
+ *   ROOT/.bascule/groups/G/S.map      leaf hashes of ROOT/G/S
+ *   ROOT/.bascule/groups/G/journal/N.redo   committed epoch N not yet applied
+ *   ROOT/.bascule/groups/G/undo/N.undo      what epoch N overwrote (rollback)
+ *
+ * An epoch is received into N.redo.tmp; the old content of every range it
+ * touches is saved to N.undo; renaming the redo is the commit point.  The redo
+ * is then applied, the result checked against the primary's digest (undone on
+ * mismatch), the state written, the redo removed.  A crash at any point is
+ * repaired by replica_recover(): replay a committed redo or finish an undo. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+#include "key.h"
+#include "proto.h"
+
+struct rstate {
+	char group[NAME_MAX_LEN + 1];
+	uint64_t epoch;        /* last complete epoch applied */
+	uint64_t cut_time;     /* when the primary cut it (unix usec) */
+	uint64_t applied_time; /* when it was applied here */
+	uint8_t flags;         /* EPOCH_CONSISTENT */
+	uint64_t pending_undo; /* an undo being applied (crash repair), else 0 */
+	char alarm[256];       /* last digest mismatch, empty if none */
+	uint32_t n_sources;
+	struct state_source sources[PROTO_MAX_SOURCES];
+};
+
+struct replica {
+	char root[4096];
+	char meta[4200];
+	int lock_fd;
+	const struct site_key *key;
+	uint64_t keep_epochs;
+	uint64_t keep_time;    /* usec */
+};
+
+/* Open ROOT (created if CREATE), take its lock (-EBUSY if held), and recover
+ * every group.  KEY is needed to hash leaves; it must outlive the replica. */
+int replica_open(const char *root, bool create, const struct site_key *key,
+		 struct replica **ret);
+void replica_close(struct replica *r);
+/* Names of the groups present; *ret is a malloc'd array of malloc'd names. */
+int replica_groups(struct replica *r, char ***ret, size_t *ret_n);
+void replica_groups_free(char **names, size_t n);
+/* -ENOENT if the group has no state yet. */
+int replica_load_state(struct replica *r, const char *group, struct rstate *ret);
+/* Epochs that rollback can return to, newest first, with cut times. */
+int replica_rollback_points(struct replica *r, const char *group, uint64_t *epochs,
+			    uint64_t *times, size_t max, size_t *ret_n);
+int replica_rollback(struct replica *r, const char *group, uint64_t to);
+/* Recompute every leaf and digest from the replica files.  Returns 0 when all
+ * agree, -EBADMSG otherwise; one line per source is printed to OUT. */
+int replica_verify(struct replica *r, const char *group, void (*out)(const char *line));
+
+struct rapply;
+/* Receive an epoch: begin, one source() per source, extent()s in increasing
+ * (source, offset) order, then commit() or abort().  commit() returns 0 when
+ * the epoch is applied, verified and durable (ack it), else a negative errno
+ * with the replica left at its previous epoch. */
+int replica_epoch_begin(struct replica *r, const struct msg_epoch_begin *m, struct rapply **ret);
+int replica_epoch_source(struct rapply *a, const struct msg_source *m);
+int replica_epoch_extent(struct rapply *a, uint32_t src, uint64_t off, uint32_t len,
+			 const uint8_t *data /* NULL: zeros */);
+int replica_epoch_commit(struct rapply *a, const struct msg_epoch_end *m);
+void replica_epoch_abort(struct rapply *a);
+const char *replica_epoch_group(const struct rapply *a);
+uint64_t replica_epoch_number(const struct rapply *a);
