@@ -356,3 +356,28 @@ int wire_recv_blocking(struct wire *w, enum wire_type *ret_type, struct rbuf *re
 			return err_set(ECONNRESET, "the peer closed the connection");
 	}
 }
+
+ssize_t wire_flush_some(struct wire *w, size_t max)
+{
+	size_t left = w->out.len - w->out_off;
+	ssize_t n;
+
+	if (max > left)
+		max = left;
+	if (!max)
+		return 0;
+	do
+		n = write(w->wfd, w->out.p + w->out_off, max);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	w->out_off += (size_t)n;
+	w->bytes_out += (uint64_t)n;
+	if (w->out_off == w->out.len)
+		w->out.len = w->out_off = 0;
+	else if (w->out_off > (8u << 20)) {
+		wbuf_consume(&w->out, w->out_off);
+		w->out_off = 0;
+	}
+	return n;
+}

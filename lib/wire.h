@@ -88,3 +88,6 @@ bool wire_ready(const struct wire *w);
 int wire_flush_blocking(struct wire *w);
 /* Wait for the next application frame; -ECONNRESET on EOF. */
 int wire_recv_blocking(struct wire *w, enum wire_type *ret_type, struct rbuf *ret_body);
+/* Like wire_flush but writes at most MAX bytes; returns bytes written (>= 0)
+ * or a negative errno (-EAGAIN when nothing could be written). */
+ssize_t wire_flush_some(struct wire *w, size_t max);

@@ -884,6 +884,12 @@ void replica_groups_free(char **names, size_t n)
 int replica_open(const char *root, bool create, const struct site_key *key,
 		 struct replica **ret)
 {
+	return replica_open_mode(root, create, false, key, ret);
+}
+
+int replica_open_mode(const char *root, bool create, bool readonly, const struct site_key *key,
+		      struct replica **ret)
+{
 	struct replica *r;
 	char path[RPATH];
 	char **groups = NULL;
@@ -903,6 +909,11 @@ int replica_open(const char *root, bool create, const struct site_key *key,
 	if (!create && access(r->meta, F_OK) < 0) {
 		rc = err_set(ENOENT, "%s is not a Bascule replica directory (no .bascule inside)", root);
 		goto fail;
+	}
+	if (readonly) {
+		/* Readers see whole state files (atomic renames); no lock, no repair. */
+		*ret = r;
+		return 0;
 	}
 	snprintf(path, sizeof(path), "%s/groups", r->meta);
 	if ((rc = fs_mkdir_p(path, 0700)) < 0)
@@ -1002,7 +1013,8 @@ int replica_epoch_source(struct rapply *a, const struct msg_source *m)
 	have = state_find(&a->state, m->name);
 	if (have)
 		cur = have->epoch;
-	if (m->base != cur)
+	/* Base 0 is a full resync: every block of the source is sent. */
+	if (m->base != cur && m->base != 0)
 		return err_set(EPROTO, "epoch %llu of %s/%s starts from epoch %llu but the replica is at %llu",
 			       (unsigned long long)a->begin.epoch, a->begin.group, m->name,
 			       (unsigned long long)m->base, (unsigned long long)cur);

@@ -1,0 +1,151 @@
+/* daemon.h - the objects of basculed and how they refer to each other.
+ *
+ *   daemon ─┬─ group ── source ── blockmap (mmap'd leaves + change epochs)
+ *           │     └── spool of the last cut (changed blocks, point-in-time)
+ *           ├─ target ── wire to `bascule recv`, jobs (epochs to send)
+ *           └─ control socket
+ *
+ * One sd-event loop owns everything; a cut (freeze, clone, scan, digest)
+ * runs on worker threads and reports back through an eventfd. */
+#pragma once
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+#include "config.h"
+#include "hash.h"
+#include "key.h"
+#include "proto.h"
+#include "wire.h"
+
+struct blockmap;
+struct spool;
+struct daemon;
+
+struct source {
+	struct group *g;
+	const struct cfg_source *cfg;
+	uint32_t idx;
+	struct blockmap *map;
+	uint8_t secret[LEAF_SECRET_BYTES];
+	uint64_t size;                 /* at the last cut */
+	uint8_t digest[DIGEST_BYTES];  /* at the last cut */
+	int wd;                        /* inotify watch, -1 if none */
+};
+
+struct group {
+	struct daemon *d;
+	const struct cfg_group *cfg;
+	char name[NAME_MAX_LEN + 1];
+	struct source *sources;
+	uint32_t n_sources;
+	uint64_t last_cut;             /* committed epoch number */
+	uint64_t cut_time;             /* unix usec of the last cut */
+	uint64_t change_time;          /* unix usec of the last change seen */
+	bool consistent;
+	bool dirty;                    /* a change event since the last cut */
+	bool cutting;
+	bool want_cut;                 /* sync requested, or a target needs catch-up */
+	uint64_t last_scan_mono;
+	struct spool *spool;           /* of the last cut, while jobs are queued */
+	uint64_t spool_floor[PROTO_MAX_SOURCES]; /* the spool holds blocks newer than this */
+	sd_event_source *timer;
+	/* Filled by the cut thread, read by the loop after the eventfd fires. */
+	struct cut *cut;
+};
+
+enum target_state { T_BACKOFF, T_HANDSHAKE, T_READY };
+
+/* An epoch queued for one target. */
+struct job {
+	struct group *g;
+	uint64_t epoch, cut_time;
+	uint8_t flags;
+	struct spool *spool;
+	uint64_t base[PROTO_MAX_SOURCES];
+	uint64_t size[PROTO_MAX_SOURCES];
+	uint8_t digest[PROTO_MAX_SOURCES][DIGEST_BYTES];
+	/* send cursor */
+	int stage;                     /* 0 begin, 1 extents, 2 end, 3 sent */
+	size_t rec;                    /* next spool record */
+	uint64_t n_extents, raw_bytes;
+	struct job *next;
+};
+
+struct tgroup {
+	char name[NAME_MAX_LEN + 1];
+	uint64_t acked, acked_cut_time;
+	uint64_t sent[PROTO_MAX_SOURCES]; /* per source of the group: last epoch queued */
+	bool known;                    /* the target reported its state */
+};
+
+struct target {
+	struct daemon *d;
+	const struct cfg_target *cfg;
+	enum target_state state;
+	pid_t pid;
+	int to_fd, from_fd;
+	struct wire w;
+	bool wire_up;
+	sd_event_source *in_src, *out_src, *child_src, *retry;
+	struct tgroup *groups;         /* parallel to daemon->groups */
+	struct job *jobs, *jobs_tail;  /* queued and in flight, oldest first */
+	uint32_t in_flight;
+	uint32_t failures;
+	uint64_t bytes_sent, raw_sent;
+	char last_error[1024];
+	uint64_t last_error_time;
+	uint64_t tokens_time;          /* bandwidth pacing */
+	double tokens;
+	void *zctx;                    /* ZSTD_CCtx */
+	uint8_t *chunk;                /* spool read buffer */
+	struct wbuf ext;
+};
+
+struct daemon {
+	struct config *cfg;
+	struct site_key *key;
+	sd_event *ev;
+	struct group *groups;
+	uint32_t n_groups;
+	struct target *targets;
+	uint32_t n_targets;
+	int lock_fd;
+	int inotify_fd;
+	int cut_efd;                   /* cut threads write 1 when done */
+	sd_event_source *inotify_src, *cut_src, *ctl_src;
+	int ctl_fd;
+	char recv_path[PATH_MAX + 64];          /* the bascule binary for local targets */
+	unsigned scan_threads;
+	/* io_rate token bucket, shared by scan threads */
+	pthread_mutex_t io_lock;
+	double io_tokens;
+	uint64_t io_time;
+};
+
+uint64_t now_usec(void);
+uint64_t mono_usec(void);
+
+/* epoch.c */
+int group_init(struct daemon *d, struct group *g, const struct cfg_group *cfg);
+void group_free(struct group *g);
+/* Ask for a cut as soon as possible; returns the number the epoch will get. */
+uint64_t group_request_cut(struct group *g);
+int epoch_on_cut_done(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+int group_on_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* target.c */
+int target_init(struct daemon *d, struct target *t, const struct cfg_target *cfg);
+void target_free(struct target *t);
+void target_start(struct target *t);
+/* A new epoch of G was committed: queue it for this target if connected. */
+void target_enqueue(struct target *t, struct group *g);
+/* The floor for the spool of the next cut of G, per source: the lowest epoch
+ * a connected target has been sent (UINT64_MAX if none is connected). */
+void targets_floor(struct daemon *d, struct group *g, uint64_t *floor);
+void target_release_spools(struct target *t);
+
+/* control.c */
+int control_open(struct daemon *d);
+void control_close(struct daemon *d);

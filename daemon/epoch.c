@@ -1,0 +1,692 @@
+/* epoch.c - cutting epochs: freeze, clone, parallel scan, spool, commit.
+ *
+ * A cut of group G with number N runs on a thread so the loop stays free:
+ *  1. optional freeze hook; reflink clone of each source where possible;
+ *  2. scan every chunk of every source on scan_threads workers: holes are
+ *     skipped (SEEK_DATA), reads are capped by io_rate, each 4 KiB block is
+ *     hashed and compared with the block map; a changed block gets change
+ *     epoch N; a block a connected target lacks goes to the spool;
+ *  3. digests from the maps, msync the maps, thaw;
+ *  4. commit: write the group state (last_cut = N) atomically.
+ * The loop is then told through an eventfd and queues the epoch per target. */
+#include "daemon.h"
+#include "blockmap.h"
+#include "err.h"
+#include "fsutil.h"
+#include "log.h"
+#include "spool.h"
+#include <dirent.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define G_MAGIC "BSCGRST1"
+
+extern char **environ;
+
+struct cut {
+	struct group *g;
+	uint64_t epoch;
+	uint64_t floor[PROTO_MAX_SOURCES];
+	bool force;
+	pthread_t thread;
+	/* work */
+	int fds[PROTO_MAX_SOURCES];
+	uint64_t size[PROTO_MAX_SOURCES];
+	uint64_t nchunks[PROTO_MAX_SOURCES];
+	uint64_t total_chunks;
+	atomic_uint_fast64_t next;
+	atomic_uint_fast64_t changed, spooled, read_bytes;
+	atomic_int err;
+	atomic_bool done;
+	/* results */
+	bool committed, consistent;
+	uint64_t cut_time;
+	uint8_t digest[PROTO_MAX_SOURCES][DIGEST_BYTES];
+	struct spool *spool;
+	char errmsg[512];
+	uint64_t took_usec;
+};
+
+uint64_t now_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t mono_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* ---- group state (daemon side) ---- */
+
+static int gstate_path(struct group *g, char *buf, size_t len, const char *name)
+{
+	int n = snprintf(buf, len, "%s/groups/%s/%s", g->d->cfg->state_dir, g->name, name);
+	return (n < 0 || (size_t)n >= len) ? -ENAMETOOLONG : 0;
+}
+
+static int gstate_write(struct group *g, uint64_t epoch, uint64_t cut_time, bool consistent,
+			const uint64_t *size, uint8_t (*digest)[DIGEST_BYTES])
+{
+	char path[4300];
+	uint8_t sum[32];
+	struct wbuf b;
+	int r;
+
+	wbuf_init(&b, 1 << 20);
+	r = wbuf_put_bytes(&b, G_MAGIC, 8);
+	if (!r) r = wbuf_put_u64(&b, epoch);
+	if (!r) r = wbuf_put_u64(&b, cut_time);
+	if (!r) r = wbuf_put_u8(&b, consistent);
+	if (!r) r = wbuf_put_u32(&b, g->n_sources);
+	for (uint32_t i = 0; !r && i < g->n_sources; i++) {
+		r = wbuf_put_str(&b, g->sources[i].cfg->name);
+		if (!r) r = wbuf_put_u64(&b, size[i]);
+		if (!r) r = wbuf_put_bytes(&b, digest[i], DIGEST_BYTES);
+	}
+	if (!r) {
+		crypto_generichash(sum, sizeof(sum), b.p, b.len, NULL, 0);
+		r = wbuf_put_bytes(&b, sum, sizeof(sum));
+	}
+	if (!r && !(r = gstate_path(g, path, sizeof(path), "state")))
+		r = fs_write_atomic(path, b.p, b.len, 0600);
+	wbuf_free(&b);
+	return r;
+}
+
+static int gstate_load(struct group *g)
+{
+	char path[4300], *text = NULL, name[NAME_MAX_LEN + 1];
+	uint8_t sum[32], magic[8], cons;
+	uint32_t n;
+	size_t len;
+	struct rbuf b;
+	int r;
+
+	if ((r = gstate_path(g, path, sizeof(path), "state")) < 0)
+		return r;
+	if (access(path, F_OK) < 0)
+		return 0; /* first run */
+	if ((r = fs_read_all(path, 1 << 20, &text, &len)) < 0)
+		return r;
+	r = err_set(EBADMSG, "daemon state %s is corrupt; move it away to start this group afresh "
+			     "(every target will be fully resynchronised)", path);
+	if (len < 40)
+		goto out;
+	crypto_generichash(sum, sizeof(sum), (uint8_t *)text, len - 32, NULL, 0);
+	if (sodium_memcmp(sum, text + len - 32, 32) != 0)
+		goto out;
+	b = rbuf_init(text, len - 32);
+	if (rbuf_get_bytes(&b, magic, 8) < 0 || memcmp(magic, G_MAGIC, 8) != 0 ||
+	    rbuf_get_u64(&b, &g->last_cut) < 0 || rbuf_get_u64(&b, &g->cut_time) < 0 ||
+	    rbuf_get_u8(&b, &cons) < 0 || rbuf_get_u32(&b, &n) < 0 || n > PROTO_MAX_SOURCES)
+		goto out;
+	g->consistent = cons;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t size;
+		uint8_t d[DIGEST_BYTES];
+		if (rbuf_get_str(&b, name, sizeof(name)) < 0 || rbuf_get_u64(&b, &size) < 0 ||
+		    rbuf_get_bytes(&b, d, DIGEST_BYTES) < 0)
+			goto out;
+		for (uint32_t k = 0; k < g->n_sources; k++)
+			if (strcmp(g->sources[k].cfg->name, name) == 0) {
+				g->sources[k].size = size;
+				memcpy(g->sources[k].digest, d, DIGEST_BYTES);
+			}
+	}
+	r = 0;
+out:
+	free(text);
+	return r;
+}
+
+int group_init(struct daemon *d, struct group *g, const struct cfg_group *cfg)
+{
+	char path[4300];
+	uint8_t kid[KEY_ID_BYTES];
+	int r;
+
+	memset(g, 0, sizeof(*g));
+	g->d = d;
+	g->cfg = cfg;
+	snprintf(g->name, sizeof(g->name), "%s", cfg->name);
+	if (cfg->sources.n > PROTO_MAX_SOURCES)
+		return err_set(EINVAL, "group %s has more than %d sources", g->name, PROTO_MAX_SOURCES);
+	g->n_sources = (uint32_t)cfg->sources.n;
+	g->sources = calloc(g->n_sources, sizeof(*g->sources));
+	if (!g->sources)
+		return -ENOMEM;
+	if ((r = gstate_path(g, path, sizeof(path), "spool")) < 0 || (r = fs_mkdir_p(path, 0700)) < 0)
+		return r;
+	key_id(d->key, kid);
+	for (uint32_t i = 0; i < g->n_sources; i++) {
+		struct source *s = &g->sources[i];
+		char name[NAME_MAX_LEN + 8];
+		s->g = g;
+		s->cfg = CFG_SOURCE(cfg, i);
+		s->idx = i;
+		s->wd = -1;
+		hash_leaf_secret(d->key, g->name, s->cfg->name, s->secret);
+		snprintf(name, sizeof(name), "%s.map", s->cfg->name);
+		if ((r = gstate_path(g, path, sizeof(path), name)) < 0 ||
+		    (r = blockmap_open(path, kid, &s->map)) < 0)
+			return r;
+	}
+	if ((r = gstate_load(g)) < 0)
+		return r;
+	/* Spools are derived data: anything left from a previous run goes. */
+	if (gstate_path(g, path, sizeof(path), "spool") == 0) {
+		struct dirent *e;
+		DIR *dir = opendir(path);
+		while (dir && (e = readdir(dir))) {
+			char p[4700];
+			if (e->d_name[0] == '.')
+				continue;
+			snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
+			unlink(p);
+		}
+		if (dir)
+			closedir(dir);
+	}
+	g->want_cut = true; /* a first scan at start-up finds what changed while down */
+	return 0;
+}
+
+void group_free(struct group *g)
+{
+	if (g->cut) {
+		pthread_join(g->cut->thread, NULL);
+		spool_unref(g->cut->spool);
+		free(g->cut);
+		g->cut = NULL;
+	}
+	for (uint32_t i = 0; g->sources && i < g->n_sources; i++) {
+		blockmap_close(g->sources[i].map);
+		sodium_memzero(g->sources[i].secret, LEAF_SECRET_BYTES);
+	}
+	spool_unref(g->spool);
+	free(g->sources);
+	sd_event_source_unref(g->timer);
+}
+
+/* ---- hooks and clones ---- */
+
+static int run_hook(struct group *g, const char *what, const char *cmd, uint64_t epoch)
+{
+	char gn[NAME_MAX_LEN + 16], en[48];
+	char *argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
+	char *envp[64];
+	uint64_t deadline = mono_usec() + g->cfg->freeze_timeout;
+	size_t n = 0;
+	pid_t pid;
+	int status = 0, r;
+
+	snprintf(gn, sizeof(gn), "BASCULE_GROUP=%s", g->name);
+	snprintf(en, sizeof(en), "BASCULE_EPOCH=%" PRIu64, epoch);
+	envp[n++] = gn;
+	envp[n++] = en;
+	for (char **e = environ; *e && n < 62; e++)
+		envp[n++] = *e;
+	envp[n] = NULL;
+	r = posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, envp);
+	if (r)
+		return err_set(r, "cannot run the %s command of group %s: %s", what, g->name, strerror(r));
+	for (;;) {
+		pid_t w = waitpid(pid, &status, WNOHANG);
+		if (w == pid)
+			break;
+		if (mono_usec() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			return err_set(ETIMEDOUT, "the %s command of group %s did not finish within its "
+						  "freeze_timeout and was killed", what, g->name);
+		}
+		usleep(10000);
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return err_set(EIO, "the %s command of group %s failed (%s %d)", what, g->name,
+			       WIFEXITED(status) ? "exit status" : "signal",
+			       WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+	return 0;
+}
+
+/* ---- scan workers ---- */
+
+static void io_throttle(struct daemon *d, uint64_t bytes)
+{
+	uint64_t rate = d->cfg->io_rate;
+	double wait = 0;
+
+	if (!rate || !bytes)
+		return;
+	pthread_mutex_lock(&d->io_lock);
+	{
+		uint64_t now = mono_usec();
+		d->io_tokens += (double)(now - d->io_time) * (double)rate / 1e6;
+		if (d->io_tokens > (double)rate / 10)
+			d->io_tokens = (double)rate / 10; /* at most 100 ms of burst */
+		d->io_time = now;
+		d->io_tokens -= (double)bytes;
+		if (d->io_tokens < 0)
+			wait = -d->io_tokens / (double)rate;
+	}
+	pthread_mutex_unlock(&d->io_lock);
+	if (wait > 0)
+		usleep((useconds_t)(wait * 1e6));
+}
+
+/* Mark in DATA[] which blocks of the chunk at OFF (LEN bytes) hold data. */
+static void find_data(int fd, uint64_t off, uint64_t len, uint8_t *data, uint32_t nb)
+{
+	uint64_t pos = off, end = off + len;
+
+	memset(data, 0, nb);
+	while (pos < end) {
+		off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
+		if (d < 0) {
+			if (errno == ENXIO)
+				return; /* a hole up to the end of the file */
+			memset(data, 1, nb); /* no SEEK_DATA here (block device): read all */
+			return;
+		}
+		if ((uint64_t)d >= end)
+			return;
+		h = lseek(fd, d, SEEK_HOLE);
+		if (h < 0 || (uint64_t)h > end)
+			h = (off_t)end;
+		for (uint64_t b = ((uint64_t)d - off) / PROTO_BLOCK;
+		     b < nb && off + b * PROTO_BLOCK < (uint64_t)h; b++)
+			data[b] = 1;
+		pos = (uint64_t)h;
+	}
+}
+
+static const uint8_t zeros[PROTO_BLOCK];
+
+static void *scan_worker(void *arg)
+{
+	struct cut *c = arg;
+	struct group *g = c->g;
+	uint8_t *buf = malloc(SPOOL_CHUNK * PROTO_BLOCK), *out = malloc(SPOOL_CHUNK * PROTO_BLOCK);
+	struct spool_block *blocks = malloc(SPOOL_CHUNK * sizeof(*blocks));
+	uint8_t hasdata[SPOOL_CHUNK];
+
+	if (!buf || !out || !blocks) {
+		atomic_store(&c->err, -ENOMEM);
+		goto done;
+	}
+	for (;;) {
+		uint64_t w = atomic_fetch_add(&c->next, 1), chunk = w;
+		uint32_t si = 0, nb, count = 0, ndata = 0;
+		uint64_t off, len, changed = 0;
+		struct source *s;
+
+		if (w >= c->total_chunks || atomic_load(&c->err))
+			break;
+		while (chunk >= c->nchunks[si])
+			chunk -= c->nchunks[si++];
+		s = &g->sources[si];
+		off = chunk * SPOOL_CHUNK * PROTO_BLOCK;
+		len = c->size[si] - off;
+		if (len > SPOOL_CHUNK * PROTO_BLOCK)
+			len = SPOOL_CHUNK * PROTO_BLOCK;
+		nb = (uint32_t)((len + PROTO_BLOCK - 1) / PROTO_BLOCK);
+		find_data(c->fds[si], off, len, hasdata, nb);
+		/* Read the data runs. */
+		for (uint32_t b = 0; b < nb;) {
+			uint32_t e = b;
+			ssize_t got;
+			size_t want;
+			if (!hasdata[b]) {
+				b++;
+				continue;
+			}
+			while (e < nb && hasdata[e])
+				e++;
+			want = (size_t)(e - b) * PROTO_BLOCK;
+			if ((uint64_t)b * PROTO_BLOCK + want > len)
+				want = (size_t)(len - (uint64_t)b * PROTO_BLOCK);
+			io_throttle(g->d, want);
+			got = fs_pread_full(c->fds[si], buf + (size_t)b * PROTO_BLOCK, want,
+					    off + (uint64_t)b * PROTO_BLOCK);
+			if (got < 0) {
+				atomic_store(&c->err, (int)got);
+				goto done;
+			}
+			if ((size_t)got < want) /* the file shrank under us: zeros */
+				memset(buf + (size_t)b * PROTO_BLOCK + got, 0, want - (size_t)got);
+			atomic_fetch_add(&c->read_bytes, want);
+			b = e;
+		}
+		for (uint32_t b = 0; b < nb; b++) {
+			uint64_t bi = chunk * SPOOL_CHUNK + b;
+			size_t bl = len - (uint64_t)b * PROTO_BLOCK > PROTO_BLOCK
+					    ? PROTO_BLOCK : (size_t)(len - (uint64_t)b * PROTO_BLOCK);
+			const uint8_t *p = hasdata[b] ? buf + (size_t)b * PROTO_BLOCK : zeros;
+			struct bm_rec *rec = &s->map->recs[bi];
+			uint8_t leaf[LEAF_BYTES];
+			bool zero;
+
+			hash_leaf(s->secret, p, bl, leaf);
+			if (memcmp(rec->leaf, leaf, LEAF_BYTES) != 0) {
+				rec->epoch = c->epoch; /* first the change epoch, then the leaf */
+				memcpy(rec->leaf, leaf, LEAF_BYTES);
+				changed++;
+			}
+			if (rec->epoch <= c->floor[si])
+				continue;
+			zero = !hasdata[b] || memcmp(p, zeros, bl) == 0;
+			blocks[count] = (struct spool_block){ .idx = (uint16_t)b, .zero = zero,
+							      .epoch = rec->epoch };
+			if (!zero) {
+				memcpy(out + (size_t)ndata * PROTO_BLOCK, p, bl);
+				if (bl < PROTO_BLOCK)
+					memset(out + (size_t)ndata * PROTO_BLOCK + bl, 0, PROTO_BLOCK - bl);
+				ndata++;
+			}
+			count++;
+		}
+		atomic_fetch_add(&c->changed, changed);
+		if (count) {
+			int r = spool_append(c->spool, si, chunk, blocks, count, out, ndata);
+			if (r < 0) {
+				atomic_store(&c->err, r);
+				goto done;
+			}
+			atomic_fetch_add(&c->spooled, count);
+		}
+	}
+done:
+	free(buf);
+	free(out);
+	free(blocks);
+	return NULL;
+}
+
+static bool same_stat(const struct stat *a, const struct stat *b)
+{
+	return a->st_size == b->st_size && a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec && a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+static void *cut_thread(void *arg)
+{
+	struct cut *c = arg;
+	struct group *g = c->g;
+	struct daemon *d = g->d;
+	struct stat before[PROTO_MAX_SOURCES], after[PROTO_MAX_SOURCES];
+	bool frozen = false, cloned = true, quiescent = true;
+	pthread_t workers[64];
+	unsigned nw = d->scan_threads;
+	char path[4300];
+	uint64_t start = mono_usec(), one = 1;
+	int r = 0;
+
+	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
+		c->fds[i] = -1;
+	if (g->cfg->freeze) {
+		r = run_hook(g, "freeze", g->cfg->freeze, c->epoch);
+		if (r < 0)
+			log_warn("group %s: %s; this epoch will be fuzzy", g->name, err_msg(r));
+		else
+			frozen = true;
+		r = 0;
+	}
+	c->cut_time = now_usec();
+	for (uint32_t i = 0; i < g->n_sources; i++) {
+		const char *disk = g->sources[i].cfg->disk;
+		int fd = open(disk, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			r = err_set(errno, "cannot open source %s: %s", disk, strerror(errno));
+			goto thaw;
+		}
+		if (fstat(fd, &before[i]) < 0) {
+			r = -errno;
+			close(fd);
+			goto thaw;
+		}
+		cloned &= S_ISREG(before[i].st_mode) && strcmp(g->cfg->clone, "auto") == 0;
+		if (cloned) {
+			char name[NAME_MAX_LEN + 8];
+			int cfd;
+			snprintf(name, sizeof(name), "%s.clone", g->sources[i].cfg->name);
+			gstate_path(g, path, sizeof(path), name);
+			cfd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+			if (cfd >= 0 && ioctl(cfd, FICLONE, fd) == 0) {
+				unlink(path); /* the open fd keeps the clone alive */
+				close(fd);
+				fd = cfd;
+			} else {
+				cloned = false;
+				if (cfd >= 0) {
+					close(cfd);
+					unlink(path);
+				}
+			}
+		}
+		c->fds[i] = fd;
+		if ((r = fs_fd_size(fd, &c->size[i])) < 0)
+			goto thaw;
+	}
+	if (frozen && cloned) {
+		/* The clones are the point in time: the guest can go on. */
+		r = run_hook(g, "thaw", g->cfg->thaw, c->epoch);
+		frozen = false;
+		if (r < 0)
+			log_error("group %s: %s", g->name, err_msg(r));
+		r = 0;
+		frozen = false;
+		c->consistent = true;
+	}
+	for (uint32_t i = 0; i < g->n_sources; i++) {
+		if ((r = blockmap_resize(g->sources[i].map, c->size[i])) < 0)
+			goto thaw;
+		c->nchunks[i] = (c->size[i] + SPOOL_CHUNK * PROTO_BLOCK - 1) / (SPOOL_CHUNK * PROTO_BLOCK);
+		c->total_chunks += c->nchunks[i];
+	}
+	if (nw > 64)
+		nw = 64;
+	if (nw < 1)
+		nw = 1;
+	for (unsigned i = 0; i < nw; i++)
+		if (pthread_create(&workers[i], NULL, scan_worker, c) != 0) {
+			nw = i;
+			break;
+		}
+	for (unsigned i = 0; i < nw; i++)
+		pthread_join(workers[i], NULL);
+	if ((r = atomic_load(&c->err)) < 0) {
+		r = err_wrap(r, "scan of group %s failed", g->name);
+		goto thaw;
+	}
+	for (uint32_t i = 0; i < g->n_sources; i++) {
+		if (!cloned && (stat(g->sources[i].cfg->disk, &after[i]) < 0 ||
+				!same_stat(&before[i], &after[i]) || !S_ISREG(before[i].st_mode)))
+			quiescent = false;
+		blockmap_digest(g->sources[i].map, c->digest[i]);
+		if ((r = blockmap_sync(g->sources[i].map)) < 0)
+			goto thaw;
+	}
+	if (!c->consistent)
+		c->consistent = frozen || (cloned && g->n_sources == 1) || (!cloned && quiescent);
+	spool_finish(c->spool);
+	if (fsync(c->spool->fd) < 0) {
+		r = err_set(errno, "cannot flush spool: %s", strerror(errno));
+		goto thaw;
+	}
+	/* Commit: only if something is to be said (or someone asked). */
+	if (c->force || atomic_load(&c->changed) || atomic_load(&c->spooled)) {
+		if ((r = gstate_write(g, c->epoch, c->cut_time, c->consistent, c->size, c->digest)) < 0)
+			goto thaw;
+		c->committed = true;
+	}
+thaw:
+	if (frozen) {
+		int t = run_hook(g, "thaw", g->cfg->thaw, c->epoch);
+		if (t < 0)
+			log_error("group %s: %s", g->name, err_msg(t));
+	}
+	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
+		if (c->fds[i] >= 0)
+			close(c->fds[i]);
+	if (r < 0) {
+		atomic_store(&c->err, r);
+		snprintf(c->errmsg, sizeof(c->errmsg), "%s", err_msg(r));
+	}
+	c->took_usec = mono_usec() - start;
+	atomic_store(&c->done, true);
+	if (write(d->cut_efd, &one, sizeof(one)) < 0)
+		log_error("cannot signal the end of a cut: %s", strerror(errno));
+	return NULL;
+}
+
+static void group_start_cut(struct group *g)
+{
+	struct daemon *d = g->d;
+	struct cut *c;
+	char path[4300], name[64];
+	int r;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->g = g;
+	c->epoch = g->last_cut + 1;
+	c->force = g->want_cut;
+	targets_floor(d, g, c->floor);
+	snprintf(name, sizeof(name), "spool/%" PRIu64, c->epoch);
+	if ((r = gstate_path(g, path, sizeof(path), name)) < 0 || (r = spool_create(path, &c->spool)) < 0) {
+		log_error("group %s: %s", g->name, err_msg(r));
+		free(c);
+		return;
+	}
+	g->want_cut = false;
+	g->dirty = false;
+	g->cutting = true;
+	g->cut = c;
+	g->last_scan_mono = mono_usec();
+	if ((r = pthread_create(&c->thread, NULL, cut_thread, c)) != 0) {
+		log_error("group %s: cannot start a scan thread: %s", g->name, strerror(r));
+		spool_unref(c->spool);
+		free(c);
+		g->cut = NULL;
+		g->cutting = false;
+		g->want_cut = true;
+	}
+}
+
+uint64_t group_request_cut(struct group *g)
+{
+	g->want_cut = true;
+	if (!g->cutting) {
+		group_start_cut(g);
+		if (g->cutting)
+			return g->cut->epoch;
+		return g->last_cut + 1;
+	}
+	/* A scan is running and may have missed the caller's writes: the next one. */
+	return g->cut->epoch + 1;
+}
+
+int group_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct group *g = userdata;
+	uint64_t now = mono_usec();
+
+	if (!g->cutting && (g->dirty || g->want_cut || now - g->last_scan_mono >= g->cfg->max_interval))
+		group_start_cut(g);
+	sd_event_source_set_time(s, usec + g->cfg->interval);
+	sd_event_source_set_enabled(s, SD_EVENT_ON);
+	return 0;
+}
+
+static void cut_finished(struct group *g)
+{
+	struct cut *c = g->cut;
+	struct daemon *d = g->d;
+	int err;
+
+	pthread_join(c->thread, NULL);
+	g->cut = NULL;
+	g->cutting = false;
+	err = atomic_load(&c->err);
+	if (err < 0) {
+		const char *f[] = { "GROUP=", NULL };
+		char gf[NAME_MAX_LEN + 8];
+		snprintf(gf, sizeof(gf), "GROUP=%s", g->name);
+		f[0] = gf;
+		log_fields(LOG_ERR, f, "epoch %" PRIu64 " of group %s not cut: %s", c->epoch, g->name,
+			   c->errmsg);
+		g->want_cut |= c->force;
+		spool_unref(c->spool);
+		free(c);
+		return;
+	}
+	if (c->committed) {
+		char gf[NAME_MAX_LEN + 8], ef[40];
+		const char *f[] = { gf, ef, NULL };
+		snprintf(gf, sizeof(gf), "GROUP=%s", g->name);
+		snprintf(ef, sizeof(ef), "EPOCH=%" PRIu64, c->epoch);
+		g->last_cut = c->epoch;
+		g->cut_time = c->cut_time;
+		g->consistent = c->consistent;
+		if (atomic_load(&c->changed))
+			g->change_time = c->cut_time;
+		for (uint32_t i = 0; i < g->n_sources; i++) {
+			g->sources[i].size = c->size[i];
+			memcpy(g->sources[i].digest, c->digest[i], DIGEST_BYTES);
+		}
+		spool_unref(g->spool);
+		g->spool = c->spool;
+		c->spool = NULL;
+		memcpy(g->spool_floor, c->floor, sizeof(g->spool_floor));
+		log_fields(LOG_INFO, f,
+			   "epoch %" PRIu64 " of %s cut (%s): %" PRIu64 " blocks changed, %" PRIu64
+			   " spooled, scanned %.1f MiB in %.0f ms",
+			   g->last_cut, g->name, g->consistent ? "consistent" : "fuzzy",
+			   (uint64_t)atomic_load(&c->changed), (uint64_t)atomic_load(&c->spooled),
+			   (double)atomic_load(&c->read_bytes) / 1048576.0, (double)c->took_usec / 1000.0);
+		for (uint32_t t = 0; t < d->n_targets; t++)
+			target_enqueue(&d->targets[t], g);
+		/* The group keeps no reference once every target has its own. */
+		spool_unref(g->spool);
+		g->spool = NULL;
+	} else
+		spool_unref(c->spool);
+	free(c);
+	if (g->want_cut)
+		group_start_cut(g);
+}
+
+int epoch_on_cut_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct daemon *d = userdata;
+	uint64_t v;
+
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_error("cut eventfd: %s", strerror(errno));
+	for (uint32_t i = 0; i < d->n_groups; i++) {
+		struct group *g = &d->groups[i];
+		if (g->cut && atomic_load(&g->cut->done))
+			cut_finished(g);
+	}
+	return 0;
+}

@@ -1,0 +1,240 @@
+/* main.c - basculed: load the configuration, open the state, run the loop.
+ *
+ *   basculed -c FILE                 run in the foreground (systemd Type=notify)
+ *   basculed -c FILE --check-config  validate and exit */
+#include "daemon.h"
+#include "err.h"
+#include "fsutil.h"
+#include "log.h"
+#include "spool.h"
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: basculed [-c FILE] [--check-config] [-v]\n\n"
+		   "Track changes in the disks of the configured groups and stream them, as\n"
+		   "encrypted epochs, to every target.  Runs in the foreground.\n\n"
+		   "  -c, --config FILE   configuration (default /etc/bascule/bascule.yaml)\n"
+		   "      --check-config  validate the configuration (and the files it names), exit\n"
+		   "      --print-keys    list every configuration key with its default, exit\n"
+		   "  -v, --verbose       debug messages\n"
+		   "  -h, --help          this help\n"
+		   "  -V, --version       the version\n\n"
+		   "Exit codes: 0 clean stop, 1 failure, 2 usage, 3 configuration, 4 key, 9 another\n"
+		   "basculed holds the state directory.  See basculed(8), bascule.yaml(5).\n");
+}
+
+static void find_recv(struct daemon *d)
+{
+	char exe[PATH_MAX], cand[PATH_MAX + 32], *slash;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	snprintf(d->recv_path, sizeof(d->recv_path), "bascule");
+	if (n <= 0)
+		return;
+	exe[n] = 0;
+	slash = strrchr(exe, '/');
+	if (!slash)
+		return;
+	*slash = 0;
+	snprintf(cand, sizeof(cand), "%s/bascule", exe);
+	if (access(cand, X_OK) == 0) {
+		snprintf(d->recv_path, sizeof(d->recv_path), "%s", cand);
+		return;
+	}
+	snprintf(cand, sizeof(cand), "%s/../bin/bascule", exe);
+	if (access(cand, X_OK) == 0)
+		snprintf(d->recv_path, sizeof(d->recv_path), "%s", cand);
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	struct daemon *d = userdata;
+
+	if (si->ssi_signo == SIGHUP) {
+		log_warn("SIGHUP: configuration reload is not available in this version; restart "
+			 "basculed to apply a new configuration");
+		return 0;
+	}
+	log_info("stopping on signal %d", (int)si->ssi_signo);
+	sd_notify(0, "STOPPING=1");
+	sd_event_exit(d->ev, 0);
+	return 0;
+}
+
+static int on_inotify(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct daemon *d = userdata;
+	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n = read(fd, buf, sizeof(buf));
+
+	for (char *p = buf; n > 0 && p < buf + n;) {
+		struct inotify_event *e = (struct inotify_event *)p;
+		for (uint32_t i = 0; i < d->n_groups; i++)
+			for (uint32_t k = 0; k < d->groups[i].n_sources; k++)
+				if (d->groups[i].sources[k].wd == e->wd) {
+					d->groups[i].dirty = true;
+					d->groups[i].change_time = now_usec();
+				}
+		p += sizeof(*e) + e->len;
+	}
+	return 0;
+}
+
+static int daemon_setup(struct daemon *d)
+{
+	char path[PATH_MAX + 32];
+	sigset_t ss;
+	int r;
+
+	if ((r = fs_mkdir_p(d->cfg->state_dir, 0700)) < 0)
+		return r;
+	snprintf(path, sizeof(path), "%s/lock", d->cfg->state_dir);
+	if ((r = fs_lock(path)) < 0)
+		return err_set(r, "another basculed is using %s: %s", d->cfg->state_dir, err_msg(r));
+	d->lock_fd = r;
+	if ((r = sd_event_default(&d->ev)) < 0)
+		return err_set(r, "cannot create the event loop: %s", strerror(-r));
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGTERM);
+	sigaddset(&ss, SIGINT);
+	sigaddset(&ss, SIGHUP);
+	sigprocmask(SIG_BLOCK, &ss, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sd_event_add_signal(d->ev, NULL, SIGTERM, on_signal, d);
+	sd_event_add_signal(d->ev, NULL, SIGINT, on_signal, d);
+	sd_event_add_signal(d->ev, NULL, SIGHUP, on_signal, d);
+
+	d->n_groups = (uint32_t)d->cfg->groups.n;
+	d->groups = calloc(d->n_groups, sizeof(*d->groups));
+	d->n_targets = (uint32_t)d->cfg->targets.n;
+	d->targets = calloc(d->n_targets, sizeof(*d->targets));
+	if (!d->groups || !d->targets)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < d->n_groups; i++)
+		if ((r = group_init(d, &d->groups[i], CFG_GROUP(d->cfg, i))) < 0)
+			return r;
+	for (uint32_t i = 0; i < d->n_targets; i++)
+		if ((r = target_init(d, &d->targets[i], CFG_TARGET(d->cfg, i))) < 0)
+			return r;
+
+	d->cut_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	d->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (d->cut_efd < 0 || d->inotify_fd < 0)
+		return -errno;
+	if ((r = sd_event_add_io(d->ev, &d->cut_src, d->cut_efd, EPOLLIN, epoch_on_cut_done, d)) < 0 ||
+	    (r = sd_event_add_io(d->ev, &d->inotify_src, d->inotify_fd, EPOLLIN, on_inotify, d)) < 0)
+		return r;
+	for (uint32_t i = 0; i < d->n_groups; i++) {
+		struct group *g = &d->groups[i];
+		for (uint32_t k = 0; k < g->n_sources; k++)
+			g->sources[k].wd = inotify_add_watch(d->inotify_fd, g->sources[k].cfg->disk,
+							     IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB);
+		if ((r = sd_event_add_time_relative(d->ev, &g->timer, CLOCK_MONOTONIC, 0, 10000,
+						    group_on_timer, g)) < 0)
+			return r;
+	}
+	d->ctl_fd = -1;
+	if ((r = control_open(d)) < 0)
+		return r;
+	for (uint32_t i = 0; i < d->n_targets; i++)
+		target_start(&d->targets[i]);
+	return 0;
+}
+
+static void daemon_free(struct daemon *d)
+{
+	for (uint32_t i = 0; d->targets && i < d->n_targets; i++)
+		target_free(&d->targets[i]);
+	for (uint32_t i = 0; d->groups && i < d->n_groups; i++)
+		group_free(&d->groups[i]);
+	control_close(d);
+	sd_event_source_disable_unref(d->cut_src);
+	sd_event_source_disable_unref(d->inotify_src);
+	if (d->cut_efd > 0)
+		close(d->cut_efd);
+	if (d->inotify_fd > 0)
+		close(d->inotify_fd);
+	free(d->groups);
+	free(d->targets);
+	sd_event_unref(d->ev);
+	key_free(d->key);
+	config_free(d->cfg);
+	if (d->lock_fd > 0)
+		close(d->lock_fd);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "print-keys", no_argument, NULL, 'P' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 }
+	};
+	const char *file = "/etc/bascule/bascule.yaml";
+	struct daemon d;
+	bool check = false;
+	int c, verbose = 0, r;
+
+	while ((c = getopt_long(argc, argv, "c:vhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': file = optarg; break;
+		case 'C': check = true; break;
+		case 'P': config_print_reference(); return EXIT_OK;
+		case 'v': verbose++; break;
+		case 'h': usage(stdout); return EXIT_OK;
+		case 'V': printf("basculed %s\n", BASCULE_VERSION); return EXIT_OK;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	log_init("basculed", verbose);
+	memset(&d, 0, sizeof(d));
+	d.lock_fd = d.cut_efd = d.inotify_fd = d.ctl_fd = -1;
+	pthread_mutex_init(&d.io_lock, NULL);
+	if ((r = config_load(file, &d.cfg)) < 0) {
+		fprintf(stderr, "basculed: %s\n", err_msg(r));
+		return EXIT_CONFIG;
+	}
+	if ((r = key_load(d.cfg->key, &d.key)) < 0) {
+		fprintf(stderr, "basculed: %s\n", err_msg(r));
+		config_free(d.cfg);
+		return EXIT_KEY;
+	}
+	if (check) {
+		printf("%s: OK (%zu groups, %zu targets)\n", file, d.cfg->groups.n, d.cfg->targets.n);
+		key_free(d.key);
+		config_free(d.cfg);
+		return EXIT_OK;
+	}
+	d.scan_threads = d.cfg->scan_threads ? (unsigned)d.cfg->scan_threads
+					      : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	find_recv(&d);
+	if ((r = daemon_setup(&d)) < 0) {
+		log_error("%s", err_msg(r));
+		daemon_free(&d);
+		return err_exit_code(r) == EXIT_OK ? EXIT_FAIL : err_exit_code(r);
+	}
+	log_info("started: %u groups, %u targets, state in %s", d.n_groups, d.n_targets,
+		 d.cfg->state_dir);
+	sd_notify(0, "READY=1\nSTATUS=replicating");
+	r = sd_event_loop(d.ev);
+	daemon_free(&d);
+	return r < 0 ? EXIT_FAIL : EXIT_OK;
+}

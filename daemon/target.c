@@ -1,0 +1,722 @@
+/* target.c - one replica target: the receiver process, the sealed stream to
+ * it, the epochs queued for it, and its acknowledgements.
+ *
+ * Transport local:DIR runs `bascule recv --root DIR` as a child through two
+ * pipes; everything is non-blocking inside the daemon's loop, so a slow
+ * target never stalls another.  A target that fails is retried with
+ * exponential backoff and jitter; on reconnect it reports where it stands
+ * (STATE) and gets exactly the blocks it lacks. */
+#include "daemon.h"
+#include "err.h"
+#include "fsutil.h"
+#include "log.h"
+#include "spool.h"
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#define OUT_HIGH (4u << 20)   /* stop producing frames above this much queued */
+#define PUMP_BUDGET_USEC 20000
+
+static void target_pump(struct target *t);
+
+static void tlog(struct target *t, int prio, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void tlog(struct target *t, int prio, const char *fmt, ...)
+{
+	char tf[NAME_MAX_LEN + 8], msg[1024];
+	const char *f[] = { tf, NULL };
+	va_list ap;
+
+	snprintf(tf, sizeof(tf), "TARGET=%s", t->cfg->name);
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_fields(prio, f, "target %s: %s", t->cfg->name, msg);
+}
+
+int target_init(struct daemon *d, struct target *t, const struct cfg_target *cfg)
+{
+	memset(t, 0, sizeof(*t));
+	t->d = d;
+	t->cfg = cfg;
+	t->to_fd = t->from_fd = -1;
+	t->state = T_BACKOFF;
+	t->groups = calloc(d->n_groups ? d->n_groups : 1, sizeof(*t->groups));
+	t->zctx = ZSTD_createCCtx();
+	t->chunk = malloc(SPOOL_CHUNK * (sizeof(struct spool_block) + PROTO_BLOCK));
+	wbuf_init(&t->ext, PROTO_MAX_EXTENT + 4096 + ZSTD_compressBound(PROTO_MAX_EXTENT));
+	if (!t->groups || !t->zctx || !t->chunk)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < d->n_groups; i++)
+		snprintf(t->groups[i].name, sizeof(t->groups[i].name), "%s", d->groups[i].name);
+	return 0;
+}
+
+static void drop_jobs(struct target *t)
+{
+	while (t->jobs) {
+		struct job *j = t->jobs;
+		t->jobs = j->next;
+		spool_unref(j->spool);
+		free(j);
+	}
+	t->jobs_tail = NULL;
+	t->in_flight = 0;
+}
+
+static void set_error(struct target *t, const char *msg)
+{
+	snprintf(t->last_error, sizeof(t->last_error), "%s", msg);
+	t->last_error_time = now_usec();
+}
+
+static const char *exit_meaning(int code)
+{
+	switch (code) {
+	case EXIT_CONFIG: return "bad arguments or configuration";
+	case EXIT_KEY: return "key problem (missing, unsafe mode, or not the same site key)";
+	case EXIT_INTEGRITY: return "integrity error: the stream was altered or a digest did not match";
+	case EXIT_NOSPACE: return "no space left on the replica";
+	case EXIT_BUSY: return "the replica is locked by another bascule process";
+	case 126: case 127: return "the receiver command could not be run (check remote_command)";
+	default: return "failure";
+	}
+}
+
+static int on_retry(sd_event_source *s, uint64_t usec, void *userdata);
+
+static void target_disconnect(struct target *t, const char *why)
+{
+	int status = 0;
+	pid_t pid = t->pid;
+	uint64_t delay;
+
+	t->in_src = sd_event_source_disable_unref(t->in_src);
+	t->out_src = sd_event_source_disable_unref(t->out_src);
+	if (t->to_fd >= 0)
+		close(t->to_fd);
+	if (t->from_fd >= 0)
+		close(t->from_fd);
+	t->to_fd = t->from_fd = -1;
+	if (t->wire_up)
+		wire_free(&t->w);
+	t->wire_up = false;
+	if (pid > 0) {
+		/* The receiver sees EOF and ends by itself; give it a moment, then force. */
+		for (int i = 0; i < 200 && waitpid(pid, &status, WNOHANG) == 0; i++) {
+			if (i == 100)
+				kill(pid, SIGTERM);
+			usleep(10000);
+		}
+		if (waitpid(pid, &status, WNOHANG) == 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+		}
+	}
+	t->pid = 0;
+	if (why) {
+		char msg[1024];
+		if (pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) != 0)
+			snprintf(msg, sizeof(msg), "%s; the receiver exited with status %d (%s)", why,
+				 WEXITSTATUS(status), exit_meaning(WEXITSTATUS(status)));
+		else
+			snprintf(msg, sizeof(msg), "%s", why);
+		set_error(t, msg);
+		tlog(t, LOG_ERR, "%s", msg);
+	}
+	drop_jobs(t);
+	t->state = T_BACKOFF;
+	t->failures++;
+	delay = 500000ULL << (t->failures > 6 ? 6 : t->failures - 1);
+	if (delay > 30000000ULL)
+		delay = 30000000ULL;
+	delay = delay * (750 + (uint64_t)(randombytes_uniform(500))) / 1000;
+	t->retry = sd_event_source_disable_unref(t->retry);
+	sd_event_add_time_relative(t->d->ev, &t->retry, CLOCK_MONOTONIC, delay, 10000, on_retry, t);
+}
+
+void target_free(struct target *t)
+{
+	if (t->pid > 0 || t->to_fd >= 0) {
+		if (t->wire_up && t->state == T_READY) {
+			wire_send(&t->w, MSG_BYE, NULL, 0);
+			wire_flush_some(&t->w, SIZE_MAX);
+		}
+		target_disconnect(t, NULL);
+	}
+	t->retry = sd_event_source_disable_unref(t->retry);
+	drop_jobs(t);
+	free(t->groups);
+	ZSTD_freeCCtx(t->zctx);
+	free(t->chunk);
+	wbuf_free(&t->ext);
+}
+
+/* Append S to BUF as one shell word in single quotes. */
+static void shell_quote(char *buf, size_t len, const char *s)
+{
+	size_t o = strlen(buf);
+
+	if (o + 2 >= len)
+		return;
+	buf[o++] = '\'';
+	for (; *s && o + 5 < len; s++) {
+		if (*s == '\'') {
+			memcpy(buf + o, "'\\''", 4);
+			o += 4;
+		} else
+			buf[o++] = *s;
+	}
+	buf[o++] = '\'';
+	buf[o] = 0;
+}
+
+static void build_command(struct target *t, char *cmd, size_t len)
+{
+	const char *rc = t->cfg->remote_command, *dir = t->cfg->url + strlen("local:");
+	char tail[64];
+
+	cmd[0] = 0;
+	if (strncmp(rc, "bascule ", 8) == 0) {
+		shell_quote(cmd, len, t->d->recv_path);
+		snprintf(cmd + strlen(cmd), len - strlen(cmd), " %s", rc + 8);
+	} else
+		snprintf(cmd, len, "%s", rc);
+	snprintf(cmd + strlen(cmd), len - strlen(cmd), " --root ");
+	shell_quote(cmd, len, dir);
+	snprintf(cmd + strlen(cmd), len - strlen(cmd), " --key ");
+	shell_quote(cmd, len, t->d->cfg->key);
+	snprintf(tail, sizeof(tail), " --keep-epochs %" PRIu64 " --keep-time %" PRIu64 "ms",
+		 t->cfg->keep_epochs, t->cfg->keep_time / 1000);
+	snprintf(cmd + strlen(cmd), len - strlen(cmd), "%s", tail);
+}
+
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+
+static int target_connect(struct target *t)
+{
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 };
+	char cmd[16384];
+	pid_t pid;
+	int r;
+
+	build_command(t, cmd, sizeof(cmd));
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (pid == 0) {
+		/* child: stdin from in[0], stdout to out[1]; stderr is the daemon's */
+		sigset_t all;
+		sigemptyset(&all);
+		sigprocmask(SIG_SETMASK, &all, NULL);
+		if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0)
+			_exit(126);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	t->pid = pid;
+	t->to_fd = in[1];
+	t->from_fd = out[0];
+	fcntl(t->to_fd, F_SETFL, O_NONBLOCK);
+	fcntl(t->from_fd, F_SETFL, O_NONBLOCK);
+	fcntl(t->to_fd, F_SETPIPE_SZ, 1 << 20);
+	wire_init(&t->w, t->from_fd, t->to_fd, WIRE_ROLE_DAEMON, t->d->key);
+	t->wire_up = true;
+	t->state = T_HANDSHAKE;
+	if ((r = wire_send_hello(&t->w)) < 0)
+		goto fail_conn;
+	if ((r = sd_event_add_io(t->d->ev, &t->in_src, t->from_fd, EPOLLIN, on_io, t)) < 0 ||
+	    (r = sd_event_add_io(t->d->ev, &t->out_src, t->to_fd, EPOLLOUT, on_io, t)) < 0)
+		goto fail_conn;
+	tlog(t, LOG_DEBUG, "started receiver (pid %d)", (int)pid);
+	return 0;
+fail:
+	for (int i = 0; i < 2; i++) {
+		if (in[i] >= 0)
+			close(in[i]);
+		if (out[i] >= 0)
+			close(out[i]);
+	}
+	return r;
+fail_conn:
+	target_disconnect(t, "cannot set up the connection");
+	return r;
+}
+
+static int on_retry(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct target *t = userdata;
+	int r;
+
+	t->retry = sd_event_source_disable_unref(t->retry);
+	r = target_connect(t);
+	if (r < 0) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "cannot start the receiver: %s", strerror(-r));
+		target_disconnect(t, msg);
+	}
+	return 0;
+}
+
+void target_start(struct target *t)
+{
+	t->failures = 0;
+	on_retry(NULL, 0, t);
+}
+
+/* ---- incoming messages ---- */
+
+static struct group *find_group(struct daemon *d, const char *name, uint32_t *idx)
+{
+	for (uint32_t i = 0; i < d->n_groups; i++)
+		if (strcmp(d->groups[i].name, name) == 0) {
+			if (idx)
+				*idx = i;
+			return &d->groups[i];
+		}
+	return NULL;
+}
+
+static int handle_state(struct target *t, struct rbuf *b)
+{
+	struct daemon *d = t->d;
+	struct state_group *sg = malloc(sizeof(*sg));
+	uint32_t n;
+	int r = 0;
+
+	if (!sg)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < d->n_groups; i++) {
+		memset(t->groups[i].sent, 0, sizeof(t->groups[i].sent));
+		t->groups[i].acked = 0;
+		t->groups[i].known = true;
+	}
+	if (rbuf_get_u32(b, &n) < 0 || n > PROTO_MAX_GROUPS) {
+		r = err_set(EBADMSG, "malformed STATE");
+		goto out;
+	}
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t gi;
+		struct group *g;
+		struct tgroup *tg;
+
+		memset(sg, 0, sizeof(*sg));
+		if ((r = proto_get_state_group(b, sg)) < 0)
+			goto out;
+		g = find_group(d, sg->group, &gi);
+		if (!g)
+			continue; /* a group this daemon does not (or no longer) replicate */
+		tg = &t->groups[gi];
+		tg->acked = sg->epoch;
+		tg->acked_cut_time = sg->cut_time;
+		if (sg->epoch > g->last_cut) {
+			tlog(t, LOG_WARNING, "replica of group %s is at epoch %" PRIu64 ", ahead of this "
+					     "daemon's %" PRIu64 " (state lost?): full resync",
+			     g->name, sg->epoch, g->last_cut);
+			g->last_cut = sg->epoch;
+			continue; /* sent[] stays 0: everything is sent */
+		}
+		for (uint32_t s = 0; s < g->n_sources; s++) {
+			for (uint32_t m = 0; m < sg->n_sources; m++) {
+				struct state_source *x = &sg->sources[m];
+				if (strcmp(x->name, g->sources[s].cfg->name) != 0)
+					continue;
+				if (x->status != SRC_OK) {
+					tlog(t, LOG_WARNING, "replica %s/%s reports a digest alarm: full resync",
+					     g->name, x->name);
+				} else if (x->epoch == g->last_cut && g->last_cut &&
+					   memcmp(x->digest, g->sources[s].digest, DIGEST_BYTES) != 0) {
+					tlog(t, LOG_WARNING, "replica %s/%s at epoch %" PRIu64 " differs from the "
+							     "primary's record: full resync",
+					     g->name, x->name, x->epoch);
+				} else
+					tg->sent[s] = x->epoch;
+			}
+		}
+	}
+	if (rbuf_expect_end(b) < 0)
+		r = err_set(EBADMSG, "malformed STATE");
+out:
+	free(sg);
+	return r;
+}
+
+static int handle_ack(struct target *t, struct rbuf *b, bool nack)
+{
+	struct msg_ack m;
+	struct job *j, *prev = NULL;
+	int r;
+
+	if ((r = proto_get_ack(b, &m, nack)) < 0)
+		return r;
+	if (nack)
+		return err_set(m.code == ENOSPC ? ENOSPC : EPROTO,
+			       "the replica refused epoch %" PRIu64 " of %s: %s", m.epoch, m.group, m.text);
+	for (j = t->jobs; j; prev = j, j = j->next)
+		if (j->stage == 3 && j->epoch == m.epoch && strcmp(j->g->name, m.group) == 0)
+			break;
+	if (!j)
+		return err_set(EPROTO, "acknowledgement of epoch %" PRIu64 " of %s, which was not sent",
+			       m.epoch, m.group);
+	{
+		uint32_t gi = (uint32_t)(j->g - t->d->groups);
+		t->groups[gi].acked = j->epoch;
+		t->groups[gi].acked_cut_time = j->cut_time;
+	}
+	if (prev)
+		prev->next = j->next;
+	else
+		t->jobs = j->next;
+	if (t->jobs_tail == j)
+		t->jobs_tail = prev;
+	t->in_flight--;
+	t->failures = 0;
+	if (t->last_error[0])
+		tlog(t, LOG_INFO, "epoch %" PRIu64 " of %s acknowledged; target healthy again",
+		     j->epoch, j->g->name);
+	else
+		tlog(t, LOG_DEBUG, "epoch %" PRIu64 " of %s acknowledged", j->epoch, j->g->name);
+	t->last_error[0] = 0;
+	spool_unref(j->spool);
+	free(j);
+	return 0;
+}
+
+static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct target *t = userdata;
+	char msg[1024];
+	int r;
+
+	if (fd == t->from_fd) {
+		for (;;) {
+			enum wire_type type;
+			struct rbuf body;
+
+			r = wire_fill(&t->w);
+			if (r == -EAGAIN)
+				break;
+			if (r < 0) {
+				snprintf(msg, sizeof(msg), "reading from the receiver failed: %s", strerror(-r));
+				target_disconnect(t, msg);
+				return 0;
+			}
+			while ((r = wire_next(&t->w, &type, &body)) == 1) {
+				if (type == MSG_STATE && t->state == T_HANDSHAKE) {
+					if ((r = handle_state(t, &body)) < 0)
+						break;
+					t->state = T_READY;
+					tlog(t, LOG_INFO, "connected");
+					for (uint32_t i = 0; i < t->d->n_groups; i++)
+						group_request_cut(&t->d->groups[i]);
+				} else if ((type == MSG_ACK || type == MSG_NACK) && t->state == T_READY) {
+					if ((r = handle_ack(t, &body, type == MSG_NACK)) < 0)
+						break;
+				} else if (type == MSG_BYE) {
+					r = err_set(ECONNRESET, "the receiver ended the session");
+					break;
+				} else {
+					r = err_set(EPROTO, "unexpected message %d from the receiver", type);
+					break;
+				}
+			}
+			if (r < 0) {
+				target_disconnect(t, err_msg(r));
+				return 0;
+			}
+			if (t->w.eof) {
+				target_disconnect(t, "the receiver closed the connection");
+				return 0;
+			}
+		}
+	}
+	target_pump(t);
+	return 0;
+}
+
+/* ---- sending ---- */
+
+void targets_floor(struct daemon *d, struct group *g, uint64_t *floor)
+{
+	uint32_t gi = (uint32_t)(g - d->groups);
+
+	for (uint32_t s = 0; s < PROTO_MAX_SOURCES; s++)
+		floor[s] = UINT64_MAX;
+	for (uint32_t i = 0; i < d->n_targets; i++) {
+		struct target *t = &d->targets[i];
+		if (t->state != T_READY)
+			continue;
+		for (uint32_t s = 0; s < g->n_sources; s++)
+			if (t->groups[gi].sent[s] < floor[s])
+				floor[s] = t->groups[gi].sent[s];
+	}
+}
+
+void target_enqueue(struct target *t, struct group *g)
+{
+	uint32_t gi = (uint32_t)(g - t->d->groups);
+	struct tgroup *tg = &t->groups[gi];
+	struct job *j;
+
+	if (t->state != T_READY)
+		return;
+	/* The spool only holds blocks newer than its floor: a target that came
+	 * up during the scan lacks older ones and waits for the next cut. */
+	for (uint32_t s = 0; s < g->n_sources; s++)
+		if (tg->sent[s] < g->spool_floor[s]) {
+			g->want_cut = true;
+			return;
+		}
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return;
+	j->g = g;
+	j->epoch = g->last_cut;
+	j->cut_time = g->cut_time;
+	j->flags = g->consistent ? EPOCH_CONSISTENT : 0;
+	j->spool = spool_ref(g->spool);
+	for (uint32_t s = 0; s < g->n_sources; s++) {
+		j->base[s] = tg->sent[s];
+		j->size[s] = g->sources[s].size;
+		memcpy(j->digest[s], g->sources[s].digest, DIGEST_BYTES);
+		tg->sent[s] = j->epoch;
+	}
+	if (t->jobs_tail)
+		t->jobs_tail->next = j;
+	else
+		t->jobs = j;
+	t->jobs_tail = j;
+	target_pump(t);
+}
+
+static int send_msg(struct target *t, enum wire_type type, struct wbuf *b)
+{
+	return wire_send(&t->w, type, b->p, b->len);
+}
+
+static int emit_extent(struct target *t, struct job *j, uint32_t src, uint64_t off, uint32_t len,
+		       const uint8_t *data)
+{
+	struct msg_extent m = { .src = src, .offset = off, .raw_len = len };
+	size_t bound = ZSTD_compressBound(len), hdr;
+	int r;
+
+	wbuf_reset(&t->ext);
+	m.enc = data ? EXT_ZSTD : EXT_ZERO;
+	if ((r = proto_put_extent_hdr(&t->ext, &m)) < 0)
+		return r;
+	hdr = t->ext.len;
+	if (data) {
+		size_t n;
+		if ((r = wbuf_reserve(&t->ext, bound)) < 0)
+			return r;
+		n = ZSTD_compressCCtx(t->zctx, t->ext.p + hdr, bound, data, len, 1);
+		if (ZSTD_isError(n) || n >= len) {
+			t->ext.p[hdr - 1] = EXT_RAW;
+			memcpy(t->ext.p + hdr, data, len);
+			n = len;
+		}
+		t->ext.len = hdr + n;
+	}
+	j->n_extents++;
+	j->raw_bytes += len;
+	t->raw_sent += data ? len : 0;
+	return send_msg(t, MSG_EXTENT, &t->ext);
+}
+
+/* Emit the extents of spool record I for job J: the blocks the target lacks,
+ * runs of up to 256 blocks, zero runs without data. */
+static int emit_record(struct target *t, struct job *j, size_t i)
+{
+	const struct spool_entry *e = &j->spool->e[i];
+	const struct spool_block *blocks;
+	const uint8_t *data;
+	uint64_t size = j->size[e->src], base = j->base[e->src];
+	uint32_t k = 0, di = 0;
+	int r;
+
+	if ((r = spool_read(j->spool, i, t->chunk, &blocks, &data)) < 0)
+		return r;
+	while (k < e->count) {
+		uint32_t start = k, dstart = di;
+		uint64_t off, end;
+		bool zero = blocks[k].zero;
+
+		if (blocks[k].epoch <= base) {
+			di += !blocks[k].zero;
+			k++;
+			continue;
+		}
+		/* A run: consecutive indexes, same kind, all lacking, at most 256. */
+		do {
+			di += !blocks[k].zero;
+			k++;
+		} while (k < e->count && blocks[k].idx == blocks[k - 1].idx + 1 &&
+			 blocks[k].zero == zero && blocks[k].epoch > base && k - start < 256);
+		off = (e->chunk * SPOOL_CHUNK + blocks[start].idx) * (uint64_t)PROTO_BLOCK;
+		end = off + (uint64_t)(k - start) * PROTO_BLOCK;
+		if (end > size)
+			end = size;
+		if ((r = emit_extent(t, j, e->src, off, (uint32_t)(end - off),
+				     zero ? NULL : data + (size_t)dstart * PROTO_BLOCK)) < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int produce(struct target *t, struct job *j)
+{
+	struct wbuf b;
+	int r = 0;
+
+	wbuf_init(&b, 1 << 20);
+	if (j->stage == 0) {
+		struct msg_epoch_begin m = { .epoch = j->epoch, .cut_time = j->cut_time,
+					     .flags = j->flags, .n_sources = j->g->n_sources };
+		snprintf(m.group, sizeof(m.group), "%s", j->g->name);
+		if ((r = proto_put_epoch_begin(&b, &m)) < 0 || (r = send_msg(t, MSG_EPOCH_BEGIN, &b)) < 0)
+			goto out;
+		for (uint32_t s = 0; s < j->g->n_sources; s++) {
+			struct msg_source ms = { .idx = s, .base = j->base[s], .size = j->size[s],
+						 .block_size = PROTO_BLOCK };
+			snprintf(ms.name, sizeof(ms.name), "%s", j->g->sources[s].cfg->name);
+			memcpy(ms.digest, j->digest[s], DIGEST_BYTES);
+			wbuf_reset(&b);
+			if ((r = proto_put_source(&b, &ms)) < 0 || (r = send_msg(t, MSG_SOURCE, &b)) < 0)
+				goto out;
+		}
+		j->stage = 1;
+		j->rec = 0;
+		t->in_flight++;
+	} else if (j->stage == 1) {
+		if (j->rec < j->spool->n) {
+			r = emit_record(t, j, j->rec++);
+		} else
+			j->stage = 2;
+	} else if (j->stage == 2) {
+		struct msg_epoch_end m = { .epoch = j->epoch, .n_extents = j->n_extents,
+					   .raw_bytes = j->raw_bytes };
+		snprintf(m.group, sizeof(m.group), "%s", j->g->name);
+		if ((r = proto_put_epoch_end(&b, &m)) < 0 || (r = send_msg(t, MSG_EPOCH_END, &b)) < 0)
+			goto out;
+		j->stage = 3;
+		tlog(t, LOG_DEBUG, "epoch %" PRIu64 " of %s sent: %" PRIu64 " extents, %" PRIu64 " bytes",
+		     j->epoch, j->g->name, j->n_extents, j->raw_bytes);
+	}
+out:
+	wbuf_free(&b);
+	return r;
+}
+
+/* Bytes the bandwidth cap allows now; arms a timer when none. */
+static size_t bw_allowance(struct target *t)
+{
+	uint64_t rate = t->cfg->bandwidth, now;
+
+	if (!rate)
+		return SIZE_MAX;
+	now = mono_usec();
+	if (!t->tokens_time)
+		t->tokens_time = now;
+	t->tokens += (double)(now - t->tokens_time) * (double)rate / 1e6;
+	t->tokens_time = now;
+	if (t->tokens > (double)rate / 20) /* 50 ms of burst */
+		t->tokens = (double)rate / 20;
+	return t->tokens > 0 ? (size_t)t->tokens : 0;
+}
+
+static int on_bw_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct target *t = userdata;
+
+	t->retry = sd_event_source_disable_unref(t->retry);
+	if (t->state != T_BACKOFF)
+		target_pump(t);
+	return 0;
+}
+
+static void target_pump(struct target *t)
+{
+	uint64_t start = mono_usec();
+	bool more = false;
+	int r = 0;
+
+	if (!t->wire_up || t->to_fd < 0)
+		return;
+	for (;;) {
+		struct job *j = NULL;
+		size_t allow;
+		ssize_t n;
+
+		/* Produce while the output queue is short. */
+		if (t->state == T_READY && wire_out_len(&t->w) < OUT_HIGH) {
+			for (j = t->jobs; j && j->stage == 3; j = j->next)
+				;
+			if (j && j->stage == 0 && t->in_flight >= t->cfg->max_in_flight)
+				j = NULL;
+			if (j && (r = produce(t, j)) < 0)
+				break;
+		}
+		if (!wire_pending_out(&t->w)) {
+			if (!j)
+				break;
+			if (mono_usec() - start > PUMP_BUDGET_USEC) {
+				more = true;
+				break;
+			}
+			continue;
+		}
+		allow = bw_allowance(t);
+		if (allow == 0) {
+			uint64_t wait = (uint64_t)(-t->tokens * 1e6 / (double)t->cfg->bandwidth) + 1000;
+			if (!t->retry)
+				sd_event_add_time_relative(t->d->ev, &t->retry, CLOCK_MONOTONIC, wait, 1000,
+							   on_bw_timer, t);
+			more = false;
+			sd_event_source_set_enabled(t->out_src, SD_EVENT_OFF);
+			return;
+		}
+		n = wire_flush_some(&t->w, allow > (1u << 20) ? (1u << 20) : allow);
+		if (n == -EAGAIN) {
+			more = true;
+			break;
+		}
+		if (n < 0) {
+			r = (int)n;
+			break;
+		}
+		if (t->cfg->bandwidth)
+			t->tokens -= (double)n;
+		t->bytes_sent += (uint64_t)n;
+		if (mono_usec() - start > PUMP_BUDGET_USEC) {
+			more = true; /* let the loop breathe; resume on the next writable event */
+			break;
+		}
+	}
+	if (r < 0) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "sending failed: %s", r == -EPIPE ? "the receiver went away" : err_msg(r));
+		target_disconnect(t, msg);
+		return;
+	}
+	sd_event_source_set_enabled(t->out_src, more ? SD_EVENT_ON : SD_EVENT_OFF);
+}
+
+void target_release_spools(struct target *t)
+{
+	drop_jobs(t);
+}
