@@ -56,11 +56,10 @@ static json_t *status_json(struct daemon *d)
 		json_t *tg = json_object();
 		for (uint32_t k = 0; k < d->n_groups; k++) {
 			struct group *g = &d->groups[k];
-			double lag = 0;
-			/* Lag (current RPO): age of the oldest change the target lacks. */
-			if (t->groups[k].acked < g->last_cut || (g->dirty && t->groups[k].acked == g->last_cut))
-				lag = t->groups[k].acked_cut_time
-					      ? (double)(now - t->groups[k].acked_cut_time) / 1e6 : -1;
+			/* Lag (current RPO): age of the state the target holds, i.e. how
+			 * much recent data it would lose now.  -1: no epoch yet. */
+			double lag = t->groups[k].acked_cut_time
+					     ? (double)(now - t->groups[k].acked_cut_time) / 1e6 : -1;
 			json_object_set_new(tg, g->name,
 					    json_pack("{s:I, s:f}", "acked", (json_int_t)t->groups[k].acked,
 						      "lag_seconds", lag));

@@ -420,9 +420,14 @@ done:
 	return NULL;
 }
 
-static bool same_stat(const struct stat *a, const struct stat *b)
+/* No write reached the file during the scan: same size and times, and the
+ * last change is older than the timestamp granularity (a write in the same
+ * coarse tick as the first stat would not move mtime). */
+static bool same_stat(const struct stat *a, const struct stat *b, uint64_t scan_start)
 {
-	return a->st_size == b->st_size && a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	uint64_t m = (uint64_t)a->st_mtim.tv_sec * 1000000u + (uint64_t)a->st_mtim.tv_nsec / 1000u;
+
+	return m + 20000 < scan_start && a->st_size == b->st_size && a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
 	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec && a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
 	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
@@ -519,7 +524,7 @@ static void *cut_thread(void *arg)
 	}
 	for (uint32_t i = 0; i < g->n_sources; i++) {
 		if (!cloned && (stat(g->sources[i].cfg->disk, &after[i]) < 0 ||
-				!same_stat(&before[i], &after[i]) || !S_ISREG(before[i].st_mode)))
+				!same_stat(&before[i], &after[i], c->cut_time) || !S_ISREG(before[i].st_mode)))
 			quiescent = false;
 		blockmap_digest(g->sources[i].map, c->digest[i]);
 		if ((r = blockmap_sync(g->sources[i].map)) < 0)

@@ -20,6 +20,7 @@ static const struct subcommand {
 	{ "keygen", cmd_keygen, "keygen site FILE", "create a new site key (mode 0600)" },
 	{ "sync", cmd_sync, "sync [GROUP] [--wait] [--timeout D]",
 	  "cut an epoch now; with --wait, return once every target has it" },
+	{ "status", cmd_status, "status [--json]", "where every group and target stands, with lag" },
 	{ "recv", cmd_recv, "recv --root DIR [--key FILE]",
 	  "receive epochs on stdin/stdout and apply them to the replicas in DIR" },
 	{ "replica", cmd_replica, "replica list|verify|recover|rollback --root DIR",

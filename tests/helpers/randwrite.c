@@ -1,0 +1,48 @@
+/* randwrite - test helper: overwrite COUNT random 4 KiB blocks of FILE with
+ * random bytes (a VM writing at random), then fsync.
+ *   randwrite FILE COUNT [SEED]      prints nothing; exit 0 */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+	unsigned long long count, blocks;
+	unsigned seed;
+	struct stat st;
+	char buf[4096];
+	int fd;
+
+	if (argc < 3) {
+		fprintf(stderr, "usage: randwrite FILE COUNT [SEED]\n");
+		return 2;
+	}
+	count = strtoull(argv[2], NULL, 10);
+	seed = argc > 3 ? (unsigned)strtoul(argv[3], NULL, 10) : (unsigned)getpid();
+	srandom(seed);
+	fd = open(argv[1], O_WRONLY);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		perror(argv[1]);
+		return 1;
+	}
+	blocks = (unsigned long long)st.st_size / 4096;
+	for (unsigned long long i = 0; i < count && blocks; i++) {
+		unsigned long long b = (((unsigned long long)random() << 31) ^ (unsigned long long)random()) % blocks;
+		for (size_t k = 0; k < sizeof(buf); k += sizeof(long)) {
+			long v = random();
+			*(long *)(buf + k) = v ^ (v << 31);
+		}
+		if (pwrite(fd, buf, sizeof(buf), (off_t)(b * 4096)) != (ssize_t)sizeof(buf)) {
+			perror("pwrite");
+			return 1;
+		}
+	}
+	if (fsync(fd) < 0) {
+		perror("fsync");
+		return 1;
+	}
+	close(fd);
+	return 0;
+}

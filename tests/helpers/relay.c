@@ -1,0 +1,67 @@
+/* relay - test helper: a tampering man in the middle on the daemon-to-
+ * receiver stream.  Runs CMD with a pipe as its stdin and copies our stdin
+ * into it; while TRIGGER exists, the byte at offset AT of each session is
+ * flipped (one bit).  CMD's stdout is ours (the replies pass untouched).
+ *   relay --trigger FILE --at N -- CMD [ARGS...] */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+	const char *trigger = NULL;
+	unsigned long long at = 0, pos = 0;
+	int i, p[2], status;
+	char buf[65536];
+	pid_t pid;
+
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--trigger") && i + 1 < argc)
+			trigger = argv[++i];
+		else if (!strcmp(argv[i], "--at") && i + 1 < argc)
+			at = strtoull(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--")) {
+			i++;
+			break;
+		}
+	}
+	if (!trigger || i >= argc) {
+		fprintf(stderr, "usage: relay --trigger FILE --at N -- CMD [ARGS...]\n");
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (pipe(p) < 0)
+		return 1;
+	pid = fork();
+	if (pid == 0) {
+		dup2(p[0], 0);
+		close(p[0]);
+		close(p[1]);
+		execvp(argv[i], argv + i);
+		_exit(127);
+	}
+	close(p[0]);
+	for (;;) {
+		ssize_t n = read(0, buf, sizeof(buf)), w = 0;
+		if (n <= 0)
+			break;
+		if (pos <= at && at < pos + (unsigned long long)n && access(trigger, F_OK) == 0) {
+			buf[at - pos] ^= 0x10;
+			fprintf(stderr, "relay: flipped a bit at byte %llu of the stream\n", at);
+		}
+		pos += (unsigned long long)n;
+		while (w < n) {
+			ssize_t k = write(p[1], buf + w, (size_t)(n - w));
+			if (k <= 0)
+				goto done;
+			w += k;
+		}
+	}
+done:
+	close(p[1]);
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
