@@ -54,15 +54,23 @@ $(B)/%.o: %.c
 $(B)/libbascule.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
+# The daemon's and the tools' modules, for unit tests (everything but main).
+$(B)/libdaemon.a: $(filter-out $(B)/daemon/main.o,$(DAEMON_OBJ))
+	ar rcs $@ $^
+
+$(B)/libtools.a: $(filter-out $(B)/tools/bascule.o,$(TOOLS_OBJ))
+	ar rcs $@ $^
+
 $(B)/basculed: $(DAEMON_OBJ) $(B)/libbascule.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(B)/bascule: $(TOOLS_OBJ) $(B)/libbascule.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(B)/tests/%: tests/unit/%.c $(B)/libbascule.a
+$(B)/tests/%: tests/unit/%.c $(B)/libbascule.a $(B)/libdaemon.a $(B)/libtools.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libbascule.a $(LIBS) -lcmocka
+	$(CC) $(CFLAGS) -Idaemon -Itools $(LDFLAGS) -o $@ $< $(B)/libdaemon.a $(B)/libtools.a \
+		$(B)/libbascule.a $(LIBS) -lcmocka
 
 $(B)/tests/%: tests/helpers/%.c $(B)/libbascule.a
 	@mkdir -p $(dir $@)

@@ -1,0 +1,213 @@
+/* Unit tests: the block map (persistence, resize, key change, digest) and
+ * per-target out-of-sync sets (blocks changed after the epoch a target has),
+ * the spool, and the protocol messages' bounds. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "blockmap.h"
+#include "proto.h"
+#include "spool.h"
+
+static char dir[64];
+static const uint8_t *buf_zero_page(void)
+{
+	static const uint8_t z[4096];
+	return z;
+}
+
+static int setup(void **state)
+{
+	snprintf(dir, sizeof(dir), "/tmp/bascule-bm.XXXXXX");
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd);
+}
+
+static const uint8_t kid1[KEY_ID_BYTES] = { 1 }, kid2[KEY_ID_BYTES] = { 2 };
+
+static void test_persist_and_resize(void **state)
+{
+	char path[128];
+	struct blockmap *m;
+
+	snprintf(path, sizeof(path), "%s/a.map", dir);
+	assert_int_equal(blockmap_open(path, kid1, &m), 0);
+	assert_int_equal(m->nblocks, 0);
+	assert_int_equal(blockmap_resize(m, 10 * 4096 + 100), 0);
+	assert_int_equal(m->nblocks, 11);
+	for (int i = 0; i < 11; i++)
+		assert_int_equal(m->recs[i].leaf[0] | m->recs[i].epoch, 0); /* unknown */
+	m->recs[3].leaf[0] = 0xaa;
+	m->recs[3].epoch = 7;
+	m->recs[10].leaf[0] = 0xbb;
+	assert_int_equal(blockmap_sync(m), 0);
+	blockmap_close(m);
+
+	assert_int_equal(blockmap_open(path, kid1, &m), 0);
+	assert_int_equal(m->nblocks, 11);
+	assert_int_equal(m->size, 10 * 4096 + 100);
+	assert_int_equal(m->recs[3].leaf[0], 0xaa);
+	assert_int_equal(m->recs[3].epoch, 7);
+	/* growing: the partial last block's content changes, so it is unknown */
+	assert_int_equal(blockmap_resize(m, 20 * 4096), 0);
+	assert_int_equal(m->nblocks, 20);
+	assert_int_equal(m->recs[10].leaf[0], 0);
+	assert_int_equal(m->recs[3].leaf[0], 0xaa);
+	blockmap_close(m);
+
+	/* a map made under another key is reset */
+	assert_int_equal(blockmap_open(path, kid2, &m), 0);
+	assert_int_equal(m->recs[3].leaf[0], 0);
+	blockmap_close(m);
+}
+
+static void test_out_of_sync_sets(void **state)
+{
+	char path[128];
+	struct blockmap *m;
+
+	snprintf(path, sizeof(path), "%s/b.map", dir);
+	assert_int_equal(blockmap_open(path, kid1, &m), 0);
+	assert_int_equal(blockmap_resize(m, 100 * 4096), 0);
+	/* epoch 1 writes every block, epoch 2 blocks 0-9, epoch 3 blocks 5-14 */
+	for (int i = 0; i < 100; i++)
+		m->recs[i].epoch = 1;
+	for (int i = 0; i < 10; i++)
+		m->recs[i].epoch = 2;
+	for (int i = 5; i < 15; i++)
+		m->recs[i].epoch = 3;
+	/* a target at epoch 0 lacks everything, at 1 the union of 2 and 3 (15
+	 * blocks, not 20: coalesced), at 2 only epoch 3's, at 3 nothing */
+	assert_int_equal(blockmap_count_newer(m, 0), 100);
+	assert_int_equal(blockmap_count_newer(m, 1), 15);
+	assert_int_equal(blockmap_count_newer(m, 2), 10);
+	assert_int_equal(blockmap_count_newer(m, 3), 0);
+	blockmap_close(m);
+}
+
+static void test_digest(void **state)
+{
+	char path[128];
+	struct blockmap *m;
+	uint8_t d1[DIGEST_BYTES], d2[DIGEST_BYTES], d3[DIGEST_BYTES], leaves[3 * LEAF_BYTES];
+	struct digest_ctx c;
+
+	snprintf(path, sizeof(path), "%s/c.map", dir);
+	assert_int_equal(blockmap_open(path, kid1, &m), 0);
+	assert_int_equal(blockmap_resize(m, 3 * 4096), 0);
+	for (int i = 0; i < 3; i++) {
+		memset(m->recs[i].leaf, i + 1, LEAF_BYTES);
+		memset(leaves + i * LEAF_BYTES, i + 1, LEAF_BYTES);
+	}
+	blockmap_digest(m, d1);
+	hash_digest_init(&c, 3 * 4096, 4096);
+	hash_digest_leaves(&c, leaves, 3);
+	hash_digest_final(&c, d2);
+	assert_memory_equal(d1, d2, DIGEST_BYTES); /* same as the replica computes */
+	m->recs[1].leaf[5] ^= 1;
+	blockmap_digest(m, d3);
+	assert_memory_not_equal(d1, d3, DIGEST_BYTES);
+	blockmap_close(m);
+}
+
+static void test_spool(void **state)
+{
+	char path[128];
+	struct spool *s;
+	struct spool_block b[3] = { { .idx = 0, .epoch = 5 }, { .idx = 1, .zero = 1, .epoch = 6 },
+				    { .idx = 7, .epoch = 6 } };
+	uint8_t data[2 * 4096], *buf = malloc(SPOOL_CHUNK * (16 + 4096));
+	const struct spool_block *rb;
+	const uint8_t *rd;
+
+	memset(data, 'a', 4096);
+	memset(data + 4096, 'b', 4096);
+	snprintf(path, sizeof(path), "%s/spool", dir);
+	assert_int_equal(spool_create(path, &s), 0);
+	assert_int_equal(spool_append(s, 1, 9, b, 3, data, 2), 0);
+	assert_int_equal(spool_append(s, 0, 4, b, 1, data, 1), 0);
+	assert_int_equal(spool_append(s, 1, 2, b + 1, 1, NULL, 0), 0);
+	spool_finish(s);
+	assert_int_equal(s->n, 3);
+	assert_int_equal(s->e[0].src, 0); /* sorted by source, then chunk */
+	assert_int_equal(s->e[1].chunk, 2);
+	assert_int_equal(s->e[2].chunk, 9);
+	assert_int_equal(spool_read(s, 2, buf, &rb, &rd), 0);
+	assert_int_equal(rb[2].idx, 7);
+	assert_int_equal(rb[1].zero, 1);
+	assert_int_equal(rd[0], 'a');
+	assert_int_equal(rd[4096], 'b');
+	spool_unref(s);
+	assert_int_equal(access(path, F_OK), -1); /* removed with the last reference */
+	free(buf);
+}
+
+static void test_proto_bounds(void **state)
+{
+	struct wbuf w;
+	struct rbuf r;
+	struct msg_extent e = { .src = 0, .offset = 4096, .raw_len = 4096, .enc = EXT_RAW }, got;
+	struct msg_source s = { .idx = 0, .name = "root", .size = 1 << 20, .block_size = 4096 }, gs;
+
+	wbuf_init(&w, 1 << 20);
+	assert_int_equal(proto_put_extent_hdr(&w, &e), 0);
+	wbuf_put_bytes(&w, buf_zero_page(), 4096);
+	r = rbuf_init(w.p, w.len);
+	assert_int_equal(proto_get_extent(&r, &got), 0);
+	assert_int_equal(got.data_len, 4096);
+	/* data shorter than announced */
+	r = rbuf_init(w.p, w.len - 1);
+	assert_int_equal(proto_get_extent(&r, &got), -EBADMSG);
+	/* unaligned offset */
+	wbuf_reset(&w);
+	e.offset = 100;
+	proto_put_extent_hdr(&w, &e);
+	wbuf_put_bytes(&w, buf_zero_page(), 4096);
+	r = rbuf_init(w.p, w.len);
+	assert_int_equal(proto_get_extent(&r, &got), -EBADMSG);
+	/* a source name that would escape the replica directory */
+	wbuf_reset(&w);
+	snprintf(s.name, sizeof(s.name), "../x");
+	proto_put_source(&w, &s);
+	r = rbuf_init(w.p, w.len);
+	assert_int_equal(proto_get_source(&r, &gs), -EBADMSG);
+	/* a wrong block size */
+	wbuf_reset(&w);
+	snprintf(s.name, sizeof(s.name), "root");
+	s.block_size = 512;
+	proto_put_source(&w, &s);
+	r = rbuf_init(w.p, w.len);
+	assert_int_equal(proto_get_source(&r, &gs), -EBADMSG);
+	/* trailing bytes */
+	wbuf_reset(&w);
+	s.block_size = 4096;
+	proto_put_source(&w, &s);
+	wbuf_put_u8(&w, 0);
+	r = rbuf_init(w.p, w.len);
+	assert_int_equal(proto_get_source(&r, &gs), -EBADMSG);
+	wbuf_free(&w);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_persist_and_resize),
+		cmocka_unit_test(test_out_of_sync_sets),
+		cmocka_unit_test(test_digest),
+		cmocka_unit_test(test_spool),
+		cmocka_unit_test(test_proto_bounds),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,198 @@
+/* Unit tests: the configuration parser and every error path, each naming
+ * FILE:LINE:COLUMN. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "config.h"
+#include "err.h"
+
+static const char minimal[] =
+	"state_dir: /var/lib/bascule\n"
+	"key: /etc/bascule/site.key\n"
+	"control_socket: /run/bascule/status.sock\n"
+	"groups:\n"
+	"  - name: web1\n"
+	"    interval: 5s\n"
+	"    sources:\n"
+	"      - name: root\n"
+	"        disk: /var/lib/libvirt/images/web1.img\n"
+	"targets:\n"
+	"  - name: secondary\n"
+	"    type: replica\n"
+	"    url: local:/srv/bascule/replica\n";
+
+static int parse(const char *text, struct config **c)
+{
+	return config_parse("test.yaml", text, strlen(text), false, c);
+}
+
+/* Parse TEXT, expect failure whose message contains WANT. */
+static void expect_error(const char *text, const char *want)
+{
+	struct config *c = NULL;
+	int r = parse(text, &c);
+
+	assert_int_equal(r, -EINVAL);
+	assert_null(c);
+	if (!strstr(err_msg(r), want)) {
+		fprintf(stderr, "message: %s\nwanted: %s\n", err_msg(r), want);
+		fail();
+	}
+}
+
+static char *replace(const char *from, const char *to)
+{
+	static char out[4096];
+	const char *p = strstr(minimal, from);
+
+	assert_non_null(p);
+	snprintf(out, sizeof(out), "%.*s%s%s", (int)(p - minimal), minimal, to, p + strlen(from));
+	return out;
+}
+
+static void test_minimal(void **state)
+{
+	struct config *c = NULL;
+
+	assert_int_equal(parse(minimal, &c), 0);
+	assert_string_equal(c->state_dir, "/var/lib/bascule");
+	assert_int_equal(c->groups.n, 1);
+	assert_int_equal(CFG_GROUP(c, 0)->interval, 5000000);
+	assert_int_equal(CFG_GROUP(c, 0)->max_interval, 60000000); /* default filled */
+	assert_string_equal(CFG_SOURCE(CFG_GROUP(c, 0), 0)->disk, "/var/lib/libvirt/images/web1.img");
+	assert_int_equal(c->block_size, 4096);
+	assert_int_equal(CFG_TARGET(c, 0)->keep_epochs, 24);
+	assert_string_equal(CFG_TARGET(c, 0)->remote_command, "bascule recv");
+	config_free(c);
+}
+
+static void test_unknown_key(void **state)
+{
+	expect_error(replace("    interval: 5s\n", "    intervall: 5s\n"),
+		     "test.yaml:6:5: unknown key 'intervall' in group");
+}
+
+static void test_bad_duration(void **state)
+{
+	expect_error(replace("interval: 5s", "interval: 5 parsecs"),
+		     "test.yaml:6:15: interval must be a duration");
+}
+
+static void test_bad_size(void **state)
+{
+	char text[4096];
+	snprintf(text, sizeof(text), "%sblock_size: 4 potatoes\n", minimal);
+	expect_error(text, "test.yaml:14:13: block_size must be a size");
+}
+
+static void test_out_of_bounds(void **state)
+{
+	expect_error(replace("interval: 5s", "interval: 1ms"), "test.yaml:6:15: interval must be between");
+}
+
+static void test_wrong_type(void **state)
+{
+	expect_error(replace("interval: 5s", "interval: [1, 2]"), "test.yaml:6:15: interval must be");
+	expect_error("groups: 5\ntargets: []\n", "test.yaml:1:9: groups must be a list");
+}
+
+static void test_missing_required(void **state)
+{
+	expect_error(replace("        disk: /var/lib/libvirt/images/web1.img\n", ""),
+		     "test.yaml:8:9: source is missing the required key 'disk'");
+}
+
+static void test_duplicate(void **state)
+{
+	char text[4096];
+	snprintf(text, sizeof(text), "%s  - name: secondary\n    url: local:/x\n", minimal);
+	expect_error(text, "test.yaml:14:5: target name 'secondary' is used twice");
+	expect_error(replace("    interval: 5s\n", "    interval: 5s\n    interval: 6s\n"),
+		     "test.yaml:7:5: key 'interval' given twice");
+}
+
+static void test_bad_name(void **state)
+{
+	expect_error(replace("name: root", "name: ../etc"), "test.yaml:8:15: '../etc' is not a valid name");
+}
+
+static void test_relative_path(void **state)
+{
+	expect_error(replace("state_dir: /var/lib/bascule", "state_dir: var/lib"),
+		     "test.yaml:1:12: state_dir must be an absolute path");
+}
+
+static void test_bad_url(void **state)
+{
+	expect_error(replace("url: local:/srv/bascule/replica", "url: ftp://x"),
+		     "test.yaml:11:5: target 'secondary': url must be local:/DIR");
+	expect_error(replace("type: replica", "type: tape"), "type must be one of: replica");
+}
+
+static void test_syntax(void **state)
+{
+	expect_error("groups: [\n", "test.yaml:2:1: YAML syntax error");
+	expect_error("", "test.yaml:1:1: the configuration is empty");
+	expect_error("- a\n- b\n", "test.yaml:1:1: each top level must be a mapping");
+}
+
+static void test_missing_files(void **state)
+{
+	char dir[] = "/tmp/bascule-cfg.XXXXXX", text[8192], key[600];
+	struct config *c = NULL;
+	int fd, r;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(key, sizeof(key), "%s/site.key", dir);
+	snprintf(text, sizeof(text),
+		 "key: %s\ngroups:\n  - name: g\n    sources:\n      - name: s\n        disk: %s/nope.img\n"
+		 "targets:\n  - name: t\n    url: local:/r\n", key, dir);
+	/* key missing */
+	r = config_parse("test.yaml", text, strlen(text), true, &c);
+	assert_int_equal(r, -EINVAL);
+	assert_non_null(strstr(err_msg(r), "test.yaml:1:6: key"));
+	assert_non_null(strstr(err_msg(r), "No such file"));
+	/* key readable by others */
+	fd = open(key, O_CREAT | O_WRONLY, 0644);
+	assert_true(fd >= 0);
+	fchmod(fd, 0644);
+	close(fd);
+	r = config_parse("test.yaml", text, strlen(text), true, &c);
+	assert_int_equal(r, -EINVAL);
+	assert_non_null(strstr(err_msg(r), "chmod 600"));
+	/* disk missing */
+	chmod(key, 0600);
+	r = config_parse("test.yaml", text, strlen(text), true, &c);
+	assert_int_equal(r, -EINVAL);
+	assert_non_null(strstr(err_msg(r), "test.yaml:6:15: disk"));
+	unlink(key);
+	rmdir(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_minimal),
+		cmocka_unit_test(test_unknown_key),
+		cmocka_unit_test(test_bad_duration),
+		cmocka_unit_test(test_bad_size),
+		cmocka_unit_test(test_out_of_bounds),
+		cmocka_unit_test(test_wrong_type),
+		cmocka_unit_test(test_missing_required),
+		cmocka_unit_test(test_duplicate),
+		cmocka_unit_test(test_bad_name),
+		cmocka_unit_test(test_relative_path),
+		cmocka_unit_test(test_bad_url),
+		cmocka_unit_test(test_syntax),
+		cmocka_unit_test(test_missing_files),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
