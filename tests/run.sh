@@ -5,20 +5,21 @@ set -uo pipefail
 B=${1:?usage: tests/run.sh BUILD_DIR [unit|e2e]}
 WHAT=${2:-all}
 cd "$(dirname "$0")/.."
+LOGDIR=$(mktemp -d /tmp/bascule-logs.XXXXXX)
 pass=0 failn=0 skip=0 failed=()
 run() {
 	local name=$1; shift
 	local start=$(date +%s.%N) rc
-	"$@" > "/tmp/bascule-$name.log" 2>&1
+	"$@" > "$LOGDIR/${name//\//-}.log" 2>&1
 	rc=$?
 	local took=$(printf "%.1f" "$(echo "$(date +%s.%N) - $start" | bc)")
 	if [ $rc -eq 0 ]; then
 		pass=$((pass + 1)); echo "ok    $name (${took}s)"
 	elif [ $rc -eq 77 ]; then
-		skip=$((skip + 1)); echo "skip  $name: $(tail -1 "/tmp/bascule-$name.log")"
+		skip=$((skip + 1)); echo "skip  $name: $(tail -1 "$LOGDIR/${name//\//-}.log")"
 	else
 		failn=$((failn + 1)); failed+=("$name"); echo "FAIL  $name (${took}s)"
-		sed 's/^/      /' "/tmp/bascule-$name.log" | tail -n 40
+		sed 's/^/      /' "$LOGDIR/${name//\//-}.log" | tail -n 40
 	fi
 }
 if [ "$WHAT" != e2e ]; then
