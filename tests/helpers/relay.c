@@ -1,7 +1,7 @@
 /* relay - test helper: a tampering man in the middle on the daemon-to-
  * receiver stream.  Runs CMD with a pipe as its stdin and copies our stdin
- * into it; while TRIGGER exists, the byte at offset AT of each session is
- * flipped (one bit).  CMD's stdout is ours (the replies pass untouched).
+ * into it; once TRIGGER exists, the byte AT bytes further in the stream is
+ * flipped (one bit), once per session.  CMD's stdout is ours (the replies pass untouched).
  *   relay --trigger FILE --at N -- CMD [ARGS...] */
 #include <signal.h>
 #include <stdio.h>
@@ -13,7 +13,7 @@
 int main(int argc, char **argv)
 {
 	const char *trigger = NULL;
-	unsigned long long at = 0, pos = 0;
+	unsigned long long at = 0, pos = 0, flip = ~0ULL;
 	int i, p[2], status;
 	char buf[65536];
 	pid_t pid;
@@ -48,9 +48,11 @@ int main(int argc, char **argv)
 		ssize_t n = read(0, buf, sizeof(buf)), w = 0;
 		if (n <= 0)
 			break;
-		if (pos <= at && at < pos + (unsigned long long)n && access(trigger, F_OK) == 0) {
-			buf[at - pos] ^= 0x10;
-			fprintf(stderr, "relay: flipped a bit at byte %llu of the stream\n", at);
+		if (flip == ~0ULL && access(trigger, F_OK) == 0)
+			flip = pos + at;
+		if (flip != ~0ULL && pos <= flip && flip < pos + (unsigned long long)n) {
+			buf[flip - pos] ^= 0x10;
+			fprintf(stderr, "relay: flipped a bit at byte %llu of the stream\n", flip);
 		}
 		pos += (unsigned long long)n;
 		while (w < n) {

@@ -11,7 +11,10 @@ TEST_NAME=$(basename "$0" .sh)
 
 cleanup() {
 	local rc=$?
-	[ -n "$DAEMON_PID" ] && kill -9 "$DAEMON_PID" 2>/dev/null || true
+	if [ -n "$DAEMON_PID" ]; then
+		kill -9 "$DAEMON_PID" 2>/dev/null || true
+		wait "$DAEMON_PID" 2>/dev/null || true
+	fi
 	pkill -9 -f "bascule recv --root $T" 2>/dev/null || true
 	for m in "${MOUNTS[@]}"; do umount -l "$m" 2>/dev/null || true; done
 	if [ $rc -ne 0 ] && [ -f "$T/daemon.log" ]; then
