@@ -72,7 +72,8 @@ static int entry_cmp(const void *a, const void *b)
 
 void spool_finish(struct spool *s)
 {
-	qsort(s->e, s->n, sizeof(*s->e), entry_cmp);
+	if (s->n > 1)
+		qsort(s->e, s->n, sizeof(*s->e), entry_cmp);
 }
 
 int spool_read(struct spool *s, size_t i, uint8_t *buf, const struct spool_block **ret_blocks,

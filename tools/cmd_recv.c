@@ -62,6 +62,16 @@ out:
 	return rc;
 }
 
+/* Say what to do about a full replica filesystem. */
+static int advise(int rc, const char *root)
+{
+	if (rc == -ENOSPC)
+		err_wrap(rc, "the replica filesystem under %s is full (an epoch needs room for its redo "
+			     "log, the undo data of what it overwrites and its new blocks): free space "
+			     "there, lower --keep-epochs, or move the replica", root);
+	return rc;
+}
+
 static int send_ack(struct wire *w, const char *group, uint64_t epoch, int err)
 {
 	struct msg_ack m = { 0 };
@@ -206,7 +216,7 @@ int cmd_recv(int argc, char **argv)
 			}
 			if ((rc = proto_get_epoch_begin(&body, &m)) < 0)
 				goto out;
-			if ((rc = replica_epoch_begin(r, &m, &a)) < 0) {
+			if ((rc = advise(replica_epoch_begin(r, &m, &a), root)) < 0) {
 				send_ack(&w, m.group, m.epoch, rc);
 				goto out;
 			}
@@ -248,7 +258,7 @@ int cmd_recv(int argc, char **argv)
 				}
 				data = raw;
 			}
-			if ((rc = replica_epoch_extent(a, m.src, m.offset, m.raw_len, data)) < 0) {
+			if ((rc = advise(replica_epoch_extent(a, m.src, m.offset, m.raw_len, data), root)) < 0) {
 				send_ack(&w, replica_epoch_group(a), replica_epoch_number(a), rc);
 				goto out;
 			}
@@ -266,7 +276,7 @@ int cmd_recv(int argc, char **argv)
 				goto out;
 			snprintf(group, sizeof(group), "%s", replica_epoch_group(a));
 			epoch = replica_epoch_number(a);
-			rc = replica_epoch_commit(a, &m);
+			rc = advise(replica_epoch_commit(a, &m), root);
 			replica_epoch_abort(a);
 			a = NULL;
 			if (rc < 0) {

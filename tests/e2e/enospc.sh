@@ -28,6 +28,7 @@ bsc_stop
 "$BIN/bascule" replica verify --root "$T/replica" --key "$T/site.key" | grep -q OK || fail "replica does not verify after ENOSPC"
 ls "$T/replica/.bascule/groups/vm1/journal/" | grep -q . && fail "journal leftovers after ENOSPC: $(ls "$T/replica/.bascule/groups/vm1/journal/")"
 
+note "sync said: $(cat "$T/sync.err")"
 note "epoch refused for lack of space; replica intact at its last epoch"
 mount -o remount,size=256M "$T/replica"
 bsc_start

@@ -17,6 +17,12 @@ cleanup() {
 	fi
 	pkill -9 -f "bascule recv --root $T" 2>/dev/null || true
 	for m in "${MOUNTS[@]}"; do umount -l "$m" 2>/dev/null || true; done
+	# A sanitizer report in the daemon or a receiver fails the test.
+	if [ -f "$T/daemon.log" ] && grep -qE "runtime error|AddressSanitizer|LeakSanitizer" "$T/daemon.log"; then
+		echo "FAIL: $TEST_NAME: sanitizer report in the daemon log:" >&2
+		grep -E -A12 "runtime error|AddressSanitizer|LeakSanitizer" "$T/daemon.log" | head -40 >&2
+		rc=1
+	fi
 	if [ $rc -ne 0 ] && [ -f "$T/daemon.log" ]; then
 		echo "--- last lines of the daemon log ($TEST_NAME) ---" >&2
 		tail -n 30 "$T/daemon.log" >&2
