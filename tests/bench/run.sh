@@ -1,0 +1,129 @@
+#!/bin/bash
+# make bench: figures for docs/design.md, medians of several runs.
+#   1. leaf hashing: keyed XXH3-128 against BLAKE2b, one core
+#   2. scan of a 2 GiB image (no change found): one core and all cores, page
+#      cache warm and cold, against raw sequential read of the same file
+#   3. a 1% random change (4 KiB blocks) of the 2 GiB image, synced through
+#      the local transport: wall time, CPU seconds, bytes before and after
+#      compression, against rsync --inplace --no-whole-file (default and
+#      -B 4096) and rdiff (signature + delta) on the same change
+set -euo pipefail
+B=$(cd "${1:-build}" && pwd)
+RUNS=${RUNS:-3}
+. "$(dirname "$0")/../lib/common.sh" "$B"
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+drop_caches() { sync; [ "$(id -u)" = 0 ] && echo 3 > /proc/sys/vm/drop_caches || true; }
+secs() { date +%s.%N; }
+cpu_of() { awk '{print ($14+$15)/100}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+IMG=$T/disk.img
+SIZE=$((2 * 1024 * 1024 * 1024))
+BLOCKS=$((SIZE / 4096))
+CHANGE=$((BLOCKS / 100))
+
+echo "Bascule bench on $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $RUNS runs each (medians)"
+echo
+echo "== 1. leaf hash, one core, 4 KiB blocks in memory"
+xs=(); bs=()
+for _ in $(seq "$RUNS"); do read -r x b _ < <("$B/tests/hashbench"); xs+=("$x"); bs+=("$b"); done
+x=$(printf '%s\n' "${xs[@]}" | median); b=$(printf '%s\n' "${bs[@]}" | median)
+printf "   keyed XXH3-128 %6.2f GB/s   BLAKE2b %5.2f GB/s   ratio %.1fx\n" "$x" "$b" "$(echo "$x / $b" | bc -l)"
+
+echo
+echo "== 2. scan of a 2 GiB fully allocated image (no change found)"
+head -c $SIZE /dev/urandom > "$IMG"
+bsc_keygen
+SOURCES="root:$IMG"
+scan_ms() { # one forced cut; prints the scan time in ms from the daemon's log
+	local n; n=$(grep -c "cut (" "$T/daemon.log" || true)
+	bsc sync >/dev/null
+	for _ in $(seq 600); do
+		[ "$(grep -c "cut (" "$T/daemon.log" || true)" -gt "$n" ] && break; sleep 0.05
+	done
+	grep "cut (" "$T/daemon.log" | tail -1 | sed 's/.* in \([0-9.]*\) ms/\1/'
+}
+for threads in 1 0; do
+	# A target that never connects: nothing is spooled, the cut is a pure scan.
+	bsc_config 1h 24h "remote_command: /bin/false"
+	sed -i "s|^control_socket:|scan_threads: $threads\ncontrol_socket:|" "$T/bascule.yaml"
+	rm -rf "$T/state"; : > "$T/daemon.log"
+	bsc_start; scan_ms >/dev/null   # first scan fills the map
+	warm=(); cold=()
+	for _ in $(seq "$RUNS"); do warm+=("$(scan_ms)"); done
+	for _ in $(seq "$RUNS"); do drop_caches; cold+=("$(scan_ms)"); done
+	bsc_stop
+	w=$(printf '%s\n' "${warm[@]}" | median); c=$(printf '%s\n' "${cold[@]}" | median)
+	label=$([ $threads = 1 ] && echo "1 core " || echo "$(nproc) cores")
+	printf "   scan, %s: warm %6.2f GB/s   cold %6.2f GB/s\n" "$label" \
+		"$(echo "$SIZE / $w / 1000000" | bc -l)" "$(echo "$SIZE / $c / 1000000" | bc -l)"
+	[ $threads = 1 ] && W1=$w C1=$c || WN=$w CN=$c
+done
+rw=(); rc=()
+for _ in $(seq "$RUNS"); do
+	s=$(secs); cat "$IMG" > /dev/null; rw+=("$(echo "$(secs) - $s" | bc -l)")
+	drop_caches; s=$(secs); dd if="$IMG" of=/dev/null bs=1M status=none; rc+=("$(echo "$(secs) - $s" | bc -l)")
+done
+RW=$(printf '%s\n' "${rw[@]}" | median); RC=$(printf '%s\n' "${rc[@]}" | median)
+printf "   raw read (cat/dd):      warm %6.2f GB/s   cold %6.2f GB/s\n" "$(echo "$SIZE / $RW / 1e9" | bc -l)" "$(echo "$SIZE / $RC / 1e9" | bc -l)"
+printf "   scan / raw read, all cores: warm %.0f%%   cold %.0f%%\n" \
+	"$(echo "100 * $RW * 1000 / $WN" | bc -l)" "$(echo "100 * $RC * 1000 / $CN" | bc -l)"
+
+echo
+echo "== 3. a 1% random change ($CHANGE blocks of 4 KiB = $((CHANGE * 4096)) bytes) of the 2 GiB image"
+bsc_config 1h 24h
+rm -rf "$T/state" "$T/replica"; : > "$T/daemon.log"
+bsc_start
+bsc_sync 300s >/dev/null
+tw=(); tc=(); raw=(); wire=()
+for r in $(seq "$RUNS"); do
+	"$B/tests/randwrite" "$IMG" "$CHANGE" "$r"
+	rpid=$(recv_pid)
+	r0=$(status_field raw_bytes_sent); w0=$(status_field bytes_sent)
+	c0=$(echo "$(cpu_of "$DAEMON_PID") + $(cpu_of "$rpid")" | bc -l)
+	s=$(secs); bsc_sync 120s >/dev/null; e=$(secs)
+	c1=$(echo "$(cpu_of "$DAEMON_PID") + $(cpu_of "$rpid")" | bc -l)
+	r1=$(status_field raw_bytes_sent); w1=$(status_field bytes_sent)
+	cmp -s "$IMG" "$(replica_of root)" || fail "replica differs after the bench sync"
+	tw+=("$(echo "$e - $s" | bc -l)"); tc+=("$(echo "$c1 - $c0" | bc -l)")
+	raw+=("$((r1 - r0))"); wire+=("$((w1 - w0))")
+done
+bsc_stop
+BT=$(printf '%s\n' "${tw[@]}" | median); BC=$(printf '%s\n' "${tc[@]}" | median)
+BR=$(printf '%s\n' "${raw[@]}" | median); BW=$(printf '%s\n' "${wire[@]}" | median)
+printf "   bascule sync --wait:     %6.2f s wall  %6.2f s CPU  %6.1f MB shipped (%.2fx the change) %6.1f MB on the wire\n" \
+	"$BT" "$BC" "$(echo "$BR / 1e6" | bc -l)" "$(echo "$BR / ($CHANGE * 4096)" | bc -l)" "$(echo "$BW / 1e6" | bc -l)"
+
+cp "$(replica_of root)" "$T/dst.img"
+rsync_run() { # $@: extra rsync options; prints "wall cpu bytes"
+	local s e c0 c1 out
+	"$B/tests/randwrite" "$IMG" "$CHANGE" "$((RANDOM + 100))"
+	c0=$(awk '{print ($16+$17)/100}' /proc/$$/stat)
+	s=$(secs)
+	out=$(rsync --inplace --no-whole-file --stats "$@" "$IMG" "$T/dst.img")
+	e=$(secs)
+	c1=$(awk '{print ($16+$17)/100}' /proc/$$/stat)
+	echo "$(echo "$e - $s" | bc -l) $(echo "$c1 - $c0" | bc -l) $(echo "$out" | sed -n 's/^Total bytes sent: \([0-9,]*\).*/\1/p' | tr -d ,)"
+}
+for variant in "" "-B 4096"; do
+	ts=(); cs=(); bs=()
+	for _ in $(seq "$RUNS"); do
+		# shellcheck disable=SC2086
+		read -r t c b < <(rsync_run $variant); ts+=("$t"); cs+=("$c"); bs+=("$b")
+	done
+	t=$(printf '%s\n' "${ts[@]}" | median); c=$(printf '%s\n' "${cs[@]}" | median); b=$(printf '%s\n' "${bs[@]}" | median)
+	printf "   rsync --inplace %-8s %6.2f s wall  %6.2f s CPU  %6.1f MB sent       -> bascule %.1fx faster, %.1fx fewer bytes\n" \
+		"${variant:-(default)}" "$t" "$c" "$(echo "$b / 1e6" | bc -l)" "$(echo "$t / $BT" | bc -l)" "$(echo "$b / $BW" | bc -l)"
+done
+if command -v rdiff >/dev/null; then
+	ts=(); bs=()
+	for _ in $(seq "$RUNS"); do
+		"$B/tests/randwrite" "$IMG" "$CHANGE" "$((RANDOM + 200))"
+		s=$(secs)
+		rdiff signature "$T/dst.img" "$T/sig"
+		rdiff delta "$T/sig" "$IMG" "$T/delta"
+		e=$(secs)
+		ts+=("$(echo "$e - $s" | bc -l)"); bs+=("$(stat -c %s "$T/delta")")
+	done
+	t=$(printf '%s\n' "${ts[@]}" | median); b=$(printf '%s\n' "${bs[@]}" | median)
+	printf "   rdiff signature+delta:   %6.2f s wall                %6.1f MB delta      -> bascule %.1fx faster, %.1fx fewer bytes\n" \
+		"$t" "$(echo "$b / 1e6" | bc -l)" "$(echo "$t / $BT" | bc -l)" "$(echo "$b / $BW" | bc -l)"
+fi
