@@ -39,7 +39,7 @@ scan_ms() { # one forced cut; prints the scan time in ms from the daemon's log
 	for _ in $(seq 600); do
 		[ "$(grep -c "cut (" "$T/daemon.log" || true)" -gt "$n" ] && break; sleep 0.05
 	done
-	grep "cut (" "$T/daemon.log" | tail -1 | sed 's/.* in \([0-9.]*\) ms/\1/'
+	grep "cut (" "$T/daemon.log" | tail -1 | sed 's/.* in \([0-9.]*\) ms (cut.*/\1/'
 }
 for threads in 1 0; do
 	# A target that never connects: nothing is spooled, the cut is a pure scan.
@@ -63,7 +63,7 @@ for _ in $(seq "$RUNS"); do
 	drop_caches; s=$(secs); dd if="$IMG" of=/dev/null bs=1M status=none; rc+=("$(echo "$(secs) - $s" | bc -l)")
 done
 RW=$(printf '%s\n' "${rw[@]}" | median); RC=$(printf '%s\n' "${rc[@]}" | median)
-printf "   raw read (cat/dd):      warm %6.2f GB/s   cold %6.2f GB/s\n" "$(echo "$SIZE / $RW / 1e9" | bc -l)" "$(echo "$SIZE / $RC / 1e9" | bc -l)"
+printf "   raw read (cat/dd):      warm %6.2f GB/s   cold %6.2f GB/s\n" "$(echo "$SIZE / $RW / 1000000000" | bc -l)" "$(echo "$SIZE / $RC / 1000000000" | bc -l)"
 printf "   scan / raw read, all cores: warm %.0f%%   cold %.0f%%\n" \
 	"$(echo "100 * $RW * 1000 / $WN" | bc -l)" "$(echo "100 * $RC * 1000 / $CN" | bc -l)"
 
@@ -90,18 +90,16 @@ bsc_stop
 BT=$(printf '%s\n' "${tw[@]}" | median); BC=$(printf '%s\n' "${tc[@]}" | median)
 BR=$(printf '%s\n' "${raw[@]}" | median); BW=$(printf '%s\n' "${wire[@]}" | median)
 printf "   bascule sync --wait:     %6.2f s wall  %6.2f s CPU  %6.1f MB shipped (%.2fx the change) %6.1f MB on the wire\n" \
-	"$BT" "$BC" "$(echo "$BR / 1e6" | bc -l)" "$(echo "$BR / ($CHANGE * 4096)" | bc -l)" "$(echo "$BW / 1e6" | bc -l)"
+	"$BT" "$BC" "$(echo "$BR / 1000000" | bc -l)" "$(echo "$BR / ($CHANGE * 4096)" | bc -l)" "$(echo "$BW / 1000000" | bc -l)"
 
 cp "$(replica_of root)" "$T/dst.img"
 rsync_run() { # $@: extra rsync options; prints "wall cpu bytes"
-	local s e c0 c1 out
+	local tm
 	"$B/tests/randwrite" "$IMG" "$CHANGE" "$((RANDOM + 100))"
-	c0=$(awk '{print ($16+$17)/100}' /proc/$$/stat)
-	s=$(secs)
-	out=$(rsync --inplace --no-whole-file --stats "$@" "$IMG" "$T/dst.img")
-	e=$(secs)
-	c1=$(awk '{print ($16+$17)/100}' /proc/$$/stat)
-	echo "$(echo "$e - $s" | bc -l) $(echo "$c1 - $c0" | bc -l) $(echo "$out" | sed -n 's/^Total bytes sent: \([0-9,]*\).*/\1/p' | tr -d ,)"
+	# -I: compare every file (same-second mtimes would make rsync skip it)
+	tm=$( { TIMEFORMAT='%R %U %S'; time rsync -I --inplace --no-whole-file --stats "$@" "$IMG" "$T/dst.img" > "$T/rsync.out"; } 2>&1 )
+	read -r w u s <<<"$tm"
+	echo "$w $(echo "$u + $s" | bc -l) $(sed -n 's/^Total bytes sent: \([0-9,]*\).*/\1/p' "$T/rsync.out" | tr -d ,)"
 }
 for variant in "" "-B 4096"; do
 	ts=(); cs=(); bs=()
@@ -111,19 +109,18 @@ for variant in "" "-B 4096"; do
 	done
 	t=$(printf '%s\n' "${ts[@]}" | median); c=$(printf '%s\n' "${cs[@]}" | median); b=$(printf '%s\n' "${bs[@]}" | median)
 	printf "   rsync --inplace %-8s %6.2f s wall  %6.2f s CPU  %6.1f MB sent       -> bascule %.1fx faster, %.1fx fewer bytes\n" \
-		"${variant:-(default)}" "$t" "$c" "$(echo "$b / 1e6" | bc -l)" "$(echo "$t / $BT" | bc -l)" "$(echo "$b / $BW" | bc -l)"
+		"${variant:-(default)}" "$t" "$c" "$(echo "$b / 1000000" | bc -l)" "$(echo "$t / $BT" | bc -l)" "$(echo "$b / $BW" | bc -l)"
 done
 if command -v rdiff >/dev/null; then
-	ts=(); bs=()
+	ts=(); cs=(); bs=()
 	for _ in $(seq "$RUNS"); do
 		"$B/tests/randwrite" "$IMG" "$CHANGE" "$((RANDOM + 200))"
-		s=$(secs)
-		rdiff signature "$T/dst.img" "$T/sig"
-		rdiff delta "$T/sig" "$IMG" "$T/delta"
-		e=$(secs)
-		ts+=("$(echo "$e - $s" | bc -l)"); bs+=("$(stat -c %s "$T/delta")")
+		tm=$( { TIMEFORMAT='%R %U %S'; time { rdiff --force signature "$T/dst.img" "$T/sig" &&
+			rdiff --force delta "$T/sig" "$IMG" "$T/delta"; }; } 2>&1 )
+		read -r w u s <<<"$tm"
+		ts+=("$w"); cs+=("$(echo "$u + $s" | bc -l)"); bs+=("$(stat -c %s "$T/delta")")
 	done
-	t=$(printf '%s\n' "${ts[@]}" | median); b=$(printf '%s\n' "${bs[@]}" | median)
-	printf "   rdiff signature+delta:   %6.2f s wall                %6.1f MB delta      -> bascule %.1fx faster, %.1fx fewer bytes\n" \
-		"$t" "$(echo "$b / 1e6" | bc -l)" "$(echo "$t / $BT" | bc -l)" "$(echo "$b / $BW" | bc -l)"
+	t=$(printf '%s\n' "${ts[@]}" | median); c=$(printf '%s\n' "${cs[@]}" | median); b=$(printf '%s\n' "${bs[@]}" | median)
+	printf "   rdiff signature+delta:   %6.2f s wall  %6.2f s CPU  %6.1f MB delta      -> bascule %.1fx faster, %.1fx fewer bytes\n" \
+		"$t" "$c" "$(echo "$b / 1000000" | bc -l)" "$(echo "$t / $BT" | bc -l)" "$(echo "$b / $BW" | bc -l)"
 fi
