@@ -38,12 +38,14 @@ DAEMON_SRC := $(wildcard daemon/*.c)
 TOOLS_SRC := $(wildcard tools/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 HELPER_SRC := $(wildcard tests/helpers/*.c)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/%.o)
 TOOLS_OBJ := $(TOOLS_SRC:%.c=$(B)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(B)/tests/%)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/tests/%)
 
 all: $(B)/basculed $(B)/bascule
 
@@ -76,13 +78,27 @@ $(B)/tests/%: tests/helpers/%.c $(B)/libbascule.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libbascule.a $(LIBS)
 
+# Fuzz harnesses with a deterministic mutation driver (run by the test suite).
+$(B)/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/driver.c $(B)/libbascule.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/fuzz/driver.c $(B)/libbascule.a $(LIBS)
+
+# The same harnesses under libFuzzer (needs clang): make fuzz FUZZ_SECONDS=60
+FUZZ_SECONDS ?= 60
+fuzz:
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ilib $(PKG_CFLAGS) \
+	    -o build-fuzz-$$n $$f $(LIB_SRC) $(PKG_LIBS) -lrsync -lpthread -lm || exit 1; \
+	  rm -rf build-fuzz-corpus-$$n; cp -r tests/fuzz/corpus/$${n#fuzz_} build-fuzz-corpus-$$n; \
+	  ./build-fuzz-$$n -max_total_time=$(FUZZ_SECONDS) build-fuzz-corpus-$$n || exit 1; done
+
 deps:
 	@scripts/deps.sh build
 
 deps-test:
 	@scripts/deps.sh test
 
-build-tests: all $(UNIT_BIN) $(HELPER_BIN)
+build-tests: all $(UNIT_BIN) $(HELPER_BIN) $(FUZZ_BIN)
 
 # The README's test command.  Installs what is missing, then builds and runs
 # everything (unit tests on cmocka, end-to-end tests with real processes).
@@ -112,8 +128,8 @@ install: all
 	install -m 0644 etc/bascule.yaml $(DESTDIR)$(SYSCONFDIR)/bascule/bascule.yaml.example
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz-*
 
-.PHONY: all deps deps-test build-tests test unit demo bench install clean
+.PHONY: all deps deps-test build-tests test unit demo bench install clean fuzz
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -45,3 +45,20 @@ awk -v t="$T" '/^ *disk:/ { n++; sub(/disk: .*/, "disk: " t "/d" n ".img") }
 truncate -s 1M "$T/d1.img" "$T/d2.img" "$T/d3.img"
 expect_rc 0 "$BIN/basculed" -c "$T/example.yaml" --check-config
 grep -q "2 groups, 1 targets" "$T/out" || fail "unexpected example summary: $(cat "$T/out")"
+
+# Installed layout: basculed in sbin finds bascule in ../bin for local targets.
+mkdir -p "$T/usr/sbin" "$T/usr/bin"
+cp "$BIN/basculed" "$T/usr/sbin/"; cp "$BIN/bascule" "$T/usr/bin/"
+SOURCES="root:$T/disk.img"; bsc_config 1h 24h
+"$T/usr/sbin/basculed" -c "$T/bascule.yaml" >> "$T/daemon.log" 2>&1 &
+DAEMON_PID=$!
+for _ in $(seq 100); do [ -S "$T/ctl.sock" ] && break; sleep 0.05; done
+bsc_sync 20s || fail "installed basculed could not run its receiver from ../bin"
+bsc_stop
+
+# Hostile bytes on the receiver's input: a clear refusal, not a crash.
+head -c 4096 /dev/urandom > "$T/garbage"
+expect_rc 5 "$BIN/bascule" recv --root "$T/hostile" --key "$T/site.key" < "$T/garbage"
+grep -q "does not speak the Bascule protocol\|malformed\|maximum" "$T/err" || fail "unclear refusal: $(cat "$T/err")"
+expect_rc 1 "$BIN/bascule" recv --root "$T/hostile" --key "$T/site.key" < /dev/null
+grep -q "closed the connection during the handshake" "$T/err" || fail "unclear message on EOF: $(cat "$T/err")"
