@@ -18,6 +18,7 @@
 #include "key.h"
 #include "proto.h"
 #include "wire.h"
+#include "ssh.h"
 
 struct blockmap;
 struct spool;
@@ -55,7 +56,8 @@ struct group {
 	struct cut *cut;
 };
 
-enum target_state { T_BACKOFF, T_HANDSHAKE, T_READY };
+enum target_state { T_BACKOFF, T_CONNECTING, T_HANDSHAKE, T_READY };
+enum target_transport { TR_LOCAL, TR_SSH };
 
 /* An epoch queued for one target. */
 struct job {
@@ -84,6 +86,17 @@ struct target {
 	struct daemon *d;
 	const struct cfg_target *cfg;
 	enum target_state state;
+	enum target_transport transport;
+	/* ssh:// */
+	struct ssh_url url;
+	int sock;
+	int ssh_stage;                 /* 0 tcp, 1 handshake, 2 auth, 3 channel, 4 exec, 5 up */
+	LIBSSH2_SESSION *ssh;
+	LIBSSH2_CHANNEL *chan;
+	sd_event_source *sock_src, *ka_timer;
+	char errline[512];
+	size_t errlen;
+	/* local: */
 	pid_t pid;
 	int to_fd, from_fd;
 	struct wire w;

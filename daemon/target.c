@@ -11,6 +11,7 @@
 #include "fsutil.h"
 #include "log.h"
 #include "spool.h"
+#include "sshconn.h"
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -45,8 +46,14 @@ int target_init(struct daemon *d, struct target *t, const struct cfg_target *cfg
 	memset(t, 0, sizeof(*t));
 	t->d = d;
 	t->cfg = cfg;
-	t->to_fd = t->from_fd = -1;
+	t->to_fd = t->from_fd = t->sock = -1;
 	t->state = T_BACKOFF;
+	if (strncmp(cfg->url, "ssh://", 6) == 0) {
+		int r = ssh_url_parse(cfg->url, &t->url);
+		if (r < 0)
+			return r;
+		t->transport = TR_SSH;
+	}
 	t->groups = calloc(d->n_groups ? d->n_groups : 1, sizeof(*t->groups));
 	t->zctx = ZSTD_createCCtx();
 	t->chunk = malloc(SPOOL_CHUNK * (sizeof(struct spool_block) + PROTO_BLOCK));
@@ -99,6 +106,10 @@ static void target_disconnect(struct target *t, const char *why)
 
 	t->in_src = sd_event_source_disable_unref(t->in_src);
 	t->out_src = sd_event_source_disable_unref(t->out_src);
+	if (t->transport == TR_SSH) {
+		sshconn_drain_stderr(t);
+		sshconn_close(t);
+	}
 	if (t->to_fd >= 0)
 		close(t->to_fd);
 	if (t->from_fd >= 0)
@@ -143,7 +154,7 @@ static void target_disconnect(struct target *t, const char *why)
 
 void target_free(struct target *t)
 {
-	if (t->pid > 0 || t->to_fd >= 0) {
+	if (t->pid > 0 || t->to_fd >= 0 || t->sock >= 0) {
 		if (t->wire_up && t->state == T_READY) {
 			wire_send(&t->w, MSG_BYE, NULL, 0);
 			wire_flush_some(&t->w, SIZE_MAX);
@@ -198,8 +209,24 @@ static void build_command(struct target *t, char *cmd, size_t len)
 }
 
 static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+static int on_sock(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+
+static int target_connect_local(struct target *t);
 
 static int target_connect(struct target *t)
+{
+	int r;
+
+	if (t->transport == TR_LOCAL)
+		return target_connect_local(t);
+	t->state = T_CONNECTING;
+	if ((r = sshconn_start(t, on_sock)) < 0)
+		return r;
+	tlog(t, LOG_DEBUG, "connecting to %s port %d", t->url.host, t->url.port);
+	return 0;
+}
+
+static int target_connect_local(struct target *t)
 {
 	int in[2] = { -1, -1 }, out[2] = { -1, -1 };
 	char cmd[16384];
@@ -265,8 +292,9 @@ static int on_retry(sd_event_source *s, uint64_t usec, void *userdata)
 	t->retry = sd_event_source_disable_unref(t->retry);
 	r = target_connect(t);
 	if (r < 0) {
-		char msg[512];
-		snprintf(msg, sizeof(msg), "cannot start the receiver: %s", strerror(-r));
+		char msg[1024];
+		snprintf(msg, sizeof(msg), "cannot %s: %s",
+			 t->transport == TR_SSH ? "connect" : "start the receiver", err_msg(r));
 		target_disconnect(t, msg);
 	}
 	return 0;
@@ -396,13 +424,56 @@ static int handle_ack(struct target *t, struct rbuf *b, bool nack)
 	return 0;
 }
 
+static void target_service(struct target *t, bool readable);
+
 static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
 	struct target *t = userdata;
+
+	target_service(t, fd == t->from_fd);
+	return 0;
+}
+
+static int on_sock(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct target *t = userdata;
+	int r;
+
+	if (t->ssh_stage < 5) {
+		r = sshconn_step(t);
+		if (r < 0) {
+			char msg[1024];
+			snprintf(msg, sizeof(msg), "%s", err_msg(r));
+			target_disconnect(t, msg);
+			return 0;
+		}
+		if (r == 0) {
+			sshconn_update_events(t, false);
+			return 0;
+		}
+		wire_init(&t->w, -1, -1, WIRE_ROLE_DAEMON, t->d->key);
+		sshconn_wire_io(t, &t->w.io);
+		t->wire_up = true;
+		t->state = T_HANDSHAKE;
+		if ((r = wire_send_hello(&t->w)) < 0) {
+			target_disconnect(t, "cannot start the protocol");
+			return 0;
+		}
+		tlog(t, LOG_DEBUG, "SSH channel to %s open", t->url.host);
+	}
+	sshconn_drain_stderr(t);
+	target_service(t, true);
+	if (t->sock_src)
+		sshconn_update_events(t, t->wire_up && wire_pending_out(&t->w));
+	return 0;
+}
+
+static void target_service(struct target *t, bool readable)
+{
 	char msg[1024];
 	int r;
 
-	if (fd == t->from_fd) {
+	if (readable) {
 		for (;;) {
 			enum wire_type type;
 			struct rbuf body;
@@ -413,7 +484,7 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 			if (r < 0) {
 				snprintf(msg, sizeof(msg), "reading from the receiver failed: %s", strerror(-r));
 				target_disconnect(t, msg);
-				return 0;
+				return;
 			}
 			while ((r = wire_next(&t->w, &type, &body)) == 1) {
 				if (type == MSG_STATE && t->state == T_HANDSHAKE) {
@@ -436,16 +507,15 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 			}
 			if (r < 0) {
 				target_disconnect(t, err_msg(r));
-				return 0;
+				return;
 			}
 			if (t->w.eof) {
 				target_disconnect(t, "the receiver closed the connection");
-				return 0;
+				return;
 			}
 		}
 	}
 	target_pump(t);
-	return 0;
 }
 
 /* ---- sending ---- */
@@ -649,13 +719,21 @@ static int on_bw_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
+static void target_want_write(struct target *t, bool on)
+{
+	if (t->transport == TR_SSH)
+		sshconn_update_events(t, on);
+	else if (t->out_src)
+		sd_event_source_set_enabled(t->out_src, on ? SD_EVENT_ON : SD_EVENT_OFF);
+}
+
 static void target_pump(struct target *t)
 {
 	uint64_t start = mono_usec();
 	bool more = false;
 	int r = 0;
 
-	if (!t->wire_up || t->to_fd < 0)
+	if (!t->wire_up || (t->transport == TR_LOCAL && t->to_fd < 0))
 		return;
 	for (;;) {
 		struct job *j = NULL;
@@ -686,8 +764,7 @@ static void target_pump(struct target *t)
 			if (!t->retry)
 				sd_event_add_time_relative(t->d->ev, &t->retry, CLOCK_MONOTONIC, wait, 1000,
 							   on_bw_timer, t);
-			more = false;
-			sd_event_source_set_enabled(t->out_src, SD_EVENT_OFF);
+			target_want_write(t, false);
 			return;
 		}
 		n = wire_flush_some(&t->w, allow > (1u << 20) ? (1u << 20) : allow);
@@ -713,7 +790,7 @@ static void target_pump(struct target *t)
 		target_disconnect(t, msg);
 		return;
 	}
-	sd_event_source_set_enabled(t->out_src, more ? SD_EVENT_ON : SD_EVENT_OFF);
+	target_want_write(t, more);
 }
 
 void target_release_spools(struct target *t)

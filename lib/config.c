@@ -3,6 +3,7 @@
 #include "err.h"
 #include "fsutil.h"
 #include "key.h"
+#include "ssh.h"
 #include "units.h"
 #include <fcntl.h>
 #include <limits.h>
@@ -443,10 +444,18 @@ static int cross_check(struct parse_ctx *p, struct config *c)
 		struct cfg_target *t = CFG_TARGET(c, i);
 		if (strncmp(t->url, "local:/", 7) == 0)
 			continue;
-		if (strncmp(t->url, "ssh://", 6) == 0)
-			return err_set(EINVAL, "%s:%d:%d: target '%s': the ssh:// transport is not "
-					       "available in this version; use local:/DIR",
-				       p->file, t->pos.line, t->pos.col, t->name);
+		if (strncmp(t->url, "ssh://", 6) == 0) {
+			struct ssh_url u;
+			int ur = ssh_url_parse(t->url, &u);
+			if (ur < 0)
+				return err_set(EINVAL, "%s:%d:%d: target '%s': %s", p->file, t->pos.line,
+					       t->pos.col, t->name, err_msg(ur));
+			if (!t->identity || !t->known_hosts)
+				return err_set(EINVAL, "%s:%d:%d: target '%s': an ssh:// target needs "
+						       "identity (the SSH private key) and known_hosts",
+					       p->file, t->pos.line, t->pos.col, t->name);
+			continue;
+		}
 		return err_set(EINVAL, "%s:%d:%d: target '%s': url must be local:/DIR or "
 				       "ssh://user@host[:port]/DIR, got '%s'",
 			       p->file, t->pos.line, t->pos.col, t->name, t->url);

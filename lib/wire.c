@@ -160,15 +160,36 @@ size_t wire_out_len(const struct wire *w)
 	return w->out.len - w->out_off;
 }
 
+static ssize_t wire_do_read(struct wire *w, void *buf, size_t len)
+{
+	ssize_t n;
+
+	if (w->io.read)
+		return w->io.read(w->io.ctx, buf, len);
+	do
+		n = read(w->rfd, buf, len);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
+static ssize_t wire_do_write(struct wire *w, const void *buf, size_t len)
+{
+	ssize_t n;
+
+	if (w->io.write)
+		return w->io.write(w->io.ctx, buf, len);
+	do
+		n = write(w->wfd, buf, len);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
 int wire_flush(struct wire *w)
 {
 	while (w->out_off < w->out.len) {
-		ssize_t n = write(w->wfd, w->out.p + w->out_off, w->out.len - w->out_off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
+		ssize_t n = wire_do_write(w, w->out.p + w->out_off, w->out.len - w->out_off);
+		if (n < 0)
+			return (int)n;
 		w->out_off += (size_t)n;
 		w->bytes_out += (uint64_t)n;
 	}
@@ -188,11 +209,9 @@ int wire_fill(struct wire *w)
 	}
 	if ((r = wbuf_reserve(&w->in, 256 * 1024)) < 0)
 		return r;
-	do
-		n = read(w->rfd, w->in.p + w->in.len, w->in.cap - w->in.len);
-	while (n < 0 && errno == EINTR);
+	n = wire_do_read(w, w->in.p + w->in.len, w->in.cap - w->in.len);
 	if (n < 0)
-		return -errno;
+		return (int)n;
 	if (n == 0) {
 		w->eof = true;
 		return 0;
@@ -366,11 +385,9 @@ ssize_t wire_flush_some(struct wire *w, size_t max)
 		max = left;
 	if (!max)
 		return 0;
-	do
-		n = write(w->wfd, w->out.p + w->out_off, max);
-	while (n < 0 && errno == EINTR);
+	n = wire_do_write(w, w->out.p + w->out_off, max);
 	if (n < 0)
-		return -errno;
+		return n;
 	w->out_off += (size_t)n;
 	w->bytes_out += (uint64_t)n;
 	if (w->out_off == w->out.len)

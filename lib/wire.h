@@ -11,6 +11,7 @@
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sodium.h>
 #include "buf.h"
 #include "key.h"
@@ -38,8 +39,17 @@ enum wire_type {
 
 enum wire_role { WIRE_ROLE_DAEMON = 1, WIRE_ROLE_RECV = 2 };
 
+/* How a wire moves bytes: plain fds by default, or a transport (an SSH
+ * channel) that returns what read()/write() would, or -EAGAIN. */
+struct wire_io {
+	ssize_t (*read)(void *ctx, void *buf, size_t len);
+	ssize_t (*write)(void *ctx, const void *buf, size_t len);
+	void *ctx;
+};
+
 struct wire {
 	int rfd, wfd;
+	struct wire_io io; /* io.read NULL: use rfd/wfd */
 	enum wire_role role;
 	struct wbuf in;   /* raw bytes received, from in_off on not yet parsed */
 	size_t in_off;

@@ -21,6 +21,8 @@ static const struct subcommand {
 	{ "sync", cmd_sync, "sync [GROUP] [--wait] [--timeout D]",
 	  "cut an epoch now; with --wait, return once every target has it" },
 	{ "status", cmd_status, "status [--json]", "where every group and target stands, with lag" },
+	{ "trust-host", cmd_trust_host, "trust-host HOST[:PORT] --known-hosts FILE",
+	  "show a secondary's SSH host key fingerprint and trust it once confirmed" },
 	{ "recv", cmd_recv, "recv --root DIR [--key FILE]",
 	  "receive epochs on stdin/stdout and apply them to the replicas in DIR" },
 	{ "replica", cmd_replica, "replica list|verify|recover|rollback --root DIR",

@@ -16,6 +16,7 @@ int cmd_recv(int argc, char **argv);
 int cmd_replica(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_trust_host(int argc, char **argv);
 
 /* Report ERR (negative errno) once, as "bascule WHAT: message", and return
  * the matching exit code. */

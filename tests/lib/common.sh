@@ -7,6 +7,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 T=$(mktemp -d /tmp/bascule-test.XXXXXX)
 DAEMON_PID=""
 MOUNTS=()
+EXIT_HOOKS=()
+NSEXEC=()   # e.g. (ip netns exec NS): where basculed runs
 TEST_NAME=$(basename "$0" .sh)
 
 cleanup() {
@@ -16,6 +18,7 @@ cleanup() {
 		wait "$DAEMON_PID" 2>/dev/null || true
 	fi
 	pkill -9 -f "bascule recv --root $T" 2>/dev/null || true
+	for h in "${EXIT_HOOKS[@]}"; do "$h" || true; done
 	for m in "${MOUNTS[@]}"; do umount -l "$m" 2>/dev/null || true; done
 	# A sanitizer report in the daemon or a receiver fails the test.
 	if [ -f "$T/daemon.log" ] && grep -qE "runtime error|AddressSanitizer|LeakSanitizer" "$T/daemon.log"; then
@@ -27,7 +30,7 @@ cleanup() {
 		echo "--- last lines of the daemon log ($TEST_NAME) ---" >&2
 		tail -n 30 "$T/daemon.log" >&2
 	fi
-	rm -rf "$T"
+	[ -n "${KEEP:-}" ] && echo "kept $T" >&2 || rm -rf "$T"
 	exit $rc
 }
 trap cleanup EXIT
@@ -56,7 +59,7 @@ bsc_config() {
 		done
 		echo "targets:"
 		echo "  - name: secondary"
-		echo "    url: local:$T/replica"
+		echo "    url: ${TARGET_URL:-local:$T/replica}"
 		for l in "$@"; do echo "    $l"; done
 	} > "$T/bascule.yaml"
 }
@@ -64,7 +67,7 @@ bsc_config() {
 bsc_keygen() { [ -f "$T/site.key" ] || "$BIN/bascule" keygen site "$T/site.key" >/dev/null; }
 
 bsc_start() {
-	"$BIN/basculed" -c "$T/bascule.yaml" -v >> "$T/daemon.log" 2>&1 &
+	"${NSEXEC[@]}" "$BIN/basculed" -c "$T/bascule.yaml" -v >> "$T/daemon.log" 2>&1 &
 	DAEMON_PID=$!
 	for _ in $(seq 100); do
 		[ -S "$T/ctl.sock" ] && return 0
@@ -84,7 +87,7 @@ bsc_stop() {
 
 bsc() { "$BIN/bascule" --socket "$T/ctl.sock" "$@"; }
 bsc_sync() { bsc sync --wait --timeout "${1:-60s}"; }
-replica_of() { echo "$T/replica/vm1/$1"; }
+replica_of() { echo "${REPLICA_DIR:-$T/replica}/vm1/$1"; }
 recv_pid() { pgrep -f "bascule recv --root $T/replica" | head -1 || true; }
 # The value of a field of target 0 in bascule status --json.
 status_field() { bsc status --json | sed -n "s/.*\"$1\": \([0-9]*\).*/\1/p" | head -1; }

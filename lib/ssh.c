@@ -1,0 +1,187 @@
+/* ssh.c - SSH URLs, TCP connections and host-key checks. */
+#include "ssh.h"
+#include "err.h"
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int ssh_url_parse(const char *url, struct ssh_url *ret)
+{
+	struct ssh_url u = { .port = 22 };
+	const char *p, *at, *hs, *he, *slash;
+
+	if (strncmp(url, "ssh://", 6) != 0)
+		return err_set(EINVAL, "'%s' is not an ssh:// URL", url);
+	p = url + 6;
+	slash = strchr(p, '/');
+	if (!slash || slash[1] == 0)
+		return err_set(EINVAL, "ssh URL '%s' has no directory: write ssh://user@host[:port]/DIR", url);
+	at = memchr(p, '@', (size_t)(slash - p));
+	if (!at || at == p || (size_t)(at - p) >= sizeof(u.user))
+		return err_set(EINVAL, "ssh URL '%s' needs a user: ssh://user@host[:port]/DIR", url);
+	memcpy(u.user, p, (size_t)(at - p));
+	hs = at + 1;
+	if (*hs == '[') {
+		he = memchr(hs, ']', (size_t)(slash - hs));
+		if (!he)
+			return err_set(EINVAL, "ssh URL '%s': unclosed [", url);
+		hs++;
+		p = he + 1;
+	} else {
+		he = hs;
+		while (he < slash && *he != ':')
+			he++;
+		p = he;
+	}
+	if (he == hs || (size_t)(he - hs) >= sizeof(u.host))
+		return err_set(EINVAL, "ssh URL '%s' has no host", url);
+	memcpy(u.host, hs, (size_t)(he - hs));
+	if (*p == ':') {
+		char *end;
+		long port = strtol(p + 1, &end, 10);
+		if (end != slash || port < 1 || port > 65535)
+			return err_set(EINVAL, "ssh URL '%s': bad port", url);
+		u.port = (int)port;
+	} else if (p != slash)
+		return err_set(EINVAL, "ssh URL '%s' is malformed", url);
+	if (strlen(slash) >= sizeof(u.path))
+		return err_set(EINVAL, "ssh URL '%s': directory too long", url);
+	snprintf(u.path, sizeof(u.path), "%s", slash);
+	for (const char *c = u.user; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+		      *c == '_' || *c == '-' || *c == '.'))
+			return err_set(EINVAL, "ssh URL '%s': unusual characters in the user name", url);
+	*ret = u;
+	return 0;
+}
+
+int ssh_tcp_connect(const char *host, int port, bool nonblock)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res, *ai;
+	char ps[16];
+	int fd = -1, r, one = 1, idle = 10, intvl = 5, cnt = 3;
+	unsigned int user_timeout = 30000;
+
+	snprintf(ps, sizeof(ps), "%d", port);
+	r = getaddrinfo(host, ps, &hints, &res);
+	if (r)
+		return err_set(EHOSTUNREACH, "cannot resolve %s: %s", host, gai_strerror(r));
+	r = -EHOSTUNREACH;
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0),
+			    ai->ai_protocol);
+		if (fd < 0)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+		setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout));
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || (nonblock && errno == EINPROGRESS)) {
+			r = fd;
+			break;
+		}
+		r = err_set(errno, "cannot connect to %s port %d: %s", host, port, strerror(errno));
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	return r;
+}
+
+void ssh_fingerprint(LIBSSH2_SESSION *s, char *buf, size_t len)
+{
+	const unsigned char *h = (const unsigned char *)libssh2_hostkey_hash(s, LIBSSH2_HOSTKEY_HASH_SHA256);
+	char b64[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL_NO_PADDING)];
+
+	if (!h) {
+		snprintf(buf, len, "(unknown)");
+		return;
+	}
+	sodium_bin2base64(b64, sizeof(b64), h, 32, sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+	snprintf(buf, len, "SHA256:%s", b64);
+}
+
+const char *ssh_hostkey_type(LIBSSH2_SESSION *s, int *ret_kh_type)
+{
+	size_t len;
+	int type;
+
+	libssh2_session_hostkey(s, &len, &type);
+	switch (type) {
+	case LIBSSH2_HOSTKEY_TYPE_RSA: *ret_kh_type = LIBSSH2_KNOWNHOST_KEY_SSHRSA; return "ssh-rsa";
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_256: *ret_kh_type = LIBSSH2_KNOWNHOST_KEY_ECDSA_256; return "ecdsa-sha2-nistp256";
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_384: *ret_kh_type = LIBSSH2_KNOWNHOST_KEY_ECDSA_384; return "ecdsa-sha2-nistp384";
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: *ret_kh_type = LIBSSH2_KNOWNHOST_KEY_ECDSA_521; return "ecdsa-sha2-nistp521";
+	case LIBSSH2_HOSTKEY_TYPE_ED25519: *ret_kh_type = LIBSSH2_KNOWNHOST_KEY_ED25519; return "ssh-ed25519";
+	default: *ret_kh_type = LIBSSH2_KNOWNHOST_KEY_UNKNOWN; return "unknown";
+	}
+}
+
+void ssh_host_entry(const char *host, int port, char *buf, size_t len)
+{
+	if (port == 22)
+		snprintf(buf, len, "%s", host);
+	else
+		snprintf(buf, len, "[%s]:%d", host, port);
+}
+
+const char *ssh_error(LIBSSH2_SESSION *s)
+{
+	char *msg = NULL;
+
+	libssh2_session_last_error(s, &msg, NULL, 0);
+	return msg ? msg : "unknown SSH error";
+}
+
+int ssh_check_hostkey(LIBSSH2_SESSION *s, const char *known_hosts, const char *host, int port)
+{
+	LIBSSH2_KNOWNHOSTS *kh = libssh2_knownhost_init(s);
+	struct libssh2_knownhost *found = NULL;
+	const char *key, *tname;
+	char fp[128], entry[300];
+	size_t len;
+	int type, kt, r;
+
+	if (!kh)
+		return -ENOMEM;
+	key = libssh2_session_hostkey(s, &len, &type);
+	tname = ssh_hostkey_type(s, &kt);
+	ssh_fingerprint(s, fp, sizeof(fp));
+	ssh_host_entry(host, port, entry, sizeof(entry));
+	if (libssh2_knownhost_readfile(kh, known_hosts, LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0 &&
+	    access(known_hosts, F_OK) == 0) {
+		libssh2_knownhost_free(kh);
+		return err_set(EINVAL, "cannot read known_hosts file %s", known_hosts);
+	}
+	r = libssh2_knownhost_checkp(kh, host, port, key, len,
+				     LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | kt, &found);
+	libssh2_knownhost_free(kh);
+	switch (r) {
+	case LIBSSH2_KNOWNHOST_CHECK_MATCH:
+		return 0;
+	case LIBSSH2_KNOWNHOST_CHECK_MISMATCH:
+		return err_set(EKEYREJECTED,
+			       "HOST KEY CHANGED for %s: it now presents %s key %s, which does not match %s. "
+			       "This may be an attack, or the secondary was reinstalled. Check the fingerprint "
+			       "on the secondary (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), remove the "
+			       "old line from %s, then run: bascule trust-host %s:%d --known-hosts %s",
+			       entry, tname, fp, known_hosts, known_hosts, host, port, known_hosts);
+	case LIBSSH2_KNOWNHOST_CHECK_NOTFOUND:
+		return err_set(ENOKEY,
+			       "host %s is not in %s (it presents %s key %s); refusing to connect. Check "
+			       "the fingerprint on the secondary, then run: bascule trust-host %s:%d "
+			       "--known-hosts %s",
+			       entry, known_hosts, tname, fp, host, port, known_hosts);
+	default:
+		return err_set(EINVAL, "cannot check the host key of %s against %s", entry, known_hosts);
+	}
+}

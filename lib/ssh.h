@@ -1,0 +1,35 @@
+/* ssh.h - what the daemon and bascule trust-host share about SSH (libssh2):
+ * target URLs, TCP connection, and strict host-key checking against a
+ * known_hosts file. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <libssh2.h>
+
+struct ssh_url {
+	char user[65];
+	char host[256];
+	int port;
+	char path[4096];
+};
+
+/* Parse ssh://user@host[:port]/DIR (host may be [v6]).  -EINVAL with a
+ * sentence on error. */
+int ssh_url_parse(const char *url, struct ssh_url *ret);
+/* Resolve HOST and start a TCP connection (non-blocking if NONBLOCK: the fd
+ * may still be connecting).  Sets keepalive and a user timeout so a dead
+ * link is noticed within ~30 s.  Returns the fd or a negative errno. */
+int ssh_tcp_connect(const char *host, int port, bool nonblock);
+/* "SHA256:<base64>" of the session's host key, as ssh-keygen -l prints it. */
+void ssh_fingerprint(LIBSSH2_SESSION *s, char *buf, size_t len);
+/* The host key's type name ("ssh-ed25519") and libssh2 knownhost type bits. */
+const char *ssh_hostkey_type(LIBSSH2_SESSION *s, int *ret_kh_type);
+/* Check the session's host key for HOST:PORT in KNOWN_HOSTS.  0 if it
+ * matches; -ENOKEY if the host is unknown, -EKEYREJECTED if its key
+ * changed: in both cases the sentence gives the fingerprint and the command
+ * to trust the key after checking it. */
+int ssh_check_hostkey(LIBSSH2_SESSION *s, const char *known_hosts, const char *host, int port);
+/* The known_hosts name of HOST:PORT: "host" for 22, "[host]:port" otherwise. */
+void ssh_host_entry(const char *host, int port, char *buf, size_t len);
+/* Last libssh2 error of the session as text. */
+const char *ssh_error(LIBSSH2_SESSION *s);

@@ -1,0 +1,128 @@
+# tests/lib/sites.sh - test sites in network namespaces (source after common.sh).
+#
+#   primary  192.0.2.1  ── veth ──  192.0.2.10  secondary  (real OpenSSH sshd)
+#   primary  198.51.100.1 ─ veth ─ 198.51.100.20 provider  (real OpenSSH sshd)
+#
+# The inter-site links are shaped with tbf (default 1 Gbit/s).  This kernel
+# has no netem (CONFIG_NET_SCH_NETEM is not set), so latency cannot be added;
+# loss and cuts are made with nftables in the primary's namespace.
+# Everything is removed at exit, even on failure (sites_down runs from the
+# EXIT trap of common.sh).
+#   sites_up                  namespaces, links, sshd on the secondary
+#   sites_cut / sites_restore drop / pass every packet on the primary-secondary link
+#   sites_loss PCT            drop PCT% of packets at random (0 to stop)
+#   in_primary CMD...         run CMD in the primary's namespace
+SITE_ID=$$
+NS_P=bsc-p$SITE_ID NS_S=bsc-s$SITE_ID NS_V=bsc-v$SITE_ID
+IP_P=192.0.2.1 IP_S=192.0.2.10 IP_P2=198.51.100.1 IP_V=198.51.100.20
+SSH_USER=bascule-test
+SITES_UP=0
+
+in_primary() { ip netns exec "$NS_P" "$@"; }
+in_secondary() { ip netns exec "$NS_S" "$@"; }
+
+sites_down() {
+	[ "$SITES_UP" = 1 ] || return 0
+	for f in "$T"/ssh-*/sshd.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+	for ns in "$NS_P" "$NS_S" "$NS_V"; do
+		ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+		ip netns del "$ns" 2>/dev/null
+	done
+	SITES_UP=0
+}
+EXIT_HOOKS+=(sites_down)
+
+# start_sshd NAME NS ADDR: a real sshd for the test user, keys under $T/ssh-NAME
+start_sshd() {
+	local name=$1 ns=$2 addr=$3 d="$T/ssh-$1"
+	mkdir -p "$d" /run/sshd
+	[ -f "$d/host_key" ] || ssh-keygen -q -t ed25519 -N "" -f "$d/host_key" -C "$name"
+	touch "$d/authorized_keys"
+	chown "$SSH_USER" "$d/authorized_keys"; chmod 600 "$d/authorized_keys"
+	cat > "$d/sshd_config" <<CONF
+ListenAddress $addr:22
+HostKey $d/host_key
+PidFile $d/sshd.pid
+AuthorizedKeysFile $d/authorized_keys
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PermitRootLogin no
+AllowUsers $SSH_USER
+LogLevel VERBOSE
+ClientAliveInterval 10
+CONF
+	ip netns exec "$ns" /usr/sbin/sshd -f "$d/sshd_config" -E "$d/sshd.log"
+	for _ in $(seq 50); do ip netns exec "$ns" bash -c "echo > /dev/tcp/$addr/22" 2>/dev/null && return 0; sleep 0.1; done
+	fail "sshd $name did not start: $(tail -5 "$d/sshd.log")"
+}
+
+sites_up() {
+	need_root
+	command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || fail "openssh-server is not installed"
+	id "$SSH_USER" >/dev/null 2>&1 || useradd --system --create-home --home-dir "/var/lib/$SSH_USER" \
+		--shell /bin/sh "$SSH_USER"
+	usermod -d "/var/lib/$SSH_USER" "$SSH_USER" 2>/dev/null || true
+	mkdir -p "/var/lib/$SSH_USER"; chown "$SSH_USER" "/var/lib/$SSH_USER"
+	# A locked account (useradd's default) is refused by sshd without PAM: no
+	# password at all ("*") is what a key-only account needs.
+	usermod -p '*' "$SSH_USER" 2>/dev/null || true
+	chmod 711 "$T"
+	for ns in "$NS_P" "$NS_S" "$NS_V"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+	SITES_UP=1
+	ip link add "bp$SITE_ID" netns "$NS_P" type veth peer name "bs$SITE_ID" netns "$NS_S"
+	ip link add "bq$SITE_ID" netns "$NS_P" type veth peer name "bv$SITE_ID" netns "$NS_V"
+	ip -n "$NS_P" addr add "$IP_P/24" dev "bp$SITE_ID"
+	ip -n "$NS_S" addr add "$IP_S/24" dev "bs$SITE_ID"
+	ip -n "$NS_P" addr add "$IP_P2/24" dev "bq$SITE_ID"
+	ip -n "$NS_V" addr add "$IP_V/24" dev "bv$SITE_ID"
+	for l in "$NS_P bp" "$NS_S bs" "$NS_P bq" "$NS_V bv"; do
+		set -- $l; ip -n "$1" link set "$2$SITE_ID" up
+	done
+	sites_rate "${LINK_RATE:-1gbit}"
+	in_primary nft add table inet bsclink
+	in_primary nft add chain inet bsclink out '{ type filter hook output priority 0; }'
+	in_primary nft add chain inet bsclink in '{ type filter hook input priority 0; }'
+	start_sshd secondary "$NS_S" "$IP_S"
+	# The daemon's SSH identity, authorised on the secondary with command=.
+	ssh-keygen -q -t ed25519 -N "" -f "$T/id_ed25519" -C bascule-primary
+	chmod 600 "$T/id_ed25519"
+}
+
+# sites_rate RATE: shape both directions of the primary-secondary link.
+sites_rate() {
+	ip netns exec "$NS_P" tc qdisc replace dev "bp$SITE_ID" root tbf rate "$1" burst 512kb latency 50ms
+	ip netns exec "$NS_S" tc qdisc replace dev "bs$SITE_ID" root tbf rate "$1" burst 512kb latency 50ms
+}
+
+sites_flush() { in_primary nft flush chain inet bsclink out; in_primary nft flush chain inet bsclink in; }
+sites_cut() {
+	sites_flush
+	in_primary nft add rule inet bsclink out ip daddr "$IP_S" drop
+	in_primary nft add rule inet bsclink in ip saddr "$IP_S" drop
+}
+sites_restore() { sites_flush; }
+sites_loss() {
+	sites_flush
+	[ "$1" = 0 ] && return 0
+	in_primary nft add rule inet bsclink out ip daddr "$IP_S" numgen random mod 100 '<' "$1" drop
+	in_primary nft add rule inet bsclink in ip saddr "$IP_S" numgen random mod 100 '<' "$1" drop
+}
+
+# authorize_recv ROOT [KEYFILE]: the secondary's authorized_keys line for the
+# daemon's key, restricted to `bascule recv --root ROOT`.
+authorize_recv() {
+	local root=$1
+	mkdir -p "$root" "$T/secondary"
+	cp "$T/site.key" "$T/secondary/site.key"
+	chown -R "$SSH_USER" "$root" "$T/secondary"; chmod 600 "$T/secondary/site.key"
+	echo "restrict,command=\"$BIN/bascule recv --root $root --key $T/secondary/site.key\" $(cat "$T/id_ed25519.pub")" \
+		> "$T/ssh-secondary/authorized_keys"
+}
+
+# trust the secondary's host key in $T/known_hosts (from the primary)
+trust_secondary() {
+	in_primary "$BIN/bascule" trust-host "$IP_S" --known-hosts "$T/known_hosts" --yes >/dev/null \
+		|| fail "trust-host failed"
+}
