@@ -102,6 +102,7 @@ struct target {
 	struct wire w;
 	bool wire_up;
 	sd_event_source *in_src, *out_src, *child_src, *retry;
+	sd_event_source *setup_timer;  /* connecting and handshaking must end in time */
 	struct tgroup *groups;         /* parallel to daemon->groups */
 	struct job *jobs, *jobs_tail;  /* queued and in flight, oldest first */
 	uint32_t in_flight;

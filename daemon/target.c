@@ -24,6 +24,7 @@
 
 #define OUT_HIGH (4u << 20)   /* stop producing frames above this much queued */
 #define PUMP_BUDGET_USEC 20000
+#define SETUP_TIMEOUT_USEC 20000000 /* from connect to the receiver's STATE */
 
 static void target_pump(struct target *t);
 
@@ -97,6 +98,19 @@ static const char *exit_meaning(int code)
 }
 
 static int on_retry(sd_event_source *s, uint64_t usec, void *userdata);
+static void target_disconnect(struct target *t, const char *why);
+
+static int on_setup_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct target *t = userdata;
+
+	t->setup_timer = sd_event_source_disable_unref(t->setup_timer);
+	if (t->state != T_READY)
+		target_disconnect(t, t->transport == TR_SSH
+					     ? "no answer from the secondary within 20 s (link down?)"
+					     : "the receiver did not answer within 20 s");
+	return 0;
+}
 
 static void target_disconnect(struct target *t, const char *why)
 {
@@ -106,6 +120,7 @@ static void target_disconnect(struct target *t, const char *why)
 
 	t->in_src = sd_event_source_disable_unref(t->in_src);
 	t->out_src = sd_event_source_disable_unref(t->out_src);
+	t->setup_timer = sd_event_source_disable_unref(t->setup_timer);
 	if (t->transport == TR_SSH) {
 		sshconn_drain_stderr(t);
 		sshconn_close(t);
@@ -162,6 +177,7 @@ void target_free(struct target *t)
 		target_disconnect(t, NULL);
 	}
 	t->retry = sd_event_source_disable_unref(t->retry);
+	t->setup_timer = sd_event_source_disable_unref(t->setup_timer);
 	drop_jobs(t);
 	free(t->groups);
 	ZSTD_freeCCtx(t->zctx);
@@ -290,6 +306,8 @@ static int on_retry(sd_event_source *s, uint64_t usec, void *userdata)
 	int r;
 
 	t->retry = sd_event_source_disable_unref(t->retry);
+	sd_event_add_time_relative(t->d->ev, &t->setup_timer, CLOCK_MONOTONIC, SETUP_TIMEOUT_USEC,
+				   100000, on_setup_timeout, t);
 	r = target_connect(t);
 	if (r < 0) {
 		char msg[1024];
@@ -491,6 +509,7 @@ static void target_service(struct target *t, bool readable)
 					if ((r = handle_state(t, &body)) < 0)
 						break;
 					t->state = T_READY;
+					t->setup_timer = sd_event_source_disable_unref(t->setup_timer);
 					tlog(t, LOG_INFO, "connected");
 					for (uint32_t i = 0; i < t->d->n_groups; i++)
 						group_request_cut(&t->d->groups[i]);

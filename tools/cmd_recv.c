@@ -158,7 +158,7 @@ int cmd_recv(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if ((rc = key_load(keyfile, &key)) < 0)
 		goto out;
-	if ((rc = replica_open(root, true, key, &r)) < 0)
+	if ((rc = replica_open_mode(root, true, false, true, key, &r)) < 0)
 		goto out;
 	r->keep_epochs = keep_epochs;
 	r->keep_time = keep_time;

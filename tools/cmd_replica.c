@@ -124,7 +124,7 @@ int cmd_replica(int argc, char **argv)
 	/* list needs no key, unless recovery has work to do (then it asks). */
 	if ((rc = key_load(keyfile, &key)) < 0 && strcmp(verb, "list") != 0)
 		return cmd_fail("replica", rc);
-	if ((rc = replica_open_mode(root, false, !strcmp(verb, "list"), key, &r)) < 0) {
+	if ((rc = replica_open_mode(root, false, !strcmp(verb, "list"), false, key, &r)) < 0) {
 		key_free(key);
 		return cmd_fail("replica", rc);
 	}

@@ -4,6 +4,7 @@
 #include "fsutil.h"
 #include "log.h"
 #include <dirent.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <sodium.h>
@@ -881,14 +882,61 @@ void replica_groups_free(char **names, size_t n)
 	free(names);
 }
 
+/* A new session of the daemon supersedes a receiver left over from a
+ * connection that died (its peer gone, it has not noticed yet): stop it and
+ * take the lock.  Safe at any point: the journal makes a kill recoverable.
+ * Only a `bascule recv` holder of this same lock is stopped. */
+static int take_over(const char *lock_path)
+{
+	char buf[32], exe[256], cmd[4096];
+	ssize_t n;
+	pid_t pid;
+	int fd, rc = -EBUSY;
+
+	fd = open(lock_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -EBUSY;
+	n = fs_pread_full(fd, buf, sizeof(buf) - 1, 0);
+	close(fd);
+	if (n <= 0)
+		return -EBUSY;
+	buf[n] = 0;
+	pid = (pid_t)atoi(buf);
+	if (pid <= 1 || pid == getpid())
+		return -EBUSY;
+	snprintf(exe, sizeof(exe), "/proc/%d/cmdline", (int)pid);
+	fd = open(exe, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -EBUSY;
+	n = read(fd, cmd, sizeof(cmd) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EBUSY;
+	cmd[n] = 0;
+	for (ssize_t i = 0; i < n; i++)
+		if (!cmd[i])
+			cmd[i] = ' ';
+	if (!strstr(cmd, " recv "))
+		return -EBUSY; /* a replica command, or not ours: never stopped */
+	log_warn("taking over from receiver %d, left over from an earlier connection", (int)pid);
+	kill(pid, SIGTERM);
+	for (int i = 0; i < 200 && rc < 0; i++) {
+		if (i == 100)
+			kill(pid, SIGKILL);
+		usleep(50000);
+		rc = fs_lock(lock_path);
+	}
+	return rc;
+}
+
 int replica_open(const char *root, bool create, const struct site_key *key,
 		 struct replica **ret)
 {
-	return replica_open_mode(root, create, false, key, ret);
+	return replica_open_mode(root, create, false, false, key, ret);
 }
 
-int replica_open_mode(const char *root, bool create, bool readonly, const struct site_key *key,
-		      struct replica **ret)
+int replica_open_mode(const char *root, bool create, bool readonly, bool takeover,
+		      const struct site_key *key, struct replica **ret)
 {
 	struct replica *r;
 	char path[RPATH];
@@ -919,12 +967,22 @@ int replica_open_mode(const char *root, bool create, bool readonly, const struct
 	if ((rc = fs_mkdir_p(path, 0700)) < 0)
 		goto fail;
 	snprintf(path, sizeof(path), "%s/lock", r->meta);
-	if ((rc = fs_lock(path)) < 0) {
+	rc = fs_lock(path);
+	if (rc == -EBUSY && takeover)
+		rc = take_over(path);
+	if (rc < 0) {
 		rc = err_set(rc, "replica %s is in use by another bascule process (recv or replica); "
 				 "stop it first", root);
 		goto fail;
 	}
 	r->lock_fd = rc;
+	{
+		/* Record the holder for a later takeover. */
+		char pid[32];
+		int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+		if (ftruncate(r->lock_fd, 0) == 0)
+			fs_pwrite_full(r->lock_fd, pid, (size_t)len, 0);
+	}
 	if ((rc = replica_groups(r, &groups, &n)) < 0)
 		goto fail;
 	for (size_t i = 0; i < n; i++)

@@ -43,9 +43,10 @@ struct replica {
  * every group.  KEY is needed to hash leaves; it must outlive the replica. */
 int replica_open(const char *root, bool create, const struct site_key *key,
 		 struct replica **ret);
-/* READONLY: no lock and no recovery, for listing while recv runs. */
-int replica_open_mode(const char *root, bool create, bool readonly, const struct site_key *key,
-		      struct replica **ret);
+/* READONLY: no lock and no recovery, for listing while recv runs.
+ * TAKEOVER (recv only): stop a stale `bascule recv` holding the lock. */
+int replica_open_mode(const char *root, bool create, bool readonly, bool takeover,
+		      const struct site_key *key, struct replica **ret);
 void replica_close(struct replica *r);
 /* Names of the groups present; *ret is a malloc'd array of malloc'd names. */
 int replica_groups(struct replica *r, char ***ret, size_t *ret_n);
