@@ -65,12 +65,12 @@ static json_t *status_json(struct daemon *d)
 						      "lag_seconds", lag));
 		}
 		json_array_append_new(targets,
-				      json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:o}", "name", t->cfg->name,
+				      json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:o}", "name", t->cfg->name,
 						"state", t->state == T_READY ? "connected"
 						: t->state == T_HANDSHAKE ? "connecting" : "offline",
 						"last_error", t->last_error, "bytes_sent",
 						(json_int_t)t->bytes_sent, "raw_bytes_sent",
-						(json_int_t)t->raw_sent, "in_flight", (int)t->in_flight,
+						(json_int_t)t->raw_sent, "delta_bytes_sent", (json_int_t)t->delta_sent, "in_flight", (int)t->in_flight,
 						"groups", tg));
 	}
 	return json_pack("{s:b, s:o, s:o}", "ok", 1, "groups", groups, "targets", targets);

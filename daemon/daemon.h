@@ -59,6 +59,18 @@ struct group {
 enum target_state { T_BACKOFF, T_CONNECTING, T_HANDSHAKE, T_READY };
 enum target_transport { TR_LOCAL, TR_SSH };
 
+/* librsync signatures of a target's replica of one source, by 1 MiB range
+ * (resync of a diverged or unknown replica).  Kept in an unlinked file. */
+struct sigstore {
+	int fd;
+	uint64_t *off;     /* file offset of range i's signature */
+	uint32_t *len;     /* its length (0: none) */
+	uint32_t *rlen;    /* length of range i on the replica */
+	size_t n;
+	uint64_t used;
+	bool complete;
+};
+
 /* An epoch queued for one target. */
 struct job {
 	struct group *g;
@@ -68,6 +80,7 @@ struct job {
 	uint64_t base[PROTO_MAX_SOURCES];
 	uint64_t size[PROTO_MAX_SOURCES];
 	uint8_t digest[PROTO_MAX_SOURCES][DIGEST_BYTES];
+	struct sigstore *sig[PROTO_MAX_SOURCES]; /* resync by deltas, owned */
 	/* send cursor */
 	int stage;                     /* 0 begin, 1 extents, 2 end, 3 sent */
 	size_t rec;                    /* next spool record */
@@ -80,6 +93,9 @@ struct tgroup {
 	uint64_t acked, acked_cut_time;
 	uint64_t sent[PROTO_MAX_SOURCES]; /* per source of the group: last epoch queued */
 	bool known;                    /* the target reported its state */
+	bool want_sig[PROTO_MAX_SOURCES];
+	struct sigstore *sig[PROTO_MAX_SOURCES];
+	uint32_t sig_pending;
 };
 
 struct target {
@@ -107,7 +123,7 @@ struct target {
 	struct job *jobs, *jobs_tail;  /* queued and in flight, oldest first */
 	uint32_t in_flight;
 	uint32_t failures;
-	uint64_t bytes_sent, raw_sent;
+	uint64_t bytes_sent, raw_sent, delta_sent;
 	char last_error[1024];
 	uint64_t last_error_time;
 	uint64_t tokens_time;          /* bandwidth pacing */

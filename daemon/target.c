@@ -12,6 +12,7 @@
 #include "log.h"
 #include "spool.h"
 #include "sshconn.h"
+#include "rsync.h"
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -24,6 +25,7 @@
 
 #define OUT_HIGH (4u << 20)   /* stop producing frames above this much queued */
 #define PUMP_BUDGET_USEC 20000
+static const uint8_t zeros_block[PROTO_BLOCK];
 #define SETUP_TIMEOUT_USEC 20000000 /* from connect to the receiver's STATE */
 
 static void target_pump(struct target *t);
@@ -66,13 +68,35 @@ int target_init(struct daemon *d, struct target *t, const struct cfg_target *cfg
 	return 0;
 }
 
+static void sigstore_free(struct sigstore *ss)
+{
+	if (!ss)
+		return;
+	if (ss->fd >= 0)
+		close(ss->fd);
+	free(ss->off);
+	free(ss->len);
+	free(ss->rlen);
+	free(ss);
+}
+
 static void drop_jobs(struct target *t)
 {
 	while (t->jobs) {
 		struct job *j = t->jobs;
 		t->jobs = j->next;
 		spool_unref(j->spool);
+		for (uint32_t s = 0; s < PROTO_MAX_SOURCES; s++)
+			sigstore_free(j->sig[s]);
 		free(j);
+	}
+	for (uint32_t i = 0; i < t->d->n_groups; i++) {
+		for (uint32_t s = 0; s < PROTO_MAX_SOURCES; s++) {
+			sigstore_free(t->groups[i].sig[s]);
+			t->groups[i].sig[s] = NULL;
+			t->groups[i].want_sig[s] = false;
+		}
+		t->groups[i].sig_pending = 0;
 	}
 	t->jobs_tail = NULL;
 	t->in_flight = 0;
@@ -382,8 +406,11 @@ static int handle_state(struct target *t, struct rbuf *b)
 				if (strcmp(x->name, g->sources[s].cfg->name) != 0)
 					continue;
 				if (x->status != SRC_OK) {
-					tlog(t, LOG_WARNING, "replica %s/%s reports a digest alarm: full resync",
-					     g->name, x->name);
+					tlog(t, LOG_WARNING, "replica %s/%s is %s: resynchronising it with "
+							     "librsync deltas",
+					     g->name, x->name, x->status == SRC_UNKNOWN ? "of unknown content"
+										    : "diverged");
+					tg->want_sig[s] = x->size > 0;
 				} else if (x->epoch == g->last_cut && g->last_cut &&
 					   memcmp(x->digest, g->sources[s].digest, DIGEST_BYTES) != 0) {
 					tlog(t, LOG_WARNING, "replica %s/%s at epoch %" PRIu64 " differs from the "
@@ -399,6 +426,95 @@ static int handle_state(struct target *t, struct rbuf *b)
 out:
 	free(sg);
 	return r;
+}
+
+static int request_signatures(struct target *t)
+{
+	struct wbuf b;
+	int r = 0;
+
+	wbuf_init(&b, 4096);
+	for (uint32_t i = 0; i < t->d->n_groups && r == 0; i++) {
+		struct group *g = &t->d->groups[i];
+		for (uint32_t s = 0; s < g->n_sources && r == 0; s++) {
+			struct msg_sig m = { .len = PROTO_SIG_RANGE };
+			if (!t->groups[i].want_sig[s])
+				continue;
+			snprintf(m.group, sizeof(m.group), "%s", g->name);
+			snprintf(m.source, sizeof(m.source), "%s", g->sources[s].cfg->name);
+			wbuf_reset(&b);
+			if ((r = proto_put_sig(&b, MSG_SIG_REQUEST, &m)) == 0 &&
+			    (r = wire_send(&t->w, MSG_SIG_REQUEST, b.p, b.len)) == 0)
+				t->groups[i].sig_pending++;
+		}
+	}
+	wbuf_free(&b);
+	return r;
+}
+
+static int handle_sig(struct target *t, enum wire_type type, struct rbuf *body)
+{
+	struct msg_sig m;
+	struct group *g;
+	struct tgroup *tg;
+	struct sigstore *ss;
+	uint32_t gi, s;
+	size_t idx;
+	int r;
+
+	if ((r = proto_get_sig(body, type, &m)) < 0)
+		return r;
+	if (!(g = find_group(t->d, m.group, &gi)))
+		return err_set(EPROTO, "signature for an unknown group");
+	for (s = 0; s < g->n_sources && strcmp(g->sources[s].cfg->name, m.source); s++)
+		;
+	tg = &t->groups[gi];
+	if (s == g->n_sources || !tg->want_sig[s])
+		return err_set(EPROTO, "signature that was not asked for");
+	if (!tg->sig[s]) {
+		char dir[4200];
+		tg->sig[s] = ss = calloc(1, sizeof(*ss));
+		if (!ss)
+			return -ENOMEM;
+		snprintf(dir, sizeof(dir), "%s/groups/%s", t->d->cfg->state_dir, g->name);
+		ss->fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (ss->fd < 0)
+			return err_set(errno, "cannot store signatures in %s: %s", dir, strerror(errno));
+	}
+	ss = tg->sig[s];
+	if (type == MSG_SIG_END) {
+		ss->complete = true;
+		tg->want_sig[s] = false;
+		if (tg->sig_pending && --tg->sig_pending == 0)
+			group_request_cut(g);
+		tlog(t, LOG_INFO, "signatures of %s/%s received (%" PRIu64 " bytes for %" PRIu64 " bytes of replica)",
+		     g->name, m.source, ss->used, m.offset);
+		return 0;
+	}
+	idx = (size_t)(m.offset / PROTO_SIG_RANGE);
+	if (idx >= ss->n) {
+		size_t n = idx + 1 > ss->n * 2 ? idx + 1 : ss->n * 2;
+		uint64_t *o = realloc(ss->off, n * sizeof(*o));
+		uint32_t *l, *rl;
+		if (o)
+			ss->off = o;
+		l = o ? realloc(ss->len, n * sizeof(*l)) : NULL;
+		if (l)
+			ss->len = l;
+		rl = l ? realloc(ss->rlen, n * sizeof(*rl)) : NULL;
+		if (!rl)
+			return -ENOMEM;
+		ss->rlen = rl;
+		memset(ss->len + ss->n, 0, (n - ss->n) * sizeof(*l));
+		ss->n = n;
+	}
+	if ((r = fs_pwrite_full(ss->fd, m.data, m.data_len, ss->used)) < 0)
+		return err_set(r, "cannot store signatures: %s", strerror(-r));
+	ss->off[idx] = ss->used;
+	ss->len[idx] = m.data_len;
+	ss->rlen[idx] = m.len;
+	ss->used += m.data_len;
+	return 0;
 }
 
 static int handle_ack(struct target *t, struct rbuf *b, bool nack)
@@ -438,6 +554,8 @@ static int handle_ack(struct target *t, struct rbuf *b, bool nack)
 		tlog(t, LOG_DEBUG, "epoch %" PRIu64 " of %s acknowledged", j->epoch, j->g->name);
 	t->last_error[0] = 0;
 	spool_unref(j->spool);
+	for (uint32_t s = 0; s < PROTO_MAX_SOURCES; s++)
+		sigstore_free(j->sig[s]);
 	free(j);
 	return 0;
 }
@@ -511,8 +629,13 @@ static void target_service(struct target *t, bool readable)
 					t->state = T_READY;
 					t->setup_timer = sd_event_source_disable_unref(t->setup_timer);
 					tlog(t, LOG_INFO, "connected");
+					if ((r = request_signatures(t)) < 0)
+						break;
 					for (uint32_t i = 0; i < t->d->n_groups; i++)
 						group_request_cut(&t->d->groups[i]);
+				} else if ((type == MSG_SIG || type == MSG_SIG_END) && t->state == T_READY) {
+					if ((r = handle_sig(t, type, &body)) < 0)
+						break;
 				} else if ((type == MSG_ACK || type == MSG_NACK) && t->state == T_READY) {
 					if ((r = handle_ack(t, &body, type == MSG_NACK)) < 0)
 						break;
@@ -563,6 +686,10 @@ void target_enqueue(struct target *t, struct group *g)
 
 	if (t->state != T_READY)
 		return;
+	if (tg->sig_pending) {
+		g->want_cut = true; /* signatures first: the resync epoch follows */
+		return;
+	}
 	/* The spool only holds blocks newer than its floor: a target that came
 	 * up during the scan lacks older ones and waits for the next cut. */
 	for (uint32_t s = 0; s < g->n_sources; s++)
@@ -582,6 +709,10 @@ void target_enqueue(struct target *t, struct group *g)
 		j->base[s] = tg->sent[s];
 		j->size[s] = g->sources[s].size;
 		memcpy(j->digest[s], g->sources[s].digest, DIGEST_BYTES);
+		if (tg->sig[s] && tg->sig[s]->complete && j->base[s] == 0) {
+			j->sig[s] = tg->sig[s];
+			tg->sig[s] = NULL;
+		}
 		tg->sent[s] = j->epoch;
 	}
 	if (t->jobs_tail)
@@ -627,6 +758,83 @@ static int emit_extent(struct target *t, struct job *j, uint32_t src, uint64_t o
 	return send_msg(t, MSG_EXTENT, &t->ext);
 }
 
+/* Resync: the record covers a whole chunk (base 0 takes every block).
+ * Rebuild it and send, per 1 MiB range the replica has a signature for, a
+ * librsync delta; where the delta is no smaller, or there is no signature,
+ * the plain extents. */
+static int emit_record_delta(struct target *t, struct job *j, size_t i, const struct spool_block *blocks,
+			     const uint8_t *data, bool *ret_done)
+{
+	const struct spool_entry *e = &j->spool->e[i];
+	struct sigstore *ss = j->sig[e->src];
+	uint64_t size = j->size[e->src], cstart = e->chunk * SPOOL_CHUNK * (uint64_t)PROTO_BLOCK;
+	uint8_t *chunk, *sig = NULL;
+	struct wbuf delta;
+	uint32_t di = 0;
+	int r = 0;
+
+	*ret_done = false;
+	if (e->count != SPOOL_CHUNK && cstart + (uint64_t)e->count * PROTO_BLOCK < size)
+		return 0; /* not a whole chunk: plain extents */
+	chunk = calloc(1, SPOOL_CHUNK * PROTO_BLOCK);
+	if (!chunk)
+		return -ENOMEM;
+	for (uint32_t k = 0; k < e->count; k++)
+		if (!blocks[k].zero)
+			memcpy(chunk + (size_t)blocks[k].idx * PROTO_BLOCK, data + (size_t)di++ * PROTO_BLOCK,
+			       PROTO_BLOCK);
+	wbuf_init(&delta, PROTO_SIG_RANGE + 65536);
+	for (uint64_t ro = 0; ro < SPOOL_CHUNK * (uint64_t)PROTO_BLOCK && cstart + ro < size;
+	     ro += PROTO_SIG_RANGE) {
+		uint64_t off = cstart + ro, idx = off / PROTO_SIG_RANGE;
+		uint32_t len = size - off > PROTO_SIG_RANGE ? PROTO_SIG_RANGE : (uint32_t)(size - off);
+		struct msg_extent m = { .src = e->src, .offset = off, .raw_len = len, .enc = EXT_DELTA };
+		bool sent = false;
+
+		wbuf_reset(&delta);
+		if (idx < ss->n && ss->len[idx]) {
+			sig = realloc(sig, ss->len[idx]);
+			if (!sig) {
+				r = -ENOMEM;
+				break;
+			}
+			if (fs_pread_full(ss->fd, sig, ss->len[idx], ss->off[idx]) == (ssize_t)ss->len[idx] &&
+			    rsync_delta(sig, ss->len[idx], chunk + ro, len, &delta) == 0 && delta.len < len / 2) {
+				wbuf_reset(&t->ext);
+				if ((r = proto_put_extent_hdr(&t->ext, &m)) < 0 ||
+				    (r = wbuf_put_bytes(&t->ext, delta.p, delta.len)) < 0 ||
+				    (r = send_msg(t, MSG_EXTENT, &t->ext)) < 0)
+					break;
+				j->n_extents++;
+				j->raw_bytes += len;
+				t->delta_sent += delta.len;
+				sent = true;
+			}
+		}
+		if (!sent) {
+			/* Plain: zero and data runs of this range. */
+			for (uint32_t b = 0; b < len && r == 0;) {
+				uint32_t start = b;
+				bool zero = memcmp(chunk + ro + b, zeros_block, PROTO_BLOCK < len - b ? PROTO_BLOCK : len - b) == 0;
+				while (b < len && (b - start) < 256 * PROTO_BLOCK) {
+					uint32_t bl = len - b < PROTO_BLOCK ? len - b : PROTO_BLOCK;
+					if ((memcmp(chunk + ro + b, zeros_block, bl) == 0) != zero)
+						break;
+					b += bl;
+				}
+				r = emit_extent(t, j, e->src, off + start, b - start, zero ? NULL : chunk + ro + start);
+			}
+			if (r < 0)
+				break;
+		}
+	}
+	wbuf_free(&delta);
+	free(sig);
+	free(chunk);
+	*ret_done = r == 0;
+	return r;
+}
+
 /* Emit the extents of spool record I for job J: the blocks the target lacks,
  * runs of up to 256 blocks, zero runs without data. */
 static int emit_record(struct target *t, struct job *j, size_t i)
@@ -640,6 +848,11 @@ static int emit_record(struct target *t, struct job *j, size_t i)
 
 	if ((r = spool_read(j->spool, i, t->chunk, &blocks, &data)) < 0)
 		return r;
+	if (j->sig[e->src]) {
+		bool done;
+		if ((r = emit_record_delta(t, j, i, blocks, data, &done)) < 0 || done)
+			return r;
+	}
 	while (k < e->count) {
 		uint32_t start = k, dstart = di;
 		uint64_t off, end;

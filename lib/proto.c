@@ -85,7 +85,8 @@ int proto_get_extent(struct rbuf *b, struct msg_extent *ret)
 	m.data_len = (uint32_t)rbuf_left(b);
 	if (rbuf_get_view(b, m.data_len, &m.data) < 0)
 		return BAD("malformed EXTENT");
-	if (m.raw_len == 0 || m.raw_len > PROTO_MAX_EXTENT || m.enc > EXT_ZSTD ||
+	if (m.raw_len == 0 || m.raw_len > PROTO_MAX_EXTENT || m.enc > EXT_DELTA ||
+	    (m.enc == EXT_DELTA && (m.data_len == 0 || m.offset % PROTO_SIG_RANGE)) ||
 	    (m.enc == EXT_ZERO && m.data_len != 0) || (m.enc == EXT_RAW && m.data_len != m.raw_len) ||
 	    (m.enc == EXT_ZSTD && m.data_len == 0) || m.offset % PROTO_BLOCK)
 		return BAD("EXTENT out of bounds");
@@ -166,8 +167,46 @@ int proto_get_state_group(struct rbuf *b, struct state_group *ret)
 		TRY(get_name(b, s->name, "source"));
 		if (rbuf_get_u64(b, &s->epoch) < 0 || rbuf_get_u64(b, &s->size) < 0 ||
 		    rbuf_get_u8(b, &s->status) < 0 || rbuf_get_bytes(b, s->digest, DIGEST_BYTES) < 0 ||
-		    s->status > SRC_DIVERGED || s->size > PROTO_MAX_SIZE)
+		    s->status > SRC_UNKNOWN || s->size > PROTO_MAX_SIZE)
 			return BAD("malformed STATE source");
 	}
+	return 0;
+}
+
+int proto_put_sig(struct wbuf *b, enum wire_type type, const struct msg_sig *m)
+{
+	TRY(wbuf_put_str(b, m->group));
+	TRY(wbuf_put_str(b, m->source));
+	if (type == MSG_SIG_REQUEST)
+		return wbuf_put_u32(b, m->len);
+	TRY(wbuf_put_u64(b, m->offset));
+	if (type == MSG_SIG_END)
+		return 0;
+	TRY(wbuf_put_u32(b, m->len));
+	return wbuf_put_bytes(b, m->data, m->data_len);
+}
+
+int proto_get_sig(struct rbuf *b, enum wire_type type, struct msg_sig *ret)
+{
+	struct msg_sig m = { 0 };
+
+	TRY(get_name(b, m.group, "group"));
+	TRY(get_name(b, m.source, "source"));
+	if (type == MSG_SIG_REQUEST) {
+		if (rbuf_get_u32(b, &m.len) < 0 || rbuf_expect_end(b) < 0 || m.len != PROTO_SIG_RANGE)
+			return BAD("malformed SIG_REQUEST");
+	} else if (type == MSG_SIG_END) {
+		if (rbuf_get_u64(b, &m.offset) < 0 || rbuf_expect_end(b) < 0 || m.offset > PROTO_MAX_SIZE)
+			return BAD("malformed SIG_END");
+	} else {
+		if (rbuf_get_u64(b, &m.offset) < 0 || rbuf_get_u32(b, &m.len) < 0 ||
+		    m.offset % PROTO_SIG_RANGE || m.len == 0 || m.len > PROTO_SIG_RANGE ||
+		    m.offset > PROTO_MAX_SIZE)
+			return BAD("malformed SIG");
+		m.data_len = (uint32_t)rbuf_left(b);
+		if (m.data_len == 0 || rbuf_get_view(b, m.data_len, &m.data) < 0)
+			return BAD("malformed SIG");
+	}
+	*ret = m;
 	return 0;
 }

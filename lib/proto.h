@@ -7,6 +7,7 @@
 #include "buf.h"
 #include "config.h"
 #include "hash.h"
+#include "wire.h"
 
 #define PROTO_MAX_SOURCES 64        /* sources in one group */
 #define PROTO_MAX_GROUPS 4096       /* groups in one STATE */
@@ -14,9 +15,12 @@
 #define PROTO_MAX_SIZE (1ULL << 50) /* largest source: 1 PiB */
 #define PROTO_BLOCK 4096u
 
-enum extent_enc { EXT_ZERO = 0, EXT_RAW = 1, EXT_ZSTD = 2 };
+enum extent_enc { EXT_ZERO = 0, EXT_RAW = 1, EXT_ZSTD = 2, EXT_DELTA = 3 };
+#define PROTO_SIG_RANGE (1u << 20) /* resync ranges: 1 MiB, aligned */
 enum { EPOCH_CONSISTENT = 1 };
-enum { SRC_OK = 0, SRC_DIVERGED = 1 };
+/* SRC_UNKNOWN: a replica file without state (restored from elsewhere, or an
+ * old primary after failback): resynchronised with librsync deltas. */
+enum { SRC_OK = 0, SRC_DIVERGED = 1, SRC_UNKNOWN = 2 };
 
 struct msg_epoch_begin {
 	char group[NAME_MAX_LEN + 1];
@@ -87,5 +91,16 @@ int proto_get_epoch_end(struct rbuf *b, struct msg_epoch_end *ret);
 int proto_put_ack(struct wbuf *b, const struct msg_ack *m, bool nack);
 int proto_get_ack(struct rbuf *b, struct msg_ack *ret, bool nack);
 /* STATE is a u32 count followed by groups. */
+/* SIG_REQUEST / SIG / SIG_END */
+struct msg_sig {
+	char group[NAME_MAX_LEN + 1];
+	char source[NAME_MAX_LEN + 1];
+	uint64_t offset;      /* SIG: range offset; SIG_END: replica size */
+	uint32_t len;         /* SIG: range length; SIG_REQUEST: range size */
+	const uint8_t *data;  /* SIG: librsync signature */
+	uint32_t data_len;
+};
+int proto_put_sig(struct wbuf *b, enum wire_type type, const struct msg_sig *m);
+int proto_get_sig(struct rbuf *b, enum wire_type type, struct msg_sig *ret);
 int proto_put_state_group(struct wbuf *b, const struct state_group *g);
 int proto_get_state_group(struct rbuf *b, struct state_group *ret);

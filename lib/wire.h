@@ -35,6 +35,9 @@ enum wire_type {
 	MSG_ACK = 21,        /* recv -> daemon: epoch applied and durable */
 	MSG_NACK = 22,       /* recv -> daemon: epoch refused, nothing applied */
 	MSG_BYE = 23,        /* either: orderly end (secretstream TAG_FINAL) */
+	MSG_SIG_REQUEST = 24,/* daemon -> recv: send librsync signatures of a replica */
+	MSG_SIG = 25,        /* recv -> daemon: the signature of one range */
+	MSG_SIG_END = 26,    /* recv -> daemon: all ranges sent */
 };
 
 enum wire_role { WIRE_ROLE_DAEMON = 1, WIRE_ROLE_RECV = 2 };

@@ -11,8 +11,10 @@
 #include "log.h"
 #include "proto.h"
 #include "replica.h"
+#include "rsync.h"
 #include "units.h"
 #include "wire.h"
+#include <dirent.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,6 +33,25 @@ static int send_state(struct wire *w, struct replica *r)
 	wbuf_init(&b, WIRE_MAX_BODY);
 	if ((rc = replica_groups(r, &groups, &n)) < 0)
 		goto out;
+	/* Group directories holding replica files but no state: unknown copies. */
+	{
+		DIR *d = opendir(r->root);
+		struct dirent *e;
+		while (d && (e = readdir(d))) {
+			bool have = false;
+			char **ng;
+			if (!config_name_ok(e->d_name) || e->d_type != DT_DIR)
+				continue;
+			for (size_t i = 0; i < n; i++)
+				have |= strcmp(groups[i], e->d_name) == 0;
+			if (have || !(ng = realloc(groups, (n + 1) * sizeof(*groups))))
+				continue;
+			groups = ng;
+			groups[n++] = strdup(e->d_name);
+		}
+		if (d)
+			closedir(d);
+	}
 	if ((rc = wbuf_put_u32(&b, 0)) < 0)
 		goto out;
 	{
@@ -38,17 +59,21 @@ static int send_state(struct wire *w, struct replica *r)
 		for (size_t i = 0; i < n; i++) {
 			struct rstate s;
 			struct state_group g;
-			if (replica_load_state(r, groups[i], &s) < 0)
-				continue;
 			memset(&g, 0, sizeof(g));
-			memcpy(g.group, s.group, sizeof(g.group));
-			g.epoch = s.epoch;
-			g.cut_time = s.cut_time;
-			g.n_sources = s.n_sources;
-			memcpy(g.sources, s.sources, sizeof(g.sources));
-			if (s.alarm[0])
-				for (uint32_t k = 0; k < g.n_sources; k++)
-					g.sources[k].status = SRC_DIVERGED;
+			if (replica_load_state(r, groups[i], &s) == 0) {
+				memcpy(g.group, s.group, sizeof(g.group));
+				g.epoch = s.epoch;
+				g.cut_time = s.cut_time;
+				g.n_sources = s.n_sources;
+				memcpy(g.sources, s.sources, sizeof(g.sources));
+				if (s.alarm[0])
+					for (uint32_t k = 0; k < g.n_sources; k++)
+						g.sources[k].status = SRC_DIVERGED;
+			} else
+				snprintf(g.group, sizeof(g.group), "%s", groups[i]);
+			replica_unknown_sources(r, groups[i], &g);
+			if (!g.n_sources)
+				continue;
 			if ((rc = proto_put_state_group(&b, &g)) < 0)
 				goto out;
 			count++;
@@ -69,6 +94,50 @@ static int advise(int rc, const char *root)
 		err_wrap(rc, "the replica filesystem under %s is full (an epoch needs room for its redo "
 			     "log, the undo data of what it overwrites and its new blocks): free space "
 			     "there, lower --keep-epochs, or move the replica", root);
+	return rc;
+}
+
+/* Answer SIG_REQUEST: the librsync signature of every 1 MiB range. */
+static int send_signatures(struct wire *w, struct replica *r, const struct msg_sig *req)
+{
+	uint8_t *buf = malloc(PROTO_SIG_RANGE);
+	struct wbuf sig, b;
+	struct msg_sig m = *req;
+	uint64_t size = 0, off = 0;
+	int rc = 0;
+
+	wbuf_init(&sig, WIRE_MAX_BODY / 2);
+	wbuf_init(&b, WIRE_MAX_BODY);
+	if (!buf)
+		return -ENOMEM;
+	if ((rc = replica_read_range(r, req->group, req->source, 0, buf, 1, &size)) < 0)
+		goto out;
+	for (off = 0; off < size; off += PROTO_SIG_RANGE) {
+		uint32_t len = size - off > PROTO_SIG_RANGE ? PROTO_SIG_RANGE : (uint32_t)(size - off);
+		if ((rc = replica_read_range(r, req->group, req->source, off, buf, len, NULL)) < 0)
+			goto out;
+		wbuf_reset(&sig);
+		wbuf_reset(&b);
+		if ((rc = rsync_signature(buf, len, &sig)) < 0)
+			goto out;
+		m.offset = off;
+		m.len = len;
+		m.data = sig.p;
+		m.data_len = (uint32_t)sig.len;
+		if ((rc = proto_put_sig(&b, MSG_SIG, &m)) < 0 || (rc = wire_send(w, MSG_SIG, b.p, b.len)) < 0 ||
+		    (rc = wire_flush_blocking(w)) < 0)
+			goto out;
+	}
+	wbuf_reset(&b);
+	m.offset = size;
+	if ((rc = proto_put_sig(&b, MSG_SIG_END, &m)) == 0 && (rc = wire_send(w, MSG_SIG_END, b.p, b.len)) == 0)
+		rc = wire_flush_blocking(w);
+	log_info("sent signatures of %s/%s (%llu bytes) for a resync", req->group, req->source,
+		 (unsigned long long)size);
+out:
+	free(buf);
+	wbuf_free(&sig);
+	wbuf_free(&b);
 	return rc;
 }
 
@@ -122,7 +191,7 @@ int cmd_recv(int argc, char **argv)
 	struct replica *r = NULL;
 	struct rapply *a = NULL;
 	ZSTD_DCtx *dctx = NULL;
-	uint8_t *raw = NULL;
+	uint8_t *raw = NULL, *basis = NULL;
 	struct wire w;
 	bool wire_up = false;
 	int c, rc = 0;
@@ -164,7 +233,8 @@ int cmd_recv(int argc, char **argv)
 	r->keep_time = keep_time;
 	dctx = ZSTD_createDCtx();
 	raw = malloc(PROTO_MAX_EXTENT);
-	if (!dctx || !raw) {
+	basis = malloc(PROTO_MAX_EXTENT);
+	if (!dctx || !raw || !basis) {
 		rc = -ENOMEM;
 		goto out;
 	}
@@ -257,6 +327,18 @@ int cmd_recv(int argc, char **argv)
 					goto out;
 				}
 				data = raw;
+			} else if (m.enc == EXT_DELTA) {
+				/* Resync: patch the replica's own range into the new one. */
+				const char *sn = replica_epoch_source_name(a, m.src);
+				if (!sn) {
+					rc = err_set(EPROTO, "delta for an unknown source");
+					goto out;
+				}
+				if ((rc = replica_read_range(r, replica_epoch_group(a), sn, m.offset, basis,
+							     m.raw_len, NULL)) < 0 ||
+				    (rc = rsync_patch(basis, m.raw_len, m.data, m.data_len, raw, m.raw_len)) < 0)
+					goto out;
+				data = raw;
 			}
 			if ((rc = advise(replica_epoch_extent(a, m.src, m.offset, m.raw_len, data), root)) < 0) {
 				send_ack(&w, replica_epoch_group(a), replica_epoch_number(a), rc);
@@ -289,6 +371,17 @@ int cmd_recv(int argc, char **argv)
 				goto out;
 			break;
 		}
+		case MSG_SIG_REQUEST: {
+			struct msg_sig m;
+			if (a) {
+				rc = err_set(EPROTO, "SIG_REQUEST inside an epoch");
+				goto out;
+			}
+			if ((rc = proto_get_sig(&body, MSG_SIG_REQUEST, &m)) < 0 ||
+			    (rc = send_signatures(&w, r, &m)) < 0)
+				goto out;
+			break;
+		}
 		case MSG_BYE:
 			rc = 0;
 			goto out;
@@ -306,6 +399,7 @@ out:
 		wire_free(&w);
 	ZSTD_freeDCtx(dctx);
 	free(raw);
+	free(basis);
 	replica_close(r);
 	key_free(key);
 	return err_exit_code(rc);

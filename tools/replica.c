@@ -1175,6 +1175,17 @@ static int write_undo(struct rapply *a, const char *redo_path)
 			memcpy(uh.sources[i].digest, x->digest, DIGEST_BYTES);
 			if ((rc = tf_open(a->r, rh.group, x->name, false, &tfs[i])) < 0)
 				goto out;
+		} else {
+			/* A replica file without state (unknown content): keep it too. */
+			char fp[RPATH];
+			if (replica_file(a->r, fp, sizeof(fp), rh.group, rh.sources[i].name) == 0 &&
+			    access(fp, F_OK) == 0) {
+				if ((rc = tf_open(a->r, rh.group, rh.sources[i].name, false, &tfs[i])) < 0)
+					goto out;
+				uh.sources[i].exists = 1;
+				uh.sources[i].size = tfs[i].size;
+				uh.sources[i].status = SRC_UNKNOWN;
+			}
 		}
 	}
 	if ((rc = gpath(a->r, path, sizeof(path), rh.group, "undo/%llu.undo.tmp",
@@ -1437,6 +1448,7 @@ int replica_verify(struct replica *r, const char *group, void (*out)(const char 
 {
 	struct rstate s;
 	int rc, bad = 0;
+	bool marked = false;
 
 	if ((rc = replica_load_state(r, group, &s)) < 0)
 		return rc;
@@ -1501,6 +1513,9 @@ int replica_verify(struct replica *r, const char *group, void (*out)(const char 
 				 group, x->name, (unsigned long long)x->epoch, a, e,
 				 (unsigned long long)mism, (unsigned long long)nb);
 			bad = 1;
+			/* The primary will resynchronise it (librsync deltas, not a full copy). */
+			x->status = SRC_DIVERGED;
+			marked = true;
 		} else {
 			char hx[17];
 			hash_hex(d, 8, hx);
@@ -1514,7 +1529,76 @@ int replica_verify(struct replica *r, const char *group, void (*out)(const char 
 		free(mleaves);
 		tf_close(&tf);
 	}
-	return bad ? err_set(EBADMSG, "replica of group %s does not match its digests", group) : 0;
+	if (marked && (rc = state_write(r, &s)) < 0)
+		return rc;
+	return bad ? err_set(EBADMSG, "replica of group %s does not match its digests; marked "
+				      "diverged: the primary resynchronises it at its next connection", group)
+		   : 0;
+}
+
+int replica_read_range(struct replica *r, const char *group, const char *source, uint64_t off,
+		       uint8_t *buf, uint32_t len, uint64_t *ret_size)
+{
+	char path[RPATH];
+	uint64_t size;
+	ssize_t n = 0;
+	int fd, rc;
+
+	if ((rc = replica_file(r, path, sizeof(path), group, source)) < 0)
+		return rc;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		memset(buf, 0, len);
+		if (ret_size)
+			*ret_size = 0;
+		return errno == ENOENT ? 0 : -errno;
+	}
+	if ((rc = fs_fd_size(fd, &size)) == 0 && off < size)
+		n = fs_pread_full(fd, buf, len, off);
+	close(fd);
+	if (rc < 0 || n < 0)
+		return rc < 0 ? rc : (int)n;
+	memset(buf + n, 0, len - (size_t)n);
+	if (ret_size)
+		*ret_size = size;
+	return 0;
+}
+
+const char *replica_epoch_source_name(const struct rapply *a, uint32_t idx)
+{
+	return idx < a->n_src ? a->src[idx].name : NULL;
+}
+
+/* Replica files present under ROOT/GROUP without any state for them. */
+int replica_unknown_sources(struct replica *r, const char *group, struct state_group *g)
+{
+	char dir[RPATH];
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/%s", r->root, group);
+	d = opendir(dir);
+	if (!d)
+		return 0;
+	while ((e = readdir(d)) && g->n_sources < PROTO_MAX_SOURCES) {
+		char p[RPATH + 300];
+		struct stat st;
+		bool known = false;
+		if (!config_name_ok(e->d_name))
+			continue;
+		for (uint32_t i = 0; i < g->n_sources; i++)
+			known |= strcmp(g->sources[i].name, e->d_name) == 0;
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		if (known || stat(p, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
+			continue;
+		memset(&g->sources[g->n_sources], 0, sizeof(g->sources[0]));
+		memcpy(g->sources[g->n_sources].name, e->d_name, strlen(e->d_name) + 1); /* <= 64: name_ok */
+		g->sources[g->n_sources].size = (uint64_t)st.st_size;
+		g->sources[g->n_sources].status = SRC_UNKNOWN;
+		g->n_sources++;
+	}
+	closedir(d);
+	return 0;
 }
 
 const char *replica_epoch_group(const struct rapply *a)

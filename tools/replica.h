@@ -74,3 +74,10 @@ int replica_epoch_commit(struct rapply *a, const struct msg_epoch_end *m);
 void replica_epoch_abort(struct rapply *a);
 const char *replica_epoch_group(const struct rapply *a);
 uint64_t replica_epoch_number(const struct rapply *a);
+/* Read LEN bytes of the replica ROOT/GROUP/SOURCE at OFF (zeros past its
+ * end or if it does not exist); *RET_SIZE is its size. */
+int replica_read_range(struct replica *r, const char *group, const char *source, uint64_t off,
+		       uint8_t *buf, uint32_t len, uint64_t *ret_size);
+const char *replica_epoch_source_name(const struct rapply *a, uint32_t idx);
+/* Add to G the replica files of GROUP that have no state (SRC_UNKNOWN). */
+int replica_unknown_sources(struct replica *r, const char *group, struct state_group *g);
