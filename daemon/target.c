@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -959,21 +960,55 @@ static void target_want_write(struct target *t, bool on)
 		sd_event_source_set_enabled(t->out_src, on ? SD_EVENT_ON : SD_EVENT_OFF);
 }
 
+static int on_bw_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* 0 if sending is allowed now, else seconds until the window opens. */
+static uint64_t window_wait(const struct target *t)
+{
+	const struct cfg_target *c = t->cfg;
+	time_t now = time(NULL);
+	struct tm tm;
+	int m, s, e;
+
+	if (!c->window)
+		return 0;
+	localtime_r(&now, &tm);
+	m = tm.tm_hour * 60 + tm.tm_min;
+	s = c->window_start;
+	e = c->window_end;
+	if (s < e ? (m >= s && m < e) : (m >= s || m < e))
+		return 0;
+	return (uint64_t)(((s - m + 1440) % 1440) * 60 - tm.tm_sec);
+}
+
 static void target_pump(struct target *t)
 {
-	uint64_t start = mono_usec();
+	uint64_t start = mono_usec(), closed = 0;
 	bool more = false;
 	int r = 0;
 
 	if (!t->wire_up || (t->transport == TR_LOCAL && t->to_fd < 0))
 		return;
+	if (t->state == T_READY && (closed = window_wait(t)) > 0) {
+		/* Outside the schedule window: queue, start nothing new, wake at its start. */
+		if (!t->retry) {
+			tlog(t, LOG_INFO, "outside its window %s: sending resumes in %" PRIu64 " s",
+			     t->cfg->window, closed);
+			sd_event_add_time_relative(t->d->ev, &t->retry, CLOCK_MONOTONIC, closed * 1000000ULL,
+						   1000000, on_bw_timer, t);
+		}
+		if (!wire_pending_out(&t->w)) {
+			target_want_write(t, false);
+			return;
+		}
+	}
 	for (;;) {
 		struct job *j = NULL;
 		size_t allow;
 		ssize_t n;
 
-		/* Produce while the output queue is short. */
-		if (t->state == T_READY && wire_out_len(&t->w) < OUT_HIGH) {
+		/* Produce while the output queue is short (and the window is open). */
+		if (!closed && t->state == T_READY && wire_out_len(&t->w) < OUT_HIGH) {
 			for (j = t->jobs; j && j->stage == 3; j = j->next)
 				;
 			if (j && j->stage == 0 && t->in_flight >= t->cfg->max_in_flight)

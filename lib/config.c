@@ -101,6 +101,8 @@ static const struct cfg_key target_keys[] = {
 	  .note = "also keep undo data younger than this (0 = by count only)" },
 	{ K("max_in_flight", CT_UINT, struct cfg_target, max_in_flight), .def = "4", .min = 1,
 	  .max = 64, .note = "epochs sent but not yet acknowledged, at most" },
+	{ K("window", CT_STR, struct cfg_target, window),
+	  .note = "send only between these local times, e.g. 22:00-06:00 (default: always)" },
 	{ 0 }
 };
 static const struct cfg_table target_table = { "target", sizeof(struct cfg_target), target_keys };
@@ -442,6 +444,17 @@ static int cross_check(struct parse_ctx *p, struct config *c)
 	}
 	for (size_t i = 0; i < c->targets.n; i++) {
 		struct cfg_target *t = CFG_TARGET(c, i);
+		if (t->window) {
+			int h1, m1, h2, m2, n = 0;
+			if (sscanf(t->window, "%2d:%2d-%2d:%2d%n", &h1, &m1, &h2, &m2, &n) != 4 ||
+			    (size_t)n != strlen(t->window) || h1 > 23 || h2 > 23 || m1 > 59 || m2 > 59 ||
+			    h1 < 0 || h2 < 0 || m1 < 0 || m2 < 0 || (h1 == h2 && m1 == m2))
+				return err_set(EINVAL, "%s:%d:%d: target '%s': window must be HH:MM-HH:MM "
+						       "(local time, e.g. 22:00-06:00), got '%s'",
+					       p->file, t->pos.line, t->pos.col, t->name, t->window);
+			t->window_start = h1 * 60 + m1;
+			t->window_end = h2 * 60 + m2;
+		}
 		if (strncmp(t->url, "local:/", 7) == 0)
 			continue;
 		if (strncmp(t->url, "ssh://", 6) == 0) {

@@ -49,6 +49,8 @@ struct cfg_target {
 	uint64_t keep_epochs;
 	uint64_t keep_time;     /* usec */
 	uint64_t max_in_flight;
+	char *window;           /* "HH:MM-HH:MM" local time, NULL = always */
+	int window_start, window_end; /* minutes since midnight */
 };
 
 struct config {
