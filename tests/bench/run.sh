@@ -124,3 +124,4 @@ if command -v rdiff >/dev/null; then
 	printf "   rdiff signature+delta:   %6.2f s wall  %6.2f s CPU  %6.1f MB delta      -> bascule %.1fx faster, %.1fx fewer bytes\n" \
 		"$t" "$c" "$(echo "$b / 1000000" | bc -l)" "$(echo "$t / $BT" | bc -l)" "$(echo "$b / $BW" | bc -l)"
 fi
+if [ "$(id -u)" = 0 ] && [ -z "${NO_SSH_BENCH:-}" ]; then echo; bash "$(dirname "$0")/ssh.sh" "$B"; fi
