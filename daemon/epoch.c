@@ -535,11 +535,8 @@ static void *cut_thread(void *arg)
 	}
 	if (!c->consistent)
 		c->consistent = frozen || (cloned && g->n_sources == 1) || (!cloned && quiescent);
+	/* The spool is derived data (dropped at restart): no fsync. */
 	spool_finish(c->spool);
-	if (fsync(c->spool->fd) < 0) {
-		r = err_set(errno, "cannot flush spool: %s", strerror(errno));
-		goto thaw;
-	}
 	/* Commit: only if something is to be said (or someone asked). */
 	if (c->force || atomic_load(&c->changed) || atomic_load(&c->spooled)) {
 		if ((r = gstate_write(g, c->epoch, c->cut_time, c->consistent, c->size, c->digest)) < 0)

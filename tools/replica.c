@@ -290,7 +290,10 @@ static int jr_need(struct jreader *j, size_t n)
 	j->len -= j->off;
 	j->off = 0;
 	while (j->len < n) {
-		size_t want = JBUF + 64 - j->len;
+		/* Read what is needed, at least 256 KiB (headers stay cheap to read). */
+		size_t want = n - j->len > (256u << 10) ? n - j->len : (256u << 10);
+		if (want > JBUF + 64 - j->len)
+			want = JBUF + 64 - j->len;
 		ssize_t got;
 		if (j->pos + want > j->end)
 			want = (size_t)(j->end - j->pos);
@@ -305,8 +308,10 @@ static int jr_need(struct jreader *j, size_t n)
 	return 0;
 }
 
-/* Open a journal and check its checksum over the whole file. */
-static int jr_open(struct jreader *j, const char *path, struct jheader *h)
+/* Open a journal; with VERIFY, check its checksum over the whole file
+ * (journals read back after a crash or for a rollback; one this process
+ * has just written and fsync'd is trusted). */
+static int jr_open_mode(struct jreader *j, const char *path, struct jheader *h, bool verify)
 {
 	crypto_generichash_state cs;
 	uint8_t sum[32], want[32], magic[8];
@@ -326,7 +331,7 @@ static int jr_open(struct jreader *j, const char *path, struct jheader *h)
 		return err_set(EBADMSG, "journal %s is truncated", path);
 	j->end = (uint64_t)st.st_size - 32;
 	crypto_generichash_init(&cs, NULL, 0, 32);
-	for (uint64_t off = 0; off < j->end;) {
+	for (uint64_t off = 0; verify && off < j->end;) {
 		size_t n = j->end - off > JBUF ? JBUF : (size_t)(j->end - off);
 		ssize_t got = fs_pread_full(j->fd, j->buf, n, off);
 		if (got != (ssize_t)n)
@@ -335,7 +340,7 @@ static int jr_open(struct jreader *j, const char *path, struct jheader *h)
 		off += n;
 	}
 	crypto_generichash_final(&cs, sum, sizeof(sum));
-	if (fs_pread_full(j->fd, want, 32, j->end) != 32 || sodium_memcmp(sum, want, 32) != 0)
+	if (verify && (fs_pread_full(j->fd, want, 32, j->end) != 32 || sodium_memcmp(sum, want, 32) != 0))
 		return err_set(EBADMSG, "journal %s fails its checksum (storage corruption?)", path);
 
 	memset(h, 0, sizeof(*h));
@@ -601,7 +606,7 @@ static int tf_digest(struct target_file *tf, uint64_t size, uint8_t ret[DIGEST_B
 
 /* Apply a journal (redo or undo) to the replicas of its group: idempotent,
  * so recovery may run it again after a crash. */
-static int journal_apply(struct replica *r, const char *path, struct jheader *h)
+static int journal_apply_mode(struct replica *r, const char *path, struct jheader *h, bool verify)
 {
 	struct target_file tfs[PROTO_MAX_SOURCES];
 	struct jreader j;
@@ -612,7 +617,7 @@ static int journal_apply(struct replica *r, const char *path, struct jheader *h)
 
 	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
 		tfs[i].fd = tfs[i].map_fd = -1;
-	rc = jr_open(&j, path, h);
+	rc = jr_open_mode(&j, path, h, verify);
 	if (rc < 0)
 		goto out;
 	for (uint32_t i = 0; i < h->n_sources; i++) {
@@ -653,6 +658,11 @@ out:
 		tf_close(&tfs[i]);
 	jr_close(&j);
 	return rc;
+}
+
+static int journal_apply(struct replica *r, const char *path, struct jheader *h)
+{
+	return journal_apply_mode(r, path, h, true);
 }
 
 /* Check the digests of the sources named in H against their maps.  Returns 0
@@ -1153,7 +1163,7 @@ static int write_undo(struct rapply *a, const char *redo_path)
 		tfs[i].fd = tfs[i].map_fd = -1;
 	if (!buf)
 		return -ENOMEM;
-	if ((rc = jr_open(&j, redo_path, &rh)) < 0)
+	if ((rc = jr_open_mode(&j, redo_path, &rh, false)) < 0)
 		goto out;
 	memset(&uh, 0, sizeof(uh));
 	uh.kind = J_UNDO;
@@ -1253,7 +1263,7 @@ static int reserve_space(struct rapply *a, const char *redo_path)
 
 	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
 		fds[i] = -1;
-	if ((rc = jr_open(&j, redo_path, &h)) < 0)
+	if ((rc = jr_open_mode(&j, redo_path, &h, false)) < 0)
 		goto out;
 	for (uint32_t i = 0; i < h.n_sources; i++) {
 		char path[RPATH], dir[RPATH];
@@ -1335,7 +1345,7 @@ int replica_epoch_commit(struct rapply *a, const struct msg_epoch_end *m)
 	jw_close(&a->redo, false);
 	if ((rc = fs_fsync_parent(redo)) < 0)
 		return rc;
-	if ((rc = journal_apply(a->r, redo, &h)) < 0)
+	if ((rc = journal_apply_mode(a->r, redo, &h, false)) < 0)
 		return rc;
 	if ((rc = check_digests(a->r, &h)) < 0) {
 		int rc2;
@@ -1399,7 +1409,7 @@ int replica_rollback_points(struct replica *r, const char *group, uint64_t *epoc
 		if ((rc = gpath(r, path, sizeof(path), group, "undo/%llu.undo",
 				(unsigned long long)cur)) < 0 || access(path, F_OK) < 0)
 			break;
-		rc = jr_open(&j, path, &h);
+		rc = jr_open_mode(&j, path, &h, false); /* header only */
 		jr_close(&j);
 		if (rc < 0)
 			break;

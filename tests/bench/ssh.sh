@@ -59,6 +59,9 @@ row "rsync --inplace over SSH, initial copy" "$rt" "$rc" "$rb"
 read -r zt zc zb < <(measure in_primary rsync -az -e "$RSH" "$IMG" "$SSH_USER@$IP_S:$T/secondary/rsync/z.img")
 row "rsync -z over SSH, initial copy" "$zt" "$zc" "$zb"
 printf "   -> bascule %.1fx faster than rsync --inplace, %.1fx than rsync -z\n" "$(echo "$rt / $bt" | bc -l)" "$(echo "$zt / $bt" | bc -l)"
+# Each rsync variant updates its own copy, all starting from the same image.
+for f in disk4k.img plain.img; do cp "$T/secondary/rsync/disk.img" "$T/secondary/rsync/$f"; done
+chown "$SSH_USER" "$T/secondary/rsync/"*
 
 # 1% random change.
 declare -a BT BC BB RT RC RB T4 C4 B4 PT PC PB
@@ -67,7 +70,7 @@ for r in $(seq "$RUNS"); do
 	read -r t c b < <(measure bsc_sync 300s); BT+=("$t"); BC+=("$c"); BB+=("$b")
 	cmp -s "$IMG" "$R/vm1/root" || fail "bascule replica differs after the change"
 	read -r t c b < <(measure in_primary rsync -I --inplace --no-whole-file -e "$RSH" "$IMG" "$SSH_USER@$IP_S:$T/secondary/rsync/disk.img"); RT+=("$t"); RC+=("$c"); RB+=("$b")
-	read -r t c b < <(measure in_primary rsync -I --inplace --no-whole-file -B 4096 -e "$RSH" "$IMG" "$SSH_USER@$IP_S:$T/secondary/rsync/disk.img"); T4+=("$t"); C4+=("$c"); B4+=("$b")
+	read -r t c b < <(measure in_primary rsync -I --inplace --no-whole-file -B 4096 -e "$RSH" "$IMG" "$SSH_USER@$IP_S:$T/secondary/rsync/disk4k.img"); T4+=("$t"); C4+=("$c"); B4+=("$b")
 	read -r t c b < <(measure in_primary rsync -I -e "$RSH" "$IMG" "$SSH_USER@$IP_S:$T/secondary/rsync/plain.img"); PT+=("$t"); PC+=("$c"); PB+=("$b")
 done
 m() { printf '%s\n' "$@" | median; }
