@@ -59,6 +59,17 @@ static int replica_file(const struct replica *r, char *buf, size_t len, const ch
 	return (n < 0 || (size_t)n >= len) ? -ENAMETOOLONG : 0;
 }
 
+#define SEEDED 2 /* jsource.exists in a redo: the source comes from its seed file */
+
+static int seed_paths(struct replica *r, const char *group, const char *source, char *file,
+		      char *map, size_t len)
+{
+	int n = snprintf(file, len, "%s/%s/.%s.seed", r->root, group, source);
+	if (n < 0 || (size_t)n >= len)
+		return -ENAMETOOLONG;
+	return gpath(r, map, len, group, "%s.map.seed", source);
+}
+
 /* ---- group state ---- */
 
 static int state_write(struct replica *r, const struct rstate *s)
@@ -621,6 +632,24 @@ static int journal_apply_mode(struct replica *r, const char *path, struct jheade
 	if (rc < 0)
 		goto out;
 	for (uint32_t i = 0; i < h->n_sources; i++) {
+		if (h->kind == J_REDO && h->sources[i].exists == SEEDED) {
+			/* Put the seed in place (done already if we crashed after). */
+			char f[RPATH], mp[RPATH], rf[RPATH], rm[RPATH];
+			if ((rc = seed_paths(r, h->group, h->sources[i].name, f, mp, sizeof(f))) < 0 ||
+			    (rc = replica_file(r, rf, sizeof(rf), h->group, h->sources[i].name)) < 0 ||
+			    (rc = gpath(r, rm, sizeof(rm), h->group, "%s.map", h->sources[i].name)) < 0)
+				goto out;
+			if (access(mp, F_OK) == 0 && rename(mp, rm) < 0) {
+				rc = err_set(errno, "cannot put %s in place: %s", mp, strerror(errno));
+				goto out;
+			}
+			if (access(f, F_OK) == 0 && rename(f, rf) < 0) {
+				rc = err_set(errno, "cannot put %s in place: %s", f, strerror(errno));
+				goto out;
+			}
+			fs_fsync_parent(rf);
+			fs_fsync_parent(rm);
+		}
 		if (!h->sources[i].exists)
 			continue;
 		if ((rc = tf_open(r, h->group, h->sources[i].name, true, &tfs[i])) < 0)
@@ -842,6 +871,23 @@ static int recover_group(struct replica *r, const char *group)
 		unlink(path);
 		fs_fsync_dir(dir);
 	}
+	/* Seeds that no committed redo claimed: an epoch that never committed. */
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 0)
+			snprintf(dir, sizeof(dir), "%s/%s", r->root, group);
+		else if (gpath(r, dir, sizeof(dir), group, "%s", "") < 0)
+			break;
+		if (!(d = opendir(dir)))
+			continue;
+		while ((e = readdir(d))) {
+			size_t n = strlen(e->d_name);
+			if (n > 5 && strcmp(e->d_name + n - 5, ".seed") == 0) {
+				snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+				unlink(path);
+			}
+		}
+		closedir(d);
+	}
 	return 0;
 }
 
@@ -1029,7 +1075,27 @@ struct rapply {
 	uint32_t last_src;
 	uint64_t next_off; /* extents strictly increase within a source */
 	bool header_written;
+	/* Sources new to this replica are written straight into a seed file
+	 * (and its map), renamed into place by the committed redo. */
+	struct target_file seed[PROTO_MAX_SOURCES];
+	bool seeded[PROTO_MAX_SOURCES];
 };
+
+
+static void seed_discard(struct rapply *a)
+{
+	for (uint32_t i = 0; i < a->n_src; i++) {
+		char f[RPATH], m[RPATH];
+		if (!a->seeded[i])
+			continue;
+		tf_close(&a->seed[i]);
+		if (seed_paths(a->r, a->begin.group, a->src[i].name, f, m, sizeof(f)) == 0) {
+			unlink(f);
+			unlink(m);
+		}
+		a->seeded[i] = false;
+	}
+}
 
 int replica_epoch_begin(struct replica *r, const struct msg_epoch_begin *m, struct rapply **ret)
 {
@@ -1043,6 +1109,8 @@ int replica_epoch_begin(struct replica *r, const struct msg_epoch_begin *m, stru
 	a->r = r;
 	a->begin = *m;
 	a->redo.fd = -1;
+	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
+		a->seed[i].fd = a->seed[i].map_fd = -1;
 	rc = replica_load_state(r, m->group, &a->state);
 	if (rc == -ENOENT) {
 		memset(&a->state, 0, sizeof(a->state));
@@ -1086,6 +1154,31 @@ int replica_epoch_source(struct rapply *a, const struct msg_source *m)
 		return err_set(EPROTO, "epoch %llu of %s/%s starts from epoch %llu but the replica is at %llu",
 			       (unsigned long long)a->begin.epoch, a->begin.group, m->name,
 			       (unsigned long long)m->base, (unsigned long long)cur);
+	if (!have) {
+		/* New to this replica, and no file of unknown content to patch:
+		 * seed it directly, no redo copy of its data. */
+		char f[RPATH], mp[RPATH], rf[RPATH], dir[RPATH];
+		struct target_file *tf = &a->seed[a->n_src];
+		int rc;
+		if ((rc = seed_paths(a->r, a->begin.group, m->name, f, mp, sizeof(f))) < 0 ||
+		    (rc = replica_file(a->r, rf, sizeof(rf), a->begin.group, m->name)) < 0)
+			return rc;
+		if (access(rf, F_OK) != 0) {
+			snprintf(dir, sizeof(dir), "%s/%s", a->r->root, a->begin.group);
+			if ((rc = fs_mkdir_p(dir, 0700)) < 0)
+				return rc;
+			memset(tf, 0, sizeof(*tf));
+			hash_leaf_secret(a->r->key, a->begin.group, m->name, tf->secret);
+			tf->fd = open(f, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+			tf->map_fd = tf->fd >= 0 ? open(mp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+			if (tf->fd < 0 || tf->map_fd < 0) {
+				rc = err_set(errno, "cannot create %s: %s", tf->fd < 0 ? f : mp, strerror(errno));
+				tf_close(tf);
+				return rc;
+			}
+			a->seeded[a->n_src] = true;
+		}
+	}
 	a->src[a->n_src++] = *m;
 	return 0;
 }
@@ -1110,7 +1203,7 @@ static int write_redo_header(struct rapply *a)
 		memcpy(h.sources[i].name, a->src[i].name, sizeof(h.sources[i].name));
 		h.sources[i].epoch = a->begin.epoch;
 		h.sources[i].size = a->src[i].size;
-		h.sources[i].exists = 1;
+		h.sources[i].exists = a->seeded[i] ? SEEDED : 1;
 		memcpy(h.sources[i].digest, a->src[i].digest, DIGEST_BYTES);
 	}
 	if ((rc = gpath(a->r, path, sizeof(path), a->begin.group, "journal/%llu.redo.tmp",
@@ -1141,6 +1234,8 @@ int replica_epoch_extent(struct rapply *a, uint32_t src, uint64_t off, uint32_t 
 	a->next_off = off + len;
 	a->n_extents++;
 	a->raw_bytes += len;
+	if (a->seeded[src])
+		return tf_write(&a->seed[src], off, len, data, size);
 	rc = jw_record(&a->redo, src, off, len, data);
 	return rc < 0 ? err_set(rc, "cannot write journal: %s", strerror(-rc)) : 0;
 }
@@ -1331,6 +1426,9 @@ int replica_epoch_commit(struct rapply *a, const struct msg_epoch_end *m)
 			       (unsigned long long)a->n_extents, (unsigned long long)a->raw_bytes);
 	if (!a->header_written && (rc = write_redo_header(a)) < 0)
 		return rc;
+	for (uint32_t i = 0; i < a->n_src; i++)
+		if (a->seeded[i] && (rc = tf_sync(&a->seed[i])) < 0)
+			return rc;
 	snprintf(tmp, sizeof(tmp), "%s", a->redo.path);
 	if ((rc = jw_finish(&a->redo)) < 0)
 		return rc;
@@ -1343,6 +1441,11 @@ int replica_epoch_commit(struct rapply *a, const struct msg_epoch_end *m)
 	if (rename(tmp, redo) < 0)
 		return err_set(errno, "cannot commit %s: %s", redo, strerror(errno));
 	jw_close(&a->redo, false);
+	for (uint32_t i = 0; i < a->n_src; i++)
+		if (a->seeded[i]) {
+			tf_close(&a->seed[i]);
+			a->seeded[i] = false; /* the committed redo owns the seed now */
+		}
 	if ((rc = fs_fsync_parent(redo)) < 0)
 		return rc;
 	if ((rc = journal_apply_mode(a->r, redo, &h, false)) < 0)
@@ -1382,6 +1485,7 @@ void replica_epoch_abort(struct rapply *a)
 {
 	if (!a)
 		return;
+	seed_discard(a);
 	if (a->header_written)
 		jw_close(&a->redo, true);
 	else

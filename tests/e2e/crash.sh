@@ -9,6 +9,35 @@ truncate -s 128M "$T/disk.img"
 mkfs.ext4 -q -F "$T/disk.img"
 SOURCES="root:$T/disk.img"
 bsc_config 1h 24h   # epochs only when asked: every epoch is a known image
+# Initial copies (a new source is seeded straight into place): kill -9 at
+# random moments; the replica is then absent or whole, never a partial seed.
+seeds_whole=0 seeds_absent=0 seeding=0
+"$BIN/tests/randwrite" "$T/disk.img" 16384 99   # 64 MiB of incompressible data to copy
+for i in $(seq 1 6); do
+	rm -rf "$T/replica"
+	bsc_start
+	sleep "0.$(printf '%03d' $((80 + RANDOM % 320)))"
+	kill -STOP "$DAEMON_PID"
+	pid=$(recv_pid)
+	[ -n "$pid" ] && kill -9 "$pid"
+	while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.01; done
+	find "$T/replica" -name '*.seed' 2>/dev/null | grep -q . && seeding=$((seeding + 1))
+	if [ -d "$T/replica/.bascule" ]; then
+		"$BIN/bascule" replica recover --root "$T/replica" --key "$T/site.key" >/dev/null 2>&1 \
+			|| fail "seed round $i: recover failed"
+	fi
+	if [ -e "$(replica_of root)" ]; then
+		cmp -s "$(replica_of root)" "$T/disk.img" || fail "seed round $i: a partial seed became the replica"
+		seeds_whole=$((seeds_whole + 1))
+	else
+		seeds_absent=$((seeds_absent + 1))
+	fi
+	find "$T/replica" -name '*.seed' | grep -q . && fail "seed round $i: seed files left after recovery"
+	kill -CONT "$DAEMON_PID"
+	bsc_stop
+done
+note "initial copy killed 6 times ($seeding while seeding): $seeds_absent left no replica, $seeds_whole a whole one; never partial"
+rm -rf "$T/replica" "$T/state"
 bsc_start
 bsc_sync || fail "initial sync"
 cp "$T/disk.img" "$T/prev.img"
