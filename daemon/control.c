@@ -1,15 +1,22 @@
-/* control.c - the daemon's control socket (minimal: sync and status).
+/* control.c - the daemon's status and control socket (docs/control.md).
  *
- * One JSON object per line in, one per line out (docs/control.md).  Every
- * request is bounded in size (64 KiB) and time (5 s): a client that sends
- * nothing or too much is dropped without stalling the loop. */
+ * One JSON object per line in, one per line out.  Every request is bounded in
+ * size (64 KiB) and time (5 s): a client that sends more, or nothing, is
+ * dropped without stalling the loop.  Read verbs (status, metrics, history)
+ * are open to whoever can connect (mode 0660, group monitor_group); control
+ * verbs (sync, pause, resume, reload) to root and control_group only,
+ * checked with the peer's credentials (SO_PEERCRED). */
 #include "daemon.h"
+#include "creds.h"
 #include "ctl.h"
+#include "spool.h"
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
 #include <fcntl.h>
+#include <inttypes.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -21,6 +28,8 @@ struct client {
 	struct daemon *d;
 	int fd;
 	sd_event_source *io, *timer;
+	bool may_control;
+	uid_t uid;
 	char buf[CTL_MAX_REQUEST];
 	size_t len;
 };
@@ -31,6 +40,54 @@ static void client_free(struct client *c)
 	sd_event_source_disable_unref(c->timer);
 	close(c->fd);
 	free(c);
+}
+
+void daemon_event(struct daemon *d, const char *kind, const char *group, const char *target,
+		  uint64_t epoch, const char *text)
+{
+	struct event_rec *e = &d->history[d->n_history++ % HISTORY_LEN];
+
+	e->time = now_usec();
+	snprintf(e->kind, sizeof(e->kind), "%s", kind);
+	snprintf(e->group, sizeof(e->group), "%s", group ? group : "");
+	snprintf(e->target, sizeof(e->target), "%s", target ? target : "");
+	e->epoch = epoch;
+	snprintf(e->text, sizeof(e->text), "%s", text ? text : "");
+}
+
+/* What a target is doing, for people and monitoring. */
+static const char *target_state_name(const struct target *t)
+{
+	struct daemon *d = t->d;
+
+	switch (t->state) {
+	case T_READY:
+		for (uint32_t k = 0; k < d->n_groups; k++)
+			if (t->groups[k].acked < d->groups[k].last_cut)
+				return "catching-up";
+		return "connected";
+	case T_CONNECTING:
+	case T_HANDSHAKE:
+		return "connecting";
+	default:
+		return t->last_error[0] ? "error" : "offline";
+	}
+}
+
+static double target_lag(const struct target *t, uint32_t k, uint64_t now)
+{
+	/* The age of the state the target holds: how much recent data it would
+	 * lose now (the current RPO).  -1: no epoch yet. */
+	return t->groups[k].acked_cut_time ? (double)(now - t->groups[k].acked_cut_time) / 1e6 : -1;
+}
+
+static uint64_t target_pending(const struct target *t)
+{
+	uint64_t n = 0;
+
+	for (const struct job *j = t->jobs; j; j = j->next)
+		n += j->spool ? j->spool->blocks * (uint64_t)PROTO_BLOCK : 0;
+	return n;
 }
 
 static json_t *status_json(struct daemon *d)
@@ -46,62 +103,201 @@ static json_t *status_json(struct daemon *d)
 							      "disk", g->sources[s].cfg->disk, "size",
 							      (json_int_t)g->sources[s].size));
 		json_array_append_new(groups,
-				      json_pack("{s:s, s:I, s:f, s:b, s:b, s:o}", "name", g->name, "last_cut",
-						(json_int_t)g->last_cut, "cut_time",
+				      json_pack("{s:s, s:I, s:f, s:b, s:b, s:b, s:f, s:o}", "name", g->name,
+						"last_cut", (json_int_t)g->last_cut, "cut_time",
 						(double)g->cut_time / 1e6, "consistent", g->consistent,
-						"cutting", g->cutting, "sources", srcs));
+						"cutting", g->cutting, "paused", g->paused, "scan_seconds",
+						(double)g->last_scan_usec / 1e6, "sources", srcs));
 	}
 	for (uint32_t i = 0; i < d->n_targets; i++) {
 		struct target *t = &d->targets[i];
 		json_t *tg = json_object();
-		for (uint32_t k = 0; k < d->n_groups; k++) {
-			struct group *g = &d->groups[k];
-			/* Lag (current RPO): age of the state the target holds, i.e. how
-			 * much recent data it would lose now.  -1: no epoch yet. */
-			double lag = t->groups[k].acked_cut_time
-					     ? (double)(now - t->groups[k].acked_cut_time) / 1e6 : -1;
-			json_object_set_new(tg, g->name,
+		for (uint32_t k = 0; k < d->n_groups; k++)
+			json_object_set_new(tg, d->groups[k].name,
 					    json_pack("{s:I, s:f}", "acked", (json_int_t)t->groups[k].acked,
-						      "lag_seconds", lag));
-		}
-		json_array_append_new(targets,
-				      json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:o}", "name", t->cfg->name,
-						"state", t->state == T_READY ? "connected"
-						: t->state == T_HANDSHAKE ? "connecting" : "offline",
-						"last_error", t->last_error, "bytes_sent",
-						(json_int_t)t->bytes_sent, "raw_bytes_sent",
-						(json_int_t)t->raw_sent, "delta_bytes_sent", (json_int_t)t->delta_sent, "in_flight", (int)t->in_flight,
-						"groups", tg));
+						      "lag_seconds", target_lag(t, k, now)));
+		json_array_append_new(
+			targets,
+			json_pack("{s:s, s:s, s:s, s:f, s:I, s:I, s:I, s:I, s:f, s:I, s:i, s:o}", "name",
+				  t->cfg->name, "state", target_state_name(t), "last_error", t->last_error,
+				  "last_error_time", (double)t->last_error_time / 1e6, "bytes_sent",
+				  (json_int_t)t->bytes_sent, "raw_bytes_sent", (json_int_t)t->raw_sent,
+				  "delta_bytes_sent", (json_int_t)t->delta_sent, "errors", (json_int_t)t->errors,
+				  "throughput_bytes_per_second", t->rate, "pending_bytes",
+				  (json_int_t)target_pending(t), "in_flight", (int)t->in_flight, "groups", tg));
 	}
 	return json_pack("{s:b, s:o, s:o}", "ok", 1, "groups", groups, "targets", targets);
 }
 
-static json_t *handle(struct daemon *d, json_t *req)
+/* Prometheus text exposition format 0.0.4. */
+static void m_head(struct wbuf *b, const char *name, const char *type, const char *help)
 {
+	char line[512];
+	int n = snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	wbuf_put_bytes(b, line, (size_t)n);
+}
+
+static void m_val(struct wbuf *b, const char *name, const char *labels, double v)
+{
+	char line[512];
+	int n = snprintf(line, sizeof(line), "%s{%s} %.17g\n", name, labels, v);
+	wbuf_put_bytes(b, line, (size_t)n);
+}
+
+static char *metrics_text(struct daemon *d)
+{
+	struct wbuf b;
+	char l[300];
+	uint64_t now = now_usec();
+	char *out;
+
+	wbuf_init(&b, 16 << 20);
+	m_head(&b, "bascule_group_last_epoch", "gauge", "Number of the last epoch cut.");
+	for (uint32_t i = 0; i < d->n_groups; i++) {
+		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i].name);
+		m_val(&b, "bascule_group_last_epoch", l, (double)d->groups[i].last_cut);
+	}
+	m_head(&b, "bascule_group_epochs_cut_total", "counter", "Epochs cut since the daemon started.");
+	for (uint32_t i = 0; i < d->n_groups; i++) {
+		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i].name);
+		m_val(&b, "bascule_group_epochs_cut_total", l, (double)d->groups[i].epochs_cut);
+	}
+	m_head(&b, "bascule_group_consistent", "gauge", "1 if the last epoch is point-in-time, 0 if fuzzy.");
+	for (uint32_t i = 0; i < d->n_groups; i++) {
+		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i].name);
+		m_val(&b, "bascule_group_consistent", l, d->groups[i].consistent);
+	}
+	m_head(&b, "bascule_group_scan_duration_seconds", "gauge", "Duration of the last scan.");
+	for (uint32_t i = 0; i < d->n_groups; i++) {
+		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i].name);
+		m_val(&b, "bascule_group_scan_duration_seconds", l, (double)d->groups[i].last_scan_usec / 1e6);
+	}
+	m_head(&b, "bascule_target_lag_seconds", "gauge",
+	       "Age of the newest epoch the target holds: the current RPO (-1: none yet).");
+	for (uint32_t i = 0; i < d->n_targets; i++)
+		for (uint32_t k = 0; k < d->n_groups; k++) {
+			snprintf(l, sizeof(l), "target=\"%s\",group=\"%s\"", d->targets[i].cfg->name,
+				 d->groups[k].name);
+			m_val(&b, "bascule_target_lag_seconds", l, target_lag(&d->targets[i], k, now));
+		}
+	m_head(&b, "bascule_target_acked_epoch", "gauge", "Last epoch the target applied durably.");
+	for (uint32_t i = 0; i < d->n_targets; i++)
+		for (uint32_t k = 0; k < d->n_groups; k++) {
+			snprintf(l, sizeof(l), "target=\"%s\",group=\"%s\"", d->targets[i].cfg->name,
+				 d->groups[k].name);
+			m_val(&b, "bascule_target_acked_epoch", l, (double)d->targets[i].groups[k].acked);
+		}
+	m_head(&b, "bascule_target_up", "gauge", "1 if the target is connected.");
+	for (uint32_t i = 0; i < d->n_targets; i++) {
+		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i].cfg->name);
+		m_val(&b, "bascule_target_up", l, d->targets[i].state == T_READY);
+	}
+	m_head(&b, "bascule_target_sent_bytes_total", "counter", "Bytes sent to the target (on the wire).");
+	for (uint32_t i = 0; i < d->n_targets; i++) {
+		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i].cfg->name);
+		m_val(&b, "bascule_target_sent_bytes_total", l, (double)d->targets[i].bytes_sent);
+	}
+	m_head(&b, "bascule_target_block_bytes_total", "counter", "Block data sent, before compression.");
+	for (uint32_t i = 0; i < d->n_targets; i++) {
+		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i].cfg->name);
+		m_val(&b, "bascule_target_block_bytes_total", l, (double)d->targets[i].raw_sent);
+	}
+	m_head(&b, "bascule_target_pending_bytes", "gauge", "Block data queued for the target (upper bound).");
+	for (uint32_t i = 0; i < d->n_targets; i++) {
+		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i].cfg->name);
+		m_val(&b, "bascule_target_pending_bytes", l, (double)target_pending(&d->targets[i]));
+	}
+	m_head(&b, "bascule_target_throughput_bytes_per_second", "gauge", "Bytes sent per second, last seconds.");
+	for (uint32_t i = 0; i < d->n_targets; i++) {
+		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i].cfg->name);
+		m_val(&b, "bascule_target_throughput_bytes_per_second", l, d->targets[i].rate);
+	}
+	m_head(&b, "bascule_target_errors_total", "counter", "Errors (disconnections, refusals) of the target.");
+	for (uint32_t i = 0; i < d->n_targets; i++) {
+		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i].cfg->name);
+		m_val(&b, "bascule_target_errors_total", l, (double)d->targets[i].errors);
+	}
+	wbuf_put_u8(&b, 0);
+	out = b.p ? strdup((char *)b.p) : NULL;
+	wbuf_free(&b);
+	return out;
+}
+
+static json_t *history_json(struct daemon *d)
+{
+	json_t *a = json_array();
+	uint64_t first = d->n_history > HISTORY_LEN ? d->n_history - HISTORY_LEN : 0;
+
+	for (uint64_t i = first; i < d->n_history; i++) {
+		struct event_rec *e = &d->history[i % HISTORY_LEN];
+		json_array_append_new(a, json_pack("{s:f, s:s, s:s, s:s, s:I, s:s}", "time",
+						   (double)e->time / 1e6, "kind", e->kind, "group", e->group,
+						   "target", e->target, "epoch", (json_int_t)e->epoch, "text",
+						   e->text));
+	}
+	return json_pack("{s:b, s:o}", "ok", 1, "events", a);
+}
+
+static json_t *refuse(const char *why)
+{
+	return json_pack("{s:b, s:s}", "ok", 0, "error", why);
+}
+
+static json_t *handle(struct client *c, json_t *req)
+{
+	struct daemon *d = c->d;
 	const char *cmd = json_string_value(json_object_get(req, "cmd"));
+	const char *gname = json_string_value(json_object_get(req, "group"));
+	bool found = false;
 
 	if (!cmd)
-		return json_pack("{s:b, s:s}", "ok", 0, "error", "request without a 'cmd'");
+		return refuse("request without a 'cmd'");
 	if (!strcmp(cmd, "status"))
 		return status_json(d);
-	if (!strcmp(cmd, "sync")) {
-		const char *gname = json_string_value(json_object_get(req, "group"));
+	if (!strcmp(cmd, "history"))
+		return history_json(d);
+	if (!strcmp(cmd, "metrics")) {
+		char *t = metrics_text(d);
+		json_t *r = t ? json_pack("{s:b, s:s}", "ok", 1, "text", t) : refuse("out of memory");
+		free(t);
+		return r;
+	}
+	if (strcmp(cmd, "sync") && strcmp(cmd, "pause") && strcmp(cmd, "resume") && strcmp(cmd, "reload"))
+		return refuse("unknown command (status, metrics, history, sync, pause, resume, reload)");
+	if (!c->may_control) {
+		log_warn("control: refused '%s' to uid %u (not root, not in control_group)", cmd,
+			 (unsigned)c->uid);
+		return refuse("permission denied: control verbs need root or the control_group of the "
+			      "configuration");
+	}
+	if (!strcmp(cmd, "reload"))
+		return refuse("reload is not available in this version: restart basculed");
+	{
 		json_t *epochs = json_object();
-		bool found = false;
 		for (uint32_t i = 0; i < d->n_groups; i++) {
-			if (gname && strcmp(gname, d->groups[i].name))
+			struct group *g = &d->groups[i];
+			if (gname && strcmp(gname, g->name))
 				continue;
 			found = true;
-			json_object_set_new(epochs, d->groups[i].name,
-					    json_integer((json_int_t)group_request_cut(&d->groups[i])));
+			if (!strcmp(cmd, "pause")) {
+				g->paused = true;
+				log_info("group %s paused by uid %u", g->name, (unsigned)c->uid);
+			} else if (!strcmp(cmd, "resume")) {
+				g->paused = false;
+				log_info("group %s resumed by uid %u", g->name, (unsigned)c->uid);
+				group_request_cut(g);
+			} else if (g->paused) {
+				json_decref(epochs);
+				return refuse("the group is paused: resume it first");
+			} else
+				json_object_set_new(epochs, g->name, json_integer((json_int_t)group_request_cut(g)));
 		}
 		if (!found) {
 			json_decref(epochs);
-			return json_pack("{s:b, s:s}", "ok", 0, "error", "no such group");
+			return refuse("no such group");
 		}
 		return json_pack("{s:b, s:o}", "ok", 1, "epochs", epochs);
 	}
-	return json_pack("{s:b, s:s}", "ok", 0, "error", "unknown command");
 }
 
 static int on_client(sd_event_source *s, int fd, uint32_t revents, void *userdata)
@@ -124,15 +320,14 @@ static int on_client(sd_event_source *s, int fd, uint32_t revents, void *userdat
 	nl = memchr(c->buf, '\n', c->len);
 	if (!nl) {
 		if (c->len >= sizeof(c->buf) - 1) {
-			log_warn("control: request larger than %d bytes, dropping the client",
-				 CTL_MAX_REQUEST);
+			log_warn("control: request larger than %d bytes, dropping the client", CTL_MAX_REQUEST);
 			client_free(c);
 		}
 		return 0;
 	}
 	*nl = 0;
 	req = json_loads(c->buf, 0, &jerr);
-	resp = req ? handle(c->d, req) : json_pack("{s:b, s:s}", "ok", 0, "error", "malformed JSON");
+	resp = req ? handle(c, req) : refuse("malformed JSON");
 	json_decref(req);
 	text = json_dumps(resp, JSON_COMPACT);
 	json_decref(resp);
@@ -158,17 +353,23 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 {
 	struct daemon *d = userdata;
 	struct client *c;
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
 	int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 	if (cfd < 0)
 		return 0;
 	c = calloc(1, sizeof(*c));
-	if (!c) {
+	if (!c || getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+		free(c);
 		close(cfd);
 		return 0;
 	}
 	c->d = d;
 	c->fd = cfd;
+	c->uid = cred.uid;
+	c->may_control = cred.uid == 0 ||
+			 (d->cfg->control_group && creds_in_group(cred.uid, cred.gid, d->control_gid));
 	if (sd_event_add_io(d->ev, &c->io, cfd, EPOLLIN, on_client, c) < 0 ||
 	    sd_event_add_time_relative(d->ev, &c->timer, CLOCK_MONOTONIC, 5000000, 100000,
 				       on_client_timeout, c) < 0)
@@ -183,6 +384,10 @@ int control_open(struct daemon *d)
 	char dir[4096], *slash;
 	int fd, r;
 
+	if (d->cfg->control_group && (r = creds_group_gid(d->cfg->control_group, &d->control_gid)) < 0)
+		return r;
+	if (d->cfg->monitor_group && (r = creds_group_gid(d->cfg->monitor_group, &d->monitor_gid)) < 0)
+		return r;
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return err_set(ENAMETOOLONG, "control_socket path is too long (max %zu): %s",
 			       sizeof(sa.sun_path) - 1, path);
@@ -204,6 +409,10 @@ int control_open(struct daemon *d)
 		close(fd);
 		return r;
 	}
+	/* The socket's group may connect: monitoring (read), or control. */
+	if ((d->cfg->monitor_group || d->cfg->control_group) &&
+	    chown(path, (uid_t)-1, d->cfg->monitor_group ? d->monitor_gid : d->control_gid) < 0)
+		log_warn("cannot give %s to its group: %s", path, strerror(errno));
 	d->ctl_fd = fd;
 	return sd_event_add_io(d->ev, &d->ctl_src, fd, EPOLLIN, on_accept, d);
 }

@@ -48,6 +48,9 @@ struct group {
 	bool dirty;                    /* a change event since the last cut */
 	bool cutting;
 	bool want_cut;                 /* sync requested, or a target needs catch-up */
+	bool paused;                   /* control verb pause: no cuts until resume */
+	uint64_t epochs_cut;
+	uint64_t last_scan_usec;
 	uint64_t last_scan_mono;
 	struct spool *spool;           /* of the last cut, while jobs are queued */
 	uint64_t spool_floor[PROTO_MAX_SOURCES]; /* the spool holds blocks newer than this */
@@ -124,6 +127,9 @@ struct target {
 	uint32_t in_flight;
 	uint32_t failures;
 	uint64_t bytes_sent, raw_sent, delta_sent;
+	uint64_t errors;
+	double rate;                   /* bytes/s on the wire, last seconds */
+	uint64_t rate_bytes;
 	char last_error[1024];
 	uint64_t last_error_time;
 	uint64_t tokens_time;          /* bandwidth pacing */
@@ -132,6 +138,16 @@ struct target {
 	uint8_t *chunk;                /* spool read buffer */
 	struct wbuf ext;
 };
+
+/* Recent events for `history` (a ring). */
+struct event_rec {
+	uint64_t time;        /* unix usec */
+	char kind[16];        /* cut, ack, error */
+	char group[NAME_MAX_LEN + 1], target[NAME_MAX_LEN + 1];
+	uint64_t epoch;
+	char text[256];
+};
+#define HISTORY_LEN 200
 
 struct daemon {
 	struct config *cfg;
@@ -152,7 +168,15 @@ struct daemon {
 	pthread_mutex_t io_lock;
 	double io_tokens;
 	uint64_t io_time;
+	struct event_rec history[HISTORY_LEN];
+	uint64_t n_history;
+	sd_event_source *tick;         /* 1 s: throughput, STATUS= */
+	gid_t control_gid, monitor_gid;
 };
+
+/* Record an event for `history` (and nothing else: logging is separate). */
+void daemon_event(struct daemon *d, const char *kind, const char *group, const char *target,
+		  uint64_t epoch, const char *text);
 
 uint64_t now_usec(void);
 uint64_t mono_usec(void);

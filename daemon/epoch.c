@@ -601,7 +601,7 @@ static void group_start_cut(struct group *g)
 uint64_t group_request_cut(struct group *g)
 {
 	g->want_cut = true;
-	if (!g->cutting) {
+	if (!g->cutting && !g->paused) {
 		group_start_cut(g);
 		if (g->cutting)
 			return g->cut->epoch;
@@ -616,7 +616,8 @@ int group_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	struct group *g = userdata;
 	uint64_t now = mono_usec();
 
-	if (!g->cutting && (g->dirty || g->want_cut || now - g->last_scan_mono >= g->cfg->max_interval))
+	if (!g->cutting && !g->paused &&
+	    (g->dirty || g->want_cut || now - g->last_scan_mono >= g->cfg->max_interval))
 		group_start_cut(g);
 	sd_event_source_set_time(s, usec + g->cfg->interval);
 	sd_event_source_set_enabled(s, SD_EVENT_ON);
@@ -640,6 +641,7 @@ static void cut_finished(struct group *g)
 		f[0] = gf;
 		log_fields(LOG_ERR, f, "epoch %" PRIu64 " of group %s not cut: %s", c->epoch, g->name,
 			   c->errmsg);
+		daemon_event(d, "error", g->name, "", c->epoch, c->errmsg);
 		g->want_cut |= c->force;
 		spool_unref(c->spool);
 		free(c);
@@ -652,6 +654,14 @@ static void cut_finished(struct group *g)
 		snprintf(ef, sizeof(ef), "EPOCH=%" PRIu64, c->epoch);
 		g->last_cut = c->epoch;
 		g->cut_time = c->cut_time;
+		g->epochs_cut++;
+		g->last_scan_usec = c->scan_usec;
+		{
+			char txt[128];
+			snprintf(txt, sizeof(txt), "%s, %" PRIu64 " blocks changed", c->consistent ? "consistent" : "fuzzy",
+				 (uint64_t)atomic_load(&c->changed));
+			daemon_event(d, "cut", g->name, "", c->epoch, txt);
+		}
 		g->consistent = c->consistent;
 		if (atomic_load(&c->changed))
 			g->change_time = c->cut_time;
@@ -678,7 +688,7 @@ static void cut_finished(struct group *g)
 	} else
 		spool_unref(c->spool);
 	free(c);
-	if (g->want_cut)
+	if (g->want_cut && !g->paused)
 		group_start_cut(g);
 }
 

@@ -90,6 +90,47 @@ static int on_inotify(sd_event_source *s, int fd, uint32_t revents, void *userda
 	return 0;
 }
 
+/* Once a second: throughputs, and a STATUS= line for systemctl status. */
+static int on_tick(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct daemon *d = userdata;
+	uint32_t up = 0;
+	double worst = 0;
+	uint64_t now = now_usec();
+
+	for (uint32_t i = 0; i < d->n_targets; i++) {
+		struct target *t = &d->targets[i];
+		t->rate = 0.7 * t->rate + 0.3 * (double)t->rate_bytes;
+		t->rate_bytes = 0;
+		up += t->state == T_READY;
+		for (uint32_t k = 0; k < d->n_groups; k++) {
+			double lag = t->groups[k].acked_cut_time
+					     ? (double)(now - t->groups[k].acked_cut_time) / 1e6 : -1;
+			if (lag < 0 || lag > worst)
+				worst = lag < 0 ? 1e9 : lag;
+		}
+	}
+	if (worst >= 1e9)
+		sd_notifyf(0, "STATUS=%u groups; %u of %u targets connected; a target has no epoch yet",
+			   d->n_groups, up, d->n_targets);
+	else
+		sd_notifyf(0, "STATUS=%u groups; %u of %u targets connected; worst lag %.1fs",
+			   d->n_groups, up, d->n_targets, worst);
+	sd_event_source_set_time(s, usec + 1000000);
+	sd_event_source_set_enabled(s, SD_EVENT_ON);
+	return 0;
+}
+
+/* Test hook (tests/e2e/systemd.sh): with BASCULE_TEST_HANG_AFTER=N set, the
+ * loop blocks after N seconds, so the watchdog must stop being fed. */
+static int on_test_hang(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	log_warn("test hook: hanging the event loop");
+	for (;;)
+		pause();
+	return 0;
+}
+
 static int daemon_setup(struct daemon *d)
 {
 	char path[PATH_MAX + 32];
@@ -146,6 +187,14 @@ static int daemon_setup(struct daemon *d)
 	d->ctl_fd = -1;
 	if ((r = control_open(d)) < 0)
 		return r;
+	/* WATCHDOG=1 from the loop itself (half of WatchdogSec): a stuck loop
+	 * stops the pings and systemd restarts the daemon. */
+	sd_event_set_watchdog(d->ev, true);
+	sd_event_add_time_relative(d->ev, &d->tick, CLOCK_MONOTONIC, 1000000, 100000, on_tick, d);
+	if (getenv("BASCULE_TEST_HANG_AFTER"))
+		sd_event_add_time_relative(d->ev, NULL, CLOCK_MONOTONIC,
+					   (uint64_t)atoi(getenv("BASCULE_TEST_HANG_AFTER")) * 1000000ULL, 0,
+					   on_test_hang, d);
 	for (uint32_t i = 0; i < d->n_targets; i++)
 		target_start(&d->targets[i]);
 	return 0;
@@ -158,6 +207,7 @@ static void daemon_free(struct daemon *d)
 	for (uint32_t i = 0; d->groups && i < d->n_groups; i++)
 		group_free(&d->groups[i]);
 	control_close(d);
+	sd_event_source_disable_unref(d->tick);
 	sd_event_source_disable_unref(d->cut_src);
 	sd_event_source_disable_unref(d->inotify_src);
 	if (d->cut_efd > 0)

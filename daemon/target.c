@@ -107,6 +107,8 @@ static void set_error(struct target *t, const char *msg)
 {
 	snprintf(t->last_error, sizeof(t->last_error), "%s", msg);
 	t->last_error_time = now_usec();
+	t->errors++;
+	daemon_event(t->d, "error", "", t->cfg->name, 0, msg);
 }
 
 static const char *exit_meaning(int code)
@@ -548,6 +550,7 @@ static int handle_ack(struct target *t, struct rbuf *b, bool nack)
 		t->jobs_tail = prev;
 	t->in_flight--;
 	t->failures = 0;
+	daemon_event(t->d, "ack", j->g->name, t->cfg->name, j->epoch, "");
 	if (t->last_error[0])
 		tlog(t, LOG_INFO, "epoch %" PRIu64 " of %s acknowledged; target healthy again",
 		     j->epoch, j->g->name);
@@ -1046,6 +1049,7 @@ static void target_pump(struct target *t)
 		if (t->cfg->bandwidth)
 			t->tokens -= (double)n;
 		t->bytes_sent += (uint64_t)n;
+		t->rate_bytes += (uint64_t)n;
 		if (mono_usec() - start > PUMP_BUDGET_USEC) {
 			more = true; /* let the loop breathe; resume on the next writable event */
 			break;

@@ -58,6 +58,8 @@ struct config {
 	char *state_dir;
 	char *key;
 	char *control_socket;
+	char *control_group;    /* may use control verbs (besides root) */
+	char *monitor_group;    /* may read status and metrics; owns the socket */
 	uint64_t block_size;
 	uint64_t io_rate;       /* bytes/s, 0 = unlimited */
 	uint64_t scan_threads;  /* 0 = one per core */

@@ -6,7 +6,7 @@
 set -eu
 BUILD_PKGS="build-essential pkg-config libsodium-dev libzstd-dev libyaml-dev
 libsystemd-dev libjansson-dev libxxhash-dev libssh2-1-dev librsync-dev libcmocka-dev"
-TEST_PKGS="bc openssh-server openssh-client nftables e2fsprogs util-linux rsync rdiff xfsprogs procps iproute2 kmod"
+TEST_PKGS="bc python3 systemd openssh-server openssh-client nftables e2fsprogs util-linux rsync rdiff xfsprogs procps iproute2 kmod"
 want=$BUILD_PKGS
 [ "${1:-test}" = test ] && want="$want $TEST_PKGS"
 missing=""

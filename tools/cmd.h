@@ -16,6 +16,10 @@ int cmd_recv(int argc, char **argv);
 int cmd_replica(int argc, char **argv);
 int cmd_sync(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_metrics(int argc, char **argv);
+int cmd_history(int argc, char **argv);
+int cmd_pause(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 int cmd_trust_host(int argc, char **argv);
 
 /* Report ERR (negative errno) once, as "bascule WHAT: message", and return

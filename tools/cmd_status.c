@@ -1,11 +1,50 @@
-/* cmd_status.c - bascule status [--json]: where every target stands. */
+/* cmd_status.c - bascule status | metrics | history | pause | resume:
+ * reading and steering the daemon through its control socket. */
 #include "cmd.h"
 #include "ctl.h"
 #include "err.h"
+#include "units.h"
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+/* Send {"cmd": CMD[, "group": GROUP]} and return the answer (NULL on error,
+ * after printing it; *ret_code is the exit code then). */
+static json_t *call(const char *what, const char *cmd, const char *group, int *ret_code)
+{
+	char sock[4096];
+	json_t *req, *resp = NULL;
+	int r;
+
+	if ((r = cmd_socket_path(sock, sizeof(sock))) < 0) {
+		*ret_code = cmd_fail(what, r);
+		return NULL;
+	}
+	req = json_pack("{s:s, s:s?}", "cmd", cmd, "group", group);
+	r = ctl_call(sock, req, 10000, &resp);
+	json_decref(req);
+	if (r < 0) {
+		*ret_code = cmd_fail(what, r);
+		return NULL;
+	}
+	if (!json_is_true(json_object_get(resp, "ok"))) {
+		const char *e = json_string_value(json_object_get(resp, "error"));
+		fprintf(stderr, "bascule %s: %s\n", what, e ? e : "refused by the daemon");
+		*ret_code = e && strstr(e, "permission denied") ? EXIT_KEY : EXIT_FAIL;
+		json_decref(resp);
+		return NULL;
+	}
+	return resp;
+}
+
+static const char *lag_colour(double lag, bool tty)
+{
+	if (!tty)
+		return "";
+	return lag < 0 || lag > 300 ? "\033[31m" : lag > 30 ? "\033[33m" : "\033[32m";
+}
 
 int cmd_status(int argc, char **argv)
 {
@@ -14,29 +53,25 @@ int cmd_status(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	json_t *req, *st = NULL, *targets, *groups, *t, *g;
-	char sock[4096];
-	bool as_json = false;
+	json_t *st, *targets, *groups, *t, *g;
+	bool as_json = false, tty = isatty(STDOUT_FILENO);
 	size_t i, k;
-	int c, r;
+	int c, code = EXIT_OK;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j': as_json = true; break;
 		case 'h':
 			printf("Usage: bascule [-c FILE] status [--json]\n\n"
-			       "Show each group's last epoch and, per target, the epoch it has and its lag.\n");
+			       "Each group's last epoch; for each target its state, the epoch it holds and\n"
+			       "its lag (the age of that epoch: the data it would lose now).  On a terminal\n"
+			       "the lag is green up to 30 s, yellow up to 5 min, red beyond.\n");
 			return EXIT_OK;
 		default: return EXIT_USAGE;
 		}
 	}
-	if ((r = cmd_socket_path(sock, sizeof(sock))) < 0)
-		return cmd_fail("status", r);
-	req = json_pack("{s:s}", "cmd", "status");
-	r = ctl_call(sock, req, 10000, &st);
-	json_decref(req);
-	if (r < 0)
-		return cmd_fail("status", r);
+	if (!(st = call("status", "status", NULL, &code)))
+		return code;
 	if (as_json) {
 		json_dumpf(st, stdout, JSON_INDENT(2));
 		putchar('\n');
@@ -47,22 +82,97 @@ int cmd_status(int argc, char **argv)
 	targets = json_object_get(st, "targets");
 	json_array_foreach(groups, i, g) {
 		const char *gname = json_string_value(json_object_get(g, "name"));
-		printf("group %s: epoch %lld (%s)%s\n", gname,
+		printf("group %s: epoch %lld (%s)%s%s\n", gname,
 		       (long long)json_integer_value(json_object_get(g, "last_cut")),
 		       json_is_true(json_object_get(g, "consistent")) ? "consistent" : "fuzzy",
-		       json_is_true(json_object_get(g, "cutting")) ? ", scanning" : "");
+		       json_is_true(json_object_get(g, "cutting")) ? ", scanning" : "",
+		       json_is_true(json_object_get(g, "paused")) ? ", PAUSED" : "");
 		json_array_foreach(targets, k, t) {
 			json_t *tg = json_object_get(json_object_get(t, "groups"), gname);
 			const char *err = json_string_value(json_object_get(t, "last_error"));
 			double lag = json_real_value(json_object_get(tg, "lag_seconds"));
-			printf("  target %-12s %-10s epoch %-6lld lag %s%.1fs%s%s\n",
+			char lagbuf[32];
+			if (lag < 0)
+				snprintf(lagbuf, sizeof(lagbuf), "none yet");
+			else
+				units_fmt_duration((uint64_t)(lag * 1e6), lagbuf, sizeof(lagbuf));
+			printf("  target %-12s %-11s epoch %-6lld lag %s%-8s%s %6.1f MB/s%s%s\n",
 			       json_string_value(json_object_get(t, "name")),
 			       json_string_value(json_object_get(t, "state")),
-			       (long long)json_integer_value(json_object_get(tg, "acked")),
-			       lag < 0 ? "? " : "", lag < 0 ? 0.0 : lag, err && *err ? "  error: " : "",
-			       err && *err ? err : "");
+			       (long long)json_integer_value(json_object_get(tg, "acked")), lag_colour(lag, tty),
+			       lagbuf, tty ? "\033[0m" : "",
+			       json_real_value(json_object_get(t, "throughput_bytes_per_second")) / 1e6,
+			       err && *err ? "  error: " : "", err && *err ? err : "");
 		}
 	}
+	json_decref(st);
+	return EXIT_OK;
+}
+
+int cmd_metrics(int argc, char **argv)
+{
+	json_t *st;
+	int code = EXIT_OK;
+
+	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("Usage: bascule [-c FILE] metrics\n\n"
+		       "Print the daemon's metrics in the Prometheus text exposition format\n"
+		       "(bascule_target_lag_seconds, bascule_target_up, ...), e.g. for the node\n"
+		       "exporter's textfile collector.\n");
+		return EXIT_OK;
+	}
+	if (!(st = call("metrics", "metrics", NULL, &code)))
+		return code;
+	fputs(json_string_value(json_object_get(st, "text")), stdout);
+	json_decref(st);
+	return EXIT_OK;
+}
+
+int cmd_history(int argc, char **argv)
+{
+	json_t *st, *e;
+	size_t i;
+	int code = EXIT_OK;
+
+	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("Usage: bascule [-c FILE] history\n\nRecent epochs, acknowledgements and errors.\n");
+		return EXIT_OK;
+	}
+	if (!(st = call("history", "history", NULL, &code)))
+		return code;
+	json_array_foreach(json_object_get(st, "events"), i, e) {
+		time_t tt = (time_t)json_real_value(json_object_get(e, "time"));
+		struct tm tm;
+		char ts[32];
+		localtime_r(&tt, &tm);
+		strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
+		printf("%s %-5s %s%s%s epoch %lld %s\n", ts, json_string_value(json_object_get(e, "kind")),
+		       json_string_value(json_object_get(e, "group")),
+		       *json_string_value(json_object_get(e, "target")) ? " -> " : "",
+		       json_string_value(json_object_get(e, "target")),
+		       (long long)json_integer_value(json_object_get(e, "epoch")),
+		       json_string_value(json_object_get(e, "text")));
+	}
+	json_decref(st);
+	return EXIT_OK;
+}
+
+/* bascule pause|resume [GROUP] */
+int cmd_pause(int argc, char **argv)
+{
+	json_t *st;
+	int code = EXIT_OK;
+
+	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("Usage: bascule [-c FILE] %s [GROUP]\n\n%s\n", argv[0],
+		       !strcmp(argv[0], "pause") ? "Stop cutting epochs of GROUP (default: all) until resume."
+						 : "Cut epochs of GROUP (default: all) again, one right away.");
+		return EXIT_OK;
+	}
+	if (argc > 2)
+		return EXIT_USAGE;
+	if (!(st = call(argv[0], argv[0], argc > 1 ? argv[1] : NULL, &code)))
+		return code;
 	json_decref(st);
 	return EXIT_OK;
 }

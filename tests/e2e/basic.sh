@@ -25,7 +25,7 @@ while [ $SECONDS -lt $end ]; do
 done
 note "wrote $i files while replicating"
 st=$(bsc status)
-echo "$st" | grep -q "connected" || fail "target not connected during the writes: $st"
+echo "$st" | grep -q "connected\|catching-up" || fail "target not connected during the writes: $st"
 umount "$T/mnt"; MOUNTS=()
 
 bsc_sync 60s || fail "sync --wait failed"
