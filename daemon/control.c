@@ -63,7 +63,7 @@ static const char *target_state_name(const struct target *t)
 	switch (t->state) {
 	case T_READY:
 		for (uint32_t k = 0; k < d->n_groups; k++)
-			if (t->groups[k].acked < d->groups[k].last_cut)
+			if (t->groups[k].acked < d->groups[k]->last_cut)
 				return "catching-up";
 		return "connected";
 	case T_CONNECTING:
@@ -96,7 +96,7 @@ static json_t *status_json(struct daemon *d)
 	uint64_t now = now_usec();
 
 	for (uint32_t i = 0; i < d->n_groups; i++) {
-		struct group *g = &d->groups[i];
+		struct group *g = d->groups[i];
 		json_t *srcs = json_array();
 		for (uint32_t s = 0; s < g->n_sources; s++)
 			json_array_append_new(srcs, json_pack("{s:s, s:s, s:I}", "name", g->sources[s].cfg->name,
@@ -110,10 +110,10 @@ static json_t *status_json(struct daemon *d)
 						(double)g->last_scan_usec / 1e6, "sources", srcs));
 	}
 	for (uint32_t i = 0; i < d->n_targets; i++) {
-		struct target *t = &d->targets[i];
+		struct target *t = d->targets[i];
 		json_t *tg = json_object();
 		for (uint32_t k = 0; k < d->n_groups; k++)
-			json_object_set_new(tg, d->groups[k].name,
+			json_object_set_new(tg, d->groups[k]->name,
 					    json_pack("{s:I, s:f}", "acked", (json_int_t)t->groups[k].acked,
 						      "lag_seconds", target_lag(t, k, now)));
 		json_array_append_new(
@@ -154,68 +154,68 @@ static char *metrics_text(struct daemon *d)
 	wbuf_init(&b, 16 << 20);
 	m_head(&b, "bascule_group_last_epoch", "gauge", "Number of the last epoch cut.");
 	for (uint32_t i = 0; i < d->n_groups; i++) {
-		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i].name);
-		m_val(&b, "bascule_group_last_epoch", l, (double)d->groups[i].last_cut);
+		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i]->name);
+		m_val(&b, "bascule_group_last_epoch", l, (double)d->groups[i]->last_cut);
 	}
 	m_head(&b, "bascule_group_epochs_cut_total", "counter", "Epochs cut since the daemon started.");
 	for (uint32_t i = 0; i < d->n_groups; i++) {
-		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i].name);
-		m_val(&b, "bascule_group_epochs_cut_total", l, (double)d->groups[i].epochs_cut);
+		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i]->name);
+		m_val(&b, "bascule_group_epochs_cut_total", l, (double)d->groups[i]->epochs_cut);
 	}
 	m_head(&b, "bascule_group_consistent", "gauge", "1 if the last epoch is point-in-time, 0 if fuzzy.");
 	for (uint32_t i = 0; i < d->n_groups; i++) {
-		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i].name);
-		m_val(&b, "bascule_group_consistent", l, d->groups[i].consistent);
+		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i]->name);
+		m_val(&b, "bascule_group_consistent", l, d->groups[i]->consistent);
 	}
 	m_head(&b, "bascule_group_scan_duration_seconds", "gauge", "Duration of the last scan.");
 	for (uint32_t i = 0; i < d->n_groups; i++) {
-		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i].name);
-		m_val(&b, "bascule_group_scan_duration_seconds", l, (double)d->groups[i].last_scan_usec / 1e6);
+		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i]->name);
+		m_val(&b, "bascule_group_scan_duration_seconds", l, (double)d->groups[i]->last_scan_usec / 1e6);
 	}
 	m_head(&b, "bascule_target_lag_seconds", "gauge",
 	       "Age of the newest epoch the target holds: the current RPO (-1: none yet).");
 	for (uint32_t i = 0; i < d->n_targets; i++)
 		for (uint32_t k = 0; k < d->n_groups; k++) {
-			snprintf(l, sizeof(l), "target=\"%s\",group=\"%s\"", d->targets[i].cfg->name,
-				 d->groups[k].name);
-			m_val(&b, "bascule_target_lag_seconds", l, target_lag(&d->targets[i], k, now));
+			snprintf(l, sizeof(l), "target=\"%s\",group=\"%s\"", d->targets[i]->cfg->name,
+				 d->groups[k]->name);
+			m_val(&b, "bascule_target_lag_seconds", l, target_lag(d->targets[i], k, now));
 		}
 	m_head(&b, "bascule_target_acked_epoch", "gauge", "Last epoch the target applied durably.");
 	for (uint32_t i = 0; i < d->n_targets; i++)
 		for (uint32_t k = 0; k < d->n_groups; k++) {
-			snprintf(l, sizeof(l), "target=\"%s\",group=\"%s\"", d->targets[i].cfg->name,
-				 d->groups[k].name);
-			m_val(&b, "bascule_target_acked_epoch", l, (double)d->targets[i].groups[k].acked);
+			snprintf(l, sizeof(l), "target=\"%s\",group=\"%s\"", d->targets[i]->cfg->name,
+				 d->groups[k]->name);
+			m_val(&b, "bascule_target_acked_epoch", l, (double)d->targets[i]->groups[k].acked);
 		}
 	m_head(&b, "bascule_target_up", "gauge", "1 if the target is connected.");
 	for (uint32_t i = 0; i < d->n_targets; i++) {
-		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i].cfg->name);
-		m_val(&b, "bascule_target_up", l, d->targets[i].state == T_READY);
+		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
+		m_val(&b, "bascule_target_up", l, d->targets[i]->state == T_READY);
 	}
 	m_head(&b, "bascule_target_sent_bytes_total", "counter", "Bytes sent to the target (on the wire).");
 	for (uint32_t i = 0; i < d->n_targets; i++) {
-		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i].cfg->name);
-		m_val(&b, "bascule_target_sent_bytes_total", l, (double)d->targets[i].bytes_sent);
+		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
+		m_val(&b, "bascule_target_sent_bytes_total", l, (double)d->targets[i]->bytes_sent);
 	}
 	m_head(&b, "bascule_target_block_bytes_total", "counter", "Block data sent, before compression.");
 	for (uint32_t i = 0; i < d->n_targets; i++) {
-		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i].cfg->name);
-		m_val(&b, "bascule_target_block_bytes_total", l, (double)d->targets[i].raw_sent);
+		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
+		m_val(&b, "bascule_target_block_bytes_total", l, (double)d->targets[i]->raw_sent);
 	}
 	m_head(&b, "bascule_target_pending_bytes", "gauge", "Block data queued for the target (upper bound).");
 	for (uint32_t i = 0; i < d->n_targets; i++) {
-		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i].cfg->name);
-		m_val(&b, "bascule_target_pending_bytes", l, (double)target_pending(&d->targets[i]));
+		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
+		m_val(&b, "bascule_target_pending_bytes", l, (double)target_pending(d->targets[i]));
 	}
 	m_head(&b, "bascule_target_throughput_bytes_per_second", "gauge", "Bytes sent per second, last seconds.");
 	for (uint32_t i = 0; i < d->n_targets; i++) {
-		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i].cfg->name);
-		m_val(&b, "bascule_target_throughput_bytes_per_second", l, d->targets[i].rate);
+		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
+		m_val(&b, "bascule_target_throughput_bytes_per_second", l, d->targets[i]->rate);
 	}
 	m_head(&b, "bascule_target_errors_total", "counter", "Errors (disconnections, refusals) of the target.");
 	for (uint32_t i = 0; i < d->n_targets; i++) {
-		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i].cfg->name);
-		m_val(&b, "bascule_target_errors_total", l, (double)d->targets[i].errors);
+		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
+		m_val(&b, "bascule_target_errors_total", l, (double)d->targets[i]->errors);
 	}
 	wbuf_put_u8(&b, 0);
 	out = b.p ? strdup((char *)b.p) : NULL;
@@ -270,12 +270,17 @@ static json_t *handle(struct client *c, json_t *req)
 		return refuse("permission denied: control verbs need root or the control_group of the "
 			      "configuration");
 	}
-	if (!strcmp(cmd, "reload"))
-		return refuse("reload is not available in this version: restart basculed");
+	if (!strcmp(cmd, "reload")) {
+		int r = daemon_reload(d);
+		if (r < 0)
+			return refuse(err_msg(r));
+		log_info("configuration reloaded at the request of uid %u", (unsigned)c->uid);
+		return json_pack("{s:b}", "ok", 1);
+	}
 	{
 		json_t *epochs = json_object();
 		for (uint32_t i = 0; i < d->n_groups; i++) {
-			struct group *g = &d->groups[i];
+			struct group *g = d->groups[i];
 			if (gname && strcmp(gname, g->name))
 				continue;
 			found = true;

@@ -37,6 +37,9 @@ struct source {
 
 struct group {
 	struct daemon *d;
+	uint32_t idx;                  /* position in daemon->groups; UINT32_MAX once retired */
+	bool retired;                  /* removed or rebuilt by a reload; freed when no job needs it */
+	uint32_t jobs;                 /* jobs that refer to this group */
 	const struct cfg_group *cfg;
 	char name[NAME_MAX_LEN + 1];
 	struct source *sources;
@@ -103,6 +106,7 @@ struct tgroup {
 
 struct target {
 	struct daemon *d;
+	uint32_t idx;
 	const struct cfg_target *cfg;
 	enum target_state state;
 	enum target_transport transport;
@@ -153,10 +157,14 @@ struct daemon {
 	struct config *cfg;
 	struct site_key *key;
 	sd_event *ev;
-	struct group *groups;
+	struct group **groups;         /* stable objects: reload adds, rebuilds, retires */
 	uint32_t n_groups;
-	struct target *targets;
+	struct target **targets;
 	uint32_t n_targets;
+	struct group **retired;        /* groups still referenced by jobs */
+	uint32_t n_retired;
+	struct config **old_cfgs;      /* configurations replaced by reloads (objects point into them) */
+	uint32_t n_old_cfgs;
 	int lock_fd;
 	int inotify_fd;
 	int cut_efd;                   /* cut threads write 1 when done */
@@ -172,6 +180,7 @@ struct daemon {
 	uint64_t n_history;
 	sd_event_source *tick;         /* 1 s: throughput, STATUS= */
 	gid_t control_gid, monitor_gid;
+	bool reloading;                /* no new cut while groups are swapped */
 };
 
 /* Record an event for `history` (and nothing else: logging is separate). */
@@ -199,6 +208,14 @@ void target_enqueue(struct target *t, struct group *g);
  * a connected target has been sent (UINT64_MAX if none is connected). */
 void targets_floor(struct daemon *d, struct group *g, uint64_t *floor);
 void target_release_spools(struct target *t);
+
+/* Wait for every running cut and process it (for reload). */
+void epoch_finish_cuts(struct daemon *d);
+
+/* reload.c: 0, or a negative errno with the reason (the running
+ * configuration then stays). */
+int daemon_reload(struct daemon *d);
+void daemon_free_retired(struct daemon *d);
 
 /* control.c */
 int control_open(struct daemon *d);

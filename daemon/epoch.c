@@ -570,6 +570,8 @@ static void group_start_cut(struct group *g)
 	char path[4300], name[64];
 	int r;
 
+	if (d->reloading || g->retired)
+		return; /* want_cut stays: the next tick starts it */
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return;
@@ -681,7 +683,7 @@ static void cut_finished(struct group *g)
 			   (double)atomic_load(&c->read_bytes) / 1048576.0, (double)c->scan_usec / 1000.0,
 			   (double)c->took_usec / 1000.0);
 		for (uint32_t t = 0; t < d->n_targets; t++)
-			target_enqueue(&d->targets[t], g);
+			target_enqueue(d->targets[t], g);
 		/* The group keeps no reference once every target has its own. */
 		spool_unref(g->spool);
 		g->spool = NULL;
@@ -700,9 +702,18 @@ int epoch_on_cut_done(sd_event_source *s, int fd, uint32_t revents, void *userda
 	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		log_error("cut eventfd: %s", strerror(errno));
 	for (uint32_t i = 0; i < d->n_groups; i++) {
-		struct group *g = &d->groups[i];
+		struct group *g = d->groups[i];
 		if (g->cut && atomic_load(&g->cut->done))
 			cut_finished(g);
 	}
 	return 0;
+}
+
+void epoch_finish_cuts(struct daemon *d)
+{
+	for (uint32_t i = 0; i < d->n_groups; i++) {
+		struct group *g = d->groups[i];
+		if (g->cut)
+			cut_finished(g); /* joins the thread: waits for it */
+	}
 }

@@ -61,8 +61,12 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
 	struct daemon *d = userdata;
 
 	if (si->ssi_signo == SIGHUP) {
-		log_warn("SIGHUP: configuration reload is not available in this version; restart "
-			 "basculed to apply a new configuration");
+		int r;
+		sd_notify(0, "RELOADING=1");
+		r = daemon_reload(d);
+		if (r < 0)
+			log_error("SIGHUP: %s", err_msg(r));
+		sd_notify(0, "READY=1");
 		return 0;
 	}
 	log_info("stopping on signal %d", (int)si->ssi_signo);
@@ -80,10 +84,10 @@ static int on_inotify(sd_event_source *s, int fd, uint32_t revents, void *userda
 	for (char *p = buf; n > 0 && p < buf + n;) {
 		struct inotify_event *e = (struct inotify_event *)p;
 		for (uint32_t i = 0; i < d->n_groups; i++)
-			for (uint32_t k = 0; k < d->groups[i].n_sources; k++)
-				if (d->groups[i].sources[k].wd == e->wd) {
-					d->groups[i].dirty = true;
-					d->groups[i].change_time = now_usec();
+			for (uint32_t k = 0; k < d->groups[i]->n_sources; k++)
+				if (d->groups[i]->sources[k].wd == e->wd) {
+					d->groups[i]->dirty = true;
+					d->groups[i]->change_time = now_usec();
 				}
 		p += sizeof(*e) + e->len;
 	}
@@ -99,7 +103,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata)
 	uint64_t now = now_usec();
 
 	for (uint32_t i = 0; i < d->n_targets; i++) {
-		struct target *t = &d->targets[i];
+		struct target *t = d->targets[i];
 		t->rate = 0.7 * t->rate + 0.3 * (double)t->rate_bytes;
 		t->rate_bytes = 0;
 		up += t->state == T_READY;
@@ -116,6 +120,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata)
 	else
 		sd_notifyf(0, "STATUS=%u groups; %u of %u targets connected; worst lag %.1fs",
 			   d->n_groups, up, d->n_targets, worst);
+	daemon_free_retired(d);
 	sd_event_source_set_time(s, usec + 1000000);
 	sd_event_source_set_enabled(s, SD_EVENT_ON);
 	return 0;
@@ -161,12 +166,20 @@ static int daemon_setup(struct daemon *d)
 	d->targets = calloc(d->n_targets, sizeof(*d->targets));
 	if (!d->groups || !d->targets)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < d->n_groups; i++)
-		if ((r = group_init(d, &d->groups[i], CFG_GROUP(d->cfg, i))) < 0)
+	for (uint32_t i = 0; i < d->n_groups; i++) {
+		if (!(d->groups[i] = calloc(1, sizeof(struct group))))
+			return -ENOMEM;
+		if ((r = group_init(d, d->groups[i], CFG_GROUP(d->cfg, i))) < 0)
 			return r;
-	for (uint32_t i = 0; i < d->n_targets; i++)
-		if ((r = target_init(d, &d->targets[i], CFG_TARGET(d->cfg, i))) < 0)
+		d->groups[i]->idx = i;
+	}
+	for (uint32_t i = 0; i < d->n_targets; i++) {
+		if (!(d->targets[i] = calloc(1, sizeof(struct target))))
+			return -ENOMEM;
+		if ((r = target_init(d, d->targets[i], CFG_TARGET(d->cfg, i))) < 0)
 			return r;
+		d->targets[i]->idx = i;
+	}
 
 	d->cut_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	d->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -176,7 +189,7 @@ static int daemon_setup(struct daemon *d)
 	    (r = sd_event_add_io(d->ev, &d->inotify_src, d->inotify_fd, EPOLLIN, on_inotify, d)) < 0)
 		return r;
 	for (uint32_t i = 0; i < d->n_groups; i++) {
-		struct group *g = &d->groups[i];
+		struct group *g = d->groups[i];
 		for (uint32_t k = 0; k < g->n_sources; k++)
 			g->sources[k].wd = inotify_add_watch(d->inotify_fd, g->sources[k].cfg->disk,
 							     IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB);
@@ -196,16 +209,30 @@ static int daemon_setup(struct daemon *d)
 					   (uint64_t)atoi(getenv("BASCULE_TEST_HANG_AFTER")) * 1000000ULL, 0,
 					   on_test_hang, d);
 	for (uint32_t i = 0; i < d->n_targets; i++)
-		target_start(&d->targets[i]);
+		target_start(d->targets[i]);
 	return 0;
 }
 
 static void daemon_free(struct daemon *d)
 {
 	for (uint32_t i = 0; d->targets && i < d->n_targets; i++)
-		target_free(&d->targets[i]);
+		if (d->targets[i]) {
+			target_free(d->targets[i]);
+			free(d->targets[i]);
+		}
 	for (uint32_t i = 0; d->groups && i < d->n_groups; i++)
-		group_free(&d->groups[i]);
+		if (d->groups[i]) {
+			group_free(d->groups[i]);
+			free(d->groups[i]);
+		}
+	for (uint32_t i = 0; i < d->n_retired; i++) {
+		group_free(d->retired[i]);
+		free(d->retired[i]);
+	}
+	free(d->retired);
+	for (uint32_t i = 0; i < d->n_old_cfgs; i++)
+		config_free(d->old_cfgs[i]);
+	free(d->old_cfgs);
 	control_close(d);
 	sd_event_source_disable_unref(d->tick);
 	sd_event_source_disable_unref(d->cut_src);

@@ -65,7 +65,7 @@ int target_init(struct daemon *d, struct target *t, const struct cfg_target *cfg
 	if (!t->groups || !t->zctx || !t->chunk)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < d->n_groups; i++)
-		snprintf(t->groups[i].name, sizeof(t->groups[i].name), "%s", d->groups[i].name);
+		snprintf(t->groups[i].name, sizeof(t->groups[i].name), "%s", d->groups[i]->name);
 	return 0;
 }
 
@@ -86,12 +86,13 @@ static void drop_jobs(struct target *t)
 	while (t->jobs) {
 		struct job *j = t->jobs;
 		t->jobs = j->next;
+		j->g->jobs--;
 		spool_unref(j->spool);
 		for (uint32_t s = 0; s < PROTO_MAX_SOURCES; s++)
 			sigstore_free(j->sig[s]);
 		free(j);
 	}
-	for (uint32_t i = 0; i < t->d->n_groups; i++) {
+	for (uint32_t i = 0; t->groups && i < t->d->n_groups; i++) {
 		for (uint32_t s = 0; s < PROTO_MAX_SOURCES; s++) {
 			sigstore_free(t->groups[i].sig[s]);
 			t->groups[i].sig[s] = NULL;
@@ -356,10 +357,10 @@ void target_start(struct target *t)
 static struct group *find_group(struct daemon *d, const char *name, uint32_t *idx)
 {
 	for (uint32_t i = 0; i < d->n_groups; i++)
-		if (strcmp(d->groups[i].name, name) == 0) {
+		if (strcmp(d->groups[i]->name, name) == 0) {
 			if (idx)
 				*idx = i;
-			return &d->groups[i];
+			return d->groups[i];
 		}
 	return NULL;
 }
@@ -438,7 +439,7 @@ static int request_signatures(struct target *t)
 
 	wbuf_init(&b, 4096);
 	for (uint32_t i = 0; i < t->d->n_groups && r == 0; i++) {
-		struct group *g = &t->d->groups[i];
+		struct group *g = t->d->groups[i];
 		for (uint32_t s = 0; s < g->n_sources && r == 0; s++) {
 			struct msg_sig m = { .len = PROTO_SIG_RANGE };
 			if (!t->groups[i].want_sig[s])
@@ -538,10 +539,18 @@ static int handle_ack(struct target *t, struct rbuf *b, bool nack)
 		return err_set(EPROTO, "acknowledgement of epoch %" PRIu64 " of %s, which was not sent",
 			       m.epoch, m.group);
 	{
-		uint32_t gi = (uint32_t)(j->g - t->d->groups);
-		t->groups[gi].acked = j->epoch;
-		t->groups[gi].acked_cut_time = j->cut_time;
+		/* An epoch of a group since rebuilt by a reload counts for its successor. */
+		uint32_t gi = UINT32_MAX;
+		if (!j->g->retired)
+			gi = j->g->idx;
+		else
+			find_group(t->d, j->g->name, &gi);
+		if (gi != UINT32_MAX && j->epoch > t->groups[gi].acked) {
+			t->groups[gi].acked = j->epoch;
+			t->groups[gi].acked_cut_time = j->cut_time;
+		}
 	}
+	j->g->jobs--;
 	if (prev)
 		prev->next = j->next;
 	else
@@ -636,7 +645,7 @@ static void target_service(struct target *t, bool readable)
 					if ((r = request_signatures(t)) < 0)
 						break;
 					for (uint32_t i = 0; i < t->d->n_groups; i++)
-						group_request_cut(&t->d->groups[i]);
+						group_request_cut(t->d->groups[i]);
 				} else if ((type == MSG_SIG || type == MSG_SIG_END) && t->state == T_READY) {
 					if ((r = handle_sig(t, type, &body)) < 0)
 						break;
@@ -668,12 +677,12 @@ static void target_service(struct target *t, bool readable)
 
 void targets_floor(struct daemon *d, struct group *g, uint64_t *floor)
 {
-	uint32_t gi = (uint32_t)(g - d->groups);
+	uint32_t gi = g->idx;
 
 	for (uint32_t s = 0; s < PROTO_MAX_SOURCES; s++)
 		floor[s] = UINT64_MAX;
 	for (uint32_t i = 0; i < d->n_targets; i++) {
-		struct target *t = &d->targets[i];
+		struct target *t = d->targets[i];
 		if (t->state != T_READY)
 			continue;
 		for (uint32_t s = 0; s < g->n_sources; s++)
@@ -684,7 +693,7 @@ void targets_floor(struct daemon *d, struct group *g, uint64_t *floor)
 
 void target_enqueue(struct target *t, struct group *g)
 {
-	uint32_t gi = (uint32_t)(g - t->d->groups);
+	uint32_t gi = g->idx;
 	struct tgroup *tg = &t->groups[gi];
 	struct job *j;
 
@@ -705,6 +714,7 @@ void target_enqueue(struct target *t, struct group *g)
 	if (!j)
 		return;
 	j->g = g;
+	g->jobs++;
 	j->epoch = g->last_cut;
 	j->cut_time = g->cut_time;
 	j->flags = g->consistent ? EPOCH_CONSISTENT : 0;

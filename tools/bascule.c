@@ -26,6 +26,7 @@ static const struct subcommand {
 	{ "check", cmd_check, "check --max-lag D [--target T]", "monitoring plugin (Nagios/Icinga exit codes)" },
 	{ "pause", cmd_pause, "pause [GROUP]", "stop cutting epochs until resume (root or control_group)" },
 	{ "resume", cmd_pause, "resume [GROUP]", "cut epochs again" },
+	{ "reload", cmd_pause, "reload", "re-read the daemon's configuration (as SIGHUP)" },
 	{ "trust-host", cmd_trust_host, "trust-host HOST[:PORT] --known-hosts FILE",
 	  "show a secondary's SSH host key fingerprint and trust it once confirmed" },
 	{ "recv", cmd_recv, "recv --root DIR [--key FILE]",

@@ -157,19 +157,21 @@ int cmd_history(int argc, char **argv)
 	return EXIT_OK;
 }
 
-/* bascule pause|resume [GROUP] */
+/* bascule pause|resume [GROUP], bascule reload */
 int cmd_pause(int argc, char **argv)
 {
 	json_t *st;
 	int code = EXIT_OK;
 
 	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("Usage: bascule [-c FILE] %s [GROUP]\n\n%s\n", argv[0],
+		printf("Usage: bascule [-c FILE] %s%s\n\n%s\n", argv[0], strcmp(argv[0], "reload") ? " [GROUP]" : "",
 		       !strcmp(argv[0], "pause") ? "Stop cutting epochs of GROUP (default: all) until resume."
-						 : "Cut epochs of GROUP (default: all) again, one right away.");
+		       : !strcmp(argv[0], "resume") ? "Cut epochs of GROUP (default: all) again, one right away."
+		       : "Re-read basculed's configuration file (as SIGHUP does); an invalid file is\n"
+			 "refused with its error and the running configuration stays.");
 		return EXIT_OK;
 	}
-	if (argc > 2)
+	if (argc > 2 || (!strcmp(argv[0], "reload") && argc > 1))
 		return EXIT_USAGE;
 	if (!(st = call(argv[0], argv[0], argc > 1 ? argv[1] : NULL, &code)))
 		return code;

@@ -88,6 +88,6 @@ bsc_stop() {
 bsc() { "$BIN/bascule" --socket "$T/ctl.sock" "$@"; }
 bsc_sync() { bsc sync --wait --timeout "${1:-60s}"; }
 replica_of() { echo "${REPLICA_DIR:-$T/replica}/vm1/$1"; }
-recv_pid() { pgrep -f "bascule recv --root $T/replica" | head -1 || true; }
+recv_pid() { pgrep -f "bascule recv --root ${REPLICA_DIR:-$T/replica} --" | head -1 || true; }
 # The value of a field of target 0 in bascule status --json.
 status_field() { bsc status --json | sed -n "s/.*\"$1\": \([0-9]*\).*/\1/p" | head -1; }
