@@ -35,7 +35,7 @@ echo "$st" | grep -q '"state": "connected"' || fail "target not connected: $st"
 [ "$(stat -c %G "$T/ctl.sock")" = bascule-mon ] || fail "socket group is not the monitor group"
 
 # Lag rises while the target is down, falls after.
-lag() { bsc status --json | tr -d ' \n' | sed -n 's/.*"lag_seconds":\([-0-9.]*\).*/\1/p'; }
+lag() { status_get 'd["targets"][0]["groups"]["vm1"]["lag_seconds"]'; }
 touch "$T/down"; kill "$(recv_pid)"
 "$BIN/tests/randwrite" "$T/disk.img" 100 2
 sleep 4

@@ -9,7 +9,7 @@ SOURCES="root:$T/root.img"
 bsc_config 1h 24h
 bsc_start
 bsc_sync || fail "sync"
-e1=$(bsc status --json | tr -d ' \n' | sed -n 's/.*"last_cut":\([0-9]*\).*/\1/p')
+e1=$(status_get '[g for g in d["groups"] if g["name"]=="vm1"][0]["last_cut"]')
 sent1=$(status_field raw_bytes_sent)
 rpid=$(recv_pid)
 
@@ -31,7 +31,7 @@ grep -q "configuration reloaded: 2 groups" "$T/daemon.log" || fail "SIGHUP did n
 bsc_sync 60s || fail "sync after adding a source and a group"
 cmp "$T/root.img" "$(replica_of root)" && cmp "$T/data.img" "$(replica_of data)" && cmp "$T/other.img" "$T/replica/vm2/other" \
 	|| fail "replicas differ after the reload"
-e2=$(bsc status --json | tr -d ' \n' | sed -n 's/.*"name":"vm1","last_cut":\([0-9]*\).*/\1/p')
+e2=$(status_get '[g for g in d["groups"] if g["name"]=="vm1"][0]["last_cut"]')
 [ "$e2" -gt "$e1" ] || fail "vm1's epochs restarted ($e1 -> $e2)"
 sent2=$(status_field raw_bytes_sent)
 added=$(( $(stat -c %s "$T/data.img") + $(stat -c %s "$T/other.img") ))

@@ -29,7 +29,7 @@ for _ in $(seq 100); do
 	st=$(bsc status --json)
 	ms=$(( ($(date +%s%N) - s) / 1000000 ))
 	[ $ms -lt 1000 ] || fail "the control socket took $ms ms to answer while a target is cut"
-	acked=$(echo "$st" | tr -d ' \n' | sed -n 's/.*"name":"secondary"[^]]*"vm1":{"acked":\([0-9]*\).*/\1/p')
+	acked=$(echo "$st" | python3 -c 'import json,sys; d=json.load(sys.stdin); print([t for t in d["targets"] if t["name"]=="secondary"][0]["groups"]["vm1"]["acked"])')
 	[ -n "$acked" ] && [ "$acked" -ge "$want" ] && { ok=1; break; }
 	sleep 0.1
 done

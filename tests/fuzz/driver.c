@@ -56,8 +56,7 @@ int main(int argc, char **argv)
 			LLVMFuzzerTestOneInput(seeds[n], lens[n]), n++;
 	}
 	if (!n) {
-		static uint8_t empty[1];
-		seeds[n] = empty;
+		seeds[n] = calloc(1, 1);
 		lens[n++] = 0;
 	}
 	for (long it = 0; it < iterations; it++) {
@@ -75,5 +74,7 @@ int main(int argc, char **argv)
 		free(buf);
 	}
 	printf("%ld inputs, no crash\n", iterations + (long)n);
+	for (size_t k = 0; k < n; k++)
+		free(seeds[k]);
 	return 0;
 }

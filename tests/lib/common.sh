@@ -89,5 +89,7 @@ bsc() { "$BIN/bascule" --socket "$T/ctl.sock" "$@"; }
 bsc_sync() { bsc sync --wait --timeout "${1:-60s}"; }
 replica_of() { echo "${REPLICA_DIR:-$T/replica}/vm1/$1"; }
 recv_pid() { pgrep -f "bascule recv --root ${REPLICA_DIR:-$T/replica} --" | head -1 || true; }
+# jq-like: status_get 'PYTHON EXPR on d' -> value (d = the status JSON)
+status_get() { bsc status --json | python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 # The value of a field of target 0 in bascule status --json.
-status_field() { bsc status --json | sed -n "s/.*\"$1\": \([0-9]*\).*/\1/p" | head -1; }
+status_field() { status_get "d['targets'][0]['$1']"; }
