@@ -126,6 +126,8 @@ install: all
 	install -m 0644 docs/man/bascule.yaml.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 docs/man/basculed.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 etc/bascule.yaml $(DESTDIR)$(SYSCONFDIR)/bascule/bascule.yaml.example
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 0644 etc/systemd/basculed.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
 
 clean:
 	rm -rf build build-san build-fuzz-*
