@@ -9,9 +9,16 @@ bsc_config 1h 24h "bandwidth: 20MB/s"
 bsc_start
 bsc sync >/dev/null
 sleep 1.5   # past the cut and the first burst
-b0=$(status_field bytes_sent); t0=$(date +%s.%N)
-sleep 2
-b1=$(status_field bytes_sent); t1=$(date +%s.%N)
+# Sample the counter with the daemon's answer timed on both sides (midpoint);
+# parse the JSON afterwards, outside the timed window.
+sample() {
+	local a b
+	a=$(date +%s.%N); bsc status --json > "$T/st.json"; b=$(date +%s.%N)
+	echo "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["targets"][0]["bytes_sent"])' "$T/st.json") $(echo "($a + $b) / 2" | bc -l)"
+}
+read -r b0 t0 < <(sample)
+sleep 3
+read -r b1 t1 < <(sample)
 rate=$(echo "($b1 - $b0) / ($t1 - $t0) / 1000000" | bc -l)
 note "measured $(printf %.2f "$rate") MB/s for a 20MB/s cap"
 [ "$(echo "$rate >= 18 && $rate <= 22" | bc)" = 1 ] || fail "rate $rate MB/s is not within 10% of 20MB/s"

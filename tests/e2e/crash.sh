@@ -64,8 +64,9 @@ for i in $(seq 1 22); do
 	# An epoch of this size is received ~50-150 ms after the request, committed
 	# at ~150 ms and applied by ~200 ms: kill anywhere across that span.
 	sleep "0.$(printf '%03d' $((30 + RANDOM % 220)))"
-	before=$(status_field raw_bytes_sent)
+	bsc status --json > "$T/before.json"   # sampled right before the stop, parsed after
 	kill -STOP "$DAEMON_PID"
+	before=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["targets"][0]["raw_bytes_sent"])' "$T/before.json")
 	pid=$(recv_pid)
 	[ -n "$pid" ] && kill -9 "$pid"
 	while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.01; done
