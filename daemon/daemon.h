@@ -207,7 +207,6 @@ void target_enqueue(struct target *t, struct group *g);
 /* The floor for the spool of the next cut of G, per source: the lowest epoch
  * a connected target has been sent (UINT64_MAX if none is connected). */
 void targets_floor(struct daemon *d, struct group *g, uint64_t *floor);
-void target_release_spools(struct target *t);
 
 /* Wait for every running cut and process it (for reload). */
 void epoch_finish_cuts(struct daemon *d);

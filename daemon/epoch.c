@@ -495,7 +495,6 @@ static void *cut_thread(void *arg)
 	if (frozen && cloned) {
 		/* The clones are the point in time: the guest can go on. */
 		r = run_hook(g, "thaw", g->cfg->thaw, c->epoch);
-		frozen = false;
 		if (r < 0)
 			log_error("group %s: %s", g->name, err_msg(r));
 		r = 0;

@@ -1073,8 +1073,3 @@ static void target_pump(struct target *t)
 	}
 	target_want_write(t, more);
 }
-
-void target_release_spools(struct target *t)
-{
-	drop_jobs(t);
-}

@@ -30,6 +30,5 @@ int err_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 int err_wrap(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The last recorded sentence, or strerror(-code) if none was recorded for it. */
 const char *err_msg(int code);
-void err_clear(void);
 /* Map a negative errno to one of the EXIT_* codes. */
 int err_exit_code(int code);

@@ -121,23 +121,6 @@ int units_parse_rate(const char *s, uint64_t *ret)
 	return units_parse_size(tmp, ret);
 }
 
-char *units_fmt_size(uint64_t v, char *buf, int len)
-{
-	static const char *const sfx[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
-	double d = (double)v;
-	int i = 0;
-
-	while (d >= 1024 && i < 5) {
-		d /= 1024;
-		i++;
-	}
-	if (i == 0)
-		snprintf(buf, (size_t)len, "%llu B", (unsigned long long)v);
-	else
-		snprintf(buf, (size_t)len, "%.1f %s", d, sfx[i]);
-	return buf;
-}
-
 char *units_fmt_duration(uint64_t usec, char *buf, int len)
 {
 	uint64_t s = usec / 1000000;

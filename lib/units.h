@@ -8,6 +8,5 @@ int units_parse_size(const char *s, uint64_t *ret);
 int units_parse_duration(const char *s, uint64_t *ret_usec);
 /* "100MB/s", "1GiB/s", "50M"; "0" or "unlimited" is 0 (no cap) -> bytes/s. */
 int units_parse_rate(const char *s, uint64_t *ret);
-/* Render for people: "1.5 GiB", "2m30s". Return BUF. */
-char *units_fmt_size(uint64_t v, char *buf, int len);
+/* Render for people: "2m30s". Return BUF. */
 char *units_fmt_duration(uint64_t usec, char *buf, int len);

@@ -41,5 +41,9 @@ int main(int argc, char **argv)
 			n += memcmp(a + o, b + o, 4096) != 0;
 	}
 	printf("%llu\n", n);
+	free(a);
+	free(b);
+	close(fa);
+	close(fb);
 	return 0;
 }
