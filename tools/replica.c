@@ -782,6 +782,21 @@ static int undo_one(struct replica *r, struct rstate *s, uint64_t k)
 	return fs_fsync_parent(path);
 }
 
+/* An applied epoch K failed its digest check: record the undo as pending
+ * BEFORE dropping the redo (else a crash in between would leave K's data
+ * under a state that claims the epoch before), then undo it. */
+static int undo_after_mismatch(struct replica *r, struct rstate *s, uint64_t k, const char *redo)
+{
+	int rc;
+
+	s->pending_undo = k;
+	if ((rc = state_write(r, s)) < 0)
+		return rc;
+	unlink(redo);
+	fs_fsync_parent(redo);
+	return undo_one(r, s, k);
+}
+
 /* Finish what a crash interrupted in GROUP: a pending undo, or a committed redo. */
 static int recover_group(struct replica *r, const char *group)
 {
@@ -847,8 +862,7 @@ static int recover_group(struct replica *r, const char *group)
 		if ((rc = check_digests(r, &h)) < 0) {
 			snprintf(s.alarm, sizeof(s.alarm), "%s", err_msg(rc));
 			log_error("%s", s.alarm);
-			unlink(path);
-			if ((rc = undo_one(r, &s, best)) < 0)
+			if ((rc = undo_after_mismatch(r, &s, best, path)) < 0)
 				return rc;
 			continue;
 		}
@@ -1453,8 +1467,7 @@ int replica_epoch_commit(struct rapply *a, const struct msg_epoch_end *m)
 	if ((rc = check_digests(a->r, &h)) < 0) {
 		int rc2;
 		snprintf(a->state.alarm, sizeof(a->state.alarm), "%s", err_msg(rc));
-		unlink(redo);
-		rc2 = undo_one(a->r, &a->state, h.epoch);
+		rc2 = undo_after_mismatch(a->r, &a->state, h.epoch, redo);
 		err_set(EBADMSG, "%s", a->state.alarm);
 		return rc2 < 0 ? rc2 : -EBADMSG;
 	}

@@ -1,0 +1,29 @@
+# alarm: the replica's own record of its content is damaged behind its back
+# (one leaf of its map).  The next epoch fails its digest check on the
+# replica: it is undone (the replica stays at the previous epoch), the alarm
+# is visible in the daemon's log, status and history, and replication
+# converges again through a resync, byte-identical.
+. "$(dirname "$0")/../lib/common.sh"
+bsc_keygen
+truncate -s 64M "$T/disk.img"
+"$BIN/tests/randwrite" "$T/disk.img" 2000 1
+SOURCES="root:$T/disk.img"
+bsc_config 1h 24h
+bsc_start
+bsc_sync || fail "sync"
+bsc_stop
+cp "$(replica_of root)" "$T/before.img"
+# Block 7 of the replica is unchanged, but its map now says otherwise.
+printf 'XXXXXXXXXXXXXXXX' | dd of="$T/replica/.bascule/groups/vm1/root.map" bs=1 seek=$((64 + 7 * 16)) conv=notrunc status=none
+"$BIN/tests/randwrite" "$T/disk.img" 200 2
+bsc_start
+bsc_sync 60s || fail "no convergence after the digest alarm"
+cmp "$T/disk.img" "$(replica_of root)" || fail "replica differs after the resync"
+grep -q "digest mismatch on vm1/root" "$T/daemon.log" || fail "the mismatch was not reported"
+grep -q "the replica refused epoch .* digest mismatch" "$T/daemon.log" || fail "the daemon did not see the refusal"
+grep -q "resynchronising it with librsync deltas" "$T/daemon.log" || fail "no resync after the alarm"
+bsc history | grep -q "error.*digest mismatch" || fail "history does not show the alarm"
+bsc_stop
+"$BIN/bascule" replica verify --root "$T/replica" --key "$T/site.key" | grep -q OK || fail "verify after the resync"
+"$BIN/bascule" replica list --root "$T/replica" | grep -q ALARM && fail "the alarm was not cleared by the good epoch"
+note "digest mismatch refused and undone, reported, then resynchronised"
