@@ -44,13 +44,17 @@ void sshconn_close(struct target *t)
 {
 	t->sock_src = sd_event_source_disable_unref(t->sock_src);
 	t->ka_timer = sd_event_source_disable_unref(t->ka_timer);
+	/* Non-blocking, libssh2 may answer EAGAIN and free nothing.  With the
+	 * socket shut down nothing can wait on the peer: free in blocking mode. */
+	if (t->sock >= 0)
+		shutdown(t->sock, SHUT_RDWR);
+	if (t->ssh)
+		libssh2_session_set_blocking(t->ssh, 1);
 	if (t->chan)
 		libssh2_channel_free(t->chan);
 	t->chan = NULL;
-	if (t->ssh) {
-		libssh2_session_disconnect(t->ssh, "bascule: closing");
+	if (t->ssh)
 		libssh2_session_free(t->ssh);
-	}
 	t->ssh = NULL;
 	if (t->sock >= 0)
 		close(t->sock);
