@@ -64,6 +64,7 @@ for i in $(seq 1 8); do
 	sleep 1
 done
 mountpoint -q "$D/mnt" 2>/dev/null && umount "$D/mnt"
+sleep 0.2   # the image at rest: the final epoch is a point in time (consistent)
 
 say "6. writes stop; final sync: lag goes to zero"
 "$B/bascule" --socket "$D/status.sock" sync --wait --timeout 60s
