@@ -45,6 +45,8 @@ struct group {
 	struct source *sources;
 	uint32_t n_sources;
 	uint64_t last_cut;             /* committed epoch number */
+	uint64_t next_epoch;           /* number of the next cut: never reused once taken, so a
+					* number promised to `sync` is always produced */
 	uint64_t cut_time;             /* unix usec of the last cut */
 	uint64_t change_time;          /* unix usec of the last change seen */
 	bool consistent;

@@ -575,7 +575,10 @@ static void group_start_cut(struct group *g)
 	if (!c)
 		return;
 	c->g = g;
-	c->epoch = g->last_cut + 1;
+	/* A cut that commits nothing leaves its number unused: the next one
+	 * takes a new number (the blocks it marked stay newer than every
+	 * target's epoch), so the number promised to a sync always comes. */
+	c->epoch = g->next_epoch > g->last_cut ? g->next_epoch : g->last_cut + 1;
 	c->force = g->want_cut;
 	targets_floor(d, g, c->floor);
 	snprintf(name, sizeof(name), "spool/%" PRIu64, c->epoch);
@@ -588,6 +591,7 @@ static void group_start_cut(struct group *g)
 	g->dirty = false;
 	g->cutting = true;
 	g->cut = c;
+	g->next_epoch = c->epoch + 1;
 	g->last_scan_mono = mono_usec();
 	if ((r = pthread_create(&c->thread, NULL, cut_thread, c)) != 0) {
 		log_error("group %s: cannot start a scan thread: %s", g->name, strerror(r));
@@ -606,10 +610,12 @@ uint64_t group_request_cut(struct group *g)
 		group_start_cut(g);
 		if (g->cutting)
 			return g->cut->epoch;
-		return g->last_cut + 1;
 	}
-	/* A scan is running and may have missed the caller's writes: the next one. */
-	return g->cut->epoch + 1;
+	if (!g->cutting)
+		return g->next_epoch > g->last_cut ? g->next_epoch : g->last_cut + 1;
+	/* A scan is running and may have missed the caller's writes: the next
+	 * one, forced (want_cut), takes next_epoch. */
+	return g->next_epoch;
 }
 
 int group_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
