@@ -79,6 +79,8 @@ struct sigstore {
 	bool complete;
 };
 
+void sigstore_free(struct sigstore *ss); /* accepts NULL */
+
 /* An epoch queued for one target. */
 struct job {
 	struct group *g;

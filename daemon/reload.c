@@ -117,15 +117,7 @@ static int remap_target(struct daemon *d, struct target *t, struct group **old_g
 	/* Signatures of groups that went away are dropped. */
 	for (uint32_t i = 0; t->groups && i < n_old; i++)
 		for (uint32_t s = 0; s < PROTO_MAX_SOURCES; s++)
-			if (t->groups[i].sig[s]) {
-				struct sigstore *ss = t->groups[i].sig[s];
-				if (ss->fd >= 0)
-					close(ss->fd);
-				free(ss->off);
-				free(ss->len);
-				free(ss->rlen);
-				free(ss);
-			}
+			sigstore_free(t->groups[i].sig[s]);
 	free(t->groups);
 	t->groups = ng;
 	return 0;

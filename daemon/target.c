@@ -69,7 +69,7 @@ int target_init(struct daemon *d, struct target *t, const struct cfg_target *cfg
 	return 0;
 }
 
-static void sigstore_free(struct sigstore *ss)
+void sigstore_free(struct sigstore *ss)
 {
 	if (!ss)
 		return;

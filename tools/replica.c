@@ -797,6 +797,25 @@ static int undo_after_mismatch(struct replica *r, struct rstate *s, uint64_t k, 
 	return undo_one(r, s, k);
 }
 
+/* Remove the files of DIR whose names end in SUFFIX (leftovers). */
+static void remove_suffixed(const char *dir, const char *suffix)
+{
+	size_t sl = strlen(suffix);
+	char path[RPATH + 300];
+	struct dirent *e;
+	DIR *d = opendir(dir);
+
+	while (d && (e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		if (n > sl && strcmp(e->d_name + n - sl, suffix) == 0) {
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			unlink(path);
+		}
+	}
+	if (d)
+		closedir(d);
+}
+
 /* Finish what a crash interrupted in GROUP: a pending undo, or a committed redo. */
 static int recover_group(struct replica *r, const char *group)
 {
@@ -822,16 +841,7 @@ static int recover_group(struct replica *r, const char *group)
 	for (int pass = 0; pass < 2; pass++) {
 		if ((rc = gpath(r, dir, sizeof(dir), group, pass ? "undo" : "journal")) < 0)
 			return rc;
-		if (!(d = opendir(dir)))
-			continue;
-		while ((e = readdir(d))) {
-			size_t n = strlen(e->d_name);
-			if (n > 4 && strcmp(e->d_name + n - 4, ".tmp") == 0) {
-				snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-				unlink(path);
-			}
-		}
-		closedir(d);
+		remove_suffixed(dir, ".tmp");
 	}
 	for (;;) {
 		uint64_t best = 0;
@@ -886,22 +896,10 @@ static int recover_group(struct replica *r, const char *group)
 		fs_fsync_dir(dir);
 	}
 	/* Seeds that no committed redo claimed: an epoch that never committed. */
-	for (int pass = 0; pass < 2; pass++) {
-		if (pass == 0)
-			snprintf(dir, sizeof(dir), "%s/%s", r->root, group);
-		else if (gpath(r, dir, sizeof(dir), group, "%s", "") < 0)
-			break;
-		if (!(d = opendir(dir)))
-			continue;
-		while ((e = readdir(d))) {
-			size_t n = strlen(e->d_name);
-			if (n > 5 && strcmp(e->d_name + n - 5, ".seed") == 0) {
-				snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-				unlink(path);
-			}
-		}
-		closedir(d);
-	}
+	snprintf(dir, sizeof(dir), "%s/%s", r->root, group);
+	remove_suffixed(dir, ".seed");
+	if (gpath(r, dir, sizeof(dir), group, "%s", "") == 0)
+		remove_suffixed(dir, ".seed");
 	return 0;
 }
 
