@@ -25,11 +25,13 @@ bsc_sync 60s || fail "initial sync"
 # poll: freeze the replica as it is now and check it recovers to a whole epoch
 polls=0
 poll() {
-	local pid snap=$T/snap
-	pid=$(pgrep -f "bascule recv --root $R" | head -1 || true)
-	[ -n "$pid" ] && kill -STOP "$pid"
+	local pids snap=$T/snap
+	# Every receiver of this replica: during a takeover there are two (only
+	# the lock holder writes, but a copy is a crash image only if it is still).
+	pids=$(pgrep -f "bascule recv --root $R" || true)
+	[ -n "$pids" ] && kill -STOP $pids
 	rm -rf "$snap"; cp -a "$R" "$snap"
-	[ -n "$pid" ] && kill -CONT "$pid"
+	[ -n "$pids" ] && kill -CONT $pids
 	"$BIN/bascule" replica recover --root "$snap" --key "$T/site.key" >/dev/null 2>"$T/poll.err" \
 		|| fail "poll $polls: the replica could not be recovered: $(cat "$T/poll.err")"
 	"$BIN/bascule" replica verify --root "$snap" --key "$T/site.key" > "$T/poll.out" 2>&1 \
