@@ -1374,6 +1374,8 @@ static int reserve_space(struct rapply *a, const char *redo_path)
 		goto out;
 	for (uint32_t i = 0; i < h.n_sources; i++) {
 		char path[RPATH], dir[RPATH];
+		if (h.sources[i].exists == SEEDED)
+			continue; /* written in its seed file already: nothing to reserve, nothing to create */
 		snprintf(dir, sizeof(dir), "%s/%s", a->r->root, h.group);
 		if ((rc = fs_mkdir_p(dir, 0700)) < 0 ||
 		    (rc = replica_file(a->r, path, sizeof(path), h.group, h.sources[i].name)) < 0)
