@@ -7,17 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#define NAME_MAX_LEN 64
-
-struct cfg_pos {
-	int line, col; /* 1-based, of the item in the file */
-};
-
-struct cfg_list {
-	void *items;
-	size_t n;
-};
+#include "yamltab.h"
 
 struct cfg_source {
 	struct cfg_pos pos;
@@ -79,8 +69,5 @@ int config_load(const char *path, struct config **ret);
 int config_parse(const char *name, const char *text, size_t len, bool check_files,
 		 struct config **ret);
 void config_free(struct config *c);
-/* True if NAME is a safe name for groups, sources and targets: 1-64 of
- * [A-Za-z0-9_.-], not starting with '.' (names become file names). */
-bool config_name_ok(const char *name);
 /* Print every key with its type, default and note (bascule.yaml(5) source). */
 void config_print_reference(void);

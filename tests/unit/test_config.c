@@ -140,7 +140,7 @@ static void test_bad_url(void **state)
 static void test_syntax(void **state)
 {
 	expect_error("groups: [\n", "test.yaml:2:1: YAML syntax error");
-	expect_error("", "test.yaml:1:1: the configuration is empty");
+	expect_error("", "test.yaml:1:1: the file is empty");
 	expect_error("- a\n- b\n", "test.yaml:1:1: each top level must be a mapping");
 }
 

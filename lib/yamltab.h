@@ -1,0 +1,78 @@
+/* yamltab.h - table-driven YAML documents on libyaml, shared by the daemon's
+ * configuration (bascule.yaml(5)) and the failover runbook (runbook(5)).
+ *
+ * A document is described by tables of keys (name, type, bounds, default,
+ * note) that map onto C structs.  Parsing runs in three steps per mapping:
+ * everything unset, parse what the file says, fill defaults and demand
+ * required keys.  Every error names FILE:LINE:COLUMN and what to do. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NAME_MAX_LEN 64
+
+struct cfg_pos {
+	int line, col; /* 1-based, of the item in the file */
+};
+
+/* A parsed list: items of the sub-table's size, or char * for CT_STRLIST. */
+struct cfg_list {
+	void *items;
+	size_t n;
+};
+
+enum cfg_type {
+	CT_STR,      /* any string */
+	CT_NAME,     /* a safe name (file name on the replica) */
+	CT_PATH,     /* absolute path */
+	CT_DISK,     /* absolute path of an existing file or block device */
+	CT_SECRET,   /* absolute path of an existing secret file (mode 0600) */
+	CT_SIZE,     /* "64KiB" */
+	CT_DURATION, /* "5s" */
+	CT_RATE,     /* "100MB/s" */
+	CT_UINT,
+	CT_BOOL,     /* true/false/yes/no; stored as bool */
+	CT_ENUM,
+	CT_LIST,     /* a sequence of mappings described by .sub (struct cfg_list) */
+	CT_STRLIST,  /* a sequence of names (struct cfg_list of char *) */
+	CT_MAP,      /* a nested mapping described by .sub, stored inline at .off */
+};
+
+struct cfg_table;
+
+struct cfg_key {
+	const char *key;
+	enum cfg_type type;
+	size_t off;
+	bool required;
+	uint64_t min, max;       /* numeric bounds, inclusive */
+	const char *def;         /* default, written as a user would */
+	const char *note;
+	const char *const *enums;
+	const struct cfg_table *sub;
+};
+
+struct cfg_table {
+	const char *what;        /* "group", "source", ... for messages */
+	size_t size;             /* element size for lists */
+	const struct cfg_key *keys;
+};
+
+#define K(name, t, st, field) .key = name, .type = t, .off = offsetof(st, field)
+
+/* Parse TEXT (named NAME in messages) into OBJ described by TOP.  CHECK_FILES
+ * false skips the existence checks of disks and secrets.  On failure OBJ is
+ * left for yamltab_free() and the error is recorded with err_set(). */
+int yamltab_parse(const char *name, const char *text, size_t len, bool check_files,
+		  const struct cfg_table *top, void *obj);
+void yamltab_free(const struct cfg_table *t, void *obj);
+/* Print every key with its type, default and note (man page source). */
+void yamltab_print(const struct cfg_table *t, const char *prefix);
+/* True if NAME is a safe name: 1-64 of [A-Za-z0-9_.-], not starting with '.'. */
+bool config_name_ok(const char *name);
+/* Names of a list of structs whose first fields are a cfg_pos and a char *name
+ * must be unique: else -EINVAL "FILE:LINE:COL: WHAT name 'x' is used twice". */
+int yamltab_unique(const char *file, const struct cfg_list *l, size_t size, const char *what);
+/* Index of NAME in such a list, or -1. */
+long yamltab_find(const struct cfg_list *l, size_t size, const char *name);
