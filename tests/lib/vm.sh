@@ -1,0 +1,119 @@
+# tests/lib/vm.sh - real QEMU guests for the failover tests (source after common.sh).
+#
+# The guest is a Debian kernel (linux-image-cloud-amd64, fetched with
+# apt-get download and cached) and a busybox initramfs built here.  Its init
+# appends numbered 4 KiB records to its disk (/dev/vda), each one flushed
+# (fsync) before it is reported on the serial console as
+# "bascule-guest: wrote N", and serves over HTTP (port 80, QEMU user
+# networking) /status with "boot_seq=N": the highest contiguous record it
+# found on its disk at boot.  A guest booted from a replica therefore proves
+# how much of what its predecessor wrote made it across.
+#   vm_prepare                       kernel + initramfs into $VM_DIR (cached)
+#   vm_start NAME DISK PORT [net-opts]  boot a guest (KVM if usable, else TCG);
+#                                    pid in $T/vm-NAME.pid, console $T/vm-NAME.console
+#   vm_last_written CONSOLE          highest N the guest reported written
+#   vm_boot_seq PORT                 boot_seq from the guest's HTTP status
+VM_CACHE=${BASCULE_TEST_CACHE:-/var/cache/bascule-test}
+VM_DIR=$VM_CACHE/guest
+
+vm_prepare() {
+	local pkg deb v x mods m
+	command -v qemu-system-x86_64 >/dev/null || fail "qemu-system-x86 is not installed"
+	[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || fail "busybox-static is not installed"
+	mkdir -p "$VM_DIR"
+	if [ ! -f "$VM_DIR/vmlinuz" ]; then
+		pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }')
+		[ -n "$pkg" ] || fail "cannot find the Debian cloud kernel package (apt-get update?)"
+		x=$(mktemp -d)
+		(cd "$x" && apt-get download "$pkg" >/dev/null 2>&1) || fail "apt-get download $pkg failed"
+		deb=$(ls "$x"/*.deb)
+		dpkg-deb -x "$deb" "$x/root"
+		v=$(ls "$x/root/lib/modules")
+		depmod -b "$x/root" "$v"
+		rm -rf "$VM_DIR/modules"; mkdir -p "$VM_DIR/modules"
+		# virtio block and net with their dependencies, in load order
+		mods=$(for m in virtio_pci virtio_blk virtio_net; do
+			grep "/$m.ko:" "$x/root/lib/modules/$v/modules.dep" | cut -d: -f2 | tr ' ' '\n' | tac
+			grep -o "^[^:]*/$m.ko" "$x/root/lib/modules/$v/modules.dep"; done | awk 'NF && !seen[$0]++')
+		for m in $mods; do cp "$x/root/lib/modules/$v/$m" "$VM_DIR/modules/"; basename "$m" .ko >> "$VM_DIR/modules/order"; done
+		cp "$x/root/boot/vmlinuz-$v" "$VM_DIR/vmlinuz.tmp" && mv "$VM_DIR/vmlinuz.tmp" "$VM_DIR/vmlinuz"
+		rm -rf "$x"
+	fi
+	vm_initramfs
+	vm_accel
+}
+
+vm_initramfs() {
+	local r bb
+	r=$(mktemp -d)
+	mkdir -p "$r"/{bin,proc,sys,dev,www,lib}
+	bb=$(command -v busybox); cp "$bb" "$r/bin/busybox"
+	cp "$VM_DIR"/modules/*.ko "$VM_DIR/modules/order" "$r/lib/"
+	cat > "$r/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+for m in $(cat /lib/order); do insmod /lib/$m.ko; done
+ip link set lo up; ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0
+for _ in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; sleep 0.2; done
+# The highest contiguous record on the disk (record N lives in block N).
+n=$(dd if=/dev/vda bs=1M count=32 2>/dev/null | strings -n 8 |
+    awk '/^BSCREC [0-9]+ $/ { if ($2 == n + 1) n = $2 } END { print n + 0 }')
+echo "boot_seq=$n" > /www/status
+echo "bascule-guest: booted boot_seq=$n" > /dev/console
+httpd -p 80 -h /www
+i=$n
+while :; do
+	i=$((i + 1))
+	if printf 'BSCREC %d \n' $i | dd of=/dev/vda bs=4096 seek=$i conv=sync,notrunc,fsync 2>/dev/null; then
+		echo "bascule-guest: wrote $i" > /dev/console
+		echo "written=$i" > /www/written
+	fi
+	sleep 0.1
+done
+INIT
+	chmod +x "$r/init"
+	(cd "$r" && find . | busybox cpio -o -H newc 2>/dev/null | gzip -1) > "$VM_DIR/initramfs.gz"
+	rm -rf "$r"
+}
+
+# vm_accel: kvm if /dev/kvm boots the guest, else tcg.  An openable
+# /dev/kvm is not enough: under some nested hypervisors the vCPU spins
+# without ever running the guest, so the probe boots it for real.
+VM_ACCEL=${VM_ACCEL:-}
+vm_accel() {
+	local d
+	[ -n "$VM_ACCEL" ] && return 0
+	VM_ACCEL=tcg
+	[ -r /dev/kvm ] && [ -w /dev/kvm ] || return 0
+	d=$(mktemp -d)
+	truncate -s 1M "$d/disk"
+	timeout 20 qemu-system-x86_64 -machine q35,accel=kvm -m 160 -nodefaults -no-user-config \
+		-display none -serial "file:$d/console" -kernel "$VM_DIR/vmlinuz" -initrd "$VM_DIR/initramfs.gz" \
+		-append 'console=ttyS0 quiet panic=-1' -no-reboot -drive "file=$d/disk,format=raw,if=virtio" \
+		>/dev/null 2>&1 &
+	for _ in $(seq 150); do grep -q 'bascule-guest: booted' "$d/console" 2>/dev/null && { VM_ACCEL=kvm; break; }; sleep 0.1; done
+	kill %% 2>/dev/null; wait 2>/dev/null
+	rm -rf "$d"
+	echo "guests run with accel=$VM_ACCEL" >&2
+}
+
+# vm_qemu_cmd NAME DISK PORT [NETOPTS]: the command line that boots a guest
+vm_qemu_cmd() {
+	local name=$1 disk=$2 port=$3 netopts=${4:-} accel=${VM_ACCEL:-tcg}
+	echo "qemu-system-x86_64 -name $name -machine q35,accel=$accel -m 160 -smp 1 -nodefaults -no-user-config \
+-display none -serial file:$T/vm-$name.console -kernel $VM_DIR/vmlinuz -initrd $VM_DIR/initramfs.gz \
+-append 'console=ttyS0 quiet panic=-1' -no-reboot \
+-drive file=$disk,format=raw,if=virtio,cache=writeback \
+-nic user,model=virtio-net-pci${netopts:+,$netopts},hostfwd=tcp:127.0.0.1:$port-:80 \
+-pidfile $T/vm-$name.pid -daemonize"
+}
+
+vm_last_written() {
+	grep -a -o 'bascule-guest: wrote [0-9]*' "$1" 2>/dev/null | tail -1 | awk '{ print $3 + 0 }'
+}
+
+vm_boot_seq() {
+	curl -s -m 2 "http://127.0.0.1:$1/status" | sed -n 's/^boot_seq=//p'
+}
