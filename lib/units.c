@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 struct unit { const char *name; double mult; };
 
@@ -135,5 +136,51 @@ char *units_fmt_duration(uint64_t usec, char *buf, int len)
 	else
 		snprintf(buf, (size_t)len, "%lluh%02llum", (unsigned long long)(s / 3600),
 			 (unsigned long long)(s / 60 % 60));
+	return buf;
+}
+
+int units_parse_time(const char *s, uint64_t *ret_usec)
+{
+	struct tm tm;
+	const char *end;
+	time_t t;
+
+	if (s[0] == '@') {
+		char *e;
+		double v;
+		errno = 0;
+		v = strtod(s + 1, &e);
+		if (errno || *e || e == s + 1 || v < 0 || v > 1e11)
+			return -EINVAL;
+		*ret_usec = (uint64_t)(v * 1e6);
+		return 0;
+	}
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!end)
+		end = strptime(s, "%Y-%m-%d %H:%M:%S", &tm);
+	if (!end)
+		return -EINVAL;
+	if (strcmp(end, "Z") == 0) {
+		t = timegm(&tm);
+	} else if (*end == 0) {
+		tm.tm_isdst = -1;
+		t = mktime(&tm);
+	} else {
+		return -EINVAL;
+	}
+	if (t < 0)
+		return -EINVAL;
+	*ret_usec = (uint64_t)t * 1000000u;
+	return 0;
+}
+
+char *units_fmt_time(uint64_t usec, char *buf, int len)
+{
+	time_t t = (time_t)(usec / 1000000u);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, (size_t)len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 	return buf;
 }

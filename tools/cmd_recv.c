@@ -110,7 +110,8 @@ static int send_signatures(struct wire *w, struct replica *r, const struct msg_s
 	wbuf_init(&b, WIRE_MAX_BODY);
 	if (!buf)
 		return -ENOMEM;
-	if ((rc = replica_read_range(r, req->group, req->source, 0, buf, 1, &size)) < 0)
+	if ((rc = replica_refuse_promoted(r, req->group)) < 0 ||
+	    (rc = replica_read_range(r, req->group, req->source, 0, buf, 1, &size)) < 0)
 		goto out;
 	for (off = 0; off < size; off += PROTO_SIG_RANGE) {
 		uint32_t len = size - off > PROTO_SIG_RANGE ? PROTO_SIG_RANGE : (uint32_t)(size - off);

@@ -1,9 +1,11 @@
-/* cmd_replica.c - bascule replica list|verify|recover|rollback --root DIR */
+/* cmd_replica.c - bascule replica list|verify|recover|rollback|promote|demote|clone --root DIR */
 #include "cmd.h"
 #include "err.h"
 #include "key.h"
 #include "replica.h"
+#include "units.h"
 #include <getopt.h>
+#include <jansson.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,10 +20,23 @@ static void replica_usage(FILE *f)
 		   "  recover                finish any interrupted apply: every replica is left at\n"
 		   "                         the last epoch it completed\n"
 		   "  rollback --to EPOCH    return the group's disks to an earlier epoch (stop the\n"
-		   "                         daemon's replication to this target first)\n\n"
+		   "                         daemon's replication to this target first)\n"
+		   "  promote                make the group live here (failover): take over from\n"
+		   "                         bascule recv, recover, roll back to the epoch chosen by\n"
+		   "                         --epoch/--at/--consistent, refuse further epochs, and\n"
+		   "                         link the disks into --link-dir\n"
+		   "  demote                 make a promoted group a replica again (its disks are\n"
+		   "                         resynced with librsync on the next connection)\n"
+		   "  clone --to-dir DIR     reflink (or copy) the disks at a complete epoch into DIR\n"
+		   "                         while replication goes on (test drills)\n\n"
 		   "  --root DIR   the replica directory (as given to bascule recv)\n"
 		   "  --key FILE   site key (default /etc/bascule/site.key); not needed by list\n"
-		   "  --group G    the group (default: all; rollback needs it when there are several)\n");
+		   "  --group G    the group (default: all; rollback needs it when there are several)\n"
+		   "  --epoch N    promote exactly epoch N      --at TIME  newest epoch cut by TIME\n"
+		   "               (TIME: @UNIXSECONDS or YYYY-MM-DDTHH:MM:SS[Z])\n"
+		   "  --consistent promote only a point-in-time (consistent) epoch\n"
+		   "  --link-dir D promote: the disks appear as D/SOURCE (symbolic links)\n"
+		   "  --json       promote/clone: print the result as one JSON object\n");
 }
 
 static void print_line(const char *line)
@@ -70,6 +85,31 @@ static int do_list(struct replica *r, char **groups, size_t n)
 	return 0;
 }
 
+static void print_promoted(const char *verb, const char *group, const struct promote_info *pi,
+			   bool json, const char *dir)
+{
+	char t[40];
+
+	if (json) {
+		json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:b, s:s?}", "action", verb, "group", group,
+				      "epoch", (json_int_t)pi->epoch, "cut_time_us",
+				      (json_int_t)pi->cut_time, "consistent",
+				      (pi->flags & EPOCH_CONSISTENT) != 0, "dir", dir);
+		json_t *a = json_array();
+		for (uint32_t i = 0; i < pi->n_sources; i++)
+			json_array_append_new(a, json_string(pi->sources[i]));
+		json_object_set_new(o, "sources", a);
+		json_dumpf(o, stdout, JSON_COMPACT);
+		printf("\n");
+		json_decref(o);
+		return;
+	}
+	printf("group %s %s at epoch %" PRIu64 " (%s), cut %s%s%s\n", group,
+	       !strcmp(verb, "promote") ? "promoted" : "cloned", pi->epoch,
+	       pi->flags & EPOCH_CONSISTENT ? "consistent" : "fuzzy",
+	       units_fmt_time(pi->cut_time, t, sizeof(t)), dir ? ", disks in " : "", dir ? dir : "");
+}
+
 int cmd_replica(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -77,6 +117,12 @@ int cmd_replica(int argc, char **argv)
 		{ "key", required_argument, NULL, 'k' },
 		{ "group", required_argument, NULL, 'g' },
 		{ "to", required_argument, NULL, 't' },
+		{ "epoch", required_argument, NULL, 't' },
+		{ "at", required_argument, NULL, 'a' },
+		{ "consistent", no_argument, NULL, 'C' },
+		{ "link-dir", required_argument, NULL, 'L' },
+		{ "to-dir", required_argument, NULL, 'D' },
+		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -86,7 +132,9 @@ int cmd_replica(int argc, char **argv)
 	char **groups = NULL;
 	size_t n = 0;
 	uint64_t to = 0;
-	bool have_to = false;
+	bool have_to = false, json = false;
+	struct promote_opts po = { 0 };
+	const char *to_dir = NULL;
 	int c, rc = 0, ret = EXIT_OK;
 
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -111,20 +159,39 @@ int cmd_replica(int argc, char **argv)
 			have_to = true;
 			break;
 		}
+		case 'a':
+			if (units_parse_time(optarg, &po.at) < 0) {
+				fprintf(stderr, "bascule replica: --at wants @UNIXSECONDS or "
+						"YYYY-MM-DDTHH:MM:SS[Z], got '%s'\n", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'C': po.consistent = true; break;
+		case 'L': po.link_dir = optarg; break;
+		case 'D': to_dir = optarg; break;
+		case 'j': json = true; break;
 		case 'h': replica_usage(stdout); return EXIT_OK;
 		default: replica_usage(stderr); return EXIT_USAGE;
 		}
 	}
 	if (!root || optind != argc || (strcmp(verb, "list") && strcmp(verb, "verify") &&
-					strcmp(verb, "recover") && strcmp(verb, "rollback")) ||
-	    (!strcmp(verb, "rollback") && !have_to)) {
+					strcmp(verb, "recover") && strcmp(verb, "rollback") &&
+					strcmp(verb, "promote") && strcmp(verb, "demote") &&
+					strcmp(verb, "clone")) ||
+	    (!strcmp(verb, "rollback") && !have_to) || (!strcmp(verb, "clone") && !to_dir) ||
+	    ((!strcmp(verb, "promote") || !strcmp(verb, "demote") || !strcmp(verb, "clone")) && !group)) {
 		replica_usage(stderr);
 		return EXIT_USAGE;
 	}
 	/* list needs no key, unless recovery has work to do (then it asks). */
 	if ((rc = key_load(keyfile, &key)) < 0 && strcmp(verb, "list") != 0)
 		return cmd_fail("replica", rc);
-	if ((rc = replica_open_mode(root, false, !strcmp(verb, "list"), false, key, &r)) < 0) {
+	if (have_to)
+		po.epoch = to;
+	/* promote takes over from a receiver left by a dead link; clone and list
+	 * read while bascule recv goes on. */
+	if ((rc = replica_open_mode(root, false, !strcmp(verb, "list") || !strcmp(verb, "clone"),
+				    !strcmp(verb, "promote"), key, &r)) < 0) {
 		key_free(key);
 		return cmd_fail("replica", rc);
 	}
@@ -144,6 +211,15 @@ int cmd_replica(int argc, char **argv)
 			do_list(r, (char **)&group, 1);
 		else
 			do_list(r, groups, n);
+	} else if (!strcmp(verb, "promote") || !strcmp(verb, "clone")) {
+		struct promote_info pi;
+		bool promote = !strcmp(verb, "promote");
+		rc = promote ? replica_promote(r, group, &po, &pi) : replica_clone(r, group, to_dir, &pi);
+		if (rc == 0)
+			print_promoted(verb, group, &pi, json, promote ? po.link_dir : to_dir);
+	} else if (!strcmp(verb, "demote")) {
+		if ((rc = replica_demote(r, group)) == 0)
+			printf("group %s is a replica again; its disks will be resynced\n", group);
 	} else if (!strcmp(verb, "recover")) {
 		/* replica_open() has already recovered every group. */
 		do_list(r, group ? (char **)&group : groups, group ? 1 : n);

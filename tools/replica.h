@@ -81,3 +81,38 @@ int replica_read_range(struct replica *r, const char *group, const char *source,
 const char *replica_epoch_source_name(const struct rapply *a, uint32_t idx);
 /* Add to G the replica files of GROUP that have no state (SRC_UNKNOWN). */
 int replica_unknown_sources(struct replica *r, const char *group, struct state_group *g);
+
+/* ---- failover ---- */
+struct promote_opts {
+	uint64_t epoch;        /* promote exactly this epoch (0: the newest allowed) */
+	uint64_t at;           /* newest epoch cut at or before this time (unix usec), 0: any */
+	bool consistent;       /* only epochs captured point-in-time */
+	const char *link_dir;  /* make the disks appear here as DIR/SOURCE, or NULL */
+};
+
+struct promote_info {
+	uint64_t epoch, cut_time, promoted_time;
+	uint8_t flags;
+	uint32_t n_sources;
+	char sources[PROTO_MAX_SOURCES][NAME_MAX_LEN + 1];
+};
+
+/* Make GROUP live on this site: roll back to the epoch O allows if needed,
+ * mark it promoted (bascule recv then refuses to write into it), and link
+ * its disks into O->link_dir.  Promoting again is a no-op returning the
+ * same epoch (a resumed drill). */
+int replica_promote(struct replica *r, const char *group, const struct promote_opts *o,
+		    struct promote_info *ret);
+/* 1 and *RET if GROUP is promoted, 0 if not, or a negative errno. */
+int replica_promoted(struct replica *r, const char *group, struct promote_info *ret);
+/* -EPERM with what to do if GROUP is promoted, else 0. */
+int replica_refuse_promoted(struct replica *r, const char *group);
+/* Make a promoted GROUP a replica again: its sources are marked diverged,
+ * so the daemon brings them back with a librsync resync. */
+int replica_demote(struct replica *r, const char *group);
+/* Clone (FICLONE, else a sparse copy) GROUP's disks at a complete epoch into
+ * TO_DIR, without stopping bascule recv (R opened read-only). */
+int replica_clone(struct replica *r, const char *group, const char *to_dir, struct promote_info *ret);
+/* replica_rollback_points with the consistency flags of each point. */
+int replica_rollback_points_flags(struct replica *r, const char *group, uint64_t *epochs,
+				  uint64_t *times, uint8_t *flags, size_t max, size_t *ret_n);
