@@ -33,75 +33,75 @@ void key_free(struct site_key *k)
 		sodium_free(k);
 }
 
-int key_load(const char *path, struct site_key **ret)
+int key_file_read(const char *path, const char *header, bool secret, const char *make,
+		  uint8_t *out, size_t n)
 {
-	char text[256];
-	struct site_key *k = NULL;
+	char text[512];
 	size_t binlen = 0;
-	ssize_t n;
+	ssize_t len;
 	int fd, r = 0;
 
 	if (sodium_init() < 0)
 		return err_set(ENOSYS, "libsodium could not be initialised");
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
-		return err_set(errno == ELOOP ? EPERM : errno, "cannot open key file %s: %s%s", path,
-			       strerror(errno),
-			       errno == ENOENT ? " (create one with 'bascule keygen site FILE')" : "");
-	if ((r = key_check_secret_file(path, fd)) < 0)
+		return err_set(errno == ELOOP ? EPERM : errno, "cannot open key file %s: %s%s%s%s", path,
+			       strerror(errno), errno == ENOENT ? " (create one with '" : "",
+			       errno == ENOENT ? make : "", errno == ENOENT ? "')" : "");
+	if (secret && (r = key_check_secret_file(path, fd)) < 0)
 		goto out;
-	n = fs_pread_full(fd, text, sizeof(text) - 1, 0);
-	if (n < 0) {
-		r = err_set((int)n, "cannot read key file %s: %s", path, strerror((int)-n));
-		goto out;
-	}
-	text[n] = 0;
-	while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r' || text[n - 1] == ' '))
-		text[--n] = 0;
-	k = sodium_malloc(sizeof(*k));
-	if (!k) {
-		r = -ENOMEM;
+	len = fs_pread_full(fd, text, sizeof(text) - 1, 0);
+	if (len < 0) {
+		r = err_set((int)len, "cannot read key file %s: %s", path, strerror((int)-len));
 		goto out;
 	}
-	if (strncmp(text, KEY_HEADER, strlen(KEY_HEADER)) != 0 ||
-	    sodium_base642bin(k->k, sizeof(k->k), text + strlen(KEY_HEADER),
-			      strlen(text + strlen(KEY_HEADER)), NULL, &binlen, NULL,
-			      sodium_base64_VARIANT_ORIGINAL) != 0 ||
-	    binlen != KEY_BYTES) {
-		r = err_set(EKEYREJECTED,
-			    "%s is not a Bascule site key (expected one line '%s<base64>'; "
-			    "create one with 'bascule keygen site FILE')",
-			    path, KEY_HEADER);
-		goto out;
-	}
-	*ret = k;
-	k = NULL;
+	text[len] = 0;
+	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
+		text[--len] = 0;
+	if (strncmp(text, header, strlen(header)) != 0 ||
+	    sodium_base642bin(out, n, text + strlen(header), strlen(text + strlen(header)), NULL,
+			      &binlen, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+	    binlen != n)
+		r = err_set(EKEYREJECTED, "%s is not the right kind of key (expected one line "
+					  "'%s<base64>'; create one with '%s')", path, header, make);
 out:
 	sodium_memzero(text, sizeof(text));
-	key_free(k);
 	close(fd);
 	return r;
 }
 
-int key_generate(const char *path)
+int key_load(const char *path, struct site_key **ret)
 {
-	uint8_t raw[KEY_BYTES];
-	char b64[sodium_base64_ENCODED_LEN(KEY_BYTES, sodium_base64_VARIANT_ORIGINAL)];
-	char line[sizeof(b64) + 64];
-	int fd, r = 0, len;
+	struct site_key *k;
+	int r;
 
 	if (sodium_init() < 0)
 		return err_set(ENOSYS, "libsodium could not be initialised");
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (!(k = sodium_malloc(sizeof(*k))))
+		return -ENOMEM;
+	if ((r = key_file_read(path, KEY_HEADER, true, "bascule keygen site FILE", k->k, KEY_BYTES)) < 0) {
+		key_free(k);
+		return r;
+	}
+	*ret = k;
+	return 0;
+}
+
+int key_file_write(const char *path, const char *header, const uint8_t *data, size_t n, mode_t mode)
+{
+	char b64[256], line[sizeof(b64) + 64];
+	int fd, r = 0, len;
+
+	if (sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL) > sizeof(b64))
+		return -EINVAL;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
 	if (fd < 0)
 		return err_set(errno, "cannot create %s: %s%s", path, strerror(errno),
 			       errno == EEXIST ? " (refusing to overwrite an existing key)" : "");
-	randombytes_buf(raw, sizeof(raw));
-	sodium_bin2base64(b64, sizeof(b64), raw, sizeof(raw), sodium_base64_VARIANT_ORIGINAL);
-	len = snprintf(line, sizeof(line), "%s%s\n", KEY_HEADER, b64);
-	if (fchmod(fd, 0600) < 0 || fs_write_full(fd, line, (size_t)len) < 0 || fsync(fd) < 0)
+	sodium_bin2base64(b64, sizeof(b64), data, n, sodium_base64_VARIANT_ORIGINAL);
+	len = snprintf(line, sizeof(line), "%s%s\n", header, b64);
+	if (fchmod(fd, mode) < 0 || fs_write_full(fd, line, (size_t)len) < 0 || fsync(fd) < 0)
 		r = err_set(errno, "cannot write %s: %s", path, strerror(errno));
-	sodium_memzero(raw, sizeof(raw));
 	sodium_memzero(b64, sizeof(b64));
 	sodium_memzero(line, sizeof(line));
 	close(fd);
@@ -110,6 +110,19 @@ int key_generate(const char *path)
 		return r;
 	}
 	return fs_fsync_parent(path);
+}
+
+int key_generate(const char *path)
+{
+	uint8_t raw[KEY_BYTES];
+	int r;
+
+	if (sodium_init() < 0)
+		return err_set(ENOSYS, "libsodium could not be initialised");
+	randombytes_buf(raw, sizeof(raw));
+	r = key_file_write(path, KEY_HEADER, raw, sizeof(raw), 0600);
+	sodium_memzero(raw, sizeof(raw));
+	return r;
 }
 
 void key_id(const struct site_key *k, uint8_t ret[KEY_ID_BYTES])

@@ -3,7 +3,10 @@
  * readable by its owner only.  Keys live in sodium_malloc'd memory and are
  * wiped when freed. */
 #pragma once
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define KEY_BYTES 32
 #define KEY_ID_BYTES 8
@@ -26,3 +29,10 @@ int key_generate(const char *path);
 void key_id(const struct site_key *k, uint8_t ret[KEY_ID_BYTES]);
 /* Hex of the key id for messages ("3f9a…"). */
 void key_id_hex(const struct site_key *k, char ret[2 * KEY_ID_BYTES + 1]);
+/* Read a one-line key file "HEADER<base64>" holding exactly N bytes into
+ * OUT; SECRET also demands mode 0600.  MAKE is the command that creates one
+ * (for the message). */
+int key_file_read(const char *path, const char *header, bool secret, const char *make,
+		  uint8_t *out, size_t n);
+/* Create PATH (must not exist) holding "HEADER<base64 of DATA>", durable. */
+int key_file_write(const char *path, const char *header, const uint8_t *data, size_t n, mode_t mode);
