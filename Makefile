@@ -24,18 +24,18 @@ SANFLAGS :=
 OPT := -O2
 endif
 
-PKGS := libsodium libzstd yaml-0.1 libsystemd jansson libxxhash libssh2
+PKGS := libsodium libzstd yaml-0.1 libsystemd jansson libxxhash libssh2 libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 override CFLAGS += -std=gnu11 $(OPT) -g $(WARN) -D_GNU_SOURCE -DBASCULE_VERSION='"$(VERSION)"' \
-	-MMD -MP -Ilib $(PKG_CFLAGS) $(SANFLAGS)
+	-MMD -MP -Ilib -Itools $(PKG_CFLAGS) $(SANFLAGS)
 override LDFLAGS += $(SANFLAGS)
 LIBS := $(PKG_LIBS) -lrsync -lpthread -lm
 
 LIB_SRC := $(wildcard lib/*.c)
 DAEMON_SRC := $(wildcard daemon/*.c)
-TOOLS_SRC := $(wildcard tools/*.c)
+TOOLS_SRC := $(wildcard tools/*.c) $(wildcard failover/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 HELPER_SRC := $(wildcard tests/helpers/*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)

@@ -17,7 +17,7 @@ static const struct subcommand {
 	const char *usage;
 	const char *description;
 } subcommands[] = {
-	{ "keygen", cmd_keygen, "keygen site FILE", "create a new site key (mode 0600)" },
+	{ "keygen", cmd_keygen, "keygen site|signing FILE", "create a site key or a report signing key pair" },
 	{ "sync", cmd_sync, "sync [GROUP] [--wait] [--timeout D]",
 	  "cut an epoch now; with --wait, return once every target has it" },
 	{ "status", cmd_status, "status [--json]", "where every group and target stands, with lag" },
@@ -31,7 +31,10 @@ static const struct subcommand {
 	  "show a secondary's SSH host key fingerprint and trust it once confirmed" },
 	{ "recv", cmd_recv, "recv --root DIR [--key FILE]",
 	  "receive epochs on stdin/stdout and apply them to the replicas in DIR" },
-	{ "replica", cmd_replica, "replica list|verify|recover|rollback --root DIR",
+	{ "drill", cmd_drill, "drill RUNBOOK --mode plan|planned|unplanned|test|failback",
+	  "failover drill with a signed RTO/RPO report (--resume, --abort)" },
+	{ "report", cmd_report, "report verify [--key PUB] REPORT", "check a drill report's signature" },
+	{ "replica", cmd_replica, "replica list|verify|recover|rollback|promote|demote|clone --root DIR",
 	  "inspect, check, repair or roll back the replicas in DIR" },
 };
 

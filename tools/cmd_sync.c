@@ -128,7 +128,12 @@ int cmd_sync(int argc, char **argv)
 			break;
 		}
 		if (all_acked(st, epochs, why, sizeof(why))) {
+			const char *g;
+			json_t *v;
 			json_decref(st);
+			json_object_foreach(epochs, g, v)
+				printf("%s: epoch %lld acknowledged by every target\n", g,
+				       (long long)json_integer_value(v));
 			ret = EXIT_OK;
 			break;
 		}

@@ -1,0 +1,371 @@
+/* runbook.c - runbook tables, cross-checks and boot waves. */
+#include "runbook.h"
+#include "err.h"
+#include "fsutil.h"
+#include "ssh.h"
+#include <errno.h>
+#include <stdarg.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct cfg_key host_keys[] = {
+	{ K("name", CT_NAME, struct rb_host, name), .required = true, .note = "host name used below" },
+	{ K("url", CT_STR, struct rb_host, url), .required = true,
+	  .note = "local (this machine) or ssh://user@host[:port] (libssh2, strict host keys)" },
+	{ K("identity", CT_SECRET, struct rb_host, identity), .note = "SSH private key (mode 0600)" },
+	{ K("known_hosts", CT_PATH, struct rb_host, known_hosts),
+	  .note = "known_hosts holding the host's key (bascule trust-host)" },
+	{ 0 }
+};
+static const struct cfg_table host_table = { "host", sizeof(struct rb_host), host_keys };
+
+static const struct cfg_key check_keys[] = {
+	{ K("name", CT_NAME, struct rb_check, name), .required = true, .note = "check name" },
+	{ K("tcp", CT_STR, struct rb_check, tcp), .note = "HOST:PORT that must accept a connection" },
+	{ K("http", CT_STR, struct rb_check, http), .note = "http(s) URL fetched with libcurl" },
+	{ K("command", CT_STR, struct rb_check, command), .note = "shell command that must exit 0" },
+	{ K("host", CT_NAME, struct rb_check, host), .note = "where command runs (default: secondary)" },
+	{ K("expect_status", CT_UINT, struct rb_check, expect_status), .def = "200", .min = 100,
+	  .max = 599, .note = "http: the status wanted" },
+	{ K("expect_body", CT_STR, struct rb_check, expect_body),
+	  .note = "http: text the body must contain" },
+	{ K("ca_file", CT_PATH, struct rb_check, ca_file), .note = "https: CA bundle to trust" },
+	{ K("timeout", CT_DURATION, struct rb_check, timeout), .def = "5s", .min = 100000,
+	  .max = 3600000000ULL, .note = "limit of one attempt" },
+	{ K("retries", CT_UINT, struct rb_check, retries), .def = "30", .max = 100000,
+	  .note = "attempts after the first before the check fails" },
+	{ K("interval", CT_DURATION, struct rb_check, interval), .def = "2s", .min = 10000,
+	  .max = 3600000000ULL, .note = "pause between attempts" },
+	{ 0 }
+};
+static const struct cfg_table check_table = { "check", sizeof(struct rb_check), check_keys };
+
+static const struct cfg_key service_keys[] = {
+	{ K("name", CT_NAME, struct rb_service, name), .required = true, .note = "service (VM) name" },
+	{ K("group", CT_NAME, struct rb_service, group),
+	  .note = "Bascule group holding its disks (synced, promoted, cloned)" },
+	{ K("after", CT_STRLIST, struct rb_service, after),
+	  .note = "services that must be started and healthy first, e.g. [db]" },
+	{ K("stop", CT_STR, struct rb_service, stop), .note = "primary: stop it cleanly (waits until stopped)" },
+	{ K("force_stop", CT_STR, struct rb_service, force_stop),
+	  .note = "primary: run when stop exceeds stop_timeout" },
+	{ K("stop_timeout", CT_DURATION, struct rb_service, stop_timeout), .def = "2m",
+	  .min = 1000000, .max = 86400000000ULL, .note = "limit of stop before force_stop" },
+	{ K("start", CT_STR, struct rb_service, start), .required = true,
+	  .note = "secondary: start it on the promoted disks ($BASCULE_DISKS)" },
+	{ K("start_timeout", CT_DURATION, struct rb_service, start_timeout), .def = "5m",
+	  .min = 1000000, .max = 86400000000ULL, .note = "limit of start" },
+	{ K("restart", CT_STR, struct rb_service, restart),
+	  .note = "primary: start it again (abort, failback)" },
+	{ K("secondary_stop", CT_STR, struct rb_service, secondary_stop),
+	  .note = "secondary: stop it (abort, failback)" },
+	{ K("test_start", CT_STR, struct rb_service, test_start),
+	  .note = "test mode: start it on clones in an isolated network (default: start)" },
+	{ K("test_stop", CT_STR, struct rb_service, test_stop),
+	  .note = "test mode: stop it (default: secondary_stop)" },
+	{ K("disk_dir", CT_PATH, struct rb_service, disk_dir),
+	  .note = "secondary: where its promoted disks appear as DIR/SOURCE" },
+	{ K("checks", CT_LIST, struct rb_service, checks), .sub = &check_table,
+	  .note = "health checks run once it is started" },
+	{ 0 }
+};
+static const struct cfg_table service_table = { "service", sizeof(struct rb_service), service_keys };
+
+static const struct cfg_key switch_keys[] = {
+	{ K("name", CT_NAME, struct rb_switch, name), .required = true, .note = "switch name" },
+	{ K("host", CT_NAME, struct rb_switch, host), .note = "where it runs (default: secondary)" },
+	{ K("command", CT_STR, struct rb_switch, command), .required = true,
+	  .note = "move traffic to the secondary (DNS, VIP)" },
+	{ K("back", CT_STR, struct rb_switch, back), .note = "move traffic back (abort, failback)" },
+	{ K("timeout", CT_DURATION, struct rb_switch, timeout), .def = "1m", .min = 1000000,
+	  .max = 86400000000ULL, .note = "limit of the command" },
+	{ 0 }
+};
+static const struct cfg_table switch_table = { "switch", sizeof(struct rb_switch), switch_keys };
+
+static const struct cfg_key primary_keys[] = {
+	{ K("host", CT_NAME, struct rb_site, host), .required = true, .note = "the primary's host" },
+	{ K("bascule", CT_STR, struct rb_site, bascule), .def = "bascule",
+	  .note = "the bascule command there" },
+	{ K("control_socket", CT_PATH, struct rb_site, control_socket),
+	  .def = "/run/bascule/status.sock", .note = "basculed's status socket there" },
+	{ K("sync_timeout", CT_DURATION, struct rb_site, sync_timeout), .def = "10m",
+	  .min = 1000000, .max = 86400000000ULL, .note = "limit of the final sync" },
+	{ 0 }
+};
+static const struct cfg_table primary_table = { "primary", 0, primary_keys };
+
+static const struct cfg_key secondary_keys[] = {
+	{ K("host", CT_NAME, struct rb_site, host), .required = true, .note = "the secondary's host" },
+	{ K("bascule", CT_STR, struct rb_site, bascule), .def = "bascule",
+	  .note = "the bascule command there" },
+	{ K("replica_root", CT_PATH, struct rb_site, replica_root), .required = true,
+	  .note = "the replica directory (bascule recv --root)" },
+	{ K("site_key", CT_PATH, struct rb_site, site_key), .def = "/etc/bascule/site.key",
+	  .note = "the site key there" },
+	{ K("clone_dir", CT_PATH, struct rb_site, clone_dir),
+	  .note = "test mode: where clones go (default: REPLICA_ROOT/.drill-clones)" },
+	{ 0 }
+};
+static const struct cfg_table secondary_table = { "secondary", 0, secondary_keys };
+
+static const struct cfg_key objective_keys[] = {
+	{ K("rto", CT_DURATION, struct rb_objectives, rto), .required = true, .min = 1000000,
+	  .max = 31 * 86400000000ULL, .note = "recovery time objective" },
+	{ K("rpo", CT_DURATION, struct rb_objectives, rpo), .def = "0s",
+	  .note = "recovery point objective (data loss window)" },
+	{ 0 }
+};
+static const struct cfg_table objective_table = { "objectives", 0, objective_keys };
+
+static const struct cfg_key precheck_keys[] = {
+	{ K("max_lag", CT_DURATION, struct rb_prechecks, max_lag), .def = "5m",
+	  .note = "every group's replica lag must be under this (0: not checked)" },
+	{ K("min_free", CT_SIZE, struct rb_prechecks, min_free), .def = "0",
+	  .note = "free space wanted under the replica root (test mode: for clones)" },
+	{ K("require_connected", CT_BOOL, struct rb_prechecks, require_connected), .def = "true",
+	  .note = "every target must be connected" },
+	{ 0 }
+};
+static const struct cfg_table precheck_table = { "prechecks", 0, precheck_keys };
+
+static const struct cfg_key failback_keys[] = {
+	{ K("start", CT_STR, struct rb_failback, start),
+	  .note = "secondary: start the reverse replication (basculed towards the primary)" },
+	{ K("stop", CT_STR, struct rb_failback, stop), .note = "secondary: stop it" },
+	{ K("control_socket", CT_PATH, struct rb_failback, control_socket),
+	  .note = "secondary: the reverse daemon's status socket" },
+	{ K("replica_root", CT_PATH, struct rb_failback, replica_root),
+	  .note = "primary: where the reverse replication lands" },
+	{ K("site_key", CT_PATH, struct rb_failback, site_key), .def = "/etc/bascule/site.key",
+	  .note = "primary: the site key there" },
+	{ 0 }
+};
+static const struct cfg_table failback_table = { "failback", 0, failback_keys };
+
+static const struct cfg_key report_keys[] = {
+	{ K("dir", CT_PATH, struct rb_report, dir), .def = "/var/lib/bascule/drills",
+	  .note = "where reports (JSON, HTML) are written" },
+	{ K("signing_key", CT_SECRET, struct rb_report, signing_key),
+	  .note = "Ed25519 key signing the report (bascule keygen signing FILE)" },
+	{ 0 }
+};
+static const struct cfg_table report_table = { "report", 0, report_keys };
+
+static const struct cfg_key top_keys[] = {
+	{ K("name", CT_STR, struct runbook, name), .required = true, .note = "what this runbook recovers" },
+	{ K("objectives", CT_MAP, struct runbook, objectives), .required = true,
+	  .sub = &objective_table, .note = "RTO and RPO to meet" },
+	{ K("hosts", CT_LIST, struct runbook, hosts), .required = true, .sub = &host_table,
+	  .note = "machines the drill acts on" },
+	{ K("primary", CT_MAP, struct runbook, primary), .required = true, .sub = &primary_table,
+	  .note = "the production site" },
+	{ K("secondary", CT_MAP, struct runbook, secondary), .required = true, .sub = &secondary_table,
+	  .note = "the recovery site" },
+	{ K("prechecks", CT_MAP, struct runbook, prechecks), .sub = &precheck_table,
+	  .note = "conditions checked before anything is touched" },
+	{ K("services", CT_LIST, struct runbook, services), .required = true, .sub = &service_table,
+	  .note = "the services (VMs), stopped and started in order" },
+	{ K("switch", CT_LIST, struct runbook, switches), .sub = &switch_table,
+	  .note = "traffic switch commands, run once every check is green" },
+	{ K("failback", CT_MAP, struct runbook, failback), .sub = &failback_table,
+	  .note = "failback mode: the reverse replication" },
+	{ K("report", CT_MAP, struct runbook, report), .sub = &report_table, .note = "reports" },
+	{ K("state_dir", CT_PATH, struct runbook, state_dir), .def = "/var/lib/bascule/drills",
+	  .note = "drill journal (resume, abort)" },
+	{ K("consistent", CT_BOOL, struct runbook, consistent), .def = "true",
+	  .note = "unplanned: promote only point-in-time (consistent) epochs" },
+	{ 0 }
+};
+static const struct cfg_table top_table = { "runbook", sizeof(struct runbook), top_keys };
+
+#define POSERR(rb, pos, ...) rb_err((rb)->file, (pos).line, (pos).col, __VA_ARGS__)
+
+static int rb_err(const char *file, int line, int col, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int rb_err(const char *file, int line, int col, const char *fmt, ...)
+{
+	char msg[600];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return err_set(EINVAL, "%s:%d:%d: %s", file, line, col, msg);
+}
+
+const struct rb_host *runbook_host(const struct runbook *rb, const char *name)
+{
+	long i = yamltab_find(&rb->hosts, sizeof(struct rb_host), name);
+	return i < 0 ? NULL : RB_HOST(rb, i);
+}
+
+static int need_host(const struct runbook *rb, struct cfg_pos pos, const char *name, const char *what)
+{
+	if (name && !runbook_host(rb, name))
+		return POSERR(rb, pos, "%s names host '%s', which is not in hosts", what, name);
+	return 0;
+}
+
+/* Waves: a service starts in the wave after the last of its dependencies. */
+static int compute_waves(struct runbook *rb)
+{
+	size_t n = rb->services.n;
+	bool changed = true;
+
+	for (size_t i = 0; i < n; i++)
+		RB_SVC(rb, i)->wave = 1;
+	for (size_t round = 0; changed; round++) {
+		changed = false;
+		if (round > n) {
+			for (size_t i = 0; i < n; i++)
+				if ((size_t)RB_SVC(rb, i)->wave > n)
+					return POSERR(rb, RB_SVC(rb, i)->pos, "service '%s' is part of a "
+						      "dependency cycle in 'after'; break the cycle",
+						      RB_SVC(rb, i)->name);
+		}
+		for (size_t i = 0; i < n; i++) {
+			struct rb_service *s = RB_SVC(rb, i);
+			for (size_t k = 0; k < s->after.n; k++) {
+				long d = yamltab_find(&rb->services, sizeof(*s), ((char **)s->after.items)[k]);
+				if (d >= 0 && RB_SVC(rb, d)->wave >= s->wave && s->wave <= (int)n + 1) {
+					s->wave = RB_SVC(rb, d)->wave + 1;
+					changed = true;
+				}
+			}
+		}
+	}
+	rb->n_waves = 0;
+	for (size_t i = 0; i < n; i++)
+		if (RB_SVC(rb, i)->wave > rb->n_waves)
+			rb->n_waves = RB_SVC(rb, i)->wave;
+	return 0;
+}
+
+static int cross_check(struct runbook *rb)
+{
+	int r;
+
+	if ((r = yamltab_unique(rb->file, &rb->hosts, sizeof(struct rb_host), "host")) < 0 ||
+	    (r = yamltab_unique(rb->file, &rb->services, sizeof(struct rb_service), "service")) < 0 ||
+	    (r = yamltab_unique(rb->file, &rb->switches, sizeof(struct rb_switch), "switch")) < 0)
+		return r;
+	for (size_t i = 0; i < rb->hosts.n; i++) {
+		struct rb_host *h = RB_HOST(rb, i);
+		struct ssh_url u;
+		char url[4200];
+		if (!strcmp(h->url, "local"))
+			continue;
+		/* ssh_url_parse wants a path; a host URL has none. */
+		snprintf(url, sizeof(url), "%s%s", h->url, strchr(h->url + 6, '/') ? "" : "/drill");
+		if (strncmp(h->url, "ssh://", 6) != 0 || ssh_url_parse(url, &u) < 0)
+			return POSERR(rb, h->pos, "host '%s': url must be 'local' or ssh://user@host[:port], "
+				      "got '%s'", h->name, h->url);
+		if (!h->identity || !h->known_hosts)
+			return POSERR(rb, h->pos, "host '%s': an ssh:// host needs identity (the SSH "
+				      "private key) and known_hosts", h->name);
+	}
+	if ((r = need_host(rb, (struct cfg_pos){ 1, 1 }, rb->primary.host, "primary")) < 0 ||
+	    (r = need_host(rb, (struct cfg_pos){ 1, 1 }, rb->secondary.host, "secondary")) < 0)
+		return r;
+	for (size_t i = 0; i < rb->services.n; i++) {
+		struct rb_service *s = RB_SVC(rb, i);
+		if ((r = yamltab_unique(rb->file, &s->checks, sizeof(struct rb_check), "check")) < 0)
+			return r;
+		for (size_t k = 0; k < s->after.n; k++) {
+			const char *d = ((char **)s->after.items)[k];
+			if (yamltab_find(&rb->services, sizeof(*s), d) < 0)
+				return POSERR(rb, s->pos, "service '%s' starts after '%s', which is not a "
+					      "service of this runbook", s->name, d);
+			if (!strcmp(d, s->name))
+				return POSERR(rb, s->pos, "service '%s' cannot start after itself", s->name);
+		}
+		if (s->force_stop && !s->stop)
+			return POSERR(rb, s->pos, "service '%s' has force_stop but no stop", s->name);
+		for (size_t k = 0; k < s->checks.n; k++) {
+			struct rb_check *c = RB_CHECK(s, k);
+			int kinds = !!c->tcp + !!c->http + !!c->command;
+			if (kinds != 1)
+				return POSERR(rb, c->pos, "check '%s' of service '%s' must have exactly one "
+					      "of tcp, http or command (it has %d)", c->name, s->name, kinds);
+			if (c->http && strncmp(c->http, "http://", 7) && strncmp(c->http, "https://", 8))
+				return POSERR(rb, c->pos, "check '%s': http must be an http:// or https:// "
+					      "URL, got '%s'", c->name, c->http);
+			if (c->tcp) {
+				const char *colon = strrchr(c->tcp, ':');
+				char *end;
+				long port = colon ? strtol(colon + 1, &end, 10) : 0;
+				if (!colon || colon == c->tcp || *end || port < 1 || port > 65535)
+					return POSERR(rb, c->pos, "check '%s': tcp must be HOST:PORT, got '%s'",
+						      c->name, c->tcp);
+			}
+			if ((r = need_host(rb, c->pos, c->host, "check")) < 0)
+				return r;
+		}
+	}
+	for (size_t i = 0; i < rb->switches.n; i++)
+		if ((r = need_host(rb, RB_SW(rb, i)->pos, RB_SW(rb, i)->host, "switch")) < 0)
+			return r;
+	if (!rb->secondary.clone_dir) {
+		size_t n = strlen(rb->secondary.replica_root) + 32;
+		if (!(rb->secondary.clone_dir = malloc(n)))
+			return -ENOMEM;
+		snprintf(rb->secondary.clone_dir, n, "%s/.drill-clones", rb->secondary.replica_root);
+	}
+	return compute_waves(rb);
+}
+
+int runbook_parse(const char *name, const char *text, size_t len, bool check_files,
+		  struct runbook **ret)
+{
+	struct runbook *rb = calloc(1, sizeof(*rb));
+	int r;
+
+	if (!rb)
+		return -ENOMEM;
+	if (!(rb->file = strdup(name))) {
+		free(rb);
+		return -ENOMEM;
+	}
+	crypto_generichash(rb->digest, sizeof(rb->digest), (const uint8_t *)text, len, NULL, 0);
+	r = yamltab_parse(name, text, len, check_files, &top_table, rb);
+	if (r == 0)
+		r = cross_check(rb);
+	if (r < 0) {
+		runbook_free(rb);
+		return r;
+	}
+	*ret = rb;
+	return 0;
+}
+
+int runbook_load(const char *path, struct runbook **ret)
+{
+	char *text = NULL;
+	size_t len;
+	int r;
+
+	r = fs_read_all(path, 1 << 20, &text, &len);
+	if (r < 0)
+		return err_set(r == -EFBIG ? EINVAL : r, "cannot read runbook %s: %s", path,
+			       r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
+	r = runbook_parse(path, text, len, true, ret);
+	free(text);
+	return r;
+}
+
+void runbook_free(struct runbook *rb)
+{
+	if (!rb)
+		return;
+	yamltab_free(&top_table, rb);
+	free(rb->file);
+	free(rb);
+}
+
+void runbook_print_reference(void)
+{
+	yamltab_print(&top_table, "");
+}

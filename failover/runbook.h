@@ -1,0 +1,111 @@
+/* runbook.h - the failover runbook (runbook(5)): what a drill does.
+ * Parsed with lib/yamltab like the daemon's config; errors name
+ * FILE:LINE:COLUMN. */
+#pragma once
+#include "yamltab.h"
+#include <stdbool.h>
+#include <stdint.h>
+
+struct rb_host {
+	struct cfg_pos pos;
+	char *name;
+	char *url;             /* "local" or ssh://user@host[:port] */
+	char *identity, *known_hosts;
+};
+
+struct rb_check {
+	struct cfg_pos pos;
+	char *name;
+	char *tcp;             /* host:port */
+	char *http;            /* URL (http or https) */
+	char *command;         /* shell command; passes when it exits 0 */
+	char *host;            /* where the command runs (default: the secondary) */
+	uint64_t expect_status;
+	char *expect_body;     /* substring the body must contain */
+	char *ca_file;         /* https: CA bundle to trust */
+	uint64_t timeout;      /* usec, per attempt */
+	uint64_t retries;
+	uint64_t interval;     /* usec between attempts */
+};
+
+struct rb_service {
+	struct cfg_pos pos;
+	char *name;
+	char *group;           /* Bascule group holding its disks, may be NULL */
+	struct cfg_list after; /* names of services started before this one */
+	char *stop, *force_stop, *start, *restart, *secondary_stop, *test_start, *test_stop;
+	uint64_t stop_timeout, start_timeout;
+	char *disk_dir;        /* promoted disks appear here on the secondary */
+	struct cfg_list checks;/* struct rb_check */
+	int wave;              /* computed: 1 = no dependencies */
+};
+
+struct rb_switch {
+	struct cfg_pos pos;
+	char *name;
+	char *host;            /* default: the secondary */
+	char *command;         /* move traffic to the secondary */
+	char *back;            /* move it back (abort, failback) */
+	uint64_t timeout;
+};
+
+struct rb_site {
+	char *host;
+	char *bascule;         /* the bascule command on that host */
+	char *control_socket;  /* primary: basculed's status socket */
+	char *replica_root;    /* secondary: bascule recv --root */
+	char *site_key;        /* secondary: the site key */
+	char *clone_dir;       /* secondary: test-mode clones */
+	uint64_t sync_timeout;
+};
+
+struct rb_prechecks {
+	uint64_t max_lag;      /* usec; 0 = not checked */
+	uint64_t min_free;     /* bytes free under the replica root; 0 = not checked */
+	bool require_connected;
+};
+
+struct rb_failback {
+	char *control_socket;  /* the reverse daemon's socket on the secondary */
+	char *start;           /* command starting the reverse replication */
+	char *stop;            /* command stopping it */
+	char *replica_root;    /* its replica root on the primary */
+	char *site_key;        /* site key on the primary */
+};
+
+struct rb_objectives {
+	uint64_t rto, rpo;     /* usec */
+};
+
+struct rb_report {
+	char *dir, *signing_key;
+};
+
+struct runbook {
+	char *file;
+	uint8_t digest[32];    /* BLAKE2b of the file's bytes */
+	char *name;
+	struct rb_objectives objectives;
+	struct rb_site primary, secondary;
+	struct rb_prechecks prechecks;
+	struct rb_failback failback;
+	struct rb_report report;
+	char *state_dir;
+	bool consistent;       /* unplanned: promote only consistent epochs */
+	struct cfg_list hosts;    /* struct rb_host */
+	struct cfg_list services; /* struct rb_service */
+	struct cfg_list switches; /* struct rb_switch */
+	int n_waves;
+};
+
+#define RB_HOST(rb, i) (&((struct rb_host *)(rb)->hosts.items)[i])
+#define RB_SVC(rb, i) (&((struct rb_service *)(rb)->services.items)[i])
+#define RB_SW(rb, i) (&((struct rb_switch *)(rb)->switches.items)[i])
+#define RB_CHECK(s, i) (&((struct rb_check *)(s)->checks.items)[i])
+
+int runbook_load(const char *path, struct runbook **ret);
+int runbook_parse(const char *name, const char *text, size_t len, bool check_files,
+		  struct runbook **ret);
+void runbook_free(struct runbook *rb);
+const struct rb_host *runbook_host(const struct runbook *rb, const char *name);
+void runbook_print_reference(void);
