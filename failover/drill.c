@@ -1103,15 +1103,18 @@ out:
 	return rc;
 }
 
-static int run_steps(struct drill *d, bool keep_going)
+/* Run the drill's steps (ABORTING false: stop at the first failure) or the
+ * abort's steps (true: every one is tried). */
+static int run_steps(struct drill *d, bool aborting)
 {
+	bool keep_going = aborting;
 	int first_err = 0;
 
 	for (size_t i = 0; i < d->n;) {
 		size_t j = i + 1;
 		int rc;
 		if (d->steps[i].status == SS_DONE || d->steps[i].status == SS_SKIPPED ||
-		    (!keep_going && d->steps[i].abort)) {
+		    d->steps[i].abort != aborting) {
 			i++;
 			continue;
 		}
@@ -1215,11 +1218,18 @@ int drill_abort(struct drill *d)
 		if (a)
 			a->abort = true;
 	}
-	for (size_t k = 0; k < n0; k++)
+	for (size_t k = 0; k < n0; k++) {
 		if (d->steps[k].status == SS_PENDING) {
 			d->steps[k].status = SS_SKIPPED;
 			step_msg(&d->steps[k], "not run: the drill was aborted");
+		} else if (d->steps[k].status == SS_RUNNING) {
+			/* Interrupted (the orchestrator died): it did not finish. */
+			d->steps[k].status = SS_FAILED;
+			if (!d->steps[k].end)
+				d->steps[k].end = d->steps[k].start;
+			step_msg(&d->steps[k], "interrupted: the drill stopped during this step");
 		}
+	}
 	say(d, "aborting drill %s: %zu step%s bring production back", d->id, d->n - n0,
 	    d->n - n0 == 1 ? "" : "s");
 	rc = run_steps(d, true);

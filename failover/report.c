@@ -389,9 +389,10 @@ static void svg_timeline(FILE *f, json_t *r)
 			   "stroke-dasharray=\"2,2\"/>\n", X(rto0), TOP - 5, X(rto0), H - 30);
 		if (jint(ach, "rto_end_us"))
 			fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#2e8b57\" "
-				   "stroke-width=\"2\"/><text x=\"%d\" y=\"%d\" fill=\"#2e8b57\">RTO %s</text>\n",
+				   "stroke-width=\"2\"/><text x=\"%d\" y=\"%d\" fill=\"#2e8b57\" "
+				   "text-anchor=\"end\">achieved RTO %s</text>\n",
 				X(jint(ach, "rto_end_us")), TOP - 5, X(jint(ach, "rto_end_us")), H - 30,
-				X(jint(ach, "rto_end_us")) - 80, TOP - 16, dur(jint(ach, "rto_us"), b, sizeof(b)));
+				X(jint(ach, "rto_end_us")) - 4, H - 34, dur(jint(ach, "rto_us"), b, sizeof(b)));
 	}
 	if (line_in)
 		fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#c0392b\" "
@@ -399,8 +400,8 @@ static void svg_timeline(FILE *f, json_t *r)
 			   "text-anchor=\"end\">RTO objective</text>\n",
 			X(rto_line), TOP - 5, X(rto_line), H - 30, X(rto_line) - 4, H - 34);
 	else
-		fprintf(f, "<text x=\"%d\" y=\"%d\" fill=\"#c0392b\" text-anchor=\"end\">RTO objective "
-			   "(%s) is beyond the right edge →</text>\n", W - 4, TOP - 16,
+		fprintf(f, "<text x=\"%d\" y=\"%d\" fill=\"#c0392b\">RTO objective "
+			   "(%s) is beyond the right edge →</text>\n", L, TOP - 16,
 			dur(jint(obj, "rto_us"), b, sizeof(b)));
 	fprintf(f, "</svg>\n");
 #undef X

@@ -188,10 +188,11 @@ int cmd_replica(int argc, char **argv)
 		return cmd_fail("replica", rc);
 	if (have_to)
 		po.epoch = to;
-	/* promote takes over from a receiver left by a dead link; clone and list
-	 * read while bascule recv goes on. */
+	/* promote and demote take over from a receiver (one left by a dead link,
+	 * or one the daemon keeps connected); clone and list read while bascule
+	 * recv goes on. */
 	if ((rc = replica_open_mode(root, false, !strcmp(verb, "list") || !strcmp(verb, "clone"),
-				    !strcmp(verb, "promote"), key, &r)) < 0) {
+				    !strcmp(verb, "promote") || !strcmp(verb, "demote"), key, &r)) < 0) {
 		key_free(key);
 		return cmd_fail("replica", rc);
 	}

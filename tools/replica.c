@@ -74,6 +74,20 @@ static int seed_paths(struct replica *r, const char *group, const char *source, 
 
 /* ---- group state ---- */
 
+/* Files written by root (bascule replica run by an operator or a drill) keep
+ * the replica's owner, so the receiving user can go on writing them. */
+static int keep_owner(const struct replica *r, const char *path)
+{
+	struct stat st;
+
+	if (geteuid() != 0 || stat(r->meta, &st) < 0 || st.st_uid == 0)
+		return 0;
+	if (lchown(path, st.st_uid, st.st_gid) < 0)
+		return err_set(errno, "cannot give %s back to the replica's owner (uid %u): %s", path,
+			       (unsigned)st.st_uid, strerror(errno));
+	return 0;
+}
+
 static int state_write(struct replica *r, const struct rstate *s)
 {
 	char path[RPATH];
@@ -107,6 +121,8 @@ static int state_write(struct replica *r, const struct rstate *s)
 	}
 	if (!rc && !(rc = gpath(r, path, sizeof(path), s->group, "state")))
 		rc = fs_write_atomic(path, b.p, b.len, 0600);
+	if (!rc)
+		rc = keep_owner(r, path);
 	wbuf_free(&b);
 	return rc;
 }
@@ -1884,7 +1900,8 @@ int replica_promote(struct replica *r, const char *group, const struct promote_o
 			 (unsigned long long)pi.epoch, (unsigned long long)pi.cut_time,
 			 (unsigned long long)pi.promoted_time);
 		if ((rc = gpath(r, path, sizeof(path), group, "promoted")) < 0 ||
-		    (rc = fs_write_atomic(path, line, strlen(line), 0600)) < 0)
+		    (rc = fs_write_atomic(path, line, strlen(line), 0600)) < 0 ||
+		    (rc = keep_owner(r, path)) < 0)
 			return rc;
 	}
 	pi.flags = s.flags;

@@ -32,13 +32,14 @@ sites_down() {
 }
 EXIT_HOOKS+=(sites_down)
 
-# start_sshd NAME NS ADDR: a real sshd for the test user, keys under $T/ssh-NAME
+# start_sshd NAME NS ADDR [USER]: a real sshd for USER (default: the test
+# user; root is allowed with keys only), keys under $T/ssh-NAME
 start_sshd() {
-	local name=$1 ns=$2 addr=$3 d="$T/ssh-$1"
+	local name=$1 ns=$2 addr=$3 d="$T/ssh-$1" user=${4:-$SSH_USER}
 	mkdir -p "$d" /run/sshd
 	[ -f "$d/host_key" ] || ssh-keygen -q -t ed25519 -N "" -f "$d/host_key" -C "$name"
 	touch "$d/authorized_keys"
-	chown "$SSH_USER" "$d/authorized_keys"; chmod 600 "$d/authorized_keys"
+	chown "$user" "$d/authorized_keys"; chmod 600 "$d/authorized_keys"
 	cat > "$d/sshd_config" <<CONF
 ListenAddress $addr:22
 HostKey $d/host_key
@@ -48,8 +49,8 @@ StrictModes no
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
-PermitRootLogin no
-AllowUsers $SSH_USER
+PermitRootLogin $([ "$user" = root ] && echo prohibit-password || echo no)
+AllowUsers $user
 LogLevel VERBOSE
 ClientAliveInterval 10
 CONF

@@ -9,8 +9,9 @@
 # found on its disk at boot.  A guest booted from a replica therefore proves
 # how much of what its predecessor wrote made it across.
 #   vm_prepare                       kernel + initramfs into $VM_DIR (cached)
-#   vm_start NAME DISK PORT [net-opts]  boot a guest (KVM if usable, else TCG);
-#                                    pid in $T/vm-NAME.pid, console $T/vm-NAME.console
+#   vm_qemu_cmd NAME DISK PORT [net-opts]  the command booting a guest (KVM if
+#                                    usable, else TCG); pid in $T/vm-NAME.pid,
+#                                    console appended to $T/vm-NAME.console
 #   vm_last_written CONSOLE          highest N the guest reported written
 #   vm_boot_seq PORT                 boot_seq from the guest's HTTP status
 VM_CACHE=${BASCULE_TEST_CACHE:-/var/cache/bascule-test}
@@ -99,11 +100,13 @@ vm_accel() {
 	echo "guests run with accel=$VM_ACCEL" >&2
 }
 
-# vm_qemu_cmd NAME DISK PORT [NETOPTS]: the command line that boots a guest
+# vm_qemu_cmd NAME DISK PORT [NETOPTS]: the command line that boots a guest;
+# its console is appended to $T/vm-NAME.console, its pid in $T/vm-NAME.pid.
 vm_qemu_cmd() {
 	local name=$1 disk=$2 port=$3 netopts=${4:-} accel=${VM_ACCEL:-tcg}
 	echo "qemu-system-x86_64 -name $name -machine q35,accel=$accel -m 160 -smp 1 -nodefaults -no-user-config \
--display none -serial file:$T/vm-$name.console -kernel $VM_DIR/vmlinuz -initrd $VM_DIR/initramfs.gz \
+-display none -chardev file,id=con,path=$T/vm-$name.console,append=on -serial chardev:con \
+-kernel $VM_DIR/vmlinuz -initrd $VM_DIR/initramfs.gz \
 -append 'console=ttyS0 quiet panic=-1' -no-reboot \
 -drive file=$disk,format=raw,if=virtio,cache=writeback \
 -nic user,model=virtio-net-pci${netopts:+,$netopts},hostfwd=tcp:127.0.0.1:$port-:80 \
@@ -111,9 +114,11 @@ vm_qemu_cmd() {
 }
 
 vm_last_written() {
-	grep -a -o 'bascule-guest: wrote [0-9]*' "$1" 2>/dev/null | tail -1 | awk '{ print $3 + 0 }'
+	[ -f "$1" ] || { echo 0; return 0; }
+	awk 'match($0, /bascule-guest: wrote [0-9]+/) { n = substr($0, RSTART + 21, RLENGTH - 21) + 0 }
+	     END { print n + 0 }' "$1"
 }
 
 vm_boot_seq() {
-	curl -s -m 2 "http://127.0.0.1:$1/status" | sed -n 's/^boot_seq=//p'
+	{ curl -s -m 2 "http://127.0.0.1:$1/status" || true; } | sed -n 's/^boot_seq=//p'
 }
