@@ -71,7 +71,7 @@ $(B)/bascule: $(TOOLS_OBJ) $(B)/libbascule.a
 
 $(B)/tests/%: tests/unit/%.c $(B)/libbascule.a $(B)/libdaemon.a $(B)/libtools.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Idaemon -Itools $(LDFLAGS) -o $@ $< $(B)/libdaemon.a $(B)/libtools.a \
+	$(CC) $(CFLAGS) -Idaemon -Itools -Ifailover $(LDFLAGS) -o $@ $< $(B)/libdaemon.a $(B)/libtools.a \
 		$(B)/libbascule.a $(LIBS) -lcmocka
 
 $(B)/tests/%: tests/helpers/%.c $(B)/libbascule.a

@@ -209,7 +209,9 @@ static int need_host(const struct runbook *rb, struct cfg_pos pos, const char *n
 	return 0;
 }
 
-/* Waves: a service starts in the wave after the last of its dependencies. */
+/* Waves: a service starts in the wave after the last of its dependencies.
+ * Without a cycle the waves settle within N rounds (a chain of N services
+ * has N waves); a wave beyond N means a cycle. */
 static int compute_waves(struct runbook *rb)
 {
 	size_t n = rb->services.n;
@@ -217,26 +219,23 @@ static int compute_waves(struct runbook *rb)
 
 	for (size_t i = 0; i < n; i++)
 		RB_SVC(rb, i)->wave = 1;
-	for (size_t round = 0; changed; round++) {
+	for (size_t round = 0; changed && round <= n; round++) {
 		changed = false;
-		if (round > n) {
-			for (size_t i = 0; i < n; i++)
-				if ((size_t)RB_SVC(rb, i)->wave > n)
-					return POSERR(rb, RB_SVC(rb, i)->pos, "service '%s' is part of a "
-						      "dependency cycle in 'after'; break the cycle",
-						      RB_SVC(rb, i)->name);
-		}
 		for (size_t i = 0; i < n; i++) {
 			struct rb_service *s = RB_SVC(rb, i);
 			for (size_t k = 0; k < s->after.n; k++) {
 				long d = yamltab_find(&rb->services, sizeof(*s), ((char **)s->after.items)[k]);
-				if (d >= 0 && RB_SVC(rb, d)->wave >= s->wave && s->wave <= (int)n + 1) {
+				if (d >= 0 && RB_SVC(rb, d)->wave >= s->wave) {
 					s->wave = RB_SVC(rb, d)->wave + 1;
 					changed = true;
 				}
 			}
 		}
 	}
+	for (size_t i = 0; i < n; i++)
+		if ((size_t)RB_SVC(rb, i)->wave > n)
+			return POSERR(rb, RB_SVC(rb, i)->pos, "service '%s' is part of a dependency "
+				      "cycle in 'after'; break the cycle", RB_SVC(rb, i)->name);
 	rb->n_waves = 0;
 	for (size_t i = 0; i < n; i++)
 		if (RB_SVC(rb, i)->wave > rb->n_waves)

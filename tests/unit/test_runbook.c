@@ -1,0 +1,258 @@
+/* Unit tests: the failover runbook (every error names FILE:LINE:COLUMN), the
+ * boot waves, the steps planned for each mode, and report signatures. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "drill.h"
+#include "err.h"
+#include "fsutil.h"
+#include "report.h"
+#include "runbook.h"
+#include "sign.h"
+
+static const char base[] =
+	"name: test\n"
+	"objectives: {rto: 1h, rpo: 0s}\n"
+	"hosts:\n"
+	"  - name: a\n"
+	"    url: local\n"
+	"  - name: b\n"
+	"    url: ssh://drill@192.0.2.10:2222\n"
+	"    identity: /etc/bascule/id\n"
+	"    known_hosts: /etc/bascule/known_hosts\n"
+	"primary: {host: a}\n"
+	"secondary: {host: b, replica_root: /srv/replica}\n"
+	"services:\n"
+	"  - name: web\n"
+	"    group: web\n"
+	"    after: [db, cache]\n"
+	"    start: start web\n"
+	"    stop: stop web\n"
+	"  - name: db\n"
+	"    group: db\n"
+	"    start: start db\n"
+	"    stop: stop db\n"
+	"    checks:\n"
+	"      - name: pg\n"
+	"        tcp: 10.0.0.1:5432\n"
+	"  - name: cache\n"
+	"    after: [db]\n"
+	"    start: start cache\n";
+
+static int parse(const char *text, struct runbook **rb)
+{
+	return runbook_parse("rb.yaml", text, strlen(text), false, rb);
+}
+
+static void expect_error(const char *text, const char *want)
+{
+	struct runbook *rb = NULL;
+	int r = parse(text, &rb);
+
+	if (r == 0 || !strstr(err_msg(r), want))
+		fail_msg("wanted an error containing '%s', got: %s", want, r ? err_msg(r) : "success");
+	assert_null(rb);
+}
+
+/* BASE with FROM replaced by TO. */
+static char *edit(const char *from, const char *to)
+{
+	const char *p = strstr(base, from);
+	char *out;
+
+	assert_non_null(p);
+	out = malloc(strlen(base) + strlen(to) + 1);
+	memcpy(out, base, (size_t)(p - base));
+	strcpy(out + (p - base), to);
+	strcat(out, p + strlen(from));
+	return out;
+}
+
+static void test_waves(void **state)
+{
+	struct runbook *rb = NULL;
+	(void)state;
+	assert_int_equal(parse(base, &rb), 0);
+	assert_int_equal(rb->n_waves, 3);
+	assert_int_equal(RB_SVC(rb, 0)->wave, 3); /* web after db and cache */
+	assert_int_equal(RB_SVC(rb, 1)->wave, 1); /* db */
+	assert_int_equal(RB_SVC(rb, 2)->wave, 2); /* cache after db */
+	assert_int_equal(rb->objectives.rto, 3600000000ULL);
+	assert_string_equal(rb->secondary.clone_dir, "/srv/replica/.drill-clones");
+	assert_int_equal(RB_CHECK(RB_SVC(rb, 1), 0)->retries, 30); /* default */
+	runbook_free(rb);
+}
+
+static void test_errors(void **state)
+{
+	char *t;
+	(void)state;
+	expect_error("name: x\n", "rb.yaml:1:1: runbook is missing the required key 'objectives'");
+	t = edit("    after: [db]\n", "    after: [web]\n");
+	expect_error(t, "part of a dependency cycle");
+	free(t);
+	t = edit("    after: [db, cache]\n", "    after: [db, nope]\n");
+	expect_error(t, "rb.yaml:13:5: service 'web' starts after 'nope', which is not a service");
+	free(t);
+	t = edit("        tcp: 10.0.0.1:5432\n", "        tcp: 10.0.0.1:5432\n        command: true\n");
+	expect_error(t, "rb.yaml:23:9: check 'pg' of service 'db' must have exactly one of tcp, http or command");
+	free(t);
+	t = edit("        tcp: 10.0.0.1:5432\n", "        tcp: 10.0.0.1\n");
+	expect_error(t, "rb.yaml:23:9: check 'pg': tcp must be HOST:PORT");
+	free(t);
+	t = edit("        tcp: 10.0.0.1:5432\n", "        http: ftp://x/\n");
+	expect_error(t, "check 'pg': http must be an http:// or https:// URL");
+	free(t);
+	t = edit("primary: {host: a}\n", "primary: {host: z}\n");
+	expect_error(t, "primary names host 'z', which is not in hosts");
+	free(t);
+	t = edit("    url: local\n", "    url: telnet://a\n");
+	expect_error(t, "rb.yaml:4:5: host 'a': url must be 'local' or ssh://user@host[:port]");
+	free(t);
+	t = edit("objectives: {rto: 1h, rpo: 0s}\n", "objectives: {rto: soon, rpo: 0s}\n");
+	expect_error(t, "rb.yaml:2:19: rto must be a duration");
+	free(t);
+	t = edit("    start: start cache\n", "    stop: x\n");
+	expect_error(t, "rb.yaml:25:5: service is missing the required key 'start'");
+	free(t);
+	t = edit("    after: [db]\n", "    after: db\n");
+	expect_error(t, "rb.yaml:26:12: after must be a list of names");
+	free(t);
+	t = edit("  - name: cache\n", "  - name: db\n");
+	expect_error(t, "service name 'db' is used twice");
+	free(t);
+	t = edit("    stop: stop db\n", "    stop: stop db\n    colour: red\n");
+	expect_error(t, "rb.yaml:22:5: unknown key 'colour' in service");
+	free(t);
+}
+
+static bool has_kind(const struct drill *d, enum step_kind k)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (d->steps[i].kind == k)
+			return true;
+	return false;
+}
+
+static void test_plans(void **state)
+{
+	struct runbook *rb = NULL;
+	struct drill *d = NULL;
+	(void)state;
+	assert_int_equal(parse(base, &rb), 0);
+	/* planned: stops dependents first, syncs before promoting, starts in waves */
+	assert_int_equal(drill_plan(rb, MODE_PLANNED, &d), 0);
+	{
+		int stop_web = -1, stop_db = -1, sync = -1, promote = -1, start_db = -1, start_web = -1;
+		for (size_t i = 0; i < d->n; i++) {
+			struct step *s = &d->steps[i];
+			if (s->kind == ST_STOP && !strcmp(s->service, "web")) stop_web = (int)i;
+			if (s->kind == ST_STOP && !strcmp(s->service, "db")) stop_db = (int)i;
+			if (s->kind == ST_SYNC && sync < 0) sync = (int)i;
+			if (s->kind == ST_PROMOTE) promote = (int)i;
+			if (s->kind == ST_START && !strcmp(s->service, "db")) start_db = (int)i;
+			if (s->kind == ST_START && !strcmp(s->service, "web")) start_web = (int)i;
+		}
+		assert_true(stop_web >= 0 && stop_web < stop_db);
+		assert_true(stop_db < sync && sync < promote && promote < start_db && start_db < start_web);
+	}
+	drill_free(d);
+	assert_int_equal(drill_plan(rb, MODE_UNPLANNED, &d), 0);
+	assert_false(has_kind(d, ST_STOP));
+	assert_false(has_kind(d, ST_SYNC));
+	assert_true(has_kind(d, ST_PROMOTE));
+	drill_free(d);
+	assert_int_equal(drill_plan(rb, MODE_TEST, &d), 0);
+	assert_false(has_kind(d, ST_PROMOTE));
+	assert_false(has_kind(d, ST_STOP));
+	assert_true(has_kind(d, ST_CLONE) && has_kind(d, ST_UNCLONE) && has_kind(d, ST_TEST_STOP));
+	drill_free(d);
+	runbook_free(rb);
+}
+
+/* A report signed, then each kind of tampering refused. */
+static void test_report_signature(void **state)
+{
+	char dir[] = "/tmp/bascule-unit-XXXXXX", key[256], pub[256], jp[4400], hp[4400], who[17];
+	struct runbook *rb = NULL;
+	struct drill *d = NULL;
+	json_t *r, *doc;
+	char *text;
+	size_t len;
+	FILE *f;
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(key, sizeof(key), "%s/sign.key", dir);
+	snprintf(pub, sizeof(pub), "%s/sign.key.pub", dir);
+	assert_int_equal(sign_keygen(key), 0);
+	assert_int_equal(parse(base, &rb), 0);
+	assert_int_equal(drill_plan(rb, MODE_PLANNED, &d), 0);
+	snprintf(d->status, sizeof(d->status), "done");
+	r = report_build(d);
+	assert_int_equal(report_sign(r, key, &doc), 0);
+	assert_int_equal(report_write(doc, dir, jp, hp, sizeof(jp)), 0);
+	assert_int_equal(report_verify(jp, pub, who, sizeof(who)), 0);
+	assert_int_equal(report_verify(hp, pub, who, sizeof(who)), 0);
+	assert_int_equal(report_verify(hp, NULL, who, sizeof(who)), 0);
+	/* change a figure in the JSON */
+	assert_int_equal(fs_read_all(jp, 1 << 24, &text, &len), 0);
+	*strstr(text, "\"mode\": \"planned\"") = ' ';
+	f = fopen(jp, "w");
+	fwrite(text, 1, len, f);
+	fclose(f);
+	free(text);
+	assert_int_equal(report_verify(jp, pub, who, sizeof(who)), -EINVAL); /* no longer JSON */
+	/* change the visible page only */
+	assert_int_equal(fs_read_all(hp, 1 << 24, &text, &len), 0);
+	strstr(text, "<h1>")[1] = 'H';
+	f = fopen(hp, "w");
+	fwrite(text, 1, len, f);
+	fclose(f);
+	free(text);
+	assert_int_equal(report_verify(hp, pub, who, sizeof(who)), -EBADMSG);
+	json_decref(doc);
+	json_decref(r);
+	drill_free(d);
+	runbook_free(rb);
+	{
+		char cmd[300];
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
+/* The commented example in etc/ parses (file checks off: its paths are examples). */
+static void test_example(void **state)
+{
+	char *text = NULL;
+	size_t len;
+	struct runbook *rb = NULL;
+	int r;
+	(void)state;
+	assert_int_equal(fs_read_all("etc/runbook.yaml", 1 << 20, &text, &len), 0);
+	r = runbook_parse("etc/runbook.yaml", text, len, false, &rb);
+	if (r < 0)
+		fail_msg("%s", err_msg(r));
+	assert_int_equal(rb->n_waves, 2);
+	assert_int_equal(rb->services.n, 2);
+	runbook_free(rb);
+	free(text);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_waves),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_plans),
+		cmocka_unit_test(test_report_signature),
+		cmocka_unit_test(test_example),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
