@@ -6,7 +6,8 @@
 set -eu
 BUILD_PKGS="build-essential pkg-config libsodium-dev libzstd-dev libyaml-dev
 libsystemd-dev libjansson-dev libxxhash-dev libssh2-1-dev librsync-dev libcmocka-dev libcurl4-openssl-dev"
-TEST_PKGS="bc python3 systemd openssh-server openssh-client nftables e2fsprogs util-linux rsync rdiff xfsprogs procps iproute2 kmod"
+TEST_PKGS="bc python3 systemd openssh-server openssh-client nftables e2fsprogs util-linux rsync rdiff xfsprogs procps iproute2 kmod
+qemu-system-x86 busybox-static chromium fonts-dejavu-core curl"
 want=$BUILD_PKGS
 [ "${1:-test}" = test ] && want="$want $TEST_PKGS"
 missing=""

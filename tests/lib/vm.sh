@@ -24,6 +24,10 @@ vm_prepare() {
 	mkdir -p "$VM_DIR"
 	if [ ! -f "$VM_DIR/vmlinuz" ]; then
 		pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }')
+		if [ -z "$pkg" ]; then
+			apt-get update -qq >/dev/null 2>&1 || true
+			pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }')
+		fi
 		[ -n "$pkg" ] || fail "cannot find the Debian cloud kernel package (apt-get update?)"
 		x=$(mktemp -d)
 		(cd "$x" && apt-get download "$pkg" >/dev/null 2>&1) || fail "apt-get download $pkg failed"
