@@ -123,9 +123,10 @@ install: all
 	install -m 0755 $(B)/basculed $(DESTDIR)$(SBINDIR)/basculed
 	install -m 0755 $(B)/bascule $(DESTDIR)$(BINDIR)/bascule
 	install -m 0644 docs/man/bascule.1 $(DESTDIR)$(MANDIR)/man1/
-	install -m 0644 docs/man/bascule.yaml.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 docs/man/bascule.yaml.5 docs/man/runbook.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 0644 docs/man/basculed.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 etc/bascule.yaml $(DESTDIR)$(SYSCONFDIR)/bascule/bascule.yaml.example
+	install -m 0644 etc/runbook.yaml $(DESTDIR)$(SYSCONFDIR)/bascule/runbook.yaml.example
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 0644 etc/systemd/basculed.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
 
