@@ -79,16 +79,18 @@ $(B)/tests/%: tests/helpers/%.c $(B)/libbascule.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libbascule.a $(LIBS)
 
 # Fuzz harnesses with a deterministic mutation driver (run by the test suite).
-$(B)/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/driver.c $(B)/libbascule.a
+$(B)/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/driver.c $(B)/failover/runbook.o $(B)/libbascule.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< tests/fuzz/driver.c $(B)/libbascule.a $(LIBS)
+	$(CC) $(CFLAGS) -Ifailover $(LDFLAGS) -o $@ $< tests/fuzz/driver.c $(B)/failover/runbook.o \
+		$(B)/libbascule.a $(LIBS)
 
 # The same harnesses under libFuzzer (needs clang): make fuzz FUZZ_SECONDS=60
 FUZZ_SECONDS ?= 60
 fuzz:
 	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Ilib $(PKG_CFLAGS) \
-	    -o build-fuzz-$$n $$f $(LIB_SRC) $(PKG_LIBS) -lrsync -lpthread -lm || exit 1; \
+	  clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -DBASCULE_VERSION='"fuzz"' \
+	    -Ilib -Ifailover $(PKG_CFLAGS) -o build-fuzz-$$n $$f $(LIB_SRC) failover/runbook.c \
+	    $(PKG_LIBS) -lrsync -lpthread -lm || exit 1; \
 	  rm -rf build-fuzz-corpus-$$n; cp -r tests/fuzz/corpus/$${n#fuzz_} build-fuzz-corpus-$$n; \
 	  ./build-fuzz-$$n -max_total_time=$(FUZZ_SECONDS) build-fuzz-corpus-$$n || exit 1; done
 
