@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const struct cfg_key host_keys[] = {
 	{ K("name", CT_NAME, struct rb_host, name), .required = true, .note = "host name used below" },
@@ -343,8 +344,15 @@ int runbook_parse(const char *name, const char *text, size_t len, bool check_fil
 int runbook_load(const char *path, struct runbook **ret)
 {
 	char *text = NULL;
+	struct stat st;
 	size_t len;
 	int r;
+
+	/* Its commands run on the sites' hosts, often as root. */
+	if (stat(path, &st) == 0 && (st.st_mode & 022))
+		return err_set(EPERM, "runbook %s is writable by group or others (mode %04o): anyone "
+				      "who can write it can run commands on your hosts; run 'chmod go-w %s'",
+			       path, (unsigned)(st.st_mode & 07777), path);
 
 	r = fs_read_all(path, 1 << 20, &text, &len);
 	if (r < 0)

@@ -32,7 +32,8 @@ MOUNTS+=("$T/xfs")
 sites_up
 start_sshd primary "$NS_P" "$IP_P" root
 bsc_keygen
-for v in vm1 vm2; do truncate -s 64M "$T/xfs/$v.img"; done
+# The primary's disks live as ROOT/GROUP/SOURCE: failback replicates back into them.
+for v in vm1 vm2; do mkdir -p "$T/xfs/vms/$v"; truncate -s 64M "$T/xfs/vms/$v/disk"; done
 R=$T/secondary/replica
 authorize_recv "$R"
 cat > "$T/bascule.yaml" <<YAML
@@ -45,13 +46,13 @@ groups:
     max_interval: 2s
     sources:
       - name: disk
-        disk: $T/xfs/vm1.img
+        disk: $T/xfs/vms/vm1/disk
   - name: vm2
     interval: 1s
     max_interval: 2s
     sources:
       - name: disk
-        disk: $T/xfs/vm2.img
+        disk: $T/xfs/vms/vm2/disk
 targets:
   - name: secondary
     url: ssh://$SSH_USER@$IP_S:22$R
@@ -83,7 +84,7 @@ what=$1 where=$2 name=${3:-}
 [ "$what" = verify ] && name=$where
 n=${name#vm}
 case $where in
-	primary) disk=$T/xfs/$name.img port=$((18080 + n)) net="" ;;
+	primary) disk=$T/xfs/vms/$name/disk port=$((18080 + n)) net="" ;;
 	test) disk=${BASCULE_DISKS:-}/disk port=$((18090 + n)) net="restrict=on" ;;
 	*) disk=${BASCULE_DISKS:-}/disk port=$((18080 + n)) net="" ;;
 esac
@@ -108,13 +109,15 @@ verify)
 	boot=$(curl -s -m 2 "http://127.0.0.1:$port/status" | sed -n 's/^boot_seq=//p')
 	need=1
 	[ "${BASCULE_MODE:-}" = planned ] && need=$(vm_last_written "$T/vm-$name-primary.console")
+	[ "${BASCULE_MODE:-}" = failback ] && need=$(vm_last_written "$T/vm-$name-secondary.console")
 	[ -n "$boot" ] && [ "$boot" -ge "${need:-1}" ] && [ "$boot" -ge 1 ] && exit 0
 	echo "guest $name sees ${boot:-no} records, needs $need"; exit 1 ;;
 esac
 SH
 chmod +x "$T/vmctl"
 
-# write_runbook [PORT-PREFIX]: the http checks go to PREFIX+N (1809: test copies)
+# write_runbook [URL-PREFIX]: the http checks go to PREFIX+N (default
+# http://127.0.0.1:1808; test copies listen on 1809N)
 write_runbook() {
 	cat > "$T/runbook.yaml" <<YAML
 name: "drill test: two QEMU guests, primary to secondary"
@@ -161,7 +164,7 @@ $([ $v = vm2 ] && echo "    after: [vm1]")
     test_stop: $T/vmctl stop test $v
     checks:
       - name: http
-        http: http://127.0.0.1:${1:-1808}$n/status
+        http: ${1:-http://127.0.0.1:1808}$n/status
         expect_body: "boot_seq="
         timeout: 2s
         retries: 120
@@ -178,6 +181,12 @@ switch:
   - name: dns
     command: echo "www -> secondary" >> $T/dns.log
     back: echo "www -> primary" >> $T/dns.log
+failback:
+  start: $T/fbctl start
+  stop: $T/fbctl stop
+  control_socket: $T/fb.sock
+  replica_root: $T/xfs/vms
+  site_key: $T/site.key
 report:
   dir: $T/reports
   signing_key: $T/sign.key
@@ -234,10 +243,13 @@ sed 's/after: \[vm1\]/after: [vm9]/' "$T/runbook.yaml" > "$T/bad.yaml"
 set +e; in_secondary "$BIN/bascule" drill "$T/bad.yaml" --mode plan 2>"$T/bad.err"; rc=$?; set -e
 [ $rc = 2 ] && grep -q "bad.yaml:[0-9]*:[0-9]*: service 'vm2' starts after 'vm9'" "$T/bad.err" \
 	|| fail "a broken runbook: exit $rc, $(cat "$T/bad.err")"
-note "plan: $(grep -c '^ *[0-9]' "$T/plan.out") steps; broken runbook refused with file:line:col"
+cp "$T/runbook.yaml" "$T/open.yaml"; chmod 666 "$T/open.yaml"
+set +e; in_secondary "$BIN/bascule" drill "$T/open.yaml" --mode plan 2>"$T/open.err"; rc=$?; set -e
+[ $rc = 2 ] && grep -q "writable by group or others.*chmod go-w" "$T/open.err" || fail "a world-writable runbook: exit $rc"
+note "plan: $(grep -c '^ *[0-9]' "$T/plan.out") steps; broken or world-writable runbook refused"
 
 # ---- 2. test mode: production untouched ----
-write_runbook 1809
+write_runbook http://127.0.0.1:1809
 cut0=$(status_get "max(g['last_cut'] for g in d['groups'])")
 w0=$(vm_last_written "$T/vm-vm1-primary.console")
 set +e; drill --mode test > "$T/test.out" 2>&1; rc=$?; set -e
@@ -355,3 +367,76 @@ else
 	fail "chromium is not installed"
 fi
 note "report: signature valid; tampered JSON, edited page and foreign key refused"
+
+# ---- 7. failback: reverse replication (librsync resync), then home ----
+# The reverse daemon runs at the secondary with the promoted disks as
+# sources; its key may only run bascule recv into the primary's disk root.
+ssh-keygen -q -t ed25519 -N "" -f "$T/fb_id" -C failback
+echo "restrict,command=\"$BIN/bascule recv --root $T/xfs/vms --key $T/site.key\" $(cat "$T/fb_id.pub")" \
+	>> "$T/ssh-primary/authorized_keys"
+cat > "$T/fb.yaml" <<YAML
+state_dir: $T/fbstate
+key: $T/site.key
+control_socket: $T/fb.sock
+groups:
+  - name: vm1
+    interval: 1s
+    sources:
+      - name: disk
+        disk: $R/vm1/disk
+  - name: vm2
+    interval: 1s
+    sources:
+      - name: disk
+        disk: $R/vm2/disk
+targets:
+  - name: home
+    url: ssh://root@$IP_P:22$T/xfs/vms
+    identity: $T/fb_id
+    known_hosts: $T/drill_known_hosts
+YAML
+cat > "$T/fbctl" <<SH
+#!/bin/bash
+# failback.start / failback.stop: the reverse basculed (its status is kept
+# for the test before it stops)
+case \$1 in
+start)
+	[ -f $T/fb.pid ] && kill -0 \$(cat $T/fb.pid) 2>/dev/null && exit 0
+	$BIN/basculed -c $T/fb.yaml -v >> $T/fb.log 2>&1 < /dev/null &
+	echo \$! > $T/fb.pid
+	for _ in \$(seq 100); do [ -S $T/fb.sock ] && exit 0; sleep 0.1; done
+	exit 1 ;;
+stop)
+	[ -f $T/fb.pid ] || exit 0
+	$BIN/bascule --socket $T/fb.sock status --json > $T/fb-status.json || true
+	kill \$(cat $T/fb.pid) 2>/dev/null
+	while kill -0 \$(cat $T/fb.pid) 2>/dev/null; do sleep 0.1; done
+	rm -f $T/fb.pid ;;
+esac
+SH
+chmod +x "$T/fbctl"
+wait_secondary_written() { # the promoted guests keep writing at the secondary
+	local base; base=$(vm_last_written "$T/vm-$1-secondary.console")
+	for _ in $(seq 600); do
+		[ "$(vm_last_written "$T/vm-$1-secondary.console")" -ge $((base + $2)) ] && return 0; sleep 0.1
+	done
+	fail "guest $1 on the secondary does not write"
+}
+wait_secondary_written vm1 5
+write_runbook "http://$IP_P:1808"
+set +e; drill --mode failback > "$T/failback.out" 2>&1; rc=$?; set -e
+[ $rc = 0 ] && grep -q "(failback): PASS" "$T/failback.out" || { cat "$T/failback.out"; tail -20 "$T/fb.log"; fail "failback exit $rc"; }
+for v in vm1 vm2; do
+	kill -0 "$(cat "$T/vm-$v-primary.pid" 2>/dev/null)" 2>/dev/null || fail "$v is not running at home after failback"
+	[ -e "$T/vm-$v-secondary.pid" ] && fail "$v still runs on the secondary"
+	seen=$(in_primary bash -c "curl -s -m 2 http://127.0.0.1:$((18080 + ${v#vm}))/status" | sed -n 's/^boot_seq=//p')
+	wrote=$(vm_last_written "$T/vm-$v-secondary.console")
+	[ "$seen" -ge "$wrote" ] || fail "failback lost data: $v wrote $wrote records at the secondary, sees $seen at home"
+	note "failback $v: wrote $wrote records at the secondary, sees $seen at home"
+done
+sent=$(python3 -c "import json; t=json.load(open('$T/fb-status.json'))['targets'][0]; print(t['bytes_sent'])")
+[ "$sent" -lt $((64 << 20)) ] || fail "failback sent $sent bytes: more than one whole disk (not a resync)"
+grep -q "www -> primary" "$T/dns.log" || fail "traffic was not switched back"
+[ "$(status_get "any(g['paused'] for g in d['groups'])")" = False ] || fail "forward replication still paused"
+bsc_sync 180s >/dev/null || fail "forward replication does not resume after failback"
+note "failback: PASS; reverse resync sent $sent bytes for 2 x 64 MiB disks; forward replication resumed"

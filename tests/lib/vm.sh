@@ -113,7 +113,7 @@ vm_qemu_cmd() {
 -kernel $VM_DIR/vmlinuz -initrd $VM_DIR/initramfs.gz \
 -append 'console=ttyS0 quiet panic=-1' -no-reboot \
 -drive file=$disk,format=raw,if=virtio,cache=writeback \
--nic user,model=virtio-net-pci${netopts:+,$netopts},hostfwd=tcp:127.0.0.1:$port-:80 \
+-nic user,model=virtio-net-pci${netopts:+,$netopts},hostfwd=tcp::$port-:80 \
 -pidfile $T/vm-$name.pid -daemonize"
 }
 
