@@ -33,8 +33,8 @@ void key_free(struct site_key *k)
 		sodium_free(k);
 }
 
-int key_file_read(const char *path, const char *header, bool secret, const char *make,
-		  uint8_t *out, size_t n)
+int key_file_read(const char *path, const char *header, bool secret, const char *what,
+		  const char *make, uint8_t *out, size_t n)
 {
 	char text[512];
 	size_t binlen = 0;
@@ -62,8 +62,8 @@ int key_file_read(const char *path, const char *header, bool secret, const char 
 	    sodium_base642bin(out, n, text + strlen(header), strlen(text + strlen(header)), NULL,
 			      &binlen, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
 	    binlen != n)
-		r = err_set(EKEYREJECTED, "%s is not the right kind of key (expected one line "
-					  "'%s<base64>'; create one with '%s')", path, header, make);
+		r = err_set(EKEYREJECTED, "%s is not %s (expected one line '%s<base64>'; create "
+					  "one with '%s')", path, what, header, make);
 out:
 	sodium_memzero(text, sizeof(text));
 	close(fd);
@@ -79,7 +79,8 @@ int key_load(const char *path, struct site_key **ret)
 		return err_set(ENOSYS, "libsodium could not be initialised");
 	if (!(k = sodium_malloc(sizeof(*k))))
 		return -ENOMEM;
-	if ((r = key_file_read(path, KEY_HEADER, true, "bascule keygen site FILE", k->k, KEY_BYTES)) < 0) {
+	if ((r = key_file_read(path, KEY_HEADER, true, "a Bascule site key",
+				"bascule keygen site FILE", k->k, KEY_BYTES)) < 0) {
 		key_free(k);
 		return r;
 	}

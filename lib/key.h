@@ -30,9 +30,9 @@ void key_id(const struct site_key *k, uint8_t ret[KEY_ID_BYTES]);
 /* Hex of the key id for messages ("3f9a…"). */
 void key_id_hex(const struct site_key *k, char ret[2 * KEY_ID_BYTES + 1]);
 /* Read a one-line key file "HEADER<base64>" holding exactly N bytes into
- * OUT; SECRET also demands mode 0600.  MAKE is the command that creates one
- * (for the message). */
-int key_file_read(const char *path, const char *header, bool secret, const char *make,
-		  uint8_t *out, size_t n);
+ * OUT; SECRET also demands mode 0600.  WHAT ("a Bascule site key") and MAKE
+ * (the command that creates one) are for the messages. */
+int key_file_read(const char *path, const char *header, bool secret, const char *what,
+		  const char *make, uint8_t *out, size_t n);
 /* Create PATH (must not exist) holding "HEADER<base64 of DATA>", durable. */
 int key_file_write(const char *path, const char *header, const uint8_t *data, size_t n, mode_t mode);

@@ -38,12 +38,13 @@ int sign_keygen(const char *path)
 
 int sign_load_secret(const char *path, uint8_t sk[SIGN_SK_BYTES])
 {
-	return key_file_read(path, SK_HEADER, true, MAKE, sk, SIGN_SK_BYTES);
+	return key_file_read(path, SK_HEADER, true, "a Bascule signing key", MAKE, sk, SIGN_SK_BYTES);
 }
 
 int sign_load_public(const char *path, uint8_t pk[SIGN_PK_BYTES])
 {
-	return key_file_read(path, PK_HEADER, false, MAKE, pk, SIGN_PK_BYTES);
+	return key_file_read(path, PK_HEADER, false, "a Bascule signing public key (FILE.pub)", MAKE, pk,
+			     SIGN_PK_BYTES);
 }
 
 void sign_key_id(const uint8_t pk[SIGN_PK_BYTES], char ret[17])
