@@ -61,6 +61,7 @@ export PATH=/bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 for m in $(cat /lib/order); do insmod /lib/$m.ko; done
 ip link set lo up; ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0
+ip route add default via 10.0.2.2
 for _ in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; sleep 0.2; done
 # The highest contiguous record on the disk (record N lives in block N).
 n=$(dd if=/dev/vda bs=1M count=32 2>/dev/null | strings -n 8 |
