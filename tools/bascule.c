@@ -31,11 +31,11 @@ static const struct subcommand {
 	  "show a secondary's SSH host key fingerprint and trust it once confirmed" },
 	{ "recv", cmd_recv, "recv --root DIR [--key FILE]",
 	  "receive epochs on stdin/stdout and apply them to the replicas in DIR" },
-	{ "drill", cmd_drill, "drill RUNBOOK --mode plan|planned|unplanned|test|failback",
-	  "failover drill with a signed RTO/RPO report (--resume, --abort)" },
+	{ "drill", cmd_drill, "drill RUNBOOK --mode MODE",
+	  "failover drill: plan, planned, unplanned, test, failback; signed RTO/RPO report" },
 	{ "report", cmd_report, "report verify [--key PUB] REPORT", "check a drill report's signature" },
-	{ "replica", cmd_replica, "replica list|verify|recover|rollback|promote|demote|clone --root DIR",
-	  "inspect, check, repair or roll back the replicas in DIR" },
+	{ "replica", cmd_replica, "replica VERB --root DIR",
+	  "list, verify, recover, rollback, promote, demote, clone the replicas in DIR" },
 };
 
 static void usage(FILE *f)
