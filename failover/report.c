@@ -392,7 +392,7 @@ static void svg_timeline(FILE *f, json_t *r)
 				   "stroke-width=\"2\"/><text x=\"%d\" y=\"%d\" fill=\"#2e8b57\" "
 				   "text-anchor=\"end\">achieved RTO %s</text>\n",
 				X(jint(ach, "rto_end_us")), TOP - 5, X(jint(ach, "rto_end_us")), H - 30,
-				X(jint(ach, "rto_end_us")) - 4, H - 34, dur(jint(ach, "rto_us"), b, sizeof(b)));
+				X(jint(ach, "rto_end_us")) - 4, TOP - 16, dur(jint(ach, "rto_us"), b, sizeof(b)));
 	}
 	if (line_in)
 		fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#c0392b\" "
