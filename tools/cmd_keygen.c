@@ -1,10 +1,126 @@
-/* cmd_keygen.c - bascule keygen site|signing FILE */
+/* cmd_keygen.c - bascule keygen site|signing|vault FILE */
 #include "cmd.h"
 #include "err.h"
+#include "fsutil.h"
 #include "key.h"
 #include "sign.h"
+#include "vaultkey.h"
+#include <fcntl.h>
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+/* A passphrase from FILE (mode 0600, first line) or typed on the terminal
+ * without echo (twice when CONFIRM). */
+static int read_passphrase(const char *file, bool confirm, char *buf, size_t len)
+{
+	if (file) {
+		char *text = NULL;
+		size_t n;
+		int fd = open(file, O_RDONLY | O_CLOEXEC), r;
+		if (fd < 0)
+			return err_set(errno, "cannot open the passphrase file %s: %s", file, strerror(errno));
+		r = key_check_secret_file(file, fd);
+		close(fd);
+		if (r < 0 || (r = fs_read_all(file, len - 1, &text, &n)) < 0)
+			return r;
+		text[strcspn(text, "\r\n")] = 0;
+		snprintf(buf, len, "%s", text);
+		sodium_memzero(text, n);
+		free(text);
+		return 0;
+	}
+	for (int round = 0; round < (confirm ? 2 : 1); round++) {
+		struct termios old, quiet;
+		char again[256];
+		char *dst = round ? again : buf;
+		size_t dl = round ? sizeof(again) : len;
+		FILE *tty = fopen("/dev/tty", "r+");
+		if (!tty)
+			return err_set(ENOTTY, "no terminal to ask for the passphrase: give "
+					       "--passphrase-file FILE (mode 0600)");
+		fprintf(tty, round ? "Same passphrase again: " : "Escrow passphrase (12+ characters): ");
+		fflush(tty);
+		tcgetattr(fileno(tty), &old);
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
+		if (!fgets(dst, (int)dl, tty))
+			dst[0] = 0;
+		tcsetattr(fileno(tty), TCSAFLUSH, &old);
+		fprintf(tty, "\n");
+		fclose(tty);
+		dst[strcspn(dst, "\r\n")] = 0;
+		if (round && strcmp(buf, again) != 0) {
+			sodium_memzero(again, sizeof(again));
+			return err_set(EINVAL, "the two passphrases differ");
+		}
+		sodium_memzero(again, sizeof(again));
+	}
+	return 0;
+}
+
+static int keygen_vault(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "escrow", required_argument, NULL, 'e' },
+		{ "from-escrow", required_argument, NULL, 'f' },
+		{ "passphrase-file", required_argument, NULL, 'p' },
+		{ 0 }
+	};
+	const char *escrow = NULL, *from = NULL, *pfile = NULL;
+	struct vault_key *k = NULL;
+	char pass[256];
+	int c, r;
+
+	optind = 0; /* glibc: reinitialise (the global options were parsed already) */
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'e': escrow = optarg; break;
+		case 'f': from = optarg; break;
+		case 'p': pfile = optarg; break;
+		default: return EXIT_USAGE;
+		}
+	}
+	if (optind + 1 != argc || (escrow && from)) {
+		fprintf(stderr, "Usage: bascule keygen vault FILE [--escrow FILE.escrow] [--passphrase-file P]\n"
+				"       bascule keygen vault FILE --from-escrow FILE.escrow [--passphrase-file P]\n");
+		return EXIT_USAGE;
+	}
+	if (from) {
+		if ((r = read_passphrase(pfile, false, pass, sizeof(pass))) < 0 ||
+		    (r = vaultkey_escrow_open(from, pass, &k)) < 0)
+			goto out;
+		if ((r = key_file_write(argv[optind], "bascule-vault-key-v1 ", k->master,
+					sizeof(k->master), 0600)) < 0 ||
+		    (r = vaultkey_write_public(k, argv[optind])) < 0)
+			goto out;
+		printf("recovered vault key %s (and %s.pub) from %s\n", argv[optind], argv[optind], from);
+		goto out;
+	}
+	if (escrow && (r = read_passphrase(pfile, true, pass, sizeof(pass))) < 0)
+		goto out;
+	if (escrow && strlen(pass) < 12) {
+		r = err_set(EINVAL, "the escrow passphrase must be at least 12 characters long");
+		goto out;
+	}
+	if ((r = vaultkey_generate(argv[optind], &k)) < 0)
+		goto out;
+	if (escrow && (r = vaultkey_escrow_write(k, escrow, pass)) < 0)
+		goto out;
+	printf("wrote vault key %s (keep it on the primary only) and verify key %s.pub%s%s%s\n",
+	       argv[optind], argv[optind], escrow ? "; escrow copy " : "", escrow ? escrow : "",
+	       escrow ? " for the offline safe" : "");
+	if (!escrow)
+		printf("no escrow copy: losing %s loses the vault (see --escrow)\n", argv[optind]);
+out:
+	sodium_memzero(pass, sizeof(pass));
+	vaultkey_free(k);
+	return r < 0 ? cmd_fail("keygen", r) : EXIT_OK;
+}
 
 int cmd_keygen(int argc, char **argv)
 {
@@ -14,15 +130,24 @@ int cmd_keygen(int argc, char **argv)
 
 	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 		printf("Usage: bascule keygen site FILE\n"
-		       "       bascule keygen signing FILE\n\n"
+		       "       bascule keygen signing FILE\n"
+		       "       bascule keygen vault FILE [--escrow FILE.escrow] [--passphrase-file P]\n"
+		       "       bascule keygen vault FILE --from-escrow FILE.escrow [--passphrase-file P]\n\n"
 		       "site: write a new random 32-byte site key to FILE (which must not exist), mode\n"
 		       "0600.  Copy the same file to the secondary site (mode 0600, owned by the\n"
 		       "receiving user).  Prints the key id, which both sites show in their messages.\n\n"
 		       "signing: write a new Ed25519 key pair for drill reports: FILE (secret, 0600,\n"
 		       "for the runbook's report.signing_key) and FILE.pub (give it to auditors:\n"
-		       "bascule report verify --key FILE.pub REPORT).\n");
+		       "bascule report verify --key FILE.pub REPORT).\n\n"
+		       "vault: write a new vault key FILE (0600; it never leaves the primary) and\n"
+		       "FILE.pub (the key that verifies the vault's manifests, for vault check).  With\n"
+		       "--escrow, also a copy sealed with a passphrase (Argon2id) for the offline safe;\n"
+		       "--from-escrow recovers FILE from it.  Losing both the key and the escrow copy\n"
+		       "loses the vault: nobody can decrypt it.\n");
 		return EXIT_OK;
 	}
+	if (argc >= 3 && strcmp(argv[1], "vault") == 0)
+		return keygen_vault(argc - 1, argv + 1);
 	if (argc == 3 && strcmp(argv[1], "signing") == 0) {
 		uint8_t pk[SIGN_PK_BYTES];
 		char pub[4200], kid[17];
@@ -36,7 +161,7 @@ int cmd_keygen(int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (argc != 3 || strcmp(argv[1], "site") != 0) {
-		fprintf(stderr, "Usage: bascule keygen site|signing FILE\n");
+		fprintf(stderr, "Usage: bascule keygen site|signing|vault FILE\n");
 		return EXIT_USAGE;
 	}
 	if ((r = key_generate(argv[2])) < 0)
