@@ -177,6 +177,8 @@ static int run_ssh(const struct rb_host *h, const char *full, uint64_t timeout,
 	uint64_t deadline = mono_usec() + timeout;
 	int fd, rc = 0;
 
+	if (strncmp(h->url, "ssh://", 6) != 0)
+		return err_set(EINVAL, "host %s: url must be 'local' or ssh://user@host[:port]", h->name);
 	snprintf(url, sizeof(url), "%s%s", h->url, strchr(h->url + 6, '/') ? "" : "/drill");
 	if ((rc = ssh_url_parse(url, &u)) < 0)
 		return rc;

@@ -259,7 +259,8 @@ static int cross_check(struct runbook *rb)
 		if (!strcmp(h->url, "local"))
 			continue;
 		/* ssh_url_parse wants a path; a host URL has none. */
-		snprintf(url, sizeof(url), "%s%s", h->url, strchr(h->url + 6, '/') ? "" : "/drill");
+		if (strncmp(h->url, "ssh://", 6) == 0)
+			snprintf(url, sizeof(url), "%s%s", h->url, strchr(h->url + 6, '/') ? "" : "/drill");
 		if (strncmp(h->url, "ssh://", 6) != 0 || ssh_url_parse(url, &u) < 0)
 			return POSERR(rb, h->pos, "host '%s': url must be 'local' or ssh://user@host[:port], "
 				      "got '%s'", h->name, h->url);

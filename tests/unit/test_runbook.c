@@ -112,6 +112,9 @@ static void test_errors(void **state)
 	t = edit("primary: {host: a}\n", "primary: {host: z}\n");
 	expect_error(t, "primary names host 'z', which is not in hosts");
 	free(t);
+	t = edit("    url: local\n", "    url: x\n"); /* shorter than "ssh://": fuzzing found an overread */
+	expect_error(t, "rb.yaml:4:5: host 'a': url must be 'local' or ssh://user@host[:port]");
+	free(t);
 	t = edit("    url: local\n", "    url: telnet://a\n");
 	expect_error(t, "rb.yaml:4:5: host 'a': url must be 'local' or ssh://user@host[:port]");
 	free(t);
