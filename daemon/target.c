@@ -683,7 +683,9 @@ void targets_floor(struct daemon *d, struct group *g, uint64_t *floor)
 		floor[s] = UINT64_MAX;
 	for (uint32_t i = 0; i < d->n_targets; i++) {
 		struct target *t = d->targets[i];
-		if (t->state != T_READY)
+		/* A target waiting for signatures gets no epoch from this cut:
+		 * spooling the whole disk for it each interval would be waste. */
+		if (t->state != T_READY || t->groups[gi].sig_pending)
 			continue;
 		for (uint32_t s = 0; s < g->n_sources; s++)
 			if (t->groups[gi].sent[s] < floor[s])
@@ -699,10 +701,8 @@ void target_enqueue(struct target *t, struct group *g)
 
 	if (t->state != T_READY)
 		return;
-	if (tg->sig_pending) {
-		g->want_cut = true; /* signatures first: the resync epoch follows */
-		return;
-	}
+	if (tg->sig_pending)
+		return; /* signatures first: their arrival requests the resync cut */
 	/* The spool only holds blocks newer than its floor: a target that came
 	 * up during the scan lacks older ones and waits for the next cut. */
 	for (uint32_t s = 0; s < g->n_sources; s++)
