@@ -72,8 +72,10 @@ static struct step *add_step(struct drill *d, enum step_kind kind, const char *s
 	if (d->n == d->cap) {
 		size_t cap = d->cap ? d->cap * 2 : 32;
 		struct step *n = realloc(d->steps, cap * sizeof(*n));
-		if (!n)
+		if (!n) {
+			d->oom = true; /* a plan missing a step must not run */
 			return NULL;
+		}
 		d->steps = n;
 		d->cap = cap;
 	}
@@ -122,9 +124,42 @@ static void plan_stops(struct drill *d, enum step_kind kind, const char *host)
 			const struct rb_service *s = RB_SVC(rb, i);
 			if (s->wave != w)
 				continue;
-			add_step(d, kind, s->name, s->group, host, 0, s->stop_timeout, "stop %s on %s",
-				 s->name, host);
+			if (kind == ST_TEST_STOP)
+				add_step(d, kind, s->name, s->group, host, 0, s->stop_timeout,
+					 "stop test copy of %s", s->name);
+			else
+				add_step(d, kind, s->name, s->group, host, 0, s->stop_timeout,
+					 "stop %s on %s", s->name, host);
 		}
+}
+
+/* One step per group: "VERB GROUP" or "VERB GROUP on HOST". */
+static void plan_groups(struct drill *d, const char **groups, size_t ng, enum step_kind kind,
+			const char *host, uint64_t timeout, const char *verb, bool on_host)
+{
+	for (size_t i = 0; i < ng; i++)
+		add_step(d, kind, NULL, groups[i], host, 0, timeout, "%s %s%s%s", verb, groups[i],
+			 on_host ? " on " : "", on_host ? host : "");
+}
+
+/* Traffic to the secondary, or back (only switches that say how). */
+static void plan_switches(struct drill *d, bool back)
+{
+	const struct runbook *rb = d->rb;
+	for (size_t i = 0; i < rb->switches.n; i++) {
+		const struct rb_switch *sw = RB_SW(rb, i);
+		if (back && !sw->back)
+			continue;
+		add_step(d, back ? ST_SWITCH_BACK : ST_SWITCH, NULL, NULL, sw->host ?: SEC(d), 0,
+			 sw->timeout, back ? "switch %s back" : "switch %s", sw->name);
+	}
+}
+
+static void plan_prechecks(struct drill *d, bool replication)
+{
+	if (replication)
+		add_step(d, ST_PRE_REPL, NULL, NULL, PRI(d), 0, MIN(1), "replication healthy (%s)", PRI(d));
+	add_step(d, ST_PRE_SEC, NULL, NULL, SEC(d), 0, MIN(1), "secondary ready (%s)", SEC(d));
 }
 
 /* Start each wave in parallel, then check it, wave after wave. */
@@ -161,6 +196,7 @@ int drill_plan(const struct runbook *rb, enum drill_mode mode, struct drill **re
 	const char *groups[256];
 	size_t ng = groups_of(rb, groups, 256);
 	char t[40];
+	int rc;
 
 	if (!d)
 		return -ENOMEM;
@@ -177,84 +213,53 @@ int drill_plan(const struct runbook *rb, enum drill_mode mode, struct drill **re
 
 	switch (d->mode) {
 	case MODE_PLANNED:
-		add_step(d, ST_PRE_REPL, NULL, NULL, PRI(d), 0, MIN(1), "replication healthy (%s)", PRI(d));
-		add_step(d, ST_PRE_SEC, NULL, NULL, SEC(d), 0, MIN(1), "secondary ready (%s)", SEC(d));
+		plan_prechecks(d, true);
 		plan_stops(d, ST_STOP, PRI(d));
-		for (size_t i = 0; i < ng; i++)
-			add_step(d, ST_SYNC, NULL, groups[i], PRI(d), 0, rb->primary.sync_timeout + MIN(1),
-				 "final sync of %s", groups[i]);
-		for (size_t i = 0; i < ng; i++)
-			add_step(d, ST_PAUSE, NULL, groups[i], PRI(d), 0, MIN(1), "pause replication of %s",
-				 groups[i]);
-		for (size_t i = 0; i < ng; i++)
-			add_step(d, ST_PROMOTE, NULL, groups[i], SEC(d), 0, MIN(30), "promote %s on %s",
-				 groups[i], SEC(d));
+		plan_groups(d, groups, ng, ST_SYNC, PRI(d), rb->primary.sync_timeout + MIN(1),
+			    "final sync of", false);
+		plan_groups(d, groups, ng, ST_PAUSE, PRI(d), MIN(1), "pause replication of", false);
+		plan_groups(d, groups, ng, ST_PROMOTE, SEC(d), MIN(30), "promote", true);
 		plan_starts(d, ST_START, ST_CHECK, SEC(d));
-		for (size_t i = 0; i < rb->switches.n; i++)
-			add_step(d, ST_SWITCH, NULL, NULL, RB_SW(rb, i)->host ?: SEC(d), 0,
-				 RB_SW(rb, i)->timeout, "switch %s", RB_SW(rb, i)->name);
+		plan_switches(d, false);
 		break;
 	case MODE_UNPLANNED:
-		add_step(d, ST_PRE_SEC, NULL, NULL, SEC(d), 0, MIN(1), "secondary ready (%s)", SEC(d));
-		for (size_t i = 0; i < ng; i++)
-			add_step(d, ST_PROMOTE, NULL, groups[i], SEC(d), 0, MIN(30), "promote %s on %s",
-				 groups[i], SEC(d));
+		plan_prechecks(d, false);
+		plan_groups(d, groups, ng, ST_PROMOTE, SEC(d), MIN(30), "promote", true);
 		plan_starts(d, ST_START, ST_CHECK, SEC(d));
-		for (size_t i = 0; i < rb->switches.n; i++)
-			add_step(d, ST_SWITCH, NULL, NULL, RB_SW(rb, i)->host ?: SEC(d), 0,
-				 RB_SW(rb, i)->timeout, "switch %s", RB_SW(rb, i)->name);
+		plan_switches(d, false);
 		break;
 	case MODE_TEST:
-		add_step(d, ST_PRE_REPL, NULL, NULL, PRI(d), 0, MIN(1), "replication healthy (%s)", PRI(d));
-		add_step(d, ST_PRE_SEC, NULL, NULL, SEC(d), 0, MIN(1), "secondary ready (%s)", SEC(d));
-		for (size_t i = 0; i < ng; i++)
-			add_step(d, ST_CLONE, NULL, groups[i], SEC(d), 0, MIN(60), "clone %s on %s",
-				 groups[i], SEC(d));
+		plan_prechecks(d, true);
+		plan_groups(d, groups, ng, ST_CLONE, SEC(d), MIN(60), "clone", true);
 		plan_starts(d, ST_START, ST_CHECK, SEC(d));
-		for (int w = rb->n_waves; w >= 1; w--)
-			for (size_t i = 0; i < rb->services.n; i++)
-				if (RB_SVC(rb, i)->wave == w)
-					add_step(d, ST_TEST_STOP, RB_SVC(rb, i)->name, RB_SVC(rb, i)->group,
-						 SEC(d), 0, RB_SVC(rb, i)->stop_timeout,
-						 "stop test copy of %s", RB_SVC(rb, i)->name);
+		plan_stops(d, ST_TEST_STOP, SEC(d));
 		add_step(d, ST_UNCLONE, NULL, NULL, SEC(d), 0, MIN(10), "remove the clones on %s", SEC(d));
 		break;
 	case MODE_FAILBACK:
 		add_step(d, ST_PRE_PRIMARY, NULL, NULL, PRI(d), 0, MIN(1), "old primary back (%s)", PRI(d));
 		add_step(d, ST_FB_START, NULL, NULL, SEC(d), 0, MIN(5), "start reverse replication on %s",
 			 SEC(d));
-		for (size_t i = 0; i < ng; i++)
-			add_step(d, ST_FB_SYNC, NULL, groups[i], SEC(d), 0, rb->primary.sync_timeout * 6,
-				 "reverse resync of %s", groups[i]);
+		plan_groups(d, groups, ng, ST_FB_SYNC, SEC(d), rb->primary.sync_timeout * 6,
+			    "reverse resync of", false);
 		plan_stops(d, ST_SEC_STOP, SEC(d));
-		for (size_t i = 0; i < ng; i++)
-			add_step(d, ST_FB_SYNC, NULL, groups[i], SEC(d), 0, rb->primary.sync_timeout + MIN(1),
-				 "final reverse sync of %s", groups[i]);
-		for (size_t i = 0; i < ng; i++)
-			add_step(d, ST_FB_PAUSE, NULL, groups[i], SEC(d), 0, MIN(1),
-				 "pause reverse replication of %s", groups[i]);
-		for (size_t i = 0; i < ng; i++)
-			add_step(d, ST_FB_PROMOTE, NULL, groups[i], PRI(d), 0, MIN(30), "promote %s on %s",
-				 groups[i], PRI(d));
+		plan_groups(d, groups, ng, ST_FB_SYNC, SEC(d), rb->primary.sync_timeout + MIN(1),
+			    "final reverse sync of", false);
+		plan_groups(d, groups, ng, ST_FB_PAUSE, SEC(d), MIN(1), "pause reverse replication of",
+			    false);
+		plan_groups(d, groups, ng, ST_FB_PROMOTE, PRI(d), MIN(30), "promote", true);
 		add_step(d, ST_FB_STOP, NULL, NULL, SEC(d), 0, MIN(5), "stop reverse replication");
 		plan_starts(d, ST_RESTART, ST_PCHECK, PRI(d));
-		for (size_t i = 0; i < rb->switches.n; i++)
-			if (RB_SW(rb, i)->back)
-				add_step(d, ST_SWITCH_BACK, NULL, NULL, RB_SW(rb, i)->host ?: SEC(d), 0,
-					 RB_SW(rb, i)->timeout, "switch %s back", RB_SW(rb, i)->name);
-		for (size_t i = 0; i < ng; i++)
-			add_step(d, ST_DEMOTE, NULL, groups[i], SEC(d), 0, MIN(5),
-				 "make %s a replica again on %s", groups[i], SEC(d));
-		for (size_t i = 0; i < ng; i++)
-			add_step(d, ST_RESUME, NULL, groups[i], PRI(d), 0, MIN(1),
-				 "resume replication of %s", groups[i]);
+		plan_switches(d, true);
+		plan_groups(d, groups, ng, ST_DEMOTE, SEC(d), MIN(5), "demote", true);
+		plan_groups(d, groups, ng, ST_RESUME, PRI(d), MIN(1), "resume replication of", false);
 		break;
 	case MODE_PLAN:
 		break;
 	}
-	if (d->n == 0 || !d->steps) {
+	if (d->oom || d->n == 0) {
+		rc = d->oom ? -ENOMEM : err_set(EINVAL, "the runbook gives the drill nothing to do");
 		drill_free(d);
-		return d ? err_set(EINVAL, "nothing to do") : -ENOMEM;
+		return rc;
 	}
 	*ret = d;
 	return 0;
@@ -375,12 +380,15 @@ static int step_from_json(json_t *o, struct step *s)
 	for (int k = 0; k < ST_KIND_MAX; k++)
 		if (!strcmp(kind, kind_names[k]))
 			s->kind = (enum step_kind)k;
-	s->status = SS_FAILED + 10;
-	for (int k = 0; k < 5; k++)
-		if (!strcmp(status, status_names[k]))
-			s->status = (enum step_status)k;
-	if (s->kind == ST_KIND_MAX || s->status > SS_SKIPPED)
-		return -EBADMSG;
+	{
+		int st = -1;
+		for (int k = 0; k < 5; k++)
+			if (!strcmp(status, status_names[k]))
+				st = k;
+		if (s->kind == ST_KIND_MAX || st < 0)
+			return -EBADMSG;
+		s->status = (enum step_status)st;
+	}
 	s->id = id;
 	s->par = par;
 	s->abort = ab;
@@ -613,7 +621,7 @@ static void q(const char *s, char *buf, size_t len)
 static int do_pre_repl(struct ctx *c)
 {
 	const struct runbook *rb = c->d->rb;
-	char cmd[8192], sock[4200], info[400] = "";
+	char cmd[8192], sock[4200];
 	const char *groups[256];
 	size_t ng = groups_of(rb, groups, 256);
 	json_t *st, *garr, *tarr;
@@ -675,11 +683,8 @@ static int do_pre_repl(struct ctx *c)
 		}
 	}
 	json_decref(st);
-	if (rc == 0) {
-		snprintf(info, sizeof(info), "%zu group%s replicated, worst lag %.2f s", ng,
-			 ng == 1 ? "" : "s", worst);
-		step_msg(c->s, "%s", info);
-	}
+	if (rc == 0)
+		step_msg(c->s, "%zu group%s replicated, worst lag %.2f s", ng, ng == 1 ? "" : "s", worst);
 	return rc;
 }
 
@@ -1200,8 +1205,8 @@ int drill_abort(struct drill *d)
 			}
 			break;
 		case ST_PROMOTE:
-			a = add_step(d, ST_DEMOTE, NULL, s.group, SEC(d), 0, MIN(5),
-				     "make %s a replica again on %s", s.group, SEC(d));
+			a = add_step(d, ST_DEMOTE, NULL, s.group, SEC(d), 0, MIN(5), "demote %s on %s",
+				     s.group, SEC(d));
 			break;
 		case ST_PAUSE:
 			a = add_step(d, ST_RESUME, NULL, s.group, PRI(d), 0, MIN(1),
@@ -1218,6 +1223,8 @@ int drill_abort(struct drill *d)
 		if (a)
 			a->abort = true;
 	}
+	if (d->oom)
+		return -ENOMEM; /* a partial undo plan must not run; nothing was touched */
 	for (size_t k = 0; k < n0; k++) {
 		if (d->steps[k].status == SS_PENDING) {
 			d->steps[k].status = SS_SKIPPED;

@@ -78,6 +78,7 @@ struct drill {
 	char journal[4400];
 	int lock_fd;
 	bool quiet;
+	bool oom;                /* a step could not be added: the plan is incomplete */
 	pthread_mutex_t lock;
 };
 

@@ -313,6 +313,14 @@ static const char *color(const char *status, bool abort)
 	return "#aaaaaa";
 }
 
+/* The text at the left of a timeline row. */
+static void row_label(FILE *f, int y, const char *text)
+{
+	fprintf(f, "<text x=\"4\" y=\"%d\">", y + 14);
+	esc(f, text);
+	fprintf(f, "</text>\n");
+}
+
 static void svg_timeline(FILE *f, json_t *r)
 {
 	json_t *steps = json_object_get(r, "steps"), *svcs = json_object_get(r, "services"), *s;
@@ -358,9 +366,7 @@ static void svg_timeline(FILE *f, json_t *r)
 	fprintf(f, "<text x=\"4\" y=\"%d\" font-weight=\"bold\">steps</text>\n", y - 12);
 	json_array_foreach(steps, i, s) {
 		uint64_t a = jint(s, "start_us"), e = jint(s, "end_us");
-		fprintf(f, "<text x=\"4\" y=\"%d\">", y + 14);
-		esc(f, jstr(s, "label"));
-		fprintf(f, "</text>\n");
+		row_label(f, y, jstr(s, "label"));
 		if (a) {
 			int x1 = X(a), x2 = e > a ? X(e) : X(a) + 2;
 			fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"><title>",
@@ -376,9 +382,7 @@ static void svg_timeline(FILE *f, json_t *r)
 	fprintf(f, "<text x=\"4\" y=\"%d\" font-weight=\"bold\">services (down → up)</text>\n", y - 6);
 	json_array_foreach(svcs, i, s) {
 		uint64_t a = jint(s, "down_us"), e = jint(s, "up_us");
-		fprintf(f, "<text x=\"4\" y=\"%d\">", y + 14);
-		esc(f, jstr(s, "name"));
-		fprintf(f, "</text>\n");
+		row_label(f, y, jstr(s, "name"));
 		if (a && e > a)
 			fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#34699a\" "
 				   "opacity=\"0.8\"/>\n", X(a), y + 3, X(e) - X(a) < 2 ? 2 : X(e) - X(a), RH - 6);
@@ -573,6 +577,7 @@ int report_verify(const char *file, const char *pubkey_file, char *who, size_t w
 	json_t *doc = NULL, *r, *sig;
 	json_error_t je;
 	uint8_t pk[SIGN_PK_BYTES], want[SIGN_PK_BYTES], sg[SIGN_BYTES];
+	char signer[17];
 	size_t n1 = 0, n2 = 0;
 	bool html;
 	int rc;
@@ -610,15 +615,15 @@ int report_verify(const char *file, const char *pubkey_file, char *who, size_t w
 		rc = err_set(EBADMSG, "%s: the signature block is malformed", file);
 		goto out;
 	}
-	sign_key_id(pk, who);
-	(void)wlen;
+	sign_key_id(pk, signer);
+	snprintf(who, wlen, "%s", signer);
 	if (pubkey_file) {
 		char kid[17];
 		if ((rc = sign_load_public(pubkey_file, want)) < 0)
 			goto out;
 		if (sodium_memcmp(want, pk, sizeof(pk)) != 0) {
 			sign_key_id(want, kid);
-			rc = err_set(EBADMSG, "%s was signed by key %s, not by %s (%s)", file, who, kid,
+			rc = err_set(EBADMSG, "%s was signed by key %s, not by %s (%s)", file, signer, kid,
 				     pubkey_file);
 			goto out;
 		}

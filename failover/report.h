@@ -25,5 +25,5 @@ int report_write(json_t *doc, const char *dir, char *json_path, char *html_path,
 int report_exit_code(json_t *report);
 /* Check FILE (.json or .html).  PUBKEY_FILE pins the signer (NULL: the key in
  * the report, with a warning).  0 valid, -EBADMSG tampered or unsigned, other
- * negative errno: cannot check.  WHO receives the signer's key id. */
+ * negative errno: cannot check.  WHO (WLEN bytes) receives the signer's key id. */
 int report_verify(const char *file, const char *pubkey_file, char *who, size_t len);

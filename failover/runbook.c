@@ -355,10 +355,8 @@ int runbook_load(const char *path, struct runbook **ret)
 				      "who can write it can run commands on your hosts; run 'chmod go-w %s'",
 			       path, (unsigned)(st.st_mode & 07777), path);
 
-	r = fs_read_all(path, 1 << 20, &text, &len);
-	if (r < 0)
-		return err_set(r == -EFBIG ? EINVAL : r, "cannot read runbook %s: %s", path,
-			       r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
+	if ((r = yamltab_read(path, "runbook", &text, &len)) < 0)
+		return r;
 	r = runbook_parse(path, text, len, true, ret);
 	free(text);
 	return r;

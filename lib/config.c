@@ -193,10 +193,8 @@ int config_load(const char *path, struct config **ret)
 	size_t len;
 	int r;
 
-	r = fs_read_all(path, 1 << 20, &text, &len);
-	if (r < 0)
-		return err_set(r == -EFBIG ? EINVAL : r, "cannot read configuration %s: %s", path,
-			       r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
+	if ((r = yamltab_read(path, "configuration", &text, &len)) < 0)
+		return r;
 	r = config_parse(path, text, len, true, ret);
 	free(text);
 	return r;

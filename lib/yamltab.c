@@ -1,6 +1,7 @@
 /* yamltab.c - table-driven YAML documents on libyaml (see yamltab.h). */
 #include "yamltab.h"
 #include "err.h"
+#include "fsutil.h"
 #include "key.h"
 #include "units.h"
 #include <errno.h>
@@ -417,4 +418,14 @@ void yamltab_print(const struct cfg_table *t, const char *prefix)
 			yamltab_print(k->sub, sub);
 		}
 	}
+}
+
+int yamltab_read(const char *path, const char *what, char **text, size_t *len)
+{
+	int r = fs_read_all(path, 1 << 20, text, len);
+
+	if (r < 0)
+		return err_set(r == -EFBIG ? EINVAL : -r, "cannot read %s %s: %s", what, path,
+			       r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
+	return 0;
 }

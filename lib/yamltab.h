@@ -67,6 +67,9 @@ struct cfg_table {
 int yamltab_parse(const char *name, const char *text, size_t len, bool check_files,
 		  const struct cfg_table *top, void *obj);
 void yamltab_free(const struct cfg_table *t, void *obj);
+/* Read the document at PATH (at most 1 MiB); WHAT ("configuration") names
+ * it in the error. */
+int yamltab_read(const char *path, const char *what, char **text, size_t *len);
 /* Print every key with its type, default and note (man page source). */
 void yamltab_print(const struct cfg_table *t, const char *prefix);
 /* True if NAME is a safe name: 1-64 of [A-Za-z0-9_.-], not starting with '.'. */
