@@ -14,24 +14,30 @@
 
 int ssh_url_parse(const char *url, struct ssh_url *ret)
 {
+	return ssh_url_parse_scheme(url, "ssh", ret);
+}
+
+int ssh_url_parse_scheme(const char *url, const char *scheme, struct ssh_url *ret)
+{
 	struct ssh_url u = { .port = 22 };
 	const char *p, *at, *hs, *he, *slash;
+	size_t sl = strlen(scheme);
 
-	if (strncmp(url, "ssh://", 6) != 0)
-		return err_set(EINVAL, "'%s' is not an ssh:// URL", url);
-	p = url + 6;
+	if (strncmp(url, scheme, sl) != 0 || strncmp(url + sl, "://", 3) != 0)
+		return err_set(EINVAL, "'%s' is not an %s:// URL", url, scheme);
+	p = url + sl + 3;
 	slash = strchr(p, '/');
 	if (!slash || slash[1] == 0)
-		return err_set(EINVAL, "ssh URL '%s' has no directory: write ssh://user@host[:port]/DIR", url);
+		return err_set(EINVAL, "%s URL '%s' has no directory: write %s://user@host[:port]/DIR", scheme, url, scheme);
 	at = memchr(p, '@', (size_t)(slash - p));
 	if (!at || at == p || (size_t)(at - p) >= sizeof(u.user))
-		return err_set(EINVAL, "ssh URL '%s' needs a user: ssh://user@host[:port]/DIR", url);
+		return err_set(EINVAL, "%s URL '%s' needs a user: %s://user@host[:port]/DIR", scheme, url, scheme);
 	memcpy(u.user, p, (size_t)(at - p));
 	hs = at + 1;
 	if (*hs == '[') {
 		he = memchr(hs, ']', (size_t)(slash - hs));
 		if (!he)
-			return err_set(EINVAL, "ssh URL '%s': unclosed [", url);
+			return err_set(EINVAL, "URL '%s': unclosed [", url);
 		hs++;
 		p = he + 1;
 	} else {
@@ -41,23 +47,23 @@ int ssh_url_parse(const char *url, struct ssh_url *ret)
 		p = he;
 	}
 	if (he == hs || (size_t)(he - hs) >= sizeof(u.host))
-		return err_set(EINVAL, "ssh URL '%s' has no host", url);
+		return err_set(EINVAL, "URL '%s' has no host", url);
 	memcpy(u.host, hs, (size_t)(he - hs));
 	if (*p == ':') {
 		char *end;
 		long port = strtol(p + 1, &end, 10);
 		if (end != slash || port < 1 || port > 65535)
-			return err_set(EINVAL, "ssh URL '%s': bad port", url);
+			return err_set(EINVAL, "URL '%s': bad port", url);
 		u.port = (int)port;
 	} else if (p != slash)
-		return err_set(EINVAL, "ssh URL '%s' is malformed", url);
+		return err_set(EINVAL, "URL '%s' is malformed", url);
 	if (strlen(slash) >= sizeof(u.path))
-		return err_set(EINVAL, "ssh URL '%s': directory too long", url);
+		return err_set(EINVAL, "URL '%s': directory too long", url);
 	snprintf(u.path, sizeof(u.path), "%s", slash);
 	for (const char *c = u.user; *c; c++)
 		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
 		      *c == '_' || *c == '-' || *c == '.'))
-			return err_set(EINVAL, "ssh URL '%s': unusual characters in the user name", url);
+			return err_set(EINVAL, "URL '%s': unusual characters in the user name", url);
 	*ret = u;
 	return 0;
 }
@@ -184,4 +190,35 @@ int ssh_check_hostkey(LIBSSH2_SESSION *s, const char *known_hosts, const char *h
 	default:
 		return err_set(EINVAL, "cannot check the host key of %s against %s", entry, known_hosts);
 	}
+}
+
+int ssh_open(const struct ssh_url *u, const char *identity, const char *known_hosts, const char *what,
+	     LIBSSH2_SESSION **ret, int *ret_fd)
+{
+	LIBSSH2_SESSION *s;
+	int fd, rc;
+
+	if ((fd = ssh_tcp_connect(u->host, u->port, false)) < 0)
+		return err_wrap(fd, "%s (%s:%d) cannot be reached", what, u->host, u->port);
+	if (!(s = libssh2_session_init())) {
+		close(fd);
+		return -ENOMEM;
+	}
+	libssh2_session_set_blocking(s, 1);
+	libssh2_session_set_timeout(s, 60000);
+	if (libssh2_session_handshake(s, fd) != 0)
+		rc = err_set(EPROTO, "SSH handshake with %s failed: %s", what, ssh_error(s));
+	else if ((rc = ssh_check_hostkey(s, known_hosts, u->host, u->port)) < 0)
+		;
+	else if (libssh2_userauth_publickey_fromfile(s, u->user, NULL, identity, NULL) != 0)
+		rc = err_set(EACCES, "%s refused the key %s for user %s: %s", what, identity, u->user,
+			     ssh_error(s));
+	if (rc < 0) {
+		libssh2_session_free(s);
+		close(fd);
+		return rc;
+	}
+	*ret = s;
+	*ret_fd = fd;
+	return 0;
 }

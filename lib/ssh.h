@@ -16,6 +16,8 @@ struct ssh_url {
 /* Parse ssh://user@host[:port]/DIR (host may be [v6]).  -EINVAL with a
  * sentence on error. */
 int ssh_url_parse(const char *url, struct ssh_url *ret);
+/* The same for SCHEME://user@host[:port]/DIR (sftp for vaults). */
+int ssh_url_parse_scheme(const char *url, const char *scheme, struct ssh_url *ret);
 /* Resolve HOST and start a TCP connection (non-blocking if NONBLOCK: the fd
  * may still be connecting).  Sets keepalive and a user timeout so a dead
  * link is noticed within ~30 s.  Returns the fd or a negative errno. */
@@ -33,3 +35,8 @@ int ssh_check_hostkey(LIBSSH2_SESSION *s, const char *known_hosts, const char *h
 void ssh_host_entry(const char *host, int port, char *buf, size_t len);
 /* Last libssh2 error of the session as text. */
 const char *ssh_error(LIBSSH2_SESSION *s);
+/* Blocking session to U: TCP, handshake, strict host-key check against
+ * KNOWN_HOSTS, public-key authentication with IDENTITY.  WHAT names the
+ * peer in messages ("host web1", "the vault"). */
+int ssh_open(const struct ssh_url *u, const char *identity, const char *known_hosts, const char *what,
+	     LIBSSH2_SESSION **ret, int *ret_fd);

@@ -1,0 +1,40 @@
+/* vstore.h - the vault's object store: a directory reached locally
+ * (local:DIR) or over SFTP (sftp://user@host[:port]/DIR, libssh2, strict
+ * host-key checking).  Objects are created exclusively and written once;
+ * the writer never renames or deletes (only `bascule vault prune`, with its
+ * own account, calls vstore_remove).  Names are relative paths such as
+ * "d/3f/3f9a...".  Blocking; one store per thread. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct vstore;
+
+struct vstore_opts {
+	const char *identity;    /* sftp: private key */
+	const char *known_hosts; /* sftp: strict host-key checking against this file */
+};
+
+/* Open URL; sftp: connect, check the host key, authenticate, start SFTP. */
+int vstore_open(const char *url, const struct vstore_opts *o, struct vstore **ret);
+void vstore_close(struct vstore *v);
+/* 1 if URL names a vault transport this build knows (local: or sftp://). */
+int vstore_url_ok(const char *url);
+
+/* Create NAME exclusively holding LEN bytes, durably (fsync); missing parent
+ * directories are created.  -EEXIST if NAME already exists. */
+int vstore_put(struct vstore *v, const char *name, const void *data, size_t len);
+/* Read up to LEN bytes at OFF; returns the count (short only at the end). */
+ssize_t vstore_read(struct vstore *v, const char *name, uint64_t off, void *buf, size_t len);
+/* The whole object, at most MAX bytes (-EFBIG beyond); *ret malloc'd. */
+int vstore_get(struct vstore *v, const char *name, size_t max, uint8_t **ret, size_t *ret_len);
+int vstore_stat(struct vstore *v, const char *name, uint64_t *size, uint64_t *mtime);
+/* Call CB for every entry of directory DIR (not . and ..); a non-zero return
+ * from CB stops the listing and is returned.  A missing DIR lists nothing. */
+typedef int (*vstore_list_cb)(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime);
+int vstore_list(struct vstore *v, const char *dir, vstore_list_cb cb, void *ctx);
+int vstore_remove(struct vstore *v, const char *name);
+/* Bytes written and read through this store (benchmarks, logs). */
+uint64_t vstore_bytes_written(const struct vstore *v);
+uint64_t vstore_bytes_read(const struct vstore *v);
