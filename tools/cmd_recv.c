@@ -13,6 +13,7 @@
 #include "replica.h"
 #include "rsync.h"
 #include "units.h"
+#include "recvloop.h"
 #include "wire.h"
 #include <dirent.h>
 #include <getopt.h>
@@ -21,16 +22,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zstd.h>
 
-static int send_state(struct wire *w, struct replica *r)
+struct rsink {
+	struct replica *r;
+	struct rapply *a;
+	const char *root;
+};
+
+static int replica_state(void *ctx, struct wbuf *out)
 {
+	struct replica *r = ((struct rsink *)ctx)->r;
 	char **groups = NULL;
 	size_t n = 0;
-	struct wbuf b;
+	struct wbuf b = *out;
 	int rc;
 
-	wbuf_init(&b, WIRE_MAX_BODY);
 	if ((rc = replica_groups(r, &groups, &n)) < 0)
 		goto out;
 	/* Group directories holding replica files but no state: unknown copies. */
@@ -80,16 +86,17 @@ static int send_state(struct wire *w, struct replica *r)
 		}
 		put_be32(b.p, count);
 	}
-	rc = wire_send(w, MSG_STATE, b.p, b.len);
 out:
+	*out = b;
 	replica_groups_free(groups, n);
-	wbuf_free(&b);
 	return rc;
 }
 
 /* Say what to do about a full replica filesystem. */
-static int advise(int rc, const char *root)
+static int advise(void *ctx, int rc)
 {
+	const char *root = ((struct rsink *)ctx)->root;
+
 	if (rc == -ENOSPC)
 		err_wrap(rc, "the replica filesystem under %s is full (an epoch needs room for its redo "
 			     "log, the undo data of what it overwrites and its new blocks): free space "
@@ -98,8 +105,9 @@ static int advise(int rc, const char *root)
 }
 
 /* Answer SIG_REQUEST: the librsync signature of every 1 MiB range. */
-static int send_signatures(struct wire *w, struct replica *r, const struct msg_sig *req)
+static int send_signatures(void *ctx, struct wire *w, const struct msg_sig *req)
 {
+	struct replica *r = ((struct rsink *)ctx)->r;
 	uint8_t *buf = malloc(PROTO_SIG_RANGE);
 	struct wbuf sig, b;
 	struct msg_sig m = *req;
@@ -142,26 +150,48 @@ out:
 	return rc;
 }
 
-static int send_ack(struct wire *w, const char *group, uint64_t epoch, int err)
+static int r_begin(void *ctx, const struct msg_epoch_begin *m)
 {
-	struct msg_ack m = { 0 };
-	struct wbuf b;
-	int rc;
+	struct rsink *k = ctx;
+	return replica_epoch_begin(k->r, m, &k->a);
+}
 
-	snprintf(m.group, sizeof(m.group), "%s", group);
-	m.epoch = epoch;
-	if (err) {
-		m.code = (uint32_t)-err;
-		snprintf(m.text, sizeof(m.text), "%s", err_msg(err));
-	}
-	wbuf_init(&b, 4096);
-	rc = proto_put_ack(&b, &m, err != 0);
-	if (rc == 0)
-		rc = wire_send(w, err ? MSG_NACK : MSG_ACK, b.p, b.len);
-	wbuf_free(&b);
-	if (rc == 0)
-		rc = wire_flush_blocking(w);
+static int r_source(void *ctx, const struct msg_source *m)
+{
+	return replica_epoch_source(((struct rsink *)ctx)->a, m);
+}
+
+static int r_extent(void *ctx, uint32_t src, uint64_t off, uint32_t len, const uint8_t *data)
+{
+	return replica_epoch_extent(((struct rsink *)ctx)->a, src, off, len, data);
+}
+
+static int r_basis(void *ctx, uint32_t src, uint64_t off, uint8_t *buf, uint32_t len)
+{
+	struct rsink *k = ctx;
+	const char *sn = replica_epoch_source_name(k->a, src);
+
+	if (!sn)
+		return err_set(EPROTO, "delta for an unknown source");
+	return replica_read_range(k->r, replica_epoch_group(k->a), sn, off, buf, len, NULL);
+}
+
+static int r_commit(void *ctx, const struct msg_epoch_end *m)
+{
+	struct rsink *k = ctx;
+	int rc = replica_epoch_commit(k->a, m);
+
+	replica_epoch_abort(k->a);
+	k->a = NULL;
 	return rc;
+}
+
+static void r_abort(void *ctx)
+{
+	struct rsink *k = ctx;
+
+	replica_epoch_abort(k->a);
+	k->a = NULL;
 }
 
 static void recv_usage(FILE *f)
@@ -190,11 +220,10 @@ int cmd_recv(int argc, char **argv)
 	uint64_t keep_epochs = 24, keep_time = 0;
 	struct site_key *key = NULL;
 	struct replica *r = NULL;
-	struct rapply *a = NULL;
-	ZSTD_DCtx *dctx = NULL;
-	uint8_t *raw = NULL, *basis = NULL;
-	struct wire w;
-	bool wire_up = false;
+	struct rsink k = { 0 };
+	struct recv_sink sink = { .ctx = &k, .state = replica_state, .begin = r_begin, .source = r_source,
+				  .extent = r_extent, .basis = r_basis, .commit = r_commit, .abort = r_abort,
+				  .signatures = send_signatures, .advise = advise };
 	int c, rc = 0;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -232,175 +261,12 @@ int cmd_recv(int argc, char **argv)
 		goto out;
 	r->keep_epochs = keep_epochs;
 	r->keep_time = keep_time;
-	dctx = ZSTD_createDCtx();
-	raw = malloc(PROTO_MAX_EXTENT);
-	basis = malloc(PROTO_MAX_EXTENT);
-	if (!dctx || !raw || !basis) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	wire_init(&w, STDIN_FILENO, STDOUT_FILENO, WIRE_ROLE_RECV, key);
-	wire_up = true;
-
-	/* Handshake: the daemon speaks first. */
-	while (!wire_ready(&w)) {
-		enum wire_type t;
-		struct rbuf body;
-		rc = wire_next(&w, &t, &body);
-		if (rc < 0) {
-			wire_send_error(&w, rc, err_msg(rc));
-			wire_flush_blocking(&w);
-			goto out;
-		}
-		if ((rc = wire_flush_blocking(&w)) < 0)
-			goto out;
-		if (wire_ready(&w))
-			break;
-		rc = wire_fill(&w);
-		if (rc == 0) {
-			rc = err_set(ECONNRESET, "the daemon closed the connection during the handshake");
-			goto out;
-		}
-		if (rc < 0)
-			goto out;
-	}
-	if ((rc = send_state(&w, r)) < 0 || (rc = wire_flush_blocking(&w)) < 0)
-		goto out;
-
-	for (;;) {
-		enum wire_type t;
-		struct rbuf body;
-
-		rc = wire_recv_blocking(&w, &t, &body);
-		if (rc == -ECONNRESET && !a) {
-			rc = 0; /* the daemon went away between epochs */
-			goto out;
-		}
-		if (rc < 0)
-			goto out;
-		switch (t) {
-		case MSG_EPOCH_BEGIN: {
-			struct msg_epoch_begin m;
-			if (a) {
-				rc = err_set(EPROTO, "EPOCH_BEGIN inside an epoch");
-				goto out;
-			}
-			if ((rc = proto_get_epoch_begin(&body, &m)) < 0)
-				goto out;
-			if ((rc = advise(replica_epoch_begin(r, &m, &a), root)) < 0) {
-				send_ack(&w, m.group, m.epoch, rc);
-				goto out;
-			}
-			break;
-		}
-		case MSG_SOURCE: {
-			struct msg_source m;
-			if (!a) {
-				rc = err_set(EPROTO, "SOURCE outside an epoch");
-				goto out;
-			}
-			if ((rc = proto_get_source(&body, &m)) < 0 || (rc = replica_epoch_source(a, &m)) < 0)
-				goto out;
-			break;
-		}
-		case MSG_EXTENT: {
-			struct msg_extent m;
-			const uint8_t *data = NULL;
-			if (!a) {
-				rc = err_set(EPROTO, "EXTENT outside an epoch");
-				goto out;
-			}
-			if ((rc = proto_get_extent(&body, &m)) < 0)
-				goto out;
-			if (m.enc == EXT_RAW)
-				data = m.data;
-			else if (m.enc == EXT_ZSTD) {
-				unsigned long long fs = ZSTD_getFrameContentSize(m.data, m.data_len);
-				size_t n;
-				if (fs != m.raw_len) {
-					rc = err_set(EBADMSG, "compressed extent announces %llu bytes, expected %u", fs,
-						     m.raw_len);
-					goto out;
-				}
-				n = ZSTD_decompressDCtx(dctx, raw, PROTO_MAX_EXTENT, m.data, m.data_len);
-				if (ZSTD_isError(n) || n != m.raw_len) {
-					rc = err_set(EBADMSG, "corrupt compressed extent");
-					goto out;
-				}
-				data = raw;
-			} else if (m.enc == EXT_DELTA) {
-				/* Resync: patch the replica's own range into the new one. */
-				const char *sn = replica_epoch_source_name(a, m.src);
-				if (!sn) {
-					rc = err_set(EPROTO, "delta for an unknown source");
-					goto out;
-				}
-				if ((rc = replica_read_range(r, replica_epoch_group(a), sn, m.offset, basis,
-							     m.raw_len, NULL)) < 0 ||
-				    (rc = rsync_patch(basis, m.raw_len, m.data, m.data_len, raw, m.raw_len)) < 0)
-					goto out;
-				data = raw;
-			}
-			if ((rc = advise(replica_epoch_extent(a, m.src, m.offset, m.raw_len, data), root)) < 0) {
-				send_ack(&w, replica_epoch_group(a), replica_epoch_number(a), rc);
-				goto out;
-			}
-			break;
-		}
-		case MSG_EPOCH_END: {
-			struct msg_epoch_end m;
-			char group[NAME_MAX_LEN + 1];
-			uint64_t epoch;
-			if (!a) {
-				rc = err_set(EPROTO, "EPOCH_END outside an epoch");
-				goto out;
-			}
-			if ((rc = proto_get_epoch_end(&body, &m)) < 0)
-				goto out;
-			snprintf(group, sizeof(group), "%s", replica_epoch_group(a));
-			epoch = replica_epoch_number(a);
-			rc = advise(replica_epoch_commit(a, &m), root);
-			replica_epoch_abort(a);
-			a = NULL;
-			if (rc < 0) {
-				log_error("epoch %llu of %s refused: %s", (unsigned long long)epoch, group,
-					  err_msg(rc));
-				send_ack(&w, group, epoch, rc);
-				goto out;
-			}
-			if ((rc = send_ack(&w, group, epoch, 0)) < 0)
-				goto out;
-			break;
-		}
-		case MSG_SIG_REQUEST: {
-			struct msg_sig m;
-			if (a) {
-				rc = err_set(EPROTO, "SIG_REQUEST inside an epoch");
-				goto out;
-			}
-			if ((rc = proto_get_sig(&body, MSG_SIG_REQUEST, &m)) < 0 ||
-			    (rc = send_signatures(&w, r, &m)) < 0)
-				goto out;
-			break;
-		}
-		case MSG_BYE:
-			rc = 0;
-			goto out;
-		default:
-			rc = err_set(EPROTO, "unexpected message type %d from the daemon", t);
-			goto out;
-		}
-	}
+	k.r = r;
+	k.root = root;
+	rc = recv_serve(key, &sink);
 out:
-	if (rc < 0)
-		log_error("%s%s", err_msg(rc),
-			  a ? " (nothing of the epoch in progress was applied)" : "");
-	replica_epoch_abort(a);
-	if (wire_up)
-		wire_free(&w);
-	ZSTD_freeDCtx(dctx);
-	free(raw);
-	free(basis);
+	if (rc < 0 && !k.r)
+		log_error("%s", err_msg(rc));
 	replica_close(r);
 	key_free(key);
 	return err_exit_code(rc);

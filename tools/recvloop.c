@@ -1,0 +1,229 @@
+/* recvloop.c - the receiving end of the protocol (see recvloop.h). */
+#include "recvloop.h"
+#include "err.h"
+#include "log.h"
+#include "rsync.h"
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zstd.h>
+
+static int send_ack(struct wire *w, const char *group, uint64_t epoch, int err)
+{
+	struct msg_ack m = { 0 };
+	struct wbuf b;
+	int rc;
+
+	snprintf(m.group, sizeof(m.group), "%s", group);
+	m.epoch = epoch;
+	if (err) {
+		m.code = (uint32_t)-err;
+		snprintf(m.text, sizeof(m.text), "%s", err_msg(err));
+	}
+	wbuf_init(&b, 4096);
+	rc = proto_put_ack(&b, &m, err != 0);
+	if (rc == 0)
+		rc = wire_send(w, err ? MSG_NACK : MSG_ACK, b.p, b.len);
+	wbuf_free(&b);
+	if (rc == 0)
+		rc = wire_flush_blocking(w);
+	return rc;
+}
+
+static int advise(const struct recv_sink *s, int rc)
+{
+	return s->advise && rc < 0 ? s->advise(s->ctx, rc) : rc;
+}
+
+static int send_state(struct wire *w, const struct recv_sink *s)
+{
+	struct wbuf b;
+	int rc;
+
+	wbuf_init(&b, WIRE_MAX_BODY);
+	if ((rc = s->state(s->ctx, &b)) == 0)
+		rc = wire_send(w, MSG_STATE, b.p, b.len);
+	wbuf_free(&b);
+	return rc;
+}
+
+int recv_serve(struct site_key *key, const struct recv_sink *s)
+{
+	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+	uint8_t *raw = malloc(PROTO_MAX_EXTENT), *basis = malloc(PROTO_MAX_EXTENT);
+	char group[NAME_MAX_LEN + 1] = "";
+	uint64_t epoch = 0;
+	bool in_epoch = false;
+	struct wire w;
+	int rc = 0;
+
+	if (!dctx || !raw || !basis) {
+		ZSTD_freeDCtx(dctx);
+		free(raw);
+		free(basis);
+		return -ENOMEM;
+	}
+	wire_init(&w, STDIN_FILENO, STDOUT_FILENO, WIRE_ROLE_RECV, key);
+
+	/* Handshake: the daemon speaks first. */
+	while (!wire_ready(&w)) {
+		enum wire_type t;
+		struct rbuf body;
+		rc = wire_next(&w, &t, &body);
+		if (rc < 0) {
+			wire_send_error(&w, rc, err_msg(rc));
+			wire_flush_blocking(&w);
+			goto out;
+		}
+		if ((rc = wire_flush_blocking(&w)) < 0)
+			goto out;
+		if (wire_ready(&w))
+			break;
+		rc = wire_fill(&w);
+		if (rc == 0) {
+			rc = err_set(ECONNRESET, "the daemon closed the connection during the handshake");
+			goto out;
+		}
+		if (rc < 0)
+			goto out;
+	}
+	if ((rc = send_state(&w, s)) < 0 || (rc = wire_flush_blocking(&w)) < 0)
+		goto out;
+
+	for (;;) {
+		enum wire_type t;
+		struct rbuf body;
+
+		rc = wire_recv_blocking(&w, &t, &body);
+		if (rc == -ECONNRESET && !in_epoch) {
+			rc = 0; /* the daemon went away between epochs */
+			goto out;
+		}
+		if (rc < 0)
+			goto out;
+		switch (t) {
+		case MSG_EPOCH_BEGIN: {
+			struct msg_epoch_begin m;
+			if (in_epoch) {
+				rc = err_set(EPROTO, "EPOCH_BEGIN inside an epoch");
+				goto out;
+			}
+			if ((rc = proto_get_epoch_begin(&body, &m)) < 0)
+				goto out;
+			if ((rc = advise(s, s->begin(s->ctx, &m))) < 0) {
+				send_ack(&w, m.group, m.epoch, rc);
+				goto out;
+			}
+			snprintf(group, sizeof(group), "%s", m.group);
+			epoch = m.epoch;
+			in_epoch = true;
+			break;
+		}
+		case MSG_SOURCE: {
+			struct msg_source m;
+			if (!in_epoch) {
+				rc = err_set(EPROTO, "SOURCE outside an epoch");
+				goto out;
+			}
+			if ((rc = proto_get_source(&body, &m)) < 0 || (rc = s->source(s->ctx, &m)) < 0)
+				goto out;
+			break;
+		}
+		case MSG_EXTENT: {
+			struct msg_extent m;
+			const uint8_t *data = NULL;
+			if (!in_epoch) {
+				rc = err_set(EPROTO, "EXTENT outside an epoch");
+				goto out;
+			}
+			if ((rc = proto_get_extent(&body, &m)) < 0)
+				goto out;
+			if (m.enc == EXT_RAW)
+				data = m.data;
+			else if (m.enc == EXT_ZSTD) {
+				unsigned long long fs = ZSTD_getFrameContentSize(m.data, m.data_len);
+				size_t n;
+				if (fs != m.raw_len) {
+					rc = err_set(EBADMSG, "compressed extent announces %llu bytes, expected %u", fs,
+						     m.raw_len);
+					goto out;
+				}
+				n = ZSTD_decompressDCtx(dctx, raw, PROTO_MAX_EXTENT, m.data, m.data_len);
+				if (ZSTD_isError(n) || n != m.raw_len) {
+					rc = err_set(EBADMSG, "corrupt compressed extent");
+					goto out;
+				}
+				data = raw;
+			} else if (m.enc == EXT_DELTA) {
+				/* Resync: patch the replica's own range into the new one. */
+				if (!s->basis) {
+					rc = err_set(EPROTO, "a resync delta was sent to a receiver that keeps no replica");
+					goto out;
+				}
+				if ((rc = s->basis(s->ctx, m.src, m.offset, basis, m.raw_len)) < 0 ||
+				    (rc = rsync_patch(basis, m.raw_len, m.data, m.data_len, raw, m.raw_len)) < 0)
+					goto out;
+				data = raw;
+			}
+			if ((rc = advise(s, s->extent(s->ctx, m.src, m.offset, m.raw_len, data))) < 0) {
+				send_ack(&w, group, epoch, rc);
+				goto out;
+			}
+			break;
+		}
+		case MSG_EPOCH_END: {
+			struct msg_epoch_end m;
+			if (!in_epoch) {
+				rc = err_set(EPROTO, "EPOCH_END outside an epoch");
+				goto out;
+			}
+			if ((rc = proto_get_epoch_end(&body, &m)) < 0)
+				goto out;
+			rc = advise(s, s->commit(s->ctx, &m));
+			in_epoch = false;
+			if (rc < 0) {
+				log_error("epoch %llu of %s refused: %s", (unsigned long long)epoch, group,
+					  err_msg(rc));
+				send_ack(&w, group, epoch, rc);
+				goto out;
+			}
+			if ((rc = send_ack(&w, group, epoch, 0)) < 0)
+				goto out;
+			break;
+		}
+		case MSG_SIG_REQUEST: {
+			struct msg_sig m;
+			if (in_epoch) {
+				rc = err_set(EPROTO, "SIG_REQUEST inside an epoch");
+				goto out;
+			}
+			if (!s->signatures) {
+				rc = err_set(EPROTO, "signatures were asked of a receiver that keeps no replica");
+				goto out;
+			}
+			if ((rc = proto_get_sig(&body, MSG_SIG_REQUEST, &m)) < 0 ||
+			    (rc = s->signatures(s->ctx, &w, &m)) < 0)
+				goto out;
+			break;
+		}
+		case MSG_BYE:
+			rc = 0;
+			goto out;
+		default:
+			rc = err_set(EPROTO, "unexpected message type %d from the daemon", t);
+			goto out;
+		}
+	}
+out:
+	if (rc < 0)
+		log_error("%s%s", err_msg(rc), in_epoch ? " (nothing of the epoch in progress was applied)" : "");
+	if (in_epoch)
+		s->abort(s->ctx);
+	wire_free(&w);
+	ZSTD_freeDCtx(dctx);
+	free(raw);
+	free(basis);
+	return rc;
+}

@@ -1,0 +1,35 @@
+/* recvloop.h - the receiving end of the protocol, shared by `bascule recv`
+ * (replicas) and `bascule vault recv` (the vault writer).  The loop does the
+ * handshake, sends STATE, decodes and decompresses every message and
+ * acknowledges each epoch once the sink has committed it; the sink decides
+ * what an epoch becomes.  Any error ends the session: the daemon reconnects
+ * and resumes from the STATE sent first. */
+#pragma once
+#include <stdint.h>
+#include "buf.h"
+#include "key.h"
+#include "proto.h"
+#include "wire.h"
+
+struct recv_sink {
+	void *ctx;
+	/* STATE body: u32 count then groups (proto_put_state_group). */
+	int (*state)(void *ctx, struct wbuf *b);
+	int (*begin)(void *ctx, const struct msg_epoch_begin *m);
+	int (*source)(void *ctx, const struct msg_source *m);
+	/* LEN bytes at OFF of source SRC; DATA NULL means zeros. */
+	int (*extent)(void *ctx, uint32_t src, uint64_t off, uint32_t len, const uint8_t *data);
+	/* Resync deltas: the replica's own bytes at OFF (NULL: no resync). */
+	int (*basis)(void *ctx, uint32_t src, uint64_t off, uint8_t *buf, uint32_t len);
+	/* Make the epoch durable; always ends it (success or not). */
+	int (*commit)(void *ctx, const struct msg_epoch_end *m);
+	/* Drop the epoch in progress (connection lost, error). */
+	void (*abort)(void *ctx);
+	/* Answer SIG_REQUEST (NULL: refused). */
+	int (*signatures)(void *ctx, struct wire *w, const struct msg_sig *req);
+	/* Turn an error into advice for the operator (may be NULL). */
+	int (*advise)(void *ctx, int rc);
+};
+
+/* Serve one session on stdin/stdout. */
+int recv_serve(struct site_key *key, const struct recv_sink *s);
