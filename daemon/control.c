@@ -118,8 +118,8 @@ static json_t *status_json(struct daemon *d)
 						      "lag_seconds", target_lag(t, k, now)));
 		json_array_append_new(
 			targets,
-			json_pack("{s:s, s:s, s:s, s:f, s:I, s:I, s:I, s:I, s:f, s:I, s:i, s:o}", "name",
-				  t->cfg->name, "state", target_state_name(t), "last_error", t->last_error,
+			json_pack("{s:s, s:s, s:s, s:s, s:f, s:I, s:I, s:I, s:I, s:f, s:I, s:i, s:o}", "name",
+				  t->cfg->name, "type", t->cfg->kind == TARGET_VAULT ? "vault" : "replica", "state", target_state_name(t), "last_error", t->last_error,
 				  "last_error_time", (double)t->last_error_time / 1e6, "bytes_sent",
 				  (json_int_t)t->bytes_sent, "raw_bytes_sent", (json_int_t)t->raw_sent,
 				  "delta_bytes_sent", (json_int_t)t->delta_sent, "errors", (json_int_t)t->errors,
@@ -294,8 +294,10 @@ static json_t *handle(struct client *c, json_t *req)
 			} else if (g->paused) {
 				json_decref(epochs);
 				return refuse("the group is paused: resume it first");
-			} else
+			} else {
+				targets_sync(d, g);
 				json_object_set_new(epochs, g->name, json_integer((json_int_t)group_request_cut(g)));
+			}
 		}
 		if (!found) {
 			json_decref(epochs);

@@ -106,6 +106,7 @@ struct tgroup {
 	bool want_sig[PROTO_MAX_SOURCES];
 	struct sigstore *sig[PROTO_MAX_SOURCES];
 	uint32_t sig_pending;
+	uint64_t last_ship;            /* vault: mono usec of the last epoch queued (interval) */
 };
 
 struct target {
@@ -211,6 +212,10 @@ void target_enqueue(struct target *t, struct group *g);
 /* The floor for the spool of the next cut of G, per source: the lowest epoch
  * a connected target has been sent (UINT64_MAX if none is connected). */
 void targets_floor(struct daemon *d, struct group *g, uint64_t *floor);
+/* Once a second: vault targets whose interval has passed ask for a cut. */
+void targets_tick(struct daemon *d);
+/* `bascule sync`: vault targets take the next epoch of G whatever their interval. */
+void targets_sync(struct daemon *d, struct group *g);
 
 /* Wait for every running cut and process it (for reload). */
 void epoch_finish_cuts(struct daemon *d);

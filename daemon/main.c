@@ -121,6 +121,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata)
 		sd_notifyf(0, "STATUS=%u groups; %u of %u targets connected; worst lag %.1fs",
 			   d->n_groups, up, d->n_targets, worst);
 	daemon_free_retired(d);
+	targets_tick(d);
 	sd_event_source_set_time(s, usec + 1000000);
 	sd_event_source_set_enabled(s, SD_EVENT_ON);
 	return 0;

@@ -52,7 +52,7 @@ int target_init(struct daemon *d, struct target *t, const struct cfg_target *cfg
 	t->cfg = cfg;
 	t->to_fd = t->from_fd = t->sock = -1;
 	t->state = T_BACKOFF;
-	if (strncmp(cfg->url, "ssh://", 6) == 0) {
+	if (cfg->kind == TARGET_REPLICA && strncmp(cfg->url, "ssh://", 6) == 0) {
 		int r = ssh_url_parse(cfg->url, &t->url);
 		if (r < 0)
 			return r;
@@ -232,11 +232,41 @@ static void shell_quote(char *buf, size_t len, const char *s)
 	buf[o] = 0;
 }
 
+/* The vault writer runs here, on the primary: the vault key stays on it. */
+static void build_vault_command(struct target *t, char *cmd, size_t len)
+{
+	char cache[PATH_MAX + 128];
+
+	snprintf(cache, sizeof(cache), "%s/vault/%s", t->d->cfg->state_dir, t->cfg->name);
+	cmd[0] = 0;
+	shell_quote(cmd, len, t->d->recv_path);
+	snprintf(cmd + strlen(cmd), len - strlen(cmd), " vault recv --url ");
+	shell_quote(cmd, len, t->cfg->url);
+	snprintf(cmd + strlen(cmd), len - strlen(cmd), " --vault-key ");
+	shell_quote(cmd, len, t->cfg->vault_key);
+	snprintf(cmd + strlen(cmd), len - strlen(cmd), " --cache ");
+	shell_quote(cmd, len, cache);
+	snprintf(cmd + strlen(cmd), len - strlen(cmd), " --key ");
+	shell_quote(cmd, len, t->d->cfg->key);
+	if (t->cfg->identity) {
+		snprintf(cmd + strlen(cmd), len - strlen(cmd), " --identity ");
+		shell_quote(cmd, len, t->cfg->identity);
+	}
+	if (t->cfg->known_hosts) {
+		snprintf(cmd + strlen(cmd), len - strlen(cmd), " --known-hosts ");
+		shell_quote(cmd, len, t->cfg->known_hosts);
+	}
+}
+
 static void build_command(struct target *t, char *cmd, size_t len)
 {
 	const char *rc = t->cfg->remote_command, *dir = t->cfg->url + strlen("local:");
 	char tail[64];
 
+	if (t->cfg->kind == TARGET_VAULT) {
+		build_vault_command(t, cmd, len);
+		return;
+	}
 	cmd[0] = 0;
 	if (strncmp(rc, "bascule ", 8) == 0) {
 		shell_quote(cmd, len, t->d->recv_path);
@@ -675,6 +705,41 @@ static void target_service(struct target *t, bool readable)
 
 /* ---- sending ---- */
 
+/* A vault target takes at most one epoch of a group per interval. */
+static bool due(const struct target *t, const struct tgroup *tg)
+{
+	return !t->cfg->interval || !tg->last_ship || mono_usec() - tg->last_ship >= t->cfg->interval;
+}
+
+void targets_tick(struct daemon *d)
+{
+	for (uint32_t i = 0; i < d->n_targets; i++) {
+		struct target *t = d->targets[i];
+		if (t->state != T_READY || !t->cfg->interval)
+			continue;
+		for (uint32_t k = 0; k < d->n_groups; k++) {
+			struct group *g = d->groups[k];
+			struct tgroup *tg = &t->groups[k];
+			bool queued = false, behind = false;
+			if (!due(t, tg) || g->cutting || g->paused)
+				continue;
+			for (const struct job *j = t->jobs; j && !queued; j = j->next)
+				queued = j->g == g;
+			for (uint32_t s = 0; s < g->n_sources; s++)
+				behind |= tg->sent[s] < g->last_cut;
+			if (!queued && behind)
+				group_request_cut(g);
+		}
+	}
+}
+
+void targets_sync(struct daemon *d, struct group *g)
+{
+	for (uint32_t i = 0; i < d->n_targets; i++)
+		if (d->targets[i]->cfg->interval)
+			d->targets[i]->groups[g->idx].last_ship = 0;
+}
+
 void targets_floor(struct daemon *d, struct group *g, uint64_t *floor)
 {
 	uint32_t gi = g->idx;
@@ -685,7 +750,7 @@ void targets_floor(struct daemon *d, struct group *g, uint64_t *floor)
 		struct target *t = d->targets[i];
 		/* A target waiting for signatures gets no epoch from this cut:
 		 * spooling the whole disk for it each interval would be waste. */
-		if (t->state != T_READY || t->groups[gi].sig_pending)
+		if (t->state != T_READY || t->groups[gi].sig_pending || !due(t, &t->groups[gi]))
 			continue;
 		for (uint32_t s = 0; s < g->n_sources; s++)
 			if (t->groups[gi].sent[s] < floor[s])
@@ -703,6 +768,8 @@ void target_enqueue(struct target *t, struct group *g)
 		return;
 	if (tg->sig_pending)
 		return; /* signatures first: their arrival requests the resync cut */
+	if (!due(t, tg))
+		return; /* a vault between two shipments: the tick asks for its next cut */
 	/* The spool only holds blocks newer than its floor: a target that came
 	 * up during the scan lacks older ones and waits for the next cut. */
 	for (uint32_t s = 0; s < g->n_sources; s++)
@@ -729,6 +796,7 @@ void target_enqueue(struct target *t, struct group *g)
 		}
 		tg->sent[s] = j->epoch;
 	}
+	tg->last_ship = mono_usec();
 	if (t->jobs_tail)
 		t->jobs_tail->next = j;
 	else

@@ -182,24 +182,11 @@ static int run_ssh(const struct rb_host *h, const char *full, uint64_t timeout,
 	snprintf(url, sizeof(url), "%s%s", h->url, strchr(h->url + 6, '/') ? "" : "/drill");
 	if ((rc = ssh_url_parse(url, &u)) < 0)
 		return rc;
-	if ((fd = ssh_tcp_connect(u.host, u.port, false)) < 0)
-		return err_wrap(fd, "host %s (%s:%d) cannot be reached", h->name, u.host, u.port);
-	if (!(s = libssh2_session_init())) {
-		close(fd);
-		return -ENOMEM;
-	}
-	libssh2_session_set_blocking(s, 1);
-	libssh2_session_set_timeout(s, 20000);
-	if (libssh2_session_handshake(s, fd) != 0) {
-		rc = err_set(EPROTO, "SSH handshake with host %s failed: %s", h->name, ssh_error(s));
-		goto out;
-	}
-	if ((rc = ssh_check_hostkey(s, h->known_hosts, u.host, u.port)) < 0)
-		goto out;
-	if (libssh2_userauth_publickey_fromfile(s, u.user, NULL, h->identity, NULL) != 0) {
-		rc = err_set(EACCES, "host %s refused the key %s for user %s: %s", h->name, h->identity,
-			     u.user, ssh_error(s));
-		goto out;
+	{
+		char what[300];
+		snprintf(what, sizeof(what), "host %s", h->name);
+		if ((rc = ssh_open(&u, h->identity, h->known_hosts, what, &s, &fd)) < 0)
+			return rc;
 	}
 	if (!(ch = libssh2_channel_open_session(s))) {
 		rc = err_set(EPROTO, "host %s: cannot open a channel: %s", h->name, ssh_error(s));

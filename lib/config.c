@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const target_types[] = { "replica", NULL };
+static const char *const target_types[] = { "replica", "vault", NULL };
 static const char *const clone_modes[] = { "auto", "never", NULL };
 
 
@@ -47,12 +47,26 @@ static const struct cfg_key group_keys[] = {
 };
 static const struct cfg_table group_table = { "group", sizeof(struct cfg_group), group_keys };
 
+static const struct cfg_key retention_keys[] = {
+	{ K("all", CT_STR, struct cfg_retention, all), .note = "keep every epoch younger than this, e.g. 24h" },
+	{ K("hourly", CT_STR, struct cfg_retention, hourly),
+	  .note = "keep the newest epoch of each hour for this long, e.g. 7d" },
+	{ K("daily", CT_STR, struct cfg_retention, daily),
+	  .note = "keep the newest epoch of each day (UTC) for this long, e.g. 30d" },
+	{ K("monthly", CT_STR, struct cfg_retention, monthly),
+	  .note = "keep the newest epoch of each month for this long; here m means months: 12m" },
+	{ 0 }
+};
+static const struct cfg_table retention_table = { "retention", sizeof(struct cfg_retention), retention_keys };
+
 static const struct cfg_key target_keys[] = {
 	{ K("name", CT_NAME, struct cfg_target, name), .required = true, .note = "target name" },
 	{ K("type", CT_ENUM, struct cfg_target, type), .def = "replica", .enums = target_types,
-	  .note = "replica: a live, bootable copy at the secondary site" },
+	  .note = "replica: a live, bootable copy at the secondary site; vault: encrypted write-once "
+		  "objects at a backup provider (docs/vault.md)" },
 	{ K("url", CT_STR, struct cfg_target, url), .required = true,
-	  .note = "local:/DIR (bascule recv on this machine) or ssh://user@host[:port]/DIR" },
+	  .note = "replica: local:/DIR or ssh://user@host[:port]/DIR; vault: local:/DIR or "
+		  "sftp://user@host[:port]/DIR" },
 	{ K("remote_command", CT_STR, struct cfg_target, remote_command), .def = "bascule recv",
 	  .note = "receiver command; --root DIR and retention options are appended" },
 	{ K("bandwidth", CT_RATE, struct cfg_target, bandwidth), .def = "0",
@@ -67,6 +81,12 @@ static const struct cfg_key target_keys[] = {
 	  .max = 64, .note = "epochs sent but not yet acknowledged, at most" },
 	{ K("window", CT_STR, struct cfg_target, window),
 	  .note = "send only between these local times, e.g. 22:00-06:00 (default: always)" },
+	{ K("vault_key", CT_SECRET, struct cfg_target, vault_key),
+	  .note = "vault: the vault key from `bascule keygen vault` (mode 0600; never leaves the primary)" },
+	{ K("interval", CT_DURATION, struct cfg_target, interval), .def = "0", .max = 86400000000ULL,
+	  .note = "vault: ship at most one epoch per group this often, e.g. 1m (0 = every epoch)" },
+	{ K("retention", CT_MAP, struct cfg_target, retention), .sub = &retention_table,
+	  .note = "vault: what `bascule vault prune` keeps (all, hourly, daily, monthly)" },
 	{ 0 }
 };
 static const struct cfg_table target_table = { "target", sizeof(struct cfg_target), target_keys };
@@ -99,6 +119,49 @@ static const struct cfg_table top_table = { "top level", sizeof(struct config), 
 struct parse_ctx {
 	const char *file;
 };
+
+/* The keys of a vault target, or their absence from a replica target. */
+static int check_vault(struct parse_ctx *p, struct cfg_target *t)
+{
+	struct cfg_retention *rt = &t->retention;
+	const char *spans[4] = { rt->all, rt->hourly, rt->daily, rt->monthly };
+	uint64_t *vals[4] = { &rt->policy.all, &rt->policy.hourly, &rt->policy.daily, &rt->policy.monthly };
+	const char *names[4] = { "all", "hourly", "daily", "monthly" };
+
+	if (t->kind == TARGET_REPLICA) {
+		if (t->vault_key || t->interval || spans[0] || spans[1] || spans[2] || spans[3])
+			return err_set(EINVAL, "%s:%d:%d: target '%s': vault_key, interval and retention are "
+					       "for targets of type vault",
+				       p->file, t->pos.line, t->pos.col, t->name);
+		return 0;
+	}
+	for (int i = 0; i < 4; i++)
+		if (spans[i] && retention_parse_span(spans[i], vals[i]) < 0)
+			return err_set(EINVAL, "%s:%d:%d: target '%s': retention %s must be a span such as "
+					       "24h, 7d, 2w, 12m (months) or 1y, got '%s'",
+				       p->file, t->pos.line, t->pos.col, t->name, names[i], spans[i]);
+	if (!t->vault_key)
+		return err_set(EINVAL, "%s:%d:%d: target '%s': a vault needs vault_key (create one with "
+				       "`bascule keygen vault FILE --escrow FILE.escrow`)",
+			       p->file, t->pos.line, t->pos.col, t->name);
+	if (strncmp(t->url, "local:/", 7) == 0)
+		return 0;
+	if (strncmp(t->url, "sftp://", 7) == 0) {
+		struct ssh_url u;
+		int ur = ssh_url_parse_scheme(t->url, "sftp", &u);
+		if (ur < 0)
+			return err_set(EINVAL, "%s:%d:%d: target '%s': %s", p->file, t->pos.line, t->pos.col,
+				       t->name, err_msg(ur));
+		if (!t->identity || !t->known_hosts)
+			return err_set(EINVAL, "%s:%d:%d: target '%s': an sftp:// vault needs identity (the "
+					       "SSH private key) and known_hosts",
+				       p->file, t->pos.line, t->pos.col, t->name);
+		return 0;
+	}
+	return err_set(EINVAL, "%s:%d:%d: target '%s': a vault url must be local:/DIR or "
+			       "sftp://user@host[:port]/DIR, got '%s'",
+		       p->file, t->pos.line, t->pos.col, t->name, t->url);
+}
 
 static int cross_check(struct parse_ctx *p, struct config *c)
 {
@@ -143,7 +206,10 @@ static int cross_check(struct parse_ctx *p, struct config *c)
 			t->window_start = h1 * 60 + m1;
 			t->window_end = h2 * 60 + m2;
 		}
-		if (strncmp(t->url, "local:/", 7) == 0)
+		t->kind = strcmp(t->type, "vault") == 0 ? TARGET_VAULT : TARGET_REPLICA;
+		if ((r = check_vault(p, t)) < 0)
+			return r;
+		if (t->kind == TARGET_VAULT || strncmp(t->url, "local:/", 7) == 0)
 			continue;
 		if (strncmp(t->url, "ssh://", 6) == 0) {
 			struct ssh_url u;

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "retention.h"
 #include "yamltab.h"
 
 struct cfg_source {
@@ -26,7 +27,12 @@ struct cfg_group {
 	struct cfg_list sources;/* struct cfg_source */
 };
 
-enum target_type { TARGET_REPLICA = 0 };
+enum target_type { TARGET_REPLICA = 0, TARGET_VAULT = 1 };
+
+struct cfg_retention {
+	char *all, *hourly, *daily, *monthly; /* as written; parsed into policy */
+	struct retention policy;
+};
 
 struct cfg_target {
 	struct cfg_pos pos;
@@ -41,6 +47,11 @@ struct cfg_target {
 	uint64_t max_in_flight;
 	char *window;           /* "HH:MM-HH:MM" local time, NULL = always */
 	int window_start, window_end; /* minutes since midnight */
+	/* type vault */
+	char *vault_key;
+	uint64_t interval;      /* usec between two shipped epochs, 0 = every epoch */
+	struct cfg_retention retention;
+	enum target_type kind;
 };
 
 struct config {

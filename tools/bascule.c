@@ -1,6 +1,7 @@
 /* bascule.c - the bascule command: one table of subcommands, --help built
  * from it (as WireGuard's wg does). */
 #include "cmd.h"
+#include "vault_cmd.h"
 #include "config.h"
 #include "err.h"
 #include "log.h"
@@ -17,7 +18,7 @@ static const struct subcommand {
 	const char *usage;
 	const char *description;
 } subcommands[] = {
-	{ "keygen", cmd_keygen, "keygen site|signing FILE", "create a site key or a report signing key pair" },
+	{ "keygen", cmd_keygen, "keygen site|signing|vault FILE", "create a site key, a report signing key pair or a vault key" },
 	{ "sync", cmd_sync, "sync [GROUP] [--wait] [--timeout D]",
 	  "cut an epoch now; with --wait, return once every target has it" },
 	{ "status", cmd_status, "status [--json]", "where every group and target stands, with lag" },
@@ -34,6 +35,9 @@ static const struct subcommand {
 	{ "drill", cmd_drill, "drill RUNBOOK --mode MODE",
 	  "failover drill: plan, planned, unplanned, test, failback; signed RTO/RPO report" },
 	{ "report", cmd_report, "report verify [--key PUB] REPORT", "check a drill report's signature" },
+	{ "vault", cmd_vault, "vault ls|check|prune", "list, check and prune the provider-blind vault" },
+	{ "restore", cmd_restore, "restore --vault URL --source G/S --to PATH",
+	  "rebuild a source at any retained epoch from the vault" },
 	{ "replica", cmd_replica, "replica VERB --root DIR",
 	  "list, verify, recover, rollback, promote, demote, clone the replicas in DIR" },
 };

@@ -25,11 +25,13 @@ static void sync_usage(FILE *f)
 		   "                it durable: the replica then equals the source as it was when\n"
 		   "                the epoch was cut\n"
 		   "  --timeout D   give up waiting after D (default 60s): exit 6 naming the\n"
-		   "                targets that lag\n");
+		   "                targets that lag\n"
+		   "  --vault       also wait for vault targets (they take the epoch at once,\n"
+		   "                whatever their interval); without it --wait waits for replicas\n");
 }
 
 /* 1 if every target has acked EPOCHS; else 0 with a description in WHY. */
-static int all_acked(json_t *status, json_t *epochs, char *why, size_t len)
+static int all_acked(json_t *status, json_t *epochs, bool vaults, char *why, size_t len)
 {
 	json_t *targets = json_object_get(status, "targets"), *t;
 	size_t i;
@@ -40,10 +42,13 @@ static int all_acked(json_t *status, json_t *epochs, char *why, size_t len)
 		const char *name = json_string_value(json_object_get(t, "name"));
 		const char *state = json_string_value(json_object_get(t, "state"));
 		const char *lerr = json_string_value(json_object_get(t, "last_error"));
+		const char *type = json_string_value(json_object_get(t, "type"));
 		json_t *groups = json_object_get(t, "groups");
 		const char *g;
 		json_t *want;
 
+		if (!vaults && type && !strcmp(type, "vault"))
+			continue;
 		json_object_foreach(epochs, g, want) {
 			json_t *tg = json_object_get(groups, g);
 			json_int_t acked = json_integer_value(json_object_get(tg, "acked"));
@@ -65,6 +70,7 @@ int cmd_sync(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "wait", no_argument, NULL, 'w' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "vault", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -72,12 +78,13 @@ int cmd_sync(int argc, char **argv)
 	const char *group = NULL;
 	json_t *req = NULL, *resp = NULL, *epochs;
 	char sock[4096], why[4096];
-	bool wait = false;
+	bool wait = false, vaults = false;
 	int c, r, ret = EXIT_FAIL;
 
 	while ((c = getopt_long(argc, argv, "wh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'w': wait = true; break;
+		case 'V': vaults = true; break;
 		case 't':
 			if (units_parse_duration(optarg, &timeout) < 0) {
 				fprintf(stderr, "bascule sync: --timeout wants a duration such as 60s\n");
@@ -127,7 +134,7 @@ int cmd_sync(int argc, char **argv)
 			ret = cmd_fail("sync", r);
 			break;
 		}
-		if (all_acked(st, epochs, why, sizeof(why))) {
+		if (all_acked(st, epochs, vaults, why, sizeof(why))) {
 			const char *g;
 			json_t *v;
 			json_decref(st);

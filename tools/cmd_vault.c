@@ -1,0 +1,1191 @@
+/* cmd_vault.c - bascule vault ls|check|prune and bascule restore.
+ *
+ * ls and check need only the verify key (FILE.pub): the provider can run
+ * them.  prune needs the verify key and an account allowed to delete (not
+ * the daemon's write-once one).  restore and `check --read-data` need the
+ * vault key. */
+#include "cmd.h"
+#include "config.h"
+#include "err.h"
+#include "fsutil.h"
+#include "log.h"
+#include "retention.h"
+#include "units.h"
+#include "vault.h"
+#include "vault_cmd.h"
+#include "vaultkey.h"
+#include "vstore.h"
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#ifndef FALLOC_FL_PUNCH_HOLE
+#include <linux/falloc.h>
+#endif
+
+/* Where the vault is and what opens it: command line over -c FILE. */
+struct vopts {
+	const char *url, *identity, *known_hosts, *vault_key, *verify_key, *target;
+	struct retention policy;
+	bool policy_given;
+	struct config *cfg;
+};
+
+enum { O_URL = 1000, O_IDENTITY, O_KNOWN, O_VKEY, O_PUB, O_TARGET, O_EPOCH, O_AT, O_TO, O_SOURCE, O_JOBS,
+       O_READ, O_JSON, O_DRY, O_GRACE, O_ALL, O_HOURLY, O_DAILY, O_MONTHLY, O_FORCE, O_GROUP };
+
+#define VAULT_OPTS                                                                                      \
+	{ "vault", required_argument, NULL, O_URL }, { "identity", required_argument, NULL, O_IDENTITY }, \
+	{ "known-hosts", required_argument, NULL, O_KNOWN },                                            \
+	{ "vault-key", required_argument, NULL, O_VKEY },                                               \
+	{ "verify-key", required_argument, NULL, O_PUB }, { "target", required_argument, NULL, O_TARGET }, \
+	{ "config", required_argument, NULL, 'c' }, { "help", no_argument, NULL, 'h' }
+
+static int vopt(struct vopts *o, int c, const char *arg)
+{
+	switch (c) {
+	case O_URL: o->url = arg; return 1;
+	case O_IDENTITY: o->identity = arg; return 1;
+	case O_KNOWN: o->known_hosts = arg; return 1;
+	case O_VKEY: o->vault_key = arg; return 1;
+	case O_PUB: o->verify_key = arg; return 1;
+	case O_TARGET: o->target = arg; return 1;
+	case 'c': arg_global.config = arg; return 1;
+	}
+	return 0;
+}
+
+/* Fill what the command line left out from the configuration's vault target. */
+static int vopts_finish(struct vopts *o, const char *cmd)
+{
+	int r;
+
+	if (arg_global.config) {
+		const struct cfg_target *t = NULL;
+		if ((r = config_load(arg_global.config, &o->cfg)) < 0)
+			return r;
+		for (size_t i = 0; i < o->cfg->targets.n; i++) {
+			const struct cfg_target *x = CFG_TARGET(o->cfg, i);
+			if (x->kind == TARGET_VAULT && (!o->target || !strcmp(x->name, o->target))) {
+				t = x;
+				break;
+			}
+		}
+		if (!t)
+			return err_set(EINVAL, "%s has no vault target%s%s", arg_global.config,
+				       o->target ? " named " : "", o->target ? o->target : "");
+		if (!o->url)
+			o->url = t->url;
+		if (!o->identity)
+			o->identity = t->identity;
+		if (!o->known_hosts)
+			o->known_hosts = t->known_hosts;
+		if (!o->vault_key)
+			o->vault_key = t->vault_key;
+		if (!o->policy_given)
+			o->policy = t->retention.policy;
+	}
+	if (!o->url)
+		return err_set(EINVAL, "bascule %s: which vault? give --vault URL (local:DIR or "
+				       "sftp://user@host[:port]/DIR) or -c CONFIG", cmd);
+	return 0;
+}
+
+static int open_store(const struct vopts *o, struct vstore **ret)
+{
+	struct vstore_opts so = { .identity = o->identity, .known_hosts = o->known_hosts };
+	return vstore_open(o->url, &so, ret);
+}
+
+/* The verify key: --verify-key FILE.pub, else derived from the vault key. */
+static int load_keys(const struct vopts *o, bool need_secret, uint8_t pk[32], struct vkeys *k, bool *have_k)
+{
+	struct vault_key *vk = NULL;
+	int r;
+
+	*have_k = false;
+	if (o->vault_key) {
+		if ((r = vaultkey_load(o->vault_key, &vk)) < 0)
+			return r;
+		vault_keys(vk, k);
+		vaultkey_free(vk);
+		memcpy(pk, k->pk, 32);
+		*have_k = true;
+		return 0;
+	}
+	if (need_secret)
+		return err_set(ENOKEY, "this needs the vault key: give --vault-key FILE (or -c CONFIG); if the "
+				       "key is lost, recover it from the escrow copy with `bascule keygen vault "
+				       "NEWFILE --from-escrow FILE.escrow`");
+	if (!o->verify_key)
+		return err_set(ENOKEY, "give --verify-key FILE.pub (written by `bascule keygen vault`), or "
+				       "--vault-key FILE");
+	{
+		char *text = NULL, *sp;
+		size_t len, n = 0;
+		if ((r = fs_read_all(o->verify_key, 4096, &text, &len)) < 0)
+			return err_set(-r, "cannot read the verify key %s: %s", o->verify_key, strerror(-r));
+		sp = strchr(text, ' ');
+		if (strncmp(text, "bascule-vault-pub-v1 ", 21) != 0 || !sp ||
+		    sodium_base642bin(pk, 32, sp + 1, strcspn(sp + 1, "\n"), NULL, &n, NULL,
+				      sodium_base64_VARIANT_ORIGINAL) != 0 ||
+		    n != 32) {
+			free(text);
+			return err_set(EKEYREJECTED, "%s is not a vault verify key (bascule-vault-pub-v1)",
+				       o->verify_key);
+		}
+		free(text);
+	}
+	return 0;
+}
+
+static void on_bad(void *ctx, const char *path, int err)
+{
+	size_t *bad = ctx;
+	(*bad)++;
+	fprintf(stderr, "BAD %s: %s\n", path, err_msg(err));
+}
+
+static const char *tstr(uint64_t usec, char *buf, size_t len)
+{
+	time_t t = (time_t)(usec / 1000000);
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
+	return buf;
+}
+
+static void human(uint64_t v, char *buf, size_t len)
+{
+	if (v >= 10ULL << 30)
+		snprintf(buf, len, "%.1f GiB", (double)v / (1 << 30));
+	else if (v >= 10ULL << 20)
+		snprintf(buf, len, "%.1f MiB", (double)v / (1 << 20));
+	else if (v >= 10ULL << 10)
+		snprintf(buf, len, "%.1f KiB", (double)v / 1024);
+	else
+		snprintf(buf, len, "%llu B", (unsigned long long)v);
+}
+
+/* Objects of manifest B not in A (the previous epoch of the same group). */
+static uint64_t new_bytes(const struct vmanifest *a, const struct vmanifest *b)
+{
+	uint64_t n = 0;
+
+	for (uint32_t i = 0; i < b->n_objects; i++) {
+		bool found = false;
+		for (uint32_t j = 0; a && j < a->n_objects && !found; j++)
+			found = !memcmp(a->obj[j], b->obj[i], VAULT_NAME);
+		if (!found)
+			n += b->obj_size[i];
+	}
+	return n;
+}
+
+static void series_label(const struct vmanifest *m, char *buf, size_t len)
+{
+	if (m->opened)
+		snprintf(buf, len, "%s", m->group);
+	else {
+		char hex[33];
+		sodium_bin2hex(hex, sizeof(hex), m->series, 16);
+		snprintf(buf, len, "series-%.12s", hex);
+	}
+}
+
+/* ---- ls ---- */
+
+static int vault_ls(int argc, char **argv)
+{
+	static const struct option opts[] = { VAULT_OPTS, { "json", no_argument, NULL, O_JSON }, { 0 } };
+	struct vopts o = { 0 };
+	struct vstore *vs = NULL;
+	struct vmanifest *ms = NULL;
+	size_t n = 0, bad = 0;
+	struct vkeys k;
+	uint8_t pk[32];
+	bool have_k, json = false;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "hc:", opts, NULL)) != -1) {
+		if (vopt(&o, c, optarg))
+			continue;
+		if (c == O_JSON)
+			json = true;
+		else if (c == 'h') {
+			printf("Usage: bascule vault ls --vault URL (--verify-key FILE.pub | --vault-key FILE) "
+			       "[--json]\n\nList the epochs the vault holds: group (with the vault key; "
+			       "without it, an opaque series), epoch, cut time, bytes referenced, bytes new "
+			       "since the previous epoch.\n");
+			return EXIT_OK;
+		} else
+			return EXIT_USAGE;
+	}
+	if ((r = vopts_finish(&o, "vault ls")) < 0 || (r = load_keys(&o, false, pk, &k, &have_k)) < 0 ||
+	    (r = open_store(&o, &vs)) < 0 ||
+	    (r = vault_manifests(vs, pk, have_k ? &k : NULL, on_bad, &bad, &ms, &n)) < 0)
+		goto out;
+	if (!json)
+		printf("%-20s %8s  %-19s  %-10s %12s %12s\n", "GROUP", "EPOCH", "CUT", "KIND", "SIZE", "NEW");
+	else
+		printf("[");
+	for (size_t i = 0; i < n; i++) {
+		const struct vmanifest *m = &ms[i], *prev = i && !memcmp(ms[i - 1].series, m->series, 16) ? &ms[i - 1] : NULL;
+		uint64_t total = 0, nb = new_bytes(prev, m);
+		char label[80], t[32], a[32], b[32];
+		for (uint32_t j = 0; j < m->n_objects; j++)
+			total += m->obj_size[j];
+		series_label(m, label, sizeof(label));
+		if (json)
+			printf("%s{\"group\":\"%s\",\"epoch\":%" PRIu64 ",\"cut_time\":%.6f,\"consistent\":%s,"
+			       "\"bytes\":%" PRIu64 ",\"new_bytes\":%" PRIu64 ",\"objects\":%u}",
+			       i ? "," : "", label, m->epoch, (double)m->cut_time / 1e6,
+			       m->opened ? (m->flags & 1 ? "true" : "false") : "null", total, nb, m->n_objects);
+		else {
+			human(total, a, sizeof(a));
+			human(nb, b, sizeof(b));
+			printf("%-20s %8" PRIu64 "  %-19s  %-10s %12s %12s\n", label, m->epoch,
+			       tstr(m->cut_time, t, sizeof(t)),
+			       m->opened ? (m->flags & 1 ? "consistent" : "fuzzy") : "-", a, b);
+		}
+	}
+	if (json)
+		printf("]\n");
+	r = bad ? err_set(EBADMSG, "%zu manifest(s) failed their check (see above)", bad) : 0;
+out:
+	vault_manifests_free(ms, n);
+	vstore_close(vs);
+	config_free(o.cfg);
+	return r < 0 ? cmd_fail("vault ls", r) : EXIT_OK;
+}
+
+/* ---- check ---- */
+
+struct objinfo {
+	uint8_t name[VAULT_NAME];
+	uint64_t size;
+	int state; /* 0 unchecked, 1 ok, -errno bad */
+};
+
+static int cmp_obj(const void *a, const void *b)
+{
+	return memcmp(((const struct objinfo *)a)->name, ((const struct objinfo *)b)->name, VAULT_NAME);
+}
+
+static struct objinfo *find_obj(struct objinfo *v, size_t n, const uint8_t name[VAULT_NAME])
+{
+	struct objinfo key;
+	memcpy(key.name, name, VAULT_NAME);
+	return bsearch(&key, v, n, sizeof(*v), cmp_obj);
+}
+
+/* Hash an object in 8 MiB reads: its name is the BLAKE2b of its bytes. */
+static int check_object(struct vstore *vs, struct objinfo *x, uint8_t *buf, size_t cap)
+{
+	crypto_generichash_state st;
+	char path[300];
+	uint8_t got[VAULT_NAME];
+	uint64_t size, off = 0;
+	int r;
+
+	vault_path(x->name, false, path, sizeof(path));
+	if ((r = vstore_stat(vs, path, &size, NULL)) < 0)
+		return r == -ENOENT ? err_set(ENOENT, "MISSING") : r;
+	if (size != x->size)
+		return err_set(EBADMSG, "TRUNCATED or resized: %" PRIu64 " bytes, the manifests say %" PRIu64,
+			       size, x->size);
+	crypto_generichash_init(&st, NULL, 0, VAULT_NAME);
+	while (off < size) {
+		ssize_t n = vstore_read(vs, path, off, buf, size - off > cap ? cap : size - off);
+		if (n <= 0)
+			return n < 0 ? (int)n : err_set(EBADMSG, "TRUNCATED while read");
+		crypto_generichash_update(&st, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	crypto_generichash_final(&st, got, VAULT_NAME);
+	if (memcmp(got, x->name, VAULT_NAME))
+		return err_set(EBADMSG, "DAMAGED: its bytes do not match its name (ciphertext digest)");
+	return 0;
+}
+
+/* --read-data: open every frame each retained epoch needs; check block ids. */
+static int read_data(struct vstore *vs, const struct vkeys *k, const struct vmanifest *m, uint64_t *blocks)
+{
+	ZSTD_DCtx *d = ZSTD_createDCtx();
+	uint8_t *frame = malloc(VAULT_FRAME_BLOCKS * VAULT_BLOCK), *c = malloc(1u << 20);
+	int r = 0;
+
+	if (!d || !frame || !c) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t s = 0; s < m->n_sources && r == 0; s++) {
+		struct vpacks packs = { 0 };
+		struct vmap map = { 0 };
+		uint32_t lp = UINT32_MAX, loff = 0;
+		if ((r = vault_load_map(vs, k, &m->src[s], &packs, &map)) < 0) {
+			vpacks_free(&packs);
+			break;
+		}
+		for (uint64_t b = 0; b < map.n && r == 0; b++) {
+			const struct vloc *l = &map.e[b];
+			uint32_t nb;
+			uint8_t id[VAULT_ID];
+			char path[300];
+			if (l->pack == VLOC_ZERO)
+				continue;
+			if (l->pack != lp || l->off != loff) {
+				vault_path(packs.p[l->pack].name, false, path, sizeof(path));
+				if (l->len > (1u << 20) || vstore_read(vs, path, l->off, c, l->len) != (ssize_t)l->len ||
+				    vault_frame_open(k, packs.p[l->pack].nonce, l->off, c, l->len, d, frame, &nb) < 0) {
+					r = err_set(EBADMSG, "%s/%s epoch %" PRIu64 ": block %" PRIu64 " cannot be "
+							     "read back from %s",
+						    m->group, m->src[s].name, m->epoch, b, path);
+					break;
+				}
+				lp = l->pack;
+				loff = l->off;
+			}
+			vault_block_id(k, frame + (size_t)l->slot * VAULT_BLOCK, id);
+			if (memcmp(id, l->id, VAULT_ID))
+				r = err_set(EBADMSG, "%s/%s epoch %" PRIu64 ": block %" PRIu64 " decrypts to other "
+						     "data than was stored",
+					    m->group, m->src[s].name, m->epoch, b);
+			(*blocks)++;
+		}
+		vmap_free(&map);
+		vpacks_free(&packs);
+	}
+out:
+	ZSTD_freeDCtx(d);
+	free(frame);
+	free(c);
+	return r;
+}
+
+static int count_object(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime)
+{
+	uint64_t *n = ctx;
+	(void)name;
+	(void)size;
+	(void)mtime;
+	if (!is_dir)
+		n[0]++;
+	return 0;
+}
+
+static int count_dir(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime)
+{
+	struct { struct vstore *vs; uint64_t n[1]; } *c = ctx;
+	char dir[64];
+	(void)size;
+	(void)mtime;
+	if (!is_dir)
+		return 0;
+	snprintf(dir, sizeof(dir), "d/%s", name);
+	return vstore_list(c->vs, dir, count_object, c->n);
+}
+
+static int vault_check(int argc, char **argv)
+{
+	static const struct option opts[] = { VAULT_OPTS, { "read-data", no_argument, NULL, O_READ }, { 0 } };
+	struct vopts o = { 0 };
+	struct vstore *vs = NULL;
+	struct vmanifest *ms = NULL;
+	struct objinfo *objs = NULL;
+	size_t n = 0, bad = 0, no = 0, damaged = 0;
+	uint64_t bytes = 0, blocks = 0;
+	uint8_t *buf = NULL;
+	struct vkeys k;
+	uint8_t pk[32];
+	bool have_k, readd = false;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "hc:", opts, NULL)) != -1) {
+		if (vopt(&o, c, optarg))
+			continue;
+		if (c == O_READ)
+			readd = true;
+		else if (c == 'h') {
+			printf("Usage: bascule vault check --vault URL --verify-key FILE.pub [--read-data "
+			       "--vault-key FILE]\n\nProve that every manifest is signed by the vault key and "
+			       "that every object it needs is present and intact (its bytes hash to its name).\n"
+			       "Needs no secret: the provider can run it.  --read-data (with the vault key)\n"
+			       "also decrypts every block of every epoch and checks it.\n"
+			       "Exit 0: intact; 5: something is missing or damaged (named on stderr).\n");
+			return EXIT_OK;
+		} else
+			return EXIT_USAGE;
+	}
+	if ((r = vopts_finish(&o, "vault check")) < 0 || (r = load_keys(&o, readd, pk, &k, &have_k)) < 0 ||
+	    (r = open_store(&o, &vs)) < 0 ||
+	    (r = vault_manifests(vs, pk, readd ? &k : NULL, on_bad, &bad, &ms, &n)) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		no += ms[i].n_objects;
+	if (!(objs = calloc(no + 1, sizeof(*objs))) || !(buf = malloc(8u << 20))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	no = 0;
+	for (size_t i = 0; i < n; i++)
+		for (uint32_t j = 0; j < ms[i].n_objects; j++) {
+			memcpy(objs[no].name, ms[i].obj[j], VAULT_NAME);
+			objs[no++].size = ms[i].obj_size[j];
+		}
+	qsort(objs, no, sizeof(*objs), cmp_obj);
+	{
+		size_t u = 0;
+		for (size_t i = 0; i < no; i++)
+			if (!u || memcmp(objs[u - 1].name, objs[i].name, VAULT_NAME))
+				objs[u++] = objs[i];
+			else if (objs[u - 1].size != objs[i].size)
+				objs[u - 1].state = err_set(EBADMSG, "manifests disagree about its size");
+		no = u;
+	}
+	for (size_t i = 0; i < no; i++) {
+		if (objs[i].state == 0) {
+			int e = check_object(vs, &objs[i], buf, 8u << 20);
+			if (e == -ECONNRESET) {
+				r = e;
+				goto out;
+			}
+			objs[i].state = e < 0 ? e : 1;
+			if (e == 0)
+				bytes += objs[i].size;
+		}
+		if (objs[i].state < 0) {
+			char path[300];
+			vault_path(objs[i].name, false, path, sizeof(path));
+			fprintf(stderr, "BAD %s: %s; needed by", path, err_msg(objs[i].state));
+			for (size_t m = 0; m < n; m++)
+				for (uint32_t j = 0; j < ms[m].n_objects; j++)
+					if (!memcmp(ms[m].obj[j], objs[i].name, VAULT_NAME)) {
+						char label[80];
+						series_label(&ms[m], label, sizeof(label));
+						fprintf(stderr, " %s@%" PRIu64, label, ms[m].epoch);
+					}
+			fprintf(stderr, "\n");
+			damaged++;
+		}
+	}
+	if (readd)
+		for (size_t m = 0; m < n; m++) {
+			bool skip = false;
+			for (uint32_t j = 0; j < ms[m].n_objects && !skip; j++) {
+				struct objinfo *x = find_obj(objs, no, ms[m].obj[j]);
+				skip = !x || x->state < 0;
+			}
+			if (skip)
+				continue; /* already reported */
+			int e = read_data(vs, &k, &ms[m], &blocks);
+			if (e < 0) {
+				fprintf(stderr, "BAD %s@%" PRIu64 ": %s\n", ms[m].group, ms[m].epoch, err_msg(e));
+				damaged++;
+			}
+		}
+	{
+		struct { struct vstore *vs; uint64_t n[1]; } cnt = { vs, { 0 } };
+		char b1[32];
+		vstore_list(vs, "d", count_dir, &cnt);
+		human(bytes, b1, sizeof(b1));
+		printf("%zu manifests, %zu objects (%s) checked%s; %zu bad manifests, %zu bad objects or "
+		       "epochs; %" PRIu64 " unreferenced objects (interrupted uploads or pruned epochs)\n",
+		       n, no, b1, readd ? ", every block decrypted and verified" : "", bad, damaged,
+		       cnt.n[0] > no ? cnt.n[0] - no : 0);
+		if (readd)
+			printf("%" PRIu64 " blocks read back\n", blocks);
+	}
+	r = bad || damaged ? err_set(EBADMSG, "the vault is damaged: see the BAD lines above") : 0;
+out:
+	free(objs);
+	free(buf);
+	vault_manifests_free(ms, n);
+	vstore_close(vs);
+	config_free(o.cfg);
+	return r < 0 ? cmd_fail("vault check", r) : EXIT_OK;
+}
+
+/* ---- prune ---- */
+
+struct liveset {
+	struct objinfo *v;
+	size_t n;
+	struct vstore *vs;
+	uint64_t grace_before, removed, removed_bytes, young;
+	bool dry;
+	char dir[16];
+};
+
+static int prune_object(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime)
+{
+	struct liveset *l = ctx;
+	uint8_t bin[VAULT_NAME];
+	char path[300];
+	int r;
+
+	if (is_dir || vault_unhex(name, bin) < 0)
+		return 0;
+	if (find_obj(l->v, l->n, bin))
+		return 0;
+	if (mtime > l->grace_before) {
+		l->young++;
+		return 0; /* may belong to an epoch being written */
+	}
+	snprintf(path, sizeof(path), "%s/%s", l->dir, name);
+	if (!l->dry && (r = vstore_remove(l->vs, path)) < 0)
+		return r;
+	l->removed++;
+	l->removed_bytes += size;
+	return 0;
+}
+
+static int prune_dir(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime)
+{
+	struct liveset *l = ctx;
+	(void)size;
+	(void)mtime;
+	if (!is_dir || strlen(name) != 2)
+		return 0;
+	snprintf(l->dir, sizeof(l->dir), "d/%s", name);
+	return vstore_list(l->vs, l->dir, prune_object, l);
+}
+
+static int vault_prune(int argc, char **argv)
+{
+	static const struct option opts[] = { VAULT_OPTS,
+					      { "dry-run", no_argument, NULL, O_DRY },
+					      { "grace", required_argument, NULL, O_GRACE },
+					      { "keep-all", required_argument, NULL, O_ALL },
+					      { "keep-hourly", required_argument, NULL, O_HOURLY },
+					      { "keep-daily", required_argument, NULL, O_DAILY },
+					      { "keep-monthly", required_argument, NULL, O_MONTHLY },
+					      { "now", required_argument, NULL, O_AT },
+					      { 0 } };
+	struct vopts o = { 0 };
+	struct vstore *vs = NULL;
+	struct vmanifest *ms = NULL;
+	struct liveset live = { 0 };
+	size_t n = 0, bad = 0, kept = 0, dropped = 0;
+	uint64_t grace = 86400, now = (uint64_t)time(NULL);
+	struct vkeys k;
+	uint8_t pk[32];
+	bool have_k, dry = false;
+	char desc[128];
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "hc:", opts, NULL)) != -1) {
+		uint64_t *span = NULL;
+		if (vopt(&o, c, optarg))
+			continue;
+		switch (c) {
+		case O_DRY: dry = true; continue;
+		case O_GRACE:
+			if (retention_parse_span(optarg, &grace) < 0) {
+				fprintf(stderr, "bascule vault prune: --grace wants a span such as 24h\n");
+				return EXIT_USAGE;
+			}
+			continue;
+		case O_AT: {
+			uint64_t us;
+			if (units_parse_time(optarg, &us) < 0) {
+				fprintf(stderr, "bascule vault prune: --now wants @UNIXSECONDS or an ISO time\n");
+				return EXIT_USAGE;
+			}
+			now = us / 1000000;
+			continue;
+		}
+		case O_ALL: span = &o.policy.all; break;
+		case O_HOURLY: span = &o.policy.hourly; break;
+		case O_DAILY: span = &o.policy.daily; break;
+		case O_MONTHLY: span = &o.policy.monthly; break;
+		case 'h':
+			printf("Usage: bascule vault prune --vault URL --identity FILE --known-hosts FILE\n"
+			       "       --verify-key FILE.pub [--keep-all D] [--keep-hourly D] [--keep-daily D]\n"
+			       "       [--keep-monthly D] [--grace D] [--dry-run]   (or -c CONFIG [--target T])\n\n"
+			       "Apply the retention policy: remove the manifests of epochs it does not keep,\n"
+			       "then every object no remaining manifest needs and older than --grace (24h;\n"
+			       "younger ones may belong to an epoch being written).  Run it with an account\n"
+			       "allowed to delete: the daemon's write-once account cannot.  Spans: 24h, 7d,\n"
+			       "2w, 12m (months), 1y.  The newest epoch of each group is always kept.\n");
+			return EXIT_OK;
+		default: return EXIT_USAGE;
+		}
+		if (retention_parse_span(optarg, span) < 0) {
+			fprintf(stderr, "bascule vault prune: '%s' is not a span such as 24h, 7d, 12m\n", optarg);
+			return EXIT_USAGE;
+		}
+		o.policy_given = true;
+	}
+	if ((r = vopts_finish(&o, "vault prune")) < 0 || (r = load_keys(&o, false, pk, &k, &have_k)) < 0)
+		goto out;
+	if (!retention_set(&o.policy)) {
+		r = err_set(EINVAL, "no retention policy: give --keep-all/--keep-hourly/--keep-daily/"
+				    "--keep-monthly, or retention in the configuration's vault target");
+		goto out;
+	}
+	if ((r = open_store(&o, &vs)) < 0 ||
+	    (r = vault_manifests(vs, pk, have_k ? &k : NULL, on_bad, &bad, &ms, &n)) < 0)
+		goto out;
+	retention_describe(&o.policy, desc, sizeof(desc));
+	/* Per group (series): which epochs the policy keeps. */
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		while (j < n && !memcmp(ms[j].series, ms[i].series, 16))
+			j++;
+		{
+			uint64_t *times = malloc((j - i) * sizeof(*times));
+			bool *keep = malloc((j - i) * sizeof(*keep));
+			if (!times || !keep) {
+				free(times);
+				free(keep);
+				r = -ENOMEM;
+				goto out;
+			}
+			for (size_t x = i; x < j; x++)
+				times[x - i] = ms[x].cut_time / 1000000;
+			retention_apply(&o.policy, times, j - i, now, keep);
+			for (size_t x = i; x < j; x++) {
+				char label[80];
+				series_label(&ms[x], label, sizeof(label));
+				if (keep[x - i]) {
+					kept++;
+					continue;
+				}
+				char path[300];
+				vault_path(ms[x].name, true, path, sizeof(path));
+				printf("%s %s epoch %" PRIu64 " (%s)\n", dry ? "would remove" : "removing", label,
+				       ms[x].epoch, path);
+				if (!dry && (r = vstore_remove(vs, path)) < 0) {
+					free(times);
+					free(keep);
+					goto out;
+				}
+				ms[x].n_objects = 0; /* its objects no longer count as needed */
+				dropped++;
+			}
+			free(times);
+			free(keep);
+		}
+		i = j;
+	}
+	/* Objects every kept manifest needs. */
+	{
+		size_t no = 0;
+		for (size_t i = 0; i < n; i++)
+			no += ms[i].n_objects;
+		if (!(live.v = calloc(no + 1, sizeof(*live.v)))) {
+			r = -ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++)
+			for (uint32_t j = 0; j < ms[i].n_objects; j++)
+				memcpy(live.v[live.n++].name, ms[i].obj[j], VAULT_NAME);
+		qsort(live.v, live.n, sizeof(*live.v), cmp_obj);
+	}
+	live.vs = vs;
+	live.dry = dry;
+	live.grace_before = now > grace ? now - grace : 0;
+	if ((r = vstore_list(vs, "d", prune_dir, &live)) < 0)
+		goto out;
+	{
+		char b[32];
+		human(live.removed_bytes, b, sizeof(b));
+		printf("policy: %s; %zu epochs kept, %zu %s; %" PRIu64 " objects (%s) %s; %" PRIu64
+		       " unreferenced objects younger than the grace period left\n",
+		       desc, kept, dropped, dry ? "would be removed" : "removed", live.removed, b,
+		       dry ? "would be removed" : "removed", live.young);
+	}
+	if (bad)
+		fprintf(stderr, "warning: %zu manifest(s) failed their check and were left alone; run `bascule "
+				"vault check`\n", bad);
+	r = 0;
+out:
+	if (r == -EACCES || r == -EPERM)
+		err_wrap(r, "this account may not delete in the vault (the daemon's write-once account "
+			    "cannot): run prune with the provider-side pruning account");
+	free(live.v);
+	vault_manifests_free(ms, n);
+	vstore_close(vs);
+	config_free(o.cfg);
+	return r < 0 ? cmd_fail("vault prune", r) : EXIT_OK;
+}
+
+/* ---- restore ---- */
+
+#define RANGE_BLOCKS 4096u /* 16 MiB of source per work item */
+#define READ_MAX (8u << 20)
+
+struct restore {
+	const struct vopts *o;
+	const struct vkeys *k;
+	struct vpacks *packs;
+	struct vmap *map;
+	int fd;
+	bool device;
+	uint8_t *done;         /* per range */
+	uint64_t n_ranges;
+	atomic_uint_fast64_t next, bytes_read, bytes_written;
+	atomic_int err;
+	char errmsg[1024];
+	pthread_mutex_t lock;
+	int pfd;               /* progress file */
+};
+
+struct fref {
+	uint32_t pack, off, len;
+};
+
+static int cmp_fref(const void *a, const void *b)
+{
+	const struct fref *x = a, *y = b;
+	if (x->pack != y->pack)
+		return x->pack < y->pack ? -1 : 1;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static void restore_fail(struct restore *rs, int r)
+{
+	pthread_mutex_lock(&rs->lock);
+	if (!atomic_load(&rs->err)) {
+		snprintf(rs->errmsg, sizeof(rs->errmsg), "%s", err_msg(r));
+		atomic_store(&rs->err, r);
+	}
+	pthread_mutex_unlock(&rs->lock);
+}
+
+static int restore_range(struct restore *rs, struct vstore *vs, ZSTD_DCtx *d, uint64_t rg, uint8_t *rbuf,
+			 uint8_t *frame)
+{
+	const struct vmap *m = rs->map;
+	uint64_t b0 = rg * RANGE_BLOCKS, b1 = b0 + RANGE_BLOCKS > m->n ? m->n : b0 + RANGE_BLOCKS;
+	struct fref *f = malloc((b1 - b0 + 1) * sizeof(*f));
+	size_t nf = 0;
+	int r = 0;
+
+	if (!f)
+		return -ENOMEM;
+	/* Zero blocks: holes in a file, zeros on a device. */
+	for (uint64_t b = b0; b < b1; b++) {
+		const struct vloc *l = &m->e[b];
+		if (l->pack == VLOC_ZERO) {
+			uint64_t e = b;
+			while (e < b1 && m->e[e].pack == VLOC_ZERO)
+				e++;
+			uint64_t off = b * VAULT_BLOCK, len = (e - b) * VAULT_BLOCK;
+			if (off + len > m->size)
+				len = m->size - off;
+			if (rs->device || fallocate(rs->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+						    (off_t)len) < 0) {
+				static const uint8_t z[1 << 16];
+				for (uint64_t o = 0; o < len && r == 0; o += sizeof(z))
+					r = fs_pwrite_full(rs->fd, z, len - o < sizeof(z) ? len - o : sizeof(z), off + o);
+			}
+			b = e - 1;
+			continue;
+		}
+		f[nf++] = (struct fref){ l->pack, l->off, l->len };
+	}
+	qsort(f, nf, sizeof(*f), cmp_fref);
+	/* Read runs of adjacent frames of one pack in one request. */
+	for (size_t i = 0; i < nf && r == 0;) {
+		size_t j = i + 1;
+		uint32_t start = f[i].off, end = f[i].off + f[i].len;
+		char path[300];
+		ssize_t got;
+		while (j < nf && f[j].pack == f[i].pack && f[j].off >= start && f[j].off <= end &&
+		       (uint64_t)f[j].off + f[j].len - start <= READ_MAX) {
+			if (f[j].off + f[j].len > end)
+				end = f[j].off + f[j].len;
+			j++;
+		}
+		vault_path(rs->packs->p[f[i].pack].name, false, path, sizeof(path));
+		got = vstore_read(vs, path, start, rbuf, end - start);
+		if (got < 0) {
+			r = (int)got;
+			break;
+		}
+		atomic_fetch_add(&rs->bytes_read, (uint64_t)got);
+		if ((uint64_t)got < end - start) {
+			r = err_set(EBADMSG, "vault object %s is truncated (%zd of %u bytes at %u)", path, got,
+				    end - start, start);
+			break;
+		}
+		/* Each distinct frame of the run: open it, write its blocks of this range. */
+		for (size_t x = i; x < j && r == 0; x++) {
+			uint32_t nb;
+			if (x > i && f[x].off == f[x - 1].off)
+				continue;
+			if (vault_frame_open(rs->k, rs->packs->p[f[x].pack].nonce, f[x].off, rbuf + (f[x].off - start),
+					     f[x].len, d, frame, &nb) < 0) {
+				r = err_set(EBADMSG, "a frame at %u of vault object %s fails authentication "
+						     "(altered or damaged): this epoch cannot be restored from it",
+					    f[x].off, path);
+				break;
+			}
+			for (uint64_t b = b0; b < b1 && r == 0; b++) {
+				const struct vloc *l = &m->e[b];
+				uint8_t id[VAULT_ID];
+				uint64_t off = b * VAULT_BLOCK;
+				uint32_t len = m->size - off < VAULT_BLOCK ? (uint32_t)(m->size - off) : VAULT_BLOCK;
+				if (l->pack != f[x].pack || l->off != f[x].off)
+					continue;
+				if (l->slot >= nb) {
+					r = err_set(EBADMSG, "index and frame disagree in %s", path);
+					break;
+				}
+				vault_block_id(rs->k, frame + (size_t)l->slot * VAULT_BLOCK, id);
+				if (memcmp(id, l->id, VAULT_ID)) {
+					r = err_set(EBADMSG, "block %" PRIu64 " read from %s is not the block that was "
+							     "stored", b, path);
+					break;
+				}
+				r = fs_pwrite_full(rs->fd, frame + (size_t)l->slot * VAULT_BLOCK, len, off);
+				if (r == 0)
+					atomic_fetch_add(&rs->bytes_written, len);
+			}
+		}
+		i = j;
+	}
+	free(f);
+	return r;
+}
+
+static void *restore_worker(void *arg)
+{
+	struct restore *rs = arg;
+	struct vstore *vs = NULL;
+	ZSTD_DCtx *d = ZSTD_createDCtx();
+	uint8_t *rbuf = malloc(READ_MAX + (1u << 20)), *frame = malloc(VAULT_FRAME_BLOCKS * VAULT_BLOCK);
+	int r;
+
+	if (!d || !rbuf || !frame) {
+		restore_fail(rs, -ENOMEM);
+		goto out;
+	}
+	if ((r = open_store(rs->o, &vs)) < 0) {
+		restore_fail(rs, r);
+		goto out;
+	}
+	while (!atomic_load(&rs->err)) {
+		uint64_t rg = atomic_fetch_add(&rs->next, 1);
+		if (rg >= rs->n_ranges)
+			break;
+		if (rs->done[rg])
+			continue;
+		if ((r = restore_range(rs, vs, d, rg, rbuf, frame)) < 0) {
+			restore_fail(rs, r);
+			break;
+		}
+		/* Durable before it is recorded as done (resume trusts the record). */
+		if (fdatasync(rs->fd) < 0 && !rs->device) {
+			restore_fail(rs, -errno);
+			break;
+		}
+		if (rs->pfd >= 0) {
+			uint8_t rec[8];
+			put_be64(rec, rg);
+			pthread_mutex_lock(&rs->lock);
+			r = fs_write_full(rs->pfd, rec, sizeof(rec));
+			pthread_mutex_unlock(&rs->lock);
+			if (r < 0) {
+				restore_fail(rs, r);
+				break;
+			}
+		}
+	}
+out:
+	vstore_close(vs);
+	ZSTD_freeDCtx(d);
+	free(rbuf);
+	free(frame);
+	return NULL;
+}
+
+/* The progress file PATH.part.progress: manifest name, then done ranges. */
+static int progress_open(const char *part, const uint8_t man[VAULT_NAME], const char *source, uint8_t *done,
+			 uint64_t n_ranges, bool *resumed)
+{
+	char path[4300];
+	char *data = NULL;
+	size_t len = 0;
+	int fd;
+
+	*resumed = false;
+	snprintf(path, sizeof(path), "%s.progress", part);
+	if (fs_read_all(path, 1u << 30, &data, &len) == 0 && len >= VAULT_NAME + 64 &&
+	    !memcmp(data, man, VAULT_NAME) && !strncmp(data + VAULT_NAME, source, 64)) {
+		for (size_t o = VAULT_NAME + 64; o + 8 <= len; o += 8) {
+			uint64_t rg = get_be64((uint8_t *)data + o);
+			if (rg < n_ranges)
+				done[rg] = 1;
+		}
+		*resumed = true;
+		free(data);
+		return open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	}
+	free(data);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		char head[VAULT_NAME + 64] = { 0 };
+		memcpy(head, man, VAULT_NAME);
+		memcpy(head + VAULT_NAME, source, strnlen(source, 63));
+		if (fs_write_full(fd, head, sizeof(head)) < 0 || fsync(fd) < 0) {
+			close(fd);
+			return -EIO;
+		}
+	}
+	return fd;
+}
+
+int cmd_restore(int argc, char **argv)
+{
+	static const struct option opts[] = { VAULT_OPTS,
+					      { "source", required_argument, NULL, O_SOURCE },
+					      { "epoch", required_argument, NULL, O_EPOCH },
+					      { "at", required_argument, NULL, O_AT },
+					      { "to", required_argument, NULL, O_TO },
+					      { "jobs", required_argument, NULL, O_JOBS },
+					      { "force", no_argument, NULL, O_FORCE },
+					      { 0 } };
+	struct vopts o = { 0 };
+	const char *source = NULL, *to = NULL;
+	uint64_t want_epoch = 0, at = 0;
+	unsigned jobs = 4;
+	bool force = false, have_k, resumed = false;
+	struct vstore *vs = NULL;
+	struct vmanifest *ms = NULL, *m = NULL;
+	struct vpacks packs = { 0 };
+	struct vmap map = { 0 };
+	struct restore rs;
+	size_t n = 0, bad = 0;
+	struct vkeys k;
+	uint8_t pk[32];
+	char group[NAME_MAX_LEN + 1], *sname, part[4200];
+	const struct vman_source *src = NULL;
+	struct stat st;
+	int c, r;
+
+	memset(&rs, 0, sizeof(rs));
+	rs.fd = rs.pfd = -1;
+	pthread_mutex_init(&rs.lock, NULL);
+	while ((c = getopt_long(argc, argv, "hc:", opts, NULL)) != -1) {
+		if (vopt(&o, c, optarg))
+			continue;
+		switch (c) {
+		case O_SOURCE: source = optarg; break;
+		case O_TO: to = optarg; break;
+		case O_FORCE: force = true; break;
+		case O_EPOCH: {
+			char *end;
+			want_epoch = strtoull(optarg, &end, 10);
+			if (*end || !want_epoch) {
+				fprintf(stderr, "bascule restore: --epoch wants an epoch number (see `bascule vault ls`)\n");
+				return EXIT_USAGE;
+			}
+			break;
+		}
+		case O_AT:
+			if (units_parse_time(optarg, &at) < 0) {
+				fprintf(stderr, "bascule restore: --at wants @UNIXSECONDS or YYYY-MM-DDTHH:MM:SS[Z]\n");
+				return EXIT_USAGE;
+			}
+			break;
+		case O_JOBS: {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (*end || v < 1 || v > 64) {
+				fprintf(stderr, "bascule restore: --jobs wants 1 to 64\n");
+				return EXIT_USAGE;
+			}
+			jobs = (unsigned)v;
+			break;
+		}
+		case 'h':
+			printf("Usage: bascule restore --vault URL --vault-key FILE --source GROUP/SOURCE --to PATH\n"
+			       "       [--epoch N | --at TIME] [--jobs N] [--identity F --known-hosts F] [--force]\n"
+			       "       (or -c CONFIG [--target T] for the vault's URL, credentials and key)\n\n"
+			       "Rebuild one source as it was at an epoch (default: the newest) from the vault,\n"
+			       "reading only the objects that epoch needs, with N parallel connections (4).\n"
+			       "Every block is authenticated and checked against its keyed id as it is written;\n"
+			       "the whole image against the manifest.  A regular file is written as PATH.part\n"
+			       "and renamed to PATH when complete; an interrupted restore resumes when run\n"
+			       "again with the same arguments.  TIME: @UNIXSECONDS or YYYY-MM-DDTHH:MM:SS[Z].\n"
+			       "Exit 0: restored; 5: the epoch is damaged in the vault (others may restore).\n");
+			return EXIT_OK;
+		default: return EXIT_USAGE;
+		}
+	}
+	if (!source || !to || optind != argc || (want_epoch && at)) {
+		fprintf(stderr, "bascule restore: give --source GROUP/SOURCE and --to PATH (and at most one of "
+				"--epoch, --at); see --help\n");
+		return EXIT_USAGE;
+	}
+	snprintf(group, sizeof(group), "%s", source);
+	sname = strchr(group, '/');
+	if (!sname || !sname[1]) {
+		fprintf(stderr, "bascule restore: --source is GROUP/SOURCE, e.g. vm1/disk0\n");
+		return EXIT_USAGE;
+	}
+	*sname++ = 0;
+	log_init("bascule-restore", arg_global.verbose);
+	if ((r = vopts_finish(&o, "restore")) < 0 || (r = load_keys(&o, true, pk, &k, &have_k)) < 0 ||
+	    (r = open_store(&o, &vs)) < 0 || (r = vault_manifests(vs, pk, &k, on_bad, &bad, &ms, &n)) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(ms[i].group, group))
+			continue;
+		if (want_epoch ? ms[i].epoch == want_epoch : (!at || ms[i].cut_time <= at))
+			if (!m || ms[i].epoch > m->epoch)
+				m = &ms[i];
+	}
+	if (!m) {
+		r = err_set(ENOENT, "the vault holds no %s of group %s%s (see `bascule vault ls`)",
+			    want_epoch ? "such epoch" : at ? "epoch cut by that time" : "epoch", group,
+			    bad ? "; some manifests failed their check" : "");
+		goto out;
+	}
+	for (uint32_t s = 0; s < m->n_sources; s++)
+		if (!strcmp(m->src[s].name, sname))
+			src = &m->src[s];
+	if (!src) {
+		r = err_set(ENOENT, "group %s has no source %s at epoch %" PRIu64, group, sname, m->epoch);
+		goto out;
+	}
+	if ((r = vault_load_map(vs, &k, src, &packs, &map)) < 0)
+		goto out;
+	vstore_close(vs);
+	vs = NULL;
+	/* The output: a device in place, a file through PATH.part. */
+	rs.device = stat(to, &st) == 0 && S_ISBLK(st.st_mode);
+	if (!rs.device && stat(to, &st) == 0 && !force) {
+		r = err_set(EEXIST, "%s exists: restore to a new path, or give --force to replace it", to);
+		goto out;
+	}
+	snprintf(part, sizeof(part), "%s%s", to, rs.device ? "" : ".part");
+	rs.n_ranges = (map.n + RANGE_BLOCKS - 1) / RANGE_BLOCKS;
+	if (!(rs.done = calloc(rs.n_ranges + 1, 1))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (!rs.device) {
+		char tag[NAME_MAX_LEN * 2 + 2];
+		snprintf(tag, sizeof(tag), "%s/%s", group, sname);
+		if ((rs.pfd = progress_open(part, m->name, tag, rs.done, rs.n_ranges, &resumed)) < 0) {
+			r = err_set(EIO, "cannot write %s.progress", part);
+			goto out;
+		}
+	}
+	rs.fd = open(part, O_WRONLY | O_CREAT | O_CLOEXEC | (resumed || rs.device ? 0 : O_TRUNC), 0600);
+	if (rs.fd < 0) {
+		r = err_set(errno, "cannot open %s: %s", part, strerror(errno));
+		goto out;
+	}
+	if (!rs.device && ftruncate(rs.fd, (off_t)map.size) < 0) {
+		r = err_set(errno, "cannot size %s: %s", part, strerror(errno));
+		goto out;
+	}
+	if (rs.device) {
+		uint64_t dsz;
+		if (fs_fd_size(rs.fd, &dsz) == 0 && dsz < map.size) {
+			r = err_set(ENOSPC, "device %s holds %" PRIu64 " bytes; %s/%s needs %" PRIu64, to, dsz,
+				    group, sname, map.size);
+			goto out;
+		}
+	}
+	{
+		uint64_t done = 0, t0 = (uint64_t)time(NULL);
+		struct timespec a, b;
+		pthread_t th[64];
+		unsigned started = 0;
+		for (uint64_t i = 0; i < rs.n_ranges; i++)
+			done += rs.done[i];
+		if (resumed)
+			printf("resuming: %" PRIu64 " of %" PRIu64 " ranges were already restored\n", done, rs.n_ranges);
+		(void)t0;
+		rs.o = &o;
+		rs.k = &k;
+		rs.packs = &packs;
+		rs.map = &map;
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		for (unsigned j = 0; j < jobs && j < rs.n_ranges; j++)
+			if (pthread_create(&th[j], NULL, restore_worker, &rs) == 0)
+				started++;
+		for (unsigned j = 0; j < started; j++)
+			pthread_join(th[j], NULL);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		if ((r = atomic_load(&rs.err)) < 0) {
+			r = err_set(-r, "%s%s", rs.errmsg,
+				    rs.device ? "" : "; what was restored is kept: run the same command again to "
+						     "resume, or another epoch");
+			goto out;
+		}
+		if (fsync(rs.fd) < 0) {
+			r = err_set(errno, "cannot fsync %s: %s", part, strerror(errno));
+			goto out;
+		}
+		if (!rs.device) {
+			char pp[4300];
+			if (rename(part, to) < 0 || fs_fsync_parent(to) < 0) {
+				r = err_set(errno, "cannot rename %s to %s: %s", part, to, strerror(errno));
+				goto out;
+			}
+			snprintf(pp, sizeof(pp), "%s.progress", part);
+			unlink(pp);
+		}
+		{
+			double secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+			char t[32];
+			printf("restored %s/%s epoch %" PRIu64 " (cut %s, %s) to %s: %" PRIu64 " bytes, %" PRIu64
+			       " read from the vault in %.2f s (%.1f MB/s of image), every block verified\n",
+			       group, sname, m->epoch, tstr(m->cut_time, t, sizeof(t)),
+			       m->flags & 1 ? "consistent" : "fuzzy", to, map.size,
+			       (uint64_t)atomic_load(&rs.bytes_read), secs,
+			       secs > 0 ? (double)map.size / secs / 1e6 : 0.0);
+		}
+	}
+	r = 0;
+out:
+	if (rs.fd >= 0)
+		close(rs.fd);
+	if (rs.pfd >= 0)
+		close(rs.pfd);
+	free(rs.done);
+	vmap_free(&map);
+	vpacks_free(&packs);
+	vault_manifests_free(ms, n);
+	vstore_close(vs);
+	config_free(o.cfg);
+	sodium_memzero(&k, sizeof(k));
+	return r < 0 ? cmd_fail("restore", r) : EXIT_OK;
+}
+
+int cmd_vault(int argc, char **argv)
+{
+	if (argc >= 2 && !strcmp(argv[1], "ls"))
+		return vault_ls(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "check"))
+		return vault_check(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "prune"))
+		return vault_prune(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "recv"))
+		return vault_recv(argc - 1, argv + 1);
+	fprintf(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
+		"Usage: bascule vault ls|check|prune [OPTIONS]   (each has --help)\n\n"
+		"  ls       epochs the vault holds, with sizes (verify key is enough)\n"
+		"  check    signatures and every needed object's digest (no secret needed);\n"
+		"           --read-data with the vault key decrypts and verifies every block\n"
+		"  prune    apply the retention policy (with a delete-capable account)\n"
+		"Restore with `bascule restore`; create keys with `bascule keygen vault`.\n");
+	return argc >= 2 && !strcmp(argv[1], "--help") ? EXIT_OK : EXIT_USAGE;
+}

@@ -1,0 +1,1054 @@
+/* vault_recv.c - `bascule vault recv`: the vault writer.  basculed runs it
+ * on the primary (the vault key never leaves that machine) for each target
+ * of type vault, and speaks the ordinary protocol to it through pipes; this
+ * program turns each epoch into write-once objects at the provider.
+ *
+ * Per epoch: changed blocks are given keyed ids; a block the vault already
+ * holds (in a pack the current maps still use, or one uploaded since the
+ * last commit) is referenced, not uploaded.  New blocks are packed into
+ * frames of consecutive blocks, frames into ~8 MiB packs; each pack is
+ * uploaded (exclusive create + fsync) as soon as it is full.  At the end of
+ * the epoch each changed source gets an index object (a delta, or a new full
+ * base when the deltas have grown), then the signed manifest is written:
+ * the commit point.  Only then is the epoch acknowledged.
+ *
+ * A journal in the cache directory lists packs uploaded since the last
+ * commit, so after a crash or a cut link their blocks are found again
+ * instead of being re-uploaded. */
+#include "cmd.h"
+#include "err.h"
+#include "fsutil.h"
+#include "key.h"
+#include "log.h"
+#include "proto.h"
+#include "recvloop.h"
+#include "vault.h"
+#include "vaultkey.h"
+#include "vstore.h"
+#include "vault_cmd.h"
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#define MAX_DELTAS 64          /* a new base after this many deltas ... */
+#define DELTA_SHARE 4          /* ... or when deltas exceed 1/4 of the base */
+#define PENDING_MAX_AGE 43200  /* seconds: older uploads are not reused (prune grace is longer) */
+
+/* Dedup table entry: a block the vault holds. */
+struct dent {
+	uint8_t id[VAULT_ID];
+	uint32_t pack, off, len;
+	uint8_t slot, used;
+};
+
+struct vsrc {
+	char name[NAME_MAX_LEN + 1];
+	struct vmap map;
+	uint8_t digest[32];
+	uint8_t base[VAULT_NAME];
+	uint64_t base_size, delta_size;
+	uint32_t n_deltas;
+	uint8_t (*deltas)[VAULT_NAME];
+	bool have;                    /* committed at least once */
+	/* epoch in progress */
+	struct vmap next;
+	uint64_t *changed;
+	size_t n_changed, cap_changed;
+	uint8_t *mark;                /* one bit per block: in changed[] */
+	bool reset;                   /* full send: start from an empty map */
+	bool touched;
+};
+
+struct vgroup {
+	char name[NAME_MAX_LEN + 1];
+	uint64_t epoch, cut_time;
+	uint32_t n_src;
+	struct vsrc src[PROTO_MAX_SOURCES];
+};
+
+struct writer {
+	const char *url;
+	struct vstore *vs;
+	struct vkeys k;
+	struct vpacks packs;         /* data packs, numbered */
+	uint64_t *psize;             /* their sizes */
+	uint32_t *pref;              /* blocks of committed maps in each pack */
+	uint8_t *pfresh;             /* uploaded since the last commit (or found in the journal) */
+	struct vpacks objs;          /* index objects and their sizes */
+	uint64_t *osize;
+	struct dent *dt;
+	size_t dt_cap, dt_n;
+	struct vgroup *groups;
+	size_t n_groups;
+	/* epoch in progress */
+	struct vgroup *cur;
+	uint64_t epoch, cut_time;
+	uint8_t flags;
+	uint32_t n_sources;
+	struct wbuf pack;
+	uint8_t pack_nonce[16];
+	uint8_t *frame;              /* VAULT_FRAME_BLOCKS blocks */
+	uint32_t f_n, f_src;
+	uint64_t f_block;
+	uint8_t f_ids[VAULT_FRAME_BLOCKS][VAULT_ID];
+	ZSTD_CCtx *zctx;
+	struct dent *pe;             /* blocks of the pack being filled (for the journal) */
+	size_t pe_n, pe_cap;
+	/* cache */
+	char cache[4096];
+	int jfd;
+	/* figures */
+	uint64_t blocks_new, blocks_dedup, bytes_up, up0;
+};
+
+/* ---- small tables ---- */
+
+static int grow_arrays(struct writer *w)
+{
+	uint32_t cap = w->packs.cap;
+	uint64_t *ps = realloc(w->psize, cap * sizeof(*ps));
+	uint32_t *pr;
+	uint8_t *pf;
+
+	if (!ps)
+		return -ENOMEM;
+	w->psize = ps;
+	if (!(pr = realloc(w->pref, cap * sizeof(*pr))))
+		return -ENOMEM;
+	w->pref = pr;
+	if (!(pf = realloc(w->pfresh, cap)))
+		return -ENOMEM;
+	w->pfresh = pf;
+	return 0;
+}
+
+/* Add a pack (or find it); new packs start unreferenced, not fresh. */
+static int pack_add(struct writer *w, const struct vpack *p, uint64_t size, uint32_t *ret)
+{
+	uint32_t n0 = w->packs.n;
+	int r;
+
+	if ((r = vpacks_add(&w->packs, p, ret)) < 0 || (r = grow_arrays(w)) < 0)
+		return r;
+	for (uint32_t i = n0; i < w->packs.n; i++) {
+		w->psize[i] = 0;
+		w->pref[i] = 0;
+		w->pfresh[i] = 0;
+	}
+	if (size)
+		w->psize[*ret] = size;
+	return 0;
+}
+
+static int obj_add(struct writer *w, const uint8_t name[VAULT_NAME], uint64_t size)
+{
+	struct vpack p = { 0 };
+	uint32_t idx, n0 = w->objs.n;
+	int r;
+
+	memcpy(p.name, name, VAULT_NAME);
+	if ((r = vpacks_add(&w->objs, &p, &idx)) < 0)
+		return r;
+	if (w->objs.n != n0) {
+		uint64_t *o = realloc(w->osize, w->objs.cap * sizeof(*o));
+		if (!o)
+			return -ENOMEM;
+		w->osize = o;
+	}
+	w->osize[idx] = size;
+	return 0;
+}
+
+static uint64_t obj_size(struct writer *w, const uint8_t name[VAULT_NAME])
+{
+	struct vpack p = { 0 };
+	uint32_t n0 = w->objs.n, idx;
+
+	memcpy(p.name, name, VAULT_NAME);
+	if (vpacks_add(&w->objs, &p, &idx) < 0)
+		return 0;
+	if (w->objs.n != n0) { /* was unknown: keep the table consistent */
+		uint64_t *o = realloc(w->osize, w->objs.cap * sizeof(*o));
+		if (!o)
+			return 0;
+		w->osize = o;
+		w->osize[idx] = 0;
+	}
+	return w->osize[idx];
+}
+
+static size_t dt_slot(const struct writer *w, const uint8_t id[VAULT_ID])
+{
+	uint64_t h;
+	memcpy(&h, id, sizeof(h));
+	return (size_t)h & (w->dt_cap - 1);
+}
+
+static int dt_put(struct writer *w, const uint8_t id[VAULT_ID], const struct vloc *l)
+{
+	size_t i;
+
+	if ((w->dt_n + 1) * 2 > w->dt_cap) {
+		size_t cap = w->dt_cap ? w->dt_cap * 2 : 1u << 16;
+		struct dent *old = w->dt, *nt = calloc(cap, sizeof(*nt));
+		size_t oc = w->dt_cap;
+		if (!nt)
+			return -ENOMEM;
+		w->dt = nt;
+		w->dt_cap = cap;
+		w->dt_n = 0;
+		for (size_t j = 0; j < oc; j++)
+			if (old[j].used) {
+				struct vloc x = { .pack = old[j].pack, .off = old[j].off, .len = old[j].len,
+						  .slot = old[j].slot };
+				dt_put(w, old[j].id, &x);
+			}
+		free(old);
+	}
+	for (i = dt_slot(w, id); w->dt[i].used; i = (i + 1) & (w->dt_cap - 1))
+		if (!memcmp(w->dt[i].id, id, VAULT_ID))
+			break;
+	if (!w->dt[i].used)
+		w->dt_n++;
+	memcpy(w->dt[i].id, id, VAULT_ID);
+	w->dt[i].pack = l->pack;
+	w->dt[i].off = l->off;
+	w->dt[i].len = l->len;
+	w->dt[i].slot = l->slot;
+	w->dt[i].used = 1;
+	return 0;
+}
+
+/* A block with this id the vault holds and will keep: in a pack the
+ * committed maps still use, or uploaded since the last commit. */
+static bool dt_get(struct writer *w, const uint8_t id[VAULT_ID], struct vloc *ret)
+{
+	if (!w->dt_cap)
+		return false;
+	for (size_t i = dt_slot(w, id); w->dt[i].used; i = (i + 1) & (w->dt_cap - 1))
+		if (!memcmp(w->dt[i].id, id, VAULT_ID)) {
+			uint32_t p = w->dt[i].pack;
+			if (p >= w->packs.n || (!w->pref[p] && !w->pfresh[p]))
+				return false;
+			ret->pack = p;
+			ret->off = w->dt[i].off;
+			ret->len = w->dt[i].len;
+			ret->slot = w->dt[i].slot;
+			memcpy(ret->id, id, VAULT_ID);
+			return true;
+		}
+	return false;
+}
+
+static void map_refs(struct writer *w, const struct vmap *m, int delta)
+{
+	for (uint64_t i = 0; i < m->n; i++)
+		if (m->e[i].pack != VLOC_ZERO && m->e[i].pack < w->packs.n)
+			w->pref[m->e[i].pack] += (uint32_t)delta;
+}
+
+static int map_index(struct writer *w, const struct vmap *m)
+{
+	int r;
+
+	for (uint64_t i = 0; i < m->n; i++)
+		if (m->e[i].pack != VLOC_ZERO && (r = dt_put(w, m->e[i].id, &m->e[i])) < 0)
+			return r;
+	return 0;
+}
+
+static struct vgroup *find_group(struct writer *w, const char *name, bool create)
+{
+	struct vgroup *g;
+
+	for (size_t i = 0; i < w->n_groups; i++)
+		if (!strcmp(w->groups[i].name, name))
+			return &w->groups[i];
+	if (!create)
+		return NULL;
+	g = realloc(w->groups, (w->n_groups + 1) * sizeof(*g));
+	if (!g)
+		return NULL;
+	/* vgroups hold no pointers into themselves: moving them is fine */
+	w->groups = g;
+	g = &w->groups[w->n_groups++];
+	memset(g, 0, sizeof(*g));
+	snprintf(g->name, sizeof(g->name), "%s", name);
+	return g;
+}
+
+/* ---- the pending journal ---- */
+
+static int journal_open(struct writer *w)
+{
+	char path[4200];
+
+	if (fs_mkdir_p(w->cache, 0700) < 0)
+		return err_set(errno, "cannot create the vault cache %s: %s", w->cache, strerror(errno));
+	snprintf(path, sizeof(path), "%s/pending", w->cache);
+	w->jfd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (w->jfd < 0)
+		return err_set(errno, "cannot open %s: %s", path, strerror(errno));
+	return 0;
+}
+
+/* Record: be32 len, be64 time, name, nonce, be64 size, be32 n, n * (id, off, len, slot). */
+static int journal_add(struct writer *w, uint32_t pack, const struct dent *e, uint32_t n)
+{
+	struct wbuf b;
+	int r;
+
+	wbuf_init(&b, 64u << 20);
+	wbuf_put_u32(&b, 0);
+	wbuf_put_u64(&b, (uint64_t)time(NULL));
+	wbuf_put_bytes(&b, w->packs.p[pack].name, VAULT_NAME);
+	wbuf_put_bytes(&b, w->packs.p[pack].nonce, 16);
+	wbuf_put_u64(&b, w->psize[pack]);
+	wbuf_put_u32(&b, n);
+	for (uint32_t i = 0; i < n; i++) {
+		wbuf_put_bytes(&b, e[i].id, VAULT_ID);
+		wbuf_put_u32(&b, e[i].off);
+		wbuf_put_u32(&b, e[i].len);
+		wbuf_put_u8(&b, e[i].slot);
+	}
+	put_be32(b.p, (uint32_t)b.len - 4);
+	r = fs_write_full(w->jfd, b.p, b.len);
+	if (r == 0 && fdatasync(w->jfd) < 0)
+		r = -errno;
+	wbuf_free(&b);
+	return r < 0 ? err_set(-r, "cannot write the vault cache journal: %s", strerror(-r)) : 0;
+}
+
+/* Packs uploaded by an earlier run and not yet committed: reuse their
+ * blocks (if the object is still there, intact in size, and young). */
+static void journal_load(struct writer *w)
+{
+	char path[4200];
+	uint8_t *data = NULL;
+	size_t len = 0, reused = 0;
+	struct rbuf b;
+
+	snprintf(path, sizeof(path), "%s/pending", w->cache);
+	if (fs_read_all(path, 1u << 30, (char **)&data, &len) < 0)
+		return;
+	b = rbuf_init(data, len);
+	while (rbuf_left(&b) >= 4) {
+		uint32_t rl, n;
+		uint64_t t, size, have;
+		struct vpack p;
+		struct rbuf rec;
+		const uint8_t *body;
+		uint32_t idx;
+		char opath[300];
+
+		if (rbuf_get_u32(&b, &rl) < 0 || rbuf_get_view(&b, rl, &body) < 0)
+			break; /* a torn last record: ignore it */
+		rec = rbuf_init(body, rl);
+		if (rbuf_get_u64(&rec, &t) < 0 || rbuf_get_bytes(&rec, p.name, VAULT_NAME) < 0 ||
+		    rbuf_get_bytes(&rec, p.nonce, 16) < 0 || rbuf_get_u64(&rec, &size) < 0 ||
+		    rbuf_get_u32(&rec, &n) < 0 || n > rbuf_left(&rec) / (VAULT_ID + 9))
+			break;
+		if ((uint64_t)time(NULL) - t > PENDING_MAX_AGE)
+			continue;
+		vault_path(p.name, false, opath, sizeof(opath));
+		if (vstore_stat(w->vs, opath, &have, NULL) < 0 || have != size)
+			continue;
+		if (pack_add(w, &p, size, &idx) < 0)
+			break;
+		w->pfresh[idx] = 1;
+		for (uint32_t i = 0; i < n; i++) {
+			struct vloc l = { .pack = idx };
+			uint8_t id[VAULT_ID];
+			rbuf_get_bytes(&rec, id, VAULT_ID);
+			rbuf_get_u32(&rec, &l.off);
+			rbuf_get_u32(&rec, &l.len);
+			rbuf_get_u8(&rec, &l.slot);
+			if (dt_put(w, id, &l) < 0)
+				break;
+		}
+		reused++;
+	}
+	free(data);
+	if (reused)
+		log_info("vault %s: %zu packs uploaded before an interruption will be reused", w->url, reused);
+}
+
+static void journal_reset(struct writer *w)
+{
+	if (ftruncate(w->jfd, 0) == 0)
+		fdatasync(w->jfd);
+}
+
+/* ---- loading what the vault holds ---- */
+
+static void on_bad_manifest(void *ctx, const char *path, int err)
+{
+	struct writer *w = ctx;
+	log_warn("vault %s: ignoring %s: %s", w->url, path, err_msg(err));
+}
+
+static int load_state(struct writer *w)
+{
+	struct vmanifest *ms = NULL;
+	size_t n = 0;
+	int r;
+
+	if ((r = vault_manifests(w->vs, w->k.pk, &w->k, on_bad_manifest, w, &ms, &n)) < 0)
+		return r;
+	/* sorted by series then epoch: the last of each series is the newest */
+	for (size_t i = 0; i < n; i++) {
+		struct vmanifest *m = &ms[i];
+		struct vgroup *g;
+		if (i + 1 < n && !memcmp(ms[i + 1].series, m->series, 16))
+			continue;
+		if (!(g = find_group(w, m->group, true))) {
+			r = -ENOMEM;
+			goto out;
+		}
+		g->epoch = m->epoch;
+		g->cut_time = m->cut_time;
+		g->n_src = m->n_sources;
+		for (uint32_t o = 0; o < m->n_objects; o++) {
+			/* sizes of everything the manifest lists (packs found below) */
+			if ((r = obj_add(w, m->obj[o], m->obj_size[o])) < 0)
+				goto out;
+		}
+		for (uint32_t s = 0; s < m->n_sources; s++) {
+			struct vsrc *x = &g->src[s];
+			struct vman_source *ms_ = &m->src[s];
+			uint32_t before = w->packs.n;
+			snprintf(x->name, sizeof(x->name), "%s", ms_->name);
+			memcpy(x->digest, ms_->digest, 32);
+			memcpy(x->base, ms_->base, VAULT_NAME);
+			x->n_deltas = ms_->n_deltas;
+			x->deltas = malloc((x->n_deltas ? x->n_deltas : 1) * VAULT_NAME);
+			if (!x->deltas) {
+				r = -ENOMEM;
+				goto out;
+			}
+			memcpy(x->deltas, ms_->deltas, (size_t)x->n_deltas * VAULT_NAME);
+			x->base_size = obj_size(w, x->base);
+			x->delta_size = 0;
+			for (uint32_t d = 0; d < x->n_deltas; d++)
+				x->delta_size += obj_size(w, x->deltas[d]);
+			if ((r = vault_load_map(w->vs, &w->k, ms_, &w->packs, &x->map)) < 0) {
+				r = err_wrap(r, "vault %s: cannot load the state of %s/%s at epoch %" PRIu64
+						" (run `bascule vault check`)", w->url, m->group, ms_->name, m->epoch);
+				goto out;
+			}
+			if ((r = grow_arrays(w)) < 0)
+				goto out;
+			for (uint32_t p = before; p < w->packs.n; p++) {
+				w->pref[p] = 0;
+				w->pfresh[p] = 0;
+				w->psize[p] = obj_size(w, w->packs.p[p].name);
+			}
+			map_refs(w, &x->map, 1);
+			if ((r = map_index(w, &x->map)) < 0)
+				goto out;
+			x->have = true;
+		}
+		log_info("vault %s: group %s at epoch %" PRIu64, w->url, g->name, g->epoch);
+	}
+	r = 0;
+out:
+	vault_manifests_free(ms, n);
+	return r;
+}
+
+/* ---- sink ---- */
+
+static int v_state(void *ctx, struct wbuf *b)
+{
+	struct writer *w = ctx;
+	struct state_group *sg = calloc(1, sizeof(*sg));
+	int r = 0;
+
+	if (!sg)
+		return -ENOMEM;
+	wbuf_put_u32(b, (uint32_t)w->n_groups);
+	for (size_t i = 0; i < w->n_groups && r == 0; i++) {
+		struct vgroup *g = &w->groups[i];
+		memset(sg, 0, sizeof(*sg));
+		snprintf(sg->group, sizeof(sg->group), "%s", g->name);
+		sg->epoch = g->epoch;
+		sg->cut_time = g->cut_time;
+		sg->n_sources = g->n_src;
+		for (uint32_t s = 0; s < g->n_src; s++) {
+			snprintf(sg->sources[s].name, sizeof(sg->sources[s].name), "%s", g->src[s].name);
+			sg->sources[s].epoch = g->epoch;
+			sg->sources[s].size = g->src[s].map.size;
+			sg->sources[s].status = SRC_OK;
+			memcpy(sg->sources[s].digest, g->src[s].digest, DIGEST_BYTES);
+		}
+		r = proto_put_state_group(b, sg);
+	}
+	free(sg);
+	return r;
+}
+
+static void epoch_drop(struct writer *w)
+{
+	if (w->cur)
+		for (uint32_t s = 0; s < PROTO_MAX_SOURCES; s++) {
+			struct vsrc *x = &w->cur->src[s];
+			vmap_free(&x->next);
+			free(x->changed);
+			free(x->mark);
+			x->changed = NULL;
+			x->mark = NULL;
+			x->n_changed = x->cap_changed = 0;
+			x->touched = x->reset = false;
+		}
+	w->cur = NULL;
+	w->f_n = 0;
+	w->pe_n = 0;
+	wbuf_reset(&w->pack);
+}
+
+static int v_begin(void *ctx, const struct msg_epoch_begin *m)
+{
+	struct writer *w = ctx;
+
+	epoch_drop(w);
+	if (m->n_sources > PROTO_MAX_SOURCES || !m->n_sources)
+		return err_set(EPROTO, "epoch %" PRIu64 " of %s has %u sources", m->epoch, m->group, m->n_sources);
+	if (!(w->cur = find_group(w, m->group, true)))
+		return -ENOMEM;
+	if (m->epoch <= w->cur->epoch)
+		return err_set(EPROTO, "epoch %" PRIu64 " of %s is not newer than the vault's %" PRIu64, m->epoch,
+			       m->group, w->cur->epoch);
+	w->epoch = m->epoch;
+	w->up0 = w->bytes_up;
+	w->cut_time = m->cut_time;
+	w->flags = m->flags;
+	w->n_sources = m->n_sources;
+	return 0;
+}
+
+static int v_source(void *ctx, const struct msg_source *m)
+{
+	struct writer *w = ctx;
+	struct vsrc *x;
+	int r;
+
+	if (m->idx >= w->n_sources || m->block_size != VAULT_BLOCK)
+		return err_set(EPROTO, "bad SOURCE %u", m->idx);
+	x = &w->cur->src[m->idx];
+	if (x->have && strcmp(x->name, m->name) != 0) {
+		/* The group's sources changed: start this one afresh. */
+		x->have = false;
+	}
+	snprintf(x->name, sizeof(x->name), "%s", m->name);
+	if (m->base && (!x->have || m->base != w->cur->epoch))
+		return err_set(EPROTO, "the daemon sent %s/%s from epoch %" PRIu64 ", the vault holds %" PRIu64,
+			       w->cur->name, m->name, m->base, x->have ? w->cur->epoch : 0);
+	x->reset = !m->base || !x->have;
+	vmap_free(&x->next);
+	if (!x->reset && x->map.n) {
+		if (!(x->next.e = malloc(x->map.n * sizeof(struct vloc))))
+			return -ENOMEM;
+		memcpy(x->next.e, x->map.e, x->map.n * sizeof(struct vloc));
+		x->next.n = x->map.n;
+		x->next.size = x->map.size;
+	}
+	if ((r = vmap_resize(&x->next, m->size)) < 0)
+		return r;
+	free(x->mark);
+	if (!(x->mark = calloc(x->next.n / 8 + 1, 1)))
+		return -ENOMEM;
+	x->n_changed = 0;
+	x->touched = true;
+	memcpy(x->digest, m->digest, 32);
+	return 0;
+}
+
+static int mark_changed(struct vsrc *x, uint64_t b)
+{
+	if (x->mark[b / 8] & (1u << (b % 8)))
+		return 0;
+	x->mark[b / 8] |= (uint8_t)(1u << (b % 8));
+	if (x->n_changed == x->cap_changed) {
+		size_t cap = x->cap_changed ? x->cap_changed * 2 : 1024;
+		uint64_t *c = realloc(x->changed, cap * sizeof(*c));
+		if (!c)
+			return -ENOMEM;
+		x->changed = c;
+		x->cap_changed = cap;
+	}
+	x->changed[x->n_changed++] = b;
+	return 0;
+}
+
+static int upload(struct writer *w, const uint8_t *data, size_t len, uint8_t name[VAULT_NAME])
+{
+	char path[300];
+	int r;
+
+	vault_object_name(data, len, name);
+	vault_path(name, false, path, sizeof(path));
+	r = vstore_put(w->vs, path, data, len);
+	if (r == -EEXIST) {
+		uint64_t have;
+		if (vstore_stat(w->vs, path, &have, NULL) == 0 && have == len)
+			return 0; /* same bytes, same name: already there */
+		return err_set(EEXIST, "vault %s: %s exists with another size", w->url, path);
+	}
+	if (r == 0)
+		w->bytes_up += len;
+	return r;
+}
+
+static int pack_flush(struct writer *w)
+{
+	struct vpack p;
+	uint32_t idx, want = w->packs.n;
+	size_t pad, len = w->pack.len;
+	int r;
+
+	if (!w->pack.len)
+		return 0;
+	/* Padding: random bytes after the last frame (no frame points there). */
+	pad = vault_padme(len) - len;
+	if ((r = wbuf_reserve(&w->pack, pad)) < 0)
+		return r;
+	randombytes_buf(w->pack.p + w->pack.len, pad);
+	w->pack.len += pad;
+	if ((r = upload(w, w->pack.p, w->pack.len, p.name)) < 0)
+		return r;
+	memcpy(p.nonce, w->pack_nonce, 16);
+	if ((r = pack_add(w, &p, w->pack.len, &idx)) < 0)
+		return r;
+	if (idx != want)
+		return err_set(EIO, "internal error: pack numbering");
+	w->pfresh[idx] = 1;
+	/* Journal the pack's blocks so an interrupted epoch reuses them. */
+	r = journal_add(w, idx, w->pe, (uint32_t)w->pe_n);
+	w->pe_n = 0;
+	wbuf_reset(&w->pack);
+	randombytes_buf(w->pack_nonce, sizeof(w->pack_nonce));
+	return r;
+}
+
+static int frame_flush(struct writer *w)
+{
+	struct vsrc *x;
+	uint32_t off = (uint32_t)w->pack.len, len;
+	int r;
+
+	if (!w->f_n)
+		return 0;
+	if ((r = vault_frame_seal(&w->k, w->pack_nonce, w->frame, w->f_n, w->zctx, &w->pack)) < 0)
+		return r;
+	len = (uint32_t)(w->pack.len - off);
+	x = &w->cur->src[w->f_src];
+	for (uint32_t i = 0; i < w->f_n; i++) {
+		struct vloc *l = &x->next.e[w->f_block + i];
+		l->pack = w->packs.n; /* the number this pack gets when uploaded */
+		l->off = off;
+		l->len = len;
+		l->slot = (uint8_t)i;
+		memcpy(l->id, w->f_ids[i], VAULT_ID);
+		if ((r = dt_put(w, l->id, l)) < 0)
+			return r;
+		if (w->pe_n == w->pe_cap) {
+			size_t cap = w->pe_cap ? w->pe_cap * 2 : 4096;
+			struct dent *pe = realloc(w->pe, cap * sizeof(*pe));
+			if (!pe)
+				return -ENOMEM;
+			w->pe = pe;
+			w->pe_cap = cap;
+		}
+		memcpy(w->pe[w->pe_n].id, l->id, VAULT_ID);
+		w->pe[w->pe_n].off = l->off;
+		w->pe[w->pe_n].len = l->len;
+		w->pe[w->pe_n].slot = l->slot;
+		w->pe_n++;
+	}
+	w->blocks_new += w->f_n;
+	w->f_n = 0;
+	if (w->pack.len >= VAULT_PACK_TARGET)
+		return pack_flush(w);
+	return 0;
+}
+
+static int v_extent(void *ctx, uint32_t src, uint64_t off, uint32_t len, const uint8_t *data)
+{
+	struct writer *w = ctx;
+	static const uint8_t zero[VAULT_BLOCK];
+	struct vsrc *x;
+	int r;
+
+	if (src >= w->n_sources || off % VAULT_BLOCK)
+		return err_set(EPROTO, "extent at %" PRIu64 " of source %u is not block-aligned", off, src);
+	x = &w->cur->src[src];
+	if (!x->touched || off + len > x->next.size)
+		return err_set(EPROTO, "extent beyond the end of %s", x->name);
+	for (uint32_t o = 0; o < len; o += VAULT_BLOCK) {
+		uint64_t b = (off + o) / VAULT_BLOCK;
+		uint32_t n = len - o < VAULT_BLOCK ? len - o : VAULT_BLOCK;
+		uint8_t blk[VAULT_BLOCK];
+		const uint8_t *p = blk;
+		struct vloc l;
+
+		if ((r = mark_changed(x, b)) < 0)
+			return r;
+		if (data && n == VAULT_BLOCK)
+			p = data + o;
+		else if (data) {
+			memcpy(blk, data + o, n);
+			memset(blk + n, 0, VAULT_BLOCK - n);
+		}
+		if (!data || !memcmp(p, zero, VAULT_BLOCK)) {
+			memset(&x->next.e[b], 0, sizeof(x->next.e[b]));
+			x->next.e[b].pack = VLOC_ZERO;
+			continue;
+		}
+		vault_block_id(&w->k, p, l.id);
+		if (dt_get(w, l.id, &l)) {
+			x->next.e[b] = l;
+			w->blocks_dedup++;
+			continue;
+		}
+		if (w->f_n && (w->f_src != src || w->f_block + w->f_n != b || w->f_n == VAULT_FRAME_BLOCKS))
+			if ((r = frame_flush(w)) < 0)
+				return r;
+		if (!w->f_n) {
+			w->f_src = src;
+			w->f_block = b;
+		}
+		memcpy(w->frame + (size_t)w->f_n * VAULT_BLOCK, p, VAULT_BLOCK);
+		memcpy(w->f_ids[w->f_n], l.id, VAULT_ID);
+		w->f_n++;
+	}
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Write the index of one source for this epoch (a delta, or a new base). */
+static int write_index(struct writer *w, struct vsrc *x)
+{
+	struct wbuf b;
+	uint8_t name[VAULT_NAME];
+	bool full;
+	int r;
+
+	qsort(x->changed, x->n_changed, sizeof(uint64_t), cmp_u64);
+	/* the map shrank: blocks beyond the end are not deltas */
+	while (x->n_changed && x->changed[x->n_changed - 1] >= x->next.n)
+		x->n_changed--;
+	full = x->reset || !x->have || x->n_deltas >= MAX_DELTAS ||
+	       (x->delta_size + (uint64_t)x->n_changed * 24) * DELTA_SHARE > x->base_size;
+	wbuf_init(&b, VAULT_OBJ_MAX);
+	r = vault_index_encode(&w->k, full, w->epoch, &x->next, x->changed, x->n_changed, &w->packs, &b);
+	if (r == 0)
+		r = upload(w, b.p, b.len, name);
+	if (r == 0)
+		r = obj_add(w, name, b.len);
+	if (r == 0) {
+		if (full) {
+			memcpy(x->base, name, VAULT_NAME);
+			x->base_size = b.len;
+			x->n_deltas = 0;
+			x->delta_size = 0;
+		} else {
+			uint8_t (*d)[VAULT_NAME] = realloc(x->deltas, (x->n_deltas + 1) * VAULT_NAME);
+			if (!d)
+				r = -ENOMEM;
+			else {
+				x->deltas = d;
+				memcpy(x->deltas[x->n_deltas++], name, VAULT_NAME);
+				x->delta_size += b.len;
+			}
+		}
+	}
+	wbuf_free(&b);
+	return r;
+}
+
+static int add_obj(struct vmanifest *m, const uint8_t name[VAULT_NAME], uint64_t size)
+{
+	memcpy(m->obj[m->n_objects], name, VAULT_NAME);
+	m->obj_size[m->n_objects++] = size;
+	return 0;
+}
+
+static int write_manifest(struct writer *w, struct vgroup *g)
+{
+	struct vmanifest m;
+	uint8_t *used = calloc(w->packs.n + 1, 1);
+	size_t cap = w->packs.n + 1;
+	struct wbuf b;
+	uint8_t name[VAULT_NAME];
+	char path[300];
+	int r = -ENOMEM;
+
+	memset(&m, 0, sizeof(m));
+	wbuf_init(&b, 256u << 20);
+	for (uint32_t s = 0; s < g->n_src; s++)
+		cap += 1 + g->src[s].n_deltas;
+	m.obj = malloc(cap * VAULT_NAME);
+	m.obj_size = malloc(cap * sizeof(uint64_t));
+	m.src = calloc(g->n_src, sizeof(*m.src));
+	if (!used || !m.obj || !m.obj_size || !m.src)
+		goto out;
+	vault_series(&w->k, g->name, m.series);
+	m.epoch = w->epoch;
+	m.cut_time = w->cut_time;
+	snprintf(m.group, sizeof(m.group), "%s", g->name);
+	m.flags = w->flags;
+	m.n_sources = g->n_src;
+	for (uint32_t s = 0; s < g->n_src; s++) {
+		struct vsrc *x = &g->src[s];
+		struct vman_source *ms = &m.src[s];
+		for (uint64_t i = 0; i < x->map.n; i++)
+			if (x->map.e[i].pack != VLOC_ZERO)
+				used[x->map.e[i].pack] = 1;
+		snprintf(ms->name, sizeof(ms->name), "%s", x->name);
+		ms->size = x->map.size;
+		memcpy(ms->digest, x->digest, 32);
+		vault_image_hash(&w->k, &x->map, ms->image);
+		memcpy(ms->base, x->base, VAULT_NAME);
+		ms->n_deltas = x->n_deltas;
+		ms->deltas = x->deltas; /* borrowed */
+		add_obj(&m, x->base, x->base_size);
+		for (uint32_t d = 0; d < x->n_deltas; d++)
+			add_obj(&m, x->deltas[d], obj_size(w, x->deltas[d]));
+	}
+	for (uint32_t p = 0; p < w->packs.n; p++)
+		if (used[p])
+			add_obj(&m, w->packs.p[p].name, w->psize[p]);
+	if ((r = vault_manifest_encode(&w->k, &m, &b)) < 0)
+		goto out;
+	vault_object_name(b.p, b.len, name);
+	vault_path(name, true, path, sizeof(path));
+	if ((r = vstore_put(w->vs, path, b.p, b.len)) == 0)
+		w->bytes_up += b.len;
+out:
+	for (uint32_t s = 0; m.src && s < g->n_src; s++)
+		m.src[s].deltas = NULL;
+	vault_manifest_free(&m);
+	free(used);
+	wbuf_free(&b);
+	return r;
+}
+
+static int v_commit(void *ctx, const struct msg_epoch_end *e)
+{
+	struct writer *w = ctx;
+	struct vgroup *g = w->cur;
+	int r;
+
+	(void)e;
+	for (uint32_t s = 0; s < w->n_sources; s++)
+		if (!g->src[s].touched) {
+			r = err_set(EPROTO, "epoch %" PRIu64 " of %s lacks source %u", w->epoch, g->name, s);
+			goto out;
+		}
+	if ((r = frame_flush(w)) < 0 || (r = pack_flush(w)) < 0)
+		goto out;
+	/* From here on the committed state changes only once the manifest is
+	 * written: work on copies of what write_index changes. */
+	{
+		struct vsrc save[PROTO_MAX_SOURCES];
+		for (uint32_t s = 0; s < w->n_sources; s++) {
+			save[s] = g->src[s];
+			if (g->src[s].n_deltas) {
+				save[s].deltas = malloc((size_t)g->src[s].n_deltas * VAULT_NAME);
+				if (!save[s].deltas) {
+					r = -ENOMEM;
+					goto out;
+				}
+				memcpy(save[s].deltas, g->src[s].deltas, (size_t)g->src[s].n_deltas * VAULT_NAME);
+			} else
+				save[s].deltas = NULL;
+		}
+		for (uint32_t s = 0; s < w->n_sources && r == 0; s++) {
+			struct vsrc *x = &g->src[s];
+			if (x->reset || x->n_changed || x->next.size != x->map.size || !x->have)
+				r = write_index(w, x);
+		}
+		if (r == 0) {
+			/* the new maps become current for the manifest */
+			for (uint32_t s = 0; s < w->n_sources; s++) {
+				struct vmap t = g->src[s].map;
+				g->src[s].map = g->src[s].next;
+				g->src[s].next = t;
+			}
+			g->n_src = w->n_sources;
+			r = write_manifest(w, g);
+			if (r < 0)
+				for (uint32_t s = 0; s < w->n_sources; s++) {
+					struct vmap t = g->src[s].map;
+					g->src[s].map = g->src[s].next;
+					g->src[s].next = t;
+				}
+		}
+		for (uint32_t s = 0; s < w->n_sources; s++) {
+			struct vsrc *x = &g->src[s];
+			if (r < 0) { /* restore the index chain */
+				free(x->deltas);
+				x->deltas = save[s].deltas;
+				x->n_deltas = save[s].n_deltas;
+				memcpy(x->base, save[s].base, VAULT_NAME);
+				x->base_size = save[s].base_size;
+				x->delta_size = save[s].delta_size;
+			} else
+				free(save[s].deltas);
+		}
+		if (r < 0)
+			goto out;
+	}
+	/* Committed: move references from the old maps (in .next now) to the new. */
+	for (uint32_t s = 0; s < w->n_sources; s++) {
+		struct vsrc *x = &g->src[s];
+		map_refs(w, &x->next, -1);
+		map_refs(w, &x->map, 1);
+		x->have = true;
+	}
+	memset(w->pfresh, 0, w->packs.n);
+	journal_reset(w);
+	g->epoch = w->epoch;
+	g->cut_time = w->cut_time;
+	log_info("vault %s: epoch %" PRIu64 " of %s committed: %" PRIu64 " bytes uploaded (%" PRIu64
+		 " new blocks, %" PRIu64 " already in the vault)",
+		 w->url, w->epoch, g->name, w->bytes_up - w->up0, w->blocks_new, w->blocks_dedup);
+out:
+	w->blocks_new = w->blocks_dedup = 0;
+	epoch_drop(w);
+	return r;
+}
+
+static void v_abort(void *ctx)
+{
+	epoch_drop(ctx);
+}
+
+static int v_advise(void *ctx, int rc)
+{
+	struct writer *w = ctx;
+
+	if (rc == -ENOSPC)
+		return err_wrap(rc, "the vault %s is full (provider quota or disk): nothing of this epoch "
+				    "became visible; free space with `bascule vault prune` or raise the quota", w->url);
+	if (rc == -EACCES)
+		return err_wrap(rc, "the vault account may not write there: check the provider's directory "
+				    "permissions (the account needs create and write, nothing more)");
+	return rc;
+}
+
+static void writer_free(struct writer *w)
+{
+	epoch_drop(w);
+	for (size_t i = 0; i < w->n_groups; i++)
+		for (uint32_t s = 0; s < PROTO_MAX_SOURCES; s++) {
+			vmap_free(&w->groups[i].src[s].map);
+			free(w->groups[i].src[s].deltas);
+		}
+	free(w->groups);
+	vpacks_free(&w->packs);
+	vpacks_free(&w->objs);
+	free(w->psize);
+	free(w->pref);
+	free(w->pfresh);
+	free(w->osize);
+	free(w->dt);
+	free(w->frame);
+	free(w->pe);
+	wbuf_free(&w->pack);
+	ZSTD_freeCCtx(w->zctx);
+	if (w->jfd >= 0)
+		close(w->jfd);
+	vstore_close(w->vs);
+	sodium_memzero(&w->k, sizeof(w->k));
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: bascule vault recv --url URL --vault-key FILE --cache DIR [--key FILE]\n"
+		   "                          [--identity FILE --known-hosts FILE]\n\n"
+		   "The vault writer: receives epochs from basculed on stdin/stdout and stores\n"
+		   "them as encrypted write-once objects at URL.  Run by basculed for each target\n"
+		   "of type vault; not for interactive use.\n");
+}
+
+int vault_recv(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "url", required_argument, NULL, 'u' },
+		{ "vault-key", required_argument, NULL, 'V' },
+		{ "cache", required_argument, NULL, 'C' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "identity", required_argument, NULL, 'i' },
+		{ "known-hosts", required_argument, NULL, 'K' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	const char *keyfile = "/etc/bascule/site.key", *vkfile = NULL, *cache = NULL;
+	struct vstore_opts so = { 0 };
+	struct writer w;
+	struct vault_key *vk = NULL;
+	struct site_key *key = NULL;
+	struct recv_sink sink = { .ctx = &w, .state = v_state, .begin = v_begin, .source = v_source,
+				  .extent = v_extent, .commit = v_commit, .abort = v_abort, .advise = v_advise };
+	int c, rc;
+
+	memset(&w, 0, sizeof(w));
+	w.jfd = -1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'u': w.url = optarg; break;
+		case 'V': vkfile = optarg; break;
+		case 'C': cache = optarg; break;
+		case 'k': keyfile = optarg; break;
+		case 'i': so.identity = optarg; break;
+		case 'K': so.known_hosts = optarg; break;
+		case 'h': usage(stdout); return EXIT_OK;
+		default: usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (!w.url || !vkfile || !cache || optind != argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	log_init("bascule-vault", arg_global.verbose);
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(w.cache, sizeof(w.cache), "%s", cache);
+	wbuf_init(&w.pack, VAULT_PACK_TARGET + (2u << 20));
+	w.zctx = ZSTD_createCCtx();
+	w.frame = malloc(VAULT_FRAME_BLOCKS * VAULT_BLOCK);
+	randombytes_buf(w.pack_nonce, sizeof(w.pack_nonce));
+	if (!w.zctx || !w.frame) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if ((rc = key_load(keyfile, &key)) < 0 || (rc = vaultkey_load(vkfile, &vk)) < 0)
+		goto out;
+	vault_keys(vk, &w.k);
+	vaultkey_free(vk);
+	if ((rc = journal_open(&w)) < 0 || (rc = vstore_open(w.url, &so, &w.vs)) < 0 ||
+	    (rc = load_state(&w)) < 0)
+		goto out;
+	journal_load(&w);
+	rc = recv_serve(key, &sink);
+out:
+	if (rc < 0)
+		log_error("%s", err_msg(rc));
+	writer_free(&w);
+	key_free(key);
+	return err_exit_code(rc);
+}
