@@ -153,7 +153,7 @@ static int make_parents(struct vstore *v, const char *name)
 		if (v->sftp) {
 			LIBSSH2_SFTP_ATTRIBUTES a;
 			if (libssh2_sftp_stat(v->sf, p, &a) != 0 &&
-			    libssh2_sftp_mkdir(v->sf, p, 0700) != 0 && libssh2_sftp_stat(v->sf, p, &a) != 0)
+			    libssh2_sftp_mkdir(v->sf, p, 0770) != 0 && libssh2_sftp_stat(v->sf, p, &a) != 0)
 				return sftp_err(v, "cannot create directory", rel);
 		} else if (mkdir(p, 0700) < 0 && errno != EEXIST)
 			return err_set(errno, "vault: cannot create %s: %s", p, strerror(errno));
@@ -186,7 +186,7 @@ int vstore_put(struct vstore *v, const char *name, const void *data, size_t len)
 	}
 	{
 		LIBSSH2_SFTP_HANDLE *h = libssh2_sftp_open(
-			v->sf, p, LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL, 0600);
+			v->sf, p, LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL, 0640);
 		const uint8_t *d = data;
 		size_t off = 0;
 

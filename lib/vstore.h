@@ -3,7 +3,9 @@
  * host-key checking).  Objects are created exclusively and written once;
  * the writer never renames or deletes (only `bascule vault prune`, with its
  * own account, calls vstore_remove).  Names are relative paths such as
- * "d/3f/3f9a...".  Blocking; one store per thread. */
+ * "d/3f/3f9a...".  Blocking; one store per thread.  Over SFTP, directories
+ * are created 0770 and objects 0640 (less the server's umask), so that a
+ * provider-side pruning account in the same group can list and delete. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>

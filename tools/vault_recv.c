@@ -41,6 +41,8 @@
 
 #define MAX_DELTAS 64          /* a new base after this many deltas ... */
 #define DELTA_SHARE 4          /* ... or when deltas exceed 1/4 of the base */
+#define PACK_NEW 1             /* pfresh: uploaded for the epoch in progress */
+#define PACK_RECOVERED 2       /* pfresh: uploaded by an interrupted run (journal) */
 #define PENDING_MAX_AGE 43200  /* seconds: older uploads are not reused (prune grace is longer) */
 
 /* Dedup table entry: a block the vault holds. */
@@ -364,7 +366,7 @@ static void journal_load(struct writer *w)
 			continue;
 		if (pack_add(w, &p, size, &idx) < 0)
 			break;
-		w->pfresh[idx] = 1;
+		w->pfresh[idx] = PACK_RECOVERED;
 		for (uint32_t i = 0; i < n; i++) {
 			struct vloc l = { .pack = idx };
 			uint8_t id[VAULT_ID];
@@ -630,7 +632,7 @@ static int pack_flush(struct writer *w)
 		return r;
 	if (idx != want)
 		return err_set(EIO, "internal error: pack numbering");
-	w->pfresh[idx] = 1;
+	w->pfresh[idx] = PACK_NEW;
 	/* Journal the pack's blocks so an interrupted epoch reuses them. */
 	r = journal_add(w, idx, w->pe, (uint32_t)w->pe_n);
 	w->pe_n = 0;
@@ -920,8 +922,20 @@ static int v_commit(void *ctx, const struct msg_epoch_end *e)
 		map_refs(w, &x->map, 1);
 		x->have = true;
 	}
-	memset(w->pfresh, 0, w->packs.n);
-	journal_reset(w);
+	/* Packs of this epoch are now referenced.  Packs recovered from an
+	 * interrupted run may belong to another group's epoch still to come:
+	 * the journal stays until none of them is left unreferenced. */
+	{
+		bool keep = false;
+		for (uint32_t p = 0; p < w->packs.n; p++) {
+			if (w->pfresh[p] == PACK_RECOVERED && !w->pref[p])
+				keep = true;
+			else
+				w->pfresh[p] = 0;
+		}
+		if (!keep)
+			journal_reset(w);
+	}
 	g->epoch = w->epoch;
 	g->cut_time = w->cut_time;
 	log_info("vault %s: epoch %" PRIu64 " of %s committed: %" PRIu64 " bytes uploaded (%" PRIu64

@@ -127,3 +127,69 @@ trust_secondary() {
 	in_primary "$BIN/bascule" trust-host "$IP_S" --known-hosts "$T/known_hosts" --yes >/dev/null \
 		|| fail "trust-host failed"
 }
+
+# provider_up: the backup provider's real sshd on $IP_V serving SFTP only,
+# chrooted to $VAULT_CHROOT (root-owned, outside /tmp as sshd demands), to
+# two accounts of group bscvault:
+#   bscvault-w  the daemon's write-once account:
+#               internal-sftp -P remove,rmdir,rename,posix-rename
+#   bscvault-p  the pruning account (may delete)
+# The vault directory is $VAULT_CHROOT/vault (sftp path /vault).  Keys:
+# $T/id_ed25519 for the writer, $T/id_prune for the pruner; the provider's
+# host key is trusted in $T/known_hosts_v.
+VAULT_CHROOT=/srv/bascule-test-vault-$SITE_ID
+provider_down() { rm -rf "$VAULT_CHROOT"; }
+provider_up() {
+	local d="$T/ssh-provider" u
+	EXIT_HOOKS+=(provider_down)
+	getent group bscvault >/dev/null || groupadd --system bscvault
+	for u in bscvault-w bscvault-p; do
+		id "$u" >/dev/null 2>&1 || useradd --system -g bscvault -M -d /nonexistent -s /usr/sbin/nologin "$u"
+		usermod -p '*' "$u"
+	done
+	mkdir -p "$VAULT_CHROOT/vault" "$d" /run/sshd
+	chown root:root "$VAULT_CHROOT"; chmod 755 "$VAULT_CHROOT"
+	chown bscvault-w:bscvault "$VAULT_CHROOT/vault"; chmod 2770 "$VAULT_CHROOT/vault"
+	ssh-keygen -q -t ed25519 -N "" -f "$d/host_key" -C provider
+	ssh-keygen -q -t ed25519 -N "" -f "$T/id_prune" -C bascule-prune
+	[ -f "$T/id_ed25519" ] || ssh-keygen -q -t ed25519 -N "" -f "$T/id_ed25519" -C bascule-primary
+	cp "$T/id_ed25519.pub" "$d/authorized_keys.bscvault-w"
+	cp "$T/id_prune.pub" "$d/authorized_keys.bscvault-p"
+	cat > "$d/sshd_config" <<CONF
+ListenAddress $IP_V:22
+HostKey $d/host_key
+PidFile $d/sshd.pid
+AuthorizedKeysFile $d/authorized_keys.%u
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PermitRootLogin no
+AllowUsers bscvault-w bscvault-p
+LogLevel VERBOSE
+Subsystem sftp internal-sftp
+Match User bscvault-w
+	ChrootDirectory $VAULT_CHROOT
+	ForceCommand internal-sftp -u 0007 -P remove,rmdir,rename,posix-rename
+	AllowTcpForwarding no
+	X11Forwarding no
+Match User bscvault-p
+	ChrootDirectory $VAULT_CHROOT
+	ForceCommand internal-sftp -u 0007
+	AllowTcpForwarding no
+	X11Forwarding no
+CONF
+	ip netns exec "$NS_V" /usr/sbin/sshd -f "$d/sshd_config" -E "$d/sshd.log"
+	for _ in $(seq 50); do
+		ip netns exec "$NS_V" bash -c "echo > /dev/tcp/$IP_V/22" 2>/dev/null && break
+		sleep 0.1
+	done
+	in_primary "$BIN/bascule" trust-host "$IP_V" --known-hosts "$T/known_hosts_v" --yes >/dev/null \
+		|| fail "trust-host of the provider failed: $(tail -5 "$d/sshd.log")"
+}
+
+# vault_rate RATE: shape the primary-provider link both ways.
+vault_rate() {
+	ip netns exec "$NS_P" tc qdisc replace dev "bq$SITE_ID" root tbf rate "$1" burst 512kb latency 50ms
+	ip netns exec "$NS_V" tc qdisc replace dev "bv$SITE_ID" root tbf rate "$1" burst 512kb latency 50ms
+}
