@@ -237,12 +237,15 @@ void vpacks_free(struct vpacks *t)
 
 /* ---- maps ---- */
 
+uint64_t vault_max_source = 1ULL << 50;
+
 int vmap_resize(struct vmap *m, uint64_t size)
 {
 	uint64_t n = (size + VAULT_BLOCK - 1) / VAULT_BLOCK;
 
-	if (n > (1ULL << 38))
-		return -EFBIG;
+	if (size > vault_max_source)
+		return err_set(EFBIG, "a vault index describes a source of %llu bytes, beyond the limit",
+			       (unsigned long long)size);
 	if (n != m->n) {
 		struct vloc *e = realloc(m->e, (n ? n : 1) * sizeof(*e));
 		if (!e)

@@ -116,6 +116,8 @@ int vault_frame_open(const struct vkeys *k, const uint8_t nonce[16], uint32_t of
 int vpacks_add(struct vpacks *t, const struct vpack *p, uint32_t *ret);
 void vpacks_free(struct vpacks *t);
 
+/* Largest source a map may describe (1 PiB; the fuzzer lowers it). */
+extern uint64_t vault_max_source;
 int vmap_resize(struct vmap *m, uint64_t size);
 void vmap_free(struct vmap *m);
 /* Keyed hash of the map's size and ids (zero blocks count as zero ids). */
