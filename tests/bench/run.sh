@@ -125,3 +125,4 @@ if command -v rdiff >/dev/null; then
 		"$t" "$c" "$(echo "$b / 1000000" | bc -l)" "$(echo "$t / $BT" | bc -l)" "$(echo "$b / $BW" | bc -l)"
 fi
 if [ "$(id -u)" = 0 ] && [ -z "${NO_SSH_BENCH:-}" ]; then echo; bash "$(dirname "$0")/ssh.sh" "$B"; fi
+if [ "$(id -u)" = 0 ] && [ -z "${NO_VAULT_BENCH:-}" ]; then echo; bash "$(dirname "$0")/vault.sh" "$B"; fi
