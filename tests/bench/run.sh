@@ -9,11 +9,9 @@
 #      -B 4096) and rdiff (signature + delta) on the same change
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd)
-RUNS=${RUNS:-3}
 . "$(dirname "$0")/../lib/common.sh" "$B"
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+. "$(dirname "$0")/../lib/bench.sh"
 drop_caches() { sync; [ "$(id -u)" = 0 ] && echo 3 > /proc/sys/vm/drop_caches || true; }
-secs() { date +%s.%N; }
 cpu_of() { awk '{print ($14+$15)/100}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 IMG=$T/disk.img
 SIZE=$((2 * 1024 * 1024 * 1024))

@@ -6,14 +6,11 @@
 # protocol overhead included); CPU is the whole machine's (both sites).
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd)
-RUNS=${RUNS:-3}
 . "$(dirname "$0")/../lib/common.sh" "$B"
+. "$(dirname "$0")/../lib/bench.sh"
 . "$(dirname "$0")/../lib/sites.sh"
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-pct() { sort -g | awk -v p="$1" '{a[NR]=$1} END {i=int(NR*p/100+0.999); if (i<1) i=1; print a[i]}'; }
 cpu_total() { awk '/^cpu / {print ($2+$3+$4+$7+$8)/100}' /proc/stat; }
 txb() { in_primary cat "/sys/class/net/bp$SITE_ID/statistics/tx_bytes"; }
-secs() { date +%s.%N; }
 sites_up
 IMG=$T/disk.img
 SIZE=$((2048 * 1048576))

@@ -12,11 +12,9 @@
 #       fixed 4 KiB chunker) and restic, all encrypted, on local disk
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd)
-RUNS=${RUNS:-3}
 . "$(dirname "$0")/../lib/common.sh" "$B"
+. "$(dirname "$0")/../lib/bench.sh"
 . "$(dirname "$0")/../lib/sites.sh"
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-secs() { date +%s.%N; }
 sizeof() { du -sb "$1" | cut -f1; }
 sites_up
 provider_up
