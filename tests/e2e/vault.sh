@@ -225,6 +225,11 @@ cmp "$T/r-vm2-C" "$T/vm2.img" || fail "restore after resume differs from the (fr
 note "resumed: $(( (mid - before) >> 20 )) MiB before the kill, $((again >> 20)) MiB after (24 MiB changed); restore identical"
 vault_rate 1gbit
 bsc_stop
+# the primary is lost: restore with its configuration, whose disks no longer exist
+sed "s|$T/vm1.img|$T/lost/vm1.img|; s|$T/vm2.img|$T/lost/vm2.img|" "$T/bascule.yaml" > "$T/lost.yaml"
+in_primary "$B" restore -c "$T/lost.yaml" --source vm1/disk --to "$T/r-vm1-L" >/dev/null \
+	|| fail "restore -c with the lost primary's configuration failed"
+cmp "$T/r-vm1-L" "$T/vm1.img" || fail "restore -c differs from the source"
 
 # -- prune: exactly the policy; not with the write-once account
 ls_json "${VK[@]}" > "$T/before.json"
