@@ -95,6 +95,12 @@ int vaultkey_load(const char *path, struct vault_key **ret)
 	return 0;
 }
 
+int vaultkey_load_public(const char *path, uint8_t pk[crypto_sign_PUBLICKEYBYTES])
+{
+	return key_file_read(path, VP_HEADER, false, "a Bascule vault verify key (FILE.pub)", MAKE, pk,
+			     crypto_sign_PUBLICKEYBYTES);
+}
+
 static int stretch(const char *passphrase, const uint8_t salt[crypto_pwhash_SALTBYTES],
 		   unsigned long long ops, size_t mem, uint8_t out[crypto_secretbox_KEYBYTES])
 {

@@ -29,6 +29,8 @@ int vaultkey_load(const char *path, struct vault_key **ret);
 void vaultkey_free(struct vault_key *k);
 void vaultkey_derive(const struct vault_key *k, enum vault_subkey id, uint8_t out[32]);
 void vaultkey_public(const struct vault_key *k, uint8_t pk[crypto_sign_PUBLICKEYBYTES]);
+/* Read a verify key written by vaultkey_write_public. */
+int vaultkey_load_public(const char *path, uint8_t pk[crypto_sign_PUBLICKEYBYTES]);
 /* Write PATH.pub for K (must not exist). */
 int vaultkey_write_public(const struct vault_key *k, const char *path);
 /* Escrow: K sealed with a key stretched from PASSPHRASE (Argon2id). */

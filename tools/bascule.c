@@ -6,6 +6,7 @@
 #include "err.h"
 #include "log.h"
 #include <getopt.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,10 @@ int main(int argc, char **argv)
 	};
 	int c;
 
+	if (sodium_init() < 0) {
+		fprintf(stderr, "bascule: libsodium cannot be initialised\n");
+		return EXIT_FAIL;
+	}
 	while ((c = getopt_long(argc, argv, "+c:vhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': arg_global.config = optarg; break;

@@ -137,23 +137,7 @@ static int load_keys(const struct vopts *o, bool need_secret, uint8_t pk[32], st
 	if (!o->verify_key)
 		return err_set(ENOKEY, "give --verify-key FILE.pub (written by `bascule keygen vault`), or "
 				       "--vault-key FILE");
-	{
-		char *text = NULL, *sp;
-		size_t len, n = 0;
-		if ((r = fs_read_all(o->verify_key, 4096, &text, &len)) < 0)
-			return err_set(-r, "cannot read the verify key %s: %s", o->verify_key, strerror(-r));
-		sp = strchr(text, ' ');
-		if (strncmp(text, "bascule-vault-pub-v1 ", 21) != 0 || !sp ||
-		    sodium_base642bin(pk, 32, sp + 1, strcspn(sp + 1, "\n"), NULL, &n, NULL,
-				      sodium_base64_VARIANT_ORIGINAL) != 0 ||
-		    n != 32) {
-			free(text);
-			return err_set(EKEYREJECTED, "%s is not a vault verify key (bascule-vault-pub-v1)",
-				       o->verify_key);
-		}
-		free(text);
-	}
-	return 0;
+	return vaultkey_load_public(o->verify_key, pk);
 }
 
 static void on_bad(void *ctx, const char *path, int err)
