@@ -198,17 +198,24 @@ static int vpacks_rehash(struct vpacks *t, uint32_t nslot)
 	return 0;
 }
 
+uint32_t vpacks_find(const struct vpacks *t, const uint8_t name[VAULT_NAME])
+{
+	if (!t->nslot)
+		return UINT32_MAX;
+	for (uint32_t h = name_hash(name) & (t->nslot - 1); t->slot[h]; h = (h + 1) & (t->nslot - 1))
+		if (!memcmp(t->p[t->slot[h] - 1].name, name, VAULT_NAME))
+			return t->slot[h] - 1;
+	return UINT32_MAX;
+}
+
 int vpacks_add(struct vpacks *t, const struct vpack *p, uint32_t *ret)
 {
 	uint32_t h;
 	int r;
 
-	if (t->nslot) {
-		for (h = name_hash(p->name) & (t->nslot - 1); t->slot[h]; h = (h + 1) & (t->nslot - 1))
-			if (!memcmp(t->p[t->slot[h] - 1].name, p->name, VAULT_NAME)) {
-				*ret = t->slot[h] - 1;
-				return 0;
-			}
+	if ((h = vpacks_find(t, p->name)) != UINT32_MAX) {
+		*ret = h;
+		return 0;
 	}
 	if (t->n == t->cap) {
 		uint32_t cap = t->cap ? t->cap * 2 : 64;

@@ -114,6 +114,8 @@ int vault_frame_open(const struct vkeys *k, const uint8_t nonce[16], uint32_t of
 		     uint32_t clen, void *dctx, uint8_t *out, uint32_t *n_blocks);
 
 int vpacks_add(struct vpacks *t, const struct vpack *p, uint32_t *ret);
+/* Index of the entry named NAME, or UINT32_MAX. */
+uint32_t vpacks_find(const struct vpacks *t, const uint8_t name[VAULT_NAME]);
 void vpacks_free(struct vpacks *t);
 
 /* Largest source a map may describe (1 PiB; the fuzzer lowers it). */

@@ -733,8 +733,10 @@ struct restore {
 	int pfd;               /* progress file */
 };
 
+/* A block to restore and the frame it lives in. */
 struct fref {
 	uint32_t pack, off, len;
+	uint64_t block;
 };
 
 static int cmp_fref(const void *a, const void *b)
@@ -742,7 +744,9 @@ static int cmp_fref(const void *a, const void *b)
 	const struct fref *x = a, *y = b;
 	if (x->pack != y->pack)
 		return x->pack < y->pack ? -1 : 1;
-	return x->off < y->off ? -1 : x->off > y->off;
+	if (x->off != y->off)
+		return x->off < y->off ? -1 : 1;
+	return x->block < y->block ? -1 : x->block > y->block;
 }
 
 static void restore_fail(struct restore *rs, int r)
@@ -785,7 +789,7 @@ static int restore_range(struct restore *rs, struct vstore *vs, ZSTD_DCtx *d, ui
 			b = e - 1;
 			continue;
 		}
-		f[nf++] = (struct fref){ l->pack, l->off, l->len };
+		f[nf++] = (struct fref){ l->pack, l->off, l->len, b };
 	}
 	qsort(f, nf, sizeof(*f), cmp_fref);
 	/* Read runs of adjacent frames of one pack in one request. */
@@ -794,6 +798,7 @@ static int restore_range(struct restore *rs, struct vstore *vs, ZSTD_DCtx *d, ui
 		uint32_t start = f[i].off, end = f[i].off + f[i].len;
 		char path[300];
 		ssize_t got;
+		uint32_t nb = 0;
 		while (j < nf && f[j].pack == f[i].pack && f[j].off >= start && f[j].off <= end &&
 		       (uint64_t)f[j].off + f[j].len - start <= READ_MAX) {
 			if (f[j].off + f[j].len > end)
@@ -812,39 +817,34 @@ static int restore_range(struct restore *rs, struct vstore *vs, ZSTD_DCtx *d, ui
 				    end - start, start);
 			break;
 		}
-		/* Each distinct frame of the run: open it, write its blocks of this range. */
+		/* Each frame of the run is opened once; its blocks follow it in F. */
 		for (size_t x = i; x < j && r == 0; x++) {
-			uint32_t nb;
-			if (x > i && f[x].off == f[x - 1].off)
-				continue;
-			if (vault_frame_open(rs->k, rs->packs->p[f[x].pack].nonce, f[x].off, rbuf + (f[x].off - start),
-					     f[x].len, d, frame, &nb) < 0) {
-				r = err_set(EBADMSG, "a frame at %u of vault object %s fails authentication "
-						     "(altered or damaged): this epoch cannot be restored from it",
-					    f[x].off, path);
+			const struct vloc *l = &m->e[f[x].block];
+			uint64_t off = f[x].block * VAULT_BLOCK;
+			uint32_t len = m->size - off < VAULT_BLOCK ? (uint32_t)(m->size - off) : VAULT_BLOCK;
+			uint8_t id[VAULT_ID];
+			if (x == i || f[x].off != f[x - 1].off) {
+				if (vault_frame_open(rs->k, rs->packs->p[f[x].pack].nonce, f[x].off,
+						     rbuf + (f[x].off - start), f[x].len, d, frame, &nb) < 0) {
+					r = err_set(EBADMSG, "a frame at %u of vault object %s fails authentication "
+							     "(altered or damaged): this epoch cannot be restored from it",
+						    f[x].off, path);
+					break;
+				}
+			}
+			if (l->slot >= nb) {
+				r = err_set(EBADMSG, "index and frame disagree in %s", path);
 				break;
 			}
-			for (uint64_t b = b0; b < b1 && r == 0; b++) {
-				const struct vloc *l = &m->e[b];
-				uint8_t id[VAULT_ID];
-				uint64_t off = b * VAULT_BLOCK;
-				uint32_t len = m->size - off < VAULT_BLOCK ? (uint32_t)(m->size - off) : VAULT_BLOCK;
-				if (l->pack != f[x].pack || l->off != f[x].off)
-					continue;
-				if (l->slot >= nb) {
-					r = err_set(EBADMSG, "index and frame disagree in %s", path);
-					break;
-				}
-				vault_block_id(rs->k, frame + (size_t)l->slot * VAULT_BLOCK, id);
-				if (memcmp(id, l->id, VAULT_ID)) {
-					r = err_set(EBADMSG, "block %" PRIu64 " read from %s is not the block that was "
-							     "stored", b, path);
-					break;
-				}
-				r = fs_pwrite_full(rs->fd, frame + (size_t)l->slot * VAULT_BLOCK, len, off);
-				if (r == 0)
-					atomic_fetch_add(&rs->bytes_written, len);
+			vault_block_id(rs->k, frame + (size_t)l->slot * VAULT_BLOCK, id);
+			if (memcmp(id, l->id, VAULT_ID)) {
+				r = err_set(EBADMSG, "block %" PRIu64 " read from %s is not the block that was stored",
+					    f[x].block, path);
+				break;
 			}
+			r = fs_pwrite_full(rs->fd, frame + (size_t)l->slot * VAULT_BLOCK, len, off);
+			if (r == 0)
+				atomic_fetch_add(&rs->bytes_written, len);
 		}
 		i = j;
 	}

@@ -170,22 +170,11 @@ static int obj_add(struct writer *w, const uint8_t name[VAULT_NAME], uint64_t si
 	return 0;
 }
 
-static uint64_t obj_size(struct writer *w, const uint8_t name[VAULT_NAME])
+/* Size of an index object the writer knows of (0 if unknown). */
+static uint64_t obj_size(const struct writer *w, const uint8_t name[VAULT_NAME])
 {
-	struct vpack p = { 0 };
-	uint32_t n0 = w->objs.n, idx;
-
-	memcpy(p.name, name, VAULT_NAME);
-	if (vpacks_add(&w->objs, &p, &idx) < 0)
-		return 0;
-	if (w->objs.n != n0) { /* was unknown: keep the table consistent */
-		uint64_t *o = realloc(w->osize, w->objs.cap * sizeof(*o));
-		if (!o)
-			return 0;
-		w->osize = o;
-		w->osize[idx] = 0;
-	}
-	return w->osize[idx];
+	uint32_t idx = vpacks_find(&w->objs, name);
+	return idx == UINT32_MAX ? 0 : w->osize[idx];
 }
 
 static size_t dt_slot(const struct writer *w, const uint8_t id[VAULT_ID])
