@@ -155,7 +155,11 @@ static int make_parents(struct vstore *v, const char *name)
 			if (libssh2_sftp_stat(v->sf, p, &a) != 0 &&
 			    libssh2_sftp_mkdir(v->sf, p, 0770) != 0 && libssh2_sftp_stat(v->sf, p, &a) != 0)
 				return sftp_err(v, "cannot create directory", rel);
-		} else if (mkdir(p, 0700) < 0 && errno != EEXIST)
+		} else if (mkdir(p, 0700) == 0) {
+			int r = fs_fsync_parent(p); /* the new directory survives a crash */
+			if (r < 0)
+				return r;
+		} else if (errno != EEXIST)
 			return err_set(errno, "vault: cannot create %s: %s", p, strerror(errno));
 		*s = '/';
 	}

@@ -168,18 +168,26 @@ static void human(uint64_t v, char *buf, size_t len)
 		snprintf(buf, len, "%llu B", (unsigned long long)v);
 }
 
-/* Objects of manifest B not in A (the previous epoch of the same group). */
+static int cmp_name(const void *a, const void *b)
+{
+	return memcmp(a, b, VAULT_NAME);
+}
+
+/* Bytes of the objects of manifest B not in A (the previous epoch of the
+ * same group): what epoch B added. */
 static uint64_t new_bytes(const struct vmanifest *a, const struct vmanifest *b)
 {
+	uint8_t (*names)[VAULT_NAME] = NULL;
 	uint64_t n = 0;
 
-	for (uint32_t i = 0; i < b->n_objects; i++) {
-		bool found = false;
-		for (uint32_t j = 0; a && j < a->n_objects && !found; j++)
-			found = !memcmp(a->obj[j], b->obj[i], VAULT_NAME);
-		if (!found)
-			n += b->obj_size[i];
+	if (a && a->n_objects && (names = malloc((size_t)a->n_objects * VAULT_NAME))) {
+		memcpy(names, a->obj, (size_t)a->n_objects * VAULT_NAME);
+		qsort(names, a->n_objects, VAULT_NAME, cmp_name);
 	}
+	for (uint32_t i = 0; i < b->n_objects; i++)
+		if (!names || !bsearch(b->obj[i], names, a->n_objects, VAULT_NAME, cmp_name))
+			n += b->obj_size[i];
+	free(names);
 	return n;
 }
 
@@ -364,27 +372,31 @@ out:
 	return r;
 }
 
+/* Data objects in the store, referenced or not. */
+struct objcount {
+	struct vstore *vs;
+	uint64_t n;
+};
+
 static int count_object(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime)
 {
-	uint64_t *n = ctx;
 	(void)name;
 	(void)size;
 	(void)mtime;
-	if (!is_dir)
-		n[0]++;
+	((struct objcount *)ctx)->n += !is_dir;
 	return 0;
 }
 
 static int count_dir(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime)
 {
-	struct { struct vstore *vs; uint64_t n[1]; } *c = ctx;
+	struct objcount *c = ctx;
 	char dir[64];
 	(void)size;
 	(void)mtime;
 	if (!is_dir)
 		return 0;
 	snprintf(dir, sizeof(dir), "d/%s", name);
-	return vstore_list(c->vs, dir, count_object, c->n);
+	return vstore_list(c->vs, dir, count_object, c);
 }
 
 static int vault_check(int argc, char **argv)
@@ -486,14 +498,14 @@ static int vault_check(int argc, char **argv)
 			}
 		}
 	{
-		struct { struct vstore *vs; uint64_t n[1]; } cnt = { vs, { 0 } };
+		struct objcount cnt = { vs, 0 };
 		char b1[32];
 		vstore_list(vs, "d", count_dir, &cnt);
 		human(bytes, b1, sizeof(b1));
 		printf("%zu manifests, %zu objects (%s) checked%s; %zu bad manifests, %zu bad objects or "
 		       "epochs; %" PRIu64 " unreferenced objects (interrupted uploads or pruned epochs)\n",
 		       n, no, b1, readd ? ", every block decrypted and verified" : "", bad, damaged,
-		       cnt.n[0] > no ? cnt.n[0] - no : 0);
+		       cnt.n > no ? cnt.n - no : 0);
 		if (readd)
 			printf("%" PRIu64 " blocks read back\n", blocks);
 	}
