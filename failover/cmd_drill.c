@@ -17,6 +17,7 @@
 #define DRILL_MET 0
 #define DRILL_NOT_MET 1
 #define DRILL_ERROR 2
+/* 3: an --abort whose undo steps did not all succeed (report_exit_code()). */
 
 static void drill_usage(FILE *f)
 {
@@ -46,10 +47,11 @@ static void drill_usage(FILE *f)
 		"  --quiet           print only the summary\n"
 		"  --reference       print every runbook key with its type, default and meaning\n\n"
 		"Exit status: 0 objectives met, 1 objectives not met, 2 error (bad runbook, a step\n"
-		"failed: the drill can be resumed or aborted).\n");
+		"failed: the drill can be resumed or aborted; also a completed --abort), 3 --abort\n"
+		"incomplete: an undo step failed, production is not fully back; run --abort again.\n");
 }
 
-static int finish(struct drill *d, bool keep_journal)
+static int finish(struct drill *d, bool keep_journal, bool aborting)
 {
 	json_t *r = report_build(d), *doc = NULL;
 	char jp[4400], hp[4400];
@@ -75,7 +77,12 @@ static int finish(struct drill *d, bool keep_journal)
 		fprintf(stderr, "bascule drill: %s\n", err_msg(rc));
 		code = DRILL_ERROR;
 	}
-	if (keep_journal)
+	if (keep_journal && aborting)
+		fprintf(stderr, "bascule drill: some undo steps failed: %s\nProduction is NOT fully "
+				"back.  The drill stays recorded in %s: fix the cause and run "
+				"'bascule drill %s --abort' again (only what did not finish runs).\n",
+			d->message, d->journal, d->rb->file);
+	else if (keep_journal)
 		fprintf(stderr, "bascule drill: %s\nThe drill is recorded in %s: fix the cause and run "
 				"'bascule drill %s --resume', or '--abort' to bring production back.\n",
 			d->message, d->journal, d->rb->file);
@@ -173,7 +180,7 @@ int cmd_drill(int argc, char **argv)
 		d->incident = incident;
 		if ((rc = drill_begin(d)) < 0)
 			goto fail;
-	} else if ((rc = drill_load(rb, &d)) < 0) {
+	} else if ((rc = drill_load(rb, &d)) < 0 || (resume && (rc = drill_resumable(d)) < 0)) {
 		goto fail;
 	}
 	d->quiet = quiet;
@@ -186,11 +193,7 @@ int cmd_drill(int argc, char **argv)
 		rc = drill_abort(d);
 	else
 		rc = drill_run(d);
-	code = finish(d, rc < 0 && !abort_);
-	if (abort_ && rc < 0) {
-		fprintf(stderr, "bascule drill: some abort steps failed: %s\n", err_msg(rc));
-		code = DRILL_ERROR;
-	}
+	code = finish(d, rc < 0, abort_);
 	checks_done();
 	hostexec_done();
 	goto out;

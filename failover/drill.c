@@ -1138,6 +1138,15 @@ static int run_steps(struct drill *d, bool aborting)
 	return first_err;
 }
 
+int drill_resumable(const struct drill *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (d->steps[i].abort)
+			return err_set(EINVAL, "drill %s is being aborted and cannot be resumed; finish "
+					       "the abort with 'bascule drill %s --abort'", d->id, d->rb->file);
+	return 0;
+}
+
 int drill_run(struct drill *d)
 {
 	int rc;
@@ -1165,14 +1174,49 @@ int drill_run(struct drill *d)
 	return rc;
 }
 
+/* Run the undo steps not yet done.  If one fails the drill stays current
+ * ("abort-failed"): the operator fixes the cause and aborts again. */
+static int abort_run(struct drill *d)
+{
+	int rc = run_steps(d, true);
+
+	d->ended = now_usec();
+	snprintf(d->status, sizeof(d->status), rc < 0 ? "abort-failed" : "aborted");
+	snprintf(d->message, sizeof(d->message), "%s",
+		 rc < 0 ? err_msg(rc) : "aborted: production brought back");
+	journal_write(d);
+	return rc;
+}
+
+/* An abort that failed or was interrupted: its plan stands (planning again
+ * would undo the same steps twice); what did not finish runs again. */
+static int abort_again(struct drill *d)
+{
+	size_t left = 0;
+
+	for (size_t k = 0; k < d->n; k++) {
+		struct step *s = &d->steps[k];
+		if (!s->abort || s->status == SS_DONE)
+			continue;
+		s->status = SS_PENDING;
+		left++;
+	}
+	if (d->n_resumed < 32)
+		d->resumed[d->n_resumed++] = now_usec();
+	say(d, "aborting drill %s again: %zu undo step%s left", d->id, left, left == 1 ? "" : "s");
+	return abort_run(d);
+}
+
 int drill_abort(struct drill *d)
 {
 	size_t n0 = d->n;
 	const struct runbook *rb = d->rb;
-	int rc;
 
 	if (!strcmp(d->status, "aborted"))
 		return err_set(EALREADY, "drill %s is already aborted", d->id);
+	for (size_t k = 0; k < n0; k++)
+		if (d->steps[k].abort)
+			return abort_again(d);
 	/* Undo in reverse order what was done (or may have been: running, failed). */
 	for (size_t k = n0; k-- > 0;) {
 		struct step s = d->steps[k];
@@ -1239,11 +1283,5 @@ int drill_abort(struct drill *d)
 	}
 	say(d, "aborting drill %s: %zu step%s bring production back", d->id, d->n - n0,
 	    d->n - n0 == 1 ? "" : "s");
-	rc = run_steps(d, true);
-	d->ended = now_usec();
-	snprintf(d->status, sizeof(d->status), "aborted");
-	snprintf(d->message, sizeof(d->message), "%s",
-		 rc < 0 ? err_msg(rc) : "aborted: production brought back");
-	journal_write(d);
-	return rc;
+	return abort_run(d);
 }

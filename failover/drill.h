@@ -94,10 +94,13 @@ int drill_plan(const struct runbook *rb, enum drill_mode mode, struct drill **re
 int drill_begin(struct drill *d);
 /* Load the unfinished drill of RB (lock taken). */
 int drill_load(const struct runbook *rb, struct drill **ret);
+/* 0 if a loaded drill may be resumed (no abort has begun). */
+int drill_resumable(const struct drill *d);
 /* Run the pending steps.  0 when every step is done, else the failing
  * step's error (the drill is left resumable). */
 int drill_run(struct drill *d);
-/* Add the steps that bring production back, and run them. */
+/* Add the steps that bring production back, and run them; an abort that
+ * failed or was interrupted runs again only its unfinished steps. */
 int drill_abort(struct drill *d);
 /* Print the steps with order, host and timeout (plan mode). */
 void drill_print_plan(const struct drill *d, FILE *f);

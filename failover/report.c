@@ -166,6 +166,8 @@ json_t *report_build(const struct drill *d)
 	rpo_ok = rpo_known && rpo <= rb->objectives.rpo;
 	if (!strcmp(d->status, "aborted"))
 		result = "ABORTED";
+	else if (!strcmp(d->status, "abort-failed"))
+		result = "ABORT-INCOMPLETE";
 	else if (strcmp(d->status, "done"))
 		result = "ERROR";
 	else
@@ -428,7 +430,8 @@ char *report_html(json_t *doc)
 	esc(f, jstr(r, "runbook_name"));
 	fprintf(f, "</title>\n<style>body{font-family:sans-serif;margin:24px;color:#222}"
 		   "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"
-		   "text-align:left;font-size:13px}.PASS{color:#2e8b57}.FAIL,.ERROR{color:#c0392b}"
+		   "text-align:left;font-size:13px}.PASS{color:#2e8b57}"
+		   ".FAIL,.ERROR,.ABORT-INCOMPLETE{color:#c0392b}"
 		   ".ABORTED{color:#7b5ea7}.big{font-size:28px;font-weight:bold}"
 		   ".muted{color:#666;font-size:12px}</style></head><body>\n");
 	fprintf(f, "<h1>Failover drill: ");
@@ -542,7 +545,11 @@ void report_summary(json_t *r, FILE *f)
 int report_exit_code(json_t *r)
 {
 	const char *res = jstr(r, "result");
-	return !strcmp(res, "PASS") ? 0 : !strcmp(res, "FAIL") ? 1 : 2;
+	if (!strcmp(res, "PASS"))
+		return 0;
+	if (!strcmp(res, "FAIL"))
+		return 1;
+	return !strcmp(res, "ABORT-INCOMPLETE") ? 3 : 2;
 }
 
 int report_write(json_t *doc, const char *dir, char *json_path, char *html_path, size_t len)

@@ -968,49 +968,69 @@ void replica_groups_free(char **names, size_t n)
 	free(names);
 }
 
-/* A new session of the daemon supersedes a receiver left over from a
- * connection that died (its peer gone, it has not noticed yet): stop it and
- * take the lock.  Safe at any point: the journal makes a kill recoverable.
- * Only a `bascule recv` holder of this same lock is stopped. */
-static int take_over(const char *lock_path)
+/* The pid recorded in the lock file by its holder, 0 if none (yet). */
+static pid_t lock_holder(const char *lock_path, bool *is_recv)
 {
-	char buf[32], exe[256], cmd[4096];
+	char buf[32], path[64], cmd[4096];
 	ssize_t n;
 	pid_t pid;
-	int fd, rc = -EBUSY;
+	int fd;
 
-	fd = open(lock_path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -EBUSY;
+	*is_recv = false;
+	if ((fd = open(lock_path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
 	n = fs_pread_full(fd, buf, sizeof(buf) - 1, 0);
 	close(fd);
 	if (n <= 0)
-		return -EBUSY;
+		return 0;
 	buf[n] = 0;
 	pid = (pid_t)atoi(buf);
 	if (pid <= 1 || pid == getpid())
-		return -EBUSY;
-	snprintf(exe, sizeof(exe), "/proc/%d/cmdline", (int)pid);
-	fd = open(exe, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -EBUSY;
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0; /* gone: the lock is being released or taken by a newer holder */
 	n = read(fd, cmd, sizeof(cmd) - 1);
 	close(fd);
 	if (n <= 0)
-		return -EBUSY;
+		return 0;
 	cmd[n] = 0;
 	for (ssize_t i = 0; i < n; i++)
 		if (!cmd[i])
 			cmd[i] = ' ';
-	if (!strstr(cmd, " recv "))
-		return -EBUSY; /* a replica command, or not ours: never stopped */
-	log_warn("taking over from receiver %d, left over from an earlier connection", (int)pid);
-	kill(pid, SIGTERM);
-	for (int i = 0; i < 200 && rc < 0; i++) {
-		if (i == 100)
-			kill(pid, SIGKILL);
+	*is_recv = strstr(cmd, " recv ") != NULL;
+	return pid;
+}
+
+/* Take the lock from a receiver: one left over by a connection that died
+ * (its peer gone, it has not noticed yet), or one the daemon keeps (or has
+ * just made) connected.  Safe at any point: the journal makes a kill
+ * recoverable.  Only a `bascule recv` holder of this same lock is stopped
+ * (TERM, then KILL after 5 s); another replica command, or a holder that has
+ * not recorded its pid yet, is waited for.  Gives up after 10 s. */
+static int take_over(const char *lock_path)
+{
+	pid_t signalled = 0;
+	int waited = 0, rc;
+
+	for (int i = 0; i < 200; i++) {
+		bool is_recv;
+		pid_t pid;
+		if ((rc = fs_lock(lock_path)) >= 0 || rc != -EBUSY)
+			return rc;
+		pid = lock_holder(lock_path, &is_recv);
+		if (pid && is_recv) {
+			if (pid != signalled) {
+				log_warn("taking over from receiver %d, left over from an earlier "
+					 "connection or just started by the daemon", (int)pid);
+				kill(pid, SIGTERM);
+				signalled = pid;
+				waited = 0;
+			} else if (++waited == 100) {
+				kill(pid, SIGKILL);
+			}
+		}
 		usleep(50000);
-		rc = fs_lock(lock_path);
 	}
 	return rc;
 }

@@ -7,8 +7,10 @@
 #   1. plan prints the steps; a broken runbook is refused with file:line:col.
 #   2. test: clones boot in isolation while production keeps running and
 #      replicating; everything is cleaned up.
-#   3. planned, killed with -9 while starting the guests, then --abort:
-#      production is back on the primary and replication resumes.
+#   3. planned, killed with -9 while checking the guests, then --abort while
+#      the replica is held by another command: every other undo step runs,
+#      exit 3, the journal stays; --abort again demotes and production is
+#      back on the primary, replication resumes.
 #   4. unplanned after cutting the link and killing the primary: the guests
 #      boot from the last consistent epoch; the reported RPO matches the lag
 #      the status socket showed before the cut.
@@ -270,11 +272,32 @@ cut1=$(status_get "max(g['last_cut'] for g in d['groups'])")
 note "test: PASS, clones booted and removed; production wrote $w0 -> $(vm_last_written "$T/vm-vm1-primary.console") records, epochs $cut0 -> $cut1"
 
 # ---- 3. planned, killed mid-drill, --abort brings production back ----
+# The first abort meets a replica held by another command (flock(1) on the
+# replica's lock, standing in for a long `bascule replica verify`): the
+# demotes fail after waiting, everything else is undone, exit 3 and the
+# journal stays; once the lock is free, --abort again finishes the job.
 write_runbook
 kill_at_step check
+flock "$R/.bascule/lock" sleep 600 & holder=$!
+for _ in $(seq 100); do # the daemon's receiver holds it: stop it until flock wins
+	pgrep -P $holder >/dev/null && break
+	pkill -f "$BIN/bascule recv --root $R" || true
+	sleep 0.1
+done
+pgrep -P $holder >/dev/null || fail "cannot hold the replica's lock"
+set +e; drill --abort > "$T/abort1.out" 2>&1; rc=$?; set -e
+pkill -P $holder; wait $holder 2>/dev/null || true
+[ $rc = 3 ] || fail "an abort whose demotes fail exits 3, got $rc: $(cat "$T/abort1.out")"
+grep -q "(planned): ABORT-INCOMPLETE" "$T/abort1.out" || fail "abort 1: $(cat "$T/abort1.out")"
+grep -q "FAIL.*demote vm2" "$T/abort1.out" || fail "the failed demote is not named: $(cat "$T/abort1.out")"
+grep -q "run 'bascule drill .* --abort' again" "$T/abort1.out" || fail "no advice after a failed abort"
+[ -e "$T/drillstate/current.json" ] || fail "a failed abort must keep the drill current"
+set +e; drill --resume > "$T/resume-refused.out" 2>&1; rc=$?; set -e
+[ $rc = 2 ] && grep -q "is being aborted" "$T/resume-refused.out" || fail "resume after abort: exit $rc"
 set +e; drill --abort > "$T/abort.out" 2>&1; rc=$?; set -e
 grep -q "(planned): ABORTED" "$T/abort.out" || fail "abort: $(cat "$T/abort.out")"
 [ $rc = 2 ] || fail "an aborted drill exits 2, got $rc"
+grep -q "again: 2 undo steps left" "$T/abort.out" || fail "the second abort should run only the 2 demotes: $(cat "$T/abort.out")"
 for v in vm1 vm2; do
 	kill -0 "$(cat "$T/vm-$v-primary.pid" 2>/dev/null)" 2>/dev/null || fail "abort did not restart $v on the primary"
 	[ -e "$T/vm-$v-secondary.pid" ] && fail "abort left $v running on the secondary"
@@ -287,6 +310,7 @@ bsc_sync 120s >/dev/null || fail "replication does not resume after the abort"
 for v in vm1 vm2; do
 	[ -e "$R/.bascule/groups/$v/promoted" ] && fail "$v is still promoted after the abort"
 done
+note "abort with the replica held: exit 3, demotes named, journal kept, resume refused; again: 2 steps ran"
 note "abort: $(grep -c '(abort)' "$(ls "$T"/reports/*planned.html | tail -1)") undo steps; guests back on the primary, replication resumed"
 
 # ---- 4. unplanned: link cut, primary killed ----
