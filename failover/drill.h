@@ -69,7 +69,7 @@ struct drill {
 	uint64_t at, at_epoch;   /* unplanned: --at TIME / --epoch N */
 	uint64_t incident;       /* unplanned: declared incident time (usec), 0 = drill start */
 	uint64_t started, ended;
-	char status[16];         /* running, done, failed, aborted */
+	char status[16];         /* running, done, failed, aborted, abort-failed */
 	char message[600];
 	struct step *steps;
 	size_t n, cap;
