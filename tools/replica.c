@@ -1016,7 +1016,7 @@ static int take_over(const char *lock_path)
 	for (int i = 0; i < 200; i++) {
 		bool is_recv;
 		pid_t pid;
-		if ((rc = fs_lock(lock_path)) >= 0 || rc != -EBUSY)
+		if ((rc = fs_lock(lock_path)) != -EBUSY)
 			return rc;
 		pid = lock_holder(lock_path, &is_recv);
 		if (pid && is_recv) {
