@@ -292,6 +292,10 @@ grep -q "(planned): ABORT-INCOMPLETE" "$T/abort1.out" || fail "abort 1: $(cat "$
 grep -q "FAIL.*demote vm2" "$T/abort1.out" || fail "the failed demote is not named: $(cat "$T/abort1.out")"
 grep -q "run 'bascule drill .* --abort' again" "$T/abort1.out" || fail "no advice after a failed abort"
 [ -e "$T/drillstate/current.json" ] || fail "a failed abort must keep the drill current"
+for v in vm1 vm2; do # the undo steps after the failed demotes ran all the same
+	kill -0 "$(cat "$T/vm-$v-primary.pid" 2>/dev/null)" 2>/dev/null || fail "a failed abort did not restart $v on the primary"
+	[ -e "$T/vm-$v-secondary.pid" ] && fail "a failed abort left $v running on the secondary"
+done
 set +e; drill --resume > "$T/resume-refused.out" 2>&1; rc=$?; set -e
 [ $rc = 2 ] && grep -q "is being aborted" "$T/resume-refused.out" || fail "resume after abort: exit $rc"
 set +e; drill --abort > "$T/abort.out" 2>&1; rc=$?; set -e
