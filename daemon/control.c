@@ -78,7 +78,9 @@ static double target_lag(const struct target *t, uint32_t k, uint64_t now)
 {
 	/* The age of the state the target holds: how much recent data it would
 	 * lose now (the current RPO).  -1: no epoch yet. */
-	return t->groups[k].acked_cut_time ? (double)(now - t->groups[k].acked_cut_time) / 1e6 : -1;
+	uint64_t lag = target_lag_usec(t, k, now);
+
+	return lag == UINT64_MAX ? -1 : (double)lag / 1e6;
 }
 
 static uint64_t target_pending(const struct target *t)
@@ -103,9 +105,11 @@ static json_t *status_json(struct daemon *d)
 							      "disk", g->sources[s].cfg->disk, "size",
 							      (json_int_t)g->sources[s].size));
 		json_array_append_new(groups,
-				      json_pack("{s:s, s:I, s:f, s:b, s:b, s:b, s:f, s:o}", "name", g->name,
+				      json_pack("{s:s, s:I, s:f, s:f, s:I, s:b, s:b, s:b, s:f, s:o}", "name", g->name,
 						"last_cut", (json_int_t)g->last_cut, "cut_time",
-						(double)g->cut_time / 1e6, "consistent", g->consistent,
+						(double)g->cut_time / 1e6, "verified_time",
+						(double)g->verified_time / 1e6, "scans", (json_int_t)g->scans,
+						"consistent", g->consistent,
 						"cutting", g->cutting, "paused", g->paused, "scan_seconds",
 						(double)g->last_scan_usec / 1e6, "sources", srcs));
 	}

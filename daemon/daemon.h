@@ -44,10 +44,17 @@ struct group {
 	char name[NAME_MAX_LEN + 1];
 	struct source *sources;
 	uint32_t n_sources;
-	uint64_t last_cut;             /* committed epoch number */
-	uint64_t next_epoch;           /* number of the next cut: never reused once taken, so a
-					* number promised to `sync` is always produced */
+	uint64_t last_cut;             /* committed epoch number; the next cut is last_cut + 1, so
+					* numbers have no gaps (docs/design.md "Epoch numbers") */
+	uint64_t promised;             /* highest number handed to `sync`: cuts are forced to
+					* commit until it is produced */
 	uint64_t cut_time;             /* unix usec of the last cut */
+	uint64_t verified_time;        /* unix usec: the latest scan that found the sources still
+					* equal to epoch last_cut (its cut_time at first) */
+	uint64_t prev_cut, prev_verified_time; /* the same for the epoch before last_cut */
+	bool map_ahead;                /* a failed cut left newer leaves in the maps than last_cut:
+					* a scan finding no change then proves nothing */
+	uint64_t scans;                /* scans since start, committed or not */
 	uint64_t change_time;          /* unix usec of the last change seen */
 	bool consistent;
 	bool dirty;                    /* a change event since the last cut */
@@ -147,6 +154,11 @@ struct target {
 	uint8_t *chunk;                /* spool read buffer */
 	struct wbuf ext;
 };
+
+/* The target's lag on group K (the current RPO): microseconds since the
+ * group's sources were last known to hold the state the target has, or
+ * UINT64_MAX if the target holds no epoch of it yet. */
+uint64_t target_lag_usec(const struct target *t, uint32_t k, uint64_t now);
 
 /* Recent events for `history` (a ring). */
 struct event_rec {

@@ -40,7 +40,7 @@ struct cut {
 	struct group *g;
 	uint64_t epoch;
 	uint64_t floor[PROTO_MAX_SOURCES];
-	bool force;
+	atomic_bool force;             /* commit even if nothing changed (sync asked) */
 	pthread_t thread;
 	/* work */
 	int fds[PROTO_MAX_SOURCES];
@@ -192,6 +192,7 @@ int group_init(struct daemon *d, struct group *g, const struct cfg_group *cfg)
 	}
 	if ((r = gstate_load(g)) < 0)
 		return r;
+	g->verified_time = g->cut_time;
 	/* Spools are derived data: anything left from a previous run goes. */
 	if (gstate_path(g, path, sizeof(path), "spool") == 0) {
 		struct dirent *e;
@@ -537,7 +538,7 @@ static void *cut_thread(void *arg)
 	/* The spool is derived data (dropped at restart): no fsync. */
 	spool_finish(c->spool);
 	/* Commit: only if something is to be said (or someone asked). */
-	if (c->force || atomic_load(&c->changed) || atomic_load(&c->spooled)) {
+	if (atomic_load(&c->force) || atomic_load(&c->changed) || atomic_load(&c->spooled)) {
 		if ((r = gstate_write(g, c->epoch, c->cut_time, c->consistent, c->size, c->digest)) < 0)
 			goto thaw;
 		c->committed = true;
@@ -575,11 +576,12 @@ static void group_start_cut(struct group *g)
 	if (!c)
 		return;
 	c->g = g;
-	/* A cut that commits nothing leaves its number unused: the next one
-	 * takes a new number (the blocks it marked stay newer than every
-	 * target's epoch), so the number promised to a sync always comes. */
-	c->epoch = g->next_epoch > g->last_cut ? g->next_epoch : g->last_cut + 1;
-	c->force = g->want_cut;
+	/* A cut that commits nothing leaves its number to the next one (it
+	 * marked no block), and a cut that fails hands its number and the
+	 * blocks it marked to the next: numbers have no gaps.  A number
+	 * promised to a sync forces the cuts until it is committed. */
+	c->epoch = g->last_cut + 1;
+	atomic_init(&c->force, g->want_cut || g->promised >= c->epoch);
 	targets_floor(d, g, c->floor);
 	snprintf(name, sizeof(name), "spool/%" PRIu64, c->epoch);
 	if ((r = gstate_path(g, path, sizeof(path), name)) < 0 || (r = spool_create(path, &c->spool)) < 0) {
@@ -591,7 +593,6 @@ static void group_start_cut(struct group *g)
 	g->dirty = false;
 	g->cutting = true;
 	g->cut = c;
-	g->next_epoch = c->epoch + 1;
 	g->last_scan_mono = mono_usec();
 	if ((r = pthread_create(&c->thread, NULL, cut_thread, c)) != 0) {
 		log_error("group %s: cannot start a scan thread: %s", g->name, strerror(r));
@@ -605,28 +606,38 @@ static void group_start_cut(struct group *g)
 
 uint64_t group_request_cut(struct group *g)
 {
+	uint64_t n;
+
 	g->want_cut = true;
-	if (!g->cutting && !g->paused) {
+	if (!g->cutting && !g->paused)
 		group_start_cut(g);
-		if (g->cutting)
-			return g->cut->epoch;
-	}
-	if (!g->cutting)
-		return g->next_epoch > g->last_cut ? g->next_epoch : g->last_cut + 1;
-	/* A scan is running and may have missed the caller's writes: the next
-	 * one, forced (want_cut), takes next_epoch. */
-	return g->next_epoch;
+	if (g->cutting) {
+		/* A running scan may have missed the caller's writes: the next
+		 * cut (want_cut) takes the number after it, and the running one
+		 * commits even if it finds nothing, so that number follows. */
+		atomic_store(&g->cut->force, true);
+		n = g->cut->epoch + (g->want_cut ? 1 : 0);
+	} else
+		n = g->last_cut + 1; /* paused, or the cut could not start: the next cut */
+	if (n > g->promised)
+		g->promised = n;
+	return n;
 }
 
 int group_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct group *g = userdata;
-	uint64_t now = mono_usec();
+	uint64_t now = mono_usec(), next = usec + g->cfg->interval;
 
 	if (!g->cutting && !g->paused &&
 	    (g->dirty || g->want_cut || now - g->last_scan_mono >= g->cfg->max_interval))
 		group_start_cut(g);
-	sd_event_source_set_time(s, usec + g->cfg->interval);
+	/* The max_interval scan on time, not at the next interval tick: it
+	 * bounds the lag of an idle group. */
+	if (!g->cutting && g->last_scan_mono + g->cfg->max_interval < next &&
+	    g->last_scan_mono + g->cfg->max_interval > now)
+		next = g->last_scan_mono + g->cfg->max_interval;
+	sd_event_source_set_time(s, next);
 	sd_event_source_set_enabled(s, SD_EVENT_ON);
 	return 0;
 }
@@ -640,6 +651,7 @@ static void cut_finished(struct group *g)
 	pthread_join(c->thread, NULL);
 	g->cut = NULL;
 	g->cutting = false;
+	g->scans++;
 	err = atomic_load(&c->err);
 	if (err < 0) {
 		const char *f[] = { "GROUP=", NULL };
@@ -649,7 +661,8 @@ static void cut_finished(struct group *g)
 		log_fields(LOG_ERR, f, "epoch %" PRIu64 " of group %s not cut: %s", c->epoch, g->name,
 			   c->errmsg);
 		daemon_event(d, "error", g->name, "", c->epoch, c->errmsg);
-		g->want_cut |= c->force;
+		g->want_cut |= atomic_load(&c->force);
+		g->map_ahead = true;
 		spool_unref(c->spool);
 		free(c);
 		return;
@@ -659,8 +672,14 @@ static void cut_finished(struct group *g)
 		const char *f[] = { gf, ef, NULL };
 		snprintf(gf, sizeof(gf), "GROUP=%s", g->name);
 		snprintf(ef, sizeof(ef), "EPOCH=%" PRIu64, c->epoch);
+		g->prev_cut = g->last_cut;
+		g->prev_verified_time = g->verified_time;
 		g->last_cut = c->epoch;
 		g->cut_time = c->cut_time;
+		g->verified_time = c->cut_time;
+		g->map_ahead = false;
+		if (g->promised > g->last_cut)
+			g->want_cut = true; /* a failed cut took the number a sync waits for */
 		g->epochs_cut++;
 		g->last_scan_usec = c->scan_usec;
 		{
@@ -692,8 +711,13 @@ static void cut_finished(struct group *g)
 		/* The group keeps no reference once every target has its own. */
 		spool_unref(g->spool);
 		g->spool = NULL;
-	} else
+	} else {
+		/* Nothing changed: the sources still hold epoch last_cut at the
+		 * scan's start, and every target at last_cut is that fresh. */
+		if (!g->map_ahead && c->cut_time > g->verified_time)
+			g->verified_time = c->cut_time;
 		spool_unref(c->spool);
+	}
 	free(c);
 	if (g->want_cut && !g->paused)
 		group_start_cut(g);

@@ -108,8 +108,8 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata)
 		t->rate_bytes = 0;
 		up += t->state == T_READY;
 		for (uint32_t k = 0; k < d->n_groups; k++) {
-			double lag = t->groups[k].acked_cut_time
-					     ? (double)(now - t->groups[k].acked_cut_time) / 1e6 : -1;
+			uint64_t l = target_lag_usec(t, k, now);
+			double lag = l == UINT64_MAX ? -1 : (double)l / 1e6;
 			if (lag < 0 || lag > worst)
 				worst = lag < 0 ? 1e9 : lag;
 		}

@@ -740,6 +740,23 @@ void targets_sync(struct daemon *d, struct group *g)
 			d->targets[i]->groups[g->idx].last_ship = 0;
 }
 
+uint64_t target_lag_usec(const struct target *t, uint32_t k, uint64_t now)
+{
+	const struct tgroup *tg = &t->groups[k];
+	const struct group *g = t->d->groups[k];
+	uint64_t since = tg->acked_cut_time;
+
+	if (!since)
+		return UINT64_MAX;
+	/* Scans that found nothing new since the epoch the target holds
+	 * prove it current up to their start: an idle disk does not age. */
+	if (tg->acked == g->last_cut && g->verified_time > since)
+		since = g->verified_time;
+	else if (tg->acked == g->prev_cut && g->prev_cut && g->prev_verified_time > since)
+		since = g->prev_verified_time;
+	return now > since ? now - since : 0;
+}
+
 void targets_floor(struct daemon *d, struct group *g, uint64_t *floor)
 {
 	uint32_t gi = g->idx;
