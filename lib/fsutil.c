@@ -20,6 +20,31 @@ int fs_path(char *buf, size_t len, const char *dir, const char *name)
 	return 0;
 }
 
+int fs_abspath(const char *path, char *buf, size_t len)
+{
+	char cwd[PATH_MAX], out[PATH_MAX];
+	size_t n;
+	int w;
+
+	if (path[0] == '/')
+		w = snprintf(out, sizeof(out), "%s", path);
+	else if (!getcwd(cwd, sizeof(cwd)))
+		return err_set(errno, "cannot resolve %s: the working directory is unknown (%s)", path,
+			       strerror(errno));
+	else
+		w = snprintf(out, sizeof(out), "%s/%s", strcmp(cwd, "/") ? cwd : "",
+			     strcmp(path, ".") ? path : "");
+	if (w < 0 || (size_t)w >= sizeof(out))
+		return err_set(ENAMETOOLONG, "path too long: %s", path);
+	n = strlen(out);
+	while (n > 1 && out[n - 1] == '/')
+		out[--n] = 0;
+	if (n >= len)
+		return err_set(ENAMETOOLONG, "path too long: %s", path);
+	memcpy(buf, out, n + 1);
+	return 0;
+}
+
 int fs_fsync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;

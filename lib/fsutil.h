@@ -25,3 +25,7 @@ int fs_lock(const char *path);
 int fs_fd_size(int fd, uint64_t *ret);
 /* Join DIR and NAME into BUF; -ENAMETOOLONG if it does not fit. */
 int fs_path(char *buf, size_t len, const char *dir, const char *name);
+/* PATH made absolute against the working directory (a command-line path such
+ * as --root demo/secondary), without trailing slashes; BUF untouched on error
+ * (-ENAMETOOLONG, or getcwd's error). */
+int fs_abspath(const char *path, char *buf, size_t len);

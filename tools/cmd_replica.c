@@ -77,9 +77,12 @@ static int do_list(struct replica *r, char **groups, size_t n)
 			       s.sources[k].name, s.sources[k].epoch, s.sources[k].size,
 			       s.sources[k].status == SRC_OK ? "ok" : "diverged");
 		replica_rollback_points(r, groups[i], pts, times, 64, &np);
+		/* Earlier epochs the group can return to, newest first (the
+		 * current epoch is where it is; 0 is the replica before its
+		 * first epoch). */
 		printf("  rollback points:");
 		for (size_t k = 0; k < np; k++)
-			printf(" %" PRIu64, pts[k]);
+			printf(pts[k] ? " %" PRIu64 : " 0 (empty: before the first epoch)", pts[k]);
 		printf("%s\n", np ? "" : " none");
 	}
 	return 0;

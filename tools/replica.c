@@ -1045,13 +1045,14 @@ int replica_open_mode(const char *root, bool create, bool readonly, bool takeove
 		      const struct site_key *key, struct replica **ret)
 {
 	struct replica *r;
-	char path[RPATH];
+	char path[RPATH], absroot[sizeof(r->root)];
 	char **groups = NULL;
 	size_t n = 0;
 	int rc;
 
-	if (root[0] != '/')
-		return err_set(EINVAL, "replica root must be an absolute path, got '%s'", root);
+	if ((rc = fs_abspath(root, absroot, sizeof(absroot))) < 0)
+		return rc;
+	root = absroot;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;

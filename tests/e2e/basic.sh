@@ -36,4 +36,13 @@ bsc_stop
 e2fsck -fn "$(replica_of root)" >/dev/null 2>&1 || fail "replica is not a clean ext4 filesystem"
 epochs=$("$BIN/bascule" replica list --root "$T/replica" | sed -n 's/.*group vm1: epoch \([0-9]*\).*/\1/p')
 [ "${epochs:-0}" -ge 3 ] || fail "expected several epochs during the writes, got ${epochs:-none}"
+# Relative paths on the command line are resolved, and rollback points are
+# earlier epochs (the current one is not among them; 0 is named).
+(cd "$T" && "$BIN/bascule" replica list --root replica/) > "$T/list" || fail "replica list with a relative --root"
+grep -q "rollback points: $((epochs - 1)) " "$T/list" || fail "rollback points do not start at the epoch before $epochs: $(cat "$T/list")"
+if grep -q "rollback points:.* 0 " "$T/list"; then
+	grep -q " 0 (empty: before the first epoch)" "$T/list" || fail "rollback point 0 not explained: $(cat "$T/list")"
+fi
+(cd "$T/replica" && "$BIN/bascule" replica verify --root . --key ../site.key) | grep -q "vm1/root: OK" \
+	|| fail "replica verify with relative --root and --key"
 note "replica identical at epoch $epochs"
