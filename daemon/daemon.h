@@ -129,11 +129,14 @@ struct target {
 	LIBSSH2_SESSION *ssh;
 	LIBSSH2_CHANNEL *chan;
 	sd_event_source *sock_src, *ka_timer;
-	char errline[512];
+	char errline[512];             /* the receiver's stderr, the line being read */
 	size_t errlen;
+	char remote_reason[512];       /* its last error line in this connection */
 	/* local: */
 	pid_t pid;
 	int to_fd, from_fd;
+	int err_fd;                    /* the receiver's stderr */
+	sd_event_source *err_src;
 	struct wire w;
 	bool wire_up;
 	sd_event_source *in_src, *out_src, *child_src, *retry;
@@ -199,6 +202,10 @@ struct daemon {
 	gid_t control_gid, monitor_gid;
 	bool reloading;                /* no new cut while groups are swapped */
 };
+
+/* Bytes the receiver wrote to its stderr (SSH channel or local pipe): each
+ * line is logged, its last error line kept to explain a disconnect. */
+void target_remote_output(struct target *t, const char *buf, size_t n);
 
 /* Record an event for `history` (and nothing else: logging is separate). */
 void daemon_event(struct daemon *d, const char *kind, const char *group, const char *target,

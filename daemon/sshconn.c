@@ -183,20 +183,8 @@ void sshconn_drain_stderr(struct target *t)
 
 	if (!t->chan)
 		return;
-	while ((n = libssh2_channel_read_stderr(t->chan, buf, sizeof(buf))) > 0) {
-		for (ssize_t i = 0; i < n; i++) {
-			if (buf[i] == '\n' || t->errlen == sizeof(t->errline) - 1) {
-				t->errline[t->errlen] = 0;
-				if (t->errlen)
-					log_warn("target %s: remote: %s", t->cfg->name, t->errline);
-				/* Keep the receiver's reason for the status. */
-				if (t->errlen && strstr(t->errline, "error"))
-					snprintf(t->last_error, sizeof(t->last_error), "remote: %s", t->errline);
-				t->errlen = 0;
-			} else
-				t->errline[t->errlen++] = buf[i];
-		}
-	}
+	while ((n = libssh2_channel_read_stderr(t->chan, buf, sizeof(buf))) > 0)
+		target_remote_output(t, buf, (size_t)n);
 }
 
 void sshconn_update_events(struct target *t, bool want_write)

@@ -50,7 +50,7 @@ int target_init(struct daemon *d, struct target *t, const struct cfg_target *cfg
 	memset(t, 0, sizeof(*t));
 	t->d = d;
 	t->cfg = cfg;
-	t->to_fd = t->from_fd = t->sock = -1;
+	t->to_fd = t->from_fd = t->sock = t->err_fd = -1;
 	t->state = T_BACKOFF;
 	if (cfg->kind == TARGET_REPLICA && strncmp(cfg->url, "ssh://", 6) == 0) {
 		int r = ssh_url_parse(cfg->url, &t->url);
@@ -112,6 +112,51 @@ static void set_error(struct target *t, const char *msg)
 	daemon_event(t->d, "error", "", t->cfg->name, 0, msg);
 }
 
+static void remote_line(struct target *t)
+{
+	t->errline[t->errlen] = 0;
+	if (t->errlen) {
+		tlog(t, LOG_WARNING, "receiver: %s", t->errline);
+		/* Keep the receiver's reason for the status and the disconnect. */
+		if (strstr(t->errline, "error")) {
+			snprintf(t->remote_reason, sizeof(t->remote_reason), "%s", t->errline);
+			snprintf(t->last_error, sizeof(t->last_error), "remote: %s", t->errline);
+		}
+	}
+	t->errlen = 0;
+}
+
+void target_remote_output(struct target *t, const char *buf, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (buf[i] == '\n' || t->errlen == sizeof(t->errline) - 1)
+			remote_line(t);
+		if (buf[i] != '\n')
+			t->errline[t->errlen++] = buf[i];
+	}
+}
+
+/* Read what the local receiver wrote to stderr; 0 at EOF or when nothing is left. */
+static int drain_local_stderr(struct target *t)
+{
+	char buf[4096];
+	ssize_t n;
+
+	while (t->err_fd >= 0 && (n = read(t->err_fd, buf, sizeof(buf))) > 0)
+		target_remote_output(t, buf, (size_t)n);
+	return 0;
+}
+
+static int on_stderr(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct target *t = userdata;
+
+	drain_local_stderr(t);
+	if (revents & (EPOLLHUP | EPOLLERR))
+		t->err_src = sd_event_source_disable_unref(t->err_src);
+	return 0;
+}
+
 static const char *exit_meaning(int code)
 {
 	switch (code) {
@@ -151,6 +196,7 @@ static void target_disconnect(struct target *t, const char *why)
 	t->setup_timer = sd_event_source_disable_unref(t->setup_timer);
 	if (t->transport == TR_SSH) {
 		sshconn_drain_stderr(t);
+		remote_line(t); /* a last line without its newline */
 		sshconn_close(t);
 	}
 	if (t->to_fd >= 0)
@@ -166,6 +212,7 @@ static void target_disconnect(struct target *t, const char *why)
 		for (int i = 0; i < 200 && waitpid(pid, &status, WNOHANG) == 0; i++) {
 			if (i == 100)
 				kill(pid, SIGTERM);
+			drain_local_stderr(t);
 			usleep(10000);
 		}
 		if (waitpid(pid, &status, WNOHANG) == 0) {
@@ -174,16 +221,25 @@ static void target_disconnect(struct target *t, const char *why)
 		}
 	}
 	t->pid = 0;
+	drain_local_stderr(t);
+	remote_line(t); /* a last line without its newline */
+	t->err_src = sd_event_source_disable_unref(t->err_src);
+	if (t->err_fd >= 0)
+		close(t->err_fd);
+	t->err_fd = -1;
 	if (why) {
-		char msg[1024];
-		if (pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) != 0)
-			snprintf(msg, sizeof(msg), "%s; the receiver exited with status %d (%s)", why,
+		char msg[sizeof(t->last_error)];
+		int n = snprintf(msg, sizeof(msg), "%s", why);
+		/* The receiver's own words: why it closed the connection. */
+		if (t->remote_reason[0] && !strstr(why, t->remote_reason) && n > 0 && (size_t)n < sizeof(msg))
+			n += snprintf(msg + n, sizeof(msg) - (size_t)n, "; the receiver said: %s", t->remote_reason);
+		if (pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) != 0 && n > 0 && (size_t)n < sizeof(msg))
+			snprintf(msg + n, sizeof(msg) - (size_t)n, "; it exited with status %d (%s)",
 				 WEXITSTATUS(status), exit_meaning(WEXITSTATUS(status)));
-		else
-			snprintf(msg, sizeof(msg), "%s", why);
 		set_error(t, msg);
 		tlog(t, LOG_ERR, "%s", msg);
 	}
+	t->remote_reason[0] = 0;
 	drop_jobs(t);
 	t->state = T_BACKOFF;
 	t->failures++;
@@ -302,13 +358,13 @@ static int target_connect(struct target *t)
 
 static int target_connect_local(struct target *t)
 {
-	int in[2] = { -1, -1 }, out[2] = { -1, -1 };
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
 	char cmd[16384];
 	pid_t pid;
 	int r;
 
 	build_command(t, cmd, sizeof(cmd));
-	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
 		r = -errno;
 		goto fail;
 	}
@@ -318,20 +374,26 @@ static int target_connect_local(struct target *t)
 		goto fail;
 	}
 	if (pid == 0) {
-		/* child: stdin from in[0], stdout to out[1]; stderr is the daemon's */
+		/* child: stdin from in[0], stdout to out[1], stderr to err[1]
+		 * (the daemon logs each line and keeps the last error) */
 		sigset_t all;
 		sigemptyset(&all);
 		sigprocmask(SIG_SETMASK, &all, NULL);
-		if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0)
+		if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0)
 			_exit(126);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
 	close(in[0]);
 	close(out[1]);
+	close(err[1]);
 	t->pid = pid;
 	t->to_fd = in[1];
 	t->from_fd = out[0];
+	t->err_fd = err[0];
+	t->errlen = 0;
+	t->remote_reason[0] = 0;
+	fcntl(t->err_fd, F_SETFL, O_NONBLOCK);
 	fcntl(t->to_fd, F_SETFL, O_NONBLOCK);
 	fcntl(t->from_fd, F_SETFL, O_NONBLOCK);
 	fcntl(t->to_fd, F_SETPIPE_SZ, 1 << 20);
@@ -341,7 +403,8 @@ static int target_connect_local(struct target *t)
 	if ((r = wire_send_hello(&t->w)) < 0)
 		goto fail_conn;
 	if ((r = sd_event_add_io(t->d->ev, &t->in_src, t->from_fd, EPOLLIN, on_io, t)) < 0 ||
-	    (r = sd_event_add_io(t->d->ev, &t->out_src, t->to_fd, EPOLLOUT, on_io, t)) < 0)
+	    (r = sd_event_add_io(t->d->ev, &t->out_src, t->to_fd, EPOLLOUT, on_io, t)) < 0 ||
+	    (r = sd_event_add_io(t->d->ev, &t->err_src, t->err_fd, EPOLLIN, on_stderr, t)) < 0)
 		goto fail_conn;
 	tlog(t, LOG_DEBUG, "started receiver (pid %d)", (int)pid);
 	return 0;
@@ -351,6 +414,8 @@ fail:
 			close(in[i]);
 		if (out[i] >= 0)
 			close(out[i]);
+		if (err[i] >= 0)
+			close(err[i]);
 	}
 	return r;
 fail_conn:

@@ -24,8 +24,7 @@ void log_init(const char *ident, int verbose)
 
 void log_fields(int prio, const char *const *fields, const char *fmt, ...)
 {
-	char msg[2048], prefix[512] = "";
-	size_t off = 0;
+	char msg[2048];
 	va_list ap;
 
 	if (prio == LOG_DEBUG && !log_verbose)
@@ -50,13 +49,8 @@ void log_fields(int prio, const char *const *fields, const char *fmt, ...)
 		sd_journal_sendv(iov, n);
 		return;
 	}
-	for (int i = 0; fields && fields[i]; i++) {
-		int w = snprintf(prefix + off, sizeof(prefix) - off, "%s ", fields[i]);
-		if (w < 0 || (size_t)w >= sizeof(prefix) - off)
-			break;
-		off += (size_t)w;
-	}
-	fprintf(stderr, "%s: %s%s%s\n", log_ident,
-		prio <= LOG_ERR ? "error: " : prio == LOG_WARNING ? "warning: " : "",
-		prefix, msg);
+	/* On stderr the message alone: it names its group, epoch and target
+	 * already, the fields are for journal queries (journalctl TARGET=...). */
+	fprintf(stderr, "%s: %s%s\n", log_ident,
+		prio <= LOG_ERR ? "error: " : prio == LOG_WARNING ? "warning: " : "", msg);
 }

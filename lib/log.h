@@ -5,7 +5,8 @@
 
 void log_init(const char *ident, int verbose);
 /* FIELDS is NULL or a NULL-terminated list of "KEY=value" journal fields
- * (GROUP=, SOURCE=, TARGET=, EPOCH=); they are shown as a prefix on stderr. */
+ * (GROUP=, SOURCE=, TARGET=, EPOCH=) for the journal; on stderr only the message
+ * is printed, so it must name its group, target or epoch itself. */
 void log_fields(int prio, const char *const *fields, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 #define log_error(...) log_fields(LOG_ERR, NULL, __VA_ARGS__)

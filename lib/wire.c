@@ -242,10 +242,12 @@ static int parse_hello(struct wire *w, struct rbuf *b)
 	if (memcmp(id, w->key_id, KEY_ID_BYTES) != 0) {
 		sodium_bin2hex(mine, sizeof(mine), w->key_id, KEY_ID_BYTES);
 		sodium_bin2hex(theirs, sizeof(theirs), id, KEY_ID_BYTES);
+		bool daemon = w->role == WIRE_ROLE_DAEMON;
 		return err_set(EKEYREJECTED,
-			       "site key mismatch: this side's key id is %s, the peer's is %s; "
-			       "both sites must use the same site key file",
-			       mine, theirs);
+			       "site key mismatch: the primary's (basculed) key id is %s, the "
+			       "secondary's (bascule recv) is %s; both sites must use the same site "
+			       "key file (`bascule key id FILE` prints a file's id)",
+			       daemon ? mine : theirs, daemon ? theirs : mine);
 	}
 	w->hello_rcvd = true;
 	return 0;

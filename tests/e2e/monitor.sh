@@ -42,6 +42,9 @@ sleep 4
 l1=$(lag)
 bsc status --json | grep -q '"state": "\(error\|offline\|connecting\)"' || fail "a down target should not look connected"
 [ "$(echo "$l1 >= 3" | bc)" = 1 ] || fail "lag $l1 did not rise while the target was down"
+# The history says why, in the receiver's own words.
+bsc history | grep -q "error.*secondary.*the receiver said: bascule-recv: error: secondary down (test)" \
+	|| fail "history lacks the receiver's reason: $(bsc history | grep error | tail -2)"
 set +e
 bsc check --max-lag 2s >"$T/check.out"; rc=$?
 set -e

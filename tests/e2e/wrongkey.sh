@@ -3,7 +3,8 @@
 # a key file readable by others is refused by every program.
 . "$(dirname "$0")/../lib/common.sh"
 bsc_keygen
-"$BIN/bascule" keygen site "$T/other.key" >/dev/null
+other_id=$("$BIN/bascule" keygen site "$T/other.key" | sed -n 's/.*(key id \([0-9a-f]*\)).*/\1/p')
+[ -n "$other_id" ] || fail "keygen did not print the key id"
 truncate -s 16M "$T/disk.img"
 SOURCES="root:$T/disk.img"
 cat > "$T/recv-other-key" <<SH
@@ -19,6 +20,9 @@ set -e
 [ $rc -eq 6 ] || fail "sync --wait should time out with exit 6, got $rc"
 grep -q "target secondary lags" "$T/sync.err" || fail "sync does not name the lagging target: $(cat "$T/sync.err")"
 grep -q "site key mismatch" "$T/daemon.log" || fail "the daemon does not report the key mismatch"
+# Named by site, the right way round: the secondary (recv) holds other.key.
+grep -q "the primary's (basculed) key id is [0-9a-f]*, the secondary's (bascule recv) is $other_id" "$T/daemon.log" \
+	|| fail "the mismatch does not name the secondary's key id $other_id: $(grep -m1 mismatch "$T/daemon.log")"
 grep -q "exited with status 4" "$T/daemon.log" || fail "recv should exit 4 on a wrong key"
 bsc_stop
 
