@@ -194,8 +194,15 @@ int cmd_replica(int argc, char **argv)
 	/* promote and demote take over from a receiver (one left by a dead link,
 	 * or one the daemon keeps connected); clone and list read while bascule
 	 * recv goes on. */
-	if ((rc = replica_open_mode(root, false, !strcmp(verb, "list") || !strcmp(verb, "clone"),
-				    !strcmp(verb, "promote") || !strcmp(verb, "demote"), key, &r)) < 0) {
+	rc = replica_open_mode(root, false, !strcmp(verb, "list") || !strcmp(verb, "clone"),
+			       !strcmp(verb, "promote") || !strcmp(verb, "demote"), key, &r);
+	if (rc == -EBUSY && !strcmp(verb, "verify")) {
+		/* Replication goes on: verify beside the receiver (docs/replica.md). */
+		fprintf(stderr, "bascule replica: %s is in use by bascule recv: verifying beside it "
+				"(its next apply waits until the verify ends)\n", root);
+		rc = replica_open_mode(root, false, true, false, key, &r);
+	}
+	if (rc < 0) {
 		key_free(key);
 		return cmd_fail("replica", rc);
 	}

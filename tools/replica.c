@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <linux/fs.h>
@@ -86,6 +87,48 @@ static int keep_owner(const struct replica *r, const char *path)
 		return err_set(errno, "cannot give %s back to the replica's owner (uid %u): %s", path,
 			       (unsigned)st.st_uid, strerror(errno));
 	return 0;
+}
+
+/* The apply lock. */
+/* HOW is LOCK_EX (the receiver and repair: replica files or state change)
+ * or LOCK_SH (a live reader).  Exclusive holds nest; a receiver that has to
+ * wait for a reader says so once (the daemon logs the receiver's stderr). */
+static int apply_lock(struct replica *r, int how)
+{
+	char path[RPATH];
+
+	if (how == LOCK_EX && r->apply_depth++ > 0)
+		return 0;
+	if (r->apply_fd < 0) {
+		snprintf(path, sizeof(path), "%s/apply.lock", r->meta);
+		r->apply_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+		if (r->apply_fd < 0)
+			r->apply_fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (r->apply_fd < 0) {
+			if (how == LOCK_EX)
+				r->apply_depth--;
+			return err_set(errno, "cannot open %s: %s", path, strerror(errno));
+		}
+		keep_owner(r, path);
+	}
+	if (flock(r->apply_fd, how | LOCK_NB) == 0)
+		return 0;
+	if (how == LOCK_EX)
+		log_info("waiting for a reader of the replica (bascule replica verify or clone) to finish");
+	while (flock(r->apply_fd, how) < 0)
+		if (errno != EINTR) {
+			if (how == LOCK_EX)
+				r->apply_depth--;
+			return err_set(errno, "cannot lock %s/apply.lock: %s", r->meta, strerror(errno));
+		}
+	return 0;
+}
+
+static void apply_unlock(struct replica *r, int how)
+{
+	if (r->apply_fd < 0 || (how == LOCK_EX && --r->apply_depth > 0))
+		return;
+	flock(r->apply_fd, LOCK_UN);
 }
 
 static int state_write(struct replica *r, const struct rstate *s)
@@ -835,7 +878,7 @@ static void remove_suffixed(const char *dir, const char *suffix)
 }
 
 /* Finish what a crash interrupted in GROUP: a pending undo, or a committed redo. */
-static int recover_group(struct replica *r, const char *group)
+static int recover_group_locked(struct replica *r, const char *group)
 {
 	char dir[RPATH], path[RPATH + 300];
 	struct rstate s;
@@ -919,6 +962,18 @@ static int recover_group(struct replica *r, const char *group)
 	if (gpath(r, dir, sizeof(dir), group, "%s", "") == 0)
 		remove_suffixed(dir, ".seed");
 	return 0;
+}
+
+/* Recovery changes replica files: no live reader meanwhile. */
+static int recover_group(struct replica *r, const char *group)
+{
+	int rc = apply_lock(r, LOCK_EX);
+
+	if (rc < 0)
+		return rc;
+	rc = recover_group_locked(r, group);
+	apply_unlock(r, LOCK_EX);
+	return rc;
 }
 
 /* ---- open, list ---- */
@@ -1056,7 +1111,7 @@ int replica_open_mode(const char *root, bool create, bool readonly, bool takeove
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	r->lock_fd = -1;
+	r->lock_fd = r->apply_fd = -1;
 	r->key = key;
 	r->keep_epochs = 24;
 	snprintf(r->root, sizeof(r->root), "%s", root);
@@ -1066,7 +1121,9 @@ int replica_open_mode(const char *root, bool create, bool readonly, bool takeove
 		goto fail;
 	}
 	if (readonly) {
-		/* Readers see whole state files (atomic renames); no lock, no repair. */
+		/* Readers see whole state files (atomic renames); no lock, no repair.
+		 * Those that read replica files take the apply lock shared. */
+		r->live = true;
 		*ret = r;
 		return 0;
 	}
@@ -1110,6 +1167,8 @@ void replica_close(struct replica *r)
 		return;
 	if (r->lock_fd >= 0)
 		close(r->lock_fd);
+	if (r->apply_fd >= 0)
+		close(r->apply_fd);
 	free(r);
 }
 
@@ -1465,7 +1524,7 @@ static void prune_undo(struct replica *r, const char *group, uint64_t current)
 	}
 }
 
-int replica_epoch_commit(struct rapply *a, const struct msg_epoch_end *m)
+static int replica_epoch_commit_locked(struct rapply *a, const struct msg_epoch_end *m)
 {
 	char tmp[RPATH], redo[RPATH];
 	struct jheader h;
@@ -1533,6 +1592,18 @@ int replica_epoch_commit(struct rapply *a, const struct msg_epoch_end *m)
 	return 0;
 }
 
+/* The apply changes replica files: a live reader waits, or is waited for. */
+int replica_epoch_commit(struct rapply *a, const struct msg_epoch_end *m)
+{
+	int rc = apply_lock(a->r, LOCK_EX);
+
+	if (rc < 0)
+		return rc;
+	rc = replica_epoch_commit_locked(a, m);
+	apply_unlock(a->r, LOCK_EX);
+	return rc;
+}
+
 void replica_epoch_abort(struct rapply *a)
 {
 	if (!a)
@@ -1586,7 +1657,7 @@ int replica_rollback_points_flags(struct replica *r, const char *group, uint64_t
 	return 0;
 }
 
-int replica_rollback(struct replica *r, const char *group, uint64_t to)
+static int replica_rollback_locked(struct replica *r, const char *group, uint64_t to)
 {
 	uint64_t epochs[4096], times[4096];
 	struct rstate s;
@@ -1618,7 +1689,75 @@ int replica_rollback(struct replica *r, const char *group, uint64_t to)
 	return 0;
 }
 
+/* Undo changes replica files: no live reader meanwhile. */
+int replica_rollback(struct replica *r, const char *group, uint64_t to)
+{
+	int rc = apply_lock(r, LOCK_EX);
+
+	if (rc < 0)
+		return rc;
+	rc = replica_rollback_locked(r, group, to);
+	apply_unlock(r, LOCK_EX);
+	return rc;
+}
+
+static int verify_locked(struct replica *r, const char *group, void (*out)(const char *line));
+
+/* A live verify found sources diverged: mark them in the state as it is now,
+ * under the exclusive lock, and end the receiver's session (its next commit
+ * would write back the state it loaded before the mark); the daemon
+ * reconnects, reads the mark in STATE and resynchronises those sources. */
+static int mark_diverged_live(struct replica *r, const struct rstate *found)
+{
+	struct rstate now;
+	char lock[RPATH];
+	bool is_recv;
+	pid_t pid;
+	int rc;
+
+	if ((rc = apply_lock(r, LOCK_EX)) < 0)
+		return rc;
+	if ((rc = replica_load_state(r, found->group, &now)) < 0)
+		goto out;
+	if (now.epoch != found->epoch) {
+		rc = err_set(EAGAIN, "group %s moved from epoch %llu to %llu during the verify; run it "
+				     "again", found->group, (unsigned long long)found->epoch,
+			     (unsigned long long)now.epoch);
+		goto out;
+	}
+	for (uint32_t i = 0; i < found->n_sources; i++) {
+		struct state_source *x = state_find(&now, found->sources[i].name);
+		if (x && found->sources[i].status == SRC_DIVERGED)
+			x->status = SRC_DIVERGED;
+	}
+	if ((rc = state_write(r, &now)) < 0)
+		goto out;
+	snprintf(lock, sizeof(lock), "%s/lock", r->meta);
+	if ((pid = lock_holder(lock, &is_recv)) > 0 && is_recv) {
+		log_warn("ending the session of receiver %d so that the primary resynchronises now",
+			 (int)pid);
+		kill(pid, SIGTERM);
+	}
+out:
+	apply_unlock(r, LOCK_EX);
+	return rc;
+}
+
 int replica_verify(struct replica *r, const char *group, void (*out)(const char *line))
+{
+	int rc;
+
+	if (!r->live)
+		return verify_locked(r, group, out);
+	/* Beside a running receiver: one complete epoch, its next apply waits. */
+	if ((rc = apply_lock(r, LOCK_SH)) < 0)
+		return rc;
+	rc = verify_locked(r, group, out);
+	apply_unlock(r, LOCK_SH);
+	return rc;
+}
+
+static int verify_locked(struct replica *r, const char *group, void (*out)(const char *line))
 {
 	struct rstate s;
 	int rc, bad = 0;
@@ -1703,10 +1842,11 @@ int replica_verify(struct replica *r, const char *group, void (*out)(const char 
 		free(mleaves);
 		tf_close(&tf);
 	}
-	if (marked && (rc = state_write(r, &s)) < 0)
+	if (marked && (rc = r->live ? mark_diverged_live(r, &s) : state_write(r, &s)) < 0)
 		return rc;
 	return bad ? err_set(EBADMSG, "replica of group %s does not match its digests; marked "
-				      "diverged: the primary resynchronises it at its next connection", group)
+				      "diverged: the primary resynchronises it %s", group,
+			     r->live ? "now (the receiver's session was ended)" : "at its next connection")
 		   : 0;
 }
 
@@ -2027,15 +2167,29 @@ out:
 	return rc;
 }
 
+static int clone_locked(struct replica *r, const char *group, const char *to_dir, struct promote_info *ret);
+
 int replica_clone(struct replica *r, const char *group, const char *to_dir, struct promote_info *ret)
 {
-	struct rstate s1, s2;
 	int rc;
 
 	if ((rc = fs_mkdir_p(to_dir, 0700)) < 0)
 		return rc;
-	/* Lock-free while bascule recv keeps applying: a clone taken with no
-	 * apply in progress and the same epoch before and after is whole. */
+	/* While bascule recv keeps applying: the apply lock, shared, holds its
+	 * next apply back; a clone taken with no apply in progress and the same
+	 * epoch before and after is whole. */
+	if ((rc = apply_lock(r, LOCK_SH)) < 0)
+		return rc;
+	rc = clone_locked(r, group, to_dir, ret);
+	apply_unlock(r, LOCK_SH);
+	return rc;
+}
+
+static int clone_locked(struct replica *r, const char *group, const char *to_dir, struct promote_info *ret)
+{
+	struct rstate s1, s2;
+	int rc;
+
 	for (int attempt = 0; attempt < 50; attempt++) {
 		bool ok = true;
 		if ((rc = replica_load_state(r, group, &s1)) < 0)

@@ -2,6 +2,9 @@
  *
  *   ROOT/G/S                          the replica of source S of group G
  *   ROOT/.bascule/lock                flock held by recv and replica commands
+ *   ROOT/.bascule/apply.lock          flock: exclusive while replica files change
+ *                                     (commit, recovery, rollback), shared by a
+ *                                     live reader (verify or clone while recv runs)
  *   ROOT/.bascule/groups/G/state      where the group stands (atomic writes)
  *   ROOT/.bascule/groups/G/S.map      leaf hashes of ROOT/G/S
  *   ROOT/.bascule/groups/G/journal/N.redo   committed epoch N not yet applied
@@ -34,6 +37,9 @@ struct replica {
 	char root[4096];
 	char meta[4200];
 	int lock_fd;
+	int apply_fd;          /* apply.lock, opened on first use */
+	int apply_depth;       /* nested exclusive holds */
+	bool live;             /* opened read-only beside a running receiver */
 	const struct site_key *key;
 	uint64_t keep_epochs;
 	uint64_t keep_time;    /* usec */
@@ -58,7 +64,11 @@ int replica_rollback_points(struct replica *r, const char *group, uint64_t *epoc
 			    uint64_t *times, size_t max, size_t *ret_n);
 int replica_rollback(struct replica *r, const char *group, uint64_t to);
 /* Recompute every leaf and digest from the replica files.  Returns 0 when all
- * agree, -EBADMSG otherwise; one line per source is printed to OUT. */
+ * agree, -EBADMSG otherwise; one line per source is printed to OUT.  On a
+ * replica opened read-only while bascule recv runs, the check holds the apply
+ * lock shared (the receiver's next apply waits for it), and a mismatch marks
+ * the source diverged and ends the receiver's session, so the primary
+ * reconnects and resynchronises it at once. */
 int replica_verify(struct replica *r, const char *group, void (*out)(const char *line));
 
 struct rapply;
