@@ -73,7 +73,7 @@ int cmd_status(int argc, char **argv)
 	if (!(st = call("status", "status", NULL, &code)))
 		return code;
 	if (as_json) {
-		json_dumpf(st, stdout, JSON_INDENT(2));
+		json_dumpf(st, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(UNITS_REAL_DIGITS));
 		putchar('\n');
 		json_decref(st);
 		return EXIT_OK;
