@@ -102,11 +102,25 @@ static void httpd_rearm(struct httpd *h)
 	}
 }
 
+static unsigned httpd_connections(struct httpd *h)
+{
+	const union MHD_DaemonInfo *i = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+
+	return i ? i->num_connections : 0;
+}
+
 static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
 	struct httpd *h = userdata;
+	unsigned before = httpd_connections(h);
 
 	MHD_run(h->mhd);
+	/* At the connection cap libmicrohttpd takes its listening socket out of
+	 * its epoll set, and puts it back only when a run starts: once a run has
+	 * closed connections, run again, or clients waiting in the backlog
+	 * would wait for an event that never comes. */
+	if (httpd_connections(h) < before)
+		MHD_run(h->mhd);
 	httpd_rearm(h);
 	return 0;
 }
