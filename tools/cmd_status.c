@@ -118,7 +118,8 @@ int cmd_metrics(int argc, char **argv)
 		printf("Usage: bascule [-c FILE] metrics\n\n"
 		       "Print the daemon's metrics in the Prometheus text exposition format\n"
 		       "(bascule_target_lag_seconds, bascule_target_up, ...), e.g. for the node\n"
-		       "exporter's textfile collector.\n");
+		       "exporter's textfile collector.  With metrics_listen in the configuration,\n"
+		       "basculed serves the same text at http://ADDRESS:PORT/metrics.\n");
 		return EXIT_OK;
 	}
 	if (!(st = call("metrics", "metrics", NULL, &code)))
