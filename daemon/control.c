@@ -13,6 +13,7 @@
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
+#include "units.h"
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -107,11 +108,12 @@ static json_t *status_json(struct daemon *d)
 		json_array_append_new(groups,
 				      json_pack("{s:s, s:I, s:f, s:f, s:I, s:b, s:b, s:b, s:f, s:o}", "name", g->name,
 						"last_cut", (json_int_t)g->last_cut, "cut_time",
-						(double)g->cut_time / 1e6, "verified_time",
-						(double)g->verified_time / 1e6, "scans", (json_int_t)g->scans,
-						"consistent", g->consistent,
-						"cutting", g->cutting, "paused", g->paused, "scan_seconds",
-						(double)g->last_scan_usec / 1e6, "sources", srcs));
+						units_round((double)g->cut_time / 1e6, UNITS_UNIXTIME), "verified_time",
+						units_round((double)g->verified_time / 1e6, UNITS_UNIXTIME), "scans",
+						(json_int_t)g->scans, "consistent", g->consistent, "cutting", g->cutting,
+						"paused", g->paused, "scan_seconds",
+						units_round((double)g->last_scan_usec / 1e6, UNITS_SECONDS),
+						"sources", srcs));
 	}
 	for (uint32_t i = 0; i < d->n_targets; i++) {
 		struct target *t = d->targets[i];
@@ -119,21 +121,23 @@ static json_t *status_json(struct daemon *d)
 		for (uint32_t k = 0; k < d->n_groups; k++)
 			json_object_set_new(tg, d->groups[k]->name,
 					    json_pack("{s:I, s:f}", "acked", (json_int_t)t->groups[k].acked,
-						      "lag_seconds", target_lag(t, k, now)));
+						      "lag_seconds", units_round(target_lag(t, k, now), UNITS_SECONDS)));
 		json_array_append_new(
 			targets,
 			json_pack("{s:s, s:s, s:s, s:s, s:f, s:I, s:I, s:I, s:I, s:f, s:I, s:i, s:o}", "name",
 				  t->cfg->name, "type", t->cfg->kind == TARGET_VAULT ? "vault" : "replica", "state", target_state_name(t), "last_error", t->last_error,
-				  "last_error_time", (double)t->last_error_time / 1e6, "bytes_sent",
+				  "last_error_time", units_round((double)t->last_error_time / 1e6, UNITS_UNIXTIME),
+				  "bytes_sent",
 				  (json_int_t)t->bytes_sent, "raw_bytes_sent", (json_int_t)t->raw_sent,
 				  "delta_bytes_sent", (json_int_t)t->delta_sent, "errors", (json_int_t)t->errors,
-				  "throughput_bytes_per_second", t->rate, "pending_bytes",
+				  "throughput_bytes_per_second", units_round(t->rate, UNITS_ESTIMATE), "pending_bytes",
 				  (json_int_t)target_pending(t), "in_flight", (int)t->in_flight, "groups", tg));
 	}
 	return json_pack("{s:b, s:o, s:o}", "ok", 1, "groups", groups, "targets", targets);
 }
 
-/* Prometheus text exposition format 0.0.4. */
+/* Prometheus text exposition format 0.0.4.  Counts print as integers;
+ * measurements rounded to what they mean (units_round). */
 static void m_head(struct wbuf *b, const char *name, const char *type, const char *help)
 {
 	char line[512];
@@ -141,14 +145,22 @@ static void m_head(struct wbuf *b, const char *name, const char *type, const cha
 	wbuf_put_bytes(b, line, (size_t)n);
 }
 
-static void m_val(struct wbuf *b, const char *name, const char *labels, double v)
+static void m_int(struct wbuf *b, const char *name, const char *labels, uint64_t v)
 {
 	char line[512];
-	int n = snprintf(line, sizeof(line), "%s{%s} %.17g\n", name, labels, v);
+	int n = snprintf(line, sizeof(line), "%s{%s} %" PRIu64 "\n", name, labels, v);
 	wbuf_put_bytes(b, line, (size_t)n);
 }
 
-static char *metrics_text(struct daemon *d)
+static void m_val(struct wbuf *b, const char *name, const char *labels, double v, enum units_measure kind)
+{
+	char line[512];
+	int n = snprintf(line, sizeof(line), "%s{%s} %.*g\n", name, labels, UNITS_REAL_DIGITS,
+			 units_round(v, kind));
+	wbuf_put_bytes(b, line, (size_t)n);
+}
+
+char *control_metrics_text(struct daemon *d)
 {
 	struct wbuf b;
 	char l[300];
@@ -159,22 +171,36 @@ static char *metrics_text(struct daemon *d)
 	m_head(&b, "bascule_group_last_epoch", "gauge", "Number of the last epoch cut.");
 	for (uint32_t i = 0; i < d->n_groups; i++) {
 		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i]->name);
-		m_val(&b, "bascule_group_last_epoch", l, (double)d->groups[i]->last_cut);
+		m_int(&b, "bascule_group_last_epoch", l, d->groups[i]->last_cut);
 	}
 	m_head(&b, "bascule_group_epochs_cut_total", "counter", "Epochs cut since the daemon started.");
 	for (uint32_t i = 0; i < d->n_groups; i++) {
 		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i]->name);
-		m_val(&b, "bascule_group_epochs_cut_total", l, (double)d->groups[i]->epochs_cut);
+		m_int(&b, "bascule_group_epochs_cut_total", l, d->groups[i]->epochs_cut);
 	}
 	m_head(&b, "bascule_group_consistent", "gauge", "1 if the last epoch is point-in-time, 0 if fuzzy.");
 	for (uint32_t i = 0; i < d->n_groups; i++) {
 		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i]->name);
-		m_val(&b, "bascule_group_consistent", l, d->groups[i]->consistent);
+		m_int(&b, "bascule_group_consistent", l, d->groups[i]->consistent);
 	}
 	m_head(&b, "bascule_group_scan_duration_seconds", "gauge", "Duration of the last scan.");
 	for (uint32_t i = 0; i < d->n_groups; i++) {
 		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i]->name);
-		m_val(&b, "bascule_group_scan_duration_seconds", l, (double)d->groups[i]->last_scan_usec / 1e6);
+		m_val(&b, "bascule_group_scan_duration_seconds", l, (double)d->groups[i]->last_scan_usec / 1e6,
+		      UNITS_SECONDS);
+	}
+	m_head(&b, "bascule_target_info", "gauge", "Always 1: the target's type (replica or vault).");
+	for (uint32_t i = 0; i < d->n_targets; i++) {
+		snprintf(l, sizeof(l), "target=\"%s\",type=\"%s\"", d->targets[i]->cfg->name,
+			 d->targets[i]->cfg->kind == TARGET_VAULT ? "vault" : "replica");
+		m_int(&b, "bascule_target_info", l, 1);
+	}
+	m_head(&b, "bascule_target_interval_seconds", "gauge",
+	       "Configured interval between two epochs shipped to the target (vault; 0: every epoch).");
+	for (uint32_t i = 0; i < d->n_targets; i++) {
+		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
+		m_val(&b, "bascule_target_interval_seconds", l, (double)d->targets[i]->cfg->interval / 1e6,
+		      UNITS_SECONDS);
 	}
 	m_head(&b, "bascule_target_lag_seconds", "gauge",
 	       "Age of the newest epoch the target holds: the current RPO (-1: none yet).");
@@ -182,44 +208,44 @@ static char *metrics_text(struct daemon *d)
 		for (uint32_t k = 0; k < d->n_groups; k++) {
 			snprintf(l, sizeof(l), "target=\"%s\",group=\"%s\"", d->targets[i]->cfg->name,
 				 d->groups[k]->name);
-			m_val(&b, "bascule_target_lag_seconds", l, target_lag(d->targets[i], k, now));
+			m_val(&b, "bascule_target_lag_seconds", l, target_lag(d->targets[i], k, now), UNITS_SECONDS);
 		}
 	m_head(&b, "bascule_target_acked_epoch", "gauge", "Last epoch the target applied durably.");
 	for (uint32_t i = 0; i < d->n_targets; i++)
 		for (uint32_t k = 0; k < d->n_groups; k++) {
 			snprintf(l, sizeof(l), "target=\"%s\",group=\"%s\"", d->targets[i]->cfg->name,
 				 d->groups[k]->name);
-			m_val(&b, "bascule_target_acked_epoch", l, (double)d->targets[i]->groups[k].acked);
+			m_int(&b, "bascule_target_acked_epoch", l, d->targets[i]->groups[k].acked);
 		}
 	m_head(&b, "bascule_target_up", "gauge", "1 if the target is connected.");
 	for (uint32_t i = 0; i < d->n_targets; i++) {
 		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
-		m_val(&b, "bascule_target_up", l, d->targets[i]->state == T_READY);
+		m_int(&b, "bascule_target_up", l, d->targets[i]->state == T_READY);
 	}
 	m_head(&b, "bascule_target_sent_bytes_total", "counter", "Bytes sent to the target (on the wire).");
 	for (uint32_t i = 0; i < d->n_targets; i++) {
 		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
-		m_val(&b, "bascule_target_sent_bytes_total", l, (double)d->targets[i]->bytes_sent);
+		m_int(&b, "bascule_target_sent_bytes_total", l, d->targets[i]->bytes_sent);
 	}
 	m_head(&b, "bascule_target_block_bytes_total", "counter", "Block data sent, before compression.");
 	for (uint32_t i = 0; i < d->n_targets; i++) {
 		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
-		m_val(&b, "bascule_target_block_bytes_total", l, (double)d->targets[i]->raw_sent);
+		m_int(&b, "bascule_target_block_bytes_total", l, d->targets[i]->raw_sent);
 	}
 	m_head(&b, "bascule_target_pending_bytes", "gauge", "Block data queued for the target (upper bound).");
 	for (uint32_t i = 0; i < d->n_targets; i++) {
 		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
-		m_val(&b, "bascule_target_pending_bytes", l, (double)target_pending(d->targets[i]));
+		m_int(&b, "bascule_target_pending_bytes", l, target_pending(d->targets[i]));
 	}
 	m_head(&b, "bascule_target_throughput_bytes_per_second", "gauge", "Bytes sent per second, last seconds.");
 	for (uint32_t i = 0; i < d->n_targets; i++) {
 		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
-		m_val(&b, "bascule_target_throughput_bytes_per_second", l, d->targets[i]->rate);
+		m_val(&b, "bascule_target_throughput_bytes_per_second", l, d->targets[i]->rate, UNITS_ESTIMATE);
 	}
 	m_head(&b, "bascule_target_errors_total", "counter", "Errors (disconnections, refusals) of the target.");
 	for (uint32_t i = 0; i < d->n_targets; i++) {
 		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
-		m_val(&b, "bascule_target_errors_total", l, (double)d->targets[i]->errors);
+		m_int(&b, "bascule_target_errors_total", l, d->targets[i]->errors);
 	}
 	wbuf_put_u8(&b, 0);
 	out = b.p ? strdup((char *)b.p) : NULL;
@@ -235,7 +261,7 @@ static json_t *history_json(struct daemon *d)
 	for (uint64_t i = first; i < d->n_history; i++) {
 		struct event_rec *e = &d->history[i % HISTORY_LEN];
 		json_array_append_new(a, json_pack("{s:f, s:s, s:s, s:s, s:I, s:s}", "time",
-						   (double)e->time / 1e6, "kind", e->kind, "group", e->group,
+						   units_round((double)e->time / 1e6, UNITS_UNIXTIME), "kind", e->kind, "group", e->group,
 						   "target", e->target, "epoch", (json_int_t)e->epoch, "text",
 						   e->text));
 	}
@@ -261,7 +287,7 @@ static json_t *handle(struct client *c, json_t *req)
 	if (!strcmp(cmd, "history"))
 		return history_json(d);
 	if (!strcmp(cmd, "metrics")) {
-		char *t = metrics_text(d);
+		char *t = control_metrics_text(d);
 		json_t *r = t ? json_pack("{s:b, s:s}", "ok", 1, "text", t) : refuse("out of memory");
 		free(t);
 		return r;
@@ -340,7 +366,7 @@ static int on_client(sd_event_source *s, int fd, uint32_t revents, void *userdat
 	req = json_loads(c->buf, 0, &jerr);
 	resp = req ? handle(c, req) : refuse("malformed JSON");
 	json_decref(req);
-	text = json_dumps(resp, JSON_COMPACT);
+	text = json_dumps(resp, JSON_COMPACT | JSON_REAL_PRECISION(UNITS_REAL_DIGITS));
 	json_decref(resp);
 	if (text) {
 		size_t len = strlen(text);

@@ -3,7 +3,8 @@
  *   daemon ─┬─ group ── source ── blockmap (mmap'd leaves + change epochs)
  *           │     └── spool of the last cut (changed blocks, point-in-time)
  *           ├─ target ── wire to `bascule recv`, jobs (epochs to send)
- *           └─ control socket
+ *           ├─ control socket
+ *           └─ HTTP /metrics (optional, httpd.c)
  *
  * One sd-event loop owns everything; a cut (freeze, clone, scan, digest)
  * runs on worker threads and reports back through an eventfd. */
@@ -23,6 +24,7 @@
 struct blockmap;
 struct spool;
 struct daemon;
+struct httpd;
 
 struct source {
 	struct group *g;
@@ -198,6 +200,7 @@ struct daemon {
 	uint64_t io_time;
 	struct event_rec history[HISTORY_LEN];
 	uint64_t n_history;
+	struct httpd *httpd;           /* metrics_listen, NULL if none */
 	sd_event_source *tick;         /* 1 s: throughput, STATUS= */
 	gid_t control_gid, monitor_gid;
 	bool reloading;                /* no new cut while groups are swapped */
@@ -247,3 +250,12 @@ void daemon_free_retired(struct daemon *d);
 /* control.c */
 int control_open(struct daemon *d);
 void control_close(struct daemon *d);
+/* The Prometheus text exposition of the daemon's state (the `metrics` verb
+ * and GET /metrics), malloc'd; NULL if out of memory. */
+char *control_metrics_text(struct daemon *d);
+
+/* httpd.c: GET /metrics on LISTEN ("ADDR:PORT"), served from the loop.
+ * Returns 0 and *RET, or a negative errno with the reason (port taken). */
+int httpd_open(struct daemon *d, const char *listen, struct httpd **ret);
+/* Stop serving, close every connection; accepts NULL; returns NULL. */
+struct httpd *httpd_free(struct httpd *h);

@@ -201,6 +201,8 @@ static int daemon_setup(struct daemon *d)
 	d->ctl_fd = -1;
 	if ((r = control_open(d)) < 0)
 		return r;
+	if (d->cfg->metrics_listen && (r = httpd_open(d, d->cfg->metrics_listen, &d->httpd)) < 0)
+		return r;
 	/* WATCHDOG=1 from the loop itself (half of WatchdogSec): a stuck loop
 	 * stops the pings and systemd restarts the daemon. */
 	sd_event_set_watchdog(d->ev, true);
@@ -235,6 +237,7 @@ static void daemon_free(struct daemon *d)
 		config_free(d->old_cfgs[i]);
 	free(d->old_cfgs);
 	control_close(d);
+	d->httpd = httpd_free(d->httpd);
 	sd_event_source_disable_unref(d->tick);
 	sd_event_source_disable_unref(d->cut_src);
 	sd_event_source_disable_unref(d->inotify_src);

@@ -8,7 +8,8 @@
  * so only a new source is copied in full); a removed or rebuilt group is
  * retired and freed once no queued epoch needs it; removed targets are
  * disconnected, new ones connected.  Each target's progress is remapped by
- * group and source name. */
+ * group and source name.  A new metrics_listen is opened before anything is
+ * committed, so a port that cannot be had refuses the whole reload. */
 #include "daemon.h"
 #include "creds.h"
 #include "err.h"
@@ -128,6 +129,8 @@ int daemon_reload(struct daemon *d)
 	struct config *nc = NULL, *oc = d->cfg;
 	struct group **ng = NULL, **old_groups = d->groups;
 	struct target **nt = NULL;
+	struct httpd *nh = NULL;
+	bool new_listen;
 	uint32_t n_old = d->n_groups, kept_g = 0, new_g = 0, kept_t = 0, new_t = 0;
 	int r;
 
@@ -143,6 +146,20 @@ int daemon_reload(struct daemon *d)
 	    (nc->monitor_group && (r = creds_group_gid(nc->monitor_group, &d->monitor_gid)) < 0)) {
 		config_free(nc);
 		return err_wrap(r, "new configuration refused, the running one stays");
+	}
+	/* metrics_listen: the new address is opened while the old one still
+	 * serves, so a port already taken refuses the reload here.  An address
+	 * that overlaps the old one (same port) cannot be had this way. */
+	new_listen = !str_eq(nc->metrics_listen, oc->metrics_listen);
+	if (new_listen && nc->metrics_listen && (r = httpd_open(d, nc->metrics_listen, &nh)) < 0) {
+		if (r == -EADDRINUSE && oc->metrics_listen)
+			r = err_wrap(r, "new configuration refused, the running one stays (metrics are still "
+					"served on %s; to move to an address on the same port, reload once "
+					"without metrics_listen, then with it)", oc->metrics_listen);
+		else
+			r = err_wrap(r, "new configuration refused, the running one stays");
+		config_free(nc);
+		return r;
 	}
 	/* Let running cuts finish and be queued; start none until the end. */
 	d->reloading = true;
@@ -178,6 +195,13 @@ int daemon_reload(struct daemon *d)
 		ng[i] = g;
 	}
 	/* Committed from here on. */
+	if (new_listen) {
+		if (d->httpd)
+			log_info("reload: no longer serving metrics on %s", oc->metrics_listen);
+		httpd_free(d->httpd);
+		d->httpd = nh;
+		nh = NULL;
+	}
 	for (uint32_t i = 0; i < n_old; i++) {
 		struct group *g = old_groups[i];
 		bool kept = false;
@@ -258,6 +282,7 @@ int daemon_reload(struct daemon *d)
 		 "%u new or changed)", d->n_groups, kept_g, new_g, d->n_targets, kept_t, new_t);
 	return 0;
 fail:
+	httpd_free(nh);
 	for (uint32_t i = 0; ng && i < nc->groups.n; i++)
 		if (ng[i] && !find_group(old_groups, n_old, ng[i]->name)) {
 			group_free(ng[i]);

@@ -102,6 +102,9 @@ static const struct cfg_key top_keys[] = {
 	  .note = "Unix group allowed control verbs (sync, pause, resume, reload) besides root" },
 	{ K("monitor_group", CT_NAME, struct config, monitor_group),
 	  .note = "Unix group allowed to read status and metrics (the socket's group)" },
+	{ K("metrics_listen", CT_ADDR, struct config, metrics_listen),
+	  .note = "serve Prometheus metrics at http://ADDR:PORT/metrics, e.g. 127.0.0.1:9853 "
+		  "(numeric address; default: no HTTP listener)" },
 	{ K("block_size", CT_SIZE, struct config, block_size), .def = "4KiB", .min = 4096,
 	  .max = 4096, .note = "change-tracking unit; VMs write 4 KiB pages, so 4KiB" },
 	{ K("io_rate", CT_RATE, struct config, io_rate), .def = "0",

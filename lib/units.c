@@ -184,3 +184,29 @@ char *units_fmt_time(uint64_t usec, char *buf, int len)
 	strftime(buf, (size_t)len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 	return buf;
 }
+
+double units_round(double v, enum units_measure kind)
+{
+	double scale;
+	int e;
+
+	if (!isfinite(v) || v == 0)
+		return v;
+	switch (kind) {
+	case UNITS_SECONDS:
+		return round(v * 1e6) / 1e6;
+	case UNITS_UNIXTIME:
+		return round(v * 1e3) / 1e3;
+	case UNITS_ESTIMATE:
+		break;
+	}
+	/* Three significant digits.  Divide or multiply by an exact power of
+	 * ten (never by 1e-3, which a double holds inexactly). */
+	e = (int)floor(log10(fabs(v)));
+	if (e >= 2) {
+		scale = pow(10, e - 2);
+		return round(v / scale) * scale;
+	}
+	scale = pow(10, 2 - e);
+	return round(v * scale) / scale;
+}

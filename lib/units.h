@@ -15,3 +15,18 @@ char *units_fmt_duration(uint64_t usec, char *buf, int len);
 int units_parse_time(const char *s, uint64_t *ret_usec);
 /* "2026-11-24T18:03:23Z" (UTC, seconds) into BUF. */
 char *units_fmt_time(uint64_t usec, char *buf, int len);
+
+/* Numbers for machines (JSON answers, metrics).  A double printed with 17
+ * digits shows its binary noise (0.016199999999999999); rounded to what it
+ * measures, then printed with UNITS_REAL_DIGITS significant digits ("%.*g",
+ * or JSON_REAL_PRECISION(UNITS_REAL_DIGITS) for jansson), it reads 0.0162.
+ * 15 is DBL_DIG: every decimal of up to 15 digits survives the round trip
+ * through a double, and the rounded values below have at most that many. */
+#define UNITS_REAL_DIGITS 15
+enum units_measure {
+	UNITS_SECONDS,   /* a duration in seconds: to the microsecond (below 10^9 s) */
+	UNITS_UNIXTIME,  /* a unix time in seconds: to the millisecond */
+	UNITS_ESTIMATE,  /* a rate, an average: 3 significant digits */
+};
+/* V rounded as its kind says; infinities, NaN and 0 come back unchanged. */
+double units_round(double v, enum units_measure kind);

@@ -3,6 +3,7 @@
 #include "err.h"
 #include "fsutil.h"
 #include "key.h"
+#include "netaddr.h"
 #include "units.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -65,6 +66,7 @@ static const char *type_name(enum cfg_type t)
 	case CT_LIST: return "a list";
 	case CT_STRLIST: return "a list of names such as [a, b]";
 	case CT_MAP: return "a mapping of 'key: value' lines";
+	case CT_ADDR: return "an address and port such as 127.0.0.1:9853";
 	}
 	return "?";
 }
@@ -78,6 +80,7 @@ void yamltab_free(const struct cfg_table *t, void *obj)
 		void *field = (char *)obj + k->off;
 		switch (k->type) {
 		case CT_STR: case CT_NAME: case CT_PATH: case CT_DISK: case CT_SECRET: case CT_ENUM:
+		case CT_ADDR:
 			free(*(char **)field);
 			*(char **)field = NULL;
 			break;
@@ -155,6 +158,12 @@ static int set_value(struct parse_ctx *p, const yaml_node_t *n, const struct cfg
 			}
 			return cfg_err(p, n, "%s must be one of: %s (got '%s')", k->key, list, value);
 		}
+	case CT_ADDR: {
+		struct netaddr a;
+		if ((r = netaddr_parse(value, &a)) < 0)
+			return cfg_err(p, n, "%s: %s", k->key, err_msg(r));
+		goto string;
+	}
 	case CT_STR:
 	string:
 		free(*(char **)field);
@@ -408,7 +417,7 @@ void yamltab_print(const struct cfg_table *t, const char *prefix)
 		       k->type == CT_LIST || k->type == CT_STRLIST ? "list"
 		       : k->type == CT_MAP ? "mapping" : k->type == CT_DURATION ? "duration"
 		       : k->type == CT_SIZE ? "size" : k->type == CT_RATE ? "rate"
-		       : k->type == CT_BOOL ? "boolean"
+		       : k->type == CT_BOOL ? "boolean" : k->type == CT_ADDR ? "address"
 		       : k->type == CT_UINT ? "number" : "string",
 		       k->note, k->required ? " (required)" : "", k->def ? "; default " : "",
 		       k->def ? k->def : "");

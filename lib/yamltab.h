@@ -37,6 +37,7 @@ enum cfg_type {
 	CT_LIST,     /* a sequence of mappings described by .sub (struct cfg_list) */
 	CT_STRLIST,  /* a sequence of names (struct cfg_list of char *) */
 	CT_MAP,      /* a nested mapping described by .sub, stored inline at .off */
+	CT_ADDR,     /* a numeric listening address "127.0.0.1:9853" (netaddr.h), as a string */
 };
 
 struct cfg_table;

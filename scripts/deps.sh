@@ -5,9 +5,10 @@
 #   scripts/deps.sh [build|test]   (default: test, which includes build)
 set -eu
 BUILD_PKGS="build-essential pkg-config libsodium-dev libzstd-dev libyaml-dev
-libsystemd-dev libjansson-dev libxxhash-dev libssh2-1-dev librsync-dev libcmocka-dev libcurl4-openssl-dev"
+libsystemd-dev libjansson-dev libxxhash-dev libssh2-1-dev librsync-dev libcmocka-dev libcurl4-openssl-dev
+libmicrohttpd-dev"
 TEST_PKGS="bc python3 systemd openssh-server openssh-client nftables e2fsprogs util-linux rsync rdiff xfsprogs procps iproute2 kmod
-qemu-system-x86 busybox-static chromium fonts-dejavu-core curl"
+qemu-system-x86 busybox-static chromium fonts-dejavu-core curl prometheus"
 want=$BUILD_PKGS
 [ "${1:-test}" = test ] && want="$want $TEST_PKGS"
 missing=""

@@ -73,7 +73,7 @@ int cmd_status(int argc, char **argv)
 	if (!(st = call("status", "status", NULL, &code)))
 		return code;
 	if (as_json) {
-		json_dumpf(st, stdout, JSON_INDENT(2));
+		json_dumpf(st, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(UNITS_REAL_DIGITS));
 		putchar('\n');
 		json_decref(st);
 		return EXIT_OK;
@@ -118,7 +118,8 @@ int cmd_metrics(int argc, char **argv)
 		printf("Usage: bascule [-c FILE] metrics\n\n"
 		       "Print the daemon's metrics in the Prometheus text exposition format\n"
 		       "(bascule_target_lag_seconds, bascule_target_up, ...), e.g. for the node\n"
-		       "exporter's textfile collector.\n");
+		       "exporter's textfile collector.  With metrics_listen in the configuration,\n"
+		       "basculed serves the same text at http://ADDRESS:PORT/metrics.\n");
 		return EXIT_OK;
 	}
 	if (!(st = call("metrics", "metrics", NULL, &code)))

@@ -1,10 +1,13 @@
-/* Unit tests: the bounds-checked reader and the bounded writer. */
+/* Unit tests: the bounds-checked reader, the bounded writer, units. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "buf.h"
 #include "units.h"
@@ -89,6 +92,52 @@ static void test_units(void **state)
 	assert_int_equal(units_parse_rate("fast", &v), -EINVAL);
 }
 
+/* What JSON and metrics print: the measurement, not the binary noise. */
+static void check_round(double v, enum units_measure kind, const char *want)
+{
+	char buf[64];
+
+	snprintf(buf, sizeof(buf), "%.*g", UNITS_REAL_DIGITS, units_round(v, kind));
+	if (strcmp(buf, want)) {
+		fprintf(stderr, "units_round(%.17g, %d) printed %s, want %s\n", v, (int)kind, buf, want);
+		fail();
+	}
+}
+
+static void test_units_round(void **state)
+{
+	char buf[64];
+	json_t *j;
+	char *text;
+
+	/* The case of the issue: 16200 us printed as 0.016199999999999999. */
+	snprintf(buf, sizeof(buf), "%.17g", (double)16200 / 1e6);
+	assert_string_equal(buf, "0.016199999999999999");
+	check_round((double)16200 / 1e6, UNITS_SECONDS, "0.0162");
+	check_round(0.1 + 0.2, UNITS_SECONDS, "0.3");
+	check_round(1.0000004, UNITS_SECONDS, "1");
+	check_round(86399.9999996, UNITS_SECONDS, "86400");
+	check_round((double)999999999123456ULL / 1e6, UNITS_SECONDS, "999999999.123456");
+	check_round(-1, UNITS_SECONDS, "-1");
+	check_round(0, UNITS_SECONDS, "0");
+	check_round((double)1764612220123456ULL / 1e6, UNITS_UNIXTIME, "1764612220.123");
+	check_round((double)1764612220999600ULL / 1e6, UNITS_UNIXTIME, "1764612221");
+	check_round(123456.789, UNITS_ESTIMATE, "123000");
+	check_round(98765432.1, UNITS_ESTIMATE, "98800000");
+	check_round(0.7 * 3 + 0.3 * 0.1, UNITS_ESTIMATE, "2.13");
+	check_round(0.000123456, UNITS_ESTIMATE, "0.000123");
+	check_round(999.7, UNITS_ESTIMATE, "1000");
+	check_round(-45.678, UNITS_ESTIMATE, "-45.7");
+	check_round(1e300 * 1e300, UNITS_ESTIMATE, "inf");
+	/* jansson with the same precision prints the same text. */
+	j = json_pack("{s:f, s:f}", "lag", units_round((double)16200 / 1e6, UNITS_SECONDS), "rate",
+		      units_round(123456.789, UNITS_ESTIMATE));
+	text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(UNITS_REAL_DIGITS));
+	assert_string_equal(text, "{\"lag\":0.0162,\"rate\":123000.0}");
+	free(text);
+	json_decref(j);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -96,6 +145,7 @@ int main(void)
 		cmocka_unit_test(test_reader_strings),
 		cmocka_unit_test(test_writer_max),
 		cmocka_unit_test(test_units),
+		cmocka_unit_test(test_units_round),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -177,6 +177,41 @@ static void test_missing_files(void **state)
 	rmdir(dir);
 }
 
+static void test_metrics_listen(void **state)
+{
+	struct config *c = NULL;
+	char text[4096];
+	const char *good[] = { "127.0.0.1:9853", "0.0.0.0:1", "[::1]:9853", "[::]:65535" };
+	const struct { const char *v, *want; } bad[] = {
+		{ "127.0.0.1", "test.yaml:14:17: metrics_listen: '127.0.0.1' is not a listening address: "
+			       "write ADDRESS:PORT" },
+		{ "localhost:9853", "test.yaml:14:17: metrics_listen: 'localhost:9853': 'localhost' is not a "
+				    "numeric IP address (names are not resolved)" },
+		{ "127.0.0.1:0", "the port must be a number from 1 to 65535" },
+		{ "127.0.0.1:65536", "the port must be a number from 1 to 65535" },
+		{ "127.0.0.1:http", "the port must be a number" },
+		{ "::1:9853", "an IPv6 address goes in brackets" },
+		{ "[::1]9853", "is not a listening address" },
+		{ ":9853", "is not a listening address" },
+		{ "999.1.1.1:9853", "not a numeric IP address" },
+	};
+
+	assert_int_equal(parse(minimal, &c), 0);
+	assert_null(c->metrics_listen); /* no listener unless asked */
+	config_free(c);
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(text, sizeof(text), "%smetrics_listen: \"%s\"\n", minimal, good[i]);
+		c = NULL;
+		assert_int_equal(parse(text, &c), 0);
+		assert_string_equal(c->metrics_listen, good[i]);
+		config_free(c);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "%smetrics_listen: \"%s\"\n", minimal, bad[i].v);
+		expect_error(text, bad[i].want);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -193,6 +228,7 @@ int main(void)
 		cmocka_unit_test(test_bad_url),
 		cmocka_unit_test(test_syntax),
 		cmocka_unit_test(test_missing_files),
+		cmocka_unit_test(test_metrics_listen),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
