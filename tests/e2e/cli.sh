@@ -2,11 +2,6 @@
 # errors exit 2, a bad configuration exits 3 naming FILE:LINE:COLUMN, no
 # daemon exits 8, and the example configuration in etc/ is valid.
 . "$(dirname "$0")/../lib/common.sh"
-expect_rc() { # expected-rc command...
-	local want=$1; shift
-	set +e; "$@" >"$T/out" 2>"$T/err"; local rc=$?; set -e
-	[ $rc -eq "$want" ] || fail "'$*' exited $rc, expected $want: $(cat "$T/err")"
-}
 expect_rc 0 "$BIN/basculed" --help
 grep -q -- "--check-config" "$T/out" || fail "basculed --help does not mention --check-config"
 expect_rc 0 "$BIN/basculed" --version

@@ -3,11 +3,6 @@
 # mismatch; signing keys by their secret or .pub file; every bad key file
 # exits 4 with a message saying what is wrong, a bad command line 2.
 . "$(dirname "$0")/../lib/common.sh"
-expect_rc() { # expected-rc command...
-	local want=$1; shift
-	set +e; "$@" >"$T/out" 2>"$T/err"; local rc=$?; set -e
-	[ $rc -eq "$want" ] || fail "'$*' exited $rc, expected $want: $(cat "$T/err")"
-}
 B=$BIN/bascule
 
 printed=$("$B" keygen site "$T/site.key" | sed -n 's/.*(key id \([0-9a-f]*\)).*/\1/p')
