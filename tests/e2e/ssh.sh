@@ -87,13 +87,13 @@ grep -q "taking over" "$T/daemon.log" && fail "a receiver was taken over: $(grep
 note "hand test of the key: answered, live receiver untouched"
 # The secondary's command= decides the retention: a primary asking for
 # other values is told so, in its log.
-sed -i 's/ --key / --keep-epochs 7 --key /' "$T/ssh-secondary/authorized_keys"
+sed -i "s| --key | --keep-epochs 7 --keep-time 1h --key |; s|--root $R |--root $R/ |" "$T/ssh-secondary/authorized_keys"
 in_secondary pkill -u "$SSH_USER" -f "bascule recv --root $R" || true
 "$BIN/tests/randwrite" "$T/vm1-data.img" 10 11
 bsc_sync 30s || fail "sync after the receiver restarted"
-grep -q "remote: bascule-recv: warning: the primary asked for --keep-epochs 24; the command= of this key on the secondary sets --keep-epochs 7, which applies" \
+grep -q "remote: bascule-recv: warning: the primary asked for --keep-epochs 24 --keep-time 0ms; the command= of this key on the secondary sets --keep-epochs 7 --keep-time 1h00m, which applies" \
 	"$T/daemon.log" || fail "no warning that keep_epochs is overridden: $(grep remote: "$T/daemon.log" | tail -3)"
-grep "remote:" "$T/daemon.log" | grep -q "root" && fail "a --root warning although the URL names the same directory"
+grep "remote:" "$T/daemon.log" | grep -q -- "--root" && fail "a --root warning although the URL names the same directory"
 note "options overridden by command= are reported to the primary"
 # Port forwarding: a forward to the secondary's sshd would show its banner.
 sshc -N -L "127.0.0.1:2222:$IP_S:22" "$SSH_USER@$IP_S" > "$T/fwd.out" 2>&1 &
