@@ -3,7 +3,8 @@
 #   make test            install missing packages, run unit and end-to-end tests
 #   make test SAN=1      the same under AddressSanitizer + UBSan (build-san/)
 #   make demo            replicate a sample VM disk to a local secondary
-#   make bench           print throughput figures against raw reads and rsync
+#   make bench           throughput against raw reads, rsync, rdiff, sftp, borg, restic
+#                        (~11 min; installs borgbackup and restic if missing)
 #   make install         programs, man pages, systemd unit, examples (PREFIX=/usr/local)
 #   make uninstall       remove exactly what make install wrote (same PREFIX, DESTDIR)
 #
