@@ -3,13 +3,28 @@
 #   make test            install missing packages, run unit and end-to-end tests
 #   make test SAN=1      the same under AddressSanitizer + UBSan (build-san/)
 #   make demo            replicate a sample VM disk to a local secondary
-#   make bench           print throughput figures against raw reads and rsync
-#   make install PREFIX=/usr DESTDIR=/tmp/pkg
+#   make bench           throughput against raw reads, rsync, rdiff, sftp, borg, restic
+#                        (~11 min; installs borgbackup and restic if missing)
+#   make install         programs, man pages, systemd unit, examples (PREFIX=/usr/local)
+#   make uninstall       remove exactly what make install wrote (same PREFIX, DESTDIR)
+#
+# Install layout (README "Install"): everything under PREFIX, nothing else.
+# The configuration directory is /etc/bascule whatever the prefix: the
+# programs' defaults name it (bascule -c, basculed -c, recv --key), as
+# Debian's sshd names /etc/ssh.  So there is no SYSCONFDIR: make install
+# writes nothing to /etc; the examples go to DOCDIR/examples and the operator
+# creates /etc/bascule (docs/secondary-setup.md).  The unit goes where systemd
+# looks for units of the prefix (/usr/local/lib/systemd/system and
+# /usr/lib/systemd/system are both on its search path); for another prefix,
+# say UNITDIR=/etc/systemd/system.  The unit and the authorized_keys example
+# are generated from their .in templates with the installed paths (PREFIX,
+# not DESTDIR, which only stages the files for a package).
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
-SYSCONFDIR ?= /etc
+DOCDIR ?= $(PREFIX)/share/doc/bascule
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 DESTDIR ?=
 CC ?= cc
 VERSION := 0.1.0
@@ -119,22 +134,40 @@ bench: deps-test
 	$(MAKE) build-tests
 	tests/bench/run.sh $(B)
 
+# The installed files, for install and uninstall alike.
+MAN_PAGES := man1/bascule.1 man5/bascule.yaml.5 man5/runbook.5 man8/basculed.8
+EXAMPLES := bascule.yaml runbook.yaml icinga-bascule.conf authorized_keys.example bascule-alerts.yml
+SUBST := sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SBINDIR@|$(SBINDIR)|g'
+
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
-		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/bascule
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(DOCDIR)/examples
 	install -m 0755 $(B)/basculed $(DESTDIR)$(SBINDIR)/basculed
 	install -m 0755 $(B)/bascule $(DESTDIR)$(BINDIR)/bascule
-	install -m 0644 docs/man/bascule.1 $(DESTDIR)$(MANDIR)/man1/
-	install -m 0644 docs/man/bascule.yaml.5 docs/man/runbook.5 $(DESTDIR)$(MANDIR)/man5/
-	install -m 0644 docs/man/basculed.8 $(DESTDIR)$(MANDIR)/man8/
-	install -m 0644 etc/bascule.yaml $(DESTDIR)$(SYSCONFDIR)/bascule/bascule.yaml.example
-	install -m 0644 etc/runbook.yaml $(DESTDIR)$(SYSCONFDIR)/bascule/runbook.yaml.example
-	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
-	install -m 0644 etc/systemd/basculed.service $(DESTDIR)$(PREFIX)/lib/systemd/system/
+	for m in $(MAN_PAGES); do install -m 0644 docs/man/$${m#*/} $(DESTDIR)$(MANDIR)/$$m || exit 1; done
+	$(SUBST) etc/systemd/basculed.service.in > $(DESTDIR)$(UNITDIR)/basculed.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/basculed.service
+	install -m 0644 etc/bascule.yaml etc/runbook.yaml etc/prometheus/bascule-alerts.yml \
+		$(DESTDIR)$(DOCDIR)/examples/
+	$(SUBST) etc/icinga/bascule.conf.in > $(DESTDIR)$(DOCDIR)/examples/icinga-bascule.conf
+	$(SUBST) etc/authorized_keys.example.in > $(DESTDIR)$(DOCDIR)/examples/authorized_keys.example
+	chmod 0644 $(DESTDIR)$(DOCDIR)/examples/authorized_keys.example \
+		$(DESTDIR)$(DOCDIR)/examples/icinga-bascule.conf
+	@echo "installed $(BINDIR)/bascule, $(SBINDIR)/basculed, $(UNITDIR)/basculed.service;" \
+		"examples in $(DOCDIR)/examples; configuration goes to /etc/bascule (see README, Install)"
+
+# Removes what install wrote and its own directory; leaves /etc/bascule (the
+# operator's configuration and keys) and the shared directories (bin, man1…).
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/basculed $(DESTDIR)$(BINDIR)/bascule \
+		$(DESTDIR)$(UNITDIR)/basculed.service $(MAN_PAGES:%=$(DESTDIR)$(MANDIR)/%) \
+		$(EXAMPLES:%=$(DESTDIR)$(DOCDIR)/examples/%)
+	@rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 
 clean:
 	rm -rf build build-san build-fuzz-*
 
-.PHONY: all deps deps-test build-tests test unit demo bench install clean fuzz
+.PHONY: all deps deps-test build-tests test unit demo bench install uninstall clean fuzz
 
 -include $(shell find $(B) -name '*.d' 2>/dev/null)

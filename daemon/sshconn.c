@@ -96,6 +96,9 @@ void sshconn_wire_io(struct target *t, struct wire_io *io)
 	io->ctx = t;
 }
 
+/* Under a forced command= on the secondary this request is only read, as
+ * SSH_ORIGINAL_COMMAND, by tools/recv_ssh.c (which warns about the options
+ * the secondary overrides): keep the two in step. */
 static void build_remote_command(struct target *t, char *cmd, size_t len)
 {
 	snprintf(cmd, len, "%s --root '%s' --keep-epochs %" PRIu64 " --keep-time %" PRIu64 "ms",

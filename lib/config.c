@@ -65,18 +65,20 @@ static const struct cfg_key target_keys[] = {
 	  .note = "replica: a live, bootable copy at the secondary site; vault: encrypted write-once "
 		  "objects at a backup provider (docs/vault.md)" },
 	{ K("url", CT_STR, struct cfg_target, url), .required = true,
-	  .note = "replica: local:/DIR or ssh://user@host[:port]/DIR; vault: local:/DIR or "
-		  "sftp://user@host[:port]/DIR" },
+	  .note = "replica: local:/DIR or ssh://user@host[:port]/DIR (the secondary's command= "
+		  "--root decides the DIR of ssh://); vault: local:/DIR or sftp://user@host[:port]/DIR" },
 	{ K("remote_command", CT_STR, struct cfg_target, remote_command), .def = "bascule recv",
-	  .note = "receiver command; --root DIR and retention options are appended" },
+	  .note = "receiver command; --root DIR and retention options are appended (ssh://: the "
+		  "secondary's authorized_keys command= replaces it)" },
 	{ K("bandwidth", CT_RATE, struct cfg_target, bandwidth), .def = "0",
 	  .note = "cap on bytes sent per second to this target, 0 = unlimited" },
 	{ K("identity", CT_SECRET, struct cfg_target, identity), .note = "SSH private key" },
 	{ K("known_hosts", CT_PATH, struct cfg_target, known_hosts), .note = "SSH known_hosts file" },
 	{ K("keep_epochs", CT_UINT, struct cfg_target, keep_epochs), .def = "24", .min = 0,
-	  .max = 100000, .note = "undo data kept on the replica for rollback, in epochs" },
+	  .max = 100000, .note = "undo data kept on the replica for rollback, in epochs (ssh://: the "
+			       "secondary's command= decides; the receiver warns when it differs)" },
 	{ K("keep_time", CT_DURATION, struct cfg_target, keep_time), .def = "0",
-	  .note = "also keep undo data younger than this (0 = by count only)" },
+	  .note = "also keep undo data younger than this (0 = by count only; ssh://: as keep_epochs)" },
 	{ K("max_in_flight", CT_UINT, struct cfg_target, max_in_flight), .def = "4", .min = 1,
 	  .max = 64, .note = "epochs sent but not yet acknowledged, at most" },
 	{ K("window", CT_STR, struct cfg_target, window),

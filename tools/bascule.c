@@ -20,6 +20,7 @@ static const struct subcommand {
 	const char *description;
 } subcommands[] = {
 	{ "keygen", cmd_keygen, "keygen site|signing|vault FILE", "create a site key, a report signing key pair or a vault key" },
+	{ "key", cmd_key, "key id FILE", "print the id of a site or signing key file (compare the two sites)" },
 	{ "sync", cmd_sync, "sync [GROUP] [--wait] [--timeout D]",
 	  "cut an epoch now; with --wait, return once every target has it" },
 	{ "status", cmd_status, "status [--json]", "where every group and target stands, with lag" },

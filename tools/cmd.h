@@ -12,6 +12,7 @@ extern struct global_opts arg_global;
 
 /* Each returns an EXIT_* code. ARGV[0] is the subcommand name. */
 int cmd_keygen(int argc, char **argv);
+int cmd_key(int argc, char **argv);
 int cmd_recv(int argc, char **argv);
 int cmd_replica(int argc, char **argv);
 int cmd_sync(int argc, char **argv);

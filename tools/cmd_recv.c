@@ -14,6 +14,7 @@
 #include "rsync.h"
 #include "units.h"
 #include "recvloop.h"
+#include "recv_ssh.h"
 #include "wire.h"
 #include <dirent.h>
 #include <getopt.h>
@@ -199,7 +200,9 @@ static void recv_usage(FILE *f)
 	fprintf(f, "Usage: bascule recv --root DIR [--key FILE] [--keep-epochs N] [--keep-time D]\n\n"
 		   "Receive epochs on stdin/stdout and apply them to the replicas under DIR\n"
 		   "(DIR/GROUP/SOURCE).  Run by basculed (local: targets) or by sshd with\n"
-		   "command=\"bascule recv --root DIR\" (ssh:// targets).  Not for interactive use.\n\n"
+		   "command=\"bascule recv --root DIR\" (ssh:// targets).  Not for interactive use:\n"
+		   "through ssh with any other command (ssh USER@SECONDARY test) it only says\n"
+		   "whether it is ready, and touches no replica.\n\n"
 		   "  --root DIR         replica directory (created if missing)\n"
 		   "  --key FILE         site key, mode 0600 (default /etc/bascule/site.key)\n"
 		   "  --keep-epochs N    keep undo data of the last N epochs for rollback (24)\n"
@@ -255,6 +258,13 @@ int cmd_recv(int argc, char **argv)
 	}
 	log_init("bascule-recv", arg_global.verbose);
 	signal(SIGPIPE, SIG_IGN);
+	{
+		/* Through ssh by hand: answer, and leave the live receiver alone. */
+		const struct recv_opts o = { root, keyfile, keep_epochs, keep_time };
+		int code;
+		if (recv_ssh_check(&o, &code) > 0)
+			return code;
+	}
 	if ((rc = key_load(keyfile, &key)) < 0)
 		goto out;
 	if ((rc = replica_open_mode(root, true, false, true, key, &r)) < 0)

@@ -16,8 +16,9 @@ static void usage(FILE *f)
 {
 	fprintf(f, "Usage: bascule trust-host HOST[:PORT] --known-hosts FILE [--yes]\n\n"
 		   "Connect to the SSH server HOST (port 22 by default), print its host key\n"
-		   "fingerprint and, once you confirm it matches the one shown on the secondary\n"
-		   "(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), add it to FILE.\n"
+		   "fingerprint and, once you confirm it matches the one of the same type shown on\n"
+		   "the secondary (ssh-keygen -lf on each /etc/ssh/ssh_host_*_key.pub), add it to\n"
+		   "FILE.  Asks on the terminal; with no terminal it refuses (exit 2) unless --yes.\n"
 		   "  --yes   do not ask (you checked the fingerprint another way)\n");
 }
 

@@ -2,16 +2,11 @@
 # errors exit 2, a bad configuration exits 3 naming FILE:LINE:COLUMN, no
 # daemon exits 8, and the example configuration in etc/ is valid.
 . "$(dirname "$0")/../lib/common.sh"
-expect_rc() { # expected-rc command...
-	local want=$1; shift
-	set +e; "$@" >"$T/out" 2>"$T/err"; local rc=$?; set -e
-	[ $rc -eq "$want" ] || fail "'$*' exited $rc, expected $want: $(cat "$T/err")"
-}
 expect_rc 0 "$BIN/basculed" --help
 grep -q -- "--check-config" "$T/out" || fail "basculed --help does not mention --check-config"
 expect_rc 0 "$BIN/basculed" --version
 expect_rc 0 "$BIN/bascule" --help
-for c in keygen sync status metrics history check pause resume trust-host recv replica; do
+for c in keygen key sync status metrics history check pause resume trust-host recv replica; do
 	expect_rc 0 "$BIN/bascule" "$c" --help
 	grep -qi usage "$T/out" || fail "bascule $c --help prints no usage"
 	grep -q "$c" <("$BIN/bascule" --help) || fail "bascule --help does not list $c"

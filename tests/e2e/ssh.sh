@@ -70,9 +70,31 @@ note "2 VMs, 3 disks identical over SSH"
 # 3. The key is good for bascule recv only.
 sshc() { in_primary ssh -i "$T/id_ed25519" -o UserKnownHostsFile="$T/known_hosts" -o BatchMode=yes \
 	-o StrictHostKeyChecking=yes "$@"; }
-out=$(sshc "$SSH_USER@$IP_S" 'cat /etc/passwd; echo SHELL-RAN' </dev/null 2>&1 || true)
-echo "$out" | grep -q "SHELL-RAN\|root:x:0" && fail "the restricted key ran a command: $out"
-echo "$out" | grep -q "^bascule-recv: error:" || fail "the forced command did not run: $out"
+# A hand test of the key while replication runs: the forced command answers,
+# runs nothing else, and leaves the live receiver (and its lock) alone.
+live=$(in_secondary pgrep -u "$SSH_USER" -f "bascule recv --root $R" | head -1)
+[ -n "$live" ] || fail "no live receiver on the secondary"
+set +e; out=$(sshc "$SSH_USER@$IP_S" 'cat /etc/passwd; echo SHELL-RAN' </dev/null 2>&1); rc=$?; set -e
+echo "$out" | grep -q "^SHELL-RAN$\|^root:x:0" && fail "the restricted key ran a command: $out"
+echo "$out" | grep -q "runs only the Bascule receiver" || fail "the forced command did not answer: $out"
+echo "$out" | grep -q "ready: replica directory $R, .*key id $("$BIN/bascule" key id "$T/site.key")" \
+	|| fail "the hand test does not say the receiver is ready with the site key: $out"
+[ $rc -eq 0 ] || fail "a hand test of a working key exited $rc"
+bsc_sync 30s || fail "replication after the hand test"
+[ "$(in_secondary pgrep -u "$SSH_USER" -f "bascule recv --root $R" | head -1)" = "$live" ] \
+	|| fail "the hand test took over the live receiver"
+grep -q "taking over" "$T/daemon.log" && fail "a receiver was taken over: $(grep "taking over" "$T/daemon.log")"
+note "hand test of the key: answered, live receiver untouched"
+# The secondary's command= decides the retention: a primary asking for
+# other values is told so, in its log.
+sed -i "s| --key | --keep-epochs 7 --keep-time 1h --key |; s|--root $R |--root $R/ |" "$T/ssh-secondary/authorized_keys"
+in_secondary pkill -u "$SSH_USER" -f "bascule recv --root $R" || true
+"$BIN/tests/randwrite" "$T/vm1-data.img" 10 11
+bsc_sync 30s || fail "sync after the receiver restarted"
+grep -q "receiver: bascule-recv: warning: the primary asked for --keep-epochs 24 --keep-time 0ms; the command= of this key on the secondary sets --keep-epochs 7 --keep-time 1h00m, which applies" \
+	"$T/daemon.log" || fail "no warning that keep_epochs is overridden: $(grep receiver: "$T/daemon.log" | tail -3)"
+grep "receiver:" "$T/daemon.log" | grep -q -- "--root" && fail "a --root warning although the URL names the same directory"
+note "options overridden by command= are reported to the primary"
 # Port forwarding: a forward to the secondary's sshd would show its banner.
 sshc -N -L "127.0.0.1:2222:$IP_S:22" "$SSH_USER@$IP_S" > "$T/fwd.out" 2>&1 &
 FWD=$!

@@ -37,6 +37,13 @@ trap cleanup EXIT
 
 fail() { echo "FAIL: $TEST_NAME: $*" >&2; exit 1; }
 note() { echo "  $TEST_NAME: $*"; }
+# expect_rc CODE CMD...: run CMD, fail unless it exits CODE; its output in
+# $T/out and $T/err.
+expect_rc() {
+	local want=$1; shift
+	set +e; "$@" >"$T/out" 2>"$T/err"; local rc=$?; set -e
+	[ $rc -eq "$want" ] || fail "'$*' exited $rc, expected $want: $(cat "$T/err")"
+}
 need_root() { [ "$(id -u)" = 0 ] || { echo "SKIP: $TEST_NAME needs root"; exit 77; }; }
 
 # bsc_config [interval] [max_interval] [extra target lines...]: one group

@@ -9,6 +9,7 @@
 # Everything is removed at exit, even on failure (sites_down runs from the
 # EXIT trap of common.sh).
 #   sites_up                  namespaces, links, sshd on the secondary
+#   sites_net_up              namespaces and links only (a test starting its own sshd)
 #   sites_cut / sites_restore drop / pass every packet on the primary-secondary link
 #   sites_loss PCT            drop PCT% of packets at random (0 to stop)
 #   in_primary CMD...         run CMD in the primary's namespace
@@ -69,6 +70,15 @@ sites_up() {
 	# A locked account (useradd's default) is refused by sshd without PAM: no
 	# password at all ("*") is what a key-only account needs.
 	usermod -p '*' "$SSH_USER" 2>/dev/null || true
+	sites_net_up
+	start_sshd secondary "$NS_S" "$IP_S"
+	# The daemon's SSH identity, authorised on the secondary with command=.
+	ssh-keygen -q -t ed25519 -N "" -f "$T/id_ed25519" -C bascule-primary
+	chmod 600 "$T/id_ed25519"
+}
+
+sites_net_up() {
+	need_root
 	chmod 711 "$T"
 	for ns in "$NS_P" "$NS_S" "$NS_V"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
 	SITES_UP=1
@@ -85,10 +95,6 @@ sites_up() {
 	in_primary nft add table inet bsclink
 	in_primary nft add chain inet bsclink out '{ type filter hook output priority 0; }'
 	in_primary nft add chain inet bsclink in '{ type filter hook input priority 0; }'
-	start_sshd secondary "$NS_S" "$IP_S"
-	# The daemon's SSH identity, authorised on the secondary with command=.
-	ssh-keygen -q -t ed25519 -N "" -f "$T/id_ed25519" -C bascule-primary
-	chmod 600 "$T/id_ed25519"
 }
 
 # sites_rate RATE: shape both directions of the primary-secondary link.
@@ -192,4 +198,57 @@ CONF
 vault_rate() {
 	ip netns exec "$NS_P" tc qdisc replace dev "bq$SITE_ID" root tbf rate "$1" burst 512kb latency 50ms
 	ip netns exec "$NS_V" tc qdisc replace dev "bv$SITE_ID" root tbf rate "$1" burst 512kb latency 50ms
+}
+
+# A site's own filesystem, for tests that run an operator's commands as root
+# "on the site" (tests/e2e/setup_doc.sh): a persistent mount namespace in
+# which SITE_DIRS are overlays on this machine's directories, the writes
+# going to $T/fs-NAME.  Useradd, make install, /etc/bascule, sshd's
+# /run/sshd: nothing outside the test changes, and the primary and the
+# secondary do not share files they would not share between two machines.
+#   site_fs_up NAME NETNS     create it; commands then run in NETNS too
+#   in_site NAME CMD...       run CMD as root on the site (root's PATH)
+#   site_argv NAME            SITE_ARGV=(the command prefix of in_site), for
+#                             a background job whose $! must be CMD itself
+SITE_DIRS="/etc /usr/local /var/lib /srv /run /root"
+SITE_FS=()
+site_fs_down() {
+	local n
+	for n in "${SITE_FS[@]}"; do umount "$T/fs-ns/$n" 2>/dev/null || umount -l "$T/fs-ns/$n"; done
+	[ ${#SITE_FS[@]} -eq 0 ] || umount -l "$T/fs-ns"
+	SITE_FS=()
+	return 0
+}
+site_fs_up() {
+	local name=$1 d="$T/fs-$1" dir
+	if [ ${#SITE_FS[@]} -eq 0 ]; then
+		EXIT_HOOKS+=(site_fs_down)
+		# A namespace file can be bound only on a private mount (as /run/netns).
+		mkdir -p "$T/fs-ns"
+		mount --bind "$T/fs-ns" "$T/fs-ns"
+		mount --make-private "$T/fs-ns"
+	fi
+	SITE_FS+=("$name")
+	mkdir -p "$d"
+	touch "$T/fs-ns/$name"
+	unshare --mount="$T/fs-ns/$name" --propagation private true
+	eval "SITE_NET_$name=$2"
+	for dir in $SITE_DIRS; do
+		mkdir -p "$d/upper$dir" "$d/work$dir"
+		nsenter --mount="$T/fs-ns/$name" mount -t overlay overlay \
+			-o "lowerdir=$dir,upperdir=$d/upper$dir,workdir=$d/work$dir" "$dir" \
+			|| fail "cannot overlay $dir for site $name"
+	done
+}
+site_argv() {
+	local net
+	eval "net=\$SITE_NET_$1"
+	SITE_ARGV=(nsenter --mount="$T/fs-ns/$1" --net="/run/netns/$net" --
+		env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+		LANG=C.UTF-8 TERM="${TERM:-dumb}"
+		${ASAN_OPTIONS:+ASAN_OPTIONS=$ASAN_OPTIONS} ${UBSAN_OPTIONS:+UBSAN_OPTIONS=$UBSAN_OPTIONS})
+}
+in_site() {
+	site_argv "$1"; shift
+	"${SITE_ARGV[@]}" "$@"
 }
