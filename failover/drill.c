@@ -572,19 +572,6 @@ static void build_env(struct ctx *c, const struct rb_service *svc)
 	c->env[n] = NULL;
 }
 
-/* The last non-empty line of the output, for messages. */
-static const char *last_line(struct run_result *r)
-{
-	size_t n = r->output_len;
-	char *p;
-
-	while (n && (r->output[n - 1] == '\n' || r->output[n - 1] == ' ' || r->output[n - 1] == '\r'))
-		n--;
-	r->output[n < RUN_OUTPUT_MAX ? n : RUN_OUTPUT_MAX - 1] = 0;
-	p = strrchr(r->output, '\n');
-	return p ? p + 1 : r->output;
-}
-
 /* Run CMD on HOST; 0 if it exited 0, else -EIO with the step's message set. */
 static int run(struct ctx *c, const char *host, const char *cmd, uint64_t timeout, const char *what)
 {
@@ -606,7 +593,7 @@ static int run(struct ctx *c, const char *host, const char *cmd, uint64_t timeou
 	}
 	if (c->res.exit_status != 0) {
 		step_msg(c->s, "%s on %s failed (exit %d): %.300s", what, host, c->res.exit_status,
-			 last_line(&c->res));
+			 run_said(&c->res));
 		return -EIO;
 	}
 	return 0;
@@ -703,7 +690,7 @@ static int do_pre_sec(struct ctx *c)
 		 rb->secondary.bascule, root, qd, qd);
 	if ((rc = run(c, rb->secondary.host, cmd, c->s->timeout, "the replica check")) < 0)
 		return rc;
-	sscanf(last_line(&c->res), "%*s %*s %*s %llu", &kb);
+	sscanf(run_last_line(&c->res), "%*s %*s %*s %llu", &kb);
 	if (rb->prechecks.min_free && kb * 1024 < rb->prechecks.min_free) {
 		step_msg(c->s, "only %llu MiB free under %s on %s, min_free wants %llu MiB", kb / 1024,
 			 dir, rb->secondary.host, (unsigned long long)(rb->prechecks.min_free >> 20));
@@ -760,9 +747,9 @@ static int do_sync(struct ctx *c, bool reverse)
 		 reverse ? rb->secondary.bascule : rb->primary.bascule, sock, grp, d1);
 	if ((rc = run(c, c->s->host, cmd, c->s->timeout, "bascule sync --wait")) < 0)
 		return rc;
-	line = last_line(&c->res);
+	line = run_last_line(&c->res);
 	if (sscanf(line, "%*[^:]: epoch %llu acknowledged", &e) != 1) {
-		step_msg(c->s, "unexpected answer from bascule sync: %.200s", line);
+		step_msg(c->s, "unexpected answer from bascule sync: %.200s", *line ? line : "(no output)");
 		return -EBADMSG;
 	}
 	c->s->epoch = e;
@@ -804,14 +791,15 @@ static int do_replica(struct ctx *c, const char *verb, const char *root, const c
 	if ((rc = run(c, c->s->host, cmd, c->s->timeout, verb)) < 0)
 		return rc;
 	if (!strcmp(verb, "demote")) {
-		step_msg(c->s, "%s", last_line(&c->res));
+		const char *l = run_last_line(&c->res);
+		step_msg(c->s, "%s", *l ? l : "demoted");
 		return 0;
 	}
-	if (!(j = json_loads(last_line(&c->res), 0, &je)) ||
+	if (!(j = json_loads(run_last_line(&c->res), 0, &je)) ||
 	    json_unpack(j, "{s:I, s:I, s:b}", "epoch", &e, "cut_time_us", &t, "consistent", &cons) < 0) {
 		json_decref(j);
 		step_msg(c->s, "unexpected answer from bascule replica %s: %.200s", verb,
-			 last_line(&c->res));
+			 run_said(&c->res));
 		return -EBADMSG;
 	}
 	json_decref(j);
@@ -909,8 +897,8 @@ static int do_checks(struct ctx *c, bool home)
 				usleep((useconds_t)ck->interval);
 		}
 		if (rc < 0) {
-			step_msg(c->s, "check %s failed after %llu attempts: %.450s", ck->name,
-				 (unsigned long long)ck->retries + 1, why);
+			step_msg(c->s, "check %s failed after %llu attempt%s: %.450s", ck->name,
+				 (unsigned long long)ck->retries + 1, ck->retries ? "s" : "", why);
 			return rc;
 		}
 	}
