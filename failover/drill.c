@@ -291,13 +291,14 @@ void drill_print_plan(const struct drill *d, FILE *f)
 static json_t *step_json(const struct step *s)
 {
 	return json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:i, s:b, s:I, s:s, s:I, s:I, s:i, s:s, "
-			 "s:I, s:I, s:b}",
+			 "s:s, s:I, s:I, s:b}",
 			 "id", s->id, "kind", kind_names[s->kind], "label", s->label, "service",
 			 s->service, "group", s->group, "host", s->host, "par", s->par, "abort", s->abort,
 			 "timeout_us", (json_int_t)s->timeout, "status", status_names[s->status],
 			 "start_us", (json_int_t)s->start, "end_us", (json_int_t)s->end, "attempts",
-			 s->attempts, "message", s->message, "epoch", (json_int_t)s->epoch,
-			 "cut_time_us", (json_int_t)s->cut_time, "consistent", s->consistent);
+			 s->attempts, "message", s->message, "warning", s->warning, "epoch",
+			 (json_int_t)s->epoch, "cut_time_us", (json_int_t)s->cut_time, "consistent",
+			 s->consistent);
 }
 
 json_t *drill_to_json(const struct drill *d)
@@ -364,16 +365,18 @@ int drill_begin(struct drill *d)
 static int step_from_json(json_t *o, struct step *s)
 {
 	const char *kind = NULL, *status = NULL, *label = "", *svc = "", *grp = "", *host = "",
-		   *msg = "";
+		   *msg = "", *warn = "";
 	json_int_t timeout = 0, start = 0, end = 0, epoch = 0, cut = 0;
 	int id = 0, par = 0, attempts = 0, ab = 0, cons = 0;
 
+	/* "warning" is optional: journals written before it existed resume. */
 	if (json_unpack(o, "{s:i, s:s, s:s, s:s, s:s, s:s, s:i, s:b, s:I, s:s, s:I, s:I, s:i, s:s, "
-			   "s:I, s:I, s:b}",
+			   "s?:s, s:I, s:I, s:b}",
 			"id", &id, "kind", &kind, "label", &label, "service", &svc, "group", &grp,
 			"host", &host, "par", &par, "abort", &ab, "timeout_us", &timeout, "status",
 			&status, "start_us", &start, "end_us", &end, "attempts", &attempts, "message",
-			&msg, "epoch", &epoch, "cut_time_us", &cut, "consistent", &cons) < 0)
+			&msg, "warning", &warn, "epoch", &epoch, "cut_time_us", &cut, "consistent",
+			&cons) < 0)
 		return -EBADMSG;
 	memset(s, 0, sizeof(*s));
 	s->kind = ST_KIND_MAX;
@@ -404,6 +407,7 @@ static int step_from_json(json_t *o, struct step *s)
 	snprintf(s->group, sizeof(s->group), "%s", grp);
 	snprintf(s->host, sizeof(s->host), "%s", host);
 	snprintf(s->message, sizeof(s->message), "%s", msg);
+	snprintf(s->warning, sizeof(s->warning), "%s", warn);
 	return 0;
 }
 
@@ -605,15 +609,39 @@ static void q(const char *s, char *buf, size_t len)
 		snprintf(buf, len, "''");
 }
 
+/* Appends ", TEXT" (or TEXT to an empty BUF), for lists in messages. */
+static void list_add(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void list_add(char *buf, size_t len, const char *fmt, ...)
+{
+	size_t n = strlen(buf);
+	va_list ap;
+
+	if (n && n + 2 < len) {
+		memcpy(buf + n, ", ", 3);
+		n += 2;
+	}
+	va_start(ap, fmt);
+	vsnprintf(buf + n, len - n, fmt, ap);
+	va_end(ap);
+}
+
+/* Is the primary's replication ready for a failover?  Every group of the
+ * runbook replicated and not paused.  Replica targets are the failover path:
+ * each one connected (with epochs in flight, "catching-up", is connected:
+ * the final sync waits for them) when require_connected, and every group's
+ * lag under max_lag.  A vault target is not on that path: between two
+ * shipments or catching up it is healthy, in error it is a warning in the
+ * report, never a reason to refuse the drill. */
 static int do_pre_repl(struct ctx *c)
 {
 	const struct runbook *rb = c->d->rb;
-	char cmd[8192], sock[4200];
+	char cmd[8192], sock[4200], vaults[300] = "";
 	const char *groups[256];
-	size_t ng = groups_of(rb, groups, 256);
-	json_t *st, *garr, *tarr;
+	size_t ng = groups_of(rb, groups, 256), n_repl = 0;
+	json_t *st, *garr, *tarr, *g, *t;
 	json_error_t je;
 	double worst = 0;
+	size_t k;
 	int rc;
 
 	q(rb->primary.control_socket, sock, sizeof(sock));
@@ -630,38 +658,57 @@ static int do_pre_repl(struct ctx *c)
 	rc = 0;
 	for (size_t i = 0; i < ng && rc == 0; i++) {
 		bool found = false;
-		size_t k;
-		json_t *g, *t;
-		json_array_foreach(garr, k, g)
-			if (!strcmp(json_string_value(json_object_get(g, "name")) ?: "", groups[i])) {
-				found = true;
-				if (json_is_true(json_object_get(g, "paused"))) {
-					step_msg(c->s, "group %s is paused on the primary: resume it "
-						       "(bascule resume %s) before a drill", groups[i], groups[i]);
-					rc = -EAGAIN;
-				}
+		json_array_foreach(garr, k, g) {
+			if (strcmp(json_string_value(json_object_get(g, "name")) ?: "", groups[i]))
+				continue;
+			found = true;
+			if (json_is_true(json_object_get(g, "paused"))) {
+				step_msg(c->s, "group %s is paused on the primary: resume it (bascule resume "
+					       "%s) before a drill", groups[i], groups[i]);
+				rc = -EAGAIN;
 			}
+		}
 		if (!found) {
 			step_msg(c->s, "group %s of the runbook is not replicated by the daemon on %s",
 				 groups[i], rb->primary.host);
 			rc = -ENOENT;
+		}
+	}
+	json_array_foreach(tarr, k, t) {
+		const char *tn = json_string_value(json_object_get(t, "name")) ?: "?";
+		const char *state = json_string_value(json_object_get(t, "state")) ?: "?";
+		const char *why = json_string_value(json_object_get(t, "last_error")) ?: "";
+		json_t *tg = json_object_get(t, "groups");
+		if (rc)
+			break;
+		if (!strcmp(json_string_value(json_object_get(t, "type")) ?: "", "vault")) {
+			if (!strcmp(state, "error"))
+				list_add(c->s->warning, sizeof(c->s->warning), "vault target %s is in error: "
+					 "%.150s", tn, *why ? why : "(no message)");
+			else
+				list_add(vaults, sizeof(vaults), "%s %s", tn, state);
+			continue;
+		}
+		n_repl++;
+		if (rb->prechecks.require_connected && strcmp(state, "connected") &&
+		    strcmp(state, "catching-up")) {
+			if (*why)
+				step_msg(c->s, "replica target %s is not connected (%s): %.300s", tn, state,
+					 why);
+			else
+				step_msg(c->s, "replica target %s is not connected (%s, no error recorded "
+					       "yet: bascule status on %s shows when it is)", tn, state,
+					 rb->primary.host);
+			rc = -ENOTCONN;
 			break;
 		}
-		json_array_foreach(tarr, k, t) {
-			const char *tn = json_string_value(json_object_get(t, "name")) ?: "?";
-			const char *state = json_string_value(json_object_get(t, "state")) ?: "?";
-			double lag = json_number_value(json_object_get(
-				json_object_get(json_object_get(t, "groups"), groups[i]), "lag_seconds"));
-			if (rc)
-				break;
-			if (rb->prechecks.require_connected && strcmp(state, "connected") != 0) {
-				step_msg(c->s, "target %s is %s, not connected: %s", tn, state,
-					 json_string_value(json_object_get(t, "last_error")) ?: "");
-				rc = -ENOTCONN;
-			} else if (rb->prechecks.max_lag && lag * 1e6 > (double)rb->prechecks.max_lag) {
+		for (size_t i = 0; i < ng && rc == 0; i++) {
+			double lag = json_number_value(json_object_get(json_object_get(tg, groups[i]),
+								       "lag_seconds"));
+			if (rb->prechecks.max_lag && lag * 1e6 > (double)rb->prechecks.max_lag) {
 				char d1[32];
-				step_msg(c->s, "group %s lags %.1f s behind on target %s, more than "
-					       "max_lag %s", groups[i], lag, tn,
+				step_msg(c->s, "group %s lags %.1f s behind on replica target %s, more "
+					       "than max_lag %s", groups[i], lag, tn,
 					 units_fmt_duration(rb->prechecks.max_lag, d1, sizeof(d1)));
 				rc = -EAGAIN;
 			}
@@ -669,9 +716,16 @@ static int do_pre_repl(struct ctx *c)
 				worst = lag;
 		}
 	}
+	if (rc == 0 && !n_repl) {
+		step_msg(c->s, "the daemon on %s has no replica target: nothing would reach the "
+			       "secondary's replica", rb->primary.host);
+		rc = -ENOENT;
+	}
 	json_decref(st);
 	if (rc == 0)
-		step_msg(c->s, "%zu group%s replicated, worst lag %.2f s", ng, ng == 1 ? "" : "s", worst);
+		step_msg(c->s, "%zu group%s on %zu replica target%s, worst lag %.2f s%s%s%s", ng,
+			 ng == 1 ? "" : "s", n_repl, n_repl == 1 ? "" : "s", worst,
+			 *vaults ? "; vault " : "", vaults, *vaults ? " (not on the failover path)" : "");
 	return rc;
 }
 
@@ -1038,8 +1092,9 @@ static void *step_thread(void *arg)
 		step_msg(s, "%s", err_msg(rc));
 	journal_write(d);
 	pthread_mutex_unlock(&d->lock);
-	say(d, "%s %-40s %8s  %s", rc == 0 ? "  ok " : "FAIL ", s->label,
-	    units_fmt_duration(s->end - s->start, dur, sizeof(dur)), s->message);
+	say(d, "%s %-40s %8s  %s%s%s", rc == 0 ? "  ok " : "FAIL ", s->label,
+	    units_fmt_duration(s->end - s->start, dur, sizeof(dur)), s->message,
+	    s->warning[0] ? "; WARNING: " : "", s->warning);
 	return NULL;
 }
 
@@ -1065,6 +1120,7 @@ static int run_batch(struct drill *d, size_t from, size_t to)
 		s->start = now_usec();
 		s->end = 0;
 		s->message[0] = 0;
+		s->warning[0] = 0;
 	}
 	rc = journal_write(d); /* before anything is touched */
 	pthread_mutex_unlock(&d->lock);

@@ -175,13 +175,15 @@ json_t *report_build(const struct drill *d)
 	for (size_t i = 0; i < d->n; i++) {
 		const struct step *s = &d->steps[i];
 		json_array_append_new(
-			steps, json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:i, s:s}",
+			steps, json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:i, s:s, "
+					 "s:s}",
 					 "id", s->id, "kind", step_kind_name(s->kind), "label", s->label,
 					 "service", s->service, "group", s->group, "host", s->host,
 					 "status", step_status_name(s->status), "abort", s->abort,
 					 "start_us", (json_int_t)s->start, "end_us", (json_int_t)s->end,
 					 "duration_us", (json_int_t)(s->end > s->start ? s->end - s->start : 0),
-					 "attempts", s->attempts, "message", s->message));
+					 "attempts", s->attempts, "message", s->message, "warning",
+					 s->warning));
 	}
 	for (size_t i = 0; i < rb->services.n; i++) {
 		const struct rb_service *s = RB_SVC(rb, i);
@@ -458,6 +460,16 @@ char *report_html(json_t *doc)
 	if (*jstr(r, "message")) {
 		fprintf(f, "<tr><th>message</th><td colspan=\"4\">");
 		esc(f, jstr(r, "message"));
+		fprintf(f, "</td></tr>\n");
+	}
+	json_array_foreach(json_object_get(r, "steps"), i, x) {
+		if (!*jstr(x, "warning"))
+			continue;
+		fprintf(f, "<tr><th class=\"WARN\">warning</th><td colspan=\"4\" class=\"WARN\">"
+			   "step %d (", (int)jint(x, "id"));
+		esc(f, jstr(x, "label"));
+		fprintf(f, "): ");
+		esc(f, jstr(x, "warning"));
 		fprintf(f, "</td></tr>\n");
 	}
 	json_array_foreach(json_object_get(r, "resumed_us"), i, x)
