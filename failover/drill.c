@@ -428,7 +428,7 @@ int drill_load(const struct runbook *rb, struct drill **ret)
 	pthread_mutex_init(&d->lock, NULL);
 	if ((rc = lock_state(d)) < 0)
 		goto fail;
-	if (!(j = json_load_file(d->journal, 0, &je))) {
+	if (!(j = json_load_file(d->journal, JSON_REJECT_DUPLICATES, &je))) {
 		rc = access(d->journal, F_OK) < 0
 			     ? err_set(ENOENT, "no unfinished drill to resume or abort (%s does not "
 					       "exist)", d->journal)

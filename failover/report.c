@@ -612,9 +612,16 @@ int report_verify(const char *file, const char *pubkey_file, char *who, size_t w
 			goto out;
 		}
 		a += strlen(HTML_MARK);
-		doc = json_loadb(a, (size_t)(b - a), 0, &je);
+		doc = json_loadb(a, (size_t)(b - a), JSON_REJECT_DUPLICATES, &je);
 	} else {
-		doc = json_loadb(text, len, 0, &je);
+		doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	}
+	/* Bascule never writes a key twice.  A reader keeps one of the values
+	 * (jansson the last, a person the first): refused as an edit. */
+	if (!doc && json_error_code(&je) == json_error_duplicate_key) {
+		rc = err_set(EBADMSG, "%s: a key appears twice (%s, line %d): the report was edited "
+				      "after it was signed", file, je.text, je.line);
+		goto out;
 	}
 	if (!doc || !json_is_object(r = json_object_get(doc, "report"))) {
 		rc = err_set(EINVAL, "%s is not a Bascule drill report (%s)", file,

@@ -179,6 +179,19 @@ static void test_plans(void **state)
 	runbook_free(rb);
 }
 
+/* Write TEXT to PATH with INS inserted at AT (a pointer into TEXT). */
+static void write_with(const char *path, const char *text, const char *at, const char *ins)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	assert_non_null(at);
+	fwrite(text, 1, (size_t)(at - text), f);
+	fputs(ins, f);
+	fputs(at, f);
+	fclose(f);
+}
+
 /* A report signed, then each kind of tampering refused. */
 static void test_report_signature(void **state)
 {
@@ -203,6 +216,22 @@ static void test_report_signature(void **state)
 	assert_int_equal(report_verify(jp, pub, who, sizeof(who)), 0);
 	assert_int_equal(report_verify(hp, pub, who, sizeof(who)), 0);
 	assert_int_equal(report_verify(hp, NULL, who, sizeof(who)), 0);
+	/* A key given twice, the first a forged 1: jansson alone keeps the last
+	 * (the signed one) and would call it valid; a person reads the first. */
+	{
+		char dj[300], dh[300];
+		snprintf(dj, sizeof(dj), "%s/dup.json", dir);
+		snprintf(dh, sizeof(dh), "%s/dup.html", dir);
+		assert_int_equal(fs_read_all(jp, 1 << 24, &text, &len), 0);
+		write_with(dj, text, strstr(text, "\"rto_us\": "), "\"rto_us\": 1, ");
+		free(text);
+		assert_int_equal(report_verify(dj, pub, who, sizeof(who)), -EBADMSG);
+		assert_non_null(strstr(err_msg(-EBADMSG), "appears twice"));
+		assert_int_equal(fs_read_all(hp, 1 << 24, &text, &len), 0);
+		write_with(dh, text, strstr(text, "\"rto_us\":"), "\"rto_us\":1,");
+		free(text);
+		assert_int_equal(report_verify(dh, pub, who, sizeof(who)), -EBADMSG);
+	}
 	/* change a figure in the JSON */
 	assert_int_equal(fs_read_all(jp, 1 << 24, &text, &len), 0);
 	*strstr(text, "\"mode\": \"planned\"") = ' ';
