@@ -174,6 +174,9 @@ static void plan_starts(struct drill *d, enum step_kind start, enum step_kind ch
 					 "%s %s on %s (wave %d)", start == ST_RESTART ? "restart" : "start",
 					 s->name, host, w);
 		}
+		/* On the service's host (where a command check runs unless it names
+		 * another); the bound is every attempt timing out, with the pauses
+		 * between attempts. */
 		for (size_t i = 0; i < rb->services.n; i++) {
 			const struct rb_service *s = RB_SVC(rb, i);
 			uint64_t t = 0;
@@ -181,9 +184,9 @@ static void plan_starts(struct drill *d, enum step_kind start, enum step_kind ch
 				continue;
 			for (size_t k = 0; k < s->checks.n; k++) {
 				const struct rb_check *c = RB_CHECK(s, k);
-				t += (c->retries + 1) * (c->timeout + c->interval);
+				t += (c->retries + 1) * c->timeout + c->retries * c->interval;
 			}
-			add_step(d, check, s->name, s->group, NULL, 2 * w + 1, t,
+			add_step(d, check, s->name, s->group, host, 2 * w + 1, t,
 				 "check %s (%zu check%s, wave %d)", s->name, s->checks.n,
 				 s->checks.n == 1 ? "" : "s", w);
 		}

@@ -165,6 +165,18 @@ static void test_plans(void **state)
 		assert_true(stop_web >= 0 && stop_web < stop_db);
 		assert_true(stop_db < sync && sync < promote && promote < start_db && start_db < start_web);
 	}
+	/* db's check step: on the secondary, bounded by its one tcp check (defaults
+	 * 5s, 30 retries, 2s apart) failing every attempt: 31 x 5 s + 30 x 2 s. */
+	{
+		const struct step *ck = NULL;
+		for (size_t i = 0; i < d->n; i++)
+			if (d->steps[i].kind == ST_CHECK)
+				ck = &d->steps[i];
+		assert_non_null(ck);
+		assert_string_equal(ck->service, "db");
+		assert_string_equal(ck->host, "b");
+		assert_int_equal(ck->timeout, 215 * 1000000ULL);
+	}
 	drill_free(d);
 	assert_int_equal(drill_plan(rb, MODE_UNPLANNED, &d), 0);
 	assert_false(has_kind(d, ST_STOP));
