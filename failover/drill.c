@@ -685,7 +685,9 @@ static int do_pre_repl(struct ctx *c)
 		if (rc)
 			break;
 		if (!strcmp(json_string_value(json_object_get(t, "type")) ?: "", "vault")) {
-			if (!strcmp(state, "error"))
+			/* In error, or trying again after one (the error stays until an ack). */
+			bool up = !strcmp(state, "connected") || !strcmp(state, "catching-up");
+			if (!strcmp(state, "error") || (!up && *why))
 				list_add(c->s->warning, sizeof(c->s->warning), "vault target %s is in error: "
 					 "%.150s", tn, *why ? why : "(no message)");
 			else
