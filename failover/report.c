@@ -298,6 +298,8 @@ static const char *dur(uint64_t us, char *buf, size_t len)
 {
 	if (us < 10000000)
 		snprintf(buf, len, "%.2f s", (double)us / 1e6);
+	else if (us < 60000000)
+		snprintf(buf, len, "%.1f s", (double)us / 1e6); /* not "0m 10s" */
 	else if (us < 3600000000ULL)
 		snprintf(buf, len, "%um %02us", (unsigned)(us / 60000000), (unsigned)(us / 1000000 % 60));
 	else
