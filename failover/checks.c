@@ -2,6 +2,7 @@
 #include "checks.h"
 #include "err.h"
 #include "hostexec.h"
+#include "units.h"
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -147,21 +148,17 @@ static int check_command(const struct rb_check *c, const struct rb_host *host,
 	rc = host_run(host, c->command, env, c->timeout, res);
 	if (rc < 0) {
 		snprintf(why, len, "%s", err_msg(rc));
-	} else if (res->timed_out || res->exit_status != 0) {
-		size_t n = res->output_len;
-		while (n && (res->output[n - 1] == '\n' || res->output[n - 1] == ' '))
-			n--;
-		res->output[n] = 0;
-		/* The last line says most. */
-		const char *last = n ? strrchr(res->output, '\n') : NULL;
-		snprintf(why, len, "command %s%s: %.200s", res->timed_out ? "timed out" : "failed",
-			 res->timed_out ? "" : (res->exit_status < 0 ? " (killed)" : ""),
-			 last ? last + 1 : res->output);
-		if (!res->timed_out && res->exit_status > 0) {
-			char tmp[64];
-			snprintf(tmp, sizeof(tmp), " (exit %d)", res->exit_status);
-			strncat(why, tmp, len - strlen(why) - 1);
-		}
+	} else if (res->timed_out) {
+		char d[32];
+		snprintf(why, len, "command timed out after %s: %.200s",
+			 units_fmt_duration(c->timeout, d, sizeof(d)), run_said(res));
+		rc = -EBADMSG;
+	} else if (res->exit_status != 0) {
+		if (res->exit_status < 0)
+			snprintf(why, len, "command killed: %.200s", run_said(res));
+		else
+			snprintf(why, len, "command failed (exit %d): %.200s", res->exit_status,
+				 run_said(res));
 		rc = -EBADMSG;
 	}
 	free(res);

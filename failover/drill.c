@@ -174,6 +174,9 @@ static void plan_starts(struct drill *d, enum step_kind start, enum step_kind ch
 					 "%s %s on %s (wave %d)", start == ST_RESTART ? "restart" : "start",
 					 s->name, host, w);
 		}
+		/* On the service's host (where a command check runs unless it names
+		 * another); the bound is every attempt timing out, with the pauses
+		 * between attempts. */
 		for (size_t i = 0; i < rb->services.n; i++) {
 			const struct rb_service *s = RB_SVC(rb, i);
 			uint64_t t = 0;
@@ -181,9 +184,9 @@ static void plan_starts(struct drill *d, enum step_kind start, enum step_kind ch
 				continue;
 			for (size_t k = 0; k < s->checks.n; k++) {
 				const struct rb_check *c = RB_CHECK(s, k);
-				t += (c->retries + 1) * (c->timeout + c->interval);
+				t += (c->retries + 1) * c->timeout + c->retries * c->interval;
 			}
-			add_step(d, check, s->name, s->group, NULL, 2 * w + 1, t,
+			add_step(d, check, s->name, s->group, host, 2 * w + 1, t,
 				 "check %s (%zu check%s, wave %d)", s->name, s->checks.n,
 				 s->checks.n == 1 ? "" : "s", w);
 		}
@@ -291,13 +294,14 @@ void drill_print_plan(const struct drill *d, FILE *f)
 static json_t *step_json(const struct step *s)
 {
 	return json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:i, s:b, s:I, s:s, s:I, s:I, s:i, s:s, "
-			 "s:I, s:I, s:b}",
+			 "s:s, s:I, s:I, s:b}",
 			 "id", s->id, "kind", kind_names[s->kind], "label", s->label, "service",
 			 s->service, "group", s->group, "host", s->host, "par", s->par, "abort", s->abort,
 			 "timeout_us", (json_int_t)s->timeout, "status", status_names[s->status],
 			 "start_us", (json_int_t)s->start, "end_us", (json_int_t)s->end, "attempts",
-			 s->attempts, "message", s->message, "epoch", (json_int_t)s->epoch,
-			 "cut_time_us", (json_int_t)s->cut_time, "consistent", s->consistent);
+			 s->attempts, "message", s->message, "warning", s->warning, "epoch",
+			 (json_int_t)s->epoch, "cut_time_us", (json_int_t)s->cut_time, "consistent",
+			 s->consistent);
 }
 
 json_t *drill_to_json(const struct drill *d)
@@ -364,16 +368,18 @@ int drill_begin(struct drill *d)
 static int step_from_json(json_t *o, struct step *s)
 {
 	const char *kind = NULL, *status = NULL, *label = "", *svc = "", *grp = "", *host = "",
-		   *msg = "";
+		   *msg = "", *warn = "";
 	json_int_t timeout = 0, start = 0, end = 0, epoch = 0, cut = 0;
 	int id = 0, par = 0, attempts = 0, ab = 0, cons = 0;
 
+	/* "warning" is optional: journals written before it existed resume. */
 	if (json_unpack(o, "{s:i, s:s, s:s, s:s, s:s, s:s, s:i, s:b, s:I, s:s, s:I, s:I, s:i, s:s, "
-			   "s:I, s:I, s:b}",
+			   "s?:s, s:I, s:I, s:b}",
 			"id", &id, "kind", &kind, "label", &label, "service", &svc, "group", &grp,
 			"host", &host, "par", &par, "abort", &ab, "timeout_us", &timeout, "status",
 			&status, "start_us", &start, "end_us", &end, "attempts", &attempts, "message",
-			&msg, "epoch", &epoch, "cut_time_us", &cut, "consistent", &cons) < 0)
+			&msg, "warning", &warn, "epoch", &epoch, "cut_time_us", &cut, "consistent",
+			&cons) < 0)
 		return -EBADMSG;
 	memset(s, 0, sizeof(*s));
 	s->kind = ST_KIND_MAX;
@@ -404,6 +410,7 @@ static int step_from_json(json_t *o, struct step *s)
 	snprintf(s->group, sizeof(s->group), "%s", grp);
 	snprintf(s->host, sizeof(s->host), "%s", host);
 	snprintf(s->message, sizeof(s->message), "%s", msg);
+	snprintf(s->warning, sizeof(s->warning), "%s", warn);
 	return 0;
 }
 
@@ -424,7 +431,7 @@ int drill_load(const struct runbook *rb, struct drill **ret)
 	pthread_mutex_init(&d->lock, NULL);
 	if ((rc = lock_state(d)) < 0)
 		goto fail;
-	if (!(j = json_load_file(d->journal, 0, &je))) {
+	if (!(j = json_load_file(d->journal, JSON_REJECT_DUPLICATES, &je))) {
 		rc = access(d->journal, F_OK) < 0
 			     ? err_set(ENOENT, "no unfinished drill to resume or abort (%s does not "
 					       "exist)", d->journal)
@@ -572,19 +579,6 @@ static void build_env(struct ctx *c, const struct rb_service *svc)
 	c->env[n] = NULL;
 }
 
-/* The last non-empty line of the output, for messages. */
-static const char *last_line(struct run_result *r)
-{
-	size_t n = r->output_len;
-	char *p;
-
-	while (n && (r->output[n - 1] == '\n' || r->output[n - 1] == ' ' || r->output[n - 1] == '\r'))
-		n--;
-	r->output[n < RUN_OUTPUT_MAX ? n : RUN_OUTPUT_MAX - 1] = 0;
-	p = strrchr(r->output, '\n');
-	return p ? p + 1 : r->output;
-}
-
 /* Run CMD on HOST; 0 if it exited 0, else -EIO with the step's message set. */
 static int run(struct ctx *c, const char *host, const char *cmd, uint64_t timeout, const char *what)
 {
@@ -606,7 +600,7 @@ static int run(struct ctx *c, const char *host, const char *cmd, uint64_t timeou
 	}
 	if (c->res.exit_status != 0) {
 		step_msg(c->s, "%s on %s failed (exit %d): %.300s", what, host, c->res.exit_status,
-			 last_line(&c->res));
+			 run_said(&c->res));
 		return -EIO;
 	}
 	return 0;
@@ -618,15 +612,39 @@ static void q(const char *s, char *buf, size_t len)
 		snprintf(buf, len, "''");
 }
 
+/* Appends ", TEXT" (or TEXT to an empty BUF), for lists in messages. */
+static void list_add(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void list_add(char *buf, size_t len, const char *fmt, ...)
+{
+	size_t n = strlen(buf);
+	va_list ap;
+
+	if (n && n + 2 < len) {
+		memcpy(buf + n, ", ", 3);
+		n += 2;
+	}
+	va_start(ap, fmt);
+	vsnprintf(buf + n, len - n, fmt, ap);
+	va_end(ap);
+}
+
+/* Is the primary's replication ready for a failover?  Every group of the
+ * runbook replicated and not paused.  Replica targets are the failover path:
+ * each one connected (with epochs in flight, "catching-up", is connected:
+ * the final sync waits for them) when require_connected, and every group's
+ * lag under max_lag.  A vault target is not on that path: between two
+ * shipments or catching up it is healthy, in error it is a warning in the
+ * report, never a reason to refuse the drill. */
 static int do_pre_repl(struct ctx *c)
 {
 	const struct runbook *rb = c->d->rb;
-	char cmd[8192], sock[4200];
+	char cmd[8192], sock[4200], vaults[300] = "";
 	const char *groups[256];
-	size_t ng = groups_of(rb, groups, 256);
-	json_t *st, *garr, *tarr;
+	size_t ng = groups_of(rb, groups, 256), n_repl = 0;
+	json_t *st, *garr, *tarr, *g, *t;
 	json_error_t je;
 	double worst = 0;
+	size_t k;
 	int rc;
 
 	q(rb->primary.control_socket, sock, sizeof(sock));
@@ -643,38 +661,59 @@ static int do_pre_repl(struct ctx *c)
 	rc = 0;
 	for (size_t i = 0; i < ng && rc == 0; i++) {
 		bool found = false;
-		size_t k;
-		json_t *g, *t;
-		json_array_foreach(garr, k, g)
-			if (!strcmp(json_string_value(json_object_get(g, "name")) ?: "", groups[i])) {
-				found = true;
-				if (json_is_true(json_object_get(g, "paused"))) {
-					step_msg(c->s, "group %s is paused on the primary: resume it "
-						       "(bascule resume %s) before a drill", groups[i], groups[i]);
-					rc = -EAGAIN;
-				}
+		json_array_foreach(garr, k, g) {
+			if (strcmp(json_string_value(json_object_get(g, "name")) ?: "", groups[i]))
+				continue;
+			found = true;
+			if (json_is_true(json_object_get(g, "paused"))) {
+				step_msg(c->s, "group %s is paused on the primary: resume it (bascule resume "
+					       "%s) before a drill", groups[i], groups[i]);
+				rc = -EAGAIN;
 			}
+		}
 		if (!found) {
 			step_msg(c->s, "group %s of the runbook is not replicated by the daemon on %s",
 				 groups[i], rb->primary.host);
 			rc = -ENOENT;
+		}
+	}
+	json_array_foreach(tarr, k, t) {
+		const char *tn = json_string_value(json_object_get(t, "name")) ?: "?";
+		const char *state = json_string_value(json_object_get(t, "state")) ?: "?";
+		const char *why = json_string_value(json_object_get(t, "last_error")) ?: "";
+		json_t *tg = json_object_get(t, "groups");
+		if (rc)
+			break;
+		if (!strcmp(json_string_value(json_object_get(t, "type")) ?: "", "vault")) {
+			/* In error, or trying again after one (the error stays until an ack). */
+			bool up = !strcmp(state, "connected") || !strcmp(state, "catching-up");
+			if (!strcmp(state, "error") || (!up && *why))
+				list_add(c->s->warning, sizeof(c->s->warning), "vault target %s is in error: "
+					 "%.150s", tn, *why ? why : "(no message)");
+			else
+				list_add(vaults, sizeof(vaults), "%s %s", tn, state);
+			continue;
+		}
+		n_repl++;
+		if (rb->prechecks.require_connected && strcmp(state, "connected") &&
+		    strcmp(state, "catching-up")) {
+			if (*why)
+				step_msg(c->s, "replica target %s is not connected (%s): %.300s", tn, state,
+					 why);
+			else
+				step_msg(c->s, "replica target %s is not connected (%s, no error recorded "
+					       "yet: bascule status on %s shows when it is)", tn, state,
+					 rb->primary.host);
+			rc = -ENOTCONN;
 			break;
 		}
-		json_array_foreach(tarr, k, t) {
-			const char *tn = json_string_value(json_object_get(t, "name")) ?: "?";
-			const char *state = json_string_value(json_object_get(t, "state")) ?: "?";
-			double lag = json_number_value(json_object_get(
-				json_object_get(json_object_get(t, "groups"), groups[i]), "lag_seconds"));
-			if (rc)
-				break;
-			if (rb->prechecks.require_connected && strcmp(state, "connected") != 0) {
-				step_msg(c->s, "target %s is %s, not connected: %s", tn, state,
-					 json_string_value(json_object_get(t, "last_error")) ?: "");
-				rc = -ENOTCONN;
-			} else if (rb->prechecks.max_lag && lag * 1e6 > (double)rb->prechecks.max_lag) {
+		for (size_t i = 0; i < ng && rc == 0; i++) {
+			double lag = json_number_value(json_object_get(json_object_get(tg, groups[i]),
+								       "lag_seconds"));
+			if (rb->prechecks.max_lag && lag * 1e6 > (double)rb->prechecks.max_lag) {
 				char d1[32];
-				step_msg(c->s, "group %s lags %.1f s behind on target %s, more than "
-					       "max_lag %s", groups[i], lag, tn,
+				step_msg(c->s, "group %s lags %.1f s behind on replica target %s, more "
+					       "than max_lag %s", groups[i], lag, tn,
 					 units_fmt_duration(rb->prechecks.max_lag, d1, sizeof(d1)));
 				rc = -EAGAIN;
 			}
@@ -682,9 +721,16 @@ static int do_pre_repl(struct ctx *c)
 				worst = lag;
 		}
 	}
+	if (rc == 0 && !n_repl) {
+		step_msg(c->s, "the daemon on %s has no replica target: nothing would reach the "
+			       "secondary's replica", rb->primary.host);
+		rc = -ENOENT;
+	}
 	json_decref(st);
 	if (rc == 0)
-		step_msg(c->s, "%zu group%s replicated, worst lag %.2f s", ng, ng == 1 ? "" : "s", worst);
+		step_msg(c->s, "%zu group%s on %zu replica target%s, worst lag %.2f s%s%s%s", ng,
+			 ng == 1 ? "" : "s", n_repl, n_repl == 1 ? "" : "s", worst,
+			 *vaults ? "; vault " : "", vaults, *vaults ? " (not on the failover path)" : "");
 	return rc;
 }
 
@@ -703,7 +749,7 @@ static int do_pre_sec(struct ctx *c)
 		 rb->secondary.bascule, root, qd, qd);
 	if ((rc = run(c, rb->secondary.host, cmd, c->s->timeout, "the replica check")) < 0)
 		return rc;
-	sscanf(last_line(&c->res), "%*s %*s %*s %llu", &kb);
+	sscanf(run_last_line(&c->res), "%*s %*s %*s %llu", &kb);
 	if (rb->prechecks.min_free && kb * 1024 < rb->prechecks.min_free) {
 		step_msg(c->s, "only %llu MiB free under %s on %s, min_free wants %llu MiB", kb / 1024,
 			 dir, rb->secondary.host, (unsigned long long)(rb->prechecks.min_free >> 20));
@@ -760,9 +806,9 @@ static int do_sync(struct ctx *c, bool reverse)
 		 reverse ? rb->secondary.bascule : rb->primary.bascule, sock, grp, d1);
 	if ((rc = run(c, c->s->host, cmd, c->s->timeout, "bascule sync --wait")) < 0)
 		return rc;
-	line = last_line(&c->res);
+	line = run_last_line(&c->res);
 	if (sscanf(line, "%*[^:]: epoch %llu acknowledged", &e) != 1) {
-		step_msg(c->s, "unexpected answer from bascule sync: %.200s", line);
+		step_msg(c->s, "unexpected answer from bascule sync: %.200s", *line ? line : "(no output)");
 		return -EBADMSG;
 	}
 	c->s->epoch = e;
@@ -804,14 +850,15 @@ static int do_replica(struct ctx *c, const char *verb, const char *root, const c
 	if ((rc = run(c, c->s->host, cmd, c->s->timeout, verb)) < 0)
 		return rc;
 	if (!strcmp(verb, "demote")) {
-		step_msg(c->s, "%s", last_line(&c->res));
+		const char *l = run_last_line(&c->res);
+		step_msg(c->s, "%s", *l ? l : "demoted");
 		return 0;
 	}
-	if (!(j = json_loads(last_line(&c->res), 0, &je)) ||
+	if (!(j = json_loads(run_last_line(&c->res), 0, &je)) ||
 	    json_unpack(j, "{s:I, s:I, s:b}", "epoch", &e, "cut_time_us", &t, "consistent", &cons) < 0) {
 		json_decref(j);
 		step_msg(c->s, "unexpected answer from bascule replica %s: %.200s", verb,
-			 last_line(&c->res));
+			 run_said(&c->res));
 		return -EBADMSG;
 	}
 	json_decref(j);
@@ -909,8 +956,8 @@ static int do_checks(struct ctx *c, bool home)
 				usleep((useconds_t)ck->interval);
 		}
 		if (rc < 0) {
-			step_msg(c->s, "check %s failed after %llu attempts: %.450s", ck->name,
-				 (unsigned long long)ck->retries + 1, why);
+			step_msg(c->s, "check %s failed after %llu attempt%s: %.450s", ck->name,
+				 (unsigned long long)ck->retries + 1, ck->retries ? "s" : "", why);
 			return rc;
 		}
 	}
@@ -1050,8 +1097,9 @@ static void *step_thread(void *arg)
 		step_msg(s, "%s", err_msg(rc));
 	journal_write(d);
 	pthread_mutex_unlock(&d->lock);
-	say(d, "%s %-40s %8s  %s", rc == 0 ? "  ok " : "FAIL ", s->label,
-	    units_fmt_duration(s->end - s->start, dur, sizeof(dur)), s->message);
+	say(d, "%s %-40s %8s  %s%s%s", rc == 0 ? "  ok " : "FAIL ", s->label,
+	    units_fmt_duration(s->end - s->start, dur, sizeof(dur)), s->message,
+	    s->warning[0] ? "; WARNING: " : "", s->warning);
 	return NULL;
 }
 
@@ -1077,6 +1125,7 @@ static int run_batch(struct drill *d, size_t from, size_t to)
 		s->start = now_usec();
 		s->end = 0;
 		s->message[0] = 0;
+		s->warning[0] = 0;
 	}
 	rc = journal_write(d); /* before anything is touched */
 	pthread_mutex_unlock(&d->lock);

@@ -58,6 +58,7 @@ struct step {
 	uint64_t start, end;     /* unix usec */
 	int attempts;
 	char message[512];
+	char warning[256];       /* done, but something to look at (e.g. a vault in error) */
 	uint64_t epoch, cut_time;/* sync, promote, clone */
 	bool consistent;
 };

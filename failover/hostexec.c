@@ -253,6 +253,24 @@ out:
 	return rc;
 }
 
+const char *run_last_line(struct run_result *r)
+{
+	size_t n = r->output_len < RUN_OUTPUT_MAX ? r->output_len : RUN_OUTPUT_MAX - 1;
+	char *p;
+
+	while (n && (r->output[n - 1] == '\n' || r->output[n - 1] == ' ' || r->output[n - 1] == '\r'))
+		n--;
+	r->output[n] = 0;
+	p = strrchr(r->output, '\n');
+	return p ? p + 1 : r->output;
+}
+
+const char *run_said(struct run_result *r)
+{
+	const char *l = run_last_line(r);
+	return *l ? l : "(no output)";
+}
+
 int host_run(const struct rb_host *h, const char *cmd, const char *const *env, uint64_t timeout,
 	     struct run_result *res)
 {

@@ -26,5 +26,10 @@ void hostexec_done(void);
  * could not be reached (message set). */
 int host_run(const struct rb_host *h, const char *cmd, const char *const *env, uint64_t timeout,
 	     struct run_result *res);
+/* The last non-empty line of RES's output ("" if there is none), for
+ * messages and one-line answers; trims RES's output in place. */
+const char *run_last_line(struct run_result *res);
+/* The same, or "(no output)" when there is none: never an empty message. */
+const char *run_said(struct run_result *res);
 /* Quote S for a POSIX shell ('...'), into BUF. */
 int shell_quote(const char *s, char *buf, size_t len);

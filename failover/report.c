@@ -175,13 +175,15 @@ json_t *report_build(const struct drill *d)
 	for (size_t i = 0; i < d->n; i++) {
 		const struct step *s = &d->steps[i];
 		json_array_append_new(
-			steps, json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:i, s:s}",
+			steps, json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:i, s:s, "
+					 "s:s}",
 					 "id", s->id, "kind", step_kind_name(s->kind), "label", s->label,
 					 "service", s->service, "group", s->group, "host", s->host,
 					 "status", step_status_name(s->status), "abort", s->abort,
 					 "start_us", (json_int_t)s->start, "end_us", (json_int_t)s->end,
 					 "duration_us", (json_int_t)(s->end > s->start ? s->end - s->start : 0),
-					 "attempts", s->attempts, "message", s->message));
+					 "attempts", s->attempts, "message", s->message, "warning",
+					 s->warning));
 	}
 	for (size_t i = 0; i < rb->services.n; i++) {
 		const struct rb_service *s = RB_SVC(rb, i);
@@ -205,15 +207,15 @@ json_t *report_build(const struct drill *d)
 	for (int i = 0; i < d->n_resumed; i++)
 		json_array_append_new(res, json_integer((json_int_t)d->resumed[i]));
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:{s:I, s:I}, "
-			 "s:{s:I, s:I, s:I, s:b, s:b, s:b}, s:s, s:s, s:o, s:o, s:o, s:o}",
+			 "s:{s:I, s:I, s:I, s:b, s:b, s:b, s:b}, s:s, s:s, s:o, s:o, s:o, s:o}",
 			 "format", "bascule-drill-report-1", "drill", d->id, "runbook", rb->file,
 			 "runbook_name", rb->name, "runbook_blake2b", dig, "mode", mode_name(d->mode),
 			 "orchestrator_host", host, "started_us", (json_int_t)d->started, "ended_us",
 			 (json_int_t)d->ended, "rto_start_us", (json_int_t)t0, "objectives", "rto_us",
 			 (json_int_t)rb->objectives.rto, "rpo_us", (json_int_t)rb->objectives.rpo,
 			 "achieved", "rto_us", (json_int_t)(complete ? t1 - t0 : 0), "rto_end_us",
-			 (json_int_t)t1, "rpo_us", (json_int_t)rpo, "complete", complete, "rto_met",
-			 rto_ok, "rpo_met", rpo_ok, "result", result, "message", d->message,
+			 (json_int_t)t1, "rpo_us", (json_int_t)rpo, "rpo_reached", rpo_known, "complete",
+			 complete, "rto_met", rto_ok, "rpo_met", rpo_ok, "result", result, "message", d->message,
 			 "resumed_us", res, "groups", groups, "services", services, "steps", steps);
 }
 
@@ -296,6 +298,8 @@ static const char *dur(uint64_t us, char *buf, size_t len)
 {
 	if (us < 10000000)
 		snprintf(buf, len, "%.2f s", (double)us / 1e6);
+	else if (us < 60000000)
+		snprintf(buf, len, "%.1f s", (double)us / 1e6); /* not "0m 10s" */
 	else if (us < 3600000000ULL)
 		snprintf(buf, len, "%um %02us", (unsigned)(us / 60000000), (unsigned)(us / 1000000 % 60));
 	else
@@ -323,14 +327,68 @@ static void row_label(FILE *f, int y, const char *text)
 	fprintf(f, "</text>\n");
 }
 
+#define S_US 1000000ULL
+#define M_US (60 * S_US)
+#define H_US (60 * M_US)
+
+/* The distance between two axis ticks for a timeline of SPAN usec: the
+ * smallest round step giving at most 7 intervals (1, 2 or 5 times a power of
+ * ten below a second; steps a clock shows above). */
+static uint64_t tick_step(uint64_t span)
+{
+	static const uint64_t clock[] = { S_US, 2 * S_US, 5 * S_US, 10 * S_US, 15 * S_US,
+					  30 * S_US, M_US, 2 * M_US, 5 * M_US, 10 * M_US,
+					  15 * M_US, 30 * M_US, H_US, 2 * H_US, 3 * H_US,
+					  6 * H_US, 12 * H_US, 24 * H_US };
+	uint64_t want = span / 7 + 1;
+
+	if (want <= S_US / 2)
+		for (uint64_t p = 1;; p *= 10)
+			for (int m = 1; m <= 5; m += m == 1 ? 1 : 3) /* 1, 2, 5 */
+				if (p * m >= want)
+					return p * m;
+	for (size_t i = 0; i < sizeof(clock) / sizeof(clock[0]); i++)
+		if (clock[i] >= want)
+			return clock[i];
+	return (want + 24 * H_US - 1) / (24 * H_US) * (24 * H_US);
+}
+
+/* The label of the tick at T usec from the start, with the precision STEP
+ * needs: "+0.05 s", "+15 s", "+2m 30s", "+45m", "+1h 30m", "+6h". */
+static const char *tick_label(uint64_t t, uint64_t step, char *buf, size_t len)
+{
+	unsigned h = (unsigned)(t / H_US), m = (unsigned)(t / M_US % 60), sec = (unsigned)(t / S_US % 60);
+
+	if (!t) {
+		snprintf(buf, len, "0");
+	} else if (step < S_US) {
+		int dec = 0;
+		for (uint64_t p = S_US; step % p; p /= 10)
+			dec++;
+		snprintf(buf, len, "+%.*f s", dec, (double)t / 1e6);
+	} else if (t < M_US) {
+		snprintf(buf, len, "+%u s", sec);
+	} else if (step < M_US) {
+		snprintf(buf, len, "+%um %02us", (unsigned)(t / M_US), sec);
+	} else if (t < H_US) {
+		snprintf(buf, len, "+%um", m);
+	} else if (step < H_US) {
+		snprintf(buf, len, "+%uh %02um", h, m);
+	} else {
+		snprintf(buf, len, "+%uh", h);
+	}
+	return buf;
+}
+
 static void svg_timeline(FILE *f, json_t *r)
 {
 	json_t *steps = json_object_get(r, "steps"), *svcs = json_object_get(r, "services"), *s;
 	json_t *ach = json_object_get(r, "achieved"), *obj = json_object_get(r, "objectives");
 	uint64_t lo = UINT64_MAX, hi = 0, rto0 = jint(r, "rto_start_us");
-	uint64_t rto_line = rto0 + jint(obj, "rto_us");
+	uint64_t rto_line = rto0 + jint(obj, "rto_us"), step;
 	size_t i, rows = json_array_size(steps) + json_array_size(svcs) + 1;
-	const int W = 1100, L = 330, RW = W - L - 20, RH = 20, TOP = 30;
+	/* The right margin holds half of the last tick's label. */
+	const int W = 1100, L = 330, RW = W - L - 60, RH = 20, TOP = 30;
 	int H = TOP + (int)rows * RH + 40;
 	char b[64];
 
@@ -350,19 +408,20 @@ static void svg_timeline(FILE *f, json_t *r)
 	bool line_in = rto_line <= hi + (hi - lo) / 2;
 	if (line_in && rto_line > hi)
 		hi = rto_line;
+	/* The axis ends on a tick. */
+	step = tick_step(hi - lo);
+	hi = lo + (hi - lo + step - 1) / step * step;
 	double span = (double)(hi - lo);
 #define X(t) (L + (int)((double)((t) - lo) / span * RW))
 	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
 		   "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\" role=\"img\" "
 		   "aria-label=\"drill timeline\">\n", W, H, W, H);
 	fprintf(f, "<rect width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n", W, H);
-	/* time axis: 5 ticks */
-	for (int k = 0; k <= 5; k++) {
-		uint64_t t = lo + (uint64_t)(span * k / 5);
+	for (uint64_t t = lo; t <= hi; t += step) {
 		fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#e5e5e5\"/>\n", X(t),
 			TOP - 5, X(t), H - 30);
-		fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" fill=\"#555\">+%s</text>\n",
-			X(t), H - 14, dur(t - lo, b, sizeof(b)));
+		fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" fill=\"#555\">%s</text>\n",
+			X(t), H - 14, tick_label(t - lo, step, b, sizeof(b)));
 	}
 	int y = TOP;
 	fprintf(f, "<text x=\"4\" y=\"%d\" font-weight=\"bold\">steps</text>\n", y - 12);
@@ -406,18 +465,37 @@ static void svg_timeline(FILE *f, json_t *r)
 			   "text-anchor=\"end\">RTO objective</text>\n",
 			X(rto_line), TOP - 5, X(rto_line), H - 30, X(rto_line) - 4, H - 34);
 	else
-		fprintf(f, "<text x=\"%d\" y=\"%d\" fill=\"#c0392b\">RTO objective "
+		/* Not a verdict (the table gives it): neutral, whatever the result. */
+		fprintf(f, "<text x=\"%d\" y=\"%d\" fill=\"#555\">RTO objective "
 			   "(%s) is beyond the right edge →</text>\n", L, TOP - 16,
 			dur(jint(obj, "rto_us"), b, sizeof(b)));
 	fprintf(f, "</svg>\n");
 #undef X
 }
 
+/* False only when a report says so: older reports lack the key. */
+static bool rpo_reached(json_t *ach)
+{
+	return !json_is_false(json_object_get(ach, "rpo_reached"));
+}
+
+/* "achieved RTO | 0.16 s | objective | 1m 00s | met"; a figure the drill did
+ * not reach has no verdict (the result says why). */
+static void figure_row(FILE *f, const char *what, bool reached, uint64_t us, uint64_t objective,
+		       bool met)
+{
+	char b1[64], b2[64];
+
+	fprintf(f, "<tr><th>achieved %s</th><td>%s</td><th>objective</th><td>%s</td><td>%s</td></tr>\n",
+		what, reached ? dur(us, b1, sizeof(b1)) : "not reached",
+		dur(objective, b2, sizeof(b2)), !reached ? "-" : met ? "met" : "NOT met");
+}
+
 char *report_html(json_t *doc)
 {
 	json_t *r = json_object_get(doc, "report"), *sig = json_object_get(doc, "signature");
 	json_t *ach = json_object_get(r, "achieved"), *obj = json_object_get(r, "objectives"), *x;
-	char *out = NULL, *embedded, b1[64], b2[64], t[40];
+	char *out = NULL, *embedded, b1[64], t[40];
 	size_t len = 0, i;
 	FILE *f = open_memstream(&out, &len);
 	const char *result = jstr(r, "result");
@@ -432,7 +510,7 @@ char *report_html(json_t *doc)
 		   "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"
 		   "text-align:left;font-size:13px}.PASS{color:#2e8b57}"
 		   ".FAIL,.ERROR,.ABORT-INCOMPLETE{color:#c0392b}"
-		   ".ABORTED{color:#7b5ea7}.big{font-size:28px;font-weight:bold}"
+		   ".ABORTED{color:#7b5ea7}.WARN{color:#b9770e}.nw{white-space:nowrap}.big{font-size:28px;font-weight:bold}"
 		   ".muted{color:#666;font-size:12px}</style></head><body>\n");
 	fprintf(f, "<h1>Failover drill: ");
 	esc(f, jstr(r, "runbook_name"));
@@ -442,14 +520,10 @@ char *report_html(json_t *doc)
 	esc(f, jstr(r, "drill"));
 	fprintf(f, "</td></tr>\n<tr><th>started</th><td>%s</td></tr>\n",
 		units_fmt_time(jint(r, "started_us"), t, sizeof(t)));
-	fprintf(f, "<tr><th>achieved RTO</th><td>%s</td><th>objective</th><td>%s</td><td>%s</td></tr>\n",
-		json_is_true(json_object_get(ach, "complete")) ? dur(jint(ach, "rto_us"), b1, sizeof(b1))
-							       : "not reached",
-		dur(jint(obj, "rto_us"), b2, sizeof(b2)),
-		json_is_true(json_object_get(ach, "rto_met")) ? "met" : "NOT met");
-	fprintf(f, "<tr><th>achieved RPO</th><td>%s</td><th>objective</th><td>%s</td><td>%s</td></tr>\n",
-		dur(jint(ach, "rpo_us"), b1, sizeof(b1)), dur(jint(obj, "rpo_us"), b2, sizeof(b2)),
-		json_is_true(json_object_get(ach, "rpo_met")) ? "met" : "NOT met");
+	figure_row(f, "RTO", json_is_true(json_object_get(ach, "complete")), jint(ach, "rto_us"),
+		   jint(obj, "rto_us"), json_is_true(json_object_get(ach, "rto_met")));
+	figure_row(f, "RPO", rpo_reached(ach), jint(ach, "rpo_us"), jint(obj, "rpo_us"),
+		   json_is_true(json_object_get(ach, "rpo_met")));
 	fprintf(f, "<tr><th>runbook</th><td colspan=\"4\">");
 	esc(f, jstr(r, "runbook"));
 	fprintf(f, " <span class=\"muted\">BLAKE2b %.16s…</span></td></tr>\n", jstr(r, "runbook_blake2b"));
@@ -458,6 +532,16 @@ char *report_html(json_t *doc)
 	if (*jstr(r, "message")) {
 		fprintf(f, "<tr><th>message</th><td colspan=\"4\">");
 		esc(f, jstr(r, "message"));
+		fprintf(f, "</td></tr>\n");
+	}
+	json_array_foreach(json_object_get(r, "steps"), i, x) {
+		if (!*jstr(x, "warning"))
+			continue;
+		fprintf(f, "<tr><th class=\"WARN\">warning</th><td colspan=\"4\" class=\"WARN\">"
+			   "step %d (", (int)jint(x, "id"));
+		esc(f, jstr(x, "label"));
+		fprintf(f, "): ");
+		esc(f, jstr(x, "warning"));
 		fprintf(f, "</td></tr>\n");
 	}
 	json_array_foreach(json_object_get(r, "resumed_us"), i, x)
@@ -498,11 +582,16 @@ char *report_html(json_t *doc)
 		esc(f, jstr(x, "label"));
 		fprintf(f, "%s</td><td>", json_is_true(json_object_get(x, "abort")) ? " (abort)" : "");
 		esc(f, jstr(x, "host"));
-		fprintf(f, "</td><td style=\"color:%s\">%s</td><td>%s</td><td>%s</td><td>",
+		fprintf(f, "</td><td style=\"color:%s\">%s</td><td class=\"nw\">%s</td><td>%s</td><td>",
 			color(jstr(x, "status"), false), jstr(x, "status"),
 			jint(x, "start_us") ? units_fmt_time(jint(x, "start_us"), t, sizeof(t)) : "-",
 			dur(jint(x, "duration_us"), b1, sizeof(b1)));
 		esc(f, jstr(x, "message"));
+		if (*jstr(x, "warning")) {
+			fprintf(f, "<br><span class=\"WARN\">warning: ");
+			esc(f, jstr(x, "warning"));
+			fprintf(f, "</span>");
+		}
 		fprintf(f, "</td></tr>\n");
 	}
 	fprintf(f, "</table>\n<p class=\"muted\">Check this page with <code>bascule report verify "
@@ -528,11 +617,19 @@ void report_summary(json_t *r, FILE *f)
 			json_is_true(json_object_get(ach, "rto_met")) ? "met" : "NOT met");
 	else
 		fprintf(f, "  RTO not reached (objective %s)\n", dur(jint(obj, "rto_us"), b2, sizeof(b2)));
-	fprintf(f, "  RPO %s (objective %s): %s\n", dur(jint(ach, "rpo_us"), b1, sizeof(b1)),
-		dur(jint(obj, "rpo_us"), b2, sizeof(b2)),
-		json_is_true(json_object_get(ach, "rpo_met")) ? "met" : "NOT met");
+	if (rpo_reached(ach))
+		fprintf(f, "  RPO %s (objective %s): %s\n", dur(jint(ach, "rpo_us"), b1, sizeof(b1)),
+			dur(jint(obj, "rpo_us"), b2, sizeof(b2)),
+			json_is_true(json_object_get(ach, "rpo_met")) ? "met" : "NOT met");
+	else
+		fprintf(f, "  RPO not reached (objective %s)\n",
+			dur(jint(obj, "rpo_us"), b2, sizeof(b2)));
 	if (*jstr(r, "message"))
 		fprintf(f, "  %s\n", jstr(r, "message"));
+	json_array_foreach(json_object_get(r, "steps"), i, x)
+		if (*jstr(x, "warning"))
+			fprintf(f, "  WARNING: step %d (%s): %s\n", (int)jint(x, "id"), jstr(x, "label"),
+				jstr(x, "warning"));
 	fprintf(f, "  steps:\n");
 	json_array_foreach(json_object_get(r, "steps"), i, x)
 		fprintf(f, "    %-8s %9s  %s\n", jstr(x, "status"), dur(jint(x, "duration_us"), b1, sizeof(b1)),
@@ -600,9 +697,16 @@ int report_verify(const char *file, const char *pubkey_file, char *who, size_t w
 			goto out;
 		}
 		a += strlen(HTML_MARK);
-		doc = json_loadb(a, (size_t)(b - a), 0, &je);
+		doc = json_loadb(a, (size_t)(b - a), JSON_REJECT_DUPLICATES, &je);
 	} else {
-		doc = json_loadb(text, len, 0, &je);
+		doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+	}
+	/* Bascule never writes a key twice.  A reader keeps one of the values
+	 * (jansson the last, a person the first): refused as an edit. */
+	if (!doc && json_error_code(&je) == json_error_duplicate_key) {
+		rc = err_set(EBADMSG, "%s: a key appears twice (%s, line %d): the report was edited "
+				      "after it was signed", file, je.text, je.line);
+		goto out;
 	}
 	if (!doc || !json_is_object(r = json_object_get(doc, "report"))) {
 		rc = err_set(EINVAL, "%s is not a Bascule drill report (%s)", file,

@@ -123,11 +123,11 @@ static const struct cfg_table objective_table = { "objectives", 0, objective_key
 
 static const struct cfg_key precheck_keys[] = {
 	{ K("max_lag", CT_DURATION, struct rb_prechecks, max_lag), .def = "5m",
-	  .note = "every group's replica lag must be under this (0: not checked)" },
+	  .note = "every group's lag on each replica target must be under this (0: not checked)" },
 	{ K("min_free", CT_SIZE, struct rb_prechecks, min_free), .def = "0",
 	  .note = "free space wanted under the replica root (test mode: for clones)" },
 	{ K("require_connected", CT_BOOL, struct rb_prechecks, require_connected), .def = "true",
-	  .note = "every target must be connected" },
+	  .note = "every replica target must be connected (vault targets never block a drill)" },
 	{ 0 }
 };
 static const struct cfg_table precheck_table = { "prechecks", 0, precheck_keys };

@@ -2,10 +2,17 @@
 # demo.sh BUILD_DIR - the out-of-the-box run: a sample VM disk with a real
 # ext4 filesystem, replicated to a local secondary while it is written to.
 # Everything lives in ./demo/ (removed and recreated on each run).
+# Every wait is for a condition (bounded, so a broken build fails instead of
+# hanging), never a sleep that a loaded machine could outrun.
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd)
 D=$(pwd)/demo
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then
+	say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+	say() { printf '\n== %s\n' "$*"; }
+fi
+die() { echo "demo: FAILED: $*" >&2; exit 1; }
 rm -rf "$D"; mkdir -p "$D/sample"
 cleanup() {
 	[ -n "${PID:-}" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
@@ -13,6 +20,19 @@ cleanup() {
 	true
 }
 trap cleanup EXIT
+# start_daemon: basculed in the background, then wait until its status
+# socket answers (a socket left by a crash does not count).
+start_daemon() {
+	"$B/basculed" -c "$D/bascule.yaml" >> "$D/basculed.log" 2>&1 &
+	PID=$!
+	for _ in $(seq 600); do
+		"$B/bascule" --socket "$D/status.sock" status >/dev/null 2>&1 && return 0
+		kill -0 "$PID" 2>/dev/null || { tail -5 "$D/basculed.log" >&2; die "basculed exited"; }
+		sleep 0.1
+	done
+	die "basculed does not answer on $D/status.sock after 60 s (see $D/basculed.log)"
+}
+stop_daemon() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""; }
 
 say "1. a site key (shared by both sites), mode 0600"
 "$B/bascule" keygen site "$D/site.key"
@@ -53,9 +73,7 @@ say "3. configuration ($D/bascule.yaml) checked"
 "$B/basculed" -c "$D/bascule.yaml" --check-config
 
 say "4. basculed starts; the initial copy goes to demo/secondary/web1/root"
-"$B/basculed" -c "$D/bascule.yaml" > "$D/basculed.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do [ -S "$D/status.sock" ] && break; sleep 0.05; done
+start_daemon
 "$B/bascule" --socket "$D/status.sock" sync --wait --timeout 60s
 "$B/bascule" --socket "$D/status.sock" status
 
@@ -70,27 +88,33 @@ fi
 for i in $(seq 1 8); do
 	write "$i"
 	"$B/bascule" --socket "$D/status.sock" status | sed -n 's/^  target/  t='"$i"'s target/p'
-	sleep 1
+	sleep 1   # the pace of the show, not a wait for anything
 done
 mountpoint -q "$D/mnt" 2>/dev/null && umount "$D/mnt"
-sleep 0.2   # the image at rest: the final epoch is a point in time (consistent)
+# The image at rest: an epoch cut from now on is a point in time (consistent:
+# the daemon wants the image unmodified for 20 ms before its scan starts).
+# A lower bound, which load only lengthens: no race to lose.
+sleep 0.2
 
 say "6. writes stop; final sync (replica and vault): lag goes to zero"
 "$B/bascule" --socket "$D/status.sock" sync --wait --vault --timeout 60s
 "$B/bascule" --socket "$D/status.sock" status
-kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+stop_daemon
 
 say "7. verification"
-cmp "$D/web1-root.img" "$D/secondary/web1/root" && echo "cmp: replica is byte-identical to the source"
+cmp "$D/web1-root.img" "$D/secondary/web1/root" || die "the replica differs from the source"
+echo "cmp: replica is byte-identical to the source"
 "$B/bascule" replica verify --root "$D/secondary" --key "$D/site.key"
-e2fsck -fn "$D/secondary/web1/root" >/dev/null 2>&1 && echo "e2fsck: the replica is a clean ext4 filesystem"
+e2fsck -fn "$D/secondary/web1/root" >/dev/null 2>&1 || die "e2fsck finds errors in the replica"
+echo "e2fsck: the replica is a clean ext4 filesystem"
 "$B/bascule" replica list --root "$D/secondary"
 
 say "7b. the vault: epochs, a check needing no secret, a restore of the newest epoch"
 "$B/bascule" vault ls -c "$D/bascule.yaml"
 "$B/bascule" vault check --vault "local:$D/vault" --verify-key "$D/vault.key.pub"
 "$B/bascule" restore -c "$D/bascule.yaml" --source web1/root --to "$D/restored-root.img"
-cmp "$D/web1-root.img" "$D/restored-root.img" && echo "cmp: the vault's newest epoch is byte-identical to the source"
+cmp "$D/web1-root.img" "$D/restored-root.img" || die "the restored image differs from the source"
+echo "cmp: the vault's newest epoch is byte-identical to the source"
 
 say "8. a short failover drill: stop, final sync, promote, start, check (signed report)"
 "$B/bascule" keygen signing "$D/drill-signing.key" >/dev/null
@@ -114,19 +138,26 @@ services:
     checks:
       - name: filesystem-clean
         command: e2fsck -fn $D/dr/web1/root
+        timeout: 1m
+        retries: 0
       - name: last-write-present
         command: debugfs -R "stat data8" $D/dr/web1/root 2>&1 | grep -q "Inode:"
+        timeout: 1m
+        retries: 0
 report: {dir: $D/reports, signing_key: $D/drill-signing.key}
 state_dir: $D/drill-state
 YAML
-"$B/basculed" -c "$D/bascule.yaml" >> "$D/basculed.log" 2>&1 &
-PID=$!
-for _ in $(seq 100); do [ -S "$D/status.sock" ] && break; sleep 0.05; done
+start_daemon
 "$B/bascule" --socket "$D/status.sock" sync --wait --timeout 60s >/dev/null
 "$B/bascule" drill "$D/runbook.yaml" --mode plan | tail -n +6
 "$B/bascule" drill "$D/runbook.yaml" --mode planned --quiet | tee "$D/drill.out"
 "$B/bascule" report verify --key "$D/drill-signing.key.pub" "$D"/reports/*.html
-kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
+stop_daemon
 echo
 echo "Drill: $(grep -m1 -o 'RTO [^(]*' "$D/drill.out")(see $(ls "$D"/reports/*.html))"
 echo "Daemon log: $D/basculed.log.  Everything is under $D/."
+echo
+echo "The drill failed over: web1 is now PROMOTED in demo/secondary (the live copy, at"
+echo "$D/dr/web1), and a basculed started again is refused for it.  To make it"
+echo "a replica again (the next basculed resyncs it with librsync):"
+echo "  $B/bascule replica demote --root $D/secondary --key $D/site.key --group web1"

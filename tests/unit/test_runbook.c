@@ -1,5 +1,6 @@
 /* Unit tests: the failover runbook (every error names FILE:LINE:COLUMN), the
- * boot waves, the steps planned for each mode, and report signatures. */
+ * boot waves, the steps planned for each mode, report signatures, and the
+ * report page as a person reads it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -165,6 +166,18 @@ static void test_plans(void **state)
 		assert_true(stop_web >= 0 && stop_web < stop_db);
 		assert_true(stop_db < sync && sync < promote && promote < start_db && start_db < start_web);
 	}
+	/* db's check step: on the secondary, bounded by its one tcp check (defaults
+	 * 5s, 30 retries, 2s apart) failing every attempt: 31 x 5 s + 30 x 2 s. */
+	{
+		const struct step *ck = NULL;
+		for (size_t i = 0; i < d->n; i++)
+			if (d->steps[i].kind == ST_CHECK)
+				ck = &d->steps[i];
+		assert_non_null(ck);
+		assert_string_equal(ck->service, "db");
+		assert_string_equal(ck->host, "b");
+		assert_int_equal(ck->timeout, 215 * 1000000ULL);
+	}
 	drill_free(d);
 	assert_int_equal(drill_plan(rb, MODE_UNPLANNED, &d), 0);
 	assert_false(has_kind(d, ST_STOP));
@@ -177,6 +190,19 @@ static void test_plans(void **state)
 	assert_true(has_kind(d, ST_CLONE) && has_kind(d, ST_UNCLONE) && has_kind(d, ST_TEST_STOP));
 	drill_free(d);
 	runbook_free(rb);
+}
+
+/* Write TEXT to PATH with INS inserted at AT (a pointer into TEXT). */
+static void write_with(const char *path, const char *text, const char *at, const char *ins)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	assert_non_null(at);
+	fwrite(text, 1, (size_t)(at - text), f);
+	fputs(ins, f);
+	fputs(at, f);
+	fclose(f);
 }
 
 /* A report signed, then each kind of tampering refused. */
@@ -203,6 +229,22 @@ static void test_report_signature(void **state)
 	assert_int_equal(report_verify(jp, pub, who, sizeof(who)), 0);
 	assert_int_equal(report_verify(hp, pub, who, sizeof(who)), 0);
 	assert_int_equal(report_verify(hp, NULL, who, sizeof(who)), 0);
+	/* A key given twice, the first a forged 1: jansson alone keeps the last
+	 * (the signed one) and would call it valid; a person reads the first. */
+	{
+		char dj[300], dh[300];
+		snprintf(dj, sizeof(dj), "%s/dup.json", dir);
+		snprintf(dh, sizeof(dh), "%s/dup.html", dir);
+		assert_int_equal(fs_read_all(jp, 1 << 24, &text, &len), 0);
+		write_with(dj, text, strstr(text, "\"rto_us\": "), "\"rto_us\": 1, ");
+		free(text);
+		assert_int_equal(report_verify(dj, pub, who, sizeof(who)), -EBADMSG);
+		assert_non_null(strstr(err_msg(-EBADMSG), "appears twice"));
+		assert_int_equal(fs_read_all(hp, 1 << 24, &text, &len), 0);
+		write_with(dh, text, strstr(text, "\"rto_us\":"), "\"rto_us\":1,");
+		free(text);
+		assert_int_equal(report_verify(dh, pub, who, sizeof(who)), -EBADMSG);
+	}
 	/* change a figure in the JSON */
 	assert_int_equal(fs_read_all(jp, 1 << 24, &text, &len), 0);
 	*strstr(text, "\"mode\": \"planned\"") = ' ';
@@ -230,6 +272,142 @@ static void test_report_signature(void **state)
 	}
 }
 
+/* The planned drill of BASE, every step done: step I from T0 + I * GAP, for
+ * LEN (usec). */
+static struct drill *timed_drill(struct runbook *rb, uint64_t gap, uint64_t len)
+{
+	const uint64_t t0 = 1800000000ULL * 1000000;
+	struct drill *d = NULL;
+
+	assert_int_equal(drill_plan(rb, MODE_PLANNED, &d), 0);
+	d->started = t0;
+	for (size_t i = 0; i < d->n; i++) {
+		d->steps[i].status = SS_DONE;
+		d->steps[i].start = t0 + i * gap;
+		d->steps[i].end = t0 + i * gap + len;
+		snprintf(d->steps[i].message, sizeof(d->steps[i].message), "done");
+	}
+	d->ended = d->steps[d->n - 1].end;
+	snprintf(d->status, sizeof(d->status), "done");
+	return d;
+}
+
+/* The page of D (unsigned) and its summary, malloc'd. */
+static char *page_of(struct drill *d, char **ret_summary)
+{
+	json_t *r = report_build(d), *doc = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(ret_summary, &len);
+	char *html;
+
+	assert_int_equal(report_sign(r, NULL, &doc), 0);
+	html = report_html(doc);
+	report_summary(r, f);
+	fclose(f);
+	json_decref(doc);
+	json_decref(r);
+	assert_non_null(html);
+	return html;
+}
+
+/* The axis labels of PAGE, space separated, and the x of the last one. */
+#define TICK "text-anchor=\"middle\" fill=\"#555\">"
+static void ticks_of(const char *page, char *out, size_t len, int *ret_last_x)
+{
+	const char *p = page, *q;
+
+	out[0] = 0;
+	while ((q = strstr(p, TICK))) {
+		const char *e = strchr(q, '<'), *x = q;
+		while (x > page && strncmp(x, "<text x=\"", 9))
+			x--;
+		*ret_last_x = atoi(x + 9);
+		snprintf(out + strlen(out), len - strlen(out), "%s%.*s", out[0] ? " " : "",
+			 (int)(e - q - strlen(TICK)), q + strlen(TICK));
+		p = e;
+	}
+}
+
+/* Axis ticks are round, distinct steps in the precision the span needs,
+ * the last label is inside the picture, and the note of an objective beyond
+ * the right edge is no alarm on a PASS. */
+static void test_report_axis(void **state)
+{
+	struct runbook *rb = NULL;
+	struct drill *d;
+	char ticks[400], *html, *sum;
+	int last_x = 0;
+	(void)state;
+	assert_int_equal(parse(base, &rb), 0);
+	/* about 0.15 s: the drill of the demo */
+	d = timed_drill(rb, 140000 / 15, 5000);
+	html = page_of(d, &sum);
+	ticks_of(html, ticks, sizeof(ticks), &last_x);
+	assert_string_equal(ticks, "0 +0.02 s +0.04 s +0.06 s +0.08 s +0.10 s +0.12 s +0.14 s");
+	assert_true(last_x + 4 * 7 <= 1100); /* half of "+0.14 s" at 7 px a character */
+	assert_non_null(strstr(html, "PASS"));
+	assert_non_null(strstr(html, "fill=\"#555\">RTO objective (1h 00m) is beyond the right edge"));
+	free(html);
+	free(sum);
+	drill_free(d);
+	/* hours */
+	d = timed_drill(rb, 20 * 60000000ULL, 10 * 60000000ULL);
+	html = page_of(d, &sum);
+	ticks_of(html, ticks, sizeof(ticks), &last_x);
+	assert_string_equal(ticks, "0 +1h +2h +3h +4h +5h");
+	free(html);
+	free(sum);
+	drill_free(d);
+	/* minutes */
+	d = timed_drill(rb, 50000000, 20000000);
+	html = page_of(d, &sum);
+	ticks_of(html, ticks, sizeof(ticks), &last_x);
+	assert_string_equal(ticks, "0 +2m +4m +6m +8m +10m +12m");
+	free(html);
+	free(sum);
+	drill_free(d);
+	runbook_free(rb);
+}
+
+/* A drill that failed at its first step: no RTO, no RPO ("not reached", not
+ * "0.00 s ... NOT met"); a warning shows on the page and in the summary. */
+static void test_report_unreached(void **state)
+{
+	struct runbook *rb = NULL;
+	struct drill *d;
+	char *html, *sum;
+	(void)state;
+	assert_int_equal(parse(base, &rb), 0);
+	d = timed_drill(rb, 10000, 5000);
+	for (size_t i = 1; i < d->n; i++) {
+		d->steps[i].status = SS_PENDING;
+		d->steps[i].start = d->steps[i].end = 0;
+	}
+	d->steps[0].status = SS_FAILED;
+	snprintf(d->steps[0].message, sizeof(d->steps[0].message), "group web is paused");
+	snprintf(d->status, sizeof(d->status), "failed");
+	snprintf(d->message, sizeof(d->message), "step 1 failed: group web is paused");
+	html = page_of(d, &sum);
+	assert_non_null(strstr(html, "<th>achieved RTO</th><td>not reached</td>"));
+	assert_non_null(strstr(html, "<th>achieved RPO</th><td>not reached</td>"));
+	assert_null(strstr(html, "NOT met"));
+	assert_non_null(strstr(sum, "RPO not reached (objective 0.00 s)"));
+	assert_null(strstr(sum, "NOT met"));
+	free(html);
+	free(sum);
+	drill_free(d);
+	/* done, with a warning */
+	d = timed_drill(rb, 10000, 5000);
+	snprintf(d->steps[0].warning, sizeof(d->steps[0].warning), "vault target offsite is in error: x");
+	html = page_of(d, &sum);
+	assert_non_null(strstr(html, "warning: vault target offsite is in error: x"));
+	assert_non_null(strstr(sum, "WARNING: step 1 (replication healthy (a)): vault target offsite"));
+	free(html);
+	free(sum);
+	drill_free(d);
+	runbook_free(rb);
+}
+
 /* The commented example in etc/ parses (file checks off: its paths are examples). */
 static void test_example(void **state)
 {
@@ -255,6 +433,8 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_plans),
 		cmocka_unit_test(test_report_signature),
+		cmocka_unit_test(test_report_axis),
+		cmocka_unit_test(test_report_unreached),
 		cmocka_unit_test(test_example),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,147 @@
+# precheck: what "replication healthy" means before a drill, on one machine
+# (local targets, runbook commands on host "local"), and the messages a
+# person reads when something is wrong.
+#   1. A vault between two shipments (interval 1h: "catching-up" once a new
+#      epoch is cut) does not block a planned drill; a vault in error is a
+#      warning (step, summary, report); the drill passes.
+#   2. --mode plan: the check step is on the secondary's host, its limit the
+#      bound of its checks.
+#   3. A replica target in error stops the drill at the precheck with its
+#      state and last error; the report says the RPO was not reached.
+#   4. A check failing with no output: the message says so, never ends in ':'.
+#   5. bascule report verify refuses a report with a key given twice (exit 1).
+. "$(dirname "$0")/../lib/common.sh"
+bsc_keygen
+"$BIN/bascule" keygen vault "$T/vault.key" >/dev/null
+"$BIN/bascule" keygen signing "$T/sign.key" >/dev/null
+head -c 8M /dev/urandom > "$T/disk.img"
+mkdir -p "$T/vault"
+write_config() { # REPLICA_URL
+	cat > "$T/bascule.yaml" <<YAML
+state_dir: $T/state
+key: $T/site.key
+control_socket: $T/ctl.sock
+groups:
+  - name: vm1
+    interval: 200ms
+    max_interval: 1s
+    sources: [{name: disk, disk: $T/disk.img}]
+targets:
+  - name: secondary
+    url: $1
+  - name: offsite
+    type: vault
+    url: local:$T/vault
+    vault_key: $T/vault.key
+    interval: 1h
+  - name: broken
+    type: vault
+    url: local:$T/no-such-dir/vault
+    vault_key: $T/vault.key
+YAML
+}
+write_runbook() { # CHECK_COMMAND
+	cat > "$T/runbook.yaml" <<YAML
+name: precheck test
+objectives: {rto: 1m, rpo: 0s}
+hosts: [{name: here, url: local}]
+primary: {host: here, bascule: $BIN/bascule, control_socket: $T/ctl.sock, sync_timeout: 60s}
+secondary: {host: here, bascule: $BIN/bascule, replica_root: $T/replica, site_key: $T/site.key}
+prechecks: {max_lag: 1m}
+services:
+  - name: vm1
+    group: vm1
+    stop: echo stopped
+    start: echo started
+    checks: [{name: up, command: "$1", timeout: 10s, retries: 0}]
+report: {dir: $T/reports, signing_key: $T/sign.key}
+state_dir: $T/drillstate
+YAML
+}
+drill() { "$BIN/bascule" drill "$T/runbook.yaml" "$@"; }
+target_state() { status_get "[t['state'] for t in d['targets'] if t['name'] == '$1'][0]"; }
+wait_state() { # TARGET STATE (within 60 s)
+	local end=$((SECONDS + 60))
+	while [ $SECONDS -lt $end ]; do [ "$(target_state "$1")" = "$2" ] && return 0; sleep 0.1; done
+	fail "target $1 is $(target_state "$1"), never $2"
+}
+report_json() { ls -t "$T"/reports/*-planned.json | head -1; }
+step1() { python3 -c "import json; s=json.load(open('$(report_json)'))['report']['steps'][0]; print(s['$1'])"; }
+
+# ---- 1. vault catching-up, vault in error: the drill goes on ----
+write_config "local:$T/replica"
+write_runbook true
+bsc_start
+bsc_sync >/dev/null
+wait_state broken error
+# A write after offsite's last shipment (a sync ships to vaults too): the
+# daemon cuts it (no sync) for the replica; offsite's turn is an hour away.
+head -c 1M /dev/urandom | dd of="$T/disk.img" bs=1M seek=2 conv=notrunc status=none
+wait_state offsite catching-up
+set +e; drill --mode planned > "$T/d1.out" 2>&1; rc=$?; set -e
+[ $rc = 0 ] && grep -q "(planned): PASS" "$T/d1.out" || fail "a vault catching-up or in error blocked the drill (exit $rc): $(cat "$T/d1.out")"
+grep -q "WARNING: step 1 (replication healthy (here)): vault target broken is in error: ." "$T/d1.out" \
+	|| fail "no warning for the vault in error: $(cat "$T/d1.out")"
+step1 message | grep -q "1 group on 1 replica target, worst lag .*; vault offsite catching-up (not on the failover path)" \
+	|| fail "step 1 message: $(step1 message)"
+step1 warning | grep -q "vault target broken is in error" || fail "the report's step 1 has no warning"
+grep -q 'class="WARN">step 1 (replication healthy (here)): vault target broken is in error' "${T}/reports/"*-planned.html \
+	|| fail "the page does not show the warning"
+note "vault catching-up and vault in error: drill PASS, warning '$(step1 warning)'"
+
+# ---- 2. the plan of the check step ----
+drill --mode plan > "$T/plan.out"
+grep -qE "^ +8  check +check vm1 \(1 check, wave 1\) +here +10.0s$" "$T/plan.out" \
+	|| fail "check step in the plan: $(grep check "$T/plan.out")"
+note "plan: $(grep ' check ' "$T/plan.out" | tr -s ' ')"
+
+# Production back: the replica a replica again, replication resumed.
+"$BIN/bascule" replica demote --root "$T/replica" --key "$T/site.key" --group vm1 >/dev/null
+bsc resume vm1 >/dev/null
+bsc_sync >/dev/null
+
+# ---- 3. a replica target in error stops the drill, with its reason ----
+bsc_stop
+write_config "local:/proc/no-such-dir/replica"
+bsc_start
+wait_state secondary error
+set +e; drill --mode planned > "$T/d3.out" 2>&1; rc=$?; set -e
+[ $rc = 2 ] && grep -q "(planned): ERROR" "$T/d3.out" || fail "a replica in error: exit $rc $(cat "$T/d3.out")"
+msg=$(step1 message)
+case $msg in
+# (error), or (connecting) while it tries again: the last error is named
+"replica target secondary is not connected ("*"): the receiver "?*) ;;
+*) fail "step 1 message: '$msg'" ;;
+esac
+grep -q "RPO not reached (objective 0.00 s)" "$T/d3.out" || fail "the summary gives an RPO: $(cat "$T/d3.out")"
+grep -q "NOT met" "$T/d3.out" && fail "a drill that reached nothing says NOT met: $(cat "$T/d3.out")"
+grep -q "<th>achieved RPO</th><td>not reached</td>" "$(report_json | sed 's/json$/html/')" || fail "the page gives an RPO"
+note "replica in error: '$msg'"
+drill --abort >/dev/null 2>&1 || true
+
+# ---- 4. a check failing without output ----
+bsc_stop
+write_config "local:$T/replica"
+write_runbook false
+bsc_start
+bsc_sync >/dev/null
+set +e; drill --mode planned > "$T/d4.out" 2>&1; rc=$?; set -e
+[ $rc = 2 ] || fail "a failing check: exit $rc"
+msg=$(python3 -c "import json; print(json.load(open('$(report_json)'))['report']['message'])")
+[ "$msg" = "step 8 (check vm1 (1 check, wave 1)) failed: check up failed after 1 attempt: command failed (exit 1): (no output)" ] \
+	|| fail "failed check message: '$msg'"
+note "failing check: '$msg'"
+drill --abort >/dev/null 2>&1 || true
+
+# ---- 5. a key given twice in a signed report ----
+rep=$(report_json)
+"$BIN/bascule" report verify --key "$T/sign.key.pub" "$rep" >/dev/null || fail "a valid report refused"
+python3 - "$rep" "$T/dup.json" <<'PY'
+import sys
+t = open(sys.argv[1]).read()
+i = t.index('"rto_us": ')
+open(sys.argv[2], "w").write(t[:i] + '"rto_us": 1, ' + t[i:])
+PY
+set +e; "$BIN/bascule" report verify --key "$T/sign.key.pub" "$T/dup.json" 2> "$T/dup.err"; rc=$?; set -e
+[ $rc = 1 ] && grep -q "a key appears twice" "$T/dup.err" || fail "duplicate key: exit $rc $(cat "$T/dup.err")"
+note "duplicate key refused: $(cat "$T/dup.err")"
