@@ -76,12 +76,12 @@ bsc_keygen() { [ -f "$T/site.key" ] || "$BIN/bascule" keygen site "$T/site.key" 
 bsc_start() {
 	"${NSEXEC[@]}" "$BIN/basculed" -c "$T/bascule.yaml" -v >> "$T/daemon.log" 2>&1 &
 	DAEMON_PID=$!
-	for _ in $(seq 100); do
+	for _ in $(seq 1200); do
 		[ -S "$T/ctl.sock" ] && return 0
 		kill -0 "$DAEMON_PID" 2>/dev/null || fail "basculed exited at start: $(tail -3 "$T/daemon.log")"
 		sleep 0.05
 	done
-	fail "basculed did not open its control socket"
+	fail "basculed did not open its control socket within 60 s"
 }
 
 bsc_stop() {
