@@ -255,14 +255,15 @@ int wire_next(struct wire *w, enum wire_type *ret_type, struct rbuf *ret_body)
 {
 	for (;;) {
 		size_t avail = w->in.len - w->in_off;
-		const uint8_t *h = w->in.p + w->in_off;
+		const uint8_t *h;
 		uint32_t len;
 		uint8_t type;
 		struct rbuf body;
 		int r;
 
 		if (avail < WIRE_HDR_BYTES)
-			return 0;
+			return 0; /* nothing read yet: in.p may be NULL */
+		h = w->in.p + w->in_off;
 		len = get_be32(h);
 		type = h[4];
 		if (h[5] != 0 || h[6] != 0 || h[7] != 0)
