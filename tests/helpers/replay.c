@@ -244,11 +244,12 @@ int main(int argc, char **argv)
 	n = load(record, key, frames);
 	if (do_list) {
 		list(frames, n);
-		return 0;
-	}
-	if (to > n)
+		r = 0;
+	} else if (to > n) {
 		die("--to", -ERANGE);
-	r = run(key, frames, from, to, cut, argv + i);
+	} else {
+		r = run(key, frames, from, to, cut, argv + i);
+	}
 	for (size_t k = 0; k < n; k++)
 		free(frames[k].body);
 	free(frames);
