@@ -411,7 +411,7 @@ struct compose {
 	struct compose_frame stack[YAMLTAB_MAX_DEPTH];
 	int depth;
 	uint64_t nodes;
-	struct compose_anchor *anchors;
+	struct compose_anchor anchors[YAMLTAB_MAX_ANCHORS];
 	size_t n_anchors;
 	bool done;          /* the root is complete */
 };
@@ -429,18 +429,15 @@ static int compose_err(struct compose *c, yaml_mark_t m, const char *fmt, ...)
 	return err_set(EINVAL, "%s:%zu:%zu: %s", c->file, m.line + 1, m.column + 1, msg);
 }
 
-static int compose_anchor(struct compose *c, char *name, int id, uint64_t weight)
+/* Register NAME (owned from here on; NULL: no anchor) for node ID. */
+static int compose_anchor(struct compose *c, yaml_mark_t m, char *name, int id, uint64_t weight)
 {
-	struct compose_anchor *a;
-
 	if (!name)
 		return 0;
-	a = realloc(c->anchors, (c->n_anchors + 1) * sizeof(*a));
-	if (!a) {
+	if (c->n_anchors == YAMLTAB_MAX_ANCHORS) {
 		free(name);
-		return -ENOMEM;
+		return compose_err(c, m, "more than %d anchors (&name)", YAMLTAB_MAX_ANCHORS);
 	}
-	c->anchors = a;
 	c->anchors[c->n_anchors++] = (struct compose_anchor){ name, id, weight };
 	return 0;
 }
@@ -491,8 +488,11 @@ static int compose_event(struct compose *c, yaml_event_t *e)
 		yaml_document_get_node(c->doc, id)->end_mark = e->end_mark;
 		if (e->data.scalar.anchor) {
 			char *name = strdup((const char *)e->data.scalar.anchor);
-			if (!name || compose_anchor(c, name, id, 1) < 0)
+			int r;
+			if (!name)
 				return -ENOMEM;
+			if ((r = compose_anchor(c, m, name, id, 1)) < 0)
+				return r;
 		}
 		return compose_attach(c, m, id, 1);
 	case YAML_SEQUENCE_START_EVENT:
@@ -519,13 +519,13 @@ static int compose_event(struct compose *c, yaml_event_t *e)
 	case YAML_SEQUENCE_END_EVENT:
 	case YAML_MAPPING_END_EVENT: {
 		struct compose_frame f = c->stack[--c->depth];
+		yaml_node_t *node = yaml_document_get_node(c->doc, f.id);
 		int r;
 
-		yaml_document_get_node(c->doc, f.id)->end_mark = e->end_mark;
-		if ((r = compose_anchor(c, f.anchor, f.id, f.weight)) < 0)
+		node->end_mark = e->end_mark;
+		if ((r = compose_anchor(c, node->start_mark, f.anchor, f.id, f.weight)) < 0)
 			return r;
-		return compose_attach(c, yaml_document_get_node(c->doc, f.id)->start_mark, f.id,
-				      f.weight);
+		return compose_attach(c, node->start_mark, f.id, f.weight);
 	}
 	case YAML_ALIAS_EVENT: {
 		const char *name = (const char *)e->data.alias.anchor;
@@ -574,7 +574,6 @@ static int compose_document(const char *name, const char *text, size_t len, yaml
 		free(c.stack[i].anchor);
 	for (size_t i = 0; i < c.n_anchors; i++)
 		free(c.anchors[i].name);
-	free(c.anchors);
 	yaml_parser_delete(&parser);
 	if (r < 0)
 		yaml_document_delete(doc);

@@ -14,10 +14,12 @@
 
 /* What a document may build, checked while libyaml's events are read, before
  * anything else (libyaml's own time grows with the square of the nesting):
- * lists and mappings inside each other, and values in all, an alias counting
- * as many values as what it stands for.  Past either: "FILE:LINE:COL: ...". */
+ * lists and mappings inside each other, values in all (an alias counting as
+ * many values as what it stands for), and anchors (&name, each alias is
+ * looked up among them).  Past any: "FILE:LINE:COL: ...". */
 #define YAMLTAB_MAX_DEPTH 32
 #define YAMLTAB_MAX_NODES 262144
+#define YAMLTAB_MAX_ANCHORS 256
 
 /* Numbers a key may hold when its table row sets no smaller max: a duration
  * at most 100 years (in microseconds), a size or rate at most 1 EiB, a plain

@@ -183,6 +183,36 @@ static void test_aliases(void **state)
 	expect_refused(bomb, (size_t)(p - bomb), "values (aliases count as what they stand for)");
 }
 
+/* Anchors are bounded, so looking aliases up stays cheap: 1 MiB of aliases
+ * naming the first of 256 anchors with long, alike names. */
+static void test_many_anchors(void **state)
+{
+	size_t cap = (1u << 20) + 4096, len = 0;
+	char *text = malloc(cap), name[200];
+	double t0;
+
+	assert_non_null(text);
+	memset(name, 'n', sizeof(name) - 4);
+	len += (size_t)sprintf(text + len, "x: [");
+	for (int i = 0; i < YAMLTAB_MAX_ANCHORS; i++)
+		len += (size_t)sprintf(text + len, "&%.*s%03d v, ", (int)sizeof(name) - 4, name, i);
+	len += (size_t)sprintf(text + len, "v]\ny: [");
+	while (len + sizeof(name) + 8 < (1u << 20))
+		len += (size_t)sprintf(text + len, "*%.*s000, ", (int)sizeof(name) - 4, name);
+	len += (size_t)sprintf(text + len, "v]\n");
+	t0 = now_s();
+	expect_refused(text, len, "t.yaml:1:1: unknown key 'x' in top level");
+	if (now_s() - t0 > 1.0)
+		fail_msg("took %.2f s", now_s() - t0);
+
+	len = (size_t)sprintf(text, "x: [");
+	for (int i = 0; i <= YAMLTAB_MAX_ANCHORS; i++)
+		len += (size_t)sprintf(text + len, "&a%d v, ", i);
+	len += (size_t)sprintf(text + len, "v]\n");
+	expect_refused(text, len, "t.yaml:1:2199: more than 256 anchors (&name)");
+	free(text);
+}
+
 /* Durations, sizes, rates and numbers past what the program represents:
  * refused with the position, never converted (5e89 seconds is undefined
  * behaviour as a uint64_t). */
@@ -267,6 +297,7 @@ int main(void)
 		cmocka_unit_test(test_deep_other_nesting),
 		cmocka_unit_test(test_nesting_at_the_bound),
 		cmocka_unit_test(test_aliases),
+		cmocka_unit_test(test_many_anchors),
 		cmocka_unit_test(test_value_bounds),
 		cmocka_unit_test(test_value_bounds_real_tables),
 		cmocka_unit_test(test_units_range),
