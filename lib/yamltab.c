@@ -442,18 +442,24 @@ static int compose_anchor(struct compose *c, yaml_mark_t m, char *name, int id, 
 	return 0;
 }
 
-/* Node ID, standing for WEIGHT values, is complete: count it, and attach it to
- * the open list or mapping, or make it the root. */
-static int compose_attach(struct compose *c, yaml_mark_t m, int id, uint64_t weight)
+/* N more values in the document (a new node: 1; an alias: what it stands for). */
+static int compose_count(struct compose *c, yaml_mark_t m, uint64_t n)
 {
-	struct compose_frame *f;
-	yaml_node_t *parent;
-
-	c->nodes += weight;
+	c->nodes += n;
 	if (c->nodes > YAMLTAB_MAX_NODES)
 		return compose_err(c, m, "more than %d values (aliases count as what they stand "
 					 "for): this is not a configuration Bascule can use",
 				   YAMLTAB_MAX_NODES);
+	return 0;
+}
+
+/* Node ID, standing for WEIGHT values (counted already), is complete: attach
+ * it to the open list or mapping, or make it the root. */
+static int compose_attach(struct compose *c, int id, uint64_t weight)
+{
+	struct compose_frame *f;
+	yaml_node_t *parent;
+
 	if (c->depth == 0) {
 		c->done = true;
 		return 0;
@@ -476,10 +482,12 @@ static int compose_attach(struct compose *c, yaml_mark_t m, int id, uint64_t wei
 static int compose_event(struct compose *c, yaml_event_t *e)
 {
 	yaml_mark_t m = e->start_mark;
-	int id;
+	int id, r;
 
 	switch (e->type) {
 	case YAML_SCALAR_EVENT:
+		if ((r = compose_count(c, m, 1)) < 0)
+			return r;
 		id = yaml_document_add_scalar(c->doc, NULL, e->data.scalar.value,
 					      (int)e->data.scalar.length, e->data.scalar.style);
 		if (!id)
@@ -488,13 +496,12 @@ static int compose_event(struct compose *c, yaml_event_t *e)
 		yaml_document_get_node(c->doc, id)->end_mark = e->end_mark;
 		if (e->data.scalar.anchor) {
 			char *name = strdup((const char *)e->data.scalar.anchor);
-			int r;
 			if (!name)
 				return -ENOMEM;
 			if ((r = compose_anchor(c, m, name, id, 1)) < 0)
 				return r;
 		}
-		return compose_attach(c, m, id, 1);
+		return compose_attach(c, id, 1);
 	case YAML_SEQUENCE_START_EVENT:
 	case YAML_MAPPING_START_EVENT: {
 		bool seq = e->type == YAML_SEQUENCE_START_EVENT;
@@ -505,6 +512,8 @@ static int compose_event(struct compose *c, yaml_event_t *e)
 			return compose_err(c, m, "lists and mappings nested more than %d deep: "
 						 "look for an unclosed '[' or '{'",
 					   YAMLTAB_MAX_DEPTH);
+		if ((r = compose_count(c, m, 1)) < 0)
+			return r;
 		id = seq ? yaml_document_add_sequence(c->doc, NULL, YAML_ANY_SEQUENCE_STYLE)
 			 : yaml_document_add_mapping(c->doc, NULL, YAML_ANY_MAPPING_STYLE);
 		if (!id)
@@ -520,18 +529,20 @@ static int compose_event(struct compose *c, yaml_event_t *e)
 	case YAML_MAPPING_END_EVENT: {
 		struct compose_frame f = c->stack[--c->depth];
 		yaml_node_t *node = yaml_document_get_node(c->doc, f.id);
-		int r;
 
 		node->end_mark = e->end_mark;
 		if ((r = compose_anchor(c, node->start_mark, f.anchor, f.id, f.weight)) < 0)
 			return r;
-		return compose_attach(c, node->start_mark, f.id, f.weight);
+		return compose_attach(c, f.id, f.weight);
 	}
 	case YAML_ALIAS_EVENT: {
 		const char *name = (const char *)e->data.alias.anchor;
 		for (size_t i = c->n_anchors; i-- > 0;)
-			if (!strcmp(c->anchors[i].name, name))
-				return compose_attach(c, m, c->anchors[i].id, c->anchors[i].weight);
+			if (!strcmp(c->anchors[i].name, name)) {
+				if ((r = compose_count(c, m, c->anchors[i].weight)) < 0)
+					return r;
+				return compose_attach(c, c->anchors[i].id, c->anchors[i].weight);
+			}
 		return compose_err(c, m, "alias *%s names no anchor &%s of a complete value before it",
 				   name, name);
 	}

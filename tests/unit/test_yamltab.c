@@ -183,6 +183,27 @@ static void test_aliases(void **state)
 	expect_refused(bomb, (size_t)(p - bomb), "values (aliases count as what they stand for)");
 }
 
+/* The bound counts each value once: the root mapping, the key "items", the
+ * list and its scalars make exactly YAMLTAB_MAX_NODES, read; one more is not. */
+static void test_node_bound(void **state)
+{
+	size_t k = YAMLTAB_MAX_NODES - 3, len = 0;
+	char *text = malloc(2 * k + 16);
+
+	assert_non_null(text);
+	len += (size_t)sprintf(text, "items: [");
+	for (size_t i = 0; i < k; i++) {
+		text[len++] = 'a';
+		text[len++] = ',';
+	}
+	text[len - 1] = ']';
+	expect_refused(text, len, "t.yaml:1:8: items has more than 4096 items"); /* read, then judged */
+	memcpy(text + len - 1, ",a]", 3);
+	len += 2;
+	expect_refused(text, len, "more than 262144 values");
+	free(text);
+}
+
 /* Anchors are bounded, so looking aliases up stays cheap: 1 MiB of aliases
  * naming the first of 256 anchors with long, alike names. */
 static void test_many_anchors(void **state)
@@ -298,6 +319,7 @@ int main(void)
 		cmocka_unit_test(test_nesting_at_the_bound),
 		cmocka_unit_test(test_aliases),
 		cmocka_unit_test(test_many_anchors),
+		cmocka_unit_test(test_node_bound),
 		cmocka_unit_test(test_value_bounds),
 		cmocka_unit_test(test_value_bounds_real_tables),
 		cmocka_unit_test(test_units_range),
