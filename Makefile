@@ -3,6 +3,7 @@
 #   make test            install missing packages, run unit and end-to-end tests
 #   make test SAN=1      the same under AddressSanitizer + UBSan (build-san/)
 #   make demo            replicate a sample VM disk to a local secondary
+#   make fuzz            run each libFuzzer harness FUZZ_SECONDS (60) under ASan+UBSan
 #   make bench           throughput against raw reads, rsync, rdiff, sftp, borg, restic
 #                        (~11 min; installs borgbackup and restic if missing)
 #   make install         programs, man pages, systemd unit, examples (PREFIX=/usr/local)
@@ -31,7 +32,7 @@ VERSION := 0.1.0
 
 ifeq ($(SAN),1)
 B ?= build-san
-SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SANFLAGS := -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=all
 OPT := -O1
 else
 B ?= build
@@ -99,21 +100,46 @@ $(B)/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/driver.c $(B)/failover/runbook
 	$(CC) $(CFLAGS) -Ifailover $(LDFLAGS) -o $@ $< tests/fuzz/driver.c $(B)/failover/runbook.o \
 		$(B)/libbascule.a $(LIBS)
 
-# The same harnesses under libFuzzer (needs clang): make fuzz FUZZ_SECONDS=60
+# The same harnesses under libFuzzer with coverage guidance, ASan and UBSan
+# (clang; `scripts/deps.sh fuzz` installs it): make fuzz FUZZ_SECONDS=240.
+# Recovery is off, so any sanitizer report fails the run; the input that
+# triggered it is left as build-fuzz/HARNESS-crash-*: fix the bug and add the
+# input to tests/fuzz/corpus/HARNESS/, where the suite's driver replays it.
 FUZZ_SECONDS ?= 60
-fuzz:
-	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
-	  clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -DBASCULE_VERSION='"fuzz"' \
-	    -Ilib -Ifailover $(PKG_CFLAGS) -o build-fuzz-$$n $$f $(LIB_SRC) failover/runbook.c \
-	    $(PKG_LIBS) -lrsync -lpthread -lm || exit 1; \
-	  rm -rf build-fuzz-corpus-$$n; cp -r tests/fuzz/corpus/$${n#fuzz_} build-fuzz-corpus-$$n; \
-	  ./build-fuzz-$$n -max_total_time=$(FUZZ_SECONDS) build-fuzz-corpus-$$n || exit 1; done
+FZ := build-fuzz
+FUZZ_CC ?= clang
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS := -std=gnu11 -g -O1 $(FUZZ_SAN) -D_GNU_SOURCE -DBASCULE_VERSION='"fuzz"' -MMD -MP \
+	-Ilib -Ifailover $(PKG_CFLAGS)
+FUZZ_HARNESS := $(FUZZ_SRC:tests/fuzz/%.c=$(FZ)/%)
+FUZZ_OBJ := $(FUZZ_SRC:%.c=$(FZ)/%.o) $(LIB_SRC:%.c=$(FZ)/%.o) $(FZ)/failover/runbook.o
+.SECONDARY: $(FUZZ_OBJ)
+
+$(FZ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FZ)/fuzz_%: $(FZ)/tests/fuzz/fuzz_%.o $(LIB_SRC:%.c=$(FZ)/%.o) $(FZ)/failover/runbook.o
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lrsync -lpthread -lm
+
+fuzz-build: deps-fuzz
+	$(MAKE) $(FUZZ_HARNESS)
+
+fuzz: fuzz-build
+	@for h in $(FUZZ_HARNESS); do n=$${h#$(FZ)/fuzz_}; \
+	  mkdir -p $(FZ)/corpus-$$n; echo "== fuzz_$$n for $(FUZZ_SECONDS) s"; \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=abort_on_error=1 \
+	  $$h -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	    -artifact_prefix=$(FZ)/$$n- $(FZ)/corpus-$$n tests/fuzz/corpus/$$n || exit 1; done
 
 deps:
 	@scripts/deps.sh build
 
 deps-test:
 	@scripts/deps.sh test
+
+deps-fuzz:
+	@scripts/deps.sh fuzz
 
 build-tests: all $(UNIT_BIN) $(HELPER_BIN) $(FUZZ_BIN)
 
@@ -166,8 +192,8 @@ uninstall:
 	@rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 
 clean:
-	rm -rf build build-san build-fuzz-*
+	rm -rf build build-san $(FZ)
 
-.PHONY: all deps deps-test build-tests test unit demo bench install uninstall clean fuzz
+.PHONY: all deps deps-test deps-fuzz build-tests test unit demo bench install uninstall clean fuzz fuzz-build
 
--include $(shell find $(B) -name '*.d' 2>/dev/null)
+-include $(shell find $(B) $(FZ) -name '*.d' 2>/dev/null)

@@ -61,6 +61,16 @@ static int parse_term(const char **pp, const struct unit *units, double *ret)
 	return -EINVAL;
 }
 
+/* V (finite, >= 0) as a uint64_t, or -ERANGE: converting a double at or
+ * above 2^64 is undefined behaviour, not a large number. */
+static int to_u64(double v, uint64_t *ret)
+{
+	if (!(v >= 0) || v >= 18446744073709551616.0)
+		return -ERANGE;
+	*ret = (uint64_t)v;
+	return 0;
+}
+
 int units_parse_size(const char *s, uint64_t *ret)
 {
 	const char *p = s;
@@ -68,10 +78,7 @@ int units_parse_size(const char *s, uint64_t *ret)
 
 	if (!s || !*s || parse_term(&p, size_units, &v) < 0 || *p)
 		return -EINVAL;
-	if (v >= 18446744073709551615.0)
-		return -ERANGE;
-	*ret = (uint64_t)v;
-	return 0;
+	return to_u64(v, ret);
 }
 
 int units_parse_duration(const char *s, uint64_t *ret_usec)
@@ -85,10 +92,8 @@ int units_parse_duration(const char *s, uint64_t *ret_usec)
 	/* A bare number is seconds. */
 	errno = 0;
 	v = strtod(s, &end);
-	if (!errno && end != s && *end == 0 && v >= 0 && isfinite(v)) {
-		*ret_usec = (uint64_t)(v * 1e6);
-		return 0;
-	}
+	if (!errno && end != s && *end == 0 && v >= 0 && isfinite(v))
+		return to_u64(v * 1e6, ret_usec);
 	while (*p) {
 		if (parse_term(&p, time_units, &v) < 0)
 			return -EINVAL;
@@ -96,10 +101,7 @@ int units_parse_duration(const char *s, uint64_t *ret_usec)
 		while (*p == ' ')
 			p++;
 	}
-	if (total >= 1.8e19)
-		return -ERANGE;
-	*ret_usec = (uint64_t)total;
-	return 0;
+	return to_u64(total, ret_usec);
 }
 
 int units_parse_rate(const char *s, uint64_t *ret)

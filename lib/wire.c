@@ -257,14 +257,15 @@ int wire_next(struct wire *w, enum wire_type *ret_type, struct rbuf *ret_body)
 {
 	for (;;) {
 		size_t avail = w->in.len - w->in_off;
-		const uint8_t *h = w->in.p + w->in_off;
+		const uint8_t *h;
 		uint32_t len;
 		uint8_t type;
 		struct rbuf body;
 		int r;
 
 		if (avail < WIRE_HDR_BYTES)
-			return 0;
+			return 0; /* nothing read yet: in.p may be NULL */
+		h = w->in.p + w->in_off;
 		len = get_be32(h);
 		type = h[4];
 		if (h[5] != 0 || h[6] != 0 || h[7] != 0)
@@ -356,6 +357,28 @@ int wire_flush_blocking(struct wire *w)
 	}
 }
 
+size_t wire_cut_bytes(const struct wire *w)
+{
+	return w->eof ? w->in.len - w->in_off : 0;
+}
+
+/* The end of input, as a sentence: on a frame boundary the peer closed the
+ * connection; inside a frame the stream was cut (docs/protocol.md 3). */
+static int wire_eof_error(const struct wire *w)
+{
+	size_t have = w->in.len - w->in_off;
+
+	if (!have)
+		return err_set(ECONNRESET, "the peer closed the connection");
+	if (have < WIRE_HDR_BYTES)
+		return err_set(ECONNRESET, "the stream was cut inside a frame header (%zu of %u bytes "
+					   "received): the connection was lost or the peer died mid-frame",
+			       have, WIRE_HDR_BYTES);
+	return err_set(ECONNRESET, "the stream was cut inside a frame (%zu of %zu bytes received): "
+				   "the connection was lost or the peer died mid-frame",
+		       have, WIRE_HDR_BYTES + (size_t)get_be32(w->in.p + w->in_off));
+}
+
 int wire_recv_blocking(struct wire *w, enum wire_type *ret_type, struct rbuf *ret_body)
 {
 	for (;;) {
@@ -374,7 +397,7 @@ int wire_recv_blocking(struct wire *w, enum wire_type *ret_type, struct rbuf *re
 		if (r < 0)
 			return r;
 		if (r == 0)
-			return err_set(ECONNRESET, "the peer closed the connection");
+			return wire_eof_error(w);
 	}
 }
 

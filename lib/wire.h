@@ -99,8 +99,12 @@ bool wire_ready(const struct wire *w);
 
 /* Blocking helpers for one-shot programs (recv, tools). */
 int wire_flush_blocking(struct wire *w);
-/* Wait for the next application frame; -ECONNRESET on EOF. */
+/* Wait for the next application frame; -ECONNRESET on EOF, whose sentence
+ * says whether the stream ended on a frame boundary or was cut inside one. */
 int wire_recv_blocking(struct wire *w, enum wire_type *ret_type, struct rbuf *ret_body);
+/* After EOF: the bytes of an incomplete frame left unparsed (0: the stream
+ * ended on a frame boundary, or has not ended). */
+size_t wire_cut_bytes(const struct wire *w);
 /* Like wire_flush but writes at most MAX bytes; returns bytes written (>= 0)
  * or a negative errno (-EAGAIN when nothing could be written). */
 ssize_t wire_flush_some(struct wire *w, size_t max);

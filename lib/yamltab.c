@@ -106,12 +106,24 @@ void yamltab_free(const struct cfg_table *t, void *obj)
 	}
 }
 
+/* The largest value of a type the program works with, for keys that declare
+ * no bound of their own (yamltab.h). */
+static uint64_t type_max(enum cfg_type t)
+{
+	switch (t) {
+	case CT_DURATION: return YAMLTAB_MAX_DURATION;
+	case CT_SIZE: case CT_RATE: return YAMLTAB_MAX_SIZE;
+	case CT_UINT: return YAMLTAB_MAX_UINT;
+	default: return UINT64_MAX;
+	}
+}
+
 /* Convert VALUE (text) into the field of K; N is for messages (NULL for defaults). */
 static int set_value(struct parse_ctx *p, const yaml_node_t *n, const struct cfg_key *k,
 		     const char *value, void *obj)
 {
 	void *field = (char *)obj + k->off;
-	uint64_t v = 0;
+	uint64_t v = 0, max;
 	int r = 0;
 
 	switch (k->type) {
@@ -185,7 +197,7 @@ static int set_value(struct parse_ctx *p, const yaml_node_t *n, const struct cfg
 			r = -EINVAL;
 		else {
 			v = strtoull(value, &end, 10);
-			r = (errno || *end) ? -EINVAL : 0;
+			r = *end ? -EINVAL : errno == ERANGE ? -ERANGE : 0;
 		}
 		break;
 	}
@@ -200,17 +212,22 @@ static int set_value(struct parse_ctx *p, const yaml_node_t *n, const struct cfg
 	case CT_LIST: case CT_STRLIST: case CT_MAP:
 		return cfg_err(p, n, "%s must be %s", k->key, type_name(k->type));
 	}
-	if (r < 0)
+	if (r == -ERANGE)
+		v = UINT64_MAX; /* well formed but beyond 2^64: above any bound */
+	else if (r < 0)
 		return cfg_err(p, n, "%s must be %s, got '%s'", k->key, type_name(k->type), value);
-	if ((k->min || k->max) && (v < k->min || (k->max && v > k->max))) {
+	max = type_max(k->type);
+	if (k->max && k->max < max)
+		max = k->max;
+	if (v < k->min || v > max) {
 		if (k->type == CT_DURATION) {
 			char a[32], b[32];
 			return cfg_err(p, n, "%s must be between %s and %s, got '%s'", k->key,
 				       units_fmt_duration(k->min, a, sizeof(a)),
-				       units_fmt_duration(k->max, b, sizeof(b)), value);
+				       units_fmt_duration(max, b, sizeof(b)), value);
 		}
 		return cfg_err(p, n, "%s must be between %llu and %llu, got '%s'", k->key,
-			       (unsigned long long)k->min, (unsigned long long)k->max, value);
+			       (unsigned long long)k->min, (unsigned long long)max, value);
 	}
 	*(uint64_t *)field = v;
 	return 0;
@@ -381,32 +398,223 @@ long yamltab_find(const struct cfg_list *l, size_t size, const char *name)
 	return -1;
 }
 
+/* Building the document from libyaml's events, with the bounds of yamltab.h.
+ * An open list or mapping is a frame; a node joins its parent once complete,
+ * so an alias can only name a complete node (no cycles). */
+struct compose_frame {
+	int id;             /* node in the document */
+	int key;            /* mapping: the key waiting for its value, or 0 */
+	uint64_t weight;    /* values in it so far, aliases expanded */
+	char *anchor;       /* &name, registered once the node is complete */
+};
+
+struct compose_anchor {
+	char *name;
+	int id;
+	uint64_t weight;
+};
+
+struct compose {
+	const char *file;
+	yaml_document_t *doc;
+	struct compose_frame stack[YAMLTAB_MAX_DEPTH];
+	int depth;
+	uint64_t nodes;
+	struct compose_anchor anchors[YAMLTAB_MAX_ANCHORS];
+	size_t n_anchors;
+	bool done;          /* the root is complete */
+};
+
+static int compose_err(struct compose *c, yaml_mark_t m, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int compose_err(struct compose *c, yaml_mark_t m, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return err_set(EINVAL, "%s:%zu:%zu: %s", c->file, m.line + 1, m.column + 1, msg);
+}
+
+/* Register NAME (owned from here on; NULL: no anchor) for node ID. */
+static int compose_anchor(struct compose *c, yaml_mark_t m, char *name, int id, uint64_t weight)
+{
+	if (!name)
+		return 0;
+	if (c->n_anchors == YAMLTAB_MAX_ANCHORS) {
+		free(name);
+		return compose_err(c, m, "more than %d anchors (&name)", YAMLTAB_MAX_ANCHORS);
+	}
+	c->anchors[c->n_anchors++] = (struct compose_anchor){ name, id, weight };
+	return 0;
+}
+
+/* N more values in the document (a new node: 1; an alias: what it stands for). */
+static int compose_count(struct compose *c, yaml_mark_t m, uint64_t n)
+{
+	c->nodes += n;
+	if (c->nodes > YAMLTAB_MAX_NODES)
+		return compose_err(c, m, "more than %d values (aliases count as what they stand "
+					 "for): this is not a configuration Bascule can use",
+				   YAMLTAB_MAX_NODES);
+	return 0;
+}
+
+/* Node ID, standing for WEIGHT values (counted already), is complete: attach
+ * it to the open list or mapping, or make it the root. */
+static int compose_attach(struct compose *c, int id, uint64_t weight)
+{
+	struct compose_frame *f;
+	yaml_node_t *parent;
+
+	if (c->depth == 0) {
+		c->done = true;
+		return 0;
+	}
+	f = &c->stack[c->depth - 1];
+	f->weight += weight;
+	parent = yaml_document_get_node(c->doc, f->id);
+	if (parent->type == YAML_SEQUENCE_NODE)
+		return yaml_document_append_sequence_item(c->doc, f->id, id) ? 0 : -ENOMEM;
+	if (!f->key) {
+		f->key = id;
+		return 0;
+	}
+	if (!yaml_document_append_mapping_pair(c->doc, f->id, f->key, id))
+		return -ENOMEM;
+	f->key = 0;
+	return 0;
+}
+
+static int compose_event(struct compose *c, yaml_event_t *e)
+{
+	yaml_mark_t m = e->start_mark;
+	int id, r;
+
+	switch (e->type) {
+	case YAML_SCALAR_EVENT:
+		if ((r = compose_count(c, m, 1)) < 0)
+			return r;
+		id = yaml_document_add_scalar(c->doc, NULL, e->data.scalar.value,
+					      (int)e->data.scalar.length, e->data.scalar.style);
+		if (!id)
+			return -ENOMEM;
+		yaml_document_get_node(c->doc, id)->start_mark = m;
+		yaml_document_get_node(c->doc, id)->end_mark = e->end_mark;
+		if (e->data.scalar.anchor) {
+			char *name = strdup((const char *)e->data.scalar.anchor);
+			if (!name)
+				return -ENOMEM;
+			if ((r = compose_anchor(c, m, name, id, 1)) < 0)
+				return r;
+		}
+		return compose_attach(c, id, 1);
+	case YAML_SEQUENCE_START_EVENT:
+	case YAML_MAPPING_START_EVENT: {
+		bool seq = e->type == YAML_SEQUENCE_START_EVENT;
+		yaml_char_t *anchor = seq ? e->data.sequence_start.anchor : e->data.mapping_start.anchor;
+		struct compose_frame *f;
+
+		if (c->depth == YAMLTAB_MAX_DEPTH)
+			return compose_err(c, m, "lists and mappings nested more than %d deep: "
+						 "look for an unclosed '[' or '{'",
+					   YAMLTAB_MAX_DEPTH);
+		if ((r = compose_count(c, m, 1)) < 0)
+			return r;
+		id = seq ? yaml_document_add_sequence(c->doc, NULL, YAML_ANY_SEQUENCE_STYLE)
+			 : yaml_document_add_mapping(c->doc, NULL, YAML_ANY_MAPPING_STYLE);
+		if (!id)
+			return -ENOMEM;
+		yaml_document_get_node(c->doc, id)->start_mark = m;
+		f = &c->stack[c->depth++];
+		*f = (struct compose_frame){ .id = id, .weight = 1 };
+		if (anchor && !(f->anchor = strdup((const char *)anchor)))
+			return -ENOMEM;
+		return 0;
+	}
+	case YAML_SEQUENCE_END_EVENT:
+	case YAML_MAPPING_END_EVENT: {
+		struct compose_frame f = c->stack[--c->depth];
+		yaml_node_t *node = yaml_document_get_node(c->doc, f.id);
+
+		node->end_mark = e->end_mark;
+		if ((r = compose_anchor(c, node->start_mark, f.anchor, f.id, f.weight)) < 0)
+			return r;
+		return compose_attach(c, f.id, f.weight);
+	}
+	case YAML_ALIAS_EVENT: {
+		const char *name = (const char *)e->data.alias.anchor;
+		for (size_t i = c->n_anchors; i-- > 0;)
+			if (!strcmp(c->anchors[i].name, name)) {
+				if ((r = compose_count(c, m, c->anchors[i].weight)) < 0)
+					return r;
+				return compose_attach(c, c->anchors[i].id, c->anchors[i].weight);
+			}
+		return compose_err(c, m, "alias *%s names no anchor &%s of a complete value before it",
+				   name, name);
+	}
+	default:
+		return 0;
+	}
+}
+
+/* Read the first document of TEXT into DOC (empty: no root node), bounded. */
+static int compose_document(const char *name, const char *text, size_t len, yaml_document_t *doc)
+{
+	struct compose c = { .file = name, .doc = doc };
+	yaml_parser_t parser;
+	int r = 0;
+
+	if (!yaml_document_initialize(doc, NULL, NULL, NULL, 1, 1))
+		return -ENOMEM;
+	if (!yaml_parser_initialize(&parser)) {
+		yaml_document_delete(doc);
+		return -ENOMEM;
+	}
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	while (r == 0 && !c.done) {
+		yaml_event_t e;
+
+		if (!yaml_parser_parse(&parser, &e)) {
+			r = err_set(EINVAL, "%s:%zu:%zu: YAML syntax error: %s%s%s", name,
+				    parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+				    parser.problem ? parser.problem : "unknown",
+				    parser.context ? " " : "", parser.context ? parser.context : "");
+			break;
+		}
+		if (e.type == YAML_STREAM_END_EVENT || e.type == YAML_DOCUMENT_END_EVENT)
+			c.done = true;
+		else
+			r = compose_event(&c, &e);
+		yaml_event_delete(&e);
+	}
+	for (int i = 0; i < c.depth; i++)
+		free(c.stack[i].anchor);
+	for (size_t i = 0; i < c.n_anchors; i++)
+		free(c.anchors[i].name);
+	yaml_parser_delete(&parser);
+	if (r < 0)
+		yaml_document_delete(doc);
+	return r;
+}
+
 int yamltab_parse(const char *name, const char *text, size_t len, bool check_files,
 		  const struct cfg_table *top, void *obj)
 {
 	struct parse_ctx p = { .file = name, .check_files = check_files };
-	yaml_parser_t parser;
 	yaml_node_t *root;
 	int r;
 
-	if (!yaml_parser_initialize(&parser))
-		return -ENOMEM;
-	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-	if (!yaml_parser_load(&parser, &p.doc)) {
-		r = err_set(EINVAL, "%s:%zu:%zu: YAML syntax error: %s%s%s", name,
-			    parser.problem_mark.line + 1, parser.problem_mark.column + 1,
-			    parser.problem ? parser.problem : "unknown",
-			    parser.context ? " " : "", parser.context ? parser.context : "");
-		yaml_parser_delete(&parser);
+	if ((r = compose_document(name, text, len, &p.doc)) < 0)
 		return r;
-	}
 	root = yaml_document_get_root_node(&p.doc);
 	if (!root)
 		r = err_set(EINVAL, "%s:1:1: the file is empty", name);
 	else
 		r = parse_table(&p, root, top, obj);
 	yaml_document_delete(&p.doc);
-	yaml_parser_delete(&parser);
 	return r;
 }
 

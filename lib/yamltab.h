@@ -12,6 +12,23 @@
 
 #define NAME_MAX_LEN 64
 
+/* What a document may build, checked while libyaml's events are read, before
+ * anything else (libyaml's own time grows with the square of the nesting):
+ * lists and mappings inside each other, values in all (an alias counting as
+ * many values as what it stands for), and anchors (&name, each alias is
+ * looked up among them).  Past any: "FILE:LINE:COL: ...". */
+#define YAMLTAB_MAX_DEPTH 32
+#define YAMLTAB_MAX_NODES 262144
+#define YAMLTAB_MAX_ANCHORS 256
+
+/* Numbers a key may hold when its table row sets no smaller max: a duration
+ * at most 100 years (in microseconds), a size or rate at most 1 EiB, a plain
+ * number at most 2^32 - 1.  A value past the bound, or too large for 64 bits
+ * (5e89), is refused with its position. */
+#define YAMLTAB_MAX_DURATION (36500ULL * 86400ULL * 1000000ULL)
+#define YAMLTAB_MAX_SIZE (1ULL << 60)
+#define YAMLTAB_MAX_UINT 4294967295ULL
+
 struct cfg_pos {
 	int line, col; /* 1-based, of the item in the file */
 };

@@ -1,16 +1,23 @@
 #!/bin/sh
 # deps.sh - install the Debian packages Bascule needs to build, test and demo.
-# Used by `make demo`, `make test` and .ci/run.  Installs only what is
-# missing; needs root (or sudo) only when something is missing.
-#   scripts/deps.sh [build|test]   (default: test, which includes build)
+# Used by `make demo`, `make test`, `make fuzz` and .ci/run.  Installs only
+# what is missing; needs root (or sudo) only when something is missing.
+#   scripts/deps.sh [build|test|fuzz]   (default: test; test and fuzz include build)
 set -eu
 BUILD_PKGS="build-essential pkg-config libsodium-dev libzstd-dev libyaml-dev
 libsystemd-dev libjansson-dev libxxhash-dev libssh2-1-dev librsync-dev libcmocka-dev libcurl4-openssl-dev
 libmicrohttpd-dev"
 TEST_PKGS="bc python3 systemd openssh-server openssh-client nftables e2fsprogs util-linux rsync rdiff xfsprogs procps iproute2 kmod
 qemu-system-x86 busybox-static chromium fonts-dejavu-core curl prometheus"
+# `make fuzz` only: clang and its runtimes (libFuzzer, ASan, UBSan).
+FUZZ_PKGS="clang libclang-rt-dev"
 want=$BUILD_PKGS
-[ "${1:-test}" = test ] && want="$want $TEST_PKGS"
+case "${1:-test}" in
+build) ;;
+test) want="$want $TEST_PKGS" ;;
+fuzz) want="$want $FUZZ_PKGS" ;;
+*) echo "usage: scripts/deps.sh [build|test|fuzz]" >&2; exit 2 ;;
+esac
 missing=""
 for p in $want; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

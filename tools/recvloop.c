@@ -97,8 +97,13 @@ int recv_serve(struct site_key *key, const struct recv_sink *s)
 		struct rbuf body;
 
 		rc = wire_recv_blocking(&w, &t, &body);
-		if (rc == -ECONNRESET && !in_epoch) {
-			rc = 0; /* the daemon went away between epochs */
+		if (rc == -ECONNRESET && !in_epoch && !wire_cut_bytes(&w)) {
+			/* docs/protocol.md: only BYE ends a session, but an end on a
+			 * frame boundary between epochs loses nothing (the daemon
+			 * stopped or the link dropped): not an error, said once. */
+			log_warn("the daemon closed the connection between epochs without BYE: "
+				 "nothing was lost, the daemon resumes from STATE when it reconnects");
+			rc = 0;
 			goto out;
 		}
 		if (rc < 0)

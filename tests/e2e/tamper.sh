@@ -15,7 +15,8 @@ before_epoch=$("$BIN/bascule" replica list --root "$T/replica" | sed -n 's/.*vm1
 touch "$T/tamper"
 "$BIN/tests/randwrite" "$T/disk.img" 2000 2
 bsc sync >/dev/null
-for _ in $(seq 100); do grep -q "authentication failed" "$T/daemon.log" && break; sleep 0.1; done
+# the receiver says it first, then the daemon reaps it: wait for the second
+for _ in $(seq 300); do grep -q "exited with status" "$T/daemon.log" && break; sleep 0.1; done
 grep -q "authentication failed on a frame" "$T/daemon.log" || fail "the flipped bit was not reported"
 grep -q "exited with status 5 (integrity error" "$T/daemon.log" || fail "the daemon does not say the receiver refused the stream"
 bsc status | grep -q "error: .*integrity" || fail "bascule status does not show the error"
