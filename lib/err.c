@@ -46,6 +46,14 @@ int err_wrap(int code, const char *fmt, ...)
 	return code;
 }
 
+int err_recode(int from, int to)
+{
+	char old[sizeof(err_buf)];
+
+	snprintf(old, sizeof(old), "%s", err_msg(from));
+	return err_set(to, "%s", old);
+}
+
 const char *err_msg(int code)
 {
 	if (code > 0)

@@ -216,7 +216,7 @@ int cmd_recv(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	const char *root = NULL, *keyfile = "/etc/bascule/site.key";
+	const char *root = NULL, *keyfile = NULL;
 	uint64_t keep_epochs = 24, keep_time = 0;
 	struct site_key *key = NULL;
 	struct replica *r = NULL;
@@ -255,10 +255,11 @@ int cmd_recv(int argc, char **argv)
 	}
 	log_init("bascule-recv", arg_global.verbose);
 	signal(SIGPIPE, SIG_IGN);
-	if ((rc = key_load(keyfile, &key)) < 0)
+	if ((rc = cmd_key_load(keyfile, &key)) < 0)
 		goto out;
 	if ((rc = replica_open_mode(root, true, false, true, key, &r)) < 0)
 		goto out;
+	r->key_path = keyfile ? keyfile : CMD_SITE_KEY;
 	r->keep_epochs = keep_epochs;
 	r->keep_time = keep_time;
 	k.r = r;

@@ -126,7 +126,7 @@ int cmd_replica(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	const char *root = NULL, *keyfile = "/etc/bascule/site.key", *group = NULL, *verb;
+	const char *root = NULL, *keyfile = NULL, *group = NULL, *verb;
 	struct site_key *key = NULL;
 	struct replica *r = NULL;
 	char **groups = NULL;
@@ -184,7 +184,7 @@ int cmd_replica(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	/* list needs no key, unless recovery has work to do (then it asks). */
-	if ((rc = key_load(keyfile, &key)) < 0 && strcmp(verb, "list") != 0)
+	if ((rc = cmd_key_load(keyfile, &key)) < 0 && strcmp(verb, "list") != 0)
 		return cmd_fail("replica", rc);
 	if (have_to)
 		po.epoch = to;
@@ -196,6 +196,7 @@ int cmd_replica(int argc, char **argv)
 		key_free(key);
 		return cmd_fail("replica", rc);
 	}
+	r->key_path = keyfile ? keyfile : CMD_SITE_KEY;
 	if ((rc = replica_groups(r, &groups, &n)) < 0)
 		goto out;
 	if (group) {

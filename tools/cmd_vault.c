@@ -72,14 +72,8 @@ static int vopts_finish(struct vopts *o, const char *cmd)
 
 	if (arg_global.config) {
 		const struct cfg_target *t = NULL;
-		char *text = NULL;
-		size_t len;
 		/* The sources' disks need not exist: restore runs where they are lost. */
-		if ((r = yamltab_read(arg_global.config, "configuration", &text, &len)) < 0)
-			return r;
-		r = config_parse(arg_global.config, text, len, false, &o->cfg);
-		free(text);
-		if (r < 0)
+		if ((r = config_read(arg_global.config, false, &o->cfg)) < 0)
 			return r;
 		for (size_t i = 0; i < o->cfg->targets.n; i++) {
 			const struct cfg_target *x = CFG_TARGET(o->cfg, i);
