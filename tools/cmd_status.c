@@ -15,7 +15,7 @@
 static json_t *call(const char *what, const char *cmd, const char *group, int *ret_code)
 {
 	char sock[4096];
-	json_t *req, *resp = NULL;
+	json_t *req, *resp;
 	int r;
 
 	if ((r = cmd_socket_path(sock, sizeof(sock))) < 0) {
@@ -23,19 +23,8 @@ static json_t *call(const char *what, const char *cmd, const char *group, int *r
 		return NULL;
 	}
 	req = json_pack("{s:s, s:s?}", "cmd", cmd, "group", group);
-	r = ctl_call(sock, req, 10000, &resp);
+	resp = cmd_ctl(what, sock, req, ret_code);
 	json_decref(req);
-	if (r < 0) {
-		*ret_code = cmd_fail(what, r);
-		return NULL;
-	}
-	if (!json_is_true(json_object_get(resp, "ok"))) {
-		const char *e = json_string_value(json_object_get(resp, "error"));
-		fprintf(stderr, "bascule %s: %s\n", what, e ? e : "refused by the daemon");
-		*ret_code = e && strstr(e, "permission denied") ? EXIT_KEY : EXIT_FAIL;
-		json_decref(resp);
-		return NULL;
-	}
 	return resp;
 }
 

@@ -105,16 +105,10 @@ int cmd_sync(int argc, char **argv)
 		return cmd_fail("sync", r);
 	start = mono_usec();
 	req = json_pack("{s:s, s:s?}", "cmd", "sync", "group", group);
-	r = ctl_call(sock, req, 10000, &resp);
+	resp = cmd_ctl("sync", sock, req, &ret);
 	json_decref(req);
-	if (r < 0)
-		return cmd_fail("sync", r);
-	if (!json_is_true(json_object_get(resp, "ok"))) {
-		fprintf(stderr, "bascule sync: %s\n",
-			json_string_value(json_object_get(resp, "error")) ?: "refused by the daemon");
-		json_decref(resp);
-		return EXIT_FAIL;
-	}
+	if (!resp)
+		return ret;
 	epochs = json_incref(json_object_get(resp, "epochs"));
 	json_decref(resp);
 	if (!wait) {
@@ -126,14 +120,12 @@ int cmd_sync(int argc, char **argv)
 		return EXIT_OK;
 	}
 	for (;;) {
-		json_t *st = NULL;
+		json_t *st;
 		req = json_pack("{s:s}", "cmd", "status");
-		r = ctl_call(sock, req, 10000, &st);
+		st = cmd_ctl("sync", sock, req, &ret);
 		json_decref(req);
-		if (r < 0) {
-			ret = cmd_fail("sync", r);
+		if (!st)
 			break;
-		}
 		if (all_acked(st, epochs, vaults, why, sizeof(why))) {
 			const char *g;
 			json_t *v;
