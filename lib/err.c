@@ -74,7 +74,7 @@ int err_exit_code(int code)
 		return EXIT_INTEGRITY;
 	case ETIMEDOUT: return EXIT_TIMEOUT;
 	case ENOSPC: case EDQUOT: return EXIT_NOSPACE;
-	case ECONNREFUSED: return EXIT_NODAEMON;
+	case ERR_NODAEMON: return EXIT_NODAEMON;
 	case EBUSY: case EWOULDBLOCK: return EXIT_BUSY;
 	default: return EXIT_FAIL;
 	}

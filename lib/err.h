@@ -23,6 +23,11 @@ enum {
 	EXIT_BUSY = 9,      /* another instance holds the lock */
 };
 
+/* The errno that means "the daemon's control socket cannot be reached"
+ * (lib/ctl.c), and only that: exit 8.  A refused TCP connection (an SSH
+ * host, a vault) is an ordinary failure (exit 1). */
+#define ERR_NODAEMON ESRCH
+
 /* Record a human sentence for the error -code and return -code.  The message
  * is thread-local and replaced by the next err_set(). */
 int err_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
