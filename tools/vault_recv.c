@@ -118,7 +118,8 @@ struct writer {
 
 static int grow_arrays(struct writer *w)
 {
-	uint32_t cap = w->packs.cap;
+	/* Never realloc to 0 bytes: that frees (a vault of all-zero disks has no packs). */
+	uint32_t cap = w->packs.cap ? w->packs.cap : 1;
 	uint64_t *ps = realloc(w->psize, cap * sizeof(*ps));
 	uint32_t *pr;
 	uint8_t *pf;
