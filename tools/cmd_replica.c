@@ -36,7 +36,10 @@ static void replica_usage(FILE *f)
 		   "               (TIME: @UNIXSECONDS or YYYY-MM-DDTHH:MM:SS[Z])\n"
 		   "  --consistent promote only a point-in-time (consistent) epoch\n"
 		   "  --link-dir D promote: the disks appear as D/SOURCE (symbolic links)\n"
-		   "  --json       promote/clone: print the result as one JSON object\n");
+		   "  --json       promote/clone: print the result as one JSON object\n\n"
+		   "Exit 0: done; 1: no such group or epoch, not a replica directory; 2: usage;\n"
+		   "4: the key is missing, unsafe or not a key; 5: verify found a mismatch; 9: the\n"
+		   "replica is in use by another bascule process (recv: stop replication first).\n");
 }
 
 static void print_line(const char *line)

@@ -54,10 +54,18 @@ int cmd_status(int argc, char **argv)
 			printf("Usage: bascule [-c FILE] status [--json]\n\n"
 			       "Each group's last epoch; for each target its state, the epoch it holds and\n"
 			       "its lag (the age of that epoch: the data it would lose now).  On a terminal\n"
-			       "the lag is green up to 30 s, yellow up to 5 min, red beyond.\n");
+			       "the lag is green up to 30 s, yellow up to 5 min, red beyond.\n\n"
+			       "Exit 0: printed; 3: the configuration cannot be read; 4: may not connect\n"
+			       "(not root, nor in the socket's group); 8: the daemon cannot be reached.\n");
 			return EXIT_OK;
-		default: return EXIT_USAGE;
+		default:
+			fprintf(stderr, "Usage: bascule [-c FILE] status [--json]\n");
+			return EXIT_USAGE;
 		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "Usage: bascule [-c FILE] status [--json]\n");
+		return EXIT_USAGE;
 	}
 	if (!(st = call("status", "status", NULL, &code)))
 		return code;
@@ -107,7 +115,9 @@ int cmd_metrics(int argc, char **argv)
 		printf("Usage: bascule [-c FILE] metrics\n\n"
 		       "Print the daemon's metrics in the Prometheus text exposition format\n"
 		       "(bascule_target_lag_seconds, bascule_target_up, ...), e.g. for the node\n"
-		       "exporter's textfile collector.\n");
+		       "exporter's textfile collector.\n\n"
+		       "Exit 0: printed; 3: the configuration cannot be read; 4: may not connect;\n"
+		       "8: the daemon cannot be reached.\n");
 		return EXIT_OK;
 	}
 	if (!(st = call("metrics", "metrics", NULL, &code)))
@@ -124,7 +134,9 @@ int cmd_history(int argc, char **argv)
 	int code = EXIT_OK;
 
 	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("Usage: bascule [-c FILE] history\n\nRecent epochs, acknowledgements and errors.\n");
+		printf("Usage: bascule [-c FILE] history\n\nRecent epochs, acknowledgements and errors.\n\n"
+		       "Exit 0: printed; 3: the configuration cannot be read; 4: may not connect;\n"
+		       "8: the daemon cannot be reached.\n");
 		return EXIT_OK;
 	}
 	if (!(st = call("history", "history", NULL, &code)))
@@ -153,15 +165,22 @@ int cmd_pause(int argc, char **argv)
 	int code = EXIT_OK;
 
 	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("Usage: bascule [-c FILE] %s%s\n\n%s\n", argv[0], strcmp(argv[0], "reload") ? " [GROUP]" : "",
+		printf("Usage: bascule [-c FILE] %s%s\n\n%s\n\n"
+		       "Exit 0: done; 2: usage%s; 3: the configuration cannot be read%s;\n"
+		       "4: not root nor in control_group; 8: the daemon cannot be reached.\n",
+		       argv[0], strcmp(argv[0], "reload") ? " [GROUP]" : "",
 		       !strcmp(argv[0], "pause") ? "Stop cutting epochs of GROUP (default: all) until resume."
 		       : !strcmp(argv[0], "resume") ? "Cut epochs of GROUP (default: all) again, one right away."
 		       : "Re-read basculed's configuration file (as SIGHUP does); an invalid file is\n"
-			 "refused with its error and the running configuration stays.");
+			 "refused with its error and the running configuration stays.",
+		       strcmp(argv[0], "reload") ? ", no such group" : "",
+		       strcmp(argv[0], "reload") ? "" : ", or the new one is refused");
 		return EXIT_OK;
 	}
-	if (argc > 2 || (!strcmp(argv[0], "reload") && argc > 1))
+	if (argc > 2 || (!strcmp(argv[0], "reload") && argc > 1) || (argc > 1 && argv[1][0] == '-')) {
+		fprintf(stderr, "Usage: bascule [-c FILE] %s%s\n", argv[0], strcmp(argv[0], "reload") ? " [GROUP]" : "");
 		return EXIT_USAGE;
+	}
 	if (!(st = call(argv[0], argv[0], argc > 1 ? argv[1] : NULL, &code)))
 		return code;
 	json_decref(st);

@@ -27,7 +27,10 @@ static void sync_usage(FILE *f)
 		   "  --timeout D   give up waiting after D (default 60s): exit 6 naming the\n"
 		   "                targets that lag\n"
 		   "  --vault       also wait for vault targets (they take the epoch at once,\n"
-		   "                whatever their interval); without it --wait waits for replicas\n");
+		   "                whatever their interval); without it --wait waits for replicas\n\n"
+		   "Exit 0: cut (and with --wait, acknowledged); 6: --wait ran out of time; 1: the\n"
+		   "group is paused; 2: usage, no such group; 3: the configuration cannot be read;\n"
+		   "4: not root nor in control_group; 8: the daemon cannot be reached.\n");
 }
 
 /* 1 if every target has acked EPOCHS; else 0 with a description in WHY. */

@@ -69,6 +69,13 @@ static int vopt(struct vopts *o, int c, const char *arg)
 	return 0;
 }
 
+/* A command line a vault command cannot use (getopt said why). */
+static int vusage(const char *cmd)
+{
+	fprintf(stderr, "Usage: see bascule %s --help\n", cmd);
+	return EXIT_USAGE;
+}
+
 /* The exit code for an error of a vault command: 2 when its options do not
  * say which vault, else from the error. */
 static int vfail(const struct vopts *o, const char *what, int r)
@@ -415,10 +422,10 @@ static int vault_ls(int argc, char **argv)
 			       "4: a key is missing or wrong; 2: usage; 1: the vault cannot be read.\n");
 			return EXIT_OK;
 		} else
-			return EXIT_USAGE;
+			return vusage("vault ls");
 	}
 	if (optind != argc)
-		return EXIT_USAGE;
+		return vusage("vault ls");
 	if ((r = vopts_finish(&o, "vault ls")) < 0 || (r = load_keys(&o, false, pk, &k, &have_k)) < 0 ||
 	    (r = open_store(&o, &vs)) < 0 || (r = vview_load(&v, vs, &o, pk, have_k ? &k : NULL)) < 0)
 		goto out;
@@ -635,10 +642,11 @@ static int vault_check(int argc, char **argv)
 			       "that every object it needs is present and intact (its bytes hash to its name).\n"
 			       "Needs no secret: the provider can run it.  --read-data (with the vault key)\n"
 			       "also decrypts every block of every epoch and checks it.\n"
-			       "Exit 0: intact; 5: something is missing or damaged (named on stderr).\n");
+			       "Exit 0: intact; 5: something is missing or damaged (named on stderr); 1: the\n"
+			       "vault cannot be read; 2: usage; 3: bad configuration; 4: a key is missing.\n");
 			return EXIT_OK;
 		} else
-			return EXIT_USAGE;
+			return vusage("vault check");
 	}
 	if ((r = vopts_finish(&o, "vault check")) < 0 || (r = load_keys(&o, readd, pk, &k, &have_k)) < 0 ||
 	    (r = open_store(&o, &vs)) < 0 ||
@@ -830,9 +838,12 @@ static int vault_prune(int argc, char **argv)
 			       "then every object no remaining manifest needs and older than --grace (24h;\n"
 			       "younger ones may belong to an epoch being written).  Run it with an account\n"
 			       "allowed to delete: the daemon's write-once account cannot.  Spans: 24h, 7d,\n"
-			       "2w, 12m (months), 1y.  The newest epoch of each group is always kept.\n");
+			       "2w, 12m (months), 1y.  The newest epoch of each group is always kept.\n\n"
+			       "Exit 0: pruned; 1: the vault cannot be read; 2: usage, no policy given;\n"
+			       "3: bad configuration, or no retention in it; 4: no verify key, or an account\n"
+			       "that may not delete.\n");
 			return EXIT_OK;
-		default: return EXIT_USAGE;
+		default: return vusage("vault prune");
 		}
 		if (retention_parse_span(optarg, span) < 0) {
 			fprintf(stderr, "bascule vault prune: '%s' is not a span such as 24h, 7d, 12m\n", optarg);
@@ -843,6 +854,7 @@ static int vault_prune(int argc, char **argv)
 	if ((r = vopts_finish(&o, "vault prune")) < 0 || (r = load_keys(&o, false, pk, &k, &have_k)) < 0)
 		goto out;
 	if (!retention_set(&o.policy)) {
+		o.usage = !arg_global.config; /* with -c, the configuration lacks it */
 		r = err_set(EINVAL, "no retention policy: give --keep-all/--keep-hourly/--keep-daily/"
 				    "--keep-monthly, or retention in the configuration's vault target");
 		goto out;
@@ -1310,7 +1322,7 @@ int cmd_restore(int argc, char **argv)
 			       "configuration; 2: usage; 1: failure (no such epoch, the vault or PATH cannot\n"
 			       "be reached or written).\n");
 			return EXIT_OK;
-		default: return EXIT_USAGE;
+		default: return vusage("restore");
 		}
 	}
 	if (!source || !to || optind != argc || (want_epoch && at)) {
