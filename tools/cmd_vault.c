@@ -363,6 +363,18 @@ static int vview_load(struct vview *v, struct vstore *vs, const struct vopts *o,
 	if (v->oom)
 		return -ENOMEM;
 	suspects_describe(v, vs, pk, k);
+	{
+		/* Not one manifest verifies, though each reads as one: the key is
+		 * another vault's (a key error, exit 4), or everything was altered. */
+		size_t readable = 0;
+		for (size_t i = 0; i < v->n_sus; i++)
+			readable += v->sus[i].epoch != 0;
+		if (!v->n && v->n_sus && readable == v->n_sus)
+			return err_set(EKEYREJECTED, "none of the %zu manifests of the vault verifies with %s: it is "
+						     "not this vault's key (or every manifest was altered: `bascule "
+						     "vault check` with the right verify key tells)",
+				       v->n_sus, o->vault_key ? o->vault_key : o->verify_key ? o->verify_key : "this key");
+	}
 	return v->rec_path ? suspects_from_record(v) : 0;
 }
 

@@ -249,6 +249,8 @@ row restore 2 "GROUP/SOURCE" -- "$B" restore "${V[@]}" --vault-key "$T/vault.key
 row restore 2 "which vault" -- "$B" restore --vault-key "$T/vault.key" --source vm1/root --to "$T/r3.img"
 row restore 3 "unknown key" -- "$B" restore -c "$T/unknownkey.yaml" --source vm1/root --to "$T/r3.img"
 row restore 4 "needs the vault key" -- "$B" restore "${V[@]}" --source vm1/root --to "$T/r3.img"
+row restore 4 "not this vault's key" -- "$B" restore "${V[@]}" --vault-key "$T/vault2.key" --source vm1/root --to "$T/r3.img"
+row "vault ls" 4 "not this vault's key" -- "$B" vault ls "${V[@]}" --verify-key "$T/vault2.key.pub"
 row restore 4 "missing.key" -- "$B" restore "${V[@]}" --vault-key "$T/missing.key" --source vm1/root --to "$T/r3.img"
 # new data in vm2: the objects written now only its newest epoch needs
 touch "$T/marker"; sleep 0.01
