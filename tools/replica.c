@@ -1820,10 +1820,11 @@ int replica_refuse_promoted(struct replica *r, const char *group)
 
 	if (rc <= 0)
 		return rc;
-	/* Read in the daemon's log too: say which site, and a command that runs as printed. */
-	return err_set(EROFS, "group %s is live on the receiving site (promoted by a failover at epoch "
-			      "%llu), not a replica: bascule recv refuses its epochs; to replicate into "
-			      "it again, run there: bascule replica demote --root %s --group %s --key %s",
+	/* Read in the daemon's log too (a NACK carries 255 bytes: keep it short):
+	 * say which site, and a command that runs as printed. */
+	return err_set(EROFS, "group %s is promoted on the receiving site (live since a failover, epoch "
+			      "%llu), not a replica; to replicate into it, run there: bascule replica "
+			      "demote --root %s --group %s --key %s",
 		       group, (unsigned long long)pi.epoch, r->root, group,
 		       r->key_path ? r->key_path : "/etc/bascule/site.key");
 }

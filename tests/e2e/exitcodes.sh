@@ -151,10 +151,10 @@ for c in status metrics history; do
 	row $c 4 "monitor_group" -- as_user daemon "$B" --socket "$T/ctl.sock" $c
 	row $c 8 "is basculed running" -- "$B" --socket "$T/none.sock" $c
 done
-row check 0 "OK" -- bsc check --max-lag 1h
+row check 0 "OK" -- bsc check --max-lag 1h --target secondary
 sleep 0.2 # every lag is above 10 ms now
-row check 1 "WARNING" -- bsc check --max-lag 1h --warn-lag 10ms
-row check 2 "CRITICAL" -- bsc check --max-lag 10ms
+row check 1 "WARNING" -- bsc check --max-lag 1h --warn-lag 10ms --target secondary
+row check 2 "CRITICAL" -- bsc check --max-lag 10ms --target secondary
 row check 3 "UNKNOWN" -- bsc check --max-lag 1h --target nosuch
 row check 3 "UNKNOWN" -- "$B" --socket "$T/none.sock" check --max-lag 1h
 
