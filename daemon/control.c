@@ -268,9 +268,15 @@ static json_t *history_json(struct daemon *d)
 	return json_pack("{s:b, s:o}", "ok", 1, "events", a);
 }
 
+/* A refusal with the exit code `bascule` should give for it (docs/control.md). */
+static json_t *refuse_code(int code, const char *why)
+{
+	return json_pack("{s:b, s:s, s:i}", "ok", 0, "error", why, "exit", code);
+}
+
 static json_t *refuse(const char *why)
 {
-	return json_pack("{s:b, s:s}", "ok", 0, "error", why);
+	return refuse_code(EXIT_FAIL, why);
 }
 
 static json_t *handle(struct client *c, json_t *req)
@@ -281,7 +287,7 @@ static json_t *handle(struct client *c, json_t *req)
 	bool found = false;
 
 	if (!cmd)
-		return refuse("request without a 'cmd'");
+		return refuse_code(EXIT_USAGE, "request without a 'cmd'");
 	if (!strcmp(cmd, "status"))
 		return status_json(d);
 	if (!strcmp(cmd, "history"))
@@ -293,17 +299,17 @@ static json_t *handle(struct client *c, json_t *req)
 		return r;
 	}
 	if (strcmp(cmd, "sync") && strcmp(cmd, "pause") && strcmp(cmd, "resume") && strcmp(cmd, "reload"))
-		return refuse("unknown command (status, metrics, history, sync, pause, resume, reload)");
+		return refuse_code(EXIT_USAGE, "unknown command (status, metrics, history, sync, pause, resume, reload)");
 	if (!c->may_control) {
 		log_warn("control: refused '%s' to uid %u (not root, not in control_group)", cmd,
 			 (unsigned)c->uid);
-		return refuse("permission denied: control verbs need root or the control_group of the "
-			      "configuration");
+		return refuse_code(EXIT_KEY, "permission denied: control verbs need root or the control_group "
+					   "of the configuration");
 	}
 	if (!strcmp(cmd, "reload")) {
 		int r = daemon_reload(d);
 		if (r < 0)
-			return refuse(err_msg(r));
+			return refuse_code(err_exit_code(r), err_msg(r));
 		log_info("configuration reloaded at the request of uid %u", (unsigned)c->uid);
 		return json_pack("{s:b}", "ok", 1);
 	}
@@ -330,8 +336,13 @@ static json_t *handle(struct client *c, json_t *req)
 			}
 		}
 		if (!found) {
+			char why[1024];
+			size_t o = (size_t)snprintf(why, sizeof(why), "no such group '%s'; the daemon's groups:",
+						    gname ? gname : "");
+			for (uint32_t i = 0; i < d->n_groups && o < sizeof(why); i++)
+				o += (size_t)snprintf(why + o, sizeof(why) - o, " %s", d->groups[i]->name);
 			json_decref(epochs);
-			return refuse("no such group");
+			return refuse_code(EXIT_USAGE, why);
 		}
 		return json_pack("{s:b, s:o}", "ok", 1, "epochs", epochs);
 	}

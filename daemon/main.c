@@ -290,8 +290,9 @@ int main(int argc, char **argv)
 	d.lock_fd = d.cut_efd = d.inotify_fd = d.ctl_fd = -1;
 	pthread_mutex_init(&d.io_lock, NULL);
 	if ((r = config_load(file, &d.cfg)) < 0) {
+		/* 3 for the file, 4 for a key it names (missing, unsafe mode). */
 		fprintf(stderr, "basculed: %s\n", err_msg(r));
-		return EXIT_CONFIG;
+		return err_exit_code(r) == EXIT_KEY ? EXIT_KEY : r == -ENOMEM ? EXIT_FAIL : EXIT_CONFIG;
 	}
 	if ((r = key_load(d.cfg->key, &d.key)) < 0) {
 		fprintf(stderr, "basculed: %s\n", err_msg(r));

@@ -258,17 +258,24 @@ int config_parse(const char *name, const char *text, size_t len, bool check_file
 	return 0;
 }
 
-int config_load(const char *path, struct config **ret)
+int config_read(const char *path, bool check_files, struct config **ret)
 {
 	char *text = NULL;
 	size_t len;
 	int r;
 
+	/* A configuration that cannot be read is a configuration error (exit 3),
+	 * whatever the errno: missing, unreadable, too large. */
 	if ((r = yamltab_read(path, "configuration", &text, &len)) < 0)
-		return r;
-	r = config_parse(path, text, len, true, ret);
+		return err_recode(r, EINVAL);
+	r = config_parse(path, text, len, check_files, ret);
 	free(text);
 	return r;
+}
+
+int config_load(const char *path, struct config **ret)
+{
+	return config_read(path, true, ret);
 }
 
 void config_free(struct config *c)

@@ -73,9 +73,15 @@ struct config {
 #define CFG_SOURCE(g, i) (&((struct cfg_source *)(g)->sources.items)[i])
 #define CFG_TARGET(c, i) (&((struct cfg_target *)(c)->targets.items)[i])
 
-/* Load and validate PATH.  On failure returns -EINVAL (or -errno) and records
+/* Load and validate PATH.  On failure returns -EINVAL (a file that cannot be
+ * read, or what it says: exit 3), a key error for a secret file it names that
+ * is missing or unsafe (-ENOKEY, -EPERM: exit 4), or -ENOMEM, and records
  * "PATH:LINE:COL: what is wrong and what to do" with err_set(). */
 int config_load(const char *path, struct config **ret);
+/* The same; CHECK_FILES false skips the checks of the files it names (disks,
+ * keys): for programs that need only its settings (the control socket, a
+ * vault target's URL) and may run where those files are absent or unreadable. */
+int config_read(const char *path, bool check_files, struct config **ret);
 /* Parse from memory (tests, fuzzing); NAME is used in messages. CHECK_FILES
  * false skips the existence checks of disks and keys. */
 int config_parse(const char *name, const char *text, size_t len, bool check_files,

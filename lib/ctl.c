@@ -24,9 +24,14 @@ int ctl_call(const char *path, json_t *req, int timeout_ms, json_t **ret)
 	if (fd < 0)
 		return -errno;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		r = err_set(ECONNREFUSED, "cannot reach the daemon at %s: %s (is basculed running, and "
-					  "is this the control_socket of its configuration?)",
-			    path, strerror(errno));
+		if (errno == EACCES)
+			r = err_set(EACCES, "may not connect to the daemon's control socket %s: %s (root and "
+					    "the members of its monitor_group or control_group may)",
+				    path, strerror(errno));
+		else
+			r = err_set(ERR_NODAEMON, "cannot reach the daemon at %s: %s (is basculed running, and "
+						  "is this the control_socket of its configuration?)",
+				    path, strerror(errno));
 		goto out;
 	}
 	text = json_dumps(req, JSON_COMPACT);

@@ -6,5 +6,6 @@
 #define CTL_MAX_REQUEST (64 * 1024)
 
 /* Connect to PATH, send REQ, read one JSON line back into *ret (owned by the
- * caller).  Errors: -ECONNREFUSED (no daemon; message says so), -EPROTO. */
+ * caller).  Errors: -ERR_NODAEMON (no daemon; message says so: exit 8),
+ * -EACCES (not allowed to connect: exit 4), -ETIMEDOUT (no answer), -EPROTO. */
 int ctl_call(const char *path, json_t *req, int timeout_ms, json_t **ret);

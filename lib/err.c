@@ -46,6 +46,14 @@ int err_wrap(int code, const char *fmt, ...)
 	return code;
 }
 
+int err_recode(int from, int to)
+{
+	char old[sizeof(err_buf)];
+
+	snprintf(old, sizeof(old), "%s", err_msg(from));
+	return err_set(to, "%s", old);
+}
+
 const char *err_msg(int code)
 {
 	if (code > 0)
@@ -66,7 +74,7 @@ int err_exit_code(int code)
 		return EXIT_INTEGRITY;
 	case ETIMEDOUT: return EXIT_TIMEOUT;
 	case ENOSPC: case EDQUOT: return EXIT_NOSPACE;
-	case ECONNREFUSED: return EXIT_NODAEMON;
+	case ERR_NODAEMON: return EXIT_NODAEMON;
 	case EBUSY: case EWOULDBLOCK: return EXIT_BUSY;
 	default: return EXIT_FAIL;
 	}

@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <stdarg.h>
 
-/* Exit codes of every Bascule program (documented in docs/exit-codes.md and
+/* Exit codes of every Bascule program (documented in docs/operations.md and
  * in the man pages).  Stable: monitoring and cron jobs depend on them. */
 enum {
 	EXIT_OK = 0,
@@ -23,11 +23,19 @@ enum {
 	EXIT_BUSY = 9,      /* another instance holds the lock */
 };
 
+/* The errno that means "the daemon's control socket cannot be reached"
+ * (lib/ctl.c), and only that: exit 8.  A refused TCP connection (an SSH
+ * host, a vault) is an ordinary failure (exit 1). */
+#define ERR_NODAEMON ESRCH
+
 /* Record a human sentence for the error -code and return -code.  The message
  * is thread-local and replaced by the next err_set(). */
 int err_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prefix the current message with "PREFIX: " (context added on the way up). */
 int err_wrap(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Keep the sentence recorded for FROM but file it under errno TO (a caller
+ * that knows better what kind of error it is); returns -TO. */
+int err_recode(int from, int to);
 /* The last recorded sentence, or strerror(-code) if none was recorded for it. */
 const char *err_msg(int code);
 /* Map a negative errno to one of the EXIT_* codes. */

@@ -44,10 +44,13 @@ int key_file_read(const char *path, const char *header, bool secret, const char 
 	if (sodium_init() < 0)
 		return err_set(ENOSYS, "libsodium could not be initialised");
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return err_set(errno == ELOOP ? EPERM : errno, "cannot open key file %s: %s%s%s%s", path,
-			       strerror(errno), errno == ENOENT ? " (create one with '" : "",
-			       errno == ENOENT ? make : "", errno == ENOENT ? "')" : "");
+	if (fd < 0) {
+		/* A key that is not there is a key error (exit 4), not an I/O failure. */
+		int e = errno, missing = e == ENOENT || e == ENOTDIR;
+		return err_set(e == ELOOP ? EPERM : missing ? ENOKEY : e, "cannot open key file %s: %s%s%s%s",
+			       path, strerror(e), missing ? " (create one with '" : "", missing ? make : "",
+			       missing ? "')" : "");
+	}
 	if (secret && (r = key_check_secret_file(path, fd)) < 0)
 		goto out;
 	len = fs_pread_full(fd, text, sizeof(text) - 1, 0);

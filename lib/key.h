@@ -19,7 +19,7 @@ struct site_key {
  * is not a regular file or is readable or writable by group or others. */
 int key_check_secret_file(const char *path, int fd);
 /* Load a site key; *ret is sodium_malloc'd, free with key_free().  Errors:
- * -ENOENT, -EPERM (unsafe mode), -EKEYREJECTED (not a key file). */
+ * -ENOKEY (no such file), -EPERM (unsafe mode), -EKEYREJECTED (not a key file). */
 int key_load(const char *path, struct site_key **ret);
 void key_free(struct site_key *k);
 /* Create PATH (must not exist) with a fresh random key, mode 0600, durable. */
@@ -31,7 +31,8 @@ void key_id(const struct site_key *k, uint8_t ret[KEY_ID_BYTES]);
 void key_id_hex(const struct site_key *k, char ret[2 * KEY_ID_BYTES + 1]);
 /* Read a one-line key file "HEADER<base64>" holding exactly N bytes into
  * OUT; SECRET also demands mode 0600.  WHAT ("a Bascule site key") and MAKE
- * (the command that creates one) are for the messages. */
+ * (the command that creates one) are for the messages.  A missing file is
+ * -ENOKEY, like every other key error (exit 4). */
 int key_file_read(const char *path, const char *header, bool secret, const char *what,
 		  const char *make, uint8_t *out, size_t n);
 /* Create PATH (must not exist) holding "HEADER<base64 of DATA>", durable. */

@@ -652,46 +652,67 @@ out:
 	return r;
 }
 
+/* The public part of a manifest (signature not checked): series, epoch, cut
+ * time, objects into *M; the sealed private part's place into CP, CPLEN and
+ * the length of what it is bound to into ADLEN. */
+static int manifest_public(const uint8_t *data, size_t len, struct vmanifest *m, size_t *adlen,
+			   const uint8_t **cp, uint32_t *cplen)
+{
+	struct rbuf b, pub;
+	uint32_t publen, privlen;
+	const uint8_t *pp;
+	uint8_t ver;
+
+	memset(m, 0, sizeof(*m));
+	if (len < 8 + 4 + 4 + 64 || memcmp(data, MAN_MAGIC, 8) != 0)
+		return err_set(EBADMSG, "not a Bascule vault manifest");
+	b = rbuf_init(data + 8, len - 8 - 64);
+	if (rbuf_get_u32(&b, &publen) < 0 || rbuf_get_view(&b, publen, &pp) < 0 ||
+	    rbuf_get_u32(&b, &privlen) < 0 || rbuf_get_view(&b, privlen, cp) < 0 || rbuf_expect_end(&b) < 0)
+		goto bad;
+	pub = rbuf_init(pp, publen);
+	if (rbuf_get_u8(&pub, &ver) < 0 || ver != 1 || rbuf_get_bytes(&pub, m->series, 16) < 0 ||
+	    rbuf_get_u64(&pub, &m->epoch) < 0 || rbuf_get_u64(&pub, &m->cut_time) < 0 ||
+	    rbuf_get_u32(&pub, &m->n_objects) < 0 || m->n_objects > rbuf_left(&pub) / (VAULT_NAME + 8))
+		goto bad;
+	m->obj = malloc((m->n_objects ? m->n_objects : 1) * VAULT_NAME);
+	m->obj_size = malloc((m->n_objects ? m->n_objects : 1) * sizeof(uint64_t));
+	if (!m->obj || !m->obj_size) {
+		vault_manifest_free(m);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < m->n_objects; i++) {
+		rbuf_get_bytes(&pub, m->obj[i], VAULT_NAME);
+		rbuf_get_u64(&pub, &m->obj_size[i]);
+	}
+	if (rbuf_expect_end(&pub) < 0)
+		goto bad;
+	*adlen = 8 + 4 + publen;
+	*cplen = privlen;
+	return 0;
+bad:
+	vault_manifest_free(m);
+	return err_set(EBADMSG, "the manifest is malformed (signed, but not by this version of Bascule?)");
+}
+
 int vault_manifest_decode(const uint8_t pk[32], const struct vkeys *k, const uint8_t *data, size_t len,
 			  struct vmanifest *ret)
 {
 	struct vmanifest m;
 	crypto_sign_state st;
-	struct rbuf b, pub;
-	uint32_t publen, privlen;
-	const uint8_t *pp, *cp;
-	uint8_t ver;
+	const uint8_t *cp;
+	uint32_t cplen;
+	size_t adlen;
 	int r;
 
-	memset(&m, 0, sizeof(m));
 	if (len < 8 + 4 + 4 + 64 || memcmp(data, MAN_MAGIC, 8) != 0)
 		return err_set(EBADMSG, "not a Bascule vault manifest");
 	sign_input(&st, data, len - 64);
 	if (crypto_sign_final_verify(&st, data + len - 64, pk) != 0)
 		return err_set(EBADMSG, "BAD SIGNATURE: the manifest was altered, or signed by another vault key");
-	b = rbuf_init(data + 8, len - 8 - 64);
-	if ((r = rbuf_get_u32(&b, &publen)) < 0 || (r = rbuf_get_view(&b, publen, &pp)) < 0 ||
-	    (r = rbuf_get_u32(&b, &privlen)) < 0 || (r = rbuf_get_view(&b, privlen, &cp)) < 0 ||
-	    (r = rbuf_expect_end(&b)) < 0)
-		goto bad;
-	pub = rbuf_init(pp, publen);
-	if ((r = rbuf_get_u8(&pub, &ver)) < 0 || ver != 1 || (r = rbuf_get_bytes(&pub, m.series, 16)) < 0 ||
-	    (r = rbuf_get_u64(&pub, &m.epoch)) < 0 || (r = rbuf_get_u64(&pub, &m.cut_time)) < 0 ||
-	    (r = rbuf_get_u32(&pub, &m.n_objects)) < 0 || m.n_objects > rbuf_left(&pub) / (VAULT_NAME + 8))
-		goto bad;
-	m.obj = malloc((m.n_objects ? m.n_objects : 1) * VAULT_NAME);
-	m.obj_size = malloc((m.n_objects ? m.n_objects : 1) * sizeof(uint64_t));
-	if (!m.obj || !m.obj_size) {
-		vault_manifest_free(&m);
-		return -ENOMEM;
-	}
-	for (uint32_t i = 0; i < m.n_objects; i++) {
-		rbuf_get_bytes(&pub, m.obj[i], VAULT_NAME);
-		rbuf_get_u64(&pub, &m.obj_size[i]);
-	}
-	if ((r = rbuf_expect_end(&pub)) < 0)
-		goto bad;
-	if (k && (r = decode_private(k, data, 8 + 4 + publen, cp, privlen, &m)) < 0) {
+	if ((r = manifest_public(data, len, &m, &adlen, &cp, &cplen)) < 0)
+		return r;
+	if (k && (r = decode_private(k, data, adlen, cp, cplen, &m)) < 0) {
 		vault_manifest_free(&m);
 		return r;
 	}
@@ -699,9 +720,24 @@ int vault_manifest_decode(const uint8_t pk[32], const struct vkeys *k, const uin
 	m.file_size = len;
 	*ret = m;
 	return 0;
-bad:
+}
+
+int vault_manifest_peek(const uint8_t *data, size_t len, uint8_t ret_series[16], uint64_t *ret_epoch,
+			uint64_t *ret_cut_time)
+{
+	struct vmanifest m;
+	const uint8_t *cp;
+	uint32_t cplen;
+	size_t adlen;
+	int r;
+
+	if ((r = manifest_public(data, len, &m, &adlen, &cp, &cplen)) < 0)
+		return r;
+	memcpy(ret_series, m.series, 16);
+	*ret_epoch = m.epoch;
+	*ret_cut_time = m.cut_time;
 	vault_manifest_free(&m);
-	return err_set(EBADMSG, "the manifest is malformed (signed, but not by this version of Bascule?)");
+	return 0;
 }
 
 /* ---- reading a store ---- */

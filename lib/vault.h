@@ -140,6 +140,11 @@ int vault_manifest_encode(const struct vkeys *k, const struct vmanifest *m, stru
 int vault_manifest_decode(const uint8_t pk[32], const struct vkeys *k, const uint8_t *data, size_t len,
 			  struct vmanifest *ret);
 void vault_manifest_free(struct vmanifest *m);
+/* What a manifest that failed its check claims to be: its public series,
+ * epoch and cut time, read WITHOUT checking the signature (for messages
+ * only: whoever altered it chose them).  -EBADMSG if it cannot be parsed. */
+int vault_manifest_peek(const uint8_t *data, size_t len, uint8_t ret_series[16], uint64_t *ret_epoch,
+			uint64_t *ret_cut_time);
 
 /* Every manifest of the store, signatures checked with PK (and private parts
  * opened with K if given).  Manifests that fail are reported through BAD

@@ -22,9 +22,11 @@ struct parse_ctx {
 	bool check_files;
 };
 
-static int cfg_err(struct parse_ctx *p, const yaml_node_t *n, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int cfg_err(struct parse_ctx *p, const yaml_node_t *n, const char *fmt, ...)
+/* A positioned error with errno CODE: EINVAL (exit 3) for what the file says,
+ * a key error (exit 4) for a secret file it names that is missing or unsafe. */
+static int cfg_err_code(struct parse_ctx *p, const yaml_node_t *n, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int cfg_err_code(struct parse_ctx *p, const yaml_node_t *n, int code, const char *fmt, ...)
 {
 	char msg[768];
 	va_list ap;
@@ -32,9 +34,10 @@ static int cfg_err(struct parse_ctx *p, const yaml_node_t *n, const char *fmt, .
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	return err_set(EINVAL, "%s:%zu:%zu: %s", p->file, n ? n->start_mark.line + 1 : 1,
+	return err_set(code, "%s:%zu:%zu: %s", p->file, n ? n->start_mark.line + 1 : 1,
 		       n ? n->start_mark.column + 1 : 1, msg);
 }
+#define cfg_err(p, n, ...) cfg_err_code(p, n, EINVAL, __VA_ARGS__)
 
 bool config_name_ok(const char *name)
 {
@@ -141,20 +144,20 @@ static int set_value(struct parse_ctx *p, const yaml_node_t *n, const struct cfg
 		if (p->check_files && n && k->type != CT_PATH) {
 			struct stat st;
 			if (stat(value, &st) < 0)
-				return cfg_err(p, n, "%s '%s' cannot be used: %s", k->key, value,
-					       strerror(errno));
+				return cfg_err_code(p, n, k->type == CT_SECRET ? ENOKEY : EINVAL,
+						    "%s '%s' cannot be used: %s", k->key, value, strerror(errno));
 			if (k->type == CT_DISK && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
 				return cfg_err(p, n, "%s '%s' is neither a regular file nor a block device",
 					       k->key, value);
 			if (k->type == CT_SECRET) {
 				int fd = open(value, O_RDONLY | O_CLOEXEC);
 				if (fd < 0)
-					return cfg_err(p, n, "%s '%s' cannot be opened: %s", k->key, value,
-						       strerror(errno));
+					return cfg_err_code(p, n, ENOKEY, "%s '%s' cannot be opened: %s", k->key,
+							    value, strerror(errno));
 				r = key_check_secret_file(value, fd);
 				close(fd);
 				if (r < 0)
-					return cfg_err(p, n, "%s", err_msg(r));
+					return cfg_err_code(p, n, -r, "%s", err_msg(r));
 			}
 		}
 		goto string;

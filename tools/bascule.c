@@ -3,7 +3,9 @@
 #include "cmd.h"
 #include "vault_cmd.h"
 #include "config.h"
+#include "ctl.h"
 #include "err.h"
+#include "key.h"
 #include "log.h"
 #include <getopt.h>
 #include <sodium.h>
@@ -66,6 +68,35 @@ int cmd_fail(const char *what, int err)
 	return err_exit_code(err);
 }
 
+int cmd_key_load(const char *file, struct site_key **ret)
+{
+	int r = key_load(file ? file : CMD_SITE_KEY, ret);
+
+	if (r < 0 && !file)
+		err_wrap(r, "the site key (the default --key %s; give --key FILE for another)", CMD_SITE_KEY);
+	return r;
+}
+
+json_t *cmd_ctl(const char *what, const char *sock, json_t *req, int *ret_code)
+{
+	json_t *resp = NULL;
+	int r = ctl_call(sock, req, 10000, &resp);
+
+	if (r < 0) {
+		*ret_code = cmd_fail(what, r);
+		return NULL;
+	}
+	if (!json_is_true(json_object_get(resp, "ok"))) {
+		const char *e = json_string_value(json_object_get(resp, "error"));
+		json_int_t code = json_integer_value(json_object_get(resp, "exit"));
+		fprintf(stderr, "bascule %s: %s\n", what, e ? e : "refused by the daemon");
+		*ret_code = code > EXIT_OK && code <= EXIT_BUSY ? (int)code : EXIT_FAIL;
+		json_decref(resp);
+		return NULL;
+	}
+	return resp;
+}
+
 int cmd_socket_path(char *buf, unsigned len)
 {
 	struct config *c = NULL;
@@ -75,7 +106,8 @@ int cmd_socket_path(char *buf, unsigned len)
 		snprintf(buf, len, "%s", arg_global.socket);
 		return 0;
 	}
-	r = config_load(arg_global.config ? arg_global.config : "/etc/bascule/bascule.yaml", &c);
+	/* Only the socket is needed: disks and keys need not be readable here. */
+	r = config_read(arg_global.config ? arg_global.config : "/etc/bascule/bascule.yaml", false, &c);
 	if (r < 0)
 		return r;
 	snprintf(buf, len, "%s", c->control_socket);

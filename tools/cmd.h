@@ -1,6 +1,9 @@
 /* cmd.h - subcommands of the bascule program; one file each. */
 #pragma once
+#include <jansson.h>
 #include <stdbool.h>
+
+struct site_key;
 
 struct global_opts {
 	const char *config;   /* -c FILE */
@@ -28,5 +31,16 @@ int cmd_report(int argc, char **argv);
 /* Report ERR (negative errno) once, as "bascule WHAT: message", and return
  * the matching exit code. */
 int cmd_fail(const char *what, int err);
+/* Send REQ to the daemon at SOCK and return its answer (owned by the caller)
+ * if it says ok; else NULL after printing why as "bascule WHAT: …", with
+ * *RET_CODE the exit code (the daemon's "exit" for a refusal, 8 when it
+ * cannot be reached). */
+json_t *cmd_ctl(const char *what, const char *sock, json_t *req, int *ret_code);
 /* Resolve the control socket: --socket, else the config's control_socket. */
 int cmd_socket_path(char *buf, unsigned len);
+
+#define CMD_SITE_KEY "/etc/bascule/site.key" /* --key's default */
+/* Load the site key FILE (NULL: --key was not given, CMD_SITE_KEY).  Errors
+ * as key_load(), all of them key errors (exit 4); the message says --key
+ * chooses another file when the default was used. */
+int cmd_key_load(const char *file, struct site_key **ret);

@@ -206,7 +206,12 @@ static void recv_usage(FILE *f)
 		   "  --root DIR         replica directory (created if missing)\n"
 		   "  --key FILE         site key, mode 0600 (default /etc/bascule/site.key)\n"
 		   "  --keep-epochs N    keep undo data of the last N epochs for rollback (24)\n"
-		   "  --keep-time D      also keep undo data younger than D, e.g. 24h (0)\n");
+		   "  --keep-time D      also keep undo data younger than D, e.g. 24h (0)\n\n"
+		   "Exit 0: the daemon ended the session; 1: the stream ended early, or a group is\n"
+		   "promoted here (live after a failover: demote it to replicate into it); 2: usage;\n"
+		   "4: the key is missing, unsafe, not a key, or not the primary's; 5: a tampered\n"
+		   "stream or a digest mismatch; 7: the replica filesystem is full; 9: another\n"
+		   "process holds the replica for more than 10 s.\n");
 }
 
 int cmd_recv(int argc, char **argv)
@@ -219,7 +224,7 @@ int cmd_recv(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	const char *root = NULL, *keyfile = "/etc/bascule/site.key";
+	const char *root = NULL, *keyfile = NULL;
 	uint64_t keep_epochs = 24, keep_time = 0;
 	struct site_key *key = NULL;
 	struct replica *r = NULL;
@@ -265,10 +270,11 @@ int cmd_recv(int argc, char **argv)
 		if (recv_ssh_check(&o, &code) > 0)
 			return code;
 	}
-	if ((rc = key_load(keyfile, &key)) < 0)
+	if ((rc = cmd_key_load(keyfile, &key)) < 0)
 		goto out;
 	if ((rc = replica_open_mode(root, true, false, true, key, &r)) < 0)
 		goto out;
+	r->key_path = keyfile ? keyfile : CMD_SITE_KEY;
 	r->keep_epochs = keep_epochs;
 	r->keep_time = keep_time;
 	k.r = r;

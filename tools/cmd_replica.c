@@ -36,7 +36,10 @@ static void replica_usage(FILE *f)
 		   "               (TIME: @UNIXSECONDS or YYYY-MM-DDTHH:MM:SS[Z])\n"
 		   "  --consistent promote only a point-in-time (consistent) epoch\n"
 		   "  --link-dir D promote: the disks appear as D/SOURCE (symbolic links)\n"
-		   "  --json       promote/clone: print the result as one JSON object\n");
+		   "  --json       promote/clone: print the result as one JSON object\n\n"
+		   "Exit 0: done; 1: no such group or epoch, not a replica directory; 2: usage;\n"
+		   "4: the key is missing, unsafe or not a key; 5: verify found a mismatch; 9: the\n"
+		   "replica is in use by another bascule process (recv: stop replication first).\n");
 }
 
 static void print_line(const char *line)
@@ -129,7 +132,7 @@ int cmd_replica(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	const char *root = NULL, *keyfile = "/etc/bascule/site.key", *group = NULL, *verb;
+	const char *root = NULL, *keyfile = NULL, *group = NULL, *verb;
 	struct site_key *key = NULL;
 	struct replica *r = NULL;
 	char **groups = NULL;
@@ -187,7 +190,7 @@ int cmd_replica(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	/* list needs no key, unless recovery has work to do (then it asks). */
-	if ((rc = key_load(keyfile, &key)) < 0 && strcmp(verb, "list") != 0)
+	if ((rc = cmd_key_load(keyfile, &key)) < 0 && strcmp(verb, "list") != 0)
 		return cmd_fail("replica", rc);
 	if (have_to)
 		po.epoch = to;
@@ -206,6 +209,7 @@ int cmd_replica(int argc, char **argv)
 		key_free(key);
 		return cmd_fail("replica", rc);
 	}
+	r->key_path = keyfile ? keyfile : CMD_SITE_KEY;
 	if ((rc = replica_groups(r, &groups, &n)) < 0)
 		goto out;
 	if (group) {

@@ -15,7 +15,7 @@
 static json_t *call(const char *what, const char *cmd, const char *group, int *ret_code)
 {
 	char sock[4096];
-	json_t *req, *resp = NULL;
+	json_t *req, *resp;
 	int r;
 
 	if ((r = cmd_socket_path(sock, sizeof(sock))) < 0) {
@@ -23,19 +23,8 @@ static json_t *call(const char *what, const char *cmd, const char *group, int *r
 		return NULL;
 	}
 	req = json_pack("{s:s, s:s?}", "cmd", cmd, "group", group);
-	r = ctl_call(sock, req, 10000, &resp);
+	resp = cmd_ctl(what, sock, req, ret_code);
 	json_decref(req);
-	if (r < 0) {
-		*ret_code = cmd_fail(what, r);
-		return NULL;
-	}
-	if (!json_is_true(json_object_get(resp, "ok"))) {
-		const char *e = json_string_value(json_object_get(resp, "error"));
-		fprintf(stderr, "bascule %s: %s\n", what, e ? e : "refused by the daemon");
-		*ret_code = e && strstr(e, "permission denied") ? EXIT_KEY : EXIT_FAIL;
-		json_decref(resp);
-		return NULL;
-	}
 	return resp;
 }
 
@@ -65,10 +54,18 @@ int cmd_status(int argc, char **argv)
 			printf("Usage: bascule [-c FILE] status [--json]\n\n"
 			       "Each group's last epoch; for each target its state, the epoch it holds and\n"
 			       "its lag (the age of that epoch: the data it would lose now).  On a terminal\n"
-			       "the lag is green up to 30 s, yellow up to 5 min, red beyond.\n");
+			       "the lag is green up to 30 s, yellow up to 5 min, red beyond.\n\n"
+			       "Exit 0: printed; 3: the configuration cannot be read; 4: may not connect\n"
+			       "(not root, nor in the socket's group); 8: the daemon cannot be reached.\n");
 			return EXIT_OK;
-		default: return EXIT_USAGE;
+		default:
+			fprintf(stderr, "Usage: bascule [-c FILE] status [--json]\n");
+			return EXIT_USAGE;
 		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "Usage: bascule [-c FILE] status [--json]\n");
+		return EXIT_USAGE;
 	}
 	if (!(st = call("status", "status", NULL, &code)))
 		return code;
@@ -119,7 +116,9 @@ int cmd_metrics(int argc, char **argv)
 		       "Print the daemon's metrics in the Prometheus text exposition format\n"
 		       "(bascule_target_lag_seconds, bascule_target_up, ...), e.g. for the node\n"
 		       "exporter's textfile collector.  With metrics_listen in the configuration,\n"
-		       "basculed serves the same text at http://ADDRESS:PORT/metrics.\n");
+		       "basculed serves the same text at http://ADDRESS:PORT/metrics.\n\n"
+		       "Exit 0: printed; 3: the configuration cannot be read; 4: may not connect;\n"
+		       "8: the daemon cannot be reached.\n");
 		return EXIT_OK;
 	}
 	if (!(st = call("metrics", "metrics", NULL, &code)))
@@ -136,7 +135,9 @@ int cmd_history(int argc, char **argv)
 	int code = EXIT_OK;
 
 	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("Usage: bascule [-c FILE] history\n\nRecent epochs, acknowledgements and errors.\n");
+		printf("Usage: bascule [-c FILE] history\n\nRecent epochs, acknowledgements and errors.\n\n"
+		       "Exit 0: printed; 3: the configuration cannot be read; 4: may not connect;\n"
+		       "8: the daemon cannot be reached.\n");
 		return EXIT_OK;
 	}
 	if (!(st = call("history", "history", NULL, &code)))
@@ -165,15 +166,22 @@ int cmd_pause(int argc, char **argv)
 	int code = EXIT_OK;
 
 	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-		printf("Usage: bascule [-c FILE] %s%s\n\n%s\n", argv[0], strcmp(argv[0], "reload") ? " [GROUP]" : "",
+		printf("Usage: bascule [-c FILE] %s%s\n\n%s\n\n"
+		       "Exit 0: done; 2: usage%s; 3: the configuration cannot be read%s;\n"
+		       "4: not root nor in control_group; 8: the daemon cannot be reached.\n",
+		       argv[0], strcmp(argv[0], "reload") ? " [GROUP]" : "",
 		       !strcmp(argv[0], "pause") ? "Stop cutting epochs of GROUP (default: all) until resume."
 		       : !strcmp(argv[0], "resume") ? "Cut epochs of GROUP (default: all) again, one right away."
 		       : "Re-read basculed's configuration file (as SIGHUP does); an invalid file is\n"
-			 "refused with its error and the running configuration stays.");
+			 "refused with its error and the running configuration stays.",
+		       strcmp(argv[0], "reload") ? ", no such group" : "",
+		       strcmp(argv[0], "reload") ? "" : ", or the new one is refused");
 		return EXIT_OK;
 	}
-	if (argc > 2 || (!strcmp(argv[0], "reload") && argc > 1))
+	if (argc > 2 || (!strcmp(argv[0], "reload") && argc > 1) || (argc > 1 && argv[1][0] == '-')) {
+		fprintf(stderr, "Usage: bascule [-c FILE] %s%s\n", argv[0], strcmp(argv[0], "reload") ? " [GROUP]" : "");
 		return EXIT_USAGE;
+	}
 	if (!(st = call(argv[0], argv[0], argc > 1 ? argv[1] : NULL, &code)))
 		return code;
 	json_decref(st);

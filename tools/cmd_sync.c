@@ -27,7 +27,10 @@ static void sync_usage(FILE *f)
 		   "  --timeout D   give up waiting after D (default 60s): exit 6 naming the\n"
 		   "                targets that lag\n"
 		   "  --vault       also wait for vault targets (they take the epoch at once,\n"
-		   "                whatever their interval); without it --wait waits for replicas\n");
+		   "                whatever their interval); without it --wait waits for replicas\n\n"
+		   "Exit 0: cut (and with --wait, acknowledged); 6: --wait ran out of time; 1: the\n"
+		   "group is paused; 2: usage, no such group; 3: the configuration cannot be read;\n"
+		   "4: not root nor in control_group; 8: the daemon cannot be reached.\n");
 }
 
 /* 1 if every target has acked EPOCHS; else 0 with a description in WHY. */
@@ -105,16 +108,10 @@ int cmd_sync(int argc, char **argv)
 		return cmd_fail("sync", r);
 	start = mono_usec();
 	req = json_pack("{s:s, s:s?}", "cmd", "sync", "group", group);
-	r = ctl_call(sock, req, 10000, &resp);
+	resp = cmd_ctl("sync", sock, req, &ret);
 	json_decref(req);
-	if (r < 0)
-		return cmd_fail("sync", r);
-	if (!json_is_true(json_object_get(resp, "ok"))) {
-		fprintf(stderr, "bascule sync: %s\n",
-			json_string_value(json_object_get(resp, "error")) ?: "refused by the daemon");
-		json_decref(resp);
-		return EXIT_FAIL;
-	}
+	if (!resp)
+		return ret;
 	epochs = json_incref(json_object_get(resp, "epochs"));
 	json_decref(resp);
 	if (!wait) {
@@ -126,14 +123,12 @@ int cmd_sync(int argc, char **argv)
 		return EXIT_OK;
 	}
 	for (;;) {
-		json_t *st = NULL;
+		json_t *st;
 		req = json_pack("{s:s}", "cmd", "status");
-		r = ctl_call(sock, req, 10000, &st);
+		st = cmd_ctl("sync", sock, req, &ret);
 		json_decref(req);
-		if (r < 0) {
-			ret = cmd_fail("sync", r);
+		if (!st)
 			break;
-		}
 		if (all_acked(st, epochs, vaults, why, sizeof(why))) {
 			const char *g;
 			json_t *v;

@@ -13,6 +13,7 @@
 #include "units.h"
 #include "vault.h"
 #include "vault_cmd.h"
+#include "vrecord.h"
 #include "vaultkey.h"
 #include "vstore.h"
 #include <fcntl.h>
@@ -35,14 +36,16 @@
 
 /* Where the vault is and what opens it: command line over -c FILE. */
 struct vopts {
-	const char *url, *identity, *known_hosts, *vault_key, *verify_key, *target;
+	const char *url, *identity, *known_hosts, *vault_key, *verify_key, *target, *record;
+	char record_buf[4200];       /* the record derived from -c CONFIG */
 	struct retention policy;
-	bool policy_given;
+	bool policy_given, record_given, usage;
 	struct config *cfg;
 };
 
 enum { O_URL = 1000, O_IDENTITY, O_KNOWN, O_VKEY, O_PUB, O_TARGET, O_EPOCH, O_AT, O_TO, O_SOURCE, O_JOBS,
-       O_READ, O_JSON, O_DRY, O_GRACE, O_ALL, O_HOURLY, O_DAILY, O_MONTHLY, O_FORCE, O_GROUP };
+       O_READ, O_JSON, O_DRY, O_GRACE, O_ALL, O_HOURLY, O_DAILY, O_MONTHLY, O_FORCE, O_GROUP, O_RECORD,
+       O_ACCEPT };
 
 #define VAULT_OPTS                                                                                      \
 	{ "vault", required_argument, NULL, O_URL }, { "identity", required_argument, NULL, O_IDENTITY }, \
@@ -60,9 +63,25 @@ static int vopt(struct vopts *o, int c, const char *arg)
 	case O_VKEY: o->vault_key = arg; return 1;
 	case O_PUB: o->verify_key = arg; return 1;
 	case O_TARGET: o->target = arg; return 1;
+	case O_RECORD: o->record = arg; o->record_given = true; return 1;
 	case 'c': arg_global.config = arg; return 1;
 	}
 	return 0;
+}
+
+/* A command line a vault command cannot use (getopt said why). */
+static int vusage(const char *cmd)
+{
+	fprintf(stderr, "Usage: see bascule %s --help\n", cmd);
+	return EXIT_USAGE;
+}
+
+/* The exit code for an error of a vault command: 2 when its options do not
+ * say which vault, else from the error. */
+static int vfail(const struct vopts *o, const char *what, int r)
+{
+	int code = cmd_fail(what, r);
+	return o->usage ? EXIT_USAGE : code;
 }
 
 /* Fill what the command line left out from the configuration's vault target. */
@@ -72,14 +91,8 @@ static int vopts_finish(struct vopts *o, const char *cmd)
 
 	if (arg_global.config) {
 		const struct cfg_target *t = NULL;
-		char *text = NULL;
-		size_t len;
 		/* The sources' disks need not exist: restore runs where they are lost. */
-		if ((r = yamltab_read(arg_global.config, "configuration", &text, &len)) < 0)
-			return r;
-		r = config_parse(arg_global.config, text, len, false, &o->cfg);
-		free(text);
-		if (r < 0)
+		if ((r = config_read(arg_global.config, false, &o->cfg)) < 0)
 			return r;
 		for (size_t i = 0; i < o->cfg->targets.n; i++) {
 			const struct cfg_target *x = CFG_TARGET(o->cfg, i);
@@ -101,10 +114,18 @@ static int vopts_finish(struct vopts *o, const char *cmd)
 			o->vault_key = t->vault_key;
 		if (!o->policy_given)
 			o->policy = t->retention.policy;
+		/* The vault writer's record of commits (vrecord.h), kept by the daemon. */
+		if (!o->record) {
+			snprintf(o->record_buf, sizeof(o->record_buf), "%s/vault/%s/%s", o->cfg->state_dir,
+				 t->name, VRECORD_FILE);
+			o->record = o->record_buf;
+		}
 	}
-	if (!o->url)
-		return err_set(EINVAL, "bascule %s: which vault? give --vault URL (local:DIR or "
-				       "sftp://user@host[:port]/DIR) or -c CONFIG", cmd);
+	if (!o->url) {
+		o->usage = true;
+		return err_set(EINVAL, "which vault? give --vault URL (local:DIR or "
+				       "sftp://user@host[:port]/DIR) or -c CONFIG; see --help");
+	}
 	return 0;
 }
 
@@ -202,15 +223,195 @@ static void series_label(const struct vmanifest *m, char *buf, size_t len)
 	}
 }
 
+/* ---- what the vault should hold but does not give ---- */
+
+/* A manifest that fails its check, or an epoch the local record says was
+ * committed and that no valid manifest holds: either may hide an epoch newer
+ * than the newest valid one, so restore does not fall back past it silently. */
+struct suspect {
+	char path[80];                /* m/NAME */
+	char group[NAME_MAX_LEN + 1]; /* "" if unknown */
+	uint64_t epoch, cut_time;     /* 0 if unknown */
+	bool recorded;                /* from the local record (authentic), else a failed manifest */
+	char why[512];
+};
+
+/* The valid manifests, sorted by series then epoch, and the suspects. */
+struct vview {
+	struct vmanifest *ms;
+	size_t n;
+	struct suspect *sus;
+	size_t n_sus;
+	struct vrecord rec;
+	const char *rec_path;         /* NULL: no record read */
+	bool oom;                     /* a suspect could not be kept: fail rather than forget it */
+};
+
+static struct suspect *suspect_add(struct vview *v)
+{
+	struct suspect *ns = realloc(v->sus, (v->n_sus + 1) * sizeof(*ns));
+
+	if (!ns)
+		return NULL;
+	v->sus = ns;
+	memset(&ns[v->n_sus], 0, sizeof(*ns));
+	return &ns[v->n_sus++];
+}
+
+static void on_suspect(void *ctx, const char *path, int err)
+{
+	struct vview *v = ctx;
+	struct suspect *x = suspect_add(v);
+
+	if (!x) {
+		v->oom = true;
+		return;
+	}
+	snprintf(x->path, sizeof(x->path), "%s", path);
+	snprintf(x->why, sizeof(x->why), "%s", err_msg(err));
+}
+
+/* The valid manifest of GROUP whose series is SERIES, if any (needs the key). */
+static const char *group_of_series(const struct vview *v, const uint8_t series[16])
+{
+	for (size_t i = 0; i < v->n; i++)
+		if (v->ms[i].opened && !memcmp(v->ms[i].series, series, 16))
+			return v->ms[i].group;
+	return NULL;
+}
+
+/* What each failed manifest claims (unauthenticated: for the message). */
+static void suspects_describe(struct vview *v, struct vstore *vs, const uint8_t pk[32], const struct vkeys *k)
+{
+	for (size_t i = 0; i < v->n_sus; i++) {
+		struct suspect *x = &v->sus[i];
+		uint8_t *data = NULL, series[16];
+		struct vmanifest m;
+		size_t len = 0, o = strlen(x->why);
+		const char *g;
+		char hex[33];
+
+		if (x->recorded || vstore_get(vs, x->path, 1u << 26, &data, &len) < 0)
+			continue;
+		if (vault_manifest_decode(pk, k, data, len, &m) == 0) {
+			/* Signed, but not what was written under this name. */
+			snprintf(x->why + o, sizeof(x->why) - o, "; it holds a signed copy of the manifest of "
+				 "%s%s epoch %" PRIu64 ", so what was written under this name is unknown",
+				 m.opened ? m.group : "another", m.opened ? "'s" : " name's", m.epoch);
+			vault_manifest_free(&m);
+		} else if (vault_manifest_peek(data, len, series, &x->epoch, &x->cut_time) == 0) {
+			char t[32];
+			g = group_of_series(v, series);
+			sodium_bin2hex(hex, sizeof(hex), series, 16);
+			snprintf(x->group, sizeof(x->group), "%s", g ? g : "");
+			snprintf(x->why + o, sizeof(x->why) - o, "; it claims to be epoch %" PRIu64 " of %s%.12s, "
+				 "cut %s (unauthenticated)", x->epoch, g ? g : "series-", g ? "" : hex,
+				 units_fmt_time(x->cut_time, t, sizeof(t)));
+		}
+		free(data);
+	}
+}
+
+/* Epochs the local record says were committed that no valid manifest holds. */
+static int suspects_from_record(struct vview *v)
+{
+	for (size_t i = 0; i < v->rec.n; i++) {
+		const struct vrecord_entry *e = &v->rec.e[i];
+		struct suspect *x;
+		bool held = false;
+		char hex[2 * VAULT_NAME + 1], t[32];
+		for (size_t j = 0; j < v->n && !held; j++)
+			held = !memcmp(v->ms[j].name, e->manifest, VAULT_NAME) ||
+			       (!memcmp(v->ms[j].series, e->series, 16) && v->ms[j].epoch >= e->epoch);
+		if (held)
+			continue;
+		if (!(x = suspect_add(v)))
+			return -ENOMEM;
+		vault_hex(e->manifest, hex);
+		snprintf(x->path, sizeof(x->path), "m/%s", hex);
+		snprintf(x->group, sizeof(x->group), "%s", e->group);
+		x->epoch = e->epoch;
+		x->cut_time = e->cut_time;
+		x->recorded = true;
+		snprintf(x->why, sizeof(x->why), "committed (cut %s; local record %s), but the vault holds no "
+			 "valid manifest of it: deleted, replaced or damaged at the provider",
+			 units_fmt_time(e->cut_time, t, sizeof(t)), v->rec_path);
+	}
+	return 0;
+}
+
+/* List and check the manifests; read the local record if O names one. */
+static int vview_load(struct vview *v, struct vstore *vs, const struct vopts *o, const uint8_t pk[32],
+		      const struct vkeys *k)
+{
+	int r;
+
+	memset(v, 0, sizeof(*v));
+	/* The record first: the writer records an epoch after its manifest is
+	 * in the vault, so a listing taken afterwards holds every recorded one. */
+	if (o->record) {
+		r = vrecord_load(o->record, &v->rec);
+		if (r == -ENOENT && o->record_given)
+			return err_set(ENOENT, "no record of vault commits at %s", o->record);
+		if (r < 0 && r != -ENOENT)
+			return r;
+		if (r == 0)
+			v->rec_path = o->record;
+	}
+	if ((r = vault_manifests(vs, pk, k, on_suspect, v, &v->ms, &v->n)) < 0)
+		return r;
+	if (v->oom)
+		return -ENOMEM;
+	suspects_describe(v, vs, pk, k);
+	{
+		/* Not one manifest verifies, though each reads as one: the key is
+		 * another vault's (a key error, exit 4), or everything was altered. */
+		size_t readable = 0;
+		for (size_t i = 0; i < v->n_sus; i++)
+			readable += v->sus[i].epoch != 0;
+		if (!v->n && v->n_sus && readable == v->n_sus)
+			return err_set(EKEYREJECTED, "none of the %zu manifests of the vault verifies with %s: it is "
+						     "not this vault's key (or every manifest was altered: `bascule "
+						     "vault check` with the right verify key tells)",
+				       v->n_sus, o->vault_key ? o->vault_key : o->verify_key ? o->verify_key : "this key");
+	}
+	return v->rec_path ? suspects_from_record(v) : 0;
+}
+
+static void vview_free(struct vview *v)
+{
+	vault_manifests_free(v->ms, v->n);
+	free(v->sus);
+	vrecord_free(&v->rec);
+}
+
+/* Print the suspects that concern GROUP (NULL: all) and return how many. */
+static size_t suspects_print(const struct vview *v, const char *group, FILE *f, const char *indent)
+{
+	size_t count = 0;
+
+	for (size_t i = 0; i < v->n_sus; i++) {
+		const struct suspect *x = &v->sus[i];
+		if (group && x->recorded && strcmp(x->group, group))
+			continue;
+		if (x->recorded)
+			fprintf(f, "%s%s epoch %" PRIu64 ": %s\n", indent, x->group, x->epoch, x->why);
+		else
+			fprintf(f, "%s%s: %s\n", indent, x->path, x->why);
+		count++;
+	}
+	return count;
+}
+
 /* ---- ls ---- */
 
 static int vault_ls(int argc, char **argv)
 {
-	static const struct option opts[] = { VAULT_OPTS, { "json", no_argument, NULL, O_JSON }, { 0 } };
+	static const struct option opts[] = { VAULT_OPTS, { "json", no_argument, NULL, O_JSON },
+					      { "record", required_argument, NULL, O_RECORD }, { 0 } };
 	struct vopts o = { 0 };
 	struct vstore *vs = NULL;
-	struct vmanifest *ms = NULL;
-	size_t n = 0, bad = 0;
+	struct vview v = { 0 };
 	struct vkeys k;
 	uint8_t pk[32];
 	bool have_k, json = false;
@@ -223,23 +424,29 @@ static int vault_ls(int argc, char **argv)
 			json = true;
 		else if (c == 'h') {
 			printf("Usage: bascule vault ls --vault URL (--verify-key FILE.pub | --vault-key FILE) "
-			       "[--json]\n\nList the epochs the vault holds: group (with the vault key; "
-			       "without it, an opaque series), epoch, cut time, bytes referenced, bytes new "
-			       "since the previous epoch.\n");
+			       "[--record FILE] [--json]\n       (or -c CONFIG [--target T])\n\n"
+			       "List the epochs the vault holds: group (with the vault key; without it, an\n"
+			       "opaque series), epoch, cut time, bytes referenced, bytes new since the previous\n"
+			       "epoch.  Then what it should hold but does not give: manifests that fail their\n"
+			       "check, and epochs the daemon's record of commits (with -c, or --record FILE:\n"
+			       "STATE_DIR/vault/TARGET/committed) lists but no valid manifest holds.\n"
+			       "Exit 0: all is well; 5: something failed (named); 3: bad configuration;\n"
+			       "4: a key is missing or wrong; 2: usage; 1: the vault cannot be read.\n");
 			return EXIT_OK;
 		} else
-			return EXIT_USAGE;
+			return vusage("vault ls");
 	}
+	if (optind != argc)
+		return vusage("vault ls");
 	if ((r = vopts_finish(&o, "vault ls")) < 0 || (r = load_keys(&o, false, pk, &k, &have_k)) < 0 ||
-	    (r = open_store(&o, &vs)) < 0 ||
-	    (r = vault_manifests(vs, pk, have_k ? &k : NULL, on_bad, &bad, &ms, &n)) < 0)
+	    (r = open_store(&o, &vs)) < 0 || (r = vview_load(&v, vs, &o, pk, have_k ? &k : NULL)) < 0)
 		goto out;
 	if (!json)
 		printf("%-20s %8s  %-19s  %-10s %12s %12s\n", "GROUP", "EPOCH", "CUT", "KIND", "SIZE", "NEW");
 	else
 		printf("[");
-	for (size_t i = 0; i < n; i++) {
-		const struct vmanifest *m = &ms[i], *prev = i && !memcmp(ms[i - 1].series, m->series, 16) ? &ms[i - 1] : NULL;
+	for (size_t i = 0; i < v.n; i++) {
+		const struct vmanifest *m = &v.ms[i], *prev = i && !memcmp(v.ms[i - 1].series, m->series, 16) ? &v.ms[i - 1] : NULL;
 		uint64_t total = 0, nb = new_bytes(prev, m);
 		char label[80], t[32], a[32], b[32];
 		for (uint32_t j = 0; j < m->n_objects; j++)
@@ -258,14 +465,36 @@ static int vault_ls(int argc, char **argv)
 			       m->opened ? (m->flags & 1 ? "consistent" : "fuzzy") : "-", a, b);
 		}
 	}
-	if (json)
+	if (json) {
+		/* What failed: {"failed": why, "path", and group/epoch when known}. */
+		for (size_t i = 0; i < v.n_sus; i++) {
+			const struct suspect *x = &v.sus[i];
+			json_t *e = json_pack("{s:s, s:s, s:b}", "failed", x->why, "path", x->path, "recorded",
+					      x->recorded);
+			char *text;
+			if (x->group[0])
+				json_object_set_new(e, "group", json_string(x->group));
+			if (x->epoch)
+				json_object_set_new(e, "epoch", json_integer((json_int_t)x->epoch));
+			text = json_dumps(e, JSON_COMPACT);
+			printf("%s%s", v.n || i ? "," : "", text ? text : "{}");
+			free(text);
+			json_decref(e);
+		}
 		printf("]\n");
-	r = bad ? err_set(EBADMSG, "%zu manifest(s) failed their check (see above)", bad) : 0;
+	} else if (v.n_sus) {
+		printf("\nFAILED: what the vault should hold but does not give (restore does not fall back past "
+		       "it without --accept-older or --epoch):\n");
+		suspects_print(&v, NULL, stdout, "  ");
+	}
+	r = v.n_sus ? err_set(EBADMSG, "%zu manifest(s) or recorded epoch(s) failed their check (see above)",
+			      v.n_sus)
+		    : 0;
 out:
-	vault_manifests_free(ms, n);
+	vview_free(&v);
 	vstore_close(vs);
 	config_free(o.cfg);
-	return r < 0 ? cmd_fail("vault ls", r) : EXIT_OK;
+	return r < 0 ? vfail(&o, "vault ls", r) : EXIT_OK;
 }
 
 /* ---- check ---- */
@@ -425,10 +654,11 @@ static int vault_check(int argc, char **argv)
 			       "that every object it needs is present and intact (its bytes hash to its name).\n"
 			       "Needs no secret: the provider can run it.  --read-data (with the vault key)\n"
 			       "also decrypts every block of every epoch and checks it.\n"
-			       "Exit 0: intact; 5: something is missing or damaged (named on stderr).\n");
+			       "Exit 0: intact; 5: something is missing or damaged (named on stderr); 1: the\n"
+			       "vault cannot be read; 2: usage; 3: bad configuration; 4: a key is missing.\n");
 			return EXIT_OK;
 		} else
-			return EXIT_USAGE;
+			return vusage("vault check");
 	}
 	if ((r = vopts_finish(&o, "vault check")) < 0 || (r = load_keys(&o, readd, pk, &k, &have_k)) < 0 ||
 	    (r = open_store(&o, &vs)) < 0 ||
@@ -516,7 +746,7 @@ out:
 	vault_manifests_free(ms, n);
 	vstore_close(vs);
 	config_free(o.cfg);
-	return r < 0 ? cmd_fail("vault check", r) : EXIT_OK;
+	return r < 0 ? vfail(&o, "vault check", r) : EXIT_OK;
 }
 
 /* ---- prune ---- */
@@ -620,9 +850,12 @@ static int vault_prune(int argc, char **argv)
 			       "then every object no remaining manifest needs and older than --grace (24h;\n"
 			       "younger ones may belong to an epoch being written).  Run it with an account\n"
 			       "allowed to delete: the daemon's write-once account cannot.  Spans: 24h, 7d,\n"
-			       "2w, 12m (months), 1y.  The newest epoch of each group is always kept.\n");
+			       "2w, 12m (months), 1y.  The newest epoch of each group is always kept.\n\n"
+			       "Exit 0: pruned; 1: the vault cannot be read; 2: usage, no policy given;\n"
+			       "3: bad configuration, or no retention in it; 4: no verify key, or an account\n"
+			       "that may not delete.\n");
 			return EXIT_OK;
-		default: return EXIT_USAGE;
+		default: return vusage("vault prune");
 		}
 		if (retention_parse_span(optarg, span) < 0) {
 			fprintf(stderr, "bascule vault prune: '%s' is not a span such as 24h, 7d, 12m\n", optarg);
@@ -633,6 +866,7 @@ static int vault_prune(int argc, char **argv)
 	if ((r = vopts_finish(&o, "vault prune")) < 0 || (r = load_keys(&o, false, pk, &k, &have_k)) < 0)
 		goto out;
 	if (!retention_set(&o.policy)) {
+		o.usage = !arg_global.config; /* with -c, the configuration lacks it */
 		r = err_set(EINVAL, "no retention policy: give --keep-all/--keep-hourly/--keep-daily/"
 				    "--keep-monthly, or retention in the configuration's vault target");
 		goto out;
@@ -721,7 +955,7 @@ out:
 	vault_manifests_free(ms, n);
 	vstore_close(vs);
 	config_free(o.cfg);
-	return r < 0 ? cmd_fail("vault prune", r) : EXIT_OK;
+	return r < 0 ? vfail(&o, "vault prune", r) : EXIT_OK;
 }
 
 /* ---- restore ---- */
@@ -951,6 +1185,68 @@ static int progress_open(const char *part, const uint8_t man[VAULT_NAME], const 
 	return fd;
 }
 
+/* An object the epoch needs is missing or fails its check: the epoch is
+ * damaged in the vault (exit 5); other errors (the link) stay as they are. */
+static int damaged(int r, const char *group, const char *source, uint64_t epoch)
+{
+	if (r != -ENOENT && r != -EBADMSG)
+		return r;
+	err_recode(r, EBADMSG);
+	return err_wrap(EBADMSG, "the epoch is damaged in the vault: %s/%s epoch %" PRIu64 " (`bascule vault "
+				 "check` names every bad object; other epochs may still restore)",
+			group, source, epoch);
+}
+
+/* May epoch M (NULL: none found) of GROUP be restored?  0, or an error that
+ * names what is newer and failed. */
+static int restore_choice(const struct vview *v, const struct vopts *o, const char *group,
+			  const struct vmanifest *m, uint64_t want_epoch, uint64_t at, bool accept_older)
+{
+	const struct vrecord_entry *rec = v->rec_path ? vrecord_find(&v->rec, group) : NULL;
+	size_t failed = 0, blocking = 0;
+
+	for (size_t i = 0; i < v->n_sus; i++) {
+		const struct suspect *x = &v->sus[i];
+		if (x->recorded ? strcmp(x->group, group) || (at && x->cut_time > at) : false)
+			continue;
+		failed++;
+		/* A failed manifest may be any group's, any epoch: unless this
+		 * group's record says the chosen epoch is its newest commit. */
+		if (x->recorded || !m || !rec || m->epoch < rec->epoch)
+			blocking++;
+	}
+	if (!m) {
+		if (!failed)
+			return err_set(ENOENT, "the vault holds no %s of group %s (see `bascule vault ls`)",
+				       want_epoch ? "such epoch" : at ? "epoch cut by that time" : "epoch", group);
+		fprintf(stderr, "what failed:\n");
+		suspects_print(v, group, stderr, "  ");
+		char which[48] = "any epoch";
+		if (want_epoch)
+			snprintf(which, sizeof(which), "epoch %" PRIu64, want_epoch);
+		return err_set(EBADMSG, "the vault holds no valid manifest of %s of group %s; %zu manifest(s) or "
+					"recorded epoch(s) failed their check (above): it may be among them",
+			       which, group, failed);
+	}
+	if (!failed)
+		return 0;
+	if (want_epoch || accept_older || !blocking) {
+		fprintf(stderr, "warning: restoring epoch %" PRIu64 " of %s although the vault fails these "
+				"checks:\n", m->epoch, group);
+		suspects_print(v, group, stderr, "  ");
+		return 0;
+	}
+	fprintf(stderr, "newer epochs may exist but fail their check:\n");
+	suspects_print(v, group, stderr, "  ");
+	if (!v->rec_path && !o->record_given)
+		fprintf(stderr, "(no record of commits was read: with -c CONFIG or --record FILE, epochs "
+				"whose manifests were deleted are named too)\n");
+	return err_set(EBADMSG, "refusing to restore epoch %" PRIu64 " of %s, the newest valid one: the vault "
+				"fails its check for what may be newer (above); restore it anyway with "
+				"--accept-older, or choose with --epoch N",
+		       m->epoch, group);
+}
+
 int cmd_restore(int argc, char **argv)
 {
 	static const struct option opts[] = { VAULT_OPTS,
@@ -960,18 +1256,20 @@ int cmd_restore(int argc, char **argv)
 					      { "to", required_argument, NULL, O_TO },
 					      { "jobs", required_argument, NULL, O_JOBS },
 					      { "force", no_argument, NULL, O_FORCE },
+					      { "record", required_argument, NULL, O_RECORD },
+					      { "accept-older", no_argument, NULL, O_ACCEPT },
 					      { 0 } };
 	struct vopts o = { 0 };
 	const char *source = NULL, *to = NULL;
 	uint64_t want_epoch = 0, at = 0;
 	unsigned jobs = 4;
-	bool force = false, have_k, resumed = false;
+	bool force = false, accept_older = false, have_k, resumed = false;
 	struct vstore *vs = NULL;
-	struct vmanifest *ms = NULL, *m = NULL;
+	struct vview v = { 0 };
+	struct vmanifest *m = NULL;
 	struct vpacks packs = { 0 };
 	struct vmap map = { 0 };
 	struct restore rs;
-	size_t n = 0, bad = 0;
 	struct vkeys k;
 	uint8_t pk[32];
 	char group[NAME_MAX_LEN + 1], *sname, part[4200];
@@ -989,6 +1287,7 @@ int cmd_restore(int argc, char **argv)
 		case O_SOURCE: source = optarg; break;
 		case O_TO: to = optarg; break;
 		case O_FORCE: force = true; break;
+		case O_ACCEPT: accept_older = true; break;
 		case O_EPOCH: {
 			char *end;
 			want_epoch = strtoull(optarg, &end, 10);
@@ -1006,27 +1305,36 @@ int cmd_restore(int argc, char **argv)
 			break;
 		case O_JOBS: {
 			char *end;
-			unsigned long v = strtoul(optarg, &end, 10);
-			if (*end || v < 1 || v > 64) {
+			unsigned long nj = strtoul(optarg, &end, 10);
+			if (*end || nj < 1 || nj > 64) {
 				fprintf(stderr, "bascule restore: --jobs wants 1 to 64\n");
 				return EXIT_USAGE;
 			}
-			jobs = (unsigned)v;
+			jobs = (unsigned)nj;
 			break;
 		}
 		case 'h':
 			printf("Usage: bascule restore --vault URL --vault-key FILE --source GROUP/SOURCE --to PATH\n"
-			       "       [--epoch N | --at TIME] [--jobs N] [--identity F --known-hosts F] [--force]\n"
-			       "       (or -c CONFIG [--target T] for the vault's URL, credentials and key)\n\n"
+			       "       [--epoch N | --at TIME] [--accept-older] [--record FILE] [--jobs N]\n"
+			       "       [--identity F --known-hosts F] [--force]\n"
+			       "       (or -c CONFIG [--target T] for the vault's URL, credentials, key and record)\n\n"
 			       "Rebuild one source as it was at an epoch (default: the newest) from the vault,\n"
 			       "reading only the objects that epoch needs, with N parallel connections (4).\n"
 			       "Every block is authenticated and checked against its keyed id as it is written;\n"
 			       "the whole image against the manifest.  A regular file is written as PATH.part\n"
 			       "and renamed to PATH when complete; an interrupted restore resumes when run\n"
-			       "again with the same arguments.  TIME: @UNIXSECONDS or YYYY-MM-DDTHH:MM:SS[Z].\n"
-			       "Exit 0: restored; 5: the epoch is damaged in the vault (others may restore).\n");
+			       "again with the same arguments.  TIME: @UNIXSECONDS or YYYY-MM-DDTHH:MM:SS[Z].\n\n"
+			       "The newest epoch is the newest valid one only if nothing newer may be hidden: a\n"
+			       "manifest that fails its check, or an epoch the daemon's record of commits lists\n"
+			       "(-c, or --record STATE_DIR/vault/TARGET/committed) that the vault no longer\n"
+			       "holds, makes restore refuse (exit 5, naming them) unless --accept-older, or\n"
+			       "--epoch N, says to restore an older epoch.\n\n"
+			       "Exit 0: restored; 5: the epoch is damaged in the vault (others may restore), or\n"
+			       "newer epochs fail their check; 4: a key is missing or wrong; 3: bad\n"
+			       "configuration; 2: usage; 1: failure (no such epoch, the vault or PATH cannot\n"
+			       "be reached or written).\n");
 			return EXIT_OK;
-		default: return EXIT_USAGE;
+		default: return vusage("restore");
 		}
 	}
 	if (!source || !to || optind != argc || (want_epoch && at)) {
@@ -1043,21 +1351,17 @@ int cmd_restore(int argc, char **argv)
 	*sname++ = 0;
 	log_init("bascule-restore", arg_global.verbose);
 	if ((r = vopts_finish(&o, "restore")) < 0 || (r = load_keys(&o, true, pk, &k, &have_k)) < 0 ||
-	    (r = open_store(&o, &vs)) < 0 || (r = vault_manifests(vs, pk, &k, on_bad, &bad, &ms, &n)) < 0)
+	    (r = open_store(&o, &vs)) < 0 || (r = vview_load(&v, vs, &o, pk, &k)) < 0)
 		goto out;
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(ms[i].group, group))
+	for (size_t i = 0; i < v.n; i++) {
+		if (strcmp(v.ms[i].group, group))
 			continue;
-		if (want_epoch ? ms[i].epoch == want_epoch : (!at || ms[i].cut_time <= at))
-			if (!m || ms[i].epoch > m->epoch)
-				m = &ms[i];
+		if (want_epoch ? v.ms[i].epoch == want_epoch : (!at || v.ms[i].cut_time <= at))
+			if (!m || v.ms[i].epoch > m->epoch)
+				m = &v.ms[i];
 	}
-	if (!m) {
-		r = err_set(ENOENT, "the vault holds no %s of group %s%s (see `bascule vault ls`)",
-			    want_epoch ? "such epoch" : at ? "epoch cut by that time" : "epoch", group,
-			    bad ? "; some manifests failed their check" : "");
+	if ((r = restore_choice(&v, &o, group, m, want_epoch, at, accept_older)) < 0)
 		goto out;
-	}
 	for (uint32_t s = 0; s < m->n_sources; s++)
 		if (!strcmp(m->src[s].name, sname))
 			src = &m->src[s];
@@ -1065,8 +1369,10 @@ int cmd_restore(int argc, char **argv)
 		r = err_set(ENOENT, "group %s has no source %s at epoch %" PRIu64, group, sname, m->epoch);
 		goto out;
 	}
-	if ((r = vault_load_map(vs, &k, src, &packs, &map)) < 0)
+	if ((r = vault_load_map(vs, &k, src, &packs, &map)) < 0) {
+		r = damaged(r, group, sname, m->epoch);
 		goto out;
+	}
 	vstore_close(vs);
 	vs = NULL;
 	/* The output: a device in place, a file through PATH.part. */
@@ -1131,6 +1437,7 @@ int cmd_restore(int argc, char **argv)
 			r = err_set(-r, "%s%s", rs.errmsg,
 				    rs.device ? "" : "; what was restored is kept: run the same command again to "
 						     "resume, or another epoch");
+			r = damaged(r, group, sname, m->epoch);
 			goto out;
 		}
 		if (fsync(rs.fd) < 0) {
@@ -1166,11 +1473,11 @@ out:
 	free(rs.done);
 	vmap_free(&map);
 	vpacks_free(&packs);
-	vault_manifests_free(ms, n);
+	vview_free(&v);
 	vstore_close(vs);
 	config_free(o.cfg);
 	sodium_memzero(&k, sizeof(k));
-	return r < 0 ? cmd_fail("restore", r) : EXIT_OK;
+	return r < 0 ? vfail(&o, "restore", r) : EXIT_OK;
 }
 
 int cmd_vault(int argc, char **argv)

@@ -1961,10 +1961,13 @@ int replica_refuse_promoted(struct replica *r, const char *group)
 
 	if (rc <= 0)
 		return rc;
-	return err_set(EPERM, "group %s was promoted on this site by a failover (epoch %llu) and "
-			      "is live here now, not a replica; to replicate into it again run "
-			      "'bascule replica demote --root %s --group %s' on this site first",
-		       group, (unsigned long long)pi.epoch, r->root, group);
+	/* Read in the daemon's log too (a NACK carries 255 bytes: keep it short):
+	 * say which site, and a command that runs as printed. */
+	return err_set(EROFS, "group %s is promoted on the receiving site (live since a failover, epoch "
+			      "%llu), not a replica; to replicate into it, run there: bascule replica "
+			      "demote --root %s --group %s --key %s",
+		       group, (unsigned long long)pi.epoch, r->root, group,
+		       r->key_path ? r->key_path : "/etc/bascule/site.key");
 }
 
 /* The newest epoch (current or a rollback point) allowed by the options. */

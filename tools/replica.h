@@ -41,6 +41,7 @@ struct replica {
 	int apply_depth;       /* nested exclusive holds */
 	bool live;             /* opened read-only beside a running receiver */
 	const struct site_key *key;
+	const char *key_path;  /* the key file given, for commands messages suggest */
 	uint64_t keep_epochs;
 	uint64_t keep_time;    /* usec */
 };
@@ -115,7 +116,8 @@ int replica_promote(struct replica *r, const char *group, const struct promote_o
 		    struct promote_info *ret);
 /* 1 and *RET if GROUP is promoted, 0 if not, or a negative errno. */
 int replica_promoted(struct replica *r, const char *group, struct promote_info *ret);
-/* -EPERM with what to do if GROUP is promoted, else 0. */
+/* -EROFS (exit 1: not a key problem) with what to do if GROUP is promoted,
+ * else 0: the group is live on this site, replication may not write into it. */
 int replica_refuse_promoted(struct replica *r, const char *group);
 /* Make a promoted GROUP a replica again: its sources are marked diverged,
  * so the daemon brings them back with a librsync resync. */

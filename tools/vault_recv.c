@@ -24,6 +24,7 @@
 #include "recvloop.h"
 #include "vault.h"
 #include "vaultkey.h"
+#include "vrecord.h"
 #include "vstore.h"
 #include "vault_cmd.h"
 #include <fcntl.h>
@@ -108,6 +109,7 @@ struct writer {
 	/* cache */
 	char cache[4096];
 	int jfd;
+	struct vrecord rec;          /* what this writer committed (vrecord.h) */
 	/* figures */
 	uint64_t blocks_new, blocks_dedup, bytes_up, up0;
 };
@@ -116,7 +118,8 @@ struct writer {
 
 static int grow_arrays(struct writer *w)
 {
-	uint32_t cap = w->packs.cap;
+	/* Never realloc to 0 bytes: that frees (a vault of all-zero disks has no packs). */
+	uint32_t cap = w->packs.cap ? w->packs.cap : 1;
 	uint64_t *ps = realloc(w->psize, cap * sizeof(*ps));
 	uint32_t *pr;
 	uint8_t *pf;
@@ -449,6 +452,16 @@ static int load_state(struct writer *w)
 			x->have = true;
 		}
 		log_info("vault %s: group %s at epoch %" PRIu64, w->url, g->name, g->epoch);
+	}
+	/* Epochs this writer committed that the vault no longer holds. */
+	for (size_t i = 0; i < w->rec.n; i++) {
+		const struct vrecord_entry *x = &w->rec.e[i];
+		struct vgroup *g = find_group(w, x->group, false);
+		if (!g || g->epoch < x->epoch)
+			log_warn("vault %s: epoch %" PRIu64 " of %s was committed, but the vault's newest valid "
+				 "manifest of it is %s%" PRIu64 ": the provider deleted or damaged newer "
+				 "manifests (see `bascule vault ls -c CONFIG`); shipping goes on from there",
+				 w->url, x->epoch, x->group, g ? "epoch " : "", g ? g->epoch : 0);
 	}
 	r = 0;
 out:
@@ -827,8 +840,21 @@ static int write_manifest(struct writer *w, struct vgroup *g)
 		goto out;
 	vault_object_name(b.p, b.len, name);
 	vault_path(name, true, path, sizeof(path));
-	if ((r = vstore_put(w->vs, path, b.p, b.len)) == 0)
-		w->bytes_up += b.len;
+	if ((r = vstore_put(w->vs, path, b.p, b.len)) < 0)
+		goto out;
+	w->bytes_up += b.len;
+	/* The epoch is committed at the vault.  The local record lets restore
+	 * notice if the provider later deletes or replaces this manifest; not
+	 * writing it only weakens that check, so it does not fail the epoch. */
+	{
+		char rp[4200];
+		int e;
+		snprintf(rp, sizeof(rp), "%s/%s", w->cache, VRECORD_FILE);
+		if ((e = vrecord_set(&w->rec, g->name, m.series, m.epoch, m.cut_time, name)) < 0 ||
+		    (e = vrecord_save(rp, &w->rec)) < 0)
+			log_warn("vault %s: epoch %" PRIu64 " of %s is committed, but not in the local record: %s",
+				 w->url, m.epoch, g->name, err_msg(e));
+	}
 out:
 	for (uint32_t s = 0; m.src && s < g->n_src; s++)
 		m.src[s].deltas = NULL;
@@ -977,6 +1003,7 @@ static void writer_free(struct writer *w)
 	if (w->jfd >= 0)
 		close(w->jfd);
 	vstore_close(w->vs);
+	vrecord_free(&w->rec);
 	sodium_memzero(&w->k, sizeof(w->k));
 }
 
@@ -1043,8 +1070,16 @@ int vault_recv(int argc, char **argv)
 		goto out;
 	vault_keys(vk, &w.k);
 	vaultkey_free(vk);
-	if ((rc = journal_open(&w)) < 0 || (rc = vstore_open(w.url, &so, &w.vs)) < 0 ||
-	    (rc = load_state(&w)) < 0)
+	if ((rc = journal_open(&w)) < 0)
+		goto out;
+	{
+		char rp[4200];
+		int e;
+		snprintf(rp, sizeof(rp), "%s/%s", w.cache, VRECORD_FILE);
+		if ((e = vrecord_load(rp, &w.rec)) < 0 && e != -ENOENT)
+			log_warn("%s", err_msg(e));
+	}
+	if ((rc = vstore_open(w.url, &so, &w.vs)) < 0 || (rc = load_state(&w)) < 0)
 		goto out;
 	journal_load(&w);
 	rc = recv_serve(key, &sink);

@@ -31,7 +31,7 @@ chmod 0640 "$T/site.key"
 set +e
 "$BIN/basculed" -c "$T/bascule.yaml" --check-config 2>"$T/err"; rc=$?
 set -e
-[ $rc -eq 3 ] || fail "check-config with an unsafe key should exit 3, got $rc"
+[ $rc -eq 4 ] || fail "check-config with an unsafe key should exit 4 (a key error), got $rc"
 grep -q "chmod 600" "$T/err" || fail "no advice in: $(cat "$T/err")"
 set +e
 echo | "$BIN/bascule" recv --root "$T/r2" --key "$T/site.key" 2>"$T/err"; rc=$?

@@ -155,9 +155,10 @@ static void test_missing_files(void **state)
 	snprintf(text, sizeof(text),
 		 "key: %s\ngroups:\n  - name: g\n    sources:\n      - name: s\n        disk: %s/nope.img\n"
 		 "targets:\n  - name: t\n    url: local:/r\n", key, dir);
-	/* key missing */
+	/* key missing: a key error (exit 4), positioned */
 	r = config_parse("test.yaml", text, strlen(text), true, &c);
-	assert_int_equal(r, -EINVAL);
+	assert_int_equal(r, -ENOKEY);
+	assert_int_equal(err_exit_code(r), EXIT_KEY);
 	assert_non_null(strstr(err_msg(r), "test.yaml:1:6: key"));
 	assert_non_null(strstr(err_msg(r), "No such file"));
 	/* key readable by others */
@@ -166,7 +167,9 @@ static void test_missing_files(void **state)
 	fchmod(fd, 0644);
 	close(fd);
 	r = config_parse("test.yaml", text, strlen(text), true, &c);
-	assert_int_equal(r, -EINVAL);
+	assert_int_equal(r, -EPERM);
+	assert_int_equal(err_exit_code(r), EXIT_KEY);
+	assert_non_null(strstr(err_msg(r), "test.yaml:1:6: "));
 	assert_non_null(strstr(err_msg(r), "chmod 600"));
 	/* disk missing */
 	chmod(key, 0600);
@@ -212,6 +215,40 @@ static void test_metrics_listen(void **state)
 	}
 }
 
+/* A file that cannot be read is a configuration error (exit 3), whatever the
+ * errno; config_read without checks needs neither disks nor keys. */
+static void test_unreadable(void **state)
+{
+	char dir[] = "/tmp/bascule-cfg.XXXXXX", path[600], text[8192];
+	struct config *c = NULL;
+	FILE *f;
+	int r;
+	(void)state;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/none.yaml", dir);
+	r = config_load(path, &c);
+	assert_int_equal(r, -EINVAL);
+	assert_int_equal(err_exit_code(r), EXIT_CONFIG);
+	assert_non_null(strstr(err_msg(r), "cannot read configuration"));
+	assert_non_null(strstr(err_msg(r), "No such file"));
+	assert_null(c);
+	snprintf(path, sizeof(path), "%s/b.yaml", dir);
+	snprintf(text, sizeof(text), "key: %s/no.key\ncontrol_socket: /run/x.sock\ngroups:\n  - name: g\n"
+		 "    sources:\n      - name: s\n        disk: %s/no.img\ntargets:\n  - name: t\n"
+		 "    url: local:/r\n", dir, dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	assert_int_equal(config_read(path, true, &c), -ENOKEY);
+	assert_int_equal(config_read(path, false, &c), 0);
+	assert_string_equal(c->control_socket, "/run/x.sock");
+	config_free(c);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -229,6 +266,7 @@ int main(void)
 		cmocka_unit_test(test_syntax),
 		cmocka_unit_test(test_missing_files),
 		cmocka_unit_test(test_metrics_listen),
+		cmocka_unit_test(test_unreadable),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

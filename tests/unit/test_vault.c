@@ -188,6 +188,19 @@ static void test_manifest(void **state)
 	}
 	/* truncated */
 	assert_int_equal(vault_manifest_decode(K.pk, NULL, w.p, w.len - 1, &d), -EBADMSG);
+	/* peek: what a manifest that fails its check claims, signature or not */
+	{
+		uint8_t series[16];
+		uint64_t epoch = 0, cut = 0;
+		w.p[w.len - 1] ^= 1; /* signature broken */
+		assert_int_equal(vault_manifest_peek(w.p, w.len, series, &epoch, &cut), 0);
+		assert_memory_equal(series, m.series, 16);
+		assert_int_equal(epoch, 42);
+		assert_int_equal(cut, 1700000000123456ULL);
+		assert_int_equal(vault_manifest_peek(w.p, 20, series, &epoch, &cut), -EBADMSG);
+		w.p[0] ^= 1; /* not a manifest */
+		assert_int_equal(vault_manifest_peek(w.p, w.len, series, &epoch, &cut), -EBADMSG);
+	}
 	wbuf_free(&w);
 }
 

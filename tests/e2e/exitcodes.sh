@@ -1,0 +1,456 @@
+# exitcodes: the exit-code table.  docs/operations.md ("Exit codes by
+# command") and bascule(1) list the codes each command can exit with; every
+# (command, code) pair they list has a row below (a situation, the command,
+# the code, a word of its message), and every row's pair is listed, so the
+# documentation and the programs cannot drift apart.  Each command's --help
+# may name only codes the table lists for it.
+. "$(dirname "$0")/../lib/common.sh"
+need_root
+command -v setpriv >/dev/null || { echo "SKIP: no setpriv (util-linux)"; exit 77; }
+B="$BIN/bascule"
+D="$BIN/basculed"
+chmod 755 "$T" # other users reach the control socket (its group decides)
+
+declare -A SEEN
+FAILED=()
+N=0
+# row CMD CODE WORD -- COMMAND...: COMMAND (stdin /dev/null) must exit CODE
+# and print WORD (any case) on stdout or stderr.  CMD is the command as the
+# documentation's table names it ("sync", "replica verify", "basculed").
+row() {
+	local cmd=$1 code=$2 word=$3 rc=0
+	shift 3
+	[ "$1" = -- ] && shift
+	"$@" < /dev/null > "$T/row.out" 2>&1 || rc=$?
+	N=$((N + 1))
+	SEEN["$cmd|$code"]=1
+	if [ "$rc" -ne "$code" ] || { [ -n "$word" ] && ! grep -qiF -- "$word" "$T/row.out"; }; then
+		FAILED+=("$cmd: '$*' exited $rc, want $code with '$word': $(head -c 400 "$T/row.out" | tr -d '\0' | tr '\n' ' ')")
+	fi
+}
+with_stdin() { local f=$1; shift; "$@" < "$f"; }
+as_user() { local u=$1; shift; setpriv --reuid="$u" --regid="$(id -g "$u")" --init-groups "$@"; }
+# The last "the receiver exited with status N" the daemon logged in LOG
+# (waiting up to 20 s for one after line FROM): print it, exit N.
+receiver_exit() {
+	local log=$1 from=${2:-0} line
+	for _ in $(seq 200); do
+		line=$(tail -n +"$((from + 1))" "$log" | grep -o "[^:]*: the replica refused.*exited with status [0-9]*\|the receiver exited with status [0-9]* ([^)]*)" | tail -1 || true)
+		[ -n "$line" ] && break
+		sleep 0.1
+	done
+	echo "$line"
+	[ -n "$line" ] || return 99
+	return "$(echo "$line" | grep -o 'exited with status [0-9]*' | tail -1 | grep -o '[0-9]*$')"
+}
+lines() { wc -l < "$1"; }
+
+# ---- fixtures: keys, disks, a configuration with a replica and a vault
+bsc_keygen
+"$B" keygen site "$T/other.key" > /dev/null
+"$B" keygen vault "$T/vault.key" > /dev/null
+"$B" keygen vault "$T/vault2.key" > /dev/null
+"$B" keygen signing "$T/sign.key" > /dev/null
+truncate -s 4M "$T/vm1.img" "$T/vm2.img"
+head -c 1M /dev/urandom | dd of="$T/vm1.img" conv=notrunc status=none
+head -c 1M /dev/urandom | dd of="$T/vm2.img" conv=notrunc status=none
+mkdir "$T/vault"
+cat > "$T/bascule.yaml" <<EOF
+state_dir: $T/state
+key: $T/site.key
+control_socket: $T/ctl.sock
+monitor_group: nogroup
+groups:
+  - name: vm1
+    interval: 1h
+    max_interval: 24h
+    sources: [{name: root, disk: $T/vm1.img}]
+  - name: vm2
+    interval: 1h
+    max_interval: 24h
+    sources: [{name: root, disk: $T/vm2.img}]
+targets:
+  - name: secondary
+    url: local:$T/replica
+  - name: offsite
+    type: vault
+    url: local:$T/vault
+    vault_key: $T/vault.key
+    retention: {all: 1h}
+EOF
+variant() { # variant NAME SED-EXPRESSION: a copy of the configuration, changed
+	sed "$2" "$T/bascule.yaml" > "$T/$1.yaml"
+}
+variant unknownkey 's/^    interval: 1h/    intervall: 1h/'
+variant nokey "s|^key: .*|key: $T/missing.key|"
+cp "$T/site.key" "$T/open.key"; chmod 644 "$T/open.key"
+variant openkey "s|^key: .*|key: $T/open.key|"
+touch "$T/afile"
+variant badstate "s|^state_dir: .*|state_dir: $T/afile/state|"
+variant noretention '/retention:/d'
+
+# ---- basculed
+row basculed 0 "usage" -- "$D" --help
+row basculed 0 "OK" -- "$D" -c "$T/bascule.yaml" --check-config
+row basculed 2 "usage" -- "$D" --nope
+row basculed 2 "usage" -- "$D" extra-argument
+row basculed 3 "unknown key 'intervall'" -- "$D" -c "$T/unknownkey.yaml" --check-config
+row basculed 3 "unknown key 'intervall'" -- "$D" -c "$T/unknownkey.yaml"
+row basculed 3 "cannot read configuration" -- "$D" -c "$T/none.yaml" --check-config
+row basculed 4 "chmod 600" -- "$D" -c "$T/openkey.yaml" --check-config
+row basculed 4 "chmod 600" -- "$D" -c "$T/openkey.yaml"
+row basculed 4 "missing.key" -- "$D" -c "$T/nokey.yaml" --check-config
+row basculed 4 "missing.key" -- "$D" -c "$T/nokey.yaml"
+row basculed 1 "afile" -- "$D" -c "$T/badstate.yaml"
+
+# ---- bascule itself, keygen
+row bascule 0 "usage" -- "$B" --help
+row bascule 0 "bascule" -- "$B" --version
+row bascule 2 "unknown command" -- "$B" frobnicate
+row bascule 2 "usage" -- "$B"
+row keygen 0 "key id" -- "$B" keygen site "$T/new.key"
+row keygen 1 "refusing to overwrite" -- "$B" keygen site "$T/site.key"
+row keygen 2 "usage" -- "$B" keygen
+
+# ---- the daemon's control socket
+bsc_start
+row basculed 9 "another basculed" -- "$D" -c "$T/bascule.yaml"
+row sync 0 "acknowledged" -- bsc sync --wait --vault --timeout 60s
+row sync 0 "requested" -- bsc sync vm1
+row sync 2 "no such group 'nosuch'" -- bsc sync nosuch
+row sync 2 "usage" -- bsc sync --bogus
+row sync 3 "cannot read configuration" -- "$B" -c "$T/none.yaml" sync
+row sync 4 "permission denied" -- as_user nobody "$B" --socket "$T/ctl.sock" sync
+row sync 8 "is basculed running" -- "$B" --socket "$T/none.sock" sync
+bsc pause vm2 > /dev/null
+row sync 1 "paused" -- bsc sync vm2
+row resume 0 "" -- bsc resume vm2
+row resume 2 "no such group" -- bsc resume nosuch
+row resume 3 "cannot read configuration" -- "$B" -c "$T/none.yaml" resume
+row resume 4 "permission denied" -- as_user nobody "$B" --socket "$T/ctl.sock" resume
+row resume 8 "is basculed running" -- "$B" --socket "$T/none.sock" resume
+row pause 0 "" -- bsc pause vm2
+bsc resume vm2 > /dev/null
+row pause 2 "no such group" -- bsc pause nosuch
+row pause 2 "usage" -- bsc pause vm1 vm2
+row pause 3 "cannot read configuration" -- "$B" -c "$T/none.yaml" pause
+row pause 4 "permission denied" -- as_user nobody "$B" --socket "$T/ctl.sock" pause
+row pause 8 "is basculed running" -- "$B" --socket "$T/none.sock" pause
+row reload 0 "" -- bsc reload
+row reload 2 "usage" -- bsc reload now
+cp "$T/bascule.yaml" "$T/good.yaml"; cp "$T/unknownkey.yaml" "$T/bascule.yaml"
+row reload 3 "unknown key 'intervall'" -- bsc reload
+cp "$T/good.yaml" "$T/bascule.yaml"
+row reload 3 "cannot read configuration" -- "$B" -c "$T/none.yaml" reload
+row reload 4 "permission denied" -- as_user nobody "$B" --socket "$T/ctl.sock" reload
+row reload 8 "is basculed running" -- "$B" --socket "$T/none.sock" reload
+for c in status metrics history; do
+	row $c 0 "" -- "$B" -c "$T/bascule.yaml" $c
+	row $c 0 "" -- as_user nobody "$B" --socket "$T/ctl.sock" $c # monitor_group may read
+	row $c 3 "cannot read configuration" -- "$B" -c "$T/none.yaml" $c
+	row $c 4 "monitor_group" -- as_user daemon "$B" --socket "$T/ctl.sock" $c
+	row $c 8 "is basculed running" -- "$B" --socket "$T/none.sock" $c
+done
+row check 0 "OK" -- bsc check --max-lag 1h --target secondary
+sleep 0.2 # every lag is above 10 ms now
+row check 1 "WARNING" -- bsc check --max-lag 1h --warn-lag 10ms --target secondary
+row check 2 "CRITICAL" -- bsc check --max-lag 10ms --target secondary
+row check 3 "UNKNOWN" -- bsc check --max-lag 1h --target nosuch
+row check 3 "UNKNOWN" -- "$B" --socket "$T/none.sock" check --max-lag 1h
+
+# ---- recv, directly and as the daemon runs it
+head -c 4096 /dev/urandom > "$T/garbage"
+row recv 0 "usage" -- "$B" recv --help
+row recv 1 "during the handshake" -- "$B" recv --root "$T/r-eof" --key "$T/site.key"
+row recv 2 "usage" -- "$B" recv
+row recv 4 "missing.key" -- "$B" recv --root "$T/r-key" --key "$T/missing.key"
+row recv 4 "chmod 600" -- "$B" recv --root "$T/r-key" --key "$T/open.key"
+printf 'hello\n' > "$T/junk.key"; chmod 600 "$T/junk.key"
+row recv 4 "not a Bascule site key" -- "$B" recv --root "$T/r-key" --key "$T/junk.key"
+row recv 5 "malformed" -- with_stdin "$T/garbage" "$B" recv --root "$T/r-junk" --key "$T/site.key"
+# the group is promoted at the secondary: not a key problem
+"$B" replica promote --root "$T/replica" --key "$T/site.key" --group vm2 > /dev/null
+from=$(lines "$T/daemon.log")
+bsc sync vm2 > /dev/null
+row recv 1 "promoted on the receiving site" -- receiver_exit "$T/daemon.log" "$from"
+demote=$(tail -n +"$((from + 1))" "$T/daemon.log" | grep "^basculed: .*refused" | grep -o "run there: bascule replica demote [^;]*" | head -1 | sed 's/^run there: bascule //')
+# shellcheck disable=SC2086 # the command the message gives, word for word
+row "replica demote" 0 "a replica again" -- "$B" $demote
+row sync 0 "acknowledged" -- bsc sync vm2 --wait --timeout 60s
+# another site key at the secondary
+cat > "$T/recv-other-key" <<SH
+#!/bin/sh
+exec "$B" recv "\$@" --key "$T/other.key"
+SH
+chmod +x "$T/recv-other-key"
+
+# a second daemon: wrong key at one receiver, a full replica at another
+mkdir "$T/small"
+mount -t tmpfs -o size=2M tmpfs "$T/small"
+MOUNTS+=("$T/small")
+head -c 6M /dev/urandom > "$T/big.img"
+cat > "$T/two.yaml" <<EOF
+state_dir: $T/state2
+key: $T/site.key
+control_socket: $T/ctl2.sock
+groups:
+  - name: big
+    interval: 1h
+    max_interval: 24h
+    sources: [{name: disk, disk: $T/big.img}]
+targets:
+  - name: full
+    url: local:$T/small
+  - name: otherkey
+    url: local:$T/r-other
+    remote_command: $T/recv-other-key
+EOF
+"$D" -c "$T/two.yaml" > "$T/daemon2.log" 2>&1 &
+D2=$!
+EXIT_HOOKS+=(stop_d2)
+stop_d2() { kill "$D2" 2> /dev/null || true; wait "$D2" 2> /dev/null || true; }
+for _ in $(seq 100); do [ -S "$T/ctl2.sock" ] && break; sleep 0.05; done
+row sync 6 "target full lags" -- "$B" --socket "$T/ctl2.sock" sync --wait --timeout 2s
+grep -v otherkey "$T/daemon2.log" > "$T/daemon2-full.log" || true
+row recv 7 "no space" -- receiver_exit "$T/daemon2-full.log"
+grep -v "target full" "$T/daemon2.log" > "$T/daemon2-key.log" || true
+row recv 4 "not the same site key" -- receiver_exit "$T/daemon2-key.log"
+stop_d2
+
+# ---- the vault (local directory; the daemon keeps shipping meanwhile)
+V=(--vault "local:$T/vault")
+row "vault ls" 0 "vm1" -- "$B" vault ls -c "$T/bascule.yaml"
+row "vault ls" 0 "series-" -- "$B" vault ls "${V[@]}" --verify-key "$T/vault.key.pub"
+row "vault ls" 1 "does not exist" -- "$B" vault ls --vault "local:$T/novault" --verify-key "$T/vault.key.pub"
+row "vault ls" 2 "which vault" -- "$B" vault ls --verify-key "$T/vault.key.pub"
+row "vault ls" 2 "usage" -- "$B" vault ls "${V[@]}" --bogus
+row "vault ls" 3 "unknown key" -- "$B" vault ls -c "$T/unknownkey.yaml"
+row "vault ls" 4 "verify-key" -- "$B" vault ls "${V[@]}"
+row "vault ls" 4 "missing.pub" -- "$B" vault ls "${V[@]}" --verify-key "$T/missing.pub"
+row "vault check" 0 "0 bad manifests" -- "$B" vault check "${V[@]}" --verify-key "$T/vault.key.pub"
+row "vault check" 1 "does not exist" -- "$B" vault check --vault "local:$T/novault" --verify-key "$T/vault.key.pub"
+row "vault check" 2 "which vault" -- "$B" vault check --verify-key "$T/vault.key.pub"
+row "vault check" 3 "unknown key" -- "$B" vault check -c "$T/unknownkey.yaml"
+row "vault check" 4 "needs the vault key" -- "$B" vault check "${V[@]}" --read-data --verify-key "$T/vault.key.pub"
+row "vault prune" 0 "epochs kept" -- "$B" vault prune "${V[@]}" --verify-key "$T/vault.key.pub" --keep-all 1h --dry-run
+row "vault prune" 0 "epochs kept" -- "$B" vault prune -c "$T/bascule.yaml" --dry-run
+row "vault prune" 1 "does not exist" -- "$B" vault prune --vault "local:$T/novault" --verify-key "$T/vault.key.pub" --keep-all 1h
+row "vault prune" 2 "no retention policy" -- "$B" vault prune "${V[@]}" --verify-key "$T/vault.key.pub"
+row "vault prune" 2 "span" -- "$B" vault prune "${V[@]}" --verify-key "$T/vault.key.pub" --keep-all 3x
+row "vault prune" 3 "no retention policy" -- "$B" vault prune -c "$T/noretention.yaml"
+row "vault prune" 4 "verify-key" -- "$B" vault prune "${V[@]}" --keep-all 1h
+RK=("${V[@]}" --vault-key "$T/vault.key" --source vm1/root)
+row restore 0 "restored vm1/root" -- "$B" restore "${RK[@]}" --to "$T/r1.img"
+row restore 0 "restored vm1/root" -- "$B" restore -c "$T/bascule.yaml" --source vm1/root --to "$T/r2.img"
+row restore 1 "exists" -- "$B" restore "${RK[@]}" --to "$T/r1.img"
+row restore 1 "no such epoch" -- "$B" restore "${RK[@]}" --epoch 99999 --to "$T/r3.img"
+row restore 2 "usage" -- "$B" restore "${RK[@]}" --bogus
+row restore 2 "GROUP/SOURCE" -- "$B" restore "${V[@]}" --vault-key "$T/vault.key" --to "$T/r3.img"
+row restore 2 "which vault" -- "$B" restore --vault-key "$T/vault.key" --source vm1/root --to "$T/r3.img"
+row restore 3 "unknown key" -- "$B" restore -c "$T/unknownkey.yaml" --source vm1/root --to "$T/r3.img"
+row restore 4 "needs the vault key" -- "$B" restore "${V[@]}" --source vm1/root --to "$T/r3.img"
+row restore 4 "not this vault's key" -- "$B" restore "${V[@]}" --vault-key "$T/vault2.key" --source vm1/root --to "$T/r3.img"
+row "vault ls" 4 "not this vault's key" -- "$B" vault ls "${V[@]}" --verify-key "$T/vault2.key.pub"
+row restore 4 "missing.key" -- "$B" restore "${V[@]}" --vault-key "$T/missing.key" --source vm1/root --to "$T/r3.img"
+# new data in vm2: the objects written now only its newest epoch needs
+touch "$T/marker"; sleep 0.01
+head -c 64K /dev/urandom | dd of="$T/vm2.img" bs=64K seek=20 conv=notrunc status=none
+bsc sync vm2 --wait --vault --timeout 60s > /dev/null
+bsc_stop # the vault stays as it is from here on
+newest=$("$B" vault ls "${V[@]}" --vault-key "$T/vault.key" --json | python3 -c "
+import json,sys; print(max(e['epoch'] for e in json.load(sys.stdin) if e.get('group')=='vm1'))")
+# an object the newest epoch of vm2 needs is missing, then damaged
+obj=$(find "$T/vault/d" -type f -newer "$T/marker" | head -1)
+[ -n "$obj" ] || fail "no vault object was written for vm2's newest epoch"
+mv "$obj" "$T/saved-object"
+row restore 5 "damaged in the vault" -- "$B" restore -c "$T/bascule.yaml" --source vm2/root --to "$T/r4.img"
+row "vault check" 5 "MISSING" -- "$B" vault check "${V[@]}" --verify-key "$T/vault.key.pub"
+mv "$T/saved-object" "$obj"
+python3 -c "
+import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[len(b)//2]^=1; open(p,'wb').write(b)" "$obj"
+row "vault check" 5 "DAMAGED" -- "$B" vault check "${V[@]}" --verify-key "$T/vault.key.pub"
+row restore 5 "damaged in the vault" -- "$B" restore -c "$T/bascule.yaml" --source vm2/root --to "$T/r5.img"
+python3 -c "
+import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[len(b)//2]^=1; open(p,'wb').write(b)" "$obj"
+# the provider removes the newest manifest of vm1 (tests/e2e/vaultrollback.sh shows more)
+man=""
+for f in "$T"/vault/m/*; do
+	mv "$f" "$T/held"
+	e=$("$B" vault ls "${V[@]}" --vault-key "$T/vault.key" --json | python3 -c "
+import json,sys; print(max([e['epoch'] for e in json.load(sys.stdin) if e.get('group')=='vm1' and 'failed' not in e] or [0]))")
+	[ "$e" -lt "$newest" ] && { man=$f; break; }
+	mv "$T/held" "$f"
+done
+[ -n "$man" ] || fail "cannot find the manifest of vm1 epoch $newest"
+row restore 5 "epoch $newest" -- "$B" restore -c "$T/bascule.yaml" --source vm1/root --to "$T/r6.img"
+row "vault ls" 5 "vm1 epoch $newest" -- "$B" vault ls -c "$T/bascule.yaml"
+row restore 0 "restored vm1/root" -- "$B" restore -c "$T/bascule.yaml" --source vm1/root --to "$T/r6.img" --accept-older
+mv "$T/held" "$man"
+row "vault ls" 0 "vm1" -- "$B" vault ls -c "$T/bascule.yaml"
+
+# ---- replica commands (the daemon is stopped: the receiver lock is free)
+R=(--root "$T/replica" --key "$T/site.key")
+row "replica list" 0 "rollback points" -- "$B" replica list --root "$T/replica"
+row "replica list" 1 "not a Bascule replica" -- "$B" replica list --root "$T/noreplica"
+row "replica list" 2 "usage" -- "$B" replica list
+row "replica verify" 0 "OK" -- "$B" replica verify "${R[@]}"
+row "replica verify" 1 "no group 'nosuch'" -- "$B" replica verify "${R[@]}" --group nosuch
+row "replica verify" 2 "usage" -- "$B" replica verify
+row "replica verify" 4 "missing.key" -- "$B" replica verify --root "$T/replica" --key "$T/missing.key"
+[ -e /etc/bascule/site.key ] ||
+	row "replica verify" 4 "give --key" -- "$B" replica verify --root "$T/replica"
+row "replica recover" 0 "group vm1" -- "$B" replica recover "${R[@]}"
+row "replica recover" 2 "usage" -- "$B" replica recover
+row "replica recover" 4 "missing.key" -- "$B" replica recover --root "$T/replica" --key "$T/missing.key"
+row "replica clone" 0 "cloned" -- "$B" replica clone "${R[@]}" --group vm1 --to-dir "$T/clone"
+row "replica clone" 1 "no group 'nosuch'" -- "$B" replica clone "${R[@]}" --group nosuch --to-dir "$T/clone2"
+row "replica clone" 2 "usage" -- "$B" replica clone "${R[@]}" --group vm1
+row "replica clone" 4 "missing.key" -- "$B" replica clone --root "$T/replica" --key "$T/missing.key" --group vm1 --to-dir "$T/clone3"
+point=$("$B" replica list --root "$T/replica" --group vm1 | sed -n 's/.*rollback points: \([0-9]*\).*/\1/p')
+row "replica rollback" 0 "rolled back" -- "$B" replica rollback "${R[@]}" --group vm1 --to "$point"
+row "replica rollback" 1 "cannot roll back" -- "$B" replica rollback "${R[@]}" --group vm1 --to 99999
+row "replica rollback" 2 "--group" -- "$B" replica rollback "${R[@]}" --to "$point"
+row "replica rollback" 2 "usage" -- "$B" replica rollback "${R[@]}" --group vm1
+row "replica rollback" 4 "missing.key" -- "$B" replica rollback --root "$T/replica" --key "$T/missing.key" --group vm1 --to "$point"
+row "replica promote" 0 "promoted" -- "$B" replica promote "${R[@]}" --group vm2
+row "replica promote" 1 "no group 'nosuch'" -- "$B" replica promote "${R[@]}" --group nosuch
+row "replica promote" 2 "usage" -- "$B" replica promote "${R[@]}"
+row "replica promote" 4 "missing.key" -- "$B" replica promote --root "$T/replica" --key "$T/missing.key" --group vm2
+row "replica demote" 0 "a replica again" -- "$B" replica demote "${R[@]}" --group vm2
+row "replica demote" 1 "no group 'nosuch'" -- "$B" replica demote "${R[@]}" --group nosuch
+row "replica demote" 2 "usage" -- "$B" replica demote "${R[@]}"
+row "replica demote" 4 "missing.key" -- "$B" replica demote --root "$T/replica" --key "$T/missing.key" --group vm2
+# a replica disk altered behind the receiver's back
+cp "$T/replica/vm1/root" "$T/vm1-replica.saved"
+printf 'X' | dd of="$T/replica/vm1/root" bs=1 seek=4096 conv=notrunc status=none
+row "replica verify" 5 "MISMATCH" -- "$B" replica verify "${R[@]}" --group vm1
+cp "$T/vm1-replica.saved" "$T/replica/vm1/root"
+# another process holds the replica's lock (not a receiver: it is waited
+# for 10 s, then given up)
+( exec 9>> "$T/replica/.bascule/lock"; flock 9; exec sleep 120 ) &
+HOLDER=$!
+EXIT_HOOKS+=(stop_holder)
+stop_holder() { kill "$HOLDER" 2> /dev/null || true; wait "$HOLDER" 2> /dev/null || true; }
+for _ in $(seq 50); do flock -n "$T/replica/.bascule/lock" true || break; sleep 0.05; done
+row "replica verify" 9 "in use" -- "$B" replica verify "${R[@]}"
+row "replica recover" 9 "in use" -- "$B" replica recover "${R[@]}"
+row "replica rollback" 9 "in use" -- "$B" replica rollback "${R[@]}" --group vm1 --to "$point"
+row "replica promote" 9 "in use" -- "$B" replica promote "${R[@]}" --group vm2
+row "replica demote" 9 "in use" -- "$B" replica demote "${R[@]}" --group vm2
+row recv 9 "in use" -- "$B" recv --root "$T/replica" --key "$T/site.key"
+stop_holder
+
+# ---- trust-host: a real sshd in a namespace of its own
+if ip netns add "bsc-x$$" 2> /dev/null; then
+	NS=bsc-x$$
+	EXIT_HOOKS+=(drop_ns)
+	drop_ns() { ip netns pids "$NS" 2> /dev/null | xargs -r kill -9 2> /dev/null; ip netns del "$NS" 2> /dev/null; return 0; }
+	ip -n "$NS" link set lo up
+	. "$(dirname "$0")/../lib/sites.sh"
+	start_sshd trust "$NS" 127.0.0.1 root
+	ssh-keygen -q -t ed25519 -N "" -f "$T/another_host_key"
+	echo "127.0.0.1 $(cut -d' ' -f1,2 "$T/another_host_key.pub")" > "$T/known_changed"
+	inns() { ip netns exec "$NS" "$@"; }
+	row trust-host 0 "SHA256:" -- inns "$B" trust-host 127.0.0.1 --known-hosts "$T/known_hosts" --yes
+	row trust-host 0 "already" -- inns "$B" trust-host 127.0.0.1 --known-hosts "$T/known_hosts" --yes
+	row trust-host 1 "Connection refused" -- inns "$B" trust-host 127.0.0.1:1 --known-hosts "$T/known_x" --yes
+	row trust-host 2 "usage" -- "$B" trust-host
+	row trust-host 4 "changed" -- inns "$B" trust-host 127.0.0.1 --known-hosts "$T/known_changed" --yes
+else
+	note "no network namespaces here: trust-host rows skipped"
+	for c in 0 1 2 4; do SEEN["trust-host|$c"]=1; done
+fi
+
+# ---- drill and report verify: a drill whose hosts are all this machine
+bsc_start
+bsc sync --wait --timeout 60s > /dev/null
+runbook() { # runbook FILE RTO CHECK TEST_STOP
+	cat > "$1" <<EOF
+name: exit codes
+objectives: {rto: $2, rpo: 1h}
+hosts: [{name: here, url: local}]
+primary: {host: here, bascule: $B, control_socket: $T/ctl.sock}
+secondary: {host: here, bascule: $B, replica_root: $T/replica, site_key: $T/site.key, clone_dir: $T/drill-clones}
+prechecks: {max_lag: 0s, require_connected: false}
+services:
+  - name: web
+    group: vm1
+    start: "true"
+    test_start: "true"
+    test_stop: "$4"
+    checks: [{name: up, command: "$3", host: here, retries: 0}]
+report: {dir: $T/reports, signing_key: $T/sign.key}
+state_dir: $T/drill-state-$(basename "$1" .yaml)
+EOF
+}
+runbook "$T/rb-ok.yaml" 1h true true
+runbook "$T/rb-slow.yaml" 1s "sleep 1.5" true
+runbook "$T/rb-fail.yaml" 1h false false
+cp "$T/rb-ok.yaml" "$T/rb-bad.yaml"; sed -i 's/^name:/nam:/' "$T/rb-bad.yaml"
+row drill 0 "drill" -- "$B" drill "$T/rb-ok.yaml" --mode plan
+row drill 0 "met" -- "$B" drill "$T/rb-ok.yaml" --mode test
+row drill 1 "not met" -- "$B" drill "$T/rb-slow.yaml" --mode test
+row drill 2 "failed" -- "$B" drill "$T/rb-fail.yaml" --mode test
+row drill 3 "abort" -- "$B" drill "$T/rb-fail.yaml" --abort
+row drill 2 "unknown key" -- "$B" drill "$T/rb-bad.yaml" --mode plan
+row drill 2 "runbook" -- "$B" drill
+report=$(ls "$T"/reports/*.json 2> /dev/null | grep -v journal | head -1 || true)
+[ -n "$report" ] || fail "the drill wrote no report in $T/reports"
+row "report verify" 0 "signature valid" -- "$B" report verify --key "$T/sign.key.pub" "$report"
+python3 -c "
+import json,sys; d=json.load(open(sys.argv[1])); d['report']['result']='altered'; json.dump(d, open(sys.argv[2],'w'))" "$report" "$T/tampered.json"
+row "report verify" 1 "signature" -- "$B" report verify --key "$T/sign.key.pub" "$T/tampered.json"
+row "report verify" 2 "" -- "$B" report verify "$T/no-such-report.json"
+row "report verify" 2 "usage" -- "$B" report verify
+bsc_stop
+
+# ---- the documentation's table against the rows
+doc_pairs() { # FILE FORMAT: "command|code" lines the document lists
+	case $2 in
+	md) sed -n '/^## Exit codes by command/,/^## /p' "$1" | grep '^| `' |
+		sed 's/^| `\(bascule \)\{0,1\}\([^`]*\)` | \([0-9 ]*\) |.*/\2|\3/' ;;
+	man) awk '/^\.SH EXIT STATUS/ { on = 1; next } /^\.SH/ { on = 0 }
+		on && /^\.TP/ { getline c; sub(/^\.B[RI]? */, "", c); gsub(/"/, "", c); getline k; print c "|" k }' "$1" |
+		sed 's/^bascule //; s/,//g' ;;
+	esac | while IFS='|' read -r c codes; do
+		for k in $codes; do echo "$c|$k"; done
+	done | sort -u
+}
+doc_pairs "$ROOT/docs/operations.md" md > "$T/doc.pairs"
+doc_pairs "$ROOT/docs/man/bascule.1" man > "$T/man.pairs"
+awk -F'|' '$1 == "basculed"' "$T/doc.pairs" > "$T/doc-basculed.pairs"
+doc_pairs "$ROOT/docs/man/basculed.8" man | sed 's/^[^|]*|/basculed|/' > "$T/man-basculed.pairs"
+[ "$(wc -l < "$T/doc.pairs")" -gt 50 ] || fail "could not read the table of docs/operations.md: $(cat "$T/doc.pairs")"
+for k in "${!SEEN[@]}"; do echo "$k"; done | sort -u > "$T/test.pairs"
+diff <(grep -v '^basculed|' "$T/doc.pairs") <(sort -u "$T/man.pairs") > "$T/d1" ||
+	FAILED+=("docs/operations.md and bascule(1) list different codes: $(tr '\n' ' ' < "$T/d1")")
+diff "$T/doc-basculed.pairs" "$T/man-basculed.pairs" > "$T/d2" ||
+	FAILED+=("docs/operations.md and basculed(8) list different codes: $(tr '\n' ' ' < "$T/d2")")
+comm -23 "$T/doc.pairs" "$T/test.pairs" | while read -r p; do echo "documented, no row: $p"; done > "$T/d3"
+comm -13 "$T/doc.pairs" "$T/test.pairs" | while read -r p; do echo "a row, not documented: $p"; done >> "$T/d3"
+while read -r l; do FAILED+=("$l"); done < "$T/d3"
+# --help names only codes the table lists for that command
+helps=("basculed|$D --help" "bascule|$B --help")
+while read -r c; do
+	case $c in basculed | bascule) continue ;; esac
+	helps+=("$c|$B $c --help")
+done < <(cut -d'|' -f1 "$T/doc.pairs" | sort -u)
+for h in "${helps[@]}"; do
+	c=${h%%|*}
+	# shellcheck disable=SC2086
+	{ ${h#*|} 2>&1 | awk '/^Exit/ { on = 1 } on && /^$/ { on = 0 } on' |
+		grep -oE '(^|[ ,;])[0-9]([ :,;.]|$)' | grep -oE '[0-9]' || true; } | sort -u |
+		while read -r k; do
+			[ "$c" = bascule ] && continue # the global list: every code
+			# replica's verbs share one --help: the codes of any verb
+			[ "${c%% *}" = replica ] && grep -q "^replica [a-z]*|$k\$" "$T/doc.pairs" && continue
+			grep -qxF "$c|$k" "$T/doc.pairs" || echo "bascule $c --help names exit $k, the table does not"
+		done
+done > "$T/d4"
+while read -r l; do FAILED+=("$l"); done < "$T/d4"
+
+note "$N rows, $(wc -l < "$T/test.pairs") (command, code) pairs, $(wc -l < "$T/doc.pairs") documented"
+if [ ${#FAILED[@]} -gt 0 ]; then
+	printf '  %s\n' "${FAILED[@]}" >&2
+	fail "${#FAILED[@]} of the exit-code table's checks failed"
+fi
