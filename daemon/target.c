@@ -234,7 +234,7 @@ static void target_disconnect(struct target *t, const char *why)
 		if (t->remote_reason[0] && !strstr(why, t->remote_reason) && n > 0 && (size_t)n < sizeof(msg))
 			n += snprintf(msg + n, sizeof(msg) - (size_t)n, "; the receiver said: %s", t->remote_reason);
 		if (pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) != 0 && n > 0 && (size_t)n < sizeof(msg))
-			snprintf(msg + n, sizeof(msg) - (size_t)n, "; it exited with status %d (%s)",
+			snprintf(msg + n, sizeof(msg) - (size_t)n, "; the receiver exited with status %d (%s)",
 				 WEXITSTATUS(status), exit_meaning(WEXITSTATUS(status)));
 		set_error(t, msg);
 		tlog(t, LOG_ERR, "%s", msg);

@@ -39,7 +39,8 @@ static void replica_usage(FILE *f)
 		   "  --json       promote/clone: print the result as one JSON object\n\n"
 		   "Exit 0: done; 1: no such group or epoch, not a replica directory; 2: usage;\n"
 		   "4: the key is missing, unsafe or not a key; 5: verify found a mismatch; 9: the\n"
-		   "replica is in use by another bascule process (recv: stop replication first).\n");
+		   "replica is in use by another bascule process (recover, rollback, promote and\n"
+		   "demote; verify reads beside it, replication going on).\n");
 }
 
 static void print_line(const char *line)

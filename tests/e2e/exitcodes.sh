@@ -332,7 +332,8 @@ HOLDER=$!
 EXIT_HOOKS+=(stop_holder)
 stop_holder() { kill "$HOLDER" 2> /dev/null || true; wait "$HOLDER" 2> /dev/null || true; }
 for _ in $(seq 50); do flock -n "$T/replica/.bascule/lock" true || break; sleep 0.05; done
-row "replica verify" 9 "in use" -- "$B" replica verify "${R[@]}"
+# verify reads beside the holder (under the apply lock), never 9
+row "replica verify" 0 "verifying beside it" -- "$B" replica verify "${R[@]}"
 row "replica recover" 9 "in use" -- "$B" replica recover "${R[@]}"
 row "replica rollback" 9 "in use" -- "$B" replica rollback "${R[@]}" --group vm1 --to "$point"
 row "replica promote" 9 "in use" -- "$B" replica promote "${R[@]}" --group vm2
