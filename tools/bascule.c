@@ -38,6 +38,7 @@ static const struct subcommand {
 	  "receive epochs on stdin/stdout and apply them to the replicas in DIR" },
 	{ "drill", cmd_drill, "drill RUNBOOK --mode MODE",
 	  "failover drill: plan, planned, unplanned, test, failback; signed RTO/RPO report" },
+	{ "space", cmd_space, "space [--json] PATH", "space available where PATH is (the drill's precheck)" },
 	{ "report", cmd_report, "report verify [--key PUB] REPORT", "check a drill report's signature" },
 	{ "vault", cmd_vault, "vault ls|check|prune", "list, check and prune the provider-blind vault" },
 	{ "restore", cmd_restore, "restore --vault URL --source G/S --to PATH",

@@ -1,5 +1,6 @@
-/* cmd_sync.c - bascule sync [GROUP] [--wait] [--timeout D]: cut an epoch now
- * and, with --wait, return once every target has applied it durably. */
+/* cmd_sync.c - bascule sync [GROUP] [--wait] [--timeout D] [--json]: cut an
+ * epoch now and, with --wait, return once every target has applied it
+ * durably. */
 #include "clock.h"
 #include "cmd.h"
 #include "ctl.h"
@@ -7,12 +8,13 @@
 #include "units.h"
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 static void sync_usage(FILE *f)
 {
-	fprintf(f, "Usage: bascule [-c FILE] sync [GROUP] [--wait] [--timeout D]\n\n"
+	fprintf(f, "Usage: bascule [-c FILE] sync [GROUP] [--wait] [--timeout D] [--json]\n\n"
 		   "Ask basculed to cut an epoch of GROUP (default: every group) now.\n"
 		   "  --wait        return only when every target has applied the epoch and made\n"
 		   "                it durable: the replica then equals the source as it was when\n"
@@ -20,7 +22,10 @@ static void sync_usage(FILE *f)
 		   "  --timeout D   give up waiting after D (default 60s): exit 6 naming the\n"
 		   "                targets that lag\n"
 		   "  --vault       also wait for vault targets (they take the epoch at once,\n"
-		   "                whatever their interval); without it --wait waits for replicas\n\n"
+		   "                whatever their interval); without it --wait waits for replicas\n"
+		   "  --json        print one JSON object: {\"epochs\": {GROUP: EPOCH, ...},\n"
+		   "                \"acknowledged\": true} (false without --wait), for scripts and\n"
+		   "                the drill\n\n"
 		   "Exit 0: cut (and with --wait, acknowledged); 6: --wait ran out of time; 1: the\n"
 		   "group is paused; 2: usage, no such group; 3: the configuration cannot be read;\n"
 		   "4: not root nor in control_group; 8: the daemon cannot be reached.\n");
@@ -61,12 +66,29 @@ static int all_acked(json_t *status, json_t *epochs, bool vaults, char *why, siz
 	return done;
 }
 
+/* The answer of --json; takes EPOCHS. */
+static int print_json(json_t *epochs, bool acked)
+{
+	json_t *j = json_pack("{s:o, s:b}", "epochs", epochs, "acknowledged", acked);
+	char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+
+	json_decref(j);
+	if (!text) {
+		fprintf(stderr, "bascule sync: out of memory\n");
+		return EXIT_FAIL;
+	}
+	printf("%s\n", text);
+	free(text);
+	return EXIT_OK;
+}
+
 int cmd_sync(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "wait", no_argument, NULL, 'w' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "vault", no_argument, NULL, 'V' },
+		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -74,13 +96,14 @@ int cmd_sync(int argc, char **argv)
 	const char *group = NULL;
 	json_t *req = NULL, *resp = NULL, *epochs;
 	char sock[4096], why[4096];
-	bool wait = false, vaults = false;
+	bool wait = false, vaults = false, json = false;
 	int c, r, ret = EXIT_FAIL;
 
 	while ((c = getopt_long(argc, argv, "wh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'w': wait = true; break;
 		case 'V': vaults = true; break;
+		case 'j': json = true; break;
 		case 't':
 			if (units_parse_duration(optarg, &timeout) < 0) {
 				fprintf(stderr, "bascule sync: --timeout wants a duration such as 60s\n");
@@ -108,6 +131,8 @@ int cmd_sync(int argc, char **argv)
 	epochs = json_incref(json_object_get(resp, "epochs"));
 	json_decref(resp);
 	if (!wait) {
+		if (json)
+			return print_json(epochs, false);
 		const char *g;
 		json_t *v;
 		json_object_foreach(epochs, g, v)
@@ -126,6 +151,8 @@ int cmd_sync(int argc, char **argv)
 			const char *g;
 			json_t *v;
 			json_decref(st);
+			if (json)
+				return print_json(epochs, true);
 			json_object_foreach(epochs, g, v)
 				printf("%s: epoch %lld acknowledged by every target\n", g,
 				       (long long)json_integer_value(v));
