@@ -63,6 +63,12 @@ const char *err_msg(int code)
 	return strerror(-code);
 }
 
+void err_clear(void)
+{
+	err_buf[0] = 0;
+	err_code = 0;
+}
+
 int err_exit_code(int code)
 {
 	switch (-code) {

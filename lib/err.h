@@ -36,7 +36,15 @@ int err_wrap(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 /* Keep the sentence recorded for FROM but file it under errno TO (a caller
  * that knows better what kind of error it is); returns -TO. */
 int err_recode(int from, int to);
-/* The last recorded sentence, or strerror(-code) if none was recorded for it. */
+/* The sentence recorded for the latest error of this thread if that error
+ * was CODE, else strerror(-code).  A sentence lasts until the next
+ * err_set()/err_wrap()/err_clear() of the thread: an error handled and
+ * forgotten (ENOENT meaning "none yet", a retry that then succeeded) must
+ * be cleared where it is handled, or a later failure with the same errno
+ * and no sentence of its own would be reported with the old one. */
 const char *err_msg(int code);
+/* Forget the recorded sentence: the error it described was handled here,
+ * or a new piece of work begins on this thread. */
+void err_clear(void);
 /* Map a negative errno to one of the EXIT_* codes. */
 int err_exit_code(int code);

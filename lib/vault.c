@@ -767,6 +767,7 @@ static int on_manifest(void *ctx, const char *name, int is_dir, uint64_t size, u
 	if (vault_unhex(name, want) < 0) {
 		if (l->bad)
 			l->bad(l->ctx, path, err_set(EBADMSG, "a file that is not a manifest sits among the manifests"));
+		err_clear(); /* reported, and skipped */
 		return 0;
 	}
 	if ((r = vstore_get(l->v, path, MAN_MAX, &data, &len)) < 0) {
@@ -774,6 +775,7 @@ static int on_manifest(void *ctx, const char *name, int is_dir, uint64_t size, u
 			return r;
 		if (l->bad)
 			l->bad(l->ctx, path, r);
+		err_clear(); /* reported, and skipped */
 		return 0;
 	}
 	if (l->n == l->cap) {
@@ -797,6 +799,7 @@ static int on_manifest(void *ctx, const char *name, int is_dir, uint64_t size, u
 			return r;
 		if (l->bad)
 			l->bad(l->ctx, path, r);
+		err_clear(); /* reported, and skipped */
 		return 0;
 	}
 	l->m[l->n].mtime = mtime;

@@ -83,9 +83,13 @@ int vrecord_load(const char *path, struct vrecord *ret)
 	int rc;
 
 	if ((rc = fs_read_all(path, 8 + 4 + (size_t)VRECORD_MAX_GROUPS * (2 + NAME_MAX_LEN + 16 + 8 + 8 + 32),
-			      &data, &len)) < 0)
-		return rc == -ENOENT ? rc : err_set(rc, "cannot read the record of vault commits %s: %s", path,
-						    strerror(-rc));
+			      &data, &len)) < 0) {
+		if (rc == -ENOENT) {
+			err_clear(); /* none yet: not an error, no sentence left behind */
+			return rc;
+		}
+		return err_set(rc, "cannot read the record of vault commits %s: %s", path, strerror(-rc));
+	}
 	b = rbuf_init(data, len);
 	if (rbuf_get_bytes(&b, magic, 8) < 0 || memcmp(magic, VRECORD_MAGIC, 8) != 0 ||
 	    rbuf_get_u32(&b, &n) < 0 || n > VRECORD_MAX_GROUPS) {

@@ -32,8 +32,9 @@ struct vrecord {
 	size_t n;
 };
 
-/* Read PATH into *ret (emptied first).  -ENOENT if there is none; -EBADMSG
- * (with a sentence) if it is not a record.  *ret is untouched on failure. */
+/* Read PATH into *ret (emptied first).  -ENOENT if there is none (no
+ * sentence: "none yet" is an answer, not an error); -EBADMSG (with a
+ * sentence) if it is not a record.  *ret is untouched on failure. */
 int vrecord_load(const char *path, struct vrecord *ret);
 /* Record that GROUP committed EPOCH; an older epoch than the one recorded
  * is ignored (epoch numbers only grow). */

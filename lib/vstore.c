@@ -356,6 +356,8 @@ int vstore_list(struct vstore *v, const char *dir, vstore_list_cb cb, void *ctx)
 		LIBSSH2_SFTP_ATTRIBUTES a;
 		if (!h) {
 			r = sftp_err(v, "cannot list", dir);
+			if (r == -ENOENT)
+				err_clear(); /* an empty listing, as for a local directory */
 			return r == -ENOENT ? 0 : r;
 		}
 		while (!r) {

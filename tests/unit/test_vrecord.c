@@ -46,6 +46,9 @@ static void test_round_trip(void **state)
 	memset(m2, 0x22, 32);
 	memset(m3, 0x33, 32);
 	assert_int_equal(vrecord_load(file, &l), -ENOENT);
+	/* "None yet" is an answer: no sentence is left for a later ENOENT of
+	 * something else (the writer then said "cannot open .../record"). */
+	assert_string_equal(err_msg(-ENOENT), strerror(ENOENT));
 	assert_int_equal(vrecord_set(&r, "vm1", s1, 7, 1000, m1), 0);
 	assert_int_equal(vrecord_set(&r, "vm2", s2, 3, 2000, m2), 0);
 	assert_int_equal(vrecord_set(&r, "vm1", s1, 9, 3000, m3), 0);
