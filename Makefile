@@ -2,6 +2,7 @@
 #   make                 build into build/
 #   make test            install missing packages, run unit and end-to-end tests
 #   make test SAN=1      the same under AddressSanitizer + UBSan (build-san/)
+#   make build-tests TSAN=1   under ThreadSanitizer (build-tsan/), for the drill's threads
 #   make demo            replicate a sample VM disk to a local secondary
 #   make fuzz            run each libFuzzer harness FUZZ_SECONDS (60) under ASan+UBSan
 #   make bench           throughput against raw reads, rsync, rdiff, sftp, borg, restic
@@ -34,6 +35,10 @@ ifeq ($(SAN),1)
 B ?= build-san
 SANFLAGS := -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=all
 OPT := -O1
+else ifeq ($(TSAN),1)
+B ?= build-tsan
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+OPT := -O1
 else
 B ?= build
 SANFLAGS :=
@@ -45,19 +50,33 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 override CFLAGS += -std=gnu11 $(OPT) -g $(WARN) -D_GNU_SOURCE -DBASCULE_VERSION='"$(VERSION)"' \
-	-MMD -MP -Ilib -Itools $(PKG_CFLAGS) $(SANFLAGS)
+	-MMD -MP $(PKG_CFLAGS) $(SANFLAGS)
 override LDFLAGS += $(SANFLAGS)
 LIBS := $(PKG_LIBS) -lrsync -lpthread -lm
 
+# The one-way rule of docs/architecture.md, kept by the compiler: a file
+# sees the headers of its own directory and of those below it, no others.
+#   lib/ ◀── daemon/        lib/ ◀── failover/ ◀── tools/
+# (a folder inside a directory, e.g. tools/replica/, takes its directory's).
+INC_lib := -Ilib
+INC_daemon := -Ilib -Idaemon
+INC_failover := -Ilib -Ifailover
+INC_tools := -Ilib -Ifailover -Itools
+INC_tests := -Ilib -Idaemon -Ifailover -Itools
+# The include flags of the source file with stem $* (e.g. tools/cmd_sync).
+INC = $(INC_$(firstword $(subst /, ,$*)))
+
 LIB_SRC := $(wildcard lib/*.c)
 DAEMON_SRC := $(wildcard daemon/*.c)
-TOOLS_SRC := $(wildcard tools/*.c) $(wildcard failover/*.c)
+FAILOVER_SRC := $(wildcard failover/*.c)
+TOOLS_SRC := $(wildcard tools/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 HELPER_SRC := $(wildcard tests/helpers/*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(B)/%.o)
+FAILOVER_OBJ := $(FAILOVER_SRC:%.c=$(B)/%.o)
 TOOLS_OBJ := $(TOOLS_SRC:%.c=$(B)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(B)/tests/%)
@@ -67,9 +86,13 @@ all: $(B)/basculed $(B)/bascule
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CFLAGS) $(INC) -c -o $@ $<
 
 $(B)/libbascule.a: $(LIB_OBJ)
+	ar rcs $@ $^
+
+# The orchestrator (runbook, drill, checks, report): a library of the tools.
+$(B)/libfailover.a: $(FAILOVER_OBJ)
 	ar rcs $@ $^
 
 # The daemon's and the tools' modules, for unit tests (everything but main).
@@ -82,22 +105,22 @@ $(B)/libtools.a: $(filter-out $(B)/tools/bascule.o,$(TOOLS_OBJ))
 $(B)/basculed: $(DAEMON_OBJ) $(B)/libbascule.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(B)/bascule: $(TOOLS_OBJ) $(B)/libbascule.a
+$(B)/bascule: $(TOOLS_OBJ) $(B)/libfailover.a $(B)/libbascule.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(B)/tests/%: tests/unit/%.c $(B)/libbascule.a $(B)/libdaemon.a $(B)/libtools.a
+$(B)/tests/%: tests/unit/%.c $(B)/libbascule.a $(B)/libdaemon.a $(B)/libtools.a $(B)/libfailover.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Idaemon -Itools -Ifailover $(LDFLAGS) -o $@ $< $(B)/libdaemon.a $(B)/libtools.a \
-		$(B)/libbascule.a $(LIBS) -lcmocka
+	$(CC) $(CFLAGS) $(INC_tests) $(LDFLAGS) -o $@ $< $(B)/libdaemon.a $(B)/libtools.a \
+		$(B)/libfailover.a $(B)/libbascule.a $(LIBS) -lcmocka
 
 $(B)/tests/%: tests/helpers/%.c $(B)/libbascule.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(B)/libbascule.a $(LIBS)
+	$(CC) $(CFLAGS) $(INC_lib) $(LDFLAGS) -o $@ $< $(B)/libbascule.a $(LIBS)
 
 # Fuzz harnesses with a deterministic mutation driver (run by the test suite).
 $(B)/tests/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/driver.c $(B)/failover/runbook.o $(B)/libbascule.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Ifailover $(LDFLAGS) -o $@ $< tests/fuzz/driver.c $(B)/failover/runbook.o \
+	$(CC) $(CFLAGS) $(INC_tests) $(LDFLAGS) -o $@ $< tests/fuzz/driver.c $(B)/failover/runbook.o \
 		$(B)/libbascule.a $(LIBS)
 
 # The same harnesses under libFuzzer with coverage guidance, ASan and UBSan
@@ -110,14 +133,14 @@ FZ := build-fuzz
 FUZZ_CC ?= clang
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS := -std=gnu11 -g -O1 $(FUZZ_SAN) -D_GNU_SOURCE -DBASCULE_VERSION='"fuzz"' -MMD -MP \
-	-Ilib -Ifailover $(PKG_CFLAGS)
+	$(PKG_CFLAGS)
 FUZZ_HARNESS := $(FUZZ_SRC:tests/fuzz/%.c=$(FZ)/%)
 FUZZ_OBJ := $(FUZZ_SRC:%.c=$(FZ)/%.o) $(LIB_SRC:%.c=$(FZ)/%.o) $(FZ)/failover/runbook.o
 .SECONDARY: $(FUZZ_OBJ)
 
 $(FZ)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(INC) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FZ)/fuzz_%: $(FZ)/tests/fuzz/fuzz_%.o $(LIB_SRC:%.c=$(FZ)/%.o) $(FZ)/failover/runbook.o
 	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lrsync -lpthread -lm
@@ -192,7 +215,7 @@ uninstall:
 	@rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 
 clean:
-	rm -rf build build-san $(FZ)
+	rm -rf build build-san build-tsan $(FZ)
 
 .PHONY: all deps deps-test deps-fuzz build-tests test unit demo bench install uninstall clean fuzz fuzz-build
 

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,28 +141,28 @@ out:
 static int check_command(const struct rb_check *c, const struct rb_host *host,
 			 const char *const *env, char *why, size_t len)
 {
-	struct run_result *res = malloc(sizeof(*res));
+	struct subproc_result res;
 	int rc;
 
-	if (!res)
-		return -ENOMEM;
-	rc = host_run(host, c->command, env, c->timeout, res);
-	if (rc < 0) {
+	if ((rc = host_run(host, SUBPROC_SH(c->command), env, c->timeout, &res)) < 0) {
 		snprintf(why, len, "%s", err_msg(rc));
-	} else if (res->timed_out) {
+		return rc;
+	}
+	if (res.timed_out) {
 		char d[32];
 		snprintf(why, len, "command timed out after %s: %.200s",
-			 units_fmt_duration(c->timeout, d, sizeof(d)), run_said(res));
+			 units_fmt_duration(c->timeout, d, sizeof(d)), subproc_said(&res));
 		rc = -EBADMSG;
-	} else if (res->exit_status != 0) {
-		if (res->exit_status < 0)
-			snprintf(why, len, "command killed: %.200s", run_said(res));
+	} else if (res.exit_status != 0) {
+		if (res.exit_status < 0)
+			snprintf(why, len, "command killed by SIG%s: %.200s",
+				 sigabbrev_np(res.term_signal) ?: "(unknown)", subproc_said(&res));
 		else
-			snprintf(why, len, "command failed (exit %d): %.200s", res->exit_status,
-				 run_said(res));
+			snprintf(why, len, "command failed (exit %d): %.200s", res.exit_status,
+				 subproc_said(&res));
 		rc = -EBADMSG;
 	}
-	free(res);
+	subproc_result_free(&res);
 	return rc;
 }
 

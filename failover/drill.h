@@ -1,4 +1,6 @@
 /* drill.h - a failover drill: its steps, its journal, its execution.
+ * Planned in plan.c, journaled in journal.c, each step run by steps.c,
+ * the whole run (waves in parallel, abort) in drill.c.
  *
  * A drill is planned once (the list of steps for the runbook and mode),
  * then executed step by step.  Every change of a step's state is written to
@@ -51,6 +53,8 @@ struct step {
 	enum step_kind kind;
 	char label[160];
 	char service[NAME_MAX_LEN + 1], group[NAME_MAX_LEN + 1], host[NAME_MAX_LEN + 1];
+	int sw;                  /* switch and switch-back steps: index in the runbook's switches
+				  * (the runbook cannot change under a drill), else -1 */
 	int par;                 /* steps with the same nonzero par run together */
 	bool abort;              /* part of an abort */
 	uint64_t timeout;        /* usec */
@@ -80,6 +84,9 @@ struct drill {
 	int lock_fd;
 	bool quiet;
 	bool oom;                /* a step could not be added: the plan is incomplete */
+	/* While steps run in parallel, each on its own copy of its step, LOCK
+	 * guards STEPS and the journal: a step's result is copied in, and the
+	 * journal written, under it. */
 	pthread_mutex_t lock;
 };
 

@@ -25,7 +25,7 @@ int cmd_history(int argc, char **argv);
 int cmd_pause(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_trust_host(int argc, char **argv);
-int cmd_drill(int argc, char **argv);   /* failover/cmd_drill.c */
+int cmd_drill(int argc, char **argv);
 int cmd_space(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 
