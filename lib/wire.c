@@ -253,6 +253,28 @@ static int parse_hello(struct wire *w, struct rbuf *b)
 	return 0;
 }
 
+/* An ERROR body (docs/protocol.md): u32 code, string text, nothing after.
+ * The text goes to w->peer_error, cut to fit (a long sentence is still an
+ * answer).  A body shorter than that, or with bytes after it, or a NUL in
+ * the text, is a malformed frame: -EBADMSG, and *RET_CODE is untouched. */
+static int parse_error(struct wire *w, struct rbuf *body, uint32_t *ret_code)
+{
+	struct rbuf b = *body;
+	const uint8_t *text;
+	uint32_t code;
+	uint16_t n;
+
+	if (rbuf_get_u32(&b, &code) < 0 || rbuf_get_u16(&b, &n) < 0 || rbuf_get_view(&b, n, &text) < 0 ||
+	    rbuf_expect_end(&b) < 0 || memchr(text, 0, n)) {
+		snprintf(w->peer_error, sizeof(w->peer_error), "(malformed error)");
+		return err_set(EBADMSG, "malformed ERROR frame from the peer (%zu bytes): the stream is "
+					"not Bascule's or was damaged", body->len);
+	}
+	snprintf(w->peer_error, sizeof(w->peer_error), "%.*s", (int)n, (const char *)text);
+	*ret_code = code;
+	return 0;
+}
+
 int wire_next(struct wire *w, enum wire_type *ret_type, struct rbuf *ret_body)
 {
 	for (;;) {
@@ -284,9 +306,8 @@ int wire_next(struct wire *w, enum wire_type *ret_type, struct rbuf *ret_body)
 			/* Handshake phase: only clear frames. */
 			if (type == MSG_ERROR) {
 				uint32_t code;
-				if (rbuf_get_u32(&body, &code) < 0 ||
-				    rbuf_get_str(&body, w->peer_error, sizeof(w->peer_error)) < 0)
-					snprintf(w->peer_error, sizeof(w->peer_error), "(malformed error)");
+				if ((r = parse_error(w, &body, &code)) < 0)
+					return r;
 				return err_set(code == EKEYREJECTED ? EKEYREJECTED : ECONNABORTED,
 					       "peer refused: %s", w->peer_error);
 			}
@@ -334,9 +355,8 @@ int wire_next(struct wire *w, enum wire_type *ret_type, struct rbuf *ret_body)
 			if (type == MSG_ERROR) {
 				struct rbuf eb = rbuf_init(w->plain.p, w->plain.len);
 				uint32_t code;
-				if (rbuf_get_u32(&eb, &code) < 0 ||
-				    rbuf_get_str(&eb, w->peer_error, sizeof(w->peer_error)) < 0)
-					snprintf(w->peer_error, sizeof(w->peer_error), "(malformed error)");
+				if ((r = parse_error(w, &eb, &code)) < 0)
+					return r;
 				return err_set(ECONNABORTED, "peer reported: %s", w->peer_error);
 			}
 			*ret_type = (enum wire_type)type;

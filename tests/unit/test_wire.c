@@ -263,6 +263,62 @@ static void test_wrong_key(void **state)
 	pair_close(&p);
 }
 
+/* An ERROR frame is u32 code, string text, nothing after.  One shorter
+ * than its code field (its code was read uninitialised, so a peer's two
+ * bytes could pass for "wrong key"), or with bytes after the text, is
+ * malformed (-EBADMSG), before the handshake and after it; a long text is
+ * an answer, cut to fit. */
+static void test_error_frames(void **state)
+{
+	static const uint8_t shorts[][9] = {
+		{ 0x00, 0x00 },                                    /* 2 bytes: no code */
+		{ 0x00, 0x00, 0x00, 0x7f, 0x00 },                  /* a code, half a length */
+		{ 0x00, 0x00, 0x00, 0x7f, 0x00, 0x05, 'a', 'b' },  /* text shorter than said */
+		{ 0x00, 0x00, 0x00, 0x7f, 0x00, 0x01, 'a', 'x' },  /* a byte after the text */
+		{ 0x00, 0x00, 0x00, 0x7f, 0x00, 0x02, 'a', 0x00 }, /* a NUL in the text */
+	};
+	static const size_t lens[] = { 2, 5, 8, 8, 8 };
+	uint8_t buf[4096], err[2 + 4 + 2 + 600];
+	struct pair p;
+	enum wire_type t;
+	struct rbuf body;
+	size_t n;
+
+	for (int sealed = 0; sealed < 2; sealed++) {
+		for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+			pair_open(&p, 7, 7);
+			if (sealed)
+				handshake(&p);
+			assert_int_equal(wire_send(&p.a, MSG_ERROR, shorts[i], lens[i]), 0);
+			n = take(&p, buf, sizeof(buf));
+			assert_int_equal(deliver(&p, buf, n, &t, &body), -EBADMSG);
+			assert_non_null(strstr(err_msg(-EBADMSG), "malformed ERROR frame"));
+			pair_close(&p);
+		}
+		/* Well formed, with a text longer than the receiver keeps. */
+		pair_open(&p, 7, 7);
+		if (sealed)
+			handshake(&p);
+		memcpy(err, "\0\0\0\x05\x02\x58", 6); /* code 5, 600 bytes */
+		memset(err + 6, 'e', 600);
+		assert_int_equal(wire_send(&p.a, MSG_ERROR, err, 606), 0);
+		n = take(&p, buf, sizeof(buf));
+		assert_int_equal(deliver(&p, buf, n, &t, &body), -ECONNABORTED);
+		assert_int_equal(strlen(p.b.peer_error), sizeof(p.b.peer_error) - 1);
+		assert_int_equal(p.b.peer_error[0], 'e');
+		pair_close(&p);
+	}
+	/* The wrong-key answer still reads as one. */
+	pair_open(&p, 7, 7);
+	memcpy(err, "\0\0\0\0\0\x03key", 9);
+	err[3] = EKEYREJECTED;
+	assert_int_equal(wire_send(&p.a, MSG_ERROR, err, 9), 0);
+	n = take(&p, buf, sizeof(buf));
+	assert_int_equal(deliver(&p, buf, n, &t, &body), -EKEYREJECTED);
+	assert_string_equal(p.b.peer_error, "key");
+	pair_close(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -276,6 +332,7 @@ int main(void)
 		cmocka_unit_test(test_other_session),
 		cmocka_unit_test(test_bye_final),
 		cmocka_unit_test(test_wrong_key),
+		cmocka_unit_test(test_error_frames),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
