@@ -10,7 +10,7 @@ static int get_name(struct rbuf *b, char *dst, const char *what)
 {
 	if (rbuf_get_str(b, dst, NAME_MAX_LEN + 1) < 0)
 		return BAD("malformed %s name in message", what);
-	if (!config_name_ok(dst))
+	if (!name_ok(dst))
 		return BAD("invalid %s name in message", what);
 	return 0;
 }

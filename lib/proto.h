@@ -5,8 +5,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "buf.h"
-#include "config.h"
 #include "hash.h"
+#include "name.h"
 #include "wire.h"
 
 #define PROTO_MAX_SOURCES 64        /* sources in one group */

@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "buf.h"
-#include "yamltab.h"
+#include "name.h"
 #include "vaultkey.h"
 
 struct vstore;

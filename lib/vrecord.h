@@ -15,7 +15,7 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
-#include "yamltab.h"
+#include "name.h"
 
 #define VRECORD_FILE "committed"
 #define VRECORD_MAX_GROUPS 4096

@@ -39,21 +39,6 @@ static int cfg_err_code(struct parse_ctx *p, const yaml_node_t *n, int code, con
 }
 #define cfg_err(p, n, ...) cfg_err_code(p, n, EINVAL, __VA_ARGS__)
 
-bool config_name_ok(const char *name)
-{
-	size_t n = strlen(name);
-
-	if (n == 0 || n > NAME_MAX_LEN || name[0] == '.')
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = name[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '-' || c == '.'))
-			return false;
-	}
-	return true;
-}
-
 static const char *type_name(enum cfg_type t)
 {
 	switch (t) {
@@ -131,7 +116,7 @@ static int set_value(struct parse_ctx *p, const yaml_node_t *n, const struct cfg
 
 	switch (k->type) {
 	case CT_NAME:
-		if (!config_name_ok(value))
+		if (!name_ok(value))
 			return cfg_err(p, n, "'%s' is not a valid name for %s: use 1-%d letters, digits, "
 					     "'_', '-' or '.', not starting with '.'",
 				       value, k->key, NAME_MAX_LEN);
@@ -288,7 +273,7 @@ static int parse_strlist(struct parse_ctx *p, const yaml_node_t *seq, const stru
 		if (item->type != YAML_SCALAR_NODE)
 			return cfg_err(p, item, "each item of %s must be a name", k->key);
 		v = (const char *)item->data.scalar.value;
-		if (!config_name_ok(v))
+		if (!name_ok(v))
 			return cfg_err(p, item, "'%s' in %s is not a valid name", v, k->key);
 		if (!(((char **)l->items)[i] = strdup(v)))
 			return -ENOMEM;

@@ -9,8 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#define NAME_MAX_LEN 64
+#include "name.h"
 
 /* What a document may build, checked while libyaml's events are read, before
  * anything else (libyaml's own time grows with the square of the nesting):
@@ -90,8 +89,6 @@ void yamltab_free(const struct cfg_table *t, void *obj);
 int yamltab_read(const char *path, const char *what, char **text, size_t *len);
 /* Print every key with its type, default and note (man page source). */
 void yamltab_print(const struct cfg_table *t, const char *prefix);
-/* True if NAME is a safe name: 1-64 of [A-Za-z0-9_.-], not starting with '.'. */
-bool config_name_ok(const char *name);
 /* Names of a list of structs whose first fields are a cfg_pos and a char *name
  * must be unique: else -EINVAL "FILE:LINE:COL: WHAT name 'x' is used twice". */
 int yamltab_unique(const char *file, const struct cfg_list *l, size_t size, const char *what);

@@ -47,7 +47,7 @@ static int replica_state(void *ctx, struct wbuf *out)
 		while (d && (e = readdir(d))) {
 			bool have = false;
 			char **ng;
-			if (!config_name_ok(e->d_name) || e->d_type != DT_DIR)
+			if (!name_ok(e->d_name) || e->d_type != DT_DIR)
 				continue;
 			for (size_t i = 0; i < n; i++)
 				have |= strcmp(groups[i], e->d_name) == 0;

@@ -203,7 +203,7 @@ int replica_load_state(struct replica *r, const char *group, struct rstate *ret)
 		goto out;
 	for (uint32_t i = 0; i < s.n_sources; i++) {
 		struct state_source *x = &s.sources[i];
-		if (rbuf_get_str(&b, x->name, sizeof(x->name)) < 0 || !config_name_ok(x->name) ||
+		if (rbuf_get_str(&b, x->name, sizeof(x->name)) < 0 || !name_ok(x->name) ||
 		    rbuf_get_u64(&b, &x->epoch) < 0 || rbuf_get_u64(&b, &x->size) < 0 ||
 		    rbuf_get_u8(&b, &x->status) < 0 || rbuf_get_bytes(&b, x->digest, DIGEST_BYTES) < 0)
 			goto out;
@@ -430,7 +430,7 @@ static int jr_open_mode(struct jreader *j, const char *path, struct jheader *h, 
 		return err_set(EBADMSG, "journal %s: bad header", path);
 	for (uint32_t i = 0; i < h->n_sources; i++) {
 		struct jsource *s = &h->sources[i];
-		if (rbuf_get_str(&b, s->name, sizeof(s->name)) < 0 || !config_name_ok(s->name) ||
+		if (rbuf_get_str(&b, s->name, sizeof(s->name)) < 0 || !name_ok(s->name) ||
 		    rbuf_get_u64(&b, &s->epoch) < 0 || rbuf_get_u64(&b, &s->size) < 0 ||
 		    rbuf_get_u8(&b, &s->status) < 0 || rbuf_get_u8(&b, &s->exists) < 0 ||
 		    rbuf_get_bytes(&b, s->digest, DIGEST_BYTES) < 0)
@@ -995,7 +995,7 @@ int replica_groups(struct replica *r, char ***ret, size_t *ret_n)
 	}
 	while ((e = readdir(d))) {
 		char **nn;
-		if (!config_name_ok(e->d_name))
+		if (!name_ok(e->d_name))
 			continue;
 		nn = realloc(names, (n + 1) * sizeof(*names));
 		if (!nn)
@@ -1898,7 +1898,7 @@ int replica_unknown_sources(struct replica *r, const char *group, struct state_g
 		char p[RPATH + 300];
 		struct stat st;
 		bool known = false;
-		if (!config_name_ok(e->d_name))
+		if (!name_ok(e->d_name))
 			continue;
 		for (uint32_t i = 0; i < g->n_sources; i++)
 			known |= strcmp(g->sources[i].name, e->d_name) == 0;
