@@ -107,8 +107,6 @@ static const struct cfg_key top_keys[] = {
 	{ K("metrics_listen", CT_ADDR, struct config, metrics_listen),
 	  .note = "serve Prometheus metrics at http://ADDR:PORT/metrics, e.g. 127.0.0.1:9853 "
 		  "(numeric address; default: no HTTP listener)" },
-	{ K("block_size", CT_SIZE, struct config, block_size), .def = "4KiB", .min = 4096,
-	  .max = 4096, .note = "change-tracking unit; VMs write 4 KiB pages, so 4KiB" },
 	{ K("io_rate", CT_RATE, struct config, io_rate), .def = "0",
 	  .note = "cap on scan reads per second across all sources, 0 = unlimited" },
 	{ K("scan_threads", CT_UINT, struct config, scan_threads), .def = "0", .max = 64,

@@ -62,7 +62,6 @@ struct config {
 	char *control_group;    /* may use control verbs (besides root) */
 	char *monitor_group;    /* may read status and metrics; owns the socket */
 	char *metrics_listen;   /* "ADDR:PORT" of the HTTP /metrics endpoint, NULL = none */
-	uint64_t block_size;
 	uint64_t io_rate;       /* bytes/s, 0 = unlimited */
 	uint64_t scan_threads;  /* 0 = one per core */
 	struct cfg_list groups; /* struct cfg_group */
