@@ -89,7 +89,8 @@ static const struct cfg_table switch_table = { "switch", sizeof(struct rb_switch
 static const struct cfg_key primary_keys[] = {
 	{ K("host", CT_NAME, struct rb_site, host), .required = true, .note = "the primary's host" },
 	{ K("bascule", CT_STR, struct rb_site, bascule), .def = "bascule",
-	  .note = "the bascule command there" },
+	  .note = "the bascule command there, e.g. 'sudo -n bascule' (run as sh -c 'CMD \"$@\"' with "
+		  "the drill's arguments)" },
 	{ K("control_socket", CT_PATH, struct rb_site, control_socket),
 	  .def = "/run/bascule/status.sock", .note = "basculed's status socket there" },
 	{ K("sync_timeout", CT_DURATION, struct rb_site, sync_timeout), .def = "10m",
@@ -101,7 +102,8 @@ static const struct cfg_table primary_table = { "primary", 0, primary_keys };
 static const struct cfg_key secondary_keys[] = {
 	{ K("host", CT_NAME, struct rb_site, host), .required = true, .note = "the secondary's host" },
 	{ K("bascule", CT_STR, struct rb_site, bascule), .def = "bascule",
-	  .note = "the bascule command there" },
+	  .note = "the bascule command there, e.g. 'sudo -n bascule' (run as sh -c 'CMD \"$@\"' with "
+		  "the drill's arguments)" },
 	{ K("replica_root", CT_PATH, struct rb_site, replica_root), .required = true,
 	  .note = "the replica directory (bascule recv --root)" },
 	{ K("site_key", CT_PATH, struct rb_site, site_key), .def = "/etc/bascule/site.key",

@@ -6,7 +6,7 @@ expect_rc 0 "$BIN/basculed" --help
 grep -q -- "--check-config" "$T/out" || fail "basculed --help does not mention --check-config"
 expect_rc 0 "$BIN/basculed" --version
 expect_rc 0 "$BIN/bascule" --help
-for c in keygen key sync status metrics history check pause resume trust-host recv replica; do
+for c in keygen key sync status metrics history check pause resume trust-host recv replica space drill; do
 	expect_rc 0 "$BIN/bascule" "$c" --help
 	grep -qi usage "$T/out" || fail "bascule $c --help prints no usage"
 	grep -q "$c" <("$BIN/bascule" --help) || fail "bascule --help does not list $c"

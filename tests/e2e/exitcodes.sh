@@ -117,6 +117,7 @@ bsc_start
 row basculed 9 "another basculed" -- "$D" -c "$T/bascule.yaml"
 row sync 0 "acknowledged" -- bsc sync --wait --vault --timeout 60s
 row sync 0 "requested" -- bsc sync vm1
+row sync 0 '"acknowledged":true' -- bsc sync vm1 --wait --timeout 60s --json
 row sync 2 "no such group 'nosuch'" -- bsc sync nosuch
 row sync 2 "usage" -- bsc sync --bogus
 row sync 3 "cannot read configuration" -- "$B" -c "$T/none.yaml" sync
@@ -388,6 +389,9 @@ runbook "$T/rb-ok.yaml" 1h true true
 runbook "$T/rb-slow.yaml" 1s "sleep 1.5" true
 runbook "$T/rb-fail.yaml" 1h false false
 cp "$T/rb-ok.yaml" "$T/rb-bad.yaml"; sed -i 's/^name:/nam:/' "$T/rb-bad.yaml"
+row space 0 '"available_bytes":' -- "$B" space --json "$T/not-yet/made"
+row space 1 "not a directory" -- "$B" space "$T/afile/x"
+row space 2 "usage" -- "$B" space
 row drill 0 "drill" -- "$B" drill "$T/rb-ok.yaml" --mode plan
 row drill 0 "met" -- "$B" drill "$T/rb-ok.yaml" --mode test
 row drill 1 "not met" -- "$B" drill "$T/rb-slow.yaml" --mode test
