@@ -6,7 +6,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
+#include "clock.h"
 #include "err.h"
 #include "vstore.h"
 
@@ -14,7 +14,7 @@ int main(int argc, char **argv)
 {
 	struct vstore_opts o;
 	struct vstore *v;
-	struct timespec a, b;
+	uint64_t a, b;
 	size_t obj = 8u << 20, n;
 	unsigned char *buf;
 	int r;
@@ -32,7 +32,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vaultput: %s\n", err_msg(r));
 		return 1;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &a);
+	a = clock_mono_usec();
 	for (size_t i = 0; i < n; i++) {
 		char name[64];
 		buf[0] = (unsigned char)i;
@@ -44,8 +44,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	clock_gettime(CLOCK_MONOTONIC, &b);
-	printf("%.1f\n", (double)(n * obj) / ((double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9) / 1e6);
+	b = clock_mono_usec();
+	printf("%.1f\n", (double)(n * obj) / ((double)(b - a) / 1e6) / 1e6);
 	vstore_close(v);
 	free(buf);
 	return 0;

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include "clock.h"
 #include "config.h"
 #include "err.h"
 #include "runbook.h"
@@ -47,9 +47,7 @@ static const struct cfg_table doc_table = { "top level", sizeof(struct doc), doc
 
 static double now_s(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)clock_mono_usec() / 1e6;
 }
 
 static int parse_doc(const char *text, size_t len, struct doc *d)
