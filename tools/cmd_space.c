@@ -7,7 +7,6 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
 
@@ -81,14 +80,13 @@ int cmd_space(int argc, char **argv)
 		json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:I}", "path", argv[optind], "measured", at,
 				      "available_bytes", (json_int_t)avail, "free_bytes", (json_int_t)freeb,
 				      "total_bytes", (json_int_t)total);
-		char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+		r = j ? json_dumpf(j, stdout, JSON_COMPACT) : -1;
 		json_decref(j);
-		if (!text) {
+		if (r < 0) {
 			fprintf(stderr, "bascule space: out of memory\n");
 			return EXIT_FAIL;
 		}
-		printf("%s\n", text);
-		free(text);
+		printf("\n");
 	} else {
 		bool parent = strcmp(at, argv[optind]) != 0;
 		printf("%s: %llu MiB available of %llu MiB%s%s%s\n", argv[optind], avail >> 20,

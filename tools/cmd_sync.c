@@ -8,7 +8,6 @@
 #include "units.h"
 #include <getopt.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -70,15 +69,14 @@ static int all_acked(json_t *status, json_t *epochs, bool vaults, char *why, siz
 static int print_json(json_t *epochs, bool acked)
 {
 	json_t *j = json_pack("{s:o, s:b}", "epochs", epochs, "acknowledged", acked);
-	char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	int r = j ? json_dumpf(j, stdout, JSON_COMPACT | JSON_SORT_KEYS) : -1;
 
 	json_decref(j);
-	if (!text) {
+	if (r < 0) {
 		fprintf(stderr, "bascule sync: out of memory\n");
 		return EXIT_FAIL;
 	}
-	printf("%s\n", text);
-	free(text);
+	printf("\n");
 	return EXIT_OK;
 }
 
