@@ -10,6 +10,11 @@
 #      state and last error; the report says the RPO was not reached.
 #   4. A check failing with no output: the message says so, never ends in ':'.
 #   5. bascule report verify refuses a report with a key given twice (exit 1).
+#   6. min_free is measured by statvfs on the secondary (bascule space
+#      --json), not read from df's columns: on a filesystem whose name has a
+#      space (df's columns then shift: "Used" was read as free) the drill
+#      passes a min_free the space allows and refuses one it does not,
+#      naming the free space bascule space reports.
 . "$(dirname "$0")/../lib/common.sh"
 bsc_keygen
 "$BIN/bascule" keygen vault "$T/vault.key" >/dev/null
@@ -40,14 +45,14 @@ targets:
     vault_key: $T/vault.key
 YAML
 }
-write_runbook() { # CHECK_COMMAND
+write_runbook() { # CHECK_COMMAND [REPLICA_ROOT [MIN_FREE]]
 	cat > "$T/runbook.yaml" <<YAML
 name: precheck test
 objectives: {rto: 1m, rpo: 0s}
 hosts: [{name: here, url: local}]
 primary: {host: here, bascule: $BIN/bascule, control_socket: $T/ctl.sock, sync_timeout: 60s}
-secondary: {host: here, bascule: $BIN/bascule, replica_root: $T/replica, site_key: $T/site.key}
-prechecks: {max_lag: 1m}
+secondary: {host: here, bascule: $BIN/bascule, replica_root: ${2:-$T/replica}, site_key: $T/site.key}
+prechecks: {max_lag: 1m, min_free: ${3:-0}}
 services:
   - name: vm1
     group: vm1
@@ -66,7 +71,8 @@ wait_state() { # TARGET STATE (within 60 s)
 	fail "target $1 is $(target_state "$1"), never $2"
 }
 report_json() { ls -t "$T"/reports/*-planned.json | head -1; }
-step1() { python3 -c "import json; s=json.load(open('$(report_json)'))['report']['steps'][0]; print(s['$1'])"; }
+step1() { stepn 0 "$1"; }
+stepn() { python3 -c "import json; s=json.load(open('$(report_json)'))['report']['steps'][$1]; print(s['$2'])"; }
 
 # ---- 1. vault catching-up, vault in error: the drill goes on ----
 write_config "local:$T/replica"
@@ -145,3 +151,41 @@ PY
 set +e; "$BIN/bascule" report verify --key "$T/sign.key.pub" "$T/dup.json" 2> "$T/dup.err"; rc=$?; set -e
 [ $rc = 1 ] && grep -q "a key appears twice" "$T/dup.err" || fail "duplicate key: exit $rc $(cat "$T/dup.err")"
 note "duplicate key refused: $(cat "$T/dup.err")"
+
+# ---- 6. min_free by statvfs, on a filesystem whose name has a space ----
+bsc_stop
+mkdir "$T/fs"
+mount -t tmpfs -o size=256m "replica space" "$T/fs" || fail "cannot mount a tmpfs on $T/fs"
+MOUNTS+=("$T/fs")
+write_config "local:$T/fs/replica"
+write_runbook true "$T/fs/replica" 100MiB
+sed -i "s|^state_dir: .*|state_dir: $T/drillstate6|" "$T/runbook.yaml"
+bsc_start
+bsc_sync >/dev/null
+avail=$("$BIN/bascule" space --json "$T/fs/replica" | python3 -c "import json,sys; print(json.load(sys.stdin)['available_bytes'] >> 20)")
+[ "$avail" -gt 100 ] && [ "$avail" -lt 256 ] || fail "bascule space --json: $avail MiB available on a 256 MiB tmpfs"
+set +e; drill --mode planned > "$T/d6.out" 2>&1; rc=$?; set -e
+[ $rc = 0 ] && grep -q "(planned): PASS" "$T/d6.out" || fail "min_free 100MiB with $avail MiB available: exit $rc $(cat "$T/d6.out")"
+msg=$(stepn 1 message)
+case $msg in
+"replica readable, "*" MiB free under $T/fs/replica") ;;
+*) fail "step 2 message: '$msg'" ;;
+esac
+free=${msg#replica readable, }; free=${free%% *}
+[ $((free - avail)) -le 2 ] && [ $((avail - free)) -le 2 ] || fail "the precheck saw $free MiB free, bascule space $avail MiB"
+note "min_free 100MiB on 'replica space': '$msg'"
+"$BIN/bascule" replica demote --root "$T/fs/replica" --key "$T/site.key" --group vm1 >/dev/null
+bsc resume vm1 >/dev/null
+bsc_sync >/dev/null
+write_runbook true "$T/fs/replica" 1GiB
+sed -i "s|^state_dir: .*|state_dir: $T/drillstate6|" "$T/runbook.yaml"
+set +e; drill --mode planned > "$T/d6b.out" 2>&1; rc=$?; set -e
+msg=$(stepn 1 message)
+[ $rc = 2 ] || fail "min_free 1GiB on a 256 MiB filesystem: exit $rc $(cat "$T/d6b.out")"
+case $msg in
+"only "*" MiB free under $T/fs/replica on here, min_free wants 1024 MiB") ;;
+*) fail "step 2 message: '$msg'" ;;
+esac
+note "min_free 1GiB: '$msg'"
+drill --abort >/dev/null 2>&1 || true
+bsc_stop
