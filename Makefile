@@ -89,18 +89,18 @@ $(B)/%.o: %.c
 	$(CC) $(CFLAGS) $(INC) -c -o $@ $<
 
 $(B)/libbascule.a: $(LIB_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 # The orchestrator (runbook, drill, checks, report): a library of the tools.
 $(B)/libfailover.a: $(FAILOVER_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 # The daemon's and the tools' modules, for unit tests (everything but main).
 $(B)/libdaemon.a: $(filter-out $(B)/daemon/main.o,$(DAEMON_OBJ))
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(B)/libtools.a: $(filter-out $(B)/tools/bascule.o,$(TOOLS_OBJ))
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(B)/basculed: $(DAEMON_OBJ) $(B)/libbascule.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
