@@ -51,7 +51,7 @@ LIBS := $(PKG_LIBS) -lrsync -lpthread -lm
 
 LIB_SRC := $(wildcard lib/*.c)
 DAEMON_SRC := $(wildcard daemon/*.c)
-TOOLS_SRC := $(wildcard tools/*.c) $(wildcard failover/*.c)
+TOOLS_SRC := $(wildcard tools/*.c) $(wildcard tools/replica/*.c) $(wildcard failover/*.c)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 HELPER_SRC := $(wildcard tests/helpers/*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
