@@ -70,14 +70,14 @@ $(B)/%.o: %.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(B)/libbascule.a: $(LIB_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 # The daemon's and the tools' modules, for unit tests (everything but main).
 $(B)/libdaemon.a: $(filter-out $(B)/daemon/main.o,$(DAEMON_OBJ))
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(B)/libtools.a: $(filter-out $(B)/tools/bascule.o,$(TOOLS_OBJ))
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(B)/basculed: $(DAEMON_OBJ) $(B)/libbascule.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

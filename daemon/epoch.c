@@ -104,7 +104,7 @@ static int gstate_write(struct group *g, uint64_t epoch, uint64_t cut_time, bool
 		if (!r) r = wbuf_put_bytes(&b, digest[i], DIGEST_BYTES);
 	}
 	if (!r && !(r = gstate_path(g, path, sizeof(path), "state")))
-		r = sfile_write(&b, NULL, AT_FDCWD, path, 0600, (uid_t)-1, (gid_t)-1);
+		r = sfile_write(&b, NULL, path, 0600);
 	wbuf_free(&b);
 	return r;
 }

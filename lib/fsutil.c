@@ -147,8 +147,8 @@ static int write_atomic(int dirfd, const char *shown, const char *name, const vo
 	if (fstatat(dirfd, tmp, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (!S_ISREG(st.st_mode))
 			return err_set(EEXIST, "%s%s%s exists and is not a file left by an interrupted "
-					       "write (%s): refusing to write %s through it; remove it "
-					       "after checking who put it there",
+					       "write (%s): refused, nothing was written to %s through "
+					       "it; remove it after checking who put it there",
 				       shown, sep, tmp,
 				       S_ISLNK(st.st_mode) ? "a symbolic link" : "not a regular file", name);
 		if (unlinkat(dirfd, tmp, 0) < 0 && errno != ENOENT)

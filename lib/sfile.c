@@ -20,21 +20,23 @@ static void checksum(const uint8_t *p, size_t len, const uint8_t *key, uint8_t r
 	crypto_generichash(ret, SFILE_SUM, p, len, key, key ? SFILE_KEY_BYTES : 0);
 }
 
-int sfile_write(struct wbuf *b, const uint8_t *key, int dirfd, const char *name, mode_t mode,
-		uid_t uid, gid_t gid)
+int sfile_seal(struct wbuf *b, const uint8_t *key)
 {
 	uint8_t sum[SFILE_SUM];
-	int r;
 
 	if (b->len < SFILE_MAGIC)
-		return err_set(EINVAL, "state file %s: no magic", name);
+		return err_set(EINVAL, "a state file without its magic");
 	checksum(b->p, b->len, key, sum);
-	if ((r = wbuf_put_bytes(b, sum, sizeof(sum))) < 0)
-		return err_set(r, "state file %s is larger than %u bytes", name, SFILE_MAX);
-	r = dirfd == AT_FDCWD ? fs_write_atomic(name, b->p, b->len, mode)
-			      : fs_write_atomic_at(dirfd, name, b->p, b->len, mode, uid, gid);
-	b->len -= sizeof(sum);
-	return r;
+	if (wbuf_put_bytes(b, sum, sizeof(sum)) < 0)
+		return err_set(EFBIG, "a state file larger than %u bytes", SFILE_MAX);
+	return 0;
+}
+
+int sfile_write(struct wbuf *b, const uint8_t *key, const char *path, mode_t mode)
+{
+	int r = sfile_seal(b, key);
+
+	return r < 0 ? err_wrap(r, "%s", path) : fs_write_atomic(path, b->p, b->len, mode);
 }
 
 int sfile_read(int dirfd, const char *name, struct sfile *ret)

@@ -25,11 +25,12 @@ struct sfile {
 
 /* Initialise B and put MAGIC in it; the caller appends the body. */
 void sfile_begin(struct wbuf *b, const char magic[SFILE_MAGIC]);
-/* Append the checksum of B (keyed by KEY, SFILE_KEY_BYTES, unless NULL)
- * and write B to NAME in directory DIRFD (AT_FDCWD: NAME is a path) with
- * MODE, owned by UID:GID unless -1.  B stays the caller's to free. */
-int sfile_write(struct wbuf *b, const uint8_t *key, int dirfd, const char *name, mode_t mode,
-		uid_t uid, gid_t gid);
+/* Append to B the checksum of what it holds, keyed by KEY (SFILE_KEY_BYTES)
+ * unless NULL: B is then the whole file, for any atomic write. */
+int sfile_seal(struct wbuf *b, const uint8_t *key);
+/* sfile_seal, then fs_write_atomic to PATH with MODE.  B stays the
+ * caller's to free. */
+int sfile_write(struct wbuf *b, const uint8_t *key, const char *path, mode_t mode);
 /* Read NAME (at most SFILE_MAX bytes) into *RET, to be checked with
  * sfile_open.  -ENOENT if it does not exist; -EBADMSG if it is not a
  * regular file (a symbolic link, a FIFO), too short or too long; other

@@ -18,23 +18,7 @@
 #include "err.h"
 #include "fsutil.h"
 #include "sfile.h"
-
-static char dir[64];
-
-static int setup(void **state)
-{
-	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/bascule-sfile-XXXXXX");
-	return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	char cmd[128];
-	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd);
-}
+#include "scratch.h"
 
 static void put(const char *name, const char *magic, const uint8_t *key, uint64_t v)
 {
@@ -44,7 +28,7 @@ static void put(const char *name, const char *magic, const uint8_t *key, uint64_
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	sfile_begin(&b, magic);
 	wbuf_put_u64(&b, v);
-	assert_int_equal(sfile_write(&b, key, AT_FDCWD, path, 0600, (uid_t)-1, (gid_t)-1), 0);
+	assert_int_equal(sfile_write(&b, key, path, 0600), 0);
 	wbuf_free(&b);
 }
 
@@ -171,5 +155,5 @@ int main(void)
 	};
 	if (sodium_init() < 0)
 		return 1;
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, scratch_setup, scratch_teardown);
 }

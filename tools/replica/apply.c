@@ -25,6 +25,7 @@ struct rapply {
 	uint32_t last_src;
 	uint64_t next_off; /* extents strictly increase within a source */
 	bool header_written;
+	uint32_t n_new;    /* sources without state so far (the state holds at most 64) */
 	/* Sources new to this replica are written straight into a seed file
 	 * (and its map), renamed into place by the committed redo. */
 	struct target_file seed[PROTO_MAX_SOURCES];
@@ -40,8 +41,8 @@ static void seed_discard(struct rapply *a)
 			continue;
 		tf_close(&a->seed[i]);
 		if (seed_paths(a->r, a->begin.group, a->src[i].name, f, m, sizeof(f)) == 0) {
-			unlink(f);
-			unlink(m);
+			tree_unlink(a->r, f);
+			tree_unlink(a->r, m);
 		}
 		a->seeded[i] = false;
 	}
@@ -75,9 +76,9 @@ int replica_epoch_begin(struct replica *r, const struct msg_epoch_begin *m, stru
 		goto fail;
 	}
 	if ((rc = gpath(r, dir, sizeof(dir), m->group, "journal")) < 0 ||
-	    (rc = fs_mkdir_p(dir, 0700)) < 0 ||
+	    (rc = tree_mkdir(r, dir)) < 0 ||
 	    (rc = gpath(r, dir, sizeof(dir), m->group, "undo")) < 0 ||
-	    (rc = fs_mkdir_p(dir, 0700)) < 0)
+	    (rc = tree_mkdir(r, dir)) < 0)
 		goto fail;
 	*ret = a;
 	return 0;
@@ -104,26 +105,38 @@ int replica_epoch_source(struct rapply *a, const struct msg_source *m)
 		return err_set(EPROTO, "epoch %llu of %s/%s starts from epoch %llu but the replica is at %llu",
 			       (unsigned long long)a->begin.epoch, a->begin.group, m->name,
 			       (unsigned long long)m->base, (unsigned long long)cur);
+	if (!have && a->state.n_sources + ++a->n_new > PROTO_MAX_SOURCES)
+		return err_set(EPROTO, "group %s would have more than %d sources with %s (the replica "
+				       "keeps sources the primary no longer sends): move the replica "
+				       "files of the old ones away",
+			       a->begin.group, PROTO_MAX_SOURCES, m->name);
 	if (!have) {
 		/* New to this replica, and no file of unknown content to patch:
 		 * seed it directly, no redo copy of its data. */
-		char f[RPATH], mp[RPATH], rf[RPATH], dir[RPATH];
+		char f[RPATH], mp[RPATH], rf[RPATH];
 		struct target_file *tf = &a->seed[a->n_src];
 		int rc;
 		if ((rc = seed_paths(a->r, a->begin.group, m->name, f, mp, sizeof(f))) < 0 ||
-		    (rc = replica_file(a->r, rf, sizeof(rf), a->begin.group, m->name)) < 0)
+		    (rc = replica_file(a->r, rf, sizeof(rf), a->begin.group, m->name)) < 0 ||
+		    (rc = tree_exists(a->r, rf)) < 0)
 			return rc;
-		if (access(rf, F_OK) != 0) {
-			snprintf(dir, sizeof(dir), "%s/%s", a->r->root, a->begin.group);
-			if ((rc = fs_mkdir_p(dir, 0700)) < 0)
+		if (rc == 0) {
+			if (!a->r->key)
+				return err_set(ENOKEY, "group %s needs its site key", a->begin.group);
+			if ((rc = tree_mkdir(a->r, a->begin.group)) < 0)
 				return rc;
 			memset(tf, 0, sizeof(*tf));
 			hash_leaf_secret(a->r->key, a->begin.group, m->name, tf->secret);
-			tf->fd = open(f, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-			tf->map_fd = tf->fd >= 0 ? open(mp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
-			if (tf->fd < 0 || tf->map_fd < 0) {
-				rc = err_set(errno, "cannot create %s: %s", tf->fd < 0 ? f : mp, strerror(errno));
+			tf->map_fd = -1;
+			if ((tf->fd = tree_create(a->r, f, 0600)) < 0 ||
+			    (tf->map_fd = tree_create(a->r, mp, 0600)) < 0) {
+				rc = tf->fd < 0 ? tf->fd : tf->map_fd;
+				if (tf->fd < 0)
+					tf->fd = -1;
+				else
+					tf->map_fd = -1;
 				tf_close(tf);
+				tree_unlink(a->r, f);
 				return rc;
 			}
 			a->seeded[a->n_src] = true;
@@ -159,9 +172,9 @@ static int write_redo_header(struct rapply *a)
 	if ((rc = gpath(a->r, path, sizeof(path), a->begin.group, "journal/%llu.redo.tmp",
 			(unsigned long long)a->begin.epoch)) < 0)
 		return rc;
-	if ((rc = jw_open(&a->redo, path, &h)) < 0)
-		return rc;
 	a->header_written = true;
+	if ((rc = jw_open(&a->redo, a->r, path, &h)) < 0)
+		return rc;
 	return 0;
 }
 
@@ -176,8 +189,10 @@ int replica_epoch_extent(struct rapply *a, uint32_t src, uint64_t off, uint32_t 
 	if (src >= a->n_src)
 		return err_set(EPROTO, "extent for unknown source %u", src);
 	size = a->src[src].size;
+	/* Bounds written so that no sum wraps (an offset near 2^64 would). */
 	if (src < a->last_src || (src == a->last_src && off < a->next_off) || len == 0 ||
-	    off % PROTO_BLOCK || off + len > size || (len % PROTO_BLOCK && off + len != size))
+	    off % PROTO_BLOCK || off > size || len > size - off ||
+	    (len % PROTO_BLOCK && off + len != size))
 		return err_set(EPROTO, "extent [%llu, +%u) of %s out of order or out of bounds",
 			       (unsigned long long)off, len, a->src[src].name);
 	a->last_src = src;
@@ -187,16 +202,17 @@ int replica_epoch_extent(struct rapply *a, uint32_t src, uint64_t off, uint32_t 
 	if (a->seeded[src])
 		return tf_write(&a->seed[src], off, len, data, size);
 	rc = jw_record(&a->redo, src, off, len, data);
-	return rc < 0 ? err_set(rc, "cannot write journal: %s", strerror(-rc)) : 0;
+	return rc < 0 ? err_set(rc, "cannot write journal %s/%s: %s", a->r->root, a->redo.path,
+				strerror(-rc)) : 0;
 }
 
-/* Save what the redo at REDO_PATH will overwrite into undo/N.undo. */
-static int write_undo(struct rapply *a, const char *redo_path)
+/* Save what the uncommitted redo of A will overwrite into undo/N.undo. */
+static int write_undo(struct rapply *a)
 {
 	struct target_file tfs[PROTO_MAX_SOURCES];
 	char path[RPATH], final[RPATH];
 	struct jheader rh, uh;
-	struct jreader j;
+	struct jreader j = { .fd = -1 };
 	struct jwriter w = { .fd = -1 };
 	uint8_t *buf = malloc(PROTO_MAX_EXTENT);
 	uint32_t src, len;
@@ -208,7 +224,7 @@ static int write_undo(struct rapply *a, const char *redo_path)
 		tfs[i].fd = tfs[i].map_fd = -1;
 	if (!buf)
 		return -ENOMEM;
-	if ((rc = jr_open_mode(&j, redo_path, &rh, false)) < 0)
+	if ((rc = jr_open_mode(&j, a->r, a->begin.group, "redo.tmp", a->begin.epoch, &rh, false)) < 0)
 		goto out;
 	memset(&uh, 0, sizeof(uh));
 	uh.kind = J_UNDO;
@@ -234,7 +250,7 @@ static int write_undo(struct rapply *a, const char *redo_path)
 			/* A replica file without state (unknown content): keep it too. */
 			char fp[RPATH];
 			if (replica_file(a->r, fp, sizeof(fp), rh.group, rh.sources[i].name) == 0 &&
-			    access(fp, F_OK) == 0) {
+			    tree_exists(a->r, fp) == 1) {
 				if ((rc = tf_open(a->r, rh.group, rh.sources[i].name, false, &tfs[i])) < 0)
 					goto out;
 				uh.sources[i].exists = 1;
@@ -248,7 +264,7 @@ static int write_undo(struct rapply *a, const char *redo_path)
 	    (rc = gpath(a->r, final, sizeof(final), rh.group, "undo/%llu.undo",
 			(unsigned long long)rh.epoch)) < 0)
 		goto out;
-	if ((rc = jw_open(&w, path, &uh)) < 0)
+	if ((rc = jw_open(&w, a->r, path, &uh)) < 0)
 		goto out;
 	while ((k = jr_next(&j, &src, &off, &len, &data)) == 1) {
 		uint64_t old_size;
@@ -280,13 +296,11 @@ static int write_undo(struct rapply *a, const char *redo_path)
 	}
 	if ((rc = jw_finish(&w)) < 0)
 		goto out;
-	if (rename(path, final) < 0) {
-		rc = err_set(errno, "cannot rename %s: %s", path, strerror(errno));
+	if ((rc = tree_rename(a->r, path, final)) < 0)
 		goto out;
-	}
-	rc = fs_fsync_parent(final);
+	rc = tree_fsync_parent(a->r, final);
 out:
-	if (w.fd >= 0)
+	if (w.r)
 		jw_close(&w, rc < 0);
 	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
 		tf_close(&tfs[i]);
@@ -297,9 +311,9 @@ out:
 
 /* Reserve space for every range of the redo so that applying it cannot run
  * out of space half-way: a failure here leaves the replica untouched. */
-static int reserve_space(struct rapply *a, const char *redo_path)
+static int reserve_space(struct rapply *a)
 {
-	struct jreader j;
+	struct jreader j = { .fd = -1 };
 	struct jheader h;
 	uint32_t src, len;
 	uint64_t off;
@@ -308,24 +322,23 @@ static int reserve_space(struct rapply *a, const char *redo_path)
 
 	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
 		fds[i] = -1;
-	if ((rc = jr_open_mode(&j, redo_path, &h, false)) < 0)
+	if ((rc = jr_open_mode(&j, a->r, a->begin.group, "redo.tmp", a->begin.epoch, &h, false)) < 0)
 		goto out;
 	for (uint32_t i = 0; i < h.n_sources; i++) {
-		char path[RPATH], dir[RPATH];
+		char path[RPATH];
 		if (h.sources[i].exists == SEEDED)
 			continue; /* written in its seed file already: nothing to reserve, nothing to create */
-		snprintf(dir, sizeof(dir), "%s/%s", a->r->root, h.group);
-		if ((rc = fs_mkdir_p(dir, 0700)) < 0 ||
+		if ((rc = tree_mkdir(a->r, h.group)) < 0 ||
 		    (rc = replica_file(a->r, path, sizeof(path), h.group, h.sources[i].name)) < 0)
 			goto out;
-		fds[i] = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-		if (fds[i] < 0) {
-			rc = err_set(errno, "cannot open replica %s: %s", path, strerror(errno));
+		if ((fds[i] = tree_open(a->r, path, O_RDWR | O_CREAT, 0600)) < 0) {
+			rc = fds[i];
+			fds[i] = -1;
 			goto out;
 		}
 	}
 	while ((k = jr_next(&j, &src, &off, &len, &data)) == 1) {
-		if (!data || src >= h.n_sources)
+		if (!data || src >= h.n_sources || fds[src] < 0)
 			continue;
 		if (fallocate(fds[src], FALLOC_FL_KEEP_SIZE, (off_t)off, len) < 0 && errno != EOPNOTSUPP) {
 			rc = err_set(errno, "cannot reserve space in the replica of %s/%s: %s",
@@ -360,7 +373,7 @@ static void prune_undo(struct replica *r, const char *group, uint64_t current)
 			continue;
 		if (gpath(r, path, sizeof(path), group, "undo/%llu.undo",
 			  (unsigned long long)undo_epoch) == 0)
-			unlink(path);
+			tree_unlink(r, path);
 	}
 }
 
@@ -368,6 +381,7 @@ static int replica_epoch_commit_locked(struct rapply *a, const struct msg_epoch_
 {
 	char tmp[RPATH], redo[RPATH];
 	struct jheader h;
+	struct rstate next;
 	int rc;
 
 	if (strcmp(m->group, a->begin.group) != 0 || m->epoch != a->begin.epoch ||
@@ -384,23 +398,23 @@ static int replica_epoch_commit_locked(struct rapply *a, const struct msg_epoch_
 	snprintf(tmp, sizeof(tmp), "%s", a->redo.path);
 	if ((rc = jw_finish(&a->redo)) < 0)
 		return rc;
-	if ((rc = reserve_space(a, tmp)) < 0 || (rc = write_undo(a, tmp)) < 0)
+	if ((rc = reserve_space(a)) < 0 || (rc = write_undo(a)) < 0)
 		return rc;
 	/* Commit point: from here on recovery rolls this epoch forward. */
 	if ((rc = gpath(a->r, redo, sizeof(redo), a->begin.group, "journal/%llu.redo",
 			(unsigned long long)a->begin.epoch)) < 0)
 		return rc;
-	if (rename(tmp, redo) < 0)
-		return err_set(errno, "cannot commit %s: %s", redo, strerror(errno));
+	if ((rc = tree_rename(a->r, tmp, redo)) < 0)
+		return err_wrap(rc, "cannot commit %s/%s", a->r->root, redo);
 	jw_close(&a->redo, false);
 	for (uint32_t i = 0; i < a->n_src; i++)
 		if (a->seeded[i]) {
 			tf_close(&a->seed[i]);
 			a->seeded[i] = false; /* the committed redo owns the seed now */
 		}
-	if ((rc = fs_fsync_parent(redo)) < 0)
+	if ((rc = tree_fsync_parent(a->r, redo)) < 0)
 		return rc;
-	if ((rc = journal_apply_mode(a->r, redo, &h, false)) < 0)
+	if ((rc = journal_apply(a->r, a->begin.group, "redo", a->begin.epoch, false, &h)) < 0)
 		return rc;
 	if ((rc = check_digests(a->r, &h)) < 0) {
 		int rc2;
@@ -409,25 +423,13 @@ static int replica_epoch_commit_locked(struct rapply *a, const struct msg_epoch_
 		err_set(EBADMSG, "%s", a->state.alarm);
 		return rc2 < 0 ? rc2 : -EBADMSG;
 	}
-	a->state.epoch = h.epoch;
-	a->state.cut_time = h.cut_time;
-	a->state.applied_time = store_now_usec();
-	a->state.flags = h.flags;
-	a->state.alarm[0] = 0;
-	for (uint32_t i = 0; i < h.n_sources; i++) {
-		struct state_source *x = state_find(&a->state, h.sources[i].name);
-		if (!x)
-			x = &a->state.sources[a->state.n_sources++];
-		memcpy(x->name, h.sources[i].name, sizeof(x->name));
-		x->epoch = h.epoch;
-		x->size = h.sources[i].size;
-		x->status = SRC_OK;
-		memcpy(x->digest, h.sources[i].digest, DIGEST_BYTES);
-	}
-	if ((rc = state_write(a->r, &a->state)) < 0)
+	next = a->state;
+	next.alarm[0] = 0;
+	if ((rc = state_after_redo(&next, &h)) < 0 || (rc = state_write(a->r, &next)) < 0)
 		return rc;
-	unlink(redo);
-	fs_fsync_parent(redo);
+	a->state = next;
+	tree_unlink(a->r, redo);
+	tree_fsync_parent(a->r, redo);
 	prune_undo(a->r, a->begin.group, a->state.epoch);
 	return 0;
 }

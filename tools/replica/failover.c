@@ -14,26 +14,26 @@
 #include <linux/fs.h>
 #include <unistd.h>
 
-/* ---- failover: promote, demote, clone ---- */
-
 #define PROMOTED_MAGIC "bascule-promoted-v1"
 
 int replica_promoted(struct replica *r, const char *group, struct promote_info *ret)
 {
-	char path[RPATH], *text = NULL;
-	size_t len;
+	char path[RPATH], text[4096];
 	unsigned long long e, c, p;
-	int rc;
+	ssize_t n;
+	int fd, rc;
 
 	if ((rc = gpath(r, path, sizeof(path), group, "promoted")) < 0)
 		return rc;
-	if ((rc = fs_read_all(path, 4096, &text, &len)) < 0)
-		return rc == -ENOENT ? 0 : rc;
+	if ((fd = tree_open(r, path, O_RDONLY, 0)) < 0)
+		return fd == -ENOENT ? 0 : fd;
+	n = fs_pread_full(fd, text, sizeof(text) - 1, 0);
+	close(fd);
+	text[n > 0 ? n : 0] = 0;
 	rc = sscanf(text, PROMOTED_MAGIC " epoch=%llu cut_time=%llu promoted_time=%llu", &e, &c, &p);
-	free(text);
 	if (rc != 3)
-		return err_set(EBADMSG, "%s is damaged; it should read '" PROMOTED_MAGIC
-					" epoch=N cut_time=T promoted_time=T'", path);
+		return err_set(EBADMSG, "%s/%s is damaged; it should read '" PROMOTED_MAGIC
+					" epoch=N cut_time=T promoted_time=T'", r->root, path);
 	if (ret) {
 		memset(ret, 0, sizeof(*ret));
 		ret->epoch = e;
@@ -95,24 +95,53 @@ static int pick_epoch(struct replica *r, const struct rstate *s, const struct pr
 		       (unsigned long long)s->epoch, n);
 }
 
-static int link_disk(const char *target, const char *dir, const char *name)
+/* A directory the operator names (--link-dir, --to-dir), created if need
+ * be.  Inside the replica directory it is reached like everything there,
+ * through no link; outside, as given, but not through a link as its last
+ * component.  The fd, or a negative errno. */
+static int dest_open(struct replica *r, const char *path, mode_t mode)
 {
-	char path[RPATH], tmp[RPATH + 16];
+	char abs[RPATH];
+	size_t n = strlen(r->root);
+	int fd, rc;
+
+	if ((rc = fs_abspath(path, abs, sizeof(abs))) < 0)
+		return rc;
+	if (!strncmp(abs, r->root, n) && (abs[n] == '/' || !abs[n])) {
+		if (!abs[n] || !abs[n + 1])
+			return err_set(EINVAL, "%s is the replica directory itself: name a directory "
+					       "for the disks inside or outside it", path);
+		if ((rc = tree_mkdir(r, abs + n + 1)) < 0)
+			return rc;
+		return tree_open(r, abs + n + 1, O_RDONLY | O_DIRECTORY, 0);
+	}
+	if ((rc = fs_mkdir_p(abs, mode)) < 0)
+		return rc;
+	if ((fd = open(abs, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return err_set(errno, "cannot open %s: %s", abs,
+			       errno == ELOOP ? "it is a symbolic link (give the directory itself)"
+					      : strerror(errno));
+	return fd;
+}
+
+/* DIR/NAME a symbolic link to the replica file TARGET (made under a
+ * temporary name, renamed into place). */
+static int link_disk(const char *target, int dfd, const char *dir, const char *name)
+{
+	char tmp[NAME_MAX + 32];
 	struct stat st;
 
-	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
-		return -ENAMETOOLONG;
-	if (lstat(path, &st) == 0 && !S_ISLNK(st.st_mode))
-		return err_set(EEXIST, "%s exists and is not a link made by bascule; move it away "
-				       "so the promoted disk can take its place", path);
-	snprintf(tmp, sizeof(tmp), "%s.tmp%d", path, (int)getpid());
-	unlink(tmp);
-	if (symlink(target, tmp) < 0 || rename(tmp, path) < 0) {
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISLNK(st.st_mode))
+		return err_set(EEXIST, "%s/%s exists and is not a link made by bascule; move it away "
+				       "so the promoted disk can take its place", dir, name);
+	snprintf(tmp, sizeof(tmp), ".%s.tmp%d", name, (int)getpid());
+	unlinkat(dfd, tmp, 0);
+	if (symlinkat(target, dfd, tmp) < 0 || renameat(dfd, tmp, dfd, name) < 0) {
 		int e = errno;
-		unlink(tmp);
-		return err_set(e, "cannot link %s to %s: %s", path, target, strerror(e));
+		unlinkat(dfd, tmp, 0);
+		return err_set(e, "cannot link %s/%s to %s: %s", dir, name, target, strerror(e));
 	}
-	return fs_fsync_parent(path);
+	return fsync(dfd) < 0 ? err_set(errno, "cannot fsync %s: %s", dir, strerror(errno)) : 0;
 }
 
 int replica_promote(struct replica *r, const char *group, const struct promote_opts *o,
@@ -153,8 +182,7 @@ int replica_promote(struct replica *r, const char *group, const struct promote_o
 			 (unsigned long long)pi.epoch, (unsigned long long)pi.cut_time,
 			 (unsigned long long)pi.promoted_time);
 		if ((rc = gpath(r, path, sizeof(path), group, "promoted")) < 0 ||
-		    (rc = fs_write_atomic(path, line, strlen(line), 0600)) < 0 ||
-		    (rc = keep_owner(r, path)) < 0)
+		    (rc = tree_write_atomic(r, path, line, strlen(line))) < 0)
 			return rc;
 	}
 	pi.flags = s.flags;
@@ -165,13 +193,22 @@ int replica_promote(struct replica *r, const char *group, const struct promote_o
 			return err_set(EBADMSG, "source %s/%s is marked diverged: its replica does not "
 						"match its digest; run bascule replica verify", group,
 				       s.sources[i].name);
-		if (o->link_dir) {
+	}
+	if (o->link_dir) {
+		int dfd = dest_open(r, o->link_dir, 0755);
+		if (dfd < 0)
+			return dfd;
+		for (uint32_t i = 0; i < s.n_sources && rc >= 0; i++) {
 			char file[RPATH];
-			if ((rc = replica_file(r, file, sizeof(file), group, s.sources[i].name)) < 0 ||
-			    (rc = fs_mkdir_p(o->link_dir, 0755)) < 0 ||
-			    (rc = link_disk(file, o->link_dir, s.sources[i].name)) < 0)
-				return rc;
+			if (snprintf(file, sizeof(file), "%s/%s/%s", r->root, group, s.sources[i].name) >=
+			    (int)sizeof(file))
+				rc = -ENAMETOOLONG;
+			else
+				rc = link_disk(file, dfd, o->link_dir, s.sources[i].name);
 		}
+		close(dfd);
+		if (rc < 0)
+			return rc;
 	}
 	*ret = pi;
 	return 0;
@@ -191,9 +228,9 @@ int replica_demote(struct replica *r, const char *group)
 		s.sources[i].status = SRC_DIVERGED;
 	if ((rc = state_write(r, &s)) < 0 || (rc = gpath(r, path, sizeof(path), group, "promoted")) < 0)
 		return rc;
-	if (unlink(path) < 0 && errno != ENOENT)
-		return err_set(errno, "cannot remove %s: %s", path, strerror(errno));
-	return fs_fsync_parent(path);
+	if ((rc = tree_unlink(r, path)) < 0 && rc != -ENOENT)
+		return rc;
+	return tree_fsync_parent(r, path);
 }
 
 /* Is an apply in progress (committed redo, pending undo) for GROUP? */
@@ -204,7 +241,7 @@ static bool group_busy(struct replica *r, const char *group, const struct rstate
 	struct dirent *e;
 	bool busy = s->pending_undo != 0;
 
-	if (gpath(r, dir, sizeof(dir), group, "journal") < 0 || !(d = opendir(dir)))
+	if (gpath(r, dir, sizeof(dir), group, "journal") < 0 || !(d = tree_opendir(r, dir)))
 		return busy;
 	while ((e = readdir(d)))
 		if (strstr(e->d_name, ".redo") && !strstr(e->d_name, ".tmp"))
@@ -213,16 +250,20 @@ static bool group_busy(struct replica *r, const char *group, const struct rstate
 	return busy;
 }
 
-static int copy_file(const char *from, const char *to)
+/* Copy the replica file FROM into a new NAME in directory TO (reflink, else
+ * a sparse copy). */
+static int copy_file(struct replica *r, const char *from, int to, const char *name)
 {
 	int in = -1, out = -1, rc = 0;
 	uint64_t size;
 	off_t off = 0;
 
-	if ((in = open(from, O_RDONLY | O_CLOEXEC)) < 0)
-		return err_set(errno, "cannot open %s: %s", from, strerror(errno));
-	if ((out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
-		rc = err_set(errno, "cannot create %s: %s", to, strerror(errno));
+	if ((in = tree_open(r, from, O_RDONLY, 0)) < 0)
+		return in == -ENOENT ? err_set(ENOENT, "replica %s/%s is missing", r->root, from) : in;
+	/* Never written through: whatever had the name goes, the file is new. */
+	if ((unlinkat(to, name, 0) < 0 && errno != ENOENT) ||
+	    (out = openat(to, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0) {
+		rc = err_set(errno, "cannot create %s in the clone directory: %s", name, strerror(errno));
 		goto out;
 	}
 	if (ioctl(out, FICLONE, in) == 0)
@@ -241,49 +282,30 @@ static int copy_file(const char *from, const char *to)
 		while (off < hole) {
 			ssize_t n = copy_file_range(in, &off, out, &(off_t){ off }, (size_t)(hole - off), 0);
 			if (n <= 0) {
-				rc = err_set(n < 0 ? errno : EIO, "cannot copy %s: %s", from,
+				rc = err_set(n < 0 ? errno : EIO, "cannot copy %s/%s: %s", r->root, from,
 					     n < 0 ? strerror(errno) : "short copy");
 				goto out;
 			}
 		}
 	}
 	if (fsync(out) < 0)
-		rc = err_set(errno, "cannot fsync %s: %s", to, strerror(errno));
+		rc = err_set(errno, "cannot fsync the clone of %s: %s", name, strerror(errno));
 out:
 	if (in >= 0)
 		close(in);
 	if (out >= 0)
 		close(out);
-	if (rc < 0)
-		unlink(to);
+	if (rc < 0 && out >= 0)
+		unlinkat(to, name, 0);
 	return rc;
 }
 
-static int clone_locked(struct replica *r, const char *group, const char *to_dir, struct promote_info *ret);
-
-int replica_clone(struct replica *r, const char *group, const char *to_dir, struct promote_info *ret)
-{
-	int rc;
-
-	if ((rc = fs_mkdir_p(to_dir, 0700)) < 0)
-		return rc;
-	/* While bascule recv keeps applying: the apply lock, shared, holds its
-	 * next apply back; a clone taken with no apply in progress and the same
-	 * epoch before and after is whole. */
-	if ((rc = apply_lock(r, LOCK_SH)) < 0)
-		return rc;
-	rc = clone_locked(r, group, to_dir, ret);
-	apply_unlock(r, LOCK_SH);
-	return rc;
-}
-
-static int clone_locked(struct replica *r, const char *group, const char *to_dir, struct promote_info *ret)
+static int clone_locked(struct replica *r, const char *group, int to, struct promote_info *ret)
 {
 	struct rstate s1, s2;
 	int rc;
 
 	for (int attempt = 0; attempt < 50; attempt++) {
-		bool ok = true;
 		if ((rc = replica_load_state(r, group, &s1)) < 0)
 			return rc == -ENOENT ? err_set(ENOENT, "group %s has no complete epoch in %s",
 						       group, r->root) : rc;
@@ -291,14 +313,10 @@ static int clone_locked(struct replica *r, const char *group, const char *to_dir
 			usleep(100000);
 			continue;
 		}
-		for (uint32_t i = 0; i < s1.n_sources && ok; i++) {
-			char from[RPATH], to[RPATH];
-			if ((rc = replica_file(r, from, sizeof(from), group, s1.sources[i].name)) < 0)
-				return rc;
-			if (snprintf(to, sizeof(to), "%s/%s", to_dir, s1.sources[i].name) >= (int)sizeof(to))
-				return -ENAMETOOLONG;
-			unlink(to);
-			if ((rc = copy_file(from, to)) < 0)
+		for (uint32_t i = 0; i < s1.n_sources; i++) {
+			char from[RPATH];
+			if ((rc = replica_file(r, from, sizeof(from), group, s1.sources[i].name)) < 0 ||
+			    (rc = copy_file(r, from, to, s1.sources[i].name)) < 0)
 				return rc;
 		}
 		if ((rc = replica_load_state(r, group, &s2)) < 0)
@@ -314,8 +332,26 @@ static int clone_locked(struct replica *r, const char *group, const char *to_dir
 		ret->n_sources = s1.n_sources;
 		for (uint32_t i = 0; i < s1.n_sources; i++)
 			snprintf(ret->sources[i], sizeof(ret->sources[i]), "%s", s1.sources[i].name);
-		return fs_fsync_dir(to_dir);
+		return fsync(to) < 0 ? err_set(errno, "cannot fsync the clone directory: %s",
+					       strerror(errno)) : 0;
 	}
 	return err_set(EAGAIN, "group %s kept changing while it was cloned (50 attempts); "
 			       "pause replication for a moment and try again", group);
+}
+
+int replica_clone(struct replica *r, const char *group, const char *to_dir, struct promote_info *ret)
+{
+	int to, rc;
+
+	if ((to = dest_open(r, to_dir, 0700)) < 0)
+		return to;
+	/* While bascule recv keeps applying: the apply lock, shared, holds its
+	 * next apply back; a clone taken with no apply in progress and the same
+	 * epoch before and after is whole. */
+	if ((rc = apply_lock(r, LOCK_SH)) == 0) {
+		rc = clone_locked(r, group, to, ret);
+		apply_unlock(r, LOCK_SH);
+	}
+	close(to);
+	return rc;
 }

@@ -18,7 +18,7 @@ uint64_t nblocks(uint64_t size)
 }
 
 int tf_open(struct replica *r, const char *group, const char *source, bool create,
-		   struct target_file *tf)
+	    struct target_file *tf)
 {
 	char path[RPATH];
 	int rc;
@@ -28,24 +28,23 @@ int tf_open(struct replica *r, const char *group, const char *source, bool creat
 	if (!r->key)
 		return err_set(ENOKEY, "group %s needs its site key for this (give --key FILE)", group);
 	hash_leaf_secret(r->key, group, source, tf->secret);
-	if ((rc = replica_file(r, path, sizeof(path), group, source)) < 0)
+	if ((rc = replica_file(r, path, sizeof(path), group, source)) < 0 ||
+	    (create && (rc = tree_mkdir(r, group)) < 0))
 		return rc;
-	if (create) {
-		char dir[RPATH];
-		snprintf(dir, sizeof(dir), "%s/%s", r->root, group);
-		if ((rc = fs_mkdir_p(dir, 0700)) < 0)
-			return rc;
+	if ((tf->fd = tree_open(r, path, O_RDWR | (create ? O_CREAT : 0), 0600)) < 0) {
+		rc = tf->fd;
+		tf->fd = -1;
+		return rc == -ENOENT ? err_set(ENOENT, "replica %s/%s is missing", r->root, path) : rc;
 	}
-	tf->fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
-	if (tf->fd < 0)
-		return err_set(errno, "cannot open replica %s: %s", path, strerror(errno));
 	if ((rc = fs_fd_size(tf->fd, &tf->size)) < 0)
 		return rc;
 	if ((rc = gpath(r, path, sizeof(path), group, "%s.map", source)) < 0)
 		return rc;
-	tf->map_fd = open(path, O_RDWR | O_CLOEXEC | O_CREAT, 0600);
-	if (tf->map_fd < 0)
-		return err_set(errno, "cannot open %s: %s", path, strerror(errno));
+	if ((tf->map_fd = tree_open(r, path, O_RDWR | O_CREAT, 0600)) < 0) {
+		rc = tf->map_fd;
+		tf->map_fd = -1;
+		return rc == -ENOENT ? err_set(ENOENT, "cannot open %s/%s", r->root, path) : rc;
+	}
 	return 0;
 }
 

@@ -12,22 +12,16 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-/* Apply a journal (redo or undo) to the replicas of its group: idempotent,
- * so recovery may run it again after a crash. */
-int journal_apply_mode(struct replica *r, const char *path, struct jheader *h, bool verify)
+int japply_open(struct japply *a, struct replica *r, const char *group, const char *kind,
+		uint64_t epoch, bool verify)
 {
-	struct target_file tfs[PROTO_MAX_SOURCES];
-	struct jreader j;
-	uint32_t src, len;
-	uint64_t off;
-	const uint8_t *data;
-	int rc, k;
+	struct jheader *h = &a->h;
+	int rc;
 
 	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
-		tfs[i].fd = tfs[i].map_fd = -1;
-	rc = jr_open_mode(&j, path, h, verify);
-	if (rc < 0)
-		goto out;
+		a->tfs[i].fd = a->tfs[i].map_fd = -1;
+	if ((rc = jr_open_mode(&a->j, r, group, kind, epoch, h, verify)) < 0)
+		return rc;
 	for (uint32_t i = 0; i < h->n_sources; i++) {
 		if (h->kind == J_REDO && h->sources[i].exists == SEEDED) {
 			/* Put the seed in place (done already if we crashed after). */
@@ -35,60 +29,76 @@ int journal_apply_mode(struct replica *r, const char *path, struct jheader *h, b
 			if ((rc = seed_paths(r, h->group, h->sources[i].name, f, mp, sizeof(f))) < 0 ||
 			    (rc = replica_file(r, rf, sizeof(rf), h->group, h->sources[i].name)) < 0 ||
 			    (rc = gpath(r, rm, sizeof(rm), h->group, "%s.map", h->sources[i].name)) < 0)
-				goto out;
-			if (access(mp, F_OK) == 0 && rename(mp, rm) < 0) {
-				rc = err_set(errno, "cannot put %s in place: %s", mp, strerror(errno));
-				goto out;
-			}
-			if (access(f, F_OK) == 0 && rename(f, rf) < 0) {
-				rc = err_set(errno, "cannot put %s in place: %s", f, strerror(errno));
-				goto out;
-			}
-			fs_fsync_parent(rf);
-			fs_fsync_parent(rm);
+				return rc;
+			if ((rc = tree_rename(r, mp, rm)) < 0 && rc != -ENOENT)
+				return rc;
+			if ((rc = tree_rename(r, f, rf)) < 0 && rc != -ENOENT)
+				return rc;
+			tree_fsync_parent(r, rf);
+			tree_fsync_parent(r, rm);
 		}
 		if (!h->sources[i].exists)
 			continue;
-		if ((rc = tf_open(r, h->group, h->sources[i].name, true, &tfs[i])) < 0)
-			goto out;
+		if ((rc = tf_open(r, h->group, h->sources[i].name, true, &a->tfs[i])) < 0)
+			return rc;
 	}
-	while ((k = jr_next(&j, &src, &off, &len, &data)) == 1) {
-		if (src >= h->n_sources || !h->sources[src].exists ||
-		    off + len > h->sources[src].size) {
-			rc = err_set(EBADMSG, "journal %s: record out of bounds", path);
-			goto out;
-		}
-		if ((rc = tf_write(&tfs[src], off, len, data, h->sources[src].size)) < 0)
-			goto out;
+	return 0;
+}
+
+int japply_run(struct japply *a, struct replica *r)
+{
+	const struct jheader *h = &a->h;
+	uint32_t src, len;
+	uint64_t off;
+	const uint8_t *data;
+	int rc, k;
+
+	while ((k = jr_next(&a->j, &src, &off, &len, &data)) == 1) {
+		/* Written so that no sum wraps: a record is within its source. */
+		if (src >= h->n_sources || !h->sources[src].exists || off > h->sources[src].size ||
+		    len > h->sources[src].size - off || off % PROTO_BLOCK)
+			return err_set(EBADMSG, "journal %s/%s: record out of bounds", r->root, a->j.path);
+		if ((rc = tf_write(&a->tfs[src], off, len, data, h->sources[src].size)) < 0)
+			return rc;
 	}
-	if (k < 0) {
-		rc = k;
-		goto out;
-	}
+	if (k < 0)
+		return k;
 	for (uint32_t i = 0; i < h->n_sources; i++) {
 		char p[RPATH];
 		if (!h->sources[i].exists) {
 			/* Undo of a source that the epoch created: remove it. */
 			if (replica_file(r, p, sizeof(p), h->group, h->sources[i].name) == 0)
-				unlink(p);
+				tree_unlink(r, p);
 			if (gpath(r, p, sizeof(p), h->group, "%s.map", h->sources[i].name) == 0)
-				unlink(p);
+				tree_unlink(r, p);
 			continue;
 		}
-		if ((rc = tf_resize(&tfs[i], h->sources[i].size)) < 0 || (rc = tf_sync(&tfs[i])) < 0)
-			goto out;
+		if ((rc = tf_resize(&a->tfs[i], h->sources[i].size)) < 0 || (rc = tf_sync(&a->tfs[i])) < 0)
+			return rc;
 	}
-	rc = 0;
-out:
-	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
-		tf_close(&tfs[i]);
-	jr_close(&j);
-	return rc;
+	return 0;
 }
 
-int journal_apply(struct replica *r, const char *path, struct jheader *h)
+void japply_close(struct japply *a)
 {
-	return journal_apply_mode(r, path, h, true);
+	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
+		tf_close(&a->tfs[i]);
+	jr_close(&a->j);
+}
+
+int journal_apply(struct replica *r, const char *group, const char *kind, uint64_t epoch,
+		  bool verify, struct jheader *ret)
+{
+	struct japply *a = malloc(sizeof(*a));
+	int rc;
+
+	if (!a)
+		return -ENOMEM;
+	if ((rc = japply_open(a, r, group, kind, epoch, verify)) == 0 && (rc = japply_run(a, r)) == 0)
+		*ret = a->h;
+	japply_close(a);
+	free(a);
+	return rc;
 }
 
 /* Check the digests of the sources named in H against their maps.  Returns 0
@@ -154,29 +164,68 @@ void state_from_undo(struct rstate *s, const struct jheader *h)
 	*s = n;
 }
 
+int state_after_redo(struct rstate *s, const struct jheader *h)
+{
+	struct rstate n = *s;
+
+	n.epoch = h->epoch;
+	n.cut_time = h->cut_time;
+	n.applied_time = store_now_usec();
+	n.flags = h->flags;
+	for (uint32_t i = 0; i < h->n_sources; i++) {
+		struct state_source *x = state_find(&n, h->sources[i].name);
+		if (!x && n.n_sources == PROTO_MAX_SOURCES)
+			return err_set(EPROTO, "group %s would have more than %d sources at epoch %llu (the "
+					       "replica keeps sources the primary no longer sends): move "
+					       "the replica files of the old ones away",
+				       s->group, PROTO_MAX_SOURCES, (unsigned long long)h->epoch);
+		if (!x)
+			x = &n.sources[n.n_sources++];
+		memcpy(x->name, h->sources[i].name, sizeof(x->name));
+		x->epoch = h->epoch;
+		x->size = h->sources[i].size;
+		x->status = SRC_OK;
+		memcpy(x->digest, h->sources[i].digest, DIGEST_BYTES);
+	}
+	*s = n;
+	return 0;
+}
+
 /* Apply undo K of GROUP and step the state back; crash-safe through
- * pending_undo. */
+ * pending_undo.  The undo and every file it writes are opened and checked
+ * before the state records it: a refused one leaves the group as it was. */
 int undo_one(struct replica *r, struct rstate *s, uint64_t k)
 {
+	struct japply *a = malloc(sizeof(*a));
 	char path[RPATH];
-	struct jheader h;
 	int rc;
 
+	if (!a)
+		return -ENOMEM;
+	if ((rc = japply_open(a, r, s->group, "undo", k, true)) < 0)
+		goto fail;
 	if ((rc = gpath(r, path, sizeof(path), s->group, "undo/%llu.undo", (unsigned long long)k)) < 0)
-		return rc;
+		goto out;
 	if (s->pending_undo != k) {
 		s->pending_undo = k;
 		if ((rc = state_write(r, s)) < 0)
-			return rc;
+			goto out;
 	}
-	if ((rc = journal_apply(r, path, &h)) < 0)
-		return err_wrap(rc, "cannot undo epoch %llu of %s", (unsigned long long)k, s->group);
-	state_from_undo(s, &h);
+	if ((rc = japply_run(a, r)) < 0)
+		goto fail;
+	state_from_undo(s, &a->h);
 	s->pending_undo = 0;
 	if ((rc = state_write(r, s)) < 0)
-		return rc;
-	unlink(path);
-	return fs_fsync_parent(path);
+		goto out;
+	tree_unlink(r, path);
+	rc = tree_fsync_parent(r, path);
+	goto out;
+fail:
+	rc = err_wrap(rc, "cannot undo epoch %llu of %s", (unsigned long long)k, s->group);
+out:
+	japply_close(a);
+	free(a);
+	return rc;
 }
 
 /* An applied epoch K failed its digest check: record the undo as pending
@@ -189,8 +238,8 @@ int undo_after_mismatch(struct replica *r, struct rstate *s, uint64_t k, const c
 	s->pending_undo = k;
 	if ((rc = state_write(r, s)) < 0)
 		return rc;
-	unlink(redo);
-	fs_fsync_parent(redo);
+	tree_unlink(r, redo);
+	tree_fsync_parent(r, redo);
 	return undo_one(r, s, k);
 }
 
@@ -203,6 +252,8 @@ static int recover_group_locked(struct replica *r, const char *group)
 	struct dirent *e;
 	int rc;
 
+	if ((rc = state_upgrade(r, group)) < 0)
+		return rc;
 	rc = replica_load_state(r, group, &s);
 	if (rc == -ENOENT) {
 		memset(&s, 0, sizeof(s));
@@ -219,7 +270,7 @@ static int recover_group_locked(struct replica *r, const char *group)
 	for (int pass = 0; pass < 2; pass++) {
 		if ((rc = gpath(r, dir, sizeof(dir), group, pass ? "undo" : "journal")) < 0)
 			return rc;
-		remove_suffixed(dir, ".tmp");
+		remove_suffixed(r, dir, ".tmp");
 	}
 	for (;;) {
 		uint64_t best = 0;
@@ -227,12 +278,12 @@ static int recover_group_locked(struct replica *r, const char *group)
 
 		if ((rc = gpath(r, dir, sizeof(dir), group, "journal")) < 0)
 			return rc;
-		if (!(d = opendir(dir)))
+		if (!(d = tree_opendir(r, dir)))
 			break;
 		while ((e = readdir(d))) {
 			char *end;
 			unsigned long long v = strtoull(e->d_name, &end, 10);
-			if (strcmp(end, ".redo") == 0 && (!best || v < best))
+			if (strcmp(end, ".redo") == 0 && v && (!best || v < best))
 				best = v;
 		}
 		closedir(d);
@@ -241,11 +292,11 @@ static int recover_group_locked(struct replica *r, const char *group)
 		snprintf(path, sizeof(path), "%s/%llu.redo", dir, (unsigned long long)best);
 		if (best <= s.epoch) {
 			/* Applied and recorded already; the removal was interrupted. */
-			unlink(path);
+			tree_unlink(r, path);
 			continue;
 		}
 		log_warn("recovering %s: replaying committed epoch %llu", group, (unsigned long long)best);
-		if ((rc = journal_apply(r, path, &h)) < 0)
+		if ((rc = journal_apply(r, group, "redo", best, true, &h)) < 0)
 			return err_wrap(rc, "recovery of group %s failed", group);
 		if ((rc = check_digests(r, &h)) < 0) {
 			snprintf(s.alarm, sizeof(s.alarm), "%s", err_msg(rc));
@@ -254,30 +305,16 @@ static int recover_group_locked(struct replica *r, const char *group)
 				return rc;
 			continue;
 		}
-		s.epoch = h.epoch;
-		s.cut_time = h.cut_time;
-		s.applied_time = store_now_usec();
-		s.flags = h.flags;
-		for (uint32_t i = 0; i < h.n_sources; i++) {
-			struct state_source *x = state_find(&s, h.sources[i].name);
-			if (!x)
-				x = &s.sources[s.n_sources++];
-			memcpy(x->name, h.sources[i].name, sizeof(x->name));
-			x->epoch = h.epoch;
-			x->size = h.sources[i].size;
-			x->status = SRC_OK;
-			memcpy(x->digest, h.sources[i].digest, DIGEST_BYTES);
-		}
-		if ((rc = state_write(r, &s)) < 0)
+		if ((rc = state_after_redo(&s, &h)) < 0 || (rc = state_write(r, &s)) < 0)
 			return rc;
-		unlink(path);
-		fs_fsync_dir(dir);
+		tree_unlink(r, path);
+		tree_fsync_dir(r, dir);
 	}
 	/* Seeds that no committed redo claimed: an epoch that never committed. */
-	snprintf(dir, sizeof(dir), "%s/%s", r->root, group);
-	remove_suffixed(dir, ".seed");
+	if (tree_exists(r, group) == 1)
+		remove_suffixed(r, group, ".seed");
 	if (gpath(r, dir, sizeof(dir), group, "%s", "") == 0)
-		remove_suffixed(dir, ".seed");
+		remove_suffixed(r, dir, ".seed");
 	return 0;
 }
 

@@ -8,8 +8,6 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-/* ---- rollback and verify ---- */
-
 int replica_rollback_points(struct replica *r, const char *group, uint64_t *epochs,
 			    uint64_t *times, size_t max, size_t *ret_n)
 {
@@ -28,13 +26,9 @@ int replica_rollback_points_flags(struct replica *r, const char *group, uint64_t
 		return rc;
 	cur = s.epoch;
 	while (cur && n < max) {
-		char path[RPATH];
 		struct jreader j;
 		struct jheader h;
-		if ((rc = gpath(r, path, sizeof(path), group, "undo/%llu.undo",
-				(unsigned long long)cur)) < 0 || access(path, F_OK) < 0)
-			break;
-		rc = jr_open_mode(&j, path, &h, false); /* header only */
+		rc = jr_open_mode(&j, r, group, "undo", cur, &h, false); /* header only */
 		jr_close(&j);
 		if (rc < 0)
 			break;

@@ -4,7 +4,6 @@
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
-#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,9 +19,6 @@ static int verify_locked(struct replica *r, const char *group, void (*out)(const
 static int mark_diverged_live(struct replica *r, const struct rstate *found)
 {
 	struct rstate now;
-	char lock[RPATH];
-	bool is_recv;
-	pid_t pid;
 	int rc;
 
 	if ((rc = apply_lock(r, LOCK_EX)) < 0)
@@ -42,12 +38,7 @@ static int mark_diverged_live(struct replica *r, const struct rstate *found)
 	}
 	if ((rc = state_write(r, &now)) < 0)
 		goto out;
-	snprintf(lock, sizeof(lock), "%s/lock", r->meta);
-	if ((pid = lock_holder(lock, &is_recv)) > 0 && is_recv) {
-		log_warn("ending the session of receiver %d so that the primary resynchronises now",
-			 (int)pid);
-		kill(pid, SIGTERM);
-	}
+	lock_end_receiver(r, "so that the primary resynchronises now");
 out:
 	apply_unlock(r, LOCK_EX);
 	return rc;
