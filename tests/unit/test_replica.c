@@ -2,8 +2,9 @@
  * whose end would wrap around 2^64, journals forged without the site key
  * (the earlier unkeyed format, or a changed byte) refused before anything
  * is written, the upgrade of a replica written by the earlier version, a
- * group kept within PROTO_MAX_SOURCES, and links planted in the directory
- * refused without touching what they point to. */
+ * group kept within PROTO_MAX_SOURCES, links planted in the directory
+ * refused without touching what they point to, and a state written with
+ * another site's key named as such. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -357,6 +358,28 @@ static void test_planted_links(void **state)
 	assert_image(img_b);
 }
 
+/* Another site's key: the state says which key wrote it (exit 4, not 5). */
+static void test_other_key(void **state)
+{
+	char other[256];
+	struct site_key *k2;
+	struct replica *r;
+	struct rstate st;
+	(void)state;
+	make_replica();
+	snprintf(other, sizeof(other), "%s/other.key", dir);
+	unlink(other);
+	assert_int_equal(key_generate(other), 0);
+	assert_int_equal(key_load(other, &k2), 0);
+	assert_int_equal(replica_open(root, REPLICA_READONLY, k2, &r), 0);
+	assert_int_equal(replica_load_state(r, "vm1", &st), -EKEYREJECTED);
+	assert_non_null(strstr(err_msg(-EKEYREJECTED), "was written with the site key"));
+	replica_close(r);
+	assert_int_equal(replica_open(root, REPLICA_CREATE | REPLICA_RECEIVER, k2, &r), -EKEYREJECTED);
+	key_free(k2);
+	assert_int_equal(epoch_now(), 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -365,6 +388,7 @@ int main(void)
 		cmocka_unit_test(test_upgrade),
 		cmocka_unit_test(test_sources_bound),
 		cmocka_unit_test(test_planted_links),
+		cmocka_unit_test(test_other_key),
 	};
 	if (sodium_init() < 0)
 		return 1;
