@@ -14,6 +14,7 @@
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
+#include "sfile.h"
 #include "spool.h"
 #include <dirent.h>
 #include <fcntl.h>
@@ -83,17 +84,17 @@ static int gstate_path(struct group *g, char *buf, size_t len, const char *name)
 	return (n < 0 || (size_t)n >= len) ? -ENAMETOOLONG : 0;
 }
 
+/* The daemon's state directory is its own (root's, mode 0700): the checksum
+ * finds damage; nobody else writes there, so it is not keyed. */
 static int gstate_write(struct group *g, uint64_t epoch, uint64_t cut_time, bool consistent,
 			const uint64_t *size, uint8_t (*digest)[DIGEST_BYTES])
 {
 	char path[4300];
-	uint8_t sum[32];
 	struct wbuf b;
 	int r;
 
-	wbuf_init(&b, 1 << 20);
-	r = wbuf_put_bytes(&b, G_MAGIC, 8);
-	if (!r) r = wbuf_put_u64(&b, epoch);
+	sfile_begin(&b, G_MAGIC);
+	r = wbuf_put_u64(&b, epoch);
 	if (!r) r = wbuf_put_u64(&b, cut_time);
 	if (!r) r = wbuf_put_u8(&b, consistent);
 	if (!r) r = wbuf_put_u32(&b, g->n_sources);
@@ -102,43 +103,36 @@ static int gstate_write(struct group *g, uint64_t epoch, uint64_t cut_time, bool
 		if (!r) r = wbuf_put_u64(&b, size[i]);
 		if (!r) r = wbuf_put_bytes(&b, digest[i], DIGEST_BYTES);
 	}
-	if (!r) {
-		crypto_generichash(sum, sizeof(sum), b.p, b.len, NULL, 0);
-		r = wbuf_put_bytes(&b, sum, sizeof(sum));
-	}
 	if (!r && !(r = gstate_path(g, path, sizeof(path), "state")))
-		r = fs_write_atomic(path, b.p, b.len, 0600);
+		r = sfile_write(&b, NULL, path, 0600);
 	wbuf_free(&b);
 	return r;
 }
 
 static int gstate_load(struct group *g)
 {
-	char path[4300], *text = NULL, name[NAME_MAX_LEN + 1];
-	uint8_t sum[32], magic[8], cons;
+	char path[4300], name[NAME_MAX_LEN + 1];
+	struct sfile f = { 0 };
+	uint64_t last_cut, cut_time;
+	uint8_t cons;
 	uint32_t n;
-	size_t len;
 	struct rbuf b;
 	int r;
 
 	if ((r = gstate_path(g, path, sizeof(path), "state")) < 0)
 		return r;
-	if (access(path, F_OK) < 0)
+	if ((r = sfile_read(AT_FDCWD, path, &f)) == -ENOENT)
 		return 0; /* first run */
-	if ((r = fs_read_all(path, 1 << 20, &text, &len)) < 0)
+	if (r < 0 && r != -EBADMSG)
 		return r;
 	r = err_set(EBADMSG, "daemon state %s is corrupt; move it away to start this group afresh "
 			     "(every target will be fully resynchronised)", path);
-	if (len < 40)
+	if (!f.data || sfile_open(&f, G_MAGIC, NULL, &b) < 0 || rbuf_get_u64(&b, &last_cut) < 0 ||
+	    rbuf_get_u64(&b, &cut_time) < 0 || rbuf_get_u8(&b, &cons) < 0 || rbuf_get_u32(&b, &n) < 0 ||
+	    n > PROTO_MAX_SOURCES)
 		goto out;
-	crypto_generichash(sum, sizeof(sum), (uint8_t *)text, len - 32, NULL, 0);
-	if (sodium_memcmp(sum, text + len - 32, 32) != 0)
-		goto out;
-	b = rbuf_init(text, len - 32);
-	if (rbuf_get_bytes(&b, magic, 8) < 0 || memcmp(magic, G_MAGIC, 8) != 0 ||
-	    rbuf_get_u64(&b, &g->last_cut) < 0 || rbuf_get_u64(&b, &g->cut_time) < 0 ||
-	    rbuf_get_u8(&b, &cons) < 0 || rbuf_get_u32(&b, &n) < 0 || n > PROTO_MAX_SOURCES)
-		goto out;
+	g->last_cut = last_cut;
+	g->cut_time = cut_time;
 	g->consistent = cons;
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t size;
@@ -154,7 +148,7 @@ static int gstate_load(struct group *g)
 	}
 	r = 0;
 out:
-	free(text);
+	sfile_free(&f);
 	return r;
 }
 

@@ -128,31 +128,80 @@ ssize_t fs_pread_full(int fd, void *buf, size_t len, uint64_t off)
 	return (ssize_t)got;
 }
 
-int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+/* fs_write_atomic_at; SHOWN, if not NULL, is DIRFD's path for the messages. */
+static int write_atomic(int dirfd, const char *shown, const char *name, const void *data, size_t len,
+			mode_t mode, uid_t uid, gid_t gid)
 {
+	const char *sep = shown && strcmp(shown, "/") ? "/" : "";
 	char tmp[PATH_MAX];
+	struct stat st;
 	int fd, r;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
-		return err_set(ENAMETOOLONG, "path too long: %s", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (!shown)
+		shown = "";
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= (int)sizeof(tmp))
+		return err_set(ENAMETOOLONG, "path too long: %s%s%s", shown, sep, name);
+	/* A regular file there is what an interrupted write left; anything else
+	 * (a symbolic link to some other file, a directory) was put there by
+	 * someone else, and is neither followed nor removed. */
+	if (fstatat(dirfd, tmp, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (!S_ISREG(st.st_mode))
+			return err_set(EEXIST, "%s%s%s exists and is not a file left by an interrupted "
+					       "write (%s): refused, nothing was written to %s through "
+					       "it; remove it after checking who put it there",
+				       shown, sep, tmp,
+				       S_ISLNK(st.st_mode) ? "a symbolic link" : "not a regular file", name);
+		if (unlinkat(dirfd, tmp, 0) < 0 && errno != ENOENT)
+			return err_set(errno, "cannot remove the leftover %s%s%s: %s", shown, sep, tmp,
+				       strerror(errno));
+	}
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0)
-		return err_set(errno, "cannot create %s: %s", tmp, strerror(errno));
-	r = fs_write_full(fd, data, len);
+		return err_set(errno, "cannot create %s%s%s: %s", shown, sep, tmp, strerror(errno));
+	r = (uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) < 0 ? -errno : 0;
+	if (r == 0)
+		r = fs_write_full(fd, data, len);
 	if (r == 0 && fsync(fd) < 0)
 		r = -errno;
 	if (close(fd) < 0 && r == 0)
 		r = -errno;
 	if (r < 0) {
-		unlink(tmp);
-		return err_set(r, "cannot write %s: %s", tmp, strerror(-r));
+		unlinkat(dirfd, tmp, 0);
+		return err_set(r, "cannot write %s%s%s: %s", shown, sep, tmp, strerror(-r));
 	}
-	if (rename(tmp, path) < 0) {
+	if (renameat(dirfd, tmp, dirfd, name) < 0) {
 		r = -errno;
-		unlink(tmp);
-		return err_set(r, "cannot rename %s to %s: %s", tmp, path, strerror(-r));
+		unlinkat(dirfd, tmp, 0);
+		return err_set(r, "cannot rename %s%s%s to %s: %s", shown, sep, tmp, name, strerror(-r));
 	}
-	return fs_fsync_parent(path);
+	if (fsync(dirfd) < 0)
+		return err_set(errno, "cannot fsync directory %s: %s", *shown ? shown : ".", strerror(errno));
+	return 0;
+}
+
+int fs_write_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+		       uid_t uid, gid_t gid)
+{
+	return write_atomic(dirfd, NULL, name, data, len, mode, uid, gid);
+}
+
+int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+	size_t n = slash ? (slash == path ? 1 : (size_t)(slash - path)) : 1;
+	int dfd, r;
+
+	if (n >= sizeof(dir))
+		return err_set(ENAMETOOLONG, "path too long: %s", path);
+	memcpy(dir, slash ? path : ".", n);
+	dir[n] = 0;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return err_set(errno, "cannot open directory %s: %s", dir, strerror(errno));
+	r = write_atomic(dfd, slash ? dir : NULL, base, data, len, mode, (uid_t)-1, (gid_t)-1);
+	close(dfd);
+	return r;
 }
 
 int fs_read_all(const char *path, size_t max, char **ret, size_t *ret_len)

@@ -7,6 +7,13 @@
 
 /* Write LEN bytes to PATH atomically and durably.  MODE applies to a new file. */
 int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* The same for NAME (no '/') in directory DIRFD, which is fsync'd.  The
+ * temporary NAME.tmp is created O_EXCL|O_NOFOLLOW: a leftover regular file
+ * is removed first, anything else there (a symbolic link planted to have the
+ * write go elsewhere) is refused with -EEXIST and left alone.  UID and GID,
+ * unless -1, become the new file's owner (fchown before the rename). */
+int fs_write_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+		       uid_t uid, gid_t gid);
 /* Read a whole file of at most MAX bytes; *ret is malloc'd and NUL-terminated.
  * -EFBIG if larger. */
 int fs_read_all(const char *path, size_t max, char **ret, size_t *ret_len);

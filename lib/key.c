@@ -137,6 +137,17 @@ void key_id(const struct site_key *k, uint8_t ret[KEY_ID_BYTES])
 			   KEY_BYTES);
 }
 
+void key_derive(const struct site_key *k, const char *purpose, uint8_t *ret, size_t n)
+{
+	crypto_generichash_state st;
+
+	crypto_generichash_init(&st, k->k, KEY_BYTES, n);
+	crypto_generichash_update(&st, (const uint8_t *)"bascule derived key: ", 21);
+	crypto_generichash_update(&st, (const uint8_t *)purpose, strlen(purpose));
+	crypto_generichash_final(&st, ret, n);
+	sodium_memzero(&st, sizeof(st));
+}
+
 void key_id_hex(const struct site_key *k, char ret[2 * KEY_ID_BYTES + 1])
 {
 	uint8_t id[KEY_ID_BYTES];

@@ -27,6 +27,10 @@ int key_generate(const char *path);
 /* A public fingerprint of the key: a keyed hash of a constant, safe to print
  * and to send in the clear; two sites with the same key have the same id. */
 void key_id(const struct site_key *k, uint8_t ret[KEY_ID_BYTES]);
+/* N bytes (16 to 64) of a key for one purpose, derived from the site key:
+ * a keyed BLAKE2b of PURPOSE ("replica files v2"), so that keys derived
+ * for different purposes are unrelated and none reveals the site key. */
+void key_derive(const struct site_key *k, const char *purpose, uint8_t *ret, size_t n);
 /* Hex of the key id for messages ("3f9a…"). */
 void key_id_hex(const struct site_key *k, char ret[2 * KEY_ID_BYTES + 1]);
 /* Read a one-line key file "HEADER<base64>" holding exactly N bytes into

@@ -88,7 +88,8 @@ int proto_get_extent(struct rbuf *b, struct msg_extent *ret)
 	if (m.raw_len == 0 || m.raw_len > PROTO_MAX_EXTENT || m.enc > EXT_DELTA ||
 	    (m.enc == EXT_DELTA && (m.data_len == 0 || m.offset % PROTO_SIG_RANGE)) ||
 	    (m.enc == EXT_ZERO && m.data_len != 0) || (m.enc == EXT_RAW && m.data_len != m.raw_len) ||
-	    (m.enc == EXT_ZSTD && m.data_len == 0) || m.offset % PROTO_BLOCK)
+	    (m.enc == EXT_ZSTD && m.data_len == 0) || m.offset % PROTO_BLOCK ||
+	    m.offset > PROTO_MAX_SIZE || m.raw_len > PROTO_MAX_SIZE - m.offset)
 		return BAD("EXTENT out of bounds");
 	*ret = m;
 	return 0;

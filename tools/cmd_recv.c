@@ -16,12 +16,12 @@
 #include "recvloop.h"
 #include "recv_ssh.h"
 #include "wire.h"
-#include <dirent.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 struct rsink {
@@ -42,22 +42,22 @@ static int replica_state(void *ctx, struct wbuf *out)
 		goto out;
 	/* Group directories holding replica files but no state: unknown copies. */
 	{
-		DIR *d = opendir(r->root);
-		struct dirent *e;
-		while (d && (e = readdir(d))) {
+		char **dirs = NULL;
+		size_t nd = 0;
+		if ((rc = replica_group_dirs(r, &dirs, &nd)) < 0)
+			goto out;
+		for (size_t k = 0; k < nd; k++) {
 			bool have = false;
 			char **ng;
-			if (!name_ok(e->d_name) || e->d_type != DT_DIR)
-				continue;
 			for (size_t i = 0; i < n; i++)
-				have |= strcmp(groups[i], e->d_name) == 0;
+				have |= strcmp(groups[i], dirs[k]) == 0;
 			if (have || !(ng = realloc(groups, (n + 1) * sizeof(*groups))))
 				continue;
 			groups = ng;
-			groups[n++] = strdup(e->d_name);
+			groups[n++] = dirs[k];
+			dirs[k] = NULL;
 		}
-		if (d)
-			closedir(d);
+		replica_groups_free(dirs, nd);
 	}
 	if ((rc = wbuf_put_u32(&b, 0)) < 0)
 		goto out;
@@ -263,6 +263,10 @@ int cmd_recv(int argc, char **argv)
 	}
 	log_init("bascule-recv", arg_global.verbose);
 	signal(SIGPIPE, SIG_IGN);
+	/* The site key and the session's stream keys live in this process: no
+	 * core dump, no ptrace or /proc/PID/mem by processes of the same user. */
+	if (prctl(PR_SET_DUMPABLE, 0) < 0)
+		log_warn("cannot make the receiver non-dumpable: %s", strerror(errno));
 	{
 		/* Through ssh by hand: answer, and leave the live receiver alone. */
 		const struct recv_opts o = { root, keyfile, keep_epochs, keep_time };
@@ -272,7 +276,7 @@ int cmd_recv(int argc, char **argv)
 	}
 	if ((rc = cmd_key_load(keyfile, &key)) < 0)
 		goto out;
-	if ((rc = replica_open_mode(root, true, false, true, key, &r)) < 0)
+	if ((rc = replica_open(root, REPLICA_CREATE | REPLICA_TAKEOVER | REPLICA_RECEIVER, key, &r)) < 0)
 		goto out;
 	r->key_path = keyfile ? keyfile : CMD_SITE_KEY;
 	r->keep_epochs = keep_epochs;

@@ -37,10 +37,14 @@ static void replica_usage(FILE *f)
 		   "  --consistent promote only a point-in-time (consistent) epoch\n"
 		   "  --link-dir D promote: the disks appear as D/SOURCE (symbolic links)\n"
 		   "  --json       promote/clone: print the result as one JSON object\n\n"
+		   "Root may run these in a directory that belongs to the receiving user: no link\n"
+		   "in it is followed, and state and journals must authenticate with the site key.\n\n"
 		   "Exit 0: done; 1: no such group or epoch, not a replica directory; 2: usage;\n"
-		   "4: the key is missing, unsafe or not a key; 5: verify found a mismatch; 9: the\n"
-		   "replica is in use by another bascule process (recover, rollback, promote and\n"
-		   "demote; verify reads beside it, replication going on).\n");
+		   "4: the key is missing, unsafe, not a key or not this replica's; 5: verify found\n"
+		   "a mismatch, or a link or file Bascule did not make in the replica directory, or\n"
+		   "a journal or state that fails its authentication (refused, nothing changed);\n"
+		   "9: the replica is in use by another bascule process (recover, rollback, promote\n"
+		   "and demote; verify reads beside it, replication going on).\n");
 }
 
 static void print_line(const char *line)
@@ -198,13 +202,14 @@ int cmd_replica(int argc, char **argv)
 	/* promote and demote take over from a receiver (one left by a dead link,
 	 * or one the daemon keeps connected); clone and list read while bascule
 	 * recv goes on. */
-	rc = replica_open_mode(root, false, !strcmp(verb, "list") || !strcmp(verb, "clone"),
-			       !strcmp(verb, "promote") || !strcmp(verb, "demote"), key, &r);
+	rc = replica_open(root, (!strcmp(verb, "list") || !strcmp(verb, "clone") ? REPLICA_READONLY : 0) |
+				(!strcmp(verb, "promote") || !strcmp(verb, "demote") ? REPLICA_TAKEOVER : 0),
+			  key, &r);
 	if (rc == -EBUSY && !strcmp(verb, "verify")) {
 		/* Replication goes on: verify beside the receiver (docs/replica.md). */
 		fprintf(stderr, "bascule replica: %s is in use by bascule recv: verifying beside it "
 				"(its next apply waits until the verify ends)\n", root);
-		rc = replica_open_mode(root, false, true, false, key, &r);
+		rc = replica_open(root, REPLICA_READONLY, key, &r);
 	}
 	if (rc < 0) {
 		key_free(key);
@@ -227,6 +232,9 @@ int cmd_replica(int argc, char **argv)
 			do_list(r, (char **)&group, 1);
 		else
 			do_list(r, groups, n);
+		if (r->unauthenticated)
+			fprintf(stderr, "bascule replica: without the site key (--key) the state is shown "
+					"as the files say, not checked\n");
 	} else if (!strcmp(verb, "promote") || !strcmp(verb, "clone")) {
 		struct promote_info pi;
 		bool promote = !strcmp(verb, "promote");

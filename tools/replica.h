@@ -14,10 +14,13 @@
  * touches is saved to N.undo; renaming the redo is the commit point.  The redo
  * is then applied, the result checked against the primary's digest (undone on
  * mismatch), the state written, the redo removed.  A crash at any point is
- * repaired by replica_recover(): replay a committed redo or finish an undo. */
+ * repaired by the recovery every locked open runs: replay a committed redo
+ * or finish an undo.  State and journals are authenticated with a key
+ * derived from the site key; no link in ROOT is ever followed. */
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "key.h"
 #include "proto.h"
 
@@ -34,29 +37,42 @@ struct rstate {
 };
 
 struct replica {
-	char root[4096];
-	char meta[4200];
+	char root[4096];       /* absolute, for messages; accesses go through root_fd */
+	int root_fd;           /* ROOT opened once (O_DIRECTORY|O_NOFOLLOW): every file
+				* is reached beneath it, never through a link */
+	uid_t owner_uid;       /* ROOT's owner: what root creates inside is given to it */
+	gid_t owner_gid;
 	int lock_fd;
 	int apply_fd;          /* apply.lock, opened on first use */
 	int apply_depth;       /* nested exclusive holds */
 	bool live;             /* opened read-only beside a running receiver */
+	bool unauthenticated;  /* a state was shown without its key (no --key) */
 	const struct site_key *key;
+	uint8_t mac_key[32];   /* from the site key: authenticates state and journals */
 	const char *key_path;  /* the key file given, for commands messages suggest */
 	uint64_t keep_epochs;
 	uint64_t keep_time;    /* usec */
 };
 
-/* Open ROOT (created if CREATE), take its lock (-EBUSY if held), and recover
- * every group.  KEY is needed to hash leaves; it must outlive the replica. */
-int replica_open(const char *root, bool create, const struct site_key *key,
+enum {
+	REPLICA_CREATE = 1,    /* make ROOT if missing (bascule recv) */
+	REPLICA_READONLY = 2,  /* no lock and no recovery: list, clone and verify beside recv */
+	REPLICA_TAKEOVER = 4,  /* stop a receiver holding the lock (recv, promote, demote) */
+	REPLICA_RECEIVER = 8,  /* the holder is bascule recv (what a take-over may stop) */
+};
+/* Open ROOT (FLAGS above), take its lock (-EBUSY if held), upgrade groups of
+ * the earlier format and recover every group.  ROOT itself must not be a
+ * symbolic link; nothing inside it is followed (tools/replica/tree.c).  KEY
+ * is needed to hash leaves and to authenticate state and journals (without
+ * it, READONLY only: states are shown unchecked); it must outlive R. */
+int replica_open(const char *root, unsigned int flags, const struct site_key *key,
 		 struct replica **ret);
-/* READONLY: no lock and no recovery, for listing while recv runs.
- * TAKEOVER (recv only): stop a stale `bascule recv` holding the lock. */
-int replica_open_mode(const char *root, bool create, bool readonly, bool takeover,
-		      const struct site_key *key, struct replica **ret);
 void replica_close(struct replica *r);
 /* Names of the groups present; *ret is a malloc'd array of malloc'd names. */
 int replica_groups(struct replica *r, char ***ret, size_t *ret_n);
+/* Names of the directories of ROOT that may hold a group's replica files
+ * (with or without state), the same way. */
+int replica_group_dirs(struct replica *r, char ***ret, size_t *ret_n);
 void replica_groups_free(char **names, size_t n);
 /* -ENOENT if the group has no state yet. */
 int replica_load_state(struct replica *r, const char *group, struct rstate *ret);

@@ -321,6 +321,23 @@ row "replica demote" 0 "a replica again" -- "$B" replica demote "${R[@]}" --grou
 row "replica demote" 1 "no group 'nosuch'" -- "$B" replica demote "${R[@]}" --group nosuch
 row "replica demote" 2 "usage" -- "$B" replica demote "${R[@]}"
 row "replica demote" 4 "missing.key" -- "$B" replica demote --root "$T/replica" --key "$T/missing.key" --group vm2
+# a link planted in the replica directory (by its owner, or anyone who can
+# write it): refused, nothing changed (tests/e2e/untrusted.sh plants them as
+# a non-root owner)
+G1="$T/replica/.bascule/groups/vm1"
+mv "$G1/state" "$G1/state.real" && ln -s state.real "$G1/state"
+row "replica recover" 5 "symbolic link" -- "$B" replica recover "${R[@]}"
+row "replica rollback" 5 "symbolic link" -- "$B" replica rollback "${R[@]}" --group vm1 --to "$point"
+rm "$G1/state" && mv "$G1/state.real" "$G1/state"
+mv "$T/replica/vm1/root" "$T/replica/vm1/root.real" && ln -s root.real "$T/replica/vm1/root"
+row "replica clone" 5 "symbolic link" -- "$B" replica clone "${R[@]}" --group vm1 --to-dir "$T/clone4"
+rm "$T/replica/vm1/root" && mv "$T/replica/vm1/root.real" "$T/replica/vm1/root"
+ln -s "$T/site.key" "$T/replica/.bascule/groups/vm2/promoted.tmp"
+row "replica promote" 5 "symbolic link" -- "$B" replica promote "${R[@]}" --group vm2
+rm "$T/replica/.bascule/groups/vm2/promoted.tmp"
+ln -s "$T/site.key" "$T/replica/.bascule/groups/vm2/state.tmp"
+row "replica demote" 5 "symbolic link" -- "$B" replica demote "${R[@]}" --group vm2
+rm "$T/replica/.bascule/groups/vm2/state.tmp"
 # a replica disk altered behind the receiver's back
 cp "$T/replica/vm1/root" "$T/vm1-replica.saved"
 printf 'X' | dd of="$T/replica/vm1/root" bs=1 seek=4096 conv=notrunc status=none

@@ -177,6 +177,24 @@ static void test_proto_bounds(void **state)
 	wbuf_put_bytes(&w, buf_zero_page(), 4096);
 	r = rbuf_init(w.p, w.len);
 	assert_int_equal(proto_get_extent(&r, &got), -EBADMSG);
+	/* an offset past the largest source, or one whose end wraps around
+	 * 2^64 (off + len would compare small against the source size) */
+	for (int i = 0; i < 2; i++) {
+		wbuf_reset(&w);
+		e.offset = i ? UINT64_MAX - 4095 : PROTO_MAX_SIZE;
+		proto_put_extent_hdr(&w, &e);
+		wbuf_put_bytes(&w, buf_zero_page(), 4096);
+		r = rbuf_init(w.p, w.len);
+		assert_int_equal(proto_get_extent(&r, &got), -EBADMSG);
+	}
+	/* the last block of the largest source is fine */
+	wbuf_reset(&w);
+	e.offset = PROTO_MAX_SIZE - 4096;
+	proto_put_extent_hdr(&w, &e);
+	wbuf_put_bytes(&w, buf_zero_page(), 4096);
+	r = rbuf_init(w.p, w.len);
+	assert_int_equal(proto_get_extent(&r, &got), 0);
+	e.offset = 4096;
 	/* a source name that would escape the replica directory */
 	wbuf_reset(&w);
 	snprintf(s.name, sizeof(s.name), "../x");

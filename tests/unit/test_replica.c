@@ -1,0 +1,396 @@
+/* Unit tests: the replica store (tools/replica/) with real files: extents
+ * whose end would wrap around 2^64, journals forged without the site key
+ * (the earlier unkeyed format, or a changed byte) refused before anything
+ * is written, the upgrade of a replica written by the earlier version, a
+ * group kept within PROTO_MAX_SOURCES, links planted in the directory
+ * refused without touching what they point to, and a state written with
+ * another site's key named as such. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "err.h"
+#include "fsutil.h"
+#include "hash.h"
+#include "key.h"
+#include "replica.h"
+#include "scratch.h"
+
+#define SZ (64u * 4096u)
+
+static char root[128], keyfile[128];
+static struct site_key *key;
+static uint8_t img_a[SZ], img_b[SZ];
+
+static int setup(void **state)
+{
+	if (scratch_setup(state) < 0)
+		return -1;
+	snprintf(root, sizeof(root), "%s/replica", dir);
+	snprintf(keyfile, sizeof(keyfile), "%s/site.key", dir);
+	if (key_generate(keyfile) < 0 || key_load(keyfile, &key) < 0)
+		return -1;
+	for (size_t i = 0; i < SZ; i++) {
+		img_a[i] = (uint8_t)(i * 7);
+		img_b[i] = (uint8_t)(i * 13 + 1);
+	}
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	key_free(key);
+	return scratch_teardown(state);
+}
+
+static void path_of(char *buf, size_t len, const char *rel)
+{
+	snprintf(buf, len, "%s/%s", root, rel);
+}
+
+/* The primary's digest of DATA as source SOURCE of group vm1. */
+static void digest_of(const char *source, const uint8_t *data, uint64_t size, uint8_t ret[DIGEST_BYTES])
+{
+	uint8_t secret[LEAF_SECRET_BYTES], leaf[LEAF_BYTES];
+	struct digest_ctx c;
+
+	hash_leaf_secret(key, "vm1", source, secret);
+	hash_digest_init(&c, size, PROTO_BLOCK);
+	for (uint64_t off = 0; off < size; off += PROTO_BLOCK) {
+		hash_leaf(secret, data + off, size - off < PROTO_BLOCK ? size - off : PROTO_BLOCK, leaf);
+		hash_digest_leaves(&c, leaf, 1);
+	}
+	hash_digest_final(&c, ret);
+}
+
+/* Receive epoch EPOCH of vm1: source "root" holding DATA (whole). */
+static int send_epoch(struct replica *r, uint64_t epoch, uint64_t base, const uint8_t *data)
+{
+	struct msg_epoch_begin b = { .group = "vm1", .epoch = epoch, .cut_time = epoch * 1000000,
+				     .n_sources = 1 };
+	struct msg_source s = { .idx = 0, .name = "root", .base = base, .size = SZ,
+				.block_size = PROTO_BLOCK };
+	struct msg_epoch_end e = { .group = "vm1", .epoch = epoch, .n_extents = 1, .raw_bytes = SZ };
+	struct rapply *a = NULL;
+	int rc;
+
+	digest_of("root", data, SZ, s.digest);
+	if ((rc = replica_epoch_begin(r, &b, &a)) == 0 && (rc = replica_epoch_source(a, &s)) == 0 &&
+	    (rc = replica_epoch_extent(a, 0, 0, SZ, data)) == 0)
+		rc = replica_epoch_commit(a, &e);
+	replica_epoch_abort(a);
+	return rc;
+}
+
+static void open_locked(struct replica **r)
+{
+	assert_int_equal(replica_open(root, REPLICA_CREATE | REPLICA_RECEIVER, key, r), 0);
+}
+
+/* A fresh replica of vm1 at epoch 2 (image B), with the undo back to 1 (A). */
+static void make_replica(void)
+{
+	struct replica *r;
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+	assert_int_equal(system(cmd), 0);
+	open_locked(&r);
+	assert_int_equal(send_epoch(r, 1, 0, img_a), 0);
+	assert_int_equal(send_epoch(r, 2, 1, img_b), 0);
+	replica_close(r);
+}
+
+static void assert_image(const uint8_t *want)
+{
+	static uint8_t got[SZ];
+	char path[256];
+	int fd;
+
+	path_of(path, sizeof(path), "vm1/root");
+	assert_true((fd = open(path, O_RDONLY)) >= 0);
+	assert_int_equal(fs_pread_full(fd, got, SZ, 0), SZ);
+	close(fd);
+	assert_memory_equal(got, want, SZ);
+}
+
+static uint64_t epoch_now(void)
+{
+	struct replica *r;
+	struct rstate s;
+
+	assert_int_equal(replica_open(root, REPLICA_READONLY, key, &r), 0);
+	assert_int_equal(replica_load_state(r, "vm1", &s), 0);
+	replica_close(r);
+	assert_int_equal(s.pending_undo, 0);
+	return s.epoch;
+}
+
+static uint8_t *slurp(const char *rel, size_t *len)
+{
+	char path[256], *text = NULL;
+
+	path_of(path, sizeof(path), rel);
+	assert_int_equal(fs_read_all(path, 64 << 20, &text, len), 0);
+	return (uint8_t *)text;
+}
+
+static void spit(const char *rel, const uint8_t *data, size_t len)
+{
+	char path[256];
+
+	path_of(path, sizeof(path), rel);
+	unlink(path);
+	assert_int_equal(fs_write_atomic(path, data, len, 0600), 0);
+}
+
+/* Rewrite a journal in the earlier format: magic BSCJRNL1, an unkeyed
+ * BLAKE2b over everything before the last 32 bytes.  With EVIL, its first
+ * record's data is changed too (what the owner would write as root). */
+static void to_earlier_format(const char *rel, bool evil)
+{
+	size_t len;
+	uint8_t *j = slurp(rel, &len);
+
+	memcpy(j, "BSCJRNL1", 8);
+	if (evil)
+		memcpy(j + len - 32 - 9 - 4096, "EVIL", 4); /* inside the last record's data */
+	crypto_generichash(j + len - 32, 32, j, len - 32, NULL, 0);
+	spit(rel, j, len);
+	free(j);
+}
+
+static void test_extent_wrap(void **state)
+{
+	struct msg_epoch_begin b = { .group = "vm1", .epoch = 3, .n_sources = 1 };
+	struct msg_source s = { .idx = 0, .name = "root", .base = 2, .size = SZ,
+				.block_size = PROTO_BLOCK };
+	struct rapply *a = NULL;
+	struct replica *r;
+	(void)state;
+	make_replica();
+	open_locked(&r);
+	assert_int_equal(replica_epoch_begin(r, &b, &a), 0);
+	assert_int_equal(replica_epoch_source(a, &s), 0);
+	/* off + len wraps to 0, which is <= the size: refused all the same. */
+	assert_int_equal(replica_epoch_extent(a, 0, UINT64_MAX - 4095, 4096, img_a), -EPROTO);
+	assert_non_null(strstr(err_msg(-EPROTO), "out of bounds"));
+	assert_int_equal(replica_epoch_extent(a, 0, SZ, 4096, img_a), -EPROTO);
+	assert_int_equal(replica_epoch_extent(a, 0, SZ - 4096, 8192, img_a), -EPROTO);
+	replica_epoch_abort(a);
+	replica_close(r);
+	assert_int_equal(epoch_now(), 2);
+	assert_image(img_b);
+}
+
+/* Rolling vm1 back to 1 is refused saying WHY; the group stays at 2, B. */
+static void rollback_refused(const char *why)
+{
+	struct replica *r;
+
+	open_locked(&r);
+	assert_int_equal(replica_rollback(r, "vm1", 1), -EBADMSG);
+	assert_non_null(strstr(err_msg(-EBADMSG), why));
+	replica_close(r);
+	assert_int_equal(epoch_now(), 2);
+	assert_image(img_b);
+}
+
+static void test_forged_journal(void **state)
+{
+	struct replica *r;
+	size_t len;
+	uint8_t *good;
+	(void)state;
+	make_replica();
+	/* The owner rewrites the undo in the earlier format with a checksum it
+	 * can compute: refused, nothing of it applied. */
+	good = slurp(".bascule/groups/vm1/undo/2.undo", &len);
+	to_earlier_format(".bascule/groups/vm1/undo/2.undo", true);
+	rollback_refused("earlier, unauthenticated format");
+	/* One byte changed in a journal of this format: refused. */
+	good[len - 100] ^= 1;
+	spit(".bascule/groups/vm1/undo/2.undo", good, len);
+	rollback_refused("fails its authentication");
+	/* The genuine undo works. */
+	good[len - 100] ^= 1;
+	spit(".bascule/groups/vm1/undo/2.undo", good, len);
+	open_locked(&r);
+	assert_int_equal(replica_rollback(r, "vm1", 1), 0);
+	replica_close(r);
+	assert_int_equal(epoch_now(), 1);
+	assert_image(img_a);
+	free(good);
+}
+
+/* A replica of the earlier version: state BSCSTAT1 (no key id, unkeyed),
+ * undo BSCJRNL1.  The first locked open upgrades it and the rollback data
+ * of that version stays usable; a journal of that format planted after is
+ * refused. */
+static void test_upgrade(void **state)
+{
+	struct replica *r;
+	size_t len;
+	uint8_t *s, *old;
+	char path[256];
+	(void)state;
+	make_replica();
+	s = slurp(".bascule/groups/vm1/state", &len);
+	old = malloc(len - 8);
+	memcpy(old, "BSCSTAT1", 8);
+	memcpy(old + 8, s + 16, len - 16 - 32); /* drop the key id */
+	crypto_generichash(old + len - 8 - 32, 32, old, len - 8 - 32, NULL, 0);
+	spit(".bascule/groups/vm1/state", old, len - 8);
+	to_earlier_format(".bascule/groups/vm1/undo/2.undo", false);
+	path_of(path, sizeof(path), ".bascule/groups/vm1/legacy");
+	unlink(path);
+	assert_int_equal(epoch_now(), 2); /* read as it is before the upgrade */
+	open_locked(&r);                  /* upgrades */
+	replica_close(r);
+	assert_int_equal(access(path, F_OK), 0);
+	free(s);
+	s = slurp(".bascule/groups/vm1/state", &len);
+	assert_memory_equal(s, "BSCSTAT2", 8);
+	/* The old state planted again after the upgrade is refused. */
+	spit(".bascule/groups/vm1/state", old, len - 8);
+	assert_int_equal(replica_open(root, REPLICA_READONLY, key, &r), 0);
+	{
+		struct rstate st;
+		assert_int_equal(replica_load_state(r, "vm1", &st), -EBADMSG);
+	}
+	replica_close(r);
+	spit(".bascule/groups/vm1/state", s, len);
+	open_locked(&r);
+	assert_int_equal(replica_rollback(r, "vm1", 1), 0);
+	replica_close(r);
+	assert_int_equal(epoch_now(), 1);
+	assert_image(img_a);
+	free(s);
+	free(old);
+}
+
+/* More sources than a state holds: refused when announced, not past the
+ * end of the array at commit. */
+static void test_sources_bound(void **state)
+{
+	struct msg_epoch_begin b = { .group = "vm1", .epoch = 1, .n_sources = PROTO_MAX_SOURCES };
+	struct msg_epoch_end e = { .group = "vm1", .epoch = 1 };
+	struct rapply *a = NULL;
+	struct replica *r;
+	char cmd[256];
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+	assert_int_equal(system(cmd), 0);
+	open_locked(&r);
+	assert_int_equal(replica_epoch_begin(r, &b, &a), 0);
+	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++) {
+		struct msg_source s = { .idx = i, .size = 0, .block_size = PROTO_BLOCK };
+		snprintf(s.name, sizeof(s.name), "d%u", i);
+		digest_of(s.name, img_a, 0, s.digest);
+		assert_int_equal(replica_epoch_source(a, &s), 0);
+	}
+	assert_int_equal(replica_epoch_commit(a, &e), 0);
+	replica_epoch_abort(a);
+	b.epoch = e.epoch = 2;
+	b.n_sources = 1;
+	assert_int_equal(replica_epoch_begin(r, &b, &a), 0);
+	{
+		struct msg_source s = { .idx = 0, .name = "extra", .size = 0, .block_size = PROTO_BLOCK };
+		assert_int_equal(replica_epoch_source(a, &s), -EPROTO);
+	}
+	replica_epoch_abort(a);
+	replica_close(r);
+}
+
+/* Links planted where Bascule keeps its files: refused, and what they point
+ * to keeps its content (tests/e2e/untrusted.sh does it as a non-root owner). */
+static void test_planted_links(void **state)
+{
+	char victim[256], path[400], keep[256], clone[256], buf[16] = "";
+	struct promote_info pi;
+	struct replica *r;
+	int fd;
+	(void)state;
+	make_replica();
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	assert_true((fd = open(victim, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0);
+	assert_int_equal(write(fd, "precious", 8), 8);
+	close(fd);
+	/* G/S -> victim, then rollback: refused before the state records it;
+	 * clone does not copy what the link points to either. */
+	path_of(path, sizeof(path), "vm1/root");
+	snprintf(keep, sizeof(keep), "%s/root.keep", dir);
+	snprintf(clone, sizeof(clone), "%s/clone", dir);
+	assert_int_equal(rename(path, keep), 0);
+	assert_int_equal(symlink(victim, path), 0);
+	open_locked(&r);
+	assert_int_equal(replica_rollback(r, "vm1", 1), -EBADMSG);
+	assert_non_null(strstr(err_msg(-EBADMSG), "is a symbolic link"));
+	assert_int_equal(replica_clone(r, "vm1", clone, &pi), -EBADMSG);
+	replica_close(r);
+	assert_int_equal(epoch_now(), 2);
+	snprintf(path, sizeof(path), "%s/root", clone);
+	assert_int_equal(access(path, F_OK), -1);
+	path_of(path, sizeof(path), "vm1/root");
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rename(keep, path), 0);
+	/* state.tmp -> victim, then demote: refused. */
+	path_of(path, sizeof(path), ".bascule/groups/vm1/state.tmp");
+	assert_int_equal(symlink(victim, path), 0);
+	open_locked(&r);
+	assert_true(replica_demote(r, "vm1") < 0);
+	assert_non_null(strstr(err_msg(-EBADMSG), "symbolic link"));
+	replica_close(r);
+	unlink(path);
+	assert_true((fd = open(victim, O_RDONLY)) >= 0);
+	memset(buf, 0, sizeof(buf));
+	assert_int_equal(read(fd, buf, sizeof(buf) - 1), 8);
+	close(fd);
+	assert_string_equal(buf, "precious");
+	assert_image(img_b);
+}
+
+/* Another site's key: the state says which key wrote it (exit 4, not 5). */
+static void test_other_key(void **state)
+{
+	char other[256];
+	struct site_key *k2;
+	struct replica *r;
+	struct rstate st;
+	(void)state;
+	make_replica();
+	snprintf(other, sizeof(other), "%s/other.key", dir);
+	unlink(other);
+	assert_int_equal(key_generate(other), 0);
+	assert_int_equal(key_load(other, &k2), 0);
+	assert_int_equal(replica_open(root, REPLICA_READONLY, k2, &r), 0);
+	assert_int_equal(replica_load_state(r, "vm1", &st), -EKEYREJECTED);
+	assert_non_null(strstr(err_msg(-EKEYREJECTED), "was written with the site key"));
+	replica_close(r);
+	assert_int_equal(replica_open(root, REPLICA_CREATE | REPLICA_RECEIVER, k2, &r), -EKEYREJECTED);
+	key_free(k2);
+	assert_int_equal(epoch_now(), 2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_extent_wrap),
+		cmocka_unit_test(test_forged_journal),
+		cmocka_unit_test(test_upgrade),
+		cmocka_unit_test(test_sources_bound),
+		cmocka_unit_test(test_planted_links),
+		cmocka_unit_test(test_other_key),
+	};
+	if (sodium_init() < 0)
+		return 1;
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,474 @@
+/* apply.c - receiving an epoch: its redo journal, the undo of what it
+ * overwrites, the commit point, the apply, the digest check, undo retention. */
+#include "store.h"
+#include "err.h"
+#include "fsutil.h"
+#include "log.h"
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+#include <linux/falloc.h>
+
+/* ---- receiving an epoch ---- */
+
+struct rapply {
+	struct replica *r;
+	struct msg_epoch_begin begin;
+	struct msg_source src[PROTO_MAX_SOURCES];
+	uint32_t n_src;
+	struct rstate state;
+	struct jwriter redo;
+	uint64_t n_extents, raw_bytes;
+	uint32_t last_src;
+	uint64_t next_off; /* extents strictly increase within a source */
+	bool header_written;
+	uint32_t n_new;    /* sources without state so far (the state holds at most 64) */
+	/* Sources new to this replica are written straight into a seed file
+	 * (and its map), renamed into place by the committed redo. */
+	struct target_file seed[PROTO_MAX_SOURCES];
+	bool seeded[PROTO_MAX_SOURCES];
+};
+
+
+static void seed_discard(struct rapply *a)
+{
+	for (uint32_t i = 0; i < a->n_src; i++) {
+		char f[RPATH], m[RPATH];
+		if (!a->seeded[i])
+			continue;
+		tf_close(&a->seed[i]);
+		if (seed_paths(a->r, a->begin.group, a->src[i].name, f, m, sizeof(f)) == 0) {
+			tree_unlink(a->r, f);
+			tree_unlink(a->r, m);
+		}
+		a->seeded[i] = false;
+	}
+}
+
+int replica_epoch_begin(struct replica *r, const struct msg_epoch_begin *m, struct rapply **ret)
+{
+	struct rapply *a;
+	char dir[RPATH];
+	int rc;
+
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->r = r;
+	a->begin = *m;
+	a->redo.fd = -1;
+	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
+		a->seed[i].fd = a->seed[i].map_fd = -1;
+	rc = replica_load_state(r, m->group, &a->state);
+	if (rc == -ENOENT) {
+		memset(&a->state, 0, sizeof(a->state));
+		snprintf(a->state.group, sizeof(a->state.group), "%s", m->group);
+		rc = 0;
+	}
+	if (rc < 0 || (rc = replica_refuse_promoted(r, m->group)) < 0)
+		goto fail;
+	if (m->epoch <= a->state.epoch) {
+		rc = err_set(EPROTO, "epoch %llu of %s is not newer than the replica's epoch %llu",
+			     (unsigned long long)m->epoch, m->group, (unsigned long long)a->state.epoch);
+		goto fail;
+	}
+	if ((rc = gpath(r, dir, sizeof(dir), m->group, "journal")) < 0 ||
+	    (rc = tree_mkdir(r, dir)) < 0 ||
+	    (rc = gpath(r, dir, sizeof(dir), m->group, "undo")) < 0 ||
+	    (rc = tree_mkdir(r, dir)) < 0)
+		goto fail;
+	*ret = a;
+	return 0;
+fail:
+	free(a);
+	return rc;
+}
+
+int replica_epoch_source(struct rapply *a, const struct msg_source *m)
+{
+	struct state_source *have;
+	uint64_t cur = 0;
+
+	if (a->header_written || m->idx != a->n_src || a->n_src >= a->begin.n_sources)
+		return err_set(EPROTO, "SOURCE message out of order");
+	for (uint32_t i = 0; i < a->n_src; i++)
+		if (strcmp(a->src[i].name, m->name) == 0)
+			return err_set(EPROTO, "source %s announced twice", m->name);
+	have = state_find(&a->state, m->name);
+	if (have)
+		cur = have->epoch;
+	/* Base 0 is a full resync: every block of the source is sent. */
+	if (m->base != cur && m->base != 0)
+		return err_set(EPROTO, "epoch %llu of %s/%s starts from epoch %llu but the replica is at %llu",
+			       (unsigned long long)a->begin.epoch, a->begin.group, m->name,
+			       (unsigned long long)m->base, (unsigned long long)cur);
+	if (!have && a->state.n_sources + ++a->n_new > PROTO_MAX_SOURCES)
+		return err_set(EPROTO, "group %s would have more than %d sources with %s (the replica "
+				       "keeps sources the primary no longer sends): move the replica "
+				       "files of the old ones away",
+			       a->begin.group, PROTO_MAX_SOURCES, m->name);
+	if (!have) {
+		/* New to this replica, and no file of unknown content to patch:
+		 * seed it directly, no redo copy of its data. */
+		char f[RPATH], mp[RPATH], rf[RPATH];
+		struct target_file *tf = &a->seed[a->n_src];
+		int rc;
+		if ((rc = seed_paths(a->r, a->begin.group, m->name, f, mp, sizeof(f))) < 0 ||
+		    (rc = replica_file(a->r, rf, sizeof(rf), a->begin.group, m->name)) < 0 ||
+		    (rc = tree_exists(a->r, rf)) < 0)
+			return rc;
+		if (rc == 0) {
+			if (!a->r->key)
+				return err_set(ENOKEY, "group %s needs its site key", a->begin.group);
+			if ((rc = tree_mkdir(a->r, a->begin.group)) < 0)
+				return rc;
+			memset(tf, 0, sizeof(*tf));
+			hash_leaf_secret(a->r->key, a->begin.group, m->name, tf->secret);
+			tf->map_fd = -1;
+			if ((tf->fd = tree_create(a->r, f, 0600)) < 0 ||
+			    (tf->map_fd = tree_create(a->r, mp, 0600)) < 0) {
+				rc = tf->fd < 0 ? tf->fd : tf->map_fd;
+				if (tf->fd < 0)
+					tf->fd = -1;
+				else
+					tf->map_fd = -1;
+				tf_close(tf);
+				tree_unlink(a->r, f);
+				return rc;
+			}
+			a->seeded[a->n_src] = true;
+		}
+	}
+	a->src[a->n_src++] = *m;
+	return 0;
+}
+
+static int write_redo_header(struct rapply *a)
+{
+	struct jheader h;
+	char path[RPATH];
+	int rc;
+
+	if (a->n_src != a->begin.n_sources)
+		return err_set(EPROTO, "extent before all sources were announced");
+	memset(&h, 0, sizeof(h));
+	h.kind = J_REDO;
+	memcpy(h.group, a->begin.group, sizeof(h.group));
+	h.epoch = a->begin.epoch;
+	h.prev_epoch = a->state.epoch;
+	h.cut_time = a->begin.cut_time;
+	h.flags = a->begin.flags;
+	h.n_sources = a->n_src;
+	for (uint32_t i = 0; i < a->n_src; i++) {
+		memcpy(h.sources[i].name, a->src[i].name, sizeof(h.sources[i].name));
+		h.sources[i].epoch = a->begin.epoch;
+		h.sources[i].size = a->src[i].size;
+		h.sources[i].exists = a->seeded[i] ? SEEDED : 1;
+		memcpy(h.sources[i].digest, a->src[i].digest, DIGEST_BYTES);
+	}
+	if ((rc = gpath(a->r, path, sizeof(path), a->begin.group, "journal/%llu.redo.tmp",
+			(unsigned long long)a->begin.epoch)) < 0)
+		return rc;
+	a->header_written = true;
+	if ((rc = jw_open(&a->redo, a->r, path, &h)) < 0)
+		return rc;
+	return 0;
+}
+
+int replica_epoch_extent(struct rapply *a, uint32_t src, uint64_t off, uint32_t len,
+			 const uint8_t *data)
+{
+	uint64_t size;
+	int rc;
+
+	if (!a->header_written && (rc = write_redo_header(a)) < 0)
+		return rc;
+	if (src >= a->n_src)
+		return err_set(EPROTO, "extent for unknown source %u", src);
+	size = a->src[src].size;
+	/* Bounds written so that no sum wraps (an offset near 2^64 would). */
+	if (src < a->last_src || (src == a->last_src && off < a->next_off) || len == 0 ||
+	    off % PROTO_BLOCK || off > size || len > size - off ||
+	    (len % PROTO_BLOCK && off + len != size))
+		return err_set(EPROTO, "extent [%llu, +%u) of %s out of order or out of bounds",
+			       (unsigned long long)off, len, a->src[src].name);
+	a->last_src = src;
+	a->next_off = off + len;
+	a->n_extents++;
+	a->raw_bytes += len;
+	if (a->seeded[src])
+		return tf_write(&a->seed[src], off, len, data, size);
+	rc = jw_record(&a->redo, src, off, len, data);
+	return rc < 0 ? err_set(rc, "cannot write journal %s/%s: %s", a->r->root, a->redo.path,
+				strerror(-rc)) : 0;
+}
+
+/* Save what the uncommitted redo of A will overwrite into undo/N.undo. */
+static int write_undo(struct rapply *a)
+{
+	struct target_file tfs[PROTO_MAX_SOURCES];
+	char path[RPATH], final[RPATH];
+	struct jheader rh, uh;
+	struct jreader j = { .fd = -1 };
+	struct jwriter w = { .fd = -1 };
+	uint8_t *buf = malloc(PROTO_MAX_EXTENT);
+	uint32_t src, len;
+	uint64_t off;
+	const uint8_t *data;
+	int rc, k;
+
+	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
+		tfs[i].fd = tfs[i].map_fd = -1;
+	if (!buf)
+		return -ENOMEM;
+	if ((rc = jr_open_mode(&j, a->r, a->begin.group, "redo.tmp", a->begin.epoch, &rh, false)) < 0)
+		goto out;
+	memset(&uh, 0, sizeof(uh));
+	uh.kind = J_UNDO;
+	memcpy(uh.group, rh.group, sizeof(uh.group));
+	uh.epoch = rh.epoch;
+	uh.prev_epoch = a->state.epoch;
+	uh.cut_time = a->state.cut_time;
+	uh.applied_time = a->state.applied_time;
+	uh.flags = a->state.flags;
+	uh.n_sources = rh.n_sources;
+	for (uint32_t i = 0; i < rh.n_sources; i++) {
+		struct state_source *x = state_find(&a->state, rh.sources[i].name);
+		memcpy(uh.sources[i].name, rh.sources[i].name, sizeof(uh.sources[i].name));
+		if (x) {
+			uh.sources[i].exists = 1;
+			uh.sources[i].epoch = x->epoch;
+			uh.sources[i].size = x->size;
+			uh.sources[i].status = x->status;
+			memcpy(uh.sources[i].digest, x->digest, DIGEST_BYTES);
+			if ((rc = tf_open(a->r, rh.group, x->name, false, &tfs[i])) < 0)
+				goto out;
+		} else {
+			/* A replica file without state (unknown content): keep it too. */
+			char fp[RPATH];
+			if (replica_file(a->r, fp, sizeof(fp), rh.group, rh.sources[i].name) == 0 &&
+			    tree_exists(a->r, fp) == 1) {
+				if ((rc = tf_open(a->r, rh.group, rh.sources[i].name, false, &tfs[i])) < 0)
+					goto out;
+				uh.sources[i].exists = 1;
+				uh.sources[i].size = tfs[i].size;
+				uh.sources[i].status = SRC_UNKNOWN;
+			}
+		}
+	}
+	if ((rc = gpath(a->r, path, sizeof(path), rh.group, "undo/%llu.undo.tmp",
+			(unsigned long long)rh.epoch)) < 0 ||
+	    (rc = gpath(a->r, final, sizeof(final), rh.group, "undo/%llu.undo",
+			(unsigned long long)rh.epoch)) < 0)
+		goto out;
+	if ((rc = jw_open(&w, a->r, path, &uh)) < 0)
+		goto out;
+	while ((k = jr_next(&j, &src, &off, &len, &data)) == 1) {
+		uint64_t old_size;
+		size_t n;
+		ssize_t got;
+		bool zero = true;
+
+		if (src >= uh.n_sources || !uh.sources[src].exists)
+			continue;
+		old_size = uh.sources[src].size;
+		if (off >= old_size)
+			continue;
+		n = off + len > old_size ? (size_t)(old_size - off) : len;
+		got = fs_pread_full(tfs[src].fd, buf, n, off);
+		if (got < 0) {
+			rc = err_set((int)got, "cannot read replica for undo: %s", strerror((int)-got));
+			goto out;
+		}
+		if ((size_t)got < n)
+			memset(buf + got, 0, n - (size_t)got);
+		for (size_t i = 0; i < n && zero; i += PROTO_BLOCK)
+			zero = memcmp(buf + i, zero_block, n - i < PROTO_BLOCK ? n - i : PROTO_BLOCK) == 0;
+		if ((rc = jw_record(&w, src, off, (uint32_t)n, zero ? NULL : buf)) < 0)
+			goto out;
+	}
+	if (k < 0) {
+		rc = k;
+		goto out;
+	}
+	if ((rc = jw_finish(&w)) < 0)
+		goto out;
+	if ((rc = tree_rename(a->r, path, final)) < 0)
+		goto out;
+	rc = tree_fsync_parent(a->r, final);
+out:
+	if (w.r)
+		jw_close(&w, rc < 0);
+	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
+		tf_close(&tfs[i]);
+	jr_close(&j);
+	free(buf);
+	return rc;
+}
+
+/* Reserve space for every range of the redo so that applying it cannot run
+ * out of space half-way: a failure here leaves the replica untouched. */
+static int reserve_space(struct rapply *a)
+{
+	struct jreader j = { .fd = -1 };
+	struct jheader h;
+	uint32_t src, len;
+	uint64_t off;
+	const uint8_t *data;
+	int fds[PROTO_MAX_SOURCES], rc, k;
+
+	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
+		fds[i] = -1;
+	if ((rc = jr_open_mode(&j, a->r, a->begin.group, "redo.tmp", a->begin.epoch, &h, false)) < 0)
+		goto out;
+	for (uint32_t i = 0; i < h.n_sources; i++) {
+		char path[RPATH];
+		if (h.sources[i].exists == SEEDED)
+			continue; /* written in its seed file already: nothing to reserve, nothing to create */
+		if ((rc = tree_mkdir(a->r, h.group)) < 0 ||
+		    (rc = replica_file(a->r, path, sizeof(path), h.group, h.sources[i].name)) < 0)
+			goto out;
+		if ((fds[i] = tree_open(a->r, path, O_RDWR | O_CREAT, 0600)) < 0) {
+			rc = fds[i];
+			fds[i] = -1;
+			goto out;
+		}
+	}
+	while ((k = jr_next(&j, &src, &off, &len, &data)) == 1) {
+		if (!data || src >= h.n_sources || fds[src] < 0)
+			continue;
+		if (fallocate(fds[src], FALLOC_FL_KEEP_SIZE, (off_t)off, len) < 0 && errno != EOPNOTSUPP) {
+			rc = err_set(errno, "cannot reserve space in the replica of %s/%s: %s",
+				     h.group, h.sources[src].name, strerror(errno));
+			goto out;
+		}
+	}
+	rc = k < 0 ? k : 0;
+out:
+	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	jr_close(&j);
+	return rc;
+}
+
+static void prune_undo(struct replica *r, const char *group, uint64_t current)
+{
+	uint64_t epochs[4096], times[4096];
+	size_t n = 0;
+	uint64_t now = clock_now_usec();
+
+	if (replica_rollback_points(r, group, epochs, times, 4096, &n) < 0)
+		return;
+	/* epochs[i] is a rollback point; undo (epochs[i-1] or current) leads there. */
+	for (size_t i = 0; i < n; i++) {
+		uint64_t undo_epoch = i == 0 ? current : epochs[i - 1];
+		char path[RPATH];
+		if (i < r->keep_epochs)
+			continue;
+		if (r->keep_time && times[i] && now - times[i] < r->keep_time)
+			continue;
+		if (gpath(r, path, sizeof(path), group, "undo/%llu.undo",
+			  (unsigned long long)undo_epoch) == 0)
+			tree_unlink(r, path);
+	}
+}
+
+static int replica_epoch_commit_locked(struct rapply *a, const struct msg_epoch_end *m)
+{
+	char tmp[RPATH], redo[RPATH];
+	struct jheader h;
+	struct rstate next;
+	int rc;
+
+	if (strcmp(m->group, a->begin.group) != 0 || m->epoch != a->begin.epoch ||
+	    m->n_extents != a->n_extents || m->raw_bytes != a->raw_bytes)
+		return err_set(EPROTO, "EPOCH_END does not match what was received (%llu extents, "
+				       "%llu bytes announced; %llu, %llu received)",
+			       (unsigned long long)m->n_extents, (unsigned long long)m->raw_bytes,
+			       (unsigned long long)a->n_extents, (unsigned long long)a->raw_bytes);
+	if (!a->header_written && (rc = write_redo_header(a)) < 0)
+		return rc;
+	for (uint32_t i = 0; i < a->n_src; i++)
+		if (a->seeded[i] && (rc = tf_sync(&a->seed[i])) < 0)
+			return rc;
+	snprintf(tmp, sizeof(tmp), "%s", a->redo.path);
+	if ((rc = jw_finish(&a->redo)) < 0)
+		return rc;
+	if ((rc = reserve_space(a)) < 0 || (rc = write_undo(a)) < 0)
+		return rc;
+	/* Commit point: from here on recovery rolls this epoch forward. */
+	if ((rc = gpath(a->r, redo, sizeof(redo), a->begin.group, "journal/%llu.redo",
+			(unsigned long long)a->begin.epoch)) < 0)
+		return rc;
+	if ((rc = tree_rename(a->r, tmp, redo)) < 0)
+		return err_wrap(rc, "cannot commit %s/%s", a->r->root, redo);
+	jw_close(&a->redo, false);
+	for (uint32_t i = 0; i < a->n_src; i++)
+		if (a->seeded[i]) {
+			tf_close(&a->seed[i]);
+			a->seeded[i] = false; /* the committed redo owns the seed now */
+		}
+	if ((rc = tree_fsync_parent(a->r, redo)) < 0)
+		return rc;
+	if ((rc = journal_apply(a->r, a->begin.group, "redo", a->begin.epoch, false, &h)) < 0)
+		return rc;
+	if ((rc = check_digests(a->r, &h)) < 0) {
+		int rc2;
+		snprintf(a->state.alarm, sizeof(a->state.alarm), "%s", err_msg(rc));
+		rc2 = undo_after_mismatch(a->r, &a->state, h.epoch, redo);
+		err_set(EBADMSG, "%s", a->state.alarm);
+		return rc2 < 0 ? rc2 : -EBADMSG;
+	}
+	next = a->state;
+	next.alarm[0] = 0;
+	if ((rc = state_after_redo(&next, &h)) < 0 || (rc = state_write(a->r, &next)) < 0)
+		return rc;
+	a->state = next;
+	tree_unlink(a->r, redo);
+	tree_fsync_parent(a->r, redo);
+	prune_undo(a->r, a->begin.group, a->state.epoch);
+	return 0;
+}
+
+/* The apply changes replica files: a live reader waits, or is waited for. */
+int replica_epoch_commit(struct rapply *a, const struct msg_epoch_end *m)
+{
+	int rc = apply_lock(a->r, LOCK_EX);
+
+	if (rc < 0)
+		return rc;
+	rc = replica_epoch_commit_locked(a, m);
+	apply_unlock(a->r, LOCK_EX);
+	return rc;
+}
+
+void replica_epoch_abort(struct rapply *a)
+{
+	if (!a)
+		return;
+	seed_discard(a);
+	if (a->header_written)
+		jw_close(&a->redo, true);
+	else
+		wbuf_free(&a->redo.buf);
+	free(a);
+}
+
+const char *replica_epoch_source_name(const struct rapply *a, uint32_t idx)
+{
+	return idx < a->n_src ? a->src[idx].name : NULL;
+}
+
+const char *replica_epoch_group(const struct rapply *a)
+{
+	return a->begin.group;
+}
+
+uint64_t replica_epoch_number(const struct rapply *a)
+{
+	return a->begin.epoch;
+}

@@ -1,0 +1,207 @@
+/* store.h - what the files of the replica store share (tools/replica/);
+ * tools/replica.h is the contract the rest of the tree sees.
+ *
+ *   tree.c      paths in the replica directory, files given back to its owner
+ *   lock.c      the main lock (and taking it over), the apply lock
+ *   state.c     the group state file
+ *   journal.c   redo and undo journals: writer and reader
+ *   map.c       a replica file with its map of leaf hashes; digests
+ *   recover.c   applying a journal, undo, recovery after a crash
+ *   open.c      opening the directory, its groups, reads of replica files
+ *   apply.c     receiving an epoch up to its commit and apply
+ *   rollback.c  rollback points and rollback
+ *   verify.c    verify, beside a live receiver or alone
+ *   failover.c  promote, demote, clone */
+#pragma once
+#include "replica.h"
+#include "buf.h"
+#include "clock.h"
+#include "name.h"
+#include "hash.h"
+#include "proto.h"
+#include <dirent.h>
+#include <sodium.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define J_MAGIC "BSCJRNL2"    /* keyed BLAKE2b (the replica key) */
+#define J_MAGIC_V1 "BSCJRNL1" /* the earlier format: unkeyed, read only if recorded at the upgrade */
+#define JSUM 32
+#define MAP_MAGIC "BSCRMAP1"
+#define MAP_HDR 64
+#define J_REDO 1
+#define J_UNDO 2
+#define REC_EXTENT 1
+#define REC_END 2
+#define JBUF (4u << 20)
+#define RPATH 8192
+#define SEEDED 2 /* jsource.exists in a redo: the source comes from its seed file */
+#define REPLICA_MAC_PURPOSE "replica files v2" /* key_derive: state and journals */
+
+struct sfile;
+
+/* ---- tree.c: every access beneath the root; paths are relative to it ---- */
+/* .bascule/groups/GROUP[/FMT...] into BUF; -ENAMETOOLONG if it does not fit. */
+int gpath(const struct replica *r, char *buf, size_t len, const char *group, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+/* GROUP/SOURCE: the replica file. */
+int replica_file(const struct replica *r, char *buf, size_t len, const char *group, const char *source);
+/* The seed file of a source new to the replica (GROUP/.SOURCE.seed) and its map. */
+int seed_paths(struct replica *r, const char *group, const char *source, char *file, char *map, size_t len);
+/* Open REL walking from the root with O_NOFOLLOW at every component, then
+ * check by fstat: a regular file with one link owned by the root's owner or
+ * root (a directory with O_DIRECTORY); a file root opens for writing is given
+ * to the owner.  Returns the fd, -ENOENT without a sentence, -EBADMSG (exit
+ * 5) with one for anything planted, another negative errno.  No O_TRUNC. */
+int tree_open(const struct replica *r, const char *rel, int flags, mode_t mode);
+/* REL afresh, O_RDWR: whatever had the name is unlinked, never written through. */
+int tree_create(const struct replica *r, const char *rel, mode_t mode);
+/* A directory stream of REL ("." for the root); NULL with errno set. */
+DIR *tree_opendir(const struct replica *r, const char *rel);
+/* mkdir -p of REL beneath the root (0700; root gives what it makes to the owner). */
+int tree_mkdir(const struct replica *r, const char *rel);
+/* Remove REL (a link is removed, not followed); -ENOENT without a sentence. */
+int tree_unlink(const struct replica *r, const char *rel);
+int tree_rename(const struct replica *r, const char *from, const char *to);
+/* 1 if something is at REL (not followed), 0 if not, or a negative errno. */
+int tree_exists(const struct replica *r, const char *rel);
+int tree_fsync_parent(const struct replica *r, const char *rel);
+int tree_fsync_dir(const struct replica *r, const char *rel);
+/* fs_write_atomic_at for REL, given to the owner when root writes it. */
+int tree_write_atomic(const struct replica *r, const char *rel, const void *data, size_t len);
+/* sfile_read and sfile_write (lib/sfile.h) of REL. */
+int tree_sfile_read(const struct replica *r, const char *rel, struct sfile *ret);
+int tree_sfile_write(const struct replica *r, const char *rel, struct wbuf *b, const uint8_t *key);
+/* Remove what is in DIR whose name ends in SUFFIX (leftovers). */
+void remove_suffixed(const struct replica *r, const char *dir, const char *suffix);
+
+/* ---- lock.c ---- */
+/* HOW is LOCK_EX (files or state change; nests) or LOCK_SH (a live reader). */
+int apply_lock(struct replica *r, int how);
+void apply_unlock(struct replica *r, int how);
+/* Take the main lock (ROLE: "recv" or "replica", recorded for a later
+ * take-over); with TAKEOVER, stop a receiver that holds it.  -EBUSY with a
+ * sentence if it stays held. */
+int lock_take(struct replica *r, const char *role, bool takeover);
+/* End the session of the receiver holding the main lock, if one does
+ * (SIGTERM through a pidfd, to a process of the replica's owner or root). */
+void lock_end_receiver(struct replica *r, const char *why);
+
+/* ---- state.c ---- */
+int state_write(struct replica *r, const struct rstate *s);
+struct state_source *state_find(struct rstate *s, const char *name);
+/* Upgrade GROUP from the earlier format (lock held, key given): record its
+ * journals of that format, rewrite its state.  A no-op once done. */
+int state_upgrade(struct replica *r, const char *group);
+/* 1 if GROUP was upgraded (or made by this version), 0 if not. */
+int legacy_upgraded(struct replica *r, const char *group);
+/* Whether the upgrade recorded the journal NAME ("N.undo") with checksum SUM. */
+bool legacy_accepts(const struct replica *r, const char *group, const char *name,
+		    const uint8_t sum[JSUM]);
+
+/* ---- journal.c ---- */
+struct jsource {
+	char name[NAME_MAX_LEN + 1];
+	uint64_t epoch, size;
+	uint8_t status, exists;
+	uint8_t digest[DIGEST_BYTES];
+};
+
+struct jheader {
+	uint8_t kind;
+	char group[NAME_MAX_LEN + 1];
+	uint64_t epoch;       /* redo: the new epoch; undo: the epoch it reverts */
+	uint64_t prev_epoch;  /* the epoch before it */
+	uint64_t cut_time;    /* redo: new; undo: of prev_epoch */
+	uint64_t applied_time;/* undo: when prev_epoch was applied */
+	uint8_t flags;
+	uint32_t n_sources;
+	struct jsource sources[PROTO_MAX_SOURCES];
+};
+
+struct jwriter {
+	struct replica *r;
+	int fd;
+	char path[RPATH];
+	struct wbuf buf;
+	crypto_generichash_state cs;
+	uint64_t n_records;
+};
+
+struct jreader {
+	struct replica *r;
+	int fd;
+	char path[RPATH];
+	uint8_t *buf;
+	size_t len, off;
+	uint64_t pos, end; /* file offset of buf[len]; offset where the checksum starts */
+};
+
+int jw_flush(struct jwriter *w);
+/* Create the journal REL (a keyed MAC is kept as it is written). */
+int jw_open(struct jwriter *w, struct replica *r, const char *rel, const struct jheader *h);
+int jw_record(struct jwriter *w, uint32_t src, uint64_t off, uint32_t len, const void *data);
+/* Trailer, flush, fsync: the file is complete and durable on success. */
+int jw_finish(struct jwriter *w);
+void jw_close(struct jwriter *w, bool remove);
+int jr_need(struct jreader *j, size_t n);
+/* Open the journal of GROUP for EPOCH, KIND "redo", "redo.tmp" or "undo",
+ * and read its header, which must name that group, epoch and kind.  VERIFY
+ * checks the whole file first (its MAC; see journal.c for the earlier
+ * format); without, the header is read only (listing, or a journal this
+ * process has just written).  Initialises J even on failure (jr_close). */
+int jr_open_mode(struct jreader *j, struct replica *r, const char *group, const char *kind,
+		 uint64_t epoch, struct jheader *h, bool verify);
+/* Next record: 1 with fields set (DATA NULL for zeros), 0 at the end. */
+int jr_next(struct jreader *j, uint32_t *src, uint64_t *off, uint32_t *len, const uint8_t **data);
+void jr_close(struct jreader *j);
+
+/* ---- map.c ---- */
+struct target_file {
+	int fd, map_fd;
+	uint64_t size;
+	uint8_t secret[LEAF_SECRET_BYTES];
+};
+
+extern const uint8_t zero_block[PROTO_BLOCK];
+uint64_t nblocks(uint64_t size);
+int tf_open(struct replica *r, const char *group, const char *source, bool create, struct target_file *tf);
+void tf_close(struct target_file *tf);
+int tf_rehash(struct target_file *tf, uint64_t first, uint64_t count, uint64_t size);
+int tf_write(struct target_file *tf, uint64_t off, uint32_t len, const uint8_t *data, uint64_t final_size);
+int tf_resize(struct target_file *tf, uint64_t size);
+int tf_sync(struct target_file *tf);
+int tf_digest(struct target_file *tf, uint64_t size, uint8_t ret[DIGEST_BYTES]);
+
+/* ---- recover.c ---- */
+/* Applying a journal (redo or undo) to its group, in two steps: open opens
+ * and checks the journal (VERIFY: its MAC) and every replica file it
+ * writes, changing nothing, so that a refusal leaves the replica as it was;
+ * run writes (idempotent: recovery may run it again after a crash). */
+struct japply {
+	struct jreader j;
+	struct jheader h;
+	struct target_file tfs[PROTO_MAX_SOURCES];
+};
+int japply_open(struct japply *a, struct replica *r, const char *group, const char *kind,
+		uint64_t epoch, bool verify);
+int japply_run(struct japply *a, struct replica *r);
+void japply_close(struct japply *a);
+/* Both steps; *RET is the journal's header. */
+int journal_apply(struct replica *r, const char *group, const char *kind, uint64_t epoch,
+		  bool verify, struct jheader *ret);
+/* Check the digests of the sources named in H against their maps: 0, or
+ * -EBADMSG with a sentence naming the first mismatching source. */
+int check_digests(struct replica *r, const struct jheader *h);
+/* S at the epoch of the redo H (its sources applied); -EPROTO if that would
+ * make more than PROTO_MAX_SOURCES sources.  S untouched on failure. */
+int state_after_redo(struct rstate *s, const struct jheader *h);
+/* The state that an undo journal restores. */
+void state_from_undo(struct rstate *s, const struct jheader *h);
+/* Apply undo K and step S back; crash-safe through pending_undo. */
+int undo_one(struct replica *r, struct rstate *s, uint64_t k);
+/* Epoch K applied but failed its digests: undo it, dropping the redo REDO. */
+int undo_after_mismatch(struct replica *r, struct rstate *s, uint64_t k, const char *redo);
+/* Finish what a crash interrupted in GROUP (after its upgrade, if due). */
+int recover_group(struct replica *r, const char *group);

@@ -1,0 +1,239 @@
+/* vault_check.c - bascule vault check: signatures and every needed object's
+ * digest; with --read-data and the vault key, every frame and block. */
+#include "err.h"
+#include "vault_tool.h"
+#include <inttypes.h>
+#include <string.h>
+#include <zstd.h>
+
+/* Hash an object in 8 MiB reads: its name is the BLAKE2b of its bytes. */
+static int check_object(struct vstore *vs, struct vobj *x, uint8_t *buf, size_t cap)
+{
+	crypto_generichash_state st;
+	char path[300];
+	uint8_t got[VAULT_NAME];
+	uint64_t size, off = 0;
+	int r;
+
+	vault_path(x->name, false, path, sizeof(path));
+	if ((r = vstore_stat(vs, path, &size, NULL)) < 0)
+		return r == -ENOENT ? err_set(ENOENT, "MISSING") : r;
+	if (size != x->size)
+		return err_set(EBADMSG, "TRUNCATED or resized: %" PRIu64 " bytes, the manifests say %" PRIu64,
+			       size, x->size);
+	crypto_generichash_init(&st, NULL, 0, VAULT_NAME);
+	while (off < size) {
+		ssize_t n = vstore_read(vs, path, off, buf, size - off > cap ? cap : size - off);
+		if (n <= 0)
+			return n < 0 ? (int)n : err_set(EBADMSG, "TRUNCATED while read");
+		crypto_generichash_update(&st, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	crypto_generichash_final(&st, got, VAULT_NAME);
+	if (memcmp(got, x->name, VAULT_NAME))
+		return err_set(EBADMSG, "DAMAGED: its bytes do not match its name (ciphertext digest)");
+	return 0;
+}
+
+/* --read-data: open every frame each retained epoch needs; check block ids. */
+static int read_data(struct vstore *vs, const struct vkeys *k, const struct vmanifest *m, uint64_t *blocks)
+{
+	ZSTD_DCtx *d = ZSTD_createDCtx();
+	uint8_t *frame = malloc(VAULT_FRAME_BLOCKS * VAULT_BLOCK), *c = malloc(1u << 20);
+	int r = 0;
+
+	if (!d || !frame || !c) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t s = 0; s < m->n_sources && r == 0; s++) {
+		struct vpacks packs = { 0 };
+		struct vmap map = { 0 };
+		uint32_t lp = UINT32_MAX, loff = 0;
+		if ((r = vault_load_map(vs, k, &m->src[s], &packs, &map)) < 0) {
+			vpacks_free(&packs);
+			break;
+		}
+		for (uint64_t b = 0; b < map.n && r == 0; b++) {
+			const struct vloc *l = &map.e[b];
+			uint32_t nb;
+			uint8_t id[VAULT_ID];
+			char path[300];
+			if (l->pack == VLOC_ZERO)
+				continue;
+			if (l->pack != lp || l->off != loff) {
+				vault_path(packs.p[l->pack].name, false, path, sizeof(path));
+				if (l->len > (1u << 20) || vstore_read(vs, path, l->off, c, l->len) != (ssize_t)l->len ||
+				    vault_frame_open(k, packs.p[l->pack].nonce, l->off, c, l->len, d, frame, &nb) < 0) {
+					r = err_set(EBADMSG, "%s/%s epoch %" PRIu64 ": block %" PRIu64 " cannot be "
+							     "read back from %s",
+						    m->group, m->src[s].name, m->epoch, b, path);
+					break;
+				}
+				lp = l->pack;
+				loff = l->off;
+			}
+			vault_block_id(k, frame + (size_t)l->slot * VAULT_BLOCK, id);
+			if (memcmp(id, l->id, VAULT_ID))
+				r = err_set(EBADMSG, "%s/%s epoch %" PRIu64 ": block %" PRIu64 " decrypts to other "
+						     "data than was stored",
+					    m->group, m->src[s].name, m->epoch, b);
+			(*blocks)++;
+		}
+		vmap_free(&map);
+		vpacks_free(&packs);
+	}
+out:
+	ZSTD_freeDCtx(d);
+	free(frame);
+	free(c);
+	return r;
+}
+
+/* Data objects in the store, referenced or not. */
+struct objcount {
+	struct vstore *vs;
+	uint64_t n;
+};
+
+static int count_object(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime)
+{
+	(void)name;
+	(void)size;
+	(void)mtime;
+	((struct objcount *)ctx)->n += !is_dir;
+	return 0;
+}
+
+static int count_dir(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime)
+{
+	struct objcount *c = ctx;
+	char dir[64];
+	(void)size;
+	(void)mtime;
+	if (!is_dir)
+		return 0;
+	snprintf(dir, sizeof(dir), "d/%s", name);
+	return vstore_list(c->vs, dir, count_object, c);
+}
+
+int cmd_vault_check(int argc, char **argv)
+{
+	static const struct option opts[] = { VAULT_OPTS, { "read-data", no_argument, NULL, O_READ }, { 0 } };
+	struct vopts o = { 0 };
+	struct vstore *vs = NULL;
+	struct vmanifest *ms = NULL;
+	struct vobj *objs = NULL;
+	size_t n = 0, bad = 0, no = 0, damaged = 0;
+	uint64_t bytes = 0, blocks = 0;
+	uint8_t *buf = NULL;
+	struct vkeys k;
+	uint8_t pk[32];
+	bool have_k, readd = false;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "hc:", opts, NULL)) != -1) {
+		if (vopts_parse(&o, c, optarg))
+			continue;
+		if (c == O_READ)
+			readd = true;
+		else if (c == 'h') {
+			printf("Usage: bascule vault check --vault URL --verify-key FILE.pub [--read-data "
+			       "--vault-key FILE]\n\nProve that every manifest is signed by the vault key and "
+			       "that every object it needs is present and intact (its bytes hash to its name).\n"
+			       "Needs no secret: the provider can run it.  --read-data (with the vault key)\n"
+			       "also decrypts every block of every epoch and checks it.\n"
+			       "Exit 0: intact; 5: something is missing or damaged (named on stderr); 1: the\n"
+			       "vault cannot be read; 2: usage; 3: bad configuration; 4: a key is missing.\n");
+			return EXIT_OK;
+		} else
+			return vopts_usage("vault check");
+	}
+	if ((r = vopts_finish(&o, "vault check")) < 0 || (r = vopts_keys(&o, readd, pk, &k, &have_k)) < 0 ||
+	    (r = vopts_store(&o, &vs)) < 0 ||
+	    (r = vault_manifests(vs, pk, readd ? &k : NULL, vcmd_on_bad, &bad, &ms, &n)) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		no += ms[i].n_objects;
+	if (!(objs = calloc(no + 1, sizeof(*objs))) || !(buf = malloc(8u << 20))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	no = 0;
+	for (size_t i = 0; i < n; i++)
+		for (uint32_t j = 0; j < ms[i].n_objects; j++) {
+			memcpy(objs[no].name, ms[i].obj[j], VAULT_NAME);
+			objs[no++].size = ms[i].obj_size[j];
+		}
+	qsort(objs, no, sizeof(*objs), vobj_cmp);
+	{
+		size_t u = 0;
+		for (size_t i = 0; i < no; i++)
+			if (!u || memcmp(objs[u - 1].name, objs[i].name, VAULT_NAME))
+				objs[u++] = objs[i];
+			else if (objs[u - 1].size != objs[i].size)
+				objs[u - 1].state = err_set(EBADMSG, "manifests disagree about its size");
+		no = u;
+	}
+	for (size_t i = 0; i < no; i++) {
+		if (objs[i].state == 0) {
+			int e = check_object(vs, &objs[i], buf, 8u << 20);
+			if (e == -ECONNRESET) {
+				r = e;
+				goto out;
+			}
+			objs[i].state = e < 0 ? e : 1;
+			if (e == 0)
+				bytes += objs[i].size;
+		}
+		if (objs[i].state < 0) {
+			char path[300];
+			vault_path(objs[i].name, false, path, sizeof(path));
+			fprintf(stderr, "BAD %s: %s; needed by", path, err_msg(objs[i].state));
+			for (size_t m = 0; m < n; m++)
+				for (uint32_t j = 0; j < ms[m].n_objects; j++)
+					if (!memcmp(ms[m].obj[j], objs[i].name, VAULT_NAME)) {
+						char label[80];
+						vcmd_series(&ms[m], label, sizeof(label));
+						fprintf(stderr, " %s@%" PRIu64, label, ms[m].epoch);
+					}
+			fprintf(stderr, "\n");
+			damaged++;
+		}
+	}
+	if (readd)
+		for (size_t m = 0; m < n; m++) {
+			bool skip = false;
+			for (uint32_t j = 0; j < ms[m].n_objects && !skip; j++) {
+				struct vobj *x = vobj_find(objs, no, ms[m].obj[j]);
+				skip = !x || x->state < 0;
+			}
+			if (skip)
+				continue; /* already reported */
+			int e = read_data(vs, &k, &ms[m], &blocks);
+			if (e < 0) {
+				fprintf(stderr, "BAD %s@%" PRIu64 ": %s\n", ms[m].group, ms[m].epoch, err_msg(e));
+				damaged++;
+			}
+		}
+	{
+		struct objcount cnt = { vs, 0 };
+		char b1[32];
+		vstore_list(vs, "d", count_dir, &cnt);
+		vcmd_size(bytes, b1, sizeof(b1));
+		printf("%zu manifests, %zu objects (%s) checked%s; %zu bad manifests, %zu bad objects or "
+		       "epochs; %" PRIu64 " unreferenced objects (interrupted uploads or pruned epochs)\n",
+		       n, no, b1, readd ? ", every block decrypted and verified" : "", bad, damaged,
+		       cnt.n > no ? cnt.n - no : 0);
+		if (readd)
+			printf("%" PRIu64 " blocks read back\n", blocks);
+	}
+	r = bad || damaged ? err_set(EBADMSG, "the vault is damaged: see the BAD lines above") : 0;
+out:
+	free(objs);
+	free(buf);
+	vault_manifests_free(ms, n);
+	vstore_close(vs);
+	config_free(o.cfg);
+	return r < 0 ? vopts_fail(&o, "vault check", r) : EXIT_OK;
+}

@@ -1,0 +1,124 @@
+/* vault_tool.h - what the vault commands share (tools/cmd_vault.c,
+ * vault_view.c, vault_ls.c, vault_check.c, vault_prune.c, cmd_restore.c). */
+#pragma once
+#include "config.h"
+#include "retention.h"
+#include "vault.h"
+#include "vrecord.h"
+#include "vstore.h"
+#include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Where the vault is and what opens it: command line over -c FILE. */
+struct vopts {
+	const char *url, *identity, *known_hosts, *vault_key, *verify_key, *target, *record;
+	char record_buf[4200];       /* the record derived from -c CONFIG */
+	struct retention policy;
+	bool policy_given, record_given, usage;
+	struct config *cfg;
+};
+
+enum { O_URL = 1000, O_IDENTITY, O_KNOWN, O_VKEY, O_PUB, O_TARGET, O_EPOCH, O_AT, O_TO, O_SOURCE, O_JOBS,
+       O_READ, O_JSON, O_DRY, O_GRACE, O_ALL, O_HOURLY, O_DAILY, O_MONTHLY, O_FORCE, O_GROUP, O_RECORD,
+       O_ACCEPT };
+
+#define VAULT_OPTS                                                                                      \
+	{ "vault", required_argument, NULL, O_URL }, { "identity", required_argument, NULL, O_IDENTITY }, \
+	{ "known-hosts", required_argument, NULL, O_KNOWN },                                            \
+	{ "vault-key", required_argument, NULL, O_VKEY },                                               \
+	{ "verify-key", required_argument, NULL, O_PUB }, { "target", required_argument, NULL, O_TARGET }, \
+	{ "config", required_argument, NULL, 'c' }, { "help", no_argument, NULL, 'h' }
+
+/* The option C of a vault command with argument ARG: 1 if it was one of
+ * VAULT_OPTS, else 0. */
+int vopts_parse(struct vopts *o, int c, const char *arg);
+/* A command line a vault command cannot use (getopt said why): exit 2. */
+int vopts_usage(const char *cmd);
+/* The exit code for an error R of a vault command WHAT (printed). */
+int vopts_fail(const struct vopts *o, const char *what, int r);
+/* Fill what the command line left out from the configuration's vault target. */
+int vopts_finish(struct vopts *o, const char *cmd);
+int vopts_store(const struct vopts *o, struct vstore **ret);
+/* The verify key PK: --verify-key FILE.pub, else from the vault key, which
+ * fills K (*HAVE_K) and is required with NEED_SECRET. */
+int vopts_keys(const struct vopts *o, bool need_secret, uint8_t pk[32], struct vkeys *k, bool *have_k);
+/* A callback counting (CTX: size_t) and printing bad objects. */
+void vcmd_on_bad(void *ctx, const char *path, int err);
+/* Local time of USEC, a size as people read it, a group or series name. */
+const char *vcmd_time(uint64_t usec, char *buf, size_t len);
+void vcmd_size(uint64_t v, char *buf, size_t len);
+void vcmd_series(const struct vmanifest *m, char *buf, size_t len);
+
+/* An object of the vault as the manifests name it, for check and prune. */
+struct vobj {
+	uint8_t name[VAULT_NAME];
+	uint64_t size;
+	int state; /* 0 unchecked, 1 ok, -errno bad */
+};
+int vobj_cmp(const void *a, const void *b);
+/* The object NAME in V (sorted by vobj_cmp), or NULL. */
+struct vobj *vobj_find(struct vobj *v, size_t n, const uint8_t name[VAULT_NAME]);
+
+/* A manifest that fails its check, or an epoch the local record says was
+ * committed and that no valid manifest holds: either may hide an epoch newer
+ * than the newest valid one, so restore does not fall back past it silently. */
+struct suspect {
+	char path[80];                /* m/NAME */
+	char group[NAME_MAX_LEN + 1]; /* "" if unknown */
+	uint64_t epoch, cut_time;     /* 0 if unknown */
+	bool recorded;                /* from the local record (authentic), else a failed manifest */
+	char why[512];
+};
+
+/* The valid manifests, sorted by series then epoch, and the suspects. */
+struct vview {
+	struct vmanifest *ms;
+	size_t n;
+	struct suspect *sus;
+	size_t n_sus;
+	struct vrecord rec;
+	const char *rec_path;         /* NULL: no record read */
+	bool oom;                     /* a suspect could not be kept: fail rather than forget it */
+};
+
+/* List and check the manifests; read the local record if O names one. */
+int vview_load(struct vview *v, struct vstore *vs, const struct vopts *o, const uint8_t pk[32],
+	       const struct vkeys *k);
+void vview_free(struct vview *v);
+/* Print the suspects that concern GROUP (NULL: all) and return how many. */
+size_t vview_print(const struct vview *v, const char *group, FILE *f, const char *indent);
+
+int cmd_vault_ls(int argc, char **argv);
+int cmd_vault_check(int argc, char **argv);
+int cmd_vault_prune(int argc, char **argv);
+
+/* ---- cmd_restore.c and restore_range.c ---- */
+#define RANGE_BLOCKS 4096u /* 16 MiB of source per work item */
+#define READ_MAX (8u << 20)   /* one read of adjacent frames; the read buffer holds READ_MAX + 1 MiB */
+
+struct restore {
+	const struct vopts *o;
+	const struct vkeys *k;
+	struct vpacks *packs;
+	struct vmap *map;
+	int fd;
+	bool device;
+	uint8_t *done;         /* per range */
+	uint64_t n_ranges;
+	atomic_uint_fast64_t next, bytes_read, bytes_written;
+	atomic_int err;
+	char errmsg[1024];
+	pthread_mutex_t lock;
+	int pfd;               /* progress file */
+};
+
+/* Restore range RG (RANGE_BLOCKS blocks) of RS->map into RS->fd, reading
+ * the frames from VS into RBUF (READ_MAX + 1 MiB) and opening them into
+ * FRAME (VAULT_FRAME_BLOCKS blocks).  0, or a negative errno with a
+ * sentence (-EBADMSG: the vault's data or index is damaged). */
+int restore_range(struct restore *rs, struct vstore *vs, void *zstd_dctx, uint64_t rg, uint8_t *rbuf,
+		  uint8_t *frame);
