@@ -4,7 +4,9 @@
 #include "err.h"
 #include "pgmsg.h"
 #include "pgwal.h"
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TRY(x) do { int _r = (x); if (_r < 0) return _r; } while (0)
 #define BAD(...) err_set(EBADMSG, __VA_ARGS__)
@@ -208,28 +210,32 @@ int pgpipe_put_bb_end(struct wbuf *out, uint64_t lsn, uint32_t tli)
 	return put_frame(out, PGP_BB_END, &b, NULL, 0);
 }
 
+char *pgpipe_flatten(char *dst, size_t len, const char *src)
+{
+	size_t n = 0;
+
+	for (const char *s = src; *s && n + 1 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '\n') {
+			if (!s[1] || n + 3 > len)
+				break;
+			dst[n++] = ';';
+			dst[n++] = ' ';
+		} else
+			dst[n++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+	}
+	dst[n] = 0;
+	return dst;
+}
+
 int pgpipe_put_error(struct wbuf *out, uint32_t code, const char *text)
 {
 	struct body b = { .n = 0 };
 	char t[PGP_MAX_TEXT + 1];
-	size_t n = 0;
 
-	/* One line of printable text: newlines of server messages become "; ". */
-	for (const char *s = text; *s && n < PGP_MAX_TEXT; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '\n') {
-			if (!s[1])
-				break;
-			if (n + 2 > PGP_MAX_TEXT)
-				break;
-			t[n++] = ';';
-			t[n++] = ' ';
-		} else
-			t[n++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
-	}
-	t[n] = 0;
+	pgpipe_flatten(t, sizeof(t), text);
 	b_u32(&b, code);
-	b_str(&b, t, n);
+	b_str(&b, t, strlen(t));
 	return put_frame(out, PGP_ERROR, &b, NULL, 0);
 }
 
@@ -437,5 +443,74 @@ int pgpipe_bb_order(struct pgp_bb_order *o, uint8_t type)
 	if (type == PGP_BB_ARCHIVE)
 		o->archives++;
 	o->stage = s;
+	return 0;
+}
+
+void pgpipe_io_init(struct pgpipe_io *io, int rfd, int wfd, size_t max_in, size_t max_out)
+{
+	*io = (struct pgpipe_io){ .rfd = rfd, .wfd = wfd };
+	wbuf_init(&io->in, max_in);
+	wbuf_init(&io->out, max_out);
+	if (rfd >= 0)
+		fcntl(rfd, F_SETFL, fcntl(rfd, F_GETFL) | O_NONBLOCK);
+	if (wfd >= 0)
+		fcntl(wfd, F_SETFL, fcntl(wfd, F_GETFL) | O_NONBLOCK);
+}
+
+void pgpipe_io_free(struct pgpipe_io *io)
+{
+	if (!io)
+		return;
+	wbuf_free(&io->in);
+	wbuf_free(&io->out);
+}
+
+int pgpipe_io_read(struct pgpipe_io *io)
+{
+	ssize_t n;
+	int r;
+
+	/* Drop what was parsed before reading more. */
+	if (io->in_off) {
+		wbuf_consume(&io->in, io->in_off);
+		io->in_off = 0;
+	}
+	if ((r = wbuf_reserve(&io->in, 64u << 10)) < 0 && (r = wbuf_reserve(&io->in, 1)) < 0)
+		return r;
+	n = read(io->rfd, io->in.p + io->in.len, io->in.cap - io->in.len);
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+	if (n == 0)
+		io->eof = true;
+	io->in.len += (size_t)n;
+	return (int)n;
+}
+
+int pgpipe_io_next(struct pgpipe_io *io, enum pgp_side side, struct pgp_msg *ret)
+{
+	return pgpipe_next(&io->in, &io->in_off, side, ret);
+}
+
+int pgpipe_io_flush(struct pgpipe_io *io)
+{
+	while (io->out_off < io->out.len) {
+		ssize_t n = write(io->wfd, io->out.p + io->out_off, io->out.len - io->out_off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			return -errno;
+		}
+		io->out_off += (size_t)n;
+		io->out_written += (uint64_t)n;
+	}
+	/* Compact once half of the buffer is written (no memmove per write). */
+	if (io->out_off == io->out.len) {
+		io->out.len = io->out_off = 0;
+	} else if (io->out_off > io->out.len / 2) {
+		wbuf_consume(&io->out, io->out_off);
+		io->out_off = 0;
+	}
 	return 0;
 }

@@ -130,10 +130,14 @@ int pgpipe_put_data(struct wbuf *out, const void *data, uint32_t len);
 int pgpipe_put_progress(struct wbuf *out, uint64_t done);
 int pgpipe_put_manifest(struct wbuf *out);
 int pgpipe_put_bb_end(struct wbuf *out, uint64_t lsn, uint32_t tli);
-/* TEXT is cut to PGP_MAX_TEXT bytes and its control characters replaced. */
+/* TEXT flattened (pgpipe_flatten) and cut to PGP_MAX_TEXT bytes. */
 int pgpipe_put_error(struct wbuf *out, uint32_t code, const char *text);
 int pgpipe_put_flushed(struct wbuf *out, uint64_t lsn);
 int pgpipe_put_base_backup(struct wbuf *out, uint8_t flags, const char *label);
+
+/* SRC as one line in DST (LEN bytes): newlines (a server's DETAIL and HINT
+ * lines) become "; ", other control characters spaces; returns DST. */
+char *pgpipe_flatten(char *dst, size_t len, const char *src);
 
 /* A label PGP_BASE_BACKUP accepts: 1 to PGP_MAX_LABEL of [A-Za-z0-9 _.:-]
  * (so it needs no quoting in the BASE_BACKUP command). */
@@ -149,3 +153,27 @@ struct pgp_bb_order {
 /* 0 if a frame of TYPE may come now (and the order moves on), else
  * -EPROTO with a sentence. */
 int pgpipe_bb_order(struct pgp_bb_order *o, uint8_t type);
+
+/* One end of the pipe: non-blocking fds, the bytes read and not yet
+ * parsed, the frames queued and not yet written (both bounded). */
+struct pgpipe_io {
+	int rfd, wfd;
+	struct wbuf in, out;
+	size_t in_off, out_off;
+	uint64_t out_written;             /* bytes ever written: progress marks */
+	bool eof;                         /* the other side closed its end */
+};
+/* IN and OUT are bounded by MAX_IN and MAX_OUT bytes; sets both fds O_NONBLOCK. */
+void pgpipe_io_init(struct pgpipe_io *io, int rfd, int wfd, size_t max_in, size_t max_out);
+void pgpipe_io_free(struct pgpipe_io *io);
+/* Read what the fd has: bytes read (0 with io->eof set at end of file),
+ * -EAGAIN when nothing is there, -ENOBUFS when IN is full, or -errno. */
+int pgpipe_io_read(struct pgpipe_io *io);
+/* The next whole frame read, for SIDE: as pgpipe_next.  Data pointers stay
+ * valid until the next pgpipe_io_read. */
+int pgpipe_io_next(struct pgpipe_io *io, enum pgp_side side, struct pgp_msg *ret);
+/* Bytes queued and not yet written. */
+static inline size_t pgpipe_io_pending(const struct pgpipe_io *io) { return io->out.len - io->out_off; }
+/* Write what the fd takes: 0 (all written or -EAGAIN swallowed), or -errno
+ * (-EPIPE when the other side is gone). */
+int pgpipe_io_flush(struct pgpipe_io *io);
