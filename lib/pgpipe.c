@@ -29,7 +29,7 @@ static const struct {
 	[PGE_SERVER] = { "server", EXIT_FAIL },
 	[PGE_ENDED] = { "ended", EXIT_FAIL },
 	[PGE_LOST] = { "lost", EXIT_FAIL },
-	[PGE_SANDBOX] = { "sandbox", EXIT_FAIL },
+	[PGE_SANDBOX] = { "sandbox", EXIT_CONFIG },
 	[PGE_COMMAND] = { "command", EXIT_USAGE },
 };
 

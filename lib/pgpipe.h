@@ -62,7 +62,7 @@ enum pgp_error {
 	PGE_SERVER = 12,     /* another error reported by the server */
 	PGE_ENDED = 13,      /* the server ended the stream (shut down) */
 	PGE_LOST = 14,       /* the connection was lost */
-	PGE_SANDBOX = 15,    /* dropping privileges or the sandbox failed */
+	PGE_SANDBOX = 15,    /* no such --user, a file libpq needs unreadable by it, no sandbox */
 	PGE_COMMAND = 16,    /* a command the child cannot carry out (no slot, busy) */
 	PGE_MAX = 16,
 };

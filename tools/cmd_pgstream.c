@@ -15,6 +15,7 @@
 #include "pgstream.h"
 #include "pgwal.h"
 #include "units.h"
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -100,6 +101,14 @@ static int run_child(const struct pgstream_opts *o)
 	if (r == 0)
 		fprintf(stderr, "bascule pgstream: warning: this kernel offers no Landlock: the filesystem and the "
 			"network are not sandboxed (only the user switch and no_new_privs are in force)\n");
+	/* Test hook (tests/e2e/pgstream.sh): show what the sandbox lets through. */
+	if (getenv("BASCULE_TEST_SANDBOX_PROBE")) {
+		const char *path = getenv("BASCULE_TEST_SANDBOX_PROBE");
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		fprintf(stderr, "bascule pgstream: sandbox probe %s: %s\n", path, fd >= 0 ? "opened" : strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	}
 	return pgstream_child_run(o);
 }
 
@@ -215,6 +224,8 @@ int cmd_pgstream(int argc, char **argv)
 		child[n++] = si;
 		child[n++] = "--connect-timeout";
 		child[n++] = ct;
+		if (o.verbose)
+			child[n++] = "--verbose";
 		child[n] = NULL;
 		return pgstream_dir_run(&o, child);
 	}

@@ -614,6 +614,17 @@ static void stop(struct child *c)
 	c->deadline = pgstream_now_ms() + DRAIN_MS;
 }
 
+/* Server notices (e.g. BASE_BACKUP's "WAL archiving is not enabled", which
+ * does not apply: the WAL is streamed) only with -v. */
+static void on_notice(void *arg, const char *msg)
+{
+	const struct child *c = arg;
+	char line[PGP_MAX_TEXT + 1];
+
+	if (c->o->verbose)
+		fprintf(stderr, "bascule pgstream: %s\n", pgpipe_flatten(line, sizeof(line), msg));
+}
+
 static void connect_step(struct child *c)
 {
 	c->cpoll = PQconnectPoll(c->conn);
@@ -654,6 +665,8 @@ int pgstream_child_run(const struct pgstream_opts *o)
 	else if (PQstatus(c.conn) == CONNECTION_BAD)
 		fail(&c, pgconn_classify_message(PQerrorMessage(c.conn)), "cannot connect to PostgreSQL: %s",
 		     PQerrorMessage(c.conn));
+	else
+		PQsetNoticeProcessor(c.conn, on_notice, &c);
 	for (;;) {
 		struct pollfd p[4] = { { .fd = -1 }, { .fd = -1 }, { .fd = -1 }, { .fd = sfd, .events = POLLIN } };
 		int64_t now = pgstream_now_ms(), timeout = -1;

@@ -1,0 +1,225 @@
+# pgstream: `bascule pgstream` against a real PostgreSQL 15 under pgbench load.
+#  - its WAL segments are byte for byte those pg_receivewal writes over the
+#    same range, and it resumes from its directory without a gap;
+#  - its base backup plus its WAL verify (pg_verifybackup, WAL parsed) and
+#    restore into a data directory PostgreSQL recovers to the end LSN, where
+#    every pgbench table equals the primary's;
+#  - the slot (and synchronous commit) advance only to what the owner
+#    reported flushed;
+#  - the child runs as the unprivileged user with no_new_privs, and its
+#    Landlock sandbox refuses a file the user could read;
+#  - each bad input gives its error naming the fix and its exit code.
+. "$(dirname "$0")/../lib/common.sh"
+. "$ROOT/tests/lib/pg.sh"
+need_root
+
+t0=$(date +%s.%N)
+pg_init p
+t1=$(date +%s.%N)
+pg_start p
+t2=$(date +%s.%N)
+note "cluster: initdb $(printf %.2f "$(echo "$t1 - $t0" | bc)") s, start $(printf %.2f "$(echo "$t2 - $t1" | bc)") s"
+CI=$(pg_conninfo p)
+PD=$(pg_dir p)
+PS=("$BIN/bascule" pgstream --user "$PG_RELAY_USER" --conninfo "$CI")
+slot_lsn() { pg_sql p "SELECT coalesce(restart_lsn - '0/0'::pg_lsn, 0) FROM pg_replication_slots WHERE slot_name = '$1'"; }
+lsn_num() { pg_sql p "SELECT '$1'::pg_lsn - '0/0'::pg_lsn"; }
+# wait_for SECONDS WHAT 'CONDITION': until the shell CONDITION holds
+wait_for() {
+	local s=$1 what=$2 cond=$3
+	for _ in $(seq $((s * 10))); do eval "$cond" && return 0; sleep 0.1; done
+	fail "timed out waiting for $what $(cat "$T/slot.state" 2>/dev/null)"
+}
+# slot_reached SLOT LSN: the slot's restart_lsn is LSN or later (the state on stderr if not)
+slot_reached() {
+	[ "$(slot_lsn "$1")" -ge "$(lsn_num "$2")" ] && rm -f "$T/slot.state" && return 0
+	echo "slot $1 at $(pg_sql p "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = '$1'"), want $2;" \
+		"senders: $(pg_sql p "SELECT application_name, state, sent_lsn, write_lsn, flush_lsn FROM pg_stat_replication" | tr '\n' ' ')" > "$T/slot.state"
+	return 1
+}
+seg_of() { pg_sql p "SELECT pg_walfile_name('$1')"; } # the segment holding the byte before LSN
+
+# --- 1. the same segments as pg_receivewal --------------------------------
+pg_sql p "SELECT pg_create_physical_replication_slot('prw', true)" >/dev/null
+pg_sql p "SELECT pg_create_physical_replication_slot('bsc', true)" >/dev/null
+mkdir -p "$T/prw"
+"$PG_BIN/pg_receivewal" -h "$PD" -U postgres -S prw -D "$T/prw" -s 1 --no-loop 2> "$T/prw.log" &
+PRW=$!
+"${PS[@]}" --slot bsc --to-dir "$T/bsc" --status-interval 1s 2> "$T/bsc.log" &
+BSC=$!
+wait_for 30 "the pgstream child" 'pgrep -f -- "--slot bsc --user $PG_RELAY_USER --status-interval" >/dev/null'
+child=$(pgrep -f -- "--slot bsc --user $PG_RELAY_USER --status-interval" | head -1)
+[ "$(ps -o user= -p "$child")" = "$PG_RELAY_USER" ] || fail "the child runs as $(ps -o user= -p "$child"), not $PG_RELAY_USER"
+grep -q "^NoNewPrivs:.*1" "/proc/$child/status" || fail "the child may gain privileges (no_new_privs not set)"
+[ "$(ps -o user= -p "$BSC")" = root ] || fail "the owner does not run as root"
+pg_bench_init p 4
+pg_bench p 4 2
+pg_sql p "SELECT pg_switch_wal()" >/dev/null
+pg_bench p 2 2
+pg_sql p "SELECT pg_switch_wal()" >/dev/null
+END1=$(pg_sql p "SELECT pg_current_wal_lsn()")
+last=$(seg_of "$END1")
+wait_for 120 "pg_receivewal's $last" '[ -f "$T/prw/$last" ]'
+wait_for 120 "pgstream's $last" '[ -f "$T/bsc/$last" ]'
+# SIGTERM: background jobs of a script ignore SIGINT, and pg_receivewal 15
+# dies of SIGTERM (143) with its complete segments already in place.
+kill -TERM "$PRW" "$BSC"
+wait "$PRW" || [ $? = 143 ] || fail "pg_receivewal failed: $(tail -3 "$T/prw.log")"
+wait "$BSC" || fail "pgstream --to-dir exited $? on SIGTERM: $(tail -3 "$T/bsc.log")"
+n=0
+for f in "$T"/prw/[0-9A-F]*; do
+	b=$(basename "$f")
+	[[ $b =~ ^[0-9A-F]{24}$ ]] || continue
+	[ -f "$T/bsc/$b" ] || fail "pgstream lacks the complete segment $b"
+	cmp -s "$f" "$T/bsc/$b" || fail "segment $b differs from pg_receivewal's"
+	n=$((n + 1))
+done
+for f in "$T"/bsc/*; do
+	b=$(basename "$f")
+	[[ $b =~ ^[0-9A-F]{24}(\.partial)?$ ]] || fail "unexpected file $b in the WAL directory"
+done
+[ "$n" -ge 4 ] || fail "only $n complete segments compared"
+note "$n complete segments equal pg_receivewal's, up to $END1"
+
+# --- 2. base backup + WAL restore and recover ------------------------------
+# The streamer resumes from its directory (after its newest segment).
+"${PS[@]}" --slot bsc --to-dir "$T/bsc" --status-interval 1s -v 2> "$T/bsc2.log" &
+BSC=$!
+wait_for 30 "streaming to resume" 'grep -q "streaming timeline 1 from" "$T/bsc2.log"'
+resume=$(sed -n 's/.*streaming timeline 1 from \(.*\)/\1/p' "$T/bsc2.log" | head -1)
+[ "$(lsn_num "$resume")" = "$(lsn_num "$END1")" ] || fail "resumed at $resume, not after the newest segment ($END1)"
+pg_bench p 6 2 &
+LOAD=$!
+sleep 1
+expect_rc 0 "${PS[@]}" --base-backup "$T/bb" --checkpoint fast --label "e2e base"
+grep -q "base backup of timeline 1 from .* to .*: 1 archives" "$T/out" || fail "no summary: $(cat "$T/out")"
+wait "$LOAD" || fail "pgbench under the base backup failed"
+pg_bench_digest p > "$T/digest.primary"
+END2=$(pg_sql p "SELECT pg_current_wal_lsn()")
+wait_for 60 "the slot to reach $END2" 'slot_reached bsc "$END2"'
+kill -TERM "$BSC"
+wait "$BSC" || fail "pgstream --to-dir exited $? on SIGTERM"
+[ -f "$T/bb/base.tar" ] && [ -f "$T/bb/backup_manifest" ] || fail "base backup files missing: $(ls "$T/bb")"
+# The WAL as recovery reads it: the partial segment under its final name.
+mkdir -p "$T/walcopy"
+for f in "$T"/bsc/*; do b=$(basename "$f"); cp "$f" "$T/walcopy/${b%.partial}"; done
+chown -R postgres "$T/walcopy"
+RD=$(pg_dir r)
+mkdir -p "$RD/data"
+tar -xf "$T/bb/base.tar" -C "$RD/data"
+chown -R postgres: "$RD"; chmod 700 "$RD/data"
+"$PG_BIN/pg_verifybackup" -m "$T/bb/backup_manifest" -w "$T/walcopy" "$RD/data" > "$T/verify.log" 2>&1 \
+	|| fail "pg_verifybackup refuses the backup and its WAL: $(tail -5 "$T/verify.log")"
+cat >> "$RD/data/postgresql.conf" <<CONF
+unix_socket_directories = '$RD'
+listen_addresses = ''
+restore_command = 'cp $T/walcopy/%f %p'
+CONF
+touch "$RD/data/recovery.signal"; chown postgres "$RD/data/recovery.signal"
+PG_CLUSTERS+=(r)
+pg_as "$PG_BIN/pg_ctl" -D "$RD/data" -l "$RD/log" -w -t 120 start >/dev/null || fail "the restored cluster did not start: $(tail -5 "$RD/log")"
+wait_for 60 "the restored cluster to finish recovery" '[ "$(pg_sql r "SELECT pg_is_in_recovery()")" = f ]'
+# All the WAL received is replayed (no target: to its end), past END2.
+done_at=$(sed -n 's/.*redo done at \([0-9A-F]*\/[0-9A-F]*\).*/\1/p' "$RD/log" | tail -1)
+[ -n "$done_at" ] || fail "no redo in the restored cluster's log: $(tail -5 "$RD/log")"
+[ "$(lsn_num "$done_at")" -le "$(lsn_num "$END2")" ] || fail "redo went past the primary's end $END2 (to $done_at)"
+pg_bench_digest r > "$T/digest.restored"
+cmp -s "$T/digest.primary" "$T/digest.restored" || fail "restored tables differ: $(diff "$T/digest.primary" "$T/digest.restored")"
+pg_stop r
+note "base backup $(du -h "$T/bb/base.tar" | cut -f1) + WAL recovered to $done_at (primary at $END2): $(wc -l < "$T/digest.restored") tables equal"
+
+# --- 3. the slot advances only to what was reported flushed ----------------
+L=$(pg_sql p "SELECT pg_current_wal_lsn()")
+mkfifo "$T/fifo"
+"${PS[@]}" --slot peer --application-name bascule_peer --status-interval 1s < "$T/fifo" 2> "$T/peer.err" |
+	"$BIN/tests/pgpeer" --status "$T/peer.status" --flush-limit "$L" > "$T/fifo" &
+wait_for 30 "the peer to stream" 'grep -q "^received" "$T/peer.status" 2>/dev/null'
+peer=$(pgrep -f "tests/pgpeer --status $T/peer.status")
+pg_bench p 2 2
+A=$(pg_sql p "SELECT pg_current_wal_lsn()")
+received() { lsn_num "$(sed -n 's/^received //p' "$T/peer.status")"; }
+wait_for 60 "the peer to receive $A" '[ "$(received)" -ge "$(lsn_num "$A")" ]'
+written() { pg_sql p "SELECT coalesce(write_lsn - '0/0'::pg_lsn, 0) FROM pg_stat_replication WHERE application_name = 'bascule_peer'"; }
+wait_for 30 "write_lsn to reach $A" '[ "$(written)" -ge "$(lsn_num "$A")" ]'
+[ "$(pg_sql p "SELECT flush_lsn FROM pg_stat_replication WHERE application_name = 'bascule_peer'")" = "$L" ] ||
+	fail "flush_lsn is $(pg_sql p "SELECT flush_lsn FROM pg_stat_replication WHERE application_name = 'bascule_peer'"), not the reported $L"
+[ "$(slot_lsn peer)" = "$(lsn_num "$L")" ] || fail "slot peer at $(slot_lsn peer), not at the reported $L ($(lsn_num "$L"))"
+# Synchronous commit waits for the flush the owner reports.
+pg_set p synchronous_standby_names bascule_peer
+pg_reload p
+pg_sql p "CREATE TABLE IF NOT EXISTS synctest (x int)" >/dev/null &
+SYNC=$!
+sleep 1
+kill -0 "$SYNC" 2>/dev/null || fail "a commit returned while the owner held the flush position at $L"
+kill -USR1 "$peer"
+wait "$SYNC" || fail "the synchronous commit failed once flushed"
+B=$(pg_sql p "SELECT pg_current_wal_lsn()")
+wait_for 30 "slot peer to follow the flush" 'slot_reached peer "$B"'
+pg_set p synchronous_standby_names ''
+pg_reload p
+kill -TERM "$(pgrep -f -- "--slot peer --application-name bascule_peer")"
+wait || true
+note "slot held at the reported $L while $A was received; commit waited for the flush"
+
+# --- 4. the sandbox ----------------------------------------------------------
+echo secret > "$T/probe"; chmod 644 "$T/probe"   # readable by $PG_RELAY_USER without Landlock
+BASCULE_TEST_SANDBOX_PROBE=$T/probe "${PS[@]}" < /dev/null > /dev/null 2> "$T/probe.err" || true
+grep -q "sandbox probe $T/probe: Permission denied" "$T/probe.err" || fail "the sandbox let the child read $T/probe: $(cat "$T/probe.err")"
+BASCULE_TEST_SANDBOX_PROBE=/etc/hostname "${PS[@]}" < /dev/null > /dev/null 2> "$T/probe.err" || true
+grep -q "sandbox probe /etc/hostname: opened" "$T/probe.err" || fail "the sandbox refuses /etc: $(cat "$T/probe.err")"
+
+# --- 5. bad input: each error names the fix, with its exit code -------------
+bad() { # bad RC PATTERN ARGS...
+	local rc=$1 pat=$2; shift 2
+	expect_rc "$rc" "$@"
+	grep -q -- "$pat" "$T/err" || fail "'$*': no '$pat' in: $(cat "$T/err")"
+}
+bad 3 "invalid connection option \"hst\".*libpq's syntax" "$BIN/bascule" pgstream --user "$PG_RELAY_USER" --conninfo "hst=x" --slot a --to-dir "$T/w"
+bad 1 "No such file.*check host= and port=" "$BIN/bascule" pgstream --user "$PG_RELAY_USER" --conninfo "host=$PD port=5999 user=$PG_REP_ROLE" --slot a --to-dir "$T/w"
+echo "*:*:*:$PG_REP_ROLE:wrong" > "$T/badpass"; chown "$PG_RELAY_USER" "$T/badpass"; chmod 600 "$T/badpass"
+bad 4 "password authentication failed.*check user= and its password" "$BIN/bascule" pgstream --user "$PG_RELAY_USER" --conninfo "host=$PD user=$PG_REP_ROLE passfile=$T/badpass" --slot a --to-dir "$T/w"
+pg_sql p "CREATE ROLE norep LOGIN PASSWORD 'norep-pw'" >/dev/null
+echo "*:*:*:norep:norep-pw" > "$T/norep.pass"; chown "$PG_RELAY_USER" "$T/norep.pass"; chmod 600 "$T/norep.pass"
+bad 4 "no pg_hba.conf entry for replication.*add a replication line" "$BIN/bascule" pgstream --user "$PG_RELAY_USER" --conninfo "host=$PD user=norep passfile=$T/norep.pass" --slot a --to-dir "$T/w"
+echo "local replication norep scram-sha-256" >> "$PD/data/pg_hba.conf"; pg_reload p
+bad 4 "must be superuser or replication role.*ALTER ROLE bascule REPLICATION" "$BIN/bascule" pgstream --user "$PG_RELAY_USER" --conninfo "host=$PD user=norep passfile=$T/norep.pass" --slot a --to-dir "$T/w"
+chmod 644 "$T/norep.pass"; chown root "$T/norep.pass"; chmod 600 "$T/norep.pass"
+bad 3 "norep.pass cannot be read by the user pgstream runs as.*chown" "$BIN/bascule" pgstream --user "$PG_RELAY_USER" --conninfo "host=$PD user=norep passfile=$T/norep.pass" --slot a --to-dir "$T/w"
+bad 3 "user 'nosuch-bsc' does not exist.*useradd" "$BIN/bascule" pgstream --user nosuch-bsc --conninfo "$CI" --slot a --to-dir "$T/w"
+bad 2 "a slot name is" "$BIN/bascule" pgstream --conninfo "$CI" --slot Bad-Name --to-dir "$T/w"
+bad 2 "needs --slot" "$BIN/bascule" pgstream --conninfo "$CI" --to-dir "$T/w"
+# The slot in use by another process.
+"${PS[@]}" --slot busy --to-dir "$T/busy" 2>/dev/null &
+BUSY=$!
+slot_active() { [ -n "$(pg_sql p "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$1'")" ]; }
+wait_for 30 "slot busy to be active" 'slot_active busy'
+bad 9 "is active for PID [0-9]*: another process streams from slot busy" "${PS[@]}" --slot busy --to-dir "$T/busy2"
+kill -TERM "$BUSY"; wait "$BUSY" || true
+# A slot whose WAL was removed (wal_status lost).
+for s in prw bsc peer busy; do pg_sql p "SELECT pg_drop_replication_slot('$s')" >/dev/null; done
+pg_sql p "SELECT pg_create_physical_replication_slot('gone', true)" >/dev/null
+pg_set p max_slot_wal_keep_size 1MB
+pg_reload p
+for _ in $(seq 20); do
+	[ "$(pg_sql p "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'gone'")" = lost ] && break
+	pg_sql p "CREATE TABLE IF NOT EXISTS filler (x int); INSERT INTO filler VALUES (1); SELECT pg_switch_wal(); CHECKPOINT" >/dev/null
+done
+[ "$(pg_sql p "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'gone'")" = lost ] || fail "could not make slot gone lose its WAL"
+bad 1 "replication slot gone holds no WAL.*take a new base backup.*pg_drop_replication_slot('gone')" "${PS[@]}" --slot gone --to-dir "$T/gone"
+pg_sql p "SELECT pg_drop_replication_slot('gone')" >/dev/null
+# Every WAL sender taken.
+pg_set p max_wal_senders 2
+pg_restart p
+sleep 60 | "${PS[@]}" > /dev/null 2>&1 &
+sleep 60 | "${PS[@]}" > /dev/null 2>&1 &
+senders() { pg_sql p "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender'"; }
+wait_for 30 "two WAL senders" '[ "$(senders)" = 2 ]'
+bad 9 "exceeds max_wal_senders (currently 2).*raise max_wal_senders" "${PS[@]}" --slot a --to-dir "$T/w"
+pkill -f -- "pgstream --user $PG_RELAY_USER --conninfo $CI\$" 2>/dev/null || true
+pkill -f -- "--conninfo $CI --user $PG_RELAY_USER --status-interval" 2>/dev/null || true
+# Replication off: wal_level minimal (max_wal_senders must then be 0).
+pg_set p wal_level minimal
+pg_set p max_wal_senders 0
+pg_restart p
+bad 3 "max_wal_senders (currently 0).*set wal_level = replica" "${PS[@]}" --slot a --to-dir "$T/w"
+note "bad input: conninfo 3, unreachable 1, auth 4, pg_hba 4, privilege 4, unreadable passfile 3, no user 3, slot busy 9, WAL lost 1, senders 9, wal_level 3"
