@@ -28,6 +28,14 @@
 #define LL_RULE_PATH_BENEATH 1
 #define LL_RULE_NET_PORT 2
 
+/* LeakSanitizer lists the threads in /proc/self/task at exit, which needs
+ * a dumpable process and /proc: sanitizer builds (tests) keep both. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZER_BUILD 1
+#else
+#define SANITIZER_BUILD 0
+#endif
+
 struct ll_ruleset_attr {
 	uint64_t handled_access_fs, handled_access_net, scoped;
 };
@@ -115,7 +123,7 @@ int pgsandbox_enter(const struct pgsandbox *s)
 
 	if ((r = switch_user(s->user)) < 0)
 		return r;
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+	if (prctl(PR_SET_DUMPABLE, SANITIZER_BUILD, 0, 0, 0) < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return err_set(errno, "sandbox: prctl: %s", strerror(errno));
 	/* Files libpq will open must be readable as the new user: say so now
 	 * rather than as a puzzling libpq error later. */
@@ -141,6 +149,8 @@ int pgsandbox_enter(const struct pgsandbox *s)
 	if (ruleset < 0)
 		return err_set(errno, "sandbox: landlock_create_ruleset: %s", strerror(errno));
 	r = add_path(ruleset, "/etc", LL_FS_READ_FILE | LL_FS_READ_DIR);
+	if (r == 0 && SANITIZER_BUILD)
+		r = add_path(ruleset, "/proc", LL_FS_READ_FILE | LL_FS_READ_DIR);
 	for (size_t i = 0; r == 0 && i < s->n_dirs; i++)
 		r = add_path(ruleset, s->dirs[i], LL_FS_READ_FILE | LL_FS_READ_DIR);
 	for (size_t i = 0; r == 0 && i < s->n_files; i++)

@@ -39,6 +39,12 @@ slot_reached() {
 }
 seg_of() { pg_sql p "SELECT pg_walfile_name('$1')"; } # the segment holding the byte before LSN
 
+# A sanitizer report from any of our processes fails the test.
+san_check() {
+	! grep -l "AddressSanitizer\|LeakSanitizer\|runtime error" "$T"/*.log "$T"/*.err "$T/err" 2>/dev/null ||
+		fail "sanitizer report: $(grep -h -A5 "Sanitizer\|runtime error" "$T"/*.log "$T"/*.err "$T/err" 2>/dev/null | head -20)"
+}
+
 # --- 1. the same segments as pg_receivewal --------------------------------
 pg_sql p "SELECT pg_create_physical_replication_slot('prw', true)" >/dev/null
 pg_sql p "SELECT pg_create_physical_replication_slot('bsc', true)" >/dev/null
@@ -80,6 +86,7 @@ for f in "$T"/bsc/*; do
 done
 [ "$n" -ge 4 ] || fail "only $n complete segments compared"
 note "$n complete segments equal pg_receivewal's, up to $END1"
+san_check
 
 # --- 2. base backup + WAL restore and recover ------------------------------
 # The streamer resumes from its directory (after its newest segment).
@@ -126,13 +133,14 @@ done_at=$(sed -n 's/.*redo done at \([0-9A-F]*\/[0-9A-F]*\).*/\1/p' "$RD/log" | 
 pg_bench_digest r > "$T/digest.restored"
 cmp -s "$T/digest.primary" "$T/digest.restored" || fail "restored tables differ: $(diff "$T/digest.primary" "$T/digest.restored")"
 pg_stop r
+san_check
 note "base backup $(du -h "$T/bb/base.tar" | cut -f1) + WAL recovered to $done_at (primary at $END2): $(wc -l < "$T/digest.restored") tables equal"
 
 # --- 3. the slot advances only to what was reported flushed ----------------
 L=$(pg_sql p "SELECT pg_current_wal_lsn()")
 mkfifo "$T/fifo"
 "${PS[@]}" --slot peer --application-name bascule_peer --status-interval 1s < "$T/fifo" 2> "$T/peer.err" |
-	"$BIN/tests/pgpeer" --status "$T/peer.status" --flush-limit "$L" > "$T/fifo" &
+	"$BIN/tests/pgpeer" --status "$T/peer.status" --flush-limit "$L" > "$T/fifo" 2> "$T/pgpeer.err" &
 wait_for 30 "the peer to stream" 'grep -q "^received" "$T/peer.status" 2>/dev/null'
 peer=$(pgrep -f "tests/pgpeer --status $T/peer.status")
 pg_bench p 2 2
@@ -159,6 +167,7 @@ pg_set p synchronous_standby_names ''
 pg_reload p
 kill -TERM "$(pgrep -f -- "--slot peer --application-name bascule_peer")"
 wait || true
+san_check
 note "slot held at the reported $L while $A was received; commit waited for the flush"
 
 # --- 4. the sandbox ----------------------------------------------------------
@@ -172,6 +181,7 @@ grep -q "sandbox probe /etc/hostname: opened" "$T/probe.err" || fail "the sandbo
 bad() { # bad RC PATTERN ARGS...
 	local rc=$1 pat=$2; shift 2
 	expect_rc "$rc" "$@"
+	san_check
 	grep -q -- "$pat" "$T/err" || fail "'$*': no '$pat' in: $(cat "$T/err")"
 }
 bad 3 "invalid connection option \"hst\".*libpq's syntax" "$BIN/bascule" pgstream --user "$PG_RELAY_USER" --conninfo "hst=x" --slot a --to-dir "$T/w"
@@ -188,6 +198,16 @@ bad 3 "norep.pass cannot be read by the user pgstream runs as.*chown" "$BIN/basc
 bad 3 "user 'nosuch-bsc' does not exist.*useradd" "$BIN/bascule" pgstream --user nosuch-bsc --conninfo "$CI" --slot a --to-dir "$T/w"
 bad 2 "a slot name is" "$BIN/bascule" pgstream --conninfo "$CI" --slot Bad-Name --to-dir "$T/w"
 bad 2 "needs --slot" "$BIN/bascule" pgstream --conninfo "$CI" --to-dir "$T/w"
+# A full WAL directory: no space (7), nothing reported flushed.
+mkdir -p "$T/full"
+mount -t tmpfs -o size=8m bsc-pgfull "$T/full"
+MOUNTS+=("$T/full")
+bad 7 "No space left on device" "${PS[@]}" --slot nospace --to-dir "$T/full"
+pg_sql p "SELECT pg_drop_replication_slot('nospace')" >/dev/null
+# An owner that claims more WAL flushed than it was sent breaks the protocol (5).
+printf '\0\0\0\010\101\0\0\0\377\377\377\377\0\0\0\0' > "$T/flushed.frame"
+expect_rc 5 "${PS[@]}" --slot a < "$T/flushed.frame"
+grep -q "past what it was sent" "$T/err" || fail "no protocol error: $(cat "$T/err")"
 # The slot in use by another process.
 "${PS[@]}" --slot busy --to-dir "$T/busy" 2>/dev/null &
 BUSY=$!
@@ -222,4 +242,5 @@ pg_set p wal_level minimal
 pg_set p max_wal_senders 0
 pg_restart p
 bad 3 "max_wal_senders (currently 0).*set wal_level = replica" "${PS[@]}" --slot a --to-dir "$T/w"
-note "bad input: conninfo 3, unreachable 1, auth 4, pg_hba 4, privilege 4, unreadable passfile 3, no user 3, slot busy 9, WAL lost 1, senders 9, wal_level 3"
+note "bad input: conninfo 3, unreachable 1, auth 4, pg_hba 4, privilege 4, unreadable passfile 3, no user 3, no space 7, owner protocol 5, slot busy 9, WAL lost 1, senders 9, wal_level 3"
+san_check

@@ -27,6 +27,7 @@ int main(int argc, char **argv)
 	uint64_t limit = UINT64_MAX, received = 0, flushed = 0, frames = 0;
 	uint32_t error = 0;
 	struct pgpipe_io io;
+	int rc = 0;
 	sigset_t mask;
 	int sfd;
 
@@ -62,13 +63,17 @@ int main(int argc, char **argv)
 			p[1].fd = STDOUT_FILENO;
 			p[1].events = POLLOUT;
 		}
-		if (poll(p, 3, -1) < 0 && errno != EINTR)
-			return 1;
+		if (poll(p, 3, -1) < 0 && errno != EINTR) {
+			rc = 1;
+			break;
+		}
 		if (p[2].revents) {
 			struct signalfd_siginfo si;
 			while (read(sfd, &si, sizeof(si)) == sizeof(si))
 				if (si.ssi_signo == SIGTERM)
-					return 0;
+					io.eof = true;
+			if (io.eof)
+				break;
 			limit = UINT64_MAX;
 		}
 		if (p[0].revents) {
@@ -85,14 +90,16 @@ int main(int argc, char **argv)
 						if (m.u.wal.lsn != received) {
 							fprintf(stderr, "pgpeer: WAL at %s, expected %s\n",
 								pgwal_lsn_format(m.u.wal.lsn, a), pgwal_lsn_format(received, b));
-							return 5;
+							rc = 5;
+							goto out;
 						}
 						received += m.u.wal.len;
 					}
 				}
 			if (r < 0 && r != -EAGAIN) {
 				fprintf(stderr, "pgpeer: %s\n", err_msg(r));
-				return 5;
+				rc = 5;
+				goto out;
 			}
 		}
 		{
@@ -109,5 +116,8 @@ int main(int argc, char **argv)
 			 error ? pgpipe_error_name(error) : "", error ? "\n" : "");
 		fs_write_atomic(status, text, strlen(text), 0644);
 	}
-	return 0;
+out:
+	pgpipe_io_free(&io);
+	close(sfd);
+	return rc;
 }
