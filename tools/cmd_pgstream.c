@@ -15,7 +15,10 @@
 #include "pgstream.h"
 #include "pgwal.h"
 #include "units.h"
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -73,6 +76,24 @@ static int refuse(uint32_t code, const char *fmt, ...)
 	return pgpipe_error_exit(code);
 }
 
+static void probe(const char *what)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	char addr[64];
+	unsigned port;
+	int fd = -1, r;
+
+	if (sscanf(what, "tcp:%63[0-9.]:%u", addr, &port) == 2 && inet_pton(AF_INET, addr, &sa.sin_addr) == 1) {
+		sa.sin_port = htons((uint16_t)port);
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		r = fd < 0 ? -1 : connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	} else
+		r = fd = open(what, O_RDONLY | O_CLOEXEC);
+	fprintf(stderr, "bascule pgstream: sandbox probe %s: %s\n", what, r >= 0 ? "opened" : strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 /* The child: drop privileges and enter the sandbox, then connect. */
 static int run_child(const struct pgstream_opts *o)
 {
@@ -101,14 +122,10 @@ static int run_child(const struct pgstream_opts *o)
 	if (r == 0)
 		fprintf(stderr, "bascule pgstream: warning: this kernel offers no Landlock: the filesystem and the "
 			"network are not sandboxed (only the user switch and no_new_privs are in force)\n");
-	/* Test hook (tests/e2e/pgstream.sh): show what the sandbox lets through. */
-	if (getenv("BASCULE_TEST_SANDBOX_PROBE")) {
-		const char *path = getenv("BASCULE_TEST_SANDBOX_PROBE");
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		fprintf(stderr, "bascule pgstream: sandbox probe %s: %s\n", path, fd >= 0 ? "opened" : strerror(errno));
-		if (fd >= 0)
-			close(fd);
-	}
+	/* Test hook (tests/e2e/pgstream.sh): show what the sandbox lets
+	 * through, a file (PATH) or a TCP connection (tcp:IPV4:PORT). */
+	if (getenv("BASCULE_TEST_SANDBOX_PROBE"))
+		probe(getenv("BASCULE_TEST_SANDBOX_PROBE"));
 	return pgstream_child_run(o);
 }
 

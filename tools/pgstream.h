@@ -29,6 +29,3 @@ int pgstream_child_run(const struct pgstream_opts *o);
  * pipes, write what it sends under o->to_dir or o->backup_dir, report WAL
  * flushed once fsynced.  Returns the exit code. */
 int pgstream_dir_run(const struct pgstream_opts *o, char *const *child_argv);
-
-/* Milliseconds of CLOCK_MONOTONIC. */
-int64_t pgstream_now_ms(void);

@@ -126,10 +126,10 @@ touch "$RD/data/recovery.signal"; chown postgres "$RD/data/recovery.signal"
 PG_CLUSTERS+=(r)
 pg_as "$PG_BIN/pg_ctl" -D "$RD/data" -l "$RD/log" -w -t 120 start >/dev/null || fail "the restored cluster did not start: $(tail -5 "$RD/log")"
 wait_for 60 "the restored cluster to finish recovery" '[ "$(pg_sql r "SELECT pg_is_in_recovery()")" = f ]'
-# All the WAL received is replayed (no target: to its end), past END2.
+# All the WAL received is replayed (no target: to its end; it may hold
+# records after END2, autovacuum's or a checkpoint's, none of pgbench's).
 done_at=$(sed -n 's/.*redo done at \([0-9A-F]*\/[0-9A-F]*\).*/\1/p' "$RD/log" | tail -1)
 [ -n "$done_at" ] || fail "no redo in the restored cluster's log: $(tail -5 "$RD/log")"
-[ "$(lsn_num "$done_at")" -le "$(lsn_num "$END2")" ] || fail "redo went past the primary's end $END2 (to $done_at)"
 pg_bench_digest r > "$T/digest.restored"
 cmp -s "$T/digest.primary" "$T/digest.restored" || fail "restored tables differ: $(diff "$T/digest.primary" "$T/digest.restored")"
 pg_stop r
@@ -177,7 +177,28 @@ grep -q "sandbox probe $T/probe: Permission denied" "$T/probe.err" || fail "the 
 BASCULE_TEST_SANDBOX_PROBE=/etc/hostname "${PS[@]}" < /dev/null > /dev/null 2> "$T/probe.err" || true
 grep -q "sandbox probe /etc/hostname: opened" "$T/probe.err" || fail "the sandbox refuses /etc: $(cat "$T/probe.err")"
 
-# --- 5. bad input: each error names the fix, with its exit code -------------
+# --- 5. over TCP, in the primary's namespace (tests/lib/sites.sh) -----------
+. "$ROOT/tests/lib/sites.sh"
+sites_net_up
+pg_init n
+pg_start n "$NS_P" "$IP_P"
+TCP=("$BIN/bascule" pgstream --user "$PG_RELAY_USER" --conninfo "host=$IP_P port=5432 user=$PG_REP_ROLE passfile=$PG_PASSFILE")
+in_primary "${TCP[@]}" --base-backup "$T/bb-tcp" --checkpoint fast > "$T/tcp.out" 2> "$T/tcp.err" ||
+	fail "a base backup over TCP failed: $(cat "$T/tcp.err")"
+grep -q "base backup of timeline 1" "$T/tcp.out" || fail "no base backup over TCP: $(cat "$T/tcp.out")"
+# Landlock's network rules (Linux 6.7+): the conninfo's port only.
+if grep -q "opened\|refused" <(BASCULE_TEST_SANDBOX_PROBE=tcp:$IP_P:5432 in_primary "${TCP[@]}" < /dev/null 2>&1 >/dev/null); then
+	BASCULE_TEST_SANDBOX_PROBE=tcp:$IP_P:5433 in_primary "${TCP[@]}" < /dev/null > /dev/null 2> "$T/probe.err" || true
+	grep -q "sandbox probe tcp:$IP_P:5433: Permission denied" "$T/probe.err" ||
+		fail "the sandbox let the child connect to another port: $(cat "$T/probe.err")"
+	note "over TCP: base backup from $IP_P:5432; another port refused by the sandbox"
+else
+	fail "the sandbox refuses the conninfo's own port"
+fi
+pg_stop n
+san_check
+
+# --- 6. bad input: each error names the fix, with its exit code -------------
 bad() { # bad RC PATTERN ARGS...
 	local rc=$1 pat=$2; shift 2
 	expect_rc "$rc" "$@"
