@@ -462,7 +462,6 @@ static int prepare_dir(struct owner *w)
 int pgstream_dir_run(const struct pgstream_opts *o, char *const *child_argv)
 {
 	struct owner w = { .o = o, .fd = -1, .afd = -1, .mfd = -1, .dirfd = -1, .exit_code = -1 };
-	sigset_t mask;
 	int sfd, status = 0, r;
 
 	w.dir = o->backup_dir ? o->backup_dir : o->to_dir;
@@ -470,12 +469,7 @@ int pgstream_dir_run(const struct pgstream_opts *o, char *const *child_argv)
 		fprintf(stderr, "bascule pgstream: %s\n", err_msg(r));
 		return r == -EEXIST ? EXIT_USAGE : err_exit_code(r);
 	}
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	sfd = pgstream_signalfd();
 	if ((r = spawn(&w, child_argv)) < 0) {
 		fprintf(stderr, "bascule pgstream: cannot start the child: %s\n", strerror(-r));
 		return EXIT_FAIL;

@@ -647,18 +647,23 @@ static void connect_step(struct child *c)
 	query(c, Q_IDENTIFY, "IDENTIFY_SYSTEM");
 }
 
-int pgstream_child_run(const struct pgstream_opts *o)
+int pgstream_signalfd(void)
 {
-	struct child c = { .o = o, .stage = ST_CONNECT, .cpoll = PGRES_POLLING_WRITING };
 	sigset_t mask;
-	int sfd, r;
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	return signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+int pgstream_child_run(const struct pgstream_opts *o)
+{
+	struct child c = { .o = o, .stage = ST_CONNECT, .cpoll = PGRES_POLLING_WRITING };
+	int sfd = pgstream_signalfd(), r;
+
 	pgpipe_io_init(&c.io, STDIN_FILENO, STDOUT_FILENO, IN_MAX, OUT_MAX);
 	c.deadline = pgstream_now_ms() + o->connect_timeout_ms;
 	if (!(c.conn = pgconn_start(o->conninfo, o->appname)))

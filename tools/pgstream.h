@@ -29,3 +29,7 @@ int pgstream_child_run(const struct pgstream_opts *o);
  * pipes, write what it sends under o->to_dir or o->backup_dir, report WAL
  * flushed once fsynced.  Returns the exit code. */
 int pgstream_dir_run(const struct pgstream_opts *o, char *const *child_argv);
+
+/* SIGTERM and SIGINT blocked and readable on the returned signalfd (the
+ * way both halves stop), SIGPIPE ignored (a closed pipe is an EPIPE). */
+int pgstream_signalfd(void);
