@@ -155,6 +155,8 @@ wait_for 30 "write_lsn to reach $A" '[ "$(written)" -ge "$(lsn_num "$A")" ]'
 # Synchronous commit waits for the flush the owner reports.
 pg_set p synchronous_standby_names bascule_peer
 pg_reload p
+sync_state() { pg_sql p "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'bascule_peer'"; }
+wait_for 30 "bascule_peer to be the synchronous standby" '[ "$(sync_state)" = sync ]'
 pg_sql p "CREATE TABLE IF NOT EXISTS synctest (x int)" >/dev/null &
 SYNC=$!
 sleep 1
@@ -213,6 +215,9 @@ pg_sql p "CREATE ROLE norep LOGIN PASSWORD 'norep-pw'" >/dev/null
 echo "*:*:*:norep:norep-pw" > "$T/norep.pass"; chown "$PG_RELAY_USER" "$T/norep.pass"; chmod 600 "$T/norep.pass"
 bad 4 "no pg_hba.conf entry for replication.*add a replication line" "$BIN/bascule" pgstream --user "$PG_RELAY_USER" --conninfo "host=$PD user=norep passfile=$T/norep.pass" --slot a --to-dir "$T/w"
 echo "local replication norep scram-sha-256" >> "$PD/data/pg_hba.conf"; pg_reload p
+# (the postmaster reloads pg_hba.conf when it handles the signal: wait for it)
+hba_loaded() { ! "$BIN/bascule" pgstream --user "$PG_RELAY_USER" --conninfo "host=$PD user=norep passfile=$T/norep.pass" --slot a --to-dir "$T/w" 2>&1 | grep -q pg_hba.conf; }
+wait_for 30 "pg_hba.conf to be reloaded" hba_loaded
 bad 4 "must be superuser or replication role.*ALTER ROLE bascule REPLICATION" "$BIN/bascule" pgstream --user "$PG_RELAY_USER" --conninfo "host=$PD user=norep passfile=$T/norep.pass" --slot a --to-dir "$T/w"
 chmod 644 "$T/norep.pass"; chown root "$T/norep.pass"; chmod 600 "$T/norep.pass"
 bad 3 "norep.pass cannot be read by the user pgstream runs as.*chown" "$BIN/bascule" pgstream --user "$PG_RELAY_USER" --conninfo "host=$PD user=norep passfile=$T/norep.pass" --slot a --to-dir "$T/w"
