@@ -4,6 +4,8 @@
 #  - its base backup plus its WAL verify (pg_verifybackup, WAL parsed) and
 #    restore into a data directory PostgreSQL recovers to the end LSN, where
 #    every pgbench table equals the primary's;
+#  - after a promotion it follows the new timeline (history file, segments)
+#    as pg_receivewal does;
 #  - the slot (and synchronous commit) advance only to what the owner
 #    reported flushed;
 #  - the child runs as the unprivileged user with no_new_privs, and its
@@ -136,7 +138,56 @@ pg_stop r
 san_check
 note "base backup $(du -h "$T/bb/base.tar" | cut -f1) + WAL recovered to $done_at (primary at $END2): $(wc -l < "$T/digest.restored") tables equal"
 
-# --- 3. the slot advances only to what was reported flushed ----------------
+# --- 3. a timeline switch: streaming from a standby that is promoted ------
+# pgstream and pg_receivewal both stream from standby s (cascading, from a
+# slot on s); s is promoted: the old timeline ends at the switch point, both
+# follow timeline 2 with its history file, and write the same segments.
+SD=$(pg_dir s)
+mkdir -p "$SD"; chown postgres: "$SD"
+pg_as "$PG_BIN/pg_basebackup" -h "$PD" -U postgres -D "$SD/data" -R -X stream -c fast > "$T/sbb.log" 2>&1 ||
+	fail "pg_basebackup of the standby failed: $(tail -3 "$T/sbb.log")"
+echo "unix_socket_directories = '$SD'" >> "$SD/data/postgresql.conf"
+PG_CLUSTERS+=(s)
+pg_start s
+pg_sql s "SELECT pg_create_physical_replication_slot('tl', true), pg_create_physical_replication_slot('tlprw', true)" >/dev/null
+mkdir -p "$T/tlprw"
+"$PG_BIN/pg_receivewal" -h "$SD" -U postgres -S tlprw -D "$T/tlprw" -s 1 --no-loop 2> "$T/tlprw.log" &
+PRW=$!
+"$BIN/bascule" pgstream --user "$PG_RELAY_USER" --conninfo "$(pg_conninfo s)" --slot tl --to-dir "$T/tl" \
+	--status-interval 1s -v 2> "$T/tl.log" &
+TL=$!
+wait_for 30 "streaming from the standby" 'grep -q "streaming timeline 1" "$T/tl.log"'
+pg_bench p 2 2
+pg_sql p "SELECT pg_switch_wal()" >/dev/null
+P_END=$(pg_sql p "SELECT pg_current_wal_lsn()")
+replayed() { [ "$(pg_sql s "SELECT pg_last_wal_replay_lsn() >= '$P_END'")" = t ]; }
+wait_for 60 "the standby to replay $P_END" replayed
+pg_as "$PG_BIN/pg_ctl" -D "$SD/data" -w -t 60 promote > /dev/null || fail "the standby did not promote"
+pg_bench s 2 2
+pg_sql s "SELECT pg_switch_wal()" >/dev/null
+S_END=$(pg_sql s "SELECT pg_current_wal_lsn()")
+last=$(pg_sql s "SELECT pg_walfile_name('$S_END')")
+[[ $last == 00000002* ]] || fail "the promoted standby is not on timeline 2 ($last)"
+wait_for 120 "pg_receivewal's $last" '[ -f "$T/tlprw/$last" ]'
+wait_for 120 "pgstream's $last" '[ -f "$T/tl/$last" ]'
+kill -TERM "$PRW" "$TL"
+wait "$PRW" || [ $? = 143 ] || fail "pg_receivewal failed: $(tail -3 "$T/tlprw.log")"
+wait "$TL" || fail "pgstream --to-dir exited $? after a timeline switch: $(tail -3 "$T/tl.log")"
+grep -q "streaming timeline 2 from" "$T/tl.log" || fail "pgstream did not follow timeline 2: $(tail -3 "$T/tl.log")"
+cmp -s "$T/tlprw/00000002.history" "$T/tl/00000002.history" || fail "00000002.history differs or is missing"
+n1=0 n2=0
+for f in "$T"/tlprw/[0-9A-F]*; do
+	b=$(basename "$f")
+	[[ $b =~ ^[0-9A-F]{24}$ ]] || continue
+	cmp -s "$f" "$T/tl/$b" || fail "segment $b (timeline switch) differs from pg_receivewal's or is missing"
+	[[ $b == 00000001* ]] && n1=$((n1 + 1)) || n2=$((n2 + 1))
+done
+[ "$n2" -ge 1 ] || fail "no complete segment of timeline 2 compared"
+pg_stop s
+san_check
+note "timeline switch: $n1 + $n2 complete segments of timelines 1 and 2 and 00000002.history equal pg_receivewal's"
+
+# --- 4. the slot advances only to what was reported flushed ----------------
 L=$(pg_sql p "SELECT pg_current_wal_lsn()")
 mkfifo "$T/fifo"
 "${PS[@]}" --slot peer --application-name bascule_peer --status-interval 1s < "$T/fifo" 2> "$T/peer.err" |
@@ -172,14 +223,14 @@ wait || true
 san_check
 note "slot held at the reported $L while $A was received; commit waited for the flush"
 
-# --- 4. the sandbox ----------------------------------------------------------
+# --- 5. the sandbox ----------------------------------------------------------
 echo secret > "$T/probe"; chmod 644 "$T/probe"   # readable by $PG_RELAY_USER without Landlock
 BASCULE_TEST_SANDBOX_PROBE=$T/probe "${PS[@]}" < /dev/null > /dev/null 2> "$T/probe.err" || true
 grep -q "sandbox probe $T/probe: Permission denied" "$T/probe.err" || fail "the sandbox let the child read $T/probe: $(cat "$T/probe.err")"
 BASCULE_TEST_SANDBOX_PROBE=/etc/hostname "${PS[@]}" < /dev/null > /dev/null 2> "$T/probe.err" || true
 grep -q "sandbox probe /etc/hostname: opened" "$T/probe.err" || fail "the sandbox refuses /etc: $(cat "$T/probe.err")"
 
-# --- 5. over TCP, in the primary's namespace (tests/lib/sites.sh) -----------
+# --- 6. over TCP, in the primary's namespace (tests/lib/sites.sh) -----------
 . "$ROOT/tests/lib/sites.sh"
 sites_net_up
 pg_init n
@@ -200,7 +251,7 @@ fi
 pg_stop n
 san_check
 
-# --- 6. bad input: each error names the fix, with its exit code -------------
+# --- 7. bad input: each error names the fix, with its exit code -------------
 bad() { # bad RC PATTERN ARGS...
 	local rc=$1 pat=$2; shift 2
 	expect_rc "$rc" "$@"
