@@ -1,9 +1,9 @@
 /* pgmsg.c - replication protocol CopyData messages, exact lengths. */
 #include "pgmsg.h"
 #include "buf.h"
+#include "clock.h"
 #include <errno.h>
 #include <string.h>
-#include <time.h>
 
 /* Seconds from 1970-01-01 to 2000-01-01 (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE days). */
 #define PG_EPOCH_OFFSET 946684800LL
@@ -105,8 +105,5 @@ int pgmsg_get_backup(const void *msg, size_t len, struct pgmsg_backup *ret)
 
 int64_t pgmsg_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return ((int64_t)ts.tv_sec - PG_EPOCH_OFFSET) * 1000000 + ts.tv_nsec / 1000;
+	return (int64_t)clock_now_usec() - PG_EPOCH_OFFSET * 1000000;
 }

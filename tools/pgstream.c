@@ -11,6 +11,7 @@
  * standby status updates, the end of a timeline and the next one, and
  * BASE_BACKUP with PostgreSQL 15's archive stream. */
 #include "pgstream.h"
+#include "clock.h"
 #include "err.h"
 #include "pgconn.h"
 #include "pgmsg.h"
@@ -23,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #define IN_MAX (1u << 20)
@@ -71,13 +71,9 @@ struct child {
 	int exit_code;
 };
 
-/* TODO(issue 12): the tree's one clock helper once it has landed. */
 static int64_t pgstream_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)(clock_mono_usec() / 1000);
 }
 
 /* End with an error: one line on stderr, the same as PGP_ERROR for the
