@@ -698,8 +698,10 @@ int pgstream_child_run(const struct pgstream_opts *o)
 		if (c.stage == ST_CONNECT || c.stage == ST_DONE)
 			timeout = c.deadline > now ? c.deadline - now : 0;
 		else if (c.stage == ST_STREAM) {
+			/* An update is due now, on the timer, or (libpq's output
+			 * buffer full) once the socket takes more: never a spin. */
 			int64_t due = c.last_status + o->status_interval_ms;
-			timeout = c.status_now ? 0 : due > now ? due - now : 0;
+			timeout = c.sock_out ? -1 : c.status_now ? 0 : due > now ? due - now : 0;
 		}
 		if (poll(p, 4, (int)timeout) < 0 && errno != EINTR) {
 			fail(&c, PGE_LOST, "poll: %s", strerror(errno));
@@ -741,7 +743,8 @@ int pgstream_child_run(const struct pgstream_opts *o)
 			     PQerrorMessage(c.conn));
 		if (c.stage != ST_DONE && c.stage != ST_CONNECT)
 			process_conn(&c);
-		if (c.stage == ST_STREAM && (c.status_now || pgstream_now_ms() - c.last_status >= o->status_interval_ms))
+		if (c.stage == ST_STREAM && !c.sock_out &&
+		    (c.status_now || pgstream_now_ms() - c.last_status >= o->status_interval_ms))
 			send_status(&c);
 	}
 	if (c.conn)
