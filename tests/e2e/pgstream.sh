@@ -39,6 +39,7 @@ slot_reached() {
 		"senders: $(pg_sql p "SELECT application_name, state, sent_lsn, write_lsn, flush_lsn FROM pg_stat_replication" | tr '\n' ' ')" > "$T/slot.state"
 	return 1
 }
+slot_active() { [ -n "$(pg_sql p "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$1'")" ]; }
 seg_of() { pg_sql p "SELECT pg_walfile_name('$1')"; } # the segment holding the byte before LSN
 
 # A sanitizer report from any of our processes fails the test.
@@ -61,7 +62,18 @@ child=$(pgrep -f -- "--slot bsc --user $PG_RELAY_USER --status-interval" | head 
 grep -q "^NoNewPrivs:.*1" "/proc/$child/status" || fail "the child may gain privileges (no_new_privs not set)"
 [ "$(ps -o user= -p "$BSC")" = root ] || fail "the owner does not run as root"
 pg_bench_init p 4
-pg_bench p 4 2
+# kill -9 of the owner at a random moment under load: the child stops (its
+# stdin closed), a new run resumes from the directory, and the segments
+# still equal pg_receivewal's below.
+pg_bench p 4 2 &
+LOAD=$!
+sleep "$((RANDOM % 3)).$((RANDOM % 10))"
+kill -9 "$BSC"
+wait "$BSC" || true
+wait_for 30 "the orphaned child to leave the slot" '! slot_active bsc'
+"${PS[@]}" --slot bsc --to-dir "$T/bsc" --status-interval 1s 2>> "$T/bsc.log" &
+BSC=$!
+wait "$LOAD" || fail "pgbench failed"
 pg_sql p "SELECT pg_switch_wal()" >/dev/null
 pg_bench p 2 2
 pg_sql p "SELECT pg_switch_wal()" >/dev/null
@@ -87,14 +99,14 @@ for f in "$T"/bsc/*; do
 	[[ $b =~ ^[0-9A-F]{24}(\.partial)?$ ]] || fail "unexpected file $b in the WAL directory"
 done
 [ "$n" -ge 4 ] || fail "only $n complete segments compared"
-note "$n complete segments equal pg_receivewal's, up to $END1"
+note "$n complete segments equal pg_receivewal's, up to $END1 (the streamer killed -9 once under load and restarted)"
 san_check
 
 # --- 2. base backup + WAL restore and recover ------------------------------
 # The streamer resumes from its directory (after its newest segment).
 "${PS[@]}" --slot bsc --to-dir "$T/bsc" --status-interval 1s -v 2> "$T/bsc2.log" &
 BSC=$!
-wait_for 30 "streaming to resume" 'grep -q "streaming timeline 1 from" "$T/bsc2.log"'
+wait_for 30 "streaming to resume" 'grep -q "streaming timeline 1 from" "$T/bsc2.log" 2>/dev/null'
 resume=$(sed -n 's/.*streaming timeline 1 from \(.*\)/\1/p' "$T/bsc2.log" | head -1)
 [ "$(lsn_num "$resume")" = "$(lsn_num "$END1")" ] || fail "resumed at $resume, not after the newest segment ($END1)"
 pg_bench p 6 2 &
@@ -156,7 +168,7 @@ PRW=$!
 "$BIN/bascule" pgstream --user "$PG_RELAY_USER" --conninfo "$(pg_conninfo s)" --slot tl --to-dir "$T/tl" \
 	--status-interval 1s -v 2> "$T/tl.log" &
 TL=$!
-wait_for 30 "streaming from the standby" 'grep -q "streaming timeline 1" "$T/tl.log"'
+wait_for 30 "streaming from the standby" 'grep -q "streaming timeline 1" "$T/tl.log" 2>/dev/null'
 pg_bench p 2 2
 pg_sql p "SELECT pg_switch_wal()" >/dev/null
 P_END=$(pg_sql p "SELECT pg_current_wal_lsn()")
@@ -218,7 +230,22 @@ B=$(pg_sql p "SELECT pg_current_wal_lsn()")
 wait_for 30 "slot peer to follow the flush" 'slot_reached peer "$B"'
 pg_set p synchronous_standby_names ''
 pg_reload p
-kill -TERM "$(pgrep -f -- "--slot peer --application-name bascule_peer")"
+# An owner that stops reading: the child stops reading the server once it
+# holds 8 MiB for the owner (memory bounded), and nothing is lost.
+pchild=$(pgrep -f -- "--slot peer --application-name bascule_peer")
+kill -STOP "$peer"
+pg_bench p 4 2
+C=$(pg_sql p "SELECT pg_current_wal_lsn()")
+sent() { pg_sql p "SELECT sent_lsn - '0/0'::pg_lsn FROM pg_stat_replication WHERE application_name = 'bascule_peer'"; }
+rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$pchild/status")
+behind=$(( $(lsn_num "$C") - $(sent) ))
+kill -CONT "$peer"
+wait_for 60 "the peer to receive $C after its stall" '[ "$(received)" -ge "$(lsn_num "$C")" ]'
+# (under AddressSanitizer its shadow memory and quarantine make RSS meaningless)
+ldd "$BIN/bascule" | grep -q libasan || [ "$rss" -lt 65536 ] || fail "the child held $rss kB while its owner stalled"
+[ "$behind" -gt 0 ] || fail "the server sent everything while the owner stalled: no back-pressure exercised"
+note "owner stalled: the child held $rss kB, the server kept $((behind >> 20)) MiB unsent; all received after"
+kill -TERM "$pchild"
 wait || true
 san_check
 note "slot held at the reported $L while $A was received; commit waited for the flush"
@@ -288,7 +315,6 @@ grep -q "past what it was sent" "$T/err" || fail "no protocol error: $(cat "$T/e
 # The slot in use by another process.
 "${PS[@]}" --slot busy --to-dir "$T/busy" 2>/dev/null &
 BUSY=$!
-slot_active() { [ -n "$(pg_sql p "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$1'")" ]; }
 wait_for 30 "slot busy to be active" 'slot_active busy'
 bad 9 "is active for PID [0-9]*: another process streams from slot busy" "${PS[@]}" --slot busy --to-dir "$T/busy2"
 kill -TERM "$BUSY"; wait "$BUSY" || true
