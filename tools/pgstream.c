@@ -544,6 +544,10 @@ static void on_command(struct child *c, const struct pgp_msg *m)
 			c->start = pgwal_seg_start(c->hello.slot_lsn, c->hello.segsize);
 			c->tli = c->hello.slot_tli;
 		}
+		/* The owner holds the WAL before where it asked to start: it may
+		 * report that much flushed at once. */
+		if (c->start > c->max_sent)
+			c->max_sent = c->start;
 		begin_timeline(c);
 		break;
 	case PGP_FLUSHED:
