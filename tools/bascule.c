@@ -43,6 +43,8 @@ static const struct subcommand {
 	{ "vault", cmd_vault, "vault ls|check|prune", "list, check and prune the provider-blind vault" },
 	{ "restore", cmd_restore, "restore --vault URL --source G/S --to PATH",
 	  "rebuild a source at any retained epoch from the vault" },
+	{ "pgstream", cmd_pgstream, "pgstream --conninfo C [--slot S] [--to-dir|--base-backup DIR]",
+	  "stream a PostgreSQL primary's WAL and base backups (basculed's child, or into a directory)" },
 	{ "replica", cmd_replica, "replica VERB --root DIR",
 	  "list, verify, recover, rollback, promote, demote, clone the replicas in DIR" },
 };

@@ -28,6 +28,7 @@ int cmd_trust_host(int argc, char **argv);
 int cmd_drill(int argc, char **argv);
 int cmd_space(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_pgstream(int argc, char **argv); /* tools/cmd_pgstream.c */
 
 /* Report ERR (negative errno) once, as "bascule WHAT: message", and return
  * the matching exit code. */

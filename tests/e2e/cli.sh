@@ -6,7 +6,7 @@ expect_rc 0 "$BIN/basculed" --help
 grep -q -- "--check-config" "$T/out" || fail "basculed --help does not mention --check-config"
 expect_rc 0 "$BIN/basculed" --version
 expect_rc 0 "$BIN/bascule" --help
-for c in keygen key sync status metrics history check pause resume trust-host recv replica space drill; do
+for c in keygen key sync status metrics history check pause resume trust-host recv replica space drill pgstream; do
 	expect_rc 0 "$BIN/bascule" "$c" --help
 	grep -qi usage "$T/out" || fail "bascule $c --help prints no usage"
 	grep -q "$c" <("$BIN/bascule" --help) || fail "bascule --help does not list $c"
@@ -15,6 +15,12 @@ expect_rc 0 "$BIN/bascule" --version
 expect_rc 2 "$BIN/bascule" frobnicate
 expect_rc 2 "$BIN/bascule" keygen
 expect_rc 2 "$BIN/bascule" replica rollback --root /x
+expect_rc 2 "$BIN/bascule" pgstream --slot s
+expect_rc 2 "$BIN/bascule" pgstream --conninfo "host=/nowhere" --to-dir "$T/w" --base-backup "$T/b"
+grep -q "not both" "$T/err" || fail "pgstream: no advice for --to-dir with --base-backup: $(cat "$T/err")"
+expect_rc 2 "$BIN/bascule" pgstream --conninfo "host=/nowhere" --slot s --endpos 1/x --to-dir "$T/w"
+script -qec "$BIN/bascule pgstream --conninfo host=/nowhere" /dev/null > "$T/tty.out" 2>&1 || true
+grep -q "stdout is a terminal" "$T/tty.out" || fail "pgstream writes frames to a terminal: $(cat "$T/tty.out")"
 expect_rc 2 "$BIN/basculed" --nope
 expect_rc 8 "$BIN/bascule" --socket "$T/none.sock" sync
 grep -q "is basculed running" "$T/err" || fail "no advice when the daemon is not running"

@@ -426,6 +426,31 @@ row "report verify" 2 "" -- "$B" report verify "$T/no-such-report.json"
 row "report verify" 2 "usage" -- "$B" report verify
 bsc_stop
 
+# ---- bascule pgstream, against a real PostgreSQL 15 (tests/lib/pg.sh)
+. "$ROOT/tests/lib/pg.sh"
+pg_init ec
+pg_start ec
+PG=("$B" pgstream --user "$PG_RELAY_USER" --connect-timeout 10s)
+row pgstream 0 "usage" -- "$B" pgstream --help
+row pgstream 2 "usage" -- "$B" pgstream --slot s
+row pgstream 3 "invalid connection option" -- "${PG[@]}" --conninfo "hst=x" --slot s --to-dir "$T/pgw"
+row pgstream 1 "check host= and port=" -- "${PG[@]}" --conninfo "host=$(pg_dir ec) port=5999" --slot s --to-dir "$T/pgw"
+echo "*:*:*:$PG_REP_ROLE:wrong" > "$T/pgbad"; chown "$PG_RELAY_USER" "$T/pgbad"; chmod 600 "$T/pgbad"
+row pgstream 4 "password authentication failed" -- "${PG[@]}" --conninfo "host=$(pg_dir ec) user=$PG_REP_ROLE passfile=$T/pgbad" --slot s --to-dir "$T/pgw"
+printf '\0\0\0\010\101\0\0\0\377\377\377\377\0\0\0\0' > "$T/pgflushed"
+row pgstream 5 "past what it was sent" -- sh -c '"$@" < "$0" > /dev/null' "$T/pgflushed" "${PG[@]}" --conninfo "$(pg_conninfo ec)" --slot s
+mkdir -p "$T/pgfull"; mount -t tmpfs -o size=8m bsc-ecfull "$T/pgfull"; MOUNTS+=("$T/pgfull")
+row pgstream 7 "no space" -- "${PG[@]}" --conninfo "$(pg_conninfo ec)" --slot full --to-dir "$T/pgfull"
+"${PG[@]}" --conninfo "$(pg_conninfo ec)" --slot busy --to-dir "$T/pgbusy" 2> /dev/null &
+PGBUSY=$!
+for _ in $(seq 300); do
+	[ -n "$(pg_sql ec "SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'busy'")" ] && break
+	sleep 0.1
+done
+row pgstream 9 "is active for PID" -- "${PG[@]}" --conninfo "$(pg_conninfo ec)" --slot busy --to-dir "$T/pgbusy2"
+kill -TERM "$PGBUSY"
+wait "$PGBUSY" || true
+
 # ---- the documentation's table against the rows
 doc_pairs() { # FILE FORMAT: "command|code" lines the document lists
 	case $2 in

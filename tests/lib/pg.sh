@@ -1,0 +1,118 @@
+# tests/lib/pg.sh - real PostgreSQL 15 clusters for the tests, from Debian's
+# packages (source after common.sh; after sites.sh too for a cluster inside a
+# namespace).  Each cluster NAME lives in $T/pg-NAME (data/ and its Unix
+# socket), is owned by the postgres user, and is stopped at exit even on
+# failure (pg_down_all runs from the EXIT trap of common.sh).
+#   pg_init NAME [INITDB_ARGS...]  initdb (replication settings, small memory)
+#   pg_start NAME [NS ADDR]        start; optionally also listen on ADDR:5432
+#                                  inside network namespace NS (sites.sh)
+#   pg_stop NAME [MODE]            pg_ctl stop (fast by default)
+#   pg_sql NAME SQL                one query as the superuser, unaligned output
+#   pg_set NAME KEY VALUE          ALTER SYSTEM SET (then pg_reload or restart)
+#   pg_reload NAME
+#   pg_conninfo NAME               the replication role's conninfo (socket)
+#   pg_bench_init NAME SCALE       pgbench tables; pg_bench NAME SECONDS [CLIENTS]
+#   pg_lsn NAME                    pg_current_wal_lsn() in bytes (decimal)
+# The replication role is $PG_REP_ROLE with password $PG_REP_PASSWORD (scram);
+# $PG_PASSFILE holds it, owned by $PG_RELAY_USER (the unprivileged user
+# `bascule pgstream --user` switches to).
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PG_REP_ROLE=bascule_rep
+PG_REP_PASSWORD=rep-secret-1
+PG_RELAY_USER=${PG_RELAY_USER:-nobody}
+PG_PASSFILE=$T/pgpass
+PG_CLUSTERS=()
+
+pg_dir() { echo "$T/pg-$1"; }
+pg_as() { runuser -u postgres -- "$@"; }
+
+pg_down_all() {
+	local n
+	for n in "${PG_CLUSTERS[@]}"; do
+		[ -f "$(pg_dir "$n")/data/postmaster.pid" ] || continue
+		pg_as "$PG_BIN/pg_ctl" -D "$(pg_dir "$n")/data" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+	done
+	PG_CLUSTERS=()
+}
+EXIT_HOOKS+=(pg_down_all)
+
+pg_init() {
+	local name=$1 d; shift
+	d=$(pg_dir "$name")
+	need_root
+	[ -x "$PG_BIN/initdb" ] || fail "PostgreSQL 15 is not installed (scripts/deps.sh test installs postgresql-15)"
+	chmod 711 "$T"
+	mkdir -p "$d"; chown postgres: "$d"; chmod 755 "$d"
+	pg_as "$PG_BIN/initdb" -D "$d/data" -U postgres --auth=trust -E UTF8 --locale=C --no-sync "$@" \
+		> "$d/initdb.log" 2>&1 || fail "initdb $name failed: $(tail -5 "$d/initdb.log")"
+	cat >> "$d/data/postgresql.conf" <<CONF
+listen_addresses = ''
+unix_socket_directories = '$d'
+port = 5432
+shared_buffers = 32MB
+max_connections = 30
+wal_level = replica
+max_wal_senders = 8
+max_replication_slots = 8
+wal_sender_timeout = 60s
+log_line_prefix = '%m [%p] %a '
+log_replication_commands = on
+CONF
+	cat > "$d/data/pg_hba.conf" <<HBA
+local all postgres trust
+local replication postgres trust
+local all $PG_REP_ROLE scram-sha-256
+local replication $PG_REP_ROLE scram-sha-256
+host replication $PG_REP_ROLE 0.0.0.0/0 scram-sha-256
+HBA
+	PG_CLUSTERS+=("$name")
+	if [ ! -f "$PG_PASSFILE" ]; then
+		echo "*:*:*:$PG_REP_ROLE:$PG_REP_PASSWORD" > "$PG_PASSFILE"
+		chown "$PG_RELAY_USER" "$PG_PASSFILE"; chmod 600 "$PG_PASSFILE"
+	fi
+}
+
+pg_start() {
+	local name=$1 ns=${2:-} addr=${3:-} d
+	d=$(pg_dir "$name")
+	local pre=()
+	if [ -n "$ns" ]; then
+		sed -i "s/^listen_addresses = .*/listen_addresses = '$addr'/" "$d/data/postgresql.conf"
+		pre=(ip netns exec "$ns")
+	fi
+	"${pre[@]}" runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$d/data" -l "$d/log" -w -t 120 start >/dev/null \
+		|| fail "PostgreSQL $name did not start: $(tail -5 "$d/log")"
+	if ! pg_sql "$name" "SELECT 1 FROM pg_roles WHERE rolname = '$PG_REP_ROLE'" | grep -q 1; then
+		pg_sql "$name" "CREATE ROLE $PG_REP_ROLE LOGIN REPLICATION PASSWORD '$PG_REP_PASSWORD'" >/dev/null
+	fi
+}
+
+pg_stop() {
+	local d
+	d=$(pg_dir "$1")
+	pg_as "$PG_BIN/pg_ctl" -D "$d/data" -m "${2:-fast}" -w -t 120 stop >/dev/null \
+		|| fail "PostgreSQL $1 did not stop: $(tail -5 "$d/log")"
+}
+
+pg_restart() { pg_stop "$1"; pg_start "$1"; }
+pg_sql() { pg_as "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$(pg_dir "$1")" -U postgres -d postgres -c "$2"; }
+pg_set() { pg_sql "$1" "ALTER SYSTEM SET $2 = '$3'" >/dev/null; }
+pg_reload() { pg_sql "$1" "SELECT pg_reload_conf()" >/dev/null; }
+pg_conninfo() { echo "host=$(pg_dir "$1") port=5432 user=$PG_REP_ROLE dbname=postgres passfile=$PG_PASSFILE"; }
+pg_lsn() { pg_sql "$1" "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"; }
+
+pg_bench_init() {
+	pg_as "$PG_BIN/pgbench" -h "$(pg_dir "$1")" -U postgres -i -q -s "$2" postgres > "$(pg_dir "$1")/pgbench-init.log" 2>&1 \
+		|| fail "pgbench -i failed: $(tail -5 "$(pg_dir "$1")/pgbench-init.log")"
+}
+pg_bench() {
+	pg_as "$PG_BIN/pgbench" -h "$(pg_dir "$1")" -U postgres -n -T "$2" -c "${3:-2}" postgres \
+		>> "$(pg_dir "$1")/pgbench.log" 2>&1 || fail "pgbench failed: $(tail -5 "$(pg_dir "$1")/pgbench.log")"
+}
+# The content of every pgbench table: count and an order-independent digest.
+pg_bench_digest() {
+	local t
+	for t in pgbench_accounts pgbench_branches pgbench_tellers pgbench_history; do
+		pg_sql "$1" "SELECT '$t', count(*), coalesce(sum(hashtext(x::text)::bigint), 0) FROM $t x"
+	done
+}
