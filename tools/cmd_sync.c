@@ -1,5 +1,6 @@
 /* cmd_sync.c - bascule sync [GROUP] [--wait] [--timeout D]: cut an epoch now
  * and, with --wait, return once every target has applied it durably. */
+#include "clock.h"
 #include "cmd.h"
 #include "ctl.h"
 #include "err.h"
@@ -7,15 +8,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-
-static uint64_t mono_usec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static void sync_usage(FILE *f)
 {
@@ -106,7 +99,7 @@ int cmd_sync(int argc, char **argv)
 	}
 	if ((r = cmd_socket_path(sock, sizeof(sock))) < 0)
 		return cmd_fail("sync", r);
-	start = mono_usec();
+	start = clock_mono_usec();
 	req = json_pack("{s:s, s:s?}", "cmd", "sync", "group", group);
 	resp = cmd_ctl("sync", sock, req, &ret);
 	json_decref(req);
@@ -140,7 +133,7 @@ int cmd_sync(int argc, char **argv)
 			break;
 		}
 		json_decref(st);
-		if (mono_usec() - start > timeout) {
+		if (clock_mono_usec() - start > timeout) {
 			char d[32];
 			fprintf(stderr, "bascule sync: timed out after %s: %s\n",
 				units_fmt_duration(timeout, d, sizeof(d)), why);

@@ -4,6 +4,7 @@
  * them.  prune needs the verify key and an account allowed to delete (not
  * the daemon's write-once one).  restore and `check --read-data` need the
  * vault key. */
+#include "clock.h"
 #include "cmd.h"
 #include "config.h"
 #include "err.h"
@@ -1413,26 +1414,24 @@ int cmd_restore(int argc, char **argv)
 		}
 	}
 	{
-		uint64_t done = 0, t0 = (uint64_t)time(NULL);
-		struct timespec a, b;
+		uint64_t done = 0, a, b;
 		pthread_t th[64];
 		unsigned started = 0;
 		for (uint64_t i = 0; i < rs.n_ranges; i++)
 			done += rs.done[i];
 		if (resumed)
 			printf("resuming: %" PRIu64 " of %" PRIu64 " ranges were already restored\n", done, rs.n_ranges);
-		(void)t0;
 		rs.o = &o;
 		rs.k = &k;
 		rs.packs = &packs;
 		rs.map = &map;
-		clock_gettime(CLOCK_MONOTONIC, &a);
+		a = clock_mono_usec();
 		for (unsigned j = 0; j < jobs && j < rs.n_ranges; j++)
 			if (pthread_create(&th[j], NULL, restore_worker, &rs) == 0)
 				started++;
 		for (unsigned j = 0; j < started; j++)
 			pthread_join(th[j], NULL);
-		clock_gettime(CLOCK_MONOTONIC, &b);
+		b = clock_mono_usec();
 		if ((r = atomic_load(&rs.err)) < 0) {
 			r = err_set(-r, "%s%s", rs.errmsg,
 				    rs.device ? "" : "; what was restored is kept: run the same command again to "
@@ -1454,7 +1453,7 @@ int cmd_restore(int argc, char **argv)
 			unlink(pp);
 		}
 		{
-			double secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+			double secs = (double)(b - a) / 1e6;
 			char t[32];
 			printf("restored %s/%s epoch %" PRIu64 " (cut %s, %s) to %s: %" PRIu64 " bytes, %" PRIu64
 			       " read from the vault in %.2f s (%.1f MB/s of image), every block verified\n",
