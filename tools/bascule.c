@@ -36,6 +36,8 @@ static const struct subcommand {
 	  "show a secondary's SSH host key fingerprint and trust it once confirmed" },
 	{ "recv", cmd_recv, "recv --root DIR [--key FILE]",
 	  "receive epochs on stdin/stdout and apply them to the replicas in DIR" },
+	{ "relay", cmd_relay, "relay --url ssh://U@H/DIR --identity F --known-hosts F --command C",
+	  "the ssh:// transport basculed runs for a replica target (unprivileged, sandboxed)" },
 	{ "drill", cmd_drill, "drill RUNBOOK --mode MODE",
 	  "failover drill: plan, planned, unplanned, test, failback; signed RTO/RPO report" },
 	{ "report", cmd_report, "report verify [--key PUB] REPORT", "check a drill report's signature" },

@@ -25,6 +25,7 @@ int cmd_history(int argc, char **argv);
 int cmd_pause(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_trust_host(int argc, char **argv);
+int cmd_relay(int argc, char **argv);    /* run by basculed for ssh:// targets */
 int cmd_drill(int argc, char **argv);   /* failover/cmd_drill.c */
 int cmd_report(int argc, char **argv);
 
