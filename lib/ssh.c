@@ -190,9 +190,11 @@ void ssh_creds_free(struct ssh_creds *c)
 	memset(c, 0, sizeof(*c));
 }
 
-/* Load the known_hosts text into KH, line by line. */
+/* Load the known_hosts text into KH, line by line, each with its newline
+ * as libssh2_knownhost_readfile hands them over (the parser counts on it). */
 static int knownhost_load(LIBSSH2_KNOWNHOSTS *kh, const char *text, size_t len, const char *name)
 {
+	char buf[8192];
 	size_t off = 0;
 	int line = 0;
 
@@ -200,7 +202,12 @@ static int knownhost_load(LIBSSH2_KNOWNHOSTS *kh, const char *text, size_t len, 
 		const char *nl = memchr(text + off, '\n', len - off);
 		size_t n = nl ? (size_t)(nl - (text + off)) : len - off;
 		line++;
-		if (n && libssh2_knownhost_readline(kh, text + off, n, LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0)
+		if (n >= sizeof(buf))
+			return err_set(EINVAL, "cannot read known_hosts file %s: line %d is too long", name, line);
+		memcpy(buf, text + off, n);
+		buf[n] = '\n';
+		buf[n + 1] = 0;
+		if (n && libssh2_knownhost_readline(kh, buf, n + 1, LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0)
 			return err_set(EINVAL, "cannot read known_hosts file %s: line %d is not a known_hosts "
 					       "entry", name, line);
 		off += n + 1;

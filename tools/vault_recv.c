@@ -16,12 +16,15 @@
  * commit, so after a crash or a cut link their blocks are found again
  * instead of being re-uploaded. */
 #include "cmd.h"
+#include "creds.h"
 #include "err.h"
 #include "fsutil.h"
 #include "key.h"
 #include "log.h"
 #include "proto.h"
 #include "recvloop.h"
+#include "sandbox.h"
+#include "ssh.h"
 #include "vault.h"
 #include "vaultkey.h"
 #include "vrecord.h"
@@ -106,6 +109,7 @@ struct writer {
 	ZSTD_CCtx *zctx;
 	struct dent *pe;             /* blocks of the pack being filled (for the journal) */
 	size_t pe_n, pe_cap;
+	struct site_key *site_key;   /* until the wire has its session secret */
 	/* cache */
 	char cache[4096];
 	int jfd;
@@ -282,16 +286,15 @@ static struct vgroup *find_group(struct writer *w, const char *name, bool create
 
 /* ---- the pending journal ---- */
 
+/* The journal and the record live in the cache directory, the working
+ * directory of the writer (names are relative: see vault_recv). */
+#define JOURNAL_FILE "pending"
+
 static int journal_open(struct writer *w)
 {
-	char path[4200];
-
-	if (fs_mkdir_p(w->cache, 0700) < 0)
-		return err_set(errno, "cannot create the vault cache %s: %s", w->cache, strerror(errno));
-	snprintf(path, sizeof(path), "%s/pending", w->cache);
-	w->jfd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	w->jfd = open(JOURNAL_FILE, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (w->jfd < 0)
-		return err_set(errno, "cannot open %s: %s", path, strerror(errno));
+		return err_set(errno, "cannot open %s/%s: %s", w->cache, JOURNAL_FILE, strerror(errno));
 	return 0;
 }
 
@@ -326,13 +329,11 @@ static int journal_add(struct writer *w, uint32_t pack, const struct dent *e, ui
  * blocks (if the object is still there, intact in size, and young). */
 static void journal_load(struct writer *w)
 {
-	char path[4200];
 	uint8_t *data = NULL;
 	size_t len = 0, reused = 0;
 	struct rbuf b;
 
-	snprintf(path, sizeof(path), "%s/pending", w->cache);
-	if (fs_read_all(path, 1u << 30, (char **)&data, &len) < 0)
+	if (fs_read_all(JOURNAL_FILE, 1u << 30, (char **)&data, &len) < 0)
 		return;
 	b = rbuf_init(data, len);
 	while (rbuf_left(&b) >= 4) {
@@ -847,11 +848,9 @@ static int write_manifest(struct writer *w, struct vgroup *g)
 	 * notice if the provider later deletes or replaces this manifest; not
 	 * writing it only weakens that check, so it does not fail the epoch. */
 	{
-		char rp[4200];
 		int e;
-		snprintf(rp, sizeof(rp), "%s/%s", w->cache, VRECORD_FILE);
 		if ((e = vrecord_set(&w->rec, g->name, m.series, m.epoch, m.cut_time, name)) < 0 ||
-		    (e = vrecord_save(rp, &w->rec)) < 0)
+		    (e = vrecord_save(VRECORD_FILE, &w->rec)) < 0)
 			log_warn("vault %s: epoch %" PRIu64 " of %s is committed, but not in the local record: %s",
 				 w->url, m.epoch, g->name, err_msg(e));
 	}
@@ -1010,10 +1009,83 @@ static void writer_free(struct writer *w)
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: bascule vault recv --url URL --vault-key FILE --cache DIR [--key FILE]\n"
-		   "                          [--identity FILE --known-hosts FILE]\n\n"
+		   "                          [--identity FILE --known-hosts FILE] [--user NAME]\n\n"
 		   "The vault writer: receives epochs from basculed on stdin/stdout and stores\n"
 		   "them as encrypted write-once objects at URL.  Run by basculed for each target\n"
-		   "of type vault; not for interactive use.\n");
+		   "of type vault; not for interactive use.  Run as root, it reads the keys, then\n"
+		   "becomes NAME (relay_user, default bascule) in a Landlock sandbox that reaches\n"
+		   "only DIR and a local: vault directory.\n");
+}
+
+/* The cache directory, opened as the caller (root): the writer then works
+ * inside it as relay_user, who cannot walk down to it (state_dir is root's,
+ * 0700).  Files an earlier writer left there as root become the user's
+ * (no link is followed). */
+static int cache_open(struct writer *w, const char *user, int *ret_fd)
+{
+	static const char *const files[] = { JOURNAL_FILE, VRECORD_FILE, NULL };
+	struct stat st;
+	uid_t uid;
+	gid_t gid;
+	int fd, r;
+
+	if ((r = fs_mkdir_p(w->cache, 0700)) < 0)
+		return err_wrap(r, "cannot create the vault cache %s", w->cache);
+	fd = open(w->cache, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return err_set(errno, "cannot open the vault cache %s: %s", w->cache, strerror(errno));
+	if (geteuid() == 0 && creds_user(user, &uid, &gid) == 0) {
+		if (fstat(fd, &st) == 0 && st.st_uid != uid && fchown(fd, uid, gid) < 0)
+			log_warn("cannot give %s to %s: %s", w->cache, user, strerror(errno));
+		for (size_t i = 0; files[i]; i++)
+			if (fstatat(fd, files[i], &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+			    st.st_uid != uid && fchownat(fd, files[i], uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+				log_warn("cannot give %s/%s to %s: %s", w->cache, files[i], user, strerror(errno));
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+/* Give up root and every file but the cache and a local vault directory
+ * (tools/sandbox.c), then work in the cache. */
+static int writer_sandbox(struct writer *w, const char *user, int cache_fd)
+{
+	struct sandbox sb = { .prog = "bascule-vault", .user = user, .rw_fd = { cache_fd }, .n_rw = 1 };
+	char note[512];
+	int r;
+
+	if (w->vs) {
+		sb.rw_fd[sb.n_rw++] = vstore_dirfd(w->vs);
+	} else {
+		/* sftp: the resolver's files and the provider's port, nothing else. */
+		struct ssh_url u;
+		if ((r = ssh_url_parse_scheme(w->url, "sftp", &u)) < 0)
+			return r;
+		sb.resolver = true;
+		sb.tcp_ports[sb.n_ports++] = (uint16_t)u.port;
+		sb.tcp_ports[sb.n_ports++] = 53;
+	}
+	if ((r = sandbox_enter(&sb, note, sizeof(note))) < 0)
+		return r;
+	if (note[0])
+		log_warn("%s", note);
+	if (fchdir(cache_fd) < 0)
+		return err_set(errno, "cannot enter the vault cache %s: %s", w->cache, strerror(errno));
+	sandbox_probe("bascule-vault");
+	if (w->vs && faccessat(vstore_dirfd(w->vs), ".", W_OK | X_OK, 0) < 0)
+		return err_set(EACCES, "the vault directory %s is not writable by user %s, which the vault "
+				       "writer runs as (relay_user): give it to that user (chown -R %s %s)",
+			       w->url + strlen("local:"), user, user, w->url + strlen("local:"));
+	return 0;
+}
+
+static void forget_site_key(void *ctx)
+{
+	struct writer *w = ctx;
+
+	/* The wire holds its own per-session secret from here on. */
+	key_free(w->site_key);
+	w->site_key = NULL;
 }
 
 int vault_recv(int argc, char **argv)
@@ -1025,17 +1097,20 @@ int vault_recv(int argc, char **argv)
 		{ "key", required_argument, NULL, 'k' },
 		{ "identity", required_argument, NULL, 'i' },
 		{ "known-hosts", required_argument, NULL, 'K' },
+		{ "user", required_argument, NULL, 'U' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	const char *keyfile = "/etc/bascule/site.key", *vkfile = NULL, *cache = NULL;
+	const char *keyfile = "/etc/bascule/site.key", *vkfile = NULL, *cache = NULL, *user = "bascule";
 	struct vstore_opts so = { 0 };
+	struct ssh_creds creds = { 0 };
 	struct writer w;
 	struct vault_key *vk = NULL;
-	struct site_key *key = NULL;
 	struct recv_sink sink = { .ctx = &w, .state = v_state, .begin = v_begin, .source = v_source,
-				  .extent = v_extent, .commit = v_commit, .abort = v_abort, .advise = v_advise };
-	int c, rc;
+				  .extent = v_extent, .commit = v_commit, .abort = v_abort, .advise = v_advise,
+				  .keyed = forget_site_key };
+	bool sftp;
+	int c, rc, cache_fd = -1;
 
 	memset(&w, 0, sizeof(w));
 	w.jfd = -1;
@@ -1047,6 +1122,7 @@ int vault_recv(int argc, char **argv)
 		case 'k': keyfile = optarg; break;
 		case 'i': so.identity = optarg; break;
 		case 'K': so.known_hosts = optarg; break;
+		case 'U': user = optarg; break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
 		}
@@ -1057,6 +1133,7 @@ int vault_recv(int argc, char **argv)
 	}
 	log_init("bascule-vault", arg_global.verbose);
 	signal(SIGPIPE, SIG_IGN);
+	sftp = strncmp(w.url, "sftp://", 7) == 0;
 	snprintf(w.cache, sizeof(w.cache), "%s", cache);
 	wbuf_init(&w.pack, VAULT_PACK_TARGET + (2u << 20));
 	w.zctx = ZSTD_createCCtx();
@@ -1066,27 +1143,45 @@ int vault_recv(int argc, char **argv)
 		rc = -ENOMEM;
 		goto out;
 	}
-	if ((rc = key_load(keyfile, &key)) < 0 || (rc = vaultkey_load(vkfile, &vk)) < 0)
+	/* Everything secret, and every way in, while root may still read it. */
+	if ((rc = key_load(keyfile, &w.site_key)) < 0 || (rc = vaultkey_load(vkfile, &vk)) < 0)
 		goto out;
 	vault_keys(vk, &w.k);
 	vaultkey_free(vk);
+	if (sftp && (rc = ssh_creds_load(so.identity, so.known_hosts, &creds)) < 0)
+		goto out;
+	so.creds = sftp ? &creds : NULL;
+	if ((rc = cache_open(&w, user, &cache_fd)) < 0 || (!sftp && (rc = vstore_open(w.url, &so, &w.vs)) < 0))
+		goto out;
+	if ((rc = writer_sandbox(&w, user, cache_fd)) < 0) {
+		if (rc == -ENOENT || rc == -EINVAL)
+			rc = err_recode(rc, EINVAL); /* relay_user: a configuration error */
+		goto out;
+	}
+	close(cache_fd);
+	cache_fd = -1;
 	if ((rc = journal_open(&w)) < 0)
 		goto out;
 	{
-		char rp[4200];
 		int e;
-		snprintf(rp, sizeof(rp), "%s/%s", w.cache, VRECORD_FILE);
-		if ((e = vrecord_load(rp, &w.rec)) < 0 && e != -ENOENT)
+		if ((e = vrecord_load(VRECORD_FILE, &w.rec)) < 0 && e != -ENOENT)
 			log_warn("%s", err_msg(e));
 	}
-	if ((rc = vstore_open(w.url, &so, &w.vs)) < 0 || (rc = load_state(&w)) < 0)
+	/* The provider's answers are the first network input: sandboxed. */
+	if (sftp && (rc = vstore_open(w.url, &so, &w.vs)) < 0)
+		goto out;
+	ssh_creds_free(&creds);
+	if ((rc = load_state(&w)) < 0)
 		goto out;
 	journal_load(&w);
-	rc = recv_serve(key, &sink);
+	rc = recv_serve(w.site_key, &sink);
 out:
 	if (rc < 0)
 		log_error("%s", err_msg(rc));
+	if (cache_fd >= 0)
+		close(cache_fd);
+	ssh_creds_free(&creds);
 	writer_free(&w);
-	key_free(key);
+	key_free(w.site_key);
 	return err_exit_code(rc);
 }
