@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -72,8 +73,9 @@ static void client_free(struct ctl_client *c)
 }
 
 /* Drop the oldest client that has not sent a whole request; false if every
- * client is busy (waiting for a reload). */
-static bool client_evict(struct daemon *d)
+ * client is busy (waiting for a reload).  WHY goes to the log, at most
+ * every 10 s. */
+static bool client_evict(struct daemon *d, const char *why)
 {
 	static uint64_t last_warn;
 	uint64_t now = clock_mono_usec();
@@ -81,8 +83,8 @@ static bool client_evict(struct daemon *d)
 	for (struct ctl_client *c = d->clients; c; c = c->next)
 		if (!c->waiting) {
 			if (now - last_warn > 10000000) {
-				log_warn("control: %u clients at once (the most served): dropping the oldest idle one "
-					 "(uid %u) for a new one", d->n_clients, (unsigned)c->uid);
+				log_warn("control: %s: dropping the oldest client that has not asked anything yet "
+					 "(uid %u) for a new one", why, (unsigned)c->uid);
 				last_warn = now;
 			}
 			client_free(c);
@@ -333,8 +335,10 @@ static int on_accept_resume(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
-/* No descriptor for a new client: shed it through the spare one, or wait. */
-static bool accept_shed(struct daemon *d, int fd)
+/* No descriptor for a new client: shed one through the spare descriptor,
+ * then let the listener rest CTL_PAUSE_USEC (the connections wait in the
+ * backlog; a listener that accepts only to close would burn a core). */
+static void accept_shed(struct daemon *d, int fd, const char *why)
 {
 	static uint64_t last_warn;
 	uint64_t now = clock_mono_usec();
@@ -348,17 +352,14 @@ static bool accept_shed(struct daemon *d, int fd)
 		d->ctl_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	}
 	if (now - last_warn > 10000000) {
-		log_warn("control: out of file descriptors (%s): %s", strerror(EMFILE),
-			 cfd >= 0 ? "a new client was turned away" : "the listener pauses for 100 ms");
+		log_warn("control: %s and no client to drop: turning new clients away, the listener "
+			 "pauses for 100 ms at a time", why);
 		last_warn = now;
 	}
-	if (cfd >= 0)
-		return true;
 	sd_event_source_set_enabled(d->ctl_src, SD_EVENT_OFF);
 	if (!d->ctl_pause && sd_event_add_time_relative(d->ev, &d->ctl_pause, CLOCK_MONOTONIC, CTL_PAUSE_USEC,
 							10000, on_accept_resume, d) < 0)
 		sd_event_source_set_enabled(d->ctl_src, SD_EVENT_ON); /* no timer: busy, but alive */
-	return false;
 }
 
 static void client_add(struct daemon *d, int cfd)
@@ -390,14 +391,19 @@ static void client_add(struct daemon *d, int cfd)
 		client_free(c);
 }
 
+/* A client's descriptor this close to the limit means the table is nearly
+ * full: the rest of the daemon (cuts, children) keeps this many. */
+#define CTL_FD_RESERVE 64
+
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
 	struct daemon *d = userdata;
+	struct rlimit rl;
 
 	for (int i = 0; i < CTL_ACCEPT_BATCH; i++) {
 		int cfd;
 
-		if (d->n_clients >= CTL_MAX_CLIENTS && !client_evict(d)) {
+		if (d->n_clients >= CTL_MAX_CLIENTS && !client_evict(d, "64 clients at once, the most served")) {
 			/* Every slot waits for a reload: turn the newcomer away. */
 			if ((cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC)) >= 0)
 				close(cfd);
@@ -408,13 +414,18 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 			if (errno == EAGAIN || errno == EINTR)
 				return 0;
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-				if (client_evict(d))
+				if (client_evict(d, "out of file descriptors"))
 					continue;
-				if (!accept_shed(d, fd))
-					return 0;
-				continue;
+				accept_shed(d, fd, "out of file descriptors");
+				return 0;
 			}
 			continue; /* ECONNABORTED and the like: that client is gone */
+		}
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+		    (rlim_t)cfd + CTL_FD_RESERVE >= rl.rlim_cur && !client_evict(d, "few file descriptors left")) {
+			close(cfd); /* the descriptors left are for replication */
+			accept_shed(d, fd, "few file descriptors left");
+			return 0;
 		}
 		client_add(d, cfd);
 	}

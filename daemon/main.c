@@ -18,6 +18,7 @@
 #include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <fcntl.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -180,6 +181,21 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
+/* Test hook (tests/e2e/loopstall.sh): with BASCULE_TEST_STALL_MS=N set, one
+ * event, 2 s after the start, holds the loop for N ms: the stall figures
+ * must show it. */
+static int on_test_stall(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = 0 };
+	long ms = atol(getenv("BASCULE_TEST_STALL_MS"));
+
+	log_warn("test hook: holding the event loop for %ld ms", ms);
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000L;
+	nanosleep(&ts, NULL);
+	return 0;
+}
+
 /* Test hook (tests/e2e/systemd.sh): with BASCULE_TEST_HANG_AFTER=N set, the
  * loop blocks after N seconds, so the watchdog must stop being fed. */
 static int on_test_hang(sd_event_source *s, uint64_t usec, void *userdata)
@@ -272,6 +288,9 @@ static int daemon_setup(struct daemon *d)
 	    (r = sd_event_add_time_relative(d->ev, NULL, CLOCK_MONOTONIC,
 					    (uint64_t)atoi(getenv("BASCULE_TEST_HANG_AFTER")) * 1000000ULL, 0,
 					    on_test_hang, d)) < 0)
+		return err_set(-r, "cannot arm the test hook: %s", strerror(-r));
+	if (getenv("BASCULE_TEST_STALL_MS") &&
+	    (r = sd_event_add_time_relative(d->ev, NULL, CLOCK_MONOTONIC, 2000000, 0, on_test_stall, d)) < 0)
 		return err_set(-r, "cannot arm the test hook: %s", strerror(-r));
 	for (uint32_t i = 0; i < d->n_targets; i++)
 		target_start(d->targets[i]);

@@ -372,8 +372,10 @@ static int relay_argv(struct target *t, struct argv *a, char *cmd, size_t len)
 	return 0;
 }
 
-/* remote_command is a shell command: the options follow it as "$@", so
- * nothing is quoted or cut; "bascule ..." runs this daemon's own bascule. */
+/* remote_command is a command for /bin/sh: the options follow it as "$@",
+ * so nothing is quoted or cut, and it is exec'd, so that the receiver is
+ * the child (its pipes end with it, signals reach it); "bascule ..." runs
+ * this daemon's own bascule. */
 static void local_argv(struct target *t, struct argv *a, char *script, size_t len)
 {
 	const char *rc = t->cfg->remote_command;
@@ -385,7 +387,7 @@ static void local_argv(struct target *t, struct argv *a, char *script, size_t le
 		argv_add(a, script);
 		argv_add(a, t->d->recv_path);
 	} else {
-		snprintf(script, len, "%s \"$@\"", rc);
+		snprintf(script, len, "exec %s \"$@\"", rc);
 		argv_add(a, script);
 		argv_add(a, "sh");
 	}

@@ -81,8 +81,13 @@ int cmd_key_load(const char *file, struct site_key **ret)
 
 json_t *cmd_ctl(const char *what, const char *sock, json_t *req, int *ret_code)
 {
+	return cmd_ctl_wait(what, sock, req, 10000, ret_code);
+}
+
+json_t *cmd_ctl_wait(const char *what, const char *sock, json_t *req, int timeout_ms, int *ret_code)
+{
 	json_t *resp = NULL;
-	int r = ctl_call(sock, req, 10000, &resp);
+	int r = ctl_call(sock, req, timeout_ms, &resp);
 
 	if (r < 0) {
 		*ret_code = cmd_fail(what, r);

@@ -37,6 +37,8 @@ int cmd_fail(const char *what, int err);
  * *RET_CODE the exit code (the daemon's "exit" for a refusal, 8 when it
  * cannot be reached). */
 json_t *cmd_ctl(const char *what, const char *sock, json_t *req, int *ret_code);
+/* The same, waiting TIMEOUT_MS for the answer (cmd_ctl: 10 s). */
+json_t *cmd_ctl_wait(const char *what, const char *sock, json_t *req, int timeout_ms, int *ret_code);
 /* Resolve the control socket: --socket, else the config's control_socket. */
 int cmd_socket_path(char *buf, unsigned len);
 
