@@ -104,6 +104,9 @@ bsc_stop() {
 	rm -f "$T/ctl.sock"
 }
 
+# gone PID: the process has exited: it no longer exists, or is a zombie
+# (dead, its parent not yet told: a receiver of a stopped basculed).
+gone() { ! kill -0 "$1" 2>/dev/null || [ "$(ps -o stat= -p "$1" | cut -c1)" = Z ]; }
 bsc() { "$BIN/bascule" --socket "$T/ctl.sock" "$@"; }
 bsc_sync() { bsc sync --wait --timeout "${1:-60s}"; }
 replica_of() { echo "${REPLICA_DIR:-$T/replica}/vm1/$1"; }
