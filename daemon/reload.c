@@ -298,9 +298,9 @@ static int reload_commit(struct daemon *d, struct reload *rl)
 			if (g->sources[s].wd < 0)
 				g->sources[s].wd = inotify_add_watch(d->inotify_fd, g->sources[s].cfg->disk,
 								     IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB);
-		if (!g->timer)
-			sd_event_add_time_relative(d->ev, &g->timer, CLOCK_MONOTONIC, 0, 10000,
-						   group_on_timer, g);
+		if (!g->timer && sd_event_add_time_relative(d->ev, &g->timer, CLOCK_MONOTONIC, 0, 10000,
+							    group_on_timer, g) < 0)
+			log_error("reload: cannot arm the timer of group %s: it is cut only on request", g->name);
 	}
 	/* Targets.  A new relay_user restarts the children that run as it. */
 	for (uint32_t i = 0; i < nc->targets.n; i++) {
