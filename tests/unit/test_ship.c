@@ -1,8 +1,11 @@
 /* Unit tests: what ship.c sends.  A resync delta reads each 1 MiB range's
  * signature into one buffer it grows as needed; when growing fails, the
  * buffer it had is freed all the same (it was lost with
- * `sig = realloc(sig, …)`).  realloc and free are wrapped here to make the
- * second growth fail and to see what is freed. */
+ * `sig = realloc(sig, …)`).  The second range's signature is made too large
+ * to allocate: realloc and free are wrapped here to refuse it and to see
+ * what is freed; under AddressSanitizer, whose allocator the wrappers would
+ * fight, ASan refuses it (max_allocation_size_mb) and LeakSanitizer sees
+ * the leak. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,27 +21,35 @@
 #include "daemon.h"
 #include "spool.h"
 
+#define BIG 0xe0000000u /* the second signature: 3.5 GiB, never allocated */
+
+#if defined(__SANITIZE_ADDRESS__)
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+	return "allocator_may_return_null=1:max_allocation_size_mb=1024";
+}
+#define CHECK_FREED 0
+#else
+#define CHECK_FREED 1
 static void *(*real_realloc)(void *, size_t);
 static void (*real_free)(void *);
 static bool armed, tracked_freed;
 static void *tracked;
 
-static void wrap_init(void)
+__attribute__((constructor)) static void wrap_init(void)
 {
-	if (!real_realloc)
-		real_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
-	if (!real_free)
-		real_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+	real_realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+	real_free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
 }
 
 /* While armed: the first signature buffer (100 bytes) is tracked, its
- * growth to 200 bytes fails. */
+ * growth to BIG fails. */
 void *realloc(void *p, size_t n)
 {
 	void *r;
 
-	wrap_init();
-	if (armed && p && p == tracked && n == 200) {
+	if (armed && n == BIG) {
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -50,14 +61,13 @@ void *realloc(void *p, size_t n)
 
 void free(void *p)
 {
-	wrap_init();
 	if (p && p == tracked) {
 		tracked_freed = true;
 		tracked = NULL;
 	}
-	if (real_free)
-		real_free(p);
+	real_free(p);
 }
+#endif
 
 static void test_delta_signature_buffer(void **state)
 {
@@ -74,7 +84,7 @@ static void test_delta_signature_buffer(void **state)
 	struct sigstore *ss = calloc(1, sizeof(*ss));
 	struct site_key *key;
 	uint64_t off[2] = { 0, 100 };
-	uint32_t len[2] = { 100, 200 }, rlen[2] = { PROTO_SIG_RANGE, PROTO_SIG_RANGE };
+	uint32_t len[2] = { 100, BIG }, rlen[2] = { PROTO_SIG_RANGE, PROTO_SIG_RANGE };
 	int r;
 
 	assert_true(sodium_init() >= 0);
@@ -112,11 +122,15 @@ static void test_delta_signature_buffer(void **state)
 	ss->complete = true;
 	j.sig[0] = ss;
 
+#if CHECK_FREED
 	armed = true;
+#endif
 	r = ship_produce(&t, &j);
+#if CHECK_FREED
 	armed = false;
-	assert_int_equal(r, -ENOMEM);
 	assert_true(tracked_freed); /* the 100-byte buffer did not leak */
+#endif
+	assert_int_equal(r, -ENOMEM);
 
 	close(ss->fd);
 	free(ss);
