@@ -745,7 +745,12 @@ static void target_pump(struct target *t)
 	}
 	if (r < 0) {
 		char msg[512];
-		snprintf(msg, sizeof(msg), "sending failed: %s", r == -EPIPE ? "the receiver went away" : err_msg(r));
+		/* EPIPE: the receiver ended before it read everything; the same
+		 * as its EOF, whichever of the two the loop sees first. */
+		if (r == -EPIPE)
+			snprintf(msg, sizeof(msg), "the receiver closed the connection");
+		else
+			snprintf(msg, sizeof(msg), "sending failed: %s", err_msg(r));
 		target_disconnect(t, msg);
 		return;
 	}
