@@ -5,7 +5,15 @@
  * dropped without stalling the loop.  Read verbs (status, metrics, history)
  * are open to whoever can connect (mode 0660, group monitor_group); control
  * verbs (sync, pause, resume, reload) to root and control_group only,
- * checked with the peer's credentials (SO_PEERCRED). */
+ * checked with the peer's credentials (SO_PEERCRED).
+ *
+ * At most CTL_MAX_CLIENTS are served at once: a new client beyond that
+ * (or one that finds the descriptor table full) takes the place of the
+ * oldest that has not yet sent its request, so a flood of held connections
+ * costs its senders their connections, not the daemon its loop.  When no
+ * descriptor can be had at all, a spare one is given up to accept and shed
+ * the connection; failing that the listener pauses for 100 ms (a level-
+ * triggered listener that cannot accept would otherwise fire forever). */
 #include "daemon.h"
 #include "creds.h"
 #include "ctl.h"
@@ -20,83 +28,75 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
-struct client {
+#define CTL_MAX_CLIENTS 64
+#define CTL_ACCEPT_BATCH 16         /* accepts per event: clients get read in between */
+#define CTL_TIMEOUT_USEC 5000000
+#define CTL_PAUSE_USEC 100000
+
+struct ctl_client {
 	struct daemon *d;
 	int fd;
 	sd_event_source *io, *timer;
 	bool may_control;
+	bool waiting;                  /* its reload applies when the running cut ends */
 	uid_t uid;
+	struct ctl_client *prev, *next; /* d->clients, oldest first */
 	char buf[CTL_MAX_REQUEST];
 	size_t len;
 };
 
-static void client_free(struct client *c)
+static void client_free(struct ctl_client *c)
 {
+	struct daemon *d = c->d;
+
+	if (c->waiting)
+		daemon_reload_forget(d, c);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		d->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		d->clients_tail = c->prev;
+	d->n_clients--;
 	sd_event_source_disable_unref(c->io);
 	sd_event_source_disable_unref(c->timer);
 	close(c->fd);
 	free(c);
 }
 
-void daemon_event(struct daemon *d, const char *kind, const char *group, const char *target,
-		  uint64_t epoch, const char *text)
+/* Drop the oldest client that has not sent a whole request; false if every
+ * client is busy (waiting for a reload).  WHY goes to the log, at most
+ * every 10 s. */
+static bool client_evict(struct daemon *d, const char *why)
 {
-	struct event_rec *e = &d->history[d->n_history++ % HISTORY_LEN];
+	static uint64_t last_warn;
+	uint64_t now = clock_mono_usec();
 
-	e->time = now_usec();
-	snprintf(e->kind, sizeof(e->kind), "%s", kind);
-	snprintf(e->group, sizeof(e->group), "%s", group ? group : "");
-	snprintf(e->target, sizeof(e->target), "%s", target ? target : "");
-	e->epoch = epoch;
-	snprintf(e->text, sizeof(e->text), "%s", text ? text : "");
-}
-
-/* What a target is doing, for people and monitoring. */
-static const char *target_state_name(const struct target *t)
-{
-	struct daemon *d = t->d;
-
-	switch (t->state) {
-	case T_READY:
-		for (uint32_t k = 0; k < d->n_groups; k++)
-			if (t->groups[k].acked < d->groups[k]->last_cut)
-				return "catching-up";
-		return "connected";
-	case T_CONNECTING:
-	case T_HANDSHAKE:
-		return "connecting";
-	default:
-		return t->last_error[0] ? "error" : "offline";
-	}
-}
-
-static double target_lag(const struct target *t, uint32_t k, uint64_t now)
-{
-	/* The age of the state the target holds: how much recent data it would
-	 * lose now (the current RPO).  -1: no epoch yet. */
-	uint64_t lag = target_lag_usec(t, k, now);
-
-	return lag == UINT64_MAX ? -1 : (double)lag / 1e6;
-}
-
-static uint64_t target_pending(const struct target *t)
-{
-	uint64_t n = 0;
-
-	for (const struct job *j = t->jobs; j; j = j->next)
-		n += j->spool ? j->spool->blocks * (uint64_t)PROTO_BLOCK : 0;
-	return n;
+	for (struct ctl_client *c = d->clients; c; c = c->next)
+		if (!c->waiting) {
+			if (now - last_warn > 10000000) {
+				log_warn("control: %s: dropping the oldest client that has not asked anything yet "
+					 "(uid %u) for a new one", why, (unsigned)c->uid);
+				last_warn = now;
+			}
+			client_free(c);
+			return true;
+		}
+	return false;
 }
 
 static json_t *status_json(struct daemon *d)
 {
-	json_t *groups = json_array(), *targets = json_array();
-	uint64_t now = now_usec();
+	json_t *groups = json_array(), *targets = json_array(), *loop;
+	uint64_t now = clock_now_usec();
 
 	for (uint32_t i = 0; i < d->n_groups; i++) {
 		struct group *g = d->groups[i];
@@ -121,7 +121,7 @@ static json_t *status_json(struct daemon *d)
 		for (uint32_t k = 0; k < d->n_groups; k++)
 			json_object_set_new(tg, d->groups[k]->name,
 					    json_pack("{s:I, s:f}", "acked", (json_int_t)t->groups[k].acked,
-						      "lag_seconds", units_round(target_lag(t, k, now), UNITS_SECONDS)));
+						      "lag_seconds", units_round(target_lag_seconds(t, k, now), UNITS_SECONDS)));
 		json_array_append_new(
 			targets,
 			json_pack("{s:s, s:s, s:s, s:s, s:f, s:I, s:I, s:I, s:I, s:f, s:I, s:i, s:o}", "name",
@@ -133,124 +133,14 @@ static json_t *status_json(struct daemon *d)
 				  "throughput_bytes_per_second", units_round(t->rate, UNITS_ESTIMATE), "pending_bytes",
 				  (json_int_t)target_pending(t), "in_flight", (int)t->in_flight, "groups", tg));
 	}
-	return json_pack("{s:b, s:o, s:o}", "ok", 1, "groups", groups, "targets", targets);
-}
-
-/* Prometheus text exposition format 0.0.4.  Counts print as integers;
- * measurements rounded to what they mean (units_round). */
-static void m_head(struct wbuf *b, const char *name, const char *type, const char *help)
-{
-	char line[512];
-	int n = snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-	wbuf_put_bytes(b, line, (size_t)n);
-}
-
-static void m_int(struct wbuf *b, const char *name, const char *labels, uint64_t v)
-{
-	char line[512];
-	int n = snprintf(line, sizeof(line), "%s{%s} %" PRIu64 "\n", name, labels, v);
-	wbuf_put_bytes(b, line, (size_t)n);
-}
-
-static void m_val(struct wbuf *b, const char *name, const char *labels, double v, enum units_measure kind)
-{
-	char line[512];
-	int n = snprintf(line, sizeof(line), "%s{%s} %.*g\n", name, labels, UNITS_REAL_DIGITS,
-			 units_round(v, kind));
-	wbuf_put_bytes(b, line, (size_t)n);
-}
-
-char *control_metrics_text(struct daemon *d)
-{
-	struct wbuf b;
-	char l[300];
-	uint64_t now = now_usec();
-	char *out;
-
-	wbuf_init(&b, 16 << 20);
-	m_head(&b, "bascule_group_last_epoch", "gauge", "Number of the last epoch cut.");
-	for (uint32_t i = 0; i < d->n_groups; i++) {
-		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i]->name);
-		m_int(&b, "bascule_group_last_epoch", l, d->groups[i]->last_cut);
-	}
-	m_head(&b, "bascule_group_epochs_cut_total", "counter", "Epochs cut since the daemon started.");
-	for (uint32_t i = 0; i < d->n_groups; i++) {
-		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i]->name);
-		m_int(&b, "bascule_group_epochs_cut_total", l, d->groups[i]->epochs_cut);
-	}
-	m_head(&b, "bascule_group_consistent", "gauge", "1 if the last epoch is point-in-time, 0 if fuzzy.");
-	for (uint32_t i = 0; i < d->n_groups; i++) {
-		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i]->name);
-		m_int(&b, "bascule_group_consistent", l, d->groups[i]->consistent);
-	}
-	m_head(&b, "bascule_group_scan_duration_seconds", "gauge", "Duration of the last scan.");
-	for (uint32_t i = 0; i < d->n_groups; i++) {
-		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i]->name);
-		m_val(&b, "bascule_group_scan_duration_seconds", l, (double)d->groups[i]->last_scan_usec / 1e6,
-		      UNITS_SECONDS);
-	}
-	m_head(&b, "bascule_target_info", "gauge", "Always 1: the target's type (replica or vault).");
-	for (uint32_t i = 0; i < d->n_targets; i++) {
-		snprintf(l, sizeof(l), "target=\"%s\",type=\"%s\"", d->targets[i]->cfg->name,
-			 d->targets[i]->cfg->kind == TARGET_VAULT ? "vault" : "replica");
-		m_int(&b, "bascule_target_info", l, 1);
-	}
-	m_head(&b, "bascule_target_interval_seconds", "gauge",
-	       "Configured interval between two epochs shipped to the target (vault; 0: every epoch).");
-	for (uint32_t i = 0; i < d->n_targets; i++) {
-		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
-		m_val(&b, "bascule_target_interval_seconds", l, (double)d->targets[i]->cfg->interval / 1e6,
-		      UNITS_SECONDS);
-	}
-	m_head(&b, "bascule_target_lag_seconds", "gauge",
-	       "Age of the newest epoch the target holds: the current RPO (-1: none yet).");
-	for (uint32_t i = 0; i < d->n_targets; i++)
-		for (uint32_t k = 0; k < d->n_groups; k++) {
-			snprintf(l, sizeof(l), "target=\"%s\",group=\"%s\"", d->targets[i]->cfg->name,
-				 d->groups[k]->name);
-			m_val(&b, "bascule_target_lag_seconds", l, target_lag(d->targets[i], k, now), UNITS_SECONDS);
-		}
-	m_head(&b, "bascule_target_acked_epoch", "gauge", "Last epoch the target applied durably.");
-	for (uint32_t i = 0; i < d->n_targets; i++)
-		for (uint32_t k = 0; k < d->n_groups; k++) {
-			snprintf(l, sizeof(l), "target=\"%s\",group=\"%s\"", d->targets[i]->cfg->name,
-				 d->groups[k]->name);
-			m_int(&b, "bascule_target_acked_epoch", l, d->targets[i]->groups[k].acked);
-		}
-	m_head(&b, "bascule_target_up", "gauge", "1 if the target is connected.");
-	for (uint32_t i = 0; i < d->n_targets; i++) {
-		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
-		m_int(&b, "bascule_target_up", l, d->targets[i]->state == T_READY);
-	}
-	m_head(&b, "bascule_target_sent_bytes_total", "counter", "Bytes sent to the target (on the wire).");
-	for (uint32_t i = 0; i < d->n_targets; i++) {
-		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
-		m_int(&b, "bascule_target_sent_bytes_total", l, d->targets[i]->bytes_sent);
-	}
-	m_head(&b, "bascule_target_block_bytes_total", "counter", "Block data sent, before compression.");
-	for (uint32_t i = 0; i < d->n_targets; i++) {
-		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
-		m_int(&b, "bascule_target_block_bytes_total", l, d->targets[i]->raw_sent);
-	}
-	m_head(&b, "bascule_target_pending_bytes", "gauge", "Block data queued for the target (upper bound).");
-	for (uint32_t i = 0; i < d->n_targets; i++) {
-		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
-		m_int(&b, "bascule_target_pending_bytes", l, target_pending(d->targets[i]));
-	}
-	m_head(&b, "bascule_target_throughput_bytes_per_second", "gauge", "Bytes sent per second, last seconds.");
-	for (uint32_t i = 0; i < d->n_targets; i++) {
-		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
-		m_val(&b, "bascule_target_throughput_bytes_per_second", l, d->targets[i]->rate, UNITS_ESTIMATE);
-	}
-	m_head(&b, "bascule_target_errors_total", "counter", "Errors (disconnections, refusals) of the target.");
-	for (uint32_t i = 0; i < d->n_targets; i++) {
-		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
-		m_int(&b, "bascule_target_errors_total", l, d->targets[i]->errors);
-	}
-	wbuf_put_u8(&b, 0);
-	out = b.p ? strdup((char *)b.p) : NULL;
-	wbuf_free(&b);
-	return out;
+	/* The loop's own figures (struct loop_stats): a dispatch that stalls
+	 * it holds up every target and every client. */
+	loop = json_pack("{s:I, s:f, s:f, s:I, s:i}", "dispatches", (json_int_t)d->loop.dispatches,
+			 "max_stall_seconds", units_round((double)d->loop.max_usec / 1e6, UNITS_SECONDS),
+			 "max_wall_seconds", units_round((double)d->loop.max_wall_usec / 1e6, UNITS_SECONDS),
+			 "stalls_over_100ms", (json_int_t)d->loop.over_100ms, "control_clients",
+			 (int)d->n_clients);
+	return json_pack("{s:b, s:o, s:o, s:o}", "ok", 1, "groups", groups, "targets", targets, "loop", loop);
 }
 
 static json_t *history_json(struct daemon *d)
@@ -279,7 +169,9 @@ static json_t *refuse(const char *why)
 	return refuse_code(EXIT_FAIL, why);
 }
 
-static json_t *handle(struct client *c, json_t *req)
+static void on_reloaded(void *ctx, int r);
+
+static json_t *handle(struct ctl_client *c, json_t *req)
 {
 	struct daemon *d = c->d;
 	const char *cmd = json_string_value(json_object_get(req, "cmd"));
@@ -293,7 +185,7 @@ static json_t *handle(struct client *c, json_t *req)
 	if (!strcmp(cmd, "history"))
 		return history_json(d);
 	if (!strcmp(cmd, "metrics")) {
-		char *t = control_metrics_text(d);
+		char *t = metrics_text(d);
 		json_t *r = t ? json_pack("{s:b, s:s}", "ok", 1, "text", t) : refuse("out of memory");
 		free(t);
 		return r;
@@ -307,9 +199,15 @@ static json_t *handle(struct client *c, json_t *req)
 					   "of the configuration");
 	}
 	if (!strcmp(cmd, "reload")) {
-		int r = daemon_reload(d);
+		int r = daemon_reload(d, on_reloaded, c);
 		if (r < 0)
 			return refuse_code(err_exit_code(r), err_msg(r));
+		if (r == 1) {
+			/* Answered when the running cut ends and the reload applies. */
+			c->waiting = true;
+			c->timer = sd_event_source_disable_unref(c->timer);
+			return NULL;
+		}
 		log_info("configuration reloaded at the request of uid %u", (unsigned)c->uid);
 		return json_pack("{s:b}", "ok", 1);
 	}
@@ -348,14 +246,52 @@ static json_t *handle(struct client *c, json_t *req)
 	}
 }
 
+/* Send RESP (consumed) and end the client. */
+static void client_answer(struct ctl_client *c, json_t *resp)
+{
+	char *text = json_dumps(resp, JSON_COMPACT | JSON_REAL_PRECISION(UNITS_REAL_DIGITS));
+
+	json_decref(resp);
+	if (text) {
+		size_t len = strlen(text);
+		text[len] = '\n';
+		/* Non-blocking: a client that does not read its answer loses it. */
+		if (write(c->fd, text, len + 1) < 0)
+			log_debug("control: cannot answer a client: %s", strerror(errno));
+		free(text);
+	}
+	client_free(c);
+}
+
+static void on_reloaded(void *ctx, int r)
+{
+	struct ctl_client *c = ctx;
+
+	c->waiting = false;
+	if (r < 0) {
+		client_answer(c, refuse_code(err_exit_code(r), err_msg(r)));
+		return;
+	}
+	log_info("configuration reloaded at the request of uid %u", (unsigned)c->uid);
+	client_answer(c, json_pack("{s:b}", "ok", 1));
+}
+
 static int on_client(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
-	struct client *c = userdata;
+	struct ctl_client *c = userdata;
 	json_error_t jerr;
 	json_t *req, *resp;
-	char *nl, *text;
+	char *nl;
 	ssize_t n;
 
+	if (c->waiting) {
+		/* Its answer comes with the reload; EOF means it gave up. */
+		char junk[256];
+		n = read(fd, junk, sizeof(junk));
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			client_free(c);
+		return 0;
+	}
 	n = read(fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return 0;
@@ -377,17 +313,8 @@ static int on_client(sd_event_source *s, int fd, uint32_t revents, void *userdat
 	req = json_loads(c->buf, 0, &jerr);
 	resp = req ? handle(c, req) : refuse("malformed JSON");
 	json_decref(req);
-	text = json_dumps(resp, JSON_COMPACT | JSON_REAL_PRECISION(UNITS_REAL_DIGITS));
-	json_decref(resp);
-	if (text) {
-		size_t len = strlen(text);
-		text[len] = '\n';
-		/* Non-blocking: a client that does not read its answer loses it. */
-		if (write(c->fd, text, len + 1) < 0)
-			log_debug("control: cannot answer a client: %s", strerror(errno));
-		free(text);
-	}
-	client_free(c);
+	if (resp)
+		client_answer(c, resp);
 	return 0;
 }
 
@@ -397,31 +324,111 @@ static int on_client_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
-static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+
+static int on_accept_resume(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct daemon *d = userdata;
-	struct client *c;
+
+	d->ctl_pause = sd_event_source_disable_unref(d->ctl_pause);
+	sd_event_source_set_enabled(d->ctl_src, SD_EVENT_ON);
+	return 0;
+}
+
+/* No descriptor for a new client: shed one through the spare descriptor,
+ * then let the listener rest CTL_PAUSE_USEC (the connections wait in the
+ * backlog; a listener that accepts only to close would burn a core). */
+static void accept_shed(struct daemon *d, int fd, const char *why)
+{
+	static uint64_t last_warn;
+	uint64_t now = clock_mono_usec();
+	int cfd = -1;
+
+	if (d->ctl_spare_fd >= 0) {
+		close(d->ctl_spare_fd);
+		cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+		if (cfd >= 0)
+			close(cfd);
+		d->ctl_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	if (now - last_warn > 10000000) {
+		log_warn("control: %s and no client to drop: turning new clients away, the listener "
+			 "pauses for 100 ms at a time", why);
+		last_warn = now;
+	}
+	sd_event_source_set_enabled(d->ctl_src, SD_EVENT_OFF);
+	if (!d->ctl_pause && sd_event_add_time_relative(d->ev, &d->ctl_pause, CLOCK_MONOTONIC, CTL_PAUSE_USEC,
+							10000, on_accept_resume, d) < 0)
+		sd_event_source_set_enabled(d->ctl_src, SD_EVENT_ON); /* no timer: busy, but alive */
+}
+
+static void client_add(struct daemon *d, int cfd)
+{
+	struct ctl_client *c = calloc(1, sizeof(*c));
 	struct ucred cred;
 	socklen_t cl = sizeof(cred);
-	int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-	if (cfd < 0)
-		return 0;
-	c = calloc(1, sizeof(*c));
 	if (!c || getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
 		free(c);
 		close(cfd);
-		return 0;
+		return;
 	}
 	c->d = d;
 	c->fd = cfd;
 	c->uid = cred.uid;
 	c->may_control = cred.uid == 0 ||
 			 (d->cfg->control_group && creds_in_group(cred.uid, cred.gid, d->control_gid));
+	c->prev = d->clients_tail;
+	if (c->prev)
+		c->prev->next = c;
+	else
+		d->clients = c;
+	d->clients_tail = c;
+	d->n_clients++;
 	if (sd_event_add_io(d->ev, &c->io, cfd, EPOLLIN, on_client, c) < 0 ||
-	    sd_event_add_time_relative(d->ev, &c->timer, CLOCK_MONOTONIC, 5000000, 100000,
+	    sd_event_add_time_relative(d->ev, &c->timer, CLOCK_MONOTONIC, CTL_TIMEOUT_USEC, 100000,
 				       on_client_timeout, c) < 0)
 		client_free(c);
+}
+
+/* A client's descriptor this close to the limit means the table is nearly
+ * full: the rest of the daemon (cuts, children) keeps this many. */
+#define CTL_FD_RESERVE 64
+
+static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct daemon *d = userdata;
+	struct rlimit rl;
+
+	for (int i = 0; i < CTL_ACCEPT_BATCH; i++) {
+		int cfd;
+
+		if (d->n_clients >= CTL_MAX_CLIENTS && !client_evict(d, "64 clients at once, the most served")) {
+			/* Every slot waits for a reload: turn the newcomer away. */
+			if ((cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC)) >= 0)
+				close(cfd);
+			return 0;
+		}
+		cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return 0;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				if (client_evict(d, "out of file descriptors"))
+					continue;
+				accept_shed(d, fd, "out of file descriptors");
+				return 0;
+			}
+			continue; /* ECONNABORTED and the like: that client is gone */
+		}
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+		    (rlim_t)cfd + CTL_FD_RESERVE >= rl.rlim_cur && !client_evict(d, "few file descriptors left")) {
+			close(cfd); /* the descriptors left are for replication */
+			accept_shed(d, fd, "few file descriptors left");
+			return 0;
+		}
+		client_add(d, cfd);
+	}
 	return 0;
 }
 
@@ -452,7 +459,7 @@ int control_open(struct daemon *d)
 		return -errno;
 	unlink(path);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0660) < 0 ||
-	    listen(fd, 16) < 0) {
+	    listen(fd, 64) < 0) {
 		r = err_set(errno, "cannot listen on %s: %s", path, strerror(errno));
 		close(fd);
 		return r;
@@ -462,12 +469,22 @@ int control_open(struct daemon *d)
 	    chown(path, (uid_t)-1, d->cfg->monitor_group ? d->monitor_gid : d->control_gid) < 0)
 		log_warn("cannot give %s to its group: %s", path, strerror(errno));
 	d->ctl_fd = fd;
-	return sd_event_add_io(d->ev, &d->ctl_src, fd, EPOLLIN, on_accept, d);
+	/* Kept for the day every other descriptor is taken (accept_shed). */
+	d->ctl_spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if ((r = sd_event_add_io(d->ev, &d->ctl_src, fd, EPOLLIN, on_accept, d)) < 0)
+		return err_set(-r, "cannot watch %s: %s", path, strerror(-r));
+	return 0;
 }
 
 void control_close(struct daemon *d)
 {
+	while (d->clients)
+		client_free(d->clients);
 	d->ctl_src = sd_event_source_disable_unref(d->ctl_src);
+	d->ctl_pause = sd_event_source_disable_unref(d->ctl_pause);
+	if (d->ctl_spare_fd >= 0)
+		close(d->ctl_spare_fd);
+	d->ctl_spare_fd = -1;
 	if (d->ctl_fd >= 0) {
 		close(d->ctl_fd);
 		unlink(d->cfg->control_socket);

@@ -2,29 +2,42 @@
  *
  *   daemon ─┬─ group ── source ── blockmap (mmap'd leaves + change epochs)
  *           │     └── spool of the last cut (changed blocks, point-in-time)
- *           ├─ target ── wire to `bascule recv`, jobs (epochs to send)
- *           ├─ control socket
+ *           ├─ target ── child (recv, relay or vault writer) behind pipes,
+ *           │            wire, jobs (epochs to send)
+ *           ├─ control socket, its clients
  *           └─ HTTP /metrics (optional, httpd.c)
  *
- * One sd-event loop owns everything; a cut (freeze, clone, scan, digest)
- * runs on worker threads and reports back through an eventfd. */
+ * One sd-event loop owns everything and never waits: a cut (freeze, clone,
+ * scan, digest) runs on worker threads and reports back through an eventfd;
+ * children are reaped by the loop (child.c).
+ *
+ * Calls between the files go one way (docs/architecture.md):
+ *   main ─▶ reload ─▶ target ─▶ ship ─▶ resync
+ *     │       │         │        │
+ *     ├─▶ control ─▶ metrics    ├─▶ epoch ─▶ blockmap, spool
+ *     │       └────────┴────────┴─▶ history, child
+ *     └─▶ httpd ─▶ metrics
+ * epoch.c reaches the targets only through the two hooks of struct daemon. */
 #pragma once
 #include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
+#include "clock.h"
 #include "config.h"
 #include "hash.h"
 #include "key.h"
 #include "proto.h"
 #include "wire.h"
-#include "ssh.h"
 
 struct blockmap;
 struct spool;
 struct daemon;
 struct httpd;
+struct child;
+struct ctl_client;
+struct reload;
 
 struct source {
 	struct group *g;
@@ -73,8 +86,14 @@ struct group {
 	struct cut *cut;
 };
 
-enum target_state { T_BACKOFF, T_CONNECTING, T_HANDSHAKE, T_READY };
-enum target_transport { TR_LOCAL, TR_SSH };
+/* BACKOFF: no child, a retry timer runs.  HANDSHAKE: the child runs (for
+ * ssh:// the relay connects first), waiting for its STATE.  READY: epochs
+ * flow.  CLOSING: the pipes are closed, the child is being stopped; the
+ * disconnect is told, and the backoff starts, once it has exited. */
+enum target_state { T_BACKOFF, T_HANDSHAKE, T_READY, T_CLOSING };
+
+/* What a job has sent so far. */
+enum job_stage { JOB_BEGIN, JOB_EXTENTS, JOB_END, JOB_SENT };
 
 /* librsync signatures of a target's replica of one source, by 1 MiB range
  * (resync of a diverged or unknown replica).  Kept in an unlinked file. */
@@ -101,7 +120,7 @@ struct job {
 	uint8_t digest[PROTO_MAX_SOURCES][DIGEST_BYTES];
 	struct sigstore *sig[PROTO_MAX_SOURCES]; /* resync by deltas, owned */
 	/* send cursor */
-	int stage;                     /* 0 begin, 1 extents, 2 end, 3 sent */
+	enum job_stage stage;
 	size_t rec;                    /* next spool record */
 	uint64_t n_extents, raw_bytes;
 	struct job *next;
@@ -123,26 +142,23 @@ struct target {
 	uint32_t idx;
 	const struct cfg_target *cfg;
 	enum target_state state;
-	enum target_transport transport;
-	/* ssh:// */
-	struct ssh_url url;
-	int sock;
-	int ssh_stage;                 /* 0 tcp, 1 handshake, 2 auth, 3 channel, 4 exec, 5 up */
-	LIBSSH2_SESSION *ssh;
-	LIBSSH2_CHANNEL *chan;
-	sd_event_source *sock_src, *ka_timer;
-	char errline[512];             /* the receiver's stderr, the line being read */
+	bool ssh;                      /* ssh:// replica: the child is `bascule relay` */
+	/* the child and its pipes */
+	struct child *child;
+	int to_fd, from_fd, err_fd;
+	sd_event_source *in_src, *out_src, *err_src;
+	char errline[512];             /* the child's stderr, the line being read */
 	size_t errlen;
 	char remote_reason[512];       /* its last error line in this connection */
-	/* local: */
-	pid_t pid;
-	int to_fd, from_fd;
-	int err_fd;                    /* the receiver's stderr */
-	sd_event_source *err_src;
+	char closing_why[1024];        /* CLOSING: why, told once the child has exited */
+	bool closing_quiet;            /* CLOSING: nothing to tell (stop, reload) */
 	struct wire w;
 	bool wire_up;
-	sd_event_source *in_src, *out_src, *child_src, *retry;
-	sd_event_source *setup_timer;  /* connecting and handshaking must end in time */
+	/* one timer per purpose */
+	sd_event_source *retry;        /* BACKOFF: the next connection */
+	sd_event_source *setup_timer;  /* HANDSHAKE must end in time */
+	sd_event_source *bw_timer;     /* bandwidth cap: tokens are back */
+	sd_event_source *window_timer; /* outside its window: the window opens */
 	struct tgroup *groups;         /* parallel to daemon->groups */
 	struct job *jobs, *jobs_tail;  /* queued and in flight, oldest first */
 	uint32_t in_flight;
@@ -175,6 +191,18 @@ struct event_rec {
 };
 #define HISTORY_LEN 200
 
+/* How long the loop's dispatches take (main.c; `bascule status --json`,
+ * "loop"): a dispatch is the work of one event.  Its own time is its wall
+ * time, unless the loop's thread never slept during it: then only its CPU
+ * time counts (being preempted by other work of the machine is not a stall
+ * of the loop). */
+struct loop_stats {
+	uint64_t dispatches;
+	uint64_t max_usec;             /* longest own time of a dispatch */
+	uint64_t max_wall_usec;        /* longest wall time, preemption included */
+	uint64_t over_100ms;           /* dispatches whose own time exceeded 100 ms */
+};
+
 struct daemon {
 	struct config *cfg;
 	struct site_key *key;
@@ -204,33 +232,66 @@ struct daemon {
 	sd_event_source *tick;         /* 1 s: throughput, STATUS= */
 	gid_t control_gid, monitor_gid;
 	bool reloading;                /* no new cut while groups are swapped */
+	struct reload *reload;         /* a reload waiting for the running cuts (reload.c) */
+	bool stopping;                 /* SIGTERM: the loop ends once the children are gone */
+	struct child *children;        /* every child not yet reaped (child.c) */
+	unsigned n_children;
+	struct ctl_client *clients;    /* control clients, oldest first (control.c) */
+	struct ctl_client *clients_tail;
+	unsigned n_clients;
+	int ctl_spare_fd;              /* given up to accept (and shed) when out of fds */
+	sd_event_source *ctl_pause;    /* the listener waits for fds to come back */
+	uid_t relay_uid;               /* relay_user, looked up at start and reload */
+	gid_t relay_gid;
+	struct loop_stats loop;
+	/* Set by main.c: what epoch.c needs of the targets, without calling
+	 * into target.c (calls go one way). */
+	void (*on_epoch)(struct daemon *d, struct group *g);   /* G committed an epoch */
+	void (*spool_floor)(struct daemon *d, struct group *g, uint64_t *floor);
 };
 
-/* Bytes the receiver wrote to its stderr (SSH channel or local pipe): each
- * line is logged, its last error line kept to explain a disconnect. */
-void target_remote_output(struct target *t, const char *buf, size_t n);
-
-/* Record an event for `history` (and nothing else: logging is separate). */
+/* history.c: record an event for `history` (and nothing else: logging is
+ * separate). */
 void daemon_event(struct daemon *d, const char *kind, const char *group, const char *target,
 		  uint64_t epoch, const char *text);
-
-uint64_t now_usec(void);
-uint64_t mono_usec(void);
+/* A log line about target T ("target NAME: ..."), with its TARGET= field. */
+void target_log(const struct target *t, int prio, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* epoch.c */
 int group_init(struct daemon *d, struct group *g, const struct cfg_group *cfg);
 void group_free(struct group *g);
 /* Ask for a cut as soon as possible; returns the number the epoch will get. */
 uint64_t group_request_cut(struct group *g);
-int epoch_on_cut_done(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+/* The cut eventfd fired: finish every cut that is done. */
+void epoch_cuts_done(struct daemon *d);
+/* True while a cut of some group runs. */
+bool epoch_cutting(const struct daemon *d);
 int group_on_timer(sd_event_source *s, uint64_t usec, void *userdata);
+/* The group named NAME (and its index in d->groups), or NULL. */
+struct group *group_find(struct daemon *d, const char *name, uint32_t *ret_idx);
 
 /* target.c */
 int target_init(struct daemon *d, struct target *t, const struct cfg_target *cfg);
+/* Free the target; its child, if any, is released (stopped and reaped
+ * later, by the loop). */
 void target_free(struct target *t);
 void target_start(struct target *t);
-/* A new epoch of G was committed: queue it for this target if connected. */
-void target_enqueue(struct target *t, struct group *g);
+/* End the session (BYE if ready) and stop the child, silently: for a stop
+ * of the daemon. */
+void target_close(struct target *t);
+/* A new epoch of G was committed: queue it at every connected target. */
+void targets_on_epoch(struct daemon *d, struct group *g);
+
+/* ship.c: what each target is sent */
+/* Queue the last epoch of G for T if it is connected, due and the spool
+ * holds what it lacks; true if a job was queued (then pump). */
+bool ship_enqueue(struct target *t, struct group *g);
+/* The next frames of job J into T's wire; 0 or a negative errno. */
+int ship_produce(struct target *t, struct job *j);
+/* An ACK or NACK: the job retired, or the refusal as an error. */
+int ship_ack(struct target *t, struct rbuf *b, bool nack);
+/* Drop every job and signature of T (disconnect). */
+void ship_drop_jobs(struct target *t);
 /* The floor for the spool of the next cut of G, per source: the lowest epoch
  * a connected target has been sent (UINT64_MAX if none is connected). */
 void targets_floor(struct daemon *d, struct group *g, uint64_t *floor);
@@ -238,21 +299,40 @@ void targets_floor(struct daemon *d, struct group *g, uint64_t *floor);
 void targets_tick(struct daemon *d);
 /* `bascule sync`: vault targets take the next epoch of G whatever their interval. */
 void targets_sync(struct daemon *d, struct group *g);
+/* Block data queued for T (an upper bound, bytes). */
+uint64_t target_pending(const struct target *t);
 
-/* Wait for every running cut and process it (for reload). */
-void epoch_finish_cuts(struct daemon *d);
+/* resync.c: librsync signatures of a replica (handle SIG and SIG_END). */
+int resync_request(struct target *t);
+int resync_handle_sig(struct target *t, enum wire_type type, struct rbuf *body);
 
-/* reload.c: 0, or a negative errno with the reason (the running
- * configuration then stays). */
-int daemon_reload(struct daemon *d);
+/* reload.c: 0 once applied, 1 if it waits for running cuts (applied when
+ * they end; DONE(CTX, result) is then called, as it is now for 0), or a
+ * negative errno with the reason (the running configuration stays).  DONE
+ * may be NULL. */
+int daemon_reload(struct daemon *d, void (*done)(void *ctx, int r), void *ctx);
+/* The cuts have ended: apply a waiting reload. */
+void daemon_reload_resume(struct daemon *d);
+/* A waiter goes away (a control client dropped): it is not called. */
+void daemon_reload_forget(struct daemon *d, void *ctx);
+/* At exit: drop a waiting reload. */
+void daemon_reload_free(struct daemon *d);
 void daemon_free_retired(struct daemon *d);
+/* The relay_user of CFG, or the sentence to fix it (-ENOENT, -EINVAL: exit 3);
+ * 0 without looking when basculed does not run as root. */
+int daemon_relay_user(const struct config *cfg, uid_t *ret_uid, gid_t *ret_gid);
 
 /* control.c */
 int control_open(struct daemon *d);
 void control_close(struct daemon *d);
-/* The Prometheus text exposition of the daemon's state (the `metrics` verb
- * and GET /metrics), malloc'd; NULL if out of memory. */
-char *control_metrics_text(struct daemon *d);
+
+/* metrics.c: the Prometheus text exposition of the daemon's state (the
+ * `metrics` verb and GET /metrics), malloc'd; NULL if out of memory. */
+char *metrics_text(struct daemon *d);
+/* What a target is doing, for people and monitoring ("connected", ...). */
+const char *target_state_name(const struct target *t);
+/* target_lag_usec in seconds, -1 when it holds no epoch yet. */
+double target_lag_seconds(const struct target *t, uint32_t k, uint64_t now);
 
 /* httpd.c: GET /metrics on LISTEN ("ADDR:PORT"), served from the loop.
  * Returns 0 and *RET, or a negative errno with the reason (port taken). */

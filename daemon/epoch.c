@@ -62,20 +62,6 @@ struct cut {
 	uint64_t scan_usec; /* the workers' phase: reading and hashing */
 };
 
-uint64_t now_usec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-uint64_t mono_usec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* ---- group state (daemon side) ---- */
 
 static int gstate_path(struct group *g, char *buf, size_t len, const char *name)
@@ -229,7 +215,7 @@ static int run_hook(struct group *g, const char *what, const char *cmd, uint64_t
 	char gn[NAME_MAX_LEN + 16], en[48];
 	char *argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
 	char *envp[64];
-	uint64_t deadline = mono_usec() + g->cfg->freeze_timeout;
+	uint64_t deadline = clock_mono_usec() + g->cfg->freeze_timeout;
 	size_t n = 0;
 	pid_t pid;
 	int status = 0, r;
@@ -248,7 +234,7 @@ static int run_hook(struct group *g, const char *what, const char *cmd, uint64_t
 		pid_t w = waitpid(pid, &status, WNOHANG);
 		if (w == pid)
 			break;
-		if (mono_usec() > deadline) {
+		if (clock_mono_usec() > deadline) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
 			return err_set(ETIMEDOUT, "the %s command of group %s did not finish within its "
@@ -274,7 +260,7 @@ static void io_throttle(struct daemon *d, uint64_t bytes)
 		return;
 	pthread_mutex_lock(&d->io_lock);
 	{
-		uint64_t now = mono_usec();
+		uint64_t now = clock_mono_usec();
 		d->io_tokens += (double)(now - d->io_time) * (double)rate / 1e6;
 		if (d->io_tokens > (double)rate / 10)
 			d->io_tokens = (double)rate / 10; /* at most 100 ms of burst */
@@ -438,7 +424,7 @@ static void *cut_thread(void *arg)
 	pthread_t workers[64];
 	unsigned nw = d->scan_threads;
 	char path[4300];
-	uint64_t start = mono_usec(), one = 1;
+	uint64_t start = clock_mono_usec(), one = 1;
 	int r = 0;
 
 	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
@@ -451,7 +437,7 @@ static void *cut_thread(void *arg)
 			frozen = true;
 		r = 0;
 	}
-	c->cut_time = now_usec();
+	c->cut_time = clock_now_usec();
 	for (uint32_t i = 0; i < g->n_sources; i++) {
 		const char *disk = g->sources[i].cfg->disk;
 		int fd = open(disk, O_RDONLY | O_CLOEXEC);
@@ -506,7 +492,7 @@ static void *cut_thread(void *arg)
 		nw = 64;
 	if (nw < 1)
 		nw = 1;
-	c->scan_usec = mono_usec();
+	c->scan_usec = clock_mono_usec();
 	for (unsigned i = 0; i < nw; i++)
 		if (pthread_create(&workers[i], NULL, scan_worker, c) != 0) {
 			nw = i;
@@ -514,7 +500,7 @@ static void *cut_thread(void *arg)
 		}
 	for (unsigned i = 0; i < nw; i++)
 		pthread_join(workers[i], NULL);
-	c->scan_usec = mono_usec() - c->scan_usec;
+	c->scan_usec = clock_mono_usec() - c->scan_usec;
 	if ((r = atomic_load(&c->err)) < 0) {
 		r = err_wrap(r, "scan of group %s failed", g->name);
 		goto thaw;
@@ -550,7 +536,7 @@ thaw:
 		atomic_store(&c->err, r);
 		snprintf(c->errmsg, sizeof(c->errmsg), "%s", err_msg(r));
 	}
-	c->took_usec = mono_usec() - start;
+	c->took_usec = clock_mono_usec() - start;
 	atomic_store(&c->done, true);
 	if (write(d->cut_efd, &one, sizeof(one)) < 0)
 		log_error("cannot signal the end of a cut: %s", strerror(errno));
@@ -576,7 +562,7 @@ static void group_start_cut(struct group *g)
 	 * promised to a sync forces the cuts until it is committed. */
 	c->epoch = g->last_cut + 1;
 	atomic_init(&c->force, g->want_cut || g->promised >= c->epoch);
-	targets_floor(d, g, c->floor);
+	d->spool_floor(d, g, c->floor);
 	snprintf(name, sizeof(name), "spool/%" PRIu64, c->epoch);
 	if ((r = gstate_path(g, path, sizeof(path), name)) < 0 || (r = spool_create(path, &c->spool)) < 0) {
 		log_error("group %s: %s", g->name, err_msg(r));
@@ -587,7 +573,7 @@ static void group_start_cut(struct group *g)
 	g->dirty = false;
 	g->cutting = true;
 	g->cut = c;
-	g->last_scan_mono = mono_usec();
+	g->last_scan_mono = clock_mono_usec();
 	if ((r = pthread_create(&c->thread, NULL, cut_thread, c)) != 0) {
 		log_error("group %s: cannot start a scan thread: %s", g->name, strerror(r));
 		spool_unref(c->spool);
@@ -621,7 +607,7 @@ uint64_t group_request_cut(struct group *g)
 int group_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct group *g = userdata;
-	uint64_t now = mono_usec(), next = usec + g->cfg->interval;
+	uint64_t now = clock_mono_usec(), next = usec + g->cfg->interval;
 
 	if (!g->cutting && !g->paused &&
 	    (g->dirty || g->want_cut || now - g->last_scan_mono >= g->cfg->max_interval))
@@ -700,8 +686,7 @@ static void cut_finished(struct group *g)
 			   (uint64_t)atomic_load(&c->changed), (uint64_t)atomic_load(&c->spooled),
 			   (double)atomic_load(&c->read_bytes) / 1048576.0, (double)c->scan_usec / 1000.0,
 			   (double)c->took_usec / 1000.0);
-		for (uint32_t t = 0; t < d->n_targets; t++)
-			target_enqueue(d->targets[t], g);
+		d->on_epoch(d, g);
 		/* The group keeps no reference once every target has its own. */
 		spool_unref(g->spool);
 		g->spool = NULL;
@@ -717,26 +702,30 @@ static void cut_finished(struct group *g)
 		group_start_cut(g);
 }
 
-int epoch_on_cut_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+void epoch_cuts_done(struct daemon *d)
 {
-	struct daemon *d = userdata;
-	uint64_t v;
-
-	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		log_error("cut eventfd: %s", strerror(errno));
 	for (uint32_t i = 0; i < d->n_groups; i++) {
 		struct group *g = d->groups[i];
 		if (g->cut && atomic_load(&g->cut->done))
 			cut_finished(g);
 	}
-	return 0;
 }
 
-void epoch_finish_cuts(struct daemon *d)
+struct group *group_find(struct daemon *d, const char *name, uint32_t *ret_idx)
 {
-	for (uint32_t i = 0; i < d->n_groups; i++) {
-		struct group *g = d->groups[i];
-		if (g->cut)
-			cut_finished(g); /* joins the thread: waits for it */
-	}
+	for (uint32_t i = 0; i < d->n_groups; i++)
+		if (strcmp(d->groups[i]->name, name) == 0) {
+			if (ret_idx)
+				*ret_idx = i;
+			return d->groups[i];
+		}
+	return NULL;
+}
+
+bool epoch_cutting(const struct daemon *d)
+{
+	for (uint32_t i = 0; i < d->n_groups; i++)
+		if (d->groups[i]->cut)
+			return true;
+	return false;
 }

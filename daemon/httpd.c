@@ -84,7 +84,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return REPLY_TEXT(c, MHD_HTTP_OK, "basculed: Prometheus metrics at /metrics\n");
 	if (strcmp(url, "/metrics"))
 		return REPLY_TEXT(c, MHD_HTTP_NOT_FOUND, "not found: the metrics are at /metrics\n");
-	if (!(text = control_metrics_text(h->d)))
+	if (!(text = metrics_text(h->d)))
 		return REPLY_TEXT(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
 	return reply(c, MHD_HTTP_OK, text, strlen(text), MHD_RESPMEM_MUST_FREE, PROM_CONTENT_TYPE);
 }

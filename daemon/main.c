@@ -3,6 +3,7 @@
  *   basculed -c FILE                 run in the foreground (systemd Type=notify)
  *   basculed -c FILE --check-config  validate and exit */
 #include "daemon.h"
+#include "child.h"
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
@@ -15,6 +16,10 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <fcntl.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -56,6 +61,41 @@ static void find_recv(struct daemon *d)
 		snprintf(d->recv_path, sizeof(d->recv_path), "%s", cand);
 }
 
+static void on_hup_done(void *ctx, int r)
+{
+	if (r < 0)
+		log_error("SIGHUP: %s", err_msg(r));
+	sd_notify(0, "READY=1");
+}
+
+static int on_stop_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct daemon *d = userdata;
+
+	log_warn("stopping: %u children still running, leaving them", child_count(d));
+	sd_event_exit(d->ev, 0);
+	return 0;
+}
+
+/* End every session (BYE), let the children end, then leave the loop:
+ * child.c ends it when the last one is reaped, a timer at the latest. */
+static void daemon_stop(struct daemon *d)
+{
+	if (d->stopping) {
+		sd_event_exit(d->ev, 0);
+		return;
+	}
+	d->stopping = true;
+	control_close(d);
+	d->httpd = httpd_free(d->httpd);
+	for (uint32_t i = 0; i < d->n_targets; i++)
+		target_close(d->targets[i]);
+	if (!child_count(d) ||
+	    sd_event_add_time_relative(d->ev, NULL, CLOCK_MONOTONIC, 3 * CHILD_GRACE_USEC, 100000,
+				       on_stop_timeout, d) < 0)
+		sd_event_exit(d->ev, 0);
+}
+
 static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
 	struct daemon *d = userdata;
@@ -63,15 +103,29 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
 	if (si->ssi_signo == SIGHUP) {
 		int r;
 		sd_notify(0, "RELOADING=1");
-		r = daemon_reload(d);
-		if (r < 0)
-			log_error("SIGHUP: %s", err_msg(r));
-		sd_notify(0, "READY=1");
+		r = daemon_reload(d, on_hup_done, d);
+		if (r != 1)
+			on_hup_done(d, r);
 		return 0;
 	}
 	log_info("stopping on signal %d", (int)si->ssi_signo);
 	sd_notify(0, "STOPPING=1");
-	sd_event_exit(d->ev, 0);
+	daemon_stop(d);
+	return 0;
+}
+
+/* A cut thread is done: finish it (queue its epoch), then a reload that
+ * waited for the cuts. */
+static int on_cut_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct daemon *d = userdata;
+	uint64_t v;
+
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_error("cut eventfd: %s", strerror(errno));
+	epoch_cuts_done(d);
+	if (d->reload)
+		daemon_reload_resume(d);
 	return 0;
 }
 
@@ -87,7 +141,7 @@ static int on_inotify(sd_event_source *s, int fd, uint32_t revents, void *userda
 			for (uint32_t k = 0; k < d->groups[i]->n_sources; k++)
 				if (d->groups[i]->sources[k].wd == e->wd) {
 					d->groups[i]->dirty = true;
-					d->groups[i]->change_time = now_usec();
+					d->groups[i]->change_time = clock_now_usec();
 				}
 		p += sizeof(*e) + e->len;
 	}
@@ -100,7 +154,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata)
 	struct daemon *d = userdata;
 	uint32_t up = 0;
 	double worst = 0;
-	uint64_t now = now_usec();
+	uint64_t now = clock_now_usec();
 
 	for (uint32_t i = 0; i < d->n_targets; i++) {
 		struct target *t = d->targets[i];
@@ -124,6 +178,21 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata)
 	targets_tick(d);
 	sd_event_source_set_time(s, usec + 1000000);
 	sd_event_source_set_enabled(s, SD_EVENT_ON);
+	return 0;
+}
+
+/* Test hook (tests/e2e/loopstall.sh): with BASCULE_TEST_STALL_MS=N set, one
+ * event, 2 s after the start, holds the loop for N ms: the stall figures
+ * must show it. */
+static int on_test_stall(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = 0 };
+	long ms = atol(getenv("BASCULE_TEST_STALL_MS"));
+
+	log_warn("test hook: holding the event loop for %ld ms", ms);
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000L;
+	nanosleep(&ts, NULL);
 	return 0;
 }
 
@@ -151,15 +220,21 @@ static int daemon_setup(struct daemon *d)
 	d->lock_fd = r;
 	if ((r = sd_event_default(&d->ev)) < 0)
 		return err_set(r, "cannot create the event loop: %s", strerror(-r));
+	/* Blocked before any thread exists: signals come through the loop, and
+	 * sd_event_add_child needs SIGCHLD blocked in every thread. */
 	sigemptyset(&ss);
 	sigaddset(&ss, SIGTERM);
 	sigaddset(&ss, SIGINT);
 	sigaddset(&ss, SIGHUP);
+	sigaddset(&ss, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &ss, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	sd_event_add_signal(d->ev, NULL, SIGTERM, on_signal, d);
-	sd_event_add_signal(d->ev, NULL, SIGINT, on_signal, d);
-	sd_event_add_signal(d->ev, NULL, SIGHUP, on_signal, d);
+	if ((r = sd_event_add_signal(d->ev, NULL, SIGTERM, on_signal, d)) < 0 ||
+	    (r = sd_event_add_signal(d->ev, NULL, SIGINT, on_signal, d)) < 0 ||
+	    (r = sd_event_add_signal(d->ev, NULL, SIGHUP, on_signal, d)) < 0)
+		return err_set(-r, "cannot watch signals: %s", strerror(-r));
+	d->on_epoch = targets_on_epoch;
+	d->spool_floor = targets_floor;
 
 	d->n_groups = (uint32_t)d->cfg->groups.n;
 	d->groups = calloc(d->n_groups, sizeof(*d->groups));
@@ -186,9 +261,9 @@ static int daemon_setup(struct daemon *d)
 	d->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (d->cut_efd < 0 || d->inotify_fd < 0)
 		return -errno;
-	if ((r = sd_event_add_io(d->ev, &d->cut_src, d->cut_efd, EPOLLIN, epoch_on_cut_done, d)) < 0 ||
+	if ((r = sd_event_add_io(d->ev, &d->cut_src, d->cut_efd, EPOLLIN, on_cut_done, d)) < 0 ||
 	    (r = sd_event_add_io(d->ev, &d->inotify_src, d->inotify_fd, EPOLLIN, on_inotify, d)) < 0)
-		return r;
+		return err_set(-r, "cannot watch the cut and inotify descriptors: %s", strerror(-r));
 	for (uint32_t i = 0; i < d->n_groups; i++) {
 		struct group *g = d->groups[i];
 		for (uint32_t k = 0; k < g->n_sources; k++)
@@ -196,7 +271,7 @@ static int daemon_setup(struct daemon *d)
 							     IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB);
 		if ((r = sd_event_add_time_relative(d->ev, &g->timer, CLOCK_MONOTONIC, 0, 10000,
 						    group_on_timer, g)) < 0)
-			return r;
+			return err_set(-r, "cannot arm the timer of group %s: %s", g->name, strerror(-r));
 	}
 	d->ctl_fd = -1;
 	if ((r = control_open(d)) < 0)
@@ -205,12 +280,18 @@ static int daemon_setup(struct daemon *d)
 		return r;
 	/* WATCHDOG=1 from the loop itself (half of WatchdogSec): a stuck loop
 	 * stops the pings and systemd restarts the daemon. */
-	sd_event_set_watchdog(d->ev, true);
-	sd_event_add_time_relative(d->ev, &d->tick, CLOCK_MONOTONIC, 1000000, 100000, on_tick, d);
-	if (getenv("BASCULE_TEST_HANG_AFTER"))
-		sd_event_add_time_relative(d->ev, NULL, CLOCK_MONOTONIC,
-					   (uint64_t)atoi(getenv("BASCULE_TEST_HANG_AFTER")) * 1000000ULL, 0,
-					   on_test_hang, d);
+	if ((r = sd_event_set_watchdog(d->ev, true)) < 0)
+		return err_set(-r, "cannot feed the systemd watchdog: %s", strerror(-r));
+	if ((r = sd_event_add_time_relative(d->ev, &d->tick, CLOCK_MONOTONIC, 1000000, 100000, on_tick, d)) < 0)
+		return err_set(-r, "cannot arm the 1 s tick: %s", strerror(-r));
+	if (getenv("BASCULE_TEST_HANG_AFTER") &&
+	    (r = sd_event_add_time_relative(d->ev, NULL, CLOCK_MONOTONIC,
+					    (uint64_t)atoi(getenv("BASCULE_TEST_HANG_AFTER")) * 1000000ULL, 0,
+					    on_test_hang, d)) < 0)
+		return err_set(-r, "cannot arm the test hook: %s", strerror(-r));
+	if (getenv("BASCULE_TEST_STALL_MS") &&
+	    (r = sd_event_add_time_relative(d->ev, NULL, CLOCK_MONOTONIC, 2000000, 0, on_test_stall, d)) < 0)
+		return err_set(-r, "cannot arm the test hook: %s", strerror(-r));
 	for (uint32_t i = 0; i < d->n_targets; i++)
 		target_start(d->targets[i]);
 	return 0;
@@ -223,6 +304,8 @@ static void daemon_free(struct daemon *d)
 			target_free(d->targets[i]);
 			free(d->targets[i]);
 		}
+	child_reap_all(d);
+	daemon_reload_free(d);
 	for (uint32_t i = 0; d->groups && i < d->n_groups; i++)
 		if (d->groups[i]) {
 			group_free(d->groups[i]);
@@ -241,17 +324,89 @@ static void daemon_free(struct daemon *d)
 	sd_event_source_disable_unref(d->tick);
 	sd_event_source_disable_unref(d->cut_src);
 	sd_event_source_disable_unref(d->inotify_src);
-	if (d->cut_efd > 0)
+	if (d->cut_efd >= 0)
 		close(d->cut_efd);
-	if (d->inotify_fd > 0)
+	if (d->inotify_fd >= 0)
 		close(d->inotify_fd);
 	free(d->groups);
 	free(d->targets);
 	sd_event_unref(d->ev);
 	key_free(d->key);
 	config_free(d->cfg);
-	if (d->lock_fd > 0)
+	if (d->lock_fd >= 0)
 		close(d->lock_fd);
+}
+
+/* usec of CPU the calling thread has used. */
+static uint64_t thread_cpu_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static long thread_sleeps(void)
+{
+	struct rusage ru;
+
+	return getrusage(RUSAGE_THREAD, &ru) == 0 ? ru.ru_nvcsw : 0;
+}
+
+/* sd_event_loop, with each dispatch timed (struct loop_stats). */
+static int daemon_loop(struct daemon *d)
+{
+	int r, code = 0;
+
+	for (;;) {
+		uint64_t t0, c0, wall, own;
+		long v0;
+
+		if ((r = sd_event_prepare(d->ev)) == 0)
+			r = sd_event_wait(d->ev, UINT64_MAX);
+		if (r > 0) {
+			t0 = clock_mono_usec();
+			c0 = thread_cpu_usec();
+			v0 = thread_sleeps();
+			r = sd_event_dispatch(d->ev);
+			wall = clock_mono_usec() - t0;
+			/* Never slept: the wall time beyond its CPU time was the
+			 * machine's other work, not this loop waiting. */
+			own = thread_sleeps() == v0 ? thread_cpu_usec() - c0 : wall;
+			if (own > wall)
+				own = wall;
+			d->loop.dispatches++;
+			if (wall > d->loop.max_wall_usec)
+				d->loop.max_wall_usec = wall;
+			if (own > d->loop.max_usec)
+				d->loop.max_usec = own;
+			if (own > 100000) {
+				d->loop.over_100ms++;
+				log_warn("the event loop was held for %.0f ms by one event", (double)own / 1000.0);
+			}
+		}
+		if (r < 0)
+			return r;
+		if (sd_event_get_state(d->ev) == SD_EVENT_FINISHED)
+			break;
+	}
+	if ((r = sd_event_get_exit_code(d->ev, &code)) < 0)
+		return r;
+	return code;
+}
+
+/* Descriptors 0 to 2 always open (on /dev/null if need be): a pipe or a
+ * socket that landed there would be taken for stdin or stderr. */
+static void std_fds(void)
+{
+	for (int fd = 0; fd <= 2; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+			int n = open("/dev/null", O_RDWR);
+			if (n >= 0 && n != fd) {
+				dup2(n, fd);
+				close(n);
+			}
+		}
 }
 
 int main(int argc, char **argv)
@@ -285,9 +440,13 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	std_fds();
+	/* Keys and per-session stream keys live in this process: no core
+	 * dumps, no ptrace by the same user. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	log_init("basculed", verbose);
 	memset(&d, 0, sizeof(d));
-	d.lock_fd = d.cut_efd = d.inotify_fd = d.ctl_fd = -1;
+	d.lock_fd = d.cut_efd = d.inotify_fd = d.ctl_fd = d.ctl_spare_fd = -1;
 	pthread_mutex_init(&d.io_lock, NULL);
 	if ((r = config_load(file, &d.cfg)) < 0) {
 		/* 3 for the file, 4 for a key it names (missing, unsafe mode). */
@@ -298,6 +457,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "basculed: %s\n", err_msg(r));
 		config_free(d.cfg);
 		return EXIT_KEY;
+	}
+	if ((r = daemon_relay_user(d.cfg, &d.relay_uid, &d.relay_gid)) < 0) {
+		fprintf(stderr, "basculed: %s\n", err_msg(r));
+		key_free(d.key);
+		config_free(d.cfg);
+		return EXIT_CONFIG;
 	}
 	if (check) {
 		printf("%s: OK (%zu groups, %zu targets)\n", file, d.cfg->groups.n, d.cfg->targets.n);
@@ -316,7 +481,7 @@ int main(int argc, char **argv)
 	log_info("started: %u groups, %u targets, state in %s", d.n_groups, d.n_targets,
 		 d.cfg->state_dir);
 	sd_notify(0, "READY=1\nSTATUS=replicating");
-	r = sd_event_loop(d.ev);
+	r = daemon_loop(&d);
 	daemon_free(&d);
 	return r < 0 ? EXIT_FAIL : EXIT_OK;
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <unistd.h>
 
 static bool str_eq(const char *a, const char *b)
 {
@@ -124,49 +125,120 @@ static int remap_target(struct daemon *d, struct target *t, struct group **old_g
 	return 0;
 }
 
-int daemon_reload(struct daemon *d)
+/* A reload parsed and checked, waiting to be applied. */
+struct reload_waiter {
+	void (*done)(void *ctx, int r);
+	void *ctx;
+};
+
+struct reload {
+	struct config *nc;
+	struct httpd *nh;              /* the new metrics_listen, already listening */
+	bool new_listen;
+	uid_t relay_uid;
+	gid_t relay_gid;
+	struct reload_waiter *waiters;
+	size_t n_waiters;
+};
+
+int daemon_relay_user(const struct config *cfg, uid_t *ret_uid, gid_t *ret_gid)
+{
+	bool needed = false;
+	uid_t uid;
+	gid_t gid;
+	int r;
+
+	if (geteuid() != 0) {
+		*ret_uid = geteuid();
+		*ret_gid = getegid();
+		return 0; /* the children keep basculed's user */
+	}
+	for (size_t i = 0; i < cfg->targets.n; i++) {
+		const struct cfg_target *t = CFG_TARGET(cfg, i);
+		needed |= t->kind == TARGET_VAULT || strncmp(t->url, "ssh://", 6) == 0;
+	}
+	if ((r = creds_user(cfg->relay_user, &uid, &gid)) < 0) {
+		if (!needed)
+			return 0; /* only local: replicas: nothing runs as relay_user */
+		return err_set(r == -ENOENT ? EINVAL : -r,
+			       "%s: relay_user '%s' does not exist: create it with `useradd --system %s` "
+			       "(the ssh:// relay and the vault writer run as that user), or set relay_user "
+			       "to another unprivileged user", cfg->file, cfg->relay_user, cfg->relay_user);
+	}
+	if (uid == 0)
+		return err_set(EINVAL, "%s: relay_user '%s' is root: the network children must run as an "
+				       "unprivileged user (`useradd --system bascule`)", cfg->file, cfg->relay_user);
+	*ret_uid = uid;
+	*ret_gid = gid;
+	return 0;
+}
+
+static void reload_free(struct reload *rl)
+{
+	if (!rl)
+		return;
+	httpd_free(rl->nh);
+	config_free(rl->nc);
+	free(rl->waiters);
+	free(rl);
+}
+
+/* Parse and check the file; open a new metrics_listen.  Nothing changes. */
+static int reload_prepare(struct daemon *d, struct reload **ret)
 {
 	struct config *nc = NULL, *oc = d->cfg;
-	struct group **ng = NULL, **old_groups = d->groups;
-	struct target **nt = NULL;
-	struct httpd *nh = NULL;
-	bool new_listen;
-	uint32_t n_old = d->n_groups, kept_g = 0, new_g = 0, kept_t = 0, new_t = 0;
+	struct reload *rl;
 	int r;
 
 	if ((r = config_load(oc->file, &nc)) < 0)
 		return err_wrap(r, "new configuration refused, the running one stays");
+	if (!(rl = calloc(1, sizeof(*rl)))) {
+		config_free(nc);
+		return -ENOMEM;
+	}
+	rl->nc = nc;
 	if (!str_eq(nc->state_dir, oc->state_dir) || !str_eq(nc->key, oc->key) ||
 	    !str_eq(nc->control_socket, oc->control_socket)) {
-		config_free(nc);
+		reload_free(rl);
 		return err_set(EINVAL, "new configuration refused, the running one stays: state_dir, key "
 				       "and control_socket change only with a restart of basculed");
 	}
 	if ((nc->control_group && (r = creds_group_gid(nc->control_group, &d->control_gid)) < 0) ||
-	    (nc->monitor_group && (r = creds_group_gid(nc->monitor_group, &d->monitor_gid)) < 0)) {
-		config_free(nc);
+	    (nc->monitor_group && (r = creds_group_gid(nc->monitor_group, &d->monitor_gid)) < 0) ||
+	    (r = daemon_relay_user(nc, &rl->relay_uid, &rl->relay_gid)) < 0) {
+		reload_free(rl);
 		return err_wrap(r, "new configuration refused, the running one stays");
 	}
 	/* metrics_listen: the new address is opened while the old one still
 	 * serves, so a port already taken refuses the reload here.  An address
 	 * that overlaps the old one (same port) cannot be had this way. */
-	new_listen = !str_eq(nc->metrics_listen, oc->metrics_listen);
-	if (new_listen && nc->metrics_listen && (r = httpd_open(d, nc->metrics_listen, &nh)) < 0) {
+	rl->new_listen = !str_eq(nc->metrics_listen, oc->metrics_listen);
+	if (rl->new_listen && nc->metrics_listen && (r = httpd_open(d, nc->metrics_listen, &rl->nh)) < 0) {
 		if (r == -EADDRINUSE && oc->metrics_listen)
 			r = err_wrap(r, "new configuration refused, the running one stays (metrics are still "
 					"served on %s; to move to an address on the same port, reload once "
 					"without metrics_listen, then with it)", oc->metrics_listen);
 		else
 			r = err_wrap(r, "new configuration refused, the running one stays");
-		config_free(nc);
+		reload_free(rl);
 		return r;
 	}
-	/* Let running cuts finish and be queued; start none until the end. */
-	d->reloading = true;
-	epoch_finish_cuts(d);
+	*ret = rl;
+	return 0;
+}
 
-	ng = calloc(nc->groups.n, sizeof(*ng));
-	nt = calloc(nc->targets.n, sizeof(*nt));
+/* Apply RL (no cut runs); frees it.  0, or a negative errno (the running
+ * configuration then stays). */
+static int reload_commit(struct daemon *d, struct reload *rl)
+{
+	struct config *nc = rl->nc, *oc = d->cfg;
+	struct group **ng = NULL, **old_groups = d->groups;
+	struct target **nt = NULL;
+	uint32_t n_old = d->n_groups, kept_g = 0, new_g = 0, kept_t = 0, new_t = 0, n_nt = 0;
+	int r = 0;
+
+	ng = calloc(nc->groups.n ? nc->groups.n : 1, sizeof(*ng));
+	nt = calloc(nc->targets.n ? nc->targets.n : 1, sizeof(*nt));
 	if (!ng || !nt) {
 		r = -ENOMEM;
 		goto fail;
@@ -195,13 +267,16 @@ int daemon_reload(struct daemon *d)
 		ng[i] = g;
 	}
 	/* Committed from here on. */
-	if (new_listen) {
+	if (rl->new_listen) {
 		if (d->httpd)
 			log_info("reload: no longer serving metrics on %s", oc->metrics_listen);
 		httpd_free(d->httpd);
-		d->httpd = nh;
-		nh = NULL;
+		d->httpd = rl->nh;
+		rl->nh = NULL;
 	}
+	rl->nc = NULL; /* the daemon's now */
+	d->relay_uid = rl->relay_uid;
+	d->relay_gid = rl->relay_gid;
 	for (uint32_t i = 0; i < n_old; i++) {
 		struct group *g = old_groups[i];
 		bool kept = false;
@@ -223,17 +298,19 @@ int daemon_reload(struct daemon *d)
 			if (g->sources[s].wd < 0)
 				g->sources[s].wd = inotify_add_watch(d->inotify_fd, g->sources[s].cfg->disk,
 								     IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB);
-		if (!g->timer)
-			sd_event_add_time_relative(d->ev, &g->timer, CLOCK_MONOTONIC, 0, 10000,
-						   group_on_timer, g);
+		if (!g->timer && sd_event_add_time_relative(d->ev, &g->timer, CLOCK_MONOTONIC, 0, 10000,
+							    group_on_timer, g) < 0)
+			log_error("reload: cannot arm the timer of group %s: it is cut only on request", g->name);
 	}
-	/* Targets. */
+	/* Targets.  A new relay_user restarts the children that run as it. */
 	for (uint32_t i = 0; i < nc->targets.n; i++) {
 		const struct cfg_target *c = CFG_TARGET(nc, i);
+		bool as_relay = c->kind == TARGET_VAULT || strncmp(c->url, "ssh://", 6) == 0;
 		struct target *t = NULL;
 		for (uint32_t k = 0; k < d->n_targets; k++)
 			if (d->targets[k] && strcmp(d->targets[k]->cfg->name, c->name) == 0 &&
-			    same_target(d->targets[k]->cfg, c)) {
+			    same_target(d->targets[k]->cfg, c) &&
+			    (!as_relay || str_eq(oc->relay_user, nc->relay_user))) {
 				t = d->targets[k];
 				d->targets[k] = NULL;
 			}
@@ -244,14 +321,16 @@ int daemon_reload(struct daemon *d)
 		} else {
 			t = calloc(1, sizeof(*t));
 			if (!t || target_init(d, t, c) < 0) {
-				log_error("reload: cannot set up target %s", c->name);
+				log_error("reload: cannot set up target %s: out of memory", c->name);
+				if (t)
+					target_free(t);
 				free(t);
 				continue;
 			}
 			new_t++;
 		}
-		t->idx = i;
-		nt[i] = t;
+		t->idx = n_nt;
+		nt[n_nt++] = t;
 	}
 	for (uint32_t k = 0; k < d->n_targets; k++)
 		if (d->targets[k]) {
@@ -261,7 +340,7 @@ int daemon_reload(struct daemon *d)
 		}
 	free(d->targets);
 	d->targets = nt;
-	d->n_targets = (uint32_t)nc->targets.n;
+	d->n_targets = n_nt;
 	nt = NULL;
 	for (uint32_t i = 0; i < d->n_targets; i++)
 		if (d->targets[i] && d->targets[i]->state == T_BACKOFF && !d->targets[i]->retry &&
@@ -278,11 +357,14 @@ int daemon_reload(struct daemon *d)
 	d->scan_threads = nc->scan_threads ? (unsigned)nc->scan_threads : d->scan_threads;
 	daemon_free_retired(d);
 	d->reloading = false;
+	/* Cuts asked for while the reload waited. */
+	for (uint32_t i = 0; i < d->n_groups; i++)
+		if (d->groups[i]->want_cut && !d->groups[i]->paused)
+			group_request_cut(d->groups[i]);
 	log_info("configuration reloaded: %u groups (%u kept, %u new or rebuilt), %u targets (%u kept, "
 		 "%u new or changed)", d->n_groups, kept_g, new_g, d->n_targets, kept_t, new_t);
 	return 0;
 fail:
-	httpd_free(nh);
 	for (uint32_t i = 0; ng && i < nc->groups.n; i++)
 		if (ng[i] && !find_group(old_groups, n_old, ng[i]->name)) {
 			group_free(ng[i]);
@@ -290,7 +372,73 @@ fail:
 		}
 	free(ng);
 	free(nt);
-	config_free(nc);
 	d->reloading = false;
 	return r;
+}
+
+int daemon_reload(struct daemon *d, void (*done)(void *ctx, int r), void *ctx)
+{
+	struct reload *rl = NULL;
+	struct reload_waiter *w;
+	int r;
+
+	if ((r = reload_prepare(d, &rl)) < 0)
+		return r;
+	if (!epoch_cutting(d)) {
+		r = reload_commit(d, rl);
+		reload_free(rl);
+		return r;
+	}
+	/* A cut runs: the new configuration is applied when it ends (it may
+	 * take long: a loop that waited for it would answer nobody meanwhile).
+	 * No new cut starts until then.  A second reload replaces the first. */
+	if (d->reload) {
+		rl->waiters = d->reload->waiters;
+		rl->n_waiters = d->reload->n_waiters;
+		d->reload->waiters = NULL;
+		reload_free(d->reload);
+	}
+	d->reload = rl;
+	d->reloading = true;
+	if (done) {
+		if (!(w = realloc(rl->waiters, (rl->n_waiters + 1) * sizeof(*w)))) {
+			d->reload = NULL;
+			d->reloading = false;
+			reload_free(rl);
+			return -ENOMEM;
+		}
+		rl->waiters = w;
+		rl->waiters[rl->n_waiters++] = (struct reload_waiter){ done, ctx };
+	}
+	log_info("reload: the new configuration is checked; it applies when the running cut ends");
+	return 1;
+}
+
+void daemon_reload_resume(struct daemon *d)
+{
+	struct reload *rl = d->reload;
+	int r;
+
+	if (!rl || epoch_cutting(d))
+		return;
+	d->reload = NULL;
+	r = reload_commit(d, rl);
+	if (r < 0)
+		log_error("reload: %s", err_msg(r));
+	for (size_t i = 0; i < rl->n_waiters; i++)
+		rl->waiters[i].done(rl->waiters[i].ctx, r);
+	reload_free(rl);
+}
+
+void daemon_reload_forget(struct daemon *d, void *ctx)
+{
+	for (size_t i = 0; d->reload && i < d->reload->n_waiters; i++)
+		if (d->reload->waiters[i].ctx == ctx)
+			d->reload->waiters[i] = d->reload->waiters[--d->reload->n_waiters];
+}
+
+void daemon_reload_free(struct daemon *d)
+{
+	reload_free(d->reload);
+	d->reload = NULL;
 }

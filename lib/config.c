@@ -104,6 +104,9 @@ static const struct cfg_key top_keys[] = {
 	  .note = "Unix group allowed control verbs (sync, pause, resume, reload) besides root" },
 	{ K("monitor_group", CT_NAME, struct config, monitor_group),
 	  .note = "Unix group allowed to read status and metrics (the socket's group)" },
+	{ K("relay_user", CT_NAME, struct config, relay_user), .def = "bascule",
+	  .note = "unprivileged user the network children run as (the ssh:// relay, the vault "
+		  "writer) when basculed runs as root; create it with useradd --system bascule" },
 	{ K("metrics_listen", CT_ADDR, struct config, metrics_listen),
 	  .note = "serve Prometheus metrics at http://ADDR:PORT/metrics, e.g. 127.0.0.1:9853 "
 		  "(numeric address; default: no HTTP listener)" },

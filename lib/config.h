@@ -61,6 +61,7 @@ struct config {
 	char *control_socket;
 	char *control_group;    /* may use control verbs (besides root) */
 	char *monitor_group;    /* may read status and metrics; owns the socket */
+	char *relay_user;       /* the network children's user (docs/architecture.md) */
 	char *metrics_listen;   /* "ADDR:PORT" of the HTTP /metrics endpoint, NULL = none */
 	uint64_t io_rate;       /* bytes/s, 0 = unlimited */
 	uint64_t scan_threads;  /* 0 = one per core */

@@ -1,9 +1,10 @@
-/* creds.c - group lookups with the reentrant NSS calls. */
+/* creds.c - user and group lookups with the reentrant NSS calls. */
 #include "creds.h"
 #include "err.h"
 #include <grp.h>
 #include <pwd.h>
 #include <stddef.h>
+#include <string.h>
 
 int creds_group_gid(const char *name, gid_t *ret)
 {
@@ -13,6 +14,21 @@ int creds_group_gid(const char *name, gid_t *ret)
 	if (getgrnam_r(name, &grp, buf, sizeof(buf), &res) != 0 || !res)
 		return err_set(ENOENT, "Unix group '%s' (control_group/monitor_group) does not exist", name);
 	*ret = grp.gr_gid;
+	return 0;
+}
+
+int creds_user(const char *name, uid_t *ret_uid, gid_t *ret_gid)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	int r = getpwnam_r(name, &pw, buf, sizeof(buf), &res);
+
+	if (r != 0)
+		return err_set(r, "cannot look up user '%s': %s", name, strerror(r));
+	if (!res)
+		return err_set(ENOENT, "user '%s' does not exist", name);
+	*ret_uid = pw.pw_uid;
+	*ret_gid = pw.pw_gid;
 	return 0;
 }
 

@@ -41,8 +41,21 @@ int ctl_call(const char *path, json_t *req, int timeout_ms, json_t **ret)
 	}
 	len = strlen(text);
 	text[len] = '\n';
-	if ((r = fs_write_full(fd, text, len + 1)) < 0)
-		goto out;
+	/* MSG_NOSIGNAL: a daemon that sheds the connection (too many clients at
+	 * once) is an error to report, not a SIGPIPE that ends the program. */
+	for (size_t off = 0; off < len + 1;) {
+		ssize_t n = send(fd, text + off, len + 1 - off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r = err_set(errno == EPIPE || errno == ECONNRESET ? EPROTO : errno,
+				    "the daemon closed the control connection before the request was sent "
+				    "(%s): it is busy with more clients than it serves at once; try again",
+				    strerror(errno));
+			goto out;
+		}
+		off += (size_t)n;
+	}
 	buf = malloc(cap);
 	if (!buf) {
 		r = -ENOMEM;

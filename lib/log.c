@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <systemd/sd-journal.h>
@@ -15,11 +16,16 @@ static int log_to_journal;
 void log_init(const char *ident, int verbose)
 {
 	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
 
 	log_ident = ident;
 	log_verbose = verbose;
-	/* systemd sets JOURNAL_STREAM when stderr is connected to the journal. */
-	log_to_journal = js && *js;
+	/* systemd sets JOURNAL_STREAM=DEV:INO when stderr is connected to the
+	 * journal.  A child inherits the variable with another stderr (the
+	 * daemon's pipe to a receiver or relay): only the same stream counts. */
+	log_to_journal = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+			 (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }
 
 void log_fields(int prio, const char *const *fields, const char *fmt, ...)

@@ -1,6 +1,7 @@
 /* ssh.c - SSH URLs, TCP connections and host-key checks. */
 #include "ssh.h"
 #include "err.h"
+#include "fsutil.h"
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -148,7 +149,74 @@ const char *ssh_error(LIBSSH2_SESSION *s)
 	return msg ? msg : "unknown SSH error";
 }
 
-int ssh_check_hostkey(LIBSSH2_SESSION *s, const char *known_hosts, const char *host, int port)
+int ssh_creds_load(const char *identity, const char *known_hosts, struct ssh_creds *ret)
+{
+	struct ssh_creds c = { 0 };
+	char *text = NULL;
+	size_t len = 0;
+	int r;
+
+	if (identity && (r = fs_read_all(identity, SSH_IDENTITY_MAX, &text, &len)) < 0)
+		return err_wrap(r, "cannot read the SSH identity");
+	c.identity = text;
+	c.identity_len = len;
+	if (known_hosts) {
+		text = NULL;
+		len = 0;
+		r = fs_read_all(known_hosts, SSH_KNOWN_HOSTS_MAX, &text, &len);
+		if (r < 0 && access(known_hosts, F_OK) == 0) {
+			ssh_creds_free(&c);
+			return err_set(-r, "cannot read known_hosts file %s: %s", known_hosts, err_msg(r));
+		}
+		c.known_hosts = r < 0 ? NULL : text; /* a missing file: every host is unknown */
+		c.known_hosts_len = r < 0 ? 0 : len;
+		snprintf(c.known_hosts_path, sizeof(c.known_hosts_path), "%s", known_hosts);
+	}
+	if (identity)
+		snprintf(c.identity_path, sizeof(c.identity_path), "%s", identity);
+	*ret = c;
+	return 0;
+}
+
+void ssh_creds_free(struct ssh_creds *c)
+{
+	if (!c)
+		return;
+	if (c->identity) {
+		sodium_memzero(c->identity, c->identity_len);
+		free(c->identity);
+	}
+	free(c->known_hosts);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Load the known_hosts text into KH, line by line, each with its newline
+ * as libssh2_knownhost_readfile hands them over (the parser counts on it). */
+static int knownhost_load(LIBSSH2_KNOWNHOSTS *kh, const char *text, size_t len, const char *name)
+{
+	char buf[8192];
+	size_t off = 0;
+	int line = 0;
+
+	while (text && off < len) {
+		const char *nl = memchr(text + off, '\n', len - off);
+		size_t n = nl ? (size_t)(nl - (text + off)) : len - off;
+		line++;
+		if (n >= sizeof(buf))
+			return err_set(EINVAL, "cannot read known_hosts file %s: line %d is too long", name, line);
+		memcpy(buf, text + off, n);
+		buf[n] = '\n';
+		buf[n + 1] = 0;
+		if (n && libssh2_knownhost_readline(kh, buf, n + 1, LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0)
+			return err_set(EINVAL, "cannot read known_hosts file %s: line %d is not a known_hosts "
+					       "entry", name, line);
+		off += n + 1;
+	}
+	return 0;
+}
+
+int ssh_check_hostkey_text(LIBSSH2_SESSION *s, const char *text, size_t text_len, const char *known_hosts,
+			   const char *host, int port)
 {
 	LIBSSH2_KNOWNHOSTS *kh = libssh2_knownhost_init(s);
 	struct libssh2_knownhost *found = NULL;
@@ -163,10 +231,9 @@ int ssh_check_hostkey(LIBSSH2_SESSION *s, const char *known_hosts, const char *h
 	tname = ssh_hostkey_type(s, &kt);
 	ssh_fingerprint(s, fp, sizeof(fp));
 	ssh_host_entry(host, port, entry, sizeof(entry));
-	if (libssh2_knownhost_readfile(kh, known_hosts, LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0 &&
-	    access(known_hosts, F_OK) == 0) {
+	if ((r = knownhost_load(kh, text, text_len, known_hosts)) < 0) {
 		libssh2_knownhost_free(kh);
-		return err_set(EINVAL, "cannot read known_hosts file %s", known_hosts);
+		return r;
 	}
 	r = libssh2_knownhost_checkp(kh, host, port, key, len,
 				     LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW | kt, &found);
@@ -192,8 +259,20 @@ int ssh_check_hostkey(LIBSSH2_SESSION *s, const char *known_hosts, const char *h
 	}
 }
 
-int ssh_open(const struct ssh_url *u, const char *identity, const char *known_hosts, const char *what,
-	     LIBSSH2_SESSION **ret, int *ret_fd)
+int ssh_check_hostkey(LIBSSH2_SESSION *s, const char *known_hosts, const char *host, int port)
+{
+	struct ssh_creds c;
+	int r;
+
+	if ((r = ssh_creds_load(NULL, known_hosts, &c)) < 0)
+		return r;
+	r = ssh_check_hostkey_text(s, c.known_hosts, c.known_hosts_len, known_hosts, host, port);
+	ssh_creds_free(&c);
+	return r;
+}
+
+int ssh_open_creds(const struct ssh_url *u, const struct ssh_creds *c, const char *what,
+		   LIBSSH2_SESSION **ret, int *ret_fd)
 {
 	LIBSSH2_SESSION *s;
 	int fd, rc;
@@ -212,11 +291,13 @@ int ssh_open(const struct ssh_url *u, const char *identity, const char *known_ho
 	libssh2_session_method_pref(s, LIBSSH2_METHOD_CRYPT_SC, "aes128-ctr,aes192-ctr,aes256-ctr");
 	if (libssh2_session_handshake(s, fd) != 0)
 		rc = err_set(EPROTO, "SSH handshake with %s failed: %s", what, ssh_error(s));
-	else if ((rc = ssh_check_hostkey(s, known_hosts, u->host, u->port)) < 0)
+	else if ((rc = ssh_check_hostkey_text(s, c->known_hosts, c->known_hosts_len, c->known_hosts_path,
+					      u->host, u->port)) < 0)
 		;
-	else if (libssh2_userauth_publickey_fromfile(s, u->user, NULL, identity, NULL) != 0)
-		rc = err_set(EACCES, "%s refused the key %s for user %s: %s", what, identity, u->user,
-			     ssh_error(s));
+	else if (libssh2_userauth_publickey_frommemory(s, u->user, strlen(u->user), NULL, 0, c->identity,
+							c->identity_len, NULL) != 0)
+		rc = err_set(EACCES, "%s refused the key %s for user %s: %s (is its public key in that "
+				     "user's authorized_keys?)", what, c->identity_path, u->user, ssh_error(s));
 	if (rc < 0) {
 		libssh2_session_free(s);
 		close(fd);
@@ -225,4 +306,17 @@ int ssh_open(const struct ssh_url *u, const char *identity, const char *known_ho
 	*ret = s;
 	*ret_fd = fd;
 	return 0;
+}
+
+int ssh_open(const struct ssh_url *u, const char *identity, const char *known_hosts, const char *what,
+	     LIBSSH2_SESSION **ret, int *ret_fd)
+{
+	struct ssh_creds c;
+	int r;
+
+	if ((r = ssh_creds_load(identity, known_hosts, &c)) < 0)
+		return r;
+	r = ssh_open_creds(u, &c, what, ret, ret_fd);
+	ssh_creds_free(&c);
+	return r;
 }

@@ -24,6 +24,9 @@ struct vstore {
 	bool sftp;
 	char root[PATH_MAX];
 	char url[PATH_MAX];
+	/* local: the directory, opened once: objects are reached relative to
+	 * it (a process may then lose the right to walk down to it). */
+	int dirfd;
 	/* sftp */
 	int fd;
 	LIBSSH2_SESSION *ssh;
@@ -76,14 +79,16 @@ int vstore_open(const char *url, const struct vstore_opts *o, struct vstore **re
 
 	if (!v)
 		return -ENOMEM;
-	v->fd = -1;
+	v->fd = v->dirfd = -1;
 	snprintf(v->url, sizeof(v->url), "%s", url);
 	if (strncmp(url, "local:", 6) == 0) {
-		struct stat st;
 		snprintf(v->root, sizeof(v->root), "%s", url + 6);
-		if (stat(v->root, &st) < 0 || !S_ISDIR(st.st_mode)) {
-			r = err_set(ENOENT, "vault directory %s does not exist: create it (an empty directory "
-					    "becomes a vault)", v->root);
+		v->dirfd = open(v->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (v->dirfd < 0) {
+			r = errno == ENOENT || errno == ENOTDIR
+				    ? err_set(ENOENT, "vault directory %s does not exist: create it (an empty "
+						      "directory becomes a vault)", v->root)
+				    : err_set(errno, "cannot open the vault directory %s: %s", v->root, strerror(errno));
 			free(v);
 			return r;
 		}
@@ -94,13 +99,14 @@ int vstore_open(const char *url, const struct vstore_opts *o, struct vstore **re
 		struct ssh_url u;
 		if ((r = ssh_url_parse_scheme(url, "sftp", &u)) < 0)
 			goto fail;
-		if (!o || !o->identity || !o->known_hosts) {
+		if (!o || (!o->creds && (!o->identity || !o->known_hosts))) {
 			r = err_set(EINVAL, "vault %s needs an SSH identity and a known_hosts file", url);
 			goto fail;
 		}
 		v->sftp = true;
 		snprintf(v->root, sizeof(v->root), "%s", u.path);
-		if ((r = ssh_open(&u, o->identity, o->known_hosts, "the vault", &v->ssh, &v->fd)) < 0)
+		if ((r = o->creds ? ssh_open_creds(&u, o->creds, "the vault", &v->ssh, &v->fd)
+				  : ssh_open(&u, o->identity, o->known_hosts, "the vault", &v->ssh, &v->fd)) < 0)
 			goto fail;
 		if (!(v->sf = libssh2_sftp_init(v->ssh))) {
 			r = err_set(EPROTO, "vault %s: the server offers no SFTP subsystem: %s", url,
@@ -137,7 +143,33 @@ void vstore_close(struct vstore *v)
 	}
 	if (v->fd >= 0)
 		close(v->fd);
+	if (v->dirfd >= 0)
+		close(v->dirfd);
 	free(v);
+}
+
+int vstore_dirfd(const struct vstore *v)
+{
+	return v->sftp ? -1 : v->dirfd;
+}
+
+/* fsync the directory holding NAME (relative to the local root). */
+static int fsync_parent_at(struct vstore *v, const char *name)
+{
+	char rel[512], *slash;
+	int fd, r = 0;
+
+	snprintf(rel, sizeof(rel), "%s", name);
+	slash = strrchr(rel, '/');
+	if (slash)
+		*slash = 0;
+	fd = openat(v->dirfd, slash ? rel : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0)
+		r = err_set(errno, "vault: cannot sync directory %s/%s: %s", v->root, slash ? rel : "",
+			    strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return r;
 }
 
 /* mkdir -p of NAME's parent under the root (directories may already exist). */
@@ -155,8 +187,8 @@ static int make_parents(struct vstore *v, const char *name)
 			if (libssh2_sftp_stat(v->sf, p, &a) != 0 &&
 			    libssh2_sftp_mkdir(v->sf, p, 0770) != 0 && libssh2_sftp_stat(v->sf, p, &a) != 0)
 				return sftp_err(v, "cannot create directory", rel);
-		} else if (mkdir(p, 0700) == 0) {
-			int r = fs_fsync_parent(p); /* the new directory survives a crash */
+		} else if (mkdirat(v->dirfd, rel, 0700) == 0) {
+			int r = fsync_parent_at(v, rel); /* the new directory survives a crash */
 			if (r < 0)
 				return r;
 		} else if (errno != EEXIST)
@@ -174,7 +206,7 @@ int vstore_put(struct vstore *v, const char *name, const void *data, size_t len)
 	if ((r = full(v, p, sizeof(p), name)) < 0 || (r = make_parents(v, name)) < 0)
 		return r;
 	if (!v->sftp) {
-		int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		int fd = openat(v->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd < 0)
 			return errno == EEXIST ? -EEXIST
 					       : err_set(errno, "vault: cannot create %s: %s", p, strerror(errno));
@@ -186,7 +218,7 @@ int vstore_put(struct vstore *v, const char *name, const void *data, size_t len)
 		}
 		close(fd);
 		v->written += len;
-		return fs_fsync_parent(p);
+		return fsync_parent_at(v, name);
 	}
 	{
 		LIBSSH2_SFTP_HANDLE *h = libssh2_sftp_open(
@@ -236,7 +268,7 @@ ssize_t vstore_read(struct vstore *v, const char *name, uint64_t off, void *buf,
 	if ((r = full(v, p, sizeof(p), name)) < 0)
 		return r;
 	if (!v->sftp) {
-		int fd = open(p, O_RDONLY | O_CLOEXEC);
+		int fd = openat(v->dirfd, name, O_RDONLY | O_CLOEXEC);
 		ssize_t n;
 		if (fd < 0)
 			return err_set(errno, "vault: cannot open %s: %s", name, strerror(errno));
@@ -283,7 +315,7 @@ int vstore_stat(struct vstore *v, const char *name, uint64_t *size, uint64_t *mt
 		return r;
 	if (!v->sftp) {
 		struct stat st;
-		if (stat(p, &st) < 0)
+		if (fstatat(v->dirfd, name, &st, 0) < 0)
 			return -errno;
 		if (size)
 			*size = (uint64_t)st.st_size;
@@ -335,10 +367,15 @@ int vstore_list(struct vstore *v, const char *dir, vstore_list_cb cb, void *ctx)
 	if ((r = full(v, p, sizeof(p), dir)) < 0)
 		return r;
 	if (!v->sftp) {
-		DIR *d = opendir(p);
+		int dfd = openat(v->dirfd, *dir ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
 		struct dirent *e;
-		if (!d)
-			return errno == ENOENT ? 0 : err_set(errno, "vault: cannot list %s: %s", p, strerror(errno));
+		if (!d) {
+			r = errno;
+			if (dfd >= 0)
+				close(dfd);
+			return r == ENOENT ? 0 : err_set(r, "vault: cannot list %s: %s", p, strerror(r));
+		}
 		while (!r && (e = readdir(d))) {
 			struct stat st;
 			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
@@ -385,7 +422,7 @@ int vstore_remove(struct vstore *v, const char *name)
 	if ((r = full(v, p, sizeof(p), name)) < 0)
 		return r;
 	if (!v->sftp)
-		return unlink(p) < 0 ? err_set(errno, "vault: cannot remove %s: %s", name, strerror(errno)) : 0;
+		return unlinkat(v->dirfd, name, 0) < 0 ? err_set(errno, "vault: cannot remove %s: %s", name, strerror(errno)) : 0;
 	if (v->rh && !strcmp(v->rname, name)) {
 		libssh2_sftp_close(v->rh);
 		v->rh = NULL;

@@ -13,14 +13,21 @@
 
 struct vstore;
 
+struct ssh_creds;
+
 struct vstore_opts {
 	const char *identity;    /* sftp: private key */
 	const char *known_hosts; /* sftp: strict host-key checking against this file */
+	const struct ssh_creds *creds; /* sftp: both already in memory (then the paths are unused) */
 };
 
 /* Open URL; sftp: connect, check the host key, authenticate, start SFTP. */
 int vstore_open(const char *url, const struct vstore_opts *o, struct vstore **ret);
 void vstore_close(struct vstore *v);
+/* local: the vault directory's descriptor (objects are reached relative to
+ * it, so it may be opened before a process loses the right to walk there);
+ * -1 for sftp. */
+int vstore_dirfd(const struct vstore *v);
 /* 1 if URL names a vault transport this build knows (local: or sftp://). */
 int vstore_url_ok(const char *url);
 

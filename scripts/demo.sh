@@ -69,6 +69,13 @@ targets:
     interval: 2s
 YAML
 mkdir -p "$D/vault"
+if [ "$(id -u)" = 0 ]; then
+	# As root, basculed runs the vault writer as relay_user (bascule): the
+	# user must exist and own the vault directory (docs/vault.md).
+	id bascule >/dev/null 2>&1 || { useradd --system --no-create-home --home-dir /nonexistent \
+		--shell /usr/sbin/nologin bascule && say "   (created the system user bascule, which the vault writer runs as)"; }
+	chown bascule "$D/vault"
+fi
 say "3. configuration ($D/bascule.yaml) checked"
 "$B/basculed" -c "$D/bascule.yaml" --check-config
 

@@ -36,6 +36,8 @@ static const struct subcommand {
 	  "show a secondary's SSH host key fingerprint and trust it once confirmed" },
 	{ "recv", cmd_recv, "recv --root DIR [--key FILE]",
 	  "receive epochs on stdin/stdout and apply them to the replicas in DIR" },
+	{ "relay", cmd_relay, "relay --url ssh://U@H/DIR --identity F --known-hosts F --command C",
+	  "the ssh:// transport basculed runs for a replica target (unprivileged, sandboxed)" },
 	{ "drill", cmd_drill, "drill RUNBOOK --mode MODE",
 	  "failover drill: plan, planned, unplanned, test, failback; signed RTO/RPO report" },
 	{ "space", cmd_space, "space [--json] PATH", "space available where PATH is (the drill's precheck)" },
@@ -82,8 +84,13 @@ int cmd_key_load(const char *file, struct site_key **ret)
 
 json_t *cmd_ctl(const char *what, const char *sock, json_t *req, int *ret_code)
 {
+	return cmd_ctl_wait(what, sock, req, 10000, ret_code);
+}
+
+json_t *cmd_ctl_wait(const char *what, const char *sock, json_t *req, int timeout_ms, int *ret_code)
+{
 	json_t *resp = NULL;
-	int r = ctl_call(sock, req, 10000, &resp);
+	int r = ctl_call(sock, req, timeout_ms, &resp);
 
 	if (r < 0) {
 		*ret_code = cmd_fail(what, r);

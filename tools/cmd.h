@@ -25,6 +25,7 @@ int cmd_history(int argc, char **argv);
 int cmd_pause(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_trust_host(int argc, char **argv);
+int cmd_relay(int argc, char **argv);    /* run by basculed for ssh:// targets */
 int cmd_drill(int argc, char **argv);
 int cmd_space(int argc, char **argv);
 int cmd_report(int argc, char **argv);
@@ -38,6 +39,8 @@ int cmd_fail(const char *what, int err);
  * *RET_CODE the exit code (the daemon's "exit" for a refusal, 8 when it
  * cannot be reached). */
 json_t *cmd_ctl(const char *what, const char *sock, json_t *req, int *ret_code);
+/* The same, waiting TIMEOUT_MS for the answer (cmd_ctl: 10 s). */
+json_t *cmd_ctl_wait(const char *what, const char *sock, json_t *req, int timeout_ms, int *ret_code);
 /* Resolve the control socket: --socket, else the config's control_socket. */
 int cmd_socket_path(char *buf, unsigned len);
 

@@ -23,7 +23,8 @@ static json_t *call(const char *what, const char *cmd, const char *group, int *r
 		return NULL;
 	}
 	req = json_pack("{s:s, s:s?}", "cmd", cmd, "group", group);
-	resp = cmd_ctl(what, sock, req, ret_code);
+	/* A reload that meets a running cut is answered when the cut ends. */
+	resp = cmd_ctl_wait(what, sock, req, strcmp(cmd, "reload") ? 10000 : 600000, ret_code);
 	json_decref(req);
 	return resp;
 }
@@ -173,7 +174,9 @@ int cmd_pause(int argc, char **argv)
 		       !strcmp(argv[0], "pause") ? "Stop cutting epochs of GROUP (default: all) until resume."
 		       : !strcmp(argv[0], "resume") ? "Cut epochs of GROUP (default: all) again, one right away."
 		       : "Re-read basculed's configuration file (as SIGHUP does); an invalid file is\n"
-			 "refused with its error and the running configuration stays.",
+			 "refused with its error and the running configuration stays.  A valid one\n"
+			 "applies when the running cut, if any, ends; the command returns then\n"
+			 "(within 10 minutes).",
 		       strcmp(argv[0], "reload") ? ", no such group" : "",
 		       strcmp(argv[0], "reload") ? "" : ", or the new one is refused");
 		return EXIT_OK;

@@ -15,7 +15,7 @@ struct recv_opts {
  * this command.  Not under a forced command: return 0 (serve).
  *
  * The daemon's request ("... recv --root 'DIR' --keep-epochs N --keep-time
- * Tms", daemon/sshconn.c): warn on stderr, which the daemon logs as
+ * Tms", daemon/target.c, relay_argv): warn on stderr, which the daemon logs as
  * "remote: …", for each of its options that the forced command overrides;
  * return 0 (serve).
  *

@@ -66,6 +66,9 @@ int recv_serve(struct site_key *key, const struct recv_sink *s)
 		return -ENOMEM;
 	}
 	wire_init(&w, STDIN_FILENO, STDOUT_FILENO, WIRE_ROLE_RECV, key);
+	key = NULL; /* wire_init keeps a session secret of its own */
+	if (s->keyed)
+		s->keyed(s->ctx);
 
 	/* Handshake: the daemon speaks first. */
 	while (!wire_ready(&w)) {

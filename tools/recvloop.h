@@ -29,6 +29,9 @@ struct recv_sink {
 	int (*signatures)(void *ctx, struct wire *w, const struct msg_sig *req);
 	/* Turn an error into advice for the operator (may be NULL). */
 	int (*advise)(void *ctx, int rc);
+	/* The wire has derived its session secret: the site key given to
+	 * recv_serve is not used again and may be wiped (may be NULL). */
+	void (*keyed)(void *ctx);
 };
 
 /* Serve one session on stdin/stdout. */

@@ -14,14 +14,24 @@
  *
  * A journal in the cache directory lists packs uploaded since the last
  * commit, so after a crash or a cut link their blocks are found again
- * instead of being re-uploaded. */
+ * instead of being re-uploaded (vault_writer.c keeps it and the tables).
+ *
+ * Started as root, it reads the site key, the vault key and the SSH
+ * credentials, opens its cache (and a local: vault) directory, then
+ * becomes relay_user in a Landlock sandbox of those directories before the
+ * vault's first answer is read; the site key is wiped once the wire holds
+ * its session secret (docs/architecture.md, "Privilege separation"). */
 #include "cmd.h"
+#include "vault_writer.h"
+#include "creds.h"
 #include "err.h"
 #include "fsutil.h"
 #include "key.h"
 #include "log.h"
 #include "proto.h"
 #include "recvloop.h"
+#include "sandbox.h"
+#include "ssh.h"
 #include "vault.h"
 #include "vaultkey.h"
 #include "vrecord.h"
@@ -39,435 +49,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <zstd.h>
-
-#define MAX_DELTAS 64          /* a new base after this many deltas ... */
-#define DELTA_SHARE 4          /* ... or when deltas exceed 1/4 of the base */
-#define PACK_NEW 1             /* pfresh: uploaded for the epoch in progress */
-#define PACK_RECOVERED 2       /* pfresh: uploaded by an interrupted run (journal) */
-#define PENDING_MAX_AGE 43200  /* seconds: older uploads are not reused (prune grace is longer) */
-
-/* Dedup table entry: a block the vault holds. */
-struct dent {
-	uint8_t id[VAULT_ID];
-	uint32_t pack, off, len;
-	uint8_t slot, used;
-};
-
-struct vsrc {
-	char name[NAME_MAX_LEN + 1];
-	struct vmap map;
-	uint8_t digest[32];
-	uint8_t base[VAULT_NAME];
-	uint64_t base_size, delta_size;
-	uint32_t n_deltas;
-	uint8_t (*deltas)[VAULT_NAME];
-	bool have;                    /* committed at least once */
-	/* epoch in progress */
-	struct vmap next;
-	uint64_t *changed;
-	size_t n_changed, cap_changed;
-	uint8_t *mark;                /* one bit per block: in changed[] */
-	bool reset;                   /* full send: start from an empty map */
-	bool touched;
-};
-
-struct vgroup {
-	char name[NAME_MAX_LEN + 1];
-	uint64_t epoch, cut_time;
-	uint32_t n_src;
-	struct vsrc src[PROTO_MAX_SOURCES];
-};
-
-struct writer {
-	const char *url;
-	struct vstore *vs;
-	struct vkeys k;
-	struct vpacks packs;         /* data packs, numbered */
-	uint64_t *psize;             /* their sizes */
-	uint32_t *pref;              /* blocks of committed maps in each pack */
-	uint8_t *pfresh;             /* uploaded since the last commit (or found in the journal) */
-	struct vpacks objs;          /* index objects and their sizes */
-	uint64_t *osize;
-	struct dent *dt;
-	size_t dt_cap, dt_n;
-	struct vgroup *groups;
-	size_t n_groups;
-	/* epoch in progress */
-	struct vgroup *cur;
-	uint64_t epoch, cut_time;
-	uint8_t flags;
-	uint32_t n_sources;
-	struct wbuf pack;
-	uint8_t pack_nonce[16];
-	uint8_t *frame;              /* VAULT_FRAME_BLOCKS blocks */
-	uint32_t f_n, f_src;
-	uint64_t f_block;
-	uint8_t f_ids[VAULT_FRAME_BLOCKS][VAULT_ID];
-	ZSTD_CCtx *zctx;
-	struct dent *pe;             /* blocks of the pack being filled (for the journal) */
-	size_t pe_n, pe_cap;
-	/* cache */
-	char cache[4096];
-	int jfd;
-	struct vrecord rec;          /* what this writer committed (vrecord.h) */
-	/* figures */
-	uint64_t blocks_new, blocks_dedup, bytes_up, up0;
-};
-
-/* ---- small tables ---- */
-
-static int grow_arrays(struct writer *w)
-{
-	/* Never realloc to 0 bytes: that frees (a vault of all-zero disks has no packs). */
-	uint32_t cap = w->packs.cap ? w->packs.cap : 1;
-	uint64_t *ps = realloc(w->psize, cap * sizeof(*ps));
-	uint32_t *pr;
-	uint8_t *pf;
-
-	if (!ps)
-		return -ENOMEM;
-	w->psize = ps;
-	if (!(pr = realloc(w->pref, cap * sizeof(*pr))))
-		return -ENOMEM;
-	w->pref = pr;
-	if (!(pf = realloc(w->pfresh, cap)))
-		return -ENOMEM;
-	w->pfresh = pf;
-	return 0;
-}
-
-/* Add a pack (or find it); new packs start unreferenced, not fresh. */
-static int pack_add(struct writer *w, const struct vpack *p, uint64_t size, uint32_t *ret)
-{
-	uint32_t n0 = w->packs.n;
-	int r;
-
-	if ((r = vpacks_add(&w->packs, p, ret)) < 0 || (r = grow_arrays(w)) < 0)
-		return r;
-	for (uint32_t i = n0; i < w->packs.n; i++) {
-		w->psize[i] = 0;
-		w->pref[i] = 0;
-		w->pfresh[i] = 0;
-	}
-	if (size)
-		w->psize[*ret] = size;
-	return 0;
-}
-
-static int obj_add(struct writer *w, const uint8_t name[VAULT_NAME], uint64_t size)
-{
-	struct vpack p = { 0 };
-	uint32_t idx, n0 = w->objs.n;
-	int r;
-
-	memcpy(p.name, name, VAULT_NAME);
-	if ((r = vpacks_add(&w->objs, &p, &idx)) < 0)
-		return r;
-	if (w->objs.n != n0) {
-		uint64_t *o = realloc(w->osize, w->objs.cap * sizeof(*o));
-		if (!o)
-			return -ENOMEM;
-		w->osize = o;
-	}
-	w->osize[idx] = size;
-	return 0;
-}
-
-/* Size of an index object the writer knows of (0 if unknown). */
-static uint64_t obj_size(const struct writer *w, const uint8_t name[VAULT_NAME])
-{
-	uint32_t idx = vpacks_find(&w->objs, name);
-	return idx == UINT32_MAX ? 0 : w->osize[idx];
-}
-
-static size_t dt_slot(const struct writer *w, const uint8_t id[VAULT_ID])
-{
-	uint64_t h;
-	memcpy(&h, id, sizeof(h));
-	return (size_t)h & (w->dt_cap - 1);
-}
-
-static int dt_put(struct writer *w, const uint8_t id[VAULT_ID], const struct vloc *l)
-{
-	size_t i;
-
-	if ((w->dt_n + 1) * 2 > w->dt_cap) {
-		size_t cap = w->dt_cap ? w->dt_cap * 2 : 1u << 16;
-		struct dent *old = w->dt, *nt = calloc(cap, sizeof(*nt));
-		size_t oc = w->dt_cap;
-		if (!nt)
-			return -ENOMEM;
-		w->dt = nt;
-		w->dt_cap = cap;
-		w->dt_n = 0;
-		for (size_t j = 0; j < oc; j++)
-			if (old[j].used) {
-				struct vloc x = { .pack = old[j].pack, .off = old[j].off, .len = old[j].len,
-						  .slot = old[j].slot };
-				dt_put(w, old[j].id, &x);
-			}
-		free(old);
-	}
-	for (i = dt_slot(w, id); w->dt[i].used; i = (i + 1) & (w->dt_cap - 1))
-		if (!memcmp(w->dt[i].id, id, VAULT_ID))
-			break;
-	if (!w->dt[i].used)
-		w->dt_n++;
-	memcpy(w->dt[i].id, id, VAULT_ID);
-	w->dt[i].pack = l->pack;
-	w->dt[i].off = l->off;
-	w->dt[i].len = l->len;
-	w->dt[i].slot = l->slot;
-	w->dt[i].used = 1;
-	return 0;
-}
-
-/* A block with this id the vault holds and will keep: in a pack the
- * committed maps still use, or uploaded since the last commit. */
-static bool dt_get(struct writer *w, const uint8_t id[VAULT_ID], struct vloc *ret)
-{
-	if (!w->dt_cap)
-		return false;
-	for (size_t i = dt_slot(w, id); w->dt[i].used; i = (i + 1) & (w->dt_cap - 1))
-		if (!memcmp(w->dt[i].id, id, VAULT_ID)) {
-			uint32_t p = w->dt[i].pack;
-			if (p >= w->packs.n || (!w->pref[p] && !w->pfresh[p]))
-				return false;
-			ret->pack = p;
-			ret->off = w->dt[i].off;
-			ret->len = w->dt[i].len;
-			ret->slot = w->dt[i].slot;
-			memcpy(ret->id, id, VAULT_ID);
-			return true;
-		}
-	return false;
-}
-
-static void map_refs(struct writer *w, const struct vmap *m, int delta)
-{
-	for (uint64_t i = 0; i < m->n; i++)
-		if (m->e[i].pack != VLOC_ZERO && m->e[i].pack < w->packs.n)
-			w->pref[m->e[i].pack] += (uint32_t)delta;
-}
-
-static int map_index(struct writer *w, const struct vmap *m)
-{
-	int r;
-
-	for (uint64_t i = 0; i < m->n; i++)
-		if (m->e[i].pack != VLOC_ZERO && (r = dt_put(w, m->e[i].id, &m->e[i])) < 0)
-			return r;
-	return 0;
-}
-
-static struct vgroup *find_group(struct writer *w, const char *name, bool create)
-{
-	struct vgroup *g;
-
-	for (size_t i = 0; i < w->n_groups; i++)
-		if (!strcmp(w->groups[i].name, name))
-			return &w->groups[i];
-	if (!create)
-		return NULL;
-	g = realloc(w->groups, (w->n_groups + 1) * sizeof(*g));
-	if (!g)
-		return NULL;
-	/* vgroups hold no pointers into themselves: moving them is fine */
-	w->groups = g;
-	g = &w->groups[w->n_groups++];
-	memset(g, 0, sizeof(*g));
-	snprintf(g->name, sizeof(g->name), "%s", name);
-	return g;
-}
-
-/* ---- the pending journal ---- */
-
-static int journal_open(struct writer *w)
-{
-	char path[4200];
-
-	if (fs_mkdir_p(w->cache, 0700) < 0)
-		return err_set(errno, "cannot create the vault cache %s: %s", w->cache, strerror(errno));
-	snprintf(path, sizeof(path), "%s/pending", w->cache);
-	w->jfd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	if (w->jfd < 0)
-		return err_set(errno, "cannot open %s: %s", path, strerror(errno));
-	return 0;
-}
-
-/* Record: be32 len, be64 time, name, nonce, be64 size, be32 n, n * (id, off, len, slot). */
-static int journal_add(struct writer *w, uint32_t pack, const struct dent *e, uint32_t n)
-{
-	struct wbuf b;
-	int r;
-
-	wbuf_init(&b, 64u << 20);
-	wbuf_put_u32(&b, 0);
-	wbuf_put_u64(&b, (uint64_t)time(NULL));
-	wbuf_put_bytes(&b, w->packs.p[pack].name, VAULT_NAME);
-	wbuf_put_bytes(&b, w->packs.p[pack].nonce, 16);
-	wbuf_put_u64(&b, w->psize[pack]);
-	wbuf_put_u32(&b, n);
-	for (uint32_t i = 0; i < n; i++) {
-		wbuf_put_bytes(&b, e[i].id, VAULT_ID);
-		wbuf_put_u32(&b, e[i].off);
-		wbuf_put_u32(&b, e[i].len);
-		wbuf_put_u8(&b, e[i].slot);
-	}
-	put_be32(b.p, (uint32_t)b.len - 4);
-	r = fs_write_full(w->jfd, b.p, b.len);
-	if (r == 0 && fdatasync(w->jfd) < 0)
-		r = -errno;
-	wbuf_free(&b);
-	return r < 0 ? err_set(-r, "cannot write the vault cache journal: %s", strerror(-r)) : 0;
-}
-
-/* Packs uploaded by an earlier run and not yet committed: reuse their
- * blocks (if the object is still there, intact in size, and young). */
-static void journal_load(struct writer *w)
-{
-	char path[4200];
-	uint8_t *data = NULL;
-	size_t len = 0, reused = 0;
-	struct rbuf b;
-
-	snprintf(path, sizeof(path), "%s/pending", w->cache);
-	if (fs_read_all(path, 1u << 30, (char **)&data, &len) < 0)
-		return;
-	b = rbuf_init(data, len);
-	while (rbuf_left(&b) >= 4) {
-		uint32_t rl, n;
-		uint64_t t, size, have;
-		struct vpack p;
-		struct rbuf rec;
-		const uint8_t *body;
-		uint32_t idx;
-		char opath[300];
-
-		if (rbuf_get_u32(&b, &rl) < 0 || rbuf_get_view(&b, rl, &body) < 0)
-			break; /* a torn last record: ignore it */
-		rec = rbuf_init(body, rl);
-		if (rbuf_get_u64(&rec, &t) < 0 || rbuf_get_bytes(&rec, p.name, VAULT_NAME) < 0 ||
-		    rbuf_get_bytes(&rec, p.nonce, 16) < 0 || rbuf_get_u64(&rec, &size) < 0 ||
-		    rbuf_get_u32(&rec, &n) < 0 || n > rbuf_left(&rec) / (VAULT_ID + 9))
-			break;
-		if ((uint64_t)time(NULL) - t > PENDING_MAX_AGE)
-			continue;
-		vault_path(p.name, false, opath, sizeof(opath));
-		if (vstore_stat(w->vs, opath, &have, NULL) < 0 || have != size)
-			continue;
-		if (pack_add(w, &p, size, &idx) < 0)
-			break;
-		w->pfresh[idx] = PACK_RECOVERED;
-		for (uint32_t i = 0; i < n; i++) {
-			struct vloc l = { .pack = idx };
-			uint8_t id[VAULT_ID];
-			rbuf_get_bytes(&rec, id, VAULT_ID);
-			rbuf_get_u32(&rec, &l.off);
-			rbuf_get_u32(&rec, &l.len);
-			rbuf_get_u8(&rec, &l.slot);
-			if (dt_put(w, id, &l) < 0)
-				break;
-		}
-		reused++;
-	}
-	free(data);
-	if (reused)
-		log_info("vault %s: %zu packs uploaded before an interruption will be reused", w->url, reused);
-}
-
-static void journal_reset(struct writer *w)
-{
-	if (ftruncate(w->jfd, 0) == 0)
-		fdatasync(w->jfd);
-}
-
-/* ---- loading what the vault holds ---- */
-
-static void on_bad_manifest(void *ctx, const char *path, int err)
-{
-	struct writer *w = ctx;
-	log_warn("vault %s: ignoring %s: %s", w->url, path, err_msg(err));
-}
-
-static int load_state(struct writer *w)
-{
-	struct vmanifest *ms = NULL;
-	size_t n = 0;
-	int r;
-
-	if ((r = vault_manifests(w->vs, w->k.pk, &w->k, on_bad_manifest, w, &ms, &n)) < 0)
-		return r;
-	/* sorted by series then epoch: the last of each series is the newest */
-	for (size_t i = 0; i < n; i++) {
-		struct vmanifest *m = &ms[i];
-		struct vgroup *g;
-		if (i + 1 < n && !memcmp(ms[i + 1].series, m->series, 16))
-			continue;
-		if (!(g = find_group(w, m->group, true))) {
-			r = -ENOMEM;
-			goto out;
-		}
-		g->epoch = m->epoch;
-		g->cut_time = m->cut_time;
-		g->n_src = m->n_sources;
-		for (uint32_t o = 0; o < m->n_objects; o++) {
-			/* sizes of everything the manifest lists (packs found below) */
-			if ((r = obj_add(w, m->obj[o], m->obj_size[o])) < 0)
-				goto out;
-		}
-		for (uint32_t s = 0; s < m->n_sources; s++) {
-			struct vsrc *x = &g->src[s];
-			struct vman_source *ms_ = &m->src[s];
-			uint32_t before = w->packs.n;
-			snprintf(x->name, sizeof(x->name), "%s", ms_->name);
-			memcpy(x->digest, ms_->digest, 32);
-			memcpy(x->base, ms_->base, VAULT_NAME);
-			x->n_deltas = ms_->n_deltas;
-			x->deltas = malloc((x->n_deltas ? x->n_deltas : 1) * VAULT_NAME);
-			if (!x->deltas) {
-				r = -ENOMEM;
-				goto out;
-			}
-			memcpy(x->deltas, ms_->deltas, (size_t)x->n_deltas * VAULT_NAME);
-			x->base_size = obj_size(w, x->base);
-			x->delta_size = 0;
-			for (uint32_t d = 0; d < x->n_deltas; d++)
-				x->delta_size += obj_size(w, x->deltas[d]);
-			if ((r = vault_load_map(w->vs, &w->k, ms_, &w->packs, &x->map)) < 0) {
-				r = err_wrap(r, "vault %s: cannot load the state of %s/%s at epoch %" PRIu64
-						" (run `bascule vault check`)", w->url, m->group, ms_->name, m->epoch);
-				goto out;
-			}
-			if ((r = grow_arrays(w)) < 0)
-				goto out;
-			for (uint32_t p = before; p < w->packs.n; p++) {
-				w->pref[p] = 0;
-				w->pfresh[p] = 0;
-				w->psize[p] = obj_size(w, w->packs.p[p].name);
-			}
-			map_refs(w, &x->map, 1);
-			if ((r = map_index(w, &x->map)) < 0)
-				goto out;
-			x->have = true;
-		}
-		log_info("vault %s: group %s at epoch %" PRIu64, w->url, g->name, g->epoch);
-	}
-	/* Epochs this writer committed that the vault no longer holds. */
-	for (size_t i = 0; i < w->rec.n; i++) {
-		const struct vrecord_entry *x = &w->rec.e[i];
-		struct vgroup *g = find_group(w, x->group, false);
-		if (!g || g->epoch < x->epoch)
-			log_warn("vault %s: epoch %" PRIu64 " of %s was committed, but the vault's newest valid "
-				 "manifest of it is %s%" PRIu64 ": the provider deleted or damaged newer "
-				 "manifests (see `bascule vault ls -c CONFIG`); shipping goes on from there",
-				 w->url, x->epoch, x->group, g ? "epoch " : "", g ? g->epoch : 0);
-	}
-	r = 0;
-out:
-	vault_manifests_free(ms, n);
-	return r;
-}
 
 /* ---- sink ---- */
 
@@ -526,7 +107,7 @@ static int v_begin(void *ctx, const struct msg_epoch_begin *m)
 	epoch_drop(w);
 	if (m->n_sources > PROTO_MAX_SOURCES || !m->n_sources)
 		return err_set(EPROTO, "epoch %" PRIu64 " of %s has %u sources", m->epoch, m->group, m->n_sources);
-	if (!(w->cur = find_group(w, m->group, true)))
+	if (!(w->cur = writer_group(w, m->group, true)))
 		return -ENOMEM;
 	if (m->epoch <= w->cur->epoch)
 		return err_set(EPROTO, "epoch %" PRIu64 " of %s is not newer than the vault's %" PRIu64, m->epoch,
@@ -630,13 +211,13 @@ static int pack_flush(struct writer *w)
 	if ((r = upload(w, w->pack.p, w->pack.len, p.name)) < 0)
 		return r;
 	memcpy(p.nonce, w->pack_nonce, 16);
-	if ((r = pack_add(w, &p, w->pack.len, &idx)) < 0)
+	if ((r = writer_pack_add(w, &p, w->pack.len, &idx)) < 0)
 		return r;
 	if (idx != want)
 		return err_set(EIO, "internal error: pack numbering");
 	w->pfresh[idx] = PACK_NEW;
 	/* Journal the pack's blocks so an interrupted epoch reuses them. */
-	r = journal_add(w, idx, w->pe, (uint32_t)w->pe_n);
+	r = writer_journal_add(w, idx, w->pe, (uint32_t)w->pe_n);
 	w->pe_n = 0;
 	wbuf_reset(&w->pack);
 	randombytes_buf(w->pack_nonce, sizeof(w->pack_nonce));
@@ -662,7 +243,7 @@ static int frame_flush(struct writer *w)
 		l->len = len;
 		l->slot = (uint8_t)i;
 		memcpy(l->id, w->f_ids[i], VAULT_ID);
-		if ((r = dt_put(w, l->id, l)) < 0)
+		if ((r = writer_dt_put(w, l->id, l)) < 0)
 			return r;
 		if (w->pe_n == w->pe_cap) {
 			size_t cap = w->pe_cap ? w->pe_cap * 2 : 4096;
@@ -718,7 +299,7 @@ static int v_extent(void *ctx, uint32_t src, uint64_t off, uint32_t len, const u
 			continue;
 		}
 		vault_block_id(&w->k, p, l.id);
-		if (dt_get(w, l.id, &l)) {
+		if (writer_dt_get(w, l.id, &l)) {
 			x->next.e[b] = l;
 			w->blocks_dedup++;
 			continue;
@@ -762,7 +343,7 @@ static int write_index(struct writer *w, struct vsrc *x)
 	if (r == 0)
 		r = upload(w, b.p, b.len, name);
 	if (r == 0)
-		r = obj_add(w, name, b.len);
+		r = writer_obj_add(w, name, b.len);
 	if (r == 0) {
 		if (full) {
 			memcpy(x->base, name, VAULT_NAME);
@@ -831,7 +412,7 @@ static int write_manifest(struct writer *w, struct vgroup *g)
 		ms->deltas = x->deltas; /* borrowed */
 		add_obj(&m, x->base, x->base_size);
 		for (uint32_t d = 0; d < x->n_deltas; d++)
-			add_obj(&m, x->deltas[d], obj_size(w, x->deltas[d]));
+			add_obj(&m, x->deltas[d], writer_obj_size(w, x->deltas[d]));
 	}
 	for (uint32_t p = 0; p < w->packs.n; p++)
 		if (used[p])
@@ -847,11 +428,9 @@ static int write_manifest(struct writer *w, struct vgroup *g)
 	 * notice if the provider later deletes or replaces this manifest; not
 	 * writing it only weakens that check, so it does not fail the epoch. */
 	{
-		char rp[4200];
 		int e;
-		snprintf(rp, sizeof(rp), "%s/%s", w->cache, VRECORD_FILE);
 		if ((e = vrecord_set(&w->rec, g->name, m.series, m.epoch, m.cut_time, name)) < 0 ||
-		    (e = vrecord_save(rp, &w->rec)) < 0)
+		    (e = vrecord_save(VRECORD_FILE, &w->rec)) < 0)
 			log_warn("vault %s: epoch %" PRIu64 " of %s is committed, but not in the local record: %s",
 				 w->url, m.epoch, g->name, err_msg(e));
 	}
@@ -933,8 +512,8 @@ static int v_commit(void *ctx, const struct msg_epoch_end *e)
 	/* Committed: move references from the old maps (in .next now) to the new. */
 	for (uint32_t s = 0; s < w->n_sources; s++) {
 		struct vsrc *x = &g->src[s];
-		map_refs(w, &x->next, -1);
-		map_refs(w, &x->map, 1);
+		writer_map_refs(w, &x->next, -1);
+		writer_map_refs(w, &x->map, 1);
 		x->have = true;
 	}
 	/* Packs of this epoch are now referenced.  Packs recovered from an
@@ -949,7 +528,7 @@ static int v_commit(void *ctx, const struct msg_epoch_end *e)
 				w->pfresh[p] = 0;
 		}
 		if (!keep)
-			journal_reset(w);
+			writer_journal_reset(w);
 	}
 	g->epoch = w->epoch;
 	g->cut_time = w->cut_time;
@@ -1010,10 +589,83 @@ static void writer_free(struct writer *w)
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: bascule vault recv --url URL --vault-key FILE --cache DIR [--key FILE]\n"
-		   "                          [--identity FILE --known-hosts FILE]\n\n"
+		   "                          [--identity FILE --known-hosts FILE] [--user NAME]\n\n"
 		   "The vault writer: receives epochs from basculed on stdin/stdout and stores\n"
 		   "them as encrypted write-once objects at URL.  Run by basculed for each target\n"
-		   "of type vault; not for interactive use.\n");
+		   "of type vault; not for interactive use.  Run as root, it reads the keys, then\n"
+		   "becomes NAME (relay_user, default bascule) in a Landlock sandbox that reaches\n"
+		   "only DIR and a local: vault directory.\n");
+}
+
+/* The cache directory, opened as the caller (root): the writer then works
+ * inside it as relay_user, who cannot walk down to it (state_dir is root's,
+ * 0700).  Files an earlier writer left there as root become the user's
+ * (no link is followed). */
+static int cache_open(struct writer *w, const char *user, int *ret_fd)
+{
+	static const char *const files[] = { JOURNAL_FILE, VRECORD_FILE, NULL };
+	struct stat st;
+	uid_t uid;
+	gid_t gid;
+	int fd, r;
+
+	if ((r = fs_mkdir_p(w->cache, 0700)) < 0)
+		return err_wrap(r, "cannot create the vault cache %s", w->cache);
+	fd = open(w->cache, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return err_set(errno, "cannot open the vault cache %s: %s", w->cache, strerror(errno));
+	if (geteuid() == 0 && creds_user(user, &uid, &gid) == 0) {
+		if (fstat(fd, &st) == 0 && st.st_uid != uid && fchown(fd, uid, gid) < 0)
+			log_warn("cannot give %s to %s: %s", w->cache, user, strerror(errno));
+		for (size_t i = 0; files[i]; i++)
+			if (fstatat(fd, files[i], &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+			    st.st_uid != uid && fchownat(fd, files[i], uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+				log_warn("cannot give %s/%s to %s: %s", w->cache, files[i], user, strerror(errno));
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+/* Give up root and every file but the cache and a local vault directory
+ * (tools/sandbox.c), then work in the cache. */
+static int writer_sandbox(struct writer *w, const char *user, int cache_fd)
+{
+	struct sandbox sb = { .prog = "bascule-vault", .user = user, .rw_fd = { cache_fd }, .n_rw = 1 };
+	char note[512];
+	int r;
+
+	if (w->vs) {
+		sb.rw_fd[sb.n_rw++] = vstore_dirfd(w->vs);
+	} else {
+		/* sftp: the resolver's files and the provider's port, nothing else. */
+		struct ssh_url u;
+		if ((r = ssh_url_parse_scheme(w->url, "sftp", &u)) < 0)
+			return r;
+		sb.resolver = true;
+		sb.tcp_ports[sb.n_ports++] = (uint16_t)u.port;
+		sb.tcp_ports[sb.n_ports++] = 53;
+	}
+	if ((r = sandbox_enter(&sb, note, sizeof(note))) < 0)
+		return r;
+	if (note[0])
+		log_warn("%s", note);
+	if (fchdir(cache_fd) < 0)
+		return err_set(errno, "cannot enter the vault cache %s: %s", w->cache, strerror(errno));
+	sandbox_probe("bascule-vault");
+	if (w->vs && faccessat(vstore_dirfd(w->vs), ".", W_OK | X_OK, 0) < 0)
+		return err_set(EACCES, "the vault directory %s is not writable by user %s, which the vault "
+				       "writer runs as (relay_user): give it to that user (chown -R %s %s)",
+			       w->url + strlen("local:"), user, user, w->url + strlen("local:"));
+	return 0;
+}
+
+static void forget_site_key(void *ctx)
+{
+	struct writer *w = ctx;
+
+	/* The wire holds its own per-session secret from here on. */
+	key_free(w->site_key);
+	w->site_key = NULL;
 }
 
 int vault_recv(int argc, char **argv)
@@ -1025,17 +677,20 @@ int vault_recv(int argc, char **argv)
 		{ "key", required_argument, NULL, 'k' },
 		{ "identity", required_argument, NULL, 'i' },
 		{ "known-hosts", required_argument, NULL, 'K' },
+		{ "user", required_argument, NULL, 'U' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	const char *keyfile = "/etc/bascule/site.key", *vkfile = NULL, *cache = NULL;
+	const char *keyfile = "/etc/bascule/site.key", *vkfile = NULL, *cache = NULL, *user = "bascule";
 	struct vstore_opts so = { 0 };
+	struct ssh_creds creds = { 0 };
 	struct writer w;
 	struct vault_key *vk = NULL;
-	struct site_key *key = NULL;
 	struct recv_sink sink = { .ctx = &w, .state = v_state, .begin = v_begin, .source = v_source,
-				  .extent = v_extent, .commit = v_commit, .abort = v_abort, .advise = v_advise };
-	int c, rc;
+				  .extent = v_extent, .commit = v_commit, .abort = v_abort, .advise = v_advise,
+				  .keyed = forget_site_key };
+	bool sftp;
+	int c, rc, cache_fd = -1;
 
 	memset(&w, 0, sizeof(w));
 	w.jfd = -1;
@@ -1047,6 +702,7 @@ int vault_recv(int argc, char **argv)
 		case 'k': keyfile = optarg; break;
 		case 'i': so.identity = optarg; break;
 		case 'K': so.known_hosts = optarg; break;
+		case 'U': user = optarg; break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
 		}
@@ -1057,6 +713,7 @@ int vault_recv(int argc, char **argv)
 	}
 	log_init("bascule-vault", arg_global.verbose);
 	signal(SIGPIPE, SIG_IGN);
+	sftp = strncmp(w.url, "sftp://", 7) == 0;
 	snprintf(w.cache, sizeof(w.cache), "%s", cache);
 	wbuf_init(&w.pack, VAULT_PACK_TARGET + (2u << 20));
 	w.zctx = ZSTD_createCCtx();
@@ -1066,27 +723,45 @@ int vault_recv(int argc, char **argv)
 		rc = -ENOMEM;
 		goto out;
 	}
-	if ((rc = key_load(keyfile, &key)) < 0 || (rc = vaultkey_load(vkfile, &vk)) < 0)
+	/* Everything secret, and every way in, while root may still read it. */
+	if ((rc = key_load(keyfile, &w.site_key)) < 0 || (rc = vaultkey_load(vkfile, &vk)) < 0)
 		goto out;
 	vault_keys(vk, &w.k);
 	vaultkey_free(vk);
-	if ((rc = journal_open(&w)) < 0)
+	if (sftp && (rc = ssh_creds_load(so.identity, so.known_hosts, &creds)) < 0)
+		goto out;
+	so.creds = sftp ? &creds : NULL;
+	if ((rc = cache_open(&w, user, &cache_fd)) < 0 || (!sftp && (rc = vstore_open(w.url, &so, &w.vs)) < 0))
+		goto out;
+	if ((rc = writer_sandbox(&w, user, cache_fd)) < 0) {
+		if (rc == -ENOENT || rc == -EINVAL)
+			rc = err_recode(rc, EINVAL); /* relay_user: a configuration error */
+		goto out;
+	}
+	close(cache_fd);
+	cache_fd = -1;
+	if ((rc = writer_journal_open(&w)) < 0)
 		goto out;
 	{
-		char rp[4200];
 		int e;
-		snprintf(rp, sizeof(rp), "%s/%s", w.cache, VRECORD_FILE);
-		if ((e = vrecord_load(rp, &w.rec)) < 0 && e != -ENOENT)
+		if ((e = vrecord_load(VRECORD_FILE, &w.rec)) < 0 && e != -ENOENT)
 			log_warn("%s", err_msg(e));
 	}
-	if ((rc = vstore_open(w.url, &so, &w.vs)) < 0 || (rc = load_state(&w)) < 0)
+	/* The provider's answers are the first network input: sandboxed. */
+	if (sftp && (rc = vstore_open(w.url, &so, &w.vs)) < 0)
 		goto out;
-	journal_load(&w);
-	rc = recv_serve(key, &sink);
+	ssh_creds_free(&creds);
+	if ((rc = writer_load_state(&w)) < 0)
+		goto out;
+	writer_journal_load(&w);
+	rc = recv_serve(w.site_key, &sink);
 out:
 	if (rc < 0)
 		log_error("%s", err_msg(rc));
+	if (cache_fd >= 0)
+		close(cache_fd);
+	ssh_creds_free(&creds);
 	writer_free(&w);
-	key_free(key);
+	key_free(w.site_key);
 	return err_exit_code(rc);
 }

@@ -20,7 +20,7 @@ for i in $(seq 1 6); do
 	kill -STOP "$DAEMON_PID"
 	pid=$(recv_pid)
 	[ -n "$pid" ] && kill -9 "$pid"
-	while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.01; done
+	while [ -n "$pid" ] && ! gone "$pid"; do sleep 0.01; done
 	find "$T/replica" -name '*.seed' 2>/dev/null | grep -q . && seeding=$((seeding + 1))
 	if [ -d "$T/replica/.bascule" ]; then
 		"$BIN/bascule" replica recover --root "$T/replica" --key "$T/site.key" >/dev/null 2>&1 \
@@ -69,7 +69,7 @@ for i in $(seq 1 22); do
 	before=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["targets"][0]["raw_bytes_sent"])' "$T/before.json")
 	pid=$(recv_pid)
 	[ -n "$pid" ] && kill -9 "$pid"
-	while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.01; done
+	while [ -n "$pid" ] && ! gone "$pid"; do sleep 0.01; done
 	where=$(recover_and_check "recv kill $i")
 	[ "$where" = old ] && old=$((old + 1)) || new=$((new + 1))
 	grep -q "replaying committed epoch" "$T/recover.err" && replays=$((replays + 1))
@@ -98,7 +98,7 @@ for i in $(seq 1 6); do
 	sleep "0.$(printf '%03d' $((RANDOM % 100)))"
 	pid=$(recv_pid)
 	kill -9 "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true; DAEMON_PID=""
-	while [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; do sleep 0.01; done
+	while [ -n "$pid" ] && ! gone "$pid"; do sleep 0.01; done
 	rm -f "$T/ctl.sock"
 	where=$(recover_and_check "daemon kill $i")
 	[ "$where" = old ] && dold=$((dold + 1)) || dnew=$((dnew + 1))

@@ -54,7 +54,7 @@ bsc_keygen
 truncate -s 4M "$T/vm1.img" "$T/vm2.img"
 head -c 1M /dev/urandom | dd of="$T/vm1.img" conv=notrunc status=none
 head -c 1M /dev/urandom | dd of="$T/vm2.img" conv=notrunc status=none
-mkdir "$T/vault"
+vault_dir "$T/vault"
 cat > "$T/bascule.yaml" <<EOF
 state_dir: $T/state
 key: $T/site.key

@@ -20,7 +20,7 @@ bsc_keygen
 "$BIN/bascule" keygen vault "$T/vault.key" >/dev/null
 "$BIN/bascule" keygen signing "$T/sign.key" >/dev/null
 head -c 8M /dev/urandom > "$T/disk.img"
-mkdir -p "$T/vault"
+vault_dir "$T/vault"
 write_config() { # REPLICA_URL
 	cat > "$T/bascule.yaml" <<YAML
 state_dir: $T/state

@@ -27,7 +27,8 @@
 # The fixtures a real pair of sites would have: the link and the name
 # secondary.example.net (in the primary's /etc/hosts), sshd running on the
 # secondary (as its ssh.service would, /run/sshd included), and the VM disk
-# /var/lib/libvirt/images/web1.img the configuration names.
+# /var/lib/libvirt/images/web1.img the configuration names; no bascule user
+# on either site.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/sites.sh"
 DOC=$ROOT/docs/secondary-setup.md
@@ -41,7 +42,11 @@ for s in primary secondary; do mkdir -p "$T/cwd-$s"; done
 MAKE_ARGS="B=$BIN"
 grep -q __asan_init "$BIN/bascule" && MAKE_ARGS="$MAKE_ARGS SAN=1"
 
-# Fixtures.
+# Fixtures.  The sites are fresh machines: users this test machine has for
+# other tests (the relay_user of tests/lib/common.sh) are not theirs.
+for s in primary secondary; do
+	in_site "$s" sh -c '! id bascule >/dev/null 2>&1 || userdel bascule' || fail "cannot make site $s fresh"
+done
 in_site secondary sh -c 'mkdir -p /run/sshd && /usr/sbin/sshd -E /var/log/sshd-test.log' \
 	|| fail "the secondary's sshd did not start"
 in_site primary sh -c "echo '$IP_S secondary.example.net' >> /etc/hosts"

@@ -12,7 +12,7 @@ B="$BIN/bascule"
 bsc_keygen
 "$B" keygen vault "$T/vault.key" > /dev/null
 truncate -s 8M "$T/disk.img"
-mkdir "$T/vault"
+vault_dir "$T/vault"
 SOURCES="root:$T/disk.img"
 bsc_config 1h 24h
 cat >> "$T/bascule.yaml" <<EOF

@@ -45,6 +45,18 @@ expect_rc() {
 	[ $rc -eq "$want" ] || fail "'$*' exited $rc, expected $want: $(cat "$T/err")"
 }
 need_root() { [ "$(id -u)" = 0 ] || { echo "SKIP: $TEST_NAME needs root"; exit 77; }; }
+# The unprivileged user basculed's network children run as (relay_user,
+# default bascule), as `useradd --system bascule` makes it on a primary.
+RELAY_USER=bascule
+relay_user_up() {
+	[ "$(id -u)" = 0 ] || return 0
+	id "$RELAY_USER" >/dev/null 2>&1 && return 0
+	flock /run/bascule-test-useradd.lock sh -c "id $RELAY_USER >/dev/null 2>&1 ||
+		useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin $RELAY_USER"
+}
+relay_user_up
+# vault_dir DIR: a local: vault directory, writable by the vault writer.
+vault_dir() { mkdir -p "$1"; [ "$(id -u)" != 0 ] || chown "$RELAY_USER" "$1"; }
 
 # bsc_config [interval] [max_interval] [extra target lines...]: one group
 # "vm1" with the sources in $SOURCES ("name:path ..."), one local target.
@@ -92,6 +104,9 @@ bsc_stop() {
 	rm -f "$T/ctl.sock"
 }
 
+# gone PID: the process has exited: it no longer exists, or is a zombie
+# (dead, its parent not yet told: a receiver of a stopped basculed).
+gone() { ! kill -0 "$1" 2>/dev/null || [ "$(ps -o stat= -p "$1" | cut -c1)" = Z ]; }
 bsc() { "$BIN/bascule" --socket "$T/ctl.sock" "$@"; }
 bsc_sync() { bsc sync --wait --timeout "${1:-60s}"; }
 replica_of() { echo "${REPLICA_DIR:-$T/replica}/vm1/$1"; }
