@@ -11,7 +11,7 @@
 #include "err.h"
 #include "pgconn.h"
 #include "pgpipe.h"
-#include "pgsandbox.h"
+#include "sandbox.h"
 #include "pgstream.h"
 #include "pgwal.h"
 #include "units.h"
@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define PGSTREAM_DEFAULT_USER "bascule"
 
 static void usage(FILE *f)
 {
@@ -48,7 +50,7 @@ static void usage(FILE *f)
 		   "  --progress                report the base backup's progress (with -v)\n\n"
 		   "Exit codes: 0 ok, 1 failure (unreachable, WAL lost), 2 usage, 3 configuration\n"
 		   "(conninfo, wal_level), 4 access (authentication, pg_hba.conf, REPLICATION), 5 protocol,\n"
-		   "7 no space, 9 busy (slot in use, max_wal_senders).\n", PGSANDBOX_DEFAULT_USER);
+		   "7 no space, 9 busy (slot in use, max_wal_senders).\n", PGSTREAM_DEFAULT_USER);
 }
 
 /* Before the engine runs: report an error as the engine would (a line on
@@ -98,30 +100,48 @@ static void probe(const char *what)
 static int run_child(const struct pgstream_opts *o)
 {
 	struct pgconn_needs needs = { 0 };
-	struct pgsandbox sb = { .user = o->user };
-	char home[512];
+	struct sandbox sb = { .prog = "bascule pgstream", .user = o->user ? o->user : PGSTREAM_DEFAULT_USER,
+			      .user_key = "--user", .user_given = o->user != NULL };
+	char home[512], note[512];
 	uid_t uid;
 	gid_t gid;
 	int r;
 
-	if ((r = pgsandbox_account(o->user, &uid, &gid, home, sizeof(home))) < 0)
+	if ((r = sandbox_account(&sb, &uid, &gid, home, sizeof(home))) < 0)
 		return refuse(PGE_SANDBOX, "%s", err_msg(r));
 	if ((r = pgconn_inspect(o->conninfo, home, &needs)) < 0)
 		return refuse(PGE_CONNINFO, "%s", err_msg(r));
-	sb.dirs = (const char *const *)needs.dirs;
-	sb.n_dirs = needs.n_dirs;
-	sb.files = (const char *const *)needs.files;
-	sb.n_files = needs.n_files;
-	sb.ports = needs.ports;
-	sb.n_ports = needs.n_ports;
-	sb.tcp = needs.tcp;
-	r = pgsandbox_enter(&sb);
+	/* Readable: /etc (the resolver), the socket directories and the files
+	 * the conninfo names; TCP: its ports and 53, or none at all. */
+	sb.resolver = true;
+	for (size_t i = 0; i < needs.n_dirs && sb.n_ro < SANDBOX_MAX_PATHS; i++)
+		sb.ro[sb.n_ro++] = needs.dirs[i];
+	for (size_t i = 0; i < needs.n_files && sb.n_ro < SANDBOX_MAX_PATHS; i++)
+		sb.ro[sb.n_ro++] = needs.files[i];
+	if (needs.tcp) {
+		for (size_t i = 0; i < needs.n_ports && sb.n_ports < SANDBOX_MAX_PORTS - 1; i++)
+			sb.tcp_ports[sb.n_ports++] = needs.ports[i];
+		sb.tcp_ports[sb.n_ports++] = 53; /* the resolver's TCP fallback */
+	}
+	r = sandbox_enter(&sb, note, sizeof(note));
+	/* Files libpq will open must be readable as the new user: say so now
+	 * rather than as a puzzling libpq error later. */
+	for (size_t i = 0; r == 0 && i < needs.n_files; i++) {
+		int fd = open(needs.files[i], O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0 && errno != ENOENT)
+			r = err_set(EACCES, "%s cannot be read by the user pgstream runs as (uid %u): %s; make it "
+					    "that user's (chown) and keep it mode 0600", needs.files[i],
+				    (unsigned)getuid(), strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	}
 	pgconn_needs_free(&needs);
 	if (r < 0)
 		return refuse(PGE_SANDBOX, "%s", err_msg(r));
-	if (r == 0)
-		fprintf(stderr, "bascule pgstream: warning: this kernel offers no Landlock: the filesystem and the "
-			"network are not sandboxed (only the user switch and no_new_privs are in force)\n");
+	if (note[0])
+		fprintf(stderr, "bascule pgstream: warning: %s\n", note);
+	if (chdir("/") < 0)
+		return refuse(PGE_SANDBOX, "chdir /: %s", strerror(errno));
 	/* Test hook (tests/e2e/pgstream.sh): show what the sandbox lets
 	 * through, a file (PATH) or a TCP connection (tcp:IPV4:PORT). */
 	if (getenv("BASCULE_TEST_SANDBOX_PROBE"))

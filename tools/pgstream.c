@@ -1,7 +1,7 @@
 /* pgstream.c - the child of a PostgreSQL source: one libpq physical
  * replication connection driven by one poll loop, frames to its owner on
  * stdout and commands from it on stdin (lib/pgpipe.h).  It runs
- * unprivileged inside its sandbox (lib/pgsandbox.h, entered by
+ * unprivileged inside its sandbox (lib/sandbox.h, entered by
  * cmd_pgstream.c before connecting), holds no key and opens no disk.
  *
  * The protocol is used as pg_receivewal and pg_basebackup use it

@@ -21,7 +21,7 @@ struct pgstream_opts {
 	int verbose;
 };
 
-/* The child: connect (after pgsandbox_enter), say HELLO on stdout, carry out
+/* The child: connect (after sandbox_enter), say HELLO on stdout, carry out
  * the commands read on stdin.  Returns the exit code (the pipe error's). */
 int pgstream_child_run(const struct pgstream_opts *o);
 

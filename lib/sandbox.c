@@ -4,10 +4,10 @@
  * out here, and each right is asked for only if the running kernel's ABI
  * knows it, so one binary works from ABI 1 (Linux 5.13) to the newest. */
 #include "sandbox.h"
-#include "creds.h"
 #include "err.h"
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <limits.h>
 #include <linux/landlock.h>
 #include <stdio.h>
@@ -29,6 +29,14 @@
 #define LL_SCOPE_ABSTRACT_UNIX (1ULL << 0)         /* ABI 6 */
 #define LL_SCOPE_SIGNAL (1ULL << 1)
 #define LL_RULE_NET_PORT 2
+
+/* LeakSanitizer lists the threads in /proc/self/task at exit, which needs
+ * a dumpable process and /proc: sanitizer builds (tests) keep both. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZER_BUILD 1
+#else
+#define SANITIZER_BUILD 0
+#endif
 
 /* struct landlock_ruleset_attr as of ABI 6; an older kernel accepts it
  * as long as the fields it does not know are 0. */
@@ -122,7 +130,7 @@ static int ll_add_resolver(int rs, uint64_t handled)
 static int ll_build(const struct sandbox *sb, int abi)
 {
 	struct ll_ruleset_attr ra = { .handled_access_fs = ll_fs_rights(abi) };
-	const char *ro[SANDBOX_MAX_PATHS + 2];
+	const char *ro[SANDBOX_MAX_PATHS + 3]; /* /etc, /usr, and /proc in sanitizer builds */
 	size_t n_ro = 0;
 	int rs, r = 0;
 
@@ -139,10 +147,8 @@ static int ll_build(const struct sandbox *sb, int abi)
 	}
 	for (size_t i = 0; i < sb->n_ro; i++)
 		ro[n_ro++] = sb->ro[i];
-#if defined(__SANITIZE_ADDRESS__)
-	/* Sanitizer builds only: LeakSanitizer lists /proc/self/task at exit. */
-	ro[n_ro++] = "/proc";
-#endif
+	if (SANITIZER_BUILD)
+		ro[n_ro++] = "/proc";
 	for (size_t i = 0; i < n_ro && r == 0; i++) {
 		int fd = open(ro[i], O_PATH | O_CLOEXEC);
 		if (fd < 0)
@@ -169,6 +175,33 @@ static int ll_build(const struct sandbox *sb, int abi)
 	return rs;
 }
 
+int sandbox_account(const struct sandbox *sb, uid_t *ret_uid, gid_t *ret_gid, char *ret_home, size_t len)
+{
+	const char *key = sb->user_key ? sb->user_key : "relay_user";
+	struct passwd *pw;
+
+	errno = 0;
+	if (getuid() == 0 || geteuid() == 0) {
+		if (!(pw = getpwnam(sb->user)))
+			return err_set(ENOENT, "%s '%s' does not exist: create it with `useradd --system %s`, or "
+					       "name another unprivileged user with %s", key, sb->user, sb->user, key);
+		if (pw->pw_uid == 0)
+			return err_set(EINVAL, "%s '%s' is root: processes that read network input must run as "
+					       "an unprivileged user (`useradd --system bascule`)", key, sb->user);
+	} else {
+		if (!(pw = getpwuid(getuid())))
+			return err_set(ENOENT, "the current user (uid %u) has no passwd entry", (unsigned)getuid());
+		if (sb->user && sb->user_given && strcmp(sb->user, pw->pw_name))
+			return err_set(EPERM, "%s %s: only root can switch to another user (running as %s)", key,
+				       sb->user, pw->pw_name);
+	}
+	*ret_uid = pw->pw_uid;
+	*ret_gid = pw->pw_gid;
+	if (ret_home)
+		snprintf(ret_home, len, "%s", pw->pw_dir ? pw->pw_dir : "/");
+	return 0;
+}
+
 int sandbox_enter(const struct sandbox *sb, char *note, size_t note_len)
 {
 	uid_t uid = getuid();
@@ -177,17 +210,8 @@ int sandbox_enter(const struct sandbox *sb, char *note, size_t note_len)
 
 	if (note && note_len)
 		note[0] = 0;
-	if (getuid() == 0 || geteuid() == 0) {
-		if ((r = creds_user(sb->user, &uid, &gid)) == -ENOENT)
-			return err_set(ENOENT, "relay_user '%s' does not exist: create it with `useradd --system "
-					       "%s`, or set relay_user in the configuration to another "
-					       "unprivileged user", sb->user, sb->user);
-		if (r < 0)
-			return r;
-		if (uid == 0)
-			return err_set(EINVAL, "relay_user '%s' is root: the network children must run as "
-					       "an unprivileged user (`useradd --system bascule`)", sb->user);
-	}
+	if ((getuid() == 0 || geteuid() == 0) && (r = sandbox_account(sb, &uid, &gid, NULL, 0)) < 0)
+		return r;
 	if (abi > 0 && (rs = ll_build(sb, abi)) < 0)
 		return rs;
 	if (getuid() == 0 || geteuid() == 0) {
@@ -200,7 +224,7 @@ int sandbox_enter(const struct sandbox *sb, char *note, size_t note_len)
 			goto out;
 		}
 	}
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl(PR_SET_DUMPABLE, SANITIZER_BUILD, 0, 0, 0) < 0) {
 		r = err_set(errno, "%s: prctl: %s", sb->prog, strerror(errno));
 		goto out;
 	}
