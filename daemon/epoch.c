@@ -16,26 +16,24 @@
 #include "log.h"
 #include "sfile.h"
 #include "spool.h"
+#include "subproc.h"
 #include <dirent.h>
 #include <fcntl.h>
 #include <sodium.h>
 #include <inttypes.h>
 #include <linux/fs.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define G_MAGIC "BSCGRST1"
 
-extern char **environ;
 
 struct cut {
 	struct group *g;
@@ -213,40 +211,26 @@ void group_free(struct group *g)
 static int run_hook(struct group *g, const char *what, const char *cmd, uint64_t epoch)
 {
 	char gn[NAME_MAX_LEN + 16], en[48];
-	char *argv[] = { "/bin/sh", "-c", (char *)cmd, NULL };
-	char *envp[64];
-	uint64_t deadline = clock_mono_usec() + g->cfg->freeze_timeout;
-	size_t n = 0;
-	pid_t pid;
-	int status = 0, r;
+	struct subproc_result res = { 0 };
+	int r;
 
 	snprintf(gn, sizeof(gn), "BASCULE_GROUP=%s", g->name);
 	snprintf(en, sizeof(en), "BASCULE_EPOCH=%" PRIu64, epoch);
-	envp[n++] = gn;
-	envp[n++] = en;
-	for (char **e = environ; *e && n < 62; e++)
-		envp[n++] = *e;
-	envp[n] = NULL;
-	r = posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, envp);
-	if (r)
-		return err_set(r, "cannot run the %s command of group %s: %s", what, g->name, strerror(r));
-	for (;;) {
-		pid_t w = waitpid(pid, &status, WNOHANG);
-		if (w == pid)
-			break;
-		if (clock_mono_usec() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			return err_set(ETIMEDOUT, "the %s command of group %s did not finish within its "
-						  "freeze_timeout and was killed", what, g->name);
-		}
-		usleep(10000);
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return err_set(EIO, "the %s command of group %s failed (%s %d)", what, g->name,
-			       WIFEXITED(status) ? "exit status" : "signal",
-			       WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-	return 0;
+	r = subproc_run(SUBPROC_SH(cmd), &(struct subproc_opts){ .env = (const char *const[]){ gn, en, NULL },
+							       .timeout = g->cfg->freeze_timeout,
+							       .output_max = 4096 },
+			&res);
+	if (r < 0)
+		return err_wrap(r, "cannot run the %s command of group %s", what, g->name);
+	if (res.timed_out)
+		r = err_set(ETIMEDOUT, "the %s command of group %s did not finish within its freeze_timeout "
+				       "and was killed", what, g->name);
+	else if (res.exit_status != 0)
+		r = err_set(EIO, "the %s command of group %s failed (%s %d): %s", what, g->name,
+			    res.term_signal ? "signal" : "exit status",
+			    res.term_signal ? res.term_signal : res.exit_status, subproc_said(&res));
+	subproc_result_free(&res);
+	return r;
 }
 
 /* ---- scan workers ---- */

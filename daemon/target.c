@@ -15,6 +15,7 @@
 #include "fsutil.h"
 #include "log.h"
 #include "spool.h"
+#include "subproc.h"
 #include "ssh.h"
 #include <fcntl.h>
 #include <inttypes.h>
@@ -265,29 +266,6 @@ void target_free(struct target *t)
 	wbuf_free(&t->ext);
 }
 
-/* Append S to BUF as one shell word in single quotes; -ENAMETOOLONG if it
- * does not fit (BUF then unusable). */
-static int shell_quote(char *buf, size_t len, const char *s)
-{
-	size_t o = strlen(buf);
-
-	if (o + 2 >= len)
-		return -ENAMETOOLONG;
-	buf[o++] = '\'';
-	for (; *s; s++) {
-		if (o + 6 >= len)
-			return -ENAMETOOLONG;
-		if (*s == '\'') {
-			memcpy(buf + o, "'\\''", 4);
-			o += 4;
-		} else
-			buf[o++] = *s;
-	}
-	buf[o++] = '\'';
-	buf[o] = 0;
-	return 0;
-}
-
 #define ARGV_MAX 24
 
 struct argv {
@@ -352,11 +330,21 @@ static int relay_argv(struct target *t, struct argv *a, char *cmd, size_t len)
 
 	if ((r = ssh_url_parse(t->cfg->url, &u)) < 0)
 		return r;
-	snprintf(cmd, len, "%s --root ", t->cfg->remote_command);
-	if ((r = shell_quote(cmd, len, u.path)) < 0)
-		return err_set(-r, "target %s: the receiver's command is too long", t->cfg->name);
-	snprintf(cmd + strlen(cmd), len - strlen(cmd), " --keep-epochs %" PRIu64 " --keep-time %" PRIu64 "ms",
-		 t->cfg->keep_epochs, t->cfg->keep_time / 1000);
+	{
+		char ke[32], kt[32], *opts;
+		int n;
+		snprintf(ke, sizeof(ke), "%" PRIu64, t->cfg->keep_epochs);
+		snprintf(kt, sizeof(kt), "%" PRIu64 "ms", t->cfg->keep_time / 1000);
+		/* remote_command is shell text; the options are quoted words. */
+		opts = subproc_quote_argv((const char *const[]){ "--root", u.path, "--keep-epochs", ke,
+								 "--keep-time", kt, NULL });
+		if (!opts)
+			return -ENOMEM;
+		n = snprintf(cmd, len, "%s %s", t->cfg->remote_command, opts);
+		free(opts);
+		if (n < 0 || (size_t)n >= len)
+			return err_set(ENAMETOOLONG, "target %s: the receiver's command is too long", t->cfg->name);
+	}
 	argv_add(a, t->d->recv_path);
 	argv_add(a, "relay");
 	argv_add(a, "--url");

@@ -287,3 +287,81 @@ out:
 	free(envp);
 	return r;
 }
+
+void subproc_words_free(char **argv)
+{
+	for (size_t i = 0; argv && argv[i]; i++)
+		free(argv[i]);
+	free(argv);
+}
+
+int subproc_split_words(const char *s, char ***ret_argv, size_t *ret_n)
+{
+	size_t n = 0, cap = 8, len = strlen(s);
+	char **v = calloc(cap + 1, sizeof(*v)), *w = NULL;
+	size_t wl = 0;
+	bool in_word = false;
+	int r = 0;
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i <= len && r == 0; i++) {
+		char c = s[i];
+		if (c == 0 || c == ' ' || c == '\t' || c == '\n') {
+			if (!in_word)
+				continue;
+			if (n == cap) {
+				char **nv = realloc(v, (cap * 2 + 1) * sizeof(*v));
+				if (!nv) {
+					r = -ENOMEM;
+					break;
+				}
+				v = nv;
+				cap *= 2;
+			}
+			w[wl] = 0;
+			v[n++] = w;
+			v[n] = NULL;
+			w = NULL;
+			in_word = false;
+			continue;
+		}
+		if (!in_word) {
+			/* a word is never longer than what is left of S */
+			if (!(w = malloc(len - i + 1))) {
+				r = -ENOMEM;
+				break;
+			}
+			wl = 0;
+			in_word = true;
+		}
+		if (c == '\'') {
+			const char *e = strchr(s + i + 1, '\'');
+			if (!e) {
+				r = err_set(EINVAL, "unterminated quote in a command line");
+				break;
+			}
+			memcpy(w + wl, s + i + 1, (size_t)(e - s - i - 1));
+			wl += (size_t)(e - s - i - 1);
+			i = (size_t)(e - s);
+		} else if (c == '\\') {
+			if (!s[i + 1]) {
+				r = err_set(EINVAL, "a command line ends with a backslash");
+				break;
+			}
+			w[wl++] = s[++i];
+		} else if (strchr("\"$`*?[]{}~;&|<>()#", c)) {
+			r = err_set(EINVAL, "a command line with shell syntax ('%c') is not a plain one", c);
+		} else
+			w[wl++] = c;
+	}
+	if (r < 0) {
+		free(w);
+		subproc_words_free(v);
+		return r;
+	}
+	*ret_argv = v;
+	if (ret_n)
+		*ret_n = n;
+	return 0;
+}

@@ -65,3 +65,10 @@ const char *subproc_said(struct subproc_result *r);
  * word in single quotes): what an SSH exec channel takes.  Malloc'd; NULL
  * when out of memory.  Nothing is cut. */
 char *subproc_quote_argv(const char *const *argv);
+/* The words a POSIX shell would split S into, for the quoting
+ * subproc_quote_argv writes and plain words: blanks separate, '...' and a
+ * backslash quote; double quotes, $, `, globs and operators are refused
+ * (-EINVAL: not a plain command line).  *RET_ARGV is a malloc'd,
+ * NULL-terminated array of malloc'd words (free with subproc_words_free). */
+int subproc_split_words(const char *s, char ***ret_argv, size_t *ret_n);
+void subproc_words_free(char **argv);

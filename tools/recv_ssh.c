@@ -2,6 +2,7 @@
  * the restricted key by hand gets an answer and leaves replication alone;
  * the daemon is told which of its options the secondary overrides. */
 #include "recv_ssh.h"
+#include "subproc.h"
 #include "err.h"
 #include "key.h"
 #include "log.h"
@@ -55,28 +56,22 @@ static bool under_sshd(void)
 	return false;
 }
 
-/* The value after OPT in the daemon's request CMD, into BUF: a quoted
- * 'DIR' or a word.  False if absent. */
+/* The value after OPT in the daemon's request CMD (shell words, as
+ * subproc_quote_argv writes them), into BUF.  False if absent. */
 static bool request_option(const char *cmd, const char *opt, char *buf, size_t len)
 {
-	const char *p = strstr(cmd, opt), *end;
+	char **w = NULL;
+	bool found = false;
 
-	if (!p)
+	if (subproc_split_words(cmd, &w, NULL) < 0)
 		return false;
-	p += strlen(opt);
-	while (*p == ' ')
-		p++;
-	if (*p == '\'') {
-		end = strchr(++p, '\'');
-		if (!end)
-			return false;
-	} else
-		end = p + strcspn(p, " ");
-	if ((size_t)(end - p) >= len)
-		return false;
-	memcpy(buf, p, (size_t)(end - p));
-	buf[end - p] = 0;
-	return true;
+	for (size_t i = 0; w[i] && w[i + 1] && !found; i++)
+		if (!strcmp(w[i], opt) && strlen(w[i + 1]) < len) {
+			memcpy(buf, w[i + 1], strlen(w[i + 1]) + 1);
+			found = true;
+		}
+	subproc_words_free(w);
+	return found;
 }
 
 /* Paths equal but for trailing slashes. */

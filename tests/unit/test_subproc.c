@@ -81,6 +81,35 @@ static void test_quote_round_trip(void **state)
 	free(q);
 }
 
+/* Splitting back what subproc_quote_argv wrote, as a shell would; shell
+ * syntax outside quotes is refused, not interpreted. */
+static void test_split_words(void **state)
+{
+	const char *const words[] = { "bascule", "recv", "--root", "/srv/a b/it's", "", "$x;`y`|&>", "\\", NULL };
+	char *q = subproc_quote_argv(words), **w = NULL;
+	size_t n = 0;
+
+	assert_non_null(q);
+	assert_int_equal(subproc_split_words(q, &w, &n), 0);
+	assert_int_equal(n, 7);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(w[i], words[i]);
+	assert_null(w[n]);
+	subproc_words_free(w);
+	free(q);
+	assert_int_equal(subproc_split_words("  plain  words\\ here --keep-time 0ms ", &w, &n), 0);
+	assert_int_equal(n, 4);
+	assert_string_equal(w[1], "words here");
+	subproc_words_free(w);
+	assert_int_equal(subproc_split_words("", &w, &n), 0);
+	assert_int_equal(n, 0);
+	subproc_words_free(w);
+	assert_int_equal(subproc_split_words("a 'open", &w, &n), -EINVAL);
+	assert_int_equal(subproc_split_words("a $HOME", &w, &n), -EINVAL);
+	assert_int_equal(subproc_split_words("a; rm", &w, &n), -EINVAL);
+	assert_int_equal(subproc_split_words("a \\", &w, &n), -EINVAL);
+}
+
 static void test_exit_and_signal(void **state)
 {
 	struct subproc_result r;
@@ -296,6 +325,7 @@ int main(void)
 		cmocka_unit_test(test_signal_mask_not_inherited),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_clock),
+		cmocka_unit_test(test_split_words),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
