@@ -153,6 +153,10 @@ int proto_put_state_group(struct wbuf *b, const struct state_group *g)
 		TRY(wbuf_put_u64(b, s->size));
 		TRY(wbuf_put_u8(b, s->status));
 		TRY(wbuf_put_bytes(b, s->digest, DIGEST_BYTES));
+		TRY(wbuf_put_u64(b, s->system_id));
+		TRY(wbuf_put_u64(b, s->base_id));
+		TRY(wbuf_put_u32(b, s->timeline));
+		TRY(wbuf_put_u64(b, s->end_lsn));
 	}
 	return 0;
 }
@@ -168,6 +172,8 @@ int proto_get_state_group(struct rbuf *b, struct state_group *ret)
 		TRY(get_name(b, s->name, "source"));
 		if (rbuf_get_u64(b, &s->epoch) < 0 || rbuf_get_u64(b, &s->size) < 0 ||
 		    rbuf_get_u8(b, &s->status) < 0 || rbuf_get_bytes(b, s->digest, DIGEST_BYTES) < 0 ||
+		    rbuf_get_u64(b, &s->system_id) < 0 || rbuf_get_u64(b, &s->base_id) < 0 ||
+		    rbuf_get_u32(b, &s->timeline) < 0 || rbuf_get_u64(b, &s->end_lsn) < 0 ||
 		    s->status > SRC_UNKNOWN || s->size > PROTO_MAX_SIZE)
 			return BAD("malformed STATE source");
 	}

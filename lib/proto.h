@@ -69,6 +69,9 @@ struct state_source {
 	uint64_t size;
 	uint8_t status;
 	uint8_t digest[DIGEST_BYTES];
+	/* version 2, for PostgreSQL sources (zeros for disks): where its copy ends */
+	uint64_t system_id, base_id, end_lsn;
+	uint32_t timeline;
 };
 
 struct state_group {

@@ -17,7 +17,7 @@
 #include "key.h"
 
 #define WIRE_MAGIC "BASCULE1"
-#define WIRE_VERSION 1
+#define WIRE_VERSION 2 /* 2: PostgreSQL sources (docs/protocol.md, section 7) */
 #define WIRE_HDR_BYTES 8
 /* Hard maximum of one frame's plaintext: a peer that announces more is cut off. */
 #define WIRE_MAX_BODY (2u << 20)
@@ -38,6 +38,9 @@ enum wire_type {
 	MSG_SIG_REQUEST = 24,/* daemon -> recv: send librsync signatures of a replica */
 	MSG_SIG = 25,        /* recv -> daemon: the signature of one range */
 	MSG_SIG_END = 26,    /* recv -> daemon: all ranges sent */
+	MSG_PGSOURCE = 27,   /* daemon -> recv: a PostgreSQL source of the epoch (lib/pgproto.h) */
+	MSG_WAL = 28,        /* daemon -> recv: WAL bytes of it */
+	MSG_BASEFILE = 29,   /* daemon -> recv: a piece of a file of its base backup */
 };
 
 enum wire_role { WIRE_ROLE_DAEMON = 1, WIRE_ROLE_RECV = 2 };

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "pgproto.h"
 #include "proto.h"
 #include "wire.h"
 
@@ -17,6 +18,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct msg_extent e;
 	struct msg_epoch_end ee;
 	struct msg_ack a;
+	struct msg_pgsource pgs;
+	struct msg_wal wal;
+	struct msg_basefile bf;
 	struct rbuf b;
 	uint32_t n;
 
@@ -26,6 +30,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	b = rbuf_init(data, size); proto_get_epoch_end(&b, &ee);
 	b = rbuf_init(data, size); proto_get_ack(&b, &a, false);
 	b = rbuf_init(data, size); proto_get_ack(&b, &a, true);
+	b = rbuf_init(data, size); pgproto_get_pgsource(&b, &pgs);
+	b = rbuf_init(data, size); pgproto_get_wal(&b, &wal);
+	b = rbuf_init(data, size); pgproto_get_basefile(&b, &bf);
 	b = rbuf_init(data, size);
 	if (rbuf_get_u32(&b, &n) == 0)
 		for (uint32_t i = 0; i < n && i < 8 && proto_get_state_group(&b, &sg) == 0; i++)
