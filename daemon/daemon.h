@@ -152,6 +152,7 @@ struct target {
 	char remote_reason[512];       /* its last error line in this connection */
 	char closing_why[1024];        /* CLOSING: why, told once the child has exited */
 	bool closing_quiet;            /* CLOSING: nothing to tell (stop, reload) */
+	bool reaping;                  /* in the child's exit callback: the status comes with it */
 	struct wire w;
 	bool wire_up;
 	/* one timer per purpose */

@@ -199,6 +199,7 @@ static void on_child_exit(void *userdata, const siginfo_t *si)
 	struct target *t = userdata;
 
 	t->child = NULL;
+	t->reaping = true; /* a disconnect found here is told below, with the exit status */
 	if (t->state != T_CLOSING && t->wire_up) {
 		/* It ended by itself: what it wrote last (a NACK, an ERROR) is
 		 * still in the pipe and says why. */
@@ -206,6 +207,7 @@ static void on_child_exit(void *userdata, const siginfo_t *si)
 		if (t->state != T_CLOSING)
 			target_disconnect(t, "the receiver closed the connection");
 	}
+	t->reaping = false;
 	target_closed(t, si);
 }
 
@@ -221,7 +223,7 @@ static void target_disconnect(struct target *t, const char *why)
 	snprintf(t->closing_why, sizeof(t->closing_why), "%s", why ? why : "");
 	if (t->child)
 		child_stop(t->child);
-	else
+	else if (!t->reaping)
 		target_closed(t, NULL);
 }
 
