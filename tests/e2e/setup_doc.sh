@@ -45,7 +45,7 @@ grep -q __asan_init "$BIN/bascule" && MAKE_ARGS="$MAKE_ARGS SAN=1"
 # Fixtures.  The sites are fresh machines: users this test machine has for
 # other tests (the relay_user of tests/lib/common.sh) are not theirs.
 for s in primary secondary; do
-	in_site "$s" sh -c '! id bascule >/dev/null 2>&1 || userdel bascule' || fail "cannot make site $s fresh"
+	in_site "$s" sh -c '! id bascule >/dev/null 2>&1 || userdel -f bascule' || fail "cannot make site $s fresh"
 done
 in_site secondary sh -c 'mkdir -p /run/sshd && /usr/sbin/sshd -E /var/log/sshd-test.log' \
 	|| fail "the secondary's sshd did not start"
