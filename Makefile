@@ -5,7 +5,7 @@
 #   make build-tests TSAN=1   under ThreadSanitizer (build-tsan/), for the drill's threads
 #   make demo            replicate a sample VM disk to a local secondary
 #   make fuzz            run each libFuzzer harness FUZZ_SECONDS (60) under ASan+UBSan
-#   make bench           throughput against raw reads, rsync, rdiff, sftp, borg, restic
+#   make bench           figures against raw reads, rsync, rdiff, sftp, borg, restic, pgBackRest, pg_receivewal
 #                        (~11 min; installs borgbackup and restic if missing)
 #   make install         programs, man pages, systemd unit, examples (PREFIX=/usr/local)
 #   make uninstall       remove exactly what make install wrote (same PREFIX, DESTDIR)
@@ -164,6 +164,9 @@ deps-test:
 deps-fuzz:
 	@scripts/deps.sh fuzz
 
+deps-bench:
+	@scripts/deps.sh bench
+
 build-tests: all $(UNIT_BIN) $(HELPER_BIN) $(FUZZ_BIN)
 
 # The README's test command.  Installs what is missing, then builds and runs
@@ -179,7 +182,7 @@ demo: deps-test
 	$(MAKE) all
 	scripts/demo.sh $(B)
 
-bench: deps-test
+bench: deps-bench
 	$(MAKE) build-tests
 	tests/bench/run.sh $(B)
 
@@ -217,6 +220,6 @@ uninstall:
 clean:
 	rm -rf build build-san build-tsan $(FZ)
 
-.PHONY: all deps deps-test deps-fuzz build-tests test unit demo bench install uninstall clean fuzz fuzz-build
+.PHONY: all deps deps-test deps-fuzz deps-bench build-tests test unit demo bench install uninstall clean fuzz fuzz-build
 
 -include $(shell find $(B) $(FZ) -name '*.d' 2>/dev/null)

@@ -2,7 +2,8 @@
 # deps.sh - install the Debian packages Bascule needs to build, test and demo.
 # Used by `make demo`, `make test`, `make fuzz` and .ci/run.  Installs only
 # what is missing; needs root (or sudo) only when something is missing.
-#   scripts/deps.sh [build|test|fuzz]   (default: test; test and fuzz include build)
+#   scripts/deps.sh [build|test|fuzz|bench]   (default: test; test and fuzz
+#   include build, bench includes test)
 set -eu
 BUILD_PKGS="build-essential pkg-config libsodium-dev libzstd-dev libyaml-dev
 libsystemd-dev libjansson-dev libxxhash-dev libssh2-1-dev librsync-dev libcmocka-dev libcurl4-openssl-dev
@@ -11,12 +12,15 @@ TEST_PKGS="bc python3 systemd openssh-server openssh-client nftables e2fsprogs u
 qemu-system-x86 busybox-static chromium fonts-dejavu-core curl prometheus postgresql-15 postgresql-client-15"
 # `make fuzz` only: clang and its runtimes (libFuzzer, ASan, UBSan).
 FUZZ_PKGS="clang libclang-rt-dev"
+# `make bench` only: the tools it compares against.
+BENCH_PKGS="borgbackup restic pgbackrest"
 want=$BUILD_PKGS
 case "${1:-test}" in
 build) ;;
 test) want="$want $TEST_PKGS" ;;
 fuzz) want="$want $FUZZ_PKGS" ;;
-*) echo "usage: scripts/deps.sh [build|test|fuzz]" >&2; exit 2 ;;
+bench) want="$want $TEST_PKGS $BENCH_PKGS" ;;
+*) echo "usage: scripts/deps.sh [build|test|fuzz|bench]" >&2; exit 2 ;;
 esac
 missing=""
 for p in $want; do

@@ -124,3 +124,4 @@ if command -v rdiff >/dev/null; then
 fi
 if [ "$(id -u)" = 0 ] && [ -z "${NO_SSH_BENCH:-}" ]; then echo; bash "$(dirname "$0")/ssh.sh" "$B"; fi
 if [ "$(id -u)" = 0 ] && [ -z "${NO_VAULT_BENCH:-}" ]; then echo; bash "$(dirname "$0")/vault.sh" "$B"; fi
+if [ "$(id -u)" = 0 ] && [ -z "${NO_PG_BENCH:-}" ]; then echo; bash "$(dirname "$0")/pg.sh" "$B"; fi

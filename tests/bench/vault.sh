@@ -102,10 +102,8 @@ printf "   5c. restore of the 2 GiB image over SFTP (4 connections, every block 
 	"$t" "$(echo "$SIZE / $t / 1000000" | bc -l)"
 
 # -- 5d: growth for one 1% "mix" change, same data, against borg and restic (local repositories)
-if ! command -v borg >/dev/null || ! command -v restic >/dev/null; then
-	echo "   (installing borgbackup and restic with apt-get, to compare against)"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq borgbackup restic >/dev/null 2>&1 || true
-fi
+command -v borg >/dev/null && command -v restic >/dev/null ||
+	echo "   (borgbackup or restic missing: scripts/deps.sh bench installs them)"
 cp --sparse=always "$T/orig.img" "$T/changed.img"
 "$B/tests/randwrite" "$T/changed.img" "$CHANGE" 4242 mix
 growth() { # NAME INIT-CMD BACKUP-CMD REPO
