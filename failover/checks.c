@@ -1,9 +1,13 @@
-/* checks.c - one attempt of a health check. */
+/* checks.c - one attempt of a health check: tcp, http (libcurl), command,
+ * sql (libpq). */
 #include "checks.h"
 #include "err.h"
+#include "clock.h"
 #include "hostexec.h"
+#include "pgconn.h"
 #include "units.h"
 #include <curl/curl.h>
+#include <libpq-fe.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -166,6 +170,130 @@ static int check_command(const struct rb_check *c, const struct rb_host *host,
 	return rc;
 }
 
+/* Wait until CONN's socket is ready for EVENTS or DEADLINE (monotonic
+ * usec) passes: 1 ready, 0 timed out, -errno. */
+static int pq_wait(PGconn *conn, short events, uint64_t deadline)
+{
+	struct pollfd p = { .fd = PQsocket(conn), .events = events };
+	uint64_t now = clock_mono_usec();
+	int n;
+
+	if (p.fd < 0)
+		return -EBADF;
+	if (now >= deadline)
+		return 0;
+	do
+		n = poll(&p, 1, (int)((deadline - now + 999) / 1000));
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
+/* libpq's message on one line. */
+static const char *pq_msg(const char *m, char *buf, size_t len)
+{
+	size_t n;
+
+	snprintf(buf, len, "%s", m && *m ? m : "(no message)");
+	for (char *x = buf; *x; x++)
+		if (*x == '\n')
+			*x = ' ';
+	n = strlen(buf);
+	while (n && buf[n - 1] == ' ')
+		buf[--n] = 0;
+	return buf;
+}
+
+/* The query on the database, non-blocking within the attempt's timeout
+ * (a query still running then is cancelled); passes when it succeeds and,
+ * with expect, its first row's first value is EXPECT.  The conninfo is
+ * named by pgconn_describe: never its password. */
+static int check_sql(const struct rb_check *c, char *why, size_t len)
+{
+	const char *keys[] = { "dbname", "fallback_application_name", NULL };
+	const char *vals[] = { c->sql, "bascule-drill", NULL };
+	uint64_t deadline = clock_mono_usec() + c->timeout;
+	char db[512] = "", m[400];
+	PGresult *res = NULL, *last = NULL;
+	PGconn *conn;
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	int rc = 0, w;
+
+	if (pgconn_describe(c->sql, db, sizeof(db), NULL) < 0)
+		snprintf(db, sizeof(db), "(a conninfo that does not parse)");
+	if (!(conn = PQconnectStartParams(keys, vals, 1)))
+		return -ENOMEM;
+	if (PQstatus(conn) == CONNECTION_BAD)
+		st = PGRES_POLLING_FAILED;
+	while (st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+		if ((w = pq_wait(conn, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline)) <= 0) {
+			snprintf(why, len, "%s: no connection within %.1f s", db, (double)c->timeout / 1e6);
+			rc = -ETIMEDOUT;
+			goto out;
+		}
+		st = PQconnectPoll(conn);
+	}
+	if (st == PGRES_POLLING_FAILED) {
+		snprintf(why, len, "cannot connect to %s: %s", db, pq_msg(PQerrorMessage(conn), m, sizeof(m)));
+		rc = -ECONNREFUSED;
+		goto out;
+	}
+	if (!PQsendQuery(conn, c->query)) {
+		snprintf(why, len, "%s: %s", db, pq_msg(PQerrorMessage(conn), m, sizeof(m)));
+		rc = -EIO;
+		goto out;
+	}
+	/* Every result of the query; the first one decides. */
+	for (;;) {
+		while (PQisBusy(conn)) {
+			if ((w = pq_wait(conn, POLLIN, deadline)) <= 0) {
+				PGcancel *cn = PQgetCancel(conn);
+				char e[256];
+				if (cn) {
+					PQcancel(cn, e, sizeof(e));
+					PQfreeCancel(cn);
+				}
+				snprintf(why, len, "%s: the query did not finish within %.1f s (cancelled): %.100s",
+					 db, (double)c->timeout / 1e6, c->query);
+				rc = -ETIMEDOUT;
+				goto out;
+			}
+			if (!PQconsumeInput(conn)) {
+				snprintf(why, len, "%s: %s", db, pq_msg(PQerrorMessage(conn), m, sizeof(m)));
+				rc = -EIO;
+				goto out;
+			}
+		}
+		if (!(res = PQgetResult(conn)))
+			break;
+		if (!last)
+			last = res;
+		else
+			PQclear(res);
+		res = NULL;
+	}
+	if (!last || (PQresultStatus(last) != PGRES_TUPLES_OK && PQresultStatus(last) != PGRES_COMMAND_OK)) {
+		snprintf(why, len, "%s: the query failed: %s", db,
+			 pq_msg(last ? PQresultErrorMessage(last) : PQerrorMessage(conn), m, sizeof(m)));
+		rc = -EBADMSG;
+		goto out;
+	}
+	if (c->expect) {
+		const char *got = PQntuples(last) < 1 || PQnfields(last) < 1 ? NULL
+				  : PQgetisnull(last, 0, 0) ? "NULL" : PQgetvalue(last, 0, 0);
+		if (!got) {
+			snprintf(why, len, "%s: the query returned no rows, wanted '%.100s'", db, c->expect);
+			rc = -EBADMSG;
+		} else if (strcmp(got, c->expect)) {
+			snprintf(why, len, "%s: the query returned '%.100s', wanted '%.100s'", db, got, c->expect);
+			rc = -EBADMSG;
+		}
+	}
+out:
+	PQclear(last);
+	PQfinish(conn);
+	return rc;
+}
+
 int check_once(const struct rb_check *c, const struct rb_host *host, const char *const *env,
 	       char *why, size_t len)
 {
@@ -174,5 +302,7 @@ int check_once(const struct rb_check *c, const struct rb_host *host, const char 
 		return check_tcp(c, why, len);
 	if (c->http)
 		return check_http(c, why, len);
+	if (c->sql)
+		return check_sql(c, why, len);
 	return check_command(c, host, env, why, len);
 }

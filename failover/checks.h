@@ -1,4 +1,5 @@
-/* checks.h - health checks: TCP connect, HTTP(S) via libcurl, a command. */
+/* checks.h - health checks: TCP connect, HTTP(S) via libcurl, a command, a
+ * SQL query via libpq. */
 #pragma once
 #include "runbook.h"
 #include <stddef.h>

@@ -2,6 +2,7 @@
 #include "runbook.h"
 #include "err.h"
 #include "fsutil.h"
+#include "pgconn.h"
 #include "ssh.h"
 #include <errno.h>
 #include <stdarg.h>
@@ -27,6 +28,13 @@ static const struct cfg_key check_keys[] = {
 	{ K("tcp", CT_STR, struct rb_check, tcp), .note = "HOST:PORT that must accept a connection" },
 	{ K("http", CT_STR, struct rb_check, http), .note = "http(s) URL fetched with libcurl" },
 	{ K("command", CT_STR, struct rb_check, command), .note = "shell command that must exit 0" },
+	{ K("sql", CT_STR, struct rb_check, sql),
+	  .note = "libpq conninfo of a PostgreSQL database, queried from the drill's machine (no password: "
+		  "use a passfile)" },
+	{ K("query", CT_STR, struct rb_check, query), .note = "sql: the query to run (required with sql)" },
+	{ K("expect", CT_STR, struct rb_check, expect),
+	  .note = "sql: the first value of the first row wanted, as psql -At prints it (t, 42; NULL for a "
+		  "null); without it the query only has to succeed" },
 	{ K("host", CT_NAME, struct rb_check, host), .note = "where command runs (default: secondary)" },
 	{ K("expect_status", CT_UINT, struct rb_check, expect_status), .def = "200", .min = 100,
 	  .max = 599, .note = "http: the status wanted" },
@@ -246,6 +254,36 @@ static int compute_waves(struct runbook *rb)
 	return 0;
 }
 
+/* A sql check: a conninfo libpq parses, holding no password (the runbook
+ * is read by people, its messages go to reports), and a query. */
+static int check_sql_keys(const struct runbook *rb, const struct rb_service *s, const struct rb_check *c)
+{
+	char what[512];
+	bool password = false;
+	int r;
+
+	if (!c->sql) {
+		if (c->query || c->expect)
+			return POSERR(rb, c->pos, "check '%s' of service '%s': query and expect go with sql "
+				      "(a conninfo)", c->name, s->name);
+		return 0;
+	}
+	if (!c->query)
+		return POSERR(rb, c->pos, "check '%s' of service '%s': a sql check needs query (and "
+			      "usually expect)", c->name, s->name);
+	if (c->host)
+		return POSERR(rb, c->pos, "check '%s' of service '%s': host applies to command checks; a "
+			      "sql check connects from the machine running the drill (name the database's "
+			      "host in the conninfo)", c->name, s->name);
+	if ((r = pgconn_describe(c->sql, what, sizeof(what), &password)) < 0)
+		return POSERR(rb, c->pos, "check '%s' of service '%s': %s", c->name, s->name, err_msg(r));
+	if (password)
+		return POSERR(rb, c->pos, "check '%s' of service '%s': the conninfo holds a password, which "
+			      "the runbook and the messages quoting it would show: put it in a passfile "
+			      "(passfile=FILE, mode 0600, or ~/.pgpass) and remove it here", c->name, s->name);
+	return 0;
+}
+
 static int cross_check(struct runbook *rb)
 {
 	int r;
@@ -289,10 +327,12 @@ static int cross_check(struct runbook *rb)
 			return POSERR(rb, s->pos, "service '%s' has force_stop but no stop", s->name);
 		for (size_t k = 0; k < s->checks.n; k++) {
 			struct rb_check *c = RB_CHECK(s, k);
-			int kinds = !!c->tcp + !!c->http + !!c->command;
+			int kinds = !!c->tcp + !!c->http + !!c->command + !!c->sql;
 			if (kinds != 1)
 				return POSERR(rb, c->pos, "check '%s' of service '%s' must have exactly one "
-					      "of tcp, http or command (it has %d)", c->name, s->name, kinds);
+					      "of tcp, http, command or sql (it has %d)", c->name, s->name, kinds);
+			if ((r = check_sql_keys(rb, s, c)) < 0)
+				return r;
 			if (c->http && strncmp(c->http, "http://", 7) && strncmp(c->http, "https://", 8))
 				return POSERR(rb, c->pos, "check '%s': http must be an http:// or https:// "
 					      "URL, got '%s'", c->name, c->http);

@@ -19,6 +19,9 @@ struct rb_check {
 	char *tcp;             /* host:port */
 	char *http;            /* URL (http or https) */
 	char *command;         /* shell command; passes when it exits 0 */
+	char *sql;             /* libpq conninfo of the database queried (no password in it) */
+	char *query;           /* sql: the query */
+	char *expect;          /* sql: the first value of the first row wanted (NULL: it runs) */
 	char *host;            /* where the command runs (default: the secondary) */
 	uint64_t expect_status;
 	char *expect_body;     /* substring the body must contain */

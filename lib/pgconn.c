@@ -231,3 +231,31 @@ const char *pgconn_fix(uint32_t code, const char *slot, char *buf, size_t len)
 	}
 	return buf;
 }
+
+int pgconn_describe(const char *conninfo, char *buf, size_t len, bool *ret_password)
+{
+	static const char *const shown[] = { "service", "host", "hostaddr", "port", "dbname", "user" };
+	PQconninfoOption *o;
+	char *errmsg = NULL, out[512] = "";
+	size_t n = 0;
+	int r;
+
+	if (!(o = PQconninfoParse(conninfo, &errmsg))) {
+		size_t l = errmsg ? strlen(errmsg) : 0;
+		if (l && errmsg[l - 1] == '\n')
+			errmsg[l - 1] = 0;
+		r = err_set(EINVAL, "the conninfo does not parse: %s", errmsg ? errmsg : "out of memory");
+		PQfreemem(errmsg);
+		return r;
+	}
+	for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++) {
+		const char *v = opt(o, shown[i]);
+		if (v && n < sizeof(out))
+			n += (size_t)snprintf(out + n, sizeof(out) - n, "%s%s=%s", n ? " " : "", shown[i], v);
+	}
+	if (ret_password)
+		*ret_password = opt(o, "password") != NULL;
+	PQconninfoFree(o);
+	snprintf(buf, len, "%s", n ? out : "(libpq defaults)");
+	return 0;
+}

@@ -47,3 +47,11 @@ uint32_t pgconn_classify_result(const PGresult *res);
 /* What to do about CODE, one sentence; SLOT names the slot in the advice
  * (NULL: "the slot"). */
 const char *pgconn_fix(uint32_t code, const char *slot, char *buf, size_t len);
+
+/* What CONNINFO connects to, for messages, never its password: its
+ * host (or socket directory), port, dbname and user as given, e.g.
+ * "host=/run/postgresql port=5433 dbname=shop user=drill" (an option not
+ * given is left out; "(libpq defaults)" when none is).  -EINVAL with
+ * libpq's sentence (err_set) when it does not parse, BUF untouched.
+ * *RET_PASSWORD (may be NULL) tells whether it holds a password. */
+int pgconn_describe(const char *conninfo, char *buf, size_t len, bool *ret_password);
