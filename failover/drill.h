@@ -43,6 +43,11 @@ enum step_kind {
 	ST_SWITCH_BACK,  /* traffic back to the primary */
 	ST_DEMOTE,       /* secondary: make the replica a replica again */
 	ST_RESUME,       /* primary: resume a group's replication */
+	ST_DB_STOP,      /* primary: shut a database down cleanly, read its final LSN */
+	ST_DB_ACKED,     /* primary: every replica target acked that LSN */
+	ST_DB_START,     /* secondary: start the promoted database (if promote left it down) */
+	ST_DB_SEC_STOP,  /* secondary: stop the promoted database (abort) */
+	ST_DB_RESTART,   /* primary: start the database again (abort) */
 	ST_KIND_MAX
 };
 
@@ -53,6 +58,7 @@ struct step {
 	enum step_kind kind;
 	char label[160];
 	char service[NAME_MAX_LEN + 1], group[NAME_MAX_LEN + 1], host[NAME_MAX_LEN + 1];
+	char database[NAME_MAX_LEN + 1]; /* database steps: its name in the runbook */
 	int sw;                  /* switch and switch-back steps: index in the runbook's switches
 				  * (the runbook cannot change under a drill), else -1 */
 	int par;                 /* steps with the same nonzero par run together */
@@ -63,8 +69,14 @@ struct step {
 	int attempts;
 	char message[512];
 	char warning[256];       /* done, but something to look at (e.g. a vault in error) */
-	uint64_t epoch, cut_time;/* sync, promote, clone */
+	uint64_t epoch, cut_time;/* sync, promote, clone; database-acked: the lowest acked epoch */
 	bool consistent;
+	/* What the step learnt, a JSON object (strings and integers only: it
+	 * goes into the signed report): database-stop {checkpoint_lsn,
+	 * final_lsn, timeline}, database-acked {final_lsn, targets: {NAME:
+	 * {acked_lsn, epoch}}}, promote {postgres: {SOURCE: {data_dir, mode,
+	 * end_lsn, redo_lsn, timeline, last_transaction_us}}}; "" if none. */
+	char data[1536];
 };
 
 struct drill {
@@ -116,3 +128,5 @@ void drill_print_plan(const struct drill *d, FILE *f);
 int drill_finish(struct drill *d);
 void drill_free(struct drill *d);
 json_t *drill_to_json(const struct drill *d);
+/* STEP's data as a new JSON object, NULL if it has none. */
+json_t *drill_step_data(const struct step *s);

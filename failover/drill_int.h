@@ -2,6 +2,7 @@
  * steps.c, drill.c); other callers use drill.h. */
 #pragma once
 #include "drill.h"
+#include "subproc.h"
 
 #define SEC(d) ((d)->rb->secondary.host)
 #define PRI(d) ((d)->rb->primary.host)
@@ -21,6 +22,51 @@ int drill_plan_abort(struct drill *d, size_t n0);
 /* journal.c */
 /* Write D's journal atomically; with steps running, under D->lock. */
 int drill_journal_write(struct drill *d);
+
+
+/* steps.c: a step while it runs (shared with dbsteps.c) */
+struct step_ctx {
+	struct drill *d;
+	struct step *s;            /* the caller's copy of the step */
+	struct subproc_result res; /* of the last command */
+	char *env_buf[7];
+	const char *env[8];
+};
+/* Run ARGV on HOST; 0 if it exited 0, else a negative errno with the step's
+ * message set (-ETIMEDOUT, -EIO for a failure); the output in C->res. */
+int step_run(struct step_ctx *c, const char *host, const char *const *argv, uint64_t timeout,
+	     const char *what);
+/* A runbook command (a string) on HOST. */
+int step_run_sh(struct step_ctx *c, const char *host, const char *cmd, uint64_t timeout, const char *what);
+/* `BASCULE ARGS...` on HOST, BASCULE being the runbook's command for it. */
+int step_run_bascule(struct step_ctx *c, const char *host, const char *bascule, const char *const *args,
+		     uint64_t timeout, const char *what);
+/* The JSON object of the last line of the last command's output, or NULL
+ * with the step's message naming WHAT. */
+json_t *step_answer(struct step_ctx *c, const char *what);
+/* Add "NAME=VALUE" to the environment of the step's next commands. */
+int step_env_add(struct step_ctx *c, const char *name, const char *value);
+/* The epoch the last done step of KIND for GROUP reached, 0 if none (read
+ * under D->lock). */
+uint64_t drill_step_epoch(struct drill *d, const char *group, enum step_kind kind);
+/* The data of the last done step of KIND for GROUP (and DATABASE, when not
+ * NULL), a new reference, or NULL (read under D->lock). */
+json_t *drill_step_find_data(struct drill *d, enum step_kind kind, const char *group, const char *database);
+
+/* dbsteps.c: the database steps (docs/failover.md, "Databases") */
+int db_stop(struct step_ctx *c);
+int db_acked(struct step_ctx *c);
+int db_start(struct step_ctx *c, bool stop);
+int db_restart(struct step_ctx *c);
+/* Precheck: each database's source is a postgres source in STATUS (the
+ * primary's `bascule status --json`). */
+int db_precheck(struct step_ctx *c, json_t *status);
+/* Promote or clone answered ANSWER: its PostgreSQL sources into the step's
+ * data, a phrase about them appended to MSG. */
+void db_promoted(struct step_ctx *c, json_t *answer, char *msg, size_t len);
+/* The extra arguments of promote for GROUP's databases (--pg-user, ...),
+ * appended to ARGS at *N (at most MAX). */
+void db_promote_args(const struct drill *d, const char *group, const char **args, size_t *n, size_t max);
 
 /* steps.c */
 /* Run step S of D: S is the caller's own copy (its results are written

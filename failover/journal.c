@@ -11,7 +11,34 @@
 #include <string.h>
 #include <unistd.h>
 
+static json_t *step_base_json(const struct step *s);
+
+/* A step's data as the object it holds (NULL: none). */
+json_t *drill_step_data(const struct step *s)
+{
+	json_t *o = s->data[0] ? json_loads(s->data, 0, NULL) : NULL;
+
+	if (o && !json_is_object(o)) {
+		json_decref(o);
+		o = NULL;
+	}
+	return o;
+}
+
 static json_t *step_json(const struct step *s)
+{
+	json_t *o = step_base_json(s), *data = drill_step_data(s);
+
+	if (o && s->database[0])
+		json_object_set_new(o, "database", json_string(s->database));
+	if (o && data)
+		json_object_set_new(o, "data", data);
+	else
+		json_decref(data);
+	return o;
+}
+
+static json_t *step_base_json(const struct step *s)
 {
 	return json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:b, s:I, s:s, s:I, s:I, s:i, "
 			 "s:s, s:s, s:I, s:I, s:b}",
@@ -127,6 +154,17 @@ static int step_from_json(json_t *o, struct step *s)
 	snprintf(s->host, sizeof(s->host), "%s", host);
 	snprintf(s->message, sizeof(s->message), "%s", msg);
 	snprintf(s->warning, sizeof(s->warning), "%s", warn);
+	/* Optional: journals written before databases existed resume. */
+	snprintf(s->database, sizeof(s->database), "%s", json_string_value(json_object_get(o, "database")) ?: "");
+	if (json_is_object(json_object_get(o, "data"))) {
+		char *t = json_dumps(json_object_get(o, "data"), JSON_COMPACT | JSON_SORT_KEYS);
+		if (!t || strlen(t) >= sizeof(s->data)) {
+			free(t);
+			return -EBADMSG;
+		}
+		memcpy(s->data, t, strlen(t) + 1);
+		free(t);
+	}
 	return 0;
 }
 

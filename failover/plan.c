@@ -19,7 +19,9 @@ static const char *const kind_names[ST_KIND_MAX] = {
 	[ST_FB_PAUSE] = "reverse-pause", [ST_SEC_STOP] = "secondary-stop",
 	[ST_FB_PROMOTE] = "promote-primary", [ST_FB_STOP] = "reverse-stop", [ST_RESTART] = "restart",
 	[ST_PCHECK] = "check-primary", [ST_SWITCH_BACK] = "switch-back", [ST_DEMOTE] = "demote",
-	[ST_RESUME] = "resume",
+	[ST_RESUME] = "resume", [ST_DB_STOP] = "database-stop", [ST_DB_ACKED] = "database-acked",
+	[ST_DB_START] = "database-start", [ST_DB_SEC_STOP] = "database-secondary-stop",
+	[ST_DB_RESTART] = "database-restart",
 };
 static const char *const status_names[] = { "pending", "running", "done", "failed", "skipped" };
 static const char *const mode_names[] = { "plan", "planned", "unplanned", "test", "failback" };
@@ -166,6 +168,35 @@ static void plan_prechecks(struct drill *d, bool replication)
 	add_step(d, ST_PRE_SEC, NULL, NULL, SEC(d), 0, MIN(1), "secondary ready (%s)", SEC(d));
 }
 
+/* One step of KIND per database of the runbook, in runbook order. */
+static void plan_databases(struct drill *d, enum step_kind kind)
+{
+	const struct runbook *rb = d->rb;
+	for (size_t i = 0; i < rb->databases.n; i++) {
+		const struct rb_database *db = RB_DB(rb, i);
+		const char *host = db->host ?: PRI(d);
+		struct step *s = NULL;
+		switch (kind) {
+		case ST_DB_STOP:
+			s = add_step(d, kind, NULL, db->group, host, 0, db->stop_timeout + MIN(1),
+				     "shut down database %s on %s", db->name, host);
+			break;
+		case ST_DB_ACKED:
+			s = add_step(d, kind, NULL, db->group, PRI(d), 0, rb->primary.sync_timeout,
+				     "final LSN of %s acknowledged", db->name);
+			break;
+		case ST_DB_START:
+			s = add_step(d, kind, NULL, db->group, SEC(d), 0, db->start_timeout,
+				     "start database %s on %s", db->name, SEC(d));
+			break;
+		default:
+			break;
+		}
+		if (s)
+			snprintf(s->database, sizeof(s->database), "%s", db->name);
+	}
+}
+
 /* Start each wave in parallel, then check it, wave after wave. */
 static void plan_starts(struct drill *d, enum step_kind start, enum step_kind check, const char *host)
 {
@@ -224,14 +255,18 @@ int drill_plan(const struct runbook *rb, enum drill_mode mode, struct drill **re
 		plan_stops(d, ST_STOP, PRI(d));
 		plan_groups(d, groups, ng, ST_SYNC, PRI(d), rb->primary.sync_timeout + MIN(1),
 			    "final sync of", false);
+		plan_databases(d, ST_DB_STOP);
+		plan_databases(d, ST_DB_ACKED);
 		plan_groups(d, groups, ng, ST_PAUSE, PRI(d), MIN(1), "pause replication of", false);
 		plan_groups(d, groups, ng, ST_PROMOTE, SEC(d), MIN(30), "promote", true);
+		plan_databases(d, ST_DB_START);
 		plan_starts(d, ST_START, ST_CHECK, SEC(d));
 		plan_switches(d, false);
 		break;
 	case MODE_UNPLANNED:
 		plan_prechecks(d, false);
 		plan_groups(d, groups, ng, ST_PROMOTE, SEC(d), MIN(30), "promote", true);
+		plan_databases(d, ST_DB_START);
 		plan_starts(d, ST_START, ST_CHECK, SEC(d));
 		plan_switches(d, false);
 		break;
@@ -338,6 +373,20 @@ int drill_plan_abort(struct drill *d, size_t n0)
 			a = add_step(d, ST_RESUME, NULL, s.group, PRI(d), 0, MIN(1),
 				     "resume replication of %s", s.group);
 			break;
+		case ST_DB_START: {
+			const struct rb_database *db = runbook_database(rb, s.database);
+			if (db && (a = add_step(d, ST_DB_SEC_STOP, NULL, s.group, SEC(d), 0, db->stop_timeout,
+						"stop database %s on %s", db->name, SEC(d))))
+				snprintf(a->database, sizeof(a->database), "%s", db->name);
+			break;
+		}
+		case ST_DB_STOP: {
+			const struct rb_database *db = runbook_database(rb, s.database);
+			if (db && (a = add_step(d, ST_DB_RESTART, NULL, s.group, s.host, 0, db->start_timeout,
+						"restart database %s on %s", db->name, s.host)))
+				snprintf(a->database, sizeof(a->database), "%s", db->name);
+			break;
+		}
 		case ST_STOP:
 			a = add_step(d, ST_RESTART, s.service, s.group, PRI(d), 0,
 				     drill_service(rb, s.service)->start_timeout, "restart %s on %s", s.service,

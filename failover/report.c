@@ -2,6 +2,7 @@
 #include "report.h"
 #include "err.h"
 #include "fsutil.h"
+#include "pgwal.h"
 #include "sign.h"
 #include "units.h"
 #include <errno.h>
@@ -87,6 +88,85 @@ static const char *service_state(const struct drill *d, const char *svc)
 	return st;
 }
 
+/* The last done step of KIND for database NAME. */
+static const struct step *db_step(const struct drill *d, enum step_kind kind, const char *name)
+{
+	const struct step *r = NULL;
+	for (size_t i = 0; i < d->n; i++)
+		if (d->steps[i].kind == kind && !d->steps[i].abort && d->steps[i].status == SS_DONE &&
+		    !strcmp(d->steps[i].database, name))
+			r = &d->steps[i];
+	return r;
+}
+
+static uint64_t lsn_at(json_t *o, const char *key)
+{
+	uint64_t v = 0;
+	const char *s = json_string_value(json_object_get(o, key));
+	return s && pgwal_lsn_parse(s, &v) == 0 ? v : 0;
+}
+
+/* The databases of group G promoted by step P (the evidence, by LSN and by
+ * transaction time), or NULL if the group has none.  *RET_LOSS: the
+ * largest data loss they show.  Planned: 0 when every replica target
+ * acknowledged the primary's final LSN and the promoted database was
+ * recovered to it (RPO 0 by LSN); else the time from the last transaction
+ * recovered to the shutdown.  Unplanned: from the last transaction
+ * recovered to the incident T0 (every commit after it is lost, PostgreSQL's
+ * own record of what it replayed). */
+static json_t *group_databases(const struct drill *d, const char *g, const struct step *p, uint64_t t0,
+			       uint64_t *ret_loss)
+{
+	const struct runbook *rb = d->rb;
+	json_t *arr = NULL, *pdata = drill_step_data(p);
+	uint64_t worst = 0;
+
+	for (size_t i = 0; i < rb->databases.n; i++) {
+		const struct rb_database *db = RB_DB(rb, i);
+		const struct step *stop = db_step(d, ST_DB_STOP, db->name), *ack = db_step(d, ST_DB_ACKED, db->name);
+		json_t *sd, *ad, *pg, *o, *targets;
+		uint64_t final, promoted, xact, loss = 0;
+		bool by_lsn;
+		if (strcmp(db->group, g))
+			continue;
+		if (!arr)
+			arr = json_array();
+		sd = stop ? drill_step_data(stop) : NULL;
+		ad = ack ? drill_step_data(ack) : NULL;
+		pg = json_object_get(json_object_get(pdata, "postgres"), db->src);
+		final = lsn_at(sd, "final_lsn");
+		promoted = lsn_at(pg, "end_lsn");
+		xact = (uint64_t)json_integer_value(json_object_get(pg, "last_transaction_us"));
+		targets = json_object_get(ad, "targets");
+		by_lsn = d->mode == MODE_PLANNED && final && ack && json_object_size(targets) && promoted >= final;
+		if (d->mode == MODE_PLANNED && !by_lsn) {
+			uint64_t down = stop ? stop->end : d->ended;
+			loss = xact && down > xact ? down - xact : down > p->cut_time ? down - p->cut_time : 0;
+		} else if (d->mode == MODE_UNPLANNED) {
+			uint64_t last = xact ? xact : p->cut_time;
+			loss = t0 > last ? t0 - last : 0;
+		}
+		if (loss > worst)
+			worst = loss;
+		o = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:I, s:I, s:b, s:I}", "name", db->name,
+			      "source", db->source, "final_lsn",
+			      json_string_value(json_object_get(sd, "final_lsn")) ?: "", "checkpoint_lsn",
+			      json_string_value(json_object_get(sd, "checkpoint_lsn")) ?: "", "targets",
+			      targets ? json_incref(targets) : json_object(), "promoted_lsn",
+			      json_string_value(json_object_get(pg, "end_lsn")) ?: "", "redo_lsn",
+			      json_string_value(json_object_get(pg, "redo_lsn")) ?: "", "standby",
+			      json_string_value(json_object_get(pg, "mode")) ?: "", "timeline",
+			      json_integer_value(json_object_get(pg, "timeline")), "last_transaction_us",
+			      (json_int_t)xact, "rpo_by_lsn", by_lsn, "data_loss_us", (json_int_t)loss);
+		json_array_append_new(arr, o);
+		json_decref(sd);
+		json_decref(ad);
+	}
+	json_decref(pdata);
+	*ret_loss = worst;
+	return arr;
+}
+
 json_t *report_build(const struct drill *d)
 {
 	const struct runbook *rb = d->rb;
@@ -130,7 +210,8 @@ json_t *report_build(const struct drill *d)
 		const char *g = RB_SVC(rb, i)->group;
 		bool seen = false;
 		const struct step *p, *sy;
-		uint64_t loss = 0;
+		uint64_t loss = 0, db_loss = 0;
+		json_t *dbs;
 		if (!g)
 			continue;
 		for (size_t k = 0; k < i; k++)
@@ -144,23 +225,31 @@ json_t *report_build(const struct drill *d)
 			json_array_append_new(groups, json_pack("{s:s, s:n}", "name", g, "epoch"));
 			continue;
 		}
+		dbs = group_databases(d, g, p, t0, &db_loss);
 		if (d->mode == MODE_PLANNED || d->mode == MODE_FAILBACK) {
-			/* The final sync came after every stop: its epoch holds all writes. */
-			if (!sy || sy->epoch != p->epoch)
+			/* The final sync came after every stop: its epoch holds all writes;
+			 * so does the epoch that brought the databases' final LSN. */
+			const struct step *da = find_step(d, ST_DB_ACKED, g, true);
+			if ((!sy || sy->epoch != p->epoch) && (!da || da->epoch != p->epoch))
 				loss = stop_end > p->cut_time ? stop_end - p->cut_time : 0;
 		} else if (d->mode == MODE_UNPLANNED) {
 			loss = t0 > p->cut_time ? t0 - p->cut_time : 0;
 		} else {
 			loss = p->start > p->cut_time ? p->start - p->cut_time : 0;
 		}
+		if (db_loss > loss)
+			loss = db_loss;
 		if (loss > rpo)
 			rpo = loss;
-		json_array_append_new(groups,
-				      json_pack("{s:s, s:I, s:I, s:b, s:I, s:I}", "name", g, "epoch",
-						(json_int_t)p->epoch, "cut_time_us", (json_int_t)p->cut_time,
-						"consistent", p->consistent, "synced_epoch",
-						(json_int_t)(sy ? sy->epoch : 0), "data_loss_us",
-						(json_int_t)loss));
+		{
+			json_t *o = json_pack("{s:s, s:I, s:I, s:b, s:I, s:I}", "name", g, "epoch",
+					      (json_int_t)p->epoch, "cut_time_us", (json_int_t)p->cut_time,
+					      "consistent", p->consistent, "synced_epoch",
+					      (json_int_t)(sy ? sy->epoch : 0), "data_loss_us", (json_int_t)loss);
+			if (dbs)
+				json_object_set_new(o, "databases", dbs);
+			json_array_append_new(groups, o);
+		}
 	}
 	rto_ok = complete && t1 - t0 <= rb->objectives.rto;
 	rpo_ok = rpo_known && rpo <= rb->objectives.rpo;
@@ -491,6 +580,57 @@ static void figure_row(FILE *f, const char *what, bool reached, uint64_t us, uin
 		dur(objective, b2, sizeof(b2)), !reached ? "-" : met ? "met" : "NOT met");
 }
 
+/* "secondary 0/3000148 (epoch 12), vault2 ..." of a database's targets. */
+static const char *acked_list(json_t *targets, char *buf, size_t len)
+{
+	const char *name;
+	json_t *t;
+	size_t n = 0;
+
+	buf[0] = 0;
+	json_object_foreach(targets, name, t)
+		if (n < len)
+			n += (size_t)snprintf(buf + n, len - n, "%s%s %s (epoch %" PRIu64 ")", n ? ", " : "", name,
+					      jstr(t, "acked_lsn"), jint(t, "epoch"));
+	return buf[0] ? buf : "-";
+}
+
+/* The databases of the report's groups: the evidence of their RPO. */
+static void html_databases(FILE *f, json_t *r)
+{
+	json_t *g, *x;
+	size_t i, k;
+	bool any = false;
+	char b[600], t[40];
+
+	json_array_foreach(json_object_get(r, "groups"), i, g) {
+		json_array_foreach(json_object_get(g, "databases"), k, x) {
+			if (!any)
+				fprintf(f, "<h2>Databases</h2>\n<table><tr><th>database</th><th>source</th>"
+					   "<th>primary's final LSN</th><th>acknowledged by</th><th>promoted to</th>"
+					   "<th>last transaction recovered</th><th>data loss</th></tr>\n");
+			any = true;
+			fprintf(f, "<tr><td>");
+			esc(f, jstr(x, "name"));
+			fprintf(f, "</td><td>");
+			esc(f, jstr(x, "source"));
+			fprintf(f, "</td><td>");
+			esc(f, *jstr(x, "final_lsn") ? jstr(x, "final_lsn") : "-");
+			fprintf(f, "</td><td>");
+			esc(f, acked_list(json_object_get(x, "targets"), b, sizeof(b)));
+			fprintf(f, "</td><td>");
+			esc(f, *jstr(x, "promoted_lsn") ? jstr(x, "promoted_lsn") : "-");
+			fprintf(f, " <span class=\"muted\">timeline %d, %s</span></td><td class=\"nw\">%s</td><td>%s%s</td></tr>\n",
+				(int)jint(x, "timeline"), *jstr(x, "standby") ? jstr(x, "standby") : "-",
+				jint(x, "last_transaction_us") ? units_fmt_time(jint(x, "last_transaction_us"), t, sizeof(t)) : "-",
+				dur(jint(x, "data_loss_us"), b, sizeof(b)),
+				json_is_true(json_object_get(x, "rpo_by_lsn")) ? " (0 by LSN)" : "");
+		}
+	}
+	if (any)
+		fprintf(f, "</table>\n");
+}
+
 char *report_html(json_t *doc)
 {
 	json_t *r = json_object_get(doc, "report"), *sig = json_object_get(doc, "signature");
@@ -575,7 +715,9 @@ char *report_html(json_t *doc)
 			json_is_true(json_object_get(x, "consistent")) ? "consistent" : "fuzzy",
 			jint(x, "synced_epoch"), dur(jint(x, "data_loss_us"), b1, sizeof(b1)));
 	}
-	fprintf(f, "</table>\n<h2>Steps</h2>\n<table><tr><th>#</th><th>step</th><th>host</th>"
+	fprintf(f, "</table>\n");
+	html_databases(f, r);
+	fprintf(f, "<h2>Steps</h2>\n<table><tr><th>#</th><th>step</th><th>host</th>"
 		   "<th>status</th><th>start</th><th>duration</th><th>result</th></tr>\n");
 	json_array_foreach(json_object_get(r, "steps"), i, x) {
 		fprintf(f, "<tr><td>%d</td><td>", (int)jint(x, "id"));
@@ -630,6 +772,23 @@ void report_summary(json_t *r, FILE *f)
 		if (*jstr(x, "warning"))
 			fprintf(f, "  WARNING: step %d (%s): %s\n", (int)jint(x, "id"), jstr(x, "label"),
 				jstr(x, "warning"));
+	json_array_foreach(json_object_get(r, "groups"), i, x) {
+		json_t *db;
+		size_t k;
+		json_array_foreach(json_object_get(x, "databases"), k, db) {
+			char a[600], t[40];
+			fprintf(f, "  database %s (%s): final LSN %s, acknowledged by %s, promoted to %s; ",
+				jstr(db, "name"), jstr(db, "source"), *jstr(db, "final_lsn") ? jstr(db, "final_lsn") : "-",
+				acked_list(json_object_get(db, "targets"), a, sizeof(a)),
+				*jstr(db, "promoted_lsn") ? jstr(db, "promoted_lsn") : "-");
+			if (json_is_true(json_object_get(db, "rpo_by_lsn")))
+				fprintf(f, "RPO 0 by LSN\n");
+			else
+				fprintf(f, "last transaction %s, data loss %s\n",
+					jint(db, "last_transaction_us") ? units_fmt_time(jint(db, "last_transaction_us"), t, sizeof(t)) : "none",
+					dur(jint(db, "data_loss_us"), a, sizeof(a)));
+		}
+	}
 	fprintf(f, "  steps:\n");
 	json_array_foreach(json_object_get(r, "steps"), i, x)
 		fprintf(f, "    %-8s %9s  %s\n", jstr(x, "status"), dur(jint(x, "duration_us"), b1, sizeof(b1)),

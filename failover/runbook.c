@@ -82,6 +82,38 @@ static const struct cfg_key service_keys[] = {
 };
 static const struct cfg_table service_table = { "service", sizeof(struct rb_service), service_keys };
 
+static const struct cfg_key database_keys[] = {
+	{ K("name", CT_NAME, struct rb_database, name), .required = true, .note = "database name (steps, report)" },
+	{ K("source", CT_STR, struct rb_database, source), .required = true,
+	  .note = "GROUP/SOURCE: the type: postgres source of basculed protecting it" },
+	{ K("host", CT_NAME, struct rb_database, host),
+	  .note = "where the primary PostgreSQL runs (default: primary.host)" },
+	{ K("data_dir", CT_STR, struct rb_database, data_dir), .required = true,
+	  .note = "primary: its data directory (pg_controldata reads the final LSN there)" },
+	{ K("pg_bin", CT_STR, struct rb_database, pg_bin), .def = "/usr/lib/postgresql/15/bin",
+	  .note = "PostgreSQL's programs (pg_controldata, pg_waldump; pg_ctl on the secondary)" },
+	{ K("stop", CT_STR, struct rb_database, stop), .required = true,
+	  .note = "primary: shut it down cleanly, returning once it is down (e.g. pg_ctlcluster 15 main "
+		  "stop -m fast)" },
+	{ K("stop_timeout", CT_DURATION, struct rb_database, stop_timeout), .def = "5m", .min = 1000000,
+	  .max = 86400000000ULL, .note = "limit of stop" },
+	{ K("restart", CT_STR, struct rb_database, restart), .note = "primary: start it again (abort)" },
+	{ K("start", CT_STR, struct rb_database, start),
+	  .note = "secondary: start the promoted database in $BASCULE_PGDATA when promote left it stopped "
+		  "(cold standby); default: pg_ctl start as user" },
+	{ K("start_timeout", CT_DURATION, struct rb_database, start_timeout), .def = "5m", .min = 1000000,
+	  .max = 86400000000ULL, .note = "limit of start" },
+	{ K("secondary_stop", CT_STR, struct rb_database, secondary_stop),
+	  .note = "secondary: stop the promoted database (abort); default: pg_ctl stop -m fast as user" },
+	{ K("user", CT_NAME, struct rb_database, user), .def = "postgres",
+	  .note = "secondary: the user PostgreSQL runs as (promote --pg-user, the default start)" },
+	{ K("pg_conf", CT_STR, struct rb_database, pg_conf),
+	  .note = "secondary: settings file for the promoted database (promote --pg-conf; default "
+		  "/etc/bascule/postgresql.conf there)" },
+	{ 0 }
+};
+static const struct cfg_table database_table = { "database", sizeof(struct rb_database), database_keys };
+
 static const struct cfg_key switch_keys[] = {
 	{ K("name", CT_NAME, struct rb_switch, name), .required = true, .note = "switch name" },
 	{ K("host", CT_NAME, struct rb_switch, host), .note = "where it runs (default: secondary)" },
@@ -179,6 +211,8 @@ static const struct cfg_key top_keys[] = {
 	  .note = "conditions checked before anything is touched" },
 	{ K("services", CT_LIST, struct runbook, services), .required = true, .sub = &service_table,
 	  .note = "the services (VMs), stopped and started in order" },
+	{ K("databases", CT_LIST, struct runbook, databases), .sub = &database_table,
+	  .note = "PostgreSQL databases: shut down cleanly, acknowledged to their final LSN, promoted" },
 	{ K("switch", CT_LIST, struct runbook, switches), .sub = &switch_table,
 	  .note = "traffic switch commands, run once every check is green" },
 	{ K("failback", CT_MAP, struct runbook, failback), .sub = &failback_table,
@@ -205,6 +239,12 @@ static int rb_err(const char *file, int line, int col, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	return err_set(EINVAL, "%s:%d:%d: %s", file, line, col, msg);
+}
+
+const struct rb_database *runbook_database(const struct runbook *rb, const char *name)
+{
+	long i = yamltab_find(&rb->databases, sizeof(struct rb_database), name);
+	return i < 0 ? NULL : RB_DB(rb, i);
 }
 
 const struct rb_host *runbook_host(const struct runbook *rb, const char *name)
@@ -284,6 +324,39 @@ static int check_sql_keys(const struct runbook *rb, const struct rb_service *s, 
 	return 0;
 }
 
+/* A database: its source GROUP/SOURCE names a group of the services (the
+ * group is synced, paused and promoted with them), once per runbook. */
+static int check_database(struct runbook *rb, struct rb_database *db)
+{
+	const char *slash = strchr(db->source, '/');
+	bool used = false;
+	int r;
+
+	if (!slash || slash == db->source || !slash[1] || strchr(slash + 1, '/') ||
+	    (size_t)(slash - db->source) > NAME_MAX_LEN || strlen(slash + 1) > NAME_MAX_LEN)
+		return POSERR(rb, db->pos, "database '%s': source must be GROUP/SOURCE (the group and the "
+			      "postgres source of basculed's configuration), got '%s'", db->name, db->source);
+	snprintf(db->group, sizeof(db->group), "%.*s", (int)(slash - db->source), db->source);
+	snprintf(db->src, sizeof(db->src), "%s", slash + 1);
+	if ((r = need_host(rb, db->pos, db->host, "database")) < 0)
+		return r;
+	for (size_t i = 0; i < rb->services.n; i++)
+		used |= RB_SVC(rb, i)->group && !strcmp(RB_SVC(rb, i)->group, db->group);
+	if (!used)
+		return POSERR(rb, db->pos, "database '%s': group '%s' is not the group of any service: give "
+			      "the service using it 'group: %s'", db->name, db->group, db->group);
+	for (size_t i = 0; i < rb->databases.n; i++) {
+		const struct rb_database *o = RB_DB(rb, i);
+		if (o != db && o->group[0] && !strcmp(o->source, db->source))
+			return POSERR(rb, db->pos, "database '%s': source %s is already database '%s'",
+				      db->name, db->source, o->name);
+	}
+	if (db->data_dir[0] != '/')
+		return POSERR(rb, db->pos, "database '%s': data_dir must be an absolute path on the "
+			      "primary, got '%s'", db->name, db->data_dir);
+	return 0;
+}
+
 static int cross_check(struct runbook *rb)
 {
 	int r;
@@ -350,6 +423,11 @@ static int cross_check(struct runbook *rb)
 	}
 	for (size_t i = 0; i < rb->switches.n; i++)
 		if ((r = need_host(rb, RB_SW(rb, i)->pos, RB_SW(rb, i)->host, "switch")) < 0)
+			return r;
+	if ((r = yamltab_unique(rb->file, &rb->databases, sizeof(struct rb_database), "database")) < 0)
+		return r;
+	for (size_t i = 0; i < rb->databases.n; i++)
+		if ((r = check_database(rb, RB_DB(rb, i))) < 0)
 			return r;
 	if (!rb->secondary.clone_dir) {
 		size_t n = strlen(rb->secondary.replica_root) + 32;

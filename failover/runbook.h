@@ -43,6 +43,25 @@ struct rb_service {
 	int wave;              /* computed: 1 = no dependencies */
 };
 
+/* A PostgreSQL cluster protected by a `type: postgres` source of basculed
+ * (docs/failover.md, "Databases"). */
+struct rb_database {
+	struct cfg_pos pos;
+	char *name;
+	char *source;          /* GROUP/SOURCE */
+	char group[NAME_MAX_LEN + 1], src[NAME_MAX_LEN + 1]; /* computed from source */
+	char *host;            /* the primary's PostgreSQL runs there (default: primary.host) */
+	char *data_dir;        /* its data directory there (read by pg_controldata, pg_waldump) */
+	char *pg_bin;          /* PostgreSQL's programs there and on the secondary */
+	char *stop;            /* primary: shut it down cleanly (returns once it is down) */
+	char *restart;         /* primary: start it again (abort) */
+	char *start;           /* secondary: start the promoted database ($BASCULE_PGDATA) */
+	char *secondary_stop;  /* secondary: stop it (abort) */
+	char *user;            /* secondary: the user PostgreSQL runs as (promote, default start) */
+	char *pg_conf;         /* secondary: settings for the promoted database (promote --pg-conf) */
+	uint64_t stop_timeout, start_timeout;
+};
+
 struct rb_switch {
 	struct cfg_pos pos;
 	char *name;
@@ -98,12 +117,14 @@ struct runbook {
 	struct cfg_list hosts;    /* struct rb_host */
 	struct cfg_list services; /* struct rb_service */
 	struct cfg_list switches; /* struct rb_switch */
+	struct cfg_list databases;/* struct rb_database */
 	int n_waves;
 };
 
 #define RB_HOST(rb, i) (&((struct rb_host *)(rb)->hosts.items)[i])
 #define RB_SVC(rb, i) (&((struct rb_service *)(rb)->services.items)[i])
 #define RB_SW(rb, i) (&((struct rb_switch *)(rb)->switches.items)[i])
+#define RB_DB(rb, i) (&((struct rb_database *)(rb)->databases.items)[i])
 #define RB_CHECK(s, i) (&((struct rb_check *)(s)->checks.items)[i])
 
 int runbook_load(const char *path, struct runbook **ret);
@@ -111,4 +132,5 @@ int runbook_parse(const char *name, const char *text, size_t len, bool check_fil
 		  struct runbook **ret);
 void runbook_free(struct runbook *rb);
 const struct rb_host *runbook_host(const struct runbook *rb, const char *name);
+const struct rb_database *runbook_database(const struct runbook *rb, const char *name);
 void runbook_print_reference(void);

@@ -18,13 +18,6 @@
 
 #define ARGS_MAX 24
 
-struct ctx {
-	struct drill *d;
-	struct step *s;            /* the caller's copy of the step */
-	struct subproc_result res; /* of the last command */
-	char *env_buf[5];
-	const char *env[6];
-};
 
 void step_msg(struct step *s, const char *fmt, ...)
 {
@@ -59,7 +52,7 @@ static char *disks_dir(const struct drill *d, const char *group, const struct rb
 	return n < 0 ? NULL : p;
 }
 
-static int build_env(struct ctx *c, const struct rb_service *svc)
+static int build_env(struct step_ctx *c, const struct rb_service *svc)
 {
 	char *disks = disks_dir(c->d, c->s->group, svc);
 	int n = 0;
@@ -82,9 +75,24 @@ static int build_env(struct ctx *c, const struct rb_service *svc)
 	return 0;
 }
 
-/* Run ARGV on HOST; 0 if it exited 0, else a negative errno with the step's
- * message set (-ETIMEDOUT, -EIO for a failure). */
-static int run(struct ctx *c, const char *host, const char *const *argv, uint64_t timeout,
+int step_env_add(struct step_ctx *c, const char *name, const char *value)
+{
+	size_t n = 0;
+
+	while (c->env[n])
+		n++;
+	if (n + 1 >= sizeof(c->env_buf) / sizeof(c->env_buf[0]))
+		return -E2BIG;
+	if (asprintf(&c->env_buf[n], "%s=%s", name, value) < 0) {
+		c->env_buf[n] = NULL;
+		return -ENOMEM;
+	}
+	c->env[n] = c->env_buf[n];
+	c->env[n + 1] = NULL;
+	return 0;
+}
+
+int step_run(struct step_ctx *c, const char *host, const char *const *argv, uint64_t timeout,
 	       const char *what)
 {
 	const struct rb_host *h = runbook_host(c->d->rb, host);
@@ -117,14 +125,12 @@ static int run(struct ctx *c, const char *host, const char *const *argv, uint64_
 	return 0;
 }
 
-/* A runbook command (a string) on HOST. */
-static int run_sh(struct ctx *c, const char *host, const char *cmd, uint64_t timeout, const char *what)
+int step_run_sh(struct step_ctx *c, const char *host, const char *cmd, uint64_t timeout, const char *what)
 {
-	return run(c, host, SUBPROC_SH(cmd), timeout, what);
+	return step_run(c, host, SUBPROC_SH(cmd), timeout, what);
 }
 
-/* `BASCULE ARGS...` on HOST, BASCULE being the runbook's command for it. */
-static int run_bascule(struct ctx *c, const char *host, const char *bascule, const char *const *args,
+int step_run_bascule(struct step_ctx *c, const char *host, const char *bascule, const char *const *args,
 		       uint64_t timeout, const char *what)
 {
 	const char *argv[ARGS_MAX + 5] = { "/bin/sh", "-c", NULL, "bascule" };
@@ -143,14 +149,12 @@ static int run_bascule(struct ctx *c, const char *host, const char *bascule, con
 	if (asprintf(&script, "%s \"$@\"", bascule) < 0)
 		return -ENOMEM;
 	argv[2] = script;
-	rc = run(c, host, argv, timeout, what);
+	rc = step_run(c, host, argv, timeout, what);
 	free(script);
 	return rc;
 }
 
-/* The JSON object of the last line of the last command's output, or NULL
- * with the step's message naming WHAT. */
-static json_t *answer(struct ctx *c, const char *what)
+json_t *step_answer(struct step_ctx *c, const char *what)
 {
 	const char *line = subproc_last_line(&c->res);
 	json_error_t je;
@@ -187,7 +191,7 @@ static void list_add(char *buf, size_t len, const char *fmt, ...)
  * lag under max_lag.  A vault target is not on that path: between two
  * shipments or catching up it is healthy, in error it is a warning in the
  * report, never a reason to refuse the drill. */
-static int do_pre_repl(struct ctx *c)
+static int do_pre_repl(struct step_ctx *c)
 {
 	const struct runbook *rb = c->d->rb;
 	const char *const args[] = { "--socket", rb->primary.control_socket, "status", "--json", NULL };
@@ -200,7 +204,7 @@ static int do_pre_repl(struct ctx *c)
 	size_t k;
 	int rc;
 
-	if ((rc = run_bascule(c, rb->primary.host, rb->primary.bascule, args, c->s->timeout,
+	if ((rc = step_run_bascule(c, rb->primary.host, rb->primary.bascule, args, c->s->timeout,
 			      "bascule status")) < 0)
 		return rc;
 	if (!(st = json_loads(c->res.output, 0, &je))) {
@@ -272,6 +276,8 @@ static int do_pre_repl(struct ctx *c)
 				worst = lag;
 		}
 	}
+	if (rc == 0)
+		rc = db_precheck(c, st);
 	if (rc == 0 && !n_repl) {
 		step_msg(c->s, "the daemon on %s has no replica target: nothing would reach the "
 			       "secondary's replica", rb->primary.host);
@@ -288,7 +294,7 @@ static int do_pre_repl(struct ctx *c)
 /* The secondary: its replica readable, and the free space where promoted
  * (or, in test mode, cloned) disks will be written, from `bascule space
  * --json` (statvfs there). */
-static int do_pre_sec(struct ctx *c)
+static int do_pre_sec(struct step_ctx *c)
 {
 	const struct runbook *rb = c->d->rb;
 	const char *dir = c->d->mode == MODE_TEST ? rb->secondary.clone_dir : rb->secondary.replica_root;
@@ -298,12 +304,12 @@ static int do_pre_sec(struct ctx *c)
 	json_t *j;
 	int rc;
 
-	if ((rc = run_bascule(c, rb->secondary.host, rb->secondary.bascule, list, c->s->timeout,
+	if ((rc = step_run_bascule(c, rb->secondary.host, rb->secondary.bascule, list, c->s->timeout,
 			      "the replica check")) < 0 ||
-	    (rc = run_bascule(c, rb->secondary.host, rb->secondary.bascule, space, c->s->timeout,
+	    (rc = step_run_bascule(c, rb->secondary.host, rb->secondary.bascule, space, c->s->timeout,
 			      "bascule space")) < 0)
 		return rc;
-	if (!(j = answer(c, "bascule space")))
+	if (!(j = step_answer(c, "bascule space")))
 		return -EBADMSG;
 	if (json_unpack(j, "{s:I}", "available_bytes", &avail) < 0 || avail < 0) {
 		json_decref(j);
@@ -321,7 +327,7 @@ static int do_pre_sec(struct ctx *c)
 	return 0;
 }
 
-static int do_stop(struct ctx *c, bool secondary)
+static int do_stop(struct step_ctx *c, bool secondary)
 {
 	const struct rb_service *svc = drill_service(c->d->rb, c->s->service);
 	const char *cmd = secondary ? svc->secondary_stop : svc->stop;
@@ -335,7 +341,7 @@ static int do_stop(struct ctx *c, bool secondary)
 			 c->s->kind == ST_TEST_STOP ? "test_stop" : secondary ? "secondary_stop" : "stop");
 		return 0;
 	}
-	if ((rc = run_sh(c, c->s->host, cmd, svc->stop_timeout, "stop")) == 0) {
+	if ((rc = step_run_sh(c, c->s->host, cmd, svc->stop_timeout, "stop")) == 0) {
 		step_msg(c->s, "stopped");
 		return 0;
 	}
@@ -345,7 +351,7 @@ static int do_stop(struct ctx *c, bool secondary)
 	{
 		char why[512];
 		snprintf(why, sizeof(why), "%s", c->s->message);
-		if ((rc = run_sh(c, c->s->host, svc->force_stop, MIN(1), "force_stop")) < 0)
+		if ((rc = step_run_sh(c, c->s->host, svc->force_stop, MIN(1), "force_stop")) < 0)
 			return rc;
 		step_msg(c->s, "forced after %s: %.400s",
 			 units_fmt_duration(svc->stop_timeout, d1, sizeof(d1)), why);
@@ -355,7 +361,7 @@ static int do_stop(struct ctx *c, bool secondary)
 
 /* The final sync: `bascule sync GROUP --wait --json` answers the epoch every
  * target acknowledged. */
-static int do_sync(struct ctx *c, bool reverse)
+static int do_sync(struct step_ctx *c, bool reverse)
 {
 	const struct runbook *rb = c->d->rb;
 	char d1[32];
@@ -368,11 +374,11 @@ static int do_sync(struct ctx *c, bool reverse)
 		const char *const args[] = { "--socket", reverse ? rb->failback.control_socket
 								 : rb->primary.control_socket,
 					     "sync", c->s->group, "--wait", "--timeout", d1, "--json", NULL };
-		if ((rc = run_bascule(c, c->s->host, reverse ? rb->secondary.bascule : rb->primary.bascule,
+		if ((rc = step_run_bascule(c, c->s->host, reverse ? rb->secondary.bascule : rb->primary.bascule,
 				      args, c->s->timeout, "bascule sync --wait")) < 0)
 			return rc;
 	}
-	if (!(j = answer(c, "bascule sync")))
+	if (!(j = step_answer(c, "bascule sync")))
 		return -EBADMSG;
 	if (json_unpack(j, "{s:b, s:{s:I}}", "acknowledged", &ok, "epochs", c->s->group, &e) < 0 || !ok ||
 	    e <= 0) {
@@ -386,13 +392,13 @@ static int do_sync(struct ctx *c, bool reverse)
 	return 0;
 }
 
-static int do_pause(struct ctx *c, bool reverse, bool resume)
+static int do_pause(struct step_ctx *c, bool reverse, bool resume)
 {
 	const struct runbook *rb = c->d->rb;
 	const char *const args[] = { "--socket", reverse ? rb->failback.control_socket
 							 : rb->primary.control_socket,
 				     resume ? "resume" : "pause", c->s->group, NULL };
-	int rc = run_bascule(c, c->s->host, reverse ? rb->secondary.bascule : rb->primary.bascule, args,
+	int rc = step_run_bascule(c, c->s->host, reverse ? rb->secondary.bascule : rb->primary.bascule, args,
 			     c->s->timeout, resume ? "bascule resume" : "bascule pause");
 
 	if (rc == 0)
@@ -402,7 +408,7 @@ static int do_pause(struct ctx *c, bool reverse, bool resume)
 
 /* `bascule replica VERB --root ROOT --key KEY --group G [--json] EXTRA...`;
  * promote and clone answer one JSON object. */
-static int do_replica(struct ctx *c, const char *verb, const char *root, const char *key,
+static int do_replica(struct step_ctx *c, const char *verb, const char *root, const char *key,
 		      const char *bascule, const char *const *extra)
 {
 	const char *args[ARGS_MAX + 1] = { "replica", verb, "--root", root, "--key", key, "--group",
@@ -423,14 +429,14 @@ static int do_replica(struct ctx *c, const char *verb, const char *root, const c
 		args[n++] = *x;
 	}
 	args[n] = NULL;
-	if ((rc = run_bascule(c, c->s->host, bascule, args, c->s->timeout, verb)) < 0)
+	if ((rc = step_run_bascule(c, c->s->host, bascule, args, c->s->timeout, verb)) < 0)
 		return rc;
 	if (!json) {
 		const char *l = subproc_last_line(&c->res);
 		step_msg(c->s, "%s", *l ? l : "demoted");
 		return 0;
 	}
-	if (!(j = answer(c, "bascule replica")))
+	if (!(j = step_answer(c, "bascule replica")))
 		return -EBADMSG;
 	if (json_unpack(j, "{s:I, s:I, s:b}", "epoch", &e, "cut_time_us", &t, "consistent", &cons) < 0) {
 		json_decref(j);
@@ -438,23 +444,23 @@ static int do_replica(struct ctx *c, const char *verb, const char *root, const c
 			 subproc_said(&c->res));
 		return -EBADMSG;
 	}
-	json_decref(j);
 	c->s->epoch = (uint64_t)e;
 	c->s->cut_time = (uint64_t)t;
 	c->s->consistent = cons;
 	{
-		char when[40];
-		step_msg(c->s, "%s at epoch %llu (%s, cut %s)", !strcmp(verb, "clone") ? "cloned" : "promoted",
+		char when[40], pg[400] = "";
+		db_promoted(c, j, pg, sizeof(pg));
+		step_msg(c->s, "%s at epoch %llu (%s, cut %s)%s", !strcmp(verb, "clone") ? "cloned" : "promoted",
 			 (unsigned long long)e, cons ? "consistent" : "fuzzy",
-			 units_fmt_time((uint64_t)t, when, sizeof(when)));
+			 units_fmt_time((uint64_t)t, when, sizeof(when)), pg);
 	}
+	json_decref(j);
 	return 0;
 }
 
-/* The epoch the final sync of GROUP reached, 0 if none.  Other steps are
- * read under the lock: a step running beside this one may be writing its
- * result. */
-static uint64_t synced_epoch(struct drill *d, const char *group, enum step_kind kind)
+/* Other steps are read under the lock: a step running beside this one may
+ * be writing its result. */
+uint64_t drill_step_epoch(struct drill *d, const char *group, enum step_kind kind)
 {
 	uint64_t e = 0;
 
@@ -467,11 +473,28 @@ static uint64_t synced_epoch(struct drill *d, const char *group, enum step_kind 
 	return e;
 }
 
-static int do_promote(struct ctx *c)
+json_t *drill_step_find_data(struct drill *d, enum step_kind kind, const char *group, const char *database)
+{
+	json_t *o = NULL;
+
+	pthread_mutex_lock(&d->lock);
+	for (size_t i = 0; i < d->n; i++) {
+		const struct step *x = &d->steps[i];
+		if (x->kind != kind || x->status != SS_DONE || strcmp(x->group, group) ||
+		    (database && strcmp(x->database, database)))
+			continue;
+		json_decref(o);
+		o = drill_step_data(x);
+	}
+	pthread_mutex_unlock(&d->lock);
+	return o;
+}
+
+static int do_promote(struct step_ctx *c)
 {
 	struct drill *d = c->d;
 	const struct runbook *rb = d->rb;
-	const char *extra[8];
+	const char *extra[ARGS_MAX - 9];
 	const struct rb_service *svc = NULL;
 	char *dd = NULL, e[24], at[48];
 	size_t n = 0;
@@ -489,7 +512,10 @@ static int do_promote(struct ctx *c)
 	}
 	if (d->mode == MODE_PLANNED) {
 		/* RPO 0: exactly the epoch the final sync had acknowledged. */
-		snprintf(e, sizeof(e), "%" PRIu64, synced_epoch(d, c->s->group, ST_SYNC));
+		/* With databases, the epoch that brought their final LSN (after the sync). */
+		uint64_t se = drill_step_epoch(d, c->s->group, ST_SYNC);
+		uint64_t de = drill_step_epoch(d, c->s->group, ST_DB_ACKED);
+		snprintf(e, sizeof(e), "%" PRIu64, de > se ? de : se);
 		extra[n++] = "--epoch";
 		extra[n++] = e;
 	} else {
@@ -506,6 +532,7 @@ static int do_promote(struct ctx *c)
 			extra[n++] = at;
 		}
 	}
+	db_promote_args(d, c->s->group, extra, &n, sizeof(extra) / sizeof(extra[0]) - 1);
 	extra[n] = NULL;
 	rc = do_replica(c, "promote", rb->secondary.replica_root, rb->secondary.site_key,
 			rb->secondary.bascule, extra);
@@ -513,7 +540,7 @@ static int do_promote(struct ctx *c)
 	return rc;
 }
 
-static int do_clone(struct ctx *c)
+static int do_clone(struct step_ctx *c)
 {
 	const struct runbook *rb = c->d->rb;
 	char *to = disks_dir(c->d, c->s->group, NULL);
@@ -527,7 +554,7 @@ static int do_clone(struct ctx *c)
 	return rc;
 }
 
-static int do_start(struct ctx *c, bool test, bool home)
+static int do_start(struct step_ctx *c, bool test, bool home)
 {
 	const struct rb_service *svc = drill_service(c->d->rb, c->s->service);
 	const char *cmd = home ? svc->restart : test && svc->test_start ? svc->test_start : svc->start;
@@ -538,12 +565,12 @@ static int do_start(struct ctx *c, bool test, bool home)
 			 c->s->host);
 		return home && c->s->abort ? -ENOEXEC : 0;
 	}
-	if ((rc = run_sh(c, c->s->host, cmd, svc->start_timeout, "start")) == 0)
+	if ((rc = step_run_sh(c, c->s->host, cmd, svc->start_timeout, "start")) == 0)
 		step_msg(c->s, "started%s", test ? " (isolated test copy)" : "");
 	return rc;
 }
 
-static int do_checks(struct ctx *c, bool home)
+static int do_checks(struct step_ctx *c, bool home)
 {
 	struct drill *d = c->d;
 	const struct rb_service *svc = drill_service(d->rb, c->s->service);
@@ -574,7 +601,7 @@ static int do_checks(struct ctx *c, bool home)
 }
 
 /* The step's switch is its index in the runbook, never found by its label. */
-static int do_switch(struct ctx *c, bool back)
+static int do_switch(struct step_ctx *c, bool back)
 {
 	const struct runbook *rb = c->d->rb;
 	const struct rb_switch *sw;
@@ -586,12 +613,12 @@ static int do_switch(struct ctx *c, bool back)
 		return -ENOENT;
 	}
 	sw = RB_SW(rb, c->s->sw);
-	if ((rc = run_sh(c, c->s->host, back ? sw->back : sw->command, sw->timeout, "switch")) == 0)
+	if ((rc = step_run_sh(c, c->s->host, back ? sw->back : sw->command, sw->timeout, "switch")) == 0)
 		step_msg(c->s, "%s", back ? "traffic back on the primary" : "traffic on the secondary");
 	return rc;
 }
 
-static int do_unclone(struct ctx *c)
+static int do_unclone(struct step_ctx *c)
 {
 	const struct runbook *rb = c->d->rb;
 	char *dir = NULL;
@@ -599,14 +626,14 @@ static int do_unclone(struct ctx *c)
 
 	if (asprintf(&dir, "%s/%s", rb->secondary.clone_dir, c->d->id) < 0)
 		return -ENOMEM;
-	if ((rc = run(c, c->s->host, (const char *const[]){ "rm", "-rf", "--", dir, NULL },
+	if ((rc = step_run(c, c->s->host, (const char *const[]){ "rm", "-rf", "--", dir, NULL },
 		      c->s->timeout, "removing the clones")) == 0)
 		step_msg(c->s, "removed %s", dir);
 	free(dir);
 	return rc;
 }
 
-static int do_reverse(struct ctx *c)
+static int do_reverse(struct step_ctx *c)
 {
 	const struct runbook *rb = c->d->rb;
 	bool start = c->s->kind == ST_FB_START;
@@ -617,12 +644,12 @@ static int do_reverse(struct ctx *c)
 		step_msg(c->s, "the runbook has no failback.%s command", start ? "start" : "stop");
 		return -ENOEXEC;
 	}
-	if ((rc = run_sh(c, c->s->host, fc, c->s->timeout, "the reverse replication command")) == 0)
+	if ((rc = step_run_sh(c, c->s->host, fc, c->s->timeout, "the reverse replication command")) == 0)
 		step_msg(c->s, "%s", start ? "reverse replication running" : "reverse replication stopped");
 	return rc;
 }
 
-static int exec_kind(struct ctx *c)
+static int exec_kind(struct step_ctx *c)
 {
 	struct drill *d = c->d;
 	const struct runbook *rb = d->rb;
@@ -631,7 +658,7 @@ static int exec_kind(struct ctx *c)
 	case ST_PRE_REPL: return do_pre_repl(c);
 	case ST_PRE_SEC: return do_pre_sec(c);
 	case ST_PRE_PRIMARY: {
-		int rc = run(c, c->s->host, (const char *const[]){ "true", NULL }, c->s->timeout,
+		int rc = step_run(c, c->s->host, (const char *const[]){ "true", NULL }, c->s->timeout,
 			     "a command");
 		if (rc == 0)
 			step_msg(c->s, "reachable");
@@ -648,7 +675,7 @@ static int exec_kind(struct ctx *c)
 	case ST_CLONE: return do_clone(c);
 	case ST_FB_PROMOTE: {
 		char e[24];
-		snprintf(e, sizeof(e), "%" PRIu64, synced_epoch(d, c->s->group, ST_FB_SYNC));
+		snprintf(e, sizeof(e), "%" PRIu64, drill_step_epoch(d, c->s->group, ST_FB_SYNC));
 		return do_replica(c, "promote", rb->failback.replica_root, rb->failback.site_key,
 				  rb->primary.bascule, (const char *const[]){ "--epoch", e, NULL });
 	}
@@ -663,6 +690,11 @@ static int exec_kind(struct ctx *c)
 	case ST_SWITCH_BACK: return do_switch(c, true);
 	case ST_UNCLONE: return do_unclone(c);
 	case ST_FB_START: case ST_FB_STOP: return do_reverse(c);
+	case ST_DB_STOP: return db_stop(c);
+	case ST_DB_ACKED: return db_acked(c);
+	case ST_DB_START: return db_start(c, false);
+	case ST_DB_SEC_STOP: return db_start(c, true);
+	case ST_DB_RESTART: return db_restart(c);
 	case ST_KIND_MAX:
 		break;
 	}
@@ -672,7 +704,7 @@ static int exec_kind(struct ctx *c)
 
 int step_exec(struct drill *d, struct step *s)
 {
-	struct ctx c = { .d = d, .s = s };
+	struct step_ctx c = { .d = d, .s = s };
 	int rc;
 
 	err_clear(); /* what an earlier step left in this thread is not this step's */

@@ -167,6 +167,13 @@ int cmd_drill(int argc, char **argv)
 			rb->file);
 		goto out;
 	}
+	if (rb->databases.n && (mode == MODE_TEST || mode == MODE_FAILBACK)) {
+		fprintf(stderr, "bascule drill: %s: %s mode does not handle databases yet (a clone of a "
+				"PostgreSQL source, or its failback, is not made by bascule replica): run it with "
+				"a runbook without 'databases' (docs/failover.md, \"Databases\")\n",
+			rb->file, mode_name(mode));
+		goto out;
+	}
 	if (mode_s) {
 		if ((rc = drill_plan(rb, mode, &d)) < 0)
 			goto fail;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "drill.h"
+#include "drill_int.h"
 #include "err.h"
 #include "fsutil.h"
 #include "report.h"
@@ -150,6 +151,28 @@ static void test_errors(void **state)
 	t = edit("  - name: cache\n", "  - name: db\n");
 	expect_error(t, "service name 'db' is used twice");
 	free(t);
+	{
+		static const char *const bad[][2] = {
+			{ "    source: db\n", "source must be GROUP/SOURCE" },
+			{ "    source: nogroup/pg\n", "group 'nogroup' is not the group of any service" },
+			{ "    source: db/pg\n    host: z\n", "database names host 'z', which is not in hosts" },
+		};
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			char *x = malloc(strlen(base) + 400);
+			sprintf(x, "%sdatabases:\n  - name: shop\n%s    data_dir: /d\n    stop: s\n", base, bad[i][0]);
+			expect_error(x, bad[i][1]);
+			free(x);
+		}
+		char *x = malloc(strlen(base) + 400);
+		sprintf(x, "%sdatabases:\n  - name: shop\n    source: db/pg\n    data_dir: d\n    stop: s\n", base);
+		expect_error(x, "rb.yaml:29:5: database 'shop': data_dir must be an absolute path");
+		free(x);
+		x = malloc(strlen(base) + 400);
+		sprintf(x, "%sdatabases:\n  - name: a\n    source: db/pg\n    data_dir: /d\n    stop: s\n"
+			   "  - name: b\n    source: db/pg\n    data_dir: /e\n    stop: s\n", base);
+		expect_error(x, "database 'b': source db/pg is already database 'a'");
+		free(x);
+	}
 	t = edit("    stop: stop db\n", "    stop: stop db\n    colour: red\n");
 	expect_error(t, "rb.yaml:22:5: unknown key 'colour' in service");
 	free(t);
@@ -161,6 +184,67 @@ static bool has_kind(const struct drill *d, enum step_kind k)
 		if (d->steps[i].kind == k)
 			return true;
 	return false;
+}
+
+static int step_index(const struct drill *d, enum step_kind k, bool abort)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (d->steps[i].kind == k && d->steps[i].abort == abort)
+			return (int)i;
+	return -1;
+}
+
+/* A database of group db: planned shuts it down after the final sync, waits
+ * for its final LSN before the pause, starts it after the promote and
+ * before the first wave; an abort restarts it on the primary and stops it
+ * on the secondary, in reverse order. */
+static void test_plan_databases(void)
+{
+	static const char dbs[] = "databases:\n"
+				  "  - name: shop\n"
+				  "    source: db/pg\n"
+				  "    data_dir: /var/lib/postgresql/15/main\n"
+				  "    stop: pg_ctlcluster 15 main stop\n"
+				  "    restart: pg_ctlcluster 15 main start\n";
+	char *t = malloc(strlen(base) + sizeof(dbs));
+	struct runbook *rb = NULL;
+	struct drill *d = NULL;
+
+	strcpy(t, base);
+	strcat(t, dbs);
+	assert_int_equal(parse(t, &rb), 0);
+	assert_int_equal(rb->databases.n, 1);
+	assert_string_equal(RB_DB(rb, 0)->group, "db");
+	assert_string_equal(RB_DB(rb, 0)->src, "pg");
+	assert_string_equal(RB_DB(rb, 0)->user, "postgres");
+	assert_int_equal(drill_plan(rb, MODE_PLANNED, &d), 0);
+	{
+		int sync = step_index(d, ST_SYNC, false), stop = step_index(d, ST_DB_STOP, false);
+		int acked = step_index(d, ST_DB_ACKED, false), pause = step_index(d, ST_PAUSE, false);
+		int promote = step_index(d, ST_PROMOTE, false), start = step_index(d, ST_DB_START, false);
+		int wave1 = step_index(d, ST_START, false);
+		assert_true(sync >= 0 && sync < stop && stop < acked && acked < pause && pause < promote);
+		assert_true(promote < start && start < wave1);
+		assert_string_equal(d->steps[stop].database, "shop");
+		assert_string_equal(d->steps[stop].host, "a"); /* the primary's host by default */
+		assert_string_equal(d->steps[start].host, "b");
+		/* Everything up to the database's start ran: the abort undoes it. */
+		for (int i = 0; i <= start; i++)
+			d->steps[i].status = SS_DONE;
+		assert_int_equal(drill_plan_abort(d, d->n), 0);
+		int sec_stop = step_index(d, ST_DB_SEC_STOP, true), demote = step_index(d, ST_DEMOTE, true);
+		int resume = step_index(d, ST_RESUME, true), restart = step_index(d, ST_DB_RESTART, true);
+		int svc = step_index(d, ST_RESTART, true);
+		assert_true(sec_stop >= 0 && sec_stop < demote && demote < resume && resume < restart && restart < svc);
+		assert_string_equal(d->steps[restart].host, "a");
+	}
+	drill_free(d);
+	assert_int_equal(drill_plan(rb, MODE_UNPLANNED, &d), 0);
+	assert_false(has_kind(d, ST_DB_STOP));
+	assert_true(step_index(d, ST_PROMOTE, false) < step_index(d, ST_DB_START, false));
+	drill_free(d);
+	runbook_free(rb);
+	free(t);
 }
 
 static void test_plans(void **state)
@@ -209,6 +293,7 @@ static void test_plans(void **state)
 	assert_true(has_kind(d, ST_CLONE) && has_kind(d, ST_UNCLONE) && has_kind(d, ST_TEST_STOP));
 	drill_free(d);
 	runbook_free(rb);
+	test_plan_databases();
 }
 
 /* Write TEXT to PATH with INS inserted at AT (a pointer into TEXT). */
