@@ -36,6 +36,15 @@ static char *pg_prog(const struct rb_database *db, const char *prog)
 	return asprintf(&p, "%s/%s", db->pg_bin, prog) < 0 ? NULL : p;
 }
 
+/* ARGV on the database's host, through its read_as prefix if any (run as
+ * sh -c 'PREFIX "$@"', the arguments as they are). */
+static int run_read(struct step_ctx *c, const struct rb_database *db, const char *const *argv, const char *what)
+{
+	if (!db->read_as)
+		return step_run(c, c->s->host, argv, MIN(1), what);
+	return step_run_bascule(c, c->s->host, db->read_as, argv, MIN(1), what);
+}
+
 /* The value after "KEY:" on its line of TEXT (pg_controldata), trimmed,
  * into BUF; false if there is no such line. */
 static bool control_field(const char *text, const char *key, char *buf, size_t len)
@@ -101,8 +110,8 @@ int db_stop(struct step_ctx *c)
 		rc = -ENOMEM;
 		goto out;
 	}
-	if ((rc = step_run(c, h, (const char *const[]){ "env", "LC_ALL=C", ctl, "-D", db->data_dir, NULL },
-			   MIN(1), "pg_controldata")) < 0)
+	if ((rc = run_read(c, db, (const char *const[]){ "env", "LC_ALL=C", ctl, "-D", db->data_dir, NULL },
+			   "pg_controldata")) < 0)
 		goto out;
 	if (!control_field(c->res.output, "Database cluster state", state, sizeof(state)) ||
 	    !control_field(c->res.output, "Latest checkpoint location", ckpt_s, sizeof(ckpt_s)) ||
@@ -124,9 +133,9 @@ int db_stop(struct step_ctx *c)
 		rc = -EAGAIN;
 		goto out;
 	}
-	if ((rc = step_run(c, h, (const char *const[]){ "env", "LC_ALL=C", dump, "-p", wal, "-t", tli_s, "-s",
-							 ckpt_s, "-n", "1", NULL },
-			   MIN(1), "pg_waldump")) < 0)
+	if ((rc = run_read(c, db, (const char *const[]){ "env", "LC_ALL=C", dump, "-p", wal, "-t", tli_s, "-s",
+							  ckpt_s, "-n", "1", NULL },
+			   "pg_waldump")) < 0)
 		goto out;
 	/* rmgr: XLOG len (rec/tot): 114/ 114, tx: 0, lsn: 0/01A0E2A8, prev ..., desc: CHECKPOINT_SHUTDOWN ... */
 	p = strstr(c->res.output, "len (rec/tot):");

@@ -38,7 +38,9 @@ int step_run(struct step_ctx *c, const char *host, const char *const *argv, uint
 	     const char *what);
 /* A runbook command (a string) on HOST. */
 int step_run_sh(struct step_ctx *c, const char *host, const char *cmd, uint64_t timeout, const char *what);
-/* `BASCULE ARGS...` on HOST, BASCULE being the runbook's command for it. */
+/* `BASCULE ARGS...` on HOST, BASCULE a command string (the runbook's
+ * bascule for it, or a prefix such as "sudo -n -u postgres"): run as
+ * sh -c 'BASCULE "$@"' with the arguments as they are. */
 int step_run_bascule(struct step_ctx *c, const char *host, const char *bascule, const char *const *args,
 		     uint64_t timeout, const char *what);
 /* The JSON object of the last line of the last command's output, or NULL

@@ -92,6 +92,9 @@ static const struct cfg_key database_keys[] = {
 	  .note = "primary: its data directory (pg_controldata reads the final LSN there)" },
 	{ K("pg_bin", CT_STR, struct rb_database, pg_bin), .def = "/usr/lib/postgresql/15/bin",
 	  .note = "PostgreSQL's programs (pg_controldata, pg_waldump; pg_ctl on the secondary)" },
+	{ K("read_as", CT_STR, struct rb_database, read_as),
+	  .note = "primary: command prefix reading data_dir with pg_controldata and pg_waldump, e.g. 'sudo -n "
+		  "-u postgres' (default: none: the drill's user there reads it)" },
 	{ K("stop", CT_STR, struct rb_database, stop), .required = true,
 	  .note = "primary: shut it down cleanly, returning once it is down (e.g. pg_ctlcluster 15 main "
 		  "stop -m fast)" },

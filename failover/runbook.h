@@ -53,6 +53,7 @@ struct rb_database {
 	char *host;            /* the primary's PostgreSQL runs there (default: primary.host) */
 	char *data_dir;        /* its data directory there (read by pg_controldata, pg_waldump) */
 	char *pg_bin;          /* PostgreSQL's programs there and on the secondary */
+	char *read_as;         /* prefix running pg_controldata, pg_waldump there (sudo -n -u postgres) */
 	char *stop;            /* primary: shut it down cleanly (returns once it is down) */
 	char *restart;         /* primary: start it again (abort) */
 	char *start;           /* secondary: start the promoted database ($BASCULE_PGDATA) */

@@ -519,7 +519,11 @@ static int do_promote(struct step_ctx *c)
 		extra[n++] = "--epoch";
 		extra[n++] = e;
 	} else {
-		if (rb->consistent)
+		/* WAL epochs are fuzzy: recovery makes a database consistent. */
+		bool has_db = false;
+		for (size_t i = 0; i < rb->databases.n; i++)
+			has_db |= !strcmp(RB_DB(rb, i)->group, c->s->group);
+		if (rb->consistent && !has_db)
 			extra[n++] = "--consistent";
 		if (d->at_epoch) {
 			snprintf(e, sizeof(e), "%" PRIu64, d->at_epoch);
