@@ -512,6 +512,95 @@ static void test_report_unreached(void **state)
 	runbook_free(rb);
 }
 
+static struct step *kind_step(struct drill *d, enum step_kind k, const char *group)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (d->steps[i].kind == k && (!group || !strcmp(d->steps[i].group, group)))
+			return &d->steps[i];
+	fail_msg("no step of kind %d", (int)k);
+	return NULL;
+}
+
+/* A drill's database figures: RPO 0 by LSN when the target acknowledged
+ * the final LSN and promote recovered to it; else the loss from the last
+ * transaction recovered (to the shutdown, or unplanned to the incident). */
+static void test_report_databases(void **state)
+{
+	static const char dbs[] = "databases:\n  - name: shop\n    source: db/pg\n    data_dir: /d\n    stop: s\n";
+	char *t = malloc(strlen(base) + sizeof(dbs)), *html, *sum;
+	struct runbook *rb = NULL;
+	struct drill *d;
+	struct step *st, *ack, *pr;
+	json_t *r, *db;
+	(void)state;
+	strcpy(t, base);
+	strcat(t, dbs);
+	assert_int_equal(parse(t, &rb), 0);
+	d = timed_drill(rb, 10000, 5000);
+	kind_step(d, ST_SYNC, "db")->epoch = 6;
+	st = kind_step(d, ST_DB_STOP, NULL);
+	snprintf(st->data, sizeof(st->data), "{\"checkpoint_lsn\":\"0/30000D8\",\"final_lsn\":\"0/3000150\",\"timeline\":1}");
+	ack = kind_step(d, ST_DB_ACKED, NULL);
+	ack->epoch = 7;
+	snprintf(ack->data, sizeof(ack->data), "{\"final_lsn\":\"0/3000150\",\"targets\":{\"secondary\":{\"acked_lsn\":\"0/3000150\",\"epoch\":7}}}");
+	pr = kind_step(d, ST_PROMOTE, "db");
+	pr->epoch = 7;
+	pr->cut_time = st->end + 100;
+	snprintf(pr->data, sizeof(pr->data), "{\"postgres\":{\"pg\":{\"data_dir\":\"/r/db/pg\",\"end_lsn\":\"0/3000150\","
+		 "\"last_transaction_us\":%llu,\"mode\":\"cold\",\"redo_lsn\":\"0/30000D8\",\"timeline\":2}}}",
+		 (unsigned long long)(st->start - 3000000));
+	r = report_build(d);
+	db = json_array_get(json_object_get(json_array_get(json_object_get(r, "groups"), 1), "databases"), 0);
+	assert_non_null(db);
+	assert_true(json_is_true(json_object_get(db, "rpo_by_lsn")));
+	assert_string_equal(json_string_value(json_object_get(db, "final_lsn")), "0/3000150");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "achieved"), "rpo_us")), 0);
+	assert_true(json_is_true(json_object_get(json_object_get(r, "achieved"), "rpo_met")));
+	json_decref(r);
+	html = page_of(d, &sum);
+	assert_non_null(strstr(sum, "database shop (db/pg): final LSN 0/3000150, acknowledged by secondary 0/3000150 (epoch 7), promoted to 0/3000150; RPO 0 by LSN"));
+	assert_non_null(strstr(html, "<h2>Databases</h2>"));
+	assert_non_null(strstr(html, "0.00 s (0 by LSN)"));
+	free(html);
+	free(sum);
+	/* Promoted short of the final LSN: the loss runs from the last transaction to the shutdown. */
+	snprintf(pr->data, sizeof(pr->data), "{\"postgres\":{\"pg\":{\"end_lsn\":\"0/3000100\",\"last_transaction_us\":%llu}}}",
+		 (unsigned long long)(st->end - 3000000));
+	r = report_build(d);
+	db = json_array_get(json_object_get(json_array_get(json_object_get(r, "groups"), 1), "databases"), 0);
+	assert_false(json_is_true(json_object_get(db, "rpo_by_lsn")));
+	assert_int_equal(json_integer_value(json_object_get(db, "data_loss_us")), 3000000);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "achieved"), "rpo_us")), 3000000);
+	assert_false(json_is_true(json_object_get(json_object_get(r, "achieved"), "rpo_met")));
+	json_decref(r);
+	drill_free(d);
+	/* Unplanned: from the last transaction recovered to the incident. */
+	assert_int_equal(drill_plan(rb, MODE_UNPLANNED, &d), 0);
+	d->incident = 1800000000ULL * 1000000;
+	d->started = d->incident + 60000000;
+	for (size_t i = 0; i < d->n; i++) {
+		d->steps[i].status = SS_DONE;
+		d->steps[i].start = d->started + i * 1000;
+		d->steps[i].end = d->steps[i].start + 500;
+	}
+	d->ended = d->steps[d->n - 1].end;
+	snprintf(d->status, sizeof(d->status), "done");
+	kind_step(d, ST_PROMOTE, "web")->cut_time = d->incident - 1000000; /* a disk group: 1 s */
+	pr = kind_step(d, ST_PROMOTE, "db");
+	pr->epoch = 9;
+	pr->cut_time = d->incident - 1000000;
+	snprintf(pr->data, sizeof(pr->data), "{\"postgres\":{\"pg\":{\"end_lsn\":\"0/5000000\",\"last_transaction_us\":%llu}}}",
+		 (unsigned long long)(d->incident - 2500000));
+	r = report_build(d);
+	db = json_array_get(json_object_get(json_array_get(json_object_get(r, "groups"), 1), "databases"), 0);
+	assert_int_equal(json_integer_value(json_object_get(db, "data_loss_us")), 2500000);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "achieved"), "rpo_us")), 2500000);
+	json_decref(r);
+	drill_free(d);
+	runbook_free(rb);
+	free(t);
+}
+
 /* The commented example in etc/ parses (file checks off: its paths are examples). */
 static void test_example(void **state)
 {
@@ -539,6 +628,7 @@ int main(void)
 		cmocka_unit_test(test_report_signature),
 		cmocka_unit_test(test_report_axis),
 		cmocka_unit_test(test_report_unreached),
+		cmocka_unit_test(test_report_databases),
 		cmocka_unit_test(test_example),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
