@@ -3,6 +3,8 @@
 # numbered rows: the "application"), protected by basculed (a type: postgres
 # source) into `bascule recv` at the secondary over SSH (cold standby).  The
 # orchestrator runs at the secondary and reaches the primary over SSH.
+#   - a database stop that returns while PostgreSQL runs is refused at the
+#     database step, and --abort brings the database and the application back;
 #   - the drill stops the application, shuts PostgreSQL down cleanly, reads
 #     its final LSN (pg_control, the shutdown checkpoint) and waits until the
 #     replica target acknowledged it, promotes, starts the promoted database
@@ -76,8 +78,8 @@ in_secondary "$BIN/bascule" trust-host "$IP_P" --known-hosts "$T/drill_known_hos
 	|| fail "trust-host of the primary failed"
 "$BIN/bascule" keygen signing "$T/sign.key" >/dev/null
 
-# The application: pgbench, and a writer committing ROWS numbered rows (one
-# transaction each); its stop waits for the writer, then ends pgbench.
+# The application: pgbench, and a writer committing ROWS more numbered rows
+# (one transaction each); its stop waits for the writer, then ends pgbench.
 ROWS=1000
 cat > "$T/appctl" <<SH
 #!/bin/bash
@@ -85,7 +87,7 @@ case \$1 in
 start)
 	runuser -u postgres -- $PG_BIN/pgbench -h $PD -U postgres -n -T 600 -c 2 postgres > $T/app-bench.log 2>&1 < /dev/null &
 	echo \$! > $T/app-bench.pid
-	( for i in \$(seq $ROWS); do echo "INSERT INTO t (id) VALUES (\$i);"; done |
+	( for i in \$(seq $ROWS); do echo "INSERT INTO t (id) SELECT coalesce(max(id), 0) + 1 FROM t;"; done |
 		runuser -u postgres -- $PG_BIN/psql -X -q -h $PD -U postgres -d postgres -v ON_ERROR_STOP=1 ) > $T/app-rows.log 2>&1 < /dev/null &
 	echo \$! > $T/app-rows.pid ;;
 stop)
@@ -106,7 +108,8 @@ stop_promoted() { [ -f "$R/app/db/postmaster.pid" ] && pg_as "$PG_BIN/pg_ctl" -D
 EXIT_HOOKS+=(stop_promoted)
 echo "*:*:*:drill:drill-pw-3" > "$T/drill.pgpass"; chmod 600 "$T/drill.pgpass"
 CI2="host=$SOCK port=5433 dbname=postgres user=drill passfile=$T/drill.pgpass"
-cat > "$T/runbook.yaml" <<YAML
+write_runbook() { # STOP_COMMAND EXPECTED_ROWS
+	cat > "$T/runbook.yaml" <<YAML
 name: "pgdrill: PostgreSQL from the primary to the secondary"
 objectives:
   rto: 5m
@@ -141,7 +144,7 @@ services:
       - name: rows
         sql: "$CI2"
         query: "SELECT count(*) FROM t"
-        expect: "$ROWS"
+        expect: "$2"
         timeout: 3s
         retries: 20
         interval: 250ms
@@ -156,26 +159,47 @@ databases:
     source: app/db
     data_dir: $PD/data
     pg_bin: $PG_BIN
-    stop: "[ ! -f $PD/data/postmaster.pid ] || runuser -u postgres -- $PG_BIN/pg_ctl -D $PD/data -m fast -w -t 60 stop"
-    restart: "runuser -u postgres -- $PG_BIN/pg_ctl -D $PD/data -l $PD/log -w -t 60 start > /dev/null"
+    stop: "$1"
+    restart: "runuser -u postgres -- $PG_BIN/pg_ctl -D $PD/data status > /dev/null || runuser -u postgres -- $PG_BIN/pg_ctl -D $PD/data -l $PD/log -w -t 60 start > /dev/null"
     pg_conf: $T/site.conf
 report:
   dir: $T/reports
   signing_key: $T/sign.key
 state_dir: $T/drillstate
 YAML
-chmod 600 "$T/runbook.yaml"
+	chmod 600 "$T/runbook.yaml"
+}
+write_runbook "[ ! -f $PD/data/postmaster.pid ] || runuser -u postgres -- $PG_BIN/pg_ctl -D $PD/data -m fast -w -t 60 stop" $((2 * ROWS))
 in_secondary "$BIN/bascule" drill "$T/runbook.yaml" --mode plan > "$T/plan.out" || fail "plan: $(cat "$T/plan.out")"
 grep -q "database-stop .*shut down database shop on primary" "$T/plan.out" && grep -q "database-acked" "$T/plan.out" \
 	&& grep -q "database-start .*start database shop on secondary" "$T/plan.out" || fail "the plan lacks the database steps: $(cat "$T/plan.out")"
 
 in_primary "$T/appctl" start
 wait_for 60 "the writer's first rows" '[ "$(pg_sql p "SELECT count(*) FROM t")" -ge 100 ]'
+
+# A database stop that returns while PostgreSQL still runs is refused (no
+# final LSN: pg_control does not say "shut down").  --abort brings
+# production back.
+cp "$T/runbook.yaml" "$T/runbook.good"
+write_runbook "true" $((2 * ROWS))
+set +e; in_secondary "$BIN/bascule" drill "$T/runbook.yaml" --mode planned > "$T/crash.out" 2>&1; rc=$?; set -e
+[ $rc = 2 ] && grep -q "FAIL .*shut down database shop on primary .*database shop on primary is not shut down cleanly after its stop command (pg_control says 'in production')" "$T/crash.out" \
+	|| fail "a stop leaving PostgreSQL running was not refused: exit $rc: $(cat "$T/crash.out")"
+grep -q "pending .*promote app" "$T/crash.out" || fail "the drill went on after the refused stop"
+set +e; in_secondary "$BIN/bascule" drill "$T/runbook.yaml" --abort > "$T/abort.out" 2>&1; rc=$?; set -e
+[ $rc = 2 ] && grep -q "(planned): ABORTED" "$T/abort.out" && grep -q "ok .*restart database shop on primary" "$T/abort.out" \
+	|| fail "abort: exit $rc: $(cat "$T/abort.out")"
+[ "$(pg_sql p "SELECT NOT pg_is_in_recovery()")" = t ] || fail "the primary database is not back after the abort"
+wait_for 60 "the application writing again" '[ "$(pg_sql p "SELECT count(*) FROM t")" -gt '"$ROWS"' ]'
+pgsrc_state() { status_get "next(s for s in d['groups'][0]['sources'] if s['name'] == 'db')['postgres']['state']"; }
+wait_for 60 "the source streaming again" '[ "$(pgsrc_state)" = streaming ]'
+cp "$T/runbook.good" "$T/runbook.yaml"
+note "a stop leaving PostgreSQL running refused at the database step; --abort restarted the application"
 t_drill=$(date +%s.%N)
 set +e; in_secondary "$BIN/bascule" drill "$T/runbook.yaml" --mode planned > "$T/drill.out" 2>&1; rc=$?; set -e
 drill_s=$(elapsed "$t_drill")
 [ $rc = 0 ] && grep -q "(planned): PASS" "$T/drill.out" || fail "planned drill exit $rc: $(cat "$T/drill.out")"
-rep=$(ls "$T"/reports/*planned.json | grep -v journal)
+rep=$(ls -t "$T"/reports/*planned.json | grep -v journal | head -1)
 rf() { python3 -c "import json; r=json.load(open('$rep'))['report']; db=r['groups'][0]['databases'][0]; print($1)"; }
 final=$(rf "db['final_lsn']")
 acked_lsn=$(rf "db['targets']['secondary']['acked_lsn']")
@@ -193,14 +217,14 @@ note "planned drill: PASS in $drill_s s; final LSN $final (shutdown checkpoint $
 
 # The promoted database: every committed row, the pgbench tables as the primary has them.
 psql2() { pg_as "$PG_BIN/psql" -X -q -At -h "$SOCK" -p 5433 -U postgres -d postgres -c "$1"; }
-[ "$(psql2 "SELECT count(*), min(id), max(id) FROM t")" = "$ROWS|1|$ROWS" ] || fail "the promoted database lacks rows: $(psql2 "SELECT count(*), max(id) FROM t")"
+[ "$(psql2 "SELECT count(*), min(id), max(id) FROM t")" = "$((2 * ROWS))|1|$((2 * ROWS))" ] || fail "the promoted database lacks rows: $(psql2 "SELECT count(*), max(id) FROM t")"
 for tb in pgbench_accounts pgbench_branches pgbench_tellers pgbench_history; do
 	psql2 "SELECT '$tb', count(*), coalesce(sum(hashtext(x::text)::bigint), 0) FROM $tb x"
 done > "$T/digest.promoted"
 pg_start p # the old primary, unchanged since its shutdown
 pg_bench_digest p > "$T/digest.primary"
 cmp -s "$T/digest.primary" "$T/digest.promoted" || fail "the promoted pgbench tables differ: $(diff "$T/digest.primary" "$T/digest.promoted")"
-note "promoted: all $ROWS rows, pgbench tables equal the primary's ($(grep history "$T/digest.primary" | cut -d'|' -f2) history rows)"
+note "promoted: all $((2 * ROWS)) rows, pgbench tables equal the primary's ($(grep history "$T/digest.primary" | cut -d'|' -f2) history rows)"
 
 # The report: signed, and an edited LSN is refused.
 "$BIN/bascule" report verify --key "$T/sign.key.pub" "$rep" >/dev/null || fail "the report does not verify"
