@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "key.h"
+#include "pgproto.h"
 #include "proto.h"
 
 struct rstate {
@@ -97,6 +98,12 @@ int replica_epoch_begin(struct replica *r, const struct msg_epoch_begin *m, stru
 int replica_epoch_source(struct rapply *a, const struct msg_source *m);
 int replica_epoch_extent(struct rapply *a, uint32_t src, uint64_t off, uint32_t len,
 			 const uint8_t *data /* NULL: zeros */);
+/* A PostgreSQL source in SOURCE's place (docs/protocol.md, section 7), its
+ * WAL and the pieces of its base backup. */
+int replica_epoch_pgsource(struct rapply *a, const struct msg_pgsource *m);
+int replica_epoch_wal(struct rapply *a, uint32_t src, uint64_t lsn, uint32_t len, const uint8_t *data);
+int replica_epoch_basefile(struct rapply *a, uint32_t src, const char *file, uint64_t off, uint32_t len,
+			   const uint8_t *data);
 int replica_epoch_commit(struct rapply *a, const struct msg_epoch_end *m);
 void replica_epoch_abort(struct rapply *a);
 const char *replica_epoch_group(const struct rapply *a);

@@ -1,0 +1,146 @@
+/* pg.h - what the files of the replica store that keep PostgreSQL sources
+ * share (docs/replica.md, "PostgreSQL sources"):
+ *
+ *   pgstore.c    receiving an epoch's WAL and base backup, up to the commit
+ *                point; putting a base in place; retention; leftovers
+ *   pgread.c     reading the committed copy: base backups, the chain log,
+ *                history files, the WAL path from a base, segments; verify
+ *   pgrun.c      making a data directory, running PostgreSQL as its user
+ *   pgpromote.c  promote (cold: restore and recover; hot: the standby)
+ *   pgstandby.c  the hot standby service and wal-get
+ *
+ * A source S of group G keeps, beneath the replica directory:
+ *
+ *   G/.S.pg/SYS/wal/TTTTTTTTXXXXXXXXYYYYYYYY[.partial]   16 MiB segments
+ *   G/.S.pg/SYS/wal/TTTTTTTT.history                      timeline histories
+ *   G/.S.pg/SYS/base/ID/{base.tar,OID.tar,backup_manifest} a base backup
+ *   G/.S.pg/SYS/base/ID/bascule-base     what the store knows of it (keyed)
+ *   G/.S.pg/SYS/base/ID/chain            the epochs since it (keyed records)
+ *   G/.S.pg/SYS/base/ID.tmp/             a base being received
+ *   G/S                                  the data directory (hot standby's, or
+ *                                        made by promote); absent otherwise
+ *
+ * SYS is the cluster's system identifier, ID the base's start LSN, both as
+ * 16 hex digits.  Where the copy ends (system, base, timeline, end LSN, WAL
+ * digest) is the group state's, written at the commit: WAL bytes beyond it
+ * are ignored and overwritten, a base not yet committed sits in ID.tmp. */
+#pragma once
+#include "store.h"
+#include "pgproto.h"
+#include "pgwal.h"
+
+#define PG_SEG (16u << 20)         /* the segment size the store keeps */
+#define PGBASE_MAX_FILES 64        /* files of one base backup */
+#define PG_MAX_PATH 32             /* timelines between a base and a copy's end */
+#define PG_MANIFEST_MAX (512u << 20)
+
+static inline bool pg_source(const struct state_source *x) { return x->base_id != 0; }
+static inline uint64_t pg_seg_start(uint64_t lsn) { return lsn - lsn % PG_SEG; }
+
+/* G/.S.pg[/SYS[/FMT...]] into BUF (SYS 0: the source's directory). */
+int pg_path(char *buf, size_t len, const char *group, const char *source, uint64_t sys, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+
+/* ---- pgread.c ---- */
+struct pgbase {
+	uint64_t system_id, id;    /* id: the backup's start LSN (base_id) */
+	uint32_t tli;              /* timeline at its start */
+	uint64_t end_lsn;          /* consistent from here (backup_manifest's End-LSN) */
+	uint32_t end_tli;
+	uint64_t epoch, cut_time;  /* the epoch that brought it */
+	uint64_t bytes;
+	uint8_t digest[DIGEST_BYTES];
+	uint32_t n_files;
+	struct {
+		char name[NAME_MAX_LEN + 1];
+		uint64_t size;
+	} files[PGBASE_MAX_FILES];
+};
+/* The description of base ID (TMP: the one being received), checked with
+ * the replica key; -ENOENT if there is none. */
+int pgbase_load(struct replica *r, const char *group, const char *source, uint64_t sys, uint64_t id, bool tmp,
+		struct pgbase *ret);
+int pgbase_write(struct replica *r, const char *group, const char *source, const struct pgbase *b, bool tmp);
+
+enum { PGCHAIN_BASE = 1 }; /* the epoch that starts the chain at its base */
+struct pgchain_rec {
+	uint64_t epoch, cut_time, start, end;
+	uint32_t tli;
+	uint8_t flags;
+	uint8_t digest[DIGEST_BYTES]; /* wal_digest after the epoch */
+};
+/* The chain log of the base directory DIR: its records up to MAX_EPOCH,
+ * malloc'd (*RET, *RET_N; a later record with the base flag restarts the
+ * chain: a base sent again).  Records after MAX_EPOCH are epochs never
+ * committed (or rolled back): ignored.  -EBADMSG if one fails its MAC. */
+int pgchain_read(struct replica *r, const char *dir, uint64_t max_epoch, struct pgchain_rec **ret, size_t *ret_n);
+/* Append REC, dropping first the records of its epoch and later. */
+int pgchain_append(struct replica *r, const char *dir, const struct pgchain_rec *rec);
+
+/* The history file of timeline TLI, parsed (ancestors, oldest first). */
+int pghistory_read(struct replica *r, const char *group, const char *source, uint64_t sys, uint32_t tli,
+		   struct pgwal_switch *ret, size_t max, size_t *ret_n);
+/* Its text, malloc'd. */
+int pghistory_load(struct replica *r, const char *group, const char *source, uint64_t sys, uint32_t tli,
+		   char **ret, size_t *ret_len);
+
+struct pgrange {
+	uint32_t tli;
+	uint64_t from, to;         /* WAL of timeline TLI that the copy holds */
+};
+struct pgpath {
+	uint32_t n;
+	struct pgrange r[PG_MAX_PATH]; /* oldest first; the last one ends at the copy's end */
+};
+/* The WAL from base B to where X ends, timeline by timeline (through the
+ * history of X's timeline).  -EBADMSG with a sentence if B is not an
+ * ancestor of that point. */
+int pg_wal_path(struct replica *r, const char *group, const struct state_source *x, const struct pgbase *b,
+		struct pgpath *ret);
+/* The first LSN from which the copy holds its last timeline's WAL whole,
+ * from the start of a segment. */
+static inline uint64_t pg_held_from(const struct pgpath *p) { return pg_seg_start(p->r[p->n - 1].from); }
+
+/* The segment file of SEGNO on timeline TLI (NAME, else NAME.partial), open
+ * with FLAGS (O_RDONLY or O_RDWR); -ENOENT if neither exists. */
+int pgseg_open(struct replica *r, const char *group, const char *source, uint64_t sys, uint32_t tli,
+	       uint64_t segno, int flags);
+/* Bytes [A, Z) of timeline TLI, in order, to FN. */
+int pg_read_wal(struct replica *r, const char *group, const char *source, uint64_t sys, uint32_t tli,
+		uint64_t a, uint64_t z, int (*fn)(void *ctx, const uint8_t *p, size_t n), void *ctx);
+/* Segment SEGNO of timeline TLI as recovery reads it, into BUF (PG_SEG
+ * bytes): the bytes below LIMIT, zeros from there.  -ENOENT if the store
+ * has no such file. */
+int pg_segment(struct replica *r, const char *group, const char *source, uint64_t sys, uint32_t tli,
+	       uint64_t segno, uint64_t limit, uint8_t *buf);
+/* The base of X and its WAL path, both checked. */
+int pg_copy_open(struct replica *r, const char *group, const struct state_source *x, struct pgbase *ret_base,
+		 struct pgpath *ret_path);
+/* verify of a PostgreSQL source X: the base's files against its digest, the
+ * WAL chain from the base to X's digest.  A line to OUT; 0, or -EBADMSG. */
+int pg_verify(struct replica *r, const char *group, const struct state_source *x, char *line, size_t len);
+
+/* ---- pgstore.c ---- */
+struct pgrecv;
+/* One PostgreSQL source of epoch EPOCH (cut at CUT_TIME) of GROUP: M
+ * checked against HAVE (the copy's state, NULL if none). */
+int pgrecv_begin(struct replica *r, const char *group, uint64_t epoch, uint64_t cut_time,
+		 const struct msg_pgsource *m, const struct state_source *have, struct pgrecv **ret);
+int pgrecv_wal(struct pgrecv *p, uint64_t lsn, uint32_t len, const uint8_t *data);
+int pgrecv_basefile(struct pgrecv *p, const char *file, uint64_t off, uint32_t len, const uint8_t *data);
+/* Before the epoch's commit point: everything written is durable and read
+ * back: the base's files against the primary's digest, the WAL chain
+ * against the announced digest (-EBADMSG), the epoch recorded in the
+ * chain log.  *RET is the source's entry of the redo header. */
+int pgrecv_prepare(struct pgrecv *p, struct jsource *ret);
+/* The redo header's entry before prepare (the same fields, unchecked). */
+void pgrecv_jsource(const struct pgrecv *p, struct jsource *ret);
+void pgrecv_free(struct pgrecv *p);
+/* A committed redo brings base J->base_id: put it in place (idempotent). */
+int pgstore_place_base(struct replica *r, const char *group, const struct jsource *j);
+/* The group state records NEXT (after PREV): segments it completed get
+ * their final names; bases and WAL no retained epoch needs go (when
+ * PRUNE). */
+void pgstore_committed(struct replica *r, const struct rstate *prev, const struct rstate *next, bool prune);
+/* Recovery: bases never committed go, complete segments are named. */
+void pgstore_recover(struct replica *r, const struct rstate *s);
