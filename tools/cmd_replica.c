@@ -2,6 +2,7 @@
 #include "cmd.h"
 #include "err.h"
 #include "key.h"
+#include "pgwal.h"
 #include "replica.h"
 #include "units.h"
 #include <getopt.h>
@@ -80,10 +81,18 @@ static int do_list(struct replica *r, char **groups, size_t n)
 		       s.flags & EPOCH_CONSISTENT ? "consistent" : "fuzzy",
 		       fmt_time(s.cut_time, t1, sizeof(t1)), fmt_time(s.applied_time, t2, sizeof(t2)),
 		       s.alarm[0] ? "\n  ALARM: " : "", s.alarm);
-		for (uint32_t k = 0; k < s.n_sources; k++)
-			printf("  source %-20s epoch %-8" PRIu64 " size %-14" PRIu64 " %s\n",
-			       s.sources[k].name, s.sources[k].epoch, s.sources[k].size,
-			       s.sources[k].status == SRC_OK ? "ok" : "diverged");
+		for (uint32_t k = 0; k < s.n_sources; k++) {
+			const struct state_source *x = &s.sources[k];
+			char b[PGWAL_LSN_LEN], e[PGWAL_LSN_LEN];
+			if (x->base_id)
+				printf("  source %-20s epoch %-8" PRIu64 " postgres system %" PRIu64 " base %s timeline %u "
+				       "end %s %s\n", x->name, x->epoch, x->system_id, pgwal_lsn_format(x->base_id, b),
+				       x->timeline, pgwal_lsn_format(x->end_lsn, e),
+				       x->status == SRC_OK ? "ok" : "diverged");
+			else
+				printf("  source %-20s epoch %-8" PRIu64 " size %-14" PRIu64 " %s\n", x->name,
+				       x->epoch, x->size, x->status == SRC_OK ? "ok" : "diverged");
+		}
 		replica_rollback_points(r, groups[i], pts, times, 64, &np);
 		/* Earlier epochs the group can return to, newest first (the
 		 * current epoch is where it is; 0 is the replica before its

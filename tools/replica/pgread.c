@@ -118,13 +118,19 @@ int pgbase_load(struct replica *r, const char *group, const char *source, uint64
 
 /* ---- the chain log ---- */
 
+/* Keyed with the replica key and bound to the base directory (the same
+ * before and after its rename from ID.tmp). */
 static void chain_mac(struct replica *r, const char *dir, const uint8_t rec[72], uint8_t mac[32])
 {
 	crypto_generichash_state st;
+	size_t n = strlen(dir);
 
+	if (n > 4 && !strcmp(dir + n - 4, ".tmp"))
+		n -= 4;
 	crypto_generichash_init(&st, r->mac_key, sizeof(r->mac_key), 32);
 	crypto_generichash_update(&st, (const uint8_t *)CHAIN_WHAT, sizeof(CHAIN_WHAT));
-	crypto_generichash_update(&st, (const uint8_t *)dir, strlen(dir) + 1);
+	crypto_generichash_update(&st, (const uint8_t *)dir, n);
+	crypto_generichash_update(&st, (const uint8_t *)"", 1);
 	crypto_generichash_update(&st, rec, 72);
 	crypto_generichash_final(&st, mac, 32);
 }
