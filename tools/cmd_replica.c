@@ -34,7 +34,7 @@ static void replica_usage(FILE *f)
 		   "  --key FILE   site key (default /etc/bascule/site.key); not needed by list\n"
 		   "  --group G    the group (default: all; rollback needs it when there are several)\n"
 		   "  --epoch N    promote exactly epoch N      --at TIME  newest epoch cut by TIME\n"
-		   "               (TIME: @UNIXSECONDS or YYYY-MM-DDTHH:MM:SS[Z])\n"
+		   "               (TIME: @UNIXSECONDS or YYYY-MM-DDTHH:MM:SS[.FFFFFF][Z])\n"
 		   "  --consistent promote only a point-in-time (consistent) epoch\n"
 		   "  --link-dir D promote: the disks appear as D/SOURCE (symbolic links)\n"
 		   "  --json       promote/clone: print the result as one JSON object\n\n"
@@ -115,10 +115,23 @@ static void print_promoted(const char *verb, const char *group, const struct pro
 				      "epoch", (json_int_t)pi->epoch, "cut_time_us",
 				      (json_int_t)pi->cut_time, "consistent",
 				      (pi->flags & EPOCH_CONSISTENT) != 0, "dir", dir);
-		json_t *a = json_array();
+		json_t *a = json_array(), *pg = json_array();
 		for (uint32_t i = 0; i < pi->n_sources; i++)
 			json_array_append_new(a, json_string(pi->sources[i]));
 		json_object_set_new(o, "sources", a);
+		for (uint32_t i = 0; i < pi->n_pg; i++) {
+			const struct promote_pg *p = &pi->pg[i];
+			char e[PGWAL_LSN_LEN], d[PGWAL_LSN_LEN], x[40];
+			json_array_append_new(pg, json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s?, s:I, s:o?, s:f}",
+				"source", p->source, "data_dir", p->data_dir, "mode", p->hot ? "hot" : "cold",
+				"end_lsn", pgwal_lsn_format(p->end_lsn, e), "redo_lsn", pgwal_lsn_format(p->redo_lsn, d),
+				"timeline", (int)p->timeline,
+				"last_transaction", p->last_xact ? units_fmt_time(p->last_xact, x, sizeof(x)) : NULL,
+				"last_transaction_us", (json_int_t)p->last_xact,
+				"recovery_target_time_us", p->at ? json_integer((json_int_t)p->at) : NULL,
+				"seconds", (double)p->usec / 1e6));
+		}
+		json_object_set_new(o, "postgres", pg);
 		json_dumpf(o, stdout, JSON_COMPACT);
 		printf("\n");
 		json_decref(o);
@@ -128,6 +141,15 @@ static void print_promoted(const char *verb, const char *group, const struct pro
 	       !strcmp(verb, "promote") ? "promoted" : "cloned", pi->epoch,
 	       pi->flags & EPOCH_CONSISTENT ? "consistent" : "fuzzy",
 	       units_fmt_time(pi->cut_time, t, sizeof(t)), dir ? ", disks in " : "", dir ? dir : "");
+	for (uint32_t i = 0; i < pi->n_pg; i++) {
+		const struct promote_pg *p = &pi->pg[i];
+		char e[PGWAL_LSN_LEN], d[PGWAL_LSN_LEN], x[40];
+		printf("  %s: PostgreSQL %s, recovered to %s (last record at %s), timeline %u, last transaction %s, "
+		       "in %.1f s; data directory %s%s\n", p->source, p->hot ? "standby promoted" : "restored (cold)",
+		       pgwal_lsn_format(p->end_lsn, e), pgwal_lsn_format(p->redo_lsn, d), p->timeline,
+		       p->last_xact ? units_fmt_time(p->last_xact, x, sizeof(x)) : "none", (double)p->usec / 1e6,
+		       p->data_dir, p->hot ? " (running)" : " (stopped: start it with pg_ctl -D DIR start)");
+	}
 }
 
 int cmd_replica(int argc, char **argv)
@@ -143,6 +165,10 @@ int cmd_replica(int argc, char **argv)
 		{ "link-dir", required_argument, NULL, 'L' },
 		{ "to-dir", required_argument, NULL, 'D' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "pg-user", required_argument, NULL, 'U' },
+		{ "pg-bin", required_argument, NULL, 'B' },
+		{ "pg-conf", required_argument, NULL, 'F' },
+		{ "pg-timeout", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -182,7 +208,7 @@ int cmd_replica(int argc, char **argv)
 		case 'a':
 			if (units_parse_time(optarg, &po.at) < 0) {
 				fprintf(stderr, "bascule replica: --at wants @UNIXSECONDS or "
-						"YYYY-MM-DDTHH:MM:SS[Z], got '%s'\n", optarg);
+						"YYYY-MM-DDTHH:MM:SS[.FFFFFF][Z], got '%s'\n", optarg);
 				return EXIT_USAGE;
 			}
 			break;
@@ -190,6 +216,15 @@ int cmd_replica(int argc, char **argv)
 		case 'L': po.link_dir = optarg; break;
 		case 'D': to_dir = optarg; break;
 		case 'j': json = true; break;
+		case 'U': po.pg_user = optarg; break;
+		case 'B': po.pg_bin = optarg; break;
+		case 'F': po.pg_conf = optarg; break;
+		case 'T':
+			if (units_parse_duration(optarg, &po.pg_timeout) < 0 || !po.pg_timeout) {
+				fprintf(stderr, "bascule replica: --pg-timeout wants a duration such as 2h\n");
+				return EXIT_USAGE;
+			}
+			break;
 		case 'h': replica_usage(stdout); return EXIT_OK;
 		default: replica_usage(stderr); return EXIT_USAGE;
 		}

@@ -119,9 +119,29 @@ int replica_unknown_sources(struct replica *r, const char *group, struct state_g
 /* ---- failover ---- */
 struct promote_opts {
 	uint64_t epoch;        /* promote exactly this epoch (0: the newest allowed) */
-	uint64_t at;           /* newest epoch cut at or before this time (unix usec), 0: any */
+	uint64_t at;           /* newest epoch cut at or before this time (unix usec), 0: any;
+				* PostgreSQL sources recover to this time exactly */
 	bool consistent;       /* only epochs captured point-in-time */
-	const char *link_dir;  /* make the disks appear here as DIR/SOURCE, or NULL */
+	const char *link_dir;  /* make the disks appear here as DIR/SOURCE (a PostgreSQL source's
+				* data directory is made there), or NULL */
+	/* PostgreSQL sources (docs/postgres.md, "Promotion") */
+	const char *pg_user;   /* the user PostgreSQL runs as (default: the replica's owner) */
+	const char *pg_bin;    /* its programs (default /usr/lib/postgresql/VERSION/bin) */
+	const char *pg_conf;   /* this site's settings, appended to postgresql.auto.conf */
+	uint64_t pg_timeout;   /* recovery may take this long (usec; 0: one hour) */
+};
+
+#define PROMOTE_MAX_PG 8
+struct promote_pg {
+	char source[NAME_MAX_LEN + 1];
+	char data_dir[1024];
+	bool hot;              /* the running standby was promoted */
+	uint64_t end_lsn;      /* the WAL recovery was given ended here (the acked point) */
+	uint64_t redo_lsn;     /* the last record it replayed */
+	uint32_t timeline;     /* the new timeline */
+	uint64_t last_xact;    /* time of the last transaction recovered (usec; 0: none) */
+	uint64_t at;           /* the recovery target time (usec; 0: none) */
+	uint64_t usec;         /* how long it took */
 };
 
 struct promote_info {
@@ -129,6 +149,8 @@ struct promote_info {
 	uint8_t flags;
 	uint32_t n_sources;
 	char sources[PROTO_MAX_SOURCES][NAME_MAX_LEN + 1];
+	uint32_t n_pg;         /* PostgreSQL sources brought up */
+	struct promote_pg pg[PROMOTE_MAX_PG];
 };
 
 /* Make GROUP live on this site: roll back to the epoch O allows if needed,

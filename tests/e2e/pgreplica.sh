@@ -166,3 +166,70 @@ for f in "$STORE"/wal/[0-9A-F]*; do
 done
 note "kill -9 of recv during a base, then twice during WAL: at a complete epoch each time ($k1, $k2, $k3), resumed to $END"
 san_check
+
+# --- 4. promote (cold): a primary at exactly the promoted point ------------
+SOCK=$T/sock; mkdir -p "$SOCK"; chown postgres: "$SOCK"
+printf "unix_socket_directories = '%s'\nport = 5433\nlisten_addresses = ''\n" "$SOCK" > "$T/site.conf"
+# digest_of: the pgbench tables of the promoted cluster, as pg_bench_digest prints them
+digest_of() {
+	local t
+	for t in pgbench_accounts pgbench_branches pgbench_tellers pgbench_history; do
+		pg_as "$PG_BIN/psql" -X -q -At -h "$SOCK" -p 5433 -U postgres -d postgres \
+			-c "SELECT '$t', count(*), coalesce(sum(hashtext(x::text)::bigint), 0) FROM $t x"
+	done
+}
+psql_promoted() { pg_as "$PG_BIN/psql" -X -q -At -h "$SOCK" -p 5433 -U postgres -d postgres -c "$1"; }
+run_promoted() { # DATADIR: start it, CHECK (a function), stop it
+	pg_as "$PG_BIN/pg_ctl" -D "$1" -l "$SOCK/promoted.log" -w -t 60 start > /dev/null ||
+		fail "PostgreSQL does not start from the promoted $1: $(tail -5 "$SOCK/promoted.log")"
+	"$2"
+	pg_as "$PG_BIN/pg_ctl" -D "$1" -m fast -w -t 60 stop > /dev/null || fail "the promoted cluster did not stop"
+}
+json_get() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($1)" "$T/out"; }
+promote() { # COPY OPTIONS...: promote a copy of the replica
+	local c=$1; shift
+	cp -a "$R" "$c"
+	expect_rc 0 "$BIN/bascule" replica promote --root "$c" --key "$KEY" --group app --pg-conf "$T/site.conf" --json "$@"
+}
+check_end() {
+	digest_of > "$T/digest.promoted"
+	cmp -s "$T/digest.end" "$T/digest.promoted" || fail "the promoted tables differ: $(diff "$T/digest.end" "$T/digest.promoted")"
+	[ "$(psql_promoted "SELECT pg_is_in_recovery()")" = f ] || fail "the promoted cluster is still in recovery"
+	[ "$(psql_promoted "SELECT timeline_id FROM pg_control_checkpoint()")" = 2 ] || fail "not on timeline 2"
+	psql_promoted "CREATE TABLE after_promote (x int)" > /dev/null || fail "the promoted cluster does not take writes"
+}
+t0=$(date +%s.%N)
+promote "$T/p1"
+t1=$(date +%s.%N)
+D1=$(json_get "d['postgres'][0]['data_dir']")
+[ "$D1" = "$T/p1/app/db" ] || fail "data directory $D1, not $T/p1/app/db"
+[ "$(json_get "d['postgres'][0]['end_lsn']")" = "$END" ] || fail "promoted at $(json_get "d['postgres'][0]['end_lsn']"), not $END"
+[ "$(json_get "d['postgres'][0]['timeline']")" = 2 ] || fail "promote reports timeline $(json_get "d['postgres'][0]['timeline']")"
+[ -f "$D1/pg_wal/00000002.history" ] || fail "no 00000002.history in the promoted pg_wal"
+[ "$(stat -c %U "$D1")" = postgres ] && [ "$(stat -c %a "$D1")" = 700 ] || fail "the data directory is $(stat -c '%U %a' "$D1")"
+run_promoted "$D1" check_end
+note "promote (cold): $(printf %.1f "$(echo "$t1 - $t0" | bc)") s to a primary at $END on timeline 2 (last transaction $(json_get "d['postgres'][0]['last_transaction']")); tables equal the primary's"
+# Promoting again (a resumed drill) reports the same and changes nothing.
+expect_rc 0 "$BIN/bascule" replica promote --root "$T/p1" --key "$KEY" --group app --json
+[ "$(json_get "d['postgres'][0]['redo_lsn']")" != 0/0 ] || fail "a second promote lost what the first did"
+# An exact epoch: the tables as digest.mid saw them.
+check_mid() {
+	digest_of > "$T/digest.promoted"
+	cmp -s "$T/digest.mid" "$T/digest.promoted" || fail "promote --epoch $MID_EPOCH: the tables differ: $(diff "$T/digest.mid" "$T/digest.promoted")"
+}
+promote "$T/p2" --epoch "$MID_EPOCH"
+[ "$(json_get "d['postgres'][0]['end_lsn']")" = "$MID" ] || fail "promote --epoch $MID_EPOCH recovered to $(json_get "d['postgres'][0]['end_lsn']"), not $MID"
+run_promoted "$T/p2/app/db" check_mid
+note "promote --epoch $MID_EPOCH: recovered to $MID, the tables as they were there"
+# A time between two commits: mark 1 present, mark 2 not.
+check_at() {
+	[ "$(psql_promoted "SELECT string_agg(id::text, ',' ORDER BY id) FROM marks")" = 1 ] ||
+		fail "promote --at $AT: marks are '$(psql_promoted "SELECT string_agg(id::text, ',' ORDER BY id) FROM marks")', not 1"
+}
+promote "$T/p3" --at "$AT" --link-dir "$T/p3-link"
+[ "$(json_get "d['postgres'][0]['data_dir']")" = "$T/p3-link/db" ] || fail "--link-dir: data directory $(json_get "d['postgres'][0]['data_dir']")"
+xact=$(json_get "d['postgres'][0]['last_transaction_us']")
+[ "$xact" -le "$(echo "$AT_SEC * 1000000 / 1" | bc)" ] || fail "the last transaction recovered ($xact) is after $AT"
+run_promoted "$T/p3-link/db" check_at
+note "promote --at $AT: mark 1 present, mark 2 absent; last transaction recovered $(json_get "d['postgres'][0]['last_transaction']")"
+san_check

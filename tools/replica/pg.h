@@ -28,6 +28,8 @@
 #include "store.h"
 #include "pgproto.h"
 #include "pgwal.h"
+#include "subproc.h"
+#include <string.h>
 
 #define PG_SEG (16u << 20)         /* the segment size the store keeps */
 #define PGBASE_MAX_FILES 64        /* files of one base backup */
@@ -144,3 +146,73 @@ int pgstore_place_base(struct replica *r, const char *group, const struct jsourc
 void pgstore_committed(struct replica *r, const struct rstate *prev, const struct rstate *next, bool prune);
 /* Recovery: bases never committed go, complete segments are named. */
 void pgstore_recover(struct replica *r, const struct rstate *s);
+
+/* ---- pgrun.c ---- */
+struct pgrun {
+	char data_dir[RPATH];      /* absolute */
+	int pfd, dfd;              /* its parent; itself, while bascule builds it */
+	uid_t uid;                 /* PostgreSQL runs as */
+	gid_t gid;
+	char user[64];
+	char bin[RPATH];           /* its programs (default /usr/lib/postgresql/VERSION/bin) */
+	const char *conf;          /* this site's settings, appended to postgresql.auto.conf */
+	char run_dir[64];          /* private: the server's socket and log while bascule runs it */
+	char log[128];
+};
+static inline void pgrun_init(struct pgrun *run)
+{
+	memset(run, 0, sizeof(*run));
+	run->pfd = run->dfd = -1;
+}
+void pgrun_close(struct pgrun *run);
+/* The user PostgreSQL runs as: USER, else the replica directory's owner
+ * unless it is root, else postgres. */
+int pgrun_user(struct replica *r, const char *user, struct pgrun *run);
+/* Make RUN->data_dir (which must not exist) from base B: base.tar and the
+ * tablespaces extracted, configuration files a Debian-style base lacks,
+ * this site's settings, recovery.signal (STANDBY: standby.signal). */
+int pgrun_make(struct replica *r, const char *group, const char *source, const struct pgbase *b, bool standby,
+	       struct pgrun *run);
+/* Put the WAL of PATH (zeros after its end) and the history files in pg_wal. */
+int pgrun_place_wal(struct replica *r, const char *group, const char *source, uint64_t sys, const struct pgpath *path,
+		    struct pgrun *run);
+/* Give the tree beneath DFD (then the data directory) to the PostgreSQL user. */
+int pgrun_give_fd(int dfd, const struct pgrun *run, int depth);
+int pgrun_give(struct pgrun *run);
+/* A private directory for the server's socket and log (RUN->run_dir, log). */
+int pgrun_dir(struct pgrun *run);
+void pgrun_dir_remove(struct pgrun *run);
+/* pg_ctl ARGS as the PostgreSQL user, within TIMEOUT (usec). */
+int pgrun_ctl(const struct pgrun *run, const char *const *args, uint64_t timeout, struct subproc_result *res);
+/* What recovery said in the server's log (lc_messages=C, log_timezone=UTC). */
+struct pgrecovered {
+	uint64_t redo_lsn;         /* "redo done at": the last record replayed */
+	uint64_t last_xact;        /* "last completed transaction was at log time", usec */
+	uint32_t tli;              /* "selected new timeline ID" */
+	bool target_missed;        /* "recovery ended before configured recovery target was reached" */
+	bool ready;                /* "database system is ready to accept connections" after that */
+	char fatal[256];           /* the last FATAL or PANIC line */
+};
+int pgrun_log(const char *path, struct pgrecovered *ret);
+/* Wait until the server on RUN (started by pg_ctl, whose -w returns when
+ * archive recovery begins) accepts connections as a primary, or has
+ * exited, within TIMEOUT (usec): 0, or -EIO (*RET says why). */
+int pgrun_wait_ready(const struct pgrun *run, uint64_t timeout, struct pgrecovered *ret);
+
+/* ---- pgpromote.c ---- */
+/* What promote does for a PostgreSQL source, decided before a rollback:
+ * with --at, recovery gets the WAL up to the end of the first epoch cut
+ * after the time (in the chain log) and stops at the time itself. */
+struct pgplan {
+	char name[NAME_MAX_LEN + 1];
+	uint64_t at;               /* recovery_target_time (usec), 0: none */
+	uint32_t tli;              /* the WAL given ends here (0: where the promoted state ends) */
+	uint64_t end_lsn;
+};
+int pg_promote_plan(struct replica *r, const struct rstate *s, uint64_t epoch, uint64_t at, struct pgplan *ret,
+		    size_t max, size_t *ret_n);
+/* Bring source X (the state at the promoted epoch) up as a primary. */
+int pg_promote(struct replica *r, const char *group, const struct state_source *x, const struct pgplan *plan,
+	       const struct promote_opts *o, struct promote_pg *ret);
+/* Read back what an earlier promote of X did (a resumed drill): 1, 0 if none. */
+int pg_promoted(struct replica *r, const char *group, const char *source, struct promote_pg *ret);

@@ -184,6 +184,12 @@ int tf_resize(struct target_file *tf, uint64_t size);
 int tf_sync(struct target_file *tf);
 int tf_digest(struct target_file *tf, uint64_t size, uint8_t ret[DIGEST_BYTES]);
 
+/* ---- failover.c ---- */
+/* A directory the operator names (--link-dir, --to-dir), created if need
+ * be, opened: inside the replica directory through no link, outside as
+ * given but not through a link as its last component.  The fd. */
+int dest_open(struct replica *r, const char *path, mode_t mode);
+
 /* ---- recover.c ---- */
 /* Applying a journal (redo or undo) to its group, in two steps: open opens
  * and checks the journal (VERIFY: its MAC) and every replica file it
