@@ -29,7 +29,13 @@ static void replica_usage(FILE *f)
 		   "  demote                 make a promoted group a replica again (its disks are\n"
 		   "                         resynced with librsync on the next connection)\n"
 		   "  clone --to-dir DIR     reflink (or copy) the disks at a complete epoch into DIR\n"
-		   "                         while replication goes on (test drills)\n\n"
+		   "                         while replication goes on (test drills)\n"
+		   "  standby                PostgreSQL sources: make (if need be) and start the hot\n"
+		   "                         standby DIR/G/SOURCE, replaying the WAL recv commits;\n"
+		   "                         promote then promotes it in seconds\n"
+		   "  wal-get --source S FILE DEST\n"
+		   "                         the standby's restore_command: WAL file FILE of the\n"
+		   "                         committed copy into DEST (exit 1: not there yet)\n\n"
 		   "  --root DIR   the replica directory (as given to bascule recv)\n"
 		   "  --key FILE   site key (default /etc/bascule/site.key); not needed by list\n"
 		   "  --group G    the group (default: all; rollback needs it when there are several)\n"
@@ -37,7 +43,12 @@ static void replica_usage(FILE *f)
 		   "               (TIME: @UNIXSECONDS or YYYY-MM-DDTHH:MM:SS[.FFFFFF][Z])\n"
 		   "  --consistent promote only a point-in-time (consistent) epoch\n"
 		   "  --link-dir D promote: the disks appear as D/SOURCE (symbolic links)\n"
-		   "  --json       promote/clone: print the result as one JSON object\n\n"
+		   "  --json       promote/clone: print the result as one JSON object\n"
+		   "  --pg-user U  PostgreSQL runs as U (default: the replica directory's owner)\n"
+		   "  --pg-bin D   its programs (default /usr/lib/postgresql/VERSION/bin)\n"
+		   "  --pg-conf F  settings appended to postgresql.auto.conf (default\n"
+		   "               /etc/bascule/postgresql.conf if it exists)\n"
+		   "  --pg-timeout T  recovery may take T (default 1h)\n\n"
 		   "Root may run these in a directory that belongs to the receiving user: no link\n"
 		   "in it is followed, and state and journals must authenticate with the site key.\n\n"
 		   "Exit 0: done; 1: no such group or epoch, not a replica directory; 2: usage;\n"
@@ -169,6 +180,8 @@ int cmd_replica(int argc, char **argv)
 		{ "pg-bin", required_argument, NULL, 'B' },
 		{ "pg-conf", required_argument, NULL, 'F' },
 		{ "pg-timeout", required_argument, NULL, 'T' },
+		{ "source", required_argument, NULL, 's' },
+		{ "upto", required_argument, NULL, 'u' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -180,7 +193,9 @@ int cmd_replica(int argc, char **argv)
 	uint64_t to = 0;
 	bool have_to = false, json = false;
 	struct promote_opts po = { 0 };
-	const char *to_dir = NULL;
+	const char *to_dir = NULL, *source = NULL;
+	uint32_t upto_tli = 0;
+	uint64_t upto_lsn = 0;
 	int c, rc = 0, ret = EXIT_OK;
 
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -225,14 +240,42 @@ int cmd_replica(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
+		case 's': source = optarg; break;
+		case 'u': {
+			char *slash = strchr(optarg, '/');
+			upto_tli = (uint32_t)strtoul(optarg, NULL, 10);
+			if (!slash || !upto_tli || pgwal_lsn_parse(slash + 1, &upto_lsn) < 0) {
+				fprintf(stderr, "bascule replica: --upto wants TIMELINE/LSN such as 1/0/A000000\n");
+				return EXIT_USAGE;
+			}
+			break;
+		}
 		case 'h': replica_usage(stdout); return EXIT_OK;
 		default: replica_usage(stderr); return EXIT_USAGE;
 		}
 	}
+	if (!strcmp(verb, "wal-get")) {
+		/* restore_command: PostgreSQL wants 0 (DEST written) or 1 (no such file). */
+		if (!root || !group || !source || argc - optind != 2) {
+			replica_usage(stderr);
+			return EXIT_USAGE;
+		}
+		if ((rc = cmd_key_load(keyfile, &key)) < 0 || (rc = replica_open(root, REPLICA_READONLY, key, &r)) < 0) {
+			key_free(key);
+			return cmd_fail("replica wal-get", rc);
+		}
+		r->key_path = keyfile ? keyfile : CMD_SITE_KEY;
+		rc = replica_pg_wal_get(r, group, source, argv[optind], argv[optind + 1], upto_tli, upto_lsn);
+		if (rc < 0 && rc != -ENOENT)
+			fprintf(stderr, "bascule replica wal-get: %s\n", err_msg(rc));
+		replica_close(r);
+		key_free(key);
+		return rc < 0 ? EXIT_FAILURE : EXIT_OK;
+	}
 	if (!root || optind != argc || (strcmp(verb, "list") && strcmp(verb, "verify") &&
 					strcmp(verb, "recover") && strcmp(verb, "rollback") &&
 					strcmp(verb, "promote") && strcmp(verb, "demote") &&
-					strcmp(verb, "clone")) ||
+					strcmp(verb, "clone") && strcmp(verb, "standby")) ||
 	    (!strcmp(verb, "rollback") && !have_to) || (!strcmp(verb, "clone") && !to_dir) ||
 	    ((!strcmp(verb, "promote") || !strcmp(verb, "demote") || !strcmp(verb, "clone")) && !group)) {
 		replica_usage(stderr);
@@ -246,7 +289,8 @@ int cmd_replica(int argc, char **argv)
 	/* promote and demote take over from a receiver (one left by a dead link,
 	 * or one the daemon keeps connected); clone and list read while bascule
 	 * recv goes on. */
-	rc = replica_open(root, (!strcmp(verb, "list") || !strcmp(verb, "clone") ? REPLICA_READONLY : 0) |
+	rc = replica_open(root, (!strcmp(verb, "list") || !strcmp(verb, "clone") || !strcmp(verb, "standby") ?
+				 REPLICA_READONLY : 0) |
 				(!strcmp(verb, "promote") || !strcmp(verb, "demote") ? REPLICA_TAKEOVER : 0),
 			  key, &r);
 	if (rc == -EBUSY && !strcmp(verb, "verify")) {
@@ -285,6 +329,10 @@ int cmd_replica(int argc, char **argv)
 		rc = promote ? replica_promote(r, group, &po, &pi) : replica_clone(r, group, to_dir, &pi);
 		if (rc == 0)
 			print_promoted(verb, group, &pi, json, promote ? po.link_dir : to_dir);
+	} else if (!strcmp(verb, "standby")) {
+		for (size_t i = 0; i < n && rc == 0; i++)
+			if (!group || !strcmp(group, groups[i]))
+				rc = replica_pg_standby(r, groups[i], &po, print_line);
 	} else if (!strcmp(verb, "demote")) {
 		if ((rc = replica_demote(r, group)) == 0)
 			printf("group %s is a replica again; its disks will be resynced\n", group);

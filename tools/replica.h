@@ -144,6 +144,14 @@ struct promote_pg {
 	uint64_t usec;         /* how long it took */
 };
 
+/* PostgreSQL hot standbys (docs/postgres.md, "Standby modes"): make and
+ * start each PostgreSQL source's of GROUP, a line to OUT for each. */
+int replica_pg_standby(struct replica *r, const char *group, const struct promote_opts *o, void (*out)(const char *line));
+/* The standby's restore_command (pg.h, pg_wal_get): 0, -ENOENT if the
+ * copy has no such file (yet). */
+int replica_pg_wal_get(struct replica *r, const char *group, const char *source, const char *name, const char *dest,
+		       uint32_t upto_tli, uint64_t upto_lsn);
+
 struct promote_info {
 	uint64_t epoch, cut_time, promoted_time;
 	uint8_t flags;

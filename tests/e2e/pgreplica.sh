@@ -233,3 +233,29 @@ xact=$(json_get "d['postgres'][0]['last_transaction_us']")
 run_promoted "$T/p3-link/db" check_at
 note "promote --at $AT: mark 1 present, mark 2 absent; last transaction recovered $(json_get "d['postgres'][0]['last_transaction']")"
 san_check
+
+# --- 5. hot: a standby replaying as recv commits, promoted in seconds -------
+R4=$T/replica4
+mkdir -p "$R4"; chown postgres: "$R4"
+install -o postgres -m 0600 "$KEY" "$T/pg.key"     # the restore_command runs as postgres
+feed "$R4" --epoch-bytes 1500000 --upto "$MID" > "$T/h1.out" 2> "$T/h1.err" || fail "feeding failed: $(tail -3 "$T/h1.err")"
+expect_rc 0 "$BIN/bascule" replica standby --root "$R4" --key "$T/pg.key" --group app --pg-conf "$T/site.conf"
+grep -q "app/db: hot standby started in $R4/app/db" "$T/out" || fail "standby says: $(cat "$T/out" "$T/err")"
+[ "$(psql_promoted "SELECT pg_is_in_recovery()")" = t ] || fail "the standby is not in recovery"
+feed "$R4" --epoch-bytes 1500000 > "$T/h2.out" 2> "$T/h2.err" || fail "feeding failed: $(tail -3 "$T/h2.err")"
+t0=$(date +%s.%N)
+wait_for 60 "the standby's replay to $END" \
+	'[ "$(psql_promoted "SELECT pg_last_wal_replay_lsn() >= '"'$END'"'" 2>/dev/null)" = t ]'
+t1=$(date +%s.%N)
+expect_rc 0 "$BIN/bascule" replica standby --root "$R4" --key "$T/pg.key" --group app
+grep -q "app/db: hot standby running" "$T/out" || fail "a second standby call says: $(cat "$T/out")"
+t2=$(date +%s.%N)
+expect_rc 0 "$BIN/bascule" replica promote --root "$R4" --key "$T/pg.key" --group app --json
+t3=$(date +%s.%N)
+[ "$(json_get "d['postgres'][0]['mode']")" = hot ] || fail "promote did not use the standby: $(cat "$T/out")"
+[ "$(json_get "d['postgres'][0]['end_lsn']")" = "$END" ] || fail "hot promote at $(json_get "d['postgres'][0]['end_lsn']")"
+[ "$(json_get "d['postgres'][0]['timeline']")" = 2 ] || fail "hot promote reports timeline $(json_get "d['postgres'][0]['timeline']")"
+check_end      # running: the tables, not in recovery, timeline 2, takes writes
+pg_as "$PG_BIN/pg_ctl" -D "$R4/app/db" -m fast -w -t 60 stop > /dev/null || fail "the promoted standby did not stop"
+note "hot: the standby caught up $(printf %.1f "$(echo "$t1 - $t0" | bc)") s after the last epoch; promote (hot) $(printf %.1f "$(echo "$t3 - $t2" | bc)") s to a running primary at $END on timeline 2"
+san_check

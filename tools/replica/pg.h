@@ -148,6 +148,7 @@ void pgstore_committed(struct replica *r, const struct rstate *prev, const struc
 void pgstore_recover(struct replica *r, const struct rstate *s);
 
 /* ---- pgrun.c ---- */
+#define PG_SITE_CONF "/etc/bascule/postgresql.conf" /* this site's settings, unless --pg-conf */
 struct pgrun {
 	char data_dir[RPATH];      /* absolute */
 	int pfd, dfd;              /* its parent; itself, while bascule builds it */
@@ -165,6 +166,14 @@ static inline void pgrun_init(struct pgrun *run)
 	run->pfd = run->dfd = -1;
 }
 void pgrun_close(struct pgrun *run);
+/* The user, programs, settings and data directory of source SOURCE: G/SOURCE
+ * beneath the replica directory (made traversable for the PostgreSQL user;
+ * *RET_GFD the group's directory, for the caller to close), or
+ * LINK_DIR/SOURCE. */
+int pg_run_setup(struct replica *r, const char *group, const char *source, const struct promote_opts *o,
+		 const char *link_dir, struct pgrun *run, int *ret_gfd);
+/* RUN->bin from the data directory's PG_VERSION (unless set). */
+int pgrun_version(struct pgrun *run);
 /* The user PostgreSQL runs as: USER, else the replica directory's owner
  * unless it is root, else postgres. */
 int pgrun_user(struct replica *r, const char *user, struct pgrun *run);
@@ -198,6 +207,30 @@ int pgrun_log(const char *path, struct pgrecovered *ret);
  * archive recovery begins) accepts connections as a primary, or has
  * exited, within TIMEOUT (usec): 0, or -EIO (*RET says why). */
 int pgrun_wait_ready(const struct pgrun *run, uint64_t timeout, struct pgrecovered *ret);
+
+/* ---- pgstandby.c ---- */
+/* The hot standby of X at G/X: made from its base (standby.signal, a
+ * restore_command calling `bascule replica wal-get`) if there is none,
+ * started (*RET_STARTED) if it is not running.  Its directory in RET_DIR. */
+int pg_standby(struct replica *r, const char *group, const struct state_source *x, const struct promote_opts *o,
+	       char *ret_dir, size_t len, bool *ret_started);
+/* 1 and the standby's data directory if SOURCE has one, 0 if not. */
+int pg_standby_find(struct replica *r, const char *group, const char *source, char *ret_dir, size_t len);
+void pg_standby_forget(struct replica *r, const char *group, const char *source);
+/* The restore_command serving SOURCE's committed copy (to TLI/LSN if TLI is
+ * not 0), malloc'd in *RET. */
+int pg_restore_command(const struct replica *r, const char *group, const char *source, uint32_t tli, uint64_t lsn,
+		       char **ret);
+/* restore_command's work: WAL file NAME (a segment: zeros past the copy's
+ * end; a history file) of the committed copy, or of the copy ending at
+ * UPTO_TLI/UPTO_LSN, written to DEST.  -ENOENT: the copy has no such file
+ * (yet). */
+int pg_wal_get(struct replica *r, const char *group, const char *source, const char *name, const char *dest,
+	       uint32_t upto_tli, uint64_t upto_lsn);
+/* pg_ctl start as the PostgreSQL user, its log DATA_DIR/bascule.log. */
+int pgrun_start(const struct pgrun *run, uint64_t timeout);
+/* 1 if a server runs on RUN's data directory, 0 if not. */
+int pgrun_running(const struct pgrun *run);
 
 /* ---- pgpromote.c ---- */
 /* What promote does for a PostgreSQL source, decided before a rollback:

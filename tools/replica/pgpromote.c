@@ -17,6 +17,7 @@
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,6 @@
 #include <unistd.h>
 
 #define PROMOTED_PG "bascule-pg-promoted-v1"
-#define SITE_CONF "/etc/bascule/postgresql.conf"
 
 int pg_promote_plan(struct replica *r, const struct rstate *s, uint64_t epoch, uint64_t at, struct pgplan *ret,
 		    size_t max, size_t *ret_n)
@@ -143,9 +143,10 @@ static int stop(const struct pgrun *run)
 
 /* Start the server on RUN for recovery (to time AT if not 0) and wait
  * until it has promoted; *RET what its log says. */
-static int recover(const struct pgrun *run, uint32_t tli, uint64_t at, uint64_t timeout, struct pgrecovered *ret)
+static int recover(const struct pgrun *run, uint32_t tli, uint64_t at, const char *restore, uint64_t timeout,
+		   struct pgrecovered *ret)
 {
-	char opts[2048], target[96] = "", secs[32], when[48];
+	char opts[8192], target[96] = "", secs[32], when[48];
 	struct subproc_result res;
 	int rc;
 
@@ -156,9 +157,9 @@ static int recover(const struct pgrun *run, uint32_t tli, uint64_t at, uint64_t 
 	/* Nothing outside can connect; nothing is archived; the log is ours. */
 	snprintf(opts, sizeof(opts),
 		 "-c listen_addresses= -c unix_socket_directories=%s -c archive_mode=off -c hot_standby=off "
-		 "-c restore_command=/bin/false -c lc_messages=C -c log_timezone=UTC -c logging_collector=off "
+		 "-c \"restore_command=%s\" -c lc_messages=C -c log_timezone=UTC -c logging_collector=off "
 		 "-c log_destination=stderr -c recovery_target_timeline=%u -c recovery_target_action=promote%s",
-		 run->run_dir, tli, target);
+		 run->run_dir, restore ? restore : "/bin/false", tli, target);
 	snprintf(secs, sizeof(secs), "%llu", (unsigned long long)(timeout / 1000000));
 	unlink(run->log);
 	rc = pgrun_ctl(run, (const char *const[]){ "-D", run->data_dir, "-l", run->log, "-w", "-t", secs, "-o", opts,
@@ -181,18 +182,20 @@ static int recover(const struct pgrun *run, uint32_t tli, uint64_t at, uint64_t 
 	return rc;
 }
 
-/* PostgreSQL, as another user than the replica's owner, must pass
- * through the replica directory and the group's to reach its data. */
-static int traversable(struct replica *r, int gfd, const struct pgrun *run)
+/* Recovery to PLAN's time, or to the end of the WAL given when no
+ * transaction committed after it. */
+static int recover_to(const char *group, const struct state_source *y, const struct pgplan *plan, const char *restore,
+		      uint64_t timeout, const struct pgrun *run, struct pgrecovered *rec)
 {
-	struct stat st;
+	int rc = recover(run, y->timeline, plan->at, restore, timeout, rec);
 
-	if (run->uid == r->owner_uid)
-		return 0;
-	if ((fstat(r->root_fd, &st) == 0 && !(st.st_mode & S_IXOTH) && fchmod(r->root_fd, (st.st_mode & 07777) | S_IXOTH) < 0) ||
-	    (fstat(gfd, &st) == 0 && !(st.st_mode & S_IXOTH) && fchmod(gfd, (st.st_mode & 07777) | S_IXOTH) < 0))
-		return err_set(errno, "cannot let %s through %s: %s", run->user, r->root, strerror(errno));
-	return 0;
+	if (rc < 0 && plan->at && rec->target_missed) {
+		/* No transaction committed after the time: everything there is is before it. */
+		log_info("%s/%s: no transaction committed after the time asked for in the WAL kept; recovering "
+			 "to its end", group, y->name);
+		rc = recover(run, y->timeline, 0, restore, timeout, rec);
+	}
+	return rc;
 }
 
 static int promote_cold(struct replica *r, const char *group, const struct state_source *y, const struct pgplan *plan,
@@ -215,16 +218,7 @@ static int promote_cold(struct replica *r, const char *group, const struct state
 	    (rc = pgrun_place_wal(r, group, y->name, y->system_id, &path, run)) < 0 || (rc = pgrun_give(run)) < 0 ||
 	    (rc = pgrun_dir(run)) < 0)
 		return rc;
-	rc = recover(run, y->timeline, plan->at, timeout, &rec);
-	if (rc < 0 && plan->at && rec.target_missed) {
-		/* No transaction committed after the time: everything there is is before it. */
-		log_info("%s/%s: no transaction committed after the time asked for in the WAL kept; recovering "
-			 "to its end", group, y->name);
-		rc = recover(run, y->timeline, 0, timeout, &rec);
-	}
-	if (rc < 0)
-		return rc;
-	if ((rc = stop(run)) < 0)
+	if ((rc = recover_to(group, y, plan, NULL, timeout, run, &rec)) < 0 || (rc = stop(run)) < 0)
 		return rc;
 	ret->end_lsn = y->end_lsn;
 	ret->redo_lsn = rec.redo_lsn;
@@ -235,12 +229,123 @@ static int promote_cold(struct replica *r, const char *group, const struct state
 	return 0;
 }
 
+/* "Minimum recovery ending location" of a stopped cluster (pg_controldata). */
+static int min_recovery(const struct pgrun *run, uint64_t *ret)
+{
+	char prog[RPATH + 32];
+	struct subproc_result res;
+	const char *p;
+	int rc;
+
+	snprintf(prog, sizeof(prog), "%s/pg_controldata", run->bin);
+	rc = subproc_run((const char *const[]){ prog, "-D", run->data_dir, NULL },
+			 &(struct subproc_opts){ .timeout = 60000000, .output_max = 65536,
+						 .env = (const char *const[]){ "LC_ALL=C", NULL } }, &res);
+	if (rc < 0)
+		return rc;
+	if (res.exit_status != 0 || !(p = strstr(res.output, "Minimum recovery ending location:")))
+		rc = err_set(EIO, "pg_controldata -D %s: %s", run->data_dir, subproc_said(&res));
+	else {
+		char lsn[PGWAL_LSN_LEN];
+		*ret = 0;
+		if (sscanf(p, "Minimum recovery ending location: %17s", lsn) == 1)
+			pgwal_lsn_parse(lsn, ret);
+	}
+	subproc_result_free(&res);
+	return rc;
+}
+
+/* Remove the standby's WAL files: promotion takes its WAL from the copy
+ * (restore_command), never a later segment the standby fetched. */
+static int drop_wal(const struct pgrun *run)
+{
+	int wfd = openat(run->dfd, "pg_wal", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), rc = 0;
+	DIR *d;
+	struct dirent *e;
+
+	if (wfd < 0 || !(d = fdopendir(wfd))) {
+		rc = err_set(errno, "cannot open %s/pg_wal: %s", run->data_dir, strerror(errno));
+		if (wfd >= 0)
+			close(wfd);
+		return rc;
+	}
+	while ((e = readdir(d)))
+		if (e->d_type == DT_REG && unlinkat(wfd, e->d_name, 0) < 0 && rc == 0)
+			rc = err_set(errno, "cannot remove %s/pg_wal/%s: %s", run->data_dir, e->d_name, strerror(errno));
+	closedir(d);
+	return rc;
+}
+
+/* The standby at RUN, stopped, recovers to the promoted point through the
+ * copy's restore_command and promotes; it is then started as a primary.
+ * 1: done; 0: it has replayed past the point (the caller goes cold). */
+static int promote_hot(struct replica *r, const char *group, const struct state_source *x, const struct state_source *y,
+		       const struct pgplan *plan, const struct promote_opts *o, struct pgrun *run, struct promote_pg *ret)
+{
+	uint64_t timeout = o->pg_timeout ? o->pg_timeout : 3600ULL * 1000000, min = 0;
+	char *restore = NULL, a[PGWAL_LSN_LEN], b[PGWAL_LSN_LEN];
+	struct pgrecovered rec;
+	int rc;
+
+	if ((rc = pgrun_version(run)) < 0 || (rc = pgrun_running(run)) < 0 || (rc && (rc = stop(run)) < 0) ||
+	    (rc = min_recovery(run, &min)) < 0)
+		return rc;
+	/* Everything it replayed must be at or before the promoted epoch's end
+	 * (its commits are before --at too: the epoch was cut by then). */
+	if (min > x->end_lsn) {
+		log_info("%s/%s: the standby has replayed to %s, past the promoted point %s: restoring the base "
+			 "instead", group, x->name, pgwal_lsn_format(min, a), pgwal_lsn_format(x->end_lsn, b));
+		return 0;
+	}
+	if (unlinkat(run->dfd, "standby.signal", 0) < 0 && errno != ENOENT)
+		return err_set(errno, "cannot remove %s/standby.signal: %s", run->data_dir, strerror(errno));
+	if ((rc = drop_wal(run)) < 0 || (rc = pg_restore_command(r, group, y->name, y->timeline, y->end_lsn, &restore)) < 0)
+		return rc;
+	{
+		int fd = openat(run->dfd, "recovery.signal", O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 || fchown(fd, run->uid, run->gid) < 0)
+			rc = err_set(errno, "cannot create %s/recovery.signal: %s", run->data_dir, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	}
+	if (rc == 0 && (rc = pgrun_dir(run)) == 0 && (rc = recover_to(group, y, plan, restore, timeout, run, &rec)) == 0 &&
+	    (rc = stop(run)) == 0)
+		rc = pgrun_start(run, timeout);
+	free(restore);
+	if (rc < 0)
+		return rc;
+	pg_standby_forget(r, group, x->name);
+	ret->hot = true;
+	ret->end_lsn = y->end_lsn;
+	ret->redo_lsn = rec.redo_lsn;
+	ret->timeline = rec.tli;
+	ret->last_xact = rec.last_xact;
+	ret->at = plan->at;
+	pgrun_dir_remove(run);
+	return 1;
+}
+
+/* A standby replayed too far is kept aside, as G/.SOURCE.standby-LSN. */
+static int set_aside(const struct pgrun *run, const char *source, uint64_t lsn)
+{
+	char to[NAME_MAX_LEN + 64], l[PGWAL_LSN_LEN];
+
+	pgwal_lsn_format(lsn, l);
+	l[strcspn(l, "/")] = '-';
+	snprintf(to, sizeof(to), ".%s.standby-%s", source, l);
+	if (renameat(run->pfd, source, run->pfd, to) < 0)
+		return err_set(errno, "cannot move %s aside: %s", run->data_dir, strerror(errno));
+	log_info("the standby's data directory is kept as %s beside it", to);
+	return 0;
+}
+
 int pg_promote(struct replica *r, const char *group, const struct state_source *x, const struct pgplan *plan,
 	       const struct promote_opts *o, struct promote_pg *ret)
 {
 	struct state_source y = *x;
 	struct promote_pg p;
 	struct pgrun run;
+	char standby[1024];
 	uint64_t t0 = clock_mono_usec();
 	int gfd = -1, rc;
 
@@ -253,38 +358,38 @@ int pg_promote(struct replica *r, const char *group, const struct state_source *
 		y.end_lsn = plan->end_lsn;
 	}
 	pgrun_init(&run);
-	run.conf = o->pg_conf ? o->pg_conf : access(SITE_CONF, F_OK) == 0 ? SITE_CONF : NULL;
-	if (o->pg_bin)
-		snprintf(run.bin, sizeof(run.bin), "%s", o->pg_bin);
-	if ((rc = pgrun_user(r, o->pg_user, &run)) < 0)
+	if ((rc = pg_run_setup(r, group, x->name, o, o->link_dir, &run, &gfd)) < 0)
 		goto out;
-	if (o->link_dir) {
-		char abs[RPATH];
-		if ((rc = fs_abspath(o->link_dir, abs, sizeof(abs))) < 0 || (run.pfd = dest_open(r, o->link_dir, 0755)) < 0) {
-			rc = rc < 0 ? rc : run.pfd;
+	memcpy(p.data_dir, run.data_dir, strlen(run.data_dir) + 1); /* fits: checked above */
+	if ((rc = pg_standby_find(r, group, x->name, standby, sizeof(standby))) < 0)
+		goto out;
+	if (rc == 1) {
+		/* The hot standby is promoted where it is, whatever --link-dir says. */
+		pgrun_close(&run);
+		pgrun_init(&run);
+		if (gfd >= 0)
+			close(gfd);
+		gfd = -1;
+		if ((rc = pg_run_setup(r, group, x->name, o, NULL, &run, &gfd)) < 0)
 			goto out;
-		}
-		if (snprintf(run.data_dir, sizeof(run.data_dir), "%s/%s", abs, x->name) >= (int)sizeof(p.data_dir)) {
-			rc = -ENAMETOOLONG;
+		memcpy(p.data_dir, run.data_dir, strlen(run.data_dir) + 1);
+		if ((rc = promote_hot(r, group, x, &y, plan, o, &run, &p)) < 0)
 			goto out;
-		}
-	} else {
-		if ((gfd = tree_open(r, group, O_RDONLY | O_DIRECTORY, 0)) < 0) {
-			rc = gfd;
-			goto out;
-		}
-		if ((run.pfd = dup(gfd)) < 0 || (rc = traversable(r, gfd, &run)) < 0) {
-			rc = rc < 0 ? rc : -errno;
-			goto out;
-		}
-		if (snprintf(run.data_dir, sizeof(run.data_dir), "%s/%s/%s", r->root, group, x->name) >=
-		    (int)sizeof(p.data_dir)) {
-			rc = -ENAMETOOLONG;
-			goto out;
+		if (rc == 0) {
+			pg_standby_forget(r, group, x->name);
+			if ((rc = set_aside(&run, x->name, x->end_lsn)) < 0)
+				goto out;
+			pgrun_close(&run);
+			pgrun_init(&run);
+			if (gfd >= 0)
+				close(gfd);
+			gfd = -1;
+			if ((rc = pg_run_setup(r, group, x->name, o, o->link_dir, &run, &gfd)) < 0)
+				goto out;
+			memcpy(p.data_dir, run.data_dir, strlen(run.data_dir) + 1);
 		}
 	}
-	memcpy(p.data_dir, run.data_dir, strlen(run.data_dir) + 1); /* fits: checked above */
-	if ((rc = promote_cold(r, group, &y, plan, o, &run, &p)) < 0)
+	if (!p.hot && (rc = promote_cold(r, group, &y, plan, o, &run, &p)) < 0)
 		goto out;
 	p.usec = clock_mono_usec() - t0;
 	if ((rc = record_promoted(r, group, &p)) < 0)

@@ -57,6 +57,46 @@ int pgrun_user(struct replica *r, const char *user, struct pgrun *run)
 	return 0;
 }
 
+/* PostgreSQL, as another user than the replica's owner, must pass
+ * through the replica directory and the group's to reach its data. */
+static int traversable(struct replica *r, int gfd, const struct pgrun *run)
+{
+	struct stat st;
+
+	if (run->uid == r->owner_uid)
+		return 0;
+	if ((fstat(r->root_fd, &st) == 0 && !(st.st_mode & S_IXOTH) && fchmod(r->root_fd, (st.st_mode & 07777) | S_IXOTH) < 0) ||
+	    (fstat(gfd, &st) == 0 && !(st.st_mode & S_IXOTH) && fchmod(gfd, (st.st_mode & 07777) | S_IXOTH) < 0))
+		return err_set(errno, "cannot let %s through %s: %s", run->user, r->root, strerror(errno));
+	return 0;
+}
+
+int pg_run_setup(struct replica *r, const char *group, const char *source, const struct promote_opts *o,
+		 const char *link_dir, struct pgrun *run, int *ret_gfd)
+{
+	int rc = 0, n;
+
+	run->conf = o->pg_conf ? o->pg_conf : access(PG_SITE_CONF, F_OK) == 0 ? PG_SITE_CONF : NULL;
+	if (o->pg_bin)
+		snprintf(run->bin, sizeof(run->bin), "%s", o->pg_bin);
+	if ((rc = pgrun_user(r, o->pg_user, run)) < 0)
+		return rc;
+	if (link_dir) {
+		char abs[RPATH];
+		if ((rc = fs_abspath(link_dir, abs, sizeof(abs))) < 0 || (run->pfd = dest_open(r, link_dir, 0755)) < 0)
+			return rc < 0 ? rc : run->pfd;
+		n = snprintf(run->data_dir, sizeof(run->data_dir), "%s/%s", abs, source);
+	} else {
+		if ((*ret_gfd = tree_open(r, group, O_RDONLY | O_DIRECTORY, 0)) < 0)
+			return *ret_gfd;
+		if ((run->pfd = dup(*ret_gfd)) < 0 || (rc = traversable(r, *ret_gfd, run)) < 0)
+			return rc < 0 ? rc : -errno;
+		n = snprintf(run->data_dir, sizeof(run->data_dir), "%s/%s/%s", r->root, group, source);
+	}
+	/* Whatever reports it (struct promote_pg) holds it too. */
+	return n >= (int)sizeof(((struct promote_pg *)0)->data_dir) ? -ENAMETOOLONG : 0;
+}
+
 /* ---- building ---- */
 
 static int write_new(int dfd, const char *name, const void *data, size_t len, const char *dir)
@@ -203,9 +243,8 @@ static int config(struct pgrun *run, bool standby)
 int pgrun_make(struct replica *r, const char *group, const char *source, const struct pgbase *b, bool standby,
 	       struct pgrun *run)
 {
-	char *slash = strrchr(run->data_dir, '/'), parent[RPATH], ver[16] = "";
-	int in, rc, fd;
-	ssize_t n;
+	char *slash = strrchr(run->data_dir, '/'), parent[RPATH];
+	int in, rc;
 
 	if (!slash || slash == run->data_dir)
 		return err_set(EINVAL, "%s cannot be a data directory", run->data_dir);
@@ -229,8 +268,18 @@ int pgrun_make(struct replica *r, const char *group, const char *source, const s
 		rc = tablespaces(r, group, source, b, run);
 	if (rc == 0)
 		rc = config(run, standby);
-	if (rc < 0)
-		return rc;
+	return rc < 0 ? rc : pgrun_version(run);
+}
+
+int pgrun_version(struct pgrun *run)
+{
+	char ver[16] = "";
+	ssize_t n;
+	int fd;
+
+	if (run->dfd < 0 && (run->dfd = openat(run->pfd, strrchr(run->data_dir, '/') + 1,
+					       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return err_set(errno, "cannot open %s: %s", run->data_dir, strerror(errno));
 	/* The programs of its version (Debian's layout), unless --pg-bin. */
 	if ((fd = openat(run->dfd, "PG_VERSION", O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
 		n = read(fd, ver, sizeof(ver) - 1);
@@ -239,8 +288,7 @@ int pgrun_make(struct replica *r, const char *group, const char *source, const s
 		ver[strcspn(ver, "\n")] = 0;
 	}
 	if (!ver[0] || strspn(ver, "0123456789.") != strlen(ver))
-		return err_set(EBADMSG, "the base backup of %s/%s has no PG_VERSION: not a PostgreSQL data "
-					"directory", group, source);
+		return err_set(EBADMSG, "%s has no PG_VERSION: not a PostgreSQL data directory", run->data_dir);
 	if (!run->bin[0])
 		snprintf(run->bin, sizeof(run->bin), "/usr/lib/postgresql/%s/bin", ver);
 	return 0;
