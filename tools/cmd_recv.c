@@ -167,6 +167,21 @@ static int r_extent(void *ctx, uint32_t src, uint64_t off, uint32_t len, const u
 	return replica_epoch_extent(((struct rsink *)ctx)->a, src, off, len, data);
 }
 
+static int r_pgsource(void *ctx, const struct msg_pgsource *m)
+{
+	return replica_epoch_pgsource(((struct rsink *)ctx)->a, m);
+}
+
+static int r_wal(void *ctx, uint32_t src, uint64_t lsn, uint32_t len, const uint8_t *data)
+{
+	return replica_epoch_wal(((struct rsink *)ctx)->a, src, lsn, len, data);
+}
+
+static int r_basefile(void *ctx, uint32_t src, const char *file, uint64_t off, uint32_t len, const uint8_t *data)
+{
+	return replica_epoch_basefile(((struct rsink *)ctx)->a, src, file, off, len, data);
+}
+
 static int r_basis(void *ctx, uint32_t src, uint64_t off, uint8_t *buf, uint32_t len)
 {
 	struct rsink *k = ctx;
@@ -202,7 +217,9 @@ static void recv_usage(FILE *f)
 		   "(DIR/GROUP/SOURCE).  Run by basculed (local: targets) or by sshd with\n"
 		   "command=\"bascule recv --root DIR\" (ssh:// targets).  Not for interactive use:\n"
 		   "through ssh with any other command (ssh USER@SECONDARY test) it only says\n"
-		   "whether it is ready, and touches no replica.\n\n"
+		   "whether it is ready, and touches no replica.  PostgreSQL sources are kept as\n"
+		   "base backups and WAL in DIR/GROUP/.SOURCE.pg/ (a hot standby: bascule replica\n"
+		   "standby; docs/postgres.md).\n\n"
 		   "  --root DIR         replica directory (created if missing)\n"
 		   "  --key FILE         site key, mode 0600 (default /etc/bascule/site.key)\n"
 		   "  --keep-epochs N    keep undo data of the last N epochs for rollback (24)\n"
@@ -230,7 +247,8 @@ int cmd_recv(int argc, char **argv)
 	struct replica *r = NULL;
 	struct rsink k = { 0 };
 	struct recv_sink sink = { .ctx = &k, .state = replica_state, .begin = r_begin, .source = r_source,
-				  .extent = r_extent, .basis = r_basis, .commit = r_commit, .abort = r_abort,
+				  .extent = r_extent, .basis = r_basis, .pgsource = r_pgsource, .wal = r_wal,
+				  .basefile = r_basefile, .commit = r_commit, .abort = r_abort,
 				  .signatures = send_signatures, .advise = advise };
 	int c, rc = 0;
 
