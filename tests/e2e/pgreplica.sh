@@ -239,6 +239,15 @@ R4=$T/replica4
 mkdir -p "$R4"; chown postgres: "$R4"
 install -o postgres -m 0600 "$KEY" "$T/pg.key"     # the restore_command runs as postgres
 feed "$R4" --epoch-bytes 1500000 --upto "$MID" > "$T/h1.out" 2> "$T/h1.err" || fail "feeding failed: $(tail -3 "$T/h1.err")"
+# wal-get, the standby's restore_command: the committed copy, nothing beyond it
+WG=("$BIN/bascule" replica wal-get --root "$R4" --key "$T/pg.key" --group app --source db)
+seg_mid=$(pg_sql p "SELECT pg_walfile_name('$MID')")
+expect_rc 0 "${WG[@]}" "$seg_mid" "$T/seg"
+cmp -s -n $(( $(lsn_num "$MID") % 16777216 )) "$T/seg" "$T/wal/$seg_mid" || fail "wal-get $seg_mid differs from pgstream's below $MID"
+[ -z "$(tail -c +$(( $(lsn_num "$MID") % 16777216 + 1 )) "$T/seg" | tr -d '\0' | head -c 1)" ] || fail "wal-get $seg_mid holds bytes past the committed $MID"
+expect_rc 1 "${WG[@]}" "$last" "$T/seg"            # not committed yet
+expect_rc 1 "${WG[@]}" 00000002.history "$T/seg"   # no such timeline
+expect_rc 2 "$BIN/bascule" replica wal-get --root "$R4" --group app "$seg_mid"
 expect_rc 0 "$BIN/bascule" replica standby --root "$R4" --key "$T/pg.key" --group app --pg-conf "$T/site.conf"
 grep -q "app/db: hot standby started in $R4/app/db" "$T/out" || fail "standby says: $(cat "$T/out" "$T/err")"
 [ "$(psql_promoted "SELECT pg_is_in_recovery()")" = t ] || fail "the standby is not in recovery"
