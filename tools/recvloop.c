@@ -265,6 +265,8 @@ int recv_serve(struct site_key *key, const struct recv_sink *s)
 			}
 			if ((rc = send_ack(&w, group, epoch, 0)) < 0)
 				goto out;
+			if (s->committed)
+				s->committed(s->ctx, group);
 			break;
 		}
 		case MSG_SIG_REQUEST: {

@@ -34,6 +34,9 @@ struct recv_sink {
 	int (*commit)(void *ctx, const struct msg_epoch_end *m);
 	/* Drop the epoch in progress (connection lost, error). */
 	void (*abort)(void *ctx);
+	/* After the ack of a committed epoch of GROUP went out (may be NULL):
+	 * work that must not delay the ack (a hot standby to start). */
+	void (*committed)(void *ctx, const char *group);
 	/* Answer SIG_REQUEST (NULL: refused). */
 	int (*signatures)(void *ctx, struct wire *w, const struct msg_sig *req);
 	/* Turn an error into advice for the operator (may be NULL). */
