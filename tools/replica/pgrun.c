@@ -251,14 +251,15 @@ int pgrun_make(struct replica *r, const char *group, const char *source, const s
 	snprintf(parent, sizeof(parent), "%.*s", (int)(slash - run->data_dir), run->data_dir);
 	if (run->pfd < 0 && (run->pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return err_set(errno, "cannot open %s: %s", parent, strerror(errno));
-	/* Root's own while it is built: nobody else can enter it. */
+	/* Root's own while it is built: nobody else can enter it (run by the
+	 * receiving user, as recv's hot standby is: that user's own, 0700). */
 	if (mkdirat(run->pfd, slash + 1, 0700) < 0)
 		return err_set(errno, errno == EEXIST ? "%s exists: move it away (a data directory is made "
 							"afresh)" : "cannot create %s: %s", run->data_dir,
 			       strerror(errno));
 	if ((run->dfd = openat(run->pfd, slash + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		return err_set(errno, "cannot open %s: %s", run->data_dir, strerror(errno));
-	if (fchown(run->dfd, 0, 0) < 0 || fchmod(run->dfd, 0700) < 0)
+	if ((geteuid() == 0 && fchown(run->dfd, 0, 0) < 0) || fchmod(run->dfd, 0700) < 0)
 		return err_set(errno, "cannot make %s root's while it is built: %s", run->data_dir, strerror(errno));
 	if ((in = base_file(r, group, source, b, "base.tar")) < 0)
 		return in;
