@@ -427,7 +427,8 @@ int main(int argc, char **argv)
 
 		if ((r = wire_recv_blocking(&w, &t, &body)) < 0) {
 			fprintf(stderr, "pgsink: %s\n", err_msg(r));
-			return ep.n ? 1 : 0;
+			r = ep.n ? 1 : 0;
+			goto out;
 		}
 		switch (t) {
 		case MSG_EPOCH_BEGIN: {
@@ -578,9 +579,16 @@ int main(int argc, char **argv)
 			break;
 		}
 		case MSG_BYE:
-			return 0;
+			r = 0;
+			goto out;
 		default:
 			die("unexpected message");
 		}
 	}
+out:
+	wire_free(&w);
+	ZSTD_freeDCtx(z);
+	free(raw);
+	key_free(key);
+	return r;
 }

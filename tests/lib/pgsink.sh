@@ -7,7 +7,8 @@
 #   sink_config NAME [SOURCE_LINES...] [-- TARGET_LINES...]
 #                               bascule.yaml: group app, source db of cluster
 #                               NAME (extra lines in the source), target
-#                               secondary = the stand-in at $SINK
+#                               secondary = the stand-in at $SINK (run as
+#                               $SINK_CMD when set: a wrapper of pgsink)
 #   pgsrc FIELD                 status field of source app/db (JSON value)
 #   pgtgt FIELD                 the target's view of app/db
 #   lsn_of 'X/Y'                an LSN as a number
@@ -44,7 +45,7 @@ sink_config() {
 		echo "targets:"
 		echo "  - name: secondary"
 		echo "    url: local:$SINK"
-		echo "    remote_command: $BIN/tests/pgsink"
+		echo "    remote_command: ${SINK_CMD:-$BIN/tests/pgsink}"
 		for l in "${tgt[@]}"; do echo "    $l"; done
 	} > "$T/bascule.yaml"
 }
@@ -54,9 +55,11 @@ pgtgt() { status_get "json.dumps(d['targets'][0]['groups']['app']['postgres']['d
 lsn_of() { python3 -c "h, l = '$1'.strip('\"').split('/'); print(int(h, 16) << 32 | int(l, 16))"; }
 
 wait_for() {
-	local s=$1 what=$2 cond=$3
-	for _ in $(seq $((s * 10))); do eval "$cond" && return 0; sleep 0.1; done
-	fail "timed out after ${s}s waiting for $what"
+	local s=$1 what=$2 cond=$3 until=$(($(date +%s) + $1))
+	until eval "$cond"; do
+		[ "$(date +%s)" -lt "$until" ] || fail "timed out after ${s}s waiting for $what"
+		sleep 0.1
+	done
 }
 
 sink_restore() {
