@@ -245,7 +245,8 @@ seg_mid=$(pg_sql p "SELECT pg_walfile_name('$MID')")
 expect_rc 0 "${WG[@]}" "$seg_mid" "$T/seg"
 cmp -s -n $(( $(lsn_num "$MID") % 16777216 )) "$T/seg" "$T/wal/$seg_mid" || fail "wal-get $seg_mid differs from pgstream's below $MID"
 [ -z "$(tail -c +$(( $(lsn_num "$MID") % 16777216 + 1 )) "$T/seg" | tr -d '\0' | head -c 1)" ] || fail "wal-get $seg_mid holds bytes past the committed $MID"
-expect_rc 1 "${WG[@]}" "$last" "$T/seg"            # not committed yet
+seg_next=$(pg_sql p "SELECT pg_walfile_name('$MID'::pg_lsn + 16777216)")
+expect_rc 1 "${WG[@]}" "$seg_next" "$T/seg"        # not committed yet (the copy ends at $MID)
 expect_rc 1 "${WG[@]}" 00000002.history "$T/seg"   # no such timeline
 expect_rc 2 "$BIN/bascule" replica wal-get --root "$R4" --group app "$seg_mid"
 expect_rc 0 "$BIN/bascule" replica standby --root "$R4" --key "$T/pg.key" --group app --pg-conf "$T/site.conf"
