@@ -21,6 +21,8 @@
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
+#include "pgsource.h"
+#include "pgwal.h"
 #include "units.h"
 #include <fcntl.h>
 #include <inttypes.h>
@@ -38,13 +40,18 @@
 #define CTL_ACCEPT_BATCH 16         /* accepts per event: clients get read in between */
 #define CTL_TIMEOUT_USEC 5000000
 #define CTL_PAUSE_USEC 100000
+#define CTL_SYNC_USEC 120000000     /* sync: the primary's WAL position reached in the spool */
 
 struct ctl_client {
 	struct daemon *d;
 	int fd;
 	sd_event_source *io, *timer;
 	bool may_control;
-	bool waiting;                  /* its reload applies when the running cut ends */
+	bool waiting;                  /* its reload applies when the running cut ends, or its
+					* sync waits for the WAL of postgres sources */
+	unsigned sync_pending;         /* postgres sources whose WAL the sync still waits for */
+	bool sync_all;                 /* sync: every group, else SYNC_GROUP */
+	char sync_group[NAME_MAX_LEN + 1];
 	uid_t uid;
 	struct ctl_client *prev, *next; /* d->clients, oldest first */
 	char buf[CTL_MAX_REQUEST];
@@ -55,8 +62,10 @@ static void client_free(struct ctl_client *c)
 {
 	struct daemon *d = c->d;
 
-	if (c->waiting)
+	if (c->waiting) {
 		daemon_reload_forget(d, c);
+		pgsources_forget(d, c);
+	}
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -93,6 +102,62 @@ static bool client_evict(struct daemon *d, const char *why)
 	return false;
 }
 
+static json_t *lsn_json(uint64_t lsn)
+{
+	char buf[PGWAL_LSN_LEN];
+
+	return json_string(pgwal_lsn_format(lsn, buf));
+}
+
+/* A postgres source: its stream, spool and base backups. */
+static json_t *pgsource_json(struct pgsrc *p, uint64_t now)
+{
+	const struct pgbase *B = &p->bases.newest;
+	json_t *base = json_null();
+
+	if (p->bases.have)
+		base = json_pack("{s:o, s:o, s:i, s:f, s:f, s:I}", "id", lsn_json(B->id), "end_lsn", lsn_json(B->end_lsn),
+				 "timeline", (int)B->tli, "time", units_round((double)B->time / 1e6, UNITS_UNIXTIME),
+				 "age_seconds", units_round((double)(now - B->time) / 1e6, UNITS_SECONDS), "bytes",
+				 (json_int_t)B->bytes);
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:o, s:o, s:o, s:o, s:I, s:o, s:I, s:I, s:o, s:o, s:b, "
+			 "s:I, s:s, s:I, s:s, s:f}",
+			 "state", pgsource_state_name(p), "slot", p->cfg->slot, "application_name",
+			 p->cfg->application_name, "synchronous", p->cfg->synchronous, "last_error", p->last_error,
+			 "system_id", (json_int_t)p->system_id, "timeline", (int)p->tli,
+			 "received_lsn", lsn_json(p->received), "durable_lsn", lsn_json(walspool_durable(&p->wal)),
+			 "flushed_lsn", lsn_json(p->reported), "primary_lsn", lsn_json(p->server_end),
+			 "slot_retained_bytes", (json_int_t)(p->server_end > p->reported && p->reported
+								? p->server_end - p->reported : 0),
+			 "spool_start_lsn", lsn_json(walspool_start(&p->wal)),
+			 "spool_bytes", (json_int_t)walspool_bytes(&p->wal),
+			 "wal_spool_max", (json_int_t)p->cfg->wal_spool_max,
+			 "epoch_lsn", p->epoch_valid ? lsn_json(p->epoch_end) : json_null(),
+			 "base", base, "base_running", p->base != NULL,
+			 "base_bytes_done", (json_int_t)(p->base ? p->base_bytes : 0), "base_error", p->base_error,
+			 "bases_taken", (json_int_t)p->bases_taken, "base_wanted", p->base_wanted ? p->base_why : "",
+			 "last_error_time", units_round((double)p->last_error_time / 1e6, UNITS_UNIXTIME));
+}
+
+/* Where target T's copy of postgres source S of group K stands. */
+static json_t *tpg_json(struct target *t, uint32_t k, uint32_t s, uint64_t now)
+{
+	struct group *g = t->d->groups[k];
+	struct pgsrc *p = g->sources[s].pg;
+	const struct tpg *tp = &t->groups[k].pg[s];
+	bool valid = tp->known && tp->acked_system == p->system_id && tp->acked_tli == p->tli && tp->acked_lsn;
+	bool behind = valid && tp->acked_lsn < walspool_start(&p->wal);
+
+	if (t->cfg->kind == TARGET_VAULT)
+		return json_pack("{s:b}", "sent", 0);
+	return json_pack("{s:o, s:o, s:I, s:f, s:b, s:b, s:I}", "acked_lsn", valid ? lsn_json(tp->acked_lsn) : json_null(),
+			 "sent_lsn", tp->known && tp->base_id ? lsn_json(tp->end_lsn) : json_null(),
+			 "lag_bytes", (json_int_t)(!valid ? -1 : p->received > tp->acked_lsn ? (int64_t)(p->received - tp->acked_lsn) : 0),
+			 "lag_seconds", units_round(valid ? pgsource_lag_seconds(p, tp->acked_lsn, now) : -1, UNITS_SECONDS),
+			 "needs_base", tp->needs_base || behind, "behind_spool", behind,
+			 "bases_received", (json_int_t)tp->bases_sent);
+}
+
 static json_t *status_json(struct daemon *d)
 {
 	json_t *groups = json_array(), *targets = json_array(), *loop;
@@ -102,9 +167,16 @@ static json_t *status_json(struct daemon *d)
 		struct group *g = d->groups[i];
 		json_t *srcs = json_array();
 		for (uint32_t s = 0; s < g->n_sources; s++)
-			json_array_append_new(srcs, json_pack("{s:s, s:s, s:I}", "name", g->sources[s].cfg->name,
-							      "disk", g->sources[s].cfg->disk, "size",
-							      (json_int_t)g->sources[s].size));
+			if (g->sources[s].pg)
+				json_array_append_new(srcs, json_pack("{s:s, s:s, s:I, s:o}", "name",
+								      g->sources[s].cfg->name, "type", "postgres",
+								      "size", (json_int_t)0, "postgres",
+								      pgsource_json(g->sources[s].pg, clock_now_usec())));
+			else
+				json_array_append_new(srcs, json_pack("{s:s, s:s, s:s, s:I}", "name",
+								      g->sources[s].cfg->name, "type", "disk", "disk",
+								      g->sources[s].cfg->disk, "size",
+								      (json_int_t)g->sources[s].size));
 		json_array_append_new(groups,
 				      json_pack("{s:s, s:I, s:f, s:f, s:I, s:b, s:b, s:b, s:f, s:o}", "name", g->name,
 						"last_cut", (json_int_t)g->last_cut, "cut_time",
@@ -118,10 +190,19 @@ static json_t *status_json(struct daemon *d)
 	for (uint32_t i = 0; i < d->n_targets; i++) {
 		struct target *t = d->targets[i];
 		json_t *tg = json_object();
-		for (uint32_t k = 0; k < d->n_groups; k++)
-			json_object_set_new(tg, d->groups[k]->name,
-					    json_pack("{s:I, s:f}", "acked", (json_int_t)t->groups[k].acked,
-						      "lag_seconds", units_round(target_lag_seconds(t, k, now), UNITS_SECONDS)));
+		for (uint32_t k = 0; k < d->n_groups; k++) {
+			json_t *one = json_pack("{s:I, s:f}", "acked", (json_int_t)t->groups[k].acked, "lag_seconds",
+						units_round(target_lag_seconds(t, k, now), UNITS_SECONDS));
+			if (d->groups[k]->n_pg) {
+				json_t *pg = json_object();
+				for (uint32_t s = 0; s < d->groups[k]->n_sources; s++)
+					if (d->groups[k]->sources[s].pg)
+						json_object_set_new(pg, d->groups[k]->sources[s].cfg->name,
+								    tpg_json(t, k, s, now));
+				json_object_set_new(one, "postgres", pg);
+			}
+			json_object_set_new(tg, d->groups[k]->name, one);
+		}
 		json_array_append_new(
 			targets,
 			json_pack("{s:s, s:s, s:s, s:s, s:f, s:I, s:I, s:I, s:I, s:f, s:I, s:i, s:o}", "name",
@@ -170,6 +251,92 @@ static json_t *refuse(const char *why)
 }
 
 static void on_reloaded(void *ctx, int r);
+static void client_answer(struct ctl_client *c, json_t *resp);
+
+/* The sync's epochs, once the WAL of its postgres sources is in the spool. */
+static json_t *sync_cut(struct daemon *d, const char *gname)
+{
+	json_t *epochs = json_object();
+
+	for (uint32_t i = 0; i < d->n_groups; i++) {
+		struct group *g = d->groups[i];
+		if (gname && strcmp(gname, g->name))
+			continue;
+		targets_sync(d, g);
+		json_object_set_new(epochs, g->name, json_integer((json_int_t)group_request_cut(g)));
+	}
+	return json_pack("{s:b, s:o}", "ok", 1, "epochs", epochs);
+}
+
+/* A postgres source of a sync: the primary's WAL position of the call is
+ * durable in the spool (or could not be learned). */
+static void on_sync_pos(void *ctx, int r, uint64_t lsn)
+{
+	struct ctl_client *c = ctx;
+	struct daemon *d = c->d;
+
+	if (r < 0) {
+		char why[1100];
+		snprintf(why, sizeof(why), "%s", err_msg(r));
+		c->waiting = false;
+		pgsources_forget(d, c);
+		client_answer(c, refuse(why));
+		return;
+	}
+	if (--c->sync_pending)
+		return;
+	c->waiting = false;
+	client_answer(c, sync_cut(d, c->sync_all ? NULL : c->sync_group));
+}
+
+static int on_sync_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct ctl_client *c = userdata;
+
+	c->waiting = false;
+	pgsources_forget(c->d, c);
+	client_answer(c, refuse_code(EXIT_TIMEOUT, "the primary's WAL position of the sync did not reach the spool in "
+						"120 s: is its stream up (bascule status)?"));
+	return 0;
+}
+
+/* SYNC of groups with postgres sources: first learn each primary's WAL
+ * position, then cut (docs/postgres.md, "bascule sync").  NULL: answered
+ * later. */
+static json_t *sync_start(struct ctl_client *c, const char *gname)
+{
+	struct daemon *d = c->d;
+	int r;
+
+	c->sync_all = !gname;
+	snprintf(c->sync_group, sizeof(c->sync_group), "%s", gname ? gname : "");
+	c->sync_pending = 0;
+	c->waiting = true;
+	for (uint32_t i = 0; i < d->n_groups; i++) {
+		struct group *g = d->groups[i];
+		if (gname && strcmp(gname, g->name))
+			continue;
+		for (uint32_t s = 0; s < g->n_sources; s++) {
+			if (!g->sources[s].pg)
+				continue;
+			if ((r = pgsource_sync(g->sources[s].pg, on_sync_pos, c)) < 0) {
+				c->waiting = false;
+				pgsources_forget(d, c);
+				return refuse_code(err_exit_code(r), err_msg(r));
+			}
+			c->sync_pending++;
+		}
+	}
+	if (!c->sync_pending) {
+		c->waiting = false;
+		return sync_cut(d, gname);
+	}
+	c->timer = sd_event_source_disable_unref(c->timer);
+	if (sd_event_add_time_relative(d->ev, &c->timer, CLOCK_MONOTONIC, CTL_SYNC_USEC, 100000, on_sync_timeout,
+				       c) < 0)
+		log_warn("control: cannot arm the sync's timer");
+	return NULL;
+}
 
 static json_t *handle(struct ctl_client *c, json_t *req)
 {
@@ -213,11 +380,13 @@ static json_t *handle(struct ctl_client *c, json_t *req)
 	}
 	{
 		json_t *epochs = json_object();
+		bool pg = false;
 		for (uint32_t i = 0; i < d->n_groups; i++) {
 			struct group *g = d->groups[i];
 			if (gname && strcmp(gname, g->name))
 				continue;
 			found = true;
+			pg |= g->n_pg > 0;
 			if (!strcmp(cmd, "pause")) {
 				g->paused = true;
 				log_info("group %s paused by uid %u", g->name, (unsigned)c->uid);
@@ -228,9 +397,6 @@ static json_t *handle(struct ctl_client *c, json_t *req)
 			} else if (g->paused) {
 				json_decref(epochs);
 				return refuse("the group is paused: resume it first");
-			} else {
-				targets_sync(d, g);
-				json_object_set_new(epochs, g->name, json_integer((json_int_t)group_request_cut(g)));
 			}
 		}
 		if (!found) {
@@ -242,7 +408,10 @@ static json_t *handle(struct ctl_client *c, json_t *req)
 			json_decref(epochs);
 			return refuse_code(EXIT_USAGE, why);
 		}
-		return json_pack("{s:b, s:o}", "ok", 1, "epochs", epochs);
+		json_decref(epochs);
+		if (strcmp(cmd, "sync"))
+			return json_pack("{s:b, s:o}", "ok", 1, "epochs", json_object());
+		return pg ? sync_start(c, gname) : sync_cut(d, gname);
 	}
 }
 

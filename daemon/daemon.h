@@ -38,6 +38,8 @@ struct httpd;
 struct child;
 struct ctl_client;
 struct reload;
+struct pgsrc;
+struct pgjob;
 
 struct source {
 	struct group *g;
@@ -48,6 +50,7 @@ struct source {
 	uint64_t size;                 /* at the last cut */
 	uint8_t digest[DIGEST_BYTES];  /* at the last cut */
 	int wd;                        /* inotify watch, -1 if none */
+	struct pgsrc *pg;              /* a postgres source (pgsource.h), else NULL: a disk */
 };
 
 struct group {
@@ -79,9 +82,17 @@ struct group {
 	uint64_t epochs_cut;
 	uint64_t last_scan_usec;
 	uint64_t last_scan_mono;
-	struct spool *spool;           /* of the last cut, while jobs are queued */
+	struct spool *spool;           /* of the last cut, while jobs are queued (NULL: WAL only) */
 	uint64_t spool_floor[PROTO_MAX_SOURCES]; /* the spool holds blocks newer than this */
 	sd_event_source *timer;
+	/* postgres sources (docs/postgres.md) */
+	uint32_t n_pg, n_disks;        /* sources of each kind */
+	sd_event_source *pg_timer;     /* wal_interval: cut the WAL made durable */
+	uint64_t wal_interval;         /* the shortest of its sources' */
+	bool want_wal;                 /* durable WAL waits for the running cut to end */
+	bool wal_epoch;                /* the last committed epoch scanned no disk */
+	uint64_t disk_epoch;           /* the last committed epoch that scanned the disks (0: none
+					* in this run): their state in a WAL-only epoch */
 	/* Filled by the cut thread, read by the loop after the eventfd fires. */
 	struct cut *cut;
 };
@@ -93,7 +104,7 @@ struct group {
 enum target_state { T_BACKOFF, T_HANDSHAKE, T_READY, T_CLOSING };
 
 /* What a job has sent so far. */
-enum job_stage { JOB_BEGIN, JOB_EXTENTS, JOB_END, JOB_SENT };
+enum job_stage { JOB_BEGIN, JOB_EXTENTS, JOB_PGDATA, JOB_END, JOB_SENT };
 
 /* librsync signatures of a target's replica of one source, by 1 MiB range
  * (resync of a diverged or unknown replica).  Kept in an unlinked file. */
@@ -119,11 +130,31 @@ struct job {
 	uint64_t size[PROTO_MAX_SOURCES];
 	uint8_t digest[PROTO_MAX_SOURCES][DIGEST_BYTES];
 	struct sigstore *sig[PROTO_MAX_SOURCES]; /* resync by deltas, owned */
+	struct pgjob *pg[PROTO_MAX_SOURCES];     /* what it carries of a postgres source, owned */
+	uint32_t n_wire;               /* sources on the wire (a vault is sent no postgres source) */
+	uint32_t wire_idx[PROTO_MAX_SOURCES];    /* a source's idx on the wire */
 	/* send cursor */
 	enum job_stage stage;
 	size_t rec;                    /* next spool record */
+	uint32_t pg_cur;               /* JOB_PGDATA: the source being sent */
+	bool wal_only;                 /* the epoch scanned no disk */
 	uint64_t n_extents, raw_bytes;
 	struct job *next;
+};
+
+/* A target's copy of a postgres source: where it ends (its STATE, then
+ * moved on by each epoch queued), and what it acknowledged. */
+struct tpg {
+	bool known;                    /* its STATE named the source */
+	uint64_t system_id, base_id, end_lsn;
+	uint32_t tli;
+	uint8_t chain[DIGEST_BYTES];   /* its wal_digest after the last epoch whose digest is made */
+	uint64_t acked_lsn;            /* the end of the WAL it holds durably */
+	uint64_t acked_system;
+	uint32_t acked_tli;
+	bool needs_base;               /* it cannot go on from the spool: a base backup is sent */
+	bool behind_logged;
+	uint64_t bases_sent;
 };
 
 struct tgroup {
@@ -135,6 +166,8 @@ struct tgroup {
 	struct sigstore *sig[PROTO_MAX_SOURCES];
 	uint32_t sig_pending;
 	uint64_t last_ship;            /* vault: mono usec of the last epoch queued (interval) */
+	struct tpg pg[PROTO_MAX_SOURCES];
+	bool pg_told;                  /* a vault: told it gets no postgres source */
 };
 
 struct target {
@@ -245,6 +278,7 @@ struct daemon {
 	uid_t relay_uid;               /* relay_user, looked up at start and reload */
 	gid_t relay_gid;
 	struct loop_stats loop;
+	struct pgsrc *pgsrcs;          /* postgres sources (pgsource.c), live or held by a retired group */
 	/* Set by main.c: what epoch.c needs of the targets, without calling
 	 * into target.c (calls go one way). */
 	void (*on_epoch)(struct daemon *d, struct group *g);   /* G committed an epoch */
@@ -268,6 +302,10 @@ void epoch_cuts_done(struct daemon *d);
 /* True while a cut of some group runs. */
 bool epoch_cutting(const struct daemon *d);
 int group_on_timer(sd_event_source *s, uint64_t usec, void *userdata);
+/* Durable WAL of a postgres source of G: an epoch now if NOW (remote, or
+ * much WAL), else at the next wal_interval. */
+void group_wal_ready(struct group *g, bool now);
+int group_on_pg_timer(sd_event_source *s, uint64_t usec, void *userdata);
 /* The group named NAME (and its index in d->groups), or NULL. */
 struct group *group_find(struct daemon *d, const char *name, uint32_t *ret_idx);
 
@@ -302,6 +340,29 @@ void targets_tick(struct daemon *d);
 void targets_sync(struct daemon *d, struct group *g);
 /* Block data queued for T (an upper bound, bytes). */
 uint64_t target_pending(const struct target *t);
+/* pgship.c: what a target is sent of a postgres source */
+/* What job J will carry of postgres source S for T: the WAL from where T's
+ * copy ends, or the newest base backup and the WAL after it.  False when
+ * the epoch cannot be sent to T yet (no usable base: one is asked for; the
+ * spool started afresh since the cut). */
+bool pgship_prepare(struct target *t, struct group *g, struct job *j, uint32_t s);
+/* Every source of J prepared: T's copy is taken to be where J leaves it. */
+void pgship_commit(struct target *t, struct group *g, struct job *j, uint32_t s);
+/* Hash a step of the WAL J carries of S (before PGSOURCE can go): 1 done,
+ * 0 more to do at a later pump, or a negative errno. */
+int pgship_digest(struct target *t, struct job *j, uint32_t s);
+int pgship_put_pgsource(struct job *j, uint32_t s, struct wbuf *b);
+/* The next BASEFILE or WAL message of S: 1 once all are sent, 0 more, -errno. */
+int pgship_data(struct target *t, struct job *j, uint32_t s);
+/* T's ext buffer holds HDR bytes of a message header ending in its enc
+ * byte: append DATA zstd-compressed, or raw (enc changed) if that is not
+ * smaller. */
+int pgship_pack(struct target *t, size_t hdr, const uint8_t *data, uint32_t len);
+/* Job J was acknowledged: T's copies of its postgres sources moved on. */
+void pgship_acked(struct target *t, struct job *j, uint32_t gi);
+void pgship_free(struct pgjob *pj); /* accepts NULL */
+/* STATE: what T said of postgres source S of G. */
+void pgship_state(struct target *t, struct group *g, uint32_t s, const struct state_source *x);
 
 /* resync.c: librsync signatures of a replica (handle SIG and SIG_END). */
 int resync_request(struct target *t);

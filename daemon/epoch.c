@@ -14,6 +14,7 @@
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
+#include "pgsource.h"
 #include "sfile.h"
 #include "spool.h"
 #include "subproc.h"
@@ -38,6 +39,10 @@
 struct cut {
 	struct group *g;
 	uint64_t epoch;
+	bool wal_only;                 /* no disk is scanned: the WAL of postgres sources only */
+	uint64_t pg_end[PROTO_MAX_SOURCES], pg_gen[PROTO_MAX_SOURCES]; /* durable WAL taken */
+	bool pg_ok[PROTO_MAX_SOURCES];
+	bool pg_new;                   /* WAL beyond the last epoch's */
 	uint64_t floor[PROTO_MAX_SOURCES];
 	atomic_bool force;             /* commit even if nothing changed (sync asked) */
 	pthread_t thread;
@@ -162,6 +167,16 @@ int group_init(struct daemon *d, struct group *g, const struct cfg_group *cfg)
 		s->cfg = CFG_SOURCE(cfg, i);
 		s->idx = i;
 		s->wd = -1;
+		if (s->cfg->kind == SOURCE_POSTGRES) {
+			if ((r = pgsource_get(d, g->name, s->cfg, &s->pg)) < 0)
+				return r;
+			s->pg->s = s;
+			g->n_pg++;
+			if (!g->wal_interval || s->cfg->wal_interval < g->wal_interval)
+				g->wal_interval = s->cfg->wal_interval;
+			continue;
+		}
+		g->n_disks++;
 		hash_leaf_secret(d->key, g->name, s->cfg->name, s->secret);
 		snprintf(name, sizeof(name), "%s.map", s->cfg->name);
 		if ((r = gstate_path(g, path, sizeof(path), name)) < 0 ||
@@ -198,12 +213,17 @@ void group_free(struct group *g)
 		g->cut = NULL;
 	}
 	for (uint32_t i = 0; g->sources && i < g->n_sources; i++) {
+		struct pgsrc *p = g->sources[i].pg;
 		blockmap_close(g->sources[i].map);
 		sodium_memzero(g->sources[i].secret, LEAF_SECRET_BYTES);
+		if (p && p->s == &g->sources[i])
+			p->s = NULL;
+		pgsource_put(p);
 	}
 	spool_unref(g->spool);
 	free(g->sources);
 	sd_event_source_unref(g->timer);
+	sd_event_source_unref(g->pg_timer);
 }
 
 /* ---- hooks and clones ---- */
@@ -413,6 +433,21 @@ static void *cut_thread(void *arg)
 
 	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
 		c->fds[i] = -1;
+	if (c->wal_only) {
+		/* The disks are as the last scan found them (epoch disk_epoch). */
+		c->cut_time = clock_now_usec();
+		c->consistent = g->consistent;
+		for (uint32_t i = 0; i < g->n_sources; i++) {
+			c->size[i] = g->sources[i].size;
+			memcpy(c->digest[i], g->sources[i].digest, DIGEST_BYTES);
+		}
+		if (atomic_load(&c->force) || c->pg_new) {
+			if ((r = gstate_write(g, c->epoch, c->cut_time, c->consistent, c->size, c->digest)) < 0)
+				goto thaw;
+			c->committed = true;
+		}
+		goto thaw;
+	}
 	if (g->cfg->freeze) {
 		r = run_hook(g, "freeze", g->cfg->freeze, c->epoch);
 		if (r < 0)
@@ -424,7 +459,10 @@ static void *cut_thread(void *arg)
 	c->cut_time = clock_now_usec();
 	for (uint32_t i = 0; i < g->n_sources; i++) {
 		const char *disk = g->sources[i].cfg->disk;
-		int fd = open(disk, O_RDONLY | O_CLOEXEC);
+		int fd;
+		if (g->sources[i].pg)
+			continue; /* its WAL end was taken when the cut began */
+		fd = open(disk, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
 			r = err_set(errno, "cannot open source %s: %s", disk, strerror(errno));
 			goto thaw;
@@ -467,6 +505,8 @@ static void *cut_thread(void *arg)
 		c->consistent = true;
 	}
 	for (uint32_t i = 0; i < g->n_sources; i++) {
+		if (g->sources[i].pg)
+			continue;
 		if ((r = blockmap_resize(g->sources[i].map, c->size[i])) < 0)
 			goto thaw;
 		c->nchunks[i] = (c->size[i] + SPOOL_CHUNK * PROTO_BLOCK - 1) / (SPOOL_CHUNK * PROTO_BLOCK);
@@ -490,6 +530,8 @@ static void *cut_thread(void *arg)
 		goto thaw;
 	}
 	for (uint32_t i = 0; i < g->n_sources; i++) {
+		if (g->sources[i].pg)
+			continue;
 		if (!cloned && (stat(g->sources[i].cfg->disk, &after[i]) < 0 ||
 				!same_stat(&before[i], &after[i], c->cut_time) || !S_ISREG(before[i].st_mode)))
 			quiescent = false;
@@ -498,11 +540,11 @@ static void *cut_thread(void *arg)
 			goto thaw;
 	}
 	if (!c->consistent)
-		c->consistent = frozen || (cloned && g->n_sources == 1) || (!cloned && quiescent);
+		c->consistent = frozen || (cloned && g->n_disks == 1) || (!cloned && quiescent);
 	/* The spool is derived data (dropped at restart): no fsync. */
 	spool_finish(c->spool);
 	/* Commit: only if something is to be said (or someone asked). */
-	if (atomic_load(&c->force) || atomic_load(&c->changed) || atomic_load(&c->spooled)) {
+	if (atomic_load(&c->force) || atomic_load(&c->changed) || atomic_load(&c->spooled) || c->pg_new) {
 		if ((r = gstate_write(g, c->epoch, c->cut_time, c->consistent, c->size, c->digest)) < 0)
 			goto thaw;
 		c->committed = true;
@@ -527,7 +569,24 @@ thaw:
 	return NULL;
 }
 
-static void group_start_cut(struct group *g)
+/* Take the durable WAL end of each postgres source for cut C. */
+static void take_wal(struct group *g, struct cut *c)
+{
+	for (uint32_t i = 0; i < g->n_sources; i++) {
+		struct pgsrc *p = g->sources[i].pg;
+		if (!p || p->state == PGS_PREPARING || !p->wal.tli)
+			continue;
+		c->pg_ok[i] = true;
+		c->pg_end[i] = walspool_durable(&p->wal);
+		c->pg_gen[i] = p->wal.gen;
+		c->pg_new |= !p->epoch_valid || p->epoch_gen != c->pg_gen[i] || c->pg_end[i] > p->epoch_end;
+		p->cut_end = c->pg_end[i];
+	}
+}
+
+/* WAL_ONLY: no disk is scanned (a group of postgres sources only, or a
+ * WAL epoch between two scans once the disks' state is known). */
+static void group_start_cut_kind(struct group *g, bool wal_only)
 {
 	struct daemon *d = g->d;
 	struct cut *c;
@@ -536,25 +595,38 @@ static void group_start_cut(struct group *g)
 
 	if (d->reloading || g->retired)
 		return; /* want_cut stays: the next tick starts it */
+	if (!g->n_disks)
+		wal_only = true;
+	if (wal_only && g->n_disks && !g->disk_epoch)
+		wal_only = false; /* the disks' state is not known in this run yet */
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return;
 	c->g = g;
+	c->wal_only = wal_only;
 	/* A cut that commits nothing leaves its number to the next one (it
 	 * marked no block), and a cut that fails hands its number and the
 	 * blocks it marked to the next: numbers have no gaps.  A number
 	 * promised to a sync forces the cuts until it is committed. */
 	c->epoch = g->last_cut + 1;
 	atomic_init(&c->force, g->want_cut || g->promised >= c->epoch);
-	d->spool_floor(d, g, c->floor);
-	snprintf(name, sizeof(name), "spool/%" PRIu64, c->epoch);
-	if ((r = gstate_path(g, path, sizeof(path), name)) < 0 || (r = spool_create(path, &c->spool)) < 0) {
-		log_error("group %s: %s", g->name, err_msg(r));
-		free(c);
-		return;
+	take_wal(g, c);
+	if (wal_only) {
+		/* No spool: a disk is sent only to a target that holds its state. */
+		for (uint32_t i = 0; i < g->n_sources; i++)
+			c->floor[i] = g->sources[i].pg ? 0 : g->disk_epoch;
+	} else {
+		d->spool_floor(d, g, c->floor);
+		snprintf(name, sizeof(name), "spool/%" PRIu64, c->epoch);
+		if ((r = gstate_path(g, path, sizeof(path), name)) < 0 || (r = spool_create(path, &c->spool)) < 0) {
+			log_error("group %s: %s", g->name, err_msg(r));
+			free(c);
+			return;
+		}
+		g->dirty = false;
 	}
 	g->want_cut = false;
-	g->dirty = false;
+	g->want_wal = false;
 	g->cutting = true;
 	g->cut = c;
 	g->last_scan_mono = clock_mono_usec();
@@ -566,6 +638,48 @@ static void group_start_cut(struct group *g)
 		g->cutting = false;
 		g->want_cut = true;
 	}
+}
+
+static void group_start_cut(struct group *g)
+{
+	group_start_cut_kind(g, false);
+}
+
+void group_wal_ready(struct group *g, bool now)
+{
+	if (!now || g->paused || g->retired)
+		return;
+	if (g->cutting)
+		g->want_wal = true;
+	else
+		group_start_cut_kind(g, true);
+}
+
+int group_on_pg_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct group *g = userdata;
+	bool wal = false, current = true;
+
+	for (uint32_t i = 0; i < g->n_sources; i++) {
+		struct pgsrc *p = g->sources[i].pg;
+		if (!p)
+			continue;
+		wal |= p->wal.tli && p->state != PGS_PREPARING &&
+		       (!p->epoch_valid || p->epoch_gen != p->wal.gen || walspool_durable(&p->wal) > p->epoch_end);
+		current &= pgsource_current(p) && p->epoch_valid && walspool_durable(&p->wal) == p->epoch_end;
+	}
+	if (wal && !g->cutting && !g->paused)
+		group_start_cut_kind(g, true);
+	else if (wal && g->cutting)
+		g->want_wal = true;
+	else if (!wal && current && !g->n_disks && !g->cutting && g->last_cut) {
+		/* Streaming, nothing new: the sources still hold epoch last_cut
+		 * now, and a target that holds it is that fresh. */
+		g->verified_time = clock_now_usec();
+	}
+	sd_event_source_set_time(s, usec + g->wal_interval);
+	sd_event_source_set_enabled(s, SD_EVENT_ON);
+	return 0;
 }
 
 uint64_t group_request_cut(struct group *g)
@@ -645,8 +759,11 @@ static void cut_finished(struct group *g)
 		if (g->promised > g->last_cut)
 			g->want_cut = true; /* a failed cut took the number a sync waits for */
 		g->epochs_cut++;
-		g->last_scan_usec = c->scan_usec;
-		{
+		g->wal_epoch = c->wal_only;
+		if (!c->wal_only)
+			g->last_scan_usec = c->scan_usec;
+		if (!c->wal_only) {
+			/* WAL epochs (every wal_interval) would flood the ring. */
 			char txt[128];
 			snprintf(txt, sizeof(txt), "%s, %" PRIu64 " blocks changed", c->consistent ? "consistent" : "fuzzy",
 				 (uint64_t)atomic_load(&c->changed));
@@ -656,14 +773,28 @@ static void cut_finished(struct group *g)
 		if (atomic_load(&c->changed))
 			g->change_time = c->cut_time;
 		for (uint32_t i = 0; i < g->n_sources; i++) {
+			struct pgsrc *p = g->sources[i].pg;
 			g->sources[i].size = c->size[i];
 			memcpy(g->sources[i].digest, c->digest[i], DIGEST_BYTES);
+			if (p) {
+				p->epoch_valid = c->pg_ok[i] && c->pg_gen[i] == p->wal.gen;
+				p->epoch_end = c->pg_end[i];
+				p->epoch_gen = c->pg_gen[i];
+				p->epoch_tli = p->wal.tli;
+				p->epoch_system = p->wal.system_id;
+			}
 		}
+		if (!c->wal_only)
+			g->disk_epoch = c->epoch;
 		spool_unref(g->spool);
 		g->spool = c->spool;
 		c->spool = NULL;
 		memcpy(g->spool_floor, c->floor, sizeof(g->spool_floor));
-		log_fields(LOG_INFO, f,
+		if (c->wal_only)
+			log_fields(LOG_DEBUG, f, "epoch %" PRIu64 " of %s cut: WAL only (%.1f ms)", g->last_cut,
+				   g->name, (double)c->took_usec / 1000.0);
+		else
+			log_fields(LOG_INFO, f,
 			   "epoch %" PRIu64 " of %s cut (%s): %" PRIu64 " blocks changed, %" PRIu64
 			   " spooled, scanned %.1f MiB in %.1f ms (cut %.1f ms)",
 			   g->last_cut, g->name, g->consistent ? "consistent" : "fuzzy",
@@ -684,6 +815,8 @@ static void cut_finished(struct group *g)
 	free(c);
 	if (g->want_cut && !g->paused)
 		group_start_cut(g);
+	else if (g->want_wal && !g->paused)
+		group_start_cut_kind(g, true);
 }
 
 void epoch_cuts_done(struct daemon *d)

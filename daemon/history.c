@@ -2,6 +2,7 @@
  * `bascule history` shows (cuts, acknowledgements, errors; HISTORY_LEN of
  * them), and the log lines about a target. */
 #include "daemon.h"
+#include "pgsource.h"
 #include "log.h"
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,4 +31,17 @@ void daemon_event(struct daemon *d, const char *kind, const char *group, const c
 	snprintf(e->target, sizeof(e->target), "%s", target ? target : "");
 	e->epoch = epoch;
 	snprintf(e->text, sizeof(e->text), "%s", text ? text : "");
+}
+
+void pgsrc_log(const struct pgsrc *p, int prio, const char *fmt, ...)
+{
+	char sf[2 * NAME_MAX_LEN + 16], msg[1024];
+	const char *f[] = { sf, NULL };
+	va_list ap;
+
+	snprintf(sf, sizeof(sf), "SOURCE=%s/%s", p->group, p->name);
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_fields(prio, f, "source %s/%s: %s", p->group, p->name, msg);
 }

@@ -7,6 +7,7 @@
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
+#include "pgsource.h"
 #include "spool.h"
 #include <getopt.h>
 #include <limits.h>
@@ -90,6 +91,7 @@ static void daemon_stop(struct daemon *d)
 	d->httpd = httpd_free(d->httpd);
 	for (uint32_t i = 0; i < d->n_targets; i++)
 		target_close(d->targets[i]);
+	pgsources_stop(d);
 	if (!child_count(d) ||
 	    sd_event_add_time_relative(d->ev, NULL, CLOCK_MONOTONIC, 3 * CHILD_GRACE_USEC, 100000,
 				       on_stop_timeout, d) < 0)
@@ -176,6 +178,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata)
 			   d->n_groups, up, d->n_targets, worst);
 	daemon_free_retired(d);
 	targets_tick(d);
+	pgsources_tick(d);
 	sd_event_source_set_time(s, usec + 1000000);
 	sd_event_source_set_enabled(s, SD_EVENT_ON);
 	return 0;
@@ -267,10 +270,13 @@ static int daemon_setup(struct daemon *d)
 	for (uint32_t i = 0; i < d->n_groups; i++) {
 		struct group *g = d->groups[i];
 		for (uint32_t k = 0; k < g->n_sources; k++)
-			g->sources[k].wd = inotify_add_watch(d->inotify_fd, g->sources[k].cfg->disk,
-							     IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB);
+			if (!g->sources[k].pg)
+				g->sources[k].wd = inotify_add_watch(d->inotify_fd, g->sources[k].cfg->disk,
+								     IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB);
 		if ((r = sd_event_add_time_relative(d->ev, &g->timer, CLOCK_MONOTONIC, 0, 10000,
-						    group_on_timer, g)) < 0)
+						    group_on_timer, g)) < 0 ||
+		    (g->n_pg && (r = sd_event_add_time_relative(d->ev, &g->pg_timer, CLOCK_MONOTONIC, g->wal_interval,
+								 1000, group_on_pg_timer, g)) < 0))
 			return err_set(-r, "cannot arm the timer of group %s: %s", g->name, strerror(-r));
 	}
 	d->ctl_fd = -1;

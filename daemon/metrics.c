@@ -2,6 +2,7 @@
  * exposition (the `metrics` verb and GET /metrics) and the words and
  * figures the status shares with it (a target's state name, its lag). */
 #include "daemon.h"
+#include "pgsource.h"
 #include "spool.h"
 #include "units.h"
 #include <inttypes.h>
@@ -58,6 +59,92 @@ static void m_val(struct wbuf *b, const char *name, const char *labels, double v
 	int n = snprintf(line, sizeof(line), "%s{%s} %.*g\n", name, labels, UNITS_REAL_DIGITS,
 			 units_round(v, kind));
 	wbuf_put_bytes(b, line, (size_t)n);
+}
+
+/* Postgres sources: one series per source, and per replica target. */
+static void pg_metrics(struct wbuf *b, struct daemon *d, uint64_t now)
+{
+	static const struct {
+		const char *name, *type, *help;
+	} src[] = {
+		{ "bascule_pg_up", "gauge", "1 if the WAL of the postgres source streams." },
+		{ "bascule_pg_received_lsn", "gauge", "End of the WAL received from the primary (LSN as a number)." },
+		{ "bascule_pg_durable_lsn", "gauge", "End of the WAL durable in the spool." },
+		{ "bascule_pg_flushed_lsn", "gauge", "WAL reported flushed to the primary (the slot's position)." },
+		{ "bascule_pg_primary_lsn", "gauge", "The primary's WAL end, as last learned." },
+		{ "bascule_pg_slot_retained_bytes", "gauge", "WAL the slot holds on the primary (pg_wal), an estimate." },
+		{ "bascule_pg_spool_bytes", "gauge", "WAL held in the spool (state_dir)." },
+		{ "bascule_pg_base_backup_time_seconds", "gauge", "When the newest base backup completed (0: none)." },
+		{ "bascule_pg_base_backups_total", "counter", "Base backups taken since the daemon started." },
+	};
+	static const struct {
+		const char *name, *help;
+	} tgt[] = {
+		{ "bascule_pg_target_acked_lsn", "End of the WAL the target holds durably (-1: no copy to go on from)." },
+		{ "bascule_pg_target_lag_bytes", "WAL received and not yet acknowledged by the target (-1: no copy)." },
+		{ "bascule_pg_target_lag_seconds", "Age of the oldest WAL the target lacks (-1: no copy)." },
+		{ "bascule_pg_target_needs_base", "1 if the target fell behind the spool or holds no base: it gets one." },
+	};
+	char l[400];
+
+	for (size_t m = 0; m < sizeof(src) / sizeof(src[0]); m++) {
+		m_head(b, src[m].name, src[m].type, src[m].help);
+		for (uint32_t k = 0; k < d->n_groups; k++)
+			for (uint32_t s = 0; s < d->groups[k]->n_sources; s++) {
+				struct pgsrc *p = d->groups[k]->sources[s].pg;
+				uint64_t v = 0;
+				if (!p)
+					continue;
+				switch (m) {
+				case 0: v = p->state == PGS_STREAMING; break;
+				case 1: v = p->received; break;
+				case 2: v = walspool_durable(&p->wal); break;
+				case 3: v = p->reported; break;
+				case 4: v = p->server_end; break;
+				case 5: v = p->server_end > p->reported && p->reported ? p->server_end - p->reported : 0; break;
+				case 6: v = walspool_bytes(&p->wal); break;
+				case 7: v = p->bases.have ? p->bases.newest.time / 1000000 : 0; break;
+				case 8: v = p->bases_taken; break;
+				}
+				snprintf(l, sizeof(l), "group=\"%s\",source=\"%s\"", d->groups[k]->name, p->name);
+				m_int(b, src[m].name, l, v);
+			}
+	}
+	for (size_t m = 0; m < sizeof(tgt) / sizeof(tgt[0]); m++) {
+		m_head(b, tgt[m].name, "gauge", tgt[m].help);
+		for (uint32_t i = 0; i < d->n_targets; i++) {
+			struct target *t = d->targets[i];
+			if (t->cfg->kind != TARGET_REPLICA)
+				continue;
+			for (uint32_t k = 0; k < d->n_groups; k++)
+				for (uint32_t s = 0; s < d->groups[k]->n_sources; s++) {
+					struct pgsrc *p = d->groups[k]->sources[s].pg;
+					const struct tpg *tp = &t->groups[k].pg[s];
+					bool valid, behind;
+					double v = 0;
+					if (!p)
+						continue;
+					valid = tp->known && tp->acked_system == p->system_id && tp->acked_tli == p->tli &&
+						tp->acked_lsn;
+					behind = valid && tp->acked_lsn < walspool_start(&p->wal);
+					switch (m) {
+					case 0: v = valid ? (double)tp->acked_lsn : -1; break;
+					case 1: v = !valid ? -1 : p->received > tp->acked_lsn ? (double)(p->received - tp->acked_lsn) : 0; break;
+					case 2: v = valid ? pgsource_lag_seconds(p, tp->acked_lsn, now) : -1; break;
+					case 3: v = tp->needs_base || behind; break;
+					}
+					snprintf(l, sizeof(l), "target=\"%s\",group=\"%s\",source=\"%s\"", t->cfg->name,
+						 d->groups[k]->name, p->name);
+					if (m == 2)
+						m_val(b, tgt[m].name, l, v, UNITS_SECONDS);
+					else {
+						char line[512];
+						int n = snprintf(line, sizeof(line), "%s{%s} %.0f\n", tgt[m].name, l, v);
+						wbuf_put_bytes(b, line, (size_t)n);
+					}
+				}
+		}
+	}
 }
 
 char *metrics_text(struct daemon *d)
@@ -147,6 +234,7 @@ char *metrics_text(struct daemon *d)
 		snprintf(l, sizeof(l), "target=\"%s\"", d->targets[i]->cfg->name);
 		m_int(&b, "bascule_target_errors_total", l, d->targets[i]->errors);
 	}
+	pg_metrics(&b, d, now);
 	wbuf_put_u8(&b, 0);
 	out = b.p ? strdup((char *)b.p) : NULL;
 	wbuf_free(&b);

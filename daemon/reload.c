@@ -14,6 +14,7 @@
 #include "creds.h"
 #include "err.h"
 #include "log.h"
+#include "pgsource.h"
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,14 +26,18 @@ static bool str_eq(const char *a, const char *b)
 	return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+/* The same sources, of the same kinds, reading the same disks (a postgres
+ * source's settings may change: its stream restarts if it must). */
 static bool same_sources(const struct group *g, const struct cfg_group *c)
 {
 	if (g->n_sources != c->sources.n)
 		return false;
-	for (uint32_t s = 0; s < g->n_sources; s++)
-		if (strcmp(g->sources[s].cfg->name, CFG_SOURCE(c, s)->name) ||
-		    strcmp(g->sources[s].cfg->disk, CFG_SOURCE(c, s)->disk))
+	for (uint32_t s = 0; s < g->n_sources; s++) {
+		const struct cfg_source *a = g->sources[s].cfg, *b = CFG_SOURCE(c, s);
+		if (strcmp(a->name, b->name) || a->kind != b->kind ||
+		    (a->kind == SOURCE_DISK && strcmp(a->disk, b->disk)))
 			return false;
+	}
 	return true;
 }
 
@@ -58,6 +63,7 @@ static void retire(struct daemon *d, struct group *g)
 	struct group **nr = realloc(d->retired, (d->n_retired + 1) * sizeof(*nr));
 
 	g->timer = sd_event_source_disable_unref(g->timer);
+	g->pg_timer = sd_event_source_disable_unref(g->pg_timer);
 	g->retired = true;
 	g->idx = UINT32_MAX;
 	if (!nr) {
@@ -106,8 +112,10 @@ static int remap_target(struct daemon *d, struct target *t, struct group **old_g
 		ng[k].known = o->known;
 		for (uint32_t s = 0; s < g->n_sources; s++)
 			for (uint32_t os = 0; og && os < og->n_sources; os++)
-				if (strcmp(og->sources[os].cfg->name, g->sources[s].cfg->name) == 0)
+				if (strcmp(og->sources[os].cfg->name, g->sources[s].cfg->name) == 0) {
 					ng[k].sent[s] = o->sent[os];
+					ng[k].pg[s] = o->pg[os];
+				}
 		if (og == g) {
 			/* Same object: signature state stays with it. */
 			memcpy(ng[k].want_sig, o->want_sig, sizeof(ng[k].want_sig));
@@ -157,12 +165,13 @@ int daemon_relay_user(const struct config *cfg, uid_t *ret_uid, gid_t *ret_gid)
 		const struct cfg_target *t = CFG_TARGET(cfg, i);
 		needed |= t->kind == TARGET_VAULT || strncmp(t->url, "ssh://", 6) == 0;
 	}
+	needed |= config_has_postgres(cfg); /* bascule pgstream runs as relay_user */
 	if ((r = creds_user(cfg->relay_user, &uid, &gid)) < 0) {
 		if (!needed)
 			return 0; /* only local: replicas: nothing runs as relay_user */
 		return err_set(r == -ENOENT ? EINVAL : -r,
 			       "%s: relay_user '%s' does not exist: create it with `useradd --system %s` "
-			       "(the ssh:// relay and the vault writer run as that user), or set relay_user "
+			       "(the ssh:// relay, the vault writer and bascule pgstream run as that user), or set relay_user "
 			       "to another unprivileged user", cfg->file, cfg->relay_user, cfg->relay_user);
 	}
 	if (uid == 0)
@@ -248,8 +257,18 @@ static int reload_commit(struct daemon *d, struct reload *rl)
 		struct group *g = find_group(old_groups, n_old, c->name);
 		if (g && same_sources(g, c)) {
 			g->cfg = c;
-			for (uint32_t s = 0; s < g->n_sources; s++)
+			g->wal_interval = 0;
+			for (uint32_t s = 0; s < g->n_sources; s++) {
+				struct pgsrc *p = g->sources[s].pg, *q;
 				g->sources[s].cfg = CFG_SOURCE(c, s);
+				if (!p)
+					continue;
+				/* A reference more for the new settings, the old one dropped. */
+				if (pgsource_get(d, g->name, g->sources[s].cfg, &q) == 0)
+					pgsource_put(q);
+				if (!g->wal_interval || g->sources[s].cfg->wal_interval < g->wal_interval)
+					g->wal_interval = g->sources[s].cfg->wal_interval;
+			}
 			kept_g++;
 		} else {
 			g = calloc(1, sizeof(*g));
@@ -295,12 +314,17 @@ static int reload_commit(struct daemon *d, struct reload *rl)
 	for (uint32_t i = 0; i < d->n_groups; i++) {
 		struct group *g = d->groups[i];
 		for (uint32_t s = 0; s < g->n_sources; s++)
-			if (g->sources[s].wd < 0)
+			if (g->sources[s].wd < 0 && !g->sources[s].pg)
 				g->sources[s].wd = inotify_add_watch(d->inotify_fd, g->sources[s].cfg->disk,
 								     IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB);
 		if (!g->timer && sd_event_add_time_relative(d->ev, &g->timer, CLOCK_MONOTONIC, 0, 10000,
 							    group_on_timer, g) < 0)
 			log_error("reload: cannot arm the timer of group %s: it is cut only on request", g->name);
+		if (g->n_pg && !g->pg_timer &&
+		    sd_event_add_time_relative(d->ev, &g->pg_timer, CLOCK_MONOTONIC, g->wal_interval, 1000,
+					       group_on_pg_timer, g) < 0)
+			log_error("reload: cannot arm the WAL timer of group %s: its WAL is cut only on request",
+				  g->name);
 	}
 	/* Targets.  A new relay_user restarts the children that run as it. */
 	for (uint32_t i = 0; i < nc->targets.n; i++) {

@@ -24,8 +24,10 @@ void ship_drop_jobs(struct target *t)
 		t->jobs = j->next;
 		j->g->jobs--;
 		spool_unref(j->spool);
-		for (uint32_t s = 0; s < PROTO_MAX_SOURCES; s++)
+		for (uint32_t s = 0; s < PROTO_MAX_SOURCES; s++) {
 			sigstore_free(j->sig[s]);
+			pgship_free(j->pg[s]);
+		}
 		free(j);
 	}
 	for (uint32_t i = 0; t->groups && i < t->d->n_groups; i++) {
@@ -68,6 +70,8 @@ int ship_ack(struct target *t, struct rbuf *b, bool nack)
 			t->groups[gi].acked = j->epoch;
 			t->groups[gi].acked_cut_time = j->cut_time;
 		}
+		if (gi != UINT32_MAX)
+			pgship_acked(t, j, gi);
 	}
 	j->g->jobs--;
 	if (prev)
@@ -78,7 +82,8 @@ int ship_ack(struct target *t, struct rbuf *b, bool nack)
 		t->jobs_tail = prev;
 	t->in_flight--;
 	t->failures = 0;
-	daemon_event(t->d, "ack", j->g->name, t->cfg->name, j->epoch, "");
+	if (!j->wal_only)
+		daemon_event(t->d, "ack", j->g->name, t->cfg->name, j->epoch, "");
 	if (t->last_error[0])
 		target_log(t, LOG_INFO, "epoch %" PRIu64 " of %s acknowledged; target healthy again",
 		     j->epoch, j->g->name);
@@ -86,8 +91,10 @@ int ship_ack(struct target *t, struct rbuf *b, bool nack)
 		target_log(t, LOG_DEBUG, "epoch %" PRIu64 " of %s acknowledged", j->epoch, j->g->name);
 	t->last_error[0] = 0;
 	spool_unref(j->spool);
-	for (uint32_t s = 0; s < PROTO_MAX_SOURCES; s++)
+	for (uint32_t s = 0; s < PROTO_MAX_SOURCES; s++) {
 		sigstore_free(j->sig[s]);
+		pgship_free(j->pg[s]);
+	}
 	free(j);
 	return 0;
 }
@@ -175,6 +182,7 @@ bool ship_enqueue(struct target *t, struct group *g)
 {
 	uint32_t gi = g->idx;
 	struct tgroup *tg = &t->groups[gi];
+	bool vault = t->cfg->kind == TARGET_VAULT;
 	struct job *j;
 
 	if (t->state != T_READY)
@@ -183,10 +191,22 @@ bool ship_enqueue(struct target *t, struct group *g)
 		return false; /* signatures first: their arrival requests the resync cut */
 	if (!due(t, tg))
 		return false; /* a vault between two shipments: the tick asks for its next cut */
+	if (vault && g->wal_epoch) {
+		/* A vault is sent no postgres source (yet): a WAL epoch holds
+		 * nothing for it, and its disks are as in the epoch it has. */
+		bool queued = false;
+		for (const struct job *q = t->jobs; q && !queued; q = q->next)
+			queued = q->g == g;
+		if (!queued && tg->acked >= g->disk_epoch && tg->acked) {
+			tg->acked = g->last_cut;
+			tg->acked_cut_time = g->cut_time;
+		}
+		return false;
+	}
 	/* The spool only holds blocks newer than its floor: a target that came
 	 * up during the scan lacks older ones and waits for the next cut. */
 	for (uint32_t s = 0; s < g->n_sources; s++)
-		if (tg->sent[s] < g->spool_floor[s]) {
+		if (!g->sources[s].pg && tg->sent[s] < g->spool_floor[s]) {
 			g->want_cut = true;
 			return false;
 		}
@@ -194,11 +214,41 @@ bool ship_enqueue(struct target *t, struct group *g)
 	if (!j)
 		return false;
 	j->g = g;
+	for (uint32_t s = 0; s < g->n_sources; s++) {
+		if (!g->sources[s].pg) {
+			j->wire_idx[s] = j->n_wire++;
+			continue;
+		}
+		if (vault) {
+			if (!tg->pg_told) {
+				target_log(t, LOG_INFO, "postgres source %s/%s is not sent to a vault (not supported yet)",
+					   g->name, g->sources[s].cfg->name);
+				tg->pg_told = true;
+			}
+			j->wire_idx[s] = UINT32_MAX;
+			continue;
+		}
+		j->wire_idx[s] = j->n_wire++;
+		if (!pgship_prepare(t, g, j, s)) {
+			for (uint32_t k = 0; k <= s; k++)
+				pgship_free(j->pg[k]);
+			free(j);
+			return false;
+		}
+	}
+	if (!j->n_wire) {
+		free(j); /* a vault, a group of postgres sources only */
+		return false;
+	}
+	for (uint32_t s = 0; s < g->n_sources; s++)
+		if (j->pg[s])
+			pgship_commit(t, g, j, s);
+	j->wal_only = g->wal_epoch;
 	g->jobs++;
 	j->epoch = g->last_cut;
 	j->cut_time = g->cut_time;
 	j->flags = g->consistent ? EPOCH_CONSISTENT : 0;
-	j->spool = spool_ref(g->spool);
+	j->spool = g->spool ? spool_ref(g->spool) : NULL;
 	for (uint32_t s = 0; s < g->n_sources; s++) {
 		j->base[s] = tg->sent[s];
 		j->size[s] = g->sources[s].size;
@@ -226,27 +276,15 @@ static int send_msg(struct target *t, enum wire_type type, struct wbuf *b)
 static int emit_extent(struct target *t, struct job *j, uint32_t src, uint64_t off, uint32_t len,
 		       const uint8_t *data)
 {
-	struct msg_extent m = { .src = src, .offset = off, .raw_len = len };
-	size_t bound = ZSTD_compressBound(len), hdr;
+	struct msg_extent m = { .src = j->wire_idx[src], .offset = off, .raw_len = len };
 	int r;
 
 	wbuf_reset(&t->ext);
 	m.enc = data ? EXT_ZSTD : EXT_ZERO;
 	if ((r = proto_put_extent_hdr(&t->ext, &m)) < 0)
 		return r;
-	hdr = t->ext.len;
-	if (data) {
-		size_t n;
-		if ((r = wbuf_reserve(&t->ext, bound)) < 0)
-			return r;
-		n = ZSTD_compressCCtx(t->zctx, t->ext.p + hdr, bound, data, len, 1);
-		if (ZSTD_isError(n) || n >= len) {
-			t->ext.p[hdr - 1] = EXT_RAW;
-			memcpy(t->ext.p + hdr, data, len);
-			n = len;
-		}
-		t->ext.len = hdr + n;
-	}
+	if (data && (r = pgship_pack(t, t->ext.len, data, len)) < 0)
+		return r;
 	j->n_extents++;
 	j->raw_bytes += len;
 	t->raw_sent += data ? len : 0;
@@ -284,7 +322,7 @@ static int emit_record_delta(struct target *t, struct job *j, size_t i, const st
 	     ro += PROTO_SIG_RANGE) {
 		uint64_t off = cstart + ro, idx = off / PROTO_SIG_RANGE;
 		uint32_t len = size - off > PROTO_SIG_RANGE ? PROTO_SIG_RANGE : (uint32_t)(size - off);
-		struct msg_extent m = { .src = e->src, .offset = off, .raw_len = len, .enc = EXT_DELTA };
+		struct msg_extent m = { .src = j->wire_idx[e->src], .offset = off, .raw_len = len, .enc = EXT_DELTA };
 		bool sent = false;
 
 		wbuf_reset(&delta);
@@ -389,16 +427,28 @@ int ship_produce(struct target *t, struct job *j)
 	wbuf_init(&b, 1 << 20);
 	if (j->stage == JOB_BEGIN) {
 		struct msg_epoch_begin m = { .epoch = j->epoch, .cut_time = j->cut_time,
-					     .flags = j->flags, .n_sources = j->g->n_sources };
+					     .flags = j->flags, .n_sources = j->n_wire };
+		/* The WAL's digest goes in PGSOURCE: hashed first, a step a pump. */
+		for (uint32_t s = 0; s < j->g->n_sources; s++)
+			if (j->pg[s] && (r = pgship_digest(t, j, s)) <= 0)
+				goto out;
+		r = 0;
 		snprintf(m.group, sizeof(m.group), "%s", j->g->name);
 		if ((r = proto_put_epoch_begin(&b, &m)) < 0 || (r = send_msg(t, MSG_EPOCH_BEGIN, &b)) < 0)
 			goto out;
 		for (uint32_t s = 0; s < j->g->n_sources; s++) {
-			struct msg_source ms = { .idx = s, .base = j->base[s], .size = j->size[s],
+			struct msg_source ms = { .idx = j->wire_idx[s], .base = j->base[s], .size = j->size[s],
 						 .block_size = PROTO_BLOCK };
+			if (j->wire_idx[s] == UINT32_MAX)
+				continue;
+			wbuf_reset(&b);
+			if (j->pg[s]) {
+				if ((r = pgship_put_pgsource(j, s, &b)) < 0 || (r = send_msg(t, MSG_PGSOURCE, &b)) < 0)
+					goto out;
+				continue;
+			}
 			snprintf(ms.name, sizeof(ms.name), "%s", j->g->sources[s].cfg->name);
 			memcpy(ms.digest, j->digest[s], DIGEST_BYTES);
-			wbuf_reset(&b);
 			if ((r = proto_put_source(&b, &ms)) < 0 || (r = send_msg(t, MSG_SOURCE, &b)) < 0)
 				goto out;
 		}
@@ -406,10 +456,21 @@ int ship_produce(struct target *t, struct job *j)
 		j->rec = 0;
 		t->in_flight++;
 	} else if (j->stage == JOB_EXTENTS) {
-		if (j->rec < j->spool->n) {
+		if (j->spool && j->rec < j->spool->n) {
 			r = emit_record(t, j, j->rec++);
-		} else
+		} else {
+			j->stage = JOB_PGDATA;
+			j->pg_cur = 0;
+		}
+	} else if (j->stage == JOB_PGDATA) {
+		while (j->pg_cur < j->g->n_sources && !j->pg[j->pg_cur])
+			j->pg_cur++;
+		if (j->pg_cur == j->g->n_sources)
 			j->stage = JOB_END;
+		else if ((r = pgship_data(t, j, j->pg_cur)) == 1) {
+			j->pg_cur++;
+			r = 0;
+		}
 	} else if (j->stage == JOB_END) {
 		struct msg_epoch_end m = { .epoch = j->epoch, .n_extents = j->n_extents,
 					   .raw_bytes = j->raw_bytes };

@@ -338,8 +338,13 @@ static int relay_argv(struct target *t, struct argv *a, char *cmd, size_t len)
 		snprintf(ke, sizeof(ke), "%" PRIu64, t->cfg->keep_epochs);
 		snprintf(kt, sizeof(kt), "%" PRIu64 "ms", t->cfg->keep_time / 1000);
 		/* remote_command is shell text; the options are quoted words. */
-		opts = subproc_quote_argv((const char *const[]){ "--root", u.path, "--keep-epochs", ke,
-								 "--keep-time", kt, NULL });
+		opts = config_has_postgres(t->d->cfg)
+			       ? subproc_quote_argv((const char *const[]){ "--root", u.path, "--keep-epochs", ke,
+									   "--keep-time", kt, "--pg-standby",
+									   t->cfg->postgres_standby ? t->cfg->postgres_standby
+												    : "cold", NULL })
+			       : subproc_quote_argv((const char *const[]){ "--root", u.path, "--keep-epochs", ke,
+									   "--keep-time", kt, NULL });
 		if (!opts)
 			return -ENOMEM;
 		n = snprintf(cmd, len, "%s %s", t->cfg->remote_command, opts);
@@ -391,6 +396,10 @@ static void local_argv(struct target *t, struct argv *a, char *script, size_t le
 	argv_add(a, a->keep[0]);
 	argv_add(a, "--keep-time");
 	argv_add(a, a->keep[1]);
+	if (config_has_postgres(t->d->cfg)) {
+		argv_add(a, "--pg-standby");
+		argv_add(a, t->cfg->postgres_standby ? t->cfg->postgres_standby : "cold");
+	}
 }
 
 static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata);
@@ -472,6 +481,7 @@ static int handle_state(struct target *t, struct rbuf *b)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < d->n_groups; i++) {
 		memset(t->groups[i].sent, 0, sizeof(t->groups[i].sent));
+		memset(t->groups[i].pg, 0, sizeof(t->groups[i].pg));
 		t->groups[i].acked = 0;
 		t->groups[i].known = true;
 	}
@@ -493,6 +503,13 @@ static int handle_state(struct target *t, struct rbuf *b)
 		tg = &t->groups[gi];
 		tg->acked = sg->epoch;
 		tg->acked_cut_time = sg->cut_time;
+		/* Postgres sources: where each copy ends (its WAL, its base). */
+		for (uint32_t s = 0; s < g->n_sources; s++)
+			for (uint32_t m = 0; g->sources[s].pg && m < sg->n_sources; m++)
+				if (!strcmp(sg->sources[m].name, g->sources[s].cfg->name)) {
+					pgship_state(t, g, s, &sg->sources[m]);
+					tg->sent[s] = sg->sources[m].epoch;
+				}
 		if (sg->epoch > g->last_cut) {
 			target_log(t, LOG_WARNING, "replica of group %s is at epoch %" PRIu64 ", ahead of this "
 						   "daemon's %" PRIu64 " (state lost?): full resync",
@@ -501,7 +518,7 @@ static int handle_state(struct target *t, struct rbuf *b)
 			continue; /* sent[] stays 0: everything is sent */
 		}
 		for (uint32_t s = 0; s < g->n_sources; s++) {
-			for (uint32_t m = 0; m < sg->n_sources; m++) {
+			for (uint32_t m = 0; !g->sources[s].pg && m < sg->n_sources; m++) {
 				struct state_source *x = &sg->sources[m];
 				if (strcmp(x->name, g->sources[s].cfg->name) != 0)
 					continue;

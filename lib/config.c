@@ -3,9 +3,13 @@
 #include "err.h"
 #include "fsutil.h"
 #include "key.h"
+#include "pgpipe.h"
+#include "pgwal.h"
 #include "ssh.h"
 #include "units.h"
+#include <ctype.h>
 #include <fcntl.h>
+#include <libpq-fe.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,13 +19,39 @@
 
 static const char *const target_types[] = { "replica", "vault", NULL };
 static const char *const clone_modes[] = { "auto", "never", NULL };
+static const char *const source_types[] = { "disk", "postgres", NULL };
+static const char *const sync_modes[] = { "local", "remote", NULL };
+static const char *const checkpoint_modes[] = { "fast", "spread", NULL };
+static const char *const standby_modes[] = { "hot", "cold", NULL };
 
 
 static const struct cfg_key source_keys[] = {
 	{ K("name", CT_NAME, struct cfg_source, name), .required = true,
 	  .note = "source name; the replica is the file DIR/GROUP/NAME" },
-	{ K("disk", CT_DISK, struct cfg_source, disk), .required = true,
-	  .note = "disk image file (any format) or block device to protect" },
+	{ K("type", CT_ENUM, struct cfg_source, type), .def = "disk", .enums = source_types,
+	  .note = "disk: an image file or block device; postgres: a PostgreSQL cluster, as a base "
+		  "backup and its WAL (docs/postgres.md)" },
+	{ K("disk", CT_DISK, struct cfg_source, disk),
+	  .note = "disk: the image file (any format) or block device to protect (required)" },
+	{ K("conninfo", CT_STR, struct cfg_source, conninfo),
+	  .note = "postgres: libpq connection string of a role with REPLICATION, e.g. \"host=/var/run/"
+		  "postgresql user=bascule passfile=/etc/bascule/pgpass\" (required; no password in it)" },
+	{ K("slot", CT_STR, struct cfg_source, slot),
+	  .note = "postgres: physical replication slot, created if missing (default bascule_GROUP_SOURCE, "
+		  "lower case)" },
+	{ K("application_name", CT_STR, struct cfg_source, application_name),
+	  .note = "postgres: the application_name synchronous_standby_names names (default: the slot's name)" },
+	{ K("synchronous", CT_ENUM, struct cfg_source, synchronous), .def = "local", .enums = sync_modes,
+	  .note = "postgres: local: WAL is reported flushed once durable in state_dir; remote: once every "
+		  "replica target holds it (zero loss with synchronous_standby_names)" },
+	{ K("wal_interval", CT_DURATION, struct cfg_source, wal_interval), .def = "200ms", .min = 10000,
+	  .max = 60000000, .note = "postgres: new durable WAL is cut into an epoch this often (remote: at once)" },
+	{ K("base_interval", CT_DURATION, struct cfg_source, base_interval), .def = "24h", .min = 60000000,
+	  .note = "postgres: a new base backup this often, so that replay at promotion stays bounded" },
+	{ K("wal_spool_max", CT_SIZE, struct cfg_source, wal_spool_max), .def = "1GiB", .min = 64ULL << 20,
+	  .note = "postgres: WAL kept in state_dir for targets that lag; one behind it gets a new base backup" },
+	{ K("checkpoint", CT_ENUM, struct cfg_source, checkpoint), .def = "fast", .enums = checkpoint_modes,
+	  .note = "postgres: the checkpoint that starts a base backup (spread: no I/O burst, slower)" },
 	{ 0 }
 };
 static const struct cfg_table source_table = { "source", sizeof(struct cfg_source), source_keys };
@@ -89,6 +119,9 @@ static const struct cfg_key target_keys[] = {
 	  .note = "vault: ship at most one epoch per group this often, e.g. 1m (0 = every epoch)" },
 	{ K("retention", CT_MAP, struct cfg_target, retention), .sub = &retention_table,
 	  .note = "vault: what `bascule vault prune` keeps (all, hourly, daily, monthly)" },
+	{ K("postgres_standby", CT_ENUM, struct cfg_target, postgres_standby), .enums = standby_modes,
+	  .note = "replica: what the secondary keeps of postgres sources: cold (base and WAL) or hot (a "
+		  "standby replaying them); passed to the receiver as --pg-standby (default cold)" },
 	{ 0 }
 };
 static const struct cfg_table target_table = { "target", sizeof(struct cfg_target), target_keys };
@@ -134,6 +167,9 @@ static int check_vault(struct parse_ctx *p, struct cfg_target *t)
 	uint64_t *vals[4] = { &rt->policy.all, &rt->policy.hourly, &rt->policy.daily, &rt->policy.monthly };
 	const char *names[4] = { "all", "hourly", "daily", "monthly" };
 
+	if (t->kind == TARGET_VAULT && t->postgres_standby)
+		return err_set(EINVAL, "%s:%d:%d: target '%s': postgres_standby is for targets of type replica",
+			       p->file, t->pos.line, t->pos.col, t->name);
 	if (t->kind == TARGET_REPLICA) {
 		if (t->vault_key || t->interval || spans[0] || spans[1] || spans[2] || spans[3])
 			return err_set(EINVAL, "%s:%d:%d: target '%s': vault_key, interval and retention are "
@@ -169,6 +205,93 @@ static int check_vault(struct parse_ctx *p, struct cfg_target *t)
 		       p->file, t->pos.line, t->pos.col, t->name, t->url);
 }
 
+/* "bascule_GROUP_SOURCE" in the characters a slot name allows. */
+static char *default_slot(const char *group, const char *source)
+{
+	char buf[64];
+	size_t n;
+
+	snprintf(buf, sizeof(buf), "bascule_%s_%s", group, source);
+	for (n = 0; buf[n]; n++)
+		buf[n] = isalnum((unsigned char)buf[n]) ? (char)tolower((unsigned char)buf[n]) : '_';
+	return strdup(buf);
+}
+
+/* The conninfo parses, and holds no password (a command line is visible
+ * to every user in ps). */
+static int check_conninfo(struct parse_ctx *p, const struct cfg_source *s)
+{
+	char *msg = NULL;
+	PQconninfoOption *o = PQconninfoParse(s->conninfo, &msg);
+	int r = 0;
+
+	if (!o) {
+		char m[512];
+		pgpipe_flatten(m, sizeof(m), msg ? msg : "out of memory");
+		r = err_set(EINVAL, "%s:%d:%d: source '%s': conninfo does not parse (%s): write it as libpq's "
+				    "key=value pairs, e.g. \"host=/var/run/postgresql user=bascule\"",
+			    p->file, s->pos.line, s->pos.col, s->name, m);
+		PQfreemem(msg);
+		return r;
+	}
+	for (PQconninfoOption *i = o; i->keyword; i++)
+		if (!strcmp(i->keyword, "password") && i->val && *i->val)
+			r = err_set(EINVAL, "%s:%d:%d: source '%s': conninfo holds a password, which ps would show "
+					    "to every user: put it in a passfile (passfile=/etc/bascule/pgpass, mode "
+					    "0600, owned by relay_user) and take it out of conninfo",
+				    p->file, s->pos.line, s->pos.col, s->name);
+	PQconninfoFree(o);
+	return r;
+}
+
+/* A source's keys for its type; a postgres source's slot and
+ * application_name derived when not given. */
+static int check_source(struct parse_ctx *p, const struct cfg_group *g, struct cfg_source *s)
+{
+	int r;
+
+	s->kind = strcmp(s->type, "postgres") == 0 ? SOURCE_POSTGRES : SOURCE_DISK;
+	if (s->kind == SOURCE_DISK) {
+		if (!s->disk)
+			return err_set(EINVAL, "%s:%d:%d: source '%s' of group '%s' is missing the required key "
+					       "'disk' (the image file or block device to protect; a PostgreSQL "
+					       "cluster is type: postgres with a conninfo)",
+				       p->file, s->pos.line, s->pos.col, s->name, g->name);
+		if (s->conninfo || s->slot || s->application_name)
+			return err_set(EINVAL, "%s:%d:%d: source '%s': conninfo, slot and application_name are for "
+					       "sources of type postgres",
+				       p->file, s->pos.line, s->pos.col, s->name);
+		return 0;
+	}
+	if (s->disk)
+		return err_set(EINVAL, "%s:%d:%d: source '%s' is a postgres source: it has no disk (Bascule reads "
+				       "its WAL over a replication connection, never its files)",
+			       p->file, s->pos.line, s->pos.col, s->name);
+	if (!s->conninfo)
+		return err_set(EINVAL, "%s:%d:%d: postgres source '%s' of group '%s' is missing the required key "
+				       "'conninfo' (e.g. \"host=/var/run/postgresql user=bascule passfile=/etc/bascule/"
+				       "pgpass\")",
+			       p->file, s->pos.line, s->pos.col, s->name, g->name);
+	if ((r = check_conninfo(p, s)) < 0)
+		return r;
+	if (!s->slot && !(s->slot = default_slot(g->name, s->name)))
+		return -ENOMEM;
+	if (!pgwal_slot_name_ok(s->slot))
+		return err_set(EINVAL, "%s:%d:%d: source '%s': slot '%s' is not a slot name PostgreSQL accepts: "
+				       "1 to 63 of a-z, 0-9 and _",
+			       p->file, s->pos.line, s->pos.col, s->name, s->slot);
+	if (!s->application_name && !(s->application_name = strdup(s->slot)))
+		return -ENOMEM;
+	if (!s->application_name[0] || strlen(s->application_name) > 60 ||
+	    strpbrk(s->application_name, "'\"\\ ") || strspn(s->application_name,
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != strlen(s->application_name))
+		return err_set(EINVAL, "%s:%d:%d: source '%s': application_name '%s' must be 1 to 60 of letters, "
+				       "digits and _.- (synchronous_standby_names names it)",
+			       p->file, s->pos.line, s->pos.col, s->name, s->application_name);
+	s->remote = strcmp(s->synchronous, "remote") == 0;
+	return 0;
+}
+
 static int cross_check(struct parse_ctx *p, struct config *c)
 {
 	int r;
@@ -189,13 +312,26 @@ static int cross_check(struct parse_ctx *p, struct config *c)
 				       p->file, g->pos.line, g->pos.col, g->name);
 		for (size_t j = 0; j < g->sources.n; j++) {
 			struct cfg_source *s = CFG_SOURCE(g, j);
-			for (size_t k = 0; k < i; k++) {
+			if ((r = check_source(p, g, s)) < 0)
+				return r;
+			for (size_t k = 0; k <= i; k++) {
 				struct cfg_group *o = CFG_GROUP(c, k);
-				for (size_t m = 0; m < o->sources.n; m++)
-					if (strcmp(CFG_SOURCE(o, m)->disk, s->disk) == 0)
+				for (size_t m = 0; m < o->sources.n && (k < i || m < j); m++) {
+					const struct cfg_source *x = CFG_SOURCE(o, m);
+					if (s->kind != x->kind)
+						continue;
+					if (s->kind == SOURCE_DISK && strcmp(x->disk, s->disk) == 0)
 						return err_set(EINVAL,
 							       "%s:%d:%d: disk %s is already a source of group '%s'",
 							       p->file, s->pos.line, s->pos.col, s->disk, o->name);
+					if (s->kind == SOURCE_POSTGRES && strcmp(x->slot, s->slot) == 0 &&
+					    strcmp(x->conninfo, s->conninfo) == 0)
+						return err_set(EINVAL, "%s:%d:%d: source '%s': slot %s of this cluster is "
+								       "already source '%s' of group '%s': one slot per "
+								       "source (name another with slot:)",
+							       p->file, s->pos.line, s->pos.col, s->name, s->slot,
+							       x->name, o->name);
+				}
 			}
 		}
 	}
@@ -286,6 +422,15 @@ void config_free(struct config *c)
 	yamltab_free(&top_table, c);
 	free(c->file);
 	free(c);
+}
+
+bool config_has_postgres(const struct config *c)
+{
+	for (size_t i = 0; i < c->groups.n; i++)
+		for (size_t j = 0; j < CFG_GROUP(c, i)->sources.n; j++)
+			if (CFG_SOURCE(CFG_GROUP(c, i), j)->kind == SOURCE_POSTGRES)
+				return true;
+	return false;
 }
 
 void config_print_reference(void)

@@ -10,10 +10,24 @@
 #include "retention.h"
 #include "yamltab.h"
 
+enum source_kind { SOURCE_DISK = 0, SOURCE_POSTGRES = 1 };
+
 struct cfg_source {
 	struct cfg_pos pos;
 	char *name;
-	char *disk;
+	char *type;             /* "disk" | "postgres" */
+	char *disk;             /* disk: the image or device */
+	/* postgres (docs/postgres.md) */
+	char *conninfo;         /* libpq connection string of the replication role */
+	char *slot;             /* physical slot, created if missing (default bascule_GROUP_SOURCE) */
+	char *application_name;/* default: the slot's name */
+	char *synchronous;      /* "local" | "remote" */
+	char *checkpoint;       /* base backups: "fast" | "spread" */
+	uint64_t wal_interval;  /* usec between two WAL epochs */
+	uint64_t base_interval; /* usec between two base backups */
+	uint64_t wal_spool_max; /* bytes of WAL kept in the state directory */
+	enum source_kind kind;
+	bool remote;            /* synchronous: remote */
 };
 
 struct cfg_group {
@@ -51,6 +65,7 @@ struct cfg_target {
 	char *vault_key;
 	uint64_t interval;      /* usec between two shipped epochs, 0 = every epoch */
 	struct cfg_retention retention;
+	char *postgres_standby; /* replica: "hot" | "cold", passed to the receiver */
 	enum target_type kind;
 };
 
@@ -87,5 +102,7 @@ int config_read(const char *path, bool check_files, struct config **ret);
 int config_parse(const char *name, const char *text, size_t len, bool check_files,
 		 struct config **ret);
 void config_free(struct config *c);
+/* Whether a group of C holds a postgres source. */
+bool config_has_postgres(const struct config *c);
 /* Print every key with its type, default and note (bascule.yaml(5) source). */
 void config_print_reference(void);

@@ -34,3 +34,24 @@ int pgwal_seg_parse(const char *name, uint32_t segsize, uint32_t *ret_tli, uint6
 void pgwal_history_name(char *name, uint32_t tli);
 /* A replication slot name PostgreSQL accepts: 1 to 63 of [a-z0-9_]. */
 bool pgwal_slot_name_ok(const char *name);
+
+/* One line of a timeline history file: timeline TLI ended at END (where its
+ * child begins), as PostgreSQL writes "TLI<tab>X/Y<tab>reason". */
+struct pgwal_switch {
+	uint32_t tli;
+	uint64_t end;
+};
+#define PGWAL_HISTORY_MAX (64u << 10) /* the largest history file read */
+/* The ancestors of timeline TLI from its history file TEXT (LEN bytes),
+ * oldest first, at most MAX of them (*RET_N).  Blank lines and lines
+ * starting with '#' are skipped.  -EINVAL unless every other line is
+ * "TLI<tab>X/Y[<tab>reason]" with timelines increasing and below TLI and
+ * LSNs not decreasing; RET untouched then. */
+int pgwal_history_parse(const char *text, size_t len, uint32_t tli, struct pgwal_switch *ret,
+			size_t max, size_t *ret_n);
+/* From a backup_manifest (JSON, LEN bytes): the WAL a base backup needs,
+ * the first WAL-Ranges entry's Start-LSN and timeline and the last one's
+ * End-LSN and timeline.  -EINVAL if it is not a manifest with such ranges;
+ * outputs untouched then. */
+int pgwal_manifest_range(const char *json, size_t len, uint64_t *ret_start, uint32_t *ret_start_tli,
+			 uint64_t *ret_end, uint32_t *ret_end_tli);

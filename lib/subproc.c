@@ -161,7 +161,7 @@ static int drain(int *fd, struct subproc_result *r, size_t max, size_t budget)
 	return 1;
 }
 
-static int start(const char *const *argv, char **envp, int out_fd, pid_t *ret_pid)
+static int start(const char *const *argv, char **envp, int out_fd, const struct subproc_opts *o, pid_t *ret_pid)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
@@ -176,8 +176,11 @@ static int start(const char *const *argv, char **envp, int out_fd, pid_t *ret_pi
 		posix_spawn_file_actions_destroy(&fa);
 		return -r;
 	}
-	if (!(r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) && out_fd >= 0 &&
-	    !(r = posix_spawn_file_actions_adddup2(&fa, out_fd, 1)))
+	r = o->stdin_fd > 0 ? posix_spawn_file_actions_adddup2(&fa, o->stdin_fd, 0)
+			    : posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (!r && o->cwd_fd > 0)
+		r = posix_spawn_file_actions_addfchdir_np(&fa, o->cwd_fd);
+	if (!r && out_fd >= 0 && !(r = posix_spawn_file_actions_adddup2(&fa, out_fd, 1)))
 		r = posix_spawn_file_actions_adddup2(&fa, out_fd, 2);
 	if (!r)
 		r = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
@@ -213,7 +216,7 @@ int subproc_run(const char *const *argv, const struct subproc_opts *o, struct su
 		r = err_set(errno, "cannot run %s: pipe: %s", argv[0], strerror(errno));
 		goto out;
 	}
-	if ((r = start(argv, envp, pfd[1], &pid)) < 0) {
+	if ((r = start(argv, envp, pfd[1], o, &pid)) < 0) {
 		r = err_set(r, "cannot run %s: %s", argv[0], strerror(-r));
 		pid = -1;
 		goto out;

@@ -4,7 +4,7 @@
  * A command is an argv, executed as given: no shell, nothing quoted, nothing
  * cut.  A command written as a string (a runbook's stop:, a group's freeze:)
  * runs as SUBPROC_SH(STRING), that is `/bin/sh -c STRING` with STRING one
- * argument, whatever its length.  The child gets stdin from /dev/null, the
+ * argument, whatever its length.  The child gets stdin from /dev/null (or a descriptor given), the
  * caller's environment with ENV added, default signal dispositions and an
  * empty signal mask (a daemon's blocked signals are not inherited), and a
  * process group of its own, which is killed whole (SIGKILL) at the deadline.
@@ -31,6 +31,8 @@ struct subproc_opts {
 	uint64_t timeout;       /* usec; 0 = no deadline */
 	size_t output_max;      /* keep the last OUTPUT_MAX bytes of stdout and stderr (merged);
 				 * 0: the child writes to the caller's stdout and stderr */
+	int stdin_fd;           /* > 0: the child's stdin (a descriptor of the caller's); 0: /dev/null */
+	int cwd_fd;             /* > 0: the child starts in this directory; 0: the caller's */
 };
 
 struct subproc_result {

@@ -161,8 +161,17 @@ int units_parse_time(const char *s, uint64_t *ret_usec)
 	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
 	if (!end)
 		end = strptime(s, "%Y-%m-%d %H:%M:%S", &tm);
+	uint64_t frac = 0, scale = 100000;
+
 	if (!end)
 		return -EINVAL;
+	/* An optional fraction of a second, to the microsecond. */
+	if (*end == '.') {
+		if (!(end[1] >= '0' && end[1] <= '9'))
+			return -EINVAL;
+		for (end++; *end >= '0' && *end <= '9'; end++, scale /= 10)
+			frac += (uint64_t)(*end - '0') * scale;
+	}
 	if (strcmp(end, "Z") == 0) {
 		t = timegm(&tm);
 	} else if (*end == 0) {
@@ -173,7 +182,7 @@ int units_parse_time(const char *s, uint64_t *ret_usec)
 	}
 	if (t < 0)
 		return -EINVAL;
-	*ret_usec = (uint64_t)t * 1000000u;
+	*ret_usec = (uint64_t)t * 1000000u + frac;
 	return 0;
 }
 

@@ -10,8 +10,8 @@ int units_parse_duration(const char *s, uint64_t *ret_usec);
 int units_parse_rate(const char *s, uint64_t *ret);
 /* Render for people: "2m30s". Return BUF. */
 char *units_fmt_duration(uint64_t usec, char *buf, int len);
-/* A point in time: "@UNIXSECONDS[.frac]", "YYYY-MM-DDTHH:MM:SS[Z]" or
- * "YYYY-MM-DD HH:MM:SS" (local time unless Z).  Unix microseconds. */
+/* A point in time: "@UNIXSECONDS[.frac]", "YYYY-MM-DDTHH:MM:SS[.FFFFFF][Z]" or
+ * "YYYY-MM-DD HH:MM:SS[.FFFFFF]" (local time unless Z).  Unix microseconds. */
 int units_parse_time(const char *s, uint64_t *ret_usec);
 /* "2026-11-24T18:03:23Z" (UTC, seconds) into BUF. */
 char *units_fmt_time(uint64_t usec, char *buf, int len);

@@ -17,7 +17,10 @@ static void usage(FILE *f)
 		   "Monitoring plugin (Nagios/Icinga): the lag of every target (or T) against\n"
 		   "the thresholds.  CRITICAL above --max-lag, or when a target has no epoch;\n"
 		   "WARNING above --warn-lag (default: half of --max-lag) or when a target is\n"
-		   "not connected; UNKNOWN when the daemon cannot be asked.\n"
+		   "not connected; UNKNOWN when the daemon cannot be asked.  Postgres sources:\n"
+		   "CRITICAL when their WAL does not stream or a target fell behind the WAL\n"
+		   "spool (it needs a base backup); their lag (the age of the oldest WAL a\n"
+		   "target lacks) against the same thresholds.\n"
 		   "Exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.\n");
 }
 
@@ -73,6 +76,25 @@ int cmd_check(int argc, char **argv)
 		printf("BASCULE UNKNOWN - %s\n", err_msg(r));
 		return NAGIOS_UNKNOWN;
 	}
+	/* Postgres sources whose WAL does not stream lose everything new. */
+	json_array_foreach(json_object_get(st, "groups"), i, t) {
+		json_t *src;
+		size_t k;
+		json_array_foreach(json_object_get(t, "sources"), k, src) {
+			json_t *pg = json_object_get(src, "postgres");
+			const char *pst = json_string_value(json_object_get(pg, "state"));
+			const char *perr = json_string_value(json_object_get(pg, "last_error"));
+			if (!pg || !pst || !strcmp(pst, "streaming"))
+				continue;
+			if (!perr)
+				perr = "";
+			if (NAGIOS_CRITICAL > state || !worst_text[0])
+				snprintf(worst_text, sizeof(worst_text), "source %s/%s: WAL not streaming (%s)%s%s",
+					 json_string_value(json_object_get(t, "name")),
+					 json_string_value(json_object_get(src, "name")), pst, *perr ? ": " : "", perr);
+			state = NAGIOS_CRITICAL;
+		}
+	}
 	json_array_foreach(json_object_get(st, "targets"), i, t) {
 		const char *name = json_string_value(json_object_get(t, "name"));
 		const char *tstate = json_string_value(json_object_get(t, "state"));
@@ -100,6 +122,33 @@ int cmd_check(int argc, char **argv)
 			}
 			if (s > state)
 				state = s;
+			{
+				const char *sname;
+				json_t *ps;
+				json_object_foreach(json_object_get(tg, "postgres"), sname, ps) {
+					double pl = json_real_value(json_object_get(ps, "lag_seconds"));
+					json_int_t lb = json_integer_value(json_object_get(ps, "lag_bytes"));
+					int q = NAGIOS_OK;
+					if (json_is_true(json_object_get(ps, "needs_base")) || pl > (double)crit / 1e6)
+						q = NAGIOS_CRITICAL;
+					else if (pl > (double)warn / 1e6)
+						q = NAGIOS_WARNING;
+					snprintf(perf + strlen(perf), sizeof(perf) - strlen(perf),
+						 " 'pglag_%s_%s_%s'=%.3fs;%.0f;%.0f;0; 'pglagbytes_%s_%s_%s'=%lldB;;;0;",
+						 name, g, sname, pl < 0 ? 0 : pl, (double)warn / 1e6, (double)crit / 1e6,
+						 name, g, sname, (long long)(lb < 0 ? 0 : lb));
+					if (q > state || (!worst_text[0] && q)) {
+						if (json_is_true(json_object_get(ps, "needs_base")))
+							snprintf(worst_text, sizeof(worst_text), "%s/%s/%s needs a base backup "
+								 "(it fell behind the WAL spool, or holds none yet)", name, g, sname);
+						else
+							snprintf(worst_text, sizeof(worst_text), "%s/%s/%s WAL lag %.1fs", name,
+								 g, sname, pl);
+					}
+					if (q > state)
+						state = q;
+				}
+			}
 		}
 	}
 	json_decref(st);

@@ -24,10 +24,18 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#define HOT_MAX 64
+
 struct rsink {
 	struct replica *r;
 	struct rapply *a;
 	const char *root;
+	/* --pg-standby hot: the standby's settings, and the groups whose
+	 * standby this session made sure of */
+	bool hot;
+	struct promote_opts po;
+	char hot_done[HOT_MAX][NAME_MAX_LEN + 1];
+	size_t n_hot_done;
 };
 
 static int replica_state(void *ctx, struct wbuf *out)
@@ -167,6 +175,21 @@ static int r_extent(void *ctx, uint32_t src, uint64_t off, uint32_t len, const u
 	return replica_epoch_extent(((struct rsink *)ctx)->a, src, off, len, data);
 }
 
+static int r_pgsource(void *ctx, const struct msg_pgsource *m)
+{
+	return replica_epoch_pgsource(((struct rsink *)ctx)->a, m);
+}
+
+static int r_wal(void *ctx, uint32_t src, uint64_t lsn, uint32_t len, const uint8_t *data)
+{
+	return replica_epoch_wal(((struct rsink *)ctx)->a, src, lsn, len, data);
+}
+
+static int r_basefile(void *ctx, uint32_t src, const char *file, uint64_t off, uint32_t len, const uint8_t *data)
+{
+	return replica_epoch_basefile(((struct rsink *)ctx)->a, src, file, off, len, data);
+}
+
 static int r_basis(void *ctx, uint32_t src, uint64_t off, uint8_t *buf, uint32_t len)
 {
 	struct rsink *k = ctx;
@@ -195,6 +218,35 @@ static void r_abort(void *ctx)
 	k->a = NULL;
 }
 
+static void hot_line(const char *line)
+{
+	log_info("%s", line);
+}
+
+/* --pg-standby hot: once per group and session, after an ack, make sure its
+ * PostgreSQL sources have a running hot standby (made from the newest base
+ * the first time).  A failure is a warning: the copy itself is complete, and
+ * the next session tries again. */
+static void r_committed(void *ctx, const char *group)
+{
+	struct rsink *k = ctx;
+	int rc;
+
+	if (!k->hot)
+		return;
+	for (size_t i = 0; i < k->n_hot_done; i++)
+		if (!strcmp(k->hot_done[i], group))
+			return;
+	if (k->n_hot_done < HOT_MAX)
+		snprintf(k->hot_done[k->n_hot_done++], sizeof(k->hot_done[0]), "%s", group);
+	rc = replica_pg_standby(k->r, group, &k->po, hot_line);
+	if (rc == -ENOENT)
+		err_clear();
+	else if (rc < 0)
+		log_warn("the hot standby of group %s is not running: %s (the replica itself is complete; "
+			 "bascule replica standby starts it by hand, docs/postgres.md)", group, err_msg(rc));
+}
+
 static void recv_usage(FILE *f)
 {
 	fprintf(f, "Usage: bascule recv --root DIR [--key FILE] [--keep-epochs N] [--keep-time D]\n\n"
@@ -202,11 +254,20 @@ static void recv_usage(FILE *f)
 		   "(DIR/GROUP/SOURCE).  Run by basculed (local: targets) or by sshd with\n"
 		   "command=\"bascule recv --root DIR\" (ssh:// targets).  Not for interactive use:\n"
 		   "through ssh with any other command (ssh USER@SECONDARY test) it only says\n"
-		   "whether it is ready, and touches no replica.\n\n"
+		   "whether it is ready, and touches no replica.  PostgreSQL sources are kept as\n"
+		   "base backups and WAL in DIR/GROUP/.SOURCE.pg/ (a hot standby: bascule replica\n"
+		   "standby; docs/postgres.md).\n\n"
 		   "  --root DIR         replica directory (created if missing)\n"
 		   "  --key FILE         site key, mode 0600 (default /etc/bascule/site.key)\n"
 		   "  --keep-epochs N    keep undo data of the last N epochs for rollback (24)\n"
-		   "  --keep-time D      also keep undo data younger than D, e.g. 24h (0)\n\n"
+		   "  --keep-time D      also keep undo data younger than D, e.g. 24h (0)\n"
+		   "  --pg-standby MODE  PostgreSQL sources: cold (keep base + WAL, the default) or\n"
+		   "                     hot (also run a standby replaying them, started after the\n"
+		   "                     first epoch; under sshd the primary's postgres_standby\n"
+		   "                     applies unless command= sets this)\n"
+		   "  --pg-user U        the hot standby runs as U (default: DIR's owner)\n"
+		   "  --pg-conf F        its settings (default /etc/bascule/postgresql.conf if it\n"
+		   "                     exists: port, socket directory)\n\n"
 		   "Exit 0: the daemon ended the session; 1: the stream ended early, or a group is\n"
 		   "promoted here (live after a failover: demote it to replicate into it); 2: usage;\n"
 		   "4: the key is missing, unsafe, not a key, or not the primary's; 5: a tampered\n"
@@ -221,16 +282,21 @@ int cmd_recv(int argc, char **argv)
 		{ "key", required_argument, NULL, 'k' },
 		{ "keep-epochs", required_argument, NULL, 'n' },
 		{ "keep-time", required_argument, NULL, 't' },
+		{ "pg-standby", required_argument, NULL, 'S' },
+		{ "pg-user", required_argument, NULL, 'U' },
+		{ "pg-conf", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	const char *root = NULL, *keyfile = NULL;
+	const char *root = NULL, *keyfile = NULL, *standby = NULL;
+	char asked[16];
 	uint64_t keep_epochs = 24, keep_time = 0;
 	struct site_key *key = NULL;
 	struct replica *r = NULL;
 	struct rsink k = { 0 };
 	struct recv_sink sink = { .ctx = &k, .state = replica_state, .begin = r_begin, .source = r_source,
-				  .extent = r_extent, .basis = r_basis, .commit = r_commit, .abort = r_abort,
+				  .extent = r_extent, .basis = r_basis, .pgsource = r_pgsource, .wal = r_wal,
+				  .basefile = r_basefile, .commit = r_commit, .abort = r_abort, .committed = r_committed,
 				  .signatures = send_signatures, .advise = advise };
 	int c, rc = 0;
 
@@ -253,6 +319,9 @@ int cmd_recv(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
+		case 'S': standby = optarg; break;
+		case 'U': k.po.pg_user = optarg; break;
+		case 'F': k.po.pg_conf = optarg; break;
 		case 'h': recv_usage(stdout); return EXIT_OK;
 		default: recv_usage(stderr); return EXIT_USAGE;
 		}
@@ -261,6 +330,14 @@ int cmd_recv(int argc, char **argv)
 		recv_usage(stderr);
 		return EXIT_USAGE;
 	}
+	/* The secondary's command= decides; else what the primary asked for. */
+	if (!standby && recv_ssh_requested("--pg-standby", asked, sizeof(asked)))
+		standby = asked;
+	if (standby && strcmp(standby, "hot") && strcmp(standby, "cold")) {
+		fprintf(stderr, "bascule recv: --pg-standby is hot or cold, not '%s'\n", standby);
+		return EXIT_USAGE;
+	}
+	k.hot = standby && !strcmp(standby, "hot");
 	log_init("bascule-recv", arg_global.verbose);
 	signal(SIGPIPE, SIG_IGN);
 	/* The site key and the session's stream keys live in this process: no

@@ -2,6 +2,7 @@
 #include "cmd.h"
 #include "err.h"
 #include "key.h"
+#include "pgwal.h"
 #include "replica.h"
 #include "units.h"
 #include <getopt.h>
@@ -28,15 +29,26 @@ static void replica_usage(FILE *f)
 		   "  demote                 make a promoted group a replica again (its disks are\n"
 		   "                         resynced with librsync on the next connection)\n"
 		   "  clone --to-dir DIR     reflink (or copy) the disks at a complete epoch into DIR\n"
-		   "                         while replication goes on (test drills)\n\n"
+		   "                         while replication goes on (test drills)\n"
+		   "  standby                PostgreSQL sources: make (if need be) and start the hot\n"
+		   "                         standby DIR/G/SOURCE, replaying the WAL recv commits;\n"
+		   "                         promote then promotes it in seconds\n"
+		   "  wal-get --source S FILE DEST\n"
+		   "                         the standby's restore_command: WAL file FILE of the\n"
+		   "                         committed copy into DEST (exit 1: not there yet)\n\n"
 		   "  --root DIR   the replica directory (as given to bascule recv)\n"
 		   "  --key FILE   site key (default /etc/bascule/site.key); not needed by list\n"
 		   "  --group G    the group (default: all; rollback needs it when there are several)\n"
 		   "  --epoch N    promote exactly epoch N      --at TIME  newest epoch cut by TIME\n"
-		   "               (TIME: @UNIXSECONDS or YYYY-MM-DDTHH:MM:SS[Z])\n"
+		   "               (TIME: @UNIXSECONDS or YYYY-MM-DDTHH:MM:SS[.FFFFFF][Z])\n"
 		   "  --consistent promote only a point-in-time (consistent) epoch\n"
 		   "  --link-dir D promote: the disks appear as D/SOURCE (symbolic links)\n"
-		   "  --json       promote/clone: print the result as one JSON object\n\n"
+		   "  --json       promote/clone: print the result as one JSON object\n"
+		   "  --pg-user U  PostgreSQL runs as U (default: the replica directory's owner)\n"
+		   "  --pg-bin D   its programs (default /usr/lib/postgresql/VERSION/bin)\n"
+		   "  --pg-conf F  settings appended to postgresql.auto.conf (default\n"
+		   "               /etc/bascule/postgresql.conf if it exists)\n"
+		   "  --pg-timeout T  recovery may take T (default 1h)\n\n"
 		   "Root may run these in a directory that belongs to the receiving user: no link\n"
 		   "in it is followed, and state and journals must authenticate with the site key.\n\n"
 		   "Exit 0: done; 1: no such group or epoch, not a replica directory; 2: usage;\n"
@@ -80,10 +92,18 @@ static int do_list(struct replica *r, char **groups, size_t n)
 		       s.flags & EPOCH_CONSISTENT ? "consistent" : "fuzzy",
 		       fmt_time(s.cut_time, t1, sizeof(t1)), fmt_time(s.applied_time, t2, sizeof(t2)),
 		       s.alarm[0] ? "\n  ALARM: " : "", s.alarm);
-		for (uint32_t k = 0; k < s.n_sources; k++)
-			printf("  source %-20s epoch %-8" PRIu64 " size %-14" PRIu64 " %s\n",
-			       s.sources[k].name, s.sources[k].epoch, s.sources[k].size,
-			       s.sources[k].status == SRC_OK ? "ok" : "diverged");
+		for (uint32_t k = 0; k < s.n_sources; k++) {
+			const struct state_source *x = &s.sources[k];
+			char b[PGWAL_LSN_LEN], e[PGWAL_LSN_LEN];
+			if (x->base_id)
+				printf("  source %-20s epoch %-8" PRIu64 " postgres system %" PRIu64 " base %s timeline %u "
+				       "end %s %s\n", x->name, x->epoch, x->system_id, pgwal_lsn_format(x->base_id, b),
+				       x->timeline, pgwal_lsn_format(x->end_lsn, e),
+				       x->status == SRC_OK ? "ok" : "diverged");
+			else
+				printf("  source %-20s epoch %-8" PRIu64 " size %-14" PRIu64 " %s\n", x->name,
+				       x->epoch, x->size, x->status == SRC_OK ? "ok" : "diverged");
+		}
 		replica_rollback_points(r, groups[i], pts, times, 64, &np);
 		/* Earlier epochs the group can return to, newest first (the
 		 * current epoch is where it is; 0 is the replica before its
@@ -106,10 +126,23 @@ static void print_promoted(const char *verb, const char *group, const struct pro
 				      "epoch", (json_int_t)pi->epoch, "cut_time_us",
 				      (json_int_t)pi->cut_time, "consistent",
 				      (pi->flags & EPOCH_CONSISTENT) != 0, "dir", dir);
-		json_t *a = json_array();
+		json_t *a = json_array(), *pg = json_array();
 		for (uint32_t i = 0; i < pi->n_sources; i++)
 			json_array_append_new(a, json_string(pi->sources[i]));
 		json_object_set_new(o, "sources", a);
+		for (uint32_t i = 0; i < pi->n_pg; i++) {
+			const struct promote_pg *p = &pi->pg[i];
+			char e[PGWAL_LSN_LEN], d[PGWAL_LSN_LEN], x[40];
+			json_array_append_new(pg, json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s?, s:I, s:o?, s:f}",
+				"source", p->source, "data_dir", p->data_dir, "mode", p->hot ? "hot" : "cold",
+				"end_lsn", pgwal_lsn_format(p->end_lsn, e), "redo_lsn", pgwal_lsn_format(p->redo_lsn, d),
+				"timeline", (int)p->timeline,
+				"last_transaction", p->last_xact ? units_fmt_time(p->last_xact, x, sizeof(x)) : NULL,
+				"last_transaction_us", (json_int_t)p->last_xact,
+				"recovery_target_time_us", p->at ? json_integer((json_int_t)p->at) : NULL,
+				"seconds", (double)p->usec / 1e6));
+		}
+		json_object_set_new(o, "postgres", pg);
 		json_dumpf(o, stdout, JSON_COMPACT);
 		printf("\n");
 		json_decref(o);
@@ -119,6 +152,15 @@ static void print_promoted(const char *verb, const char *group, const struct pro
 	       !strcmp(verb, "promote") ? "promoted" : "cloned", pi->epoch,
 	       pi->flags & EPOCH_CONSISTENT ? "consistent" : "fuzzy",
 	       units_fmt_time(pi->cut_time, t, sizeof(t)), dir ? ", disks in " : "", dir ? dir : "");
+	for (uint32_t i = 0; i < pi->n_pg; i++) {
+		const struct promote_pg *p = &pi->pg[i];
+		char e[PGWAL_LSN_LEN], d[PGWAL_LSN_LEN], x[40];
+		printf("  %s: PostgreSQL %s, recovered to %s (last record at %s), timeline %u, last transaction %s, "
+		       "in %.1f s; data directory %s%s\n", p->source, p->hot ? "standby promoted" : "restored (cold)",
+		       pgwal_lsn_format(p->end_lsn, e), pgwal_lsn_format(p->redo_lsn, d), p->timeline,
+		       p->last_xact ? units_fmt_time(p->last_xact, x, sizeof(x)) : "none", (double)p->usec / 1e6,
+		       p->data_dir, p->hot ? " (running)" : " (stopped: start it with pg_ctl -D DIR start)");
+	}
 }
 
 int cmd_replica(int argc, char **argv)
@@ -134,6 +176,12 @@ int cmd_replica(int argc, char **argv)
 		{ "link-dir", required_argument, NULL, 'L' },
 		{ "to-dir", required_argument, NULL, 'D' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "pg-user", required_argument, NULL, 'U' },
+		{ "pg-bin", required_argument, NULL, 'B' },
+		{ "pg-conf", required_argument, NULL, 'F' },
+		{ "pg-timeout", required_argument, NULL, 'T' },
+		{ "source", required_argument, NULL, 's' },
+		{ "upto", required_argument, NULL, 'u' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -145,7 +193,9 @@ int cmd_replica(int argc, char **argv)
 	uint64_t to = 0;
 	bool have_to = false, json = false;
 	struct promote_opts po = { 0 };
-	const char *to_dir = NULL;
+	const char *to_dir = NULL, *source = NULL;
+	uint32_t upto_tli = 0;
+	uint64_t upto_lsn = 0;
 	int c, rc = 0, ret = EXIT_OK;
 
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -173,7 +223,7 @@ int cmd_replica(int argc, char **argv)
 		case 'a':
 			if (units_parse_time(optarg, &po.at) < 0) {
 				fprintf(stderr, "bascule replica: --at wants @UNIXSECONDS or "
-						"YYYY-MM-DDTHH:MM:SS[Z], got '%s'\n", optarg);
+						"YYYY-MM-DDTHH:MM:SS[.FFFFFF][Z], got '%s'\n", optarg);
 				return EXIT_USAGE;
 			}
 			break;
@@ -181,14 +231,51 @@ int cmd_replica(int argc, char **argv)
 		case 'L': po.link_dir = optarg; break;
 		case 'D': to_dir = optarg; break;
 		case 'j': json = true; break;
+		case 'U': po.pg_user = optarg; break;
+		case 'B': po.pg_bin = optarg; break;
+		case 'F': po.pg_conf = optarg; break;
+		case 'T':
+			if (units_parse_duration(optarg, &po.pg_timeout) < 0 || !po.pg_timeout) {
+				fprintf(stderr, "bascule replica: --pg-timeout wants a duration such as 2h\n");
+				return EXIT_USAGE;
+			}
+			break;
+		case 's': source = optarg; break;
+		case 'u': {
+			char *slash = strchr(optarg, '/');
+			upto_tli = (uint32_t)strtoul(optarg, NULL, 10);
+			if (!slash || !upto_tli || pgwal_lsn_parse(slash + 1, &upto_lsn) < 0) {
+				fprintf(stderr, "bascule replica: --upto wants TIMELINE/LSN such as 1/0/A000000\n");
+				return EXIT_USAGE;
+			}
+			break;
+		}
 		case 'h': replica_usage(stdout); return EXIT_OK;
 		default: replica_usage(stderr); return EXIT_USAGE;
 		}
 	}
+	if (!strcmp(verb, "wal-get")) {
+		/* restore_command: PostgreSQL wants 0 (DEST written) or 1 (no such file). */
+		if (!root || !group || !source || argc - optind != 2) {
+			replica_usage(stderr);
+			return EXIT_USAGE;
+		}
+		if ((rc = cmd_key_load(keyfile, &key)) < 0 || (rc = replica_open(root, REPLICA_READONLY, key, &r)) < 0) {
+			key_free(key);
+			return cmd_fail("replica wal-get", rc);
+		}
+		r->key_path = keyfile ? keyfile : CMD_SITE_KEY;
+		rc = replica_pg_wal_get(r, group, source, argv[optind], argv[optind + 1], upto_tli, upto_lsn);
+		if (rc < 0 && rc != -ENOENT)
+			fprintf(stderr, "bascule replica wal-get: %s\n", err_msg(rc));
+		replica_close(r);
+		key_free(key);
+		return rc < 0 ? EXIT_FAILURE : EXIT_OK;
+	}
 	if (!root || optind != argc || (strcmp(verb, "list") && strcmp(verb, "verify") &&
 					strcmp(verb, "recover") && strcmp(verb, "rollback") &&
 					strcmp(verb, "promote") && strcmp(verb, "demote") &&
-					strcmp(verb, "clone")) ||
+					strcmp(verb, "clone") && strcmp(verb, "standby")) ||
 	    (!strcmp(verb, "rollback") && !have_to) || (!strcmp(verb, "clone") && !to_dir) ||
 	    ((!strcmp(verb, "promote") || !strcmp(verb, "demote") || !strcmp(verb, "clone")) && !group)) {
 		replica_usage(stderr);
@@ -202,7 +289,8 @@ int cmd_replica(int argc, char **argv)
 	/* promote and demote take over from a receiver (one left by a dead link,
 	 * or one the daemon keeps connected); clone and list read while bascule
 	 * recv goes on. */
-	rc = replica_open(root, (!strcmp(verb, "list") || !strcmp(verb, "clone") ? REPLICA_READONLY : 0) |
+	rc = replica_open(root, (!strcmp(verb, "list") || !strcmp(verb, "clone") || !strcmp(verb, "standby") ?
+				 REPLICA_READONLY : 0) |
 				(!strcmp(verb, "promote") || !strcmp(verb, "demote") ? REPLICA_TAKEOVER : 0),
 			  key, &r);
 	if (rc == -EBUSY && !strcmp(verb, "verify")) {
@@ -241,6 +329,10 @@ int cmd_replica(int argc, char **argv)
 		rc = promote ? replica_promote(r, group, &po, &pi) : replica_clone(r, group, to_dir, &pi);
 		if (rc == 0)
 			print_promoted(verb, group, &pi, json, promote ? po.link_dir : to_dir);
+	} else if (!strcmp(verb, "standby")) {
+		for (size_t i = 0; i < n && rc == 0; i++)
+			if (!group || !strcmp(group, groups[i]))
+				rc = replica_pg_standby(r, groups[i], &po, print_line);
 	} else if (!strcmp(verb, "demote")) {
 		if ((rc = replica_demote(r, group)) == 0)
 			printf("group %s is a replica again; its disks will be resynced\n", group);

@@ -17,7 +17,8 @@ static void sync_usage(FILE *f)
 		   "Ask basculed to cut an epoch of GROUP (default: every group) now.\n"
 		   "  --wait        return only when every target has applied the epoch and made\n"
 		   "                it durable: the replica then equals the source as it was when\n"
-		   "                the epoch was cut\n"
+		   "                the epoch was cut (a postgres source: every transaction\n"
+		   "                committed before the call)\n"
 		   "  --timeout D   give up waiting after D (default 60s): exit 6 naming the\n"
 		   "                targets that lag\n"
 		   "  --vault       also wait for vault targets (they take the epoch at once,\n"
@@ -122,7 +123,10 @@ int cmd_sync(int argc, char **argv)
 		return cmd_fail("sync", r);
 	start = clock_mono_usec();
 	req = json_pack("{s:s, s:s?}", "cmd", "sync", "group", group);
-	resp = cmd_ctl("sync", sock, req, &ret);
+	/* For a group with postgres sources the daemon answers once the
+	 * primary's WAL position of this moment is in its spool. */
+	resp = cmd_ctl_wait("sync", sock, req, timeout > 10000000 ? (int)(timeout / 1000 > 130000 ? 130000 : timeout / 1000)
+								    : 10000, &ret);
 	json_decref(req);
 	if (!resp)
 		return ret;

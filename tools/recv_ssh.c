@@ -172,3 +172,10 @@ int recv_ssh_check(const struct recv_opts *o, int *ret_exit)
 	*ret_exit = answer_probe(o, cmd);
 	return 1;
 }
+
+bool recv_ssh_requested(const char *opt, char *buf, size_t len)
+{
+	const char *cmd = getenv("SSH_ORIGINAL_COMMAND");
+
+	return cmd && under_sshd() && strstr(cmd, "recv") && request_option(cmd, opt, buf, len);
+}

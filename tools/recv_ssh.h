@@ -4,6 +4,9 @@
 #pragma once
 #include <stdint.h>
 
+#include <stdbool.h>
+#include <stddef.h>
+
 struct recv_opts {
 	const char *root;      /* --root */
 	const char *keyfile;   /* --key */
@@ -25,3 +28,8 @@ struct recv_opts {
  * and a live receiver is not taken over; return 1 with *RET_EXIT set to 0
  * (ready), 4 (site key unusable) or 1 (replica directory unusable). */
 int recv_ssh_check(const struct recv_opts *o, int *ret_exit);
+
+/* Under an sshd forced command: the value of option OPT in the daemon's
+ * request (SSH_ORIGINAL_COMMAND), into BUF.  False when not under sshd or
+ * absent: for options the secondary's command= leaves to the primary. */
+bool recv_ssh_requested(const char *opt, char *buf, size_t len);

@@ -37,6 +37,22 @@ static int advise(const struct recv_sink *s, int rc)
 	return s->advise && rc < 0 ? s->advise(s->ctx, rc) : rc;
 }
 
+/* DATA_LEN bytes of one zstd frame whose content is exactly RAW_LEN bytes,
+ * into OUT (room for PROTO_MAX_EXTENT). */
+static int unzstd(ZSTD_DCtx *dctx, const uint8_t *data, uint32_t data_len, uint32_t raw_len, uint8_t *out,
+		  const char *what)
+{
+	unsigned long long fs = ZSTD_getFrameContentSize(data, data_len);
+	size_t n;
+
+	if (fs != raw_len)
+		return err_set(EBADMSG, "compressed %s announces %llu bytes, expected %u", what, fs, raw_len);
+	n = ZSTD_decompressDCtx(dctx, out, PROTO_MAX_EXTENT, data, data_len);
+	if (ZSTD_isError(n) || n != raw_len)
+		return err_set(EBADMSG, "corrupt compressed %s", what);
+	return 0;
+}
+
 static int send_state(struct wire *w, const struct recv_sink *s)
 {
 	struct wbuf b;
@@ -151,18 +167,8 @@ int recv_serve(struct site_key *key, const struct recv_sink *s)
 			if (m.enc == EXT_RAW)
 				data = m.data;
 			else if (m.enc == EXT_ZSTD) {
-				unsigned long long fs = ZSTD_getFrameContentSize(m.data, m.data_len);
-				size_t n;
-				if (fs != m.raw_len) {
-					rc = err_set(EBADMSG, "compressed extent announces %llu bytes, expected %u", fs,
-						     m.raw_len);
+				if ((rc = unzstd(dctx, m.data, m.data_len, m.raw_len, raw, "extent")) < 0)
 					goto out;
-				}
-				n = ZSTD_decompressDCtx(dctx, raw, PROTO_MAX_EXTENT, m.data, m.data_len);
-				if (ZSTD_isError(n) || n != m.raw_len) {
-					rc = err_set(EBADMSG, "corrupt compressed extent");
-					goto out;
-				}
 				data = raw;
 			} else if (m.enc == EXT_DELTA) {
 				/* Resync: patch the replica's own range into the new one. */
@@ -176,6 +182,66 @@ int recv_serve(struct site_key *key, const struct recv_sink *s)
 				data = raw;
 			}
 			if ((rc = advise(s, s->extent(s->ctx, m.src, m.offset, m.raw_len, data))) < 0) {
+				send_ack(&w, group, epoch, rc);
+				goto out;
+			}
+			break;
+		}
+		case MSG_PGSOURCE: {
+			struct msg_pgsource m;
+			if (!in_epoch) {
+				rc = err_set(EPROTO, "PGSOURCE outside an epoch");
+				goto out;
+			}
+			if (!s->pgsource) {
+				rc = err_set(EPROTO, "a PostgreSQL source was sent to a receiver that keeps none");
+				goto out;
+			}
+			if ((rc = pgproto_get_pgsource(&body, &m)) < 0)
+				goto out;
+			/* Refused (not where the copy ends, say): the daemon is told why. */
+			if ((rc = advise(s, s->pgsource(s->ctx, &m))) < 0) {
+				send_ack(&w, group, epoch, rc);
+				goto out;
+			}
+			break;
+		}
+		case MSG_WAL: {
+			struct msg_wal m;
+			const uint8_t *data;
+			if (!in_epoch || !s->wal) {
+				rc = err_set(EPROTO, "WAL outside an epoch of a PostgreSQL source");
+				goto out;
+			}
+			if ((rc = pgproto_get_wal(&body, &m)) < 0)
+				goto out;
+			data = m.data;
+			if (m.enc == EXT_ZSTD && (rc = unzstd(dctx, m.data, m.data_len, m.raw_len, raw, "WAL")) < 0)
+				goto out;
+			if (m.enc == EXT_ZSTD)
+				data = raw;
+			if ((rc = advise(s, s->wal(s->ctx, m.src, m.lsn, m.raw_len, data))) < 0) {
+				send_ack(&w, group, epoch, rc);
+				goto out;
+			}
+			break;
+		}
+		case MSG_BASEFILE: {
+			struct msg_basefile m;
+			const uint8_t *data;
+			if (!in_epoch || !s->basefile) {
+				rc = err_set(EPROTO, "BASEFILE outside an epoch of a PostgreSQL source");
+				goto out;
+			}
+			if ((rc = pgproto_get_basefile(&body, &m)) < 0)
+				goto out;
+			data = m.raw_len ? m.data : NULL;
+			if (m.enc == EXT_ZSTD &&
+			    (rc = unzstd(dctx, m.data, m.data_len, m.raw_len, raw, "base backup piece")) < 0)
+				goto out;
+			if (m.enc == EXT_ZSTD)
+				data = raw;
+			if ((rc = advise(s, s->basefile(s->ctx, m.src, m.file, m.offset, m.raw_len, data))) < 0) {
 				send_ack(&w, group, epoch, rc);
 				goto out;
 			}
@@ -199,6 +265,8 @@ int recv_serve(struct site_key *key, const struct recv_sink *s)
 			}
 			if ((rc = send_ack(&w, group, epoch, 0)) < 0)
 				goto out;
+			if (s->committed)
+				s->committed(s->ctx, group);
 			break;
 		}
 		case MSG_SIG_REQUEST: {

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include "buf.h"
 #include "key.h"
+#include "pgproto.h"
 #include "proto.h"
 #include "wire.h"
 
@@ -21,10 +22,21 @@ struct recv_sink {
 	int (*extent)(void *ctx, uint32_t src, uint64_t off, uint32_t len, const uint8_t *data);
 	/* Resync deltas: the replica's own bytes at OFF (NULL: no resync). */
 	int (*basis)(void *ctx, uint32_t src, uint64_t off, uint8_t *buf, uint32_t len);
+	/* PostgreSQL sources (docs/protocol.md, section 7; NULL: refused):
+	 * PGSOURCE in the place of the source's SOURCE; LEN bytes of WAL at
+	 * LSN, decompressed; a piece of a file of its base backup (LEN may be
+	 * 0, DATA then NULL). */
+	int (*pgsource)(void *ctx, const struct msg_pgsource *m);
+	int (*wal)(void *ctx, uint32_t src, uint64_t lsn, uint32_t len, const uint8_t *data);
+	int (*basefile)(void *ctx, uint32_t src, const char *file, uint64_t off, uint32_t len,
+			const uint8_t *data);
 	/* Make the epoch durable; always ends it (success or not). */
 	int (*commit)(void *ctx, const struct msg_epoch_end *m);
 	/* Drop the epoch in progress (connection lost, error). */
 	void (*abort)(void *ctx);
+	/* After the ack of a committed epoch of GROUP went out (may be NULL):
+	 * work that must not delay the ack (a hot standby to start). */
+	void (*committed)(void *ctx, const char *group);
 	/* Answer SIG_REQUEST (NULL: refused). */
 	int (*signatures)(void *ctx, struct wire *w, const struct msg_sig *req);
 	/* Turn an error into advice for the operator (may be NULL). */

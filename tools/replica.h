@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "key.h"
+#include "pgproto.h"
 #include "proto.h"
 
 struct rstate {
@@ -97,6 +98,12 @@ int replica_epoch_begin(struct replica *r, const struct msg_epoch_begin *m, stru
 int replica_epoch_source(struct rapply *a, const struct msg_source *m);
 int replica_epoch_extent(struct rapply *a, uint32_t src, uint64_t off, uint32_t len,
 			 const uint8_t *data /* NULL: zeros */);
+/* A PostgreSQL source in SOURCE's place (docs/protocol.md, section 7), its
+ * WAL and the pieces of its base backup. */
+int replica_epoch_pgsource(struct rapply *a, const struct msg_pgsource *m);
+int replica_epoch_wal(struct rapply *a, uint32_t src, uint64_t lsn, uint32_t len, const uint8_t *data);
+int replica_epoch_basefile(struct rapply *a, uint32_t src, const char *file, uint64_t off, uint32_t len,
+			   const uint8_t *data);
 int replica_epoch_commit(struct rapply *a, const struct msg_epoch_end *m);
 void replica_epoch_abort(struct rapply *a);
 const char *replica_epoch_group(const struct rapply *a);
@@ -112,16 +119,46 @@ int replica_unknown_sources(struct replica *r, const char *group, struct state_g
 /* ---- failover ---- */
 struct promote_opts {
 	uint64_t epoch;        /* promote exactly this epoch (0: the newest allowed) */
-	uint64_t at;           /* newest epoch cut at or before this time (unix usec), 0: any */
+	uint64_t at;           /* newest epoch cut at or before this time (unix usec), 0: any;
+				* PostgreSQL sources recover to this time exactly */
 	bool consistent;       /* only epochs captured point-in-time */
-	const char *link_dir;  /* make the disks appear here as DIR/SOURCE, or NULL */
+	const char *link_dir;  /* make the disks appear here as DIR/SOURCE (a PostgreSQL source's
+				* data directory is made there), or NULL */
+	/* PostgreSQL sources (docs/postgres.md, "Promotion") */
+	const char *pg_user;   /* the user PostgreSQL runs as (default: the replica's owner) */
+	const char *pg_bin;    /* its programs (default /usr/lib/postgresql/VERSION/bin) */
+	const char *pg_conf;   /* this site's settings, appended to postgresql.auto.conf */
+	uint64_t pg_timeout;   /* recovery may take this long (usec; 0: one hour) */
 };
+
+#define PROMOTE_MAX_PG 8
+struct promote_pg {
+	char source[NAME_MAX_LEN + 1];
+	char data_dir[1024];
+	bool hot;              /* the running standby was promoted */
+	uint64_t end_lsn;      /* the WAL recovery was given ended here (the acked point) */
+	uint64_t redo_lsn;     /* the last record it replayed */
+	uint32_t timeline;     /* the new timeline */
+	uint64_t last_xact;    /* time of the last transaction recovered (usec; 0: none) */
+	uint64_t at;           /* the recovery target time (usec; 0: none) */
+	uint64_t usec;         /* how long it took */
+};
+
+/* PostgreSQL hot standbys (docs/postgres.md, "Standby modes"): make and
+ * start each PostgreSQL source's of GROUP, a line to OUT for each. */
+int replica_pg_standby(struct replica *r, const char *group, const struct promote_opts *o, void (*out)(const char *line));
+/* The standby's restore_command (pg.h, pg_wal_get): 0, -ENOENT if the
+ * copy has no such file (yet). */
+int replica_pg_wal_get(struct replica *r, const char *group, const char *source, const char *name, const char *dest,
+		       uint32_t upto_tli, uint64_t upto_lsn);
 
 struct promote_info {
 	uint64_t epoch, cut_time, promoted_time;
 	uint8_t flags;
 	uint32_t n_sources;
 	char sources[PROTO_MAX_SOURCES][NAME_MAX_LEN + 1];
+	uint32_t n_pg;         /* PostgreSQL sources brought up */
+	struct promote_pg pg[PROMOTE_MAX_PG];
 };
 
 /* Make GROUP live on this site: roll back to the epoch O allows if needed,

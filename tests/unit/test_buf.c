@@ -90,6 +90,15 @@ static void test_units(void **state)
 	assert_int_equal(units_parse_rate("unlimited", &v), 0);
 	assert_int_equal(v, 0);
 	assert_int_equal(units_parse_rate("fast", &v), -EINVAL);
+	/* A point in time, to the microsecond (promote --at between two commits). */
+	assert_int_equal(units_parse_time("2026-12-01T22:56:46Z", &v), 0);
+	assert_int_equal(v, 1796165806000000ULL);
+	assert_int_equal(units_parse_time("2026-12-01T22:56:46.5Z", &v), 0);
+	assert_int_equal(v, 1796165806500000ULL);
+	assert_int_equal(units_parse_time("2026-12-01T22:56:46.000123Z", &v), 0);
+	assert_int_equal(v, 1796165806000123ULL);
+	assert_int_equal(units_parse_time("2026-12-01T22:56:46.Z", &v), -EINVAL);
+	assert_int_equal(units_parse_time("2026-12-01T22:56:46.5x", &v), -EINVAL);
 }
 
 /* What JSON and metrics print: the measurement, not the binary noise. */

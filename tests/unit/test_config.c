@@ -115,7 +115,7 @@ static void test_wrong_type(void **state)
 static void test_missing_required(void **state)
 {
 	expect_error(replace("        disk: /var/lib/libvirt/images/web1.img\n", ""),
-		     "test.yaml:8:9: source is missing the required key 'disk'");
+		     "test.yaml:8:9: source 'root' of group 'web1' is missing the required key 'disk'");
 }
 
 static void test_duplicate(void **state)
@@ -225,6 +225,85 @@ static void test_metrics_listen(void **state)
 
 /* A file that cannot be read is a configuration error (exit 3), whatever the
  * errno; config_read without checks needs neither disks nor keys. */
+static const char pg_cfg[] =
+	"state_dir: /var/lib/bascule\n"
+	"groups:\n"
+	"  - name: App-1\n"
+	"    sources:\n"
+	"      - name: db\n"
+	"        type: postgres\n"
+	"        conninfo: \"host=/var/run/postgresql user=bascule\"\n"
+	"        synchronous: remote\n"
+	"      - name: root\n"
+	"        disk: /var/lib/libvirt/images/web1.img\n"
+	"targets:\n"
+	"  - name: secondary\n"
+	"    url: local:/srv/bascule/replica\n"
+	"    postgres_standby: hot\n";
+
+static char *pg_replace(const char *from, const char *to)
+{
+	static char out[4096];
+	const char *p = strstr(pg_cfg, from);
+
+	assert_non_null(p);
+	snprintf(out, sizeof(out), "%.*s%s%s", (int)(p - pg_cfg), pg_cfg, to, p + strlen(from));
+	return out;
+}
+
+/* A postgres source beside a disk: its defaults (slot and
+ * application_name derived, wal_interval, base_interval, wal_spool_max),
+ * and every bad value named with its position. */
+static void test_postgres(void **state)
+{
+	struct config *c = NULL;
+	const struct cfg_source *s, *d;
+
+	assert_int_equal(parse(pg_cfg, &c), 0);
+	s = CFG_SOURCE(CFG_GROUP(c, 0), 0);
+	d = CFG_SOURCE(CFG_GROUP(c, 0), 1);
+	assert_int_equal(s->kind, SOURCE_POSTGRES);
+	assert_int_equal(d->kind, SOURCE_DISK);
+	assert_string_equal(s->slot, "bascule_app_1_db");
+	assert_string_equal(s->application_name, "bascule_app_1_db");
+	assert_true(s->remote);
+	assert_int_equal(s->wal_interval, 200000);
+	assert_int_equal(s->base_interval, 24ULL * 3600 * 1000000);
+	assert_int_equal(s->wal_spool_max, 1ULL << 30);
+	assert_string_equal(s->checkpoint, "fast");
+	assert_string_equal(CFG_TARGET(c, 0)->postgres_standby, "hot");
+	assert_true(config_has_postgres(c));
+	config_free(c);
+
+	expect_error(pg_replace("        conninfo: \"host=/var/run/postgresql user=bascule\"\n", ""),
+		     "test.yaml:5:9: postgres source 'db' of group 'App-1' is missing the required key 'conninfo'");
+	expect_error(pg_replace("user=bascule\"", "user=bascule password=x\""),
+		     "test.yaml:5:9: source 'db': conninfo holds a password");
+	expect_error(pg_replace("user=bascule\"", "user=bascule nosuchkey=1\""),
+		     "test.yaml:5:9: source 'db': conninfo does not parse");
+	expect_error(pg_replace("synchronous: remote", "synchronous: always"),
+		     "test.yaml:8:22: synchronous must be one of: local, remote (got 'always')");
+	expect_error(pg_replace("synchronous: remote", "wal_interval: 1ms"),
+		     "test.yaml:8:23: wal_interval must be between");
+	expect_error(pg_replace("synchronous: remote", "wal_spool_max: 1MiB"),
+		     "test.yaml:8:24: wal_spool_max must be between");
+	expect_error(pg_replace("synchronous: remote", "slot: Bad-Slot"),
+		     "test.yaml:5:9: source 'db': slot 'Bad-Slot' is not a slot name PostgreSQL accepts");
+	expect_error(pg_replace("synchronous: remote", "disk: /dev/sda"),
+		     "test.yaml:5:9: source 'db' is a postgres source: it has no disk");
+	expect_error(pg_replace("        disk: /var/lib/libvirt/images/web1.img\n",
+				"        disk: /var/lib/libvirt/images/web1.img\n        slot: x\n"),
+		     "test.yaml:9:9: source 'root': conninfo, slot and application_name are for sources of type postgres");
+	expect_error(pg_replace("postgres_standby: hot", "postgres_standby: warm"),
+		     "test.yaml:14:23: postgres_standby must be one of: hot, cold (got 'warm')");
+	expect_error(pg_replace("      - name: root\n        disk: /var/lib/libvirt/images/web1.img\n",
+				"      - name: db2\n        type: postgres\n        slot: bascule_app_1_db\n"
+				"        conninfo: \"host=/var/run/postgresql user=bascule\"\n"),
+		     "test.yaml:9:9: source 'db2': slot bascule_app_1_db of this cluster is already source 'db' of group 'App-1'");
+	expect_error(pg_replace("    postgres_standby: hot\n", "    type: vault\n    vault_key: /k\n    postgres_standby: cold\n"),
+		     "test.yaml:12:5: target 'secondary': postgres_standby is for targets of type replica");
+}
+
 static void test_unreadable(void **state)
 {
 	char dir[] = "/tmp/bascule-cfg.XXXXXX", path[600], text[8192];
@@ -276,6 +355,7 @@ int main(void)
 		cmocka_unit_test(test_missing_files),
 		cmocka_unit_test(test_metrics_listen),
 		cmocka_unit_test(test_unreadable),
+		cmocka_unit_test(test_postgres),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -152,14 +152,26 @@ static void spit(const char *rel, const uint8_t *data, size_t len)
 	assert_int_equal(fs_write_atomic(path, data, len, 0600), 0);
 }
 
-/* Rewrite a journal in the earlier format: magic BSCJRNL1, an unkeyed
- * BLAKE2b over everything before the last 32 bytes.  With EVIL, its first
- * record's data is changed too (what the owner would write as root). */
+/* Drop N bytes at OFF of P (LEN bytes). */
+static void strip(uint8_t *p, size_t *len, size_t off, size_t n)
+{
+	memmove(p + off, p + off + n, *len - off - n);
+	*len -= n;
+}
+
+/* Rewrite a journal in the earlier format: magic BSCJRNL1, no PostgreSQL
+ * byte after the digest of its source "root" (at offset 107, group vm1),
+ * an unkeyed BLAKE2b over everything before the last 32 bytes.  With EVIL,
+ * its first record's data is changed too (what the owner would write as
+ * root). */
 static void to_earlier_format(const char *rel, bool evil)
 {
 	size_t len;
 	uint8_t *j = slurp(rel, &len);
 
+	assert_memory_equal(j, "BSCJRNL3", 8);
+	assert_int_equal(j[107], 0);
+	strip(j, &len, 107, 1);
 	memcpy(j, "BSCJRNL1", 8);
 	if (evil)
 		memcpy(j + len - 32 - 9 - 4096, "EVIL", 4); /* inside the last record's data */
@@ -244,11 +256,21 @@ static void test_upgrade(void **state)
 	(void)state;
 	make_replica();
 	s = slurp(".bascule/groups/vm1/state", &len);
-	old = malloc(len - 8);
-	memcpy(old, "BSCSTAT1", 8);
-	memcpy(old + 8, s + 16, len - 16 - 32); /* drop the key id */
-	crypto_generichash(old + len - 8 - 32, 32, old, len - 8 - 32, NULL, 0);
-	spit(".bascule/groups/vm1/state", old, len - 8);
+	{
+		/* BSCSTAT1: no key id, no LSN fields after the source's digest
+		 * (at offset 115 with no alarm), an unkeyed checksum. */
+		size_t ol = len - 8 - 28;
+		uint8_t *t = malloc(len);
+		memcpy(t, s, len);
+		assert_memory_equal(t, "BSCSTAT3", 8);
+		strip(t, &(size_t){ len }, 115, 28);
+		old = malloc(ol);
+		memcpy(old, "BSCSTAT1", 8);
+		memcpy(old + 8, t + 16, ol - 8 - 32); /* drop the key id */
+		crypto_generichash(old + ol - 32, 32, old, ol - 32, NULL, 0);
+		spit(".bascule/groups/vm1/state", old, ol);
+		free(t);
+	}
 	to_earlier_format(".bascule/groups/vm1/undo/2.undo", false);
 	path_of(path, sizeof(path), ".bascule/groups/vm1/legacy");
 	unlink(path);
@@ -258,9 +280,9 @@ static void test_upgrade(void **state)
 	assert_int_equal(access(path, F_OK), 0);
 	free(s);
 	s = slurp(".bascule/groups/vm1/state", &len);
-	assert_memory_equal(s, "BSCSTAT2", 8);
+	assert_memory_equal(s, "BSCSTAT3", 8);
 	/* The old state planted again after the upgrade is refused. */
-	spit(".bascule/groups/vm1/state", old, len - 8);
+	spit(".bascule/groups/vm1/state", old, len - 8 - 28);
 	assert_int_equal(replica_open(root, REPLICA_READONLY, key, &r), 0);
 	{
 		struct rstate st;

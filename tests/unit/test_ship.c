@@ -53,6 +53,8 @@ void *realloc(void *p, size_t n)
 		errno = ENOMEM;
 		return NULL;
 	}
+	if (!real_realloc)
+		wrap_init(); /* a library's constructor (gnutls through libpq) runs before ours */
 	r = real_realloc(p, n);
 	if (armed && !p && n == 100 && !tracked)
 		tracked = r;
@@ -65,6 +67,8 @@ void free(void *p)
 		tracked_freed = true;
 		tracked = NULL;
 	}
+	if (!real_free)
+		wrap_init();
 	real_free(p);
 }
 #endif

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -132,6 +133,19 @@ static void test_exit_and_signal(void **state)
 	assert_int_equal(subproc_run(SUBPROC_SH("cat; echo read-done"), &capture, &r), 0);
 	assert_string_equal(r.output, "read-done\n");
 	subproc_result_free(&r);
+
+	/* A descriptor given as stdin, a directory given by fd as the cwd. */
+	int p[2], d = open("/etc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_true(d > 0);
+	assert_int_equal(write(p[1], "fed\n", 4), 4);
+	close(p[1]);
+	assert_int_equal(subproc_run(SUBPROC_SH("cat; pwd"),
+				     &(struct subproc_opts){ .output_max = 4096, .stdin_fd = p[0], .cwd_fd = d }, &r), 0);
+	assert_string_equal(r.output, "fed\n/etc\n");
+	subproc_result_free(&r);
+	close(p[0]);
+	close(d);
 }
 
 static void test_not_found(void **state)

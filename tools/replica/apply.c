@@ -1,6 +1,8 @@
 /* apply.c - receiving an epoch: its redo journal, the undo of what it
- * overwrites, the commit point, the apply, the digest check, undo retention. */
-#include "store.h"
+ * overwrites, the commit point, the apply, the digest check, undo retention.
+ * A PostgreSQL source of the epoch goes through pgstore.c up to the commit
+ * point; the redo header records where it then stands. */
+#include "pg.h"
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
@@ -30,6 +32,9 @@ struct rapply {
 	 * (and its map), renamed into place by the committed redo. */
 	struct target_file seed[PROTO_MAX_SOURCES];
 	bool seeded[PROTO_MAX_SOURCES];
+	/* PostgreSQL sources, at their index (src[] holds their name only). */
+	struct pgrecv *pg[PROTO_MAX_SOURCES];
+	bool new_base;     /* one brings a base backup: retention looks at the bases */
 };
 
 
@@ -87,17 +92,52 @@ fail:
 	return rc;
 }
 
+/* The next source of the epoch may be IDX, named NAME. */
+static int source_next(const struct rapply *a, uint32_t idx, const char *name, const char *what)
+{
+	if (a->header_written || idx != a->n_src || a->n_src >= a->begin.n_sources)
+		return err_set(EPROTO, "%s message out of order", what);
+	for (uint32_t i = 0; i < a->n_src; i++)
+		if (strcmp(a->src[i].name, name) == 0)
+			return err_set(EPROTO, "source %s announced twice", name);
+	return 0;
+}
+
+int replica_epoch_pgsource(struct rapply *a, const struct msg_pgsource *m)
+{
+	struct state_source *have;
+	int rc;
+
+	if ((rc = source_next(a, m->idx, m->name, "PGSOURCE")) < 0)
+		return rc;
+	have = state_find(&a->state, m->name);
+	if (!have && a->state.n_sources + ++a->n_new > PROTO_MAX_SOURCES)
+		return err_set(EPROTO, "group %s would have more than %d sources with %s", a->begin.group,
+			       PROTO_MAX_SOURCES, m->name);
+	if ((rc = tree_mkdir(a->r, a->begin.group)) < 0 ||
+	    (rc = pgrecv_begin(a->r, a->begin.group, a->begin.epoch, a->begin.cut_time, m, have,
+			       &a->pg[a->n_src])) < 0)
+		return rc;
+	a->new_base |= (m->flags & PGSRC_BASE) != 0;
+	memset(&a->src[a->n_src], 0, sizeof(a->src[0]));
+	memcpy(a->src[a->n_src].name, m->name, sizeof(m->name));
+	a->src[a->n_src].idx = m->idx;
+	a->n_src++;
+	return 0;
+}
+
 int replica_epoch_source(struct rapply *a, const struct msg_source *m)
 {
 	struct state_source *have;
 	uint64_t cur = 0;
+	int rc;
 
-	if (a->header_written || m->idx != a->n_src || a->n_src >= a->begin.n_sources)
-		return err_set(EPROTO, "SOURCE message out of order");
-	for (uint32_t i = 0; i < a->n_src; i++)
-		if (strcmp(a->src[i].name, m->name) == 0)
-			return err_set(EPROTO, "source %s announced twice", m->name);
+	if ((rc = source_next(a, m->idx, m->name, "SOURCE")) < 0)
+		return rc;
 	have = state_find(&a->state, m->name);
+	if (have && pg_source(have))
+		return err_set(EPROTO, "source %s/%s is a PostgreSQL source in the replica, a disk in the epoch",
+			       a->begin.group, m->name);
 	if (have)
 		cur = have->epoch;
 	/* Base 0 is a full resync: every block of the source is sent. */
@@ -115,7 +155,6 @@ int replica_epoch_source(struct rapply *a, const struct msg_source *m)
 		 * seed it directly, no redo copy of its data. */
 		char f[RPATH], mp[RPATH], rf[RPATH];
 		struct target_file *tf = &a->seed[a->n_src];
-		int rc;
 		if ((rc = seed_paths(a->r, a->begin.group, m->name, f, mp, sizeof(f))) < 0 ||
 		    (rc = replica_file(a->r, rf, sizeof(rf), a->begin.group, m->name)) < 0 ||
 		    (rc = tree_exists(a->r, rf)) < 0)
@@ -163,6 +202,10 @@ static int write_redo_header(struct rapply *a)
 	h.flags = a->begin.flags;
 	h.n_sources = a->n_src;
 	for (uint32_t i = 0; i < a->n_src; i++) {
+		if (a->pg[i]) {
+			pgrecv_jsource(a->pg[i], &h.sources[i]);
+			continue;
+		}
 		memcpy(h.sources[i].name, a->src[i].name, sizeof(h.sources[i].name));
 		h.sources[i].epoch = a->begin.epoch;
 		h.sources[i].size = a->src[i].size;
@@ -186,7 +229,7 @@ int replica_epoch_extent(struct rapply *a, uint32_t src, uint64_t off, uint32_t 
 
 	if (!a->header_written && (rc = write_redo_header(a)) < 0)
 		return rc;
-	if (src >= a->n_src)
+	if (src >= a->n_src || a->pg[src])
 		return err_set(EPROTO, "extent for unknown source %u", src);
 	size = a->src[src].size;
 	/* Bounds written so that no sum wraps (an offset near 2^64 would). */
@@ -204,6 +247,44 @@ int replica_epoch_extent(struct rapply *a, uint32_t src, uint64_t off, uint32_t 
 	rc = jw_record(&a->redo, src, off, len, data);
 	return rc < 0 ? err_set(rc, "cannot write journal %s/%s: %s", a->r->root, a->redo.path,
 				strerror(-rc)) : 0;
+}
+
+/* The PostgreSQL source SRC of the epoch, or an error naming WHAT. */
+static struct pgrecv *pg_of(struct rapply *a, uint32_t src, const char *what)
+{
+	if (src < a->n_src && a->pg[src])
+		return a->pg[src];
+	err_set(EPROTO, "%s for source %u, which is not a PostgreSQL source of the epoch", what, src);
+	return NULL;
+}
+
+int replica_epoch_wal(struct rapply *a, uint32_t src, uint64_t lsn, uint32_t len, const uint8_t *data)
+{
+	struct pgrecv *p = pg_of(a, src, "WAL");
+	int rc;
+
+	if (!p)
+		return -EPROTO;
+	if (!a->header_written && (rc = write_redo_header(a)) < 0)
+		return rc;
+	a->n_extents++;
+	a->raw_bytes += len;
+	return pgrecv_wal(p, lsn, len, data);
+}
+
+int replica_epoch_basefile(struct rapply *a, uint32_t src, const char *file, uint64_t off, uint32_t len,
+			   const uint8_t *data)
+{
+	struct pgrecv *p = pg_of(a, src, "BASEFILE");
+	int rc;
+
+	if (!p)
+		return -EPROTO;
+	if (!a->header_written && (rc = write_redo_header(a)) < 0)
+		return rc;
+	a->n_extents++;
+	a->raw_bytes += len;
+	return pgrecv_basefile(p, file, off, len, data);
 }
 
 /* Save what the uncommitted redo of A will overwrite into undo/N.undo. */
@@ -238,7 +319,20 @@ static int write_undo(struct rapply *a)
 	for (uint32_t i = 0; i < rh.n_sources; i++) {
 		struct state_source *x = state_find(&a->state, rh.sources[i].name);
 		memcpy(uh.sources[i].name, rh.sources[i].name, sizeof(uh.sources[i].name));
-		if (x) {
+		if (rh.sources[i].pg) {
+			/* No data to save: where the copy stood (its WAL and base stay). */
+			uh.sources[i].pg = JPG_SOURCE;
+			if (x) {
+				uh.sources[i].exists = 1;
+				uh.sources[i].epoch = x->epoch;
+				uh.sources[i].status = x->status;
+				memcpy(uh.sources[i].digest, x->digest, DIGEST_BYTES);
+				uh.sources[i].system_id = x->system_id;
+				uh.sources[i].base_id = x->base_id;
+				uh.sources[i].timeline = x->timeline;
+				uh.sources[i].end_lsn = x->end_lsn;
+			}
+		} else if (x) {
 			uh.sources[i].exists = 1;
 			uh.sources[i].epoch = x->epoch;
 			uh.sources[i].size = x->size;
@@ -326,8 +420,8 @@ static int reserve_space(struct rapply *a)
 		goto out;
 	for (uint32_t i = 0; i < h.n_sources; i++) {
 		char path[RPATH];
-		if (h.sources[i].exists == SEEDED)
-			continue; /* written in its seed file already: nothing to reserve, nothing to create */
+		if (h.sources[i].exists == SEEDED || h.sources[i].pg)
+			continue; /* written in its seed file (or the WAL store) already */
 		if ((rc = tree_mkdir(a->r, h.group)) < 0 ||
 		    (rc = replica_file(a->r, path, sizeof(path), h.group, h.sources[i].name)) < 0)
 			goto out;
@@ -377,6 +471,23 @@ static void prune_undo(struct replica *r, const char *group, uint64_t current)
 	}
 }
 
+/* The WAL or base of source NAME failed its digest: nothing of the epoch
+ * is applied; the source is marked diverged, so that the primary sends a
+ * new base backup (docs/replica.md). */
+static int pg_mismatch(struct rapply *a, const char *name, int rc)
+{
+	struct state_source *x = state_find(&a->state, name);
+	char why[512];
+
+	snprintf(why, sizeof(why), "%s", err_msg(rc));
+	if (x && x->status != SRC_DIVERGED) {
+		x->status = SRC_DIVERGED;
+		if (state_write(a->r, &a->state) < 0)
+			log_warn("%s", err_msg(-EIO));
+	}
+	return err_set(EBADMSG, "%s", why);
+}
+
 static int replica_epoch_commit_locked(struct rapply *a, const struct msg_epoch_end *m)
 {
 	char tmp[RPATH], redo[RPATH];
@@ -395,6 +506,12 @@ static int replica_epoch_commit_locked(struct rapply *a, const struct msg_epoch_
 	for (uint32_t i = 0; i < a->n_src; i++)
 		if (a->seeded[i] && (rc = tf_sync(&a->seed[i])) < 0)
 			return rc;
+	/* PostgreSQL sources: durable and read back before the commit point. */
+	for (uint32_t i = 0; i < a->n_src; i++) {
+		struct jsource j;
+		if (a->pg[i] && (rc = pgrecv_prepare(a->pg[i], &j)) < 0)
+			return rc == -EBADMSG ? pg_mismatch(a, a->src[i].name, rc) : rc;
+	}
 	snprintf(tmp, sizeof(tmp), "%s", a->redo.path);
 	if ((rc = jw_finish(&a->redo)) < 0)
 		return rc;
@@ -427,10 +544,13 @@ static int replica_epoch_commit_locked(struct rapply *a, const struct msg_epoch_
 	next.alarm[0] = 0;
 	if ((rc = state_after_redo(&next, &h)) < 0 || (rc = state_write(a->r, &next)) < 0)
 		return rc;
-	a->state = next;
 	tree_unlink(a->r, redo);
 	tree_fsync_parent(a->r, redo);
-	prune_undo(a->r, a->begin.group, a->state.epoch);
+	prune_undo(a->r, a->begin.group, next.epoch);
+	/* Bases and WAL that no retained epoch needs: looked at when a base
+	 * arrives, and now and then as rollback points expire. */
+	pgstore_committed(a->r, &a->state, &next, a->new_base || next.epoch % 64 == 0);
+	a->state = next;
 	return 0;
 }
 
@@ -451,6 +571,8 @@ void replica_epoch_abort(struct rapply *a)
 	if (!a)
 		return;
 	seed_discard(a);
+	for (uint32_t i = 0; i < a->n_src; i++)
+		pgrecv_free(a->pg[i]); /* what it wrote is beyond the copy's end, or an ID.tmp */
 	if (a->header_written)
 		jw_close(&a->redo, true);
 	else

@@ -1,5 +1,5 @@
 /* failover.c - promote (make a group live here), demote, clone. */
-#include "store.h"
+#include "pg.h"
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
@@ -99,7 +99,7 @@ static int pick_epoch(struct replica *r, const struct rstate *s, const struct pr
  * be.  Inside the replica directory it is reached like everything there,
  * through no link; outside, as given, but not through a link as its last
  * component.  The fd, or a negative errno. */
-static int dest_open(struct replica *r, const char *path, mode_t mode)
+int dest_open(struct replica *r, const char *path, mode_t mode)
 {
 	char abs[RPATH];
 	size_t n = strlen(r->root);
@@ -149,6 +149,8 @@ int replica_promote(struct replica *r, const char *group, const struct promote_o
 {
 	struct promote_info pi;
 	struct rstate s;
+	struct pgplan plans[PROMOTE_MAX_PG];
+	size_t n_plans = 0;
 	uint64_t e = 0;
 	char path[RPATH], line[256];
 	int rc;
@@ -166,6 +168,10 @@ int replica_promote(struct replica *r, const char *group, const struct promote_o
 		e = pi.epoch;
 	} else {
 		if ((rc = pick_epoch(r, &s, o, &e)) < 0)
+			return rc;
+		/* PostgreSQL sources: what --at needs of the epochs after E, before
+		 * the rollback forgets them. */
+		if ((rc = pg_promote_plan(r, &s, e, o->at, plans, PROMOTE_MAX_PG, &n_plans)) < 0)
 			return rc;
 		if (e != s.epoch) {
 			log_info("promoting %s: rolling back from epoch %llu to %llu", group,
@@ -187,6 +193,7 @@ int replica_promote(struct replica *r, const char *group, const struct promote_o
 	}
 	pi.flags = s.flags;
 	pi.n_sources = s.n_sources;
+	pi.n_pg = 0;
 	for (uint32_t i = 0; i < s.n_sources && i < PROTO_MAX_SOURCES; i++) {
 		snprintf(pi.sources[i], sizeof(pi.sources[i]), "%s", s.sources[i].name);
 		if (s.sources[i].status != SRC_OK)
@@ -194,12 +201,30 @@ int replica_promote(struct replica *r, const char *group, const struct promote_o
 						"match its digest; run bascule replica verify", group,
 				       s.sources[i].name);
 	}
+	/* PostgreSQL sources: a primary's data directory (pgpromote.c). */
+	for (uint32_t i = 0; i < s.n_sources; i++) {
+		struct pgplan none = { 0 }, *plan = &none;
+		if (!pg_source(&s.sources[i]))
+			continue;
+		if (pi.n_pg == PROMOTE_MAX_PG)
+			return err_set(E2BIG, "group %s has more than %d PostgreSQL sources", group, PROMOTE_MAX_PG);
+		for (size_t k = 0; k < n_plans; k++)
+			if (!strcmp(plans[k].name, s.sources[i].name))
+				plan = &plans[k];
+		if (!n_plans)
+			none.at = o->at;
+		if ((rc = pg_promote(r, group, &s.sources[i], plan, o, &pi.pg[pi.n_pg])) < 0)
+			return rc;
+		pi.n_pg++;
+	}
 	if (o->link_dir) {
 		int dfd = dest_open(r, o->link_dir, 0755);
 		if (dfd < 0)
 			return dfd;
 		for (uint32_t i = 0; i < s.n_sources && rc >= 0; i++) {
 			char file[RPATH];
+			if (pg_source(&s.sources[i]))
+				continue; /* its data directory is made there */
 			if (snprintf(file, sizeof(file), "%s/%s/%s", r->root, group, s.sources[i].name) >=
 			    (int)sizeof(file))
 				rc = -ENAMETOOLONG;

@@ -1,6 +1,6 @@
 /* recover.c - applying a journal (idempotent), checking digests, undoing an
  * epoch, and the recovery that finishes whatever a crash interrupted. */
-#include "store.h"
+#include "pg.h"
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
@@ -37,6 +37,14 @@ int japply_open(struct japply *a, struct replica *r, const char *group, const ch
 			tree_fsync_parent(r, rf);
 			tree_fsync_parent(r, rm);
 		}
+		if (h->sources[i].pg) {
+			/* No replica file: a base backup received with the epoch is
+			 * put in place (done already if we crashed after). */
+			if (h->kind == J_REDO && (h->sources[i].pg & JPG_NEW_BASE) &&
+			    (rc = pgstore_place_base(r, h->group, &h->sources[i])) < 0)
+				return rc;
+			continue;
+		}
 		if (!h->sources[i].exists)
 			continue;
 		if ((rc = tf_open(r, h->group, h->sources[i].name, true, &a->tfs[i])) < 0)
@@ -55,7 +63,8 @@ int japply_run(struct japply *a, struct replica *r)
 
 	while ((k = jr_next(&a->j, &src, &off, &len, &data)) == 1) {
 		/* Written so that no sum wraps: a record is within its source. */
-		if (src >= h->n_sources || !h->sources[src].exists || off > h->sources[src].size ||
+		if (src >= h->n_sources || !h->sources[src].exists || h->sources[src].pg ||
+		    off > h->sources[src].size ||
 		    len > h->sources[src].size - off || off % PROTO_BLOCK)
 			return err_set(EBADMSG, "journal %s/%s: record out of bounds", r->root, a->j.path);
 		if ((rc = tf_write(&a->tfs[src], off, len, data, h->sources[src].size)) < 0)
@@ -65,6 +74,8 @@ int japply_run(struct japply *a, struct replica *r)
 		return k;
 	for (uint32_t i = 0; i < h->n_sources; i++) {
 		char p[RPATH];
+		if (h->sources[i].pg)
+			continue; /* its WAL and base are the store's (pgstore.c) */
 		if (!h->sources[i].exists) {
 			/* Undo of a source that the epoch created: remove it. */
 			if (replica_file(r, p, sizeof(p), h->group, h->sources[i].name) == 0)
@@ -111,7 +122,8 @@ int check_digests(struct replica *r, const struct jheader *h)
 		char a[17], b[17];
 		int rc;
 
-		if (!h->sources[i].exists)
+		/* A PostgreSQL source's WAL chain is checked before the commit point. */
+		if (!h->sources[i].exists || h->sources[i].pg)
 			continue;
 		if ((rc = tf_open(r, h->group, h->sources[i].name, false, &tf)) < 0)
 			return rc;
@@ -128,6 +140,15 @@ int check_digests(struct replica *r, const struct jheader *h)
 		}
 	}
 	return 0;
+}
+
+/* The LSN fields of a PostgreSQL source (zeros for a disk). */
+static void jsource_pg_to_state(const struct jsource *j, struct state_source *x)
+{
+	x->system_id = j->pg ? j->system_id : 0;
+	x->base_id = j->pg ? j->base_id : 0;
+	x->timeline = j->pg ? j->timeline : 0;
+	x->end_lsn = j->pg ? j->end_lsn : 0;
 }
 
 /* The state that an undo journal restores. */
@@ -152,6 +173,7 @@ void state_from_undo(struct rstate *s, const struct jheader *h)
 		x->size = h->sources[i].size;
 		x->status = h->sources[i].status;
 		memcpy(x->digest, h->sources[i].digest, DIGEST_BYTES);
+		jsource_pg_to_state(&h->sources[i], x);
 	}
 	/* Sources the epoch did not touch keep their state. */
 	for (uint32_t i = 0; i < s->n_sources; i++) {
@@ -186,6 +208,7 @@ int state_after_redo(struct rstate *s, const struct jheader *h)
 		x->size = h->sources[i].size;
 		x->status = SRC_OK;
 		memcpy(x->digest, h->sources[i].digest, DIGEST_BYTES);
+		jsource_pg_to_state(&h->sources[i], x);
 	}
 	*s = n;
 	return 0;
@@ -315,6 +338,8 @@ static int recover_group_locked(struct replica *r, const char *group)
 		remove_suffixed(r, group, ".seed");
 	if (gpath(r, dir, sizeof(dir), group, "%s", "") == 0)
 		remove_suffixed(r, dir, ".seed");
+	/* PostgreSQL sources: bases never committed, names of complete segments. */
+	pgstore_recover(r, &s);
 	return 0;
 }
 

@@ -3,7 +3,8 @@
  * the site key (lib/sfile.c), and the upgrade of a group written by the
  * earlier version, whose state and journals carried an unkeyed checksum.
  *
- *   state   "BSCSTAT2", key id (8 bytes), the state, keyed BLAKE2b
+ *   state   "BSCSTAT3", key id (8 bytes), the state, keyed BLAKE2b (BSCSTAT2,
+ *           read too, is the same without the PostgreSQL fields of a source)
  *   legacy  "BSCLGCY2", the journals of the earlier format present at the
  *           upgrade (kind, epoch, their checksum), keyed BLAKE2b; its
  *           presence says the group was upgraded */
@@ -20,7 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define S_MAGIC "BSCSTAT2"
+#define S_MAGIC "BSCSTAT3"
+#define S_MAGIC_V2 "BSCSTAT2" /* before PostgreSQL sources: keyed, no LSN fields */
 #define S_MAGIC_V1 "BSCSTAT1" /* the earlier format: unkeyed checksum */
 #define L_MAGIC "BSCLGCY2"
 #define L_MAX 8192            /* journals recorded at an upgrade */
@@ -43,11 +45,16 @@ static int state_encode(const struct rstate *s, struct wbuf *b)
 		if (!rc) rc = wbuf_put_u64(b, x->size);
 		if (!rc) rc = wbuf_put_u8(b, x->status);
 		if (!rc) rc = wbuf_put_bytes(b, x->digest, DIGEST_BYTES);
+		if (!rc) rc = wbuf_put_u64(b, x->system_id);
+		if (!rc) rc = wbuf_put_u64(b, x->base_id);
+		if (!rc) rc = wbuf_put_u32(b, x->timeline);
+		if (!rc) rc = wbuf_put_u64(b, x->end_lsn);
 	}
 	return rc;
 }
 
-static int state_decode(struct rbuf *b, const char *group, struct rstate *ret)
+/* V2: the format before PostgreSQL sources (no LSN fields). */
+static int state_decode(struct rbuf *b, const char *group, bool v2, struct rstate *ret)
 {
 	struct rstate s;
 
@@ -63,6 +70,9 @@ static int state_decode(struct rbuf *b, const char *group, struct rstate *ret)
 		if (rbuf_get_str(b, x->name, sizeof(x->name)) < 0 || !name_ok(x->name) ||
 		    rbuf_get_u64(b, &x->epoch) < 0 || rbuf_get_u64(b, &x->size) < 0 ||
 		    rbuf_get_u8(b, &x->status) < 0 || rbuf_get_bytes(b, x->digest, DIGEST_BYTES) < 0)
+			return -EBADMSG;
+		if (!v2 && (rbuf_get_u64(b, &x->system_id) < 0 || rbuf_get_u64(b, &x->base_id) < 0 ||
+			    rbuf_get_u32(b, &x->timeline) < 0 || rbuf_get_u64(b, &x->end_lsn) < 0))
 			return -EBADMSG;
 	}
 	if (rbuf_expect_end(b) < 0 || strcmp(s.group, group) != 0)
@@ -125,6 +135,7 @@ static int state_load(struct replica *r, const char *group, struct rstate *ret, 
 {
 	struct sfile f = { 0 };
 	char path[RPATH];
+	const char *magic = S_MAGIC;
 	struct rbuf b;
 	int rc;
 
@@ -133,14 +144,16 @@ static int state_load(struct replica *r, const char *group, struct rstate *ret, 
 	if ((rc = tree_sfile_read(r, path, &f)) < 0)
 		return rc == -EBADMSG ? err_wrap(rc, "replica state is not readable; move it away and "
 						     "run 'bascule replica verify'") : rc;
-	if (sfile_is(&f, S_MAGIC)) {
+	if (sfile_is(&f, S_MAGIC_V2))
+		magic = S_MAGIC_V2;
+	if (sfile_is(&f, magic)) {
 		if (!r->key) {
 			/* No key (bascule replica list): shown, never acted on. */
-			sfile_open_unchecked(&f, S_MAGIC, &b);
+			sfile_open_unchecked(&f, magic, &b);
 			r->unauthenticated = true;
 			rc = rbuf_get_bytes(&b, (uint8_t[KEY_ID_BYTES]){ 0 }, KEY_ID_BYTES);
-		} else if ((rc = sfile_open(&f, S_MAGIC, r->mac_key, &b)) < 0) {
-			sfile_open_unchecked(&f, S_MAGIC, &b);
+		} else if ((rc = sfile_open(&f, magic, r->mac_key, &b)) < 0) {
+			sfile_open_unchecked(&f, magic, &b);
 			rc = state_refused(r, path, b);
 			goto out;
 		} else
@@ -161,7 +174,7 @@ static int state_load(struct replica *r, const char *group, struct rstate *ret, 
 	} else
 		rc = -EBADMSG;
 	if (rc == 0)
-		rc = state_decode(&b, group, ret);
+		rc = state_decode(&b, group, strcmp(magic, S_MAGIC) != 0 || *ret_v1, ret);
 	if (rc < 0)
 		rc = err_set(EBADMSG, "replica state %s/%s is corrupt; run 'bascule replica verify' and "
 				      "restore the group from the primary", r->root, path);

@@ -25,7 +25,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define J_MAGIC "BSCJRNL2"    /* keyed BLAKE2b (the replica key) */
+#define J_MAGIC "BSCJRNL3"    /* keyed BLAKE2b (the replica key); sources may be PostgreSQL's */
+#define J_MAGIC_V2 "BSCJRNL2" /* the same without PostgreSQL sources: still read */
 #define J_MAGIC_V1 "BSCJRNL1" /* the earlier format: unkeyed, read only if recorded at the upgrade */
 #define JSUM 32
 #define MAP_MAGIC "BSCRMAP1"
@@ -64,6 +65,8 @@ int tree_mkdir(const struct replica *r, const char *rel);
 /* Remove REL (a link is removed, not followed); -ENOENT without a sentence. */
 int tree_unlink(const struct replica *r, const char *rel);
 int tree_rename(const struct replica *r, const char *from, const char *to);
+/* Remove the empty directory REL (a link is not followed); -ENOENT without a sentence. */
+int tree_rmdir(const struct replica *r, const char *rel);
 /* 1 if something is at REL (not followed), 0 if not, or a negative errno. */
 int tree_exists(const struct replica *r, const char *rel);
 int tree_fsync_parent(const struct replica *r, const char *rel);
@@ -101,11 +104,18 @@ bool legacy_accepts(const struct replica *r, const char *group, const char *name
 		    const uint8_t sum[JSUM]);
 
 /* ---- journal.c ---- */
+enum { JPG_SOURCE = 1, JPG_NEW_BASE = 2 }; /* jsource.pg */
 struct jsource {
 	char name[NAME_MAX_LEN + 1];
 	uint64_t epoch, size;
 	uint8_t status, exists;
-	uint8_t digest[DIGEST_BYTES];
+	uint8_t digest[DIGEST_BYTES];  /* a PostgreSQL source: its chained WAL digest */
+	/* A PostgreSQL source (JPG_SOURCE; no replica file, no records): where
+	 * its copy stands (docs/replica.md, "PostgreSQL sources"); a redo with
+	 * JPG_NEW_BASE puts the base backup BASE_ID in place when applied. */
+	uint8_t pg;
+	uint64_t system_id, base_id, end_lsn;
+	uint32_t timeline;
 };
 
 struct jheader {
@@ -173,6 +183,12 @@ int tf_write(struct target_file *tf, uint64_t off, uint32_t len, const uint8_t *
 int tf_resize(struct target_file *tf, uint64_t size);
 int tf_sync(struct target_file *tf);
 int tf_digest(struct target_file *tf, uint64_t size, uint8_t ret[DIGEST_BYTES]);
+
+/* ---- failover.c ---- */
+/* A directory the operator names (--link-dir, --to-dir), created if need
+ * be, opened: inside the replica directory through no link, outside as
+ * given but not through a link as its last component.  The fd. */
+int dest_open(struct replica *r, const char *path, mode_t mode);
 
 /* ---- recover.c ---- */
 /* Applying a journal (redo or undo) to its group, in two steps: open opens

@@ -290,6 +290,19 @@ int tree_unlink(const struct replica *r, const char *rel)
 	return rc;
 }
 
+int tree_rmdir(const struct replica *r, const char *rel)
+{
+	char base[NAME_MAX + 1];
+	int dfd, rc = 0;
+
+	if ((dfd = walk_parent(r, rel, base, sizeof(base))) < 0)
+		return dfd;
+	if (unlinkat(dfd, base, AT_REMOVEDIR) < 0)
+		rc = errno == ENOENT ? -ENOENT : tree_err(r, rel, errno, "remove directory");
+	close(dfd);
+	return rc;
+}
+
 int tree_rename(const struct replica *r, const char *from, const char *to)
 {
 	char fb[NAME_MAX + 1], tb[NAME_MAX + 1];

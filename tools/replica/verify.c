@@ -1,6 +1,6 @@
 /* verify.c - re-reading every replica against its digest, beside a live
  * receiver or with the lock, and marking what diverged. */
-#include "store.h"
+#include "pg.h"
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
@@ -75,6 +75,18 @@ static int verify_locked(struct replica *r, const char *group, void (*out)(const
 		uint8_t d[DIGEST_BYTES];
 		char line[512];
 
+		if (pg_source(x)) {
+			/* The base's files and the WAL chain (pgread.c). */
+			if ((rc = pg_verify(r, group, x, line, sizeof(line))) < 0) {
+				bad = 1;
+				if (rc == -EBADMSG) {
+					x->status = SRC_DIVERGED;
+					marked = true;
+				}
+			}
+			out(line);
+			continue;
+		}
 		if ((rc = tf_open(r, group, x->name, false, &tf)) < 0) {
 			snprintf(line, sizeof(line), "%s/%s: cannot open: %s", group, x->name, err_msg(rc));
 			out(line);

@@ -1,0 +1,140 @@
+# pgsites: a PostgreSQL 15 cluster on the primary site protected by basculed
+# into the real `bascule recv` at the secondary over SSH (tests/lib/sites.sh),
+# every part real:
+#  - the initial base backup and the WAL streamed under pgbench load reach
+#    the secondary's replica store; `sync app --wait` returns once the
+#    secondary holds every transaction committed before the call;
+#  - kill -9 of recv in the middle of the streaming: basculed reconnects,
+#    the WAL goes on from where the secondary's committed copy ends;
+#  - zero loss with synchronous: remote (synchronous_standby_names naming
+#    the source): a client commits numbered rows, postgres and basculed are
+#    killed -9 at a random moment;
+#  - postgres_standby: hot: recv starts a PostgreSQL standby at the
+#    secondary (as the receiving user, with the command='s --pg-conf) that
+#    replays the received WAL: a row committed on the primary is readable
+#    there within seconds; it goes on while recv is killed and restarted;
+#  - `bascule replica promote` at the secondary then promotes the standby:
+#    a primary (timeline 2) in seconds, whose pgbench tables equal the
+#    primary's and which holds every numbered row whose commit returned.
+. "$(dirname "$0")/../lib/common.sh"
+PG_RELAY_USER=$RELAY_USER
+. "$ROOT/tests/lib/sites.sh"
+. "$ROOT/tests/lib/pg.sh"
+. "$ROOT/tests/lib/pgsink.sh"
+need_root
+sites_up
+bsc_keygen
+R=$T/secondary/replica
+authorize_recv "$R"
+# The standby's own socket and port at the secondary (this machine runs both sites).
+SOCK=$T/sock; mkdir -p "$SOCK"; chown "$SSH_USER" "$SOCK"
+printf "unix_socket_directories = '%s'\nport = 5433\nlisten_addresses = ''\n" "$SOCK" > "$T/site.conf"
+sed -i "s|--key $T/secondary/site.key\"|--key $T/secondary/site.key --pg-conf $T/site.conf\"|" "$T/ssh-secondary/authorized_keys"
+trust_secondary
+# The secondary's PostgreSQL (the hot standby, then the promoted primary) is stopped at exit.
+stop_secondary_pg() {
+	[ -f "$R/app/db/postmaster.pid" ] || return 0
+	runuser -u "$SSH_USER" -- "$PG_BIN/pg_ctl" -D "$R/app/db" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+}
+EXIT_HOOKS+=(stop_secondary_pg)
+pg_init p
+pg_start p
+pg_bench_init p 4
+config() {
+	echo "state_dir: $T/state"
+	echo "key: $T/site.key"
+	echo "control_socket: $T/ctl.sock"
+	echo "relay_user: $RELAY_USER"
+	echo "groups:"
+	echo "  - name: app"
+	echo "    sources:"
+	echo "      - name: db"
+	echo "        type: postgres"
+	echo "        conninfo: \"$(pg_conninfo p)\""
+	echo "        slot: bsc_app"
+	echo "        synchronous: $1"
+	echo "        wal_interval: 200ms"
+	echo "targets:"
+	echo "  - name: secondary"
+	echo "    url: ssh://$SSH_USER@$IP_S$R"
+	echo "    identity: $T/id_ed25519"
+	echo "    known_hosts: $T/known_hosts"
+	echo "    postgres_standby: hot"
+}
+config local > "$T/bascule.yaml"
+NSEXEC=(ip netns exec "$NS_P")
+bsc_start
+wait_for 90 "the first epoch acknowledged by the secondary" '[ "$(pgtgt acked_lsn)" != null ]'
+psql2() { runuser -u "$SSH_USER" -- "$PG_BIN/psql" -X -q -At -h "$SOCK" -p 5433 -U postgres -d postgres -c "$1"; }
+wait_for 90 "the hot standby at the secondary to accept connections" 'psql2 "SELECT 1" >/dev/null 2>&1'
+[ "$(psql2 "SELECT pg_is_in_recovery()")" = t ] || fail "the secondary's PostgreSQL is not a standby"
+pg_sql p "CREATE TABLE mark (x int); INSERT INTO mark VALUES (42)" >/dev/null
+t0=$(date +%s.%N)
+wait_for 30 "the row to be readable on the hot standby" '[ "$(psql2 "SELECT x FROM mark" 2>/dev/null)" = 42 ]'
+note "hot standby at the secondary: a committed row readable there after $(printf %.2f "$(echo "$(date +%s.%N) - $t0" | bc)") s"
+note "base backup $(pgsrc base | python3 -c 'import json,sys; b=json.load(sys.stdin); print(b["id"], b["bytes"], "bytes")') at the secondary"
+
+pg_bench p 10 2 &
+LOAD=$!
+rows_client p 500 "$T/rows" &
+ROWS=$!
+sleep 3
+# kill -9 of the receiver mid-stream: the daemon reconnects and goes on.
+pid=$(pgrep -u "$SSH_USER" -f "bascule recv --root $R" | head -1)
+[ -n "$pid" ] || fail "no bascule recv running at the secondary"
+kill -9 "$pid"
+wait "$ROWS"
+[ "$(tail -1 "$T/rows" | cut -d' ' -f1)" = 500 ] || fail "the rows client stopped at $(tail -1 "$T/rows")"
+expect_rc 0 timeout 120 "$BIN/bascule" --socket "$T/ctl.sock" sync app --wait --timeout 90s
+[ "$(grep -c "target secondary: connected" "$T/daemon.log")" -ge 2 ] ||
+	fail "basculed did not reconnect after recv was killed: $(grep "target secondary" "$T/daemon.log" | tail -3)"
+wait "$LOAD" || fail "pgbench failed"
+
+# The final state, then a sync: the secondary holds it.
+pg_sql p "CHECKPOINT" >/dev/null
+pg_bench_digest p > "$T/digest.primary"
+end=$(pg_sql p "SELECT pg_current_wal_flush_lsn()")
+expect_rc 0 timeout 120 "$BIN/bascule" --socket "$T/ctl.sock" sync app --wait --timeout 90s
+acked=$(lsn_of "$(pgtgt acked_lsn)")
+[ "$acked" -ge "$(lsn_of "$end")" ] || fail "sync returned with the secondary at $(pgtgt acked_lsn), the primary at $end"
+expect_rc 0 bsc check --max-lag 60s
+
+# Zero loss: synchronous: remote, then kill -9 of postgres and basculed.
+config remote > "$T/bascule.yaml"
+bsc reload >/dev/null || fail "reload to synchronous: remote failed"
+pg_set p synchronous_standby_names bsc_app
+pg_reload p
+wait_for 30 "bsc_app to be the synchronous standby" \
+	'[ "$(pg_sql p "SELECT sync_state FROM pg_stat_replication WHERE application_name = '"'bsc_app'"'")" = sync ]'
+pg_sql p "TRUNCATE t" >/dev/null
+PD=$(pg_dir p)
+rows_client p 100000 "$T/rows" &
+ROWS=$!
+sleep "$((2 + RANDOM % 3)).$((RANDOM % 10))"
+post=$(head -1 "$PD/data/postmaster.pid")
+pids="$post $(pgrep -P "$post" | tr '\n' ' ')"
+kill -9 $pids "$DAEMON_PID" 2>/dev/null || true
+wait "$DAEMON_PID" 2>/dev/null || true
+DAEMON_PID=""
+wait "$ROWS" || true
+for p in $pids; do wait_for 10 "postgres process $p to end" "gone $p"; done
+rm -f "$PD/data/postmaster.pid"
+last=$(tail -1 "$T/rows" | cut -d' ' -f1)
+[ "${last:-0}" -ge 20 ] || fail "only ${last:-no} commits returned before the kill"
+wait_for 20 "the receiver to exit" '! pgrep -u "$SSH_USER" -f "bascule recv --root $R" >/dev/null'
+
+# Promote at the secondary (the hot standby): a primary with every row and equal tables.
+t0=$(date +%s.%N)
+expect_rc 0 "$BIN/bascule" replica promote --root "$R" --key "$T/secondary/site.key" --group app \
+	--pg-conf "$T/site.conf"
+t1=$(date +%s.%N)
+grep -q "standby promoted" "$T/out" || fail "promote did not promote the hot standby: $(cat "$T/out")"
+D=$R/app/db
+[ "$(psql2 "SELECT pg_is_in_recovery()")" = f ] || fail "the promoted cluster is in recovery"
+missing=$(psql2 "SELECT count(*) FROM generate_series(1, $last) g WHERE NOT EXISTS (SELECT 1 FROM t WHERE id = g)")
+[ "$missing" = 0 ] || fail "$missing of the $last commits that returned are not in the promoted cluster"
+for t in pgbench_accounts pgbench_branches pgbench_tellers pgbench_history; do
+	psql2 "SELECT '$t', count(*), coalesce(sum(hashtext(x::text)::bigint), 0) FROM $t x"
+done > "$T/digest.promoted"
+cmp -s "$T/digest.primary" "$T/digest.promoted" || fail "promoted tables differ: $(diff "$T/digest.primary" "$T/digest.promoted")"
+note "killed -9 (postgres, basculed) after $last commits returned (synchronous: remote); hot standby promoted in $(printf %.1f "$(echo "$t1 - $t0" | bc)") s: all $last rows there, the pgbench tables equal the primary's"

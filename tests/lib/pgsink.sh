@@ -1,0 +1,140 @@
+# tests/lib/pgsink.sh - basculed protecting a PostgreSQL cluster, tested
+# against tests/helpers/pgsink: a STAND-IN for `bascule recv` that keeps
+# the WAL and base backups it receives (checking the chained digest) in
+# $SINK/GROUP/SOURCE/{wal,base}, while the real receiver is being written.
+# Source after common.sh and pg.sh (with PG_RELAY_USER=bascule: the passfile
+# belongs to relay_user, which bascule pgstream runs as).
+#   sink_config NAME [SOURCE_LINES...] [-- TARGET_LINES...]
+#                               bascule.yaml: group app, source db of cluster
+#                               NAME (extra lines in the source), target
+#                               secondary = the stand-in at $SINK (run as
+#                               $SINK_CMD when set: a wrapper of pgsink)
+#   pgsrc FIELD                 status field of source app/db (JSON value)
+#   pgtgt FIELD                 the target's view of app/db
+#   lsn_of 'X/Y'                an LSN as a number
+#   wait_for SECONDS WHAT 'CONDITION'
+#   sink_restore NAME           restore the stand-in's base + WAL into cluster
+#                               NAME, start it, wait for the end of recovery
+#   wal_compare A B             complete segments in both directories are equal;
+#                               prints how many
+#   rows_client NAME COUNT OUT  commit COUNT numbered rows (table t), one every
+#                               10 ms; OUT gets "id lsn unix_time" per commit
+#                               that returned
+SINK=$T/sink
+
+sink_config() {
+	local name=$1 src=() tgt=() sep=0
+	shift
+	for l in "$@"; do
+		if [ "$l" = -- ]; then sep=1; continue; fi
+		if [ $sep = 0 ]; then src+=("$l"); else tgt+=("$l"); fi
+	done
+	{
+		echo "state_dir: $T/state"
+		echo "key: $T/site.key"
+		echo "control_socket: $T/ctl.sock"
+		echo "relay_user: $RELAY_USER"
+		echo "groups:"
+		echo "  - name: app"
+		echo "    sources:"
+		echo "      - name: db"
+		echo "        type: postgres"
+		echo "        conninfo: \"$(pg_conninfo "$name")\""
+		echo "        slot: bsc_app"
+		for l in "${src[@]}"; do echo "        $l"; done
+		echo "targets:"
+		echo "  - name: secondary"
+		echo "    url: local:$SINK"
+		echo "    remote_command: ${SINK_CMD:-$BIN/tests/pgsink}"
+		for l in "${tgt[@]}"; do echo "    $l"; done
+	} > "$T/bascule.yaml"
+}
+
+pgsrc() { status_get "json.dumps(next(s for s in d['groups'][0]['sources'] if s['name'] == 'db')['postgres']['$1'])"; }
+pgtgt() { status_get "json.dumps(d['targets'][0]['groups']['app']['postgres']['db']['$1'])"; }
+lsn_of() { python3 -c "h, l = '$1'.strip('\"').split('/'); print(int(h, 16) << 32 | int(l, 16))"; }
+
+wait_for() {
+	local s=$1 what=$2 cond=$3 until=$(($(date +%s) + $1))
+	until eval "$cond"; do
+		[ "$(date +%s)" -lt "$until" ] || fail "timed out after ${s}s waiting for $what"
+		sleep 0.1
+	done
+}
+
+sink_restore() {
+	local name=$1 d
+	d=$(pg_dir "$name")
+	mkdir -p "$d/data" "$d/wal"
+	tar -xf "$SINK/app/db/base/base.tar" -C "$d/data"
+	for f in "$SINK"/app/db/wal/*; do b=$(basename "$f"); cp "$f" "$d/wal/${b%.partial}"; done
+	rm -f "$d/data/postmaster.pid" "$d/data/standby.signal"
+	cat >> "$d/data/postgresql.conf" <<CONF
+unix_socket_directories = '$d'
+listen_addresses = ''
+restore_command = 'cp $d/wal/%f %p'
+CONF
+	touch "$d/data/recovery.signal"
+	chown -R postgres: "$d"; chmod 700 "$d/data"
+	PG_CLUSTERS+=("$name")
+	pg_as "$PG_BIN/pg_ctl" -D "$d/data" -l "$d/log" -w -t 120 start >/dev/null ||
+		fail "PostgreSQL did not start from the stand-in's base and WAL: $(tail -5 "$d/log")"
+	wait_for 60 "cluster $name to finish recovery" '[ "$(pg_sql "$name" "SELECT pg_is_in_recovery()")" = f ]'
+}
+
+wal_compare() {
+	local a=$1 b=$2 n=0 f
+	for f in "$a"/[0-9A-F]*; do
+		f=$(basename "$f")
+		[[ $f =~ ^[0-9A-F]{24}$ ]] && [ -f "$b/$f" ] || continue
+		cmp -s "$a/$f" "$b/$f" || fail "WAL segment $f of $a differs from $b's"
+		n=$((n + 1))
+	done
+	echo "$n"
+}
+
+rows_client() {
+	local name=$1 count=$2 out=$3
+	pg_sql "$name" "CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())" >/dev/null
+	# Each INSERT commits on its own; the SELECT after it runs once the
+	# commit returned: the WAL end then bounds the commit record from above.
+	for i in $(seq "$count"); do
+		echo "INSERT INTO t (id) VALUES ($i);"
+		echo "SELECT $i, pg_current_wal_insert_lsn() - '0/0'::pg_lsn, extract(epoch from clock_timestamp()), pg_sleep(0.01);"
+	done | pg_as "$PG_BIN/psql" -X -q -At -F ' ' -h "$(pg_dir "$name")" -U postgres -d postgres > "$out" 2>/dev/null || true
+}
+
+# rpo_stats ROWS: for each commit of ROWS (rows_client), the time until the
+# stand-in acknowledged WAL past it ($SINK/acks.log): "median p99 max N" in ms.
+rpo_stats() {
+	python3 - "$1" "$SINK/acks.log" <<'PY'
+import sys, bisect
+acks = []
+for line in open(sys.argv[2]):
+    t, g, e, s, end = line.split()
+    acks.append((int(end), int(t)))
+acks.sort()
+ends = [a[0] for a in acks]
+# the earliest acknowledgement covering LSN: the minimum time over acks with end >= LSN
+best = [0] * len(acks)
+m = None
+for i in range(len(acks) - 1, -1, -1):
+    m = acks[i][1] if m is None else min(m, acks[i][1])
+    best[i] = m
+rpo = []
+for line in open(sys.argv[1]):
+    f = line.split()
+    if len(f) < 3:
+        continue
+    lsn, at = int(f[1]), float(f[2]) * 1e6
+    i = bisect.bisect_left(ends, lsn)
+    if i == len(ends):
+        continue
+    rpo.append(max(0.0, best[i] - at) / 1000.0)
+rpo.sort()
+if not rpo:
+    print("0 0 0 0"); sys.exit()
+q = lambda p: rpo[min(len(rpo) - 1, int(p * len(rpo)))]
+print("%.1f %.1f %.1f %d" % (q(0.5), q(0.99), rpo[-1], len(rpo)))
+PY
+}
