@@ -324,9 +324,32 @@ static bool promoted_dir(struct step_ctx *c, const struct rb_database *db, char 
 	return true;
 }
 
+/* ARGV (pg_ctl ...) on the secondary as the database's user, or, when the
+ * runbook names none, as the owner of its data directory DIR (promote gave
+ * it to the user PostgreSQL runs as there). */
+static int pg_ctl_as(struct step_ctx *c, const struct rb_database *db, const char *dir, const char *const *argv,
+		     uint64_t timeout, const char *what)
+{
+	const char *a[16] = { "runuser", "-u", db->user, "--" };
+	size_t n = 4;
+
+	if (!db->user) {
+		a[0] = "/bin/sh";
+		a[1] = "-c";
+		a[2] = "d=$1; shift; u=$(stat -c %U -- \"$d\") && exec runuser -u \"$u\" -- \"$@\"";
+		a[3] = "sh";
+		a[4] = dir;
+		n = 5;
+	}
+	for (; *argv && n < sizeof(a) / sizeof(a[0]) - 1; argv++)
+		a[n++] = *argv;
+	a[n] = NULL;
+	return step_run(c, c->s->host, a, timeout, what);
+}
+
 /* Start (or, STOP, stop) the promoted database on the secondary: the
  * runbook's command with BASCULE_PGDATA, else pg_ctl as the database's
- * user; either is a no-op when the server already is in that state. */
+ * user (pg_ctl_as); either is a no-op when the server already is in that state. */
 int db_start(struct step_ctx *c, bool stop)
 {
 	const struct rb_database *db = step_db(c);
@@ -355,8 +378,7 @@ int db_start(struct step_ctx *c, bool stop)
 	}
 	snprintf(secs, sizeof(secs), "%" PRIu64, timeout / 1000000);
 	/* pg_ctl status: 0 running, 3 not running. */
-	rc = step_run(c, h, (const char *const[]){ "runuser", "-u", db->user, "--", ctl, "status", "-D", dir, NULL },
-		      MIN(1), "pg_ctl status");
+	rc = pg_ctl_as(c, db, dir, (const char *const[]){ ctl, "status", "-D", dir, NULL }, MIN(1), "pg_ctl status");
 	if (rc < 0 && (rc != -EIO || c->res.exit_status != 3))
 		goto out;
 	if ((rc == 0) != stop) {
@@ -366,13 +388,11 @@ int db_start(struct step_ctx *c, bool stop)
 		goto out;
 	}
 	if (stop)
-		rc = step_run(c, h, (const char *const[]){ "runuser", "-u", db->user, "--", ctl, "stop", "-D", dir,
-							   "-m", "fast", "-w", "-t", secs, NULL },
-			      timeout, "pg_ctl stop");
+		rc = pg_ctl_as(c, db, dir, (const char *const[]){ ctl, "stop", "-D", dir, "-m", "fast", "-w", "-t", secs,
+							   NULL }, timeout, "pg_ctl stop");
 	else
-		rc = step_run(c, h, (const char *const[]){ "runuser", "-u", db->user, "--", ctl, "start", "-D", dir,
-							   "-l", log, "-w", "-t", secs, NULL },
-			      timeout, "pg_ctl start");
+		rc = pg_ctl_as(c, db, dir, (const char *const[]){ ctl, "start", "-D", dir, "-l", log, "-w", "-t", secs,
+							   NULL }, timeout, "pg_ctl start");
 	if (rc == 0)
 		step_msg(c->s, "%s %s (%s, log %s)", stop ? "stopped" : "started", db->name, dir, log);
 out:
@@ -470,9 +490,11 @@ void db_promote_args(const struct drill *d, const char *group, const char **args
 		if (strcmp(db->group, group))
 			continue;
 		/* The group's first database speaks for its PostgreSQL sources. */
-		if (*n + 4 <= max) {
+		if (db->user && *n + 2 <= max) {
 			args[(*n)++] = "--pg-user";
 			args[(*n)++] = db->user;
+		}
+		if (*n + 2 <= max) {
 			args[(*n)++] = "--pg-bin";
 			args[(*n)++] = db->pg_bin;
 		}

@@ -108,8 +108,9 @@ static const struct cfg_key database_keys[] = {
 	  .max = 86400000000ULL, .note = "limit of start" },
 	{ K("secondary_stop", CT_STR, struct rb_database, secondary_stop),
 	  .note = "secondary: stop the promoted database (abort); default: pg_ctl stop -m fast as user" },
-	{ K("user", CT_NAME, struct rb_database, user), .def = "postgres",
-	  .note = "secondary: the user PostgreSQL runs as (promote --pg-user, the default start)" },
+	{ K("user", CT_NAME, struct rb_database, user),
+	  .note = "secondary: the user PostgreSQL runs as (promote --pg-user; default: promote's, the replica "
+		  "directory's owner; the default start runs pg_ctl as the data directory's owner)" },
 	{ K("pg_conf", CT_STR, struct rb_database, pg_conf),
 	  .note = "secondary: settings file for the promoted database (promote --pg-conf; default "
 		  "/etc/bascule/postgresql.conf there)" },

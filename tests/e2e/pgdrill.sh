@@ -1,7 +1,8 @@
 # pgdrill: a planned drill of a PostgreSQL database with real parts.  A real
 # PostgreSQL 15 on the primary site under load (pgbench and a writer of
 # numbered rows: the "application"), protected by basculed (a type: postgres
-# source) into `bascule recv` at the secondary over SSH (cold standby).  The
+# source) into `bascule recv` at the secondary over SSH (cold standby;
+# PGDRILL_STANDBY=hot runs it with a hot standby).  The
 # orchestrator runs at the secondary and reaches the primary over SSH.
 #   - a database stop that returns while PostgreSQL runs is refused at the
 #     database step, and --abort brings the database and the application back;
@@ -60,12 +61,13 @@ promoted=$(rf "db['promoted_lsn']")
 	|| fail "the report does not show RPO 0 by LSN: $(rf "db")"
 [ "$(lsn_of "$acked_lsn")" -ge "$(lsn_of "$final")" ] && [ "$(lsn_of "$promoted")" -ge "$(lsn_of "$final")" ] \
 	|| fail "final LSN $final, acknowledged $acked_lsn, promoted to $promoted"
+[ "$(rf "db['standby']")" = "$PGDRILL_STANDBY" ] || fail "promote reports a $(rf "db['standby']") standby, the target is $PGDRILL_STANDBY"
 grep -q "database shop (app/db): final LSN $final, acknowledged by secondary $acked_lsn (epoch [0-9]*), promoted to $promoted; RPO 0 by LSN" "$T/drill.out" \
 	|| fail "the summary does not show the LSNs: $(cat "$T/drill.out")"
 # The final LSN is where the WAL PostgreSQL streamed ends: basculed received exactly that.
 received=$(status_get "next(s for s in d['groups'][0]['sources'] if s['name'] == 'db')['postgres']['received_lsn']")
 [ "$received" = "$final" ] || fail "the drill's final LSN $final is not where the streamed WAL ends ($received)"
-note "planned drill: PASS in $drill_s s; final LSN $final (shutdown checkpoint $(rf "db['checkpoint_lsn']")), acknowledged $acked_lsn, promoted to $promoted (timeline $(rf "db['timeline']")), RTO $(python3 -c "import json; print(json.load(open('$rep'))['report']['achieved']['rto_us']/1e6)") s"
+note "planned drill: PASS in $drill_s s; final LSN $final (shutdown checkpoint $(rf "db['checkpoint_lsn']")), acknowledged $acked_lsn, promoted to $promoted (timeline $(rf "db['timeline']"), $PGDRILL_STANDBY standby), RTO $(python3 -c "import json; print(json.load(open('$rep'))['report']['achieved']['rto_us']/1e6)") s"
 
 # The promoted database: every committed row, the pgbench tables as the primary has them.
 [ "$(psql2 "SELECT count(*), min(id), max(id) FROM t")" = "$((2 * ROWS))|1|$((2 * ROWS))" ] || fail "the promoted database lacks rows: $(psql2 "SELECT count(*), max(id) FROM t")"

@@ -3,7 +3,8 @@
 #   pgdrill_up       PostgreSQL 15 "p" on the primary (pgbench tables, table
 #                    t of numbered rows, role drill for the sql checks),
 #                    basculed protecting it (source app/db) into bascule recv
-#                    at the secondary over SSH (cold standby), its first base
+#                    at the secondary over SSH (postgres_standby
+#                    $PGDRILL_STANDBY, default cold), its first base
 #                    backup acknowledged; the orchestrator's SSH key for the
 #                    primary, the signing key, $T/appctl (the application:
 #                    pgbench and a writer of ROWS more numbered rows; stop
@@ -19,6 +20,7 @@ PG_RELAY_USER=$RELAY_USER
 . "$ROOT/tests/lib/sites.sh"
 . "$ROOT/tests/lib/pg.sh"
 ROWS=${ROWS:-1000}
+PGDRILL_STANDBY=${PGDRILL_STANDBY:-cold} # the replica target's postgres_standby
 
 wait_for() {
 	local s=$1 what=$2 cond=$3
@@ -27,7 +29,7 @@ wait_for() {
 }
 lsn_of() { python3 -c "h, l = '$1'.split('/'); print(int(h, 16) << 32 | int(l, 16))"; }
 elapsed() { printf "%.1f" "$(echo "$(date +%s.%N) - $1" | bc)"; }
-psql2() { pg_as "$PG_BIN/psql" -X -q -At -h "$SOCK" -p 5433 -U postgres -d postgres -c "$1"; }
+psql2() { runuser -u "$SSH_USER" -- "$PG_BIN/psql" -X -q -At -h "$SOCK" -p 5433 -U postgres -d postgres -c "$1"; }
 
 pgdrill_up() {
 	local t0; t0=$(date +%s.%N)
@@ -45,6 +47,16 @@ pgdrill_up() {
 	bsc_keygen
 	R=$T/secondary/replica
 	authorize_recv "$R"
+	# The secondary's PostgreSQL (a hot standby, the promoted database) runs
+	# as the receiving user, on its own socket.
+	SOCK=$T/sock; mkdir -p "$SOCK"; chown "$SSH_USER" "$SOCK"
+	printf "unix_socket_directories = '%s'\nport = 5433\nlisten_addresses = ''\n" "$SOCK" > "$T/site.conf"
+	sed -i "s|--key $T/secondary/site.key\"|--key $T/secondary/site.key --pg-conf $T/site.conf\"|" "$T/ssh-secondary/authorized_keys"
+	stop_promoted() {
+		[ -f "$R/app/db/postmaster.pid" ] || return 0
+		runuser -u "$SSH_USER" -- "$PG_BIN/pg_ctl" -D "$R/app/db" -m immediate -w stop >/dev/null 2>&1 || true
+	}
+	EXIT_HOOKS+=(stop_promoted)
 	cat > "$T/bascule.yaml" <<-YAML
 	state_dir: $T/state
 	key: $T/site.key
@@ -62,7 +74,7 @@ pgdrill_up() {
 	    url: ssh://$SSH_USER@$IP_S:22$R
 	    identity: $T/id_ed25519
 	    known_hosts: $T/known_hosts
-	    postgres_standby: cold
+	    postgres_standby: $PGDRILL_STANDBY
 	YAML
 	trust_secondary
 	NSEXEC=(ip netns exec "$NS_P")
@@ -100,11 +112,6 @@ pgdrill_up() {
 	SH
 	chmod +x "$T/appctl"
 
-	# The promoted database listens on its own socket at the secondary.
-	SOCK=$T/sock; mkdir -p "$SOCK"; chown postgres: "$SOCK"
-	printf "unix_socket_directories = '%s'\nport = 5433\nlisten_addresses = ''\n" "$SOCK" > "$T/site.conf"
-	stop_promoted() { [ -f "$R/app/db/postmaster.pid" ] && pg_as "$PG_BIN/pg_ctl" -D "$R/app/db" -m immediate -w stop >/dev/null 2>&1; return 0; }
-	EXIT_HOOKS+=(stop_promoted)
 	echo "*:*:*:drill:drill-pw-3" > "$T/drill.pgpass"; chmod 600 "$T/drill.pgpass"
 	CI2="host=$SOCK port=5433 dbname=postgres user=drill passfile=$T/drill.pgpass"
 }
