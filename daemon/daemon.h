@@ -238,6 +238,10 @@ struct loop_stats {
 };
 
 struct daemon {
+	/* A postgres source tells its group that new WAL is durable (epoch.c's
+	 * group_wal_ready, set before any source exists): the sources are below
+	 * the groups and never call up into epoch.c (the one-way rule). */
+	void (*wal_ready)(struct group *g, bool now);
 	struct config *cfg;
 	struct site_key *key;
 	sd_event *ev;

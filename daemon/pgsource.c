@@ -373,7 +373,7 @@ static int on_wal_written(sd_event_source *s, int fd, uint32_t revents, void *us
 	report_flush(p);
 	waits_check(p);
 	if (p->s && !p->s->g->retired && durable > p->cut_end)
-		group_wal_ready(p->s->g, p->cfg->remote || durable - p->cut_end >= PG_WAL_CUT_BYTES);
+		p->d->wal_ready(p->s->g, p->cfg->remote || durable - p->cut_end >= PG_WAL_CUT_BYTES);
 	if (p->stream)
 		pgchild_resume(p->stream);
 	return 0;
@@ -493,7 +493,7 @@ static int on_base_written(sd_event_source *s, int fd, uint32_t revents, void *u
 		daemon_event(p->d, "base", p->group, "", 0, p->name);
 		/* Targets waiting for a base get it with the next epoch. */
 		if (p->s && !p->s->g->retired)
-			group_wal_ready(p->s->g, true);
+			p->d->wal_ready(p->s->g, true);
 	}
 	return 0;
 }

@@ -36,6 +36,55 @@ static const char *lag_colour(double lag, bool tty)
 	return lag < 0 || lag > 300 ? "\033[31m" : lag > 30 ? "\033[33m" : "\033[32m";
 }
 
+static const char *jstr(json_t *o, const char *key)
+{
+	const char *v = json_string_value(json_object_get(o, key));
+	return v ? v : "-";
+}
+
+/* A postgres source: its stream, the slot's retention, the newest base. */
+static void print_pg_source(const char *name, json_t *pg)
+{
+	json_t *base;
+	const char *err;
+	char age[32] = "";
+
+	if (!pg)
+		return;
+	base = json_object_get(pg, "base");
+	err = json_string_value(json_object_get(pg, "last_error"));
+	if (json_is_object(base))
+		units_fmt_duration((uint64_t)(json_real_value(json_object_get(base, "age_seconds")) * 1e6), age,
+				   sizeof(age));
+	printf("  postgres %-10s %-10s received %s durable %s slot retains %.1f MB spool %.1f MB base %s%s%s%s%s%s\n",
+	       name, jstr(pg, "state"), jstr(pg, "received_lsn"), jstr(pg, "durable_lsn"),
+	       (double)json_integer_value(json_object_get(pg, "slot_retained_bytes")) / 1e6,
+	       (double)json_integer_value(json_object_get(pg, "spool_bytes")) / 1e6,
+	       json_is_object(base) ? jstr(base, "id") : "none yet", age[0] ? " (" : "", age, age[0] ? " old)" : "",
+	       err && *err ? "  error: " : "", err && *err ? err : "");
+}
+
+/* A target's copy of each postgres source of a group. */
+static void print_pg_target(json_t *pgs)
+{
+	const char *name;
+	json_t *ps;
+
+	json_object_foreach(pgs, name, ps) {
+		double lag = json_real_value(json_object_get(ps, "lag_seconds"));
+		char lagbuf[32] = "-";
+		if (!json_object_get(ps, "acked_lsn"))
+			continue;   /* a vault: not shipped there */
+		if (lag >= 0)
+			units_fmt_duration((uint64_t)(lag * 1e6), lagbuf, sizeof(lagbuf));
+		printf("    %-10s acked %s lag %s (%lld bytes)%s\n", name,
+		       json_is_string(json_object_get(ps, "acked_lsn")) ? jstr(ps, "acked_lsn") : "none yet", lagbuf,
+		       (long long)json_integer_value(json_object_get(ps, "lag_bytes")),
+		       json_is_true(json_object_get(ps, "needs_base")) ? "  NEEDS A BASE BACKUP (fell behind the WAL spool)"
+									: "");
+	}
+}
+
 int cmd_status(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -80,11 +129,17 @@ int cmd_status(int argc, char **argv)
 	targets = json_object_get(st, "targets");
 	json_array_foreach(groups, i, g) {
 		const char *gname = json_string_value(json_object_get(g, "name"));
+		size_t si, disks = 0;
+		json_t *src;
+		json_array_foreach(json_object_get(g, "sources"), si, src)
+			disks += !json_object_get(src, "postgres");
 		printf("group %s: epoch %lld (%s)%s%s\n", gname,
 		       (long long)json_integer_value(json_object_get(g, "last_cut")),
-		       json_is_true(json_object_get(g, "consistent")) ? "consistent" : "fuzzy",
+		       !disks ? "WAL" : json_is_true(json_object_get(g, "consistent")) ? "consistent" : "fuzzy",
 		       json_is_true(json_object_get(g, "cutting")) ? ", scanning" : "",
 		       json_is_true(json_object_get(g, "paused")) ? ", PAUSED" : "");
+		json_array_foreach(json_object_get(g, "sources"), si, src)
+			print_pg_source(json_string_value(json_object_get(src, "name")), json_object_get(src, "postgres"));
 		json_array_foreach(targets, k, t) {
 			json_t *tg = json_object_get(json_object_get(t, "groups"), gname);
 			const char *err = json_string_value(json_object_get(t, "last_error"));
@@ -101,6 +156,7 @@ int cmd_status(int argc, char **argv)
 			       lagbuf, tty ? "\033[0m" : "",
 			       json_real_value(json_object_get(t, "throughput_bytes_per_second")) / 1e6,
 			       err && *err ? "  error: " : "", err && *err ? err : "");
+			print_pg_target(json_object_get(tg, "postgres"));
 		}
 	}
 	json_decref(st);

@@ -98,6 +98,9 @@ expect_rc 0 timeout 120 "$BIN/bascule" --socket "$T/ctl.sock" sync app --wait --
 acked=$(lsn_of "$(pgtgt acked_lsn)")
 [ "$acked" -ge "$(lsn_of "$end")" ] || fail "sync returned with the secondary at $(pgtgt acked_lsn), the primary at $end"
 expect_rc 0 bsc check --max-lag 60s
+expect_rc 0 bsc status
+grep -q "^  postgres db  *streaming  *received [0-9A-F]*/[0-9A-F]* durable" "$T/out" || fail "bascule status shows no streaming postgres source: $(cat "$T/out")"
+grep -q "^    db  *acked [0-9A-F]*/[0-9A-F]* lag" "$T/out" || fail "bascule status shows no acked LSN of the target: $(cat "$T/out")"
 
 # Zero loss: synchronous: remote, then kill -9 of postgres and basculed.
 config remote > "$T/bascule.yaml"
