@@ -211,8 +211,11 @@ static void on_stream_frame(struct pgchild *c, const struct pgp_msg *m)
 		break;
 	case PGP_STREAMING: {
 		uint64_t resume = walspool_resume(&p->wal);
-		if (p->state != PGS_STARTING || m->u.pos.tli != p->tli || (resume && m->u.pos.lsn != resume) ||
-		    m->u.pos.lsn % p->segsize) {
+		/* Resuming, the stream goes on exactly where the spool ends (mid
+		 * segment after the server restarted under a live daemon); a new
+		 * spool starts at a segment's start, as the slot gives it. */
+		if (p->state != PGS_STARTING || m->u.pos.tli != p->tli ||
+		    (resume ? m->u.pos.lsn != resume : m->u.pos.lsn % p->segsize != 0)) {
 			snprintf(why, sizeof(why), "pgstream streams timeline %u from %s, not from where the spool ends",
 				 m->u.pos.tli, lsn_str(m->u.pos.lsn, a));
 			pgchild_end(c, why);
