@@ -508,16 +508,22 @@ int pgstream_dir_run(const struct pgstream_opts *o, char *const *child_argv)
 			close(w.io.wfd);
 			w.io.wfd = -1;
 		}
+		/* Decided (an error of ours): the child's frames are no longer
+		 * read, so its pipe would never reach EOF (and poll would spin on
+		 * what stays unread): stop here; closing our end below ends it. */
+		if (w.exit_code >= 0 && w.io.wfd < 0)
+			break;
 	}
 	if (w.fd >= 0)
 		close_segment(&w);
 	close_file(&w, &w.afd, "archive");
 	close_file(&w, &w.mfd, "backup_manifest.tmp");
-	while (waitpid(w.pid, &status, 0) < 0 && errno == EINTR)
-		;
+	/* Our ends first: a child still writing gets EPIPE instead of blocking. */
 	if (w.io.wfd >= 0)
 		close(w.io.wfd);
 	close(w.io.rfd);
+	while (waitpid(w.pid, &status, 0) < 0 && errno == EINTR)
+		;
 	pgpipe_io_free(&w.io);
 	if (w.dirfd >= 0)
 		close(w.dirfd);
