@@ -24,6 +24,7 @@ B=$(cd "${1:-build}" && pwd)
 PG_RELAY_USER=$RELAY_USER
 . "$(dirname "$0")/../lib/pg.sh"
 WINDOW=${PG_WINDOW:-20}      # seconds of load per protection
+ONLY=${PG_ONLY:-}            # "bascule": only the load alone and bascule's rows (quicker before/after)
 SAMPLES=$((WINDOW * 1000 / 200 - 10))
 sites_up
 pg_init prim
@@ -60,6 +61,7 @@ read -r T0 _ _ < <(load "" "")
 row "no protection" "$T0" -
 
 # pg_receivewal at the secondary, over the link.
+if [ "$ONLY" != bascule ]; then
 mkdir -p "$T/secondary/receivewal"; chown "$PG_RELAY_USER" "$T/secondary/receivewal"
 pg_sql prim "SELECT pg_create_physical_replication_slot('receivewal')" >/dev/null
 ip netns exec "$NS_S" runuser -u "$PG_RELAY_USER" -- "$PG_BIN/pg_receivewal" -D "$T/secondary/receivewal" \
@@ -110,6 +112,7 @@ CONF
 	pg_stop prim; pg_start prim "$NS_P" "$IP_P"
 else
 	echo "   (pgBackRest missing: scripts/deps.sh bench installs it)"
+fi
 fi
 
 # Bascule: basculed on the primary site, recv over SSH at the secondary with
@@ -174,7 +177,8 @@ T_BR2=$t
 pg_set prim synchronous_standby_names ""; pg_reload prim
 bsc_stop
 pct_of() { echo "100 * $1 / $T0" | bc -l; }
-printf "   -> TPS against no protection: bascule local %.0f%%, remote %.0f%% (pg_receivewal synchronous %.0f%%)\n" \
-	"$(pct_of "$T_BL")" "$(pct_of "$T_BR2")" "$(pct_of "$T_RWS")"
+printf "   -> TPS against no protection: bascule local %.0f%%, remote %.0f%%" "$(pct_of "$T_BL")" "$(pct_of "$T_BR2")"
+[ -n "${T_RWS:-}" ] && printf " (pg_receivewal synchronous %.0f%%)" "$(pct_of "$T_RWS")"
+echo
 [ -n "${M_BR:-}" ] && printf "   -> RPO p99: bascule local %.3f s, pg_receivewal %.3f s, pgBackRest %.3f s\n" "$P_BL" "$P_RW" "$P_BR"
 echo "   (TPS on this shared 2-core machine varies by 20-40%% from run to run: compare within one run)"
