@@ -142,6 +142,8 @@ killed_at() { # ROOT WHEN OPTIONS...: feed in the background, kill the receiver 
 	wait "$f" && note "(the feed ended before the kill)" || true
 }
 recovered_ok() { # ROOT: recovery, then a complete epoch that verifies (or nothing yet)
+	# The receiver killed -9 may hold the replica's lock until it is reaped.
+	wait_for 20 "the killed receiver to be gone" '! pgrep -f "bascule recv --root $1 " >/dev/null'
 	"$BIN/bascule" replica recover --root "$1" --key "$KEY" > "$T/rec.out" 2>&1 || fail "recover: $(cat "$T/rec.out")"
 	! find "$1" -name '*.tmp' | grep -q . || fail "leftovers after recovery: $(find "$1" -name '*.tmp')"
 	if grep -q "no complete epoch" "$T/rec.out"; then echo none; return; fi
