@@ -27,11 +27,6 @@ bsc_keygen
 KEY=$T/site.key
 R=$T/replica
 mkdir -p "$R"; chown postgres: "$R"          # the receiving user: PostgreSQL runs as it
-wait_for() {
-	local s=$1 what=$2 cond=$3
-	for _ in $(seq $((s * 10))); do eval "$cond" && return 0; sleep 0.1; done
-	fail "timed out waiting for $what"
-}
 lsn_num() { pg_sql p "SELECT '$1'::pg_lsn - '0/0'::pg_lsn"; }
 san_check() {
 	! grep -l "AddressSanitizer\|LeakSanitizer\|runtime error" "$T"/*.log "$T"/*.err 2>/dev/null ||
@@ -142,8 +137,10 @@ killed_at() { # ROOT WHEN OPTIONS...: feed in the background, kill the receiver 
 	wait "$f" && note "(the feed ended before the kill)" || true
 }
 recovered_ok() { # ROOT: recovery, then a complete epoch that verifies (or nothing yet)
-	# The receiver killed -9 may hold the replica's lock until it is reaped.
-	wait_for 20 "the killed receiver to be gone" '! pgrep -f "bascule recv --root $1 " >/dev/null'
+	local root=$1
+	# The receiver killed -9 may hold the replica's lock until it is reaped
+	# (the condition names $root: in it, $1 would be wait_for's own argument).
+	wait_for 20 "the killed receiver to be gone" '! pgrep -f "bascule recv --root $root " >/dev/null'
 	"$BIN/bascule" replica recover --root "$1" --key "$KEY" > "$T/rec.out" 2>&1 || fail "recover: $(cat "$T/rec.out")"
 	! find "$1" -name '*.tmp' | grep -q . || fail "leftovers after recovery: $(find "$1" -name '*.tmp')"
 	if grep -q "no complete epoch" "$T/rec.out"; then echo none; return; fi

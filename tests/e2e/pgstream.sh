@@ -26,17 +26,11 @@ PD=$(pg_dir p)
 PS=("$BIN/bascule" pgstream --user "$PG_RELAY_USER" --conninfo "$CI")
 slot_lsn() { pg_sql p "SELECT coalesce(restart_lsn - '0/0'::pg_lsn, 0) FROM pg_replication_slots WHERE slot_name = '$1'"; }
 lsn_num() { pg_sql p "SELECT '$1'::pg_lsn - '0/0'::pg_lsn"; }
-# wait_for SECONDS WHAT 'CONDITION': until the shell CONDITION holds
-wait_for() {
-	local s=$1 what=$2 cond=$3
-	for _ in $(seq $((s * 10))); do eval "$cond" && return 0; sleep 0.1; done
-	fail "timed out waiting for $what $(cat "$T/slot.state" 2>/dev/null)"
-}
-# slot_reached SLOT LSN: the slot's restart_lsn is LSN or later (the state on stderr if not)
+# slot_reached SLOT LSN: the slot's restart_lsn is LSN or later (the state in $WAIT_WHY if not)
 slot_reached() {
-	[ "$(slot_lsn "$1")" -ge "$(lsn_num "$2")" ] && rm -f "$T/slot.state" && return 0
+	[ "$(slot_lsn "$1")" -ge "$(lsn_num "$2")" ] && return 0
 	echo "slot $1 at $(pg_sql p "SELECT restart_lsn FROM pg_replication_slots WHERE slot_name = '$1'"), want $2;" \
-		"senders: $(pg_sql p "SELECT application_name, state, sent_lsn, write_lsn, flush_lsn FROM pg_stat_replication" | tr '\n' ' ')" > "$T/slot.state"
+		"senders: $(pg_sql p "SELECT application_name, state, sent_lsn, write_lsn, flush_lsn FROM pg_stat_replication" | tr '\n' ' ')" > "$WAIT_WHY"
 	return 1
 }
 slot_active() { [ -n "$(pg_sql p "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$1'")" ]; }

@@ -33,15 +33,6 @@ ip -n "$NS" link set lo up
 NSEXEC=(ip netns exec "$NS")
 in_ns() { ip netns exec "$NS" "$@"; }
 http() { in_ns curl -sS --max-time "${HTTP_TIMEOUT:-5}" "$@"; }
-# wait_for SECONDS WHAT CMD...: until CMD succeeds, or fail naming WHAT.
-wait_for() {
-	local secs=$1 what=$2 until=$(($(date +%s) + $1))
-	shift 2
-	until "$@"; do
-		[ "$(date +%s)" -lt "$until" ] || fail "$what (after $secs s)"
-		sleep 0.2
-	done
-}
 
 bsc_keygen
 truncate -s 16M "$T/disk.img"
@@ -109,13 +100,13 @@ PROM_PID=$!
 api() { http -G "http://127.0.0.1:9090/api/v1/$1" "${@:2}"; }
 # py EXPR: evaluate EXPR on the JSON read from stdin (as j).
 py() { python3 -c "import json,sys; j=json.load(sys.stdin); sys.exit(0 if ($1) else 1)"; }
-ready() { [ "$(HTTP_TIMEOUT=2 code http://127.0.0.1:9090/-/ready 2>/dev/null)" = 200 ]; }
-wait_for 60 "Prometheus did not start: $(tail -3 "$T/prom/log")" ready
+ready() { [ "$(HTTP_TIMEOUT=2 code http://127.0.0.1:9090/-/ready 2>/dev/null)" = 200 ] || { tail -3 "$T/prom/log" > "$WAIT_WHY"; false; }; }
+wait_for 60 "Prometheus to start" ready
 lag_scraped() {
 	api query --data-urlencode 'query=bascule_target_lag_seconds{job="bascule",target="secondary",group="vm1"}' |
 		py "j['status']=='success' and len(j['data']['result'])==1 and float(j['data']['result'][0]['value'][1])>=0"
 }
-wait_for 30 "Prometheus never scraped the lag series" lag_scraped
+wait_for 30 "Prometheus to scrape the lag series" lag_scraped
 api query --data-urlencode 'query=bascule_target_lag_seconds' > "$T/q.json"
 api rules | py "len([r for g in j['data']['groups'] for r in g['rules']])==7" || fail "Prometheus did not load the 7 rules"
 note "Prometheus scrapes: $(python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['data']['result'][0]; print(r['metric']['__name__'], r['metric']['target'], r['metric']['group'], r['value'][1])" "$T/q.json")"
@@ -129,11 +120,11 @@ no_alert BasculeReplicaDown || fail "BasculeReplicaDown before the cut"
 touch "$T/down"
 kill "$(recv_pid)"
 s=$(date +%s)
-wait_for 60 "BasculeReplicaDown did not fire with the target cut" alert BasculeReplicaDown firing
+wait_for 60 "BasculeReplicaDown to fire with the target cut" alert BasculeReplicaDown firing
 note "target cut: BasculeReplicaDown firing after $(($(date +%s) - s)) s"
 rm "$T/down"
 bsc_sync 60s || fail "no catch-up after the cut"
-wait_for 60 "BasculeReplicaDown did not resolve with the target back" no_alert BasculeReplicaDown
+wait_for 60 "BasculeReplicaDown to resolve with the target back" no_alert BasculeReplicaDown
 no_alert BasculeRPOOverObjective || fail "BasculeRPOOverObjective fired on a short cut"
 
 # Hostile clients from other addresses (Prometheus scrapes from 127.0.0.1):
@@ -173,11 +164,13 @@ print("idle-dropped %.1f" % (time.time() - t0), flush=True)
 PY
 in_ns python3 "$T/hostile.py" "$T/go" > "$T/hostile.out" 2>&1 &
 HPID=$!
-wait_for 15 "the hostile clients did not connect: $(cat "$T/hostile.out")" grep -q ninth "$T/hostile.out"
+# hostile_says WORD: the hostile clients printed WORD (else their output in $WAIT_WHY)
+hostile_says() { grep -q "$1" "$T/hostile.out" || { tr '\n' ' ' < "$T/hostile.out" > "$WAIT_WHY"; false; }; }
+wait_for 15 "the hostile clients to connect" hostile_says ninth
 grep -q ninth-closed "$T/hostile.out" || fail "a 9th connection from one address was kept"
 [ "$(code http://127.0.0.1:9853/metrics)" = 200 ] || fail "8 silent clients of one address locked out another"
 touch "$T/go"
-wait_for 15 "the hostile clients did not connect: $(cat "$T/hostile.out")" grep -q capped "$T/hostile.out"
+wait_for 15 "the hostile client beyond the cap" hostile_says capped
 # A client beyond the cap waits in the backlog, and is served once the idle
 # connections are dropped.
 HTTP_TIMEOUT=40 code http://127.0.0.1:9853/metrics > "$T/waiting.code" 2>&1 &

@@ -44,6 +44,24 @@ expect_rc() {
 	set +e; "$@" >"$T/out" 2>"$T/err"; local rc=$?; set -e
 	[ $rc -eq "$want" ] || fail "'$*' exited $rc, expected $want: $(cat "$T/err")"
 }
+# wait_for SECONDS WHAT CONDITION...: poll CONDITION every 0.1 s until it
+# succeeds; after SECONDS of wall time fail "timed out after SECONDS s
+# waiting for WHAT".  One CONDITION word is a shell string (eval'ed, so it
+# sees the caller's variables); more are a command and its arguments.  A
+# condition may write why it does not hold yet to $WAIT_WHY: the failure
+# message ends with what it last wrote there.
+WAIT_WHY=$T/wait.why
+wait_for() {
+	local _wf_secs=$1 _wf_what=$2 _wf_end
+	shift 2
+	_wf_end=$(($(date +%s%N) / 1000000 + _wf_secs * 1000))
+	rm -f "$WAIT_WHY"
+	until if [ $# -eq 1 ]; then eval "$1"; else "$@"; fi; do
+		[ $(($(date +%s%N) / 1000000)) -lt "$_wf_end" ] ||
+			fail "timed out after ${_wf_secs}s waiting for $_wf_what$([ ! -s "$WAIT_WHY" ] || echo ": $(cat "$WAIT_WHY")")"
+		sleep 0.1
+	done
+}
 need_root() { [ "$(id -u)" = 0 ] || { echo "SKIP: $TEST_NAME needs root"; exit 77; }; }
 # The unprivileged user basculed's network children run as (relay_user,
 # default bascule), as `useradd --system bascule` makes it on a primary.

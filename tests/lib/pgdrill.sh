@@ -14,7 +14,7 @@
 #                    $T/runbook.yaml: service app (group app) with sql checks
 #                    QUERY = EXPECT and "not in recovery", database shop
 #                    (app/db) shut down by STOP
-#   wait_for SECONDS WHAT CONDITION;  lsn_of X/Y;  elapsed START
+#   lsn_of X/Y;  elapsed START
 #   psql2 SQL        a query on the promoted database
 PG_RELAY_USER=$RELAY_USER
 . "$ROOT/tests/lib/sites.sh"
@@ -22,11 +22,6 @@ PG_RELAY_USER=$RELAY_USER
 ROWS=${ROWS:-1000}
 PGDRILL_STANDBY=${PGDRILL_STANDBY:-cold} # the replica target's postgres_standby
 
-wait_for() {
-	local s=$1 what=$2 cond=$3
-	for _ in $(seq $((s * 10))); do eval "$cond" && return 0; sleep 0.1; done
-	fail "timed out after ${s}s waiting for $what"
-}
 lsn_of() { python3 -c "h, l = '$1'.split('/'); print(int(h, 16) << 32 | int(l, 16))"; }
 elapsed() { printf "%.1f" "$(echo "$(date +%s.%N) - $1" | bc)"; }
 psql2() { runuser -u "$SSH_USER" -- "$PG_BIN/psql" -X -q -At -h "$SOCK" -p 5433 -U postgres -d postgres -c "$1"; }

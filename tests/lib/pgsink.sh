@@ -12,7 +12,6 @@
 #   pgsrc FIELD                 status field of source app/db (JSON value)
 #   pgtgt FIELD                 the target's view of app/db
 #   lsn_of 'X/Y'                an LSN as a number
-#   wait_for SECONDS WHAT 'CONDITION'
 #   sink_restore NAME           restore the stand-in's base + WAL into cluster
 #                               NAME, start it, wait for the end of recovery
 #   wal_compare A B             complete segments in both directories are equal;
@@ -53,14 +52,6 @@ sink_config() {
 pgsrc() { status_get "json.dumps(next(s for s in d['groups'][0]['sources'] if s['name'] == 'db')['postgres']['$1'])"; }
 pgtgt() { status_get "json.dumps(d['targets'][0]['groups']['app']['postgres']['db']['$1'])"; }
 lsn_of() { python3 -c "h, l = '$1'.strip('\"').split('/'); print(int(h, 16) << 32 | int(l, 16))"; }
-
-wait_for() {
-	local s=$1 what=$2 cond=$3 until=$(($(date +%s) + $1))
-	until eval "$cond"; do
-		[ "$(date +%s)" -lt "$until" ] || fail "timed out after ${s}s waiting for $what"
-		sleep 0.1
-	done
-}
 
 sink_restore() {
 	local name=$1 d
