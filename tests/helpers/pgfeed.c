@@ -192,7 +192,7 @@ static void list_base(void)
 	while (d && (e = readdir(d)))
 		if (strcmp(e->d_name, "base.tar") && strlen(e->d_name) < 64 && strstr(e->d_name, ".tar") &&
 		    n_base_files < 63) {
-			snprintf(names[n_base_files], 64, "%s", e->d_name);
+			snprintf(names[n_base_files], 64, "%.63s", e->d_name); /* shorter: checked above */
 			base_files[n_base_files] = names[n_base_files];
 			n_base_files++;
 		}

@@ -297,7 +297,7 @@ static void *run_in_thread(void *arg)
 static void test_threads(void **state)
 {
 	pthread_t th[6];
-	char names[6][8];
+	char names[6][16]; /* room for "t%d" of any int: -Wformat-truncation */
 
 	for (int i = 0; i < 6; i++) {
 		snprintf(names[i], sizeof(names[i]), "t%d", i);

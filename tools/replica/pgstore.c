@@ -728,7 +728,7 @@ static void prune_source(struct replica *r, const char *group, const char *name,
 					min = id < min ? id : min;
 					continue;
 				}
-				snprintf(one, sizeof(one), "%s/%s", sub, f->d_name);
+				snprintf(one, sizeof(one), "%s/%.16s", sub, f->d_name); /* hex16: 16 digits, fits */
 				log_info("removing base backup %s of %s/%s: no retained epoch needs it", f->d_name, group,
 					 name);
 				remove_dir(r, one);
