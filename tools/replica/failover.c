@@ -20,16 +20,11 @@ int replica_promoted(struct replica *r, const char *group, struct promote_info *
 {
 	char path[RPATH], text[4096];
 	unsigned long long e, c, p;
-	ssize_t n;
-	int fd, rc;
+	int rc;
 
-	if ((rc = gpath(r, path, sizeof(path), group, "promoted")) < 0)
+	if ((rc = gpath(r, path, sizeof(path), group, "promoted")) < 0 ||
+	    (rc = tree_read_text(r, path, text, sizeof(text))) <= 0)
 		return rc;
-	if ((fd = tree_open(r, path, O_RDONLY, 0)) < 0)
-		return fd == -ENOENT ? 0 : fd;
-	n = fs_pread_full(fd, text, sizeof(text) - 1, 0);
-	close(fd);
-	text[n > 0 ? n : 0] = 0;
 	rc = sscanf(text, PROMOTED_MAGIC " epoch=%llu cut_time=%llu promoted_time=%llu", &e, &c, &p);
 	if (rc != 3)
 		return err_set(EBADMSG, "%s/%s is damaged; it should read '" PROMOTED_MAGIC

@@ -77,16 +77,12 @@ int pg_promoted(struct replica *r, const char *group, const char *source, struct
 	char path[RPATH], text[2048], dir[1024];
 	unsigned long long e, d, x, a, u;
 	unsigned t, hot;
-	ssize_t n;
-	int fd;
+	int rc;
 
 	if (promoted_path(path, sizeof(path), group, source) < 0)
 		return -ENAMETOOLONG;
-	if ((fd = tree_open(r, path, O_RDONLY, 0)) < 0)
-		return fd == -ENOENT ? 0 : fd;
-	n = fs_pread_full(fd, text, sizeof(text) - 1, 0);
-	close(fd);
-	text[n > 0 ? n : 0] = 0;
+	if ((rc = tree_read_text(r, path, text, sizeof(text))) <= 0)
+		return rc;
 	if (sscanf(text, PROMOTED_PG " end=%llu redo=%llu tli=%u xact=%llu at=%llu usec=%llu hot=%u dir=%1023[^\n]",
 		   &e, &d, &t, &x, &a, &u, &hot, dir) != 8)
 		return err_set(EBADMSG, "%s/%s is damaged", r->root, path);

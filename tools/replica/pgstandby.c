@@ -32,16 +32,12 @@ static int standby_path(char *buf, size_t len, const char *group, const char *so
 int pg_standby_find(struct replica *r, const char *group, const char *source, char *ret_dir, size_t len)
 {
 	char path[RPATH], text[1200], dir[1024];
-	ssize_t n;
-	int fd;
+	int rc;
 
 	if (standby_path(path, sizeof(path), group, source) < 0)
 		return -ENAMETOOLONG;
-	if ((fd = tree_open(r, path, O_RDONLY, 0)) < 0)
-		return fd == -ENOENT ? 0 : fd;
-	n = fs_pread_full(fd, text, sizeof(text) - 1, 0);
-	close(fd);
-	text[n > 0 ? n : 0] = 0;
+	if ((rc = tree_read_text(r, path, text, sizeof(text))) <= 0)
+		return rc;
 	if (sscanf(text, STANDBY_PG " dir=%1023[^\n]", dir) != 1 || strlen(dir) >= len)
 		return err_set(EBADMSG, "%s/%s is damaged", r->root, path);
 	memcpy(ret_dir, dir, strlen(dir) + 1);

@@ -71,6 +71,10 @@ int tree_rmdir(const struct replica *r, const char *rel);
 int tree_exists(const struct replica *r, const char *rel);
 int tree_fsync_parent(const struct replica *r, const char *rel);
 int tree_fsync_dir(const struct replica *r, const char *rel);
+/* The small text file REL (a record: promoted, standby) whole into BUF,
+ * NUL-terminated (at most LEN - 1 bytes; a read error leaves it empty).
+ * Returns 1, 0 if REL does not exist, or tree_open's negative errno. */
+int tree_read_text(const struct replica *r, const char *rel, char *buf, size_t len);
 /* fs_write_atomic_at for REL, given to the owner when root writes it. */
 int tree_write_atomic(const struct replica *r, const char *rel, const void *data, size_t len);
 /* sfile_read and sfile_write (lib/sfile.h) of REL. */

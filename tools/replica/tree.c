@@ -376,6 +376,19 @@ static int write_failed(const struct replica *r, const char *rel, int rc)
 	return err_wrap(rc, "in %s/%.*s", r->root, slash ? (int)(slash - rel) : 1, slash ? rel : ".");
 }
 
+int tree_read_text(const struct replica *r, const char *rel, char *buf, size_t len)
+{
+	ssize_t n;
+	int fd;
+
+	if ((fd = tree_open(r, rel, O_RDONLY, 0)) < 0)
+		return fd == -ENOENT ? 0 : fd;
+	n = fs_pread_full(fd, buf, len - 1, 0);
+	close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	return 1;
+}
+
 int tree_write_atomic(const struct replica *r, const char *rel, const void *data, size_t len)
 {
 	char base[NAME_MAX + 1];
