@@ -120,57 +120,25 @@ fi
 bsc_keygen
 R=$T/secondary/replica
 authorize_recv "$R"
-SOCK=$T/sock; mkdir -p "$SOCK"; chown "$SSH_USER" "$SOCK"
-printf "unix_socket_directories = '%s'\nport = 5433\nlisten_addresses = ''\n" "$SOCK" > "$T/site.conf"
-sed -i "s|--key $T/secondary/site.key\"|--key $T/secondary/site.key --pg-conf $T/site.conf\"|" "$T/ssh-secondary/authorized_keys"
+pg_site_standby "$R"
 trust_secondary
-stop_standby() {
-	[ -f "$R/app/db/postmaster.pid" ] || return 0
-	runuser -u "$SSH_USER" -- "$PG_BIN/pg_ctl" -D "$R/app/db" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
-}
-EXIT_HOOKS+=(stop_standby)
 bsc_pg_config() { # MODE
-	cat > "$T/bascule.yaml" <<YAML
-state_dir: $T/state
-key: $T/site.key
-control_socket: $T/ctl.sock
-relay_user: $RELAY_USER
-groups:
-  - name: app
-    sources:
-      - name: db
-        type: postgres
-        conninfo: "$(pg_conninfo prim)"
-        slot: bsc_app
-        synchronous: $1
-targets:
-  - name: secondary
-    url: ssh://$SSH_USER@$IP_S$R
-    identity: $T/id_ed25519
-    known_hosts: $T/known_hosts
-    postgres_standby: hot
-YAML
+	pg_bsc_config prim "ssh://$SSH_USER@$IP_S$R" "synchronous: $1" -- \
+		"identity: $T/id_ed25519" "known_hosts: $T/known_hosts" "postgres_standby: hot"
 }
 bsc_pg_config local
 NSEXEC=(ip netns exec "$NS_P")
 bsc_start
 STANDBY="host=$SOCK port=5433 user=postgres dbname=postgres"
-for _ in $(seq 1200); do
-	runuser -u "$SSH_USER" -- "$PG_BIN/psql" -X -q -At -h "$SOCK" -p 5433 -U postgres -d postgres -c "SELECT 1" >/dev/null 2>&1 && break
-	sleep 0.1
-done
-runuser -u "$SSH_USER" -- "$PG_BIN/psql" -X -q -At -h "$SOCK" -p 5433 -U postgres -d postgres -c "SELECT 1" >/dev/null 2>&1 ||
-	fail "the hot standby at the secondary did not start: $(grep -i standby "$T/daemon.log" | tail -3)"
+wait_for 120 "the hot standby at the secondary to accept connections" 'psql2 "SELECT 1" >/dev/null 2>&1'
 read -r t m p < <(load --row-on "$STANDBY")
 row "bascule, synchronous: local (readable on the hot standby)" "$t" "$m" "$p"
 T_BL=$t M_BL=$m P_BL=$p
 bsc_pg_config remote
 bsc reload >/dev/null || fail "reload to synchronous: remote failed"
 pg_set prim synchronous_standby_names bsc_app; pg_reload prim
-for _ in $(seq 300); do
-	[ "$(pg_sql prim "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'bsc_app'")" = sync ] && break
-	sleep 0.1
-done
+wait_for 30 "bsc_app to be the synchronous standby" \
+	'[ "$(pg_sql prim "SELECT sync_state FROM pg_stat_replication WHERE application_name = '"'bsc_app'"'")" = sync ]'
 read -r t _ _ < <(load "" "")
 row "bascule, synchronous: remote (zero loss)" "$t" - - "0 (synchronous: durable at the secondary)"
 T_BR2=$t

@@ -26,46 +26,19 @@ sites_up
 bsc_keygen
 R=$T/secondary/replica
 authorize_recv "$R"
-# The standby's own socket and port at the secondary (this machine runs both sites).
-SOCK=$T/sock; mkdir -p "$SOCK"; chown "$SSH_USER" "$SOCK"
-printf "unix_socket_directories = '%s'\nport = 5433\nlisten_addresses = ''\n" "$SOCK" > "$T/site.conf"
-sed -i "s|--key $T/secondary/site.key\"|--key $T/secondary/site.key --pg-conf $T/site.conf\"|" "$T/ssh-secondary/authorized_keys"
+pg_site_standby "$R"
 trust_secondary
-# The secondary's PostgreSQL (the hot standby, then the promoted primary) is stopped at exit.
-stop_secondary_pg() {
-	[ -f "$R/app/db/postmaster.pid" ] || return 0
-	runuser -u "$SSH_USER" -- "$PG_BIN/pg_ctl" -D "$R/app/db" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
-}
-EXIT_HOOKS+=(stop_secondary_pg)
 pg_init p
 pg_start p
 pg_bench_init p 4
-config() {
-	echo "state_dir: $T/state"
-	echo "key: $T/site.key"
-	echo "control_socket: $T/ctl.sock"
-	echo "relay_user: $RELAY_USER"
-	echo "groups:"
-	echo "  - name: app"
-	echo "    sources:"
-	echo "      - name: db"
-	echo "        type: postgres"
-	echo "        conninfo: \"$(pg_conninfo p)\""
-	echo "        slot: bsc_app"
-	echo "        synchronous: $1"
-	echo "        wal_interval: 200ms"
-	echo "targets:"
-	echo "  - name: secondary"
-	echo "    url: ssh://$SSH_USER@$IP_S$R"
-	echo "    identity: $T/id_ed25519"
-	echo "    known_hosts: $T/known_hosts"
-	echo "    postgres_standby: hot"
+config() { # SYNCHRONOUS
+	pg_bsc_config p "ssh://$SSH_USER@$IP_S$R" "synchronous: $1" "wal_interval: 200ms" -- \
+		"identity: $T/id_ed25519" "known_hosts: $T/known_hosts" "postgres_standby: hot"
 }
-config local > "$T/bascule.yaml"
+config local
 NSEXEC=(ip netns exec "$NS_P")
 bsc_start
 wait_for 90 "the first epoch acknowledged by the secondary" '[ "$(pgtgt acked_lsn)" != null ]'
-psql2() { runuser -u "$SSH_USER" -- "$PG_BIN/psql" -X -q -At -h "$SOCK" -p 5433 -U postgres -d postgres -c "$1"; }
 wait_for 90 "the hot standby at the secondary to accept connections" 'psql2 "SELECT 1" >/dev/null 2>&1'
 [ "$(psql2 "SELECT pg_is_in_recovery()")" = t ] || fail "the secondary's PostgreSQL is not a standby"
 pg_sql p "CREATE TABLE mark (x int); INSERT INTO mark VALUES (42)" >/dev/null
@@ -103,25 +76,18 @@ grep -q "^  postgres db  *streaming  *received [0-9A-F]*/[0-9A-F]* durable" "$T/
 grep -q "^    db  *acked [0-9A-F]*/[0-9A-F]* lag" "$T/out" || fail "bascule status shows no acked LSN of the target: $(cat "$T/out")"
 
 # Zero loss: synchronous: remote, then kill -9 of postgres and basculed.
-config remote > "$T/bascule.yaml"
+config remote
 bsc reload >/dev/null || fail "reload to synchronous: remote failed"
 pg_set p synchronous_standby_names bsc_app
 pg_reload p
 wait_for 30 "bsc_app to be the synchronous standby" \
 	'[ "$(pg_sql p "SELECT sync_state FROM pg_stat_replication WHERE application_name = '"'bsc_app'"'")" = sync ]'
 pg_sql p "TRUNCATE t" >/dev/null
-PD=$(pg_dir p)
 rows_client p 100000 "$T/rows" &
 ROWS=$!
 sleep "$((2 + RANDOM % 3)).$((RANDOM % 10))"
-post=$(head -1 "$PD/data/postmaster.pid")
-pids="$post $(pgrep -P "$post" | tr '\n' ' ')"
-kill -9 $pids "$DAEMON_PID" 2>/dev/null || true
-wait "$DAEMON_PID" 2>/dev/null || true
-DAEMON_PID=""
+pg_kill9 p
 wait "$ROWS" || true
-for p in $pids; do wait_for 10 "postgres process $p to end" "gone $p"; done
-rm -f "$PD/data/postmaster.pid"
 last=$(tail -1 "$T/rows" | cut -d' ' -f1)
 [ "${last:-0}" -ge 20 ] || fail "only ${last:-no} commits returned before the kill"
 wait_for 20 "the receiver to exit" '! pgrep -u "$SSH_USER" -f "bascule recv --root $R" >/dev/null'

@@ -47,18 +47,11 @@ done
 wait "$LOAD" || fail "pgbench failed"
 
 # Numbered rows, then kill -9 of everything at a random moment.
-PD=$(pg_dir p)
 rows_client p 100000 "$T/rows" &
 ROWS=$!
 sleep "$((2 + RANDOM % 3)).$((RANDOM % 10))"
-post=$(head -1 "$PD/data/postmaster.pid")
-pids="$post $(pgrep -P "$post" | tr '\n' ' ')"
-kill -9 $pids "$DAEMON_PID" 2>/dev/null || true
-wait "$DAEMON_PID" 2>/dev/null || true
-DAEMON_PID=""
+pg_kill9 p
 wait "$ROWS" || true
-for p in $pids; do wait_for 10 "postgres process $p to end" "gone $p"; done
-rm -f "$PD/data/postmaster.pid"
 n=$(wc -l < "$T/rows")
 [ "$n" -ge 20 ] || fail "only $n commits returned before the kill"
 last=$(tail -1 "$T/rows" | cut -d' ' -f1)

@@ -13,6 +13,20 @@
 #   pg_conninfo NAME               the replication role's conninfo (socket)
 #   pg_bench_init NAME SCALE       pgbench tables; pg_bench NAME SECONDS [CLIENTS]
 #   pg_lsn NAME                    pg_current_wal_lsn() in bytes (decimal)
+#   pg_kill9 NAME                  kill -9 of NAME's postmaster and backends and
+#                                  of basculed at one moment; returns once all
+#                                  are gone (sets PG_KILLED: the pids)
+#   pg_bsc_config NAME URL [SOURCE_LINES...] [-- TARGET_LINES...]
+#                                  $T/bascule.yaml: basculed (relay_user) with
+#                                  group app, source db of cluster NAME (slot
+#                                  bsc_app), target secondary at URL; the lines
+#                                  given go into the source and the target
+#   pg_site_standby ROOT           (with sites.sh, after authorize_recv ROOT)
+#                                  the secondary's PostgreSQL of replica ROOT
+#                                  (hot standby, then the promoted primary) on
+#                                  socket $SOCK port 5433 ($T/site.conf, given
+#                                  to recv by the key's command=), stopped at
+#                                  exit; psql2 SQL queries it
 # The replication role is $PG_REP_ROLE with password $PG_REP_PASSWORD (scram);
 # $PG_PASSFILE holds it, owned by $PG_RELAY_USER (the unprivileged user
 # `bascule pgstream --user` switches to).
@@ -116,3 +130,65 @@ pg_bench_digest() {
 		pg_sql "$1" "SELECT '$t', count(*), coalesce(sum(hashtext(x::text)::bigint), 0) FROM $t x"
 	done
 }
+
+# kill -9 of the whole cluster and the daemon together: nothing is shut down
+# cleanly, as a power cut would leave them.  The postmaster.pid is removed
+# once they are gone: a later start of the data directory is not refused.
+pg_kill9() {
+	local d post p
+	d=$(pg_dir "$1")
+	post=$(head -1 "$d/data/postmaster.pid")
+	PG_KILLED="$post $(pgrep -P "$post" | tr '\n' ' ')"
+	# shellcheck disable=SC2086
+	kill -9 $PG_KILLED ${DAEMON_PID:+"$DAEMON_PID"} 2>/dev/null || true
+	if [ -n "$DAEMON_PID" ]; then
+		wait "$DAEMON_PID" 2>/dev/null || true
+		DAEMON_PID=""
+	fi
+	for p in $PG_KILLED; do wait_for 10 "postgres process $p to end" "gone $p"; done
+	rm -f "$d/data/postmaster.pid"
+}
+
+pg_bsc_config() {
+	local name=$1 url=$2 src=() tgt=() sep=0 l
+	shift 2
+	for l in "$@"; do
+		if [ "$l" = -- ]; then sep=1; continue; fi
+		if [ $sep = 0 ]; then src+=("$l"); else tgt+=("$l"); fi
+	done
+	{
+		echo "state_dir: $T/state"
+		echo "key: $T/site.key"
+		echo "control_socket: $T/ctl.sock"
+		echo "relay_user: $RELAY_USER"
+		echo "groups:"
+		echo "  - name: app"
+		echo "    sources:"
+		echo "      - name: db"
+		echo "        type: postgres"
+		echo "        conninfo: \"$(pg_conninfo "$name")\""
+		echo "        slot: bsc_app"
+		for l in "${src[@]}"; do echo "        $l"; done
+		echo "targets:"
+		echo "  - name: secondary"
+		echo "    url: $url"
+		for l in "${tgt[@]}"; do echo "    $l"; done
+	} > "$T/bascule.yaml"
+}
+
+# This machine runs both sites: the secondary's PostgreSQL gets its own
+# socket and port there.  It runs as the receiving user ($SSH_USER).
+pg_site_standby() {
+	PG_SITE_ROOT=$1
+	SOCK=$T/sock; mkdir -p "$SOCK"; chown "$SSH_USER" "$SOCK"
+	printf "unix_socket_directories = '%s'\nport = 5433\nlisten_addresses = ''\n" "$SOCK" > "$T/site.conf"
+	sed -i "s|--key $T/secondary/site.key\"|--key $T/secondary/site.key --pg-conf $T/site.conf\"|" "$T/ssh-secondary/authorized_keys"
+	grep -q -- "--pg-conf $T/site.conf" "$T/ssh-secondary/authorized_keys" ||
+		fail "pg_site_standby: no receiver of $PG_SITE_ROOT in the secondary's authorized_keys (authorize_recv first)"
+	EXIT_HOOKS+=(pg_site_standby_stop)
+}
+pg_site_standby_stop() {
+	[ -f "$PG_SITE_ROOT/app/db/postmaster.pid" ] || return 0
+	runuser -u "$SSH_USER" -- "$PG_BIN/pg_ctl" -D "$PG_SITE_ROOT/app/db" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
+}
+psql2() { runuser -u "$SSH_USER" -- "$PG_BIN/psql" -X -q -At -h "$SOCK" -p 5433 -U postgres -d postgres -c "$1"; }

@@ -15,7 +15,7 @@
 #                    QUERY = EXPECT and "not in recovery", database shop
 #                    (app/db) shut down by STOP
 #   lsn_of X/Y;  elapsed START
-#   psql2 SQL        a query on the promoted database
+#   psql2 SQL        a query on the promoted database (pg.sh)
 PG_RELAY_USER=$RELAY_USER
 . "$ROOT/tests/lib/sites.sh"
 . "$ROOT/tests/lib/pg.sh"
@@ -24,7 +24,6 @@ PGDRILL_STANDBY=${PGDRILL_STANDBY:-cold} # the replica target's postgres_standby
 
 lsn_of() { python3 -c "h, l = '$1'.split('/'); print(int(h, 16) << 32 | int(l, 16))"; }
 elapsed() { printf "%.1f" "$(echo "$(date +%s.%N) - $1" | bc)"; }
-psql2() { runuser -u "$SSH_USER" -- "$PG_BIN/psql" -X -q -At -h "$SOCK" -p 5433 -U postgres -d postgres -c "$1"; }
 
 pgdrill_up() {
 	local t0; t0=$(date +%s.%N)
@@ -42,35 +41,9 @@ pgdrill_up() {
 	bsc_keygen
 	R=$T/secondary/replica
 	authorize_recv "$R"
-	# The secondary's PostgreSQL (a hot standby, the promoted database) runs
-	# as the receiving user, on its own socket.
-	SOCK=$T/sock; mkdir -p "$SOCK"; chown "$SSH_USER" "$SOCK"
-	printf "unix_socket_directories = '%s'\nport = 5433\nlisten_addresses = ''\n" "$SOCK" > "$T/site.conf"
-	sed -i "s|--key $T/secondary/site.key\"|--key $T/secondary/site.key --pg-conf $T/site.conf\"|" "$T/ssh-secondary/authorized_keys"
-	stop_promoted() {
-		[ -f "$R/app/db/postmaster.pid" ] || return 0
-		runuser -u "$SSH_USER" -- "$PG_BIN/pg_ctl" -D "$R/app/db" -m immediate -w stop >/dev/null 2>&1 || true
-	}
-	EXIT_HOOKS+=(stop_promoted)
-	cat > "$T/bascule.yaml" <<-YAML
-	state_dir: $T/state
-	key: $T/site.key
-	control_socket: $T/ctl.sock
-	relay_user: $RELAY_USER
-	groups:
-	  - name: app
-	    sources:
-	      - name: db
-	        type: postgres
-	        conninfo: "$(pg_conninfo p)"
-	        slot: bsc_app
-	targets:
-	  - name: secondary
-	    url: ssh://$SSH_USER@$IP_S:22$R
-	    identity: $T/id_ed25519
-	    known_hosts: $T/known_hosts
-	    postgres_standby: $PGDRILL_STANDBY
-	YAML
+	pg_site_standby "$R"
+	pg_bsc_config p "ssh://$SSH_USER@$IP_S:22$R" -- "identity: $T/id_ed25519" "known_hosts: $T/known_hosts" \
+		"postgres_standby: $PGDRILL_STANDBY"
 	trust_secondary
 	NSEXEC=(ip netns exec "$NS_P")
 	bsc_start

@@ -5,8 +5,7 @@
 # Source after common.sh and pg.sh (with PG_RELAY_USER=bascule: the passfile
 # belongs to relay_user, which bascule pgstream runs as).
 #   sink_config NAME [SOURCE_LINES...] [-- TARGET_LINES...]
-#                               bascule.yaml: group app, source db of cluster
-#                               NAME (extra lines in the source), target
+#                               pg_bsc_config (pg.sh) with the target
 #                               secondary = the stand-in at $SINK (run as
 #                               $SINK_CMD when set: a wrapper of pgsink)
 #   pgsrc FIELD                 status field of source app/db (JSON value)
@@ -22,31 +21,9 @@
 SINK=$T/sink
 
 sink_config() {
-	local name=$1 src=() tgt=() sep=0
+	local name=$1
 	shift
-	for l in "$@"; do
-		if [ "$l" = -- ]; then sep=1; continue; fi
-		if [ $sep = 0 ]; then src+=("$l"); else tgt+=("$l"); fi
-	done
-	{
-		echo "state_dir: $T/state"
-		echo "key: $T/site.key"
-		echo "control_socket: $T/ctl.sock"
-		echo "relay_user: $RELAY_USER"
-		echo "groups:"
-		echo "  - name: app"
-		echo "    sources:"
-		echo "      - name: db"
-		echo "        type: postgres"
-		echo "        conninfo: \"$(pg_conninfo "$name")\""
-		echo "        slot: bsc_app"
-		for l in "${src[@]}"; do echo "        $l"; done
-		echo "targets:"
-		echo "  - name: secondary"
-		echo "    url: local:$SINK"
-		echo "    remote_command: ${SINK_CMD:-$BIN/tests/pgsink}"
-		for l in "${tgt[@]}"; do echo "    $l"; done
-	} > "$T/bascule.yaml"
+	pg_bsc_config "$name" "local:$SINK" "$@" -- "remote_command: ${SINK_CMD:-$BIN/tests/pgsink}"
 }
 
 pgsrc() { status_get "json.dumps(next(s for s in d['groups'][0]['sources'] if s['name'] == 'db')['postgres']['$1'])"; }
