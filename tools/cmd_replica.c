@@ -76,6 +76,18 @@ static const char *fmt_time(uint64_t usec, char *buf, size_t len)
 	return buf;
 }
 
+/* How an epoch of a group of N_SOURCES, N_PG of them PostgreSQL, is made.
+ * EPOCH_CONSISTENT speaks of the disks' scan; a group of PostgreSQL
+ * sources only scans none: its epochs are WAL-only, consistent by
+ * construction (each ends at a WAL position, and PostgreSQL's recovery
+ * makes the database consistent there), however the flag reads. */
+static const char *epoch_label(uint8_t flags, uint32_t n_sources, uint32_t n_pg)
+{
+	if (n_sources && n_pg == n_sources)
+		return "consistent: WAL, by PostgreSQL recovery";
+	return flags & EPOCH_CONSISTENT ? "consistent" : "fuzzy";
+}
+
 static int do_list(struct replica *r, char **groups, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -83,13 +95,16 @@ static int do_list(struct replica *r, char **groups, size_t n)
 		uint64_t pts[64], times[64];
 		size_t np = 0;
 		char t1[32], t2[32];
+		uint32_t n_pg = 0;
 
 		if (replica_load_state(r, groups[i], &s) < 0) {
 			printf("group %s: no complete epoch yet\n", groups[i]);
 			continue;
 		}
+		for (uint32_t k = 0; k < s.n_sources; k++)
+			n_pg += s.sources[k].base_id != 0;
 		printf("group %s: epoch %" PRIu64 " (%s), cut %s, applied %s%s%s\n", s.group, s.epoch,
-		       s.flags & EPOCH_CONSISTENT ? "consistent" : "fuzzy",
+		       epoch_label(s.flags, s.n_sources, n_pg),
 		       fmt_time(s.cut_time, t1, sizeof(t1)), fmt_time(s.applied_time, t2, sizeof(t2)),
 		       s.alarm[0] ? "\n  ALARM: " : "", s.alarm);
 		for (uint32_t k = 0; k < s.n_sources; k++) {
@@ -150,7 +165,7 @@ static void print_promoted(const char *verb, const char *group, const struct pro
 	}
 	printf("group %s %s at epoch %" PRIu64 " (%s), cut %s%s%s\n", group,
 	       !strcmp(verb, "promote") ? "promoted" : "cloned", pi->epoch,
-	       pi->flags & EPOCH_CONSISTENT ? "consistent" : "fuzzy",
+	       epoch_label(pi->flags, pi->n_sources, pi->n_pg),
 	       units_fmt_time(pi->cut_time, t, sizeof(t)), dir ? ", disks in " : "", dir ? dir : "");
 	for (uint32_t i = 0; i < pi->n_pg; i++) {
 		const struct promote_pg *p = &pi->pg[i];

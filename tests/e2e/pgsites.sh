@@ -15,7 +15,8 @@
 #    there within seconds; it goes on while recv is killed and restarted;
 #  - `bascule replica promote` at the secondary then promotes the standby:
 #    a primary (timeline 2) in seconds, whose pgbench tables equal the
-#    primary's and which holds every numbered row whose commit returned.
+#    primary's and which holds every numbered row whose commit returned;
+#    the epoch it names is labelled consistent (WAL-only), not fuzzy.
 . "$(dirname "$0")/../lib/common.sh"
 PG_RELAY_USER=$RELAY_USER
 . "$ROOT/tests/lib/sites.sh"
@@ -98,6 +99,9 @@ expect_rc 0 "$BIN/bascule" replica promote --root "$R" --key "$T/secondary/site.
 	--pg-conf "$T/site.conf"
 t1=$(date +%s.%N)
 grep -q "standby promoted" "$T/out" || fail "promote did not promote the hot standby: $(cat "$T/out")"
+# The group's epochs are WAL-only (no disk is scanned): consistent by PostgreSQL's recovery, not fuzzy.
+grep -q "^group app promoted at epoch [0-9]* (consistent: WAL, by PostgreSQL recovery)" "$T/out" ||
+	fail "promote does not label the WAL-only epoch consistent: $(head -1 "$T/out")"
 D=$R/app/db
 [ "$(psql2 "SELECT pg_is_in_recovery()")" = f ] || fail "the promoted cluster is in recovery"
 missing=$(psql2 "SELECT count(*) FROM generate_series(1, $last) g WHERE NOT EXISTS (SELECT 1 FROM t WHERE id = g)")
