@@ -35,8 +35,10 @@ static void pc_line(struct pgchild *c)
 	static const char *const roles[] = { "pgstream", "pgstream (base backup)", "pgstream (sync)" };
 
 	c->line[c->linelen] = 0;
-	if (c->linelen)
-		pgsrc_log(c->p, LOG_WARNING, "%s: %s", roles[c->role], c->line);
+	if (c->linelen) {
+		int prio = log_line_prio(c->line); /* the child's own level; other lines warn */
+		pgsrc_log(c->p, prio < 0 ? LOG_WARNING : prio, "%s: %s", roles[c->role], c->line);
+	}
 	c->linelen = 0;
 }
 

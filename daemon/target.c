@@ -65,11 +65,15 @@ static void set_error(struct target *t, const char *msg)
 
 /* ---- the child's stderr: each line logged, the last error line kept ---- */
 
+/* At the level the receiver logged it at (its info lines, "hot standby
+ * started", are not warnings here); a line not of its logger (ssh's) as a
+ * warning. */
 static void remote_line(struct target *t)
 {
 	t->errline[t->errlen] = 0;
 	if (t->errlen) {
-		target_log(t, LOG_WARNING, "receiver: %s", t->errline);
+		int prio = log_line_prio(t->errline);
+		target_log(t, prio < 0 ? LOG_WARNING : prio, "receiver: %s", t->errline);
 		/* Keep the receiver's reason for the status and the disconnect. */
 		if (strstr(t->errline, "error")) {
 			snprintf(t->remote_reason, sizeof(t->remote_reason), "%s", t->errline);

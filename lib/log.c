@@ -28,6 +28,16 @@ void log_init(const char *ident, int verbose)
 			 (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }
 
+int log_line_prio(const char *line)
+{
+	size_t ident = strcspn(line, ":");
+
+	if (strncmp(line, "bascule", 7) || ident > 32 || strncmp(line + ident, ": ", 2))
+		return -1;
+	line += ident + 2;
+	return !strncmp(line, "error: ", 7) ? LOG_ERR : !strncmp(line, "warning: ", 9) ? LOG_WARNING : LOG_INFO;
+}
+
 void log_fields(int prio, const char *const *fields, const char *fmt, ...)
 {
 	char msg[2048];

@@ -9,6 +9,12 @@ void log_init(const char *ident, int verbose);
  * is printed, so it must name its group, target or epoch itself. */
 void log_fields(int prio, const char *const *fields, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* The priority of LINE, a line a child wrote to stderr, when log_fields of a
+ * bascule program wrote it ("IDENT: error: ...", "IDENT: warning: ...",
+ * "IDENT: ..." with IDENT "bascule", "bascule-recv", "bascule relay", ...):
+ * LOG_ERR, LOG_WARNING or LOG_INFO; -1 for any other line (ssh's own, a
+ * sanitizer report), which the relaying process logs as it sees fit. */
+int log_line_prio(const char *line);
 #define log_error(...) log_fields(LOG_ERR, NULL, __VA_ARGS__)
 #define log_warn(...) log_fields(LOG_WARNING, NULL, __VA_ARGS__)
 #define log_info(...) log_fields(LOG_INFO, NULL, __VA_ARGS__)

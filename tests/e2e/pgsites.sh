@@ -16,7 +16,9 @@
 #  - `bascule replica promote` at the secondary then promotes the standby:
 #    a primary (timeline 2) in seconds, whose pgbench tables equal the
 #    primary's and which holds every numbered row whose commit returned;
-#    the epoch it names is labelled consistent (WAL-only), not fuzzy.
+#    the epoch it names is labelled consistent (WAL-only), not fuzzy;
+#  - recv's lines reach basculed's log at their own level ("hot standby
+#    started" at info): until the kill, none is a warning.
 . "$(dirname "$0")/../lib/common.sh"
 PG_RELAY_USER=$RELAY_USER
 . "$ROOT/tests/lib/sites.sh"
@@ -46,6 +48,11 @@ pg_sql p "CREATE TABLE mark (x int); INSERT INTO mark VALUES (42)" >/dev/null
 t0=$(date +%s.%N)
 wait_for 30 "the row to be readable on the hot standby" '[ "$(psql2 "SELECT x FROM mark" 2>/dev/null)" = 42 ]'
 note "hot standby at the secondary: a committed row readable there after $(printf %.2f "$(echo "$(date +%s.%N) - $t0" | bc)") s"
+# recv's lines come into the daemon's log at their own level: it warned of nothing in this run so far.
+grep -q "^basculed: target secondary: receiver: bascule-recv: app/db: hot standby started in " "$T/daemon.log" ||
+	fail "recv's 'hot standby started' is not logged at info: $(grep "hot standby" "$T/daemon.log")"
+! grep "warning: target secondary: receiver: " "$T/daemon.log" > "$T/warnings" ||
+	fail "$(wc -l < "$T/warnings") of recv's lines as warnings in a normal run: $(head -3 "$T/warnings")"
 note "base backup $(pgsrc base | python3 -c 'import json,sys; b=json.load(sys.stdin); print(b["id"], b["bytes"], "bytes")') at the secondary"
 
 pg_bench p 10 2 &
