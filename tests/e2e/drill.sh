@@ -20,6 +20,7 @@
 #      rendered by headless Chromium (screenshot kept).
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/sites.sh"
+. "$(dirname "$0")/../lib/runbook.sh"
 . "$(dirname "$0")/../lib/vm.sh"
 need_root
 command -v mkfs.xfs >/dev/null || { echo "SKIP: no mkfs.xfs"; exit 77; }
@@ -66,11 +67,7 @@ NSEXEC=(ip netns exec "$NS_P")
 
 # The orchestrator's own key for the primary (root there, as an operator's
 # drill account with sudo would be) and the primary's host key.
-ssh-keygen -q -t ed25519 -N "" -f "$T/drill_id" -C drill
-cat "$T/drill_id.pub" > "$T/ssh-primary/authorized_keys"
-in_secondary "$BIN/bascule" trust-host "$IP_P" --known-hosts "$T/drill_known_hosts" --yes >/dev/null \
-	|| fail "trust-host of the primary failed"
-"$BIN/bascule" keygen signing "$T/sign.key" >/dev/null
+drill_orchestrator_up
 
 # vmctl: the runbook's service commands.  Ports: 1808N production and
 # promoted guests (in their site's namespace), 1809N isolated test copies.
@@ -126,24 +123,7 @@ name: "drill test: two QEMU guests, primary to secondary"
 objectives:
   rto: 5m
   rpo: 30s
-hosts:
-  - name: primary
-    url: ssh://root@$IP_P:22
-    identity: $T/drill_id
-    known_hosts: $T/drill_known_hosts
-  - name: secondary
-    url: local
-primary:
-  host: primary
-  bascule: $BIN/bascule
-  control_socket: $T/ctl.sock
-  sync_timeout: 60s
-secondary:
-  host: secondary
-  bascule: $BIN/bascule
-  replica_root: $R
-  site_key: $T/secondary/site.key
-  clone_dir: $T/clones
+$(runbook_sites "clone_dir: $T/clones")
 prechecks:
   max_lag: 60s
   min_free: 1MiB
@@ -189,10 +169,7 @@ failback:
   control_socket: $T/fb.sock
   replica_root: $T/xfs/vms
   site_key: $T/site.key
-report:
-  dir: $T/reports
-  signing_key: $T/sign.key
-state_dir: $T/drillstate
+$(runbook_report)
 YAML
 }
 drill() { in_secondary "$BIN/bascule" drill "$T/runbook.yaml" "$@"; }

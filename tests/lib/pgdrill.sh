@@ -18,6 +18,7 @@
 #   psql2 SQL        a query on the promoted database (pg.sh)
 PG_RELAY_USER=$RELAY_USER
 . "$ROOT/tests/lib/sites.sh"
+. "$ROOT/tests/lib/runbook.sh"
 . "$ROOT/tests/lib/pg.sh"
 ROWS=${ROWS:-1000}
 PGDRILL_STANDBY=${PGDRILL_STANDBY:-cold} # the replica target's postgres_standby
@@ -52,11 +53,7 @@ pgdrill_up() {
 	note "base backup acknowledged at $(acked) after $(elapsed "$t0") s"
 
 	# The orchestrator's key for the primary (root there) and its host key.
-	ssh-keygen -q -t ed25519 -N "" -f "$T/drill_id" -C drill
-	cat "$T/drill_id.pub" > "$T/ssh-primary/authorized_keys"
-	in_secondary "$BIN/bascule" trust-host "$IP_P" --known-hosts "$T/drill_known_hosts" --yes >/dev/null \
-		|| fail "trust-host of the primary failed"
-	"$BIN/bascule" keygen signing "$T/sign.key" >/dev/null
+	drill_orchestrator_up
 
 	# The application: pgbench, and a writer committing ROWS more numbered rows
 	# (one transaction each); its stop waits for the writer, then ends pgbench.
@@ -90,23 +87,7 @@ name: "pgdrill: PostgreSQL from the primary to the secondary"
 objectives:
   rto: 5m
   rpo: 0s
-hosts:
-  - name: primary
-    url: ssh://root@$IP_P:22
-    identity: $T/drill_id
-    known_hosts: $T/drill_known_hosts
-  - name: secondary
-    url: local
-primary:
-  host: primary
-  bascule: $BIN/bascule
-  control_socket: $T/ctl.sock
-  sync_timeout: 60s
-secondary:
-  host: secondary
-  bascule: $BIN/bascule
-  replica_root: $R
-  site_key: $T/secondary/site.key
+$(runbook_sites)
 prechecks:
   max_lag: 60s
 services:
@@ -138,10 +119,7 @@ databases:
     stop: "$1"
     restart: "runuser -u postgres -- $PG_BIN/pg_ctl -D $PD/data status > /dev/null || runuser -u postgres -- $PG_BIN/pg_ctl -D $PD/data -l $PD/log -w -t 60 start > /dev/null"
     pg_conf: $T/site.conf
-report:
-  dir: $T/reports
-  signing_key: $T/sign.key
-state_dir: $T/drillstate
+$(runbook_report)
 YAML
 	chmod 600 "$T/runbook.yaml"
 }
