@@ -135,6 +135,9 @@ int pgrecv_basefile(struct pgrecv *p, const char *file, uint64_t off, uint32_t l
  * against the announced digest (-EBADMSG), the epoch recorded in the
  * chain log.  *RET is the source's entry of the redo header. */
 int pgrecv_prepare(struct pgrecv *p, struct jsource *ret);
+/* Whether P goes on from where its copy ends, on its base and timeline
+ * (a WAL-only epoch of it is light: apply.c). */
+bool pgrecv_light(const struct pgrecv *p);
 /* The redo header's entry before prepare (the same fields, unchecked). */
 void pgrecv_jsource(const struct pgrecv *p, struct jsource *ret);
 void pgrecv_free(struct pgrecv *p);

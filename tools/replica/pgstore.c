@@ -119,6 +119,8 @@ static int seg_use(struct pgrecv *p, uint32_t tli, uint64_t segno)
 			return rc;
 		if ((fd = tree_create(p->r, path, 0600)) < 0)
 			return fd;
+		if (pg_path(path, sizeof(path), p->group, p->m.name, p->m.system_id, "wal") == 0)
+			dircache_changed(p->r, path); /* fsync'd before the commit point */
 		/* The space of the whole segment now: a full disk refuses the
 		 * epoch here, not half-way through a later one. */
 		if (fallocate(fd, 0, 0, PG_SEG) < 0 && (errno != EOPNOTSUPP || ftruncate(fd, PG_SEG) < 0)) {
@@ -535,6 +537,12 @@ static int check_base(struct pgrecv *p)
 							  : 0;
 }
 
+bool pgrecv_light(const struct pgrecv *p)
+{
+	return p->had && p->have.system_id == p->m.system_id && p->have.base_id == p->m.base_id &&
+	       !(p->m.flags & (PGSRC_BASE | PGSRC_TIMELINE)) && !p->n_hist;
+}
+
 void pgrecv_jsource(const struct pgrecv *p, struct jsource *j)
 {
 	memset(j, 0, sizeof(*j));
@@ -561,8 +569,10 @@ int pgrecv_prepare(struct pgrecv *p, struct jsource *ret)
 	if (p->next != m->end_lsn)
 		return err_set(EPROTO, "the WAL of %s/%s in epoch %llu ends at %s, not at %s as announced", p->group,
 			       m->name, (unsigned long long)p->epoch, lsn(p->next, x), lsn(m->end_lsn, y));
+	/* The WAL directory only if it has a new entry (a segment created). */
 	if ((rc = seg_close(p)) < 0 || (rc = pg_path(dir, sizeof(dir), p->group, m->name, m->system_id, "wal")) < 0 ||
-	    (rc = tree_fsync_dir(p->r, dir)) < 0 || (rc = write_histories(p)) < 0)
+	    (rc = (p->n_hist ? tree_fsync_dir(p->r, dir) : dircache_fsync(p->r, dir))) < 0 ||
+	    (rc = write_histories(p)) < 0)
 		return rc;
 	if (m->timeline > 1) {
 		struct pgwal_switch sw[PG_MAX_PATH];
@@ -602,8 +612,13 @@ int pgrecv_prepare(struct pgrecv *p, struct jsource *ret)
 	c.tli = m->timeline;
 	c.flags = m->flags & PGSRC_BASE ? PGCHAIN_BASE : 0;
 	memcpy(c.digest, d, DIGEST_BYTES);
-	if ((rc = base_dir(p, dir, sizeof(dir), (m->flags & PGSRC_BASE) && !p->base_final)) < 0 ||
-	    (rc = pgchain_append(p->r, dir, &c)) < 0 || (rc = tree_fsync_dir(p->r, dir)) < 0)
+	/* The chain is appended to in place: its directory is fsync'd when
+	 * the chain is new (a base's), or once per process. */
+	if ((rc = base_dir(p, dir, sizeof(dir), (m->flags & PGSRC_BASE) && !p->base_final)) < 0)
+		return rc;
+	if (m->flags & PGSRC_BASE)
+		dircache_changed(p->r, dir);
+	if ((rc = pgchain_append(p->r, dir, &c)) < 0 || (rc = dircache_fsync(p->r, dir)) < 0)
 		return rc;
 	if ((m->flags & PGSRC_BASE) && (rc = tree_fsync_parent(p->r, dir)) < 0)
 		return rc;

@@ -11,6 +11,7 @@
  *   apply.c     receiving an epoch up to its commit and apply
  *   rollback.c  rollback points and rollback
  *   verify.c    verify, beside a live receiver or alone
+ *   cache.c     what a receiver remembers between epochs
  *   failover.c  promote, demote, clone */
 #pragma once
 #include "replica.h"
@@ -166,6 +167,26 @@ int jr_open_mode(struct jreader *j, struct replica *r, const char *group, const 
 /* Next record: 1 with fields set (DATA NULL for zeros), 0 at the end. */
 int jr_next(struct jreader *j, uint32_t *src, uint64_t *off, uint32_t *len, const uint8_t **data);
 void jr_close(struct jreader *j);
+
+/* ---- cache.c ---- */
+/* The rollback points of GROUP whose state is at epoch AT, newest first (as
+ * replica_rollback_points), listed from the undo journals only when the
+ * cache does not describe AT.  The arrays are the cache's, valid until the
+ * next call. */
+int rbcache_points(struct replica *r, const char *group, uint64_t at, const uint64_t **ret_epochs,
+		   const uint64_t **ret_times, size_t *ret_n);
+/* EPOCH committed with an undo journal leading back to PREV (cut at
+ * PREV_CUT_TIME): PREV is the newest rollback point now. */
+void rbcache_committed(struct replica *r, const char *group, uint64_t prev, uint64_t prev_cut_time,
+		       uint64_t epoch);
+/* The undo journals leading to rollback points N and older were removed. */
+void rbcache_truncate(struct replica *r, const char *group, size_t n);
+/* An entry was created in directory REL: its next dircache_fsync fsyncs it. */
+void dircache_changed(struct replica *r, const char *rel);
+/* fsync the directory REL unless this process did since its last
+ * dircache_changed (every directory is fsync'd once per process). */
+int dircache_fsync(struct replica *r, const char *rel);
+void replica_cache_free(struct replica *r);
 
 /* ---- map.c ---- */
 struct target_file {
