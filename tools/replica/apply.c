@@ -303,8 +303,9 @@ int replica_epoch_basefile(struct rapply *a, uint32_t src, const char *file, uin
 	return pgrecv_basefile(p, file, off, len, data);
 }
 
-/* Save what the uncommitted redo of A will overwrite into undo/N.undo. */
-static int write_undo(struct rapply *a)
+/* Save what the uncommitted redo of A will overwrite into undo/N.undo;
+ * durable on return, or (SS) once SS ran. */
+static int write_undo(struct rapply *a, struct syncset *ss)
 {
 	struct target_file tfs[PROTO_MAX_SOURCES];
 	char path[RPATH], final[RPATH];
@@ -407,11 +408,11 @@ static int write_undo(struct rapply *a)
 		rc = k;
 		goto out;
 	}
-	if ((rc = jw_finish(&w)) < 0)
+	if ((rc = jw_finish(&w, ss)) < 0)
 		goto out;
 	if ((rc = tree_rename(a->r, path, final)) < 0)
 		goto out;
-	rc = tree_fsync_parent(a->r, final);
+	rc = ss ? syncset_parent(a->r, ss, final) : tree_fsync_parent(a->r, final);
 out:
 	if (w.r)
 		jw_close(&w, rc < 0);
@@ -515,21 +516,33 @@ static int pg_mismatch(struct rapply *a, const char *name, int rc)
 	return err_set(EBADMSG, "%s", why);
 }
 
-/* A light epoch: its WAL durable and read back, its undo journal durable,
- * then the group state, the commit point (nothing is left to apply). */
+/* A light epoch: its WAL read back, its undo journal and the new group
+ * state written, all of it made durable at once (one round of fsyncs, run
+ * together), then the state put in place: the commit point (nothing is
+ * left to apply). */
 static int commit_light(struct rapply *a)
 {
+	struct syncset ss = { .n = 0 };
 	struct rstate next;
 	int rc;
 
 	for (uint32_t i = 0; i < a->n_src; i++)
-		if ((rc = pgrecv_prepare(a->pg[i], &a->lh.sources[i])) < 0)
+		if ((rc = pgrecv_prepare(a->pg[i], &a->lh.sources[i], &ss)) < 0) {
+			syncset_drop(&ss);
 			return rc == -EBADMSG ? pg_mismatch(a, a->src[i].name, rc) : rc;
-	if ((rc = write_undo(a)) < 0)
-		return rc;
+		}
 	next = a->state;
 	next.alarm[0] = 0;
-	if ((rc = state_after_redo(&next, &a->lh)) < 0 || (rc = state_write(a->r, &next)) < 0)
+	if ((rc = write_undo(a, &ss)) < 0 || (rc = state_after_redo(&next, &a->lh)) < 0 ||
+	    (rc = state_write_begin(a->r, &next, &ss)) < 0) {
+		syncset_drop(&ss);
+		return rc;
+	}
+	if ((rc = syncset_run(a->r, &ss)) < 0) {
+		dircache_reset(a->r);
+		return rc;
+	}
+	if ((rc = state_write_end(a->r, &next)) < 0)
 		return rc;
 	prune_undo(a->r, &a->state, next.epoch);
 	pgstore_committed(a->r, &a->state, &next, next.epoch % 64 == 0);
@@ -560,13 +573,13 @@ static int replica_epoch_commit_locked(struct rapply *a, const struct msg_epoch_
 	/* PostgreSQL sources: durable and read back before the commit point. */
 	for (uint32_t i = 0; i < a->n_src; i++) {
 		struct jsource j;
-		if (a->pg[i] && (rc = pgrecv_prepare(a->pg[i], &j)) < 0)
+		if (a->pg[i] && (rc = pgrecv_prepare(a->pg[i], &j, NULL)) < 0)
 			return rc == -EBADMSG ? pg_mismatch(a, a->src[i].name, rc) : rc;
 	}
 	snprintf(tmp, sizeof(tmp), "%s", a->redo.path);
-	if ((rc = jw_finish(&a->redo)) < 0)
+	if ((rc = jw_finish(&a->redo, NULL)) < 0)
 		return rc;
-	if ((rc = reserve_space(a)) < 0 || (rc = write_undo(a)) < 0)
+	if ((rc = reserve_space(a)) < 0 || (rc = write_undo(a, NULL)) < 0)
 		return rc;
 	/* Commit point: from here on recovery rolls this epoch forward. */
 	if ((rc = gpath(a->r, redo, sizeof(redo), a->begin.group, "journal/%llu.redo",

@@ -131,7 +131,7 @@ void dircache_changed(struct replica *r, const char *rel)
 		}
 }
 
-int dircache_fsync(struct replica *r, const char *rel)
+int dircache_fsync(struct replica *r, const char *rel, struct syncset *ss)
 {
 	struct replica_cache *c = cache_get(r);
 	size_t i, free_at = DIRS_MAX;
@@ -143,9 +143,17 @@ int dircache_fsync(struct replica *r, const char *rel)
 		if (!c->synced[i] && free_at == DIRS_MAX)
 			free_at = i;
 	}
-	if ((rc = tree_fsync_dir(r, rel)) < 0)
+	if ((rc = ss ? syncset_dir(r, ss, rel) : tree_fsync_dir(r, rel)) < 0)
 		return rc;
 	if (c && free_at < DIRS_MAX)
 		c->synced[free_at] = strdup(rel); /* NULL (no memory): fsync'd again next time */
 	return 0;
+}
+
+void dircache_reset(struct replica *r)
+{
+	for (size_t i = 0; r->cache && i < DIRS_MAX; i++) {
+		free(r->cache->synced[i]);
+		r->cache->synced[i] = NULL;
+	}
 }
