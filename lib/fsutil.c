@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/fs.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,9 +129,11 @@ ssize_t fs_pread_full(int fd, void *buf, size_t len, uint64_t off)
 	return (ssize_t)got;
 }
 
-/* fs_write_atomic_at; SHOWN, if not NULL, is DIRFD's path for the messages. */
-static int write_atomic(int dirfd, const char *shown, const char *name, const void *data, size_t len,
-			mode_t mode, uid_t uid, gid_t gid)
+/* The first step of write_atomic: NAME.tmp in DIRFD written, not fsync'd;
+ * its fd (O_WRONLY) in *RET_FD.  SHOWN, if not NULL, is DIRFD's path for
+ * the messages. */
+static int write_atomic_begin(int dirfd, const char *shown, const char *name, const void *data, size_t len,
+			      mode_t mode, uid_t uid, gid_t gid, int *ret_fd)
 {
 	const char *sep = shown && strcmp(shown, "/") ? "/" : "";
 	char tmp[PATH_MAX];
@@ -161,14 +164,26 @@ static int write_atomic(int dirfd, const char *shown, const char *name, const vo
 	r = (uid != (uid_t)-1 || gid != (gid_t)-1) && fchown(fd, uid, gid) < 0 ? -errno : 0;
 	if (r == 0)
 		r = fs_write_full(fd, data, len);
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	if (close(fd) < 0 && r == 0)
-		r = -errno;
 	if (r < 0) {
+		close(fd);
 		unlinkat(dirfd, tmp, 0);
 		return err_set(r, "cannot write %s%s%s: %s", shown, sep, tmp, strerror(-r));
 	}
+	*ret_fd = fd;
+	return 0;
+}
+
+/* The second step: NAME.tmp (durable) renamed over NAME, DIRFD fsync'd. */
+static int write_atomic_end(int dirfd, const char *shown, const char *name)
+{
+	const char *sep = shown && strcmp(shown, "/") ? "/" : "";
+	char tmp[PATH_MAX];
+	int r;
+
+	if (!shown)
+		shown = "";
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= (int)sizeof(tmp))
+		return err_set(ENAMETOOLONG, "path too long: %s%s%s", shown, sep, name);
 	if (renameat(dirfd, tmp, dirfd, name) < 0) {
 		r = -errno;
 		unlinkat(dirfd, tmp, 0);
@@ -177,6 +192,79 @@ static int write_atomic(int dirfd, const char *shown, const char *name, const vo
 	if (fsync(dirfd) < 0)
 		return err_set(errno, "cannot fsync directory %s: %s", *shown ? shown : ".", strerror(errno));
 	return 0;
+}
+
+/* fs_write_atomic_at; SHOWN, if not NULL, is DIRFD's path for the messages. */
+static int write_atomic(int dirfd, const char *shown, const char *name, const void *data, size_t len,
+			mode_t mode, uid_t uid, gid_t gid)
+{
+	const char *sep = shown && strcmp(shown, "/") ? "/" : "";
+	char tmp[PATH_MAX];
+	int fd, r;
+
+	if ((r = write_atomic_begin(dirfd, shown, name, data, len, mode, uid, gid, &fd)) < 0)
+		return r;
+	r = fsync(fd) < 0 ? -errno : 0;
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r < 0) {
+		snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+		unlinkat(dirfd, tmp, 0);
+		return err_set(r, "cannot write %s%s%s: %s", shown ? shown : "", shown ? sep : "", tmp,
+			       strerror(-r));
+	}
+	return write_atomic_end(dirfd, shown, name);
+}
+
+int fs_write_atomic_begin_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+			     uid_t uid, gid_t gid, int *ret_fd)
+{
+	return write_atomic_begin(dirfd, NULL, name, data, len, mode, uid, gid, ret_fd);
+}
+
+int fs_write_atomic_end_at(int dirfd, const char *name)
+{
+	return write_atomic_end(dirfd, NULL, name);
+}
+
+struct sync_one {
+	int fd;
+	bool data_only;
+	int rc;
+};
+
+static void *sync_thread(void *arg)
+{
+	struct sync_one *o = arg;
+
+	o->rc = (o->data_only ? fdatasync(o->fd) : fsync(o->fd)) < 0 ? -errno : 0;
+	return NULL;
+}
+
+int fs_sync_all(const int *fds, const bool *data_only, size_t n)
+{
+	struct sync_one one[FS_SYNC_MAX];
+	pthread_t th[FS_SYNC_MAX];
+	bool started[FS_SYNC_MAX] = { false };
+	int rc = 0;
+
+	if (n > FS_SYNC_MAX)
+		return -E2BIG;
+	for (size_t i = 0; i < n; i++) {
+		one[i] = (struct sync_one){ .fd = fds[i], .data_only = data_only[i], .rc = 0 };
+		/* The last one here; a thread that cannot start runs here too. */
+		if (i + 1 < n && pthread_create(&th[i], NULL, sync_thread, &one[i]) == 0)
+			started[i] = true;
+		else
+			sync_thread(&one[i]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (started[i])
+			pthread_join(th[i], NULL);
+		if (one[i].rc < 0 && rc == 0)
+			rc = one[i].rc;
+	}
+	return rc;
 }
 
 int fs_write_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,

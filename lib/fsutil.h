@@ -1,6 +1,7 @@
 /* fsutil.h - crash-safe file primitives: every piece of state Bascule keeps is
  * written with fs_write_atomic (temp file, fsync, rename, fsync dir). */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -14,6 +15,18 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
  * unless -1, become the new file's owner (fchown before the rename). */
 int fs_write_atomic_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
 		       uid_t uid, gid_t gid);
+/* fs_write_atomic_at in two steps, so that the fsync of the new content can
+ * go with others (fs_sync_all): begin writes NAME.tmp, not fsync'd, and
+ * gives its fd in *RET_FD (the caller fsyncs and closes it); end, once it
+ * is durable, renames it over NAME and fsyncs DIRFD. */
+int fs_write_atomic_begin_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+			     uid_t uid, gid_t gid, int *ret_fd);
+int fs_write_atomic_end_at(int dirfd, const char *name);
+#define FS_SYNC_MAX 32
+/* fsync (fdatasync where DATA_ONLY) the N fds (at most FS_SYNC_MAX) at once,
+ * one thread each: the file system commits them together, in about the
+ * time of one.  0 once all are durable, else the first negative errno. */
+int fs_sync_all(const int *fds, const bool *data_only, size_t n);
 /* Read a whole file of at most MAX bytes; *ret is malloc'd and NUL-terminated.
  * -EFBIG if larger. */
 int fs_read_all(const char *path, size_t max, char **ret, size_t *ret_len);

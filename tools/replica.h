@@ -53,6 +53,7 @@ struct replica {
 	const char *key_path;  /* the key file given, for commands messages suggest */
 	uint64_t keep_epochs;
 	uint64_t keep_time;    /* usec */
+	struct replica_cache *cache; /* tools/replica/cache.c: remembered between epochs */
 };
 
 enum {

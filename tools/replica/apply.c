@@ -1,7 +1,13 @@
 /* apply.c - receiving an epoch: its redo journal, the undo of what it
  * overwrites, the commit point, the apply, the digest check, undo retention.
  * A PostgreSQL source of the epoch goes through pgstore.c up to the commit
- * point; the redo header records where it then stands. */
+ * point; the redo header records where it then stands.
+ *
+ * A WAL-only epoch (PostgreSQL sources only, each going on from where its
+ * copy ends: no base, no new timeline) is light: it has nothing to apply
+ * after its commit point, so it has no redo journal; its WAL and chain
+ * record made durable (pgstore.c), its undo journal written, the group
+ * state is its commit point. */
 #include "pg.h"
 #include "err.h"
 #include "fsutil.h"
@@ -35,6 +41,8 @@ struct rapply {
 	/* PostgreSQL sources, at their index (src[] holds their name only). */
 	struct pgrecv *pg[PROTO_MAX_SOURCES];
 	bool new_base;     /* one brings a base backup: retention looks at the bases */
+	bool light;        /* a WAL-only epoch: no redo journal (LH is its header) */
+	struct jheader lh;
 };
 
 
@@ -212,6 +220,14 @@ static int write_redo_header(struct rapply *a)
 		h.sources[i].exists = a->seeded[i] ? SEEDED : 1;
 		memcpy(h.sources[i].digest, a->src[i].digest, DIGEST_BYTES);
 	}
+	a->light = a->n_src > 0 && !a->state.pending_undo;
+	for (uint32_t i = 0; i < a->n_src && a->light; i++)
+		a->light = a->pg[i] && pgrecv_light(a->pg[i]);
+	if (a->light) {
+		a->lh = h;
+		a->header_written = true;
+		return 0;
+	}
 	if ((rc = gpath(a->r, path, sizeof(path), a->begin.group, "journal/%llu.redo.tmp",
 			(unsigned long long)a->begin.epoch)) < 0)
 		return rc;
@@ -287,8 +303,9 @@ int replica_epoch_basefile(struct rapply *a, uint32_t src, const char *file, uin
 	return pgrecv_basefile(p, file, off, len, data);
 }
 
-/* Save what the uncommitted redo of A will overwrite into undo/N.undo. */
-static int write_undo(struct rapply *a)
+/* Save what the uncommitted redo of A will overwrite into undo/N.undo;
+ * durable on return, or (SS) once SS ran. */
+static int write_undo(struct rapply *a, struct syncset *ss)
 {
 	struct target_file tfs[PROTO_MAX_SOURCES];
 	char path[RPATH], final[RPATH];
@@ -305,7 +322,9 @@ static int write_undo(struct rapply *a)
 		tfs[i].fd = tfs[i].map_fd = -1;
 	if (!buf)
 		return -ENOMEM;
-	if ((rc = jr_open_mode(&j, a->r, a->begin.group, "redo.tmp", a->begin.epoch, &rh, false)) < 0)
+	if (a->light)
+		rh = a->lh; /* no redo journal, no records */
+	else if ((rc = jr_open_mode(&j, a->r, a->begin.group, "redo.tmp", a->begin.epoch, &rh, false)) < 0)
 		goto out;
 	memset(&uh, 0, sizeof(uh));
 	uh.kind = J_UNDO;
@@ -360,7 +379,8 @@ static int write_undo(struct rapply *a)
 		goto out;
 	if ((rc = jw_open(&w, a->r, path, &uh)) < 0)
 		goto out;
-	while ((k = jr_next(&j, &src, &off, &len, &data)) == 1) {
+	k = 0;
+	while (!a->light && (k = jr_next(&j, &src, &off, &len, &data)) == 1) {
 		uint64_t old_size;
 		size_t n;
 		ssize_t got;
@@ -388,11 +408,11 @@ static int write_undo(struct rapply *a)
 		rc = k;
 		goto out;
 	}
-	if ((rc = jw_finish(&w)) < 0)
+	if ((rc = jw_finish(&w, ss)) < 0)
 		goto out;
 	if ((rc = tree_rename(a->r, path, final)) < 0)
 		goto out;
-	rc = tree_fsync_parent(a->r, final);
+	rc = ss ? syncset_parent(a->r, ss, final) : tree_fsync_parent(a->r, final);
 out:
 	if (w.r)
 		jw_close(&w, rc < 0);
@@ -449,13 +469,17 @@ out:
 	return rc;
 }
 
-static void prune_undo(struct replica *r, const char *group, uint64_t current)
+/* Epoch CURRENT committed after PREV (its state S): the undo journals of
+ * rollback points past what is kept go.  The points come from the cache
+ * (cache.c), listed from the journals once per process. */
+static void prune_undo(struct replica *r, const struct rstate *prev, uint64_t current)
 {
-	uint64_t epochs[4096], times[4096];
-	size_t n = 0;
+	const uint64_t *epochs, *times;
+	size_t n = 0, first = SIZE_MAX;
 	uint64_t now = clock_now_usec();
 
-	if (replica_rollback_points(r, group, epochs, times, 4096, &n) < 0)
+	rbcache_committed(r, prev->group, prev->epoch, prev->cut_time, current);
+	if (rbcache_points(r, prev->group, current, &epochs, &times, &n) < 0)
 		return;
 	/* epochs[i] is a rollback point; undo (epochs[i-1] or current) leads there. */
 	for (size_t i = 0; i < n; i++) {
@@ -465,10 +489,14 @@ static void prune_undo(struct replica *r, const char *group, uint64_t current)
 			continue;
 		if (r->keep_time && times[i] && now - times[i] < r->keep_time)
 			continue;
-		if (gpath(r, path, sizeof(path), group, "undo/%llu.undo",
+		if (first == SIZE_MAX)
+			first = i;
+		if (gpath(r, path, sizeof(path), prev->group, "undo/%llu.undo",
 			  (unsigned long long)undo_epoch) == 0)
 			tree_unlink(r, path);
 	}
+	if (first != SIZE_MAX)
+		rbcache_truncate(r, prev->group, first);
 }
 
 /* The WAL or base of source NAME failed its digest: nothing of the epoch
@@ -488,6 +516,40 @@ static int pg_mismatch(struct rapply *a, const char *name, int rc)
 	return err_set(EBADMSG, "%s", why);
 }
 
+/* A light epoch: its WAL read back, its undo journal and the new group
+ * state written, all of it made durable at once (one round of fsyncs, run
+ * together), then the state put in place: the commit point (nothing is
+ * left to apply). */
+static int commit_light(struct rapply *a)
+{
+	struct syncset ss = { .n = 0 };
+	struct rstate next;
+	int rc;
+
+	for (uint32_t i = 0; i < a->n_src; i++)
+		if ((rc = pgrecv_prepare(a->pg[i], &a->lh.sources[i], &ss)) < 0) {
+			syncset_drop(&ss);
+			return rc == -EBADMSG ? pg_mismatch(a, a->src[i].name, rc) : rc;
+		}
+	next = a->state;
+	next.alarm[0] = 0;
+	if ((rc = write_undo(a, &ss)) < 0 || (rc = state_after_redo(&next, &a->lh)) < 0 ||
+	    (rc = state_write_begin(a->r, &next, &ss)) < 0) {
+		syncset_drop(&ss);
+		return rc;
+	}
+	if ((rc = syncset_run(a->r, &ss)) < 0) {
+		dircache_reset(a->r);
+		return rc;
+	}
+	if ((rc = state_write_end(a->r, &next)) < 0)
+		return rc;
+	prune_undo(a->r, &a->state, next.epoch);
+	pgstore_committed(a->r, &a->state, &next, next.epoch % 64 == 0);
+	a->state = next;
+	return 0;
+}
+
 static int replica_epoch_commit_locked(struct rapply *a, const struct msg_epoch_end *m)
 {
 	char tmp[RPATH], redo[RPATH];
@@ -503,19 +565,21 @@ static int replica_epoch_commit_locked(struct rapply *a, const struct msg_epoch_
 			       (unsigned long long)a->n_extents, (unsigned long long)a->raw_bytes);
 	if (!a->header_written && (rc = write_redo_header(a)) < 0)
 		return rc;
+	if (a->light)
+		return commit_light(a);
 	for (uint32_t i = 0; i < a->n_src; i++)
 		if (a->seeded[i] && (rc = tf_sync(&a->seed[i])) < 0)
 			return rc;
 	/* PostgreSQL sources: durable and read back before the commit point. */
 	for (uint32_t i = 0; i < a->n_src; i++) {
 		struct jsource j;
-		if (a->pg[i] && (rc = pgrecv_prepare(a->pg[i], &j)) < 0)
+		if (a->pg[i] && (rc = pgrecv_prepare(a->pg[i], &j, NULL)) < 0)
 			return rc == -EBADMSG ? pg_mismatch(a, a->src[i].name, rc) : rc;
 	}
 	snprintf(tmp, sizeof(tmp), "%s", a->redo.path);
-	if ((rc = jw_finish(&a->redo)) < 0)
+	if ((rc = jw_finish(&a->redo, NULL)) < 0)
 		return rc;
-	if ((rc = reserve_space(a)) < 0 || (rc = write_undo(a)) < 0)
+	if ((rc = reserve_space(a)) < 0 || (rc = write_undo(a, NULL)) < 0)
 		return rc;
 	/* Commit point: from here on recovery rolls this epoch forward. */
 	if ((rc = gpath(a->r, redo, sizeof(redo), a->begin.group, "journal/%llu.redo",
@@ -546,7 +610,7 @@ static int replica_epoch_commit_locked(struct rapply *a, const struct msg_epoch_
 		return rc;
 	tree_unlink(a->r, redo);
 	tree_fsync_parent(a->r, redo);
-	prune_undo(a->r, a->begin.group, next.epoch);
+	prune_undo(a->r, &a->state, next.epoch);
 	/* Bases and WAL that no retained epoch needs: looked at when a base
 	 * arrives, and now and then as rollback points expire. */
 	pgstore_committed(a->r, &a->state, &next, a->new_base || next.epoch % 64 == 0);

@@ -85,7 +85,7 @@ int jw_record(struct jwriter *w, uint32_t src, uint64_t off, uint32_t len, const
 	return rc;
 }
 
-int jw_finish(struct jwriter *w)
+int jw_finish(struct jwriter *w, struct syncset *ss)
 {
 	uint8_t sum[JSUM];
 	int rc;
@@ -97,7 +97,9 @@ int jw_finish(struct jwriter *w)
 		crypto_generichash_final(&w->cs, sum, sizeof(sum));
 		rc = fs_write_full(w->fd, sum, sizeof(sum));
 	}
-	if (!rc && fsync(w->fd) < 0)
+	if (!rc && ss)
+		rc = syncset_fd(ss, w->fd, false);
+	else if (!rc && fsync(w->fd) < 0)
 		rc = -errno;
 	if (rc < 0)
 		rc = err_set(rc, "cannot write journal %s/%s: %s", w->r->root, w->path, strerror(-rc));

@@ -156,6 +156,7 @@ void replica_close(struct replica *r)
 	if (r->root_fd >= 0)
 		close(r->root_fd);
 	sodium_memzero(r->mac_key, sizeof(r->mac_key));
+	replica_cache_free(r);
 	free(r);
 }
 

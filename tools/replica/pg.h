@@ -76,8 +76,9 @@ struct pgchain_rec {
  * chain: a base sent again).  Records after MAX_EPOCH are epochs never
  * committed (or rolled back): ignored.  -EBADMSG if one fails its MAC. */
 int pgchain_read(struct replica *r, const char *dir, uint64_t max_epoch, struct pgchain_rec **ret, size_t *ret_n);
-/* Append REC, dropping first the records of its epoch and later. */
-int pgchain_append(struct replica *r, const char *dir, const struct pgchain_rec *rec);
+/* Append REC, dropping first the records of its epoch and later; durable
+ * on return, or (SS) once SS ran. */
+int pgchain_append(struct replica *r, const char *dir, const struct pgchain_rec *rec, struct syncset *ss);
 
 /* The history file of timeline TLI, parsed (ancestors, oldest first). */
 int pghistory_read(struct replica *r, const char *group, const char *source, uint64_t sys, uint32_t tli,
@@ -133,8 +134,12 @@ int pgrecv_basefile(struct pgrecv *p, const char *file, uint64_t off, uint32_t l
 /* Before the epoch's commit point: everything written is durable and read
  * back: the base's files against the primary's digest, the WAL chain
  * against the announced digest (-EBADMSG), the epoch recorded in the
- * chain log.  *RET is the source's entry of the redo header. */
-int pgrecv_prepare(struct pgrecv *p, struct jsource *ret);
+ * chain log.  *RET is the source's entry of the redo header.  With SS, the
+ * fsyncs are added to SS instead: durable once it ran. */
+int pgrecv_prepare(struct pgrecv *p, struct jsource *ret, struct syncset *ss);
+/* Whether P goes on from where its copy ends, on its base and timeline
+ * (a WAL-only epoch of it is light: apply.c). */
+bool pgrecv_light(const struct pgrecv *p);
 /* The redo header's entry before prepare (the same fields, unchecked). */
 void pgrecv_jsource(const struct pgrecv *p, struct jsource *ret);
 void pgrecv_free(struct pgrecv *p);

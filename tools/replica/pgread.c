@@ -227,7 +227,7 @@ out:
 	return rc;
 }
 
-int pgchain_append(struct replica *r, const char *dir, const struct pgchain_rec *rec)
+int pgchain_append(struct replica *r, const char *dir, const struct pgchain_rec *rec, struct syncset *ss)
 {
 	uint8_t p[CHAIN_BYTES];
 	char path[RPATH];
@@ -251,8 +251,12 @@ int pgchain_append(struct replica *r, const char *dir, const struct pgchain_rec 
 	}
 	chain_encode(rec, p);
 	chain_mac(r, dir, p, p + 72);
-	if (ftruncate(fd, (off_t)size) < 0 || fs_pwrite_full(fd, p, CHAIN_BYTES, size) < 0 || fdatasync(fd) < 0)
-		rc = err_set(errno, "cannot write %s/%s: %s", r->root, path, strerror(errno));
+	if (ftruncate(fd, (off_t)size) < 0 || fs_pwrite_full(fd, p, CHAIN_BYTES, size) < 0)
+		rc = -errno;
+	else
+		rc = ss ? syncset_fd(ss, fd, true) : fdatasync(fd) < 0 ? -errno : 0;
+	if (rc < 0)
+		rc = err_set(rc, "cannot write %s/%s: %s", r->root, path, strerror(-rc));
 out:
 	close(fd);
 	return rc;

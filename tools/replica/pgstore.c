@@ -87,13 +87,16 @@ static void remove_dir(struct replica *r, const char *rel)
 
 /* ---- segments ---- */
 
-static int seg_close(struct pgrecv *p)
+/* The open segment durable (SS: once SS ran), closed. */
+static int seg_close(struct pgrecv *p, struct syncset *ss)
 {
 	int rc = 0;
 
 	if (p->seg_fd < 0)
 		return 0;
-	if (fdatasync(p->seg_fd) < 0)
+	if (ss)
+		rc = syncset_fd(ss, p->seg_fd, true);
+	else if (fdatasync(p->seg_fd) < 0)
 		rc = err_set(errno, "cannot fsync a WAL segment of %s/%s: %s", p->group, p->m.name, strerror(errno));
 	close(p->seg_fd);
 	p->seg_fd = -1;
@@ -109,7 +112,7 @@ static int seg_use(struct pgrecv *p, uint32_t tli, uint64_t segno)
 
 	if (p->seg_fd >= 0 && p->segno == segno)
 		return p->seg_fd;
-	if ((rc = seg_close(p)) < 0)
+	if ((rc = seg_close(p, NULL)) < 0)
 		return rc;
 	fd = pgseg_open(p->r, p->group, p->m.name, p->m.system_id, tli, segno, O_RDWR);
 	if (fd == -ENOENT) {
@@ -119,6 +122,8 @@ static int seg_use(struct pgrecv *p, uint32_t tli, uint64_t segno)
 			return rc;
 		if ((fd = tree_create(p->r, path, 0600)) < 0)
 			return fd;
+		if (pg_path(path, sizeof(path), p->group, p->m.name, p->m.system_id, "wal") == 0)
+			dircache_changed(p->r, path); /* fsync'd before the commit point */
 		/* The space of the whole segment now: a full disk refuses the
 		 * epoch here, not half-way through a later one. */
 		if (fallocate(fd, 0, 0, PG_SEG) < 0 && (errno != EOPNOTSUPP || ftruncate(fd, PG_SEG) < 0)) {
@@ -535,6 +540,12 @@ static int check_base(struct pgrecv *p)
 							  : 0;
 }
 
+bool pgrecv_light(const struct pgrecv *p)
+{
+	return p->had && p->have.system_id == p->m.system_id && p->have.base_id == p->m.base_id &&
+	       !(p->m.flags & (PGSRC_BASE | PGSRC_TIMELINE)) && !p->n_hist;
+}
+
 void pgrecv_jsource(const struct pgrecv *p, struct jsource *j)
 {
 	memset(j, 0, sizeof(*j));
@@ -549,7 +560,7 @@ void pgrecv_jsource(const struct pgrecv *p, struct jsource *j)
 	j->end_lsn = p->m.end_lsn;
 }
 
-int pgrecv_prepare(struct pgrecv *p, struct jsource *ret)
+int pgrecv_prepare(struct pgrecv *p, struct jsource *ret, struct syncset *ss)
 {
 	const struct msg_pgsource *m = &p->m;
 	uint8_t prev[DIGEST_BYTES], d[DIGEST_BYTES];
@@ -561,8 +572,10 @@ int pgrecv_prepare(struct pgrecv *p, struct jsource *ret)
 	if (p->next != m->end_lsn)
 		return err_set(EPROTO, "the WAL of %s/%s in epoch %llu ends at %s, not at %s as announced", p->group,
 			       m->name, (unsigned long long)p->epoch, lsn(p->next, x), lsn(m->end_lsn, y));
-	if ((rc = seg_close(p)) < 0 || (rc = pg_path(dir, sizeof(dir), p->group, m->name, m->system_id, "wal")) < 0 ||
-	    (rc = tree_fsync_dir(p->r, dir)) < 0 || (rc = write_histories(p)) < 0)
+	/* The WAL directory only if it has a new entry (a segment created). */
+	if ((rc = seg_close(p, ss)) < 0 || (rc = pg_path(dir, sizeof(dir), p->group, m->name, m->system_id, "wal")) < 0 ||
+	    (rc = (p->n_hist ? tree_fsync_dir(p->r, dir) : dircache_fsync(p->r, dir, ss))) < 0 ||
+	    (rc = write_histories(p)) < 0)
 		return rc;
 	if (m->timeline > 1) {
 		struct pgwal_switch sw[PG_MAX_PATH];
@@ -602,8 +615,13 @@ int pgrecv_prepare(struct pgrecv *p, struct jsource *ret)
 	c.tli = m->timeline;
 	c.flags = m->flags & PGSRC_BASE ? PGCHAIN_BASE : 0;
 	memcpy(c.digest, d, DIGEST_BYTES);
-	if ((rc = base_dir(p, dir, sizeof(dir), (m->flags & PGSRC_BASE) && !p->base_final)) < 0 ||
-	    (rc = pgchain_append(p->r, dir, &c)) < 0 || (rc = tree_fsync_dir(p->r, dir)) < 0)
+	/* The chain is appended to in place: its directory is fsync'd when
+	 * the chain is new (a base's), or once per process. */
+	if ((rc = base_dir(p, dir, sizeof(dir), (m->flags & PGSRC_BASE) && !p->base_final)) < 0)
+		return rc;
+	if (m->flags & PGSRC_BASE)
+		dircache_changed(p->r, dir);
+	if ((rc = pgchain_append(p->r, dir, &c, ss)) < 0 || (rc = dircache_fsync(p->r, dir, ss)) < 0)
 		return rc;
 	if ((m->flags & PGSRC_BASE) && (rc = tree_fsync_parent(p->r, dir)) < 0)
 		return rc;

@@ -108,6 +108,50 @@ int state_write(struct replica *r, const struct rstate *s)
 	return rc < 0 ? rc : 0;
 }
 
+/* The sealed state S (its file's content) into B; its path into PATH. */
+static int state_seal(struct replica *r, const struct rstate *s, struct wbuf *b, char *path, size_t len)
+{
+	uint8_t kid[KEY_ID_BYTES];
+	int rc;
+
+	if (!r->key)
+		return err_set(ENOKEY, "group %s needs its site key for this (give --key FILE)", s->group);
+	key_id(r->key, kid);
+	sfile_begin(b, S_MAGIC);
+	rc = wbuf_put_bytes(b, kid, sizeof(kid));
+	if (!rc) rc = state_encode(s, b);
+	if (!rc) rc = gpath(r, path, len, s->group, "state");
+	if (!rc) rc = sfile_seal(b, r->mac_key);
+	return rc;
+}
+
+int state_write_begin(struct replica *r, const struct rstate *s, struct syncset *ss)
+{
+	char path[RPATH];
+	struct wbuf b = { 0 };
+	int rc = state_seal(r, s, &b, path, sizeof(path));
+
+	if (!rc)
+		rc = tree_write_atomic_begin(r, path, b.p, b.len, ss);
+	wbuf_free(&b);
+	return rc;
+}
+
+int state_write_end(struct replica *r, const struct rstate *s)
+{
+	char path[RPATH];
+	int rc;
+
+	if ((rc = gpath(r, path, sizeof(path), s->group, "state")) < 0 ||
+	    (rc = tree_write_atomic_end(r, path)) < 0)
+		return rc;
+	if ((rc = legacy_upgraded(r, s->group)) == 0) {
+		size_t n;
+		rc = legacy_record(r, s->group, &n);
+	}
+	return rc < 0 ? rc : 0;
+}
+
 /* Why a state file of this format does not authenticate: another site's
  * key (its id says so), or a file written without any key. */
 static int state_refused(struct replica *r, const char *path, struct rbuf body)

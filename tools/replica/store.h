@@ -11,11 +11,13 @@
  *   apply.c     receiving an epoch up to its commit and apply
  *   rollback.c  rollback points and rollback
  *   verify.c    verify, beside a live receiver or alone
+ *   cache.c     what a receiver remembers between epochs
  *   failover.c  promote, demote, clone */
 #pragma once
 #include "replica.h"
 #include "buf.h"
 #include "clock.h"
+#include "fsutil.h"
 #include "name.h"
 #include "hash.h"
 #include "proto.h"
@@ -80,6 +82,28 @@ int tree_write_atomic(const struct replica *r, const char *rel, const void *data
 /* sfile_read and sfile_write (lib/sfile.h) of REL. */
 int tree_sfile_read(const struct replica *r, const char *rel, struct sfile *ret);
 int tree_sfile_write(const struct replica *r, const char *rel, struct wbuf *b, const uint8_t *key);
+/* fsyncs gathered to run at once (fs_sync_all) before a commit point: what
+ * an epoch wrote, files and directories, becomes durable in about the time
+ * of one fsync instead of one after the other. */
+struct syncset {
+	int fd[FS_SYNC_MAX];
+	bool data_only[FS_SYNC_MAX];
+	size_t n;
+};
+/* Add (a duplicate of) FD, fdatasync'd if DATA_ONLY; a full set fsyncs it at once. */
+int syncset_fd(struct syncset *s, int fd, bool data_only);
+/* Add the directory REL, or the directory holding REL. */
+int syncset_dir(const struct replica *r, struct syncset *s, const char *rel);
+int syncset_parent(const struct replica *r, struct syncset *s, const char *rel);
+/* fsync everything added, at once; the set is empty after (0 or an error
+ * with a sentence).  drop: empty it without syncing. */
+int syncset_run(const struct replica *r, struct syncset *s);
+void syncset_drop(struct syncset *s);
+/* tree_write_atomic in two steps: REL.tmp written and added to S; once S
+ * ran, end renames it over REL and fsyncs its directory. */
+int tree_write_atomic_begin(const struct replica *r, const char *rel, const void *data, size_t len,
+			    struct syncset *s);
+int tree_write_atomic_end(const struct replica *r, const char *rel);
 /* Remove what is in DIR whose name ends in SUFFIX (leftovers). */
 void remove_suffixed(const struct replica *r, const char *dir, const char *suffix);
 
@@ -97,6 +121,10 @@ void lock_end_receiver(struct replica *r, const char *why);
 
 /* ---- state.c ---- */
 int state_write(struct replica *r, const struct rstate *s);
+/* state_write in two steps around syncset_run (SS): the new state's file
+ * written and added to SS; then put in place, the commit point. */
+int state_write_begin(struct replica *r, const struct rstate *s, struct syncset *ss);
+int state_write_end(struct replica *r, const struct rstate *s);
 struct state_source *state_find(struct rstate *s, const char *name);
 /* Upgrade GROUP from the earlier format (lock held, key given): record its
  * journals of that format, rewrite its state.  A no-op once done. */
@@ -156,8 +184,9 @@ int jw_flush(struct jwriter *w);
 /* Create the journal REL (a keyed MAC is kept as it is written). */
 int jw_open(struct jwriter *w, struct replica *r, const char *rel, const struct jheader *h);
 int jw_record(struct jwriter *w, uint32_t src, uint64_t off, uint32_t len, const void *data);
-/* Trailer, flush, fsync: the file is complete and durable on success. */
-int jw_finish(struct jwriter *w);
+/* Trailer, flush, fsync: the file is complete and durable on success
+ * (SS not NULL: its fsync is added to SS instead). */
+int jw_finish(struct jwriter *w, struct syncset *ss);
 void jw_close(struct jwriter *w, bool remove);
 int jr_need(struct jreader *j, size_t n);
 /* Open the journal of GROUP for EPOCH, KIND "redo", "redo.tmp" or "undo",
@@ -170,6 +199,29 @@ int jr_open_mode(struct jreader *j, struct replica *r, const char *group, const 
 /* Next record: 1 with fields set (DATA NULL for zeros), 0 at the end. */
 int jr_next(struct jreader *j, uint32_t *src, uint64_t *off, uint32_t *len, const uint8_t **data);
 void jr_close(struct jreader *j);
+
+/* ---- cache.c ---- */
+/* The rollback points of GROUP whose state is at epoch AT, newest first (as
+ * replica_rollback_points), listed from the undo journals only when the
+ * cache does not describe AT.  The arrays are the cache's, valid until the
+ * next call. */
+int rbcache_points(struct replica *r, const char *group, uint64_t at, const uint64_t **ret_epochs,
+		   const uint64_t **ret_times, size_t *ret_n);
+/* EPOCH committed with an undo journal leading back to PREV (cut at
+ * PREV_CUT_TIME): PREV is the newest rollback point now. */
+void rbcache_committed(struct replica *r, const char *group, uint64_t prev, uint64_t prev_cut_time,
+		       uint64_t epoch);
+/* The undo journals leading to rollback points N and older were removed. */
+void rbcache_truncate(struct replica *r, const char *group, size_t n);
+/* An entry was created in directory REL: its next dircache_fsync fsyncs it. */
+void dircache_changed(struct replica *r, const char *rel);
+/* fsync the directory REL unless this process did since its last
+ * dircache_changed (every directory is fsync'd once per process); with SS,
+ * the fsync is added to SS (dircache_reset if SS then fails). */
+int dircache_fsync(struct replica *r, const char *rel, struct syncset *ss);
+/* Forget which directories were fsync'd (a sync set that failed). */
+void dircache_reset(struct replica *r);
+void replica_cache_free(struct replica *r);
 
 /* ---- map.c ---- */
 struct target_file {

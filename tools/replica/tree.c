@@ -438,3 +438,88 @@ void remove_suffixed(const struct replica *r, const char *dir, const char *suffi
 	if (d)
 		closedir(d);
 }
+
+/* ---- fsyncs run together ---- */
+
+int syncset_fd(struct syncset *s, int fd, bool data_only)
+{
+	int d;
+
+	if (s->n == FS_SYNC_MAX)
+		return (data_only ? fdatasync(fd) : fsync(fd)) < 0 ? -errno : 0; /* full: at once */
+	if ((d = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return -errno;
+	s->fd[s->n] = d;
+	s->data_only[s->n++] = data_only;
+	return 0;
+}
+
+int syncset_dir(const struct replica *r, struct syncset *s, const char *rel)
+{
+	int fd = tree_open(r, rel, O_RDONLY | O_DIRECTORY, 0), rc;
+
+	if (fd < 0)
+		return fd;
+	rc = syncset_fd(s, fd, false);
+	close(fd);
+	return rc;
+}
+
+int syncset_parent(const struct replica *r, struct syncset *s, const char *rel)
+{
+	char base[NAME_MAX + 1];
+	int dfd = walk_parent(r, rel, base, sizeof(base)), rc;
+
+	if (dfd < 0)
+		return dfd;
+	rc = syncset_fd(s, dfd, false);
+	close(dfd);
+	return rc;
+}
+
+int syncset_run(const struct replica *r, struct syncset *s)
+{
+	int rc = fs_sync_all(s->fd, s->data_only, s->n);
+
+	syncset_drop(s);
+	return rc < 0 ? err_set(rc, "cannot fsync what an epoch wrote in %s: %s", r->root, strerror(-rc)) : 0;
+}
+
+void syncset_drop(struct syncset *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		close(s->fd[i]);
+	s->n = 0;
+}
+
+int tree_write_atomic_begin(const struct replica *r, const char *rel, const void *data, size_t len,
+			    struct syncset *s)
+{
+	char base[NAME_MAX + 1];
+	uid_t uid;
+	gid_t gid;
+	int dfd, fd, rc;
+
+	if ((dfd = walk_parent(r, rel, base, sizeof(base))) < 0)
+		return dfd;
+	new_owner(r, &uid, &gid);
+	rc = fs_write_atomic_begin_at(dfd, base, data, len, 0600, uid, gid, &fd);
+	close(dfd);
+	if (rc < 0)
+		return write_failed(r, rel, rc);
+	rc = syncset_fd(s, fd, false);
+	close(fd);
+	return rc;
+}
+
+int tree_write_atomic_end(const struct replica *r, const char *rel)
+{
+	char base[NAME_MAX + 1];
+	int dfd, rc;
+
+	if ((dfd = walk_parent(r, rel, base, sizeof(base))) < 0)
+		return dfd;
+	rc = fs_write_atomic_end_at(dfd, base);
+	close(dfd);
+	return write_failed(r, rel, rc);
+}
