@@ -5,6 +5,8 @@
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
+#include "replica.h"
+#include "vpg.h"
 #include "units.h"
 #include "vault_cmd.h"
 #include "vault_tool.h"
@@ -128,6 +130,60 @@ static int damaged(int r, const char *group, const char *source, uint64_t epoch)
 
 /* May epoch M (NULL: none found) of GROUP be restored?  0, or an error that
  * names what is newer and failed. */
+/* 1 if SOURCE of GROUP is a PostgreSQL source in some manifest of V. */
+static int pg_named(const struct vview *v, const char *group, const char *source)
+{
+	for (size_t i = 0; i < v->n; i++)
+		for (uint32_t s = 0; !strcmp(v->ms[i].group, group) && s < v->ms[i].n_pg; s++)
+			if (!strcmp(v->ms[i].pg[s].name, source))
+				return 1;
+	return 0;
+}
+
+static int restore_choice(const struct vview *v, const struct vopts *o, const char *group,
+			  const struct vmanifest *m, uint64_t want_epoch, uint64_t at, bool accept_older);
+
+/* A PostgreSQL source: the epoch whose WAL holds every commit up to --at
+ * is the first cut at or after it (the newest if none is), or --epoch, or
+ * the newest; recovery then stops at --at itself. */
+static int restore_pg_source(struct vview *v, struct vstore *vs, const struct vkeys *k, const struct vopts *o,
+			     const char *group, const char *sname, uint64_t want_epoch, bool accept_older,
+			     const struct restore_pg_args *a)
+{
+	const struct vmanifest *m = NULL, *newest = NULL;
+	const struct vman_pg *p = NULL;
+	char t[40];
+	int r;
+
+	for (size_t i = 0; i < v->n; i++) {
+		const struct vmanifest *x = &v->ms[i];
+		if (strcmp(x->group, group))
+			continue;
+		if (!newest || x->epoch > newest->epoch)
+			newest = x;
+		if (want_epoch ? x->epoch == want_epoch : a->at && x->cut_time >= a->at && (!m || x->epoch < m->epoch))
+			m = x;
+	}
+	if (!want_epoch && !m) {
+		m = newest;
+		if (m && a->at)
+			fprintf(stderr, "bascule restore: the newest epoch of %s in the vault was cut at %s, before --at: "
+					"recovering to the end of its WAL\n", group, vcmd_time(m->cut_time, t, sizeof(t)));
+	}
+	if ((r = restore_choice(v, o, group, m, want_epoch, m && a->at && m->cut_time >= a->at ? m->cut_time : 0,
+				accept_older)) < 0)
+		return r;
+	for (uint32_t s = 0; s < m->n_pg; s++)
+		if (!strcmp(m->pg[s].name, sname))
+			p = &m->pg[s];
+	if (!p)
+		return err_set(ENOENT, "group %s has no PostgreSQL source %s at epoch %" PRIu64, group, sname, m->epoch);
+	if ((r = restore_pg(vs, k, m, p, a)) == -EBADMSG)
+		r = err_wrap(EBADMSG, "the epoch is damaged in the vault: %s/%s epoch %" PRIu64 "; nothing was restored "
+				      "(`bascule vault check` names every bad object)", group, sname, m->epoch);
+	return r;
+}
+
 static int restore_choice(const struct vview *v, const struct vopts *o, const char *group,
 			  const struct vmanifest *m, uint64_t want_epoch, uint64_t at, bool accept_older)
 {
@@ -187,7 +243,11 @@ int cmd_restore(int argc, char **argv)
 					      { "force", no_argument, NULL, O_FORCE },
 					      { "record", required_argument, NULL, O_RECORD },
 					      { "accept-older", no_argument, NULL, O_ACCEPT },
+					      { "pg-user", required_argument, NULL, O_PG_USER },
+					      { "pg-bin", required_argument, NULL, O_PG_BIN },
+					      { "pg-conf", required_argument, NULL, O_PG_CONF },
 					      { 0 } };
+	struct promote_opts po = { 0 };
 	struct vopts o = { 0 };
 	const char *source = NULL, *to = NULL;
 	uint64_t want_epoch = 0, at = 0;
@@ -217,6 +277,9 @@ int cmd_restore(int argc, char **argv)
 		case O_TO: to = optarg; break;
 		case O_FORCE: force = true; break;
 		case O_ACCEPT: accept_older = true; break;
+		case O_PG_USER: po.pg_user = optarg; break;
+		case O_PG_BIN: po.pg_bin = optarg; break;
+		case O_PG_CONF: po.pg_conf = optarg; break;
 		case O_EPOCH: {
 			char *end;
 			want_epoch = strtoull(optarg, &end, 10);
@@ -282,6 +345,11 @@ int cmd_restore(int argc, char **argv)
 	if ((r = vopts_finish(&o, "restore")) < 0 || (r = vopts_keys(&o, true, pk, &k, &have_k)) < 0 ||
 	    (r = vopts_store(&o, &vs)) < 0 || (r = vview_load(&v, vs, &o, pk, &k)) < 0)
 		goto out;
+	if (pg_named(&v, group, sname)) {
+		struct restore_pg_args pa = { .to = to, .at = at, .po = &po };
+		r = restore_pg_source(&v, vs, &k, &o, group, sname, want_epoch, accept_older, &pa);
+		goto out;
+	}
 	for (size_t i = 0; i < v.n; i++) {
 		if (strcmp(v.ms[i].group, group))
 			continue;
