@@ -348,7 +348,7 @@ void vpg_recv_done(struct vsrc *x, bool ok)
 		p->cur = p->next;
 		p->next = t;
 		p->have = true;
-		log_info("vault: %s kept to %s, %u base(s), %u WAL object(s)", p->cur.name,
+		log_debug("vault: %s kept to %s, %u base(s), %u WAL object(s)", p->cur.name,
 			 pgwal_lsn_format(p->cur.end_lsn, (char[PGWAL_LSN_LEN]){ 0 }), p->cur.n_bases, p->cur.n_wal);
 	}
 	vpg_clear(&p->next);

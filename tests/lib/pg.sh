@@ -13,6 +13,10 @@
 #   pg_conninfo NAME               the replication role's conninfo (socket)
 #   pg_bench_init NAME SCALE       pgbench tables; pg_bench NAME SECONDS [CLIENTS]
 #   pg_lsn NAME                    pg_current_wal_lsn() in bytes (decimal)
+#   pg_adopt NAME                  $(pg_dir NAME) for a cluster bascule makes in
+#                                  its data/ (restore, promote): stopped at exit;
+#                                  $(pg_dir NAME)/site.conf (for --pg-conf) puts
+#                                  its socket there
 # The replication role is $PG_REP_ROLE with password $PG_REP_PASSWORD (scram);
 # $PG_PASSFILE holds it, owned by $PG_RELAY_USER (the unprivileged user
 # `bascule pgstream --user` switches to).
@@ -70,6 +74,14 @@ HBA
 		echo "*:*:*:$PG_REP_ROLE:$PG_REP_PASSWORD" > "$PG_PASSFILE"
 		chown "$PG_RELAY_USER" "$PG_PASSFILE"; chmod 600 "$PG_PASSFILE"
 	fi
+}
+
+pg_adopt() {
+	local d
+	d=$(pg_dir "$1")
+	mkdir -p "$d"; chown postgres: "$d"; chmod 755 "$d"; chmod 711 "$T"
+	printf "unix_socket_directories = '%s'\nlisten_addresses = ''\nport = 5432\n" "$d" > "$d/site.conf"
+	PG_CLUSTERS+=("$1")
 }
 
 pg_start() {

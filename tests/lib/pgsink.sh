@@ -17,10 +17,32 @@
 #                               NAME, start it, wait for the end of recovery
 #   wal_compare A B             complete segments in both directories are equal;
 #                               prints how many
-#   rows_client NAME COUNT OUT  commit COUNT numbered rows (table t), one every
-#                               10 ms; OUT gets "id lsn unix_time" per commit
-#                               that returned
+#   pgvault_config NAME DIR [SOURCE_LINES...]
+#                               the same group, to a vault target at local:DIR
+#   rows_client NAME COUNT OUT [FIRST]
+#                               commit COUNT numbered rows (table t; ids from
+#                               FIRST, default 1), one every 10 ms; OUT gets
+#                               "id lsn unix_time" per commit that returned
 SINK=$T/sink
+
+# The head of bascule.yaml: state, keys, socket, relay user, and group app
+# with source db of cluster NAME (LINES added to the source).
+pg_group_yaml() {
+	local name=$1 l
+	shift
+	echo "state_dir: $T/state"
+	echo "key: $T/site.key"
+	echo "control_socket: $T/ctl.sock"
+	echo "relay_user: $RELAY_USER"
+	echo "groups:"
+	echo "  - name: app"
+	echo "    sources:"
+	echo "      - name: db"
+	echo "        type: postgres"
+	echo "        conninfo: \"$(pg_conninfo "$name")\""
+	echo "        slot: bsc_app"
+	for l in "$@"; do echo "        $l"; done
+}
 
 sink_config() {
 	local name=$1 src=() tgt=() sep=0
@@ -30,23 +52,32 @@ sink_config() {
 		if [ $sep = 0 ]; then src+=("$l"); else tgt+=("$l"); fi
 	done
 	{
-		echo "state_dir: $T/state"
-		echo "key: $T/site.key"
-		echo "control_socket: $T/ctl.sock"
-		echo "relay_user: $RELAY_USER"
-		echo "groups:"
-		echo "  - name: app"
-		echo "    sources:"
-		echo "      - name: db"
-		echo "        type: postgres"
-		echo "        conninfo: \"$(pg_conninfo "$name")\""
-		echo "        slot: bsc_app"
-		for l in "${src[@]}"; do echo "        $l"; done
+		pg_group_yaml "$name" "${src[@]}"
 		echo "targets:"
 		echo "  - name: secondary"
 		echo "    url: local:$SINK"
 		echo "    remote_command: ${SINK_CMD:-$BIN/tests/pgsink}"
 		for l in "${tgt[@]}"; do echo "    $l"; done
+	} > "$T/bascule.yaml"
+}
+
+# pgvault_config NAME VAULT_DIR [SOURCE_LINES...]: group app shipped to one
+# vault target, offsite, at local:VAULT_DIR (made writable for relay_user),
+# key $T/vault.key (created), interval 1s.
+pgvault_config() {
+	local name=$1 v=$2
+	shift 2
+	vault_dir "$v"
+	[ -f "$T/vault.key" ] || "$BIN/bascule" keygen vault "$T/vault.key" >/dev/null
+	{
+		pg_group_yaml "$name" "$@"
+		echo "targets:"
+		echo "  - name: offsite"
+		echo "    type: vault"
+		echo "    url: local:$v"
+		echo "    vault_key: $T/vault.key"
+		echo "    interval: 1s"
+		echo "    retention: {all: 1h}"
 	} > "$T/bascule.yaml"
 }
 
@@ -94,11 +125,11 @@ wal_compare() {
 }
 
 rows_client() {
-	local name=$1 count=$2 out=$3
+	local name=$1 count=$2 out=$3 first=${4:-1}
 	pg_sql "$name" "CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())" >/dev/null
 	# Each INSERT commits on its own; the SELECT after it runs once the
 	# commit returned: the WAL end then bounds the commit record from above.
-	for i in $(seq "$count"); do
+	for i in $(seq "$first" $((first + count - 1))); do
 		echo "INSERT INTO t (id) VALUES ($i);"
 		echo "SELECT $i, pg_current_wal_insert_lsn() - '0/0'::pg_lsn, extract(epoch from clock_timestamp()), pg_sleep(0.01);"
 	done | pg_as "$PG_BIN/psql" -X -q -At -F ' ' -h "$(pg_dir "$name")" -U postgres -d postgres > "$out" 2>/dev/null || true
