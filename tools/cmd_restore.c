@@ -309,6 +309,7 @@ int cmd_restore(int argc, char **argv)
 			printf("Usage: bascule restore --vault URL --vault-key FILE --source GROUP/SOURCE --to PATH\n"
 			       "       [--epoch N | --at TIME] [--accept-older] [--record FILE] [--jobs N]\n"
 			       "       [--identity F --known-hosts F] [--force]\n"
+			       "       [--pg-user USER] [--pg-conf FILE] [--pg-bin DIR]   (PostgreSQL sources)\n"
 			       "       (or -c CONFIG [--target T] for the vault's URL, credentials, key and record)\n\n"
 			       "Rebuild one source as it was at an epoch (default: the newest) from the vault,\n"
 			       "reading only the objects that epoch needs, with N parallel connections (4).\n"
@@ -321,10 +322,17 @@ int cmd_restore(int argc, char **argv)
 			       "(-c, or --record STATE_DIR/vault/TARGET/committed) that the vault no longer\n"
 			       "holds, makes restore refuse (exit 5, naming them) unless --accept-older, or\n"
 			       "--epoch N, says to restore an older epoch.\n\n"
+			       "A PostgreSQL source restores into a data directory PATH (absent or empty):\n"
+			       "with --at, the first epoch cut at or after TIME, the newest base that arrived\n"
+			       "before TIME and the WAL from it; every object is checked before anything is\n"
+			       "made, then PostgreSQL recovers (recovery_target_time = TIME, a new timeline)\n"
+			       "and is stopped.  --pg-user USER (postgres) owns and runs it, --pg-conf FILE is\n"
+			       "appended to its postgresql.auto.conf, --pg-bin DIR holds its programs.\n\n"
 			       "Exit 0: restored; 5: the epoch is damaged in the vault (others may restore), or\n"
 			       "newer epochs fail their check; 4: a key is missing or wrong; 3: bad\n"
 			       "configuration; 2: usage; 1: failure (no such epoch, the vault or PATH cannot\n"
-			       "be reached or written).\n");
+			       "be reached or written, a data directory not empty, a TIME before the oldest\n"
+			       "base kept, recovery failed).\n");
 			return EXIT_OK;
 		default: return vopts_usage("restore");
 		}
