@@ -278,7 +278,7 @@ int replica_pg_restore(const struct pgfeed *f, const struct pg_restore_req *req,
 		rc = -ENAMETOOLONG;
 		goto out;
 	}
-	snprintf(p.data_dir, sizeof(p.data_dir), "%s", run.data_dir);
+	memcpy(p.data_dir, run.data_dir, strlen(run.data_dir) + 1); /* fits: checked above */
 	if ((rc = pg_recover_cold(f, b, &path, &y, &plan, timeout, &run, &p)) < 0)
 		goto out;
 	p.usec = clock_mono_usec() - t0;
