@@ -136,6 +136,7 @@ static void refused(void (*mutate)(struct vman_pg *))
 	b = rbuf_init(w.p, w.len);
 	assert_int_equal(vpg_decode(&b, &q, &n), -EBADMSG);
 	wbuf_free(&w);
+	p.n_bases = 1; /* what sample() allocated */
 	vpg_clear(&p);
 }
 
