@@ -591,7 +591,9 @@ static int decode_private(const struct vkeys *k, const uint8_t *ad, size_t adlen
 		}
 		rbuf_get_bytes(&b, x->deltas, (size_t)x->n_deltas * VAULT_NAME);
 	}
-	if (rbuf_left(&b) && (r = vpg_decode(&b, &m->pg, &m->n_pg)) < 0) {
+	/* Every piece it names must be in the public list: prune goes by it. */
+	if (rbuf_left(&b) && ((r = vpg_decode(&b, &m->pg, &m->n_pg)) < 0 ||
+			      (r = vpg_check_listed(m->pg, m->n_pg, m->obj, m->n_objects)) < 0)) {
 		if (r == -ENOMEM)
 			goto out;
 		goto bad;

@@ -265,6 +265,37 @@ int vpg_each_object(const struct vman_pg *p, int (*fn)(void *ctx, const struct v
 	return 0;
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+	return memcmp(a, b, VAULT_NAME);
+}
+
+struct listed {
+	uint8_t (*names)[VAULT_NAME];
+	uint32_t n;
+};
+
+static int listed_fn(void *ctx, const struct vpg_ref *r)
+{
+	const struct listed *l = ctx;
+	return bsearch(r->obj, l->names, l->n, VAULT_NAME, cmp_name) ? 0 : -EBADMSG;
+}
+
+int vpg_check_listed(const struct vman_pg *p, uint32_t n, const uint8_t (*obj)[VAULT_NAME], uint32_t n_obj)
+{
+	struct listed l = { malloc(((size_t)n_obj + 1) * VAULT_NAME), n_obj };
+	int r = 0;
+
+	if (!l.names)
+		return -ENOMEM;
+	memcpy(l.names, obj, (size_t)n_obj * VAULT_NAME);
+	qsort(l.names, n_obj, VAULT_NAME, cmp_name);
+	for (uint32_t i = 0; i < n && r == 0; i++)
+		r = vpg_each_object(&p[i], listed_fn, &l);
+	free(l.names);
+	return r;
+}
+
 const struct vpg_base *vpg_base_for(const struct vman_pg *p, uint64_t at)
 {
 	const struct vpg_base *b = NULL;

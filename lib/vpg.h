@@ -92,6 +92,9 @@ void vpg_free(struct vman_pg *p, uint32_t n);
 void vpg_clear(struct vman_pg *p);
 /* A deep copy of SRC into *DST (emptied first): 0 or -ENOMEM. */
 int vpg_copy(struct vman_pg *dst, const struct vman_pg *src);
+/* 0 if every object of the N sources P is among the N_OBJ names OBJ (the
+ * manifest's public list, which check and prune go by), else -EBADMSG. */
+int vpg_check_listed(const struct vman_pg *p, uint32_t n, const uint8_t (*obj)[VAULT_NAME], uint32_t n_obj);
 /* Every object P needs, through FN (stops at a negative return). */
 int vpg_each_object(const struct vman_pg *p, int (*fn)(void *ctx, const struct vpg_ref *r), void *ctx);
 

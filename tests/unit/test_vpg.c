@@ -166,13 +166,21 @@ static void test_bounds(void **state)
 	refused(m_tli0);
 }
 
+static int add_ref(void *ctx, const struct vpg_ref *r)
+{
+	struct vmanifest *m = ctx;
+	memcpy(m->obj[m->n_objects], r->obj, VAULT_NAME);
+	m->obj_size[m->n_objects++] = r->size;
+	return 0;
+}
+
 static void test_manifest(void **state)
 {
 	struct vmanifest m, d;
 	struct vman_pg p;
 	struct wbuf w;
-	uint8_t obj[2][VAULT_NAME];
-	uint64_t sz[2] = { 1, 2 };
+	uint8_t obj[8][VAULT_NAME];
+	uint64_t sz[8] = { 0 };
 	(void)state;
 
 	sample(&p);
@@ -180,10 +188,13 @@ static void test_manifest(void **state)
 	m.epoch = 3;
 	m.cut_time = 5;
 	strcpy(m.group, "app");
-	m.n_objects = 2;
 	m.obj = obj;
 	m.obj_size = sz;
 	memset(obj, 1, sizeof(obj));
+	/* the public list names every piece: 3 of the base, 3 of WAL, one more */
+	m.n_objects = 1;
+	assert_int_equal(vpg_each_object(&p, add_ref, &m), 0);
+	assert_int_equal(m.n_objects, 7);
 	m.n_pg = 1;
 	m.pg = &p;
 	wbuf_init(&w, 1 << 24);
@@ -198,6 +209,11 @@ static void test_manifest(void **state)
 	vault_manifest_free(&d);
 	/* another vault's key does not open it */
 	assert_int_not_equal(vault_manifest_decode(K.pk, &K2, w.p, w.len, &d), 0);
+	/* a piece left out of the public list (prune would delete it): refused */
+	m.n_objects = 6;
+	wbuf_reset(&w);
+	assert_int_equal(vault_manifest_encode(&K, &m, &w), 0);
+	assert_int_equal(vault_manifest_decode(K.pk, &K, w.p, w.len, &d), -EBADMSG);
 	wbuf_free(&w);
 	vpg_clear(&p);
 }
