@@ -148,8 +148,6 @@ static json_t *tpg_json(struct target *t, uint32_t k, uint32_t s, uint64_t now)
 	bool valid = tp->known && tp->acked_system == p->system_id && tp->acked_tli == p->tli && tp->acked_lsn;
 	bool behind = valid && tp->acked_lsn < walspool_start(&p->wal);
 
-	if (t->cfg->kind == TARGET_VAULT)
-		return json_pack("{s:b}", "sent", 0);
 	return json_pack("{s:o, s:o, s:I, s:f, s:b, s:b, s:I}", "acked_lsn", valid ? lsn_json(tp->acked_lsn) : json_null(),
 			 "sent_lsn", tp->known && tp->base_id ? lsn_json(tp->end_lsn) : json_null(),
 			 "lag_bytes", (json_int_t)(!valid ? -1 : p->received > tp->acked_lsn ? (int64_t)(p->received - tp->acked_lsn) : 0),

@@ -167,7 +167,6 @@ struct tgroup {
 	uint32_t sig_pending;
 	uint64_t last_ship;            /* vault: mono usec of the last epoch queued (interval) */
 	struct tpg pg[PROTO_MAX_SOURCES];
-	bool pg_told;                  /* a vault: told it gets no postgres source */
 };
 
 struct target {

@@ -114,8 +114,6 @@ static void pg_metrics(struct wbuf *b, struct daemon *d, uint64_t now)
 		m_head(b, tgt[m].name, "gauge", tgt[m].help);
 		for (uint32_t i = 0; i < d->n_targets; i++) {
 			struct target *t = d->targets[i];
-			if (t->cfg->kind != TARGET_REPLICA)
-				continue;
 			for (uint32_t k = 0; k < d->n_groups; k++)
 				for (uint32_t s = 0; s < d->groups[k]->n_sources; s++) {
 					struct pgsrc *p = d->groups[k]->sources[s].pg;

@@ -74,6 +74,22 @@ void pgship_state(struct target *t, struct group *g, uint32_t s, const struct st
 	memcpy(tp->chain, x->digest, DIGEST_BYTES);
 }
 
+/* Job PJ carries base B: its files opened, PGSOURCE says so. */
+static int base_files(struct target *t, struct pgsrc *p, const struct pgbase *B, struct pgjob *pj)
+{
+	pj->base = *B;
+	if (pgbases_open_files(&p->bases, pj->fds) < 0) {
+		target_log(t, LOG_ERR, "%s", err_msg(-EIO));
+		pj->base.n_files = 0;
+		return -EIO;
+	}
+	pj->m.flags = PGSRC_BASE;
+	pj->m.base_id = B->id;
+	pj->m.base_bytes = B->bytes;
+	memcpy(pj->m.base_digest, B->digest, DIGEST_BYTES);
+	return 0;
+}
+
 bool pgship_prepare(struct target *t, struct group *g, struct job *j, uint32_t s)
 {
 	struct pgsrc *p = g->sources[s].pg;
@@ -83,6 +99,7 @@ bool pgship_prepare(struct target *t, struct group *g, struct job *j, uint32_t s
 	uint64_t end = p->epoch_end, start = walspool_start(ws);
 	struct pgjob *pj;
 	char a[PGWAL_LSN_LEN], b[PGWAL_LSN_LEN];
+	int r;
 
 	if (!p->epoch_valid || p->epoch_gen != ws->gen)
 		return false; /* the spool started afresh since: the next epoch */
@@ -104,6 +121,20 @@ bool pgship_prepare(struct target *t, struct group *g, struct job *j, uint32_t s
 		pj->m.start_lsn = tp->end_lsn;
 		if (pj->m.end_lsn < pj->m.start_lsn)
 			pj->m.end_lsn = pj->m.start_lsn;
+		/* A vault keeps bases for point-in-time recovery: a newer base
+		 * (base_interval) goes to it with the WAL from where its copy
+		 * ends, so its WAL stays one unbroken chain across bases. */
+		if (t->cfg->kind == TARGET_VAULT && p->bases.have && B->system_id == p->epoch_system &&
+		    B->tli == p->epoch_tli && B->id > tp->base_id && B->end_lsn <= pj->m.end_lsn) {
+			if ((r = base_files(t, p, B, pj)) < 0) {
+				pgship_free(pj);
+				return false;
+			}
+			target_log(t, LOG_INFO, "sending base backup %s of %s/%s (%.1f MiB), newer than the one it "
+				   "holds, with the WAL from %s to %s", pgwal_lsn_format(B->id, a), g->name, p->name,
+				   (double)B->bytes / 1048576.0, pgwal_lsn_format(pj->m.start_lsn, b),
+				   pgwal_lsn_format(pj->m.end_lsn, (char[PGWAL_LSN_LEN]){ 0 }));
+		}
 	} else {
 		if (!p->bases.have || B->system_id != p->epoch_system || B->tli != p->epoch_tli || B->end_lsn > end ||
 		    pgwal_seg_start(B->id, ws->segsize) < start) {
@@ -118,17 +149,10 @@ bool pgship_prepare(struct target *t, struct group *g, struct job *j, uint32_t s
 			free(pj);
 			return false;
 		}
-		pj->base = *B;
-		if (pgbases_open_files(&p->bases, pj->fds) < 0) {
-			target_log(t, LOG_ERR, "%s", err_msg(-EIO));
-			pj->base.n_files = 0;
+		if ((r = base_files(t, p, B, pj)) < 0) {
 			pgship_free(pj);
 			return false;
 		}
-		pj->m.flags = PGSRC_BASE;
-		pj->m.base_id = B->id;
-		pj->m.base_bytes = B->bytes;
-		memcpy(pj->m.base_digest, B->digest, DIGEST_BYTES);
 		/* Recovery reads the segment holding the base's start from its
 		 * first page: the WAL goes from there. */
 		pj->m.start_lsn = pgwal_seg_start(B->id, ws->segsize);

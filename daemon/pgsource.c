@@ -554,7 +554,8 @@ uint64_t pgsource_needed(struct pgsrc *p)
 		return UINT64_MAX;
 	for (uint32_t i = 0; i < d->n_targets; i++) {
 		const struct tpg *tp = &d->targets[i]->groups[p->s->g->idx].pg[p->s->idx];
-		if (d->targets[i]->cfg->kind != TARGET_REPLICA || !tp->known || tp->acked_system != p->system_id ||
+		/* Replicas and vaults alike: each keeps its own cursor in the spool. */
+		if (!tp->known || tp->acked_system != p->system_id ||
 		    tp->acked_tli != p->tli || tp->acked_lsn < start)
 			continue;
 		if (tp->acked_lsn < low)
@@ -591,7 +592,7 @@ static void trim(struct pgsrc *p)
 		for (uint32_t i = 0; i < d->n_targets; i++) {
 			struct target *t = d->targets[i];
 			struct tpg *tp = &t->groups[p->s->g->idx].pg[p->s->idx];
-			if (t->cfg->kind != TARGET_REPLICA || !tp->known || tp->acked_lsn >= to || tp->behind_logged)
+			if (!tp->known || tp->acked_lsn >= to || tp->behind_logged)
 				continue;
 			tp->behind_logged = true;
 			target_log(t, LOG_WARNING, "fell behind the WAL spool of %s/%s (wal_spool_max %" PRIu64 " MiB "

@@ -182,7 +182,6 @@ bool ship_enqueue(struct target *t, struct group *g)
 {
 	uint32_t gi = g->idx;
 	struct tgroup *tg = &t->groups[gi];
-	bool vault = t->cfg->kind == TARGET_VAULT;
 	struct job *j;
 
 	if (t->state != T_READY)
@@ -191,18 +190,6 @@ bool ship_enqueue(struct target *t, struct group *g)
 		return false; /* signatures first: their arrival requests the resync cut */
 	if (!due(t, tg))
 		return false; /* a vault between two shipments: the tick asks for its next cut */
-	if (vault && g->wal_epoch) {
-		/* A vault is sent no postgres source (yet): a WAL epoch holds
-		 * nothing for it, and its disks are as in the epoch it has. */
-		bool queued = false;
-		for (const struct job *q = t->jobs; q && !queued; q = q->next)
-			queued = q->g == g;
-		if (!queued && tg->acked >= g->disk_epoch && tg->acked) {
-			tg->acked = g->last_cut;
-			tg->acked_cut_time = g->cut_time;
-		}
-		return false;
-	}
 	/* The spool only holds blocks newer than its floor: a target that came
 	 * up during the scan lacks older ones and waits for the next cut. */
 	for (uint32_t s = 0; s < g->n_sources; s++)
@@ -219,15 +206,6 @@ bool ship_enqueue(struct target *t, struct group *g)
 			j->wire_idx[s] = j->n_wire++;
 			continue;
 		}
-		if (vault) {
-			if (!tg->pg_told) {
-				target_log(t, LOG_INFO, "postgres source %s/%s is not sent to a vault (not supported yet)",
-					   g->name, g->sources[s].cfg->name);
-				tg->pg_told = true;
-			}
-			j->wire_idx[s] = UINT32_MAX;
-			continue;
-		}
 		j->wire_idx[s] = j->n_wire++;
 		if (!pgship_prepare(t, g, j, s)) {
 			for (uint32_t k = 0; k <= s; k++)
@@ -235,10 +213,6 @@ bool ship_enqueue(struct target *t, struct group *g)
 			free(j);
 			return false;
 		}
-	}
-	if (!j->n_wire) {
-		free(j); /* a vault, a group of postgres sources only */
-		return false;
 	}
 	for (uint32_t s = 0; s < g->n_sources; s++)
 		if (j->pg[s])

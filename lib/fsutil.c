@@ -1,6 +1,7 @@
 /* fsutil.c - durable writes, full reads, locks. */
 #include "fsutil.h"
 #include "err.h"
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/fs.h>
@@ -384,4 +385,32 @@ int fs_fd_size(int fd, uint64_t *ret)
 		return -EINVAL;
 	*ret = (uint64_t)st.st_size;
 	return 0;
+}
+
+int fs_remove_tree_at(int pdfd, const char *name, int depth)
+{
+	struct stat st;
+	DIR *d;
+	struct dirent *e;
+	int fd, rc = 0;
+
+	if (fstatat(pdfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISDIR(st.st_mode))
+		return unlinkat(pdfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+	if (depth > 64)
+		return -ELOOP;
+	if ((fd = openat(pdfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return -errno;
+	if (!(d = fdopendir(fd))) {
+		close(fd);
+		return -errno;
+	}
+	while ((e = readdir(d)) && rc == 0)
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			rc = fs_remove_tree_at(dirfd(d), e->d_name, depth + 1);
+	closedir(d);
+	if (rc == 0 && unlinkat(pdfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		rc = -errno;
+	return rc;
 }

@@ -49,3 +49,6 @@ int fs_path(char *buf, size_t len, const char *dir, const char *name);
  * as --root demo/secondary), without trailing slashes; BUF untouched on error
  * (-ENAMETOOLONG, or getcwd's error). */
 int fs_abspath(const char *path, char *buf, size_t len);
+/* Remove NAME in DIRFD and, if it is a directory, everything beneath it
+ * (no link followed; DEPTH 0 from the caller).  0 if it is gone. */
+int fs_remove_tree_at(int dirfd, const char *name, int depth);

@@ -2,6 +2,7 @@
  * docs/vault.md).  Crypto is libsodium's; compression is zstd. */
 #include "vault.h"
 #include "err.h"
+#include "vpg.h"
 #include "vstore.h"
 #include <sodium.h>
 #include <stdio.h>
@@ -288,59 +289,6 @@ void vault_image_hash(const struct vkeys *k, const struct vmap *m, uint8_t ret[3
 	crypto_generichash_final(&st, ret, 32);
 }
 
-/* ---- sealed blobs (indexes, manifest private parts) ---- */
-
-/* nonce || AEAD(be32 len || PT || zero padding): the padding is inside the
- * ciphertext, so the object's size shows only the padded length.  EXTRA is
- * what the caller adds around the blob (counted for the padding). */
-static int seal_padded(const uint8_t key[32], const uint8_t *ad, size_t adlen, const uint8_t *pt,
-		       size_t len, size_t extra, struct wbuf *out)
-{
-	size_t raw = AEAD_NONCE + 4 + len + AEAD_ABYTES, total = vault_padme(raw + extra) - extra;
-	size_t plen = total - AEAD_NONCE - AEAD_ABYTES;
-	unsigned long long clen;
-	uint8_t *buf;
-	int r;
-
-	if (!(buf = calloc(1, plen)))
-		return -ENOMEM;
-	put_be32(buf, (uint32_t)len);
-	memcpy(buf + 4, pt, len);
-	if ((r = wbuf_reserve(out, total)) == 0) {
-		randombytes_buf(out->p + out->len, AEAD_NONCE);
-		crypto_aead_xchacha20poly1305_ietf_encrypt(out->p + out->len + AEAD_NONCE, &clen, buf, plen,
-							   ad, adlen, NULL, out->p + out->len, key);
-		out->len += total;
-	}
-	sodium_memzero(buf, plen);
-	free(buf);
-	return r;
-}
-
-/* Open what seal_padded wrote; *ret points into a malloc'd buffer. */
-static int open_padded(const uint8_t key[32], const uint8_t *ad, size_t adlen, const uint8_t *c,
-		       size_t clen, uint8_t **ret, size_t *ret_len)
-{
-	unsigned long long plen;
-	uint8_t *buf;
-	uint32_t len;
-
-	if (clen < AEAD_NONCE + AEAD_ABYTES + 4)
-		return -EBADMSG;
-	if (!(buf = malloc(clen)))
-		return -ENOMEM;
-	if (crypto_aead_xchacha20poly1305_ietf_decrypt(buf, &plen, NULL, c + AEAD_NONCE, clen - AEAD_NONCE, ad,
-						       adlen, c, key) != 0 ||
-	    (len = get_be32(buf)) > plen - 4) {
-		free(buf);
-		return -EBADMSG;
-	}
-	memmove(buf, buf + 4, len);
-	*ret = buf;
-	*ret_len = len;
-	return 0;
-}
-
 /* ---- indexes ---- */
 
 int vault_index_encode(const struct vkeys *k, bool full, uint64_t epoch, const struct vmap *m,
@@ -428,7 +376,7 @@ int vault_index_encode(const struct vkeys *k, bool full, uint64_t epoch, const s
 		r = -EIO;
 		goto out;
 	}
-	r = seal_padded(k->data, INDEX_AD, sizeof(INDEX_AD), z, zcap, 0, out);
+	r = vault_seal(k->data, INDEX_AD, sizeof(INDEX_AD), z, zcap, 0, out);
 out:
 	free(z);
 	free(local);
@@ -447,7 +395,7 @@ int vault_index_apply(const struct vkeys *k, const uint8_t *obj, size_t len, str
 	struct rbuf b;
 	int r;
 
-	if ((r = open_padded(k->data, INDEX_AD, sizeof(INDEX_AD), obj, len, &z, &zlen)) < 0)
+	if ((r = vault_unseal(k->data, INDEX_AD, sizeof(INDEX_AD), obj, len, &z, &zlen)) < 0)
 		return err_set(EBADMSG, "an index object does not open with this vault key (wrong key, or altered)");
 	rawlen = ZSTD_getFrameContentSize(z, zlen);
 	if (rawlen == ZSTD_CONTENTSIZE_ERROR || rawlen == ZSTD_CONTENTSIZE_UNKNOWN || rawlen > VAULT_OBJ_MAX) {
@@ -569,6 +517,9 @@ int vault_manifest_encode(const struct vkeys *k, const struct vmanifest *m, stru
 		for (uint32_t d = 0; d < x->n_deltas; d++)
 			wbuf_put_bytes(&priv, x->deltas[d], VAULT_NAME);
 	}
+	/* PostgreSQL sources follow the disks (absent from older manifests). */
+	if (m->n_pg && (r = vpg_encode(&priv, m->pg, m->n_pg)) < 0)
+		goto out;
 	if (pub.len >= pub.max || priv.len >= priv.max) {
 		r = -EFBIG;
 		goto out;
@@ -580,7 +531,7 @@ int vault_manifest_encode(const struct vkeys *k, const struct vmanifest *m, stru
 	if ((r = wbuf_put_bytes(out, head.p, head.len)) < 0 || (r = wbuf_put_u32(out, 0)) < 0)
 		goto out;
 	sealed_at = out->len;
-	if ((r = seal_padded(k->manifest, head.p, head.len, priv.p, priv.len, head.len + 4 + 64, out)) < 0)
+	if ((r = vault_seal(k->manifest, head.p, head.len, priv.p, priv.len, head.len + 4 + 64, out)) < 0)
 		goto out;
 	put_be32(out->p + sealed_at - 4, (uint32_t)(out->len - sealed_at));
 	if ((r = wbuf_reserve(out, 64)) < 0)
@@ -604,6 +555,7 @@ void vault_manifest_free(struct vmanifest *m)
 	for (uint32_t s = 0; m->src && s < m->n_sources; s++)
 		free(m->src[s].deltas);
 	free(m->src);
+	vpg_free(m->pg, m->n_pg);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -615,7 +567,7 @@ static int decode_private(const struct vkeys *k, const uint8_t *ad, size_t adlen
 	struct rbuf b;
 	int r;
 
-	if ((r = open_padded(k->manifest, ad, adlen, c, clen, &pt, &plen)) < 0)
+	if ((r = vault_unseal(k->manifest, ad, adlen, c, clen, &pt, &plen)) < 0)
 		return err_set(EKEYREJECTED, "the manifest does not open with this vault key (another "
 					     "vault's key?)");
 	b = rbuf_init(pt, plen);
@@ -638,6 +590,13 @@ static int decode_private(const struct vkeys *k, const uint8_t *ad, size_t adlen
 			goto out;
 		}
 		rbuf_get_bytes(&b, x->deltas, (size_t)x->n_deltas * VAULT_NAME);
+	}
+	/* Every piece it names must be in the public list: prune goes by it. */
+	if (rbuf_left(&b) && ((r = vpg_decode(&b, &m->pg, &m->n_pg)) < 0 ||
+			      (r = vpg_check_listed(m->pg, m->n_pg, m->obj, m->n_objects)) < 0)) {
+		if (r == -ENOMEM)
+			goto out;
+		goto bad;
 	}
 	if ((r = rbuf_expect_end(&b)) < 0)
 		goto bad;

@@ -25,6 +25,7 @@
 #include "vaultkey.h"
 
 struct vstore;
+struct vman_pg;
 
 #define VAULT_BLOCK 4096u
 #define VAULT_ID 16                 /* keyed block id (dedup and verification) */
@@ -89,7 +90,9 @@ struct vmanifest {
 	char group[NAME_MAX_LEN + 1];
 	uint8_t flags;
 	uint32_t n_sources;
-	struct vman_source *src;
+	struct vman_source *src;     /* disk sources */
+	uint32_t n_pg;
+	struct vman_pg *pg;          /* PostgreSQL sources (vpg.h) */
 	/* where it was read from */
 	uint8_t name[VAULT_NAME];
 	uint64_t file_size, mtime;
@@ -105,6 +108,15 @@ void vault_object_name(const void *data, size_t len, uint8_t name[VAULT_NAME]);
 size_t vault_padme(size_t len);
 void vault_block_id(const struct vkeys *k, const uint8_t block[VAULT_BLOCK], uint8_t id[VAULT_ID]);
 void vault_series(const struct vkeys *k, const char *group, uint8_t ret[16]);
+
+/* vseal.c: a sealed blob: nonce || AEAD(be32 len || PT || zero padding)
+ * under KEY with AD, appended to OUT; EXTRA is what the caller adds around
+ * it (counted for the Padme padding).  vault_unseal opens one: *RET is
+ * malloc'd (the caller wipes and frees it); -EBADMSG if it does not open. */
+int vault_seal(const uint8_t key[32], const uint8_t *ad, size_t adlen, const uint8_t *pt, size_t len, size_t extra,
+	       struct wbuf *out);
+int vault_unseal(const uint8_t key[32], const uint8_t *ad, size_t adlen, const uint8_t *c, size_t clen,
+		 uint8_t **ret, size_t *ret_len);
 
 /* Append one sealed frame of N blocks to OUT (its offset is OUT->len). */
 int vault_frame_seal(const struct vkeys *k, const uint8_t nonce[16], const uint8_t *blocks, uint32_t n,

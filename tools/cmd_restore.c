@@ -5,6 +5,8 @@
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
+#include "replica.h"
+#include "vpg.h"
 #include "units.h"
 #include "vault_cmd.h"
 #include "vault_tool.h"
@@ -128,6 +130,60 @@ static int damaged(int r, const char *group, const char *source, uint64_t epoch)
 
 /* May epoch M (NULL: none found) of GROUP be restored?  0, or an error that
  * names what is newer and failed. */
+/* 1 if SOURCE of GROUP is a PostgreSQL source in some manifest of V. */
+static int pg_named(const struct vview *v, const char *group, const char *source)
+{
+	for (size_t i = 0; i < v->n; i++)
+		for (uint32_t s = 0; !strcmp(v->ms[i].group, group) && s < v->ms[i].n_pg; s++)
+			if (!strcmp(v->ms[i].pg[s].name, source))
+				return 1;
+	return 0;
+}
+
+static int restore_choice(const struct vview *v, const struct vopts *o, const char *group,
+			  const struct vmanifest *m, uint64_t want_epoch, uint64_t at, bool accept_older);
+
+/* A PostgreSQL source: the epoch whose WAL holds every commit up to --at
+ * is the first cut at or after it (the newest if none is), or --epoch, or
+ * the newest; recovery then stops at --at itself. */
+static int restore_pg_source(struct vview *v, struct vstore *vs, const struct vkeys *k, const struct vopts *o,
+			     const char *group, const char *sname, uint64_t want_epoch, bool accept_older,
+			     const struct restore_pg_args *a)
+{
+	const struct vmanifest *m = NULL, *newest = NULL;
+	const struct vman_pg *p = NULL;
+	char t[40];
+	int r;
+
+	for (size_t i = 0; i < v->n; i++) {
+		const struct vmanifest *x = &v->ms[i];
+		if (strcmp(x->group, group))
+			continue;
+		if (!newest || x->epoch > newest->epoch)
+			newest = x;
+		if (want_epoch ? x->epoch == want_epoch : a->at && x->cut_time >= a->at && (!m || x->epoch < m->epoch))
+			m = x;
+	}
+	if (!want_epoch && !m) {
+		m = newest;
+		if (m && a->at)
+			fprintf(stderr, "bascule restore: the newest epoch of %s in the vault was cut at %s, before --at: "
+					"recovering to the end of its WAL\n", group, vcmd_time(m->cut_time, t, sizeof(t)));
+	}
+	if ((r = restore_choice(v, o, group, m, want_epoch, m && a->at && m->cut_time >= a->at ? m->cut_time : 0,
+				accept_older)) < 0)
+		return r;
+	for (uint32_t s = 0; s < m->n_pg; s++)
+		if (!strcmp(m->pg[s].name, sname))
+			p = &m->pg[s];
+	if (!p)
+		return err_set(ENOENT, "group %s has no PostgreSQL source %s at epoch %" PRIu64, group, sname, m->epoch);
+	if ((r = restore_pg(vs, k, m, p, a)) == -EBADMSG)
+		r = err_wrap(EBADMSG, "the epoch is damaged in the vault: %s/%s epoch %" PRIu64 "; nothing was restored "
+				      "(`bascule vault check` names every bad object)", group, sname, m->epoch);
+	return r;
+}
+
 static int restore_choice(const struct vview *v, const struct vopts *o, const char *group,
 			  const struct vmanifest *m, uint64_t want_epoch, uint64_t at, bool accept_older)
 {
@@ -187,7 +243,11 @@ int cmd_restore(int argc, char **argv)
 					      { "force", no_argument, NULL, O_FORCE },
 					      { "record", required_argument, NULL, O_RECORD },
 					      { "accept-older", no_argument, NULL, O_ACCEPT },
+					      { "pg-user", required_argument, NULL, O_PG_USER },
+					      { "pg-bin", required_argument, NULL, O_PG_BIN },
+					      { "pg-conf", required_argument, NULL, O_PG_CONF },
 					      { 0 } };
+	struct promote_opts po = { 0 };
 	struct vopts o = { 0 };
 	const char *source = NULL, *to = NULL;
 	uint64_t want_epoch = 0, at = 0;
@@ -217,6 +277,9 @@ int cmd_restore(int argc, char **argv)
 		case O_TO: to = optarg; break;
 		case O_FORCE: force = true; break;
 		case O_ACCEPT: accept_older = true; break;
+		case O_PG_USER: po.pg_user = optarg; break;
+		case O_PG_BIN: po.pg_bin = optarg; break;
+		case O_PG_CONF: po.pg_conf = optarg; break;
 		case O_EPOCH: {
 			char *end;
 			want_epoch = strtoull(optarg, &end, 10);
@@ -246,6 +309,7 @@ int cmd_restore(int argc, char **argv)
 			printf("Usage: bascule restore --vault URL --vault-key FILE --source GROUP/SOURCE --to PATH\n"
 			       "       [--epoch N | --at TIME] [--accept-older] [--record FILE] [--jobs N]\n"
 			       "       [--identity F --known-hosts F] [--force]\n"
+			       "       [--pg-user USER] [--pg-conf FILE] [--pg-bin DIR]   (PostgreSQL sources)\n"
 			       "       (or -c CONFIG [--target T] for the vault's URL, credentials, key and record)\n\n"
 			       "Rebuild one source as it was at an epoch (default: the newest) from the vault,\n"
 			       "reading only the objects that epoch needs, with N parallel connections (4).\n"
@@ -258,10 +322,17 @@ int cmd_restore(int argc, char **argv)
 			       "(-c, or --record STATE_DIR/vault/TARGET/committed) that the vault no longer\n"
 			       "holds, makes restore refuse (exit 5, naming them) unless --accept-older, or\n"
 			       "--epoch N, says to restore an older epoch.\n\n"
+			       "A PostgreSQL source restores into a data directory PATH (absent or empty):\n"
+			       "with --at, the first epoch cut at or after TIME, the newest base that arrived\n"
+			       "before TIME and the WAL from it; every object is checked before anything is\n"
+			       "made, then PostgreSQL recovers (recovery_target_time = TIME, a new timeline)\n"
+			       "and is stopped.  --pg-user USER (postgres) owns and runs it, --pg-conf FILE is\n"
+			       "appended to its postgresql.auto.conf, --pg-bin DIR holds its programs.\n\n"
 			       "Exit 0: restored; 5: the epoch is damaged in the vault (others may restore), or\n"
 			       "newer epochs fail their check; 4: a key is missing or wrong; 3: bad\n"
 			       "configuration; 2: usage; 1: failure (no such epoch, the vault or PATH cannot\n"
-			       "be reached or written).\n");
+			       "be reached or written, a data directory not empty, a TIME before the oldest\n"
+			       "base kept, recovery failed).\n");
 			return EXIT_OK;
 		default: return vopts_usage("restore");
 		}
@@ -282,6 +353,11 @@ int cmd_restore(int argc, char **argv)
 	if ((r = vopts_finish(&o, "restore")) < 0 || (r = vopts_keys(&o, true, pk, &k, &have_k)) < 0 ||
 	    (r = vopts_store(&o, &vs)) < 0 || (r = vview_load(&v, vs, &o, pk, &k)) < 0)
 		goto out;
+	if (pg_named(&v, group, sname)) {
+		struct restore_pg_args pa = { .to = to, .at = at, .po = &po };
+		r = restore_pg_source(&v, vs, &k, &o, group, sname, want_epoch, accept_older, &pa);
+		goto out;
+	}
 	for (size_t i = 0; i < v.n; i++) {
 		if (strcmp(v.ms[i].group, group))
 			continue;

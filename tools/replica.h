@@ -153,6 +153,40 @@ int replica_pg_standby(struct replica *r, const char *group, const struct promot
 int replica_pg_wal_get(struct replica *r, const char *group, const char *source, const char *name, const char *dest,
 		       uint32_t upto_tli, uint64_t upto_lsn);
 
+/* Where the files of a PostgreSQL data directory come from when they are
+ * not in a replica store (a restore from the vault): the base's archives,
+ * WAL segments, timeline histories (docs/postgres.md, "PITR from the
+ * vault"). */
+struct pgfeed {
+	void *ctx;
+	/* File NAME of the base (base.tar, OID.tar) open for reading, or -errno. */
+	int (*base_file)(void *ctx, const char *name);
+	/* Segment SEGNO of timeline TLI as recovery reads it, into BUF (16 MiB):
+	 * the bytes below LIMIT, zeros from there; -ENOENT if there is none. */
+	int (*segment)(void *ctx, uint32_t tli, uint64_t segno, uint64_t limit, uint8_t *buf);
+	/* The history file of timeline TLI (> 1), malloc'd. */
+	int (*history)(void *ctx, uint32_t tli, char **ret, size_t *ret_len);
+	const char *what;      /* "GROUP/SOURCE", for messages */
+};
+
+/* What a restore from the vault recovers: the base (its files, in order),
+ * the WAL from FROM to END_LSN on timeline TLI, to time AT (0: its end). */
+struct pg_restore_req {
+	const char *source;
+	uint32_t n_files;
+	const char *const *files;
+	uint64_t system_id, base_id, from, end_lsn;
+	uint32_t tli;
+	uint64_t at;
+};
+/* Make DATA_DIR (absent) from F as REQ says and recover it as a primary,
+ * exactly as a cold promote does (pgpromote.c), then stop it cleanly.  O
+ * gives the PostgreSQL user (default postgres), programs, settings and
+ * timeout.  On failure the data directory is left as it is (the caller
+ * removes it). */
+int replica_pg_restore(const struct pgfeed *f, const struct pg_restore_req *req, const struct promote_opts *o,
+		       const char *data_dir, struct promote_pg *ret);
+
 struct promote_info {
 	uint64_t epoch, cut_time, promoted_time;
 	uint8_t flags;

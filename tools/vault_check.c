@@ -1,7 +1,10 @@
 /* vault_check.c - bascule vault check: signatures and every needed object's
  * digest; with --read-data and the vault key, every frame and block. */
 #include "err.h"
+#include "pgproto.h"
 #include "vault_tool.h"
+#include "vpg.h"
+#include <sodium.h>
 #include <inttypes.h>
 #include <string.h>
 #include <zstd.h>
@@ -90,6 +93,73 @@ out:
 	return r;
 }
 
+/* --read-data of PostgreSQL sources: every base piece and WAL piece
+ * opened as the manifest describes it, each base against its digest, each
+ * WAL piece against its keyed digest (the chain's contiguity is the
+ * manifest decoder's).  Objects already read back for an earlier manifest
+ * (state 2) are not read again; a base is, unless every piece was. */
+static int read_pg(struct vstore *vs, const struct vkeys *k, const struct vmanifest *m, struct vobj *objs,
+		   size_t no, uint64_t *pieces)
+{
+	ZSTD_DCtx *d = ZSTD_createDCtx();
+	uint8_t *buf = malloc(VPG_OBJ_RAW), got[32];
+	int r = 0;
+
+	if (!d || !buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t s = 0; s < m->n_pg && r == 0; s++) {
+		const struct vman_pg *p = &m->pg[s];
+		for (uint32_t b = 0; b < p->n_bases && r == 0; b++) {
+			const struct vpg_base *B = &p->bases[b];
+			struct pgdigest dg;
+			bool all = true;
+			for (uint32_t f = 0; f < B->n_files; f++)
+				for (uint32_t q = 0; q < B->files[f].n; q++) {
+					struct vobj *x = vobj_find(objs, no, B->files[f].p[q].ref.obj);
+					all &= x && x->state == 2;
+				}
+			if (all)
+				continue;
+			pgdigest_files_begin(&dg);
+			for (uint32_t f = 0; f < B->n_files && r == 0; f++) {
+				const struct vpg_file *F = &B->files[f];
+				pgdigest_file(&dg, F->name, F->size);
+				for (uint32_t q = 0; q < F->n && r == 0; q++) {
+					struct vobj *x = vobj_find(objs, no, F->p[q].ref.obj);
+					if ((r = vpg_fetch(vs, k, &F->p[q].ref, VPG_BASE, B->tli, F->name, F->p[q].off,
+							   F->p[q].len, d, buf)) < 0)
+						break;
+					pgdigest_update(&dg, buf, F->p[q].len);
+					if (x)
+						x->state = 2;
+					(*pieces)++;
+				}
+			}
+			pgdigest_final(&dg, got);
+			if (r == 0 && sodium_memcmp(got, B->digest, 32))
+				r = err_set(EBADMSG, "%s/%s: base backup %" PRIX64 " does not match its digest", m->group,
+					    p->name, B->id);
+		}
+		for (uint32_t w = 0; w < p->n_wal && r == 0; w++) {
+			struct vobj *x = vobj_find(objs, no, p->wal[w].ref.obj);
+			if (x && x->state == 2)
+				continue;
+			if ((r = vpg_fetch(vs, k, &p->wal[w].ref, VPG_WAL, p->tli, "", p->wal[w].start, p->wal[w].len, d,
+					   buf)) == 0 && (r = vpg_check_wal(k, p, w, buf)) == 0) {
+				if (x)
+					x->state = 2;
+				(*pieces)++;
+			}
+		}
+	}
+out:
+	ZSTD_freeDCtx(d);
+	free(buf);
+	return r;
+}
+
 /* Data objects in the store, referenced or not. */
 struct objcount {
 	struct vstore *vs;
@@ -125,7 +195,7 @@ int cmd_vault_check(int argc, char **argv)
 	struct vmanifest *ms = NULL;
 	struct vobj *objs = NULL;
 	size_t n = 0, bad = 0, no = 0, damaged = 0;
-	uint64_t bytes = 0, blocks = 0;
+	uint64_t bytes = 0, blocks = 0, pieces = 0;
 	uint8_t *buf = NULL;
 	struct vkeys k;
 	uint8_t pk[32];
@@ -142,7 +212,8 @@ int cmd_vault_check(int argc, char **argv)
 			       "--vault-key FILE]\n\nProve that every manifest is signed by the vault key and "
 			       "that every object it needs is present and intact (its bytes hash to its name).\n"
 			       "Needs no secret: the provider can run it.  --read-data (with the vault key)\n"
-			       "also decrypts every block of every epoch and checks it.\n"
+			       "also decrypts every block of every epoch and checks it, and every piece of\n"
+			       "PostgreSQL base backups and WAL against the manifest's digests.\n"
 			       "Exit 0: intact; 5: something is missing or damaged (named on stderr); 1: the\n"
 			       "vault cannot be read; 2: usage; 3: bad configuration; 4: a key is missing.\n");
 			return EXIT_OK;
@@ -211,6 +282,8 @@ int cmd_vault_check(int argc, char **argv)
 			if (skip)
 				continue; /* already reported */
 			int e = read_data(vs, &k, &ms[m], &blocks);
+			if (e == 0)
+				e = read_pg(vs, &k, &ms[m], objs, no, &pieces);
 			if (e < 0) {
 				fprintf(stderr, "BAD %s@%" PRIu64 ": %s\n", ms[m].group, ms[m].epoch, err_msg(e));
 				damaged++;
@@ -226,7 +299,8 @@ int cmd_vault_check(int argc, char **argv)
 		       n, no, b1, readd ? ", every block decrypted and verified" : "", bad, damaged,
 		       cnt.n > no ? cnt.n - no : 0);
 		if (readd)
-			printf("%" PRIu64 " blocks read back\n", blocks);
+			printf("%" PRIu64 " blocks read back, %" PRIu64 " PostgreSQL base and WAL pieces\n", blocks,
+			       pieces);
 	}
 	r = bad || damaged ? err_set(EBADMSG, "the vault is damaged: see the BAD lines above") : 0;
 out:

@@ -1,7 +1,9 @@
 /* vault_ls.c - bascule vault ls: the epochs a vault holds, with sizes. */
 #include "cmd.h"
 #include "err.h"
+#include "pgwal.h"
 #include "vault_tool.h"
+#include "vpg.h"
 #include <inttypes.h>
 #include <string.h>
 
@@ -26,6 +28,44 @@ static uint64_t new_bytes(const struct vmanifest *a, const struct vmanifest *b)
 			n += b->obj_size[i];
 	free(names);
 	return n;
+}
+
+/* PostgreSQL points: the WAL's end, the bases kept, and the span of
+ * recovery targets the epoch serves (from the oldest base's arrival to its
+ * cut; earlier times are served by earlier epochs). */
+static void ls_pg_json(const struct vmanifest *m)
+{
+	char e[PGWAL_LSN_LEN], b[PGWAL_LSN_LEN];
+
+	if (!m->n_pg)
+		return;
+	printf(",\"postgres\":[");
+	for (uint32_t s = 0; s < m->n_pg; s++) {
+		const struct vman_pg *p = &m->pg[s];
+		printf("%s{\"source\":\"%s\",\"timeline\":%u,\"end_lsn\":\"%s\",\"restorable_from\":%.6f,"
+		       "\"wal_objects\":%u,\"bases\":[", s ? "," : "", p->name, p->tli, pgwal_lsn_format(p->end_lsn, e),
+		       (double)p->bases[0].arrived / 1e6, p->n_wal);
+		for (uint32_t k = 0; k < p->n_bases; k++)
+			printf("%s{\"id\":\"%s\",\"arrived\":%.6f,\"epoch\":%" PRIu64 ",\"bytes\":%" PRIu64 "}",
+			       k ? "," : "", pgwal_lsn_format(p->bases[k].id, b), (double)p->bases[k].arrived / 1e6,
+			       p->bases[k].epoch, p->bases[k].bytes);
+		printf("]}");
+	}
+	printf("]");
+}
+
+static void ls_pg_text(const struct vmanifest *m)
+{
+	char e[PGWAL_LSN_LEN], b[PGWAL_LSN_LEN], t[32];
+
+	for (uint32_t s = 0; s < m->n_pg; s++) {
+		const struct vman_pg *p = &m->pg[s];
+		printf("%20s postgres %s: WAL to %s (timeline %u, %u objects), base %s of %s, %u base(s); recovery "
+		       "targets from %s\n", "", p->name, pgwal_lsn_format(p->end_lsn, e), p->tli, p->n_wal,
+		       pgwal_lsn_format(p->bases[p->n_bases - 1].id, b),
+		       vcmd_time(p->bases[p->n_bases - 1].arrived, t, sizeof(t)), p->n_bases,
+		       vcmd_time(p->bases[0].arrived, (char[32]){ 0 }, 32));
+	}
 }
 
 /* ---- ls ---- */
@@ -77,17 +117,20 @@ int cmd_vault_ls(int argc, char **argv)
 		for (uint32_t j = 0; j < m->n_objects; j++)
 			total += m->obj_size[j];
 		vcmd_series(m, label, sizeof(label));
-		if (json)
+		if (json) {
 			printf("%s{\"group\":\"%s\",\"epoch\":%" PRIu64 ",\"cut_time\":%.6f,\"consistent\":%s,"
-			       "\"bytes\":%" PRIu64 ",\"new_bytes\":%" PRIu64 ",\"objects\":%u}",
+			       "\"bytes\":%" PRIu64 ",\"new_bytes\":%" PRIu64 ",\"objects\":%u",
 			       i ? "," : "", label, m->epoch, (double)m->cut_time / 1e6,
 			       m->opened ? (m->flags & 1 ? "true" : "false") : "null", total, nb, m->n_objects);
-		else {
+			ls_pg_json(m);
+			printf("}");
+		} else {
 			vcmd_size(total, a, sizeof(a));
 			vcmd_size(nb, b, sizeof(b));
 			printf("%-20s %8" PRIu64 "  %-19s  %-10s %12s %12s\n", label, m->epoch,
 			       vcmd_time(m->cut_time, t, sizeof(t)),
 			       m->opened ? (m->flags & 1 ? "consistent" : "fuzzy") : "-", a, b);
+			ls_pg_text(m);
 		}
 	}
 	if (json) {

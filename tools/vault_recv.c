@@ -23,6 +23,7 @@
  * its session secret (docs/architecture.md, "Privilege separation"). */
 #include "cmd.h"
 #include "vault_writer.h"
+#include "vault_pg.h"
 #include "creds.h"
 #include "err.h"
 #include "fsutil.h"
@@ -70,6 +71,10 @@ static int v_state(void *ctx, struct wbuf *b)
 		sg->n_sources = g->n_src;
 		for (uint32_t s = 0; s < g->n_src; s++) {
 			snprintf(sg->sources[s].name, sizeof(sg->sources[s].name), "%s", g->src[s].name);
+			if (g->src[s].pg) {
+				vpg_state(&g->src[s], g->epoch, &sg->sources[s]);
+				continue;
+			}
 			sg->sources[s].epoch = g->epoch;
 			sg->sources[s].size = g->src[s].map.size;
 			sg->sources[s].status = SRC_OK;
@@ -86,6 +91,7 @@ static void epoch_drop(struct writer *w)
 	if (w->cur)
 		for (uint32_t s = 0; s < PROTO_MAX_SOURCES; s++) {
 			struct vsrc *x = &w->cur->src[s];
+			vpg_recv_done(x, false);
 			vmap_free(&x->next);
 			free(x->changed);
 			free(x->mark);
@@ -128,9 +134,13 @@ static int v_source(void *ctx, const struct msg_source *m)
 
 	if (m->idx >= w->n_sources || m->block_size != VAULT_BLOCK)
 		return err_set(EPROTO, "bad SOURCE %u", m->idx);
-	x = &w->cur->src[m->idx];
-	if (x->have && strcmp(x->name, m->name) != 0) {
+	x = writer_slot(w, m->idx, m->name);
+	if (x->touched)
+		return err_set(EPROTO, "source %u of the epoch described twice", m->idx);
+	if (x->pg || (x->have && strcmp(x->name, m->name) != 0)) {
 		/* The group's sources changed: start this one afresh. */
+		vpgsrc_free(x->pg);
+		x->pg = NULL;
 		x->have = false;
 	}
 	snprintf(x->name, sizeof(x->name), "%s", m->name);
@@ -174,7 +184,7 @@ static int mark_changed(struct vsrc *x, uint64_t b)
 	return 0;
 }
 
-static int upload(struct writer *w, const uint8_t *data, size_t len, uint8_t name[VAULT_NAME])
+int writer_upload(struct writer *w, const uint8_t *data, size_t len, uint8_t name[VAULT_NAME])
 {
 	char path[300];
 	int r;
@@ -208,7 +218,7 @@ static int pack_flush(struct writer *w)
 		return r;
 	randombytes_buf(w->pack.p + w->pack.len, pad);
 	w->pack.len += pad;
-	if ((r = upload(w, w->pack.p, w->pack.len, p.name)) < 0)
+	if ((r = writer_upload(w, w->pack.p, w->pack.len, p.name)) < 0)
 		return r;
 	memcpy(p.nonce, w->pack_nonce, 16);
 	if ((r = writer_pack_add(w, &p, w->pack.len, &idx)) < 0)
@@ -341,7 +351,7 @@ static int write_index(struct writer *w, struct vsrc *x)
 	wbuf_init(&b, VAULT_OBJ_MAX);
 	r = vault_index_encode(&w->k, full, w->epoch, &x->next, x->changed, x->n_changed, &w->packs, &b);
 	if (r == 0)
-		r = upload(w, b.p, b.len, name);
+		r = writer_upload(w, b.p, b.len, name);
 	if (r == 0)
 		r = writer_obj_add(w, name, b.len);
 	if (r == 0) {
@@ -376,7 +386,8 @@ static int write_manifest(struct writer *w, struct vgroup *g)
 {
 	struct vmanifest m;
 	uint8_t *used = calloc(w->packs.n + 1, 1);
-	size_t cap = w->packs.n + 1;
+	size_t cap = w->packs.n + 1, pg_objs;
+	uint32_t n_disk = 0;
 	struct wbuf b;
 	uint8_t name[VAULT_NAME];
 	char path[300];
@@ -386,20 +397,25 @@ static int write_manifest(struct writer *w, struct vgroup *g)
 	wbuf_init(&b, 256u << 20);
 	for (uint32_t s = 0; s < g->n_src; s++)
 		cap += 1 + g->src[s].n_deltas;
+	vpg_manifest_count(g, &m.n_pg, &pg_objs);
+	cap += pg_objs;
 	m.obj = malloc(cap * VAULT_NAME);
 	m.obj_size = malloc(cap * sizeof(uint64_t));
-	m.src = calloc(g->n_src, sizeof(*m.src));
-	if (!used || !m.obj || !m.obj_size || !m.src)
+	m.src = calloc(g->n_src + 1, sizeof(*m.src));
+	m.pg = calloc(m.n_pg + 1, sizeof(*m.pg));
+	if (!used || !m.obj || !m.obj_size || !m.src || !m.pg)
 		goto out;
 	vault_series(&w->k, g->name, m.series);
 	m.epoch = w->epoch;
 	m.cut_time = w->cut_time;
 	snprintf(m.group, sizeof(m.group), "%s", g->name);
 	m.flags = w->flags;
-	m.n_sources = g->n_src;
 	for (uint32_t s = 0; s < g->n_src; s++) {
 		struct vsrc *x = &g->src[s];
-		struct vman_source *ms = &m.src[s];
+		struct vman_source *ms = &m.src[n_disk];
+		if (x->pg)
+			continue; /* below */
+		n_disk++;
 		for (uint64_t i = 0; i < x->map.n; i++)
 			if (x->map.e[i].pack != VLOC_ZERO)
 				used[x->map.e[i].pack] = 1;
@@ -414,6 +430,8 @@ static int write_manifest(struct writer *w, struct vgroup *g)
 		for (uint32_t d = 0; d < x->n_deltas; d++)
 			add_obj(&m, x->deltas[d], writer_obj_size(w, x->deltas[d]));
 	}
+	m.n_sources = n_disk;
+	vpg_manifest_fill(g, m.pg, &m); /* borrowed entries */
 	for (uint32_t p = 0; p < w->packs.n; p++)
 		if (used[p])
 			add_obj(&m, w->packs.p[p].name, w->psize[p]);
@@ -437,6 +455,9 @@ static int write_manifest(struct writer *w, struct vgroup *g)
 out:
 	for (uint32_t s = 0; m.src && s < g->n_src; s++)
 		m.src[s].deltas = NULL;
+	free(m.pg); /* its entries are the writer's */
+	m.pg = NULL;
+	m.n_pg = 0;
 	vault_manifest_free(&m);
 	free(used);
 	wbuf_free(&b);
@@ -457,6 +478,9 @@ static int v_commit(void *ctx, const struct msg_epoch_end *e)
 		}
 	if ((r = frame_flush(w)) < 0 || (r = pack_flush(w)) < 0)
 		goto out;
+	for (uint32_t s = 0; s < w->n_sources; s++)
+		if (g->src[s].pg && (r = vpg_recv_finish(w, &g->src[s])) < 0)
+			goto out;
 	/* From here on the committed state changes only once the manifest is
 	 * written: work on copies of what write_index changes. */
 	{
@@ -475,7 +499,7 @@ static int v_commit(void *ctx, const struct msg_epoch_end *e)
 		}
 		for (uint32_t s = 0; s < w->n_sources && r == 0; s++) {
 			struct vsrc *x = &g->src[s];
-			if (x->reset || x->n_changed || x->next.size != x->map.size || !x->have)
+			if (!x->pg && (x->reset || x->n_changed || x->next.size != x->map.size || !x->have))
 				r = write_index(w, x);
 		}
 		if (r == 0) {
@@ -514,6 +538,7 @@ static int v_commit(void *ctx, const struct msg_epoch_end *e)
 		struct vsrc *x = &g->src[s];
 		writer_map_refs(w, &x->next, -1);
 		writer_map_refs(w, &x->map, 1);
+		vpg_recv_done(x, true);
 		x->have = true;
 	}
 	/* Packs of this epoch are now referenced.  Packs recovered from an
@@ -566,6 +591,7 @@ static void writer_free(struct writer *w)
 		for (uint32_t s = 0; s < PROTO_MAX_SOURCES; s++) {
 			vmap_free(&w->groups[i].src[s].map);
 			free(w->groups[i].src[s].deltas);
+			vpgsrc_free(w->groups[i].src[s].pg);
 		}
 	free(w->groups);
 	vpacks_free(&w->packs);
@@ -687,7 +713,8 @@ int vault_recv(int argc, char **argv)
 	struct writer w;
 	struct vault_key *vk = NULL;
 	struct recv_sink sink = { .ctx = &w, .state = v_state, .begin = v_begin, .source = v_source,
-				  .extent = v_extent, .commit = v_commit, .abort = v_abort, .advise = v_advise,
+				  .extent = v_extent, .pgsource = vpg_recv_source,
+				  .wal = vpg_recv_wal, .basefile = vpg_recv_basefile, .commit = v_commit, .abort = v_abort, .advise = v_advise,
 				  .keyed = forget_site_key };
 	bool sftp;
 	int c, rc, cache_fd = -1;

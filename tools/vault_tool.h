@@ -24,7 +24,7 @@ struct vopts {
 
 enum { O_URL = 1000, O_IDENTITY, O_KNOWN, O_VKEY, O_PUB, O_TARGET, O_EPOCH, O_AT, O_TO, O_SOURCE, O_JOBS,
        O_READ, O_JSON, O_DRY, O_GRACE, O_ALL, O_HOURLY, O_DAILY, O_MONTHLY, O_FORCE, O_GROUP, O_RECORD,
-       O_ACCEPT };
+       O_ACCEPT, O_PG_USER, O_PG_BIN, O_PG_CONF };
 
 #define VAULT_OPTS                                                                                      \
 	{ "vault", required_argument, NULL, O_URL }, { "identity", required_argument, NULL, O_IDENTITY }, \
@@ -95,6 +95,29 @@ size_t vview_print(const struct vview *v, const char *group, FILE *f, const char
 int cmd_vault_ls(int argc, char **argv);
 int cmd_vault_check(int argc, char **argv);
 int cmd_vault_prune(int argc, char **argv);
+
+/* ---- restore_pg.c: PostgreSQL sources ---- */
+struct vpg_ref;
+struct vman_pg;
+struct promote_opts;
+struct restore_pg_args {
+	const char *to;              /* the data directory: absent or empty */
+	uint64_t at;                 /* recovery_target_time (unix usec), 0: the end of the epoch's WAL */
+	const struct promote_opts *po; /* the PostgreSQL user, programs, settings */
+};
+/* Restore PostgreSQL source P of epoch M (opened) into A->to, recovered to
+ * A->at: every object checked first (nothing is made when one fails:
+ * -EBADMSG or -ENOENT naming it), then the data directory made and
+ * recovered as a cold promote does.  Prints what it reached. */
+int restore_pg(struct vstore *vs, const struct vkeys *k, const struct vmanifest *m, const struct vman_pg *p,
+	       const struct restore_pg_args *a);
+/* Fetch the object REF, check it against its name and size, open it as the
+ * piece described (vpg_obj_open) into OUT: 0, or a sentence naming it
+ * (d/XX/NAME: MISSING, TRUNCATED, DAMAGED). */
+int vpg_fetch(struct vstore *vs, const struct vkeys *k, const struct vpg_ref *ref, int kind, uint32_t tli,
+	      const char *file, uint64_t pos, uint32_t len, void *dctx, uint8_t *out);
+/* WAL piece W of P (its BYTES) against the manifest's digest. */
+int vpg_check_wal(const struct vkeys *k, const struct vman_pg *p, uint32_t w, const uint8_t *bytes);
 
 /* ---- cmd_restore.c and restore_range.c ---- */
 #define RANGE_BLOCKS 4096u /* 16 MiB of source per work item */

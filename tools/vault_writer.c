@@ -4,6 +4,7 @@
  * journal of packs uploaded since the last commit, so that an interrupted
  * epoch's uploads are found again instead of being sent twice. */
 #include "vault_writer.h"
+#include "vault_pg.h"
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
@@ -347,6 +348,9 @@ int writer_load_state(struct writer *w)
 				goto out;
 			x->have = true;
 		}
+		for (uint32_t s = 0; s < m->n_pg; s++)
+			if ((r = vpg_load(w, g, &m->pg[s])) < 0)
+				goto out;
 		log_info("vault %s: group %s at epoch %" PRIu64, w->url, g->name, g->epoch);
 	}
 	/* Epochs this writer committed that the vault no longer holds. */

@@ -27,8 +27,11 @@ struct dent {
 	uint8_t slot, used;
 };
 
+struct vpgsrc;
+
 struct vsrc {
 	char name[NAME_MAX_LEN + 1];
+	struct vpgsrc *pg;            /* a PostgreSQL source (vault_pg.h), NULL: a disk */
 	struct vmap map;
 	uint8_t digest[32];
 	uint8_t base[VAULT_NAME];
@@ -93,6 +96,10 @@ struct writer {
 /* The journal and the record live in the cache directory, the working
  * directory of the writer (names are relative: see vault_recv). */
 #define JOURNAL_FILE "pending"
+
+/* Upload LEN bytes as the object named by their hash (*NAME): created
+ * exclusively; the same bytes already there are fine. */
+int writer_upload(struct writer *w, const uint8_t *data, size_t len, uint8_t name[VAULT_NAME]);
 
 /* Tables (0 or -ENOMEM). */
 int writer_pack_add(struct writer *w, const struct vpack *p, uint64_t size, uint32_t *ret);

@@ -1,6 +1,6 @@
 /* fuzz_vault - the parsers of what a vault provider hands back: manifests
- * (public part, and the sealed private part once opened) and index
- * objects.  Signatures and AEAD would stop mutated bytes at the door, so
+ * (public part, and the sealed private part once opened, its PostgreSQL
+ * entries too) and index objects.  Signatures and AEAD would stop mutated bytes at the door, so
  * the harness signs and seals the fuzzed payloads with a fixed key first:
  * the parsers behind the checks get the arbitrary bytes. */
 #include <stdint.h>
@@ -8,6 +8,7 @@
 #include <string.h>
 #include <zstd.h>
 #include "vault.h"
+#include "vpg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -29,6 +30,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		vault_keys(&vk, &k);
 		vault_max_source = 64u << 20; /* maps of arbitrary sizes would only test malloc */
 		init = 1;
+	}
+	/* 0. the PostgreSQL part of a manifest's private part (lib/vpg.c) */
+	{
+		struct rbuf b = rbuf_init(data, size);
+		struct vman_pg *pg;
+		uint32_t n;
+		if (vpg_decode(&b, &pg, &n) == 0)
+			vpg_free(pg, n);
 	}
 	/* 1. arbitrary bytes, as stored */
 	if (vault_manifest_decode(k.pk, &k, data, size, &m) == 0)

@@ -19,7 +19,8 @@
 #   pg_bsc_config NAME URL [SOURCE_LINES...] [-- TARGET_LINES...]
 #                                  $T/bascule.yaml: basculed (relay_user) with
 #                                  group app, source db of cluster NAME (slot
-#                                  bsc_app), target secondary at URL; the lines
+#                                  bsc_app), target secondary (or
+#                                  $PG_BSC_TARGET) at URL; the lines
 #                                  given go into the source and the target
 #   pg_site_standby ROOT           (with sites.sh, after authorize_recv ROOT)
 #                                  the secondary's PostgreSQL of replica ROOT
@@ -27,6 +28,10 @@
 #                                  socket $SOCK port 5433 ($T/site.conf, given
 #                                  to recv by the key's command=), stopped at
 #                                  exit; psql2 SQL queries it
+#   pg_adopt NAME                  $(pg_dir NAME) for a cluster bascule makes in
+#                                  its data/ (restore, promote): stopped at exit;
+#                                  $(pg_dir NAME)/site.conf (for --pg-conf) puts
+#                                  its socket there
 # The replication role is $PG_REP_ROLE with password $PG_REP_PASSWORD (scram);
 # $PG_PASSFILE holds it, owned by $PG_RELAY_USER (the unprivileged user
 # `bascule pgstream --user` switches to).
@@ -84,6 +89,14 @@ HBA
 		echo "*:*:*:$PG_REP_ROLE:$PG_REP_PASSWORD" > "$PG_PASSFILE"
 		chown "$PG_RELAY_USER" "$PG_PASSFILE"; chmod 600 "$PG_PASSFILE"
 	fi
+}
+
+pg_adopt() {
+	local d
+	d=$(pg_dir "$1")
+	mkdir -p "$d"; chown postgres: "$d"; chmod 755 "$d"; chmod 711 "$T"
+	printf "unix_socket_directories = '%s'\nlisten_addresses = ''\nport = 5432\n" "$d" > "$d/site.conf"
+	PG_CLUSTERS+=("$1")
 }
 
 pg_start() {
@@ -170,7 +183,7 @@ pg_bsc_config() {
 		echo "        slot: bsc_app"
 		for l in "${src[@]}"; do echo "        $l"; done
 		echo "targets:"
-		echo "  - name: secondary"
+		echo "  - name: ${PG_BSC_TARGET:-secondary}"
 		echo "    url: $url"
 		for l in "${tgt[@]}"; do echo "    $l"; done
 	} > "$T/bascule.yaml"

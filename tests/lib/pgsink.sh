@@ -15,15 +15,30 @@
 #                               NAME, start it, wait for the end of recovery
 #   wal_compare A B             complete segments in both directories are equal;
 #                               prints how many
-#   rows_client NAME COUNT OUT  commit COUNT numbered rows (table t), one every
-#                               10 ms; OUT gets "id lsn unix_time" per commit
-#                               that returned
+#   pgvault_config NAME DIR [SOURCE_LINES...]
+#                               the same group, to a vault target at local:DIR
+#   rows_client NAME COUNT OUT [FIRST]
+#                               commit COUNT numbered rows (table t; ids from
+#                               FIRST, default 1), one every 10 ms; OUT gets
+#                               "id lsn unix_time" per commit that returned
 SINK=$T/sink
 
 sink_config() {
 	local name=$1
 	shift
 	pg_bsc_config "$name" "local:$SINK" "$@" -- "remote_command: ${SINK_CMD:-$BIN/tests/pgsink}"
+}
+
+# pgvault_config NAME VAULT_DIR [SOURCE_LINES...]: group app shipped to one
+# vault target, offsite, at local:VAULT_DIR (made writable for relay_user),
+# key $T/vault.key (created), interval 1s.
+pgvault_config() {
+	local name=$1 v=$2
+	shift 2
+	vault_dir "$v"
+	[ -f "$T/vault.key" ] || "$BIN/bascule" keygen vault "$T/vault.key" >/dev/null
+	PG_BSC_TARGET=offsite pg_bsc_config "$name" "local:$v" "$@" -- "type: vault" "vault_key: $T/vault.key" \
+		"interval: 1s" "retention: {all: 1h}"
 }
 
 pgsrc() { status_get "json.dumps(next(s for s in d['groups'][0]['sources'] if s['name'] == 'db')['postgres']['$1'])"; }
@@ -62,11 +77,11 @@ wal_compare() {
 }
 
 rows_client() {
-	local name=$1 count=$2 out=$3
+	local name=$1 count=$2 out=$3 first=${4:-1}
 	pg_sql "$name" "CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())" >/dev/null
 	# Each INSERT commits on its own; the SELECT after it runs once the
 	# commit returned: the WAL end then bounds the commit record from above.
-	for i in $(seq "$count"); do
+	for i in $(seq "$first" $((first + count - 1))); do
 		echo "INSERT INTO t (id) VALUES ($i);"
 		echo "SELECT $i, pg_current_wal_insert_lsn() - '0/0'::pg_lsn, extract(epoch from clock_timestamp()), pg_sleep(0.01);"
 	done | pg_as "$PG_BIN/psql" -X -q -At -F ' ' -h "$(pg_dir "$name")" -U postgres -d postgres > "$out" 2>/dev/null || true

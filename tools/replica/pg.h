@@ -179,17 +179,29 @@ int pg_run_setup(struct replica *r, const char *group, const char *source, const
 		 const char *link_dir, struct pgrun *run, int *ret_gfd);
 /* RUN->bin from the data directory's PG_VERSION (unless set). */
 int pgrun_version(struct pgrun *run);
-/* The user PostgreSQL runs as: USER, else the replica directory's owner
+/* The user PostgreSQL runs as: USER, else (R not NULL) the replica directory's owner
  * unless it is root, else postgres. */
 int pgrun_user(struct replica *r, const char *user, struct pgrun *run);
-/* Make RUN->data_dir (which must not exist) from base B: base.tar and the
- * tablespaces extracted, configuration files a Debian-style base lacks,
- * this site's settings, recovery.signal (STANDBY: standby.signal). */
-int pgrun_make(struct replica *r, const char *group, const char *source, const struct pgbase *b, bool standby,
-	       struct pgrun *run);
-/* Put the WAL of PATH (zeros after its end) and the history files in pg_wal. */
-int pgrun_place_wal(struct replica *r, const char *group, const char *source, uint64_t sys, const struct pgpath *path,
-		    struct pgrun *run);
+/* The store's files of base B of SOURCE (system SYS) as a feed
+ * (replica.h): STATE holds what the callbacks need, for as long as F is
+ * used. */
+struct pgstore_feed {
+	struct replica *r;
+	const char *group, *source;
+	uint64_t sys;
+	const struct pgbase *b;
+	char what[2 * NAME_MAX_LEN + 2];
+};
+void pgstore_feed(struct pgstore_feed *state, struct replica *r, const char *group, const char *source,
+		  const struct pgbase *b, struct pgfeed *ret);
+/* Make RUN->data_dir (which must not exist) from base B, its files read
+ * from F: base.tar and the tablespaces extracted, configuration files a
+ * Debian-style base lacks, this site's settings, recovery.signal
+ * (STANDBY: standby.signal). */
+int pgrun_make(const struct pgfeed *f, const struct pgbase *b, bool standby, struct pgrun *run);
+/* Put the WAL of PATH (zeros after its end) and the history files in
+ * pg_wal, from F. */
+int pgrun_place_wal(const struct pgfeed *f, const struct pgpath *path, struct pgrun *run);
 /* Give the tree beneath DFD (then the data directory) to the PostgreSQL user. */
 int pgrun_give_fd(int dfd, const struct pgrun *run, int depth);
 int pgrun_give(struct pgrun *run);
@@ -249,6 +261,12 @@ struct pgplan {
 };
 int pg_promote_plan(struct replica *r, const struct rstate *s, uint64_t epoch, uint64_t at, struct pgplan *ret,
 		    size_t max, size_t *ret_n);
+/* The cold path of promote, from any feed: make RUN's data directory from
+ * base B and the WAL of PATH, recover it (to PLAN's time) as a primary on
+ * a private socket, stop it; Y names the source and where the WAL ends. */
+int pg_recover_cold(const struct pgfeed *f, const struct pgbase *b, const struct pgpath *path,
+		    const struct state_source *y, const struct pgplan *plan, uint64_t timeout, struct pgrun *run,
+		    struct promote_pg *ret);
 /* Bring source X (the state at the promoted epoch) up as a primary. */
 int pg_promote(struct replica *r, const char *group, const struct state_source *x, const struct pgplan *plan,
 	       const struct promote_opts *o, struct promote_pg *ret);

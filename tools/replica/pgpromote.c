@@ -180,25 +180,47 @@ static int recover(const struct pgrun *run, uint32_t tli, uint64_t at, const cha
 
 /* Recovery to PLAN's time, or to the end of the WAL given when no
  * transaction committed after it. */
-static int recover_to(const char *group, const struct state_source *y, const struct pgplan *plan, const char *restore,
+static int recover_to(const char *what, const struct state_source *y, const struct pgplan *plan, const char *restore,
 		      uint64_t timeout, const struct pgrun *run, struct pgrecovered *rec)
 {
 	int rc = recover(run, y->timeline, plan->at, restore, timeout, rec);
 
 	if (rc < 0 && plan->at && rec->target_missed) {
 		/* No transaction committed after the time: everything there is is before it. */
-		log_info("%s/%s: no transaction committed after the time asked for in the WAL kept; recovering "
-			 "to its end", group, y->name);
+		log_info("%s: no transaction committed after the time asked for in the WAL kept; recovering "
+			 "to its end", what);
 		rc = recover(run, y->timeline, 0, restore, timeout, rec);
 	}
 	return rc;
+}
+
+int pg_recover_cold(const struct pgfeed *f, const struct pgbase *b, const struct pgpath *path,
+		    const struct state_source *y, const struct pgplan *plan, uint64_t timeout, struct pgrun *run,
+		    struct promote_pg *ret)
+{
+	struct pgrecovered rec;
+	int rc;
+
+	if ((rc = pgrun_make(f, b, false, run)) < 0 || (rc = pgrun_place_wal(f, path, run)) < 0 ||
+	    (rc = pgrun_give(run)) < 0 || (rc = pgrun_dir(run)) < 0)
+		return rc;
+	if ((rc = recover_to(f->what, y, plan, NULL, timeout, run, &rec)) < 0 || (rc = stop(run)) < 0)
+		return rc;
+	ret->end_lsn = y->end_lsn;
+	ret->redo_lsn = rec.redo_lsn;
+	ret->timeline = rec.tli;
+	ret->last_xact = rec.last_xact;
+	ret->at = plan->at;
+	pgrun_dir_remove(run);
+	return 0;
 }
 
 static int promote_cold(struct replica *r, const char *group, const struct state_source *y, const struct pgplan *plan,
 			const struct promote_opts *o, struct pgrun *run, struct promote_pg *ret)
 {
 	uint64_t timeout = o->pg_timeout ? o->pg_timeout : 3600ULL * 1000000;
-	struct pgrecovered rec;
+	struct pgstore_feed sf;
+	struct pgfeed f;
 	struct pgbase b;
 	struct pgpath path;
 	char a[PGWAL_LSN_LEN], e[PGWAL_LSN_LEN];
@@ -210,19 +232,57 @@ static int promote_cold(struct replica *r, const char *group, const struct state
 		return err_set(ENOENT, "%s/%s cannot be promoted at %s: its base backup %s is consistent only "
 				       "from %s (promote a later epoch)", group, y->name, pgwal_lsn_format(y->end_lsn, a),
 			       pgwal_lsn_format(b.id, e), pgwal_lsn_format(b.end_lsn, (char[PGWAL_LSN_LEN]){ 0 }));
-	if ((rc = pgrun_make(r, group, y->name, &b, false, run)) < 0 ||
-	    (rc = pgrun_place_wal(r, group, y->name, y->system_id, &path, run)) < 0 || (rc = pgrun_give(run)) < 0 ||
-	    (rc = pgrun_dir(run)) < 0)
-		return rc;
-	if ((rc = recover_to(group, y, plan, NULL, timeout, run, &rec)) < 0 || (rc = stop(run)) < 0)
-		return rc;
-	ret->end_lsn = y->end_lsn;
-	ret->redo_lsn = rec.redo_lsn;
-	ret->timeline = rec.tli;
-	ret->last_xact = rec.last_xact;
-	ret->at = plan->at;
-	pgrun_dir_remove(run);
-	return 0;
+	pgstore_feed(&sf, r, group, y->name, &b, &f);
+	return pg_recover_cold(&f, &b, &path, y, plan, timeout, run, ret);
+}
+
+int replica_pg_restore(const struct pgfeed *f, const struct pg_restore_req *req, const struct promote_opts *o,
+		       const char *data_dir, struct promote_pg *ret)
+{
+	uint64_t timeout = o->pg_timeout ? o->pg_timeout : 3600ULL * 1000000, t0 = clock_mono_usec();
+	struct state_source y = { .system_id = req->system_id, .base_id = req->base_id, .timeline = req->tli,
+				  .end_lsn = req->end_lsn };
+	struct pgplan plan = { .at = req->at };
+	struct pgpath path = { .n = 1, .r = { { .tli = req->tli, .from = req->from, .to = req->end_lsn } } };
+	struct pgbase *b = calloc(1, sizeof(*b));
+	struct promote_pg p = { 0 };
+	struct pgrun run;
+	int rc;
+
+	if (!b)
+		return -ENOMEM;
+	pgrun_init(&run);
+	snprintf(y.name, sizeof(y.name), "%s", req->source);
+	snprintf(p.source, sizeof(p.source), "%s", req->source);
+	b->system_id = req->system_id;
+	b->id = req->base_id;
+	b->tli = req->tli;
+	if (req->n_files > PGBASE_MAX_FILES) {
+		rc = err_set(E2BIG, "%s: a base of %u files (at most %u)", f->what, req->n_files, PGBASE_MAX_FILES);
+		goto out;
+	}
+	for (uint32_t i = 0; i < req->n_files; i++)
+		snprintf(b->files[b->n_files++].name, sizeof(b->files[0].name), "%s", req->files[i]);
+	run.conf = o->pg_conf ? o->pg_conf : access(PG_SITE_CONF, F_OK) == 0 ? PG_SITE_CONF : NULL;
+	if (o->pg_bin)
+		snprintf(run.bin, sizeof(run.bin), "%s", o->pg_bin);
+	if ((rc = pgrun_user(NULL, o->pg_user ? o->pg_user : "postgres", &run)) < 0)
+		goto out;
+	if ((rc = fs_abspath(data_dir, run.data_dir, sizeof(run.data_dir))) < 0)
+		goto out;
+	if (strlen(run.data_dir) >= sizeof(p.data_dir)) {
+		rc = -ENAMETOOLONG;
+		goto out;
+	}
+	memcpy(p.data_dir, run.data_dir, strlen(run.data_dir) + 1); /* fits: checked above */
+	if ((rc = pg_recover_cold(f, b, &path, &y, &plan, timeout, &run, &p)) < 0)
+		goto out;
+	p.usec = clock_mono_usec() - t0;
+	*ret = p;
+out:
+	pgrun_close(&run);
+	free(b);
+	return rc;
 }
 
 /* "Minimum recovery ending location" of a stopped cluster (pg_controldata). */
@@ -279,10 +339,11 @@ static int promote_hot(struct replica *r, const char *group, const struct state_
 		       const struct pgplan *plan, const struct promote_opts *o, struct pgrun *run, struct promote_pg *ret)
 {
 	uint64_t timeout = o->pg_timeout ? o->pg_timeout : 3600ULL * 1000000, min = 0;
-	char *restore = NULL, a[PGWAL_LSN_LEN], b[PGWAL_LSN_LEN];
+	char *restore = NULL, a[PGWAL_LSN_LEN], b[PGWAL_LSN_LEN], what[2 * NAME_MAX_LEN + 2];
 	struct pgrecovered rec;
 	int rc;
 
+	snprintf(what, sizeof(what), "%s/%s", group, x->name);
 	if ((rc = pgrun_version(run)) < 0 || (rc = pgrun_running(run)) < 0 || (rc && (rc = stop(run)) < 0) ||
 	    (rc = min_recovery(run, &min)) < 0)
 		return rc;
@@ -304,7 +365,7 @@ static int promote_hot(struct replica *r, const char *group, const struct state_
 		if (fd >= 0)
 			close(fd);
 	}
-	if (rc == 0 && (rc = pgrun_dir(run)) == 0 && (rc = recover_to(group, y, plan, restore, timeout, run, &rec)) == 0 &&
+	if (rc == 0 && (rc = pgrun_dir(run)) == 0 && (rc = recover_to(what, y, plan, restore, timeout, run, &rec)) == 0 &&
 	    (rc = stop(run)) == 0)
 		rc = pgrun_start(run, timeout);
 	free(restore);

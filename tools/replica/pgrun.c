@@ -44,13 +44,16 @@ int pgrun_user(struct replica *r, const char *user, struct pgrun *run)
 		pw = getpwuid(r->owner_uid);
 	else
 		pw = getpwnam(user = "postgres");
+	if (!pw && !r)
+		return err_set(ENOENT, "no user %s to run PostgreSQL as: give --pg-user USER (PostgreSQL does "
+				       "not run as root)", user);
 	if (!pw)
 		return err_set(ENOENT, "no user %s to run PostgreSQL as: give --pg-user (PostgreSQL does not "
 				       "run as root, and the replica directory %s belongs to root)",
 			       user ? user : "(the replica's owner)", r->root);
 	if (pw->pw_uid == 0)
-		return err_set(EINVAL, "PostgreSQL does not run as root: give --pg-user USER (the replica "
-				       "directory %s belongs to root)", r->root);
+		return err_set(EINVAL, "PostgreSQL does not run as root: give --pg-user USER%s%s%s", r ? " (the replica "
+			       "directory " : "", r ? r->root : "", r ? " belongs to root)" : "");
 	run->uid = pw->pw_uid;
 	run->gid = pw->pw_gid;
 	snprintf(run->user, sizeof(run->user), "%s", pw->pw_name);
@@ -134,23 +137,45 @@ static int untar(int in, int dfd, const char *what)
 	return rc;
 }
 
+/* ---- the store as a feed ---- */
+
 /* The file NAME of base B, open (the store's checks: tree.c). */
-static int base_file(struct replica *r, const char *group, const char *source, const struct pgbase *b,
-		     const char *name)
+static int sf_base_file(void *ctx, const char *name)
 {
+	struct pgstore_feed *s = ctx;
 	char path[RPATH];
 	int rc;
 
-	if ((rc = pg_path(path, sizeof(path), group, source, b->system_id, "base/%016llx/%s",
-			  (unsigned long long)b->id, name)) < 0)
+	if ((rc = pg_path(path, sizeof(path), s->group, s->source, s->b->system_id, "base/%016llx/%s",
+			  (unsigned long long)s->b->id, name)) < 0)
 		return rc;
-	return tree_open(r, path, O_RDONLY, 0);
+	return tree_open(s->r, path, O_RDONLY, 0);
+}
+
+static int sf_segment(void *ctx, uint32_t tli, uint64_t segno, uint64_t limit, uint8_t *buf)
+{
+	struct pgstore_feed *s = ctx;
+	return pg_segment(s->r, s->group, s->source, s->sys, tli, segno, limit, buf);
+}
+
+static int sf_history(void *ctx, uint32_t tli, char **ret, size_t *ret_len)
+{
+	struct pgstore_feed *s = ctx;
+	return pghistory_load(s->r, s->group, s->source, s->sys, tli, ret, ret_len);
+}
+
+void pgstore_feed(struct pgstore_feed *state, struct replica *r, const char *group, const char *source,
+		  const struct pgbase *b, struct pgfeed *ret)
+{
+	*state = (struct pgstore_feed){ .r = r, .group = group, .source = source, .sys = b->system_id, .b = b };
+	snprintf(state->what, sizeof(state->what), "%s/%s", group, source);
+	*ret = (struct pgfeed){ .ctx = state, .base_file = sf_base_file, .segment = sf_segment,
+				.history = sf_history, .what = state->what };
 }
 
 /* Tablespaces: each OID.tar into PARENT/.NAME.tblspc/OID, and
  * tablespace_map pointing there. */
-static int tablespaces(struct replica *r, const char *group, const char *source, const struct pgbase *b,
-		       struct pgrun *run)
+static int tablespaces(const struct pgfeed *f, const struct pgbase *b, struct pgrun *run)
 {
 	char map[8192] = "", tdir[RPATH], *slash = strrchr(run->data_dir, '/');
 	size_t ml = 0;
@@ -177,7 +202,7 @@ static int tablespaces(struct replica *r, const char *group, const char *source,
 				     (int)(slash - run->data_dir), run->data_dir, tdir, strerror(errno));
 			break;
 		}
-		if ((in = base_file(r, group, source, b, n)) < 0)
+		if ((in = f->base_file(f->ctx, n)) < 0)
 			rc = in;
 		else {
 			rc = untar(in, ofd, n);
@@ -240,8 +265,7 @@ static int config(struct pgrun *run, bool standby)
 	return rc;
 }
 
-int pgrun_make(struct replica *r, const char *group, const char *source, const struct pgbase *b, bool standby,
-	       struct pgrun *run)
+int pgrun_make(const struct pgfeed *f, const struct pgbase *b, bool standby, struct pgrun *run)
 {
 	char *slash = strrchr(run->data_dir, '/'), parent[RPATH];
 	int in, rc;
@@ -261,12 +285,12 @@ int pgrun_make(struct replica *r, const char *group, const char *source, const s
 		return err_set(errno, "cannot open %s: %s", run->data_dir, strerror(errno));
 	if ((geteuid() == 0 && fchown(run->dfd, 0, 0) < 0) || fchmod(run->dfd, 0700) < 0)
 		return err_set(errno, "cannot make %s root's while it is built: %s", run->data_dir, strerror(errno));
-	if ((in = base_file(r, group, source, b, "base.tar")) < 0)
+	if ((in = f->base_file(f->ctx, "base.tar")) < 0)
 		return in;
 	rc = untar(in, run->dfd, "base.tar");
 	close(in);
 	if (rc == 0)
-		rc = tablespaces(r, group, source, b, run);
+		rc = tablespaces(f, b, run);
 	if (rc == 0)
 		rc = config(run, standby);
 	return rc < 0 ? rc : pgrun_version(run);
@@ -295,8 +319,7 @@ int pgrun_version(struct pgrun *run)
 	return 0;
 }
 
-int pgrun_place_wal(struct replica *r, const char *group, const char *source, uint64_t sys, const struct pgpath *path,
-		    struct pgrun *run)
+int pgrun_place_wal(const struct pgfeed *f, const struct pgpath *path, struct pgrun *run)
 {
 	uint8_t *buf = malloc(PG_SEG);
 	uint64_t n_seg = 0;
@@ -316,17 +339,16 @@ int pgrun_place_wal(struct replica *r, const char *group, const char *source, ui
 			char *text, hn[PGWAL_HISTORY_NAME_LEN];
 			size_t len;
 			pgwal_history_name(hn, g->tli);
-			if ((rc = pghistory_load(r, group, source, sys, g->tli, &text, &len)) < 0)
+			if ((rc = f->history(f->ctx, g->tli, &text, &len)) < 0)
 				break;
 			rc = write_new(wfd, hn, text, len, "pg_wal");
 			free(text);
 		}
 		/* Each segment as recovery reads it: nothing past the range's end. */
 		for (uint64_t s = g->from / PG_SEG; rc == 0 && g->to && s <= (g->to - 1) / PG_SEG; s++) {
-			if ((rc = pg_segment(r, group, source, sys, g->tli, s, g->to, buf)) < 0) {
+			if ((rc = f->segment(f->ctx, g->tli, s, g->to, buf)) < 0) {
 				pgwal_seg_name(name, g->tli, s, PG_SEG);
-				rc = rc == -ENOENT ? err_set(EBADMSG, "WAL segment %s of %s/%s is missing", name, group,
-							     source) : rc;
+				rc = rc == -ENOENT ? err_set(EBADMSG, "WAL segment %s of %s is missing", name, f->what) : rc;
 				break;
 			}
 			pgwal_seg_name(name, g->tli, s, PG_SEG);
@@ -339,7 +361,7 @@ int pgrun_place_wal(struct replica *r, const char *group, const char *source, ui
 	if (rc == 0 && syncfs(run->dfd) < 0)
 		rc = err_set(errno, "cannot sync %s: %s", run->data_dir, strerror(errno));
 	if (rc == 0)
-		log_debug("%s/%s: %llu WAL segments placed in %s/pg_wal", group, source, (unsigned long long)n_seg,
+		log_debug("%s: %llu WAL segments placed in %s/pg_wal", f->what, (unsigned long long)n_seg,
 			 run->data_dir);
 	return rc;
 }

@@ -229,8 +229,11 @@ int pg_standby(struct replica *r, const char *group, const struct state_source *
 	if ((rc = pg_standby_find(r, group, x->name, path, sizeof(path))) < 0)
 		goto out;
 	if (rc == 0) {
+		struct pgstore_feed sf;
+		struct pgfeed f;
+		pgstore_feed(&sf, r, group, x->name, &b, &f);
 		if ((rc = pg_copy_open(r, group, x, &b, &wal)) < 0 || (rc = pg_restore_command(r, group, x->name, 0, 0, &cmd)) < 0 ||
-		    (rc = pgrun_make(r, group, x->name, &b, true, &run)) < 0 || (rc = standby_config(&run, cmd)) < 0 ||
+		    (rc = pgrun_make(&f, &b, true, &run)) < 0 || (rc = standby_config(&run, cmd)) < 0 ||
 		    (rc = pgrun_give(&run)) < 0)
 			goto out;
 		if ((rc = standby_path(marker, sizeof(marker), group, x->name)) < 0 ||
