@@ -28,9 +28,9 @@ static const struct cfg_key ship_keys[] = {
 	  .note = "the intake's host key (bascule trust-host HOST --known-hosts FILE); strict" },
 	{ K("full_every", CT_UINT, struct ship_config, full_every), .def = "7", .min = 1, .max = 366,
 	  .note = "a full dump every N nights, deltas against the previous night in between (1: always full)" },
-	{ K("delta_block", CT_SIZE, struct ship_config, delta_block), .def = "512", .min = 64,
-	  .max = 65536, .note = "librsync block size: smaller finds more of a changed dump, with a larger "
-				"signature kept in state_dir (12 bytes per block)" },
+	{ K("delta_block", CT_SIZE, struct ship_config, delta_block), .def = "0", .max = 65536,
+	  .note = "librsync block size, 64 bytes to 64KiB; 0 = auto: 128 bytes, larger for dumps over 1GiB "
+		  "so that the signature kept in state_dir stays under 8 million blocks (12 bytes each)" },
 	{ K("compression_level", CT_UINT, struct ship_config, compression_level), .def = "3", .min = 1,
 	  .max = 19, .note = "zstd level of the payload" },
 	{ 0 }
@@ -54,6 +54,11 @@ int ship_config_read(const char *path, struct ship_config **ret)
 	free(text);
 	if (r < 0)
 		goto fail;
+	if (c->delta_block && c->delta_block < 64) {
+		r = err_set(EINVAL, "%s: delta_block %llu is below 64 bytes (0 chooses by itself)", path,
+			    (unsigned long long)c->delta_block);
+		goto fail;
+	}
 	if (!vstore_url_ok(c->intake)) {
 		r = err_set(EINVAL, "%s: intake '%s' must be sftp://USER@HOST[:PORT]/DIR or local:DIR", path,
 			    c->intake);

@@ -36,6 +36,7 @@ struct last_night {
 	char night[11];
 	uint8_t digest[32];
 	unsigned since_full;
+	unsigned long long dump_size;
 };
 
 struct pipeline {
@@ -68,7 +69,8 @@ static int read_last(int dirfd, struct last_night *ret)
 	if (n <= 0)
 		return -ENOENT;
 	text[n] = 0;
-	if (sscanf(text, "night %10s manifest %64s since_full %u", l.night, hex, &l.since_full) != 3 ||
+	if (sscanf(text, "night %10s manifest %64s since_full %u dump_size %llu", l.night, hex, &l.since_full,
+		   &l.dump_size) < 3 ||
 	    !intake_night_ok(l.night) ||
 	    sodium_hex2bin(l.digest, 32, hex, 64, NULL, NULL, NULL) != 0)
 		return -EBADMSG;
@@ -82,7 +84,8 @@ static int write_last(const char *dir, const struct last_night *l)
 	int n;
 
 	sodium_bin2hex(hex, sizeof(hex), l->digest, 32);
-	n = snprintf(text, sizeof(text), "night %s manifest %s since_full %u\n", l->night, hex, l->since_full);
+	n = snprintf(text, sizeof(text), "night %s manifest %s since_full %u dump_size %llu\n", l->night, hex,
+		     l->since_full, l->dump_size);
 	snprintf(path, sizeof(path), "%s/" LAST_FILE, dir);
 	return fs_write_atomic(path, text, (size_t)n, 0600);
 }
@@ -182,6 +185,19 @@ static void dump_stderr(int fd, char *buf, size_t len)
 			*c = ' ';
 }
 
+/* delta_block, or for 0: 128 bytes, doubled until the previous dump (of
+ * PREV bytes, 0 if unknown) is at most 8 Mi blocks. */
+static size_t block_size(const struct ship_config *c, uint64_t prev)
+{
+	size_t b = 128;
+
+	if (c->delta_block)
+		return (size_t)c->delta_block;
+	while (b < 65536 && prev / b > (8u << 20))
+		b *= 2;
+	return b;
+}
+
 static void today(char buf[11])
 {
 	time_t t = time(NULL);
@@ -225,7 +241,7 @@ int ship_run(const struct ship_config *c, const struct ship_opts *o, struct ship
 	struct last_night last = { 0 };
 	struct rsync_job *sigjob = NULL, *deltajob = NULL;
 	struct intake_secret secret = { 0 };
-	struct vstore_opts vo = { .identity = c->identity, .known_hosts = c->known_hosts };
+	struct vstore_opts vo = { .identity = c->identity, .known_hosts = c->known_hosts, .object_mode = 0440 };
 	struct wbuf man;
 	uint8_t sk[crypto_sign_SECRETKEYBYTES], *buf = NULL, *oldsig = NULL;
 	char name[64], path[4200], errtext[4096];
@@ -312,7 +328,7 @@ int ship_run(const struct ship_config *c, const struct ship_opts *o, struct ship
 		goto out;
 	}
 	ZSTD_CCtx_setParameter(p.z, ZSTD_c_compressionLevel, (int)c->compression_level);
-	if ((r = rsync_job_signature(c->delta_block, &sigjob)) < 0)
+	if ((r = rsync_job_signature(block_size(c, have_last ? last.dump_size : 0), &sigjob)) < 0)
 		goto out;
 	if ((p.sig_fd = openat(dirfd, SIG_NEW, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
 		r = err_set(errno, "cannot write %s/%s: %s", c->state_dir, SIG_NEW, strerror(errno));
@@ -404,7 +420,8 @@ int ship_run(const struct ship_config *c, const struct ship_opts *o, struct ship
 		goto out;
 	}
 	{
-		struct last_night now = { .since_full = res.full ? 0 : last.since_full + 1 };
+		struct last_night now = { .since_full = res.full ? 0 : last.since_full + 1,
+					  .dump_size = p.dump_bytes };
 		snprintf(now.night, sizeof(now.night), "%s", res.night);
 		memcpy(now.digest, p.m.digest, 32);
 		if ((r = write_last(c->state_dir, &now)) < 0)
