@@ -1,6 +1,7 @@
 /* cmd_keygen.c - bascule keygen site|signing|vault|client FILE */
 #include "cmd.h"
 #include "clientkey.h"
+#include "pwseal.h"
 #include "err.h"
 #include "fsutil.h"
 #include "key.h"
@@ -145,6 +146,12 @@ static int keygen_client(int argc, char **argv)
 	if ((r = cmd_read_passphrase(pfile, true, "Passphrase sealing the decryption key (12+ characters): ",
 				     pass, sizeof(pass))) < 0)
 		goto out;
+	if (strlen(pass) < PWSEAL_MIN_PASSPHRASE) {
+		fprintf(stderr, "bascule keygen: the passphrase must be at least %d characters long\n",
+			PWSEAL_MIN_PASSPHRASE);
+		sodium_memzero(pass, sizeof(pass));
+		return EXIT_USAGE;
+	}
 	if ((r = clientkey_generate(argv[optind], pass)) < 0)
 		goto out;
 	printf("wrote %s.key (decryption key, sealed with the passphrase: keep it offline, off the\n"
