@@ -2,7 +2,9 @@
 #include "rsync.h"
 #include "err.h"
 #include <librsync.h>
+#include <stdlib.h>
 #include <string.h>
+#include "fsutil.h"
 
 #define RS_BLOCK 4096
 #define RS_STRONG 8
@@ -108,4 +110,136 @@ int rsync_patch(const uint8_t *basis, size_t basis_len, const uint8_t *delta, si
 		memcpy(out, o.p, out_len);
 	wbuf_free(&o);
 	return rc < 0 && rc != -EBADMSG ? err_set(EBADMSG, "corrupt delta") : rc;
+}
+
+/* ---- streaming jobs ---- */
+
+struct rsync_job {
+	rs_job_t *job;
+	rs_signature_t *sums;
+	int basis_fd;
+	bool done;
+	uint8_t out[1u << 16];
+};
+
+static rs_result fd_copy_cb(void *opaque, rs_long_t pos, size_t *len, void **buf)
+{
+	struct rsync_job *j = opaque;
+	ssize_t n;
+
+	if (pos < 0)
+		return RS_INPUT_ENDED;
+	n = fs_pread_full(j->basis_fd, *buf, *len, (uint64_t)pos);
+	if (n <= 0)
+		return n == 0 ? RS_INPUT_ENDED : RS_IO_ERROR;
+	*len = (size_t)n;
+	return RS_DONE;
+}
+
+static struct rsync_job *job_new(void)
+{
+	struct rsync_job *j = calloc(1, sizeof(*j));
+	if (j)
+		j->basis_fd = -1;
+	return j;
+}
+
+int rsync_job_signature(size_t block, struct rsync_job **ret)
+{
+	struct rsync_job *j = job_new();
+
+	if (!j)
+		return -ENOMEM;
+	if (!(j->job = rs_sig_begin(block, RS_STRONG, RS_RK_BLAKE2_SIG_MAGIC))) {
+		free(j);
+		return -ENOMEM;
+	}
+	*ret = j;
+	return 0;
+}
+
+int rsync_job_delta(const uint8_t *sig, size_t siglen, struct rsync_job **ret)
+{
+	struct rsync_job *j = job_new();
+	struct wbuf none;
+	rs_job_t *load;
+	int rc;
+
+	if (!j)
+		return -ENOMEM;
+	wbuf_init(&none, 1 << 20);
+	if (!(load = rs_loadsig_begin(&j->sums))) {
+		free(j);
+		return -ENOMEM;
+	}
+	rc = run_job(load, sig, siglen, &none);
+	rs_job_free(load);
+	wbuf_free(&none);
+	if (rc < 0 || !j->sums || rs_build_hash_table(j->sums) != RS_DONE) {
+		rsync_job_free(j);
+		return err_set(EBADMSG, "malformed librsync signature");
+	}
+	if (!(j->job = rs_delta_begin(j->sums))) {
+		rsync_job_free(j);
+		return -ENOMEM;
+	}
+	*ret = j;
+	return 0;
+}
+
+int rsync_job_patch(int basis_fd, struct rsync_job **ret)
+{
+	struct rsync_job *j = job_new();
+
+	if (!j)
+		return -ENOMEM;
+	j->basis_fd = basis_fd;
+	if (!(j->job = rs_patch_begin(fd_copy_cb, j))) {
+		free(j);
+		return -ENOMEM;
+	}
+	*ret = j;
+	return 0;
+}
+
+int rsync_job_feed(struct rsync_job *j, const void *in, size_t n, bool eof, rsync_out_fn out, void *ctx)
+{
+	rs_buffers_t b = { .next_in = (char *)in, .avail_in = n, .eof_in = eof };
+	int idle = 0;
+
+	if (j->done)
+		return n || !eof ? err_set(EBADMSG, "librsync: input after the end") : 0;
+	for (;;) {
+		size_t before = b.avail_in, made;
+		rs_result r;
+		int rc;
+
+		b.next_out = (char *)j->out;
+		b.avail_out = sizeof(j->out);
+		r = rs_job_iter(j->job, &b);
+		made = sizeof(j->out) - b.avail_out;
+		if (made && (rc = out(ctx, j->out, made)) < 0)
+			return rc;
+		if (r == RS_DONE) {
+			j->done = true;
+			return b.avail_in ? err_set(EBADMSG, "librsync: data after the end of a delta") : 0;
+		}
+		if (r != RS_BLOCKED)
+			return err_set(EBADMSG, "librsync: %s", rs_strerror(r));
+		if (!eof && b.avail_in == 0 && made < sizeof(j->out))
+			return 0;
+		if (!made && b.avail_in == before && ++idle > 3)
+			return err_set(EBADMSG, "librsync: no progress%s", eof ? " at the end of the input" : "");
+	}
+}
+
+void rsync_job_free(struct rsync_job *j)
+{
+	if (!j)
+		return;
+	if (j->job)
+		rs_job_free(j->job);
+	if (j->sums)
+		rs_free_sumset(j->sums);
+	free(j);
 }

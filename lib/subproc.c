@@ -161,7 +161,8 @@ static int drain(int *fd, struct subproc_result *r, size_t max, size_t budget)
 	return 1;
 }
 
-static int start(const char *const *argv, char **envp, int out_fd, const struct subproc_opts *o, pid_t *ret_pid)
+static int start(const char *const *argv, char **envp, int out_fd, int err_fd, const struct subproc_opts *o,
+		 pid_t *ret_pid)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
@@ -180,8 +181,10 @@ static int start(const char *const *argv, char **envp, int out_fd, const struct 
 			    : posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	if (!r && o->cwd_fd > 0)
 		r = posix_spawn_file_actions_addfchdir_np(&fa, o->cwd_fd);
-	if (!r && out_fd >= 0 && !(r = posix_spawn_file_actions_adddup2(&fa, out_fd, 1)))
-		r = posix_spawn_file_actions_adddup2(&fa, out_fd, 2);
+	if (!r && out_fd >= 0)
+		r = posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+	if (!r && err_fd >= 0)
+		r = posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
 	if (!r)
 		r = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
 						      POSIX_SPAWN_SETSIGDEF);
@@ -216,7 +219,7 @@ int subproc_run(const char *const *argv, const struct subproc_opts *o, struct su
 		r = err_set(errno, "cannot run %s: pipe: %s", argv[0], strerror(errno));
 		goto out;
 	}
-	if ((r = start(argv, envp, pfd[1], o, &pid)) < 0) {
+	if ((r = start(argv, envp, pfd[1], pfd[1], o, &pid)) < 0) {
 		r = err_set(r, "cannot run %s: %s", argv[0], strerror(-r));
 		pid = -1;
 		goto out;
@@ -289,6 +292,47 @@ out:
 	subproc_result_free(&res);
 	free(envp);
 	return r;
+}
+
+int subproc_spawn_reader(const char *const *argv, const struct subproc_opts *o, int err_fd, pid_t *ret_pid,
+			 int *ret_fd)
+{
+	int pfd[2], r;
+	char **envp;
+	pid_t pid;
+
+	if (!argv || !argv[0])
+		return err_set(EINVAL, "no command to run");
+	if (!(envp = env_merge(o->env)))
+		return err_set(ENOMEM, "cannot run %s: out of memory", argv[0]);
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		r = err_set(errno, "cannot run %s: pipe: %s", argv[0], strerror(errno));
+		free(envp);
+		return r;
+	}
+	r = start(argv, envp, pfd[1], err_fd, o, &pid);
+	free(envp);
+	close(pfd[1]);
+	if (r < 0) {
+		close(pfd[0]);
+		return err_set(-r, "cannot run %s: %s", argv[0], strerror(-r));
+	}
+	*ret_pid = pid;
+	*ret_fd = pfd[0];
+	return 0;
+}
+
+int subproc_wait(pid_t pid, struct subproc_result *ret)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return err_set(errno, "waiting for pid %d: %s", (int)pid, strerror(errno));
+	memset(ret, 0, sizeof(*ret));
+	ret->exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	ret->term_signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+	return 0;
 }
 
 void subproc_words_free(char **argv)

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* The argv of `/bin/sh -c CMD` (a compound literal: valid in the enclosing block). */
 #define SUBPROC_SH(cmd) ((const char *const[]){ "/bin/sh", "-c", (cmd), NULL })
@@ -51,6 +52,16 @@ struct subproc_result {
  * -EACCES; no memory, no pipe) with a sentence naming ARGV[0]; *RET is then
  * untouched. */
 int subproc_run(const char *const *argv, const struct subproc_opts *o, struct subproc_result *ret);
+/* Start ARGV under O (env, stdin, cwd; no deadline, nothing captured) with
+ * its stdout on a pipe the caller reads (*RET_FD, blocking, O_CLOEXEC) and
+ * its stderr on ERR_FD (-1: the caller's): for output too large to hold,
+ * such as a dump.  The caller reads to the end, closes *RET_FD and reaps
+ * *RET_PID with subproc_wait.  A child still writing when the caller dies
+ * gets SIGPIPE.  Errors as subproc_run. */
+int subproc_spawn_reader(const char *const *argv, const struct subproc_opts *o, int err_fd, pid_t *ret_pid,
+			 int *ret_fd);
+/* Reap PID: *RET's exit_status and term_signal (no output). */
+int subproc_wait(pid_t pid, struct subproc_result *ret);
 /* Frees the output; accepts a zeroed or already freed result. */
 void subproc_result_free(struct subproc_result *r);
 /* Append N bytes of output to R, keeping the last MAX bytes (R's buffer is

@@ -3,6 +3,7 @@
 #include "err.h"
 #include "fsutil.h"
 #include "key.h"
+#include "pwseal.h"
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -101,75 +102,24 @@ int vaultkey_load_public(const char *path, uint8_t pk[crypto_sign_PUBLICKEYBYTES
 			     crypto_sign_PUBLICKEYBYTES);
 }
 
-static int stretch(const char *passphrase, const uint8_t salt[crypto_pwhash_SALTBYTES],
-		   unsigned long long ops, size_t mem, uint8_t out[crypto_secretbox_KEYBYTES])
-{
-	if (crypto_pwhash(out, crypto_secretbox_KEYBYTES, passphrase, strlen(passphrase), salt, ops,
-			  mem, crypto_pwhash_ALG_ARGON2ID13) != 0)
-		return err_set(ENOMEM, "Argon2id needs %zu MiB of memory, which is not available",
-			       mem >> 20);
-	return 0;
-}
-
 int vaultkey_escrow_write(const struct vault_key *k, const char *path, const char *passphrase)
 {
-	uint8_t salt[crypto_pwhash_SALTBYTES], nonce[crypto_secretbox_NONCEBYTES];
-	uint8_t box[VAULT_KEY_BYTES + crypto_secretbox_MACBYTES], key[crypto_secretbox_KEYBYTES];
-	char b1[64], b2[64], b3[128], line[512];
-	unsigned long long ops = crypto_pwhash_OPSLIMIT_MODERATE;
-	size_t mem = crypto_pwhash_MEMLIMIT_MODERATE;
-	int r;
-
-	if (strlen(passphrase) < 12)
-		return err_set(EINVAL, "the escrow passphrase must be at least 12 characters long");
-	randombytes_buf(salt, sizeof(salt));
-	randombytes_buf(nonce, sizeof(nonce));
-	if ((r = stretch(passphrase, salt, ops, mem, key)) < 0)
-		return r;
-	crypto_secretbox_easy(box, k->master, VAULT_KEY_BYTES, nonce, key);
-	sodium_memzero(key, sizeof(key));
-	sodium_bin2base64(b1, sizeof(b1), salt, sizeof(salt), sodium_base64_VARIANT_ORIGINAL);
-	sodium_bin2base64(b2, sizeof(b2), nonce, sizeof(nonce), sodium_base64_VARIANT_ORIGINAL);
-	sodium_bin2base64(b3, sizeof(b3), box, sizeof(box), sodium_base64_VARIANT_ORIGINAL);
-	snprintf(line, sizeof(line), VE_HEADER " %llu %zu %s %s %s\n", ops, mem, b1, b2, b3);
-	r = fs_write_atomic(path, line, strlen(line), 0600);
-	return r < 0 ? err_wrap(r, "cannot write the escrow file %s", path) : 0;
+	int r = pwseal_write(path, VE_HEADER, k->master, VAULT_KEY_BYTES, passphrase, false);
+	return r == -EINVAL ? err_set(EINVAL, "the escrow passphrase must be at least %d characters long",
+				      PWSEAL_MIN_PASSPHRASE) : r;
 }
 
 int vaultkey_escrow_open(const char *path, const char *passphrase, struct vault_key **ret)
 {
-	char *text = NULL, b1[64], b2[64], b3[128];
-	unsigned long long ops;
-	size_t mem, n1 = 0, n2 = 0, n3 = 0, len;
-	uint8_t salt[crypto_pwhash_SALTBYTES], nonce[crypto_secretbox_NONCEBYTES];
-	uint8_t box[VAULT_KEY_BYTES + crypto_secretbox_MACBYTES], key[crypto_secretbox_KEYBYTES];
-	struct vault_key *k;
+	struct vault_key *k = vk_new();
 	int r;
 
-	if ((r = fs_read_all(path, 4096, &text, &len)) < 0)
-		return err_set(-r, "cannot read the escrow file %s: %s", path, strerror(-r));
-	r = sscanf(text, VE_HEADER " %llu %zu %63s %63s %127s", &ops, &mem, b1, b2, b3);
-	free(text);
-	if (r != 5 || ops < crypto_pwhash_OPSLIMIT_MIN || ops > crypto_pwhash_OPSLIMIT_MAX ||
-	    mem < crypto_pwhash_MEMLIMIT_MIN || mem > (size_t)4 << 30 ||
-	    sodium_base642bin(salt, sizeof(salt), b1, strlen(b1), NULL, &n1, NULL,
-			      sodium_base64_VARIANT_ORIGINAL) || n1 != sizeof(salt) ||
-	    sodium_base642bin(nonce, sizeof(nonce), b2, strlen(b2), NULL, &n2, NULL,
-			      sodium_base64_VARIANT_ORIGINAL) || n2 != sizeof(nonce) ||
-	    sodium_base642bin(box, sizeof(box), b3, strlen(b3), NULL, &n3, NULL,
-			      sodium_base64_VARIANT_ORIGINAL) || n3 != sizeof(box))
-		return err_set(EKEYREJECTED, "%s is not a Bascule vault escrow file", path);
-	if (!(k = vk_new()))
+	if (!k)
 		return -ENOMEM;
-	if ((r = stretch(passphrase, salt, ops, (size_t)mem, key)) < 0) {
+	if ((r = pwseal_open(path, VE_HEADER, "a Bascule vault escrow file", passphrase, k->master,
+			     VAULT_KEY_BYTES)) < 0) {
 		vaultkey_free(k);
 		return r;
-	}
-	r = crypto_secretbox_open_easy(k->master, box, sizeof(box), nonce, key);
-	sodium_memzero(key, sizeof(key));
-	if (r != 0) {
-		vaultkey_free(k);
-		return err_set(EKEYREJECTED, "wrong passphrase for %s (or the file was altered)", path);
 	}
 	*ret = k;
 	return 0;

@@ -34,6 +34,7 @@ struct vstore {
 	LIBSSH2_SFTP_HANDLE *rh; /* last object opened for reading */
 	char rname[512];
 	bool no_fsync;
+	mode_t object_mode;
 	uint64_t written, read;
 };
 
@@ -81,6 +82,7 @@ int vstore_open(const char *url, const struct vstore_opts *o, struct vstore **re
 		return -ENOMEM;
 	v->fd = v->dirfd = -1;
 	snprintf(v->url, sizeof(v->url), "%s", url);
+	v->object_mode = o ? o->object_mode : 0;
 	if (strncmp(url, "local:", 6) == 0) {
 		snprintf(v->root, sizeof(v->root), "%s", url + 6);
 		v->dirfd = open(v->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -206,7 +208,8 @@ int vstore_put(struct vstore *v, const char *name, const void *data, size_t len)
 	if ((r = full(v, p, sizeof(p), name)) < 0 || (r = make_parents(v, name)) < 0)
 		return r;
 	if (!v->sftp) {
-		int fd = openat(v->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		int fd = openat(v->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+				v->object_mode ? v->object_mode : 0600);
 		if (fd < 0)
 			return errno == EEXIST ? -EEXIST
 					       : err_set(errno, "vault: cannot create %s: %s", p, strerror(errno));
@@ -222,7 +225,8 @@ int vstore_put(struct vstore *v, const char *name, const void *data, size_t len)
 	}
 	{
 		LIBSSH2_SFTP_HANDLE *h = libssh2_sftp_open(
-			v->sf, p, LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL, 0640);
+			v->sf, p, LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL,
+			v->object_mode ? (long)v->object_mode : 0640);
 		const uint8_t *d = data;
 		size_t off = 0;
 

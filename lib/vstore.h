@@ -19,6 +19,10 @@ struct vstore_opts {
 	const char *identity;    /* sftp: private key */
 	const char *known_hosts; /* sftp: strict host-key checking against this file */
 	const struct ssh_creds *creds; /* sftp: both already in memory (then the paths are unused) */
+	mode_t object_mode;      /* mode of new objects; 0: 0600 local, 0640 sftp.  A mode without
+				  * the owner's write bit (0440) makes objects the writer's own
+				  * account cannot reopen for writing (an intake's write-once
+				  * account, whose server also refuses setstat) */
 };
 
 /* Open URL; sftp: connect, check the host key, authenticate, start SFTP. */

@@ -21,7 +21,8 @@ static const struct subcommand {
 	const char *usage;
 	const char *description;
 } subcommands[] = {
-	{ "keygen", cmd_keygen, "keygen site|signing|vault FILE", "create a site key, a report signing key pair or a vault key" },
+	{ "keygen", cmd_keygen, "keygen site|signing|vault|client FILE",
+	  "create a site key, a report signing key pair, a vault key or a hybrid-PRA client's keys" },
 	{ "key", cmd_key, "key id FILE", "print the id of a site or signing key file (compare the two sites)" },
 	{ "sync", cmd_sync, "sync [GROUP] [--wait] [--timeout D]",
 	  "cut an epoch now; with --wait, return once every target has it" },
@@ -45,6 +46,10 @@ static const struct subcommand {
 	{ "vault", cmd_vault, "vault ls|check|prune", "list, check and prune the provider-blind vault" },
 	{ "restore", cmd_restore, "restore --vault URL --source G/S --to PATH",
 	  "rebuild a source at any retained epoch from the vault" },
+	{ "ship", cmd_ship, "ship -c ship.yaml [--verbose]",
+	  "hybrid PRA, client side: dump, delta, encrypt, sign and upload tonight's dump" },
+	{ "intake", cmd_intake, "intake add|ls|check DIR",
+	  "hybrid PRA, operator side: enrol clients, list and check their nights (no secret)" },
 	{ "pgstream", cmd_pgstream, "pgstream --conninfo C [--slot S] [--to-dir|--base-backup DIR]",
 	  "stream a PostgreSQL primary's WAL and base backups (basculed's child, or into a directory)" },
 	{ "replica", cmd_replica, "replica VERB --root DIR",

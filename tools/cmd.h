@@ -2,6 +2,7 @@
 #pragma once
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 struct site_key;
 
@@ -30,6 +31,14 @@ int cmd_drill(int argc, char **argv);
 int cmd_space(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_pgstream(int argc, char **argv); /* tools/cmd_pgstream.c */
+
+int cmd_ship(int argc, char **argv);     /* tools/cmd_ship.c */
+int cmd_intake(int argc, char **argv);   /* tools/cmd_intake.c */
+
+/* A passphrase from FILE (mode 0600, first line) or typed on the terminal
+ * after PROMPT, without echo (twice when CONFIRM); BUF is the caller's to
+ * wipe.  -ENOTTY naming --passphrase-file when there is no terminal. */
+int cmd_read_passphrase(const char *file, bool confirm, const char *prompt, char *buf, size_t len);
 
 /* Report ERR (negative errno) once, as "bascule WHAT: message", and return
  * the matching exit code. */

@@ -1,5 +1,7 @@
-/* cmd_keygen.c - bascule keygen site|signing|vault FILE */
+/* cmd_keygen.c - bascule keygen site|signing|vault|client FILE */
 #include "cmd.h"
+#include "clientkey.h"
+#include "pwseal.h"
 #include "err.h"
 #include "fsutil.h"
 #include "key.h"
@@ -13,9 +15,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-/* A passphrase from FILE (mode 0600, first line) or typed on the terminal
- * without echo (twice when CONFIRM). */
-static int read_passphrase(const char *file, bool confirm, char *buf, size_t len)
+int cmd_read_passphrase(const char *file, bool confirm, const char *prompt, char *buf, size_t len)
 {
 	if (file) {
 		char *text = NULL;
@@ -42,7 +42,7 @@ static int read_passphrase(const char *file, bool confirm, char *buf, size_t len
 		if (!tty)
 			return err_set(ENOTTY, "no terminal to ask for the passphrase: give "
 					       "--passphrase-file FILE (mode 0600)");
-		fprintf(tty, round ? "Same passphrase again: " : "Escrow passphrase (12+ characters): ");
+		fprintf(tty, round ? "Same passphrase again: " : "%s", prompt);
 		fflush(tty);
 		tcgetattr(fileno(tty), &old);
 		quiet = old;
@@ -91,7 +91,7 @@ static int keygen_vault(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (from) {
-		if ((r = read_passphrase(pfile, false, pass, sizeof(pass))) < 0 ||
+		if ((r = cmd_read_passphrase(pfile, false, "Escrow passphrase: ", pass, sizeof(pass))) < 0 ||
 		    (r = vaultkey_escrow_open(from, pass, &k)) < 0)
 			goto out;
 		if ((r = key_file_write(argv[optind], "bascule-vault-key-v1 ", k->master,
@@ -101,7 +101,7 @@ static int keygen_vault(int argc, char **argv)
 		printf("recovered vault key %s (and %s.pub) from %s\n", argv[optind], argv[optind], from);
 		goto out;
 	}
-	if (escrow && (r = read_passphrase(pfile, true, pass, sizeof(pass))) < 0)
+	if (escrow && (r = cmd_read_passphrase(pfile, true, "Escrow passphrase (12+ characters): ", pass, sizeof(pass))) < 0)
 		goto out;
 	if (escrow && strlen(pass) < 12) {
 		r = err_set(EINVAL, "the escrow passphrase must be at least 12 characters long");
@@ -122,6 +122,46 @@ out:
 	return r < 0 ? cmd_fail("keygen", r) : EXIT_OK;
 }
 
+static int keygen_client(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "passphrase-file", required_argument, NULL, 'p' },
+		{ 0 }
+	};
+	const char *pfile = NULL;
+	char pass[256] = "";
+	int c, r;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p': pfile = optarg; break;
+		default: return EXIT_USAGE;
+		}
+	}
+	if (optind + 1 != argc) {
+		fprintf(stderr, "Usage: bascule keygen client FILE [--passphrase-file P]\n");
+		return EXIT_USAGE;
+	}
+	if ((r = cmd_read_passphrase(pfile, true, "Passphrase sealing the decryption key (12+ characters): ",
+				     pass, sizeof(pass))) < 0)
+		goto out;
+	if (strlen(pass) < PWSEAL_MIN_PASSPHRASE) {
+		fprintf(stderr, "bascule keygen: the passphrase must be at least %d characters long\n",
+			PWSEAL_MIN_PASSPHRASE);
+		sodium_memzero(pass, sizeof(pass));
+		return EXIT_USAGE;
+	}
+	if ((r = clientkey_generate(argv[optind], pass)) < 0)
+		goto out;
+	printf("wrote %s.key (decryption key, sealed with the passphrase: keep it offline, off the\n"
+	       "cron host), %s.pub (for ship and for the operator's 'intake add') and %s.sign\n"
+	       "(signing key, 0600, for the cron host only)\n", argv[optind], argv[optind], argv[optind]);
+out:
+	sodium_memzero(pass, sizeof(pass));
+	return r < 0 ? cmd_fail("keygen", r) : EXIT_OK;
+}
+
 int cmd_keygen(int argc, char **argv)
 {
 	struct site_key *k = NULL;
@@ -132,7 +172,8 @@ int cmd_keygen(int argc, char **argv)
 		printf("Usage: bascule keygen site FILE\n"
 		       "       bascule keygen signing FILE\n"
 		       "       bascule keygen vault FILE [--escrow FILE.escrow] [--passphrase-file P]\n"
-		       "       bascule keygen vault FILE --from-escrow FILE.escrow [--passphrase-file P]\n\n"
+		       "       bascule keygen vault FILE --from-escrow FILE.escrow [--passphrase-file P]\n"
+		       "       bascule keygen client FILE [--passphrase-file P]\n\n"
 		       "site: write a new random 32-byte site key to FILE (which must not exist), mode\n"
 		       "0600.  Copy the same file to the secondary site (mode 0600, owned by the\n"
 		       "receiving user).  Prints the key id, which both sites show in their messages\n"
@@ -144,9 +185,16 @@ int cmd_keygen(int argc, char **argv)
 		       "FILE.pub (the key that verifies the vault's manifests, for vault check).  With\n"
 		       "--escrow, also a copy sealed with a passphrase (Argon2id) for the offline safe;\n"
 		       "--from-escrow recovers FILE from it.  Losing both the key and the escrow copy\n"
-		       "loses the vault: nobody can decrypt it.\n");
+		       "loses the vault: nobody can decrypt it.\n\n"
+		       "client: the keys of a hybrid-PRA client (docs/hybrid.md): FILE.key, the\n"
+		       "decryption key, sealed with a passphrase (Argon2id; from --passphrase-file,\n"
+		       "mode 0600, or asked twice on the terminal), to keep offline; FILE.pub, the\n"
+		       "public encryption and verify keys, for bascule ship and 'bascule intake add';\n"
+		       "FILE.sign, the signing key (0600), for the cron host.  None may exist.\n");
 		return EXIT_OK;
 	}
+	if (argc >= 3 && strcmp(argv[1], "client") == 0)
+		return keygen_client(argc - 1, argv + 1);
 	if (argc >= 3 && strcmp(argv[1], "vault") == 0)
 		return keygen_vault(argc - 1, argv + 1);
 	if (argc == 3 && strcmp(argv[1], "signing") == 0) {
@@ -162,7 +210,7 @@ int cmd_keygen(int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (argc != 3 || strcmp(argv[1], "site") != 0) {
-		fprintf(stderr, "Usage: bascule keygen site|signing|vault FILE\n");
+		fprintf(stderr, "Usage: bascule keygen site|signing|vault|client FILE\n");
 		return EXIT_USAGE;
 	}
 	if ((r = key_generate(argv[2])) < 0)

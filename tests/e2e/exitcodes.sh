@@ -111,6 +111,30 @@ row bascule 2 "usage" -- "$B"
 row keygen 0 "key id" -- "$B" keygen site "$T/new.key"
 row keygen 1 "refusing to overwrite" -- "$B" keygen site "$T/site.key"
 row keygen 2 "usage" -- "$B" keygen
+echo "short" > "$T/shortpass"; chmod 600 "$T/shortpass"
+row keygen 2 "at least 12" -- "$B" keygen client "$T/cl" --passphrase-file "$T/shortpass"
+
+# ---- ship (hybrid PRA, client side; docs/hybrid.md)
+echo "a passphrase long enough" > "$T/clpass"; chmod 600 "$T/clpass"
+"$B" keygen client "$T/cl" --passphrase-file "$T/clpass" > /dev/null
+mkdir -p "$T/intake/incoming"
+ship_yaml() { # FILE DUMP [KEY=VALUE]: a ship.yaml with a local intake
+	{ echo "client: cl"; echo "dump: \"$2\""; echo "public_key: ${PUBK:-$T/cl.pub}"
+	  echo "signing_key: $T/cl.sign"; echo "state_dir: $T/shipstate"
+	  echo "intake: ${INTAKE:-local:$T/intake/incoming}"; } > "$1"
+}
+ship_yaml "$T/ship.yaml" "head -c 100000 /dev/urandom"
+row ship 0 "shipped night" -- "$B" ship -c "$T/ship.yaml" --verbose --night 2026-01-01
+ship_yaml "$T/shipfail.yaml" "echo no such database >&2; exit 3"
+row ship 1 "no such database" -- "$B" ship -c "$T/shipfail.yaml" --night 2026-01-02
+row ship 2 "usage" -- "$B" ship extra
+row ship 3 "ship configuration" -- "$B" ship -c "$T/none.yaml"
+PUBK=$T/cl.sign ship_yaml "$T/shipswap.yaml" "true"
+row ship 4 "swapped" -- "$B" ship -c "$T/shipswap.yaml" --night 2026-01-02
+row ship 9 "another bascule ship" -- flock "$T/shipstate/lock" "$B" ship -c "$T/ship.yaml" --night 2026-01-02
+mkdir -p "$T/shipfull"; mount -t tmpfs -o size=1m bsc-ecship "$T/shipfull"; MOUNTS+=("$T/shipfull")
+INTAKE=local:$T/shipfull ship_yaml "$T/shipnospace.yaml" "head -c 3000000 /dev/urandom"
+row ship 7 "space" -- "$B" ship -c "$T/shipnospace.yaml" --night 2026-01-03
 
 # ---- the daemon's control socket
 bsc_start

@@ -1,0 +1,38 @@
+/* clientkey.h - a hybrid-PRA client's keys (docs/hybrid.md, "Keys"):
+ *   FILE.key   the decryption secret (X25519), sealed with a passphrase
+ *              (pwseal.h): "bascule-client-key-v1 OPS MEM salt nonce box",
+ *              mode 0600, meant to be kept offline; only restore needs it
+ *   FILE.pub   "bascule-client-pub-v1 <base64 of X25519 pk | Ed25519 pk>":
+ *              what ship encrypts to, and what the operator verifies with
+ *   FILE.sign  "bascule-client-sign-v1 <base64 of the Ed25519 secret key>",
+ *              mode 0600: the cron host signs each night with it
+ * The cron host keeps FILE.pub and FILE.sign, neither of which decrypts.
+ * Every loader names a swapped file ("X is the client's signing key, not
+ * its public key") and all key errors are -ENOKEY/-EPERM/-EKEYREJECTED
+ * (exit 4). */
+#pragma once
+#include <sodium.h>
+#include <stdint.h>
+
+#define CLIENT_BOX_PK crypto_box_PUBLICKEYBYTES
+#define CLIENT_BOX_SK crypto_box_SECRETKEYBYTES
+
+struct client_pub {
+	uint8_t box_pk[CLIENT_BOX_PK];            /* X25519: nights are sealed to it */
+	uint8_t sign_pk[crypto_sign_PUBLICKEYBYTES]; /* Ed25519: manifests verify with it */
+};
+
+/* Write BASE.key (sealed with PASSPHRASE), BASE.pub and BASE.sign; none may
+ * exist (-EEXIST, nothing written).  On a later failure what was written is
+ * removed. */
+int clientkey_generate(const char *base, const char *passphrase);
+int clientkey_load_pub(const char *path, struct client_pub *ret);
+/* The 64-byte Ed25519 secret key; the caller wipes it. */
+int clientkey_load_sign(const char *path, uint8_t ret[crypto_sign_SECRETKEYBYTES]);
+/* Open the decryption secret with PASSPHRASE; the caller wipes RET. */
+int clientkey_load_secret(const char *path, const char *passphrase, uint8_t ret[CLIENT_BOX_SK]);
+/* -EKEYREJECTED unless SK (a signing secret) belongs to PUB. */
+int clientkey_check_pair(const struct client_pub *pub, const uint8_t sk[crypto_sign_SECRETKEYBYTES],
+			 const char *pub_path, const char *sign_path);
+/* 16 hex digits naming a client public key, for messages and listings. */
+void clientkey_id(const struct client_pub *pub, char ret[17]);

@@ -1,0 +1,255 @@
+/* cmd_intake.c - bascule intake add|ls|check|restore: the operator's side of
+ * the hybrid PRA (docs/hybrid.md).  add, ls and check need no secret: the
+ * client's public key, enrolled by add, verifies everything. */
+#include "cmd.h"
+#include "err.h"
+#include "fsutil.h"
+#include "intake_tool.h"
+#include "units.h"
+#include <getopt.h>
+#include <grp.h>
+#include <jansson.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: bascule intake add DIR --client NAME --pub FILE.pub [--owner USER]\n"
+		   "       bascule intake ls DIR [--client NAME] [--json]\n"
+		   "       bascule intake check DIR (--client NAME | --all) --max-age D [--warn-age D]\n"
+		   "                            [--quick] [--now TIME]\n"
+		   "       bascule intake restore DIR --client NAME [--night DATE] --key FILE.key\n"
+		   "                            [--passphrase-file P] --to FILE\n\n"
+		   "The operator's side of the hybrid PRA (docs/hybrid.md).  DIR holds one\n"
+		   "directory per client: NAME/client.pub (enrolled by add) and NAME/incoming/\n"
+		   "(where the client's write-once SFTP account uploads).\n\n"
+		   "add: enrol a client's public key (FILE.pub of bascule keygen client) and make\n"
+		   "  NAME/incoming, owned by USER (the client's SFTP account) with --owner.\n"
+		   "ls: every night of every client (or NAME): kind, base night, objects, size,\n"
+		   "  upload time, chain, status; unfinished runs (never counted).\n"
+		   "check: a Nagios/Icinga plugin: CRITICAL when the newest complete night of a\n"
+		   "  client is older than --max-age (the dead man's switch), when any night fails\n"
+		   "  its signature, an object is missing or altered, or a chain is broken;\n"
+		   "  WARNING above --warn-age or for an incomplete manifest; UNKNOWN when DIR or\n"
+		   "  the client cannot be read.  Reads every object (--quick: sizes only).\n"
+		   "  --now TIME measures ages from TIME (@UNIXSECONDS or YYYY-MM-DDTHH:MM:SSZ)\n"
+		   "  instead of now: what-if checks and tests.\n"
+		   "restore: rebuild a night's exact dump (default: the newest) with the client's\n"
+		   "  decryption key, verified against the signed digest of the original.\n\n"
+		   "Exit codes: add, ls, restore: 0 ok, 1 failure, 2 usage, 4 key, 5 integrity\n"
+		   "(restore of a damaged night); check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.\n");
+}
+
+static void human(uint64_t n, char *buf, size_t len)
+{
+	if (n >= 10u << 20)
+		snprintf(buf, len, "%.1f MiB", (double)n / 1048576.0);
+	else
+		snprintf(buf, len, "%.1f KiB", (double)n / 1024.0);
+}
+
+int intake_add(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "client", required_argument, NULL, 'C' },
+		{ "pub", required_argument, NULL, 'p' },
+		{ "owner", required_argument, NULL, 'o' },
+		{ 0 }
+	};
+	const char *client = NULL, *pubfile = NULL, *owner = NULL, *dir;
+	struct client_pub pub, old;
+	char cdir[4200], path[4300], id[17];
+	char *text = NULL;
+	size_t len;
+	struct passwd *pw = NULL;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'C': client = optarg; break;
+		case 'p': pubfile = optarg; break;
+		case 'o': owner = optarg; break;
+		default: return EXIT_USAGE;
+		}
+	}
+	if (optind + 1 != argc || !client || !pubfile) {
+		fprintf(stderr, "Usage: bascule intake add DIR --client NAME --pub FILE.pub [--owner USER]\n");
+		return EXIT_USAGE;
+	}
+	dir = argv[optind];
+	if (!name_ok(client)) {
+		fprintf(stderr, "bascule intake add: '%s' is not a client name (1-64 of letters, digits, '_', "
+				"'-', '.')\n", client);
+		return EXIT_USAGE;
+	}
+	if (owner && !(pw = getpwnam(owner))) {
+		fprintf(stderr, "bascule intake add: no user '%s' (the client's SFTP account: create it "
+				"first, see docs/hybrid.md)\n", owner);
+		return EXIT_USAGE;
+	}
+	if ((r = clientkey_load_pub(pubfile, &pub)) < 0)
+		return cmd_fail("intake add", r);
+	clientkey_id(&pub, id);
+	snprintf(cdir, sizeof(cdir), "%s/%s", dir, client);
+	if ((r = fs_mkdir_p(cdir, 0755)) < 0)
+		return cmd_fail("intake add", err_set(-r, "cannot create %s: %s", cdir, strerror(-r)));
+	snprintf(path, sizeof(path), "%s/client.pub", cdir);
+	if (clientkey_load_pub(path, &old) == 0) {
+		if (memcmp(&old, &pub, sizeof(pub)) != 0)
+			return cmd_fail("intake add", err_set(EEXIST, "client %s is enrolled with another key "
+						"already (%s); if the client's keys really changed, move that file "
+						"away first", client, path));
+	} else {
+		err_clear();
+		if ((r = fs_read_all(pubfile, 4096, &text, &len)) < 0 ||
+		    (r = fs_write_atomic(path, text, len, 0644)) < 0) {
+			free(text);
+			return cmd_fail("intake add", r);
+		}
+		free(text);
+	}
+	snprintf(path, sizeof(path), "%s/incoming", cdir);
+	if ((r = fs_mkdir_p(path, 0755)) < 0)
+		return cmd_fail("intake add", err_set(-r, "cannot create %s: %s", path, strerror(-r)));
+	if (pw && chown(path, pw->pw_uid, pw->pw_gid) < 0)
+		return cmd_fail("intake add", err_set(errno, "cannot give %s to %s: %s", path, owner,
+						      strerror(errno)));
+	printf("enrolled client %s (key %s) in %s; it uploads to %s/incoming%s%s\n", client, id, cdir, cdir,
+	       pw ? ", owned by " : " (give it to the client's SFTP account: chown, or --owner)",
+	       pw ? owner : "");
+	return EXIT_OK;
+}
+
+static json_t *night_json(const struct intake_night *n)
+{
+	json_t *j = json_pack("{s:s, s:s}", "night", n->night, "status", intake_state_name(n->state));
+
+	if (n->have_m) {
+		char t[64];
+		units_fmt_time(n->m.created * 1000000ull, t, sizeof(t));
+		json_object_set_new(j, "kind", json_string(n->m.kind == INTAKE_FULL ? "full" : "delta"));
+		json_object_set_new(j, "base", n->m.base_night[0] ? json_string(n->m.base_night) : json_null());
+		json_object_set_new(j, "objects", json_integer(n->m.n));
+		json_object_set_new(j, "stored_bytes", json_integer((json_int_t)(n->m.stored + n->m.file_len)));
+		json_object_set_new(j, "created", json_string(t));
+		json_object_set_new(j, "created_unix", json_integer((json_int_t)n->m.created));
+	}
+	if (n->state == NIGHT_OK) {
+		json_object_set_new(j, "chain", json_integer(n->chain));
+		json_object_set_new(j, "full", json_string(n->full));
+	}
+	if (n->problem[0])
+		json_object_set_new(j, "problem", json_string(n->problem));
+	return j;
+}
+
+int intake_ls(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "client", required_argument, NULL, 'C' },
+		{ "json", no_argument, NULL, 'j' },
+		{ 0 }
+	};
+	const char *client = NULL;
+	bool json = false;
+	char **names = NULL;
+	size_t nn = 0;
+	json_t *all = NULL;
+	int c, r, code = EXIT_OK;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'C': client = optarg; break;
+		case 'j': json = true; break;
+		default: return EXIT_USAGE;
+		}
+	}
+	if (optind + 1 != argc) {
+		fprintf(stderr, "Usage: bascule intake ls DIR [--client NAME] [--json]\n");
+		return EXIT_USAGE;
+	}
+	if (client) {
+		if (!(names = malloc(sizeof(*names))) || !(names[0] = strdup(client)))
+			return cmd_fail("intake ls", -ENOMEM);
+		nn = 1;
+	} else if ((r = intake_clients(argv[optind], &names, &nn)) < 0) {
+		return cmd_fail("intake ls", r);
+	}
+	all = json_array();
+	for (size_t i = 0; i < nn; i++) {
+		struct intake_client ic;
+		char s1[32], s2[32];
+		if ((r = intake_scan(argv[optind], names[i], false, &ic)) < 0) {
+			code = cmd_fail("intake ls", r);
+			continue;
+		}
+		if (json) {
+			json_t *nights = json_array();
+			for (size_t k = 0; k < ic.n; k++)
+				json_array_append_new(nights, night_json(&ic.nights[k]));
+			json_array_append_new(all, json_pack("{s:s, s:s, s:o, s:I, s:I, s:I}", "client", ic.name,
+							     "key_id", ic.key_id, "nights", nights, "stored_bytes",
+							     (json_int_t)ic.stored, "unfinished_objects",
+							     (json_int_t)ic.orphan_objects, "unfinished_bytes",
+							     (json_int_t)ic.orphan_bytes));
+		} else {
+			human(ic.stored, s1, sizeof(s1));
+			printf("client %s (key %s): %zu nights, %s\n", ic.name, ic.key_id, ic.n, s1);
+			if (ic.n)
+				printf("  %-10s  %-5s  %-10s  %7s  %10s  %-20s  %5s  %s\n", "NIGHT", "KIND", "BASE",
+				       "OBJECTS", "STORED", "UPLOADED", "CHAIN", "STATUS");
+			for (size_t k = 0; k < ic.n; k++) {
+				const struct intake_night *n = &ic.nights[k];
+				char t[64] = "-";
+				if (!n->have_m) {
+					printf("  %-10s  %-5s  %-10s  %7s  %10s  %-20s  %5s  %s: %s\n", n->night, "-",
+					       "-", "-", "-", "-", "-", intake_state_name(n->state), n->problem);
+					continue;
+				}
+				units_fmt_time(n->m.created * 1000000ull, t, sizeof(t));
+				human(n->m.stored + n->m.file_len, s2, sizeof(s2));
+				printf("  %-10s  %-5s  %-10s  %7u  %10s  %-20s  %5u  %s%s%s\n", n->night,
+				       n->m.kind == INTAKE_FULL ? "full" : "delta",
+				       n->m.base_night[0] ? n->m.base_night : "-", n->m.n, s2, t, n->chain,
+				       intake_state_name(n->state), n->problem[0] ? ": " : "", n->problem);
+			}
+			if (ic.orphan_objects) {
+				human(ic.orphan_bytes, s2, sizeof(s2));
+				printf("  unfinished runs: %llu objects, %s (an upload cut before its manifest: "
+				       "never counted as a night)\n", (unsigned long long)ic.orphan_objects, s2);
+			}
+		}
+		intake_client_free(&ic);
+	}
+	if (json) {
+		char *s = json_dumps(all, JSON_INDENT(2));
+		if (s)
+			printf("%s\n", s);
+		free(s);
+	}
+	json_decref(all);
+	intake_clients_free(names, nn);
+	return code;
+}
+
+int cmd_intake(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : EXIT_OK;
+	}
+	optind = 0;
+	if (!strcmp(argv[1], "add"))
+		return intake_add(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ls"))
+		return intake_ls(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "check"))
+		return intake_check(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "restore"))
+		return intake_restore(argc - 1, argv + 1);
+	fprintf(stderr, "bascule intake: unknown verb '%s' (add, ls, check, restore)\n", argv[1]);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,58 @@
+/* intake_tool.h - the operator's side of the hybrid PRA (docs/hybrid.md):
+ * what `bascule intake ls|check|restore` know of a client's intake
+ * directory, read with the client's public key only (tools/intake_scan.c). */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "clientkey.h"
+#include "intake.h"
+
+enum night_state {
+	NIGHT_OK,         /* verified: signature, objects, chain down to a full night */
+	NIGHT_INCOMPLETE, /* manifest shorter than itself: an upload cut; never counted */
+	NIGHT_BAD,        /* manifest altered, malformed or not this client's */
+	NIGHT_DAMAGED,    /* an object missing, truncated or altered */
+	NIGHT_BROKEN,     /* its base night is missing, bad, or not the one it names */
+};
+
+struct intake_night {
+	char night[11];
+	enum night_state state;
+	char problem[512];
+	bool have_m;
+	struct intake_manifest m;
+	unsigned chain;   /* deltas since the full night */
+	char full[11];    /* the full night its chain starts at */
+};
+
+struct intake_client {
+	char name[NAME_MAX_LEN + 1];
+	char dir[4096];   /* DIR/NAME/incoming */
+	struct client_pub pub;
+	char key_id[17];
+	struct intake_night *nights; /* ascending */
+	size_t n;
+	uint64_t orphan_objects, orphan_bytes; /* objects of runs no manifest names */
+	uint64_t stored;  /* bytes of the nights that count */
+};
+
+/* Read client NAME of intake DIR: its enrolled key, every manifest
+ * (verified), the chains, and, with READ_DATA, every object's digest
+ * (else sizes only).  Problems of nights are in their state, not errors;
+ * an error is a client that cannot be read at all (not enrolled: -ENOENT
+ * with a sentence). */
+int intake_scan(const char *dir, const char *name, bool read_data, struct intake_client *ret);
+void intake_client_free(struct intake_client *c);
+/* Names of the clients enrolled in DIR (directories with a client.pub),
+ * sorted; *RET malloc'd array of malloc'd strings. */
+int intake_clients(const char *dir, char ***ret, size_t *ret_n);
+void intake_clients_free(char **names, size_t n);
+/* The newest night that counts (state OK), or NULL. */
+const struct intake_night *intake_newest(const struct intake_client *c);
+const char *intake_state_name(enum night_state s);
+
+int intake_add(int argc, char **argv);
+int intake_ls(int argc, char **argv);
+int intake_check(int argc, char **argv);
+int intake_restore(int argc, char **argv);
