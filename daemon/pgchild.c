@@ -36,7 +36,7 @@ static void pc_line(struct pgchild *c)
 
 	c->line[c->linelen] = 0;
 	if (c->linelen) {
-		int prio = log_line_prio(c->line); /* the child's own level; other lines warn */
+		int prio = log_line_prio(c->line); /* its level if it tells one, else a warning */
 		pgsrc_log(c->p, prio < 0 ? LOG_WARNING : prio, "%s: %s", roles[c->role], c->line);
 	}
 	c->linelen = 0;

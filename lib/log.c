@@ -32,7 +32,8 @@ int log_line_prio(const char *line)
 {
 	size_t ident = strcspn(line, ":");
 
-	if (strncmp(line, "bascule", 7) || ident > 32 || strncmp(line + ident, ": ", 2))
+	if (strncmp(line, "bascule-", 8) || ident == 8 || ident > 32 ||
+	    strspn(line + 8, "abcdefghijklmnopqrstuvwxyz") != ident - 8 || strncmp(line + ident, ": ", 2))
 		return -1;
 	line += ident + 2;
 	return !strncmp(line, "error: ", 7) ? LOG_ERR : !strncmp(line, "warning: ", 9) ? LOG_WARNING : LOG_INFO;

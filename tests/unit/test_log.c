@@ -35,7 +35,7 @@ static void logged(const char *ident, int prio, const char *msg, char *ret, size
 
 static void test_round_trip(void **state)
 {
-	static const char *const idents[] = { "bascule", "bascule-recv", "bascule relay", "bascule-vault" };
+	static const char *const idents[] = { "bascule-recv", "bascule-vault", "bascule-restore" };
 	static const int prios[] = { LOG_ERR, LOG_WARNING, LOG_INFO };
 	char line[512];
 
@@ -60,6 +60,15 @@ static void test_other_programs(void **state)
 	assert_int_equal(log_line_prio("bascule"), -1);
 	assert_int_equal(log_line_prio("bascule-recv:no space"), -1);
 	assert_int_equal(log_line_prio(""), -1);
+	/* A command's fatal error as bascule.c prints it ("bascule recv: ...",
+	 * "bascule pgstream: lost the connection ...") carries no level: it
+	 * is not taken for info, nor is a logger whose ident has a space. */
+	assert_int_equal(log_line_prio("bascule recv: --keep-epochs wants a number"), -1);
+	assert_int_equal(log_line_prio("bascule pgstream: lost the connection to PostgreSQL: server closed"), -1);
+	assert_int_equal(log_line_prio("bascule relay: probe: open /etc/hostname: ok"), -1);
+	assert_int_equal(log_line_prio("bascule: unknown command 'x'"), -1);
+	assert_int_equal(log_line_prio("bascule-: x"), -1);
+	assert_int_equal(log_line_prio("bascule-Recv: x"), -1);
 	/* An ident too long to be ours. */
 	assert_int_equal(log_line_prio("bascule-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx: warning: x"), -1);
 }
