@@ -325,7 +325,10 @@ out:
 	return rc;
 }
 
-static int clone_locked(struct replica *r, const char *group, int to, struct promote_info *ret)
+/* The disks copied and the PostgreSQL clones made (not yet recovered:
+ * RUNS, one per RET->pg) at one complete epoch. */
+static int clone_locked(struct replica *r, const char *group, int to, const char *to_dir,
+			const struct promote_opts *o, struct pgrun *runs, struct promote_info *ret)
 {
 	struct rstate s1, s2;
 	int rc;
@@ -340,6 +343,8 @@ static int clone_locked(struct replica *r, const char *group, int to, struct pro
 		}
 		for (uint32_t i = 0; i < s1.n_sources; i++) {
 			char from[RPATH];
+			if (pg_source(&s1.sources[i]))
+				continue; /* made below, from the store */
 			if ((rc = replica_file(r, from, sizeof(from), group, s1.sources[i].name)) < 0 ||
 			    (rc = copy_file(r, from, to, s1.sources[i].name)) < 0)
 				return rc;
@@ -355,8 +360,22 @@ static int clone_locked(struct replica *r, const char *group, int to, struct pro
 		ret->cut_time = s1.cut_time;
 		ret->flags = s1.flags;
 		ret->n_sources = s1.n_sources;
-		for (uint32_t i = 0; i < s1.n_sources; i++)
+		for (uint32_t i = 0; i < s1.n_sources; i++) {
 			snprintf(ret->sources[i], sizeof(ret->sources[i]), "%s", s1.sources[i].name);
+			if (!pg_source(&s1.sources[i]))
+				continue;
+			if (s1.sources[i].status != SRC_OK)
+				return err_set(EBADMSG, "source %s/%s is marked diverged: its replica does not match "
+							"its digest; run bascule replica verify", group, s1.sources[i].name);
+			if (ret->n_pg == PROMOTE_MAX_PG)
+				return err_set(E2BIG, "group %s has more than %d PostgreSQL sources", group,
+					       PROMOTE_MAX_PG);
+			if ((rc = pg_clone_make(r, group, &s1.sources[i], to, to_dir, o, &runs[ret->n_pg],
+						&ret->pg[ret->n_pg])) < 0)
+				return rc;
+			ret->pg[ret->n_pg].timeline = s1.sources[i].timeline; /* until recovered */
+			ret->n_pg++;
+		}
 		return fsync(to) < 0 ? err_set(errno, "cannot fsync the clone directory: %s",
 					       strerror(errno)) : 0;
 	}
@@ -364,19 +383,38 @@ static int clone_locked(struct replica *r, const char *group, int to, struct pro
 			       "pause replication for a moment and try again", group);
 }
 
-int replica_clone(struct replica *r, const char *group, const char *to_dir, struct promote_info *ret)
+int replica_clone(struct replica *r, const char *group, const char *to_dir, const struct promote_opts *o,
+		  struct promote_info *ret)
 {
+	struct pgrun runs[PROMOTE_MAX_PG];
+	struct promote_opts none = { 0 };
+	struct promote_info pi;
+	char abs[RPATH];
 	int to, rc;
 
+	if (!o)
+		o = &none;
+	for (size_t i = 0; i < PROMOTE_MAX_PG; i++)
+		pgrun_init(&runs[i]);
+	memset(&pi, 0, sizeof(pi));
+	if ((rc = fs_abspath(to_dir, abs, sizeof(abs))) < 0)
+		return rc;
 	if ((to = dest_open(r, to_dir, 0700)) < 0)
 		return to;
 	/* While bascule recv keeps applying: the apply lock, shared, holds its
 	 * next apply back; a clone taken with no apply in progress and the same
-	 * epoch before and after is whole. */
+	 * epoch before and after is whole.  PostgreSQL clones recover after it
+	 * is released: their WAL is in their own pg_wal by then. */
 	if ((rc = apply_lock(r, LOCK_SH)) == 0) {
-		rc = clone_locked(r, group, to, ret);
+		rc = clone_locked(r, group, to, abs, o, runs, &pi);
 		apply_unlock(r, LOCK_SH);
 	}
+	for (uint32_t i = 0; i < pi.n_pg && rc == 0; i++)
+		rc = pg_clone_recover(&runs[i], o, pi.pg[i].timeline, &pi.pg[i]);
+	for (size_t i = 0; i < PROMOTE_MAX_PG; i++)
+		pgrun_close(&runs[i]);
 	close(to);
+	if (rc == 0)
+		*ret = pi;
 	return rc;
 }
