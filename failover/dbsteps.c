@@ -303,19 +303,21 @@ int db_acked(struct step_ctx *c)
 	return 0;
 }
 
-/* What the group's promote said of the database's source: its data
- * directory and mode; false (message set) if it said nothing. */
-static bool promoted_dir(struct step_ctx *c, const struct rb_database *db, char *dir, size_t len, bool *hot)
+/* What the group's promote (a test step: its clone) said of the database's
+ * source: its data directory and mode; false (message set) if it said
+ * nothing. */
+static bool promoted_dir(struct step_ctx *c, const struct rb_database *db, bool test, char *dir, size_t len,
+			 bool *hot)
 {
-	json_t *p = drill_step_find_data(c->d, ST_PROMOTE, db->group, NULL);
+	json_t *p = drill_step_find_data(c->d, test ? ST_CLONE : ST_PROMOTE, db->group, NULL);
 	json_t *x = json_object_get(json_object_get(p, "postgres"), db->src);
 	const char *dd = json_string_value(json_object_get(x, "data_dir"));
 
 	if (!dd) {
 		json_decref(p);
-		step_msg(c->s, "the promote of group %s reported no PostgreSQL source %s (database %s): is it "
-			       "a postgres source of the group? (bascule replica list on %s)", db->group, db->src,
-			 db->name, SEC(c->d));
+		step_msg(c->s, "the %s of group %s reported no PostgreSQL source %s (database %s): is it "
+			       "a postgres source of the group? (bascule replica list on %s)", test ? "clone" : "promote",
+			 db->group, db->src, db->name, SEC(c->d));
 		return false;
 	}
 	snprintf(dir, len, "%s", dd);
@@ -330,7 +332,7 @@ static bool promoted_dir(struct step_ctx *c, const struct rb_database *db, char 
 static int pg_ctl_as(struct step_ctx *c, const struct rb_database *db, const char *dir, const char *const *argv,
 		     uint64_t timeout, const char *what)
 {
-	const char *a[16] = { "runuser", "-u", db->user, "--" };
+	const char *a[24] = { "runuser", "-u", db->user, "--" };
 	size_t n = 4;
 
 	if (!db->user) {
@@ -347,29 +349,33 @@ static int pg_ctl_as(struct step_ctx *c, const struct rb_database *db, const cha
 	return step_run(c, c->s->host, a, timeout, what);
 }
 
-/* Start (or, STOP, stop) the promoted database on the secondary: the
- * runbook's command with BASCULE_PGDATA, else pg_ctl as the database's
- * user (pg_ctl_as); either is a no-op when the server already is in that state. */
+/* Start (or, STOP, stop) the promoted database on the secondary, or in
+ * test mode its clone: the runbook's command with BASCULE_PGDATA, else
+ * pg_ctl as the database's user (pg_ctl_as), a clone on its test_port and
+ * never archiving; either is a no-op when the server already is in that
+ * state. */
 int db_start(struct step_ctx *c, bool stop)
 {
 	const struct rb_database *db = step_db(c);
-	const char *cmd, *h = c->s->host;
-	char dir[1024], secs[24], *ctl = NULL, *log = NULL;
+	bool test = c->s->kind == ST_DB_TEST_START || c->s->kind == ST_DB_TEST_STOP;
+	const char *cmd, *h = c->s->host, *what = test ? "the test copy of " : "";
+	char dir[1024], secs[24], opts[64], *ctl = NULL, *log = NULL;
 	bool hot = false;
 	uint64_t timeout;
 	int rc;
 
 	if (!db)
 		return -ENOENT;
-	if (!promoted_dir(c, db, dir, sizeof(dir), &hot))
+	if (!promoted_dir(c, db, test, dir, sizeof(dir), &hot))
 		return -ENOENT;
-	cmd = stop ? db->secondary_stop : db->start;
+	cmd = test ? (stop ? db->test_stop : db->test_start) : stop ? db->secondary_stop : db->start;
 	timeout = stop ? db->stop_timeout : db->start_timeout;
 	if ((rc = step_env_add(c, "BASCULE_PGDATA", dir)) < 0)
 		return rc;
 	if (cmd) {
-		if ((rc = step_run_sh(c, h, cmd, timeout, stop ? "the database's secondary_stop" : "the database's start")) == 0)
-			step_msg(c->s, "%s %s (%s)", stop ? "stopped" : "started", db->name, dir);
+		if ((rc = step_run_sh(c, h, cmd, timeout, test ? (stop ? "the database's test_stop" : "the database's test_start")
+						       : stop ? "the database's secondary_stop" : "the database's start")) == 0)
+			step_msg(c->s, "%s %s%s (%s)", stop ? "stopped" : "started", what, db->name, dir);
 		return rc;
 	}
 	if (!(ctl = pg_prog(db, "pg_ctl")) || asprintf(&log, "%s/bascule.log", dir) < 0) {
@@ -377,24 +383,52 @@ int db_start(struct step_ctx *c, bool stop)
 		goto out;
 	}
 	snprintf(secs, sizeof(secs), "%" PRIu64, timeout / 1000000);
+	if (test && stop) {
+		/* Removed already (an abort after the clones went): nothing runs there. */
+		rc = step_run(c, h, (const char *const[]){ "test", "-d", dir, NULL }, MIN(1), "test -d");
+		if (rc == -EIO) {
+			step_msg(c->s, "%s%s (%s) is gone: nothing to stop", what, db->name, dir);
+			rc = 0;
+			goto out;
+		}
+		if (rc < 0)
+			goto out;
+	}
 	/* pg_ctl status: 0 running, 3 not running. */
 	rc = pg_ctl_as(c, db, dir, (const char *const[]){ ctl, "status", "-D", dir, NULL }, MIN(1), "pg_ctl status");
 	if (rc < 0 && (rc != -EIO || c->res.exit_status != 3))
 		goto out;
 	if ((rc == 0) != stop) {
-		step_msg(c->s, "%s (%s) %s", db->name, dir,
+		step_msg(c->s, "%s%s (%s) %s", what, db->name, dir,
 			 stop ? "is not running" : hot ? "runs: the hot standby was promoted" : "already runs");
 		rc = 0;
 		goto out;
 	}
+	/* A clone never archives (its WAL is not production's) and listens on
+	 * its own port, beside the standby and the primary. */
+	snprintf(opts, sizeof(opts), "-c port=%" PRIu64 " -c archive_mode=off", db->test_port);
 	if (stop)
 		rc = pg_ctl_as(c, db, dir, (const char *const[]){ ctl, "stop", "-D", dir, "-m", "fast", "-w", "-t", secs,
 							   NULL }, timeout, "pg_ctl stop");
+	else if (test)
+		rc = pg_ctl_as(c, db, dir, (const char *const[]){ ctl, "start", "-D", dir, "-l", log, "-w", "-t", secs,
+							   "-o", opts, NULL }, timeout, "pg_ctl start");
 	else
 		rc = pg_ctl_as(c, db, dir, (const char *const[]){ ctl, "start", "-D", dir, "-l", log, "-w", "-t", secs,
 							   NULL }, timeout, "pg_ctl start");
-	if (rc == 0)
-		step_msg(c->s, "%s %s (%s, log %s)", stop ? "stopped" : "started", db->name, dir, log);
+	if (rc == -EIO && !stop) {
+		/* pg_ctl says "examine the log output": show what it says. */
+		char why[512];
+		snprintf(why, sizeof(why), "%s", c->s->message);
+		if (step_run(c, h, (const char *const[]){ "tail", "-n", "2", "--", log, NULL }, MIN(1), "tail") == 0)
+			step_msg(c->s, "%.200s; %s: %.250s", why, log, subproc_said(&c->res));
+		else
+			step_msg(c->s, "%s", why);
+	}
+	if (rc == 0 && test && !stop)
+		step_msg(c->s, "started %s%s on port %" PRIu64 " (%s, log %s)", what, db->name, db->test_port, dir, log);
+	else if (rc == 0)
+		step_msg(c->s, "%s %s%s (%s, log %s)", stop ? "stopped" : "started", what, db->name, dir, log);
 out:
 	free(ctl);
 	free(log);

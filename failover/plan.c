@@ -21,7 +21,8 @@ static const char *const kind_names[ST_KIND_MAX] = {
 	[ST_PCHECK] = "check-primary", [ST_SWITCH_BACK] = "switch-back", [ST_DEMOTE] = "demote",
 	[ST_RESUME] = "resume", [ST_DB_STOP] = "database-stop", [ST_DB_ACKED] = "database-acked",
 	[ST_DB_START] = "database-start", [ST_DB_SEC_STOP] = "database-secondary-stop",
-	[ST_DB_RESTART] = "database-restart",
+	[ST_DB_RESTART] = "database-restart", [ST_DB_TEST_START] = "database-test-start",
+	[ST_DB_TEST_STOP] = "database-test-stop",
 };
 static const char *const status_names[] = { "pending", "running", "done", "failed", "skipped" };
 static const char *const mode_names[] = { "plan", "planned", "unplanned", "test", "failback" };
@@ -189,6 +190,14 @@ static void plan_databases(struct drill *d, enum step_kind kind)
 			s = add_step(d, kind, NULL, db->group, SEC(d), 0, db->start_timeout,
 				     "start database %s on %s", db->name, SEC(d));
 			break;
+		case ST_DB_TEST_START:
+			s = add_step(d, kind, NULL, db->group, SEC(d), 0, db->start_timeout,
+				     "start test copy of database %s", db->name);
+			break;
+		case ST_DB_TEST_STOP:
+			s = add_step(d, kind, NULL, db->group, SEC(d), 0, db->stop_timeout,
+				     "stop test copy of database %s", db->name);
+			break;
 		default:
 			break;
 		}
@@ -273,8 +282,10 @@ int drill_plan(const struct runbook *rb, enum drill_mode mode, struct drill **re
 	case MODE_TEST:
 		plan_prechecks(d, true);
 		plan_groups(d, groups, ng, ST_CLONE, SEC(d), MIN(60), "clone", true);
+		plan_databases(d, ST_DB_TEST_START);
 		plan_starts(d, ST_START, ST_CHECK, SEC(d));
 		plan_stops(d, ST_TEST_STOP, SEC(d));
+		plan_databases(d, ST_DB_TEST_STOP);
 		add_step(d, ST_UNCLONE, NULL, NULL, SEC(d), 0, MIN(10), "remove the clones on %s", SEC(d));
 		break;
 	case MODE_FAILBACK:
@@ -377,6 +388,13 @@ int drill_plan_abort(struct drill *d, size_t n0)
 			const struct rb_database *db = runbook_database(rb, s.database);
 			if (db && (a = add_step(d, ST_DB_SEC_STOP, NULL, s.group, SEC(d), 0, db->stop_timeout,
 						"stop database %s on %s", db->name, SEC(d))))
+				snprintf(a->database, sizeof(a->database), "%s", db->name);
+			break;
+		}
+		case ST_DB_TEST_START: {
+			const struct rb_database *db = runbook_database(rb, s.database);
+			if (db && (a = add_step(d, ST_DB_TEST_STOP, NULL, s.group, SEC(d), 0, db->stop_timeout,
+						"stop test copy of database %s", db->name)))
 				snprintf(a->database, sizeof(a->database), "%s", db->name);
 			break;
 		}

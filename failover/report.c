@@ -600,15 +600,16 @@ static void html_databases(FILE *f, json_t *r)
 {
 	json_t *g, *x;
 	size_t i, k;
-	bool any = false;
+	bool any = false, test = !strcmp(jstr(r, "mode"), "test");
 	char b[600], t[40];
 
 	json_array_foreach(json_object_get(r, "groups"), i, g) {
 		json_array_foreach(json_object_get(g, "databases"), k, x) {
 			if (!any)
 				fprintf(f, "<h2>Databases</h2>\n<table><tr><th>database</th><th>source</th>"
-					   "<th>primary's final LSN</th><th>acknowledged by</th><th>promoted to</th>"
-					   "<th>last transaction recovered</th><th>data loss</th></tr>\n");
+					   "<th>primary's final LSN</th><th>acknowledged by</th><th>%s</th>"
+					   "<th>last transaction recovered</th><th>data loss</th></tr>\n",
+					test ? "cloned at" : "promoted to");
 			any = true;
 			fprintf(f, "<tr><td>");
 			esc(f, jstr(x, "name"));
@@ -777,6 +778,13 @@ void report_summary(json_t *r, FILE *f)
 		size_t k;
 		json_array_foreach(json_object_get(x, "databases"), k, db) {
 			char a[600], t[40];
+			if (!strcmp(jstr(r, "mode"), "test")) {
+				fprintf(f, "  database %s (%s): test copy cloned at %s (timeline %d), last transaction %s\n",
+					jstr(db, "name"), jstr(db, "source"),
+					*jstr(db, "promoted_lsn") ? jstr(db, "promoted_lsn") : "-", (int)jint(db, "timeline"),
+					jint(db, "last_transaction_us") ? units_fmt_time(jint(db, "last_transaction_us"), t, sizeof(t)) : "none");
+				continue;
+			}
 			fprintf(f, "  database %s (%s): final LSN %s, acknowledged by %s, promoted to %s; ",
 				jstr(db, "name"), jstr(db, "source"), *jstr(db, "final_lsn") ? jstr(db, "final_lsn") : "-",
 				acked_list(json_object_get(db, "targets"), a, sizeof(a)),

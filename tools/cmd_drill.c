@@ -167,11 +167,15 @@ int cmd_drill(int argc, char **argv)
 			rb->file);
 		goto out;
 	}
-	if (rb->databases.n && (mode == MODE_TEST || mode == MODE_FAILBACK)) {
-		fprintf(stderr, "bascule drill: %s: %s mode does not handle databases yet (a clone of a "
-				"PostgreSQL source, or its failback, is not made by bascule replica): run it with "
-				"a runbook without 'databases' (docs/failover.md, \"Databases\")\n",
-			rb->file, mode_name(mode));
+	if (rb->databases.n && mode == MODE_FAILBACK) {
+		fprintf(stderr, "bascule drill: %s: failback mode does not handle databases yet (bringing the "
+				"old primary back as a standby with pg_rewind is not made by bascule): fail the "
+				"database back by hand (docs/postgres.md, \"Failback\") and run failback with a "
+				"runbook without 'databases'\n", rb->file);
+		goto out;
+	}
+	if (mode == MODE_TEST && (rc = runbook_check_test(rb)) < 0) {
+		fprintf(stderr, "bascule drill: %s\n", err_msg(rc));
 		goto out;
 	}
 	if (mode_s) {
