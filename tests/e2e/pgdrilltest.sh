@@ -72,6 +72,25 @@ open(p, 'w').write(s)
 PY
 in_secondary "$BIN/bascule" drill "$T/runbook.yaml" --mode plan > /dev/null || fail "the test runbook does not load"
 
+# bascule replica clone by hand: a stopped database at the clone's epoch;
+# into a clone a server runs on it is refused (exit 9), stopped it is made
+# afresh.
+cl() { in_secondary "$BIN/bascule" replica clone --root "$R" --key "$T/secondary/site.key" --group app \
+	--to-dir "$T/byhand" --pg-conf "$T/site.conf" --json; }
+cl > "$T/clone1.json" || fail "replica clone failed"
+[ "$(python3 -c "import json; p=json.load(open('$T/clone1.json'))['postgres'][0]; print(p['mode'], p['data_dir'])")" = "clone $T/byhand/db" ] \
+	|| fail "replica clone answered $(cat "$T/clone1.json")"
+[ ! -f "$T/byhand/db/postmaster.pid" ] && [ ! -f "$T/byhand/db/recovery.signal" ] || fail "the clone was left running or still recovering"
+runuser -u "$SSH_USER" -- "$PG_BIN/pg_ctl" -D "$T/byhand/db" -l "$T/byhand/db/bascule.log" -o "-c port=5435" -w start > /dev/null \
+	|| fail "the clone does not start: $(tail -3 "$T/byhand/db/bascule.log")"
+set +e; cl > "$T/out" 2> "$T/err"; rc=$?; set -e
+[ $rc = 9 ] && grep -q "a PostgreSQL server (pid [0-9]*) runs on $T/byhand/db: stop it" "$T/err" \
+	|| fail "a clone into a running one: exit $rc: $(cat "$T/err")"
+runuser -u "$SSH_USER" -- "$PG_BIN/pg_ctl" -D "$T/byhand/db" -m fast -w stop > /dev/null
+cl > /dev/null 2> "$T/err" || fail "a clone over a stopped one failed: $(cat "$T/err")"
+rm -rf "$T/byhand"
+note "replica clone by hand: a stopped database ($(python3 -c "import json; p=json.load(open('$T/clone1.json'))['postgres'][0]; print(p['end_lsn'], 'timeline', p['timeline'], 'in', p['seconds'], 's')")); into a running clone refused (exit 9)"
+
 in_primary "$T/appctl" start
 wait_for 60 "the writer's first rows" '[ "$(pg_sql p "SELECT count(*) FROM t")" -ge 200 ]'
 t_drill=$(date +%s.%N)
