@@ -318,9 +318,18 @@ int db_acked(struct step_ctx *c)
 static bool promoted_dir(struct step_ctx *c, const struct rb_database *db, bool test, char *dir, size_t len,
 			 bool *hot)
 {
-	json_t *p = drill_step_find_data(c->d, test ? ST_CLONE : ST_PROMOTE, db->group, NULL);
-	json_t *x = json_object_get(json_object_get(p, "postgres"), db->src);
-	const char *dd = json_string_value(json_object_get(x, "data_dir"));
+	json_t *p, *x;
+	const char *dd;
+
+	if (c->d->mode == MODE_FAILBACK) {
+		/* Promoted by an earlier drill: where its promote made it. */
+		db_secondary_dir(c->d, db, dir, len);
+		*hot = false;
+		return true;
+	}
+	p = drill_step_find_data(c->d, test ? ST_CLONE : ST_PROMOTE, db->group, NULL);
+	x = json_object_get(json_object_get(p, "postgres"), db->src);
+	dd = json_string_value(json_object_get(x, "data_dir"));
 
 	if (!dd) {
 		json_decref(p);

@@ -50,6 +50,11 @@ enum step_kind {
 	ST_DB_RESTART,   /* primary: start the database again (abort) */
 	ST_DB_TEST_START,/* test: start the database's clone on its test port */
 	ST_DB_TEST_STOP, /* test: stop the clone (before the clones are removed) */
+	ST_DB_REWIND,    /* failback: the old primary rewound (pg_rewind) as a standby of the secondary */
+	ST_DB_FB_STANDBY,/* failback: the old primary started as that standby */
+	ST_DB_FB_SHUTDOWN,/* failback: the promoted database shut down cleanly, its final LSN read */
+	ST_DB_FB_CAUGHT, /* failback: the old primary holds that final LSN */
+	ST_DB_FB_PROMOTE,/* failback: the old primary promoted */
 	ST_KIND_MAX
 };
 

@@ -88,6 +88,15 @@ void db_promoted(struct step_ctx *c, json_t *answer, char *msg, size_t len);
  * appended to ARGS at *N (at most MAX). */
 void db_promote_args(const struct drill *d, const char *group, const char **args, size_t *n, size_t max);
 
+/* dbfailback.c: a database back at home (docs/failover.md, "Databases") */
+/* The promoted database's data directory at the secondary. */
+void db_secondary_dir(const struct drill *d, const struct rb_database *db, char *buf, size_t len);
+int db_rewind(struct step_ctx *c);
+int db_fb_standby(struct step_ctx *c);
+int db_fb_shutdown(struct step_ctx *c);
+int db_fb_caught(struct step_ctx *c);
+int db_fb_promote(struct step_ctx *c);
+
 /* steps.c */
 /* Run step S of D: S is the caller's own copy (its results are written
  * there, nothing else of D is), steps of D are read under D->lock.  0 when

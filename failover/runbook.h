@@ -21,6 +21,7 @@ struct rb_check {
 	char *command;         /* shell command; passes when it exits 0 */
 	char *sql;             /* libpq conninfo of the database queried (no password in it) */
 	char *test_sql;        /* test mode: the conninfo instead of sql (the clone's port) */
+	char *failback_sql;    /* failback mode: the conninfo instead of sql (the database at home) */
 	char *query;           /* sql: the query */
 	char *expect;          /* sql: the first value of the first row wanted (NULL: it runs) */
 	char *host;            /* where the command runs (default: the secondary) */
@@ -64,6 +65,8 @@ struct rb_database {
 	uint64_t test_port;    /* test mode: the clone listens on this port (0: not given) */
 	char *test_start;      /* test mode: start the clone ($BASCULE_PGDATA) instead of pg_ctl */
 	char *test_stop;       /* test mode: stop it */
+	char *failback_conninfo; /* failback: the promoted database as the old primary reaches it */
+	char *failback_promote;  /* failback: promote the old primary once it holds the final LSN */
 	uint64_t stop_timeout, start_timeout;
 };
 
@@ -143,3 +146,6 @@ void runbook_print_reference(void);
  * the standby and the promoted database (test_port or test_start); an
  * error with the database's position if not. */
 int runbook_check_test(const struct runbook *rb);
+/* A failback drill of RB: each database names failback_conninfo (parsed,
+ * no password); an error with the database's position if not. */
+int runbook_check_failback(const struct runbook *rb);

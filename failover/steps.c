@@ -593,6 +593,8 @@ static int do_checks(struct step_ctx *c, bool home)
 		int rc = -EAGAIN;
 		if (d->mode == MODE_TEST && ck->test_sql)
 			tc.sql = ck->test_sql;
+		if (d->mode == MODE_FAILBACK && home && ck->failback_sql)
+			tc.sql = ck->failback_sql;
 		for (uint64_t a = 0; a <= ck->retries; a++) {
 			attempts++;
 			c->s->attempts = attempts;
@@ -707,6 +709,11 @@ static int exec_kind(struct step_ctx *c)
 	case ST_DB_START: case ST_DB_TEST_START: return db_start(c, false);
 	case ST_DB_SEC_STOP: case ST_DB_TEST_STOP: return db_start(c, true);
 	case ST_DB_RESTART: return db_restart(c);
+	case ST_DB_REWIND: return db_rewind(c);
+	case ST_DB_FB_STANDBY: return db_fb_standby(c);
+	case ST_DB_FB_SHUTDOWN: return db_fb_shutdown(c);
+	case ST_DB_FB_CAUGHT: return db_fb_caught(c);
+	case ST_DB_FB_PROMOTE: return db_fb_promote(c);
 	case ST_KIND_MAX:
 		break;
 	}

@@ -160,18 +160,17 @@ int cmd_drill(int argc, char **argv)
 		fprintf(stderr, "bascule drill: %s\n", err_msg(rc));
 		return DRILL_ERROR;
 	}
-	if (mode == MODE_FAILBACK && (!rb->failback.start || !rb->failback.control_socket ||
-				      !rb->failback.replica_root)) {
+	/* Databases come back through PostgreSQL's own replication; disks need
+	 * the reverse replication (a runbook of databases alone has none). */
+	if (mode == MODE_FAILBACK && (rb->failback.start || !rb->databases.n) &&
+	    (!rb->failback.start || !rb->failback.control_socket || !rb->failback.replica_root)) {
 		fprintf(stderr, "bascule drill: %s: failback needs failback.start, "
 				"failback.control_socket and failback.replica_root in the runbook\n",
 			rb->file);
 		goto out;
 	}
-	if (rb->databases.n && mode == MODE_FAILBACK) {
-		fprintf(stderr, "bascule drill: %s: failback mode does not handle databases yet (bringing the "
-				"old primary back as a standby with pg_rewind is not made by bascule): fail the "
-				"database back by hand (docs/postgres.md, \"Failback\") and run failback with a "
-				"runbook without 'databases'\n", rb->file);
+	if (mode == MODE_FAILBACK && (rc = runbook_check_failback(rb)) < 0) {
+		fprintf(stderr, "bascule drill: %s\n", err_msg(rc));
 		goto out;
 	}
 	if (mode == MODE_TEST && (rc = runbook_check_test(rb)) < 0) {
