@@ -33,7 +33,7 @@ psql2() { runuser -u "$SSH_USER" -- "$PG_BIN/psql" -X -q -At -h "$SOCK" -p 5433 
 
 pgdrill_up() {
 	local t0; t0=$(date +%s.%N)
-	pg_init p
+	pg_init p ${PGDRILL_INITDB_ARGS:-} # e.g. --data-checksums (pg_rewind at failback)
 	pg_start p
 	PD=$(pg_dir p)
 	pg_bench_init p 1

@@ -4,7 +4,9 @@
 #include "fsutil.h"
 #include "log.h"
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,6 +241,49 @@ int replica_promote(struct replica *r, const char *group, const struct promote_o
 	return 0;
 }
 
+/* The data directory promote made for SOURCE goes aside as
+ * .SOURCE.demoted-EPOCH beside it (refused while a server runs on it), and
+ * the record of the promotion goes. */
+static int demote_pg(struct replica *r, const char *group, const char *source, uint64_t epoch)
+{
+	struct promote_pg pp;
+	char rec[RPATH], pid[RPATH + 32], to[RPATH], buf[32];
+	size_t n = strlen(r->root);
+	const char *slash;
+	ssize_t k;
+	int fd, rc;
+
+	if ((rc = pg_promoted(r, group, source, &pp)) <= 0)
+		return rc;
+	snprintf(pid, sizeof(pid), "%s/postmaster.pid", pp.data_dir);
+	if ((fd = open(pid, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
+		k = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		buf[k > 0 ? k : 0] = 0;
+		if (atoi(buf) > 0 && (kill(atoi(buf), 0) == 0 || errno == EPERM))
+			return err_set(EBUSY, "PostgreSQL (pid %d) runs on %s, the promoted %s/%s: stop it (pg_ctl stop "
+					      "-D %s) before the demote", atoi(buf), pp.data_dir, group, source, pp.data_dir);
+	}
+	slash = strrchr(pp.data_dir, '/');
+	snprintf(to, sizeof(to), "%.*s/.%s.demoted-%llu", (int)(slash - pp.data_dir), pp.data_dir, slash + 1,
+		 (unsigned long long)epoch);
+	if (!strncmp(pp.data_dir, r->root, n) && pp.data_dir[n] == '/')
+		rc = renameat(r->root_fd, pp.data_dir + n + 1, r->root_fd, to + n + 1);
+	else
+		rc = rename(pp.data_dir, to);
+	if (rc < 0 && errno != ENOENT)
+		return err_set(errno, "cannot move %s aside to %s: %s", pp.data_dir, to, strerror(errno));
+	if (rc == 0)
+		log_info("the promoted data directory %s is kept as %s", pp.data_dir, to);
+	pg_standby_forget(r, group, source);
+	if ((rc = pg_path(rec, sizeof(rec), group, source, 0, NULL)) < 0 || strlen(rec) + 10 > sizeof(rec))
+		return rc < 0 ? rc : -ENAMETOOLONG;
+	strcat(rec, "/promoted");
+	if ((rc = tree_unlink(r, rec)) < 0 && rc != -ENOENT)
+		return rc;
+	return 0;
+}
+
 int replica_demote(struct replica *r, const char *group)
 {
 	char path[RPATH];
@@ -247,6 +292,11 @@ int replica_demote(struct replica *r, const char *group)
 
 	if ((rc = replica_load_state(r, group, &s)) < 0)
 		return rc;
+	/* A promoted PostgreSQL source: its data directory ran live (a new
+	 * history); it is kept aside, and the next promote makes one afresh. */
+	for (uint32_t i = 0; i < s.n_sources; i++)
+		if (pg_source(&s.sources[i]) && (rc = demote_pg(r, group, s.sources[i].name, s.epoch)) < 0)
+			return rc;
 	/* The disks ran live: their blocks no longer match the map.  Diverged
 	 * sources are brought back by a librsync resync, not a full copy. */
 	for (uint32_t i = 0; i < s.n_sources; i++)
