@@ -38,7 +38,7 @@ static const char rewind_sh[] =
 	"for f in postgresql.conf postgresql.auto.conf pg_hba.conf pg_ident.conf; do\n"
 	"  [ ! -f \"$keep/$f\" ] || cp -p \"$keep/$f\" \"$d/$f\"; done\n"
 	"touch \"$d/postgresql.auto.conf\"; sed -i '/" FB_MARK "$/d' \"$d/postgresql.auto.conf\"\n"
-	"printf \"primary_conninfo = '%s' " FB_MARK "\\nrecovery_target_timeline = 'latest' " FB_MARK "\\n\" \"$ci\" "
+	"printf \"primary_conninfo = '%s application_name=bascule_failback' " FB_MARK "\\nrecovery_target_timeline = 'latest' " FB_MARK "\\n\" \"$ci\" "
 	">> \"$d/postgresql.auto.conf\"\n"
 	"touch \"$d/standby.signal\"; rm -rf \"$keep\"; echo rewound\n";
 
@@ -165,9 +165,34 @@ int db_fb_standby(struct step_ctx *c)
 			       "restart as a standby of %s", db->name, SEC(c->d));
 		return -ENOEXEC;
 	}
-	if ((rc = step_run_sh(c, c->s->host, db->restart, db->start_timeout, "the database's restart")) == 0)
-		step_msg(c->s, "%s runs on %s as a standby of %s", db->name, c->s->host, SEC(c->d));
-	return rc;
+	if ((rc = step_run_sh(c, c->s->host, db->restart, db->start_timeout, "the database's restart")) < 0)
+		return rc;
+	/* Streaming before the secondary shuts down: a clean shutdown waits
+	 * only for the WAL senders it has. */
+	{
+		uint64_t deadline = clock_mono_usec() + db->start_timeout;
+		char *psql = db_prog(db, "psql");
+		if (!psql)
+			return -ENOMEM;
+		for (;;) {
+			rc = db_run_as(c, db->read_as, (const char *const[]){ psql, "-X", "-At", "-d", db->failback_conninfo,
+				"-c", "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'bascule_failback' "
+				      "AND state = 'streaming'", NULL }, MIN(1), "psql");
+			if (rc == 0 && atoi(subproc_last_line(&c->res)) > 0)
+				break;
+			if (clock_mono_usec() + POLL_USEC > deadline) {
+				step_msg(c->s, "%s on %s started but does not stream from %s (pg_stat_replication there: "
+					       "%.200s): its log; failback_conninfo; the secondary's pg_hba.conf", db->name,
+					 c->s->host, SEC(c->d), subproc_said(&c->res));
+				free(psql);
+				return -ETIMEDOUT;
+			}
+			usleep(POLL_USEC);
+		}
+		free(psql);
+	}
+	step_msg(c->s, "%s runs on %s as a standby of %s, streaming", db->name, c->s->host, SEC(c->d));
+	return 0;
 }
 
 int db_fb_shutdown(struct step_ctx *c)
