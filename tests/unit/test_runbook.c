@@ -298,6 +298,42 @@ static void test_plan_databases(void)
 	strcpy(strstr(t, "    test_port: 80\n"), "    test_port: 70000\n");
 	expect_error(t, "test_port");
 	free(t);
+
+	/* Failback of a database alone (no failback.start): rewind and start
+	 * it as a standby, stop the services on the secondary, shut the
+	 * promoted database down, see its final LSN at home, promote, restart
+	 * the services; no reverse replication steps.  Without
+	 * failback_conninfo: refused with the database's position. */
+	t = malloc(strlen(base) + sizeof(dbs) + 128);
+	strcpy(t, base);
+	strcat(t, dbs);
+	assert_int_equal(parse(t, &rb), 0);
+	assert_int_equal(runbook_check_failback(rb), -EINVAL);
+	assert_non_null(strstr(err_msg(-EINVAL), "rb.yaml:29:5: database 'shop': a failback makes the old primary"));
+	runbook_free(rb);
+	strcat(t, "    failback_conninfo: \"host=b port=5432 user=postgres password=x\"\n");
+	assert_int_equal(parse(t, &rb), 0);
+	assert_int_equal(runbook_check_failback(rb), -EINVAL);
+	assert_non_null(strstr(err_msg(-EINVAL), "failback_conninfo holds a password"));
+	runbook_free(rb);
+	strcpy(strstr(t, " password=x"), "\"\n");
+	assert_int_equal(parse(t, &rb), 0);
+	assert_int_equal(runbook_check_failback(rb), 0);
+	assert_int_equal(drill_plan(rb, MODE_FAILBACK, &d), 0);
+	{
+		int rewind = step_index(d, ST_DB_REWIND, false), standby = step_index(d, ST_DB_FB_STANDBY, false);
+		int sec_stop = step_index(d, ST_SEC_STOP, false), shut = step_index(d, ST_DB_FB_SHUTDOWN, false);
+		int caught = step_index(d, ST_DB_FB_CAUGHT, false), promote = step_index(d, ST_DB_FB_PROMOTE, false);
+		int restart = step_index(d, ST_RESTART, false), demote = step_index(d, ST_DEMOTE, false);
+		assert_true(rewind >= 0 && rewind < standby && standby < sec_stop && sec_stop < shut);
+		assert_true(shut < caught && caught < promote && promote < restart && restart < demote);
+		assert_string_equal(d->steps[rewind].host, "a");
+		assert_string_equal(d->steps[shut].host, "b");
+		assert_false(has_kind(d, ST_FB_START) || has_kind(d, ST_FB_SYNC) || has_kind(d, ST_FB_PROMOTE));
+	}
+	drill_free(d);
+	runbook_free(rb);
+	free(t);
 }
 
 static void test_plans(void **state)
