@@ -19,7 +19,7 @@
 #define XLOG_LONG_PHD 40   /* page header at a segment's start (SizeOfXLogLongPHD) */
 #define XLOG_SHORT_PHD 24  /* on every other page (SizeOfXLogShortPHD) */
 
-static const struct rb_database *step_db(struct step_ctx *c)
+const struct rb_database *db_of_step(struct step_ctx *c)
 {
 	const struct rb_database *db = runbook_database(c->d->rb, c->s->database);
 
@@ -29,25 +29,22 @@ static const struct rb_database *step_db(struct step_ctx *c)
 	return db;
 }
 
-/* "PROGRAM" under the database's pg_bin (malloc'd). */
-static char *pg_prog(const struct rb_database *db, const char *prog)
+char *db_prog(const struct rb_database *db, const char *prog)
 {
 	char *p = NULL;
 	return asprintf(&p, "%s/%s", db->pg_bin, prog) < 0 ? NULL : p;
 }
 
-/* ARGV on the database's host, through its read_as prefix if any (run as
- * sh -c 'PREFIX "$@"', the arguments as they are). */
-static int run_read(struct step_ctx *c, const struct rb_database *db, const char *const *argv, const char *what)
+int db_run_as(struct step_ctx *c, const char *prefix, const char *const *argv, uint64_t timeout, const char *what)
 {
-	if (!db->read_as)
-		return step_run(c, c->s->host, argv, MIN(1), what);
-	return step_run_bascule(c, c->s->host, db->read_as, argv, MIN(1), what);
+	if (!prefix)
+		return step_run(c, c->s->host, argv, timeout, what);
+	return step_run_bascule(c, c->s->host, prefix, argv, timeout, what);
 }
 
 /* The value after "KEY:" on its line of TEXT (pg_controldata), trimmed,
  * into BUF; false if there is no such line. */
-static bool control_field(const char *text, const char *key, char *buf, size_t len)
+bool db_control_field(const char *text, const char *key, char *buf, size_t len)
 {
 	size_t kl = strlen(key);
 
@@ -86,42 +83,33 @@ static uint64_t wal_record_end(uint64_t start, uint32_t tot, uint32_t blcksz, ui
 	return pos;
 }
 
-/* Shut the primary's database down with the runbook's command, then read
- * what PostgreSQL wrote last: pg_control must say "shut down" (a clean
- * shutdown: every transaction is in the WAL before its shutdown
- * checkpoint), and the shutdown checkpoint, read with pg_waldump, is the
- * last record: the primary's final LSN is where it ends. */
-int db_stop(struct step_ctx *c)
+int db_shutdown_lsn(struct step_ctx *c, const struct rb_database *db, const char *prefix, const char *dir,
+		    struct db_final *ret)
 {
-	const struct rb_database *db = step_db(c);
 	char state[64] = "", ckpt_s[32] = "", tli_s[16] = "", blk_s[16] = "", seg_s[24] = "";
-	char *ctl = NULL, *dump = NULL, *wal = NULL, lsn[PGWAL_LSN_LEN], fin[PGWAL_LSN_LEN];
+	char *ctl = NULL, *dump = NULL, *wal = NULL;
 	const char *h = c->s->host, *p;
-	uint64_t ckpt = 0, final, segsz;
+	uint64_t ckpt = 0, segsz;
 	unsigned rec = 0, tot = 0, blk;
 	int rc;
 
-	if (!db)
-		return -ENOENT;
-	if ((rc = step_run_sh(c, h, db->stop, db->stop_timeout, "the database's stop")) < 0)
-		return rc;
-	if (!(ctl = pg_prog(db, "pg_controldata")) || !(dump = pg_prog(db, "pg_waldump")) ||
-	    asprintf(&wal, "%s/pg_wal", db->data_dir) < 0) {
+	if (!(ctl = db_prog(db, "pg_controldata")) || !(dump = db_prog(db, "pg_waldump")) ||
+	    asprintf(&wal, "%s/pg_wal", dir) < 0) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	if ((rc = run_read(c, db, (const char *const[]){ "env", "LC_ALL=C", ctl, "-D", db->data_dir, NULL },
-			   "pg_controldata")) < 0)
+	if ((rc = db_run_as(c, prefix, (const char *const[]){ "env", "LC_ALL=C", ctl, "-D", dir, NULL }, MIN(1),
+			    "pg_controldata")) < 0)
 		goto out;
-	if (!control_field(c->res.output, "Database cluster state", state, sizeof(state)) ||
-	    !control_field(c->res.output, "Latest checkpoint location", ckpt_s, sizeof(ckpt_s)) ||
-	    !control_field(c->res.output, "Latest checkpoint's TimeLineID", tli_s, sizeof(tli_s)) ||
-	    !control_field(c->res.output, "WAL block size", blk_s, sizeof(blk_s)) ||
-	    !control_field(c->res.output, "Bytes per WAL segment", seg_s, sizeof(seg_s)) ||
+	if (!db_control_field(c->res.output, "Database cluster state", state, sizeof(state)) ||
+	    !db_control_field(c->res.output, "Latest checkpoint location", ckpt_s, sizeof(ckpt_s)) ||
+	    !db_control_field(c->res.output, "Latest checkpoint's TimeLineID", tli_s, sizeof(tli_s)) ||
+	    !db_control_field(c->res.output, "WAL block size", blk_s, sizeof(blk_s)) ||
+	    !db_control_field(c->res.output, "Bytes per WAL segment", seg_s, sizeof(seg_s)) ||
 	    pgwal_lsn_parse(ckpt_s, &ckpt) < 0 || (blk = (unsigned)strtoul(blk_s, NULL, 10)) < 1024 ||
 	    !pgwal_segsize_ok(segsz = strtoull(seg_s, NULL, 10))) {
 		step_msg(c->s, "pg_controldata -D %s on %s did not describe a PostgreSQL cluster: %.200s",
-			 db->data_dir, h, subproc_said(&c->res));
+			 dir, h, subproc_said(&c->res));
 		rc = -EBADMSG;
 		goto out;
 	}
@@ -133,9 +121,8 @@ int db_stop(struct step_ctx *c)
 		rc = -EAGAIN;
 		goto out;
 	}
-	if ((rc = run_read(c, db, (const char *const[]){ "env", "LC_ALL=C", dump, "-p", wal, "-t", tli_s, "-s",
-							  ckpt_s, "-n", "1", NULL },
-			   "pg_waldump")) < 0)
+	if ((rc = db_run_as(c, prefix, (const char *const[]){ "env", "LC_ALL=C", dump, "-p", wal, "-t", tli_s, "-s",
+							       ckpt_s, "-n", "1", NULL }, MIN(1), "pg_waldump")) < 0)
 		goto out;
 	/* rmgr: XLOG len (rec/tot): 114/ 114, tx: 0, lsn: 0/01A0E2A8, prev ..., desc: CHECKPOINT_SHUTDOWN ... */
 	p = strstr(c->res.output, "len (rec/tot):");
@@ -146,20 +133,42 @@ int db_stop(struct step_ctx *c)
 		rc = -EBADMSG;
 		goto out;
 	}
-	final = wal_record_end(ckpt, tot, blk, segsz);
-	pgwal_lsn_format(ckpt, lsn);
-	pgwal_lsn_format(final, fin);
-	snprintf(c->s->data, sizeof(c->s->data),
-		 "{\"checkpoint_lsn\":\"%s\",\"final_lsn\":\"%s\",\"timeline\":%lu}", lsn, fin,
-		 strtoul(tli_s, NULL, 10));
-	step_msg(c->s, "shut down cleanly; final LSN %s (the shutdown checkpoint at %s, timeline %s)", fin, lsn,
-		 tli_s);
+	ret->checkpoint = ckpt;
+	ret->final = wal_record_end(ckpt, tot, blk, segsz);
+	ret->tli = (uint32_t)strtoul(tli_s, NULL, 10);
 	rc = 0;
 out:
 	free(ctl);
 	free(dump);
 	free(wal);
 	return rc;
+}
+
+/* Shut the primary's database down with the runbook's command, then read
+ * what PostgreSQL wrote last: pg_control must say "shut down" (a clean
+ * shutdown: every transaction is in the WAL before its shutdown
+ * checkpoint), and the shutdown checkpoint, read with pg_waldump, is the
+ * last record: the primary's final LSN is where it ends. */
+int db_stop(struct step_ctx *c)
+{
+	const struct rb_database *db = db_of_step(c);
+	char lsn[PGWAL_LSN_LEN], fin[PGWAL_LSN_LEN];
+	struct db_final f;
+	int rc;
+
+	if (!db)
+		return -ENOENT;
+	if ((rc = step_run_sh(c, c->s->host, db->stop, db->stop_timeout, "the database's stop")) < 0)
+		return rc;
+	if ((rc = db_shutdown_lsn(c, db, db->read_as, db->data_dir, &f)) < 0)
+		return rc;
+	pgwal_lsn_format(f.checkpoint, lsn);
+	pgwal_lsn_format(f.final, fin);
+	snprintf(c->s->data, sizeof(c->s->data), "{\"checkpoint_lsn\":\"%s\",\"final_lsn\":\"%s\",\"timeline\":%u}",
+		 lsn, fin, f.tli);
+	step_msg(c->s, "shut down cleanly; final LSN %s (the shutdown checkpoint at %s, timeline %u)", fin, lsn,
+		 f.tli);
+	return 0;
 }
 
 /* The LSN string at KEY of O, parsed; false if absent or not an LSN. */
@@ -270,7 +279,7 @@ out:
  * to watch (`bascule sync` would ask the stopped primary its position). */
 int db_acked(struct step_ctx *c)
 {
-	const struct rb_database *db = step_db(c);
+	const struct rb_database *db = db_of_step(c);
 	uint64_t final = 0, deadline = clock_mono_usec() + c->s->timeout;
 	char why[300] = "", fin[PGWAL_LSN_LEN], d1[32];
 	json_t *stop;
@@ -303,19 +312,30 @@ int db_acked(struct step_ctx *c)
 	return 0;
 }
 
-/* What the group's promote said of the database's source: its data
- * directory and mode; false (message set) if it said nothing. */
-static bool promoted_dir(struct step_ctx *c, const struct rb_database *db, char *dir, size_t len, bool *hot)
+/* What the group's promote (a test step: its clone) said of the database's
+ * source: its data directory and mode; false (message set) if it said
+ * nothing. */
+static bool promoted_dir(struct step_ctx *c, const struct rb_database *db, bool test, char *dir, size_t len,
+			 bool *hot)
 {
-	json_t *p = drill_step_find_data(c->d, ST_PROMOTE, db->group, NULL);
-	json_t *x = json_object_get(json_object_get(p, "postgres"), db->src);
-	const char *dd = json_string_value(json_object_get(x, "data_dir"));
+	json_t *p, *x;
+	const char *dd;
+
+	if (c->d->mode == MODE_FAILBACK) {
+		/* Promoted by an earlier drill: where its promote made it. */
+		db_secondary_dir(c->d, db, dir, len);
+		*hot = false;
+		return true;
+	}
+	p = drill_step_find_data(c->d, test ? ST_CLONE : ST_PROMOTE, db->group, NULL);
+	x = json_object_get(json_object_get(p, "postgres"), db->src);
+	dd = json_string_value(json_object_get(x, "data_dir"));
 
 	if (!dd) {
 		json_decref(p);
-		step_msg(c->s, "the promote of group %s reported no PostgreSQL source %s (database %s): is it "
-			       "a postgres source of the group? (bascule replica list on %s)", db->group, db->src,
-			 db->name, SEC(c->d));
+		step_msg(c->s, "the %s of group %s reported no PostgreSQL source %s (database %s): is it "
+			       "a postgres source of the group? (bascule replica list on %s)", test ? "clone" : "promote",
+			 db->group, db->src, db->name, SEC(c->d));
 		return false;
 	}
 	snprintf(dir, len, "%s", dd);
@@ -330,7 +350,7 @@ static bool promoted_dir(struct step_ctx *c, const struct rb_database *db, char 
 static int pg_ctl_as(struct step_ctx *c, const struct rb_database *db, const char *dir, const char *const *argv,
 		     uint64_t timeout, const char *what)
 {
-	const char *a[16] = { "runuser", "-u", db->user, "--" };
+	const char *a[24] = { "runuser", "-u", db->user, "--" };
 	size_t n = 4;
 
 	if (!db->user) {
@@ -347,54 +367,86 @@ static int pg_ctl_as(struct step_ctx *c, const struct rb_database *db, const cha
 	return step_run(c, c->s->host, a, timeout, what);
 }
 
-/* Start (or, STOP, stop) the promoted database on the secondary: the
- * runbook's command with BASCULE_PGDATA, else pg_ctl as the database's
- * user (pg_ctl_as); either is a no-op when the server already is in that state. */
+/* Start (or, STOP, stop) the promoted database on the secondary, or in
+ * test mode its clone: the runbook's command with BASCULE_PGDATA, else
+ * pg_ctl as the database's user (pg_ctl_as), a clone on its test_port and
+ * never archiving; either is a no-op when the server already is in that
+ * state. */
 int db_start(struct step_ctx *c, bool stop)
 {
-	const struct rb_database *db = step_db(c);
-	const char *cmd, *h = c->s->host;
-	char dir[1024], secs[24], *ctl = NULL, *log = NULL;
+	const struct rb_database *db = db_of_step(c);
+	bool test = c->s->kind == ST_DB_TEST_START || c->s->kind == ST_DB_TEST_STOP;
+	const char *cmd, *h = c->s->host, *what = test ? "the test copy of " : "";
+	char dir[1024], secs[24], opts[64], *ctl = NULL, *log = NULL;
 	bool hot = false;
 	uint64_t timeout;
 	int rc;
 
 	if (!db)
 		return -ENOENT;
-	if (!promoted_dir(c, db, dir, sizeof(dir), &hot))
+	if (!promoted_dir(c, db, test, dir, sizeof(dir), &hot))
 		return -ENOENT;
-	cmd = stop ? db->secondary_stop : db->start;
+	cmd = test ? (stop ? db->test_stop : db->test_start) : stop ? db->secondary_stop : db->start;
 	timeout = stop ? db->stop_timeout : db->start_timeout;
 	if ((rc = step_env_add(c, "BASCULE_PGDATA", dir)) < 0)
 		return rc;
 	if (cmd) {
-		if ((rc = step_run_sh(c, h, cmd, timeout, stop ? "the database's secondary_stop" : "the database's start")) == 0)
-			step_msg(c->s, "%s %s (%s)", stop ? "stopped" : "started", db->name, dir);
+		if ((rc = step_run_sh(c, h, cmd, timeout, test ? (stop ? "the database's test_stop" : "the database's test_start")
+						       : stop ? "the database's secondary_stop" : "the database's start")) == 0)
+			step_msg(c->s, "%s %s%s (%s)", stop ? "stopped" : "started", what, db->name, dir);
 		return rc;
 	}
-	if (!(ctl = pg_prog(db, "pg_ctl")) || asprintf(&log, "%s/bascule.log", dir) < 0) {
+	if (!(ctl = db_prog(db, "pg_ctl")) || asprintf(&log, "%s/bascule.log", dir) < 0) {
 		rc = -ENOMEM;
 		goto out;
 	}
 	snprintf(secs, sizeof(secs), "%" PRIu64, timeout / 1000000);
+	if (test && stop) {
+		/* Removed already (an abort after the clones went): nothing runs there. */
+		rc = step_run(c, h, (const char *const[]){ "test", "-d", dir, NULL }, MIN(1), "test -d");
+		if (rc == -EIO) {
+			step_msg(c->s, "%s%s (%s) is gone: nothing to stop", what, db->name, dir);
+			rc = 0;
+			goto out;
+		}
+		if (rc < 0)
+			goto out;
+	}
 	/* pg_ctl status: 0 running, 3 not running. */
 	rc = pg_ctl_as(c, db, dir, (const char *const[]){ ctl, "status", "-D", dir, NULL }, MIN(1), "pg_ctl status");
 	if (rc < 0 && (rc != -EIO || c->res.exit_status != 3))
 		goto out;
 	if ((rc == 0) != stop) {
-		step_msg(c->s, "%s (%s) %s", db->name, dir,
+		step_msg(c->s, "%s%s (%s) %s", what, db->name, dir,
 			 stop ? "is not running" : hot ? "runs: the hot standby was promoted" : "already runs");
 		rc = 0;
 		goto out;
 	}
+	/* A clone never archives (its WAL is not production's) and listens on
+	 * its own port, beside the standby and the primary. */
+	snprintf(opts, sizeof(opts), "-c port=%" PRIu64 " -c archive_mode=off", db->test_port);
 	if (stop)
 		rc = pg_ctl_as(c, db, dir, (const char *const[]){ ctl, "stop", "-D", dir, "-m", "fast", "-w", "-t", secs,
 							   NULL }, timeout, "pg_ctl stop");
+	else if (test)
+		rc = pg_ctl_as(c, db, dir, (const char *const[]){ ctl, "start", "-D", dir, "-l", log, "-w", "-t", secs,
+							   "-o", opts, NULL }, timeout, "pg_ctl start");
 	else
 		rc = pg_ctl_as(c, db, dir, (const char *const[]){ ctl, "start", "-D", dir, "-l", log, "-w", "-t", secs,
 							   NULL }, timeout, "pg_ctl start");
-	if (rc == 0)
-		step_msg(c->s, "%s %s (%s, log %s)", stop ? "stopped" : "started", db->name, dir, log);
+	if (rc == -EIO && !stop) {
+		/* pg_ctl says "examine the log output": show what it says. */
+		char why[512];
+		snprintf(why, sizeof(why), "%s", c->s->message);
+		if (step_run(c, h, (const char *const[]){ "tail", "-n", "2", "--", log, NULL }, MIN(1), "tail") == 0)
+			step_msg(c->s, "%.200s; %s: %.250s", why, log, subproc_said(&c->res));
+		else
+			step_msg(c->s, "%s", why);
+	}
+	if (rc == 0 && test && !stop)
+		step_msg(c->s, "started %s%s on port %" PRIu64 " (%s, log %s)", what, db->name, db->test_port, dir, log);
+	else if (rc == 0)
+		step_msg(c->s, "%s %s%s (%s, log %s)", stop ? "stopped" : "started", what, db->name, dir, log);
 out:
 	free(ctl);
 	free(log);
@@ -403,7 +455,7 @@ out:
 
 int db_restart(struct step_ctx *c)
 {
-	const struct rb_database *db = step_db(c);
+	const struct rb_database *db = db_of_step(c);
 	int rc;
 
 	if (!db)

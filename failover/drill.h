@@ -48,6 +48,13 @@ enum step_kind {
 	ST_DB_START,     /* secondary: start the promoted database (if promote left it down) */
 	ST_DB_SEC_STOP,  /* secondary: stop the promoted database (abort) */
 	ST_DB_RESTART,   /* primary: start the database again (abort) */
+	ST_DB_TEST_START,/* test: start the database's clone on its test port */
+	ST_DB_TEST_STOP, /* test: stop the clone (before the clones are removed) */
+	ST_DB_REWIND,    /* failback: the old primary rewound (pg_rewind) as a standby of the secondary */
+	ST_DB_FB_STANDBY,/* failback: the old primary started as that standby */
+	ST_DB_FB_SHUTDOWN,/* failback: the promoted database shut down cleanly, its final LSN read */
+	ST_DB_FB_CAUGHT, /* failback: the old primary holds that final LSN */
+	ST_DB_FB_PROMOTE,/* failback: the old primary promoted */
 	ST_KIND_MAX
 };
 
@@ -74,8 +81,8 @@ struct step {
 	/* What the step learnt, a JSON object (strings and integers only: it
 	 * goes into the signed report): database-stop {checkpoint_lsn,
 	 * final_lsn, timeline}, database-acked {final_lsn, targets: {NAME:
-	 * {acked_lsn, epoch}}}, promote {postgres: {SOURCE: {data_dir, mode,
-	 * end_lsn, redo_lsn, timeline, last_transaction_us}}}; "" if none. */
+	 * {acked_lsn, epoch}}}, promote and clone {postgres: {SOURCE: {data_dir,
+	 * mode, end_lsn, redo_lsn, timeline, last_transaction_us}}}; "" if none. */
 	char data[1536];
 };
 

@@ -56,6 +56,24 @@ uint64_t drill_step_epoch(struct drill *d, const char *group, enum step_kind kin
 json_t *drill_step_find_data(struct drill *d, enum step_kind kind, const char *group, const char *database);
 
 /* dbsteps.c: the database steps (docs/failover.md, "Databases") */
+/* The runbook's database of the step, or NULL with the message set. */
+const struct rb_database *db_of_step(struct step_ctx *c);
+/* PROG under the database's pg_bin (malloc'd). */
+char *db_prog(const struct rb_database *db, const char *prog);
+/* ARGV on the step's host, through PREFIX (a command string such as
+ * read_as: sh -c 'PREFIX "$@"') if not NULL. */
+int db_run_as(struct step_ctx *c, const char *prefix, const char *const *argv, uint64_t timeout, const char *what);
+/* The value of KEY in pg_controldata's TEXT, into BUF; false if none. */
+bool db_control_field(const char *text, const char *key, char *buf, size_t len);
+struct db_final {
+	uint64_t checkpoint, final; /* the shutdown checkpoint, where it ends */
+	uint32_t tli;
+};
+/* The cluster in DIR on the step's host (read through PREFIX) is shut
+ * down cleanly: its shutdown checkpoint and where it ends (the final LSN),
+ * from pg_controldata and pg_waldump; else the message says why. */
+int db_shutdown_lsn(struct step_ctx *c, const struct rb_database *db, const char *prefix, const char *dir,
+		    struct db_final *ret);
 int db_stop(struct step_ctx *c);
 int db_acked(struct step_ctx *c);
 int db_start(struct step_ctx *c, bool stop);
@@ -69,6 +87,15 @@ void db_promoted(struct step_ctx *c, json_t *answer, char *msg, size_t len);
 /* The extra arguments of promote for GROUP's databases (--pg-user, ...),
  * appended to ARGS at *N (at most MAX). */
 void db_promote_args(const struct drill *d, const char *group, const char **args, size_t *n, size_t max);
+
+/* dbfailback.c: a database back at home (docs/failover.md, "Databases") */
+/* The promoted database's data directory at the secondary. */
+void db_secondary_dir(const struct drill *d, const struct rb_database *db, char *buf, size_t len);
+int db_rewind(struct step_ctx *c);
+int db_fb_standby(struct step_ctx *c);
+int db_fb_shutdown(struct step_ctx *c);
+int db_fb_caught(struct step_ctx *c);
+int db_fb_promote(struct step_ctx *c);
 
 /* steps.c */
 /* Run step S of D: S is the caller's own copy (its results are written

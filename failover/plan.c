@@ -21,7 +21,10 @@ static const char *const kind_names[ST_KIND_MAX] = {
 	[ST_PCHECK] = "check-primary", [ST_SWITCH_BACK] = "switch-back", [ST_DEMOTE] = "demote",
 	[ST_RESUME] = "resume", [ST_DB_STOP] = "database-stop", [ST_DB_ACKED] = "database-acked",
 	[ST_DB_START] = "database-start", [ST_DB_SEC_STOP] = "database-secondary-stop",
-	[ST_DB_RESTART] = "database-restart",
+	[ST_DB_RESTART] = "database-restart", [ST_DB_TEST_START] = "database-test-start",
+	[ST_DB_TEST_STOP] = "database-test-stop", [ST_DB_REWIND] = "database-rewind",
+	[ST_DB_FB_STANDBY] = "database-standby-start", [ST_DB_FB_SHUTDOWN] = "database-secondary-shutdown",
+	[ST_DB_FB_CAUGHT] = "database-caught-up", [ST_DB_FB_PROMOTE] = "database-promote-primary",
 };
 static const char *const status_names[] = { "pending", "running", "done", "failed", "skipped" };
 static const char *const mode_names[] = { "plan", "planned", "unplanned", "test", "failback" };
@@ -189,6 +192,34 @@ static void plan_databases(struct drill *d, enum step_kind kind)
 			s = add_step(d, kind, NULL, db->group, SEC(d), 0, db->start_timeout,
 				     "start database %s on %s", db->name, SEC(d));
 			break;
+		case ST_DB_TEST_START:
+			s = add_step(d, kind, NULL, db->group, SEC(d), 0, db->start_timeout,
+				     "start test copy of database %s", db->name);
+			break;
+		case ST_DB_TEST_STOP:
+			s = add_step(d, kind, NULL, db->group, SEC(d), 0, db->stop_timeout,
+				     "stop test copy of database %s", db->name);
+			break;
+		case ST_DB_REWIND:
+			s = add_step(d, kind, NULL, db->group, host, 0, rb->primary.sync_timeout * 6,
+				     "rewind database %s on %s (standby of %s)", db->name, host, SEC(d));
+			break;
+		case ST_DB_FB_STANDBY:
+			s = add_step(d, kind, NULL, db->group, host, 0, db->start_timeout,
+				     "start database %s on %s as a standby", db->name, host);
+			break;
+		case ST_DB_FB_SHUTDOWN:
+			s = add_step(d, kind, NULL, db->group, SEC(d), 0, db->stop_timeout + MIN(1),
+				     "shut down database %s on %s", db->name, SEC(d));
+			break;
+		case ST_DB_FB_CAUGHT:
+			s = add_step(d, kind, NULL, db->group, host, 0, rb->primary.sync_timeout,
+				     "final LSN of %s held on %s", db->name, host);
+			break;
+		case ST_DB_FB_PROMOTE:
+			s = add_step(d, kind, NULL, db->group, host, 0, db->start_timeout,
+				     "promote database %s on %s", db->name, host);
+			break;
 		default:
 			break;
 		}
@@ -273,28 +304,44 @@ int drill_plan(const struct runbook *rb, enum drill_mode mode, struct drill **re
 	case MODE_TEST:
 		plan_prechecks(d, true);
 		plan_groups(d, groups, ng, ST_CLONE, SEC(d), MIN(60), "clone", true);
+		plan_databases(d, ST_DB_TEST_START);
 		plan_starts(d, ST_START, ST_CHECK, SEC(d));
 		plan_stops(d, ST_TEST_STOP, SEC(d));
+		plan_databases(d, ST_DB_TEST_STOP);
 		add_step(d, ST_UNCLONE, NULL, NULL, SEC(d), 0, MIN(10), "remove the clones on %s", SEC(d));
 		break;
-	case MODE_FAILBACK:
+	case MODE_FAILBACK: {
+		/* Disks come back through the reverse replication (failback.start);
+		 * databases through PostgreSQL's own (pg_rewind, streaming).  A
+		 * runbook of databases alone has no failback.start. */
+		bool disks = rb->failback.start != NULL;
 		add_step(d, ST_PRE_PRIMARY, NULL, NULL, PRI(d), 0, MIN(1), "old primary back (%s)", PRI(d));
-		add_step(d, ST_FB_START, NULL, NULL, SEC(d), 0, MIN(5), "start reverse replication on %s",
-			 SEC(d));
-		plan_groups(d, groups, ng, ST_FB_SYNC, SEC(d), rb->primary.sync_timeout * 6,
-			    "reverse resync of", false);
+		if (disks) {
+			add_step(d, ST_FB_START, NULL, NULL, SEC(d), 0, MIN(5), "start reverse replication on %s",
+				 SEC(d));
+			plan_groups(d, groups, ng, ST_FB_SYNC, SEC(d), rb->primary.sync_timeout * 6,
+				    "reverse resync of", false);
+		}
+		plan_databases(d, ST_DB_REWIND);
+		plan_databases(d, ST_DB_FB_STANDBY);
 		plan_stops(d, ST_SEC_STOP, SEC(d));
-		plan_groups(d, groups, ng, ST_FB_SYNC, SEC(d), rb->primary.sync_timeout + MIN(1),
-			    "final reverse sync of", false);
-		plan_groups(d, groups, ng, ST_FB_PAUSE, SEC(d), MIN(1), "pause reverse replication of",
-			    false);
-		plan_groups(d, groups, ng, ST_FB_PROMOTE, PRI(d), MIN(30), "promote", true);
-		add_step(d, ST_FB_STOP, NULL, NULL, SEC(d), 0, MIN(5), "stop reverse replication");
+		plan_databases(d, ST_DB_FB_SHUTDOWN);
+		plan_databases(d, ST_DB_FB_CAUGHT);
+		if (disks) {
+			plan_groups(d, groups, ng, ST_FB_SYNC, SEC(d), rb->primary.sync_timeout + MIN(1),
+				    "final reverse sync of", false);
+			plan_groups(d, groups, ng, ST_FB_PAUSE, SEC(d), MIN(1), "pause reverse replication of",
+				    false);
+			plan_groups(d, groups, ng, ST_FB_PROMOTE, PRI(d), MIN(30), "promote", true);
+			add_step(d, ST_FB_STOP, NULL, NULL, SEC(d), 0, MIN(5), "stop reverse replication");
+		}
+		plan_databases(d, ST_DB_FB_PROMOTE);
 		plan_starts(d, ST_RESTART, ST_PCHECK, PRI(d));
 		plan_switches(d, true);
 		plan_groups(d, groups, ng, ST_DEMOTE, SEC(d), MIN(5), "demote", true);
 		plan_groups(d, groups, ng, ST_RESUME, PRI(d), MIN(1), "resume replication of", false);
 		break;
+	}
 	case MODE_PLAN:
 		break;
 	}
@@ -377,6 +424,13 @@ int drill_plan_abort(struct drill *d, size_t n0)
 			const struct rb_database *db = runbook_database(rb, s.database);
 			if (db && (a = add_step(d, ST_DB_SEC_STOP, NULL, s.group, SEC(d), 0, db->stop_timeout,
 						"stop database %s on %s", db->name, SEC(d))))
+				snprintf(a->database, sizeof(a->database), "%s", db->name);
+			break;
+		}
+		case ST_DB_TEST_START: {
+			const struct rb_database *db = runbook_database(rb, s.database);
+			if (db && (a = add_step(d, ST_DB_TEST_STOP, NULL, s.group, SEC(d), 0, db->stop_timeout,
+						"stop test copy of database %s", db->name)))
 				snprintf(a->database, sizeof(a->database), "%s", db->name);
 			break;
 		}

@@ -123,7 +123,11 @@ static json_t *group_databases(const struct drill *d, const char *g, const struc
 
 	for (size_t i = 0; i < rb->databases.n; i++) {
 		const struct rb_database *db = RB_DB(rb, i);
-		const struct step *stop = db_step(d, ST_DB_STOP, db->name), *ack = db_step(d, ST_DB_ACKED, db->name);
+		bool fb = d->mode == MODE_FAILBACK;
+		const struct step *stop = db_step(d, fb ? ST_DB_FB_SHUTDOWN : ST_DB_STOP, db->name);
+		const struct step *ack = db_step(d, fb ? ST_DB_FB_CAUGHT : ST_DB_ACKED, db->name);
+		const struct step *fbp = fb ? db_step(d, ST_DB_FB_PROMOTE, db->name) : NULL;
+		json_t *fbdata = fbp ? drill_step_data(fbp) : NULL;
 		json_t *sd, *ad, *pg, *o, *targets;
 		uint64_t final, promoted, xact, loss = 0;
 		bool by_lsn;
@@ -133,13 +137,13 @@ static json_t *group_databases(const struct drill *d, const char *g, const struc
 			arr = json_array();
 		sd = stop ? drill_step_data(stop) : NULL;
 		ad = ack ? drill_step_data(ack) : NULL;
-		pg = json_object_get(json_object_get(pdata, "postgres"), db->src);
+		pg = json_object_get(json_object_get(fb ? fbdata : pdata, "postgres"), db->src);
 		final = lsn_at(sd, "final_lsn");
 		promoted = lsn_at(pg, "end_lsn");
 		xact = (uint64_t)json_integer_value(json_object_get(pg, "last_transaction_us"));
 		targets = json_object_get(ad, "targets");
-		by_lsn = d->mode == MODE_PLANNED && final && ack && json_object_size(targets) && promoted >= final;
-		if (d->mode == MODE_PLANNED && !by_lsn) {
+		by_lsn = (d->mode == MODE_PLANNED || fb) && final && ack && json_object_size(targets) && promoted >= final;
+		if ((d->mode == MODE_PLANNED || fb) && !by_lsn) {
 			uint64_t down = stop ? stop->end : d->ended;
 			loss = xact && down > xact ? down - xact : down > p->cut_time ? down - p->cut_time : 0;
 		} else if (d->mode == MODE_UNPLANNED) {
@@ -161,6 +165,7 @@ static json_t *group_databases(const struct drill *d, const char *g, const struc
 		json_array_append_new(arr, o);
 		json_decref(sd);
 		json_decref(ad);
+		json_decref(fbdata);
 	}
 	json_decref(pdata);
 	*ret_loss = worst;
@@ -219,6 +224,8 @@ json_t *report_build(const struct drill *d)
 		if (seen)
 			continue;
 		p = find_step(d, promote, g, true);
+		if (!p && d->mode == MODE_FAILBACK) /* databases alone: PostgreSQL's own promote */
+			p = find_step(d, ST_DB_FB_PROMOTE, g, true);
 		sy = find_step(d, sync, g, true);
 		if (!p) {
 			rpo_known = false;
@@ -600,15 +607,16 @@ static void html_databases(FILE *f, json_t *r)
 {
 	json_t *g, *x;
 	size_t i, k;
-	bool any = false;
+	bool any = false, test = !strcmp(jstr(r, "mode"), "test");
 	char b[600], t[40];
 
 	json_array_foreach(json_object_get(r, "groups"), i, g) {
 		json_array_foreach(json_object_get(g, "databases"), k, x) {
 			if (!any)
 				fprintf(f, "<h2>Databases</h2>\n<table><tr><th>database</th><th>source</th>"
-					   "<th>primary's final LSN</th><th>acknowledged by</th><th>promoted to</th>"
-					   "<th>last transaction recovered</th><th>data loss</th></tr>\n");
+					   "<th>primary's final LSN</th><th>acknowledged by</th><th>%s</th>"
+					   "<th>last transaction recovered</th><th>data loss</th></tr>\n",
+					test ? "cloned at" : "promoted to");
 			any = true;
 			fprintf(f, "<tr><td>");
 			esc(f, jstr(x, "name"));
@@ -777,6 +785,13 @@ void report_summary(json_t *r, FILE *f)
 		size_t k;
 		json_array_foreach(json_object_get(x, "databases"), k, db) {
 			char a[600], t[40];
+			if (!strcmp(jstr(r, "mode"), "test")) {
+				fprintf(f, "  database %s (%s): test copy cloned at %s (timeline %d), last transaction %s\n",
+					jstr(db, "name"), jstr(db, "source"),
+					*jstr(db, "promoted_lsn") ? jstr(db, "promoted_lsn") : "-", (int)jint(db, "timeline"),
+					jint(db, "last_transaction_us") ? units_fmt_time(jint(db, "last_transaction_us"), t, sizeof(t)) : "none");
+				continue;
+			}
 			fprintf(f, "  database %s (%s): final LSN %s, acknowledged by %s, promoted to %s; ",
 				jstr(db, "name"), jstr(db, "source"), *jstr(db, "final_lsn") ? jstr(db, "final_lsn") : "-",
 				acked_list(json_object_get(db, "targets"), a, sizeof(a)),

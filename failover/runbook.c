@@ -31,6 +31,11 @@ static const struct cfg_key check_keys[] = {
 	{ K("sql", CT_STR, struct rb_check, sql),
 	  .note = "libpq conninfo of a PostgreSQL database, queried from the drill's machine (no password: "
 		  "use a passfile)" },
+	{ K("test_sql", CT_STR, struct rb_check, test_sql),
+	  .note = "sql: the conninfo a test drill queries instead (the database's clone on its test_port); "
+		  "default: sql" },
+	{ K("failback_sql", CT_STR, struct rb_check, failback_sql),
+	  .note = "sql: the conninfo a failback drill queries instead (the database back at home); default: sql" },
 	{ K("query", CT_STR, struct rb_check, query), .note = "sql: the query to run (required with sql)" },
 	{ K("expect", CT_STR, struct rb_check, expect),
 	  .note = "sql: the first value of the first row wanted, as psql -At prints it (t, 42; NULL for a "
@@ -114,6 +119,20 @@ static const struct cfg_key database_keys[] = {
 	{ K("pg_conf", CT_STR, struct rb_database, pg_conf),
 	  .note = "secondary: settings file for the promoted database (promote --pg-conf; default "
 		  "/etc/bascule/postgresql.conf there)" },
+	{ K("test_port", CT_UINT, struct rb_database, test_port), .def = "0", .max = 65535,
+	  .note = "test mode: the port the database's clone listens on (apart from the standby and the "
+		  "primary; pg_ctl -o '-c port=N -c archive_mode=off')" },
+	{ K("test_start", CT_STR, struct rb_database, test_start),
+	  .note = "test mode: start the clone in $BASCULE_PGDATA yourself (default: pg_ctl start on "
+		  "test_port as the clone's owner)" },
+	{ K("test_stop", CT_STR, struct rb_database, test_stop),
+	  .note = "test mode: stop the clone (default: pg_ctl stop -m fast)" },
+	{ K("failback_conninfo", CT_STR, struct rb_database, failback_conninfo),
+	  .note = "failback: libpq conninfo of the promoted database as the old primary's host reaches it "
+		  "(pg_rewind's source, then the standby's primary_conninfo; no password: a passfile)" },
+	{ K("failback_promote", CT_STR, struct rb_database, failback_promote),
+	  .note = "failback: promote the old primary once it holds the final LSN (default: pg_ctl promote -w "
+		  "through read_as)" },
 	{ 0 }
 };
 static const struct cfg_table database_table = { "database", sizeof(struct rb_database), database_keys };
@@ -307,6 +326,10 @@ static int check_sql_keys(const struct runbook *rb, const struct rb_service *s, 
 	int r;
 
 	if (!c->sql) {
+		if (c->test_sql || c->failback_sql)
+			return POSERR(rb, c->pos, "check '%s' of service '%s': %s goes with sql (the "
+				      "conninfo of the other modes)", c->name, s->name,
+				      c->test_sql ? "test_sql" : "failback_sql");
 		if (c->query || c->expect)
 			return POSERR(rb, c->pos, "check '%s' of service '%s': query and expect go with sql "
 				      "(a conninfo)", c->name, s->name);
@@ -321,6 +344,10 @@ static int check_sql_keys(const struct runbook *rb, const struct rb_service *s, 
 			      "host in the conninfo)", c->name, s->name);
 	if ((r = pgconn_describe(c->sql, what, sizeof(what), &password)) < 0)
 		return POSERR(rb, c->pos, "check '%s' of service '%s': %s", c->name, s->name, err_msg(r));
+	if (!password && c->test_sql && (r = pgconn_describe(c->test_sql, what, sizeof(what), &password)) < 0)
+		return POSERR(rb, c->pos, "check '%s' of service '%s': test_sql: %s", c->name, s->name, err_msg(r));
+	if (!password && c->failback_sql && (r = pgconn_describe(c->failback_sql, what, sizeof(what), &password)) < 0)
+		return POSERR(rb, c->pos, "check '%s' of service '%s': failback_sql: %s", c->name, s->name, err_msg(r));
 	if (password)
 		return POSERR(rb, c->pos, "check '%s' of service '%s': the conninfo holds a password, which "
 			      "the runbook and the messages quoting it would show: put it in a passfile "
@@ -493,6 +520,50 @@ void runbook_free(struct runbook *rb)
 	yamltab_free(&top_table, rb);
 	free(rb->file);
 	free(rb);
+}
+
+int runbook_check_test(const struct runbook *rb)
+{
+	for (size_t i = 0; i < rb->databases.n; i++) {
+		const struct rb_database *db = RB_DB(rb, i);
+		if (!db->test_port && !db->test_start)
+			return POSERR(rb, db->pos, "database '%s': a test drill starts a clone of it beside the "
+				      "standby and the primary, on a port of its own: give it test_port (e.g. "
+				      "test_port: 5440, and the sql checks a test_sql conninfo with that port) or a "
+				      "test_start command", db->name);
+		if (db->test_port && db->test_port < 1024 && !db->test_start)
+			return POSERR(rb, db->pos, "database '%s': test_port %llu is a privileged port, which "
+				      "PostgreSQL does not bind as its user: choose one from 1024", db->name,
+				      (unsigned long long)db->test_port);
+	}
+	return 0;
+}
+
+int runbook_check_failback(const struct runbook *rb)
+{
+	for (size_t i = 0; i < rb->databases.n; i++) {
+		const struct rb_database *db = RB_DB(rb, i);
+		char what[512];
+		bool password = false;
+		int r;
+		if (!db->failback_conninfo)
+			return POSERR(rb, db->pos, "database '%s': a failback makes the old primary a standby of the "
+				      "promoted database (pg_rewind, then streaming): give it failback_conninfo, how "
+				      "the host %s reaches that database (e.g. \"host=SECONDARY port=5432 "
+				      "user=postgres dbname=postgres passfile=FILE\")", db->name,
+				      db->host ? db->host : rb->primary.host);
+		if ((r = pgconn_describe(db->failback_conninfo, what, sizeof(what), &password)) < 0)
+			return POSERR(rb, db->pos, "database '%s': failback_conninfo: %s", db->name, err_msg(r));
+		if (password)
+			return POSERR(rb, db->pos, "database '%s': failback_conninfo holds a password, which the "
+				      "runbook and the standby's settings would show: put it in a passfile (passfile=FILE, "
+				      "mode 0600, readable by read_as's user on the primary)", db->name);
+		if (strchr(db->failback_conninfo, '\'') || strchr(db->failback_conninfo, '\n'))
+			return POSERR(rb, db->pos, "database '%s': failback_conninfo holds a quote or a new line, "
+				      "which the standby's primary_conninfo cannot carry: use the key=value form "
+				      "without them", db->name);
+	}
+	return 0;
 }
 
 void runbook_print_reference(void)

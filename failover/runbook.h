@@ -20,6 +20,8 @@ struct rb_check {
 	char *http;            /* URL (http or https) */
 	char *command;         /* shell command; passes when it exits 0 */
 	char *sql;             /* libpq conninfo of the database queried (no password in it) */
+	char *test_sql;        /* test mode: the conninfo instead of sql (the clone's port) */
+	char *failback_sql;    /* failback mode: the conninfo instead of sql (the database at home) */
 	char *query;           /* sql: the query */
 	char *expect;          /* sql: the first value of the first row wanted (NULL: it runs) */
 	char *host;            /* where the command runs (default: the secondary) */
@@ -60,6 +62,11 @@ struct rb_database {
 	char *secondary_stop;  /* secondary: stop it (abort) */
 	char *user;            /* secondary: the user PostgreSQL runs as (promote, default start) */
 	char *pg_conf;         /* secondary: settings for the promoted database (promote --pg-conf) */
+	uint64_t test_port;    /* test mode: the clone listens on this port (0: not given) */
+	char *test_start;      /* test mode: start the clone ($BASCULE_PGDATA) instead of pg_ctl */
+	char *test_stop;       /* test mode: stop it */
+	char *failback_conninfo; /* failback: the promoted database as the old primary reaches it */
+	char *failback_promote;  /* failback: promote the old primary once it holds the final LSN */
 	uint64_t stop_timeout, start_timeout;
 };
 
@@ -135,3 +142,10 @@ void runbook_free(struct runbook *rb);
 const struct rb_host *runbook_host(const struct runbook *rb, const char *name);
 const struct rb_database *runbook_database(const struct runbook *rb, const char *name);
 void runbook_print_reference(void);
+/* A test drill of RB: each database says how its clone starts apart from
+ * the standby and the promoted database (test_port or test_start); an
+ * error with the database's position if not. */
+int runbook_check_test(const struct runbook *rb);
+/* A failback drill of RB: each database names failback_conninfo (parsed,
+ * no password); an error with the database's position if not. */
+int runbook_check_failback(const struct runbook *rb);

@@ -548,12 +548,17 @@ static int do_clone(struct step_ctx *c)
 {
 	const struct runbook *rb = c->d->rb;
 	char *to = disks_dir(c->d, c->s->group, NULL);
+	const char *extra[12] = { "--to-dir", to };
+	size_t n = 2;
 	int rc;
 
 	if (!to)
 		return -ENOMEM;
+	/* Its databases are made with the settings of the promoted ones. */
+	db_promote_args(c->d, c->s->group, extra, &n, sizeof(extra) / sizeof(extra[0]) - 1);
+	extra[n] = NULL;
 	rc = do_replica(c, "clone", rb->secondary.replica_root, rb->secondary.site_key,
-			rb->secondary.bascule, (const char *const[]){ "--to-dir", to, NULL });
+			rb->secondary.bascule, extra);
 	free(to);
 	return rc;
 }
@@ -583,12 +588,17 @@ static int do_checks(struct step_ctx *c, bool home)
 	for (size_t k = 0; k < svc->checks.n; k++) {
 		const struct rb_check *ck = RB_CHECK(svc, k);
 		const struct rb_host *h = runbook_host(d->rb, ck->host ?: home ? PRI(d) : SEC(d));
+		struct rb_check tc = *ck; /* a test drill queries the clones */
 		char why[600] = "";
 		int rc = -EAGAIN;
+		if (d->mode == MODE_TEST && ck->test_sql)
+			tc.sql = ck->test_sql;
+		if (d->mode == MODE_FAILBACK && home && ck->failback_sql)
+			tc.sql = ck->failback_sql;
 		for (uint64_t a = 0; a <= ck->retries; a++) {
 			attempts++;
 			c->s->attempts = attempts;
-			if ((rc = check_once(ck, h, c->env, why, sizeof(why))) == 0)
+			if ((rc = check_once(&tc, h, c->env, why, sizeof(why))) == 0)
 				break;
 			if (a < ck->retries)
 				usleep((useconds_t)ck->interval);
@@ -696,9 +706,14 @@ static int exec_kind(struct step_ctx *c)
 	case ST_FB_START: case ST_FB_STOP: return do_reverse(c);
 	case ST_DB_STOP: return db_stop(c);
 	case ST_DB_ACKED: return db_acked(c);
-	case ST_DB_START: return db_start(c, false);
-	case ST_DB_SEC_STOP: return db_start(c, true);
+	case ST_DB_START: case ST_DB_TEST_START: return db_start(c, false);
+	case ST_DB_SEC_STOP: case ST_DB_TEST_STOP: return db_start(c, true);
 	case ST_DB_RESTART: return db_restart(c);
+	case ST_DB_REWIND: return db_rewind(c);
+	case ST_DB_FB_STANDBY: return db_fb_standby(c);
+	case ST_DB_FB_SHUTDOWN: return db_fb_shutdown(c);
+	case ST_DB_FB_CAUGHT: return db_fb_caught(c);
+	case ST_DB_FB_PROMOTE: return db_fb_promote(c);
 	case ST_KIND_MAX:
 		break;
 	}

@@ -160,18 +160,21 @@ int cmd_drill(int argc, char **argv)
 		fprintf(stderr, "bascule drill: %s\n", err_msg(rc));
 		return DRILL_ERROR;
 	}
-	if (mode == MODE_FAILBACK && (!rb->failback.start || !rb->failback.control_socket ||
-				      !rb->failback.replica_root)) {
+	/* Databases come back through PostgreSQL's own replication; disks need
+	 * the reverse replication (a runbook of databases alone has none). */
+	if (mode == MODE_FAILBACK && (rb->failback.start || !rb->databases.n) &&
+	    (!rb->failback.start || !rb->failback.control_socket || !rb->failback.replica_root)) {
 		fprintf(stderr, "bascule drill: %s: failback needs failback.start, "
 				"failback.control_socket and failback.replica_root in the runbook\n",
 			rb->file);
 		goto out;
 	}
-	if (rb->databases.n && (mode == MODE_TEST || mode == MODE_FAILBACK)) {
-		fprintf(stderr, "bascule drill: %s: %s mode does not handle databases yet (a clone of a "
-				"PostgreSQL source, or its failback, is not made by bascule replica): run it with "
-				"a runbook without 'databases' (docs/failover.md, \"Databases\")\n",
-			rb->file, mode_name(mode));
+	if (mode == MODE_FAILBACK && (rc = runbook_check_failback(rb)) < 0) {
+		fprintf(stderr, "bascule drill: %s\n", err_msg(rc));
+		goto out;
+	}
+	if (mode == MODE_TEST && (rc = runbook_check_test(rb)) < 0) {
+		fprintf(stderr, "bascule drill: %s\n", err_msg(rc));
 		goto out;
 	}
 	if (mode_s) {

@@ -29,7 +29,9 @@ static void replica_usage(FILE *f)
 		   "  demote                 make a promoted group a replica again (its disks are\n"
 		   "                         resynced with librsync on the next connection)\n"
 		   "  clone --to-dir DIR     reflink (or copy) the disks at a complete epoch into DIR\n"
-		   "                         while replication goes on (test drills)\n"
+		   "                         while replication goes on (test drills); a PostgreSQL\n"
+		   "                         source becomes DIR/SOURCE, a stopped database recovered\n"
+		   "                         to that epoch on a timeline of its own (--pg-* apply)\n"
 		   "  standby                PostgreSQL sources: make (if need be) and start the hot\n"
 		   "                         standby DIR/G/SOURCE, replaying the WAL recv commits;\n"
 		   "                         promote then promotes it in seconds\n"
@@ -149,7 +151,8 @@ static void print_promoted(const char *verb, const char *group, const struct pro
 			const struct promote_pg *p = &pi->pg[i];
 			char e[PGWAL_LSN_LEN], d[PGWAL_LSN_LEN], x[40];
 			json_array_append_new(pg, json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s?, s:I, s:o?, s:f}",
-				"source", p->source, "data_dir", p->data_dir, "mode", p->hot ? "hot" : "cold",
+				"source", p->source, "data_dir", p->data_dir, "mode",
+				p->clone ? "clone" : p->hot ? "hot" : "cold",
 				"end_lsn", pgwal_lsn_format(p->end_lsn, e), "redo_lsn", pgwal_lsn_format(p->redo_lsn, d),
 				"timeline", (int)p->timeline,
 				"last_transaction", p->last_xact ? units_fmt_time(p->last_xact, x, sizeof(x)) : NULL,
@@ -171,10 +174,12 @@ static void print_promoted(const char *verb, const char *group, const struct pro
 		const struct promote_pg *p = &pi->pg[i];
 		char e[PGWAL_LSN_LEN], d[PGWAL_LSN_LEN], x[40];
 		printf("  %s: PostgreSQL %s, recovered to %s (last record at %s), timeline %u, last transaction %s, "
-		       "in %.1f s; data directory %s%s\n", p->source, p->hot ? "standby promoted" : "restored (cold)",
+		       "in %.1f s; data directory %s%s\n", p->source,
+		       p->clone ? "clone" : p->hot ? "standby promoted" : "restored (cold)",
 		       pgwal_lsn_format(p->end_lsn, e), pgwal_lsn_format(p->redo_lsn, d), p->timeline,
 		       p->last_xact ? units_fmt_time(p->last_xact, x, sizeof(x)) : "none", (double)p->usec / 1e6,
-		       p->data_dir, p->hot ? " (running)" : " (stopped: start it with pg_ctl -D DIR start)");
+		       p->data_dir, p->hot ? " (running)" : p->clone ? " (stopped: start it on a port of its own, e.g. "
+		       "pg_ctl -D DIR -o '-c port=5440' start)" : " (stopped: start it with pg_ctl -D DIR start)");
 	}
 }
 
@@ -341,7 +346,7 @@ int cmd_replica(int argc, char **argv)
 	} else if (!strcmp(verb, "promote") || !strcmp(verb, "clone")) {
 		struct promote_info pi;
 		bool promote = !strcmp(verb, "promote");
-		rc = promote ? replica_promote(r, group, &po, &pi) : replica_clone(r, group, to_dir, &pi);
+		rc = promote ? replica_promote(r, group, &po, &pi) : replica_clone(r, group, to_dir, &po, &pi);
 		if (rc == 0)
 			print_promoted(verb, group, &pi, json, promote ? po.link_dir : to_dir);
 	} else if (!strcmp(verb, "standby")) {

@@ -137,6 +137,7 @@ struct promote_pg {
 	char source[NAME_MAX_LEN + 1];
 	char data_dir[1024];
 	bool hot;              /* the running standby was promoted */
+	bool clone;            /* a clone (test drill), not the replica's own database */
 	uint64_t end_lsn;      /* the WAL recovery was given ended here (the acked point) */
 	uint64_t redo_lsn;     /* the last record it replayed */
 	uint32_t timeline;     /* the new timeline */
@@ -211,8 +212,12 @@ int replica_refuse_promoted(struct replica *r, const char *group);
  * so the daemon brings them back with a librsync resync. */
 int replica_demote(struct replica *r, const char *group);
 /* Clone (FICLONE, else a sparse copy) GROUP's disks at a complete epoch into
- * TO_DIR, without stopping bascule recv (R opened read-only). */
-int replica_clone(struct replica *r, const char *group, const char *to_dir, struct promote_info *ret);
+ * TO_DIR, without stopping bascule recv (R opened read-only).  A PostgreSQL
+ * source becomes TO_DIR/SOURCE, a stopped data directory recovered to the
+ * clone's epoch on a timeline of its own (O: its user, programs, settings;
+ * NULL: the defaults), described in RET->pg; a hot standby goes on. */
+int replica_clone(struct replica *r, const char *group, const char *to_dir, const struct promote_opts *o,
+		  struct promote_info *ret);
 /* replica_rollback_points with the consistency flags of each point. */
 int replica_rollback_points_flags(struct replica *r, const char *group, uint64_t *epochs,
 				  uint64_t *times, uint8_t *flags, size_t max, size_t *ret_n);

@@ -28,7 +28,7 @@ elapsed() { printf "%.1f" "$(echo "$(date +%s.%N) - $1" | bc)"; }
 
 pgdrill_up() {
 	local t0; t0=$(date +%s.%N)
-	pg_init p
+	pg_init p ${PGDRILL_INITDB_ARGS:-} # e.g. --data-checksums (pg_rewind at failback)
 	pg_start p
 	PD=$(pg_dir p)
 	pg_bench_init p 1

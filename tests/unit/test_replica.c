@@ -356,7 +356,7 @@ static void test_planted_links(void **state)
 	open_locked(&r);
 	assert_int_equal(replica_rollback(r, "vm1", 1), -EBADMSG);
 	assert_non_null(strstr(err_msg(-EBADMSG), "is a symbolic link"));
-	assert_int_equal(replica_clone(r, "vm1", clone, &pi), -EBADMSG);
+	assert_int_equal(replica_clone(r, "vm1", clone, NULL, &pi), -EBADMSG);
 	replica_close(r);
 	assert_int_equal(epoch_now(), 2);
 	snprintf(path, sizeof(path), "%s/root", clone);

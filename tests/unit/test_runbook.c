@@ -118,6 +118,16 @@ static void test_errors(void **state)
 	t = edit("        tcp: 10.0.0.1:5432\n", "        sql: \"postgresql://drill:s3cret@db/shop\"\n        query: SELECT 1\n");
 	expect_error(t, "the conninfo holds a password");
 	free(t);
+	t = edit("        tcp: 10.0.0.1:5432\n", "        tcp: 10.0.0.1:5432\n        test_sql: dbname=x\n");
+	expect_error(t, "rb.yaml:23:9: check 'pg' of service 'db': test_sql goes with sql");
+	free(t);
+	t = edit("        tcp: 10.0.0.1:5432\n", "        sql: dbname=x\n        test_sql: \"port=5440 password=s3cret\"\n"
+					       "        query: SELECT 1\n");
+	expect_error(t, "rb.yaml:23:9: check 'pg' of service 'db': the conninfo holds a password");
+	free(t);
+	t = edit("        tcp: 10.0.0.1:5432\n", "        sql: dbname=x\n        test_sql: \"port\"\n        query: SELECT 1\n");
+	expect_error(t, "rb.yaml:23:9: check 'pg' of service 'db': test_sql: the conninfo does not parse");
+	free(t);
 	t = edit("        tcp: 10.0.0.1:5432\n", "        sql: \"dbname\"\n        query: SELECT 1\n");
 	expect_error(t, "rb.yaml:23:9: check 'pg' of service 'db': the conninfo does not parse");
 	free(t);
@@ -242,6 +252,85 @@ static void test_plan_databases(void)
 	assert_int_equal(drill_plan(rb, MODE_UNPLANNED, &d), 0);
 	assert_false(has_kind(d, ST_DB_STOP));
 	assert_true(step_index(d, ST_PROMOTE, false) < step_index(d, ST_DB_START, false));
+	drill_free(d);
+	/* Test mode: nothing says where the clone listens: refused with the
+	 * database's position and what to add. */
+	assert_int_equal(runbook_check_test(rb), -EINVAL);
+	assert_non_null(strstr(err_msg(-EINVAL), "rb.yaml:29:5: database 'shop': a test drill starts a clone"));
+	assert_non_null(strstr(err_msg(-EINVAL), "give it test_port"));
+	runbook_free(rb);
+	free(t);
+
+	/* With test_port: the clone's database starts after the clone and
+	 * before the first wave, stops after the services' test stops and
+	 * before the clones go; an abort stops it before removing them. */
+	t = malloc(strlen(base) + sizeof(dbs) + 64);
+	strcpy(t, base);
+	strcat(t, dbs);
+	strcat(t, "    test_port: 5440\n");
+	assert_int_equal(parse(t, &rb), 0);
+	assert_int_equal(runbook_check_test(rb), 0);
+	assert_int_equal(RB_DB(rb, 0)->test_port, 5440);
+	assert_int_equal(drill_plan(rb, MODE_TEST, &d), 0);
+	{
+		int clone = step_index(d, ST_CLONE, false), tstart = step_index(d, ST_DB_TEST_START, false);
+		int wave1 = step_index(d, ST_START, false), tstop_svc = step_index(d, ST_TEST_STOP, false);
+		int tstop = step_index(d, ST_DB_TEST_STOP, false), unclone = step_index(d, ST_UNCLONE, false);
+		assert_true(clone >= 0 && clone < tstart && tstart < wave1 && wave1 < tstop_svc);
+		assert_true(tstop_svc < tstop && tstop < unclone);
+		assert_string_equal(d->steps[tstart].database, "shop");
+		assert_string_equal(d->steps[tstart].host, "b");
+		assert_false(has_kind(d, ST_DB_STOP) || has_kind(d, ST_PROMOTE) || has_kind(d, ST_PAUSE));
+		for (int i = 0; i <= tstart; i++)
+			d->steps[i].status = SS_DONE;
+		assert_int_equal(drill_plan_abort(d, d->n), 0);
+		int a_stop = step_index(d, ST_DB_TEST_STOP, true), a_unclone = step_index(d, ST_UNCLONE, true);
+		assert_true(a_stop >= 0 && a_stop < a_unclone);
+		assert_string_equal(d->steps[a_stop].database, "shop");
+	}
+	drill_free(d);
+	runbook_free(rb);
+	strcpy(strstr(t, "    test_port: 5440\n"), "    test_port: 80\n");
+	assert_int_equal(parse(t, &rb), 0);
+	assert_int_equal(runbook_check_test(rb), -EINVAL);
+	assert_non_null(strstr(err_msg(-EINVAL), "test_port 80 is a privileged port"));
+	runbook_free(rb);
+	strcpy(strstr(t, "    test_port: 80\n"), "    test_port: 70000\n");
+	expect_error(t, "test_port");
+	free(t);
+
+	/* Failback of a database alone (no failback.start): rewind and start
+	 * it as a standby, stop the services on the secondary, shut the
+	 * promoted database down, see its final LSN at home, promote, restart
+	 * the services; no reverse replication steps.  Without
+	 * failback_conninfo: refused with the database's position. */
+	t = malloc(strlen(base) + sizeof(dbs) + 128);
+	strcpy(t, base);
+	strcat(t, dbs);
+	assert_int_equal(parse(t, &rb), 0);
+	assert_int_equal(runbook_check_failback(rb), -EINVAL);
+	assert_non_null(strstr(err_msg(-EINVAL), "rb.yaml:29:5: database 'shop': a failback makes the old primary"));
+	runbook_free(rb);
+	strcat(t, "    failback_conninfo: \"host=b port=5432 user=postgres password=x\"\n");
+	assert_int_equal(parse(t, &rb), 0);
+	assert_int_equal(runbook_check_failback(rb), -EINVAL);
+	assert_non_null(strstr(err_msg(-EINVAL), "failback_conninfo holds a password"));
+	runbook_free(rb);
+	strcpy(strstr(t, " password=x"), "\"\n");
+	assert_int_equal(parse(t, &rb), 0);
+	assert_int_equal(runbook_check_failback(rb), 0);
+	assert_int_equal(drill_plan(rb, MODE_FAILBACK, &d), 0);
+	{
+		int rewind = step_index(d, ST_DB_REWIND, false), standby = step_index(d, ST_DB_FB_STANDBY, false);
+		int sec_stop = step_index(d, ST_SEC_STOP, false), shut = step_index(d, ST_DB_FB_SHUTDOWN, false);
+		int caught = step_index(d, ST_DB_FB_CAUGHT, false), promote = step_index(d, ST_DB_FB_PROMOTE, false);
+		int restart = step_index(d, ST_RESTART, false), demote = step_index(d, ST_DEMOTE, false);
+		assert_true(rewind >= 0 && rewind < standby && standby < sec_stop && sec_stop < shut);
+		assert_true(shut < caught && caught < promote && promote < restart && restart < demote);
+		assert_string_equal(d->steps[rewind].host, "a");
+		assert_string_equal(d->steps[shut].host, "b");
+		assert_false(has_kind(d, ST_FB_START) || has_kind(d, ST_FB_SYNC) || has_kind(d, ST_FB_PROMOTE));
+	}
 	drill_free(d);
 	runbook_free(rb);
 	free(t);

@@ -4,7 +4,9 @@
 #include "fsutil.h"
 #include "log.h"
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,6 +236,49 @@ int replica_promote(struct replica *r, const char *group, const struct promote_o
 	return 0;
 }
 
+/* The data directory promote made for SOURCE goes aside as
+ * .SOURCE.demoted-EPOCH beside it (refused while a server runs on it), and
+ * the record of the promotion goes. */
+static int demote_pg(struct replica *r, const char *group, const char *source, uint64_t epoch)
+{
+	struct promote_pg pp;
+	char rec[RPATH], pid[RPATH + 32], to[RPATH], buf[32];
+	size_t n = strlen(r->root);
+	const char *slash;
+	ssize_t k;
+	int fd, rc;
+
+	if ((rc = pg_promoted(r, group, source, &pp)) <= 0)
+		return rc;
+	snprintf(pid, sizeof(pid), "%s/postmaster.pid", pp.data_dir);
+	if ((fd = open(pid, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0) {
+		k = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		buf[k > 0 ? k : 0] = 0;
+		if (atoi(buf) > 0 && (kill(atoi(buf), 0) == 0 || errno == EPERM))
+			return err_set(EBUSY, "PostgreSQL (pid %d) runs on %s, the promoted %s/%s: stop it (pg_ctl stop "
+					      "-D %s) before the demote", atoi(buf), pp.data_dir, group, source, pp.data_dir);
+	}
+	slash = strrchr(pp.data_dir, '/');
+	snprintf(to, sizeof(to), "%.*s/.%s.demoted-%llu", (int)(slash - pp.data_dir), pp.data_dir, slash + 1,
+		 (unsigned long long)epoch);
+	if (!strncmp(pp.data_dir, r->root, n) && pp.data_dir[n] == '/')
+		rc = renameat(r->root_fd, pp.data_dir + n + 1, r->root_fd, to + n + 1);
+	else
+		rc = rename(pp.data_dir, to);
+	if (rc < 0 && errno != ENOENT)
+		return err_set(errno, "cannot move %s aside to %s: %s", pp.data_dir, to, strerror(errno));
+	if (rc == 0)
+		log_info("the promoted data directory %s is kept as %s", pp.data_dir, to);
+	pg_standby_forget(r, group, source);
+	if ((rc = pg_path(rec, sizeof(rec), group, source, 0, NULL)) < 0 || strlen(rec) + 10 > sizeof(rec))
+		return rc < 0 ? rc : -ENAMETOOLONG;
+	strcat(rec, "/promoted");
+	if ((rc = tree_unlink(r, rec)) < 0 && rc != -ENOENT)
+		return rc;
+	return 0;
+}
+
 int replica_demote(struct replica *r, const char *group)
 {
 	char path[RPATH];
@@ -242,6 +287,11 @@ int replica_demote(struct replica *r, const char *group)
 
 	if ((rc = replica_load_state(r, group, &s)) < 0)
 		return rc;
+	/* A promoted PostgreSQL source: its data directory ran live (a new
+	 * history); it is kept aside, and the next promote makes one afresh. */
+	for (uint32_t i = 0; i < s.n_sources; i++)
+		if (pg_source(&s.sources[i]) && (rc = demote_pg(r, group, s.sources[i].name, s.epoch)) < 0)
+			return rc;
 	/* The disks ran live: their blocks no longer match the map.  Diverged
 	 * sources are brought back by a librsync resync, not a full copy. */
 	for (uint32_t i = 0; i < s.n_sources; i++)
@@ -320,7 +370,10 @@ out:
 	return rc;
 }
 
-static int clone_locked(struct replica *r, const char *group, int to, struct promote_info *ret)
+/* The disks copied and the PostgreSQL clones made (not yet recovered:
+ * RUNS, one per RET->pg) at one complete epoch. */
+static int clone_locked(struct replica *r, const char *group, int to, const char *to_dir,
+			const struct promote_opts *o, struct pgrun *runs, struct promote_info *ret)
 {
 	struct rstate s1, s2;
 	int rc;
@@ -335,6 +388,8 @@ static int clone_locked(struct replica *r, const char *group, int to, struct pro
 		}
 		for (uint32_t i = 0; i < s1.n_sources; i++) {
 			char from[RPATH];
+			if (pg_source(&s1.sources[i]))
+				continue; /* made below, from the store */
 			if ((rc = replica_file(r, from, sizeof(from), group, s1.sources[i].name)) < 0 ||
 			    (rc = copy_file(r, from, to, s1.sources[i].name)) < 0)
 				return rc;
@@ -350,8 +405,22 @@ static int clone_locked(struct replica *r, const char *group, int to, struct pro
 		ret->cut_time = s1.cut_time;
 		ret->flags = s1.flags;
 		ret->n_sources = s1.n_sources;
-		for (uint32_t i = 0; i < s1.n_sources; i++)
+		for (uint32_t i = 0; i < s1.n_sources; i++) {
 			snprintf(ret->sources[i], sizeof(ret->sources[i]), "%s", s1.sources[i].name);
+			if (!pg_source(&s1.sources[i]))
+				continue;
+			if (s1.sources[i].status != SRC_OK)
+				return err_set(EBADMSG, "source %s/%s is marked diverged: its replica does not match "
+							"its digest; run bascule replica verify", group, s1.sources[i].name);
+			if (ret->n_pg == PROMOTE_MAX_PG)
+				return err_set(E2BIG, "group %s has more than %d PostgreSQL sources", group,
+					       PROMOTE_MAX_PG);
+			if ((rc = pg_clone_make(r, group, &s1.sources[i], to, to_dir, o, &runs[ret->n_pg],
+						&ret->pg[ret->n_pg])) < 0)
+				return rc;
+			ret->pg[ret->n_pg].timeline = s1.sources[i].timeline; /* until recovered */
+			ret->n_pg++;
+		}
 		return fsync(to) < 0 ? err_set(errno, "cannot fsync the clone directory: %s",
 					       strerror(errno)) : 0;
 	}
@@ -359,19 +428,38 @@ static int clone_locked(struct replica *r, const char *group, int to, struct pro
 			       "pause replication for a moment and try again", group);
 }
 
-int replica_clone(struct replica *r, const char *group, const char *to_dir, struct promote_info *ret)
+int replica_clone(struct replica *r, const char *group, const char *to_dir, const struct promote_opts *o,
+		  struct promote_info *ret)
 {
+	struct pgrun runs[PROMOTE_MAX_PG];
+	struct promote_opts none = { 0 };
+	struct promote_info pi;
+	char abs[RPATH];
 	int to, rc;
 
+	if (!o)
+		o = &none;
+	for (size_t i = 0; i < PROMOTE_MAX_PG; i++)
+		pgrun_init(&runs[i]);
+	memset(&pi, 0, sizeof(pi));
+	if ((rc = fs_abspath(to_dir, abs, sizeof(abs))) < 0)
+		return rc;
 	if ((to = dest_open(r, to_dir, 0700)) < 0)
 		return to;
 	/* While bascule recv keeps applying: the apply lock, shared, holds its
 	 * next apply back; a clone taken with no apply in progress and the same
-	 * epoch before and after is whole. */
+	 * epoch before and after is whole.  PostgreSQL clones recover after it
+	 * is released: their WAL is in their own pg_wal by then. */
 	if ((rc = apply_lock(r, LOCK_SH)) == 0) {
-		rc = clone_locked(r, group, to, ret);
+		rc = clone_locked(r, group, to, abs, o, runs, &pi);
 		apply_unlock(r, LOCK_SH);
 	}
+	for (uint32_t i = 0; i < pi.n_pg && rc == 0; i++)
+		rc = pg_clone_recover(&runs[i], o, pi.pg[i].timeline, &pi.pg[i]);
+	for (size_t i = 0; i < PROMOTE_MAX_PG; i++)
+		pgrun_close(&runs[i]);
 	close(to);
+	if (rc == 0)
+		*ret = pi;
 	return rc;
 }

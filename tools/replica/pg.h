@@ -8,6 +8,7 @@
  *   pgrun.c      making a data directory, running PostgreSQL as its user
  *   pgpromote.c  promote (cold: restore and recover; hot: the standby)
  *   pgstandby.c  the hot standby service and wal-get
+ *   pgclone.c    clone: a stopped copy of the database at the clone's epoch
  *
  * A source S of group G keeps, beneath the replica directory:
  *
@@ -272,3 +273,23 @@ int pg_promote(struct replica *r, const char *group, const struct state_source *
 	       const struct promote_opts *o, struct promote_pg *ret);
 /* Read back what an earlier promote of X did (a resumed drill): 1, 0 if none. */
 int pg_promoted(struct replica *r, const char *group, const char *source, struct promote_pg *ret);
+/* Recover the data directory of RUN (made by pgrun_make, its WAL placed,
+ * given to its user, RUN->run_dir made) to the end of the WAL in pg_wal on
+ * timeline TLI: it promotes to a new timeline; then stop it cleanly.  No
+ * restore_command, nothing archived, nothing listening outside. */
+int pg_recover_stopped(const struct pgrun *run, uint32_t tli, uint64_t timeout, struct pgrecovered *ret);
+
+/* ---- pgclone.c ---- */
+/* The clone of PostgreSQL source X (the committed copy, read under the
+ * apply lock) into the directory TO_FD (absolute path TO_DIR) as
+ * TO_DIR/X->name: the base extracted and the WAL to X's end placed, given
+ * to the PostgreSQL user; nothing started, neither the store nor a hot
+ * standby touched.  A clone left there by an interrupted clone is made
+ * afresh; one a server runs on is refused.  RUN (pgrun_init'ed by the
+ * caller, closed by it) and RET's source, data_dir and end_lsn are set. */
+int pg_clone_make(struct replica *r, const char *group, const struct state_source *x, int to_fd, const char *to_dir,
+		  const struct promote_opts *o, struct pgrun *run, struct promote_pg *ret);
+/* Recovery of a clone pg_clone_make made (outside the apply lock: no store
+ * file is read): it ends on a new timeline of its own and is left stopped.
+ * The rest of RET (redo_lsn, timeline, last_xact, usec). */
+int pg_clone_recover(struct pgrun *run, const struct promote_opts *o, uint32_t tli, struct promote_pg *ret);

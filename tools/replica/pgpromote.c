@@ -458,3 +458,10 @@ out:
 		close(gfd);
 	return rc;
 }
+
+int pg_recover_stopped(const struct pgrun *run, uint32_t tli, uint64_t timeout, struct pgrecovered *ret)
+{
+	int rc = recover(run, tli, 0, NULL, timeout, ret);
+
+	return rc < 0 ? rc : stop(run);
+}
