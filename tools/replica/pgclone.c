@@ -76,6 +76,8 @@ int pg_clone_make(struct replica *r, const char *group, const struct state_sourc
 		  const struct promote_opts *o, struct pgrun *run, struct promote_pg *ret)
 {
 	struct pgbase b;
+	struct pgstore_feed sf;
+	struct pgfeed f;
 	struct pgpath path;
 	char a[PGWAL_LSN_LEN], e[PGWAL_LSN_LEN], c[PGWAL_LSN_LEN];
 	struct stat st;
@@ -103,8 +105,9 @@ int pg_clone_make(struct replica *r, const char *group, const struct state_sourc
 		return rc;
 	if ((run->pfd = dup(to_fd)) < 0)
 		return err_set(errno, "dup: %s", strerror(errno));
-	if ((rc = pgrun_make(r, group, x->name, &b, false, run)) < 0 ||
-	    (rc = pgrun_place_wal(r, group, x->name, x->system_id, &path, run)) < 0 || (rc = pgrun_give(run)) < 0)
+	pgstore_feed(&sf, r, group, x->name, &b, &f);
+	if ((rc = pgrun_make(&f, &b, false, run)) < 0 || (rc = pgrun_place_wal(&f, &path, run)) < 0 ||
+	    (rc = pgrun_give(run)) < 0)
 		return rc;
 	memset(ret, 0, sizeof(*ret));
 	snprintf(ret->source, sizeof(ret->source), "%s", x->name);
