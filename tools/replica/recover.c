@@ -289,6 +289,11 @@ static int recover_group_locked(struct replica *r, const char *group)
 		if ((rc = undo_one(r, &s, s.pending_undo)) < 0)
 			return rc;
 	}
+	/* A new state never put in place (a light epoch's, killed before its
+	 * commit point: apply.c) goes too. */
+	if ((rc = gpath(r, path, sizeof(path), group, "state.tmp")) < 0)
+		return rc;
+	tree_unlink(r, path);
 	/* Uncommitted leftovers go; committed redos are replayed in order. */
 	for (int pass = 0; pass < 2; pass++) {
 		if ((rc = gpath(r, dir, sizeof(dir), group, pass ? "undo" : "journal")) < 0)
