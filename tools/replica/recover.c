@@ -5,6 +5,7 @@
 #include "fsutil.h"
 #include "log.h"
 #include <dirent.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -288,6 +289,15 @@ static int recover_group_locked(struct replica *r, const char *group)
 			 (unsigned long long)s.pending_undo);
 		if ((rc = undo_one(r, &s, s.pending_undo)) < 0)
 			return rc;
+	}
+	/* A new state never put in place (a light epoch's, killed before its
+	 * commit point: apply.c) goes too; anything else with that name (a
+	 * planted link) is left for the next state write to refuse. */
+	if ((rc = gpath(r, path, sizeof(path), group, "state.tmp")) < 0)
+		return rc;
+	if ((rc = tree_open(r, path, O_RDONLY, 0)) >= 0) {
+		close(rc);
+		tree_unlink(r, path);
 	}
 	/* Uncommitted leftovers go; committed redos are replayed in order. */
 	for (int pass = 0; pass < 2; pass++) {
