@@ -27,7 +27,7 @@ int pgproto_put_pgsource(struct wbuf *b, const struct msg_pgsource *m)
 
 int pgproto_get_pgsource(struct rbuf *b, struct msg_pgsource *ret)
 {
-	struct msg_pgsource m;
+	struct msg_pgsource m = { 0 }; /* whole, padding and name tail too: callers compare and store it */
 
 	if (rbuf_get_u32(b, &m.idx) < 0 || rbuf_get_str(b, m.name, sizeof(m.name)) < 0)
 		return BAD("malformed PGSOURCE");
@@ -75,7 +75,7 @@ static int get_data(struct rbuf *b, uint8_t enc, uint32_t raw_len, const uint8_t
 
 int pgproto_get_wal(struct rbuf *b, struct msg_wal *ret)
 {
-	struct msg_wal m;
+	struct msg_wal m = { 0 };
 
 	if (rbuf_get_u32(b, &m.src) < 0 || rbuf_get_u64(b, &m.lsn) < 0 || rbuf_get_u32(b, &m.raw_len) < 0 ||
 	    rbuf_get_u8(b, &m.enc) < 0)
@@ -99,7 +99,7 @@ int pgproto_put_basefile_hdr(struct wbuf *b, const struct msg_basefile *m)
 
 int pgproto_get_basefile(struct rbuf *b, struct msg_basefile *ret)
 {
-	struct msg_basefile m;
+	struct msg_basefile m = { 0 };
 
 	if (rbuf_get_u32(b, &m.src) < 0 || rbuf_get_str(b, m.file, sizeof(m.file)) < 0)
 		return BAD("malformed BASEFILE");
