@@ -82,7 +82,7 @@ wait_for 60 "the new base acknowledged by the secondary" \
 # Its acknowledged LSN (on the stream's timeline, or none) follows a new write.
 pg_sql p "INSERT INTO t (id) VALUES (-2)" > /dev/null
 want=$(lsn_of "$(pg_sql p "SELECT pg_current_wal_lsn()")")
-wait_for 60 "the secondary's acknowledged LSN past the new write" '[ "$(acked 2>/dev/null)" != None ] && [ "$(lsn_of "$(acked)")" -ge "$want" ]'
+wait_for 60 "the secondary's acknowledged LSN past the new write" 'a=$(acked 2>/dev/null); [[ "$a" == */* ]] && [ "$(lsn_of "$a")" -ge "$want" ]'
 "$BIN/bascule" replica list --root "$R" > "$T/list.out" 2>&1 || fail "replica list: $(cat "$T/list.out")"
-grep -q "app/db: OK at epoch .* on timeline $tl," "$T/list.out" || fail "the replica's copy is not on timeline $tl: $(cat "$T/list.out")"
+grep -q "source db .* timeline $tl end .* ok$" "$T/list.out" || fail "the replica's copy is not on timeline $tl: $(cat "$T/list.out")"
 note "the secondary's group is a replica again: a new base on timeline $tl acknowledged, acked $(acked); whole test $(elapsed "$t_start") s"
