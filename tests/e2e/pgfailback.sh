@@ -77,8 +77,10 @@ ls -d "$R/app/.db.demoted-"* > /dev/null 2>&1 || fail "the promoted data directo
 wait_for 60 "a new base backup sent to the secondary" 'tail -n +"$log0" "$T/daemon.log" | grep -q "sending base backup .* of app/db"'
 tl=$(rf "db['timeline']")
 [ "$tl" -ge 2 ] || fail "the old primary is on timeline $tl after the failback"
+# (acknowledged after it was sent; a refusal fails at once)
+fb_log() { tail -n +"$log0" "$T/daemon.log" | sed -n '/sending base backup .* of app\/db/,$p'; }
 wait_for 60 "the new base acknowledged by the secondary" \
-	'tail -n +"$log0" "$T/daemon.log" | grep -q "holds base backup .* of app/db" || { tail -n +"$log0" "$T/daemon.log" | grep -q "is missing" && fail "the secondary refused the new base: $(tail -n +"$log0" "$T/daemon.log" | grep "is missing" | head -1)"; false; }'
+	'fb_log | grep -q "holds base backup .* of app/db" || { fb_log | grep -q "is missing" && fail "the secondary refused the new base: $(fb_log | grep "is missing" | head -1)"; false; }'
 # Its acknowledged LSN (on the stream's timeline, or none) follows a new write.
 pg_sql p "INSERT INTO t (id) VALUES (-2)" > /dev/null
 want=$(lsn_of "$(pg_sql p "SELECT pg_current_wal_lsn()")")
