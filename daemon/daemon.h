@@ -154,6 +154,7 @@ struct tpg {
 	uint32_t acked_tli;
 	bool needs_base;               /* it cannot go on from the spool: a base backup is sent */
 	bool behind_logged;
+	bool hist_wait_logged;         /* its base waits for the stream's history file */
 	uint64_t bases_sent;
 };
 

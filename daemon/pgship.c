@@ -30,6 +30,10 @@ struct pgjob {
 	struct msg_pgsource m;         /* name, positions, base; wal_digest once hashed */
 	struct pgbase base;            /* PGSRC_BASE: the base sent */
 	int fds[PGBASE_MAX_FILES];
+	/* PGSRC_BASE on a timeline above 1: its history file, sent first */
+	char *hist;
+	uint32_t hist_len, hist_tli, hist_off;
+	bool hist_sent;
 	/* the digest, before PGSOURCE */
 	bool hashing, hashed;
 	struct pgdigest hd;
@@ -47,6 +51,7 @@ void pgship_free(struct pgjob *pj)
 		if (pj->fds[i] >= 0)
 			close(pj->fds[i]);
 	sodium_memzero(&pj->hd, sizeof(pj->hd));
+	free(pj->hist);
 	free(pj);
 }
 
@@ -74,9 +79,21 @@ void pgship_state(struct target *t, struct group *g, uint32_t s, const struct st
 	memcpy(tp->chain, x->digest, DIGEST_BYTES);
 }
 
-/* Job PJ carries base B: its files opened, PGSOURCE says so. */
+/* Job PJ carries base B: its files opened, PGSOURCE says so, and on a
+ * timeline above 1 the timeline's history file goes first (the copy
+ * cannot follow the timeline without it).  -EAGAIN while the stream has
+ * not sent that history yet. */
 static int base_files(struct target *t, struct pgsrc *p, const struct pgbase *B, struct pgjob *pj)
 {
+	if (B->tli > 1) {
+		if (p->hist_tli != B->tli || !p->hist)
+			return -EAGAIN;
+		if (!(pj->hist = malloc(p->hist_len + 1)))
+			return -ENOMEM;
+		memcpy(pj->hist, p->hist, p->hist_len);
+		pj->hist_len = p->hist_len;
+		pj->hist_tli = p->hist_tli;
+	}
 	pj->base = *B;
 	if (pgbases_open_files(&p->bases, pj->fds) < 0) {
 		target_log(t, LOG_ERR, "%s", err_msg(-EIO));
@@ -125,7 +142,8 @@ bool pgship_prepare(struct target *t, struct group *g, struct job *j, uint32_t s
 		 * (base_interval) goes to it with the WAL from where its copy
 		 * ends, so its WAL stays one unbroken chain across bases. */
 		if (t->cfg->kind == TARGET_VAULT && p->bases.have && B->system_id == p->epoch_system &&
-		    B->tli == p->epoch_tli && B->id > tp->base_id && B->end_lsn <= pj->m.end_lsn) {
+		    B->tli == p->epoch_tli && B->id > tp->base_id && B->end_lsn <= pj->m.end_lsn &&
+		    (B->tli == 1 || p->hist_tli == B->tli)) {
 			if ((r = base_files(t, p, B, pj)) < 0) {
 				pgship_free(pj);
 				return false;
@@ -150,9 +168,14 @@ bool pgship_prepare(struct target *t, struct group *g, struct job *j, uint32_t s
 			return false;
 		}
 		if ((r = base_files(t, p, B, pj)) < 0) {
+			if (r == -EAGAIN && !tp->hist_wait_logged)
+				target_log(t, LOG_INFO, "base backup %s of %s/%s waits for the history file of timeline "
+					   "%u from the stream", pgwal_lsn_format(B->id, a), g->name, p->name, B->tli);
+			tp->hist_wait_logged = r == -EAGAIN;
 			pgship_free(pj);
 			return false;
 		}
+		tp->hist_wait_logged = false;
 		/* Recovery reads the segment holding the base's start from its
 		 * first page: the WAL goes from there. */
 		pj->m.start_lsn = pgwal_seg_start(B->id, ws->segsize);
@@ -256,6 +279,22 @@ int pgship_data(struct target *t, struct job *j, uint32_t s)
 	int r;
 
 	wbuf_reset(&t->ext);
+	if (pj->hist && !pj->hist_sent) {
+		/* TTTTTTTT.history as a BASEFILE outside the base's bytes and
+		 * digest (the receivers take that name as a history file). */
+		uint32_t n = pj->hist_len - pj->hist_off > PGSHIP_PIECE ? PGSHIP_PIECE : pj->hist_len - pj->hist_off;
+		struct msg_basefile m = { .src = j->wire_idx[s], .offset = pj->hist_off, .raw_len = n, .enc = EXT_RAW };
+		pgwal_history_name(m.file, pj->hist_tli);
+		if ((r = pgproto_put_basefile_hdr(&t->ext, &m)) < 0 || (r = wbuf_put_bytes(&t->ext, pj->hist, n)) < 0 ||
+		    (r = wire_send(&t->w, MSG_BASEFILE, t->ext.p, t->ext.len)) < 0)
+			return r;
+		j->n_extents++;
+		j->raw_bytes += n;
+		t->raw_sent += n;
+		pj->hist_off += n;
+		pj->hist_sent = pj->hist_off >= pj->hist_len;
+		return 0;
+	}
 	if (pj->file < pj->base.n_files) {
 		const struct pgbase_file *f = &pj->base.files[pj->file];
 		uint32_t n = f->size - pj->foff > PGSHIP_PIECE ? PGSHIP_PIECE : (uint32_t)(f->size - pj->foff);

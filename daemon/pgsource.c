@@ -279,7 +279,22 @@ static void on_stream_frame(struct pgchild *c, const struct pgp_msg *m)
 			 "promotion)", m->u.timeline.tli, lsn_str(m->u.timeline.end, a), m->u.timeline.next_tli);
 		pgchild_end(c, why);
 		break;
-	case PGP_HISTORY:
+	case PGP_HISTORY: {
+		/* Kept for the targets: a base of this timeline carries it
+		 * (pgship.c); the stream sends it each time it starts. */
+		const struct pgp_msg *h = m;
+		char *n;
+		if (h->u.history.len > PGWAL_HISTORY_MAX || !(n = malloc(h->u.history.len + 1))) {
+			pgchild_end(c, "pgstream sent a history file too large to keep");
+			return;
+		}
+		memcpy(n, h->u.history.data, h->u.history.len);
+		free(p->hist);
+		p->hist = n;
+		p->hist_len = h->u.history.len;
+		p->hist_tli = h->u.history.tli;
+		break;
+	}
 	case PGP_ERROR:
 		break;
 	default:
@@ -762,6 +777,7 @@ static void pgsrc_free(struct pgsrc *p)
 	walspool_close(&p->wal);
 	pgbases_close(&p->bases);
 	sodium_memzero(p->wal_key, sizeof(p->wal_key));
+	free(p->hist);
 	free(p);
 }
 

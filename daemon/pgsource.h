@@ -260,6 +260,8 @@ struct pgsrc {
 	uint64_t server_end;       /* the primary's WAL end (HELLO, keepalives) */
 	uint64_t server_end_time;  /* unix usec it was learned */
 	uint64_t slot_lsn;         /* the slot's restart LSN at HELLO */
+	char *hist;                /* the history file of timeline hist_tli (the */
+	uint32_t hist_len, hist_tli; /* stream's HISTORY), sent with each base */
 	bool reset_pending;        /* the spool is started afresh (wal_lost) */
 	uint64_t ops_wait;         /* PREPARING: writer operations to be done */
 	uint64_t cut_end;          /* durable end taken by the last cut started */

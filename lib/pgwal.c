@@ -74,6 +74,17 @@ void pgwal_history_name(char *name, uint32_t tli)
 	snprintf(name, PGWAL_HISTORY_NAME_LEN, "%08X.history", tli);
 }
 
+bool pgwal_history_file(const char *s, uint32_t *ret_tli)
+{
+	unsigned t;
+
+	if (strlen(s) != 16 || strcmp(s + 8, ".history") || strspn(s, "0123456789ABCDEF") != 8 ||
+	    sscanf(s, "%8X", &t) != 1 || t == 0)
+		return false;
+	*ret_tli = t;
+	return true;
+}
+
 bool pgwal_slot_name_ok(const char *name)
 {
 	size_t n = strlen(name);

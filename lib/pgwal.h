@@ -32,6 +32,9 @@ void pgwal_seg_name(char *name, uint32_t tli, uint64_t segno, uint32_t segsize);
 int pgwal_seg_parse(const char *name, uint32_t segsize, uint32_t *ret_tli, uint64_t *ret_segno);
 /* NAME (PGWAL_HISTORY_NAME_LEN bytes) of timeline TLI's history file. */
 void pgwal_history_name(char *name, uint32_t tli);
+/* Whether NAME is a history file's (TTTTTTTT.history, upper-case hex,
+ * timeline above 0): its timeline in *RET_TLI. */
+bool pgwal_history_file(const char *name, uint32_t *ret_tli);
 /* A replication slot name PostgreSQL accepts: 1 to 63 of [a-z0-9_]. */
 bool pgwal_slot_name_ok(const char *name);
 

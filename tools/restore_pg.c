@@ -144,15 +144,19 @@ static int stage_base(struct stage *s, struct vstore *vs, const struct vkeys *k,
 	for (uint32_t f = 0; f < B->n_files && r == 0; f++) {
 		const struct vpg_file *F = &B->files[f];
 		char rel[NAME_MAX_LEN + 8];
+		uint32_t tli;
+		bool hist = pgwal_history_file(F->name, &tli); /* outside the base's digest */
 		int fd;
 		snprintf(rel, sizeof(rel), "base/%s", F->name);
 		if ((fd = openat(s->dfd, rel, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
 			return err_set(errno, "cannot create %s in the staging directory: %s", rel, strerror(errno));
-		pgdigest_file(&d, F->name, F->size);
+		if (!hist)
+			pgdigest_file(&d, F->name, F->size);
 		for (uint32_t q = 0; q < F->n && r == 0; q++) {
 			const struct vpg_piece *P = &F->p[q];
 			if ((r = vpg_fetch(vs, k, &P->ref, VPG_BASE, B->tli, F->name, P->off, P->len, dctx, s->buf)) == 0) {
-				pgdigest_update(&d, s->buf, P->len);
+				if (!hist)
+					pgdigest_update(&d, s->buf, P->len);
 				r = fs_pwrite_full(fd, s->buf, P->len, P->off);
 			}
 		}
@@ -221,6 +225,7 @@ int restore_pg(struct vstore *vs, const struct vkeys *k, const struct vmanifest 
 	ZSTD_DCtx *dctx = ZSTD_createDCtx();
 	char parent[4200], base[256], t1[40], t2[40], e1[PGWAL_LSN_LEN], e2[PGWAL_LSN_LEN];
 	const char *files[VPG_MAX_FILES];
+	uint32_t n_files = 0;
 	struct pgfeed f;
 	struct pg_restore_req req = { 0 };
 	struct promote_pg res;
@@ -272,8 +277,9 @@ int restore_pg(struct vstore *vs, const struct vkeys *k, const struct vmanifest 
 		goto out;
 	}
 	for (uint32_t i = 0; i < B->n_files; i++)
-		files[i] = B->files[i].name;
-	req = (struct pg_restore_req){ .source = p->name, .n_files = B->n_files, .files = files,
+		if (!pgwal_history_file(B->files[i].name, &(uint32_t){ 0 }))
+			files[n_files++] = B->files[i].name;
+	req = (struct pg_restore_req){ .source = p->name, .n_files = n_files, .files = files,
 				       .system_id = p->system_id, .base_id = B->id, .from = vpg_seg_start(B->id),
 				       .end_lsn = p->end_lsn, .tli = p->tli, .at = a->at };
 	f = (struct pgfeed){ .ctx = &s, .base_file = st_base_file, .segment = st_segment, .history = st_history,

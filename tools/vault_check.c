@@ -2,6 +2,7 @@
  * digest; with --read-data and the vault key, every frame and block. */
 #include "err.h"
 #include "pgproto.h"
+#include "pgwal.h"
 #include "vault_tool.h"
 #include "vpg.h"
 #include <sodium.h>
@@ -125,13 +126,17 @@ static int read_pg(struct vstore *vs, const struct vkeys *k, const struct vmanif
 			pgdigest_files_begin(&dg);
 			for (uint32_t f = 0; f < B->n_files && r == 0; f++) {
 				const struct vpg_file *F = &B->files[f];
-				pgdigest_file(&dg, F->name, F->size);
+				/* a history file travels outside the base's digest */
+				bool hist = pgwal_history_file(F->name, &(uint32_t){ 0 });
+				if (!hist)
+					pgdigest_file(&dg, F->name, F->size);
 				for (uint32_t q = 0; q < F->n && r == 0; q++) {
 					struct vobj *x = vobj_find(objs, no, F->p[q].ref.obj);
 					if ((r = vpg_fetch(vs, k, &F->p[q].ref, VPG_BASE, B->tli, F->name, F->p[q].off,
 							   F->p[q].len, d, buf)) < 0)
 						break;
-					pgdigest_update(&dg, buf, F->p[q].len);
+					if (!hist)
+						pgdigest_update(&dg, buf, F->p[q].len);
 					if (x)
 						x->state = 2;
 					(*pieces)++;

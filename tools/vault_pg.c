@@ -257,6 +257,8 @@ int vpg_recv_basefile(void *ctx, uint32_t src, const char *file, uint64_t off, u
 	struct vpgsrc *p = active(w, src);
 	struct vpg_base *B;
 	struct vpg_file *F;
+	uint32_t tli;
+	bool hist;
 	int r;
 
 	if (!p || p->base < 0 || p->files_done)
@@ -264,6 +266,13 @@ int vpg_recv_basefile(void *ctx, uint32_t src, const char *file, uint64_t off, u
 			       "its WAL)", src);
 	B = &p->next.bases[p->base];
 	F = B->n_files ? &B->files[B->n_files - 1] : NULL;
+	/* TTTTTTTT.history of the base's timeline (or an ancestor): kept as
+	 * a file of the base, outside its bytes and digest (the restore
+	 * stages it beside the base, restore_pg.c). */
+	hist = pgwal_history_file(file, &tli);
+	if (hist && (tli < 2 || tli > p->m.timeline || len > PGWAL_HISTORY_MAX || off > PGWAL_HISTORY_MAX - len))
+		return err_set(EPROTO, "%s: %s with a base backup of timeline %u, or over %u bytes", p->m.name, file,
+			       p->m.timeline, PGWAL_HISTORY_MAX);
 	if (!F || strcmp(F->name, file)) {
 		/* the next file, from offset 0 */
 		if ((r = file_flush(w, p)) < 0)
@@ -278,12 +287,14 @@ int vpg_recv_basefile(void *ctx, uint32_t src, const char *file, uint64_t off, u
 		snprintf(F->name, sizeof(F->name), "%s", file);
 		p->buf_pos = 0;
 	}
-	if (off != F->size || len > p->m.base_bytes - p->base_got)
+	if (off != F->size || (!hist && len > p->m.base_bytes - p->base_got))
 		return err_set(EPROTO, "%s: base file %s at %" PRIu64 ", expected at %" PRIu64, p->m.name, file, off,
 			       F->size);
 	F->size += len;
-	p->base_got += len;
-	B->bytes += len;
+	if (!hist) {
+		p->base_got += len;
+		B->bytes += len;
+	}
 	while (len) {
 		uint32_t n = VPG_OBJ_RAW - (uint32_t)p->buf.len;
 		if (n > len)

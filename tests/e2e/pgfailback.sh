@@ -7,7 +7,8 @@
 #     PASS, RPO 0 by LSN in the signed report;
 #   - it has every row written at the secondary, not the diverged one;
 #   - the secondary's group is a replica again (the promoted data directory
-#     kept aside) and receives a new base backup of the primary.
+#     kept aside), receives a new base backup of the primary's new timeline
+#     with its history file, acknowledges it and follows new writes.
 . "$(dirname "$0")/../lib/common.sh"
 ROWS=${ROWS:-300}
 PGDRILL_INITDB_ARGS=--data-checksums
@@ -69,10 +70,21 @@ final=$(rf "db['final_lsn']"); promoted=$(rf "db['promoted_lsn']")
 note "failback PASS in $fb_s s: final LSN $final of the secondary, promoted at $promoted (timeline $(rf "db['timeline']")); $sec_rows rows back, the diverged write gone"
 # The secondary is a replica again (not refused as promoted), the promoted
 # data directory kept aside, and the daemon sends it a new base backup of
-# the primary's new timeline.  (Its acknowledgement is not asserted yet:
-# recv refuses a base on a timeline above 1 whose history files the daemon
-# does not send: "the history file of timeline 3 ... is missing".)
+# the primary's new timeline with that timeline's history file, which the
+# secondary acknowledges: the database is protected again.
 ls -d "$R/app/.db.demoted-"* > /dev/null 2>&1 || fail "the promoted data directory was not kept aside: $(ls -a "$R/app")"
 [ ! -e "$R/app/.db.pg/promoted" ] || fail "the promote record of app/db is still there after the demote"
 wait_for 60 "a new base backup sent to the secondary" 'tail -n +"$log0" "$T/daemon.log" | grep -q "sending base backup .* of app/db"'
-note "the secondary's group is a replica again, a new base backup sent; whole test $(elapsed "$t_start") s"
+tl=$(rf "db['timeline']")
+[ "$tl" -ge 2 ] || fail "the old primary is on timeline $tl after the failback"
+# (acknowledged after it was sent; a refusal fails at once)
+fb_log() { tail -n +"$log0" "$T/daemon.log" | sed -n '/sending base backup .* of app\/db/,$p'; }
+wait_for 60 "the new base acknowledged by the secondary" \
+	'fb_log | grep -q "holds base backup .* of app/db" || { fb_log | grep -q "is missing" && fail "the secondary refused the new base: $(fb_log | grep "is missing" | head -1)"; false; }'
+# Its acknowledged LSN (on the stream's timeline, or none) follows a new write.
+pg_sql p "INSERT INTO t (id) VALUES (-2)" > /dev/null
+want=$(lsn_of "$(pg_sql p "SELECT pg_current_wal_lsn()")")
+wait_for 60 "the secondary's acknowledged LSN past the new write" 'a=$(acked 2>/dev/null); [[ "$a" == */* ]] && [ "$(lsn_of "$a")" -ge "$want" ]'
+"$BIN/bascule" replica list --root "$R" > "$T/list.out" 2>&1 || fail "replica list: $(cat "$T/list.out")"
+grep -q "source db .* timeline $tl end .* ok$" "$T/list.out" || fail "the replica's copy is not on timeline $tl: $(cat "$T/list.out")"
+note "the secondary's group is a replica again: a new base on timeline $tl acknowledged, acked $(acked); whole test $(elapsed "$t_start") s"

@@ -52,17 +52,6 @@ static const char *lsn(uint64_t v, char *buf)
 
 /* ---- names ---- */
 
-static bool history_name(const char *s, uint32_t *ret_tli)
-{
-	unsigned t;
-
-	if (strlen(s) != 16 || strcmp(s + 8, ".history") || strspn(s, "0123456789ABCDEF") != 8 ||
-	    sscanf(s, "%8X", &t) != 1 || t == 0)
-		return false;
-	*ret_tli = t;
-	return true;
-}
-
 /* The files a base backup may hold: base.tar, OID.tar, backup_manifest. */
 static bool base_file_name(const char *s)
 {
@@ -326,7 +315,7 @@ int pgrecv_basefile(struct pgrecv *p, const char *file, uint64_t off, uint32_t l
 {
 	uint32_t tli;
 
-	if (history_name(file, &tli)) {
+	if (pgwal_history_file(file, &tli)) {
 		uint32_t k = p->n_hist;
 		if (!(p->m.flags & (PGSRC_BASE | PGSRC_TIMELINE)) || tli < 2 || tli > p->m.timeline)
 			return err_set(EPROTO, "%s for %s/%s on timeline %u, in an epoch that switches no timeline",
