@@ -265,3 +265,14 @@ rc=0; out=$(in_primary env -i PATH=/usr/bin:/bin setsid "$B" ship -c "$T/client/
 "$B" intake check "$IN" --client mairie --max-age 26h > "$T/check.out" || fail "check: $(cat "$T/check.out")"
 grep -q "newest 2026-11-08" "$T/check.out" || fail "a failed dump counted: $(cat "$T/check.out")"
 note "pg_dump failing: exit 1 with its message ($(echo "$out" | sed 's/.*: //' | head -c 80)), no night added"
+
+# ---- a manifest cut while it was written: the night's name is used up
+# (the write-once account cannot replace it): ship says so, exit 1, never
+# "already shipped"
+head -c 100 "$IN/mairie/incoming/2026-11-08.manifest" > "$IN/mairie/incoming/2026-11-10.manifest"
+chown "$CU" "$IN/mairie/incoming/2026-11-10.manifest"; chmod 440 "$IN/mairie/incoming/2026-11-10.manifest"
+rc=0; out=$(cron_ship --night 2026-11-10 --verbose 2>&1) || rc=$?
+[ $rc = 1 ] && echo "$out" | grep -q "name is used up" && ! echo "$out" | grep -q "already shipped" \
+	|| fail "ship over a truncated manifest: exit $rc, want 1 saying the name is used up: $out"
+rm -f "$IN/mairie/incoming/2026-11-10.manifest"
+note "a truncated manifest at the intake: ship exit 1 ($(echo "$out" | head -c 120)…)"
