@@ -447,10 +447,18 @@ int ship_run(const struct ship_config *c, const struct ship_opts *o, struct ship
 				    res.night);
 		goto out;
 	}
+	/* the note of the last night goes before the signature changes: a run
+	 * stopped between the two must not leave night N's signature under a
+	 * note naming N-1 (the next delta would be labelled with the wrong
+	 * base); without a note the next night is full */
+	if ((unlinkat(dirfd, LAST_FILE, 0) < 0 && errno != ENOENT) || fsync(dirfd) < 0) {
+		r = err_set(errno, "night %s is shipped, but the note %s/%s could not be removed: %s (remove it: "
+				   "the next night must be full)", res.night, c->state_dir, LAST_FILE, strerror(errno));
+		goto out;
+	}
 	if (renameat(dirfd, SIG_NEW, dirfd, SIG_FILE) < 0) {
 		r = err_set(errno, "night %s is shipped, but the new signature could not be kept: %s (the next "
 				   "night will be full)", res.night, strerror(errno));
-		unlinkat(dirfd, LAST_FILE, 0);
 		goto out;
 	}
 	{
@@ -458,8 +466,13 @@ int ship_run(const struct ship_config *c, const struct ship_opts *o, struct ship
 					  .dump_size = p.dump_bytes };
 		snprintf(now.night, sizeof(now.night), "%s", res.night);
 		memcpy(now.digest, p.m.digest, 32);
-		if ((r = write_last(c->state_dir, &now)) < 0)
+		if ((r = write_last(c->state_dir, &now)) < 0) {
+			/* no note: the next night is full, never a delta on a wrong base */
+			unlinkat(dirfd, LAST_FILE, 0);
+			r = err_wrap(r, "night %s is shipped, but its note could not be written (the next night "
+					"will be full)", res.night);
 			goto out;
+		}
 	}
 	res.dump_bytes = p.dump_bytes;
 	res.payload_bytes = p.payload_len;
@@ -492,6 +505,8 @@ out:
 		sodium_memzero(p.chunk, INTAKE_CHUNK);
 	if (buf)
 		sodium_memzero(buf, READ_BUF);
+	if (p.zout)
+		sodium_memzero(p.zout, p.zout_len); /* the compressed dump, not yet encrypted */
 	free(p.chunk);
 	free(p.cbuf);
 	free(p.zout);
