@@ -124,6 +124,19 @@ int units_parse_rate(const char *s, uint64_t *ret)
 	return units_parse_size(tmp, ret);
 }
 
+char *units_fmt_size(uint64_t v, char *buf, int len)
+{
+	if (v >= 10ULL << 30)
+		snprintf(buf, (size_t)len, "%.1f GiB", (double)v / (1 << 30));
+	else if (v >= 10ULL << 20)
+		snprintf(buf, (size_t)len, "%.1f MiB", (double)v / (1 << 20));
+	else if (v >= 10ULL << 10)
+		snprintf(buf, (size_t)len, "%.1f KiB", (double)v / 1024);
+	else
+		snprintf(buf, (size_t)len, "%llu B", (unsigned long long)v);
+	return buf;
+}
+
 char *units_fmt_duration(uint64_t usec, char *buf, int len)
 {
 	uint64_t s = usec / 1000000;

@@ -8,6 +8,9 @@ int units_parse_size(const char *s, uint64_t *ret);
 int units_parse_duration(const char *s, uint64_t *ret_usec);
 /* "100MB/s", "1GiB/s", "50M"; "0" or "unlimited" is 0 (no cap) -> bytes/s. */
 int units_parse_rate(const char *s, uint64_t *ret);
+/* Render a size for people: "512 B", "12.5 KiB", "10.0 MiB", "1.2 GiB"
+ * (the unit changes at 10 of the next one). Return BUF. */
+char *units_fmt_size(uint64_t v, char *buf, int len);
 /* Render for people: "2m30s". Return BUF. */
 char *units_fmt_duration(uint64_t usec, char *buf, int len);
 /* A point in time: "@UNIXSECONDS[.frac]", "YYYY-MM-DDTHH:MM:SS[.FFFFFF][Z]" or

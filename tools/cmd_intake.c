@@ -17,7 +17,7 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: bascule intake add DIR --client NAME --pub FILE.pub [--owner USER]\n"
+	fprintf(f, "Usage: bascule intake add DIR --client NAME --pub FILE.pub [--owner USER] [--force]\n"
 		   "       bascule intake ls DIR [--client NAME] [--json]\n"
 		   "       bascule intake check DIR (--client NAME | --all) --max-age D [--warn-age D]\n"
 		   "                            [--quick] [--now TIME]\n"
@@ -27,7 +27,8 @@ static void usage(FILE *f)
 		   "directory per client: NAME/client.pub (enrolled by add) and NAME/incoming/\n"
 		   "(where the client's write-once SFTP account uploads).\n\n"
 		   "add: enrol a client's public key (FILE.pub of bascule keygen client) and make\n"
-		   "  NAME/incoming, owned by USER (the client's SFTP account) with --owner.\n"
+		   "  NAME/incoming, owned by USER (the client's SFTP account) with --owner; an\n"
+		   "  enrolled NAME/client.pub that no longer reads is replaced only with --force.\n"
 		   "ls: every night of every client (or NAME): kind, base night, objects, size,\n"
 		   "  upload time, chain, status; unfinished runs (never counted).\n"
 		   "check: a Nagios/Icinga plugin: CRITICAL when the newest complete night of a\n"
@@ -40,15 +41,8 @@ static void usage(FILE *f)
 		   "restore: rebuild a night's exact dump (default: the newest) with the client's\n"
 		   "  decryption key, verified against the signed digest of the original.\n\n"
 		   "Exit codes: add, ls, restore: 0 ok, 1 failure, 2 usage, 4 key, 5 integrity\n"
-		   "(restore of a damaged night); check: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.\n");
-}
-
-static void human(uint64_t n, char *buf, size_t len)
-{
-	if (n >= 10u << 20)
-		snprintf(buf, len, "%.1f MiB", (double)n / 1048576.0);
-	else
-		snprintf(buf, len, "%.1f KiB", (double)n / 1024.0);
+		   "(restore of a damaged night), 7 no space for the restored dump; check: 0 OK,\n"
+		   "1 WARNING, 2 CRITICAL, 3 UNKNOWN.\n");
 }
 
 int intake_add(int argc, char **argv)
@@ -57,6 +51,7 @@ int intake_add(int argc, char **argv)
 		{ "client", required_argument, NULL, 'C' },
 		{ "pub", required_argument, NULL, 'p' },
 		{ "owner", required_argument, NULL, 'o' },
+		{ "force", no_argument, NULL, 'f' },
 		{ 0 }
 	};
 	const char *client = NULL, *pubfile = NULL, *owner = NULL, *dir;
@@ -65,6 +60,7 @@ int intake_add(int argc, char **argv)
 	char *text = NULL;
 	size_t len;
 	struct passwd *pw = NULL;
+	bool force = false;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -72,11 +68,12 @@ int intake_add(int argc, char **argv)
 		case 'C': client = optarg; break;
 		case 'p': pubfile = optarg; break;
 		case 'o': owner = optarg; break;
+		case 'f': force = true; break;
 		default: return EXIT_USAGE;
 		}
 	}
 	if (optind + 1 != argc || !client || !pubfile) {
-		fprintf(stderr, "Usage: bascule intake add DIR --client NAME --pub FILE.pub [--owner USER]\n");
+		fprintf(stderr, "Usage: bascule intake add DIR --client NAME --pub FILE.pub [--owner USER] [--force]\n");
 		return EXIT_USAGE;
 	}
 	dir = argv[optind];
@@ -97,11 +94,18 @@ int intake_add(int argc, char **argv)
 	if ((r = fs_mkdir_p(cdir, 0755)) < 0)
 		return cmd_fail("intake add", err_set(-r, "cannot create %s: %s", cdir, strerror(-r)));
 	snprintf(path, sizeof(path), "%s/client.pub", cdir);
-	if (clientkey_load_pub(path, &old) == 0) {
+	if ((r = clientkey_load_pub(path, &old)) == 0) {
 		if (memcmp(&old, &pub, sizeof(pub)) != 0)
 			return cmd_fail("intake add", err_set(EEXIST, "client %s is enrolled with another key "
 						"already (%s); if the client's keys really changed, move that file "
 						"away first", client, path));
+	} else if (access(path, F_OK) == 0 && !force) {
+		/* an enrolled key that no longer reads: damaged, or not ours */
+		char why[1024];
+		snprintf(why, sizeof(why), "%s", err_msg(r));
+		return cmd_fail("intake add", err_set(EEXIST, "%s exists but does not read as a client public key "
+						      "(%s): check it, then add --force to replace it",
+						      path, why));
 	} else {
 		err_clear();
 		if ((r = fs_read_all(pubfile, 4096, &text, &len)) < 0 ||
@@ -196,7 +200,7 @@ int intake_ls(int argc, char **argv)
 							     (json_int_t)ic.orphan_objects, "unfinished_bytes",
 							     (json_int_t)ic.orphan_bytes));
 		} else {
-			human(ic.stored, s1, sizeof(s1));
+			units_fmt_size(ic.stored, s1, sizeof(s1));
 			printf("client %s (key %s): %zu nights, %s\n", ic.name, ic.key_id, ic.n, s1);
 			if (ic.n)
 				printf("  %-10s  %-5s  %-10s  %7s  %10s  %-20s  %5s  %s\n", "NIGHT", "KIND", "BASE",
@@ -210,14 +214,14 @@ int intake_ls(int argc, char **argv)
 					continue;
 				}
 				units_fmt_time(n->m.created * 1000000ull, t, sizeof(t));
-				human(n->m.stored + n->m.file_len, s2, sizeof(s2));
+				units_fmt_size(n->m.stored + n->m.file_len, s2, sizeof(s2));
 				printf("  %-10s  %-5s  %-10s  %7u  %10s  %-20s  %5u  %s%s%s\n", n->night,
 				       n->m.kind == INTAKE_FULL ? "full" : "delta",
 				       n->m.base_night[0] ? n->m.base_night : "-", n->m.n, s2, t, n->chain,
 				       intake_state_name(n->state), n->problem[0] ? ": " : "", n->problem);
 			}
 			if (ic.orphan_objects) {
-				human(ic.orphan_bytes, s2, sizeof(s2));
+				units_fmt_size(ic.orphan_bytes, s2, sizeof(s2));
 				printf("  unfinished runs: %llu objects, %s (an upload cut before its manifest: "
 				       "never counted as a night)\n", (unsigned long long)ic.orphan_objects, s2);
 			}

@@ -63,6 +63,28 @@ int cmd_read_passphrase(const char *file, bool confirm, const char *prompt, char
 	return 0;
 }
 
+/* A new passphrase (asked twice on the terminal) into PASS: EXIT_OK, or the
+ * exit code after saying why: 2 (usage) when the two typed differ or it is
+ * shorter than PWSEAL_MIN_PASSPHRASE, as cmd_fail() otherwise (4 for a
+ * passphrase file others can read). */
+static int new_passphrase(const char *pfile, const char *prompt, char *pass, size_t len)
+{
+	int r = cmd_read_passphrase(pfile, true, prompt, pass, len);
+
+	if (r == -EINVAL) {
+		fprintf(stderr, "bascule keygen: %s: type the same passphrase twice\n", err_msg(r));
+		return EXIT_USAGE;
+	}
+	if (r < 0)
+		return cmd_fail("keygen", r);
+	if (strlen(pass) < PWSEAL_MIN_PASSPHRASE) {
+		fprintf(stderr, "bascule keygen: the passphrase must be at least %d characters long\n",
+			PWSEAL_MIN_PASSPHRASE);
+		return EXIT_USAGE;
+	}
+	return EXIT_OK;
+}
+
 static int keygen_vault(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -73,7 +95,7 @@ static int keygen_vault(int argc, char **argv)
 	};
 	const char *escrow = NULL, *from = NULL, *pfile = NULL;
 	struct vault_key *k = NULL;
-	char pass[256];
+	char pass[256] = "";
 	int c, r;
 
 	optind = 0; /* glibc: reinitialise (the global options were parsed already) */
@@ -101,11 +123,9 @@ static int keygen_vault(int argc, char **argv)
 		printf("recovered vault key %s (and %s.pub) from %s\n", argv[optind], argv[optind], from);
 		goto out;
 	}
-	if (escrow && (r = cmd_read_passphrase(pfile, true, "Escrow passphrase (12+ characters): ", pass, sizeof(pass))) < 0)
-		goto out;
-	if (escrow && strlen(pass) < 12) {
-		r = err_set(EINVAL, "the escrow passphrase must be at least 12 characters long");
-		goto out;
+	if (escrow && (c = new_passphrase(pfile, "Escrow passphrase (12+ characters): ", pass, sizeof(pass)))) {
+		sodium_memzero(pass, sizeof(pass));
+		return c;
 	}
 	if ((r = vaultkey_generate(argv[optind], &k)) < 0)
 		goto out;
@@ -143,14 +163,10 @@ static int keygen_client(int argc, char **argv)
 		fprintf(stderr, "Usage: bascule keygen client FILE [--passphrase-file P]\n");
 		return EXIT_USAGE;
 	}
-	if ((r = cmd_read_passphrase(pfile, true, "Passphrase sealing the decryption key (12+ characters): ",
-				     pass, sizeof(pass))) < 0)
-		goto out;
-	if (strlen(pass) < PWSEAL_MIN_PASSPHRASE) {
-		fprintf(stderr, "bascule keygen: the passphrase must be at least %d characters long\n",
-			PWSEAL_MIN_PASSPHRASE);
+	if ((c = new_passphrase(pfile, "Passphrase sealing the decryption key (12+ characters): ", pass,
+				sizeof(pass)))) {
 		sodium_memzero(pass, sizeof(pass));
-		return EXIT_USAGE;
+		return c;
 	}
 	if ((r = clientkey_generate(argv[optind], pass)) < 0)
 		goto out;

@@ -3,6 +3,7 @@
  * codes of bascule(1) for cron and timers. */
 #include "cmd.h"
 #include "err.h"
+#include "intake.h"
 #include "ship.h"
 #include <getopt.h>
 #include <stdio.h>
@@ -20,7 +21,8 @@ static void usage(FILE *f)
 		   "base), compress (zstd), encrypt to the client's public key, sign, and upload\n"
 		   "write-once; the night's signed manifest is created last, so a run killed at\n"
 		   "any point leaves nothing that counts, and the next run completes the night.\n"
-		   "A night already shipped is not shipped again (exit 0).\n\n"
+		   "A night already shipped is not shipped again (exit 0); a manifest of that night\n"
+		   "that does not count (cut while written) uses its name up (exit 1).\n\n"
 		   "  -c, --config FILE  the job's configuration (default " SHIP_CONFIG ")\n"
 		   "      --verbose      one line on success: night, kind, dump and upload sizes\n"
 		   "      --night DATE   ship under this night's name instead of today's (a re-run\n"
@@ -28,8 +30,9 @@ static void usage(FILE *f)
 		   "      --full         a full dump tonight, whatever full_every says\n"
 		   "      --print-keys   every ship.yaml key with its default and meaning\n\n"
 		   "Exit codes: 0 shipped (or already shipped), 1 failure (the dump command's own\n"
-		   "failure: its exit status and message), 3 configuration, 4 key, 7 no space at\n"
-		   "the intake, 9 another ship is running.\n");
+		   "failure: its exit status and message; a night's name used up), 2 usage (a\n"
+		   "--night that is not a date), 3 configuration, 4 key, 7 no space at the\n"
+		   "intake, 9 another ship is running.\n");
 }
 
 int cmd_ship(int argc, char **argv)
@@ -62,6 +65,10 @@ int cmd_ship(int argc, char **argv)
 	}
 	if (optind != argc) {
 		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (o.night && !intake_night_ok(o.night)) {
+		fprintf(stderr, "bascule ship: --night %s is not a date YYYY-MM-DD (see --help)\n", o.night);
 		return EXIT_USAGE;
 	}
 	if ((r = ship_config_read(file, &c)) < 0)

@@ -8,6 +8,7 @@
  * vault key. */
 #include "cmd.h"
 #include "err.h"
+#include "units.h"
 #include "vault_cmd.h"
 #include "vault_tool.h"
 #include <pthread.h>
@@ -138,14 +139,7 @@ const char *vcmd_time(uint64_t usec, char *buf, size_t len)
 
 void vcmd_size(uint64_t v, char *buf, size_t len)
 {
-	if (v >= 10ULL << 30)
-		snprintf(buf, len, "%.1f GiB", (double)v / (1 << 30));
-	else if (v >= 10ULL << 20)
-		snprintf(buf, len, "%.1f MiB", (double)v / (1 << 20));
-	else if (v >= 10ULL << 10)
-		snprintf(buf, len, "%.1f KiB", (double)v / 1024);
-	else
-		snprintf(buf, len, "%llu B", (unsigned long long)v);
+	units_fmt_size(v, buf, (int)len);
 }
 
 void vcmd_series(const struct vmanifest *m, char *buf, size_t len)

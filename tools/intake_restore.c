@@ -137,6 +137,8 @@ static int rebuild_night(struct vstore *v, const struct intake_night *n, const s
 out:
 	rsync_job_free(b.patch);
 	ZSTD_freeDCtx(b.z);
+	if (b.zout)
+		sodium_memzero(b.zout, b.zout_len); /* the decompressed dump */
 	free(b.zout);
 	sodium_memzero(&ss, sizeof(ss));
 	return r;
@@ -242,7 +244,13 @@ int intake_restore(int argc, char **argv)
 			goto out;
 		if (fds[next] >= 0)
 			close(fds[next]);
-		if ((fds[next] = open(tmp[next], O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
+		/* a stale file (an earlier run's) or a planted symlink is removed,
+		 * never followed or written through */
+		if (unlink(tmp[next]) < 0 && errno != ENOENT) {
+			r = err_set(errno, "cannot remove %s: %s", tmp[next], strerror(errno));
+			goto out;
+		}
+		if ((fds[next] = open(tmp[next], O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0) {
 			r = err_set(errno, "cannot create %s: %s", tmp[next], strerror(errno));
 			goto out;
 		}

@@ -283,11 +283,11 @@ int intake_clients(const char *dir, char ***ret, size_t *ret_n)
 		if (n == cap) {
 			char **x = realloc(names, (cap = cap ? cap * 2 : 16) * sizeof(*x));
 			if (!x)
-				break;
+				goto nomem;
 			names = x;
 		}
 		if (!(names[n] = strdup(e->d_name)))
-			break;
+			goto nomem;
 		n++;
 	}
 	closedir(d);
@@ -296,6 +296,11 @@ int intake_clients(const char *dir, char ***ret, size_t *ret_n)
 	*ret = names;
 	*ret_n = n;
 	return 0;
+nomem:
+	/* a partial list would let check --all say OK about clients it never saw */
+	closedir(d);
+	intake_clients_free(names, n);
+	return err_set(ENOMEM, "out of memory listing the clients of %s", dir);
 }
 
 void intake_clients_free(char **names, size_t n)

@@ -233,6 +233,42 @@ static bool base_usable(struct vstore *v, const struct last_night *l, const char
 	return ok;
 }
 
+/* Whether tonight's manifest NAME is at the intake and counts: 1 when it
+ * decodes under the client's signing key and names this client and night
+ * (already shipped), 0 when it is absent.  A manifest that exists but does
+ * not count (cut while written, damaged) uses the night's name up: the
+ * write-once account cannot replace it, so that is an error (-EEXIST). */
+static int night_shipped(struct vstore *v, const struct client_pub *pub, const char *client, const char *night,
+			 const char *name)
+{
+	struct intake_manifest m;
+	uint64_t sz, mt;
+	uint8_t *data = NULL;
+	char why[1024];
+	size_t len;
+	int r;
+
+	if (vstore_stat(v, name, &sz, &mt) < 0) {
+		err_clear();
+		return 0;
+	}
+	if ((r = vstore_get(v, name, INTAKE_MANIFEST_MAX, &data, &len)) < 0)
+		return r;
+	r = intake_manifest_decode(pub->sign_pk, data, len, &m);
+	free(data);
+	if (r == 0) {
+		r = intake_manifest_expect(&m, client, night);
+		intake_manifest_free(&m);
+	}
+	if (r == 0)
+		return 1;
+	snprintf(why, sizeof(why), "%s", r == -ENODATA ? "incomplete: cut while it was written" : err_msg(r));
+	return err_set(EEXIST, "night %s's manifest %s is at the intake but does not count (%s): the "
+			       "write-once intake cannot replace it, so this night's name is used up; ship the "
+			       "dump under another night with --night YYYY-MM-DD, or have the operator remove %s",
+		       night, name, why, name);
+}
+
 int ship_run(const struct ship_config *c, const struct ship_opts *o, struct ship_result *ret)
 {
 	struct ship_result res = { 0 };
@@ -277,13 +313,11 @@ int ship_run(const struct ship_config *c, const struct ship_opts *o, struct ship
 	if ((r = vstore_open(c->intake, &vo, &p.v)) < 0)
 		goto out;
 	intake_manifest_name(res.night, name, sizeof(name));
-	{
-		uint64_t sz, mt;
-		if (vstore_stat(p.v, name, &sz, &mt) == 0) {
-			res.already = true;
-			goto done;
-		}
-		err_clear();
+	if ((r = night_shipped(p.v, &pub, c->client, res.night, name)) < 0)
+		goto out;
+	if (r == 1) {
+		res.already = true;
+		goto done;
 	}
 	/* full or delta */
 	have_last = read_last(dirfd, &last) == 0;
@@ -413,10 +447,18 @@ int ship_run(const struct ship_config *c, const struct ship_opts *o, struct ship
 				    res.night);
 		goto out;
 	}
+	/* the note of the last night goes before the signature changes: a run
+	 * stopped between the two must not leave night N's signature under a
+	 * note naming N-1 (the next delta would be labelled with the wrong
+	 * base); without a note the next night is full */
+	if ((unlinkat(dirfd, LAST_FILE, 0) < 0 && errno != ENOENT) || fsync(dirfd) < 0) {
+		r = err_set(errno, "night %s is shipped, but the note %s/%s could not be removed: %s (remove it: "
+				   "the next night must be full)", res.night, c->state_dir, LAST_FILE, strerror(errno));
+		goto out;
+	}
 	if (renameat(dirfd, SIG_NEW, dirfd, SIG_FILE) < 0) {
 		r = err_set(errno, "night %s is shipped, but the new signature could not be kept: %s (the next "
 				   "night will be full)", res.night, strerror(errno));
-		unlinkat(dirfd, LAST_FILE, 0);
 		goto out;
 	}
 	{
@@ -424,8 +466,13 @@ int ship_run(const struct ship_config *c, const struct ship_opts *o, struct ship
 					  .dump_size = p.dump_bytes };
 		snprintf(now.night, sizeof(now.night), "%s", res.night);
 		memcpy(now.digest, p.m.digest, 32);
-		if ((r = write_last(c->state_dir, &now)) < 0)
+		if ((r = write_last(c->state_dir, &now)) < 0) {
+			/* no note: the next night is full, never a delta on a wrong base */
+			unlinkat(dirfd, LAST_FILE, 0);
+			r = err_wrap(r, "night %s is shipped, but its note could not be written (the next night "
+					"will be full)", res.night);
 			goto out;
+		}
 	}
 	res.dump_bytes = p.dump_bytes;
 	res.payload_bytes = p.payload_len;
@@ -458,6 +505,8 @@ out:
 		sodium_memzero(p.chunk, INTAKE_CHUNK);
 	if (buf)
 		sodium_memzero(buf, READ_BUF);
+	if (p.zout)
+		sodium_memzero(p.zout, p.zout_len); /* the compressed dump, not yet encrypted */
 	free(p.chunk);
 	free(p.cbuf);
 	free(p.zout);

@@ -113,6 +113,9 @@ row keygen 1 "refusing to overwrite" -- "$B" keygen site "$T/site.key"
 row keygen 2 "usage" -- "$B" keygen
 echo "short" > "$T/shortpass"; chmod 600 "$T/shortpass"
 row keygen 2 "at least 12" -- "$B" keygen client "$T/cl" --passphrase-file "$T/shortpass"
+row keygen 2 "at least 12" -- "$B" keygen vault "$T/esc.key" --escrow "$T/esc.escrow" --passphrase-file "$T/shortpass"
+echo "a passphrase long enough" > "$T/openpass"; chmod 644 "$T/openpass"
+row keygen 4 "openpass" -- "$B" keygen client "$T/cl2" --passphrase-file "$T/openpass"
 
 # ---- ship (hybrid PRA, client side; docs/hybrid.md)
 echo "a passphrase long enough" > "$T/clpass"; chmod 600 "$T/clpass"
@@ -135,6 +138,47 @@ row ship 9 "another bascule ship" -- flock "$T/shipstate/lock" "$B" ship -c "$T/
 mkdir -p "$T/shipfull"; mount -t tmpfs -o size=1m bsc-ecship "$T/shipfull"; MOUNTS+=("$T/shipfull")
 INTAKE=local:$T/shipfull ship_yaml "$T/shipnospace.yaml" "head -c 3000000 /dev/urandom"
 row ship 7 "space" -- "$B" ship -c "$T/shipnospace.yaml" --night 2026-01-03
+row ship 2 "not a date" -- "$B" ship -c "$T/ship.yaml" --night 2026-13-45
+# the note of the last night cannot be written (a directory where its
+# temporary file goes): the night is shipped, exit 1, and no note is left
+# naming the night before (the next delta would be labelled with the wrong
+# base): the next night is full
+mkdir "$T/shipstate/last.tmp"
+row ship 1 "the next night will be full" -- "$B" ship -c "$T/ship.yaml" --night 2026-01-04
+rmdir "$T/shipstate/last.tmp"
+[ ! -e "$T/shipstate/last" ] || FAILED+=("ship: a failed note left $T/shipstate/last: $(cat "$T/shipstate/last")")
+out=$("$B" ship -c "$T/ship.yaml" --night 2026-01-05 --verbose 2>&1) || FAILED+=("ship after a lost note: $out")
+echo "$out" | grep -q "(full)" || FAILED+=("ship after a lost note is not full: $out")
+
+# ---- intake (the operator's side; the nights shipped above)
+"$B" intake add "$T/idir" --client cl --pub "$T/cl.pub" > /dev/null
+cp -a "$T/intake/incoming/." "$T/idir/cl/incoming/"
+cp "$T/idir/cl/client.pub" "$T/cl.pub.saved"; echo garbage > "$T/idir/cl/client.pub"
+row intake 1 "--force" -- "$B" intake add "$T/idir" --client cl --pub "$T/cl.pub"
+grep -qx garbage "$T/idir/cl/client.pub" || FAILED+=("intake add replaced an unreadable client.pub without --force")
+row intake 0 "enrolled" -- "$B" intake add "$T/idir" --client cl --pub "$T/cl.pub" --force
+cmp -s "$T/idir/cl/client.pub" "$T/cl.pub.saved" || FAILED+=("intake add --force did not restore client.pub")
+RK=(--key "$T/cl.key" --passphrase-file "$T/clpass")
+row intake 0 "2026-01-05" -- "$B" intake ls "$T/idir"
+row intake 2 "usage" -- "$B" intake ls
+row intake 3 "UNKNOWN" -- "$B" intake check "$T/nosuchdir" --all --max-age 1d
+row intake 2 "CRITICAL" -- "$B" intake check "$T/idir" --client cl --max-age 1d --now "@$(( $(date +%s) + 2 * 86400 ))"
+row intake 1 "WARNING" -- "$B" intake check "$T/idir" --client cl --max-age 30d --warn-age 1d --now "@$(( $(date +%s) + 2 * 86400 ))"
+row intake 1 "exists" -- "$B" intake restore "$T/idir" --client cl "${RK[@]}" --to "$T/clpass"
+echo "not the passphrase at all" > "$T/wrongpass"; chmod 600 "$T/wrongpass"
+row intake 4 "passphrase" -- "$B" intake restore "$T/idir" --client cl --key "$T/cl.key" --passphrase-file "$T/wrongpass" --to "$T/r0"
+# a planted symlink where restore puts its temporary file is not followed
+echo "not to be overwritten" > "$T/victim"
+ln -s "$T/victim" "$T/r6.restoring-0"; ln -s "$T/victim" "$T/r6.restoring-1"
+row intake 0 "restored night" -- "$B" intake restore "$T/idir" --client cl "${RK[@]}" --to "$T/r6"
+[ "$(cat "$T/victim")" = "not to be overwritten" ] || FAILED+=("intake restore wrote through a planted symlink")
+[ -f "$T/r6" ] && [ ! -L "$T/r6" ] || FAILED+=("intake restore: $T/r6 is not the restored file: $(ls -l "$T/r6")")
+mkdir -p "$T/rfull"; mount -t tmpfs -o size=16k bsc-ecrest "$T/rfull"; MOUNTS+=("$T/rfull")
+row intake 7 "space" -- "$B" intake restore "$T/idir" --client cl "${RK[@]}" --to "$T/rfull/dump"
+f=$(ls "$T/idir/cl/incoming/2026-01-05/" | head -1)
+python3 -c "
+import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[len(b)//2]^=1; open(p,'wb').write(b)" "$T/idir/cl/incoming/2026-01-05/$f"
+row intake 5 "2026-01-05" -- "$B" intake restore "$T/idir" --client cl "${RK[@]}" --to "$T/r5"
 
 # ---- the daemon's control socket
 bsc_start

@@ -41,18 +41,7 @@ d="$T/ssh-operator"; mkdir -p "$d" /run/sshd
 ssh-keygen -q -t ed25519 -N "" -f "$d/host_key" -C operator
 ssh-keygen -q -t ed25519 -N "" -f "$T/client/id_ed25519" -C mairie
 cp "$T/client/id_ed25519.pub" "$d/authorized_keys.$CU"
-cat > "$d/sshd_config" <<CONF
-ListenAddress $IP_V:22
-HostKey $d/host_key
-PidFile $d/sshd.pid
-AuthorizedKeysFile $d/authorized_keys.%u
-StrictModes no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-PermitRootLogin no
-AllowUsers $CU
-Subsystem sftp internal-sftp
+{ sshd_conf_head "$d" "$CU"; cat <<CONF; } > "$d/sshd_config"
 Match User $CU
 	ChrootDirectory $IN/%u
 	ForceCommand internal-sftp -P remove,rmdir,rename,posix-rename,setstat,fsetstat,lsetstat,symlink,hardlink
@@ -63,8 +52,7 @@ CONF
 mv "$IN/mairie" "$IN/$CU"; ln -s "$CU" "$IN/mairie" 2>/dev/null || true
 rm -f "$IN/mairie"; mv "$IN/$CU" "$IN/mairie"
 sed -i "s|ChrootDirectory $IN/%u|ChrootDirectory $IN/mairie|" "$d/sshd_config"
-ip netns exec "$NS_V" /usr/sbin/sshd -f "$d/sshd_config" -E "$d/sshd.log"
-for _ in $(seq 50); do ip netns exec "$NS_V" bash -c "echo > /dev/tcp/$IP_V/22" 2>/dev/null && break; sleep 0.1; done
+sshd_start_v "$d"
 in_primary "$B" trust-host "$IP_V" --known-hosts "$T/client/known_hosts" --yes > /dev/null \
 	|| fail "trust-host of the operator failed: $(tail -5 "$d/sshd.log")"
 
@@ -265,3 +253,14 @@ rc=0; out=$(in_primary env -i PATH=/usr/bin:/bin setsid "$B" ship -c "$T/client/
 "$B" intake check "$IN" --client mairie --max-age 26h > "$T/check.out" || fail "check: $(cat "$T/check.out")"
 grep -q "newest 2026-11-08" "$T/check.out" || fail "a failed dump counted: $(cat "$T/check.out")"
 note "pg_dump failing: exit 1 with its message ($(echo "$out" | sed 's/.*: //' | head -c 80)), no night added"
+
+# ---- a manifest cut while it was written: the night's name is used up
+# (the write-once account cannot replace it): ship says so, exit 1, never
+# "already shipped"
+head -c 100 "$IN/mairie/incoming/2026-11-08.manifest" > "$IN/mairie/incoming/2026-11-10.manifest"
+chown "$CU" "$IN/mairie/incoming/2026-11-10.manifest"; chmod 440 "$IN/mairie/incoming/2026-11-10.manifest"
+rc=0; out=$(cron_ship --night 2026-11-10 --verbose 2>&1) || rc=$?
+[ $rc = 1 ] && echo "$out" | grep -q "name is used up" && ! echo "$out" | grep -q "already shipped" \
+	|| fail "ship over a truncated manifest: exit $rc, want 1 saying the name is used up: $out"
+rm -f "$IN/mairie/incoming/2026-11-10.manifest"
+note "a truncated manifest at the intake: ship exit 1 ($(echo "$out" | head -c 120)…)"

@@ -134,6 +134,37 @@ trust_secondary() {
 		|| fail "trust-host failed"
 }
 
+# sshd_conf_head DIR USER...: the start of an sshd_config for an SFTP-only
+# server on $IP_V:22 (host key, pid file and DIR/authorized_keys.USER in
+# DIR) admitting only USERs; the caller appends its Match blocks.
+sshd_conf_head() {
+	local d=$1; shift
+	cat <<CONF
+ListenAddress $IP_V:22
+HostKey $d/host_key
+PidFile $d/sshd.pid
+AuthorizedKeysFile $d/authorized_keys.%u
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PermitRootLogin no
+AllowUsers $*
+LogLevel VERBOSE
+Subsystem sftp internal-sftp
+CONF
+}
+# sshd_start_v DIR: start sshd with DIR/sshd_config in $NS_V (log in
+# DIR/sshd.log) and wait until it accepts connections.
+sshd_start_v() {
+	ip netns exec "$NS_V" /usr/sbin/sshd -f "$1/sshd_config" -E "$1/sshd.log"
+	for _ in $(seq 50); do
+		ip netns exec "$NS_V" bash -c "echo > /dev/tcp/$IP_V/22" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	fail "sshd in $NS_V does not accept connections: $(tail -5 "$1/sshd.log")"
+}
+
 # provider_up: the backup provider's real sshd on $IP_V serving SFTP only,
 # chrooted to $VAULT_CHROOT (root-owned, outside /tmp as sshd demands), to
 # two accounts of group bscvault:
@@ -161,19 +192,7 @@ provider_up() {
 	[ -f "$T/id_ed25519" ] || ssh-keygen -q -t ed25519 -N "" -f "$T/id_ed25519" -C bascule-primary
 	cp "$T/id_ed25519.pub" "$d/authorized_keys.bscvault-w"
 	cp "$T/id_prune.pub" "$d/authorized_keys.bscvault-p"
-	cat > "$d/sshd_config" <<CONF
-ListenAddress $IP_V:22
-HostKey $d/host_key
-PidFile $d/sshd.pid
-AuthorizedKeysFile $d/authorized_keys.%u
-StrictModes no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-PermitRootLogin no
-AllowUsers bscvault-w bscvault-p
-LogLevel VERBOSE
-Subsystem sftp internal-sftp
+	{ sshd_conf_head "$d" bscvault-w bscvault-p; cat <<CONF; } > "$d/sshd_config"
 Match User bscvault-w
 	ChrootDirectory $VAULT_CHROOT
 	ForceCommand internal-sftp -u 0007 -P remove,rmdir,rename,posix-rename
@@ -185,11 +204,7 @@ Match User bscvault-p
 	AllowTcpForwarding no
 	X11Forwarding no
 CONF
-	ip netns exec "$NS_V" /usr/sbin/sshd -f "$d/sshd_config" -E "$d/sshd.log"
-	for _ in $(seq 50); do
-		ip netns exec "$NS_V" bash -c "echo > /dev/tcp/$IP_V/22" 2>/dev/null && break
-		sleep 0.1
-	done
+	sshd_start_v "$d"
 	in_primary "$BIN/bascule" trust-host "$IP_V" --known-hosts "$T/known_hosts_v" --yes >/dev/null \
 		|| fail "trust-host of the provider failed: $(tail -5 "$d/sshd.log")"
 }

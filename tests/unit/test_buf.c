@@ -65,6 +65,12 @@ static void test_writer_max(void **state)
 static void test_units(void **state)
 {
 	uint64_t v;
+	char b[32];
+
+	assert_string_equal(units_fmt_size(10239, b, sizeof(b)), "10239 B");
+	assert_string_equal(units_fmt_size(10240, b, sizeof(b)), "10.0 KiB");
+	assert_string_equal(units_fmt_size(15ULL << 20, b, sizeof(b)), "15.0 MiB");
+	assert_string_equal(units_fmt_size(12ULL << 30, b, sizeof(b)), "12.0 GiB");
 
 	assert_int_equal(units_parse_size("4KiB", &v), 0);
 	assert_int_equal(v, 4096);
