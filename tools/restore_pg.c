@@ -116,16 +116,26 @@ static int st_history(void *ctx, uint32_t tli, char **ret, size_t *ret_len)
 	char rel[64];
 	int fd = -1;
 	struct stat st;
+	char *text = NULL;
+	size_t size;
 
 	snprintf(rel, sizeof(rel), "base/%08X.history", tli);
 	if ((fd = openat(s->dfd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0 || fstat(fd, &st) < 0 ||
-	    st.st_size > (1 << 20) || !(*ret = malloc((size_t)st.st_size + 1))) {
+	    st.st_size > (1 << 20) || !(text = malloc((size_t)st.st_size + 1))) {
 		if (fd >= 0)
 			close(fd);
 		return err_set(ENOENT, "%s: the vault holds no history file of timeline %u", s->what, tli);
 	}
-	*ret_len = (size_t)fs_pread_full(fd, *ret, (size_t)st.st_size, 0);
+	size = (size_t)st.st_size;
+	if (fs_pread_full(fd, text, size, 0) != (ssize_t)size) {
+		close(fd);
+		free(text);
+		return err_set(EIO, "%s: cannot read the staged history file of timeline %u", s->what, tli);
+	}
 	close(fd);
+	text[size] = 0;
+	*ret = text;
+	*ret_len = size;
 	return 0;
 }
 
