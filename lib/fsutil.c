@@ -387,6 +387,27 @@ int fs_fd_size(int fd, uint64_t *ret)
 	return 0;
 }
 
+int fs_dir_empty(int dirfd)
+{
+	struct dirent *e;
+	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0), r = 1;
+	DIR *d;
+
+	if (fd < 0)
+		return -errno;
+	if (!(d = fdopendir(fd))) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	rewinddir(d);
+	while (r == 1 && (e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			r = 0;
+	closedir(d);
+	return r;
+}
+
 int fs_remove_tree_at(int pdfd, const char *name, int depth)
 {
 	struct stat st;

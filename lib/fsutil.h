@@ -52,3 +52,6 @@ int fs_abspath(const char *path, char *buf, size_t len);
 /* Remove NAME in DIRFD and, if it is a directory, everything beneath it
  * (no link followed; DEPTH 0 from the caller).  0 if it is gone. */
 int fs_remove_tree_at(int dirfd, const char *name, int depth);
+/* 1 if directory DIRFD holds nothing but . and .., 0 if it holds
+ * something, or a negative errno.  DIRFD stays open and its own. */
+int fs_dir_empty(int dirfd);

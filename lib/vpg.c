@@ -12,53 +12,69 @@ static const char WAL_DIGEST[] = "bascule vault wal v1";
 
 /* ---- the manifest's part ---- */
 
-static void put_ref(struct wbuf *b, const struct vpg_ref *r)
+/* Each put checked: the first that fails (past the buffer's maximum, out of
+ * memory, a name too long) ends the encoding with its error. */
+#define PUT(x)                          \
+	do {                            \
+		if ((r = (x)) < 0)      \
+			goto out;       \
+	} while (0)
+
+static int put_ref(struct wbuf *b, const struct vpg_ref *r)
 {
-	wbuf_put_bytes(b, r->obj, VAULT_NAME);
-	wbuf_put_u64(b, r->size);
+	int e;
+
+	if ((e = wbuf_put_bytes(b, r->obj, VAULT_NAME)) < 0)
+		return e;
+	return wbuf_put_u64(b, r->size);
 }
 
 int vpg_encode(struct wbuf *b, const struct vman_pg *p, uint32_t n)
 {
-	wbuf_put_u32(b, n);
+	int r;
+
+	PUT(wbuf_put_u32(b, n));
 	for (uint32_t i = 0; i < n; i++) {
 		const struct vman_pg *x = &p[i];
-		wbuf_put_str(b, x->name);
-		wbuf_put_u64(b, x->system_id);
-		wbuf_put_u32(b, x->tli);
-		wbuf_put_u64(b, x->base_id);
-		wbuf_put_u64(b, x->end_lsn);
-		wbuf_put_bytes(b, x->chain, 32);
-		wbuf_put_u32(b, x->n_bases);
+		PUT(wbuf_put_str(b, x->name));
+		PUT(wbuf_put_u64(b, x->system_id));
+		PUT(wbuf_put_u32(b, x->tli));
+		PUT(wbuf_put_u64(b, x->base_id));
+		PUT(wbuf_put_u64(b, x->end_lsn));
+		PUT(wbuf_put_bytes(b, x->chain, 32));
+		PUT(wbuf_put_u32(b, x->n_bases));
 		for (uint32_t k = 0; k < x->n_bases; k++) {
 			const struct vpg_base *B = &x->bases[k];
-			wbuf_put_u64(b, B->id);
-			wbuf_put_u32(b, B->tli);
-			wbuf_put_u64(b, B->epoch);
-			wbuf_put_u64(b, B->arrived);
-			wbuf_put_u64(b, B->bytes);
-			wbuf_put_bytes(b, B->digest, 32);
-			wbuf_put_u32(b, B->n_files);
+			PUT(wbuf_put_u64(b, B->id));
+			PUT(wbuf_put_u32(b, B->tli));
+			PUT(wbuf_put_u64(b, B->epoch));
+			PUT(wbuf_put_u64(b, B->arrived));
+			PUT(wbuf_put_u64(b, B->bytes));
+			PUT(wbuf_put_bytes(b, B->digest, 32));
+			PUT(wbuf_put_u32(b, B->n_files));
 			for (uint32_t f = 0; f < B->n_files; f++) {
 				const struct vpg_file *F = &B->files[f];
-				wbuf_put_str(b, F->name);
-				wbuf_put_u64(b, F->size);
-				wbuf_put_u32(b, F->n);
+				PUT(wbuf_put_str(b, F->name));
+				PUT(wbuf_put_u64(b, F->size));
+				PUT(wbuf_put_u32(b, F->n));
 				for (uint32_t q = 0; q < F->n; q++) {
-					wbuf_put_u32(b, F->p[q].len);
-					put_ref(b, &F->p[q].ref);
+					PUT(wbuf_put_u32(b, F->p[q].len));
+					PUT(put_ref(b, &F->p[q].ref));
 				}
 			}
 		}
-		wbuf_put_u32(b, x->n_wal);
+		PUT(wbuf_put_u32(b, x->n_wal));
 		for (uint32_t w = 0; w < x->n_wal; w++) {
-			wbuf_put_u32(b, x->wal[w].len);
-			wbuf_put_bytes(b, x->wal[w].digest, 32);
-			put_ref(b, &x->wal[w].ref);
+			PUT(wbuf_put_u32(b, x->wal[w].len));
+			PUT(wbuf_put_bytes(b, x->wal[w].digest, 32));
+			PUT(put_ref(b, &x->wal[w].ref));
 		}
 	}
-	return b->len >= b->max ? -EFBIG : 0;
+	r = b->len >= b->max ? -EFBIG : 0; /* the caller's own puts after ours must still fit */
+out:
+	return r == -ENOBUFS ? -EFBIG : r;
 }
+#undef PUT
 
 void vpg_clear(struct vman_pg *p)
 {
@@ -378,7 +394,7 @@ int vpg_obj_open(const struct vkeys *k, const uint8_t *obj, size_t objlen, int k
 		goto out;
 	r = 0;
 out:
-	sodium_memzero(pt, plen);
+	sodium_memzero(pt, plen + 4); /* vault_unseal leaves a copy of the last 4 bytes past PLEN */
 	free(pt);
 	return r;
 }

@@ -128,8 +128,6 @@ static int damaged(int r, const char *group, const char *source, uint64_t epoch)
 			group, source, epoch);
 }
 
-/* May epoch M (NULL: none found) of GROUP be restored?  0, or an error that
- * names what is newer and failed. */
 /* 1 if SOURCE of GROUP is a PostgreSQL source in some manifest of V. */
 static int pg_named(const struct vview *v, const char *group, const char *source)
 {
@@ -140,6 +138,8 @@ static int pg_named(const struct vview *v, const char *group, const char *source
 	return 0;
 }
 
+/* May epoch M (NULL: none found) of GROUP be restored?  0, or an error that
+ * names what is newer and failed. */
 static int restore_choice(const struct vview *v, const struct vopts *o, const char *group,
 			  const struct vmanifest *m, uint64_t want_epoch, uint64_t at, bool accept_older);
 
@@ -322,7 +322,8 @@ int cmd_restore(int argc, char **argv)
 			       "(-c, or --record STATE_DIR/vault/TARGET/committed) that the vault no longer\n"
 			       "holds, makes restore refuse (exit 5, naming them) unless --accept-older, or\n"
 			       "--epoch N, says to restore an older epoch.\n\n"
-			       "A PostgreSQL source restores into a data directory PATH (absent or empty):\n"
+			       "A PostgreSQL source restores into a data directory PATH (absent, or empty and\n"
+			       "not a mount point; its tablespaces go beside it, in .NAME.tblspc):\n"
 			       "with --at, the first epoch cut at or after TIME, the newest base that arrived\n"
 			       "before TIME and the WAL from it; every object is checked before anything is\n"
 			       "made, then PostgreSQL recovers (recovery_target_time = TIME, a new timeline)\n"

@@ -437,8 +437,7 @@ static int spawn(struct owner *w, char *const *argv)
 static int prepare_dir(struct owner *w)
 {
 	const char *dir = w->dir;
-	DIR *d;
-	struct dirent *e;
+	int r;
 
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return err_set(errno, "cannot create %s: %s", dir, strerror(errno));
@@ -448,14 +447,10 @@ static int prepare_dir(struct owner *w)
 	if (!w->o->backup_dir)
 		return 0;
 	/* A base backup goes into an empty directory, as pg_basebackup's. */
-	if (!(d = fdopendir(dup(w->dirfd))))
-		return -errno;
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-			closedir(d);
-			return err_set(EEXIST, "%s is not empty: a base backup needs an empty directory", dir);
-		}
-	closedir(d);
+	if ((r = fs_dir_empty(w->dirfd)) < 0)
+		return err_set(-r, "cannot read %s: %s", dir, strerror(-r));
+	if (r == 0)
+		return err_set(EEXIST, "%s is not empty: a base backup needs an empty directory", dir);
 	return 0;
 }
 

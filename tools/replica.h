@@ -187,6 +187,9 @@ struct pg_restore_req {
  * removes it). */
 int replica_pg_restore(const struct pgfeed *f, const struct pg_restore_req *req, const struct promote_opts *o,
 		       const char *data_dir, struct promote_pg *ret);
+/* The name, beside data directory NAME (its last component), of the
+ * directory holding its tablespaces (PARENT/.NAME.tblspc). */
+void pgrun_tblspc_name(char *buf, size_t len, const char *name);
 
 struct promote_info {
 	uint64_t epoch, cut_time, promoted_time;

@@ -16,7 +16,6 @@
 #include "units.h"
 #include "vault_tool.h"
 #include "vpg.h"
-#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <sodium.h>
@@ -116,16 +115,26 @@ static int st_history(void *ctx, uint32_t tli, char **ret, size_t *ret_len)
 	char rel[64];
 	int fd = -1;
 	struct stat st;
+	char *text = NULL;
+	size_t size;
 
 	snprintf(rel, sizeof(rel), "base/%08X.history", tli);
 	if ((fd = openat(s->dfd, rel, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0 || fstat(fd, &st) < 0 ||
-	    st.st_size > (1 << 20) || !(*ret = malloc((size_t)st.st_size + 1))) {
+	    st.st_size > (1 << 20) || !(text = malloc((size_t)st.st_size + 1))) {
 		if (fd >= 0)
 			close(fd);
 		return err_set(ENOENT, "%s: the vault holds no history file of timeline %u", s->what, tli);
 	}
-	*ret_len = (size_t)fs_pread_full(fd, *ret, (size_t)st.st_size, 0);
+	size = (size_t)st.st_size;
+	if (fs_pread_full(fd, text, size, 0) != (ssize_t)size) {
+		close(fd);
+		free(text);
+		return err_set(EIO, "%s: cannot read the staged history file of timeline %u", s->what, tli);
+	}
 	close(fd);
+	text[size] = 0;
+	*ret = text;
+	*ret_len = size;
 	return 0;
 }
 
@@ -191,29 +200,31 @@ static int stage_wal(struct stage *s, struct vstore *vs, const struct vkeys *k, 
 	return r;
 }
 
-/* DIR must be absent or an empty directory (then removed, to be made
- * afresh): 0, or -EEXIST with a sentence. */
+/* DIR must be absent (0) or an empty directory that is not a mount point
+ * (1: it is removed, to be made afresh); else -EEXIST with a sentence. */
 static int target_empty(int pfd, const char *base, const char *to)
 {
-	struct stat st;
-	int fd;
-	DIR *d;
-	struct dirent *e;
-	bool empty = true;
+	struct stat st, pst;
+	int fd, r;
 
 	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return errno == ENOENT ? 0 : err_set(errno, "%s: %s", to, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
 		return err_set(EEXIST, "%s exists and is not a directory: restore into a new or empty directory", to);
-	if ((fd = openat(pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 || !(d = fdopendir(fd)))
+	if ((fd = openat(pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		return err_set(errno, "cannot open %s: %s", to, strerror(errno));
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			empty = false;
-	closedir(d);
-	if (!empty)
+	r = fs_dir_empty(fd);
+	close(fd);
+	if (r < 0)
+		return err_set(-r, "cannot read %s: %s", to, strerror(-r));
+	if (r == 0)
 		return err_set(EEXIST, "%s is not empty: restore into a new or empty directory (move it away, or "
 				       "give another --to)", to);
+	/* The data directory is made afresh (PostgreSQL's files and its
+	 * tablespaces beside it): a mount point cannot be removed and made. */
+	if (fstat(pfd, &pst) == 0 && pst.st_dev != st.st_dev)
+		return err_set(EEXIST, "%s is a mount point: give --to a directory inside it (e.g. %s/data); the "
+				       "data directory is made afresh and its tablespaces beside it", to, to);
 	return 1;
 }
 
@@ -230,7 +241,8 @@ int restore_pg(struct vstore *vs, const struct vkeys *k, const struct vmanifest 
 	struct pg_restore_req req = { 0 };
 	struct promote_pg res;
 	const char *slash;
-	bool made = false;
+	char tblspc[sizeof(base) + 16];
+	bool made = false, tblspc_ours = false;
 	int r, empty;
 
 	snprintf(s.what, sizeof(s.what), "%s/%s", m->group, p->name);
@@ -285,12 +297,25 @@ int restore_pg(struct vstore *vs, const struct vkeys *k, const struct vmanifest 
 	f = (struct pgfeed){ .ctx = &s, .base_file = st_base_file, .segment = st_segment, .history = st_history,
 			     .what = s.what };
 	if (empty == 1 && unlinkat(s.pfd, base, AT_REMOVEDIR) < 0) {
-		r = err_set(errno, "cannot replace the empty %s: %s", a->to, strerror(errno));
+		/* a bind mount of the same file system has the same st_dev */
+		r = errno == EBUSY ? err_set(EEXIST, "%s is a mount point: give --to a directory inside it (e.g. "
+						     "%s/data)", a->to, a->to)
+				   : err_set(errno, "cannot replace the empty %s: %s", a->to, strerror(errno));
 		goto out;
 	}
 	made = true;
-	if ((r = replica_pg_restore(&f, &req, a->po, a->to, &res)) < 0)
+	/* Its tablespaces go beside it; one already there is another data
+	 * directory's (moved away after an earlier restore): never removed. */
+	pgrun_tblspc_name(tblspc, sizeof(tblspc), base);
+	tblspc_ours = faccessat(s.pfd, tblspc, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
+	/* The vault's objects were all checked above: what recovery finds
+	 * wrong (no PG_VERSION, a WAL record it refuses) is a failed
+	 * recovery (exit 1), not damage in the vault (exit 5). */
+	if ((r = replica_pg_restore(&f, &req, a->po, a->to, &res)) < 0) {
+		if (r == -EBADMSG || r == -EPROTO || r == -EILSEQ)
+			r = err_recode(r, EIO);
 		goto out;
+	}
 	{
 		char x[40];
 		printf("restored %s epoch %" PRIu64 " (cut %s) to %s: base backup %s (arrived %s), WAL to %s",
@@ -314,8 +339,14 @@ out:
 	if (s.pfd >= 0) {
 		if (s.name[0])
 			fs_remove_tree_at(s.pfd, s.name, 0);
-		if (r < 0 && made && fs_remove_tree_at(s.pfd, base, 0) == 0)
-			fprintf(stderr, "bascule restore: %s removed (recovery did not complete)\n", a->to);
+		if (r < 0 && made) {
+			/* its tablespaces too: a second attempt would find
+			 * them there */
+			if (tblspc_ours)
+				fs_remove_tree_at(s.pfd, tblspc, 0);
+			if (fs_remove_tree_at(s.pfd, base, 0) == 0)
+				fprintf(stderr, "bascule restore: %s removed (recovery did not complete)\n", a->to);
+		}
 		close(s.pfd);
 	}
 	ZSTD_freeDCtx(dctx);

@@ -131,14 +131,11 @@ static int read_pg(struct vstore *vs, const struct vkeys *k, const struct vmanif
 				if (!hist)
 					pgdigest_file(&dg, F->name, F->size);
 				for (uint32_t q = 0; q < F->n && r == 0; q++) {
-					struct vobj *x = vobj_find(objs, no, F->p[q].ref.obj);
 					if ((r = vpg_fetch(vs, k, &F->p[q].ref, VPG_BASE, B->tli, F->name, F->p[q].off,
 							   F->p[q].len, d, buf)) < 0)
 						break;
 					if (!hist)
 						pgdigest_update(&dg, buf, F->p[q].len);
-					if (x)
-						x->state = 2;
 					(*pieces)++;
 				}
 			}
@@ -146,6 +143,14 @@ static int read_pg(struct vstore *vs, const struct vkeys *k, const struct vmanif
 			if (r == 0 && sodium_memcmp(got, B->digest, 32))
 				r = err_set(EBADMSG, "%s/%s: base backup %" PRIX64 " does not match its digest", m->group,
 					    p->name, B->id);
+			/* Read back only once the whole base matched: a manifest
+			 * sharing it must not skip a digest that failed. */
+			for (uint32_t f = 0; f < B->n_files && r == 0; f++)
+				for (uint32_t q = 0; q < B->files[f].n; q++) {
+					struct vobj *x = vobj_find(objs, no, B->files[f].p[q].ref.obj);
+					if (x)
+						x->state = 2;
+				}
 		}
 		for (uint32_t w = 0; w < p->n_wal && r == 0; w++) {
 			struct vobj *x = vobj_find(objs, no, p->wal[w].ref.obj);

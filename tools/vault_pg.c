@@ -179,6 +179,29 @@ static int wal_flush(struct writer *w, struct vpgsrc *p)
 	return 0;
 }
 
+/* LEN bytes of DATA into P's buffer, FLUSH sealing it each time it holds
+ * VPG_OBJ_RAW; AT (if not NULL) advanced by what was buffered. */
+static int fill(struct writer *w, struct vpgsrc *p, const uint8_t *data, uint32_t len,
+		int (*flush)(struct writer *, struct vpgsrc *), uint64_t *at)
+{
+	int r;
+
+	while (len) {
+		uint32_t n = VPG_OBJ_RAW - (uint32_t)p->buf.len;
+		if (n > len)
+			n = len;
+		if ((r = wbuf_put_bytes(&p->buf, data, n)) < 0)
+			return r;
+		data += n;
+		len -= n;
+		if (at)
+			*at += n;
+		if (p->buf.len == VPG_OBJ_RAW && (r = flush(w, p)) < 0)
+			return r;
+	}
+	return 0;
+}
+
 int vpg_recv_wal(void *ctx, uint32_t src, uint64_t lsn, uint32_t len, const uint8_t *data)
 {
 	struct writer *w = ctx;
@@ -192,19 +215,7 @@ int vpg_recv_wal(void *ctx, uint32_t src, uint64_t lsn, uint32_t len, const uint
 	if (lsn != p->wal_at || len > p->m.end_lsn - lsn)
 		return err_set(EPROTO, "%s: WAL at %" PRIX64 " (%u bytes), expected at %" PRIX64 " up to %" PRIX64,
 			       p->m.name, lsn, len, p->wal_at, p->m.end_lsn);
-	while (len) {
-		uint32_t n = VPG_OBJ_RAW - (uint32_t)p->buf.len;
-		if (n > len)
-			n = len;
-		if ((r = wbuf_put_bytes(&p->buf, data, n)) < 0)
-			return r;
-		data += n;
-		len -= n;
-		p->wal_at += n;
-		if (p->buf.len == VPG_OBJ_RAW && (r = wal_flush(w, p)) < 0)
-			return r;
-	}
-	return 0;
+	return fill(w, p, data, len, wal_flush, &p->wal_at);
 }
 
 static int file_flush(struct writer *w, struct vpgsrc *p)
@@ -295,18 +306,7 @@ int vpg_recv_basefile(void *ctx, uint32_t src, const char *file, uint64_t off, u
 		p->base_got += len;
 		B->bytes += len;
 	}
-	while (len) {
-		uint32_t n = VPG_OBJ_RAW - (uint32_t)p->buf.len;
-		if (n > len)
-			n = len;
-		if ((r = wbuf_put_bytes(&p->buf, data, n)) < 0)
-			return r;
-		data += n;
-		len -= n;
-		if (p->buf.len == VPG_OBJ_RAW && (r = file_flush(w, p)) < 0)
-			return r;
-	}
-	return 0;
+	return fill(w, p, data, len, file_flush, NULL);
 }
 
 int vpg_recv_finish(struct writer *w, struct vsrc *x)

@@ -6,6 +6,8 @@
 #  - numbered rows are committed around a recorded time AT (a pause on
 #    either side); restore --at AT: every row committed before AT, none
 #    after; restore without --at: every row;
+#  - a recovery that fails (a setting PostgreSQL refuses): exit 1, the data
+#    directory removed, and the next attempt restores;
 #  - a refused DATADIR (not empty) and a time before the oldest base: the
 #    documented exit codes, nothing made;
 #  - one vault object flipped: restore (exit 5) and `vault check
@@ -71,7 +73,20 @@ got=$(pg_sql at "SELECT count(*), min(id), max(id) FROM t")
 [ "$(pg_sql at "SELECT s FROM secret")" = "$MARK" ] || fail "the marker row is missing after --at"
 pg_stop at
 note "restore --at $AT: rows 1-30, none of 31-60 ($(printf %.1f "$(echo "$t1 - $t0" | bc)") s); $(sed -n 2p "$T/r1.out" | sed 's/^ *//')"
-restore_to all > "$T/r2.out" 2> "$T/r2.err" || fail "restore failed: $(cat "$T/r2.err")"
+# A recovery that fails (PostgreSQL refuses a setting) is exit 1, not "damaged
+# in the vault" (5): the data directory is removed, a directory beside it that
+# is not this restore's is kept, and a second attempt works.
+pg_adopt all
+bad=$(pg_dir all)/bad.conf
+{ cat "$(pg_dir all)/site.conf"; echo "shared_buffers = nonsense"; } > "$bad"
+mkdir "$(pg_dir all)/.data.tblspc"; touch "$(pg_dir all)/.data.tblspc/other"
+expect_rc 1 "$B" restore "${VK[@]}" --source app/db --to "$(pg_dir all)/data" --pg-conf "$bad"
+! grep -q "damaged in the vault" "$T/err" || fail "a failed recovery is reported as vault damage: $(cat "$T/err")"
+grep -q "recovery did not complete" "$T/err" || fail "failed recovery: $(cat "$T/err")"
+[ ! -e "$(pg_dir all)/data" ] || fail "the data directory of a failed recovery was left"
+[ -e "$(pg_dir all)/.data.tblspc/other" ] || fail "a failed restore removed a directory it did not make"
+rm -r "$(pg_dir all)/.data.tblspc"
+restore_to all > "$T/r2.out" 2> "$T/r2.err" || fail "restore after a failed one failed: $(cat "$T/r2.err")"
 pg_start all
 got=$(pg_sql all "SELECT count(*), min(id), max(id) FROM t")
 [ "$got" = "60|1|60" ] || fail "restore (newest): rows $got, expected 60|1|60"

@@ -2,12 +2,13 @@
  * them (lib/fsutil.c): round trip keyed and unkeyed, a changed byte or
  * another key refused, the daemon's group state of the earlier release read
  * as it is, and a symbolic link planted at the temporary name neither
- * followed nor removed. */
+ * followed nor removed; fs_dir_empty. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -145,6 +146,30 @@ static void test_planted_tmp_link(void **state)
 	assert_int_equal(access(link, F_OK), -1);
 }
 
+/* fs_dir_empty: . and .. only is empty, one file is not, and the caller's
+ * descriptor stays usable (asked again, the answer follows the directory). */
+static void test_dir_empty(void **state)
+{
+	char d[128], f[160];
+	int fd, x;
+	(void)state;
+
+	snprintf(d, sizeof(d), "%s/empty", dir);
+	snprintf(f, sizeof(f), "%s/one", d);
+	assert_int_equal(mkdir(d, 0700), 0);
+	assert_true((fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0);
+	assert_int_equal(fs_dir_empty(fd), 1);
+	assert_true((x = open(f, O_WRONLY | O_CREAT, 0600)) >= 0);
+	close(x);
+	assert_int_equal(fs_dir_empty(fd), 0);
+	assert_int_equal(fs_dir_empty(fd), 0);
+	assert_int_equal(unlink(f), 0);
+	assert_int_equal(fs_dir_empty(fd), 1);
+	close(fd);
+	assert_int_equal(fs_dir_empty(-1), -EBADF);
+	assert_int_equal(rmdir(d), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -152,6 +177,7 @@ int main(void)
 		cmocka_unit_test(test_damaged),
 		cmocka_unit_test(test_earlier_format),
 		cmocka_unit_test(test_planted_tmp_link),
+		cmocka_unit_test(test_dir_empty),
 	};
 	if (sodium_init() < 0)
 		return 1;

@@ -121,6 +121,30 @@ static void test_roundtrip(void **state)
 	vpg_clear(&p);
 }
 
+/* An output buffer too small for the encoding fails it, whatever field it
+ * runs out at: a 32-byte put refused while the buffer is still below its
+ * maximum must not let the smaller puts after it go on (a short, wrong
+ * entry reported as written). */
+static void test_encode_short(void **state)
+{
+	struct vman_pg p;
+	struct wbuf w;
+	size_t full;
+	(void)state;
+
+	sample(&p);
+	wbuf_init(&w, 1 << 20);
+	assert_int_equal(vpg_encode(&w, &p, 1), 0);
+	full = w.len;
+	wbuf_free(&w);
+	for (size_t max = 1; max <= full; max++) {
+		wbuf_init(&w, max);
+		assert_int_equal(vpg_encode(&w, &p, 1), -EFBIG);
+		wbuf_free(&w);
+	}
+	vpg_clear(&p);
+}
+
 /* Encode P after MUTATE changed it: the decoder must refuse it. */
 static void refused(void (*mutate)(struct vman_pg *))
 {
@@ -265,6 +289,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_encode_short),
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_manifest),
 		cmocka_unit_test(test_object),

@@ -194,6 +194,19 @@ static int recover_to(const char *what, const struct state_source *y, const stru
 	return rc;
 }
 
+/* What a recovery of Y to PLAN reached (REC) into RET; RUN's private
+ * directory removed. */
+static void recovered(const struct state_source *y, const struct pgplan *plan, const struct pgrecovered *rec,
+		      struct pgrun *run, struct promote_pg *ret)
+{
+	ret->end_lsn = y->end_lsn;
+	ret->redo_lsn = rec->redo_lsn;
+	ret->timeline = rec->tli;
+	ret->last_xact = rec->last_xact;
+	ret->at = plan->at;
+	pgrun_dir_remove(run);
+}
+
 int pg_recover_cold(const struct pgfeed *f, const struct pgbase *b, const struct pgpath *path,
 		    const struct state_source *y, const struct pgplan *plan, uint64_t timeout, struct pgrun *run,
 		    struct promote_pg *ret)
@@ -206,12 +219,7 @@ int pg_recover_cold(const struct pgfeed *f, const struct pgbase *b, const struct
 		return rc;
 	if ((rc = recover_to(f->what, y, plan, NULL, timeout, run, &rec)) < 0 || (rc = stop(run)) < 0)
 		return rc;
-	ret->end_lsn = y->end_lsn;
-	ret->redo_lsn = rec.redo_lsn;
-	ret->timeline = rec.tli;
-	ret->last_xact = rec.last_xact;
-	ret->at = plan->at;
-	pgrun_dir_remove(run);
+	recovered(y, plan, &rec, run, ret);
 	return 0;
 }
 
@@ -373,12 +381,7 @@ static int promote_hot(struct replica *r, const char *group, const struct state_
 		return rc;
 	pg_standby_forget(r, group, x->name);
 	ret->hot = true;
-	ret->end_lsn = y->end_lsn;
-	ret->redo_lsn = rec.redo_lsn;
-	ret->timeline = rec.tli;
-	ret->last_xact = rec.last_xact;
-	ret->at = plan->at;
-	pgrun_dir_remove(run);
+	recovered(y, plan, &rec, run, ret);
 	return 1;
 }
 

@@ -173,6 +173,11 @@ void pgstore_feed(struct pgstore_feed *state, struct replica *r, const char *gro
 				.history = sf_history, .what = state->what };
 }
 
+void pgrun_tblspc_name(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, ".%s.tblspc", name);
+}
+
 /* Tablespaces: each OID.tar into PARENT/.NAME.tblspc/OID, and
  * tablespace_map pointing there. */
 static int tablespaces(const struct pgfeed *f, const struct pgbase *b, struct pgrun *run)
@@ -181,7 +186,7 @@ static int tablespaces(const struct pgfeed *f, const struct pgbase *b, struct pg
 	size_t ml = 0;
 	int tfd = -1, rc = 0;
 
-	snprintf(tdir, sizeof(tdir), ".%s.tblspc", slash + 1);
+	pgrun_tblspc_name(tdir, sizeof(tdir), slash + 1);
 	for (uint32_t i = 0; i < b->n_files && rc == 0; i++) {
 		const char *n = b->files[i].name;
 		char oid[16];
