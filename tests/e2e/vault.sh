@@ -197,10 +197,19 @@ note "truncated object named; after repair check --read-data passes: $(tail -1 "
 
 # -- kill the daemon mid-upload: nothing torn becomes visible, no re-upload
 vault_rate 40mbit
+# Paused while the disk changes: a scheduled cut landing in the middle of
+# the write would ship part of it as an epoch of its own, whose manifest
+# appears before the kill (seen on a loaded machine).
+"$B" -c "$T/bascule.yaml" pause vm2 >/dev/null || fail "pause vm2 failed"
 dd if=/dev/urandom of="$T/vm2.img" bs=1M count=24 seek=32 conv=notrunc status=none
 sync
+m_seen=-1
+for _ in $(seq 100); do   # an upload begun before the pause ends first
+	m=$(ls "$V/m" | wc -l); [ "$m" = "$m_seen" ] && break; m_seen=$m; sleep 1
+done
 before=$(du -sb "$V/d" | cut -f1)
 m_before=$(ls "$V/m" | wc -l)
+"$B" -c "$T/bascule.yaml" resume vm2 >/dev/null || fail "resume vm2 failed"
 "$B" -c "$T/bascule.yaml" sync vm2 >/dev/null
 for _ in $(seq 300); do
 	[ $(( $(du -sb "$V/d" | cut -f1) - before )) -gt $((10 << 20)) ] && break
