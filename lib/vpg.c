@@ -394,7 +394,7 @@ int vpg_obj_open(const struct vkeys *k, const uint8_t *obj, size_t objlen, int k
 		goto out;
 	r = 0;
 out:
-	sodium_memzero(pt, plen + 4); /* vault_unseal leaves a copy of the last 4 bytes past PLEN */
+	sodium_memzero(pt, plen);
 	free(pt);
 	return r;
 }

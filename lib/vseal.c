@@ -55,10 +55,14 @@ int vault_unseal(const uint8_t key[32], const uint8_t *ad, size_t adlen, const u
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(buf, &plen, NULL, c + AEAD_NONCE, clen - AEAD_NONCE, ad,
 						       adlen, c, key) != 0 ||
 	    (len = get_be32(buf)) > plen - 4) {
+		sodium_memzero(buf, clen);
 		free(buf);
 		return -EBADMSG;
 	}
 	memmove(buf, buf + 4, len);
+	/* the move leaves the plaintext's last 4 bytes past LEN: wipe them
+	 * (and the padding), so the caller's wipe of LEN bytes wipes it all */
+	sodium_memzero(buf + len, plen - len);
 	*ret = buf;
 	*ret_len = len;
 	return 0;
