@@ -84,7 +84,10 @@ for i in $(seq 1 22); do
 	if [ "$where" = new ] && [ $delta -gt $((4 * 1048576)) ]; then
 		fail "round $i: replica had the epoch, yet $delta bytes were sent again"
 	fi
-	[ $delta -le $((CHANGE + 4 * 1048576)) ] || fail "round $i: $delta bytes sent for a $CHANGE-byte change"
+	# The epoch the kill interrupted may have been partly sent after the count
+	# (a loaded machine sent 4.7 MiB of it: CI saw 16.5 MB) and is then sent
+	# again whole: at most twice the change, far below a fresh copy (~100 MiB).
+	[ $delta -le $((2 * CHANGE + 1048576)) ] || fail "round $i: $delta bytes sent for a $CHANGE-byte change"
 	mv "$T/next.img" "$T/prev.img"
 done
 [ "$old" -gt 0 ] && [ "$new" -gt 0 ] || note "warning: all kills fell on one side of the commit point"
