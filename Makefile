@@ -5,8 +5,9 @@
 #   make build-tests TSAN=1   under ThreadSanitizer (build-tsan/), for the drill's threads
 #   make demo            replicate a sample VM disk to a local secondary
 #   make fuzz            run each libFuzzer harness FUZZ_SECONDS (60) under ASan+UBSan
-#   make bench           figures against raw reads, rsync, rdiff, sftp, borg, restic, pgBackRest, pg_receivewal
-#                        (~11 min; installs borgbackup and restic if missing)
+#   make bench           figures against raw reads, rsync, rdiff, sftp, borg, restic, pgBackRest, pg_receivewal,
+#                        and bascule ship against pg_dump|zstd, restic, borg
+#                        (~17 min; installs borgbackup, restic and pgbackrest if missing)
 #   make install         programs, man pages, systemd units, examples (PREFIX=/usr/local)
 #   make uninstall       remove exactly what make install wrote (same PREFIX, DESTDIR)
 #
