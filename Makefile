@@ -5,9 +5,10 @@
 #   make build-tests TSAN=1   under ThreadSanitizer (build-tsan/), for the drill's threads
 #   make demo            replicate a sample VM disk to a local secondary
 #   make fuzz            run each libFuzzer harness FUZZ_SECONDS (60) under ASan+UBSan
-#   make bench           figures against raw reads, rsync, rdiff, sftp, borg, restic, pgBackRest, pg_receivewal
-#                        (~11 min; installs borgbackup and restic if missing)
-#   make install         programs, man pages, systemd unit, examples (PREFIX=/usr/local)
+#   make bench           figures against raw reads, rsync, rdiff, sftp, borg, restic, pgBackRest, pg_receivewal,
+#                        and bascule ship against pg_dump|zstd, restic, borg
+#                        (~17 min; installs borgbackup, restic and pgbackrest if missing)
+#   make install         programs, man pages, systemd units, examples (PREFIX=/usr/local)
 #   make uninstall       remove exactly what make install wrote (same PREFIX, DESTDIR)
 #
 # Install layout (README "Install"): everything under PREFIX, nothing else.
@@ -188,7 +189,9 @@ bench: deps-bench
 
 # The installed files, for install and uninstall alike.
 MAN_PAGES := man1/bascule.1 man5/bascule.yaml.5 man5/runbook.5 man8/basculed.8
-EXAMPLES := bascule.yaml runbook.yaml icinga-bascule.conf authorized_keys.example bascule-alerts.yml
+EXAMPLES := bascule.yaml runbook.yaml icinga-bascule.conf authorized_keys.example bascule-alerts.yml ship.yaml
+# the hybrid PRA's client job (docs/hybrid.md): bascule ship, nightly
+UNITS := basculed.service bascule-ship.service bascule-ship.timer
 SUBST := sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SBINDIR@|$(SBINDIR)|g'
 
 install: all
@@ -199,21 +202,26 @@ install: all
 	install -m 0755 $(B)/bascule $(DESTDIR)$(BINDIR)/bascule
 	for m in $(MAN_PAGES); do install -m 0644 docs/man/$${m#*/} $(DESTDIR)$(MANDIR)/$$m || exit 1; done
 	$(SUBST) etc/systemd/basculed.service.in > $(DESTDIR)$(UNITDIR)/basculed.service
-	chmod 0644 $(DESTDIR)$(UNITDIR)/basculed.service
+	$(SUBST) etc/systemd/bascule-ship.service.in > $(DESTDIR)$(UNITDIR)/bascule-ship.service
+	install -m 0644 etc/systemd/bascule-ship.timer $(DESTDIR)$(UNITDIR)/
+	chmod 0644 $(DESTDIR)$(UNITDIR)/basculed.service $(DESTDIR)$(UNITDIR)/bascule-ship.service
 	install -m 0644 etc/bascule.yaml etc/runbook.yaml etc/prometheus/bascule-alerts.yml \
 		$(DESTDIR)$(DOCDIR)/examples/
 	$(SUBST) etc/icinga/bascule.conf.in > $(DESTDIR)$(DOCDIR)/examples/icinga-bascule.conf
 	$(SUBST) etc/authorized_keys.example.in > $(DESTDIR)$(DOCDIR)/examples/authorized_keys.example
+	# ship.yaml stays usable as it is in etc/: its crontab line names the default prefix
+	sed 's|/usr/local/bin/bascule|$(BINDIR)/bascule|g' etc/ship.yaml > $(DESTDIR)$(DOCDIR)/examples/ship.yaml
 	chmod 0644 $(DESTDIR)$(DOCDIR)/examples/authorized_keys.example \
-		$(DESTDIR)$(DOCDIR)/examples/icinga-bascule.conf
-	@echo "installed $(BINDIR)/bascule, $(SBINDIR)/basculed, $(UNITDIR)/basculed.service;" \
+		$(DESTDIR)$(DOCDIR)/examples/icinga-bascule.conf $(DESTDIR)$(DOCDIR)/examples/ship.yaml
+	@echo "installed $(BINDIR)/bascule, $(SBINDIR)/basculed, $(UNITDIR)/basculed.service" \
+		"(and bascule-ship.service/.timer, the hybrid-PRA client's nightly job);" \
 		"examples in $(DOCDIR)/examples; configuration goes to /etc/bascule (see README, Install)"
 
 # Removes what install wrote and its own directory; leaves /etc/bascule (the
 # operator's configuration and keys) and the shared directories (bin, man1…).
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/basculed $(DESTDIR)$(BINDIR)/bascule \
-		$(DESTDIR)$(UNITDIR)/basculed.service $(MAN_PAGES:%=$(DESTDIR)$(MANDIR)/%) \
+		$(UNITS:%=$(DESTDIR)$(UNITDIR)/%) $(MAN_PAGES:%=$(DESTDIR)$(MANDIR)/%) \
 		$(EXAMPLES:%=$(DESTDIR)$(DOCDIR)/examples/%)
 	@rmdir $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 

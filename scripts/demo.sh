@@ -212,13 +212,37 @@ PGDATA_DIRS+=("$PGT/secondary/app/db")
 pg_as "$PG_BIN/pg_ctl" -D "$PGT/secondary/app/db" -l "$PGT/log/promoted.log" -w start >/dev/null \
 	|| die "the promoted database does not start: $(tail -3 "$PGT/log/promoted.log")"
 n=$(pg_as "$PG_BIN/psql" -X -q -At -h "$PGT/sock2" -U postgres -d postgres -c "SELECT count(*) FROM orders")
-pg_as "$PG_BIN/pg_ctl" -D "$PGT/secondary/app/db" -m fast -w stop >/dev/null
 [ "$n" = 1000 ] || die "the promoted database has $n orders of 1000"
 echo "promoted database: a primary on a new timeline with all 1000 orders committed before the sync"
+
+say "10. hybrid PRA: a client's nightly pg_dump, encrypted to its public key, shipped to the operator's intake"
+# The client (here the database just promoted) keeps only mairie.pub and
+# mairie.sign; mairie.key, sealed with a passphrase, is for the offline safe.
+# The operator lists and checks the nights with the public key alone.
+echo "a demo passphrase for the safe" > "$D/mairie.pass"; chmod 600 "$D/mairie.pass"
+"$B/bascule" keygen client "$D/mairie" --passphrase-file "$D/mairie.pass" >/dev/null
+"$B/bascule" intake add "$D/intake" --client mairie --pub "$D/mairie.pub"
+cat > "$D/ship.yaml" <<YAML
+# Demo: the client's cron job (etc/ship.yaml, docs/hybrid.md), to a local intake.
+client: mairie
+dump: $PG_BIN/pg_dump --format=custom --compress=0 -h $PGT/sock2 -U postgres postgres
+public_key: $D/mairie.pub
+signing_key: $D/mairie.sign
+state_dir: $D/ship-state
+intake: local:$D/intake/mairie/incoming
+YAML
+"$B/bascule" ship -c "$D/ship.yaml" --verbose --night "$(date -d yesterday +%F)"
+pg_as "$PG_BIN/psql" -X -q -At -h "$PGT/sock2" -U postgres -d postgres -c "INSERT INTO orders (id) SELECT generate_series(1001, 1100)"
+"$B/bascule" ship -c "$D/ship.yaml" --verbose
+pg_as "$PG_BIN/pg_ctl" -D "$PGT/secondary/app/db" -m fast -w stop >/dev/null
+"$B/bascule" intake ls "$D/intake"
+"$B/bascule" intake check "$D/intake" --all --max-age 26h
 
 echo
 echo "Drill: $(grep -m1 -o 'RTO [^(]*' "$D/drill.out")(see $(ls "$D"/reports/*.html))"
 echo "Daemon log: $D/basculed.log.  Everything is under $D/."
+echo "Restore the client's newest night (the key from the safe, passphrase in $D/mairie.pass):"
+echo "  $B/bascule intake restore $D/intake --client mairie --key $D/mairie.key --passphrase-file $D/mairie.pass --to /tmp/mairie.dump"
 echo
 echo "The drill failed over: web1 is now PROMOTED in demo/secondary (the live copy, at"
 echo "$D/dr/web1), and a basculed started again is refused for it.  To make it"

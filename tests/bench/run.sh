@@ -7,6 +7,9 @@
 #      the local transport: wall time, CPU seconds, bytes before and after
 #      compression, against rsync --inplace --no-whole-file (default and
 #      -B 4096) and rdiff (signature + delta) on the same change
+# then, as root: ssh.sh (4), vault.sh (5), pg.sh (6), hybrid.sh (7: nightly
+# bascule ship of a pgbench dump against zstd, restic, borg; restore + load)
+# (NO_SSH_BENCH, NO_VAULT_BENCH, NO_PG_BENCH, NO_HYBRID_BENCH skip one)
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd)
 . "$(dirname "$0")/../lib/common.sh" "$B"
@@ -125,3 +128,4 @@ fi
 if [ "$(id -u)" = 0 ] && [ -z "${NO_SSH_BENCH:-}" ]; then echo; bash "$(dirname "$0")/ssh.sh" "$B"; fi
 if [ "$(id -u)" = 0 ] && [ -z "${NO_VAULT_BENCH:-}" ]; then echo; bash "$(dirname "$0")/vault.sh" "$B"; fi
 if [ "$(id -u)" = 0 ] && [ -z "${NO_PG_BENCH:-}" ]; then echo; bash "$(dirname "$0")/pg.sh" "$B"; fi
+if [ "$(id -u)" = 0 ] && [ -z "${NO_HYBRID_BENCH:-}" ]; then echo; bash "$(dirname "$0")/hybrid.sh" "$B"; fi

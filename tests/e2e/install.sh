@@ -2,7 +2,8 @@
 # installed unit and examples name the installed paths (not /usr/bin or
 # /usr/sbin), the unit lands on systemd's search path and passes
 # `systemd-analyze verify` with its binary and man pages where it says, and
-# `make uninstall` leaves nothing behind.
+# `make uninstall` leaves nothing behind; the hybrid PRA's ship unit, timer
+# and ship.yaml (its crontab line naming the installed bascule) included.
 . "$(dirname "$0")/../lib/common.sh"
 MK=(make -s -C "$ROOT" B="$BIN")
 
@@ -12,6 +13,8 @@ D=$T/root
 (cd "$D" && find . -mindepth 1 \( -type f -o -type l \) | sort) > "$T/files"
 cat > "$T/want" <<EOF
 ./usr/local/bin/bascule
+./usr/local/lib/systemd/system/bascule-ship.service
+./usr/local/lib/systemd/system/bascule-ship.timer
 ./usr/local/lib/systemd/system/basculed.service
 ./usr/local/sbin/basculed
 ./usr/local/share/doc/bascule/examples/authorized_keys.example
@@ -19,6 +22,7 @@ cat > "$T/want" <<EOF
 ./usr/local/share/doc/bascule/examples/bascule.yaml
 ./usr/local/share/doc/bascule/examples/icinga-bascule.conf
 ./usr/local/share/doc/bascule/examples/runbook.yaml
+./usr/local/share/doc/bascule/examples/ship.yaml
 ./usr/local/share/man/man1/bascule.1
 ./usr/local/share/man/man5/bascule.yaml.5
 ./usr/local/share/man/man5/runbook.5
@@ -34,10 +38,18 @@ grep -q "command=\"/usr/local/bin/bascule recv " "$D/usr/local/share/doc/bascule
 	|| fail "the authorized_keys example does not name the installed bascule"
 grep -q '"/usr/local/bin/bascule"' "$D/usr/local/share/doc/bascule/examples/icinga-bascule.conf" \
 	|| fail "the Icinga example does not name the installed bascule"
+S=$D/usr/local/lib/systemd/system/bascule-ship.service
+grep -q "^ExecStart=/usr/local/bin/bascule ship -c /etc/bascule/ship.yaml$" "$S" \
+	|| fail "the ship unit does not run the installed bascule: $(grep ^Exec "$S")"
+grep -q "^OnCalendar=" "$D/usr/local/lib/systemd/system/bascule-ship.timer" || fail "the ship timer has no OnCalendar"
+cmp -s "$ROOT/etc/ship.yaml" "$D/usr/local/share/doc/bascule/examples/ship.yaml" \
+	|| fail "the installed ship.yaml differs from etc/ship.yaml at the default prefix"
+grep -q '^\.BI "ship ' "$D/usr/local/share/man/man1/bascule.1" && grep -q '^\.BI "intake restore ' "$D/usr/local/share/man/man1/bascule.1" \
+	|| fail "the installed bascule(1) does not document ship and intake"
 left=$(grep -rn "@BINDIR@\|@SBINDIR@\|/usr/s\?bin/bascule" "$D" || true)
 [ -z "$left" ] || fail "installed files name other paths than the installed ones: $left"
-[ "$(stat -c %a "$D/usr/local/sbin/basculed")" = 755 ] && [ "$(stat -c %a "$U")" = 644 ] \
-	|| fail "modes: $(stat -c '%a %n' "$D/usr/local/sbin/basculed" "$U")"
+[ "$(stat -c %a "$D/usr/local/sbin/basculed")" = 755 ] && [ "$(stat -c %a "$U")" = 644 ] && [ "$(stat -c %a "$S")" = 644 ] \
+	|| fail "modes: $(stat -c '%a %n' "$D/usr/local/sbin/basculed" "$U" "$S")"
 grep -q "configuration goes to /etc/bascule" "$T/install.out" || fail "make install does not say where the configuration goes"
 note "make install: $(wc -l < "$T/files") files under /usr/local only"
 
@@ -51,7 +63,9 @@ if command -v systemd-analyze >/dev/null; then
 	unshare -m --propagation private sh -c '
 		mount --bind "$1/usr/local" /usr/local &&
 		/usr/local/sbin/basculed --version >/dev/null &&
-		systemd-analyze verify /usr/local/lib/systemd/system/basculed.service' sh "$D" > "$T/verify" 2>&1 \
+		systemd-analyze verify /usr/local/lib/systemd/system/basculed.service \
+			/usr/local/lib/systemd/system/bascule-ship.service /usr/local/lib/systemd/system/bascule-ship.timer' \
+		sh "$D" > "$T/verify" 2>&1 \
 		|| fail "systemd-analyze verify of the installed unit: $(cat "$T/verify")"
 	[ -s "$T/verify" ] && fail "systemd-analyze verify: $(cat "$T/verify")"
 	score=$(systemd-analyze security --offline=true "$U" 2>/dev/null \
@@ -75,6 +89,10 @@ grep -q "^ExecStartPre=/usr/sbin/basculed -c /etc/bascule/bascule.yaml --check-c
 	"$P/usr/lib/systemd/system/basculed.service" || fail "PREFIX=/usr: the unit does not name /usr/sbin/basculed"
 grep -q 'command="/usr/bin/bascule recv ' "$P/usr/share/doc/bascule/examples/authorized_keys.example" \
 	|| fail "PREFIX=/usr: the authorized_keys example does not name /usr/bin/bascule"
+grep -q "^ExecStart=/usr/bin/bascule ship " "$P/usr/lib/systemd/system/bascule-ship.service" \
+	|| fail "PREFIX=/usr: the ship unit does not name /usr/bin/bascule"
+grep -q " /usr/bin/bascule ship -c " "$P/usr/share/doc/bascule/examples/ship.yaml" \
+	|| fail "PREFIX=/usr: the ship.yaml crontab line does not name /usr/bin/bascule"
 "${MK[@]}" uninstall DESTDIR="$P" PREFIX=/usr > /dev/null
 [ -z "$(cd "$P" && find . \( -type f -o -type l \))" ] || fail "PREFIX=/usr: uninstall left files"
 note "PREFIX=/usr: /usr/sbin/basculed in the unit; uninstall clean"
