@@ -5,6 +5,7 @@
 #include "err.h"
 #include "intake.h"
 #include "ship.h"
+#include "units.h"
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -79,12 +80,14 @@ int cmd_ship(int argc, char **argv)
 		return cmd_fail("ship", r);
 	if (o.verbose && res.already)
 		printf("night %s was already shipped: nothing to do\n", res.night);
-	else if (o.verbose)
-		printf("shipped night %s (%s%s%s): dump %.1f MiB, uploaded %.1f KiB (%.2f%% of the dump) in %u "
-		       "objects, %.1f s\n", res.night,
-		       res.full ? "full" : "delta against ", res.full ? "" : res.base, "",
-		       (double)res.dump_bytes / 1048576.0, (double)res.stored_bytes / 1024.0,
+	else if (o.verbose) {
+		char dump[32], up[32];
+		units_fmt_size(res.dump_bytes, dump, sizeof(dump));
+		units_fmt_size(res.stored_bytes, up, sizeof(up));
+		printf("shipped night %s (%s%s): dump %s, uploaded %s (%.2f%% of the dump) in %u objects, %.1f s\n",
+		       res.night, res.full ? "full" : "delta against ", res.full ? "" : res.base, dump, up,
 		       res.dump_bytes ? 100.0 * (double)res.stored_bytes / (double)res.dump_bytes : 0.0,
 		       res.objects, res.seconds);
+	}
 	return EXIT_OK;
 }
