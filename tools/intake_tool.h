@@ -56,3 +56,37 @@ int intake_add(int argc, char **argv);
 int intake_ls(int argc, char **argv);
 int intake_check(int argc, char **argv);
 int intake_restore(int argc, char **argv);
+
+/* What intake_rebuild rebuilds: night NIGHT (NULL: the newest that counts)
+ * of CLIENT at intake DIR, with the decryption key KEYFILE (its passphrase
+ * from PFILE, or typed), into the new file TO (mode 0600, created
+ * exclusively, never overwritten). */
+struct intake_rebuild_req {
+	const char *dir, *client, *night, *keyfile, *pfile, *to;
+};
+struct intake_rebuilt {
+	char night[11];
+	char full[11];     /* the full night its chain starts from */
+	size_t nights;     /* nights replayed */
+	uint64_t created;  /* unix seconds: when the client took the dump (the RPO's origin) */
+	uint64_t size;     /* bytes of the dump */
+	double seconds;
+};
+/* Rebuild and verify the dump (tools/intake_restore.c).  0 and *RET, or a
+ * negative errno with a sentence: -EBADMSG for a damaged night or a dump
+ * that is not the one signed, -EKEYREJECTED for a wrong key; TO then does
+ * not exist. */
+int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *ret);
+
+/* What --load does with the rebuilt dump (tools/intake_load.c). */
+struct intake_load_req {
+	const char *conninfo;  /* the database to create and load; its password is never shown */
+	int jobs;              /* pg_restore --jobs */
+	bool replace;          /* drop a non-empty existing database first */
+	const char *pg_bin;    /* directory of pg_restore; NULL: PATH */
+};
+/* Rebuild Q's night into a private temporary file, create the database,
+ * pg_restore it, check it (every table of the dump's TOC present, row
+ * counts), print timings; the temporary file is removed whatever happens.
+ * Returns an EXIT_* code. */
+int intake_load(const struct intake_rebuild_req *q, const struct intake_load_req *l);
