@@ -272,16 +272,10 @@ int intake_restore(int argc, char **argv)
 		{ "key", required_argument, NULL, 'k' },
 		{ "passphrase-file", required_argument, NULL, 'p' },
 		{ "to", required_argument, NULL, 't' },
-		{ "load", required_argument, NULL, 'l' },
-		{ "jobs", required_argument, NULL, 'j' },
-		{ "replace", no_argument, NULL, 'r' },
-		{ "pg-bin", required_argument, NULL, 'B' },
 		{ 0 }
 	};
 	struct intake_rebuild_req q = { 0 };
-	struct intake_load_req l = { .jobs = 2 };
 	struct intake_rebuilt got;
-	char *end;
 	int ch, r;
 
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -291,28 +285,15 @@ int intake_restore(int argc, char **argv)
 		case 'k': q.keyfile = optarg; break;
 		case 'p': q.pfile = optarg; break;
 		case 't': q.to = optarg; break;
-		case 'l': l.conninfo = optarg; break;
-		case 'j':
-			l.jobs = (int)strtol(optarg, &end, 10);
-			if (*optarg < '1' || *optarg > '9' || *end || l.jobs > 64) {
-				fprintf(stderr, "bascule intake restore: --jobs takes 1 to 64, not '%s'\n", optarg);
-				return EXIT_USAGE;
-			}
-			break;
-		case 'r': l.replace = true; break;
-		case 'B': l.pg_bin = optarg; break;
 		default: return EXIT_USAGE;
 		}
 	}
-	if (optind + 1 != argc || !q.client || !q.keyfile || !q.to == !l.conninfo) {
+	if (optind + 1 != argc || !q.client || !q.keyfile || !q.to) {
 		fprintf(stderr, "Usage: bascule intake restore DIR --client NAME [--night DATE] --key FILE.key "
-				"[--passphrase-file P] (--to FILE | --load CONNINFO [--jobs N] [--replace] "
-				"[--pg-bin DIR])\n");
+				"[--passphrase-file P] --to FILE\n");
 		return EXIT_USAGE;
 	}
 	q.dir = argv[optind];
-	if (l.conninfo)
-		return intake_load(&q, &l);
 	if ((r = intake_rebuild(&q, &got)) < 0)
 		return cmd_fail("intake restore", r);
 	printf("restored night %s of %s (%zu night%s from the full night %s) into %s, verified against the "

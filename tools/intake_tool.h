@@ -78,15 +78,3 @@ struct intake_rebuilt {
  * not exist. */
 int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *ret);
 
-/* What --load does with the rebuilt dump (tools/intake_load.c). */
-struct intake_load_req {
-	const char *conninfo;  /* the database to create and load; its password is never shown */
-	int jobs;              /* pg_restore --jobs */
-	bool replace;          /* drop a non-empty existing database first */
-	const char *pg_bin;    /* directory of pg_restore; NULL: PATH */
-};
-/* Rebuild Q's night into a private temporary file, create the database,
- * pg_restore it, check it (every table of the dump's TOC present, row
- * counts), print timings; the temporary file is removed whatever happens.
- * Returns an EXIT_* code. */
-int intake_load(const struct intake_rebuild_req *q, const struct intake_load_req *l);
