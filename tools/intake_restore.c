@@ -144,45 +144,21 @@ out:
 	return r;
 }
 
-int intake_restore(int argc, char **argv)
+int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *ret)
 {
-	static const struct option opts[] = {
-		{ "client", required_argument, NULL, 'C' },
-		{ "night", required_argument, NULL, 'n' },
-		{ "key", required_argument, NULL, 'k' },
-		{ "passphrase-file", required_argument, NULL, 'p' },
-		{ "to", required_argument, NULL, 't' },
-		{ 0 }
-	};
-	const char *client = NULL, *night = NULL, *keyfile = NULL, *pfile = NULL, *to = NULL;
+	const char *client = q->client, *night = q->night, *keyfile = q->keyfile, *to = q->to;
 	struct intake_client c = { 0 };
 	const struct intake_night *chain[400], *target = NULL;
 	size_t nchain = 0;
 	uint8_t sk[CLIENT_BOX_SK], pk[CLIENT_BOX_PK], *obj = NULL, *plain = NULL;
 	char pass[256] = "", tmp[2][4200], url[4200];
-	int fds[2] = { -1, -1 }, cur = -1, ch, r;
+	int fds[2] = { -1, -1 }, cur = -1, r;
 	struct vstore *v = NULL;
-	uint64_t t0 = clock_mono_usec();
+	uint64_t t0 = clock_mono_usec(), size = 0;
 
-	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'C': client = optarg; break;
-		case 'n': night = optarg; break;
-		case 'k': keyfile = optarg; break;
-		case 'p': pfile = optarg; break;
-		case 't': to = optarg; break;
-		default: return EXIT_USAGE;
-		}
-	}
-	if (optind + 1 != argc || !client || !keyfile || !to) {
-		fprintf(stderr, "Usage: bascule intake restore DIR --client NAME [--night DATE] --key FILE.key "
-				"[--passphrase-file P] --to FILE\n");
-		return EXIT_USAGE;
-	}
 	if (access(to, F_OK) == 0)
-		return cmd_fail("intake restore", err_set(EEXIST, "%s exists already (restore never overwrites: "
-								  "choose another --to)", to));
-	if ((r = intake_scan(argv[optind], client, false, &c)) < 0)
+		return err_set(EEXIST, "%s exists already (restore never overwrites: choose another --to)", to);
+	if ((r = intake_scan(q->dir, client, false, &c)) < 0)
 		goto out;
 	if (night) {
 		for (size_t i = 0; i < c.n; i++)
@@ -218,7 +194,7 @@ int intake_restore(int argc, char **argv)
 			n = b;
 		}
 	}
-	if ((r = cmd_read_passphrase(pfile, false, "Passphrase of the decryption key: ", pass, sizeof(pass))) < 0 ||
+	if ((r = cmd_read_passphrase(q->pfile, false, "Passphrase of the decryption key: ", pass, sizeof(pass))) < 0 ||
 	    (r = clientkey_load_secret(keyfile, pass, sk)) < 0)
 		goto out;
 	crypto_scalarmult_base(pk, sk);
@@ -255,6 +231,7 @@ int intake_restore(int argc, char **argv)
 			goto out;
 		}
 		r = rebuild_night(v, n, &s, cur >= 0 ? fds[cur] : -1, fds[next], obj, plain);
+		size = s.dump_size;
 		sodium_memzero(&s, sizeof(s));
 		if (r < 0)
 			goto out;
@@ -265,9 +242,10 @@ int intake_restore(int argc, char **argv)
 		goto out;
 	}
 	fs_fsync_parent(to);
-	printf("restored night %s of %s (%zu night%s from the full night %s) into %s, verified against the "
-	       "signed digest of the original, in %.1f s\n", target->night, client, nchain, nchain > 1 ? "s" : "",
-	       chain[nchain - 1]->night, to, (double)(clock_mono_usec() - t0) / 1e6);
+	*ret = (struct intake_rebuilt){ .nights = nchain, .created = target->m.created, .size = size,
+					.seconds = (double)(clock_mono_usec() - t0) / 1e6 };
+	memcpy(ret->night, target->night, sizeof(ret->night));
+	memcpy(ret->full, chain[nchain - 1]->night, sizeof(ret->full));
 out:
 	for (int i = 0; i < 2; i++) {
 		if (fds[i] >= 0) {
@@ -283,5 +261,43 @@ out:
 	sodium_memzero(sk, sizeof(sk));
 	sodium_memzero(pass, sizeof(pass));
 	intake_client_free(&c);
-	return r < 0 ? cmd_fail("intake restore", r) : EXIT_OK;
+	return r;
+}
+
+int intake_restore(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "client", required_argument, NULL, 'C' },
+		{ "night", required_argument, NULL, 'n' },
+		{ "key", required_argument, NULL, 'k' },
+		{ "passphrase-file", required_argument, NULL, 'p' },
+		{ "to", required_argument, NULL, 't' },
+		{ 0 }
+	};
+	struct intake_rebuild_req q = { 0 };
+	struct intake_rebuilt got;
+	int ch, r;
+
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'C': q.client = optarg; break;
+		case 'n': q.night = optarg; break;
+		case 'k': q.keyfile = optarg; break;
+		case 'p': q.pfile = optarg; break;
+		case 't': q.to = optarg; break;
+		default: return EXIT_USAGE;
+		}
+	}
+	if (optind + 1 != argc || !q.client || !q.keyfile || !q.to) {
+		fprintf(stderr, "Usage: bascule intake restore DIR --client NAME [--night DATE] --key FILE.key "
+				"[--passphrase-file P] --to FILE\n");
+		return EXIT_USAGE;
+	}
+	q.dir = argv[optind];
+	if ((r = intake_rebuild(&q, &got)) < 0)
+		return cmd_fail("intake restore", r);
+	printf("restored night %s of %s (%zu night%s from the full night %s) into %s, verified against the "
+	       "signed digest of the original, in %.1f s\n", got.night, q.client, got.nights,
+	       got.nights > 1 ? "s" : "", got.full, q.to, got.seconds);
+	return EXIT_OK;
 }

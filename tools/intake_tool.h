@@ -56,3 +56,25 @@ int intake_add(int argc, char **argv);
 int intake_ls(int argc, char **argv);
 int intake_check(int argc, char **argv);
 int intake_restore(int argc, char **argv);
+
+/* What intake_rebuild rebuilds: night NIGHT (NULL: the newest that counts)
+ * of CLIENT at intake DIR, with the decryption key KEYFILE (its passphrase
+ * from PFILE, or typed), into the new file TO (mode 0600, created
+ * exclusively, never overwritten). */
+struct intake_rebuild_req {
+	const char *dir, *client, *night, *keyfile, *pfile, *to;
+};
+struct intake_rebuilt {
+	char night[11];
+	char full[11];     /* the full night its chain starts from */
+	size_t nights;     /* nights replayed */
+	uint64_t created;  /* unix seconds: when the client took the dump (the RPO's origin) */
+	uint64_t size;     /* bytes of the dump */
+	double seconds;
+};
+/* Rebuild and verify the dump (tools/intake_restore.c).  0 and *RET, or a
+ * negative errno with a sentence: -EBADMSG for a damaged night or a dump
+ * that is not the one signed, -EKEYREJECTED for a wrong key; TO then does
+ * not exist. */
+int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *ret);
+
