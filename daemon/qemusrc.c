@@ -40,6 +40,7 @@ struct qemusrc {
 	struct qs_extent *ext;
 	size_t n_ext, cap_ext;
 	atomic_uint_fast64_t read_bytes;
+	uint64_t read_at_begin;    /* read_bytes when the cut began */
 };
 
 int qemusrc_new(const struct cfg_source *cfg, const char *prefix, struct qemusrc **ret_q)
@@ -103,7 +104,10 @@ static int qs_find_node(struct qemusrc *q, json_t **ret_bitmaps)
 		const char *dev = json_string_value(json_object_get(n, "device"));
 		const char *qdev = json_string_value(json_object_get(n, "qdev"));
 		const char *nn = json_string_value(json_object_get(json_object_get(n, "inserted"), "node-name"));
-		if (nn && ((dev && strcmp(dev, want) == 0) || (qdev && strcmp(qdev, want) == 0))) {
+		char pfx[300];
+		snprintf(pfx, sizeof(pfx), "/machine/peripheral/%s/", want);
+		if (nn && ((dev && *dev && strcmp(dev, want) == 0) ||
+			   (qdev && (strcmp(qdev, want) == 0 || strncmp(qdev, pfx, strlen(pfx)) == 0)))) {
 			want = nn; /* kept alive by blk until the end */
 			break;
 		}
@@ -468,6 +472,7 @@ int qemusrc_cut_begin(struct qemusrc *q, uint64_t epoch, uint64_t last_cut, uint
 	if (r < 0)
 		goto fail;
 	q->view = true;
+	q->read_at_begin = atomic_load(&q->read_bytes);
 	*ret_frozen = frozen;
 	/* Export the view with the frozen bitmap. */
 	r = qs_exec(q, "nbd-server-start", json_pack("{s{ss,s{ss}}}", "addr", "type", "unix", "data", "path", q->sock),
@@ -502,7 +507,6 @@ int qemusrc_cut_begin(struct qemusrc *q, uint64_t epoch, uint64_t last_cut, uint
 	return 0;
 fail:
 	json_decref(bitmaps);
-	r = err_wrap(r, "source %s", q->cfg->name);
 	{
 		char msg[1024];
 		snprintf(msg, sizeof(msg), "%s", err_msg(r));
@@ -556,6 +560,10 @@ int qemusrc_cut_end(struct qemusrc *q, uint64_t epoch, bool committed)
 	if (!q->qmp)
 		return 0;
 	qs_drop_view(q);
+	if (q->view)
+		log_info("source %s: cut %llu read %llu bytes through NBD (%s, %zu extents)%s", q->cfg->name,
+			 (unsigned long long)epoch, (unsigned long long)(atomic_load(&q->read_bytes) - q->read_at_begin),
+			 q->full ? "full read" : "dirty bitmap", q->n_ext, committed ? "" : ", not committed");
 	if (q->view) {
 		/* next is live now; live (disabled) is the frozen one */
 		if (committed) {
