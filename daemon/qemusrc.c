@@ -85,7 +85,9 @@ static int qs_exec(struct qemusrc *q, const char *cmd, json_t *args, json_t **re
 /* Run and forget an error (removing what may not exist). */
 static void qs_try(struct qemusrc *q, const char *cmd, json_t *args)
 {
-	qs_exec(q, cmd, args, NULL);
+	int r = qs_exec(q, cmd, args, NULL);
+	if (r < 0 && getenv("BSC_QS_DEBUG"))
+		log_info("qs_try %s: %s", cmd, err_msg(r));
 	err_clear();
 }
 
@@ -181,7 +183,7 @@ static void qs_drop_view(struct qemusrc *q)
 		nbd_close(q->nbd);
 		q->nbd = NULL;
 	}
-	qs_try(q, "block-export-del", json_pack("{ss,sb}", "id", q->exp, "mode", "hard"));
+	qs_try(q, "block-export-del", json_pack("{ss,ss}", "id", q->exp, "mode", "hard"));
 	qs_try(q, "block-job-cancel", json_pack("{ss,sb}", "device", q->job, "force", 1));
 	if (qs_wait_job(q, "query-block-jobs", q->job) < 0)
 		err_clear();
@@ -557,9 +559,12 @@ int qemusrc_cut_end(struct qemusrc *q, uint64_t epoch, bool committed)
 {
 	int r = 0;
 
+	bool view = q->view;
+
 	if (!q->qmp)
 		return 0;
 	qs_drop_view(q);
+	q->view = view; /* qs_drop_view forgets it; the hand-over below needs it */
 	if (q->view)
 		log_info("source %s: cut %llu read %llu bytes through NBD (%s, %zu extents)%s", q->cfg->name,
 			 (unsigned long long)epoch, (unsigned long long)(atomic_load(&q->read_bytes) - q->read_at_begin),
