@@ -577,7 +577,7 @@ int qemusrc_cut_end(struct qemusrc *q, uint64_t epoch, bool committed)
 			r = qs_state_write(q, q->next, epoch);
 		} else if (q->have_old) {
 			r = qs_exec(q, "block-dirty-bitmap-merge",
-				    json_pack("{ss,ss,[s]}", "node", q->node, "target", q->next, "bitmaps", q->live), NULL);
+				    json_pack("{ss,ss,s[s]}", "node", q->node, "target", q->next, "bitmaps", q->live), NULL);
 			if (r == 0) {
 				qs_try(q, "block-dirty-bitmap-remove", json_pack("{ss,ss}", "node", q->node, "name", q->live));
 				/* still counting from the group's last commit */
