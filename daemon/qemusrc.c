@@ -86,8 +86,8 @@ static int qs_exec(struct qemusrc *q, const char *cmd, json_t *args, json_t **re
 static void qs_try(struct qemusrc *q, const char *cmd, json_t *args)
 {
 	int r = qs_exec(q, cmd, args, NULL);
-	if (r < 0 && getenv("BSC_QS_DEBUG"))
-		log_info("qs_try %s: %s", cmd, err_msg(r));
+	if (r < 0)
+		log_debug("source %s: %s (ignored): %s", q->cfg->name, cmd, err_msg(r));
 	err_clear();
 }
 
