@@ -26,9 +26,9 @@ static const char *const standby_modes[] = { "hot", "cold", NULL };
 
 
 static const struct cfg_key qemu_keys[] = {
-	{ K("qmp", CT_STR, struct cfg_qemu, qmp), .required = true,
+	{ K("qmp", CT_STR, struct cfg_qemu, qmp),
 	  .note = "the running guest's QMP unix socket (-qmp unix:PATH,server=on,wait=off)" },
-	{ K("node", CT_STR, struct cfg_qemu, node), .required = true,
+	{ K("node", CT_STR, struct cfg_qemu, node),
 	  .note = "the disk's block node name or device id (query-block)" },
 	{ K("guest_agent", CT_STR, struct cfg_qemu, guest_agent),
 	  .note = "qemu-guest-agent socket: the guest's filesystems are frozen around each cut (optional)" },
@@ -271,6 +271,10 @@ static int check_source(struct parse_ctx *p, const struct cfg_group *g, struct c
 		if (s->qemu.qmp && s->disk)
 			return err_set(EINVAL, "%s:%d:%d: source '%s': give either disk or qemu, not both (a QEMU "
 					       "source is read through QEMU, never from its image file)",
+				       p->file, s->pos.line, s->pos.col, s->name);
+		if (!s->qemu.qmp != !s->qemu.node)
+			return err_set(EINVAL, "%s:%d:%d: source '%s': qemu needs both qmp (the guest's QMP socket) "
+					       "and node (the disk's block node or device id)",
 				       p->file, s->pos.line, s->pos.col, s->name);
 		if (s->qemu.qmp) {
 			size_t n = strlen(s->qemu.qmp) + strlen(s->qemu.node) + 8;
