@@ -51,6 +51,7 @@ struct source {
 	uint8_t digest[DIGEST_BYTES];  /* at the last cut */
 	int wd;                        /* inotify watch, -1 if none */
 	struct pgsrc *pg;              /* a postgres source (pgsource.h), else NULL: a disk */
+	struct qemusrc *qemu;          /* a disk read through QEMU (qemusrc.h), else NULL */
 };
 
 struct group {
@@ -62,6 +63,7 @@ struct group {
 	char name[NAME_MAX_LEN + 1];
 	struct source *sources;
 	uint32_t n_sources;
+	uint32_t n_qemu;               /* sources read through QEMU: cut every interval (no inotify) */
 	uint64_t last_cut;             /* committed epoch number; the next cut is last_cut + 1, so
 					* numbers have no gaps (docs/design.md "Epoch numbers") */
 	uint64_t promised;             /* highest number handed to `sync`: cuts are forced to

@@ -15,6 +15,7 @@
 #include "fsutil.h"
 #include "log.h"
 #include "pgsource.h"
+#include "qemusrc.h"
 #include "sfile.h"
 #include "spool.h"
 #include "subproc.h"
@@ -183,6 +184,12 @@ int group_init(struct daemon *d, struct group *g, const struct cfg_group *cfg)
 		if ((r = gstate_path(g, path, sizeof(path), name)) < 0 ||
 		    (r = blockmap_open(path, kid, &s->map)) < 0)
 			return r;
+		if (s->cfg->qemu.qmp) {
+			path[strlen(path) - 4] = 0; /* STATE/GROUP/NAME */
+			if ((r = qemusrc_new(s->cfg, path, &s->qemu)) < 0)
+				return r;
+			g->n_qemu++;
+		}
 	}
 	if ((r = gstate_load(g)) < 0)
 		return r;
@@ -216,6 +223,7 @@ void group_free(struct group *g)
 	for (uint32_t i = 0; g->sources && i < g->n_sources; i++) {
 		struct pgsrc *p = g->sources[i].pg;
 		blockmap_close(g->sources[i].map);
+		qemusrc_free(g->sources[i].qemu);
 		sodium_memzero(g->sources[i].secret, LEAF_SECRET_BYTES);
 		if (p && p->s == &g->sources[i])
 			p->s = NULL;
@@ -313,7 +321,7 @@ static void *scan_worker(void *arg)
 	struct group *g = c->g;
 	uint8_t *buf = malloc(SPOOL_CHUNK * PROTO_BLOCK), *out = malloc(SPOOL_CHUNK * PROTO_BLOCK);
 	struct spool_block *blocks = malloc(SPOOL_CHUNK * sizeof(*blocks));
-	uint8_t hasdata[SPOOL_CHUNK];
+	uint8_t hasdata[SPOOL_CHUNK], need[SPOOL_CHUNK];
 
 	if (!buf || !out || !blocks) {
 		atomic_store(&c->err, -ENOMEM);
@@ -335,7 +343,18 @@ static void *scan_worker(void *arg)
 		if (len > SPOOL_CHUNK * PROTO_BLOCK)
 			len = SPOOL_CHUNK * PROTO_BLOCK;
 		nb = (uint32_t)((len + PROTO_BLOCK - 1) / PROTO_BLOCK);
-		find_data(c->fds[si], off, len, hasdata, nb);
+		if (s->qemu) {
+			/* Only what changed (the bitmap) and what a target lacks. */
+			uint8_t zero[SPOOL_CHUNK];
+			qemusrc_changed(s->qemu, chunk * SPOOL_CHUNK, nb, need, zero);
+			for (uint32_t b = 0; b < nb; b++) {
+				need[b] |= s->map->recs[chunk * SPOOL_CHUNK + b].epoch > c->floor[si];
+				hasdata[b] = need[b] && !zero[b];
+			}
+		} else {
+			memset(need, 1, nb);
+			find_data(c->fds[si], off, len, hasdata, nb);
+		}
 		/* Read the data runs. */
 		for (uint32_t b = 0; b < nb;) {
 			uint32_t e = b;
@@ -351,8 +370,12 @@ static void *scan_worker(void *arg)
 			if ((uint64_t)b * PROTO_BLOCK + want > len)
 				want = (size_t)(len - (uint64_t)b * PROTO_BLOCK);
 			io_throttle(g->d, want);
-			got = fs_pread_full(c->fds[si], buf + (size_t)b * PROTO_BLOCK, want,
-					    off + (uint64_t)b * PROTO_BLOCK);
+			if (s->qemu)
+				got = qemusrc_pread(s->qemu, buf + (size_t)b * PROTO_BLOCK, want,
+						    off + (uint64_t)b * PROTO_BLOCK) ?: (ssize_t)want;
+			else
+				got = fs_pread_full(c->fds[si], buf + (size_t)b * PROTO_BLOCK, want,
+						    off + (uint64_t)b * PROTO_BLOCK);
 			if (got < 0) {
 				atomic_store(&c->err, (int)got);
 				goto done;
@@ -371,6 +394,8 @@ static void *scan_worker(void *arg)
 			uint8_t leaf[LEAF_BYTES];
 			bool zero;
 
+			if (!need[b])
+				continue; /* a QEMU source's clean block: as the map says */
 			hash_leaf(s->secret, p, bl, leaf);
 			if (memcmp(rec->leaf, leaf, LEAF_BYTES) != 0) {
 				rec->epoch = c->epoch; /* first the change epoch, then the leaf */
@@ -425,7 +450,7 @@ static void *cut_thread(void *arg)
 	struct group *g = c->g;
 	struct daemon *d = g->d;
 	struct stat before[PROTO_MAX_SOURCES], after[PROTO_MAX_SOURCES];
-	bool frozen = false, cloned = true, quiescent = true;
+	bool frozen = false, cloned = true, quiescent = true, qemu_fuzzy = false, qemu_frozen = g->n_qemu > 0;
 	pthread_t workers[64];
 	unsigned nw = d->scan_threads;
 	char path[4300];
@@ -463,6 +488,16 @@ static void *cut_thread(void *arg)
 		int fd;
 		if (g->sources[i].pg)
 			continue; /* its WAL end was taken when the cut began */
+		if (g->sources[i].qemu) {
+			bool full, agent_frozen;
+			if ((r = qemusrc_cut_begin(g->sources[i].qemu, c->epoch, g->last_cut, &c->size[i], &full,
+						   &agent_frozen)) < 0)
+				goto thaw;
+			if (g->sources[i].cfg->qemu.guest_agent && !agent_frozen)
+				qemu_fuzzy = true;
+			qemu_frozen &= agent_frozen;
+			continue;
+		}
 		fd = open(disk, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
 			r = err_set(errno, "cannot open source %s: %s", disk, strerror(errno));
@@ -533,7 +568,7 @@ static void *cut_thread(void *arg)
 	for (uint32_t i = 0; i < g->n_sources; i++) {
 		if (g->sources[i].pg)
 			continue;
-		if (!cloned && (stat(g->sources[i].cfg->disk, &after[i]) < 0 ||
+		if (!cloned && !g->sources[i].qemu && (stat(g->sources[i].cfg->disk, &after[i]) < 0 ||
 				!same_stat(&before[i], &after[i], c->cut_time) || !S_ISREG(before[i].st_mode)))
 			quiescent = false;
 		blockmap_digest(g->sources[i].map, c->digest[i]);
@@ -542,6 +577,12 @@ static void *cut_thread(void *arg)
 	}
 	if (!c->consistent)
 		c->consistent = frozen || (cloned && g->n_disks == 1) || (!cloned && quiescent);
+	/* A QEMU source is a point-in-time view; frozen by its agent it is
+	 * application-consistent; an agent that did not answer: fuzzy. */
+	if (g->n_qemu && g->n_qemu == g->n_disks && (qemu_frozen || g->n_disks == 1))
+		c->consistent = true;
+	if (qemu_fuzzy)
+		c->consistent = false;
 	/* The spool is derived data (dropped at restart): no fsync. */
 	spool_finish(c->spool);
 	/* Commit: only if something is to be said (or someone asked). */
@@ -559,6 +600,12 @@ thaw:
 	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
 		if (c->fds[i] >= 0)
 			close(c->fds[i]);
+	for (uint32_t i = 0; !c->wal_only && i < g->n_sources; i++)
+		if (g->sources[i].qemu) {
+			int t = qemusrc_cut_end(g->sources[i].qemu, c->epoch, c->committed);
+			if (t < 0 && r == 0)
+				log_warn("group %s: %s", g->name, err_msg(t));
+		}
 	if (r < 0) {
 		atomic_store(&c->err, r);
 		snprintf(c->errmsg, sizeof(c->errmsg), "%s", err_msg(r));
@@ -709,7 +756,7 @@ int group_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	uint64_t now = clock_mono_usec(), next = usec + g->cfg->interval;
 
 	if (!g->cutting && !g->paused &&
-	    (g->dirty || g->want_cut || now - g->last_scan_mono >= g->cfg->max_interval))
+	    (g->dirty || g->want_cut || g->n_qemu || now - g->last_scan_mono >= g->cfg->max_interval))
 		group_start_cut(g);
 	/* The max_interval scan on time, not at the next interval tick: it
 	 * bounds the lag of an idle group. */

@@ -25,6 +25,19 @@ static const char *const checkpoint_modes[] = { "fast", "spread", NULL };
 static const char *const standby_modes[] = { "hot", "cold", NULL };
 
 
+static const struct cfg_key qemu_keys[] = {
+	{ K("qmp", CT_STR, struct cfg_qemu, qmp),
+	  .note = "the running guest's QMP unix socket (-qmp unix:PATH,server=on,wait=off)" },
+	{ K("node", CT_STR, struct cfg_qemu, node),
+	  .note = "the disk's block node name or device id (query-block)" },
+	{ K("guest_agent", CT_STR, struct cfg_qemu, guest_agent),
+	  .note = "qemu-guest-agent socket: the guest's filesystems are frozen around each cut (optional)" },
+	{ K("agent_timeout", CT_DURATION, struct cfg_qemu, agent_timeout), .def = "2s", .min = 100000,
+	  .max = 60000000, .note = "an agent that does not answer in time: thawed, the epoch marked fuzzy" },
+	{ 0 }
+};
+static const struct cfg_table qemu_table = { "qemu", sizeof(struct cfg_qemu), qemu_keys };
+
 static const struct cfg_key source_keys[] = {
 	{ K("name", CT_NAME, struct cfg_source, name), .required = true,
 	  .note = "source name; the replica is the file DIR/GROUP/NAME" },
@@ -33,6 +46,9 @@ static const struct cfg_key source_keys[] = {
 		  "backup and its WAL (docs/postgres.md)" },
 	{ K("disk", CT_DISK, struct cfg_source, disk),
 	  .note = "disk: the image file (any format) or block device to protect (required)" },
+	{ K("qemu", CT_MAP, struct cfg_source, qemu), .sub = &qemu_table,
+	  .note = "disk: read from a running QEMU through its dirty bitmap, a point-in-time view and NBD "
+		  "(qmp, node, guest_agent; docs/qemu.md) instead of the disk key" },
 	{ K("conninfo", CT_STR, struct cfg_source, conninfo),
 	  .note = "postgres: libpq connection string of a role with REPLICATION, e.g. \"host=/var/run/"
 		  "postgresql user=bascule passfile=/etc/bascule/pgpass\" (required; no password in it)" },
@@ -252,6 +268,20 @@ static int check_source(struct parse_ctx *p, const struct cfg_group *g, struct c
 
 	s->kind = strcmp(s->type, "postgres") == 0 ? SOURCE_POSTGRES : SOURCE_DISK;
 	if (s->kind == SOURCE_DISK) {
+		if (s->qemu.qmp && s->disk)
+			return err_set(EINVAL, "%s:%d:%d: source '%s': give either disk or qemu, not both (a QEMU "
+					       "source is read through QEMU, never from its image file)",
+				       p->file, s->pos.line, s->pos.col, s->name);
+		if (!s->qemu.qmp != !s->qemu.node)
+			return err_set(EINVAL, "%s:%d:%d: source '%s': qemu needs both qmp (the guest's QMP socket) "
+					       "and node (the disk's block node or device id)",
+				       p->file, s->pos.line, s->pos.col, s->name);
+		if (s->qemu.qmp) {
+			size_t n = strlen(s->qemu.qmp) + strlen(s->qemu.node) + 8;
+			if (!(s->disk = malloc(n)))
+				return -ENOMEM;
+			snprintf(s->disk, n, "qemu:%s#%s", s->qemu.qmp, s->qemu.node);
+		}
 		if (!s->disk)
 			return err_set(EINVAL, "%s:%d:%d: source '%s' of group '%s' is missing the required key "
 					       "'disk' (the image file or block device to protect; a PostgreSQL "

@@ -12,11 +12,19 @@
 
 enum source_kind { SOURCE_DISK = 0, SOURCE_POSTGRES = 1 };
 
+struct cfg_qemu {
+	char *qmp;              /* the guest's QMP socket, NULL = not a QEMU source */
+	char *node;             /* block node or device id */
+	char *guest_agent;      /* qemu-guest-agent socket, may be NULL */
+	uint64_t agent_timeout; /* usec: a freeze that takes longer is given up (thawed) */
+};
+
 struct cfg_source {
 	struct cfg_pos pos;
 	char *name;
 	char *type;             /* "disk" | "postgres" */
-	char *disk;             /* disk: the image or device */
+	char *disk;             /* disk: the image or device; a QEMU source: "qemu:QMP#NODE" */
+	struct cfg_qemu qemu;   /* disk read from a running QEMU (docs/qemu.md) */
 	/* postgres (docs/postgres.md) */
 	char *conninfo;         /* libpq connection string of the replication role */
 	char *slot;             /* physical slot, created if missing (default bascule_GROUP_SOURCE) */

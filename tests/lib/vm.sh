@@ -12,6 +12,9 @@
 #   vm_qemu_cmd NAME DISK PORT [net-opts]  the command booting a guest (KVM if
 #                                    usable, else TCG); pid in $T/vm-NAME.pid,
 #                                    console appended to $T/vm-NAME.console
+#                                    VM_FORMAT=qcow2 boots from a qcow2 image,
+#                                    VM_QMP=PATH adds a QMP socket (block node
+#                                    "disk0", device "vd0"), VM_QEMU_EXTRA more options
 #   vm_last_written CONSOLE          highest N the guest reported written
 #   vm_boot_seq PORT                 boot_seq from the guest's HTTP status
 VM_CACHE=${BASCULE_TEST_CACHE:-/var/cache/bascule-test}
@@ -109,13 +112,16 @@ vm_accel() {
 # its console is appended to $T/vm-NAME.console, its pid in $T/vm-NAME.pid.
 vm_qemu_cmd() {
 	local name=$1 disk=$2 port=$3 netopts=${4:-} accel=${VM_ACCEL:-tcg}
+	local drive="-drive file=$disk,format=${VM_FORMAT:-raw},if=virtio,cache=writeback"
+	[ -n "${VM_QMP:-}" ] && drive="-blockdev driver=${VM_FORMAT:-raw},node-name=disk0,file.driver=file,\
+file.filename=$disk -device virtio-blk-pci,drive=disk0,id=vd0 -qmp unix:$VM_QMP,server=on,wait=off"
 	echo "qemu-system-x86_64 -name $name -machine q35,accel=$accel -m 160 -smp 1 -nodefaults -no-user-config \
 -display none -chardev file,id=con,path=$T/vm-$name.console,append=on -serial chardev:con \
 -kernel $VM_DIR/vmlinuz -initrd $VM_DIR/initramfs.gz \
 -append 'console=ttyS0 quiet panic=-1' -no-reboot \
--drive file=$disk,format=raw,if=virtio,cache=writeback \
+$drive \
 -nic user,model=virtio-net-pci${netopts:+,$netopts},hostfwd=tcp::$port-:80 \
--pidfile $T/vm-$name.pid -daemonize"
+${VM_QEMU_EXTRA:+$VM_QEMU_EXTRA }-pidfile $T/vm-$name.pid -daemonize"
 }
 
 vm_last_written() {

@@ -1,0 +1,602 @@
+/* qemusrc.c - QEMU sources (qemusrc.h, docs/qemu.md): bitmap lifecycle, the
+ * fleecing view (blockdev-backup sync=none, which QEMU 7.x runs as a
+ * copy-before-write filter) armed in one transaction with the next bitmap,
+ * the NBD export of the view, and the reads. */
+#include "qemusrc.h"
+#include "clock.h"
+#include "config.h"
+#include "err.h"
+#include "log.h"
+#include "qmp.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <libnbd.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define QS_BLOCK 4096u           /* bitmap granularity asked (PROTO_BLOCK) */
+#define QS_QMP_TIMEOUT_MS 10000  /* any one QMP command */
+#define QS_BS_STEP (1ULL << 30)  /* bytes per NBD_CMD_BLOCK_STATUS request */
+
+struct qs_extent {
+	uint64_t first, end; /* blocks [first, end) */
+	bool zero;
+};
+
+struct qemusrc {
+	const struct cfg_source *cfg;
+	char state[4200], fleece[4200], sock[4200];
+	char node[256];            /* the format node the bitmaps live on */
+	char fl_file[300], fl[300], job[300], exp[300];
+	char live[64], next[64];   /* bitmap names: bascule-a / bascule-b */
+	struct qmp *qmp;
+	struct nbd_handle *nbd;
+	bool have_old, view, exported, server;
+	bool full;
+	uint64_t size;
+	struct qs_extent *ext;
+	size_t n_ext, cap_ext;
+	atomic_uint_fast64_t read_bytes;
+	uint64_t read_at_begin;    /* read_bytes when the cut began */
+};
+
+int qemusrc_new(const struct cfg_source *cfg, const char *prefix, struct qemusrc **ret_q)
+{
+	struct qemusrc *q = calloc(1, sizeof(*q));
+
+	if (!q)
+		return -ENOMEM;
+	q->cfg = cfg;
+	if ((size_t)snprintf(q->state, sizeof(q->state), "%s.qemu", prefix) >= sizeof(q->state) ||
+	    (size_t)snprintf(q->fleece, sizeof(q->fleece), "%s.fleece", prefix) >= sizeof(q->fleece) ||
+	    (size_t)snprintf(q->sock, sizeof(q->sock), "%s.nbd", prefix) >= 108) {
+		free(q);
+		return err_set(ENAMETOOLONG, "source %s: state directory path too long for an NBD socket", cfg->name);
+	}
+	*ret_q = q;
+	return 0;
+}
+
+void qemusrc_free(struct qemusrc *q)
+{
+	if (!q)
+		return;
+	if (q->qmp || q->nbd)
+		qemusrc_cut_end(q, 0, false);
+	free(q->ext);
+	free(q);
+}
+
+uint64_t qemusrc_read_bytes(const struct qemusrc *q)
+{
+	return atomic_load(&q->read_bytes);
+}
+
+/* ---- QMP helpers ---- */
+
+static int qs_exec(struct qemusrc *q, const char *cmd, json_t *args, json_t **ret)
+{
+	return qmp_exec(q->qmp, cmd, args, ret);
+}
+
+/* Run and forget an error (removing what may not exist). */
+static void qs_try(struct qemusrc *q, const char *cmd, json_t *args)
+{
+	int r = qs_exec(q, cmd, args, NULL);
+	if (r < 0)
+		log_debug("source %s: %s (ignored): %s", q->cfg->name, cmd, err_msg(r));
+	err_clear();
+}
+
+/* The format node named (or behind device id) cfg->qemu.node, and its
+ * bitmaps. */
+static int qs_find_node(struct qemusrc *q, json_t **ret_bitmaps)
+{
+	const char *want = q->cfg->qemu.node;
+	json_t *nodes = NULL, *blk = NULL, *n;
+	size_t i;
+	int r;
+
+	if ((r = qs_exec(q, "query-block", NULL, &blk)) < 0)
+		return r;
+	json_array_foreach(blk, i, n) {
+		const char *dev = json_string_value(json_object_get(n, "device"));
+		const char *qdev = json_string_value(json_object_get(n, "qdev"));
+		const char *nn = json_string_value(json_object_get(json_object_get(n, "inserted"), "node-name"));
+		char pfx[300];
+		snprintf(pfx, sizeof(pfx), "/machine/peripheral/%s/", want);
+		if (nn && ((dev && *dev && strcmp(dev, want) == 0) ||
+			   (qdev && (strcmp(qdev, want) == 0 || strncmp(qdev, pfx, strlen(pfx)) == 0)))) {
+			want = nn; /* kept alive by blk until the end */
+			break;
+		}
+	}
+	if ((r = qs_exec(q, "query-named-block-nodes", json_pack("{sb}", "flat", 1), &nodes)) < 0)
+		goto out;
+	r = err_set(ENODEV, "source %s: QEMU has no block node or device '%s'", q->cfg->name, q->cfg->qemu.node);
+	json_array_foreach(nodes, i, n) {
+		const char *nn = json_string_value(json_object_get(n, "node-name"));
+		if (nn && strcmp(nn, want) == 0) {
+			snprintf(q->node, sizeof(q->node), "%s", nn);
+			*ret_bitmaps = json_incref(json_object_get(n, "dirty-bitmaps"));
+			r = 0;
+			break;
+		}
+	}
+	if (r == 0)
+		err_clear();
+out:
+	json_decref(nodes);
+	json_decref(blk);
+	return r;
+}
+
+/* Wait until job ID is gone from QUERY ("query-jobs" / "query-block-jobs"),
+ * dismissing it if it concluded; an error it reports is returned. */
+static int qs_wait_job(struct qemusrc *q, const char *query, const char *id)
+{
+	uint64_t deadline = clock_mono_usec() + (uint64_t)QS_QMP_TIMEOUT_MS * 3000u;
+	int r;
+
+	for (;;) {
+		json_t *jobs = NULL, *j, *found = NULL;
+		size_t i;
+		if ((r = qs_exec(q, query, NULL, &jobs)) < 0)
+			return r;
+		json_array_foreach(jobs, i, j) {
+			const char *jid = json_string_value(json_object_get(j, "id"));
+			if (!jid)
+				jid = json_string_value(json_object_get(j, "device"));
+			if (jid && strcmp(jid, id) == 0)
+				found = j;
+		}
+		if (!found) {
+			json_decref(jobs);
+			return 0;
+		}
+		const char *st = json_string_value(json_object_get(found, "status"));
+		if (st && strcmp(st, "concluded") == 0) {
+			const char *e = json_string_value(json_object_get(found, "error"));
+			r = e ? err_set(EIO, "QEMU job %s: %s", id, e) : 0;
+			json_decref(jobs);
+			qs_try(q, "job-dismiss", json_pack("{ss}", "id", id));
+			return r;
+		}
+		json_decref(jobs);
+		if (clock_mono_usec() > deadline)
+			return err_set(ETIMEDOUT, "QEMU job %s did not finish", id);
+		usleep(20000);
+	}
+}
+
+/* Remove our view, export and server, whatever stage they reached (also
+ * what a daemon killed mid-cut left). */
+static void qs_drop_view(struct qemusrc *q)
+{
+	json_t *ex = NULL;
+
+	if (q->nbd) {
+		nbd_shutdown(q->nbd, 0);
+		nbd_close(q->nbd);
+		q->nbd = NULL;
+	}
+	qs_try(q, "block-export-del", json_pack("{ss,ss}", "id", q->exp, "mode", "hard"));
+	qs_try(q, "block-job-cancel", json_pack("{ss,sb}", "device", q->job, "force", 1));
+	if (qs_wait_job(q, "query-block-jobs", q->job) < 0)
+		err_clear();
+	qs_try(q, "blockdev-del", json_pack("{ss}", "node-name", q->fl));
+	/* the export goes away asynchronously: wait for it before the node */
+	for (int i = 0; i < 100; i++) {
+		json_t *e;
+		size_t k;
+		bool ours = false, any = false;
+		if (qs_exec(q, "query-block-exports", NULL, &ex) < 0)
+			break;
+		json_array_foreach(ex, k, e) {
+			const char *id = json_string_value(json_object_get(e, "id"));
+			any = true;
+			ours |= id && strcmp(id, q->exp) == 0;
+		}
+		json_decref(ex);
+		ex = NULL;
+		if (!ours) {
+			if (!any)
+				qs_try(q, "nbd-server-stop", NULL);
+			break;
+		}
+		usleep(20000);
+	}
+	err_clear();
+	qs_try(q, "blockdev-del", json_pack("{ss}", "node-name", q->fl));
+	qs_try(q, "blockdev-del", json_pack("{ss}", "node-name", q->fl_file));
+	unlink(q->fleece);
+	q->view = q->exported = false;
+}
+
+/* ---- state file: the live bitmap's name and the epoch it counts from ---- */
+
+static bool qs_state_read(struct qemusrc *q, char *name, size_t len, uint64_t *epoch)
+{
+	FILE *f = fopen(q->state, "re");
+	char n[64];
+	unsigned long long e;
+	bool ok;
+
+	if (!f)
+		return false;
+	ok = fscanf(f, "%63s %llu", n, &e) == 2;
+	fclose(f);
+	if (ok) {
+		snprintf(name, len, "%s", n);
+		*epoch = e;
+	}
+	return ok;
+}
+
+static int qs_state_write(struct qemusrc *q, const char *name, uint64_t epoch)
+{
+	char tmp[4300];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", q->state);
+	f = fopen(tmp, "we");
+	if (!f)
+		return -errno;
+	fprintf(f, "%s %llu\n", name, (unsigned long long)epoch);
+	if (fflush(f) != 0 || fsync(fileno(f)) < 0) {
+		fclose(f);
+		return -errno;
+	}
+	fclose(f);
+	return rename(tmp, q->state) < 0 ? -errno : 0;
+}
+
+/* ---- guest agent ---- */
+
+/* Freeze the guest's filesystems; false (logged) if the agent does not
+ * answer in time or refuses: the epoch is then crash-consistent only. */
+static bool qs_freeze(struct qemusrc *q, struct qmp **ret_ga)
+{
+	struct qmp *ga = NULL;
+	int r = qmp_open_agent(q->cfg->qemu.guest_agent, (int)(q->cfg->qemu.agent_timeout / 1000), &ga);
+
+	if (r == 0 && (r = qmp_exec(ga, "guest-fsfreeze-freeze", NULL, NULL)) == 0) {
+		*ret_ga = ga;
+		return true;
+	}
+	log_warn("source %s: guest agent: %s; this epoch will be fuzzy (crash-consistent)", q->cfg->name,
+		 err_msg(r));
+	if (ga)
+		qmp_send(ga, "guest-fsfreeze-thaw", NULL); /* a freeze may have begun */
+	qmp_close(ga);
+	return false;
+}
+
+static void qs_thaw(struct qemusrc *q, struct qmp *ga)
+{
+	int r = qmp_exec(ga, "guest-fsfreeze-thaw", NULL, NULL);
+
+	if (r < 0) {
+		log_error("source %s: guest agent thaw: %s; sent again without waiting", q->cfg->name, err_msg(r));
+		qmp_send(ga, "guest-fsfreeze-thaw", NULL);
+	}
+	qmp_close(ga);
+}
+
+/* ---- extents ---- */
+
+static int qs_ext_add(struct qemusrc *q, uint64_t off, uint64_t len, bool zero)
+{
+	uint64_t first = off / QS_BLOCK, end = (off + len + QS_BLOCK - 1) / QS_BLOCK;
+	struct qs_extent *l = q->n_ext ? &q->ext[q->n_ext - 1] : NULL;
+
+	if (l && l->end >= first && l->zero == zero) {
+		if (end > l->end)
+			l->end = end;
+		return 0;
+	}
+	if (q->n_ext == q->cap_ext) {
+		size_t cap = q->cap_ext ? q->cap_ext * 2 : 256;
+		struct qs_extent *e = realloc(q->ext, cap * sizeof(*e));
+		if (!e)
+			return -ENOMEM;
+		q->ext = e;
+		q->cap_ext = cap;
+	}
+	q->ext[q->n_ext++] = (struct qs_extent){ first, end, zero };
+	return 0;
+}
+
+struct qs_bs {
+	struct qemusrc *q;
+	const char *ctx;
+	uint64_t done; /* bytes described so far */
+	int err;
+};
+
+static int qs_extent_cb(void *user, const char *ctx, uint64_t off, uint32_t *e, size_t n, int *error)
+{
+	struct qs_bs *b = user;
+	(void)error;
+
+	if (strcmp(ctx, b->ctx) != 0)
+		return 0;
+	for (size_t i = 0; i + 1 < n; i += 2) {
+		uint64_t len = e[i];
+		uint32_t fl = e[i + 1];
+		int r = 0;
+		if (b->q->full) /* base:allocation: everything, zeros known */
+			r = qs_ext_add(b->q, off, len, (fl & LIBNBD_STATE_ZERO) != 0);
+		else if (fl & 1) /* qemu:dirty-bitmap: bit 0 = dirty */
+			r = qs_ext_add(b->q, off, len, false);
+		if (r < 0)
+			b->err = r;
+		off += len;
+		b->done = off;
+	}
+	return 0;
+}
+
+static int qs_find_extents(struct qemusrc *q, const char *ctx)
+{
+	struct qs_bs b = { .q = q, .ctx = ctx };
+
+	q->n_ext = 0;
+	while (b.done < q->size) {
+		uint64_t at = b.done, len = q->size - at;
+		if (len > QS_BS_STEP)
+			len = QS_BS_STEP;
+		if (nbd_block_status(q->nbd, len, at, (nbd_extent_callback){ .callback = qs_extent_cb, .user_data = &b },
+				     0) < 0)
+			return err_set(EIO, "source %s: NBD block status: %s", q->cfg->name, nbd_get_error());
+		if (b.err)
+			return b.err;
+		if (b.done <= at)
+			return err_set(EPROTO, "source %s: NBD block status made no progress", q->cfg->name);
+	}
+	return 0;
+}
+
+/* ---- the cut ---- */
+
+static json_t *qs_bitmap_add(struct qemusrc *q, const char *name, bool persistent)
+{
+	return json_pack("{ss,s{ss,ss,si,sb}}", "type", "block-dirty-bitmap-add", "data", "node", q->node, "name",
+			 name, "granularity", (int)QS_BLOCK, "persistent", persistent);
+}
+
+/* Arm: [disable the live bitmap,] add the next one and start the view, all
+ * at one instant.  Persistent where the format allows (qcow2). */
+static int qs_arm(struct qemusrc *q)
+{
+	for (int persistent = 1; persistent >= 0; persistent--) {
+		json_t *acts = json_array();
+		if (q->have_old)
+			json_array_append_new(acts, json_pack("{ss,s{ss,ss}}", "type", "block-dirty-bitmap-disable",
+							      "data", "node", q->node, "name", q->live));
+		json_array_append_new(acts, qs_bitmap_add(q, q->next, persistent));
+		json_array_append_new(acts, json_pack("{ss,s{ss,ss,ss,ss}}", "type", "blockdev-backup", "data",
+						      "device", q->node, "target", q->fl, "sync", "none", "job-id",
+						      q->job));
+		int r = qs_exec(q, "transaction", json_pack("{so}", "actions", acts), NULL);
+		if (r == 0) {
+			if (!persistent)
+				log_warn("source %s: node %s keeps no persistent bitmap (not qcow2): a QEMU restart "
+					 "costs one full read", q->cfg->name, q->node);
+			return 0;
+		}
+		if (!persistent || !strstr(err_msg(r), "ersist"))
+			return r;
+	}
+	return -EINVAL;
+}
+
+int qemusrc_cut_begin(struct qemusrc *q, uint64_t epoch, uint64_t last_cut, uint64_t *ret_size, bool *ret_full,
+		      bool *ret_frozen)
+{
+	const struct cfg_qemu *c = &q->cfg->qemu;
+	json_t *bitmaps = NULL, *bm;
+	struct qmp *ga = NULL;
+	char stname[64] = "";
+	uint64_t stepoch = 0;
+	bool frozen = false;
+	size_t i;
+	int r, fd;
+	(void)epoch;
+
+	*ret_frozen = false;
+	if ((r = qmp_open(c->qmp, QS_QMP_TIMEOUT_MS, &q->qmp)) < 0)
+		goto fail;
+	if ((r = qs_find_node(q, &bitmaps)) < 0)
+		goto fail;
+	snprintf(q->fl_file, sizeof(q->fl_file), "bascule-flf-%s", q->node);
+	snprintf(q->fl, sizeof(q->fl), "bascule-fl-%s", q->node);
+	snprintf(q->job, sizeof(q->job), "bascule-bk-%s", q->node);
+	snprintf(q->exp, sizeof(q->exp), "bascule-exp-%s", q->node);
+	qs_drop_view(q); /* a daemon killed mid-cut left it */
+	/* Bitmap mode only if our live bitmap is there, sound, and counts from
+	 * the epoch the group committed last. */
+	q->have_old = false;
+	if (qs_state_read(q, stname, sizeof(stname), &stepoch) && stepoch == last_cut)
+		json_array_foreach(bitmaps, i, bm) {
+			const char *n = json_string_value(json_object_get(bm, "name"));
+			if (n && strcmp(n, stname) == 0 && json_is_true(json_object_get(bm, "recording")) &&
+			    !json_is_true(json_object_get(bm, "inconsistent")))
+				q->have_old = true;
+		}
+	snprintf(q->live, sizeof(q->live), "%s", q->have_old ? stname : "bascule-b");
+	snprintf(q->next, sizeof(q->next), "%s", strcmp(q->live, "bascule-a") == 0 ? "bascule-b" : "bascule-a");
+	json_array_foreach(bitmaps, i, bm) {
+		const char *n = json_string_value(json_object_get(bm, "name"));
+		if (n && strncmp(n, "bascule-", 8) == 0 && !(q->have_old && strcmp(n, q->live) == 0))
+			qs_try(q, "block-dirty-bitmap-remove", json_pack("{ss,ss}", "node", q->node, "name", n));
+	}
+	q->full = !q->have_old;
+	if (q->full)
+		log_info("source %s: %s: one full read of the disk, then the dirty bitmap", q->cfg->name,
+			 stname[0] ? "bitmap missing, inconsistent or not ours (QEMU restarted?)" : "first cut");
+	/* The fleecing image: a qcow2 over the node, written by copy-before-write. */
+	fd = open(q->fleece, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = err_set(errno, "cannot create %s: %s", q->fleece, strerror(errno));
+		goto fail;
+	}
+	close(fd);
+	{
+		json_t *info = NULL;
+		if ((r = qs_exec(q, "blockdev-add", json_pack("{ss,ss,ss}", "driver", "file", "node-name", q->fl_file,
+								  "filename", q->fleece), NULL)) < 0)
+			goto fail;
+		if ((r = qs_exec(q, "query-named-block-nodes", json_pack("{sb}", "flat", 1), &info)) < 0)
+			goto fail;
+		json_array_foreach(info, i, bm)
+			if (strcmp(json_string_value(json_object_get(bm, "node-name")) ?: "", q->node) == 0)
+				q->size = (uint64_t)json_integer_value(
+					json_object_get(json_object_get(bm, "image"), "virtual-size"));
+		json_decref(info);
+	}
+	if ((r = qs_exec(q, "blockdev-create", json_pack("{ss,s{ss,ss,sI}}", "job-id", q->job, "options", "driver",
+							  "qcow2", "file", q->fl_file, "size", (json_int_t)q->size),
+			 NULL)) < 0 ||
+	    (r = qs_wait_job(q, "query-jobs", q->job)) < 0)
+		goto fail;
+	if ((r = qs_exec(q, "blockdev-add", json_pack("{ss,ss,ss,ss}", "driver", "qcow2", "node-name", q->fl, "file",
+						      q->fl_file, "backing", q->node), NULL)) < 0)
+		goto fail;
+	if (c->guest_agent)
+		frozen = qs_freeze(q, &ga);
+	r = qs_arm(q);
+	if (ga)
+		qs_thaw(q, ga);
+	if (r < 0)
+		goto fail;
+	q->view = true;
+	q->read_at_begin = atomic_load(&q->read_bytes);
+	*ret_frozen = frozen;
+	/* Export the view with the frozen bitmap. */
+	r = qs_exec(q, "nbd-server-start", json_pack("{s{ss,s{ss}}}", "addr", "type", "unix", "data", "path", q->sock),
+		    NULL);
+	if (r < 0 && !strstr(err_msg(r), "already"))
+		goto fail;
+	err_clear();
+	{
+		json_t *a = json_pack("{ss,ss,ss,ss,sb}", "type", "nbd", "id", q->exp, "node-name", q->fl, "name", q->exp,
+				      "writable", 0);
+		if (q->have_old)
+			json_object_set_new(a, "bitmaps", json_pack("[{ss,ss}]", "node", q->node, "name", q->live));
+		if ((r = qs_exec(q, "block-export-add", a, NULL)) < 0)
+			goto fail;
+	}
+	q->exported = true;
+	{
+		char ctx[128];
+		snprintf(ctx, sizeof(ctx), "qemu:dirty-bitmap:%s", q->live);
+		q->nbd = nbd_create();
+		if (!q->nbd || nbd_add_meta_context(q->nbd, q->full ? LIBNBD_CONTEXT_BASE_ALLOCATION : ctx) < 0 ||
+		    nbd_set_export_name(q->nbd, q->exp) < 0 || nbd_connect_unix(q->nbd, q->sock) < 0) {
+			r = err_set(EIO, "source %s: NBD %s: %s", q->cfg->name, q->sock, nbd_get_error());
+			goto fail;
+		}
+		if ((r = qs_find_extents(q, q->full ? LIBNBD_CONTEXT_BASE_ALLOCATION : ctx)) < 0)
+			goto fail;
+	}
+	json_decref(bitmaps);
+	*ret_size = q->size;
+	*ret_full = q->full;
+	return 0;
+fail:
+	json_decref(bitmaps);
+	{
+		char msg[1024];
+		snprintf(msg, sizeof(msg), "%s", err_msg(r));
+		qemusrc_cut_end(q, 0, false);
+		err_set(-r, "%s", msg);
+	}
+	return r;
+}
+
+void qemusrc_changed(const struct qemusrc *q, uint64_t first, uint32_t n, uint8_t *want, uint8_t *zero)
+{
+	size_t lo = 0, hi = q->n_ext;
+
+	memset(want, 0, n);
+	memset(zero, 0, n);
+	while (lo < hi) { /* the first extent ending after FIRST */
+		size_t mid = (lo + hi) / 2;
+		if (q->ext[mid].end <= first)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t k = lo; k < q->n_ext && q->ext[k].first < first + n; k++) {
+		uint64_t a = q->ext[k].first > first ? q->ext[k].first : first;
+		uint64_t b = q->ext[k].end < first + n ? q->ext[k].end : first + n;
+		memset(want + (a - first), 1, b - a);
+		if (q->ext[k].zero)
+			memset(zero + (a - first), 1, b - a);
+	}
+}
+
+int qemusrc_pread(struct qemusrc *q, void *buf, size_t len, uint64_t off)
+{
+	while (len) {
+		size_t n = len > (32u << 20) ? (32u << 20) : len;
+		if (nbd_pread(q->nbd, buf, n, off, 0) < 0)
+			return err_set(EIO, "source %s: NBD read at %llu: %s", q->cfg->name, (unsigned long long)off,
+				       nbd_get_error());
+		atomic_fetch_add(&q->read_bytes, n);
+		buf = (char *)buf + n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+int qemusrc_cut_end(struct qemusrc *q, uint64_t epoch, bool committed)
+{
+	int r = 0;
+
+	bool view = q->view;
+
+	if (!q->qmp)
+		return 0;
+	qs_drop_view(q);
+	q->view = view; /* qs_drop_view forgets it; the hand-over below needs it */
+	if (q->view)
+		log_info("source %s: cut %llu read %llu bytes through NBD (%s, %zu extents)%s", q->cfg->name,
+			 (unsigned long long)epoch, (unsigned long long)(atomic_load(&q->read_bytes) - q->read_at_begin),
+			 q->full ? "full read" : "dirty bitmap", q->n_ext, committed ? "" : ", not committed");
+	if (q->view) {
+		/* next is live now; live (disabled) is the frozen one */
+		if (committed) {
+			if (q->have_old)
+				qs_try(q, "block-dirty-bitmap-remove", json_pack("{ss,ss}", "node", q->node, "name", q->live));
+			r = qs_state_write(q, q->next, epoch);
+		} else if (q->have_old) {
+			r = qs_exec(q, "block-dirty-bitmap-merge",
+				    json_pack("{ss,ss,s[s]}", "node", q->node, "target", q->next, "bitmaps", q->live), NULL);
+			if (r == 0) {
+				qs_try(q, "block-dirty-bitmap-remove", json_pack("{ss,ss}", "node", q->node, "name", q->live));
+				/* still counting from the group's last commit */
+				char n[64];
+				uint64_t e = 0;
+				if (qs_state_read(q, n, sizeof(n), &e))
+					r = qs_state_write(q, q->next, e);
+			}
+		}
+		/* a full cut not committed: the state names another bitmap, so the
+		 * next cut is full again */
+		q->view = false;
+	}
+	if (r < 0)
+		log_error("source %s: bitmap hand-over: %s; the next cut reads the whole disk", q->cfg->name,
+			  err_msg(r));
+	if (r < 0)
+		unlink(q->state);
+	qmp_close(q->qmp);
+	q->qmp = NULL;
+	return r;
+}

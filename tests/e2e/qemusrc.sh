@@ -1,0 +1,118 @@
+# qemusrc: a running guest on a qcow2 image, replicated through QEMU (a
+# qemu: source): after `sync --wait` the replica is the guest-visible disk;
+# a cut reads the dirty blocks only; QEMU killed and restarted -> one full
+# read, then the bitmap again; a guest agent that never answers -> the
+# epoch is fuzzy and the guest thawed; a guest booted from the replica finds
+# every record flushed before the sync.
+. "$(dirname "$0")/../lib/common.sh"
+. "$(dirname "$0")/../lib/vm.sh"
+need_root
+command -v qemu-img >/dev/null || fail "qemu-img is not installed (qemu-utils)"
+vm_prepare
+bsc_keygen
+IMG=$T/vm1.qcow2
+qemu-img create -q -f qcow2 "$IMG" 256M
+export VM_FORMAT=qcow2 VM_QMP=$T/qmp.sock VM_QEMU_EXTRA="-qmp unix:$T/qmp-test.sock,server=on,wait=off"
+PORT=$((18500 + RANDOM % 400))
+vms_down() { local p; for p in "$T"/vm-*.pid; do [ -f "$p" ] && kill -9 "$(cat "$p")" 2>/dev/null; done; [ -z "${AGENT:-}" ] || kill "$AGENT" 2>/dev/null; true; }
+EXIT_HOOKS+=(vms_down)
+boot() { rm -f "$VM_QMP" "$T/qmp-test.sock"; eval "$(vm_qemu_cmd vm1 "$IMG" "$PORT")" || fail "QEMU did not start"
+	wait_for 30 "no QMP socket" "[ -S $VM_QMP ] && [ -S $T/qmp-test.sock ]"; }
+# qmp CMD [JSON-ARGS]: the return value of CMD on the test's own monitor.
+qmp() { python3 - "$T/qmp-test.sock" "$1" "${2:-{\}}" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile('rw')
+def rd():
+    while True:
+        o = json.loads(f.readline())
+        if 'event' not in o: return o
+rd()
+for c, a in (('qmp_capabilities', {}), (sys.argv[2], json.loads(sys.argv[3]))):
+    f.write(json.dumps({'execute': c, 'arguments': a}) + '\n'); f.flush(); o = rd()
+    if 'error' in o: sys.exit('QMP %s: %s' % (c, o['error']['desc']))
+print(json.dumps(o['return']))
+PY
+}
+# ours: what of Bascule's is inside QEMU (nodes, jobs, exports; bitmaps apart)
+ours() { { qmp query-named-block-nodes '{"flat":true}' | python3 -c 'import json,sys; print(*[n["node-name"] for n in json.load(sys.stdin) if n["node-name"].startswith("bascule-")])'
+	qmp query-block-jobs | python3 -c 'import json,sys; print(*[j["device"] for j in json.load(sys.stdin)])'
+	qmp query-block-exports | python3 -c 'import json,sys; print(*[e["id"] for e in json.load(sys.stdin)])'; } | tr -s ' \n' ' ' | sed 's/^ //;s/ $//'; }
+bitmaps() { qmp query-named-block-nodes '{"flat":true}' | python3 -c 'import json,sys; print(*sorted(b["name"] for n in json.load(sys.stdin) if n["node-name"] == "disk0" for b in n.get("dirty-bitmaps", [])))'; }
+written() { vm_last_written "$T/vm-vm1.console"; }
+wait_written() { local n=$(($(written) + $1)); wait_for 60 "the guest to write $1 more records" "[ \$(written) -ge $n ]"; }
+# same: pause the guest (QEMU flushes), sync, compare the replica with the
+# guest-visible content of the qcow2, resume.
+same() {
+	qmp stop >/dev/null
+	bsc_sync 60s || fail "sync --wait failed ($1)"
+	qemu-img compare -U -q -f qcow2 -F raw "$IMG" "$(replica_of root)" || fail "replica differs from the guest's disk ($1)"
+	qmp cont >/dev/null
+}
+reads() { grep -o "cut [0-9]* read [0-9]* bytes through NBD ([a-z ]*" "$T/daemon.log"; }
+
+boot
+wait_written 5
+SOURCES="root:QEMU"
+bsc_config 500ms 60s
+python3 - "$T/bascule.yaml" "$VM_QMP" <<'PY'
+import sys
+p = sys.argv[1]; s = open(p).read()
+s = s.replace("        disk: QEMU\n", "        qemu:\n          qmp: %s\n          node: vd0\n" % sys.argv[2])
+open(p, 'w').write(s)
+PY
+bsc_start
+wait_written 10
+same "first sync"
+reads | head -1 | grep -q "full read" || fail "the first cut was not a full read: $(reads | head -3)"
+wait_for 30 "a cut in bitmap mode" "reads | grep -q 'dirty bitmap'"
+# In bitmap mode a cut reads what the guest wrote since the last one: a few
+# 4 KiB records per 500 ms, never the disk (the full read is 256 MiB virtual).
+# (cuts up to the first sync also read what the target's first full copy
+# needs, whatever the bitmap says: count only the later ones)
+n0=$(reads | wc -l)
+wait_written 10
+max=$(reads | tail -n +$((n0 + 1)) | grep "dirty bitmap" | awk '{ if ($4 > m) m = $4 } END { print m + 0 }')
+note "bitmap-mode cuts: $(reads | grep -c 'dirty bitmap'), largest read $max bytes; first (full) cut: $(reads | head -1)"
+[ "$max" -gt 0 ] && [ "$max" -le $((1024 * 1024)) ] || fail "a bitmap-mode cut read $max bytes (the guest writes ~40 KiB/s)"
+same "bitmap mode"
+[ -z "$(ours)" ] || fail "left in QEMU between cuts: $(ours)"
+
+# QEMU killed: the bitmap goes with it; the next cut reads all, then re-arms.
+kill -9 "$(cat "$T/vm-vm1.pid")"
+qpid=$(cat "$T/vm-vm1.pid")
+wait_for 10 "QEMU to die of kill -9" "! kill -0 $qpid 2>/dev/null"
+nfull=$(reads | grep -c "full read")
+boot
+wait_written 5
+wait_for 30 "a full read after QEMU restarted" "[ \$(reads | grep -c 'full read') -gt $nfull ]"
+grep -q "bitmap missing, inconsistent or not ours" "$T/daemon.log" || fail "the full read after a QEMU restart is not logged with its reason"
+nb=$(reads | grep -c "dirty bitmap")
+wait_for 30 "no bitmap mode after the full read" "[ \$(reads | grep -c 'dirty bitmap') -gt $nb ]"
+same "after QEMU restarted"
+
+# A guest agent that never answers (no qemu-guest-agent runs in the busybox
+# guest: a socket that accepts and stays silent): thawed, fuzzy, logged.
+python3 -c 'import socket,sys,time; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(8); c=[]
+while True: c.append(s.accept()[0])' "$T/qga.sock" & AGENT=$!
+bsc_stop
+sed -i "s|          node: vd0|          node: vd0\n          guest_agent: $T/qga.sock\n          agent_timeout: 300ms|" "$T/bascule.yaml"
+bsc_start
+wait_for 30 "an agent that never answers was not logged" "grep -q 'guest agent: .*this epoch will be fuzzy' $T/daemon.log"
+same "agent silent"
+bsc status --json | grep -q '"consistent": *false' || note "status does not show consistent=false (group-level field absent?)"
+
+# The replica boots with every record flushed before the sync.
+qmp stop >/dev/null
+need=$(written)
+bsc_sync 60s || fail "last sync failed"
+bsc_stop
+kill "$(cat "$T/vm-vm1.pid")"
+cp "$(replica_of root)" "$T/promoted.raw"
+unset VM_QMP VM_QEMU_EXTRA; VM_FORMAT=raw
+P2=$((PORT + 1))
+eval "$(vm_qemu_cmd vm1-promoted "$T/promoted.raw" "$P2")" || fail "cannot boot the replica"
+wait_for 60 "the replica did not boot" "[ -n \"\$(vm_boot_seq $P2)\" ]"
+seq=$(vm_boot_seq "$P2")
+kill "$(cat "$T/vm-vm1-promoted.pid")"
+[ "$seq" -ge "$need" ] || fail "the booted replica found records up to $seq, $need were flushed before the sync"
+note "replica booted: boot_seq=$seq >= $need written before the sync"
