@@ -52,7 +52,19 @@ void intake_clients_free(char **names, size_t n);
 const struct intake_night *intake_newest(const struct intake_client *c);
 const char *intake_state_name(enum night_state s);
 
+/* What `intake check` says of client NAME at NOW (microseconds): state 0 OK,
+ * 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one sentence, Nagios perfdata. */
+struct intake_verdict {
+	int state;
+	char text[1024];
+	char perf[256];
+};
+void intake_judge(const char *dir, const char *name, bool read, uint64_t now, uint64_t max_age,
+		  uint64_t warn_age, struct intake_verdict *v);
+
 int intake_add(int argc, char **argv);
 int intake_ls(int argc, char **argv);
 int intake_check(int argc, char **argv);
 int intake_restore(int argc, char **argv);
+int intake_prune(int argc, char **argv);
+int intake_metrics(int argc, char **argv);
