@@ -50,6 +50,8 @@ expect_rc 2 "$B" intake prune "$IN" --keep 2
 expect_rc 2 "$B" intake prune "$IN" --client c1 --keep 0
 expect_rc 2 "$B" intake prune "$IN" --client c1 --keep x
 expect_rc 2 "$B" intake metrics "$IN" --bogus
+expect_rc 1 "$B" intake prune "$IN" --client nosuch --keep 2
+expect_rc 1 "$B" intake metrics "$IN" --out "$T/nodir/m.prom"
 
 # ---- --dry-run removes nothing
 before=$(cd "$IN" && find . -printf "%p %s\n" | sort)
