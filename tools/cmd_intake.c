@@ -185,13 +185,8 @@ int intake_ls(int argc, char **argv)
 		fprintf(stderr, "Usage: bascule intake ls DIR [--client NAME] [--json]\n");
 		return EXIT_USAGE;
 	}
-	if (client) {
-		if (!(names = malloc(sizeof(*names))) || !(names[0] = strdup(client)))
-			return cmd_fail("intake ls", -ENOMEM);
-		nn = 1;
-	} else if ((r = intake_clients(argv[optind], &names, &nn)) < 0) {
+	if ((r = intake_client_list(argv[optind], client, &names, &nn)) < 0)
 		return cmd_fail("intake ls", r);
-	}
 	all = json_array();
 	for (size_t i = 0; i < nn; i++) {
 		struct intake_client ic;

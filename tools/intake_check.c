@@ -134,13 +134,7 @@ int intake_check(int argc, char **argv)
 		printf("INTAKE UNKNOWN - usage: bascule intake check DIR (--client NAME | --all) --max-age D\n");
 		return N_UNKNOWN;
 	}
-	if (client) {
-		if (!(names = malloc(sizeof(*names))) || !(names[0] = strdup(client))) {
-			printf("INTAKE UNKNOWN - out of memory\n");
-			return N_UNKNOWN;
-		}
-		nn = 1;
-	} else if ((r = intake_clients(argv[optind], &names, &nn)) < 0) {
+	if ((r = intake_client_list(argv[optind], client, &names, &nn)) < 0) {
 		printf("INTAKE UNKNOWN - %s\n", err_msg(r));
 		return N_UNKNOWN;
 	}

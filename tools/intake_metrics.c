@@ -148,19 +148,12 @@ int intake_metrics(int argc, char **argv)
 				"[--now TIME]\n");
 		return EXIT_USAGE;
 	}
-	if (client) {
-		if (!name_ok(client)) {
-			fprintf(stderr, "bascule intake metrics: '%s' is not a client name\n", client);
-			return EXIT_USAGE;
-		}
-		if (!(names = malloc(sizeof(*names))) || !(names[0] = strdup(client))) {
-			free(names);
-			return cmd_fail("intake metrics", -ENOMEM);
-		}
-		nn = 1;
-	} else if ((r = intake_clients(argv[optind], &names, &nn)) < 0) {
-		return cmd_fail("intake metrics", r);
+	if (client && !name_ok(client)) {
+		fprintf(stderr, "bascule intake metrics: '%s' is not a client name\n", client);
+		return EXIT_USAGE;
 	}
+	if ((r = intake_client_list(argv[optind], client, &names, &nn)) < 0)
+		return cmd_fail("intake metrics", r);
 	if (!(s = calloc(nn ? nn : 1, sizeof(*s))) || !(text = malloc(cap))) {
 		r = -ENOMEM;
 		goto out;

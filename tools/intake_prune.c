@@ -238,15 +238,8 @@ int intake_prune(int argc, char **argv)
 		fprintf(stderr, "Usage: bascule intake prune DIR (--client NAME | --all) --keep N [--dry-run]\n");
 		return EXIT_USAGE;
 	}
-	if (client) {
-		if (!(names = malloc(sizeof(*names))) || !(names[0] = strdup(client))) {
-			free(names);
-			return cmd_fail("intake prune", -ENOMEM);
-		}
-		nn = 1;
-	} else if ((r = intake_clients(argv[optind], &names, &nn)) < 0) {
+	if ((r = intake_client_list(argv[optind], client, &names, &nn)) < 0)
 		return cmd_fail("intake prune", r);
-	}
 	for (size_t i = 0; i < nn; i++)
 		if ((r = prune_client(argv[optind], names[i], (unsigned)keep, dry)) < 0)
 			code = cmd_fail("intake prune", err_wrap(r, "client %s", names[i]));

@@ -47,6 +47,9 @@ void intake_client_free(struct intake_client *c);
 /* Names of the clients enrolled in DIR (directories with a client.pub),
  * sorted; *RET malloc'd array of malloc'd strings. */
 int intake_clients(const char *dir, char ***ret, size_t *ret_n);
+/* the clients a command works on: CLIENT alone when not NULL, else every
+ * enrolled client of DIR (intake_clients); free with intake_clients_free */
+int intake_client_list(const char *dir, const char *client, char ***ret, size_t *ret_n);
 void intake_clients_free(char **names, size_t n);
 /* The newest night that counts (state OK), or NULL. */
 const struct intake_night *intake_newest(const struct intake_client *c);
