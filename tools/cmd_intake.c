@@ -1,5 +1,6 @@
 /* cmd_intake.c - bascule intake add|ls|check|restore: the operator's side of
- * the hybrid PRA (docs/hybrid.md).  add, ls and check need no secret: the
+ * the hybrid PRA (docs/hybrid.md); prune and metrics in their own files.  add, ls, check,
+ * prune and metrics need no secret: the
  * client's public key, enrolled by add, verifies everything. */
 #include "cmd.h"
 #include "err.h"
@@ -22,7 +23,9 @@ static void usage(FILE *f)
 		   "       bascule intake check DIR (--client NAME | --all) --max-age D [--warn-age D]\n"
 		   "                            [--quick] [--now TIME]\n"
 		   "       bascule intake restore DIR --client NAME [--night DATE] --key FILE.key\n"
-		   "                            [--passphrase-file P] --to FILE\n\n"
+		   "                            [--passphrase-file P] --to FILE\n"
+		   "       bascule intake prune DIR (--client NAME | --all) --keep N [--dry-run]\n"
+		   "       bascule intake metrics DIR [--client NAME] [--out FILE] [--max-age D] [--now TIME]\n\n"
 		   "The operator's side of the hybrid PRA (docs/hybrid.md).  DIR holds one\n"
 		   "directory per client: NAME/client.pub (enrolled by add) and NAME/incoming/\n"
 		   "(where the client's write-once SFTP account uploads).\n\n"
@@ -39,8 +42,15 @@ static void usage(FILE *f)
 		   "  --now TIME measures ages from TIME (@UNIXSECONDS or YYYY-MM-DDTHH:MM:SSZ)\n"
 		   "  instead of now: what-if checks and tests.\n"
 		   "restore: rebuild a night's exact dump (default: the newest) with the client's\n"
-		   "  decryption key, verified against the signed digest of the original.\n\n"
-		   "Exit codes: add, ls, restore: 0 ok, 1 failure, 2 usage, 4 key, 5 integrity\n"
+		   "  decryption key, verified against the signed digest of the original.\n"
+		   "prune: keep the newest N good nights and the chains they need; remove older\n"
+		   "  nights, whole chains only, newest first and each manifest before its objects\n"
+		   "  (a prune killed midway leaves nothing check calls broken).  Run it as the\n"
+		   "  prune account (docs/hybrid.md), never the client's.  --dry-run lists only.\n"
+		   "metrics: per client freshness and integrity in Prometheus' text format, on\n"
+		   "  stdout or written atomically to --out FILE (node_exporter's textfile\n"
+		   "  collector); --max-age as check's, for bascule_intake_check_status.\n\n"
+		   "Exit codes: add, ls, restore, prune, metrics: 0 ok, 1 failure, 2 usage, 4 key, 5 integrity\n"
 		   "(restore of a damaged night), 7 no space for the restored dump; check: 0 OK,\n"
 		   "1 WARNING, 2 CRITICAL, 3 UNKNOWN.\n");
 }
@@ -175,13 +185,8 @@ int intake_ls(int argc, char **argv)
 		fprintf(stderr, "Usage: bascule intake ls DIR [--client NAME] [--json]\n");
 		return EXIT_USAGE;
 	}
-	if (client) {
-		if (!(names = malloc(sizeof(*names))) || !(names[0] = strdup(client)))
-			return cmd_fail("intake ls", -ENOMEM);
-		nn = 1;
-	} else if ((r = intake_clients(argv[optind], &names, &nn)) < 0) {
+	if ((r = intake_client_list(argv[optind], client, &names, &nn)) < 0)
 		return cmd_fail("intake ls", r);
-	}
 	all = json_array();
 	for (size_t i = 0; i < nn; i++) {
 		struct intake_client ic;
@@ -254,6 +259,10 @@ int cmd_intake(int argc, char **argv)
 		return intake_check(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "restore"))
 		return intake_restore(argc - 1, argv + 1);
-	fprintf(stderr, "bascule intake: unknown verb '%s' (add, ls, check, restore)\n", argv[1]);
+	if (!strcmp(argv[1], "prune"))
+		return intake_prune(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "metrics"))
+		return intake_metrics(argc - 1, argv + 1);
+	fprintf(stderr, "bascule intake: unknown verb '%s' (add, ls, check, restore, prune, metrics)\n", argv[1]);
 	return EXIT_USAGE;
 }

@@ -14,14 +14,8 @@
 enum { N_OK = 0, N_WARNING = 1, N_CRITICAL = 2, N_UNKNOWN = 3 };
 static const char *const state_names[] = { "OK", "WARNING", "CRITICAL", "UNKNOWN" };
 
-struct verdict {
-	int state;
-	char text[1024];
-	char perf[256];
-};
-
-static void judge(const char *dir, const char *name, bool read, uint64_t now, uint64_t max_age,
-		  uint64_t warn_age, struct verdict *v)
+void intake_judge(const char *dir, const char *name, bool read, uint64_t now, uint64_t max_age,
+		  uint64_t warn_age, struct intake_verdict *v)
 {
 	struct intake_client c;
 	const struct intake_night *newest;
@@ -105,7 +99,7 @@ int intake_check(int argc, char **argv)
 	uint64_t max_age = 0, warn_age = 0, now = clock_now_usec();
 	char **names = NULL, perf[4096] = "";
 	size_t nn = 0, worst_i = 0;
-	struct verdict *v = NULL;
+	struct intake_verdict *v = NULL;
 	int c, r, worst = N_OK;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -140,13 +134,7 @@ int intake_check(int argc, char **argv)
 		printf("INTAKE UNKNOWN - usage: bascule intake check DIR (--client NAME | --all) --max-age D\n");
 		return N_UNKNOWN;
 	}
-	if (client) {
-		if (!(names = malloc(sizeof(*names))) || !(names[0] = strdup(client))) {
-			printf("INTAKE UNKNOWN - out of memory\n");
-			return N_UNKNOWN;
-		}
-		nn = 1;
-	} else if ((r = intake_clients(argv[optind], &names, &nn)) < 0) {
+	if ((r = intake_client_list(argv[optind], client, &names, &nn)) < 0) {
 		printf("INTAKE UNKNOWN - %s\n", err_msg(r));
 		return N_UNKNOWN;
 	}
@@ -162,7 +150,7 @@ int intake_check(int argc, char **argv)
 	}
 	for (size_t i = 0; i < nn; i++) {
 		size_t pl = strlen(perf);
-		judge(argv[optind], names[i], read, now, max_age, warn_age, &v[i]);
+		intake_judge(argv[optind], names[i], read, now, max_age, warn_age, &v[i]);
 		/* CRITICAL outranks UNKNOWN for the exit code: a client seen failing matters more */
 		int rank = v[i].state == N_UNKNOWN ? 1 : v[i].state == N_WARNING ? 2 : v[i].state == N_CRITICAL ? 3 : 0;
 		int wrank = worst == N_UNKNOWN ? 1 : worst == N_WARNING ? 2 : worst == N_CRITICAL ? 3 : 0;

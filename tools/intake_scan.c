@@ -264,6 +264,21 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+int intake_client_list(const char *dir, const char *client, char ***ret, size_t *ret_n)
+{
+	char **names;
+
+	if (!client)
+		return intake_clients(dir, ret, ret_n);
+	if (!(names = malloc(sizeof(*names))) || !(names[0] = strdup(client))) {
+		free(names);
+		return err_set(ENOMEM, "out of memory");
+	}
+	*ret = names;
+	*ret_n = 1;
+	return 0;
+}
+
 int intake_clients(const char *dir, char ***ret, size_t *ret_n)
 {
 	DIR *d = opendir(dir);

@@ -47,15 +47,30 @@ void intake_client_free(struct intake_client *c);
 /* Names of the clients enrolled in DIR (directories with a client.pub),
  * sorted; *RET malloc'd array of malloc'd strings. */
 int intake_clients(const char *dir, char ***ret, size_t *ret_n);
+/* the clients a command works on: CLIENT alone when not NULL, else every
+ * enrolled client of DIR (intake_clients); free with intake_clients_free */
+int intake_client_list(const char *dir, const char *client, char ***ret, size_t *ret_n);
 void intake_clients_free(char **names, size_t n);
 /* The newest night that counts (state OK), or NULL. */
 const struct intake_night *intake_newest(const struct intake_client *c);
 const char *intake_state_name(enum night_state s);
 
+/* What `intake check` says of client NAME at NOW (microseconds): state 0 OK,
+ * 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one sentence, Nagios perfdata. */
+struct intake_verdict {
+	int state;
+	char text[1024];
+	char perf[256];
+};
+void intake_judge(const char *dir, const char *name, bool read, uint64_t now, uint64_t max_age,
+		  uint64_t warn_age, struct intake_verdict *v);
+
 int intake_add(int argc, char **argv);
 int intake_ls(int argc, char **argv);
 int intake_check(int argc, char **argv);
 int intake_restore(int argc, char **argv);
+int intake_prune(int argc, char **argv);
+int intake_metrics(int argc, char **argv);
 
 /* What intake_rebuild rebuilds: night NIGHT (NULL: the newest that counts)
  * of CLIENT at intake DIR, with the decryption key KEYFILE (its passphrase
