@@ -177,7 +177,7 @@ int s3_body_headers(struct curl_slist **h, const void *body, size_t len)
 		return err_set(-EIO, "s3: digest of a request body failed");
 	char b64[64], hex[65], line[128];
 	s3_base64(md5, sizeof(md5), b64);
-	snprintf(line, sizeof(line), "Content-MD5: %s", b64);
+	snprintf(line, sizeof(line), "content-md5: %s", b64);
 	*h = curl_slist_append(*h, line);
 	s3_base64(sha, sizeof(sha), b64);
 	snprintf(line, sizeof(line), "x-amz-checksum-sha256: %s", b64);
@@ -410,7 +410,7 @@ int s3_do(struct s3 *s, const struct s3_req *q, struct s3_resp *r, const char *w
 	if (q->body || !strcmp(q->method, "PUT") || !strcmp(q->method, "POST")) {
 		if ((rc = s3_body_headers(&h, q->body, q->len)) < 0)
 			goto out;
-		h = curl_slist_append(h, "Content-Type: application/octet-stream");
+		h = curl_slist_append(h, "content-type: application/octet-stream");
 	} else {
 		h = curl_slist_append(h, "x-amz-content-sha256: "
 					 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
