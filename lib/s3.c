@@ -404,7 +404,10 @@ int s3_do(struct s3 *s, const struct s3_req *q, struct s3_resp *r, const char *w
 		return -ENOMEM;
 	/* Headers: the caller's, then the body's digests (the empty body's
 	 * for GET, HEAD, DELETE: curl 7.88.1 does not add it and RGW refuses
-	 * a signature without it), and no Expect: 100-continue round trip. */
+	 * a signature without it).  No "Expect:" line to suppress
+	 * 100-continue: curl 7.88.1 signs the empty header ("expect" in
+	 * SignedHeaders) but does not send it, and RGW then computes another
+	 * signature (SignatureDoesNotMatch on every request). */
 	for (struct curl_slist *e = q->headers; e; e = e->next)
 		h = curl_slist_append(h, e->data);
 	if (q->body || !strcmp(q->method, "PUT") || !strcmp(q->method, "POST")) {
@@ -415,7 +418,6 @@ int s3_do(struct s3 *s, const struct s3_req *q, struct s3_resp *r, const char *w
 		h = curl_slist_append(h, "x-amz-content-sha256: "
 					 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 	}
-	h = curl_slist_append(h, "Expect:");
 	if (!h) {
 		rc = -ENOMEM;
 		goto out;
