@@ -200,8 +200,9 @@ time_t s3_parse_date(const char *s)
 int s3_date(time_t t, char *buf, size_t len)
 {
 	struct tm tm;
+	/* -EINVAL: exit 3 (configuration), the retention is what to change. */
 	if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 >= 2106)
-		return err_set(-ERANGE, "s3: retain-until date in %d: dates in 2106 or later overflow on "
+		return err_set(-EINVAL, "s3: retain-until date in %d: dates in 2106 or later overflow on "
 				       "Ceph 16 (Ceph issue 54675); shorten the retention",
 			       tm.tm_year + 1900);
 	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
