@@ -83,7 +83,7 @@ static int put_single(struct s3 *s, const char *key, const void *data, size_t le
  * complete; aborted on failure (a store keeps nothing half-committed: an
  * object exists only once complete succeeds). */
 static int put_multipart(struct s3 *s, const char *key, const uint8_t *data, size_t len,
-			 const struct s3_lock *lock, char *vid, size_t vlen)
+			 const struct s3_lock *lock, char *vid, size_t vlen, int *complete_5xx)
 {
 	int rc;
 	char what[512], upload[512] = "", *q = NULL, *xml = NULL;
@@ -140,6 +140,7 @@ static int put_multipart(struct s3 *s, const char *key, const uint8_t *data, siz
 	}
 	struct s3_req fq = { .method = "POST", .key = key, .query = q, .body = xml, .len = xl };
 	rc = s3_do(s, &fq, &r, what);
+	*complete_5xx = rc < 0 && s->last_status >= 500;
 	if (rc == 0 && r.body && strstr((const char *)r.body, "<Error>"))
 		rc = err_set(-EIO, "s3 %s: completing failed: %.200s", what, (const char *)r.body);
 	if (rc == 0 && vid)
@@ -172,8 +173,16 @@ out:
 int s3_put(struct s3 *s, const char *key, const void *data, size_t len, const struct s3_lock *lock,
 	   char *version_id, size_t vlen)
 {
-	if (len > s->part_size)
-		return put_multipart(s, key, data, len, lock, version_id, vlen);
+	/* A completion cut by an RGW restart stays locked on the old upload
+	 * ("500 This multipart completion is already in progress" for
+	 * rgw_mp_lock_max_time, 10 min): start over once with a new upload.
+	 * At worst the key gets a second version with the same bytes. */
+	if (len > s->part_size) {
+		int again = 0, rc = put_multipart(s, key, data, len, lock, version_id, vlen, &again);
+		if (rc < 0 && again)
+			rc = put_multipart(s, key, data, len, lock, version_id, vlen, &again);
+		return rc;
+	}
 	return put_single(s, key, data, len, lock, version_id, vlen);
 }
 

@@ -79,10 +79,14 @@ rgw_start() {
 	radosgw -c "$CEPH_DIR/ceph.conf" -n client.rgw.a -f >> "$CEPH_DIR/log/rgw.out" 2>&1 &
 	RGW_PID=$!
 	CEPH_PIDS+=("$RGW_PID")
+	# Also in a file: a test may restart RGW from a subshell (a fault in
+	# the background), whose variables ceph_stop never sees.
+	echo "$RGW_PID" >> "$CEPH_DIR/rgw.pids"
 	wait_for 60 "radosgw on $RGW_URL" rgw_up
 }
 
 rgw_stop() {
+	[ -n "$RGW_PID" ] || RGW_PID=$(tail -n 1 "$CEPH_DIR/rgw.pids" 2>/dev/null)
 	[ -n "$RGW_PID" ] || return 0
 	kill -9 "$RGW_PID" 2>/dev/null || true
 	wait "$RGW_PID" 2>/dev/null || true
@@ -143,6 +147,8 @@ ceph_user() {
 # flushing, and SIGTERM makes the OSD wait for a mon already gone.
 ceph_stop() {
 	local i p
+	[ -n "$CEPH_DIR" ] && [ -f "$CEPH_DIR/rgw.pids" ] &&
+		while read -r p; do kill -9 "$p" 2>/dev/null || true; done < "$CEPH_DIR/rgw.pids"
 	for ((i = ${#CEPH_PIDS[@]} - 1; i >= 0; i--)); do
 		p=${CEPH_PIDS[i]}
 		kill -9 "$p" 2>/dev/null || true
