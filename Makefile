@@ -46,7 +46,7 @@ SANFLAGS :=
 OPT := -O2
 endif
 
-PKGS := libsodium libzstd yaml-0.1 libsystemd jansson libxxhash libssh2 libcurl libmicrohttpd libpq libnbd
+PKGS := libsodium libzstd yaml-0.1 libsystemd jansson libxxhash libssh2 libcurl libmicrohttpd libpq libnbd libxml-2.0 libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter

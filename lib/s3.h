@@ -1,0 +1,104 @@
+/* s3.h - a small S3 client for the vault's s3:// store: libcurl with its
+ * SigV4 signing (CURLOPT_AWS_SIGV4 "aws:amz:REGION:s3"), one CURL handle per
+ * client (connections reused), TLS verified (optionally against a CA file),
+ * retries with backoff on 5xx, throttling and transport errors, and timeouts
+ * (connect, and a stall of no progress; never a total time).  Every PUT
+ * carries Content-MD5 and x-amz-checksum-sha256 (AWS refuses a locked PUT
+ * without one; pgBackRest issue 2613).  Objects larger than part_size go up
+ * as a multipart upload (each part with its Content-MD5).
+ *
+ * Written for Debian's libcurl 7.88.1: the client sets x-amz-content-sha256
+ * itself and writes query strings pre-sorted with valueless parameters as
+ * "name=", as that curl signs the query exactly as written.
+ *
+ * Errors: negative errno with a sentence (err_set) naming the bucket, the
+ * key and what the store answered: -EACCES (credentials refused, a request
+ * forbidden: Object Lock, policy; clock skew says so), -ENOENT (no such
+ * bucket, key or version), -EKEYREJECTED (TLS verification failed, as a
+ * wrong SSH host key), -EIO (the
+ * store failed after the retries), -EINVAL (a bad argument or answer).
+ * Credentials never appear in a message or a log. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct s3;
+
+struct s3_opts {
+	const char *endpoint;    /* https://host[:port] or http://host[:port] */
+	const char *region;      /* signing region; NULL: us-east-1 */
+	const char *credentials; /* AWS shared-credentials file, mode 0600 */
+	const char *profile;     /* its section; NULL: default */
+	const char *ca_file;     /* TLS trust anchors; NULL: the system's */
+	int virtual_host;        /* 1: https://BUCKET.host/KEY; 0: https://host/BUCKET/KEY */
+	int retries;             /* attempts after the first on a retryable failure; <0: 0; 0: 5 */
+	long connect_timeout;    /* seconds; 0: 10 */
+	long stall_timeout;      /* seconds without a byte moving; 0: 30 */
+	size_t part_size;        /* multipart above this (and parts of it); 0: 64 MiB; >= 5 MiB */
+};
+
+/* Object Lock of a PUT: mode NULL (no lock), "COMPLIANCE" or "GOVERNANCE". */
+struct s3_lock {
+	const char *mode;
+	time_t retain_until;
+};
+
+/* A version in a listing. */
+struct s3_version {
+	const char *key;
+	const char *version_id;
+	const char *etag;
+	uint64_t size;
+	time_t mtime;
+	int is_latest;
+	int delete_marker;
+};
+typedef int (*s3_version_cb)(void *ctx, const struct s3_version *v);
+
+/* Read the credentials (refused unless mode 0600 or stricter) and make the
+ * handle.  No request is made. */
+int s3_open(const struct s3_opts *o, const char *bucket, struct s3 **ret);
+void s3_close(struct s3 *s);
+/* The HTTP status of the last request (0: none answered). */
+long s3_last_status(const struct s3 *s);
+
+/* Put KEY; LOCK may be NULL.  VERSION_ID (VLEN bytes, may be NULL) gets the
+ * version the store made ("" if unversioned). */
+int s3_put(struct s3 *s, const char *key, const void *data, size_t len, const struct s3_lock *lock,
+	   char *version_id, size_t vlen);
+/* GET KEY (VERSION_ID, or the latest if NULL), at most MAX bytes (-EFBIG
+ * beyond); *ret malloc'd. */
+int s3_get(struct s3 *s, const char *key, const char *version_id, size_t max, uint8_t **ret,
+	   size_t *ret_len);
+/* GET a byte range [OFF, OFF+LEN) of KEY; returns the count. */
+long s3_get_range(struct s3 *s, const char *key, const char *version_id, uint64_t off, void *buf,
+		  size_t len);
+int s3_head(struct s3 *s, const char *key, const char *version_id, uint64_t *size, time_t *mtime);
+/* DELETE KEY (a delete marker), or one version of it. */
+int s3_delete(struct s3 *s, const char *key, const char *version_id);
+/* ListObjectVersions under PREFIX, every page; a non-zero return of CB stops
+ * and is returned. */
+int s3_list_versions(struct s3 *s, const char *prefix, s3_version_cb cb, void *ctx);
+/* Object retention of a version: MODE ("" if none, else COMPLIANCE or
+ * GOVERNANCE, MLEN bytes) and its date. */
+int s3_retention_get(struct s3 *s, const char *key, const char *version_id, char *mode, size_t mlen,
+		     time_t *until);
+int s3_retention_put(struct s3 *s, const char *key, const char *version_id, const struct s3_lock *lock);
+/* The bucket's Object Lock configuration: *enabled, and its default
+ * retention (MODE "" and *days 0 if none). */
+int s3_bucket_lock(struct s3 *s, int *enabled, char *mode, size_t mlen, int *days);
+/* The bucket's versioning: 1 Enabled, 0 never enabled, -1 Suspended. */
+int s3_bucket_versioning(struct s3 *s, int *state);
+/* Raw request for tests and checks: METHOD on KEY (NULL: the bucket) with a
+ * pre-sorted QUERY (may be NULL) and BODY; returns the HTTP status (>= 0)
+ * or a transport error.  No retries. */
+long s3_raw(struct s3 *s, const char *method, const char *key, const char *query, const void *body,
+	    size_t len);
+
+/* Format T as ISO 8601 UTC ("2026-12-02T11:00:00Z"); -ERANGE for dates in
+ * 2106 or later (Ceph 16 stores retain-until in 32 bits: Ceph issue 54675). */
+int s3_date(time_t t, char *buf, size_t len);
+/* Create the bucket (tests, `bascule vault init` never does: a bucket is the
+ * provider's), with Object Lock (and so versioning) if OBJECT_LOCK. */
+int s3_bucket_create(struct s3 *s, int object_lock);
