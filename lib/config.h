@@ -48,6 +48,8 @@ struct cfg_retention {
 	struct retention policy;
 };
 
+#define CFG_VAULT_PARALLEL 4 /* a vault target's upload sessions by default */
+
 struct cfg_target {
 	struct cfg_pos pos;
 	char *name;
@@ -64,6 +66,7 @@ struct cfg_target {
 	/* type vault */
 	char *vault_key;
 	uint64_t interval;      /* usec between two shipped epochs, 0 = every epoch */
+	uint64_t parallel;      /* SFTP upload sessions, 0 = CFG_VAULT_PARALLEL */
 	struct cfg_retention retention;
 	char *postgres_standby; /* replica: "hot" | "cold", passed to the receiver */
 	enum target_type kind;
