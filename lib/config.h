@@ -48,7 +48,7 @@ struct cfg_retention {
 	struct retention policy;
 };
 
-#define CFG_VAULT_PARALLEL 4 /* a vault target's upload sessions by default */
+#define CFG_VAULT_PARALLEL 1 /* default upload sessions: 1 until packs are journaled as each finishes (see docs) */
 
 struct cfg_target {
 	struct cfg_pos pos;
