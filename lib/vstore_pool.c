@@ -38,6 +38,7 @@ struct vstore_pool {
 	uint64_t seq, written;
 	int err;
 	vstore_pool_done_cb cb;
+	vstore_pool_durable_cb durable;
 	void *ctx;
 };
 
@@ -76,6 +77,8 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&p->mu);
 		err_clear();
 		r = vstore_put(me->vs, j->name, j->data, j->len);
+		if (r == 0 && p->durable)
+			r = p->durable(p->ctx, j->tag);
 		pthread_mutex_lock(&p->mu);
 		j->r = r;
 		if (r < 0)
@@ -127,6 +130,11 @@ int vstore_pool_open(const char *url, const struct vstore_opts *o, unsigned n, v
 fail:
 	vstore_pool_close(p);
 	return r;
+}
+
+void vstore_pool_on_durable(struct vstore_pool *p, vstore_pool_durable_cb durable)
+{
+	p->durable = durable;
 }
 
 /* Hand finished jobs to the callback, outside the lock.  The first error

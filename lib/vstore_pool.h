@@ -22,11 +22,20 @@ struct vstore_pool;
  * owns it from then on: free it or reuse it). */
 typedef void (*vstore_pool_done_cb)(void *ctx, void *tag, int *r, void *data, size_t len);
 
+/* Called in a worker thread right after a put of TAG succeeded (the object
+ * is durable: created, written, fsynced, closed), before the put is
+ * reported done: for a record that must follow each object as soon as it
+ * is durable (a journal).  Workers call it concurrently: it serialises
+ * what it shares.  A negative return makes the put fail. */
+typedef int (*vstore_pool_durable_cb)(void *ctx, void *tag);
+
 /* Open N (1..VSTORE_POOL_MAX) stores on URL with O and start a worker on
  * each.  Opening is sequential, in the caller's thread, so that a refused
  * host key or login gives the same error as vstore_open. */
 int vstore_pool_open(const char *url, const struct vstore_opts *o, unsigned n, vstore_pool_done_cb done,
 		     void *ctx, struct vstore_pool **ret);
+/* Set the durable callback (before the first put). */
+void vstore_pool_on_durable(struct vstore_pool *p, vstore_pool_durable_cb durable);
 /* Queue DATA (malloc'd, LEN bytes; ownership moves to the pool) as NAME.
  * Blocks while 2N puts are already queued or running (N running, N
  * waiting: bounded memory), reaping finished ones meanwhile.  Returns 0,

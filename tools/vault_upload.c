@@ -10,17 +10,51 @@
 #include "vault_writer.h"
 #include "err.h"
 #include "vstore_pool.h"
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct pack_job {
 	uint32_t idx, n;
+	int jfd;
+	bool journaled;  /* by the upload thread, once the pack was durable */
+	struct wbuf rec; /* its journal record, built in the writer's thread */
 	struct dent e[]; /* its blocks, for the journal */
 };
 
+/* The journal is appended to by the upload threads and the writer's. */
+static pthread_mutex_t journal_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int journal_add_locked(struct writer *w, uint32_t idx, const struct dent *e, uint32_t n)
+{
+	int r;
+
+	pthread_mutex_lock(&journal_mu);
+	r = writer_journal_add(w, idx, e, n);
+	pthread_mutex_unlock(&journal_mu);
+	return r;
+}
+
+/* In the upload thread, right after the pack's fsync and close: journal it
+ * now, so that a kill -9 before the writer reaps it still reuses it. */
+static int on_pool_durable(void *ctx, void *tag)
+{
+	struct pack_job *j = tag;
+	int r;
+
+	(void)ctx;
+	pthread_mutex_lock(&journal_mu);
+	r = writer_journal_write(j->jfd, &j->rec);
+	pthread_mutex_unlock(&journal_mu);
+	j->journaled = r == 0;
+	return r;
+}
+
 /* The result of a put of pack IDX: the same bytes already there are fine;
  * a success is journaled; a failure takes the pack out of dedup. */
-static int pack_done(struct writer *w, uint32_t idx, int r, size_t len, const struct dent *e, uint32_t n)
+static int pack_done(struct writer *w, uint32_t idx, int r, size_t len, const struct dent *e, uint32_t n,
+		     bool journaled)
 {
 	if (r == -EEXIST) {
 		char path[300];
@@ -34,7 +68,8 @@ static int pack_done(struct writer *w, uint32_t idx, int r, size_t len, const st
 	}
 	if (r == 0) {
 		w->bytes_up += len;
-		r = writer_journal_add(w, idx, e, n);
+		if (!journaled)
+			r = journal_add_locked(w, idx, e, n);
 	}
 	if (r < 0)
 		w->pfresh[idx] = 0;
@@ -45,7 +80,8 @@ static void on_pool_done(void *ctx, void *tag, int *r, void *data, size_t len)
 {
 	struct pack_job *j = tag;
 
-	*r = pack_done(ctx, j->idx, *r, len, j->e, j->n);
+	*r = pack_done(ctx, j->idx, *r, len, j->e, j->n, j->journaled);
+	wbuf_free(&j->rec);
 	free(j);
 	free(data);
 }
@@ -54,7 +90,11 @@ int writer_uploads_open(struct writer *w, const struct vstore_opts *o, unsigned 
 {
 	if (parallel <= 1 || strncmp(w->url, "sftp://", 7) != 0)
 		return 0; /* a local vault is bound by its disk: no threads */
-	return vstore_pool_open(w->url, o, parallel, on_pool_done, w, &w->pool);
+	int r = vstore_pool_open(w->url, o, parallel, on_pool_done, w, &w->pool);
+
+	if (r == 0)
+		vstore_pool_on_durable(w->pool, on_pool_durable);
+	return r;
 }
 
 int writer_pack_upload(struct writer *w, struct wbuf *pack, const uint8_t nonce[16])
@@ -76,7 +116,8 @@ int writer_pack_upload(struct writer *w, struct wbuf *pack, const uint8_t nonce[
 	w->pfresh[idx] = PACK_NEW;
 	if (!w->pool) {
 		vault_path(p.name, false, path, sizeof(path));
-		return pack_done(w, idx, vstore_put(w->vs, path, pack->p, len), len, w->pe, (uint32_t)w->pe_n);
+		return pack_done(w, idx, vstore_put(w->vs, path, pack->p, len), len, w->pe, (uint32_t)w->pe_n,
+				 false);
 	}
 	if (!(j = malloc(sizeof(*j) + w->pe_n * sizeof(struct dent)))) {
 		w->pfresh[idx] = 0;
@@ -84,13 +125,17 @@ int writer_pack_upload(struct writer *w, struct wbuf *pack, const uint8_t nonce[
 	}
 	j->idx = idx;
 	j->n = (uint32_t)w->pe_n;
+	j->jfd = w->jfd;
+	j->journaled = false;
 	memcpy(j->e, w->pe, w->pe_n * sizeof(struct dent));
+	writer_journal_record(w, idx, j->e, j->n, &j->rec);
 	vault_path(p.name, false, path, sizeof(path));
 	/* The pool owns the bytes from here on; the writer fills a new buffer. */
 	data = pack->p;
 	wbuf_init(pack, pack->max);
 	if ((r = vstore_pool_put(w->pool, path, data, len, j)) < 0) {
 		w->pfresh[idx] = 0;
+		wbuf_free(&j->rec);
 		free(j);
 	}
 	return r;

@@ -131,6 +131,10 @@ struct vgroup *writer_group(struct writer *w, const char *name, bool create);
 /* The journal of uploads since the last commit (JOURNAL_FILE). */
 int writer_journal_open(struct writer *w);
 int writer_journal_add(struct writer *w, uint32_t pack, const struct dent *e, uint32_t n);
+/* The same in two steps: build the record (in the writer's thread), then
+ * append it to FD and fdatasync (any thread; serialise the writes). */
+void writer_journal_record(const struct writer *w, uint32_t pack, const struct dent *e, uint32_t n, struct wbuf *b);
+int writer_journal_write(int fd, const struct wbuf *b);
 /* Packs an interrupted run uploaded: their blocks are found again. */
 void writer_journal_load(struct writer *w);
 void writer_journal_reset(struct writer *w);

@@ -57,7 +57,16 @@ dd if="$T/marker" of="$T/vm1.img" bs=1 seek=$((48 << 20)) conv=notrunc status=no
 	echo "    vault_key: $T/vault.key"
 	echo "    interval: 2s"
 	echo "    retention: {all: 1h}"
+	# VAULT_PARALLEL=4 tests/run.sh ... e2e/vault: packs over 4 SFTP sessions
+	[ -z "${VAULT_PARALLEL:-}" ] || echo "    parallel: $VAULT_PARALLEL"
 } > "$T/bascule.yaml"
+# parallel beyond 16 sessions is refused, named by file:line:col
+{ cat "$T/bascule.yaml"; [ -n "${VAULT_PARALLEL:-}" ] || echo "    parallel: 17"; } \
+	| sed 's/parallel: .*/parallel: 17/' > "$T/p17.yaml"
+pl=$(grep -n 'parallel: 17' "$T/p17.yaml" | cut -d: -f1)
+"$BIN/basculed" -c "$T/p17.yaml" --check-config > "$T/p17.out" 2>&1; rc=$?
+[ $rc = 3 ] && grep -q "p17.yaml:$pl:[0-9]*: parallel must be between 0 and 16" "$T/p17.out" \
+	|| fail "parallel: 17 not refused with file:line:col (rc $rc): $(cat "$T/p17.out")"
 bsc_start
 
 boot() { eval "$(vm_qemu_cmd "$1" "$T/$1.img" "$2")"; }
@@ -211,8 +220,13 @@ before=$(du -sb "$V/d" | cut -f1)
 m_before=$(ls "$V/m" | wc -l)
 "$B" -c "$T/bascule.yaml" resume vm2 >/dev/null || fail "resume vm2 failed"
 "$B" -c "$T/bascule.yaml" sync vm2 >/dev/null
+# Killed once a pack of this epoch is journaled: with parallel uploads the
+# writer journals each pack as soon as it is durable, not when it next
+# looks at its uploads, so the kill cannot lose it.
+jsize() { stat -c %s "$T/state/vault/offsite/pending" 2>/dev/null || echo 0; }
+j_before=$(jsize)
 for _ in $(seq 300); do
-	[ $(( $(du -sb "$V/d" | cut -f1) - before )) -gt $((10 << 20)) ] && break
+	[ $(( $(du -sb "$V/d" | cut -f1) - before )) -gt $((10 << 20)) ] && [ "$(jsize)" -gt "$j_before" ] && break
 	sleep 0.1
 done
 pkill -9 -f "basculed -c $T/bascule.yaml"; pkill -9 -f "vault recv --url $URL" || true
