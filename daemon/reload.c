@@ -47,7 +47,8 @@ static bool same_target(const struct cfg_target *a, const struct cfg_target *b)
 	       str_eq(a->remote_command, b->remote_command) && str_eq(a->identity, b->identity) &&
 	       str_eq(a->known_hosts, b->known_hosts) && a->bandwidth == b->bandwidth &&
 	       a->keep_epochs == b->keep_epochs && a->keep_time == b->keep_time &&
-	       a->max_in_flight == b->max_in_flight && str_eq(a->window, b->window);
+	       a->max_in_flight == b->max_in_flight && str_eq(a->window, b->window) &&
+	       a->parallel == b->parallel;
 }
 
 static struct group *find_group(struct group **v, uint32_t n, const char *name)

@@ -323,6 +323,10 @@ static int vault_argv(struct target *t, struct argv *a, char *cache, size_t len)
 		argv_add(a, "--known-hosts");
 		argv_add(a, t->cfg->known_hosts);
 	}
+	snprintf(a->keep[0], sizeof(a->keep[0]), "%" PRIu64,
+		 t->cfg->parallel ? t->cfg->parallel : CFG_VAULT_PARALLEL);
+	argv_add(a, "--parallel");
+	argv_add(a, a->keep[0]);
 	return 0;
 }
 

@@ -133,6 +133,9 @@ static const struct cfg_key target_keys[] = {
 	  .note = "vault: the vault key from `bascule keygen vault` (mode 0600; never leaves the primary)" },
 	{ K("interval", CT_DURATION, struct cfg_target, interval), .def = "0", .max = 86400000000ULL,
 	  .note = "vault: ship at most one epoch per group this often, e.g. 1m (0 = every epoch)" },
+	{ K("parallel", CT_UINT, struct cfg_target, parallel), .def = "0", .min = 0, .max = 16,
+	  .note = "vault: SFTP sessions uploading packs at once, 1-16 (0 = 1; local: vaults use one); "
+		  "an epoch's manifest is written only once all its packs are durable" },
 	{ K("retention", CT_MAP, struct cfg_target, retention), .sub = &retention_table,
 	  .note = "vault: what `bascule vault prune` keeps (all, hourly, daily, monthly)" },
 	{ K("postgres_standby", CT_ENUM, struct cfg_target, postgres_standby), .enums = standby_modes,
@@ -187,8 +190,8 @@ static int check_vault(struct parse_ctx *p, struct cfg_target *t)
 		return err_set(EINVAL, "%s:%d:%d: target '%s': postgres_standby is for targets of type replica",
 			       p->file, t->pos.line, t->pos.col, t->name);
 	if (t->kind == TARGET_REPLICA) {
-		if (t->vault_key || t->interval || spans[0] || spans[1] || spans[2] || spans[3])
-			return err_set(EINVAL, "%s:%d:%d: target '%s': vault_key, interval and retention are "
+		if (t->vault_key || t->interval || t->parallel || spans[0] || spans[1] || spans[2] || spans[3])
+			return err_set(EINVAL, "%s:%d:%d: target '%s': vault_key, interval, parallel and retention are "
 					       "for targets of type vault",
 				       p->file, t->pos.line, t->pos.col, t->name);
 		return 0;

@@ -56,6 +56,8 @@ struct cfg_retention {
 	struct retention policy;
 };
 
+#define CFG_VAULT_PARALLEL 1 /* default upload sessions: 1 until packs are journaled as each finishes (see docs) */
+
 struct cfg_target {
 	struct cfg_pos pos;
 	char *name;
@@ -72,6 +74,7 @@ struct cfg_target {
 	/* type vault */
 	char *vault_key;
 	uint64_t interval;      /* usec between two shipped epochs, 0 = every epoch */
+	uint64_t parallel;      /* SFTP upload sessions, 0 = CFG_VAULT_PARALLEL */
 	struct cfg_retention retention;
 	char *postgres_standby; /* replica: "hot" | "cold", passed to the receiver */
 	enum target_type kind;

@@ -37,6 +37,7 @@
 #include "vaultkey.h"
 #include "vrecord.h"
 #include "vstore.h"
+#include "vstore_pool.h"
 #include "vault_cmd.h"
 #include <fcntl.h>
 #include <getopt.h>
@@ -205,8 +206,6 @@ int writer_upload(struct writer *w, const uint8_t *data, size_t len, uint8_t nam
 
 static int pack_flush(struct writer *w)
 {
-	struct vpack p;
-	uint32_t idx, want = w->packs.n;
 	size_t pad, len = w->pack.len;
 	int r;
 
@@ -218,16 +217,8 @@ static int pack_flush(struct writer *w)
 		return r;
 	randombytes_buf(w->pack.p + w->pack.len, pad);
 	w->pack.len += pad;
-	if ((r = writer_upload(w, w->pack.p, w->pack.len, p.name)) < 0)
-		return r;
-	memcpy(p.nonce, w->pack_nonce, 16);
-	if ((r = writer_pack_add(w, &p, w->pack.len, &idx)) < 0)
-		return r;
-	if (idx != want)
-		return err_set(EIO, "internal error: pack numbering");
-	w->pfresh[idx] = PACK_NEW;
-	/* Journal the pack's blocks so an interrupted epoch reuses them. */
-	r = writer_journal_add(w, idx, w->pe, (uint32_t)w->pe_n);
+	/* Journaled once durable, so that an interrupted epoch reuses it. */
+	r = writer_pack_upload(w, &w->pack, w->pack_nonce);
 	w->pe_n = 0;
 	wbuf_reset(&w->pack);
 	randombytes_buf(w->pack_nonce, sizeof(w->pack_nonce));
@@ -476,7 +467,8 @@ static int v_commit(void *ctx, const struct msg_epoch_end *e)
 			r = err_set(EPROTO, "epoch %" PRIu64 " of %s lacks source %u", w->epoch, g->name, s);
 			goto out;
 		}
-	if ((r = frame_flush(w)) < 0 || (r = pack_flush(w)) < 0)
+	/* Every pack of the epoch durable before anything names it. */
+	if ((r = frame_flush(w)) < 0 || (r = pack_flush(w)) < 0 || (r = writer_uploads_wait(w)) < 0)
 		goto out;
 	for (uint32_t s = 0; s < w->n_sources; s++)
 		if (g->src[s].pg && (r = vpg_recv_finish(w, &g->src[s])) < 0)
@@ -568,6 +560,8 @@ out:
 
 static void v_abort(void *ctx)
 {
+	writer_uploads_wait(ctx); /* what did arrive is journaled */
+	err_clear();
 	epoch_drop(ctx);
 }
 
@@ -586,6 +580,7 @@ static int v_advise(void *ctx, int rc)
 
 static void writer_free(struct writer *w)
 {
+	writer_uploads_close(w); /* first: it journals what finished */
 	epoch_drop(w);
 	for (size_t i = 0; i < w->n_groups; i++)
 		for (uint32_t s = 0; s < PROTO_MAX_SOURCES; s++) {
@@ -615,12 +610,15 @@ static void writer_free(struct writer *w)
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: bascule vault recv --url URL --vault-key FILE --cache DIR [--key FILE]\n"
-		   "                          [--identity FILE --known-hosts FILE] [--user NAME]\n\n"
+		   "                          [--identity FILE --known-hosts FILE] [--user NAME]\n"
+		   "                          [--parallel N]\n\n"
 		   "The vault writer: receives epochs from basculed on stdin/stdout and stores\n"
 		   "them as encrypted write-once objects at URL.  Run by basculed for each target\n"
 		   "of type vault; not for interactive use.  Run as root, it reads the keys, then\n"
 		   "becomes NAME (relay_user, default bascule) in a Landlock sandbox that reaches\n"
-		   "only DIR and a local: vault directory.\n");
+		   "only DIR and a local: vault directory.  --parallel N (1-16, default 1) uploads\n"
+		   "packs to an sftp:// vault over N more SSH sessions at once; an epoch's indexes\n"
+		   "and manifest are written only after all its packs are durable.\n");
 }
 
 /* The cache directory, opened as the caller (root): the writer then works
@@ -704,6 +702,7 @@ int vault_recv(int argc, char **argv)
 		{ "identity", required_argument, NULL, 'i' },
 		{ "known-hosts", required_argument, NULL, 'K' },
 		{ "user", required_argument, NULL, 'U' },
+		{ "parallel", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -717,6 +716,7 @@ int vault_recv(int argc, char **argv)
 				  .wal = vpg_recv_wal, .basefile = vpg_recv_basefile, .commit = v_commit, .abort = v_abort, .advise = v_advise,
 				  .keyed = forget_site_key };
 	bool sftp;
+	uint64_t parallel = 1;
 	int c, rc, cache_fd = -1;
 
 	memset(&w, 0, sizeof(w));
@@ -730,11 +730,12 @@ int vault_recv(int argc, char **argv)
 		case 'i': so.identity = optarg; break;
 		case 'K': so.known_hosts = optarg; break;
 		case 'U': user = optarg; break;
+		case 'P': parallel = strtoull(optarg, NULL, 10); break; /* 1..VSTORE_POOL_MAX */
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
 		}
 	}
-	if (!w.url || !vkfile || !cache || optind != argc) {
+	if (!w.url || !vkfile || !cache || optind != argc || parallel < 1 || parallel > VSTORE_POOL_MAX) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
@@ -775,7 +776,8 @@ int vault_recv(int argc, char **argv)
 			log_warn("%s", err_msg(e));
 	}
 	/* The provider's answers are the first network input: sandboxed. */
-	if (sftp && (rc = vstore_open(w.url, &so, &w.vs)) < 0)
+	if (sftp && ((rc = vstore_open(w.url, &so, &w.vs)) < 0 ||
+		     (rc = writer_uploads_open(&w, &so, (unsigned)parallel)) < 0))
 		goto out;
 	ssh_creds_free(&creds);
 	if ((rc = writer_load_state(&w)) < 0)

@@ -195,30 +195,44 @@ int writer_journal_open(struct writer *w)
 }
 
 /* Record: be32 len, be64 time, name, nonce, be64 size, be32 n, n * (id, off, len, slot). */
+void writer_journal_record(const struct writer *w, uint32_t pack, const struct dent *e, uint32_t n, struct wbuf *b)
+{
+	wbuf_init(b, 64u << 20);
+	wbuf_put_u32(b, 0);
+	wbuf_put_u64(b, (uint64_t)time(NULL));
+	wbuf_put_bytes(b, w->packs.p[pack].name, VAULT_NAME);
+	wbuf_put_bytes(b, w->packs.p[pack].nonce, 16);
+	wbuf_put_u64(b, w->psize[pack]);
+	wbuf_put_u32(b, n);
+	for (uint32_t i = 0; i < n; i++) {
+		wbuf_put_bytes(b, e[i].id, VAULT_ID);
+		wbuf_put_u32(b, e[i].off);
+		wbuf_put_u32(b, e[i].len);
+		wbuf_put_u8(b, e[i].slot);
+	}
+	put_be32(b->p, (uint32_t)b->len - 4);
+}
+
+/* Append a record made by writer_journal_record and make it durable.
+ * Touches nothing of the writer but FD: callable from an upload thread. */
+int writer_journal_write(int fd, const struct wbuf *b)
+{
+	int r = fs_write_full(fd, b->p, b->len);
+
+	if (r == 0 && fdatasync(fd) < 0)
+		r = -errno;
+	return r < 0 ? err_set(-r, "cannot write the vault cache journal: %s", strerror(-r)) : 0;
+}
+
 int writer_journal_add(struct writer *w, uint32_t pack, const struct dent *e, uint32_t n)
 {
 	struct wbuf b;
 	int r;
 
-	wbuf_init(&b, 64u << 20);
-	wbuf_put_u32(&b, 0);
-	wbuf_put_u64(&b, (uint64_t)time(NULL));
-	wbuf_put_bytes(&b, w->packs.p[pack].name, VAULT_NAME);
-	wbuf_put_bytes(&b, w->packs.p[pack].nonce, 16);
-	wbuf_put_u64(&b, w->psize[pack]);
-	wbuf_put_u32(&b, n);
-	for (uint32_t i = 0; i < n; i++) {
-		wbuf_put_bytes(&b, e[i].id, VAULT_ID);
-		wbuf_put_u32(&b, e[i].off);
-		wbuf_put_u32(&b, e[i].len);
-		wbuf_put_u8(&b, e[i].slot);
-	}
-	put_be32(b.p, (uint32_t)b.len - 4);
-	r = fs_write_full(w->jfd, b.p, b.len);
-	if (r == 0 && fdatasync(w->jfd) < 0)
-		r = -errno;
+	writer_journal_record(w, pack, e, n, &b);
+	r = writer_journal_write(w->jfd, &b);
 	wbuf_free(&b);
-	return r < 0 ? err_set(-r, "cannot write the vault cache journal: %s", strerror(-r)) : 0;
+	return r;
 }
 
 /* Packs uploaded by an earlier run and not yet committed: reuse their

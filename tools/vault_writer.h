@@ -55,9 +55,12 @@ struct vgroup {
 	struct vsrc src[PROTO_MAX_SOURCES];
 };
 
+struct vstore_pool;
+
 struct writer {
 	const char *url;
 	struct vstore *vs;
+	struct vstore_pool *pool;    /* parallel pack uploads (vault_upload.c), NULL: in line on vs */
 	struct vkeys k;
 	struct vpacks packs;         /* data packs, numbered */
 	uint64_t *psize;             /* their sizes */
@@ -101,6 +104,18 @@ struct writer {
  * exclusively; the same bytes already there are fine. */
 int writer_upload(struct writer *w, const uint8_t *data, size_t len, uint8_t name[VAULT_NAME]);
 
+/* vault_upload.c: packs go up in line on w->vs, or with PARALLEL > 1 over
+ * an sftp:// vault through that many more sessions.  writer_pack_upload
+ * names the pack (numbered w->packs.n, blocks w->pe), takes PACK's bytes
+ * (PACK is left empty, ready to be refilled) and returns once the pack is
+ * durable (in line) or queued (pool); a pack is journaled when durable.
+ * writer_uploads_wait returns once every queued pack is durable (0) or one
+ * failed: call it before writing anything that names packs. */
+int writer_uploads_open(struct writer *w, const struct vstore_opts *o, unsigned parallel);
+int writer_pack_upload(struct writer *w, struct wbuf *pack, const uint8_t nonce[16]);
+int writer_uploads_wait(struct writer *w);
+void writer_uploads_close(struct writer *w);
+
 /* Tables (0 or -ENOMEM). */
 int writer_pack_add(struct writer *w, const struct vpack *p, uint64_t size, uint32_t *ret);
 int writer_obj_add(struct writer *w, const uint8_t name[VAULT_NAME], uint64_t size);
@@ -116,6 +131,10 @@ struct vgroup *writer_group(struct writer *w, const char *name, bool create);
 /* The journal of uploads since the last commit (JOURNAL_FILE). */
 int writer_journal_open(struct writer *w);
 int writer_journal_add(struct writer *w, uint32_t pack, const struct dent *e, uint32_t n);
+/* The same in two steps: build the record (in the writer's thread), then
+ * append it to FD and fdatasync (any thread; serialise the writes). */
+void writer_journal_record(const struct writer *w, uint32_t pack, const struct dent *e, uint32_t n, struct wbuf *b);
+int writer_journal_write(int fd, const struct wbuf *b);
 /* Packs an interrupted run uploaded: their blocks are found again. */
 void writer_journal_load(struct writer *w);
 void writer_journal_reset(struct writer *w);
