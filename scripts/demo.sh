@@ -24,7 +24,14 @@ cleanup() {
 	for d in "${PGDATA_DIRS[@]}"; do
 		[ -f "$d/postmaster.pid" ] && pg_as "$PG_BIN/pg_ctl" -D "$d" -m immediate -w stop >/dev/null 2>&1
 	done
-	mountpoint -q "$D/mnt" 2>/dev/null && umount "$D/mnt"
+	if mountpoint -q "$D/mnt" 2>/dev/null; then
+	umount "$D/mnt"
+	# the loop device detaches after umount returns, and its last writes
+	# (the superblock) may land in the image then: wait until it is gone
+	# (a fresh-clone demo once saw the final sync miss byte 1038)
+	for _ in $(seq 1 100); do [ -z "$(losetup -j "$D/web1-root.img" 2>/dev/null)" ] && break; sleep 0.05; done
+	sync
+fi
 	true
 }
 trap cleanup EXIT
@@ -106,7 +113,14 @@ for i in $(seq 1 8); do
 	"$B/bascule" --socket "$D/status.sock" status | sed -n 's/^  target/  t='"$i"'s target/p'
 	sleep 1   # the pace of the show, not a wait for anything
 done
-mountpoint -q "$D/mnt" 2>/dev/null && umount "$D/mnt"
+if mountpoint -q "$D/mnt" 2>/dev/null; then
+	umount "$D/mnt"
+	# the loop device detaches after umount returns, and its last writes
+	# (the superblock) may land in the image then: wait until it is gone
+	# (a fresh-clone demo once saw the final sync miss byte 1038)
+	for _ in $(seq 1 100); do [ -z "$(losetup -j "$D/web1-root.img" 2>/dev/null)" ] && break; sleep 0.05; done
+	sync
+fi
 # The image at rest: an epoch cut from now on is a point in time (consistent:
 # the daemon wants the image unmodified for 20 ms before its scan starts).
 # A lower bound, which load only lengthens: no race to lose.
