@@ -24,14 +24,8 @@ cleanup() {
 	for d in "${PGDATA_DIRS[@]}"; do
 		[ -f "$d/postmaster.pid" ] && pg_as "$PG_BIN/pg_ctl" -D "$d" -m immediate -w stop >/dev/null 2>&1
 	done
-	if mountpoint -q "$D/mnt" 2>/dev/null; then
-	umount "$D/mnt"
-	# the loop device detaches after umount returns, and its last writes
-	# (the superblock) may land in the image then: wait until it is gone
-	# (a fresh-clone demo once saw the final sync miss byte 1038)
-	for _ in $(seq 1 100); do [ -z "$(losetup -j "$D/web1-root.img" 2>/dev/null)" ] && break; sleep 0.05; done
-	sync
-fi
+	# (the sample filesystem is mounted in a mount namespace of its own,
+	# which goes with its last process: nothing to unmount here)
 	true
 }
 trap cleanup EXIT
@@ -101,25 +95,39 @@ start_daemon
 "$B/bascule" --socket "$D/status.sock" status
 
 say "5. the 'VM' writes while replication runs (status every second)"
+the_vm() { # the 8 writes, the status after each
+	for i in $(seq 1 8); do
+		write "$i"
+		"$B/bascule" --socket "$D/status.sock" status | sed -n 's/^  target/  t='"$i"'s target/p'
+		sleep 1   # the pace of the show, not a wait for anything
+	done
+}
 if [ "$(id -u)" = 0 ]; then
-	mkdir -p "$D/mnt"; mount -o loop "$D/web1-root.img" "$D/mnt"
+	# The filesystem is mounted in a mount namespace of the demo's own
+	# (private), never in the machine's: a mount namespace made meanwhile
+	# by anything else (ip netns exec, a service's sandbox) copies every
+	# mount it sees and keeps the filesystem alive past our umount, which
+	# then returns with the last superblock write (free counts, write time)
+	# still to come: it lands in the image when that namespace ends, after
+	# the final sync (a fresh-clone demo found the replica differing at
+	# byte 1038, the superblock's free block count).  Here the umount is
+	# the filesystem's end: its last write is in the image when it returns.
+	mkdir -p "$D/mnt"
 	write() { dd if=/dev/urandom of="$D/mnt/data$1" bs=1M count=4 status=none; sync; }
+	export B D
+	export -f write the_vm
+	unshare --mount --propagation private -- bash -euo pipefail -c \
+		'mount -o loop "$D/web1-root.img" "$D/mnt"; the_vm; umount "$D/mnt"' ||
+		die "the writes to the sample filesystem failed"
+	# its loop device goes with it (autoclear); one still there is held
+	# by something else, and the image could still change
+	for _ in $(seq 600); do [ -z "$(losetup -j "$D/web1-root.img" 2>/dev/null)" ] && break; sleep 0.1; done
+	[ -z "$(losetup -j "$D/web1-root.img" 2>/dev/null)" ] ||
+		die "the loop device of $D/web1-root.img is still attached 60 s after its umount: $(losetup -j "$D/web1-root.img")"
 else
 	# Without root: write files into the filesystem image with debugfs.
 	write() { head -c 4M /dev/urandom > "$D/blob"; debugfs -w -R "write $D/blob data$1" "$D/web1-root.img" >/dev/null 2>&1; }
-fi
-for i in $(seq 1 8); do
-	write "$i"
-	"$B/bascule" --socket "$D/status.sock" status | sed -n 's/^  target/  t='"$i"'s target/p'
-	sleep 1   # the pace of the show, not a wait for anything
-done
-if mountpoint -q "$D/mnt" 2>/dev/null; then
-	umount "$D/mnt"
-	# the loop device detaches after umount returns, and its last writes
-	# (the superblock) may land in the image then: wait until it is gone
-	# (a fresh-clone demo once saw the final sync miss byte 1038)
-	for _ in $(seq 1 100); do [ -z "$(losetup -j "$D/web1-root.img" 2>/dev/null)" ] && break; sleep 0.05; done
-	sync
+	the_vm
 fi
 # The image at rest: an epoch cut from now on is a point in time (consistent:
 # the daemon wants the image unmodified for 20 ms before its scan starts).
