@@ -237,11 +237,12 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 			goto out;
 		cur = next;
 	}
-	if (fsync(fds[cur]) < 0 || link(tmp[cur], to) < 0) {
+	if ((!q->scratch && fsync(fds[cur]) < 0) || link(tmp[cur], to) < 0) {
 		r = err_set(errno, "cannot write %s: %s", to, strerror(errno));
 		goto out;
 	}
-	fs_fsync_parent(to);
+	if (!q->scratch)
+		fs_fsync_parent(to);
 	*ret = (struct intake_rebuilt){ .nights = nchain, .created = target->m.created, .size = size,
 					.seconds = (double)(clock_mono_usec() - t0) / 1e6 };
 	memcpy(ret->night, target->night, sizeof(ret->night));
@@ -272,10 +273,19 @@ int intake_restore(int argc, char **argv)
 		{ "key", required_argument, NULL, 'k' },
 		{ "passphrase-file", required_argument, NULL, 'p' },
 		{ "to", required_argument, NULL, 't' },
+		{ "load", required_argument, NULL, 'l' },
+		{ "jobs", required_argument, NULL, 'j' },
+		{ "replace", no_argument, NULL, 'r' },
+		{ "tmp", required_argument, NULL, 'T' },
+		{ "pg-bin", required_argument, NULL, 'B' },
 		{ 0 }
 	};
 	struct intake_rebuild_req q = { 0 };
+	struct intake_load_opts lo = { 0 };
 	struct intake_rebuilt got;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	bool jobs_given = false;
+	char *end;
 	int ch, r;
 
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -285,15 +295,39 @@ int intake_restore(int argc, char **argv)
 		case 'k': q.keyfile = optarg; break;
 		case 'p': q.pfile = optarg; break;
 		case 't': q.to = optarg; break;
+		case 'l': lo.url = optarg; break;
+		case 'j':
+			errno = 0;
+			lo.jobs = (unsigned)strtoul(optarg, &end, 10);
+			if (errno || *end || !optarg[0] || lo.jobs < 1 || lo.jobs > 64) {
+				fprintf(stderr, "bascule intake restore: --jobs %s: want a number of jobs, 1 to 64\n",
+					optarg);
+				return EXIT_USAGE;
+			}
+			jobs_given = true;
+			break;
+		case 'r': lo.replace = true; break;
+		case 'T': lo.tmpdir = optarg; break;
+		case 'B': lo.pg_bin = optarg; break;
 		default: return EXIT_USAGE;
 		}
 	}
-	if (optind + 1 != argc || !q.client || !q.keyfile || !q.to) {
+	if (optind + 1 != argc || !q.client || !q.keyfile || !q.to == !lo.url ||
+	    (!lo.url && (jobs_given || lo.replace || lo.tmpdir || lo.pg_bin))) {
 		fprintf(stderr, "Usage: bascule intake restore DIR --client NAME [--night DATE] --key FILE.key "
-				"[--passphrase-file P] --to FILE\n");
+				"[--passphrase-file P] --to FILE\n"
+				"       bascule intake restore DIR --client NAME [--night DATE] --key FILE.key "
+				"[--passphrase-file P]\n"
+				"                              --load URL [--jobs N] [--replace] [--tmp DIR] "
+				"[--pg-bin DIR]\n");
 		return EXIT_USAGE;
 	}
 	q.dir = argv[optind];
+	if (lo.url) {
+		if (!jobs_given)
+			lo.jobs = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (unsigned)ncpu;
+		return intake_load(&q, &lo);
+	}
 	if ((r = intake_rebuild(&q, &got)) < 0)
 		return cmd_fail("intake restore", r);
 	printf("restored night %s of %s (%zu night%s from the full night %s) into %s, verified against the "
