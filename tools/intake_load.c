@@ -336,7 +336,10 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 		goto out;
 	}
 	{
-		const char *argv[] = { pg_restore, "--exit-on-error", "--no-password", "--jobs", jobs, "-d", ci, dump, NULL };
+		/* the client's roles are not the operator's: unless --owners, the
+		 * connecting role owns everything and no GRANT names a missing role */
+		const char *argv[] = { pg_restore, "--exit-on-error", "--no-password", "--jobs", jobs, "-d", ci,
+				       lo->owners ? dump : "--no-owner", lo->owners ? NULL : "--no-privileges", dump, NULL };
 		const char *env[] = { penv, NULL };
 		struct subproc_result res = { 0 };
 		if ((rc = run_pg(argv, penv ? env : NULL, &res)) != 0) {

@@ -278,6 +278,7 @@ int intake_restore(int argc, char **argv)
 		{ "replace", no_argument, NULL, 'r' },
 		{ "tmp", required_argument, NULL, 'T' },
 		{ "pg-bin", required_argument, NULL, 'B' },
+		{ "owners", no_argument, NULL, 'O' },
 		{ 0 }
 	};
 	struct intake_rebuild_req q = { 0 };
@@ -309,17 +310,18 @@ int intake_restore(int argc, char **argv)
 		case 'r': lo.replace = true; break;
 		case 'T': lo.tmpdir = optarg; break;
 		case 'B': lo.pg_bin = optarg; break;
+		case 'O': lo.owners = true; break;
 		default: return EXIT_USAGE;
 		}
 	}
 	if (optind + 1 != argc || !q.client || !q.keyfile || !q.to == !lo.url ||
-	    (!lo.url && (jobs_given || lo.replace || lo.tmpdir || lo.pg_bin))) {
+	    (!lo.url && (jobs_given || lo.replace || lo.tmpdir || lo.pg_bin || lo.owners))) {
 		fprintf(stderr, "Usage: bascule intake restore DIR --client NAME [--night DATE] --key FILE.key "
 				"[--passphrase-file P] --to FILE\n"
 				"       bascule intake restore DIR --client NAME [--night DATE] --key FILE.key "
 				"[--passphrase-file P]\n"
 				"                              --load URL [--jobs N] [--replace] [--tmp DIR] "
-				"[--pg-bin DIR]\n");
+				"[--pg-bin DIR] [--owners]\n");
 		return EXIT_USAGE;
 	}
 	q.dir = argv[optind];

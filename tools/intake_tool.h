@@ -100,6 +100,7 @@ struct intake_load_opts {
 	const char *url;      /* libpq conninfo or postgresql:// URI naming the database */
 	unsigned jobs;        /* pg_restore --jobs */
 	bool replace;         /* drop and recreate a non-empty existing database */
+	bool owners;          /* keep the dump's owners and privileges (the roles exist) */
 	const char *tmpdir;   /* where the rebuilt dump waits (NULL: $TMPDIR or /var/tmp) */
 	const char *pg_bin;   /* the directory of pg_restore (NULL: PATH) */
 };
