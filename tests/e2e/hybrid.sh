@@ -155,6 +155,11 @@ grep -q "^loaded 2026-11-03 into drill_n: 5 tables, [0-9]* rows, [0-9.]* s$" "$T
 [ "$(sums drill_n)" = "$(cat "$T/sums-3")" ] || fail "night 3 loaded differs from the source at night 3: $(sums drill_n) vs $(cat "$T/sums-3")"
 ! grep -q "$PG_REP_PASSWORD" "$T/load.out" "$T/load.err" || fail "--load printed the password"
 loaded3=$(cat "$T/load.out")
+rc=0; load --to "$T/x" > "$T/load.out" 2>&1 || rc=$?
+[ $rc = 2 ] || fail "--to with --load: exit $rc, want 2: $(cat "$T/load.out")"
+rc=0; "$B" intake restore "$IN" --client mairie --key "$T/client/mairie.key" --passphrase-file "$T/pass" \
+	--load "host=$(pg_dir c)" > "$T/load.out" 2>&1 || rc=$?
+[ $rc = 2 ] && grep -q "names no database" "$T/load.out" || fail "--load of a URL without a database: exit $rc: $(cat "$T/load.out")"
 rc=0; load --night "$(night_of 7)" > "$T/load.out" 2>&1 || rc=$?
 [ $rc = 1 ] && grep -q "database drill_n exists and is not empty" "$T/load.out" \
 	|| fail "--load into a non-empty database: exit $rc, want 1: $(cat "$T/load.out")"
