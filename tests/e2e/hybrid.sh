@@ -18,6 +18,7 @@
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/sites.sh"
 . "$(dirname "$0")/../lib/pg.sh"
+. "$(dirname "$0")/../lib/ship.sh"
 need_root
 command -v sftp >/dev/null || { echo "SKIP: no OpenSSH sftp client"; exit 77; }
 case ${BIN##*/} in build-san*) SCALE=${HYBRID_SCALE:-5} ;; *) SCALE=${HYBRID_SCALE:-20} ;; esac
@@ -63,18 +64,8 @@ pg_bench_init c "$SCALE"
 MARKER="bsc-marker-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 pg_sql c "CREATE TABLE town_secrets (v text); INSERT INTO town_secrets VALUES ('$MARKER')"
 DUMP="$PG_BIN/pg_dump --format=custom --compress=0 -h $(pg_dir c) -U postgres postgres"
-cat > "$T/client/ship.yaml" <<YAML
-client: mairie
-# the test keeps the exact bytes ship read (tee), to compare restores with
-dump: "bash -c 'set -o pipefail; $DUMP | tee $T/client/last.dump'"
-public_key: $T/client/mairie.pub
-signing_key: $T/client/mairie.sign
-state_dir: $T/client/state
-intake: sftp://$CU@$IP_V/incoming
-identity: $T/client/id_ed25519
-known_hosts: $T/client/known_hosts
-full_every: 7
-YAML
+ship_yaml "$T/client/ship.yaml" mairie "\"bash -c 'set -o pipefail; $DUMP | tee $T/client/last.dump'\"" \
+	"sftp://$CU@$IP_V/incoming" 7 "identity: $T/client/id_ed25519" "known_hosts: $T/client/known_hosts"
 chmod 600 "$T/client/id_ed25519"
 # cron: no environment, no terminal, stdin closed
 cron_ship() { in_primary env -i PATH=/usr/bin:/bin setsid "$B" ship -c "$T/client/ship.yaml" "$@" < /dev/null; }
