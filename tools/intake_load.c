@@ -326,9 +326,11 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 	/* the database: new, or dropped and created again with --replace */
 	if (exists && lo->replace && sql_ident(adm, "DROP DATABASE ", c.dbname, " WITH (FORCE)") < 0)
 		goto out;
-	if (sql_ident(adm, "CREATE DATABASE ", c.dbname, " TEMPLATE template0") < 0)
-		goto out;
-	created = true;
+	if (!exists || lo->replace) {
+		if (sql_ident(adm, "CREATE DATABASE ", c.dbname, " TEMPLATE template0") < 0)
+			goto out;
+		created = true;
+	} /* else an empty database of the operator's: loaded into, never dropped */
 	snprintf(jobs, sizeof(jobs), "%u", lo->jobs);
 	if (!(ci = conninfo_nopass(&c)) || (c.password && asprintf(&penv, "PGPASSWORD=%s", c.password) < 0)) {
 		penv = NULL;
@@ -343,8 +345,8 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 		const char *env[] = { penv, NULL };
 		struct subproc_result res = { 0 };
 		if ((rc = run_pg(argv, penv ? env : NULL, &res)) != 0) {
-			fprintf(stderr, "bascule intake restore: --load: night %s was not loaded into %s (the "
-					"database is dropped)\n", got.night, c.dbname);
+			fprintf(stderr, "bascule intake restore: --load: night %s was not loaded into %s%s\n",
+				got.night, c.dbname, created ? " (the database is dropped)" : "");
 			rc = EXIT_FAIL;
 			goto out;
 		}
