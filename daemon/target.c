@@ -760,11 +760,17 @@ static void target_pump(struct target *t)
 	}
 	if (r < 0) {
 		char msg[512];
-		/* EPIPE: the receiver ended before it read everything; the same
-		 * as its EOF, whichever of the two the loop sees first. */
-		if (r == -EPIPE)
+		/* EPIPE: the receiver ended before it read everything.  What it
+		 * wrote before it went (a NACK: "group promoted here", "no space")
+		 * is still in the pipe and says why: read it first, or the
+		 * disconnect is told as a bare "closed the connection" whenever
+		 * this write comes before the read (a loaded machine). */
+		if (r == -EPIPE) {
+			target_service_input(t);
+			if (t->state == T_CLOSING || t->state == T_BACKOFF)
+				return;
 			snprintf(msg, sizeof(msg), "the receiver closed the connection");
-		else
+		} else
 			snprintf(msg, sizeof(msg), "sending failed: %s", err_msg(r));
 		target_disconnect(t, msg);
 		return;

@@ -31,12 +31,12 @@ row() {
 with_stdin() { local f=$1; shift; "$@" < "$f"; }
 as_user() { local u=$1; shift; setpriv --reuid="$u" --regid="$(id -g "$u")" --init-groups "$@"; }
 # The last "the receiver exited with status N" the daemon logged in LOG
-# (waiting up to 20 s for one after line FROM): print it, exit N.
+# (waiting up to 60 s of wall time for one after line FROM): print it, exit N.
 receiver_exit() {
-	local log=$1 from=${2:-0} line
-	for _ in $(seq 200); do
+	local log=$1 from=${2:-0} line end=$((SECONDS + 60))
+	while :; do
 		line=$(tail -n +"$((from + 1))" "$log" | grep -o "[^:]*: the replica refused.*exited with status [0-9]*\|the receiver exited with status [0-9]* ([^)]*)" | tail -1 || true)
-		[ -n "$line" ] && break
+		[ -n "$line" ] || [ $SECONDS -ge $end ] && break
 		sleep 0.1
 	done
 	echo "$line"
@@ -238,11 +238,19 @@ printf 'hello\n' > "$T/junk.key"; chmod 600 "$T/junk.key"
 row recv 4 "not a Bascule site key" -- "$B" recv --root "$T/r-key" --key "$T/junk.key"
 row recv 5 "malformed" -- with_stdin "$T/garbage" "$B" recv --root "$T/r-junk" --key "$T/site.key"
 # the group is promoted at the secondary: not a key problem
-"$B" replica promote --root "$T/replica" --key "$T/site.key" --group vm2 > /dev/null
+pre=$(lines "$T/daemon.log")
+"$B" replica promote --root "$T/replica" --key "$T/site.key" --group vm2 > /dev/null 2> "$T/promote.err" ||
+	fail "replica promote of vm2 beside the daemon's receiver failed: $(cat "$T/promote.err")"
+# the promotion took the replica over from the daemon's receiver: wait until
+# the daemon has told that end, so the exit looked for below is the refusal
+! grep -q "taking over from receiver" "$T/promote.err" ||
+	wait_for 60 "the daemon to log its receiver's end after the promotion" \
+		'tail -n +"$((pre + 1))" "$T/daemon.log" | grep "the receiver was killed by signal\|the receiver exited with status" > /dev/null'
 from=$(lines "$T/daemon.log")
 bsc sync vm2 > /dev/null
 row recv 1 "promoted on the receiving site" -- receiver_exit "$T/daemon.log" "$from"
-demote=$(tail -n +"$((from + 1))" "$T/daemon.log" | grep "^basculed: .*refused" | grep -o "run there: bascule replica demote [^;]*" | head -1 | sed 's/^run there: bascule //')
+demote=$(tail -n +"$((from + 1))" "$T/daemon.log" | grep "^basculed: .*refused" | grep -o "run there: bascule replica demote [^;]*" | head -1 | sed 's/^run there: bascule //' || true)
+[ -n "$demote" ] || fail "the daemon logged no refusal of vm2 naming 'run there: bascule replica demote' after line $from of its log: $(tail -n +"$((from + 1))" "$T/daemon.log" | grep -i "refused\|exited\|killed" | head -5)"
 # shellcheck disable=SC2086 # the command the message gives, word for word
 row "replica demote" 0 "a replica again" -- "$B" $demote
 row sync 0 "acknowledged" -- bsc sync vm2 --wait --timeout 60s
@@ -278,7 +286,8 @@ EOF
 D2=$!
 EXIT_HOOKS+=(stop_d2)
 stop_d2() { kill "$D2" 2> /dev/null || true; wait "$D2" 2> /dev/null || true; }
-for _ in $(seq 100); do [ -S "$T/ctl2.sock" ] && break; sleep 0.05; done
+wait_for 60 "the second basculed's control socket" '[ -S "$T/ctl2.sock" ] ||
+	{ kill -0 "$D2" 2> /dev/null || fail "the second basculed exited at start: $(tail -3 "$T/daemon2.log")"; false; }'
 row sync 6 "target full lags" -- "$B" --socket "$T/ctl2.sock" sync --wait --timeout 2s
 grep -v otherkey "$T/daemon2.log" > "$T/daemon2-full.log" || true
 row recv 7 "no space" -- receiver_exit "$T/daemon2-full.log"
@@ -417,7 +426,7 @@ cp "$T/vm1-replica.saved" "$T/replica/vm1/root"
 HOLDER=$!
 EXIT_HOOKS+=(stop_holder)
 stop_holder() { kill "$HOLDER" 2> /dev/null || true; wait "$HOLDER" 2> /dev/null || true; }
-for _ in $(seq 50); do flock -n "$T/replica/.bascule/lock" true || break; sleep 0.05; done
+wait_for 60 "the holder to take the replica's lock" '! flock -n "$T/replica/.bascule/lock" true'
 # verify reads beside the holder (under the apply lock), never 9
 row "replica verify" 0 "verifying beside it" -- "$B" replica verify "${R[@]}"
 row "replica recover" 9 "in use" -- "$B" replica recover "${R[@]}"
@@ -511,12 +520,10 @@ mkdir -p "$T/pgfull"; mount -t tmpfs -o size=8m bsc-ecfull "$T/pgfull"; MOUNTS+=
 row pgstream 7 "no space" -- "${PG[@]}" --conninfo "$(pg_conninfo ec)" --slot full --to-dir "$T/pgfull"
 "${PG[@]}" --conninfo "$(pg_conninfo ec)" --slot busy --to-dir "$T/pgbusy" 2> /dev/null &
 PGBUSY=$!
-for _ in $(seq 300); do
-	[ -n "$(pg_sql ec "SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'busy'")" ] && break
-	sleep 0.1
-done
+wait_for 60 "pgstream to hold the slot 'busy'" \
+	'[ -n "$(pg_sql ec "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '"'busy'"'")" ]'
 row pgstream 9 "is active for PID" -- "${PG[@]}" --conninfo "$(pg_conninfo ec)" --slot busy --to-dir "$T/pgbusy2"
-kill -TERM "$PGBUSY"
+kill -TERM "$PGBUSY" 2> /dev/null || true
 wait "$PGBUSY" || true
 
 # ---- the documentation's table against the rows

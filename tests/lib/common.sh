@@ -11,8 +11,41 @@ EXIT_HOOKS=()
 NSEXEC=()   # e.g. (ip netns exec NS): where basculed runs
 TEST_NAME=$(basename "$0" .sh)
 
+# No test fails without saying why.  A command that fails where set -e
+# ends the script is named (file, line, the line's text, its status) by the
+# ERR trap, inherited (set -E) by functions and subshells: a failure in a
+# helper of tests/lib names the helper's line and the test's line that
+# called it.  A failure in a subshell (a pipeline's stage, a background
+# job) is told as that subshell's, which may or may not end the test.
+# Where set -e is off (a command substitution, expect_rc's set +e) the shell
+# goes on and nothing is told.  The EXIT trap tells an exit status nobody
+# explained (an explicit exit N, a signal).
+_SAID=""
+on_err() {
+	local rc=$1 cmd=$2 i src line where=""
+	[[ $- == *e* ]] || return 0
+	[ -z "$_SAID" ] || return 0
+	_SAID=1
+	for ((i = 1; i < ${#BASH_SOURCE[@]}; i++)); do
+		src=${BASH_SOURCE[i]} line=${BASH_LINENO[i - 1]}
+		[ "$line" -gt 0 ] || continue
+		[ "${FUNCNAME[i]}" = main ] && where+="${where:+, called from }${src#"$ROOT"/}:$line" && break
+		where+="${where:+, called from }${src#"$ROOT"/}:$line (${FUNCNAME[i]})"
+	done
+	if [ "$BASHPID" = "$$" ]; then
+		echo "FAIL: $TEST_NAME: '$cmd' exited $rc at $where: $(sed -n "${BASH_LINENO[0]}{s/^[[:space:]]*//;p}" "${BASH_SOURCE[1]}" 2> /dev/null | cut -c1-300)" >&2
+	else
+		echo "  $TEST_NAME: in a subshell (pid $BASHPID): '$cmd' exited $rc at $where" >&2
+	fi
+}
+set -E
+trap 'on_err $? "$BASH_COMMAND"' ERR
+
 cleanup() {
 	local rc=$?
+	if [ $rc -ne 0 ] && [ $rc -ne 77 ] && [ -z "$_SAID" ]; then
+		echo "FAIL: $TEST_NAME: exited with status $rc and no FAIL line said why (an exit $rc outside fail(), or a signal$([ $rc -le 128 ] || echo ": $(kill -l $((rc - 128)) 2> /dev/null)"))" >&2
+	fi
 	if [ -n "$DAEMON_PID" ]; then
 		kill -9 "$DAEMON_PID" 2>/dev/null || true
 		wait "$DAEMON_PID" 2>/dev/null || true
@@ -35,7 +68,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() { echo "FAIL: $TEST_NAME: $*" >&2; exit 1; }
+fail() { _SAID=1; echo "FAIL: $TEST_NAME: $*" >&2; exit 1; }
 note() { echo "  $TEST_NAME: $*"; }
 # expect_rc CODE CMD...: run CMD, fail unless it exits CODE; its output in
 # $T/out and $T/err.
