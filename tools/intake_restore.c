@@ -2,16 +2,20 @@
  * with the client's decryption key (docs/hybrid.md, "Recovery").  The
  * night's chain is replayed from its full night: each night's objects are
  * checked against their signed digests, opened (secretstream, bound to
- * their client, night and position), decompressed and, for a delta,
- * patched onto the previous night's dump; every night rebuilt is checked
- * against the digest of the original sealed in its manifest.  Two dumps
- * at most are on disk at a time, next to --to; memory stays bounded. */
+ * their client, night and position) and decompressed; the full night is
+ * written to a scratch file, the deltas composed onto it (lib/rchain.c:
+ * their literal bytes in a second scratch file, the rest as ranges of the
+ * full night), and the night asked for written once from the two, checked
+ * against the digest of the original sealed in its manifest (a delta
+ * making a night of another size than its manifest's fails at once).
+ * Three files at most are on disk at a time, next to --to; memory is a
+ * few extents per changed range. */
 #include "cmd.h"
 #include "clock.h"
 #include "err.h"
 #include "fsutil.h"
 #include "intake_tool.h"
-#include "rsync.h"
+#include "rchain.h"
 #include "vstore.h"
 #include <fcntl.h>
 #include <getopt.h>
@@ -25,7 +29,7 @@ struct rebuild {
 	int out_fd;
 	crypto_generichash_state h;
 	uint64_t size;
-	struct rsync_job *patch; /* NULL for a full night */
+	struct rchain *chain;    /* NULL for a full night: the delta is composed onto it */
 	ZSTD_DCtx *z;
 	uint8_t *zout;
 	size_t zout_len;
@@ -58,8 +62,7 @@ static int unzstd(struct rebuild *b, const uint8_t *p, size_t n)
 		left = ZSTD_decompressStream(b->z, &out, &in);
 		if (ZSTD_isError(left))
 			return err_set(EBADMSG, "corrupt payload: zstd: %s", ZSTD_getErrorName(left));
-		if (out.pos && (r = b->patch ? rsync_job_feed(b->patch, b->zout, out.pos, false, to_file, b)
-					     : to_file(b, b->zout, out.pos)) < 0)
+		if (out.pos && (r = b->chain ? rchain_feed(b->chain, b->zout, out.pos) : to_file(b, b->zout, out.pos)) < 0)
 			return r;
 		if (left == 0)
 			b->frame_done = true;
@@ -67,11 +70,12 @@ static int unzstd(struct rebuild *b, const uint8_t *p, size_t n)
 	return 0;
 }
 
-/* Rebuild night N into OUT_FD from BASIS_FD (-1 for a full night). */
+/* Rebuild night N: a full night into OUT_FD (its digest checked when
+ * VERIFY), a delta composed onto CHAIN (its size checked). */
 static int rebuild_night(struct vstore *v, const struct intake_night *n, const struct intake_secret *s,
-			 int basis_fd, int out_fd, uint8_t *obj, uint8_t *plain)
+			 struct rchain *chain, int out_fd, bool verify, uint8_t *obj, uint8_t *plain)
 {
-	struct rebuild b = { .out_fd = out_fd };
+	struct rebuild b = { .out_fd = out_fd, .chain = chain };
 	crypto_secretstream_xchacha20poly1305_state ss;
 	uint64_t fed = 0;
 	uint8_t d[32];
@@ -83,8 +87,6 @@ static int rebuild_night(struct vstore *v, const struct intake_night *n, const s
 		r = -ENOMEM;
 		goto out;
 	}
-	if (basis_fd >= 0 && (r = rsync_job_patch(basis_fd, &b.patch)) < 0)
-		goto out;
 	if (crypto_secretstream_xchacha20poly1305_init_pull(&ss, n->m.ss_header, s->stream_key) != 0) {
 		r = err_set(EBADMSG, "night %s: bad stream header", n->night);
 		goto out;
@@ -125,23 +127,51 @@ static int rebuild_night(struct vstore *v, const struct intake_night *n, const s
 		r = err_set(EBADMSG, "night %s: the payload ends early", n->night);
 		goto out;
 	}
-	if (b.patch && (r = rsync_job_feed(b.patch, NULL, 0, true, to_file, &b)) < 0) {
-		r = err_set(EBADMSG, "night %s: %s", n->night, err_msg(r));
+	if (chain) {
+		if ((r = rchain_end(chain, &b.size)) < 0) {
+			r = err_set(EBADMSG, "night %s: %s", n->night, err_msg(r));
+			goto out;
+		}
+		if (b.size != s->dump_size)
+			r = err_set(EBADMSG, "night %s: its delta makes a dump of %llu bytes, not the %llu bytes "
+					     "taken that night", n->night, (unsigned long long)b.size,
+				    (unsigned long long)s->dump_size);
 		goto out;
 	}
+	if (!verify)
+		goto out;
 	crypto_generichash_final(&b.h, d, 32);
 	if (b.size != s->dump_size || sodium_memcmp(d, s->dump_digest, 32) != 0)
 		r = err_set(EBADMSG, "night %s: the rebuilt dump (%llu bytes) is not the one taken that night "
 				     "(%llu bytes; digests differ)", n->night, (unsigned long long)b.size,
 			    (unsigned long long)s->dump_size);
 out:
-	rsync_job_free(b.patch);
 	ZSTD_freeDCtx(b.z);
 	if (b.zout)
 		sodium_memzero(b.zout, b.zout_len); /* the decompressed dump */
 	free(b.zout);
 	sodium_memzero(&ss, sizeof(ss));
 	return r;
+}
+
+/* The night CHAIN stands at (N, whose secret is S) into OUT_FD, checked
+ * against the digest of the original. */
+static int write_night(struct rchain *chain, const struct intake_night *n, const struct intake_secret *s,
+		       int out_fd)
+{
+	struct rebuild b = { .out_fd = out_fd };
+	uint8_t d[32];
+	int r;
+
+	crypto_generichash_init(&b.h, NULL, 0, 32);
+	if ((r = rchain_write(chain, to_file, &b)) < 0)
+		return r;
+	crypto_generichash_final(&b.h, d, 32);
+	if (b.size != s->dump_size || sodium_memcmp(d, s->dump_digest, 32) != 0)
+		return err_set(EBADMSG, "night %s: the rebuilt dump (%llu bytes) is not the one taken that night "
+					"(%llu bytes; digests differ)", n->night, (unsigned long long)b.size,
+			       (unsigned long long)s->dump_size);
+	return 0;
 }
 
 int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *ret)
@@ -151,8 +181,9 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 	const struct intake_night *chain[400], *target = NULL;
 	size_t nchain = 0;
 	uint8_t sk[CLIENT_BOX_SK], pk[CLIENT_BOX_PK], *obj = NULL, *plain = NULL;
-	char pass[256] = "", tmp[2][4200], url[4200];
-	int fds[2] = { -1, -1 }, cur = -1, r;
+	char pass[256] = "", tmp[3][4200], url[4200];
+	int fds[3] = { -1, -1, -1 }, r;
+	struct rchain *comp = NULL;
 	struct vstore *v = NULL;
 	uint64_t t0 = clock_mono_usec(), size = 0;
 
@@ -210,44 +241,55 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 		r = -ENOMEM;
 		goto out;
 	}
-	for (int i = 0; i < 2; i++)
+	/* 0: the full night, 1: the deltas' literal bytes, 2: the night asked for */
+	for (int i = 0; i < 3; i++) {
 		snprintf(tmp[i], sizeof(tmp[i]), "%s.restoring-%d", to, i);
+		if (i == 1 && nchain == 1)
+			break;
+		/* a stale file (an earlier run's) or a planted symlink is removed,
+		 * never followed or written through */
+		if (unlink(tmp[i]) < 0 && errno != ENOENT) {
+			r = err_set(errno, "cannot remove %s: %s", tmp[i], strerror(errno));
+			goto out;
+		}
+		if ((fds[i] = open(tmp[i], O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0) {
+			r = err_set(errno, "cannot create %s: %s", tmp[i], strerror(errno));
+			goto out;
+		}
+	}
 	for (size_t k = nchain; k-- > 0;) {
 		const struct intake_night *n = chain[k];
 		struct intake_secret s;
-		int next = cur == 0 ? 1 : 0;
 		if ((r = intake_secret_open(&n->m, pk, sk, &s)) < 0)
 			goto out;
-		if (fds[next] >= 0)
-			close(fds[next]);
-		/* a stale file (an earlier run's) or a planted symlink is removed,
-		 * never followed or written through */
-		if (unlink(tmp[next]) < 0 && errno != ENOENT) {
-			r = err_set(errno, "cannot remove %s: %s", tmp[next], strerror(errno));
-			goto out;
-		}
-		if ((fds[next] = open(tmp[next], O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0) {
-			r = err_set(errno, "cannot create %s: %s", tmp[next], strerror(errno));
-			goto out;
-		}
-		r = rebuild_night(v, n, &s, cur >= 0 ? fds[cur] : -1, fds[next], obj, plain);
+		/* the full night is checked only when it is the night asked for:
+		 * a chain is checked once, against its last night's digest */
+		r = rebuild_night(v, n, &s, comp, fds[0], nchain == 1, obj, plain);
 		size = s.dump_size;
+		if (r == 0 && k == nchain - 1 && nchain > 1)
+			r = rchain_new(fds[0], s.dump_size, fds[1], &comp);
+		if (r == 0 && k == 0 && nchain > 1)
+			r = write_night(comp, n, &s, fds[2]);
 		sodium_memzero(&s, sizeof(s));
 		if (r < 0)
 			goto out;
-		cur = next;
 	}
-	if (fsync(fds[cur]) < 0 || link(tmp[cur], to) < 0) {
-		r = err_set(errno, "cannot write %s: %s", to, strerror(errno));
-		goto out;
+	{
+		int last = nchain == 1 ? 0 : 2;
+		if ((!q->scratch && fsync(fds[last]) < 0) || link(tmp[last], to) < 0) {
+			r = err_set(errno, "cannot write %s: %s", to, strerror(errno));
+			goto out;
+		}
 	}
-	fs_fsync_parent(to);
+	if (!q->scratch)
+		fs_fsync_parent(to);
 	*ret = (struct intake_rebuilt){ .nights = nchain, .created = target->m.created, .size = size,
 					.seconds = (double)(clock_mono_usec() - t0) / 1e6 };
 	memcpy(ret->night, target->night, sizeof(ret->night));
 	memcpy(ret->full, chain[nchain - 1]->night, sizeof(ret->full));
 out:
-	for (int i = 0; i < 2; i++) {
+	rchain_free(comp);
+	for (int i = 0; i < 3; i++) {
 		if (fds[i] >= 0) {
 			close(fds[i]);
 			unlink(tmp[i]);
@@ -272,10 +314,20 @@ int intake_restore(int argc, char **argv)
 		{ "key", required_argument, NULL, 'k' },
 		{ "passphrase-file", required_argument, NULL, 'p' },
 		{ "to", required_argument, NULL, 't' },
+		{ "load", required_argument, NULL, 'l' },
+		{ "jobs", required_argument, NULL, 'j' },
+		{ "replace", no_argument, NULL, 'r' },
+		{ "tmp", required_argument, NULL, 'T' },
+		{ "pg-bin", required_argument, NULL, 'B' },
+		{ "owners", no_argument, NULL, 'O' },
 		{ 0 }
 	};
 	struct intake_rebuild_req q = { 0 };
+	struct intake_load_opts lo = { 0 };
 	struct intake_rebuilt got;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	bool jobs_given = false;
+	char *end;
 	int ch, r;
 
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -285,15 +337,40 @@ int intake_restore(int argc, char **argv)
 		case 'k': q.keyfile = optarg; break;
 		case 'p': q.pfile = optarg; break;
 		case 't': q.to = optarg; break;
+		case 'l': lo.url = optarg; break;
+		case 'j':
+			errno = 0;
+			lo.jobs = (unsigned)strtoul(optarg, &end, 10);
+			if (errno || *end || !optarg[0] || lo.jobs < 1 || lo.jobs > 64) {
+				fprintf(stderr, "bascule intake restore: --jobs %s: want a number of jobs, 1 to 64\n",
+					optarg);
+				return EXIT_USAGE;
+			}
+			jobs_given = true;
+			break;
+		case 'r': lo.replace = true; break;
+		case 'T': lo.tmpdir = optarg; break;
+		case 'B': lo.pg_bin = optarg; break;
+		case 'O': lo.owners = true; break;
 		default: return EXIT_USAGE;
 		}
 	}
-	if (optind + 1 != argc || !q.client || !q.keyfile || !q.to) {
+	if (optind + 1 != argc || !q.client || !q.keyfile || !q.to == !lo.url ||
+	    (!lo.url && (jobs_given || lo.replace || lo.tmpdir || lo.pg_bin || lo.owners))) {
 		fprintf(stderr, "Usage: bascule intake restore DIR --client NAME [--night DATE] --key FILE.key "
-				"[--passphrase-file P] --to FILE\n");
+				"[--passphrase-file P] --to FILE\n"
+				"       bascule intake restore DIR --client NAME [--night DATE] --key FILE.key "
+				"[--passphrase-file P]\n"
+				"                              --load URL [--jobs N] [--replace] [--tmp DIR] "
+				"[--pg-bin DIR] [--owners]\n");
 		return EXIT_USAGE;
 	}
 	q.dir = argv[optind];
+	if (lo.url) {
+		if (!jobs_given)
+			lo.jobs = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (unsigned)ncpu;
+		return intake_load(&q, &lo);
+	}
 	if ((r = intake_rebuild(&q, &got)) < 0)
 		return cmd_fail("intake restore", r);
 	printf("restored night %s of %s (%zu night%s from the full night %s) into %s, verified against the "

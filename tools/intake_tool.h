@@ -78,6 +78,7 @@ int intake_metrics(int argc, char **argv);
  * exclusively, never overwritten). */
 struct intake_rebuild_req {
 	const char *dir, *client, *night, *keyfile, *pfile, *to;
+	bool scratch;      /* TO is a scratch copy (--load): not made durable (no fsync) */
 };
 struct intake_rebuilt {
 	char night[11];
@@ -93,3 +94,18 @@ struct intake_rebuilt {
  * not exist. */
 int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *ret);
 
+
+/* What `intake restore --load URL` adds (tools/intake_load.c). */
+struct intake_load_opts {
+	const char *url;      /* libpq conninfo or postgresql:// URI naming the database */
+	unsigned jobs;        /* pg_restore --jobs */
+	bool replace;         /* drop and recreate a non-empty existing database */
+	bool owners;          /* keep the dump's owners and privileges (the roles exist) */
+	const char *tmpdir;   /* where the rebuilt dump waits (NULL: $TMPDIR or /var/tmp) */
+	const char *pg_bin;   /* the directory of pg_restore (NULL: PATH) */
+};
+/* Rebuild Q's night into a scratch file, create the database, pg_restore
+ * it and check every table of the dump is there; prints its errors and
+ * the final line "loaded NIGHT into DB: T tables, R rows, S s".  Returns an
+ * EXIT_* code. */
+int intake_load(const struct intake_rebuild_req *q, const struct intake_load_opts *o);

@@ -12,8 +12,11 @@
 #     repository growth and time (the dump not included)
 # and the aim: a night's upload <= 3x the changed rows' share of the dump.
 # Then the restore of the newest night (a chain of 7) and its load:
-# `bascule intake restore --to FILE` + `pg_restore -j 2`, against
-# `pg_restore -j 2` of the plain dump; the overhead ratio (aim <= 20%).
+# `bascule intake restore --to FILE` + `pg_restore -j 2`, and the one
+# command `bascule intake restore --load URL --jobs 2` (rebuild, create,
+# pg_restore, checks), against `pg_restore -j 2` of the plain dump; the
+# overhead ratio (aim <= 20%).  HYBRID_BENCH_OLD=PATH/bascule also times
+# another build's `intake restore --to` on the same nights (before/after).
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd)
 . "$(dirname "$0")/../lib/common.sh" "$B"
@@ -108,7 +111,8 @@ load() { # DB FILE: prints the seconds of pg_restore -j 2 into a new database
 	since "$t0"
 }
 want=$(pg_sql h "SELECT sum(abalance) FROM pgbench_accounts")
-unpack=(); lours=(); plain=()
+unpack=(); lours=(); plain=(); lone=(); old=()
+URL="postgresql:///r_load?host=$(pg_dir h)&user=postgres"
 for r in $(seq "$RUNS"); do
 	[ $((r % 2)) = 0 ] && plain+=("$(load r_plain "$T/dump-7")")
 	rm -f "$T/restored"; sync
@@ -116,15 +120,32 @@ for r in $(seq "$RUNS"); do
 	"$BIN/bascule" intake restore "$IN" --client bench --night 2026-11-07 --key "$T/bench.key" \
 		--passphrase-file "$T/pass" --to "$T/restored" > /dev/null || fail "intake restore failed"
 	unpack+=("$(since "$t0")")
+	if [ -n "${HYBRID_BENCH_OLD:-}" ]; then
+		rm -f "$T/restored-old"; sync; t0=$(secs)
+		"$HYBRID_BENCH_OLD" intake restore "$IN" --client bench --night 2026-11-07 --key "$T/bench.key" \
+			--passphrase-file "$T/pass" --to "$T/restored-old" > /dev/null || fail "$HYBRID_BENCH_OLD intake restore failed"
+		old+=("$(since "$t0")"); rm -f "$T/restored-old"
+	fi
 	[ "$r" = 1 ] && { cmp -s "$T/restored" "$T/dump-7" || fail "the restored night 7 differs from its dump"; }
 	lours+=("$(load r_ours "$T/restored")")
 	got=$(pg_as "$PG_BIN/psql" -X -q -At "${PGH[@]}" -d r_ours -c "SELECT sum(abalance) FROM pgbench_accounts")
 	[ "$got" = "$want" ] || fail "the loaded night 7 has sum(abalance) $got, the database $want"
 	[ $((r % 2)) = 1 ] && plain+=("$(load r_plain "$T/dump-7")")
+	psql_q "DROP DATABASE IF EXISTS r_load"; psql_q CHECKPOINT; sync
+	t0=$(secs)
+	"$BIN/bascule" intake restore "$IN" --client bench --night 2026-11-07 --key "$T/bench.key" \
+		--passphrase-file "$T/pass" --load "$URL" --jobs 2 --tmp "$T" > "$T/load.out" || fail "intake restore --load failed"
+	lone+=("$(since "$t0")")
+	got=$(pg_as "$PG_BIN/psql" -X -q -At "${PGH[@]}" -d r_load -c "SELECT sum(abalance) FROM pgbench_accounts")
+	[ "$got" = "$want" ] || fail "--load of night 7 has sum(abalance) $got, the database $want"
 done
-psql_q "DROP DATABASE r_ours"; psql_q "DROP DATABASE r_plain"
+psql_q "DROP DATABASE r_ours"; psql_q "DROP DATABASE r_plain"; psql_q "DROP DATABASE r_load"
 u=$(printf '%s\n' "${unpack[@]}" | median); l=$(printf '%s\n' "${lours[@]}" | median); p=$(printf '%s\n' "${plain[@]}" | median)
 printf "   restore + load of night 7 (chain of 7, %.0f MB dump), medians of %d: bascule intake restore --to %.1f s + pg_restore -j 2 %.1f s = %.1f s\n" \
 	"$(mb "$(stat -c %s "$T/dump-7")")" "$RUNS" "$u" "$l" "$(echo "$u + $l" | bc -l)"
 printf "       plain pg_restore -j 2 of the unencrypted dump %.1f s -> overhead %.0f%% (aim <= 20%%), load $(cut -d' ' -f1-3 /proc/loadavg)\n" \
 	"$p" "$(echo "100 * ($u + $l - $p) / $p" | bc -l)"
+[ ${#old[@]} = 0 ] || printf "       %s intake restore --to, median %.1f s\n" "$HYBRID_BENCH_OLD" "$(printf '%s\n' "${old[@]}" | median)"
+o=$(printf '%s\n' "${lone[@]}" | median)
+printf "       bascule intake restore --load --jobs 2 (rebuild, create, pg_restore, checks), median %.1f s -> overhead %.0f%% (%s)\n" \
+	"$o" "$(echo "100 * ($o - $p) / $p" | bc -l)" "$(cat "$T/load.out")"

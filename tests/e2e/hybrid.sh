@@ -18,6 +18,7 @@
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/sites.sh"
 . "$(dirname "$0")/../lib/pg.sh"
+. "$(dirname "$0")/../lib/ship.sh"
 need_root
 command -v sftp >/dev/null || { echo "SKIP: no OpenSSH sftp client"; exit 77; }
 case ${BIN##*/} in build-san*) SCALE=${HYBRID_SCALE:-5} ;; *) SCALE=${HYBRID_SCALE:-20} ;; esac
@@ -63,23 +64,23 @@ pg_bench_init c "$SCALE"
 MARKER="bsc-marker-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 pg_sql c "CREATE TABLE town_secrets (v text); INSERT INTO town_secrets VALUES ('$MARKER')"
 DUMP="$PG_BIN/pg_dump --format=custom --compress=0 -h $(pg_dir c) -U postgres postgres"
-cat > "$T/client/ship.yaml" <<YAML
-client: mairie
-# the test keeps the exact bytes ship read (tee), to compare restores with
-dump: "bash -c 'set -o pipefail; $DUMP | tee $T/client/last.dump'"
-public_key: $T/client/mairie.pub
-signing_key: $T/client/mairie.sign
-state_dir: $T/client/state
-intake: sftp://$CU@$IP_V/incoming
-identity: $T/client/id_ed25519
-known_hosts: $T/client/known_hosts
-full_every: 7
-YAML
+ship_yaml "$T/client/ship.yaml" mairie "\"bash -c 'set -o pipefail; $DUMP | tee $T/client/last.dump'\"" \
+	"sftp://$CU@$IP_V/incoming" 7 "identity: $T/client/id_ed25519" "known_hosts: $T/client/known_hosts"
 chmod 600 "$T/client/id_ed25519"
 # cron: no environment, no terminal, stdin closed
 cron_ship() { in_primary env -i PATH=/usr/bin:/bin setsid "$B" ship -c "$T/client/ship.yaml" "$@" < /dev/null; }
 change_rows() { pg_sql c "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE random() < 0.02" > /dev/null; }
 ls_json() { "$B" intake ls "$IN" --client mairie --json; }
+# per-table checksums of database DB (md5 of the rows' md5s, in key order)
+TABLES="pgbench_accounts:aid pgbench_branches:bid pgbench_tellers:tid pgbench_history:tid,bid,aid,mtime town_secrets:v"
+sums() {
+	local t out=
+	for t in $TABLES; do
+		out+="${t%%:*}=$(pg_as "$PG_BIN/psql" -X -q -At -h "$(pg_dir c)" -U postgres -d "$1" -c \
+			"SELECT count(*) || ':' || coalesce(md5(string_agg(md5(t::text), '' ORDER BY ${t#*:})), '-') FROM ${t%%:*} t") "
+	done
+	echo "$out"
+}
 night_of() { printf "2026-11-%02d" "$1"; }
 
 # ---- seven nights
@@ -89,6 +90,7 @@ for i in 1 2 3 4 5 6 7; do
 	out=$(cron_ship --night "$(night_of "$i")" 2>&1) || fail "night $i: ship failed: $out"
 	[ -z "$out" ] || fail "night $i: ship is not quiet on success: $out"
 	cp "$T/client/last.dump" "$T/dump-$i"
+	case $i in 3|7) sums postgres > "$T/sums-$i" ;; esac
 done
 ls_json > "$T/ls.json"
 python3 - "$T" <<'PY' > "$T/sizes" || fail "the nights are not what was shipped: $(cat "$T/ls.json")"
@@ -129,6 +131,34 @@ done
 note "nights 3 and 7 restored byte-identical to the dumps taken then ($(sed -n 's/.*in \([0-9.]* s\)$/\1/p' "$T/restore.out") for night 7, a chain of 7)"
 "$PG_BIN/pg_restore" -l "$T/restored-7" | grep -q "TABLE DATA public town_secrets" \
 	|| fail "pg_restore does not read the restored dump"
+
+# ---- restore --load: nights 3 and 7 into a database, checksums equal the source's then
+# (as a role that is not a superuser, with a password: the URL's password
+# reaches pg_restore in its environment, never in a message)
+pg_sql c "ALTER ROLE $PG_REP_ROLE CREATEDB" > /dev/null
+URL="postgresql://$PG_REP_ROLE:$PG_REP_PASSWORD@/drill_n?host=$(pg_dir c)"
+load() { "$B" intake restore "$IN" --client mairie --key "$T/client/mairie.key" --passphrase-file "$T/pass" \
+	--load "$URL" --jobs 2 "$@"; }
+t0=$(date +%s.%N)
+load --night "$(night_of 3)" > "$T/load.out" 2> "$T/load.err" || fail "--load of night 3: $(cat "$T/load.err")"
+grep -q "^loaded 2026-11-03 into drill_n: 5 tables, [0-9]* rows, [0-9.]* s$" "$T/load.out" \
+	|| fail "--load's final line: $(cat "$T/load.out")"
+[ "$(sums drill_n)" = "$(cat "$T/sums-3")" ] || fail "night 3 loaded differs from the source at night 3: $(sums drill_n) vs $(cat "$T/sums-3")"
+! grep -q "$PG_REP_PASSWORD" "$T/load.out" "$T/load.err" || fail "--load printed the password"
+loaded3=$(cat "$T/load.out")
+rc=0; load --to "$T/x" > "$T/load.out" 2>&1 || rc=$?
+[ $rc = 2 ] || fail "--to with --load: exit $rc, want 2: $(cat "$T/load.out")"
+rc=0; "$B" intake restore "$IN" --client mairie --key "$T/client/mairie.key" --passphrase-file "$T/pass" \
+	--load "host=$(pg_dir c)" > "$T/load.out" 2>&1 || rc=$?
+[ $rc = 2 ] && grep -q "names no database" "$T/load.out" || fail "--load of a URL without a database: exit $rc: $(cat "$T/load.out")"
+rc=0; load --night "$(night_of 7)" > "$T/load.out" 2>&1 || rc=$?
+[ $rc = 1 ] && grep -q "database drill_n exists and is not empty" "$T/load.out" \
+	|| fail "--load into a non-empty database: exit $rc, want 1: $(cat "$T/load.out")"
+[ "$(sums drill_n)" = "$(cat "$T/sums-3")" ] || fail "a refused --load changed the database"
+load --night "$(night_of 7)" --replace > "$T/load.out" 2> "$T/load.err" || fail "--load --replace of night 7: $(cat "$T/load.err")"
+[ "$(sums drill_n)" = "$(cat "$T/sums-7")" ] || fail "night 7 loaded differs from the source at night 7"
+[ "$(sums drill_n)" != "$(cat "$T/sums-3")" ] || fail "nights 3 and 7 have the same checksums: the test shows nothing"
+note "--load of nights 3 and 7: per-table checksums equal the source's then ($loaded3; $(cat "$T/load.out")); into a non-empty database without --replace: exit 1; whole step $(echo "$(date +%s.%N) - $t0" | bc) s"
 
 # ---- blindness
 python3 - "$T" "$IN" "$MARKER" <<'PY' || fail "blindness check failed"
@@ -181,10 +211,15 @@ rc=0; "$B" intake restore "$IN" --client mairie --night 2026-11-07 --key "$T/cli
 	--passphrase-file "$T/pass" --to "$T/r-bad" > "$T/restore.out" 2>&1 || rc=$?
 [ $rc = 5 ] || fail "restore of the damaged night: exit $rc, want 5: $(cat "$T/restore.out")"
 [ ! -e "$T/r-bad" ] || fail "a refused restore left $T/r-bad"
+URL="postgresql://$PG_REP_ROLE:$PG_REP_PASSWORD@/drill_bad?host=$(pg_dir c)"
+rc=0; load --night 2026-11-07 --tmp "$T" > "$T/load.out" 2>&1 || rc=$?
+[ $rc = 5 ] || fail "--load of the damaged night: exit $rc, want 5: $(cat "$T/load.out")"
+[ -z "$(pg_sql c "SELECT 1 FROM pg_database WHERE datname = 'drill_bad'")" ] || fail "--load of a damaged night created its database"
+[ -z "$(ls "$T" | grep bascule-load)" ] || fail "--load of a damaged night left its scratch directory"
 "$B" intake restore "$IN" --client mairie --night 2026-11-06 --key "$T/client/mairie.key" \
 	--passphrase-file "$T/pass" --to "$T/r-6" > /dev/null || fail "night 6 no longer restores"
 cmp "$T/r-6" "$T/dump-6" || fail "night 6 restored wrong"
-note "flipped byte: check CRITICAL naming 2026-11-07/$obj; restore exit 5; night 6 still restores"
+note "flipped byte: check CRITICAL naming 2026-11-07/$obj; restore and --load exit 5 (no database created); night 6 still restores"
 cp -p "$T/saved-obj" "$f"
 
 # ---- the client's account: no delete, rename or overwrite

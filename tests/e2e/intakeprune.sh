@@ -8,6 +8,7 @@
 # prune finishes; metrics pass promtool, the age grows with --now, a skipped
 # night and a flipped byte show in the values; usage errors exit 2.
 . "$(dirname "$0")/../lib/common.sh"
+. "$(dirname "$0")/../lib/ship.sh"
 B="$BIN/bascule"
 IN=$T/in
 echo "a passphrase for the safe" > "$T/pass"; chmod 600 "$T/pass"
@@ -23,15 +24,8 @@ b = bytearray(random.Random(1).randbytes(1 << 20))
 b[n * 4096:n * 4096 + 8] = b"night%03d" % n
 sys.stdout.buffer.write(b)
 PY
-cat > "$T/client/ship.yaml" <<YAML
-client: c1
-dump: "bash -c 'set -o pipefail; python3 $T/gen.py \$(cat $T/n) | tee $T/client/last.dump'"
-public_key: $T/client/c1.pub
-signing_key: $T/client/c1.sign
-state_dir: $T/client/state
-intake: local:$IN/c1/incoming
-full_every: 3
-YAML
+ship_yaml "$T/client/ship.yaml" c1 "\"bash -c 'set -o pipefail; python3 $T/gen.py \$(cat $T/n) | tee $T/client/last.dump'\"" \
+	"local:$IN/c1/incoming" 3
 night_of() { printf "2026-11-%02d" "$1"; }
 for i in 1 2 3 4 5 6 7; do
 	echo "$i" > "$T/n"

@@ -2,7 +2,9 @@
  * (lib/clientkey.c): manifest round trip, every byte flipped refused,
  * truncation told apart from tampering, another client's key, a manifest
  * under another name, bounds; key files round trip, swapped and unsafe
- * files named; the streaming librsync jobs rebuild the dump. */
+ * files named; the streaming librsync jobs rebuild the dump; a chain of
+ * deltas composed (lib/rchain.c) gives what patching night after night
+ * gives, and corrupt deltas are refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +17,7 @@
 #include "clientkey.h"
 #include "err.h"
 #include "intake.h"
+#include "rchain.h"
 #include "rsync.h"
 #include "scratch.h"
 
@@ -270,6 +273,107 @@ static void test_rsync_stream(void **state)
 	free(b);
 }
 
+/* the delta from A to B (in memory, 128-byte blocks as ship's) */
+static void delta_of(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, struct sink *d)
+{
+	struct sink sig = { 0 };
+	struct rsync_job *j;
+
+	wbuf_init(&sig.w, 64u << 20);
+	d->w.len = 0;
+	assert_int_equal(rsync_job_signature(128, &j), 0);
+	assert_int_equal(rsync_job_feed(j, a, alen, true, to_sink, &sig), 0);
+	rsync_job_free(j);
+	assert_int_equal(rsync_job_delta(sig.w.p, sig.w.len, &j), 0);
+	assert_int_equal(rsync_job_feed(j, b, blen, true, to_sink, d), 0);
+	rsync_job_free(j);
+	wbuf_free(&sig.w);
+}
+
+/* Six nights, each changed (rows rewritten, content moved, inserted,
+ * cut): the chain composed and written once is the last night exactly, and
+ * every night's size is told as it is composed. */
+static void test_rchain(void **state)
+{
+	size_t cap = 1u << 20, len[7];
+	uint8_t *n[7];
+	struct sink d = { 0 }, out = { 0 };
+	struct rchain *c;
+	char path[256];
+	int full, lit;
+	uint64_t size;
+	(void)state;
+
+	wbuf_init(&d.w, 64u << 20);
+	wbuf_init(&out.w, 64u << 20);
+	n[0] = malloc(cap);
+	len[0] = 600000;
+	randombytes_buf(n[0], len[0]);
+	for (int i = 1; i < 7; i++) {
+		size_t l = len[i - 1];
+		n[i] = malloc(cap);
+		memcpy(n[i], n[i - 1], l);
+		for (int k = 0; k < 40; k++) /* rows rewritten in place */
+			randombytes_buf(n[i] + randombytes_uniform((uint32_t)l - 200), 1 + randombytes_uniform(150));
+		memmove(n[i] + 5000 * i + 300, n[i] + 5000 * i, l - 5000 * i - 300); /* 300 bytes inserted */
+		randombytes_buf(n[i] + 5000 * i, 300);
+		memmove(n[i] + 100000, n[i] + 100000 + 77 * i, l - 100000 - 77 * i); /* 77*i bytes cut */
+		l -= 77 * i;
+		memcpy(n[i] + 300000, n[i] + 200000, 20000); /* a range copied elsewhere */
+		len[i] = l;
+	}
+	snprintf(path, sizeof(path), "%s/chain-full", dir);
+	assert_true((full = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600)) >= 0);
+	assert_int_equal(write(full, n[0], len[0]), (ssize_t)len[0]);
+	snprintf(path, sizeof(path), "%s/chain-lit", dir);
+	assert_true((lit = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600)) >= 0);
+	assert_int_equal(rchain_new(full, len[0], lit, &c), 0);
+	for (int i = 1; i < 7; i++) {
+		delta_of(n[i - 1], len[i - 1], n[i], len[i], &d);
+		for (size_t off = 0; off < d.w.len; off += 777) /* in odd pieces, as unzstd gives them */
+			assert_int_equal(rchain_feed(c, d.w.p + off, off + 777 > d.w.len ? d.w.len - off : 777), 0);
+		assert_int_equal(rchain_end(c, &size), 0);
+		assert_int_equal(size, len[i]);
+	}
+	assert_true(rchain_extents(c) > 6);
+	assert_int_equal(rchain_write(c, to_sink, &out), 0);
+	assert_int_equal(out.w.len, len[6]);
+	assert_memory_equal(out.w.p, n[6], len[6]);
+	rchain_free(c);
+
+	/* hostile deltas: a COPY past the end of its basis, an unknown
+	 * command, a delta cut before its END, data after it, a bad magic */
+	{
+		static const uint8_t past[] = { 0x72, 0x73, 0x02, 0x36, 0x4d, 0, 0x0f, 0xff, 0xff, 0xff, 0 };
+		static const uint8_t unknown[] = { 0x72, 0x73, 0x02, 0x36, 0x60 };
+		static const uint8_t cut[] = { 0x72, 0x73, 0x02, 0x36, 0x03, 'a', 'b' };
+		static const uint8_t after[] = { 0x72, 0x73, 0x02, 0x36, 0x00, 0x00 };
+		static const uint8_t magic[] = { 0x72, 0x73, 0x01, 0x36 };
+		assert_int_equal(rchain_new(full, len[0], lit, &c), 0);
+		assert_int_equal(rchain_feed(c, past, sizeof(past)), -EBADMSG);
+		rchain_free(c);
+		assert_int_equal(rchain_new(full, len[0], lit, &c), 0);
+		assert_int_equal(rchain_feed(c, unknown, sizeof(unknown)), -EBADMSG);
+		rchain_free(c);
+		assert_int_equal(rchain_new(full, len[0], lit, &c), 0);
+		assert_int_equal(rchain_feed(c, cut, sizeof(cut)), 0);
+		assert_int_equal(rchain_end(c, &size), -EBADMSG);
+		rchain_free(c);
+		assert_int_equal(rchain_new(full, len[0], lit, &c), 0);
+		assert_int_equal(rchain_feed(c, after, sizeof(after)), -EBADMSG);
+		rchain_free(c);
+		assert_int_equal(rchain_new(full, len[0], lit, &c), 0);
+		assert_int_equal(rchain_feed(c, magic, sizeof(magic)), -EBADMSG);
+		rchain_free(c);
+	}
+	close(full);
+	close(lit);
+	for (int i = 0; i < 7; i++)
+		free(n[i]);
+	wbuf_free(&d.w);
+	wbuf_free(&out.w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -278,6 +382,7 @@ int main(void)
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_rsync_stream),
+		cmocka_unit_test(test_rchain),
 	};
 	if (sodium_init() < 0)
 		return 1;
