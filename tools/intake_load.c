@@ -324,7 +324,7 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 		goto out;
 	}
 	/* the database: new, or dropped and created again with --replace */
-	if (exists && lo->replace && sql_ident(adm, "DROP DATABASE ", c.dbname, " WITH (FORCE)") < 0)
+	if (exists && lo->replace && sql_ident(adm, "DROP DATABASE ", c.dbname, "") < 0)
 		goto out;
 	if (!exists || lo->replace) {
 		if (sql_ident(adm, "CREATE DATABASE ", c.dbname, " TEMPLATE template0") < 0)
@@ -366,7 +366,7 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 out:
 	PQfinish(pg);
 	if (created && adm)
-		(void)sql_ident(adm, "DROP DATABASE IF EXISTS ", c.dbname, " WITH (FORCE)");
+		(void)sql_ident(adm, "DROP DATABASE IF EXISTS ", c.dbname, "");
 	PQfinish(adm);
 	if (dump[0])
 		unlink(dump);
