@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum drill_mode { MODE_PLAN, MODE_PLANNED, MODE_UNPLANNED, MODE_TEST, MODE_FAILBACK };
+enum drill_mode { MODE_PLAN, MODE_PLANNED, MODE_UNPLANNED, MODE_TEST, MODE_FAILBACK, MODE_HYBRID };
 
 enum step_kind {
 	ST_PRE_REPL,     /* primary: replication healthy, lag under the bound */
@@ -55,6 +55,9 @@ enum step_kind {
 	ST_DB_FB_SHUTDOWN,/* failback: the promoted database shut down cleanly, its final LSN read */
 	ST_DB_FB_CAUGHT, /* failback: the old primary holds that final LSN */
 	ST_DB_FB_PROMOTE,/* failback: the old primary promoted */
+	ST_HY_CHECK,     /* hybrid: intake check of the client (freshness, signatures, objects) */
+	ST_HY_PICK,      /* hybrid: the night to restore (intake ls --json) */
+	ST_HY_RESTORE,   /* hybrid: intake restore --load of that night */
 	ST_KIND_MAX
 };
 
@@ -82,7 +85,9 @@ struct step {
 	 * goes into the signed report): database-stop {checkpoint_lsn,
 	 * final_lsn, timeline}, database-acked {final_lsn, targets: {NAME:
 	 * {acked_lsn, epoch}}}, promote and clone {postgres: {SOURCE: {data_dir,
-	 * mode, end_lsn, redo_lsn, timeline, last_transaction_us}}}; "" if none. */
+	 * mode, end_lsn, redo_lsn, timeline, last_transaction_us}}}; hybrid
+	 * steps {night, kind, full, chain, created_unix, database, tables, rows,
+	 * damaged_night} (docs/hybrid.md); "" if none. */
 	char data[1536];
 };
 

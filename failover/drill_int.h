@@ -6,6 +6,8 @@
 
 #define SEC(d) ((d)->rb->secondary.host)
 #define PRI(d) ((d)->rb->primary.host)
+/* Where the services start: the secondary, or a hybrid runbook's host. */
+#define SVC_HOST(d) (runbook_is_hybrid((d)->rb) ? (d)->rb->hybrid.host : SEC(d))
 #define MIN(x) ((uint64_t)(x) * 60000000ULL)
 #define DRILL_MAX_GROUPS 256
 
@@ -96,6 +98,11 @@ int db_fb_standby(struct step_ctx *c);
 int db_fb_shutdown(struct step_ctx *c);
 int db_fb_caught(struct step_ctx *c);
 int db_fb_promote(struct step_ctx *c);
+
+/* hybrid.c: the steps of a hybrid drill (docs/hybrid.md, "The hybrid drill") */
+int hybrid_check(struct step_ctx *c);
+int hybrid_pick(struct step_ctx *c);
+int hybrid_restore(struct step_ctx *c);
 
 /* steps.c */
 /* Run step S of D: S is the caller's own copy (its results are written

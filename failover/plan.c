@@ -25,9 +25,10 @@ static const char *const kind_names[ST_KIND_MAX] = {
 	[ST_DB_TEST_STOP] = "database-test-stop", [ST_DB_REWIND] = "database-rewind",
 	[ST_DB_FB_STANDBY] = "database-standby-start", [ST_DB_FB_SHUTDOWN] = "database-secondary-shutdown",
 	[ST_DB_FB_CAUGHT] = "database-caught-up", [ST_DB_FB_PROMOTE] = "database-promote-primary",
+	[ST_HY_CHECK] = "intake-check", [ST_HY_PICK] = "intake-night", [ST_HY_RESTORE] = "intake-restore",
 };
 static const char *const status_names[] = { "pending", "running", "done", "failed", "skipped" };
-static const char *const mode_names[] = { "plan", "planned", "unplanned", "test", "failback" };
+static const char *const mode_names[] = { "plan", "planned", "unplanned", "test", "failback", "hybrid" };
 
 const char *mode_name(enum drill_mode m) { return mode_names[m]; }
 const char *step_kind_name(enum step_kind k) { return kind_names[k]; }
@@ -35,7 +36,7 @@ const char *step_status_name(enum step_status s) { return status_names[s]; }
 
 int mode_parse(const char *s, enum drill_mode *ret)
 {
-	for (int i = 0; i < 5; i++)
+	for (size_t i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++)
 		if (!strcmp(s, mode_names[i])) {
 			*ret = (enum drill_mode)i;
 			return 0;
@@ -157,7 +158,7 @@ static void plan_switches(struct drill *d, bool back)
 		if (back && !sw->back)
 			continue;
 		struct step *s = add_step(d, back ? ST_SWITCH_BACK : ST_SWITCH, NULL, NULL,
-					  sw->host ?: SEC(d), 0, sw->timeout,
+					  sw->host ?: SVC_HOST(d), 0, sw->timeout,
 					  back ? "switch %s back" : "switch %s", sw->name);
 		if (s)
 			s->sw = (int)i;
@@ -270,7 +271,7 @@ int drill_plan(const struct runbook *rb, enum drill_mode mode, struct drill **re
 	if (!d)
 		return -ENOMEM;
 	d->rb = rb;
-	d->mode = mode == MODE_PLAN ? MODE_PLANNED : mode;
+	d->mode = mode != MODE_PLAN ? mode : runbook_is_hybrid(rb) ? MODE_HYBRID : MODE_PLANNED;
 	d->lock_fd = -1;
 	pthread_mutex_init(&d->lock, NULL);
 	d->started = clock_now_usec();
@@ -342,6 +343,19 @@ int drill_plan(const struct runbook *rb, enum drill_mode mode, struct drill **re
 		plan_groups(d, groups, ng, ST_RESUME, PRI(d), MIN(1), "resume replication of", false);
 		break;
 	}
+	case MODE_HYBRID: {
+		/* On the drill's machine, where the intake is: the intake tool. */
+		const struct rb_hybrid *h = &rb->hybrid;
+		add_step(d, ST_HY_CHECK, NULL, NULL, "local", 0, h->check_timeout, "intake check of client %s",
+			 h->client);
+		add_step(d, ST_HY_PICK, NULL, NULL, "local", 0, MIN(10), "night %s of client %s", h->night,
+			 h->client);
+		add_step(d, ST_HY_RESTORE, NULL, NULL, "local", 0, h->restore_timeout,
+			 "restore and load client %s's night", h->client);
+		plan_starts(d, ST_START, ST_CHECK, h->host);
+		plan_switches(d, false);
+		break;
+	}
 	case MODE_PLAN:
 		break;
 	}
@@ -362,8 +376,13 @@ void drill_print_plan(const struct drill *d, FILE *f)
 	fprintf(f, "Drill plan: %s, mode %s\n", rb->name, mode_name(d->mode));
 	fprintf(f, "Objectives: RTO %s", units_fmt_duration(rb->objectives.rto, t, sizeof(t)));
 	fprintf(f, ", RPO %s\n", units_fmt_duration(rb->objectives.rpo, t, sizeof(t)));
-	fprintf(f, "Primary %s, secondary %s (replica %s); %d start wave%s\n\n", rb->primary.host,
-		rb->secondary.host, rb->secondary.replica_root, rb->n_waves, rb->n_waves == 1 ? "" : "s");
+	if (d->mode == MODE_HYBRID)
+		fprintf(f, "Client %s from the intake %s, night %s, loaded into %s; services on %s; %d start "
+			   "wave%s\n\n", rb->hybrid.client, rb->hybrid.intake, rb->hybrid.night, rb->hybrid.load,
+			rb->hybrid.host, rb->n_waves, rb->n_waves == 1 ? "" : "s");
+	else
+		fprintf(f, "Primary %s, secondary %s (replica %s); %d start wave%s\n\n", rb->primary.host,
+			rb->secondary.host, rb->secondary.replica_root, rb->n_waves, rb->n_waves == 1 ? "" : "s");
 	fprintf(f, "  #  %-22s %-48s %-12s %s\n", "step", "what", "host", "timeout");
 	for (size_t i = 0; i < d->n; i++) {
 		const struct step *s = &d->steps[i];
@@ -396,8 +415,8 @@ int drill_plan_abort(struct drill *d, size_t n0)
 		}
 		case ST_START:
 			a = add_step(d, d->mode == MODE_TEST ? ST_TEST_STOP : ST_SEC_STOP, s.service, s.group,
-				     SEC(d), 0, drill_service(rb, s.service)->stop_timeout, "stop %s on %s",
-				     s.service, SEC(d));
+				     s.host, 0, drill_service(rb, s.service)->stop_timeout, "stop %s on %s",
+				     s.service, s.host);
 			break;
 		case ST_CLONE:
 			if (d->steps[n0 - 1].kind == ST_UNCLONE && d->steps[n0 - 1].status == SS_DONE)

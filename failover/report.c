@@ -41,9 +41,10 @@ static bool all_done(const struct drill *d, enum step_kind k)
 
 static const char *service_state(const struct drill *d, const char *svc)
 {
+	bool hy = d->mode == MODE_HYBRID;
 	const char *st = d->mode == MODE_UNPLANNED ? "lost with the primary"
 			 : d->mode == MODE_FAILBACK ? "running on the secondary"
-						    : "running on the primary";
+			 : hy ? "not started" : "running on the primary";
 	for (size_t i = 0; i < d->n; i++) {
 		const struct step *s = &d->steps[i];
 		bool ok = s->status == SS_DONE, failed = s->status == SS_FAILED ||
@@ -56,12 +57,15 @@ static const char *service_state(const struct drill *d, const char *svc)
 			else if (failed) st = "stopping on the primary (state unknown)";
 			break;
 		case ST_START:
-			if (ok) st = d->mode == MODE_TEST ? "test copy started (isolated)" : "started on the secondary";
-			else if (failed) st = "starting on the secondary failed (state unknown)";
+			if (ok) st = d->mode == MODE_TEST ? "test copy started (isolated)" : hy ? "started on the restored "
+				     "database" : "started on the secondary";
+			else if (failed) st = hy ? "starting failed (state unknown)"
+					      : "starting on the secondary failed (state unknown)";
 			break;
 		case ST_CHECK:
-			if (ok) st = d->mode == MODE_TEST ? "test copy healthy (isolated)" : "healthy on the secondary";
-			else if (failed) st = "started on the secondary, checks failing";
+			if (ok) st = d->mode == MODE_TEST ? "test copy healthy (isolated)" : hy ? "healthy on the restored "
+				     "database" : "healthy on the secondary";
+			else if (failed) st = hy ? "started, checks failing" : "started on the secondary, checks failing";
 			break;
 		case ST_TEST_STOP:
 			if (ok) st = "test copy stopped; production untouched";
@@ -169,6 +173,46 @@ static json_t *group_databases(const struct drill *d, const char *g, const struc
 	return arr;
 }
 
+/* The hybrid drill's restore (docs/hybrid.md, "The hybrid drill"): the
+ * client, the night chosen and when its dump was uploaded, what was
+ * loaded; damaged_night if a step found the night damaged.  *RET_CREATED:
+ * the dump's upload (usec), 0 if no night was chosen. */
+static json_t *hybrid_object(const struct drill *d, uint64_t *ret_created)
+{
+	const struct rb_hybrid *h = &d->rb->hybrid;
+	const struct step *pick = find_step(d, ST_HY_PICK, NULL, true);
+	const struct step *load = find_step(d, ST_HY_RESTORE, NULL, true);
+	json_t *pd = pick ? drill_step_data(pick) : NULL, *ld = load ? drill_step_data(load) : NULL, *o;
+	const char *damaged = "";
+	json_int_t created = json_integer_value(json_object_get(pd, "created_unix"));
+	json_t *dd = NULL;
+
+	for (size_t i = 0; i < d->n && !*damaged; i++) {
+		const struct step *s = &d->steps[i];
+		if (s->abort || (s->kind != ST_HY_CHECK && s->kind != ST_HY_PICK && s->kind != ST_HY_RESTORE))
+			continue;
+		json_decref(dd);
+		dd = drill_step_data(s);
+		damaged = json_string_value(json_object_get(dd, "damaged_night")) ?: "";
+	}
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:I, s:I, s:s}", "client", h->client,
+		      "intake", h->intake, "night_wanted", h->night, "night",
+		      json_string_value(json_object_get(pd, "night")) ?: "", "kind",
+		      json_string_value(json_object_get(pd, "kind")) ?: "", "full_night",
+		      json_string_value(json_object_get(pd, "full")) ?: "", "chain",
+		      json_integer_value(json_object_get(pd, "chain")), "dump_created_us",
+		      (json_int_t)(created > 0 ? created * 1000000 : 0), "stored_bytes",
+		      json_integer_value(json_object_get(pd, "stored_bytes")), "database",
+		      json_string_value(json_object_get(ld, "database")) ?: "", "tables",
+		      json_integer_value(json_object_get(ld, "tables")), "rows",
+		      json_integer_value(json_object_get(ld, "rows")), "damaged_night", damaged);
+	json_decref(dd);
+	json_decref(pd);
+	json_decref(ld);
+	*ret_created = created > 0 ? (uint64_t)created * 1000000 : 0;
+	return o;
+}
+
 json_t *report_build(const struct drill *d)
 {
 	const struct runbook *rb = d->rb;
@@ -179,7 +223,8 @@ json_t *report_build(const struct drill *d)
 	enum step_kind promote = d->mode == MODE_FAILBACK ? ST_FB_PROMOTE
 				 : d->mode == MODE_TEST ? ST_CLONE : ST_PROMOTE;
 	const struct step *first = NULL, *last = NULL;
-	json_t *steps = json_array(), *services = json_array(), *groups = json_array(), *res;
+	json_t *steps = json_array(), *services = json_array(), *groups = json_array(), *res, *doc;
+	json_t *hybrid = NULL;
 	uint64_t t0 = 0, t1 = 0, rpo = 0, stop_end = 0;
 	bool rto_ok, rpo_ok, rpo_known = true, complete;
 	char dig[65], host[256] = "";
@@ -188,8 +233,8 @@ json_t *report_build(const struct drill *d)
 	gethostname(host, sizeof(host) - 1);
 	sodium_bin2hex(dig, sizeof(dig), rb->digest, sizeof(rb->digest));
 	/* RTO from the first service stop (or the incident) to all checks green. */
-	if (d->mode == MODE_UNPLANNED)
-		t0 = d->incident ? d->incident : d->started;
+	if (d->mode == MODE_UNPLANNED || d->mode == MODE_HYBRID)
+		t0 = d->incident ? d->incident : d->started; /* the declaration */
 	else if ((first = find_step(d, down, NULL, false)))
 		t0 = first->start;
 	else if (d->mode == MODE_TEST && (first = find_step(d, ST_CLONE, NULL, false)))
@@ -255,6 +300,13 @@ json_t *report_build(const struct drill *d)
 			json_array_append_new(groups, o);
 		}
 	}
+	/* Hybrid: the data lost is what the client wrote after its dump. */
+	if (d->mode == MODE_HYBRID) {
+		uint64_t created = 0;
+		hybrid = hybrid_object(d, &created);
+		rpo_known = created != 0;
+		rpo = created && t0 > created ? t0 - created : 0;
+	}
 	rto_ok = complete && t1 - t0 <= rb->objectives.rto;
 	rpo_ok = rpo_known && rpo <= rb->objectives.rpo;
 	if (!strcmp(d->status, "aborted"))
@@ -299,7 +351,7 @@ json_t *report_build(const struct drill *d)
 	res = json_array();
 	for (int i = 0; i < d->n_resumed; i++)
 		json_array_append_new(res, json_integer((json_int_t)d->resumed[i]));
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:{s:I, s:I}, "
+	doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:{s:I, s:I}, "
 			 "s:{s:I, s:I, s:I, s:b, s:b, s:b, s:b}, s:s, s:s, s:o, s:o, s:o, s:o}",
 			 "format", "bascule-drill-report-1", "drill", d->id, "runbook", rb->file,
 			 "runbook_name", rb->name, "runbook_blake2b", dig, "mode", mode_name(d->mode),
@@ -310,6 +362,11 @@ json_t *report_build(const struct drill *d)
 			 (json_int_t)t1, "rpo_us", (json_int_t)rpo, "rpo_reached", rpo_known, "complete",
 			 complete, "rto_met", rto_ok, "rpo_met", rpo_ok, "result", result, "message", d->message,
 			 "resumed_us", res, "groups", groups, "services", services, "steps", steps);
+	if (doc && hybrid)
+		json_object_set_new(doc, "hybrid", hybrid);
+	else
+		json_decref(hybrid);
+	return doc;
 }
 
 /* ---- helpers of the renderers (report_int.h) ---- */
@@ -367,6 +424,9 @@ int report_exit_code(json_t *r)
 		return 0;
 	if (!strcmp(res, "FAIL"))
 		return 1;
+	/* A hybrid night found damaged: what intake restore says of it. */
+	if (!strcmp(res, "ERROR") && *report_jstr(json_object_get(r, "hybrid"), "damaged_night"))
+		return 5;
 	return !strcmp(res, "ABORT-INCOMPLETE") ? 3 : 2;
 }
 

@@ -21,7 +21,8 @@ char *report_html(json_t *doc);
 void report_summary(json_t *report, FILE *f);
 /* Write DIR/ID.json and DIR/ID.html; their paths into JSON_PATH/HTML_PATH. */
 int report_write(json_t *doc, const char *dir, char *json_path, char *html_path, size_t len);
-/* 0 if the objectives were met, 1 if not, 2 if the drill did not complete. */
+/* 0 if the objectives were met, 1 if not, 2 if the drill did not complete,
+ * 3 an abort incomplete, 5 a hybrid drill stopped by a damaged night. */
 int report_exit_code(json_t *report);
 /* Check FILE (.json or .html).  PUBKEY_FILE pins the signer (NULL: the key in
  * the report, with a warning).  0 valid, -EBADMSG tampered or unsigned, other

@@ -236,6 +236,41 @@ static void html_databases(FILE *f, json_t *r)
 		fprintf(f, "</table>\n");
 }
 
+/* A hybrid drill's restore: the client's night and what was loaded. */
+static void html_hybrid(FILE *f, json_t *r)
+{
+	json_t *h = json_object_get(r, "hybrid");
+	char t[40];
+
+	if (!json_is_object(h))
+		return;
+	fprintf(f, "<h2>Hybrid restore</h2>\n<table><tr><th>client</th><td>");
+	esc(f, report_jstr(h, "client"));
+	fprintf(f, "</td></tr>\n<tr><th>intake</th><td>");
+	esc(f, report_jstr(h, "intake"));
+	fprintf(f, "</td></tr>\n<tr><th>night</th><td>");
+	esc(f, *report_jstr(h, "night") ? report_jstr(h, "night") : "none chosen");
+	fprintf(f, " <span class=\"muted\">(%s", *report_jstr(h, "kind") ? report_jstr(h, "kind") : "-");
+	if (*report_jstr(h, "full_night")) {
+		fprintf(f, ", chain of %" PRIu64 " from ", report_jint(h, "chain"));
+		esc(f, report_jstr(h, "full_night"));
+	}
+	fprintf(f, "; wanted: ");
+	esc(f, report_jstr(h, "night_wanted"));
+	fprintf(f, ")</span></td></tr>\n<tr><th>dump uploaded</th><td>%s</td></tr>\n",
+		report_jint(h, "dump_created_us") ? units_fmt_time(report_jint(h, "dump_created_us"), t, sizeof(t)) : "-");
+	fprintf(f, "<tr><th>loaded into</th><td>");
+	esc(f, *report_jstr(h, "database") ? report_jstr(h, "database") : "-");
+	fprintf(f, " <span class=\"muted\">%" PRIu64 " tables, %" PRIu64 " rows</span></td></tr>\n",
+		report_jint(h, "tables"), report_jint(h, "rows"));
+	if (*report_jstr(h, "damaged_night")) {
+		fprintf(f, "<tr><th class=\"FAIL\">damaged night</th><td class=\"FAIL\">");
+		esc(f, report_jstr(h, "damaged_night"));
+		fprintf(f, "</td></tr>\n");
+	}
+	fprintf(f, "</table>\n");
+}
+
 char *report_html(json_t *doc)
 {
 	json_t *r = json_object_get(doc, "report"), *sig = json_object_get(doc, "signature");
@@ -322,6 +357,7 @@ char *report_html(json_t *doc)
 	}
 	fprintf(f, "</table>\n");
 	html_databases(f, r);
+	html_hybrid(f, r);
 	fprintf(f, "<h2>Steps</h2>\n<table><tr><th>#</th><th>step</th><th>host</th>"
 		   "<th>status</th><th>start</th><th>duration</th><th>result</th></tr>\n");
 	json_array_foreach(json_object_get(r, "steps"), i, x) {

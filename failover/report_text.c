@@ -1,6 +1,7 @@
 /* report_text.c - the short summary of a report printed on the terminal. */
 #include "report_int.h"
 #include "units.h"
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -53,6 +54,16 @@ void report_summary(json_t *r, FILE *f)
 					report_jint(db, "last_transaction_us") ? units_fmt_time(report_jint(db, "last_transaction_us"), t, sizeof(t)) : "none",
 					report_dur(report_jint(db, "data_loss_us"), a, sizeof(a)));
 		}
+	}
+	{
+		json_t *h = json_object_get(r, "hybrid");
+		if (json_is_object(h) && *report_jstr(h, "damaged_night"))
+			fprintf(f, "  client %s: night %s is DAMAGED: nothing of it was loaded\n", report_jstr(h, "client"),
+				report_jstr(h, "damaged_night"));
+		else if (json_is_object(h) && *report_jstr(h, "database"))
+			fprintf(f, "  client %s: night %s loaded into %s (%" PRIu64 " tables, %" PRIu64 " rows)\n",
+				report_jstr(h, "client"), report_jstr(h, "night"), report_jstr(h, "database"),
+				report_jint(h, "tables"), report_jint(h, "rows"));
 	}
 	fprintf(f, "  steps:\n");
 	json_array_foreach(json_object_get(r, "steps"), i, x)

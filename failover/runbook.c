@@ -2,6 +2,7 @@
 #include "runbook.h"
 #include "err.h"
 #include "fsutil.h"
+#include "intake.h"
 #include "pgconn.h"
 #include "ssh.h"
 #include <errno.h>
@@ -220,16 +221,49 @@ static const struct cfg_key report_keys[] = {
 };
 static const struct cfg_table report_table = { "report", 0, report_keys };
 
+static const struct cfg_key hybrid_keys[] = {
+	{ K("intake", CT_PATH, struct rb_hybrid, intake), .required = true,
+	  .note = "the intake directory on the drill's machine (bascule intake add DIR)" },
+	{ K("client", CT_NAME, struct rb_hybrid, client), .required = true,
+	  .note = "the client whose nightly dump is restored" },
+	{ K("key", CT_SECRET, struct rb_hybrid, key), .required = true,
+	  .note = "the client's decryption key (FILE.key of bascule keygen client, mode 0600)" },
+	{ K("passphrase_file", CT_SECRET, struct rb_hybrid, passphrase_file), .required = true,
+	  .note = "the key's passphrase, first line (mode 0600): the drill runs unattended" },
+	{ K("night", CT_STR, struct rb_hybrid, night), .def = "latest",
+	  .note = "the night restored: latest (the newest complete one) or YYYY-MM-DD" },
+	{ K("load", CT_STR, struct rb_hybrid, load), .required = true,
+	  .note = "the database loaded: postgresql://[USER@]HOST[:PORT]/DBNAME or a conninfo (no password: "
+		  "use a passfile)" },
+	{ K("pg_bin", CT_PATH, struct rb_hybrid, pg_bin), .note = "the directory of pg_restore (default: PATH)" },
+	{ K("jobs", CT_UINT, struct rb_hybrid, jobs), .def = "0", .max = 64,
+	  .note = "pg_restore --jobs (0: intake restore's default, the CPUs, at most 8)" },
+	{ K("replace", CT_BOOL, struct rb_hybrid, replace), .def = "false",
+	  .note = "drop and recreate the database if it exists and is not empty (a drill run again)" },
+	{ K("host", CT_NAME, struct rb_hybrid, host), .required = true,
+	  .note = "where the services start and their command checks run (a host of hosts)" },
+	{ K("max_age", CT_DURATION, struct rb_hybrid, max_age), .def = "26h", .min = 1000000,
+	  .note = "the newest complete night must be younger (intake check --max-age)" },
+	{ K("check_timeout", CT_DURATION, struct rb_hybrid, check_timeout), .def = "10m", .min = 1000000,
+	  .max = 86400000000ULL, .note = "limit of the intake check (it reads every object)" },
+	{ K("restore_timeout", CT_DURATION, struct rb_hybrid, restore_timeout), .def = "4h", .min = 1000000,
+	  .max = 7 * 86400000000ULL, .note = "limit of the restore and load (intake restore --load)" },
+	{ 0 }
+};
+static const struct cfg_table hybrid_table = { "hybrid", 0, hybrid_keys };
+
 static const struct cfg_key top_keys[] = {
 	{ K("name", CT_STR, struct runbook, name), .required = true, .note = "what this runbook recovers" },
 	{ K("objectives", CT_MAP, struct runbook, objectives), .required = true,
 	  .sub = &objective_table, .note = "RTO and RPO to meet" },
 	{ K("hosts", CT_LIST, struct runbook, hosts), .required = true, .sub = &host_table,
 	  .note = "machines the drill acts on" },
-	{ K("primary", CT_MAP, struct runbook, primary), .required = true, .sub = &primary_table,
-	  .note = "the production site" },
-	{ K("secondary", CT_MAP, struct runbook, secondary), .required = true, .sub = &secondary_table,
-	  .note = "the recovery site" },
+	{ K("primary", CT_MAP, struct runbook, primary), .sub = &primary_table, .if_present = true,
+	  .note = "the production site (required, but in a hybrid runbook)" },
+	{ K("secondary", CT_MAP, struct runbook, secondary), .sub = &secondary_table, .if_present = true,
+	  .note = "the recovery site (required, but in a hybrid runbook)" },
+	{ K("hybrid", CT_MAP, struct runbook, hybrid), .sub = &hybrid_table, .if_present = true,
+	  .note = "hybrid mode: a client's nightly dump restored from the intake, then the services" },
 	{ K("prechecks", CT_MAP, struct runbook, prechecks), .sub = &precheck_table,
 	  .note = "conditions checked before anything is touched" },
 	{ K("services", CT_LIST, struct runbook, services), .required = true, .sub = &service_table,
@@ -388,6 +422,50 @@ static int check_database(struct runbook *rb, struct rb_database *db)
 	return 0;
 }
 
+bool runbook_is_hybrid(const struct runbook *rb)
+{
+	return rb->hybrid.intake != NULL;
+}
+
+/* A hybrid runbook restores a client's dump (nothing is replicated, so
+ * no primary nor secondary is needed, no group, no database promoted);
+ * any other names both sites. */
+static int check_sites(const struct runbook *rb)
+{
+	const struct rb_hybrid *h = &rb->hybrid;
+	const struct cfg_pos top = { 1, 1 };
+	char what[512];
+	bool password = false;
+	int r;
+
+	if (!runbook_is_hybrid(rb)) {
+		if (!rb->primary.host || !rb->secondary.host)
+			return POSERR(rb, top, "runbook is missing the required key '%s' (the %s site; only a "
+				      "hybrid runbook, with a hybrid section, has none)",
+				      rb->primary.host ? "secondary" : "primary",
+				      rb->primary.host ? "recovery" : "production");
+		return 0;
+	}
+	if ((r = need_host(rb, top, h->host, "hybrid.host")) < 0)
+		return r;
+	if (strcmp(h->night, "latest") && !intake_night_ok(h->night))
+		return POSERR(rb, top, "hybrid.night must be latest or a night YYYY-MM-DD, got '%s'", h->night);
+	if ((r = pgconn_describe(h->load, what, sizeof(what), &password)) < 0)
+		return POSERR(rb, top, "hybrid.load: %s", err_msg(r));
+	if (password)
+		return POSERR(rb, top, "hybrid.load holds a password, which the runbook and the report would "
+			      "show: put it in a passfile (passfile=FILE, mode 0600, or ~/.pgpass) and remove it here");
+	if (rb->databases.n)
+		return POSERR(rb, RB_DB(rb, 0)->pos, "database '%s': a hybrid runbook promotes no replicated "
+			      "database (its database is hybrid.load): remove the databases section",
+			      RB_DB(rb, 0)->name);
+	for (size_t i = 0; i < rb->services.n; i++)
+		if (RB_SVC(rb, i)->group)
+			return POSERR(rb, RB_SVC(rb, i)->pos, "service '%s': group has no meaning in a hybrid "
+				      "runbook (nothing is replicated or promoted): remove it", RB_SVC(rb, i)->name);
+	return 0;
+}
+
 static int cross_check(struct runbook *rb)
 {
 	int r;
@@ -412,7 +490,8 @@ static int cross_check(struct runbook *rb)
 			return POSERR(rb, h->pos, "host '%s': an ssh:// host needs identity (the SSH "
 				      "private key) and known_hosts", h->name);
 	}
-	if ((r = need_host(rb, (struct cfg_pos){ 1, 1 }, rb->primary.host, "primary")) < 0 ||
+	if ((r = check_sites(rb)) < 0 ||
+	    (r = need_host(rb, (struct cfg_pos){ 1, 1 }, rb->primary.host, "primary")) < 0 ||
 	    (r = need_host(rb, (struct cfg_pos){ 1, 1 }, rb->secondary.host, "secondary")) < 0)
 		return r;
 	for (size_t i = 0; i < rb->services.n; i++) {
@@ -460,7 +539,7 @@ static int cross_check(struct runbook *rb)
 	for (size_t i = 0; i < rb->databases.n; i++)
 		if ((r = check_database(rb, RB_DB(rb, i))) < 0)
 			return r;
-	if (!rb->secondary.clone_dir) {
+	if (!rb->secondary.clone_dir && rb->secondary.replica_root) {
 		size_t n = strlen(rb->secondary.replica_root) + 32;
 		if (!(rb->secondary.clone_dir = malloc(n)))
 			return -ENOMEM;

@@ -107,6 +107,23 @@ struct rb_objectives {
 	uint64_t rto, rpo;     /* usec */
 };
 
+/* A hybrid drill (docs/hybrid.md, "The hybrid drill"): a client's nightly
+ * dump at the operator's intake, restored and loaded, then the services. */
+struct rb_hybrid {
+	char *intake;          /* the intake directory (on the drill's machine) */
+	char *client;          /* the client enrolled there */
+	char *key;             /* the client's decryption key file (FILE.key, 0600) */
+	char *passphrase_file; /* its passphrase (0600, first line) */
+	char *night;           /* "latest" or YYYY-MM-DD */
+	char *load;            /* the database to load into: postgresql:// URL or conninfo, no password */
+	char *pg_bin;          /* the directory of pg_restore (NULL: PATH) */
+	char *host;            /* where the services start and their command checks run */
+	uint64_t jobs;         /* pg_restore --jobs; 0: restore's default */
+	bool replace;          /* drop and recreate a non-empty database */
+	uint64_t max_age;      /* usec: intake check --max-age */
+	uint64_t check_timeout, restore_timeout; /* usec */
+};
+
 struct rb_report {
 	char *dir, *signing_key;
 };
@@ -120,6 +137,7 @@ struct runbook {
 	struct rb_prechecks prechecks;
 	struct rb_failback failback;
 	struct rb_report report;
+	struct rb_hybrid hybrid;  /* hybrid.intake NULL: not a hybrid runbook */
 	char *state_dir;
 	bool consistent;       /* unplanned: promote only consistent epochs */
 	struct cfg_list hosts;    /* struct rb_host */
@@ -149,3 +167,6 @@ int runbook_check_test(const struct runbook *rb);
 /* A failback drill of RB: each database names failback_conninfo (parsed,
  * no password); an error with the database's position if not. */
 int runbook_check_failback(const struct runbook *rb);
+/* A hybrid runbook (it has a hybrid section; primary and secondary are
+ * optional there): true. */
+bool runbook_is_hybrid(const struct runbook *rb);

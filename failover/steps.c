@@ -574,6 +574,16 @@ static int do_start(struct step_ctx *c, bool test, bool home)
 			 c->s->host);
 		return home && c->s->abort ? -ENOEXEC : 0;
 	}
+	if (c->d->mode == MODE_HYBRID) {
+		/* What the services start on: the night loaded, and where. */
+		json_t *p = drill_step_find_data(c->d, ST_HY_RESTORE, "", NULL);
+		rc = step_env_add(c, "BASCULE_NIGHT", json_string_value(json_object_get(p, "night")) ?: "");
+		if (rc == 0)
+			rc = step_env_add(c, "BASCULE_LOAD", c->d->rb->hybrid.load);
+		json_decref(p);
+		if (rc < 0)
+			return rc;
+	}
 	if ((rc = step_run_sh(c, c->s->host, cmd, svc->start_timeout, "start")) == 0)
 		step_msg(c->s, "started%s", test ? " (isolated test copy)" : "");
 	return rc;
@@ -587,7 +597,7 @@ static int do_checks(struct step_ctx *c, bool home)
 
 	for (size_t k = 0; k < svc->checks.n; k++) {
 		const struct rb_check *ck = RB_CHECK(svc, k);
-		const struct rb_host *h = runbook_host(d->rb, ck->host ?: home ? PRI(d) : SEC(d));
+		const struct rb_host *h = runbook_host(d->rb, ck->host ?: c->s->host); /* the service's host */
 		struct rb_check tc = *ck; /* a test drill queries the clones */
 		char why[600] = "";
 		int rc = -EAGAIN;
@@ -714,6 +724,9 @@ static int exec_kind(struct step_ctx *c)
 	case ST_DB_FB_SHUTDOWN: return db_fb_shutdown(c);
 	case ST_DB_FB_CAUGHT: return db_fb_caught(c);
 	case ST_DB_FB_PROMOTE: return db_fb_promote(c);
+	case ST_HY_CHECK: return hybrid_check(c);
+	case ST_HY_PICK: return hybrid_pick(c);
+	case ST_HY_RESTORE: return hybrid_restore(c);
 	case ST_KIND_MAX:
 		break;
 	}

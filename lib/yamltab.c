@@ -346,6 +346,8 @@ static int parse_table(struct parse_ctx *p, const yaml_node_t *map, const struct
 			if (k->required)
 				return cfg_err(p, map, "%s is missing the required key '%s' (%s)", t->what,
 					       k->key, k->note);
+			if (k->type == CT_MAP && k->if_present)
+				continue;
 			if (k->type == CT_MAP) {
 				/* An absent section is an empty one: its defaults apply. */
 				yaml_node_t empty = { .type = YAML_MAPPING_NODE,

@@ -68,6 +68,8 @@ struct cfg_key {
 	const char *note;
 	const char *const *enums;
 	const struct cfg_table *sub;
+	bool if_present;         /* CT_MAP: an absent section stays unset (all zero), its
+				  * defaults and required keys apply only when it is given */
 };
 
 struct cfg_table {

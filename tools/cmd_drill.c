@@ -17,7 +17,8 @@
 #define DRILL_MET 0
 #define DRILL_NOT_MET 1
 #define DRILL_ERROR 2
-/* 3: an --abort whose undo steps did not all succeed (report_exit_code()). */
+/* 3: an --abort whose undo steps did not all succeed, 5: a hybrid drill
+ * stopped by a damaged night (report_exit_code()). */
 
 static void drill_usage(FILE *f)
 {
@@ -35,20 +36,24 @@ static void drill_usage(FILE *f)
 		"  test        production keeps running: boot clones of the replicas in isolation,\n"
 		"              check, tear down\n"
 		"  failback    reverse replication to the old primary (librsync resync), then a\n"
-		"              planned switch home\n\n"
+		"              planned switch home\n"
+		"  hybrid      a client's nightly dump (the runbook's hybrid section): intake check,\n"
+		"              restore and load the night, start the services, check; RPO = the\n"
+		"              dump's age at the declaration\n\n"
 		"Options:\n"
 		"  --resume          finish an interrupted drill (the step that was running runs again)\n"
 		"  --abort           undo an interrupted or failed drill: bring production back\n"
 		"  --at TIME         unplanned: newest epoch cut at or before TIME\n"
 		"                    (@UNIXSECONDS or YYYY-MM-DDTHH:MM:SS[Z])\n"
 		"  --epoch N         unplanned: exactly epoch N\n"
-		"  --incident TIME   unplanned: when the primary was lost (RTO and RPO are measured\n"
-		"                    from it; default: the start of the drill)\n"
+		"  --incident TIME   unplanned, hybrid: when the incident was declared (RTO and RPO\n"
+		"                    are measured from it; default: the start of the drill)\n"
 		"  --quiet           print only the summary\n"
 		"  --reference       print every runbook key with its type, default and meaning\n\n"
 		"Exit status: 0 objectives met, 1 objectives not met, 2 error (bad runbook, a step\n"
 		"failed: the drill can be resumed or aborted; also a completed --abort), 3 --abort\n"
-		"incomplete: an undo step failed, production is not fully back; run --abort again.\n");
+		"incomplete: an undo step failed, production is not fully back; run --abort again;\n"
+		"5 hybrid: a night of the client is damaged (the report names it), nothing of it loaded.\n");
 }
 
 static int finish(struct drill *d, bool keep_journal, bool aborting)
@@ -148,17 +153,27 @@ int cmd_drill(int argc, char **argv)
 		return DRILL_ERROR;
 	}
 	if (mode_s && mode_parse(mode_s, &mode) < 0) {
-		fprintf(stderr, "bascule drill: unknown mode '%s': use plan, planned, unplanned, test "
-				"or failback\n", mode_s);
+		fprintf(stderr, "bascule drill: unknown mode '%s': use plan, planned, unplanned, test, "
+				"failback or hybrid\n", mode_s);
 		return DRILL_ERROR;
 	}
-	if ((at || epoch || incident) && mode != MODE_UNPLANNED) {
-		fprintf(stderr, "bascule drill: --at, --epoch and --incident go with --mode unplanned\n");
+	if (((at || epoch) && mode != MODE_UNPLANNED) ||
+	    (incident && mode != MODE_UNPLANNED && mode != MODE_HYBRID)) {
+		fprintf(stderr, "bascule drill: --at and --epoch go with --mode unplanned, --incident with "
+				"--mode unplanned or hybrid\n");
 		return DRILL_ERROR;
 	}
 	if ((rc = runbook_load(argv[optind], &rb)) < 0) {
 		fprintf(stderr, "bascule drill: %s\n", err_msg(rc));
 		return DRILL_ERROR;
+	}
+	if (runbook_is_hybrid(rb) != (mode == MODE_HYBRID) && mode_s && mode != MODE_PLAN) {
+		fprintf(stderr, runbook_is_hybrid(rb)
+				? "bascule drill: %s is a hybrid runbook (a client's nightly dump: its hybrid section): "
+				  "run it with --mode hybrid\n"
+				: "bascule drill: %s has no hybrid section: --mode hybrid restores a client's nightly dump "
+				  "(runbook(5), HYBRID)\n", rb->file);
+		goto out;
 	}
 	/* Databases come back through PostgreSQL's own replication; disks need
 	 * the reverse replication (a runbook of databases alone has none). */

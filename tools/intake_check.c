@@ -7,6 +7,7 @@
 #include "intake_tool.h"
 #include "units.h"
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,10 @@ void intake_judge(const char *dir, const char *name, bool read, uint64_t now, ui
 		}
 	}
 	newest = intake_newest(&c);
+	if (first_bad) {
+		snprintf(v->bad_night, sizeof(v->bad_night), "%s", first_bad->night);
+		v->bad_state = first_bad->state;
+	}
 	units_fmt_duration(max_age, lim, sizeof(lim));
 	if (!newest) {
 		v->state = N_CRITICAL;
@@ -51,6 +56,8 @@ void intake_judge(const char *dir, const char *name, bool read, uint64_t now, ui
 		goto out;
 	}
 	a = now > newest->m.created * 1000000ull ? now - newest->m.created * 1000000ull : 0;
+	snprintf(v->newest, sizeof(v->newest), "%s", newest->night);
+	v->age = a;
 	units_fmt_duration(a / 1000000ull * 1000000ull, age, sizeof(age));
 	snprintf(v->perf, sizeof(v->perf), "'%s_age'=%llus;%llu;%llu '%s_nights'=%zu", name,
 		 (unsigned long long)(a / 1000000ull), (unsigned long long)(warn_age / 1000000ull),
@@ -83,6 +90,30 @@ out:
 	intake_client_free(&c);
 }
 
+/* --json: the verdicts as one line, for programs (the hybrid drill):
+ * {"status", "code", "clients": [{"client", "status", "text", "newest_night",
+ * "age_seconds", "bad_night", "bad_state"}]}; the exit code is the same. */
+static void print_json(const struct intake_verdict *v, char **names, size_t nn, int worst)
+{
+	json_t *arr = json_array(), *doc;
+	char *s;
+
+	for (size_t i = 0; i < nn; i++)
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:s}", "client", names[i],
+						     "status", state_names[v[i].state], "text", v[i].text,
+						     "newest_night", v[i].newest, "age_seconds",
+						     (json_int_t)(v[i].age / 1000000ull), "bad_night", v[i].bad_night,
+						     "bad_state", v[i].bad_night[0] ? intake_state_name(v[i].bad_state) : ""));
+	doc = json_pack("{s:s, s:i, s:o}", "status", state_names[worst], "code", worst, "clients", arr);
+	if (doc && (s = json_dumps(doc, JSON_COMPACT))) {
+		printf("%s\n", s);
+		free(s);
+	} else {
+		printf("{\"status\":\"UNKNOWN\",\"code\":3,\"clients\":[]}\n");
+	}
+	json_decref(doc);
+}
+
 int intake_check(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -92,10 +123,11 @@ int intake_check(int argc, char **argv)
 		{ "warn-age", required_argument, NULL, 'w' },
 		{ "quick", no_argument, NULL, 'q' },
 		{ "now", required_argument, NULL, 'n' },
+		{ "json", no_argument, NULL, 'j' },
 		{ 0 }
 	};
 	const char *client = NULL;
-	bool all = false, read = true;
+	bool all = false, read = true, json = false;
 	uint64_t max_age = 0, warn_age = 0, now = clock_now_usec();
 	char **names = NULL, perf[4096] = "";
 	size_t nn = 0, worst_i = 0;
@@ -119,6 +151,7 @@ int intake_check(int argc, char **argv)
 			}
 			break;
 		case 'q': read = false; break;
+		case 'j': json = true; break;
 		case 'n':
 			if (units_parse_time(optarg, &now) < 0) {
 				printf("INTAKE UNKNOWN - --now wants @UNIXSECONDS or YYYY-MM-DDTHH:MM:SSZ\n");
@@ -161,7 +194,9 @@ int intake_check(int argc, char **argv)
 		if (v[i].perf[0])
 			snprintf(perf + pl, sizeof(perf) - pl, "%s%s", pl ? " " : "", v[i].perf);
 	}
-	if (nn == 1)
+	if (json)
+		print_json(v, names, nn, worst);
+	else if (nn == 1)
 		printf("INTAKE %s - %s%s%s\n", state_names[worst], v[0].text, perf[0] ? " | " : "", perf);
 	else {
 		size_t bad = 0;

@@ -61,6 +61,10 @@ struct intake_verdict {
 	int state;
 	char text[1024];
 	char perf[256];
+	char newest[11];     /* the newest night that counts, "" if none */
+	char bad_night[11];  /* the first night that fails its check, "" if none */
+	enum night_state bad_state;
+	uint64_t age;        /* usec: of the newest night that counts */
 };
 void intake_judge(const char *dir, const char *name, bool read, uint64_t now, uint64_t max_age,
 		  uint64_t warn_age, struct intake_verdict *v);
