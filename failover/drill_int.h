@@ -31,8 +31,8 @@ struct step_ctx {
 	struct drill *d;
 	struct step *s;            /* the caller's copy of the step */
 	struct subproc_result res; /* of the last command */
-	char *env_buf[7];
-	const char *env[8];
+	char *env_buf[9];
+	const char *env[10];
 };
 /* Run ARGV on HOST; 0 if it exited 0, else a negative errno with the step's
  * message set (-ETIMEDOUT, -EIO for a failure); the output in C->res. */

@@ -33,10 +33,7 @@ EXIT_HOOKS+=(intake_down)
 id "$CU" >/dev/null 2>&1 || useradd --system -M -d /nonexistent -s /usr/sbin/nologin "$CU"
 usermod -p '*' "$CU"
 mkdir -p "$IN"; chmod 755 "$IN"
-echo "a passphrase for the safe" > "$T/pass"; chmod 600 "$T/pass"
-mkdir -p "$T/client"
-"$B" keygen client "$T/client/mairie" --passphrase-file "$T/pass" > /dev/null
-"$B" intake add "$IN" --client mairie --pub "$T/client/mairie.pub" --owner "$CU" > /dev/null
+ship_enrol "$T/client" mairie "$IN" "$CU"
 [ "$(stat -c %U "$IN/mairie/incoming")" = "$CU" ] || fail "intake add --owner did not give incoming/ to $CU"
 d="$T/ssh-operator"; mkdir -p "$d" /run/sshd
 ssh-keygen -q -t ed25519 -N "" -f "$d/host_key" -C operator
@@ -71,16 +68,7 @@ chmod 600 "$T/client/id_ed25519"
 cron_ship() { in_primary env -i PATH=/usr/bin:/bin setsid "$B" ship -c "$T/client/ship.yaml" "$@" < /dev/null; }
 change_rows() { pg_sql c "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE random() < 0.02" > /dev/null; }
 ls_json() { "$B" intake ls "$IN" --client mairie --json; }
-# per-table checksums of database DB (md5 of the rows' md5s, in key order)
-TABLES="pgbench_accounts:aid pgbench_branches:bid pgbench_tellers:tid pgbench_history:tid,bid,aid,mtime town_secrets:v"
-sums() {
-	local t out=
-	for t in $TABLES; do
-		out+="${t%%:*}=$(pg_as "$PG_BIN/psql" -X -q -At -h "$(pg_dir c)" -U postgres -d "$1" -c \
-			"SELECT count(*) || ':' || coalesce(md5(string_agg(md5(t::text), '' ORDER BY ${t#*:})), '-') FROM ${t%%:*} t") "
-	done
-	echo "$out"
-}
+sums() { ship_sums c "$1"; }
 night_of() { printf "2026-11-%02d" "$1"; }
 
 # ---- seven nights
@@ -202,8 +190,7 @@ note "a skipped night: $(head -1 "$T/check.out" | cut -d'|' -f1)"
 obj=$(ls "$IN/mairie/incoming/2026-11-07/" | head -1)
 f="$IN/mairie/incoming/2026-11-07/$obj"
 cp -p "$f" "$T/saved-obj"
-python3 -c "
-import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[len(b)//2]^=0x01; open(p,'wb').write(b)" "$f"
+ship_flip "$f"
 rc=0; "$B" intake check "$IN" --client mairie --max-age 26h > "$T/check.out" || rc=$?
 [ $rc = 2 ] && grep -q "2026-11-07 DAMAGED: object 2026-11-07/$obj" "$T/check.out" \
 	|| fail "a flipped byte: check exit $rc: $(cat "$T/check.out")"
