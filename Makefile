@@ -189,7 +189,7 @@ bench: deps-bench
 
 # The installed files, for install and uninstall alike.
 MAN_PAGES := man1/bascule.1 man5/bascule.yaml.5 man5/runbook.5 man8/basculed.8
-EXAMPLES := bascule.yaml runbook.yaml icinga-bascule.conf authorized_keys.example bascule-alerts.yml ship.yaml
+EXAMPLES := bascule.yaml runbook.yaml runbook-hybrid.yaml icinga-bascule.conf authorized_keys.example bascule-alerts.yml ship.yaml
 # the hybrid PRA's client job (docs/hybrid.md): bascule ship, nightly
 UNITS := basculed.service bascule-ship.service bascule-ship.timer
 SUBST := sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SBINDIR@|$(SBINDIR)|g'
@@ -205,7 +205,7 @@ install: all
 	$(SUBST) etc/systemd/bascule-ship.service.in > $(DESTDIR)$(UNITDIR)/bascule-ship.service
 	install -m 0644 etc/systemd/bascule-ship.timer $(DESTDIR)$(UNITDIR)/
 	chmod 0644 $(DESTDIR)$(UNITDIR)/basculed.service $(DESTDIR)$(UNITDIR)/bascule-ship.service
-	install -m 0644 etc/bascule.yaml etc/runbook.yaml etc/prometheus/bascule-alerts.yml \
+	install -m 0644 etc/bascule.yaml etc/runbook.yaml etc/runbook-hybrid.yaml etc/prometheus/bascule-alerts.yml \
 		$(DESTDIR)$(DOCDIR)/examples/
 	$(SUBST) etc/icinga/bascule.conf.in > $(DESTDIR)$(DOCDIR)/examples/icinga-bascule.conf
 	$(SUBST) etc/authorized_keys.example.in > $(DESTDIR)$(DOCDIR)/examples/authorized_keys.example

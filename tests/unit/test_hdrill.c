@@ -12,6 +12,7 @@
 #include <string.h>
 #include "drill.h"
 #include "err.h"
+#include "fsutil.h"
 #include "report.h"
 #include "runbook.h"
 
@@ -251,6 +252,26 @@ static void test_report(void **state)
 	runbook_free(rb);
 }
 
+/* The commented example in etc/ parses (file checks off: its paths are examples). */
+static void test_example(void **state)
+{
+	char *text = NULL;
+	size_t len;
+	struct runbook *rb = NULL;
+	int r;
+	(void)state;
+
+	assert_int_equal(fs_read_all("etc/runbook-hybrid.yaml", 1 << 20, &text, &len), 0);
+	r = runbook_parse("etc/runbook-hybrid.yaml", text, len, false, &rb);
+	if (r < 0)
+		fail_msg("%s", err_msg(r));
+	assert_true(runbook_is_hybrid(rb));
+	assert_string_equal(rb->hybrid.client, "mairie");
+	assert_int_equal(rb->services.n, 1);
+	runbook_free(rb);
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -258,6 +279,7 @@ int main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_plan),
 		cmocka_unit_test(test_report),
+		cmocka_unit_test(test_example),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
