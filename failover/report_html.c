@@ -236,6 +236,14 @@ static void html_databases(FILE *f, json_t *r)
 		fprintf(f, "</table>\n");
 }
 
+/* "<tr><th>TH</th><td>VALUE</td></tr>", VALUE escaped. */
+static void th_row(FILE *f, const char *th, const char *value)
+{
+	fprintf(f, "<tr><th>%s</th><td>", th);
+	esc(f, value);
+	fprintf(f, "</td></tr>\n");
+}
+
 /* A hybrid drill's restore: the client's night and what was loaded. */
 static void html_hybrid(FILE *f, json_t *r)
 {
@@ -244,11 +252,10 @@ static void html_hybrid(FILE *f, json_t *r)
 
 	if (!json_is_object(h))
 		return;
-	fprintf(f, "<h2>Hybrid restore</h2>\n<table><tr><th>client</th><td>");
-	esc(f, report_jstr(h, "client"));
-	fprintf(f, "</td></tr>\n<tr><th>intake</th><td>");
-	esc(f, report_jstr(h, "intake"));
-	fprintf(f, "</td></tr>\n<tr><th>night</th><td>");
+	fprintf(f, "<h2>Hybrid restore</h2>\n<table>");
+	th_row(f, "client", report_jstr(h, "client"));
+	th_row(f, "intake", report_jstr(h, "intake"));
+	fprintf(f, "<tr><th>night</th><td>");
 	esc(f, *report_jstr(h, "night") ? report_jstr(h, "night") : "none chosen");
 	fprintf(f, " <span class=\"muted\">(%s", *report_jstr(h, "kind") ? report_jstr(h, "kind") : "-");
 	if (*report_jstr(h, "full_night")) {
@@ -257,8 +264,9 @@ static void html_hybrid(FILE *f, json_t *r)
 	}
 	fprintf(f, "; wanted: ");
 	esc(f, report_jstr(h, "night_wanted"));
-	fprintf(f, ")</span></td></tr>\n<tr><th>dump uploaded</th><td>%s</td></tr>\n",
-		report_jint(h, "dump_created_us") ? units_fmt_time(report_jint(h, "dump_created_us"), t, sizeof(t)) : "-");
+	fprintf(f, ")</span></td></tr>\n");
+	th_row(f, "dump uploaded",
+	       report_jint(h, "dump_created_us") ? units_fmt_time(report_jint(h, "dump_created_us"), t, sizeof(t)) : "-");
 	fprintf(f, "<tr><th>loaded into</th><td>");
 	esc(f, *report_jstr(h, "database") ? report_jstr(h, "database") : "-");
 	fprintf(f, " <span class=\"muted\">%" PRIu64 " tables, %" PRIu64 " rows</span></td></tr>\n",

@@ -544,12 +544,14 @@ awk -F'|' '$1 == "basculed"' "$T/doc.pairs" > "$T/doc-basculed.pairs"
 doc_pairs "$ROOT/docs/man/basculed.8" man | sed 's/^[^|]*|/basculed|/' > "$T/man-basculed.pairs"
 [ "$(wc -l < "$T/doc.pairs")" -gt 50 ] || fail "could not read the table of docs/operations.md: $(cat "$T/doc.pairs")"
 # Rows another test holds (they need a running PostgreSQL clone a replica
-# made): counted only while that test still asserts the code.
+# made, a shipped client's intake): counted only while that test still
+# asserts the code.
 elsewhere() { # CMD CODE FILE PATTERN
 	grep -qF -- "$4" "$ROOT/tests/e2e/$3" && SEEN["$1|$2"]=1 ||
 		FAILED+=("$1 exit $2: tests/e2e/$3 no longer asserts it ('$4')")
 }
 elsewhere "replica clone" 9 pgdrilltest.sh '[ $rc = 9 ] && grep -q "a PostgreSQL server (pid'
+elsewhere drill 5 hybriddrill.sh '[ $rc = 5 ] || fail "a damaged night: drill exit'
 for k in "${!SEEN[@]}"; do echo "$k"; done | sort -u > "$T/test.pairs"
 diff <(grep -v '^basculed|' "$T/doc.pairs") <(sort -u "$T/man.pairs") > "$T/d1" ||
 	FAILED+=("docs/operations.md and bascule(1) list different codes: $(tr '\n' ' ' < "$T/d1")")

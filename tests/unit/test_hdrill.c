@@ -15,6 +15,7 @@
 #include "fsutil.h"
 #include "report.h"
 #include "runbook.h"
+#include "rbtext.h"
 
 static const char base[] =
 	"name: mairie\n"
@@ -38,33 +39,10 @@ static const char base[] =
 	"        query: SELECT count(*) FROM town_secrets\n"
 	"        expect: \"1\"\n";
 
-static int parse(const char *text, struct runbook **rb)
-{
-	return runbook_parse("rb.yaml", text, strlen(text), false, rb);
-}
-
-static void expect_error(const char *text, const char *want)
-{
-	struct runbook *rb = NULL;
-	int r = parse(text, &rb);
-
-	if (r == 0 || !strstr(err_msg(r), want))
-		fail_msg("wanted an error containing '%s', got: %s", want, r ? err_msg(r) : "success");
-	assert_null(rb);
-}
-
-/* BASE with FROM replaced by TO (FROM "" appends TO). */
+/* BASE with FROM replaced by TO. */
 static char *edit(const char *from, const char *to)
 {
-	const char *p = *from ? strstr(base, from) : base + strlen(base);
-	char *out;
-
-	assert_non_null(p);
-	out = malloc(strlen(base) + strlen(to) + 1);
-	memcpy(out, base, (size_t)(p - base));
-	strcpy(out + (p - base), to);
-	strcat(out, p + strlen(from));
-	return out;
+	return rb_edit(base, from, to);
 }
 
 static void expect_edit_error(const char *from, const char *to, const char *want)
@@ -255,21 +233,13 @@ static void test_report(void **state)
 /* The commented example in etc/ parses (file checks off: its paths are examples). */
 static void test_example(void **state)
 {
-	char *text = NULL;
-	size_t len;
-	struct runbook *rb = NULL;
-	int r;
+	struct runbook *rb = rb_example("etc/runbook-hybrid.yaml");
 	(void)state;
 
-	assert_int_equal(fs_read_all("etc/runbook-hybrid.yaml", 1 << 20, &text, &len), 0);
-	r = runbook_parse("etc/runbook-hybrid.yaml", text, len, false, &rb);
-	if (r < 0)
-		fail_msg("%s", err_msg(r));
 	assert_true(runbook_is_hybrid(rb));
 	assert_string_equal(rb->hybrid.client, "mairie");
 	assert_int_equal(rb->services.n, 1);
 	runbook_free(rb);
-	free(text);
 }
 
 int main(void)

@@ -17,6 +17,7 @@
 #include "report.h"
 #include "runbook.h"
 #include "sign.h"
+#include "rbtext.h"
 
 static const char base[] =
 	"name: test\n"
@@ -47,33 +48,10 @@ static const char base[] =
 	"    after: [db]\n"
 	"    start: start cache\n";
 
-static int parse(const char *text, struct runbook **rb)
-{
-	return runbook_parse("rb.yaml", text, strlen(text), false, rb);
-}
-
-static void expect_error(const char *text, const char *want)
-{
-	struct runbook *rb = NULL;
-	int r = parse(text, &rb);
-
-	if (r == 0 || !strstr(err_msg(r), want))
-		fail_msg("wanted an error containing '%s', got: %s", want, r ? err_msg(r) : "success");
-	assert_null(rb);
-}
-
 /* BASE with FROM replaced by TO. */
 static char *edit(const char *from, const char *to)
 {
-	const char *p = strstr(base, from);
-	char *out;
-
-	assert_non_null(p);
-	out = malloc(strlen(base) + strlen(to) + 1);
-	memcpy(out, base, (size_t)(p - base));
-	strcpy(out + (p - base), to);
-	strcat(out, p + strlen(from));
-	return out;
+	return rb_edit(base, from, to);
 }
 
 static void test_waves(void **state)
@@ -693,19 +671,12 @@ static void test_report_databases(void **state)
 /* The commented example in etc/ parses (file checks off: its paths are examples). */
 static void test_example(void **state)
 {
-	char *text = NULL;
-	size_t len;
-	struct runbook *rb = NULL;
-	int r;
+	struct runbook *rb = rb_example("etc/runbook.yaml");
 	(void)state;
-	assert_int_equal(fs_read_all("etc/runbook.yaml", 1 << 20, &text, &len), 0);
-	r = runbook_parse("etc/runbook.yaml", text, len, false, &rb);
-	if (r < 0)
-		fail_msg("%s", err_msg(r));
+
 	assert_int_equal(rb->n_waves, 2);
 	assert_int_equal(rb->services.n, 2);
 	runbook_free(rb);
-	free(text);
 }
 
 int main(void)
