@@ -349,21 +349,25 @@ char *report_html(json_t *doc)
 		esc(f, report_jstr(x, "state"));
 		fprintf(f, "</td><td>%s</td></tr>\n", a && e > a ? report_dur(e - a, b1, sizeof(b1)) : "-");
 	}
-	fprintf(f, "</table>\n<h2>Replicas</h2>\n<table><tr><th>group</th><th>epoch</th><th>cut</th>"
-		   "<th>capture</th><th>final sync epoch</th><th>data loss</th></tr>\n");
-	json_array_foreach(json_object_get(r, "groups"), i, x) {
-		fprintf(f, "<tr><td>");
-		esc(f, report_jstr(x, "name"));
-		if (json_is_null(json_object_get(x, "epoch"))) {
-			fprintf(f, "</td><td colspan=\"5\">not promoted</td></tr>\n");
-			continue;
-		}
-		fprintf(f, "</td><td>%" PRIu64 "</td><td>%s</td><td>%s</td><td>%" PRIu64 "</td><td>%s</td></tr>\n",
-			report_jint(x, "epoch"), units_fmt_time(report_jint(x, "cut_time_us"), t, sizeof(t)),
-			json_is_true(json_object_get(x, "consistent")) ? "consistent" : "fuzzy",
-			report_jint(x, "synced_epoch"), report_dur(report_jint(x, "data_loss_us"), b1, sizeof(b1)));
-	}
 	fprintf(f, "</table>\n");
+	/* A hybrid drill replicates nothing: its restore has a table of its own. */
+	if (!json_is_object(json_object_get(r, "hybrid"))) {
+		fprintf(f, "<h2>Replicas</h2>\n<table><tr><th>group</th><th>epoch</th><th>cut</th>"
+			   "<th>capture</th><th>final sync epoch</th><th>data loss</th></tr>\n");
+		json_array_foreach(json_object_get(r, "groups"), i, x) {
+			fprintf(f, "<tr><td>");
+			esc(f, report_jstr(x, "name"));
+			if (json_is_null(json_object_get(x, "epoch"))) {
+				fprintf(f, "</td><td colspan=\"5\">not promoted</td></tr>\n");
+				continue;
+			}
+			fprintf(f, "</td><td>%" PRIu64 "</td><td>%s</td><td>%s</td><td>%" PRIu64 "</td><td>%s</td></tr>\n",
+				report_jint(x, "epoch"), units_fmt_time(report_jint(x, "cut_time_us"), t, sizeof(t)),
+				json_is_true(json_object_get(x, "consistent")) ? "consistent" : "fuzzy",
+				report_jint(x, "synced_epoch"), report_dur(report_jint(x, "data_loss_us"), b1, sizeof(b1)));
+		}
+		fprintf(f, "</table>\n");
+	}
 	html_databases(f, r);
 	html_hybrid(f, r);
 	fprintf(f, "<h2>Steps</h2>\n<table><tr><th>#</th><th>step</th><th>host</th>"

@@ -203,6 +203,7 @@ static void test_report(void **state)
 	assert_non_null(strstr(html, "<h2>Hybrid restore</h2>"));
 	assert_non_null(strstr(html, "2026-11-02"));
 	assert_null(strstr(html, "damaged night"));
+	assert_null(strstr(html, "<h2>Replicas</h2>")); /* nothing replicated */
 	free(html);
 	json_decref(doc);
 	json_decref(r);
