@@ -10,7 +10,8 @@
 # the declaration; the loaded database equal to the source at that night,
 # the service started after the load; --mode planned of a hybrid runbook
 # refused; then a flipped byte in the night: exit 5, the report (signed,
-# verified) names the damaged night and nothing starts.
+# verified) names the damaged night and nothing starts; the object put
+# back, --resume finishes the drill: PASS.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/pg.sh"
 . "$(dirname "$0")/../lib/ship.sh"
@@ -134,6 +135,7 @@ note "hybrid drill PASS, report signed and verified: $(cat "$T/figures")"
 
 # ---- a flipped byte in night 2: exit 5, the report names the night
 obj=$(ls "$IN/mairie/incoming/2026-11-02/" | head -1)
+cp -p "$IN/mairie/incoming/2026-11-02/$obj" "$T/saved-obj"
 ship_flip "$IN/mairie/incoming/2026-11-02/$obj"
 rm -f "$T/app.started"
 rc=0; "$B" drill "$T/rb.yaml" --mode hybrid > "$T/drill.out" 2>&1 || rc=$?
@@ -153,3 +155,19 @@ assert not r["achieved"]["complete"], r["achieved"]
 PY
 [ ! -e "$T/app.started" ] || fail "a service started although the night is damaged"
 note "flipped byte in night 2: drill exit 5, signed report names night 2026-11-02 ($obj), nothing started"
+
+# ---- the night repaired (the object put back): --resume finishes the drill
+cp -p "$T/saved-obj" "$IN/mairie/incoming/2026-11-02/$obj"
+rc=0; "$B" drill "$T/rb.yaml" --resume > "$T/drill.out" 2>&1 || rc=$?
+[ $rc = 0 ] || fail "--resume after the repair: exit $rc, want 0: $(cat "$T/drill.out")"
+rep=$(ls -t "$T"/reports/*-hybrid.json | head -1)
+"$B" report verify --key "$T/sign.key.pub" "$rep" > /dev/null || fail "the resumed drill's report does not verify"
+python3 - "$rep" <<'PY' || fail "the resumed drill's report: $(cat "$T/drill.out")"
+import json, sys
+r = json.load(open(sys.argv[1]))["report"]
+assert r["result"] == "PASS" and r["hybrid"]["night"] == "2026-11-02" and r["hybrid"]["damaged_night"] == "", r["hybrid"]
+assert len(r["resumed_us"]) == 1 and r["achieved"]["complete"], r
+assert all(x["status"] == "done" for x in r["steps"]), r["steps"]
+PY
+[ "$(cat "$T/app.started")" = "2026-11-02 2" ] || fail "the resumed drill did not start the service on night 2"
+note "the object put back: --resume PASS, the same night loaded and the service started"
