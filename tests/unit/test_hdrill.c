@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "drill.h"
+#include "drill_int.h"
 #include "err.h"
 #include "fsutil.h"
 #include "report.h"
@@ -138,6 +139,17 @@ static void test_plan(void **state)
 	assert_string_equal(d->steps[4].host, "app");
 	assert_int_equal(d->steps[2].timeout, rb->hybrid.restore_timeout);
 	assert_string_equal(step_kind_name(ST_HY_RESTORE), "intake-restore");
+	/* an abort once the service started: stopped where it started (the
+	 * loaded database is left: nothing of production was touched) */
+	for (size_t i = 0; i < 4; i++)
+		d->steps[i].status = SS_DONE;
+	d->steps[4].status = SS_FAILED;
+	assert_int_equal(drill_plan_abort(d, 5), 0);
+	assert_int_equal(d->n, 6);
+	assert_int_equal(d->steps[5].kind, ST_SEC_STOP);
+	assert_true(d->steps[5].abort);
+	assert_string_equal(d->steps[5].host, "app");
+	assert_string_equal(d->steps[5].service, "web");
 	drill_free(d);
 	runbook_free(rb);
 }
