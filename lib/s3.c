@@ -78,10 +78,39 @@ static int read_credentials(const char *path, const char *profile, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
+struct s3_creds {
+	char *userpwd; /* "AK:SK" */
+};
+
+int s3_creds_load(const char *path, const char *profile, struct s3_creds **ret)
+{
+	struct s3_creds *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	int r = read_credentials(path, profile, &c->userpwd);
+	if (r < 0) {
+		free(c);
+		return r;
+	}
+	*ret = c;
+	return 0;
+}
+
+void s3_creds_free(struct s3_creds *c)
+{
+	if (!c)
+		return;
+	if (c->userpwd) {
+		explicit_bzero(c->userpwd, strlen(c->userpwd));
+		free(c->userpwd);
+	}
+	free(c);
+}
+
 int s3_open(const struct s3_opts *o, const char *bucket, struct s3 **ret)
 {
 	*ret = NULL;
-	if (!o->endpoint || !o->credentials || !bucket || strlen(bucket) < 3)
+	if (!o->endpoint || (!o->credentials && !o->creds) || !bucket || strlen(bucket) < 3)
 		return err_set(-EINVAL, "s3: an endpoint, a credentials file and a bucket (3 characters "
 				       "or more) are needed");
 	const char *sep = strstr(o->endpoint, "://");
@@ -90,7 +119,8 @@ int s3_open(const struct s3_opts *o, const char *bucket, struct s3 **ret)
 	struct s3 *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	int r = read_credentials(o->credentials, o->profile, &s->userpwd);
+	int r = o->creds ? ((s->userpwd = strdup(o->creds->userpwd)) ? 0 : -ENOMEM)
+			 : read_credentials(o->credentials, o->profile, &s->userpwd);
 	if (r < 0) {
 		free(s);
 		return r;
