@@ -1,0 +1,123 @@
+#!/bin/bash
+# s3vault.sh - the vault on S3 with Object Lock, against a real radosgw
+# (tests/lib/ceph.sh): basculed ships a disk continuously to
+# s3://bvault/site-a; restores of the latest and an older epoch are
+# byte-identical; `vault check` needs only the verify key; with the daemon's
+# own credentials a DELETE of a version and a shortened retention are
+# refused by the store (403), a DELETE (marker) and an overwrite (a newer
+# version) lose nothing, check names both (exit 5) and restore stays
+# byte-identical; `vault init` refuses a bucket without Object Lock (3), a
+# missing bucket (1), wrong credentials (4); 0644 credentials are refused (4).
+. "$(dirname "$0")/../lib/common.sh" "$1"
+. "$ROOT/tests/lib/ceph.sh"
+need_root
+ceph_start
+note "ceph up in ${CEPH_UP_MS} ms"
+ceph_user vault "$T/cred"
+export S3_ENDPOINT=$RGW_URL S3_CREDENTIALS=$T/cred
+S=$BIN/tests/s3tool
+B=$BIN/bascule
+S3_BUCKET=bvault expect_rc 0 "$S" mkbucket lock
+S3_BUCKET=bnolock expect_rc 0 "$S" mkbucket nolock
+bsc_keygen
+"$B" keygen vault "$T/vault.key" >/dev/null
+head -c $((16 << 20)) /dev/urandom > "$T/disk.img"
+SOURCES="disk:$T/disk.img"
+TARGET_URL=local:$T/replica
+vault_yaml() { # vault_yaml BUCKET CREDENTIALS [extra line]
+	bsc_config 500ms 60s
+	cat >> "$T/bascule.yaml" <<-EOF
+	  - name: offsite
+	    type: vault
+	    url: s3://$1/site-a
+	    s3_endpoint: $RGW_URL
+	    s3_region: us-east-1
+	    s3_credentials: $2
+	    vault_key: $T/vault.key
+	    interval: 1s
+	    retention: {all: 1h}
+	    object_lock: compliance
+	    lock_margin: 10m
+	    ${3:-}
+	EOF
+}
+
+# -- vault init: what is wrong with the bucket, each its exit code
+vault_yaml bnolock "$T/cred"
+expect_rc 3 "$B" vault init -c "$T/bascule.yaml"
+grep -q "has no Object Lock" "$T/err" || fail "no-lock bucket: $(cat "$T/err")"
+expect_rc 3 "$B" vault init -c "$T/bascule.yaml" --no-lock
+grep -q "versioning is off" "$T/err" || fail "unversioned bucket: $(cat "$T/err")"
+echo '<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>' > "$T/ver.xml"
+S3_BUCKET=bnolock expect_rc 0 "$S" raw PUT - versioning= "$T/ver.xml"
+expect_rc 0 "$B" vault init -c "$T/bascule.yaml" --no-lock
+vault_yaml nosuchbucket "$T/cred"
+expect_rc 1 "$B" vault init -c "$T/bascule.yaml"
+grep -q "does not exist" "$T/err" || fail "missing bucket: $(cat "$T/err")"
+sed 's/\(aws_secret_access_key = \).*/\1wrongwrongwrong/' "$T/cred" > "$T/badcred"; chmod 600 "$T/badcred"
+vault_yaml bvault "$T/badcred"
+expect_rc 4 "$B" vault init -c "$T/bascule.yaml"
+grep -q "refused the credentials" "$T/err" || fail "wrong credentials: $(cat "$T/err")"
+cp "$T/cred" "$T/cred644"; chmod 644 "$T/cred644"
+vault_yaml bvault "$T/cred644"
+expect_rc 4 "$BIN/basculed" -c "$T/bascule.yaml" --check-config
+grep -q "cred644" "$T/err" "$T/out" || fail "0644 credentials: $(cat "$T/err")"
+vault_yaml bvault "$T/cred"
+expect_rc 0 "$B" vault init -c "$T/bascule.yaml"
+grep -q "Object Lock enabled, versioning on" "$T/out" || fail "init: $(cat "$T/out")"
+grep -q "COMPLIANCE for 1 days" "$T/out" || fail "init lock: $(cat "$T/out")"
+note "vault init: no lock 3, versioning off 3, missing bucket 1, wrong credentials 4, 0644 credentials 4, ready 0"
+
+# -- continuous shipping, then two points kept aside
+bsc_start
+vsync() { "$B" -c "$T/bascule.yaml" sync --wait --vault --timeout 60s >/dev/null || fail "sync --wait --vault failed: $(tail -5 "$T/daemon.log")"; }
+"$BIN/tests/randwrite" "$T/disk.img" 300 1
+vsync
+cp "$T/disk.img" "$T/disk.A"
+epochs() { "$B" vault ls -c "$T/bascule.yaml" --json | python3 -c "import json,sys; print(' '.join(str(e['epoch']) for e in json.load(sys.stdin)))"; }
+EA=$(epochs | awk '{print $NF}')
+"$BIN/tests/randwrite" "$T/disk.img" 300 2
+vsync
+cp "$T/disk.img" "$T/disk.B"
+EB=$(epochs | awk '{print $NF}')
+[ -n "$EA" ] && [ "$EB" -gt "$EA" ] || fail "no new vault epoch between the two points ($EA, $EB)"
+n=$(epochs | wc -w)
+note "shipped to s3://bvault/site-a: $n epochs, kept $EA and $EB"
+S3_BUCKET=bvault expect_rc 0 "$S" ls site-a/m/
+[ -s "$T/out" ] || fail "no manifest under site-a/m/ in the bucket"
+S3_BUCKET=bvault expect_rc 0 "$S" ls site-a/d/; cp "$T/out" "$T/objs"
+obj=$(awk '$4 == "latest" {print $1; exit}' "$T/objs"); ver=$(awk -v k="$obj" '$1 == k {print $2; exit}' "$T/objs")
+S3_BUCKET=bvault expect_rc 0 "$S" ret-get "$obj" "$ver"; read -r mode until < "$T/out"
+[ "$mode" = COMPLIANCE ] && [ "$until" -gt $(($(date +%s) + 3600)) ] || fail "object not locked for 1h10m: $(cat "$T/out")"
+
+restore() { "$B" restore -c "$T/bascule.yaml" --source vm1/disk "$@"; }
+restore --to "$T/r-B" > "$T/restore.out" 2>&1 || fail "restore of the latest failed: $(cat "$T/restore.out")"
+cmp -s "$T/r-B" "$T/disk.B" || fail "latest restore differs"
+restore --epoch "$EA" --to "$T/r-A" >/dev/null 2>&1 || fail "restore of epoch $EA failed"
+cmp -s "$T/r-A" "$T/disk.A" || fail "epoch $EA restore differs"
+CHK=(--vault s3://bvault/site-a --s3-endpoint "$RGW_URL" --s3-credentials "$T/cred" --verify-key "$T/vault.key.pub")
+expect_rc 0 "$B" vault check "${CHK[@]}"
+note "restores of the latest and of epoch $EA byte-identical; check with the verify key only: $(cat "$T/out")"
+
+# -- the daemon's own credentials against the vault
+bsc_stop
+S3_BUCKET=bvault expect_rc 4 "$S" del "$obj" "$ver"
+grep -q 403 "$T/err" || fail "DELETE of a version: $(cat "$T/err")"
+S3_BUCKET=bvault expect_rc 4 "$S" ret-put "$obj" "$ver" COMPLIANCE 60
+grep -q 403 "$T/err" || fail "shortened retention: $(cat "$T/err")"
+S3_BUCKET=bvault expect_rc 0 "$S" del "$obj"   # a delete marker only
+obj2=$(awk -v k="$obj" '$4 == "latest" && $1 != k {print $1; exit}' "$T/objs")
+head -c 4096 /dev/urandom > "$T/evil"
+S3_BUCKET=bvault expect_rc 0 "$S" put "$obj2" "$T/evil"
+expect_rc 5 "$B" vault check "${CHK[@]}"
+grep -q "BAD ${obj#site-a/}: DELETED" "$T/err" || fail "check does not name the deleted object: $(cat "$T/err")"
+grep -q "BAD ${obj2#site-a/}: OVERWRITTEN" "$T/err" || fail "check does not name the overwritten object: $(cat "$T/err")"
+rm -f "$T/r-B"
+restore --to "$T/r-B" > "$T/restore.out" 2>&1 || fail "restore after the attacks failed: $(cat "$T/restore.out")"
+cmp -s "$T/r-B" "$T/disk.B" || fail "latest restore differs after the attacks"
+rm -f "$T/r-A"
+restore --epoch "$EA" --to "$T/r-A" >/dev/null 2>&1 || fail "restore of epoch $EA after the attacks failed"
+cmp -s "$T/r-A" "$T/disk.A" || fail "epoch $EA restore differs after the attacks"
+note "DELETE version 403, shorter retention 403; a delete marker and an overwrite named by check (exit 5), restores still byte-identical"
+! grep -rq "$(awk '/aws_secret/ {print $3}' "$T/cred")" "$T/daemon.log" "$T/err" "$T/out" || fail "the secret was logged"
+note "ok"
