@@ -4,8 +4,9 @@
 # s3://bvault/site-a; restores of the latest and an older epoch are
 # byte-identical; `vault check` needs only the verify key; with the daemon's
 # own credentials a DELETE of a version and a shortened retention are
-# refused by the store (403), a DELETE (marker) and an overwrite (a newer
-# version) lose nothing, check names both (exit 5) and restore stays
+# refused by the store (403), a DELETE (marker) and overwrites (a newer
+# version of a pack, of a manifest) lose nothing, check names them (exit 5)
+# and restore stays
 # byte-identical; `vault init` refuses a bucket without Object Lock (3), a
 # missing bucket (1), wrong credentials (4); 0644 credentials are refused (4).
 . "$(dirname "$0")/../lib/common.sh" "$1"
@@ -24,7 +25,7 @@ bsc_keygen
 head -c $((16 << 20)) /dev/urandom > "$T/disk.img"
 SOURCES="disk:$T/disk.img"
 TARGET_URL=local:$T/replica
-vault_yaml() { # vault_yaml BUCKET CREDENTIALS [extra line]
+vault_yaml() { # vault_yaml BUCKET CREDENTIALS
 	bsc_config 500ms 60s
 	cat >> "$T/bascule.yaml" <<-EOF
 	  - name: offsite
@@ -38,7 +39,7 @@ vault_yaml() { # vault_yaml BUCKET CREDENTIALS [extra line]
 	    retention: {all: 1h}
 	    object_lock: compliance
 	    lock_margin: 10m
-	    ${3:-}
+	    parallel: 2
 	EOF
 }
 
@@ -109,9 +110,13 @@ S3_BUCKET=bvault expect_rc 0 "$S" del "$obj"   # a delete marker only
 obj2=$(awk -v k="$obj" '$4 == "latest" && $1 != k {print $1; exit}' "$T/objs")
 head -c 4096 /dev/urandom > "$T/evil"
 S3_BUCKET=bvault expect_rc 0 "$S" put "$obj2" "$T/evil"
+S3_BUCKET=bvault expect_rc 0 "$S" ls site-a/m/
+man=$(awk '$4 == "latest" {print $1; exit}' "$T/out")
+S3_BUCKET=bvault expect_rc 0 "$S" put "$man" "$T/evil"
 expect_rc 5 "$B" vault check "${CHK[@]}"
 grep -q "BAD ${obj#site-a/}: DELETED" "$T/err" || fail "check does not name the deleted object: $(cat "$T/err")"
 grep -q "BAD ${obj2#site-a/}: OVERWRITTEN" "$T/err" || fail "check does not name the overwritten object: $(cat "$T/err")"
+grep -q "BAD ${man#site-a/}: OVERWRITTEN" "$T/err" || fail "check does not name the overwritten manifest: $(cat "$T/err")"
 sed 's/^/    /' "$T/err"
 rm -f "$T/r-B"
 restore --to "$T/r-B" > "$T/restore.out" 2>&1 || fail "restore after the attacks failed: $(cat "$T/restore.out")"
@@ -119,6 +124,6 @@ cmp -s "$T/r-B" "$T/disk.B" || fail "latest restore differs after the attacks"
 rm -f "$T/r-A"
 restore --epoch "$EA" --to "$T/r-A" >/dev/null 2>&1 || fail "restore of epoch $EA after the attacks failed"
 cmp -s "$T/r-A" "$T/disk.A" || fail "epoch $EA restore differs after the attacks"
-note "DELETE version 403, shorter retention 403; a delete marker and an overwrite named by check (exit 5), restores still byte-identical"
+note "DELETE version 403, shorter retention 403; a delete marker and overwrites of a pack and a manifest named by check (exit 5), restores still byte-identical"
 ! grep -rq "$(awk '/aws_secret/ {print $3}' "$T/cred")" "$T/daemon.log" "$T/err" "$T/out" || fail "the secret was logged"
 note "ok"
