@@ -58,6 +58,8 @@ int vstore_stat(struct vstore *v, const char *name, uint64_t *size, uint64_t *mt
  * from CB stops the listing and is returned.  A missing DIR lists nothing. */
 typedef int (*vstore_list_cb)(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime);
 int vstore_list(struct vstore *v, const char *dir, vstore_list_cb cb, void *ctx);
+/* Remove NAME.  S3 with Object Lock: -EAGAIN (with the date) while it is
+ * locked, nothing removed; try again after that date. */
 int vstore_remove(struct vstore *v, const char *name);
 /* What else the store holds under NAME besides its genuine content (a
  * versioned S3 bucket keeps an overwrite as a newer version, a delete as

@@ -445,21 +445,73 @@ int vstore_s3_list(struct vstore_s3 *v, const char *dir, vstore_list_cb cb, void
 	return r;
 }
 
+static void iso(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
 int vstore_s3_remove(struct vstore_s3 *v, const char *name)
 {
-	char key[KEY_MAX];
+	char key[KEY_MAX], mode[32];
 	struct vers l = { .key = key };
+	time_t now = time(NULL), until;
 	int r;
 
 	forget(v, name);
 	if ((r = vstore_s3_key(v, name, key, sizeof(key))) < 0 ||
 	    (r = s3_list_versions(v->s3, key, collect, &l)) < 0)
 		goto out;
-	/* Oldest first: a refusal (a lock) leaves the newer ones, a marker
-	 * above the locked version included, as they were. */
+	/* Lock-aware: nothing is deleted while any version is locked, so that
+	 * a refusal halfway never leaves a key stripped of some versions. */
+	for (size_t i = 0; i < l.n && r == 0; i++) {
+		if (l.v[i].marker)
+			continue;
+		if ((r = s3_retention_get(v->s3, key, l.v[i].vid, mode, sizeof(mode), &until)) < 0) {
+			if (r == -EINVAL && s3_last_status(v->s3) == 400) {
+				err_clear(); /* a bucket without Object Lock: no version is locked */
+				r = 0;
+				break;
+			}
+			continue;
+		}
+		if (*mode && until > now) {
+			char when[32];
+			iso(until, when, sizeof(when));
+			r = err_set(EAGAIN, "%s is locked (%s) until %s", name, mode, when);
+		}
+	}
+	/* Oldest first: a refusal (a lock set meanwhile) leaves the newer
+	 * ones, a marker above the locked version included, as they were. */
 	for (long i = (long)l.n - 1; i >= 0 && r == 0; i--)
 		r = s3_delete(v->s3, key, l.v[i].vid);
 out:
 	free(l.v);
 	return r;
+}
+
+int vstore_s3_extend(struct vstore_s3 *v, const char *name, const char *mode, time_t at_least, time_t until,
+		     time_t *ret_until)
+{
+	char key[KEY_MAX], have[32];
+	struct resolved *c;
+	time_t cur;
+	int r;
+
+	if ((r = vstore_s3_key(v, name, key, sizeof(key))) < 0 || (r = resolve(v, name, &c)) < 0 ||
+	    (r = s3_retention_get(v->s3, key, c->vid, have, sizeof(have), &cur)) < 0)
+		return r;
+	*ret_until = cur;
+	if (*have && cur >= at_least)
+		return 0;
+	if (!until)
+		return 1; /* a dry run */
+	/* A COMPLIANCE lock cannot become GOVERNANCE: keep the mode it has. */
+	struct s3_lock lock = { .mode = *have ? have : mode, .retain_until = until };
+	if ((r = s3_retention_put(v->s3, key, c->vid, &lock)) < 0)
+		return r;
+	*ret_until = until;
+	return 1;
 }

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 struct vstore_s3;
 struct s3;
@@ -48,10 +49,19 @@ int vstore_s3_put(struct vstore_s3 *v, const char *name, const void *data, size_
 ssize_t vstore_s3_read(struct vstore_s3 *v, const char *name, uint64_t off, void *buf, size_t len);
 int vstore_s3_stat(struct vstore_s3 *v, const char *name, uint64_t *size, uint64_t *mtime);
 int vstore_s3_list(struct vstore_s3 *v, const char *dir, vstore_list_cb cb, void *ctx);
-/* Delete every version of NAME (and its delete markers): -EACCES with the
- * store's answer when its lock forbids it (nothing after the refused
- * version is tried). */
+/* Delete every version of NAME (and its delete markers), lock-aware:
+ * -EAGAIN ("NAME is locked (MODE) until DATE") and nothing deleted while
+ * any version is locked; -EACCES with the store's answer when it refuses
+ * anyway (a policy, a lock set meanwhile: nothing after the refused version
+ * is tried). */
 int vstore_s3_remove(struct vstore_s3 *v, const char *name);
 int vstore_s3_audit(struct vstore_s3 *v, const char *name, char *why, size_t len);
+/* Keep NAME's genuine version locked at least until AT_LEAST: if its lock
+ * ends earlier (or it has none), set it to UNTIL, in the mode it has (MODE
+ * if none).  1 extended, 0 already locked long enough; *RET_UNTIL gets the
+ * date it is locked until.  UNTIL 0: change nothing, 1 if it would extend.
+ * Only extends: the store refuses to shorten. */
+int vstore_s3_extend(struct vstore_s3 *v, const char *name, const char *mode, time_t at_least, time_t until,
+		     time_t *ret_until);
 /* The version of NAME that is read (its genuine content): VERSION_ID. */
 int vstore_s3_version(struct vstore_s3 *v, const char *name, char *version_id, size_t len);

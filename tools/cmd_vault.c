@@ -12,6 +12,7 @@
 #include "vault_cmd.h"
 #include "vault_tool.h"
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 int vopts_parse(struct vopts *o, int c, const char *arg)
@@ -168,6 +169,24 @@ void vcmd_series(const struct vmanifest *m, char *buf, size_t len)
 	}
 }
 
+int vcmd_keep(const struct vmanifest *ms, size_t n, const struct retention *policy, uint64_t now, bool *keep)
+{
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		uint64_t *times;
+		while (j < n && !memcmp(ms[j].series, ms[i].series, 16))
+			j++;
+		if (!(times = malloc((j - i) * sizeof(*times))))
+			return -ENOMEM;
+		for (size_t x = i; x < j; x++)
+			times[x - i] = ms[x].cut_time / 1000000;
+		retention_apply(policy, times, j - i, now, keep + i);
+		free(times);
+		i = j;
+	}
+	return 0;
+}
+
 int vobj_cmp(const void *a, const void *b)
 {
 	return memcmp(((const struct vobj *)a)->name, ((const struct vobj *)b)->name, VAULT_NAME);
@@ -192,13 +211,16 @@ int cmd_vault(int argc, char **argv)
 		return vault_recv(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "init"))
 		return cmd_vault_init(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "extend-locks"))
+		return cmd_vault_extend_locks(argc - 1, argv + 1);
 	fprintf(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
-		"Usage: bascule vault init|ls|check|prune [OPTIONS]   (each has --help)\n\n"
+		"Usage: bascule vault init|ls|check|prune|extend-locks [OPTIONS]   (each has --help)\n\n"
 		"  init     check that an s3:// bucket is ready: Object Lock, versioning\n"
 		"  ls       epochs the vault holds, with sizes (verify key is enough)\n"
 		"  check    signatures and every needed object's digest (no secret needed);\n"
 		"           --read-data with the vault key decrypts and verifies every block\n"
 		"  prune    apply the retention policy (with a delete-capable account)\n"
+		"  extend-locks  s3://: keep what retained epochs need locked (a timer)\n"
 		"Restore with `bascule restore`; create keys with `bascule keygen vault`.\n");
 	return argc >= 2 && !strcmp(argv[1], "--help") ? EXIT_OK : EXIT_USAGE;
 }

@@ -59,6 +59,10 @@ void vcmd_on_bad(void *ctx, const char *path, int err);
 const char *vcmd_time(uint64_t usec, char *buf, size_t len);
 void vcmd_size(uint64_t v, char *buf, size_t len);
 void vcmd_series(const struct vmanifest *m, char *buf, size_t len);
+/* KEEP[i]: whether POLICY keeps manifest MS[i] at NOW (unix seconds), per
+ * group (series; MS sorted by series then epoch, as vault_manifests gives
+ * them).  -ENOMEM or 0. */
+int vcmd_keep(const struct vmanifest *ms, size_t n, const struct retention *policy, uint64_t now, bool *keep);
 
 /* An object of the vault as the manifests name it, for check and prune. */
 struct vobj {
@@ -103,6 +107,7 @@ int cmd_vault_ls(int argc, char **argv);
 int cmd_vault_check(int argc, char **argv);
 int cmd_vault_prune(int argc, char **argv);
 int cmd_vault_init(int argc, char **argv);
+int cmd_vault_extend_locks(int argc, char **argv);
 
 /* ---- restore_pg.c: PostgreSQL sources ---- */
 struct vpg_ref;
