@@ -6,45 +6,16 @@
 # own credentials a DELETE of a version and a shortened retention are
 # refused by the store (403), a DELETE (marker) and overwrites (a newer
 # version of a pack, of a manifest) lose nothing, check names them (exit 5)
-# and restore stays
-# byte-identical; `vault init` refuses a bucket without Object Lock (3), a
+# and restore stays byte-identical; `vault init` refuses a bucket without Object Lock (3), a
 # missing bucket (1), wrong credentials (4); 0644 credentials are refused (4).
 . "$(dirname "$0")/../lib/common.sh" "$1"
-. "$ROOT/tests/lib/ceph.sh"
+. "$ROOT/tests/lib/s3vault.sh"
 need_root
-ceph_start
-note "ceph up in ${CEPH_UP_MS} ms"
-ceph_user vault "$T/cred"
-export S3_ENDPOINT=$RGW_URL S3_CREDENTIALS=$T/cred
-S=$BIN/tests/s3tool
-B=$BIN/bascule
-S3_BUCKET=bvault expect_rc 0 "$S" mkbucket lock
+s3vault_up
 S3_BUCKET=bnolock expect_rc 0 "$S" mkbucket nolock
-bsc_keygen
-"$B" keygen vault "$T/vault.key" >/dev/null
-head -c $((16 << 20)) /dev/urandom > "$T/disk.img"
-SOURCES="disk:$T/disk.img"
-TARGET_URL=local:$T/replica
-vault_yaml() { # vault_yaml BUCKET CREDENTIALS
-	bsc_config 500ms 60s
-	cat >> "$T/bascule.yaml" <<-EOF
-	  - name: offsite
-	    type: vault
-	    url: s3://$1/site-a
-	    s3_endpoint: $RGW_URL
-	    s3_region: us-east-1
-	    s3_credentials: $2
-	    vault_key: $T/vault.key
-	    interval: 1s
-	    retention: {all: 1h}
-	    object_lock: compliance
-	    lock_margin: 10m
-	    parallel: 2
-	EOF
-}
 
 # -- vault init: what is wrong with the bucket, each its exit code
-vault_yaml bnolock "$T/cred"
+s3vault_yaml bnolock "$T/cred"
 expect_rc 3 "$B" vault init -c "$T/bascule.yaml"
 grep -q "has no Object Lock" "$T/err" || fail "no-lock bucket: $(cat "$T/err")"
 expect_rc 3 "$B" vault init -c "$T/bascule.yaml" --no-lock
@@ -52,18 +23,18 @@ grep -q "versioning is off" "$T/err" || fail "unversioned bucket: $(cat "$T/err"
 echo '<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>' > "$T/ver.xml"
 S3_BUCKET=bnolock expect_rc 0 "$S" raw PUT - versioning= "$T/ver.xml"
 expect_rc 0 "$B" vault init -c "$T/bascule.yaml" --no-lock
-vault_yaml nosuchbucket "$T/cred"
+s3vault_yaml nosuchbucket "$T/cred"
 expect_rc 1 "$B" vault init -c "$T/bascule.yaml"
 grep -q "does not exist" "$T/err" || fail "missing bucket: $(cat "$T/err")"
 sed 's/\(aws_secret_access_key = \).*/\1wrongwrongwrong/' "$T/cred" > "$T/badcred"; chmod 600 "$T/badcred"
-vault_yaml bvault "$T/badcred"
+s3vault_yaml bvault "$T/badcred"
 expect_rc 4 "$B" vault init -c "$T/bascule.yaml"
 grep -q "refused the credentials" "$T/err" || fail "wrong credentials: $(cat "$T/err")"
 cp "$T/cred" "$T/cred644"; chmod 644 "$T/cred644"
-vault_yaml bvault "$T/cred644"
+s3vault_yaml bvault "$T/cred644"
 expect_rc 4 "$BIN/basculed" -c "$T/bascule.yaml" --check-config
 grep -q "cred644" "$T/err" "$T/out" || fail "0644 credentials: $(cat "$T/err")"
-vault_yaml bvault "$T/cred"
+s3vault_yaml bvault "$T/cred"
 expect_rc 0 "$B" vault init -c "$T/bascule.yaml"
 grep -q "Object Lock enabled, versioning on" "$T/out" || fail "init: $(cat "$T/out")"
 grep -q "COMPLIANCE for 1 days" "$T/out" || fail "init lock: $(cat "$T/out")"
@@ -71,18 +42,16 @@ note "vault init: no lock 3, versioning off 3, missing bucket 1, wrong credentia
 
 # -- continuous shipping, then two points kept aside
 bsc_start
-vsync() { "$B" -c "$T/bascule.yaml" sync --wait --vault --timeout 60s >/dev/null || fail "sync --wait --vault failed: $(tail -5 "$T/daemon.log")"; }
 "$BIN/tests/randwrite" "$T/disk.img" 300 1
 vsync
 cp "$T/disk.img" "$T/disk.A"
-epochs() { "$B" vault ls -c "$T/bascule.yaml" --json | python3 -c "import json,sys; print(' '.join(str(e['epoch']) for e in json.load(sys.stdin)))"; }
-EA=$(epochs | awk '{print $NF}')
+EA=$(vault_epochs | awk '{print $NF}')
 "$BIN/tests/randwrite" "$T/disk.img" 300 2
 vsync
 cp "$T/disk.img" "$T/disk.B"
-EB=$(epochs | awk '{print $NF}')
+EB=$(vault_epochs | awk '{print $NF}')
 [ -n "$EA" ] && [ "$EB" -gt "$EA" ] || fail "no new vault epoch between the two points ($EA, $EB)"
-n=$(epochs | wc -w)
+n=$(vault_epochs | wc -w)
 note "shipped to s3://bvault/site-a: $n epochs, kept $EA and $EB"
 S3_BUCKET=bvault expect_rc 0 "$S" ls site-a/m/
 [ -s "$T/out" ] || fail "no manifest under site-a/m/ in the bucket"
