@@ -7,7 +7,8 @@
 # and says until when; extend-locks lengthens the locks of what B still
 # needs of A.  After A's first lock date: those objects are still locked,
 # prune removes A's manifest and what only A needed, B restores
-# byte-identical and check passes.  extend-locks: wrong credentials 4,
+# byte-identical and check passes.  Prune runs with the pruner's key (the
+# daemon's may not delete: its prune is refused, exit 4).  extend-locks: wrong credentials 4,
 # missing bucket 1.
 . "$(dirname "$0")/../lib/common.sh" "$1"
 . "$ROOT/tests/lib/s3vault.sh"
@@ -34,7 +35,7 @@ note "epoch A's $(wc -l < "$T/keysA") objects locked until at most $((first - tA
 # -- past A's retention, before its lock lapses: prune keeps it, extend-locks extends
 wait_for 60 "epoch A to leave its 20 s retention" '[ $(date +%s) -ge $((tA + 21)) ]'
 [ "$(date +%s)" -lt "$first" ] || fail "the machine was too slow: A's locks lapsed before the test could prune"
-expect_rc 0 "$B" vault prune -c "$T/bascule.yaml" --grace 0
+expect_rc 0 "$B" vault prune -c "$T/bascule.yaml" --s3-credentials "$T/pruner" --grace 0
 grep -q "kept for now: m/.* is locked (COMPLIANCE) until" "$T/out" || fail "prune of a locked manifest: $(cat "$T/out")"
 grep -q "; 0 objects (.*) removed" "$T/out" || fail "prune removed what a locked manifest needs: $(cat "$T/out")"
 expect_rc 0 "$B" vault extend-locks -c "$T/bascule.yaml"
@@ -48,7 +49,9 @@ wait_for 60 "epoch A's first locks to lapse" '[ $(date +%s) -gt $first ]'
 still=0
 while read -r k; do [ "$(until_of "$k")" -gt "$(date +%s)" ] && still=$((still + 1)); done < "$T/keysA"
 [ "$still" -ge 1 ] || fail "no object of epoch A is locked after its first date, though B needs some"
-expect_rc 0 "$B" vault prune -c "$T/bascule.yaml" --grace 0
+expect_rc 4 "$B" vault prune -c "$T/bascule.yaml" --grace 0
+grep -q "may not delete" "$T/err" || fail "prune with the daemon's key: $(cat "$T/err")"
+expect_rc 0 "$B" vault prune -c "$T/bascule.yaml" --s3-credentials "$T/pruner" --grace 0
 grep -q "removing .* epoch" "$T/out" || fail "prune did not remove epoch A: $(cat "$T/out")"
 removed=$(sed -n 's/.* \([0-9]*\) objects ([^)]*) removed.*/\1/p' "$T/out")
 [ "${removed:-0}" -ge 1 ] || fail "prune removed no object only A needed: $(cat "$T/out")"

@@ -3,16 +3,20 @@
 # (tests/lib/ceph.sh): basculed ships a disk continuously to
 # s3://bvault/site-a; restores of the latest and an older epoch are
 # byte-identical; `vault check` needs only the verify key; with the daemon's
-# own credentials a DELETE of a version and a shortened retention are
-# refused by the store (403), a DELETE (marker) and overwrites (a newer
-# version of a pack, of a manifest) lose nothing, check names them (exit 5)
-# and restore stays byte-identical; `vault init` refuses a bucket without Object Lock (3), a
+# own credentials (a user that does not own the bucket, under the bucket
+# policy of docs/vault.md) a DELETE of a version or an object, a shortened
+# retention, a lifecycle rule and removing the policy are refused (403);
+# with the pruner's (allowed to delete), a DELETE of a locked version too
+# (the lock); a delete marker (pruner) and
+# overwrites (daemon: a newer version of a pack, of a manifest) lose
+# nothing, check names them (exit 5) and restore stays byte-identical; `vault init` refuses a bucket without Object Lock (3), a
 # missing bucket (1), wrong credentials (4); 0644 credentials are refused (4).
 . "$(dirname "$0")/../lib/common.sh" "$1"
 . "$ROOT/tests/lib/s3vault.sh"
 need_root
 s3vault_up
-S3_BUCKET=bnolock expect_rc 0 "$S" mkbucket nolock
+S3_BUCKET=bnolock S3_CREDENTIALS=$T/owner expect_rc 0 "$S" mkbucket nolock
+s3vault_policy bnolock
 
 # -- vault init: what is wrong with the bucket, each its exit code
 s3vault_yaml bnolock "$T/cred"
@@ -21,7 +25,7 @@ grep -q "has no Object Lock" "$T/err" || fail "no-lock bucket: $(cat "$T/err")"
 expect_rc 3 "$B" vault init -c "$T/bascule.yaml" --no-lock
 grep -q "versioning is off" "$T/err" || fail "unversioned bucket: $(cat "$T/err")"
 echo '<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>' > "$T/ver.xml"
-S3_BUCKET=bnolock expect_rc 0 "$S" raw PUT - versioning= "$T/ver.xml"
+S3_BUCKET=bnolock S3_CREDENTIALS=$T/owner expect_rc 0 "$S" raw PUT - versioning= "$T/ver.xml"
 expect_rc 0 "$B" vault init -c "$T/bascule.yaml" --no-lock
 s3vault_yaml nosuchbucket "$T/cred"
 expect_rc 1 "$B" vault init -c "$T/bascule.yaml"
@@ -69,13 +73,24 @@ CHK=(--vault s3://bvault/site-a --s3-endpoint "$RGW_URL" --s3-credentials "$T/cr
 expect_rc 0 "$B" vault check "${CHK[@]}"
 note "restores of the latest and of epoch $EA byte-identical; check with the verify key only: $(cat "$T/out")"
 
-# -- the daemon's own credentials against the vault
+# -- the daemon's own credentials against the vault: refused by the lock
+# and by the bucket policy (docs/vault.md), except new versions
 bsc_stop
 S3_BUCKET=bvault expect_rc 4 "$S" del "$obj" "$ver"
 grep -q 403 "$T/err" || fail "DELETE of a version: $(cat "$T/err")"
+S3_BUCKET=bvault expect_rc 4 "$S" del "$obj"
+grep -q 403 "$T/err" || fail "DELETE of an object: $(cat "$T/err")"
 S3_BUCKET=bvault expect_rc 4 "$S" ret-put "$obj" "$ver" COMPLIANCE 60
 grep -q 403 "$T/err" || fail "shortened retention: $(cat "$T/err")"
-S3_BUCKET=bvault expect_rc 0 "$S" del "$obj"   # a delete marker only
+echo '<LifecycleConfiguration><Rule><ID>x</ID><Filter><Prefix></Prefix></Filter><Status>Enabled</Status><Expiration><Days>1</Days></Expiration><NoncurrentVersionExpiration><NoncurrentDays>1</NoncurrentDays></NoncurrentVersionExpiration></Rule></LifecycleConfiguration>' > "$T/lc.xml"
+S3_BUCKET=bvault expect_rc 0 "$S" raw PUT - lifecycle= "$T/lc.xml"
+[ "$(cat "$T/out")" = 403 ] || fail "a lifecycle rule was not refused: $(cat "$T/out")"
+S3_BUCKET=bvault expect_rc 0 "$S" raw DELETE - policy=
+[ "$(cat "$T/out")" = 403 ] || fail "deleting the bucket policy was not refused: $(cat "$T/out")"
+# The pruner's key, allowed to delete: the lock still holds; a DELETE only adds a marker.
+S3_BUCKET=bvault S3_CREDENTIALS=$T/pruner expect_rc 4 "$S" del "$obj" "$ver"
+grep -q "403.*object lock" "$T/err" || fail "the pruner's DELETE of a locked version: $(cat "$T/err")"
+S3_BUCKET=bvault S3_CREDENTIALS=$T/pruner expect_rc 0 "$S" del "$obj"   # a delete marker only
 obj2=$(awk -v k="$obj" '$4 == "latest" && $1 != k {print $1; exit}' "$T/objs")
 head -c 4096 /dev/urandom > "$T/evil"
 S3_BUCKET=bvault expect_rc 0 "$S" put "$obj2" "$T/evil"
@@ -93,6 +108,6 @@ cmp -s "$T/r-B" "$T/disk.B" || fail "latest restore differs after the attacks"
 rm -f "$T/r-A"
 restore --epoch "$EA" --to "$T/r-A" >/dev/null 2>&1 || fail "restore of epoch $EA after the attacks failed"
 cmp -s "$T/r-A" "$T/disk.A" || fail "epoch $EA restore differs after the attacks"
-note "DELETE version 403, shorter retention 403; a delete marker and overwrites of a pack and a manifest named by check (exit 5), restores still byte-identical"
+note "daemon's key: DELETE of a version, of an object, shorter retention, lifecycle rule, policy removal 403; pruner's DELETE of a locked version 403; a delete marker (pruner) and overwrites of a pack and a manifest (daemon) named by check (exit 5), restores still byte-identical"
 ! grep -rq "$(awk '/aws_secret/ {print $3}' "$T/cred")" "$T/daemon.log" "$T/err" "$T/out" || fail "the secret was logged"
 note "ok"
