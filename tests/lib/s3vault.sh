@@ -11,7 +11,7 @@
 #                               replica and the vault target offsite on
 #                               s3://BUCKET/site-a; S3V_RETENTION ({all: 1h})
 #                               and S3V_MARGIN (10m) set its retention and
-#                               lock_margin
+#                               lock_margin, S3V_BANDWIDTH (0) its bandwidth
 #   vsync                       sync --wait --vault
 #   vault_epochs                the vault's epochs, oldest first
 . "$ROOT/tests/lib/ceph.sh"
@@ -58,6 +58,7 @@ s3vault_yaml() {
 	    object_lock: compliance
 	    lock_margin: ${S3V_MARGIN:-10m}
 	    parallel: 2
+	    bandwidth: ${S3V_BANDWIDTH:-0}
 	EOF
 }
 
