@@ -33,6 +33,9 @@ struct s3_opts {
 	const struct s3_creds *creds; /* or the keys already read (then CREDENTIALS is unused) */
 	const char *profile;     /* its section; NULL: default */
 	const char *ca_file;     /* TLS trust anchors; NULL: the system's */
+	const char *ca_pem;      /* or those anchors already read (PEM, CA_PEM_LEN bytes): for a
+				  * sandboxed process that may not open the file (then CA_FILE is unused) */
+	size_t ca_pem_len;
 	int virtual_host;        /* 1: https://BUCKET.host/KEY; 0: https://host/BUCKET/KEY */
 	int retries;             /* attempts after the first on a retryable failure; <0: 0; 0: 5 */
 	long connect_timeout;    /* seconds; 0: 10 */

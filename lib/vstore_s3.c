@@ -74,6 +74,8 @@ void vstore_s3_client_opts(const struct vstore_opts *o, struct s3_opts *ret)
 	ret->credentials = o->s3_credentials;
 	ret->creds = o->s3_creds;
 	ret->ca_file = o->s3_ca;
+	ret->ca_pem = o->s3_ca_pem;
+	ret->ca_pem_len = o->s3_ca_pem_len;
 }
 
 int vstore_s3_port(const char *endpoint)

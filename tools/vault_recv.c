@@ -666,10 +666,9 @@ static int writer_sandbox(struct writer *w, const char *user, int cache_fd, cons
 	if (w->vs) {
 		sb.rw_fd[sb.n_rw++] = vstore_dirfd(w->vs);
 	} else if (s3) {
-		/* s3: the resolver's files (and /etc/ssl), the CA file, the store's port. */
+		/* s3: the resolver's files (and /etc/ssl), the store's port; an
+		 * s3_ca file was read before (relay_user may not open it). */
 		sb.resolver = true;
-		if (s3->s3_ca)
-			sb.ro[sb.n_ro++] = s3->s3_ca;
 		sb.tcp_ports[sb.n_ports++] = (uint16_t)vstore_s3_port(s3->s3_endpoint);
 		sb.tcp_ports[sb.n_ports++] = 53;
 	} else {
@@ -728,6 +727,7 @@ int vault_recv(int argc, char **argv)
 	struct vstore_opts so = { 0 };
 	struct ssh_creds creds = { 0 };
 	struct s3_creds *s3creds = NULL;
+	char *s3ca = NULL;
 	struct writer w;
 	struct vault_key *vk = NULL;
 	struct recv_sink sink = { .ctx = &w, .state = v_state, .begin = v_begin, .source = v_source,
@@ -789,6 +789,13 @@ int vault_recv(int argc, char **argv)
 		if ((rc = s3_creds_load(so.s3_credentials, NULL, &s3creds)) < 0)
 			goto out;
 		so.s3_creds = s3creds;
+		if (so.s3_ca) {
+			if ((rc = fs_read_all(so.s3_ca, 1u << 20, &s3ca, &so.s3_ca_pem_len)) < 0) {
+				rc = err_set(rc, "s3_ca %s: %s", so.s3_ca, strerror(-rc));
+				goto out;
+			}
+			so.s3_ca_pem = s3ca;
+		}
 	}
 	if ((rc = cache_open(&w, user, &cache_fd)) < 0 ||
 	    (!sftp && !s3 && (rc = vstore_open(w.url, &so, &w.vs)) < 0))
@@ -825,6 +832,7 @@ out:
 		close(cache_fd);
 	ssh_creds_free(&creds);
 	s3_creds_free(s3creds);
+	free(s3ca);
 	writer_free(&w);
 	key_free(w.site_key);
 	return err_exit_code(rc);

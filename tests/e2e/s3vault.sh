@@ -12,10 +12,12 @@
 # nothing, check names them (exit 5) and restore stays byte-identical; `vault init` refuses a bucket without Object Lock (3), a
 # missing bucket (1), wrong credentials (4); 0644 credentials are refused (4);
 # radosgw killed mid-upload and restarted: shipping resumes, nothing half
-# committed.
+# committed; over TLS, verified against s3_ca, a wrong certificate is
+# refused (4).
 . "$(dirname "$0")/../lib/common.sh" "$1"
 . "$ROOT/tests/lib/s3vault.sh"
 need_root
+CEPH_TLS=$T/tls   # radosgw also on https (RGW_TLS_URL)
 s3vault_up
 export S3_BUCKET=bvault
 # 8 MB/s to the vault: a 16 MiB epoch streams for 2 s, its first pack is
@@ -81,8 +83,12 @@ note "restores of the latest and of epoch $EA byte-identical; check with the ver
 
 # -- radosgw killed while an epoch uploads, then restarted: the writer
 # resumes, nothing half-committed (no manifest without its objects)
+# The group paused while the disk is rewritten: one epoch of 16 MiB (two
+# packs), so that the outage falls after its first pack is up.
 nd=$("$S" ls site-a/d/ | wc -l)
+"$B" -c "$T/bascule.yaml" pause vm1 >/dev/null
 head -c $((16 << 20)) /dev/urandom | dd of="$T/disk.img" conv=notrunc status=none
+"$B" -c "$T/bascule.yaml" resume vm1 >/dev/null
 wait_for 60 "a first object of the new epoch in the bucket" '[ "$("$S" ls site-a/d/ | wc -l)" -gt "$nd" ]'
 rgw_stop
 t0=$(date +%s)
@@ -138,5 +144,26 @@ rm -f "$T/r-A"
 restore --epoch "$EA" --to "$T/r-A" >/dev/null 2>&1 || fail "restore of epoch $EA after the attacks failed"
 cmp -s "$T/r-A" "$T/disk.A" || fail "epoch $EA restore differs after the attacks"
 note "daemon's key: DELETE of a version, of an object, shorter retention, lifecycle rule, policy removal 403; pruner's DELETE of a locked version 403; a delete marker (pruner) and overwrites of a pack and a manifest (daemon) named by check (exit 5), restores still byte-identical"
+
+# -- TLS: shipping and restore over https, verified against s3_ca; no CA or a
+# certificate for another address refused (exit 4), nothing shipped
+S3V_ENDPOINT=$RGW_TLS_URL S3V_CA=$T/tls/ca.pem s3vault_yaml bvault "$T/cred"
+expect_rc 0 "$B" vault init -c "$T/bascule.yaml"
+bsc_start
+"$BIN/tests/randwrite" "$T/disk.img" 100 3
+vsync
+bsc_stop
+cp "$T/disk.img" "$T/disk.D"
+restore --to "$T/r-D" > "$T/restore.out" 2>&1 || fail "restore over TLS failed: $(cat "$T/restore.out")"
+cmp -s "$T/r-D" "$T/disk.D" || fail "restore over TLS differs"
+S3V_ENDPOINT=$RGW_TLS_URL s3vault_yaml bvault "$T/cred"
+expect_rc 4 "$B" vault init -c "$T/bascule.yaml"
+grep -q "TLS verification of $CEPH_IP:$RGW_TLS_PORT failed" "$T/err" || fail "TLS without the CA: $(cat "$T/err")"
+ceph_tls_cert "$T/tls" 127.0.0.1
+rgw_stop; rgw_start
+S3V_ENDPOINT=$RGW_TLS_URL S3V_CA=$T/tls/ca.pem s3vault_yaml bvault "$T/cred"
+expect_rc 4 "$B" vault init -c "$T/bascule.yaml"
+grep -q "TLS verification of $CEPH_IP:$RGW_TLS_PORT failed" "$T/err" || fail "TLS name mismatch: $(cat "$T/err")"
+note "TLS: shipped and restored (byte-identical) over https with s3_ca; no CA: exit 4; a certificate for 127.0.0.1: exit 4 ($(cut -c1-160 "$T/err"))"
 ! grep -rq "$(awk '/aws_secret/ {print $3}' "$T/cred")" "$T/daemon.log" "$T/err" "$T/out" || fail "the secret was logged"
 note "ok"

@@ -11,7 +11,9 @@
 #                               replica and the vault target offsite on
 #                               s3://BUCKET/site-a; S3V_RETENTION ({all: 1h})
 #                               and S3V_MARGIN (10m) set its retention and
-#                               lock_margin, S3V_BANDWIDTH (0) its bandwidth
+#                               lock_margin, S3V_BANDWIDTH (0) its bandwidth,
+#                               S3V_ENDPOINT ($RGW_URL) and S3V_CA (none) its
+#                               s3_endpoint and s3_ca
 #   vsync                       sync --wait --vault
 #   vault_epochs                the vault's epochs, oldest first
 . "$ROOT/tests/lib/ceph.sh"
@@ -49,7 +51,8 @@ s3vault_yaml() {
 	  - name: offsite
 	    type: vault
 	    url: s3://$1/site-a
-	    s3_endpoint: $RGW_URL
+	    s3_endpoint: ${S3V_ENDPOINT:-$RGW_URL}
+	    ${S3V_CA:+s3_ca: $S3V_CA}
 	    s3_region: us-east-1
 	    s3_credentials: $2
 	    vault_key: $T/vault.key
