@@ -2,18 +2,19 @@
 # s3vault.sh - the vault on S3 with Object Lock, against a real radosgw
 # (tests/lib/ceph.sh): basculed ships a disk continuously to
 # s3://bvault/site-a; restores of the latest and an older epoch are
-# byte-identical; `vault check` needs only the verify key; with the daemon's
-# own credentials (a user that does not own the bucket, under the bucket
-# policy of docs/vault.md) a DELETE of a version or an object, a shortened
-# retention, a lifecycle rule and removing the policy are refused (403);
-# with the pruner's (allowed to delete), a DELETE of a locked version too
-# (the lock); a delete marker (pruner) and
-# overwrites (daemon: a newer version of a pack, of a manifest) lose
-# nothing, check names them (exit 5) and restore stays byte-identical; `vault init` refuses a bucket without Object Lock (3), a
-# missing bucket (1), wrong credentials (4); 0644 credentials are refused (4);
-# radosgw killed mid-upload and restarted: shipping resumes, nothing half
-# committed; over TLS, verified against s3_ca, a wrong certificate is
-# refused (4).
+# byte-identical; `vault check` needs only the verify key.  With the
+# daemon's own credentials (a user that does not own the bucket, under the
+# bucket policy of docs/vault.md) a DELETE of a version or an object, a
+# shortened retention, a lifecycle rule and removing the policy are refused
+# (403); with the pruner's (allowed to delete), a DELETE of a locked version
+# too (the lock).  A delete marker (pruner) and overwrites (daemon: a newer
+# version of a pack, of a manifest) lose nothing: check names them (exit 5)
+# and restore stays byte-identical.  `vault init` refuses a bucket without
+# Object Lock (3), without versioning (3), with a default retention (3), a
+# missing bucket (1), wrong credentials (4); 0644 credentials are refused
+# (4).  radosgw killed mid-upload and restarted: shipping resumes, nothing
+# half committed.  Over TLS, verified against s3_ca; no CA or a certificate
+# for another address is refused (4).
 . "$(dirname "$0")/../lib/common.sh" "$1"
 . "$ROOT/tests/lib/s3vault.sh"
 need_root
@@ -35,6 +36,14 @@ grep -q "versioning is off" "$T/err" || fail "unversioned bucket: $(cat "$T/err"
 echo '<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>' > "$T/ver.xml"
 S3_BUCKET=bnolock S3_CREDENTIALS=$T/owner expect_rc 0 "$S" raw PUT - versioning= "$T/ver.xml"
 expect_rc 0 "$B" vault init -c "$T/bascule.yaml" --no-lock
+S3_BUCKET=bdefret S3_CREDENTIALS=$T/owner expect_rc 0 "$S" mkbucket lock
+s3vault_policy bdefret
+echo '<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention><Mode>GOVERNANCE</Mode><Days>1</Days></DefaultRetention></Rule></ObjectLockConfiguration>' > "$T/defret.xml"
+S3_BUCKET=bdefret S3_CREDENTIALS=$T/owner expect_rc 0 "$S" raw PUT - object-lock= "$T/defret.xml"
+[ "$(cat "$T/out")" = 200 ] || fail "could not set a default retention: $(cat "$T/out")"
+s3vault_yaml bdefret "$T/cred"
+expect_rc 3 "$B" vault init -c "$T/bascule.yaml"
+grep -q "has a default retention (GOVERNANCE, 1 days)" "$T/err" || fail "default retention: $(cat "$T/err")"
 s3vault_yaml nosuchbucket "$T/cred"
 expect_rc 1 "$B" vault init -c "$T/bascule.yaml"
 grep -q "does not exist" "$T/err" || fail "missing bucket: $(cat "$T/err")"
@@ -50,7 +59,7 @@ s3vault_yaml bvault "$T/cred"
 expect_rc 0 "$B" vault init -c "$T/bascule.yaml"
 grep -q "Object Lock enabled, versioning on" "$T/out" || fail "init: $(cat "$T/out")"
 grep -q "COMPLIANCE for 1 days" "$T/out" || fail "init lock: $(cat "$T/out")"
-note "vault init: no lock 3, versioning off 3, missing bucket 1, wrong credentials 4, 0644 credentials 4, ready 0"
+note "vault init: no lock 3, versioning off 3, a default retention 3, missing bucket 1, wrong credentials 4, 0644 credentials 4, ready 0"
 
 # -- continuous shipping, then two points kept aside
 bsc_start
