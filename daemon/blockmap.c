@@ -74,10 +74,19 @@ fail:
 	return r;
 }
 
+static void bm_tree_drop(struct blockmap *m)
+{
+	if (m->tree_mem)
+		munmap(m->tree_mem, m->tree_len);
+	m->tree_mem = NULL;
+	m->tree_len = 0;
+}
+
 void blockmap_close(struct blockmap *m)
 {
 	if (!m)
 		return;
+	bm_tree_drop(m);
 	if (m->base)
 		munmap(m->base, m->map_len);
 	if (m->fd >= 0)
@@ -98,6 +107,7 @@ int blockmap_resize(struct blockmap *m, uint64_t size)
 		if (ftruncate(m->fd, (off_t)(BM_HDR + nb * sizeof(struct bm_rec))) < 0)
 			return err_set(errno, "cannot resize %s: %s", m->path, strerror(errno));
 		m->nblocks = nb;
+		bm_tree_drop(m); /* rebuilt at the next digest */
 		if ((r = bm_map(m)) < 0)
 			return r;
 		if (nb > old)
@@ -106,8 +116,10 @@ int blockmap_resize(struct blockmap *m, uint64_t size)
 		if (old && nb > old)
 			memset(m->recs[old - 1].leaf, 0, LEAF_BYTES);
 	}
-	if (size != m->size && nb && size % PROTO_BLOCK)
+	if (size != m->size && nb && size % PROTO_BLOCK) {
 		memset(m->recs[nb - 1].leaf, 0, LEAF_BYTES);
+		blockmap_touch(m, nb - 1);
+	}
 	m->size = size;
 	put_be64(m->base + 8, size);
 	return 0;
@@ -120,20 +132,45 @@ int blockmap_sync(struct blockmap *m)
 	return 0;
 }
 
-void blockmap_digest(const struct blockmap *m, uint8_t ret[DIGEST_BYTES])
+void blockmap_touch(struct blockmap *m, uint64_t b)
 {
-	uint8_t leaves[1024 * LEAF_BYTES];
-	struct digest_ctx c;
+	if (m->tree_mem)
+		merkle_tree_touch(&m->tree, b / MERKLE_FAN);
+}
 
-	hash_digest_init(&c, m->size, PROTO_BLOCK);
-	for (uint64_t b = 0; b < m->nblocks;) {
-		size_t n = m->nblocks - b > 1024 ? 1024 : (size_t)(m->nblocks - b);
-		for (size_t i = 0; i < n; i++)
-			memcpy(leaves + i * LEAF_BYTES, m->recs[b + i].leaf, LEAF_BYTES);
-		hash_digest_leaves(&c, leaves, n);
-		b += n;
+/* Level-1 node I from its (up to) 256 leaves. */
+static int bm_tree_refresh(void *ctx, struct merkle_tree *t, uint64_t i)
+{
+	const struct blockmap *m = ctx;
+	uint8_t leaves[MERKLE_FAN * LEAF_BYTES], node[MERKLE_NODE];
+	uint64_t first = i * MERKLE_FAN, n = m->nblocks - first;
+
+	if (n > MERKLE_FAN)
+		n = MERKLE_FAN;
+	for (uint64_t k = 0; k < n; k++)
+		memcpy(leaves + k * LEAF_BYTES, m->recs[first + k].leaf, LEAF_BYTES);
+	merkle_node(1, leaves, (size_t)n, LEAF_BYTES, node);
+	merkle_tree_set(t, i, node);
+	return 0;
+}
+
+int blockmap_digest(struct blockmap *m, uint8_t ret[DIGEST_BYTES])
+{
+	if (!m->tree_mem && m->nblocks) {
+		size_t len = merkle_tree_bytes(m->nblocks);
+		void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return err_set(errno, "cannot allocate the digest tree of %s (%zu bytes): %s", m->path,
+				       len, strerror(errno));
+		m->tree_mem = p;
+		m->tree_len = len;
+		merkle_tree_attach(&m->tree, m->nblocks, m->tree_mem, true);
 	}
-	hash_digest_final(&c, ret);
+	if (!m->nblocks) {
+		merkle_digest(m->size, NULL, ret);
+		return 0;
+	}
+	return merkle_tree_digest(&m->tree, m->size, bm_tree_refresh, m, ret);
 }
 
 uint64_t blockmap_count_newer(const struct blockmap *m, uint64_t epoch)

@@ -8,6 +8,7 @@
 #pragma once
 #include <stdint.h>
 #include "hash.h"
+#include "merkle.h"
 
 struct bm_rec {
 	uint8_t leaf[LEAF_BYTES]; /* all zero: unknown, treated as changed */
@@ -23,6 +24,12 @@ struct blockmap {
 	struct bm_rec *recs;
 	uint64_t nblocks;
 	uint64_t size;
+	/* The digest's cached tree (lib/merkle.h), anonymous memory: built
+	 * from the leaves at the first digest, then only the level-1 nodes
+	 * touched since are recomputed. */
+	struct merkle_tree tree;
+	uint8_t *tree_mem;
+	size_t tree_len;
 };
 
 /* Open or create PATH for a source whose leaves are keyed by KEY_ID; a map
@@ -33,7 +40,12 @@ void blockmap_close(struct blockmap *m);
 int blockmap_resize(struct blockmap *m, uint64_t size);
 /* Make every change durable (msync + fsync). */
 int blockmap_sync(struct blockmap *m);
-/* The digest of the source as the map describes it. */
-void blockmap_digest(const struct blockmap *m, uint8_t ret[DIGEST_BYTES]);
+/* Block B's leaf changed: its MiB of the tree is recomputed at the next
+ * digest.  Thread-safe (scan workers call it at once). */
+void blockmap_touch(struct blockmap *m, uint64_t b);
+/* The digest (DIGEST_V2) of the source as the map describes it: the first
+ * call costs every leaf, later ones the MiB touched since (x log n).
+ * 0 or a negative errno with a sentence. */
+int blockmap_digest(struct blockmap *m, uint8_t ret[DIGEST_BYTES]);
 /* Number of blocks whose change epoch is greater than EPOCH. */
 uint64_t blockmap_count_newer(const struct blockmap *m, uint64_t epoch);

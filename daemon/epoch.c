@@ -34,7 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define G_MAGIC "BSCGRST1"
+#define G_MAGIC "BSCGRST2"    /* digests of version 2 (lib/merkle.h) */
+#define G_MAGIC_V1 "BSCGRST1" /* the same layout, digests of version 1: still read */
 
 
 struct cut {
@@ -117,7 +118,9 @@ static int gstate_load(struct group *g)
 		return r;
 	r = err_set(EBADMSG, "daemon state %s is corrupt; move it away to start this group afresh "
 			     "(every target will be fully resynchronised)", path);
-	if (!f.data || sfile_open(&f, G_MAGIC, NULL, &b) < 0 || rbuf_get_u64(&b, &last_cut) < 0 ||
+	g->digest_v1 = f.data && sfile_is(&f, G_MAGIC_V1);
+	if (!f.data || sfile_open(&f, g->digest_v1 ? G_MAGIC_V1 : G_MAGIC, NULL, &b) < 0 ||
+	    rbuf_get_u64(&b, &last_cut) < 0 ||
 	    rbuf_get_u64(&b, &cut_time) < 0 || rbuf_get_u8(&b, &cons) < 0 || rbuf_get_u32(&b, &n) < 0 ||
 	    n > PROTO_MAX_SOURCES)
 		goto out;
@@ -400,6 +403,7 @@ static void *scan_worker(void *arg)
 			if (memcmp(rec->leaf, leaf, LEAF_BYTES) != 0) {
 				rec->epoch = c->epoch; /* first the change epoch, then the leaf */
 				memcpy(rec->leaf, leaf, LEAF_BYTES);
+				blockmap_touch(s->map, bi);
 				changed++;
 			}
 			if (rec->epoch <= c->floor[si])
@@ -571,8 +575,8 @@ static void *cut_thread(void *arg)
 		if (!cloned && !g->sources[i].qemu && (stat(g->sources[i].cfg->disk, &after[i]) < 0 ||
 				!same_stat(&before[i], &after[i], c->cut_time) || !S_ISREG(before[i].st_mode)))
 			quiescent = false;
-		blockmap_digest(g->sources[i].map, c->digest[i]);
-		if ((r = blockmap_sync(g->sources[i].map)) < 0)
+		if ((r = blockmap_digest(g->sources[i].map, c->digest[i])) < 0 ||
+		    (r = blockmap_sync(g->sources[i].map)) < 0)
 			goto thaw;
 	}
 	if (!c->consistent)
@@ -657,7 +661,9 @@ static void group_start_cut_kind(struct group *g, bool wal_only)
 	 * blocks it marked to the next: numbers have no gaps.  A number
 	 * promised to a sync forces the cuts until it is committed. */
 	c->epoch = g->last_cut + 1;
-	atomic_init(&c->force, g->want_cut || g->promised >= c->epoch);
+	/* After an upgrade the state's digests are of version 1: the first
+	 * scan commits (an empty epoch if need be) so they all move to v2. */
+	atomic_init(&c->force, g->want_cut || g->promised >= c->epoch || (g->digest_v1 && !wal_only));
 	take_wal(g, c);
 	if (wal_only) {
 		/* No spool: a disk is sent only to a target that holds its state. */
@@ -804,6 +810,8 @@ static void cut_finished(struct group *g)
 		g->cut_time = c->cut_time;
 		g->verified_time = c->cut_time;
 		g->map_ahead = false;
+		if (!c->wal_only)
+			g->digest_v1 = false;
 		if (g->promised > g->last_cut)
 			g->want_cut = true; /* a failed cut took the number a sync waits for */
 		g->epochs_cut++;

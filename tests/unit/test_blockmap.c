@@ -101,25 +101,52 @@ static void test_digest(void **state)
 {
 	char path[128];
 	struct blockmap *m;
-	uint8_t d1[DIGEST_BYTES], d2[DIGEST_BYTES], d3[DIGEST_BYTES], leaves[3 * LEAF_BYTES];
-	struct digest_ctx c;
+	uint8_t d1[DIGEST_BYTES], d2[DIGEST_BYTES], d3[DIGEST_BYTES];
+	const uint64_t n = 3 * MERKLE_FAN + 7, size = n * 4096 - 100; /* 4 MiB, a short last block */
+	uint8_t *leaves = malloc(n * LEAF_BYTES);
+	struct merkle_sum *c = malloc(sizeof(*c));
 
+	assert_non_null(leaves);
+	assert_non_null(c);
 	snprintf(path, sizeof(path), "%s/c.map", dir);
 	assert_int_equal(blockmap_open(path, kid1, &m), 0);
-	assert_int_equal(blockmap_resize(m, 3 * 4096), 0);
-	for (int i = 0; i < 3; i++) {
-		memset(m->recs[i].leaf, i + 1, LEAF_BYTES);
-		memset(leaves + i * LEAF_BYTES, i + 1, LEAF_BYTES);
+	assert_int_equal(blockmap_resize(m, size), 0);
+	for (uint64_t i = 0; i < n; i++) {
+		memset(m->recs[i].leaf, (int)(i * 7 + 1), LEAF_BYTES);
+		memset(leaves + i * LEAF_BYTES, (int)(i * 7 + 1), LEAF_BYTES);
 	}
-	blockmap_digest(m, d1);
-	hash_digest_init(&c, 3 * 4096, 4096);
-	hash_digest_leaves(&c, leaves, 3);
-	hash_digest_final(&c, d2);
+	assert_int_equal(blockmap_digest(m, d1), 0);
+	merkle_sum_init(c, DIGEST_V2, size);
+	merkle_sum_leaves(c, leaves, n);
+	merkle_sum_final(c, d2);
 	assert_memory_equal(d1, d2, DIGEST_BYTES); /* same as the replica computes */
-	m->recs[1].leaf[5] ^= 1;
-	blockmap_digest(m, d3);
+	/* A leaf changed and touched: the cached tree follows. */
+	m->recs[MERKLE_FAN + 1].leaf[5] ^= 1;
+	leaves[(MERKLE_FAN + 1) * LEAF_BYTES + 5] ^= 1;
+	blockmap_touch(m, MERKLE_FAN + 1);
+	assert_int_equal(blockmap_digest(m, d3), 0);
 	assert_memory_not_equal(d1, d3, DIGEST_BYTES);
+	merkle_sum_init(c, DIGEST_V2, size);
+	merkle_sum_leaves(c, leaves, n);
+	merkle_sum_final(c, d2);
+	assert_memory_equal(d3, d2, DIGEST_BYTES);
+	/* A leaf changed but not touched: the tree cannot see it (every
+	 * writer of a leaf must touch it). */
+	m->recs[2].leaf[0] ^= 1;
+	assert_int_equal(blockmap_digest(m, d2), 0);
+	assert_memory_equal(d3, d2, DIGEST_BYTES);
+	/* A resize rebuilds the tree from the leaves as they are now. */
+	assert_int_equal(blockmap_resize(m, size + 8192), 0);
+	assert_int_equal(blockmap_digest(m, d2), 0);
+	assert_memory_not_equal(d3, d2, DIGEST_BYTES);
+	merkle_sum_init(c, DIGEST_V2, size + 8192);
+	for (uint64_t i = 0; i < m->nblocks; i++)
+		merkle_sum_leaves(c, m->recs[i].leaf, 1);
+	merkle_sum_final(c, d3);
+	assert_memory_equal(d3, d2, DIGEST_BYTES);
 	blockmap_close(m);
+	free(leaves);
+	free(c);
 }
 
 static void test_spool(void **state)

@@ -21,6 +21,7 @@
 #include "fsutil.h"
 #include "hash.h"
 #include "key.h"
+#include "merkle.h"
 #include "replica.h"
 #include "scratch.h"
 
@@ -56,19 +57,28 @@ static void path_of(char *buf, size_t len, const char *rel)
 	snprintf(buf, len, "%s/%s", root, rel);
 }
 
-/* The primary's digest of DATA as source SOURCE of group vm1. */
-static void digest_of(const char *source, const uint8_t *data, uint64_t size, uint8_t ret[DIGEST_BYTES])
+/* The digest of version DV of DATA as source SOURCE of group vm1. */
+static void digest_v(uint8_t dv, const char *source, const uint8_t *data, uint64_t size,
+		     uint8_t ret[DIGEST_BYTES])
 {
 	uint8_t secret[LEAF_SECRET_BYTES], leaf[LEAF_BYTES];
-	struct digest_ctx c;
+	struct merkle_sum *c = malloc(sizeof(*c));
 
+	assert_non_null(c);
 	hash_leaf_secret(key, "vm1", source, secret);
-	hash_digest_init(&c, size, PROTO_BLOCK);
+	merkle_sum_init(c, dv, size);
 	for (uint64_t off = 0; off < size; off += PROTO_BLOCK) {
 		hash_leaf(secret, data + off, size - off < PROTO_BLOCK ? size - off : PROTO_BLOCK, leaf);
-		hash_digest_leaves(&c, leaf, 1);
+		merkle_sum_leaves(c, leaf, 1);
 	}
-	hash_digest_final(&c, ret);
+	merkle_sum_final(c, ret);
+	free(c);
+}
+
+/* The primary's digest (this version's) of DATA as source SOURCE of vm1. */
+static void digest_of(const char *source, const uint8_t *data, uint64_t size, uint8_t ret[DIGEST_BYTES])
+{
+	digest_v(DIGEST_V2, source, data, size, ret);
 }
 
 /* Receive epoch EPOCH of vm1: source "root" holding DATA (whole). */
@@ -159,8 +169,9 @@ static void strip(uint8_t *p, size_t *len, size_t off, size_t n)
 	*len -= n;
 }
 
-/* Rewrite a journal in the earlier format: magic BSCJRNL1, no PostgreSQL
- * byte after the digest of its source "root" (at offset 107, group vm1),
+/* Rewrite a journal in the earlier format: magic BSCJRNL1, no digest
+ * version and PostgreSQL bytes after the digest of its source "root" (at
+ * offset 107, group vm1),
  * an unkeyed BLAKE2b over everything before the last 32 bytes.  With EVIL,
  * its first record's data is changed too (what the owner would write as
  * root). */
@@ -169,9 +180,10 @@ static void to_earlier_format(const char *rel, bool evil)
 	size_t len;
 	uint8_t *j = slurp(rel, &len);
 
-	assert_memory_equal(j, "BSCJRNL3", 8);
-	assert_int_equal(j[107], 0);
-	strip(j, &len, 107, 1);
+	assert_memory_equal(j, "BSCJRNL4", 8);
+	assert_int_equal(j[107], DIGEST_V2);
+	assert_int_equal(j[108], 0);
+	strip(j, &len, 107, 2);
 	memcpy(j, "BSCJRNL1", 8);
 	if (evil)
 		memcpy(j + len - 32 - 9 - 4096, "EVIL", 4); /* inside the last record's data */
@@ -257,13 +269,14 @@ static void test_upgrade(void **state)
 	make_replica();
 	s = slurp(".bascule/groups/vm1/state", &len);
 	{
-		/* BSCSTAT1: no key id, no LSN fields after the source's digest
-		 * (at offset 115 with no alarm), an unkeyed checksum. */
-		size_t ol = len - 8 - 28;
+		/* BSCSTAT1: no key id, no digest version and LSN fields after
+		 * the source's digest (at offset 115 with no alarm), an unkeyed
+		 * checksum. */
+		size_t ol = len - 8 - 29;
 		uint8_t *t = malloc(len);
 		memcpy(t, s, len);
-		assert_memory_equal(t, "BSCSTAT3", 8);
-		strip(t, &(size_t){ len }, 115, 28);
+		assert_memory_equal(t, "BSCSTAT4", 8);
+		strip(t, &(size_t){ len }, 115, 29);
 		old = malloc(ol);
 		memcpy(old, "BSCSTAT1", 8);
 		memcpy(old + 8, t + 16, ol - 8 - 32); /* drop the key id */
@@ -280,9 +293,9 @@ static void test_upgrade(void **state)
 	assert_int_equal(access(path, F_OK), 0);
 	free(s);
 	s = slurp(".bascule/groups/vm1/state", &len);
-	assert_memory_equal(s, "BSCSTAT3", 8);
+	assert_memory_equal(s, "BSCSTAT4", 8);
 	/* The old state planted again after the upgrade is refused. */
-	spit(".bascule/groups/vm1/state", old, len - 8 - 28);
+	spit(".bascule/groups/vm1/state", old, len - 8 - 29);
 	assert_int_equal(replica_open(root, REPLICA_READONLY, key, &r), 0);
 	{
 		struct rstate st;

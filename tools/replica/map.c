@@ -1,9 +1,11 @@
 /* map.c - a replica file and its map (the leaf hash of every 4 KiB block):
- * writes that keep both in step, resizing, and the digest from the map. */
+ * writes that keep both in step, resizing, and the digest from the map (of
+ * either version: lib/merkle.h, merkle_sum). */
 #include "store.h"
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
+#include "merkle.h"
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -173,27 +175,31 @@ int tf_sync(struct target_file *tf)
 	return 0;
 }
 
-/* BLAKE2b digest of a replica from its map. */
-int tf_digest(struct target_file *tf, uint64_t size, uint8_t ret[DIGEST_BYTES])
+int tf_digest(struct target_file *tf, uint64_t size, uint8_t dv, uint8_t ret[DIGEST_BYTES])
 {
 	uint64_t n = nblocks(size), off = 0;
 	uint8_t *buf = malloc(1 << 20);
-	struct digest_ctx c;
+	struct merkle_sum *c = malloc(sizeof(*c));
 
-	if (!buf)
+	if (!buf || !c) {
+		free(buf);
+		free(c);
 		return -ENOMEM;
-	hash_digest_init(&c, size, PROTO_BLOCK);
+	}
+	merkle_sum_init(c, dv, size);
 	while (off < n) {
 		size_t k = n - off > (1 << 20) / LEAF_BYTES ? (1 << 20) / LEAF_BYTES : (size_t)(n - off);
 		if (fs_pread_full(tf->map_fd, buf, k * LEAF_BYTES, MAP_HDR + off * LEAF_BYTES) !=
 		    (ssize_t)(k * LEAF_BYTES)) {
 			free(buf);
+			free(c);
 			return err_set(EIO, "replica map is short");
 		}
-		hash_digest_leaves(&c, buf, k);
+		merkle_sum_leaves(c, buf, k);
 		off += k;
 	}
-	hash_digest_final(&c, ret);
+	merkle_sum_final(c, ret);
 	free(buf);
+	free(c);
 	return 0;
 }

@@ -128,7 +128,7 @@ int check_digests(struct replica *r, const struct jheader *h)
 			continue;
 		if ((rc = tf_open(r, h->group, h->sources[i].name, false, &tf)) < 0)
 			return rc;
-		rc = tf_digest(&tf, h->sources[i].size, d);
+		rc = tf_digest(&tf, h->sources[i].size, h->sources[i].dv, d);
 		tf_close(&tf);
 		if (rc < 0)
 			return rc;
@@ -174,6 +174,7 @@ void state_from_undo(struct rstate *s, const struct jheader *h)
 		x->size = h->sources[i].size;
 		x->status = h->sources[i].status;
 		memcpy(x->digest, h->sources[i].digest, DIGEST_BYTES);
+		x->dv = h->sources[i].dv;
 		jsource_pg_to_state(&h->sources[i], x);
 	}
 	/* Sources the epoch did not touch keep their state. */
@@ -209,6 +210,7 @@ int state_after_redo(struct rstate *s, const struct jheader *h)
 		x->size = h->sources[i].size;
 		x->status = SRC_OK;
 		memcpy(x->digest, h->sources[i].digest, DIGEST_BYTES);
+		x->dv = h->sources[i].dv;
 		jsource_pg_to_state(&h->sources[i], x);
 	}
 	*s = n;

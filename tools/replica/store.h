@@ -27,7 +27,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define J_MAGIC "BSCJRNL3"    /* keyed BLAKE2b (the replica key); sources may be PostgreSQL's */
+#define J_MAGIC "BSCJRNL4"    /* keyed BLAKE2b (the replica key); each source's digest version */
+#define J_MAGIC_V3 "BSCJRNL3" /* the same with every digest of version 1: still read */
 #define J_MAGIC_V2 "BSCJRNL2" /* the same without PostgreSQL sources: still read */
 #define J_MAGIC_V1 "BSCJRNL1" /* the earlier format: unkeyed, read only if recorded at the upgrade */
 #define JSUM 32
@@ -142,6 +143,7 @@ struct jsource {
 	uint64_t epoch, size;
 	uint8_t status, exists;
 	uint8_t digest[DIGEST_BYTES];  /* a PostgreSQL source: its chained WAL digest */
+	uint8_t dv;                    /* a disk's digest version (DIGEST_V1, DIGEST_V2) */
 	/* A PostgreSQL source (JPG_SOURCE; no replica file, no records): where
 	 * its copy stands (docs/replica.md, "PostgreSQL sources"); a redo with
 	 * JPG_NEW_BASE puts the base backup BASE_ID in place when applied. */
@@ -238,7 +240,8 @@ int tf_rehash(struct target_file *tf, uint64_t first, uint64_t count, uint64_t s
 int tf_write(struct target_file *tf, uint64_t off, uint32_t len, const uint8_t *data, uint64_t final_size);
 int tf_resize(struct target_file *tf, uint64_t size);
 int tf_sync(struct target_file *tf);
-int tf_digest(struct target_file *tf, uint64_t size, uint8_t ret[DIGEST_BYTES]);
+/* The digest of version DV (hash.h) of the replica from its map. */
+int tf_digest(struct target_file *tf, uint64_t size, uint8_t dv, uint8_t ret[DIGEST_BYTES]);
 
 /* ---- failover.c ---- */
 /* A directory the operator names (--link-dir, --to-dir), created if need
