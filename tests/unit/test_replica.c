@@ -192,6 +192,70 @@ static void to_earlier_format(const char *rel, bool evil)
 	free(j);
 }
 
+static void no_line(const char *line)
+{
+	(void)line;
+}
+
+/* The state rewritten as BSCSTAT3, the format before digest versions (the
+ * version byte after the digest of "root", at offset 115, dropped; keyed
+ * like the state), its digest replaced by DIGEST. */
+static void to_stat3(const uint8_t *digest)
+{
+	uint8_t mk[32], *s;
+	size_t len;
+
+	s = slurp(".bascule/groups/vm1/state", &len);
+	assert_memory_equal(s, "BSCSTAT4", 8);
+	assert_int_equal(s[115], DIGEST_V2);
+	strip(s, &len, 115, 1);
+	memcpy(s, "BSCSTAT3", 8);
+	memcpy(s + 115 - DIGEST_BYTES, digest, DIGEST_BYTES);
+	key_derive(key, "replica files v2", mk, sizeof(mk));
+	crypto_generichash(s + len - 32, 32, s, len - 32, mk, sizeof(mk));
+	spit(".bascule/groups/vm1/state", s, len);
+	free(s);
+}
+
+/* A state of the previous format holds digests of version 1: read and
+ * checked as such (verify OK); a v2 digest in it is a mismatch, and the
+ * next epoch records version 2. */
+static void test_digest_versions(void **state)
+{
+	uint8_t v1[DIGEST_BYTES], v2[DIGEST_BYTES];
+	struct replica *r;
+	struct rstate st;
+	(void)state;
+	make_replica();
+	digest_v(DIGEST_V1, "root", img_b, SZ, v1);
+	digest_v(DIGEST_V2, "root", img_b, SZ, v2);
+	assert_memory_not_equal(v1, v2, DIGEST_BYTES);
+	open_locked(&r);
+	assert_int_equal(replica_load_state(r, "vm1", &st), 0);
+	assert_int_equal(st.sources[0].dv, DIGEST_V2);
+	assert_memory_equal(st.sources[0].digest, v2, DIGEST_BYTES);
+	assert_int_equal(replica_verify(r, "vm1", no_line), 0);
+	replica_close(r);
+
+	to_stat3(v1);
+	open_locked(&r);
+	assert_int_equal(replica_load_state(r, "vm1", &st), 0);
+	assert_int_equal(st.sources[0].dv, DIGEST_V1);
+	assert_int_equal(replica_verify(r, "vm1", no_line), 0);
+	/* the next epoch is checked and recorded in version 2 */
+	assert_int_equal(send_epoch(r, 3, 2, img_a), 0);
+	assert_int_equal(replica_load_state(r, "vm1", &st), 0);
+	assert_int_equal(st.sources[0].dv, DIGEST_V2);
+	replica_close(r);
+	assert_int_equal(epoch_now(), 3);
+
+	make_replica();
+	to_stat3(v2); /* a v2 digest where v1 is due: not what the data gives */
+	open_locked(&r);
+	assert_int_equal(replica_verify(r, "vm1", no_line), -EBADMSG);
+	replica_close(r);
+}
+
 static void test_extent_wrap(void **state)
 {
 	struct msg_epoch_begin b = { .group = "vm1", .epoch = 3, .n_sources = 1 };
@@ -421,6 +485,7 @@ int main(void)
 		cmocka_unit_test(test_extent_wrap),
 		cmocka_unit_test(test_forged_journal),
 		cmocka_unit_test(test_upgrade),
+		cmocka_unit_test(test_digest_versions),
 		cmocka_unit_test(test_sources_bound),
 		cmocka_unit_test(test_planted_links),
 		cmocka_unit_test(test_other_key),
