@@ -34,6 +34,9 @@
 #include <time.h>
 #include <unistd.h>
 
+_Static_assert(SPOOL_CHUNK % BM_CHUNK == 0, "a scan chunk holds whole map chunks");
+static const uint8_t zeros[PROTO_BLOCK];
+
 #define G_MAGIC "BSCGRST2"    /* digests of version 2 (lib/merkle.h) */
 #define G_MAGIC_V1 "BSCGRST1" /* the same layout, digests of version 1: still read */
 
@@ -148,7 +151,7 @@ out:
 int group_init(struct daemon *d, struct group *g, const struct cfg_group *cfg)
 {
 	char path[4300];
-	uint8_t kid[KEY_ID_BYTES];
+	uint8_t kid[KEY_ID_BYTES], zero_leaf[LEAF_BYTES];
 	int r;
 
 	memset(g, 0, sizeof(*g));
@@ -183,9 +186,10 @@ int group_init(struct daemon *d, struct group *g, const struct cfg_group *cfg)
 		}
 		g->n_disks++;
 		hash_leaf_secret(d->key, g->name, s->cfg->name, s->secret);
+		hash_leaf(s->secret, zeros, PROTO_BLOCK, zero_leaf);
 		snprintf(name, sizeof(name), "%s.map", s->cfg->name);
 		if ((r = gstate_path(g, path, sizeof(path), name)) < 0 ||
-		    (r = blockmap_open(path, kid, &s->map)) < 0)
+		    (r = blockmap_open(path, kid, zero_leaf, &s->map)) < 0)
 			return r;
 		if (s->cfg->qemu.qmp) {
 			path[strlen(path) - 4] = 0; /* STATE/GROUP/NAME */
@@ -316,7 +320,20 @@ static void find_data(int fd, uint64_t off, uint64_t len, uint8_t *data, uint32_
 	}
 }
 
-static const uint8_t zeros[PROTO_BLOCK];
+/* The change epoch of block BI as the map says (0: unknown). */
+static uint64_t map_epoch(const struct blockmap *m, uint64_t bi)
+{
+	uint64_t e = 0;
+
+	switch (blockmap_chunk_state(m, bi / BM_CHUNK, &e)) {
+	case BM_ZERO:
+		return e;
+	case BM_RECS:
+		return m->recs[bi].epoch;
+	default:
+		return 0;
+	}
+}
 
 static void *scan_worker(void *arg)
 {
@@ -351,7 +368,7 @@ static void *scan_worker(void *arg)
 			uint8_t zero[SPOOL_CHUNK];
 			qemusrc_changed(s->qemu, chunk * SPOOL_CHUNK, nb, need, zero);
 			for (uint32_t b = 0; b < nb; b++) {
-				need[b] |= s->map->recs[chunk * SPOOL_CHUNK + b].epoch > c->floor[si];
+				need[b] |= map_epoch(s->map, chunk * SPOOL_CHUNK + b) > c->floor[si];
 				hasdata[b] = need[b] && !zero[b];
 			}
 		} else {
@@ -388,36 +405,60 @@ static void *scan_worker(void *arg)
 			atomic_fetch_add(&c->read_bytes, want);
 			b = e;
 		}
-		for (uint32_t b = 0; b < nb; b++) {
-			uint64_t bi = chunk * SPOOL_CHUNK + b;
-			size_t bl = len - (uint64_t)b * PROTO_BLOCK > PROTO_BLOCK
-					    ? PROTO_BLOCK : (size_t)(len - (uint64_t)b * PROTO_BLOCK);
-			const uint8_t *p = hasdata[b] ? buf + (size_t)b * PROTO_BLOCK : zeros;
-			struct bm_rec *rec = &s->map->recs[bi];
-			uint8_t leaf[LEAF_BYTES];
-			bool zero;
+		for (uint32_t b0 = 0; b0 < nb; b0 += BM_CHUNK) {
+			uint32_t b1 = nb - b0 > BM_CHUNK ? b0 + BM_CHUNK : nb;
+			uint64_t mc = (chunk * SPOOL_CHUNK + b0) / BM_CHUNK, ze = 0;
+			enum bm_state st = blockmap_chunk_state(s->map, mc, &ze);
+			struct bm_rec *recs;
+			bool allzero = st != BM_RECS && b1 - b0 == BM_CHUNK &&
+				       off + (uint64_t)b1 * PROTO_BLOCK <= c->size[si];
 
-			if (!need[b])
-				continue; /* a QEMU source's clean block: as the map says */
-			hash_leaf(s->secret, p, bl, leaf);
-			if (memcmp(rec->leaf, leaf, LEAF_BYTES) != 0) {
-				rec->epoch = c->epoch; /* first the change epoch, then the leaf */
-				memcpy(rec->leaf, leaf, LEAF_BYTES);
-				blockmap_touch(s->map, bi);
-				changed++;
-			}
-			if (rec->epoch <= c->floor[si])
+			/* A MiB of zero blocks keeps no records (blockmap.h). */
+			for (uint32_t b = b0; allzero && b < b1; b++)
+				allzero = need[b] ? !hasdata[b] || memcmp(buf + (size_t)b * PROTO_BLOCK, zeros,
+									   PROTO_BLOCK) == 0
+						  : st == BM_ZERO;
+			if (allzero) {
+				if (blockmap_chunk_zero(s->map, mc, c->epoch))
+					changed += BM_CHUNK;
+				blockmap_chunk_state(s->map, mc, &ze);
+				for (uint32_t b = b0; ze > c->floor[si] && b < b1; b++)
+					blocks[count++] = (struct spool_block){ .idx = (uint16_t)b, .zero = true,
+										.epoch = ze };
 				continue;
-			zero = !hasdata[b] || memcmp(p, zeros, bl) == 0;
-			blocks[count] = (struct spool_block){ .idx = (uint16_t)b, .zero = zero,
-							      .epoch = rec->epoch };
-			if (!zero) {
-				memcpy(out + (size_t)ndata * PROTO_BLOCK, p, bl);
-				if (bl < PROTO_BLOCK)
-					memset(out + (size_t)ndata * PROTO_BLOCK + bl, 0, PROTO_BLOCK - bl);
-				ndata++;
 			}
-			count++;
+			recs = blockmap_chunk_recs(s->map, mc);
+			for (uint32_t b = b0; b < b1; b++) {
+				uint64_t bi = chunk * SPOOL_CHUNK + b;
+				size_t bl = len - (uint64_t)b * PROTO_BLOCK > PROTO_BLOCK
+						    ? PROTO_BLOCK : (size_t)(len - (uint64_t)b * PROTO_BLOCK);
+				const uint8_t *p = hasdata[b] ? buf + (size_t)b * PROTO_BLOCK : zeros;
+				struct bm_rec *rec = &recs[b - b0];
+				uint8_t leaf[LEAF_BYTES];
+				bool zero;
+
+				if (!need[b])
+					continue; /* a QEMU source's clean block: as the map says */
+				hash_leaf(s->secret, p, bl, leaf);
+				if (memcmp(rec->leaf, leaf, LEAF_BYTES) != 0) {
+					rec->epoch = c->epoch; /* first the change epoch, then the leaf */
+					memcpy(rec->leaf, leaf, LEAF_BYTES);
+					blockmap_touch(s->map, bi);
+					changed++;
+				}
+				if (rec->epoch <= c->floor[si])
+					continue;
+				zero = !hasdata[b] || memcmp(p, zeros, bl) == 0;
+				blocks[count] = (struct spool_block){ .idx = (uint16_t)b, .zero = zero,
+								      .epoch = rec->epoch };
+				if (!zero) {
+					memcpy(out + (size_t)ndata * PROTO_BLOCK, p, bl);
+					if (bl < PROTO_BLOCK)
+						memset(out + (size_t)ndata * PROTO_BLOCK + bl, 0, PROTO_BLOCK - bl);
+					ndata++;
+				}
+				count++;
+			}
 		}
 		atomic_fetch_add(&c->changed, changed);
 		if (count) {
