@@ -322,6 +322,9 @@ int blockmap_resize(struct blockmap *m, uint64_t size)
 
 	if (nb != m->nblocks) {
 		bm_tree_drop(m); /* rebuilt at the next digest */
+		/* Chunks past the end are forgotten (a later growth finds them unknown). */
+		for (uint64_t c = nc; c < m->nchunks; c++)
+			m->words[c] = 0;
 		if (dir_room(nc) > m->dir_bytes) {
 			/* The chunk words outgrow their room: a new file, the
 			 * records of the chunks that have some copied. */
@@ -336,9 +339,6 @@ int blockmap_resize(struct blockmap *m, uint64_t size)
 				return err_set(errno, "cannot open block map %s: %s", m->path, strerror(errno));
 			m->dir_bytes = dir_room(nc);
 		}
-		/* Chunks past the end are forgotten (a later growth finds them unknown). */
-		for (uint64_t c = nc; c < m->nchunks; c++)
-			m->words[c] = 0;
 		bm_unmap(m);
 		if (ftruncate(m->fd, (off_t)(BM_HDR + m->dir_bytes + nb * sizeof(struct bm_rec))) < 0)
 			return err_set(errno, "cannot resize %s: %s", m->path, strerror(errno));
