@@ -61,7 +61,8 @@ for gib in $SIZES; do
 	post=$(grep " cut (" "$T/daemon.log" | tail -n "$EPOCHS" |
 		sed -n 's/.*scanned [0-9.]* MiB in \([0-9.]*\) ms.*(cut \([0-9.]*\) ms).*/\2 \1/p' |
 		awk '{print $1 - $2}' | median)
-	dig=$(grep " cut (" "$T/daemon.log" | tail -n "$EPOCHS" | sed -n 's/.*digest \([0-9.]*\) ms.*/\1/p' | median)
+	dig=$(grep " cut (" "$T/daemon.log" | tail -n "$EPOCHS" | sed -n 's/.*digest \([0-9.]*\) ms.*/\1/p')
+	[ -z "$dig" ] || dig=$(echo "$dig" | median) # a build that does not log it: "-"
 	rss=$(kib_of "$DAEMON_PID" VmRSS); hwm=$(kib_of "$DAEMON_PID" VmHWM)
 	printf "   %5d GiB %5d MiB %7.1fs %9.2fs %6.1f MiB %7.2fs %8.2fs %7.1fms %7sms %6d MiB %6d MiB\n" "$gib" "$w" \
 		"$initial" "$(printf '%s\n' "${walls[@]}" | median)" \
