@@ -419,13 +419,6 @@ struct bm_rec *blockmap_chunk_recs(struct blockmap *m, uint64_t c)
 	return p;
 }
 
-uint64_t blockmap_disk_bytes(const struct blockmap *m)
-{
-	struct stat st;
-
-	return fstat(m->fd, &st) < 0 ? 0 : (uint64_t)st.st_blocks * 512;
-}
-
 /* ---- the digest ---- */
 
 void blockmap_touch(struct blockmap *m, uint64_t b)

@@ -78,5 +78,3 @@ void blockmap_touch(struct blockmap *m, uint64_t b);
 int blockmap_digest(struct blockmap *m, uint8_t ret[DIGEST_BYTES]);
 /* Number of blocks whose change epoch is greater than EPOCH. */
 uint64_t blockmap_count_newer(const struct blockmap *m, uint64_t epoch);
-/* Bytes of the file holding records (allocated, not apparent). */
-uint64_t blockmap_disk_bytes(const struct blockmap *m);
