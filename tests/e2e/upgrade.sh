@@ -54,7 +54,8 @@ for e in 2 3; do
 	bsc_sync 120s >/dev/null || fail "epoch $e after the upgrade"
 	cmp "$T/disk.img" "$(replica_of root)" || fail "replica differs after epoch $e"
 done
-! grep -q "digest mismatch\|MISMATCH" "$T/daemon.log" || fail "a digest alarm: $(grep -i mismatch "$T/daemon.log" | head -2)"
+! grep -q "digest mismatch\|MISMATCH\|full resync\|disagrees" "$T/daemon.log" ||
+	fail "a digest alarm or a full resync: $(grep -i "mismatch\|resync\|disagrees" "$T/daemon.log" | head -2)"
 bsc_stop
 "$BIN/bascule" replica verify --root "$T/replica" --key "$T/site.key" > "$T/verify.out" 2>&1 ||
 	fail "verify after the upgrade: $(cat "$T/verify.out")"
