@@ -1,7 +1,13 @@
-/* blockmap.c - mmap'd per-source map of leaves and change epochs. */
+/* blockmap.c - mmap'd per-source map: chunk words, sparse records, the
+ * conversion of the previous format, and the digest's cached tree.
+ *
+ *   0        header (4 KiB): "BSCBMAP2", u64 size (BE), key id, u64 dir_bytes (BE)
+ *   4096     chunk words, u64 each (one per MiB), dir_bytes of room
+ *   4096+dir records, 32 bytes per block, a hole where the chunk has none */
 #include "blockmap.h"
 #include "buf.h"
 #include "err.h"
+#include "fsutil.h"
 #include "proto.h"
 #include <fcntl.h>
 #include <stdio.h>
@@ -11,35 +17,222 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define BM_MAGIC "BSCBMAP1"
-#define BM_HDR 4096 /* records start page-aligned */
+#define BM_MAGIC "BSCBMAP2"
+#define BM_MAGIC_V1 "BSCBMAP1" /* a record for every block, at offset 4096 */
+#define BM_HDR 4096
+#define BM_KEY_OFF 16
+#define BM_DIR_OFF 32
+#define W_RECS (1ULL << 63)
+#define W_ZERO (1ULL << 62)
+#define W_EPOCH (W_ZERO - 1)
 
 _Static_assert(sizeof(struct bm_rec) == 32, "bm_rec must be 32 bytes");
+_Static_assert(BM_CHUNK == MERKLE_FAN, "a chunk is one level-1 node");
 
-static int bm_map(struct blockmap *m)
+static uint64_t page_up(uint64_t n)
+{
+	return (n + 4095) / 4096 * 4096;
+}
+
+static uint64_t dir_room(uint64_t nchunks)
+{
+	return nchunks * 8 > 4096 ? page_up(nchunks * 8) : 4096;
+}
+
+static void bm_tree_drop(struct blockmap *m)
+{
+	if (m->tree_mem)
+		munmap(m->tree_mem, m->tree_len);
+	m->tree_mem = NULL;
+	m->tree_len = 0;
+}
+
+static void bm_unmap(struct blockmap *m)
 {
 	if (m->base)
 		munmap(m->base, m->map_len);
 	m->base = NULL;
-	m->map_len = BM_HDR + m->nblocks * sizeof(struct bm_rec);
+	m->words = NULL;
+	m->recs = NULL;
+}
+
+static int bm_map(struct blockmap *m)
+{
+	bm_unmap(m);
+	m->map_len = BM_HDR + m->dir_bytes + m->nblocks * sizeof(struct bm_rec);
 	m->base = mmap(NULL, m->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
 	if (m->base == MAP_FAILED) {
 		m->base = NULL;
 		return err_set(errno, "cannot map %s: %s", m->path, strerror(errno));
 	}
-	m->recs = (struct bm_rec *)(m->base + BM_HDR);
+	m->words = (uint64_t *)(m->base + BM_HDR);
+	m->recs = (struct bm_rec *)(m->base + BM_HDR + m->dir_bytes);
 	return 0;
 }
 
-int blockmap_open(const char *path, const uint8_t key_id[KEY_ID_BYTES], struct blockmap **ret)
+/* ---- writing a whole map afresh (conversion, a directory that grows) ---- */
+
+/* Where the chunks of a map being rewritten come from. */
+struct bm_from {
+	int (*chunk)(void *ctx, uint64_t c, uint64_t *word, const struct bm_rec **recs);
+	void *ctx;
+};
+
+/* Write PATH.new as a map of SIZE bytes with DIR_BYTES of chunk words, from
+ * FROM, make it durable and rename it over PATH. */
+static int bm_write_new(const char *path, const uint8_t *key_id, uint64_t size, uint64_t dir_bytes,
+			const struct bm_from *from)
+{
+	uint64_t nb = (size + PROTO_BLOCK - 1) / PROTO_BLOCK, nc = (nb + BM_CHUNK - 1) / BM_CHUNK;
+	uint8_t hdr[BM_HDR] = { 0 };
+	uint64_t *words = calloc(dir_bytes / 8, 8);
+	char tmp[4200];
+	int fd = -1, r;
+
+	if (!words)
+		return -ENOMEM;
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.new", path) >= sizeof(tmp)) {
+		r = -ENAMETOOLONG;
+		goto out;
+	}
+	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || ftruncate(fd, (off_t)(BM_HDR + dir_bytes + nb * sizeof(struct bm_rec))) < 0) {
+		r = err_set(errno, "cannot write block map %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	for (uint64_t c = 0; c < nc; c++) {
+		const struct bm_rec *recs = NULL;
+		uint64_t first = c * BM_CHUNK, n = nb - first > BM_CHUNK ? BM_CHUNK : nb - first;
+		if ((r = from->chunk(from->ctx, c, &words[c], &recs)) < 0)
+			goto out;
+		if (recs && (r = fs_pwrite_full(fd, recs, (size_t)n * sizeof(*recs),
+						BM_HDR + dir_bytes + first * sizeof(*recs))) < 0)
+			goto out;
+	}
+	memcpy(hdr, BM_MAGIC, 8);
+	put_be64(hdr + 8, size);
+	memcpy(hdr + BM_KEY_OFF, key_id, KEY_ID_BYTES);
+	put_be64(hdr + BM_DIR_OFF, dir_bytes);
+	if ((r = fs_pwrite_full(fd, hdr, sizeof(hdr), 0)) < 0 ||
+	    (r = fs_pwrite_full(fd, words, (size_t)dir_bytes, BM_HDR)) < 0)
+		goto out;
+	if (fsync(fd) < 0 || rename(tmp, path) < 0) {
+		r = err_set(errno, "cannot put block map %s in place: %s", path, strerror(errno));
+		goto out;
+	}
+	r = fs_fsync_parent(path);
+out:
+	if (r < 0 && r != -ENOMEM)
+		r = err_wrap(r, "cannot rewrite block map %s", path);
+	if (fd >= 0)
+		close(fd);
+	if (r < 0)
+		unlink(tmp);
+	free(words);
+	return r;
+}
+
+/* The previous format, mapped: a record for every block. */
+struct bm_v1 {
+	const struct bm_rec *recs;
+	uint64_t nblocks;
+	const uint8_t *zero_leaf;
+};
+
+static int v1_chunk(void *ctx, uint64_t c, uint64_t *word, const struct bm_rec **recs)
+{
+	const struct bm_v1 *v = ctx;
+	static const struct bm_rec unknown;
+	uint64_t first = c * BM_CHUNK, n = v->nblocks - first > BM_CHUNK ? BM_CHUNK : v->nblocks - first;
+	const struct bm_rec *p = v->recs + first;
+	bool zero = n == BM_CHUNK, none = true;
+
+	for (uint64_t k = 0; k < n; k++) {
+		zero &= memcmp(p[k].leaf, v->zero_leaf, LEAF_BYTES) == 0 && p[k].epoch == p[0].epoch;
+		none &= memcmp(&p[k], &unknown, sizeof(unknown)) == 0;
+	}
+	/* A last partial chunk has records (its short block is no zero block). */
+	if (zero && p[0].epoch <= W_EPOCH) {
+		*word = W_ZERO | p[0].epoch;
+		*recs = NULL;
+	} else if (none) {
+		*word = 0;
+		*recs = NULL;
+	} else {
+		*word = W_RECS;
+		*recs = p;
+	}
+	return 0;
+}
+
+/* Convert the BSCBMAP1 map open on FD (ST) in place. */
+static int bm_convert(int fd, const char *path, const struct stat *st, const uint8_t *key_id,
+		      const uint8_t *zero_leaf)
+{
+	struct bm_v1 v = { .zero_leaf = zero_leaf };
+	uint8_t hdr[BM_HDR];
+	uint64_t size, len = (uint64_t)st->st_size;
+	void *p;
+	int r;
+
+	if (fs_pread_full(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr))
+		return err_set(EIO, "cannot read block map %s", path);
+	size = get_be64(hdr + 8);
+	v.nblocks = (len - BM_HDR) / sizeof(struct bm_rec);
+	if ((size + PROTO_BLOCK - 1) / PROTO_BLOCK != v.nblocks)
+		size = v.nblocks * PROTO_BLOCK; /* inconsistent: the next resize marks the tail unknown */
+	if (memcmp(hdr + 16, key_id, KEY_ID_BYTES) != 0)
+		v.nblocks = size = 0; /* another key: nothing to keep */
+	p = v.nblocks ? mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0) : NULL;
+	if (p == MAP_FAILED)
+		return err_set(errno, "cannot map %s: %s", path, strerror(errno));
+	v.recs = p ? (const struct bm_rec *)((const uint8_t *)p + BM_HDR) : NULL;
+	r = bm_write_new(path, key_id, size, dir_room((v.nblocks + BM_CHUNK - 1) / BM_CHUNK),
+			 &(struct bm_from){ v1_chunk, &v });
+	if (p)
+		munmap(p, len);
+	return r;
+}
+
+/* ---- open, close, resize ---- */
+
+static void bm_nodes(struct blockmap *m)
+{
+	uint8_t leaves[BM_CHUNK * LEAF_BYTES];
+
+	for (int k = 0; k < BM_CHUNK; k++)
+		memcpy(leaves + k * LEAF_BYTES, m->zero_leaf, LEAF_BYTES);
+	merkle_node(1, leaves, BM_CHUNK, LEAF_BYTES, m->zero_node);
+	memset(leaves, 0, sizeof(leaves));
+	merkle_node(1, leaves, BM_CHUNK, LEAF_BYTES, m->unknown_node);
+}
+
+/* An empty map of this format on FD (new, or under another key). */
+static int bm_init(struct blockmap *m, const uint8_t *key_id)
+{
+	uint8_t hdr[BM_HDR] = { 0 };
+
+	memcpy(hdr, BM_MAGIC, 8);
+	memcpy(hdr + BM_KEY_OFF, key_id, KEY_ID_BYTES);
+	put_be64(hdr + BM_DIR_OFF, 4096);
+	if (ftruncate(m->fd, 0) < 0 || ftruncate(m->fd, BM_HDR + 4096) < 0)
+		return err_set(errno, "cannot size %s: %s", m->path, strerror(errno));
+	return fs_pwrite_full(m->fd, hdr, sizeof(hdr), 0);
+}
+
+int blockmap_open(const char *path, const uint8_t key_id[KEY_ID_BYTES], const uint8_t zero_leaf[LEAF_BYTES],
+		  struct blockmap **ret)
 {
 	struct blockmap *m = calloc(1, sizeof(*m));
+	uint8_t hdr[BM_HDR];
 	struct stat st;
 	int r;
 
 	if (!m)
 		return -ENOMEM;
 	snprintf(m->path, sizeof(m->path), "%s", path);
+	memcpy(m->zero_leaf, zero_leaf, LEAF_BYTES);
+	bm_nodes(m);
 	m->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (m->fd < 0) {
 		r = err_set(errno, "cannot open block map %s: %s", path, strerror(errno));
@@ -50,23 +243,49 @@ int blockmap_open(const char *path, const uint8_t key_id[KEY_ID_BYTES], struct b
 		r = -errno;
 		goto fail;
 	}
-	if (st.st_size < BM_HDR) {
-		if (ftruncate(m->fd, BM_HDR) < 0) {
-			r = err_set(errno, "cannot size %s: %s", path, strerror(errno));
+	if (st.st_size >= BM_HDR && fs_pread_full(m->fd, hdr, 8, 0) == 8 && memcmp(hdr, BM_MAGIC_V1, 8) == 0 &&
+	    (uint64_t)st.st_size >= BM_HDR) {
+		if ((r = bm_convert(m->fd, path, &st, key_id, zero_leaf)) < 0)
+			goto fail;
+		close(m->fd);
+		m->fd = open(path, O_RDWR | O_CLOEXEC);
+		if (m->fd < 0 || fstat(m->fd, &st) < 0) {
+			r = err_set(errno, "cannot open block map %s: %s", path, strerror(errno));
 			goto fail;
 		}
-		m->nblocks = 0;
-	} else
-		m->nblocks = ((uint64_t)st.st_size - BM_HDR) / sizeof(struct bm_rec);
+	}
+	if (st.st_size < BM_HDR + 4096 || fs_pread_full(m->fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
+	    memcmp(hdr, BM_MAGIC, 8) != 0 || memcmp(hdr + BM_KEY_OFF, key_id, KEY_ID_BYTES) != 0) {
+		/* New map, or made with another key: every block is unknown. */
+		if ((r = bm_init(m, key_id)) < 0)
+			goto fail;
+		if (fs_pread_full(m->fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr)) {
+			r = err_set(EIO, "cannot read block map %s", path);
+			goto fail;
+		}
+		st.st_size = BM_HDR + 4096;
+	}
+	m->size = get_be64(hdr + 8);
+	m->dir_bytes = get_be64(hdr + BM_DIR_OFF);
+	m->nblocks = (m->size + PROTO_BLOCK - 1) / PROTO_BLOCK;
+	if (m->dir_bytes % 4096 == 0 && (uint64_t)st.st_size >= BM_HDR + m->dir_bytes &&
+	    ((uint64_t)st.st_size - BM_HDR - m->dir_bytes) % sizeof(struct bm_rec) == 0 &&
+	    ((uint64_t)st.st_size - BM_HDR - m->dir_bytes) / sizeof(struct bm_rec) != m->nblocks) {
+		/* A crash between a resize's ftruncate and its header: the file
+		 * says how many blocks; the next resize sets the size. */
+		m->nblocks = ((uint64_t)st.st_size - BM_HDR - m->dir_bytes) / sizeof(struct bm_rec);
+		m->size = m->nblocks * PROTO_BLOCK;
+	}
+	m->nchunks = (m->nblocks + BM_CHUNK - 1) / BM_CHUNK;
+	if (m->dir_bytes % 4096 || m->dir_bytes < dir_room(m->nchunks) ||
+	    (uint64_t)st.st_size != BM_HDR + m->dir_bytes + m->nblocks * sizeof(struct bm_rec)) {
+		r = err_set(EBADMSG, "block map %s is damaged (size %llu for %llu blocks); move it away: "
+				     "the next scan rebuilds it and every target is sent the whole disk",
+			    path, (unsigned long long)st.st_size, (unsigned long long)m->nblocks);
+		goto fail;
+	}
 	if ((r = bm_map(m)) < 0)
 		goto fail;
-	if (memcmp(m->base, BM_MAGIC, 8) != 0 || memcmp(m->base + 16, key_id, KEY_ID_BYTES) != 0) {
-		/* New map, or made with another key: every block is unknown. */
-		memset(m->recs, 0, m->nblocks * sizeof(struct bm_rec));
-		memcpy(m->base, BM_MAGIC, 8);
-		memcpy(m->base + 16, key_id, KEY_ID_BYTES);
-	}
-	m->size = get_be64(m->base + 8);
 	*ret = m;
 	return 0;
 fail:
@@ -78,36 +297,66 @@ void blockmap_close(struct blockmap *m)
 {
 	if (!m)
 		return;
-	if (m->base)
-		munmap(m->base, m->map_len);
+	bm_tree_drop(m);
+	bm_unmap(m);
 	if (m->fd >= 0)
 		close(m->fd);
 	free(m);
 }
 
+/* The current map as the source of a rewrite. */
+static int cur_chunk(void *ctx, uint64_t c, uint64_t *word, const struct bm_rec **recs)
+{
+	const struct blockmap *m = ctx;
+
+	*word = c < m->nchunks ? m->words[c] : 0;
+	*recs = (*word & W_RECS) ? m->recs + c * BM_CHUNK : NULL;
+	return 0;
+}
+
 int blockmap_resize(struct blockmap *m, uint64_t size)
 {
-	uint64_t nb = (size + PROTO_BLOCK - 1) / PROTO_BLOCK;
+	uint64_t nb = (size + PROTO_BLOCK - 1) / PROTO_BLOCK, nc = (nb + BM_CHUNK - 1) / BM_CHUNK;
+	uint64_t old = m->nblocks;
 	int r;
 
 	if (nb != m->nblocks) {
-		uint64_t old = m->nblocks;
-		if (m->base)
-			munmap(m->base, m->map_len);
-		m->base = NULL;
-		if (ftruncate(m->fd, (off_t)(BM_HDR + nb * sizeof(struct bm_rec))) < 0)
+		bm_tree_drop(m); /* rebuilt at the next digest */
+		/* Chunks past the end are forgotten (a later growth finds them unknown). */
+		for (uint64_t c = nc; c < m->nchunks; c++)
+			m->words[c] = 0;
+		if (dir_room(nc) > m->dir_bytes) {
+			/* The chunk words outgrow their room: a new file, the
+			 * records of the chunks that have some copied. */
+			uint64_t keep = m->size;
+			if ((r = bm_write_new(m->path, m->base + BM_KEY_OFF, keep, dir_room(nc),
+					      &(struct bm_from){ cur_chunk, m })) < 0)
+				return r;
+			bm_unmap(m);
+			close(m->fd);
+			m->fd = open(m->path, O_RDWR | O_CLOEXEC);
+			if (m->fd < 0)
+				return err_set(errno, "cannot open block map %s: %s", m->path, strerror(errno));
+			m->dir_bytes = dir_room(nc);
+		}
+		bm_unmap(m);
+		if (ftruncate(m->fd, (off_t)(BM_HDR + m->dir_bytes + nb * sizeof(struct bm_rec))) < 0)
 			return err_set(errno, "cannot resize %s: %s", m->path, strerror(errno));
 		m->nblocks = nb;
+		m->nchunks = nc;
 		if ((r = bm_map(m)) < 0)
 			return r;
-		if (nb > old)
-			memset(m->recs + old, 0, (nb - old) * sizeof(struct bm_rec));
-		/* The old last block may have been partial: its content changed. */
-		if (old && nb > old)
-			memset(m->recs[old - 1].leaf, 0, LEAF_BYTES);
+		/* The old last block may have been partial: its content changed;
+		 * a last chunk that is partial now always has records. */
+		if (old && nb > old && m->size % PROTO_BLOCK)
+			memset(blockmap_chunk_recs(m, (old - 1) / BM_CHUNK)[(old - 1) % BM_CHUNK].leaf, 0, LEAF_BYTES);
+		if (nb % BM_CHUNK)
+			blockmap_chunk_recs(m, nc - 1);
 	}
-	if (size != m->size && nb && size % PROTO_BLOCK)
-		memset(m->recs[nb - 1].leaf, 0, LEAF_BYTES);
+	if (size != m->size && nb && size % PROTO_BLOCK) {
+		memset(blockmap_chunk_recs(m, nc - 1)[(nb - 1) % BM_CHUNK].leaf, 0, LEAF_BYTES);
+		blockmap_touch(m, nb - 1);
+	}
 	m->size = size;
 	put_be64(m->base + 8, size);
 	return 0;
@@ -120,27 +369,124 @@ int blockmap_sync(struct blockmap *m)
 	return 0;
 }
 
-void blockmap_digest(const struct blockmap *m, uint8_t ret[DIGEST_BYTES])
-{
-	uint8_t leaves[1024 * LEAF_BYTES];
-	struct digest_ctx c;
+/* ---- chunks ---- */
 
-	hash_digest_init(&c, m->size, PROTO_BLOCK);
-	for (uint64_t b = 0; b < m->nblocks;) {
-		size_t n = m->nblocks - b > 1024 ? 1024 : (size_t)(m->nblocks - b);
-		for (size_t i = 0; i < n; i++)
-			memcpy(leaves + i * LEAF_BYTES, m->recs[b + i].leaf, LEAF_BYTES);
-		hash_digest_leaves(&c, leaves, n);
-		b += n;
+enum bm_state blockmap_chunk_state(const struct blockmap *m, uint64_t c, uint64_t *ret_epoch)
+{
+	uint64_t w = __atomic_load_n(&m->words[c], __ATOMIC_RELAXED);
+
+	if (w & W_RECS)
+		return BM_RECS;
+	if (w & W_ZERO) {
+		if (ret_epoch)
+			*ret_epoch = w & W_EPOCH;
+		return BM_ZERO;
 	}
-	hash_digest_final(&c, ret);
+	return BM_UNKNOWN;
+}
+
+bool blockmap_chunk_zero(struct blockmap *m, uint64_t c, uint64_t epoch)
+{
+	uint64_t w = m->words[c];
+
+	if ((w & W_RECS) || (w & W_ZERO) || (c + 1) * BM_CHUNK * PROTO_BLOCK > m->size)
+		return false;
+	m->words[c] = W_ZERO | (epoch & W_EPOCH);
+	if (m->tree_mem)
+		merkle_tree_touch(&m->tree, c);
+	return true;
+}
+
+struct bm_rec *blockmap_chunk_recs(struct blockmap *m, uint64_t c)
+{
+	struct bm_rec *p = m->recs + c * BM_CHUNK;
+	uint64_t w = m->words[c];
+
+	if (w & W_RECS)
+		return p;
+	if (w & W_ZERO) {
+		/* Records first, then the word: a crash between leaves the
+		 * chunk as it was (zero). */
+		for (int k = 0; k < BM_CHUNK; k++) {
+			memcpy(p[k].leaf, m->zero_leaf, LEAF_BYTES);
+			p[k].epoch = w & W_EPOCH;
+			p[k].reserved = 0;
+		}
+	} else {
+		/* Unknown: the records are a hole, all zero (unknown) already. */
+	}
+	m->words[c] = W_RECS;
+	return p;
+}
+
+/* ---- the digest ---- */
+
+void blockmap_touch(struct blockmap *m, uint64_t b)
+{
+	if (m->tree_mem)
+		merkle_tree_touch(&m->tree, b / MERKLE_FAN);
+}
+
+/* Level-1 node I from its chunk (zero blocks: all-zero, which the tree
+ * reads as its substitute; no page of the tree is written for them). */
+static int bm_tree_refresh(void *ctx, struct merkle_tree *t, uint64_t i)
+{
+	struct blockmap *m = ctx;
+	static const uint8_t none[MERKLE_NODE];
+	uint8_t leaves[MERKLE_FAN * LEAF_BYTES], node[MERKLE_NODE];
+	uint64_t first = i * MERKLE_FAN, n = m->nblocks - first;
+	enum bm_state st = blockmap_chunk_state(m, i, NULL);
+
+	if (n > MERKLE_FAN)
+		n = MERKLE_FAN;
+	if (st == BM_ZERO) {
+		merkle_tree_set(t, i, none);
+		return 0;
+	}
+	if (st == BM_UNKNOWN && n == MERKLE_FAN) {
+		merkle_tree_set(t, i, m->unknown_node);
+		return 0;
+	}
+	for (uint64_t k = 0; k < n; k++)
+		memcpy(leaves + k * LEAF_BYTES, st == BM_RECS ? m->recs[first + k].leaf : none, LEAF_BYTES);
+	merkle_node(1, leaves, (size_t)n, LEAF_BYTES, node);
+	merkle_tree_set(t, i, node);
+	return 0;
+}
+
+int blockmap_digest(struct blockmap *m, uint8_t ret[DIGEST_BYTES])
+{
+	if (!m->tree_mem && m->nblocks) {
+		size_t len = merkle_tree_bytes(m->nblocks);
+		void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return err_set(errno, "cannot allocate the digest tree of %s (%zu bytes): %s", m->path,
+				       len, strerror(errno));
+		m->tree_mem = p;
+		m->tree_len = len;
+		merkle_tree_attach(&m->tree, m->nblocks, m->tree_mem, true);
+		memcpy(m->tree.subst, m->zero_node, MERKLE_NODE);
+		m->tree.has_subst = true;
+	}
+	if (!m->nblocks) {
+		merkle_digest(m->size, NULL, ret);
+		return 0;
+	}
+	return merkle_tree_digest(&m->tree, m->size, bm_tree_refresh, m, ret);
 }
 
 uint64_t blockmap_count_newer(const struct blockmap *m, uint64_t epoch)
 {
-	uint64_t n = 0;
+	uint64_t n = 0, e;
 
-	for (uint64_t b = 0; b < m->nblocks; b++)
-		n += m->recs[b].epoch > epoch;
+	for (uint64_t c = 0; c < m->nchunks; c++) {
+		enum bm_state st = blockmap_chunk_state(m, c, &e);
+		uint64_t first = c * BM_CHUNK, k = m->nblocks - first > BM_CHUNK ? BM_CHUNK : m->nblocks - first;
+		if (st == BM_ZERO)
+			n += e > epoch ? k : 0;
+		else if (st == BM_RECS)
+			for (uint64_t b = first; b < first + k; b++)
+				n += m->recs[b].epoch > epoch;
+	}
 	return n;
 }

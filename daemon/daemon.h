@@ -72,6 +72,8 @@ struct group {
 	uint64_t verified_time;        /* unix usec: the latest scan that found the sources still
 					* equal to epoch last_cut (its cut_time at first) */
 	uint64_t prev_cut, prev_verified_time; /* the same for the epoch before last_cut */
+	bool digest_v1;                /* the state's digests are of version 1 (before the
+					* upgrade): the next disk cut commits, in version 2 */
 	bool map_ahead;                /* a failed cut left newer leaves in the maps than last_cut:
 					* a scan finding no change then proves nothing */
 	uint64_t scans;                /* scans since start, committed or not */

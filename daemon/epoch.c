@@ -2,15 +2,13 @@
  *
  * A cut of group G with number N runs on a thread so the loop stays free:
  *  1. optional freeze hook; reflink clone of each source where possible;
- *  2. scan every chunk of every source on scan_threads workers: holes are
- *     skipped (SEEK_DATA), reads are capped by io_rate, each 4 KiB block is
- *     hashed and compared with the block map; a changed block gets change
- *     epoch N; a block a connected target lacks goes to the spool;
+ *  2. scan every chunk of every source on scan_threads workers (scan.c);
  *  3. digests from the maps, msync the maps, thaw;
  *  4. commit: write the group state (last_cut = N) atomically.
  * The loop is then told through an eventfd and queues the epoch per target. */
 #include "daemon.h"
 #include "blockmap.h"
+#include "cut.h"
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
@@ -34,37 +32,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define G_MAGIC "BSCGRST1"
+static const uint8_t zeros[PROTO_BLOCK];
+
+#define G_MAGIC "BSCGRST2"    /* digests of version 2 (lib/merkle.h) */
+#define G_MAGIC_V1 "BSCGRST1" /* the same layout, digests of version 1: still read */
 
 
-struct cut {
-	struct group *g;
-	uint64_t epoch;
-	bool wal_only;                 /* no disk is scanned: the WAL of postgres sources only */
-	uint64_t pg_end[PROTO_MAX_SOURCES], pg_gen[PROTO_MAX_SOURCES]; /* durable WAL taken */
-	bool pg_ok[PROTO_MAX_SOURCES];
-	bool pg_new;                   /* WAL beyond the last epoch's */
-	uint64_t floor[PROTO_MAX_SOURCES];
-	atomic_bool force;             /* commit even if nothing changed (sync asked) */
-	pthread_t thread;
-	/* work */
-	int fds[PROTO_MAX_SOURCES];
-	uint64_t size[PROTO_MAX_SOURCES];
-	uint64_t nchunks[PROTO_MAX_SOURCES];
-	uint64_t total_chunks;
-	atomic_uint_fast64_t next;
-	atomic_uint_fast64_t changed, spooled, read_bytes;
-	atomic_int err;
-	atomic_bool done;
-	/* results */
-	bool committed, consistent;
-	uint64_t cut_time;
-	uint8_t digest[PROTO_MAX_SOURCES][DIGEST_BYTES];
-	struct spool *spool;
-	char errmsg[512];
-	uint64_t took_usec;
-	uint64_t scan_usec; /* the workers' phase: reading and hashing */
-};
 
 /* ---- group state (daemon side) ---- */
 
@@ -117,7 +90,9 @@ static int gstate_load(struct group *g)
 		return r;
 	r = err_set(EBADMSG, "daemon state %s is corrupt; move it away to start this group afresh "
 			     "(every target will be fully resynchronised)", path);
-	if (!f.data || sfile_open(&f, G_MAGIC, NULL, &b) < 0 || rbuf_get_u64(&b, &last_cut) < 0 ||
+	g->digest_v1 = f.data && sfile_is(&f, G_MAGIC_V1);
+	if (!f.data || sfile_open(&f, g->digest_v1 ? G_MAGIC_V1 : G_MAGIC, NULL, &b) < 0 ||
+	    rbuf_get_u64(&b, &last_cut) < 0 ||
 	    rbuf_get_u64(&b, &cut_time) < 0 || rbuf_get_u8(&b, &cons) < 0 || rbuf_get_u32(&b, &n) < 0 ||
 	    n > PROTO_MAX_SOURCES)
 		goto out;
@@ -145,7 +120,7 @@ out:
 int group_init(struct daemon *d, struct group *g, const struct cfg_group *cfg)
 {
 	char path[4300];
-	uint8_t kid[KEY_ID_BYTES];
+	uint8_t kid[KEY_ID_BYTES], zero_leaf[LEAF_BYTES];
 	int r;
 
 	memset(g, 0, sizeof(*g));
@@ -180,9 +155,10 @@ int group_init(struct daemon *d, struct group *g, const struct cfg_group *cfg)
 		}
 		g->n_disks++;
 		hash_leaf_secret(d->key, g->name, s->cfg->name, s->secret);
+		hash_leaf(s->secret, zeros, PROTO_BLOCK, zero_leaf);
 		snprintf(name, sizeof(name), "%s.map", s->cfg->name);
 		if ((r = gstate_path(g, path, sizeof(path), name)) < 0 ||
-		    (r = blockmap_open(path, kid, &s->map)) < 0)
+		    (r = blockmap_open(path, kid, zero_leaf, &s->map)) < 0)
 			return r;
 		if (s->cfg->qemu.qmp) {
 			path[strlen(path) - 4] = 0; /* STATE/GROUP/NAME */
@@ -260,176 +236,6 @@ static int run_hook(struct group *g, const char *what, const char *cmd, uint64_t
 			    res.term_signal ? res.term_signal : res.exit_status, subproc_said(&res));
 	subproc_result_free(&res);
 	return r;
-}
-
-/* ---- scan workers ---- */
-
-static void io_throttle(struct daemon *d, uint64_t bytes)
-{
-	uint64_t rate = d->cfg->io_rate;
-	double wait = 0;
-
-	if (!rate || !bytes)
-		return;
-	pthread_mutex_lock(&d->io_lock);
-	{
-		uint64_t now = clock_mono_usec();
-		d->io_tokens += (double)(now - d->io_time) * (double)rate / 1e6;
-		if (d->io_tokens > (double)rate / 10)
-			d->io_tokens = (double)rate / 10; /* at most 100 ms of burst */
-		d->io_time = now;
-		d->io_tokens -= (double)bytes;
-		if (d->io_tokens < 0)
-			wait = -d->io_tokens / (double)rate;
-	}
-	pthread_mutex_unlock(&d->io_lock);
-	if (wait > 0)
-		usleep((useconds_t)(wait * 1e6));
-}
-
-/* Mark in DATA[] which blocks of the chunk at OFF (LEN bytes) hold data. */
-static void find_data(int fd, uint64_t off, uint64_t len, uint8_t *data, uint32_t nb)
-{
-	uint64_t pos = off, end = off + len;
-
-	memset(data, 0, nb);
-	while (pos < end) {
-		off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
-		if (d < 0) {
-			if (errno == ENXIO)
-				return; /* a hole up to the end of the file */
-			memset(data, 1, nb); /* no SEEK_DATA here (block device): read all */
-			return;
-		}
-		if ((uint64_t)d >= end)
-			return;
-		h = lseek(fd, d, SEEK_HOLE);
-		if (h < 0 || (uint64_t)h > end)
-			h = (off_t)end;
-		for (uint64_t b = ((uint64_t)d - off) / PROTO_BLOCK;
-		     b < nb && off + b * PROTO_BLOCK < (uint64_t)h; b++)
-			data[b] = 1;
-		pos = (uint64_t)h;
-	}
-}
-
-static const uint8_t zeros[PROTO_BLOCK];
-
-static void *scan_worker(void *arg)
-{
-	struct cut *c = arg;
-	struct group *g = c->g;
-	uint8_t *buf = malloc(SPOOL_CHUNK * PROTO_BLOCK), *out = malloc(SPOOL_CHUNK * PROTO_BLOCK);
-	struct spool_block *blocks = malloc(SPOOL_CHUNK * sizeof(*blocks));
-	uint8_t hasdata[SPOOL_CHUNK], need[SPOOL_CHUNK];
-
-	if (!buf || !out || !blocks) {
-		atomic_store(&c->err, -ENOMEM);
-		goto done;
-	}
-	for (;;) {
-		uint64_t w = atomic_fetch_add(&c->next, 1), chunk = w;
-		uint32_t si = 0, nb, count = 0, ndata = 0;
-		uint64_t off, len, changed = 0;
-		struct source *s;
-
-		if (w >= c->total_chunks || atomic_load(&c->err))
-			break;
-		while (chunk >= c->nchunks[si])
-			chunk -= c->nchunks[si++];
-		s = &g->sources[si];
-		off = chunk * SPOOL_CHUNK * PROTO_BLOCK;
-		len = c->size[si] - off;
-		if (len > SPOOL_CHUNK * PROTO_BLOCK)
-			len = SPOOL_CHUNK * PROTO_BLOCK;
-		nb = (uint32_t)((len + PROTO_BLOCK - 1) / PROTO_BLOCK);
-		if (s->qemu) {
-			/* Only what changed (the bitmap) and what a target lacks. */
-			uint8_t zero[SPOOL_CHUNK];
-			qemusrc_changed(s->qemu, chunk * SPOOL_CHUNK, nb, need, zero);
-			for (uint32_t b = 0; b < nb; b++) {
-				need[b] |= s->map->recs[chunk * SPOOL_CHUNK + b].epoch > c->floor[si];
-				hasdata[b] = need[b] && !zero[b];
-			}
-		} else {
-			memset(need, 1, nb);
-			find_data(c->fds[si], off, len, hasdata, nb);
-		}
-		/* Read the data runs. */
-		for (uint32_t b = 0; b < nb;) {
-			uint32_t e = b;
-			ssize_t got;
-			size_t want;
-			if (!hasdata[b]) {
-				b++;
-				continue;
-			}
-			while (e < nb && hasdata[e])
-				e++;
-			want = (size_t)(e - b) * PROTO_BLOCK;
-			if ((uint64_t)b * PROTO_BLOCK + want > len)
-				want = (size_t)(len - (uint64_t)b * PROTO_BLOCK);
-			io_throttle(g->d, want);
-			if (s->qemu)
-				got = qemusrc_pread(s->qemu, buf + (size_t)b * PROTO_BLOCK, want,
-						    off + (uint64_t)b * PROTO_BLOCK) ?: (ssize_t)want;
-			else
-				got = fs_pread_full(c->fds[si], buf + (size_t)b * PROTO_BLOCK, want,
-						    off + (uint64_t)b * PROTO_BLOCK);
-			if (got < 0) {
-				atomic_store(&c->err, (int)got);
-				goto done;
-			}
-			if ((size_t)got < want) /* the file shrank under us: zeros */
-				memset(buf + (size_t)b * PROTO_BLOCK + got, 0, want - (size_t)got);
-			atomic_fetch_add(&c->read_bytes, want);
-			b = e;
-		}
-		for (uint32_t b = 0; b < nb; b++) {
-			uint64_t bi = chunk * SPOOL_CHUNK + b;
-			size_t bl = len - (uint64_t)b * PROTO_BLOCK > PROTO_BLOCK
-					    ? PROTO_BLOCK : (size_t)(len - (uint64_t)b * PROTO_BLOCK);
-			const uint8_t *p = hasdata[b] ? buf + (size_t)b * PROTO_BLOCK : zeros;
-			struct bm_rec *rec = &s->map->recs[bi];
-			uint8_t leaf[LEAF_BYTES];
-			bool zero;
-
-			if (!need[b])
-				continue; /* a QEMU source's clean block: as the map says */
-			hash_leaf(s->secret, p, bl, leaf);
-			if (memcmp(rec->leaf, leaf, LEAF_BYTES) != 0) {
-				rec->epoch = c->epoch; /* first the change epoch, then the leaf */
-				memcpy(rec->leaf, leaf, LEAF_BYTES);
-				changed++;
-			}
-			if (rec->epoch <= c->floor[si])
-				continue;
-			zero = !hasdata[b] || memcmp(p, zeros, bl) == 0;
-			blocks[count] = (struct spool_block){ .idx = (uint16_t)b, .zero = zero,
-							      .epoch = rec->epoch };
-			if (!zero) {
-				memcpy(out + (size_t)ndata * PROTO_BLOCK, p, bl);
-				if (bl < PROTO_BLOCK)
-					memset(out + (size_t)ndata * PROTO_BLOCK + bl, 0, PROTO_BLOCK - bl);
-				ndata++;
-			}
-			count++;
-		}
-		atomic_fetch_add(&c->changed, changed);
-		if (count) {
-			int r = spool_append(c->spool, si, chunk, blocks, count, out, ndata);
-			if (r < 0) {
-				atomic_store(&c->err, r);
-				goto done;
-			}
-			atomic_fetch_add(&c->spooled, count);
-		}
-	}
-done:
-	free(buf);
-	free(out);
-	free(blocks);
-	return NULL;
 }
 
 /* No write reached the file during the scan: same size and times, and the
@@ -565,13 +371,18 @@ static void *cut_thread(void *arg)
 		r = err_wrap(r, "scan of group %s failed", g->name);
 		goto thaw;
 	}
+	c->digest_usec = 0;
 	for (uint32_t i = 0; i < g->n_sources; i++) {
+		uint64_t t0;
 		if (g->sources[i].pg)
 			continue;
 		if (!cloned && !g->sources[i].qemu && (stat(g->sources[i].cfg->disk, &after[i]) < 0 ||
 				!same_stat(&before[i], &after[i], c->cut_time) || !S_ISREG(before[i].st_mode)))
 			quiescent = false;
-		blockmap_digest(g->sources[i].map, c->digest[i]);
+		t0 = clock_mono_usec();
+		if ((r = blockmap_digest(g->sources[i].map, c->digest[i])) < 0)
+			goto thaw;
+		c->digest_usec += clock_mono_usec() - t0;
 		if ((r = blockmap_sync(g->sources[i].map)) < 0)
 			goto thaw;
 	}
@@ -657,7 +468,9 @@ static void group_start_cut_kind(struct group *g, bool wal_only)
 	 * blocks it marked to the next: numbers have no gaps.  A number
 	 * promised to a sync forces the cuts until it is committed. */
 	c->epoch = g->last_cut + 1;
-	atomic_init(&c->force, g->want_cut || g->promised >= c->epoch);
+	/* After an upgrade the state's digests are of version 1: the first
+	 * scan commits (an empty epoch if need be) so they all move to v2. */
+	atomic_init(&c->force, g->want_cut || g->promised >= c->epoch || (g->digest_v1 && !wal_only));
 	take_wal(g, c);
 	if (wal_only) {
 		/* No spool: a disk is sent only to a target that holds its state. */
@@ -804,6 +617,8 @@ static void cut_finished(struct group *g)
 		g->cut_time = c->cut_time;
 		g->verified_time = c->cut_time;
 		g->map_ahead = false;
+		if (!c->wal_only)
+			g->digest_v1 = false;
 		if (g->promised > g->last_cut)
 			g->want_cut = true; /* a failed cut took the number a sync waits for */
 		g->epochs_cut++;
@@ -844,10 +659,11 @@ static void cut_finished(struct group *g)
 		else
 			log_fields(LOG_INFO, f,
 			   "epoch %" PRIu64 " of %s cut (%s): %" PRIu64 " blocks changed, %" PRIu64
-			   " spooled, scanned %.1f MiB in %.1f ms (cut %.1f ms)",
+			   " spooled, scanned %.1f MiB in %.1f ms, digest %.1f ms (cut %.1f ms)",
 			   g->last_cut, g->name, g->consistent ? "consistent" : "fuzzy",
 			   (uint64_t)atomic_load(&c->changed), (uint64_t)atomic_load(&c->spooled),
 			   (double)atomic_load(&c->read_bytes) / 1048576.0, (double)c->scan_usec / 1000.0,
+			   (double)c->digest_usec / 1000.0,
 			   (double)c->took_usec / 1000.0);
 		d->on_epoch(d, g);
 		/* The group keeps no reference once every target has its own. */

@@ -2,10 +2,11 @@
  *
  * Leaves: every 4 KiB block is hashed with XXH3-128 keyed by a per-source
  * secret derived from the site key (fast: ~20 GB/s per core, and an observer
- * without the key learns nothing from a leaf).  Digest: BLAKE2b-256 over the
- * source size and the ordered array of leaves — a two-level hash tree whose
- * root is what the primary sends with each epoch and the replica recomputes.
- * See docs/design.md, "Hashes". */
+ * without the key learns nothing from a leaf).  Digest (version 2, lib/merkle.h):
+ * a Merkle tree over the leaves whose root is what the primary sends with
+ * each epoch and the replica recomputes.  Version 1, still checked where a
+ * state of the earlier format records it: BLAKE2b-256 over the source size
+ * and the ordered array of leaves (hash_digest_*).  docs/design.md, "Hashes". */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +15,8 @@
 #define LEAF_BYTES 16
 #define LEAF_SECRET_BYTES 192
 #define DIGEST_BYTES 32
+#define DIGEST_V1 1 /* flat BLAKE2b over every leaf (states and journals before v2) */
+#define DIGEST_V2 2 /* the Merkle tree of lib/merkle.h */
 
 /* Derive the leaf secret of source SOURCE in group GROUP. */
 void hash_leaf_secret(const struct site_key *k, const char *group, const char *source,

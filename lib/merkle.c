@@ -156,8 +156,9 @@ void merkle_tree_touch(struct merkle_tree *t, uint64_t i)
 {
 	uint64_t bit = 1ULL << (i % 64);
 
-	if (!(t->stale[i / 64] & bit))
-		t->stale[i / 64] |= bit;
+	/* Read first: a page of a sparse mapping is not dirtied for nothing. */
+	if (!(__atomic_load_n(&t->stale[i / 64], __ATOMIC_RELAXED) & bit))
+		__atomic_fetch_or(&t->stale[i / 64], bit, __ATOMIC_RELAXED);
 }
 
 void merkle_tree_set(struct merkle_tree *t, uint64_t i, const uint8_t node[MERKLE_NODE])
@@ -253,4 +254,31 @@ out:
 	free(next);
 	free(scratch);
 	return r;
+}
+
+/* ---- either version ---- */
+
+void merkle_sum_init(struct merkle_sum *s, uint8_t version, uint64_t size)
+{
+	s->version = version == DIGEST_V1 ? DIGEST_V1 : DIGEST_V2;
+	if (s->version == DIGEST_V1)
+		hash_digest_init(&s->flat, size, 4096);
+	else
+		merkle_stream_init(&s->tree, size);
+}
+
+void merkle_sum_leaves(struct merkle_sum *s, const uint8_t *leaves, size_t count)
+{
+	if (s->version == DIGEST_V1)
+		hash_digest_leaves(&s->flat, leaves, count);
+	else
+		merkle_stream_leaves(&s->tree, leaves, count);
+}
+
+void merkle_sum_final(struct merkle_sum *s, uint8_t ret[DIGEST_BYTES])
+{
+	if (s->version == DIGEST_V1)
+		hash_digest_final(&s->flat, ret);
+	else
+		merkle_stream_final(&s->tree, ret);
 }

@@ -68,7 +68,8 @@ void merkle_tree_set(struct merkle_tree *t, uint64_t i, const uint8_t node[MERKL
 const uint8_t *merkle_tree_get(const struct merkle_tree *t, uint64_t i);
 bool merkle_tree_isset(const struct merkle_tree *t, uint64_t i);
 /* Mark level-1 node I stale without changing it (its leaves are the
- * caller's; merkle_tree_digest's REFRESH callback recomputes it). */
+ * caller's; merkle_tree_digest's REFRESH callback recomputes it).  Safe to
+ * call from several threads at once (an atomic OR), not during a digest. */
 void merkle_tree_touch(struct merkle_tree *t, uint64_t i);
 /* Recompute the stale nodes and return the digest of a SIZE-byte source.
  * REFRESH, when given, is called first for each stale level-1 node to set
@@ -76,3 +77,16 @@ void merkle_tree_touch(struct merkle_tree *t, uint64_t i);
 int merkle_tree_digest(struct merkle_tree *t, uint64_t size,
 		       int (*refresh)(void *ctx, struct merkle_tree *t, uint64_t i), void *ctx,
 		       uint8_t ret[DIGEST_BYTES]);
+
+/* The digest of either version from the leaves in order, for what must
+ * still check states recorded before the tree (DIGEST_V1: hash.h's flat
+ * BLAKE2b over every leaf) as well as new ones (DIGEST_V2: the tree above).
+ * VERSION is one of the two (anything else reads as DIGEST_V2). */
+struct merkle_sum {
+	uint8_t version;
+	struct digest_ctx flat;
+	struct merkle_stream tree;
+};
+void merkle_sum_init(struct merkle_sum *s, uint8_t version, uint64_t size);
+void merkle_sum_leaves(struct merkle_sum *s, const uint8_t *leaves, size_t count);
+void merkle_sum_final(struct merkle_sum *s, uint8_t ret[DIGEST_BYTES]);

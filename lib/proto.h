@@ -69,6 +69,7 @@ struct state_source {
 	uint64_t size;
 	uint8_t status;
 	uint8_t digest[DIGEST_BYTES];
+	uint8_t dv;     /* the replica's record only, not on the wire: DIGEST_V1 or _V2 */
 	/* version 2, for PostgreSQL sources (zeros for disks): where its copy ends */
 	uint64_t system_id, base_id, end_lsn;
 	uint32_t timeline;

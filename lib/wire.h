@@ -17,7 +17,8 @@
 #include "key.h"
 
 #define WIRE_MAGIC "BASCULE1"
-#define WIRE_VERSION 2 /* 2: PostgreSQL sources (docs/protocol.md, section 7) */
+#define WIRE_VERSION 3 /* 2: PostgreSQL sources (docs/protocol.md, section 7); 3: digests
+                          * of version 2, the Merkle tree (lib/merkle.h) */
 #define WIRE_HDR_BYTES 8
 /* Hard maximum of one frame's plaintext: a peer that announces more is cut off. */
 #define WIRE_MAX_BODY (2u << 20)

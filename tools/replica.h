@@ -54,6 +54,7 @@ struct replica {
 	uint64_t keep_epochs;
 	uint64_t keep_time;    /* usec */
 	struct replica_cache *cache; /* tools/replica/cache.c: remembered between epochs */
+	struct dtrees *dtrees; /* tools/replica/dtree.c: the digest trees kept between epochs */
 };
 
 enum {

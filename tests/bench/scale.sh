@@ -6,8 +6,11 @@
 # a local replica; then EPOCHS (default 5) epochs each carrying 256 random
 # 4 KiB writes (1 MiB, scattered over the whole disk).  Per epoch, medians:
 # wall time from `sync` to ack, bytes the daemon read (rchar: every read(2),
-# page cache or not), CPU seconds of the daemon; and the daemon's resident
+# page cache or not), CPU seconds of the daemon and of the receiver, the
+# cut's time after the scan (digest, msync, commit) and the digest's own
+# (from the daemon's log, where it says it); and the daemon's resident
 # memory (VmRSS, VmHWM) at the end, with the block map's size on disk.
+# Another build's figures on the same machine: run it with that build's dir.
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd)
 shift || true
@@ -20,8 +23,9 @@ cpu_of() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }
 rchar_of() { awk '/^rchar/ {print $2}' "/proc/$1/io"; }
 kib_of() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 
-echo "== scale: per epoch, 256 scattered 4 KiB writes (1 MiB), $EPOCHS epochs, medians"
-printf "   %8s %9s %8s %10s %8s %9s %9s %9s\n" "disk" "written" "initial" "sync->ack" "read" "cpu" "VmRSS" "VmHWM"
+echo "== scale: per epoch, 256 scattered 4 KiB writes (1 MiB), $EPOCHS epochs, medians (load $(cut -d' ' -f1-3 /proc/loadavg))"
+printf "   %8s %9s %8s %10s %10s %8s %9s %9s %9s %9s %9s\n" "disk" "written" "initial" "sync->ack" "read" "cpu" \
+	"recv cpu" "post-scan" "digest" "VmRSS" "VmHWM"
 bsc_keygen
 for gib in $SIZES; do
 	rm -rf "$T/state" "$T/replica" "$T/disk.img"
@@ -42,22 +46,32 @@ for gib in $SIZES; do
 	bsc_start
 	bsc_sync 3600s >/dev/null || fail "initial sync of $gib GiB"
 	initial=$(echo "$(secs) - $s" | bc -l)
-	walls=(); reads=(); cpus=()
+	walls=(); reads=(); cpus=(); rcpus=()
+	rp=$(recv_pid)
 	for e in $(seq "$EPOCHS"); do
 		"$B/tests/randwrite" "$T/disk.img" 256 "$e"
-		r0=$(rchar_of "$DAEMON_PID"); c0=$(cpu_of "$DAEMON_PID"); s=$(secs)
+		r0=$(rchar_of "$DAEMON_PID"); c0=$(cpu_of "$DAEMON_PID"); rc0=$(cpu_of "$rp"); s=$(secs)
 		bsc_sync 3600s >/dev/null || fail "epoch $e of $gib GiB"
 		walls+=("$(echo "$(secs) - $s" | bc -l)")
 		reads+=("$(echo "($(rchar_of "$DAEMON_PID") - $r0) / 1048576" | bc -l)")
 		cpus+=("$(echo "$(cpu_of "$DAEMON_PID") - $c0" | bc -l)")
+		rcpus+=("$(echo "$(cpu_of "$rp") - $rc0" | bc -l)")
 	done
+	# the last EPOCHS cuts: cut time minus scan time, and the digest's
+	post=$(grep " cut (" "$T/daemon.log" | tail -n "$EPOCHS" |
+		sed -n 's/.*scanned [0-9.]* MiB in \([0-9.]*\) ms.*(cut \([0-9.]*\) ms).*/\2 \1/p' |
+		awk '{print $1 - $2}' | median)
+	dig=$(grep " cut (" "$T/daemon.log" | tail -n "$EPOCHS" | sed -n 's/.*digest \([0-9.]*\) ms.*/\1/p')
+	[ -z "$dig" ] || dig=$(echo "$dig" | median) # a build that does not log it: "-"
 	rss=$(kib_of "$DAEMON_PID" VmRSS); hwm=$(kib_of "$DAEMON_PID" VmHWM)
-	printf "   %5d GiB %5d MiB %7.1fs %9.2fs %6.1f MiB %7.2fs %6d MiB %6d MiB\n" "$gib" "$w" "$initial" \
-		"$(printf '%s\n' "${walls[@]}" | median)" \
+	printf "   %5d GiB %5d MiB %7.1fs %9.2fs %6.1f MiB %7.2fs %8.2fs %7.1fms %7sms %6d MiB %6d MiB\n" "$gib" "$w" \
+		"$initial" "$(printf '%s\n' "${walls[@]}" | median)" \
 		"$(printf '%s\n' "${reads[@]}" | median)" \
-		"$(printf '%s\n' "${cpus[@]}" | median)" $((rss / 1024)) $((hwm / 1024))
+		"$(printf '%s\n' "${cpus[@]}" | median)" "$(printf '%s\n' "${rcpus[@]}" | median)" \
+		"$post" "${dig:--}" $((rss / 1024)) $((hwm / 1024))
 	printf "   %18s block map on disk: %s (apparent %s)\n" "" \
 		"$(du -sh "$T/state" | cut -f1)" "$(du -sh --apparent-size "$T/state" | cut -f1)"
 	bsc_stop
-	pkill -9 -f "bascule recv --root $T" 2>/dev/null || true
+	rp=$(recv_pid)
+	[ -z "$rp" ] || kill -9 "$rp" 2>/dev/null || true
 done

@@ -10,8 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "blockmap.h"
+#include "err.h"
 #include "proto.h"
 #include "spool.h"
 
@@ -36,6 +38,8 @@ static int teardown(void **state)
 }
 
 static const uint8_t kid1[KEY_ID_BYTES] = { 1 }, kid2[KEY_ID_BYTES] = { 2 };
+/* the leaf of a zero block (any value the map is told) */
+static const uint8_t zleaf[LEAF_BYTES] = { 0x5a, 1, 2, 3 };
 
 static void test_persist_and_resize(void **state)
 {
@@ -43,7 +47,7 @@ static void test_persist_and_resize(void **state)
 	struct blockmap *m;
 
 	snprintf(path, sizeof(path), "%s/a.map", dir);
-	assert_int_equal(blockmap_open(path, kid1, &m), 0);
+	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), 0);
 	assert_int_equal(m->nblocks, 0);
 	assert_int_equal(blockmap_resize(m, 10 * 4096 + 100), 0);
 	assert_int_equal(m->nblocks, 11);
@@ -55,7 +59,7 @@ static void test_persist_and_resize(void **state)
 	assert_int_equal(blockmap_sync(m), 0);
 	blockmap_close(m);
 
-	assert_int_equal(blockmap_open(path, kid1, &m), 0);
+	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), 0);
 	assert_int_equal(m->nblocks, 11);
 	assert_int_equal(m->size, 10 * 4096 + 100);
 	assert_int_equal(m->recs[3].leaf[0], 0xaa);
@@ -68,8 +72,10 @@ static void test_persist_and_resize(void **state)
 	blockmap_close(m);
 
 	/* a map made under another key is reset */
-	assert_int_equal(blockmap_open(path, kid2, &m), 0);
-	assert_int_equal(m->recs[3].leaf[0], 0);
+	assert_int_equal(blockmap_open(path, kid2, zleaf, &m), 0);
+	assert_int_equal(m->nblocks, 0);
+	assert_int_equal(blockmap_resize(m, 20 * 4096), 0);
+	assert_int_equal(m->recs[3].leaf[0] | m->recs[3].epoch, 0);
 	blockmap_close(m);
 }
 
@@ -79,7 +85,7 @@ static void test_out_of_sync_sets(void **state)
 	struct blockmap *m;
 
 	snprintf(path, sizeof(path), "%s/b.map", dir);
-	assert_int_equal(blockmap_open(path, kid1, &m), 0);
+	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), 0);
 	assert_int_equal(blockmap_resize(m, 100 * 4096), 0);
 	/* epoch 1 writes every block, epoch 2 blocks 0-9, epoch 3 blocks 5-14 */
 	for (int i = 0; i < 100; i++)
@@ -101,25 +107,243 @@ static void test_digest(void **state)
 {
 	char path[128];
 	struct blockmap *m;
-	uint8_t d1[DIGEST_BYTES], d2[DIGEST_BYTES], d3[DIGEST_BYTES], leaves[3 * LEAF_BYTES];
-	struct digest_ctx c;
+	uint8_t d1[DIGEST_BYTES], d2[DIGEST_BYTES], d3[DIGEST_BYTES];
+	const uint64_t n = 3 * MERKLE_FAN + 7, size = n * 4096 - 100; /* 4 MiB, a short last block */
+	uint8_t *leaves = malloc(n * LEAF_BYTES);
+	struct merkle_sum *c = malloc(sizeof(*c));
 
+	assert_non_null(leaves);
+	assert_non_null(c);
 	snprintf(path, sizeof(path), "%s/c.map", dir);
-	assert_int_equal(blockmap_open(path, kid1, &m), 0);
-	assert_int_equal(blockmap_resize(m, 3 * 4096), 0);
-	for (int i = 0; i < 3; i++) {
-		memset(m->recs[i].leaf, i + 1, LEAF_BYTES);
-		memset(leaves + i * LEAF_BYTES, i + 1, LEAF_BYTES);
+	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), 0);
+	assert_int_equal(blockmap_resize(m, size), 0);
+	for (uint64_t k = 0; k < m->nchunks; k++)
+		blockmap_chunk_recs(m, k);
+	for (uint64_t i = 0; i < n; i++) {
+		memset(m->recs[i].leaf, (int)(i * 7 + 1), LEAF_BYTES);
+		memset(leaves + i * LEAF_BYTES, (int)(i * 7 + 1), LEAF_BYTES);
 	}
-	blockmap_digest(m, d1);
-	hash_digest_init(&c, 3 * 4096, 4096);
-	hash_digest_leaves(&c, leaves, 3);
-	hash_digest_final(&c, d2);
+	assert_int_equal(blockmap_digest(m, d1), 0);
+	merkle_sum_init(c, DIGEST_V2, size);
+	merkle_sum_leaves(c, leaves, n);
+	merkle_sum_final(c, d2);
 	assert_memory_equal(d1, d2, DIGEST_BYTES); /* same as the replica computes */
-	m->recs[1].leaf[5] ^= 1;
-	blockmap_digest(m, d3);
+	/* A leaf changed and touched: the cached tree follows. */
+	m->recs[MERKLE_FAN + 1].leaf[5] ^= 1;
+	leaves[(MERKLE_FAN + 1) * LEAF_BYTES + 5] ^= 1;
+	blockmap_touch(m, MERKLE_FAN + 1);
+	assert_int_equal(blockmap_digest(m, d3), 0);
 	assert_memory_not_equal(d1, d3, DIGEST_BYTES);
+	merkle_sum_init(c, DIGEST_V2, size);
+	merkle_sum_leaves(c, leaves, n);
+	merkle_sum_final(c, d2);
+	assert_memory_equal(d3, d2, DIGEST_BYTES);
+	/* A leaf changed but not touched: the tree cannot see it (every
+	 * writer of a leaf must touch it). */
+	m->recs[2].leaf[0] ^= 1;
+	assert_int_equal(blockmap_digest(m, d2), 0);
+	assert_memory_equal(d3, d2, DIGEST_BYTES);
+	/* A resize rebuilds the tree from the leaves as they are now. */
+	assert_int_equal(blockmap_resize(m, size + 8192), 0);
+	assert_int_equal(blockmap_digest(m, d2), 0);
+	assert_memory_not_equal(d3, d2, DIGEST_BYTES);
+	merkle_sum_init(c, DIGEST_V2, size + 8192);
+	for (uint64_t i = 0; i < m->nblocks; i++)
+		merkle_sum_leaves(c, m->recs[i].leaf, 1);
+	merkle_sum_final(c, d3);
+	assert_memory_equal(d3, d2, DIGEST_BYTES);
 	blockmap_close(m);
+	free(leaves);
+	free(c);
+}
+
+/* The streaming digest of M's leaves as the map describes them. */
+static void stream_digest(struct blockmap *m, uint8_t ret[DIGEST_BYTES])
+{
+	struct merkle_sum *c = malloc(sizeof(*c));
+	static const uint8_t unknown[LEAF_BYTES];
+
+	assert_non_null(c);
+	merkle_sum_init(c, DIGEST_V2, m->size);
+	for (uint64_t b = 0; b < m->nblocks; b++) {
+		enum bm_state st = blockmap_chunk_state(m, b / BM_CHUNK, NULL);
+		merkle_sum_leaves(c, st == BM_ZERO ? zleaf : st == BM_RECS ? m->recs[b].leaf : unknown, 1);
+	}
+	merkle_sum_final(c, ret);
+	free(c);
+}
+
+static uint64_t disk_kib(const char *path)
+{
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	return (uint64_t)st.st_blocks / 2;
+}
+
+/* 256 MiB of which 3 MiB hold data: records only for those 3 chunks (the
+ * rest costs a chunk word each), kept across a reopen; the digest equals
+ * the streaming one over every leaf; out-of-sync counts follow the words. */
+static void test_sparse(void **state)
+{
+	char path[128];
+	struct blockmap *m;
+	uint8_t a[DIGEST_BYTES], b[DIGEST_BYTES];
+	const uint64_t size = 256ULL << 20;
+
+	snprintf(path, sizeof(path), "%s/sparse.map", dir);
+	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), 0);
+	assert_int_equal(blockmap_resize(m, size), 0);
+	assert_int_equal(m->nchunks, 256);
+	for (uint64_t c = 0; c < 256; c++) {
+		if (c == 7 || c == 100 || c == 255) {
+			struct bm_rec *r = blockmap_chunk_recs(m, c);
+			for (int k = 0; k < BM_CHUNK; k++) {
+				memset(r[k].leaf, (int)(c + k), LEAF_BYTES);
+				r[k].epoch = 2;
+			}
+		} else
+			assert_true(blockmap_chunk_zero(m, c, 1));
+	}
+	assert_false(blockmap_chunk_zero(m, 3, 5)); /* already zero: epoch kept */
+	assert_false(blockmap_chunk_zero(m, 7, 5)); /* records: never collapsed */
+	assert_int_equal(blockmap_count_newer(m, 0), 256 * BM_CHUNK);
+	assert_int_equal(blockmap_count_newer(m, 1), 3 * BM_CHUNK);
+	assert_int_equal(blockmap_digest(m, a), 0);
+	stream_digest(m, b);
+	assert_memory_equal(a, b, DIGEST_BYTES);
+	/* a zero chunk that gets data: records of zero leaves first */
+	{
+		struct bm_rec *r = blockmap_chunk_recs(m, 9);
+		uint64_t e = 0;
+		assert_memory_equal(r[17].leaf, zleaf, LEAF_BYTES);
+		assert_int_equal(r[17].epoch, 1);
+		assert_int_equal(blockmap_chunk_state(m, 9, &e), BM_RECS);
+		assert_int_equal(blockmap_digest(m, b), 0);
+		assert_memory_equal(a, b, DIGEST_BYTES); /* same leaves */
+		r[17].leaf[0] ^= 1;
+		r[17].epoch = 3;
+		blockmap_touch(m, 9 * BM_CHUNK + 17);
+		assert_int_equal(blockmap_digest(m, a), 0);
+		stream_digest(m, b);
+		assert_memory_equal(a, b, DIGEST_BYTES);
+	}
+	assert_int_equal(blockmap_sync(m), 0);
+	blockmap_close(m);
+	/* 4 chunks of records (32 KiB of 8 MiB) and 4 KiB of words */
+	assert_true(disk_kib(path) <= 4 + 4 + 4 * 8 + 8);
+
+	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), 0);
+	assert_int_equal(blockmap_count_newer(m, 2), 1);
+	assert_int_equal(blockmap_count_newer(m, 1), 3 * BM_CHUNK + 1);
+	assert_int_equal(blockmap_digest(m, b), 0);
+	assert_memory_equal(a, b, DIGEST_BYTES);
+	/* growth past the words' room (512 chunks a page): a new file, the
+	 * records and words carried over, the new chunks unknown */
+	assert_int_equal(blockmap_resize(m, 4 * size), 0);
+	assert_int_equal(m->nchunks, 1024);
+	assert_true(m->dir_bytes >= 1024 * 8);
+	assert_int_equal(blockmap_chunk_state(m, 3, NULL), BM_ZERO);
+	assert_int_equal(blockmap_chunk_state(m, 100, NULL), BM_RECS);
+	assert_int_equal(blockmap_chunk_state(m, 600, NULL), BM_UNKNOWN);
+	assert_int_equal(m->recs[100 * BM_CHUNK + 5].leaf[0], 105);
+	assert_int_equal(blockmap_count_newer(m, 2), 1);
+	blockmap_close(m);
+	assert_true(disk_kib(path) <= 4 + 8 + 4 * 8 + 8);
+	assert_int_equal(access(strcat(path, ".new"), F_OK), -1);
+}
+
+/* Write a map of the previous format (BSCBMAP1: a record per block). */
+static void write_v1(const char *path, uint64_t size, const struct bm_rec *recs, uint64_t n)
+{
+	uint8_t hdr[4096] = { 0 };
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	memcpy(hdr, "BSCBMAP1", 8);
+	for (int i = 0; i < 8; i++)
+		hdr[8 + i] = (uint8_t)(size >> (56 - 8 * i));
+	memcpy(hdr + 16, kid1, KEY_ID_BYTES);
+	assert_int_equal(fwrite(hdr, 1, sizeof(hdr), f), sizeof(hdr));
+	assert_int_equal(fwrite(recs, sizeof(*recs), n, f), n);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* A BSCBMAP1 map is converted on open: zero chunks lose their records,
+ * unknown ones stay unknown, the rest keep theirs; same digest, same
+ * out-of-sync counts.  A PATH.new left by a crash during a conversion is
+ * replaced; a crash after the rename leaves a converted map. */
+static void test_convert(void **state)
+{
+	char path[128], tmp[160];
+	const uint64_t n = 4 * BM_CHUNK + 10, size = n * 4096 - 1000;
+	struct bm_rec *recs = calloc(n, sizeof(*recs));
+	struct blockmap *m;
+	uint8_t want[DIGEST_BYTES], got[DIGEST_BYTES];
+	struct merkle_sum *c = malloc(sizeof(*c));
+	FILE *f;
+
+	assert_non_null(recs);
+	assert_non_null(c);
+	for (uint64_t b = 0; b < n; b++) {
+		uint64_t ch = b / BM_CHUNK;
+		if (ch == 0 || ch == 3) { /* zero blocks (chunk 3: one of another epoch) */
+			memcpy(recs[b].leaf, zleaf, LEAF_BYTES);
+			recs[b].epoch = ch == 3 && b % BM_CHUNK == 9 ? 5 : 2;
+		} else if (ch == 1 || ch == 4) { /* data */
+			memset(recs[b].leaf, (int)b, LEAF_BYTES);
+			recs[b].epoch = 4;
+		} /* chunk 2: unknown (never scanned) */
+	}
+	merkle_sum_init(c, DIGEST_V2, size);
+	merkle_sum_leaves(c, recs[0].leaf, 1);
+	for (uint64_t b = 1; b < n; b++)
+		merkle_sum_leaves(c, recs[b].leaf, 1);
+	merkle_sum_final(c, want);
+	snprintf(path, sizeof(path), "%s/old.map", dir);
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	write_v1(path, size, recs, n);
+	f = fopen(tmp, "w"); /* a conversion interrupted before its rename */
+	assert_non_null(f);
+	fputs("half", f);
+	fclose(f);
+
+	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), 0);
+	assert_int_equal(access(tmp, F_OK), -1);
+	assert_int_equal(m->size, size);
+	assert_int_equal(m->nblocks, n);
+	assert_int_equal(blockmap_chunk_state(m, 0, NULL), BM_ZERO);
+	assert_int_equal(blockmap_chunk_state(m, 1, NULL), BM_RECS);
+	assert_int_equal(blockmap_chunk_state(m, 2, NULL), BM_UNKNOWN);
+	assert_int_equal(blockmap_chunk_state(m, 3, NULL), BM_RECS); /* epochs differ */
+	assert_int_equal(blockmap_chunk_state(m, 4, NULL), BM_RECS); /* partial */
+	assert_int_equal(m->recs[BM_CHUNK + 3].leaf[0], (uint8_t)(BM_CHUNK + 3));
+	assert_int_equal(blockmap_count_newer(m, 0), 4 * BM_CHUNK + 10 - BM_CHUNK);
+	assert_int_equal(blockmap_count_newer(m, 2), BM_CHUNK + 10 + 1);
+	assert_int_equal(blockmap_count_newer(m, 4), 1);
+	assert_int_equal(blockmap_digest(m, got), 0);
+	assert_memory_equal(got, want, DIGEST_BYTES);
+	blockmap_close(m);
+	/* opened again: already converted, the same */
+	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), 0);
+	assert_int_equal(blockmap_digest(m, got), 0);
+	assert_memory_equal(got, want, DIGEST_BYTES);
+	blockmap_close(m);
+	/* a crash between a resize's ftruncate and its header: the file's
+	 * length says how many blocks there are */
+	assert_int_equal(truncate(path, 4096 + 4096 + 2 * BM_CHUNK * 32), 0);
+	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), 0);
+	assert_int_equal(m->nblocks, 2 * BM_CHUNK);
+	assert_int_equal(blockmap_chunk_state(m, 1, NULL), BM_RECS);
+	assert_int_equal(blockmap_resize(m, size), 0);
+	assert_int_equal(m->size, size);
+	blockmap_close(m);
+	/* a damaged map is refused with what to do */
+	assert_int_equal(truncate(path, 4096 + 4096 + 100), 0);
+	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), -EBADMSG);
+	assert_non_null(strstr(err_msg(-EBADMSG), "move it away"));
+	free(recs);
+	free(c);
 }
 
 static void test_spool(void **state)
@@ -224,6 +448,8 @@ int main(void)
 		cmocka_unit_test(test_persist_and_resize),
 		cmocka_unit_test(test_out_of_sync_sets),
 		cmocka_unit_test(test_digest),
+		cmocka_unit_test(test_sparse),
+		cmocka_unit_test(test_convert),
 		cmocka_unit_test(test_spool),
 		cmocka_unit_test(test_proto_bounds),
 	};

@@ -21,6 +21,7 @@
 #include "fsutil.h"
 #include "hash.h"
 #include "key.h"
+#include "merkle.h"
 #include "replica.h"
 #include "scratch.h"
 
@@ -56,19 +57,28 @@ static void path_of(char *buf, size_t len, const char *rel)
 	snprintf(buf, len, "%s/%s", root, rel);
 }
 
-/* The primary's digest of DATA as source SOURCE of group vm1. */
-static void digest_of(const char *source, const uint8_t *data, uint64_t size, uint8_t ret[DIGEST_BYTES])
+/* The digest of version DV of DATA as source SOURCE of group vm1. */
+static void digest_v(uint8_t dv, const char *source, const uint8_t *data, uint64_t size,
+		     uint8_t ret[DIGEST_BYTES])
 {
 	uint8_t secret[LEAF_SECRET_BYTES], leaf[LEAF_BYTES];
-	struct digest_ctx c;
+	struct merkle_sum *c = malloc(sizeof(*c));
 
+	assert_non_null(c);
 	hash_leaf_secret(key, "vm1", source, secret);
-	hash_digest_init(&c, size, PROTO_BLOCK);
+	merkle_sum_init(c, dv, size);
 	for (uint64_t off = 0; off < size; off += PROTO_BLOCK) {
 		hash_leaf(secret, data + off, size - off < PROTO_BLOCK ? size - off : PROTO_BLOCK, leaf);
-		hash_digest_leaves(&c, leaf, 1);
+		merkle_sum_leaves(c, leaf, 1);
 	}
-	hash_digest_final(&c, ret);
+	merkle_sum_final(c, ret);
+	free(c);
+}
+
+/* The primary's digest (this version's) of DATA as source SOURCE of vm1. */
+static void digest_of(const char *source, const uint8_t *data, uint64_t size, uint8_t ret[DIGEST_BYTES])
+{
+	digest_v(DIGEST_V2, source, data, size, ret);
 }
 
 /* Receive epoch EPOCH of vm1: source "root" holding DATA (whole). */
@@ -159,8 +169,9 @@ static void strip(uint8_t *p, size_t *len, size_t off, size_t n)
 	*len -= n;
 }
 
-/* Rewrite a journal in the earlier format: magic BSCJRNL1, no PostgreSQL
- * byte after the digest of its source "root" (at offset 107, group vm1),
+/* Rewrite a journal in the earlier format: magic BSCJRNL1, no digest
+ * version and PostgreSQL bytes after the digest of its source "root" (at
+ * offset 107, group vm1),
  * an unkeyed BLAKE2b over everything before the last 32 bytes.  With EVIL,
  * its first record's data is changed too (what the owner would write as
  * root). */
@@ -169,15 +180,133 @@ static void to_earlier_format(const char *rel, bool evil)
 	size_t len;
 	uint8_t *j = slurp(rel, &len);
 
-	assert_memory_equal(j, "BSCJRNL3", 8);
-	assert_int_equal(j[107], 0);
-	strip(j, &len, 107, 1);
+	assert_memory_equal(j, "BSCJRNL4", 8);
+	assert_int_equal(j[107], DIGEST_V2);
+	assert_int_equal(j[108], 0);
+	strip(j, &len, 107, 2);
 	memcpy(j, "BSCJRNL1", 8);
 	if (evil)
 		memcpy(j + len - 32 - 9 - 4096, "EVIL", 4); /* inside the last record's data */
 	crypto_generichash(j + len - 32, 32, j, len - 32, NULL, 0);
 	spit(rel, j, len);
 	free(j);
+}
+
+static void no_line(const char *line)
+{
+	(void)line;
+}
+
+/* The state rewritten as BSCSTAT3, the format before digest versions (the
+ * version byte after the digest of "root", at offset 115, dropped; keyed
+ * like the state), its digest replaced by DIGEST. */
+static void to_stat3(const uint8_t *digest)
+{
+	uint8_t mk[32], *s;
+	size_t len;
+
+	s = slurp(".bascule/groups/vm1/state", &len);
+	assert_memory_equal(s, "BSCSTAT4", 8);
+	assert_int_equal(s[115], DIGEST_V2);
+	strip(s, &len, 115, 1);
+	memcpy(s, "BSCSTAT3", 8);
+	memcpy(s + 115 - DIGEST_BYTES, digest, DIGEST_BYTES);
+	key_derive(key, "replica files v2", mk, sizeof(mk));
+	crypto_generichash(s + len - 32, 32, s, len - 32, mk, sizeof(mk));
+	spit(".bascule/groups/vm1/state", s, len);
+	free(s);
+}
+
+/* A state of the previous format holds digests of version 1: read and
+ * checked as such (verify OK); a v2 digest in it is a mismatch, and the
+ * next epoch records version 2. */
+static void test_digest_versions(void **state)
+{
+	uint8_t v1[DIGEST_BYTES], v2[DIGEST_BYTES];
+	struct replica *r;
+	struct rstate st;
+	(void)state;
+	make_replica();
+	digest_v(DIGEST_V1, "root", img_b, SZ, v1);
+	digest_v(DIGEST_V2, "root", img_b, SZ, v2);
+	assert_memory_not_equal(v1, v2, DIGEST_BYTES);
+	open_locked(&r);
+	assert_int_equal(replica_load_state(r, "vm1", &st), 0);
+	assert_int_equal(st.sources[0].dv, DIGEST_V2);
+	assert_memory_equal(st.sources[0].digest, v2, DIGEST_BYTES);
+	assert_int_equal(replica_verify(r, "vm1", no_line), 0);
+	replica_close(r);
+
+	to_stat3(v1);
+	open_locked(&r);
+	assert_int_equal(replica_load_state(r, "vm1", &st), 0);
+	assert_int_equal(st.sources[0].dv, DIGEST_V1);
+	assert_int_equal(replica_verify(r, "vm1", no_line), 0);
+	/* the next epoch is checked and recorded in version 2 */
+	assert_int_equal(send_epoch(r, 3, 2, img_a), 0);
+	assert_int_equal(replica_load_state(r, "vm1", &st), 0);
+	assert_int_equal(st.sources[0].dv, DIGEST_V2);
+	replica_close(r);
+	assert_int_equal(epoch_now(), 3);
+
+	make_replica();
+	to_stat3(v2); /* a v2 digest where v1 is due: not what the data gives */
+	open_locked(&r);
+	assert_int_equal(replica_verify(r, "vm1", no_line), -EBADMSG);
+	replica_close(r);
+}
+
+/* Receive an epoch of vm1 that writes nothing and claims DIGEST. */
+static int send_empty(struct replica *r, uint64_t epoch, uint64_t base, const uint8_t *digest)
+{
+	struct msg_epoch_begin b = { .group = "vm1", .epoch = epoch, .cut_time = epoch * 1000000,
+				     .n_sources = 1 };
+	struct msg_source s = { .idx = 0, .name = "root", .base = base, .size = SZ,
+				.block_size = PROTO_BLOCK };
+	struct msg_epoch_end e = { .group = "vm1", .epoch = epoch };
+	struct rapply *a = NULL;
+	int rc;
+
+	memcpy(s.digest, digest, DIGEST_BYTES);
+	if ((rc = replica_epoch_begin(r, &b, &a)) == 0 && (rc = replica_epoch_source(a, &s)) == 0)
+		rc = replica_epoch_commit(a, &e);
+	replica_epoch_abort(a);
+	return rc;
+}
+
+/* The receiver keeps a digest tree between epochs (tools/replica/dtree.c):
+ * a wrong digest is refused through it (after the whole-map recompute that
+ * a kept tree's mismatch always gets), the right one then accepted, and a
+ * leaf changed in the map behind it is in the next digest (here because
+ * every apply rehashes the last block, whose MiB is the whole image). */
+static void test_kept_tree(void **state)
+{
+	static uint8_t mix[SZ];
+	uint8_t d[DIGEST_BYTES], secret[LEAF_SECRET_BYTES], leaf[LEAF_BYTES];
+	struct replica *r;
+	char path[256];
+	int fd;
+	(void)state;
+	make_replica();
+	open_locked(&r);
+	assert_int_equal(send_epoch(r, 3, 2, img_b), 0); /* the tree is built */
+	digest_of("root", img_a, SZ, d);
+	assert_int_not_equal(send_empty(r, 4, 3, d), 0); /* not what the replica holds */
+	digest_of("root", img_b, SZ, d);
+	assert_int_equal(send_empty(r, 4, 3, d), 0);
+	/* block 5's leaf changed in the map behind the receiver's back */
+	memcpy(mix, img_b, SZ);
+	memcpy(mix + 5 * PROTO_BLOCK, img_a + 5 * PROTO_BLOCK, PROTO_BLOCK);
+	hash_leaf_secret(key, "vm1", "root", secret);
+	hash_leaf(secret, img_a + 5 * PROTO_BLOCK, PROTO_BLOCK, leaf);
+	path_of(path, sizeof(path), ".bascule/groups/vm1/root.map");
+	assert_true((fd = open(path, O_WRONLY)) >= 0);
+	assert_int_equal(fs_pwrite_full(fd, leaf, LEAF_BYTES, 64 + 5 * LEAF_BYTES), 0);
+	close(fd);
+	digest_of("root", mix, SZ, d);
+	assert_int_equal(send_empty(r, 5, 4, d), 0);
+	replica_close(r);
+	assert_int_equal(epoch_now(), 5);
 }
 
 static void test_extent_wrap(void **state)
@@ -257,13 +386,14 @@ static void test_upgrade(void **state)
 	make_replica();
 	s = slurp(".bascule/groups/vm1/state", &len);
 	{
-		/* BSCSTAT1: no key id, no LSN fields after the source's digest
-		 * (at offset 115 with no alarm), an unkeyed checksum. */
-		size_t ol = len - 8 - 28;
+		/* BSCSTAT1: no key id, no digest version and LSN fields after
+		 * the source's digest (at offset 115 with no alarm), an unkeyed
+		 * checksum. */
+		size_t ol = len - 8 - 29;
 		uint8_t *t = malloc(len);
 		memcpy(t, s, len);
-		assert_memory_equal(t, "BSCSTAT3", 8);
-		strip(t, &(size_t){ len }, 115, 28);
+		assert_memory_equal(t, "BSCSTAT4", 8);
+		strip(t, &(size_t){ len }, 115, 29);
 		old = malloc(ol);
 		memcpy(old, "BSCSTAT1", 8);
 		memcpy(old + 8, t + 16, ol - 8 - 32); /* drop the key id */
@@ -280,9 +410,9 @@ static void test_upgrade(void **state)
 	assert_int_equal(access(path, F_OK), 0);
 	free(s);
 	s = slurp(".bascule/groups/vm1/state", &len);
-	assert_memory_equal(s, "BSCSTAT3", 8);
+	assert_memory_equal(s, "BSCSTAT4", 8);
 	/* The old state planted again after the upgrade is refused. */
-	spit(".bascule/groups/vm1/state", old, len - 8 - 28);
+	spit(".bascule/groups/vm1/state", old, len - 8 - 29);
 	assert_int_equal(replica_open(root, REPLICA_READONLY, key, &r), 0);
 	{
 		struct rstate st;
@@ -408,6 +538,8 @@ int main(void)
 		cmocka_unit_test(test_extent_wrap),
 		cmocka_unit_test(test_forged_journal),
 		cmocka_unit_test(test_upgrade),
+		cmocka_unit_test(test_digest_versions),
+		cmocka_unit_test(test_kept_tree),
 		cmocka_unit_test(test_sources_bound),
 		cmocka_unit_test(test_planted_links),
 		cmocka_unit_test(test_other_key),

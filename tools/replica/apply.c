@@ -219,6 +219,7 @@ static int write_redo_header(struct rapply *a)
 		h.sources[i].size = a->src[i].size;
 		h.sources[i].exists = a->seeded[i] ? SEEDED : 1;
 		memcpy(h.sources[i].digest, a->src[i].digest, DIGEST_BYTES);
+		h.sources[i].dv = DIGEST_V2; /* what a peer of this WIRE_VERSION sends */
 	}
 	a->light = a->n_src > 0 && !a->state.pending_undo;
 	for (uint32_t i = 0; i < a->n_src && a->light; i++)
@@ -346,6 +347,7 @@ static int write_undo(struct rapply *a, struct syncset *ss)
 				uh.sources[i].epoch = x->epoch;
 				uh.sources[i].status = x->status;
 				memcpy(uh.sources[i].digest, x->digest, DIGEST_BYTES);
+				uh.sources[i].dv = x->dv;
 				uh.sources[i].system_id = x->system_id;
 				uh.sources[i].base_id = x->base_id;
 				uh.sources[i].timeline = x->timeline;
@@ -357,6 +359,7 @@ static int write_undo(struct rapply *a, struct syncset *ss)
 			uh.sources[i].size = x->size;
 			uh.sources[i].status = x->status;
 			memcpy(uh.sources[i].digest, x->digest, DIGEST_BYTES);
+			uh.sources[i].dv = x->dv;
 			if ((rc = tf_open(a->r, rh.group, x->name, false, &tfs[i])) < 0)
 				goto out;
 		} else {

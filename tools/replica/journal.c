@@ -59,6 +59,7 @@ int jw_open(struct jwriter *w, struct replica *r, const char *rel, const struct 
 		if (!rc) rc = wbuf_put_u8(&w->buf, s->status);
 		if (!rc) rc = wbuf_put_u8(&w->buf, s->exists);
 		if (!rc) rc = wbuf_put_bytes(&w->buf, s->digest, DIGEST_BYTES);
+		if (!rc) rc = wbuf_put_u8(&w->buf, s->dv);
 		if (!rc) rc = wbuf_put_u8(&w->buf, s->pg);
 		if (!rc && s->pg) rc = wbuf_put_u64(&w->buf, s->system_id);
 		if (!rc && s->pg) rc = wbuf_put_u64(&w->buf, s->base_id);
@@ -198,7 +199,7 @@ int jr_open_mode(struct jreader *j, struct replica *r, const char *group, const 
 	char name[64];
 	struct stat st;
 	struct rbuf b;
-	bool legacy, v2 = false;
+	bool legacy, v2 = false, v3 = false;
 	int rc = 0;
 
 	memset(j, 0, sizeof(*j));
@@ -219,7 +220,8 @@ int jr_open_mode(struct jreader *j, struct replica *r, const char *group, const 
 		return err_set(EBADMSG, "journal %s/%s is truncated", r->root, j->path);
 	legacy = memcmp(magic, J_MAGIC_V1, 8) == 0;
 	v2 = legacy || memcmp(magic, J_MAGIC_V2, 8) == 0; /* no PostgreSQL fields */
-	if (!v2 && memcmp(magic, J_MAGIC, 8) != 0)
+	v3 = v2 || memcmp(magic, J_MAGIC_V3, 8) == 0;     /* digests of version 1 */
+	if (!v3 && memcmp(magic, J_MAGIC, 8) != 0)
 		return err_set(EBADMSG, "journal %s/%s: bad header", r->root, j->path);
 	j->end = (uint64_t)st.st_size - JSUM;
 	if (verify && (rc = jr_verify(j, group, name, legacy)) < 0)
@@ -250,11 +252,14 @@ int jr_open_mode(struct jreader *j, struct replica *r, const char *group, const 
 		    rbuf_get_u8(&b, &s->status) < 0 || rbuf_get_u8(&b, &s->exists) < 0 ||
 		    s->exists > SEEDED || s->size > PROTO_MAX_SIZE ||
 		    rbuf_get_bytes(&b, s->digest, DIGEST_BYTES) < 0 ||
+		    (!v3 && (rbuf_get_u8(&b, &s->dv) < 0 || s->dv > DIGEST_V2)) ||
 		    (!v2 && rbuf_get_u8(&b, &s->pg) < 0) || (s->pg & ~(JPG_SOURCE | JPG_NEW_BASE)) ||
 		    (s->pg && (rbuf_get_u64(&b, &s->system_id) < 0 || rbuf_get_u64(&b, &s->base_id) < 0 ||
 			       rbuf_get_u32(&b, &s->timeline) < 0 || rbuf_get_u64(&b, &s->end_lsn) < 0 ||
 			       !(s->pg & JPG_SOURCE) || s->exists == SEEDED)))
 			return err_set(EBADMSG, "journal %s/%s: bad header", r->root, j->path);
+		if (v3)
+			s->dv = DIGEST_V1;
 		for (uint32_t k = 0; k < i; k++)
 			if (strcmp(h->sources[k].name, s->name) == 0)
 				return err_set(EBADMSG, "journal %s/%s names source %s twice", r->root,

@@ -1,9 +1,11 @@
 /* map.c - a replica file and its map (the leaf hash of every 4 KiB block):
- * writes that keep both in step, resizing, and the digest from the map. */
+ * writes that keep both in step, resizing, and the digest from the map (of
+ * either version: lib/merkle.h, merkle_sum). */
 #include "store.h"
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
+#include "merkle.h"
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdlib.h>
@@ -45,6 +47,7 @@ int tf_open(struct replica *r, const char *group, const char *source, bool creat
 		tf->map_fd = -1;
 		return rc == -ENOENT ? err_set(ENOENT, "cannot open %s/%s", r->root, path) : rc;
 	}
+	dtree_attach(r, group, source, tf);
 	return 0;
 }
 
@@ -55,6 +58,7 @@ void tf_close(struct target_file *tf)
 	if (tf->map_fd >= 0)
 		close(tf->map_fd);
 	tf->fd = tf->map_fd = -1;
+	tf->tree = NULL;
 	sodium_memzero(tf->secret, sizeof(tf->secret));
 }
 
@@ -68,6 +72,7 @@ int tf_rehash(struct target_file *tf, uint64_t first, uint64_t count, uint64_t s
 
 	if (!buf)
 		return -ENOMEM;
+	dtree_touch(tf, first, count);
 	while (count) {
 		uint64_t n = count > 256 ? 256 : count, off = first * PROTO_BLOCK;
 		size_t want = (size_t)(n * PROTO_BLOCK);
@@ -127,6 +132,7 @@ int tf_write(struct target_file *tf, uint64_t off, uint32_t len, const uint8_t *
 		hash_leaf(tf->secret, data ? data + (size_t)i * PROTO_BLOCK : zero_block, bl,
 			  leaves + i * LEAF_BYTES);
 	}
+	dtree_touch(tf, off / PROTO_BLOCK, nb);
 	rc = fs_pwrite_full(tf->map_fd, leaves, (size_t)nb * LEAF_BYTES,
 			    MAP_HDR + (off / PROTO_BLOCK) * LEAF_BYTES);
 	return rc < 0 ? err_set(rc, "cannot write replica map: %s", strerror(-rc)) : 0;
@@ -145,6 +151,8 @@ int tf_resize(struct target_file *tf, uint64_t size)
 		return -errno;
 	old_blocks = st.st_size > MAP_HDR ? ((uint64_t)st.st_size - MAP_HDR) / LEAF_BYTES : 0;
 	new_blocks = nblocks(size);
+	if (size != tf->size || new_blocks != old_blocks)
+		dtree_forget(tf);
 	if (ftruncate(tf->fd, (off_t)size) < 0)
 		return err_set(errno, "cannot resize replica: %s", strerror(errno));
 	if (ftruncate(tf->map_fd, (off_t)(MAP_HDR + new_blocks * LEAF_BYTES)) < 0)
@@ -173,27 +181,31 @@ int tf_sync(struct target_file *tf)
 	return 0;
 }
 
-/* BLAKE2b digest of a replica from its map. */
-int tf_digest(struct target_file *tf, uint64_t size, uint8_t ret[DIGEST_BYTES])
+int tf_digest(struct target_file *tf, uint64_t size, uint8_t dv, uint8_t ret[DIGEST_BYTES])
 {
 	uint64_t n = nblocks(size), off = 0;
 	uint8_t *buf = malloc(1 << 20);
-	struct digest_ctx c;
+	struct merkle_sum *c = malloc(sizeof(*c));
 
-	if (!buf)
+	if (!buf || !c) {
+		free(buf);
+		free(c);
 		return -ENOMEM;
-	hash_digest_init(&c, size, PROTO_BLOCK);
+	}
+	merkle_sum_init(c, dv, size);
 	while (off < n) {
 		size_t k = n - off > (1 << 20) / LEAF_BYTES ? (1 << 20) / LEAF_BYTES : (size_t)(n - off);
 		if (fs_pread_full(tf->map_fd, buf, k * LEAF_BYTES, MAP_HDR + off * LEAF_BYTES) !=
 		    (ssize_t)(k * LEAF_BYTES)) {
 			free(buf);
+			free(c);
 			return err_set(EIO, "replica map is short");
 		}
-		hash_digest_leaves(&c, buf, k);
+		merkle_sum_leaves(c, buf, k);
 		off += k;
 	}
-	hash_digest_final(&c, ret);
+	merkle_sum_final(c, ret);
 	free(buf);
+	free(c);
 	return 0;
 }

@@ -3,8 +3,10 @@
  * the site key (lib/sfile.c), and the upgrade of a group written by the
  * earlier version, whose state and journals carried an unkeyed checksum.
  *
- *   state   "BSCSTAT3", key id (8 bytes), the state, keyed BLAKE2b (BSCSTAT2,
- *           read too, is the same without the PostgreSQL fields of a source)
+ *   state   "BSCSTAT4", key id (8 bytes), the state, keyed BLAKE2b (BSCSTAT3,
+ *           read too, is the same without each source's digest version: its
+ *           digests are of version 1; BSCSTAT2 also without the PostgreSQL
+ *           fields of a source)
  *   legacy  "BSCLGCY2", the journals of the earlier format present at the
  *           upgrade (kind, epoch, their checksum), keyed BLAKE2b; its
  *           presence says the group was upgraded */
@@ -21,7 +23,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define S_MAGIC "BSCSTAT3"
+#define S_MAGIC "BSCSTAT4"
+#define S_MAGIC_V3 "BSCSTAT3" /* before digest versions: every digest is of version 1 */
 #define S_MAGIC_V2 "BSCSTAT2" /* before PostgreSQL sources: keyed, no LSN fields */
 #define S_MAGIC_V1 "BSCSTAT1" /* the earlier format: unkeyed checksum */
 #define L_MAGIC "BSCLGCY2"
@@ -45,6 +48,7 @@ static int state_encode(const struct rstate *s, struct wbuf *b)
 		if (!rc) rc = wbuf_put_u64(b, x->size);
 		if (!rc) rc = wbuf_put_u8(b, x->status);
 		if (!rc) rc = wbuf_put_bytes(b, x->digest, DIGEST_BYTES);
+		if (!rc) rc = wbuf_put_u8(b, x->dv);
 		if (!rc) rc = wbuf_put_u64(b, x->system_id);
 		if (!rc) rc = wbuf_put_u64(b, x->base_id);
 		if (!rc) rc = wbuf_put_u32(b, x->timeline);
@@ -53,8 +57,9 @@ static int state_encode(const struct rstate *s, struct wbuf *b)
 	return rc;
 }
 
-/* V2: the format before PostgreSQL sources (no LSN fields). */
-static int state_decode(struct rbuf *b, const char *group, bool v2, struct rstate *ret)
+/* FMT: the version of the format (the magic's digit): up to 2 without the
+ * LSN fields, up to 3 without digest versions (version 1). */
+static int state_decode(struct rbuf *b, const char *group, int fmt, struct rstate *ret)
 {
 	struct rstate s;
 
@@ -71,7 +76,10 @@ static int state_decode(struct rbuf *b, const char *group, bool v2, struct rstat
 		    rbuf_get_u64(b, &x->epoch) < 0 || rbuf_get_u64(b, &x->size) < 0 ||
 		    rbuf_get_u8(b, &x->status) < 0 || rbuf_get_bytes(b, x->digest, DIGEST_BYTES) < 0)
 			return -EBADMSG;
-		if (!v2 && (rbuf_get_u64(b, &x->system_id) < 0 || rbuf_get_u64(b, &x->base_id) < 0 ||
+		x->dv = DIGEST_V1;
+		if (fmt >= 4 && (rbuf_get_u8(b, &x->dv) < 0 || x->dv > DIGEST_V2))
+			return -EBADMSG;
+		if (fmt >= 3 && (rbuf_get_u64(b, &x->system_id) < 0 || rbuf_get_u64(b, &x->base_id) < 0 ||
 			    rbuf_get_u32(b, &x->timeline) < 0 || rbuf_get_u64(b, &x->end_lsn) < 0))
 			return -EBADMSG;
 	}
@@ -188,6 +196,8 @@ static int state_load(struct replica *r, const char *group, struct rstate *ret, 
 	if ((rc = tree_sfile_read(r, path, &f)) < 0)
 		return rc == -EBADMSG ? err_wrap(rc, "replica state is not readable; move it away and "
 						     "run 'bascule replica verify'") : rc;
+	if (sfile_is(&f, S_MAGIC_V3))
+		magic = S_MAGIC_V3;
 	if (sfile_is(&f, S_MAGIC_V2))
 		magic = S_MAGIC_V2;
 	if (sfile_is(&f, magic)) {
@@ -218,7 +228,7 @@ static int state_load(struct replica *r, const char *group, struct rstate *ret, 
 	} else
 		rc = -EBADMSG;
 	if (rc == 0)
-		rc = state_decode(&b, group, strcmp(magic, S_MAGIC) != 0 || *ret_v1, ret);
+		rc = state_decode(&b, group, *ret_v1 ? 1 : magic[7] - '0', ret);
 	if (rc < 0)
 		rc = err_set(EBADMSG, "replica state %s/%s is corrupt; run 'bascule replica verify' and "
 				      "restore the group from the primary", r->root, path);

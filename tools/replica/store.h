@@ -12,6 +12,7 @@
  *   rollback.c  rollback points and rollback
  *   verify.c    verify, beside a live receiver or alone
  *   cache.c     what a receiver remembers between epochs
+ *   dtree.c     the digest trees it keeps, so a check costs what an epoch wrote
  *   failover.c  promote, demote, clone */
 #pragma once
 #include "replica.h"
@@ -27,7 +28,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define J_MAGIC "BSCJRNL3"    /* keyed BLAKE2b (the replica key); sources may be PostgreSQL's */
+#define J_MAGIC "BSCJRNL4"    /* keyed BLAKE2b (the replica key); each source's digest version */
+#define J_MAGIC_V3 "BSCJRNL3" /* the same with every digest of version 1: still read */
 #define J_MAGIC_V2 "BSCJRNL2" /* the same without PostgreSQL sources: still read */
 #define J_MAGIC_V1 "BSCJRNL1" /* the earlier format: unkeyed, read only if recorded at the upgrade */
 #define JSUM 32
@@ -142,6 +144,7 @@ struct jsource {
 	uint64_t epoch, size;
 	uint8_t status, exists;
 	uint8_t digest[DIGEST_BYTES];  /* a PostgreSQL source: its chained WAL digest */
+	uint8_t dv;                    /* a disk's digest version (DIGEST_V1, DIGEST_V2) */
 	/* A PostgreSQL source (JPG_SOURCE; no replica file, no records): where
 	 * its copy stands (docs/replica.md, "PostgreSQL sources"); a redo with
 	 * JPG_NEW_BASE puts the base backup BASE_ID in place when applied. */
@@ -224,10 +227,12 @@ void dircache_reset(struct replica *r);
 void replica_cache_free(struct replica *r);
 
 /* ---- map.c ---- */
+struct dtree;
 struct target_file {
 	int fd, map_fd;
 	uint64_t size;
 	uint8_t secret[LEAF_SECRET_BYTES];
+	struct dtree *tree; /* the receiver's digest tree of this map (dtree.c), or NULL */
 };
 
 extern const uint8_t zero_block[PROTO_BLOCK];
@@ -238,7 +243,24 @@ int tf_rehash(struct target_file *tf, uint64_t first, uint64_t count, uint64_t s
 int tf_write(struct target_file *tf, uint64_t off, uint32_t len, const uint8_t *data, uint64_t final_size);
 int tf_resize(struct target_file *tf, uint64_t size);
 int tf_sync(struct target_file *tf);
-int tf_digest(struct target_file *tf, uint64_t size, uint8_t ret[DIGEST_BYTES]);
+/* The digest of version DV (hash.h) of the replica from its map. */
+int tf_digest(struct target_file *tf, uint64_t size, uint8_t dv, uint8_t ret[DIGEST_BYTES]);
+
+/* ---- dtree.c ---- */
+/* TF (just opened by tf_open as GROUP/SOURCE) is told the digest tree kept
+ * for its map, if one is and it is still of that map. */
+void dtree_attach(struct replica *r, const char *group, const char *source, struct target_file *tf);
+/* Leaves [FIRST, FIRST + COUNT) of TF's map were written. */
+void dtree_touch(struct target_file *tf, uint64_t first, uint64_t count);
+/* TF's map changed size: its tree is built again at the next digest. */
+void dtree_forget(struct target_file *tf);
+/* tf_digest of GROUP/SOURCE through its kept tree (built from the map if
+ * none is kept, or for another map or size; a version 1 digest is always
+ * computed whole).  *RET_CACHED says an existing tree answered: the caller
+ * computes the whole digest again before calling a mismatch one. */
+int dtree_digest(struct replica *r, const char *group, const char *source, struct target_file *tf,
+		 uint64_t size, uint8_t dv, uint8_t ret[DIGEST_BYTES], bool *ret_cached);
+void dtree_free(struct replica *r);
 
 /* ---- failover.c ---- */
 /* A directory the operator names (--link-dir, --to-dir), created if need

@@ -4,6 +4,7 @@
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
+#include "merkle.h"
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,7 +72,7 @@ static int verify_locked(struct replica *r, const char *group, void (*out)(const
 		struct target_file tf;
 		uint8_t *buf = NULL, *leaves = NULL, *mleaves = NULL;
 		uint64_t mism = 0, nb = nblocks(x->size), b;
-		struct digest_ctx c;
+		struct merkle_sum *c = NULL;
 		uint8_t d[DIGEST_BYTES];
 		char line[512];
 
@@ -96,8 +97,10 @@ static int verify_locked(struct replica *r, const char *group, void (*out)(const
 		buf = malloc(256 * PROTO_BLOCK);
 		leaves = malloc(256 * LEAF_BYTES);
 		mleaves = malloc(256 * LEAF_BYTES);
-		hash_digest_init(&c, x->size, PROTO_BLOCK);
-		rc = (buf && leaves && mleaves) ? 0 : -ENOMEM;
+		c = malloc(sizeof(*c));
+		rc = (buf && leaves && mleaves && c) ? 0 : -ENOMEM;
+		if (c)
+			merkle_sum_init(c, x->dv, x->size);
 		if (tf.size != x->size)
 			rc = err_set(EBADMSG, "size %llu, expected %llu", (unsigned long long)tf.size,
 				     (unsigned long long)x->size);
@@ -116,7 +119,7 @@ static int verify_locked(struct replica *r, const char *group, void (*out)(const
 				size_t bl = want - k * PROTO_BLOCK > PROTO_BLOCK ? PROTO_BLOCK : want - k * PROTO_BLOCK;
 				hash_leaf(tf.secret, buf + k * PROTO_BLOCK, bl, leaves + k * LEAF_BYTES);
 			}
-			hash_digest_leaves(&c, leaves, (size_t)n);
+			merkle_sum_leaves(c, leaves, (size_t)n);
 			if (fs_pread_full(tf.map_fd, mleaves, (size_t)n * LEAF_BYTES,
 					  MAP_HDR + b * LEAF_BYTES) == (ssize_t)(n * LEAF_BYTES)) {
 				for (uint64_t k = 0; k < n; k++)
@@ -125,7 +128,8 @@ static int verify_locked(struct replica *r, const char *group, void (*out)(const
 			} else
 				mism += n;
 		}
-		hash_digest_final(&c, d);
+		if (c)
+			merkle_sum_final(c, d);
 		if (rc < 0) {
 			snprintf(line, sizeof(line), "%s/%s: FAILED: %s", group, x->name, err_msg(rc));
 			bad = 1;
@@ -153,6 +157,7 @@ static int verify_locked(struct replica *r, const char *group, void (*out)(const
 		free(buf);
 		free(leaves);
 		free(mleaves);
+		free(c);
 		tf_close(&tf);
 	}
 	if (marked && (rc = r->live ? mark_diverged_live(r, &s) : state_write(r, &s)) < 0)

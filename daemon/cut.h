@@ -1,0 +1,47 @@
+/* cut.h - one cut of a group's epoch, shared by the thread that runs it
+ * (epoch.c) and its scan workers (scan.c). */
+#pragma once
+#include "daemon.h"
+#include "hash.h"
+#include "proto.h"
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct spool;
+
+struct cut {
+	struct group *g;
+	uint64_t epoch;
+	bool wal_only;                 /* no disk is scanned: the WAL of postgres sources only */
+	uint64_t pg_end[PROTO_MAX_SOURCES], pg_gen[PROTO_MAX_SOURCES]; /* durable WAL taken */
+	bool pg_ok[PROTO_MAX_SOURCES];
+	bool pg_new;                   /* WAL beyond the last epoch's */
+	uint64_t floor[PROTO_MAX_SOURCES];
+	atomic_bool force;             /* commit even if nothing changed (sync asked) */
+	pthread_t thread;
+	/* work */
+	int fds[PROTO_MAX_SOURCES];
+	uint64_t size[PROTO_MAX_SOURCES];
+	uint64_t nchunks[PROTO_MAX_SOURCES];
+	uint64_t total_chunks;
+	atomic_uint_fast64_t next;
+	atomic_uint_fast64_t changed, spooled, read_bytes;
+	atomic_int err;
+	atomic_bool done;
+	/* results */
+	bool committed, consistent;
+	uint64_t cut_time;
+	uint8_t digest[PROTO_MAX_SOURCES][DIGEST_BYTES];
+	struct spool *spool;
+	char errmsg[512];
+	uint64_t took_usec;
+	uint64_t scan_usec; /* the workers' phase: reading and hashing */
+	uint64_t digest_usec; /* the digests (the cached trees) */
+};
+
+/* A scan worker of cut ARG (a struct cut): takes chunks of the sources
+ * until none is left or one failed (c->err); changed blocks get c->epoch
+ * in the maps, blocks a target lacks go to c->spool. */
+void *scan_worker(void *arg);

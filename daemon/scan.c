@@ -1,0 +1,225 @@
+/* scan.c - the scan workers of a cut: 2 MiB chunks of every source, holes
+ * skipped (SEEK_DATA), reads capped by io_rate, each 4 KiB block hashed and
+ * compared with the block map (a MiB of zero blocks without records is
+ * neither hashed nor recorded); a changed block gets the cut's epoch; a
+ * block a connected target lacks goes to the spool. */
+#include "cut.h"
+#include "blockmap.h"
+#include "clock.h"
+#include "fsutil.h"
+#include "qemusrc.h"
+#include "spool.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+_Static_assert(SPOOL_CHUNK % BM_CHUNK == 0, "a scan chunk holds whole map chunks");
+static const uint8_t zeros[PROTO_BLOCK];
+
+static void io_throttle(struct daemon *d, uint64_t bytes)
+{
+	uint64_t rate = d->cfg->io_rate;
+	double wait = 0;
+
+	if (!rate || !bytes)
+		return;
+	pthread_mutex_lock(&d->io_lock);
+	{
+		uint64_t now = clock_mono_usec();
+		d->io_tokens += (double)(now - d->io_time) * (double)rate / 1e6;
+		if (d->io_tokens > (double)rate / 10)
+			d->io_tokens = (double)rate / 10; /* at most 100 ms of burst */
+		d->io_time = now;
+		d->io_tokens -= (double)bytes;
+		if (d->io_tokens < 0)
+			wait = -d->io_tokens / (double)rate;
+	}
+	pthread_mutex_unlock(&d->io_lock);
+	if (wait > 0)
+		usleep((useconds_t)(wait * 1e6));
+}
+
+/* Mark in DATA[] which blocks of the chunk at OFF (LEN bytes) hold data. */
+static void find_data(int fd, uint64_t off, uint64_t len, uint8_t *data, uint32_t nb)
+{
+	uint64_t pos = off, end = off + len;
+
+	memset(data, 0, nb);
+	while (pos < end) {
+		off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
+		if (d < 0) {
+			if (errno == ENXIO)
+				return; /* a hole up to the end of the file */
+			memset(data, 1, nb); /* no SEEK_DATA here (block device): read all */
+			return;
+		}
+		if ((uint64_t)d >= end)
+			return;
+		h = lseek(fd, d, SEEK_HOLE);
+		if (h < 0 || (uint64_t)h > end)
+			h = (off_t)end;
+		for (uint64_t b = ((uint64_t)d - off) / PROTO_BLOCK;
+		     b < nb && off + b * PROTO_BLOCK < (uint64_t)h; b++)
+			data[b] = 1;
+		pos = (uint64_t)h;
+	}
+}
+
+/* The change epoch of block BI as the map says (0: unknown). */
+static uint64_t map_epoch(const struct blockmap *m, uint64_t bi)
+{
+	uint64_t e = 0;
+
+	switch (blockmap_chunk_state(m, bi / BM_CHUNK, &e)) {
+	case BM_ZERO:
+		return e;
+	case BM_RECS:
+		return m->recs[bi].epoch;
+	default:
+		return 0;
+	}
+}
+
+void *scan_worker(void *arg)
+{
+	struct cut *c = arg;
+	struct group *g = c->g;
+	uint8_t *buf = malloc(SPOOL_CHUNK * PROTO_BLOCK), *out = malloc(SPOOL_CHUNK * PROTO_BLOCK);
+	struct spool_block *blocks = malloc(SPOOL_CHUNK * sizeof(*blocks));
+	uint8_t hasdata[SPOOL_CHUNK], need[SPOOL_CHUNK];
+
+	if (!buf || !out || !blocks) {
+		atomic_store(&c->err, -ENOMEM);
+		goto done;
+	}
+	for (;;) {
+		uint64_t w = atomic_fetch_add(&c->next, 1), chunk = w;
+		uint32_t si = 0, nb, count = 0, ndata = 0;
+		uint64_t off, len, changed = 0;
+		struct source *s;
+
+		if (w >= c->total_chunks || atomic_load(&c->err))
+			break;
+		while (chunk >= c->nchunks[si])
+			chunk -= c->nchunks[si++];
+		s = &g->sources[si];
+		off = chunk * SPOOL_CHUNK * PROTO_BLOCK;
+		len = c->size[si] - off;
+		if (len > SPOOL_CHUNK * PROTO_BLOCK)
+			len = SPOOL_CHUNK * PROTO_BLOCK;
+		nb = (uint32_t)((len + PROTO_BLOCK - 1) / PROTO_BLOCK);
+		if (s->qemu) {
+			/* Only what changed (the bitmap) and what a target lacks. */
+			uint8_t zero[SPOOL_CHUNK];
+			qemusrc_changed(s->qemu, chunk * SPOOL_CHUNK, nb, need, zero);
+			for (uint32_t b = 0; b < nb; b++) {
+				need[b] |= map_epoch(s->map, chunk * SPOOL_CHUNK + b) > c->floor[si];
+				hasdata[b] = need[b] && !zero[b];
+			}
+		} else {
+			memset(need, 1, nb);
+			find_data(c->fds[si], off, len, hasdata, nb);
+		}
+		/* Read the data runs. */
+		for (uint32_t b = 0; b < nb;) {
+			uint32_t e = b;
+			ssize_t got;
+			size_t want;
+			if (!hasdata[b]) {
+				b++;
+				continue;
+			}
+			while (e < nb && hasdata[e])
+				e++;
+			want = (size_t)(e - b) * PROTO_BLOCK;
+			if ((uint64_t)b * PROTO_BLOCK + want > len)
+				want = (size_t)(len - (uint64_t)b * PROTO_BLOCK);
+			io_throttle(g->d, want);
+			if (s->qemu)
+				got = qemusrc_pread(s->qemu, buf + (size_t)b * PROTO_BLOCK, want,
+						    off + (uint64_t)b * PROTO_BLOCK) ?: (ssize_t)want;
+			else
+				got = fs_pread_full(c->fds[si], buf + (size_t)b * PROTO_BLOCK, want,
+						    off + (uint64_t)b * PROTO_BLOCK);
+			if (got < 0) {
+				atomic_store(&c->err, (int)got);
+				goto done;
+			}
+			if ((size_t)got < want) /* the file shrank under us: zeros */
+				memset(buf + (size_t)b * PROTO_BLOCK + got, 0, want - (size_t)got);
+			atomic_fetch_add(&c->read_bytes, want);
+			b = e;
+		}
+		for (uint32_t b0 = 0; b0 < nb; b0 += BM_CHUNK) {
+			uint32_t b1 = nb - b0 > BM_CHUNK ? b0 + BM_CHUNK : nb;
+			uint64_t mc = (chunk * SPOOL_CHUNK + b0) / BM_CHUNK, ze = 0;
+			enum bm_state st = blockmap_chunk_state(s->map, mc, &ze);
+			struct bm_rec *recs;
+			bool allzero = st != BM_RECS && b1 - b0 == BM_CHUNK &&
+				       off + (uint64_t)b1 * PROTO_BLOCK <= c->size[si];
+
+			/* A MiB of zero blocks keeps no records (blockmap.h). */
+			for (uint32_t b = b0; allzero && b < b1; b++)
+				allzero = need[b] ? !hasdata[b] || memcmp(buf + (size_t)b * PROTO_BLOCK, zeros,
+									   PROTO_BLOCK) == 0
+						  : st == BM_ZERO;
+			if (allzero) {
+				if (blockmap_chunk_zero(s->map, mc, c->epoch))
+					changed += BM_CHUNK;
+				blockmap_chunk_state(s->map, mc, &ze);
+				for (uint32_t b = b0; ze > c->floor[si] && b < b1; b++)
+					blocks[count++] = (struct spool_block){ .idx = (uint16_t)b, .zero = true,
+										.epoch = ze };
+				continue;
+			}
+			recs = blockmap_chunk_recs(s->map, mc);
+			for (uint32_t b = b0; b < b1; b++) {
+				uint64_t bi = chunk * SPOOL_CHUNK + b;
+				size_t bl = len - (uint64_t)b * PROTO_BLOCK > PROTO_BLOCK
+						    ? PROTO_BLOCK : (size_t)(len - (uint64_t)b * PROTO_BLOCK);
+				const uint8_t *p = hasdata[b] ? buf + (size_t)b * PROTO_BLOCK : zeros;
+				struct bm_rec *rec = &recs[b - b0];
+				uint8_t leaf[LEAF_BYTES];
+				bool zero;
+
+				if (!need[b])
+					continue; /* a QEMU source's clean block: as the map says */
+				hash_leaf(s->secret, p, bl, leaf);
+				if (memcmp(rec->leaf, leaf, LEAF_BYTES) != 0) {
+					rec->epoch = c->epoch; /* first the change epoch, then the leaf */
+					memcpy(rec->leaf, leaf, LEAF_BYTES);
+					blockmap_touch(s->map, bi);
+					changed++;
+				}
+				if (rec->epoch <= c->floor[si])
+					continue;
+				zero = !hasdata[b] || memcmp(p, zeros, bl) == 0;
+				blocks[count] = (struct spool_block){ .idx = (uint16_t)b, .zero = zero,
+								      .epoch = rec->epoch };
+				if (!zero) {
+					memcpy(out + (size_t)ndata * PROTO_BLOCK, p, bl);
+					if (bl < PROTO_BLOCK)
+						memset(out + (size_t)ndata * PROTO_BLOCK + bl, 0, PROTO_BLOCK - bl);
+					ndata++;
+				}
+				count++;
+			}
+		}
+		atomic_fetch_add(&c->changed, changed);
+		if (count) {
+			int r = spool_append(c->spool, si, chunk, blocks, count, out, ndata);
+			if (r < 0) {
+				atomic_store(&c->err, r);
+				goto done;
+			}
+			atomic_fetch_add(&c->spooled, count);
+		}
+	}
+done:
+	free(buf);
+	free(out);
+	free(blocks);
+	return NULL;
+}
+
