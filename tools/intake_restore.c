@@ -26,7 +26,9 @@
 #include <zstd.h>
 
 struct rebuild {
-	int out_fd;
+	int out_fd;              /* the dump's file, or -1: to OUT */
+	int (*out)(void *ctx, const uint8_t *p, size_t n);
+	void *out_ctx;
 	crypto_generichash_state h;
 	uint64_t size;
 	struct rchain *chain;    /* NULL for a full night: the delta is composed onto it */
@@ -39,10 +41,10 @@ struct rebuild {
 static int to_file(void *ctx, const uint8_t *p, size_t n)
 {
 	struct rebuild *b = ctx;
-	int r = fs_write_full(b->out_fd, p, n);
+	int r = b->out_fd < 0 ? b->out(b->out_ctx, p, n) : fs_write_full(b->out_fd, p, n);
 
 	if (r < 0)
-		return err_set(-r, "cannot write the restored dump: %s", strerror(-r));
+		return b->out_fd < 0 ? r : err_set(-r, "cannot write the restored dump: %s", strerror(-r));
 	crypto_generichash_update(&b->h, p, n);
 	b->size += n;
 	return 0;
@@ -70,12 +72,32 @@ static int unzstd(struct rebuild *b, const uint8_t *p, size_t n)
 	return 0;
 }
 
-/* Rebuild night N: a full night into OUT_FD (its digest checked when
- * VERIFY), a delta composed onto CHAIN (its size checked). */
-static int rebuild_night(struct vstore *v, const struct intake_night *n, const struct intake_secret *s,
-			 struct rchain *chain, int out_fd, bool verify, uint8_t *obj, uint8_t *plain)
+/* Object I of night N into OBJ (INTAKE_OBJECT_MAX + 1 bytes), checked
+ * against its signed size and digest: 0, or -EBADMSG naming it. */
+static int object_read(struct vstore *v, const struct intake_night *n, uint32_t i, uint8_t *obj)
 {
-	struct rebuild b = { .out_fd = out_fd, .chain = chain };
+	const struct intake_object *o = &n->m.objects[i];
+	char name[128];
+	uint8_t d[32];
+	ssize_t got;
+
+	intake_object_name(&n->m, i, name, sizeof(name));
+	got = vstore_read(v, name, 0, obj, (size_t)o->size + 1);
+	if (got >= 0)
+		crypto_generichash(d, 32, obj, (size_t)got, NULL, 0);
+	if (got != (ssize_t)o->size || sodium_memcmp(d, o->digest, 32) != 0)
+		return err_set(EBADMSG, "night %s: object %s is %s", n->night, name,
+			       got < 0 ? "MISSING" : got < (ssize_t)o->size ? "TRUNCATED" : "DAMAGED (its digest "
+			       "differs from the signed one)");
+	return 0;
+}
+
+/* Rebuild night N: a full night to B's file or OUT (its digest checked
+ * when VERIFY), a delta composed onto CHAIN (its size checked). */
+static int rebuild_night(struct vstore *v, const struct intake_night *n, const struct intake_secret *s,
+			 struct rchain *chain, const struct rebuild *b0, bool verify, uint8_t *obj, uint8_t *plain)
+{
+	struct rebuild b = { .out_fd = b0->out_fd, .out = b0->out, .out_ctx = b0->out_ctx, .chain = chain };
 	crypto_secretstream_xchacha20poly1305_state ss;
 	uint64_t fed = 0;
 	uint8_t d[32];
@@ -97,18 +119,10 @@ static int rebuild_night(struct vstore *v, const struct intake_night *n, const s
 		uint8_t ad[256], tag;
 		unsigned long long plen;
 		size_t adlen = intake_object_ad(&n->m, i, ad, sizeof(ad));
-		ssize_t got;
 
-		intake_object_name(&n->m, i, name, sizeof(name));
-		got = vstore_read(v, name, 0, obj, (size_t)o->size + 1);
-		if (got >= 0)
-			crypto_generichash(d, 32, obj, (size_t)got, NULL, 0);
-		if (got != (ssize_t)o->size || sodium_memcmp(d, o->digest, 32) != 0) {
-			r = err_set(EBADMSG, "night %s: object %s is %s", n->night, name,
-				    got < 0 ? "MISSING" : got < (ssize_t)o->size ? "TRUNCATED" : "DAMAGED (its digest "
-				    "differs from the signed one)");
+		if ((r = object_read(v, n, i, obj)) < 0)
 			goto out;
-		}
+		intake_object_name(&n->m, i, name, sizeof(name));
 		if (crypto_secretstream_xchacha20poly1305_pull(&ss, plain, &plen, &tag, obj, (size_t)o->size, ad,
 							       adlen) != 0 ||
 		    (tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL) != (i + 1 == n->m.n)) {
@@ -154,12 +168,12 @@ out:
 	return r;
 }
 
-/* The night CHAIN stands at (N, whose secret is S) into OUT_FD, checked
- * against the digest of the original. */
+/* The night CHAIN stands at (N, whose secret is S) to B0's file or OUT,
+ * checked against the digest of the original. */
 static int write_night(struct rchain *chain, const struct intake_night *n, const struct intake_secret *s,
-		       int out_fd)
+		       const struct rebuild *b0)
 {
-	struct rebuild b = { .out_fd = out_fd };
+	struct rebuild b = { .out_fd = b0->out_fd, .out = b0->out, .out_ctx = b0->out_ctx };
 	uint8_t d[32];
 	int r;
 
@@ -185,9 +199,10 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 	int fds[3] = { -1, -1, -1 }, r;
 	struct rchain *comp = NULL;
 	struct vstore *v = NULL;
+	struct rebuild full, last; /* where the full night and the night asked for go */
 	uint64_t t0 = clock_mono_usec(), size = 0;
 
-	if (access(to, F_OK) == 0)
+	if (!q->out && access(to, F_OK) == 0)
 		return err_set(EEXIST, "%s exists already (restore never overwrites: choose another --to)", to);
 	if ((r = intake_scan(q->dir, client, false, &c)) < 0)
 		goto out;
@@ -241,11 +256,19 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 		r = -ENOMEM;
 		goto out;
 	}
-	/* 0: the full night, 1: the deltas' literal bytes, 2: the night asked for */
-	for (int i = 0; i < 3; i++) {
+	if (q->out) {
+		/* before anything is loaded: every object of the chain is the one signed */
+		for (size_t k = 0; k < nchain; k++)
+			for (uint32_t i = 0; i < chain[k]->m.n; i++)
+				if ((r = object_read(v, chain[k], i, obj)) < 0)
+					goto out;
+		if ((r = q->start(q->ctx, target->night)) < 0)
+			goto out;
+	}
+	/* 0: the full night, 1: the deltas' literal bytes, 2: the night asked
+	 * for (to OUT instead with --load; a full night alone goes there at once) */
+	for (int i = 0; i < (nchain == 1 ? 1 : 3) - (q->out ? 1 : 0); i++) {
 		snprintf(tmp[i], sizeof(tmp[i]), "%s.restoring-%d", to, i);
-		if (i == 1 && nchain == 1)
-			break;
 		/* a stale file (an earlier run's) or a planted symlink is removed,
 		 * never followed or written through */
 		if (unlink(tmp[i]) < 0 && errno != ENOENT) {
@@ -257,6 +280,8 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 			goto out;
 		}
 	}
+	full = (struct rebuild){ .out_fd = fds[0] };
+	last = (struct rebuild){ .out_fd = q->out ? -1 : fds[nchain == 1 ? 0 : 2], .out = q->out, .out_ctx = q->ctx };
 	for (size_t k = nchain; k-- > 0;) {
 		const struct intake_night *n = chain[k];
 		struct intake_secret s;
@@ -264,25 +289,24 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 			goto out;
 		/* the full night is checked only when it is the night asked for:
 		 * a chain is checked once, against its last night's digest */
-		r = rebuild_night(v, n, &s, comp, fds[0], nchain == 1, obj, plain);
+		r = rebuild_night(v, n, &s, comp, nchain == 1 ? &last : &full, nchain == 1, obj, plain);
 		size = s.dump_size;
 		if (r == 0 && k == nchain - 1 && nchain > 1)
 			r = rchain_new(fds[0], s.dump_size, fds[1], &comp);
 		if (r == 0 && k == 0 && nchain > 1)
-			r = write_night(comp, n, &s, fds[2]);
+			r = write_night(comp, n, &s, &last);
 		sodium_memzero(&s, sizeof(s));
 		if (r < 0)
 			goto out;
 	}
-	{
-		int last = nchain == 1 ? 0 : 2;
-		if ((!q->scratch && fsync(fds[last]) < 0) || link(tmp[last], to) < 0) {
+	if (!q->out) {
+		int l = nchain == 1 ? 0 : 2;
+		if (fsync(fds[l]) < 0 || link(tmp[l], to) < 0) {
 			r = err_set(errno, "cannot write %s: %s", to, strerror(errno));
 			goto out;
 		}
-	}
-	if (!q->scratch)
 		fs_fsync_parent(to);
+	}
 	*ret = (struct intake_rebuilt){ .nights = nchain, .created = target->m.created, .size = size,
 					.seconds = (double)(clock_mono_usec() - t0) / 1e6 };
 	memcpy(ret->night, target->night, sizeof(ret->night));
