@@ -1,9 +1,11 @@
-/* intake_load.c - bascule intake restore --load URL: rebuild a night (as
- * --to does, verified against the signed digest of the original) into a
- * private scratch directory, create the database URL names (or refuse a
- * non-empty one unless --replace), run `pg_restore --exit-on-error --jobs N`
- * into it and check that every TABLE DATA entry of the dump's table of
- * contents is a table of the loaded database (docs/hybrid.md, "Recovery").
+/* intake_load.c - bascule intake restore --load URL: create the database
+ * URL names (or refuse a non-empty one unless --replace), stream the night
+ * into `pg_restore --exit-on-error` (schema and data) as it is rebuilt (as
+ * --to rebuilds it, verified against the signed digest of the original),
+ * keeping a scratch copy from which `pg_restore --section=post-data --jobs
+ * N` builds the indexes and constraints, and check that every TABLE DATA
+ * entry of the dump's table of contents is a table of the loaded database
+ * (docs/hybrid.md, "Recovery").
  *
  * The password of URL is never on a command line nor in a message: the
  * connections are opened from the parsed options, and pg_restore gets the

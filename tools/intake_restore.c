@@ -9,7 +9,9 @@
  * against the digest of the original sealed in its manifest (a delta
  * making a night of another size than its manifest's fails at once).
  * Three files at most are on disk at a time, next to --to; memory is a
- * few extents per changed range. */
+ * few extents per changed range.  For --load (tools/intake_load.c) the
+ * night asked for is not written to a file but handed on as it is made,
+ * once every object of the chain has been checked. */
 #include "cmd.h"
 #include "clock.h"
 #include "err.h"

@@ -367,7 +367,7 @@ grep -q "removed 7 nights" "$T/prune.out" || fail "prune as $PU: $(cat "$T/prune
 ! ls "$IN/mairie/incoming" | grep -q "^2026-11-0[1-7]" && [ -e "$IN/mairie/incoming/2026-11-08.manifest" ] \
 	|| fail "after prune --keep 1: $(ls "$IN/mairie/incoming" | tr '\n' ' ')"
 "$B" intake check "$IN" --client mairie --max-age 26h > "$T/check.out" || fail "check after prune: $(cat "$T/check.out")"
-grep -q "^INTAKE OK - mairie: 1 nights\? " "$T/check.out" || fail "check after prune: $(cat "$T/check.out")"
+grep -q "^INTAKE OK - mairie: 1 nights\?, newest 2026-11-08" "$T/check.out" || fail "check after prune: $(cat "$T/check.out")"
 out=$(echo "rm /incoming/2026-11-08.manifest" | sftp_c) && fail "the client's account could delete after prune: $out"
 [ -e "$IN/mairie/incoming/2026-11-08.manifest" ] || fail "the client's account removed night 8"
 note "intake prune as $PU (group bsc-intake of incoming/ 2770): $(tail -1 "$T/prune.out"); the client's account still cannot rm"
