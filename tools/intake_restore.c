@@ -21,16 +21,20 @@
 #include "vstore.h"
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <zstd.h>
 
+struct fill;
+
 struct rebuild {
 	int out_fd;              /* the dump's file, or -1: to OUT */
 	int (*out)(void *ctx, const uint8_t *p, size_t n);
 	void *out_ctx;
+	struct fill *fill;       /* the full night filling while it is read (NULL: not) */
 	crypto_generichash_state h;
 	uint64_t size;
 	struct rchain *chain;    /* NULL for a full night: the delta is composed onto it */
@@ -39,6 +43,47 @@ struct rebuild {
 	size_t zout_len;
 	bool frame_done;
 };
+
+/* The full night of a chain is decompressed into its file by a thread
+ * while the night asked for is written from it (rchain_wait_full): how far
+ * the file is filled, and how the thread ended. */
+struct fill {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t filled;
+	bool done;
+	int r;
+	/* the thread's work */
+	struct vstore *v;
+	const struct intake_night *n;
+	struct intake_secret s;
+	struct rebuild *b;
+	uint8_t *obj, *plain;
+};
+
+static void fill_set(struct fill *f, uint64_t filled, bool done, int r)
+{
+	pthread_mutex_lock(&f->mu);
+	f->filled = filled;
+	f->done |= done;
+	if (r < 0 && !f->r)
+		f->r = r;
+	pthread_cond_broadcast(&f->cv);
+	pthread_mutex_unlock(&f->mu);
+}
+
+static int fill_wait(void *ctx, uint64_t end)
+{
+	struct fill *f = ctx;
+	int r;
+
+	pthread_mutex_lock(&f->mu);
+	while (f->filled < end && !f->done)
+		pthread_cond_wait(&f->cv, &f->mu);
+	r = f->filled >= end ? 0 : f->r ? f->r : err_set(EBADMSG, "night %s: the full night ends early", f->n->night);
+	pthread_mutex_unlock(&f->mu);
+	return r;
+}
 
 static int to_file(void *ctx, const uint8_t *p, size_t n)
 {
@@ -49,6 +94,8 @@ static int to_file(void *ctx, const uint8_t *p, size_t n)
 		return b->out_fd < 0 ? r : err_set(-r, "cannot write the restored dump: %s", strerror(-r));
 	crypto_generichash_update(&b->h, p, n);
 	b->size += n;
+	if (b->fill)
+		fill_set(b->fill, b->size, false, 0);
 	return 0;
 }
 
@@ -99,7 +146,8 @@ static int object_read(struct vstore *v, const struct intake_night *n, uint32_t 
 static int rebuild_night(struct vstore *v, const struct intake_night *n, const struct intake_secret *s,
 			 struct rchain *chain, const struct rebuild *b0, bool verify, uint8_t *obj, uint8_t *plain)
 {
-	struct rebuild b = { .out_fd = b0->out_fd, .out = b0->out, .out_ctx = b0->out_ctx, .chain = chain };
+	struct rebuild b = { .out_fd = b0->out_fd, .out = b0->out, .out_ctx = b0->out_ctx, .fill = b0->fill,
+			     .chain = chain };
 	crypto_secretstream_xchacha20poly1305_state ss;
 	uint64_t fed = 0;
 	uint8_t d[32];
@@ -170,6 +218,15 @@ out:
 	return r;
 }
 
+static void *fill_run(void *ctx)
+{
+	struct fill *f = ctx;
+	int r = rebuild_night(f->v, f->n, &f->s, NULL, f->b, false, f->obj, f->plain);
+
+	fill_set(f, f->filled, true, r);
+	return NULL;
+}
+
 /* The night CHAIN stands at (N, whose secret is S) to B0's file or OUT,
  * checked against the digest of the original. */
 static int write_night(struct rchain *chain, const struct intake_night *n, const struct intake_secret *s,
@@ -202,6 +259,9 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 	struct rchain *comp = NULL;
 	struct vstore *v = NULL;
 	struct rebuild full, last; /* where the full night and the night asked for go */
+	struct fill f = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+	pthread_t fill_th;
+	bool filling = false;
 	uint64_t t0 = clock_mono_usec(), size = 0;
 
 	if (!q->out && access(to, F_OK) == 0)
@@ -284,21 +344,51 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 	}
 	full = (struct rebuild){ .out_fd = fds[0] };
 	last = (struct rebuild){ .out_fd = q->out ? -1 : fds[nchain == 1 ? 0 : 2], .out = q->out, .out_ctx = q->ctx };
-	for (size_t k = nchain; k-- > 0;) {
-		const struct intake_night *n = chain[k];
-		struct intake_secret s;
-		if ((r = intake_secret_open(&n->m, pk, sk, &s)) < 0)
+	if ((r = intake_secret_open(&chain[nchain - 1]->m, pk, sk, &f.s)) < 0)
+		goto out;
+	size = f.s.dump_size;
+	if (nchain == 1) {
+		/* a full night alone: checked against its own digest */
+		if ((r = rebuild_night(v, chain[0], &f.s, NULL, &last, true, obj, plain)) < 0)
 			goto out;
-		/* the full night is checked only when it is the night asked for:
-		 * a chain is checked once, against its last night's digest */
-		r = rebuild_night(v, n, &s, comp, nchain == 1 ? &last : &full, nchain == 1, obj, plain);
-		size = s.dump_size;
-		if (r == 0 && k == nchain - 1 && nchain > 1)
-			r = rchain_new(fds[0], s.dump_size, fds[1], &comp);
-		if (r == 0 && k == 0 && nchain > 1)
-			r = write_night(comp, n, &s, &last);
+	} else {
+		/* the deltas composed first (they need only the full night's
+		 * size), then the full night decompressed by a thread while the
+		 * night asked for is written from it: the chain is checked once,
+		 * against its last night's digest */
+		struct intake_secret s;
+		if ((r = rchain_new(fds[0], f.s.dump_size, fds[1], &comp)) < 0)
+			goto out;
+		for (size_t k = nchain - 1; k-- > 0;) {
+			if ((r = intake_secret_open(&chain[k]->m, pk, sk, &s)) < 0)
+				goto out;
+			r = rebuild_night(v, chain[k], &s, comp, &full, false, obj, plain);
+			size = s.dump_size;
+			if (k)
+				sodium_memzero(&s, sizeof(s));
+			if (r < 0)
+				goto out;
+		}
+		f.v = v;
+		f.n = chain[nchain - 1];
+		f.b = &full;
+		f.obj = obj;
+		f.plain = plain;
+		full.fill = &f;
+		if ((r = pthread_create(&fill_th, NULL, fill_run, &f)) != 0) {
+			sodium_memzero(&s, sizeof(s));
+			r = err_set(r, "cannot start a thread: %s", strerror(r));
+			goto out;
+		}
+		filling = true;
+		rchain_wait_full(comp, fill_wait, &f);
+		r = write_night(comp, chain[0], &s, &last);
 		sodium_memzero(&s, sizeof(s));
 		if (r < 0)
+			goto out;
+		pthread_join(fill_th, NULL);
+		filling = false;
+		if ((r = f.r) < 0)
 			goto out;
 	}
 	if (!q->out) {
@@ -314,6 +404,10 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 	memcpy(ret->night, target->night, sizeof(ret->night));
 	memcpy(ret->full, chain[nchain - 1]->night, sizeof(ret->full));
 out:
+	if (filling) { /* the writer failed: the thread ends once the full night is written or fails */
+		pthread_join(fill_th, NULL);
+	}
+	sodium_memzero(&f.s, sizeof(f.s));
 	rchain_free(comp);
 	for (int i = 0; i < 3; i++) {
 		if (fds[i] >= 0) {
