@@ -388,7 +388,7 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 	uint64_t t0 = clock_mono_usec();
 	long tables = 0;
 	long long rows = 0;
-	int rc, r;
+	int rc, r, pr;
 
 	dir[0] = dump[0] = 0;
 	sigaction(SIGPIPE, &ign, &old_pipe); /* pg_restore gone: EPIPE, and its status says why */
@@ -465,16 +465,20 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 		q.out = stream_out;
 		q.ctx = &st;
 		r = intake_rebuild(&q, &got);
-		if (stream_end(&st) != 0) { /* pg_restore's failure first: it made the rest fail */
-			fprintf(stderr, "bascule intake restore: --load: the night was not loaded into %s%s\n", c.dbname,
-				st.created ? " (the database is dropped)" : "");
-			goto out;
-		}
+		/* a rebuild that failed cut pg_restore's input short: its error
+		 * comes first (5 for a damaged night); a pg_restore that failed
+		 * on its own did not stop the rebuild (stream_out goes on) */
+		pr = stream_end(&st);
 		if (r < 0) {
 			rc = st.failed ? EXIT_FAIL : cmd_fail("intake restore", r);
 			if (st.started || (st.created && !st.failed))
 				fprintf(stderr, "bascule intake restore: --load: %s\n", st.created ? "the database is dropped"
 					: "the database holds what was loaded before the failure: empty it before loading again");
+			goto out;
+		}
+		if (pr != 0) {
+			fprintf(stderr, "bascule intake restore: --load: the night was not loaded into %s%s\n", c.dbname,
+				st.created ? " (the database is dropped)" : "");
 			goto out;
 		}
 		if ((rc = run_pg(post, st.env, 0, &res)) != 0) {
