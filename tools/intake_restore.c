@@ -53,6 +53,7 @@ struct fill {
 	uint64_t filled;
 	bool done;
 	int r;
+	char msg[1024];          /* the thread's sentence for R (err_set's are thread-local) */
 	/* the thread's work */
 	struct vstore *v;
 	const struct intake_night *n;
@@ -80,7 +81,8 @@ static int fill_wait(void *ctx, uint64_t end)
 	pthread_mutex_lock(&f->mu);
 	while (f->filled < end && !f->done)
 		pthread_cond_wait(&f->cv, &f->mu);
-	r = f->filled >= end ? 0 : f->r ? f->r : err_set(EBADMSG, "night %s: the full night ends early", f->n->night);
+	r = f->filled >= end ? 0 : f->r ? err_set(-f->r, "%s", f->msg)
+				 : err_set(EBADMSG, "night %s: the full night ends early", f->n->night);
 	pthread_mutex_unlock(&f->mu);
 	return r;
 }
@@ -223,6 +225,8 @@ static void *fill_run(void *ctx)
 	struct fill *f = ctx;
 	int r = rebuild_night(f->v, f->n, &f->s, NULL, f->b, false, f->obj, f->plain);
 
+	if (r < 0)
+		snprintf(f->msg, sizeof(f->msg), "%s", err_msg(r));
 	fill_set(f, f->filled, true, r);
 	return NULL;
 }
@@ -364,7 +368,7 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 				goto out;
 			r = rebuild_night(v, chain[k], &s, comp, &full, false, obj, plain);
 			size = s.dump_size;
-			if (k)
+			if (k || r < 0)
 				sodium_memzero(&s, sizeof(s));
 			if (r < 0)
 				goto out;
@@ -388,8 +392,10 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 			goto out;
 		pthread_join(fill_th, NULL);
 		filling = false;
-		if ((r = f.r) < 0)
+		if (f.r < 0) {
+			r = err_set(-f.r, "%s", f.msg);
 			goto out;
+		}
 	}
 	if (!q->out) {
 		int l = nchain == 1 ? 0 : 2;

@@ -113,8 +113,9 @@ struct intake_load_opts {
 	const char *tmpdir;   /* where the rebuilt dump waits (NULL: $TMPDIR or /var/tmp) */
 	const char *pg_bin;   /* the directory of pg_restore (NULL: PATH) */
 };
-/* Rebuild Q's night into a scratch file, create the database, pg_restore
- * it and check every table of the dump is there; prints its errors and
+/* Create the database, stream Q's night into pg_restore as it is rebuilt
+ * (post-data --jobs N from a scratch copy) and check every table of the
+ * dump is there; prints its errors and
  * the final line "loaded NIGHT into DB: T tables, R rows, S s".  Returns an
  * EXIT_* code. */
 int intake_load(const struct intake_rebuild_req *q, const struct intake_load_opts *o);
