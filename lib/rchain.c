@@ -37,6 +37,8 @@ struct rchain {
 	size_t have, want;      /* header bytes read, needed */
 	uint64_t lit_left;      /* literal bytes of the current command still to come */
 	bool magic_ok, ended;
+	rchain_wait_fn wait;    /* the full dump still filling (rchain_wait_full) */
+	void *wait_ctx;
 };
 
 static int add(struct night *n, uint64_t src, uint64_t len)
@@ -241,7 +243,10 @@ int rchain_write(struct rchain *c, rchain_out_fn out, void *ctx)
 		uint64_t src = e->src & ~LIT_BIT, left = e->len;
 		while (left && r == 0) {
 			size_t take = BUF_LEN - fill < left ? BUF_LEN - fill : (size_t)left;
-			ssize_t got = fs_pread_full(fd, buf + fill, take, src);
+			ssize_t got;
+			if (fd == c->full_fd && c->wait && (r = c->wait(c->wait_ctx, src + take)) < 0)
+				break;
+			got = fs_pread_full(fd, buf + fill, take, src);
 			if (got != (ssize_t)take) {
 				r = err_set(got < 0 ? (int)-got : EIO, "cannot read the %s at %llu: %s",
 					    fd == c->lit_fd ? "chain's literal bytes" : "full dump",
@@ -261,6 +266,12 @@ int rchain_write(struct rchain *c, rchain_out_fn out, void *ctx)
 		r = out(ctx, buf, fill);
 	free(buf);
 	return r;
+}
+
+void rchain_wait_full(struct rchain *c, rchain_wait_fn wait, void *ctx)
+{
+	c->wait = wait;
+	c->wait_ctx = ctx;
 }
 
 size_t rchain_extents(const struct rchain *c)

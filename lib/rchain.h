@@ -31,6 +31,14 @@ int rchain_end(struct rchain *c, uint64_t *ret_size);
 /* The night the chain stands at, to OUT in order, in pieces of at most
  * 1 MiB. */
 int rchain_write(struct rchain *c, rchain_out_fn out, void *ctx);
+/* The full dump's file may still be filling while rchain_write reads it
+ * (it is decompressed by another thread): before reading up to byte END
+ * of it, rchain_write calls WAIT(CTX, END), which returns once the file
+ * holds that much (0) or never will (a negative errno, which rchain_write
+ * returns).  The deltas need only the full dump's size: they can be fed
+ * before it is there. */
+typedef int (*rchain_wait_fn)(void *ctx, uint64_t end);
+void rchain_wait_full(struct rchain *c, rchain_wait_fn wait, void *ctx);
 /* Extents the chain holds (for tests and figures). */
 size_t rchain_extents(const struct rchain *c);
 void rchain_free(struct rchain *c);

@@ -1,9 +1,11 @@
-/* intake_load.c - bascule intake restore --load URL: rebuild a night (as
- * --to does, verified against the signed digest of the original) into a
- * private scratch directory, create the database URL names (or refuse a
- * non-empty one unless --replace), run `pg_restore --exit-on-error --jobs N`
- * into it and check that every TABLE DATA entry of the dump's table of
- * contents is a table of the loaded database (docs/hybrid.md, "Recovery").
+/* intake_load.c - bascule intake restore --load URL: create the database
+ * URL names (or refuse a non-empty one unless --replace), stream the night
+ * into `pg_restore --exit-on-error` (schema and data) as it is rebuilt (as
+ * --to rebuilds it, verified against the signed digest of the original),
+ * keeping a scratch copy from which `pg_restore --section=post-data --jobs
+ * N` builds the indexes and constraints, and check that every TABLE DATA
+ * entry of the dump's table of contents is a table of the loaded database
+ * (docs/hybrid.md, "Recovery").
  *
  * The password of URL is never on a command line nor in a message: the
  * connections are opened from the parsed options, and pg_restore gets the
@@ -11,9 +13,13 @@
 #include "clock.h"
 #include "cmd.h"
 #include "err.h"
+#include "fsutil.h"
 #include "intake_tool.h"
 #include "subproc.h"
+#include <fcntl.h>
 #include <libpq-fe.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,10 +188,27 @@ static char *conninfo_nopass(const struct conn *c)
 	"WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' " \
 	"AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')"
 
-/* pg_restore ARGV: 0, or EXIT_FAIL after printing its status and what it said. */
-static int run_pg(const char *const *argv, const char *const *env, struct subproc_result *res)
+/* The end of what a failed pg_restore said (its error is not always its
+ * last line: "Command was: ..." follows it), whole lines, at most ~4 KiB. */
+static const char *pg_said(struct subproc_result *res)
 {
-	struct subproc_opts o = { .env = env, .output_max = SUBPROC_OUTPUT_LIMIT };
+	const char *p;
+
+	(void)subproc_last_line(res); /* the trailing newlines and blanks removed */
+	if (!res->output || !res->output[0])
+		return "(no output)";
+	if (res->output_len <= 4096)
+		return res->output;
+	for (p = res->output + res->output_len - 4096; *p && *p != '\n'; p++)
+		;
+	return *p ? p + 1 : subproc_said(res);
+}
+
+/* pg_restore ARGV (its stdin STDIN_FD, 0: none): 0, or EXIT_FAIL after
+ * printing its status and what it said. */
+static int run_pg(const char *const *argv, const char *const *env, int stdin_fd, struct subproc_result *res)
+{
+	struct subproc_opts o = { .env = env, .output_max = SUBPROC_OUTPUT_LIMIT, .stdin_fd = stdin_fd };
 	int r = subproc_run(argv, &o, res);
 
 	if (r < 0) {
@@ -195,10 +218,10 @@ static int run_pg(const char *const *argv, const char *const *env, struct subpro
 	if (res->exit_status != 0) {
 		if (res->exit_status < 0)
 			fprintf(stderr, "bascule intake restore: --load: %s was killed by signal %d:\n%s\n",
-				argv[0], res->term_signal, subproc_said(res));
+				argv[0], res->term_signal, pg_said(res));
 		else
 			fprintf(stderr, "bascule intake restore: --load: %s exited %d:\n%s\n", argv[0],
-				res->exit_status, subproc_said(res));
+				res->exit_status, pg_said(res));
 		subproc_result_free(res);
 		return EXIT_FAIL;
 	}
@@ -211,7 +234,7 @@ static int check_tables(PGconn *pg, const char *pg_restore, const char *dump, lo
 {
 	const char *argv[] = { pg_restore, "-l", dump, NULL };
 	struct subproc_result res = { 0 };
-	int r = run_pg(argv, NULL, &res);
+	int r = run_pg(argv, NULL, 0, &res);
 
 	*tables = 0;
 	*rows = 0;
@@ -264,38 +287,135 @@ static int check_tables(PGconn *pg, const char *pg_restore, const char *dump, lo
 	return r;
 }
 
+/* The streamed load: the schema and the data go into pg_restore on a pipe
+ * as the night is rebuilt (pg_restore runs in a thread of its own, waited
+ * for there), and into the scratch copy that the post-data step (indexes,
+ * constraints, grants: --jobs N, which wants a file) and the checks read. */
+struct stream {
+	struct conn *c;
+	PGconn *adm;
+	const struct intake_load_opts *lo;
+	bool exists, created, started, failed; /* failed: START printed why */
+	const char *const *argv, *const *env;  /* pg_restore of the schema and the data, from stdin */
+	int rfd, wfd, copy_fd;
+	bool reader_gone;                      /* pg_restore no longer reads: its status tells why */
+	pthread_t th;
+	int rc;                                /* pg_restore's: 0 or EXIT_FAIL (printed) */
+	struct subproc_result res;
+};
+
+static void *stream_run(void *ctx)
+{
+	struct stream *st = ctx;
+
+	st->rc = run_pg(st->argv, st->env, st->rfd, &st->res);
+	subproc_result_free(&st->res);
+	close(st->rfd); /* a write still blocked on the pipe gets EPIPE */
+	st->rfd = -1;
+	return NULL;
+}
+
+/* intake_rebuild's START: the database made ready, pg_restore started on the pipe. */
+static int stream_start(void *ctx, const char *night)
+{
+	struct stream *st = ctx;
+	int p[2], e;
+
+	if (st->exists && st->lo->replace && sql_ident(st->adm, "DROP DATABASE ", st->c->dbname, "") < 0)
+		goto fail;
+	if (!st->exists || st->lo->replace) {
+		if (sql_ident(st->adm, "CREATE DATABASE ", st->c->dbname, " TEMPLATE template0") < 0)
+			goto fail;
+		st->created = true;
+	} /* else an empty database of the operator's: loaded into, never dropped */
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return err_set(errno, "cannot make a pipe to pg_restore: %s", strerror(errno));
+	st->rfd = p[0];
+	st->wfd = p[1];
+	(void)fcntl(p[1], F_SETPIPE_SZ, 1 << 20); /* the night comes in 1 MiB pieces: fewer wake-ups */
+	if ((e = pthread_create(&st->th, NULL, stream_run, st)) != 0) {
+		close(p[0]);
+		close(p[1]);
+		st->rfd = st->wfd = -1;
+		return err_set(e, "cannot start pg_restore for night %s: %s", night, strerror(e));
+	}
+	st->started = true;
+	return 0;
+fail:
+	st->failed = true;
+	return -ECANCELED;
+}
+
+/* intake_rebuild's OUT: the night to the scratch copy and to pg_restore. */
+static int stream_out(void *ctx, const uint8_t *p, size_t n)
+{
+	struct stream *st = ctx;
+	int r = fs_write_full(st->copy_fd, p, n);
+
+	if (r < 0)
+		return err_set(-r, "cannot write the rebuilt dump's scratch copy: %s (--tmp DIR chooses where it is "
+				   "kept while it loads)", strerror(-r));
+	if (!st->reader_gone && (r = fs_write_full(st->wfd, p, n)) < 0) {
+		if (r != -EPIPE)
+			return err_set(-r, "cannot write to pg_restore: %s", strerror(-r));
+		st->reader_gone = true;
+	}
+	return 0;
+}
+
+/* The end of the stream: pg_restore's EOF, and its status. */
+static int stream_end(struct stream *st)
+{
+	if (!st->started)
+		return 0;
+	close(st->wfd);
+	st->wfd = -1;
+	pthread_join(st->th, NULL);
+	st->started = false;
+	return st->rc;
+}
+
 int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_opts *lo)
 {
 	struct intake_rebuild_req q = *q0;
 	struct conn c;
-	PGconn *adm = NULL, *pg = NULL;
+	PGconn *pg = NULL;
 	const char *maint;
 	char dir[4096], dump[4200], jobs[16], *ci = NULL, *penv = NULL, pg_restore[4200];
 	struct intake_rebuilt got;
-	bool exists = false, created = false;
+	struct stream st = { .c = &c, .lo = lo, .rfd = -1, .wfd = -1, .copy_fd = -1 };
+	struct sigaction ign = { .sa_handler = SIG_IGN }, old_pipe;
 	uint64_t t0 = clock_mono_usec();
 	long tables = 0;
 	long long rows = 0;
-	int rc, r;
+	int rc, r, pr;
 
 	dir[0] = dump[0] = 0;
+	sigaction(SIGPIPE, &ign, &old_pipe); /* pg_restore gone: EPIPE, and its status says why */
 	if ((rc = conn_parse(lo->url, &c)) != 0)
 		goto out;
 	snprintf(pg_restore, sizeof(pg_restore), "%s%s%s", lo->pg_bin ? lo->pg_bin : "", lo->pg_bin ? "/" : "",
 		 "pg_restore");
+	if (lo->pg_bin && access(pg_restore, X_OK) < 0) {
+		fprintf(stderr, "bascule intake restore: --pg-bin %s: no executable pg_restore there (%s): name the "
+				"directory of PostgreSQL's programs, e.g. /usr/lib/postgresql/15/bin\n", lo->pg_bin,
+			strerror(errno));
+		rc = EXIT_USAGE;
+		goto out;
+	}
 	/* before the rebuild (minutes for a long chain): can the database be loaded? */
 	maint = strcmp(c.dbname, "postgres") ? "postgres" : "template1";
 	rc = EXIT_FAIL;
-	if (!(adm = conn_open(&c, maint)))
+	if (!(st.adm = conn_open(&c, maint)))
 		goto out;
 	{
 		const char *p[1] = { c.dbname };
-		long n = sql_long(adm, "SELECT count(*) FROM pg_database WHERE datname = $1", 1, p);
+		long n = sql_long(st.adm, "SELECT count(*) FROM pg_database WHERE datname = $1", 1, p);
 		if (n < 0)
 			goto out;
-		exists = n > 0;
+		st.exists = n > 0;
 	}
-	if (exists) {
+	if (st.exists) {
 		long n;
 		if (!(pg = conn_open(&c, NULL)) || (n = sql_long(pg, COUNT_RELATIONS, 0, NULL)) < 0)
 			goto out;
@@ -307,7 +427,13 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 			goto out;
 		}
 	}
-	/* the rebuilt dump, in a private directory, removed at the end */
+	snprintf(jobs, sizeof(jobs), "%u", lo->jobs);
+	if (!(ci = conninfo_nopass(&c)) || (c.password && asprintf(&penv, "PGPASSWORD=%s", c.password) < 0)) {
+		penv = NULL;
+		fprintf(stderr, "bascule intake restore: --load: out of memory\n");
+		goto out;
+	}
+	/* the scratch copy of the night, in a private directory, removed at the end */
 	snprintf(dir, sizeof(dir), "%s/bascule-load-XXXXXX", lo->tmpdir ? lo->tmpdir : getenv("TMPDIR") ?: "/var/tmp");
 	if (!mkdtemp(dir)) {
 		fprintf(stderr, "bascule intake restore: --load: cannot create %s: %s (--tmp DIR chooses where the "
@@ -316,38 +442,48 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 		goto out;
 	}
 	snprintf(dump, sizeof(dump), "%s/night.dump", dir);
-	q.to = dump;
-	q.scratch = true;
-	if ((r = intake_rebuild(&q, &got)) < 0) {
-		rc = cmd_fail("intake restore", r);
-		dump[0] = 0; /* not created */
-		goto out;
-	}
-	/* the database: new, or dropped and created again with --replace */
-	if (exists && lo->replace && sql_ident(adm, "DROP DATABASE ", c.dbname, "") < 0)
-		goto out;
-	if (!exists || lo->replace) {
-		if (sql_ident(adm, "CREATE DATABASE ", c.dbname, " TEMPLATE template0") < 0)
-			goto out;
-		created = true;
-	} /* else an empty database of the operator's: loaded into, never dropped */
-	snprintf(jobs, sizeof(jobs), "%u", lo->jobs);
-	if (!(ci = conninfo_nopass(&c)) || (c.password && asprintf(&penv, "PGPASSWORD=%s", c.password) < 0)) {
-		penv = NULL;
-		fprintf(stderr, "bascule intake restore: --load: out of memory\n");
+	if ((st.copy_fd = open(dump, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0) {
+		fprintf(stderr, "bascule intake restore: --load: cannot create %s: %s\n", dump, strerror(errno));
+		dump[0] = 0;
 		goto out;
 	}
 	{
 		/* the client's roles are not the operator's: unless --owners, the
 		 * connecting role owns everything and no GRANT names a missing role */
-		const char *argv[] = { pg_restore, "--exit-on-error", "--no-password", "--jobs", jobs, "-d", ci,
-				       lo->owners ? dump : "--no-owner", lo->owners ? NULL : "--no-privileges", dump, NULL };
+		const char *own[] = { "--no-owner", "--no-privileges" };
+		const char *argv[] = { pg_restore, "--exit-on-error", "--no-password", "--section=pre-data",
+				       "--section=data", "-d", ci, lo->owners ? NULL : own[0], own[1], NULL };
+		const char *post[] = { pg_restore, "--exit-on-error", "--no-password", "--section=post-data", "--jobs",
+				       jobs, "-d", ci, lo->owners ? dump : own[0], lo->owners ? NULL : own[1], dump, NULL };
 		const char *env[] = { penv, NULL };
 		struct subproc_result res = { 0 };
-		if ((rc = run_pg(argv, penv ? env : NULL, &res)) != 0) {
-			fprintf(stderr, "bascule intake restore: --load: night %s was not loaded into %s%s\n",
-				got.night, c.dbname, created ? " (the database is dropped)" : "");
-			rc = EXIT_FAIL;
+
+		st.argv = argv;
+		st.env = penv ? env : NULL;
+		q.to = dump; /* the scratch files' names: DUMP.restoring-N */
+		q.start = stream_start;
+		q.out = stream_out;
+		q.ctx = &st;
+		r = intake_rebuild(&q, &got);
+		/* a rebuild that failed cut pg_restore's input short: its error
+		 * comes first (5 for a damaged night); a pg_restore that failed
+		 * on its own did not stop the rebuild (stream_out goes on) */
+		pr = stream_end(&st);
+		if (r < 0) {
+			rc = st.failed ? EXIT_FAIL : cmd_fail("intake restore", r);
+			if (st.started || (st.created && !st.failed))
+				fprintf(stderr, "bascule intake restore: --load: %s\n", st.created ? "the database is dropped"
+					: "the database holds what was loaded before the failure: empty it before loading again");
+			goto out;
+		}
+		if (pr != 0) {
+			fprintf(stderr, "bascule intake restore: --load: the night was not loaded into %s%s\n", c.dbname,
+				st.created ? " (the database is dropped)" : "");
+			goto out;
+		}
+		if ((rc = run_pg(post, st.env, 0, &res)) != 0) {
+			fprintf(stderr, "bascule intake restore: --load: the indexes and constraints of night %s were not "
+					"made in %s%s\n", got.night, c.dbname, st.created ? " (the database is dropped)" : "");
 			goto out;
 		}
 		subproc_result_free(&res);
@@ -356,18 +492,21 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 	if (!(pg = conn_open(&c, NULL)) || check_tables(pg, pg_restore, dump, &tables, &rows) != 0) {
 		fprintf(stderr, "bascule intake restore: --load: the loaded database %s fails its checks (left as "
 				"it is, to look at)\n", c.dbname);
-		created = false;
+		st.created = false;
 		goto out;
 	}
-	created = false; /* loaded and checked: kept */
+	st.created = false; /* loaded and checked: kept */
 	rc = EXIT_OK;
 	printf("loaded %s into %s: %ld tables, %lld rows, %.1f s\n", got.night, c.dbname, tables, rows,
 	       (double)(clock_mono_usec() - t0) / 1e6);
 out:
 	PQfinish(pg);
-	if (created && adm)
-		(void)sql_ident(adm, "DROP DATABASE IF EXISTS ", c.dbname, "");
-	PQfinish(adm);
+	stream_end(&st);
+	if (st.created && st.adm)
+		(void)sql_ident(st.adm, "DROP DATABASE IF EXISTS ", c.dbname, "");
+	PQfinish(st.adm);
+	if (st.copy_fd >= 0)
+		close(st.copy_fd);
 	if (dump[0])
 		unlink(dump);
 	if (dir[0])
@@ -378,5 +517,6 @@ out:
 		free(penv);
 	}
 	PQconninfoFree(c.o);
+	sigaction(SIGPIPE, &old_pipe, NULL);
 	return rc;
 }

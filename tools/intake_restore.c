@@ -9,7 +9,9 @@
  * against the digest of the original sealed in its manifest (a delta
  * making a night of another size than its manifest's fails at once).
  * Three files at most are on disk at a time, next to --to; memory is a
- * few extents per changed range. */
+ * few extents per changed range.  For --load (tools/intake_load.c) the
+ * night asked for is not written to a file but handed on as it is made,
+ * once every object of the chain has been checked. */
 #include "cmd.h"
 #include "clock.h"
 #include "err.h"
@@ -19,14 +21,20 @@
 #include "vstore.h"
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <zstd.h>
 
+struct fill;
+
 struct rebuild {
-	int out_fd;
+	int out_fd;              /* the dump's file, or -1: to OUT */
+	int (*out)(void *ctx, const uint8_t *p, size_t n);
+	void *out_ctx;
+	struct fill *fill;       /* the full night filling while it is read (NULL: not) */
 	crypto_generichash_state h;
 	uint64_t size;
 	struct rchain *chain;    /* NULL for a full night: the delta is composed onto it */
@@ -36,15 +44,60 @@ struct rebuild {
 	bool frame_done;
 };
 
+/* The full night of a chain is decompressed into its file by a thread
+ * while the night asked for is written from it (rchain_wait_full): how far
+ * the file is filled, and how the thread ended. */
+struct fill {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t filled;
+	bool done;
+	int r;
+	char msg[1024];          /* the thread's sentence for R (err_set's are thread-local) */
+	/* the thread's work */
+	struct vstore *v;
+	const struct intake_night *n;
+	struct intake_secret s;
+	struct rebuild *b;
+	uint8_t *obj, *plain;
+};
+
+static void fill_set(struct fill *f, uint64_t filled, bool done, int r)
+{
+	pthread_mutex_lock(&f->mu);
+	f->filled = filled;
+	f->done |= done;
+	if (r < 0 && !f->r)
+		f->r = r;
+	pthread_cond_broadcast(&f->cv);
+	pthread_mutex_unlock(&f->mu);
+}
+
+static int fill_wait(void *ctx, uint64_t end)
+{
+	struct fill *f = ctx;
+	int r;
+
+	pthread_mutex_lock(&f->mu);
+	while (f->filled < end && !f->done)
+		pthread_cond_wait(&f->cv, &f->mu);
+	r = f->filled >= end ? 0 : f->r ? err_set(-f->r, "%s", f->msg)
+				 : err_set(EBADMSG, "night %s: the full night ends early", f->n->night);
+	pthread_mutex_unlock(&f->mu);
+	return r;
+}
+
 static int to_file(void *ctx, const uint8_t *p, size_t n)
 {
 	struct rebuild *b = ctx;
-	int r = fs_write_full(b->out_fd, p, n);
+	int r = b->out_fd < 0 ? b->out(b->out_ctx, p, n) : fs_write_full(b->out_fd, p, n);
 
 	if (r < 0)
-		return err_set(-r, "cannot write the restored dump: %s", strerror(-r));
+		return b->out_fd < 0 ? r : err_set(-r, "cannot write the restored dump: %s", strerror(-r));
 	crypto_generichash_update(&b->h, p, n);
 	b->size += n;
+	if (b->fill)
+		fill_set(b->fill, b->size, false, 0);
 	return 0;
 }
 
@@ -70,12 +123,33 @@ static int unzstd(struct rebuild *b, const uint8_t *p, size_t n)
 	return 0;
 }
 
-/* Rebuild night N: a full night into OUT_FD (its digest checked when
- * VERIFY), a delta composed onto CHAIN (its size checked). */
-static int rebuild_night(struct vstore *v, const struct intake_night *n, const struct intake_secret *s,
-			 struct rchain *chain, int out_fd, bool verify, uint8_t *obj, uint8_t *plain)
+/* Object I of night N into OBJ (INTAKE_OBJECT_MAX + 1 bytes), checked
+ * against its signed size and digest: 0, or -EBADMSG naming it. */
+static int object_read(struct vstore *v, const struct intake_night *n, uint32_t i, uint8_t *obj)
 {
-	struct rebuild b = { .out_fd = out_fd, .chain = chain };
+	const struct intake_object *o = &n->m.objects[i];
+	char name[128];
+	uint8_t d[32];
+	ssize_t got;
+
+	intake_object_name(&n->m, i, name, sizeof(name));
+	got = vstore_read(v, name, 0, obj, (size_t)o->size + 1);
+	if (got >= 0)
+		crypto_generichash(d, 32, obj, (size_t)got, NULL, 0);
+	if (got != (ssize_t)o->size || sodium_memcmp(d, o->digest, 32) != 0)
+		return err_set(EBADMSG, "night %s: object %s is %s", n->night, name,
+			       got < 0 ? "MISSING" : got < (ssize_t)o->size ? "TRUNCATED" : "DAMAGED (its digest "
+			       "differs from the signed one)");
+	return 0;
+}
+
+/* Rebuild night N: a full night to B's file or OUT (its digest checked
+ * when VERIFY), a delta composed onto CHAIN (its size checked). */
+static int rebuild_night(struct vstore *v, const struct intake_night *n, const struct intake_secret *s,
+			 struct rchain *chain, const struct rebuild *b0, bool verify, uint8_t *obj, uint8_t *plain)
+{
+	struct rebuild b = { .out_fd = b0->out_fd, .out = b0->out, .out_ctx = b0->out_ctx, .fill = b0->fill,
+			     .chain = chain };
 	crypto_secretstream_xchacha20poly1305_state ss;
 	uint64_t fed = 0;
 	uint8_t d[32];
@@ -97,18 +171,10 @@ static int rebuild_night(struct vstore *v, const struct intake_night *n, const s
 		uint8_t ad[256], tag;
 		unsigned long long plen;
 		size_t adlen = intake_object_ad(&n->m, i, ad, sizeof(ad));
-		ssize_t got;
 
-		intake_object_name(&n->m, i, name, sizeof(name));
-		got = vstore_read(v, name, 0, obj, (size_t)o->size + 1);
-		if (got >= 0)
-			crypto_generichash(d, 32, obj, (size_t)got, NULL, 0);
-		if (got != (ssize_t)o->size || sodium_memcmp(d, o->digest, 32) != 0) {
-			r = err_set(EBADMSG, "night %s: object %s is %s", n->night, name,
-				    got < 0 ? "MISSING" : got < (ssize_t)o->size ? "TRUNCATED" : "DAMAGED (its digest "
-				    "differs from the signed one)");
+		if ((r = object_read(v, n, i, obj)) < 0)
 			goto out;
-		}
+		intake_object_name(&n->m, i, name, sizeof(name));
 		if (crypto_secretstream_xchacha20poly1305_pull(&ss, plain, &plen, &tag, obj, (size_t)o->size, ad,
 							       adlen) != 0 ||
 		    (tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL) != (i + 1 == n->m.n)) {
@@ -154,12 +220,23 @@ out:
 	return r;
 }
 
-/* The night CHAIN stands at (N, whose secret is S) into OUT_FD, checked
- * against the digest of the original. */
-static int write_night(struct rchain *chain, const struct intake_night *n, const struct intake_secret *s,
-		       int out_fd)
+static void *fill_run(void *ctx)
 {
-	struct rebuild b = { .out_fd = out_fd };
+	struct fill *f = ctx;
+	int r = rebuild_night(f->v, f->n, &f->s, NULL, f->b, false, f->obj, f->plain);
+
+	if (r < 0)
+		snprintf(f->msg, sizeof(f->msg), "%s", err_msg(r));
+	fill_set(f, f->filled, true, r);
+	return NULL;
+}
+
+/* The night CHAIN stands at (N, whose secret is S) to B0's file or OUT,
+ * checked against the digest of the original. */
+static int write_night(struct rchain *chain, const struct intake_night *n, const struct intake_secret *s,
+		       const struct rebuild *b0)
+{
+	struct rebuild b = { .out_fd = b0->out_fd, .out = b0->out, .out_ctx = b0->out_ctx };
 	uint8_t d[32];
 	int r;
 
@@ -185,9 +262,13 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 	int fds[3] = { -1, -1, -1 }, r;
 	struct rchain *comp = NULL;
 	struct vstore *v = NULL;
+	struct rebuild full, last; /* where the full night and the night asked for go */
+	struct fill f = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+	pthread_t fill_th;
+	bool filling = false;
 	uint64_t t0 = clock_mono_usec(), size = 0;
 
-	if (access(to, F_OK) == 0)
+	if (!q->out && access(to, F_OK) == 0)
 		return err_set(EEXIST, "%s exists already (restore never overwrites: choose another --to)", to);
 	if ((r = intake_scan(q->dir, client, false, &c)) < 0)
 		goto out;
@@ -241,11 +322,19 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 		r = -ENOMEM;
 		goto out;
 	}
-	/* 0: the full night, 1: the deltas' literal bytes, 2: the night asked for */
-	for (int i = 0; i < 3; i++) {
+	if (q->out) {
+		/* before anything is loaded: every object of the chain is the one signed */
+		for (size_t k = 0; k < nchain; k++)
+			for (uint32_t i = 0; i < chain[k]->m.n; i++)
+				if ((r = object_read(v, chain[k], i, obj)) < 0)
+					goto out;
+		if ((r = q->start(q->ctx, target->night)) < 0)
+			goto out;
+	}
+	/* 0: the full night, 1: the deltas' literal bytes, 2: the night asked
+	 * for (to OUT instead with --load; a full night alone goes there at once) */
+	for (int i = 0; i < (nchain == 1 ? 1 : 3) - (q->out ? 1 : 0); i++) {
 		snprintf(tmp[i], sizeof(tmp[i]), "%s.restoring-%d", to, i);
-		if (i == 1 && nchain == 1)
-			break;
 		/* a stale file (an earlier run's) or a planted symlink is removed,
 		 * never followed or written through */
 		if (unlink(tmp[i]) < 0 && errno != ENOENT) {
@@ -257,37 +346,74 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 			goto out;
 		}
 	}
-	for (size_t k = nchain; k-- > 0;) {
-		const struct intake_night *n = chain[k];
-		struct intake_secret s;
-		if ((r = intake_secret_open(&n->m, pk, sk, &s)) < 0)
+	full = (struct rebuild){ .out_fd = fds[0] };
+	last = (struct rebuild){ .out_fd = q->out ? -1 : fds[nchain == 1 ? 0 : 2], .out = q->out, .out_ctx = q->ctx };
+	if ((r = intake_secret_open(&chain[nchain - 1]->m, pk, sk, &f.s)) < 0)
+		goto out;
+	size = f.s.dump_size;
+	if (nchain == 1) {
+		/* a full night alone: checked against its own digest */
+		if ((r = rebuild_night(v, chain[0], &f.s, NULL, &last, true, obj, plain)) < 0)
 			goto out;
-		/* the full night is checked only when it is the night asked for:
-		 * a chain is checked once, against its last night's digest */
-		r = rebuild_night(v, n, &s, comp, fds[0], nchain == 1, obj, plain);
-		size = s.dump_size;
-		if (r == 0 && k == nchain - 1 && nchain > 1)
-			r = rchain_new(fds[0], s.dump_size, fds[1], &comp);
-		if (r == 0 && k == 0 && nchain > 1)
-			r = write_night(comp, n, &s, fds[2]);
+	} else {
+		/* the deltas composed first (they need only the full night's
+		 * size), then the full night decompressed by a thread while the
+		 * night asked for is written from it: the chain is checked once,
+		 * against its last night's digest */
+		struct intake_secret s;
+		if ((r = rchain_new(fds[0], f.s.dump_size, fds[1], &comp)) < 0)
+			goto out;
+		for (size_t k = nchain - 1; k-- > 0;) {
+			if ((r = intake_secret_open(&chain[k]->m, pk, sk, &s)) < 0)
+				goto out;
+			r = rebuild_night(v, chain[k], &s, comp, &full, false, obj, plain);
+			size = s.dump_size;
+			if (k || r < 0)
+				sodium_memzero(&s, sizeof(s));
+			if (r < 0)
+				goto out;
+		}
+		f.v = v;
+		f.n = chain[nchain - 1];
+		f.b = &full;
+		f.obj = obj;
+		f.plain = plain;
+		full.fill = &f;
+		if ((r = pthread_create(&fill_th, NULL, fill_run, &f)) != 0) {
+			sodium_memzero(&s, sizeof(s));
+			r = err_set(r, "cannot start a thread: %s", strerror(r));
+			goto out;
+		}
+		filling = true;
+		rchain_wait_full(comp, fill_wait, &f);
+		r = write_night(comp, chain[0], &s, &last);
 		sodium_memzero(&s, sizeof(s));
 		if (r < 0)
 			goto out;
-	}
-	{
-		int last = nchain == 1 ? 0 : 2;
-		if ((!q->scratch && fsync(fds[last]) < 0) || link(tmp[last], to) < 0) {
-			r = err_set(errno, "cannot write %s: %s", to, strerror(errno));
+		pthread_join(fill_th, NULL);
+		filling = false;
+		if (f.r < 0) {
+			r = err_set(-f.r, "%s", f.msg);
 			goto out;
 		}
 	}
-	if (!q->scratch)
+	if (!q->out) {
+		int l = nchain == 1 ? 0 : 2;
+		if (fsync(fds[l]) < 0 || link(tmp[l], to) < 0) {
+			r = err_set(errno, "cannot write %s: %s", to, strerror(errno));
+			goto out;
+		}
 		fs_fsync_parent(to);
+	}
 	*ret = (struct intake_rebuilt){ .nights = nchain, .created = target->m.created, .size = size,
 					.seconds = (double)(clock_mono_usec() - t0) / 1e6 };
 	memcpy(ret->night, target->night, sizeof(ret->night));
 	memcpy(ret->full, chain[nchain - 1]->night, sizeof(ret->full));
 out:
+	if (filling) { /* the writer failed: the thread ends once the full night is written or fails */
+		pthread_join(fill_th, NULL);
+	}
+	sodium_memzero(&f.s, sizeof(f.s));
 	rchain_free(comp);
 	for (int i = 0; i < 3; i++) {
 		if (fds[i] >= 0) {

@@ -82,7 +82,16 @@ int intake_metrics(int argc, char **argv);
  * exclusively, never overwritten). */
 struct intake_rebuild_req {
 	const char *dir, *client, *night, *keyfile, *pfile, *to;
-	bool scratch;      /* TO is a scratch copy (--load): not made durable (no fsync) */
+	/* --load: with OUT, the night is not written to TO but handed to OUT
+	 * in order as it is rebuilt (its digest checked once it has all gone
+	 * there: a mismatch is -EBADMSG after the fact), TO naming only the
+	 * scratch files (TO.restoring-N, not made durable); START is called
+	 * first, once the key opened the chain and every object of it matched
+	 * its signed digest.  Both return 0 or a negative errno with a
+	 * sentence, which intake_rebuild returns. */
+	int (*start)(void *ctx, const char *night);
+	int (*out)(void *ctx, const uint8_t *p, size_t n);
+	void *ctx;
 };
 struct intake_rebuilt {
 	char night[11];
@@ -108,8 +117,9 @@ struct intake_load_opts {
 	const char *tmpdir;   /* where the rebuilt dump waits (NULL: $TMPDIR or /var/tmp) */
 	const char *pg_bin;   /* the directory of pg_restore (NULL: PATH) */
 };
-/* Rebuild Q's night into a scratch file, create the database, pg_restore
- * it and check every table of the dump is there; prints its errors and
+/* Create the database, stream Q's night into pg_restore as it is rebuilt
+ * (post-data --jobs N from a scratch copy) and check every table of the
+ * dump is there; prints its errors and
  * the final line "loaded NIGHT into DB: T tables, R rows, S s".  Returns an
  * EXIT_* code. */
 int intake_load(const struct intake_rebuild_req *q, const struct intake_load_opts *o);

@@ -22,11 +22,39 @@ row() {
 	shift 3
 	[ "$1" = -- ] && shift
 	"$@" < /dev/null > "$T/row.out" 2>&1 || rc=$?
+	row_judge "$cmd" "$code" "$word" "$rc" "$T/row.out" "$*"
+}
+# row_judge CMD CODE WORD RC OUT COMMAND: what row asserts of a command
+# that exited RC and printed OUT.
+row_judge() {
+	local cmd=$1 code=$2 word=$3 rc=$4 out=$5
 	N=$((N + 1))
 	SEEN["$cmd|$code"]=1
-	if [ "$rc" -ne "$code" ] || { [ -n "$word" ] && ! grep -qiF -- "$word" "$T/row.out"; }; then
-		FAILED+=("$cmd: '$*' exited $rc, want $code with '$word': $(head -c 400 "$T/row.out" | tr -d '\0' | tr '\n' ' ')")
+	if [ "$rc" -ne "$code" ] || { [ -n "$word" ] && ! grep -qiF -- "$word" "$out"; }; then
+		FAILED+=("$cmd: '$6' exited $rc, want $code with '$word': $(head -c 400 "$out" | tr -d '\0' | tr '\n' ' ')")
 	fi
+}
+# row_bg CMD CODE WORD -- COMMAND...: as row, but COMMAND runs in the
+# background (rows that each wait out the same lock run at once); rows_wait
+# waits for them all and judges each as row does.
+ROWS_BG=() ROWS_BG_PIDS=()
+row_bg() {
+	local i=${#ROWS_BG[@]} desc
+	desc="$1|$2|$3"
+	shift 3
+	[ "$1" = -- ] && shift
+	ROWS_BG+=("$desc|$*")
+	( rc=0; "$@" < /dev/null > "$T/row-bg.$i.out" 2>&1 || rc=$?; echo "$rc" > "$T/row-bg.$i.rc" ) &
+	ROWS_BG_PIDS+=($!)
+}
+rows_wait() {
+	local i cmd code word what
+	wait "${ROWS_BG_PIDS[@]}" || true
+	for i in "${!ROWS_BG[@]}"; do
+		IFS='|' read -r cmd code word what <<< "${ROWS_BG[i]}"
+		row_judge "$cmd" "$code" "$word" "$(cat "$T/row-bg.$i.rc" 2> /dev/null || echo 255)" "$T/row-bg.$i.out" "$what"
+	done
+	ROWS_BG=() ROWS_BG_PIDS=()
 }
 with_stdin() { local f=$1; shift; "$@" < "$f"; }
 as_user() { local u=$1; shift; setpriv --reuid="$u" --regid="$(id -g "$u")" --init-groups "$@"; }
@@ -429,11 +457,13 @@ stop_holder() { kill "$HOLDER" 2> /dev/null || true; wait "$HOLDER" 2> /dev/null
 wait_for 60 "the holder to take the replica's lock" '! flock -n "$T/replica/.bascule/lock" true'
 # verify reads beside the holder (under the apply lock), never 9
 row "replica verify" 0 "verifying beside it" -- "$B" replica verify "${R[@]}"
-row "replica recover" 9 "in use" -- "$B" replica recover "${R[@]}"
-row "replica rollback" 9 "in use" -- "$B" replica rollback "${R[@]}" --group vm1 --to "$point"
-row "replica promote" 9 "in use" -- "$B" replica promote "${R[@]}" --group vm2
-row "replica demote" 9 "in use" -- "$B" replica demote "${R[@]}" --group vm2
-row recv 9 "in use" -- "$B" recv --root "$T/replica" --key "$T/site.key"
+# (each waits the holder out on its own: all at once)
+row_bg "replica recover" 9 "in use" -- "$B" replica recover "${R[@]}"
+row_bg "replica rollback" 9 "in use" -- "$B" replica rollback "${R[@]}" --group vm1 --to "$point"
+row_bg "replica promote" 9 "in use" -- "$B" replica promote "${R[@]}" --group vm2
+row_bg "replica demote" 9 "in use" -- "$B" replica demote "${R[@]}" --group vm2
+row_bg recv 9 "in use" -- "$B" recv --root "$T/replica" --key "$T/site.key"
+rows_wait
 stop_holder
 
 # ---- trust-host: a real sshd in a namespace of its own

@@ -35,6 +35,14 @@ usermod -p '*' "$CU"
 mkdir -p "$IN"; chmod 755 "$IN"
 ship_enrol "$T/client" mairie "$IN" "$CU"
 [ "$(stat -c %U "$IN/mairie/incoming")" = "$CU" ] || fail "intake add --owner did not give incoming/ to $CU"
+# the prune account (docs/hybrid.md, "Retention"): not the client's, in the
+# group of incoming/ (2770: what the client creates inherits the group, and
+# the sftp server's umask 0007 leaves the nights' directories group-writable)
+PU=bsc-prune
+getent group bsc-intake >/dev/null || groupadd --system bsc-intake
+id "$PU" >/dev/null 2>&1 || useradd --system -M -d /nonexistent -s /usr/sbin/nologin "$PU"
+usermod -p '*' -aG bsc-intake "$PU"
+chgrp bsc-intake "$IN/mairie/incoming"; chmod 2770 "$IN/mairie/incoming"
 d="$T/ssh-operator"; mkdir -p "$d" /run/sshd
 ssh-keygen -q -t ed25519 -N "" -f "$d/host_key" -C operator
 ssh-keygen -q -t ed25519 -N "" -f "$T/client/id_ed25519" -C mairie
@@ -42,7 +50,7 @@ cp "$T/client/id_ed25519.pub" "$d/authorized_keys.$CU"
 { sshd_conf_head "$d" "$CU"; cat <<CONF; } > "$d/sshd_config"
 Match User $CU
 	ChrootDirectory $IN/%u
-	ForceCommand internal-sftp -P remove,rmdir,rename,posix-rename,setstat,fsetstat,lsetstat,symlink,hardlink
+	ForceCommand internal-sftp -u 0007 -P remove,rmdir,rename,posix-rename,setstat,fsetstat,lsetstat,symlink,hardlink
 	AllowTcpForwarding no
 	X11Forwarding no
 CONF
@@ -60,6 +68,9 @@ pg_start c
 pg_bench_init c "$SCALE"
 MARKER="bsc-marker-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 pg_sql c "CREATE TABLE town_secrets (v text); INSERT INTO town_secrets VALUES ('$MARKER')"
+# the client's roles: an owner and a grant, which --owners keeps
+pg_sql c "CREATE ROLE town_app; CREATE ROLE town_reader; ALTER TABLE town_secrets OWNER TO town_app;
+	GRANT SELECT ON town_secrets TO town_reader"
 DUMP="$PG_BIN/pg_dump --format=custom --compress=0 -h $(pg_dir c) -U postgres postgres"
 ship_yaml "$T/client/ship.yaml" mairie "\"bash -c 'set -o pipefail; $DUMP | tee $T/client/last.dump'\"" \
 	"sftp://$CU@$IP_V/incoming" 7 "identity: $T/client/id_ed25519" "known_hosts: $T/client/known_hosts"
@@ -104,6 +115,9 @@ print(f"dump {dump/1048576:.1f} MiB, full night {full/1048576:.2f} MiB stored "
       f"{100*sum(deltas)/len(deltas)/dump:.2f}% of the dump on average")
 PY
 note "seven nights shipped as cron would, quietly: $(cat "$T/sizes")"
+# what the prune account needs: the nights' directories in its group, group-writable
+[ "$(stat -c %U:%G:%a "$IN/mairie/incoming/2026-11-01")" = "$CU:bsc-intake:2770" ] \
+	|| fail "a night's directory: $(stat -c %U:%G:%a "$IN/mairie/incoming/2026-11-01"), want $CU:bsc-intake:2770"
 out=$(cron_ship --night "$(night_of 7)" --verbose) || fail "a second run of night 7 failed: $out"
 echo "$out" | grep -q "already shipped" || fail "a second run of a shipped night: $out"
 
@@ -147,6 +161,51 @@ load --night "$(night_of 7)" --replace > "$T/load.out" 2> "$T/load.err" || fail 
 [ "$(sums drill_n)" = "$(cat "$T/sums-7")" ] || fail "night 7 loaded differs from the source at night 7"
 [ "$(sums drill_n)" != "$(cat "$T/sums-3")" ] || fail "nights 3 and 7 have the same checksums: the test shows nothing"
 note "--load of nights 3 and 7: per-table checksums equal the source's then ($loaded3; $(cat "$T/load.out")); into a non-empty database without --replace: exit 1; whole step $(echo "$(date +%s.%N) - $t0" | bc) s"
+
+# ---- --load into an existing empty database, --owners, --pg-bin; pg_restore failing
+q() { pg_as "$PG_BIN/psql" -X -q -At -h "$(pg_dir c)" -U postgres -d "$1" -c "$2"; }
+owner_grant() { q "$1" "SELECT tableowner || ' ' || has_table_privilege('town_reader', 'public.town_secrets', 'SELECT')
+	FROM pg_tables WHERE tablename = 'town_secrets'"; }
+[ "$(owner_grant drill_n)" = "$PG_REP_ROLE false" ] || fail "without --owners: owner and grant $(owner_grant drill_n)"
+# the operator's own empty database (a setting of its own): loaded into, not recreated
+pg_sql c "CREATE DATABASE drill_e TEMPLATE template0" > /dev/null
+pg_sql c "ALTER DATABASE drill_e SET work_mem = '7MB'" > /dev/null
+dboid() { pg_sql c "SELECT oid FROM pg_database WHERE datname = '$1'"; }
+oid=$(dboid drill_e)
+# a pg_restore of its own, which notes its calls (--pg-bin DIR runs DIR/pg_restore)
+mkdir "$T/pgbin"
+printf '#!/bin/sh\necho "$*" >> %s/pgbin/calls\nexec %s/pg_restore "$@"\n' "$T" "$PG_BIN" > "$T/pgbin/pg_restore"
+chmod 755 "$T/pgbin/pg_restore"
+# --owners as the superuser: this server has the client's roles
+"$B" intake restore "$IN" --client mairie --key "$T/client/mairie.key" --passphrase-file "$T/pass" --night "$(night_of 7)" \
+	--load "postgresql:///drill_e?host=$(pg_dir c)&user=postgres" --jobs 2 --owners --pg-bin "$T/pgbin" \
+	> "$T/load.out" 2> "$T/load.err" || fail "--load into an empty database, --owners: $(cat "$T/load.err")"
+[ "$(dboid drill_e)" = "$oid" ] || fail "--load recreated the existing empty database drill_e (oid $oid, now $(dboid drill_e))"
+pg_sql c "SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = $oid" | grep -q "work_mem=7MB" \
+	|| fail "--load lost drill_e's own setting"
+[ "$(sums drill_e)" = "$(cat "$T/sums-7")" ] || fail "night 7 loaded into the empty database differs from the source"
+[ "$(owner_grant drill_e)" = "town_app true" ] || fail "--owners: owner and grant $(owner_grant drill_e), want town_app true"
+grep -q -- "--jobs 2 .*drill_e" "$T/pgbin/calls" && ! grep -q -- "--no-owner" "$T/pgbin/calls" \
+	|| fail "--pg-bin: $T/pgbin/pg_restore was not the one run: $(cat "$T/pgbin/calls" 2>&1)"
+rc=0; load --night "$(night_of 1)" --pg-bin "$T/nosuchdir" > "$T/load.out" 2>&1 || rc=$?
+[ $rc = 2 ] && grep -q -- "--pg-bin $T/nosuchdir: no executable pg_restore" "$T/load.out" \
+	|| fail "--pg-bin of a directory without pg_restore: exit $rc, want 2: $(cat "$T/load.out")"
+# pg_restore fails: --owners as a role that cannot give the dump's owners away
+URL="postgresql://$PG_REP_ROLE:$PG_REP_PASSWORD@/drill_f?host=$(pg_dir c)"
+rc=0; load --night "$(night_of 1)" --owners > "$T/load.out" 2>&1 || rc=$?
+[ $rc = 1 ] && grep -q "pg_restore exited 1:" "$T/load.out" && grep -q "must be member of role" "$T/load.out" \
+	&& grep -q "(the database is dropped)" "$T/load.out" || fail "a failing pg_restore: exit $rc, want 1: $(cat "$T/load.out")"
+[ -z "$(dboid drill_f)" ] || fail "the database a failed --load created is still there"
+failed_own=$(grep -m1 "ERROR" "$T/load.out")
+# into an existing empty database where the role may not create: kept (not --load's)
+pg_sql c "CREATE DATABASE drill_nc TEMPLATE template0" > /dev/null
+URL="postgresql://$PG_REP_ROLE:$PG_REP_PASSWORD@/drill_nc?host=$(pg_dir c)"
+rc=0; load --night "$(night_of 1)" > "$T/load.out" 2>&1 || rc=$?
+[ $rc = 1 ] && grep -q "permission denied for schema public" "$T/load.out" \
+	|| fail "pg_restore refused CREATE: exit $rc, want 1: $(cat "$T/load.out")"
+[ -n "$(dboid drill_nc)" ] || fail "a failed --load dropped a database it did not create"
+! grep -q "$PG_REP_PASSWORD" "$T/load.out" || fail "--load printed the password"
+note "--load into an existing empty database kept its oid and settings; --owners kept town_app's ownership and town_reader's grant; --pg-bin ran $T/pgbin/pg_restore ($(wc -l < "$T/pgbin/calls") calls), a bad one exits 2; pg_restore failing: exit 1 with its stderr ($failed_own), its database dropped, an existing one kept"
 
 # ---- blindness
 python3 - "$T" "$IN" "$MARKER" <<'PY' || fail "blindness check failed"
@@ -286,3 +345,16 @@ rc=0; out=$(cron_ship --night 2026-11-10 --verbose 2>&1) || rc=$?
 	|| fail "ship over a truncated manifest: exit $rc, want 1 saying the name is used up: $out"
 rm -f "$IN/mairie/incoming/2026-11-10.manifest"
 note "a truncated manifest at the intake: ship exit 1 ($(echo "$out" | head -c 120)…)"
+
+# ---- prune by its own account: the nights the client's account could not remove
+# (nights 1-7 are one chain, night 8 a full night: --keep 1 removes the chain)
+runuser -u "$PU" -- "$B" intake prune "$IN" --client mairie --keep 1 > "$T/prune.out" 2>&1 \
+	|| fail "intake prune as $PU: $(cat "$T/prune.out")"
+grep -q "removed 7 nights" "$T/prune.out" || fail "prune as $PU: $(cat "$T/prune.out")"
+! ls "$IN/mairie/incoming" | grep -q "^2026-11-0[1-7]" && [ -e "$IN/mairie/incoming/2026-11-08.manifest" ] \
+	|| fail "after prune --keep 1: $(ls "$IN/mairie/incoming" | tr '\n' ' ')"
+"$B" intake check "$IN" --client mairie --max-age 26h > "$T/check.out" || fail "check after prune: $(cat "$T/check.out")"
+grep -q "^INTAKE OK - mairie: 1 nights\?, newest 2026-11-08" "$T/check.out" || fail "check after prune: $(cat "$T/check.out")"
+out=$(echo "rm /incoming/2026-11-08.manifest" | sftp_c) && fail "the client's account could delete after prune: $out"
+[ -e "$IN/mairie/incoming/2026-11-08.manifest" ] || fail "the client's account removed night 8"
+note "intake prune as $PU (group bsc-intake of incoming/ 2770): $(tail -1 "$T/prune.out"); the client's account still cannot rm"

@@ -293,6 +293,32 @@ static void delta_of(const uint8_t *a, size_t alen, const uint8_t *b, size_t ble
 /* Six nights, each changed (rows rewritten, content moved, inserted,
  * cut): the chain composed and written once is the last night exactly, and
  * every night's size is told as it is composed. */
+/* rchain_wait_full's WAIT for test_rchain: fills the full dump's file up
+ * to END (no further than asked), as the decompressing thread does. */
+struct filler {
+	int full;
+	const uint8_t *src;
+	size_t len, filled, calls, first; /* first: the END of the first call */
+	bool fail;
+};
+
+static int fill_upto(void *ctx, uint64_t end)
+{
+	struct filler *f = ctx;
+
+	if (!f->calls++)
+		f->first = end;
+	if (f->fail)
+		return -EIO;
+	assert_true(end <= f->len);
+	if (end > f->filled) {
+		assert_int_equal(pwrite(f->full, f->src + f->filled, end - f->filled, (off_t)f->filled),
+				 (ssize_t)(end - f->filled));
+		f->filled = end;
+	}
+	return 0;
+}
+
 static void test_rchain(void **state)
 {
 	size_t cap = 1u << 20, len[7];
@@ -340,6 +366,32 @@ static void test_rchain(void **state)
 	assert_int_equal(out.w.len, len[6]);
 	assert_memory_equal(out.w.p, n[6], len[6]);
 	rchain_free(c);
+
+	/* the full dump still filling (--load): the deltas composed before it
+	 * is there, each read of it waited for, a failure of the filling
+	 * returned */
+	{
+		struct filler fl = { .full = full, .src = n[0], .len = len[0] };
+		assert_int_equal(ftruncate(full, 0), 0);
+		assert_int_equal(ftruncate(lit, 0), 0);
+		assert_int_equal(lseek(lit, 0, SEEK_SET), 0);
+		assert_int_equal(rchain_new(full, len[0], lit, &c), 0);
+		for (int i = 1; i < 7; i++) {
+			delta_of(n[i - 1], len[i - 1], n[i], len[i], &d);
+			assert_int_equal(rchain_feed(c, d.w.p, d.w.len), 0);
+			assert_int_equal(rchain_end(c, &size), 0);
+		}
+		rchain_wait_full(c, fill_upto, &fl);
+		out.w.len = 0;
+		assert_int_equal(rchain_write(c, to_sink, &out), 0);
+		assert_int_equal(out.w.len, len[6]);
+		assert_memory_equal(out.w.p, n[6], len[6]);
+		assert_true(fl.calls > 1);      /* waited piece by piece, */
+		assert_true(fl.first < len[0]); /* not for the whole dump at once */
+		fl.fail = true;
+		assert_int_equal(rchain_write(c, to_sink, &out), -EIO);
+		rchain_free(c);
+	}
 
 	/* hostile deltas: a COPY past the end of its basis, an unknown
 	 * command, a delta cut before its END, data after it, a bad magic */
