@@ -15,29 +15,13 @@ PG_RELAY_USER=$RELAY_USER
 need_root
 
 B="$BIN/bascule"
-V=$T/vault
-VK=(--vault "local:$V" --vault-key "$T/vault.key")
 IMG=$T/disk.img
 head -c $((8 << 20)) /dev/urandom > "$IMG"
 poke() { # OFFSET_MIB: 64 KiB of new random bytes there
 	head -c 65536 /dev/urandom | dd of="$IMG" bs=64K seek=$(($1 * 16)) conv=notrunc status=none
 }
-pg_init p
-pg_start p
-bsc_keygen
-PG_BSC_DISKS="disk:$IMG" pgvault_config p "$V" "wal_interval: 200ms" "wal_spool_max: 64MiB"
+PG_BSC_DISKS="disk:$IMG" pgvault_up
 grep -q "disk: $IMG" "$T/bascule.yaml" || fail "the config has no disk source: $(cat "$T/bascule.yaml")"
-bsc_start
-wait_for 60 "the vault to hold the base and WAL of app/db" \
-	'[ "$(pgtgt acked_lsn 2>/dev/null)" != null ] && [ -n "$(pgtgt acked_lsn 2>/dev/null)" ]'
-
-restore_db() { # NAME ARGS...: app/db into cluster NAME's data, then start it
-	local n=$1; shift
-	pg_adopt "$n"
-	"$B" restore "${VK[@]}" --source app/db --to "$(pg_dir "$n")/data" --pg-conf "$(pg_dir "$n")/site.conf" "$@" \
-		> "$T/r-$n.out" 2> "$T/r-$n.err" || fail "restore app/db $*: $(cat "$T/r-$n.err")"
-	pg_start "$n"
-}
 restore_disk() { # FILE ARGS...
 	local f=$1; shift
 	"$B" restore "${VK[@]}" --source app/disk --to "$f" "$@" > "$T/rd.out" 2> "$T/rd.err" ||
@@ -62,35 +46,24 @@ expect_rc 0 bsc sync app --wait --vault --timeout 60s
 
 restore_disk "$T/d1.img" --at "$AT"
 cmp "$T/d1.img" "$T/disk.at" || fail "restore app/disk --at $AT differs from the disk at that time"
-restore_db at --at "$AT"
+pgvault_restore at --at "$AT"
 got=$(pg_sql at "SELECT count(*), min(id), max(id) FROM t")
 [ "$got" = "20|1|20" ] || fail "restore app/db --at $AT: rows (count|min|max) $got, expected 20|1|20"
 pg_stop at
 restore_disk "$T/d2.img"
 cmp "$T/d2.img" "$IMG" || fail "restore app/disk (newest) differs from the image"
-restore_db all
+pgvault_restore all
 got=$(pg_sql all "SELECT count(*), max(id) FROM t")
 [ "$got" = "40|40" ] || fail "restore app/db (newest): rows $got, expected 40|40"
 pg_stop all
 note "mixed group at --at $AT: the disk as copied then, rows 1-20; newest: the disk equal, 40 rows"
 
 # --- a second base, then prune to the newest epoch ------------------------------
-bases=$(pgtgt bases_received)
-pg_sql p "CREATE TABLE big AS SELECT g, repeat(md5(g::text), 30) AS x FROM generate_series(1, 40000) g" >/dev/null
-wait_for 60 "a second base backup at the vault" '[ "$(pgtgt bases_received)" -gt "$bases" ]'
+pgvault_second_base
 poke 7
 rows_client p 10 "$T/rows3" 41
 expect_rc 0 bsc sync app --wait --vault --timeout 60s
-# The newest epoch lists the first base until the epoch before it held the
-# second (pgvault.sh): one more epoch, a few times on a loaded machine.
-for _ in 1 2 3 4 5; do
-	"$B" vault ls "${VK[@]}" --json > "$T/ls.json"
-	nb=$(python3 -c "import json; e=json.load(open('$T/ls.json'))[-1]; print(len(e['postgres'][0]['bases']))")
-	[ "$nb" = 1 ] && break
-	pg_sql p "INSERT INTO big VALUES (0, 'one more epoch')" >/dev/null
-	expect_rc 0 bsc sync app --wait --vault --timeout 60s
-done
-[ "$nb" = 1 ] || fail "the newest vault epoch still lists $nb bases after five more epochs"
+pgvault_one_base
 bsc_stop
 cp "$IMG" "$T/disk.end"
 n_before=$(find "$V/d" -type f | wc -l)
@@ -101,7 +74,7 @@ n_after=$(find "$V/d" -type f | wc -l)
 expect_rc 0 "$B" vault check "${VK[@]}" --read-data
 restore_disk "$T/d3.img"
 cmp "$T/d3.img" "$T/disk.end" || fail "restore app/disk after prune differs from the image"
-restore_db kept
+pgvault_restore kept
 got=$(pg_sql kept "SELECT count(*), max(id) FROM t")
 [ "$got" = "50|50" ] || fail "restore app/db after prune: rows $got, expected 50|50"
 pg_stop kept

@@ -18,16 +18,8 @@ PG_RELAY_USER=$RELAY_USER
 need_root
 
 B="$BIN/bascule"
-V=$T/vault
-VK=(--vault "local:$V" --vault-key "$T/vault.key")
 now_z() { date -u +%Y-%m-%dT%H:%M:%S.%NZ | cut -c1-26 | sed 's/$/Z/'; }
-pg_init p
-pg_start p
-bsc_keygen
-pgvault_config p "$V" "wal_interval: 200ms" "wal_spool_max: 64MiB"
-bsc_start
-wait_for 60 "the vault to hold the base and WAL of app/db" \
-	'[ "$(pgtgt acked_lsn 2>/dev/null)" != null ] && [ -n "$(pgtgt acked_lsn 2>/dev/null)" ]'
+pgvault_up
 
 # --- timeline 1: rows 1-20, AT1, rows 21-30 -----------------------------------
 rows_client p 20 "$T/rows1" 1
@@ -62,15 +54,8 @@ tls=$(python3 -c "import json; print(' '.join(sorted({str(p['timeline']) for e i
 newest_tl=$(python3 -c "import json; print(json.load(open('$T/ls.json'))[-1]['postgres'][0]['timeline'])")
 [ "$newest_tl" = 2 ] || fail "the newest vault epoch is on timeline $newest_tl"
 
-restore_db() { # NAME ARGS...: app/db into cluster NAME's data, then start it
-	local n=$1; shift
-	pg_adopt "$n"
-	"$B" restore "${VK[@]}" --source app/db --to "$(pg_dir "$n")/data" --pg-conf "$(pg_dir "$n")/site.conf" "$@" \
-		> "$T/r-$n.out" 2> "$T/r-$n.err" || fail "restore app/db $*: $(cat "$T/r-$n.err")"
-	pg_start "$n"
-}
 # --- on timeline 2 ------------------------------------------------------------
-restore_db tl2 --at "$AT2"
+pgvault_restore tl2 --at "$AT2"
 grep -q "recovered to .*, timeline 3, last transaction " "$T/r-tl2.out" || fail "restore --at AT2: $(cat "$T/r-tl2.out")"
 got=$(pg_sql tl2 "SELECT count(*), min(id), max(id) FROM t")
 [ "$got" = "40|1|40" ] || fail "restore --at $AT2 (timeline 2): rows $got, expected 40|1|40"
@@ -80,13 +65,13 @@ h3=$(pg_dir tl2)/data/pg_wal/00000003.history
 pg_stop tl2
 note "restore --at $AT2 (timeline 2): rows 1-40, on timeline 3 whose history names timelines 1 and 2"
 # --- before the switch ------------------------------------------------------------
-restore_db tl1 --at "$AT1"
+pgvault_restore tl1 --at "$AT1"
 grep -q "recovered to .*, timeline 2, last transaction " "$T/r-tl1.out" || fail "restore --at AT1: $(cat "$T/r-tl1.out")"
 got=$(pg_sql tl1 "SELECT count(*), min(id), max(id) FROM t")
 [ "$got" = "20|1|20" ] || fail "restore --at $AT1 (timeline 1): rows $got, expected 20|1|20"
 pg_stop tl1
 # The newest point: every row.
-restore_db all
+pgvault_restore all
 got=$(pg_sql all "SELECT count(*), max(id) FROM t")
 [ "$got" = "50|50" ] || fail "restore (newest): rows $got, expected 50|50"
 pg_stop all
