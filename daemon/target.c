@@ -272,7 +272,7 @@ void target_free(struct target *t)
 	wbuf_free(&t->ext);
 }
 
-#define ARGV_MAX 24
+#define ARGV_MAX 40
 
 struct argv {
 	char *v[ARGV_MAX];
@@ -327,6 +327,27 @@ static int vault_argv(struct target *t, struct argv *a, char *cache, size_t len)
 		 t->cfg->parallel ? t->cfg->parallel : CFG_VAULT_PARALLEL);
 	argv_add(a, "--parallel");
 	argv_add(a, a->keep[0]);
+	if (strncmp(t->cfg->url, "s3://", 5) == 0) {
+		const char *mode;
+		uint64_t secs;
+		const char *const kv[][2] = { { "--s3-endpoint", t->cfg->s3_endpoint },
+					      { "--s3-region", t->cfg->s3_region },
+					      { "--s3-credentials", t->cfg->s3_credentials },
+					      { "--s3-ca", t->cfg->s3_ca } };
+		for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+			if (kv[i][1]) {
+				argv_add(a, kv[i][0]);
+				argv_add(a, kv[i][1]);
+			}
+		config_vault_lock(t->cfg, &mode, &secs);
+		if (mode) {
+			snprintf(a->keep[1], sizeof(a->keep[1]), "%" PRIu64, secs);
+			argv_add(a, "--lock");
+			argv_add(a, mode);
+			argv_add(a, "--lock-seconds");
+			argv_add(a, a->keep[1]);
+		}
+	}
 	return 0;
 }
 

@@ -6,7 +6,9 @@
 #include "pgpipe.h"
 #include "pgwal.h"
 #include "ssh.h"
+#include "s3.h"
 #include "units.h"
+#include "vstore_s3.h"
 #include <ctype.h>
 #include <fcntl.h>
 #include <libpq-fe.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *const target_types[] = { "replica", "vault", NULL };
@@ -23,6 +26,7 @@ static const char *const source_types[] = { "disk", "postgres", NULL };
 static const char *const sync_modes[] = { "local", "remote", NULL };
 static const char *const checkpoint_modes[] = { "fast", "spread", NULL };
 static const char *const standby_modes[] = { "hot", "cold", NULL };
+static const char *const lock_modes[] = { "compliance", "governance", "none", NULL };
 
 
 static const struct cfg_key qemu_keys[] = {
@@ -138,6 +142,22 @@ static const struct cfg_key target_keys[] = {
 		  "an epoch's manifest is written only once all its packs are durable" },
 	{ K("retention", CT_MAP, struct cfg_target, retention), .sub = &retention_table,
 	  .note = "vault: what `bascule vault prune` keeps (all, hourly, daily, monthly)" },
+	{ K("s3_endpoint", CT_STR, struct cfg_target, s3_endpoint),
+	  .note = "s3:// vault: the store's URL, https://HOST[:PORT] (required; path-style requests)" },
+	{ K("s3_region", CT_STR, struct cfg_target, s3_region),
+	  .note = "s3:// vault: the region requests are signed for (default us-east-1)" },
+	{ K("s3_credentials", CT_SECRET, struct cfg_target, s3_credentials),
+	  .note = "s3:// vault: AWS shared-credentials file ([default] aws_access_key_id, "
+		  "aws_secret_access_key), mode 0600, never logged (required)" },
+	{ K("s3_ca", CT_PATH, struct cfg_target, s3_ca),
+	  .note = "s3:// vault: CA certificates the store's TLS certificate is checked against "
+		  "(default: the system's)" },
+	{ K("object_lock", CT_ENUM, struct cfg_target, object_lock), .enums = lock_modes,
+	  .note = "s3:// vault: compliance (default: nobody can delete or shorten a lock before its "
+		  "date), governance (an account with s3:BypassGovernanceRetention can), none" },
+	{ K("lock_margin", CT_DURATION, struct cfg_target, lock_margin), .def = "1d",
+	  .max = 3650ULL * 86400ULL * 1000000ULL,
+	  .note = "s3:// vault: each object is locked for the longest retention span plus this" },
 	{ K("postgres_standby", CT_ENUM, struct cfg_target, postgres_standby), .enums = standby_modes,
 	  .note = "replica: what the secondary keeps of postgres sources: cold (base and WAL) or hot (a "
 		  "standby replaying them); passed to the receiver as --pg-standby (default cold)" },
@@ -190,9 +210,10 @@ static int check_vault(struct parse_ctx *p, struct cfg_target *t)
 		return err_set(EINVAL, "%s:%d:%d: target '%s': postgres_standby is for targets of type replica",
 			       p->file, t->pos.line, t->pos.col, t->name);
 	if (t->kind == TARGET_REPLICA) {
-		if (t->vault_key || t->interval || t->parallel || spans[0] || spans[1] || spans[2] || spans[3])
-			return err_set(EINVAL, "%s:%d:%d: target '%s': vault_key, interval, parallel and retention are "
-					       "for targets of type vault",
+		if (t->vault_key || t->interval || t->parallel || spans[0] || spans[1] || spans[2] || spans[3] ||
+		    t->s3_endpoint || t->s3_region || t->s3_credentials || t->s3_ca || t->object_lock)
+			return err_set(EINVAL, "%s:%d:%d: target '%s': vault_key, interval, parallel, retention and "
+					       "the s3_* and object_lock keys are for targets of type vault",
 				       p->file, t->pos.line, t->pos.col, t->name);
 		return 0;
 	}
@@ -205,8 +226,45 @@ static int check_vault(struct parse_ctx *p, struct cfg_target *t)
 		return err_set(EINVAL, "%s:%d:%d: target '%s': a vault needs vault_key (create one with "
 				       "`bascule keygen vault FILE --escrow FILE.escrow`)",
 			       p->file, t->pos.line, t->pos.col, t->name);
+	if (strncmp(t->url, "s3://", 5) != 0 &&
+	    (t->s3_endpoint || t->s3_region || t->s3_credentials || t->s3_ca || t->object_lock))
+		return err_set(EINVAL, "%s:%d:%d: target '%s': s3_endpoint, s3_region, s3_credentials, s3_ca "
+				       "and object_lock are for s3:// vaults",
+			       p->file, t->pos.line, t->pos.col, t->name);
 	if (strncmp(t->url, "local:/", 7) == 0)
 		return 0;
+	if (strncmp(t->url, "s3://", 5) == 0) {
+		char bucket[64], prefix[512];
+		const char *mode;
+		uint64_t secs;
+		int ur = vstore_s3_parse_url(t->url, bucket, sizeof(bucket), prefix, sizeof(prefix));
+		if (ur < 0)
+			return err_set(EINVAL, "%s:%d:%d: target '%s': %s", p->file, t->pos.line, t->pos.col,
+				       t->name, err_msg(ur));
+		if (!t->s3_endpoint || !t->s3_credentials)
+			return err_set(EINVAL, "%s:%d:%d: target '%s': an s3:// vault needs s3_endpoint "
+					       "(https://HOST[:PORT]) and s3_credentials (a 0600 AWS "
+					       "shared-credentials file)",
+				       p->file, t->pos.line, t->pos.col, t->name);
+		if (strncmp(t->s3_endpoint, "https://", 8) && strncmp(t->s3_endpoint, "http://", 7))
+			return err_set(EINVAL, "%s:%d:%d: target '%s': s3_endpoint must be https://HOST[:PORT], "
+					       "got '%s'",
+				       p->file, t->pos.line, t->pos.col, t->name, t->s3_endpoint);
+		config_vault_lock(t, &mode, &secs);
+		if (mode && !retention_set(&t->retention.policy))
+			return err_set(EINVAL, "%s:%d:%d: target '%s': with object_lock %s, objects are locked "
+					       "for the longest retention span: give a retention (or object_lock: "
+					       "none)",
+				       p->file, t->pos.line, t->pos.col, t->name, t->object_lock ? t->object_lock
+												 : "compliance");
+		{
+			char date[40];
+			if (mode && s3_date(time(NULL) + (time_t)secs, date, sizeof(date)) < 0)
+				return err_set(EINVAL, "%s:%d:%d: target '%s': %s", p->file, t->pos.line,
+					       t->pos.col, t->name, err_msg(-EINVAL));
+		}
+		return 0;
+	}
 	if (strncmp(t->url, "sftp://", 7) == 0) {
 		struct ssh_url u;
 		int ur = ssh_url_parse_scheme(t->url, "sftp", &u);
@@ -219,9 +277,26 @@ static int check_vault(struct parse_ctx *p, struct cfg_target *t)
 				       p->file, t->pos.line, t->pos.col, t->name);
 		return 0;
 	}
-	return err_set(EINVAL, "%s:%d:%d: target '%s': a vault url must be local:/DIR or "
-			       "sftp://user@host[:port]/DIR, got '%s'",
+	return err_set(EINVAL, "%s:%d:%d: target '%s': a vault url must be local:/DIR, "
+			       "sftp://user@host[:port]/DIR or s3://BUCKET/PREFIX, got '%s'",
 		       p->file, t->pos.line, t->pos.col, t->name, t->url);
+}
+
+void config_vault_lock(const struct cfg_target *t, const char **ret_mode, uint64_t *ret_seconds)
+{
+	const struct retention *r = &t->retention.policy;
+	uint64_t longest = r->all;
+
+	if (r->hourly > longest)
+		longest = r->hourly;
+	if (r->daily > longest)
+		longest = r->daily;
+	if (r->monthly > longest)
+		longest = r->monthly;
+	*ret_mode = !t->object_lock || !strcmp(t->object_lock, "compliance") ? "COMPLIANCE"
+		    : !strcmp(t->object_lock, "governance")			   ? "GOVERNANCE"
+										   : NULL;
+	*ret_seconds = longest + t->lock_margin / 1000000;
 }
 
 /* "bascule_GROUP_SOURCE" in the characters a slot name allows. */

@@ -76,6 +76,10 @@ struct cfg_target {
 	uint64_t interval;      /* usec between two shipped epochs, 0 = every epoch */
 	uint64_t parallel;      /* SFTP upload sessions, 0 = CFG_VAULT_PARALLEL */
 	struct cfg_retention retention;
+	/* an s3:// vault (docs/vault.md, "S3 object storage") */
+	char *s3_endpoint, *s3_region, *s3_credentials, *s3_ca;
+	char *object_lock;      /* "compliance" | "governance" | "none"; NULL: compliance */
+	uint64_t lock_margin;   /* usec added to the longest retention span */
 	char *postgres_standby; /* replica: "hot" | "cold", passed to the receiver */
 	enum target_type kind;
 };
@@ -113,6 +117,10 @@ int config_read(const char *path, bool check_files, struct config **ret);
 int config_parse(const char *name, const char *text, size_t len, bool check_files,
 		 struct config **ret);
 void config_free(struct config *c);
+/* The Object Lock of an s3:// vault target T: MODE "COMPLIANCE",
+ * "GOVERNANCE" or NULL (none), and for how long each object is locked when
+ * put: the longest span of its retention plus lock_margin. */
+void config_vault_lock(const struct cfg_target *t, const char **ret_mode, uint64_t *ret_seconds);
 /* Whether a group of C holds a postgres source. */
 bool config_has_postgres(const struct config *c);
 /* Print every key with its type, default and note (bascule.yaml(5) source). */

@@ -78,10 +78,39 @@ static int read_credentials(const char *path, const char *profile, char **ret)
 	return *ret ? 0 : -ENOMEM;
 }
 
+struct s3_creds {
+	char *userpwd; /* "AK:SK" */
+};
+
+int s3_creds_load(const char *path, const char *profile, struct s3_creds **ret)
+{
+	struct s3_creds *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	int r = read_credentials(path, profile, &c->userpwd);
+	if (r < 0) {
+		free(c);
+		return r;
+	}
+	*ret = c;
+	return 0;
+}
+
+void s3_creds_free(struct s3_creds *c)
+{
+	if (!c)
+		return;
+	if (c->userpwd) {
+		explicit_bzero(c->userpwd, strlen(c->userpwd));
+		free(c->userpwd);
+	}
+	free(c);
+}
+
 int s3_open(const struct s3_opts *o, const char *bucket, struct s3 **ret)
 {
 	*ret = NULL;
-	if (!o->endpoint || !o->credentials || !bucket || strlen(bucket) < 3)
+	if (!o->endpoint || (!o->credentials && !o->creds) || !bucket || strlen(bucket) < 3)
 		return err_set(-EINVAL, "s3: an endpoint, a credentials file and a bucket (3 characters "
 				       "or more) are needed");
 	const char *sep = strstr(o->endpoint, "://");
@@ -90,7 +119,8 @@ int s3_open(const struct s3_opts *o, const char *bucket, struct s3 **ret)
 	struct s3 *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	int r = read_credentials(o->credentials, o->profile, &s->userpwd);
+	int r = o->creds ? ((s->userpwd = strdup(o->creds->userpwd)) ? 0 : -ENOMEM)
+			 : read_credentials(o->credentials, o->profile, &s->userpwd);
 	if (r < 0) {
 		free(s);
 		return r;
@@ -102,7 +132,10 @@ int s3_open(const struct s3_opts *o, const char *bucket, struct s3 **ret)
 	while (hl && s->host[hl - 1] == '/')
 		s->host[--hl] = 0;
 	s->region = strdup(o->region ? o->region : "us-east-1");
-	s->ca_file = o->ca_file ? strdup(o->ca_file) : NULL;
+	s->ca_file = o->ca_file && !o->ca_pem ? strdup(o->ca_file) : NULL;
+	if (o->ca_pem && (s->ca_pem = malloc(o->ca_pem_len ? o->ca_pem_len : 1)))
+		memcpy(s->ca_pem, o->ca_pem, o->ca_pem_len);
+	s->ca_pem_len = o->ca_pem_len;
 	s->virtual_host = o->virtual_host;
 	s->retries = o->retries < 0 ? 0 : o->retries ? o->retries : 5;
 	s->connect_timeout = o->connect_timeout ? o->connect_timeout : 10;
@@ -113,7 +146,7 @@ int s3_open(const struct s3_opts *o, const char *bucket, struct s3 **ret)
 	snprintf(s->sigv4, sizeof(s->sigv4), "aws:amz:%s:s3", s->region);
 	s->curl = curl_easy_init();
 	if (!s->bucket || !s->scheme || !s->host || !s->region || !s->curl ||
-	    (o->ca_file && !s->ca_file)) {
+	    (o->ca_file && !o->ca_pem && !s->ca_file) || (o->ca_pem && !s->ca_pem)) {
 		s3_close(s);
 		return -ENOMEM;
 	}
@@ -137,6 +170,7 @@ void s3_close(struct s3 *s)
 	free(s->scheme);
 	free(s->region);
 	free(s->ca_file);
+	free(s->ca_pem);
 	free(s);
 }
 
@@ -374,8 +408,12 @@ static CURLcode perform(struct s3 *s, const struct s3_req *q, struct s3_resp *r,
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	if (s->ca_file)
+	if (s->ca_pem) {
+		struct curl_blob b = { .data = s->ca_pem, .len = s->ca_pem_len, .flags = CURL_BLOB_COPY };
+		curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &b);
+	} else if (s->ca_file) {
 		curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_file);
+	}
 	if (!strcmp(q->method, "HEAD")) {
 		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
 	} else if (!strcmp(q->method, "GET")) {

@@ -24,13 +24,18 @@
 #include <time.h>
 
 struct s3;
+struct s3_creds; /* an access key and its secret, read once (s3_creds_load) */
 
 struct s3_opts {
 	const char *endpoint;    /* https://host[:port] or http://host[:port] */
 	const char *region;      /* signing region; NULL: us-east-1 */
 	const char *credentials; /* AWS shared-credentials file, mode 0600 */
+	const struct s3_creds *creds; /* or the keys already read (then CREDENTIALS is unused) */
 	const char *profile;     /* its section; NULL: default */
 	const char *ca_file;     /* TLS trust anchors; NULL: the system's */
+	const char *ca_pem;      /* or those anchors already read (PEM, CA_PEM_LEN bytes): for a
+				  * sandboxed process that may not open the file (then CA_FILE is unused) */
+	size_t ca_pem_len;
 	int virtual_host;        /* 1: https://BUCKET.host/KEY; 0: https://host/BUCKET/KEY */
 	int retries;             /* attempts after the first on a retryable failure; <0: 0; 0: 5 */
 	long connect_timeout;    /* seconds; 0: 10 */
@@ -53,11 +58,20 @@ struct s3_version {
 	time_t mtime;
 	int is_latest;
 	int delete_marker;
+	int is_prefix;           /* s3_list_dir: a common prefix ("d/3f/"), not a version */
 };
 typedef int (*s3_version_cb)(void *ctx, const struct s3_version *v);
 
-/* Read the credentials (refused unless mode 0600 or stricter) and make the
- * handle.  No request is made. */
+/* Read the access key and secret of PROFILE (NULL: default) from the
+ * shared-credentials file PATH, refused unless mode 0600 or stricter
+ * (-EPERM), into memory: for a process that gives up the right to read the
+ * file before it opens its handles (a sandbox).  Freed (wiped) by
+ * s3_creds_free, which accepts NULL. */
+int s3_creds_load(const char *path, const char *profile, struct s3_creds **ret);
+void s3_creds_free(struct s3_creds *c);
+
+/* Read the credentials (o->creds, or the file: refused unless mode 0600 or
+ * stricter) and make the handle.  No request is made. */
 int s3_open(const struct s3_opts *o, const char *bucket, struct s3 **ret);
 void s3_close(struct s3 *s);
 /* The HTTP status of the last request (0: none answered). */
@@ -67,6 +81,12 @@ long s3_last_status(const struct s3 *s);
  * version the store made ("" if unversioned). */
 int s3_put(struct s3 *s, const char *key, const void *data, size_t len, const struct s3_lock *lock,
 	   char *version_id, size_t vlen);
+/* s3_put with "If-None-Match: *": a store that honours it (AWS since 2024)
+ * refuses to overwrite an existing KEY, -EEXIST.  Ceph RGW 16 ignores it
+ * (a new version is made): the caller checks first and reads versions by
+ * content (lib/vstore_s3.c). */
+int s3_put_new(struct s3 *s, const char *key, const void *data, size_t len, const struct s3_lock *lock,
+	       char *version_id, size_t vlen);
 /* GET KEY (VERSION_ID, or the latest if NULL), at most MAX bytes (-EFBIG
  * beyond); *ret malloc'd. */
 int s3_get(struct s3 *s, const char *key, const char *version_id, size_t max, uint8_t **ret,
@@ -80,6 +100,10 @@ int s3_delete(struct s3 *s, const char *key, const char *version_id);
 /* ListObjectVersions under PREFIX, every page; a non-zero return of CB stops
  * and is returned. */
 int s3_list_versions(struct s3 *s, const char *prefix, s3_version_cb cb, void *ctx);
+/* ListObjectVersions under PREFIX with delimiter '/': the versions of the
+ * keys right under PREFIX, and each deeper "directory" once, as a version
+ * with is_prefix set and KEY the prefix ("d/3f/"). */
+int s3_list_dir(struct s3 *s, const char *prefix, s3_version_cb cb, void *ctx);
 /* Object retention of a version: MODE ("" if none, else COMPLIANCE or
  * GOVERNANCE, MLEN bytes) and its date. */
 int s3_retention_get(struct s3 *s, const char *key, const char *version_id, char *mode, size_t mlen,

@@ -30,6 +30,8 @@ struct s3_req {
 struct s3 {
 	CURL *curl;
 	char *bucket, *endpoint, *host, *scheme, *region, *ca_file;
+	char *ca_pem;           /* the CA certificates in memory (CURLOPT_CAINFO_BLOB) */
+	size_t ca_pem_len;
 	char *userpwd;          /* "AK:SK": only ever handed to curl */
 	char sigv4[96];
 	int virtual_host, retries;

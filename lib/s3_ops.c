@@ -61,17 +61,23 @@ static struct curl_slist *lock_headers(struct curl_slist *h, const struct s3_loc
 }
 
 static int put_single(struct s3 *s, const char *key, const void *data, size_t len,
-		      const struct s3_lock *lock, char *vid, size_t vlen)
+		      const struct s3_lock *lock, char *vid, size_t vlen, int excl)
 {
 	int rc;
 	struct curl_slist *h = lock_headers(NULL, lock, &rc);
-	if (rc < 0)
+	if (rc < 0) {
+		curl_slist_free_all(h);
 		return rc;
+	}
+	if (excl && !(h = curl_slist_append(h, "If-None-Match: *")))
+		return -ENOMEM;
 	char what[512];
 	snprintf(what, sizeof(what), "PUT %s/%s", s->bucket, key);
 	struct s3_req q = { .method = "PUT", .key = key, .body = data, .len = len, .headers = h };
 	struct s3_resp r = { 0 };
 	rc = s3_do(s, &q, &r, what);
+	if (rc < 0 && excl && s->last_status == 412)
+		rc = err_set(-EEXIST, "s3 %s: the object exists", what);
 	if (rc == 0 && vid)
 		snprintf(vid, vlen, "%s", r.version_id);
 	s3_resp_free(&r);
@@ -183,7 +189,16 @@ int s3_put(struct s3 *s, const char *key, const void *data, size_t len, const st
 			rc = put_multipart(s, key, data, len, lock, version_id, vlen, &again);
 		return rc;
 	}
-	return put_single(s, key, data, len, lock, version_id, vlen);
+	return put_single(s, key, data, len, lock, version_id, vlen, 0);
+}
+
+int s3_put_new(struct s3 *s, const char *key, const void *data, size_t len, const struct s3_lock *lock,
+	       char *version_id, size_t vlen)
+{
+	/* Multipart has no exclusive form here: the caller's HEAD is all. */
+	if (len > s->part_size)
+		return s3_put(s, key, data, len, lock, version_id, vlen);
+	return put_single(s, key, data, len, lock, version_id, vlen, 1);
 }
 
 int s3_get(struct s3 *s, const char *key, const char *version_id, size_t max, uint8_t **ret,
@@ -266,7 +281,7 @@ int s3_delete(struct s3 *s, const char *key, const char *version_id)
 	return rc;
 }
 
-int s3_list_versions(struct s3 *s, const char *prefix, s3_version_cb cb, void *ctx)
+static int list_versions(struct s3 *s, const char *prefix, int delim, s3_version_cb cb, void *ctx)
 {
 	char kmark[1100] = "", vmark[300] = "";
 	char *pfx = s3_escape(prefix ? prefix : "", 0);
@@ -275,8 +290,9 @@ int s3_list_versions(struct s3 *s, const char *prefix, s3_version_cb cb, void *c
 		return -ENOMEM;
 	for (;;) {
 		char *q = NULL, *km = s3_escape(kmark, 0), *vm = s3_escape(vmark, 0);
-		/* Sorted: key-marker, prefix, version-id-marker, versions. */
-		int n = km && vm ? asprintf(&q, "%s%s%sprefix=%s&%s%s%sversions=", *kmark ? "key-marker=" : "",
+		/* Sorted: delimiter, key-marker, prefix, version-id-marker, versions. */
+		int n = km && vm ? asprintf(&q, "%s%s%s%sprefix=%s&%s%s%sversions=", delim ? "delimiter=%2F&" : "",
+					    *kmark ? "key-marker=" : "",
 					    km, *kmark ? "&" : "", pfx, *vmark ? "version-id-marker=" : "",
 					    vm, *vmark ? "&" : "")
 				 : -1;
@@ -309,6 +325,13 @@ int s3_list_versions(struct s3 *s, const char *prefix, s3_version_cb cb, void *c
 			if (c->type != XML_ELEMENT_NODE)
 				continue;
 			int dm = !strcmp((const char *)c->name, "DeleteMarker");
+			if (!strcmp((const char *)c->name, "CommonPrefixes")) {
+				char p[1100];
+				text(c, "Prefix", p, sizeof(p));
+				struct s3_version v = { .key = p, .version_id = "", .etag = "", .is_prefix = 1 };
+				rc = *p ? cb(ctx, &v) : 0;
+				continue;
+			}
 			if (!dm && strcmp((const char *)c->name, "Version"))
 				continue;
 			char key[1100], vid[300], etag[128], size[32], latest[16], mt[64];
@@ -329,6 +352,16 @@ int s3_list_versions(struct s3 *s, const char *prefix, s3_version_cb cb, void *c
 	}
 	free(pfx);
 	return rc;
+}
+
+int s3_list_versions(struct s3 *s, const char *prefix, s3_version_cb cb, void *ctx)
+{
+	return list_versions(s, prefix, 0, cb, ctx);
+}
+
+int s3_list_dir(struct s3 *s, const char *prefix, s3_version_cb cb, void *ctx)
+{
+	return list_versions(s, prefix, 1, cb, ctx);
 }
 
 int s3_retention_get(struct s3 *s, const char *key, const char *version_id, char *mode, size_t mlen,

@@ -4,6 +4,7 @@
  * many write requests in flight (pipelining) instead of waiting a round trip
  * per 30 KB packet, which is what makes small-buffer SFTP clients slow. */
 #include "vstore.h"
+#include "vstore_s3.h"
 #include "err.h"
 #include "fsutil.h"
 #include "ssh.h"
@@ -22,6 +23,7 @@
 
 struct vstore {
 	bool sftp;
+	struct vstore_s3 *s3;   /* s3:// (vstore_s3.c) */
 	char root[PATH_MAX];
 	char url[PATH_MAX];
 	/* local: the directory, opened once: objects are reached relative to
@@ -40,7 +42,7 @@ struct vstore {
 
 int vstore_url_ok(const char *url)
 {
-	return strncmp(url, "local:", 6) == 0 || strncmp(url, "sftp://", 7) == 0;
+	return strncmp(url, "local:", 6) == 0 || strncmp(url, "sftp://", 7) == 0 || strncmp(url, "s3://", 5) == 0;
 }
 
 static int full(struct vstore *v, char *buf, size_t len, const char *name)
@@ -125,7 +127,14 @@ int vstore_open(const char *url, const struct vstore_opts *o, struct vstore **re
 		*ret = v;
 		return 0;
 	}
-	r = err_set(EINVAL, "vault url '%s' must be local:DIR or sftp://user@host[:port]/DIR", url);
+	if (strncmp(url, "s3://", 5) == 0) {
+		if ((r = vstore_s3_open(url, o, &v->s3)) < 0)
+			goto fail;
+		*ret = v;
+		return 0;
+	}
+	r = err_set(EINVAL, "vault url '%s' must be local:DIR, sftp://user@host[:port]/DIR or "
+			    "s3://BUCKET/PREFIX", url);
 fail:
 	vstore_close(v);
 	return r;
@@ -135,6 +144,7 @@ void vstore_close(struct vstore *v)
 {
 	if (!v)
 		return;
+	vstore_s3_close(v->s3);
 	if (v->rh)
 		libssh2_sftp_close(v->rh);
 	if (v->sf)
@@ -152,7 +162,7 @@ void vstore_close(struct vstore *v)
 
 int vstore_dirfd(const struct vstore *v)
 {
-	return v->sftp ? -1 : v->dirfd;
+	return v->sftp || v->s3 ? -1 : v->dirfd;
 }
 
 /* fsync the directory holding NAME (relative to the local root). */
@@ -205,6 +215,11 @@ int vstore_put(struct vstore *v, const char *name, const void *data, size_t len)
 	char p[PATH_MAX];
 	int r;
 
+	if (v->s3) {
+		if ((r = vstore_s3_put(v->s3, name, data, len)) == 0)
+			v->written += len;
+		return r;
+	}
 	if ((r = full(v, p, sizeof(p), name)) < 0 || (r = make_parents(v, name)) < 0)
 		return r;
 	if (!v->sftp) {
@@ -269,6 +284,12 @@ ssize_t vstore_read(struct vstore *v, const char *name, uint64_t off, void *buf,
 	size_t got = 0;
 	int r;
 
+	if (v->s3) {
+		ssize_t n = vstore_s3_read(v->s3, name, off, buf, len);
+		if (n > 0)
+			v->read += (uint64_t)n;
+		return n;
+	}
 	if ((r = full(v, p, sizeof(p), name)) < 0)
 		return r;
 	if (!v->sftp) {
@@ -315,6 +336,8 @@ int vstore_stat(struct vstore *v, const char *name, uint64_t *size, uint64_t *mt
 	char p[PATH_MAX];
 	int r;
 
+	if (v->s3)
+		return vstore_s3_stat(v->s3, name, size, mtime);
 	if ((r = full(v, p, sizeof(p), name)) < 0)
 		return r;
 	if (!v->sftp) {
@@ -368,6 +391,8 @@ int vstore_list(struct vstore *v, const char *dir, vstore_list_cb cb, void *ctx)
 	char p[PATH_MAX];
 	int r = 0;
 
+	if (v->s3)
+		return vstore_s3_list(v->s3, dir, cb, ctx);
 	if ((r = full(v, p, sizeof(p), dir)) < 0)
 		return r;
 	if (!v->sftp) {
@@ -423,6 +448,8 @@ int vstore_remove(struct vstore *v, const char *name)
 	char p[PATH_MAX];
 	int r;
 
+	if (v->s3)
+		return vstore_s3_remove(v->s3, name);
 	if ((r = full(v, p, sizeof(p), name)) < 0)
 		return r;
 	if (!v->sftp)
@@ -434,6 +461,18 @@ int vstore_remove(struct vstore *v, const char *name)
 	if (libssh2_sftp_unlink(v->sf, p) != 0)
 		return sftp_err(v, "cannot remove", name);
 	return 0;
+}
+
+int vstore_audit(struct vstore *v, const char *name, char *why, size_t len)
+{
+	if (len)
+		*why = 0;
+	return v->s3 ? vstore_s3_audit(v->s3, name, why, len) : 0;
+}
+
+struct vstore_s3 *vstore_s3_of(struct vstore *v)
+{
+	return v->s3;
 }
 
 uint64_t vstore_bytes_written(const struct vstore *v)

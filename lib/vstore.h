@@ -1,8 +1,10 @@
 /* vstore.h - the vault's object store: a directory reached locally
- * (local:DIR) or over SFTP (sftp://user@host[:port]/DIR, libssh2, strict
- * host-key checking).  Objects are created exclusively and written once;
- * the writer never renames or deletes (only `bascule vault prune`, with its
- * own account, calls vstore_remove).  Names are relative paths such as
+ * (local:DIR), over SFTP (sftp://user@host[:port]/DIR, libssh2, strict
+ * host-key checking) or an S3 bucket with Object Lock (s3://BUCKET/PREFIX,
+ * lib/vstore_s3.h: each object locked as it is put, reads by content).
+ * Objects are created exclusively and written once; the writer never
+ * renames or deletes (only `bascule vault prune`, with its own account,
+ * calls vstore_remove).  Names are relative paths such as
  * "d/3f/3f9a...".  Blocking; one store per thread.  Over SFTP, directories
  * are created 0770 and objects 0640 (less the server's umask), so that a
  * provider-side pruning account in the same group can list and delete. */
@@ -14,6 +16,7 @@
 struct vstore;
 
 struct ssh_creds;
+struct s3_creds;
 
 struct vstore_opts {
 	const char *identity;    /* sftp: private key */
@@ -23,6 +26,16 @@ struct vstore_opts {
 				  * the owner's write bit (0440) makes objects the writer's own
 				  * account cannot reopen for writing (an intake's write-once
 				  * account, whose server also refuses setstat) */
+	/* s3:// (docs/vault.md, "S3 object storage") */
+	const char *s3_endpoint;     /* https://host[:port] (required) */
+	const char *s3_region;       /* signing region; NULL: us-east-1 */
+	const char *s3_credentials;  /* AWS shared-credentials file, mode 0600 */
+	const struct s3_creds *s3_creds; /* or already read (then the path is unused) */
+	const char *s3_ca;           /* TLS trust anchors; NULL: the system's */
+	const char *s3_ca_pem;       /* or that file already read (then the path is unused) */
+	size_t s3_ca_pem_len;
+	const char *lock_mode;       /* "COMPLIANCE", "GOVERNANCE", NULL: objects put unlocked */
+	uint64_t lock_seconds;       /* each put object's retain-until: now + this */
 };
 
 /* Open URL; sftp: connect, check the host key, authenticate, start SFTP. */
@@ -32,7 +45,7 @@ void vstore_close(struct vstore *v);
  * it, so it may be opened before a process loses the right to walk there);
  * -1 for sftp. */
 int vstore_dirfd(const struct vstore *v);
-/* 1 if URL names a vault transport this build knows (local: or sftp://). */
+/* 1 if URL names a vault transport this build knows (local:, sftp://, s3://). */
 int vstore_url_ok(const char *url);
 
 /* Create NAME exclusively holding LEN bytes, durably (fsync); missing parent
@@ -47,7 +60,14 @@ int vstore_stat(struct vstore *v, const char *name, uint64_t *size, uint64_t *mt
  * from CB stops the listing and is returned.  A missing DIR lists nothing. */
 typedef int (*vstore_list_cb)(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime);
 int vstore_list(struct vstore *v, const char *dir, vstore_list_cb cb, void *ctx);
+/* Remove NAME.  S3 with Object Lock: -EAGAIN (with the date) while it is
+ * locked, nothing removed; try again after that date. */
 int vstore_remove(struct vstore *v, const char *name);
+/* What else the store holds under NAME besides its genuine content (a
+ * versioned S3 bucket keeps an overwrite as a newer version, a delete as
+ * a marker): 0 nothing, 1 something, said in WHY; local and sftp stores
+ * never keep anything else (0). */
+int vstore_audit(struct vstore *v, const char *name, char *why, size_t len);
 /* Bytes written and read through this store (benchmarks, logs). */
 uint64_t vstore_bytes_written(const struct vstore *v);
 uint64_t vstore_bytes_read(const struct vstore *v);

@@ -43,7 +43,7 @@ static const struct subcommand {
 	  "failover drill: plan, planned, unplanned, test, failback; signed RTO/RPO report" },
 	{ "space", cmd_space, "space [--json] PATH", "space available where PATH is (the drill's precheck)" },
 	{ "report", cmd_report, "report verify [--key PUB] REPORT", "check a drill report's signature" },
-	{ "vault", cmd_vault, "vault ls|check|prune", "list, check and prune the provider-blind vault" },
+	{ "vault", cmd_vault, "vault init|ls|check|prune", "check an S3 bucket, list, check and prune the provider-blind vault" },
 	{ "restore", cmd_restore, "restore --vault URL --source G/S --to PATH",
 	  "rebuild a source at any retained epoch from the vault" },
 	{ "ship", cmd_ship, "ship -c ship.yaml [--verbose]",

@@ -12,6 +12,7 @@
 #include "vault_cmd.h"
 #include "vault_tool.h"
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 int vopts_parse(struct vopts *o, int c, const char *arg)
@@ -24,6 +25,10 @@ int vopts_parse(struct vopts *o, int c, const char *arg)
 	case O_PUB: o->verify_key = arg; return 1;
 	case O_TARGET: o->target = arg; return 1;
 	case O_RECORD: o->record = arg; o->record_given = true; return 1;
+	case O_S3_ENDPOINT: o->s3_endpoint = arg; return 1;
+	case O_S3_REGION: o->s3_region = arg; return 1;
+	case O_S3_CREDENTIALS: o->s3_credentials = arg; return 1;
+	case O_S3_CA: o->s3_ca = arg; return 1;
 	case 'c': arg_global.config = arg; return 1;
 	}
 	return 0;
@@ -70,8 +75,17 @@ int vopts_finish(struct vopts *o, const char *cmd)
 			o->identity = t->identity;
 		if (!o->known_hosts)
 			o->known_hosts = t->known_hosts;
-		if (!o->vault_key)
+		if (!o->vault_key && !o->verify_key)
 			o->vault_key = t->vault_key;
+		if (!o->s3_endpoint)
+			o->s3_endpoint = t->s3_endpoint;
+		if (!o->s3_region)
+			o->s3_region = t->s3_region;
+		if (!o->s3_credentials)
+			o->s3_credentials = t->s3_credentials;
+		if (!o->s3_ca)
+			o->s3_ca = t->s3_ca;
+		o->tcfg = t;
 		if (!o->policy_given)
 			o->policy = t->retention.policy;
 		/* The vault writer's record of commits (vrecord.h), kept by the daemon. */
@@ -83,15 +97,17 @@ int vopts_finish(struct vopts *o, const char *cmd)
 	}
 	if (!o->url) {
 		o->usage = true;
-		return err_set(EINVAL, "which vault? give --vault URL (local:DIR or "
-				       "sftp://user@host[:port]/DIR) or -c CONFIG; see --help");
+		return err_set(EINVAL, "which vault? give --vault URL (local:DIR, "
+				       "sftp://user@host[:port]/DIR or s3://BUCKET/PREFIX) or -c CONFIG; see --help");
 	}
 	return 0;
 }
 
 int vopts_store(const struct vopts *o, struct vstore **ret)
 {
-	struct vstore_opts so = { .identity = o->identity, .known_hosts = o->known_hosts };
+	struct vstore_opts so = { .identity = o->identity, .known_hosts = o->known_hosts,
+				  .s3_endpoint = o->s3_endpoint, .s3_region = o->s3_region,
+				  .s3_credentials = o->s3_credentials, .s3_ca = o->s3_ca };
 	return vstore_open(o->url, &so, ret);
 }
 
@@ -153,6 +169,24 @@ void vcmd_series(const struct vmanifest *m, char *buf, size_t len)
 	}
 }
 
+int vcmd_keep(const struct vmanifest *ms, size_t n, const struct retention *policy, uint64_t now, bool *keep)
+{
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		uint64_t *times;
+		while (j < n && !memcmp(ms[j].series, ms[i].series, 16))
+			j++;
+		if (!(times = malloc((j - i) * sizeof(*times))))
+			return -ENOMEM;
+		for (size_t x = i; x < j; x++)
+			times[x - i] = ms[x].cut_time / 1000000;
+		retention_apply(policy, times, j - i, now, keep + i);
+		free(times);
+		i = j;
+	}
+	return 0;
+}
+
 int vobj_cmp(const void *a, const void *b)
 {
 	return memcmp(((const struct vobj *)a)->name, ((const struct vobj *)b)->name, VAULT_NAME);
@@ -175,12 +209,18 @@ int cmd_vault(int argc, char **argv)
 		return cmd_vault_prune(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "recv"))
 		return vault_recv(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "init"))
+		return cmd_vault_init(argc - 1, argv + 1);
+	if (argc >= 2 && !strcmp(argv[1], "extend-locks"))
+		return cmd_vault_extend_locks(argc - 1, argv + 1);
 	fprintf(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
-		"Usage: bascule vault ls|check|prune [OPTIONS]   (each has --help)\n\n"
+		"Usage: bascule vault init|ls|check|prune|extend-locks [OPTIONS]   (each has --help)\n\n"
+		"  init     check that an s3:// bucket is ready: Object Lock, versioning\n"
 		"  ls       epochs the vault holds, with sizes (verify key is enough)\n"
 		"  check    signatures and every needed object's digest (no secret needed);\n"
 		"           --read-data with the vault key decrypts and verifies every block\n"
 		"  prune    apply the retention policy (with a delete-capable account)\n"
+		"  extend-locks  s3://: keep what retained epochs need locked (a timer)\n"
 		"Restore with `bascule restore`; create keys with `bascule keygen vault`.\n");
 	return argc >= 2 && !strcmp(argv[1], "--help") ? EXIT_OK : EXIT_USAGE;
 }

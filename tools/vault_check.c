@@ -224,6 +224,8 @@ int cmd_vault_check(int argc, char **argv)
 			       "Needs no secret: the provider can run it.  --read-data (with the vault key)\n"
 			       "also decrypts every block of every epoch and checks it, and every piece of\n"
 			       "PostgreSQL base backups and WAL against the manifest's digests.\n"
+			       "On s3:// it also names every object someone overwrote (a newer version that\n"
+			       "does not match its name) or deleted (a delete marker) at the store.\n"
 			       "Exit 0: intact; 5: something is missing or damaged (named on stderr); 1: the\n"
 			       "vault cannot be read; 2: usage; 3: bad configuration; 4: a key is missing.\n");
 			return EXIT_OK;
@@ -234,8 +236,18 @@ int cmd_vault_check(int argc, char **argv)
 	    (r = vopts_store(&o, &vs)) < 0 ||
 	    (r = vault_manifests(vs, pk, readd ? &k : NULL, vcmd_on_bad, &bad, &ms, &n)) < 0)
 		goto out;
-	for (size_t i = 0; i < n; i++)
+	/* A versioned store keeps what was written over a name (an S3 overwrite,
+	 * a delete marker): the genuine bytes are intact and read, but someone
+	 * holding the credentials tried; that is tampering. */
+	for (size_t i = 0; i < n; i++) {
+		char path[300], why[512];
+		vault_path(ms[i].name, true, path, sizeof(path));
+		if (vstore_audit(vs, path, why, sizeof(why)) == 1) {
+			fprintf(stderr, "BAD %s: %s; the genuine manifest is intact (restore reads it)\n", path, why);
+			damaged++;
+		}
 		no += ms[i].n_objects;
+	}
 	if (!(objs = calloc(no + 1, sizeof(*objs))) || !(buf = malloc(8u << 20))) {
 		r = -ENOMEM;
 		goto out;
@@ -266,6 +278,13 @@ int cmd_vault_check(int argc, char **argv)
 			objs[i].state = e < 0 ? e : 1;
 			if (e == 0)
 				bytes += objs[i].size;
+			if (e == 0) {
+				char path[300], why[512];
+				vault_path(objs[i].name, false, path, sizeof(path));
+				if (vstore_audit(vs, path, why, sizeof(why)) == 1)
+					objs[i].state = err_set(EBADMSG, "%s; the genuine version is intact (restore "
+									 "reads it)", why);
+			}
 		}
 		if (objs[i].state < 0) {
 			char path[300];

@@ -14,7 +14,7 @@ struct liveset {
 	struct vobj *v;
 	size_t n;
 	struct vstore *vs;
-	uint64_t grace_before, removed, removed_bytes, young;
+	uint64_t grace_before, removed, removed_bytes, young, locked;
 	bool dry;
 	char dir[16];
 };
@@ -24,7 +24,7 @@ static int prune_object(void *ctx, const char *name, int is_dir, uint64_t size, 
 	struct liveset *l = ctx;
 	uint8_t bin[VAULT_NAME];
 	char path[300];
-	int r;
+	int r = 0;
 
 	if (is_dir || vault_unhex(name, bin) < 0)
 		return 0;
@@ -35,7 +35,12 @@ static int prune_object(void *ctx, const char *name, int is_dir, uint64_t size, 
 		return 0; /* may belong to an epoch being written */
 	}
 	snprintf(path, sizeof(path), "%s/%s", l->dir, name);
-	if (!l->dry && (r = vstore_remove(l->vs, path)) < 0)
+	if (!l->dry && (r = vstore_remove(l->vs, path)) == -EAGAIN) {
+		err_clear();
+		l->locked++; /* S3 Object Lock: until its date */
+		return 0;
+	}
+	if (r < 0)
 		return r;
 	l->removed++;
 	l->removed_bytes += size;
@@ -72,9 +77,9 @@ int cmd_vault_prune(int argc, char **argv)
 	uint64_t grace = 86400, now = (uint64_t)time(NULL);
 	struct vkeys k;
 	uint8_t pk[32];
-	bool have_k, dry = false;
+	bool have_k, dry = false, *keep = NULL;
 	char desc[128];
-	int c, r;
+	int c, r = 0;
 
 	while ((c = getopt_long(argc, argv, "hc:", opts, NULL)) != -1) {
 		uint64_t *span = NULL;
@@ -109,7 +114,9 @@ int cmd_vault_prune(int argc, char **argv)
 			       "then every object no remaining manifest needs and older than --grace (24h;\n"
 			       "younger ones may belong to an epoch being written).  Run it with an account\n"
 			       "allowed to delete: the daemon's write-once account cannot.  Spans: 24h, 7d,\n"
-			       "2w, 12m (months), 1y.  The newest epoch of each group is always kept.\n\n"
+			       "2w, 12m (months), 1y.  The newest epoch of each group is always kept.\n"
+			       "On s3:// what is still locked (Object Lock) is left, with its date, for a\n"
+			       "later prune, and a manifest left keeps what it needs.\n\n"
 			       "Exit 0: pruned; 1: the vault cannot be read; 2: usage, no policy given;\n"
 			       "3: bad configuration, or no retention in it; 4: no verify key, or an account\n"
 			       "that may not delete.\n");
@@ -135,45 +142,34 @@ int cmd_vault_prune(int argc, char **argv)
 		goto out;
 	retention_describe(&o.policy, desc, sizeof(desc));
 	/* Per group (series): which epochs the policy keeps. */
-	for (size_t i = 0; i < n;) {
-		size_t j = i;
-		while (j < n && !memcmp(ms[j].series, ms[i].series, 16))
-			j++;
-		{
-			uint64_t *times = malloc((j - i) * sizeof(*times));
-			bool *keep = malloc((j - i) * sizeof(*keep));
-			if (!times || !keep) {
-				free(times);
-				free(keep);
-				r = -ENOMEM;
-				goto out;
-			}
-			for (size_t x = i; x < j; x++)
-				times[x - i] = ms[x].cut_time / 1000000;
-			retention_apply(&o.policy, times, j - i, now, keep);
-			for (size_t x = i; x < j; x++) {
-				char label[80];
-				vcmd_series(&ms[x], label, sizeof(label));
-				if (keep[x - i]) {
-					kept++;
-					continue;
-				}
-				char path[300];
-				vault_path(ms[x].name, true, path, sizeof(path));
-				printf("%s %s epoch %" PRIu64 " (%s)\n", dry ? "would remove" : "removing", label,
-				       ms[x].epoch, path);
-				if (!dry && (r = vstore_remove(vs, path)) < 0) {
-					free(times);
-					free(keep);
-					goto out;
-				}
-				ms[x].n_objects = 0; /* its objects no longer count as needed */
-				dropped++;
-			}
-			free(times);
-			free(keep);
+	if (!(keep = calloc(n + 1, sizeof(*keep)))) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if ((r = vcmd_keep(ms, n, &o.policy, now, keep)) < 0)
+		goto out;
+	for (size_t x = 0; x < n; x++) {
+		char label[80], path[300];
+		if (keep[x]) {
+			kept++;
+			continue;
 		}
-		i = j;
+		vcmd_series(&ms[x], label, sizeof(label));
+		vault_path(ms[x].name, true, path, sizeof(path));
+		printf("%s %s epoch %" PRIu64 " (%s)\n", dry ? "would remove" : "removing", label, ms[x].epoch,
+		       path);
+		if (!dry && (r = vstore_remove(vs, path)) == -EAGAIN) {
+			/* Still locked (S3 Object Lock): kept, and so are its objects. */
+			printf("  kept for now: %s; a later prune removes it\n", err_msg(r));
+			err_clear();
+			live.locked++;
+			kept++;
+			continue;
+		}
+		if (r < 0)
+			goto out;
+		ms[x].n_objects = 0; /* its objects no longer count as needed */
+		dropped++;
 	}
 	/* Objects every kept manifest needs. */
 	{
@@ -201,6 +197,9 @@ int cmd_vault_prune(int argc, char **argv)
 		       " unreferenced objects younger than the grace period left\n",
 		       desc, kept, dropped, dry ? "would be removed" : "removed", live.removed, b,
 		       dry ? "would be removed" : "removed", live.young);
+		if (live.locked)
+			printf("%" PRIu64 " unneeded manifests or objects still locked (S3 Object Lock) left for a "
+			       "later prune\n", live.locked);
 	}
 	if (bad)
 		fprintf(stderr, "warning: %zu manifest(s) failed their check and were left alone; run `bascule "
@@ -211,6 +210,7 @@ out:
 		err_wrap(r, "this account may not delete in the vault (the daemon's write-once account "
 			    "cannot): run prune with the provider-side pruning account");
 	free(live.v);
+	free(keep);
 	vault_manifests_free(ms, n);
 	vstore_close(vs);
 	config_free(o.cfg);

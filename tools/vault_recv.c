@@ -31,6 +31,7 @@
 #include "log.h"
 #include "proto.h"
 #include "recvloop.h"
+#include "s3.h"
 #include "sandbox.h"
 #include "ssh.h"
 #include "vault.h"
@@ -38,6 +39,7 @@
 #include "vrecord.h"
 #include "vstore.h"
 #include "vstore_pool.h"
+#include "vstore_s3.h"
 #include "vault_cmd.h"
 #include <fcntl.h>
 #include <getopt.h>
@@ -611,14 +613,17 @@ static void usage(FILE *f)
 {
 	fprintf(f, "Usage: bascule vault recv --url URL --vault-key FILE --cache DIR [--key FILE]\n"
 		   "                          [--identity FILE --known-hosts FILE] [--user NAME]\n"
-		   "                          [--parallel N]\n\n"
+		   "                          [--parallel N] [--s3-endpoint URL --s3-credentials FILE\n"
+		   "                          [--s3-region R] [--s3-ca FILE] [--lock MODE --lock-seconds N]]\n\n"
 		   "The vault writer: receives epochs from basculed on stdin/stdout and stores\n"
 		   "them as encrypted write-once objects at URL.  Run by basculed for each target\n"
 		   "of type vault; not for interactive use.  Run as root, it reads the keys, then\n"
 		   "becomes NAME (relay_user, default bascule) in a Landlock sandbox that reaches\n"
 		   "only DIR and a local: vault directory.  --parallel N (1-16, default 1) uploads\n"
-		   "packs to an sftp:// vault over N more SSH sessions at once; an epoch's indexes\n"
-		   "and manifest are written only after all its packs are durable.\n");
+		   "packs to an sftp:// or s3:// vault over N more sessions at once; an epoch's\n"
+		   "indexes and manifest are written only after all its packs are durable.  On\n"
+		   "s3:// every object is put with Object Lock MODE (COMPLIANCE, GOVERNANCE) until\n"
+		   "now + N seconds.\n");
 }
 
 /* The cache directory, opened as the caller (root): the writer then works
@@ -652,7 +657,7 @@ static int cache_open(struct writer *w, const char *user, int *ret_fd)
 
 /* Give up root and every file but the cache and a local vault directory
  * (tools/sandbox.c), then work in the cache. */
-static int writer_sandbox(struct writer *w, const char *user, int cache_fd)
+static int writer_sandbox(struct writer *w, const char *user, int cache_fd, const struct vstore_opts *s3)
 {
 	struct sandbox sb = { .prog = "bascule-vault", .user = user, .rw_fd = { cache_fd }, .n_rw = 1 };
 	char note[512];
@@ -660,6 +665,12 @@ static int writer_sandbox(struct writer *w, const char *user, int cache_fd)
 
 	if (w->vs) {
 		sb.rw_fd[sb.n_rw++] = vstore_dirfd(w->vs);
+	} else if (s3) {
+		/* s3: the resolver's files (and /etc/ssl), the store's port; an
+		 * s3_ca file was read before (relay_user may not open it). */
+		sb.resolver = true;
+		sb.tcp_ports[sb.n_ports++] = (uint16_t)vstore_s3_port(s3->s3_endpoint);
+		sb.tcp_ports[sb.n_ports++] = 53;
 	} else {
 		/* sftp: the resolver's files and the provider's port, nothing else. */
 		struct ssh_url u;
@@ -703,19 +714,27 @@ int vault_recv(int argc, char **argv)
 		{ "known-hosts", required_argument, NULL, 'K' },
 		{ "user", required_argument, NULL, 'U' },
 		{ "parallel", required_argument, NULL, 'P' },
+		{ "s3-endpoint", required_argument, NULL, 'E' },
+		{ "s3-region", required_argument, NULL, 'R' },
+		{ "s3-credentials", required_argument, NULL, 'S' },
+		{ "s3-ca", required_argument, NULL, 'A' },
+		{ "lock", required_argument, NULL, 'L' },
+		{ "lock-seconds", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	const char *keyfile = "/etc/bascule/site.key", *vkfile = NULL, *cache = NULL, *user = "bascule";
 	struct vstore_opts so = { 0 };
 	struct ssh_creds creds = { 0 };
+	struct s3_creds *s3creds = NULL;
+	char *s3ca = NULL;
 	struct writer w;
 	struct vault_key *vk = NULL;
 	struct recv_sink sink = { .ctx = &w, .state = v_state, .begin = v_begin, .source = v_source,
 				  .extent = v_extent, .pgsource = vpg_recv_source,
 				  .wal = vpg_recv_wal, .basefile = vpg_recv_basefile, .commit = v_commit, .abort = v_abort, .advise = v_advise,
 				  .keyed = forget_site_key };
-	bool sftp;
+	bool sftp, s3;
 	uint64_t parallel = 1;
 	int c, rc, cache_fd = -1;
 
@@ -731,6 +750,12 @@ int vault_recv(int argc, char **argv)
 		case 'K': so.known_hosts = optarg; break;
 		case 'U': user = optarg; break;
 		case 'P': parallel = strtoull(optarg, NULL, 10); break; /* 1..VSTORE_POOL_MAX */
+		case 'E': so.s3_endpoint = optarg; break;
+		case 'R': so.s3_region = optarg; break;
+		case 'S': so.s3_credentials = optarg; break;
+		case 'A': so.s3_ca = optarg; break;
+		case 'L': so.lock_mode = optarg; break;
+		case 'T': so.lock_seconds = strtoull(optarg, NULL, 10); break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
 		}
@@ -742,6 +767,7 @@ int vault_recv(int argc, char **argv)
 	log_init("bascule-vault", arg_global.verbose);
 	signal(SIGPIPE, SIG_IGN);
 	sftp = strncmp(w.url, "sftp://", 7) == 0;
+	s3 = strncmp(w.url, "s3://", 5) == 0;
 	snprintf(w.cache, sizeof(w.cache), "%s", cache);
 	wbuf_init(&w.pack, VAULT_PACK_TARGET + (2u << 20));
 	w.zctx = ZSTD_createCCtx();
@@ -759,9 +785,22 @@ int vault_recv(int argc, char **argv)
 	if (sftp && (rc = ssh_creds_load(so.identity, so.known_hosts, &creds)) < 0)
 		goto out;
 	so.creds = sftp ? &creds : NULL;
-	if ((rc = cache_open(&w, user, &cache_fd)) < 0 || (!sftp && (rc = vstore_open(w.url, &so, &w.vs)) < 0))
+	if (s3 && so.s3_credentials) {
+		if ((rc = s3_creds_load(so.s3_credentials, NULL, &s3creds)) < 0)
+			goto out;
+		so.s3_creds = s3creds;
+		if (so.s3_ca) {
+			if ((rc = fs_read_all(so.s3_ca, 1u << 20, &s3ca, &so.s3_ca_pem_len)) < 0) {
+				rc = err_set(rc, "s3_ca %s: %s", so.s3_ca, strerror(-rc));
+				goto out;
+			}
+			so.s3_ca_pem = s3ca;
+		}
+	}
+	if ((rc = cache_open(&w, user, &cache_fd)) < 0 ||
+	    (!sftp && !s3 && (rc = vstore_open(w.url, &so, &w.vs)) < 0))
 		goto out;
-	if ((rc = writer_sandbox(&w, user, cache_fd)) < 0) {
+	if ((rc = writer_sandbox(&w, user, cache_fd, s3 ? &so : NULL)) < 0) {
 		if (rc == -ENOENT || rc == -EINVAL)
 			rc = err_recode(rc, EINVAL); /* relay_user: a configuration error */
 		goto out;
@@ -776,10 +815,12 @@ int vault_recv(int argc, char **argv)
 			log_warn("%s", err_msg(e));
 	}
 	/* The provider's answers are the first network input: sandboxed. */
-	if (sftp && ((rc = vstore_open(w.url, &so, &w.vs)) < 0 ||
-		     (rc = writer_uploads_open(&w, &so, (unsigned)parallel)) < 0))
+	if ((sftp || s3) && ((rc = vstore_open(w.url, &so, &w.vs)) < 0 ||
+			     (rc = writer_uploads_open(&w, &so, (unsigned)parallel)) < 0))
 		goto out;
 	ssh_creds_free(&creds);
+	s3_creds_free(s3creds);
+	s3creds = NULL;
 	if ((rc = writer_load_state(&w)) < 0)
 		goto out;
 	writer_journal_load(&w);
@@ -790,6 +831,8 @@ out:
 	if (cache_fd >= 0)
 		close(cache_fd);
 	ssh_creds_free(&creds);
+	s3_creds_free(s3creds);
+	free(s3ca);
 	writer_free(&w);
 	key_free(w.site_key);
 	return err_exit_code(rc);

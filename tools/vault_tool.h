@@ -16,22 +16,29 @@
 /* Where the vault is and what opens it: command line over -c FILE. */
 struct vopts {
 	const char *url, *identity, *known_hosts, *vault_key, *verify_key, *target, *record;
+	const char *s3_endpoint, *s3_region, *s3_credentials, *s3_ca; /* an s3:// vault */
 	char record_buf[4200];       /* the record derived from -c CONFIG */
 	struct retention policy;
 	bool policy_given, record_given, usage;
 	struct config *cfg;
+	const struct cfg_target *tcfg; /* the target of -c CONFIG, or NULL */
 };
 
 enum { O_URL = 1000, O_IDENTITY, O_KNOWN, O_VKEY, O_PUB, O_TARGET, O_EPOCH, O_AT, O_TO, O_SOURCE, O_JOBS,
        O_READ, O_JSON, O_DRY, O_GRACE, O_ALL, O_HOURLY, O_DAILY, O_MONTHLY, O_FORCE, O_GROUP, O_RECORD,
-       O_ACCEPT, O_PG_USER, O_PG_BIN, O_PG_CONF };
+       O_ACCEPT, O_PG_USER, O_PG_BIN, O_PG_CONF, O_S3_ENDPOINT, O_S3_REGION, O_S3_CREDENTIALS, O_S3_CA,
+       O_NO_LOCK };
 
 #define VAULT_OPTS                                                                                      \
 	{ "vault", required_argument, NULL, O_URL }, { "identity", required_argument, NULL, O_IDENTITY }, \
 	{ "known-hosts", required_argument, NULL, O_KNOWN },                                            \
 	{ "vault-key", required_argument, NULL, O_VKEY },                                               \
 	{ "verify-key", required_argument, NULL, O_PUB }, { "target", required_argument, NULL, O_TARGET }, \
-	{ "config", required_argument, NULL, 'c' }, { "help", no_argument, NULL, 'h' }
+	{ "config", required_argument, NULL, 'c' }, { "help", no_argument, NULL, 'h' },                  \
+	{ "s3-endpoint", required_argument, NULL, O_S3_ENDPOINT },                                      \
+	{ "s3-region", required_argument, NULL, O_S3_REGION },                                          \
+	{ "s3-credentials", required_argument, NULL, O_S3_CREDENTIALS },                                \
+	{ "s3-ca", required_argument, NULL, O_S3_CA }
 
 /* The option C of a vault command with argument ARG: 1 if it was one of
  * VAULT_OPTS, else 0. */
@@ -52,6 +59,10 @@ void vcmd_on_bad(void *ctx, const char *path, int err);
 const char *vcmd_time(uint64_t usec, char *buf, size_t len);
 void vcmd_size(uint64_t v, char *buf, size_t len);
 void vcmd_series(const struct vmanifest *m, char *buf, size_t len);
+/* KEEP[i]: whether POLICY keeps manifest MS[i] at NOW (unix seconds), per
+ * group (series; MS sorted by series then epoch, as vault_manifests gives
+ * them).  -ENOMEM or 0. */
+int vcmd_keep(const struct vmanifest *ms, size_t n, const struct retention *policy, uint64_t now, bool *keep);
 
 /* An object of the vault as the manifests name it, for check and prune. */
 struct vobj {
@@ -95,6 +106,8 @@ size_t vview_print(const struct vview *v, const char *group, FILE *f, const char
 int cmd_vault_ls(int argc, char **argv);
 int cmd_vault_check(int argc, char **argv);
 int cmd_vault_prune(int argc, char **argv);
+int cmd_vault_init(int argc, char **argv);
+int cmd_vault_extend_locks(int argc, char **argv);
 
 /* ---- restore_pg.c: PostgreSQL sources ---- */
 struct vpg_ref;

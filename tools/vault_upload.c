@@ -88,7 +88,7 @@ static void on_pool_done(void *ctx, void *tag, int *r, void *data, size_t len)
 
 int writer_uploads_open(struct writer *w, const struct vstore_opts *o, unsigned parallel)
 {
-	if (parallel <= 1 || strncmp(w->url, "sftp://", 7) != 0)
+	if (parallel <= 1 || strncmp(w->url, "local:", 6) == 0)
 		return 0; /* a local vault is bound by its disk: no threads */
 	int r = vstore_pool_open(w->url, o, parallel, on_pool_done, w, &w->pool);
 

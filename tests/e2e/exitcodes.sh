@@ -550,6 +550,17 @@ elsewhere() { # CMD CODE FILE PATTERN
 	grep -qF -- "$4" "$ROOT/tests/e2e/$3" && SEEN["$1|$2"]=1 ||
 		FAILED+=("$1 exit $2: tests/e2e/$3 no longer asserts it ('$4')")
 }
+row "vault init" 2 "prepares s3://" -- "$B" vault init --vault "local:$T/vault"
+# vault init's other codes need a real radosgw (tests/lib/ceph.sh): s3vault.sh holds them.
+elsewhere "vault init" 0 s3vault.sh 'grep -q "Object Lock enabled, versioning on"'
+elsewhere "vault init" 1 s3vault.sh 'grep -q "does not exist" "$T/err" || fail "missing bucket'
+elsewhere "vault init" 3 s3vault.sh 'grep -q "has no Object Lock"'
+elsewhere "vault init" 4 s3vault.sh 'grep -q "refused the credentials" "$T/err" || fail "wrong credentials'
+row "vault extend-locks" 2 "works on the s3:// vault" -- "$B" vault extend-locks --vault "local:$T/vault"
+row "vault extend-locks" 3 "" -- "$B" vault extend-locks -c "$T/nonexistent.yaml"
+elsewhere "vault extend-locks" 0 s3locks.sh 'expect_rc 0 "$B" vault extend-locks -c'
+elsewhere "vault extend-locks" 1 s3locks.sh 'grep -q "does not exist" "$T/err" || fail "extend-locks, missing bucket'
+elsewhere "vault extend-locks" 4 s3locks.sh 'grep -q "refused the credentials" "$T/err" || fail "extend-locks, wrong credentials'
 elsewhere "replica clone" 9 pgdrilltest.sh '[ $rc = 9 ] && grep -q "a PostgreSQL server (pid'
 elsewhere drill 5 hybriddrill.sh '[ $rc = 5 ] || fail "a damaged night: drill exit'
 for k in "${!SEEN[@]}"; do echo "$k"; done | sort -u > "$T/test.pairs"

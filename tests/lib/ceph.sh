@@ -7,6 +7,11 @@
 #                         RGW_PORT, RGW_URL (http://CEPH_IP:RGW_PORT)
 #   ceph_user UID FILE    create an S3 user, write its 0600 shared-credentials FILE
 #   rgw_stop / rgw_start  stop / restart radosgw alone (fault tests)
+#   CEPH_TLS=DIR          (before ceph_start) radosgw also serves TLS at
+#                         RGW_TLS_URL (https://CEPH_IP:RGW_TLS_PORT) with a
+#                         certificate for CEPH_IP signed by DIR/ca.pem
+#   ceph_tls_cert DIR IP  (re)issue DIR/cert.pem for IP under DIR/ca.pem
+#                         (made once); radosgw reads it when it starts
 #   ceph_stop             tear everything down (also run at exit, even on failure)
 # Each cluster binds its own loopback address 127.X.Y.1 (all of 127/8 is
 # local), so that tests running at once never share mon or OSD ports.
@@ -26,6 +31,19 @@ ceph_pick_addr() {
 	CEPH_IP=127.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 1)).1
 	RGW_PORT=$((20000 + RANDOM % 20000))
 	RGW_URL=http://$CEPH_IP:$RGW_PORT
+	RGW_TLS_PORT=$((RGW_PORT + 1))
+	RGW_TLS_URL=https://$CEPH_IP:$RGW_TLS_PORT
+}
+
+ceph_tls_cert() {
+	local dir=$1 ip=$2
+	mkdir -p "$dir"
+	[ -f "$dir/ca.pem" ] || openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=bascule test CA" \
+		-keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null || fail "openssl: no test CA"
+	openssl req -newkey rsa:2048 -nodes -subj "/CN=$ip" -keyout "$dir/key.pem" -out "$dir/req.pem" 2>/dev/null &&
+		printf 'subjectAltName=IP:%s\n' "$ip" > "$dir/ext" &&
+		openssl x509 -req -in "$dir/req.pem" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial -days 2 \
+			-extfile "$dir/ext" -out "$dir/cert.pem" 2>/dev/null || fail "openssl: no certificate for $ip"
 }
 
 ceph_conf() {
@@ -63,7 +81,7 @@ osd memory target = 268435456
 [client.rgw.a]
 ms mon client mode = crc
 auth client required = none
-rgw frontends = beast endpoint=$CEPH_IP:$RGW_PORT
+rgw frontends = beast endpoint=$CEPH_IP:$RGW_PORT${CEPH_TLS:+ ssl_endpoint=$CEPH_IP:$RGW_TLS_PORT ssl_certificate=$CEPH_TLS/cert.pem ssl_private_key=$CEPH_TLS/key.pem}
 rgw data = $CEPH_DIR/rgw
 rgw enable usage log = false
 EOF
@@ -101,6 +119,7 @@ ceph_start() {
 	mkdir -p "$CEPH_DIR/run" "$CEPH_DIR/log" "$CEPH_DIR/rgw"
 	CEPH_FSID=$(cat /proc/sys/kernel/random/uuid)
 	ceph_pick_addr
+	[ -z "${CEPH_TLS:-}" ] || ceph_tls_cert "$CEPH_TLS" "$CEPH_IP"
 	EXIT_HOOKS+=(ceph_stop)
 	ceph_conf
 	monmaptool --create --fsid "$CEPH_FSID" --addv a "[v2:$CEPH_IP:3300,v1:$CEPH_IP:6789]" \

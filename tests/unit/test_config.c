@@ -336,6 +336,65 @@ static void test_unreadable(void **state)
 	rmdir(dir);
 }
 
+/* An s3:// vault target: what it needs, what is refused, the lock derived
+ * from the retention. */
+static void test_s3_vault(void **state)
+{
+	static const char vault[] =
+		"  - name: offsite\n"
+		"    type: vault\n"
+		"    url: s3://bascule-vault/site-a\n"
+		"    s3_endpoint: https://s3.example\n"
+		"    s3_credentials: /etc/bascule/s3.credentials\n"
+		"    vault_key: /etc/bascule/vault.key\n"
+		"    retention: {all: 2d, daily: 30d, monthly: 12m}\n";
+	char text[4096], bad[4096];
+	struct config *c = NULL;
+	const char *mode;
+	uint64_t secs;
+	(void)state;
+
+	snprintf(text, sizeof(text), "%s%s", minimal, vault);
+	assert_int_equal(parse(text, &c), 0);
+	config_vault_lock(CFG_TARGET(c, 1), &mode, &secs);
+	assert_string_equal(mode, "COMPLIANCE");
+	assert_int_equal(secs, 12 * (30 * 86400ULL + 37800) + 86400); /* 12 months of 30.44 days, + 1d */
+	config_free(c);
+
+	snprintf(bad, sizeof(bad), "%s%s    object_lock: governance\n    lock_margin: 1h\n", minimal, vault);
+	assert_int_equal(parse(bad, &c), 0);
+	config_vault_lock(CFG_TARGET(c, 1), &mode, &secs);
+	assert_string_equal(mode, "GOVERNANCE");
+	config_free(c);
+	snprintf(bad, sizeof(bad), "%s%s    object_lock: none\n", minimal, vault);
+	assert_int_equal(parse(bad, &c), 0);
+	config_vault_lock(CFG_TARGET(c, 1), &mode, &secs);
+	assert_null(mode);
+	config_free(c);
+
+	snprintf(bad, sizeof(bad), "%s%s    object_lock: sometimes\n", minimal, vault);
+	expect_error(bad, "object_lock must be one of: compliance");
+	snprintf(bad, sizeof(bad), "%s", text);
+	memcpy(strstr(bad, "    s3_endpoint"), "    #3", 6);
+	expect_error(bad, "an s3:// vault needs s3_endpoint");
+	snprintf(bad, sizeof(bad), "%s%s", minimal, vault);
+	memcpy(strstr(bad, "https://s3"), "ftp://s3.", 9);
+	expect_error(bad, "s3_endpoint must be https://");
+	snprintf(bad, sizeof(bad), "%s%s", minimal, vault);
+	memcpy(strstr(bad, "s3://bascule-vault"), "s3://BA", 7);
+	expect_error(bad, "a bucket name is lower-case letters");
+	snprintf(bad, sizeof(bad), "%s%s", minimal, vault);
+	memcpy(strstr(bad, "    retention"), "    #", 5);
+	expect_error(bad, "with object_lock compliance, objects are locked for the longest retention span");
+	/* a lock reaching 2106 (Ceph issue 54675) */
+	snprintf(bad, sizeof(bad), "%s%s", minimal, vault);
+	memcpy(strstr(bad, "monthly: 12m"), "monthly: 99y", 12);
+	expect_error(bad, "2106");
+	/* s3 keys elsewhere */
+	snprintf(bad, sizeof(bad), "%s    s3_region: eu-west-3\n", minimal);
+	expect_error(bad, "are for targets of type vault");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -356,6 +415,7 @@ int main(void)
 		cmocka_unit_test(test_metrics_listen),
 		cmocka_unit_test(test_unreadable),
 		cmocka_unit_test(test_postgres),
+		cmocka_unit_test(test_s3_vault),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
 #include "retention.h"
 #include "vault.h"
 #include "vstore.h"
+#include "vstore_s3.h"
 
 static struct vkeys K, K2;
 
@@ -226,8 +227,29 @@ static void test_store(void **state)
 	vstore_close(v);
 	assert_true(vstore_open("ftp://x/y", NULL, &v) < 0);
 	assert_true(vstore_open("sftp://nouser/y", NULL, &v) < 0);
+	assert_int_equal(vstore_open("s3://bucket/p", NULL, &v), -EINVAL); /* no endpoint, no credentials */
+	assert_non_null(strstr(err_msg(-EINVAL), "needs an S3 endpoint"));
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
+}
+
+static void test_s3_url(void **state)
+{
+	char b[64], p[512];
+	(void)state;
+
+	assert_int_equal(vstore_s3_parse_url("s3://bascule-vault/site-a/", b, sizeof(b), p, sizeof(p)), 0);
+	assert_string_equal(b, "bascule-vault");
+	assert_string_equal(p, "site-a");
+	assert_int_equal(vstore_s3_parse_url("s3://abc", b, sizeof(b), p, sizeof(p)), 0);
+	assert_string_equal(p, "");
+	assert_int_equal(vstore_s3_parse_url("s3://ab/x", b, sizeof(b), p, sizeof(p)), -EINVAL);
+	assert_int_equal(vstore_s3_parse_url("s3://Upper/x", b, sizeof(b), p, sizeof(p)), -EINVAL);
+	assert_int_equal(vstore_s3_parse_url("sftp://abc/x", b, sizeof(b), p, sizeof(p)), -EINVAL);
+	assert_int_equal(vstore_s3_port("https://s3.example"), 443);
+	assert_int_equal(vstore_s3_port("http://127.0.0.1:8080"), 8080);
+	assert_int_equal(vstore_s3_port("https://[::1]:9000/"), 9000);
+	assert_int_equal(vstore_url_ok("s3://abc/x"), 1);
 }
 
 static void test_retention(void **state)
@@ -278,7 +300,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_padme),    cmocka_unit_test(test_frame),     cmocka_unit_test(test_index),
-		cmocka_unit_test(test_manifest), cmocka_unit_test(test_store),     cmocka_unit_test(test_retention),
+		cmocka_unit_test(test_manifest), cmocka_unit_test(test_store),     cmocka_unit_test(test_s3_url),
+		cmocka_unit_test(test_retention),
 	};
 	if (sodium_init() < 0)
 		return 1;
