@@ -9,7 +9,10 @@
 #    return, its copy starting afresh with a gap after the old one; the
 #    hot standby is rebuilt on the new base (the log says so, the old
 #    server is gone) and replays again: a row committed after the return
-#    is readable on it, with every row before.
+#    is readable on it, with every row before;
+#  - the primary restarted as a standby and promoted (timeline 2): a base
+#    of timeline 2, the hot standby rebuilt on it, a row committed on
+#    timeline 2 readable there.
 . "$(dirname "$0")/../lib/common.sh"
 PG_RELAY_USER=$RELAY_USER
 . "$ROOT/tests/lib/pg.sh"
@@ -77,8 +80,24 @@ tail -n +"$log0" "$T/daemon.log" | grep -q "hot standby .*rebuilt on base backup
 	fail "no log line for the rebuilt standby: $(tail -n +"$log0" "$T/daemon.log" | grep -i standby | head -5)"
 pid2=$(head -1 "$R/app/db/postmaster.pid")
 [ "$pid2" != "$pid1" ] || fail "the standby is the same server as before the new base"
-! ps -o args= -p "$pid1" >/dev/null 2>&1 || fail "the old standby ($pid1) still runs"
+wait_for 30 "the old standby ($pid1) to be gone" "gone $pid1"
 [ "$(psql2 "SELECT count(*), min(id), max(id) FROM t")" = "19|0|18" ] ||
 	fail "the rebuilt standby has rows (count|min|max) $(psql2 "SELECT count(*), min(id), max(id) FROM t"), expected 19|0|18"
 note "a new session: the same standby; behind the spool, then back: a new base, the hot standby rebuilt on it (postmaster $pid1 -> $pid2) replays to row 18, all 19 rows"
+
+# A promotion of the primary: timeline 2.
+log1=$(wc -l < "$T/daemon.log")
+pg_stop p
+touch "$(pg_dir p)/data/standby.signal"
+pg_start p
+pg_as "$PG_BIN/pg_ctl" -D "$(pg_dir p)/data" -w -t 60 promote >/dev/null || fail "pg_ctl promote failed"
+wait_for 60 "the promoted primary to accept writes" '[ "$(pg_sql p "SELECT pg_is_in_recovery()")" = f ]'
+pg_sql p "INSERT INTO t VALUES (19)" >/dev/null
+wait_for 120 "row 19 (timeline 2) on the hot standby" \
+	'[ "$(psql2 "SELECT count(*) FROM t WHERE id = 19" 2>/dev/null)" = 1 ]'
+tail -n +"$log1" "$T/daemon.log" | grep -q "hot standby .*rebuilt on base backup .* of timeline 2" ||
+	fail "the standby was not rebuilt on a base of timeline 2: $(tail -n +"$log1" "$T/daemon.log" | grep -i "standby\|timeline" | head -5)"
+[ "$(psql2 "SELECT timeline_id FROM pg_control_checkpoint()")" = 2 ] || fail "the standby is not on timeline 2"
+[ "$(psql2 "SELECT count(*) FROM t")" = 20 ] || fail "the standby has $(psql2 "SELECT count(*) FROM t") rows of 20 after the promotion"
+note "the primary promoted (timeline 2): the hot standby rebuilt on its base, row 19 there, all 20 rows"
 bsc_stop
