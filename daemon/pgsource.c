@@ -144,7 +144,9 @@ static void send_start(struct pgsrc *p)
 	char a[PGWAL_LSN_LEN];
 
 	p->state = PGS_STARTING;
-	if (pgpipe_put_pos(&p->stream->io.out, PGP_START, at ? p->tli : 0, at) < 0) {
+	/* A new spool is of the server's timeline: (0, tli) leaves out the
+	 * older timelines' WAL a slot made before a promotion still holds. */
+	if (pgpipe_put_pos(&p->stream->io.out, PGP_START, p->tli, at) < 0) {
 		pgchild_end(p->stream, "cannot queue START for pgstream");
 		return;
 	}

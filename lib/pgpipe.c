@@ -300,7 +300,8 @@ int pgpipe_decode(uint8_t type, const uint8_t *body, uint32_t len, struct pgp_ms
 		if (rbuf_get_u32(&b, &m.u.pos.tli) < 0 || rbuf_get_u64(&b, &m.u.pos.lsn) < 0 ||
 		    rbuf_expect_end(&b) < 0)
 			return BAD("malformed pgstream %s", type == PGP_START ? "START" : "STREAMING");
-		if (type == PGP_STREAMING ? m.u.pos.tli == 0 : (m.u.pos.tli == 0) != (m.u.pos.lsn == 0))
+		/* START (0, T): the slot's position on timeline T (pgpipe.h). */
+		if (type == PGP_STREAMING ? m.u.pos.tli == 0 : m.u.pos.lsn && !m.u.pos.tli)
 			return BAD("pgstream %s out of bounds", type == PGP_START ? "START" : "STREAMING");
 		break;
 	case PGP_WAL:

@@ -37,7 +37,8 @@ enum pgp_type {
 	PGP_BB_END = 12,     /* base backup complete: end LSN, timeline */
 	PGP_ERROR = 13,      /* code (enum pgp_error), sentence; the child then exits */
 	/* owner -> child */
-	PGP_START = 64,      /* stream from LSN on timeline (0, 0: from the slot) */
+	PGP_START = 64,      /* stream from LSN on timeline (0, 0: from the slot; 0, T: from the slot on
+			      * timeline T, from where T begins when the slot is on an older one) */
 	PGP_FLUSHED = 65,    /* WAL up to LSN is durable: report it to the server */
 	PGP_BASE_BACKUP = 66,/* take a base backup */
 };

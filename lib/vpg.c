@@ -2,6 +2,7 @@
  * their bases and WAL, and the sealed objects holding their bytes (vpg.h). */
 #include "vpg.h"
 #include "err.h"
+#include "pgwal.h"
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,7 +155,10 @@ static int get_base(struct rbuf *b, struct vpg_base *B)
 		}
 		if (off != F->size)
 			return -EBADMSG;
-		total += F->size;
+		/* A timeline's history file travels with the base, outside its
+		 * bytes and digest (tools/vault_pg.c). */
+		if (!pgwal_history_file(F->name, &(uint32_t){ 0 }))
+			total += F->size;
 	}
 	return total == B->bytes ? 0 : -EBADMSG;
 }

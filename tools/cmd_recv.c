@@ -36,6 +36,7 @@ struct rsink {
 	struct promote_opts po;
 	char hot_done[HOT_MAX][NAME_MAX_LEN + 1];
 	size_t n_hot_done;
+	bool hot_base;               /* the epoch being applied brings a base backup */
 };
 
 static int replica_state(void *ctx, struct wbuf *out)
@@ -177,7 +178,10 @@ static int r_extent(void *ctx, uint32_t src, uint64_t off, uint32_t len, const u
 
 static int r_pgsource(void *ctx, const struct msg_pgsource *m)
 {
-	return replica_epoch_pgsource(((struct rsink *)ctx)->a, m);
+	struct rsink *k = ctx;
+
+	k->hot_base |= (m->flags & PGSRC_BASE) != 0;
+	return replica_epoch_pgsource(k->a, m);
 }
 
 static int r_wal(void *ctx, uint32_t src, uint64_t lsn, uint32_t len, const uint8_t *data)
@@ -207,6 +211,8 @@ static int r_commit(void *ctx, const struct msg_epoch_end *m)
 
 	replica_epoch_abort(k->a);
 	k->a = NULL;
+	if (rc < 0)
+		k->hot_base = false;
 	return rc;
 }
 
@@ -216,6 +222,7 @@ static void r_abort(void *ctx)
 
 	replica_epoch_abort(k->a);
 	k->a = NULL;
+	k->hot_base = false;
 }
 
 static void hot_line(const char *line)
@@ -223,21 +230,26 @@ static void hot_line(const char *line)
 	log_info("%s", line);
 }
 
-/* --pg-standby hot: once per group and session, after an ack, make sure its
- * PostgreSQL sources have a running hot standby (made from the newest base
- * the first time).  A failure is a warning: the copy itself is complete, and
- * the next session tries again. */
+/* --pg-standby hot: once per group and session, and after each epoch that
+ * brought a base backup, after the ack, make sure its PostgreSQL sources
+ * have a running hot standby (made from the newest base the first time,
+ * rebuilt on it when the copy can no longer feed the old one: pgstandby.c).
+ * A failure is a warning: the copy itself is complete, and the next session
+ * tries again. */
 static void r_committed(void *ctx, const char *group)
 {
 	struct rsink *k = ctx;
+	bool base = k->hot_base, done = false;
 	int rc;
 
+	k->hot_base = false;
 	if (!k->hot)
 		return;
 	for (size_t i = 0; i < k->n_hot_done; i++)
-		if (!strcmp(k->hot_done[i], group))
-			return;
-	if (k->n_hot_done < HOT_MAX)
+		done |= !strcmp(k->hot_done[i], group);
+	if (done && !base)
+		return;
+	if (!done && k->n_hot_done < HOT_MAX)
 		snprintf(k->hot_done[k->n_hot_done++], sizeof(k->hot_done[0]), "%s", group);
 	rc = replica_pg_standby(k->r, group, &k->po, hot_line);
 	if (rc == -ENOENT)

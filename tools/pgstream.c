@@ -58,6 +58,7 @@ struct child {
 	uint32_t next_tli;
 	uint64_t next_start;
 	bool got_next, ended;
+	bool from_begin;          /* START (0, tli) of a slot on an older timeline: from where tli begins */
 	int64_t last_status;
 	bool status_now;
 	/* base backup */
@@ -293,6 +294,21 @@ static void on_result(struct child *c, PGresult *res)
 		if (strcmp(PQgetvalue(res, 0, 0), want) || len < 0 || (unsigned)len > PGP_MAX_DATA) {
 			fail(c, PGE_PROTOCOL, "unexpected history file %s for timeline %u", PQgetvalue(res, 0, 0), c->tli);
 			return;
+		}
+		if (c->from_begin) {
+			/* Its last line is where tli branched off its parent. */
+			struct pgwal_switch *sw = calloc(PGWAL_HISTORY_MAX / 4, sizeof(*sw));
+			size_t n = 0;
+			if (!sw || pgwal_history_parse(PQgetvalue(res, 0, 1), (size_t)len, c->tli, sw,
+						       PGWAL_HISTORY_MAX / 4, &n) < 0 || !n) {
+				free(sw);
+				fail(c, PGE_PROTOCOL, "the history file of timeline %u does not parse", c->tli);
+				return;
+			}
+			if (pgwal_seg_start(sw[n - 1].end, c->hello.segsize) > c->start)
+				c->start = pgwal_seg_start(sw[n - 1].end, c->hello.segsize);
+			free(sw);
+			c->from_begin = false;
 		}
 		queue_failed(c, pgpipe_put_history(&c->io.out, c->tli, PQgetvalue(res, 0, 1), (uint32_t)len));
 		break;
@@ -543,6 +559,18 @@ static void on_command(struct child *c, const struct pgp_msg *m)
 		} else {
 			c->start = pgwal_seg_start(c->hello.slot_lsn, c->hello.segsize);
 			c->tli = c->hello.slot_tli;
+			/* (0, T): an owner starting afresh on the server's timeline T
+			 * (after a promotion) wants none of the older timelines' WAL
+			 * the slot still holds; T's history says where T begins. */
+			if (m->u.pos.tli && m->u.pos.tli != c->tli) {
+				if (m->u.pos.tli < c->tli) {
+					fail(c, PGE_COMMAND, "START on timeline %u: the slot is on timeline %u already",
+					     m->u.pos.tli, c->tli);
+					return;
+				}
+				c->tli = m->u.pos.tli;
+				c->from_begin = true;
+			}
 		}
 		/* The owner holds the WAL before where it asked to start: it may
 		 * report that much flushed at once. */

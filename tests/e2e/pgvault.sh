@@ -23,17 +23,8 @@ PG_RELAY_USER=$RELAY_USER
 need_root
 
 B="$BIN/bascule"
-V=$T/vault
-VK=(--vault "local:$V" --vault-key "$T/vault.key")
-pg_init p
-pg_start p
-bsc_keygen
-pgvault_config p "$V" "wal_interval: 200ms" "wal_spool_max: 64MiB"
-bsc_start
 t_start=$(date +%s)
-wait_for 60 "the vault to hold the base and WAL of app/db" \
-	'[ "$(pgtgt acked_lsn 2>/dev/null)" != null ] && [ -n "$(pgtgt acked_lsn 2>/dev/null)" ]'
-[ "$(status_field type)" = vault ] || fail "target 0 is not the vault"
+pgvault_up
 note "the vault holds app/db to $(pgtgt acked_lsn) after $(($(date +%s) - t_start)) s (base $(pgsrc base | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes"])') bytes)"
 
 # --- rows around AT -----------------------------------------------------------
@@ -121,22 +112,10 @@ note "one flipped byte in $rel: restore and check exit 5 naming it, nothing made
 
 # --- a second base, then prune ------------------------------------------------------
 bsc_start
-bases=$(pgtgt bases_received)
-pg_sql p "CREATE TABLE big AS SELECT g, repeat(md5(g::text), 30) AS x FROM generate_series(1, 40000) g" >/dev/null
-wait_for 60 "a second base backup at the vault" '[ "$(pgtgt bases_received)" -gt "$bases" ]'
+pgvault_second_base
 rows_client p 10 "$T/rows3" 61
 expect_rc 0 bsc sync app --wait --vault --timeout 60s
-# The newest epoch keeps the first base as long as the epoch before it did
-# not yet hold the second (times since then need a base before them): one
-# more epoch, a few times if a loaded machine merged them.
-for _ in 1 2 3 4 5; do
-	"$B" vault ls "${VK[@]}" --json > "$T/ls.json"
-	nb=$(python3 -c "import json; e=json.load(open('$T/ls.json'))[-1]; print(len(e['postgres'][0]['bases']))")
-	[ "$nb" = 1 ] && break
-	pg_sql p "INSERT INTO big VALUES (0, 'one more epoch')" >/dev/null
-	expect_rc 0 bsc sync app --wait --vault --timeout 60s
-done
-[ "$nb" = 1 ] || fail "the newest vault epoch still lists $nb bases after five more epochs"
+pgvault_one_base
 bsc_stop
 n_before=$(find "$V/d" -type f | wc -l)
 # --keep-all 1 keeps every epoch younger than 1 s (and always the newest):

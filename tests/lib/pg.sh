@@ -21,7 +21,9 @@
 #                                  group app, source db of cluster NAME (slot
 #                                  bsc_app), target secondary (or
 #                                  $PG_BSC_TARGET) at URL; the lines
-#                                  given go into the source and the target
+#                                  given go into the source and the target;
+#                                  $PG_BSC_DISKS ("name:path ...") adds disk
+#                                  sources to group app (a mixed group)
 #   pg_site_standby ROOT           (with sites.sh, after authorize_recv ROOT)
 #                                  the secondary's PostgreSQL of replica ROOT
 #                                  (hot standby, then the promoted primary) on
@@ -182,6 +184,10 @@ pg_bsc_config() {
 		echo "        conninfo: \"$(pg_conninfo "$name")\""
 		echo "        slot: bsc_app"
 		for l in "${src[@]}"; do echo "        $l"; done
+		for l in ${PG_BSC_DISKS:-}; do
+			echo "      - name: ${l%%:*}"
+			echo "        disk: ${l#*:}"
+		done
 		echo "targets:"
 		echo "  - name: ${PG_BSC_TARGET:-secondary}"
 		echo "    url: $url"

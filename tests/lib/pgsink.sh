@@ -17,6 +17,18 @@
 #                               prints how many
 #   pgvault_config NAME DIR [SOURCE_LINES...]
 #                               the same group, to a vault target at local:DIR
+#   pgvault_up [SOURCE_LINES...]
+#                               cluster p started, basculed shipping group app
+#                               to the vault at $V (default $T/vault;
+#                               $PG_BSC_DISKS adds disks), its first base and
+#                               WAL held there; VK=(--vault ... --vault-key ...)
+#   pgvault_restore NAME ARGS...
+#                               bascule restore of app/db (ARGS: --at, --epoch)
+#                               into cluster NAME's data, started
+#                               ($T/r-NAME.out and .err)
+#   pgvault_second_base         a burst of WAL, until the vault holds a newer base
+#   pgvault_one_base            more epochs until the vault's newest lists one
+#                               base only (the newer), at most five ($nb)
 #   rows_client NAME COUNT OUT [FIRST]
 #                               commit COUNT numbered rows (table t; ids from
 #                               FIRST, default 1), one every 10 ms; OUT gets
@@ -39,6 +51,48 @@ pgvault_config() {
 	[ -f "$T/vault.key" ] || "$BIN/bascule" keygen vault "$T/vault.key" >/dev/null
 	PG_BSC_TARGET=offsite pg_bsc_config "$name" "local:$v" "$@" -- "type: vault" "vault_key: $T/vault.key" \
 		"interval: 1s" "retention: {all: 1h}"
+}
+
+pgvault_up() {
+	V=${V:-$T/vault}
+	VK=(--vault "local:$V" --vault-key "$T/vault.key")
+	pg_init p
+	pg_start p
+	bsc_keygen
+	pgvault_config p "$V" "wal_interval: 200ms" "wal_spool_max: 64MiB" "$@"
+	bsc_start
+	wait_for 60 "the vault to hold the base and WAL of app/db" \
+		'[ "$(pgtgt acked_lsn 2>/dev/null)" != null ] && [ -n "$(pgtgt acked_lsn 2>/dev/null)" ]'
+	[ "$(status_field type)" = vault ] || fail "target 0 is not the vault"
+}
+
+pgvault_restore() {
+	local n=$1; shift
+	pg_adopt "$n"
+	"$BIN/bascule" restore "${VK[@]}" --source app/db --to "$(pg_dir "$n")/data" --pg-conf "$(pg_dir "$n")/site.conf" \
+		"$@" > "$T/r-$n.out" 2> "$T/r-$n.err" || fail "restore app/db $*: $(cat "$T/r-$n.err")"
+	pg_start "$n"
+}
+
+pgvault_second_base() {
+	local bases
+	bases=$(pgtgt bases_received)
+	pg_sql p "CREATE TABLE big AS SELECT g, repeat(md5(g::text), 30) AS x FROM generate_series(1, 40000) g" >/dev/null
+	wait_for 60 "a second base backup at the vault" '[ "$(pgtgt bases_received)" -gt "$bases" ]'
+}
+
+# The newest epoch keeps the first base as long as the epoch before it did
+# not yet hold the second (times since then need a base before them): one
+# more epoch, a few times if a loaded machine merged them.
+pgvault_one_base() {
+	for _ in 1 2 3 4 5; do
+		"$BIN/bascule" vault ls "${VK[@]}" --json > "$T/ls.json"
+		nb=$(python3 -c "import json; e=json.load(open('$T/ls.json'))[-1]; print(len(e['postgres'][0]['bases']))")
+		[ "$nb" = 1 ] && return 0
+		pg_sql p "INSERT INTO big VALUES (0, 'one more epoch')" >/dev/null
+		expect_rc 0 bsc sync app --wait --vault --timeout 60s
+	done
+	fail "the newest vault epoch still lists $nb bases after five more epochs"
 }
 
 pgsrc() { status_get "json.dumps(next(s for s in d['groups'][0]['sources'] if s['name'] == 'db')['postgres']['$1'])"; }

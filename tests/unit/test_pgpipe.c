@@ -82,6 +82,12 @@ static void test_roundtrip(void **state)
 	assert_int_equal(pgpipe_put_pos(&b, PGP_START, 0, 0), 0);
 	assert_int_equal(decode_one(&b, PGP_CHILD, &m), 1);
 	assert_int_equal(m.type, PGP_START);
+	/* (0, T): from the slot, on timeline T */
+	wbuf_reset(&b);
+	assert_int_equal(pgpipe_put_pos(&b, PGP_START, 2, 0), 0);
+	assert_int_equal(decode_one(&b, PGP_CHILD, &m), 1);
+	assert_int_equal(m.u.pos.tli, 2);
+	assert_int_equal(m.u.pos.lsn, 0);
 	wbuf_reset(&b);
 	assert_int_equal(pgpipe_put_base_backup(&b, PGP_BBF_FAST, "nightly 2026-12-01"), 0);
 	assert_int_equal(decode_one(&b, PGP_CHILD, &m), 1);

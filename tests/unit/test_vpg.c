@@ -175,6 +175,48 @@ static void m_nobase(struct vman_pg *p) { p->n_bases = 0; }
 static void m_size0(struct vman_pg *p) { p->wal[1].ref.size = 0; }
 static void m_tli0(struct vman_pg *p) { p->tli = 0; }
 
+/* A base of timeline 2 carries 00000002.history, outside its bytes (the
+ * vault writer counts it so): it decodes, and counted in would not. */
+static void with_history(struct vman_pg *p)
+{
+	struct vpg_base *B = &p->bases[0];
+	struct vpg_file *F;
+
+	p->tli = B->tli = 2;
+	B->files = realloc(B->files, 3 * sizeof(*B->files));
+	F = &B->files[B->n_files++];
+	memset(F, 0, sizeof(*F));
+	strcpy(F->name, "00000002.history");
+	F->size = 42;
+	F->n = 1;
+	F->p = calloc(1, sizeof(struct vpg_piece));
+	F->p[0] = (struct vpg_piece){ .off = 0, .len = 42, .ref = { .size = 60 } };
+}
+static void m_histbytes(struct vman_pg *p) { with_history(p); p->bases[0].bytes += 42; }
+
+static void test_history(void **state)
+{
+	struct vman_pg p, *q = NULL;
+	uint32_t n = 0;
+	struct wbuf w;
+	struct rbuf b;
+	(void)state;
+
+	sample(&p);
+	with_history(&p);
+	wbuf_init(&w, 1 << 20);
+	assert_int_equal(vpg_encode(&w, &p, 1), 0);
+	b = rbuf_init(w.p, w.len);
+	assert_int_equal(vpg_decode(&b, &q, &n), 0);
+	assert_int_equal(q->bases[0].n_files, 3);
+	assert_string_equal(q->bases[0].files[2].name, "00000002.history");
+	assert_int_equal(q->bases[0].bytes, VPG_OBJ_RAW + 12);
+	vpg_free(q, n);
+	wbuf_free(&w);
+	vpg_clear(&p);
+	refused(m_histbytes);
+}
+
 static void test_bounds(void **state)
 {
 	(void)state;
@@ -291,6 +333,7 @@ int main(void)
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_encode_short),
 		cmocka_unit_test(test_bounds),
+		cmocka_unit_test(test_history),
 		cmocka_unit_test(test_manifest),
 		cmocka_unit_test(test_object),
 	};

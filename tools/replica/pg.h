@@ -249,6 +249,12 @@ int pg_wal_get(struct replica *r, const char *group, const char *source, const c
 int pgrun_start(const struct pgrun *run, uint64_t timeout);
 /* 1 if a server runs on RUN's data directory, 0 if not. */
 int pgrun_running(const struct pgrun *run);
+/* pg_ctl stop -m fast of RUN's server (waiting up to 10 minutes). */
+int pgrun_stop(const struct pgrun *run);
+/* The value of FIELD (e.g. "Latest checkpoint's REDO WAL file") that
+ * pg_controldata prints for RUN's data directory, into RET (LEN bytes,
+ * untouched on failure); -EIO naming what it said if there is none. */
+int pgrun_control(const struct pgrun *run, const char *field, char *ret, size_t len);
 
 /* ---- pgpromote.c ---- */
 /* What promote does for a PostgreSQL source, decided before a rollback:

@@ -125,18 +125,6 @@ static void fmt_pg_time(uint64_t usec, char *buf, size_t len)
 	snprintf(buf, len, "%s.%06llu+00", s, (unsigned long long)(usec % 1000000));
 }
 
-static int stop(const struct pgrun *run)
-{
-	struct subproc_result res;
-	int rc = pgrun_ctl(run, (const char *const[]){ "-D", run->data_dir, "-m", "fast", "-w", "-t", "600", "stop", NULL },
-			   630000000, &res);
-
-	if (rc == 0 && res.exit_status != 0)
-		rc = err_set(EIO, "pg_ctl stop of %s failed: %s", run->data_dir, subproc_said(&res));
-	subproc_result_free(&res);
-	return rc;
-}
-
 /* Start the server on RUN for recovery (to time AT if not 0) and wait
  * until it has promoted; *RET what its log says. */
 static int recover(const struct pgrun *run, uint32_t tli, uint64_t at, const char *restore, uint64_t timeout,
@@ -170,7 +158,7 @@ static int recover(const struct pgrun *run, uint32_t tli, uint64_t at, const cha
 	else
 		pgrun_log(run->log, ret);
 	if (rc == -ETIMEDOUT)
-		stop(run);
+		pgrun_stop(run);
 	else if (res.exit_status != 0 || rc < 0)
 		rc = err_set(EIO, "PostgreSQL did not finish recovery in %s: %s (its log: %s)", run->data_dir,
 			     ret->fatal[0] ? ret->fatal : subproc_said(&res), run->log);
@@ -217,7 +205,7 @@ int pg_recover_cold(const struct pgfeed *f, const struct pgbase *b, const struct
 	if ((rc = pgrun_make(f, b, false, run)) < 0 || (rc = pgrun_place_wal(f, path, run)) < 0 ||
 	    (rc = pgrun_give(run)) < 0 || (rc = pgrun_dir(run)) < 0)
 		return rc;
-	if ((rc = recover_to(f->what, y, plan, NULL, timeout, run, &rec)) < 0 || (rc = stop(run)) < 0)
+	if ((rc = recover_to(f->what, y, plan, NULL, timeout, run, &rec)) < 0 || (rc = pgrun_stop(run)) < 0)
 		return rc;
 	recovered(y, plan, &rec, run, ret);
 	return 0;
@@ -296,26 +284,13 @@ out:
 /* "Minimum recovery ending location" of a stopped cluster (pg_controldata). */
 static int min_recovery(const struct pgrun *run, uint64_t *ret)
 {
-	char prog[RPATH + 32];
-	struct subproc_result res;
-	const char *p;
-	int rc;
+	char lsn[PGWAL_LSN_LEN];
+	int rc = pgrun_control(run, "Minimum recovery ending location", lsn, sizeof(lsn));
 
-	snprintf(prog, sizeof(prog), "%s/pg_controldata", run->bin);
-	rc = subproc_run((const char *const[]){ prog, "-D", run->data_dir, NULL },
-			 &(struct subproc_opts){ .timeout = 60000000, .output_max = 65536,
-						 .env = (const char *const[]){ "LC_ALL=C", NULL } }, &res);
-	if (rc < 0)
-		return rc;
-	if (res.exit_status != 0 || !(p = strstr(res.output, "Minimum recovery ending location:")))
-		rc = err_set(EIO, "pg_controldata -D %s: %s", run->data_dir, subproc_said(&res));
-	else {
-		char lsn[PGWAL_LSN_LEN];
+	if (rc == 0) {
 		*ret = 0;
-		if (sscanf(p, "Minimum recovery ending location: %17s", lsn) == 1)
-			pgwal_lsn_parse(lsn, ret);
+		pgwal_lsn_parse(lsn, ret);
 	}
-	subproc_result_free(&res);
 	return rc;
 }
 
@@ -352,7 +327,7 @@ static int promote_hot(struct replica *r, const char *group, const struct state_
 	int rc;
 
 	snprintf(what, sizeof(what), "%s/%s", group, x->name);
-	if ((rc = pgrun_version(run)) < 0 || (rc = pgrun_running(run)) < 0 || (rc && (rc = stop(run)) < 0) ||
+	if ((rc = pgrun_version(run)) < 0 || (rc = pgrun_running(run)) < 0 || (rc && (rc = pgrun_stop(run)) < 0) ||
 	    (rc = min_recovery(run, &min)) < 0)
 		return rc;
 	/* Everything it replayed must be at or before the promoted epoch's end
@@ -374,7 +349,7 @@ static int promote_hot(struct replica *r, const char *group, const struct state_
 			close(fd);
 	}
 	if (rc == 0 && (rc = pgrun_dir(run)) == 0 && (rc = recover_to(what, y, plan, restore, timeout, run, &rec)) == 0 &&
-	    (rc = stop(run)) == 0)
+	    (rc = pgrun_stop(run)) == 0)
 		rc = pgrun_start(run, timeout);
 	free(restore);
 	if (rc < 0)
@@ -466,5 +441,5 @@ int pg_recover_stopped(const struct pgrun *run, uint32_t tli, uint64_t timeout, 
 {
 	int rc = recover(run, tli, 0, NULL, timeout, ret);
 
-	return rc < 0 ? rc : stop(run);
+	return rc < 0 ? rc : pgrun_stop(run);
 }

@@ -97,6 +97,17 @@ int pg_restore_command(const struct replica *r, const char *group, const char *s
 
 /* ---- wal-get ---- */
 
+/* The range of PATH that segment SEGNO of timeline TLI is served from, or NULL. */
+static const struct pgrange *path_serves(const struct pgpath *path, uint32_t tli, uint64_t segno)
+{
+	for (uint32_t i = 0; i < path->n; i++) {
+		const struct pgrange *g = &path->r[i];
+		if (g->tli == tli && g->to && segno >= g->from / PG_SEG && segno <= (g->to - 1) / PG_SEG)
+			return g;
+	}
+	return NULL;
+}
+
 int pg_wal_get(struct replica *r, const char *group, const char *source, const char *name, const char *dest,
 	       uint32_t upto_tli, uint64_t upto_lsn)
 {
@@ -129,16 +140,13 @@ int pg_wal_get(struct replica *r, const char *group, const char *source, const c
 		if ((rc = pghistory_load(r, group, source, x->system_id, tli, &text, &len)) < 0)
 			return rc;
 	} else if (pgwal_seg_parse(name, PG_SEG, &tli, &segno) == 0) {
-		rc = -ENOENT;
-		for (uint32_t i = 0; i < path.n && rc == -ENOENT; i++) {
-			const struct pgrange *g = &path.r[i];
-			if (g->tli != tli || !g->to || segno < g->from / PG_SEG || segno > (g->to - 1) / PG_SEG)
-				continue;
-			if (!(data = malloc(PG_SEG)))
-				return -ENOMEM;
-			rc = pg_segment(r, group, source, x->system_id, tli, segno, g->to, data);
-			len = PG_SEG;
-		}
+		const struct pgrange *g = path_serves(&path, tli, segno);
+		if (!g)
+			return -ENOENT;
+		if (!(data = malloc(PG_SEG)))
+			return -ENOMEM;
+		rc = pg_segment(r, group, source, x->system_id, tli, segno, g->to, data);
+		len = PG_SEG;
 		if (rc < 0) {
 			free(data);
 			return rc;
@@ -200,6 +208,45 @@ int pgrun_start(const struct pgrun *run, uint64_t timeout)
 	return rc;
 }
 
+int pgrun_stop(const struct pgrun *run)
+{
+	struct subproc_result res;
+	int rc = pgrun_ctl(run, (const char *const[]){ "-D", run->data_dir, "-m", "fast", "-w", "-t", "600", "stop", NULL },
+			   630000000, &res);
+
+	if (rc == 0 && res.exit_status != 0)
+		rc = err_set(EIO, "pg_ctl stop of %s failed: %s", run->data_dir, subproc_said(&res));
+	subproc_result_free(&res);
+	return rc;
+}
+
+int pgrun_control(const struct pgrun *run, const char *field, char *ret, size_t len)
+{
+	char prog[RPATH + 32], val[128];
+	struct subproc_result res;
+	const char *p;
+	size_t n;
+	int rc;
+
+	snprintf(prog, sizeof(prog), "%s/pg_controldata", run->bin);
+	rc = subproc_run((const char *const[]){ prog, "-D", run->data_dir, NULL },
+			 &(struct subproc_opts){ .timeout = 60000000, .output_max = 65536,
+						 .env = (const char *const[]){ "LC_ALL=C", NULL } }, &res);
+	if (rc < 0)
+		return rc;
+	n = strlen(field);
+	for (p = res.exit_status == 0 ? res.output : NULL; p && (p = strstr(p, field)); p += n)
+		if ((p == res.output || p[-1] == '\n') && p[n] == ':')
+			break;
+	if (!p || sscanf(p + n + 1, " %127s", val) != 1 || strlen(val) >= len)
+		rc = err_set(EIO, "pg_controldata -D %s: no \"%s\" in what it said: %s", run->data_dir, field,
+			     subproc_said(&res));
+	else
+		memcpy(ret, val, strlen(val) + 1);
+	subproc_result_free(&res);
+	return rc;
+}
+
 int pgrun_running(const struct pgrun *run)
 {
 	struct subproc_result res;
@@ -210,6 +257,52 @@ int pgrun_running(const struct pgrun *run)
 		rc = res.exit_status == 0;
 	subproc_result_free(&res);
 	return rc;
+}
+
+/* 1 if the standby at RUN can go on from the copy: wal-get serves the WAL
+ * file its latest restartpoint begins in (where it replays from, even
+ * after a restart); 0 if not: the copy follows a newer base backup after
+ * a gap (a target behind the spool) or on another timeline, and the
+ * standby would wait for WAL that never comes.  *RET_FILE that WAL file. */
+static int standby_follows(struct replica *r, const char *group, const struct state_source *x,
+			   const struct pgrun *run, char *ret_file, size_t len)
+{
+	struct pgbase b;
+	struct pgpath path;
+	uint32_t tli;
+	uint64_t segno;
+	int rc;
+
+	if ((rc = pgrun_control(run, "Latest checkpoint's REDO WAL file", ret_file, len)) < 0)
+		return rc;
+	if (pgwal_seg_parse(ret_file, PG_SEG, &tli, &segno) < 0)
+		return err_set(EIO, "pg_controldata -D %s names the WAL file \"%s\"", run->data_dir, ret_file);
+	if ((rc = pg_copy_open(r, group, x, &b, &path)) < 0)
+		return rc;
+	return path_serves(&path, tli, segno) != NULL;
+}
+
+/* The standby at RUN cannot go on (standby_follows): stopped, removed (it
+ * is made again from the copy), forgotten. */
+static int standby_drop(struct replica *r, const char *group, const struct state_source *x, struct pgrun *run,
+			const char *from)
+{
+	char l[PGWAL_LSN_LEN];
+	int rc;
+
+	log_info("%s/%s: the hot standby in %s replays from WAL file %s, which the copy no longer serves: rebuilt on "
+		 "base backup %s of timeline %u", group, x->name, run->data_dir, from, pgwal_lsn_format(x->base_id, l),
+		 x->timeline);
+	if ((rc = pgrun_running(run)) < 0 || (rc && (rc = pgrun_stop(run)) < 0))
+		return rc;
+	if (run->dfd >= 0) {
+		close(run->dfd);
+		run->dfd = -1;
+	}
+	if ((rc = fs_remove_tree_at(run->pfd, x->name, 0)) < 0)
+		return err_set(rc, "cannot remove the old standby %s: %s", run->data_dir, strerror(-rc));
+	pg_standby_forget(r, group, x->name);
+	return 0;
 }
 
 int pg_standby(struct replica *r, const char *group, const struct state_source *x, const struct promote_opts *o,
@@ -228,6 +321,13 @@ int pg_standby(struct replica *r, const char *group, const struct state_source *
 		goto out;
 	if ((rc = pg_standby_find(r, group, x->name, path, sizeof(path))) < 0)
 		goto out;
+	if (rc == 1 && !strcmp(path, run.data_dir)) {
+		char from[64];
+		if ((!run.bin[0] && (rc = pgrun_version(&run)) < 0) ||
+		    (rc = standby_follows(r, group, x, &run, from, sizeof(from))) < 0 ||
+		    (rc == 0 && (rc = standby_drop(r, group, x, &run, from)) < 0))
+			goto out;
+	}
 	if (rc == 0) {
 		struct pgstore_feed sf;
 		struct pgfeed f;
@@ -245,8 +345,7 @@ int pg_standby(struct replica *r, const char *group, const struct state_source *
 	} else if (strcmp(path, run.data_dir)) {
 		rc = err_set(EEXIST, "the standby of %s/%s is %s, not %s", group, x->name, path, run.data_dir);
 		goto out;
-	} else if (!run.bin[0] && (rc = pgrun_version(&run)) < 0)
-		goto out;
+	}
 	if ((rc = pgrun_running(&run)) < 0)
 		goto out;
 	if (rc == 0) {
