@@ -157,6 +157,7 @@ void replica_close(struct replica *r)
 		close(r->root_fd);
 	sodium_memzero(r->mac_key, sizeof(r->mac_key));
 	replica_cache_free(r);
+	batch_free(r); /* staged epochs not flushed were never acked */
 	free(r);
 }
 
