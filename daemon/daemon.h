@@ -65,7 +65,11 @@ struct group {
 	uint32_t n_sources;
 	uint32_t n_qemu;               /* sources read through QEMU: cut every interval (no inotify) */
 	uint64_t last_cut;             /* committed epoch number; the next cut is last_cut + 1, so
-					* numbers have no gaps (docs/design.md "Epoch numbers") */
+					* numbers have no gaps but after a crash (docs/design.md
+					* "Epoch numbers") */
+	uint64_t reserved;             /* numbers up to this one are recorded in the group state
+					* as possibly used: a WAL-only cut within it commits
+					* without writing the state (docs/design.md) */
 	uint64_t promised;             /* highest number handed to `sync`: cuts are forced to
 					* commit until it is produced */
 	uint64_t cut_time;             /* unix usec of the last cut */

@@ -35,6 +35,9 @@
 #include <unistd.h>
 
 #define G_MAGIC "BSCGRST1"
+/* A WAL-only cut whose number is above the reservation records a new one,
+ * this many numbers ahead; those below it commit with no write at all. */
+#define WAL_EPOCH_RESERVE 1000
 
 
 struct cut {
@@ -56,6 +59,7 @@ struct cut {
 	atomic_uint_fast64_t changed, spooled, read_bytes;
 	atomic_int err;
 	atomic_bool done;
+	uint64_t reserved;             /* the group's reservation when the cut began */
 	/* results */
 	bool committed, consistent;
 	uint64_t cut_time;
@@ -75,9 +79,11 @@ static int gstate_path(struct group *g, char *buf, size_t len, const char *name)
 }
 
 /* The daemon's state directory is its own (root's, mode 0700): the checksum
- * finds damage; nobody else writes there, so it is not keyed. */
+ * finds damage; nobody else writes there, so it is not keyed.  RESERVED
+ * (>= EPOCH, after the sources; absent in files of earlier versions): the
+ * numbers WAL-only cuts may use without writing the state again. */
 static int gstate_write(struct group *g, uint64_t epoch, uint64_t cut_time, bool consistent,
-			const uint64_t *size, uint8_t (*digest)[DIGEST_BYTES])
+			const uint64_t *size, uint8_t (*digest)[DIGEST_BYTES], uint64_t reserved)
 {
 	char path[4300];
 	struct wbuf b;
@@ -93,6 +99,7 @@ static int gstate_write(struct group *g, uint64_t epoch, uint64_t cut_time, bool
 		if (!r) r = wbuf_put_u64(&b, size[i]);
 		if (!r) r = wbuf_put_bytes(&b, digest[i], DIGEST_BYTES);
 	}
+	if (!r) r = wbuf_put_u64(&b, reserved > epoch ? reserved : epoch);
 	if (!r && !(r = gstate_path(g, path, sizeof(path), "state")))
 		r = sfile_write(&b, NULL, path, 0600);
 	wbuf_free(&b);
@@ -135,6 +142,17 @@ static int gstate_load(struct group *g)
 				g->sources[k].size = size;
 				memcpy(g->sources[k].digest, d, DIGEST_BYTES);
 			}
+	}
+	g->reserved = g->last_cut;
+	if (rbuf_left(&b) && (rbuf_get_u64(&b, &g->reserved) < 0 || g->reserved < g->last_cut))
+		goto out;
+	if (g->reserved > g->last_cut) {
+		/* Stopped without giving the reservation back (killed): WAL-only
+		 * epochs up to it may have been cut and sent.  Numbers go on
+		 * after it, never reusing one a target may hold. */
+		log_info("group %s: the daemon stopped without recording its last WAL-only epochs: epoch "
+			 "numbers go on after %" PRIu64, g->name, g->reserved);
+		g->last_cut = g->reserved;
 	}
 	r = 0;
 out:
@@ -212,6 +230,27 @@ int group_init(struct daemon *d, struct group *g, const struct cfg_group *cfg)
 	return 0;
 }
 
+/* The state as the loop knows it, the reservation given back: a restart
+ * goes on from last_cut + 1 (a clean stop leaves no gap). */
+static void gstate_release(struct group *g)
+{
+	uint64_t size[PROTO_MAX_SOURCES];
+	uint8_t digest[PROTO_MAX_SOURCES][DIGEST_BYTES];
+	int r;
+
+	if (!g->sources || g->retired || g->reserved <= g->last_cut)
+		return; /* a retired group's successor owns the file now */
+	for (uint32_t i = 0; i < g->n_sources; i++) {
+		size[i] = g->sources[i].size;
+		memcpy(digest[i], g->sources[i].digest, DIGEST_BYTES);
+	}
+	if ((r = gstate_write(g, g->last_cut, g->cut_time, g->consistent, size, digest, g->last_cut)) < 0)
+		log_warn("group %s: %s (the next start numbers epochs after %" PRIu64 ")", g->name, err_msg(r),
+			 g->reserved);
+	else
+		g->reserved = g->last_cut;
+}
+
 void group_free(struct group *g)
 {
 	if (g->cut) {
@@ -220,6 +259,7 @@ void group_free(struct group *g)
 		free(g->cut);
 		g->cut = NULL;
 	}
+	gstate_release(g);
 	for (uint32_t i = 0; g->sources && i < g->n_sources; i++) {
 		struct pgsrc *p = g->sources[i].pg;
 		blockmap_close(g->sources[i].map);
@@ -467,9 +507,16 @@ static void *cut_thread(void *arg)
 			c->size[i] = g->sources[i].size;
 			memcpy(c->digest[i], g->sources[i].digest, DIGEST_BYTES);
 		}
+		/* Nothing of the disks changes: only the number needs recording,
+		 * and a reservation already covers it, but for one in
+		 * WAL_EPOCH_RESERVE (docs/design.md "Epoch numbers"). */
 		if (atomic_load(&c->force) || c->pg_new) {
-			if ((r = gstate_write(g, c->epoch, c->cut_time, c->consistent, c->size, c->digest)) < 0)
-				goto thaw;
+			if (c->epoch > c->reserved) {
+				c->reserved = c->epoch + WAL_EPOCH_RESERVE;
+				if ((r = gstate_write(g, c->epoch, c->cut_time, c->consistent, c->size, c->digest,
+						      c->reserved)) < 0)
+					goto thaw;
+			}
 			c->committed = true;
 		}
 		goto thaw;
@@ -587,7 +634,7 @@ static void *cut_thread(void *arg)
 	spool_finish(c->spool);
 	/* Commit: only if something is to be said (or someone asked). */
 	if (atomic_load(&c->force) || atomic_load(&c->changed) || atomic_load(&c->spooled) || c->pg_new) {
-		if ((r = gstate_write(g, c->epoch, c->cut_time, c->consistent, c->size, c->digest)) < 0)
+		if ((r = gstate_write(g, c->epoch, c->cut_time, c->consistent, c->size, c->digest, c->reserved)) < 0)
 			goto thaw;
 		c->committed = true;
 	}
@@ -652,6 +699,7 @@ static void group_start_cut_kind(struct group *g, bool wal_only)
 		return;
 	c->g = g;
 	c->wal_only = wal_only;
+	c->reserved = g->reserved;
 	/* A cut that commits nothing leaves its number to the next one (it
 	 * marked no block), and a cut that fails hands its number and the
 	 * blocks it marked to the next: numbers have no gaps.  A number
@@ -801,6 +849,7 @@ static void cut_finished(struct group *g)
 		g->prev_cut = g->last_cut;
 		g->prev_verified_time = g->verified_time;
 		g->last_cut = c->epoch;
+		g->reserved = c->reserved > c->epoch ? c->reserved : c->epoch;
 		g->cut_time = c->cut_time;
 		g->verified_time = c->cut_time;
 		g->map_ahead = false;

@@ -17,6 +17,7 @@ struct acks {
 	char group[RECV_STAGE_MAX + 1][NAME_MAX_LEN + 1];
 	uint64_t epoch[RECV_STAGE_MAX + 1];
 	size_t n;
+	uint64_t acked, rounds; /* epochs acked in the session, and in how many writes */
 };
 
 static int queue_ack(struct wire *w, const char *group, uint64_t epoch, int err, const char *text)
@@ -56,6 +57,10 @@ static int settle(struct wire *w, const struct recv_sink *s, struct acks *a)
 		rc = queue_ack(w, a->group[i], a->epoch[i], 0, NULL);
 	if (rc == 0)
 		rc = wire_flush_blocking(w);
+	if (rc == 0) {
+		a->acked += a->n;
+		a->rounds++;
+	}
 	for (size_t i = 0; i < a->n && !rc && s->committed; i++)
 		if (i + 1 == a->n || strcmp(a->group[i], a->group[i + 1]) != 0)
 			s->committed(s->ctx, a->group[i]);
@@ -362,6 +367,9 @@ out:
 		if (rc2 < 0)
 			log_error("%s", err_msg(rc2));
 	}
+	if (acks.acked > acks.rounds)
+		log_info("group commit: %llu epochs made durable and acknowledged in %llu rounds",
+			 (unsigned long long)acks.acked, (unsigned long long)acks.rounds);
 	wire_free(&w);
 	ZSTD_freeDCtx(dctx);
 	free(raw);

@@ -98,10 +98,13 @@ static int flush_locked(struct replica *r, struct replica_batch *b)
 	}
 	if ((rc = state_write_end(r, last)) < 0)
 		return rc;
-	for (size_t i = 0; i < b->n; i++) {
-		undo_prune(r, &b->st[i], b->st[i + 1].epoch);
+	/* The rollback points as the state on disk (the last's) sees them:
+	 * the cache follows each epoch, the pruning looks from the last. */
+	for (size_t i = 0; i + 1 < b->n; i++)
+		rbcache_committed(r, b->group, b->st[i].epoch, b->st[i].cut_time, b->st[i + 1].epoch);
+	undo_prune(r, &b->st[b->n - 1], last->epoch);
+	for (size_t i = 0; i < b->n; i++)
 		pgstore_committed(r, &b->st[i], &b->st[i + 1], b->st[i + 1].epoch % 64 == 0);
-	}
 	return 0;
 }
 
