@@ -16,6 +16,8 @@
 #   - bascule, synchronous: local to a hot standby at the secondary over SSH
 #     (held = the row readable on the standby) and synchronous: remote
 #     (zero loss: COMMIT returns once the secondary has the WAL)
+# PG_TRACE=DIR: where the remote row's round trip goes (strace, perf and
+# flush_lag in DIR; PG_TRACE_SET=all traces every system call).
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd)
 . "$(dirname "$0")/../lib/common.sh" "$B"
