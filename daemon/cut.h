@@ -30,6 +30,7 @@ struct cut {
 	atomic_uint_fast64_t changed, spooled, read_bytes;
 	atomic_int err;
 	atomic_bool done;
+	uint64_t reserved;             /* the group's reservation when the cut began */
 	/* results */
 	bool committed, consistent;
 	uint64_t cut_time;

@@ -65,7 +65,11 @@ struct group {
 	uint32_t n_sources;
 	uint32_t n_qemu;               /* sources read through QEMU: cut every interval (no inotify) */
 	uint64_t last_cut;             /* committed epoch number; the next cut is last_cut + 1, so
-					* numbers have no gaps (docs/design.md "Epoch numbers") */
+					* numbers have no gaps but after a crash (docs/design.md
+					* "Epoch numbers") */
+	uint64_t reserved;             /* numbers up to this one are recorded in the group state
+					* as possibly used: a WAL-only cut within it commits
+					* without writing the state (docs/design.md) */
 	uint64_t promised;             /* highest number handed to `sync`: cuts are forced to
 					* commit until it is produced */
 	uint64_t cut_time;             /* unix usec of the last cut */
@@ -299,6 +303,19 @@ void daemon_event(struct daemon *d, const char *kind, const char *group, const c
 		  uint64_t epoch, const char *text);
 /* A log line about target T ("target NAME: ..."), with its TARGET= field. */
 void target_log(const struct target *t, int prio, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* gstate.c: the group's state file (0 or a negative errno with a sentence).
+ * gstate_path: STATE_DIR/groups/G/NAME.  gstate_write: the epoch, its
+ * time, consistency, the sources' sizes and digests and the reservation
+ * (at least EPOCH), replaced atomically and durable.  gstate_load: into G
+ * (numbering after an outstanding reservation); none is a first run.
+ * gstate_release: the loop's state with the reservation given back (a
+ * clean stop; not for a retired group). */
+int gstate_path(struct group *g, char *buf, size_t len, const char *name);
+int gstate_write(struct group *g, uint64_t epoch, uint64_t cut_time, bool consistent,
+		 const uint64_t *size, uint8_t (*digest)[DIGEST_BYTES], uint64_t reserved);
+int gstate_load(struct group *g);
+void gstate_release(struct group *g);
 
 /* epoch.c */
 int group_init(struct daemon *d, struct group *g, const struct cfg_group *cfg);

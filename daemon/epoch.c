@@ -32,90 +32,11 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A WAL-only cut whose number is above the reservation records a new one,
+ * this many numbers ahead; those below it commit with no write at all. */
+#define WAL_EPOCH_RESERVE 1000
+
 static const uint8_t zeros[PROTO_BLOCK];
-
-#define G_MAGIC "BSCGRST2"    /* digests of version 2 (lib/merkle.h) */
-#define G_MAGIC_V1 "BSCGRST1" /* the same layout, digests of version 1: still read */
-
-
-
-/* ---- group state (daemon side) ---- */
-
-static int gstate_path(struct group *g, char *buf, size_t len, const char *name)
-{
-	int n = snprintf(buf, len, "%s/groups/%s/%s", g->d->cfg->state_dir, g->name, name);
-	return (n < 0 || (size_t)n >= len) ? -ENAMETOOLONG : 0;
-}
-
-/* The daemon's state directory is its own (root's, mode 0700): the checksum
- * finds damage; nobody else writes there, so it is not keyed. */
-static int gstate_write(struct group *g, uint64_t epoch, uint64_t cut_time, bool consistent,
-			const uint64_t *size, uint8_t (*digest)[DIGEST_BYTES])
-{
-	char path[4300];
-	struct wbuf b;
-	int r;
-
-	sfile_begin(&b, G_MAGIC);
-	r = wbuf_put_u64(&b, epoch);
-	if (!r) r = wbuf_put_u64(&b, cut_time);
-	if (!r) r = wbuf_put_u8(&b, consistent);
-	if (!r) r = wbuf_put_u32(&b, g->n_sources);
-	for (uint32_t i = 0; !r && i < g->n_sources; i++) {
-		r = wbuf_put_str(&b, g->sources[i].cfg->name);
-		if (!r) r = wbuf_put_u64(&b, size[i]);
-		if (!r) r = wbuf_put_bytes(&b, digest[i], DIGEST_BYTES);
-	}
-	if (!r && !(r = gstate_path(g, path, sizeof(path), "state")))
-		r = sfile_write(&b, NULL, path, 0600);
-	wbuf_free(&b);
-	return r;
-}
-
-static int gstate_load(struct group *g)
-{
-	char path[4300], name[NAME_MAX_LEN + 1];
-	struct sfile f = { 0 };
-	uint64_t last_cut, cut_time;
-	uint8_t cons;
-	uint32_t n;
-	struct rbuf b;
-	int r;
-
-	if ((r = gstate_path(g, path, sizeof(path), "state")) < 0)
-		return r;
-	if ((r = sfile_read(AT_FDCWD, path, &f)) == -ENOENT)
-		return 0; /* first run */
-	if (r < 0 && r != -EBADMSG)
-		return r;
-	r = err_set(EBADMSG, "daemon state %s is corrupt; move it away to start this group afresh "
-			     "(every target will be fully resynchronised)", path);
-	g->digest_v1 = f.data && sfile_is(&f, G_MAGIC_V1);
-	if (!f.data || sfile_open(&f, g->digest_v1 ? G_MAGIC_V1 : G_MAGIC, NULL, &b) < 0 ||
-	    rbuf_get_u64(&b, &last_cut) < 0 ||
-	    rbuf_get_u64(&b, &cut_time) < 0 || rbuf_get_u8(&b, &cons) < 0 || rbuf_get_u32(&b, &n) < 0 ||
-	    n > PROTO_MAX_SOURCES)
-		goto out;
-	g->last_cut = last_cut;
-	g->cut_time = cut_time;
-	g->consistent = cons;
-	for (uint32_t i = 0; i < n; i++) {
-		uint64_t size;
-		uint8_t d[DIGEST_BYTES];
-		if (rbuf_get_str(&b, name, sizeof(name)) < 0 || rbuf_get_u64(&b, &size) < 0 ||
-		    rbuf_get_bytes(&b, d, DIGEST_BYTES) < 0)
-			goto out;
-		for (uint32_t k = 0; k < g->n_sources; k++)
-			if (strcmp(g->sources[k].cfg->name, name) == 0) {
-				g->sources[k].size = size;
-				memcpy(g->sources[k].digest, d, DIGEST_BYTES);
-			}
-	}
-	r = 0;
-out:
-	sfile_free(&f);
-	return r;
-}
 
 int group_init(struct daemon *d, struct group *g, const struct cfg_group *cfg)
 {
@@ -196,6 +117,7 @@ void group_free(struct group *g)
 		free(g->cut);
 		g->cut = NULL;
 	}
+	gstate_release(g);
 	for (uint32_t i = 0; g->sources && i < g->n_sources; i++) {
 		struct pgsrc *p = g->sources[i].pg;
 		blockmap_close(g->sources[i].map);
@@ -273,9 +195,16 @@ static void *cut_thread(void *arg)
 			c->size[i] = g->sources[i].size;
 			memcpy(c->digest[i], g->sources[i].digest, DIGEST_BYTES);
 		}
+		/* Nothing of the disks changes: only the number needs recording,
+		 * and a reservation already covers it, but for one in
+		 * WAL_EPOCH_RESERVE (docs/design.md "Epoch numbers"). */
 		if (atomic_load(&c->force) || c->pg_new) {
-			if ((r = gstate_write(g, c->epoch, c->cut_time, c->consistent, c->size, c->digest)) < 0)
-				goto thaw;
+			if (c->epoch > c->reserved) {
+				c->reserved = c->epoch + WAL_EPOCH_RESERVE;
+				if ((r = gstate_write(g, c->epoch, c->cut_time, c->consistent, c->size, c->digest,
+						      c->reserved)) < 0)
+					goto thaw;
+			}
 			c->committed = true;
 		}
 		goto thaw;
@@ -398,7 +327,7 @@ static void *cut_thread(void *arg)
 	spool_finish(c->spool);
 	/* Commit: only if something is to be said (or someone asked). */
 	if (atomic_load(&c->force) || atomic_load(&c->changed) || atomic_load(&c->spooled) || c->pg_new) {
-		if ((r = gstate_write(g, c->epoch, c->cut_time, c->consistent, c->size, c->digest)) < 0)
+		if ((r = gstate_write(g, c->epoch, c->cut_time, c->consistent, c->size, c->digest, c->reserved)) < 0)
 			goto thaw;
 		c->committed = true;
 	}
@@ -463,6 +392,7 @@ static void group_start_cut_kind(struct group *g, bool wal_only)
 		return;
 	c->g = g;
 	c->wal_only = wal_only;
+	c->reserved = g->reserved;
 	/* A cut that commits nothing leaves its number to the next one (it
 	 * marked no block), and a cut that fails hands its number and the
 	 * blocks it marked to the next: numbers have no gaps.  A number
@@ -614,6 +544,7 @@ static void cut_finished(struct group *g)
 		g->prev_cut = g->last_cut;
 		g->prev_verified_time = g->verified_time;
 		g->last_cut = c->epoch;
+		g->reserved = c->reserved > c->epoch ? c->reserved : c->epoch;
 		g->cut_time = c->cut_time;
 		g->verified_time = c->cut_time;
 		g->map_ahead = false;

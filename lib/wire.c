@@ -421,6 +421,29 @@ int wire_recv_blocking(struct wire *w, enum wire_type *ret_type, struct rbuf *re
 	}
 }
 
+bool wire_input_pending(const struct wire *w)
+{
+	struct pollfd p = { .fd = w->rfd, .events = POLLIN };
+
+	if (w->in.len > w->in_off)
+		return true;
+	return !w->io.read && !w->eof && poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+static bool frame_buffered(const struct wire *w)
+{
+	size_t avail = w->in.len - w->in_off;
+
+	return avail >= WIRE_HDR_BYTES && avail - WIRE_HDR_BYTES >= get_be32(w->in.p + w->in_off);
+}
+
+bool wire_frame_at_hand(struct wire *w)
+{
+	if (frame_buffered(w))
+		return true;
+	return wire_input_pending(w) && wire_fill(w) > 0 && frame_buffered(w);
+}
+
 ssize_t wire_flush_some(struct wire *w, size_t max)
 {
 	size_t left = w->out.len - w->out_off;

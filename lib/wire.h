@@ -109,6 +109,14 @@ int wire_recv_blocking(struct wire *w, enum wire_type *ret_type, struct rbuf *re
 /* After EOF: the bytes of an incomplete frame left unparsed (0: the stream
  * ended on a frame boundary, or has not ended). */
 size_t wire_cut_bytes(const struct wire *w);
+/* True when more input is at hand without waiting: received bytes not yet
+ * parsed, or the read fd readable now (a receiver's group commit: the next
+ * epoch is already coming). */
+bool wire_input_pending(const struct wire *w);
+/* True when a complete frame is at hand: in what was received, after at
+ * most one read that does not wait (a receiver acks what it staged before
+ * it would wait for more). */
+bool wire_frame_at_hand(struct wire *w);
 /* Like wire_flush but writes at most MAX bytes; returns bytes written (>= 0)
  * or a negative errno (-EAGAIN when nothing could be written). */
 ssize_t wire_flush_some(struct wire *w, size_t max);

@@ -216,6 +216,21 @@ static int r_commit(void *ctx, const struct msg_epoch_end *m)
 	return rc;
 }
 
+static int r_stage(void *ctx, const struct msg_epoch_end *m)
+{
+	struct rsink *k = ctx;
+	int rc = replica_epoch_stage(k->a, m);
+
+	replica_epoch_abort(k->a);
+	k->a = NULL;
+	return rc;
+}
+
+static int r_flush(void *ctx)
+{
+	return replica_flush(((struct rsink *)ctx)->r);
+}
+
 static void r_abort(void *ctx)
 {
 	struct rsink *k = ctx;
@@ -308,7 +323,8 @@ int cmd_recv(int argc, char **argv)
 	struct rsink k = { 0 };
 	struct recv_sink sink = { .ctx = &k, .state = replica_state, .begin = r_begin, .source = r_source,
 				  .extent = r_extent, .basis = r_basis, .pgsource = r_pgsource, .wal = r_wal,
-				  .basefile = r_basefile, .commit = r_commit, .abort = r_abort, .committed = r_committed,
+				  .basefile = r_basefile, .commit = r_commit, .stage = r_stage,
+				  .flush = r_flush, .abort = r_abort, .committed = r_committed,
 				  .signatures = send_signatures, .advise = advise };
 	int c, rc = 0;
 

@@ -10,7 +10,17 @@
 #include <unistd.h>
 #include <zstd.h>
 
-static int send_ack(struct wire *w, const char *group, uint64_t epoch, int err)
+#define RECV_STAGE_MAX 16 /* epochs staged at most before they are made durable and acked */
+
+/* Epochs committed or staged, not acknowledged yet. */
+struct acks {
+	char group[RECV_STAGE_MAX + 1][NAME_MAX_LEN + 1];
+	uint64_t epoch[RECV_STAGE_MAX + 1];
+	size_t n;
+	uint64_t acked, rounds; /* epochs acked in the session, and in how many writes */
+};
+
+static int queue_ack(struct wire *w, const char *group, uint64_t epoch, int err, const char *text)
 {
 	struct msg_ack m = { 0 };
 	struct wbuf b;
@@ -20,16 +30,58 @@ static int send_ack(struct wire *w, const char *group, uint64_t epoch, int err)
 	m.epoch = epoch;
 	if (err) {
 		m.code = (uint32_t)-err;
-		snprintf(m.text, sizeof(m.text), "%s", err_msg(err));
+		snprintf(m.text, sizeof(m.text), "%s", text);
 	}
 	wbuf_init(&b, 4096);
 	rc = proto_put_ack(&b, &m, err != 0);
 	if (rc == 0)
 		rc = wire_send(w, err ? MSG_NACK : MSG_ACK, b.p, b.len);
 	wbuf_free(&b);
+	return rc;
+}
+
+/* The epochs in A made durable (the staged ones flushed), then acked in one
+ * write, in order; the sink told of each group's.  0 or a negative errno
+ * (a flush that failed: none of them is acked). */
+static int settle(struct wire *w, const struct recv_sink *s, struct acks *a)
+{
+	int rc = 0;
+
+	if (!a->n)
+		return 0;
+	if (s->flush && (rc = s->flush(s->ctx)) < 0) {
+		a->n = 0;
+		return rc;
+	}
+	for (size_t i = 0; i < a->n && !rc; i++)
+		rc = queue_ack(w, a->group[i], a->epoch[i], 0, NULL);
 	if (rc == 0)
 		rc = wire_flush_blocking(w);
+	if (rc == 0) {
+		a->acked += a->n;
+		a->rounds++;
+	}
+	for (size_t i = 0; i < a->n && !rc && s->committed; i++)
+		if (i + 1 == a->n || strcmp(a->group[i], a->group[i + 1]) != 0)
+			s->committed(s->ctx, a->group[i]);
+	a->n = 0;
 	return rc;
+}
+
+/* NACK epoch EPOCH of GROUP for ERR; the epochs before it settled first. */
+static void refuse(struct wire *w, const struct recv_sink *s, struct acks *a, const char *group,
+		   uint64_t epoch, int err)
+{
+	char text[sizeof(((struct msg_ack *)0)->text)];
+
+	int rc;
+
+	snprintf(text, sizeof(text), "%s", err_msg(err));
+	if ((rc = settle(w, s, a)) < 0)
+		log_error("%s", err_msg(rc));
+	if (queue_ack(w, group, epoch, err, text) == 0)
+		wire_flush_blocking(w);
+	err_set(-err, "%s", text);
 }
 
 static int advise(const struct recv_sink *s, int rc)
@@ -72,6 +124,7 @@ int recv_serve(struct site_key *key, const struct recv_sink *s)
 	char group[NAME_MAX_LEN + 1] = "";
 	uint64_t epoch = 0;
 	bool in_epoch = false;
+	struct acks acks = { .n = 0 };
 	struct wire w;
 	int rc = 0;
 
@@ -115,6 +168,10 @@ int recv_serve(struct site_key *key, const struct recv_sink *s)
 		enum wire_type t;
 		struct rbuf body;
 
+		/* Never wait for input with epochs unacked: group commit takes
+		 * only the epochs that arrived while the last was applied. */
+		if (acks.n && !wire_frame_at_hand(&w) && (rc = settle(&w, s, &acks)) < 0)
+			goto out;
 		rc = wire_recv_blocking(&w, &t, &body);
 		if (rc == -ECONNRESET && !in_epoch && !wire_cut_bytes(&w)) {
 			/* docs/protocol.md: only BYE ends a session, but an end on a
@@ -137,7 +194,7 @@ int recv_serve(struct site_key *key, const struct recv_sink *s)
 			if ((rc = proto_get_epoch_begin(&body, &m)) < 0)
 				goto out;
 			if ((rc = advise(s, s->begin(s->ctx, &m))) < 0) {
-				send_ack(&w, m.group, m.epoch, rc);
+				refuse(&w, s, &acks, m.group, m.epoch, rc);
 				goto out;
 			}
 			snprintf(group, sizeof(group), "%s", m.group);
@@ -182,7 +239,7 @@ int recv_serve(struct site_key *key, const struct recv_sink *s)
 				data = raw;
 			}
 			if ((rc = advise(s, s->extent(s->ctx, m.src, m.offset, m.raw_len, data))) < 0) {
-				send_ack(&w, group, epoch, rc);
+				refuse(&w, s, &acks, group, epoch, rc);
 				goto out;
 			}
 			break;
@@ -201,7 +258,7 @@ int recv_serve(struct site_key *key, const struct recv_sink *s)
 				goto out;
 			/* Refused (not where the copy ends, say): the daemon is told why. */
 			if ((rc = advise(s, s->pgsource(s->ctx, &m))) < 0) {
-				send_ack(&w, group, epoch, rc);
+				refuse(&w, s, &acks, group, epoch, rc);
 				goto out;
 			}
 			break;
@@ -221,7 +278,7 @@ int recv_serve(struct site_key *key, const struct recv_sink *s)
 			if (m.enc == EXT_ZSTD)
 				data = raw;
 			if ((rc = advise(s, s->wal(s->ctx, m.src, m.lsn, m.raw_len, data))) < 0) {
-				send_ack(&w, group, epoch, rc);
+				refuse(&w, s, &acks, group, epoch, rc);
 				goto out;
 			}
 			break;
@@ -242,35 +299,41 @@ int recv_serve(struct site_key *key, const struct recv_sink *s)
 			if (m.enc == EXT_ZSTD)
 				data = raw;
 			if ((rc = advise(s, s->basefile(s->ctx, m.src, m.file, m.offset, m.raw_len, data))) < 0) {
-				send_ack(&w, group, epoch, rc);
+				refuse(&w, s, &acks, group, epoch, rc);
 				goto out;
 			}
 			break;
 		}
 		case MSG_EPOCH_END: {
 			struct msg_epoch_end m;
+			bool stage;
 			if (!in_epoch) {
 				rc = err_set(EPROTO, "EPOCH_END outside an epoch");
 				goto out;
 			}
 			if ((rc = proto_get_epoch_end(&body, &m)) < 0)
 				goto out;
-			rc = advise(s, s->commit(s->ctx, &m));
+			/* Group commit: staged while the next epoch is already coming. */
+			stage = s->stage && s->flush && acks.n < RECV_STAGE_MAX && wire_input_pending(&w);
+			rc = advise(s, stage ? s->stage(s->ctx, &m) : s->commit(s->ctx, &m));
 			in_epoch = false;
 			if (rc < 0) {
 				log_error("epoch %llu of %s refused: %s", (unsigned long long)epoch, group,
 					  err_msg(rc));
-				send_ack(&w, group, epoch, rc);
+				refuse(&w, s, &acks, group, epoch, rc);
 				goto out;
 			}
-			if ((rc = send_ack(&w, group, epoch, 0)) < 0)
+			snprintf(acks.group[acks.n], sizeof(acks.group[0]), "%s", group);
+			acks.epoch[acks.n++] = epoch;
+			if (rc == 0 && (rc = settle(&w, s, &acks)) < 0)
 				goto out;
-			if (s->committed)
-				s->committed(s->ctx, group);
+			rc = 0;
 			break;
 		}
 		case MSG_SIG_REQUEST: {
 			struct msg_sig m;
+			if ((rc = settle(&w, s, &acks)) < 0)
+				goto out;
 			if (in_epoch) {
 				rc = err_set(EPROTO, "SIG_REQUEST inside an epoch");
 				goto out;
@@ -285,7 +348,7 @@ int recv_serve(struct site_key *key, const struct recv_sink *s)
 			break;
 		}
 		case MSG_BYE:
-			rc = 0;
+			rc = settle(&w, s, &acks);
 			goto out;
 		default:
 			rc = err_set(EPROTO, "unexpected message type %d from the daemon", t);
@@ -297,6 +360,16 @@ out:
 		log_error("%s%s", err_msg(rc), in_epoch ? " (nothing of the epoch in progress was applied)" : "");
 	if (in_epoch)
 		s->abort(s->ctx);
+	/* Epochs complete but not acked (the stream ended): durable all the
+	 * same, the daemon finds them in STATE. */
+	if (acks.n) {
+		int rc2 = settle(&w, s, &acks);
+		if (rc2 < 0)
+			log_error("%s", err_msg(rc2));
+	}
+	if (acks.acked > acks.rounds)
+		log_info("group commit: %llu epochs made durable and acknowledged in %llu rounds",
+			 (unsigned long long)acks.acked, (unsigned long long)acks.rounds);
 	wire_free(&w);
 	ZSTD_freeDCtx(dctx);
 	free(raw);

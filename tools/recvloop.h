@@ -1,8 +1,9 @@
 /* recvloop.h - the receiving end of the protocol, shared by `bascule recv`
  * (replicas) and `bascule vault recv` (the vault writer).  The loop does the
  * handshake, sends STATE, decodes and decompresses every message and
- * acknowledges each epoch once the sink has committed it; the sink decides
- * what an epoch becomes.  Any error ends the session: the daemon reconnects
+ * acknowledges each epoch once the sink has committed it (several at once
+ * when the sink stages epochs while more are coming: group commit); the
+ * sink decides what an epoch becomes.  Any error ends the session: the daemon reconnects
  * and resumes from the STATE sent first. */
 #pragma once
 #include <stdint.h>
@@ -30,8 +31,17 @@ struct recv_sink {
 	int (*wal)(void *ctx, uint32_t src, uint64_t lsn, uint32_t len, const uint8_t *data);
 	int (*basefile)(void *ctx, uint32_t src, const char *file, uint64_t off, uint32_t len,
 			const uint8_t *data);
-	/* Make the epoch durable; always ends it (success or not). */
+	/* Make the epoch durable (and the epochs staged before it); always
+	 * ends it (success or not). */
 	int (*commit)(void *ctx, const struct msg_epoch_end *m);
+	/* Group commit (both NULL: every epoch is committed alone).  stage:
+	 * like commit, but the epoch may be left staged, durable only once
+	 * flush (or a later commit) returns 0: 1 when it is, 0 when it is
+	 * durable now.  The loop stages while the next epoch is already
+	 * coming and acks the staged epochs only once they are durable.
+	 * flush: make the staged epochs durable (0 when none is). */
+	int (*stage)(void *ctx, const struct msg_epoch_end *m);
+	int (*flush)(void *ctx);
 	/* Drop the epoch in progress (connection lost, error). */
 	void (*abort)(void *ctx);
 	/* After the ack of a committed epoch of GROUP went out (may be NULL):

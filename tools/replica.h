@@ -55,6 +55,7 @@ struct replica {
 	uint64_t keep_time;    /* usec */
 	struct replica_cache *cache; /* tools/replica/cache.c: remembered between epochs */
 	struct dtrees *dtrees; /* tools/replica/dtree.c: the digest trees kept between epochs */
+	struct replica_batch *batch; /* tools/replica/batch.c: light epochs staged */
 };
 
 enum {
@@ -107,6 +108,16 @@ int replica_epoch_wal(struct rapply *a, uint32_t src, uint64_t lsn, uint32_t len
 int replica_epoch_basefile(struct rapply *a, uint32_t src, const char *file, uint64_t off, uint32_t len,
 			   const uint8_t *data);
 int replica_epoch_commit(struct rapply *a, const struct msg_epoch_end *m);
+/* Group commit: like commit(), but a light epoch (WAL only, docs/replica.md)
+ * may be left staged: 1 when it is (it is durable, and may be acked, only
+ * once replica_flush returns 0), 0 when it is durable now.  commit() of a
+ * later epoch makes the staged ones durable with it. */
+int replica_epoch_stage(struct rapply *a, const struct msg_epoch_end *m);
+/* Make the staged epochs durable, with one round of fsyncs: 0 (also when
+ * none is staged), or a negative errno: then none of them is, and the
+ * replica stays at the state before them. */
+int replica_flush(struct replica *r);
+bool replica_staged(const struct replica *r);
 void replica_epoch_abort(struct rapply *a);
 const char *replica_epoch_group(const struct rapply *a);
 uint64_t replica_epoch_number(const struct rapply *a);

@@ -16,6 +16,8 @@
 #   - bascule, synchronous: local to a hot standby at the secondary over SSH
 #     (held = the row readable on the standby) and synchronous: remote
 #     (zero loss: COMMIT returns once the secondary has the WAL)
+# PG_TRACE=DIR: where the remote row's round trip goes (strace, perf and
+# flush_lag in DIR; PG_TRACE_SET=all traces every system call).
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd)
 . "$(dirname "$0")/../lib/common.sh" "$B"
@@ -139,8 +141,37 @@ bsc reload >/dev/null || fail "reload to synchronous: remote failed"
 pg_set prim synchronous_standby_names bsc_app; pg_reload prim
 wait_for 30 "bsc_app to be the synchronous standby" \
 	'[ "$(pg_sql prim "SELECT sync_state FROM pg_stat_replication WHERE application_name = '"'bsc_app'"'")" = sync ]'
+if [ -n "${PG_TRACE:-}" ]; then
+	# Where the round trip goes: 3 s of strace (-ttt -T) of basculed's
+	# processes and of recv at the secondary, and flush_lag every 200 ms,
+	# 4 s into the load (tests/bench/pgtrace.py reads them).
+	mkdir -p "$PG_TRACE"
+	(
+		sleep 4
+		pids=$(pgrep -f "bascule recv --root $R" | tr "\n" " ")
+		for p in $DAEMON_PID $(pgrep -P "$DAEMON_PID"); do pids="$pids $p"; done
+		args=(); for p in $pids; do args+=(-p "$p"); done
+		timeout -s INT 3 strace -f -ttt -T -e "trace=${PG_TRACE_SET:-read,write,fsync,fdatasync,renameat,rename,ppoll,epoll_wait,sendto,recvfrom}" \
+			-o "$PG_TRACE/strace" "${args[@]}" 2>/dev/null || true
+		echo "$pids" > "$PG_TRACE/pids"
+		# then recv alone: its syscalls counted, and a CPU profile
+		for p in $(pgrep -f "bascule recv --root $R"); do
+			timeout -s INT 2 strace -c -f -p "$p" -o "$PG_TRACE/strace-c.$p" 2>/dev/null || true
+			command -v perf >/dev/null && timeout -s INT 2 perf record -g -o "$PG_TRACE/perf.$p" -p "$p" \
+				>/dev/null 2>&1 || true
+		done
+	) &
+	(
+		sleep 4
+		for _ in $(seq 15); do
+			pg_sql prim "SELECT extract(epoch FROM flush_lag) FROM pg_stat_replication WHERE application_name = 'bsc_app'"
+			sleep 0.2
+		done > "$PG_TRACE/flush_lag"
+	) &
+fi
 read -r t _ _ < <(load "" "")
 row "bascule, synchronous: remote (zero loss)" "$t" - - "0 (synchronous: durable at the secondary)"
+[ -n "${PG_TRACE:-}" ] && cp "$T/daemon.log" "$PG_TRACE/daemon.log"
 T_BR2=$t
 pg_set prim synchronous_standby_names ""; pg_reload prim
 bsc_stop

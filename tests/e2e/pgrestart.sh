@@ -4,6 +4,8 @@
 # the copy at tests/helpers/pgsink (a STAND-IN for `bascule recv`, see
 # pgprimary.sh) restored and started equals the primary after its restart
 # and more load.  (Before, the daemon refused the resumed stream forever.)
+# Then epoch numbers across a clean stop (no gap) and a kill -9 of basculed
+# (numbering after its reservation of WAL-only epoch numbers).
 . "$(dirname "$0")/../lib/common.sh"
 PG_RELAY_USER=$RELAY_USER
 . "$ROOT/tests/lib/pg.sh"
@@ -24,6 +26,31 @@ wait_for 60 "basculed to stream again after the crash" \
 	'[ "$(pgsrc state)" = "\"streaming\"" ] && [ "$(lsn_of "$(pgsrc received_lsn)")" -ge "$(pg_lsn p)" ]'
 grep -q "not from where the spool ends" "$T/daemon.log" && fail "basculed refused the resumed stream: $(grep "spool ends" "$T/daemon.log" | head -1)"
 pg_bench p 3 2
+pg_bench_digest p > "$T/digest.primary"
+expect_rc 0 timeout 90 "$BIN/bascule" --socket "$T/ctl.sock" sync app --wait --timeout 60s
+# Epoch numbers (docs/design.md): WAL-only cuts commit within a reservation
+# written to the group state; a clean stop gives it back (numbering goes on
+# at last_cut + 1), a kill -9 does not (numbering goes on after it, so no
+# number a target may hold is cut again).
+last_cut() { status_get "d['groups'][0]['last_cut']"; }
+l1=$(last_cut)
+bsc_stop
+bsc_start
+wait_for 60 "a cut after the restart" '[ "$(last_cut)" -gt "$l1" ]'
+l2=$(last_cut)
+[ "$l2" -le $((l1 + 20)) ] || fail "after a clean stop at epoch $l1 the numbering jumped to $l2"
+! grep -q "epoch numbers go on after" "$T/daemon.log" || fail "a clean stop kept its reservation: $(grep "numbers go on" "$T/daemon.log")"
+pg_bench p 1 2
+l3=$(last_cut)
+kill -9 "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true; DAEMON_PID=""; rm -f "$T/ctl.sock"
+bsc_start
+res=$(sed -n 's/.*epoch numbers go on after \([0-9]*\).*/\1/p' "$T/daemon.log" | tail -1)
+[ -n "$res" ] || fail "after kill -9 at epoch $l3 the daemon did not go on after its reservation"
+wait_for 60 "a cut after the kill -9" '[ "$(last_cut)" -gt "$res" ]'
+l4=$(last_cut)
+[ "$res" -ge "$l3" ] && [ "$l4" -le $((res + 20)) ] ||
+	fail "after kill -9 at epoch $l3: reservation '${res:-none}', numbering at $l4"
+note "epoch numbers: clean stop at $l1 -> $l2; kill -9 at $l3 -> after the reservation $res: $l4"
 pg_bench_digest p > "$T/digest.primary"
 expect_rc 0 timeout 90 "$BIN/bascule" --socket "$T/ctl.sock" sync app --wait --timeout 60s
 bsc_stop

@@ -5,10 +5,11 @@
  *   bascule pgstream --base-backup DIR / --to-dir DIR
  * and sends them, as basculed would, to a real `bascule recv` on pipes:
  * handshake, STATE, then epochs of one PostgreSQL source (PGSOURCE, WAL,
- * BASEFILE, EPOCH_END), each waiting for its ACK.
+ * BASEFILE, EPOCH_END), each waiting for its ACK (--in-flight N: up to N
+ * epochs sent before their ACKs are read, as basculed's max_in_flight).
  *
  *   pgfeed --key FILE --group G --source S --base DIR --wal DIR
- *          [--epoch-bytes N] [--upto X/Y] [--epochs N] [--interval MS]
+ *          [--epoch-bytes N] [--upto X/Y] [--epochs N] [--interval MS] [--in-flight N]
  *          [--clock FILE] [--tamper-epoch N] [--status FILE] -- CMD [ARGS...]
  *
  * From STATE: a source the replica holds (same system, same base, not
@@ -43,7 +44,7 @@
 #define PIECE (1u << 20)
 
 static const char *arg_base, *arg_wal, *arg_group, *arg_source, *arg_clock, *arg_status;
-static uint64_t arg_bytes = 1u << 20, arg_upto, arg_epochs = UINT64_MAX, arg_interval, arg_tamper;
+static uint64_t arg_bytes = 1u << 20, arg_upto, arg_epochs = UINT64_MAX, arg_interval, arg_tamper, arg_in_flight = 1;
 static struct wire w;
 static struct site_key *key;
 static uint8_t wal_key[DIGEST_BYTES], buf[PIECE], zbuf[PIECE + 4096];
@@ -267,6 +268,17 @@ static void wait_ack(uint64_t epoch, const struct msg_pgsource *m)
 	}
 }
 
+#define FEED_MAX_IN_FLIGHT 64
+static struct { uint64_t epoch; struct msg_pgsource m; } sent[FEED_MAX_IN_FLIGHT];
+static size_t n_sent;
+
+/* The oldest epoch sent is answered (in order, as the receiver must). */
+static void ack_oldest(void)
+{
+	wait_ack(sent[0].epoch, &sent[0].m);
+	memmove(&sent[0], &sent[1], (--n_sent) * sizeof(sent[0]));
+}
+
 static void feed(const struct state_group *g)
 {
 	const struct state_source *have = NULL;
@@ -374,7 +386,11 @@ static void feed(const struct state_group *g)
 		ee.n_extents = n_msgs;
 		proto_put_epoch_end(&b, &ee);
 		send_msg(MSG_EPOCH_END, &b);
-		wait_ack(epoch, &m);
+		sent[n_sent].epoch = epoch;
+		sent[n_sent++].m = m;
+		if (n_sent >= arg_in_flight || (m.flags & PGSRC_BASE))
+			while (n_sent)
+				ack_oldest();
 		memcpy(prev, m.wal_digest, DIGEST_BYTES);
 		pos = m.end_lsn;
 		{
@@ -390,6 +406,8 @@ static void feed(const struct state_group *g)
 		if (arg_interval)
 			nanosleep(&(struct timespec){ arg_interval / 1000, (long)(arg_interval % 1000) * 1000000 }, NULL);
 	}
+	while (n_sent)
+		ack_oldest();
 	wbuf_free(&b);
 }
 
@@ -414,6 +432,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--epoch-bytes")) arg_bytes = strtoull(v, NULL, 10);
 		else if (!strcmp(argv[i], "--epochs")) arg_epochs = strtoull(v, NULL, 10);
 		else if (!strcmp(argv[i], "--interval")) arg_interval = strtoull(v, NULL, 10);
+		else if (!strcmp(argv[i], "--in-flight")) arg_in_flight = strtoull(v, NULL, 10);
 		else if (!strcmp(argv[i], "--tamper-epoch")) arg_tamper = strtoull(v, NULL, 10);
 		else if (!strcmp(argv[i], "--upto") && pgwal_lsn_parse(v, &arg_upto) == 0) ;
 		else {
@@ -422,7 +441,8 @@ int main(int argc, char **argv)
 		}
 		i++;
 	}
-	if (i + 1 >= argc || !keyfile || !arg_group || !arg_source || !arg_base || !arg_wal || !arg_bytes)
+	if (i + 1 >= argc || !keyfile || !arg_group || !arg_source || !arg_base || !arg_wal || !arg_bytes ||
+	    !arg_in_flight || arg_in_flight > FEED_MAX_IN_FLIGHT)
 		return 2;
 	if ((r = key_load(keyfile, &key)) < 0)
 		die(keyfile, r);

@@ -75,7 +75,12 @@ int replica_epoch_begin(struct replica *r, const struct msg_epoch_begin *m, stru
 	a->redo.fd = -1;
 	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
 		a->seed[i].fd = a->seed[i].map_fd = -1;
-	rc = replica_load_state(r, m->group, &a->state);
+	/* Epochs of the group staged (batch.c): it goes on from the last. */
+	rc = batch_state(r, m->group, &a->state);
+	if (rc == 0)
+		rc = replica_load_state(r, m->group, &a->state);
+	else if (rc == 1)
+		rc = 0;
 	if (rc == -ENOENT) {
 		memset(&a->state, 0, sizeof(a->state));
 		snprintf(a->state.group, sizeof(a->state.group), "%s", m->group);
@@ -475,7 +480,7 @@ out:
 /* Epoch CURRENT committed after PREV (its state S): the undo journals of
  * rollback points past what is kept go.  The points come from the cache
  * (cache.c), listed from the journals once per process. */
-static void prune_undo(struct replica *r, const struct rstate *prev, uint64_t current)
+void undo_prune(struct replica *r, const struct rstate *prev, uint64_t current)
 {
 	const uint64_t *epochs, *times;
 	size_t n = 0, first = SIZE_MAX;
@@ -509,8 +514,12 @@ static int pg_mismatch(struct rapply *a, const char *name, int rc)
 {
 	struct state_source *x = state_find(&a->state, name);
 	char why[512];
+	int rc2;
 
 	snprintf(why, sizeof(why), "%s", err_msg(rc));
+	/* The state marked is that of the staged epochs: durable first. */
+	if ((rc2 = replica_flush(a->r)) < 0)
+		return rc2;
 	if (x && x->status != SRC_DIVERGED) {
 		x->status = SRC_DIVERGED;
 		if (state_write(a->r, &a->state) < 0)
@@ -522,8 +531,9 @@ static int pg_mismatch(struct rapply *a, const char *name, int rc)
 /* A light epoch: its WAL read back, its undo journal and the new group
  * state written, all of it made durable at once (one round of fsyncs, run
  * together), then the state put in place: the commit point (nothing is
- * left to apply). */
-static int commit_light(struct rapply *a)
+ * left to apply).  STAGE: the round of fsyncs and the state wait for a
+ * later epoch's (batch.c); 1 when they do. */
+static int commit_light(struct rapply *a, bool stage)
 {
 	struct syncset ss = { .n = 0 };
 	struct rstate next;
@@ -537,23 +547,17 @@ static int commit_light(struct rapply *a)
 	next = a->state;
 	next.alarm[0] = 0;
 	if ((rc = write_undo(a, &ss)) < 0 || (rc = state_after_redo(&next, &a->lh)) < 0 ||
-	    (rc = state_write_begin(a->r, &next, &ss)) < 0) {
+	    (rc = batch_add(a->r, &a->state, &next, &ss)) < 0) {
 		syncset_drop(&ss);
 		return rc;
 	}
-	if ((rc = syncset_run(a->r, &ss)) < 0) {
-		dircache_reset(a->r);
-		return rc;
-	}
-	if ((rc = state_write_end(a->r, &next)) < 0)
-		return rc;
-	prune_undo(a->r, &a->state, next.epoch);
-	pgstore_committed(a->r, &a->state, &next, next.epoch % 64 == 0);
 	a->state = next;
-	return 0;
+	if (rc == 1 && !stage)
+		rc = replica_flush(a->r);
+	return rc;
 }
 
-static int replica_epoch_commit_locked(struct rapply *a, const struct msg_epoch_end *m)
+static int replica_epoch_commit_locked(struct rapply *a, const struct msg_epoch_end *m, bool stage)
 {
 	char tmp[RPATH], redo[RPATH];
 	struct jheader h;
@@ -569,7 +573,11 @@ static int replica_epoch_commit_locked(struct rapply *a, const struct msg_epoch_
 	if (!a->header_written && (rc = write_redo_header(a)) < 0)
 		return rc;
 	if (a->light)
-		return commit_light(a);
+		return commit_light(a, stage);
+	/* Its commit point comes after the staged epochs' (recovery replays
+	 * a committed redo on the state on disk). */
+	if ((rc = replica_flush(a->r)) < 0)
+		return rc;
 	for (uint32_t i = 0; i < a->n_src; i++)
 		if (a->seeded[i] && (rc = tf_sync(&a->seed[i])) < 0)
 			return rc;
@@ -613,7 +621,7 @@ static int replica_epoch_commit_locked(struct rapply *a, const struct msg_epoch_
 		return rc;
 	tree_unlink(a->r, redo);
 	tree_fsync_parent(a->r, redo);
-	prune_undo(a->r, &a->state, next.epoch);
+	undo_prune(a->r, &a->state, next.epoch);
 	/* Bases and WAL that no retained epoch needs: looked at when a base
 	 * arrives, and now and then as rollback points expire. */
 	pgstore_committed(a->r, &a->state, &next, a->new_base || next.epoch % 64 == 0);
@@ -622,15 +630,27 @@ static int replica_epoch_commit_locked(struct rapply *a, const struct msg_epoch_
 }
 
 /* The apply changes replica files: a live reader waits, or is waited for. */
-int replica_epoch_commit(struct rapply *a, const struct msg_epoch_end *m)
+static int epoch_commit(struct rapply *a, const struct msg_epoch_end *m, bool stage)
 {
 	int rc = apply_lock(a->r, LOCK_EX);
 
 	if (rc < 0)
 		return rc;
-	rc = replica_epoch_commit_locked(a, m);
+	rc = replica_epoch_commit_locked(a, m, stage);
 	apply_unlock(a->r, LOCK_EX);
 	return rc;
+}
+
+int replica_epoch_commit(struct rapply *a, const struct msg_epoch_end *m)
+{
+	int rc = epoch_commit(a, m, false);
+
+	return rc > 0 ? 0 : rc;
+}
+
+int replica_epoch_stage(struct rapply *a, const struct msg_epoch_end *m)
+{
+	return epoch_commit(a, m, true);
 }
 
 void replica_epoch_abort(struct rapply *a)

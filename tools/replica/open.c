@@ -158,6 +158,7 @@ void replica_close(struct replica *r)
 	sodium_memzero(r->mac_key, sizeof(r->mac_key));
 	replica_cache_free(r);
 	dtree_free(r);
+	batch_free(r); /* staged epochs not flushed were never acked */
 	free(r);
 }
 

@@ -9,6 +9,7 @@
  *   recover.c   applying a journal, undo, recovery after a crash
  *   open.c      opening the directory, its groups, reads of replica files
  *   apply.c     receiving an epoch up to its commit and apply
+ *   batch.c     group commit: light epochs staged, made durable together
  *   rollback.c  rollback points and rollback
  *   verify.c    verify, beside a live receiver or alone
  *   cache.c     what a receiver remembers between epochs
@@ -90,9 +91,13 @@ int tree_sfile_write(const struct replica *r, const char *rel, struct wbuf *b, c
 struct syncset {
 	int fd[FS_SYNC_MAX];
 	bool data_only[FS_SYNC_MAX];
+	dev_t dev[FS_SYNC_MAX];
+	ino_t ino[FS_SYNC_MAX];
 	size_t n;
 };
-/* Add (a duplicate of) FD, fdatasync'd if DATA_ONLY; a full set fsyncs it at once. */
+/* Add (a duplicate of) FD, fdatasync'd if DATA_ONLY; a file already in the
+ * set is not added twice (fsync'd in full if either asked so); a full set
+ * fsyncs it at once. */
 int syncset_fd(struct syncset *s, int fd, bool data_only);
 /* Add the directory REL, or the directory holding REL. */
 int syncset_dir(const struct replica *r, struct syncset *s, const char *rel);
@@ -225,6 +230,22 @@ int dircache_fsync(struct replica *r, const char *rel, struct syncset *ss);
 /* Forget which directories were fsync'd (a sync set that failed). */
 void dircache_reset(struct replica *r);
 void replica_cache_free(struct replica *r);
+
+/* ---- batch.c: group commit of light epochs ---- */
+#define REPLICA_BATCH_MAX 16   /* epochs staged at most (then flushed) */
+/* The state GROUP is at once its staged epochs are durable: 1 and *RET
+ * set when epochs of GROUP are staged, 0 when none is (a batch of another
+ * group is flushed first), or a negative errno. */
+int batch_state(struct replica *r, const char *group, struct rstate *ret);
+/* Stage an epoch that takes the group from PREV to NEXT, its fsyncs in SS
+ * (taken: SS is empty on return).  1 when staged, 0 when the batch was full
+ * and flushed (durable now), or a negative errno (the epoch is not staged;
+ * those before it stay so). */
+int batch_add(struct replica *r, const struct rstate *prev, const struct rstate *next, struct syncset *ss);
+void batch_free(struct replica *r);
+/* Epoch CURRENT committed after PREV: the undo journals of rollback points
+ * past what is kept go (apply.c). */
+void undo_prune(struct replica *r, const struct rstate *prev, uint64_t current);
 
 /* ---- map.c ---- */
 struct dtree;

@@ -443,13 +443,23 @@ void remove_suffixed(const struct replica *r, const char *dir, const char *suffi
 
 int syncset_fd(struct syncset *s, int fd, bool data_only)
 {
+	struct stat st;
 	int d;
 
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->dev[i] == st.st_dev && s->ino[i] == st.st_ino) {
+			s->data_only[i] &= data_only;
+			return 0;
+		}
 	if (s->n == FS_SYNC_MAX)
 		return (data_only ? fdatasync(fd) : fsync(fd)) < 0 ? -errno : 0; /* full: at once */
 	if ((d = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
 		return -errno;
 	s->fd[s->n] = d;
+	s->dev[s->n] = st.st_dev;
+	s->ino[s->n] = st.st_ino;
 	s->data_only[s->n++] = data_only;
 	return 0;
 }
