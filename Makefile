@@ -6,8 +6,9 @@
 #   make demo            replicate a sample VM disk to a local secondary
 #   make fuzz            run each libFuzzer harness FUZZ_SECONDS (60) under ASan+UBSan
 #   make bench           figures against raw reads, rsync, rdiff, sftp, borg, restic, pgBackRest, pg_receivewal,
-#                        and bascule ship against pg_dump|zstd, restic, borg
-#                        (~17 min; installs borgbackup, restic and pgbackrest if missing)
+#                        bascule ship against pg_dump|zstd, restic, borg, and the S3
+#                        vault against aws s3 cp and rclone on a real Ceph RGW
+#                        (~18 min; installs borgbackup, restic, pgbackrest, awscli and rclone if missing)
 #   make install         programs, man pages, systemd units, examples (PREFIX=/usr/local)
 #   make uninstall       remove exactly what make install wrote (same PREFIX, DESTDIR)
 #

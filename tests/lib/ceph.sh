@@ -13,6 +13,10 @@
 #   ceph_tls_cert DIR IP  (re)issue DIR/cert.pem for IP under DIR/ca.pem
 #                         (made once); radosgw reads it when it starts
 #   ceph_stop             tear everything down (also run at exit, even on failure)
+#   CEPH_MEMSTORE_MIB=N   (before ceph_start) the OSD's memstore size (1024)
+#   ceph_gc               have RGW's garbage collector remove deleted objects'
+#                         data now, not hours later (the S3 bench deletes
+#                         each run's objects to stay inside the memstore)
 # Each cluster binds its own loopback address 127.X.Y.1 (all of 127/8 is
 # local), so that tests running at once never share mon or OSD ports.
 CEPH_DIR=""
@@ -76,7 +80,7 @@ mon data = $CEPH_DIR/mon.\$id
 [osd]
 osd data = $CEPH_DIR/osd.\$id
 osd objectstore = memstore
-memstore device bytes = 1073741824
+memstore device bytes = $((${CEPH_MEMSTORE_MIB:-1024} << 20))
 osd memory target = 268435456
 [client.rgw.a]
 ms mon client mode = crc
@@ -89,6 +93,8 @@ EOF
 
 C() { ceph -c "$CEPH_DIR/ceph.conf" --connect-timeout 10 "$@"; }
 radmin() { radosgw-admin -c "$CEPH_DIR/ceph.conf" "$@"; }
+
+ceph_gc() { radmin gc process --include-all >/dev/null 2>&1 || true; }
 
 # rgw_up: RGW answers HTTP on its port.
 rgw_up() { curl -s -o /dev/null --max-time 2 "$RGW_URL/"; }
