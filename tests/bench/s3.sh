@@ -32,7 +32,8 @@ ratio() { [ "$(echo "$2 > 0" | bc)" = 1 ] && echo "100 * $1 / $2" | bc -l || ech
 max() { printf '%s\n' "$@" | sort -g | tail -1; }
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
-CEPH_MEMSTORE_MIB=${CEPH_MEMSTORE_MIB:-2048} ceph_start
+# RGW's collector frees deleted data within seconds (not after 2 h)
+CEPH_MEMSTORE_MIB=${CEPH_MEMSTORE_MIB:-2048} CEPH_RGW_CONF=$'rgw gc obj min wait = 0\nrgw gc processor period = 3' ceph_start
 ceph_user bench "$T/cred"
 export S3_ENDPOINT=$RGW_URL S3_CREDENTIALS=$T/cred S3_BUCKET=bench
 "$S" mkbucket lock >/dev/null
@@ -53,7 +54,7 @@ purge() {
 	"$S" ls "$1" | while read -r k v _; do "$S" del "$k" "$v"; done
 	[ -z "$("$S" ls "$1")" ]
 }
-purged() { purge "$1" 2>/dev/null; ceph_gc; }
+purged() { purge "$1" 2>/dev/null && ceph_gc; }
 timed() { local t0 t1; t0=$(secs); "$@" >/dev/null || fail "$* failed"; t1=$(secs); echo "$t1 - $t0" | bc -l; }
 runs() { printf ' %.0f' "$@"; } # the figures of each run, rounded
 
