@@ -130,15 +130,13 @@ printf "       1%% change (%d blocks of 4 KiB, random): %.2f MB uploaded in %.2f
 	"$CHANGE" "$(echo "$(printf '%s\n' "${bs[@]}" | median) / 1000000" | bc -l)" "$(printf '%s\n' "${ts[@]}" | median)" "$(printf ' %.2f' "${ts[@]}")"
 
 # -- 8c
-restore_once() {
-	rm -f "$T/restored"
-	"$BIN/bascule" restore -c "$T/bascule.yaml" --source vm1/root --to "$T/restored" --jobs 4
-}
+restore_once() { "$BIN/bascule" restore -c "$T/bascule.yaml" --source vm1/root --to "$T/restored" --jobs 4; }
 PACKS=$("$S" ls site-a/d/ | awk '{s += $3} END {print s + 0}')
 ours=(); awsd=(); rcd=()
 for i in $(seq "$RUNS"); do
 	ours+=("$(mbs $MB "$(timed restore_once)")")
 	cmp -s "$T/restored" "$IMG" || fail "the restored disk differs"
+	rm -f "$T/restored" # outside the timing, as the peers' downloads are removed
 	rm -rf "$T/dl"
 	have "$AWS" && awsd+=("$(echo "$PACKS / 1000000 / $(timed aws_s3 cp --recursive s3://bench/site-a/d/ "$T/dl/")" | bc -l)")
 	rm -rf "$T/dl"
