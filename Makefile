@@ -6,8 +6,9 @@
 #   make demo            replicate a sample VM disk to a local secondary
 #   make fuzz            run each libFuzzer harness FUZZ_SECONDS (60) under ASan+UBSan
 #   make bench           figures against raw reads, rsync, rdiff, sftp, borg, restic, pgBackRest, pg_receivewal,
-#                        and bascule ship against pg_dump|zstd, restic, borg
-#                        (~17 min; installs borgbackup, restic and pgbackrest if missing)
+#                        bascule ship against pg_dump|zstd, restic, borg, and the S3
+#                        vault against aws s3 cp and rclone on a real Ceph RGW
+#                        (~18 min; installs borgbackup, restic, pgbackrest, awscli and rclone if missing)
 #   make install         programs, man pages, systemd units, examples (PREFIX=/usr/local)
 #   make uninstall       remove exactly what make install wrote (same PREFIX, DESTDIR)
 #
@@ -191,7 +192,9 @@ bench: deps-bench
 MAN_PAGES := man1/bascule.1 man5/bascule.yaml.5 man5/runbook.5 man8/basculed.8
 EXAMPLES := bascule.yaml runbook.yaml runbook-hybrid.yaml icinga-bascule.conf authorized_keys.example bascule-alerts.yml ship.yaml
 # the hybrid PRA's client job (docs/hybrid.md): bascule ship, nightly
-UNITS := basculed.service bascule-ship.service bascule-ship.timer
+# and the s3:// vault's daily lock extension (docs/vault.md)
+UNITS := basculed.service bascule-ship.service bascule-ship.timer \
+	bascule-vault-extend-locks.service bascule-vault-extend-locks.timer
 SUBST := sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SBINDIR@|$(SBINDIR)|g'
 
 install: all
@@ -203,8 +206,11 @@ install: all
 	for m in $(MAN_PAGES); do install -m 0644 docs/man/$${m#*/} $(DESTDIR)$(MANDIR)/$$m || exit 1; done
 	$(SUBST) etc/systemd/basculed.service.in > $(DESTDIR)$(UNITDIR)/basculed.service
 	$(SUBST) etc/systemd/bascule-ship.service.in > $(DESTDIR)$(UNITDIR)/bascule-ship.service
-	install -m 0644 etc/systemd/bascule-ship.timer $(DESTDIR)$(UNITDIR)/
-	chmod 0644 $(DESTDIR)$(UNITDIR)/basculed.service $(DESTDIR)$(UNITDIR)/bascule-ship.service
+	$(SUBST) etc/systemd/bascule-vault-extend-locks.service.in \
+		> $(DESTDIR)$(UNITDIR)/bascule-vault-extend-locks.service
+	install -m 0644 etc/systemd/bascule-ship.timer etc/systemd/bascule-vault-extend-locks.timer $(DESTDIR)$(UNITDIR)/
+	chmod 0644 $(DESTDIR)$(UNITDIR)/basculed.service $(DESTDIR)$(UNITDIR)/bascule-ship.service \
+		$(DESTDIR)$(UNITDIR)/bascule-vault-extend-locks.service
 	install -m 0644 etc/bascule.yaml etc/runbook.yaml etc/runbook-hybrid.yaml etc/prometheus/bascule-alerts.yml \
 		$(DESTDIR)$(DOCDIR)/examples/
 	$(SUBST) etc/icinga/bascule.conf.in > $(DESTDIR)$(DOCDIR)/examples/icinga-bascule.conf
@@ -214,7 +220,8 @@ install: all
 	chmod 0644 $(DESTDIR)$(DOCDIR)/examples/authorized_keys.example \
 		$(DESTDIR)$(DOCDIR)/examples/icinga-bascule.conf $(DESTDIR)$(DOCDIR)/examples/ship.yaml
 	@echo "installed $(BINDIR)/bascule, $(SBINDIR)/basculed, $(UNITDIR)/basculed.service" \
-		"(and bascule-ship.service/.timer, the hybrid-PRA client's nightly job);" \
+		"(and bascule-ship.service/.timer, the hybrid-PRA client's nightly job;" \
+		"bascule-vault-extend-locks.service/.timer, the s3:// vault's daily lock extension);" \
 		"examples in $(DOCDIR)/examples; configuration goes to /etc/bascule (see README, Install)"
 
 # Removes what install wrote and its own directory; leaves /etc/bascule (the

@@ -14,7 +14,7 @@ ceph-mon ceph-osd radosgw ceph-common"
 # `make fuzz` only: clang and its runtimes (libFuzzer, ASan, UBSan).
 FUZZ_PKGS="clang libclang-rt-dev"
 # `make bench` only: the tools it compares against.
-BENCH_PKGS="borgbackup restic pgbackrest"
+BENCH_PKGS="borgbackup restic pgbackrest awscli rclone"
 want=$BUILD_PKGS
 case "${1:-test}" in
 build) ;;

@@ -9,7 +9,8 @@
 #      -B 4096) and rdiff (signature + delta) on the same change
 # then, as root: ssh.sh (4), vault.sh (5), pg.sh (6), hybrid.sh (7: nightly
 # bascule ship of a pgbench dump against zstd, restic, borg; restore + load)
-# (NO_SSH_BENCH, NO_VAULT_BENCH, NO_PG_BENCH, NO_HYBRID_BENCH skip one)
+# and s3.sh (8: the vault on a real Ceph RGW against aws s3 cp and rclone)
+# (NO_SSH_BENCH, NO_VAULT_BENCH, NO_PG_BENCH, NO_HYBRID_BENCH, NO_S3_BENCH skip one)
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd)
 . "$(dirname "$0")/../lib/common.sh" "$B"
@@ -129,3 +130,5 @@ if [ "$(id -u)" = 0 ] && [ -z "${NO_SSH_BENCH:-}" ]; then echo; bash "$(dirname 
 if [ "$(id -u)" = 0 ] && [ -z "${NO_VAULT_BENCH:-}" ]; then echo; bash "$(dirname "$0")/vault.sh" "$B"; fi
 if [ "$(id -u)" = 0 ] && [ -z "${NO_PG_BENCH:-}" ]; then echo; bash "$(dirname "$0")/pg.sh" "$B"; fi
 if [ "$(id -u)" = 0 ] && [ -z "${NO_HYBRID_BENCH:-}" ]; then echo; bash "$(dirname "$0")/hybrid.sh" "$B"; fi
+# s3.sh exits 77 (skipped) without Ceph's packages
+if [ -z "${NO_S3_BENCH:-}" ]; then echo; bash "$(dirname "$0")/s3.sh" "$B" || [ $? = 77 ]; fi

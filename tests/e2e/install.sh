@@ -3,7 +3,8 @@
 # /usr/sbin), the unit lands on systemd's search path and passes
 # `systemd-analyze verify` with its binary and man pages where it says, and
 # `make uninstall` leaves nothing behind; the hybrid PRA's ship unit, timer
-# and ship.yaml (its crontab line naming the installed bascule) included.
+# and ship.yaml (its crontab line naming the installed bascule) included, and
+# the s3:// vault's daily extend-locks unit and timer.
 . "$(dirname "$0")/../lib/common.sh"
 MK=(make -s -C "$ROOT" B="$BIN")
 
@@ -15,6 +16,8 @@ cat > "$T/want" <<EOF
 ./usr/local/bin/bascule
 ./usr/local/lib/systemd/system/bascule-ship.service
 ./usr/local/lib/systemd/system/bascule-ship.timer
+./usr/local/lib/systemd/system/bascule-vault-extend-locks.service
+./usr/local/lib/systemd/system/bascule-vault-extend-locks.timer
 ./usr/local/lib/systemd/system/basculed.service
 ./usr/local/sbin/basculed
 ./usr/local/share/doc/bascule/examples/authorized_keys.example
@@ -43,14 +46,19 @@ S=$D/usr/local/lib/systemd/system/bascule-ship.service
 grep -q "^ExecStart=/usr/local/bin/bascule ship -c /etc/bascule/ship.yaml$" "$S" \
 	|| fail "the ship unit does not run the installed bascule: $(grep ^Exec "$S")"
 grep -q "^OnCalendar=" "$D/usr/local/lib/systemd/system/bascule-ship.timer" || fail "the ship timer has no OnCalendar"
+X=$D/usr/local/lib/systemd/system/bascule-vault-extend-locks.service
+grep -q "^ExecStart=/usr/local/bin/bascule vault extend-locks -c /etc/bascule/bascule.yaml$" "$X" \
+	|| fail "the extend-locks unit does not run the installed bascule: $(grep ^Exec "$X")"
+grep -q "^OnCalendar=\*-\*-\* [0-9:]*$" "$D/usr/local/lib/systemd/system/bascule-vault-extend-locks.timer" \
+	|| fail "the extend-locks timer is not daily: $(grep ^On "$D/usr/local/lib/systemd/system/bascule-vault-extend-locks.timer")"
 cmp -s "$ROOT/etc/ship.yaml" "$D/usr/local/share/doc/bascule/examples/ship.yaml" \
 	|| fail "the installed ship.yaml differs from etc/ship.yaml at the default prefix"
 grep -q '^\.BI "ship ' "$D/usr/local/share/man/man1/bascule.1" && grep -q '^\.BI "intake restore ' "$D/usr/local/share/man/man1/bascule.1" \
 	|| fail "the installed bascule(1) does not document ship and intake"
 left=$(grep -rn "@BINDIR@\|@SBINDIR@\|/usr/s\?bin/bascule" "$D" || true)
 [ -z "$left" ] || fail "installed files name other paths than the installed ones: $left"
-[ "$(stat -c %a "$D/usr/local/sbin/basculed")" = 755 ] && [ "$(stat -c %a "$U")" = 644 ] && [ "$(stat -c %a "$S")" = 644 ] \
-	|| fail "modes: $(stat -c '%a %n' "$D/usr/local/sbin/basculed" "$U" "$S")"
+[ "$(stat -c %a "$D/usr/local/sbin/basculed")" = 755 ] && [ "$(stat -c %a "$U")" = 644 ] && [ "$(stat -c %a "$S")" = 644 ] &&
+	[ "$(stat -c %a "$X")" = 644 ] || fail "modes: $(stat -c '%a %n' "$D/usr/local/sbin/basculed" "$U" "$S" "$X")"
 grep -q "configuration goes to /etc/bascule" "$T/install.out" || fail "make install does not say where the configuration goes"
 note "make install: $(wc -l < "$T/files") files under /usr/local only"
 
@@ -65,7 +73,9 @@ if command -v systemd-analyze >/dev/null; then
 		mount --bind "$1/usr/local" /usr/local &&
 		/usr/local/sbin/basculed --version >/dev/null &&
 		systemd-analyze verify /usr/local/lib/systemd/system/basculed.service \
-			/usr/local/lib/systemd/system/bascule-ship.service /usr/local/lib/systemd/system/bascule-ship.timer' \
+			/usr/local/lib/systemd/system/bascule-ship.service /usr/local/lib/systemd/system/bascule-ship.timer \
+			/usr/local/lib/systemd/system/bascule-vault-extend-locks.service \
+			/usr/local/lib/systemd/system/bascule-vault-extend-locks.timer' \
 		sh "$D" > "$T/verify" 2>&1 \
 		|| fail "systemd-analyze verify of the installed unit: $(cat "$T/verify")"
 	[ -s "$T/verify" ] && fail "systemd-analyze verify: $(cat "$T/verify")"
@@ -90,6 +100,8 @@ grep -q "^ExecStartPre=/usr/sbin/basculed -c /etc/bascule/bascule.yaml --check-c
 	"$P/usr/lib/systemd/system/basculed.service" || fail "PREFIX=/usr: the unit does not name /usr/sbin/basculed"
 grep -q 'command="/usr/bin/bascule recv ' "$P/usr/share/doc/bascule/examples/authorized_keys.example" \
 	|| fail "PREFIX=/usr: the authorized_keys example does not name /usr/bin/bascule"
+grep -q "^ExecStart=/usr/bin/bascule vault extend-locks " "$P/usr/lib/systemd/system/bascule-vault-extend-locks.service" \
+	|| fail "PREFIX=/usr: the extend-locks unit does not name /usr/bin/bascule"
 grep -q "^ExecStart=/usr/bin/bascule ship " "$P/usr/lib/systemd/system/bascule-ship.service" \
 	|| fail "PREFIX=/usr: the ship unit does not name /usr/bin/bascule"
 grep -q " /usr/bin/bascule ship -c " "$P/usr/share/doc/bascule/examples/ship.yaml" \

@@ -13,6 +13,13 @@
 #   ceph_tls_cert DIR IP  (re)issue DIR/cert.pem for IP under DIR/ca.pem
 #                         (made once); radosgw reads it when it starts
 #   ceph_stop             tear everything down (also run at exit, even on failure)
+#   CEPH_MEMSTORE_MIB=N   (before ceph_start) the OSD's memstore size (1024)
+#   CEPH_RGW_CONF=LINES   (before ceph_start) more settings for radosgw
+#   ceph_gc               wait (SECONDS, 120) until RGW's garbage collector
+#                         has freed deleted objects' data: the S3 bench
+#                         deletes each run's objects to stay inside the
+#                         memstore, with "rgw gc obj min wait = 0" and a short
+#                         "rgw gc processor period" in CEPH_RGW_CONF
 # Each cluster binds its own loopback address 127.X.Y.1 (all of 127/8 is
 # local), so that tests running at once never share mon or OSD ports.
 CEPH_DIR=""
@@ -76,7 +83,7 @@ mon data = $CEPH_DIR/mon.\$id
 [osd]
 osd data = $CEPH_DIR/osd.\$id
 osd objectstore = memstore
-memstore device bytes = 1073741824
+memstore device bytes = $((${CEPH_MEMSTORE_MIB:-1024} << 20))
 osd memory target = 268435456
 [client.rgw.a]
 ms mon client mode = crc
@@ -84,11 +91,17 @@ auth client required = none
 rgw frontends = beast endpoint=$CEPH_IP:$RGW_PORT${CEPH_TLS:+ ssl_endpoint=$CEPH_IP:$RGW_TLS_PORT ssl_certificate=$CEPH_TLS/cert.pem ssl_private_key=$CEPH_TLS/key.pem}
 rgw data = $CEPH_DIR/rgw
 rgw enable usage log = false
+${CEPH_RGW_CONF:-}
 EOF
 }
 
 C() { ceph -c "$CEPH_DIR/ceph.conf" --connect-timeout 10 "$@"; }
 radmin() { radosgw-admin -c "$CEPH_DIR/ceph.conf" "$@"; }
+
+# (radosgw-admin gc process has been seen to hang, its watches cut: RGW's own
+# collector does the work, radosgw-admin only lists, each call bounded)
+gc_empty() { [ -z "$(timeout 20 radosgw-admin -c "$CEPH_DIR/ceph.conf" gc list --include-all 2>/dev/null | tr -d '[] \n')" ]; }
+ceph_gc() { wait_for "${1:-120}" "RGW's garbage collector to free deleted data" gc_empty; }
 
 # rgw_up: RGW answers HTTP on its port.
 rgw_up() { curl -s -o /dev/null --max-time 2 "$RGW_URL/"; }
