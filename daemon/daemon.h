@@ -313,7 +313,7 @@ void target_log(const struct target *t, int prio, const char *fmt, ...) __attrib
  * clean stop; not for a retired group). */
 int gstate_path(struct group *g, char *buf, size_t len, const char *name);
 int gstate_write(struct group *g, uint64_t epoch, uint64_t cut_time, bool consistent,
-		 const uint64_t *size, uint8_t (*digest)[DIGEST_BYTES], uint64_t reserved);
+		 const uint64_t *size, uint8_t (*digest)[DIGEST_BYTES], uint64_t reserved, bool digest_v1);
 int gstate_load(struct group *g);
 void gstate_release(struct group *g);
 

@@ -202,7 +202,7 @@ static void *cut_thread(void *arg)
 			if (c->epoch > c->reserved) {
 				c->reserved = c->epoch + WAL_EPOCH_RESERVE;
 				if ((r = gstate_write(g, c->epoch, c->cut_time, c->consistent, c->size, c->digest,
-						      c->reserved)) < 0)
+						      c->reserved, g->digest_v1)) < 0)
 					goto thaw;
 			}
 			c->committed = true;
@@ -327,7 +327,7 @@ static void *cut_thread(void *arg)
 	spool_finish(c->spool);
 	/* Commit: only if something is to be said (or someone asked). */
 	if (atomic_load(&c->force) || atomic_load(&c->changed) || atomic_load(&c->spooled) || c->pg_new) {
-		if ((r = gstate_write(g, c->epoch, c->cut_time, c->consistent, c->size, c->digest, c->reserved)) < 0)
+		if ((r = gstate_write(g, c->epoch, c->cut_time, c->consistent, c->size, c->digest, c->reserved, false)) < 0)
 			goto thaw;
 		c->committed = true;
 	}

@@ -23,15 +23,17 @@ int gstate_path(struct group *g, char *buf, size_t len, const char *name)
 /* The daemon's state directory is its own (root's, mode 0700): the checksum
  * finds damage; nobody else writes there, so it is not keyed.  RESERVED
  * (>= EPOCH, after the sources; absent in files of earlier versions): the
- * numbers WAL-only cuts may use without writing the state again. */
+ * numbers WAL-only cuts may use without writing the state again.
+ * DIGEST_V1: the disks' digests are still of version 1 (a WAL-only cut
+ * after an upgrade carries the old state's until a scan recomputes them). */
 int gstate_write(struct group *g, uint64_t epoch, uint64_t cut_time, bool consistent,
-			const uint64_t *size, uint8_t (*digest)[DIGEST_BYTES], uint64_t reserved)
+			const uint64_t *size, uint8_t (*digest)[DIGEST_BYTES], uint64_t reserved, bool digest_v1)
 {
 	char path[4300];
 	struct wbuf b;
 	int r;
 
-	sfile_begin(&b, G_MAGIC);
+	sfile_begin(&b, digest_v1 ? G_MAGIC_V1 : G_MAGIC);
 	r = wbuf_put_u64(&b, epoch);
 	if (!r) r = wbuf_put_u64(&b, cut_time);
 	if (!r) r = wbuf_put_u8(&b, consistent);
@@ -118,7 +120,7 @@ void gstate_release(struct group *g)
 		size[i] = g->sources[i].size;
 		memcpy(digest[i], g->sources[i].digest, DIGEST_BYTES);
 	}
-	if ((r = gstate_write(g, g->last_cut, g->cut_time, g->consistent, size, digest, g->last_cut)) < 0)
+	if ((r = gstate_write(g, g->last_cut, g->cut_time, g->consistent, size, digest, g->last_cut, g->digest_v1)) < 0)
 		log_warn("group %s: %s (the next start numbers epochs after %" PRIu64 ")", g->name, err_msg(r),
 			 g->reserved);
 	else
