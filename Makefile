@@ -191,9 +191,12 @@ bench: deps-bench
 # The installed files, for install and uninstall alike.
 MAN_PAGES := man1/bascule.1 man5/bascule.yaml.5 man5/runbook.5 man8/basculed.8
 EXAMPLES := bascule.yaml runbook.yaml runbook-hybrid.yaml icinga-bascule.conf authorized_keys.example bascule-alerts.yml ship.yaml
-# the hybrid PRA's client job (docs/hybrid.md): bascule ship, nightly
-# and the s3:// vault's daily lock extension (docs/vault.md)
+# the hybrid PRA's client job (docs/hybrid.md): bascule ship, nightly; the
+# operator's intake metrics for Prometheus (docs/hybrid.md, "Metrics"); the
+# s3:// vault's daily lock extension (docs/vault.md).  A .service comes from
+# etc/systemd/NAME.service.in (paths substituted), a .timer as it is.
 UNITS := basculed.service bascule-ship.service bascule-ship.timer \
+	bascule-intake-metrics.service bascule-intake-metrics.timer \
 	bascule-vault-extend-locks.service bascule-vault-extend-locks.timer
 SUBST := sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SBINDIR@|$(SBINDIR)|g'
 
@@ -204,13 +207,9 @@ install: all
 	install -m 0755 $(B)/basculed $(DESTDIR)$(SBINDIR)/basculed
 	install -m 0755 $(B)/bascule $(DESTDIR)$(BINDIR)/bascule
 	for m in $(MAN_PAGES); do install -m 0644 docs/man/$${m#*/} $(DESTDIR)$(MANDIR)/$$m || exit 1; done
-	$(SUBST) etc/systemd/basculed.service.in > $(DESTDIR)$(UNITDIR)/basculed.service
-	$(SUBST) etc/systemd/bascule-ship.service.in > $(DESTDIR)$(UNITDIR)/bascule-ship.service
-	$(SUBST) etc/systemd/bascule-vault-extend-locks.service.in \
-		> $(DESTDIR)$(UNITDIR)/bascule-vault-extend-locks.service
-	install -m 0644 etc/systemd/bascule-ship.timer etc/systemd/bascule-vault-extend-locks.timer $(DESTDIR)$(UNITDIR)/
-	chmod 0644 $(DESTDIR)$(UNITDIR)/basculed.service $(DESTDIR)$(UNITDIR)/bascule-ship.service \
-		$(DESTDIR)$(UNITDIR)/bascule-vault-extend-locks.service
+	for u in $(filter %.service,$(UNITS)); do \
+		$(SUBST) etc/systemd/$$u.in > $(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; done
+	install -m 0644 $(addprefix etc/systemd/,$(filter %.timer,$(UNITS))) $(DESTDIR)$(UNITDIR)/
 	install -m 0644 etc/bascule.yaml etc/runbook.yaml etc/runbook-hybrid.yaml etc/prometheus/bascule-alerts.yml \
 		$(DESTDIR)$(DOCDIR)/examples/
 	$(SUBST) etc/icinga/bascule.conf.in > $(DESTDIR)$(DOCDIR)/examples/icinga-bascule.conf
@@ -221,6 +220,7 @@ install: all
 		$(DESTDIR)$(DOCDIR)/examples/icinga-bascule.conf $(DESTDIR)$(DOCDIR)/examples/ship.yaml
 	@echo "installed $(BINDIR)/bascule, $(SBINDIR)/basculed, $(UNITDIR)/basculed.service" \
 		"(and bascule-ship.service/.timer, the hybrid-PRA client's nightly job;" \
+		"bascule-intake-metrics.service/.timer, the intake's metrics for Prometheus;" \
 		"bascule-vault-extend-locks.service/.timer, the s3:// vault's daily lock extension);" \
 		"examples in $(DOCDIR)/examples; configuration goes to /etc/bascule (see README, Install)"
 

@@ -4,7 +4,8 @@
 # `systemd-analyze verify` with its binary and man pages where it says, and
 # `make uninstall` leaves nothing behind; the hybrid PRA's ship unit, timer
 # and ship.yaml (its crontab line naming the installed bascule) included, and
-# the s3:// vault's daily extend-locks unit and timer.
+# the operator's intake-metrics unit and timer, the s3:// vault's daily
+# extend-locks unit and timer.
 . "$(dirname "$0")/../lib/common.sh"
 MK=(make -s -C "$ROOT" B="$BIN")
 
@@ -14,6 +15,8 @@ D=$T/root
 (cd "$D" && find . -mindepth 1 \( -type f -o -type l \) | sort) > "$T/files"
 cat > "$T/want" <<EOF
 ./usr/local/bin/bascule
+./usr/local/lib/systemd/system/bascule-intake-metrics.service
+./usr/local/lib/systemd/system/bascule-intake-metrics.timer
 ./usr/local/lib/systemd/system/bascule-ship.service
 ./usr/local/lib/systemd/system/bascule-ship.timer
 ./usr/local/lib/systemd/system/bascule-vault-extend-locks.service
@@ -74,6 +77,8 @@ if command -v systemd-analyze >/dev/null; then
 		/usr/local/sbin/basculed --version >/dev/null &&
 		systemd-analyze verify /usr/local/lib/systemd/system/basculed.service \
 			/usr/local/lib/systemd/system/bascule-ship.service /usr/local/lib/systemd/system/bascule-ship.timer \
+			/usr/local/lib/systemd/system/bascule-intake-metrics.service \
+			/usr/local/lib/systemd/system/bascule-intake-metrics.timer \
 			/usr/local/lib/systemd/system/bascule-vault-extend-locks.service \
 			/usr/local/lib/systemd/system/bascule-vault-extend-locks.timer' \
 		sh "$D" > "$T/verify" 2>&1 \
@@ -102,6 +107,8 @@ grep -q 'command="/usr/bin/bascule recv ' "$P/usr/share/doc/bascule/examples/aut
 	|| fail "PREFIX=/usr: the authorized_keys example does not name /usr/bin/bascule"
 grep -q "^ExecStart=/usr/bin/bascule vault extend-locks " "$P/usr/lib/systemd/system/bascule-vault-extend-locks.service" \
 	|| fail "PREFIX=/usr: the extend-locks unit does not name /usr/bin/bascule"
+grep -q "^ExecStart=/usr/bin/bascule intake metrics " "$P/usr/lib/systemd/system/bascule-intake-metrics.service" \
+	|| fail "PREFIX=/usr: the intake-metrics unit does not name /usr/bin/bascule"
 grep -q "^ExecStart=/usr/bin/bascule ship " "$P/usr/lib/systemd/system/bascule-ship.service" \
 	|| fail "PREFIX=/usr: the ship unit does not name /usr/bin/bascule"
 grep -q " /usr/bin/bascule ship -c " "$P/usr/share/doc/bascule/examples/ship.yaml" \
