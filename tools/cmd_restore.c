@@ -45,6 +45,7 @@ static void *restore_worker(void *arg)
 		restore_fail(rs, r);
 		goto out;
 	}
+	vstore_share(vs, rs->vs);
 	while (!atomic_load(&rs->err)) {
 		uint64_t rg = atomic_fetch_add(&rs->next, 1);
 		if (rg >= rs->n_ranges)
@@ -55,29 +56,64 @@ static void *restore_worker(void *arg)
 			restore_fail(rs, r);
 			break;
 		}
-		/* Durable before it is recorded as done (resume trusts the record). */
-		if (fdatasync(rs->fd) < 0 && !rs->device) {
-			restore_fail(rs, -errno);
-			break;
-		}
-		if (rs->pfd >= 0) {
-			uint8_t rec[8];
-			put_be64(rec, rg);
-			pthread_mutex_lock(&rs->lock);
-			r = fs_write_full(rs->pfd, rec, sizeof(rec));
-			pthread_mutex_unlock(&rs->lock);
-			if (r < 0) {
-				restore_fail(rs, r);
-				break;
-			}
-		}
+		pthread_mutex_lock(&rs->lock);
+		rs->written[rs->n_written++] = rg;
+		pthread_cond_signal(&rs->wake);
+		pthread_mutex_unlock(&rs->lock);
 	}
 out:
 	vstore_close(vs);
 	ZSTD_freeDCtx(d);
 	free(rbuf);
 	free(frame);
+	pthread_mutex_lock(&rs->lock);
+	rs->running--;
+	pthread_cond_signal(&rs->wake);
+	pthread_mutex_unlock(&rs->lock);
 	return NULL;
+}
+
+/* While workers run: make the ranges they wrote durable, a batch per
+ * fdatasync, and only then record them as done (a resume trusts the
+ * record), so that no worker waits for the disk. */
+static void restore_sync(struct restore *rs)
+{
+	uint64_t *batch = malloc((rs->n_ranges + 1) * sizeof(*batch));
+	uint8_t *rec = malloc((rs->n_ranges + 1) * 8);
+	bool failed = !batch || !rec;
+	size_t n;
+	int r;
+
+	if (failed)
+		restore_fail(rs, -ENOMEM);
+	pthread_mutex_lock(&rs->lock);
+	for (;;) {
+		while (!rs->n_written && rs->running)
+			pthread_cond_wait(&rs->wake, &rs->lock);
+		if (!rs->n_written)
+			break;
+		n = rs->n_written;
+		if (!failed)
+			memcpy(batch, rs->written, n * sizeof(*batch));
+		rs->n_written = 0;
+		pthread_mutex_unlock(&rs->lock);
+		if (!failed && fdatasync(rs->fd) < 0 && !rs->device) {
+			restore_fail(rs, -errno);
+			failed = true;
+		}
+		if (!failed && rs->pfd >= 0) {
+			for (size_t i = 0; i < n; i++)
+				put_be64(rec + 8 * i, batch[i]);
+			if ((r = fs_write_full(rs->pfd, rec, 8 * n)) < 0) {
+				restore_fail(rs, r);
+				failed = true;
+			}
+		}
+		pthread_mutex_lock(&rs->lock);
+	}
+	pthread_mutex_unlock(&rs->lock);
+	free(batch);
+	free(rec);
 }
 
 /* The progress file PATH.part.progress: manifest name, then done ranges. */
@@ -269,6 +305,7 @@ int cmd_restore(int argc, char **argv)
 	memset(&rs, 0, sizeof(rs));
 	rs.fd = rs.pfd = -1;
 	pthread_mutex_init(&rs.lock, NULL);
+	pthread_cond_init(&rs.wake, NULL);
 	while ((c = getopt_long(argc, argv, "hc:", opts, NULL)) != -1) {
 		if (vopts_parse(&o, c, optarg))
 			continue;
@@ -375,12 +412,14 @@ int cmd_restore(int argc, char **argv)
 		r = err_set(ENOENT, "group %s has no source %s at epoch %" PRIu64, group, sname, m->epoch);
 		goto out;
 	}
+	/* One listing tells the version to read of every object the epoch
+	 * needs (over S3: not one per pack), for this store and the workers'. */
+	if ((r = vault_prefetch(vs, m->n_objects ? m->obj[0] : NULL, VAULT_NAME, m->n_objects)) < 0)
+		goto out;
 	if ((r = vault_load_map(vs, &k, src, &packs, &map)) < 0) {
 		r = damaged(r, group, sname, m->epoch);
 		goto out;
 	}
-	vstore_close(vs);
-	vs = NULL;
 	/* The output: a device in place, a file through PATH.part. */
 	rs.device = stat(to, &st) == 0 && S_ISBLK(st.st_mode);
 	if (!rs.device && stat(to, &st) == 0 && !force) {
@@ -389,7 +428,7 @@ int cmd_restore(int argc, char **argv)
 	}
 	snprintf(part, sizeof(part), "%s%s", to, rs.device ? "" : ".part");
 	rs.n_ranges = (map.n + RANGE_BLOCKS - 1) / RANGE_BLOCKS;
-	if (!(rs.done = calloc(rs.n_ranges + 1, 1))) {
+	if (!(rs.done = calloc(rs.n_ranges + 1, 1)) || !(rs.written = calloc(rs.n_ranges + 1, sizeof(*rs.written)))) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -432,10 +471,21 @@ int cmd_restore(int argc, char **argv)
 		rs.k = &k;
 		rs.packs = &packs;
 		rs.map = &map;
+		rs.vs = vs;
 		a = clock_mono_usec();
-		for (unsigned j = 0; j < jobs && j < rs.n_ranges; j++)
-			if (pthread_create(&th[j], NULL, restore_worker, &rs) == 0)
+		for (unsigned j = 0; j < jobs && j < rs.n_ranges; j++) {
+			pthread_mutex_lock(&rs.lock);
+			rs.running++;
+			pthread_mutex_unlock(&rs.lock);
+			if (pthread_create(&th[started], NULL, restore_worker, &rs) == 0) {
 				started++;
+				continue;
+			}
+			pthread_mutex_lock(&rs.lock);
+			rs.running--;
+			pthread_mutex_unlock(&rs.lock);
+		}
+		restore_sync(&rs);
 		for (unsigned j = 0; j < started; j++)
 			pthread_join(th[j], NULL);
 		b = clock_mono_usec();
@@ -477,6 +527,7 @@ out:
 	if (rs.pfd >= 0)
 		close(rs.pfd);
 	free(rs.done);
+	free(rs.written);
 	vmap_free(&map);
 	vpacks_free(&packs);
 	vview_free(&v);

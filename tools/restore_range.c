@@ -25,6 +25,23 @@ static int cmp_fref(const void *a, const void *b)
 	return x->block < y->block ? -1 : x->block > y->block;
 }
 
+/* Blocks checked and not yet written: LEN bytes at BUF, for OFF. */
+struct pending {
+	const uint8_t *buf;
+	uint64_t off;
+	size_t len;
+};
+
+static int pending_flush(struct restore *rs, struct pending *w)
+{
+	int r = w->len ? fs_pwrite_full(rs->fd, w->buf, w->len, w->off) : 0;
+
+	if (r == 0)
+		atomic_fetch_add(&rs->bytes_written, w->len);
+	w->len = 0;
+	return r;
+}
+
 int restore_range(struct restore *rs, struct vstore *vs, void *d, uint64_t rg, uint8_t *rbuf,
 			 uint8_t *frame)
 {
@@ -32,6 +49,7 @@ int restore_range(struct restore *rs, struct vstore *vs, void *d, uint64_t rg, u
 	uint64_t b0 = rg * RANGE_BLOCKS, b1 = b0 + RANGE_BLOCKS > m->n ? m->n : b0 + RANGE_BLOCKS;
 	struct fref *f = malloc((b1 - b0 + 1) * sizeof(*f));
 	size_t nf = 0;
+	struct pending w = { 0 };
 	int r = 0;
 
 	if (!f)
@@ -92,13 +110,18 @@ int restore_range(struct restore *rs, struct vstore *vs, void *d, uint64_t rg, u
 				    path, got, end - start, start);
 			break;
 		}
-		/* Each frame of the run is opened once; its blocks follow it in F. */
+		/* Each frame of the run is opened once; its blocks follow it in F,
+		 * and those that are adjacent in the image too go out in one
+		 * write (a frame's worth at most: the next frame reuses FRAME). */
 		for (size_t x = i; x < j && r == 0; x++) {
 			const struct vloc *l = &m->e[f[x].block];
 			uint64_t off = f[x].block * VAULT_BLOCK;
 			uint32_t len = m->size - off < VAULT_BLOCK ? (uint32_t)(m->size - off) : VAULT_BLOCK;
 			uint8_t id[VAULT_ID];
+			const uint8_t *blk;
 			if (x == i || f[x].off != f[x - 1].off) {
+				if ((r = pending_flush(rs, &w)) < 0)
+					break;
 				if (vault_frame_open(rs->k, rs->packs->p[f[x].pack].nonce, f[x].off,
 						     rbuf + (f[x].off - start), f[x].len, d, frame, &nb) < 0) {
 					r = err_set(EBADMSG, "a frame at %u of vault object %s fails authentication "
@@ -111,16 +134,23 @@ int restore_range(struct restore *rs, struct vstore *vs, void *d, uint64_t rg, u
 				r = err_set(EBADMSG, "index and frame disagree in %s", path);
 				break;
 			}
-			vault_block_id(rs->k, frame + (size_t)l->slot * VAULT_BLOCK, id);
+			blk = frame + (size_t)l->slot * VAULT_BLOCK;
+			vault_block_id(rs->k, blk, id);
 			if (memcmp(id, l->id, VAULT_ID)) {
 				r = err_set(EBADMSG, "block %" PRIu64 " read from %s is not the block that was stored",
 					    f[x].block, path);
 				break;
 			}
-			r = fs_pwrite_full(rs->fd, frame + (size_t)l->slot * VAULT_BLOCK, len, off);
-			if (r == 0)
-				atomic_fetch_add(&rs->bytes_written, len);
+			if (w.len && w.off + w.len == off && w.buf + w.len == blk) {
+				w.len += len;
+			} else {
+				if ((r = pending_flush(rs, &w)) < 0)
+					break;
+				w = (struct pending){ blk, off, len };
+			}
 		}
+		if (r == 0)
+			r = pending_flush(rs, &w);
 		i = j;
 	}
 	free(f);

@@ -268,6 +268,9 @@ int cmd_vault_check(int argc, char **argv)
 				objs[u - 1].state = err_set(EBADMSG, "manifests disagree about its size");
 		no = u;
 	}
+	/* One listing for the versions of every object (over S3), not one each. */
+	if ((r = vault_prefetch(vs, no ? objs[0].name : NULL, sizeof(*objs), no)) < 0)
+		goto out;
 	for (size_t i = 0; i < no; i++) {
 		if (objs[i].state == 0) {
 			int e = check_object(vs, &objs[i], buf, 8u << 20);

@@ -154,6 +154,14 @@ struct restore {
 	char errmsg[1024];
 	pthread_mutex_t lock;
 	int pfd;               /* progress file */
+	const struct vstore *vs; /* the store whose prefetch the workers' stores share */
+	/* Ranges written and not yet made durable (under LOCK): the main
+	 * thread syncs them in batches while the workers go on, then records
+	 * them as done; WAKE tells it of a new one or of a worker's end. */
+	uint64_t *written;
+	size_t n_written;
+	unsigned running;
+	pthread_cond_t wake;
 };
 
 /* Restore range RG (RANGE_BLOCKS blocks) of RS->map into RS->fd, reading
