@@ -27,6 +27,7 @@ static const char *const sync_modes[] = { "local", "remote", NULL };
 static const char *const checkpoint_modes[] = { "fast", "spread", NULL };
 static const char *const standby_modes[] = { "hot", "cold", NULL };
 static const char *const lock_modes[] = { "compliance", "governance", "none", NULL };
+static const char *const url_styles[] = { "path", "virtual", NULL };
 
 
 static const struct cfg_key qemu_keys[] = {
@@ -143,7 +144,11 @@ static const struct cfg_key target_keys[] = {
 	{ K("retention", CT_MAP, struct cfg_target, retention), .sub = &retention_table,
 	  .note = "vault: what `bascule vault prune` keeps (all, hourly, daily, monthly)" },
 	{ K("s3_endpoint", CT_STR, struct cfg_target, s3_endpoint),
-	  .note = "s3:// vault: the store's URL, https://HOST[:PORT] (required; path-style requests)" },
+	  .note = "s3:// vault: the store's URL, https://HOST[:PORT] (required)" },
+	{ K("s3_url_style", CT_ENUM, struct cfg_target, s3_url_style), .enums = url_styles,
+	  .note = "s3:// vault: virtual (https://BUCKET.HOST/KEY, as AWS) or path (https://HOST/BUCKET/KEY); "
+		  "default: virtual, but path for an endpoint given as an IP address or a bucket with a "
+		  "'.' over https" },
 	{ K("s3_region", CT_STR, struct cfg_target, s3_region),
 	  .note = "s3:// vault: the region requests are signed for (default us-east-1)" },
 	{ K("s3_credentials", CT_SECRET, struct cfg_target, s3_credentials),
@@ -211,7 +216,8 @@ static int check_vault(struct parse_ctx *p, struct cfg_target *t)
 			       p->file, t->pos.line, t->pos.col, t->name);
 	if (t->kind == TARGET_REPLICA) {
 		if (t->vault_key || t->interval || t->parallel || spans[0] || spans[1] || spans[2] || spans[3] ||
-		    t->s3_endpoint || t->s3_region || t->s3_credentials || t->s3_ca || t->object_lock)
+		    t->s3_endpoint || t->s3_region || t->s3_credentials || t->s3_ca || t->s3_url_style ||
+		    t->object_lock)
 			return err_set(EINVAL, "%s:%d:%d: target '%s': vault_key, interval, parallel, retention and "
 					       "the s3_* and object_lock keys are for targets of type vault",
 				       p->file, t->pos.line, t->pos.col, t->name);
@@ -227,9 +233,10 @@ static int check_vault(struct parse_ctx *p, struct cfg_target *t)
 				       "`bascule keygen vault FILE --escrow FILE.escrow`)",
 			       p->file, t->pos.line, t->pos.col, t->name);
 	if (strncmp(t->url, "s3://", 5) != 0 &&
-	    (t->s3_endpoint || t->s3_region || t->s3_credentials || t->s3_ca || t->object_lock))
-		return err_set(EINVAL, "%s:%d:%d: target '%s': s3_endpoint, s3_region, s3_credentials, s3_ca "
-				       "and object_lock are for s3:// vaults",
+	    (t->s3_endpoint || t->s3_region || t->s3_credentials || t->s3_ca || t->s3_url_style ||
+	     t->object_lock))
+		return err_set(EINVAL, "%s:%d:%d: target '%s': s3_endpoint, s3_region, s3_credentials, s3_ca, "
+				       "s3_url_style and object_lock are for s3:// vaults",
 			       p->file, t->pos.line, t->pos.col, t->name);
 	if (strncmp(t->url, "local:/", 7) == 0)
 		return 0;
@@ -249,6 +256,11 @@ static int check_vault(struct parse_ctx *p, struct cfg_target *t)
 		if (strncmp(t->s3_endpoint, "https://", 8) && strncmp(t->s3_endpoint, "http://", 7))
 			return err_set(EINVAL, "%s:%d:%d: target '%s': s3_endpoint must be https://HOST[:PORT], "
 					       "got '%s'",
+				       p->file, t->pos.line, t->pos.col, t->name, t->s3_endpoint);
+		if (t->s3_url_style && !strcmp(t->s3_url_style, "virtual") && s3_endpoint_is_ip(t->s3_endpoint))
+			return err_set(EINVAL, "%s:%d:%d: target '%s': s3_url_style virtual names the bucket in "
+					       "the host (BUCKET.HOST), which an IP address such as %s cannot "
+					       "have: give s3_endpoint by name, or s3_url_style: path",
 				       p->file, t->pos.line, t->pos.col, t->name, t->s3_endpoint);
 		config_vault_lock(t, &mode, &secs);
 		if (mode && !retention_set(&t->retention.policy))

@@ -78,6 +78,7 @@ struct cfg_target {
 	struct cfg_retention retention;
 	/* an s3:// vault (docs/vault.md, "S3 object storage") */
 	char *s3_endpoint, *s3_region, *s3_credentials, *s3_ca;
+	char *s3_url_style;     /* "path" | "virtual"; NULL: as AWS does (lib/s3.h S3_URL_AUTO) */
 	char *object_lock;      /* "compliance" | "governance" | "none"; NULL: compliance */
 	uint64_t lock_margin;   /* usec added to the longest retention span */
 	char *postgres_standby; /* replica: "hot" | "cold", passed to the receiver */

@@ -4,6 +4,7 @@
 #include "err.h"
 #include "fsutil.h"
 #include "units.h"
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -139,7 +140,9 @@ int s3_open(const struct s3_opts *o, const char *bucket, struct s3 **ret)
 	if (o->ca_pem && (s->ca_pem = malloc(o->ca_pem_len ? o->ca_pem_len : 1)))
 		memcpy(s->ca_pem, o->ca_pem, o->ca_pem_len);
 	s->ca_pem_len = o->ca_pem_len;
-	s->virtual_host = o->virtual_host;
+	s->virtual_host = o->url_style == S3_URL_VIRTUAL ||
+			  (o->url_style == S3_URL_AUTO && !s3_endpoint_is_ip(o->endpoint) &&
+			   !(strchr(bucket, '.') && !strcmp(s->scheme, "https")));
 	s->retries = o->retries < 0 ? 0 : o->retries ? o->retries : 5;
 	s->connect_timeout = o->connect_timeout ? o->connect_timeout : 10;
 	s->stall_timeout = o->stall_timeout ? o->stall_timeout : 30;
@@ -148,6 +151,12 @@ int s3_open(const struct s3_opts *o, const char *bucket, struct s3 **ret)
 		s->part_size = (size_t)5 << 20;
 	snprintf(s->sigv4, sizeof(s->sigv4), "aws:amz:%s:s3", s->region);
 	s->curl = curl_easy_init();
+	if (o->url_style == S3_URL_VIRTUAL && s3_endpoint_is_ip(o->endpoint)) {
+		s3_close(s);
+		return err_set(-EINVAL, "s3 endpoint %s is an IP address: requests cannot be virtual-hosted "
+				       "(BUCKET.HOST); give the endpoint by name, or s3_url_style: path",
+			       o->endpoint);
+	}
 	if (!s->bucket || !s->scheme || !s->host || !s->region || !s->curl ||
 	    (o->ca_file && !o->ca_pem && !s->ca_file) || (o->ca_pem && !s->ca_pem)) {
 		s3_close(s);
@@ -178,6 +187,38 @@ void s3_close(struct s3 *s)
 }
 
 long s3_last_status(const struct s3 *s) { return s->last_status; }
+
+int s3_virtual_hosted(const struct s3 *s) { return s->virtual_host; }
+
+int s3_url_style(const char *s)
+{
+	if (!s)
+		return S3_URL_AUTO;
+	if (!strcmp(s, "path"))
+		return S3_URL_PATH;
+	if (!strcmp(s, "virtual"))
+		return S3_URL_VIRTUAL;
+	return err_set(-EINVAL, "s3 url style '%s': expected path or virtual", s);
+}
+
+int s3_endpoint_is_ip(const char *endpoint)
+{
+	const char *h = strstr(endpoint, "://");
+	char host[256];
+	struct in6_addr a6;
+	struct in_addr a4;
+	size_t n;
+
+	h = h ? h + 3 : endpoint;
+	if (*h == '[')
+		return 1; /* [v6]:port */
+	n = strcspn(h, ":/");
+	if (n >= sizeof(host))
+		return 0;
+	memcpy(host, h, n);
+	host[n] = 0;
+	return inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
+}
 
 char *s3_escape(const char *s, int keep_slash)
 {

@@ -32,6 +32,7 @@ struct vstore_opts {
 	const char *s3_credentials;  /* AWS shared-credentials file, mode 0600 */
 	const struct s3_creds *s3_creds; /* or already read (then the path is unused) */
 	const char *s3_ca;           /* TLS trust anchors; NULL: the system's */
+	const char *s3_url_style;    /* "path", "virtual"; NULL: as AWS does (lib/s3.h, S3_URL_AUTO) */
 	const char *s3_ca_pem;       /* or that file already read (then the path is unused) */
 	size_t s3_ca_pem_len;
 	const char *lock_mode;       /* "COMPLIANCE", "GOVERNANCE", NULL: objects put unlocked */

@@ -81,9 +81,14 @@ int vstore_s3_parse_url(const char *url, char *bucket, size_t blen, char *prefix
 	return 0;
 }
 
-void vstore_s3_client_opts(const struct vstore_opts *o, struct s3_opts *ret)
+int vstore_s3_client_opts(const struct vstore_opts *o, struct s3_opts *ret)
 {
+	int style = s3_url_style(o->s3_url_style);
+
+	if (style < 0)
+		return style;
 	memset(ret, 0, sizeof(*ret));
+	ret->url_style = style;
 	ret->endpoint = o->s3_endpoint;
 	ret->region = o->s3_region;
 	ret->credentials = o->s3_credentials;
@@ -91,6 +96,7 @@ void vstore_s3_client_opts(const struct vstore_opts *o, struct s3_opts *ret)
 	ret->ca_file = o->s3_ca;
 	ret->ca_pem = o->s3_ca_pem;
 	ret->ca_pem_len = o->s3_ca_pem_len;
+	return 0;
 }
 
 int vstore_s3_port(const char *endpoint)
@@ -122,8 +128,7 @@ int vstore_s3_open(const char *url, const struct vstore_opts *o, struct vstore_s
 				    "s3_credentials, or --s3-endpoint and --s3-credentials)", url);
 		goto fail;
 	}
-	vstore_s3_client_opts(o, &so);
-	if ((r = s3_open(&so, v->bucket, &v->s3)) < 0)
+	if ((r = vstore_s3_client_opts(o, &so)) < 0 || (r = s3_open(&so, v->bucket, &v->s3)) < 0)
 		goto fail;
 	v->lock_mode = o->lock_mode;
 	v->lock_seconds = o->lock_seconds;

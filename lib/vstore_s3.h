@@ -27,8 +27,9 @@ struct s3_opts;
 /* Split URL (s3://BUCKET[/PREFIX]) into BUCKET and PREFIX (no leading or
  * trailing '/'; "" if none); -EINVAL with a sentence if it is not one. */
 int vstore_s3_parse_url(const char *url, char *bucket, size_t blen, char *prefix, size_t plen);
-/* The S3 client options O gives (pointers into O). */
-void vstore_s3_client_opts(const struct vstore_opts *o, struct s3_opts *ret);
+/* The S3 client options O gives (pointers into O); -EINVAL with a
+ * sentence if its s3_url_style is not one. */
+int vstore_s3_client_opts(const struct vstore_opts *o, struct s3_opts *ret);
 /* The TCP port of ENDPOINT (443 for https, 80 for http unless written). */
 int vstore_s3_port(const char *endpoint);
 

@@ -16,7 +16,7 @@
 /* Where the vault is and what opens it: command line over -c FILE. */
 struct vopts {
 	const char *url, *identity, *known_hosts, *vault_key, *verify_key, *target, *record;
-	const char *s3_endpoint, *s3_region, *s3_credentials, *s3_ca; /* an s3:// vault */
+	const char *s3_endpoint, *s3_region, *s3_credentials, *s3_ca, *s3_url_style; /* an s3:// vault */
 	char record_buf[4200];       /* the record derived from -c CONFIG */
 	struct retention policy;
 	bool policy_given, record_given, usage;
@@ -27,7 +27,7 @@ struct vopts {
 enum { O_URL = 1000, O_IDENTITY, O_KNOWN, O_VKEY, O_PUB, O_TARGET, O_EPOCH, O_AT, O_TO, O_SOURCE, O_JOBS,
        O_READ, O_JSON, O_DRY, O_GRACE, O_ALL, O_HOURLY, O_DAILY, O_MONTHLY, O_FORCE, O_GROUP, O_RECORD,
        O_ACCEPT, O_PG_USER, O_PG_BIN, O_PG_CONF, O_S3_ENDPOINT, O_S3_REGION, O_S3_CREDENTIALS, O_S3_CA,
-       O_NO_LOCK };
+       O_NO_LOCK, O_S3_URL_STYLE };
 
 #define VAULT_OPTS                                                                                      \
 	{ "vault", required_argument, NULL, O_URL }, { "identity", required_argument, NULL, O_IDENTITY }, \
@@ -38,7 +38,8 @@ enum { O_URL = 1000, O_IDENTITY, O_KNOWN, O_VKEY, O_PUB, O_TARGET, O_EPOCH, O_AT
 	{ "s3-endpoint", required_argument, NULL, O_S3_ENDPOINT },                                      \
 	{ "s3-region", required_argument, NULL, O_S3_REGION },                                          \
 	{ "s3-credentials", required_argument, NULL, O_S3_CREDENTIALS },                                \
-	{ "s3-ca", required_argument, NULL, O_S3_CA }
+	{ "s3-ca", required_argument, NULL, O_S3_CA },                                                  \
+	{ "s3-url-style", required_argument, NULL, O_S3_URL_STYLE }
 
 /* The option C of a vault command with argument ARG: 1 if it was one of
  * VAULT_OPTS, else 0. */
@@ -50,6 +51,8 @@ int vopts_fail(const struct vopts *o, const char *what, int r);
 /* Fill what the command line left out from the configuration's vault target. */
 int vopts_finish(struct vopts *o, const char *cmd);
 int vopts_store(const struct vopts *o, struct vstore **ret);
+/* The store options O gives (pointers into O). */
+void vopts_store_opts(const struct vopts *o, struct vstore_opts *ret);
 /* The verify key PK: --verify-key FILE.pub, else from the vault key, which
  * fills K (*HAVE_K) and is required with NEED_SECRET. */
 int vopts_keys(const struct vopts *o, bool need_secret, uint8_t pk[32], struct vkeys *k, bool *have_k);

@@ -374,6 +374,20 @@ static void test_s3_vault(void **state)
 
 	snprintf(bad, sizeof(bad), "%s%s    object_lock: sometimes\n", minimal, vault);
 	expect_error(bad, "object_lock must be one of: compliance");
+	/* s3_url_style: a choice of two; virtual needs an endpoint by name */
+	snprintf(bad, sizeof(bad), "%s%s    s3_url_style: virtual\n", minimal, vault);
+	assert_int_equal(parse(bad, &c), 0);
+	assert_string_equal(CFG_TARGET(c, 1)->s3_url_style, "virtual");
+	config_free(c);
+	snprintf(bad, sizeof(bad), "%s%s    s3_url_style: sideways\n", minimal, vault);
+	expect_error(bad, "s3_url_style must be one of: path");
+	snprintf(bad, sizeof(bad), "%s%s    s3_url_style: virtual\n", minimal, vault);
+	memcpy(strstr(bad, "https://s3.example"), "https://10.0.0.7:8", 18);
+	expect_error(bad, "s3_url_style virtual names the bucket in the host");
+	snprintf(bad, sizeof(bad), "%s%s    s3_url_style: path\n", minimal, vault);
+	memcpy(strstr(bad, "https://s3.example"), "https://10.0.0.7:8", 18);
+	assert_int_equal(parse(bad, &c), 0);
+	config_free(c);
 	snprintf(bad, sizeof(bad), "%s", text);
 	memcpy(strstr(bad, "    s3_endpoint"), "    #3", 6);
 	expect_error(bad, "an s3:// vault needs s3_endpoint");
