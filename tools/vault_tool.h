@@ -167,6 +167,49 @@ struct restore {
 	pthread_cond_t wake;
 };
 
+/* A block to restore and the frame it lives in. */
+struct fref {
+	uint32_t pack, off, len;
+	uint64_t block;
+};
+/* Adjacent frames of one pack, F[I..J), read as bytes [START, END). */
+struct rrun {
+	uint32_t pack;
+	uint64_t start, end;
+	size_t i, j;
+};
+/* What range RG needs read: its frames (sorted by pack and offset) in runs. */
+struct rplan {
+	uint64_t rg;
+	struct fref *f;
+	size_t nf;
+	struct rrun *runs;
+	size_t nr;
+};
+/* Plan range RG: its zero blocks are written (holes) at once, the others
+ * gathered into runs of at most READ_MAX bytes.  0 and *RET (freed by
+ * rplan_free), or a negative errno with a sentence (-EBADMSG: the index
+ * names a frame larger than a read). */
+int restore_plan(struct restore *rs, uint64_t rg, struct rplan *ret);
+void rplan_free(struct rplan *p);
+/* The object run K of P reads. */
+void restore_run_path(const struct restore *rs, const struct rplan *p, size_t k, char *path, size_t len);
+/* Open the frames of run K of P, read into RBUF (GOT bytes, or the read's
+ * negative errno), check each block against its id and write it. */
+int restore_run(struct restore *rs, const struct rplan *p, size_t k, const uint8_t *rbuf, ssize_t got, void *d,
+		uint8_t *frame);
+/* A restore worker (pthread start routine, ARG the struct restore): takes
+ * ranges until none is left or one failed, with a reader thread of its own
+ * fetching the next run while it opens the last (restore_read.c); each
+ * range done is queued in RS->written for restore_sync. */
+void *restore_worker(void *arg);
+/* Run in the main thread while the workers run: make the ranges they
+ * wrote durable, a batch per fdatasync, and only then record them in the
+ * progress file (a resume trusts it); returns when every worker is done. */
+void restore_sync(struct restore *rs);
+/* Record the first error R of a restore (its sentence in RS->errmsg). */
+void restore_fail(struct restore *rs, int r);
+
 /* Restore range RG (RANGE_BLOCKS blocks) of RS->map into RS->fd, reading
  * the frames from VS into RBUF (READ_MAX + 1 MiB) and opening them into
  * FRAME (VAULT_FRAME_BLOCKS blocks).  0, or a negative errno with a
