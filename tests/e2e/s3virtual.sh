@@ -7,6 +7,7 @@
 # /etc/hosts is never touched.  By default a named endpoint is
 # virtual-hosted and an IP address path-style; s3_url_style path and
 # virtual force one; virtual with an IP address is refused (exit 3).
+# A restore lists the bucket 3 times, not once per object it reads.
 # radosgw's log tells which form each request had: "GET /site-a/..." is
 # virtual-hosted, "GET /bvault/site-a/..." path-style.
 . "$(dirname "$0")/../lib/common.sh" "$1"
@@ -44,14 +45,20 @@ bsc_start
 in_ns "$B" -c "$T/bascule.yaml" sync --wait --vault --timeout 60s >/dev/null ||
 	fail "sync --wait --vault failed: $(tail -5 "$T/daemon.log")"
 bsc_stop
+m1=$(mark)
 expect_rc 0 in_ns "$B" restore -c "$T/bascule.yaml" --source vm1/disk --to "$T/r"
 cmp -s "$T/r" "$T/disk.img" || fail "restore over virtual-hosted requests differs"
+# One listing of m/ (prefetch and directory) and one of d/ for every
+# object the epoch needs, whatever their number (not one per object).
+nl=$(requests "$m1" | grep -c 'versions=' || true)
+ng=$(requests "$m1" | grep -c '"GET /site-a/d/' || true)
+[ "$nl" -le 3 ] && [ "$ng" -ge 2 ] || fail "restore made $nl listings for $ng object reads (expected 3 at most)"
 expect_rc 0 in_ns "$B" vault check -c "$T/bascule.yaml" --verify-key "$T/vault.key.pub"
 requests "$m0" > "$T/reqs"
 grep -q '"PUT /site-a/d/' "$T/reqs" || fail "no virtual-hosted PUT of a pack: $(head -5 "$T/reqs")"
 grep -q '"GET /site-a/d/' "$T/reqs" || fail "no virtual-hosted GET of a pack: $(head -5 "$T/reqs")"
 ! grep -q ' /bvault' "$T/reqs" || fail "path-style requests with a named endpoint: $(grep ' /bvault' "$T/reqs" | head -3)"
-note "shipped, restored byte-identical and checked over $(wc -l < "$T/reqs") virtual-hosted requests (bvault.$DNS)"
+note "shipped, restored byte-identical (restore: $nl listings, $ng object reads) and checked over $(wc -l < "$T/reqs") virtual-hosted requests (bvault.$DNS)"
 
 # -- s3_url_style: path forces path-style on the same name
 m0=$(mark)
