@@ -190,8 +190,11 @@ int ackslot_ready(struct replica *r, const char *group)
 		a->dirfd = -1;
 		return rc == -ENOENT ? 0 : rc;
 	}
-	if (fstatat(a->dirfd, "state", &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return errno == ENOENT ? 0 : err_set(errno, "cannot look at %s/%s: %s", r->root, path, strerror(errno));
+	if (fstatat(a->dirfd, "state", &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		rc = errno;
+		slots_forget(r); /* the directory is walked again next time */
+		return rc == ENOENT ? 0 : err_set(rc, "cannot look at %s/%s: %s", r->root, path, strerror(rc));
+	}
 	if (!strcmp(a->group, group) && same_file(&st, &a->base_st) && a->fd >= 0) {
 		struct stat ast;
 		if (fstat(a->fd, &ast) == 0 && ast.st_nlink == 1)
