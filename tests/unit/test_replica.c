@@ -536,7 +536,8 @@ static void test_other_key(void **state)
 /* Ack slots (tools/replica/ackslot.c): a state committed in a slot leaves
  * the state file as it was and is what the group is at; a torn newest slot
  * gives the one before; a state file written afresh, byte for byte the
- * slots' base (a rollback to it), is not overridden by them. */
+ * slots' base (a rollback to it), is not overridden by them; one written
+ * by another process is the base of the next slot. */
 static void test_ack_slots(void **state)
 {
 	uint8_t *before, *after, *ack;
@@ -588,6 +589,22 @@ static void test_ack_slots(void **state)
 	assert_int_equal(ackslot_commit(r, &s2), 1);
 	assert_int_equal(replica_load_state(r, "vm1", &got), 0);
 	assert_int_equal(got.epoch, st.epoch + 1);
+	/* Another process writes the state file (a verify's mark): the next
+	 * slot goes on from that file, not from the one this writer saw
+	 * (a slot of the old base would be ignored: its epoch lost). */
+	{
+		struct replica *r2;
+		struct rstate marked = got;
+		assert_int_equal(replica_open(root, REPLICA_READONLY, key, &r2), 0);
+		marked.epoch = st.epoch + 2;
+		assert_int_equal(state_write(r2, &marked), 0);
+		replica_close(r2);
+	}
+	s2.epoch = st.epoch + 3;
+	assert_int_equal(ackslot_ready(r, "vm1"), 1);
+	assert_int_equal(ackslot_commit(r, &s2), 1);
+	assert_int_equal(replica_load_state(r, "vm1", &got), 0);
+	assert_int_equal(got.epoch, st.epoch + 3);
 	replica_close(r);
 }
 
