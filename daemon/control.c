@@ -396,6 +396,7 @@ static json_t *handle(struct ctl_client *c, json_t *req)
 			pg |= g->n_pg > 0;
 			if (!strcmp(cmd, "pause")) {
 				g->paused = true;
+				g->cut_waiting = false; /* resume asks for a cut again */
 				log_info("group %s paused by uid %u", g->name, (unsigned)c->uid);
 			} else if (!strcmp(cmd, "resume")) {
 				g->paused = false;

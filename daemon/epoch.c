@@ -378,6 +378,7 @@ static void cut_launch(struct group *g, bool wal_only)
 	struct daemon *d = g->d;
 	struct cut *c;
 	char path[4300], name[64];
+	bool disk_waits;
 	int r;
 
 	c = calloc(1, sizeof(*c));
@@ -393,7 +394,11 @@ static void cut_launch(struct group *g, bool wal_only)
 	c->epoch = g->last_cut + 1;
 	/* After an upgrade the state's digests are of version 1: the first
 	 * scan commits (an empty epoch if need be) so they all move to v2. */
-	atomic_init(&c->force, g->want_cut || g->promised >= c->epoch || (g->digest_v1 && !wal_only));
+	/* A WAL-only cut while the group's disk cut waits for a slot: the
+	 * wish for a cut (want_cut) is the disk cut's, it stays. */
+	disk_waits = wal_only && g->cut_waiting;
+	atomic_init(&c->force, (g->want_cut && !disk_waits) || g->promised >= c->epoch ||
+			       (g->digest_v1 && !wal_only));
 	take_wal(g, c);
 	if (wal_only) {
 		/* No spool: a disk is sent only to a target that holds its state. */
@@ -409,7 +414,8 @@ static void cut_launch(struct group *g, bool wal_only)
 		}
 		g->dirty = false;
 	}
-	g->want_cut = false;
+	if (!disk_waits)
+		g->want_cut = false;
 	g->want_wal = false;
 	g->cutting = true;
 	g->cut = c;
@@ -429,8 +435,10 @@ static void cut_launch(struct group *g, bool wal_only)
  * A host serving many groups of large disks must not read them all at
  * once: at most max_concurrent_cuts disk cuts run, the others wait in
  * order of arrival (a group that just finished queues behind those that
- * waited meanwhile).  WAL-only cuts read no disk and never wait (the
- * synchronous mode of a postgres source waits on them).  io_rate caps the
+ * waited meanwhile).  WAL-only cuts read no disk and do not wait for a
+ * slot (the synchronous mode of a postgres source waits on them), but for
+ * a group whose own disk cut waits with a sync's number promised: its WAL
+ * goes with that disk cut, which must get the number.  io_rate caps the
  * reads of those that run, together (scan.c).  The interval timers of the
  * groups tick at phases spread over the interval (group_next_tick), so
  * groups of one interval do not all ask at the same instant. */
@@ -492,6 +500,13 @@ static void group_start_cut_kind(struct group *g, bool wal_only)
 		wal_only = true;
 	if (wal_only && g->n_disks && !g->disk_epoch)
 		wal_only = false; /* the disks' state is not known in this run yet */
+	if (wal_only && g->cut_waiting && g->promised > g->last_cut) {
+		/* A sync was promised the number of the waiting disk cut: a
+		 * WAL-only epoch would take it without the disks.  The WAL
+		 * waits and goes with the disk cut. */
+		g->want_wal = true;
+		return;
+	}
 	if (wal_only) {
 		cut_launch(g, true);
 		return;
