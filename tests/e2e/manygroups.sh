@@ -6,6 +6,7 @@
 # waiting; `bascule status` answers within 2 s every time it is asked; the
 # daemon's reads (/proc/PID/io rchar over the restart's rescan, where
 # nothing else is read: no change, nothing spooled) stay under io_rate.
+# A reload during the first storm, while cuts wait, lowers the bound to 2.
 # Then a change in every disk and sync --wait: every replica equals its
 # source.
 . "$(dirname "$0")/../lib/common.sh"
@@ -64,6 +65,11 @@ poll_storm() {
 		[ "$cutting" -le $MAXC ] || fail "$cutting groups scanned at once (max_concurrent_cuts $MAXC)"
 		[ "$cutting" -le "$PEAK" ] || PEAK=$cutting
 		[ "$waiting" -le "$WAITED" ] || WAITED=$waiting
+		if [ -n "${RELOAD_WHEN_WAITING:-}" ] && [ "$waiting" -gt 0 ]; then
+			RELOAD_WHEN_WAITING=""
+			bsc reload > "$T/reload.out" 2>&1 &
+			RELOAD_PID=$!
+		fi
 		if [ "$cutting" -gt 0 ] || [ "$waiting" -gt 0 ] || [ "$scanned" -lt $NG ]; then
 			IO_T1=$io_t IO_R1=$io_r
 		else
@@ -75,7 +81,15 @@ poll_storm() {
 
 T_START=$(date +%s)
 bsc_start
+# A reload while cuts wait: applied once the running ones end (no new one
+# starts meanwhile), then the waiting ones go on under the new bound.
+sed -i "s/^max_concurrent_cuts: .*/max_concurrent_cuts: 2/" "$T/bascule.yaml"
+RELOAD_WHEN_WAITING=1 RELOAD_PID=""
 poll_storm 240
+[ -n "$RELOAD_PID" ] || fail "no poll saw a waiting cut to reload under"
+wait "$RELOAD_PID" || fail "bascule reload while cuts waited: $(cat "$T/reload.out")"
+[ "$(status_get "d['cuts']['max_concurrent']")" = 2 ] || fail "the reload did not set max_concurrent_cuts 2"
+grep -q "configuration reloaded: $NG groups ($NG kept" "$T/daemon.log" || fail "no reload in the log"
 note "initial sync ($(($(date +%s) - T_START)) s): $POLLS polls, at most $PEAK groups scanning and $WAITED waiting, slowest status ${SLOWEST} ms"
 [ "$PEAK" -ge 1 ] && [ "$WAITED" -ge 1 ] || fail "no queue seen in the first cuts (peak $PEAK, waiting $WAITED)"
 bsc_sync 240s > /dev/null || fail "initial sync"
@@ -86,7 +100,7 @@ done
 peak=$(status_get "d['cuts']['peak_running']")
 [ "$peak" -le $MAXC ] && [ "$peak" -ge 1 ] || fail "the daemon counts $peak cuts at once (max $MAXC)"
 bsc metrics > "$T/metrics"
-for m in bascule_cuts_running bascule_cuts_waiting "bascule_cuts_max_concurrent $MAXC" \
+for m in bascule_cuts_running bascule_cuts_waiting "bascule_cuts_max_concurrent 2" \
 	bascule_cuts_waited_total 'bascule_group_cut_waiting{group="g01"}'; do
 	grep -q "^$m" "$T/metrics" || fail "metric $m missing: $(grep cuts "$T/metrics")"
 done
@@ -95,6 +109,7 @@ done
 # finds nothing new (the replica holds it): the daemon reads only its
 # sources, capped by io_rate.
 bsc_stop
+sed -i "s/^max_concurrent_cuts: .*/max_concurrent_cuts: $MAXC/" "$T/bascule.yaml"
 T_START=$(date +%s)
 IO_T0=$(date +%s%N) # a new process: its rchar starts at 0
 bsc_start
