@@ -46,7 +46,7 @@ done
 # that saw a scan.
 poll_storm() {
 	local end=$(($(date +%s) + $1)) s ms st cutting waiting scanned
-	PEAK=0 WAITED=0 POLLS=0 SLOWEST=0 IO_T1="" IO_R1=""
+	PEAK=0 WAITED=0 POLLS=0 SLOWEST=0 IO_T1="" IO_R1="" SAW_TEXT=""
 	while :; do
 		[ "$(date +%s)" -lt "$end" ] || fail "the storm did not end within $1 s: $(bsc status 2>&1 | head -20)"
 		s=$(date +%s%N)
@@ -65,6 +65,10 @@ poll_storm() {
 		[ "$cutting" -le $MAXC ] || fail "$cutting groups scanned at once (max_concurrent_cuts $MAXC)"
 		[ "$cutting" -le "$PEAK" ] || PEAK=$cutting
 		[ "$waiting" -le "$WAITED" ] || WAITED=$waiting
+		# What people read says it too.
+		if [ -z "$SAW_TEXT" ] && [ "$waiting" -gt 0 ] && bsc status | grep -q "waiting for a scan slot"; then
+			SAW_TEXT=1
+		fi
 		if [ -n "${RELOAD_WHEN_WAITING:-}" ] && [ "$waiting" -gt 0 ]; then
 			RELOAD_WHEN_WAITING=""
 			bsc reload > "$T/reload.out" 2>&1 &
@@ -92,6 +96,7 @@ wait "$RELOAD_PID" || fail "bascule reload while cuts waited: $(cat "$T/reload.o
 grep -q "configuration reloaded: $NG groups ($NG kept" "$T/daemon.log" || fail "no reload in the log"
 note "initial sync ($(($(date +%s) - T_START)) s): $POLLS polls, at most $PEAK groups scanning and $WAITED waiting, slowest status ${SLOWEST} ms"
 [ "$PEAK" -ge 1 ] && [ "$WAITED" -ge 1 ] || fail "no queue seen in the first cuts (peak $PEAK, waiting $WAITED)"
+[ -n "$SAW_TEXT" ] || fail "bascule status never said a group was waiting for a scan slot"
 bsc_sync 240s > /dev/null || fail "initial sync"
 note "initial sync acknowledged after $(($(date +%s) - T_START)) s"
 for i in $(seq -w 1 $NG); do

@@ -117,7 +117,7 @@ static void test_io_caps(void **state)
 	config_free(c);
 	/* A cap of a few bytes a second would never finish a scan. */
 	snprintf(text, sizeof(text), "%sio_rate: 100KB/s\n", minimal);
-	expect_error(text, "test.yaml:14:10: io_rate must be 0 (off) or between 1048576 and");
+	expect_error(text, "test.yaml:14:10: io_rate must be 0 (off) or at least 1048576 bytes/s, got '100KB/s'");
 	snprintf(text, sizeof(text), "%sio_rate: -5MB/s\n", minimal);
 	expect_error(text, "test.yaml:14:10: io_rate must be a rate");
 	snprintf(text, sizeof(text), "%smax_concurrent_cuts: 0\n", minimal);
