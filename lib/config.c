@@ -187,10 +187,14 @@ static const struct cfg_key top_keys[] = {
 	{ K("metrics_listen", CT_ADDR, struct config, metrics_listen),
 	  .note = "serve Prometheus metrics at http://ADDR:PORT/metrics, e.g. 127.0.0.1:9853 "
 		  "(numeric address; default: no HTTP listener)" },
-	{ K("io_rate", CT_RATE, struct config, io_rate), .def = "0",
-	  .note = "cap on scan reads per second across all sources, 0 = unlimited" },
+	{ K("io_rate", CT_RATE, struct config, io_rate), .def = "0", .min = 1 << 20, .zero_off = true,
+	  .note = "cap on the host's source reads per second (every scan worker of every group, QEMU's "
+		  "NBD reads included), 0 = unlimited, else at least 1MiB/s" },
 	{ K("scan_threads", CT_UINT, struct config, scan_threads), .def = "0", .max = 64,
-	  .note = "hashing threads, 0 = one per core" },
+	  .note = "hashing threads of one cut, 0 = one per core" },
+	{ K("max_concurrent_cuts", CT_UINT, struct config, max_concurrent_cuts), .def = "2", .min = 1,
+	  .max = 64, .note = "cuts that read disks at once, all groups together; the others wait their "
+			     "turn, oldest first (WAL-only cuts of postgres sources never wait)" },
 	{ K("groups", CT_LIST, struct config, groups), .required = true, .sub = &group_table,
 	  .note = "groups of sources" },
 	{ K("targets", CT_LIST, struct config, targets), .required = true, .sub = &target_table,

@@ -95,7 +95,8 @@ struct config {
 	char *relay_user;       /* the network children's user (docs/architecture.md) */
 	char *metrics_listen;   /* "ADDR:PORT" of the HTTP /metrics endpoint, NULL = none */
 	uint64_t io_rate;       /* bytes/s, 0 = unlimited */
-	uint64_t scan_threads;  /* 0 = one per core */
+	uint64_t scan_threads;  /* per cut; 0 = one per core */
+	uint64_t max_concurrent_cuts; /* disk cuts running at once, all groups */
 	struct cfg_list groups; /* struct cfg_group */
 	struct cfg_list targets;/* struct cfg_target */
 };
