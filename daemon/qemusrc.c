@@ -483,7 +483,8 @@ int qemusrc_cut_begin(struct qemusrc *q, uint64_t epoch, uint64_t last_cut, uint
 	q->full = !q->have_old;
 	if (q->full)
 		log_info("source %s: %s: one full read of the disk, then the dirty bitmap", q->cfg->name,
-			 stname[0] ? "bitmap missing, inconsistent or not ours (QEMU restarted?)" : "first cut");
+			 stname[0] ? "bitmap missing, inconsistent or not ours (QEMU restarted?)"
+				   : "no bitmap state (first cut, or the last hand-over failed)");
 	/* The fleecing image: a qcow2 over the node, written by copy-before-write. */
 	fd = open(q->fleece, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {

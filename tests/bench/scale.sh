@@ -2,7 +2,7 @@
 # make bench, scale section: the per-epoch cost of a large sparse disk, scan
 # mode (disk: the image file) against bitmap mode (qemu: the same image held
 # by a QEMU, read through its dirty bitmap and NBD).
-#   tests/bench/scale.sh BUILD_DIR [SIZE_GIB...]   (default: $SCALE_SIZES or 2 16 64)
+#   tests/bench/scale.sh BUILD_DIR [SIZE_GIB...]   (default: $SCALE_SIZES or 2 16 64; SCALE_SIZES= none)
 # For each size: a sparse raw image with WRITTEN_MIB (default 2048, capped at
 # half the disk) of random data in 64 extents spread over the disk, replicated
 # to a local replica; then EPOCHS (default 5) epochs each carrying 256 random
@@ -12,8 +12,10 @@
 # medians: wall time from `sync` to ack, bytes the cut read from the source
 # (the daemon's log: file reads or NBD reads), CPU seconds of the daemon, of
 # the receiver and of QEMU, the cut's time after the scan (digest, msync,
-# commit) and the digest's own; and the daemon's resident memory (VmRSS,
-# VmHWM) at the end, with the block map's size on disk.
+# commit) and the digest's own; and the daemon's resident memory at the end
+# (VmRSS, VmHWM, and RssAnon: VmRSS less the mapped files' pages, the block
+# map's and the spool's, which the kernel can drop), with the state
+# directory's size on disk (block map and spool).
 # Then memory per TB: the same for one 1 TiB sparse source (MEM_GIB, 1024)
 # with MEM_WRITTEN_MIB (256) written, in the modes MEM_MODES ("bitmap scan";
 # the scan's initial sync of 1 TiB takes minutes).  SCALE_MODES: "scan bitmap".
@@ -24,7 +26,7 @@ shift || true
 . "$(dirname "$0")/../lib/common.sh" "$B"
 . "$(dirname "$0")/../lib/bench.sh"
 . "$(dirname "$0")/../lib/vm.sh"
-SIZES=${*:-${SCALE_SIZES:-2 16 64}}
+SIZES=${*:-${SCALE_SIZES-2 16 64}}
 MODES=${SCALE_MODES:-scan bitmap}
 EPOCHS=${EPOCHS:-5}
 WRITTEN_MIB=${WRITTEN_MIB:-2048}
@@ -38,7 +40,7 @@ command -v qemu-system-x86_64 >/dev/null || MODES=${MODES//bitmap/}
 
 # run MODE GIB MIB EPOCHS: one table row
 run() {
-	local mode=$1 gib=$2 w=$3 epochs=$4 s initial rp qp=0 e c0 rc0 qc0 rss hwm post dig rd
+	local mode=$1 gib=$2 w=$3 epochs=$4 s initial rp qp=0 e c0 rc0 qc0 rss hwm anon post dig rd
 	local walls=() cpus=() rcpus=() qcpus=()
 	rm -rf "$T/state" "$T/replica"
 	: > "$T/daemon.log"
@@ -79,11 +81,11 @@ run() {
 		awk '{print $1 - $2}' | median)
 	dig=$(grep " cut (" "$T/daemon.log" | tail -n "$epochs" | sed -n 's/.*digest \([0-9.]*\) ms.*/\1/p')
 	[ -z "$dig" ] || dig=$(echo "$dig" | median) # a build that does not log it: "-"
-	rss=$(kib_of "$DAEMON_PID" VmRSS); hwm=$(kib_of "$DAEMON_PID" VmHWM)
-	printf "   %-6s %5d GiB %5d MiB %7.1fs %9.2fs %7.1f MiB %6.2fs %7.2fs %7.2fs %7.1fms %7sms %5d MiB %5d MiB  %s\n" \
+	rss=$(kib_of "$DAEMON_PID" VmRSS); hwm=$(kib_of "$DAEMON_PID" VmHWM); anon=$(kib_of "$DAEMON_PID" RssAnon)
+	printf "   %-6s %5d GiB %5d MiB %7.1fs %9.2fs %7.1f MiB %6.2fs %7.2fs %7.2fs %7.1fms %7sms %5d MiB %5d MiB %5d MiB  %s\n" \
 		"$mode" "$gib" "$w" "$initial" "$(printf '%s\n' "${walls[@]}" | median)" "$rd" \
 		"$(printf '%s\n' "${cpus[@]}" | median)" "$(printf '%s\n' "${rcpus[@]}" | median)" \
-		"$(printf '%s\n' "${qcpus[@]}" | median)" "$post" "${dig:--}" $((rss / 1024)) $((hwm / 1024)) \
+		"$(printf '%s\n' "${qcpus[@]}" | median)" "$post" "${dig:--}" $((rss / 1024)) $((hwm / 1024)) $((anon / 1024)) \
 		"$(du -sh "$T/state" | cut -f1) ($(du -sh --apparent-size "$T/state" | cut -f1))"
 	bsc_stop
 	qemu_down
@@ -92,8 +94,9 @@ run() {
 }
 
 header() {
-	printf "   %-6s %9s %9s %8s %10s %11s %7s %8s %8s %9s %9s %9s %9s  %s\n" "mode" "disk" "written" "initial" \
-		"sync->ack" "read" "cpu" "recv cpu" "qemu cpu" "post-scan" "digest" "VmRSS" "VmHWM" "state on disk (apparent)"
+	printf "   %-6s %9s %9s %8s %10s %11s %7s %8s %8s %9s %9s %9s %9s %9s  %s\n" "mode" "disk" "written" "initial" \
+		"sync->ack" "read" "cpu" "recv cpu" "qemu cpu" "post-scan" "digest" "VmRSS" "VmHWM" "RssAnon" \
+		"state on disk (apparent)"
 }
 
 echo "== scale: per epoch, 256 scattered 4 KiB writes (1 MiB), $EPOCHS epochs, medians (load $(cut -d' ' -f1-3 /proc/loadavg))"

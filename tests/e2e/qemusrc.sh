@@ -65,27 +65,31 @@ wait_for 15 "nothing of ours left in QEMU between cuts (seen: $(ours))" '[ -z "$
 # The daemon killed (-9) in the middle of a cut, its view (nodes, job, NBD
 # export) left in QEMU: removed at the next cut, the frozen bitmap merged
 # back (no full read), the replica equal.  The cut is made long and the only
-# one: no timed cuts (interval 1h), reads capped at 4 MB/s, and 32 MiB
-# written through the guest's device (HMP qemu-io, -d vd0/virtio-backend) before one
-# `bascule sync`; its export in QEMU says it is reading.
+# one: no timed cuts (interval 1h), reads capped at 2 MB/s, and 64 MiB
+# written through the guest's device (HMP qemu-io, -d vd0/virtio-backend)
+# before one `bascule sync`; its export in QEMU says it is reading.
 cp "$T/bascule.yaml" "$T/bascule.yaml.fast"
 bsc_stop
-sed -i 's/^    interval: 500ms/    interval: 1h/; s/^    max_interval: 60s/    max_interval: 24h/; s|^control_socket:|io_rate: 4MB/s\ncontrol_socket:|' "$T/bascule.yaml"
+sed -i 's/^    interval: 500ms/    interval: 1h/; s/^    max_interval: 60s/    max_interval: 24h/; s|^control_socket:|io_rate: 2MB/s\ncontrol_socket:|' "$T/bascule.yaml"
 bsc_start
 bsc_sync 60s >/dev/null || fail "sync before the killed cut"
 wait_for 15 "nothing of ours in QEMU before the long cut (seen: $(ours))" '[ -z "$(ours)" ]'
-qmp human-monitor-command '{"command-line": "qemu-io -d vd0/virtio-backend \"write -P 0x5a 128M 32M\""}' >/dev/null
+qmp human-monitor-command '{"command-line": "qemu-io -d vd0/virtio-backend \"write -P 0x5a 128M 64M\""}' >/dev/null
 bsc sync >/dev/null
-wait_for 30 "the long cut's NBD export in QEMU (seen: $(ours))" '[[ "$(ours)" == *bascule-exp-* ]]'
-kill -9 "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true; DAEMON_PID=""; rm -f "$T/ctl.sock"
+t0=$(date +%s.%N)
+wait_for 30 "the long cut's NBD export in QEMU" '[[ "$(ours)" == *bascule-exp-* ]]'
+kill -9 "$DAEMON_PID"; took=$(echo "$(date +%s.%N) - $t0" | bc)
+wait "$DAEMON_PID" 2>/dev/null || true; DAEMON_PID=""; rm -f "$T/ctl.sock"
 left=$(ours)
 [[ $left == *bascule-fl-* && $left == *bascule-exp-* ]] || fail "the daemon was not killed mid-cut: QEMU holds '$left'"
 [ "$(bitmaps)" = "bascule-a bascule-b" ] || fail "bitmaps after the kill: '$(bitmaps)', expected the frozen and the live one"
-note "killed mid-cut, left in QEMU: $left; bitmaps $(bitmaps)"
+note "killed mid-cut ($took s after the sync), left in QEMU: $left; bitmaps $(bitmaps)"
 nk=$(reads | wc -l)
-mv "$T/bascule.yaml.fast" "$T/bascule.yaml"
+# restarted without io_rate, still without timed cuts: between two syncs
+# nothing of ours may be in QEMU
+sed -i '/^io_rate: /d' "$T/bascule.yaml"
 bsc_start
-wait_for 30 "a cut after the restart" "[ \$(reads | wc -l) -gt $nk ]"
+bsc_sync 60s >/dev/null || fail "sync after the restart"
 after=$(reads | tail -n +$((nk + 1)) | head -1)
 [[ $after == *"dirty bitmap"* ]] || fail "the cut after the kill was not in bitmap mode: $after"
 grep -q "a cut was interrupted .* merged into" "$T/daemon.log" || fail "the interrupted cut's bitmap take-over is not logged"
@@ -94,6 +98,9 @@ wait_for 15 "QEMU to hold nothing of ours but one bitmap (seen: '$(ours)', bitma
 [ ! -e "$T/state/vm1/root.fleece" ] || fail "the fleecing image of the killed cut is still there"
 same "daemon killed mid-cut"
 note "first cut after the restart: $after"
+bsc_stop
+mv "$T/bascule.yaml.fast" "$T/bascule.yaml"
+bsc_start
 
 # QEMU killed: the bitmap goes with it; the next cut reads all, then re-arms.
 kill -9 "$(cat "$T/vm-vm1.pid")"
@@ -103,7 +110,10 @@ nfull=$(reads | grep -c "full read")
 boot
 wait_written 5
 wait_for 30 "a full read after QEMU restarted" "[ \$(reads | grep -c 'full read') -gt $nfull ]"
-grep -q "bitmap missing, inconsistent or not ours" "$T/daemon.log" || fail "the full read after a QEMU restart is not logged with its reason"
+# (QEMU killed in the middle of a cut, as under ASan's slower cuts: that
+# cut's hand-over fails and says the next cut reads the whole disk)
+grep -Eq "bitmap missing, inconsistent or not ours|bitmap hand-over: .*the next cut reads the whole disk" "$T/daemon.log" ||
+	fail "the full read after a QEMU restart is not logged with its reason"
 nb=$(reads | grep -c "dirty bitmap")
 wait_for 30 "no bitmap mode after the full read" "[ \$(reads | grep -c 'dirty bitmap') -gt $nb ]"
 same "after QEMU restarted"
