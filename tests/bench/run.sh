@@ -11,7 +11,8 @@
 # bascule ship of a pgbench dump against zstd, restic, borg; restore + load)
 # and s3.sh (8: the vault on a real Ceph RGW against aws s3 cp and rclone);
 # then scale.sh (9: per-epoch cost of 2, 16, 64 GiB disks, scan mode against
-# QEMU bitmap mode, and memory for 1 TiB: SCALE_SIZES, MEM_GIB=0 to skip it)
+# QEMU bitmap mode, and memory for 1 TiB: SCALE_SIZES, MEM_GIB=0 to skip it;
+# ~20 min on a loaded machine, half of it the 1 TiB initial copy)
 # and qemulag.sh (10: lag of a 64 GiB qcow2 guest under 10 MB/s of writes)
 # (NO_SSH_BENCH, NO_VAULT_BENCH, NO_PG_BENCH, NO_HYBRID_BENCH, NO_S3_BENCH,
 # NO_SCALE_BENCH, NO_QEMU_BENCH skip one)
