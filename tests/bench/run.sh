@@ -21,7 +21,6 @@ B=$(cd "${1:-build}" && pwd)
 . "$(dirname "$0")/../lib/common.sh" "$B"
 . "$(dirname "$0")/../lib/bench.sh"
 drop_caches() { sync; [ "$(id -u)" = 0 ] && echo 3 > /proc/sys/vm/drop_caches || true; }
-cpu_of() { awk '{print ($14+$15)/100}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 IMG=$T/disk.img
 SIZE=$((2 * 1024 * 1024 * 1024))
 BLOCKS=$((SIZE / 4096))

@@ -31,7 +31,6 @@ SIZES=${*:-${SCALE_SIZES-2 16 64}}
 MODES=${SCALE_MODES:-scan bitmap}
 EPOCHS=${EPOCHS:-5}
 WRITTEN_MIB=${WRITTEN_MIB:-2048}
-cpu_of() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }
 kib_of() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 QMP=$T/qmp.sock
 qemu_down() { [ -f "$T/vm-scale.pid" ] && kill "$(cat "$T/vm-scale.pid")" 2>/dev/null; rm -f "$T/vm-scale.pid"; true; }

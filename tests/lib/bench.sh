@@ -4,6 +4,8 @@ RUNS=${RUNS:-3}
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 pct() { sort -g | awk -v p="$1" '{a[NR]=$1} END {i=int(NR*p/100+0.999); if (i<1) i=1; print a[i]}'; }
 secs() { date +%s.%N; }
+# cpu_of PID: its user + system CPU seconds so far (0 if it is gone)
+cpu_of() { awk '{print ($14+$15)/100}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # bench_sparse_image PATH GIB MIB: a sparse file of GIB GiB holding MIB MiB
 # of random data in 64 extents spread over it
 bench_sparse_image() {
