@@ -7,7 +7,8 @@
 #   make fuzz            run each libFuzzer harness FUZZ_SECONDS (60) under ASan+UBSan
 #   make bench           figures against raw reads, rsync, rdiff, sftp, borg, restic, pgBackRest, pg_receivewal,
 #                        bascule ship against pg_dump|zstd, restic, borg, and the S3
-#                        vault against aws s3 cp and rclone on a real Ceph RGW
+#                        vault against aws s3 cp and rclone on a real Ceph RGW; the
+#                        scale section (scan against QEMU bitmap mode) and the QEMU lag
 #                        (~18 min; installs borgbackup, restic, pgbackrest, awscli and rclone if missing)
 #   make install         programs, man pages, systemd units, examples (PREFIX=/usr/local)
 #   make uninstall       remove exactly what make install wrote (same PREFIX, DESTDIR)
