@@ -315,8 +315,8 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 			    c.key_id);
 		goto out;
 	}
-	snprintf(url, sizeof(url), "local:%s", c.dir);
-	if ((r = vstore_open(url, NULL, &v)) < 0)
+	snprintf(url, sizeof(url), "%s/incoming", client);
+	if ((r = intake_store_open(q->dir, url, &v)) < 0)
 		goto out;
 	if (!(obj = malloc(INTAKE_OBJECT_MAX + 1)) || !(plain = malloc(INTAKE_CHUNK))) {
 		r = -ENOMEM;
@@ -446,6 +446,7 @@ int intake_restore(int argc, char **argv)
 		{ "tmp", required_argument, NULL, 'T' },
 		{ "pg-bin", required_argument, NULL, 'B' },
 		{ "owners", no_argument, NULL, 'O' },
+		INTAKE_STORE_OPTS,
 		{ 0 }
 	};
 	struct intake_rebuild_req q = { 0 };
@@ -478,7 +479,10 @@ int intake_restore(int argc, char **argv)
 		case 'T': lo.tmpdir = optarg; break;
 		case 'B': lo.pg_bin = optarg; break;
 		case 'O': lo.owners = true; break;
-		default: return EXIT_USAGE;
+		default:
+			if (intake_store_opt(ch, optarg))
+				break;
+			return EXIT_USAGE;
 		}
 	}
 	if (optind + 1 != argc || !q.client || !q.keyfile || !q.to == !lo.url ||
