@@ -210,7 +210,7 @@ install: all
 	for u in $(filter %.service,$(UNITS)); do \
 		$(SUBST) etc/systemd/$$u.in > $(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; done
 	install -m 0644 $(addprefix etc/systemd/,$(filter %.timer,$(UNITS))) $(DESTDIR)$(UNITDIR)/
-	install -m 0644 etc/bascule.yaml etc/runbook.yaml etc/runbook-hybrid.yaml etc/prometheus/bascule-alerts.yml \
+	install -m 0644 etc/bascule.yaml etc/runbook.yaml etc/runbook-hybrid.yaml etc/intake-s3.yaml etc/prometheus/bascule-alerts.yml \
 		$(DESTDIR)$(DOCDIR)/examples/
 	$(SUBST) etc/icinga/bascule.conf.in > $(DESTDIR)$(DOCDIR)/examples/icinga-bascule.conf
 	$(SUBST) etc/authorized_keys.example.in > $(DESTDIR)$(DOCDIR)/examples/authorized_keys.example
