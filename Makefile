@@ -190,7 +190,7 @@ bench: deps-bench
 
 # The installed files, for install and uninstall alike.
 MAN_PAGES := man1/bascule.1 man5/bascule.yaml.5 man5/runbook.5 man8/basculed.8
-EXAMPLES := bascule.yaml runbook.yaml runbook-hybrid.yaml icinga-bascule.conf authorized_keys.example bascule-alerts.yml ship.yaml
+EXAMPLES := bascule.yaml runbook.yaml runbook-hybrid.yaml intake-s3.yaml icinga-bascule.conf authorized_keys.example bascule-alerts.yml ship.yaml
 # the hybrid PRA's client job (docs/hybrid.md): bascule ship, nightly; the
 # operator's intake metrics for Prometheus (docs/hybrid.md, "Metrics"); the
 # s3:// vault's daily lock extension (docs/vault.md).  A .service comes from

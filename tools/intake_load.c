@@ -315,6 +315,23 @@ static void *stream_run(void *ctx)
 	return NULL;
 }
 
+/* intake_rebuild's PREPARE: a database that does not exist is created
+ * while the key opens (dropped at the end if the key is wrong); an
+ * existing one is dropped (--replace) only once the key opened. */
+static int stream_prepare(void *ctx)
+{
+	struct stream *st = ctx;
+
+	if (st->exists)
+		return 0;
+	if (sql_ident(st->adm, "CREATE DATABASE ", st->c->dbname, " TEMPLATE template0") < 0) {
+		st->failed = true;
+		return -ECANCELED;
+	}
+	st->created = true;
+	return 0;
+}
+
 /* intake_rebuild's START: the database made ready, pg_restore started on the pipe. */
 static int stream_start(void *ctx, const char *night)
 {
@@ -323,7 +340,7 @@ static int stream_start(void *ctx, const char *night)
 
 	if (st->exists && st->lo->replace && sql_ident(st->adm, "DROP DATABASE ", st->c->dbname, "") < 0)
 		goto fail;
-	if (!st->exists || st->lo->replace) {
+	if (!st->created && (!st->exists || st->lo->replace)) {
 		if (sql_ident(st->adm, "CREATE DATABASE ", st->c->dbname, " TEMPLATE template0") < 0)
 			goto fail;
 		st->created = true;
@@ -403,6 +420,13 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 		rc = EXIT_USAGE;
 		goto out;
 	}
+	/* the key opens in a thread from now on: the checks below, the chain's
+	 * and the database's creation run beside its Argon2id */
+	q.key = NULL;
+	if ((r = intake_key_begin(q.keyfile, q.pfile, &q.key)) < 0) {
+		rc = cmd_fail("intake restore", r);
+		goto out;
+	}
 	/* before the rebuild (minutes for a long chain): can the database be loaded? */
 	maint = strcmp(c.dbname, "postgres") ? "postgres" : "template1";
 	rc = EXIT_FAIL;
@@ -461,10 +485,12 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 		st.argv = argv;
 		st.env = penv ? env : NULL;
 		q.to = dump; /* the scratch files' names: DUMP.restoring-N */
+		q.prepare = stream_prepare;
 		q.start = stream_start;
 		q.out = stream_out;
 		q.ctx = &st;
 		r = intake_rebuild(&q, &got);
+		q.key = NULL; /* ended by intake_rebuild */
 		/* a rebuild that failed cut pg_restore's input short: its error
 		 * comes first (5 for a damaged night); a pg_restore that failed
 		 * on its own did not stop the rebuild (stream_out goes on) */
@@ -500,6 +526,11 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 	printf("loaded %s into %s: %ld tables, %lld rows, %.1f s\n", got.night, c.dbname, tables, rows,
 	       (double)(clock_mono_usec() - t0) / 1e6);
 out:
+	if (q.key) {
+		uint8_t sk[CLIENT_BOX_SK];
+		(void)intake_key_end(q.key, sk); /* a failure before the rebuild: the key is not needed */
+		sodium_memzero(sk, sizeof(sk));
+	}
 	PQfinish(pg);
 	stream_end(&st);
 	if (st.created && st.adm)

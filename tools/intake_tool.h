@@ -127,7 +127,22 @@ struct intake_rebuild_req {
 	int (*start)(void *ctx, const char *night);
 	int (*out)(void *ctx, const uint8_t *p, size_t n);
 	void *ctx;
+	/* With OUT, PREPARE (if not NULL) is called once the chain's objects
+	 * matched their signed digests, while the key may still be opening
+	 * (a wrong key then fails after it: what it made is the caller's to
+	 * undo); START only once the key opened the chain. */
+	int (*prepare)(void *ctx);
+	/* The key already being opened (intake_key_begin), or NULL: opened
+	 * here from KEYFILE and PFILE.  intake_rebuild always ends it. */
+	struct intake_keyjob *key;
 };
+/* Open the client's decryption key KEYFILE in a thread (Argon2id: about
+ * 0.4 s of one core); the passphrase is read here (PFILE, or typed).
+ * intake_key_end joins it: 0 and SK, or the key's error (-EKEYREJECTED,
+ * -ENOKEY, -EPERM with its sentence); the job is freed (wiped) either way. */
+struct intake_keyjob;
+int intake_key_begin(const char *keyfile, const char *pfile, struct intake_keyjob **ret);
+int intake_key_end(struct intake_keyjob *j, uint8_t sk[CLIENT_BOX_SK]);
 struct intake_rebuilt {
 	char night[11];
 	char full[11];     /* the full night its chain starts from */
