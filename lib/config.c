@@ -26,7 +26,7 @@ static const char *const source_types[] = { "disk", "postgres", NULL };
 static const char *const sync_modes[] = { "local", "remote", NULL };
 static const char *const checkpoint_modes[] = { "fast", "spread", NULL };
 static const char *const standby_modes[] = { "hot", "cold", NULL };
-static const char *const lock_modes[] = { "compliance", "governance", "none", NULL };
+const char *const cfg_lock_modes[] = { "compliance", "governance", "none", NULL };
 static const char *const url_styles[] = { "path", "virtual", NULL };
 
 
@@ -157,7 +157,7 @@ static const struct cfg_key target_keys[] = {
 	{ K("s3_ca", CT_PATH, struct cfg_target, s3_ca),
 	  .note = "s3:// vault: CA certificates the store's TLS certificate is checked against "
 		  "(default: the system's)" },
-	{ K("object_lock", CT_ENUM, struct cfg_target, object_lock), .enums = lock_modes,
+	{ K("object_lock", CT_ENUM, struct cfg_target, object_lock), .enums = cfg_lock_modes,
 	  .note = "s3:// vault: compliance (default: nobody can delete or shorten a lock before its "
 		  "date), governance (an account with s3:BypassGovernanceRetention can), none" },
 	{ K("lock_margin", CT_DURATION, struct cfg_target, lock_margin), .def = "1d",
@@ -298,6 +298,13 @@ static int check_vault(struct parse_ctx *p, struct cfg_target *t)
 		       p->file, t->pos.line, t->pos.col, t->name, t->url);
 }
 
+const char *config_lock_mode(const char *object_lock)
+{
+	return !object_lock || !strcmp(object_lock, "compliance") ? "COMPLIANCE"
+	       : !strcmp(object_lock, "governance")		 ? "GOVERNANCE"
+								 : NULL;
+}
+
 void config_vault_lock(const struct cfg_target *t, const char **ret_mode, uint64_t *ret_seconds)
 {
 	const struct retention *r = &t->retention.policy;
@@ -309,9 +316,7 @@ void config_vault_lock(const struct cfg_target *t, const char **ret_mode, uint64
 		longest = r->daily;
 	if (r->monthly > longest)
 		longest = r->monthly;
-	*ret_mode = !t->object_lock || !strcmp(t->object_lock, "compliance") ? "COMPLIANCE"
-		    : !strcmp(t->object_lock, "governance")			   ? "GOVERNANCE"
-										   : NULL;
+	*ret_mode = config_lock_mode(t->object_lock);
 	*ret_seconds = longest + t->lock_margin / 1000000;
 }
 

@@ -122,6 +122,11 @@ void config_free(struct config *c);
 /* The Object Lock of an s3:// vault target T: MODE "COMPLIANCE",
  * "GOVERNANCE" or NULL (none), and for how long each object is locked when
  * put: the longest span of its retention plus lock_margin. */
+/* The values of object_lock (bascule.yaml's vault targets, ship.yaml). */
+extern const char *const cfg_lock_modes[];
+/* "compliance" (or NULL) -> "COMPLIANCE", "governance" -> "GOVERNANCE",
+ * "none" -> NULL: the mode objects are put with. */
+const char *config_lock_mode(const char *object_lock);
 void config_vault_lock(const struct cfg_target *t, const char **ret_mode, uint64_t *ret_seconds);
 /* Whether a group of C holds a postgres source. */
 bool config_has_postgres(const struct config *c);

@@ -231,7 +231,7 @@ static int version_matches(struct vstore_s3 *v, const char *key, const struct ve
 	return memcmp(got, d, 32) == 0;
 }
 
-static void describe(char *why, size_t len, const struct ver *x, bool overwrite)
+static void describe(char *why, size_t len, const struct ver *x, bool overwrite, bool digest)
 {
 	char when[32];
 	struct tm tm;
@@ -242,7 +242,9 @@ static void describe(char *why, size_t len, const struct ver *x, bool overwrite)
 	if (k >= len - 1)
 		return;
 	snprintf(why + k, len - k, "%s%s (version %s, %s)", k ? "; " : "",
-		 overwrite ? "OVERWRITTEN: a version whose bytes do not match its name" : "DELETED: a delete marker",
+		 !overwrite ? "DELETED: a delete marker"
+		 : digest   ? "OVERWRITTEN: a version whose bytes do not match its name"
+			    : "OVERWRITTEN: a newer version with other bytes",
 		 x->vid, when);
 }
 
@@ -345,7 +347,7 @@ static int resolve(struct vstore_s3 *v, const char *name, struct resolved **ret)
 			}
 		}
 		c->foreign++;
-		describe(c->why, sizeof(c->why), x, !x->marker);
+		describe(c->why, sizeof(c->why), x, !x->marker, digest);
 	}
 	c->used = true;
 	*ret = c;
