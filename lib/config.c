@@ -27,7 +27,7 @@ static const char *const sync_modes[] = { "local", "remote", NULL };
 static const char *const checkpoint_modes[] = { "fast", "spread", NULL };
 static const char *const standby_modes[] = { "hot", "cold", NULL };
 const char *const cfg_lock_modes[] = { "compliance", "governance", "none", NULL };
-static const char *const url_styles[] = { "path", "virtual", NULL };
+const char *const cfg_url_styles[] = { "path", "virtual", NULL };
 
 
 static const struct cfg_key qemu_keys[] = {
@@ -145,7 +145,7 @@ static const struct cfg_key target_keys[] = {
 	  .note = "vault: what `bascule vault prune` keeps (all, hourly, daily, monthly)" },
 	{ K("s3_endpoint", CT_STR, struct cfg_target, s3_endpoint),
 	  .note = "s3:// vault: the store's URL, https://HOST[:PORT] (required)" },
-	{ K("s3_url_style", CT_ENUM, struct cfg_target, s3_url_style), .enums = url_styles,
+	{ K("s3_url_style", CT_ENUM, struct cfg_target, s3_url_style), .enums = cfg_url_styles,
 	  .note = "s3:// vault: virtual (https://BUCKET.HOST/KEY, as AWS) or path (https://HOST/BUCKET/KEY); "
 		  "default: virtual, but path for an endpoint given as an IP address or a bucket with a "
 		  "'.' over https" },

@@ -124,6 +124,7 @@ void config_free(struct config *c);
  * put: the longest span of its retention plus lock_margin. */
 /* The values of object_lock (bascule.yaml's vault targets, ship.yaml). */
 extern const char *const cfg_lock_modes[];
+extern const char *const cfg_url_styles[];  /* s3_url_style: path | virtual */
 /* "compliance" (or NULL) -> "COMPLIANCE", "governance" -> "GOVERNANCE",
  * "none" -> NULL: the mode objects are put with. */
 const char *config_lock_mode(const char *object_lock);

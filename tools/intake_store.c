@@ -4,6 +4,7 @@
  * file: etc/intake-s3.yaml).  The same layout in both: NAME/client.pub and
  * NAME/incoming/ per client (docs/hybrid.md, "Intake on S3"). */
 #include "intake_tool.h"
+#include "config.h"
 #include "err.h"
 #include "vstore.h"
 #include "yamltab.h"
@@ -17,13 +18,15 @@ struct intake_s3_args arg_intake_s3;
 
 /* DIR given as a file: the S3 intake it names (one per process). */
 struct intake_cfg {
-	char *intake, *s3_endpoint, *s3_region, *s3_credentials, *s3_ca;
+	char *intake, *s3_endpoint, *s3_region, *s3_credentials, *s3_ca, *s3_url_style;
 };
 static const struct cfg_key intake_cfg_keys[] = {
 	{ K("intake", CT_STR, struct intake_cfg, intake), .required = true,
 	  .note = "the intake: s3://BUCKET/PREFIX (each client under PREFIX/NAME/)" },
 	{ K("s3_endpoint", CT_STR, struct intake_cfg, s3_endpoint), .required = true,
-	  .note = "the store's URL, https://HOST[:PORT] (path-style requests)" },
+	  .note = "the store's URL, https://HOST[:PORT]" },
+	{ K("s3_url_style", CT_ENUM, struct intake_cfg, s3_url_style), .enums = cfg_url_styles,
+	  .note = "path or virtual (default virtual, path for an IP endpoint or a dotted bucket over https)" },
 	{ K("s3_region", CT_STR, struct intake_cfg, s3_region),
 	  .note = "the region requests are signed for (default us-east-1)" },
 	{ K("s3_credentials", CT_SECRET, struct intake_cfg, s3_credentials), .required = true,
@@ -43,6 +46,7 @@ int intake_store_opt(int c, const char *arg)
 	case O_IS3_REGION: arg_intake_s3.region = arg; return 1;
 	case O_IS3_CREDENTIALS: arg_intake_s3.credentials = arg; return 1;
 	case O_IS3_CA: arg_intake_s3.ca = arg; return 1;
+	case O_IS3_URL_STYLE: arg_intake_s3.url_style = arg; return 1;
 	}
 	return 0;
 }
@@ -100,11 +104,13 @@ int intake_store_open(const char *dir, const char *sub, struct vstore **ret)
 		so.s3_region = cfg.s3_region;
 		so.s3_credentials = cfg.s3_credentials;
 		so.s3_ca = cfg.s3_ca;
+		so.s3_url_style = cfg.s3_url_style;
 	} else if (!strncmp(dir, "s3://", 5)) {
 		so.s3_endpoint = arg_intake_s3.endpoint;
 		so.s3_region = arg_intake_s3.region;
 		so.s3_credentials = arg_intake_s3.credentials;
 		so.s3_ca = arg_intake_s3.ca;
+		so.s3_url_style = arg_intake_s3.url_style;
 		if (!so.s3_endpoint || !so.s3_credentials)
 			return err_set(EINVAL, "intake %s needs --s3-endpoint URL and --s3-credentials FILE (or "
 					       "give a file naming the intake and its store: etc/intake-s3.yaml)", dir);

@@ -11,21 +11,23 @@
 /* Where an intake lives (tools/intake_store.c): DIR of every intake
  * command is a directory, an s3://BUCKET/PREFIX URL (then the --s3-*
  * options say how to reach it), or a YAML file naming one (intake:,
- * s3_endpoint:, s3_region:, s3_credentials:, s3_ca:; etc/intake-s3.yaml).
+ * s3_endpoint:, s3_region:, s3_credentials:, s3_ca:, s3_url_style:; etc/intake-s3.yaml).
  * Each client is NAME/client.pub and NAME/incoming/ under it. */
 struct intake_s3_args {
-	const char *endpoint, *region, *credentials, *ca;
+	const char *endpoint, *region, *credentials, *ca, *url_style;
 };
 extern struct intake_s3_args arg_intake_s3;
-enum { O_IS3_ENDPOINT = 2000, O_IS3_REGION, O_IS3_CREDENTIALS, O_IS3_CA };
+enum { O_IS3_ENDPOINT = 2000, O_IS3_REGION, O_IS3_CREDENTIALS, O_IS3_CA, O_IS3_URL_STYLE };
 #define INTAKE_STORE_OPTS                                                                    \
 	{ "s3-endpoint", required_argument, NULL, O_IS3_ENDPOINT },                          \
 	{ "s3-region", required_argument, NULL, O_IS3_REGION },                              \
 	{ "s3-credentials", required_argument, NULL, O_IS3_CREDENTIALS },                    \
-	{ "s3-ca", required_argument, NULL, O_IS3_CA }
+	{ "s3-ca", required_argument, NULL, O_IS3_CA },                                      \
+	{ "s3-url-style", required_argument, NULL, O_IS3_URL_STYLE }
 #define INTAKE_STORE_USAGE                                                                   \
 	"DIR: the intake directory, or s3://BUCKET/PREFIX with --s3-endpoint URL\n"          \
-	"  --s3-credentials FILE (0600) [--s3-region R] [--s3-ca FILE], or a file naming an\n" \
+	"  --s3-credentials FILE (0600) [--s3-region R] [--s3-ca FILE]\n"                   \
+	"  [--s3-url-style path|virtual], or a file naming an\n"                              \
 	"  S3 intake and its store (etc/intake-s3.yaml).\n"
 /* 1 if getopt's C (with ARG) was one of INTAKE_STORE_OPTS, else 0. */
 int intake_store_opt(int c, const char *arg);

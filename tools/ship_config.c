@@ -39,7 +39,10 @@ static const struct cfg_key ship_keys[] = {
 	{ K("compression_level", CT_UINT, struct ship_config, compression_level), .def = "3", .min = 1,
 	  .max = 19, .note = "zstd level of the payload" },
 	{ K("s3_endpoint", CT_STR, struct ship_config, s3_endpoint),
-	  .note = "s3:// intake: the store's URL, https://HOST[:PORT] (required; path-style requests)" },
+	  .note = "s3:// intake: the store's URL, https://HOST[:PORT] (required)" },
+	{ K("s3_url_style", CT_ENUM, struct ship_config, s3_url_style), .enums = cfg_url_styles,
+	  .note = "s3:// intake: path (https://HOST/BUCKET/KEY) or virtual (https://BUCKET.HOST/KEY); default "
+		  "virtual, path for an IP endpoint or a dotted bucket over https" },
 	{ K("s3_region", CT_STR, struct ship_config, s3_region),
 	  .note = "s3:// intake: the region requests are signed for (default us-east-1)" },
 	{ K("s3_credentials", CT_SECRET, struct ship_config, s3_credentials),
@@ -67,8 +70,8 @@ static int check_s3(const char *path, const struct ship_config *c)
 	int r;
 
 	if (!s3)
-		return c->s3_endpoint || c->s3_region || c->s3_credentials || c->s3_ca || c->object_lock
-			       ? err_set(EINVAL, "%s: s3_endpoint, s3_region, s3_credentials, s3_ca and object_lock "
+		return c->s3_endpoint || c->s3_region || c->s3_credentials || c->s3_ca || c->s3_url_style || c->object_lock
+			       ? err_set(EINVAL, "%s: s3_endpoint, s3_region, s3_credentials, s3_ca, s3_url_style and object_lock "
 						 "are for an s3:// intake", path)
 			       : 0;
 	if ((r = vstore_s3_parse_url(c->intake, bucket, sizeof(bucket), prefix, sizeof(prefix))) < 0)
@@ -78,6 +81,9 @@ static int check_s3(const char *path, const struct ship_config *c)
 				       "s3_credentials (a 0600 AWS shared-credentials file)", path);
 	if (strncmp(c->s3_endpoint, "https://", 8) && strncmp(c->s3_endpoint, "http://", 7))
 		return err_set(EINVAL, "%s: s3_endpoint must be https://HOST[:PORT], got '%s'", path, c->s3_endpoint);
+	if (c->s3_url_style && !strcmp(c->s3_url_style, "virtual") && s3_endpoint_is_ip(c->s3_endpoint))
+		return err_set(EINVAL, "%s: s3_url_style virtual names the bucket in the host, which an IP "
+				       "endpoint cannot have: give s3_endpoint by name, or s3_url_style: path", path);
 	if (config_lock_mode(c->object_lock) && s3_date(time(NULL) + (time_t)(c->lock_for / 1000000), date,
 							 sizeof(date)) < 0)
 		return err_set(EINVAL, "%s: lock_for: %s", path, err_msg(-EINVAL));

@@ -75,7 +75,7 @@ EOF
 echo small > "$T/mode"
 ship_yaml "$T/client/ship.yaml" mairie "\"bash -c 'set -o pipefail; bash $T/dump.sh | tee $T/client/last.dump'\"" \
 	"$URL/mairie/incoming" 3 "s3_endpoint: $RGW_URL" "s3_credentials: $T/client.cred" "object_lock: compliance" \
-	"lock_for: 2d"
+	"lock_for: 2d" "s3_url_style: path"
 night_of() { printf "2026-11-%02d" "$1"; }
 ship_night() {
 	echo "$1" > "$T/n"
@@ -192,5 +192,10 @@ cp "$CL" "$T/cred644"; chmod 644 "$T/cred644"
 ship_yaml "$T/client/bad.yaml" mairie "cat" "$URL/mairie/incoming" 3 "s3_endpoint: $RGW_URL" "s3_credentials: $T/cred644"
 expect_rc 4 "$B" ship -c "$T/client/bad.yaml"
 grep -q "cred644" "$T/err" || fail "0644 credentials: $(cat "$T/err")"
+ship_yaml "$T/client/bad.yaml" mairie "cat" "$URL/mairie/incoming" 3 "s3_endpoint: $RGW_URL" "s3_credentials: $T/client.cred" \
+	"s3_url_style: virtual"
+expect_rc 3 "$B" ship -c "$T/client/bad.yaml"
+grep -q "s3_url_style virtual .* IP endpoint" "$T/err" || fail "virtual-hosted on an IP endpoint: $(cat "$T/err")"
+expect_rc 3 "$B" intake ls "$URL" "${OPS[@]}" --s3-url-style sideways
 ! grep -rq "$(awk '/aws_secret/ {print $3}' "$CL")" "$T/err" "$T/out" "$T/ship.out" "$T/kill.out" || fail "the secret was logged"
 note "ok"
