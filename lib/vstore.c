@@ -225,7 +225,7 @@ static int fsync_parent_at(struct vstore *v, const char *name)
 }
 
 /* mkdir -p of NAME's parent under the root (directories may already
- * exist); nothing at all if that parent is known to exist. */
+ * exist); nothing at all if that parent is known to exist (then 1). */
 static int make_parents(struct vstore *v, const char *name)
 {
 	char rel[512], p[PATH_MAX], *last;
@@ -235,7 +235,7 @@ static int make_parents(struct vstore *v, const char *name)
 		return 0;
 	*last = 0;
 	if (dirs_known(v, rel))
-		return 0;
+		return 1;
 	*last = '/';
 	for (char *s = strchr(rel, '/'); s; s = strchr(s + 1, '/')) {
 		*s = 0;
@@ -258,14 +258,18 @@ static int make_parents(struct vstore *v, const char *name)
 	return 0;
 }
 
-/* Create P (NAME under the root) exclusively in a local vault, write, fsync. */
-static int put_local(struct vstore *v, const char *p, const char *name, const void *data, size_t len)
+/* Create P (NAME under the root) exclusively in a local vault, write,
+ * fsync.  *CREATED tells whether the failure (if any) came after the
+ * object was created. */
+static int put_local(struct vstore *v, const char *p, const char *name, const void *data, size_t len,
+		     bool *created)
 {
 	int fd = openat(v->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, v->object_mode ? v->object_mode : 0600);
 	int r;
 
 	if (fd < 0)
 		return errno == EEXIST ? -EEXIST : err_set(errno, "vault: cannot create %s: %s", p, strerror(errno));
+	*created = true;
 	if ((r = fs_write_full(fd, data, len)) < 0 || fsync(fd) < 0) {
 		r = err_set(r < 0 ? -r : errno, "vault: cannot write %s: %s", p, strerror(r < 0 ? -r : errno));
 		close(fd);
@@ -278,7 +282,8 @@ static int put_local(struct vstore *v, const char *p, const char *name, const vo
 
 /* The same over SFTP: exclusive open, pipelined writes, fsync@openssh.com
  * (when the server has it), close. */
-static int put_sftp(struct vstore *v, const char *p, const char *name, const void *data, size_t len)
+static int put_sftp(struct vstore *v, const char *p, const char *name, const void *data, size_t len,
+		    bool *created)
 {
 	LIBSSH2_SFTP_HANDLE *h = libssh2_sftp_open(v->sf, p, LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL,
 						   v->object_mode ? (long)v->object_mode : 0640);
@@ -294,6 +299,7 @@ static int put_sftp(struct vstore *v, const char *p, const char *name, const voi
 			return -EEXIST;
 		return r;
 	}
+	*created = true;
 	while (off < len) {
 		size_t n = len - off > SFTP_IO ? SFTP_IO : len - off;
 		ssize_t w = libssh2_sftp_write(h, (const char *)d + off, n);
@@ -331,14 +337,18 @@ int vstore_put(struct vstore *v, const char *name, const void *data, size_t len)
 	}
 	if ((r = full(v, p, sizeof(p), name)) < 0)
 		return r;
-	for (int again = 0;; again++) {
-		if ((r = make_parents(v, name)) < 0)
+	for (;;) {
+		bool created = false;
+		int known = make_parents(v, name);
+		if (known < 0)
+			return known;
+		r = v->sftp ? put_sftp(v, p, name, data, len, &created) : put_local(v, p, name, data, len, &created);
+		if (r == 0 || r == -EEXIST || r == -ECONNRESET || created || !known)
 			return r;
-		r = v->sftp ? put_sftp(v, p, name, data, len) : put_local(v, p, name, data, len);
-		if (r != -ENOENT || again)
-			return r;
-		/* A directory remembered as existing was removed behind us (by
-		 * the provider): forget them all, create NAME's again. */
+		/* NAME could not be created in a directory remembered as existing:
+		 * it may have been removed behind us (by the provider; an SFTP v3
+		 * server may say only FAILURE).  Forget them all and try once
+		 * more, asking the server about each level. */
 		err_clear();
 		dirs_forget(v);
 	}
