@@ -227,7 +227,8 @@ for _ in $(seq 300); do
 	[ $(( $(du -sb "$V/d" | cut -f1) - before )) -gt $((10 << 20)) ] && [ "$(jsize)" -gt "$j_before" ] && break
 	sleep 0.1
 done
-pkill -9 -f "basculed -c $T/bascule.yaml"; pkill -9 -f "vault recv --url $URL" || true
+# This test's writer only: every vault test's writer has the same --url.
+pkill -9 -f "basculed -c $T/bascule.yaml"; pkill -9 -f "vault recv --url $URL --vault-key $T/vault.key" || true
 wait "$DAEMON_PID" 2>/dev/null || true; DAEMON_PID=""; rm -f "$T/ctl.sock"
 mid=$(du -sb "$V/d" | cut -f1)
 [ $((mid - before)) -gt $((10 << 20)) ] || fail "the upload did not get going before the kill"
