@@ -39,10 +39,10 @@ bsc sync --vault >/dev/null
 # and kill that connection's processes, as a node restart would.
 SSHD=$(cat "$T/ssh-provider/sshd.pid")
 tree() { local c; echo "$1"; for c in $(pgrep -P "$1"); do tree "$c"; done; }
-writing() { # PID...: true if one of them holds a file of d/ open
-	local p f
+writing() { # PID...: true if one of them holds a file of d/ open, less than half written
+	local p f o
 	for p; do for f in /proc/"$p"/fd/*; do
-		[[ "$(readlink "$f" 2>/dev/null)" == "$V"/d/* ]] && return 0
+		o=$(readlink "$f" 2>/dev/null) && [[ "$o" == "$V"/d/* ]] && [ "$(stat -c %s "$o")" -lt $((4 << 20)) ] && return 0
 	done; done
 	return 1
 }
@@ -65,8 +65,6 @@ grep -q "vault .*$IP_V" "$T/daemon.log" || fail "the daemon log does not name th
 [ "$(ls "$V/m" | wc -l)" -ge 1 ] || fail "no manifest after the retry"
 in_primary "$B" vault check --vault "$URL" "${SFTPW[@]}" --verify-key "$T/vault.key.pub" > "$T/check.out" 2>&1 \
 	|| fail "vault check after the session died: $(cat "$T/check.out")"
-grep -q "[1-9][0-9]* unreferenced" "$T/check.out" \
-	|| fail "the half-written pack is not an unreferenced object: $(cat "$T/check.out")"
 in_primary "$B" restore --vault "$URL" "${SFTPW[@]}" --vault-key "$T/vault.key" --source vm1/root \
 	--to "$T/restored" >/dev/null 2>"$T/restore.err" || fail "restore failed: $(cat "$T/restore.err")"
 cmp -s "$T/restored" "$T/disk.img" || fail "the restored disk differs from the source"
