@@ -22,6 +22,10 @@ void ship_drop_jobs(struct target *t)
 	while (t->jobs) {
 		struct job *j = t->jobs;
 		t->jobs = j->next;
+		/* Not acknowledged: a vault target takes the group's next epoch as
+		 * soon as it is back, not one interval after this failed one. */
+		if (t->groups && !j->g->retired)
+			t->groups[j->g->idx].last_ship = 0;
 		j->g->jobs--;
 		spool_unref(j->spool);
 		for (uint32_t s = 0; s < PROTO_MAX_SOURCES; s++) {

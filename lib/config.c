@@ -139,7 +139,7 @@ static const struct cfg_key target_keys[] = {
 	{ K("interval", CT_DURATION, struct cfg_target, interval), .def = "0", .max = 86400000000ULL,
 	  .note = "vault: ship at most one epoch per group this often, e.g. 1m (0 = every epoch)" },
 	{ K("parallel", CT_UINT, struct cfg_target, parallel), .def = "0", .min = 0, .max = 16,
-	  .note = "vault: SFTP sessions uploading packs at once, 1-16 (0 = 1; local: vaults use one); "
+	  .note = "vault: SFTP sessions (S3 connections) uploading packs at once, 1-16 (0 = 4; local: vaults use one); "
 		  "an epoch's manifest is written only once all its packs are durable" },
 	{ K("retention", CT_MAP, struct cfg_target, retention), .sub = &retention_table,
 	  .note = "vault: what `bascule vault prune` keeps (all, hourly, daily, monthly)" },

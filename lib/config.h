@@ -56,7 +56,7 @@ struct cfg_retention {
 	struct retention policy;
 };
 
-#define CFG_VAULT_PARALLEL 1 /* default upload sessions: 1 until packs are journaled as each finishes (see docs) */
+#define CFG_VAULT_PARALLEL 4 /* default upload sessions (docs/vault.md: 1 session waits out each pack's fsync) */
 
 struct cfg_target {
 	struct cfg_pos pos;

@@ -1,8 +1,11 @@
 /* vstore.c - vault object store over a local directory or SFTP (libssh2).
  *
- * SFTP writes hand libssh2 the whole object in one call: libssh2 then keeps
- * many write requests in flight (pipelining) instead of waiting a round trip
- * per 30 KB packet, which is what makes small-buffer SFTP clients slow. */
+ * SFTP writes hand libssh2 2 MiB per call: libssh2 then keeps that much in
+ * write requests in flight (pipelining, a new request sent as each is
+ * acknowledged) instead of waiting a round trip per 30 KB packet, which is
+ * what makes small-buffer SFTP clients slow.  The directories a put has
+ * created or found are remembered, so a put costs the round trips of open,
+ * fsync and close, not one more per level of its path. */
 #include "vstore.h"
 #include "vstore_s3.h"
 #include "err.h"
@@ -20,6 +23,7 @@
 #include <unistd.h>
 
 #define SFTP_IO (2u << 20) /* bytes per libssh2 read/write call */
+#define DIRS_MAX 4096      /* directories remembered as existing (a vault has ~260) */
 
 struct vstore {
 	bool sftp;
@@ -37,6 +41,10 @@ struct vstore {
 	char rname[512];
 	bool no_fsync;
 	mode_t object_mode;
+	/* directories (relative to the root) known to exist: a put under one
+	 * of them creates nothing and asks the server nothing about them */
+	char **dirs;
+	size_t ndirs;
 	uint64_t written, read;
 };
 
@@ -73,6 +81,36 @@ static int sftp_err(struct vstore *v, const char *what, const char *name)
 	default: code = EIO; break;
 	}
 	return err_set(code, "vault %s: %s %s: %s (SFTP status %lu)", v->url, what, name, strerror(code), e);
+}
+
+static bool dirs_known(const struct vstore *v, const char *dir)
+{
+	for (size_t i = 0; i < v->ndirs; i++)
+		if (!strcmp(v->dirs[i], dir))
+			return true;
+	return false;
+}
+
+/* Remember DIR as existing; beyond DIRS_MAX (or out of memory) it is just
+ * not remembered, and the next put under it asks the server again. */
+static void dirs_add(struct vstore *v, const char *dir)
+{
+	char *d;
+
+	if (v->ndirs == DIRS_MAX || dirs_known(v, dir))
+		return;
+	if (!v->dirs && !(v->dirs = calloc(DIRS_MAX, sizeof(*v->dirs))))
+		return;
+	if ((d = strdup(dir)))
+		v->dirs[v->ndirs++] = d;
+}
+
+/* Forget every directory: one of them may have been removed behind us. */
+static void dirs_forget(struct vstore *v)
+{
+	for (size_t i = 0; i < v->ndirs; i++)
+		free(v->dirs[i]);
+	v->ndirs = 0;
 }
 
 int vstore_open(const char *url, const struct vstore_opts *o, struct vstore **ret)
@@ -157,6 +195,8 @@ void vstore_close(struct vstore *v)
 		close(v->fd);
 	if (v->dirfd >= 0)
 		close(v->dirfd);
+	dirs_forget(v);
+	free(v->dirs);
 	free(v);
 }
 
@@ -184,12 +224,19 @@ static int fsync_parent_at(struct vstore *v, const char *name)
 	return r;
 }
 
-/* mkdir -p of NAME's parent under the root (directories may already exist). */
+/* mkdir -p of NAME's parent under the root (directories may already
+ * exist); nothing at all if that parent is known to exist (then 1). */
 static int make_parents(struct vstore *v, const char *name)
 {
-	char rel[512], p[PATH_MAX];
+	char rel[512], p[PATH_MAX], *last;
 
 	snprintf(rel, sizeof(rel), "%s", name);
+	if (!(last = strrchr(rel, '/')))
+		return 0;
+	*last = 0;
+	if (dirs_known(v, rel))
+		return 1;
+	*last = '/';
 	for (char *s = strchr(rel, '/'); s; s = strchr(s + 1, '/')) {
 		*s = 0;
 		if (full(v, p, sizeof(p), rel) < 0)
@@ -205,8 +252,76 @@ static int make_parents(struct vstore *v, const char *name)
 				return r;
 		} else if (errno != EEXIST)
 			return err_set(errno, "vault: cannot create %s: %s", p, strerror(errno));
+		dirs_add(v, rel);
 		*s = '/';
 	}
+	return 0;
+}
+
+/* Create P (NAME under the root) exclusively in a local vault, write,
+ * fsync.  *CREATED tells whether the failure (if any) came after the
+ * object was created. */
+static int put_local(struct vstore *v, const char *p, const char *name, const void *data, size_t len,
+		     bool *created)
+{
+	int fd = openat(v->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, v->object_mode ? v->object_mode : 0600);
+	int r;
+
+	if (fd < 0)
+		return errno == EEXIST ? -EEXIST : err_set(errno, "vault: cannot create %s: %s", p, strerror(errno));
+	*created = true;
+	if ((r = fs_write_full(fd, data, len)) < 0 || fsync(fd) < 0) {
+		r = err_set(r < 0 ? -r : errno, "vault: cannot write %s: %s", p, strerror(r < 0 ? -r : errno));
+		close(fd);
+		return r;
+	}
+	close(fd);
+	v->written += len;
+	return fsync_parent_at(v, name);
+}
+
+/* The same over SFTP: exclusive open, pipelined writes, fsync@openssh.com
+ * (when the server has it), close. */
+static int put_sftp(struct vstore *v, const char *p, const char *name, const void *data, size_t len,
+		    bool *created)
+{
+	LIBSSH2_SFTP_HANDLE *h = libssh2_sftp_open(v->sf, p, LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL,
+						   v->object_mode ? (long)v->object_mode : 0640);
+	const uint8_t *d = data;
+	size_t off = 0;
+	int r;
+
+	if (!h) {
+		LIBSSH2_SFTP_ATTRIBUTES a;
+		r = sftp_err(v, "cannot create", name);
+		/* SFTP v3 servers answer a plain FAILURE for an existing file. */
+		if (r != -ECONNRESET && libssh2_sftp_stat(v->sf, p, &a) == 0)
+			return -EEXIST;
+		return r;
+	}
+	*created = true;
+	while (off < len) {
+		size_t n = len - off > SFTP_IO ? SFTP_IO : len - off;
+		ssize_t w = libssh2_sftp_write(h, (const char *)d + off, n);
+		if (w <= 0) {
+			r = sftp_err(v, "cannot write", name);
+			libssh2_sftp_close(h);
+			return r;
+		}
+		off += (size_t)w;
+		v->written += (uint64_t)w;
+	}
+	if (!v->no_fsync && libssh2_sftp_fsync(h) != 0) {
+		r = sftp_err(v, "cannot fsync", name);
+		if (r != -EOPNOTSUPP) {
+			libssh2_sftp_close(h);
+			return r;
+		}
+		err_clear();
+		v->no_fsync = true; /* the server has no fsync@openssh.com: its close is all we get */
+	}
+	if (libssh2_sftp_close(h) != 0)
+		return sftp_err(v, "cannot close", name);
 	return 0;
 }
 
@@ -220,61 +335,22 @@ int vstore_put(struct vstore *v, const char *name, const void *data, size_t len)
 			v->written += len;
 		return r;
 	}
-	if ((r = full(v, p, sizeof(p), name)) < 0 || (r = make_parents(v, name)) < 0)
+	if ((r = full(v, p, sizeof(p), name)) < 0)
 		return r;
-	if (!v->sftp) {
-		int fd = openat(v->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-				v->object_mode ? v->object_mode : 0600);
-		if (fd < 0)
-			return errno == EEXIST ? -EEXIST
-					       : err_set(errno, "vault: cannot create %s: %s", p, strerror(errno));
-		if ((r = fs_write_full(fd, data, len)) < 0 || fsync(fd) < 0) {
-			r = err_set(r < 0 ? -r : errno, "vault: cannot write %s: %s", p,
-				    strerror(r < 0 ? -r : errno));
-			close(fd);
+	for (;;) {
+		bool created = false;
+		int known = make_parents(v, name);
+		if (known < 0)
+			return known;
+		r = v->sftp ? put_sftp(v, p, name, data, len, &created) : put_local(v, p, name, data, len, &created);
+		if (r == 0 || r == -EEXIST || r == -ECONNRESET || created || !known)
 			return r;
-		}
-		close(fd);
-		v->written += len;
-		return fsync_parent_at(v, name);
-	}
-	{
-		LIBSSH2_SFTP_HANDLE *h = libssh2_sftp_open(
-			v->sf, p, LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_EXCL,
-			v->object_mode ? (long)v->object_mode : 0640);
-		const uint8_t *d = data;
-		size_t off = 0;
-
-		if (!h) {
-			LIBSSH2_SFTP_ATTRIBUTES a;
-			r = sftp_err(v, "cannot create", name);
-			/* SFTP v3 servers answer a plain FAILURE for an existing file. */
-			if (r != -ECONNRESET && libssh2_sftp_stat(v->sf, p, &a) == 0)
-				return -EEXIST;
-			return r;
-		}
-		while (off < len) {
-			size_t n = len - off > SFTP_IO ? SFTP_IO : len - off;
-			ssize_t w = libssh2_sftp_write(h, (const char *)d + off, n);
-			if (w <= 0) {
-				r = sftp_err(v, "cannot write", name);
-				libssh2_sftp_close(h);
-				return r;
-			}
-			off += (size_t)w;
-			v->written += (uint64_t)w;
-		}
-		if (!v->no_fsync && libssh2_sftp_fsync(h) != 0) {
-			r = sftp_err(v, "cannot fsync", name);
-			if (r != -EOPNOTSUPP) {
-				libssh2_sftp_close(h);
-				return r;
-			}
-			v->no_fsync = true; /* the server has no fsync@openssh.com: its close is all we get */
-		}
-		if (libssh2_sftp_close(h) != 0)
-			return sftp_err(v, "cannot close", name);
-		return 0;
+		/* NAME could not be created in a directory remembered as existing:
+		 * it may have been removed behind us (by the provider; an SFTP v3
+		 * server may say only FAILURE).  Forget them all and try once
+		 * more, asking the server about each level. */
+		err_clear();
+		dirs_forget(v);
 	}
 }
 

@@ -1,9 +1,10 @@
 #!/bin/bash
 # Vault bench (needs root): the provider's real sshd in its namespace, the
 # daemon's write-once chrooted SFTP account, unshaped veth link.
-#   5a. SFTP upload throughput: Bascule's store (libssh2, whole 8 MiB objects
-#       per write call so libssh2 pipelines), one session and `parallel: 4`
-#       sessions, against OpenSSH sftp put and scp
+#   5a. SFTP upload throughput: Bascule's store (libssh2, 2 MiB per write
+#       call so libssh2 keeps that much in flight), one session and 4 (the
+#       default `parallel:`), against OpenSSH sftp put, sftp put -f of the
+#       same 8 MiB objects (fsync each, as Bascule does) and scp
 # VAULT_BENCH=5a runs only 5a.
 #   5b. a 1% change of a 2 GiB ext4 image of real files shipped to the vault:
 #       bytes uploaded and time from `sync` to the committed manifest; the
@@ -25,27 +26,49 @@ URL="sftp://bscvault-w@$IP_V/vault"
 echo "== 5. the vault over SFTP between network namespaces (provider: OpenSSH internal-sftp, chrooted, no delete/rename)"
 
 # -- 5a
+# Bascule puts 64 objects of 8 MiB, each created exclusively and fsynced at
+# the provider (durable before anything names it): against one 512 MiB
+# `sftp put` and `scp` (no fsync, the operator's everyday tools), and against
+# the same 64 files put by OpenSSH sftp with `put -f` (fsync@openssh.com
+# after each: the same durability).  VAULT_BENCH_BEFORE=BUILD_DIR adds that
+# build's vaultput (e.g. of main) to each round, for a before/after.
 MB=512
 head -c $((MB << 20)) /dev/urandom > "$T/blob"
-ours=(); par=(); sftps=(); scps=()
+mkdir -p "$T/objs"
+for k in $(seq -w $((MB / 8))); do dd if="$T/blob" of="$T/objs/o$k" bs=8M skip=$((10#$k - 1)) count=1 status=none; done
+ours=(); par=(); pre1=(); pre4=(); sftps=(); sftpf=(); scps=()
+BEFORE=${VAULT_BENCH_BEFORE:+$(cd "$VAULT_BENCH_BEFORE" && pwd)}
 sftp_put() { in_primary sftp -q -b - -i "$T/id_ed25519" -o UserKnownHostsFile="$T/known_hosts_v" \
 	-o StrictHostKeyChecking=yes "bscvault-w@$IP_V" >/dev/null; }
+mbs() { echo "$MB * 1.048576 / ($2 - $1)" | bc -l; }
+vput() { in_primary "$1/tests/vaultput" "$URL" "$T/id_ed25519" "$T/known_hosts_v" $MB "$2"; rm -rf "$V/bench"; }
+load0=$(cut -d' ' -f1 /proc/loadavg)
 for i in $(seq "$RUNS"); do
-	ours+=("$(in_primary "$B/tests/vaultput" "$URL" "$T/id_ed25519" "$T/known_hosts_v" $MB)")
-	par+=("$(in_primary "$B/tests/vaultput" "$URL" "$T/id_ed25519" "$T/known_hosts_v" $MB 4)")
+	ours+=("$(vput "$B" 1)")
+	par+=("$(vput "$B" 4)")
+	if [ -n "$BEFORE" ]; then pre1+=("$(vput "$BEFORE" 1)"); pre4+=("$(vput "$BEFORE" 4)"); fi
 	t0=$(secs); echo "put $T/blob /vault/sftp-$i" | sftp_put; t1=$(secs)
-	sftps+=("$(echo "$MB * 1.048576 / ($t1 - $t0)" | bc -l)")
+	sftps+=("$(mbs "$t0" "$t1")")
+	t0=$(secs)
+	{ echo "mkdir /vault/sftpf-$i"; for f in "$T"/objs/*; do echo "put -f $f /vault/sftpf-$i/"; done; } | sftp_put
+	t1=$(secs)
+	sftpf+=("$(mbs "$t0" "$t1")")
 	t0=$(secs)
 	in_primary scp -q -i "$T/id_ed25519" -o UserKnownHostsFile="$T/known_hosts_v" -o StrictHostKeyChecking=yes \
 		"$T/blob" "bscvault-w@$IP_V:/vault/scp-$i"
 	t1=$(secs)
-	scps+=("$(echo "$MB * 1.048576 / ($t1 - $t0)" | bc -l)")
+	scps+=("$(mbs "$t0" "$t1")")
+	rm -rf "$V"/sftp-* "$V"/sftpf-* "$V"/scp-*
 done
-rm -rf "$V/bench" "$V"/sftp-* "$V"/scp-* "$T/blob"
-o1=$(printf '%s\n' "${ours[@]}" | median); o=$(printf '%s\n' "${par[@]}" | median); s=$(printf '%s\n' "${sftps[@]}" | median); c=$(printf '%s\n' "${scps[@]}" | median)
-printf "   5a. upload of %d MiB: bascule (libssh2) 1 session %.0f MB/s, 4 sessions %.0f MB/s   OpenSSH sftp %.0f MB/s   scp %.0f MB/s   -> %.0f%% of sftp, %.0f%% of scp\n" \
-	$MB "$o1" "$o" "$s" "$c" "$(echo "100 * $o / $s" | bc -l)" "$(echo "100 * $o / $c" | bc -l)"
-echo "       runs (MB/s): 1 session ${ours[*]}; 4 sessions ${par[*]}; sftp ${sftps[*]}; scp ${scps[*]}"
+rm -rf "$V/bench" "$T/blob" "$T/objs"
+med() { printf '%s\n' "$@" | median; }
+o1=$(med "${ours[@]}"); o=$(med "${par[@]}"); s=$(med "${sftps[@]}"); sf=$(med "${sftpf[@]}"); c=$(med "${scps[@]}")
+printf "   5a. upload of %d MiB (load %s -> %s): bascule (libssh2) 1 session %.0f MB/s, 4 sessions (the default) %.0f MB/s   OpenSSH sftp %.0f MB/s   sftp put -f of the 64 objects %.0f MB/s   scp %.0f MB/s\n" \
+	$MB "$load0" "$(cut -d' ' -f1 /proc/loadavg)" "$o1" "$o" "$s" "$sf" "$c"
+printf "       -> %.0f%% of sftp, %.0f%% of sftp put -f, %.0f%% of scp\n" \
+	"$(echo "100 * $o / $s" | bc -l)" "$(echo "100 * $o / $sf" | bc -l)" "$(echo "100 * $o / $c" | bc -l)"
+[ -z "$BEFORE" ] || printf "       before (%s): 1 session %.0f MB/s, 4 sessions %.0f MB/s\n" "$BEFORE" "$(med "${pre1[@]}")" "$(med "${pre4[@]}")"
+echo "       runs (MB/s): 1 session ${ours[*]}; 4 sessions ${par[*]}; sftp ${sftps[*]}; sftp -f ${sftpf[*]}; scp ${scps[*]}${BEFORE:+; before 1 session ${pre1[*]}; before 4 sessions ${pre4[*]}}"
 [ "${VAULT_BENCH:-}" = 5a ] && exit 0
 
 # -- 5b: a 2 GiB ext4 image of real files, shipped, then 1% changed

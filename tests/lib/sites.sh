@@ -209,6 +209,20 @@ CONF
 		|| fail "trust-host of the provider failed: $(tail -5 "$d/sshd.log")"
 }
 
+# vault_sftp_up: provider_up, a vault key, and what the vault tests use:
+# V (the vault directory), URL and PURL (the writer's and the pruner's
+# sftp:// URLs), SFTPW (the writer's --identity/--known-hosts), NSEXEC (run
+# basculed in the primary's namespace).
+vault_sftp_up() {
+	provider_up
+	NSEXEC=(ip netns exec "$NS_P")
+	V="$VAULT_CHROOT/vault"
+	URL="sftp://bscvault-w@$IP_V/vault"
+	PURL="sftp://bscvault-p@$IP_V/vault"
+	"$BIN/bascule" keygen vault "$T/vault.key" >/dev/null
+	SFTPW=(--identity "$T/id_ed25519" --known-hosts "$T/known_hosts_v")
+}
+
 # vault_rate RATE: shape the primary-provider link both ways.
 vault_rate() {
 	ip netns exec "$NS_P" tc qdisc replace dev "bq$SITE_ID" root tbf rate "$1" burst 512kb latency 50ms

@@ -224,6 +224,15 @@ static void test_store(void **state)
 	free(data);
 	assert_int_equal(vstore_get(v, "d/ab/obj", 4, &data, &len), -EFBIG);
 	assert_int_equal(vstore_get(v, "d/ab/none", 100, &data, &len), -ENOENT);
+	/* d/ab is remembered as existing; removed behind the store, the next
+	 * put under it creates it again instead of failing */
+	snprintf(cmd, sizeof(cmd), "rm -rf %s/d", dir);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(vstore_put(v, "d/ab/obj2", "again", 5), 0);
+	assert_int_equal(vstore_get(v, "d/ab/obj2", 100, &data, &len), 0);
+	assert_memory_equal(data, "again", 5);
+	free(data);
+	assert_int_equal(vstore_put(v, "d/ab/obj2", "other", 5), -EEXIST);
 	vstore_close(v);
 	assert_true(vstore_open("ftp://x/y", NULL, &v) < 0);
 	assert_true(vstore_open("sftp://nouser/y", NULL, &v) < 0);
