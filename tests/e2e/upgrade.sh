@@ -1,14 +1,34 @@
 # upgrade: a primary and replica made by the previous version (block map
-# BSCBMAP1, digests of version 1, replica state BSCSTAT3) taken over by this
-# one.  The map is converted in place (no .new left, records only where data
-# is), the replica's old state verifies with the version-1 digest, the first
-# scan commits an epoch so every digest moves to version 2 (state BSCSTAT4),
-# and the replica stays byte-identical and verifies through further epochs.
-#   OLD_BUILD=DIR tests/run.sh build e2e/upgrade   (DIR: a build of the
-#   previous version, e.g. `git archive 6092189 | tar -x -C /tmp/old && make`)
+# BSCBMAP1, digests of version 1, replica state BSCSTAT3, replica map
+# BSCRMAP1: a leaf for every block) taken over by this one.  Both maps are
+# converted in place (no .new left, records only where data is), the
+# replica's old state verifies with the version-1 digest, the first scan
+# commits an epoch so every digest moves to version 2 (state BSCSTAT4), and
+# the replica stays byte-identical and verifies through further epochs.
+# The previous version is built from the history (commit $OLD_COMMIT, once
+# per build directory, kept in BUILD/upgrade-old-COMMIT), or taken from
+#   OLD_BUILD=DIR tests/run.sh build e2e/upgrade   (DIR: a build of it)
+# and the test is skipped only when neither is there (no git history).
 . "$(dirname "$0")/../lib/common.sh"
-[ -n "${OLD_BUILD:-}" ] && [ -x "$OLD_BUILD/basculed" ] ||
-	{ echo "SKIP: set OLD_BUILD to a build of the previous version"; exit 77; }
+OLD_COMMIT=${OLD_COMMIT:-6092189}
+if [ -z "${OLD_BUILD:-}" ]; then
+	OLD_BUILD=$BIN/upgrade-old-$OLD_COMMIT
+	if [ ! -x "$OLD_BUILD/basculed" ]; then
+		git -C "$ROOT" cat-file -e "$OLD_COMMIT^{commit}" 2>/dev/null ||
+			{ echo "SKIP: no git history holding $OLD_COMMIT (the previous version) here, and no OLD_BUILD"; exit 77; }
+		# Built aside, then renamed: a run that is cut leaves no half build.
+		mkdir -p "$T/old"
+		git -C "$ROOT" archive "$OLD_COMMIT" | tar -x -C "$T/old"
+		note "building the previous version ($OLD_COMMIT) into $OLD_BUILD"
+		make -C "$T/old" -j2 all SAN= TSAN= B=build > "$T/old-build.log" 2>&1 ||
+			fail "cannot build $OLD_COMMIT: $(tail -5 "$T/old-build.log")"
+		rm -rf "$OLD_BUILD.tmp"
+		mv "$T/old/build" "$OLD_BUILD.tmp"
+		mv -T "$OLD_BUILD.tmp" "$OLD_BUILD" 2>/dev/null || [ -x "$OLD_BUILD/basculed" ] ||
+			fail "cannot put the previous version's build in $OLD_BUILD"
+	fi
+fi
+[ -x "$OLD_BUILD/basculed" ] || fail "OLD_BUILD=$OLD_BUILD holds no basculed"
 NEW=$BIN
 BIN=$(cd "$OLD_BUILD" && pwd)
 bsc_keygen
@@ -28,7 +48,10 @@ map=$T/state/groups/vm1/root.map
 [ "$(head -c 8 "$map")" = BSCBMAP1 ] || fail "the previous version did not write a BSCBMAP1 map"
 [ "$(head -c 8 "$T/replica/.bascule/groups/vm1/state")" = BSCSTAT3 ] ||
 	fail "the previous version did not write a BSCSTAT3 replica state"
+rmap=$T/replica/.bascule/groups/vm1/root.map
+[ "$(head -c 8 "$rmap")" = BSCRMAP1 ] || fail "the previous version did not write a BSCRMAP1 replica map"
 old_kib=$(du -k "$map" | cut -f1)
+old_rkib=$(du -k "$rmap" | cut -f1)
 
 BIN=$NEW
 # The old replica state is read and checked with the version-1 digest.
@@ -44,6 +67,11 @@ new_kib=$(du -k "$map" | cut -f1)
 note "block map: $old_kib KiB on disk before, $new_kib KiB after the conversion"
 # 6 MiB of data: 6 chunks of records (48 KiB), the words, the header
 [ "$new_kib" -le 96 ] || fail "the converted map is not sparse: $new_kib KiB (was $old_kib)"
+[ "$(head -c 8 "$rmap")" = BSCBMAP2 ] || fail "the replica map was not converted: $(head -c 8 "$rmap")"
+[ ! -e "$rmap.new" ] || fail "the conversion left $rmap.new"
+new_rkib=$(du -k "$rmap" | cut -f1)
+note "replica map: $old_rkib KiB on disk before, $new_rkib KiB after the conversion"
+[ "$new_rkib" -le 96 ] || fail "the converted replica map is not sparse: $new_rkib KiB (was $old_rkib)"
 [ "$(head -c 8 "$T/replica/.bascule/groups/vm1/state")" = BSCSTAT4 ] ||
 	fail "the first cut after the upgrade did not move the replica to BSCSTAT4"
 [ "$(grep -c " cut (" "$T/daemon.log")" -gt "$epoch_before" ] ||
