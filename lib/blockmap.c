@@ -100,6 +100,9 @@ static int bm_map(struct blockmap *m)
 		m->base = NULL;
 		return err_set(errno, "cannot map %s: %s", m->path, strerror(errno));
 	}
+	/* Records are reached a chunk (8 KiB) at a time, mostly in holes: no
+	 * readahead (a fault in a hole would read and map the zeros around). */
+	(void)madvise(m->base, m->map_len, MADV_RANDOM);
 	m->words = (uint64_t *)(m->base + BM_HDR);
 	m->recs = (struct bm_rec *)(m->base + BM_HDR + m->dir_bytes);
 	return 0;

@@ -1,4 +1,5 @@
-/* blockmap.h - the persisted change-tracking map of one source.
+/* blockmap.h - the persisted change-tracking map of one source (the
+ * daemon's), and the map of leaves of one replica file (tools/replica/map.c).
  *
  * One 32-byte record per 4 KiB block (the block's keyed leaf hash at the
  * last scan and the epoch in which it last changed), but only for the MiB
