@@ -10,7 +10,8 @@
 # cut's time after the scan (digest, msync, commit) and the digest's own
 # (from the daemon's log, where it says it); and the daemon's resident
 # memory (VmRSS, VmHWM) at the end, with the block map's size on disk; the
-# receiver's the same (its VmRSS and VmHWM, the replica's map on disk).
+# receiver's the same (its VmRSS, of which RssAnon, and VmHWM; the
+# replica's map on disk).
 # Another build's figures on the same machine: run it with that build's dir.
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd)
@@ -65,7 +66,7 @@ for gib in $SIZES; do
 	dig=$(grep " cut (" "$T/daemon.log" | tail -n "$EPOCHS" | sed -n 's/.*digest \([0-9.]*\) ms.*/\1/p')
 	[ -z "$dig" ] || dig=$(echo "$dig" | median) # a build that does not log it: "-"
 	rss=$(kib_of "$DAEMON_PID" VmRSS); hwm=$(kib_of "$DAEMON_PID" VmHWM)
-	rrss=$(kib_of "$rp" VmRSS); rhwm=$(kib_of "$rp" VmHWM)
+	rrss=$(kib_of "$rp" VmRSS); rhwm=$(kib_of "$rp" VmHWM); ranon=$(kib_of "$rp" RssAnon)
 	printf "   %5d GiB %5d MiB %7.1fs %9.2fs %6.1f MiB %7.2fs %8.2fs %7.1fms %7sms %6d MiB %6d MiB\n" "$gib" "$w" \
 		"$initial" "$(printf '%s\n' "${walls[@]}" | median)" \
 		"$(printf '%s\n' "${reads[@]}" | median)" \
@@ -73,8 +74,8 @@ for gib in $SIZES; do
 		"$post" "${dig:--}" $((rss / 1024)) $((hwm / 1024))
 	printf "   %18s block map on disk: %s (apparent %s)\n" "" \
 		"$(du -sh "$T/state" | cut -f1)" "$(du -sh --apparent-size "$T/state" | cut -f1)"
-	printf "   %18s receiver: VmRSS %d MiB, VmHWM %d MiB; replica map on disk: %s (apparent %s)\n" "" \
-		$((rrss / 1024)) $((rhwm / 1024)) "$(du -sh "$T/replica/.bascule/groups/vm1/root.map" | cut -f1)" \
+	printf "   %18s receiver: VmRSS %d MiB (RssAnon %d MiB), VmHWM %d MiB; replica map on disk: %s (apparent %s)\n" "" \
+		$((rrss / 1024)) $((ranon / 1024)) $((rhwm / 1024)) "$(du -sh "$T/replica/.bascule/groups/vm1/root.map" | cut -f1)" \
 		"$(du -sh --apparent-size "$T/replica/.bascule/groups/vm1/root.map" | cut -f1)"
 	bsc_stop
 	rp=$(recv_pid)

@@ -5,32 +5,14 @@
 # replica's old state verifies with the version-1 digest, the first scan
 # commits an epoch so every digest moves to version 2 (state BSCSTAT4), and
 # the replica stays byte-identical and verifies through further epochs.
-# The previous version is built from the history (commit $OLD_COMMIT, once
-# per build directory, kept in BUILD/upgrade-old-COMMIT), or taken from
-#   OLD_BUILD=DIR tests/run.sh build e2e/upgrade   (DIR: a build of it)
-# and the test is skipped only when neither is there (no git history).
+# The previous version is built from the history (tests/lib/oldbuild.sh),
+# or taken from OLD_BUILD=DIR (a build of it); skipped only when neither
+# is there (no git history).
 . "$(dirname "$0")/../lib/common.sh"
-OLD_COMMIT=${OLD_COMMIT:-6092189}
-if [ -z "${OLD_BUILD:-}" ]; then
-	OLD_BUILD=$BIN/upgrade-old-$OLD_COMMIT
-	if [ ! -x "$OLD_BUILD/basculed" ]; then
-		git -C "$ROOT" cat-file -e "$OLD_COMMIT^{commit}" 2>/dev/null ||
-			{ echo "SKIP: no git history holding $OLD_COMMIT (the previous version) here, and no OLD_BUILD"; exit 77; }
-		# Built aside, then renamed: a run that is cut leaves no half build.
-		mkdir -p "$T/old"
-		git -C "$ROOT" archive "$OLD_COMMIT" | tar -x -C "$T/old"
-		note "building the previous version ($OLD_COMMIT) into $OLD_BUILD"
-		make -C "$T/old" -j2 all SAN= TSAN= B=build > "$T/old-build.log" 2>&1 ||
-			fail "cannot build $OLD_COMMIT: $(tail -5 "$T/old-build.log")"
-		rm -rf "$OLD_BUILD.tmp"
-		mv "$T/old/build" "$OLD_BUILD.tmp"
-		mv -T "$OLD_BUILD.tmp" "$OLD_BUILD" 2>/dev/null || [ -x "$OLD_BUILD/basculed" ] ||
-			fail "cannot put the previous version's build in $OLD_BUILD"
-	fi
-fi
-[ -x "$OLD_BUILD/basculed" ] || fail "OLD_BUILD=$OLD_BUILD holds no basculed"
+. "$ROOT/tests/lib/oldbuild.sh"
+old_build
 NEW=$BIN
-BIN=$(cd "$OLD_BUILD" && pwd)
+BIN=$OLD_BUILD
 bsc_keygen
 # 96 MiB sparse: 3 extents of data, the rest holes.
 truncate -s 96M "$T/disk.img"
