@@ -273,6 +273,18 @@ int repl_replica(struct step_ctx *c, const char *verb, const char *root, const c
 	return 0;
 }
 
+/* `replica VERB` (promote, clone) of the step's group at the secondary with
+ * EXTRA[0..N) and its databases' settings (EXTRA has room for CAP). */
+static int secondary_replica(struct step_ctx *c, const char *verb, const char **extra, size_t n, size_t cap)
+{
+	const struct runbook *rb = c->d->rb;
+
+	db_promote_args(c->d, c->s->group, extra, &n, cap - 1);
+	extra[n] = NULL;
+	return repl_replica(c, verb, rb->secondary.replica_root, rb->secondary.site_key, rb->secondary.bascule,
+			    extra);
+}
+
 int repl_promote(struct step_ctx *c)
 {
 	struct drill *d = c->d;
@@ -319,29 +331,21 @@ int repl_promote(struct step_ctx *c)
 			extra[n++] = at;
 		}
 	}
-	db_promote_args(d, c->s->group, extra, &n, sizeof(extra) / sizeof(extra[0]) - 1);
-	extra[n] = NULL;
-	rc = repl_replica(c, "promote", rb->secondary.replica_root, rb->secondary.site_key,
-			rb->secondary.bascule, extra);
+	rc = secondary_replica(c, "promote", extra, n, sizeof(extra) / sizeof(extra[0]));
 	free(dd);
 	return rc;
 }
 
 int repl_clone(struct step_ctx *c)
 {
-	const struct runbook *rb = c->d->rb;
 	char *to = step_disks_dir(c->d, c->s->group, NULL);
 	const char *extra[12] = { "--to-dir", to };
-	size_t n = 2;
 	int rc;
 
 	if (!to)
 		return -ENOMEM;
 	/* Its databases are made with the settings of the promoted ones. */
-	db_promote_args(c->d, c->s->group, extra, &n, sizeof(extra) / sizeof(extra[0]) - 1);
-	extra[n] = NULL;
-	rc = repl_replica(c, "clone", rb->secondary.replica_root, rb->secondary.site_key,
-			rb->secondary.bascule, extra);
+	rc = secondary_replica(c, "clone", extra, 2, sizeof(extra) / sizeof(extra[0]));
 	free(to);
 	return rc;
 }
