@@ -3,6 +3,7 @@
  * copy-before-write filter) armed in one transaction with the next bitmap,
  * the NBD export of the view, and the reads. */
 #include "qemusrc.h"
+#include "array.h"
 #include "clock.h"
 #include "config.h"
 #include "err.h"
@@ -295,21 +296,16 @@ static void qs_thaw(struct qemusrc *q, struct qmp *ga)
 static int qs_ext_add(struct qemusrc *q, uint64_t off, uint64_t len, bool zero)
 {
 	uint64_t first = off / QS_BLOCK, end = (off + len + QS_BLOCK - 1) / QS_BLOCK;
-	struct qs_extent *l = q->n_ext ? &q->ext[q->n_ext - 1] : NULL;
+	struct qs_extent *l = q->n_ext ? &q->ext[q->n_ext - 1] : NULL, *e;
 
 	if (l && l->end >= first && l->zero == zero) {
 		if (end > l->end)
 			l->end = end;
 		return 0;
 	}
-	if (q->n_ext == q->cap_ext) {
-		size_t cap = q->cap_ext ? q->cap_ext * 2 : 256;
-		struct qs_extent *e = realloc(q->ext, cap * sizeof(*e));
-		if (!e)
-			return -ENOMEM;
-		q->ext = e;
-		q->cap_ext = cap;
-	}
+	if (!(e = array_grow(q->ext, &q->cap_ext, q->n_ext, sizeof(*e), 256)))
+		return -ENOMEM;
+	q->ext = e;
 	q->ext[q->n_ext++] = (struct qs_extent){ first, end, zero };
 	return 0;
 }

@@ -57,6 +57,35 @@ uint64_t drill_step_epoch(struct drill *d, const char *group, enum step_kind kin
  * NULL), a new reference, or NULL (read under D->lock). */
 json_t *drill_step_find_data(struct drill *d, enum step_kind kind, const char *group, const char *database);
 
+/* Arguments of one bascule command a step runs, at most. */
+#define ARGS_MAX 24
+/* The disks of GROUP as the secondary's commands see them (malloc'd; SVC
+ * the step's service, or NULL). */
+char *step_disks_dir(const struct drill *d, const char *group, const struct rb_service *svc);
+
+/* repsteps.c: the replication steps; 0 or a negative errno, the step's
+ * message set either way. */
+int repl_precheck(struct step_ctx *c);
+int repl_precheck_secondary(struct step_ctx *c);
+/* The final sync (REVERSE: of the failback's replication). */
+int repl_sync(struct step_ctx *c, bool reverse);
+int repl_pause(struct step_ctx *c, bool reverse, bool resume);
+/* `BASCULE replica VERB --root ROOT --key KEY --group G [--json] EXTRA...`. */
+int repl_replica(struct step_ctx *c, const char *verb, const char *root, const char *key,
+		 const char *bascule, const char *const *extra);
+int repl_promote(struct step_ctx *c);
+int repl_clone(struct step_ctx *c);
+int repl_unclone(struct step_ctx *c);
+
+/* svcsteps.c: the service steps, the same way. */
+/* SECONDARY: the service's copy at the secondary (or the test copy). */
+int svc_stop(struct step_ctx *c, bool secondary);
+/* TEST: the isolated test copy; HOME: the restart at the primary (failback). */
+int svc_start(struct step_ctx *c, bool test, bool home);
+int svc_checks(struct step_ctx *c, bool home);
+int svc_switch(struct step_ctx *c, bool back);
+int svc_reverse(struct step_ctx *c);
+
 /* dbsteps.c: the database steps (docs/failover.md, "Databases") */
 /* The runbook's database of the step, or NULL with the message set. */
 const struct rb_database *db_of_step(struct step_ctx *c);

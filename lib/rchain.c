@@ -5,6 +5,7 @@
  * with a position of 1, 2, 4 or 8 bytes (major) and a length of 1, 2, 4
  * or 8 bytes (minor). */
 #include "rchain.h"
+#include "array.h"
 #include "err.h"
 #include "fsutil.h"
 #include <stdlib.h>
@@ -50,14 +51,10 @@ static int add(struct night *n, uint64_t src, uint64_t len)
 	if (l && (l->src & LIT_BIT) == (src & LIT_BIT) && l->src + l->len == src) {
 		l->len += len;
 	} else {
-		if (n->n == n->cap) {
-			size_t cap = n->cap ? n->cap * 2 : 1024;
-			struct ext *v = realloc(n->v, cap * sizeof(*v));
-			if (!v)
-				return -ENOMEM;
-			n->v = v;
-			n->cap = cap;
-		}
+		struct ext *v = array_grow(n->v, &n->cap, n->n, sizeof(*v), 1024);
+		if (!v)
+			return -ENOMEM;
+		n->v = v;
 		n->v[n->n++] = (struct ext){ .pos = n->size, .src = src, .len = len };
 	}
 	n->size += len;

@@ -1,6 +1,7 @@
 /* vault.c - vault objects: frames, indexes, manifests (format in vault.h and
  * docs/vault.md).  Crypto is libsodium's; compression is zstd. */
 #include "vault.h"
+#include "array.h"
 #include "err.h"
 #include "vpg.h"
 #include "vstore.h"
@@ -736,6 +737,7 @@ struct mlist {
 static int on_manifest(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime)
 {
 	struct mlist *l = ctx;
+	struct vmanifest *nm;
 	char path[300];
 	uint8_t want[VAULT_NAME], *data;
 	size_t len;
@@ -759,16 +761,11 @@ static int on_manifest(void *ctx, const char *name, int is_dir, uint64_t size, u
 		err_clear(); /* reported, and skipped */
 		return 0;
 	}
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		struct vmanifest *nm = realloc(l->m, cap * sizeof(*nm));
-		if (!nm) {
-			free(data);
-			return -ENOMEM;
-		}
-		l->m = nm;
-		l->cap = cap;
+	if (!(nm = array_grow(l->m, &l->cap, l->n, sizeof(*nm), 64))) {
+		free(data);
+		return -ENOMEM;
 	}
+	l->m = nm;
 	r = vault_manifest_decode(l->pk, l->k, data, len, &l->m[l->n]);
 	free(data);
 	if (r == 0 && memcmp(l->m[l->n].name, want, VAULT_NAME) != 0) {

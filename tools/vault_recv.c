@@ -23,6 +23,7 @@
  * its session secret (docs/architecture.md, "Privilege separation"). */
 #include "cmd.h"
 #include "vault_writer.h"
+#include "array.h"
 #include "vault_pg.h"
 #include "creds.h"
 #include "err.h"
@@ -172,17 +173,14 @@ static int v_source(void *ctx, const struct msg_source *m)
 
 static int mark_changed(struct vsrc *x, uint64_t b)
 {
+	uint64_t *c;
+
 	if (x->mark[b / 8] & (1u << (b % 8)))
 		return 0;
 	x->mark[b / 8] |= (uint8_t)(1u << (b % 8));
-	if (x->n_changed == x->cap_changed) {
-		size_t cap = x->cap_changed ? x->cap_changed * 2 : 1024;
-		uint64_t *c = realloc(x->changed, cap * sizeof(*c));
-		if (!c)
-			return -ENOMEM;
-		x->changed = c;
-		x->cap_changed = cap;
-	}
+	if (!(c = array_grow(x->changed, &x->cap_changed, x->n_changed, sizeof(*c), 1024)))
+		return -ENOMEM;
+	x->changed = c;
 	x->changed[x->n_changed++] = b;
 	return 0;
 }
@@ -248,14 +246,10 @@ static int frame_flush(struct writer *w)
 		memcpy(l->id, w->f_ids[i], VAULT_ID);
 		if ((r = writer_dt_put(w, l->id, l)) < 0)
 			return r;
-		if (w->pe_n == w->pe_cap) {
-			size_t cap = w->pe_cap ? w->pe_cap * 2 : 4096;
-			struct dent *pe = realloc(w->pe, cap * sizeof(*pe));
-			if (!pe)
-				return -ENOMEM;
-			w->pe = pe;
-			w->pe_cap = cap;
-		}
+		struct dent *pe = array_grow(w->pe, &w->pe_cap, w->pe_n, sizeof(*pe), 4096);
+		if (!pe)
+			return -ENOMEM;
+		w->pe = pe;
 		memcpy(w->pe[w->pe_n].id, l->id, VAULT_ID);
 		w->pe[w->pe_n].off = l->off;
 		w->pe[w->pe_n].len = l->len;

@@ -15,7 +15,8 @@
 # commit) and the digest's own; and the daemon's resident memory at the end
 # (VmRSS, VmHWM, and RssAnon: VmRSS less the mapped files' pages, the block
 # map's and the spool's, which the kernel can drop), with the state
-# directory's size on disk (block map and spool).
+# directory's size on disk (block map and spool); and the receiver's the
+# same (VmRSS, RssAnon, VmHWM; the replica's map on disk).
 # Then memory per TB: the same for one 1 TiB sparse source (MEM_GIB, 1024)
 # with MEM_WRITTEN_MIB (256) written, in the modes MEM_MODES ("bitmap"; "bitmap
 # scan" adds the scan's; the initial copy of 1 TiB takes minutes, 10 on a
@@ -87,6 +88,11 @@ run() {
 		"$(printf '%s\n' "${cpus[@]}" | median)" "$(printf '%s\n' "${rcpus[@]}" | median)" \
 		"$(printf '%s\n' "${qcpus[@]}" | median)" "$post" "${dig:--}" $((rss / 1024)) $((hwm / 1024)) $((anon / 1024)) \
 		"$(du -sh "$T/state" | cut -f1) ($(du -sh --apparent-size "$T/state" | cut -f1))"
+	rrss=$(kib_of "$rp" VmRSS); rhwm=$(kib_of "$rp" VmHWM); ranon=$(kib_of "$rp" RssAnon)
+	printf "   %-6s %25s receiver: VmRSS %d MiB (RssAnon %d MiB), VmHWM %d MiB; replica map on disk: %s (apparent %s)\n" \
+		"" "" $((rrss / 1024)) $((ranon / 1024)) $((rhwm / 1024)) \
+		"$(du -sh "$T/replica/.bascule/groups/vm1/root.map" | cut -f1)" \
+		"$(du -sh --apparent-size "$T/replica/.bascule/groups/vm1/root.map" | cut -f1)"
 	bsc_stop
 	qemu_down
 	rp=$(recv_pid)

@@ -1,16 +1,18 @@
 # upgrade: a primary and replica made by the previous version (block map
-# BSCBMAP1, digests of version 1, replica state BSCSTAT3) taken over by this
-# one.  The map is converted in place (no .new left, records only where data
-# is), the replica's old state verifies with the version-1 digest, the first
-# scan commits an epoch so every digest moves to version 2 (state BSCSTAT4),
-# and the replica stays byte-identical and verifies through further epochs.
-#   OLD_BUILD=DIR tests/run.sh build e2e/upgrade   (DIR: a build of the
-#   previous version, e.g. `git archive 6092189 | tar -x -C /tmp/old && make`)
+# BSCBMAP1, digests of version 1, replica state BSCSTAT3, replica map
+# BSCRMAP1: a leaf for every block) taken over by this one.  Both maps are
+# converted in place (no .new left, records only where data is), the
+# replica's old state verifies with the version-1 digest, the first scan
+# commits an epoch so every digest moves to version 2 (state BSCSTAT4), and
+# the replica stays byte-identical and verifies through further epochs.
+# The previous version is built from the history (tests/lib/oldbuild.sh),
+# or taken from OLD_BUILD=DIR (a build of it); skipped only when neither
+# is there (no git history).
 . "$(dirname "$0")/../lib/common.sh"
-[ -n "${OLD_BUILD:-}" ] && [ -x "$OLD_BUILD/basculed" ] ||
-	{ echo "SKIP: set OLD_BUILD to a build of the previous version"; exit 77; }
+. "$ROOT/tests/lib/oldbuild.sh"
+old_build
 NEW=$BIN
-BIN=$(cd "$OLD_BUILD" && pwd)
+BIN=$OLD_BUILD
 bsc_keygen
 # 96 MiB sparse: 3 extents of data, the rest holes.
 truncate -s 96M "$T/disk.img"
@@ -28,7 +30,10 @@ map=$T/state/groups/vm1/root.map
 [ "$(head -c 8 "$map")" = BSCBMAP1 ] || fail "the previous version did not write a BSCBMAP1 map"
 [ "$(head -c 8 "$T/replica/.bascule/groups/vm1/state")" = BSCSTAT3 ] ||
 	fail "the previous version did not write a BSCSTAT3 replica state"
+rmap=$T/replica/.bascule/groups/vm1/root.map
+[ "$(head -c 8 "$rmap")" = BSCRMAP1 ] || fail "the previous version did not write a BSCRMAP1 replica map"
 old_kib=$(du -k "$map" | cut -f1)
+old_rkib=$(du -k "$rmap" | cut -f1)
 
 BIN=$NEW
 # The old replica state is read and checked with the version-1 digest.
@@ -44,6 +49,11 @@ new_kib=$(du -k "$map" | cut -f1)
 note "block map: $old_kib KiB on disk before, $new_kib KiB after the conversion"
 # 6 MiB of data: 6 chunks of records (48 KiB), the words, the header
 [ "$new_kib" -le 96 ] || fail "the converted map is not sparse: $new_kib KiB (was $old_kib)"
+[ "$(head -c 8 "$rmap")" = BSCBMAP2 ] || fail "the replica map was not converted: $(head -c 8 "$rmap")"
+[ ! -e "$rmap.new" ] || fail "the conversion left $rmap.new"
+new_rkib=$(du -k "$rmap" | cut -f1)
+note "replica map: $old_rkib KiB on disk before, $new_rkib KiB after the conversion"
+[ "$new_rkib" -le 96 ] || fail "the converted replica map is not sparse: $new_rkib KiB (was $old_rkib)"
 [ "$(head -c 8 "$T/replica/.bascule/groups/vm1/state")" = BSCSTAT4 ] ||
 	fail "the first cut after the upgrade did not move the replica to BSCSTAT4"
 [ "$(grep -c " cut (" "$T/daemon.log")" -gt "$epoch_before" ] ||

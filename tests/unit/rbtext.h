@@ -1,6 +1,7 @@
-/* rbtext.h - runbooks as text for the tests of one file (test_runbook.c,
+/* rbtext.h - runbooks as text for the tests (test_runbook.c, test_report.c,
  * test_hdrill.c): parsed as "rb.yaml" without file checks, a wanted error,
- * a base text with one piece replaced.  Include after cmocka.h. */
+ * a base text with one piece replaced.  Include after cmocka.h (a file may
+ * use some of them only: marked unused). */
 #pragma once
 #include <stdlib.h>
 #include <string.h>
@@ -8,13 +9,13 @@
 #include "fsutil.h"
 #include "runbook.h"
 
-static int parse(const char *text, struct runbook **rb)
+static __attribute__((unused)) int parse(const char *text, struct runbook **rb)
 {
 	return runbook_parse("rb.yaml", text, strlen(text), false, rb);
 }
 
 /* TEXT is refused with an error containing WANT, nothing returned. */
-static void expect_error(const char *text, const char *want)
+static __attribute__((unused)) void expect_error(const char *text, const char *want)
 {
 	struct runbook *rb = NULL;
 	int r = parse(text, &rb);
@@ -25,7 +26,7 @@ static void expect_error(const char *text, const char *want)
 }
 
 /* BASE with FROM replaced by TO (FROM "": TO appended); malloc'd. */
-static char *rb_edit(const char *base, const char *from, const char *to)
+static __attribute__((unused)) char *rb_edit(const char *base, const char *from, const char *to)
 {
 	const char *p = *from ? strstr(base, from) : base + strlen(base);
 	char *out;
@@ -40,7 +41,7 @@ static char *rb_edit(const char *base, const char *from, const char *to)
 
 /* The runbook in PATH (an example of etc/), parsed without file checks
  * (its paths are examples); the test fails with the error if it does not. */
-static struct runbook *rb_example(const char *path)
+static __attribute__((unused)) struct runbook *rb_example(const char *path)
 {
 	char *text = NULL;
 	size_t len;

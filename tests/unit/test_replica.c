@@ -302,12 +302,120 @@ static void test_kept_tree(void **state)
 	hash_leaf(secret, img_a + 5 * PROTO_BLOCK, PROTO_BLOCK, leaf);
 	path_of(path, sizeof(path), ".bascule/groups/vm1/root.map");
 	assert_true((fd = open(path, O_WRONLY)) >= 0);
-	assert_int_equal(fs_pwrite_full(fd, leaf, LEAF_BYTES, 64 + 5 * LEAF_BYTES), 0);
+	/* lib/blockmap.c: header 4 KiB, chunk words 4 KiB, records of 32 bytes */
+	assert_int_equal(fs_pwrite_full(fd, leaf, LEAF_BYTES, 4096 + 4096 + 5 * 32), 0);
 	close(fd);
 	digest_of("root", mix, SZ, d);
 	assert_int_equal(send_empty(r, 5, 4, d), 0);
 	replica_close(r);
 	assert_int_equal(epoch_now(), 5);
+}
+
+/* A map of the earlier dense format (BSCRMAP1: 64-byte header, a leaf per
+ * block) is converted when it is first opened: the epoch checks against
+ * the converted leaves, the map is BSCBMAP2 after, no .new is left.  A map
+ * that is neither is refused, left as it is, never reset. */
+static void test_map_convert(void **state)
+{
+	uint8_t secret[LEAF_SECRET_BYTES], leaf[LEAF_BYTES], hdr[64] = "BSCRMAP1", magic[8];
+	char path[256], tmp[300];
+	struct replica *r;
+	int fd;
+	(void)state;
+	make_replica();
+	hash_leaf_secret(key, "vm1", "root", secret);
+	path_of(path, sizeof(path), ".bascule/groups/vm1/root.map");
+	assert_int_equal(unlink(path), 0);
+	assert_true((fd = open(path, O_WRONLY | O_CREAT, 0600)) >= 0);
+	put_be64(hdr + 8, SZ);
+	assert_int_equal(fs_pwrite_full(fd, hdr, sizeof(hdr), 0), 0);
+	for (uint64_t b = 0; b < SZ / PROTO_BLOCK; b++) {
+		hash_leaf(secret, img_b + b * PROTO_BLOCK, PROTO_BLOCK, leaf);
+		assert_int_equal(fs_pwrite_full(fd, leaf, LEAF_BYTES, 64 + b * LEAF_BYTES), 0);
+	}
+	close(fd);
+	open_locked(&r);
+	assert_int_equal(send_epoch(r, 3, 2, img_a), 0);
+	replica_close(r);
+	assert_int_equal(epoch_now(), 3);
+	assert_image(img_a);
+	assert_true((fd = open(path, O_RDONLY)) >= 0);
+	assert_int_equal(fs_pread_full(fd, magic, 8, 0), 8);
+	close(fd);
+	assert_memory_equal(magic, "BSCBMAP2", 8);
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	assert_int_equal(access(tmp, F_OK), -1);
+
+	/* Not a map: refused (exit 5 for the receiver), left alone. */
+	assert_true((fd = open(path, O_WRONLY | O_TRUNC)) >= 0);
+	assert_int_equal(fs_pwrite_full(fd, "not a map", 9, 0), 0);
+	close(fd);
+	open_locked(&r);
+	assert_int_equal(send_epoch(r, 4, 3, img_b), -EBADMSG);
+	replica_close(r);
+	assert_true((fd = open(path, O_RDONLY)) >= 0);
+	assert_int_equal(fs_pread_full(fd, magic, 8, 0), 8);
+	close(fd);
+	assert_memory_equal(magic, "not a ma", 8);
+	assert_int_equal(epoch_now(), 3);
+}
+
+/* A sparse source: 256 MiB + 100 bytes, 1 MiB of data, the rest sent as
+ * zero extents.  Its map holds records for the first and the last (partial)
+ * MiB only, a word for each other one: tens of KiB on disk, where a leaf
+ * per block was 1 MiB; the digest checks, and a growth by 64 MiB costs
+ * words, not records. */
+static void test_map_sparse(void **state)
+{
+	static const uint8_t zeros[PROTO_BLOCK];
+	const uint64_t size = (256ull << 20) + 100, grown = size + (64ull << 20);
+	uint8_t secret[LEAF_SECRET_BYTES], leaf[LEAF_BYTES];
+	struct merkle_sum *c = malloc(sizeof(*c));
+	struct msg_epoch_begin b = { .group = "big", .epoch = 1, .n_sources = 1 };
+	struct msg_source src = { .idx = 0, .name = "disk", .base = 0, .block_size = PROTO_BLOCK };
+	struct msg_epoch_end e = { .group = "big", .epoch = 1 };
+	struct rapply *a = NULL;
+	struct replica *r;
+	struct stat st;
+	char path[256];
+	(void)state;
+	assert_non_null(c);
+	hash_leaf_secret(key, "big", "disk", secret);
+	for (int k = 0; k < 2; k++) {
+		uint64_t sz = k ? grown : size;
+		src.size = sz;
+		b.epoch = e.epoch = (uint64_t)k + 1;
+		src.base = (uint64_t)k;
+		e.n_extents = e.raw_bytes = 0;
+		merkle_sum_init(c, DIGEST_V2, sz);
+		for (uint64_t off = 0; off < sz; off += PROTO_BLOCK) {
+			uint64_t bl = sz - off < PROTO_BLOCK ? sz - off : PROTO_BLOCK;
+			hash_leaf(secret, off < SZ ? img_a + off : zeros, (size_t)bl, leaf);
+			merkle_sum_leaves(c, leaf, 1);
+		}
+		merkle_sum_final(c, src.digest);
+		open_locked(&r);
+		assert_int_equal(replica_epoch_begin(r, &b, &a), 0);
+		assert_int_equal(replica_epoch_source(a, &src), 0);
+		for (uint64_t off = 0; off < sz; off += PROTO_MAX_EXTENT) {
+			uint32_t len = sz - off < PROTO_MAX_EXTENT ? (uint32_t)(sz - off) : PROTO_MAX_EXTENT;
+			if (k && off < size - 100)
+				continue; /* epoch 2: only the growth */
+			assert_int_equal(replica_epoch_extent(a, 0, off, off < SZ ? SZ : len, off < SZ ? img_a : NULL), 0);
+			if (off < SZ && len > SZ)
+				assert_int_equal(replica_epoch_extent(a, 0, SZ, len - SZ, NULL), 0);
+			e.n_extents += off < SZ && len > SZ ? 2 : 1;
+			e.raw_bytes += len;
+		}
+		assert_int_equal(replica_epoch_commit(a, &e), 0);
+		replica_epoch_abort(a);
+		a = NULL;
+		replica_close(r);
+		path_of(path, sizeof(path), ".bascule/groups/big/disk.map");
+		assert_int_equal(stat(path, &st), 0);
+		assert_true((uint64_t)st.st_blocks * 512 <= 64 * 1024);
+	}
+	free(c);
 }
 
 static void test_extent_wrap(void **state)
@@ -616,6 +724,8 @@ int main(void)
 		cmocka_unit_test(test_upgrade),
 		cmocka_unit_test(test_digest_versions),
 		cmocka_unit_test(test_kept_tree),
+		cmocka_unit_test(test_map_convert),
+		cmocka_unit_test(test_map_sparse),
 		cmocka_unit_test(test_sources_bound),
 		cmocka_unit_test(test_planted_links),
 		cmocka_unit_test(test_other_key),

@@ -74,7 +74,7 @@ int replica_epoch_begin(struct replica *r, const struct msg_epoch_begin *m, stru
 	a->begin = *m;
 	a->redo.fd = -1;
 	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
-		a->seed[i].fd = a->seed[i].map_fd = -1;
+		a->seed[i].fd = -1;
 	/* Epochs of the group staged (batch.c): it goes on from the last. */
 	rc = batch_state(r, m->group, &a->state);
 	if (rc == 0)
@@ -166,31 +166,13 @@ int replica_epoch_source(struct rapply *a, const struct msg_source *m)
 	if (!have) {
 		/* New to this replica, and no file of unknown content to patch:
 		 * seed it directly, no redo copy of its data. */
-		char f[RPATH], mp[RPATH], rf[RPATH];
-		struct target_file *tf = &a->seed[a->n_src];
-		if ((rc = seed_paths(a->r, a->begin.group, m->name, f, mp, sizeof(f))) < 0 ||
-		    (rc = replica_file(a->r, rf, sizeof(rf), a->begin.group, m->name)) < 0 ||
+		char rf[RPATH];
+		if ((rc = replica_file(a->r, rf, sizeof(rf), a->begin.group, m->name)) < 0 ||
 		    (rc = tree_exists(a->r, rf)) < 0)
 			return rc;
 		if (rc == 0) {
-			if (!a->r->key)
-				return err_set(ENOKEY, "group %s needs its site key", a->begin.group);
-			if ((rc = tree_mkdir(a->r, a->begin.group)) < 0)
+			if ((rc = tf_create_seed(a->r, a->begin.group, m->name, &a->seed[a->n_src])) < 0)
 				return rc;
-			memset(tf, 0, sizeof(*tf));
-			hash_leaf_secret(a->r->key, a->begin.group, m->name, tf->secret);
-			tf->map_fd = -1;
-			if ((tf->fd = tree_create(a->r, f, 0600)) < 0 ||
-			    (tf->map_fd = tree_create(a->r, mp, 0600)) < 0) {
-				rc = tf->fd < 0 ? tf->fd : tf->map_fd;
-				if (tf->fd < 0)
-					tf->fd = -1;
-				else
-					tf->map_fd = -1;
-				tf_close(tf);
-				tree_unlink(a->r, f);
-				return rc;
-			}
 			a->seeded[a->n_src] = true;
 		}
 	}
@@ -325,7 +307,7 @@ static int write_undo(struct rapply *a, struct syncset *ss)
 	int rc, k;
 
 	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
-		tfs[i].fd = tfs[i].map_fd = -1;
+		tfs[i].fd = -1, tfs[i].map = NULL, tfs[i].tree = NULL;
 	if (!buf)
 		return -ENOMEM;
 	if (a->light)

@@ -1,47 +1,41 @@
-/* dtree.c - the digest trees a receiver keeps between epochs (lib/merkle.h),
- * so that the check of an epoch against the primary's digest costs the MiB
- * it wrote (x log n), not a pass over the whole map: a tree per replica
- * file, built from its map at the first check of this process, told of every
- * leaf written through tf_write, tf_rehash and tf_resize.  Only a cache: a
- * map replaced (its inode: a seed renamed in) or resized builds it afresh,
- * and a cached digest that does not match is computed again from the whole
- * map before anything is called a mismatch. */
+/* dtree.c - the maps a receiver keeps open between epochs, with their
+ * digest trees (lib/blockmap.h), so that the check of an epoch against the
+ * primary's digest costs the MiB it wrote (x log n), not a pass over the
+ * whole map: a map opened by tf_open stays open here after tf_close, its
+ * tree built at the first check of this process and told of every leaf
+ * written.  Only a cache: a map replaced (another file at its name: a seed
+ * renamed in) is opened afresh, and a cached digest that does not match is
+ * computed again from the whole map before anything is called a mismatch. */
 #include "store.h"
+#include "blockmap.h"
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
-#include "merkle.h"
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-#define DT_MAX 64 /* replica files whose tree is kept */
+#define DT_MAX 64 /* maps kept open */
 
 struct dtree {
 	char group[NAME_MAX_LEN + 1], source[NAME_MAX_LEN + 1];
-	dev_t dev;
-	ino_t ino;
-	uint64_t size;
-	bool valid;
-	struct merkle_tree t;
-	uint8_t *mem;
-	size_t len;
+	struct blockmap *map;
+	unsigned int users; /* target files holding MAP now (they share it): not replaced */
 };
 
 struct dtrees {
 	struct dtree e[DT_MAX];
-	size_t next; /* the entry replaced when all are taken */
+	size_t next; /* where to look first for an entry to replace */
 };
 
 static void dt_drop(struct dtree *d)
 {
-	if (d->mem)
-		munmap(d->mem, d->len);
-	d->mem = NULL;
-	d->len = 0;
-	d->valid = false;
+	blockmap_close(d->map);
+	d->map = NULL;
+	d->group[0] = 0;
 }
 
 void dtree_free(struct replica *r)
@@ -52,117 +46,83 @@ void dtree_free(struct replica *r)
 	r->dtrees = NULL;
 }
 
-/* The entry of GROUP/SOURCE (CREATE: a free or the next one taken). */
-static struct dtree *dt_find(struct replica *r, const char *group, const char *source, bool create)
+static struct dtree *dt_find(struct replica *r, const char *group, const char *source)
+{
+	for (size_t i = 0; r->dtrees && i < DT_MAX; i++) {
+		struct dtree *d = &r->dtrees->e[i];
+		if (d->group[0] && !strcmp(d->group, group) && !strcmp(d->source, source))
+			return d;
+	}
+	return NULL;
+}
+
+bool dtree_attach(struct replica *r, const char *group, const char *source, const char *rel,
+		  struct target_file *tf)
+{
+	struct dtree *d = dt_find(r, group, source);
+	struct stat a, b;
+	int fd;
+
+	if (!d)
+		return false;
+	/* The file at REL now (opened, so no link is followed) is the one kept? */
+	fd = tree_open(r, rel, O_RDONLY, 0);
+	if (fd < 0 || fstat(fd, &a) < 0 || fstat(d->map->fd, &b) < 0 || a.st_dev != b.st_dev ||
+	    a.st_ino != b.st_ino) {
+		if (fd >= 0)
+			close(fd);
+		if (!d->users)
+			dt_drop(d);
+		return false;
+	}
+	close(fd);
+	d->users++;
+	tf->map = d->map;
+	tf->tree = d;
+	return true;
+}
+
+void dtree_keep(struct replica *r, const char *group, const char *source, struct target_file *tf)
 {
 	struct dtrees *c = r->dtrees;
-	size_t i, free_at = DT_MAX;
+	struct dtree *d = dt_find(r, group, source);
 
-	if (!c && (!create || !(c = r->dtrees = calloc(1, sizeof(*c)))))
-		return NULL;
-	for (i = 0; i < DT_MAX; i++) {
-		if (c->e[i].group[0] && !strcmp(c->e[i].group, group) && !strcmp(c->e[i].source, source))
-			return &c->e[i];
-		if (!c->e[i].group[0] && free_at == DT_MAX)
-			free_at = i;
+	if (d && d->users)
+		return; /* the kept one is of a file replaced since: TF's stays its own */
+	if (!d) {
+		if (!c && !(c = r->dtrees = calloc(1, sizeof(*c))))
+			return;
+		for (size_t k = 0; k < DT_MAX && !d; k++) {
+			struct dtree *e = &c->e[(c->next + k) % DT_MAX];
+			if (!e->users)
+				d = e;
+		}
+		if (!d)
+			return;
+		c->next = (size_t)(d - c->e + 1) % DT_MAX;
 	}
-	if (!create)
-		return NULL;
-	if (free_at == DT_MAX) {
-		free_at = c->next;
-		c->next = (c->next + 1) % DT_MAX;
-		dt_drop(&c->e[free_at]);
-	}
-	snprintf(c->e[free_at].group, sizeof(c->e[free_at].group), "%s", group);
-	snprintf(c->e[free_at].source, sizeof(c->e[free_at].source), "%s", source);
-	return &c->e[free_at];
-}
-
-void dtree_attach(struct replica *r, const char *group, const char *source, struct target_file *tf)
-{
-	struct dtree *d = dt_find(r, group, source, false);
-	struct stat st;
-
-	tf->tree = NULL;
-	if (!d || !d->valid)
-		return;
-	if (fstat(tf->map_fd, &st) < 0 || st.st_dev != d->dev || st.st_ino != d->ino) {
-		dt_drop(d); /* another map (a seed renamed in): built again */
-		return;
-	}
+	dt_drop(d);
+	snprintf(d->group, sizeof(d->group), "%s", group);
+	snprintf(d->source, sizeof(d->source), "%s", source);
+	d->map = tf->map;
+	d->users = 1;
 	tf->tree = d;
 }
 
-void dtree_touch(struct target_file *tf, uint64_t first, uint64_t count)
+void dtree_release(struct target_file *tf)
 {
-	struct dtree *d = tf->tree;
-
-	if (!d || !d->valid || !count)
-		return;
-	for (uint64_t i = first / MERKLE_FAN; i <= (first + count - 1) / MERKLE_FAN; i++)
-		if (i < d->t.count[1])
-			merkle_tree_touch(&d->t, i);
-}
-
-void dtree_forget(struct target_file *tf)
-{
-	if (tf->tree)
-		dt_drop(tf->tree);
+	if (tf->tree && tf->tree->users)
+		tf->tree->users--;
 	tf->tree = NULL;
 }
 
-/* Level-1 node I from its leaves in the map. */
-static int dt_refresh(void *ctx, struct merkle_tree *t, uint64_t i)
+int dtree_digest(struct target_file *tf, uint64_t size, uint8_t dv, uint8_t ret[DIGEST_BYTES], bool *ret_cached)
 {
-	struct target_file *tf = ctx;
-	uint8_t leaves[MERKLE_FAN * LEAF_BYTES], node[MERKLE_NODE];
-	uint64_t first = i * MERKLE_FAN, n = t->nleaves - first;
-
-	if (n > MERKLE_FAN)
-		n = MERKLE_FAN;
-	if (fs_pread_full(tf->map_fd, leaves, (size_t)n * LEAF_BYTES, MAP_HDR + first * LEAF_BYTES) !=
-	    (ssize_t)(n * LEAF_BYTES))
-		return err_set(EIO, "replica map is short");
-	merkle_node(1, leaves, (size_t)n, LEAF_BYTES, node);
-	merkle_tree_set(t, i, node);
-	return 0;
-}
-
-int dtree_digest(struct replica *r, const char *group, const char *source, struct target_file *tf,
-		 uint64_t size, uint8_t dv, uint8_t ret[DIGEST_BYTES], bool *ret_cached)
-{
-	uint64_t n = nblocks(size);
-	struct dtree *d;
-	struct stat st;
-	bool cached;
-	int rc;
+	bool cached = blockmap_has_tree(tf->map);
 
 	*ret_cached = false;
-	if (dv != DIGEST_V2 || !n || fstat(tf->map_fd, &st) < 0 ||
-	    !(d = dt_find(r, group, source, true)))
+	if (dv != DIGEST_V2 || tf->map->size != size)
 		return tf_digest(tf, size, dv, ret);
-	cached = d->valid && d->dev == st.st_dev && d->ino == st.st_ino && d->t.nleaves == n && d->size == size;
-	if (!cached) {
-		void *p;
-		dt_drop(d);
-		d->len = merkle_tree_bytes(n);
-		p = mmap(NULL, d->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (p == MAP_FAILED) {
-			d->len = 0;
-			return tf_digest(tf, size, dv, ret);
-		}
-		d->mem = p;
-		merkle_tree_attach(&d->t, n, d->mem, true);
-		d->dev = st.st_dev;
-		d->ino = st.st_ino;
-		d->size = size;
-	}
-	if ((rc = merkle_tree_digest(&d->t, size, dt_refresh, tf, ret)) < 0) {
-		dt_drop(d);
-		return rc;
-	}
-	d->valid = true;
-	tf->tree = d;
 	*ret_cached = cached;
-	return 0;
+	return blockmap_digest(tf->map, ret);
 }

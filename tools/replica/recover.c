@@ -1,6 +1,7 @@
 /* recover.c - applying a journal (idempotent), checking digests, undoing an
  * epoch, and the recovery that finishes whatever a crash interrupted. */
 #include "pg.h"
+#include "blockmap.h"
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
@@ -20,7 +21,7 @@ int japply_open(struct japply *a, struct replica *r, const char *group, const ch
 	int rc;
 
 	for (uint32_t i = 0; i < PROTO_MAX_SOURCES; i++)
-		a->tfs[i].fd = a->tfs[i].map_fd = -1;
+		a->tfs[i].fd = -1, a->tfs[i].map = NULL, a->tfs[i].tree = NULL;
 	if ((rc = jr_open_mode(&a->j, r, group, kind, epoch, h, verify)) < 0)
 		return rc;
 	for (uint32_t i = 0; i < h->n_sources; i++) {
@@ -129,13 +130,12 @@ int check_digests(struct replica *r, const struct jheader *h)
 			continue;
 		if ((rc = tf_open(r, h->group, h->sources[i].name, false, &tf)) < 0)
 			return rc;
-		rc = dtree_digest(r, h->group, h->sources[i].name, &tf, h->sources[i].size, h->sources[i].dv,
-				  d, &cached);
+		rc = dtree_digest(&tf, h->sources[i].size, h->sources[i].dv, d, &cached);
 		if (rc == 0 && cached && sodium_memcmp(d, h->sources[i].digest, DIGEST_BYTES) != 0) {
 			/* Never a mismatch on a kept tree's word alone. */
 			log_warn("%s/%s: the kept digest tree disagrees at epoch %llu; computing the digest "
 				 "from the whole map", h->group, h->sources[i].name, (unsigned long long)h->epoch);
-			dtree_forget(&tf);
+			blockmap_forget_tree(tf.map);
 			rc = tf_digest(&tf, h->sources[i].size, h->sources[i].dv, d);
 		}
 		tf_close(&tf);

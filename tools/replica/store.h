@@ -34,7 +34,7 @@
 #define J_MAGIC_V2 "BSCJRNL2" /* the same without PostgreSQL sources: still read */
 #define J_MAGIC_V1 "BSCJRNL1" /* the earlier format: unkeyed, read only if recorded at the upgrade */
 #define JSUM 32
-#define MAP_MAGIC "BSCRMAP1"
+#define MAP_MAGIC "BSCRMAP1" /* the earlier dense map (a leaf per block), converted on open */
 #define MAP_HDR 64
 #define J_REDO 1
 #define J_UNDO 2
@@ -271,38 +271,45 @@ void undo_prune(struct replica *r, const struct rstate *prev, uint64_t current);
 
 /* ---- map.c ---- */
 struct dtree;
+struct blockmap;
 struct target_file {
-	int fd, map_fd;
+	int fd;
+	struct blockmap *map; /* its map (lib/blockmap.h), the receiver's kept one if TREE */
 	uint64_t size;
 	uint8_t secret[LEAF_SECRET_BYTES];
-	struct dtree *tree; /* the receiver's digest tree of this map (dtree.c), or NULL */
+	uint8_t zero_leaf[LEAF_BYTES];
+	struct dtree *tree;   /* the entry of dtree.c that owns MAP, or NULL: TF owns it */
 };
 
 extern const uint8_t zero_block[PROTO_BLOCK];
 uint64_t nblocks(uint64_t size);
+/* Open the replica file GROUP/SOURCE (CREATE: made if missing) and its map
+ * (made if missing, converted from the earlier dense format if need be). */
 int tf_open(struct replica *r, const char *group, const char *source, bool create, struct target_file *tf);
+/* The seed file of a source new to the replica and its map, afresh (empty). */
+int tf_create_seed(struct replica *r, const char *group, const char *source, struct target_file *tf);
 void tf_close(struct target_file *tf);
 int tf_rehash(struct target_file *tf, uint64_t first, uint64_t count, uint64_t size);
 int tf_write(struct target_file *tf, uint64_t off, uint32_t len, const uint8_t *data, uint64_t final_size);
 int tf_resize(struct target_file *tf, uint64_t size);
 int tf_sync(struct target_file *tf);
-/* The digest of version DV (hash.h) of the replica from its map. */
+/* The digest of version DV (hash.h) of the replica from every leaf of its map. */
 int tf_digest(struct target_file *tf, uint64_t size, uint8_t dv, uint8_t ret[DIGEST_BYTES]);
 
 /* ---- dtree.c ---- */
-/* TF (just opened by tf_open as GROUP/SOURCE) is told the digest tree kept
- * for its map, if one is and it is still of that map. */
-void dtree_attach(struct replica *r, const char *group, const char *source, struct target_file *tf);
-/* Leaves [FIRST, FIRST + COUNT) of TF's map were written. */
-void dtree_touch(struct target_file *tf, uint64_t first, uint64_t count);
-/* TF's map changed size: its tree is built again at the next digest. */
-void dtree_forget(struct target_file *tf);
-/* tf_digest of GROUP/SOURCE through its kept tree (built from the map if
- * none is kept, or for another map or size; a version 1 digest is always
- * computed whole).  *RET_CACHED says an existing tree answered: the caller
- * computes the whole digest again before calling a mismatch one. */
-int dtree_digest(struct replica *r, const char *group, const char *source, struct target_file *tf,
-		 uint64_t size, uint8_t dv, uint8_t ret[DIGEST_BYTES], bool *ret_cached);
+/* The map REL of GROUP/SOURCE kept open by this process, if one is and it
+ * is still the file at REL: TF gets it (true) until tf_close. */
+bool dtree_attach(struct replica *r, const char *group, const char *source, const char *rel,
+		  struct target_file *tf);
+/* Keep TF's map (just opened) once TF is closed, if there is room. */
+void dtree_keep(struct replica *r, const char *group, const char *source, struct target_file *tf);
+/* TF is done with the kept map it was given. */
+void dtree_release(struct target_file *tf);
+/* tf_digest of TF through its map's kept tree (lib/blockmap.h: built from
+ * the map at the first digest; a version 1 digest is always computed
+ * whole).  *RET_CACHED says an existing tree answered: the caller computes
+ * the whole digest again before calling a mismatch one. */
+int dtree_digest(struct target_file *tf, uint64_t size, uint8_t dv, uint8_t ret[DIGEST_BYTES], bool *ret_cached);
 void dtree_free(struct replica *r);
 
 /* ---- failover.c ---- */

@@ -1,6 +1,7 @@
 /* verify.c - re-reading every replica against its digest, beside a live
  * receiver or with the lock, and marking what diverged. */
 #include "pg.h"
+#include "blockmap.h"
 #include "err.h"
 #include "fsutil.h"
 #include "log.h"
@@ -120,13 +121,9 @@ static int verify_locked(struct replica *r, const char *group, void (*out)(const
 				hash_leaf(tf.secret, buf + k * PROTO_BLOCK, bl, leaves + k * LEAF_BYTES);
 			}
 			merkle_sum_leaves(c, leaves, (size_t)n);
-			if (fs_pread_full(tf.map_fd, mleaves, (size_t)n * LEAF_BYTES,
-					  MAP_HDR + b * LEAF_BYTES) == (ssize_t)(n * LEAF_BYTES)) {
-				for (uint64_t k = 0; k < n; k++)
-					mism += memcmp(leaves + k * LEAF_BYTES, mleaves + k * LEAF_BYTES,
-						       LEAF_BYTES) != 0;
-			} else
-				mism += n;
+			blockmap_leaves(tf.map, b, n, mleaves);
+			for (uint64_t k = 0; k < n; k++)
+				mism += memcmp(leaves + k * LEAF_BYTES, mleaves + k * LEAF_BYTES, LEAF_BYTES) != 0;
 		}
 		if (c)
 			merkle_sum_final(c, d);

@@ -39,6 +39,41 @@ static uint64_t dir_room(uint64_t nchunks)
 	return nchunks * 8 > 4096 ? page_up(nchunks * 8) : 4096;
 }
 
+/* ---- plain paths ---- */
+
+static int path_open(void *ctx, const char *name)
+{
+	int fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	return fd < 0 ? err_set(errno, "cannot open block map %s: %s", name, strerror(errno)) : fd;
+}
+
+static int path_create(void *ctx, const char *name)
+{
+	int fd = open(name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	return fd < 0 ? err_set(errno, "cannot write block map %s: %s", name, strerror(errno)) : fd;
+}
+
+static int path_rename(void *ctx, const char *from, const char *to)
+{
+	return rename(from, to) < 0 ? err_set(errno, "cannot put block map %s in place: %s", to, strerror(errno))
+				    : 0;
+}
+
+static int path_fsync_parent(void *ctx, const char *name)
+{
+	return fs_fsync_parent(name);
+}
+
+static int path_unlink(void *ctx, const char *name)
+{
+	return unlink(name) < 0 ? -errno : 0;
+}
+
+static const struct blockmap_fs path_fs = { path_open, path_create, path_rename, path_fsync_parent, path_unlink,
+					    NULL };
+
 static void bm_tree_drop(struct blockmap *m)
 {
 	if (m->tree_mem)
@@ -65,6 +100,9 @@ static int bm_map(struct blockmap *m)
 		m->base = NULL;
 		return err_set(errno, "cannot map %s: %s", m->path, strerror(errno));
 	}
+	/* Records are reached a chunk (8 KiB) at a time, mostly in holes: no
+	 * readahead (a fault in a hole would read and map the zeros around). */
+	(void)madvise(m->base, m->map_len, MADV_RANDOM);
 	m->words = (uint64_t *)(m->base + BM_HDR);
 	m->recs = (struct bm_rec *)(m->base + BM_HDR + m->dir_bytes);
 	return 0;
@@ -72,16 +110,10 @@ static int bm_map(struct blockmap *m)
 
 /* ---- writing a whole map afresh (conversion, a directory that grows) ---- */
 
-/* Where the chunks of a map being rewritten come from. */
-struct bm_from {
-	int (*chunk)(void *ctx, uint64_t c, uint64_t *word, const struct bm_rec **recs);
-	void *ctx;
-};
-
 /* Write PATH.new as a map of SIZE bytes with DIR_BYTES of chunk words, from
  * FROM, make it durable and rename it over PATH. */
-static int bm_write_new(const char *path, const uint8_t *key_id, uint64_t size, uint64_t dir_bytes,
-			const struct bm_from *from)
+static int bm_write_new(const struct blockmap_fs *fs, const char *path, const uint8_t *key_id, uint64_t size,
+			uint64_t dir_bytes, const struct blockmap_from *from)
 {
 	uint64_t nb = (size + PROTO_BLOCK - 1) / PROTO_BLOCK, nc = (nb + BM_CHUNK - 1) / BM_CHUNK;
 	uint8_t hdr[BM_HDR] = { 0 };
@@ -95,18 +127,23 @@ static int bm_write_new(const char *path, const uint8_t *key_id, uint64_t size, 
 		r = -ENAMETOOLONG;
 		goto out;
 	}
-	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || ftruncate(fd, (off_t)(BM_HDR + dir_bytes + nb * sizeof(struct bm_rec))) < 0) {
+	if ((fd = fs->create(fs->ctx, tmp)) < 0) {
+		r = fd;
+		goto out;
+	}
+	if (ftruncate(fd, (off_t)(BM_HDR + dir_bytes + nb * sizeof(struct bm_rec))) < 0) {
 		r = err_set(errno, "cannot write block map %s: %s", tmp, strerror(errno));
 		goto out;
 	}
 	for (uint64_t c = 0; c < nc; c++) {
 		const struct bm_rec *recs = NULL;
-		uint64_t first = c * BM_CHUNK, n = nb - first > BM_CHUNK ? BM_CHUNK : nb - first;
-		if ((r = from->chunk(from->ctx, c, &words[c], &recs)) < 0)
+		uint64_t first = c * BM_CHUNK, n = nb - first > BM_CHUNK ? BM_CHUNK : nb - first, epoch = 0;
+		enum bm_state st = BM_UNKNOWN;
+		if ((r = from->chunk(from->ctx, c, &st, &epoch, &recs)) < 0)
 			goto out;
-		if (recs && (r = fs_pwrite_full(fd, recs, (size_t)n * sizeof(*recs),
-						BM_HDR + dir_bytes + first * sizeof(*recs))) < 0)
+		words[c] = st == BM_RECS ? W_RECS : st == BM_ZERO ? W_ZERO | (epoch & W_EPOCH) : 0;
+		if (st == BM_RECS && (r = fs_pwrite_full(fd, recs, (size_t)n * sizeof(*recs),
+							 BM_HDR + dir_bytes + first * sizeof(*recs))) < 0)
 			goto out;
 	}
 	memcpy(hdr, BM_MAGIC, 8);
@@ -116,20 +153,30 @@ static int bm_write_new(const char *path, const uint8_t *key_id, uint64_t size, 
 	if ((r = fs_pwrite_full(fd, hdr, sizeof(hdr), 0)) < 0 ||
 	    (r = fs_pwrite_full(fd, words, (size_t)dir_bytes, BM_HDR)) < 0)
 		goto out;
-	if (fsync(fd) < 0 || rename(tmp, path) < 0) {
-		r = err_set(errno, "cannot put block map %s in place: %s", path, strerror(errno));
+	if (fsync(fd) < 0) {
+		r = err_set(errno, "cannot flush block map %s: %s", tmp, strerror(errno));
 		goto out;
 	}
-	r = fs_fsync_parent(path);
+	if ((r = fs->rename(fs->ctx, tmp, path)) < 0)
+		goto out;
+	r = fs->fsync_parent(fs->ctx, path);
 out:
 	if (r < 0 && r != -ENOMEM)
 		r = err_wrap(r, "cannot rewrite block map %s", path);
 	if (fd >= 0)
 		close(fd);
 	if (r < 0)
-		unlink(tmp);
+		fs->unlink(fs->ctx, tmp);
 	free(words);
 	return r;
+}
+
+int blockmap_write(const struct blockmap_fs *fs, const char *name, const uint8_t key_id[KEY_ID_BYTES],
+		   uint64_t size, const struct blockmap_from *from)
+{
+	uint64_t nb = (size + PROTO_BLOCK - 1) / PROTO_BLOCK;
+
+	return bm_write_new(fs ? fs : &path_fs, name, key_id, size, dir_room((nb + BM_CHUNK - 1) / BM_CHUNK), from);
 }
 
 /* The previous format, mapped: a record for every block. */
@@ -139,7 +186,7 @@ struct bm_v1 {
 	const uint8_t *zero_leaf;
 };
 
-static int v1_chunk(void *ctx, uint64_t c, uint64_t *word, const struct bm_rec **recs)
+static int v1_chunk(void *ctx, uint64_t c, enum bm_state *st, uint64_t *epoch, const struct bm_rec **recs)
 {
 	const struct bm_v1 *v = ctx;
 	static const struct bm_rec unknown;
@@ -153,21 +200,20 @@ static int v1_chunk(void *ctx, uint64_t c, uint64_t *word, const struct bm_rec *
 	}
 	/* A last partial chunk has records (its short block is no zero block). */
 	if (zero && p[0].epoch <= W_EPOCH) {
-		*word = W_ZERO | p[0].epoch;
-		*recs = NULL;
+		*st = BM_ZERO;
+		*epoch = p[0].epoch;
 	} else if (none) {
-		*word = 0;
-		*recs = NULL;
+		*st = BM_UNKNOWN;
 	} else {
-		*word = W_RECS;
+		*st = BM_RECS;
 		*recs = p;
 	}
 	return 0;
 }
 
 /* Convert the BSCBMAP1 map open on FD (ST) in place. */
-static int bm_convert(int fd, const char *path, const struct stat *st, const uint8_t *key_id,
-		      const uint8_t *zero_leaf)
+static int bm_convert(const struct blockmap_fs *fs, int fd, const char *path, const struct stat *st,
+		      const uint8_t *key_id, const uint8_t *zero_leaf)
 {
 	struct bm_v1 v = { .zero_leaf = zero_leaf };
 	uint8_t hdr[BM_HDR];
@@ -187,8 +233,8 @@ static int bm_convert(int fd, const char *path, const struct stat *st, const uin
 	if (p == MAP_FAILED)
 		return err_set(errno, "cannot map %s: %s", path, strerror(errno));
 	v.recs = p ? (const struct bm_rec *)((const uint8_t *)p + BM_HDR) : NULL;
-	r = bm_write_new(path, key_id, size, dir_room((v.nblocks + BM_CHUNK - 1) / BM_CHUNK),
-			 &(struct bm_from){ v1_chunk, &v });
+	r = bm_write_new(fs, path, key_id, size, dir_room((v.nblocks + BM_CHUNK - 1) / BM_CHUNK),
+			 &(struct blockmap_from){ v1_chunk, &v });
 	if (p)
 		munmap(p, len);
 	return r;
@@ -223,6 +269,12 @@ static int bm_init(struct blockmap *m, const uint8_t *key_id)
 int blockmap_open(const char *path, const uint8_t key_id[KEY_ID_BYTES], const uint8_t zero_leaf[LEAF_BYTES],
 		  struct blockmap **ret)
 {
+	return blockmap_open_fs(NULL, path, key_id, zero_leaf, 0, ret);
+}
+
+int blockmap_open_fs(const struct blockmap_fs *fs, const char *path, const uint8_t key_id[KEY_ID_BYTES],
+		     const uint8_t zero_leaf[LEAF_BYTES], unsigned int flags, struct blockmap **ret)
+{
 	struct blockmap *m = calloc(1, sizeof(*m));
 	uint8_t hdr[BM_HDR];
 	struct stat st;
@@ -230,12 +282,13 @@ int blockmap_open(const char *path, const uint8_t key_id[KEY_ID_BYTES], const ui
 
 	if (!m)
 		return -ENOMEM;
+	m->fs = fs ? *fs : path_fs;
 	snprintf(m->path, sizeof(m->path), "%s", path);
 	memcpy(m->zero_leaf, zero_leaf, LEAF_BYTES);
 	bm_nodes(m);
-	m->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	m->fd = m->fs.open(m->fs.ctx, path);
 	if (m->fd < 0) {
-		r = err_set(errno, "cannot open block map %s: %s", path, strerror(errno));
+		r = m->fd;
 		free(m);
 		return r;
 	}
@@ -245,17 +298,26 @@ int blockmap_open(const char *path, const uint8_t key_id[KEY_ID_BYTES], const ui
 	}
 	if (st.st_size >= BM_HDR && fs_pread_full(m->fd, hdr, 8, 0) == 8 && memcmp(hdr, BM_MAGIC_V1, 8) == 0 &&
 	    (uint64_t)st.st_size >= BM_HDR) {
-		if ((r = bm_convert(m->fd, path, &st, key_id, zero_leaf)) < 0)
+		if ((r = bm_convert(&m->fs, m->fd, path, &st, key_id, zero_leaf)) < 0)
 			goto fail;
 		close(m->fd);
-		m->fd = open(path, O_RDWR | O_CLOEXEC);
-		if (m->fd < 0 || fstat(m->fd, &st) < 0) {
+		if ((m->fd = m->fs.open(m->fs.ctx, path)) < 0) {
+			r = m->fd;
+			goto fail;
+		}
+		if (fstat(m->fd, &st) < 0) {
 			r = err_set(errno, "cannot open block map %s: %s", path, strerror(errno));
 			goto fail;
 		}
 	}
 	if (st.st_size < BM_HDR + 4096 || fs_pread_full(m->fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
 	    memcmp(hdr, BM_MAGIC, 8) != 0 || memcmp(hdr + BM_KEY_OFF, key_id, KEY_ID_BYTES) != 0) {
+		if ((flags & BLOCKMAP_KEEP) && st.st_size) {
+			r = err_set(EBADMSG, "%s is not a block map of this format made with this site key; "
+					     "move it away: it is rebuilt from the file it describes",
+				    path);
+			goto fail;
+		}
 		/* New map, or made with another key: every block is unknown. */
 		if ((r = bm_init(m, key_id)) < 0)
 			goto fail;
@@ -305,12 +367,12 @@ void blockmap_close(struct blockmap *m)
 }
 
 /* The current map as the source of a rewrite. */
-static int cur_chunk(void *ctx, uint64_t c, uint64_t *word, const struct bm_rec **recs)
+static int cur_chunk(void *ctx, uint64_t c, enum bm_state *st, uint64_t *epoch, const struct bm_rec **recs)
 {
 	const struct blockmap *m = ctx;
 
-	*word = c < m->nchunks ? m->words[c] : 0;
-	*recs = (*word & W_RECS) ? m->recs + c * BM_CHUNK : NULL;
+	*st = c < m->nchunks ? blockmap_chunk_state(m, c, epoch) : BM_UNKNOWN;
+	*recs = *st == BM_RECS ? m->recs + c * BM_CHUNK : NULL;
 	return 0;
 }
 
@@ -329,14 +391,13 @@ int blockmap_resize(struct blockmap *m, uint64_t size)
 			/* The chunk words outgrow their room: a new file, the
 			 * records of the chunks that have some copied. */
 			uint64_t keep = m->size;
-			if ((r = bm_write_new(m->path, m->base + BM_KEY_OFF, keep, dir_room(nc),
-					      &(struct bm_from){ cur_chunk, m })) < 0)
+			if ((r = bm_write_new(&m->fs, m->path, m->base + BM_KEY_OFF, keep, dir_room(nc),
+					      &(struct blockmap_from){ cur_chunk, m })) < 0)
 				return r;
 			bm_unmap(m);
 			close(m->fd);
-			m->fd = open(m->path, O_RDWR | O_CLOEXEC);
-			if (m->fd < 0)
-				return err_set(errno, "cannot open block map %s: %s", m->path, strerror(errno));
+			if ((m->fd = m->fs.open(m->fs.ctx, m->path)) < 0)
+				return m->fd;
 			m->dir_bytes = dir_room(nc);
 		}
 		bm_unmap(m);
@@ -473,6 +534,56 @@ int blockmap_digest(struct blockmap *m, uint8_t ret[DIGEST_BYTES])
 		return 0;
 	}
 	return merkle_tree_digest(&m->tree, m->size, bm_tree_refresh, m, ret);
+}
+
+void blockmap_forget_tree(struct blockmap *m)
+{
+	bm_tree_drop(m);
+}
+
+bool blockmap_has_tree(const struct blockmap *m)
+{
+	return m->tree_mem != NULL;
+}
+
+void blockmap_leaves(const struct blockmap *m, uint64_t first, uint64_t n, uint8_t *ret)
+{
+	for (uint64_t b = first; b < first + n; b++, ret += LEAF_BYTES) {
+		enum bm_state st = b < m->nblocks ? blockmap_chunk_state(m, b / BM_CHUNK, NULL) : BM_UNKNOWN;
+		if (st == BM_RECS)
+			memcpy(ret, m->recs[b].leaf, LEAF_BYTES);
+		else if (st == BM_ZERO)
+			memcpy(ret, m->zero_leaf, LEAF_BYTES);
+		else
+			memset(ret, 0, LEAF_BYTES);
+	}
+}
+
+void blockmap_set_leaves(struct blockmap *m, uint64_t first, uint64_t n, const uint8_t *leaves,
+			 uint64_t epoch)
+{
+	while (n) {
+		uint64_t c = first / BM_CHUNK, k = BM_CHUNK - first % BM_CHUNK;
+		bool zero = first % BM_CHUNK == 0 && n >= BM_CHUNK;
+		enum bm_state st;
+		if (k > n)
+			k = n;
+		for (uint64_t i = 0; zero && i < k; i++)
+			zero = memcmp(leaves + i * LEAF_BYTES, m->zero_leaf, LEAF_BYTES) == 0;
+		st = blockmap_chunk_state(m, c, NULL);
+		/* Zero leaves over a whole chunk without records: its word says so. */
+		if (!zero || !(st == BM_ZERO || (st == BM_UNKNOWN && blockmap_chunk_zero(m, c, epoch)))) {
+			struct bm_rec *recs = blockmap_chunk_recs(m, c) + first % BM_CHUNK;
+			for (uint64_t i = 0; i < k; i++) {
+				memcpy(recs[i].leaf, leaves + i * LEAF_BYTES, LEAF_BYTES);
+				recs[i].epoch = epoch;
+			}
+			blockmap_touch(m, first);
+		}
+		first += k;
+		n -= k;
+		leaves += k * LEAF_BYTES;
+	}
 }
 
 uint64_t blockmap_count_newer(const struct blockmap *m, uint64_t epoch)

@@ -1,4 +1,5 @@
-/* blockmap.h - the persisted change-tracking map of one source.
+/* blockmap.h - the persisted change-tracking map of one source (the
+ * daemon's), and the map of leaves of one replica file (tools/replica/map.c).
  *
  * One 32-byte record per 4 KiB block (the block's keyed leaf hash at the
  * last scan and the epoch in which it last changed), but only for the MiB
@@ -25,9 +26,24 @@ struct bm_rec {
 
 enum bm_state { BM_UNKNOWN, BM_ZERO, BM_RECS };
 
+/* How a map's files are reached: by plain paths (blockmap_open), or as the
+ * replica reaches its files, beneath its root only (tools/replica/tree.c).
+ * NAME is the map's name as given to blockmap_open_fs, or NAME.new for a
+ * rewrite.  Each returns an fd or 0, or a negative errno with a sentence;
+ * CTX must outlive the map. */
+struct blockmap_fs {
+	int (*open)(void *ctx, const char *name);   /* O_RDWR | O_CREAT, 0600 */
+	int (*create)(void *ctx, const char *name); /* afresh (what had the name is gone), O_RDWR */
+	int (*rename)(void *ctx, const char *from, const char *to);
+	int (*fsync_parent)(void *ctx, const char *name);
+	int (*unlink)(void *ctx, const char *name);
+	void *ctx;
+};
+
 struct blockmap {
 	int fd;
 	char path[4096];
+	struct blockmap_fs fs;
 	uint8_t *base;
 	size_t map_len;
 	uint64_t *words;          /* one per chunk */
@@ -52,6 +68,26 @@ struct blockmap {
  * fsync'd, renamed over PATH (a crash leaves one or the other whole). */
 int blockmap_open(const char *path, const uint8_t key_id[KEY_ID_BYTES], const uint8_t zero_leaf[LEAF_BYTES],
 		  struct blockmap **ret);
+/* The same through FS (copied; NULL: plain paths).  BLOCKMAP_KEEP: a file
+ * that is not empty but holds no map of this format and key is refused
+ * (-EBADMSG with a sentence) instead of reset: for a map whose leaves are
+ * the only record of what a file holds (the replica's). */
+#define BLOCKMAP_KEEP 1
+int blockmap_open_fs(const struct blockmap_fs *fs, const char *name, const uint8_t key_id[KEY_ID_BYTES],
+		     const uint8_t zero_leaf[LEAF_BYTES], unsigned int flags, struct blockmap **ret);
+/* Where the chunks of a map being written afresh come from: chunk C's state
+ * (BM_ZERO: since *RET_EPOCH; BM_RECS: *RET_RECS, its records, valid until
+ * the next call). */
+struct blockmap_from {
+	int (*chunk)(void *ctx, uint64_t c, enum bm_state *ret_state, uint64_t *ret_epoch,
+		     const struct bm_rec **ret_recs);
+	void *ctx;
+};
+/* Write NAME.new (through FS, NULL: paths) as a map of SIZE bytes keyed by
+ * KEY_ID with the chunks FROM gives, fsync it and rename it over NAME: a
+ * crash leaves one or the other whole (the conversion of an earlier format). */
+int blockmap_write(const struct blockmap_fs *fs, const char *name, const uint8_t key_id[KEY_ID_BYTES],
+		   uint64_t size, const struct blockmap_from *from);
 void blockmap_close(struct blockmap *m);
 /* Follow the source to SIZE bytes: new blocks are unknown. */
 int blockmap_resize(struct blockmap *m, uint64_t size);
@@ -76,5 +112,19 @@ void blockmap_touch(struct blockmap *m, uint64_t b);
  * call costs every chunk, later ones the MiB touched since (x log n).
  * 0 or a negative errno with a sentence. */
 int blockmap_digest(struct blockmap *m, uint8_t ret[DIGEST_BYTES]);
+/* The digest's tree is not trusted: the next digest recomputes every chunk. */
+void blockmap_forget_tree(struct blockmap *m);
+/* Whether a digest tree is kept (the next digest costs what changed since). */
+bool blockmap_has_tree(const struct blockmap *m);
+/* The leaves of blocks [FIRST, FIRST + N) into RET (LEAF_BYTES each): a
+ * chunk of zero blocks gives the zero leaf, one unknown or past the end
+ * all-zero bytes. */
+void blockmap_leaves(const struct blockmap *m, uint64_t first, uint64_t n, uint8_t *ret);
+/* Set the leaves of blocks [FIRST, FIRST + N) (within the map) to LEAVES,
+ * changed in EPOCH: a whole chunk of zero leaves that has no records is
+ * kept as a chunk word (no records written), others get their records.
+ * The digest's tree is told. */
+void blockmap_set_leaves(struct blockmap *m, uint64_t first, uint64_t n, const uint8_t *leaves,
+			 uint64_t epoch);
 /* Number of blocks whose change epoch is greater than EPOCH. */
 uint64_t blockmap_count_newer(const struct blockmap *m, uint64_t epoch);
