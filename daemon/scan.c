@@ -2,7 +2,9 @@
  * skipped (SEEK_DATA), reads capped by io_rate, each 4 KiB block hashed and
  * compared with the block map (a MiB of zero blocks without records is
  * neither hashed nor recorded); a changed block gets the cut's epoch; a
- * block a connected target lacks goes to the spool. */
+ * block a connected target lacks goes to the spool.  A file the scan hint
+ * vouches for (scanhint.h) and a QEMU source's clean blocks are read only
+ * where a target lacks them. */
 #include "cut.h"
 #include "blockmap.h"
 #include "clock.h"
@@ -40,22 +42,41 @@ static void io_throttle(struct daemon *d, uint64_t bytes)
 		usleep((useconds_t)(wait * 1e6));
 }
 
-/* Mark in DATA[] which blocks of the chunk at OFF (LEN bytes) hold data. */
-static void find_data(int fd, uint64_t off, uint64_t len, uint8_t *data, uint32_t nb)
+/* What a worker learnt of a source's holes from its last SEEK_DATA: no
+ * data in [from, next), or none from FROM to the end.  Workers take chunks
+ * in increasing order, so one probe answers for every chunk of a long hole
+ * (one lseek per 2 MiB made a TiB's epoch cost a second of system time). */
+struct data_probe {
+	bool valid, none;
+	uint32_t si;
+	uint64_t from, next;
+};
+
+/* Mark in DATA[] which blocks of the chunk at OFF (LEN bytes) of source
+ * SI (FD) hold data. */
+static void find_data(int fd, uint32_t si, uint64_t off, uint64_t len, uint8_t *data, uint32_t nb,
+		      struct data_probe *p)
 {
 	uint64_t pos = off, end = off + len;
 
 	memset(data, 0, nb);
 	while (pos < end) {
-		off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
-		if (d < 0) {
-			if (errno == ENXIO)
-				return; /* a hole up to the end of the file */
-			memset(data, 1, nb); /* no SEEK_DATA here (block device): read all */
-			return;
+		off_t d, h;
+		if (p->valid && p->si == si && p->from <= pos && (p->none || p->next > pos)) {
+			if (p->none || p->next >= end)
+				return;
+			d = (off_t)p->next;
+		} else {
+			d = lseek(fd, (off_t)pos, SEEK_DATA);
+			if (d < 0 && errno != ENXIO) {
+				memset(data, 1, nb); /* no SEEK_DATA here (block device): read all */
+				return;
+			}
+			*p = (struct data_probe){ .valid = true, .none = d < 0, .si = si, .from = pos,
+						  .next = d < 0 ? 0 : (uint64_t)d };
+			if (d < 0 || (uint64_t)d >= end)
+				return; /* a hole up to the end of the chunk, or of the file */
 		}
-		if ((uint64_t)d >= end)
-			return;
 		h = lseek(fd, d, SEEK_HOLE);
 		if (h < 0 || (uint64_t)h > end)
 			h = (off_t)end;
@@ -66,19 +87,42 @@ static void find_data(int fd, uint64_t off, uint64_t len, uint8_t *data, uint32_
 	}
 }
 
-/* The change epoch of block BI as the map says (0: unknown). */
-static uint64_t map_epoch(const struct blockmap *m, uint64_t bi)
+/* NEWER[b] = whether block FIRST + b (b < NB; FIRST a multiple of
+ * BM_CHUNK) changed after epoch FLOOR, as the map says; blocks of a chunk
+ * never seen get UNKNOWN. */
+static void map_newer(const struct blockmap *m, uint64_t first, uint32_t nb, uint64_t floor, uint8_t unknown,
+		      uint8_t *newer)
 {
-	uint64_t e = 0;
-
-	switch (blockmap_chunk_state(m, bi / BM_CHUNK, &e)) {
-	case BM_ZERO:
-		return e;
-	case BM_RECS:
-		return m->recs[bi].epoch;
-	default:
-		return 0;
+	for (uint32_t b0 = 0; b0 < nb; b0 += BM_CHUNK) {
+		uint32_t n = nb - b0 > BM_CHUNK ? BM_CHUNK : nb - b0;
+		uint64_t e = 0;
+		switch (blockmap_chunk_state(m, (first + b0) / BM_CHUNK, &e)) {
+		case BM_ZERO:
+			memset(newer + b0, e > floor, n);
+			break;
+		case BM_RECS:
+			for (uint32_t b = 0; b < n; b++)
+				newer[b0 + b] = m->recs[first + b0 + b].epoch > floor;
+			break;
+		default:
+			memset(newer + b0, unknown, n);
+		}
 	}
+}
+
+/* The NB blocks at FIRST of a source of SIZE bytes are whole MiB chunks
+ * of zero blocks since an epoch at or below FLOOR: read as holes, there is
+ * nothing to hash, record or spool. */
+static bool zero_at_floor(const struct blockmap *m, uint64_t first, uint32_t nb, uint64_t size, uint64_t floor)
+{
+	if (nb % BM_CHUNK || (first + nb) * PROTO_BLOCK > size)
+		return false;
+	for (uint32_t b0 = 0; b0 < nb; b0 += BM_CHUNK) {
+		uint64_t e = 0;
+		if (blockmap_chunk_state(m, (first + b0) / BM_CHUNK, &e) != BM_ZERO || e > floor)
+			return false;
+	}
+	return true;
 }
 
 void *scan_worker(void *arg)
@@ -88,6 +132,7 @@ void *scan_worker(void *arg)
 	uint8_t *buf = malloc(SPOOL_CHUNK * PROTO_BLOCK), *out = malloc(SPOOL_CHUNK * PROTO_BLOCK);
 	struct spool_block *blocks = malloc(SPOOL_CHUNK * sizeof(*blocks));
 	uint8_t hasdata[SPOOL_CHUNK], need[SPOOL_CHUNK];
+	struct data_probe probe = { 0 };
 
 	if (!buf || !out || !blocks) {
 		atomic_store(&c->err, -ENOMEM);
@@ -111,16 +156,28 @@ void *scan_worker(void *arg)
 		nb = (uint32_t)((len + PROTO_BLOCK - 1) / PROTO_BLOCK);
 		if (s->qemu) {
 			/* Only what changed (the bitmap) and what a target lacks. */
-			uint8_t zero[SPOOL_CHUNK];
+			uint8_t zero[SPOOL_CHUNK], newer[SPOOL_CHUNK];
 			qemusrc_changed(s->qemu, chunk * SPOOL_CHUNK, nb, need, zero);
+			map_newer(s->map, chunk * SPOOL_CHUNK, nb, c->floor[si], 0, newer);
 			for (uint32_t b = 0; b < nb; b++) {
-				need[b] |= map_epoch(s->map, chunk * SPOOL_CHUNK + b) > c->floor[si];
+				need[b] |= newer[b];
 				hasdata[b] = need[b] && !zero[b];
 			}
+		} else if (c->hinted[si]) {
+			/* Unchanged since its last full scan (scanhint.h): only
+			 * what a target lacks, and a chunk never seen. */
+			map_newer(s->map, chunk * SPOOL_CHUNK, nb, c->floor[si], 1, need);
+			if (!memchr(need, 1, nb))
+				continue;
+			find_data(c->fds[si], si, off, len, hasdata, nb, &probe);
+			for (uint32_t b = 0; b < nb; b++)
+				hasdata[b] &= need[b];
 		} else {
 			memset(need, 1, nb);
-			find_data(c->fds[si], off, len, hasdata, nb);
+			find_data(c->fds[si], si, off, len, hasdata, nb, &probe);
 		}
+		if (!memchr(hasdata, 1, nb) && zero_at_floor(s->map, chunk * SPOOL_CHUNK, nb, c->size[si], c->floor[si]))
+			continue; /* a hole the map knows as one, that no target lacks */
 		/* Read the data runs. */
 		for (uint32_t b = 0; b < nb;) {
 			uint32_t e = b;

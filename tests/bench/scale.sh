@@ -10,6 +10,10 @@
 # cut's time after the scan (digest, msync, commit) and the digest's own
 # (from the daemon's log, where it says it); and the daemon's resident
 # memory (VmRSS, VmHWM) at the end, with the block map's size on disk.
+# Then IDLE_EPOCHS (default 3) syncs with no write at all: wall time and
+# bytes read (an idle file costs a stat with the scan hint, docs/design.md;
+# one settling sync first, once the last write is 3 s old, is not counted:
+# it is the full scan that can vouch for the file).
 # Another build's figures on the same machine: run it with that build's dir.
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd)
@@ -18,6 +22,7 @@ shift || true
 . "$(dirname "$0")/../lib/bench.sh"
 SIZES=${*:-2 16 64}
 EPOCHS=${EPOCHS:-5}
+IDLE_EPOCHS=${IDLE_EPOCHS:-3}
 WRITTEN_MIB=${WRITTEN_MIB:-2048}
 cpu_of() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }
 rchar_of() { awk '/^rchar/ {print $2}' "/proc/$1/io"; }
@@ -57,11 +62,22 @@ for gib in $SIZES; do
 		cpus+=("$(echo "$(cpu_of "$DAEMON_PID") - $c0" | bc -l)")
 		rcpus+=("$(echo "$(cpu_of "$rp") - $rc0" | bc -l)")
 	done
-	# the last EPOCHS cuts: cut time minus scan time, and the digest's
-	post=$(grep " cut (" "$T/daemon.log" | tail -n "$EPOCHS" |
+	# idle epochs: the file untouched since the last write
+	wait_for 30 "the last write 3 s old" \
+		sh -c "[ \$((\$(date +%s) - \$(stat -c %Z '$T/disk.img'))) -ge 3 ]"
+	bsc_sync 3600s >/dev/null || fail "settling sync of $gib GiB"
+	iwalls=(); ireads=()
+	for e in $(seq "$IDLE_EPOCHS"); do
+		r0=$(rchar_of "$DAEMON_PID"); s=$(secs)
+		bsc_sync 3600s >/dev/null || fail "idle epoch $e of $gib GiB"
+		iwalls+=("$(echo "$(secs) - $s" | bc -l)")
+		ireads+=("$(echo "($(rchar_of "$DAEMON_PID") - $r0) / 1048576" | bc -l)")
+	done
+	# the last EPOCHS changing cuts (before the idle ones): cut time minus scan time, and the digest's
+	post=$(grep " cut (" "$T/daemon.log" | tail -n $((EPOCHS + IDLE_EPOCHS + 1)) | head -n "$EPOCHS" |
 		sed -n 's/.*scanned [0-9.]* MiB in \([0-9.]*\) ms.*(cut \([0-9.]*\) ms).*/\2 \1/p' |
 		awk '{print $1 - $2}' | median)
-	dig=$(grep " cut (" "$T/daemon.log" | tail -n "$EPOCHS" | sed -n 's/.*digest \([0-9.]*\) ms.*/\1/p')
+	dig=$(grep " cut (" "$T/daemon.log" | tail -n $((EPOCHS + IDLE_EPOCHS + 1)) | head -n "$EPOCHS" | sed -n 's/.*digest \([0-9.]*\) ms.*/\1/p')
 	[ -z "$dig" ] || dig=$(echo "$dig" | median) # a build that does not log it: "-"
 	rss=$(kib_of "$DAEMON_PID" VmRSS); hwm=$(kib_of "$DAEMON_PID" VmHWM)
 	printf "   %5d GiB %5d MiB %7.1fs %9.2fs %6.1f MiB %7.2fs %8.2fs %7.1fms %7sms %6d MiB %6d MiB\n" "$gib" "$w" \
@@ -69,6 +85,8 @@ for gib in $SIZES; do
 		"$(printf '%s\n' "${reads[@]}" | median)" \
 		"$(printf '%s\n' "${cpus[@]}" | median)" "$(printf '%s\n' "${rcpus[@]}" | median)" \
 		"$post" "${dig:--}" $((rss / 1024)) $((hwm / 1024))
+	printf "   %18s idle epoch (no write, median of %d): sync->ack %.2fs, read %.1f MiB\n" "" "$IDLE_EPOCHS" \
+		"$(printf '%s\n' "${iwalls[@]}" | median)" "$(printf '%s\n' "${ireads[@]}" | median)"
 	printf "   %18s block map on disk: %s (apparent %s)\n" "" \
 		"$(du -sh "$T/state" | cut -f1)" "$(du -sh --apparent-size "$T/state" | cut -f1)"
 	bsc_stop
