@@ -125,6 +125,65 @@ static bool zero_at_floor(const struct blockmap *m, uint64_t first, uint32_t nb,
 	return true;
 }
 
+/* Whether any of the NB blocks at FIRST (a multiple of BM_CHUNK) changed
+ * after epoch FLOOR or lies in a chunk never seen. */
+static bool map_any_newer(const struct blockmap *m, uint64_t first, uint32_t nb, uint64_t floor)
+{
+	for (uint32_t b0 = 0; b0 < nb; b0 += BM_CHUNK) {
+		uint32_t n = nb - b0 > BM_CHUNK ? BM_CHUNK : nb - b0;
+		uint64_t e = 0;
+		switch (blockmap_chunk_state(m, (first + b0) / BM_CHUNK, &e)) {
+		case BM_ZERO:
+			if (e > floor)
+				return true;
+			break;
+		case BM_RECS:
+			for (uint32_t b = 0; b < n; b++)
+				if (m->recs[first + b0 + b].epoch > floor)
+					return true;
+			break;
+		default:
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Chunk CHUNK of plain source SI needs nothing read, hashed, recorded or
+ * spooled, by what is known without reading it: a file the hint vouches
+ * for with no block a target lacks, or a hole (as probe P knows it) whose
+ * map chunks are zero since an epoch no target lacks. */
+static bool chunk_idle(const struct cut *c, uint32_t si, uint64_t chunk, const struct data_probe *p)
+{
+	const struct blockmap *m = c->g->sources[si].map;
+	uint64_t off = chunk * SPOOL_CHUNK * PROTO_BLOCK, len = c->size[si] - off;
+	uint32_t nb;
+
+	if (len > SPOOL_CHUNK * PROTO_BLOCK)
+		len = SPOOL_CHUNK * PROTO_BLOCK;
+	nb = (uint32_t)((len + PROTO_BLOCK - 1) / PROTO_BLOCK);
+	if (c->hinted[si])
+		return !map_any_newer(m, chunk * SPOOL_CHUNK, nb, c->floor[si]);
+	return p->valid && p->si == si && p->from <= off && (p->none || p->next >= off + len) &&
+	       zero_at_floor(m, chunk * SPOOL_CHUNK, nb, c->size[si], c->floor[si]);
+}
+
+/* Chunk W of the cut (CHUNK of source SI) was idle: claim the idle chunks
+ * that follow it in that source, up to 8 GiB at a time, so a TiB of holes
+ * costs a pass over chunk words, not a turn of the workers' loop (and of
+ * their shared counter) per 2 MiB. */
+static void skip_idle(struct cut *c, uint32_t si, uint64_t chunk, uint64_t w, const struct data_probe *p)
+{
+	uint64_t k = chunk + 1;
+	uint_fast64_t cur = atomic_load(&c->next), to;
+
+	while (k < c->nchunks[si] && k - chunk < 4096 && chunk_idle(c, si, k, p))
+		k++;
+	to = w + (k - chunk);
+	while (cur < to && !atomic_compare_exchange_weak(&c->next, &cur, to))
+		;
+}
+
 void *scan_worker(void *arg)
 {
 	struct cut *c = arg;
@@ -166,9 +225,11 @@ void *scan_worker(void *arg)
 		} else if (c->hinted[si]) {
 			/* Unchanged since its last full scan (scanhint.h): only
 			 * what a target lacks, and a chunk never seen. */
-			map_newer(s->map, chunk * SPOOL_CHUNK, nb, c->floor[si], 1, need);
-			if (!memchr(need, 1, nb))
+			if (chunk_idle(c, si, chunk, &probe)) {
+				skip_idle(c, si, chunk, w, &probe);
 				continue;
+			}
+			map_newer(s->map, chunk * SPOOL_CHUNK, nb, c->floor[si], 1, need);
 			find_data(c->fds[si], si, off, len, hasdata, nb, &probe);
 			for (uint32_t b = 0; b < nb; b++)
 				hasdata[b] &= need[b];
@@ -176,8 +237,12 @@ void *scan_worker(void *arg)
 			memset(need, 1, nb);
 			find_data(c->fds[si], si, off, len, hasdata, nb, &probe);
 		}
-		if (!memchr(hasdata, 1, nb) && zero_at_floor(s->map, chunk * SPOOL_CHUNK, nb, c->size[si], c->floor[si]))
-			continue; /* a hole the map knows as one, that no target lacks */
+		if (!memchr(hasdata, 1, nb) && zero_at_floor(s->map, chunk * SPOOL_CHUNK, nb, c->size[si], c->floor[si])) {
+			/* a hole the map knows as one, that no target lacks */
+			if (!s->qemu)
+				skip_idle(c, si, chunk, w, &probe);
+			continue;
+		}
 		/* Read the data runs. */
 		for (uint32_t b = 0; b < nb;) {
 			uint32_t e = b;
