@@ -307,7 +307,10 @@ void *scan_worker(void *arg)
 
 				if (!need[b])
 					continue; /* a QEMU source's clean block: as the map says */
-				hash_leaf(s->secret, p, bl, leaf);
+				if (hasdata[b] || bl < PROTO_BLOCK)
+					hash_leaf(s->secret, p, bl, leaf);
+				else /* a hole: the zero block's leaf, without hashing 4 KiB of zeros */
+					memcpy(leaf, s->map->zero_leaf, LEAF_BYTES);
 				if (memcmp(rec->leaf, leaf, LEAF_BYTES) != 0) {
 					rec->epoch = c->epoch; /* first the change epoch, then the leaf */
 					memcpy(rec->leaf, leaf, LEAF_BYTES);
