@@ -7,7 +7,8 @@
 #   make fuzz            run each libFuzzer harness FUZZ_SECONDS (60) under ASan+UBSan
 #   make bench           figures against raw reads, rsync, rdiff, sftp, borg, restic, pgBackRest, pg_receivewal,
 #                        bascule ship against pg_dump|zstd, restic, borg, and the S3
-#                        vault against aws s3 cp and rclone on a real Ceph RGW
+#                        vault against aws s3 cp and rclone on a real Ceph RGW; the
+#                        scale section (scan against QEMU bitmap mode) and the QEMU lag
 #                        (~18 min; installs borgbackup, restic, pgbackrest, awscli and rclone if missing)
 #   make install         programs, man pages, systemd units, examples (PREFIX=/usr/local)
 #   make uninstall       remove exactly what make install wrote (same PREFIX, DESTDIR)
@@ -190,7 +191,7 @@ bench: deps-bench
 
 # The installed files, for install and uninstall alike.
 MAN_PAGES := man1/bascule.1 man5/bascule.yaml.5 man5/runbook.5 man8/basculed.8
-EXAMPLES := bascule.yaml runbook.yaml runbook-hybrid.yaml icinga-bascule.conf authorized_keys.example bascule-alerts.yml ship.yaml
+EXAMPLES := bascule.yaml runbook.yaml runbook-hybrid.yaml intake-s3.yaml icinga-bascule.conf authorized_keys.example bascule-alerts.yml ship.yaml
 # the hybrid PRA's client job (docs/hybrid.md): bascule ship, nightly; the
 # operator's intake metrics for Prometheus (docs/hybrid.md, "Metrics"); the
 # s3:// vault's daily lock extension (docs/vault.md).  A .service comes from
@@ -210,7 +211,7 @@ install: all
 	for u in $(filter %.service,$(UNITS)); do \
 		$(SUBST) etc/systemd/$$u.in > $(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; done
 	install -m 0644 $(addprefix etc/systemd/,$(filter %.timer,$(UNITS))) $(DESTDIR)$(UNITDIR)/
-	install -m 0644 etc/bascule.yaml etc/runbook.yaml etc/runbook-hybrid.yaml etc/prometheus/bascule-alerts.yml \
+	install -m 0644 etc/bascule.yaml etc/runbook.yaml etc/runbook-hybrid.yaml etc/intake-s3.yaml etc/prometheus/bascule-alerts.yml \
 		$(DESTDIR)$(DOCDIR)/examples/
 	$(SUBST) etc/icinga/bascule.conf.in > $(DESTDIR)$(DOCDIR)/examples/icinga-bascule.conf
 	$(SUBST) etc/authorized_keys.example.in > $(DESTDIR)$(DOCDIR)/examples/authorized_keys.example

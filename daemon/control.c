@@ -158,8 +158,8 @@ static json_t *tpg_json(struct target *t, uint32_t k, uint32_t s, uint64_t now)
 
 static json_t *status_json(struct daemon *d)
 {
-	json_t *groups = json_array(), *targets = json_array(), *loop;
-	uint64_t now = clock_now_usec();
+	json_t *groups = json_array(), *targets = json_array(), *loop, *cuts;
+	uint64_t now = clock_now_usec(), mono = clock_mono_usec();
 
 	for (uint32_t i = 0; i < d->n_groups; i++) {
 		struct group *g = d->groups[i];
@@ -179,15 +179,23 @@ static json_t *status_json(struct daemon *d)
 								      "scans_unchanged",
 								      (json_int_t)g->sources[s].scans_hinted));
 		json_array_append_new(groups,
-				      json_pack("{s:s, s:I, s:f, s:f, s:I, s:b, s:b, s:b, s:f, s:o}", "name", g->name,
-						"last_cut", (json_int_t)g->last_cut, "cut_time",
+				      json_pack("{s:s, s:I, s:f, s:f, s:I, s:b, s:b, s:b, s:f, s:b, s:f, s:o}", "name",
+						g->name, "last_cut", (json_int_t)g->last_cut, "cut_time",
 						units_round((double)g->cut_time / 1e6, UNITS_UNIXTIME), "verified_time",
 						units_round((double)g->verified_time / 1e6, UNITS_UNIXTIME), "scans",
 						(json_int_t)g->scans, "consistent", g->consistent, "cutting", g->cutting,
 						"paused", g->paused, "scan_seconds",
 						units_round((double)g->last_scan_usec / 1e6, UNITS_SECONDS),
+						"waiting", g->cut_waiting, "waiting_seconds",
+						units_round(g->cut_waiting ? (double)(mono - g->wait_since) / 1e6 : 0,
+							    UNITS_SECONDS),
 						"sources", srcs));
 	}
+	/* Disk cuts across groups (max_concurrent_cuts; docs/control.md). */
+	cuts = json_pack("{s:i, s:i, s:i, s:i, s:I, s:f}", "running", (int)epoch_cuts_running(d), "waiting",
+			 (int)epoch_cuts_waiting(d), "max_concurrent", (int)d->cfg->max_concurrent_cuts,
+			 "peak_running", (int)d->cuts_peak, "waited", (json_int_t)d->cuts_waited,
+			 "max_wait_seconds", units_round((double)d->cut_wait_usec / 1e6, UNITS_SECONDS));
 	for (uint32_t i = 0; i < d->n_targets; i++) {
 		struct target *t = d->targets[i];
 		json_t *tg = json_object();
@@ -222,7 +230,8 @@ static json_t *status_json(struct daemon *d)
 			 "max_wall_seconds", units_round((double)d->loop.max_wall_usec / 1e6, UNITS_SECONDS),
 			 "stalls_over_100ms", (json_int_t)d->loop.over_100ms, "control_clients",
 			 (int)d->n_clients);
-	return json_pack("{s:b, s:o, s:o, s:o}", "ok", 1, "groups", groups, "targets", targets, "loop", loop);
+	return json_pack("{s:b, s:o, s:o, s:o, s:o}", "ok", 1, "groups", groups, "targets", targets, "cuts", cuts,
+			 "loop", loop);
 }
 
 static json_t *history_json(struct daemon *d)
@@ -390,6 +399,7 @@ static json_t *handle(struct ctl_client *c, json_t *req)
 			pg |= g->n_pg > 0;
 			if (!strcmp(cmd, "pause")) {
 				g->paused = true;
+				g->cut_waiting = false; /* resume asks for a cut again */
 				log_info("group %s paused by uid %u", g->name, (unsigned)c->uid);
 			} else if (!strcmp(cmd, "resume")) {
 				g->paused = false;

@@ -91,6 +91,9 @@ struct group {
 	bool cutting;
 	bool want_cut;                 /* sync requested, or a target needs catch-up */
 	bool paused;                   /* control verb pause: no cuts until resume */
+	bool cut_waiting;              /* a disk cut is due but max_concurrent_cuts run: it
+					* starts when a slot frees, oldest waiter first */
+	uint64_t wait_since;           /* mono usec: since when it waits */
 	uint64_t epochs_cut;
 	uint64_t last_scan_usec;
 	uint64_t last_scan_mono;
@@ -272,6 +275,11 @@ struct daemon {
 	int ctl_fd;
 	char recv_path[PATH_MAX + 64];          /* the bascule binary for local targets */
 	unsigned scan_threads;
+	/* Cuts across groups (epoch.c, "Scheduling"): at most
+	 * cfg->max_concurrent_cuts read disks at once. */
+	unsigned cuts_peak;            /* most disk cuts that ran at once since the start */
+	uint64_t cuts_waited;          /* disk cuts that had to wait for a slot */
+	uint64_t cut_wait_usec;        /* the longest such wait */
 	/* io_rate token bucket, shared by scan threads */
 	pthread_mutex_t io_lock;
 	double io_tokens;
@@ -330,6 +338,17 @@ uint64_t group_request_cut(struct group *g);
 void epoch_cuts_done(struct daemon *d);
 /* True while a cut of some group runs. */
 bool epoch_cutting(const struct daemon *d);
+/* Disk cuts running now, and groups waiting for a slot to start one. */
+unsigned epoch_cuts_running(const struct daemon *d);
+unsigned epoch_cuts_waiting(const struct daemon *d);
+/* Start the waiting cuts that fit under max_concurrent_cuts, oldest first
+ * (after a reload, a resume, a cut's end). */
+void epoch_schedule(struct daemon *d);
+/* Arm G's timers (interval, and wal_interval for postgres sources).  The
+ * interval timer's phase is G's place among the daemon's groups (idx of
+ * n_groups of interval), so groups of one interval tick apart; its first
+ * cut, if any is wanted, is asked for at once. */
+int group_arm_timers(struct daemon *d, struct group *g);
 int group_on_timer(sd_event_source *s, uint64_t usec, void *userdata);
 /* Durable WAL of a postgres source of G: an epoch now if NOW (remote, or
  * much WAL), else at the next wal_interval. */

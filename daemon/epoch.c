@@ -380,21 +380,15 @@ static void take_wal(struct group *g, struct cut *c)
 	}
 }
 
-/* WAL_ONLY: no disk is scanned (a group of postgres sources only, or a
- * WAL epoch between two scans once the disks' state is known). */
-static void group_start_cut_kind(struct group *g, bool wal_only)
+/* Start a cut of G now (the scheduling is done: see group_start_cut_kind). */
+static void cut_launch(struct group *g, bool wal_only)
 {
 	struct daemon *d = g->d;
 	struct cut *c;
 	char path[4300], name[64];
+	bool disk_waits;
 	int r;
 
-	if (d->reloading || g->retired)
-		return; /* want_cut stays: the next tick starts it */
-	if (!g->n_disks)
-		wal_only = true;
-	if (wal_only && g->n_disks && !g->disk_epoch)
-		wal_only = false; /* the disks' state is not known in this run yet */
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return;
@@ -408,7 +402,11 @@ static void group_start_cut_kind(struct group *g, bool wal_only)
 	c->epoch = g->last_cut + 1;
 	/* After an upgrade the state's digests are of version 1: the first
 	 * scan commits (an empty epoch if need be) so they all move to v2. */
-	atomic_init(&c->force, g->want_cut || g->promised >= c->epoch || (g->digest_v1 && !wal_only));
+	/* A WAL-only cut while the group's disk cut waits for a slot: the
+	 * wish for a cut (want_cut) is the disk cut's, it stays. */
+	disk_waits = wal_only && g->cut_waiting;
+	atomic_init(&c->force, (g->want_cut && !disk_waits) || g->promised >= c->epoch ||
+			       (g->digest_v1 && !wal_only));
 	take_wal(g, c);
 	if (wal_only) {
 		/* No spool: a disk is sent only to a target that holds its state. */
@@ -424,7 +422,8 @@ static void group_start_cut_kind(struct group *g, bool wal_only)
 		}
 		g->dirty = false;
 	}
-	g->want_cut = false;
+	if (!disk_waits)
+		g->want_cut = false;
 	g->want_wal = false;
 	g->cutting = true;
 	g->cut = c;
@@ -439,9 +438,130 @@ static void group_start_cut_kind(struct group *g, bool wal_only)
 	}
 }
 
+/* ---- scheduling across groups ----
+ *
+ * A host serving many groups of large disks must not read them all at
+ * once: at most max_concurrent_cuts disk cuts run, the others wait in
+ * order of arrival (a group that just finished queues behind those that
+ * waited meanwhile).  WAL-only cuts read no disk and do not wait for a
+ * slot (the synchronous mode of a postgres source waits on them), but for
+ * a group whose own disk cut waits with a sync's number promised: its WAL
+ * goes with that disk cut, which must get the number.  io_rate caps the
+ * reads of those that run, together (scan.c).  The interval timers of the
+ * groups tick at phases spread over the interval (group_next_tick), so
+ * groups of one interval do not all ask at the same instant. */
+
+unsigned epoch_cuts_running(const struct daemon *d)
+{
+	unsigned n = 0;
+
+	for (uint32_t i = 0; i < d->n_groups; i++)
+		n += d->groups[i]->cut && !d->groups[i]->cut->wal_only;
+	return n;
+}
+
+unsigned epoch_cuts_waiting(const struct daemon *d)
+{
+	unsigned n = 0;
+
+	for (uint32_t i = 0; i < d->n_groups; i++)
+		n += d->groups[i]->cut_waiting;
+	return n;
+}
+
+void epoch_schedule(struct daemon *d)
+{
+	unsigned max = d->cfg->max_concurrent_cuts ? (unsigned)d->cfg->max_concurrent_cuts : 1, running;
+
+	if (d->reloading)
+		return; /* the waiters stay; the reload's end schedules them */
+	while ((running = epoch_cuts_running(d)) < max) {
+		struct group *next = NULL;
+		uint64_t waited;
+		for (uint32_t i = 0; i < d->n_groups; i++) {
+			struct group *g = d->groups[i];
+			if (g->cut_waiting && !g->cutting && !g->paused && (!next || g->wait_since < next->wait_since))
+				next = g;
+		}
+		if (!next)
+			break;
+		next->cut_waiting = false;
+		waited = clock_mono_usec() - next->wait_since;
+		if (waited > d->cut_wait_usec)
+			d->cut_wait_usec = waited;
+		cut_launch(next, false);
+		if (next->cutting && running + 1 > d->cuts_peak)
+			d->cuts_peak = running + 1;
+	}
+}
+
+/* WAL_ONLY: no disk is scanned (a group of postgres sources only, or a
+ * WAL epoch between two scans once the disks' state is known).  A disk
+ * cut waits its turn (epoch_schedule); a WAL-only cut starts now. */
+static void group_start_cut_kind(struct group *g, bool wal_only)
+{
+	struct daemon *d = g->d;
+
+	if (d->reloading || g->retired)
+		return; /* want_cut stays: the next tick starts it */
+	if (!g->n_disks)
+		wal_only = true;
+	if (wal_only && g->n_disks && !g->disk_epoch)
+		wal_only = false; /* the disks' state is not known in this run yet */
+	if (wal_only && g->cut_waiting && g->promised > g->last_cut) {
+		/* A sync was promised the number of the waiting disk cut: a
+		 * WAL-only epoch would take it without the disks.  The WAL
+		 * waits and goes with the disk cut. */
+		g->want_wal = true;
+		return;
+	}
+	if (wal_only) {
+		cut_launch(g, true);
+		return;
+	}
+	if (!g->cut_waiting) {
+		g->cut_waiting = true;
+		g->wait_since = clock_mono_usec();
+		epoch_schedule(d);
+		if (g->cut_waiting) {
+			d->cuts_waited++;
+			log_debug("group %s: its cut waits for a slot (%u of max_concurrent_cuts %u running)",
+				  g->name, epoch_cuts_running(d), (unsigned)d->cfg->max_concurrent_cuts);
+		}
+	} else
+		epoch_schedule(d);
+}
+
 static void group_start_cut(struct group *g)
 {
 	group_start_cut_kind(g, false);
+}
+
+/* The next tick of G's interval timer after NOW: the interval's multiples
+ * shifted by G's phase (its place among the groups). */
+static uint64_t group_next_tick(const struct group *g, uint64_t now)
+{
+	uint64_t iv = g->cfg->interval, n = g->d->n_groups ? g->d->n_groups : 1;
+	uint64_t t = now - now % iv + iv / n * (g->idx % n);
+
+	while (t <= now)
+		t += iv;
+	return t;
+}
+
+int group_arm_timers(struct daemon *d, struct group *g)
+{
+	int r;
+
+	/* At once: the first scan (want_cut) finds what changed while down. */
+	if (!g->timer && (r = sd_event_add_time_relative(d->ev, &g->timer, CLOCK_MONOTONIC, 0, 10000,
+							 group_on_timer, g)) < 0)
+		return err_set(-r, "cannot arm the timer of group %s: %s", g->name, strerror(-r));
+	if (g->n_pg && !g->pg_timer &&
+	    (r = sd_event_add_time_relative(d->ev, &g->pg_timer, CLOCK_MONOTONIC, g->wal_interval, 1000,
+					    group_on_pg_timer, g)) < 0)
+		return err_set(-r, "cannot arm the WAL timer of group %s: %s", g->name, strerror(-r));
+	return 0;
 }
 
 void group_wal_ready(struct group *g, bool now)
@@ -504,7 +624,7 @@ uint64_t group_request_cut(struct group *g)
 int group_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct group *g = userdata;
-	uint64_t now = clock_mono_usec(), next = usec + g->cfg->interval;
+	uint64_t now = clock_mono_usec(), next = group_next_tick(g, now > usec ? now : usec);
 
 	if (!g->cutting && !g->paused &&
 	    (g->dirty || g->want_cut || g->n_qemu || now - g->last_scan_mono >= g->cfg->max_interval))
@@ -626,9 +746,10 @@ static void cut_finished(struct group *g)
 	}
 	free(c);
 	if (g->want_cut && !g->paused)
-		group_start_cut(g);
-	else if (g->want_wal && !g->paused)
+		group_start_cut(g); /* behind the groups that waited meanwhile */
+	if (g->want_wal && !g->cutting && !g->paused)
 		group_start_cut_kind(g, true);
+	epoch_schedule(d); /* the slot this cut held */
 }
 
 void epoch_cuts_done(struct daemon *d)

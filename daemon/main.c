@@ -273,11 +273,8 @@ static int daemon_setup(struct daemon *d)
 			if (!g->sources[k].pg)
 				g->sources[k].wd = inotify_add_watch(d->inotify_fd, g->sources[k].cfg->disk,
 								     IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB);
-		if ((r = sd_event_add_time_relative(d->ev, &g->timer, CLOCK_MONOTONIC, 0, 10000,
-						    group_on_timer, g)) < 0 ||
-		    (g->n_pg && (r = sd_event_add_time_relative(d->ev, &g->pg_timer, CLOCK_MONOTONIC, g->wal_interval,
-								 1000, group_on_pg_timer, g)) < 0))
-			return err_set(-r, "cannot arm the timer of group %s: %s", g->name, strerror(-r));
+		if ((r = group_arm_timers(d, g)) < 0)
+			return r;
 	}
 	d->ctl_fd = -1;
 	if ((r = control_open(d)) < 0)

@@ -46,10 +46,12 @@ static void m_head(struct wbuf *b, const char *name, const char *type, const cha
 	wbuf_put_bytes(b, line, (size_t)n);
 }
 
+/* LABELS "" prints none (a series of the daemon as a whole). */
 static void m_int(struct wbuf *b, const char *name, const char *labels, uint64_t v)
 {
 	char line[512];
-	int n = snprintf(line, sizeof(line), "%s{%s} %" PRIu64 "\n", name, labels, v);
+	int n = snprintf(line, sizeof(line), "%s%s%s%s %" PRIu64 "\n", name, *labels ? "{" : "", labels,
+			 *labels ? "}" : "", v);
 	wbuf_put_bytes(b, line, (size_t)n);
 }
 
@@ -174,6 +176,20 @@ char *metrics_text(struct daemon *d)
 		m_val(&b, "bascule_group_scan_duration_seconds", l, (double)d->groups[i]->last_scan_usec / 1e6,
 		      UNITS_SECONDS);
 	}
+	m_head(&b, "bascule_group_cut_waiting", "gauge",
+	       "1 if a cut of the group is due but waits for a slot (max_concurrent_cuts).");
+	for (uint32_t i = 0; i < d->n_groups; i++) {
+		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i]->name);
+		m_int(&b, "bascule_group_cut_waiting", l, d->groups[i]->cut_waiting);
+	}
+	m_head(&b, "bascule_cuts_running", "gauge", "Cuts reading disks now, all groups together.");
+	m_int(&b, "bascule_cuts_running", "", epoch_cuts_running(d));
+	m_head(&b, "bascule_cuts_waiting", "gauge", "Groups whose cut waits for a slot.");
+	m_int(&b, "bascule_cuts_waiting", "", epoch_cuts_waiting(d));
+	m_head(&b, "bascule_cuts_max_concurrent", "gauge", "The max_concurrent_cuts setting.");
+	m_int(&b, "bascule_cuts_max_concurrent", "", d->cfg->max_concurrent_cuts);
+	m_head(&b, "bascule_cuts_waited_total", "counter", "Cuts that had to wait for a slot since the start.");
+	m_int(&b, "bascule_cuts_waited_total", "", d->cuts_waited);
 	m_head(&b, "bascule_target_info", "gauge", "Always 1: the target's type (replica or vault).");
 	for (uint32_t i = 0; i < d->n_targets; i++) {
 		snprintf(l, sizeof(l), "target=\"%s\",type=\"%s\"", d->targets[i]->cfg->name,

@@ -20,6 +20,7 @@
 #define QS_BLOCK 4096u           /* bitmap granularity asked (PROTO_BLOCK) */
 #define QS_QMP_TIMEOUT_MS 10000  /* any one QMP command */
 #define QS_BS_STEP (1ULL << 30)  /* bytes per NBD_CMD_BLOCK_STATUS request */
+#define QS_CBW "bascule-cbw-"      /* + node: the view's copy-before-write filter */
 
 struct qs_extent {
 	uint64_t first, end; /* blocks [first, end) */
@@ -30,7 +31,7 @@ struct qemusrc {
 	const struct cfg_source *cfg;
 	char state[4200], fleece[4200], sock[4200];
 	char node[256];            /* the format node the bitmaps live on */
-	char fl_file[300], fl[300], job[300], exp[300];
+	char fl_file[300], fl[300], job[300], exp[300], cbw[300];
 	char live[64], next[64];   /* bitmap names: bascule-a / bascule-b */
 	struct qmp *qmp;
 	struct nbd_handle *nbd;
@@ -111,6 +112,9 @@ static int qs_find_node(struct qemusrc *q, json_t **ret_bitmaps)
 		if (nn && ((dev && *dev && strcmp(dev, want) == 0) ||
 			   (qdev && (strcmp(qdev, want) == 0 || strncmp(qdev, pfx, strlen(pfx)) == 0)))) {
 			want = nn; /* kept alive by blk until the end */
+			/* a killed daemon's view left its filter on top */
+			if (strncmp(want, QS_CBW, strlen(QS_CBW)) == 0)
+				want += strlen(QS_CBW);
 			break;
 		}
 	}
@@ -378,9 +382,9 @@ static int qs_arm(struct qemusrc *q)
 			json_array_append_new(acts, json_pack("{ss,s{ss,ss}}", "type", "block-dirty-bitmap-disable",
 							      "data", "node", q->node, "name", q->live));
 		json_array_append_new(acts, qs_bitmap_add(q, q->next, persistent));
-		json_array_append_new(acts, json_pack("{ss,s{ss,ss,ss,ss}}", "type", "blockdev-backup", "data",
+		json_array_append_new(acts, json_pack("{ss,s{ss,ss,ss,ss,ss}}", "type", "blockdev-backup", "data",
 						      "device", q->node, "target", q->fl, "sync", "none", "job-id",
-						      q->job));
+						      q->job, "filter-node-name", q->cbw));
 		int r = qs_exec(q, "transaction", json_pack("{so}", "actions", acts), NULL);
 		if (r == 0) {
 			if (!persistent)
@@ -392,6 +396,49 @@ static int qs_arm(struct qemusrc *q)
 			return r;
 	}
 	return -EINVAL;
+}
+
+/* The bitmap NAME in BITMAPS (a node's "dirty-bitmaps"), if it is sound. */
+static json_t *qs_bitmap_get(json_t *bitmaps, const char *name)
+{
+	json_t *bm;
+	size_t i;
+
+	json_array_foreach(bitmaps, i, bm) {
+		const char *n = json_string_value(json_object_get(bm, "name"));
+		if (n && strcmp(n, name) == 0 && !json_is_true(json_object_get(bm, "inconsistent")))
+			return bm;
+	}
+	return NULL;
+}
+
+/* A cut interrupted after its transaction (daemon killed mid-cut) left the
+ * state's bitmap NAME disabled (frozen: what changed from the group's last
+ * commit to that cut) and the other one recording from that same instant.
+ * Merge the frozen one into the recording one, which then counts from the
+ * last commit as the state said NAME did; record that first, so a second
+ * interruption finds the same picture.  True if done (NAME is then the
+ * recording one's); false: the caller reads the whole disk. */
+static bool qs_adopt_frozen(struct qemusrc *q, json_t *bitmaps, char *name, size_t len, uint64_t stepoch)
+{
+	const char *other = strcmp(name, "bascule-a") == 0 ? "bascule-b" : "bascule-a";
+	json_t *fr = qs_bitmap_get(bitmaps, name), *rec = qs_bitmap_get(bitmaps, other);
+	int r;
+
+	if (strncmp(name, "bascule-", 8) != 0 || !fr || json_is_true(json_object_get(fr, "recording")) || !rec ||
+	    !json_is_true(json_object_get(rec, "recording")))
+		return false;
+	if ((r = qs_exec(q, "block-dirty-bitmap-merge",
+			 json_pack("{ss,ss,s[s]}", "node", q->node, "target", other, "bitmaps", name), NULL)) < 0 ||
+	    (r = qs_state_write(q, other, stepoch)) < 0) {
+		log_warn("source %s: cannot take over the bitmaps of an interrupted cut: %s", q->cfg->name, err_msg(r));
+		err_clear();
+		return false;
+	}
+	log_info("source %s: a cut was interrupted (daemon killed?): its frozen bitmap %s merged into %s, "
+		 "no full read", q->cfg->name, name, other);
+	snprintf(name, len, "%s", other);
+	return true; /* the frozen one is removed with the other leftovers */
 }
 
 int qemusrc_cut_begin(struct qemusrc *q, uint64_t epoch, uint64_t last_cut, uint64_t *ret_size, bool *ret_full,
@@ -416,17 +463,16 @@ int qemusrc_cut_begin(struct qemusrc *q, uint64_t epoch, uint64_t last_cut, uint
 	snprintf(q->fl, sizeof(q->fl), "bascule-fl-%s", q->node);
 	snprintf(q->job, sizeof(q->job), "bascule-bk-%s", q->node);
 	snprintf(q->exp, sizeof(q->exp), "bascule-exp-%s", q->node);
+	snprintf(q->cbw, sizeof(q->cbw), QS_CBW "%s", q->node);
 	qs_drop_view(q); /* a daemon killed mid-cut left it */
 	/* Bitmap mode only if our live bitmap is there, sound, and counts from
 	 * the epoch the group committed last. */
 	q->have_old = false;
-	if (qs_state_read(q, stname, sizeof(stname), &stepoch) && stepoch == last_cut)
-		json_array_foreach(bitmaps, i, bm) {
-			const char *n = json_string_value(json_object_get(bm, "name"));
-			if (n && strcmp(n, stname) == 0 && json_is_true(json_object_get(bm, "recording")) &&
-			    !json_is_true(json_object_get(bm, "inconsistent")))
-				q->have_old = true;
-		}
+	if (qs_state_read(q, stname, sizeof(stname), &stepoch) && stepoch == last_cut) {
+		bm = qs_bitmap_get(bitmaps, stname);
+		q->have_old = (bm && json_is_true(json_object_get(bm, "recording"))) ||
+			      qs_adopt_frozen(q, bitmaps, stname, sizeof(stname), stepoch);
+	}
 	snprintf(q->live, sizeof(q->live), "%s", q->have_old ? stname : "bascule-b");
 	snprintf(q->next, sizeof(q->next), "%s", strcmp(q->live, "bascule-a") == 0 ? "bascule-b" : "bascule-a");
 	json_array_foreach(bitmaps, i, bm) {
@@ -437,7 +483,8 @@ int qemusrc_cut_begin(struct qemusrc *q, uint64_t epoch, uint64_t last_cut, uint
 	q->full = !q->have_old;
 	if (q->full)
 		log_info("source %s: %s: one full read of the disk, then the dirty bitmap", q->cfg->name,
-			 stname[0] ? "bitmap missing, inconsistent or not ours (QEMU restarted?)" : "first cut");
+			 stname[0] ? "bitmap missing, inconsistent or not ours (QEMU restarted?)"
+				   : "no bitmap state (first cut, or the last hand-over failed)");
 	/* The fleecing image: a qcow2 over the node, written by copy-before-write. */
 	fd = open(q->fleece, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {

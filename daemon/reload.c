@@ -318,14 +318,9 @@ static int reload_commit(struct daemon *d, struct reload *rl)
 			if (g->sources[s].wd < 0 && !g->sources[s].pg)
 				g->sources[s].wd = inotify_add_watch(d->inotify_fd, g->sources[s].cfg->disk,
 								     IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB);
-		if (!g->timer && sd_event_add_time_relative(d->ev, &g->timer, CLOCK_MONOTONIC, 0, 10000,
-							    group_on_timer, g) < 0)
-			log_error("reload: cannot arm the timer of group %s: it is cut only on request", g->name);
-		if (g->n_pg && !g->pg_timer &&
-		    sd_event_add_time_relative(d->ev, &g->pg_timer, CLOCK_MONOTONIC, g->wal_interval, 1000,
-					       group_on_pg_timer, g) < 0)
-			log_error("reload: cannot arm the WAL timer of group %s: its WAL is cut only on request",
-				  g->name);
+		int tr = group_arm_timers(d, g);
+		if (tr < 0)
+			log_error("reload: %s: it is cut only on request", err_msg(tr));
 	}
 	/* Targets.  A new relay_user restarts the children that run as it. */
 	for (uint32_t i = 0; i < nc->targets.n; i++) {
@@ -386,6 +381,7 @@ static int reload_commit(struct daemon *d, struct reload *rl)
 	for (uint32_t i = 0; i < d->n_groups; i++)
 		if (d->groups[i]->want_cut && !d->groups[i]->paused)
 			group_request_cut(d->groups[i]);
+	epoch_schedule(d); /* and those that waited for a slot */
 	log_info("configuration reloaded: %u groups (%u kept, %u new or rebuilt), %u targets (%u kept, "
 		 "%u new or changed)", d->n_groups, kept_g, new_g, d->n_targets, kept_t, new_t);
 	return 0;

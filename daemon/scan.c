@@ -214,12 +214,21 @@ void *scan_worker(void *arg)
 			len = SPOOL_CHUNK * PROTO_BLOCK;
 		nb = (uint32_t)((len + PROTO_BLOCK - 1) / PROTO_BLOCK);
 		if (s->qemu) {
-			/* Only what changed (the bitmap) and what a target lacks. */
+			/* Only what changed (the bitmap) and what a target lacks;
+			 * of the latter, a block unchanged since the last cut in a
+			 * chunk the map holds as zeros is zeros still, not read (the
+			 * first cuts after a full read of a sparse 1 TiB disk would
+			 * read all of it through NBD). */
 			uint8_t zero[SPOOL_CHUNK], newer[SPOOL_CHUNK];
+			uint64_t ze;
 			qemusrc_changed(s->qemu, chunk * SPOOL_CHUNK, nb, need, zero);
 			map_newer(s->map, chunk * SPOOL_CHUNK, nb, c->floor[si], 0, newer);
 			for (uint32_t b = 0; b < nb; b++) {
-				need[b] |= newer[b];
+				if (!need[b] && newer[b]) {
+					need[b] = 1;
+					zero[b] = blockmap_chunk_state(s->map, (chunk * SPOOL_CHUNK + b) / BM_CHUNK, &ze) ==
+						  BM_ZERO;
+				}
 				hasdata[b] = need[b] && !zero[b];
 			}
 		} else if (c->hinted[si]) {

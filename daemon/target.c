@@ -333,7 +333,8 @@ static int vault_argv(struct target *t, struct argv *a, char *cache, size_t len)
 		const char *const kv[][2] = { { "--s3-endpoint", t->cfg->s3_endpoint },
 					      { "--s3-region", t->cfg->s3_region },
 					      { "--s3-credentials", t->cfg->s3_credentials },
-					      { "--s3-ca", t->cfg->s3_ca } };
+					      { "--s3-ca", t->cfg->s3_ca },
+					      { "--s3-url-style", t->cfg->s3_url_style } };
 		for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
 			if (kv[i][1]) {
 				argv_add(a, kv[i][0]);

@@ -202,12 +202,23 @@ static int open_segment(struct walspool *ws, uint32_t tli, uint64_t segno)
 		return err_set(e, "cannot open WAL segment %s in %s: %s", name, ws->dir, strerror(e));
 	}
 	if (st.st_size == 0) {
-		/* A whole segment, as in pg_wal (zeros past the WAL written). */
-		if (ftruncate(fd, ws->wseg) < 0) {
-			int e = errno;
+		/* A whole segment, as in pg_wal: zeros written and made durable
+		 * now, as PostgreSQL does, so that the fdatasync of each batch
+		 * writes data only (a hole, or unwritten extents, would make
+		 * every one commit the filesystem's journal). */
+		static const uint8_t zeros[1u << 20];
+		int e = 0;
+		for (uint32_t off = 0; off < ws->wseg && !e; off += sizeof(zeros))
+			if (fs_pwrite_full(fd, zeros, ws->wseg - off < sizeof(zeros) ? ws->wseg - off : sizeof(zeros),
+					   off) < 0)
+				e = errno;
+		if (!e && fdatasync(fd) < 0)
+			e = errno;
+		if (e) {
 			close(fd);
 			unlinkat(ws->dirfd, name, 0);
-			return err_set(e, "cannot size WAL segment %s in %s: %s", name, ws->dir, strerror(e));
+			return err_set(e, "cannot size WAL segment %s in %s: %s%s", name, ws->dir, strerror(e),
+				       e == ENOSPC ? " (free space in state_dir, or lower wal_spool_max)" : "");
 		}
 		atomic_fetch_add(&ws->bytes, ws->wseg);
 	}

@@ -74,6 +74,18 @@ int clientkey_load_pub(const char *path, struct client_pub *ret)
 	return 0;
 }
 
+int clientkey_parse_pub(const char *name, const char *text, size_t len, struct client_pub *ret)
+{
+	uint8_t raw[CLIENT_BOX_PK + crypto_sign_PUBLICKEYBYTES];
+	int r = key_text_parse(name, text, len, H_PUB, "a Bascule client public key", MAKE, raw, sizeof(raw));
+
+	if (r < 0)
+		return r;
+	memcpy(ret->box_pk, raw, CLIENT_BOX_PK);
+	memcpy(ret->sign_pk, raw + CLIENT_BOX_PK, crypto_sign_PUBLICKEYBYTES);
+	return 0;
+}
+
 int clientkey_load_sign(const char *path, uint8_t ret[crypto_sign_SECRETKEYBYTES])
 {
 	/* Another kind of key named first: its mode (a .pub is 0644) is not the point. */

@@ -27,6 +27,9 @@ struct client_pub {
  * removed. */
 int clientkey_generate(const char *base, const char *passphrase);
 int clientkey_load_pub(const char *path, struct client_pub *ret);
+/* The same from TEXT (LEN bytes) read elsewhere (an object of an S3
+ * intake) under NAME: -EKEYREJECTED naming it when it is not a public key. */
+int clientkey_parse_pub(const char *name, const char *text, size_t len, struct client_pub *ret);
 /* The 64-byte Ed25519 secret key; the caller wipes it. */
 int clientkey_load_sign(const char *path, uint8_t ret[crypto_sign_SECRETKEYBYTES]);
 /* Open the decryption secret with PASSPHRASE; the caller wipes RET. */

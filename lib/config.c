@@ -26,7 +26,8 @@ static const char *const source_types[] = { "disk", "postgres", NULL };
 static const char *const sync_modes[] = { "local", "remote", NULL };
 static const char *const checkpoint_modes[] = { "fast", "spread", NULL };
 static const char *const standby_modes[] = { "hot", "cold", NULL };
-static const char *const lock_modes[] = { "compliance", "governance", "none", NULL };
+const char *const cfg_lock_modes[] = { "compliance", "governance", "none", NULL };
+const char *const cfg_url_styles[] = { "path", "virtual", NULL };
 
 
 static const struct cfg_key qemu_keys[] = {
@@ -148,7 +149,11 @@ static const struct cfg_key target_keys[] = {
 	{ K("retention", CT_MAP, struct cfg_target, retention), .sub = &retention_table,
 	  .note = "vault: what `bascule vault prune` keeps (all, hourly, daily, monthly)" },
 	{ K("s3_endpoint", CT_STR, struct cfg_target, s3_endpoint),
-	  .note = "s3:// vault: the store's URL, https://HOST[:PORT] (required; path-style requests)" },
+	  .note = "s3:// vault: the store's URL, https://HOST[:PORT] (required)" },
+	{ K("s3_url_style", CT_ENUM, struct cfg_target, s3_url_style), .enums = cfg_url_styles,
+	  .note = "s3:// vault: virtual (https://BUCKET.HOST/KEY, as AWS) or path (https://HOST/BUCKET/KEY); "
+		  "default: virtual, but path for an endpoint given as an IP address or a bucket with a "
+		  "'.' over https" },
 	{ K("s3_region", CT_STR, struct cfg_target, s3_region),
 	  .note = "s3:// vault: the region requests are signed for (default us-east-1)" },
 	{ K("s3_credentials", CT_SECRET, struct cfg_target, s3_credentials),
@@ -157,7 +162,7 @@ static const struct cfg_key target_keys[] = {
 	{ K("s3_ca", CT_PATH, struct cfg_target, s3_ca),
 	  .note = "s3:// vault: CA certificates the store's TLS certificate is checked against "
 		  "(default: the system's)" },
-	{ K("object_lock", CT_ENUM, struct cfg_target, object_lock), .enums = lock_modes,
+	{ K("object_lock", CT_ENUM, struct cfg_target, object_lock), .enums = cfg_lock_modes,
 	  .note = "s3:// vault: compliance (default: nobody can delete or shorten a lock before its "
 		  "date), governance (an account with s3:BypassGovernanceRetention can), none" },
 	{ K("lock_margin", CT_DURATION, struct cfg_target, lock_margin), .def = "1d",
@@ -187,10 +192,14 @@ static const struct cfg_key top_keys[] = {
 	{ K("metrics_listen", CT_ADDR, struct config, metrics_listen),
 	  .note = "serve Prometheus metrics at http://ADDR:PORT/metrics, e.g. 127.0.0.1:9853 "
 		  "(numeric address; default: no HTTP listener)" },
-	{ K("io_rate", CT_RATE, struct config, io_rate), .def = "0",
-	  .note = "cap on scan reads per second across all sources, 0 = unlimited" },
+	{ K("io_rate", CT_RATE, struct config, io_rate), .def = "0", .min = 1 << 20, .zero_off = true,
+	  .note = "cap on the host's source reads per second (every scan worker of every group, QEMU's "
+		  "NBD reads included), 0 = unlimited, else at least 1MiB/s" },
 	{ K("scan_threads", CT_UINT, struct config, scan_threads), .def = "0", .max = 64,
-	  .note = "hashing threads, 0 = one per core" },
+	  .note = "hashing threads of one cut, 0 = one per core" },
+	{ K("max_concurrent_cuts", CT_UINT, struct config, max_concurrent_cuts), .def = "2", .min = 1,
+	  .max = 64, .note = "cuts that read disks at once, all groups together; the others wait their "
+			     "turn, oldest first (WAL-only cuts of postgres sources never wait)" },
 	{ K("groups", CT_LIST, struct config, groups), .required = true, .sub = &group_table,
 	  .note = "groups of sources" },
 	{ K("targets", CT_LIST, struct config, targets), .required = true, .sub = &target_table,
@@ -216,7 +225,8 @@ static int check_vault(struct parse_ctx *p, struct cfg_target *t)
 			       p->file, t->pos.line, t->pos.col, t->name);
 	if (t->kind == TARGET_REPLICA) {
 		if (t->vault_key || t->interval || t->parallel || spans[0] || spans[1] || spans[2] || spans[3] ||
-		    t->s3_endpoint || t->s3_region || t->s3_credentials || t->s3_ca || t->object_lock)
+		    t->s3_endpoint || t->s3_region || t->s3_credentials || t->s3_ca || t->s3_url_style ||
+		    t->object_lock)
 			return err_set(EINVAL, "%s:%d:%d: target '%s': vault_key, interval, parallel, retention and "
 					       "the s3_* and object_lock keys are for targets of type vault",
 				       p->file, t->pos.line, t->pos.col, t->name);
@@ -232,9 +242,10 @@ static int check_vault(struct parse_ctx *p, struct cfg_target *t)
 				       "`bascule keygen vault FILE --escrow FILE.escrow`)",
 			       p->file, t->pos.line, t->pos.col, t->name);
 	if (strncmp(t->url, "s3://", 5) != 0 &&
-	    (t->s3_endpoint || t->s3_region || t->s3_credentials || t->s3_ca || t->object_lock))
-		return err_set(EINVAL, "%s:%d:%d: target '%s': s3_endpoint, s3_region, s3_credentials, s3_ca "
-				       "and object_lock are for s3:// vaults",
+	    (t->s3_endpoint || t->s3_region || t->s3_credentials || t->s3_ca || t->s3_url_style ||
+	     t->object_lock))
+		return err_set(EINVAL, "%s:%d:%d: target '%s': s3_endpoint, s3_region, s3_credentials, s3_ca, "
+				       "s3_url_style and object_lock are for s3:// vaults",
 			       p->file, t->pos.line, t->pos.col, t->name);
 	if (strncmp(t->url, "local:/", 7) == 0)
 		return 0;
@@ -254,6 +265,11 @@ static int check_vault(struct parse_ctx *p, struct cfg_target *t)
 		if (strncmp(t->s3_endpoint, "https://", 8) && strncmp(t->s3_endpoint, "http://", 7))
 			return err_set(EINVAL, "%s:%d:%d: target '%s': s3_endpoint must be https://HOST[:PORT], "
 					       "got '%s'",
+				       p->file, t->pos.line, t->pos.col, t->name, t->s3_endpoint);
+		if (t->s3_url_style && !strcmp(t->s3_url_style, "virtual") && s3_endpoint_is_ip(t->s3_endpoint))
+			return err_set(EINVAL, "%s:%d:%d: target '%s': s3_url_style virtual names the bucket in "
+					       "the host (BUCKET.HOST), which an IP address such as %s cannot "
+					       "have: give s3_endpoint by name, or s3_url_style: path",
 				       p->file, t->pos.line, t->pos.col, t->name, t->s3_endpoint);
 		config_vault_lock(t, &mode, &secs);
 		if (mode && !retention_set(&t->retention.policy))
@@ -287,6 +303,13 @@ static int check_vault(struct parse_ctx *p, struct cfg_target *t)
 		       p->file, t->pos.line, t->pos.col, t->name, t->url);
 }
 
+const char *config_lock_mode(const char *object_lock)
+{
+	return !object_lock || !strcmp(object_lock, "compliance") ? "COMPLIANCE"
+	       : !strcmp(object_lock, "governance")		 ? "GOVERNANCE"
+								 : NULL;
+}
+
 void config_vault_lock(const struct cfg_target *t, const char **ret_mode, uint64_t *ret_seconds)
 {
 	const struct retention *r = &t->retention.policy;
@@ -298,9 +321,7 @@ void config_vault_lock(const struct cfg_target *t, const char **ret_mode, uint64
 		longest = r->daily;
 	if (r->monthly > longest)
 		longest = r->monthly;
-	*ret_mode = !t->object_lock || !strcmp(t->object_lock, "compliance") ? "COMPLIANCE"
-		    : !strcmp(t->object_lock, "governance")			   ? "GOVERNANCE"
-										   : NULL;
+	*ret_mode = config_lock_mode(t->object_lock);
 	*ret_seconds = longest + t->lock_margin / 1000000;
 }
 

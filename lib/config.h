@@ -79,6 +79,7 @@ struct cfg_target {
 	struct cfg_retention retention;
 	/* an s3:// vault (docs/vault.md, "S3 object storage") */
 	char *s3_endpoint, *s3_region, *s3_credentials, *s3_ca;
+	char *s3_url_style;     /* "path" | "virtual"; NULL: as AWS does (lib/s3.h S3_URL_AUTO) */
 	char *object_lock;      /* "compliance" | "governance" | "none"; NULL: compliance */
 	uint64_t lock_margin;   /* usec added to the longest retention span */
 	char *postgres_standby; /* replica: "hot" | "cold", passed to the receiver */
@@ -95,7 +96,8 @@ struct config {
 	char *relay_user;       /* the network children's user (docs/architecture.md) */
 	char *metrics_listen;   /* "ADDR:PORT" of the HTTP /metrics endpoint, NULL = none */
 	uint64_t io_rate;       /* bytes/s, 0 = unlimited */
-	uint64_t scan_threads;  /* 0 = one per core */
+	uint64_t scan_threads;  /* per cut; 0 = one per core */
+	uint64_t max_concurrent_cuts; /* disk cuts running at once, all groups */
 	struct cfg_list groups; /* struct cfg_group */
 	struct cfg_list targets;/* struct cfg_target */
 };
@@ -121,6 +123,12 @@ void config_free(struct config *c);
 /* The Object Lock of an s3:// vault target T: MODE "COMPLIANCE",
  * "GOVERNANCE" or NULL (none), and for how long each object is locked when
  * put: the longest span of its retention plus lock_margin. */
+/* The values of object_lock (bascule.yaml's vault targets, ship.yaml). */
+extern const char *const cfg_lock_modes[];
+extern const char *const cfg_url_styles[];  /* s3_url_style: path | virtual */
+/* "compliance" (or NULL) -> "COMPLIANCE", "governance" -> "GOVERNANCE",
+ * "none" -> NULL: the mode objects are put with. */
+const char *config_lock_mode(const char *object_lock);
 void config_vault_lock(const struct cfg_target *t, const char **ret_mode, uint64_t *ret_seconds);
 /* Whether a group of C holds a postgres source. */
 bool config_has_postgres(const struct config *c);

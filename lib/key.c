@@ -33,11 +33,33 @@ void key_free(struct site_key *k)
 		sodium_free(k);
 }
 
+int key_text_parse(const char *name, const char *data, size_t len, const char *header, const char *what,
+		   const char *make, uint8_t *out, size_t n)
+{
+	char text[512];
+	size_t binlen = 0;
+	int r = 0;
+
+	if (len >= sizeof(text))
+		len = sizeof(text) - 1;
+	memcpy(text, data, len);
+	text[len] = 0;
+	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
+		text[--len] = 0;
+	if (strlen(text) != len || strncmp(text, header, strlen(header)) != 0 ||
+	    sodium_base642bin(out, n, text + strlen(header), strlen(text + strlen(header)), NULL,
+			      &binlen, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+	    binlen != n)
+		r = err_set(EKEYREJECTED, "%s is not %s (expected one line '%s<base64>'; create "
+					  "one with '%s')", name, what, header, make);
+	sodium_memzero(text, sizeof(text));
+	return r;
+}
+
 int key_file_read(const char *path, const char *header, bool secret, const char *what,
 		  const char *make, uint8_t *out, size_t n)
 {
 	char text[512];
-	size_t binlen = 0;
 	ssize_t len;
 	int fd, r = 0;
 
@@ -58,15 +80,7 @@ int key_file_read(const char *path, const char *header, bool secret, const char 
 		r = err_set((int)len, "cannot read key file %s: %s", path, strerror((int)-len));
 		goto out;
 	}
-	text[len] = 0;
-	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
-		text[--len] = 0;
-	if (strncmp(text, header, strlen(header)) != 0 ||
-	    sodium_base642bin(out, n, text + strlen(header), strlen(text + strlen(header)), NULL,
-			      &binlen, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
-	    binlen != n)
-		r = err_set(EKEYREJECTED, "%s is not %s (expected one line '%s<base64>'; create "
-					  "one with '%s')", path, what, header, make);
+	r = key_text_parse(path, text, (size_t)len, header, what, make, out, n);
 out:
 	sodium_memzero(text, sizeof(text));
 	close(fd);

@@ -39,5 +39,10 @@ void key_id_hex(const struct site_key *k, char ret[2 * KEY_ID_BYTES + 1]);
  * -ENOKEY, like every other key error (exit 4). */
 int key_file_read(const char *path, const char *header, bool secret, const char *what,
 		  const char *make, uint8_t *out, size_t n);
+/* The same check of a key's text DATA (LEN bytes, read by the caller from
+ * NAME, e.g. an object of a store): -EKEYREJECTED with a sentence naming
+ * NAME when it is not one line "HEADER<base64>" of N bytes. */
+int key_text_parse(const char *name, const char *data, size_t len, const char *header, const char *what,
+		   const char *make, uint8_t *out, size_t n);
 /* Create PATH (must not exist) holding "HEADER<base64 of DATA>", durable. */
 int key_file_write(const char *path, const char *header, const uint8_t *data, size_t n, mode_t mode);

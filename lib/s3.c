@@ -3,6 +3,8 @@
 #include "s3_int.h"
 #include "err.h"
 #include "fsutil.h"
+#include "units.h"
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -14,6 +16,8 @@
 #include <unistd.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+
+#define S3_RECV_BUFFER (512L << 10)
 
 static char *trim(char *s)
 {
@@ -136,7 +140,9 @@ int s3_open(const struct s3_opts *o, const char *bucket, struct s3 **ret)
 	if (o->ca_pem && (s->ca_pem = malloc(o->ca_pem_len ? o->ca_pem_len : 1)))
 		memcpy(s->ca_pem, o->ca_pem, o->ca_pem_len);
 	s->ca_pem_len = o->ca_pem_len;
-	s->virtual_host = o->virtual_host;
+	s->virtual_host = o->url_style == S3_URL_VIRTUAL ||
+			  (o->url_style == S3_URL_AUTO && !s3_endpoint_is_ip(o->endpoint) &&
+			   !(strchr(bucket, '.') && !strcmp(s->scheme, "https")));
 	s->retries = o->retries < 0 ? 0 : o->retries ? o->retries : 5;
 	s->connect_timeout = o->connect_timeout ? o->connect_timeout : 10;
 	s->stall_timeout = o->stall_timeout ? o->stall_timeout : 30;
@@ -145,6 +151,12 @@ int s3_open(const struct s3_opts *o, const char *bucket, struct s3 **ret)
 		s->part_size = (size_t)5 << 20;
 	snprintf(s->sigv4, sizeof(s->sigv4), "aws:amz:%s:s3", s->region);
 	s->curl = curl_easy_init();
+	if (o->url_style == S3_URL_VIRTUAL && s3_endpoint_is_ip(o->endpoint)) {
+		s3_close(s);
+		return err_set(-EINVAL, "s3 endpoint %s is an IP address: requests cannot be virtual-hosted "
+				       "(BUCKET.HOST); give the endpoint by name, or s3_url_style: path",
+			       o->endpoint);
+	}
 	if (!s->bucket || !s->scheme || !s->host || !s->region || !s->curl ||
 	    (o->ca_file && !o->ca_pem && !s->ca_file) || (o->ca_pem && !s->ca_pem)) {
 		s3_close(s);
@@ -175,6 +187,38 @@ void s3_close(struct s3 *s)
 }
 
 long s3_last_status(const struct s3 *s) { return s->last_status; }
+
+int s3_virtual_hosted(const struct s3 *s) { return s->virtual_host; }
+
+int s3_url_style(const char *s)
+{
+	if (!s)
+		return S3_URL_AUTO;
+	if (!strcmp(s, "path"))
+		return S3_URL_PATH;
+	if (!strcmp(s, "virtual"))
+		return S3_URL_VIRTUAL;
+	return err_set(-EINVAL, "s3 url style '%s': expected path or virtual", s);
+}
+
+int s3_endpoint_is_ip(const char *endpoint)
+{
+	const char *h = strstr(endpoint, "://");
+	char host[256];
+	struct in6_addr a6;
+	struct in_addr a4;
+	size_t n;
+
+	h = h ? h + 3 : endpoint;
+	if (*h == '[')
+		return 1; /* [v6]:port */
+	n = strcspn(h, ":/");
+	if (n >= sizeof(host))
+		return 0;
+	memcpy(host, h, n);
+	host[n] = 0;
+	return inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
+}
 
 char *s3_escape(const char *s, int keep_slash)
 {
@@ -292,6 +336,14 @@ static void header_value(const char *line, size_t n, const char *name, char *out
 	out[k] = 0;
 }
 
+/* An HTTP date (RFC 9110: "Thu, 03 Dec 2026 11:00:00 GMT"); 0 if not one. */
+static time_t http_date(const char *s)
+{
+	struct tm tm = { 0 };
+
+	return strptime(s, "%a, %d %b %Y %H:%M:%S", &tm) ? timegm(&tm) : 0;
+}
+
 static size_t on_header(char *p, size_t sz, size_t n, void *ctx)
 {
 	struct s3_resp *r = ctx;
@@ -303,11 +355,12 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ctx)
 	if (*num)
 		r->content_length = strtoull(num, NULL, 10);
 	header_value(p, k, "Last-Modified", date, sizeof(date));
-	if (*date) {
-		struct tm tm = { 0 };
-		if (strptime(date, "%a, %d %b %Y %H:%M:%S", &tm))
-			r->last_modified = timegm(&tm);
-	}
+	if (*date)
+		r->last_modified = http_date(date);
+	*date = 0;
+	header_value(p, k, "Date", date, sizeof(date));
+	if (*date)
+		r->date = http_date(date);
 	return k;
 }
 
@@ -342,14 +395,35 @@ static void error_xml(const struct s3_resp *r, char *code, size_t cl, char *msg,
 	xmlFreeDoc(doc);
 }
 
+/* The store refused a signature for the time it carries (S3 accepts a
+ * request within 15 minutes of its own clock): say by how much and which
+ * way this machine's clock is off, from the store's Date. */
+static int skew_error(const struct s3_resp *r, const char *what)
+{
+	time_t now = time(NULL);
+	char by[64] = "", d[32];
+
+	if (r->date) {
+		uint64_t off = (uint64_t)(now > r->date ? now - r->date : r->date - now);
+		snprintf(by, sizeof(by), " is %s %s", units_fmt_duration(off * 1000000, d, sizeof(d)),
+			 now > r->date ? "ahead of" : "behind");
+	} else {
+		snprintf(by, sizeof(by), " differs too much from");
+	}
+	return err_set(-EACCES, "s3 %s: the store refused the request's signature because this machine's "
+				"clock%s the store's (RequestTimeTooSkewed: a signed request holds its time, "
+				"and S3 accepts it within 15 minutes); set the clock right and keep it so with "
+				"NTP (systemd-timesyncd: `timedatectl set-ntp true`, or chrony)",
+		       what, by);
+}
+
 static int status_error(struct s3 *s, const struct s3_resp *r, const char *what)
 {
 	char code[64], msg[256];
 	error_xml(r, code, sizeof(code), msg, sizeof(msg));
 	const char *m = *msg ? msg : *code ? code : "no message";
 	if (!strcmp(code, "RequestTimeTooSkewed"))
-		return err_set(-EACCES, "s3 %s: refused: this machine's clock differs too much from the "
-				       "store's (RequestTimeTooSkewed); fix the clock (NTP)", what);
+		return skew_error(r, what);
 	if (!strcmp(code, "SignatureDoesNotMatch") || !strcmp(code, "InvalidAccessKeyId"))
 		return err_set(-EACCES, "s3 %s: the store refused the credentials (%s): check the access "
 				       "key and secret, the region and the clock", what, code);
@@ -402,6 +476,9 @@ static CURLcode perform(struct s3 *s, const struct s3_req *q, struct s3_resp *r,
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	/* Reads of whole packs: 512 KiB per receive and callback, not 16 KiB
+	 * (measured: 33,000 recv and poll calls for a 512 MiB restore). */
+	curl_easy_setopt(c, CURLOPT_BUFFERSIZE, S3_RECV_BUFFER);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, s->connect_timeout);
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, s->stall_timeout);
@@ -428,6 +505,7 @@ static CURLcode perform(struct s3 *s, const struct s3_req *q, struct s3_resp *r,
 	r->len = 0;
 	r->too_big = 0;
 	r->version_id[0] = r->etag[0] = 0;
+	r->date = 0;
 	CURLcode cc = curl_easy_perform(c);
 	r->status = 0;
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);

@@ -36,12 +36,28 @@ struct s3_opts {
 	const char *ca_pem;      /* or those anchors already read (PEM, CA_PEM_LEN bytes): for a
 				  * sandboxed process that may not open the file (then CA_FILE is unused) */
 	size_t ca_pem_len;
-	int virtual_host;        /* 1: https://BUCKET.host/KEY; 0: https://host/BUCKET/KEY */
+	int url_style;           /* S3_URL_AUTO, S3_URL_PATH (https://host/BUCKET/KEY) or
+				  * S3_URL_VIRTUAL (https://BUCKET.host/KEY) */
 	int retries;             /* attempts after the first on a retryable failure; <0: 0; 0: 5 */
 	long connect_timeout;    /* seconds; 0: 10 */
 	long stall_timeout;      /* seconds without a byte moving; 0: 30 */
 	size_t part_size;        /* multipart above this (and parts of it); 0: 64 MiB; >= 5 MiB */
 };
+
+/* How requests name the bucket.  AUTO is what AWS and its SDKs do:
+ * virtual-hosted, except where that cannot work: an endpoint given as an
+ * IP address (no BUCKET.ADDRESS name), a bucket with a '.' over https (its
+ * name would not match the provider's *.HOST certificate). */
+enum { S3_URL_AUTO, S3_URL_PATH, S3_URL_VIRTUAL };
+
+/* S3_URL_* for "path" or "virtual" (NULL: S3_URL_AUTO); -EINVAL with a
+ * sentence for anything else. */
+int s3_url_style(const char *s);
+/* 1 if the host of ENDPOINT (scheme://HOST[:PORT]) is an IPv4 or IPv6
+ * address: such an endpoint cannot be virtual-hosted. */
+int s3_endpoint_is_ip(const char *endpoint);
+/* 1 if requests to BUCKET at the endpoint of S are virtual-hosted. */
+int s3_virtual_hosted(const struct s3 *s);
 
 /* Object Lock of a PUT: mode NULL (no lock), "COMPLIANCE" or "GOVERNANCE". */
 struct s3_lock {
@@ -71,7 +87,8 @@ int s3_creds_load(const char *path, const char *profile, struct s3_creds **ret);
 void s3_creds_free(struct s3_creds *c);
 
 /* Read the credentials (o->creds, or the file: refused unless mode 0600 or
- * stricter) and make the handle.  No request is made. */
+ * stricter) and make the handle.  No request is made.  -EINVAL for
+ * S3_URL_VIRTUAL with an endpoint given as an IP address. */
 int s3_open(const struct s3_opts *o, const char *bucket, struct s3 **ret);
 void s3_close(struct s3 *s);
 /* The HTTP status of the last request (0: none answered). */

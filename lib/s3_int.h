@@ -12,6 +12,7 @@ struct s3_resp {
 	char etag[128];
 	uint64_t content_length;
 	time_t last_modified;
+	time_t date;            /* the store's clock when it answered (Date) */
 	int too_big;
 	void *sink;             /* s3_get_range: bytes go here (up to sink_len) */
 	size_t sink_len;

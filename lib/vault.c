@@ -60,6 +60,28 @@ void vault_path(const uint8_t name[VAULT_NAME], bool manifest, char *buf, size_t
 		snprintf(buf, len, "d/%.2s/%s", hex, hex);
 }
 
+int vault_prefetch(struct vstore *v, const uint8_t *names, size_t stride, size_t n)
+{
+	enum { PATH = 2 * VAULT_NAME + 8 };
+	char *paths = n ? malloc(n * PATH) : NULL;
+	const char **p = n ? malloc(n * sizeof(*p)) : NULL;
+	int r;
+
+	if (n && (!paths || !p)) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		vault_path(names + i * stride, false, paths + i * PATH, PATH);
+		p[i] = paths + i * PATH;
+	}
+	r = vstore_prefetch(v, "d", p, n);
+out:
+	free(paths);
+	free(p);
+	return r;
+}
+
 void vault_object_name(const void *data, size_t len, uint8_t name[VAULT_NAME])
 {
 	crypto_generichash(name, VAULT_NAME, data, len, NULL, 0);
@@ -779,7 +801,10 @@ int vault_manifests(struct vstore *v, const uint8_t pk[32], const struct vkeys *
 		    void *ctx, struct vmanifest **ret, size_t *n)
 {
 	struct mlist l = { .v = v, .pk = pk, .k = k, .bad = bad, .ctx = ctx };
-	int r = vstore_list(v, "m", on_manifest, &l);
+	int r = vstore_prefetch(v, "m", NULL, 0);
+
+	if (r >= 0)
+		r = vstore_list(v, "m", on_manifest, &l);
 
 	if (r < 0) {
 		vault_manifests_free(l.m, l.n);

@@ -103,6 +103,9 @@ void vault_hex(const uint8_t name[VAULT_NAME], char hex[2 * VAULT_NAME + 1]);
 int vault_unhex(const char *hex, uint8_t name[VAULT_NAME]);
 /* "d/ab/abcd…" for data, "m/abcd…" for manifests. */
 void vault_path(const uint8_t name[VAULT_NAME], bool manifest, char *buf, size_t len);
+/* vstore_prefetch of the data objects whose names are at NAMES, STRIDE
+ * bytes apart (N of them): before a restore or a check reads them. */
+int vault_prefetch(struct vstore *v, const uint8_t *names, size_t stride, size_t n);
 void vault_object_name(const void *data, size_t len, uint8_t name[VAULT_NAME]);
 /* Padmé: the size LEN is padded to. */
 size_t vault_padme(size_t len);
@@ -159,7 +162,7 @@ int vault_manifest_peek(const uint8_t *data, size_t len, uint8_t ret_series[16],
 			uint64_t *ret_cut_time);
 
 /* Every manifest of the store, signatures checked with PK (and private parts
- * opened with K if given).  Manifests that fail are reported through BAD
+ * opened with K if given; their versions prefetched, vstore_prefetch).  Manifests that fail are reported through BAD
  * (may be NULL) and left out. */
 typedef void (*vault_bad_cb)(void *ctx, const char *path, int err);
 int vault_manifests(struct vstore *v, const uint8_t pk[32], const struct vkeys *k, vault_bad_cb bad,

@@ -470,6 +470,17 @@ int vstore_audit(struct vstore *v, const char *name, char *why, size_t len)
 	return v->s3 ? vstore_s3_audit(v->s3, name, why, len) : 0;
 }
 
+int vstore_prefetch(struct vstore *v, const char *dir, const char *const *names, size_t n)
+{
+	return v->s3 ? vstore_s3_prefetch(v->s3, dir, names, n) : 0;
+}
+
+void vstore_share(struct vstore *v, const struct vstore *from)
+{
+	if (v->s3)
+		vstore_s3_share(v->s3, from ? from->s3 : NULL);
+}
+
 struct vstore_s3 *vstore_s3_of(struct vstore *v)
 {
 	return v->s3;

@@ -32,6 +32,7 @@ struct vstore_opts {
 	const char *s3_credentials;  /* AWS shared-credentials file, mode 0600 */
 	const struct s3_creds *s3_creds; /* or already read (then the path is unused) */
 	const char *s3_ca;           /* TLS trust anchors; NULL: the system's */
+	const char *s3_url_style;    /* "path", "virtual"; NULL: as AWS does (lib/s3.h, S3_URL_AUTO) */
 	const char *s3_ca_pem;       /* or that file already read (then the path is unused) */
 	size_t s3_ca_pem_len;
 	const char *lock_mode;       /* "COMPLIANCE", "GOVERNANCE", NULL: objects put unlocked */
@@ -68,6 +69,17 @@ int vstore_remove(struct vstore *v, const char *name);
  * a marker): 0 nothing, 1 something, said in WHY; local and sftp stores
  * never keep anything else (0). */
 int vstore_audit(struct vstore *v, const char *name, char *why, size_t len);
+/* A hint that the objects NAMES (N of them, e.g. "d/3f/3f9a..."; NULL:
+ * every object) under DIR are about to be read: an S3 store learns which
+ * version of each to read from one listing of DIR instead of one per
+ * object (vstore_s3_prefetch: what it skips and how much it may cost).
+ * Returns how many it learnt, 0 for local and sftp stores, or a negative
+ * errno (the listing failed: the reads would too). */
+int vstore_prefetch(struct vstore *v, const char *dir, const char *const *names, size_t n);
+/* Let V use what FROM's prefetches learnt (same vault; FROM outlives V
+ * and prefetches nothing more meanwhile): one listing for the stores of
+ * several threads.  Nothing for local and sftp stores. */
+void vstore_share(struct vstore *v, const struct vstore *from);
 /* Bytes written and read through this store (benchmarks, logs). */
 uint64_t vstore_bytes_written(const struct vstore *v);
 uint64_t vstore_bytes_read(const struct vstore *v);

@@ -26,6 +26,19 @@ struct resolved {
 	char why[512];
 };
 
+/* A name a prefetch found with a single version, not a delete marker: its
+ * genuine version without a listing of its own (vstore_s3_prefetch). */
+struct known {
+	char *name;         /* relative to the prefix: "d/3f/3f9a..." */
+	char *vid;
+	uint64_t size, mtime;
+};
+
+struct vstore_s3_known {
+	struct known *k;    /* sorted by name */
+	size_t n, cap;
+};
+
 struct vstore_s3 {
 	struct s3 *s3;
 	char bucket[64];
@@ -34,6 +47,8 @@ struct vstore_s3 {
 	uint64_t lock_seconds;
 	struct resolved cache[CACHE];
 	unsigned next;
+	struct vstore_s3_known own;          /* what this store's prefetches found */
+	const struct vstore_s3_known *shared; /* or another store's (vstore_s3_share) */
 };
 
 int vstore_s3_parse_url(const char *url, char *bucket, size_t blen, char *prefix, size_t plen)
@@ -66,9 +81,14 @@ int vstore_s3_parse_url(const char *url, char *bucket, size_t blen, char *prefix
 	return 0;
 }
 
-void vstore_s3_client_opts(const struct vstore_opts *o, struct s3_opts *ret)
+int vstore_s3_client_opts(const struct vstore_opts *o, struct s3_opts *ret)
 {
+	int style = s3_url_style(o->s3_url_style);
+
+	if (style < 0)
+		return style;
 	memset(ret, 0, sizeof(*ret));
+	ret->url_style = style;
 	ret->endpoint = o->s3_endpoint;
 	ret->region = o->s3_region;
 	ret->credentials = o->s3_credentials;
@@ -76,6 +96,7 @@ void vstore_s3_client_opts(const struct vstore_opts *o, struct s3_opts *ret)
 	ret->ca_file = o->s3_ca;
 	ret->ca_pem = o->s3_ca_pem;
 	ret->ca_pem_len = o->s3_ca_pem_len;
+	return 0;
 }
 
 int vstore_s3_port(const char *endpoint)
@@ -107,8 +128,7 @@ int vstore_s3_open(const char *url, const struct vstore_opts *o, struct vstore_s
 				    "s3_credentials, or --s3-endpoint and --s3-credentials)", url);
 		goto fail;
 	}
-	vstore_s3_client_opts(o, &so);
-	if ((r = s3_open(&so, v->bucket, &v->s3)) < 0)
+	if ((r = vstore_s3_client_opts(o, &so)) < 0 || (r = s3_open(&so, v->bucket, &v->s3)) < 0)
 		goto fail;
 	v->lock_mode = o->lock_mode;
 	v->lock_seconds = o->lock_seconds;
@@ -119,11 +139,22 @@ fail:
 	return r;
 }
 
+static void known_free(struct vstore_s3_known *kn)
+{
+	for (size_t i = 0; i < kn->n; i++) {
+		free(kn->k[i].name);
+		free(kn->k[i].vid);
+	}
+	free(kn->k);
+	memset(kn, 0, sizeof(*kn));
+}
+
 void vstore_s3_close(struct vstore_s3 *v)
 {
 	if (!v)
 		return;
 	s3_close(v->s3);
+	known_free(&v->own);
 	free(v);
 }
 
@@ -200,7 +231,7 @@ static int version_matches(struct vstore_s3 *v, const char *key, const struct ve
 	return memcmp(got, d, 32) == 0;
 }
 
-static void describe(char *why, size_t len, const struct ver *x, bool overwrite)
+static void describe(char *why, size_t len, const struct ver *x, bool overwrite, bool digest)
 {
 	char when[32];
 	struct tm tm;
@@ -211,12 +242,29 @@ static void describe(char *why, size_t len, const struct ver *x, bool overwrite)
 	if (k >= len - 1)
 		return;
 	snprintf(why + k, len - k, "%s%s (version %s, %s)", k ? "; " : "",
-		 overwrite ? "OVERWRITTEN: a version whose bytes do not match its name" : "DELETED: a delete marker",
+		 !overwrite ? "DELETED: a delete marker"
+		 : digest   ? "OVERWRITTEN: a version whose bytes do not match its name"
+			    : "OVERWRITTEN: a newer version with other bytes",
 		 x->vid, when);
 }
 
+static int cmp_known(const void *a, const void *b)
+{
+	return strcmp(((const struct known *)a)->name, ((const struct known *)b)->name);
+}
+
+static const struct known *known_find(const struct vstore_s3_known *kn, const char *name)
+{
+	struct known x = { .name = (char *)name }, *k;
+
+	k = kn->n ? bsearch(&x, kn->k, kn->n, sizeof(*kn->k), cmp_known) : NULL;
+	return k && k->vid ? k : NULL;
+}
+
 /* Find NAME's genuine version: the oldest whose bytes match the name (the
- * listing is newest first), and describe the others. */
+ * listing is newest first), and describe the others.  A name a prefetch
+ * found with one version and no delete marker is that version: nothing
+ * else is there to tell apart or to report. */
 static int resolve(struct vstore_s3 *v, const char *name, struct resolved **ret)
 {
 	char key[KEY_MAX];
@@ -232,6 +280,20 @@ static int resolve(struct vstore_s3 *v, const char *name, struct resolved **ret)
 			*ret = &v->cache[i];
 			return 0;
 		}
+	{
+		const struct known *kn = known_find(v->shared ? v->shared : &v->own, name);
+		if (kn) {
+			c = &v->cache[v->next++ % CACHE];
+			memset(c, 0, sizeof(*c));
+			snprintf(c->name, sizeof(c->name), "%s", name);
+			snprintf(c->vid, sizeof(c->vid), "%s", kn->vid);
+			c->size = kn->size;
+			c->mtime = kn->mtime;
+			c->used = true;
+			*ret = c;
+			return 0;
+		}
+	}
 	if ((r = vstore_s3_key(v, name, key, sizeof(key))) < 0 ||
 	    (r = s3_list_versions(v->s3, key, collect, &l)) < 0)
 		goto out;
@@ -285,7 +347,7 @@ static int resolve(struct vstore_s3 *v, const char *name, struct resolved **ret)
 			}
 		}
 		c->foreign++;
-		describe(c->why, sizeof(c->why), x, !x->marker);
+		describe(c->why, sizeof(c->why), x, !x->marker, digest);
 	}
 	c->used = true;
 	*ret = c;
@@ -362,6 +424,157 @@ int vstore_s3_version(struct vstore_s3 *v, const char *name, char *version_id, s
 	if (r == 0)
 		snprintf(version_id, len, "%s", c->vid);
 	return r;
+}
+
+/* ---- prefetch: the versions of many names from one listing ---- */
+
+struct fetch {
+	size_t skip;            /* length of "PREFIX/" */
+	const char **want;      /* sorted, unique; NULL: every name */
+	size_t n_want, found, seen;
+	char key[KEY_MAX], vid[300];
+	uint64_t size, mtime;
+	unsigned versions;      /* of KEY so far, delete markers included */
+	bool have, marker;
+	struct vstore_s3_known got;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* KEY's versions are all seen: keep it if it has exactly one, a data one. */
+static int fetch_flush(struct fetch *f)
+{
+	const char *name = f->key + f->skip;
+	struct known *k;
+
+	if (!f->have)
+		return 0;
+	f->have = false;
+	if (f->versions != 1 || f->marker ||
+	    (f->want && !bsearch(&name, f->want, f->n_want, sizeof(*f->want), cmp_str)))
+		return 0;
+	if (f->got.n == f->got.cap) {
+		size_t cap = f->got.cap ? 2 * f->got.cap : 64;
+		struct known *nk = realloc(f->got.k, cap * sizeof(*nk));
+		if (!nk)
+			return -ENOMEM;
+		f->got.k = nk;
+		f->got.cap = cap;
+	}
+	k = &f->got.k[f->got.n];
+	k->name = strdup(name);
+	k->vid = strdup(f->vid);
+	k->size = f->size;
+	k->mtime = f->mtime;
+	if (!k->name || !k->vid) {
+		free(k->name);
+		free(k->vid);
+		return -ENOMEM;
+	}
+	f->got.n++;
+	f->found++;
+	return 0;
+}
+
+static int fetch_version(void *ctx, const struct s3_version *sv)
+{
+	struct fetch *f = ctx;
+	size_t kl = strlen(sv->key);
+	int r;
+
+	if (sv->is_prefix || kl <= f->skip || kl >= sizeof(f->key))
+		return 0;
+	if (!f->have || strcmp(f->key, sv->key) != 0) {
+		if ((r = fetch_flush(f)) < 0)
+			return r;
+		/* Every wanted name found, or more pages listed (1000
+		 * versions each) than the names still unknown would cost
+		 * listings of their own: the rest are resolved one by one. */
+		if (f->want && (f->found == f->n_want || f->seen / 1000 > f->n_want - f->found))
+			return 1;
+		memcpy(f->key, sv->key, kl + 1);
+		f->have = true;
+		f->versions = 0;
+		f->marker = false;
+	}
+	f->seen++;
+	f->versions++;
+	if (sv->delete_marker) {
+		f->marker = true;
+	} else {
+		snprintf(f->vid, sizeof(f->vid), "%s", sv->version_id);
+		f->size = sv->size;
+		f->mtime = (uint64_t)sv->mtime;
+	}
+	return 0;
+}
+
+int vstore_s3_prefetch(struct vstore_s3 *v, const char *dir, const char *const *names, size_t n)
+{
+	char pfx[KEY_MAX];
+	struct fetch f = { .skip = *v->prefix ? strlen(v->prefix) + 1 : 0 };
+	struct vstore_s3_known *kn = &v->own;
+	int r;
+
+	if ((r = vstore_s3_key(v, dir, pfx, sizeof(pfx) - 1)) < 0)
+		return r;
+	if (*pfx)
+		strcat(pfx, "/");
+	if (names) {
+		if (!n)
+			return 0;
+		if (!(f.want = malloc(n * sizeof(*f.want))))
+			return -ENOMEM;
+		memcpy(f.want, names, n * sizeof(*f.want));
+		qsort(f.want, n, sizeof(*f.want), cmp_str);
+		for (size_t i = 0; i < n; i++)
+			if (!f.n_want || strcmp(f.want[f.n_want - 1], f.want[i]))
+				f.want[f.n_want++] = f.want[i];
+	}
+	r = s3_list_versions(v->s3, pfx, fetch_version, &f);
+	if (r == 0)
+		r = fetch_flush(&f);
+	else if (r == 1)
+		r = 0; /* stopped early */
+	free(f.want);
+	if (r == 0 && f.got.n) {
+		struct known *nk = reallocarray(kn->k, kn->n + f.got.n, sizeof(*nk));
+		if (!nk)
+			r = -ENOMEM;
+		else {
+			kn->k = nk;
+			kn->cap = kn->n + f.got.n;
+		}
+	}
+	if (r < 0) {
+		known_free(&f.got);
+		return r;
+	}
+	/* Each name once: one already known keeps its entry (a name has one
+	 * clean version: the same). */
+	{
+		const struct vstore_s3_known before = { kn->k, kn->n, kn->n };
+		for (size_t i = 0; i < f.got.n; i++) {
+			if (known_find(&before, f.got.k[i].name)) {
+				free(f.got.k[i].name);
+				free(f.got.k[i].vid);
+				continue;
+			}
+			kn->k[kn->n++] = f.got.k[i];
+		}
+	}
+	free(f.got.k);
+	if (kn->n)
+		qsort(kn->k, kn->n, sizeof(*kn->k), cmp_known);
+	return (int)(f.found > INT_MAX ? INT_MAX : f.found);
+}
+
+void vstore_s3_share(struct vstore_s3 *v, const struct vstore_s3 *from)
+{
+	v->shared = from ? &from->own : NULL;
 }
 
 int vstore_s3_audit(struct vstore_s3 *v, const char *name, char *why, size_t len)
@@ -463,6 +676,14 @@ int vstore_s3_remove(struct vstore_s3 *v, const char *name)
 	int r;
 
 	forget(v, name);
+	v->shared = NULL; /* another store's knowledge is not this one's to change */
+	{
+		struct known *k = (struct known *)known_find(&v->own, name);
+		if (k) {
+			free(k->vid);
+			k->vid = NULL;
+		}
+	}
 	if ((r = vstore_s3_key(v, name, key, sizeof(key))) < 0 ||
 	    (r = s3_list_versions(v->s3, key, collect, &l)) < 0)
 		goto out;

@@ -27,8 +27,9 @@ struct s3_opts;
 /* Split URL (s3://BUCKET[/PREFIX]) into BUCKET and PREFIX (no leading or
  * trailing '/'; "" if none); -EINVAL with a sentence if it is not one. */
 int vstore_s3_parse_url(const char *url, char *bucket, size_t blen, char *prefix, size_t plen);
-/* The S3 client options O gives (pointers into O). */
-void vstore_s3_client_opts(const struct vstore_opts *o, struct s3_opts *ret);
+/* The S3 client options O gives (pointers into O); -EINVAL with a
+ * sentence if its s3_url_style is not one. */
+int vstore_s3_client_opts(const struct vstore_opts *o, struct s3_opts *ret);
 /* The TCP port of ENDPOINT (443 for https, 80 for http unless written). */
 int vstore_s3_port(const char *endpoint);
 
@@ -63,5 +64,21 @@ int vstore_s3_audit(struct vstore_s3 *v, const char *name, char *why, size_t len
  * Only extends: the store refuses to shorten. */
 int vstore_s3_extend(struct vstore_s3 *v, const char *name, const char *mode, time_t at_least, time_t until,
 		     time_t *ret_until);
+/* Learn the genuine versions of NAMES (N of them, "DIR/..."; NULL: every
+ * name under DIR) from one paged ListObjectVersions of DIR, rather than one
+ * listing per name at its first read.  Only a name with exactly one
+ * version, not a delete marker, is learnt: anything else under a name (an
+ * overwrite, a marker, a retried put) is resolved on its own at its first
+ * read, as without a prefetch, so the tamper rules are those of a single
+ * read.  The listing stops once every wanted name is found, or once it has
+ * cost more pages (1000 versions each) than the names still unknown would
+ * cost listings: never much dearer than without it.  Returns how many
+ * names were learnt (a name learnt twice counts once in V). */
+int vstore_s3_prefetch(struct vstore_s3 *v, const char *dir, const char *const *names, size_t n);
+/* Let V resolve names from what FROM's prefetches learnt (NULL: stop):
+ * several threads' stores, one listing.  FROM outlives V and prefetches
+ * nothing more while V uses it (it is read without a lock).  A remove on V
+ * stops the sharing. */
+void vstore_s3_share(struct vstore_s3 *v, const struct vstore_s3 *from);
 /* The version of NAME that is read (its genuine content): VERSION_ID. */
 int vstore_s3_version(struct vstore_s3 *v, const char *name, char *version_id, size_t len);

@@ -207,7 +207,13 @@ static int set_value(struct parse_ctx *p, const yaml_node_t *n, const struct cfg
 	max = type_max(k->type);
 	if (k->max && k->max < max)
 		max = k->max;
-	if (v < k->min || v > max) {
+	if ((v < k->min && !(k->zero_off && v == 0)) || v > max) {
+		if (k->zero_off && max == type_max(k->type))
+			return cfg_err(p, n, "%s must be 0 (off) or at least %llu%s, got '%s'", k->key,
+				       (unsigned long long)k->min, k->type == CT_RATE ? " bytes/s" : "", value);
+		if (k->zero_off)
+			return cfg_err(p, n, "%s must be 0 (off) or between %llu and %llu, got '%s'", k->key,
+				       (unsigned long long)k->min, (unsigned long long)max, value);
 		if (k->type == CT_DURATION) {
 			char a[32], b[32];
 			return cfg_err(p, n, "%s must be between %s and %s, got '%s'", k->key,

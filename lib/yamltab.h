@@ -64,6 +64,7 @@ struct cfg_key {
 	size_t off;
 	bool required;
 	uint64_t min, max;       /* numeric bounds, inclusive */
+	bool zero_off;           /* 0 ("off", "unlimited") is allowed besides min..max */
 	const char *def;         /* default, written as a user would */
 	const char *note;
 	const char *const *enums;

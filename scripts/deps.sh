@@ -10,7 +10,7 @@ libsystemd-dev libjansson-dev libxxhash-dev libssh2-1-dev librsync-dev libcmocka
 libmicrohttpd-dev libpq-dev libnbd-dev libxml2-dev libssl-dev"
 TEST_PKGS="bc python3 systemd openssh-server openssh-client nftables e2fsprogs util-linux rsync rdiff xfsprogs procps iproute2 kmod
 qemu-system-x86 qemu-utils busybox-static chromium fonts-dejavu-core curl prometheus postgresql-15 postgresql-client-15
-ceph-mon ceph-osd radosgw ceph-common openssl"
+ceph-mon ceph-osd radosgw ceph-common openssl faketime"
 # `make fuzz` only: clang and its runtimes (libFuzzer, ASan, UBSan).
 FUZZ_PKGS="clang libclang-rt-dev"
 # `make bench` only: the tools it compares against.

@@ -7,6 +7,7 @@
 #include "fsutil.h"
 #include "intake_tool.h"
 #include "units.h"
+#include "vstore.h"
 #include <getopt.h>
 #include <grp.h>
 #include <jansson.h>
@@ -31,7 +32,11 @@ static void usage(FILE *f)
 		   "       bascule intake metrics DIR [--client NAME] [--out FILE] [--max-age D] [--now TIME]\n\n"
 		   "The operator's side of the hybrid PRA (docs/hybrid.md).  DIR holds one\n"
 		   "directory per client: NAME/client.pub (enrolled by add) and NAME/incoming/\n"
-		   "(where the client's write-once SFTP account uploads).\n\n"
+		   "(where the client's write-once SFTP account uploads).\n"
+		   INTAKE_STORE_USAGE
+		   "  On S3 the client's account may only put (a bucket policy) and every object\n"
+		   "  is locked (Object Lock): check names a night written over (a newer version)\n"
+		   "  as TAMPERED (CRITICAL); restore reads the genuine version.\n\n"
 		   "add: enrol a client's public key (FILE.pub of bascule keygen client) and make\n"
 		   "  NAME/incoming, owned by USER (the client's SFTP account) with --owner; an\n"
 		   "  enrolled NAME/client.pub that no longer reads is replaced only with --force.\n"
@@ -71,6 +76,46 @@ static void usage(FILE *f)
 		   "1 WARNING, 2 CRITICAL, 3 UNKNOWN.\n");
 }
 
+/* Enrol on an S3 intake: NAME/client.pub, put once (unlocked: it is the
+ * operator's, and a bucket policy keeps the client's account to
+ * NAME/incoming/); nothing to make for incoming/, a prefix. */
+static int add_s3(const char *dir, const char *client, const char *pubfile, const struct client_pub *pub,
+		  const char *id, const char *owner)
+{
+	struct client_pub old;
+	struct vstore *v = NULL;
+	char name[300], *text = NULL;
+	size_t len;
+	int r;
+
+	if (owner) {
+		fprintf(stderr, "bascule intake add: --owner is for an intake directory; on S3 the bucket "
+				"policy says what the client's account may do (docs/hybrid.md, \"Intake on S3\")\n");
+		return EXIT_USAGE;
+	}
+	if ((r = intake_store_pub(dir, client, &old)) == 0) {
+		if (memcmp(&old, pub, sizeof(*pub)) != 0)
+			return cmd_fail("intake add", err_set(EEXIST, "client %s is enrolled with another key "
+						"already (%s/%s/client.pub); if the client's keys really changed, "
+						"remove it with the operator's account first", client, dir, client));
+	} else if (r != -ENOENT) {
+		return cmd_fail("intake add", r);
+	} else {
+		err_clear();
+		snprintf(name, sizeof(name), "%s/client.pub", client);
+		if ((r = fs_read_all(pubfile, 4096, &text, &len)) < 0 || (r = intake_store_open(dir, "", &v)) < 0 ||
+		    (r = vstore_put(v, name, text, len)) < 0) {
+			free(text);
+			vstore_close(v);
+			return cmd_fail("intake add", r);
+		}
+		free(text);
+		vstore_close(v);
+	}
+	printf("enrolled client %s (key %s) in %s; it uploads to %s/%s/incoming\n", client, id, dir, dir, client);
+	return EXIT_OK;
+}
+
 int intake_add(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -78,6 +123,7 @@ int intake_add(int argc, char **argv)
 		{ "pub", required_argument, NULL, 'p' },
 		{ "owner", required_argument, NULL, 'o' },
 		{ "force", no_argument, NULL, 'f' },
+		INTAKE_STORE_OPTS,
 		{ 0 }
 	};
 	const char *client = NULL, *pubfile = NULL, *owner = NULL, *dir;
@@ -95,7 +141,10 @@ int intake_add(int argc, char **argv)
 		case 'p': pubfile = optarg; break;
 		case 'o': owner = optarg; break;
 		case 'f': force = true; break;
-		default: return EXIT_USAGE;
+		default:
+			if (intake_store_opt(c, optarg))
+				break;
+			return EXIT_USAGE;
 		}
 	}
 	if (optind + 1 != argc || !client || !pubfile) {
@@ -116,6 +165,8 @@ int intake_add(int argc, char **argv)
 	if ((r = clientkey_load_pub(pubfile, &pub)) < 0)
 		return cmd_fail("intake add", r);
 	clientkey_id(&pub, id);
+	if (intake_store_s3(dir))
+		return add_s3(dir, client, pubfile, &pub, id, owner);
 	snprintf(cdir, sizeof(cdir), "%s/%s", dir, client);
 	if ((r = fs_mkdir_p(cdir, 0755)) < 0)
 		return cmd_fail("intake add", err_set(-r, "cannot create %s: %s", cdir, strerror(-r)));
@@ -173,6 +224,8 @@ static json_t *night_json(const struct intake_night *n)
 	}
 	if (n->problem[0])
 		json_object_set_new(j, "problem", json_string(n->problem));
+	if (n->tamper[0])
+		json_object_set_new(j, "tampered", json_string(n->tamper));
 	return j;
 }
 
@@ -181,6 +234,7 @@ int intake_ls(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "client", required_argument, NULL, 'C' },
 		{ "json", no_argument, NULL, 'j' },
+		INTAKE_STORE_OPTS,
 		{ 0 }
 	};
 	const char *client = NULL;
@@ -194,7 +248,10 @@ int intake_ls(int argc, char **argv)
 		switch (c) {
 		case 'C': client = optarg; break;
 		case 'j': json = true; break;
-		default: return EXIT_USAGE;
+		default:
+			if (intake_store_opt(c, optarg))
+				break;
+			return EXIT_USAGE;
 		}
 	}
 	if (optind + 1 != argc) {
@@ -240,6 +297,9 @@ int intake_ls(int argc, char **argv)
 				       n->m.kind == INTAKE_FULL ? "full" : "delta",
 				       n->m.base_night[0] ? n->m.base_night : "-", n->m.n, s2, t, n->chain,
 				       intake_state_name(n->state), n->problem[0] ? ": " : "", n->problem);
+				if (n->tamper[0])
+					printf("    TAMPERED WITH (the genuine versions are intact and are what is "
+					       "read): %s\n", n->tamper);
 			}
 			if (ic.orphan_objects) {
 				units_fmt_size(ic.orphan_bytes, s2, sizeof(s2));

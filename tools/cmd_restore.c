@@ -19,67 +19,6 @@
 #include <unistd.h>
 #include <zstd.h>
 
-static void restore_fail(struct restore *rs, int r)
-{
-	pthread_mutex_lock(&rs->lock);
-	if (!atomic_load(&rs->err)) {
-		snprintf(rs->errmsg, sizeof(rs->errmsg), "%s", err_msg(r));
-		atomic_store(&rs->err, r);
-	}
-	pthread_mutex_unlock(&rs->lock);
-}
-
-static void *restore_worker(void *arg)
-{
-	struct restore *rs = arg;
-	struct vstore *vs = NULL;
-	ZSTD_DCtx *d = ZSTD_createDCtx();
-	uint8_t *rbuf = malloc(READ_MAX + (1u << 20)), *frame = malloc(VAULT_FRAME_BLOCKS * VAULT_BLOCK);
-	int r;
-
-	if (!d || !rbuf || !frame) {
-		restore_fail(rs, -ENOMEM);
-		goto out;
-	}
-	if ((r = vopts_store(rs->o, &vs)) < 0) {
-		restore_fail(rs, r);
-		goto out;
-	}
-	while (!atomic_load(&rs->err)) {
-		uint64_t rg = atomic_fetch_add(&rs->next, 1);
-		if (rg >= rs->n_ranges)
-			break;
-		if (rs->done[rg])
-			continue;
-		if ((r = restore_range(rs, vs, d, rg, rbuf, frame)) < 0) {
-			restore_fail(rs, r);
-			break;
-		}
-		/* Durable before it is recorded as done (resume trusts the record). */
-		if (fdatasync(rs->fd) < 0 && !rs->device) {
-			restore_fail(rs, -errno);
-			break;
-		}
-		if (rs->pfd >= 0) {
-			uint8_t rec[8];
-			put_be64(rec, rg);
-			pthread_mutex_lock(&rs->lock);
-			r = fs_write_full(rs->pfd, rec, sizeof(rec));
-			pthread_mutex_unlock(&rs->lock);
-			if (r < 0) {
-				restore_fail(rs, r);
-				break;
-			}
-		}
-	}
-out:
-	vstore_close(vs);
-	ZSTD_freeDCtx(d);
-	free(rbuf);
-	free(frame);
-	return NULL;
-}
-
 /* The progress file PATH.part.progress: manifest name, then done ranges. */
 static int progress_open(const char *part, const uint8_t man[VAULT_NAME], const char *source, uint8_t *done,
 			 uint64_t n_ranges, bool *resumed)
@@ -269,6 +208,7 @@ int cmd_restore(int argc, char **argv)
 	memset(&rs, 0, sizeof(rs));
 	rs.fd = rs.pfd = -1;
 	pthread_mutex_init(&rs.lock, NULL);
+	pthread_cond_init(&rs.wake, NULL);
 	while ((c = getopt_long(argc, argv, "hc:", opts, NULL)) != -1) {
 		if (vopts_parse(&o, c, optarg))
 			continue;
@@ -375,12 +315,14 @@ int cmd_restore(int argc, char **argv)
 		r = err_set(ENOENT, "group %s has no source %s at epoch %" PRIu64, group, sname, m->epoch);
 		goto out;
 	}
+	/* One listing tells the version to read of every object the epoch
+	 * needs (over S3: not one per pack), for this store and the workers'. */
+	if ((r = vault_prefetch(vs, m->n_objects ? m->obj[0] : NULL, VAULT_NAME, m->n_objects)) < 0)
+		goto out;
 	if ((r = vault_load_map(vs, &k, src, &packs, &map)) < 0) {
 		r = damaged(r, group, sname, m->epoch);
 		goto out;
 	}
-	vstore_close(vs);
-	vs = NULL;
 	/* The output: a device in place, a file through PATH.part. */
 	rs.device = stat(to, &st) == 0 && S_ISBLK(st.st_mode);
 	if (!rs.device && stat(to, &st) == 0 && !force) {
@@ -389,7 +331,7 @@ int cmd_restore(int argc, char **argv)
 	}
 	snprintf(part, sizeof(part), "%s%s", to, rs.device ? "" : ".part");
 	rs.n_ranges = (map.n + RANGE_BLOCKS - 1) / RANGE_BLOCKS;
-	if (!(rs.done = calloc(rs.n_ranges + 1, 1))) {
+	if (!(rs.done = calloc(rs.n_ranges + 1, 1)) || !(rs.written = calloc(rs.n_ranges + 1, sizeof(*rs.written)))) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -432,10 +374,21 @@ int cmd_restore(int argc, char **argv)
 		rs.k = &k;
 		rs.packs = &packs;
 		rs.map = &map;
+		rs.vs = vs;
 		a = clock_mono_usec();
-		for (unsigned j = 0; j < jobs && j < rs.n_ranges; j++)
-			if (pthread_create(&th[j], NULL, restore_worker, &rs) == 0)
+		for (unsigned j = 0; j < jobs && j < rs.n_ranges; j++) {
+			pthread_mutex_lock(&rs.lock);
+			rs.running++;
+			pthread_mutex_unlock(&rs.lock);
+			if (pthread_create(&th[started], NULL, restore_worker, &rs) == 0) {
 				started++;
+				continue;
+			}
+			pthread_mutex_lock(&rs.lock);
+			rs.running--;
+			pthread_mutex_unlock(&rs.lock);
+		}
+		restore_sync(&rs);
 		for (unsigned j = 0; j < started; j++)
 			pthread_join(th[j], NULL);
 		b = clock_mono_usec();
@@ -477,6 +430,7 @@ out:
 	if (rs.pfd >= 0)
 		close(rs.pfd);
 	free(rs.done);
+	free(rs.written);
 	vmap_free(&map);
 	vpacks_free(&packs);
 	vview_free(&v);

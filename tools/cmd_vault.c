@@ -29,6 +29,7 @@ int vopts_parse(struct vopts *o, int c, const char *arg)
 	case O_S3_REGION: o->s3_region = arg; return 1;
 	case O_S3_CREDENTIALS: o->s3_credentials = arg; return 1;
 	case O_S3_CA: o->s3_ca = arg; return 1;
+	case O_S3_URL_STYLE: o->s3_url_style = arg; return 1;
 	case 'c': arg_global.config = arg; return 1;
 	}
 	return 0;
@@ -85,6 +86,8 @@ int vopts_finish(struct vopts *o, const char *cmd)
 			o->s3_credentials = t->s3_credentials;
 		if (!o->s3_ca)
 			o->s3_ca = t->s3_ca;
+		if (!o->s3_url_style)
+			o->s3_url_style = t->s3_url_style;
 		o->tcfg = t;
 		if (!o->policy_given)
 			o->policy = t->retention.policy;
@@ -103,11 +106,19 @@ int vopts_finish(struct vopts *o, const char *cmd)
 	return 0;
 }
 
+void vopts_store_opts(const struct vopts *o, struct vstore_opts *ret)
+{
+	*ret = (struct vstore_opts){ .identity = o->identity, .known_hosts = o->known_hosts,
+				     .s3_endpoint = o->s3_endpoint, .s3_region = o->s3_region,
+				     .s3_credentials = o->s3_credentials, .s3_ca = o->s3_ca,
+				     .s3_url_style = o->s3_url_style };
+}
+
 int vopts_store(const struct vopts *o, struct vstore **ret)
 {
-	struct vstore_opts so = { .identity = o->identity, .known_hosts = o->known_hosts,
-				  .s3_endpoint = o->s3_endpoint, .s3_region = o->s3_region,
-				  .s3_credentials = o->s3_credentials, .s3_ca = o->s3_ca };
+	struct vstore_opts so;
+
+	vopts_store_opts(o, &so);
 	return vstore_open(o->url, &so, ret);
 }
 

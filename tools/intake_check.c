@@ -21,8 +21,8 @@ void intake_judge(const char *dir, const char *name, bool read, uint64_t now, ui
 	struct intake_client c;
 	const struct intake_night *newest;
 	char age[32], lim[32];
-	size_t bad = 0, incomplete = 0;
-	const struct intake_night *first_bad = NULL, *first_inc = NULL;
+	size_t bad = 0, incomplete = 0, tampered = 0;
+	const struct intake_night *first_bad = NULL, *first_inc = NULL, *first_tamper = NULL;
 	uint64_t a;
 	int r;
 
@@ -34,6 +34,10 @@ void intake_judge(const char *dir, const char *name, bool read, uint64_t now, ui
 	}
 	for (size_t i = 0; i < c.n; i++) {
 		const struct intake_night *n = &c.nights[i];
+		if (n->tamper[0]) {
+			tampered++;
+			first_tamper = first_tamper ? first_tamper : n;
+		}
 		if (n->state == NIGHT_INCOMPLETE) {
 			incomplete++;
 			first_inc = first_inc ? first_inc : n;
@@ -67,6 +71,14 @@ void intake_judge(const char *dir, const char *name, bool read, uint64_t now, ui
 		snprintf(v->text, sizeof(v->text), "%s: %zu bad night%s: %s %s: %s (newest good night %s, %s old)",
 			 name, bad, bad > 1 ? "s" : "", first_bad->night, intake_state_name(first_bad->state),
 			 first_bad->problem, newest->night, age);
+	} else if (tampered) {
+		/* an account that may write at the intake wrote over a night: the
+		 * genuine versions are intact (and are what restore reads), but
+		 * someone holding those credentials is at work */
+		v->state = N_CRITICAL;
+		snprintf(v->text, sizeof(v->text), "%s: %zu night%s TAMPERED WITH: night %s: %s (the genuine "
+			 "versions are intact and restore reads them; newest good night %s, %s old)", name, tampered,
+			 tampered > 1 ? "s" : "", first_tamper->night, first_tamper->tamper, newest->night, age);
 	} else if (a > max_age) {
 		v->state = N_CRITICAL;
 		snprintf(v->text, sizeof(v->text), "%s: newest complete night %s is %s old (max %s): no dump "
@@ -124,6 +136,7 @@ int intake_check(int argc, char **argv)
 		{ "quick", no_argument, NULL, 'q' },
 		{ "now", required_argument, NULL, 'n' },
 		{ "json", no_argument, NULL, 'j' },
+		INTAKE_STORE_OPTS,
 		{ 0 }
 	};
 	const char *client = NULL;
@@ -159,6 +172,8 @@ int intake_check(int argc, char **argv)
 			}
 			break;
 		default:
+			if (intake_store_opt(c, optarg))
+				break;
 			printf("INTAKE UNKNOWN - bad command line (see bascule intake --help)\n");
 			return N_UNKNOWN;
 		}

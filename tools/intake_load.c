@@ -206,13 +206,12 @@ static const char *pg_said(struct subproc_result *res)
 
 /* pg_restore ARGV (its stdin STDIN_FD, 0: none): 0, or EXIT_FAIL after
  * printing its status and what it said. */
-static int run_pg(const char *const *argv, const char *const *env, int stdin_fd, struct subproc_result *res)
+/* What subproc_run's R and RES say of ARGV[0]: 0, or EXIT_FAIL printed
+ * (MSG: R's sentence, taken where R was set). */
+static int pg_verdict(const char *const *argv, int r, const char *msg, struct subproc_result *res)
 {
-	struct subproc_opts o = { .env = env, .output_max = SUBPROC_OUTPUT_LIMIT, .stdin_fd = stdin_fd };
-	int r = subproc_run(argv, &o, res);
-
 	if (r < 0) {
-		fprintf(stderr, "bascule intake restore: --load: %s\n", err_msg(r));
+		fprintf(stderr, "bascule intake restore: --load: %s\n", msg);
 		return EXIT_FAIL;
 	}
 	if (res->exit_status != 0) {
@@ -226,6 +225,14 @@ static int run_pg(const char *const *argv, const char *const *env, int stdin_fd,
 		return EXIT_FAIL;
 	}
 	return 0;
+}
+
+static int run_pg(const char *const *argv, const char *const *env, int stdin_fd, struct subproc_result *res)
+{
+	struct subproc_opts o = { .env = env, .output_max = SUBPROC_OUTPUT_LIMIT, .stdin_fd = stdin_fd };
+	int r = subproc_run(argv, &o, res);
+
+	return pg_verdict(argv, r, r < 0 ? err_msg(r) : "", res);
 }
 
 /* Every TABLE DATA entry of the dump's TOC (pg_restore -l) is a table of
@@ -299,35 +306,31 @@ struct stream {
 	const char *const *argv, *const *env;  /* pg_restore of the schema and the data, from stdin */
 	int rfd, wfd, copy_fd;
 	bool reader_gone;                      /* pg_restore no longer reads: its status tells why */
+	bool sent;                             /* a byte of the night went to pg_restore */
 	pthread_t th;
-	int rc;                                /* pg_restore's: 0 or EXIT_FAIL (printed) */
+	int r;                                 /* subproc_run's, and its sentence */
+	char msg[1024];
 	struct subproc_result res;
 };
 
 static void *stream_run(void *ctx)
 {
 	struct stream *st = ctx;
+	struct subproc_opts o = { .env = st->env, .output_max = SUBPROC_OUTPUT_LIMIT, .stdin_fd = st->rfd };
 
-	st->rc = run_pg(st->argv, st->env, st->rfd, &st->res);
-	subproc_result_free(&st->res);
+	if ((st->r = subproc_run(st->argv, &o, &st->res)) < 0)
+		snprintf(st->msg, sizeof(st->msg), "%s", err_msg(st->r));
 	close(st->rfd); /* a write still blocked on the pipe gets EPIPE */
 	st->rfd = -1;
 	return NULL;
 }
 
-/* intake_rebuild's START: the database made ready, pg_restore started on the pipe. */
-static int stream_start(void *ctx, const char *night)
+/* pg_restore started on the pipe, in its thread (it reads the night's
+ * table of contents before it connects). */
+static int stream_spawn(struct stream *st, const char *night)
 {
-	struct stream *st = ctx;
 	int p[2], e;
 
-	if (st->exists && st->lo->replace && sql_ident(st->adm, "DROP DATABASE ", st->c->dbname, "") < 0)
-		goto fail;
-	if (!st->exists || st->lo->replace) {
-		if (sql_ident(st->adm, "CREATE DATABASE ", st->c->dbname, " TEMPLATE template0") < 0)
-			goto fail;
-		st->created = true;
-	} /* else an empty database of the operator's: loaded into, never dropped */
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return err_set(errno, "cannot make a pipe to pg_restore: %s", strerror(errno));
 	st->rfd = p[0];
@@ -341,6 +344,42 @@ static int stream_start(void *ctx, const char *night)
 	}
 	st->started = true;
 	return 0;
+}
+
+/* intake_rebuild's PREPARE: a database that does not exist is created,
+ * and pg_restore started on its pipe, while the key opens (a wrong key:
+ * pg_restore gets an empty night, is not heard, the database is dropped);
+ * an existing one is dropped (--replace) or loaded into only once the key
+ * opened. */
+static int stream_prepare(void *ctx)
+{
+	struct stream *st = ctx;
+
+	if (st->exists)
+		return 0;
+	if (sql_ident(st->adm, "CREATE DATABASE ", st->c->dbname, " TEMPLATE template0") < 0) {
+		st->failed = true;
+		return -ECANCELED;
+	}
+	st->created = true;
+	return stream_spawn(st, "");
+}
+
+/* intake_rebuild's START: the database made ready, pg_restore started on the pipe. */
+static int stream_start(void *ctx, const char *night)
+{
+	struct stream *st = ctx;
+
+	if (st->started)
+		return 0; /* PREPARE did it all */
+	if (st->exists && st->lo->replace && sql_ident(st->adm, "DROP DATABASE ", st->c->dbname, "") < 0)
+		goto fail;
+	if (!st->created && (!st->exists || st->lo->replace)) {
+		if (sql_ident(st->adm, "CREATE DATABASE ", st->c->dbname, " TEMPLATE template0") < 0)
+			goto fail;
+		st->created = true;
+	} /* else an empty database of the operator's: loaded into, never dropped */
+	return stream_spawn(st, night);
 fail:
 	st->failed = true;
 	return -ECANCELED;
@@ -355,6 +394,7 @@ static int stream_out(void *ctx, const uint8_t *p, size_t n)
 	if (r < 0)
 		return err_set(-r, "cannot write the rebuilt dump's scratch copy: %s (--tmp DIR chooses where it is "
 				   "kept while it loads)", strerror(-r));
+	st->sent = true;
 	if (!st->reader_gone && (r = fs_write_full(st->wfd, p, n)) < 0) {
 		if (r != -EPIPE)
 			return err_set(-r, "cannot write to pg_restore: %s", strerror(-r));
@@ -363,16 +403,25 @@ static int stream_out(void *ctx, const uint8_t *p, size_t n)
 	return 0;
 }
 
-/* The end of the stream: pg_restore's EOF, and its status. */
-static int stream_end(struct stream *st)
+/* The end of the stream: pg_restore's EOF, and its status (printed unless
+ * QUIET: a rebuild that failed before a byte of the night went to it). */
+static int stream_end(struct stream *st, bool quiet)
 {
+	int rc;
+
 	if (!st->started)
 		return 0;
 	close(st->wfd);
 	st->wfd = -1;
 	pthread_join(st->th, NULL);
 	st->started = false;
-	return st->rc;
+	if (quiet) {
+		subproc_result_free(&st->res);
+		return EXIT_FAIL;
+	}
+	rc = pg_verdict(st->argv, st->r, st->msg, &st->res);
+	subproc_result_free(&st->res);
+	return rc;
 }
 
 int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_opts *lo)
@@ -401,6 +450,13 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 				"directory of PostgreSQL's programs, e.g. /usr/lib/postgresql/15/bin\n", lo->pg_bin,
 			strerror(errno));
 		rc = EXIT_USAGE;
+		goto out;
+	}
+	/* the key opens in a thread from now on: the checks below, the chain's
+	 * and the database's creation run beside its Argon2id */
+	q.key = NULL;
+	if ((r = intake_key_begin(q.keyfile, q.pfile, &q.key)) < 0) {
+		rc = cmd_fail("intake restore", r);
 		goto out;
 	}
 	/* before the rebuild (minutes for a long chain): can the database be loaded? */
@@ -461,14 +517,16 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 		st.argv = argv;
 		st.env = penv ? env : NULL;
 		q.to = dump; /* the scratch files' names: DUMP.restoring-N */
+		q.prepare = stream_prepare;
 		q.start = stream_start;
 		q.out = stream_out;
 		q.ctx = &st;
 		r = intake_rebuild(&q, &got);
+		q.key = NULL; /* ended by intake_rebuild */
 		/* a rebuild that failed cut pg_restore's input short: its error
 		 * comes first (5 for a damaged night); a pg_restore that failed
 		 * on its own did not stop the rebuild (stream_out goes on) */
-		pr = stream_end(&st);
+		pr = stream_end(&st, r < 0 && !st.sent);
 		if (r < 0) {
 			rc = st.failed ? EXIT_FAIL : cmd_fail("intake restore", r);
 			if (st.started || (st.created && !st.failed))
@@ -500,8 +558,13 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 	printf("loaded %s into %s: %ld tables, %lld rows, %.1f s\n", got.night, c.dbname, tables, rows,
 	       (double)(clock_mono_usec() - t0) / 1e6);
 out:
+	if (q.key) {
+		uint8_t sk[CLIENT_BOX_SK];
+		(void)intake_key_end(q.key, sk); /* a failure before the rebuild: the key is not needed */
+		sodium_memzero(sk, sizeof(sk));
+	}
 	PQfinish(pg);
-	stream_end(&st);
+	stream_end(&st, true);
 	if (st.created && st.adm)
 		(void)sql_ident(st.adm, "DROP DATABASE IF EXISTS ", c.dbname, "");
 	PQfinish(st.adm);

@@ -114,6 +114,7 @@ int intake_metrics(int argc, char **argv)
 		{ "out", required_argument, NULL, 'o' },
 		{ "max-age", required_argument, NULL, 'm' },
 		{ "now", required_argument, NULL, 'n' },
+		INTAKE_STORE_OPTS,
 		{ 0 }
 	};
 	const char *client = NULL, *out = NULL;
@@ -140,7 +141,10 @@ int intake_metrics(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
-		default: return EXIT_USAGE;
+		default:
+			if (intake_store_opt(c, optarg))
+				break;
+			return EXIT_USAGE;
 		}
 	}
 	if (optind + 1 != argc) {

@@ -8,7 +8,7 @@
 #include "fsutil.h"
 #include "intake_tool.h"
 #include "units.h"
-#include <dirent.h>
+#include "vstore.h"
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
@@ -20,11 +20,17 @@
 static long arg_stop_after = -1; /* BASCULE_TEST_PRUNE_KILL_AFTER: SIGKILL after N removals */
 static long removals;
 
-static int remove_at(int dfd, const char *name, int flags)
+/* Remove NAME from the client's store: -EAGAIN with the date while an S3
+ * Object Lock holds it. */
+static int remove_obj(struct vstore *v, const char *name)
 {
+	int r;
+
 	if (arg_stop_after >= 0 && removals++ >= arg_stop_after)
 		raise(SIGKILL);
-	return unlinkat(dfd, name, flags) == 0 || errno == ENOENT ? 0 : -errno;
+	if ((r = vstore_remove(v, name)) == -ENOENT)
+		err_clear();
+	return r == -ENOENT ? 0 : r;
 }
 
 /* The oldest night that stays: the oldest of the newest KEEP good nights,
@@ -55,100 +61,114 @@ static void prune_cut(const struct intake_client *c, unsigned keep, char cut[11]
 }
 
 /* Night directories (with or without a manifest) below CUT, newest first. */
-static int doomed_dirs(int dfd, const char *cut, char (**ret)[11], size_t *ret_n)
-{
-	int fd = dup(dfd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	struct dirent *e;
-	char (*v)[11] = NULL;
-	size_t n = 0, cap = 0;
+struct doomed {
+	const char *cut;
+	char (*v)[11];
+	size_t n, cap;
+};
 
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
-		return -errno;
+static int on_entry(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime)
+{
+	struct doomed *d = ctx;
+	char night[11];
+	size_t len = strlen(name);
+
+	(void)is_dir;
+	(void)size;
+	(void)mtime;
+	if (len != 10 && !(len == 19 && !strcmp(name + 10, ".manifest")))
+		return 0;
+	memcpy(night, name, 10);
+	night[10] = 0;
+	if (!intake_night_ok(night) || strcmp(night, d->cut) >= 0)
+		return 0;
+	if (d->n == d->cap) {
+		char (*x)[11] = realloc(d->v, (d->cap = d->cap ? d->cap * 2 : 32) * sizeof(*d->v));
+		if (!x)
+			return -ENOMEM;
+		d->v = x;
 	}
-	while ((e = readdir(d))) {
-		char night[11];
-		size_t len = strlen(e->d_name);
-		if (len != 10 && !(len == 19 && !strcmp(e->d_name + 10, ".manifest")))
-			continue;
-		memcpy(night, e->d_name, 10);
-		night[10] = 0;
-		if (!intake_night_ok(night) || strcmp(night, cut) >= 0)
-			continue;
-		if (n == cap) {
-			char (*x)[11] = realloc(v, (cap = cap ? cap * 2 : 32) * sizeof(*v));
-			if (!x) {
-				closedir(d);
-				free(v);
-				return -ENOMEM;
-			}
-			v = x;
-		}
-		memcpy(v[n++], night, 11);
-	}
-	closedir(d);
-	if (n)
-		qsort(v, n, sizeof(*v), (int (*)(const void *, const void *))strcmp);
-	/* unique, then newest first */
+	memcpy(d->v[d->n++], night, 11);
+	return 0;
+}
+
+static int doomed_dirs(struct vstore *v, const char *cut, char (**ret)[11], size_t *ret_n)
+{
+	struct doomed d = { .cut = cut };
 	size_t u = 0;
-	for (size_t i = 0; i < n; i++)
-		if (!u || strcmp(v[u - 1], v[i]))
-			memcpy(v[u++], v[i], 11);
+	int r;
+
+	if ((r = vstore_list(v, "", on_entry, &d)) < 0) {
+		free(d.v);
+		return r;
+	}
+	if (d.n)
+		qsort(d.v, d.n, sizeof(*d.v), (int (*)(const void *, const void *))strcmp);
+	/* unique, then newest first */
+	for (size_t i = 0; i < d.n; i++)
+		if (!u || strcmp(d.v[u - 1], d.v[i]))
+			memcpy(d.v[u++], d.v[i], 11);
 	for (size_t i = 0; i < u / 2; i++) {
 		char t[11];
-		memcpy(t, v[i], 11);
-		memcpy(v[i], v[u - 1 - i], 11);
-		memcpy(v[u - 1 - i], t, 11);
+		memcpy(t, d.v[i], 11);
+		memcpy(d.v[i], d.v[u - 1 - i], 11);
+		memcpy(d.v[u - 1 - i], t, 11);
 	}
-	*ret = v;
+	*ret = d.v;
 	*ret_n = u;
 	return 0;
 }
 
+struct objs {
+	struct vstore *v;
+	const char *night;
+	int err;
+};
+
+static int on_obj(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime)
+{
+	struct objs *o = ctx;
+	char p[300];
+
+	(void)size;
+	(void)mtime;
+	if (is_dir)
+		return 0;
+	snprintf(p, sizeof(p), "%s/%s", o->night, name);
+	return remove_obj(o->v, p);
+}
+
 /* Remove NIGHT: its manifest first (from then on it is no night, only
  * objects no manifest names), made durable, then its objects, then its
- * directory. */
-static int remove_night(int dfd, const char *night)
+ * directory (a local intake's).  -EAGAIN, nothing removed, while S3's
+ * Object Lock holds its manifest. */
+static int remove_night(struct vstore *v, const char *night)
 {
 	char mname[32];
-	int nfd, r = 0;
-	DIR *d;
-	struct dirent *e;
+	struct objs o = { .v = v, .night = night };
+	int dfd = vstore_dirfd(v), r;
 
 	intake_manifest_name(night, mname, sizeof(mname));
-	if ((r = remove_at(dfd, mname, 0)) < 0)
-		return err_set(-r, "cannot remove %s: %s", mname, strerror(-r));
-	if (fsync(dfd) < 0)
+	if ((r = remove_obj(v, mname)) < 0)
+		return r;
+	if (dfd >= 0 && fsync(dfd) < 0)
 		return err_set(errno, "cannot fsync the intake directory: %s", strerror(errno));
-	if ((nfd = openat(dfd, night, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
-		return errno == ENOENT ? 0 : err_set(errno, "cannot open %s/: %s", night, strerror(errno));
-	if (!(d = fdopendir(nfd))) {
-		close(nfd);
-		return err_set(errno, "cannot read %s/: %s", night, strerror(errno));
-	}
-	while ((e = readdir(d))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		if ((r = remove_at(dirfd(d), e->d_name, 0)) < 0) {
-			r = err_set(-r, "cannot remove %s/%s: %s", night, e->d_name, strerror(-r));
-			break;
-		}
-	}
-	closedir(d);
-	if (r == 0 && (r = remove_at(dfd, night, AT_REMOVEDIR)) < 0)
-		r = err_set(-r, "cannot remove %s/: %s", night, strerror(-r));
-	return r;
+	if ((r = vstore_list(v, night, on_obj, &o)) < 0)
+		return r;
+	if (dfd >= 0 && unlinkat(dfd, night, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		return err_set(errno, "cannot remove %s/: %s", night, strerror(errno));
+	return 0;
 }
 
 static int prune_client(const char *dir, const char *name, unsigned keep, bool dry)
 {
 	struct intake_client c;
 	char cut[11], (*doomed)[11] = NULL, s[32];
-	size_t nd = 0, kept = 0;
+	char sub[300];
+	size_t nd = 0, kept = 0, locked = 0;
 	uint64_t bytes = 0;
-	int dfd = -1, r;
+	struct vstore *v = NULL;
+	int r = 0;
 
 	if ((r = intake_scan(dir, name, true, &c)) < 0)
 		return r;
@@ -161,12 +181,11 @@ static int prune_client(const char *dir, const char *name, unsigned keep, bool d
 		intake_client_free(&c);
 		return 0;
 	}
-	if ((dfd = open(c.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		r = err_set(errno, "cannot open %s: %s", c.dir, strerror(errno));
+	snprintf(sub, sizeof(sub), "%s/incoming", name);
+	if ((r = intake_store_open(dir, sub, &v)) < 0)
 		goto out;
-	}
-	if ((r = doomed_dirs(dfd, cut, &doomed, &nd)) < 0) {
-		r = err_set(-r, "cannot list %s: %s", c.dir, strerror(-r));
+	if ((r = doomed_dirs(v, cut, &doomed, &nd)) < 0) {
+		r = err_wrap(r, "cannot list %s", c.dir);
 		goto out;
 	}
 	for (size_t i = 0; i < nd; i++) {
@@ -174,27 +193,36 @@ static int prune_client(const char *dir, const char *name, unsigned keep, bool d
 		for (size_t k = 0; k < c.n && !n; k++)
 			if (!strcmp(c.nights[k].night, doomed[i]))
 				n = &c.nights[k];
-		if (n && n->have_m)
-			bytes += n->m.stored + n->m.file_len;
-		units_fmt_size(n && n->have_m ? n->m.stored + n->m.file_len : 0, s, sizeof(s));
+		uint64_t nb = n && n->have_m ? n->m.stored + n->m.file_len : 0;
+		units_fmt_size(nb, s, sizeof(s));
 		printf("%s: %s night %s (%s, %s%s)\n", name, dry ? "would remove" : "removing", doomed[i],
 		       !n ? "unfinished run" : n->have_m ? (n->m.kind == INTAKE_FULL ? "full" : "delta")
 							: intake_state_name(n->state),
 		       s, n && n->state != NIGHT_OK ? ", not a good night" : "");
 		fflush(stdout);
-		if (!dry && (r = remove_night(dfd, doomed[i])) < 0)
+		if (!dry && (r = remove_night(v, doomed[i])) == -EAGAIN) {
+			/* An older night may be the base of this one: it stays too. */
+			printf("%s: %s; it and %zu older night%s stay until then (run prune again)\n", name,
+			       err_msg(r), nd - i - 1, nd - i - 1 == 1 ? "" : "s");
+			err_clear();
+			locked = nd - i;
+			break;
+		}
+		if (r < 0)
 			goto out;
+		bytes += nb;
 	}
+	nd -= locked;
 	for (size_t i = 0; i < c.n; i++)
 		kept += strcmp(c.nights[i].night, cut) >= 0;
+	kept += locked;
 	units_fmt_size(bytes, s, sizeof(s));
 	printf("%s: %s %zu night%s (%s); keeping %zu from %s\n", name, dry ? "would remove" : "removed", nd,
 	       nd == 1 ? "" : "s", s, kept, cut);
 	r = 0;
 out:
 	free(doomed);
-	if (dfd >= 0)
-		close(dfd);
+	vstore_close(v);
 	intake_client_free(&c);
 	return r;
 }
@@ -206,6 +234,7 @@ int intake_prune(int argc, char **argv)
 		{ "all", no_argument, NULL, 'a' },
 		{ "keep", required_argument, NULL, 'k' },
 		{ "dry-run", no_argument, NULL, 'n' },
+		INTAKE_STORE_OPTS,
 		{ 0 }
 	};
 	const char *client = NULL, *env = getenv("BASCULE_TEST_PRUNE_KILL_AFTER");
@@ -231,7 +260,10 @@ int intake_prune(int argc, char **argv)
 			}
 			break;
 		case 'n': dry = true; break;
-		default: return EXIT_USAGE;
+		default:
+			if (intake_store_opt(c, optarg))
+				break;
+			return EXIT_USAGE;
 		}
 	}
 	if (optind + 1 != argc || !keep || (!client) == (!all)) {

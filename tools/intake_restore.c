@@ -251,6 +251,63 @@ static int write_night(struct rchain *chain, const struct intake_night *n, const
 	return 0;
 }
 
+/* The decryption key is opened (Argon2id at MODERATE limits: about 0.4 s
+ * of one core, whatever the dump's size) by a thread, while the chain is
+ * read and checked with the public key and --load creates the database. */
+struct intake_keyjob {
+	pthread_t th;
+	char keyfile[4096];
+	char pass[256];
+	uint8_t sk[CLIENT_BOX_SK];
+	int r;
+	char msg[1024];          /* the thread's sentence for R (err_set's are thread-local) */
+};
+
+static void *key_run(void *ctx)
+{
+	struct intake_keyjob *j = ctx;
+
+	if ((j->r = clientkey_load_secret(j->keyfile, j->pass, j->sk)) < 0)
+		snprintf(j->msg, sizeof(j->msg), "%s", err_msg(j->r));
+	sodium_memzero(j->pass, sizeof(j->pass));
+	return NULL;
+}
+
+int intake_key_begin(const char *keyfile, const char *pfile, struct intake_keyjob **ret)
+{
+	struct intake_keyjob *j = sodium_malloc(sizeof(*j));
+	int r;
+
+	if (!j)
+		return err_set(ENOMEM, "out of memory");
+	memset(j, 0, sizeof(*j));
+	snprintf(j->keyfile, sizeof(j->keyfile), "%s", keyfile);
+	if ((r = cmd_read_passphrase(pfile, false, "Passphrase of the decryption key: ", j->pass, sizeof(j->pass))) < 0) {
+		sodium_free(j);
+		return r;
+	}
+	if ((r = pthread_create(&j->th, NULL, key_run, j)) != 0) {
+		sodium_free(j);
+		return err_set(r, "cannot start a thread: %s", strerror(r));
+	}
+	*ret = j;
+	return 0;
+}
+
+int intake_key_end(struct intake_keyjob *j, uint8_t sk[CLIENT_BOX_SK])
+{
+	int r;
+
+	pthread_join(j->th, NULL);
+	r = j->r;
+	if (r == 0)
+		memcpy(sk, j->sk, CLIENT_BOX_SK);
+	else
+		r = err_set(-r, "%s", j->msg);
+	sodium_free(j); /* wipes */
+	return r;
+}
+
 int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *ret)
 {
 	const char *client = q->client, *night = q->night, *keyfile = q->keyfile, *to = q->to;
@@ -258,7 +315,8 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 	const struct intake_night *chain[400], *target = NULL;
 	size_t nchain = 0;
 	uint8_t sk[CLIENT_BOX_SK], pk[CLIENT_BOX_PK], *obj = NULL, *plain = NULL;
-	char pass[256] = "", tmp[3][4200], url[4200];
+	char tmp[3][4200], url[4200];
+	struct intake_keyjob *kj = q->key;
 	int fds[3] = { -1, -1, -1 }, r;
 	struct rchain *comp = NULL;
 	struct vstore *v = NULL;
@@ -306,17 +364,12 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 			n = b;
 		}
 	}
-	if ((r = cmd_read_passphrase(q->pfile, false, "Passphrase of the decryption key: ", pass, sizeof(pass))) < 0 ||
-	    (r = clientkey_load_secret(keyfile, pass, sk)) < 0)
+	/* the key opens in a thread while the chain is checked (and, with
+	 * PREPARE, the database is created) */
+	if (!kj && (r = intake_key_begin(keyfile, q->pfile, &kj)) < 0)
 		goto out;
-	crypto_scalarmult_base(pk, sk);
-	if (sodium_memcmp(pk, c.pub.box_pk, sizeof(pk)) != 0) {
-		r = err_set(EKEYREJECTED, "%s is not the decryption key of client %s (key %s)", keyfile, client,
-			    c.key_id);
-		goto out;
-	}
-	snprintf(url, sizeof(url), "local:%s", c.dir);
-	if ((r = vstore_open(url, NULL, &v)) < 0)
+	snprintf(url, sizeof(url), "%s/incoming", client);
+	if ((r = intake_store_open(q->dir, url, &v)) < 0)
 		goto out;
 	if (!(obj = malloc(INTAKE_OBJECT_MAX + 1)) || !(plain = malloc(INTAKE_CHUNK))) {
 		r = -ENOMEM;
@@ -328,9 +381,21 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 			for (uint32_t i = 0; i < chain[k]->m.n; i++)
 				if ((r = object_read(v, chain[k], i, obj)) < 0)
 					goto out;
-		if ((r = q->start(q->ctx, target->night)) < 0)
+		if (q->prepare && (r = q->prepare(q->ctx)) < 0)
 			goto out;
 	}
+	r = intake_key_end(kj, sk);
+	kj = NULL;
+	if (r < 0)
+		goto out;
+	crypto_scalarmult_base(pk, sk);
+	if (sodium_memcmp(pk, c.pub.box_pk, sizeof(pk)) != 0) {
+		r = err_set(EKEYREJECTED, "%s is not the decryption key of client %s (key %s)", keyfile, client,
+			    c.key_id);
+		goto out;
+	}
+	if (q->out && (r = q->start(q->ctx, target->night)) < 0)
+		goto out;
 	/* 0: the full night, 1: the deltas' literal bytes, 2: the night asked
 	 * for (to OUT instead with --load; a full night alone goes there at once) */
 	for (int i = 0; i < (nchain == 1 ? 1 : 3) - (q->out ? 1 : 0); i++) {
@@ -426,8 +491,14 @@ out:
 	if (plain)
 		sodium_memzero(plain, INTAKE_CHUNK);
 	free(plain);
+	if (kj) {
+		char e[1024];
+		snprintf(e, sizeof(e), "%s", err_msg(r));
+		(void)intake_key_end(kj, sk); /* joined and wiped; the first error stands */
+		if (r < 0)
+			err_set(-r, "%s", e);
+	}
 	sodium_memzero(sk, sizeof(sk));
-	sodium_memzero(pass, sizeof(pass));
 	intake_client_free(&c);
 	return r;
 }
@@ -446,6 +517,7 @@ int intake_restore(int argc, char **argv)
 		{ "tmp", required_argument, NULL, 'T' },
 		{ "pg-bin", required_argument, NULL, 'B' },
 		{ "owners", no_argument, NULL, 'O' },
+		INTAKE_STORE_OPTS,
 		{ 0 }
 	};
 	struct intake_rebuild_req q = { 0 };
@@ -478,7 +550,10 @@ int intake_restore(int argc, char **argv)
 		case 'T': lo.tmpdir = optarg; break;
 		case 'B': lo.pg_bin = optarg; break;
 		case 'O': lo.owners = true; break;
-		default: return EXIT_USAGE;
+		default:
+			if (intake_store_opt(ch, optarg))
+				break;
+			return EXIT_USAGE;
 		}
 	}
 	if (optind + 1 != argc || !q.client || !q.keyfile || !q.to == !lo.url ||

@@ -41,6 +41,21 @@ struct scan {
 	int err;
 };
 
+/* What else the store keeps under NAME, one of N's (an S3 overwrite or
+ * delete marker): noted in N->tamper; the genuine version is what is read. */
+static void audit(struct vstore *v, struct intake_night *n, const char *name)
+{
+	char why[400];
+	size_t k = strlen(n->tamper);
+
+	if (vstore_audit(v, name, why, sizeof(why)) != 1) {
+		err_clear();
+		return;
+	}
+	if (k < sizeof(n->tamper) - 1)
+		snprintf(n->tamper + k, sizeof(n->tamper) - k, "%s%s: %s", k ? "; " : "", name, why);
+}
+
 static int on_top(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime)
 {
 	struct scan *s = ctx;
@@ -86,6 +101,7 @@ static int on_top(void *ctx, const char *name, int is_dir, uint64_t size, uint64
 		return r == -ENOMEM ? r : 0;
 	}
 	n->have_m = true;
+	audit(s->v, n, name);
 	return 0;
 }
 
@@ -118,6 +134,7 @@ static void check_objects(struct vstore *v, struct intake_night *n, bool read, u
 			snprintf(n->problem, sizeof(n->problem), "object %s is MISSING", name);
 			return;
 		}
+		audit(v, n, name);
 		if (size != o->size) {
 			n->state = NIGHT_DAMAGED;
 			snprintf(n->problem, sizeof(n->problem), "object %s is %s (%llu bytes, %llu signed)", name,
@@ -178,23 +195,19 @@ int intake_scan(const char *dir, const char *name, bool read_data, struct intake
 {
 	struct intake_client c = { 0 };
 	struct scan s = { .c = &c };
-	char pubpath[4200], url[4200];
+	char sub[300];
 	uint8_t *buf = NULL;
 	int r;
 
 	if (!name_ok(name))
 		return err_set(EINVAL, "'%s' is not a client name (letters, digits, '_', '-', '.')", name);
 	snprintf(c.name, sizeof(c.name), "%s", name);
-	snprintf(pubpath, sizeof(pubpath), "%s/%s/client.pub", dir, name);
-	if (access(pubpath, F_OK) != 0)
-		return err_set(ENOENT, "client '%s' is not enrolled in %s (no %s; bascule intake add %s "
-				       "--client %s --pub FILE.pub)", name, dir, pubpath, dir, name);
-	if ((r = clientkey_load_pub(pubpath, &c.pub)) < 0)
+	if ((r = intake_store_pub(dir, name, &c.pub)) < 0)
 		return r;
 	clientkey_id(&c.pub, c.key_id);
 	snprintf(c.dir, sizeof(c.dir), "%s/%s/incoming", dir, name);
-	snprintf(url, sizeof(url), "local:%s", c.dir);
-	if ((r = vstore_open(url, NULL, &s.v)) < 0)
+	snprintf(sub, sizeof(sub), "%s/incoming", name);
+	if ((r = intake_store_open(dir, sub, &s.v)) < 0)
 		return err_wrap(r, "client %s", name);
 	if ((r = vstore_list(s.v, "", on_top, &s)) < 0)
 		goto fail;
@@ -281,12 +294,14 @@ int intake_client_list(const char *dir, const char *client, char ***ret, size_t 
 
 int intake_clients(const char *dir, char ***ret, size_t *ret_n)
 {
-	DIR *d = opendir(dir);
+	DIR *d;
 	struct dirent *e;
 	char **names = NULL;
 	size_t n = 0, cap = 0;
 
-	if (!d)
+	if (intake_store_s3(dir))
+		return intake_store_clients(dir, ret, ret_n);
+	if (!(d = opendir(dir)))
 		return err_set(errno, "cannot read the intake directory %s: %s", dir, strerror(errno));
 	while ((e = readdir(d))) {
 		char p[4400];

@@ -8,6 +8,40 @@
 #include "clientkey.h"
 #include "intake.h"
 
+/* Where an intake lives (tools/intake_store.c): DIR of every intake
+ * command is a directory, an s3://BUCKET/PREFIX URL (then the --s3-*
+ * options say how to reach it), or a YAML file naming one (intake:,
+ * s3_endpoint:, s3_region:, s3_credentials:, s3_ca:, s3_url_style:; etc/intake-s3.yaml).
+ * Each client is NAME/client.pub and NAME/incoming/ under it. */
+struct intake_s3_args {
+	const char *endpoint, *region, *credentials, *ca, *url_style;
+};
+extern struct intake_s3_args arg_intake_s3;
+enum { O_IS3_ENDPOINT = 2000, O_IS3_REGION, O_IS3_CREDENTIALS, O_IS3_CA, O_IS3_URL_STYLE };
+#define INTAKE_STORE_OPTS                                                                    \
+	{ "s3-endpoint", required_argument, NULL, O_IS3_ENDPOINT },                          \
+	{ "s3-region", required_argument, NULL, O_IS3_REGION },                              \
+	{ "s3-credentials", required_argument, NULL, O_IS3_CREDENTIALS },                    \
+	{ "s3-ca", required_argument, NULL, O_IS3_CA },                                      \
+	{ "s3-url-style", required_argument, NULL, O_IS3_URL_STYLE }
+#define INTAKE_STORE_USAGE                                                                   \
+	"DIR: the intake directory, or s3://BUCKET/PREFIX with --s3-endpoint URL\n"          \
+	"  --s3-credentials FILE (0600) [--s3-region R] [--s3-ca FILE]\n"                   \
+	"  [--s3-url-style path|virtual], or a file naming an\n"                              \
+	"  S3 intake and its store (etc/intake-s3.yaml).\n"
+/* 1 if getopt's C (with ARG) was one of INTAKE_STORE_OPTS, else 0. */
+int intake_store_opt(int c, const char *arg);
+/* Whether DIR names an S3 intake (a URL or a configuration file). */
+bool intake_store_s3(const char *dir);
+/* Open the store of intake DIR at SUB ("" its root, "NAME/incoming"). */
+struct vstore;
+int intake_store_open(const char *dir, const char *sub, struct vstore **ret);
+/* The enrolled public key of client NAME: -ENOENT with a sentence when it
+ * is not enrolled. */
+int intake_store_pub(const char *dir, const char *name, struct client_pub *ret);
+/* The clients of an S3 intake DIR, as intake_clients. */
+int intake_store_clients(const char *dir, char ***ret, size_t *ret_n);
+
 enum night_state {
 	NIGHT_OK,         /* verified: signature, objects, chain down to a full night */
 	NIGHT_INCOMPLETE, /* manifest shorter than itself: an upload cut; never counted */
@@ -24,11 +58,14 @@ struct intake_night {
 	struct intake_manifest m;
 	unsigned chain;   /* deltas since the full night */
 	char full[11];    /* the full night its chain starts at */
+	char tamper[512]; /* S3: what else the store keeps under its names (an overwrite as a
+			   * newer version, a delete marker); its genuine versions are intact
+			   * and are what is read; "" if nothing */
 };
 
 struct intake_client {
 	char name[NAME_MAX_LEN + 1];
-	char dir[4096];   /* DIR/NAME/incoming */
+	char dir[4096];   /* DIR/NAME/incoming (DIR: as given, a directory or an S3 intake) */
 	struct client_pub pub;
 	char key_id[17];
 	struct intake_night *nights; /* ascending */
@@ -92,7 +129,22 @@ struct intake_rebuild_req {
 	int (*start)(void *ctx, const char *night);
 	int (*out)(void *ctx, const uint8_t *p, size_t n);
 	void *ctx;
+	/* With OUT, PREPARE (if not NULL) is called once the chain's objects
+	 * matched their signed digests, while the key may still be opening
+	 * (a wrong key then fails after it: what it made is the caller's to
+	 * undo); START only once the key opened the chain. */
+	int (*prepare)(void *ctx);
+	/* The key already being opened (intake_key_begin), or NULL: opened
+	 * here from KEYFILE and PFILE.  intake_rebuild always ends it. */
+	struct intake_keyjob *key;
 };
+/* Open the client's decryption key KEYFILE in a thread (Argon2id: about
+ * 0.4 s of one core); the passphrase is read here (PFILE, or typed).
+ * intake_key_end joins it: 0 and SK, or the key's error (-EKEYREJECTED,
+ * -ENOKEY, -EPERM with its sentence); the job is freed (wiped) either way. */
+struct intake_keyjob;
+int intake_key_begin(const char *keyfile, const char *pfile, struct intake_keyjob **ret);
+int intake_key_end(struct intake_keyjob *j, uint8_t sk[CLIENT_BOX_SK]);
 struct intake_rebuilt {
 	char night[11];
 	char full[11];     /* the full night its chain starts from */

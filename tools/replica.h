@@ -56,6 +56,7 @@ struct replica {
 	struct replica_cache *cache; /* tools/replica/cache.c: remembered between epochs */
 	struct dtrees *dtrees; /* tools/replica/dtree.c: the digest trees kept between epochs */
 	struct replica_batch *batch; /* tools/replica/batch.c: light epochs staged */
+	struct ackslots *ackslots;   /* tools/replica/ackslot.c: the slots last written */
 };
 
 enum {

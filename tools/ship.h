@@ -17,6 +17,10 @@ struct ship_config {
 	uint64_t full_every;
 	uint64_t delta_block;
 	uint64_t compression_level;
+	/* an s3:// intake (docs/hybrid.md, "Intake on S3") */
+	char *s3_endpoint, *s3_region, *s3_credentials, *s3_ca, *s3_url_style;
+	char *object_lock;    /* compliance (default) | governance | none */
+	uint64_t lock_for;    /* usec: each object's retain-until is its upload plus this */
 };
 
 /* Read and check PATH (exit 3 errors with FILE:LINE:COL).  *RET is

@@ -1,12 +1,16 @@
 /* ship_config.c - ship.yaml: the declared keys of the hybrid-PRA client's
  * job, parsed by the shared table reader (lib/yamltab.c). */
 #include "ship.h"
+#include "config.h"
 #include "err.h"
+#include "s3.h"
+#include "vstore_s3.h"
 #include "vstore.h"
 #include "yamltab.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const struct cfg_key ship_keys[] = {
 	{ K("client", CT_NAME, struct ship_config, client), .required = true,
@@ -21,7 +25,8 @@ static const struct cfg_key ship_keys[] = {
 	{ K("state_dir", CT_PATH, struct ship_config, state_dir), .def = "/var/lib/bascule-ship",
 	  .note = "the lock, the last night shipped and its dump's librsync signature (never uploaded)" },
 	{ K("intake", CT_STR, struct ship_config, intake), .required = true,
-	  .note = "the client's intake directory: sftp://USER@HOST[:PORT]/DIR or local:DIR" },
+	  .note = "the client's intake directory: sftp://USER@HOST[:PORT]/DIR, s3://BUCKET/PREFIX/NAME/incoming "
+		  "or local:DIR" },
 	{ K("identity", CT_PATH, struct ship_config, identity),
 	  .note = "SSH private key of the client's write-once SFTP account (sftp:// only)" },
 	{ K("known_hosts", CT_PATH, struct ship_config, known_hosts),
@@ -33,9 +38,57 @@ static const struct cfg_key ship_keys[] = {
 		  "so that the signature kept in state_dir stays under 8 million blocks (12 bytes each)" },
 	{ K("compression_level", CT_UINT, struct ship_config, compression_level), .def = "3", .min = 1,
 	  .max = 19, .note = "zstd level of the payload" },
+	{ K("s3_endpoint", CT_STR, struct ship_config, s3_endpoint),
+	  .note = "s3:// intake: the store's URL, https://HOST[:PORT] (required)" },
+	{ K("s3_url_style", CT_ENUM, struct ship_config, s3_url_style), .enums = cfg_url_styles,
+	  .note = "s3:// intake: path (https://HOST/BUCKET/KEY) or virtual (https://BUCKET.HOST/KEY); default "
+		  "virtual, path for an IP endpoint or a dotted bucket over https" },
+	{ K("s3_region", CT_STR, struct ship_config, s3_region),
+	  .note = "s3:// intake: the region requests are signed for (default us-east-1)" },
+	{ K("s3_credentials", CT_SECRET, struct ship_config, s3_credentials),
+	  .note = "s3:// intake: AWS shared-credentials file of the client's put-only account, mode 0600, "
+		  "never logged (required)" },
+	{ K("s3_ca", CT_PATH, struct ship_config, s3_ca),
+	  .note = "s3:// intake: CA certificates the store's TLS certificate is checked against (default: "
+		  "the system's)" },
+	{ K("object_lock", CT_ENUM, struct ship_config, object_lock), .enums = cfg_lock_modes,
+	  .note = "s3:// intake: each object and manifest is put locked, compliance (default: nobody can "
+		  "delete it before its date), governance, or none" },
+	{ K("lock_for", CT_DURATION, struct ship_config, lock_for), .def = "35d", .min = 86400000000ULL,
+	  .max = 3650ULL * 86400ULL * 1000000ULL,
+	  .note = "s3:// intake: how long each night stays locked; at least the operator's prune --keep "
+		  "nights plus full_every (a kept delta's full night must stay locked too)" },
 	{ 0 }
 };
 static const struct cfg_table ship_table = { "ship", sizeof(struct ship_config), ship_keys };
+
+/* The s3_* and object_lock keys: required with an s3:// intake, refused without. */
+static int check_s3(const char *path, const struct ship_config *c)
+{
+	bool s3 = !strncmp(c->intake, "s3://", 5);
+	char bucket[64], prefix[512], date[40];
+	int r;
+
+	if (!s3)
+		return c->s3_endpoint || c->s3_region || c->s3_credentials || c->s3_ca || c->s3_url_style || c->object_lock
+			       ? err_set(EINVAL, "%s: s3_endpoint, s3_region, s3_credentials, s3_ca, s3_url_style and object_lock "
+						 "are for an s3:// intake", path)
+			       : 0;
+	if ((r = vstore_s3_parse_url(c->intake, bucket, sizeof(bucket), prefix, sizeof(prefix))) < 0)
+		return err_set(EINVAL, "%s: %s", path, err_msg(r));
+	if (!c->s3_endpoint || !c->s3_credentials)
+		return err_set(EINVAL, "%s: an s3:// intake needs s3_endpoint (https://HOST[:PORT]) and "
+				       "s3_credentials (a 0600 AWS shared-credentials file)", path);
+	if (strncmp(c->s3_endpoint, "https://", 8) && strncmp(c->s3_endpoint, "http://", 7))
+		return err_set(EINVAL, "%s: s3_endpoint must be https://HOST[:PORT], got '%s'", path, c->s3_endpoint);
+	if (c->s3_url_style && !strcmp(c->s3_url_style, "virtual") && s3_endpoint_is_ip(c->s3_endpoint))
+		return err_set(EINVAL, "%s: s3_url_style virtual names the bucket in the host, which an IP "
+				       "endpoint cannot have: give s3_endpoint by name, or s3_url_style: path", path);
+	if (config_lock_mode(c->object_lock) && s3_date(time(NULL) + (time_t)(c->lock_for / 1000000), date,
+							 sizeof(date)) < 0)
+		return err_set(EINVAL, "%s: lock_for: %s", path, err_msg(-EINVAL));
+	return 0;
+}
 
 int ship_config_read(const char *path, struct ship_config **ret)
 {
@@ -60,10 +113,12 @@ int ship_config_read(const char *path, struct ship_config **ret)
 		goto fail;
 	}
 	if (!vstore_url_ok(c->intake)) {
-		r = err_set(EINVAL, "%s: intake '%s' must be sftp://USER@HOST[:PORT]/DIR or local:DIR", path,
-			    c->intake);
+		r = err_set(EINVAL, "%s: intake '%s' must be sftp://USER@HOST[:PORT]/DIR, s3://BUCKET/PREFIX or "
+				    "local:DIR", path, c->intake);
 		goto fail;
 	}
+	if ((r = check_s3(path, c)) < 0)
+		goto fail;
 	if (!strncmp(c->intake, "sftp://", 7) && (!c->identity || !c->known_hosts)) {
 		r = err_set(EINVAL, "%s: an sftp:// intake needs identity: and known_hosts: (the SSH key of the "
 				    "client's account and the intake's host key)", path);

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "rsync.h"
 #include "subproc.h"
+#include "config.h"
 #include "vstore.h"
 #include <fcntl.h>
 #include <signal.h>
@@ -277,7 +278,11 @@ int ship_run(const struct ship_config *c, const struct ship_opts *o, struct ship
 	struct last_night last = { 0 };
 	struct rsync_job *sigjob = NULL, *deltajob = NULL;
 	struct intake_secret secret = { 0 };
-	struct vstore_opts vo = { .identity = c->identity, .known_hosts = c->known_hosts, .object_mode = 0440 };
+	struct vstore_opts vo = { .identity = c->identity, .known_hosts = c->known_hosts, .object_mode = 0440,
+				  .s3_endpoint = c->s3_endpoint, .s3_region = c->s3_region,
+				  .s3_credentials = c->s3_credentials, .s3_ca = c->s3_ca,
+				  .s3_url_style = c->s3_url_style,
+				  .lock_mode = config_lock_mode(c->object_lock), .lock_seconds = c->lock_for / 1000000 };
 	struct wbuf man;
 	uint8_t sk[crypto_sign_SECRETKEYBYTES], *buf = NULL, *oldsig = NULL;
 	char name[64], path[4200], errtext[4096];

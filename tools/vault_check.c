@@ -10,7 +10,8 @@
 #include <string.h>
 #include <zstd.h>
 
-/* Hash an object in 8 MiB reads: its name is the BLAKE2b of its bytes. */
+/* Hash an object in reads of READ_MAX (a whole pack: one GET over S3, not
+ * two for its last bytes): its name is the BLAKE2b of its bytes. */
 static int check_object(struct vstore *vs, struct vobj *x, uint8_t *buf, size_t cap)
 {
 	crypto_generichash_state st;
@@ -248,7 +249,7 @@ int cmd_vault_check(int argc, char **argv)
 		}
 		no += ms[i].n_objects;
 	}
-	if (!(objs = calloc(no + 1, sizeof(*objs))) || !(buf = malloc(8u << 20))) {
+	if (!(objs = calloc(no + 1, sizeof(*objs))) || !(buf = malloc(READ_MAX))) {
 		r = -ENOMEM;
 		goto out;
 	}
@@ -268,9 +269,12 @@ int cmd_vault_check(int argc, char **argv)
 				objs[u - 1].state = err_set(EBADMSG, "manifests disagree about its size");
 		no = u;
 	}
+	/* One listing for the versions of every object (over S3), not one each. */
+	if ((r = vault_prefetch(vs, no ? objs[0].name : NULL, sizeof(*objs), no)) < 0)
+		goto out;
 	for (size_t i = 0; i < no; i++) {
 		if (objs[i].state == 0) {
-			int e = check_object(vs, &objs[i], buf, 8u << 20);
+			int e = check_object(vs, &objs[i], buf, READ_MAX);
 			if (e == -ECONNRESET) {
 				r = e;
 				goto out;

@@ -14,7 +14,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "Usage: bascule vault init -c CONFIG [--target NAME] [--no-lock]\n"
 		   "       bascule vault init --vault s3://BUCKET/PREFIX --s3-endpoint URL\n"
-		   "                          --s3-credentials FILE [--s3-region R] [--s3-ca FILE] [--no-lock]\n\n"
+		   "                          --s3-credentials FILE [--s3-region R] [--s3-ca FILE]\n"
+		   "                          [--s3-url-style path|virtual] [--no-lock]\n\n"
 		   "Check that the bucket of an s3:// vault is ready: it exists and the credentials\n"
 		   "reach it, Object Lock is enabled (it can only be enabled when the bucket is\n"
 		   "created), versioning is on, and there is no default retention.  Changes nothing.\n"
@@ -103,13 +104,12 @@ int cmd_vault_init(int argc, char **argv)
 				    "--s3-endpoint URL --s3-credentials FILE");
 		goto out;
 	}
-	so.s3_endpoint = o.s3_endpoint;
-	so.s3_region = o.s3_region;
-	so.s3_credentials = o.s3_credentials;
-	so.s3_ca = o.s3_ca;
-	vstore_s3_client_opts(&so, &s3o);
-	if ((r = s3_open(&s3o, bucket, &s)) < 0 || (r = check_bucket(s, bucket, lock)) < 0)
+	vopts_store_opts(&o, &so);
+	if ((r = vstore_s3_client_opts(&so, &s3o)) < 0 || (r = s3_open(&s3o, bucket, &s)) < 0 ||
+	    (r = check_bucket(s, bucket, lock)) < 0)
 		goto out;
+	printf("requests name the bucket %s\n", s3_virtual_hosted(s) ? "in the host (virtual-hosted: BUCKET.HOST)"
+								    : "in the path (path-style: HOST/BUCKET)");
 	if (o.tcfg) {
 		const char *mode;
 		uint64_t secs;

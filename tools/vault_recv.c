@@ -614,7 +614,8 @@ static void usage(FILE *f)
 	fprintf(f, "Usage: bascule vault recv --url URL --vault-key FILE --cache DIR [--key FILE]\n"
 		   "                          [--identity FILE --known-hosts FILE] [--user NAME]\n"
 		   "                          [--parallel N] [--s3-endpoint URL --s3-credentials FILE\n"
-		   "                          [--s3-region R] [--s3-ca FILE] [--lock MODE --lock-seconds N]]\n\n"
+		   "                          [--s3-region R] [--s3-ca FILE] [--s3-url-style path|virtual]\n"
+		   "                          [--lock MODE --lock-seconds N]]\n\n"
 		   "The vault writer: receives epochs from basculed on stdin/stdout and stores\n"
 		   "them as encrypted write-once objects at URL.  Run by basculed for each target\n"
 		   "of type vault; not for interactive use.  Run as root, it reads the keys, then\n"
@@ -718,6 +719,7 @@ int vault_recv(int argc, char **argv)
 		{ "s3-region", required_argument, NULL, 'R' },
 		{ "s3-credentials", required_argument, NULL, 'S' },
 		{ "s3-ca", required_argument, NULL, 'A' },
+		{ "s3-url-style", required_argument, NULL, 'Y' },
 		{ "lock", required_argument, NULL, 'L' },
 		{ "lock-seconds", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
@@ -754,6 +756,7 @@ int vault_recv(int argc, char **argv)
 		case 'R': so.s3_region = optarg; break;
 		case 'S': so.s3_credentials = optarg; break;
 		case 'A': so.s3_ca = optarg; break;
+		case 'Y': so.s3_url_style = optarg; break;
 		case 'L': so.lock_mode = optarg; break;
 		case 'T': so.lock_seconds = strtoull(optarg, NULL, 10); break;
 		case 'h': usage(stdout); return EXIT_OK;

@@ -16,7 +16,7 @@
 /* Where the vault is and what opens it: command line over -c FILE. */
 struct vopts {
 	const char *url, *identity, *known_hosts, *vault_key, *verify_key, *target, *record;
-	const char *s3_endpoint, *s3_region, *s3_credentials, *s3_ca; /* an s3:// vault */
+	const char *s3_endpoint, *s3_region, *s3_credentials, *s3_ca, *s3_url_style; /* an s3:// vault */
 	char record_buf[4200];       /* the record derived from -c CONFIG */
 	struct retention policy;
 	bool policy_given, record_given, usage;
@@ -27,7 +27,7 @@ struct vopts {
 enum { O_URL = 1000, O_IDENTITY, O_KNOWN, O_VKEY, O_PUB, O_TARGET, O_EPOCH, O_AT, O_TO, O_SOURCE, O_JOBS,
        O_READ, O_JSON, O_DRY, O_GRACE, O_ALL, O_HOURLY, O_DAILY, O_MONTHLY, O_FORCE, O_GROUP, O_RECORD,
        O_ACCEPT, O_PG_USER, O_PG_BIN, O_PG_CONF, O_S3_ENDPOINT, O_S3_REGION, O_S3_CREDENTIALS, O_S3_CA,
-       O_NO_LOCK };
+       O_NO_LOCK, O_S3_URL_STYLE };
 
 #define VAULT_OPTS                                                                                      \
 	{ "vault", required_argument, NULL, O_URL }, { "identity", required_argument, NULL, O_IDENTITY }, \
@@ -38,7 +38,8 @@ enum { O_URL = 1000, O_IDENTITY, O_KNOWN, O_VKEY, O_PUB, O_TARGET, O_EPOCH, O_AT
 	{ "s3-endpoint", required_argument, NULL, O_S3_ENDPOINT },                                      \
 	{ "s3-region", required_argument, NULL, O_S3_REGION },                                          \
 	{ "s3-credentials", required_argument, NULL, O_S3_CREDENTIALS },                                \
-	{ "s3-ca", required_argument, NULL, O_S3_CA }
+	{ "s3-ca", required_argument, NULL, O_S3_CA },                                                  \
+	{ "s3-url-style", required_argument, NULL, O_S3_URL_STYLE }
 
 /* The option C of a vault command with argument ARG: 1 if it was one of
  * VAULT_OPTS, else 0. */
@@ -50,6 +51,8 @@ int vopts_fail(const struct vopts *o, const char *what, int r);
 /* Fill what the command line left out from the configuration's vault target. */
 int vopts_finish(struct vopts *o, const char *cmd);
 int vopts_store(const struct vopts *o, struct vstore **ret);
+/* The store options O gives (pointers into O). */
+void vopts_store_opts(const struct vopts *o, struct vstore_opts *ret);
 /* The verify key PK: --verify-key FILE.pub, else from the vault key, which
  * fills K (*HAVE_K) and is required with NEED_SECRET. */
 int vopts_keys(const struct vopts *o, bool need_secret, uint8_t pk[32], struct vkeys *k, bool *have_k);
@@ -154,7 +157,58 @@ struct restore {
 	char errmsg[1024];
 	pthread_mutex_t lock;
 	int pfd;               /* progress file */
+	const struct vstore *vs; /* the store whose prefetch the workers' stores share */
+	/* Ranges written and not yet made durable (under LOCK): the main
+	 * thread syncs them in batches while the workers go on, then records
+	 * them as done; WAKE tells it of a new one or of a worker's end. */
+	uint64_t *written;
+	size_t n_written;
+	unsigned running;
+	pthread_cond_t wake;
 };
+
+/* A block to restore and the frame it lives in. */
+struct fref {
+	uint32_t pack, off, len;
+	uint64_t block;
+};
+/* Adjacent frames of one pack, F[I..J), read as bytes [START, END). */
+struct rrun {
+	uint32_t pack;
+	uint64_t start, end;
+	size_t i, j;
+};
+/* What range RG needs read: its frames (sorted by pack and offset) in runs. */
+struct rplan {
+	uint64_t rg;
+	struct fref *f;
+	size_t nf;
+	struct rrun *runs;
+	size_t nr;
+};
+/* Plan range RG: its zero blocks are written (holes) at once, the others
+ * gathered into runs of at most READ_MAX bytes.  0 and *RET (freed by
+ * rplan_free), or a negative errno with a sentence (-EBADMSG: the index
+ * names a frame larger than a read). */
+int restore_plan(struct restore *rs, uint64_t rg, struct rplan *ret);
+void rplan_free(struct rplan *p);
+/* The object run K of P reads. */
+void restore_run_path(const struct restore *rs, const struct rplan *p, size_t k, char *path, size_t len);
+/* Open the frames of run K of P, read into RBUF (GOT bytes, or the read's
+ * negative errno), check each block against its id and write it. */
+int restore_run(struct restore *rs, const struct rplan *p, size_t k, const uint8_t *rbuf, ssize_t got, void *d,
+		uint8_t *frame);
+/* A restore worker (pthread start routine, ARG the struct restore): takes
+ * ranges until none is left or one failed, with a reader thread of its own
+ * fetching the next run while it opens the last (restore_read.c); each
+ * range done is queued in RS->written for restore_sync. */
+void *restore_worker(void *arg);
+/* Run in the main thread while the workers run: make the ranges they
+ * wrote durable, a batch per fdatasync, and only then record them in the
+ * progress file (a resume trusts it); returns when every worker is done. */
+void restore_sync(struct restore *rs);
+/* Record the first error R of a restore (its sentence in RS->errmsg). */
+void restore_fail(struct restore *rs, int r);
 
 /* Restore range RG (RANGE_BLOCKS blocks) of RS->map into RS->fd, reading
  * the frames from VS into RBUF (READ_MAX + 1 MiB) and opening them into

@@ -16,7 +16,8 @@
 # command `bascule intake restore --load URL --jobs 2` (rebuild, create,
 # pg_restore, checks), against `pg_restore -j 2` of the plain dump; the
 # overhead ratio (aim <= 20%).  HYBRID_BENCH_OLD=PATH/bascule also times
-# another build's `intake restore --to` on the same nights (before/after).
+# another build's `intake restore --to` and `--load` on the same nights
+# (before/after, alternated with this build's).
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd)
 . "$(dirname "$0")/../lib/common.sh" "$B"
@@ -111,7 +112,7 @@ load() { # DB FILE: prints the seconds of pg_restore -j 2 into a new database
 	since "$t0"
 }
 want=$(pg_sql h "SELECT sum(abalance) FROM pgbench_accounts")
-unpack=(); lours=(); plain=(); lone=(); old=()
+unpack=(); lours=(); plain=(); lone=(); old=(); oldload=()
 URL="postgresql:///r_load?host=$(pg_dir h)&user=postgres"
 for r in $(seq "$RUNS"); do
 	[ $((r % 2)) = 0 ] && plain+=("$(load r_plain "$T/dump-7")")
@@ -138,6 +139,13 @@ for r in $(seq "$RUNS"); do
 	lone+=("$(since "$t0")")
 	got=$(pg_as "$PG_BIN/psql" -X -q -At "${PGH[@]}" -d r_load -c "SELECT sum(abalance) FROM pgbench_accounts")
 	[ "$got" = "$want" ] || fail "--load of night 7 has sum(abalance) $got, the database $want"
+	if [ -n "${HYBRID_BENCH_OLD:-}" ]; then
+		psql_q "DROP DATABASE IF EXISTS r_load"; psql_q CHECKPOINT; sync
+		t0=$(secs)
+		"$HYBRID_BENCH_OLD" intake restore "$IN" --client bench --night 2026-11-07 --key "$T/bench.key" \
+			--passphrase-file "$T/pass" --load "$URL" --jobs 2 --tmp "$T" > /dev/null || fail "$HYBRID_BENCH_OLD --load failed"
+		oldload+=("$(since "$t0")")
+	fi
 done
 psql_q "DROP DATABASE r_ours"; psql_q "DROP DATABASE r_plain"; psql_q "DROP DATABASE r_load"
 u=$(printf '%s\n' "${unpack[@]}" | median); l=$(printf '%s\n' "${lours[@]}" | median); p=$(printf '%s\n' "${plain[@]}" | median)
@@ -149,3 +157,6 @@ printf "       plain pg_restore -j 2 of the unencrypted dump %.1f s -> overhead 
 o=$(printf '%s\n' "${lone[@]}" | median)
 printf "       bascule intake restore --load --jobs 2 (rebuild, create, pg_restore, checks), median %.1f s -> overhead %.0f%% (%s)\n" \
 	"$o" "$(echo "100 * ($o - $p) / $p" | bc -l)" "$(cat "$T/load.out")"
+[ ${#oldload[@]} = 0 ] || { ol=$(printf '%s\n' "${oldload[@]}" | median)
+	printf "       %s intake restore --load --jobs 2, median %.1f s -> overhead %.0f%%, load $(cut -d' ' -f1-3 /proc/loadavg)\n" \
+		"$HYBRID_BENCH_OLD" "$ol" "$(echo "100 * ($ol - $p) / $p" | bc -l)"; }

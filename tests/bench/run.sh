@@ -9,14 +9,18 @@
 #      -B 4096) and rdiff (signature + delta) on the same change
 # then, as root: ssh.sh (4), vault.sh (5), pg.sh (6), hybrid.sh (7: nightly
 # bascule ship of a pgbench dump against zstd, restic, borg; restore + load)
-# and s3.sh (8: the vault on a real Ceph RGW against aws s3 cp and rclone)
-# (NO_SSH_BENCH, NO_VAULT_BENCH, NO_PG_BENCH, NO_HYBRID_BENCH, NO_S3_BENCH skip one)
+# and s3.sh (8: the vault on a real Ceph RGW against aws s3 cp and rclone);
+# then scale.sh (9: per-epoch cost of 2, 16, 64 GiB disks, scan mode against
+# QEMU bitmap mode, and memory for 1 TiB: SCALE_SIZES, MEM_GIB=0 to skip it;
+# ~20 min on a loaded machine, half of it the 1 TiB initial copy)
+# and qemulag.sh (10: lag of a 64 GiB qcow2 guest under 10 MB/s of writes)
+# (NO_SSH_BENCH, NO_VAULT_BENCH, NO_PG_BENCH, NO_HYBRID_BENCH, NO_S3_BENCH,
+# NO_SCALE_BENCH, NO_QEMU_BENCH skip one)
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd)
 . "$(dirname "$0")/../lib/common.sh" "$B"
 . "$(dirname "$0")/../lib/bench.sh"
 drop_caches() { sync; [ "$(id -u)" = 0 ] && echo 3 > /proc/sys/vm/drop_caches || true; }
-cpu_of() { awk '{print ($14+$15)/100}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 IMG=$T/disk.img
 SIZE=$((2 * 1024 * 1024 * 1024))
 BLOCKS=$((SIZE / 4096))
@@ -134,3 +138,6 @@ if [ "$(id -u)" = 0 ] && [ -z "${NO_PG_BENCH:-}" ]; then echo; bash "$(dirname "
 if [ "$(id -u)" = 0 ] && [ -z "${NO_HYBRID_BENCH:-}" ]; then echo; bash "$(dirname "$0")/hybrid.sh" "$B"; fi
 # s3.sh exits 77 (skipped) without Ceph's packages
 if [ -z "${NO_S3_BENCH:-}" ]; then echo; bash "$(dirname "$0")/s3.sh" "$B" || [ $? = 77 ]; fi
+if [ -z "${NO_SCALE_BENCH:-}" ]; then echo; bash "$(dirname "$0")/scale.sh" "$B"; fi
+# qemulag.sh exits 77 (skipped) without QEMU
+if [ -z "${NO_QEMU_BENCH:-}" ]; then echo; bash "$(dirname "$0")/qemulag.sh" "$B" || [ $? = 77 ]; fi

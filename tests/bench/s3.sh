@@ -16,7 +16,8 @@
 #       packs (the same bytes, as plain objects)
 # Each run's objects of 8a are deleted and RGW's garbage collected, so that
 # the memstore (2 GiB here) holds one run at a time.  tests/bench/run.sh runs
-# it (NO_S3_BENCH=1 skips); alone: [RUNS=N] tests/bench/s3.sh build.
+# it (NO_S3_BENCH=1 skips); alone: [RUNS=N] tests/bench/s3.sh build
+# (S3_BENCH_NO_8A=1 skips 8a, for work on the restore).
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd)
 . "$(dirname "$0")/../lib/common.sh" "$B"
@@ -65,7 +66,7 @@ mkdir -p "$T/packs"
 for i in $(seq -w 0 $((MB / 8 - 1))); do head -c $((8 << 20)) /dev/urandom > "$T/packs/$(printf '%064x' "$((10#$i))")"; done
 cat "$T/packs"/* > /dev/null
 one=(); par=(); awss=(); rcs=()
-for i in $(seq "$RUNS"); do
+[ -n "${S3_BENCH_NO_8A:-}" ] || for i in $(seq "$RUNS"); do
 	# locked for 10 s: the vault's headers, and deletable soon after (a
 	# date already past when RGW reads it, on a loaded machine, is refused)
 	one+=("$(S3_LOCK_SECONDS=10 "$BIN/tests/vaultput" "s3://bench/b1-$i" - - "$T/packs")")
@@ -81,6 +82,7 @@ for i in $(seq "$RUNS"); do
 		purged "rclone-$i/" || fail "could not delete rclone-$i/"
 	fi
 done
+if [ -z "${S3_BENCH_NO_8A:-}" ]; then
 o1=$(printf '%s\n' "${one[@]}" | median); o4=$(printf '%s\n' "${par[@]}" | median)
 a=$( [ ${#awss[@]} -gt 0 ] && printf '%s\n' "${awss[@]}" | median || echo 0)
 r=$( [ ${#rcs[@]} -gt 0 ] && printf '%s\n' "${rcs[@]}" | median || echo 0)
@@ -88,6 +90,7 @@ peer=$(max "$a" "$r")
 printf "   8a. upload of %d MiB of packs (8 MiB objects): bascule 1 connection %.0f MB/s, 4 connections %.0f MB/s   aws s3 cp %.0f MB/s   rclone %.0f MB/s   -> %.0f%% of the faster peer (load %s)\n" \
 	$MB "$o1" "$o4" "$a" "$r" "$(ratio "$o4" "$peer")" "$(loadavg)"
 echo "       runs (MB/s): 1 connection$(runs "${one[@]}"); 4 connections$(runs "${par[@]}"); aws$(runs "${awss[@]}"); rclone$(runs "${rcs[@]}")"
+fi
 
 # -- 8b
 IMG=$T/disk.img

@@ -262,10 +262,18 @@ rc=0; load --night 2026-11-07 --tmp "$T" > "$T/load.out" 2>&1 || rc=$?
 [ $rc = 5 ] || fail "--load of the damaged night: exit $rc, want 5: $(cat "$T/load.out")"
 [ -z "$(pg_sql c "SELECT 1 FROM pg_database WHERE datname = 'drill_bad'")" ] || fail "--load of a damaged night created its database"
 [ -z "$(ls "$T" | grep bascule-load)" ] || fail "--load of a damaged night left its scratch directory"
+# a wrong passphrase: the key opens beside the database's creation, which
+# it then undoes (exit 4, no database, no scratch directory)
+echo "not the passphrase of the safe" > "$T/badpass"; chmod 600 "$T/badpass"
+rc=0; "$B" intake restore "$IN" --client mairie --night 2026-11-06 --key "$T/client/mairie.key" \
+	--passphrase-file "$T/badpass" --load "$URL" --tmp "$T" > "$T/load.out" 2>&1 || rc=$?
+[ $rc = 4 ] && grep -q "wrong passphrase" "$T/load.out" || fail "--load with a wrong passphrase: exit $rc, want 4: $(cat "$T/load.out")"
+[ -z "$(pg_sql c "SELECT 1 FROM pg_database WHERE datname = 'drill_bad'")" ] || fail "--load with a wrong passphrase left its database"
+[ -z "$(ls "$T" | grep bascule-load)" ] || fail "--load with a wrong passphrase left its scratch directory"
 "$B" intake restore "$IN" --client mairie --night 2026-11-06 --key "$T/client/mairie.key" \
 	--passphrase-file "$T/pass" --to "$T/r-6" > /dev/null || fail "night 6 no longer restores"
 cmp "$T/r-6" "$T/dump-6" || fail "night 6 restored wrong"
-note "flipped byte: check CRITICAL naming 2026-11-07/$obj; restore and --load exit 5 (no database created); night 6 still restores"
+note "flipped byte: check CRITICAL naming 2026-11-07/$obj; restore and --load exit 5 (no database created); night 6 still restores; --load with a wrong passphrase: exit 4, no database left"
 cp -p "$T/saved-obj" "$f"
 
 # ---- the client's account: no delete, rename or overwrite

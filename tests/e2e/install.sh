@@ -27,6 +27,7 @@ cat > "$T/want" <<EOF
 ./usr/local/share/doc/bascule/examples/bascule-alerts.yml
 ./usr/local/share/doc/bascule/examples/bascule.yaml
 ./usr/local/share/doc/bascule/examples/icinga-bascule.conf
+./usr/local/share/doc/bascule/examples/intake-s3.yaml
 ./usr/local/share/doc/bascule/examples/runbook-hybrid.yaml
 ./usr/local/share/doc/bascule/examples/runbook.yaml
 ./usr/local/share/doc/bascule/examples/ship.yaml

@@ -98,8 +98,17 @@ MID_EPOCH=$(tail -1 "$T/feed1.out" | cut -d' ' -f2)
 # Group commit: small WAL-only epochs, each acked before the next is sent,
 # then 8 in flight (basculed's max_in_flight): those that arrive while one
 # is applied are made durable together and acked together.
+# Their commit point is an ack slot overwritten in place (state.ack): the
+# state file is not replaced (the same inode) while the epochs move on.
+GST=$R/.bascule/groups/app
+ino=$(stat -c %i "$GST/state")
+e0=$("$BIN/bascule" replica list --root "$R" --key "$KEY" --group app | sed -n 's/^group app: epoch \([0-9]*\).*/\1/p')
 g1=$(date +%s.%N)
 feed "$R" --epoch-bytes 16384 --epochs 100 > "$T/g1.out" 2> "$T/g1.err" || fail "feeding failed: $(tail -3 "$T/g1.err")"
+e1=$("$BIN/bascule" replica list --root "$R" --key "$KEY" --group app | sed -n 's/^group app: epoch \([0-9]*\).*/\1/p')
+[ "$e1" -ge "$((e0 + 100))" ] || fail "100 light epochs took the replica from epoch $e0 to $e1"
+[ "$(stat -c %i "$GST/state")" = "$ino" ] || fail "light epochs replaced the state file (no ack slot commit)"
+[ "$(stat -c %s "$GST/state.ack")" = 16384 ] || fail "no ack slots: $(ls -l "$GST")"
 g8=$(date +%s.%N)
 feed "$R" --epoch-bytes 16384 --epochs 100 --in-flight 8 > "$T/g8.out" 2> "$T/g8.err" ||
 	fail "feeding 8 in flight failed: $(tail -3 "$T/g8.err")"

@@ -11,7 +11,7 @@
  *   s3tool versioning                    1, 0 or -1
  *   s3tool raw METHOD KEY|- QUERY [BODYFILE]   print the HTTP status
  * Environment: S3_ENDPOINT, S3_BUCKET, S3_CREDENTIALS, S3_CA, S3_REGION,
- * S3_PART_MIB, S3_RETRIES.  Exit 0, or 1 with the error's sentence (and
+ * S3_PART_MIB, S3_RETRIES, S3_URL_STYLE (path, virtual).  Exit 0, or 1 with the error's sentence (and
  * err_exit_code's code). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,8 +46,8 @@ int main(int argc, char **argv)
 			     .part_size = part ? strtoull(part, NULL, 10) << 20 : 0,
 			     .retries = retries ? atoi(retries) : 0 };
 	struct s3 *s;
-	int r = s3_open(&o, getenv("S3_BUCKET"), &s);
-	if (r < 0)
+	int r = o.url_style = s3_url_style(getenv("S3_URL_STYLE"));
+	if (r < 0 || (r = s3_open(&o, getenv("S3_BUCKET"), &s)) < 0)
 		return die(r);
 	const char *c = argv[1];
 	char vid[300] = "", mode[32];

@@ -166,3 +166,33 @@ recv_pid() { pgrep -f "bascule recv --root ${REPLICA_DIR:-$T/replica} --" | head
 status_get() { bsc status --json | python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 # The value of a field of target 0 in bascule status --json.
 status_field() { status_get "d['targets'][0]['$1']"; }
+# same_sparse A B: A and B hold the same bytes (a hole reads as zeros), as
+# cmp -s says, reading only the data extents of either (SEEK_DATA): a large
+# sparse disk compares in the time of its data.
+same_sparse() {
+	python3 - "$1" "$2" <<'PY'
+import os, sys
+fa, fb = (os.open(p, os.O_RDONLY) for p in sys.argv[1:3])
+def extents(fd):
+    pos, end = 0, os.fstat(fd).st_size
+    while pos < end:
+        try:
+            d = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:
+            return
+        h = os.lseek(fd, d, os.SEEK_HOLE)
+        yield d, h
+        pos = h
+def read(fd, off, n):
+    b = os.pread(fd, n, off)
+    return b + bytes(n - len(b))
+for fd in (fa, fb):
+    for d, h in extents(fd):
+        while d < h:
+            n = min(h - d, 8 << 20)
+            if read(fa, d, n) != read(fb, d, n):
+                sys.exit(1)
+            d += n
+sys.exit(0 if os.fstat(fa).st_size == os.fstat(fb).st_size else 1)
+PY
+}

@@ -12,8 +12,9 @@
 #                               s3://BUCKET/site-a; S3V_RETENTION ({all: 1h})
 #                               and S3V_MARGIN (10m) set its retention and
 #                               lock_margin, S3V_BANDWIDTH (0) its bandwidth,
-#                               S3V_ENDPOINT ($RGW_URL) and S3V_CA (none) its
-#                               s3_endpoint and s3_ca
+#                               S3V_ENDPOINT ($RGW_URL), S3V_CA (none) and
+#                               S3V_URL_STYLE (none) its s3_endpoint, s3_ca
+#                               and s3_url_style
 #   vsync                       sync --wait --vault
 #   vault_epochs                the vault's epochs, oldest first
 . "$ROOT/tests/lib/ceph.sh"
@@ -53,6 +54,7 @@ s3vault_yaml() {
 	    url: s3://$1/site-a
 	    s3_endpoint: ${S3V_ENDPOINT:-$RGW_URL}
 	    ${S3V_CA:+s3_ca: $S3V_CA}
+	    ${S3V_URL_STYLE:+s3_url_style: $S3V_URL_STYLE}
 	    s3_region: us-east-1
 	    s3_credentials: $2
 	    vault_key: $T/vault.key

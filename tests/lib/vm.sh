@@ -17,6 +17,17 @@
 #                                    "disk0", device "vd0"), VM_QEMU_EXTRA more options
 #   vm_last_written CONSOLE          highest N the guest reported written
 #   vm_boot_seq PORT                 boot_seq from the guest's HTTP status
+#   vm_qmp SOCK CMD [JSON-ARGS]      the return value of CMD on a QMP socket
+#   vm_qemu_bare NAME DISK FORMAT QMP  start a QEMU holding DISK as device vd0
+#                                    (node disk0) with no guest running (-S):
+#                                    its writes come from vm_write; monitors
+#                                    on QMP (the daemon's) and QMP.test
+#   vm_config_qemu QMP [NODE]        each "disk: QEMU" source of $T/bascule.yaml
+#                                    becomes a qemu: source on QMP (node vd0)
+#   vm_write QMP DISK_BYTES IO_BYTES COUNT RATE SEED  random writes through
+#                                    vd0 (tests/lib/qmp.py write)
+#   vm_write_start OUT QMP ...        the same in the background (until
+#                                    killed), its summary in OUT; pid in VM_WRITER
 VM_CACHE=${BASCULE_TEST_CACHE:-/var/cache/bascule-test}
 VM_DIR=$VM_CACHE/guest
 
@@ -132,4 +143,24 @@ vm_last_written() {
 
 vm_boot_seq() {
 	{ curl -s -m 2 "http://127.0.0.1:$1/status" || true; } | sed -n 's/^boot_seq=//p'
+}
+
+VM_QMP_PY=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/qmp.py
+vm_qmp() { python3 "$VM_QMP_PY" call "$@"; }
+vm_config_qemu() { sed -i "s|^        disk: QEMU\$|        qemu:\\n          qmp: $1\\n          node: ${2:-vd0}|" "$T/bascule.yaml"; }
+vm_write() { local sock=$1; shift; python3 "$VM_QMP_PY" write "$sock" vd0/virtio-backend "$@"; }
+vm_write_start() {
+	local out=$1 sock=$2; shift 2
+	python3 "$VM_QMP_PY" write "$sock" vd0/virtio-backend "$@" > "$out" &
+	VM_WRITER=$!
+}
+
+vm_qemu_bare() {
+	local name=$1 disk=$2 format=$3 qmp=$4
+	rm -f "$qmp" "$qmp.test"
+	qemu-system-x86_64 -name "$name" -S -machine q35,accel=tcg -m 64 -nodefaults -no-user-config -display none \
+		-blockdev "driver=$format,node-name=disk0,file.driver=file,file.filename=$disk" \
+		-device virtio-blk-pci,drive=disk0,id=vd0 -qmp "unix:$qmp,server=on,wait=off" \
+		-qmp "unix:$qmp.test,server=on,wait=off" \
+		-pidfile "$T/vm-$name.pid" -daemonize || fail "QEMU did not start on $disk"
 }

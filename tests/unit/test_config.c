@@ -92,6 +92,42 @@ static void test_bad_rate(void **state)
 	expect_error(text, "test.yaml:14:10: io_rate must be a rate");
 }
 
+/* The host's read cap and the bound on cuts reading at once (many groups
+ * per host): defaults, what is accepted, and what is refused with the
+ * place and the range. */
+static void test_io_caps(void **state)
+{
+	char text[4096];
+	struct config *c = NULL;
+
+	assert_int_equal(parse(minimal, &c), 0);
+	assert_int_equal(c->io_rate, 0);
+	assert_int_equal(c->max_concurrent_cuts, 2);
+	config_free(c);
+	c = NULL;
+	snprintf(text, sizeof(text), "%sio_rate: 200MB/s\nmax_concurrent_cuts: 3\n", minimal);
+	assert_int_equal(parse(text, &c), 0);
+	assert_int_equal(c->io_rate, 200000000);
+	assert_int_equal(c->max_concurrent_cuts, 3);
+	config_free(c);
+	c = NULL;
+	snprintf(text, sizeof(text), "%sio_rate: unlimited\n", minimal);
+	assert_int_equal(parse(text, &c), 0);
+	assert_int_equal(c->io_rate, 0);
+	config_free(c);
+	/* A cap of a few bytes a second would never finish a scan. */
+	snprintf(text, sizeof(text), "%sio_rate: 100KB/s\n", minimal);
+	expect_error(text, "test.yaml:14:10: io_rate must be 0 (off) or at least 1048576 bytes/s, got '100KB/s'");
+	snprintf(text, sizeof(text), "%sio_rate: -5MB/s\n", minimal);
+	expect_error(text, "test.yaml:14:10: io_rate must be a rate");
+	snprintf(text, sizeof(text), "%smax_concurrent_cuts: 0\n", minimal);
+	expect_error(text, "test.yaml:14:22: max_concurrent_cuts must be between 1 and 64, got '0'");
+	snprintf(text, sizeof(text), "%smax_concurrent_cuts: 65\n", minimal);
+	expect_error(text, "test.yaml:14:22: max_concurrent_cuts must be between 1 and 64, got '65'");
+	snprintf(text, sizeof(text), "%smax_concurrent_cuts: two\n", minimal);
+	expect_error(text, "test.yaml:14:22: max_concurrent_cuts must be a");
+}
+
 /* block_size was a key that changed nothing (Bascule tracks the 4 KiB pages
  * VMs write, always): it is gone, and a file naming it is told so. */
 static void test_no_block_size(void **state)
@@ -374,6 +410,20 @@ static void test_s3_vault(void **state)
 
 	snprintf(bad, sizeof(bad), "%s%s    object_lock: sometimes\n", minimal, vault);
 	expect_error(bad, "object_lock must be one of: compliance");
+	/* s3_url_style: a choice of two; virtual needs an endpoint by name */
+	snprintf(bad, sizeof(bad), "%s%s    s3_url_style: virtual\n", minimal, vault);
+	assert_int_equal(parse(bad, &c), 0);
+	assert_string_equal(CFG_TARGET(c, 1)->s3_url_style, "virtual");
+	config_free(c);
+	snprintf(bad, sizeof(bad), "%s%s    s3_url_style: sideways\n", minimal, vault);
+	expect_error(bad, "s3_url_style must be one of: path");
+	snprintf(bad, sizeof(bad), "%s%s    s3_url_style: virtual\n", minimal, vault);
+	memcpy(strstr(bad, "https://s3.example"), "https://10.0.0.7:8", 18);
+	expect_error(bad, "s3_url_style virtual names the bucket in the host");
+	snprintf(bad, sizeof(bad), "%s%s    s3_url_style: path\n", minimal, vault);
+	memcpy(strstr(bad, "https://s3.example"), "https://10.0.0.7:8", 18);
+	assert_int_equal(parse(bad, &c), 0);
+	config_free(c);
 	snprintf(bad, sizeof(bad), "%s", text);
 	memcpy(strstr(bad, "    s3_endpoint"), "    #3", 6);
 	expect_error(bad, "an s3:// vault needs s3_endpoint");
@@ -416,6 +466,7 @@ int main(void)
 		cmocka_unit_test(test_unreadable),
 		cmocka_unit_test(test_postgres),
 		cmocka_unit_test(test_s3_vault),
+		cmocka_unit_test(test_io_caps),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "clientkey.h"
+#include "fsutil.h"
 #include "err.h"
 #include "intake.h"
 #include "rchain.h"
@@ -174,6 +175,29 @@ static void test_keys(void **state)
 	assert_int_equal(clientkey_generate(base, "a long enough passphrase"), -EEXIST);
 	snprintf(p, sizeof(p), "%s.pub", base);
 	assert_int_equal(clientkey_load_pub(p, &pub), 0);
+	/* the same key read from memory (an S3 intake's client.pub): equal;
+	 * cut, a character not base64, a NUL inside, another header: refused */
+	{
+		char *text = NULL, bad[512];
+		size_t len;
+		struct client_pub mp;
+		assert_int_equal(fs_read_all(p, 4096, &text, &len), 0);
+		assert_int_equal(clientkey_parse_pub("s3: mairie/client.pub", text, len, &mp), 0);
+		assert_memory_equal(&mp, &pub, sizeof(mp));
+		assert_int_equal(clientkey_parse_pub("x", text, len / 2, &mp), -EKEYREJECTED);
+		assert_non_null(strstr(err_msg(-EKEYREJECTED), "x is not a Bascule client public key"));
+		assert_true(len < sizeof(bad));
+		memcpy(bad, text, len);
+		bad[len - 5] = '!'; /* not base64 */
+		assert_int_equal(clientkey_parse_pub("x", bad, len, &mp), -EKEYREJECTED);
+		memcpy(bad, text, len);
+		bad[len / 2] = 0;
+		assert_int_equal(clientkey_parse_pub("x", bad, len, &mp), -EKEYREJECTED);
+		memcpy(bad, text, len);
+		bad[0] = 'B';
+		assert_int_equal(clientkey_parse_pub("x", bad, len, &mp), -EKEYREJECTED);
+		free(text);
+	}
 	snprintf(p, sizeof(p), "%s.sign", base);
 	assert_int_equal(clientkey_load_sign(p, sk), 0);
 	assert_int_equal(clientkey_check_pair(&pub, sk, "pub", "sign"), 0);

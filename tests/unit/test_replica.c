@@ -3,8 +3,8 @@
  * (the earlier unkeyed format, or a changed byte) refused before anything
  * is written, the upgrade of a replica written by the earlier version, a
  * group kept within PROTO_MAX_SOURCES, links planted in the directory
- * refused without touching what they point to, and a state written with
- * another site's key named as such. */
+ * refused without touching what they point to, a state written with
+ * another site's key named as such, and the ack slots of light epochs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +23,7 @@
 #include "key.h"
 #include "merkle.h"
 #include "replica.h"
+#include "replica/store.h"
 #include "scratch.h"
 
 #define SZ (64u * 4096u)
@@ -532,6 +533,81 @@ static void test_other_key(void **state)
 	assert_int_equal(epoch_now(), 2);
 }
 
+/* Ack slots (tools/replica/ackslot.c): a state committed in a slot leaves
+ * the state file as it was and is what the group is at; a torn newest slot
+ * gives the one before; a state file written afresh, byte for byte the
+ * slots' base (a rollback to it), is not overridden by them; one written
+ * by another process is the base of the next slot. */
+static void test_ack_slots(void **state)
+{
+	uint8_t *before, *after, *ack;
+	size_t blen, alen, klen;
+	struct replica *r;
+	struct rstate st, s2, got;
+	char path[256];
+	(void)state;
+	make_replica();
+	open_locked(&r);
+	assert_int_equal(replica_load_state(r, "vm1", &st), 0);
+	before = slurp(".bascule/groups/vm1/state", &blen);
+	s2 = st;
+	for (int i = 1; i <= 2; i++) {
+		s2.epoch = st.epoch + (uint64_t)i;
+		assert_int_equal(ackslot_ready(r, "vm1"), 1);
+		assert_int_equal(ackslot_commit(r, &s2), 1);
+		assert_int_equal(replica_load_state(r, "vm1", &got), 0);
+		assert_int_equal(got.epoch, st.epoch + (uint64_t)i);
+	}
+	after = slurp(".bascule/groups/vm1/state", &alen);
+	assert_int_equal(alen, blen);
+	assert_memory_equal(after, before, blen);
+	free(after);
+	replica_close(r);
+	/* The newest (sequence 2, the first slot) torn: the one before holds. */
+	ack = slurp(".bascule/groups/vm1/state.ack", &klen);
+	assert_int_equal(klen, 16384);
+	ack[100] ^= 1;
+	spit(".bascule/groups/vm1/state.ack", ack, klen);
+	free(ack);
+	open_locked(&r);
+	assert_int_equal(replica_load_state(r, "vm1", &got), 0);
+	assert_int_equal(got.epoch, st.epoch + 1);
+	/* Back to the base's very state: the slots do not come back. */
+	assert_int_equal(state_write(r, &st), 0);
+	after = slurp(".bascule/groups/vm1/state", &alen);
+	assert_int_equal(alen, blen);
+	assert_memory_equal(after, before, blen);
+	free(after);
+	free(before);
+	assert_int_equal(replica_load_state(r, "vm1", &got), 0);
+	assert_int_equal(got.epoch, st.epoch);
+	path_of(path, sizeof(path), ".bascule/groups/vm1/state.ack");
+	assert_int_equal(access(path, F_OK), -1);
+	/* A new state file makes slots written since go on from it. */
+	s2.epoch = st.epoch + 1;
+	assert_int_equal(ackslot_ready(r, "vm1"), 1);
+	assert_int_equal(ackslot_commit(r, &s2), 1);
+	assert_int_equal(replica_load_state(r, "vm1", &got), 0);
+	assert_int_equal(got.epoch, st.epoch + 1);
+	/* Another process writes the state file (a verify's mark): the next
+	 * slot goes on from that file, not from the one this writer saw
+	 * (a slot of the old base would be ignored: its epoch lost). */
+	{
+		struct replica *r2;
+		struct rstate marked = got;
+		assert_int_equal(replica_open(root, REPLICA_READONLY, key, &r2), 0);
+		marked.epoch = st.epoch + 2;
+		assert_int_equal(state_write(r2, &marked), 0);
+		replica_close(r2);
+	}
+	s2.epoch = st.epoch + 3;
+	assert_int_equal(ackslot_ready(r, "vm1"), 1);
+	assert_int_equal(ackslot_commit(r, &s2), 1);
+	assert_int_equal(replica_load_state(r, "vm1", &got), 0);
+	assert_int_equal(got.epoch, st.epoch + 3);
+	replica_close(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -543,6 +619,7 @@ int main(void)
 		cmocka_unit_test(test_sources_bound),
 		cmocka_unit_test(test_planted_links),
 		cmocka_unit_test(test_other_key),
+		cmocka_unit_test(test_ack_slots),
 	};
 	if (sodium_init() < 0)
 		return 1;

@@ -86,17 +86,24 @@ int batch_add(struct replica *r, const struct rstate *prev, const struct rstate 
 static int flush_locked(struct replica *r, struct replica_batch *b)
 {
 	const struct rstate *last = &b->st[b->n];
-	int rc;
+	int rc, slot = ackslot_ready(r, last->group);
 
-	if ((rc = state_write_begin(r, last, &b->ss)) < 0) {
+	/* The commit point: the state in an ack slot after the round of
+	 * fsyncs (an overwrite, one fdatasync), else state.tmp fsync'd with
+	 * the round and renamed over the state. */
+	if (slot < 0 || (!slot && (rc = state_write_begin(r, last, &b->ss)) < 0)) {
 		syncset_drop(&b->ss);
-		return rc;
+		return slot < 0 ? slot : rc;
 	}
 	if ((rc = syncset_run(r, &b->ss)) < 0) {
 		dircache_reset(r);
 		return rc;
 	}
-	if ((rc = state_write_end(r, last)) < 0)
+	if (slot && (rc = ackslot_commit(r, last)) == 0)
+		rc = state_write(r, last); /* too large for a slot */
+	else if (!slot)
+		rc = state_write_end(r, last);
+	if (rc < 0)
 		return rc;
 	/* The rollback points as the state on disk (the last's) sees them:
 	 * the cache follows each epoch, the pruning looks from the last. */

@@ -159,6 +159,7 @@ void replica_close(struct replica *r)
 	replica_cache_free(r);
 	dtree_free(r);
 	batch_free(r); /* staged epochs not flushed were never acked */
+	ackslot_free(r);
 	free(r);
 }
 

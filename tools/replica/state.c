@@ -30,7 +30,7 @@
 #define L_MAGIC "BSCLGCY2"
 #define L_MAX 8192            /* journals recorded at an upgrade */
 
-static int state_encode(const struct rstate *s, struct wbuf *b)
+int state_encode(const struct rstate *s, struct wbuf *b)
 {
 	int rc = wbuf_put_str(b, s->group);
 
@@ -89,23 +89,24 @@ static int state_decode(struct rbuf *b, const char *group, int fmt, struct rstat
 	return 0;
 }
 
+int state_decode_current(struct rbuf *b, const char *group, struct rstate *ret)
+{
+	return state_decode(b, group, S_MAGIC[7] - '0', ret);
+}
+
 static int legacy_record(struct replica *r, const char *group, size_t *ret_n);
+static int state_seal(struct replica *r, const struct rstate *s, struct wbuf *b, char *path, size_t len);
 
 int state_write(struct replica *r, const struct rstate *s)
 {
-	uint8_t kid[KEY_ID_BYTES];
 	char path[RPATH];
-	struct wbuf b;
-	int rc;
+	struct wbuf b = { 0 };
+	int rc = state_seal(r, s, &b, path, sizeof(path));
 
-	if (!r->key)
-		return err_set(ENOKEY, "group %s needs its site key for this (give --key FILE)", s->group);
-	key_id(r->key, kid);
-	sfile_begin(&b, S_MAGIC);
-	rc = wbuf_put_bytes(&b, kid, sizeof(kid));
-	if (!rc) rc = state_encode(s, &b);
-	if (!rc && !(rc = gpath(r, path, sizeof(path), s->group, "state")))
-		rc = tree_sfile_write(r, path, &b, r->mac_key);
+	/* A new state file: the ack slots of the one before are stale. */
+	if (!rc) rc = ackslot_before_state(r, s->group, b.p, b.len);
+	if (!rc) rc = tree_write_atomic(r, path, b.p, b.len);
+	if (!rc) ackslot_after_state(r, s->group);
 	wbuf_free(&b);
 	/* A group this version starts has its record from its first state on:
 	 * no journal of the earlier format is ever read in it. */
@@ -139,6 +140,7 @@ int state_write_begin(struct replica *r, const struct rstate *s, struct syncset 
 	struct wbuf b = { 0 };
 	int rc = state_seal(r, s, &b, path, sizeof(path));
 
+	if (!rc) rc = ackslot_before_state(r, s->group, b.p, b.len);
 	if (!rc)
 		rc = tree_write_atomic_begin(r, path, b.p, b.len, ss);
 	wbuf_free(&b);
@@ -153,6 +155,7 @@ int state_write_end(struct replica *r, const struct rstate *s)
 	if ((rc = gpath(r, path, sizeof(path), s->group, "state")) < 0 ||
 	    (rc = tree_write_atomic_end(r, path)) < 0)
 		return rc;
+	ackslot_after_state(r, s->group);
 	if ((rc = legacy_upgraded(r, s->group)) == 0) {
 		size_t n;
 		rc = legacy_record(r, s->group, &n);
@@ -232,6 +235,9 @@ static int state_load(struct replica *r, const char *group, struct rstate *ret, 
 	if (rc < 0)
 		rc = err_set(EBADMSG, "replica state %s/%s is corrupt; run 'bascule replica verify' and "
 				      "restore the group from the primary", r->root, path);
+	/* Light epochs committed since, in the ack slots (ackslot.c). */
+	else if (!*ret_v1 && (rc = ackslot_overlay(r, group, f.data, f.len, ret)) > 0)
+		rc = 0;
 out:
 	sfile_free(&f);
 	return rc;

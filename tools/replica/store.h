@@ -133,6 +133,28 @@ int state_write(struct replica *r, const struct rstate *s);
 int state_write_begin(struct replica *r, const struct rstate *s, struct syncset *ss);
 int state_write_end(struct replica *r, const struct rstate *s);
 struct state_source *state_find(struct rstate *s, const char *name);
+/* The state's fields as the state file holds them (ackslot.c's slots too). */
+int state_encode(const struct rstate *s, struct wbuf *b);
+int state_decode_current(struct rbuf *b, const char *group, struct rstate *ret);
+
+/* ---- ackslot.c: the commit point of light epochs, overwritten in place ---- */
+/* *ST (decoded from the state file FILE of LEN bytes) replaced by the
+ * newest ack slot of GROUP that goes on from that file: 1 if one did, 0 if
+ * none, or a negative errno. */
+int ackslot_overlay(struct replica *r, const char *group, const uint8_t *file, size_t len, struct rstate *st);
+/* 1 when the next state of GROUP can be committed in a slot (apply lock
+ * held; the state file is the one this process last saw, state.ack open),
+ * 0 when it takes the rename, or a negative errno. */
+int ackslot_ready(struct replica *r, const char *group);
+/* After ackslot_ready said 1, under the same lock: S written into the slot
+ * not holding the newest state and fdatasync'd, the commit point.  1 when
+ * done, 0 when S does not fit a slot (nothing written), or an errno. */
+int ackslot_commit(struct replica *r, const struct rstate *s);
+/* Around a new state file of GROUP (its bytes FILE): before, the slots go
+ * first (durably) if FILE is their base; after, they are removed. */
+int ackslot_before_state(struct replica *r, const char *group, const uint8_t *file, size_t len);
+void ackslot_after_state(struct replica *r, const char *group);
+void ackslot_free(struct replica *r);
 /* Upgrade GROUP from the earlier format (lock held, key given): record its
  * journals of that format, rewrite its state.  A no-op once done. */
 int state_upgrade(struct replica *r, const char *group);
