@@ -171,10 +171,13 @@ static json_t *status_json(struct daemon *d)
 								      "size", (json_int_t)0, "postgres",
 								      pgsource_json(g->sources[s].pg, clock_now_usec())));
 			else
-				json_array_append_new(srcs, json_pack("{s:s, s:s, s:s, s:I}", "name",
+				json_array_append_new(srcs, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "name",
 								      g->sources[s].cfg->name, "type", "disk", "disk",
 								      g->sources[s].cfg->disk, "size",
-								      (json_int_t)g->sources[s].size));
+								      (json_int_t)g->sources[s].size, "scans_full",
+								      (json_int_t)g->sources[s].scans_full,
+								      "scans_unchanged",
+								      (json_int_t)g->sources[s].scans_hinted));
 		json_array_append_new(groups,
 				      json_pack("{s:s, s:I, s:f, s:f, s:I, s:b, s:b, s:b, s:f, s:b, s:f, s:o}", "name",
 						g->name, "last_cut", (json_int_t)g->last_cut, "cut_time",

@@ -25,6 +25,8 @@ struct cut {
 	int fds[PROTO_MAX_SOURCES];
 	uint64_t size[PROTO_MAX_SOURCES];
 	uint64_t nchunks[PROTO_MAX_SOURCES];
+	bool hinted[PROTO_MAX_SOURCES]; /* unchanged since its last full scan (scanhint.h): only
+					 * the blocks a target lacks are read */
 	uint64_t total_chunks;
 	atomic_uint_fast64_t next;
 	atomic_uint_fast64_t changed, spooled, read_bytes;

@@ -29,6 +29,7 @@
 #include "hash.h"
 #include "key.h"
 #include "proto.h"
+#include "scanhint.h"
 #include "wire.h"
 
 struct blockmap;
@@ -52,6 +53,9 @@ struct source {
 	int wd;                        /* inotify watch, -1 if none */
 	struct pgsrc *pg;              /* a postgres source (pgsource.h), else NULL: a disk */
 	struct qemusrc *qemu;          /* a disk read through QEMU (qemusrc.h), else NULL */
+	struct scanhint hint;          /* a plain file: unchanged since its last full scan?
+					* (the cut thread's: one cut of a group at a time) */
+	uint64_t scans_full, scans_hinted; /* cuts that read it all / only what targets lacked */
 };
 
 struct group {

@@ -160,16 +160,15 @@ static int run_hook(struct group *g, const char *what, const char *cmd, uint64_t
 	return r;
 }
 
-/* No write reached the file during the scan: same size and times, and the
- * last change is older than the timestamp granularity (a write in the same
- * coarse tick as the first stat would not move mtime). */
+/* No write reached the file during the scan: the same file, size and times
+ * (scanhint_same), and the last change is older than the timestamp
+ * granularity (a write in the same coarse tick as the first stat would
+ * not move mtime). */
 static bool same_stat(const struct stat *a, const struct stat *b, uint64_t scan_start)
 {
 	uint64_t m = (uint64_t)a->st_mtim.tv_sec * 1000000u + (uint64_t)a->st_mtim.tv_nsec / 1000u;
 
-	return m + 20000 < scan_start && a->st_size == b->st_size && a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
-	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec && a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
-	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+	return m + 20000 < scan_start && scanhint_same(a, b);
 }
 
 static void *cut_thread(void *arg)
@@ -243,6 +242,7 @@ static void *cut_thread(void *arg)
 			close(fd);
 			goto thaw;
 		}
+		c->hinted[i] = scanhint_usable(&g->sources[i].hint, &before[i], start, g->cfg->full_scan_every);
 		cloned &= S_ISREG(before[i].st_mode) && strcmp(g->cfg->clone, "auto") == 0;
 		if (cloned) {
 			char name[NAME_MAX_LEN + 8];
@@ -305,9 +305,14 @@ static void *cut_thread(void *arg)
 		uint64_t t0;
 		if (g->sources[i].pg)
 			continue;
-		if (!cloned && !g->sources[i].qemu && (stat(g->sources[i].cfg->disk, &after[i]) < 0 ||
-				!same_stat(&before[i], &after[i], c->cut_time) || !S_ISREG(before[i].st_mode)))
-			quiescent = false;
+		if (!g->sources[i].qemu) {
+			bool after_ok = stat(g->sources[i].cfg->disk, &after[i]) == 0;
+			scanhint_update(&g->sources[i].hint, c->hinted[i], &before[i], &after[i], after_ok,
+					c->cut_time, start);
+			if (!cloned && (!after_ok || !same_stat(&before[i], &after[i], c->cut_time) ||
+					!S_ISREG(before[i].st_mode)))
+				quiescent = false;
+		}
 		t0 = clock_mono_usec();
 		if ((r = blockmap_digest(g->sources[i].map, c->digest[i])) < 0)
 			goto thaw;
@@ -347,6 +352,9 @@ thaw:
 				log_warn("group %s: %s", g->name, err_msg(t));
 		}
 	if (r < 0) {
+		/* What the maps hold is in doubt: the next cut reads every file. */
+		for (uint32_t i = 0; i < g->n_sources; i++)
+			g->sources[i].hint.valid = false;
 		atomic_store(&c->err, r);
 		snprintf(c->errmsg, sizeof(c->errmsg), "%s", err_msg(r));
 	}
@@ -635,6 +643,7 @@ static void cut_finished(struct group *g)
 {
 	struct cut *c = g->cut;
 	struct daemon *d = g->d;
+	uint32_t hinted = 0, plain = 0;
 	int err;
 
 	pthread_join(c->thread, NULL);
@@ -656,6 +665,13 @@ static void cut_finished(struct group *g)
 		free(c);
 		return;
 	}
+	for (uint32_t i = 0; !c->wal_only && i < g->n_sources; i++)
+		if (!g->sources[i].pg && !g->sources[i].qemu) {
+			g->sources[i].scans_hinted += c->hinted[i];
+			g->sources[i].scans_full += !c->hinted[i];
+			hinted += c->hinted[i];
+			plain++;
+		}
 	if (c->committed) {
 		char gf[NAME_MAX_LEN + 8], ef[40];
 		const char *f[] = { gf, ef, NULL };
@@ -710,12 +726,13 @@ static void cut_finished(struct group *g)
 		else
 			log_fields(LOG_INFO, f,
 			   "epoch %" PRIu64 " of %s cut (%s): %" PRIu64 " blocks changed, %" PRIu64
-			   " spooled, scanned %.1f MiB in %.1f ms, digest %.1f ms (cut %.1f ms)",
+			   " spooled, scanned %.1f MiB in %.1f ms, digest %.1f ms (cut %.1f ms), "
+			   "%" PRIu32 " of %" PRIu32 " files unchanged since their full scan",
 			   g->last_cut, g->name, g->consistent ? "consistent" : "fuzzy",
 			   (uint64_t)atomic_load(&c->changed), (uint64_t)atomic_load(&c->spooled),
 			   (double)atomic_load(&c->read_bytes) / 1048576.0, (double)c->scan_usec / 1000.0,
 			   (double)c->digest_usec / 1000.0,
-			   (double)c->took_usec / 1000.0);
+			   (double)c->took_usec / 1000.0, hinted, plain);
 		d->on_epoch(d, g);
 		/* The group keeps no reference once every target has its own. */
 		spool_unref(g->spool);

@@ -2,7 +2,9 @@
  * skipped (SEEK_DATA), reads capped by io_rate, each 4 KiB block hashed and
  * compared with the block map (a MiB of zero blocks without records is
  * neither hashed nor recorded); a changed block gets the cut's epoch; a
- * block a connected target lacks goes to the spool. */
+ * block a connected target lacks goes to the spool.  A file the scan hint
+ * vouches for (scanhint.h) and a QEMU source's clean blocks are read only
+ * where a target lacks them. */
 #include "cut.h"
 #include "blockmap.h"
 #include "clock.h"
@@ -40,22 +42,41 @@ static void io_throttle(struct daemon *d, uint64_t bytes)
 		usleep((useconds_t)(wait * 1e6));
 }
 
-/* Mark in DATA[] which blocks of the chunk at OFF (LEN bytes) hold data. */
-static void find_data(int fd, uint64_t off, uint64_t len, uint8_t *data, uint32_t nb)
+/* What a worker learnt of a source's holes from its last SEEK_DATA: no
+ * data in [from, next), or none from FROM to the end.  Workers take chunks
+ * in increasing order, so one probe answers for every chunk of a long hole
+ * (one lseek per 2 MiB made a TiB's epoch cost a second of system time). */
+struct data_probe {
+	bool valid, none;
+	uint32_t si;
+	uint64_t from, next;
+};
+
+/* Mark in DATA[] which blocks of the chunk at OFF (LEN bytes) of source
+ * SI (FD) hold data. */
+static void find_data(int fd, uint32_t si, uint64_t off, uint64_t len, uint8_t *data, uint32_t nb,
+		      struct data_probe *p)
 {
 	uint64_t pos = off, end = off + len;
 
 	memset(data, 0, nb);
 	while (pos < end) {
-		off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
-		if (d < 0) {
-			if (errno == ENXIO)
-				return; /* a hole up to the end of the file */
-			memset(data, 1, nb); /* no SEEK_DATA here (block device): read all */
-			return;
+		off_t d, h;
+		if (p->valid && p->si == si && p->from <= pos && (p->none || p->next > pos)) {
+			if (p->none || p->next >= end)
+				return;
+			d = (off_t)p->next;
+		} else {
+			d = lseek(fd, (off_t)pos, SEEK_DATA);
+			if (d < 0 && errno != ENXIO) {
+				memset(data, 1, nb); /* no SEEK_DATA here (block device): read all */
+				return;
+			}
+			*p = (struct data_probe){ .valid = true, .none = d < 0, .si = si, .from = pos,
+						  .next = d < 0 ? 0 : (uint64_t)d };
+			if (d < 0 || (uint64_t)d >= end)
+				return; /* a hole up to the end of the chunk, or of the file */
 		}
-		if ((uint64_t)d >= end)
-			return;
 		h = lseek(fd, d, SEEK_HOLE);
 		if (h < 0 || (uint64_t)h > end)
 			h = (off_t)end;
@@ -66,19 +87,101 @@ static void find_data(int fd, uint64_t off, uint64_t len, uint8_t *data, uint32_
 	}
 }
 
-/* The change epoch of block BI as the map says (0: unknown). */
-static uint64_t map_epoch(const struct blockmap *m, uint64_t bi)
+/* NEWER[b] = whether block FIRST + b (b < NB; FIRST a multiple of
+ * BM_CHUNK) changed after epoch FLOOR, as the map says; blocks of a chunk
+ * never seen get UNKNOWN. */
+static void map_newer(const struct blockmap *m, uint64_t first, uint32_t nb, uint64_t floor, uint8_t unknown,
+		      uint8_t *newer)
 {
-	uint64_t e = 0;
-
-	switch (blockmap_chunk_state(m, bi / BM_CHUNK, &e)) {
-	case BM_ZERO:
-		return e;
-	case BM_RECS:
-		return m->recs[bi].epoch;
-	default:
-		return 0;
+	for (uint32_t b0 = 0; b0 < nb; b0 += BM_CHUNK) {
+		uint32_t n = nb - b0 > BM_CHUNK ? BM_CHUNK : nb - b0;
+		uint64_t e = 0;
+		switch (blockmap_chunk_state(m, (first + b0) / BM_CHUNK, &e)) {
+		case BM_ZERO:
+			memset(newer + b0, e > floor, n);
+			break;
+		case BM_RECS:
+			for (uint32_t b = 0; b < n; b++)
+				newer[b0 + b] = m->recs[first + b0 + b].epoch > floor;
+			break;
+		default:
+			memset(newer + b0, unknown, n);
+		}
 	}
+}
+
+/* The NB blocks at FIRST of a source of SIZE bytes are whole MiB chunks
+ * of zero blocks since an epoch at or below FLOOR: read as holes, there is
+ * nothing to hash, record or spool. */
+static bool zero_at_floor(const struct blockmap *m, uint64_t first, uint32_t nb, uint64_t size, uint64_t floor)
+{
+	if (nb % BM_CHUNK || (first + nb) * PROTO_BLOCK > size)
+		return false;
+	for (uint32_t b0 = 0; b0 < nb; b0 += BM_CHUNK) {
+		uint64_t e = 0;
+		if (blockmap_chunk_state(m, (first + b0) / BM_CHUNK, &e) != BM_ZERO || e > floor)
+			return false;
+	}
+	return true;
+}
+
+/* Whether any of the NB blocks at FIRST (a multiple of BM_CHUNK) changed
+ * after epoch FLOOR or lies in a chunk never seen. */
+static bool map_any_newer(const struct blockmap *m, uint64_t first, uint32_t nb, uint64_t floor)
+{
+	for (uint32_t b0 = 0; b0 < nb; b0 += BM_CHUNK) {
+		uint32_t n = nb - b0 > BM_CHUNK ? BM_CHUNK : nb - b0;
+		uint64_t e = 0;
+		switch (blockmap_chunk_state(m, (first + b0) / BM_CHUNK, &e)) {
+		case BM_ZERO:
+			if (e > floor)
+				return true;
+			break;
+		case BM_RECS:
+			for (uint32_t b = 0; b < n; b++)
+				if (m->recs[first + b0 + b].epoch > floor)
+					return true;
+			break;
+		default:
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Chunk CHUNK of plain source SI needs nothing read, hashed, recorded or
+ * spooled, by what is known without reading it: a file the hint vouches
+ * for with no block a target lacks, or a hole (as probe P knows it) whose
+ * map chunks are zero since an epoch no target lacks. */
+static bool chunk_idle(const struct cut *c, uint32_t si, uint64_t chunk, const struct data_probe *p)
+{
+	const struct blockmap *m = c->g->sources[si].map;
+	uint64_t off = chunk * SPOOL_CHUNK * PROTO_BLOCK, len = c->size[si] - off;
+	uint32_t nb;
+
+	if (len > SPOOL_CHUNK * PROTO_BLOCK)
+		len = SPOOL_CHUNK * PROTO_BLOCK;
+	nb = (uint32_t)((len + PROTO_BLOCK - 1) / PROTO_BLOCK);
+	if (c->hinted[si])
+		return !map_any_newer(m, chunk * SPOOL_CHUNK, nb, c->floor[si]);
+	return p->valid && p->si == si && p->from <= off && (p->none || p->next >= off + len) &&
+	       zero_at_floor(m, chunk * SPOOL_CHUNK, nb, c->size[si], c->floor[si]);
+}
+
+/* Chunk W of the cut (CHUNK of source SI) was idle: claim the idle chunks
+ * that follow it in that source, up to 8 GiB at a time, so a TiB of holes
+ * costs a pass over chunk words, not a turn of the workers' loop (and of
+ * their shared counter) per 2 MiB. */
+static void skip_idle(struct cut *c, uint32_t si, uint64_t chunk, uint64_t w, const struct data_probe *p)
+{
+	uint64_t k = chunk + 1;
+	uint_fast64_t cur = atomic_load(&c->next), to;
+
+	while (k < c->nchunks[si] && k - chunk < 4096 && chunk_idle(c, si, k, p))
+		k++;
+	to = w + (k - chunk);
+	while (cur < to && !atomic_compare_exchange_weak(&c->next, &cur, to))
+		;
 }
 
 void *scan_worker(void *arg)
@@ -88,6 +191,7 @@ void *scan_worker(void *arg)
 	uint8_t *buf = malloc(SPOOL_CHUNK * PROTO_BLOCK), *out = malloc(SPOOL_CHUNK * PROTO_BLOCK);
 	struct spool_block *blocks = malloc(SPOOL_CHUNK * sizeof(*blocks));
 	uint8_t hasdata[SPOOL_CHUNK], need[SPOOL_CHUNK];
+	struct data_probe probe = { 0 };
 
 	if (!buf || !out || !blocks) {
 		atomic_store(&c->err, -ENOMEM);
@@ -115,19 +219,38 @@ void *scan_worker(void *arg)
 			 * chunk the map holds as zeros is zeros still, not read (the
 			 * first cuts after a full read of a sparse 1 TiB disk would
 			 * read all of it through NBD). */
-			uint8_t zero[SPOOL_CHUNK];
+			uint8_t zero[SPOOL_CHUNK], newer[SPOOL_CHUNK];
+			uint64_t ze;
 			qemusrc_changed(s->qemu, chunk * SPOOL_CHUNK, nb, need, zero);
+			map_newer(s->map, chunk * SPOOL_CHUNK, nb, c->floor[si], 0, newer);
 			for (uint32_t b = 0; b < nb; b++) {
-				uint64_t bi = chunk * SPOOL_CHUNK + b, ze;
-				if (!need[b] && map_epoch(s->map, bi) > c->floor[si]) {
+				if (!need[b] && newer[b]) {
 					need[b] = 1;
-					zero[b] = blockmap_chunk_state(s->map, bi / BM_CHUNK, &ze) == BM_ZERO;
+					zero[b] = blockmap_chunk_state(s->map, (chunk * SPOOL_CHUNK + b) / BM_CHUNK, &ze) ==
+						  BM_ZERO;
 				}
 				hasdata[b] = need[b] && !zero[b];
 			}
+		} else if (c->hinted[si]) {
+			/* Unchanged since its last full scan (scanhint.h): only
+			 * what a target lacks, and a chunk never seen. */
+			if (chunk_idle(c, si, chunk, &probe)) {
+				skip_idle(c, si, chunk, w, &probe);
+				continue;
+			}
+			map_newer(s->map, chunk * SPOOL_CHUNK, nb, c->floor[si], 1, need);
+			find_data(c->fds[si], si, off, len, hasdata, nb, &probe);
+			for (uint32_t b = 0; b < nb; b++)
+				hasdata[b] &= need[b];
 		} else {
 			memset(need, 1, nb);
-			find_data(c->fds[si], off, len, hasdata, nb);
+			find_data(c->fds[si], si, off, len, hasdata, nb, &probe);
+		}
+		if (!memchr(hasdata, 1, nb) && zero_at_floor(s->map, chunk * SPOOL_CHUNK, nb, c->size[si], c->floor[si])) {
+			/* a hole the map knows as one, that no target lacks */
+			if (!s->qemu)
+				skip_idle(c, si, chunk, w, &probe);
+			continue;
 		}
 		/* Read the data runs. */
 		for (uint32_t b = 0; b < nb;) {
@@ -193,7 +316,10 @@ void *scan_worker(void *arg)
 
 				if (!need[b])
 					continue; /* a QEMU source's clean block: as the map says */
-				hash_leaf(s->secret, p, bl, leaf);
+				if (hasdata[b] || bl < PROTO_BLOCK)
+					hash_leaf(s->secret, p, bl, leaf);
+				else /* a hole: the zero block's leaf, without hashing 4 KiB of zeros */
+					memcpy(leaf, s->map->zero_leaf, LEAF_BYTES);
 				if (memcmp(rec->leaf, leaf, LEAF_BYTES) != 0) {
 					rec->epoch = c->epoch; /* first the change epoch, then the leaf */
 					memcpy(rec->leaf, leaf, LEAF_BYTES);

@@ -85,6 +85,11 @@ static const struct cfg_key group_keys[] = {
 	{ K("max_interval", CT_DURATION, struct cfg_group, max_interval), .def = "60s",
 	  .min = 100000, .max = 86400000000ULL,
 	  .note = "rescan after this long even if no change was signalled (block devices)" },
+	{ K("full_scan_every", CT_DURATION, struct cfg_group, full_scan_every), .def = "1h", .min = 0,
+	  .max = 604800000000ULL,
+	  .note = "an image file unchanged (inode, size, mtime, ctime) since its last full scan is "
+		  "not reread, for this long at most; then it is read in full again (writers through "
+		  "mmap); 0 = read every file in full at every cut" },
 	{ K("freeze", CT_STR, struct cfg_group, freeze),
 	  .note = "shell command run before a point-in-time capture (e.g. fsfreeze in the guest)" },
 	{ K("thaw", CT_STR, struct cfg_group, thaw), .note = "shell command run after the capture" },

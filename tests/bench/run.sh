@@ -51,6 +51,8 @@ for threads in 1 0; do
 	# A target that never connects: nothing is spooled, the cut is a pure scan.
 	bsc_config 1h 24h "remote_command: /bin/false"
 	sed -i "s|^control_socket:|scan_threads: $threads\ncontrol_socket:|" "$T/bascule.yaml"
+	# Every cut reads the whole file (else the unchanged file is not reread).
+	sed -i "s|^    max_interval: .*|&\n    full_scan_every: 0|" "$T/bascule.yaml"
 	rm -rf "$T/state"; : > "$T/daemon.log"
 	bsc_start; scan_ms >/dev/null   # first scan fills the map
 	warm=(); cold=()
