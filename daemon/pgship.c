@@ -138,10 +138,12 @@ bool pgship_prepare(struct target *t, struct group *g, struct job *j, uint32_t s
 		pj->m.start_lsn = tp->end_lsn;
 		if (pj->m.end_lsn < pj->m.start_lsn)
 			pj->m.end_lsn = pj->m.start_lsn;
-		/* A vault keeps bases for point-in-time recovery: a newer base
-		 * (base_interval) goes to it with the WAL from where its copy
-		 * ends, so its WAL stays one unbroken chain across bases. */
-		if (t->cfg->kind == TARGET_VAULT && p->bases.have && B->system_id == p->epoch_system &&
+		/* A newer base (base_interval, or half of wal_spool_max of
+		 * WAL since the last) goes with the WAL from where its copy
+		 * ends: a replica's promotion then replays only from it (the
+		 * receiver keeps the old base until this epoch commits), a
+		 * vault's WAL stays one unbroken chain across bases (PITR). */
+		if (p->bases.have && B->system_id == p->epoch_system &&
 		    B->tli == p->epoch_tli && B->id > tp->base_id && B->end_lsn <= pj->m.end_lsn &&
 		    (B->tli == 1 || p->hist_tli == B->tli)) {
 			if ((r = base_files(t, p, B, pj)) < 0) {
