@@ -29,6 +29,7 @@ struct pgjob {
 	struct pgsrc *p;
 	struct msg_pgsource m;         /* name, positions, base; wal_digest once hashed */
 	struct pgbase base;            /* PGSRC_BASE: the base sent */
+	bool newer;                    /* ... a newer one, to a copy that goes on */
 	int fds[PGBASE_MAX_FILES];
 	/* PGSRC_BASE on a timeline above 1: its history file, sent first */
 	char *hist;
@@ -150,6 +151,7 @@ bool pgship_prepare(struct target *t, struct group *g, struct job *j, uint32_t s
 				pgship_free(pj);
 				return false;
 			}
+			pj->newer = true;
 			target_log(t, LOG_INFO, "sending base backup %s of %s/%s (%.1f MiB), newer than the one it "
 				   "holds, with the WAL from %s to %s", pgwal_lsn_format(B->id, a), g->name, p->name,
 				   (double)B->bytes / 1048576.0, pgwal_lsn_format(pj->m.start_lsn, b),
@@ -201,8 +203,8 @@ void pgship_commit(struct target *t, struct group *g, struct job *j, uint32_t s)
 	tp->tli = pj->m.timeline;
 	tp->base_id = pj->m.base_id;
 	tp->end_lsn = pj->m.end_lsn;
-	if (pj->m.flags & PGSRC_BASE)
-		tp->needs_base = true;
+	if ((pj->m.flags & PGSRC_BASE) && !pj->newer)
+		tp->needs_base = true; /* until acked; a newer base is no alert */
 }
 
 /* Hash a step of the job's WAL: 1 once the digest is made, 0 for more,
