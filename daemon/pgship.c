@@ -29,6 +29,7 @@ struct pgjob {
 	struct pgsrc *p;
 	struct msg_pgsource m;         /* name, positions, base; wal_digest once hashed */
 	struct pgbase base;            /* PGSRC_BASE: the base sent */
+	bool newer;                    /* ... a newer one, to a copy that goes on */
 	int fds[PGBASE_MAX_FILES];
 	/* PGSRC_BASE on a timeline above 1: its history file, sent first */
 	char *hist;
@@ -138,16 +139,19 @@ bool pgship_prepare(struct target *t, struct group *g, struct job *j, uint32_t s
 		pj->m.start_lsn = tp->end_lsn;
 		if (pj->m.end_lsn < pj->m.start_lsn)
 			pj->m.end_lsn = pj->m.start_lsn;
-		/* A vault keeps bases for point-in-time recovery: a newer base
-		 * (base_interval) goes to it with the WAL from where its copy
-		 * ends, so its WAL stays one unbroken chain across bases. */
-		if (t->cfg->kind == TARGET_VAULT && p->bases.have && B->system_id == p->epoch_system &&
+		/* A newer base (base_interval, or half of wal_spool_max of
+		 * WAL since the last) goes with the WAL from where its copy
+		 * ends: a replica's promotion then replays only from it (the
+		 * receiver keeps the old base until this epoch commits), a
+		 * vault's WAL stays one unbroken chain across bases (PITR). */
+		if (p->bases.have && B->system_id == p->epoch_system &&
 		    B->tli == p->epoch_tli && B->id > tp->base_id && B->end_lsn <= pj->m.end_lsn &&
 		    (B->tli == 1 || p->hist_tli == B->tli)) {
 			if ((r = base_files(t, p, B, pj)) < 0) {
 				pgship_free(pj);
 				return false;
 			}
+			pj->newer = true;
 			target_log(t, LOG_INFO, "sending base backup %s of %s/%s (%.1f MiB), newer than the one it "
 				   "holds, with the WAL from %s to %s", pgwal_lsn_format(B->id, a), g->name, p->name,
 				   (double)B->bytes / 1048576.0, pgwal_lsn_format(pj->m.start_lsn, b),
@@ -199,8 +203,8 @@ void pgship_commit(struct target *t, struct group *g, struct job *j, uint32_t s)
 	tp->tli = pj->m.timeline;
 	tp->base_id = pj->m.base_id;
 	tp->end_lsn = pj->m.end_lsn;
-	if (pj->m.flags & PGSRC_BASE)
-		tp->needs_base = true;
+	if ((pj->m.flags & PGSRC_BASE) && !pj->newer)
+		tp->needs_base = true; /* until acked; a newer base is no alert */
 }
 
 /* Hash a step of the job's WAL: 1 once the digest is made, 0 for more,

@@ -409,6 +409,7 @@ static void base_failed(struct pgsrc *p, const char *msg)
 	pgsrc_log(p, LOG_ERR, "base backup failed: %s; trying again in %u s", msg,
 		  (unsigned)(PG_BASE_BACKOFF_USEC * (p->base_failures > 10 ? 10 : p->base_failures) / 1000000));
 	daemon_event(p->d, "error", p->group, "", 0, msg);
+	p->base_writing = false;
 	pgwriter_clear(&p->bases.w);
 	pgwriter_put(&p->bases.w, PB_ABORT, 0, 0, 0, NULL, NULL, 0);
 }
@@ -459,7 +460,9 @@ static void on_base_frame(struct pgchild *c, const struct pgp_msg *m)
 		break;
 	case PGP_BB_END:
 		r = pgwriter_put(w, PB_END, m->u.bb_end.tli, m->u.bb_end.lsn, 0, NULL, NULL, 0);
-		/* Done with the connection: the writer completes the base. */
+		/* Done with the connection: the writer completes the base, and
+		 * no other starts meanwhile (the child may exit first). */
+		p->base_writing = r >= 0;
 		pgchild_end(c, NULL);
 		break;
 	}
@@ -503,7 +506,7 @@ static int on_base_written(sd_event_source *s, int fd, uint32_t revents, void *u
 		pgchild_resume(p->base);
 	if (pgbases_collect(&p->bases)) {
 		const struct pgbase *B = &p->bases.newest;
-		p->base_wanted = false;
+		p->base_wanted = p->base_writing = false;
 		p->base_failures = 0;
 		p->base_error[0] = 0;
 		p->bases_taken++;
@@ -539,7 +542,7 @@ static void base_check(struct pgsrc *p)
 	const struct pgbase *B = &p->bases.newest;
 	int r;
 
-	if (p->base || p->state != PGS_STREAMING || p->d->stopping)
+	if (p->base || p->base_writing || p->state != PGS_STREAMING || p->d->stopping)
 		return;
 	if (!p->bases.have || B->system_id != p->system_id || B->tli != p->tli)
 		want_base(p, "no base backup yet");

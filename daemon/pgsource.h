@@ -278,6 +278,7 @@ struct pgsrc {
 	uint64_t started_mono;     /* of the current stream child */
 	/* base backups */
 	bool base_wanted;
+	bool base_writing;         /* its child is done, the writer completes it */
 	char base_why[128];
 	char base_error[1024];
 	uint32_t base_failures;
