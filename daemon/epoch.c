@@ -177,7 +177,7 @@ static void *cut_thread(void *arg)
 	struct group *g = c->g;
 	struct daemon *d = g->d;
 	struct stat before[PROTO_MAX_SOURCES], after[PROTO_MAX_SOURCES];
-	bool frozen = false, cloned = true, quiescent = true, qemu_fuzzy = false, qemu_frozen = g->n_qemu > 0;
+	bool frozen = false, cloned = true, quiescent = true, qemu_fuzzy = false;
 	pthread_t workers[64];
 	unsigned nw = d->scan_threads;
 	char path[4300];
@@ -229,7 +229,6 @@ static void *cut_thread(void *arg)
 				goto thaw;
 			if (g->sources[i].cfg->qemu.guest_agent && !agent_frozen)
 				qemu_fuzzy = true;
-			qemu_frozen &= agent_frozen;
 			continue;
 		}
 		fd = open(disk, O_RDONLY | O_CLOEXEC);
@@ -322,9 +321,13 @@ static void *cut_thread(void *arg)
 	}
 	if (!c->consistent)
 		c->consistent = frozen || (cloned && g->n_disks == 1) || (!cloned && quiescent);
-	/* A QEMU source is a point-in-time view; frozen by its agent it is
-	 * application-consistent; an agent that did not answer: fuzzy. */
-	if (g->n_qemu && g->n_qemu == g->n_disks && (qemu_frozen || g->n_disks == 1))
+	/* A QEMU source is a point-in-time view, application-consistent when
+	 * its agent froze the guest; an agent that did not answer: fuzzy.
+	 * Several QEMU disks are viewed one after another, each in its own
+	 * transaction and freeze: each is consistent alone, not with the
+	 * others (a filesystem or volume spanning two would be torn), so the
+	 * group is consistent only with one disk (docs/qemu.md, limits). */
+	if (g->n_qemu && g->n_qemu == g->n_disks && g->n_disks == 1)
 		c->consistent = true;
 	if (qemu_fuzzy)
 		c->consistent = false;
