@@ -17,6 +17,8 @@
 # map's and the spool's, which the kernel can drop), with the state
 # directory's size on disk (block map and spool); and the receiver's the
 # same (VmRSS, RssAnon, VmHWM; the replica's map on disk).
+# CHANGE_PCT (e.g. 1): each epoch instead carries that % of the disk in random
+# 64 KiB writes of random data (both modes; qemu-io's data from a random file).
 # Then memory per TB: the same for one 1 TiB sparse source (MEM_GIB, 1024)
 # with MEM_WRITTEN_MIB (256) written, in the modes MEM_MODES ("bitmap"; "bitmap
 # scan" adds the scan's; the initial copy of 1 TiB takes minutes, 10 on a
@@ -32,6 +34,7 @@ SIZES=${*:-${SCALE_SIZES-2 16 64}}
 MODES=${SCALE_MODES:-scan bitmap}
 EPOCHS=${EPOCHS:-5}
 WRITTEN_MIB=${WRITTEN_MIB:-2048}
+CHANGE_PCT=${CHANGE_PCT:-}
 kib_of() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 QMP=$T/qmp.sock
 qemu_down() { [ -f "$T/vm-scale.pid" ] && kill "$(cat "$T/vm-scale.pid")" 2>/dev/null; rm -f "$T/vm-scale.pid"; true; }
@@ -42,7 +45,12 @@ command -v qemu-system-x86_64 >/dev/null || MODES=${MODES//bitmap/}
 # run MODE GIB MIB EPOCHS: one table row
 run() {
 	local mode=$1 gib=$2 w=$3 epochs=$4 s initial rp qp=0 e c0 rc0 qc0 rss hwm anon post dig rd
-	local walls=() cpus=() rcpus=() qcpus=()
+	local walls=() cpus=() rcpus=() qcpus=() io=4096 n=256 src=
+	if [ -n "$CHANGE_PCT" ]; then
+		io=65536 n=$(awk -v g="$gib" -v p="$CHANGE_PCT" 'BEGIN { printf "%d", g * 16384 * p / 100 }')
+		src=$T/change.src
+		head -c $io /dev/urandom > "$src"
+	fi
 	rm -rf "$T/state" "$T/replica"
 	: > "$T/daemon.log"
 	if [ "$mode" = bitmap ]; then
@@ -62,9 +70,9 @@ run() {
 	rp=$(recv_pid)
 	for e in $(seq "$epochs"); do
 		if [ "$mode" = bitmap ]; then
-			vm_write "$QMP.test" $((gib * 1024 * 1024 * 1024)) 4096 256 0 "$e" >/dev/null
+			vm_write "$QMP.test" $((gib * 1024 * 1024 * 1024)) $io $n 0 "$e" $src >/dev/null
 		else
-			"$B/tests/randwrite" "$T/disk.img" 256 "$e"
+			"$B/tests/randwrite" "$T/disk.img" $n "$e" plain $io
 		fi
 		c0=$(cpu_of "$DAEMON_PID"); rc0=$(cpu_of "$rp"); qc0=0
 		[ "$qp" = 0 ] || qc0=$(cpu_of "$qp")
@@ -105,7 +113,9 @@ header() {
 		"state on disk (apparent)"
 }
 
-echo "== scale: per epoch, 256 scattered 4 KiB writes (1 MiB), $EPOCHS epochs, medians (load $(cut -d' ' -f1-3 /proc/loadavg))"
+change="256 scattered 4 KiB writes (1 MiB)"
+[ -z "$CHANGE_PCT" ] || change="$CHANGE_PCT% of the disk in random 64 KiB writes"
+echo "== scale: per epoch, $change, $EPOCHS epochs, medians (load $(cut -d' ' -f1-3 /proc/loadavg))"
 [ -n "${MODES// /}" ] || echo "   (no qemu-system-x86_64: scan mode only)"
 header
 bsc_keygen

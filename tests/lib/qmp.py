@@ -3,11 +3,13 @@
 
   qmp.py call SOCK CMD [JSON-ARGS]
       print the return value of CMD as JSON; exit 1 with QEMU's error
-  qmp.py write SOCK DEVICE DISK_BYTES IO_BYTES COUNT RATE SEED
+  qmp.py write SOCK DEVICE DISK_BYTES IO_BYTES COUNT RATE SEED [SRC]
       COUNT random writes of IO_BYTES (aligned to it) anywhere on the disk,
       through the guest's device DEVICE (HMP qemu-io -d, so a fleecing view's
       copy-before-write filter sees them as it sees the guest's), paced to RATE
-      bytes/s (0: as fast as QEMU takes them); COUNT 0: until killed.  Prints
+      bytes/s (0: as fast as QEMU takes them); COUNT 0: until killed.  Each
+      write's data: a one-byte pattern, or with SRC the first IO_BYTES of
+      that file (random data: as incompressible as a guest's).  Prints
       "N writes, B bytes in S s" at the end.
 """
 import json
@@ -46,7 +48,7 @@ class Qmp:
             sys.exit('HMP %s: %s' % (line, out.strip()))
 
 
-def write(q, dev, disk, io, count, rate, seed):
+def write(q, dev, disk, io, count, rate, seed, src=None):
     rnd = random.Random(seed)
     slots = disk // io
     n = 0
@@ -55,7 +57,8 @@ def write(q, dev, disk, io, count, rate, seed):
     t0 = time.monotonic()
     while not stop and (count == 0 or n < count):
         off = rnd.randrange(slots) * io
-        q.hmp('qemu-io -d %s "write -q -P %d %d %d"' % (dev, 1 + n % 255, off, io))
+        data = '-s %s' % src if src else '-P %d' % (1 + n % 255)
+        q.hmp('qemu-io -d %s "write -q %s %d %d"' % (dev, data, off, io))
         n += 1
         if rate:
             ahead = t0 + n * io / rate - time.monotonic()
@@ -68,8 +71,8 @@ def write(q, dev, disk, io, count, rate, seed):
 def main(a):
     if len(a) >= 3 and a[0] == 'call':
         print(json.dumps(Qmp(a[1]).call(a[2], json.loads(a[3]) if len(a) > 3 else {})))
-    elif len(a) == 8 and a[0] == 'write':
-        write(Qmp(a[1]), a[2], *[int(x) for x in a[3:8]])
+    elif len(a) in (8, 9) and a[0] == 'write':
+        write(Qmp(a[1]), a[2], *[int(x) for x in a[3:8]], *a[8:])
     else:
         sys.exit(__doc__)
 
