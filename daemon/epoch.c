@@ -224,8 +224,11 @@ static void *cut_thread(void *arg)
 			continue; /* its WAL end was taken when the cut began */
 		if (g->sources[i].qemu) {
 			bool full, agent_frozen;
-			if ((r = qemusrc_cut_begin(g->sources[i].qemu, c->epoch, g->last_cut, &c->size[i], &full,
-						   &agent_frozen)) < 0)
+			/* The bitmap counts from the last disk cut, not from a
+			 * WAL-only epoch after it (a group with a postgres source);
+			 * after a restart only last_cut is known. */
+			if ((r = qemusrc_cut_begin(g->sources[i].qemu, c->epoch, g->disk_epoch ? g->disk_epoch : g->last_cut,
+						   &c->size[i], &full, &agent_frozen)) < 0)
 				goto thaw;
 			if (g->sources[i].cfg->qemu.guest_agent && !agent_frozen)
 				qemu_fuzzy = true;

@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "config.h"
 #include "err.h"
+#include "fsutil.h"
 #include "log.h"
 #include "qmp.h"
 #include <errno.h>
@@ -477,6 +478,17 @@ int qemusrc_cut_begin(struct qemusrc *q, uint64_t epoch, uint64_t last_cut, uint
 			qs_try(q, "block-dirty-bitmap-remove", json_pack("{ss,ss}", "node", q->node, "name", n));
 	}
 	q->full = !q->have_old;
+	/* A full cut that fails or is interrupted must not leave a state that
+	 * names the bitmap it arms now (next may be the name the old state
+	 * held): that bitmap counts only from this cut, and the next cut would
+	 * trust it for writes made before.  No state until the full cut commits. */
+	if (q->full) {
+		r = unlink(q->state) == 0 ? fs_fsync_parent(q->state)
+		    : errno == ENOENT	  ? 0
+					  : err_set(errno, "cannot remove %s: %s", q->state, strerror(errno));
+		if (r < 0)
+			goto fail;
+	}
 	if (q->full)
 		log_info("source %s: %s: one full read of the disk, then the dirty bitmap", q->cfg->name,
 			 stname[0] ? "bitmap missing, inconsistent or not ours (QEMU restarted?)"
@@ -630,8 +642,8 @@ int qemusrc_cut_end(struct qemusrc *q, uint64_t epoch, bool committed)
 					r = qs_state_write(q, q->next, e);
 			}
 		}
-		/* a full cut not committed: the state names another bitmap, so the
-		 * next cut is full again */
+		/* a full cut not committed: no state (removed when it began), so
+		 * the next cut is full again */
 		q->view = false;
 	}
 	if (r < 0)
