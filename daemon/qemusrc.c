@@ -573,20 +573,33 @@ fail:
 	return r;
 }
 
-void qemusrc_changed(const struct qemusrc *q, uint64_t first, uint32_t n, uint8_t *want, uint8_t *zero)
+/* The first extent ending after block FIRST (n_ext if none). */
+static size_t qs_ext_after(const struct qemusrc *q, uint64_t first)
 {
 	size_t lo = 0, hi = q->n_ext;
 
-	memset(want, 0, n);
-	memset(zero, 0, n);
-	while (lo < hi) { /* the first extent ending after FIRST */
+	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
 		if (q->ext[mid].end <= first)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	for (size_t k = lo; k < q->n_ext && q->ext[k].first < first + n; k++) {
+	return lo;
+}
+
+uint64_t qemusrc_next_changed(const struct qemusrc *q, uint64_t first)
+{
+	size_t k = qs_ext_after(q, first);
+
+	return k == q->n_ext ? UINT64_MAX : q->ext[k].first > first ? q->ext[k].first : first;
+}
+
+void qemusrc_changed(const struct qemusrc *q, uint64_t first, uint32_t n, uint8_t *want, uint8_t *zero)
+{
+	memset(want, 0, n);
+	memset(zero, 0, n);
+	for (size_t k = qs_ext_after(q, first); k < q->n_ext && q->ext[k].first < first + n; k++) {
 		uint64_t a = q->ext[k].first > first ? q->ext[k].first : first;
 		uint64_t b = q->ext[k].end < first + n ? q->ext[k].end : first + n;
 		memset(want + (a - first), 1, b - a);
