@@ -17,6 +17,8 @@
 #                                    "disk0", device "vd0"), VM_QEMU_EXTRA more options
 #   vm_last_written CONSOLE          highest N the guest reported written
 #   vm_boot_seq PORT                 boot_seq from the guest's HTTP status
+#   vm_disk_seq DISK                 the boot_seq a guest booted from DISK (raw)
+#                                    would report, read without booting it
 #   vm_qmp SOCK CMD [JSON-ARGS]      the return value of CMD on a QMP socket
 #   vm_qemu_bare NAME DISK FORMAT QMP  start a QEMU holding DISK as device vd0
 #                                    (node disk0) with no guest running (-S):
@@ -143,6 +145,20 @@ vm_last_written() {
 
 vm_boot_seq() {
 	{ curl -s -m 2 "http://127.0.0.1:$1/status" || true; } | sed -n 's/^boot_seq=//p'
+}
+
+# The guest's init, in Python: the highest N such that records 1..N each
+# sit in their block (the first 32 MiB).
+vm_disk_seq() {
+	python3 - "$1" <<'PY'
+import sys
+with open(sys.argv[1], "rb") as f:
+    d = f.read(32 << 20)
+n = 0
+while d[(n + 1) * 4096:(n + 1) * 4096 + 32].startswith(b"BSCREC %d \n" % (n + 1)):
+    n += 1
+print(n)
+PY
 }
 
 VM_QMP_PY=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/qmp.py
