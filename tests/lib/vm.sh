@@ -102,13 +102,22 @@ INIT
 
 # vm_accel: kvm if /dev/kvm boots the guest, else tcg.  An openable
 # /dev/kvm is not enough: under some nested hypervisors the vCPU spins
-# without ever running the guest, so the probe boots it for real.
+# without ever running the guest, so the probe boots it for real.  The
+# answer is kept for the machine's boot ($VM_DIR/accel, with the boot id):
+# a failing probe costs 15 s, and every guest test would pay it.
 VM_ACCEL=${VM_ACCEL:-}
 vm_accel() {
-	local d
+	local d boot
 	[ -n "$VM_ACCEL" ] && return 0
 	VM_ACCEL=tcg
 	[ -r /dev/kvm ] && [ -w /dev/kvm ] || return 0
+	boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || true)
+	if [ -n "$boot" ] && [ "$(sed -n 1p "$VM_DIR/accel" 2>/dev/null)" = "$boot" ]; then
+		VM_ACCEL=$(sed -n 2p "$VM_DIR/accel")
+		[ "$VM_ACCEL" = kvm ] || VM_ACCEL=tcg
+		echo "guests run with accel=$VM_ACCEL (probed at this boot: $VM_DIR/accel)" >&2
+		return 0
+	fi
 	d=$(mktemp -d)
 	truncate -s 1M "$d/disk"
 	timeout 20 qemu-system-x86_64 -machine q35,accel=kvm -m 160 -nodefaults -no-user-config \
@@ -118,6 +127,7 @@ vm_accel() {
 	for _ in $(seq 150); do grep -q 'bascule-guest: booted' "$d/console" 2>/dev/null && { VM_ACCEL=kvm; break; }; sleep 0.1; done
 	kill %% 2>/dev/null; wait 2>/dev/null
 	rm -rf "$d"
+	[ -z "$boot" ] || { printf '%s\n%s\n' "$boot" "$VM_ACCEL" > "$VM_DIR/accel.$$" && mv "$VM_DIR/accel.$$" "$VM_DIR/accel"; }
 	echo "guests run with accel=$VM_ACCEL" >&2
 }
 
