@@ -61,6 +61,7 @@ PY
 }
 writer_stop() { kill -TERM "$WRITER"; wait "$WRITER" 2>/dev/null || true; }
 wait_written() { local n=$(($(written) + $1)); wait_for 60 "$1 more records written" "[ \$(written) -ge $n ]"; }
+acked() { status_get "[t for t in d['targets'] if t['name'] == '$1'][0]['groups']['vm1']['acked']"; }
 R=$T/replica
 SOURCES="root:QEMU"
 bsc_config 500ms 5s "keep_time: 10m"  # epoch E stays a rollback point
@@ -82,15 +83,15 @@ writer_stop
 qmp human-monitor-command '{"command-line": "qemu-io -d vd0/virtio-backend flush"}' >/dev/null
 need=$(written)
 bsc sync --wait --vault --timeout 60s >/dev/null || fail "sync --wait --vault with the writes stopped"
-E=$(status_get "[t for t in d['targets'] if t['name']=='secondary'][0]['groups']['vm1']['acked']")
-EV=$(status_get "[t for t in d['targets'] if t['name']=='offsite'][0]['groups']['vm1']['acked']")
+E=$(acked secondary)
+EV=$(acked offsite)
 [ "$EV" = "$E" ] || fail "the vault acknowledged epoch $EV, the replica $E, after one sync with the writes stopped"
 qemu-img convert -U -f qcow2 -O raw "$IMG" "$T/at-E.raw"
 [ "$(vm_disk_seq "$T/at-E.raw")" = "$need" ] || fail "the guest's disk at epoch $E holds $(vm_disk_seq "$T/at-E.raw") records, $need were written"
 writer_start
 wait_written 10
 bsc_sync 60s >/dev/null || fail "sync after the writes resumed"
-E2=$(status_get "[t for t in d['targets'] if t['name']=='secondary'][0]['groups']['vm1']['acked']")
+E2=$(acked secondary)
 [ "$E2" -gt "$E" ] || fail "no epoch after $E while the writes went on"
 note "epoch $E: $need records written; the replica went on to epoch $E2"
 
