@@ -93,6 +93,7 @@ wait_written 10
 bsc_sync 60s >/dev/null || fail "sync after the writes resumed"
 E2=$(acked secondary)
 [ "$E2" -gt "$E" ] || fail "no epoch after $E while the writes went on"
+grep -q "read [1-9][0-9]* bytes through NBD (dirty bitmap" "$T/daemon.log" || fail "no cut read the source through QEMU's dirty bitmap"
 note "epoch $E: $need records written; the replica went on to epoch $E2"
 
 # ---- 1. a test drill: the clone boots and finds the records ----
@@ -152,7 +153,9 @@ print(a['rto_us']/1e6, a['rpo_us']/1e6, s['message'].split('epoch ')[1].split()[
 note "test drill: PASS in $(echo "$(date +%s.%N) - $t0" | bc) s, clone of epoch $cloned booted, achieved RTO $rto s, RPO $rpo s"
 
 # ---- 2. restore of epoch E from the vault ----
-"$BIN/bascule" restore --vault "local:$T/vault" --vault-key "$T/vault.key" --source vm1/root --epoch "$E" \
+# (-c: the vault, its key and the commit record from the daemon's
+# configuration, whose source is a qemu: one)
+"$BIN/bascule" restore -c "$T/bascule.yaml" --source vm1/root --epoch "$E" \
 	--to "$T/restored.raw" > "$T/restore.out" 2>&1 || fail "restore of epoch $E: $(cat "$T/restore.out")"
 qemu-img compare -q -f raw -F raw "$T/at-E.raw" "$T/restored.raw" \
 	|| fail "the disk restored from the vault at epoch $E differs from the guest's disk at that epoch"
