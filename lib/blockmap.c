@@ -350,9 +350,13 @@ int blockmap_open_fs(const struct blockmap_fs *fs, const char *path, const uint8
 	m->nchunks = (m->nblocks + BM_CHUNK - 1) / BM_CHUNK;
 	if (m->dir_bytes % 4096 || m->dir_bytes < dir_room(m->nchunks) ||
 	    (uint64_t)st.st_size != BM_HDR + m->dir_bytes + m->nblocks * sizeof(struct bm_rec)) {
-		r = err_set(EBADMSG, "block map %s is damaged (size %llu for %llu blocks); move it away: "
-				     "the next scan rebuilds it and every target is sent the whole disk",
-			    path, (unsigned long long)st.st_size, (unsigned long long)m->nblocks);
+		/* What moving it away costs differs: the daemon's map is rebuilt
+		 * by a full scan that sends every target the whole disk; a
+		 * replica's is rebuilt from the replica file itself. */
+		r = err_set(EBADMSG, "block map %s is damaged (size %llu for %llu blocks); move it away: %s", path,
+			    (unsigned long long)st.st_size, (unsigned long long)m->nblocks,
+			    (flags & BLOCKMAP_KEEP) ? "it is rebuilt from the file it describes"
+						    : "the next scan rebuilds it and every target is sent the whole disk");
 		goto fail;
 	}
 	if ((r = bm_map(m)) < 0)

@@ -388,6 +388,11 @@ static void test_convert(void **state)
 	assert_int_equal(truncate(path, 4096 + 4096 + 100), 0);
 	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), -EBADMSG);
 	assert_non_null(strstr(err_msg(-EBADMSG), "move it away"));
+	assert_non_null(strstr(err_msg(-EBADMSG), "every target is sent the whole disk"));
+	/* a replica's map is rebuilt from its file, nothing is resent */
+	assert_int_equal(blockmap_open_fs(NULL, path, kid1, zleaf, BLOCKMAP_KEEP, &m), -EBADMSG);
+	assert_non_null(strstr(err_msg(-EBADMSG), "rebuilt from the file it describes"));
+	assert_null(strstr(err_msg(-EBADMSG), "whole disk"));
 	free(recs);
 	free(c);
 }
