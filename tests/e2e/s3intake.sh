@@ -14,8 +14,14 @@
 # night written over with the client's account (a newer version of an object
 # and of a manifest) is CRITICAL in check, named TAMPERED, and restore still
 # rebuilds the genuine night byte-identical; prune (the operator's account,
-# allowed to delete) removes nothing still locked and says so; config
-# errors: an s3:// intake without credentials (3), 0644 credentials (4).
+# allowed to delete) removes nothing still locked and says so, and extends
+# the locks of the nights it keeps (read back: retain-until now + lock_for,
+# the not-kept nights' untouched; --dry-run extends nothing; a second prune
+# nothing more; without lock_for: exit 3); the hybrid drill on the S3
+# intake (a real pg_dump shipped as night 5, a delta): PASS, its signed
+# report's RTO/RPO and night, the loaded database equal to the source;
+# intake metrics on S3; config errors: an s3:// intake without credentials
+# (3), 0644 credentials (4), virtual-hosted on an IP endpoint (3).
 . "$(dirname "$0")/../lib/common.sh" "$1"
 . "$ROOT/tests/lib/ceph.sh"
 . "$ROOT/tests/lib/ship.sh"
@@ -280,6 +286,7 @@ for k in $kept; do [ "$(until_of "$k")" -lt $(($(date +%s) + 3 * 86400)) ] || fa
 t0=$(date +%s.%N)
 expect_rc 0 "$B" intake prune "$T/intake.yaml" --client mairie --keep 1
 t_prune=$(echo "$(date +%s.%N) - $t0" | bc)
+extended=$(grep "locks of the" "$T/out")
 grep -q "is locked (COMPLIANCE) until" "$T/out" || fail "prune of locked nights: $(cat "$T/out")"
 grep -q "removed 0 nights" "$T/out" || fail "prune removed something: $(cat "$T/out")"
 n=$(echo "$kept" | wc -l)
@@ -295,7 +302,7 @@ u=$(until_of "$old")
 expect_rc 0 "$B" intake prune "$T/intake.yaml" --client mairie --keep 1
 grep -q "locks of the 2 kept nights: 0 extended until .*, $n already locked long enough" "$T/out" \
 	|| fail "a second prune extended again: $(cat "$T/out")"
-note "prune --keep 1 (${t_prune} s): $(grep locked "$T/out" | head -1); the $n objects and manifests of nights 4-5 read back locked until > now + 4d, night 1's still ~2d"
+note "prune --keep 1 (${t_prune} s): $(grep "is locked" "$T/out" | head -1); $extended; the $n objects and manifests of nights 4-5 read back locked until > now + 4d, night 1's still ~2d"
 
 # ---- configuration errors
 ship_yaml "$T/client/bad.yaml" mairie "cat" "$URL/mairie/incoming" 3 "s3_endpoint: $RGW_URL"
