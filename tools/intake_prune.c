@@ -123,10 +123,11 @@ static int doomed_dirs(struct vstore *v, const char *cut, char (**ret)[11], size
 	return 0;
 }
 
+/* FN(CTX, "NIGHT/NAME") for every object under NIGHT. */
 struct objs {
-	struct vstore *v;
 	const char *night;
-	int err;
+	int (*fn)(void *ctx, const char *path);
+	void *ctx;
 };
 
 static int on_obj(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime)
@@ -139,7 +140,19 @@ static int on_obj(void *ctx, const char *name, int is_dir, uint64_t size, uint64
 	if (is_dir)
 		return 0;
 	snprintf(p, sizeof(p), "%s/%s", o->night, name);
-	return remove_obj(o->v, p);
+	return o->fn(o->ctx, p);
+}
+
+static int night_objects(struct vstore *v, const char *night, int (*fn)(void *ctx, const char *path), void *ctx)
+{
+	struct objs o = { .night = night, .fn = fn, .ctx = ctx };
+
+	return vstore_list(v, night, on_obj, &o);
+}
+
+static int remove_cb(void *ctx, const char *path)
+{
+	return remove_obj(ctx, path);
 }
 
 /* Remove NIGHT: its manifest first (from then on it is no night, only
@@ -149,7 +162,6 @@ static int on_obj(void *ctx, const char *name, int is_dir, uint64_t size, uint64
 static int remove_night(struct vstore *v, const char *night)
 {
 	char mname[32];
-	struct objs o = { .v = v, .night = night };
 	int dfd = vstore_dirfd(v), r;
 
 	intake_manifest_name(night, mname, sizeof(mname));
@@ -157,7 +169,7 @@ static int remove_night(struct vstore *v, const char *night)
 		return r;
 	if (dfd >= 0 && fsync(dfd) < 0)
 		return err_set(errno, "cannot fsync the intake directory: %s", strerror(errno));
-	if ((r = vstore_list(v, night, on_obj, &o)) < 0)
+	if ((r = night_objects(v, night, remove_cb, v)) < 0)
 		return r;
 	if (dfd >= 0 && unlinkat(dfd, night, AT_REMOVEDIR) < 0 && errno != ENOENT)
 		return err_set(errno, "cannot remove %s/: %s", night, strerror(errno));
@@ -172,7 +184,6 @@ static int remove_night(struct vstore *v, const char *night)
  * unlocked is locked COMPLIANCE. */
 struct extend {
 	struct vstore_s3 *s3;
-	const char *night;
 	time_t at_least, until;
 	bool dry;
 	size_t extended, fine;
@@ -192,17 +203,9 @@ static int extend_one(struct extend *e, const char *path)
 	return 0;
 }
 
-static int on_extend(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime)
+static int extend_cb(void *ctx, const char *path)
 {
-	struct extend *e = ctx;
-	char p[300];
-
-	(void)size;
-	(void)mtime;
-	if (is_dir)
-		return 0;
-	snprintf(p, sizeof(p), "%s/%s", e->night, name);
-	return extend_one(e, p);
+	return extend_one(ctx, path);
 }
 
 /* Extend the locks of the nights at or after CUT ("" every night) that
@@ -226,9 +229,8 @@ static int extend_kept(struct vstore *v, const char *name, const struct intake_c
 		if (!n->have_m || strcmp(n->night, cut) < 0)
 			continue;
 		nights++;
-		e.night = n->night;
 		intake_manifest_name(n->night, mname, sizeof(mname));
-		if ((r = extend_one(&e, mname)) < 0 || (r = vstore_list(v, n->night, on_extend, &e)) < 0)
+		if ((r = extend_one(&e, mname)) < 0 || (r = night_objects(v, n->night, extend_cb, &e)) < 0)
 			return r;
 	}
 	printf("%s: locks of the %zu kept night%s: %zu %s until %s, %zu already locked long enough\n", name,

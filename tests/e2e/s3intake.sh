@@ -193,29 +193,7 @@ report:
 state_dir: $T/drill-state
 YAML
 chmod 600 "$T/rb.yaml"
-before=$(date +%s)
-rc=0; "$B" drill "$T/rb.yaml" --mode hybrid > "$T/drill.out" 2>&1 || rc=$?
-after=$(date +%s)
-[ $rc = 0 ] || fail "hybrid drill on the S3 intake: exit $rc, want 0: $(cat "$T/drill.out")"
-rep=$(ls "$T"/reports/*-hybrid.json)
-"$B" report verify --key "$T/sign.key.pub" "$rep" > /dev/null || fail "the S3 drill's report does not verify"
-python3 - "$rep" "$created" "$before" "$after" <<'PY' > "$T/figures" || fail "the S3 drill's report: $(cat "$T/drill.out")"
-import json, sys
-r = json.load(open(sys.argv[1]))["report"]
-created, before, after = (int(x) * 1000000 for x in sys.argv[2:])
-a, h = r["achieved"], r["hybrid"]
-assert r["mode"] == "hybrid" and r["result"] == "PASS", (r["result"], r["message"])
-assert h["client"] == "mairie" and h["night"] == "2026-11-05" and h["kind"] == "delta", h
-assert h["full_night"] == "2026-11-04" and h["dump_created_us"] == created, h
-assert h["database"] == "drill_s3" and h["tables"] == 5 and h["rows"] > 100000, h
-assert [s["kind"] for s in r["steps"]] == ["intake-check", "intake-night", "intake-restore", "start", "check"], r["steps"]
-assert all(s["status"] == "done" for s in r["steps"]), r["steps"]
-assert a["complete"] and 0 < a["rto_us"] <= r["ended_us"] - r["started_us"], a
-assert a["rpo_reached"] and a["rpo_us"] == r["started_us"] - created, (a, created)
-assert before - created - 1000000 <= a["rpo_us"] < after + 1000000 - created, (a, before - created, after - created)
-print(f"RTO {a['rto_us'] / 1e6:.1f} s (restore and load {r['steps'][2]['duration_us'] / 1e6:.1f} s), "
-      f"RPO {a['rpo_us'] / 1e6:.1f} s; {h['tables']} tables, {h['rows']} rows")
-PY
+ship_drill "$T/rb.yaml" "$created" 2026-11-05 2026-11-04 drill_s3
 [ "$(ship_sums c drill_s3)" = "$(cat "$T/sums-5")" ] || fail "the database the S3 drill loaded is not night 5: $(ship_sums c drill_s3)"
 note "hybrid drill on the S3 intake (night 5, a delta on 4): PASS, signed report verified: $(cat "$T/figures"); drill_s3 equals the source at night 5"
 
