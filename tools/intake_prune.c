@@ -222,8 +222,8 @@ static int extend_kept(struct vstore *v, const char *name, const struct intake_c
 
 	if (!e.s3 || !lock_for)
 		return 0;
-	if (s3_date(e.until, date, sizeof(date)) < 0)
-		return err_set(EINVAL, "lock_for %" PRIu64 "s ends in %s: %s", lock_for / 1000000, date, err_msg(-EINVAL));
+	if ((r = s3_date(e.until, date, sizeof(date))) < 0)
+		return err_wrap(r, "lock_for %" PRIu64 " s", lock_for / 1000000);
 	for (size_t i = 0; i < c->n; i++) {
 		const struct intake_night *n = &c->nights[i];
 		if (!n->have_m || strcmp(n->night, cut) < 0)
