@@ -18,6 +18,7 @@
 #      guest sees every record it had written before the stop.
 #   6. the report: signature valid, tampered JSON and HTML refused, the page
 #      rendered by headless Chromium (screenshot kept).
+# run.sh: first
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/sites.sh"
 . "$(dirname "$0")/../lib/runbook.sh"
@@ -239,7 +240,7 @@ for v in vm1 vm2; do
 	[ -e "$T/vm-$v-test.pid" ] && fail "test copy of $v left running"
 done
 [ "$(ls -A "$T/clones" 2>/dev/null)" = "" ] || fail "clones left behind: $(ls "$T/clones")"
-pgrep -f "qemu-system-x86_64 -name vm[12]-test" >/dev/null && fail "a test qemu is still running"
+pgrep -f "qemu-system-x86_64 -name vm[12]-test .*$T/" >/dev/null && fail "a test qemu is still running"
 grep -q "www" "$T/dns.log" 2>/dev/null && fail "test mode must not switch traffic"
 wait_written vm1 3
 bsc_sync 60s >/dev/null || fail "replication stopped after the test drill"
