@@ -83,7 +83,9 @@ struct group {
 	bool digest_v1;                /* the state's digests are of version 1 (before the
 					* upgrade): the next disk cut commits, in version 2 */
 	bool map_ahead;                /* a failed cut left newer leaves in the maps than last_cut:
-					* a scan finding no change then proves nothing */
+					* a scan finding no change then proves nothing, and the
+					* next number must be a disk cut's */
+	uint64_t fail_mono;            /* mono usec: when the last disk cut failed */
 	uint64_t scans;                /* scans since start, committed or not */
 	uint64_t change_time;          /* unix usec of the last change seen */
 	bool consistent;

@@ -600,11 +600,17 @@ static void group_start_cut_kind(struct group *g, bool wal_only)
 		wal_only = true;
 	if (wal_only && g->n_disks && !g->disk_epoch)
 		wal_only = false; /* the disks' state is not known in this run yet */
-	if (wal_only && g->map_ahead)
+	if (wal_only && g->map_ahead) {
 		/* A failed disk cut marked leaves with the number last_cut + 1: a
 		 * WAL-only epoch taking it would put them at or below the next
-		 * disk cut's spool floor, never sent.  A disk cut takes it. */
+		 * disk cut's spool floor, never sent.  A disk cut takes it, at
+		 * most one per interval while they fail (the timer's tick). */
+		if (clock_mono_usec() - g->fail_mono < g->cfg->interval) {
+			g->want_wal = true;
+			return;
+		}
 		wal_only = false;
+	}
 	if (wal_only && (g->cut_waiting || g->slot_held) && g->promised > g->last_cut) {
 		/* A sync was promised the number of the waiting disk cut: a
 		 * WAL-only epoch would take it without the disks.  The WAL
@@ -725,7 +731,8 @@ int group_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 
 	epoch_watchdog(g, now);
 	if (!g->cutting && !g->paused &&
-	    (g->dirty || g->want_cut || g->n_qemu || now - g->last_scan_mono >= g->cfg->max_interval))
+	    (g->dirty || g->want_cut || g->n_qemu || (g->want_wal && g->map_ahead) ||
+	     now - g->last_scan_mono >= g->cfg->max_interval))
 		group_start_cut(g);
 	/* The max_interval scan on time, not at the next interval tick: it
 	 * bounds the lag of an idle group. */
@@ -758,8 +765,10 @@ static void cut_finished(struct group *g)
 			   c->errmsg);
 		daemon_event(d, "error", g->name, "", c->epoch, c->errmsg);
 		g->want_cut |= atomic_load(&c->force);
-		if (!c->wal_only)
+		if (!c->wal_only) {
 			g->map_ahead = true;
+			g->fail_mono = clock_mono_usec();
+		}
 		spool_unref(c->spool);
 		free(c);
 		/* The group retries at its next tick (a lasting error does not
