@@ -171,6 +171,15 @@ static bool same_stat(const struct stat *a, const struct stat *b, uint64_t scan_
 	return m + 20000 < scan_start && scanhint_same(a, b);
 }
 
+/* The watchdog gave up on C (epoch_watchdog): fail rather than resize the
+ * maps or commit what the loop no longer waits for. */
+static int cut_abandoned(struct cut *c)
+{
+	if (!atomic_load(&c->abort))
+		return 0;
+	return err_set(ETIMEDOUT, "the cut ran longer than cut_timeout and was abandoned");
+}
+
 static void *cut_thread(void *arg)
 {
 	struct cut *c = arg;
@@ -268,6 +277,8 @@ static void *cut_thread(void *arg)
 		if ((r = fs_fd_size(fd, &c->size[i])) < 0)
 			goto thaw;
 	}
+	if ((r = cut_abandoned(c)) < 0)
+		goto thaw; /* an open that hung (a FIFO, a dead NFS server) returned late */
 	if (frozen && cloned) {
 		/* The clones are the point in time: the guest can go on. */
 		r = run_hook(g, "thaw", g->cfg->thaw, c->epoch);
@@ -334,10 +345,8 @@ static void *cut_thread(void *arg)
 		c->consistent = true;
 	if (qemu_fuzzy)
 		c->consistent = false;
-	if (atomic_load(&c->abort)) {
-		r = err_set(ETIMEDOUT, "the cut ran longer than cut_timeout and was abandoned");
+	if ((r = cut_abandoned(c)) < 0)
 		goto thaw;
-	}
 	/* The spool is derived data (dropped at restart): no fsync. */
 	spool_finish(c->spool);
 	/* Commit: only if something is to be said (or someone asked). */
