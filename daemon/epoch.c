@@ -79,7 +79,7 @@ static int cut_abandoned(struct cut *c)
 {
 	if (!atomic_load(&c->abort))
 		return 0;
-	return err_set(ETIMEDOUT, "the cut ran longer than cut_timeout and was abandoned");
+	return err_set(ETIMEDOUT, "its reads returned late");
 }
 
 static void *cut_thread(void *arg)
@@ -272,6 +272,8 @@ thaw:
 			if (t < 0 && r == 0)
 				log_warn("group %s: %s", g->name, err_msg(t));
 		}
+	if (r < 0 && atomic_load(&c->abort))
+		r = err_wrap(r, "the cut ran longer than cut_timeout and was abandoned");
 	if (r < 0) {
 		/* What the maps hold is in doubt: the next cut reads every file. */
 		for (uint32_t i = 0; i < g->n_sources; i++)
