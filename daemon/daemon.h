@@ -346,6 +346,8 @@ bool epoch_cutting(const struct daemon *d);
 /* Disk cuts running now, and groups waiting for a slot to start one. */
 unsigned epoch_cuts_running(const struct daemon *d);
 unsigned epoch_cuts_waiting(const struct daemon *d);
+/* Every second: abandon the disk cuts running longer than cut_timeout. */
+void epoch_watchdog(struct daemon *d);
 /* G's running cut was abandoned after cut_timeout (its reads have not returned). */
 bool epoch_cut_timed_out(const struct group *g);
 /* Start the waiting cuts that fit under max_concurrent_cuts, oldest first

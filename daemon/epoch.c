@@ -378,7 +378,7 @@ static void cut_launch(struct group *g, bool wal_only)
  * group picked while its WAL-only cut runs holds the slot (slot_held) and
  * its disk cut starts when that cut ends, before any other WAL-only cut,
  * so a busy WAL stream cannot starve it.  A disk cut running longer than
- * cut_timeout gives its slot back (epoch_watchdog).  io_rate caps the
+ * cut_timeout gives its slot back (epoch_watchdog, every second).  io_rate caps the
  * reads of those that run, together (scan.c).  The interval timers of the
  * groups tick at phases spread over the interval (group_next_tick), so
  * groups of one interval do not all ask at the same instant. */
@@ -474,12 +474,11 @@ static bool slot_take(struct group *g)
 	return g->cutting;
 }
 
-/* Called at every interval tick of G: a disk cut running longer than
- * cut_timeout (a hung NBD or NFS read) is abandoned.  Its thread cannot be
- * killed and still owns the maps, so the group cuts again only when it
- * returns (the cut then fails, cut_thread); its slot goes to the next
- * group now. */
-static void epoch_watchdog(struct group *g, uint64_t now)
+/* A disk cut of G running longer than cut_timeout (a hung NBD or NFS
+ * read) is abandoned.  Its thread cannot be killed and still owns the maps,
+ * so the group cuts again only when it returns (the cut then fails,
+ * cut_thread); its slot goes to the next group now. */
+static void cut_watchdog(struct group *g, uint64_t now)
 {
 	struct daemon *d = g->d;
 	struct cut *c = g->cut;
@@ -498,6 +497,14 @@ static void epoch_watchdog(struct group *g, uint64_t now)
 	log_fields(LOG_ERR, f, "epoch %" PRIu64 " of group %s: %s", c->epoch, g->name, txt);
 	daemon_event(d, "error", g->name, "", c->epoch, txt);
 	epoch_schedule(d);
+}
+
+void epoch_watchdog(struct daemon *d)
+{
+	uint64_t now = clock_mono_usec();
+
+	for (uint32_t i = 0; i < d->n_groups; i++)
+		cut_watchdog(d->groups[i], now);
 }
 
 /* WAL_ONLY: no disk is scanned (a group of postgres sources only, or a
@@ -642,7 +649,6 @@ int group_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	struct group *g = userdata;
 	uint64_t now = clock_mono_usec(), next = group_next_tick(g, now > usec ? now : usec);
 
-	epoch_watchdog(g, now);
 	if (!g->cutting && !g->paused &&
 	    (g->dirty || g->want_cut || g->n_qemu || (g->want_wal && g->map_ahead) ||
 	     now - g->last_scan_mono >= g->cfg->max_interval))
