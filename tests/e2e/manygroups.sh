@@ -157,6 +157,7 @@ g01() { status_get "[g for g in d['groups'] if g['name'] == 'g01'][0]['$1']"; }
 wait_for 30 "g01's hung cut to be abandoned" '[ "$(g01 cut_timed_out)" = True ]'
 grep -q "of group g01: cut has run [0-9]* s, over cut_timeout (2 s): abandoned" "$T/daemon.log" ||
 	fail "no log line for the abandoned cut"
+bsc status | grep -q "^group g01: .*scanning (HUNG: over cut_timeout" || fail "bascule status does not show g01's hung cut: $(bsc status | grep g01)"
 [ "$(status_get "d['cuts']['timed_out']")" = 1 ] && [ "$(status_get "d['cuts']['running']")" = 0 ] ||
 	fail "cuts after the timeout: $(status_get "d['cuts']")"
 "$BIN/tests/randwrite" "$T/d02.img" 16 202
