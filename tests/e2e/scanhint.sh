@@ -39,9 +39,11 @@ sync_read full
 [ "$(src scans_full)" -gt "$f0" ] || fail "the sync after the writes settled did not read the file in full"
 [ "$full" -ge $((64 << 20)) ] || fail "a full scan of the 64 MiB file read only $full bytes"
 u0=$(src scans_unchanged)
+# (under 3 MiB: on a loaded machine the 2 MiB of the sparse file may come
+# due for full_scan_every meanwhile; the 64 MiB file must not be reread)
 for i in 1 2 3; do
 	sync_read idle
-	[ "$idle" -lt $((1 << 20)) ] || fail "idle epoch $i read $idle bytes of an unchanged 64 MiB file"
+	[ "$idle" -lt $((3 << 20)) ] || fail "idle epoch $i read $idle bytes of an unchanged 64 MiB file"
 done
 [ $(($(src scans_unchanged) - u0)) -eq 3 ] || fail "3 idle epochs, $(($(src scans_unchanged) - u0)) counted unchanged"
 grep -q "2 of 2 files unchanged since their full scan" "$T/daemon.log" || fail "the log does not say the files were not reread"
@@ -131,5 +133,5 @@ sync_read third
 same_as_source || fail "the settled write was not replicated"
 [ $(($(src scans_full) - f0)) -eq 2 ] || fail "$(($(src scans_full) - f0)) full scans after a settled write, expected 2 (one vouched alone?)"
 [ "$two" -ge $((128 << 20)) ] || fail "the two cuts after a settled write read $two bytes: one full scan vouched alone"
-[ "$third" -lt $((1 << 20)) ] || fail "two agreeing full scans, yet the next cut read $third bytes"
+[ "$third" -lt $((3 << 20)) ] || fail "two agreeing full scans, yet the next cut read $third bytes"
 note "after a settled write: two full scans ($((two >> 20)) MiB together), then $third bytes"
