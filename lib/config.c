@@ -186,7 +186,11 @@ static const struct cfg_key top_keys[] = {
 	  .note = "hashing threads of one cut, 0 = one per core" },
 	{ K("max_concurrent_cuts", CT_UINT, struct config, max_concurrent_cuts), .def = "2", .min = 1,
 	  .max = 64, .note = "cuts that read disks at once, all groups together; the others wait their "
-			     "turn, oldest first (WAL-only cuts of postgres sources never wait)" },
+			     "turn, oldest first (WAL-only cuts of postgres sources wait only for their group's own "
+			     "disk cut when it must take the next number: docs/design.md)" },
+	{ K("cut_timeout", CT_DURATION, struct config, cut_timeout), .def = "30m", .min = 0,
+	  .note = "a disk cut running longer (a hung NBD or NFS read) is abandoned: logged, its slot "
+		  "given to the next group, the group cuts again once its reads return; 0 = never" },
 	{ K("groups", CT_LIST, struct config, groups), .required = true, .sub = &group_table,
 	  .note = "groups of sources" },
 	{ K("targets", CT_LIST, struct config, targets), .required = true, .sub = &target_table,

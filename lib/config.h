@@ -98,6 +98,7 @@ struct config {
 	uint64_t io_rate;       /* bytes/s, 0 = unlimited */
 	uint64_t scan_threads;  /* per cut; 0 = one per core */
 	uint64_t max_concurrent_cuts; /* disk cuts running at once, all groups */
+	uint64_t cut_timeout;   /* usec: a disk cut running longer gives its slot back (0: never) */
 	struct cfg_list groups; /* struct cfg_group */
 	struct cfg_list targets;/* struct cfg_target */
 };
