@@ -45,7 +45,18 @@ wait_for 90 "the hot standby to accept connections" 'psql2 "SELECT 1" >/dev/null
 pg_sql p "INSERT INTO t VALUES (1)" >/dev/null
 wait_for 60 "row 1 on the hot standby" '[ "$(psql2 "SELECT count(*) FROM t" 2>/dev/null)" = 1 ]'
 pid1=$(head -1 "$R/app/db/postmaster.pid")
-recv_kill() { pkill -9 -f "bascule recv --pg-conf $T/site.conf" || fail "no receiver to kill"; }
+# The receiver of this test's daemon: the pid it records in the replica's
+# lock, killed only if it is a descendant of $DAEMON_PID (nothing by name).
+recv_kill() {
+	local pid p
+	pid=$(awk '$2 == "recv" { print $1 }' "$R/.bascule/lock" 2>/dev/null)
+	p=$pid
+	while [ -n "$p" ] && [ "$p" -gt 1 ] && [ "$p" != "$DAEMON_PID" ]; do
+		p=$(awk '{ print $4 }' "/proc/$p/stat" 2>/dev/null)
+	done
+	[ -n "$pid" ] && [ "$p" = "$DAEMON_PID" ] || fail "no receiver of this test's daemon to kill (lock: $(cat "$R/.bascule/lock" 2>/dev/null))"
+	kill -9 "$pid"
+}
 
 # A new session, the same base: the standby is left alone.
 recv_kill
