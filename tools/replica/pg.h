@@ -118,6 +118,13 @@ int pg_read_wal(struct replica *r, const char *group, const char *source, uint64
 int pg_segment(struct replica *r, const char *group, const char *source, uint64_t sys, uint32_t tli,
 	       uint64_t segno, uint64_t limit, uint8_t *buf);
 /* The base of X and its WAL path, both checked. */
+/* 1 if segment SEGNO of timeline TLI, before base B of the copy of X, is
+ * still held whole through the bases before B: B came to a copy that went
+ * on (its chain starts where the one of the base before it ends, on the
+ * same timeline), and that base is still held (retention keeps it while
+ * an epoch needs it).  A hot standby behind when B came replays it. */
+int pg_served_before(struct replica *r, const char *group, const struct state_source *x, const struct pgbase *b,
+		     uint32_t tli, uint64_t segno);
 int pg_copy_open(struct replica *r, const char *group, const struct state_source *x, struct pgbase *ret_base,
 		 struct pgpath *ret_path);
 /* verify of a PostgreSQL source X: the base's files against its digest, the

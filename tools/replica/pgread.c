@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -353,6 +354,82 @@ int pg_copy_open(struct replica *r, const char *group, const struct state_source
 		return err_set(EBADMSG, "the base backup %016llx of %s/%s is missing in %s", (unsigned long long)x->base_id,
 			       group, x->name, r->root);
 	return rc < 0 ? rc : pg_wal_path(r, group, x, ret_base, ret_path);
+}
+
+/* The chain of base ID of source X as committed (to X's epoch) from its
+ * base record on: its first LSN and its last, all of timeline TLI.  1, or
+ * 0 when it has none such (or cannot be read). */
+static int chain_span(struct replica *r, const char *group, const struct state_source *x, uint64_t id, uint32_t tli,
+		      uint64_t *ret_start, uint64_t *ret_end)
+{
+	struct pgchain_rec *c = NULL;
+	char dir[RPATH];
+	size_t n = 0, first = 0;
+	int ok = 0;
+
+	if (pg_path(dir, sizeof(dir), group, x->name, x->system_id, "base/%016llx", (unsigned long long)id) < 0 ||
+	    pgchain_read(r, dir, x->epoch, &c, &n) < 0) {
+		err_clear();
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (c[i].flags & PGCHAIN_BASE)
+			first = i;
+	if (n && (c[first].flags & PGCHAIN_BASE)) {
+		ok = 1;
+		for (size_t i = first; i < n && ok; i++)
+			ok = c[i].tli == tli && (i == first || c[i].start == c[i - 1].end);
+		*ret_start = c[first].start;
+		*ret_end = c[n - 1].end;
+	}
+	free(c);
+	return ok;
+}
+
+/* The newest base of X's system held below ID, or 0. */
+static uint64_t base_below(struct replica *r, const char *group, const struct state_source *x, uint64_t id)
+{
+	char dir[RPATH];
+	struct dirent *e;
+	uint64_t best = 0;
+	DIR *d;
+
+	if (pg_path(dir, sizeof(dir), group, x->name, x->system_id, "base") < 0 || !(d = tree_opendir(r, dir)))
+		return 0;
+	while ((e = readdir(d))) {
+		char *end;
+		uint64_t v = strtoull(e->d_name, &end, 16);
+		if (strlen(e->d_name) == 16 && !*end && v < id && v > best)
+			best = v;
+	}
+	closedir(d);
+	return best;
+}
+
+int pg_served_before(struct replica *r, const char *group, const struct state_source *x, const struct pgbase *b,
+		     uint32_t tli, uint64_t segno)
+{
+	uint64_t id = b->id, start, end, older, ostart;
+
+	/* Its WAL, from the segment of the base before it on, is held: the
+	 * retention removes WAL only before the oldest base it keeps. */
+
+	if (tli != b->tli || segno >= b->id / PG_SEG)
+		return 0;
+	/* A base that came to a copy going on: its chain starts where the
+	 * copy was (its WAL before came with the base before it).  The WAL
+	 * from the segment of the base before it on is held: retention
+	 * removes WAL only below the oldest base it keeps. */
+	for (int hop = 0; hop < PG_MAX_PATH; hop++) {
+		if (!chain_span(r, group, x, id, tli, &start, &end) ||
+		    !(older = base_below(r, group, x, id)) || !chain_span(r, group, x, older, tli, &ostart, &end) ||
+		    end != start)
+			return 0;
+		if (segno >= older / PG_SEG)
+			return 1;
+		id = older;
+	}
+	return 0;
 }
 
 int pgseg_open(struct replica *r, const char *group, const char *source, uint64_t sys, uint32_t tli,
