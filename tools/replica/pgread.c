@@ -484,6 +484,24 @@ int pg_read_wal(struct replica *r, const char *group, const char *source, uint64
 	return rc;
 }
 
+static int digest_fn(void *ctx, const uint8_t *p, size_t n)
+{
+	pgdigest_update(ctx, p, n);
+	return 0;
+}
+
+int pg_wal_digest(struct replica *r, const char *group, const char *source, uint64_t sys, const uint8_t *key,
+		  const uint8_t *prev, uint32_t tli, uint64_t a, uint64_t z, uint8_t *ret)
+{
+	struct pgdigest pd;
+	int rc;
+
+	pgdigest_begin(&pd, key, prev, tli, a, z);
+	rc = pg_read_wal(r, group, source, sys, tli, a, z, digest_fn, &pd);
+	pgdigest_final(&pd, ret);
+	return rc;
+}
+
 int pg_segment(struct replica *r, const char *group, const char *source, uint64_t sys, uint32_t tli,
 	       uint64_t segno, uint64_t limit, uint8_t *buf)
 {
@@ -504,12 +522,6 @@ int pg_segment(struct replica *r, const char *group, const char *source, uint64_
 }
 
 /* ---- verify ---- */
-
-static int digest_fn(void *ctx, const uint8_t *p, size_t n)
-{
-	pgdigest_update(ctx, p, n);
-	return 0;
-}
 
 /* Recompute the digest of base B's files (as they were sent). */
 static int base_digest(struct replica *r, const char *group, const char *source, const struct pgbase *b,
@@ -557,7 +569,7 @@ int pg_verify(struct replica *r, const char *group, const struct state_source *x
 	struct pgchain_rec *c = NULL;
 	struct pgbase b;
 	struct pgpath path;
-	char dir[RPATH], a[17], e[17], l1[PGWAL_LSN_LEN], l2[PGWAL_LSN_LEN];
+	char dir[RPATH], a[17], e[17], l0[PGWAL_LSN_LEN], l1[PGWAL_LSN_LEN], l2[PGWAL_LSN_LEN];
 	size_t n = 0, first = 0;
 	uint64_t bytes = 0;
 	int rc;
@@ -582,17 +594,30 @@ int pg_verify(struct replica *r, const char *group, const struct state_source *x
 		goto fail;
 	}
 	pgdigest_base(key, b.id, b.digest, prev);
+	/* The WAL before the chain's start, from the base's segment (a base
+	 * that came to a copy going on): its own record, from the base. */
+	if (first && (c[first - 1].flags & PGCHAIN_PREFIX) && c[first - 1].end == c[first].start) {
+		const struct pgchain_rec *q = &c[first - 1];
+		if ((rc = pg_wal_digest(r, group, x->name, x->system_id, key, prev, q->tli, q->start, q->end, d)) < 0)
+			goto fail;
+		if (sodium_memcmp(d, q->digest, DIGEST_BYTES) != 0) {
+			hash_hex(d, 8, a);
+			hash_hex(q->digest, 8, e);
+			rc = err_set(EBADMSG, "MISMATCH in the WAL before base %s (%s to %s, timeline %u): digest %s…, "
+					      "expected %s…", pgwal_lsn_format(b.id, l0), pgwal_lsn_format(q->start, l1),
+				     pgwal_lsn_format(q->end, l2), q->tli, a, e);
+			goto fail;
+		}
+		bytes += q->end - q->start;
+	}
 	for (size_t i = first; i < n; i++) {
-		struct pgdigest pd;
 		if (i > first && c[i].start != c[i - 1].end) {
 			rc = err_set(EBADMSG, "the chain log skips WAL before epoch %llu", (unsigned long long)c[i].epoch);
 			goto fail;
 		}
-		pgdigest_begin(&pd, key, prev, c[i].tli, c[i].start, c[i].end);
-		if ((rc = pg_read_wal(r, group, x->name, x->system_id, c[i].tli, c[i].start, c[i].end, digest_fn,
-				      &pd)) < 0)
+		if ((rc = pg_wal_digest(r, group, x->name, x->system_id, key, prev, c[i].tli, c[i].start, c[i].end,
+					prev)) < 0)
 			goto fail;
-		pgdigest_final(&pd, prev);
 		bytes += c[i].end - c[i].start;
 		if (sodium_memcmp(prev, c[i].digest, DIGEST_BYTES) != 0) {
 			hash_hex(prev, 8, a);
