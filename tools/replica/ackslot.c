@@ -256,6 +256,7 @@ int ackslot_ready(struct replica *r, const char *group)
 	struct gmark *m;
 	struct stat st, ast;
 	uint8_t *buf = NULL;
+	bool known;
 	int fd, rc;
 
 	if (!r->key)
@@ -309,21 +310,6 @@ int ackslot_ready(struct replica *r, const char *group)
 		goto out;
 	}
 	fd = tree_open(r, path, O_RDWR, 0);
-	if (fd >= 0 && (fstat(fd, &ast) < 0 || !m->ack_durable || m->ack_dev != ast.st_dev ||
-			m->ack_ino != ast.st_ino)) {
-		/* Not made durable by this session: left by one killed between
-		 * its creation and its directory's fsync, maybe.  Made durable
-		 * before a slot in it is an acked commit point; once. */
-		if (fsync(fd) < 0) {
-			rc = err_set(errno, "cannot write %s/%s: %s", r->root, path, strerror(errno));
-			close(fd);
-			goto out;
-		}
-		if ((rc = tree_fsync_parent(r, path)) < 0) {
-			close(fd);
-			goto out;
-		}
-	}
 	if (fd == -ENOENT) {
 		/* Both slots written (zeros): later overwrites allocate nothing. */
 		memset(buf, 0, 2 * ACK_SLOT);
@@ -331,12 +317,9 @@ int ackslot_ready(struct replica *r, const char *group)
 			rc = fd;
 			goto out;
 		}
-		if (fs_pwrite_full(fd, buf, 2 * ACK_SLOT, 0) < 0 || fsync(fd) < 0) {
+		m->ack_durable = false;
+		if (fs_pwrite_full(fd, buf, 2 * ACK_SLOT, 0) < 0) {
 			rc = err_set(errno, "cannot write %s/%s: %s", r->root, path, strerror(errno));
-			close(fd);
-			goto out;
-		}
-		if ((rc = tree_fsync_parent(r, path)) < 0) {
 			close(fd);
 			goto out;
 		}
@@ -345,10 +328,23 @@ int ackslot_ready(struct replica *r, const char *group)
 		rc = fd;
 		goto out;
 	}
-	if (fstat(fd, &ast) == 0) {
+	/* Made durable, file and directory entry, before a slot in it is an
+	 * acked commit point: when created, and when not made durable by this
+	 * session (left by one killed between its creation and its
+	 * directory's fsync, maybe); once per group and session. */
+	known = fstat(fd, &ast) == 0;
+	if (!known || !m->ack_durable || m->ack_dev != ast.st_dev || m->ack_ino != ast.st_ino) {
+		if (fsync(fd) < 0)
+			rc = err_set(errno, "cannot write %s/%s: %s", r->root, path, strerror(errno));
+		else
+			rc = tree_fsync_parent(r, path);
+		if (rc < 0) {
+			close(fd);
+			goto out;
+		}
+		m->ack_durable = known;
 		m->ack_dev = ast.st_dev;
 		m->ack_ino = ast.st_ino;
-		m->ack_durable = true;
 	}
 	a->fd = fd;
 	snprintf(a->group, sizeof(a->group), "%s", group);
