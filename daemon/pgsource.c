@@ -373,7 +373,7 @@ static void waits_check(struct pgsrc *p)
 static int on_wal_written(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
 	struct pgsrc *p = userdata;
-	uint64_t v, done, durable;
+	uint64_t v, done;
 	char msg[600];
 
 	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
@@ -389,11 +389,10 @@ static int on_wal_written(sd_event_source *s, int fd, uint32_t revents, void *us
 		p->received = walspool_durable(&p->wal);
 		send_start(p);
 	}
-	durable = walspool_durable(&p->wal);
 	report_flush(p);
 	waits_check(p);
-	if (p->s && !p->s->g->retired && durable > p->cut_end)
-		p->d->wal_ready(p->s->g, p->cfg->remote || durable - p->cut_end >= PG_WAL_CUT_BYTES);
+	if (p->s && !p->s->g->retired && pgsource_cut_end(p) > p->cut_end)
+		p->d->wal_ready(p->s->g, p->cfg->remote || pgsource_cut_end(p) - p->cut_end >= PG_WAL_CUT_BYTES);
 	if (p->stream)
 		pgchild_resume(p->stream);
 	return 0;
@@ -740,6 +739,11 @@ double pgsource_lag_seconds(const struct pgsrc *p, uint64_t lsn, uint64_t now)
 bool pgsource_current(struct pgsrc *p)
 {
 	return p->state == PGS_STREAMING && walspool_durable(&p->wal) >= p->received;
+}
+
+uint64_t pgsource_cut_end(struct pgsrc *p)
+{
+	return p->cfg->remote ? walspool_readable(&p->wal) : walspool_durable(&p->wal);
 }
 
 const char *pgsource_state_name(const struct pgsrc *p)

@@ -49,7 +49,9 @@ struct pgwriter {
 	struct pgw_op *head, *tail;
 	size_t queued, max;        /* bytes of data queued; the bound */
 	bool stop, running;
-	int efd;                   /* the thread writes 1 after each batch */
+	int efd;                   /* the thread writes 1 after each batch (and, with
+				    * early, once it is applied, before IDLE) */
+	bool early;
 	/* Called on the thread: APPLY for each operation (0, or a negative
 	 * errno whose sentence is kept), IDLE when the queue is empty (the
 	 * batch is done: make it durable). */
@@ -61,9 +63,11 @@ struct pgwriter {
 	uint64_t done;             /* operations applied (or dropped) */
 };
 
-/* Start the thread; 0 or a negative errno.  MAX bounds the queued data. */
+/* Start the thread; 0 or a negative errno.  MAX bounds the queued data.
+ * EARLY: the loop is told also when a batch is applied, before IDLE makes
+ * it durable (what is written can be read meanwhile). */
 int pgwriter_start(struct pgwriter *w, size_t max, int (*apply)(void *, const struct pgw_op *),
-		   int (*idle)(void *), void *ctx);
+		   int (*idle)(void *), void *ctx, bool early);
 /* Queue an operation (DATA copied); -ENOBUFS when the queue holds MAX bytes
  * already (nothing queued: try again after the thread's next batch). */
 int pgwriter_put(struct pgwriter *w, uint8_t type, uint32_t tli, uint64_t lsn, uint64_t arg, const char *name,
@@ -96,6 +100,8 @@ struct walspool {
 	/* published by the thread */
 	_Atomic uint64_t start;    /* first LSN held (a segment start) */
 	_Atomic uint64_t durable;  /* end of the durable WAL */
+	_Atomic uint64_t readable; /* end of the WAL written to its files (>= durable;
+				    * in the page cache, durable only up to durable) */
 	_Atomic uint64_t bytes;    /* of segment files */
 	/* the thread's */
 	uint32_t wseg, wtli;       /* segment size and timeline it writes */
@@ -117,12 +123,13 @@ void walspool_close(struct walspool *ws);
 int walspool_init(struct walspool *ws, uint64_t system_id, uint32_t segsize, uint32_t tli, bool keep);
 /* The LSN where streaming must resume (0: nothing held, the slot decides). */
 uint64_t walspool_resume(const struct walspool *ws);
-/* Read LEN bytes of WAL at LSN (within [start, durable)) into BUF. */
+/* Read LEN bytes of WAL at LSN (within [start, readable)) into BUF. */
 int walspool_read(struct walspool *ws, uint64_t lsn, void *buf, uint32_t len);
 /* Queue the removal of every segment wholly before LSN. */
 int walspool_trim(struct walspool *ws, uint64_t lsn);
 static inline uint64_t walspool_start(struct walspool *ws) { return atomic_load(&ws->start); }
 static inline uint64_t walspool_durable(struct walspool *ws) { return atomic_load(&ws->durable); }
+static inline uint64_t walspool_readable(struct walspool *ws) { return atomic_load(&ws->readable); }
 static inline uint64_t walspool_bytes(struct walspool *ws) { return atomic_load(&ws->bytes); }
 
 /* ---- pgbase.c: base backups in state_dir ---- */
@@ -308,6 +315,11 @@ void pgsource_acked(struct pgsrc *p);
 void pgsource_want_base(struct pgsrc *p, const char *why);
 /* The stream is up and nothing is waiting to be made durable. */
 bool pgsource_current(struct pgsrc *p);
+/* Where a cut takes the WAL to: what is durable in the spool
+ * (synchronous: local), or what is written to it (remote: sent while the
+ * spool's fdatasync runs; PostgreSQL is told only what is both durable
+ * here and acked by every target, docs/postgres-performance.md). */
+uint64_t pgsource_cut_end(struct pgsrc *p);
 /* The lowest LSN a target still needs (UINT64_MAX: none), for trimming. */
 uint64_t pgsource_needed(struct pgsrc *p);
 /* `bascule sync`: learn the primary's WAL flush position now (a short

@@ -142,11 +142,21 @@ static int scan_dir(struct walspool *ws)
 	}
 	atomic_store(&ws->start, first * (uint64_t)ws->wseg);
 	atomic_store(&ws->durable, (s.hi + !s.hi_partial) * (uint64_t)ws->wseg);
+	atomic_store(&ws->readable, atomic_load(&ws->durable));
 	atomic_store(&ws->bytes, (s.hi - first + 1) * (uint64_t)ws->wseg);
 	return 0;
 }
 
 /* ---- the thread ---- */
+
+/* WAL up to LSN is in its file: the loop may read (and, in synchronous:
+ * remote, send) it before it is durable.  Never lowered but by a fresh
+ * start: a resumed stream rewrites the same bytes. */
+static void ws_readable(struct walspool *ws, uint64_t lsn)
+{
+	if (lsn > atomic_load(&ws->readable))
+		atomic_store(&ws->readable, lsn);
+}
 
 static int ws_sync(struct walspool *ws)
 {
@@ -254,6 +264,7 @@ static int ws_data(struct walspool *ws, const struct pgw_op *op)
 		lsn += n;
 		ws->written = lsn;
 		ws->unsynced += n;
+		ws_readable(ws, lsn);
 		if (off + n == ws->wseg) {
 			if ((r = close_segment(ws)) < 0)
 				return r;
@@ -278,6 +289,7 @@ static int ws_apply(void *ctx, const struct pgw_op *op)
 			each_segment(ws, unlink_one, NULL);
 			atomic_store(&ws->start, 0);
 			atomic_store(&ws->durable, 0);
+			atomic_store(&ws->readable, 0);
 			atomic_store(&ws->bytes, 0);
 			ws->written = ws->synced = 0;
 		}
@@ -291,6 +303,7 @@ static int ws_apply(void *ctx, const struct pgw_op *op)
 		if (!atomic_load(&ws->bytes)) {
 			atomic_store(&ws->start, op->lsn);
 			atomic_store(&ws->durable, op->lsn);
+			atomic_store(&ws->readable, op->lsn);
 		}
 		return 0;
 	case WS_DATA:
@@ -357,7 +370,7 @@ int walspool_open(struct walspool *ws, const char *dir)
 	err_clear();
 	if (r < 0)
 		return r;
-	return pgwriter_start(&ws->w, WS_QUEUE, ws_apply, ws_idle, ws);
+	return pgwriter_start(&ws->w, WS_QUEUE, ws_apply, ws_idle, ws, true);
 }
 
 void walspool_close(struct walspool *ws)
@@ -394,7 +407,7 @@ int walspool_read(struct walspool *ws, uint64_t lsn, void *buf, uint32_t len)
 {
 	uint8_t *p = buf;
 
-	if (lsn < walspool_start(ws) || lsn + len > walspool_durable(ws))
+	if (lsn < walspool_start(ws) || lsn + len > walspool_readable(ws))
 		return err_set(ENOENT, "the WAL spool no longer holds %llX (wal_spool_max)", (unsigned long long)lsn);
 	while (len) {
 		char name[PGWAL_SEG_NAME_LEN + 8];
@@ -407,6 +420,11 @@ int walspool_read(struct walspool *ws, uint64_t lsn, void *buf, uint32_t len)
 		fd = openat(ws->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		if (fd < 0) {
 			seg_file(name, ws->segsize, ws->tli, segno, true);
+			fd = openat(ws->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		}
+		if (fd < 0) {
+			/* Completed (renamed) by the thread between the two. */
+			seg_file(name, ws->segsize, ws->tli, segno, false);
 			fd = openat(ws->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		}
 		if (fd < 0)
