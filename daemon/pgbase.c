@@ -319,7 +319,7 @@ int pgbases_open(struct pgbases *b, const char *dir, uint64_t system_id)
 	}
 	close(dfd);
 	err_clear();
-	return pgwriter_start(&b->w, PB_QUEUE, pb_apply, pb_idle, b, false);
+	return pgwriter_start(&b->w, PB_QUEUE, pb_apply, pb_idle, b);
 }
 
 void pgbases_close(struct pgbases *b)

@@ -246,7 +246,8 @@ static void on_stream_frame(struct pgchild *c, const struct pgp_msg *m)
 			pgchild_end(c, why);
 			return;
 		}
-		if (pgwriter_put(&p->wal.w, WS_DATA, p->tli, m->u.wal.lsn, 0, NULL, m->u.wal.data, m->u.wal.len) < 0) {
+		if (pgwriter_put(&p->wal.w, WS_DATA, p->tli, m->u.wal.lsn, 0, NULL, m->u.wal.data, m->u.wal.len) < 0 ||
+		    (p->cfg->remote && walspool_tail_put(&p->wal, m->u.wal.lsn, m->u.wal.data, m->u.wal.len) < 0)) {
 			pgchild_end(c, "cannot queue WAL for the spool");
 			return;
 		}
@@ -268,6 +269,10 @@ static void on_stream_frame(struct pgchild *c, const struct pgp_msg *m)
 			if (p->ring_n < 256)
 				p->ring_n++;
 		}
+		/* Remote: cut at once from the tail in memory, the spool's
+		 * write and fdatasync run meanwhile (pgsource_cut_end). */
+		if (p->cfg->remote && p->s && !p->s->g->retired)
+			p->d->wal_ready(p->s->g, true);
 		break;
 	}
 	case PGP_KEEPALIVE:
@@ -743,7 +748,7 @@ bool pgsource_current(struct pgsrc *p)
 
 uint64_t pgsource_cut_end(struct pgsrc *p)
 {
-	return p->cfg->remote ? walspool_readable(&p->wal) : walspool_durable(&p->wal);
+	return p->cfg->remote ? walspool_ready(&p->wal) : walspool_durable(&p->wal);
 }
 
 const char *pgsource_state_name(const struct pgsrc *p)

@@ -49,9 +49,7 @@ struct pgwriter {
 	struct pgw_op *head, *tail;
 	size_t queued, max;        /* bytes of data queued; the bound */
 	bool stop, running;
-	int efd;                   /* the thread writes 1 after each batch (and, with
-				    * early, once it is applied, before IDLE) */
-	bool early;
+	int efd;                   /* the thread writes 1 after each batch */
 	/* Called on the thread: APPLY for each operation (0, or a negative
 	 * errno whose sentence is kept), IDLE when the queue is empty (the
 	 * batch is done: make it durable). */
@@ -63,11 +61,9 @@ struct pgwriter {
 	uint64_t done;             /* operations applied (or dropped) */
 };
 
-/* Start the thread; 0 or a negative errno.  MAX bounds the queued data.
- * EARLY: the loop is told also when a batch is applied, before IDLE makes
- * it durable (what is written can be read meanwhile). */
+/* Start the thread; 0 or a negative errno.  MAX bounds the queued data. */
 int pgwriter_start(struct pgwriter *w, size_t max, int (*apply)(void *, const struct pgw_op *),
-		   int (*idle)(void *), void *ctx, bool early);
+		   int (*idle)(void *), void *ctx);
 /* Queue an operation (DATA copied); -ENOBUFS when the queue holds MAX bytes
  * already (nothing queued: try again after the thread's next batch). */
 int pgwriter_put(struct pgwriter *w, uint8_t type, uint32_t tli, uint64_t lsn, uint64_t arg, const char *name,
@@ -97,6 +93,11 @@ struct walspool {
 	uint64_t system_id;
 	uint32_t segsize, tli;     /* 0: no WAL held yet */
 	uint64_t gen;              /* changes at each WS_INIT */
+	/* the loop's: the newest WAL queued for the thread (synchronous:
+	 * remote), [tail_start, tail_end) at tail[lsn % WS_TAIL], read before
+	 * the thread has written it */
+	uint8_t *tail;
+	uint64_t tail_start, tail_end;
 	/* published by the thread */
 	_Atomic uint64_t start;    /* first LSN held (a segment start) */
 	_Atomic uint64_t durable;  /* end of the durable WAL */
@@ -112,6 +113,7 @@ struct walspool {
 };
 
 enum { WS_INIT = 1, WS_BEGIN, WS_DATA, WS_TRIM };
+#define WS_TAIL (4u << 20)         /* WAL kept in memory for the send, at most */
 
 /* Open DIR (created), read what it holds: the newest segment's start (or
  * the end of the newest complete one) is where streaming resumes; start
@@ -123,8 +125,15 @@ void walspool_close(struct walspool *ws);
 int walspool_init(struct walspool *ws, uint64_t system_id, uint32_t segsize, uint32_t tli, bool keep);
 /* The LSN where streaming must resume (0: nothing held, the slot decides). */
 uint64_t walspool_resume(const struct walspool *ws);
-/* Read LEN bytes of WAL at LSN (within [start, readable)) into BUF. */
+/* Read LEN bytes of WAL at LSN (within [start, walspool_ready(ws))) into
+ * BUF: from the tail kept in memory, else from the files. */
 int walspool_read(struct walspool *ws, uint64_t lsn, void *buf, uint32_t len);
+/* Keep LEN bytes of WAL at LSN, just queued, in the tail (WAL not
+ * following the tail starts it afresh); 0 or -ENOMEM. */
+int walspool_tail_put(struct walspool *ws, uint64_t lsn, const void *data, uint32_t len);
+/* The end of the WAL walspool_read can give: written to the files, or
+ * held in the tail from there on. */
+uint64_t walspool_ready(struct walspool *ws);
 /* Queue the removal of every segment wholly before LSN. */
 int walspool_trim(struct walspool *ws, uint64_t lsn);
 static inline uint64_t walspool_start(struct walspool *ws) { return atomic_load(&ws->start); }

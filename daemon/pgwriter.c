@@ -45,9 +45,6 @@ static void *writer_main(void *arg)
 		free(op);
 		if (!w->head) {
 			pthread_mutex_unlock(&w->lock);
-			if (w->early && write(w->efd, &one, sizeof(one)) < 0) {
-				/* the counter is full: the loop has a wake-up pending anyway */
-			}
 			r = w->err ? 0 : w->idle(w->ctx);
 			pthread_mutex_lock(&w->lock);
 			if (r < 0 && !w->err) {
@@ -64,7 +61,7 @@ static void *writer_main(void *arg)
 }
 
 int pgwriter_start(struct pgwriter *w, size_t max, int (*apply)(void *, const struct pgw_op *),
-		   int (*idle)(void *), void *ctx, bool early)
+		   int (*idle)(void *), void *ctx)
 {
 	int r;
 
@@ -73,7 +70,6 @@ int pgwriter_start(struct pgwriter *w, size_t max, int (*apply)(void *, const st
 	w->apply = apply;
 	w->idle = idle;
 	w->ctx = ctx;
-	w->early = early;
 	w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->efd < 0)
 		return err_set(errno, "cannot create an eventfd: %s", strerror(errno));

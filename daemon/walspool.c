@@ -370,11 +370,13 @@ int walspool_open(struct walspool *ws, const char *dir)
 	err_clear();
 	if (r < 0)
 		return r;
-	return pgwriter_start(&ws->w, WS_QUEUE, ws_apply, ws_idle, ws, true);
+	return pgwriter_start(&ws->w, WS_QUEUE, ws_apply, ws_idle, ws);
 }
 
 void walspool_close(struct walspool *ws)
 {
+	free(ws->tail);
+	ws->tail = NULL;
 	pgwriter_stop(&ws->w);
 	if (ws->fd >= 0) {
 		if (fdatasync(ws->fd) == 0 && ws->written > atomic_load(&ws->durable))
@@ -395,6 +397,7 @@ int walspool_init(struct walspool *ws, uint64_t system_id, uint32_t segsize, uin
 	ws->segsize = segsize;
 	ws->tli = tli;
 	ws->gen++;
+	ws->tail_start = ws->tail_end = 0;
 	return pgwriter_put(&ws->w, WS_INIT, tli, system_id, (uint64_t)keep << 32 | segsize, NULL, NULL, 0);
 }
 
@@ -403,11 +406,51 @@ uint64_t walspool_resume(const struct walspool *ws)
 	return ws->tli && atomic_load(&ws->bytes) ? atomic_load(&ws->durable) : 0;
 }
 
+/* Copy LEN bytes between the tail's ring at LSN and BUF (TO_RING: into it). */
+static void tail_copy(struct walspool *ws, uint64_t lsn, uint8_t *buf, uint32_t len, bool to_ring)
+{
+	while (len) {
+		uint32_t at = (uint32_t)(lsn % WS_TAIL), n = len < WS_TAIL - at ? len : WS_TAIL - at;
+		if (to_ring)
+			memcpy(ws->tail + at, buf, n);
+		else
+			memcpy(buf, ws->tail + at, n);
+		buf += n;
+		lsn += n;
+		len -= n;
+	}
+}
+
+int walspool_tail_put(struct walspool *ws, uint64_t lsn, const void *data, uint32_t len)
+{
+	if (!ws->tail && !(ws->tail = malloc(WS_TAIL)))
+		return -ENOMEM;
+	if (lsn != ws->tail_end || ws->tail_start == ws->tail_end)
+		ws->tail_start = ws->tail_end = lsn;
+	if (len > WS_TAIL) {
+		data = (const uint8_t *)data + (len - WS_TAIL);
+		lsn += len - WS_TAIL;
+		len = WS_TAIL;
+	}
+	tail_copy(ws, lsn, (uint8_t *)data, len, true);
+	ws->tail_end = lsn + len;
+	if (ws->tail_end - ws->tail_start > WS_TAIL)
+		ws->tail_start = ws->tail_end - WS_TAIL;
+	return 0;
+}
+
+uint64_t walspool_ready(struct walspool *ws)
+{
+	uint64_t readable = walspool_readable(ws);
+
+	return ws->tail_start <= readable && ws->tail_end > readable ? ws->tail_end : readable;
+}
+
 int walspool_read(struct walspool *ws, uint64_t lsn, void *buf, uint32_t len)
 {
 	uint8_t *p = buf;
 
-	if (lsn < walspool_start(ws) || lsn + len > walspool_readable(ws))
+	if (lsn < walspool_start(ws) || lsn + len > walspool_ready(ws))
 		return err_set(ENOENT, "the WAL spool no longer holds %llX (wal_spool_max)", (unsigned long long)lsn);
 	while (len) {
 		char name[PGWAL_SEG_NAME_LEN + 8];
@@ -415,6 +458,17 @@ int walspool_read(struct walspool *ws, uint64_t lsn, void *buf, uint32_t len)
 		uint32_t n = (uint32_t)(len < ws->segsize - off ? len : ws->segsize - off);
 		ssize_t got;
 		int fd;
+
+		if (lsn >= ws->tail_start && lsn < ws->tail_end) {
+			n = (uint32_t)(len < ws->tail_end - lsn ? len : ws->tail_end - lsn);
+			tail_copy(ws, lsn, p, n, false);
+			p += n;
+			lsn += n;
+			len -= n;
+			continue;
+		}
+		if (lsn < ws->tail_start && lsn + n > ws->tail_start)
+			n = (uint32_t)(ws->tail_start - lsn); /* the rest from the tail */
 
 		seg_file(name, ws->segsize, ws->tli, segno, false);
 		fd = openat(ws->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
