@@ -271,7 +271,7 @@ static void on_stream_frame(struct pgchild *c, const struct pgp_msg *m)
 		}
 		/* Remote: cut at once from the tail in memory, the spool's
 		 * write and fdatasync run meanwhile (pgsource_cut_end). */
-		if (p->cfg->remote && p->s && !p->s->g->retired)
+		if (p->cfg->remote && p->s && !p->s->g->retired && pgsource_cut_end(p) > p->cut_end)
 			p->d->wal_ready(p->s->g, true);
 		break;
 	}
