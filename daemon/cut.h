@@ -15,12 +15,13 @@ struct cut {
 	struct group *g;
 	uint64_t epoch;
 	bool wal_only;                 /* no disk is scanned: the WAL of postgres sources only */
-	uint64_t pg_end[PROTO_MAX_SOURCES], pg_gen[PROTO_MAX_SOURCES]; /* durable WAL taken */
+	uint64_t pg_end[PROTO_MAX_SOURCES], pg_gen[PROTO_MAX_SOURCES]; /* WAL taken (pgsource_cut_end) */
 	bool pg_ok[PROTO_MAX_SOURCES];
 	bool pg_new;                   /* WAL beyond the last epoch's */
 	uint64_t floor[PROTO_MAX_SOURCES];
 	atomic_bool force;             /* commit even if nothing changed (sync asked) */
 	pthread_t thread;
+	bool in_loop;                  /* run by the loop, no thread (a WAL-only cut that writes nothing) */
 	/* work */
 	int fds[PROTO_MAX_SOURCES];
 	uint64_t size[PROTO_MAX_SOURCES];

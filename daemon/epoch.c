@@ -288,7 +288,7 @@ thaw:
 	return NULL;
 }
 
-/* Take the durable WAL end of each postgres source for cut C. */
+/* Take the WAL end of each postgres source for cut C (pgsource_cut_end). */
 static void take_wal(struct group *g, struct cut *c)
 {
 	for (uint32_t i = 0; i < g->n_sources; i++) {
@@ -296,7 +296,7 @@ static void take_wal(struct group *g, struct cut *c)
 		if (!p || p->state == PGS_PREPARING || !p->wal.tli)
 			continue;
 		c->pg_ok[i] = true;
-		c->pg_end[i] = walspool_durable(&p->wal);
+		c->pg_end[i] = pgsource_cut_end(p);
 		c->pg_gen[i] = p->wal.gen;
 		c->pg_new |= !p->epoch_valid || p->epoch_gen != c->pg_gen[i] || c->pg_end[i] > p->epoch_end;
 		p->cut_end = c->pg_end[i];
@@ -354,6 +354,14 @@ static void cut_launch(struct group *g, bool wal_only)
 	g->cutting = true;
 	g->cut = c;
 	g->last_scan_mono = clock_mono_usec();
+	if (wal_only && c->epoch <= c->reserved) {
+		/* Within the reservation a WAL-only cut writes nothing: run it
+		 * here, no thread to start and wake (a commit of synchronous:
+		 * remote waits for it); its end is told through cut_efd too. */
+		c->in_loop = true;
+		cut_thread(c);
+		return;
+	}
 	if ((r = pthread_create(&c->thread, NULL, cut_thread, c)) != 0) {
 		log_error("group %s: cannot start a scan thread: %s", g->name, strerror(r));
 		spool_unref(c->spool);
@@ -607,7 +615,7 @@ int group_on_pg_timer(sd_event_source *s, uint64_t usec, void *userdata)
 		if (!p)
 			continue;
 		wal |= p->wal.tli && p->state != PGS_PREPARING &&
-		       (!p->epoch_valid || p->epoch_gen != p->wal.gen || walspool_durable(&p->wal) > p->epoch_end);
+		       (!p->epoch_valid || p->epoch_gen != p->wal.gen || pgsource_cut_end(p) > p->epoch_end);
 		current &= pgsource_current(p) && p->epoch_valid && walspool_durable(&p->wal) == p->epoch_end;
 	}
 	if (wal && !g->cutting && !g->paused)
@@ -670,7 +678,8 @@ static void cut_finished(struct group *g)
 	uint32_t hinted = 0, plain = 0;
 	int err;
 
-	pthread_join(c->thread, NULL);
+	if (!c->in_loop)
+		pthread_join(c->thread, NULL);
 	g->cut = NULL;
 	g->cutting = false;
 	g->scans++;

@@ -246,7 +246,8 @@ static void on_stream_frame(struct pgchild *c, const struct pgp_msg *m)
 			pgchild_end(c, why);
 			return;
 		}
-		if (pgwriter_put(&p->wal.w, WS_DATA, p->tli, m->u.wal.lsn, 0, NULL, m->u.wal.data, m->u.wal.len) < 0) {
+		if (pgwriter_put(&p->wal.w, WS_DATA, p->tli, m->u.wal.lsn, 0, NULL, m->u.wal.data, m->u.wal.len) < 0 ||
+		    (p->cfg->remote && walspool_tail_put(&p->wal, m->u.wal.lsn, m->u.wal.data, m->u.wal.len) < 0)) {
 			pgchild_end(c, "cannot queue WAL for the spool");
 			return;
 		}
@@ -268,6 +269,10 @@ static void on_stream_frame(struct pgchild *c, const struct pgp_msg *m)
 			if (p->ring_n < 256)
 				p->ring_n++;
 		}
+		/* Remote: cut at once from the tail in memory, the spool's
+		 * write and fdatasync run meanwhile (pgsource_cut_end). */
+		if (p->cfg->remote && p->s && !p->s->g->retired && pgsource_cut_end(p) > p->cut_end)
+			p->d->wal_ready(p->s->g, true);
 		break;
 	}
 	case PGP_KEEPALIVE:
@@ -373,7 +378,7 @@ static void waits_check(struct pgsrc *p)
 static int on_wal_written(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
 	struct pgsrc *p = userdata;
-	uint64_t v, done, durable;
+	uint64_t v, done;
 	char msg[600];
 
 	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
@@ -389,11 +394,10 @@ static int on_wal_written(sd_event_source *s, int fd, uint32_t revents, void *us
 		p->received = walspool_durable(&p->wal);
 		send_start(p);
 	}
-	durable = walspool_durable(&p->wal);
 	report_flush(p);
 	waits_check(p);
-	if (p->s && !p->s->g->retired && durable > p->cut_end)
-		p->d->wal_ready(p->s->g, p->cfg->remote || durable - p->cut_end >= PG_WAL_CUT_BYTES);
+	if (p->s && !p->s->g->retired && pgsource_cut_end(p) > p->cut_end)
+		p->d->wal_ready(p->s->g, p->cfg->remote || pgsource_cut_end(p) - p->cut_end >= PG_WAL_CUT_BYTES);
 	if (p->stream)
 		pgchild_resume(p->stream);
 	return 0;
@@ -749,6 +753,11 @@ double pgsource_lag_seconds(const struct pgsrc *p, uint64_t lsn, uint64_t now)
 bool pgsource_current(struct pgsrc *p)
 {
 	return p->state == PGS_STREAMING && walspool_durable(&p->wal) >= p->received;
+}
+
+uint64_t pgsource_cut_end(struct pgsrc *p)
+{
+	return p->cfg->remote ? walspool_ready(&p->wal) : walspool_durable(&p->wal);
 }
 
 const char *pgsource_state_name(const struct pgsrc *p)

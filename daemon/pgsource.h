@@ -93,9 +93,16 @@ struct walspool {
 	uint64_t system_id;
 	uint32_t segsize, tli;     /* 0: no WAL held yet */
 	uint64_t gen;              /* changes at each WS_INIT */
+	/* the loop's: the newest WAL queued for the thread (synchronous:
+	 * remote), [tail_start, tail_end) at tail[lsn % WS_TAIL], read before
+	 * the thread has written it */
+	uint8_t *tail;
+	uint64_t tail_start, tail_end;
 	/* published by the thread */
 	_Atomic uint64_t start;    /* first LSN held (a segment start) */
 	_Atomic uint64_t durable;  /* end of the durable WAL */
+	_Atomic uint64_t readable; /* end of the WAL written to its files (>= durable;
+				    * in the page cache, durable only up to durable) */
 	_Atomic uint64_t bytes;    /* of segment files */
 	/* the thread's */
 	uint32_t wseg, wtli;       /* segment size and timeline it writes */
@@ -106,6 +113,7 @@ struct walspool {
 };
 
 enum { WS_INIT = 1, WS_BEGIN, WS_DATA, WS_TRIM };
+#define WS_TAIL (4u << 20)         /* WAL kept in memory for the send, at most */
 
 /* Open DIR (created), read what it holds: the newest segment's start (or
  * the end of the newest complete one) is where streaming resumes; start
@@ -117,12 +125,20 @@ void walspool_close(struct walspool *ws);
 int walspool_init(struct walspool *ws, uint64_t system_id, uint32_t segsize, uint32_t tli, bool keep);
 /* The LSN where streaming must resume (0: nothing held, the slot decides). */
 uint64_t walspool_resume(const struct walspool *ws);
-/* Read LEN bytes of WAL at LSN (within [start, durable)) into BUF. */
+/* Read LEN bytes of WAL at LSN (within [start, walspool_ready(ws))) into
+ * BUF: from the tail kept in memory, else from the files. */
 int walspool_read(struct walspool *ws, uint64_t lsn, void *buf, uint32_t len);
+/* Keep LEN bytes of WAL at LSN, just queued, in the tail (WAL not
+ * following the tail starts it afresh); 0 or -ENOMEM. */
+int walspool_tail_put(struct walspool *ws, uint64_t lsn, const void *data, uint32_t len);
+/* The end of the WAL walspool_read can give: written to the files, or
+ * held in the tail from there on. */
+uint64_t walspool_ready(struct walspool *ws);
 /* Queue the removal of every segment wholly before LSN. */
 int walspool_trim(struct walspool *ws, uint64_t lsn);
 static inline uint64_t walspool_start(struct walspool *ws) { return atomic_load(&ws->start); }
 static inline uint64_t walspool_durable(struct walspool *ws) { return atomic_load(&ws->durable); }
+static inline uint64_t walspool_readable(struct walspool *ws) { return atomic_load(&ws->readable); }
 static inline uint64_t walspool_bytes(struct walspool *ws) { return atomic_load(&ws->bytes); }
 
 /* ---- pgbase.c: base backups in state_dir ---- */
@@ -308,6 +324,11 @@ void pgsource_acked(struct pgsrc *p);
 void pgsource_want_base(struct pgsrc *p, const char *why);
 /* The stream is up and nothing is waiting to be made durable. */
 bool pgsource_current(struct pgsrc *p);
+/* Where a cut takes the WAL to: what is durable in the spool
+ * (synchronous: local), or what is written to it (remote: sent while the
+ * spool's fdatasync runs; PostgreSQL is told only what is both durable
+ * here and acked by every target, docs/postgres-performance.md). */
+uint64_t pgsource_cut_end(struct pgsrc *p);
 /* The lowest LSN a target still needs (UINT64_MAX: none), for trimming. */
 uint64_t pgsource_needed(struct pgsrc *p);
 /* `bascule sync`: learn the primary's WAL flush position now (a short

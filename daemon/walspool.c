@@ -142,11 +142,21 @@ static int scan_dir(struct walspool *ws)
 	}
 	atomic_store(&ws->start, first * (uint64_t)ws->wseg);
 	atomic_store(&ws->durable, (s.hi + !s.hi_partial) * (uint64_t)ws->wseg);
+	atomic_store(&ws->readable, atomic_load(&ws->durable));
 	atomic_store(&ws->bytes, (s.hi - first + 1) * (uint64_t)ws->wseg);
 	return 0;
 }
 
 /* ---- the thread ---- */
+
+/* WAL up to LSN is in its file: the loop may read (and, in synchronous:
+ * remote, send) it before it is durable.  Never lowered but by a fresh
+ * start: a resumed stream rewrites the same bytes. */
+static void ws_readable(struct walspool *ws, uint64_t lsn)
+{
+	if (lsn > atomic_load(&ws->readable))
+		atomic_store(&ws->readable, lsn);
+}
 
 static int ws_sync(struct walspool *ws)
 {
@@ -254,6 +264,7 @@ static int ws_data(struct walspool *ws, const struct pgw_op *op)
 		lsn += n;
 		ws->written = lsn;
 		ws->unsynced += n;
+		ws_readable(ws, lsn);
 		if (off + n == ws->wseg) {
 			if ((r = close_segment(ws)) < 0)
 				return r;
@@ -278,6 +289,7 @@ static int ws_apply(void *ctx, const struct pgw_op *op)
 			each_segment(ws, unlink_one, NULL);
 			atomic_store(&ws->start, 0);
 			atomic_store(&ws->durable, 0);
+			atomic_store(&ws->readable, 0);
 			atomic_store(&ws->bytes, 0);
 			ws->written = ws->synced = 0;
 		}
@@ -291,6 +303,7 @@ static int ws_apply(void *ctx, const struct pgw_op *op)
 		if (!atomic_load(&ws->bytes)) {
 			atomic_store(&ws->start, op->lsn);
 			atomic_store(&ws->durable, op->lsn);
+			atomic_store(&ws->readable, op->lsn);
 		}
 		return 0;
 	case WS_DATA:
@@ -362,6 +375,8 @@ int walspool_open(struct walspool *ws, const char *dir)
 
 void walspool_close(struct walspool *ws)
 {
+	free(ws->tail);
+	ws->tail = NULL;
 	pgwriter_stop(&ws->w);
 	if (ws->fd >= 0) {
 		if (fdatasync(ws->fd) == 0 && ws->written > atomic_load(&ws->durable))
@@ -382,6 +397,7 @@ int walspool_init(struct walspool *ws, uint64_t system_id, uint32_t segsize, uin
 	ws->segsize = segsize;
 	ws->tli = tli;
 	ws->gen++;
+	ws->tail_start = ws->tail_end = 0;
 	return pgwriter_put(&ws->w, WS_INIT, tli, system_id, (uint64_t)keep << 32 | segsize, NULL, NULL, 0);
 }
 
@@ -390,11 +406,51 @@ uint64_t walspool_resume(const struct walspool *ws)
 	return ws->tli && atomic_load(&ws->bytes) ? atomic_load(&ws->durable) : 0;
 }
 
+/* Copy LEN bytes between the tail's ring at LSN and BUF (TO_RING: into it). */
+static void tail_copy(struct walspool *ws, uint64_t lsn, uint8_t *buf, uint32_t len, bool to_ring)
+{
+	while (len) {
+		uint32_t at = (uint32_t)(lsn % WS_TAIL), n = len < WS_TAIL - at ? len : WS_TAIL - at;
+		if (to_ring)
+			memcpy(ws->tail + at, buf, n);
+		else
+			memcpy(buf, ws->tail + at, n);
+		buf += n;
+		lsn += n;
+		len -= n;
+	}
+}
+
+int walspool_tail_put(struct walspool *ws, uint64_t lsn, const void *data, uint32_t len)
+{
+	if (!ws->tail && !(ws->tail = malloc(WS_TAIL)))
+		return -ENOMEM;
+	if (lsn != ws->tail_end || ws->tail_start == ws->tail_end)
+		ws->tail_start = ws->tail_end = lsn;
+	if (len > WS_TAIL) {
+		data = (const uint8_t *)data + (len - WS_TAIL);
+		lsn += len - WS_TAIL;
+		len = WS_TAIL;
+	}
+	tail_copy(ws, lsn, (uint8_t *)data, len, true);
+	ws->tail_end = lsn + len;
+	if (ws->tail_end - ws->tail_start > WS_TAIL)
+		ws->tail_start = ws->tail_end - WS_TAIL;
+	return 0;
+}
+
+uint64_t walspool_ready(struct walspool *ws)
+{
+	uint64_t readable = walspool_readable(ws);
+
+	return ws->tail_start <= readable && ws->tail_end > readable ? ws->tail_end : readable;
+}
+
 int walspool_read(struct walspool *ws, uint64_t lsn, void *buf, uint32_t len)
 {
 	uint8_t *p = buf;
 
-	if (lsn < walspool_start(ws) || lsn + len > walspool_durable(ws))
+	if (lsn < walspool_start(ws) || lsn + len > walspool_ready(ws))
 		return err_set(ENOENT, "the WAL spool no longer holds %llX (wal_spool_max)", (unsigned long long)lsn);
 	while (len) {
 		char name[PGWAL_SEG_NAME_LEN + 8];
@@ -403,10 +459,26 @@ int walspool_read(struct walspool *ws, uint64_t lsn, void *buf, uint32_t len)
 		ssize_t got;
 		int fd;
 
+		if (lsn >= ws->tail_start && lsn < ws->tail_end) {
+			n = (uint32_t)(len < ws->tail_end - lsn ? len : ws->tail_end - lsn);
+			tail_copy(ws, lsn, p, n, false);
+			p += n;
+			lsn += n;
+			len -= n;
+			continue;
+		}
+		if (lsn < ws->tail_start && lsn + n > ws->tail_start)
+			n = (uint32_t)(ws->tail_start - lsn); /* the rest from the tail */
+
 		seg_file(name, ws->segsize, ws->tli, segno, false);
 		fd = openat(ws->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		if (fd < 0) {
 			seg_file(name, ws->segsize, ws->tli, segno, true);
+			fd = openat(ws->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		}
+		if (fd < 0) {
+			/* Completed (renamed) by the thread between the two. */
+			seg_file(name, ws->segsize, ws->tli, segno, false);
 			fd = openat(ws->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 		}
 		if (fd < 0)
