@@ -34,8 +34,19 @@ struct qs_list {
 	size_t n, cap;
 };
 
+/* A QMP connection and NBD server shared by the disks of one guest in a
+ * cut: QEMU's monitor serves one client at a time (a second connection to
+ * the same socket would wait for the first to close), and QEMU runs one NBD
+ * server (on the first disk's socket; each disk is an export of it). */
+struct qs_mon {
+	struct qmp *qmp;
+	unsigned refs;
+	const char *sock;
+};
+
 struct qemusrc {
 	const struct cfg_source *cfg;
+	struct qs_mon *mon;        /* during a cut */
 	uint64_t verify_every;     /* usec between verifying full reads (0: every cut) */
 	char state[4200], fleece[4200], sock[4200];
 	char node[256];            /* the format node the bitmaps live on */
@@ -79,7 +90,7 @@ void qemusrc_free(struct qemusrc *q)
 {
 	if (!q)
 		return;
-	if (q->qmp || q->nbd)
+	if (q->mon || q->nbd)
 		qemusrc_cut_end(q, 0, false, false);
 	free(q->ext.e);
 	free(q->dirty.e);
@@ -498,8 +509,9 @@ static bool qs_adopt_frozen(struct qemusrc *q, json_t *bitmaps, char *name, size
 }
 
 /* The cut's work on Q before the freeze: our leftovers removed, bitmap or
- * full (or verifying) read decided, the fleecing image over the node. */
-static int qs_prepare(struct qemusrc *q, uint64_t last_cut)
+ * full (or verifying) read decided, the fleecing image over the node.  On
+ * SHARE (another disk's connection to the same guest) if not NULL. */
+static int qs_prepare(struct qemusrc *q, uint64_t last_cut, struct qs_mon *share)
 {
 	const struct cfg_qemu *c = &q->cfg->qemu;
 	json_t *bitmaps = NULL, *bm;
@@ -510,8 +522,21 @@ static int qs_prepare(struct qemusrc *q, uint64_t last_cut)
 
 	q->verified = 0;
 	q->cut_at = clock_now_usec();
-	if ((r = qmp_open(c->qmp, QS_QMP_TIMEOUT_MS, &q->qmp)) < 0)
-		return r;
+	if (share) {
+		q->mon = share;
+		share->refs++;
+	} else {
+		if (!(q->mon = calloc(1, sizeof(*q->mon))))
+			return -ENOMEM;
+		q->mon->refs = 1;
+		q->mon->sock = q->sock;
+		if ((r = qmp_open(c->qmp, QS_QMP_TIMEOUT_MS, &q->mon->qmp)) < 0) {
+			free(q->mon);
+			q->mon = NULL;
+			return r;
+		}
+	}
+	q->qmp = q->mon->qmp;
 	if ((r = qs_find_node(q, &bitmaps)) < 0)
 		return r;
 	snprintf(q->fl_file, sizeof(q->fl_file), "bascule-flf-%s", q->node);
@@ -596,8 +621,8 @@ static int qs_open_view(struct qemusrc *q)
 	q->view = true;
 	q->read_at_begin = atomic_load(&q->read_bytes);
 	atomic_store(&q->missed, 0);
-	r = qs_exec(q, "nbd-server-start", json_pack("{s{ss,s{ss}}}", "addr", "type", "unix", "data", "path", q->sock),
-		    NULL);
+	r = qs_exec(q, "nbd-server-start",
+		    json_pack("{s{ss,s{ss}}}", "addr", "type", "unix", "data", "path", q->mon->sock), NULL);
 	if (r < 0 && !strstr(err_msg(r), "already"))
 		return r;
 	err_clear();
@@ -612,8 +637,8 @@ static int qs_open_view(struct qemusrc *q)
 	q->nbd = nbd_create();
 	if (!q->nbd || (q->full && nbd_add_meta_context(q->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0) ||
 	    (q->have_old && nbd_add_meta_context(q->nbd, ctx) < 0) || nbd_set_export_name(q->nbd, q->exp) < 0 ||
-	    nbd_connect_unix(q->nbd, q->sock) < 0)
-		return err_set(EIO, "source %s: NBD %s: %s", q->cfg->name, q->sock, nbd_get_error());
+	    nbd_connect_unix(q->nbd, q->mon->sock) < 0)
+		return err_set(EIO, "source %s: NBD %s: %s", q->cfg->name, q->mon->sock, nbd_get_error());
 	q->dirty.n = 0;
 	if (q->full && (r = qs_find_extents(q, LIBNBD_CONTEXT_BASE_ALLOCATION, &q->ext)) < 0)
 		return r;
@@ -632,7 +657,7 @@ int qemusrc_cut_begin(struct qemusrc *const *qs, unsigned n, uint64_t epoch, uin
 
 	*ret_frozen = false;
 	for (i = 0; i < n && r == 0; i++)
-		r = qs_prepare(qs[i], last_cut);
+		r = qs_prepare(qs[i], last_cut, i ? qs[0]->mon : NULL);
 	if (r < 0)
 		goto fail;
 	/* One freeze for the guest (its disks share one agent: the first one
@@ -708,7 +733,7 @@ int qemusrc_cut_end(struct qemusrc *q, uint64_t epoch, bool committed, bool scan
 
 	bool view = q->view;
 
-	if (!q->qmp)
+	if (!q->mon)
 		return 0;
 	qs_drop_view(q);
 	q->view = view; /* qs_drop_view forgets it; the hand-over below needs it */
@@ -764,7 +789,11 @@ int qemusrc_cut_end(struct qemusrc *q, uint64_t epoch, bool committed, bool scan
 			  err_msg(r));
 	if (r < 0)
 		unlink(q->state);
-	qmp_close(q->qmp);
+	if (--q->mon->refs == 0) {
+		qmp_close(q->mon->qmp);
+		free(q->mon);
+	}
+	q->mon = NULL;
 	q->qmp = NULL;
 	return r;
 }

@@ -159,7 +159,10 @@ VM_QEMU_EXTRA="-blockdev driver=qcow2,node-name=disk1,file.driver=file,file.file
 vm_qemu_bare vm2 "$T/m0.qcow2" qcow2 "$T/m.qmp"
 unset VM_QEMU_EXTRA
 wait_for 30 "the second QEMU's monitors" "[ -S $T/m.qmp ] && [ -S $T/m.qmp.test ]"
-io() { vm_qmp "$T/m.qmp.test" human-monitor-command "{\"command-line\": \"qemu-io -d $1/virtio-backend \\\"write -q -P $2 $3 64k\\\"\"}" >/dev/null; }
+# io DEVICE PATTERN OFFSET: 64 KiB written through DEVICE, then flushed (the
+# qcow2 file is compared while this QEMU holds it)
+io() { local c; for c in "write -q -P $2 $3 64k" flush; do
+	vm_qmp "$T/m.qmp.test" human-monitor-command "{\"command-line\": \"qemu-io -d $1/virtio-backend \\\"$c\\\"\"}" >/dev/null; done; }
 io vd0 0x11 1M; io vd1 0x22 2M
 python3 "$VM_QMP_PY" agent "$T/qga.sock" "$T/qga.log" & AGENT=$!
 wait_for 10 "the stand-in agent's socket" "[ -S $T/qga.sock ]"
@@ -206,8 +209,9 @@ grep -q "source data: the verifying full read of cut [0-9]* found 16 blocks chan
 	fail "the missed write is not logged: $(grep 'verifying' "$T/daemon.log" | tail -3)"
 [ "$(status_get '[s["qemu"]["missed_writes"] for s in d["groups"][0]["sources"]]')" = "[0, 16]" ] ||
 	fail "status does not count 16 missed writes on data: $(status_get 'd["groups"][0]["sources"]')"
-bsc metrics | grep -q '^bascule_qemu_missed_writes_total{group="vm1",source="data"} 16$' ||
-	fail "the metric does not count 16 missed writes on data: $(bsc metrics | grep missed_writes)"
+m=$(bsc metrics)
+grep -q '^bascule_qemu_missed_writes_total{group="vm1",source="data"} 16$' <<< "$m" ||
+	fail "the metric does not count 16 missed writes on data: $(grep missed_writes <<< "$m")"
 io vd0 0x66 12M
 bsc_sync 60s >/dev/null || fail "sync after the verifying read"
 grep -q "source data: the verifying full read of cut [0-9]* found nothing the dirty bitmap missed" "$T/daemon.log" ||
