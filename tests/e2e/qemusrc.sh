@@ -167,6 +167,7 @@ io vd0 0x11 1M; io vd1 0x22 2M
 python3 "$VM_QMP_PY" agent "$T/qga.sock" "$T/qga.log" & AGENT=$!
 wait_for 10 "the stand-in agent's socket" "[ -S $T/qga.sock ]"
 SOURCES="root:QEMU data:QEMU"
+l0=$(wc -l < "$T/daemon.log") # the log of this part: tail -n +$l0
 bsc_config 1h 24h
 vm_config_qemu "$T/m.qmp"
 sed -i "0,/node: vd0/! s/node: vd0/node: vd1/; s|^          node: vd[01]\$|&\n          guest_agent: $T/qga.sock|; \
@@ -177,8 +178,8 @@ io vd0 0x33 5M; io vd1 0x44 6M
 bsc_sync 60s >/dev/null || fail "second sync of the two-disk guest"
 both() { for d in 0 1; do qemu-img compare -U -q -f qcow2 -F raw "$T/m$d.qcow2" "$(replica_of "$([ $d = 0 ] && echo root || echo data)")" || return 1; done; }
 both || fail "a replica differs from its disk of the two-disk guest"
-ncut=$(grep -c "source root: cut [0-9]* read" "$T/daemon.log")
-ndata=$(grep -c "source data: cut [0-9]* read" "$T/daemon.log")
+ncut=$(tail -n +"$l0" "$T/daemon.log" | grep -c "source root: cut [0-9]* read")
+ndata=$(tail -n +"$l0" "$T/daemon.log" | grep -c "source data: cut [0-9]* read")
 ntr=$(grep -c "^qmp_enter_transaction" "$T/qmp-trace.log")
 nboth=$(grep "^qmp_enter_transaction" "$T/qmp-trace.log" | grep '"disk0"' | grep -c '"disk1"')
 nfr=$(grep -c "^guest-fsfreeze-freeze" "$T/qga.log"); nth=$(grep -c "^guest-fsfreeze-thaw" "$T/qga.log")
