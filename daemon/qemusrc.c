@@ -97,6 +97,12 @@ void qemusrc_free(struct qemusrc *q)
 	free(q);
 }
 
+void qemusrc_reconfig(struct qemusrc *q, const struct cfg_source *cfg, uint64_t verify_every)
+{
+	q->cfg = cfg;
+	q->verify_every = verify_every;
+}
+
 uint64_t qemusrc_read_bytes(const struct qemusrc *q)
 {
 	return atomic_load(&q->read_bytes);

@@ -19,6 +19,8 @@ struct cfg_source;
 int qemusrc_new(const struct cfg_source *cfg, const char *state_prefix, uint64_t verify_every,
 		struct qemusrc **ret_q);
 void qemusrc_free(struct qemusrc *q);
+/* The group's configuration reloaded (same qmp and node; no cut running). */
+void qemusrc_reconfig(struct qemusrc *q, const struct cfg_source *cfg, uint64_t verify_every);
 
 /* Sources A and B are disks of the same guest (the same QMP socket). */
 bool qemusrc_same_guest(const struct qemusrc *a, const struct qemusrc *b);
