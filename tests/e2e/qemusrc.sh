@@ -167,7 +167,7 @@ io vd0 0x11 1M; io vd1 0x22 2M
 python3 "$VM_QMP_PY" agent "$T/qga.sock" "$T/qga.log" & AGENT=$!
 wait_for 10 "the stand-in agent's socket" "[ -S $T/qga.sock ]"
 SOURCES="root:QEMU data:QEMU"
-: >> "$T/daemon.log"; l0=$(wc -l < "$T/daemon.log") # the log of this part: tail -n +$l0
+: >> "$T/daemon.log"; l0=$(($(wc -l < "$T/daemon.log") + 1)) # this part's log: tail -n +$l0
 bsc_config 1h 24h
 vm_config_qemu "$T/m.qmp"
 sed -i "0,/node: vd0/! s/node: vd0/node: vd1/; s|^          node: vd[01]\$|&\n          guest_agent: $T/qga.sock|; \
