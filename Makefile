@@ -33,6 +33,8 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 DESTDIR ?=
 CC ?= cc
 VERSION := 0.1.0
+# End-to-end tests run this many at once (tests/run.sh -j): they mostly wait.
+TEST_JOBS ?= 2
 
 ifeq ($(SAN),1)
 B ?= build-san
@@ -176,7 +178,7 @@ build-tests: all $(UNIT_BIN) $(HELPER_BIN) $(FUZZ_BIN)
 # everything (unit tests on cmocka, end-to-end tests with real processes).
 test: deps-test
 	$(MAKE) build-tests
-	tests/run.sh $(B)
+	tests/run.sh -j $(TEST_JOBS) $(B)
 
 unit: build-tests
 	tests/run.sh $(B) unit

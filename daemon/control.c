@@ -187,12 +187,12 @@ static json_t *status_json(struct daemon *d)
 				json_array_append_new(srcs, o);
 			}
 		json_array_append_new(groups,
-				      json_pack("{s:s, s:I, s:f, s:f, s:I, s:b, s:b, s:b, s:f, s:b, s:f, s:o}", "name",
+				      json_pack("{s:s, s:I, s:f, s:f, s:I, s:b, s:b, s:b, s:b, s:f, s:b, s:f, s:o}", "name",
 						g->name, "last_cut", (json_int_t)g->last_cut, "cut_time",
 						units_round((double)g->cut_time / 1e6, UNITS_UNIXTIME), "verified_time",
 						units_round((double)g->verified_time / 1e6, UNITS_UNIXTIME), "scans",
 						(json_int_t)g->scans, "consistent", g->consistent, "cutting", g->cutting,
-						"paused", g->paused, "scan_seconds",
+						"cut_timed_out", epoch_cut_timed_out(g), "paused", g->paused, "scan_seconds",
 						units_round((double)g->last_scan_usec / 1e6, UNITS_SECONDS),
 						"waiting", g->cut_waiting, "waiting_seconds",
 						units_round(g->cut_waiting ? (double)(mono - g->wait_since) / 1e6 : 0,
@@ -200,10 +200,11 @@ static json_t *status_json(struct daemon *d)
 						"sources", srcs));
 	}
 	/* Disk cuts across groups (max_concurrent_cuts; docs/control.md). */
-	cuts = json_pack("{s:i, s:i, s:i, s:i, s:I, s:f}", "running", (int)epoch_cuts_running(d), "waiting",
+	cuts = json_pack("{s:i, s:i, s:i, s:i, s:I, s:f, s:I}", "running", (int)epoch_cuts_running(d), "waiting",
 			 (int)epoch_cuts_waiting(d), "max_concurrent", (int)d->cfg->max_concurrent_cuts,
 			 "peak_running", (int)d->cuts_peak, "waited", (json_int_t)d->cuts_waited,
-			 "max_wait_seconds", units_round((double)d->cut_wait_usec / 1e6, UNITS_SECONDS));
+			 "max_wait_seconds", units_round((double)d->cut_wait_usec / 1e6, UNITS_SECONDS),
+			 "timed_out", (json_int_t)d->cuts_timed_out);
 	for (uint32_t i = 0; i < d->n_targets; i++) {
 		struct target *t = d->targets[i];
 		json_t *tg = json_object();

@@ -32,6 +32,9 @@ struct cut {
 	atomic_uint_fast64_t changed, spooled, read_bytes;
 	atomic_int err;
 	atomic_bool done;
+	atomic_bool abort;             /* over cut_timeout: fail instead of committing */
+	bool timed_out;                /* the loop's: abandoned by the watchdog, holds no slot */
+	uint64_t start_mono;           /* when the loop launched it */
 	uint64_t reserved;             /* the group's reservation when the cut began */
 	/* results */
 	bool committed, consistent;

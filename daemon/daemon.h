@@ -85,7 +85,9 @@ struct group {
 	bool digest_v1;                /* the state's digests are of version 1 (before the
 					* upgrade): the next disk cut commits, in version 2 */
 	bool map_ahead;                /* a failed cut left newer leaves in the maps than last_cut:
-					* a scan finding no change then proves nothing */
+					* a scan finding no change then proves nothing, and the
+					* next number must be a disk cut's */
+	uint64_t fail_mono;            /* mono usec: when the last disk cut failed */
 	uint64_t scans;                /* scans since start, committed or not */
 	uint64_t change_time;          /* unix usec of the last change seen */
 	bool consistent;
@@ -96,6 +98,8 @@ struct group {
 	bool cut_waiting;              /* a disk cut is due but max_concurrent_cuts run: it
 					* starts when a slot frees, oldest waiter first */
 	uint64_t wait_since;           /* mono usec: since when it waits */
+	bool slot_held;                /* picked while its WAL-only cut ran: the disk cut
+					* starts when that one ends (epoch.c, slot_take) */
 	uint64_t epochs_cut;
 	uint64_t last_scan_usec;
 	uint64_t last_scan_mono;
@@ -282,6 +286,7 @@ struct daemon {
 	unsigned cuts_peak;            /* most disk cuts that ran at once since the start */
 	uint64_t cuts_waited;          /* disk cuts that had to wait for a slot */
 	uint64_t cut_wait_usec;        /* the longest such wait */
+	uint64_t cuts_timed_out;       /* disk cuts abandoned after cut_timeout */
 	/* io_rate token bucket, shared by scan threads */
 	pthread_mutex_t io_lock;
 	double io_tokens;
@@ -343,6 +348,10 @@ bool epoch_cutting(const struct daemon *d);
 /* Disk cuts running now, and groups waiting for a slot to start one. */
 unsigned epoch_cuts_running(const struct daemon *d);
 unsigned epoch_cuts_waiting(const struct daemon *d);
+/* Every second: abandon the disk cuts running longer than cut_timeout. */
+void epoch_watchdog(struct daemon *d);
+/* G's running cut was abandoned after cut_timeout (its reads have not returned). */
+bool epoch_cut_timed_out(const struct group *g);
 /* Start the waiting cuts that fit under max_concurrent_cuts, oldest first
  * (after a reload, a resume, a cut's end). */
 void epoch_schedule(struct daemon *d);

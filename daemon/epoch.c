@@ -1,4 +1,5 @@
-/* epoch.c - cutting epochs: freeze, clone, parallel scan, spool, commit.
+/* epoch.c - cutting epochs: freeze, clone, parallel scan, spool, commit,
+ * and their scheduling across groups (a group's setup: gstate.c).
  *
  * A cut of group G with number N runs on a thread so the loop stays free:
  *  1. optional freeze hook; reflink clone of each source where possible;
@@ -17,9 +18,7 @@
 #include "sfile.h"
 #include "spool.h"
 #include "subproc.h"
-#include <dirent.h>
 #include <fcntl.h>
-#include <sodium.h>
 #include <inttypes.h>
 #include <linux/fs.h>
 #include <signal.h>
@@ -35,103 +34,6 @@
 /* A WAL-only cut whose number is above the reservation records a new one,
  * this many numbers ahead; those below it commit with no write at all. */
 #define WAL_EPOCH_RESERVE 1000
-
-static const uint8_t zeros[PROTO_BLOCK];
-
-int group_init(struct daemon *d, struct group *g, const struct cfg_group *cfg)
-{
-	char path[4300];
-	uint8_t kid[KEY_ID_BYTES], zero_leaf[LEAF_BYTES];
-	int r;
-
-	memset(g, 0, sizeof(*g));
-	g->d = d;
-	g->cfg = cfg;
-	snprintf(g->name, sizeof(g->name), "%s", cfg->name);
-	if (cfg->sources.n > PROTO_MAX_SOURCES)
-		return err_set(EINVAL, "group %s has more than %d sources", g->name, PROTO_MAX_SOURCES);
-	g->n_sources = (uint32_t)cfg->sources.n;
-	g->sources = calloc(g->n_sources, sizeof(*g->sources));
-	if (!g->sources)
-		return -ENOMEM;
-	if ((r = gstate_path(g, path, sizeof(path), "spool")) < 0 || (r = fs_mkdir_p(path, 0700)) < 0)
-		return r;
-	key_id(d->key, kid);
-	for (uint32_t i = 0; i < g->n_sources; i++) {
-		struct source *s = &g->sources[i];
-		char name[NAME_MAX_LEN + 8];
-		s->g = g;
-		s->cfg = CFG_SOURCE(cfg, i);
-		s->idx = i;
-		s->wd = -1;
-		if (s->cfg->kind == SOURCE_POSTGRES) {
-			d->wal_ready = group_wal_ready;
-			if ((r = pgsource_get(d, g->name, s->cfg, &s->pg)) < 0)
-				return r;
-			s->pg->s = s;
-			g->n_pg++;
-			if (!g->wal_interval || s->cfg->wal_interval < g->wal_interval)
-				g->wal_interval = s->cfg->wal_interval;
-			continue;
-		}
-		g->n_disks++;
-		hash_leaf_secret(d->key, g->name, s->cfg->name, s->secret);
-		hash_leaf(s->secret, zeros, PROTO_BLOCK, zero_leaf);
-		snprintf(name, sizeof(name), "%s.map", s->cfg->name);
-		if ((r = gstate_path(g, path, sizeof(path), name)) < 0 ||
-		    (r = blockmap_open(path, kid, zero_leaf, &s->map)) < 0)
-			return r;
-		if (s->cfg->qemu.qmp) {
-			path[strlen(path) - 4] = 0; /* STATE/GROUP/NAME */
-			if ((r = qemusrc_new(s->cfg, path, g->cfg->full_scan_every, &s->qemu)) < 0)
-				return r;
-			g->n_qemu++;
-		}
-	}
-	if ((r = gstate_load(g)) < 0)
-		return r;
-	g->verified_time = g->cut_time;
-	/* Spools are derived data: anything left from a previous run goes. */
-	if (gstate_path(g, path, sizeof(path), "spool") == 0) {
-		struct dirent *e;
-		DIR *dir = opendir(path);
-		while (dir && (e = readdir(dir))) {
-			char p[4700];
-			if (e->d_name[0] == '.')
-				continue;
-			snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
-			unlink(p);
-		}
-		if (dir)
-			closedir(dir);
-	}
-	g->want_cut = true; /* a first scan at start-up finds what changed while down */
-	return 0;
-}
-
-void group_free(struct group *g)
-{
-	if (g->cut) {
-		pthread_join(g->cut->thread, NULL);
-		spool_unref(g->cut->spool);
-		free(g->cut);
-		g->cut = NULL;
-	}
-	gstate_release(g);
-	for (uint32_t i = 0; g->sources && i < g->n_sources; i++) {
-		struct pgsrc *p = g->sources[i].pg;
-		blockmap_close(g->sources[i].map);
-		qemusrc_free(g->sources[i].qemu);
-		sodium_memzero(g->sources[i].secret, LEAF_SECRET_BYTES);
-		if (p && p->s == &g->sources[i])
-			p->s = NULL;
-		pgsource_put(p);
-	}
-	spool_unref(g->spool);
-	free(g->sources);
-	sd_event_source_unref(g->timer);
-	sd_event_source_unref(g->pg_timer);
-}
 
 /* ---- hooks and clones ---- */
 
@@ -202,6 +104,15 @@ static int cut_guest(struct group *g, struct cut *c, uint32_t i, bool *done, boo
 	if (agent && !frozen)
 		*fuzzy = true;
 	return 1;
+}
+
+/* The watchdog gave up on C (epoch_watchdog): fail rather than resize the
+ * maps or commit what the loop no longer waits for. */
+static int cut_abandoned(struct cut *c)
+{
+	if (!atomic_load(&c->abort))
+		return 0;
+	return err_set(ETIMEDOUT, "its reads returned late");
 }
 
 static void *cut_thread(void *arg)
@@ -297,6 +208,8 @@ static void *cut_thread(void *arg)
 		if ((r = fs_fd_size(fd, &c->size[i])) < 0)
 			goto thaw;
 	}
+	if ((r = cut_abandoned(c)) < 0)
+		goto thaw; /* an open that hung (a FIFO, a dead NFS server) returned late */
 	if (frozen && cloned) {
 		/* The clones are the point in time: the guest can go on. */
 		r = run_hook(g, "thaw", g->cfg->thaw, c->epoch);
@@ -362,6 +275,8 @@ static void *cut_thread(void *arg)
 		c->consistent = true;
 	if (qemu_fuzzy)
 		c->consistent = false;
+	if ((r = cut_abandoned(c)) < 0)
+		goto thaw;
 	/* The spool is derived data (dropped at restart): no fsync. */
 	spool_finish(c->spool);
 	/* Commit: only if something is to be said (or someone asked). */
@@ -385,6 +300,8 @@ thaw:
 			if (t < 0 && r == 0)
 				log_warn("group %s: %s", g->name, err_msg(t));
 		}
+	if (r < 0 && atomic_load(&c->abort))
+		r = err_wrap(r, "the cut ran longer than cut_timeout and was abandoned");
 	if (r < 0) {
 		/* What the maps hold is in doubt: the next cut reads every file. */
 		for (uint32_t i = 0; i < g->n_sources; i++)
@@ -428,6 +345,7 @@ static void cut_launch(struct group *g, bool wal_only)
 		return;
 	c->g = g;
 	c->wal_only = wal_only;
+	c->start_mono = clock_mono_usec();
 	c->reserved = g->reserved;
 	/* A cut that commits nothing leaves its number to the next one (it
 	 * marked no block), and a cut that fails hands its number and the
@@ -439,8 +357,10 @@ static void cut_launch(struct group *g, bool wal_only)
 	/* A WAL-only cut while the group's disk cut waits for a slot: the
 	 * wish for a cut (want_cut) is the disk cut's, it stays. */
 	disk_waits = wal_only && g->cut_waiting;
+	/* A disk cut after a failed one commits even if it finds nothing: the
+	 * leaves the failed cut marked carry this number (map_ahead). */
 	atomic_init(&c->force, (g->want_cut && !disk_waits) || g->promised >= c->epoch ||
-			       (g->digest_v1 && !wal_only));
+			       (!wal_only && (g->digest_v1 || g->map_ahead)));
 	take_wal(g, c);
 	if (wal_only) {
 		/* No spool: a disk is sent only to a target that holds its state. */
@@ -477,20 +397,32 @@ static void cut_launch(struct group *g, bool wal_only)
  * A host serving many groups of large disks must not read them all at
  * once: at most max_concurrent_cuts disk cuts run, the others wait in
  * order of arrival (a group that just finished queues behind those that
- * waited meanwhile).  WAL-only cuts read no disk and do not wait for a
- * slot (the synchronous mode of a postgres source waits on them), but for
- * a group whose own disk cut waits with a sync's number promised: its WAL
- * goes with that disk cut, which must get the number.  io_rate caps the
+ * waited meanwhile), but a waiting cut that holds back its group's WAL (a
+ * sync's number is promised to it) goes first.  WAL-only cuts read no disk
+ * and do not wait for a slot (the synchronous mode of a postgres source
+ * waits on them), but for a group whose own disk cut waits with a sync's
+ * number promised, or whose last disk cut failed (map_ahead): the next
+ * number must then be a disk cut's (docs/design.md, "Many groups").  A
+ * group picked while its WAL-only cut runs holds the slot (slot_held) and
+ * its disk cut starts when that cut ends, before any other WAL-only cut,
+ * so a busy WAL stream cannot starve it.  A disk cut running longer than
+ * cut_timeout gives its slot back (epoch_watchdog, every second).  io_rate caps the
  * reads of those that run, together (scan.c).  The interval timers of the
  * groups tick at phases spread over the interval (group_next_tick), so
  * groups of one interval do not all ask at the same instant. */
+
+/* Does G's disk cut take a slot?  One that timed out gave it back. */
+static bool holds_slot(const struct group *g)
+{
+	return g->slot_held || (g->cut && !g->cut->wal_only && !g->cut->timed_out);
+}
 
 unsigned epoch_cuts_running(const struct daemon *d)
 {
 	unsigned n = 0;
 
 	for (uint32_t i = 0; i < d->n_groups; i++)
-		n += d->groups[i]->cut && !d->groups[i]->cut->wal_only;
+		n += holds_slot(d->groups[i]);
 	return n;
 }
 
@@ -501,6 +433,24 @@ unsigned epoch_cuts_waiting(const struct daemon *d)
 	for (uint32_t i = 0; i < d->n_groups; i++)
 		n += d->groups[i]->cut_waiting;
 	return n;
+}
+
+bool epoch_cut_timed_out(const struct group *g)
+{
+	return g->cut && g->cut->timed_out;
+}
+
+/* The WAL of G waits for its disk cut: a sync's number is promised to it. */
+static bool holds_wal(const struct group *g)
+{
+	return g->want_wal && g->promised > g->last_cut;
+}
+
+/* May the waiting G get a slot now: not paused, and running nothing or
+ * only a WAL-only cut (it then holds the slot until that cut ends). */
+static bool can_start(const struct group *g)
+{
+	return g->cut_waiting && !g->paused && (!g->cutting || (g->cut && g->cut->wal_only));
 }
 
 void epoch_schedule(struct daemon *d)
@@ -514,7 +464,10 @@ void epoch_schedule(struct daemon *d)
 		uint64_t waited;
 		for (uint32_t i = 0; i < d->n_groups; i++) {
 			struct group *g = d->groups[i];
-			if (g->cut_waiting && !g->cutting && !g->paused && (!next || g->wait_since < next->wait_since))
+			if (!can_start(g))
+				continue;
+			if (!next || holds_wal(g) > holds_wal(next) ||
+			    (holds_wal(g) == holds_wal(next) && g->wait_since < next->wait_since))
 				next = g;
 		}
 		if (!next)
@@ -523,10 +476,63 @@ void epoch_schedule(struct daemon *d)
 		waited = clock_mono_usec() - next->wait_since;
 		if (waited > d->cut_wait_usec)
 			d->cut_wait_usec = waited;
-		cut_launch(next, false);
-		if (next->cutting && running + 1 > d->cuts_peak)
+		if (next->cutting)
+			next->slot_held = true; /* cut_finished starts it (slot_take) */
+		else
+			cut_launch(next, false);
+		if (holds_slot(next) && running + 1 > d->cuts_peak)
 			d->cuts_peak = running + 1;
 	}
+}
+
+/* G's WAL-only cut ended while G held a slot: its disk cut starts now (or
+ * waits again if a reload or a pause came meanwhile).  True if it started. */
+static bool slot_take(struct group *g)
+{
+	if (!g->slot_held)
+		return false;
+	g->slot_held = false;
+	if (g->paused || g->retired)
+		return false; /* resume or the successor asks again */
+	if (g->d->reloading) {
+		g->cut_waiting = true; /* wait_since kept: first in line after the reload */
+		return false;
+	}
+	cut_launch(g, false);
+	return g->cutting;
+}
+
+/* A disk cut of G running longer than cut_timeout (a hung NBD or NFS
+ * read) is abandoned.  Its thread cannot be killed and still owns the maps,
+ * so the group cuts again only when it returns (the cut then fails,
+ * cut_thread); its slot goes to the next group now. */
+static void cut_watchdog(struct group *g, uint64_t now)
+{
+	struct daemon *d = g->d;
+	struct cut *c = g->cut;
+	char gf[NAME_MAX_LEN + 8], txt[256];
+	const char *f[] = { gf, NULL };
+
+	if (!c || c->wal_only || c->timed_out || !d->cfg->cut_timeout || now - c->start_mono <= d->cfg->cut_timeout)
+		return;
+	c->timed_out = true;
+	atomic_store(&c->abort, true);
+	d->cuts_timed_out++;
+	snprintf(gf, sizeof(gf), "GROUP=%s", g->name);
+	snprintf(txt, sizeof(txt), "cut has run %.0f s, over cut_timeout (%.0f s): abandoned, its slot freed; "
+		 "the group cuts again once its reads return", (double)(now - c->start_mono) / 1e6,
+		 (double)d->cfg->cut_timeout / 1e6);
+	log_fields(LOG_ERR, f, "epoch %" PRIu64 " of group %s: %s", c->epoch, g->name, txt);
+	daemon_event(d, "error", g->name, "", c->epoch, txt);
+	epoch_schedule(d);
+}
+
+void epoch_watchdog(struct daemon *d)
+{
+	uint64_t now = clock_mono_usec();
+
+	for (uint32_t i = 0; i < d->n_groups; i++)
+		cut_watchdog(d->groups[i], now);
 }
 
 /* WAL_ONLY: no disk is scanned (a group of postgres sources only, or a
@@ -542,7 +548,18 @@ static void group_start_cut_kind(struct group *g, bool wal_only)
 		wal_only = true;
 	if (wal_only && g->n_disks && !g->disk_epoch)
 		wal_only = false; /* the disks' state is not known in this run yet */
-	if (wal_only && g->cut_waiting && g->promised > g->last_cut) {
+	if (wal_only && g->map_ahead) {
+		/* A failed disk cut marked leaves with the number last_cut + 1: a
+		 * WAL-only epoch taking it would put them at or below the next
+		 * disk cut's spool floor, never sent.  A disk cut takes it, at
+		 * most one per interval while they fail (the timer's tick). */
+		if (clock_mono_usec() - g->fail_mono < g->cfg->interval) {
+			g->want_wal = true;
+			return;
+		}
+		wal_only = false;
+	}
+	if (wal_only && (g->cut_waiting || g->slot_held) && g->promised > g->last_cut) {
 		/* A sync was promised the number of the waiting disk cut: a
 		 * WAL-only epoch would take it without the disks.  The WAL
 		 * waits and goes with the disk cut. */
@@ -661,7 +678,8 @@ int group_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	uint64_t now = clock_mono_usec(), next = group_next_tick(g, now > usec ? now : usec);
 
 	if (!g->cutting && !g->paused &&
-	    (g->dirty || g->want_cut || g->n_qemu || now - g->last_scan_mono >= g->cfg->max_interval))
+	    (g->dirty || g->want_cut || g->n_qemu || (g->want_wal && g->map_ahead) ||
+	     now - g->last_scan_mono >= g->cfg->max_interval))
 		group_start_cut(g);
 	/* The max_interval scan on time, not at the next interval tick: it
 	 * bounds the lag of an idle group. */
@@ -694,9 +712,16 @@ static void cut_finished(struct group *g)
 			   c->errmsg);
 		daemon_event(d, "error", g->name, "", c->epoch, c->errmsg);
 		g->want_cut |= atomic_load(&c->force);
-		g->map_ahead = true;
+		if (!c->wal_only) {
+			g->map_ahead = true;
+			g->fail_mono = clock_mono_usec();
+		}
 		spool_unref(c->spool);
 		free(c);
+		/* The group retries at its next tick (a lasting error does not
+		 * spin); the slot goes to the next waiter now. */
+		slot_take(g);
+		epoch_schedule(d);
 		return;
 	}
 	for (uint32_t i = 0; !c->wal_only && i < g->n_sources; i++)
@@ -730,9 +755,10 @@ static void cut_finished(struct group *g)
 		g->reserved = c->reserved > c->epoch ? c->reserved : c->epoch;
 		g->cut_time = c->cut_time;
 		g->verified_time = c->cut_time;
-		g->map_ahead = false;
-		if (!c->wal_only)
+		if (!c->wal_only) {
+			g->map_ahead = false;
 			g->digest_v1 = false;
+		}
 		if (g->promised > g->last_cut)
 			g->want_cut = true; /* a failed cut took the number a sync waits for */
 		g->epochs_cut++;
@@ -792,10 +818,12 @@ static void cut_finished(struct group *g)
 		spool_unref(c->spool);
 	}
 	free(c);
-	if (g->want_cut && !g->paused)
-		group_start_cut(g); /* behind the groups that waited meanwhile */
-	if (g->want_wal && !g->cutting && !g->paused)
-		group_start_cut_kind(g, true);
+	if (!slot_take(g)) {
+		if (g->want_cut && !g->paused)
+			group_start_cut(g); /* behind the groups that waited meanwhile */
+		if (g->want_wal && !g->cutting && !g->paused)
+			group_start_cut_kind(g, true);
+	}
 	epoch_schedule(d); /* the slot this cut held */
 }
 

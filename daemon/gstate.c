@@ -1,14 +1,24 @@
-/* gstate.c - the daemon's state of a group: its last epoch number, the
- * reservation of numbers for WAL-only cuts (docs/design.md "Epoch
- * numbers"), the cut's time and the disks' sizes and digests, in
- * STATE_DIR/groups/G/state, replaced atomically. */
+/* gstate.c - a group's setup (its sources, maps and spool directory) and
+ * the daemon's state of it: its last epoch number, the reservation of
+ * numbers for WAL-only cuts (docs/design.md "Epoch numbers"), the cut's
+ * time and the disks' sizes and digests, in STATE_DIR/groups/G/state,
+ * replaced atomically. */
 #include "daemon.h"
+#include "blockmap.h"
+#include "cut.h"
 #include "err.h"
+#include "fsutil.h"
 #include "log.h"
+#include "pgsource.h"
+#include "qemusrc.h"
 #include "sfile.h"
+#include "spool.h"
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define G_MAGIC "BSCGRST2"    /* digests of version 2 (lib/merkle.h) */
@@ -125,4 +135,101 @@ void gstate_release(struct group *g)
 			 g->reserved);
 	else
 		g->reserved = g->last_cut;
+}
+
+static const uint8_t zeros[PROTO_BLOCK];
+
+int group_init(struct daemon *d, struct group *g, const struct cfg_group *cfg)
+{
+	char path[4300];
+	uint8_t kid[KEY_ID_BYTES], zero_leaf[LEAF_BYTES];
+	int r;
+
+	memset(g, 0, sizeof(*g));
+	g->d = d;
+	g->cfg = cfg;
+	snprintf(g->name, sizeof(g->name), "%s", cfg->name);
+	if (cfg->sources.n > PROTO_MAX_SOURCES)
+		return err_set(EINVAL, "group %s has more than %d sources", g->name, PROTO_MAX_SOURCES);
+	g->n_sources = (uint32_t)cfg->sources.n;
+	g->sources = calloc(g->n_sources, sizeof(*g->sources));
+	if (!g->sources)
+		return -ENOMEM;
+	if ((r = gstate_path(g, path, sizeof(path), "spool")) < 0 || (r = fs_mkdir_p(path, 0700)) < 0)
+		return r;
+	key_id(d->key, kid);
+	for (uint32_t i = 0; i < g->n_sources; i++) {
+		struct source *s = &g->sources[i];
+		char name[NAME_MAX_LEN + 8];
+		s->g = g;
+		s->cfg = CFG_SOURCE(cfg, i);
+		s->idx = i;
+		s->wd = -1;
+		if (s->cfg->kind == SOURCE_POSTGRES) {
+			d->wal_ready = group_wal_ready;
+			if ((r = pgsource_get(d, g->name, s->cfg, &s->pg)) < 0)
+				return r;
+			s->pg->s = s;
+			g->n_pg++;
+			if (!g->wal_interval || s->cfg->wal_interval < g->wal_interval)
+				g->wal_interval = s->cfg->wal_interval;
+			continue;
+		}
+		g->n_disks++;
+		hash_leaf_secret(d->key, g->name, s->cfg->name, s->secret);
+		hash_leaf(s->secret, zeros, PROTO_BLOCK, zero_leaf);
+		snprintf(name, sizeof(name), "%s.map", s->cfg->name);
+		if ((r = gstate_path(g, path, sizeof(path), name)) < 0 ||
+		    (r = blockmap_open(path, kid, zero_leaf, &s->map)) < 0)
+			return r;
+		if (s->cfg->qemu.qmp) {
+			path[strlen(path) - 4] = 0; /* STATE/GROUP/NAME */
+			if ((r = qemusrc_new(s->cfg, path, g->cfg->full_scan_every, &s->qemu)) < 0)
+				return r;
+			g->n_qemu++;
+		}
+	}
+	if ((r = gstate_load(g)) < 0)
+		return r;
+	g->verified_time = g->cut_time;
+	/* Spools are derived data: anything left from a previous run goes. */
+	if (gstate_path(g, path, sizeof(path), "spool") == 0) {
+		struct dirent *e;
+		DIR *dir = opendir(path);
+		while (dir && (e = readdir(dir))) {
+			char p[4700];
+			if (e->d_name[0] == '.')
+				continue;
+			snprintf(p, sizeof(p), "%s/%s", path, e->d_name);
+			unlink(p);
+		}
+		if (dir)
+			closedir(dir);
+	}
+	g->want_cut = true; /* a first scan at start-up finds what changed while down */
+	return 0;
+}
+
+void group_free(struct group *g)
+{
+	if (g->cut) {
+		pthread_join(g->cut->thread, NULL);
+		spool_unref(g->cut->spool);
+		free(g->cut);
+		g->cut = NULL;
+	}
+	gstate_release(g);
+	for (uint32_t i = 0; g->sources && i < g->n_sources; i++) {
+		struct pgsrc *p = g->sources[i].pg;
+		blockmap_close(g->sources[i].map);
+		qemusrc_free(g->sources[i].qemu);
+		sodium_memzero(g->sources[i].secret, LEAF_SECRET_BYTES);
+		if (p && p->s == &g->sources[i])
+			p->s = NULL;
+		pgsource_put(p);
+	}
+	spool_unref(g->spool);
+	free(g->sources);
+	sd_event_source_unref(g->timer);
+	sd_event_source_unref(g->pg_timer);
 }

@@ -176,6 +176,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata)
 	else
 		sd_notifyf(0, "STATUS=%u groups; %u of %u targets connected; worst lag %.1fs",
 			   d->n_groups, up, d->n_targets, worst);
+	epoch_watchdog(d);
 	daemon_free_retired(d);
 	targets_tick(d);
 	pgsources_tick(d);

@@ -462,8 +462,17 @@ static void on_base_frame(struct pgchild *c, const struct pgp_msg *m)
 		r = pgwriter_put(w, PB_END, m->u.bb_end.tli, m->u.bb_end.lsn, 0, NULL, NULL, 0);
 		/* Done with the connection: the writer completes the base, and
 		 * no other starts meanwhile (the child may exit first). */
-		p->base_writing = r >= 0;
 		pgchild_end(c, NULL);
+		if (r < 0) {
+			/* The child's exit is that of a complete base: the
+			 * failure is said here, with its backoff. */
+			char msg[200];
+			snprintf(msg, sizeof(msg), "cannot queue the end of the base backup for the spool: %s",
+				 strerror(-r));
+			base_failed(p, msg);
+			return;
+		}
+		p->base_writing = true;
 		break;
 	}
 	if (r < 0)

@@ -695,6 +695,13 @@ fail: {
 	return r;
 }
 
+uint64_t qemusrc_next_changed(const struct qemusrc *q, uint64_t first)
+{
+	size_t k = qs_ext_find(&q->ext, first);
+
+	return k == q->ext.n ? UINT64_MAX : q->ext.e[k].first > first ? q->ext.e[k].first : first;
+}
+
 void qemusrc_changed(const struct qemusrc *q, uint64_t first, uint32_t n, uint8_t *want, uint8_t *zero)
 {
 	memset(want, 0, n);

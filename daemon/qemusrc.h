@@ -40,6 +40,9 @@ int qemusrc_cut_begin(struct qemusrc *const *qs, unsigned n, uint64_t epoch, uin
  * since the last cut (or everything, in a full cut); ZERO[i] = 1 if it
  * reads as zeros without a read. */
 void qemusrc_changed(const struct qemusrc *q, uint64_t first, uint32_t n, uint8_t *want, uint8_t *zero);
+/* The first block at or after FIRST that qemusrc_changed would want
+ * (UINT64_MAX: none): a binary search over the cut's extents. */
+uint64_t qemusrc_next_changed(const struct qemusrc *q, uint64_t first);
 /* Read LEN bytes at OFF of the view (thread-safe).  0 or a negative errno. */
 int qemusrc_pread(struct qemusrc *q, void *buf, size_t len, uint64_t off);
 /* Block BLOCK read differs from what the map held (thread-safe): in a

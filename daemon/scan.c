@@ -90,7 +90,7 @@ static void find_data(int fd, uint32_t si, uint64_t off, uint64_t len, uint8_t *
 /* NEWER[b] = whether block FIRST + b (b < NB; FIRST a multiple of
  * BM_CHUNK) changed after epoch FLOOR, as the map says; blocks of a chunk
  * never seen get UNKNOWN. */
-static void map_newer(const struct blockmap *m, uint64_t first, uint32_t nb, uint64_t floor, uint8_t unknown,
+static void map_newer(struct blockmap *m, uint64_t first, uint32_t nb, uint64_t floor, uint8_t unknown,
 		      uint8_t *newer)
 {
 	for (uint32_t b0 = 0; b0 < nb; b0 += BM_CHUNK) {
@@ -101,6 +101,10 @@ static void map_newer(const struct blockmap *m, uint64_t first, uint32_t nb, uin
 			memset(newer + b0, e > floor, n);
 			break;
 		case BM_RECS:
+			if (blockmap_chunk_newest(m, (first + b0) / BM_CHUNK) <= floor) {
+				memset(newer + b0, 0, n);
+				break;
+			}
 			for (uint32_t b = 0; b < n; b++)
 				newer[b0 + b] = m->recs[first + b0 + b].epoch > floor;
 			break;
@@ -126,51 +130,45 @@ static bool zero_at_floor(const struct blockmap *m, uint64_t first, uint32_t nb,
 }
 
 /* Whether any of the NB blocks at FIRST (a multiple of BM_CHUNK) changed
- * after epoch FLOOR or lies in a chunk never seen. */
-static bool map_any_newer(const struct blockmap *m, uint64_t first, uint32_t nb, uint64_t floor)
+ * after epoch FLOOR, or lies in a chunk never seen (if UNKNOWN): a word per
+ * MiB (blockmap_chunk_newest), not its records. */
+static bool map_any_newer(struct blockmap *m, uint64_t first, uint32_t nb, uint64_t floor, bool unknown)
 {
 	for (uint32_t b0 = 0; b0 < nb; b0 += BM_CHUNK) {
-		uint32_t n = nb - b0 > BM_CHUNK ? BM_CHUNK : nb - b0;
-		uint64_t e = 0;
-		switch (blockmap_chunk_state(m, (first + b0) / BM_CHUNK, &e)) {
-		case BM_ZERO:
-			if (e > floor)
-				return true;
-			break;
-		case BM_RECS:
-			for (uint32_t b = 0; b < n; b++)
-				if (m->recs[first + b0 + b].epoch > floor)
-					return true;
-			break;
-		default:
+		uint64_t mc = (first + b0) / BM_CHUNK;
+		if (blockmap_chunk_state(m, mc, NULL) == BM_UNKNOWN ? unknown : blockmap_chunk_newest(m, mc) > floor)
 			return true;
-		}
 	}
 	return false;
 }
 
-/* Chunk CHUNK of plain source SI needs nothing read, hashed, recorded or
- * spooled, by what is known without reading it: a file the hint vouches
- * for with no block a target lacks, or a hole (as probe P knows it) whose
- * map chunks are zero since an epoch no target lacks. */
+/* Chunk CHUNK of source SI needs nothing read, hashed, recorded or
+ * spooled, by what is known without reading it: a QEMU source's chunk with
+ * no dirty block and no block a target lacks, a file the hint vouches for
+ * with no block a target lacks, or a hole (as probe P knows it) whose map
+ * chunks are zero since an epoch no target lacks. */
 static bool chunk_idle(const struct cut *c, uint32_t si, uint64_t chunk, const struct data_probe *p)
 {
-	const struct blockmap *m = c->g->sources[si].map;
+	const struct source *s = &c->g->sources[si];
+	struct blockmap *m = s->map;
 	uint64_t off = chunk * SPOOL_CHUNK * PROTO_BLOCK, len = c->size[si] - off;
 	uint32_t nb;
 
 	if (len > SPOOL_CHUNK * PROTO_BLOCK)
 		len = SPOOL_CHUNK * PROTO_BLOCK;
 	nb = (uint32_t)((len + PROTO_BLOCK - 1) / PROTO_BLOCK);
+	if (s->qemu)
+		return qemusrc_next_changed(s->qemu, chunk * SPOOL_CHUNK) >= chunk * SPOOL_CHUNK + nb &&
+		       !map_any_newer(m, chunk * SPOOL_CHUNK, nb, c->floor[si], false);
 	if (c->hinted[si])
-		return !map_any_newer(m, chunk * SPOOL_CHUNK, nb, c->floor[si]);
+		return !map_any_newer(m, chunk * SPOOL_CHUNK, nb, c->floor[si], true);
 	return p->valid && p->si == si && p->from <= off && (p->none || p->next >= off + len) &&
 	       zero_at_floor(m, chunk * SPOOL_CHUNK, nb, c->size[si], c->floor[si]);
 }
 
 /* Chunk W of the cut (CHUNK of source SI) was idle: claim the idle chunks
  * that follow it in that source, up to 8 GiB at a time, so a TiB of holes
- * costs a pass over chunk words, not a turn of the workers' loop (and of
+ * (or of a QEMU source's clean blocks) costs a pass over chunk words, not a turn of the workers' loop (and of
  * their shared counter) per 2 MiB. */
 static void skip_idle(struct cut *c, uint32_t si, uint64_t chunk, uint64_t w, const struct data_probe *p)
 {
@@ -221,6 +219,12 @@ void *scan_worker(void *arg)
 			 * read all of it through NBD). */
 			uint8_t zero[SPOOL_CHUNK], newer[SPOOL_CHUNK];
 			uint64_t ze;
+			if (chunk_idle(c, si, chunk, &probe)) {
+				/* O(dirty extents), not O(disk): the clean MiB are a
+				 * pass over their chunk words. */
+				skip_idle(c, si, chunk, w, &probe);
+				continue;
+			}
 			qemusrc_changed(s->qemu, chunk * SPOOL_CHUNK, nb, need, zero);
 			map_newer(s->map, chunk * SPOOL_CHUNK, nb, c->floor[si], 0, newer);
 			for (uint32_t b = 0; b < nb; b++) {
@@ -248,8 +252,7 @@ void *scan_worker(void *arg)
 		}
 		if (!memchr(hasdata, 1, nb) && zero_at_floor(s->map, chunk * SPOOL_CHUNK, nb, c->size[si], c->floor[si])) {
 			/* a hole the map knows as one, that no target lacks */
-			if (!s->qemu)
-				skip_idle(c, si, chunk, w, &probe);
+			skip_idle(c, si, chunk, w, &probe);
 			continue;
 		}
 		/* Read the data runs. */
@@ -323,7 +326,7 @@ void *scan_worker(void *arg)
 				if (memcmp(rec->leaf, leaf, LEAF_BYTES) != 0) {
 					rec->epoch = c->epoch; /* first the change epoch, then the leaf */
 					memcpy(rec->leaf, leaf, LEAF_BYTES);
-					blockmap_touch(s->map, bi);
+					blockmap_changed(s->map, bi, c->epoch);
 					changed++;
 					if (s->qemu) /* a verifying read: did the bitmap know? */
 						qemusrc_block_changed(s->qemu, bi);

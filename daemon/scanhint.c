@@ -27,16 +27,19 @@ void scanhint_update(struct scanhint *h, bool hinted, const struct stat *before,
 		       ts_usec(&before->st_ctim) + SCANHINT_SETTLE_USEC < start_real;
 
 	if (!after_ok || !S_ISREG(before->st_mode) || !scanhint_same(before, after)) {
-		h->valid = false; /* written during the cut: the next one reads it all */
+		h->valid = h->seen = false; /* written during the cut: the next one reads it all */
 		return;
 	}
 	if (hinted)
 		return; /* still the file the last full scan read */
-	if (!settled) {
+	if (!h->seen || !scanhint_same(&h->st, before) || !settled) {
+		/* The first full scan of the file as it is now: it vouches for
+		 * nothing yet, the next full scan that finds the same may. */
 		h->valid = false;
+		h->seen = true;
+		h->st = *before;
 		return;
 	}
 	h->valid = true;
-	h->st = *before;
 	h->full_mono = start_mono;
 }

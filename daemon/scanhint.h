@@ -8,14 +8,18 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
-/* A full scan vouches for the file only if its last change (mtime and
- * ctime) is this much older than the scan's start: a write stamps the
- * times before its data lands (an O_DIRECT write in flight, a buffered
- * copy preempted), so a later read could miss data the times announce. */
+/* A full scan vouches for the file only if an earlier full scan found it
+ * with the same stat (two agreeing full scans: nobody wrote from the
+ * start of the first to the end of the second) and its last change (mtime
+ * and ctime) is this much older than the second scan's start.  A write
+ * stamps the times before its data lands (an O_DIRECT write in flight, a
+ * buffered copy preempted), so a read could miss data the times announce;
+ * such a write would have to stay in flight across a whole full scan and
+ * this long (docs/design.md, "The scan hint"). */
 #define SCANHINT_SETTLE_USEC 2000000u
-
 struct scanhint {
-	bool valid;
+	bool valid;           /* two full scans agree: st may be trusted */
+	bool seen;            /* st is from a full scan (the first of two, or both) */
 	struct stat st;       /* the file when the full scan began */
 	uint64_t full_mono;   /* monotonic usec: the start of that full scan */
 };
@@ -31,7 +35,8 @@ bool scanhint_usable(const struct scanhint *h, const struct stat *now, uint64_t 
  * BEFORE and AFTER are the file's stat when the cut began and after its
  * scan (AFTER_OK: that stat succeeded); START_REAL and START_MONO the
  * cut's start (unix and monotonic usec).  A hinted cut keeps the hint
- * only if the file is still unchanged; a full one sets it if nobody wrote
- * during the scan and the last write had settled, else clears it. */
+ * only if the file is still unchanged.  A full one during which nobody
+ * wrote records the file's stat; it sets the hint if an earlier full scan
+ * recorded the same stat and the last write had settled, else clears it. */
 void scanhint_update(struct scanhint *h, bool hinted, const struct stat *before, const struct stat *after,
 		     bool after_ok, uint64_t start_real, uint64_t start_mono);

@@ -223,7 +223,8 @@ static const struct cfg_table report_table = { "report", 0, report_keys };
 
 static const struct cfg_key hybrid_keys[] = {
 	{ K("intake", CT_PATH, struct rb_hybrid, intake), .required = true,
-	  .note = "the intake directory on the drill's machine (bascule intake add DIR)" },
+	  .note = "the intake directory on the drill's machine (bascule intake add DIR), or the "
+		  "operator's intake file of an S3 intake (etc/intake-s3.yaml)" },
 	{ K("client", CT_NAME, struct rb_hybrid, client), .required = true,
 	  .note = "the client whose nightly dump is restored" },
 	{ K("key", CT_SECRET, struct rb_hybrid, key), .required = true,

@@ -82,6 +82,14 @@ static void bm_tree_drop(struct blockmap *m)
 	m->tree_len = 0;
 }
 
+static void bm_newest_drop(struct blockmap *m)
+{
+	if (m->newest)
+		munmap(m->newest, m->newest_len);
+	m->newest = NULL;
+	m->newest_len = 0;
+}
+
 static void bm_unmap(struct blockmap *m)
 {
 	if (m->base)
@@ -283,6 +291,7 @@ int blockmap_open_fs(const struct blockmap_fs *fs, const char *path, const uint8
 	if (!m)
 		return -ENOMEM;
 	m->fs = fs ? *fs : path_fs;
+	pthread_mutex_init(&m->newest_lock, NULL);
 	snprintf(m->path, sizeof(m->path), "%s", path);
 	memcpy(m->zero_leaf, zero_leaf, LEAF_BYTES);
 	bm_nodes(m);
@@ -341,9 +350,13 @@ int blockmap_open_fs(const struct blockmap_fs *fs, const char *path, const uint8
 	m->nchunks = (m->nblocks + BM_CHUNK - 1) / BM_CHUNK;
 	if (m->dir_bytes % 4096 || m->dir_bytes < dir_room(m->nchunks) ||
 	    (uint64_t)st.st_size != BM_HDR + m->dir_bytes + m->nblocks * sizeof(struct bm_rec)) {
-		r = err_set(EBADMSG, "block map %s is damaged (size %llu for %llu blocks); move it away: "
-				     "the next scan rebuilds it and every target is sent the whole disk",
-			    path, (unsigned long long)st.st_size, (unsigned long long)m->nblocks);
+		/* What moving it away costs differs: the daemon's map is rebuilt
+		 * by a full scan that sends every target the whole disk; a
+		 * replica's is rebuilt from the replica file itself. */
+		r = err_set(EBADMSG, "block map %s is damaged (size %llu for %llu blocks); move it away: %s", path,
+			    (unsigned long long)st.st_size, (unsigned long long)m->nblocks,
+			    (flags & BLOCKMAP_KEEP) ? "it is rebuilt from the file it describes"
+						    : "the next scan rebuilds it and every target is sent the whole disk");
 		goto fail;
 	}
 	if ((r = bm_map(m)) < 0)
@@ -360,9 +373,11 @@ void blockmap_close(struct blockmap *m)
 	if (!m)
 		return;
 	bm_tree_drop(m);
+	bm_newest_drop(m);
 	bm_unmap(m);
 	if (m->fd >= 0)
 		close(m->fd);
+	pthread_mutex_destroy(&m->newest_lock);
 	free(m);
 }
 
@@ -384,6 +399,7 @@ int blockmap_resize(struct blockmap *m, uint64_t size)
 
 	if (nb != m->nblocks) {
 		bm_tree_drop(m); /* rebuilt at the next digest */
+		bm_newest_drop(m); /* and at the next question */
 		/* Chunks past the end are forgotten (a later growth finds them unknown). */
 		for (uint64_t c = nc; c < m->nchunks; c++)
 			m->words[c] = 0;
@@ -430,6 +446,88 @@ int blockmap_sync(struct blockmap *m)
 	return 0;
 }
 
+/* ---- the newest change epoch of each chunk ---- */
+
+/* The greatest change epoch among chunk C's records. */
+static uint64_t bm_recs_newest(const struct blockmap *m, uint64_t c)
+{
+	uint64_t first = c * BM_CHUNK, n = m->nblocks - first > BM_CHUNK ? BM_CHUNK : m->nblocks - first, e = 0;
+
+	for (uint64_t b = first; b < first + n; b++)
+		if (m->recs[b].epoch > e)
+			e = m->recs[b].epoch;
+	return e;
+}
+
+/* The newest epochs, built at the first call (under the lock, which
+ * blockmap_changed waits on: a change made during the pass is not lost);
+ * NULL if there is no memory for them (the records are asked instead). */
+static uint64_t *bm_newest(struct blockmap *m)
+{
+	uint64_t *p = __atomic_load_n(&m->newest, __ATOMIC_ACQUIRE);
+
+	if (p)
+		return p;
+	pthread_mutex_lock(&m->newest_lock);
+	if (!(p = m->newest) && m->nchunks) {
+		size_t len = (size_t)m->nchunks * sizeof(uint64_t);
+		void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (mem != MAP_FAILED) {
+			p = mem;
+			for (uint64_t c = 0; c < m->nchunks; c++) {
+				uint64_t e = blockmap_chunk_state(m, c, NULL) == BM_RECS ? bm_recs_newest(m, c) : 0;
+				if (e) /* a page only where chunks have records */
+					p[c] = e;
+			}
+			m->newest_len = len;
+			__atomic_store_n(&m->newest, p, __ATOMIC_RELEASE);
+		}
+	}
+	pthread_mutex_unlock(&m->newest_lock);
+	return p;
+}
+
+uint64_t blockmap_chunk_newest(struct blockmap *m, uint64_t c)
+{
+	uint64_t e = 0, *p;
+
+	switch (blockmap_chunk_state(m, c, &e)) {
+	case BM_ZERO:
+		return e;
+	case BM_RECS:
+		p = bm_newest(m);
+		return p ? __atomic_load_n(&p[c], __ATOMIC_RELAXED) : bm_recs_newest(m, c);
+	default:
+		return 0;
+	}
+}
+
+/* Chunk C's records now hold change epoch EPOCH. */
+static void bm_note_epoch(struct blockmap *m, uint64_t c, uint64_t epoch)
+{
+	uint64_t *p = __atomic_load_n(&m->newest, __ATOMIC_ACQUIRE), cur;
+
+	if (!p) {
+		/* Not built, or being built: wait for a pass under way (which
+		 * may have read the record before this change). */
+		pthread_mutex_lock(&m->newest_lock);
+		p = m->newest;
+		pthread_mutex_unlock(&m->newest_lock);
+		if (!p)
+			return; /* the pass, when it comes, reads the record */
+	}
+	p += c;
+	cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+	while (cur < epoch && !__atomic_compare_exchange_n(p, &cur, epoch, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
+void blockmap_changed(struct blockmap *m, uint64_t b, uint64_t epoch)
+{
+	blockmap_touch(m, b);
+	bm_note_epoch(m, b / BM_CHUNK, epoch);
+}
+
 /* ---- chunks ---- */
 
 enum bm_state blockmap_chunk_state(const struct blockmap *m, uint64_t c, uint64_t *ret_epoch)
@@ -473,6 +571,9 @@ struct bm_rec *blockmap_chunk_recs(struct blockmap *m, uint64_t c)
 			p[k].epoch = w & W_EPOCH;
 			p[k].reserved = 0;
 		}
+		m->words[c] = W_RECS;
+		bm_note_epoch(m, c, w & W_EPOCH);
+		return p;
 	} else {
 		/* Unknown: the records are a hole, all zero (unknown) already. */
 	}
@@ -578,7 +679,7 @@ void blockmap_set_leaves(struct blockmap *m, uint64_t first, uint64_t n, const u
 				memcpy(recs[i].leaf, leaves + i * LEAF_BYTES, LEAF_BYTES);
 				recs[i].epoch = epoch;
 			}
-			blockmap_touch(m, first);
+			blockmap_changed(m, first, epoch);
 		}
 		first += k;
 		n -= k;

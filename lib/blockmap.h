@@ -11,6 +11,7 @@
  * A target that has epoch A lacks exactly the blocks whose change epoch is
  * > A: this is each target's out-of-sync set.  Format: docs/design.md. */
 #pragma once
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include "hash.h"
@@ -59,6 +60,14 @@ struct blockmap {
 	uint8_t *tree_mem;
 	size_t tree_len;
 	uint8_t zero_node[MERKLE_NODE], unknown_node[MERKLE_NODE];
+	/* The newest change epoch of each chunk with records (anonymous, 8
+	 * bytes per MiB, a page only where such chunks are): found by one pass
+	 * over the records at the first question of a run, then kept up by
+	 * blockmap_changed, so "does this MiB hold a block a target lacks" is
+	 * one word, not 256 records.  NULL until then. */
+	uint64_t *newest;
+	size_t newest_len;
+	pthread_mutex_t newest_lock;
 };
 
 /* Open or create PATH for a source whose leaves are keyed by KEY_ID and
@@ -108,6 +117,14 @@ struct bm_rec *blockmap_chunk_recs(struct blockmap *m, uint64_t c);
 /* Block B's leaf changed: its MiB of the tree is recomputed at the next
  * digest.  Thread-safe (scan workers call it at once). */
 void blockmap_touch(struct blockmap *m, uint64_t b);
+/* Block B's record was just given change epoch EPOCH (and its new leaf):
+ * blockmap_touch, and the chunk's newest epoch follows.  Thread-safe. */
+void blockmap_changed(struct blockmap *m, uint64_t b, uint64_t epoch);
+/* The newest change epoch of chunk C's blocks: BM_ZERO its epoch,
+ * BM_UNKNOWN 0, BM_RECS the greatest of its records' (kept in memory, see
+ * struct blockmap).  Thread-safe; the first call of a run with records to
+ * look at costs a pass over every chunk that has some. */
+uint64_t blockmap_chunk_newest(struct blockmap *m, uint64_t c);
 /* The digest (DIGEST_V2) of the source as the map describes it: the first
  * call costs every chunk, later ones the MiB touched since (x log n).
  * 0 or a negative errno with a sentence. */

@@ -149,20 +149,7 @@ static const struct cfg_key target_keys[] = {
 		  "an epoch's manifest is written only once all its packs are durable" },
 	{ K("retention", CT_MAP, struct cfg_target, retention), .sub = &retention_table,
 	  .note = "vault: what `bascule vault prune` keeps (all, hourly, daily, monthly)" },
-	{ K("s3_endpoint", CT_STR, struct cfg_target, s3_endpoint),
-	  .note = "s3:// vault: the store's URL, https://HOST[:PORT] (required)" },
-	{ K("s3_url_style", CT_ENUM, struct cfg_target, s3_url_style), .enums = cfg_url_styles,
-	  .note = "s3:// vault: virtual (https://BUCKET.HOST/KEY, as AWS) or path (https://HOST/BUCKET/KEY); "
-		  "default: virtual, but path for an endpoint given as an IP address or a bucket with a "
-		  "'.' over https" },
-	{ K("s3_region", CT_STR, struct cfg_target, s3_region),
-	  .note = "s3:// vault: the region requests are signed for (default us-east-1)" },
-	{ K("s3_credentials", CT_SECRET, struct cfg_target, s3_credentials),
-	  .note = "s3:// vault: AWS shared-credentials file ([default] aws_access_key_id, "
-		  "aws_secret_access_key), mode 0600, never logged (required)" },
-	{ K("s3_ca", CT_PATH, struct cfg_target, s3_ca),
-	  .note = "s3:// vault: CA certificates the store's TLS certificate is checked against "
-		  "(default: the system's)" },
+	CFG_S3_KEYS(struct cfg_target, "s3:// vault", "the daemon's account"),
 	{ K("object_lock", CT_ENUM, struct cfg_target, object_lock), .enums = cfg_lock_modes,
 	  .note = "s3:// vault: compliance (default: nobody can delete or shorten a lock before its "
 		  "date), governance (an account with s3:BypassGovernanceRetention can), none" },
@@ -200,7 +187,11 @@ static const struct cfg_key top_keys[] = {
 	  .note = "hashing threads of one cut, 0 = one per core" },
 	{ K("max_concurrent_cuts", CT_UINT, struct config, max_concurrent_cuts), .def = "2", .min = 1,
 	  .max = 64, .note = "cuts that read disks at once, all groups together; the others wait their "
-			     "turn, oldest first (WAL-only cuts of postgres sources never wait)" },
+			     "turn, oldest first (WAL-only cuts of postgres sources wait only for their group's own "
+			     "disk cut when it must take the next number: docs/design.md)" },
+	{ K("cut_timeout", CT_DURATION, struct config, cut_timeout), .def = "30m", .min = 0,
+	  .note = "a disk cut running longer (a hung NBD or NFS read) is abandoned: logged, its slot "
+		  "given to the next group, the group cuts again once its reads return; 0 = never" },
 	{ K("groups", CT_LIST, struct config, groups), .required = true, .sub = &group_table,
 	  .note = "groups of sources" },
 	{ K("targets", CT_LIST, struct config, targets), .required = true, .sub = &target_table,
@@ -220,14 +211,17 @@ static int check_vault(struct parse_ctx *p, struct cfg_target *t)
 	const char *spans[4] = { rt->all, rt->hourly, rt->daily, rt->monthly };
 	uint64_t *vals[4] = { &rt->policy.all, &rt->policy.hourly, &rt->policy.daily, &rt->policy.monthly };
 	const char *names[4] = { "all", "hourly", "daily", "monthly" };
+	const struct s3_keys s3k = S3_KEYS_OF(t);
+	const char *why;
+	char sentence[400];
 
 	if (t->kind == TARGET_VAULT && t->postgres_standby)
 		return err_set(EINVAL, "%s:%d:%d: target '%s': postgres_standby is for targets of type replica",
 			       p->file, t->pos.line, t->pos.col, t->name);
+
 	if (t->kind == TARGET_REPLICA) {
 		if (t->vault_key || t->interval || t->parallel || spans[0] || spans[1] || spans[2] || spans[3] ||
-		    t->s3_endpoint || t->s3_region || t->s3_credentials || t->s3_ca || t->s3_url_style ||
-		    t->object_lock)
+		    s3_keys_any(&s3k))
 			return err_set(EINVAL, "%s:%d:%d: target '%s': vault_key, interval, parallel, retention and "
 					       "the s3_* and object_lock keys are for targets of type vault",
 				       p->file, t->pos.line, t->pos.col, t->name);
@@ -242,12 +236,8 @@ static int check_vault(struct parse_ctx *p, struct cfg_target *t)
 		return err_set(EINVAL, "%s:%d:%d: target '%s': a vault needs vault_key (create one with "
 				       "`bascule keygen vault FILE --escrow FILE.escrow`)",
 			       p->file, t->pos.line, t->pos.col, t->name);
-	if (strncmp(t->url, "s3://", 5) != 0 &&
-	    (t->s3_endpoint || t->s3_region || t->s3_credentials || t->s3_ca || t->s3_url_style ||
-	     t->object_lock))
-		return err_set(EINVAL, "%s:%d:%d: target '%s': s3_endpoint, s3_region, s3_credentials, s3_ca, "
-				       "s3_url_style and object_lock are for s3:// vaults",
-			       p->file, t->pos.line, t->pos.col, t->name);
+	if ((why = s3_keys_problem(&s3k, strncmp(t->url, "s3://", 5) == 0, "vault", sentence, sizeof(sentence))))
+		return err_set(EINVAL, "%s:%d:%d: target '%s': %s", p->file, t->pos.line, t->pos.col, t->name, why);
 	if (strncmp(t->url, "local:/", 7) == 0)
 		return 0;
 	if (strncmp(t->url, "s3://", 5) == 0) {
@@ -258,20 +248,6 @@ static int check_vault(struct parse_ctx *p, struct cfg_target *t)
 		if (ur < 0)
 			return err_set(EINVAL, "%s:%d:%d: target '%s': %s", p->file, t->pos.line, t->pos.col,
 				       t->name, err_msg(ur));
-		if (!t->s3_endpoint || !t->s3_credentials)
-			return err_set(EINVAL, "%s:%d:%d: target '%s': an s3:// vault needs s3_endpoint "
-					       "(https://HOST[:PORT]) and s3_credentials (a 0600 AWS "
-					       "shared-credentials file)",
-				       p->file, t->pos.line, t->pos.col, t->name);
-		if (strncmp(t->s3_endpoint, "https://", 8) && strncmp(t->s3_endpoint, "http://", 7))
-			return err_set(EINVAL, "%s:%d:%d: target '%s': s3_endpoint must be https://HOST[:PORT], "
-					       "got '%s'",
-				       p->file, t->pos.line, t->pos.col, t->name, t->s3_endpoint);
-		if (t->s3_url_style && !strcmp(t->s3_url_style, "virtual") && s3_endpoint_is_ip(t->s3_endpoint))
-			return err_set(EINVAL, "%s:%d:%d: target '%s': s3_url_style virtual names the bucket in "
-					       "the host (BUCKET.HOST), which an IP address such as %s cannot "
-					       "have: give s3_endpoint by name, or s3_url_style: path",
-				       p->file, t->pos.line, t->pos.col, t->name, t->s3_endpoint);
 		config_vault_lock(t, &mode, &secs);
 		if (mode && !retention_set(&t->retention.policy))
 			return err_set(EINVAL, "%s:%d:%d: target '%s': with object_lock %s, objects are locked "

@@ -98,6 +98,7 @@ struct config {
 	uint64_t io_rate;       /* bytes/s, 0 = unlimited */
 	uint64_t scan_threads;  /* per cut; 0 = one per core */
 	uint64_t max_concurrent_cuts; /* disk cuts running at once, all groups */
+	uint64_t cut_timeout;   /* usec: a disk cut running longer gives its slot back (0: never) */
 	struct cfg_list groups; /* struct cfg_group */
 	struct cfg_list targets;/* struct cfg_target */
 };
@@ -126,6 +127,29 @@ void config_free(struct config *c);
 /* The values of object_lock (bascule.yaml's vault targets, ship.yaml). */
 extern const char *const cfg_lock_modes[];
 extern const char *const cfg_url_styles[];  /* s3_url_style: path | virtual */
+/* The rows of the s3_* keys, one table for every configuration that names
+ * an S3 store (a vault target, ship.yaml, the operator's intake file):
+ * TYPE has char *s3_endpoint, s3_url_style, s3_region, s3_credentials,
+ * s3_ca; WHAT says of which store ("s3:// vault"), ACCOUNT whose
+ * credentials ("the daemon's account").  S3_KEYS_OF(x) is their struct
+ * s3_keys (lib/s3.h), object_lock included. */
+#define CFG_S3_KEYS(TYPE, WHAT, ACCOUNT)                                                                   \
+	{ K("s3_endpoint", CT_STR, TYPE, s3_endpoint), .note = WHAT ": the store's URL, https://HOST[:PORT] (required)" }, \
+	{ K("s3_url_style", CT_ENUM, TYPE, s3_url_style), .enums = cfg_url_styles,                          \
+	  .note = WHAT ": virtual (https://BUCKET.HOST/KEY, as AWS) or path (https://HOST/BUCKET/KEY); "     \
+		  "default: virtual, but path for an endpoint given as an IP address or a bucket with a "    \
+		  "'.' over https" },                                                                       \
+	{ K("s3_region", CT_STR, TYPE, s3_region),                                                          \
+	  .note = WHAT ": the region requests are signed for (default us-east-1)" },                         \
+	{ K("s3_credentials", CT_SECRET, TYPE, s3_credentials),                                             \
+	  .note = WHAT ": AWS shared-credentials file ([default] aws_access_key_id, aws_secret_access_key) " \
+		  "of " ACCOUNT ", mode 0600, never logged (required)" },                                   \
+	{ K("s3_ca", CT_PATH, TYPE, s3_ca),                                                                 \
+	  .note = WHAT ": CA certificates the store's TLS certificate is checked against (default: the "    \
+		  "system's)" }
+#define S3_KEYS_OF(x)                                                                                      \
+	{ .endpoint = (x)->s3_endpoint, .region = (x)->s3_region, .credentials = (x)->s3_credentials,     \
+	  .ca = (x)->s3_ca, .url_style = (x)->s3_url_style, .object_lock = (x)->object_lock }
 /* "compliance" (or NULL) -> "COMPLIANCE", "governance" -> "GOVERNANCE",
  * "none" -> NULL: the mode objects are put with. */
 const char *config_lock_mode(const char *object_lock);

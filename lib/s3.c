@@ -201,6 +201,32 @@ int s3_url_style(const char *s)
 	return err_set(-EINVAL, "s3 url style '%s': expected path or virtual", s);
 }
 
+bool s3_keys_any(const struct s3_keys *k)
+{
+	return k->endpoint || k->region || k->credentials || k->ca || k->url_style || k->object_lock;
+}
+
+const char *s3_keys_problem(const struct s3_keys *k, bool s3, const char *what, char *buf, size_t len)
+{
+	if (!s3) {
+		if (!s3_keys_any(k))
+			return NULL;
+		snprintf(buf, len, "s3_endpoint, s3_region, s3_credentials, s3_ca, s3_url_style and object_lock "
+				   "are for an s3:// %s", what);
+	} else if (!k->endpoint || !k->credentials)
+		snprintf(buf, len, "an s3:// %s needs s3_endpoint (https://HOST[:PORT]) and s3_credentials (a 0600 "
+				   "AWS shared-credentials file)", what);
+	else if (strncmp(k->endpoint, "https://", 8) && strncmp(k->endpoint, "http://", 7))
+		snprintf(buf, len, "s3_endpoint must be https://HOST[:PORT], got '%s'", k->endpoint);
+	else if (k->url_style && !strcmp(k->url_style, "virtual") && s3_endpoint_is_ip(k->endpoint))
+		snprintf(buf, len, "s3_url_style virtual names the bucket in the host (BUCKET.HOST), which an IP "
+				   "endpoint such as %s cannot have: give s3_endpoint by name, or s3_url_style: path",
+			 k->endpoint);
+	else
+		return NULL;
+	return buf;
+}
+
 int s3_endpoint_is_ip(const char *endpoint)
 {
 	const char *h = strstr(endpoint, "://");

@@ -19,6 +19,7 @@
  * store failed after the retries), -EINVAL (a bad argument or answer).
  * Credentials never appear in a message or a log. */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -56,6 +57,20 @@ int s3_url_style(const char *s);
 /* 1 if the host of ENDPOINT (scheme://HOST[:PORT]) is an IPv4 or IPv6
  * address: such an endpoint cannot be virtual-hosted. */
 int s3_endpoint_is_ip(const char *endpoint);
+/* The s3_* keys of a configuration (bascule.yaml's vault targets,
+ * ship.yaml, the operator's intake file), and object_lock where it has one. */
+struct s3_keys {
+	const char *endpoint, *region, *credentials, *ca, *url_style, *object_lock;
+};
+/* Whether any of K is given. */
+bool s3_keys_any(const struct s3_keys *k);
+/* What is wrong with the keys K of a store of kind WHAT ("vault",
+ * "intake"), whose URL is s3:// when S3: NULL if nothing, else a sentence
+ * (in BUF) that the caller prefixes with where the keys were read, e.g.
+ * "FILE:LINE:COL: target 'T': ".  Checks that they are given with an s3://
+ * URL only, that endpoint and credentials are, that the endpoint is
+ * http(s)://, and that url_style virtual has an endpoint by name. */
+const char *s3_keys_problem(const struct s3_keys *k, bool s3, const char *what, char *buf, size_t len);
 /* 1 if requests to BUCKET at the endpoint of S are virtual-hosted. */
 int s3_virtual_hosted(const struct s3 *s);
 

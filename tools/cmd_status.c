@@ -133,10 +133,12 @@ int cmd_status(int argc, char **argv)
 		json_t *src;
 		json_array_foreach(json_object_get(g, "sources"), si, src)
 			disks += !json_object_get(src, "postgres");
-		printf("group %s: epoch %lld (%s)%s%s%s\n", gname,
+		printf("group %s: epoch %lld (%s)%s%s%s%s\n", gname,
 		       (long long)json_integer_value(json_object_get(g, "last_cut")),
 		       !disks ? "WAL" : json_is_true(json_object_get(g, "consistent")) ? "consistent" : "fuzzy",
 		       json_is_true(json_object_get(g, "cutting")) ? ", scanning" : "",
+		       json_is_true(json_object_get(g, "cut_timed_out"))
+			       ? " (HUNG: over cut_timeout, its reads have not returned)" : "",
 		       json_is_true(json_object_get(g, "waiting")) ? ", waiting for a scan slot" : "",
 		       json_is_true(json_object_get(g, "paused")) ? ", PAUSED" : "");
 		json_array_foreach(json_object_get(g, "sources"), si, src)

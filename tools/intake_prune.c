@@ -8,13 +8,17 @@
 #include "fsutil.h"
 #include "intake_tool.h"
 #include "units.h"
+#include "s3.h"
 #include "vstore.h"
+#include "vstore_s3.h"
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static long arg_stop_after = -1; /* BASCULE_TEST_PRUNE_KILL_AFTER: SIGKILL after N removals */
@@ -119,10 +123,11 @@ static int doomed_dirs(struct vstore *v, const char *cut, char (**ret)[11], size
 	return 0;
 }
 
+/* FN(CTX, "NIGHT/NAME") for every object under NIGHT. */
 struct objs {
-	struct vstore *v;
 	const char *night;
-	int err;
+	int (*fn)(void *ctx, const char *path);
+	void *ctx;
 };
 
 static int on_obj(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime)
@@ -135,7 +140,19 @@ static int on_obj(void *ctx, const char *name, int is_dir, uint64_t size, uint64
 	if (is_dir)
 		return 0;
 	snprintf(p, sizeof(p), "%s/%s", o->night, name);
-	return remove_obj(o->v, p);
+	return o->fn(o->ctx, p);
+}
+
+static int night_objects(struct vstore *v, const char *night, int (*fn)(void *ctx, const char *path), void *ctx)
+{
+	struct objs o = { .night = night, .fn = fn, .ctx = ctx };
+
+	return vstore_list(v, night, on_obj, &o);
+}
+
+static int remove_cb(void *ctx, const char *path)
+{
+	return remove_obj(ctx, path);
 }
 
 /* Remove NIGHT: its manifest first (from then on it is no night, only
@@ -145,7 +162,6 @@ static int on_obj(void *ctx, const char *name, int is_dir, uint64_t size, uint64
 static int remove_night(struct vstore *v, const char *night)
 {
 	char mname[32];
-	struct objs o = { .v = v, .night = night };
 	int dfd = vstore_dirfd(v), r;
 
 	intake_manifest_name(night, mname, sizeof(mname));
@@ -153,14 +169,76 @@ static int remove_night(struct vstore *v, const char *night)
 		return r;
 	if (dfd >= 0 && fsync(dfd) < 0)
 		return err_set(errno, "cannot fsync the intake directory: %s", strerror(errno));
-	if ((r = vstore_list(v, night, on_obj, &o)) < 0)
+	if ((r = night_objects(v, night, remove_cb, v)) < 0)
 		return r;
 	if (dfd >= 0 && unlinkat(dfd, night, AT_REMOVEDIR) < 0 && errno != ENOENT)
 		return err_set(errno, "cannot remove %s/: %s", night, strerror(errno));
 	return 0;
 }
 
-static int prune_client(const char *dir, const char *name, unsigned keep, bool dry)
+/* S3: the Object Lock of what the kept nights are made of (issue 16's
+ * rule: a needed object never becomes deletable).  A lock that ends before
+ * now + lock_for/2 is extended to now + lock_for, so a prune at least every
+ * lock_for/2 keeps every kept night locked; a lock is never shortened (the
+ * store refuses), a COMPLIANCE one never becomes GOVERNANCE, an object put
+ * unlocked is locked COMPLIANCE. */
+struct extend {
+	struct vstore_s3 *s3;
+	time_t at_least, until;
+	bool dry;
+	size_t extended, fine;
+};
+
+static int extend_one(struct extend *e, const char *path)
+{
+	time_t got;
+	int r = vstore_s3_extend(e->s3, path, "COMPLIANCE", e->at_least, e->dry ? 0 : e->until, &got);
+
+	if (r < 0)
+		return err_wrap(r, "cannot extend the lock of %s", path);
+	if (r)
+		e->extended++;
+	else
+		e->fine++;
+	return 0;
+}
+
+static int extend_cb(void *ctx, const char *path)
+{
+	return extend_one(ctx, path);
+}
+
+/* Extend the locks of the nights at or after CUT ("" every night) that
+ * have a manifest: the manifest, then every object of the night. */
+static int extend_kept(struct vstore *v, const char *name, const struct intake_client *c, const char *cut,
+		       uint64_t lock_for, bool dry)
+{
+	time_t now = time(NULL);
+	struct extend e = { .s3 = vstore_s3_of(v), .dry = dry, .until = now + (time_t)(lock_for / 1000000),
+			    .at_least = now + (time_t)(lock_for / 2000000) };
+	size_t nights = 0;
+	char mname[32], date[40];
+	int r;
+
+	if (!e.s3 || !lock_for)
+		return 0;
+	if ((r = s3_date(e.until, date, sizeof(date))) < 0)
+		return err_wrap(r, "lock_for %" PRIu64 " s", lock_for / 1000000);
+	for (size_t i = 0; i < c->n; i++) {
+		const struct intake_night *n = &c->nights[i];
+		if (!n->have_m || strcmp(n->night, cut) < 0)
+			continue;
+		nights++;
+		intake_manifest_name(n->night, mname, sizeof(mname));
+		if ((r = extend_one(&e, mname)) < 0 || (r = night_objects(v, n->night, extend_cb, &e)) < 0)
+			return r;
+	}
+	printf("%s: locks of the %zu kept night%s: %zu %s until %s, %zu already locked long enough\n", name,
+	       nights, nights == 1 ? "" : "s", e.extended, dry ? "would be extended" : "extended", date, e.fine);
+	return 0;
+}
+
+static int prune_client(const char *dir, const char *name, unsigned keep, uint64_t lock_for, bool dry)
 {
 	struct intake_client c;
 	char cut[11], (*doomed)[11] = NULL, s[32];
@@ -173,17 +251,16 @@ static int prune_client(const char *dir, const char *name, unsigned keep, bool d
 	if ((r = intake_scan(dir, name, true, &c)) < 0)
 		return r;
 	prune_cut(&c, keep, cut);
+	snprintf(sub, sizeof(sub), "%s/incoming", name);
+	if ((r = intake_store_open(dir, sub, &v)) < 0 || (r = extend_kept(v, name, &c, cut, lock_for, dry)) < 0)
+		goto out;
 	if (!cut[0]) {
 		for (size_t i = 0; i < c.n; i++)
 			kept += c.nights[i].state == NIGHT_OK;
 		printf("%s: %zu good night%s, keeping %u: nothing to remove\n", name, kept, kept == 1 ? "" : "s",
 		       keep);
-		intake_client_free(&c);
-		return 0;
-	}
-	snprintf(sub, sizeof(sub), "%s/incoming", name);
-	if ((r = intake_store_open(dir, sub, &v)) < 0)
 		goto out;
+	}
 	if ((r = doomed_dirs(v, cut, &doomed, &nd)) < 0) {
 		r = err_wrap(r, "cannot list %s", c.dir);
 		goto out;
@@ -234,12 +311,15 @@ int intake_prune(int argc, char **argv)
 		{ "all", no_argument, NULL, 'a' },
 		{ "keep", required_argument, NULL, 'k' },
 		{ "dry-run", no_argument, NULL, 'n' },
+		{ "lock-for", required_argument, NULL, 'L' },
 		INTAKE_STORE_OPTS,
 		{ 0 }
 	};
 	const char *client = NULL, *env = getenv("BASCULE_TEST_PRUNE_KILL_AFTER");
 	bool all = false, dry = false;
 	long keep = 0;
+	uint64_t lock_for = 0;
+	bool have_lock_for = false;
 	char **names = NULL, *end;
 	size_t nn = 0;
 	int c, r, code = EXIT_OK;
@@ -260,6 +340,15 @@ int intake_prune(int argc, char **argv)
 			}
 			break;
 		case 'n': dry = true; break;
+		case 'L':
+			if (units_parse_duration(optarg, &lock_for) < 0 || lock_for > 3650ULL * 86400ULL * 1000000ULL) {
+				err_clear();
+				fprintf(stderr, "bascule intake prune: --lock-for wants a duration such as 35d, at most "
+						"3650d, or 0 (not '%s')\n", optarg);
+				return EXIT_USAGE;
+			}
+			have_lock_for = true;
+			break;
 		default:
 			if (intake_store_opt(c, optarg))
 				break;
@@ -267,13 +356,27 @@ int intake_prune(int argc, char **argv)
 		}
 	}
 	if (optind + 1 != argc || !keep || (!client) == (!all)) {
-		fprintf(stderr, "Usage: bascule intake prune DIR (--client NAME | --all) --keep N [--dry-run]\n");
+		fprintf(stderr, "Usage: bascule intake prune DIR (--client NAME | --all) --keep N [--dry-run] "
+				"[--lock-for DURATION]\n");
+		return EXIT_USAGE;
+	}
+	if (!have_lock_for && (r = intake_store_lock_for(argv[optind], &lock_for)) < 0)
+		return cmd_fail("intake prune", r);
+	if (intake_store_s3(argv[optind]) && !have_lock_for && !lock_for)
+		return cmd_fail("intake prune",
+				err_set(EINVAL, "%s is an S3 intake: prune extends the Object Lock of the nights it "
+						"keeps, for how long? Give lock_for in the intake file or --lock-for "
+						"DURATION (the clients' lock_for, e.g. 35d; 0 for a bucket without Object "
+						"Lock)", argv[optind]));
+	if (have_lock_for && lock_for && !intake_store_s3(argv[optind])) {
+		fprintf(stderr, "bascule intake prune: --lock-for is for an S3 intake (%s is a directory)\n",
+			argv[optind]);
 		return EXIT_USAGE;
 	}
 	if ((r = intake_client_list(argv[optind], client, &names, &nn)) < 0)
 		return cmd_fail("intake prune", r);
 	for (size_t i = 0; i < nn; i++)
-		if ((r = prune_client(argv[optind], names[i], (unsigned)keep, dry)) < 0)
+		if ((r = prune_client(argv[optind], names[i], (unsigned)keep, lock_for, dry)) < 0)
 			code = cmd_fail("intake prune", err_wrap(r, "client %s", names[i]));
 	intake_clients_free(names, nn);
 	return code;

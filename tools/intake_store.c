@@ -6,6 +6,7 @@
 #include "intake_tool.h"
 #include "config.h"
 #include "err.h"
+#include "s3.h"
 #include "vstore.h"
 #include "yamltab.h"
 #include <stdio.h>
@@ -19,20 +20,15 @@ struct intake_s3_args arg_intake_s3;
 /* DIR given as a file: the S3 intake it names (one per process). */
 struct intake_cfg {
 	char *intake, *s3_endpoint, *s3_region, *s3_credentials, *s3_ca, *s3_url_style;
+	uint64_t lock_for;
 };
 static const struct cfg_key intake_cfg_keys[] = {
 	{ K("intake", CT_STR, struct intake_cfg, intake), .required = true,
 	  .note = "the intake: s3://BUCKET/PREFIX (each client under PREFIX/NAME/)" },
-	{ K("s3_endpoint", CT_STR, struct intake_cfg, s3_endpoint), .required = true,
-	  .note = "the store's URL, https://HOST[:PORT]" },
-	{ K("s3_url_style", CT_ENUM, struct intake_cfg, s3_url_style), .enums = cfg_url_styles,
-	  .note = "path or virtual (default virtual, path for an IP endpoint or a dotted bucket over https)" },
-	{ K("s3_region", CT_STR, struct intake_cfg, s3_region),
-	  .note = "the region requests are signed for (default us-east-1)" },
-	{ K("s3_credentials", CT_SECRET, struct intake_cfg, s3_credentials), .required = true,
-	  .note = "AWS shared-credentials file of the operator's account (mode 0600, never logged)" },
-	{ K("s3_ca", CT_PATH, struct intake_cfg, s3_ca),
-	  .note = "CA certificates the store's TLS certificate is checked against (default: the system's)" },
+	CFG_S3_KEYS(struct intake_cfg, "the intake", "the operator's account"),
+	{ K("lock_for", CT_DURATION, struct intake_cfg, lock_for), .def = "0", .max = 3650ULL * 86400ULL * 1000000ULL,
+	  .note = "intake prune: extend the Object Lock of the nights it keeps to now + this (the clients' "
+		  "lock_for); 0: not given (prune then needs --lock-for)" },
 	{ 0 }
 };
 static const struct cfg_table intake_cfg_table = { "intake", sizeof(struct intake_cfg), intake_cfg_keys };
@@ -84,6 +80,19 @@ static int read_cfg(const char *dir)
 	return 0;
 }
 
+int intake_store_lock_for(const char *dir, uint64_t *ret)
+{
+	int r;
+
+	*ret = 0;
+	if (!is_file(dir))
+		return 0;
+	if ((r = read_cfg(dir)) < 0)
+		return r;
+	*ret = cfg.lock_for;
+	return 0;
+}
+
 bool intake_store_s3(const char *dir)
 {
 	return strncmp(dir, "s3://", 5) == 0 || is_file(dir);
@@ -115,9 +124,16 @@ int intake_store_open(const char *dir, const char *sub, struct vstore **ret)
 			return err_set(EINVAL, "intake %s needs --s3-endpoint URL and --s3-credentials FILE (or "
 					       "give a file naming the intake and its store: etc/intake-s3.yaml)", dir);
 	}
-	if (!strncmp(base, "s3://", 5))
+	if (!strncmp(base, "s3://", 5)) {
+		const struct s3_keys k = { .endpoint = so.s3_endpoint, .region = so.s3_region,
+					   .credentials = so.s3_credentials, .ca = so.s3_ca,
+					   .url_style = so.s3_url_style };
+		char sentence[400];
+		const char *why = s3_keys_problem(&k, true, "intake", sentence, sizeof(sentence));
+		if (why)
+			return err_set(EINVAL, "%s%s: %s", base == dir ? "intake " : "", dir, why);
 		snprintf(url, sizeof(url), "%s%s%s", base, *sub ? "/" : "", sub);
-	else
+	} else
 		snprintf(url, sizeof(url), "local:%s%s%s", dir, *sub ? "/" : "", sub);
 	return vstore_open(url, &so, ret);
 }

@@ -31,6 +31,9 @@ enum { O_IS3_ENDPOINT = 2000, O_IS3_REGION, O_IS3_CREDENTIALS, O_IS3_CA, O_IS3_U
 	"  S3 intake and its store (etc/intake-s3.yaml).\n"
 /* 1 if getopt's C (with ARG) was one of INTAKE_STORE_OPTS, else 0. */
 int intake_store_opt(int c, const char *arg);
+/* The lock_for of the intake configuration file DIR (usec; 0 if DIR is not
+ * such a file or the file gives none). */
+int intake_store_lock_for(const char *dir, uint64_t *ret);
 /* Whether DIR names an S3 intake (a URL or a configuration file). */
 bool intake_store_s3(const char *dir);
 /* Open the store of intake DIR at SUB ("" its root, "NAME/incoming"). */

@@ -38,19 +38,7 @@ static const struct cfg_key ship_keys[] = {
 		  "so that the signature kept in state_dir stays under 8 million blocks (12 bytes each)" },
 	{ K("compression_level", CT_UINT, struct ship_config, compression_level), .def = "3", .min = 1,
 	  .max = 19, .note = "zstd level of the payload" },
-	{ K("s3_endpoint", CT_STR, struct ship_config, s3_endpoint),
-	  .note = "s3:// intake: the store's URL, https://HOST[:PORT] (required)" },
-	{ K("s3_url_style", CT_ENUM, struct ship_config, s3_url_style), .enums = cfg_url_styles,
-	  .note = "s3:// intake: path (https://HOST/BUCKET/KEY) or virtual (https://BUCKET.HOST/KEY); default "
-		  "virtual, path for an IP endpoint or a dotted bucket over https" },
-	{ K("s3_region", CT_STR, struct ship_config, s3_region),
-	  .note = "s3:// intake: the region requests are signed for (default us-east-1)" },
-	{ K("s3_credentials", CT_SECRET, struct ship_config, s3_credentials),
-	  .note = "s3:// intake: AWS shared-credentials file of the client's put-only account, mode 0600, "
-		  "never logged (required)" },
-	{ K("s3_ca", CT_PATH, struct ship_config, s3_ca),
-	  .note = "s3:// intake: CA certificates the store's TLS certificate is checked against (default: "
-		  "the system's)" },
+	CFG_S3_KEYS(struct ship_config, "s3:// intake", "the client's put-only account"),
 	{ K("object_lock", CT_ENUM, struct ship_config, object_lock), .enums = cfg_lock_modes,
 	  .note = "s3:// intake: each object and manifest is put locked, compliance (default: nobody can "
 		  "delete it before its date), governance, or none" },
@@ -65,25 +53,18 @@ static const struct cfg_table ship_table = { "ship", sizeof(struct ship_config),
 /* The s3_* and object_lock keys: required with an s3:// intake, refused without. */
 static int check_s3(const char *path, const struct ship_config *c)
 {
+	const struct s3_keys k = S3_KEYS_OF(c);
 	bool s3 = !strncmp(c->intake, "s3://", 5);
-	char bucket[64], prefix[512], date[40];
+	char bucket[64], prefix[512], date[40], sentence[400];
+	const char *why;
 	int r;
 
-	if (!s3)
-		return c->s3_endpoint || c->s3_region || c->s3_credentials || c->s3_ca || c->s3_url_style || c->object_lock
-			       ? err_set(EINVAL, "%s: s3_endpoint, s3_region, s3_credentials, s3_ca, s3_url_style and object_lock "
-						 "are for an s3:// intake", path)
-			       : 0;
-	if ((r = vstore_s3_parse_url(c->intake, bucket, sizeof(bucket), prefix, sizeof(prefix))) < 0)
+	if (s3 && (r = vstore_s3_parse_url(c->intake, bucket, sizeof(bucket), prefix, sizeof(prefix))) < 0)
 		return err_set(EINVAL, "%s: %s", path, err_msg(r));
-	if (!c->s3_endpoint || !c->s3_credentials)
-		return err_set(EINVAL, "%s: an s3:// intake needs s3_endpoint (https://HOST[:PORT]) and "
-				       "s3_credentials (a 0600 AWS shared-credentials file)", path);
-	if (strncmp(c->s3_endpoint, "https://", 8) && strncmp(c->s3_endpoint, "http://", 7))
-		return err_set(EINVAL, "%s: s3_endpoint must be https://HOST[:PORT], got '%s'", path, c->s3_endpoint);
-	if (c->s3_url_style && !strcmp(c->s3_url_style, "virtual") && s3_endpoint_is_ip(c->s3_endpoint))
-		return err_set(EINVAL, "%s: s3_url_style virtual names the bucket in the host, which an IP "
-				       "endpoint cannot have: give s3_endpoint by name, or s3_url_style: path", path);
+	if ((why = s3_keys_problem(&k, s3, "intake", sentence, sizeof(sentence))))
+		return err_set(EINVAL, "%s: %s", path, why);
+	if (!s3)
+		return 0;
 	if (config_lock_mode(c->object_lock) && s3_date(time(NULL) + (time_t)(c->lock_for / 1000000), date,
 							 sizeof(date)) < 0)
 		return err_set(EINVAL, "%s: lock_for: %s", path, err_msg(-EINVAL));

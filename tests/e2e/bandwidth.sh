@@ -1,6 +1,7 @@
 # bandwidth: a target capped at 20MB/s receives an incompressible epoch at
 # that rate, within 10%, measured on the wire between two status polls; a
 # target outside its schedule window sends nothing until the window opens.
+# run.sh: alone
 . "$(dirname "$0")/../lib/common.sh"
 bsc_keygen
 head -c $((96 * 1048576)) /dev/urandom > "$T/disk.img"

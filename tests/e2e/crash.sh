@@ -3,6 +3,7 @@
 # `bascule replica recover` must leave the replica exactly equal to the image
 # of the previous or of the new epoch (the test keeps both), replication must
 # converge again, and blocks the replica already has must not be resent.
+# run.sh: first
 . "$(dirname "$0")/../lib/common.sh"
 bsc_keygen
 truncate -s 128M "$T/disk.img"

@@ -15,6 +15,7 @@
 # non-zero with its message and adds no night.
 #   HYBRID_SCALE is the pgbench scale: default 20 (issue 14's floor), 5 in
 #   the sanitizer build (the same paths, a quarter of the bytes: CI's budget).
+# run.sh: first
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/sites.sh"
 . "$(dirname "$0")/../lib/pg.sh"
@@ -30,8 +31,8 @@ IN=/srv/bascule-test-intake-$SITE_ID
 CU=bsc-mairie
 intake_down() { rm -rf "$IN"; }
 EXIT_HOOKS+=(intake_down)
-id "$CU" >/dev/null 2>&1 || useradd --system -M -d /nonexistent -s /usr/sbin/nologin "$CU"
-usermod -p '*' "$CU"
+ensure_user "$CU" -M -d /nonexistent -s /usr/sbin/nologin
+user_lock usermod -p '*' "$CU"
 mkdir -p "$IN"; chmod 755 "$IN"
 ship_enrol "$T/client" mairie "$IN" "$CU"
 [ "$(stat -c %U "$IN/mairie/incoming")" = "$CU" ] || fail "intake add --owner did not give incoming/ to $CU"
@@ -39,9 +40,9 @@ ship_enrol "$T/client" mairie "$IN" "$CU"
 # group of incoming/ (2770: what the client creates inherits the group, and
 # the sftp server's umask 0007 leaves the nights' directories group-writable)
 PU=bsc-prune
-getent group bsc-intake >/dev/null || groupadd --system bsc-intake
-id "$PU" >/dev/null 2>&1 || useradd --system -M -d /nonexistent -s /usr/sbin/nologin "$PU"
-usermod -p '*' -aG bsc-intake "$PU"
+ensure_group bsc-intake
+ensure_user "$PU" -M -d /nonexistent -s /usr/sbin/nologin
+user_lock usermod -p '*' -aG bsc-intake "$PU"
 chgrp bsc-intake "$IN/mairie/incoming"; chmod 2770 "$IN/mairie/incoming"
 d="$T/ssh-operator"; mkdir -p "$d" /run/sshd
 ssh-keygen -q -t ed25519 -N "" -f "$d/host_key" -C operator

@@ -96,39 +96,7 @@ rc=0; "$B" drill "$T/rb.yaml" --mode planned > "$T/planned.out" 2>&1 || rc=$?
 	|| fail "--mode planned of a hybrid runbook: exit $rc, want 2: $(cat "$T/planned.out")"
 
 # ---- the drill
-before=$(date +%s)
-rc=0; "$B" drill "$T/rb.yaml" --mode hybrid > "$T/drill.out" 2>&1 || rc=$?
-after=$(date +%s)
-[ $rc = 0 ] || fail "hybrid drill: exit $rc, want 0: $(cat "$T/drill.out")"
-rep=$(ls "$T"/reports/*-hybrid.json)
-"$B" report verify --key "$T/sign.key.pub" "$rep" > /dev/null || fail "the report does not verify"
-"$B" report verify --key "$T/sign.key.pub" "${rep%.json}.html" > /dev/null || fail "the report page does not verify"
-python3 - "$rep" "$created" "$before" "$after" <<'PY' > "$T/figures" || fail "the report: $(cat "$T/drill.out")"
-import json, sys
-r = json.load(open(sys.argv[1]))["report"]
-created, before, after = (int(x) * 1000000 for x in sys.argv[2:])
-a, h = r["achieved"], r["hybrid"]
-assert r["mode"] == "hybrid" and r["result"] == "PASS", (r["result"], r["message"])
-assert h["client"] == "mairie" and h["night"] == "2026-11-02" and h["kind"] == "delta", h
-assert h["full_night"] == "2026-11-01" and h["dump_created_us"] == created, h
-assert h["database"] == "drill_h" and h["tables"] == 5 and h["rows"] > 100000, h
-assert h["damaged_night"] == "", h
-kinds = [s["kind"] for s in r["steps"]]
-assert kinds == ["intake-check", "intake-night", "intake-restore", "start", "check"], kinds
-assert all(s["status"] == "done" for s in r["steps"]), r["steps"]
-# RTO: from the declaration (the drill's start) to the last check green
-assert a["complete"] and r["rto_start_us"] == r["started_us"], a
-assert 0 < a["rto_us"] <= r["ended_us"] - r["started_us"] and a["rto_end_us"] == r["steps"][-1]["end_us"], a
-# RPO: the dump's age at the declaration, at least its age when the drill began
-assert a["rpo_reached"] and a["rpo_us"] == r["started_us"] - created, (a, created)
-# (before and after are whole seconds: the drill may start up to 1 s after either)
-assert before - created - 1000000 <= a["rpo_us"] < after + 1000000 - created, (a, before - created, after - created)
-restore = r["steps"][2]
-assert r["steps"][3]["start_us"] >= restore["end_us"], "the service started before the load ended"
-print(f"RTO {a['rto_us'] / 1e6:.1f} s (restore and load {restore['duration_us'] / 1e6:.1f} s), "
-      f"RPO {a['rpo_us'] / 1e6:.1f} s = the dump's age at the declaration; "
-      f"{h['tables']} tables, {h['rows']} rows loaded")
-PY
+ship_drill "$T/rb.yaml" "$created" 2026-11-02 2026-11-01 drill_h
 [ "$(ship_sums c drill_h)" = "$(cat "$T/sums-2")" ] || fail "the loaded database is not night 2: $(ship_sums c drill_h) vs $(cat "$T/sums-2")"
 [ "$(cat "$T/app.started")" = "2026-11-02 2" ] || fail "the service did not start on night 2's data: $(cat "$T/app.started")"
 grep -q "client mairie: night 2026-11-02 loaded into drill_h" "$T/drill.out" || fail "the summary: $(cat "$T/drill.out")"

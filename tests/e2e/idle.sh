@@ -5,6 +5,7 @@
 # cut by writes and syncs (some while a scan runs) are numbered without gaps,
 # and a write while the target is down makes the lag grow from the last scan
 # that proved the target current.
+# run.sh: first
 . "$(dirname "$0")/../lib/common.sh"
 need_root
 bsc_keygen

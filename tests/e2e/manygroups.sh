@@ -142,4 +142,34 @@ for i in $(seq -w 1 $NG); do
 	same_sparse "$T/d$i.img" "$T/replica/g$i/root" || fail "replica of g$i differs after the change"
 done
 note "$NG groups changed and synced in $(($(date +%s) - T_START)) s: every replica equals its source"
+
+# A hung read (a FIFO without a writer where g01's disk was: the cut's open
+# blocks) with one slot: after cut_timeout the cut is abandoned (logged,
+# shown), its slot goes to g02; once the read returns g01 cuts again.
+sed -i "s/^max_concurrent_cuts: .*/max_concurrent_cuts: 1\ncut_timeout: 2s/" "$T/bascule.yaml"
+bsc reload > /dev/null || fail "reload to cut_timeout: 2s"
+mv "$T/d01.img" "$T/d01.keep"
+mkfifo "$T/d01.img"
+unhang() { [ -p "$T/d01.img" ] && timeout 5 sh -c ': <> "$1"' sh "$T/d01.img"; true; }
+EXIT_HOOKS+=(unhang)
+bsc sync g01 > /dev/null || fail "sync g01 (no wait)"
+g01() { status_get "[g for g in d['groups'] if g['name'] == 'g01'][0]['$1']"; }
+wait_for 30 "g01's hung cut to be abandoned" '[ "$(g01 cut_timed_out)" = True ]'
+grep -q "of group g01: cut has run [0-9]* s, over cut_timeout (2 s): abandoned" "$T/daemon.log" ||
+	fail "no log line for the abandoned cut"
+bsc status | grep -q "^group g01: .*scanning (HUNG: over cut_timeout" || fail "bascule status does not show g01's hung cut: $(bsc status | grep g01)"
+[ "$(status_get "d['cuts']['timed_out']")" = 1 ] && [ "$(status_get "d['cuts']['running']")" = 0 ] ||
+	fail "cuts after the timeout: $(status_get "d['cuts']")"
+"$BIN/tests/randwrite" "$T/d02.img" 16 202
+bsc sync g02 --wait --timeout 60s > /dev/null || fail "g02 could not cut while g01's cut hung (its slot not freed)"
+same_sparse "$T/d02.img" "$T/replica/g02/root" || fail "replica of g02 differs"
+exec 3<> "$T/d01.img" # the hung open returns
+wait_for 30 "the abandoned cut to end" 'grep -q "of group g01 not cut: .*cut_timeout" "$T/daemon.log"'
+exec 3>&-
+rm "$T/d01.img"
+mv "$T/d01.keep" "$T/d01.img"
+[ "$(g01 cut_timed_out)" = False ] || fail "g01 still shown timed out after its cut ended"
+bsc sync g01 --wait --timeout 60s > /dev/null || fail "g01 did not cut again after its hung read returned"
+same_sparse "$T/d01.img" "$T/replica/g01/root" || fail "replica of g01 differs after the hung cut"
+note "a hung open abandoned after cut_timeout 2s: g02 synced meanwhile with the only slot, g01 synced once the read returned"
 bsc_stop

@@ -4,6 +4,7 @@
 # copied), recovers to a complete epoch that verifies; replication converges
 # and sends about the changed blocks, not a full copy.  Then with 5% packet
 # loss, it still converges.
+# run.sh: first
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/sites.sh"
 sites_up

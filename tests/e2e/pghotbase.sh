@@ -4,6 +4,9 @@
 # port):
 #  - a receiver killed and started again (no new base): the same standby
 #    server goes on replaying, nothing is rebuilt;
+#  - a newer base while the standby's replay is paused three segments
+#    behind: the standby is left running and replays the WAL before the
+#    new base's segment (still held), no rebuild;
 #  - the receiver offline while 4 x wal_spool_max of WAL is written: the
 #    target falls behind the spool and gets a new base backup on its
 #    return, its copy starting afresh with a gap after the old one; the
@@ -45,7 +48,18 @@ wait_for 90 "the hot standby to accept connections" 'psql2 "SELECT 1" >/dev/null
 pg_sql p "INSERT INTO t VALUES (1)" >/dev/null
 wait_for 60 "row 1 on the hot standby" '[ "$(psql2 "SELECT count(*) FROM t" 2>/dev/null)" = 1 ]'
 pid1=$(head -1 "$R/app/db/postmaster.pid")
-recv_kill() { pkill -9 -f "bascule recv --pg-conf $T/site.conf" || fail "no receiver to kill"; }
+# The receiver of this test's daemon: the pid it records in the replica's
+# lock, killed only if it is a descendant of $DAEMON_PID (nothing by name).
+recv_kill() {
+	local pid p
+	pid=$(awk '$2 == "recv" { print $1 }' "$R/.bascule/lock" 2>/dev/null)
+	p=$pid
+	while [ -n "$p" ] && [ "$p" -gt 1 ] && [ "$p" != "$DAEMON_PID" ]; do
+		p=$(awk '{ print $4 }' "/proc/$p/stat" 2>/dev/null)
+	done
+	[ -n "$pid" ] && [ "$p" = "$DAEMON_PID" ] || fail "no receiver of this test's daemon to kill (lock: $(cat "$R/.bascule/lock" 2>/dev/null))"
+	kill -9 "$pid"
+}
 
 # A new session, the same base: the standby is left alone.
 recv_kill
@@ -55,7 +69,33 @@ wait_for 60 "row 0 on the hot standby after the receiver's restart" \
 [ "$(head -1 "$R/app/db/postmaster.pid")" = "$pid1" ] || fail "the standby was restarted by a new session"
 ! grep -q "rebuilt on base backup" "$T/daemon.log" || fail "a new session without a new base rebuilt the standby"
 
+# A newer base while the standby lags three segments behind (its replay
+# paused): the copy goes on from the old base's WAL, which is still held,
+# so wal-get serves the standby what it replays from (before the new
+# base's segment) and it is left running, no rebuild.
+bases=$(grep -c "holds base backup .* of app/db" "$T/daemon.log")
+log2=$(wc -l < "$T/daemon.log")
+psql2 "SELECT pg_wal_replay_pause()" >/dev/null
+for i in 100 101 102; do
+	pg_sql p "INSERT INTO t VALUES ($i)" >/dev/null
+	pg_sql p "SELECT pg_switch_wal()" >/dev/null
+done
+wait_for 120 "a newer base backup at the target" \
+	'[ "$(grep -c "holds base backup .* of app/db" "$T/daemon.log")" -gt "$bases" ]'
+pg_sql p "INSERT INTO t VALUES (103)" >/dev/null
+bsc_sync 60s >/dev/null || fail "sync failed after the newer base"
+psql2 "SELECT pg_wal_replay_resume()" >/dev/null
+wait_for 90 "row 103 on the hot standby that lagged" \
+	'[ "$(psql2 "SELECT count(*) FROM t WHERE id = 103" 2>/dev/null)" = 1 ]'
+[ "$(head -1 "$R/app/db/postmaster.pid")" = "$pid1" ] && ! tail -n +"$log2" "$T/daemon.log" | grep -q "rebuilt on base backup" ||
+	fail "the standby lagging behind a newer base was rebuilt: $(tail -n +"$log2" "$T/daemon.log" | grep -i "standby" | head -3)"
+pg_sql p "DELETE FROM t WHERE id >= 100" >/dev/null
+wait_for 60 "the rows >= 100 gone on the hot standby" \
+	'[ "$(psql2 "SELECT count(*) FROM t WHERE id >= 100" 2>/dev/null)" = 0 ]'
+note "a newer base while the hot standby lagged 3 segments: left running (postmaster $pid1), replayed the WAL before the base"
+
 # Offline, while 256 MiB of WAL goes by.
+bases=$(grep -c "holds base backup .* of app/db" "$T/daemon.log")
 touch "$T/offline"
 recv_kill
 wait_for 30 "the target to be disconnected" '[ "$(status_field state)" != connected ]'
@@ -70,7 +110,7 @@ log0=$(wc -l < "$T/daemon.log")
 # Back: a new base, and the standby follows it.
 rm -f "$T/offline"
 wait_for 120 "the target to hold a new base backup" \
-	'[ "$(grep -c "holds base backup .* of app/db" "$T/daemon.log")" -ge 2 ] && [ "$(pgtgt needs_base)" = false ]'
+	'[ "$(grep -c "holds base backup .* of app/db" "$T/daemon.log")" -gt "$bases" ] && [ "$(pgtgt needs_base)" = false ]'
 pg_sql p "INSERT INTO t VALUES (18)" >/dev/null
 bsc_sync 60s >/dev/null || fail "sync failed once the target came back"
 wait_for 90 "row 18 on the hot standby (replaying from the new base)" \

@@ -29,7 +29,7 @@ bsc_keygen
 sink_config p "wal_interval: 200ms"
 bsc_start
 wait_for 60 "the first base backup at the stand-in" '[ -f "$SINK/app/db/base/backup_manifest" ]'
-child=$(pgrep -f -- "pgstream --conninfo .* --slot bsc_app" | head -1)
+child=$(pgrep -f -- "pgstream --conninfo host=$(pg_dir p) .* --slot bsc_app" | head -1)
 [ -n "$child" ] && [ "$(ps -o user= -p "$child")" = "$RELAY_USER" ] || fail "pgstream does not run as $RELAY_USER"
 note "base backup $(pgsrc base | python3 -c 'import json,sys; b=json.load(sys.stdin); print(b["id"], b["bytes"], "bytes")') at the stand-in"
 

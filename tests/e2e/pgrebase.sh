@@ -6,6 +6,8 @@
 #    says "newer than the one it holds", never "cannot go on"), and the
 #    replica's copy follows it: the newest base directory's start LSN
 #    advances past the first base;
+#  - `replica verify` covers the WAL between the new base's segment and
+#    where the copy was when it came (a byte changed there: MISMATCH);
 #  - after sync --wait, a cold promotion replays only from the new base
 #    (the promoted cluster's backup_label.old starts at the new base, its
 #    pg_wal holds no segment before it) and its pgbench tables equal the
@@ -58,12 +60,22 @@ bsc_sync 60s >/dev/null || fail "sync --wait failed"
 pg_bench_digest p > "$T/digest.end"
 b3=$(newest_base)
 bsc_stop
+# verify covers the WAL from the new base's segment to where the copy was
+# when it came (that WAL came under the old base's chain): a byte changed
+# there, in a copy of the replica, is a MISMATCH.
+cp -a "$R" "$T/rv"
+seg_b3=$(( (16#$b3) / (16 << 20) ))
+f=$(ls "$T"/rv/app/.db.pg/*/wal/$(printf "%08X%08X%08X" 1 $((seg_b3 >> 8)) $((seg_b3 & 255)))* | head -1)
+[ -f "$f" ] || fail "no WAL segment $seg_b3 in the copy"
+printf '\x5a' | dd of="$f" bs=1 seek=40 conv=notrunc status=none
+expect_rc 5 "$BIN/bascule" replica verify --root "$T/rv" --key "$T/site.key"
+cat "$T/out" "$T/err" | grep -q "MISMATCH in the WAL before base" || fail "verify did not see the WAL before the new base changed: $(cat "$T/out" "$T/err")"
+rm -rf "$T/rv"
 expect_rc 0 "$BIN/bascule" replica promote --root "$R" --key "$T/site.key" --group app --pg-conf "$T/site.conf" --json
 start=$(sed -n 's/^START WAL LOCATION: \([0-9A-F]*\/[0-9A-F]*\).*/\1/p' "$R/app/db/backup_label.old")
 [ -n "$start" ] || fail "the promoted cluster has no backup_label.old: $(ls "$R/app/db")"
 [ "$(lsn_of "$start")" = $((16#$b3)) ] ||
 	fail "the cold promotion restored the base starting at $start, not the newest one ($b3; the first was $b1)"
-seg_b3=$(( (16#$b3) / (16 << 20) ))
 for f in "$R"/app/db/pg_wal/0000000[12]*; do
 	n=$(basename "$f"); n=${n%%.*}
 	[ ${#n} = 24 ] || continue

@@ -17,6 +17,7 @@
 #    tables equal the primary's at the promoted LSN, on a new timeline;
 #  - promote --epoch N: the tables as they were at that epoch's end;
 #  - promote --at TIME between two commits: the first row, not the second.
+# run.sh: first
 . "$(dirname "$0")/../lib/common.sh"
 . "$ROOT/tests/lib/pg.sh"
 need_root

@@ -58,6 +58,31 @@ got=$(pg_sql all "SELECT count(*), max(id) FROM t")
 pg_stop all
 note "mixed group at --at $AT: the disk as copied then, rows 1-20; newest: the disk equal, 40 rows"
 
+# --- a disk cut that fails after its scan marked blocks ------------------------
+# A directory where the group's state goes: the disk cut fails at its
+# commit, after its scan gave the poked blocks the next number.  WAL comes
+# meanwhile: that number must go to a disk cut (which fails too while the
+# directory is there), not to a WAL-only epoch, which would leave the poked
+# blocks at the next disk cut's spool floor, never sent.
+ST=$T/state/groups/app/state
+lastcut() { status_get "d['groups'][0]['last_cut']"; }
+nfail() { grep -c "of group app not cut" "$T/daemon.log" || true; }
+l0=$(lastcut) f0=$(nfail)
+mv "$ST" "$T/state.keep"
+mkdir -p "$ST/in-the-way"
+poke 3
+wait_for 30 "the disk cut to fail" '[ "$(nfail)" -gt "$f0" ]'
+pg_sql p "CREATE TABLE w AS SELECT 1 AS x"
+wait_for 30 "the WAL to go (a WAL-only epoch) or its disk cut to fail" \
+	'[ "$(lastcut)" -gt "$l0" ] || [ "$(nfail)" -gt $((f0 + 1)) ]'
+[ "$(lastcut)" = "$l0" ] || fail "epoch $(lastcut) was cut (WAL only) while the disk cut failed"
+rm -r "$ST"
+mv "$T/state.keep" "$ST"
+expect_rc 0 bsc sync app --wait --vault --timeout 60s
+restore_disk "$T/d2b.img"
+cmp "$T/d2b.img" "$IMG" || fail "restore app/disk after a failed disk cut differs from the image (blocks lost)"
+note "a disk cut failed at its commit, WAL meanwhile: no WAL-only epoch took its number ($(($(nfail) - f0)) failed cuts); then the disk equal"
+
 # --- a second base, then prune to the newest epoch ------------------------------
 pgvault_second_base
 poke 7

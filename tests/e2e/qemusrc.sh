@@ -5,6 +5,7 @@
 # the frozen bitmap merged back, no full read; a guest agent that never
 # answers -> the epoch is fuzzy and the guest thawed; a guest booted from the
 # replica finds every record flushed before the sync.
+# run.sh: first
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/vm.sh"
 need_root

@@ -14,11 +14,18 @@
 # night written over with the client's account (a newer version of an object
 # and of a manifest) is CRITICAL in check, named TAMPERED, and restore still
 # rebuilds the genuine night byte-identical; prune (the operator's account,
-# allowed to delete) removes nothing still locked and says so; config
-# errors: an s3:// intake without credentials (3), 0644 credentials (4).
+# allowed to delete) removes nothing still locked and says so, and extends
+# the locks of the nights it keeps (read back: retain-until now + lock_for,
+# the not-kept nights' untouched; --dry-run extends nothing; a second prune
+# nothing more; without lock_for: exit 3); the hybrid drill on the S3
+# intake (a real pg_dump shipped as night 5, a delta): PASS, its signed
+# report's RTO/RPO and night, the loaded database equal to the source;
+# intake metrics on S3; config errors: an s3:// intake without credentials
+# (3), 0644 credentials (4), virtual-hosted on an IP endpoint (3).
 . "$(dirname "$0")/../lib/common.sh" "$1"
 . "$ROOT/tests/lib/ceph.sh"
 . "$ROOT/tests/lib/ship.sh"
+. "$ROOT/tests/lib/pg.sh"
 need_root
 B=$BIN/bascule
 S=$BIN/tests/s3tool
@@ -43,6 +50,7 @@ cat > "$T/intake.yaml" <<EOF
 intake: $URL
 s3_endpoint: $RGW_URL
 s3_credentials: $T/ops.cred
+lock_for: 5d
 EOF
 echo "a passphrase for the safe" > "$T/pass"; chmod 600 "$T/pass"
 mkdir -p "$T/client"
@@ -69,6 +77,7 @@ sys.stdout.buffer.write(b)
 PY
 head -c $((12 << 20)) /dev/urandom > "$T/big"
 cat > "$T/dump.sh" <<EOF
+if [ "\$(cat $T/mode)" = pg ]; then exec $PG_BIN/pg_dump --format=custom --compress=0 -h $T/pg-c -U postgres postgres; fi
 if [ "\$(cat $T/mode)" = big ]; then cat $T/big; sleep 120; fi
 python3 $T/gen.py \$(cat $T/n)
 EOF
@@ -136,6 +145,68 @@ restore --night 2026-11-04 --to "$T/r4" > "$T/restore.out" 2>&1 || fail "restore
 cmp "$T/r4" "$T/dump-4" || fail "the restore of night 4 differs from its dump"
 note "ship killed -9 with night 4's first objects up: no manifest, not counted, ls shows an unfinished run; the rerun ships and restores"
 
+# ---- the hybrid drill on the S3 intake: night 5, a real pg_dump (a delta
+# on night 4), restored, loaded and checked by `bascule drill --mode hybrid`
+pg_init c
+pg_start c
+pg_bench_init c 1
+M5="night5-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+pg_sql c "CREATE TABLE town_secrets (v text); INSERT INTO town_secrets VALUES ('$M5')"
+echo pg > "$T/mode"
+ship_night 5
+echo small > "$T/mode"
+ship_sums c postgres > "$T/sums-5"
+created=$("$B" intake ls "$T/intake.yaml" --client mairie --json | python3 -c "
+import json, sys; n = json.load(sys.stdin)[0]['nights']
+assert n[-1]['night'] == '2026-11-05' and n[-1]['kind'] == 'delta' and n[-1]['base'] == '2026-11-04', n
+print(n[-1]['created_unix'])")
+"$B" keygen signing "$T/sign.key" > /dev/null
+cat > "$T/rb.yaml" <<YAML
+name: mairie hybrid drill on S3
+objectives: {rto: 1h, rpo: 2d}
+hosts:
+  - name: here
+    url: local
+hybrid:
+  intake: $T/intake.yaml
+  client: mairie
+  key: $T/client/mairie.key
+  passphrase_file: $T/pass
+  load: "postgresql://postgres@/drill_s3?host=$(pg_dir c)"
+  pg_bin: $PG_BIN
+  jobs: 2
+  host: here
+  max_age: 1h
+services:
+  - name: app
+    start: "true"
+    checks:
+      - name: marker
+        sql: host=$(pg_dir c) user=postgres dbname=drill_s3
+        query: SELECT v FROM town_secrets
+        expect: "$M5"
+        retries: 2
+        interval: 1s
+report:
+  dir: $T/reports
+  signing_key: $T/sign.key
+state_dir: $T/drill-state
+YAML
+chmod 600 "$T/rb.yaml"
+ship_drill "$T/rb.yaml" "$created" 2026-11-05 2026-11-04 drill_s3
+[ "$(ship_sums c drill_s3)" = "$(cat "$T/sums-5")" ] || fail "the database the S3 drill loaded is not night 5: $(ship_sums c drill_s3)"
+note "hybrid drill on the S3 intake (night 5, a delta on 4): PASS, signed report verified: $(cat "$T/figures"); drill_s3 equals the source at night 5"
+
+# ---- intake metrics on the S3 intake (the operator's file, no secret)
+expect_rc 0 "$B" intake metrics "$T/intake.yaml" --max-age 2d
+grep -q '^bascule_intake_up{client="mairie"} 1$' "$T/out" && grep -q '^bascule_intake_nights{client="mairie"} 5$' "$T/out" \
+	&& grep -q '^bascule_intake_check_status{client="mairie"} 0$' "$T/out" \
+	&& grep -q '^bascule_intake_unfinished_bytes{client="mairie"} [1-9]' "$T/out" \
+	|| fail "intake metrics on S3: $(cat "$T/out")"
+age=$(sed -n 's/^bascule_intake_last_dump_age_seconds{client="mairie"} \([0-9.]*\)$/\1/p' "$T/out")
+[ -n "$age" ] && [ "${age%.*}" -lt 3600 ] || fail "intake metrics on S3: the age of night 5: '$age'"
+note "intake metrics on S3: up 1, 5 nights, check_status 0, last dump ${age}s old, the killed run's bytes shown"
+
 # ---- the client's own account: put only
 CL=$T/client.cred
 key=$(awk '$4 == "latest" && $1 ~ /2026-11-02\// {print $1; exit}' "$T/objs")
@@ -177,12 +248,39 @@ restore --night 2026-11-03 --to "$T/r3" > "$T/restore.out" 2>&1 || fail "restore
 cmp "$T/r3" "$T/dump-3" || fail "the restore of night 3 after the tampering differs"
 note "an overwritten object (night 2) and manifest (night 3): check CRITICAL ($(cut -c1-200 "$T/out" | head -1)...); restore of night 3 reads the genuine versions, byte-identical"
 
-# ---- prune with the operator's account: nothing locked goes
+# ---- prune with the operator's account: nothing locked goes; the locks of
+# the nights it keeps (4 and its delta 5) extended to now + lock_for (5d in
+# intake.yaml, against the 2d they were put with); night 1's left alone
+until_of() { S3_CREDENTIALS=$T/ops.cred "$S" ret-get "$1" "$(awk -v k="$1" '$1 == k && $4 == "latest" {print $2}' "$T/objs")" | awk '{print $2}'; }
+expect_rc 3 "$B" intake prune "$URL" "${OPS[@]}" --client mairie --keep 1
+grep -q "is an S3 intake: prune extends the Object Lock .* --lock-for" "$T/err" || fail "prune on S3 without lock_for: $(cat "$T/err")"
+S3_CREDENTIALS=$T/ops.cred expect_rc 0 "$S" ls intake/mairie/incoming/; cp "$T/out" "$T/objs"
+kept=$(awk '$4 == "latest" && $1 ~ /2026-11-0[45]/ {print $1}' "$T/objs")
+[ "$(echo "$kept" | wc -l)" -ge 4 ] || fail "nights 4 and 5's objects: $(cat "$T/objs")"
+old=$(awk '$4 == "latest" && $1 ~ /2026-11-01/ {print $1; exit}' "$T/objs")
+expect_rc 0 "$B" intake prune "$T/intake.yaml" --client mairie --keep 1 --dry-run
+grep -q "locks of the 2 kept nights: [1-9][0-9]* would be extended until" "$T/out" || fail "prune --dry-run's locks: $(cat "$T/out")"
+for k in $kept; do [ "$(until_of "$k")" -lt $(($(date +%s) + 3 * 86400)) ] || fail "--dry-run extended $k"; done
+t0=$(date +%s.%N)
 expect_rc 0 "$B" intake prune "$T/intake.yaml" --client mairie --keep 1
+t_prune=$(echo "$(date +%s.%N) - $t0" | bc)
+extended=$(grep "locks of the" "$T/out")
 grep -q "is locked (COMPLIANCE) until" "$T/out" || fail "prune of locked nights: $(cat "$T/out")"
 grep -q "removed 0 nights" "$T/out" || fail "prune removed something: $(cat "$T/out")"
-[ "$(nights "$T/intake.yaml")" = "01f 02d 03d 04f" ] || fail "nights after prune: $(nights "$T/intake.yaml")"
-note "prune --keep 1: $(grep locked "$T/out" | head -1)"
+n=$(echo "$kept" | wc -l)
+grep -q "locks of the 2 kept nights: $n extended until .*, 0 already locked long enough" "$T/out" \
+	|| fail "prune did not extend the kept nights' $n locks: $(cat "$T/out")"
+[ "$(nights "$T/intake.yaml")" = "01f 02d 03d 04f 05d" ] || fail "nights after prune: $(nights "$T/intake.yaml")"
+for k in $kept; do
+	u=$(until_of "$k")
+	[ "$u" -gt $(($(date +%s) + 4 * 86400)) ] || fail "$k: locked until $u, not extended to about now + 5d"
+done
+u=$(until_of "$old")
+[ "$u" -lt $(($(date +%s) + 3 * 86400)) ] || fail "$old (night 1, not kept) had its lock extended: $u"
+expect_rc 0 "$B" intake prune "$T/intake.yaml" --client mairie --keep 1
+grep -q "locks of the 2 kept nights: 0 extended until .*, $n already locked long enough" "$T/out" \
+	|| fail "a second prune extended again: $(cat "$T/out")"
+note "prune --keep 1 (${t_prune} s): $(grep "is locked" "$T/out" | head -1); $extended; the $n objects and manifests of nights 4-5 read back locked until > now + 4d, night 1's still ~2d"
 
 # ---- configuration errors
 ship_yaml "$T/client/bad.yaml" mairie "cat" "$URL/mairie/incoming" 3 "s3_endpoint: $RGW_URL"

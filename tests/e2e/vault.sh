@@ -12,6 +12,7 @@
 # no corrupt epoch and resumes without re-uploading finished packs; prune
 # keeps exactly what the policy says, cannot run with the write-once account,
 # and restores work afterwards.
+# run.sh: first
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/sites.sh"
 . "$(dirname "$0")/../lib/vm.sh"

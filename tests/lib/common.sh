@@ -96,14 +96,26 @@ wait_for() {
 	done
 }
 need_root() { [ "$(id -u)" = 0 ] || { echo "SKIP: $TEST_NAME needs root"; exit 77; }; }
+# Accounts.  useradd, groupadd and usermod lock /etc/passwd and /etc/group
+# and fail at once when another holds them ("cannot lock /etc/passwd"): tests
+# running at once (tests/run.sh -j) take turns on one lock of their own, and
+# the look-then-create is done under it.
+#   user_lock CMD...                 run CMD holding the lock
+#   ensure_group NAME                a system group NAME
+#   ensure_user NAME [USERADD_ARGS]  a system user NAME (useradd --system ARGS)
+user_lock() { flock /run/bascule-test-useradd.lock "$@"; }
+ensure_group() { user_lock sh -c 'getent group "$1" >/dev/null || groupadd --system "$1"' sh "$1"; }
+ensure_user() {
+	local u=$1; shift
+	id "$u" >/dev/null 2>&1 && return 0
+	user_lock sh -c 'u=$1; shift; id "$u" >/dev/null 2>&1 || useradd --system "$@" "$u"' sh "$u" "$@"
+}
 # The unprivileged user basculed's network children run as (relay_user,
 # default bascule), as `useradd --system bascule` makes it on a primary.
 RELAY_USER=bascule
 relay_user_up() {
 	[ "$(id -u)" = 0 ] || return 0
-	id "$RELAY_USER" >/dev/null 2>&1 && return 0
-	flock /run/bascule-test-useradd.lock sh -c "id $RELAY_USER >/dev/null 2>&1 ||
-		useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin $RELAY_USER"
+	ensure_user "$RELAY_USER" --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin
 }
 relay_user_up
 # vault_dir DIR: a local: vault directory, writable by the vault writer.

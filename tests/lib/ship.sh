@@ -13,6 +13,17 @@
 #   ship_sums CLUSTER DB
 #       per-table checksums of database DB of pg.sh's CLUSTER (the pgbench
 #       tables and town_secrets: count and md5 of the rows in key order)
+#   ship_drill_report REPORT CREATED BEFORE AFTER NIGHT FULL_NIGHT DB
+#       checks the signed JSON REPORT of a PASSed `drill --mode hybrid` of
+#       client mairie's NIGHT (a delta on FULL_NIGHT, uploaded at CREATED,
+#       unix s) loaded into DB (pgbench scale 1 and town_secrets), the drill
+#       run between BEFORE and AFTER (unix s): the steps, the RTO within the
+#       drill, the RPO the dump's age at the declaration; prints the figures
+#   ship_drill RUNBOOK CREATED NIGHT FULL_NIGHT DB
+#       runs `bascule drill RUNBOOK --mode hybrid` (its report in
+#       $T/reports, signed with $T/sign.key), which must PASS; the report
+#       (JSON and HTML) verified and checked by ship_drill_report; the
+#       figures in $T/figures, the drill's output in $T/drill.out
 ship_yaml() {
 	local f=$1 client=$2 dump=$3 intake=$4 full=$5 d l
 	d=$(dirname "$f")
@@ -41,6 +52,50 @@ ship_enrol() {
 ship_flip() {
 	python3 -c "
 import sys; p=sys.argv[1]; b=bytearray(open(p,'rb').read()); b[len(b)//2]^=0x01; open(p,'wb').write(b)" "$1"
+}
+
+ship_drill_report() {
+	python3 - "$@" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["report"]
+created, before, after = (int(x) * 1000000 for x in sys.argv[2:5])
+night, full, db = sys.argv[5:8]
+a, h = r["achieved"], r["hybrid"]
+assert r["mode"] == "hybrid" and r["result"] == "PASS", (r["result"], r["message"])
+assert h["client"] == "mairie" and h["night"] == night and h["kind"] == "delta", h
+assert h["full_night"] == full and h["dump_created_us"] == created, h
+assert h["database"] == db and h["tables"] == 5 and h["rows"] > 100000, h
+assert h["damaged_night"] == "", h
+kinds = [s["kind"] for s in r["steps"]]
+assert kinds == ["intake-check", "intake-night", "intake-restore", "start", "check"], kinds
+assert all(s["status"] == "done" for s in r["steps"]), r["steps"]
+# RTO: from the declaration (the drill's start) to the last check green
+assert a["complete"] and r["rto_start_us"] == r["started_us"], a
+assert 0 < a["rto_us"] <= r["ended_us"] - r["started_us"] and a["rto_end_us"] == r["steps"][-1]["end_us"], a
+# RPO: the dump's age at the declaration, at least its age when the drill began
+assert a["rpo_reached"] and a["rpo_us"] == r["started_us"] - created, (a, created)
+# (before and after are whole seconds: the drill may start up to 1 s after either)
+assert before - created - 1000000 <= a["rpo_us"] < after + 1000000 - created, (a, before - created, after - created)
+restore = r["steps"][2]
+assert r["steps"][3]["start_us"] >= restore["end_us"], "the service started before the load ended"
+print(f"RTO {a['rto_us'] / 1e6:.1f} s (restore and load {restore['duration_us'] / 1e6:.1f} s), "
+      f"RPO {a['rpo_us'] / 1e6:.1f} s = the dump's age at the declaration; "
+      f"{h['tables']} tables, {h['rows']} rows loaded")
+PY
+}
+
+ship_drill() {
+	local before after rc=0 rep
+	before=$(date +%s)
+	"$BIN/bascule" drill "$1" --mode hybrid > "$T/drill.out" 2>&1 || rc=$?
+	after=$(date +%s)
+	[ $rc = 0 ] || fail "hybrid drill: exit $rc, want 0: $(cat "$T/drill.out")"
+	rep=$(ls -t "$T"/reports/*-hybrid.json | head -1)
+	"$BIN/bascule" report verify --key "$T/sign.key.pub" "$rep" > /dev/null || fail "the report does not verify"
+	"$BIN/bascule" report verify --key "$T/sign.key.pub" "${rep%.json}.html" > /dev/null \
+		|| fail "the report page does not verify"
+	ship_drill_report "$rep" "$2" "$before" "$after" "$3" "$4" "$5" > "$T/figures" \
+		|| fail "the report: $(cat "$T/drill.out")"
 }
 
 SHIP_TABLES="pgbench_accounts:aid pgbench_branches:bid pgbench_tellers:tid pgbench_history:tid,bid,aid,mtime town_secrets:v"

@@ -63,13 +63,12 @@ CONF
 sites_up() {
 	need_root
 	command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || fail "openssh-server is not installed"
-	id "$SSH_USER" >/dev/null 2>&1 || useradd --system --create-home --home-dir "/var/lib/$SSH_USER" \
-		--shell /bin/sh "$SSH_USER"
-	usermod -d "/var/lib/$SSH_USER" "$SSH_USER" 2>/dev/null || true
+	ensure_user "$SSH_USER" --create-home --home-dir "/var/lib/$SSH_USER" --shell /bin/sh
+	user_lock usermod -d "/var/lib/$SSH_USER" "$SSH_USER" 2>/dev/null || true
 	mkdir -p "/var/lib/$SSH_USER"; chown "$SSH_USER" "/var/lib/$SSH_USER"
 	# A locked account (useradd's default) is refused by sshd without PAM: no
 	# password at all ("*") is what a key-only account needs.
-	usermod -p '*' "$SSH_USER" 2>/dev/null || true
+	user_lock usermod -p '*' "$SSH_USER" 2>/dev/null || true
 	sites_net_up
 	start_sshd secondary "$NS_S" "$IP_S"
 	# The daemon's SSH identity, authorised on the secondary with command=.
@@ -179,10 +178,10 @@ provider_down() { rm -rf "$VAULT_CHROOT"; }
 provider_up() {
 	local d="$T/ssh-provider" u
 	EXIT_HOOKS+=(provider_down)
-	getent group bscvault >/dev/null || groupadd --system bscvault
+	ensure_group bscvault
 	for u in bscvault-w bscvault-p; do
-		id "$u" >/dev/null 2>&1 || useradd --system -g bscvault -M -d /nonexistent -s /usr/sbin/nologin "$u"
-		usermod -p '*' "$u"
+		ensure_user "$u" -g bscvault -M -d /nonexistent -s /usr/sbin/nologin
+		user_lock usermod -p '*' "$u"
 	done
 	mkdir -p "$VAULT_CHROOT/vault" "$d" /run/sshd
 	chown root:root "$VAULT_CHROOT"; chmod 755 "$VAULT_CHROOT"

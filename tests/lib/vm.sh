@@ -17,6 +17,8 @@
 #                                    "disk0", device "vd0"), VM_QEMU_EXTRA more options
 #   vm_last_written CONSOLE          highest N the guest reported written
 #   vm_boot_seq PORT                 boot_seq from the guest's HTTP status
+#   vm_disk_seq DISK                 the boot_seq a guest booted from DISK (raw)
+#                                    would report, read without booting it
 #   vm_qmp SOCK CMD [JSON-ARGS]      the return value of CMD on a QMP socket
 #   vm_qemu_bare NAME DISK FORMAT QMP  start a QEMU holding DISK as device vd0
 #                                    (node disk0) with no guest running (-S):
@@ -101,13 +103,22 @@ INIT
 
 # vm_accel: kvm if /dev/kvm boots the guest, else tcg.  An openable
 # /dev/kvm is not enough: under some nested hypervisors the vCPU spins
-# without ever running the guest, so the probe boots it for real.
+# without ever running the guest, so the probe boots it for real.  The
+# answer is kept for the machine's boot ($VM_DIR/accel, with the boot id):
+# a failing probe costs 15 s, and every guest test would pay it.
 VM_ACCEL=${VM_ACCEL:-}
 vm_accel() {
-	local d
+	local d boot
 	[ -n "$VM_ACCEL" ] && return 0
 	VM_ACCEL=tcg
 	[ -r /dev/kvm ] && [ -w /dev/kvm ] || return 0
+	boot=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null || true)
+	if [ -n "$boot" ] && [ "$(sed -n 1p "$VM_DIR/accel" 2>/dev/null)" = "$boot" ]; then
+		VM_ACCEL=$(sed -n 2p "$VM_DIR/accel")
+		[ "$VM_ACCEL" = kvm ] || VM_ACCEL=tcg
+		echo "guests run with accel=$VM_ACCEL (probed at this boot: $VM_DIR/accel)" >&2
+		return 0
+	fi
 	d=$(mktemp -d)
 	truncate -s 1M "$d/disk"
 	timeout 20 qemu-system-x86_64 -machine q35,accel=kvm -m 160 -nodefaults -no-user-config \
@@ -117,6 +128,7 @@ vm_accel() {
 	for _ in $(seq 150); do grep -q 'bascule-guest: booted' "$d/console" 2>/dev/null && { VM_ACCEL=kvm; break; }; sleep 0.1; done
 	kill %% 2>/dev/null; wait 2>/dev/null
 	rm -rf "$d"
+	[ -z "$boot" ] || { printf '%s\n%s\n' "$boot" "$VM_ACCEL" > "$VM_DIR/accel.$$" && mv "$VM_DIR/accel.$$" "$VM_DIR/accel"; }
 	echo "guests run with accel=$VM_ACCEL" >&2
 }
 
@@ -144,6 +156,20 @@ vm_last_written() {
 
 vm_boot_seq() {
 	{ curl -s -m 2 "http://127.0.0.1:$1/status" || true; } | sed -n 's/^boot_seq=//p'
+}
+
+# The guest's init, in Python: the highest N such that records 1..N each
+# sit in their block (the first 32 MiB).
+vm_disk_seq() {
+	python3 - "$1" <<'PY'
+import sys
+with open(sys.argv[1], "rb") as f:
+    d = f.read(32 << 20)
+n = 0
+while d[(n + 1) * 4096:(n + 1) * 4096 + 32].startswith(b"BSCREC %d \n" % (n + 1)):
+    n += 1
+print(n)
+PY
 }
 
 VM_QMP_PY=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/qmp.py

@@ -103,12 +103,14 @@ static void test_io_caps(void **state)
 	assert_int_equal(parse(minimal, &c), 0);
 	assert_int_equal(c->io_rate, 0);
 	assert_int_equal(c->max_concurrent_cuts, 2);
+	assert_int_equal(c->cut_timeout, 30 * 60 * 1000000ULL); /* the watchdog's default */
 	config_free(c);
 	c = NULL;
-	snprintf(text, sizeof(text), "%sio_rate: 200MB/s\nmax_concurrent_cuts: 3\n", minimal);
+	snprintf(text, sizeof(text), "%sio_rate: 200MB/s\nmax_concurrent_cuts: 3\ncut_timeout: 0\n", minimal);
 	assert_int_equal(parse(text, &c), 0);
 	assert_int_equal(c->io_rate, 200000000);
 	assert_int_equal(c->max_concurrent_cuts, 3);
+	assert_int_equal(c->cut_timeout, 0); /* never */
 	config_free(c);
 	c = NULL;
 	snprintf(text, sizeof(text), "%sio_rate: unlimited\n", minimal);

@@ -641,11 +641,25 @@ static void test_other_key(void **state)
 	assert_int_equal(epoch_now(), 2);
 }
 
+/* Another process (a live verify) marks the first source of S diverged in
+ * the state file. */
+static void mark_diverged(const struct rstate *s)
+{
+	struct replica *r2;
+	struct rstate marked = *s;
+
+	assert_int_equal(replica_open(root, REPLICA_READONLY, key, &r2), 0);
+	marked.sources[0].status = SRC_DIVERGED;
+	assert_int_equal(state_write(r2, &marked), 0);
+	replica_close(r2);
+}
+
 /* Ack slots (tools/replica/ackslot.c): a state committed in a slot leaves
  * the state file as it was and is what the group is at; a torn newest slot
  * gives the one before; a state file written afresh, byte for byte the
  * slots' base (a rollback to it), is not overridden by them; one written
- * by another process is the base of the next slot. */
+ * by another process is the base of the next slot, and its DIVERGED mark
+ * outlives the writer's next state, slot or file. */
 static void test_ack_slots(void **state)
 {
 	uint8_t *before, *after, *ack;
@@ -713,6 +727,29 @@ static void test_ack_slots(void **state)
 	assert_int_equal(ackslot_commit(r, &s2), 1);
 	assert_int_equal(replica_load_state(r, "vm1", &got), 0);
 	assert_int_equal(got.epoch, st.epoch + 3);
+	/* A verify's DIVERGED mark written while this writer holds a newer
+	 * state it read before: its next slot, and its next state file, keep
+	 * the mark (they replaced it, and the resynchronisation was lost). */
+	assert_int_equal(s2.sources[0].status, SRC_OK);
+	mark_diverged(&got);
+	s2.epoch = st.epoch + 4;
+	assert_int_equal(ackslot_ready(r, "vm1"), 1);
+	assert_int_equal(ackslot_commit(r, &s2), 1);
+	assert_int_equal(replica_load_state(r, "vm1", &got), 0);
+	assert_int_equal(got.epoch, st.epoch + 4);
+	assert_int_equal(got.sources[0].status, SRC_DIVERGED);
+	/* Read by this writer: its own next state is what it says. */
+	s2.epoch = st.epoch + 5;
+	assert_int_equal(state_write(r, &s2), 0);
+	assert_int_equal(replica_load_state(r, "vm1", &got), 0);
+	assert_int_equal(got.sources[0].status, SRC_OK);
+	/* The rename path: the same. */
+	mark_diverged(&got);
+	s2.epoch = st.epoch + 6;
+	assert_int_equal(state_write(r, &s2), 0);
+	assert_int_equal(replica_load_state(r, "vm1", &got), 0);
+	assert_int_equal(got.epoch, st.epoch + 6);
+	assert_int_equal(got.sources[0].status, SRC_DIVERGED);
 	replica_close(r);
 }
 

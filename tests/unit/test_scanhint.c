@@ -27,13 +27,14 @@ static struct stat file_at(time_t t)
 	return st;
 }
 
-/* A hint set by a full scan at unix second 1000 (monotonic 50 s) of a file
- * last written at second 900. */
+/* A hint set by two full scans, at unix seconds 995 and 1000 (monotonic
+ * 45 and 50 s), of a file last written at second 900. */
 static struct scanhint hint_set(void)
 {
 	struct scanhint h = { 0 };
 	struct stat st = file_at(900);
 
+	scanhint_update(&h, false, &st, &st, true, 995 * SEC, 45 * SEC);
 	scanhint_update(&h, false, &st, &st, true, 1000 * SEC, 50 * SEC);
 	return h;
 }
@@ -65,9 +66,19 @@ static void test_same(void **state)
 
 static void test_full_scan_sets(void **state)
 {
-	struct scanhint h = hint_set();
-	struct stat st = file_at(900);
+	struct scanhint h = { 0 };
+	struct stat st = file_at(900), other = file_at(950);
 
+	/* One full scan vouches for nothing; a second that agrees does. */
+	scanhint_update(&h, false, &st, &st, true, 995 * SEC, 45 * SEC);
+	assert_false(h.valid);
+	assert_false(scanhint_usable(&h, &st, 46 * SEC, HOUR));
+	/* Two full scans that disagree (a write between them): not yet. */
+	scanhint_update(&h, false, &other, &other, true, 998 * SEC, 48 * SEC);
+	assert_false(h.valid);
+	scanhint_update(&h, false, &st, &st, true, 1000 * SEC, 50 * SEC);
+	assert_false(h.valid);
+	h = hint_set();
 	assert_true(h.valid);
 	assert_int_equal(h.full_mono, 50 * SEC);
 	assert_true(scanhint_usable(&h, &st, 60 * SEC, HOUR));
@@ -85,10 +96,17 @@ static void test_not_settled(void **state)
 	st.st_ctim.tv_sec = 999;
 	scanhint_update(&h, false, &st, &st, true, 1000 * SEC, 50 * SEC);
 	assert_false(h.valid);
-	/* just past the settling time: it vouches */
-	st = file_at(1000 - SCANHINT_SETTLE_USEC / SEC - 1);
+	/* the same file, unsettled at the first scan, settled at the second */
+	st = file_at(999);
 	scanhint_update(&h, false, &st, &st, true, 1000 * SEC, 50 * SEC);
+	assert_false(h.valid);
+	scanhint_update(&h, false, &st, &st, true, 999 * SEC + SCANHINT_SETTLE_USEC + 100, 52 * SEC);
 	assert_true(h.valid);
+	/* agreeing, but the second scan starts within the settling time */
+	st = file_at(1000);
+	scanhint_update(&h, false, &st, &st, true, 1001 * SEC, 53 * SEC);
+	scanhint_update(&h, false, &st, &st, true, 1001 * SEC + 1, 53 * SEC + 1);
+	assert_false(h.valid);
 }
 
 static void test_written_during_scan(void **state)
@@ -136,9 +154,20 @@ static void test_hinted_cut(void **state)
 	scanhint_update(&h, true, &st, &st, true, 1300 * SEC, 350 * SEC);
 	assert_true(h.valid);
 	assert_int_equal(h.full_mono, 50 * SEC);
-	/* A write during a hinted cut: the next cut reads it all. */
+	/* A write during a hinted cut: the next cut reads it all, and the
+	 * full scan after it does not vouch alone. */
 	scanhint_update(&h, true, &st, &later, true, 1300 * SEC, 350 * SEC);
 	assert_false(h.valid);
+	scanhint_update(&h, false, &later, &later, true, 1400 * SEC, 450 * SEC);
+	assert_false(h.valid);
+	scanhint_update(&h, false, &later, &later, true, 1401 * SEC, 451 * SEC);
+	assert_true(h.valid);
+	/* After full_scan_every, one full scan that still agrees renews it. */
+	h = hint_set();
+	h.valid = false; /* a failed cut: the maps in doubt */
+	scanhint_update(&h, false, &st, &st, true, 1300 * SEC, 350 * SEC);
+	assert_true(h.valid);
+	assert_int_equal(h.full_mono, 350 * SEC);
 }
 
 int main(void)

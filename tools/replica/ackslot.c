@@ -34,8 +34,24 @@
 #define ACK_SLOT 8192u       /* bytes per slot: a larger state takes the rename */
 #define BASE_BYTES 32
 
+/* What this process (a recv session) knows of each group it wrote or read:
+ * the state file as it last read or wrote it (another one is another
+ * process's: a verify's mark), and the state.ack it made durable, file and
+ * directory entry (one left by a session killed before its fsyncs is made
+ * durable at its first use, once, not at every switch between groups). */
+struct gmark {
+	char group[NAME_MAX_LEN + 1];
+	struct stat state_st;
+	bool state_known;
+	dev_t ack_dev;
+	ino_t ack_ino;
+	bool ack_durable;
+};
+
 /* What the writer remembers of the group it last committed. */
 struct ackslots {
+	struct gmark *marks;
+	size_t n_marks;
 	char group[NAME_MAX_LEN + 1];
 	uint8_t base[BASE_BYTES]; /* hash of the state file */
 	struct stat base_st;      /* the state file it was read from */
@@ -56,6 +72,16 @@ static bool same_file(const struct stat *a, const struct stat *b)
 	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
+/* The state.ack of GROUP removed: the next one is made durable afresh. */
+static void ack_removed(struct replica *r, const char *group)
+{
+	struct ackslots *a = r->ackslots;
+
+	for (size_t i = 0; a && i < a->n_marks; i++)
+		if (!strcmp(a->marks[i].group, group))
+			a->marks[i].ack_durable = false;
+}
+
 static void slots_forget(struct replica *r)
 {
 	struct ackslots *a = r->ackslots;
@@ -74,8 +100,65 @@ static void slots_forget(struct replica *r)
 void ackslot_free(struct replica *r)
 {
 	slots_forget(r);
+	if (r->ackslots)
+		free(r->ackslots->marks);
 	free(r->ackslots);
 	r->ackslots = NULL;
+}
+
+static struct ackslots *slots_of(struct replica *r)
+{
+	if (!r->ackslots && (r->ackslots = calloc(1, sizeof(*r->ackslots))))
+		r->ackslots->fd = r->ackslots->dirfd = -1;
+	return r->ackslots;
+}
+
+/* The mark of GROUP, added if new; NULL when out of memory. */
+static struct gmark *gmark_of(struct replica *r, const char *group)
+{
+	struct ackslots *a = slots_of(r);
+	struct gmark *m;
+
+	if (!a)
+		return NULL;
+	for (size_t i = 0; i < a->n_marks; i++)
+		if (!strcmp(a->marks[i].group, group))
+			return &a->marks[i];
+	if (!(m = realloc(a->marks, (a->n_marks + 1) * sizeof(*m))))
+		return NULL;
+	a->marks = m;
+	m = &a->marks[a->n_marks++];
+	memset(m, 0, sizeof(*m));
+	snprintf(m->group, sizeof(m->group), "%s", group);
+	return m;
+}
+
+int ackslot_seen(struct replica *r, const char *group, bool record)
+{
+	struct gmark *m = gmark_of(r, group);
+	char path[RPATH];
+	struct stat st;
+	int fd, rc;
+
+	if (!m)
+		return -ENOMEM;
+	if (!record && !m->state_known)
+		return 0;
+	if ((rc = gpath(r, path, sizeof(path), group, "state")) < 0)
+		return rc;
+	if ((fd = tree_open(r, path, O_RDONLY, 0)) < 0) {
+		m->state_known = false;
+		return fd == -ENOENT ? 0 : fd;
+	}
+	rc = fstat(fd, &st) < 0 ? -errno : 0;
+	close(fd);
+	if (rc < 0)
+		return err_set(-rc, "cannot look at %s/%s: %s", r->root, path, strerror(-rc));
+	if (!record)
+		return !same_file(&st, &m->state_st);
+	m->state_st = st;
+	m->state_known = true;
+	return 0;
 }
 
 /* Slot I of BUF (2 * ACK_SLOT bytes) decoded into *RET_ST when it goes on
@@ -170,17 +253,16 @@ int ackslot_ready(struct replica *r, const char *group)
 	struct ackslots *a = r->ackslots;
 	char path[RPATH], dir[RPATH];
 	struct sfile f = { 0 };
-	struct stat st;
+	struct gmark *m;
+	struct stat st, ast;
 	uint8_t *buf = NULL;
+	bool known;
 	int fd, rc;
 
 	if (!r->key)
 		return 0;
-	if (!a) {
-		if (!(a = r->ackslots = calloc(1, sizeof(*a))))
-			return -ENOMEM;
-		a->fd = a->dirfd = -1;
-	}
+	if (!a && !(a = slots_of(r)))
+		return -ENOMEM;
 	if (strcmp(a->group, group) != 0)
 		slots_forget(r);
 	if ((rc = gpath(r, dir, sizeof(dir), group, "%s", "")) < 0 || (rc = gpath(r, path, sizeof(path), group, "state")) < 0)
@@ -196,7 +278,6 @@ int ackslot_ready(struct replica *r, const char *group)
 		return rc == ENOENT ? 0 : err_set(rc, "cannot look at %s/%s: %s", r->root, path, strerror(rc));
 	}
 	if (!strcmp(a->group, group) && same_file(&st, &a->base_st) && a->fd >= 0) {
-		struct stat ast;
 		if (fstat(a->fd, &ast) == 0 && ast.st_nlink == 1)
 			return 1;
 	}
@@ -224,6 +305,10 @@ int ackslot_ready(struct replica *r, const char *group)
 	}
 	if ((rc = gpath(r, path, sizeof(path), group, "state.ack")) < 0)
 		goto out;
+	if (!(m = gmark_of(r, group))) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	fd = tree_open(r, path, O_RDWR, 0);
 	if (fd == -ENOENT) {
 		/* Both slots written (zeros): later overwrites allocate nothing. */
@@ -232,12 +317,9 @@ int ackslot_ready(struct replica *r, const char *group)
 			rc = fd;
 			goto out;
 		}
-		if (fs_pwrite_full(fd, buf, 2 * ACK_SLOT, 0) < 0 || fsync(fd) < 0) {
+		m->ack_durable = false;
+		if (fs_pwrite_full(fd, buf, 2 * ACK_SLOT, 0) < 0) {
 			rc = err_set(errno, "cannot write %s/%s: %s", r->root, path, strerror(errno));
-			close(fd);
-			goto out;
-		}
-		if ((rc = tree_fsync_parent(r, path)) < 0) {
 			close(fd);
 			goto out;
 		}
@@ -245,6 +327,24 @@ int ackslot_ready(struct replica *r, const char *group)
 	if (fd < 0) {
 		rc = fd;
 		goto out;
+	}
+	/* Made durable, file and directory entry, before a slot in it is an
+	 * acked commit point: when created, and when not made durable by this
+	 * session (left by one killed between its creation and its
+	 * directory's fsync, maybe); once per group and session. */
+	known = fstat(fd, &ast) == 0;
+	if (!known || !m->ack_durable || m->ack_dev != ast.st_dev || m->ack_ino != ast.st_ino) {
+		if (fsync(fd) < 0)
+			rc = err_set(errno, "cannot write %s/%s: %s", r->root, path, strerror(errno));
+		else
+			rc = tree_fsync_parent(r, path);
+		if (rc < 0) {
+			close(fd);
+			goto out;
+		}
+		m->ack_durable = known;
+		m->ack_dev = ast.st_dev;
+		m->ack_ino = ast.st_ino;
 	}
 	a->fd = fd;
 	snprintf(a->group, sizeof(a->group), "%s", group);
@@ -257,16 +357,26 @@ out:
 	return rc;
 }
 
-int ackslot_commit(struct replica *r, const struct rstate *s)
+int ackslot_commit(struct replica *r, const struct rstate *s0)
 {
 	struct ackslots *a;
 	uint8_t kid[KEY_ID_BYTES], *slot = NULL;
+	struct rstate *s;
 	struct wbuf b;
 	uint64_t seq;
+	bool big;
 	int rc;
 
-	if (!(a = r->ackslots) || a->fd < 0 || strcmp(a->group, s->group) != 0)
+	if (!(a = r->ackslots) || a->fd < 0 || strcmp(a->group, s0->group) != 0)
 		return 0;
+	/* A verify's mark written since this process read the state is kept. */
+	if (!(s = malloc(sizeof(*s))))
+		return -ENOMEM;
+	*s = *s0;
+	if ((rc = state_keep_marks(r, s)) < 0) {
+		free(s);
+		return rc;
+	}
 	seq = a->seq + 1;
 	key_id(r->key, kid);
 	sfile_begin(&b, A_MAGIC);
@@ -275,13 +385,11 @@ int ackslot_commit(struct replica *r, const struct rstate *s)
 	if (!rc) rc = wbuf_put_u64(&b, seq);
 	if (!rc) rc = state_encode(s, &b);
 	if (!rc) rc = sfile_seal(&b, r->mac_key);
-	if (rc < 0 || b.len > ACK_SLOT - 4) {
+	big = !rc && b.len > ACK_SLOT - 4; /* too large for a slot: the rename */
+	if (rc < 0 || big || !(slot = calloc(1, ACK_SLOT))) {
 		wbuf_free(&b);
-		return rc < 0 ? rc : 0; /* too large for a slot: the rename */
-	}
-	if (!(slot = calloc(1, ACK_SLOT))) {
-		wbuf_free(&b);
-		return -ENOMEM;
+		free(s);
+		return rc < 0 ? rc : big ? 0 : -ENOMEM;
 	}
 	slot[0] = (uint8_t)(b.len >> 24);
 	slot[1] = (uint8_t)(b.len >> 16);
@@ -297,6 +405,7 @@ int ackslot_commit(struct replica *r, const struct rstate *s)
 		rc = 1;
 	}
 	free(slot);
+	free(s);
 	if (rc < 0)
 		slots_forget(r); /* read again from the disk next time */
 	return rc;
@@ -324,6 +433,7 @@ int ackslot_before_state(struct replica *r, const char *group, const uint8_t *fi
 	 * crash then leaves the old file, which is the new one's bytes). */
 	if (revive && !(rc = gpath(r, path, sizeof(path), group, "state.ack"))) {
 		slots_forget(r);
+		ack_removed(r, group);
 		rc = tree_unlink(r, path);
 		if (rc == 0 || rc == -ENOENT)
 			rc = tree_fsync_parent(r, path);
@@ -340,6 +450,7 @@ void ackslot_after_state(struct replica *r, const char *group)
 	if (r->ackslots && !strcmp(r->ackslots->group, group))
 		slots_forget(r);
 	/* Stale now (their base is gone): durable or not, never read again. */
+	ack_removed(r, group);
 	if (gpath(r, path, sizeof(path), group, "state.ack") == 0)
 		tree_unlink(r, path);
 }

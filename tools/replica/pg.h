@@ -65,7 +65,12 @@ int pgbase_load(struct replica *r, const char *group, const char *source, uint64
 		struct pgbase *ret);
 int pgbase_write(struct replica *r, const char *group, const char *source, const struct pgbase *b, bool tmp);
 
-enum { PGCHAIN_BASE = 1 }; /* the epoch that starts the chain at its base */
+/* BASE: the epoch that starts the chain at its base.  PREFIX: just before
+ * it (epoch one below), the WAL from the base's segment to where the copy
+ * was when the base came to a copy going on, digested from the base's
+ * digest by the receiver (that WAL came under the chain of the base
+ * before, which retention removes); verify re-digests it. */
+enum { PGCHAIN_BASE = 1, PGCHAIN_PREFIX = 2 };
 struct pgchain_rec {
 	uint64_t epoch, cut_time, start, end;
 	uint32_t tli;
@@ -109,6 +114,10 @@ static inline uint64_t pg_held_from(const struct pgpath *p) { return pg_seg_star
  * with FLAGS (O_RDONLY or O_RDWR); -ENOENT if neither exists. */
 int pgseg_open(struct replica *r, const char *group, const char *source, uint64_t sys, uint32_t tli,
 	       uint64_t segno, int flags);
+/* The chained digest of the WAL [A, Z) of timeline TLI on PREV (KEY the
+ * source's WAL key) into RET. */
+int pg_wal_digest(struct replica *r, const char *group, const char *source, uint64_t sys, const uint8_t *key,
+		  const uint8_t *prev, uint32_t tli, uint64_t a, uint64_t z, uint8_t *ret);
 /* Bytes [A, Z) of timeline TLI, in order, to FN. */
 int pg_read_wal(struct replica *r, const char *group, const char *source, uint64_t sys, uint32_t tli,
 		uint64_t a, uint64_t z, int (*fn)(void *ctx, const uint8_t *p, size_t n), void *ctx);
@@ -118,6 +127,13 @@ int pg_read_wal(struct replica *r, const char *group, const char *source, uint64
 int pg_segment(struct replica *r, const char *group, const char *source, uint64_t sys, uint32_t tli,
 	       uint64_t segno, uint64_t limit, uint8_t *buf);
 /* The base of X and its WAL path, both checked. */
+/* 1 if segment SEGNO of timeline TLI, before base B of the copy of X, is
+ * still held whole through the bases before B: B came to a copy that went
+ * on (its chain starts where the one of the base before it ends, on the
+ * same timeline), and that base is still held (retention keeps it while
+ * an epoch needs it).  A hot standby behind when B came replays it. */
+int pg_served_before(struct replica *r, const char *group, const struct state_source *x, const struct pgbase *b,
+		     uint32_t tli, uint64_t segno);
 int pg_copy_open(struct replica *r, const char *group, const struct state_source *x, struct pgbase *ret_base,
 		 struct pgpath *ret_path);
 /* verify of a PostgreSQL source X: the base's files against its digest, the

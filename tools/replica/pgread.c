@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -355,6 +356,82 @@ int pg_copy_open(struct replica *r, const char *group, const struct state_source
 	return rc < 0 ? rc : pg_wal_path(r, group, x, ret_base, ret_path);
 }
 
+/* The chain of base ID of source X as committed (to X's epoch) from its
+ * base record on: its first LSN and its last, all of timeline TLI.  1, or
+ * 0 when it has none such (or cannot be read). */
+static int chain_span(struct replica *r, const char *group, const struct state_source *x, uint64_t id, uint32_t tli,
+		      uint64_t *ret_start, uint64_t *ret_end)
+{
+	struct pgchain_rec *c = NULL;
+	char dir[RPATH];
+	size_t n = 0, first = 0;
+	int ok = 0;
+
+	if (pg_path(dir, sizeof(dir), group, x->name, x->system_id, "base/%016llx", (unsigned long long)id) < 0 ||
+	    pgchain_read(r, dir, x->epoch, &c, &n) < 0) {
+		err_clear();
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (c[i].flags & PGCHAIN_BASE)
+			first = i;
+	if (n && (c[first].flags & PGCHAIN_BASE)) {
+		ok = 1;
+		for (size_t i = first; i < n && ok; i++)
+			ok = c[i].tli == tli && (i == first || c[i].start == c[i - 1].end);
+		*ret_start = c[first].start;
+		*ret_end = c[n - 1].end;
+	}
+	free(c);
+	return ok;
+}
+
+/* The newest base of X's system held below ID, or 0. */
+static uint64_t base_below(struct replica *r, const char *group, const struct state_source *x, uint64_t id)
+{
+	char dir[RPATH];
+	struct dirent *e;
+	uint64_t best = 0;
+	DIR *d;
+
+	if (pg_path(dir, sizeof(dir), group, x->name, x->system_id, "base") < 0 || !(d = tree_opendir(r, dir)))
+		return 0;
+	while ((e = readdir(d))) {
+		char *end;
+		uint64_t v = strtoull(e->d_name, &end, 16);
+		if (strlen(e->d_name) == 16 && !*end && v < id && v > best)
+			best = v;
+	}
+	closedir(d);
+	return best;
+}
+
+int pg_served_before(struct replica *r, const char *group, const struct state_source *x, const struct pgbase *b,
+		     uint32_t tli, uint64_t segno)
+{
+	uint64_t id = b->id, start, end, older, ostart;
+
+	/* Its WAL, from the segment of the base before it on, is held: the
+	 * retention removes WAL only before the oldest base it keeps. */
+
+	if (tli != b->tli || segno >= b->id / PG_SEG)
+		return 0;
+	/* A base that came to a copy going on: its chain starts where the
+	 * copy was (its WAL before came with the base before it).  The WAL
+	 * from the segment of the base before it on is held: retention
+	 * removes WAL only below the oldest base it keeps. */
+	for (int hop = 0; hop < PG_MAX_PATH; hop++) {
+		if (!chain_span(r, group, x, id, tli, &start, &end) ||
+		    !(older = base_below(r, group, x, id)) || !chain_span(r, group, x, older, tli, &ostart, &end) ||
+		    end != start)
+			return 0;
+		if (segno >= older / PG_SEG)
+			return 1;
+		id = older;
+	}
+	return 0;
+}
+
 int pgseg_open(struct replica *r, const char *group, const char *source, uint64_t sys, uint32_t tli,
 	       uint64_t segno, int flags)
 {
@@ -407,6 +484,24 @@ int pg_read_wal(struct replica *r, const char *group, const char *source, uint64
 	return rc;
 }
 
+static int digest_fn(void *ctx, const uint8_t *p, size_t n)
+{
+	pgdigest_update(ctx, p, n);
+	return 0;
+}
+
+int pg_wal_digest(struct replica *r, const char *group, const char *source, uint64_t sys, const uint8_t *key,
+		  const uint8_t *prev, uint32_t tli, uint64_t a, uint64_t z, uint8_t *ret)
+{
+	struct pgdigest pd;
+	int rc;
+
+	pgdigest_begin(&pd, key, prev, tli, a, z);
+	rc = pg_read_wal(r, group, source, sys, tli, a, z, digest_fn, &pd);
+	pgdigest_final(&pd, ret);
+	return rc;
+}
+
 int pg_segment(struct replica *r, const char *group, const char *source, uint64_t sys, uint32_t tli,
 	       uint64_t segno, uint64_t limit, uint8_t *buf)
 {
@@ -427,12 +522,6 @@ int pg_segment(struct replica *r, const char *group, const char *source, uint64_
 }
 
 /* ---- verify ---- */
-
-static int digest_fn(void *ctx, const uint8_t *p, size_t n)
-{
-	pgdigest_update(ctx, p, n);
-	return 0;
-}
 
 /* Recompute the digest of base B's files (as they were sent). */
 static int base_digest(struct replica *r, const char *group, const char *source, const struct pgbase *b,
@@ -480,7 +569,7 @@ int pg_verify(struct replica *r, const char *group, const struct state_source *x
 	struct pgchain_rec *c = NULL;
 	struct pgbase b;
 	struct pgpath path;
-	char dir[RPATH], a[17], e[17], l1[PGWAL_LSN_LEN], l2[PGWAL_LSN_LEN];
+	char dir[RPATH], a[17], e[17], l0[PGWAL_LSN_LEN], l1[PGWAL_LSN_LEN], l2[PGWAL_LSN_LEN];
 	size_t n = 0, first = 0;
 	uint64_t bytes = 0;
 	int rc;
@@ -505,17 +594,30 @@ int pg_verify(struct replica *r, const char *group, const struct state_source *x
 		goto fail;
 	}
 	pgdigest_base(key, b.id, b.digest, prev);
+	/* The WAL before the chain's start, from the base's segment (a base
+	 * that came to a copy going on): its own record, from the base. */
+	if (first && (c[first - 1].flags & PGCHAIN_PREFIX) && c[first - 1].end == c[first].start) {
+		const struct pgchain_rec *q = &c[first - 1];
+		if ((rc = pg_wal_digest(r, group, x->name, x->system_id, key, prev, q->tli, q->start, q->end, d)) < 0)
+			goto fail;
+		if (sodium_memcmp(d, q->digest, DIGEST_BYTES) != 0) {
+			hash_hex(d, 8, a);
+			hash_hex(q->digest, 8, e);
+			rc = err_set(EBADMSG, "MISMATCH in the WAL before base %s (%s to %s, timeline %u): digest %s…, "
+					      "expected %s…", pgwal_lsn_format(b.id, l0), pgwal_lsn_format(q->start, l1),
+				     pgwal_lsn_format(q->end, l2), q->tli, a, e);
+			goto fail;
+		}
+		bytes += q->end - q->start;
+	}
 	for (size_t i = first; i < n; i++) {
-		struct pgdigest pd;
 		if (i > first && c[i].start != c[i - 1].end) {
 			rc = err_set(EBADMSG, "the chain log skips WAL before epoch %llu", (unsigned long long)c[i].epoch);
 			goto fail;
 		}
-		pgdigest_begin(&pd, key, prev, c[i].tli, c[i].start, c[i].end);
-		if ((rc = pg_read_wal(r, group, x->name, x->system_id, c[i].tli, c[i].start, c[i].end, digest_fn,
-				      &pd)) < 0)
+		if ((rc = pg_wal_digest(r, group, x->name, x->system_id, key, prev, c[i].tli, c[i].start, c[i].end,
+					prev)) < 0)
 			goto fail;
-		pgdigest_final(&pd, prev);
 		bytes += c[i].end - c[i].start;
 		if (sodium_memcmp(prev, c[i].digest, DIGEST_BYTES) != 0) {
 			hash_hex(prev, 8, a);

@@ -141,11 +141,12 @@ int pg_wal_get(struct replica *r, const char *group, const char *source, const c
 			return rc;
 	} else if (pgwal_seg_parse(name, PG_SEG, &tli, &segno) == 0) {
 		const struct pgrange *g = path_serves(&path, tli, segno);
-		if (!g)
+		uint64_t to = g ? g->to : (segno + 1) * PG_SEG; /* before the base: whole */
+		if (!g && pg_served_before(r, group, x, &b, tli, segno) != 1)
 			return -ENOENT;
 		if (!(data = malloc(PG_SEG)))
 			return -ENOMEM;
-		rc = pg_segment(r, group, source, x->system_id, tli, segno, g->to, data);
+		rc = pg_segment(r, group, source, x->system_id, tli, segno, to, data);
 		len = PG_SEG;
 		if (rc < 0) {
 			free(data);
@@ -279,7 +280,7 @@ static int standby_follows(struct replica *r, const char *group, const struct st
 		return err_set(EIO, "pg_controldata -D %s names the WAL file \"%s\"", run->data_dir, ret_file);
 	if ((rc = pg_copy_open(r, group, x, &b, &path)) < 0)
 		return rc;
-	return path_serves(&path, tli, segno) != NULL;
+	return path_serves(&path, tli, segno) || pg_served_before(r, group, x, &b, tli, segno) == 1;
 }
 
 /* The standby at RUN cannot go on (standby_follows): stopped, removed (it

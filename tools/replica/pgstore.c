@@ -549,6 +549,28 @@ void pgrecv_jsource(const struct pgrecv *p, struct jsource *j)
 	j->end_lsn = p->m.end_lsn;
 }
 
+/* A new base that came to a copy going on (its WAL from where the copy
+ * was): the WAL from the base's segment to there came under the chain of
+ * the base before, which retention removes with it.  Checked when it came,
+ * it is digested here from the new base's digest and recorded before the
+ * base's record (PGCHAIN_PREFIX), so verify still covers it. */
+static int chain_prefix(struct pgrecv *p, const char *dir, struct syncset *ss)
+{
+	const struct msg_pgsource *m = &p->m;
+	struct pgchain_rec c = { .epoch = p->epoch - 1, .cut_time = p->cut_time, .tli = m->timeline,
+				 .flags = PGCHAIN_PREFIX, .start = pg_seg_start(m->base_id), .end = m->start_lsn };
+	uint8_t prev[DIGEST_BYTES];
+	int rc;
+
+	if (p->base_final || p->epoch < 2 || c.end <= c.start)
+		return 0;
+	pgdigest_base(p->key, m->base_id, m->base_digest, prev);
+	if ((rc = pg_wal_digest(p->r, p->group, m->name, m->system_id, p->key, prev, c.tli, c.start, c.end,
+				c.digest)) < 0)
+		return rc;
+	return pgchain_append(p->r, dir, &c, ss);
+}
+
 int pgrecv_prepare(struct pgrecv *p, struct jsource *ret, struct syncset *ss)
 {
 	const struct msg_pgsource *m = &p->m;
@@ -610,6 +632,8 @@ int pgrecv_prepare(struct pgrecv *p, struct jsource *ret, struct syncset *ss)
 		return rc;
 	if (m->flags & PGSRC_BASE)
 		dircache_changed(p->r, dir);
+	if ((m->flags & PGSRC_BASE) && (rc = chain_prefix(p, dir, ss)) < 0)
+		return rc;
 	if ((rc = pgchain_append(p->r, dir, &c, ss)) < 0 || (rc = dircache_fsync(p->r, dir, ss)) < 0)
 		return rc;
 	if ((m->flags & PGSRC_BASE) && (rc = tree_fsync_parent(p->r, dir)) < 0)

@@ -97,22 +97,50 @@ int state_decode_current(struct rbuf *b, const char *group, struct rstate *ret)
 static int legacy_record(struct replica *r, const char *group, size_t *ret_n);
 static int state_seal(struct replica *r, const struct rstate *s, struct wbuf *b, char *path, size_t len);
 
-int state_write(struct replica *r, const struct rstate *s)
+int state_keep_marks(struct replica *r, struct rstate *s)
+{
+	struct rstate now;
+	int rc = ackslot_seen(r, s->group, false);
+
+	if (rc <= 0)
+		return rc;
+	/* Written by another process since: a verify's mark (under the apply
+	 * lock), never to be replaced by a state loaded before it. */
+	if ((rc = replica_load_state(r, s->group, &now)) < 0)
+		return rc == -ENOENT ? 0 : rc;
+	for (uint32_t i = 0; i < now.n_sources; i++) {
+		struct state_source *x = state_find(s, now.sources[i].name);
+		if (x && now.sources[i].status == SRC_DIVERGED && x->status != SRC_DIVERGED) {
+			x->status = SRC_DIVERGED;
+			log_warn("group %s: source %s was marked diverged (bascule replica verify) while this "
+				 "receiver ran: the mark is kept, the primary resynchronises it",
+				 s->group, x->name);
+		}
+	}
+	return 0;
+}
+
+int state_write(struct replica *r, const struct rstate *s0)
 {
 	char path[RPATH];
 	struct wbuf b = { 0 };
-	int rc = state_seal(r, s, &b, path, sizeof(path));
+	struct rstate s = *s0;
+	int rc = state_keep_marks(r, &s);
 
+	if (!rc) rc = state_seal(r, &s, &b, path, sizeof(path));
 	/* A new state file: the ack slots of the one before are stale. */
-	if (!rc) rc = ackslot_before_state(r, s->group, b.p, b.len);
+	if (!rc) rc = ackslot_before_state(r, s.group, b.p, b.len);
 	if (!rc) rc = tree_write_atomic(r, path, b.p, b.len);
-	if (!rc) ackslot_after_state(r, s->group);
+	if (!rc) {
+		ackslot_after_state(r, s.group);
+		rc = ackslot_seen(r, s.group, true);
+	}
 	wbuf_free(&b);
 	/* A group this version starts has its record from its first state on:
 	 * no journal of the earlier format is ever read in it. */
-	if (!rc && (rc = legacy_upgraded(r, s->group)) == 0) {
+	if (!rc && (rc = legacy_upgraded(r, s.group)) == 0) {
 		size_t n;
-		rc = legacy_record(r, s->group, &n);
+		rc = legacy_record(r, s.group, &n);
 	}
 	return rc < 0 ? rc : 0;
 }
@@ -134,13 +162,15 @@ static int state_seal(struct replica *r, const struct rstate *s, struct wbuf *b,
 	return rc;
 }
 
-int state_write_begin(struct replica *r, const struct rstate *s, struct syncset *ss)
+int state_write_begin(struct replica *r, const struct rstate *s0, struct syncset *ss)
 {
 	char path[RPATH];
 	struct wbuf b = { 0 };
-	int rc = state_seal(r, s, &b, path, sizeof(path));
+	struct rstate s = *s0;
+	int rc = state_keep_marks(r, &s);
 
-	if (!rc) rc = ackslot_before_state(r, s->group, b.p, b.len);
+	if (!rc) rc = state_seal(r, &s, &b, path, sizeof(path));
+	if (!rc) rc = ackslot_before_state(r, s.group, b.p, b.len);
 	if (!rc)
 		rc = tree_write_atomic_begin(r, path, b.p, b.len, ss);
 	wbuf_free(&b);
@@ -156,6 +186,8 @@ int state_write_end(struct replica *r, const struct rstate *s)
 	    (rc = tree_write_atomic_end(r, path)) < 0)
 		return rc;
 	ackslot_after_state(r, s->group);
+	if ((rc = ackslot_seen(r, s->group, true)) < 0)
+		return rc;
 	if ((rc = legacy_upgraded(r, s->group)) == 0) {
 		size_t n;
 		rc = legacy_record(r, s->group, &n);
@@ -195,6 +227,9 @@ static int state_load(struct replica *r, const char *group, struct rstate *ret, 
 	int rc;
 
 	if ((rc = gpath(r, path, sizeof(path), group, "state")) < 0)
+		return rc;
+	/* Seen before it is read: one written in between is another's. */
+	if ((rc = ackslot_seen(r, group, true)) < 0)
 		return rc;
 	if ((rc = tree_sfile_read(r, path, &f)) < 0)
 		return rc == -EBADMSG ? err_wrap(rc, "replica state is not readable; move it away and "

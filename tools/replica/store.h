@@ -133,6 +133,9 @@ int state_write(struct replica *r, const struct rstate *s);
 int state_write_begin(struct replica *r, const struct rstate *s, struct syncset *ss);
 int state_write_end(struct replica *r, const struct rstate *s);
 struct state_source *state_find(struct rstate *s, const char *name);
+/* S, about to be written by this process, keeps the marks (DIVERGED) of a
+ * state another process wrote since this one last read or wrote it. */
+int state_keep_marks(struct replica *r, struct rstate *s);
 /* The state's fields as the state file holds them (ackslot.c's slots too). */
 int state_encode(const struct rstate *s, struct wbuf *b);
 int state_decode_current(struct rbuf *b, const char *group, struct rstate *ret);
@@ -155,6 +158,10 @@ int ackslot_commit(struct replica *r, const struct rstate *s);
 int ackslot_before_state(struct replica *r, const char *group, const uint8_t *file, size_t len);
 void ackslot_after_state(struct replica *r, const char *group);
 void ackslot_free(struct replica *r);
+/* RECORD: the state file of GROUP as this process reads or wrote it now.
+ * Else 1 when the file is another since (another process wrote it: a
+ * verify's mark), 0 when not or nothing was recorded; or a negative errno. */
+int ackslot_seen(struct replica *r, const char *group, bool record);
 /* Upgrade GROUP from the earlier format (lock held, key given): record its
  * journals of that format, rewrite its state.  A no-op once done. */
 int state_upgrade(struct replica *r, const char *group);
