@@ -170,14 +170,22 @@ static json_t *status_json(struct daemon *d)
 								      g->sources[s].cfg->name, "type", "postgres",
 								      "size", (json_int_t)0, "postgres",
 								      pgsource_json(g->sources[s].pg, clock_now_usec())));
-			else
-				json_array_append_new(srcs, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "name",
-								      g->sources[s].cfg->name, "type", "disk", "disk",
-								      g->sources[s].cfg->disk, "size",
-								      (json_int_t)g->sources[s].size, "scans_full",
-								      (json_int_t)g->sources[s].scans_full,
-								      "scans_unchanged",
-								      (json_int_t)g->sources[s].scans_hinted));
+			else {
+				json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "name", g->sources[s].cfg->name,
+						      "type", "disk", "disk", g->sources[s].cfg->disk, "size",
+						      (json_int_t)g->sources[s].size, "scans_full",
+						      (json_int_t)g->sources[s].scans_full, "scans_unchanged",
+						      (json_int_t)g->sources[s].scans_hinted);
+				const struct qemusrc_stats *q = &g->sources[s].qstats;
+				if (g->sources[s].qemu) /* its verifying full reads (docs/qemu.md) */
+					json_object_set_new(
+						o, "qemu",
+						json_pack("{s:I, s:I, s:I, s:f}", "verify_reads", (json_int_t)q->verify_reads,
+							  "missed_writes", (json_int_t)q->missed_writes, "missed_cuts",
+							  (json_int_t)q->missed_cuts, "verified_time",
+							  units_round((double)q->verified / 1e6, UNITS_UNIXTIME)));
+				json_array_append_new(srcs, o);
+			}
 		json_array_append_new(groups,
 				      json_pack("{s:s, s:I, s:f, s:f, s:I, s:b, s:b, s:b, s:b, s:f, s:b, s:f, s:o}", "name",
 						g->name, "last_cut", (json_int_t)g->last_cut, "cut_time",

@@ -29,6 +29,7 @@
 #include "hash.h"
 #include "key.h"
 #include "proto.h"
+#include "qemusrc.h"
 #include "scanhint.h"
 #include "wire.h"
 
@@ -53,6 +54,7 @@ struct source {
 	int wd;                        /* inotify watch, -1 if none */
 	struct pgsrc *pg;              /* a postgres source (pgsource.h), else NULL: a disk */
 	struct qemusrc *qemu;          /* a disk read through QEMU (qemusrc.h), else NULL */
+	struct qemusrc_stats qstats;   /* its verifying reads, as of the last cut's end */
 	struct scanhint hint;          /* a plain file: unchanged since its last full scan?
 					* (the cut thread's: one cut of a group at a time) */
 	uint64_t scans_full, scans_hinted; /* cuts that read it all / only what targets lacked */

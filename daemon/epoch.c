@@ -73,6 +73,39 @@ static bool same_stat(const struct stat *a, const struct stat *b, uint64_t scan_
 	return m + 20000 < scan_start && scanhint_same(a, b);
 }
 
+/* Begin the cut of QEMU source I and of every later source of the same
+ * guest, all under one freeze and in one transaction (qemusrc_cut_begin);
+ * DONE marks them.  1 if a guest was cut, 0 if I's already was, or a
+ * negative errno.  *FUZZY set if an agent configured did not freeze. */
+static int cut_guest(struct group *g, struct cut *c, uint32_t i, bool *done, bool *fuzzy)
+{
+	struct qemusrc *qs[PROTO_MAX_SOURCES];
+	uint32_t idx[PROTO_MAX_SOURCES], n = 0;
+	uint64_t sizes[PROTO_MAX_SOURCES];
+	bool agent = false, frozen;
+	int r;
+
+	if (done[i])
+		return 0;
+	for (uint32_t j = i; j < g->n_sources; j++)
+		if (g->sources[j].qemu && !done[j] && qemusrc_same_guest(g->sources[i].qemu, g->sources[j].qemu)) {
+			done[j] = true;
+			agent |= g->sources[j].cfg->qemu.guest_agent != NULL;
+			idx[n] = j;
+			qs[n++] = g->sources[j].qemu;
+		}
+	/* The bitmap counts from the last disk cut, not from a WAL-only epoch
+	 * after it (a group with a postgres source); after a restart only
+	 * last_cut is known. */
+	if ((r = qemusrc_cut_begin(qs, n, c->epoch, g->disk_epoch ? g->disk_epoch : g->last_cut, sizes, &frozen)) < 0)
+		return r;
+	for (uint32_t k = 0; k < n; k++)
+		c->size[idx[k]] = sizes[k];
+	if (agent && !frozen)
+		*fuzzy = true;
+	return 1;
+}
+
 /* The watchdog gave up on C (epoch_watchdog): fail rather than resize the
  * maps or commit what the loop no longer waits for. */
 static int cut_abandoned(struct cut *c)
@@ -88,7 +121,8 @@ static void *cut_thread(void *arg)
 	struct group *g = c->g;
 	struct daemon *d = g->d;
 	struct stat before[PROTO_MAX_SOURCES], after[PROTO_MAX_SOURCES];
-	bool frozen = false, cloned = true, quiescent = true, qemu_fuzzy = false;
+	bool frozen = false, cloned = true, quiescent = true, qemu_fuzzy = false, qemu_cut[PROTO_MAX_SOURCES] = { 0 };
+	uint32_t guests = 0; /* QEMU guests cut, each in one transaction */
 	pthread_t workers[64];
 	unsigned nw = d->scan_threads;
 	char path[4300];
@@ -134,15 +168,10 @@ static void *cut_thread(void *arg)
 		if (g->sources[i].pg)
 			continue; /* its WAL end was taken when the cut began */
 		if (g->sources[i].qemu) {
-			bool full, agent_frozen;
-			/* The bitmap counts from the last disk cut, not from a
-			 * WAL-only epoch after it (a group with a postgres source);
-			 * after a restart only last_cut is known. */
-			if ((r = qemusrc_cut_begin(g->sources[i].qemu, c->epoch, g->disk_epoch ? g->disk_epoch : g->last_cut,
-						   &c->size[i], &full, &agent_frozen)) < 0)
+			if ((r = cut_guest(g, c, i, qemu_cut, &qemu_fuzzy)) < 0)
 				goto thaw;
-			if (g->sources[i].cfg->qemu.guest_agent && !agent_frozen)
-				qemu_fuzzy = true;
+			guests += r;
+			r = 0;
 			continue;
 		}
 		fd = open(disk, O_RDONLY | O_CLOEXEC);
@@ -237,13 +266,12 @@ static void *cut_thread(void *arg)
 	}
 	if (!c->consistent)
 		c->consistent = frozen || (cloned && g->n_disks == 1) || (!cloned && quiescent);
-	/* A QEMU source is a point-in-time view, application-consistent when
-	 * its agent froze the guest; an agent that did not answer: fuzzy.
-	 * Several QEMU disks are viewed one after another, each in its own
-	 * transaction and freeze: each is consistent alone, not with the
-	 * others (a filesystem or volume spanning two would be torn), so the
-	 * group is consistent only with one disk (docs/qemu.md, limits). */
-	if (g->n_qemu && g->n_qemu == g->n_disks && g->n_disks == 1)
+	/* QEMU sources are point-in-time views, application-consistent when
+	 * the agent froze the guest; an agent that did not answer: fuzzy.  The
+	 * disks of one guest are viewed in one transaction (one instant), but
+	 * two guests one after another: a group of disks of several guests is
+	 * fuzzy (docs/qemu.md, "Consistency of a group"). */
+	if (g->n_qemu && g->n_qemu == g->n_disks && guests == 1)
 		c->consistent = true;
 	if (qemu_fuzzy)
 		c->consistent = false;
@@ -268,7 +296,7 @@ thaw:
 			close(c->fds[i]);
 	for (uint32_t i = 0; !c->wal_only && i < g->n_sources; i++)
 		if (g->sources[i].qemu) {
-			int t = qemusrc_cut_end(g->sources[i].qemu, c->epoch, c->committed);
+			int t = qemusrc_cut_end(g->sources[i].qemu, c->epoch, c->committed, r == 0);
 			if (t < 0 && r == 0)
 				log_warn("group %s: %s", g->name, err_msg(t));
 		}
@@ -705,6 +733,19 @@ static void cut_finished(struct group *g)
 		epoch_schedule(d);
 		return;
 	}
+	for (uint32_t i = 0; !c->wal_only && i < g->n_sources; i++)
+		if (g->sources[i].qemu) {
+			/* the cut thread is done with it: a copy for status and metrics */
+			uint64_t missed = g->sources[i].qstats.missed_writes;
+			qemusrc_get_stats(g->sources[i].qemu, &g->sources[i].qstats);
+			if (g->sources[i].qstats.missed_writes > missed) {
+				char txt[160];
+				snprintf(txt, sizeof(txt), "source %s: %" PRIu64 " missed writes (blocks the dirty bitmap "
+					 "did not record), found by a verifying full read", g->sources[i].cfg->name,
+					 g->sources[i].qstats.missed_writes - missed);
+				daemon_event(d, "error", g->name, "", c->epoch, txt);
+			}
+		}
 	for (uint32_t i = 0; !c->wal_only && i < g->n_sources; i++)
 		if (!g->sources[i].pg && !g->sources[i].qemu) {
 			g->sources[i].scans_hinted += c->hinted[i];

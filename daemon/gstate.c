@@ -184,7 +184,7 @@ int group_init(struct daemon *d, struct group *g, const struct cfg_group *cfg)
 			return r;
 		if (s->cfg->qemu.qmp) {
 			path[strlen(path) - 4] = 0; /* STATE/GROUP/NAME */
-			if ((r = qemusrc_new(s->cfg, path, &s->qemu)) < 0)
+			if ((r = qemusrc_new(s->cfg, path, g->cfg->full_scan_every, &s->qemu)) < 0)
 				return r;
 			g->n_qemu++;
 		}

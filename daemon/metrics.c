@@ -182,6 +182,17 @@ char *metrics_text(struct daemon *d)
 		snprintf(l, sizeof(l), "group=\"%s\"", d->groups[i]->name);
 		m_int(&b, "bascule_group_cut_waiting", l, d->groups[i]->cut_waiting);
 	}
+	m_head(&b, "bascule_qemu_missed_writes_total", "counter",
+	       "Blocks of a QEMU source that a verifying full read found changed and its dirty bitmap had not "
+	       "recorded, since the daemon started (docs/qemu.md).");
+	for (uint32_t i = 0; i < d->n_groups; i++)
+		for (uint32_t s = 0; s < d->groups[i]->n_sources; s++)
+			if (d->groups[i]->sources[s].qemu) {
+				snprintf(l, sizeof(l), "group=\"%s\",source=\"%s\"", d->groups[i]->name,
+					 d->groups[i]->sources[s].cfg->name);
+				m_int(&b, "bascule_qemu_missed_writes_total", l,
+				      d->groups[i]->sources[s].qstats.missed_writes);
+			}
 	m_head(&b, "bascule_cuts_running", "gauge", "Cuts reading disks now, all groups together.");
 	m_int(&b, "bascule_cuts_running", "", epoch_cuts_running(d));
 	m_head(&b, "bascule_cuts_waiting", "gauge", "Groups whose cut waits for a slot.");

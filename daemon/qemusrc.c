@@ -29,8 +29,25 @@ struct qs_extent {
 	bool zero;
 };
 
+struct qs_list {
+	struct qs_extent *e;
+	size_t n, cap;
+};
+
+/* A QMP connection and NBD server shared by the disks of one guest in a
+ * cut: QEMU's monitor serves one client at a time (a second connection to
+ * the same socket would wait for the first to close), and QEMU runs one NBD
+ * server (on the first disk's socket; each disk is an export of it). */
+struct qs_mon {
+	struct qmp *qmp;
+	unsigned refs;
+	const char *sock;
+};
+
 struct qemusrc {
 	const struct cfg_source *cfg;
+	struct qs_mon *mon;        /* during a cut */
+	uint64_t verify_every;     /* usec between verifying full reads (0: every cut) */
 	char state[4200], fleece[4200], sock[4200];
 	char node[256];            /* the format node the bitmaps live on */
 	char fl_file[300], fl[300], job[300], exp[300], cbw[300];
@@ -38,21 +55,27 @@ struct qemusrc {
 	struct qmp *qmp;
 	struct nbd_handle *nbd;
 	bool have_old, view, exported, server;
-	bool full;
+	bool full;                 /* every block is read (ext: base:allocation) */
+	bool verify;               /* ... while the bitmap is sound: a verifying full read */
+	bool persistent;           /* the node keeps persistent bitmaps (qcow2) */
 	uint64_t size;
-	struct qs_extent *ext;
-	size_t n_ext, cap_ext;
-	atomic_uint_fast64_t read_bytes;
+	struct qs_list ext;        /* what to read */
+	struct qs_list dirty;      /* a verifying read: what the bitmap says changed */
+	uint64_t verified;         /* unix usec of the last full read committed (state file) */
+	uint64_t cut_at;           /* unix usec the cut began */
+	atomic_uint_fast64_t read_bytes, missed;
 	uint64_t read_at_begin;    /* read_bytes when the cut began */
+	struct qemusrc_stats st;
 };
 
-int qemusrc_new(const struct cfg_source *cfg, const char *prefix, struct qemusrc **ret_q)
+int qemusrc_new(const struct cfg_source *cfg, const char *prefix, uint64_t verify_every, struct qemusrc **ret_q)
 {
 	struct qemusrc *q = calloc(1, sizeof(*q));
 
 	if (!q)
 		return -ENOMEM;
 	q->cfg = cfg;
+	q->verify_every = verify_every;
 	if ((size_t)snprintf(q->state, sizeof(q->state), "%s.qemu", prefix) >= sizeof(q->state) ||
 	    (size_t)snprintf(q->fleece, sizeof(q->fleece), "%s.fleece", prefix) >= sizeof(q->fleece) ||
 	    (size_t)snprintf(q->sock, sizeof(q->sock), "%s.nbd", prefix) >= 108) {
@@ -67,15 +90,33 @@ void qemusrc_free(struct qemusrc *q)
 {
 	if (!q)
 		return;
-	if (q->qmp || q->nbd)
-		qemusrc_cut_end(q, 0, false);
-	free(q->ext);
+	if (q->mon || q->nbd)
+		qemusrc_cut_end(q, 0, false, false);
+	free(q->ext.e);
+	free(q->dirty.e);
 	free(q);
+}
+
+void qemusrc_reconfig(struct qemusrc *q, const struct cfg_source *cfg, uint64_t verify_every)
+{
+	q->cfg = cfg;
+	q->verify_every = verify_every;
 }
 
 uint64_t qemusrc_read_bytes(const struct qemusrc *q)
 {
 	return atomic_load(&q->read_bytes);
+}
+
+void qemusrc_get_stats(const struct qemusrc *q, struct qemusrc_stats *ret)
+{
+	*ret = q->st;
+	ret->verified = q->verified;
+}
+
+bool qemusrc_same_guest(const struct qemusrc *a, const struct qemusrc *b)
+{
+	return strcmp(a->cfg->qemu.qmp, b->cfg->qemu.qmp) == 0;
 }
 
 /* ---- QMP helpers ---- */
@@ -127,6 +168,7 @@ static int qs_find_node(struct qemusrc *q, json_t **ret_bitmaps)
 		const char *nn = json_string_value(json_object_get(n, "node-name"));
 		if (nn && strcmp(nn, want) == 0) {
 			snprintf(q->node, sizeof(q->node), "%s", nn);
+			q->persistent = strcmp(json_string_value(json_object_get(n, "drv")) ?: "", "qcow2") == 0;
 			*ret_bitmaps = json_incref(json_object_get(n, "dirty-bitmaps"));
 			r = 0;
 			break;
@@ -222,22 +264,24 @@ static void qs_drop_view(struct qemusrc *q)
 	q->view = q->exported = false;
 }
 
-/* ---- state file: the live bitmap's name and the epoch it counts from ---- */
+/* ---- state file: the live bitmap's name, the epoch it counts from, and
+ * when the last full read was committed (unix usec; absent: never) ---- */
 
 static bool qs_state_read(struct qemusrc *q, char *name, size_t len, uint64_t *epoch)
 {
 	FILE *f = fopen(q->state, "re");
 	char n[64];
-	unsigned long long e;
+	unsigned long long e, v = 0;
 	bool ok;
 
 	if (!f)
 		return false;
-	ok = fscanf(f, "%63s %llu", n, &e) == 2;
+	ok = fscanf(f, "%63s %llu %llu", n, &e, &v) >= 2;
 	fclose(f);
 	if (ok) {
 		snprintf(name, len, "%s", n);
 		*epoch = e;
+		q->verified = v;
 	}
 	return ok;
 }
@@ -251,7 +295,7 @@ static int qs_state_write(struct qemusrc *q, const char *name, uint64_t epoch)
 	f = fopen(tmp, "we");
 	if (!f)
 		return -errno;
-	fprintf(f, "%s %llu\n", name, (unsigned long long)epoch);
+	fprintf(f, "%s %llu %llu\n", name, (unsigned long long)epoch, (unsigned long long)q->verified);
 	if (fflush(f) != 0 || fsync(fileno(f)) < 0) {
 		fclose(f);
 		return -errno;
@@ -294,26 +338,42 @@ static void qs_thaw(struct qemusrc *q, struct qmp *ga)
 
 /* ---- extents ---- */
 
-static int qs_ext_add(struct qemusrc *q, uint64_t off, uint64_t len, bool zero)
+static int qs_ext_add(struct qs_list *x, uint64_t off, uint64_t len, bool zero)
 {
 	uint64_t first = off / QS_BLOCK, end = (off + len + QS_BLOCK - 1) / QS_BLOCK;
-	struct qs_extent *l = q->n_ext ? &q->ext[q->n_ext - 1] : NULL, *e;
+	struct qs_extent *l = x->n ? &x->e[x->n - 1] : NULL, *e;
 
 	if (l && l->end >= first && l->zero == zero) {
 		if (end > l->end)
 			l->end = end;
 		return 0;
 	}
-	if (!(e = array_grow(q->ext, &q->cap_ext, q->n_ext, sizeof(*e), 256)))
+	if (!(e = array_grow(x->e, &x->cap, x->n, sizeof(*e), 256)))
 		return -ENOMEM;
-	q->ext = e;
-	q->ext[q->n_ext++] = (struct qs_extent){ first, end, zero };
+	x->e = e;
+	x->e[x->n++] = (struct qs_extent){ first, end, zero };
 	return 0;
+}
+
+/* The first extent of X ending after block FIRST. */
+static size_t qs_ext_find(const struct qs_list *x, uint64_t first)
+{
+	size_t lo = 0, hi = x->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (x->e[mid].end <= first)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
 }
 
 struct qs_bs {
 	struct qemusrc *q;
 	const char *ctx;
+	struct qs_list *to;
 	uint64_t done; /* bytes described so far */
 	int err;
 };
@@ -329,10 +389,10 @@ static int qs_extent_cb(void *user, const char *ctx, uint64_t off, uint32_t *e, 
 		uint64_t len = e[i];
 		uint32_t fl = e[i + 1];
 		int r = 0;
-		if (b->q->full) /* base:allocation: everything, zeros known */
-			r = qs_ext_add(b->q, off, len, (fl & LIBNBD_STATE_ZERO) != 0);
+		if (strcmp(ctx, LIBNBD_CONTEXT_BASE_ALLOCATION) == 0) /* everything, zeros known */
+			r = qs_ext_add(b->to, off, len, (fl & LIBNBD_STATE_ZERO) != 0);
 		else if (fl & 1) /* qemu:dirty-bitmap: bit 0 = dirty */
-			r = qs_ext_add(b->q, off, len, false);
+			r = qs_ext_add(b->to, off, len, false);
 		if (r < 0)
 			b->err = r;
 		off += len;
@@ -341,11 +401,12 @@ static int qs_extent_cb(void *user, const char *ctx, uint64_t off, uint32_t *e, 
 	return 0;
 }
 
-static int qs_find_extents(struct qemusrc *q, const char *ctx)
+/* The extents of context CTX into TO. */
+static int qs_find_extents(struct qemusrc *q, const char *ctx, struct qs_list *to)
 {
-	struct qs_bs b = { .q = q, .ctx = ctx };
+	struct qs_bs b = { .q = q, .ctx = ctx, .to = to };
 
-	q->n_ext = 0;
+	to->n = 0;
 	while (b.done < q->size) {
 		uint64_t at = b.done, len = q->size - at;
 		if (len > QS_BS_STEP)
@@ -363,38 +424,53 @@ static int qs_find_extents(struct qemusrc *q, const char *ctx)
 
 /* ---- the cut ---- */
 
-static json_t *qs_bitmap_add(struct qemusrc *q, const char *name, bool persistent)
+/* Q's part of the cut's transaction, appended to ACTS: [disable the live
+ * bitmap,] add the next one (persistent where the node allows) and start
+ * the view. */
+static void qs_arm_actions(const struct qemusrc *q, json_t *acts)
 {
-	return json_pack("{ss,s{ss,ss,si,sb}}", "type", "block-dirty-bitmap-add", "data", "node", q->node, "name",
-			 name, "granularity", (int)QS_BLOCK, "persistent", persistent);
+	if (q->have_old)
+		json_array_append_new(acts, json_pack("{ss,s{ss,ss}}", "type", "block-dirty-bitmap-disable", "data",
+						      "node", q->node, "name", q->live));
+	json_array_append_new(acts, json_pack("{ss,s{ss,ss,si,sb}}", "type", "block-dirty-bitmap-add", "data", "node",
+					      q->node, "name", q->next, "granularity", (int)QS_BLOCK, "persistent",
+					      q->persistent));
+	json_array_append_new(acts, json_pack("{ss,s{ss,ss,ss,ss,ss}}", "type", "blockdev-backup", "data", "device",
+					      q->node, "target", q->fl, "sync", "none", "job-id", q->job,
+					      "filter-node-name", q->cbw));
 }
 
-/* Arm: [disable the live bitmap,] add the next one and start the view, all
- * at one instant.  Persistent where the format allows (qcow2). */
-static int qs_arm(struct qemusrc *q)
+/* Arm the N disks QS of one guest in ONE transaction (on the first one's
+ * monitor): every next bitmap and every view start at the same instant, so
+ * the views are one point in time across the guest's disks.  A node that
+ * refuses a persistent bitmap: all retried without. */
+static int qs_arm(struct qemusrc *const *qs, unsigned n)
 {
-	for (int persistent = 1; persistent >= 0; persistent--) {
+	for (int tries = 0; tries < 2; tries++) {
 		json_t *acts = json_array();
-		if (q->have_old)
-			json_array_append_new(acts, json_pack("{ss,s{ss,ss}}", "type", "block-dirty-bitmap-disable",
-							      "data", "node", q->node, "name", q->live));
-		json_array_append_new(acts, qs_bitmap_add(q, q->next, persistent));
-		json_array_append_new(acts, json_pack("{ss,s{ss,ss,ss,ss,ss}}", "type", "blockdev-backup", "data",
-						      "device", q->node, "target", q->fl, "sync", "none", "job-id",
-						      q->job, "filter-node-name", q->cbw));
-		int r = qs_exec(q, "transaction", json_pack("{so}", "actions", acts), NULL);
+		bool any = false;
+		for (unsigned i = 0; i < n; i++)
+			qs_arm_actions(qs[i], acts);
+		int r = qs_exec(qs[0], "transaction", json_pack("{so}", "actions", acts), NULL);
 		if (r == 0) {
-			if (!persistent)
-				log_warn("source %s: node %s keeps no persistent bitmap (not qcow2): a QEMU restart "
-					 "costs one full read", q->cfg->name, q->node);
+			for (unsigned i = 0; i < n; i++)
+				if (!qs[i]->persistent)
+					log_warn("source %s: node %s keeps no persistent bitmap (not qcow2): a QEMU "
+						 "restart costs one full read", qs[i]->cfg->name, qs[i]->node);
+			if (n > 1)
+				log_debug("source %s: one transaction for %u disks of %s", qs[0]->cfg->name, n,
+					  qs[0]->cfg->qemu.qmp);
 			return 0;
 		}
-		if (!persistent || !strstr(err_msg(r), "ersist"))
+		for (unsigned i = 0; i < n; i++) {
+			any |= qs[i]->persistent;
+			qs[i]->persistent = false;
+		}
+		if (!any || !strstr(err_msg(r), "ersist"))
 			return r;
 	}
 	return -EINVAL;
 }
-
 /* The bitmap NAME in BITMAPS (a node's "dirty-bitmaps"), if it is sound. */
 static json_t *qs_bitmap_get(json_t *bitmaps, const char *name)
 {
@@ -438,24 +514,37 @@ static bool qs_adopt_frozen(struct qemusrc *q, json_t *bitmaps, char *name, size
 	return true; /* the frozen one is removed with the other leftovers */
 }
 
-int qemusrc_cut_begin(struct qemusrc *q, uint64_t epoch, uint64_t last_cut, uint64_t *ret_size, bool *ret_full,
-		      bool *ret_frozen)
+/* The cut's work on Q before the freeze: our leftovers removed, bitmap or
+ * full (or verifying) read decided, the fleecing image over the node.  On
+ * SHARE (another disk's connection to the same guest) if not NULL. */
+static int qs_prepare(struct qemusrc *q, uint64_t last_cut, struct qs_mon *share)
 {
 	const struct cfg_qemu *c = &q->cfg->qemu;
 	json_t *bitmaps = NULL, *bm;
-	struct qmp *ga = NULL;
 	char stname[64] = "";
 	uint64_t stepoch = 0;
-	bool frozen = false;
 	size_t i;
 	int r, fd;
-	(void)epoch;
 
-	*ret_frozen = false;
-	if ((r = qmp_open(c->qmp, QS_QMP_TIMEOUT_MS, &q->qmp)) < 0)
-		goto fail;
+	q->verified = 0;
+	q->cut_at = clock_now_usec();
+	if (share) {
+		q->mon = share;
+		share->refs++;
+	} else {
+		if (!(q->mon = calloc(1, sizeof(*q->mon))))
+			return -ENOMEM;
+		q->mon->refs = 1;
+		q->mon->sock = q->sock;
+		if ((r = qmp_open(c->qmp, QS_QMP_TIMEOUT_MS, &q->mon->qmp)) < 0) {
+			free(q->mon);
+			q->mon = NULL;
+			return r;
+		}
+	}
+	q->qmp = q->mon->qmp;
 	if ((r = qs_find_node(q, &bitmaps)) < 0)
-		goto fail;
+		return r;
 	snprintf(q->fl_file, sizeof(q->fl_file), "bascule-flf-%s", q->node);
 	snprintf(q->fl, sizeof(q->fl), "bascule-fl-%s", q->node);
 	snprintf(q->job, sizeof(q->job), "bascule-bk-%s", q->node);
@@ -477,36 +566,42 @@ int qemusrc_cut_begin(struct qemusrc *q, uint64_t epoch, uint64_t last_cut, uint
 		if (n && strncmp(n, "bascule-", 8) == 0 && !(q->have_old && strcmp(n, q->live) == 0))
 			qs_try(q, "block-dirty-bitmap-remove", json_pack("{ss,ss}", "node", q->node, "name", n));
 	}
-	q->full = !q->have_old;
+	json_decref(bitmaps);
+	/* The bitmap is trusted for at most verify_every since the last full
+	 * read: then one full read with the bitmap kept, to catch a write it
+	 * missed (counted as such at the end of the cut). */
+	q->verify = q->have_old && q->cut_at - q->verified >= q->verify_every;
+	q->full = !q->have_old || q->verify;
 	/* A full cut that fails or is interrupted must not leave a state that
 	 * names the bitmap it arms now (next may be the name the old state
 	 * held): that bitmap counts only from this cut, and the next cut would
 	 * trust it for writes made before.  No state until the full cut commits. */
-	if (q->full) {
+	if (!q->have_old) {
 		r = unlink(q->state) == 0 ? fs_fsync_parent(q->state)
 		    : errno == ENOENT	  ? 0
 					  : err_set(errno, "cannot remove %s: %s", q->state, strerror(errno));
 		if (r < 0)
-			goto fail;
-	}
-	if (q->full)
+			return r;
 		log_info("source %s: %s: one full read of the disk, then the dirty bitmap", q->cfg->name,
 			 stname[0] ? "bitmap missing, inconsistent or not ours (QEMU restarted?)"
 				   : "no bitmap state (first cut, or the last hand-over failed)");
+	} else if (q->verify)
+		log_info("source %s: verifying full read (the last one was %llu s ago, full_scan_every %llu s): "
+			 "a block the bitmap did not record is counted as a missed write", q->cfg->name,
+			 (unsigned long long)((q->cut_at - q->verified) / 1000000),
+			 (unsigned long long)(q->verify_every / 1000000));
 	/* The fleecing image: a qcow2 over the node, written by copy-before-write. */
 	fd = open(q->fleece, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		r = err_set(errno, "cannot create %s: %s", q->fleece, strerror(errno));
-		goto fail;
-	}
+	if (fd < 0)
+		return err_set(errno, "cannot create %s: %s", q->fleece, strerror(errno));
 	close(fd);
 	{
 		json_t *info = NULL;
 		if ((r = qs_exec(q, "blockdev-add", json_pack("{ss,ss,ss}", "driver", "file", "node-name", q->fl_file,
 								  "filename", q->fleece), NULL)) < 0)
-			goto fail;
+			return r;
 		if ((r = qs_exec(q, "query-named-block-nodes", json_pack("{sb}", "flat", 1), &info)) < 0)
-			goto fail;
+			return r;
 		json_array_foreach(info, i, bm)
 			if (strcmp(json_string_value(json_object_get(bm, "node-name")) ?: "", q->node) == 0)
 				q->size = (uint64_t)json_integer_value(
@@ -517,97 +612,119 @@ int qemusrc_cut_begin(struct qemusrc *q, uint64_t epoch, uint64_t last_cut, uint
 							  "qcow2", "file", q->fl_file, "size", (json_int_t)q->size),
 			 NULL)) < 0 ||
 	    (r = qs_wait_job(q, "query-jobs", q->job)) < 0)
-		goto fail;
-	if ((r = qs_exec(q, "blockdev-add", json_pack("{ss,ss,ss,ss}", "driver", "qcow2", "node-name", q->fl, "file",
-						      q->fl_file, "backing", q->node), NULL)) < 0)
-		goto fail;
-	if (c->guest_agent)
-		frozen = qs_freeze(q, &ga);
-	r = qs_arm(q);
-	if (ga)
-		qs_thaw(q, ga);
-	if (r < 0)
-		goto fail;
-	q->view = true;
-	q->read_at_begin = atomic_load(&q->read_bytes);
-	*ret_frozen = frozen;
-	/* Export the view with the frozen bitmap. */
-	r = qs_exec(q, "nbd-server-start", json_pack("{s{ss,s{ss}}}", "addr", "type", "unix", "data", "path", q->sock),
-		    NULL);
-	if (r < 0 && !strstr(err_msg(r), "already"))
-		goto fail;
-	err_clear();
-	{
-		json_t *a = json_pack("{ss,ss,ss,ss,sb}", "type", "nbd", "id", q->exp, "node-name", q->fl, "name", q->exp,
-				      "writable", 0);
-		if (q->have_old)
-			json_object_set_new(a, "bitmaps", json_pack("[{ss,ss}]", "node", q->node, "name", q->live));
-		if ((r = qs_exec(q, "block-export-add", a, NULL)) < 0)
-			goto fail;
-	}
-	q->exported = true;
-	{
-		char ctx[128];
-		snprintf(ctx, sizeof(ctx), "qemu:dirty-bitmap:%s", q->live);
-		q->nbd = nbd_create();
-		if (!q->nbd || nbd_add_meta_context(q->nbd, q->full ? LIBNBD_CONTEXT_BASE_ALLOCATION : ctx) < 0 ||
-		    nbd_set_export_name(q->nbd, q->exp) < 0 || nbd_connect_unix(q->nbd, q->sock) < 0) {
-			r = err_set(EIO, "source %s: NBD %s: %s", q->cfg->name, q->sock, nbd_get_error());
-			goto fail;
-		}
-		if ((r = qs_find_extents(q, q->full ? LIBNBD_CONTEXT_BASE_ALLOCATION : ctx)) < 0)
-			goto fail;
-	}
-	json_decref(bitmaps);
-	*ret_size = q->size;
-	*ret_full = q->full;
-	return 0;
-fail:
-	json_decref(bitmaps);
-	{
-		char msg[1024];
-		snprintf(msg, sizeof(msg), "%s", err_msg(r));
-		qemusrc_cut_end(q, 0, false);
-		err_set(-r, "%s", msg);
-	}
-	return r;
+		return r;
+	return qs_exec(q, "blockdev-add", json_pack("{ss,ss,ss,ss}", "driver", "qcow2", "node-name", q->fl, "file",
+						     q->fl_file, "backing", q->node), NULL);
 }
 
-/* The first extent ending after block FIRST (n_ext if none). */
-static size_t qs_ext_after(const struct qemusrc *q, uint64_t first)
+/* After the transaction: export Q's view (with the frozen bitmap) and find
+ * what to read. */
+static int qs_open_view(struct qemusrc *q)
 {
-	size_t lo = 0, hi = q->n_ext;
+	char ctx[128];
+	int r;
 
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (q->ext[mid].end <= first)
-			lo = mid + 1;
-		else
-			hi = mid;
+	q->view = true;
+	q->read_at_begin = atomic_load(&q->read_bytes);
+	atomic_store(&q->missed, 0);
+	r = qs_exec(q, "nbd-server-start",
+		    json_pack("{s{ss,s{ss}}}", "addr", "type", "unix", "data", "path", q->mon->sock), NULL);
+	if (r < 0 && !strstr(err_msg(r), "already"))
+		return r;
+	err_clear();
+	json_t *a = json_pack("{ss,ss,ss,ss,sb}", "type", "nbd", "id", q->exp, "node-name", q->fl, "name", q->exp,
+			      "writable", 0);
+	if (q->have_old)
+		json_object_set_new(a, "bitmaps", json_pack("[{ss,ss}]", "node", q->node, "name", q->live));
+	if ((r = qs_exec(q, "block-export-add", a, NULL)) < 0)
+		return r;
+	q->exported = true;
+	snprintf(ctx, sizeof(ctx), "qemu:dirty-bitmap:%s", q->live);
+	q->nbd = nbd_create();
+	if (!q->nbd || (q->full && nbd_add_meta_context(q->nbd, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0) ||
+	    (q->have_old && nbd_add_meta_context(q->nbd, ctx) < 0) || nbd_set_export_name(q->nbd, q->exp) < 0 ||
+	    nbd_connect_unix(q->nbd, q->mon->sock) < 0)
+		return err_set(EIO, "source %s: NBD %s: %s", q->cfg->name, q->mon->sock, nbd_get_error());
+	q->dirty.n = 0;
+	if (q->full && (r = qs_find_extents(q, LIBNBD_CONTEXT_BASE_ALLOCATION, &q->ext)) < 0)
+		return r;
+	return q->have_old ? qs_find_extents(q, ctx, q->verify ? &q->dirty : &q->ext) : 0;
+}
+
+int qemusrc_cut_begin(struct qemusrc *const *qs, unsigned n, uint64_t epoch, uint64_t last_cut, uint64_t *ret_sizes,
+		      bool *ret_frozen)
+{
+	struct qemusrc *agent = NULL;
+	struct qmp *ga = NULL;
+	bool frozen = false;
+	unsigned i;
+	int r = 0;
+	(void)epoch;
+
+	*ret_frozen = false;
+	for (i = 0; i < n && r == 0; i++)
+		r = qs_prepare(qs[i], last_cut, i ? qs[0]->mon : NULL);
+	if (r < 0)
+		goto fail;
+	/* One freeze for the guest (its disks share one agent: the first one
+	 * configured), one transaction, thawed whatever happened. */
+	for (i = 0; i < n && !agent; i++)
+		if (qs[i]->cfg->qemu.guest_agent)
+			agent = qs[i];
+	if (agent)
+		frozen = qs_freeze(agent, &ga);
+	r = qs_arm(qs, n);
+	if (ga)
+		qs_thaw(agent, ga);
+	if (r < 0)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		if ((r = qs_open_view(qs[i])) < 0)
+			goto fail;
+		ret_sizes[i] = qs[i]->size;
 	}
-	return lo;
+	*ret_frozen = frozen;
+	return 0;
+fail: {
+	char msg[1024];
+	snprintf(msg, sizeof(msg), "%s", err_msg(r));
+	for (i = 0; i < n; i++)
+		qemusrc_cut_end(qs[i], 0, false, false);
+	err_set(-r, "%s", msg);
+}
+	return r;
 }
 
 uint64_t qemusrc_next_changed(const struct qemusrc *q, uint64_t first)
 {
-	size_t k = qs_ext_after(q, first);
+	size_t k = qs_ext_find(&q->ext, first);
 
-	return k == q->n_ext ? UINT64_MAX : q->ext[k].first > first ? q->ext[k].first : first;
+	return k == q->ext.n ? UINT64_MAX : q->ext.e[k].first > first ? q->ext.e[k].first : first;
 }
 
 void qemusrc_changed(const struct qemusrc *q, uint64_t first, uint32_t n, uint8_t *want, uint8_t *zero)
 {
 	memset(want, 0, n);
 	memset(zero, 0, n);
-	for (size_t k = qs_ext_after(q, first); k < q->n_ext && q->ext[k].first < first + n; k++) {
-		uint64_t a = q->ext[k].first > first ? q->ext[k].first : first;
-		uint64_t b = q->ext[k].end < first + n ? q->ext[k].end : first + n;
+	for (size_t k = qs_ext_find(&q->ext, first); k < q->ext.n && q->ext.e[k].first < first + n; k++) {
+		uint64_t a = q->ext.e[k].first > first ? q->ext.e[k].first : first;
+		uint64_t b = q->ext.e[k].end < first + n ? q->ext.e[k].end : first + n;
 		memset(want + (a - first), 1, b - a);
-		if (q->ext[k].zero)
+		if (q->ext.e[k].zero)
 			memset(zero + (a - first), 1, b - a);
 	}
 }
 
+void qemusrc_block_changed(struct qemusrc *q, uint64_t block)
+{
+	size_t k;
+
+	if (!q->verify)
+		return;
+	k = qs_ext_find(&q->dirty, block);
+	if (k == q->dirty.n || q->dirty.e[k].first > block)
+		atomic_fetch_add(&q->missed, 1);
+}
 int qemusrc_pread(struct qemusrc *q, void *buf, size_t len, uint64_t off)
 {
 	while (len) {
@@ -623,23 +740,40 @@ int qemusrc_pread(struct qemusrc *q, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-int qemusrc_cut_end(struct qemusrc *q, uint64_t epoch, bool committed)
+int qemusrc_cut_end(struct qemusrc *q, uint64_t epoch, bool committed, bool scanned)
 {
 	int r = 0;
 
 	bool view = q->view;
 
-	if (!q->qmp)
+	if (!q->mon)
 		return 0;
 	qs_drop_view(q);
 	q->view = view; /* qs_drop_view forgets it; the hand-over below needs it */
 	if (q->view)
 		log_info("source %s: cut %llu read %llu bytes through NBD (%s, %zu extents)%s", q->cfg->name,
 			 (unsigned long long)epoch, (unsigned long long)(atomic_load(&q->read_bytes) - q->read_at_begin),
-			 q->full ? "full read" : "dirty bitmap", q->n_ext, committed ? "" : ", not committed");
+			 q->verify ? "verifying full read" : q->full ? "full read" : "dirty bitmap", q->ext.n,
+			 committed ? "" : ", not committed");
+	if (q->view && scanned && q->verify) {
+		uint64_t m = atomic_load(&q->missed);
+		q->st.verify_reads++;
+		if (m) {
+			q->st.missed_writes += m;
+			q->st.missed_cuts++;
+			log_error("source %s: the verifying full read of cut %llu found %llu blocks changed that the "
+				  "dirty bitmap did not record (missed writes; now sent to the targets). Something wrote "
+				  "the disk outside QEMU's view or cleared the bitmap", q->cfg->name,
+				  (unsigned long long)epoch, (unsigned long long)m);
+		} else
+			log_info("source %s: the verifying full read of cut %llu found nothing the dirty bitmap missed",
+				 q->cfg->name, (unsigned long long)epoch);
+	}
 	if (q->view) {
 		/* next is live now; live (disabled) is the frozen one */
 		if (committed) {
+			if (q->full)
+				q->verified = q->cut_at;
 			if (q->have_old)
 				qs_try(q, "block-dirty-bitmap-remove", json_pack("{ss,ss}", "node", q->node, "name", q->live));
 			r = qs_state_write(q, q->next, epoch);
@@ -650,21 +784,29 @@ int qemusrc_cut_end(struct qemusrc *q, uint64_t epoch, bool committed)
 				qs_try(q, "block-dirty-bitmap-remove", json_pack("{ss,ss}", "node", q->node, "name", q->live));
 				/* still counting from the group's last commit */
 				char n[64];
-				uint64_t e = 0;
-				if (qs_state_read(q, n, sizeof(n), &e))
+				uint64_t e = 0, v = q->verified;
+				if (qs_state_read(q, n, sizeof(n), &e)) {
+					/* a verifying read that found nothing to commit
+					 * found nothing missed: it counts as done */
+					q->verified = scanned && q->verify ? q->cut_at : v;
 					r = qs_state_write(q, q->next, e);
+				}
 			}
 		}
 		/* a full cut not committed: no state (removed when it began), so
 		 * the next cut is full again */
-		q->view = false;
+		q->view = q->verify = false;
 	}
 	if (r < 0)
 		log_error("source %s: bitmap hand-over: %s; the next cut reads the whole disk", q->cfg->name,
 			  err_msg(r));
 	if (r < 0)
 		unlink(q->state);
-	qmp_close(q->qmp);
+	if (--q->mon->refs == 0) {
+		qmp_close(q->mon->qmp);
+		free(q->mon);
+	}
+	q->mon = NULL;
 	q->qmp = NULL;
 	return r;
 }

@@ -262,6 +262,8 @@ static int reload_commit(struct daemon *d, struct reload *rl)
 			for (uint32_t s = 0; s < g->n_sources; s++) {
 				struct pgsrc *p = g->sources[s].pg, *q;
 				g->sources[s].cfg = CFG_SOURCE(c, s);
+				if (g->sources[s].qemu) /* guest_agent, agent_timeout, full_scan_every */
+					qemusrc_reconfig(g->sources[s].qemu, g->sources[s].cfg, c->full_scan_every);
 				if (!p)
 					continue;
 				/* A reference more for the new settings, the old one dropped. */

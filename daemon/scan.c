@@ -328,6 +328,8 @@ void *scan_worker(void *arg)
 					memcpy(rec->leaf, leaf, LEAF_BYTES);
 					blockmap_changed(s->map, bi, c->epoch);
 					changed++;
+					if (s->qemu) /* a verifying read: did the bitmap know? */
+						qemusrc_block_changed(s->qemu, bi);
 				}
 				if (rec->epoch <= c->floor[si])
 					continue;

@@ -89,7 +89,8 @@ static const struct cfg_key group_keys[] = {
 	  .max = 604800000000ULL,
 	  .note = "an image file unchanged (inode, size, mtime, ctime) since its last full scan is "
 		  "not reread, for this long at most; then it is read in full again (writers through "
-		  "mmap); 0 = read every file in full at every cut" },
+		  "mmap); 0 = read every file in full at every cut.  A QEMU source: the longest its "
+		  "dirty bitmap goes unverified by a full read (docs/qemu.md)" },
 	{ K("freeze", CT_STR, struct cfg_group, freeze),
 	  .note = "shell command run before a point-in-time capture (e.g. fsfreeze in the guest)" },
 	{ K("thaw", CT_STR, struct cfg_group, thaw), .note = "shell command run after the capture" },

@@ -11,6 +11,10 @@
       write's data: a one-byte pattern, or with SRC the first IO_BYTES of
       that file (random data: as incompressible as a guest's).  Prints
       "N writes, B bytes in S s" at the end.
+  qmp.py agent SOCK LOG
+      a stand-in for qemu-guest-agent on the unix socket SOCK (the test
+      guests run none): answers guest-sync, guest-fsfreeze-freeze and -thaw
+      (as if one filesystem froze), appending each command's name to LOG.
 """
 import json
 import random
@@ -68,9 +72,40 @@ def write(q, dev, disk, io, count, rate, seed, src=None):
     print('%d writes, %d bytes in %.1f s' % (n, n * io, took))
 
 
+def agent(path, log):
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen(8)
+    while True:
+        c, _ = srv.accept()
+        buf, dec = '', json.JSONDecoder()
+        while True:
+            data = c.recv(65536)
+            if not data:
+                break
+            buf += data.decode()
+            while buf.strip():
+                try:
+                    o, end = dec.raw_decode(buf.lstrip())
+                except ValueError:
+                    break
+                buf = buf.lstrip()[end:]
+                cmd = o.get('execute', '')
+                with open(log, 'a') as f:
+                    f.write(cmd + '\n')
+                ret = o.get('arguments', {}).get('id') if cmd == 'guest-sync' else 1
+                reply = {'return': ret}
+                if 'id' in o:
+                    reply['id'] = o['id']
+                c.sendall((json.dumps(reply) + '\n').encode())
+        c.close()
+
+
 def main(a):
     if len(a) >= 3 and a[0] == 'call':
         print(json.dumps(Qmp(a[1]).call(a[2], json.loads(a[3]) if len(a) > 3 else {})))
+    elif len(a) == 3 and a[0] == 'agent':
+        agent(a[1], a[2])
     elif len(a) in (8, 9) and a[0] == 'write':
         write(Qmp(a[1]), a[2], *[int(x) for x in a[3:8]], *a[8:])
     else:

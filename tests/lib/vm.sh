@@ -23,7 +23,8 @@
 #   vm_qemu_bare NAME DISK FORMAT QMP  start a QEMU holding DISK as device vd0
 #                                    (node disk0) with no guest running (-S):
 #                                    its writes come from vm_write; monitors
-#                                    on QMP (the daemon's) and QMP.test
+#                                    on QMP (the daemon's) and QMP.test;
+#                                    VM_QEMU_EXTRA more options (a second disk)
 #   vm_config_qemu QMP [NODE]        each "disk: QEMU" source of $T/bascule.yaml
 #                                    becomes a qemu: source on QMP (node vd0)
 #   vm_write QMP DISK_BYTES IO_BYTES COUNT RATE SEED  random writes through
@@ -187,6 +188,6 @@ vm_qemu_bare() {
 	qemu-system-x86_64 -name "$name" -S -machine q35,accel=tcg -m 64 -nodefaults -no-user-config -display none \
 		-blockdev "driver=$format,node-name=disk0,file.driver=file,file.filename=$disk" \
 		-device virtio-blk-pci,drive=disk0,id=vd0 -qmp "unix:$qmp,server=on,wait=off" \
-		-qmp "unix:$qmp.test,server=on,wait=off" \
+		-qmp "unix:$qmp.test,server=on,wait=off" ${VM_QEMU_EXTRA:-} \
 		-pidfile "$T/vm-$name.pid" -daemonize || fail "QEMU did not start on $disk"
 }
