@@ -108,7 +108,9 @@ lag_scraped() {
 }
 wait_for 30 "Prometheus to scrape the lag series" lag_scraped
 api query --data-urlencode 'query=bascule_target_lag_seconds' > "$T/q.json"
-api rules | py "len([r for g in j['data']['groups'] for r in g['rules']])==7" || fail "Prometheus did not load the 7 rules"
+nrules=$(grep -c '^ *- alert:' "$ROOT/etc/prometheus/bascule-alerts.yml")
+api rules | py "len([r for g in j['data']['groups'] for r in g['rules']])==$nrules" ||
+	fail "Prometheus did not load the $nrules rules of the shipped file"
 note "Prometheus scrapes: $(python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['data']['result'][0]; print(r['metric']['__name__'], r['metric']['target'], r['metric']['group'], r['value'][1])" "$T/q.json")"
 
 # Cut the target: the receiver dies and may not start again.
