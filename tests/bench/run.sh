@@ -3,6 +3,10 @@
 #   1. leaf hashing: keyed XXH3-128 against BLAKE2b, one core
 #   2. scan of a 2 GiB image (no change found): one core and all cores, page
 #      cache warm and cold, against raw sequential read of the same file
+#   2b. finding the data of a 1 TiB sparse file (SEEK_GIB, 1024; 64 extents
+#      of 32 MiB): lseek calls and time per pass, SEEK_DATA per 2 MiB chunk
+#      (the scan before the scan hint) against the skip-ahead (now), a
+#      whole-file walk and FIEMAP (tests/helpers/seekbench; a few seconds)
 #   3. a 1% random change (4 KiB blocks) of the 2 GiB image, synced through
 #      the local transport: wall time, CPU seconds, bytes before and after
 #      compression, against rsync --inplace --no-whole-file (default and
@@ -74,6 +78,11 @@ RW=$(printf '%s\n' "${rw[@]}" | median); RC=$(printf '%s\n' "${rc[@]}" | median)
 printf "   raw read (cat/dd):      warm %6.2f GB/s   cold %6.2f GB/s\n" "$(echo "$SIZE / $RW / 1000000000" | bc -l)" "$(echo "$SIZE / $RC / 1000000000" | bc -l)"
 printf "   scan / raw read, all cores: warm %.0f%%   cold %.0f%%\n" \
 	"$(echo "100 * $RW * 1000 / $WN" | bc -l)" "$(echo "100 * $RC * 1000 / $CN" | bc -l)"
+
+echo
+echo "== 2b. finding the data of a sparse file: lseek calls and time per pass"
+"$B/tests/seekbench" "$T/seek.img" "${SEEK_GIB:-1024}" 64 32 "$RUNS"
+rm -f "$T/seek.img"
 
 echo
 echo "== 3. a 1% random change ($CHANGE blocks of 4 KiB = $((CHANGE * 4096)) bytes) of the 2 GiB image"
