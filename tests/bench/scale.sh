@@ -60,7 +60,7 @@ read_mib() { sed -n 's/.*scanned \([0-9.]*\) MiB in.*/\1/p'; }
 # run MODE GIB MIB EPOCHS: one table row
 run() {
 	local mode=$1 gib=$2 w=$3 epochs=$4 s initial rp qp=0 e c0 rc0 qc0 rss hwm anon post dig rd
-	local walls=() cpus=() rcpus=() qcpus=() iwalls=() icpus=() io=4096 n=256 src= ird
+	local walls=() cpus=() rcpus=() qcpus=() iwalls=() icpus=() ird io=4096 n=256 src=
 	if [ -n "$CHANGE_PCT" ]; then
 		io=65536 n=$(awk -v g="$gib" -v p="$CHANGE_PCT" 'BEGIN { printf "%d", g * 16384 * p / 100 }')
 		src=$T/change.src
