@@ -14,7 +14,7 @@
 # then, as root: ssh.sh (4), vault.sh (5), pg.sh (6), hybrid.sh (7: nightly
 # bascule ship of a pgbench dump against zstd, restic, borg; restore + load)
 # and s3.sh (8: the vault on a real Ceph RGW against aws s3 cp and rclone);
-# then scale.sh (9: per-epoch cost of 2, 16, 64 GiB disks, scan mode against
+# then scale.sh (9: per-epoch cost of 2, 16, 64 GiB disks, changing and idle epochs, scan mode against
 # QEMU bitmap mode, and memory for 1 TiB: SCALE_SIZES, MEM_GIB=0 to skip it;
 # ~20 min on a loaded machine, half of it the 1 TiB initial copy)
 # and qemulag.sh (10: lag of a 64 GiB qcow2 guest under 10 MB/s of writes)
