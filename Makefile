@@ -5,7 +5,7 @@
 #   make build-tests TSAN=1   under ThreadSanitizer (build-tsan/), for the drill's threads
 #   make demo            replicate a sample VM disk to a local secondary
 #   make fuzz            run each libFuzzer harness FUZZ_SECONDS (60) under ASan+UBSan
-#   make bench           figures against raw reads, rsync, rdiff, sftp, borg, restic, pgBackRest, pg_receivewal,
+#   make bench           figures against raw reads, lseek(SEEK_DATA) ways, rsync, rdiff, sftp, borg, restic, pgBackRest, pg_receivewal,
 #                        bascule ship against pg_dump|zstd, restic, borg, and the S3
 #                        vault against aws s3 cp and rclone on a real Ceph RGW; the
 #                        scale section (scan against QEMU bitmap mode) and the QEMU lag

@@ -3,6 +3,10 @@
 #   1. leaf hashing: keyed XXH3-128 against BLAKE2b, one core
 #   2. scan of a 2 GiB image (no change found): one core and all cores, page
 #      cache warm and cold, against raw sequential read of the same file
+#   2b. finding the data of a 1 TiB sparse file (SEEK_GIB, 1024; 64 extents
+#      of 32 MiB): lseek calls and time per pass, SEEK_DATA per 2 MiB chunk
+#      (the scan before the scan hint) against the skip-ahead (now), a
+#      whole-file walk and FIEMAP (tests/helpers/seekbench; a few seconds)
 #   3. a 1% random change (4 KiB blocks) of the 2 GiB image, synced through
 #      the local transport: wall time, CPU seconds, bytes before and after
 #      compression, against rsync --inplace --no-whole-file (default and
@@ -10,7 +14,7 @@
 # then, as root: ssh.sh (4), vault.sh (5), pg.sh (6), hybrid.sh (7: nightly
 # bascule ship of a pgbench dump against zstd, restic, borg; restore + load)
 # and s3.sh (8: the vault on a real Ceph RGW against aws s3 cp and rclone);
-# then scale.sh (9: per-epoch cost of 2, 16, 64 GiB disks, scan mode against
+# then scale.sh (9: per-epoch cost of 2, 16, 64 GiB disks, changing and idle epochs, scan mode against
 # QEMU bitmap mode, and memory for 1 TiB: SCALE_SIZES, MEM_GIB=0 to skip it;
 # ~20 min on a loaded machine, half of it the 1 TiB initial copy)
 # and qemulag.sh (10: lag of a 64 GiB qcow2 guest under 10 MB/s of writes)
@@ -74,6 +78,11 @@ RW=$(printf '%s\n' "${rw[@]}" | median); RC=$(printf '%s\n' "${rc[@]}" | median)
 printf "   raw read (cat/dd):      warm %6.2f GB/s   cold %6.2f GB/s\n" "$(echo "$SIZE / $RW / 1000000000" | bc -l)" "$(echo "$SIZE / $RC / 1000000000" | bc -l)"
 printf "   scan / raw read, all cores: warm %.0f%%   cold %.0f%%\n" \
 	"$(echo "100 * $RW * 1000 / $WN" | bc -l)" "$(echo "100 * $RC * 1000 / $CN" | bc -l)"
+
+echo
+echo "== 2b. finding the data of a sparse file: lseek calls and time per pass"
+"$B/tests/seekbench" "$T/seek.img" "${SEEK_GIB:-1024}" 64 32 "$RUNS"
+rm -f "$T/seek.img"
 
 echo
 echo "== 3. a 1% random change ($CHANGE blocks of 4 KiB = $((CHANGE * 4096)) bytes) of the 2 GiB image"
