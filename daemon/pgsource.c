@@ -310,9 +310,20 @@ static void on_stream_frame(struct pgchild *c, const struct pgp_msg *m)
 	}
 }
 
+/* The stream is read while the spool's writer has room; in remote mode also
+ * while the tail in memory holds everything past what the writer has put in
+ * the files (walspool_ready): WAL is cut from the tail before the files have
+ * it, and a tail that wrapped past them would move the cut's end back and
+ * leave epochs already cut unreadable (found by review).  The writer's
+ * wake-up when its queue drains (on_wal_written) resumes the stream. */
 static bool stream_room(struct pgchild *c)
 {
-	return pgwriter_room(&c->p->wal.w, PGP_MAX_DATA);
+	struct walspool *ws = &c->p->wal;
+	uint64_t readable = walspool_readable(ws);
+
+	if (!pgwriter_room(&ws->w, PGP_MAX_DATA))
+		return false;
+	return !c->p->cfg->remote || ws->tail_end <= readable || ws->tail_end - readable + PGP_MAX_DATA <= WS_TAIL;
 }
 
 static void on_stream_exit(struct pgchild *c, const siginfo_t *si)

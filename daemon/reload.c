@@ -405,6 +405,14 @@ int daemon_reload(struct daemon *d, void (*done)(void *ctx, int r), void *ctx)
 	struct reload_waiter *w;
 	int r;
 
+	/* A reload waits for the running cuts, and no cut starts meanwhile: one
+	 * the watchdog gave up on (cut_timeout) may never end (found by review). */
+	for (uint32_t i = 0; i < d->n_groups; i++)
+		if (epoch_cut_timed_out(d->groups[i]))
+			return err_set(EBUSY, "group %s has a cut that ran past cut_timeout and still hangs in a read: "
+				       "a reload would wait for it and stop every group's cuts; the configuration in use "
+				       "is kept (free the hung read - the disk, the NFS server - or restart basculed)",
+				       d->groups[i]->name);
 	if ((r = reload_prepare(d, &rl)) < 0)
 		return r;
 	if (!epoch_cutting(d)) {

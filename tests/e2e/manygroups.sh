@@ -163,6 +163,10 @@ bsc status | grep -q "^group g01: .*scanning (HUNG: over cut_timeout" || fail "b
 "$BIN/tests/randwrite" "$T/d02.img" 16 202
 bsc sync g02 --wait --timeout 60s > /dev/null || fail "g02 could not cut while g01's cut hung (its slot not freed)"
 same_sparse "$T/d02.img" "$T/replica/g02/root" || fail "replica of g02 differs"
+# A reload would wait for the hung cut and stop every group's cuts: refused.
+set +e; timeout 30 "$BIN/bascule" --socket "$T/ctl.sock" reload > "$T/reload.out" 2>&1; rc=$?; set -e
+[ $rc -ne 0 ] && grep -q "group g01 has a cut that ran past cut_timeout" "$T/reload.out" ||
+	fail "a reload while g01's cut hangs: exit $rc, $(cat "$T/reload.out")"
 exec 3<> "$T/d01.img" # the hung open returns
 wait_for 30 "the abandoned cut to end" 'grep -q "of group g01 not cut: .*cut_timeout" "$T/daemon.log"'
 exec 3>&-
