@@ -319,11 +319,8 @@ static void on_stream_frame(struct pgchild *c, const struct pgp_msg *m)
 static bool stream_room(struct pgchild *c)
 {
 	struct walspool *ws = &c->p->wal;
-	uint64_t readable = walspool_readable(ws);
 
-	if (!pgwriter_room(&ws->w, PGP_MAX_DATA))
-		return false;
-	return !c->p->cfg->remote || ws->tail_end <= readable || ws->tail_end - readable + PGP_MAX_DATA <= WS_TAIL;
+	return pgwriter_room(&ws->w, PGP_MAX_DATA) && (!c->p->cfg->remote || walspool_tail_room(ws, PGP_MAX_DATA));
 }
 
 static void on_stream_exit(struct pgchild *c, const siginfo_t *si)

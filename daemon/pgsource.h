@@ -131,6 +131,9 @@ int walspool_read(struct walspool *ws, uint64_t lsn, void *buf, uint32_t len);
 /* Keep LEN bytes of WAL at LSN, just queued, in the tail (WAL not
  * following the tail starts it afresh); 0 or -ENOMEM. */
 int walspool_tail_put(struct walspool *ws, uint64_t lsn, const void *data, uint32_t len);
+/* The tail can take LEN more bytes without wrapping past the files' end
+ * (walspool_readable): what was cut from it stays readable. */
+bool walspool_tail_room(struct walspool *ws, uint32_t len);
 /* The end of the WAL walspool_read can give: written to the files, or
  * held in the tail from there on. */
 uint64_t walspool_ready(struct walspool *ws);

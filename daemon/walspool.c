@@ -439,6 +439,13 @@ int walspool_tail_put(struct walspool *ws, uint64_t lsn, const void *data, uint3
 	return 0;
 }
 
+bool walspool_tail_room(struct walspool *ws, uint32_t len)
+{
+	uint64_t readable = walspool_readable(ws);
+
+	return ws->tail_end <= readable || ws->tail_end - readable + len <= WS_TAIL;
+}
+
 uint64_t walspool_ready(struct walspool *ws)
 {
 	uint64_t readable = walspool_readable(ws);

@@ -90,6 +90,15 @@ pg_set p synchronous_standby_names bsc_app
 pg_reload p
 wait_for 30 "bsc_app to be the synchronous standby" \
 	'[ "$(pg_sql p "SELECT sync_state FROM pg_stat_replication WHERE application_name = '"'bsc_app'"'")" = sync ]'
+# A burst of WAL (a bulk load, ~64 MiB: the spool's writer zero-fills and
+# syncs new segments meanwhile): WAL cut from the tail in memory must stay
+# readable (a tail that wrapped past the spool's files lost it: "no longer
+# holds", the target disconnected, the commits stalled).
+lost() { grep -c "no longer holds\|sending failed" "$T/daemon.log" || true; }
+n0=$(lost)
+pg_sql p "CREATE TABLE burst AS SELECT g, repeat(md5(g::text), 16) AS pad FROM generate_series(1, 120000) g" >/dev/null
+[ "$(lost)" = "$n0" ] || fail "a burst of WAL in synchronous: remote: $(grep "no longer holds\|sending failed" "$T/daemon.log" | tail -2)"
+pg_sql p "DROP TABLE burst" >/dev/null
 pg_sql p "TRUNCATE t" >/dev/null
 rows_client p 100000 "$T/rows" &
 ROWS=$!

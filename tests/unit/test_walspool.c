@@ -96,6 +96,16 @@ static void test_tail(void **state)
 	queue(&ws, 6u << 20, (6u << 20) + 70000, false);
 	assert_true(walspool_ready(&ws) == (6u << 20) + 70000);
 	check_read(&ws, (6u << 20) - 100, 70100);
+	/* The writer stalled (a new segment's zero-fill, a slow fdatasync):
+	 * the stream waits once the tail could not take one more frame
+	 * without wrapping past the files' end, so what was cut from it stays
+	 * readable and the cut's end never goes back. */
+	uint64_t end = (6u << 20) + 70000;
+	for (int i = 0; i < 64 && walspool_tail_room(&ws, PIECE); i++, end += PIECE)
+		queue(&ws, end, end + PIECE, false);
+	assert_false(walspool_tail_room(&ws, PIECE));
+	assert_true(walspool_ready(&ws) == end);
+	check_read(&ws, walspool_readable(&ws), (uint32_t)(end - walspool_readable(&ws)));
 	/* WAL that does not follow: the tail starts afresh there, and what
 	 * lies between the files' end and it is not given. */
 	queue(&ws, 12u << 20, (12u << 20) + 1000, false);
