@@ -166,7 +166,6 @@ int group_init(struct daemon *d, struct group *g, const struct cfg_group *cfg)
 		s->idx = i;
 		s->wd = -1;
 		if (s->cfg->kind == SOURCE_POSTGRES) {
-			d->wal_ready = group_wal_ready;
 			if ((r = pgsource_get(d, g->name, s->cfg, &s->pg)) < 0)
 				return r;
 			s->pg->s = s;

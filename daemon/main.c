@@ -239,6 +239,7 @@ static int daemon_setup(struct daemon *d)
 		return err_set(-r, "cannot watch signals: %s", strerror(-r));
 	d->on_epoch = targets_on_epoch;
 	d->spool_floor = targets_floor;
+	d->wal_ready = group_wal_ready;
 
 	d->n_groups = (uint32_t)d->cfg->groups.n;
 	d->groups = calloc(d->n_groups, sizeof(*d->groups));
