@@ -3,8 +3,9 @@
 # a cut reads the dirty blocks only; QEMU killed and restarted -> one full
 # read, then the bitmap again; the daemon killed mid-cut -> its view removed,
 # the frozen bitmap merged back, no full read; a guest agent that never
-# answers -> the epoch is fuzzy and the guest thawed; a guest booted from the
-# replica finds every record flushed before the sync.
+# answers -> the epoch is fuzzy and the guest thawed; the replica promoted
+# (`bascule replica promote`) boots and finds every record flushed before
+# the sync.
 # run.sh: first
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/vm.sh"
@@ -130,21 +131,23 @@ wait_for 30 "an agent that never answers was not logged" "grep -q 'guest agent: 
 same "agent silent"
 bsc status --json | grep -q '"consistent": *false' || fail "an epoch cut while the agent was silent is not shown fuzzy (consistent: false) in status"
 
-# The replica boots with every record flushed before the sync.
+# The promoted replica boots with every record flushed before the sync.
 qmp stop >/dev/null
 need=$(written)
 bsc_sync 60s || fail "last sync failed"
 bsc_stop
 kill "$(cat "$T/vm-vm1.pid")"
-cp "$(replica_of root)" "$T/promoted.raw"
+set +e; "$BIN/bascule" replica promote --root "${REPLICA_DIR:-$T/replica}" --key "$T/site.key" --group vm1 \
+	--link-dir "$T/promoted" > "$T/promote.out" 2>&1; rc=$?; set -e
+[ $rc = 0 ] || fail "replica promote: exit $rc: $(cat "$T/promote.out")"
 unset VM_QMP VM_QEMU_EXTRA; VM_FORMAT=raw
 P2=$((PORT + 1))
-eval "$(vm_qemu_cmd vm1-promoted "$T/promoted.raw" "$P2")" || fail "cannot boot the replica"
+eval "$(vm_qemu_cmd vm1-promoted "$T/promoted/root" "$P2")" || fail "cannot boot the promoted replica"
 wait_for 60 "the replica did not boot" "[ -n \"\$(vm_boot_seq $P2)\" ]"
 seq=$(vm_boot_seq "$P2")
 kill "$(cat "$T/vm-vm1-promoted.pid")"
-[ "$seq" -ge "$need" ] || fail "the booted replica found records up to $seq, $need were flushed before the sync"
-note "replica booted: boot_seq=$seq >= $need written before the sync"
+[ "$seq" -ge "$need" ] || fail "the booted promoted replica found records up to $seq, $need were flushed before the sync"
+note "replica promoted and booted: boot_seq=$seq >= $need written before the sync"
 
 # Two disks of one guest in one group (a bare QEMU, no guest running: its
 # writes come through its devices): ONE freeze and ONE transaction naming
