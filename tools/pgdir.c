@@ -106,7 +106,9 @@ static int find_start(struct owner *w, uint64_t *ret_lsn, uint32_t *ret_tli)
 		if (pgwal_seg_parse(name, segsize, &tli, &segno) < 0 ||
 		    fstatat(w->dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
 			continue;
-		if ((uint64_t)st.st_size != segsize) {
+		/* A short NAME.partial is a run killed while padding it: zeros
+		 * only (WAL is written once the whole segment is), padded on. */
+		if ((uint64_t)st.st_size != segsize && !(partial && (uint64_t)st.st_size < segsize)) {
 			closedir(d);
 			return err_set(EBADMSG, "%s/%s has %lld bytes, not a whole segment of %u: remove it if it is "
 				       "not WAL", w->dir, e->d_name, (long long)st.st_size, segsize);
@@ -164,9 +166,11 @@ static int open_segment(struct owner *w, uint32_t tli, uint64_t segno)
 			close(fd);
 		return -1;
 	}
-	if (st.st_size == 0) {
-		/* Padded with zeros to the whole segment, as pg_receivewal. */
-		for (uint64_t off = 0; off < w->hello.segsize; off += sizeof(zero))
+	if ((uint64_t)st.st_size < w->hello.segsize) {
+		/* Padded with zeros to the whole segment, as pg_receivewal; on
+		 * from where a run killed while padding stopped (find_start). */
+		for (uint64_t off = (uint64_t)st.st_size / sizeof(zero) * sizeof(zero); off < w->hello.segsize;
+		     off += sizeof(zero))
 			if (fs_pwrite_full(fd, zero, sizeof(zero), off) < 0) {
 				io_error(w, "cannot pad", name, errno);
 				close(fd);
@@ -174,7 +178,7 @@ static int open_segment(struct owner *w, uint32_t tli, uint64_t segno)
 				return -1;
 			}
 	} else if ((uint64_t)st.st_size != w->hello.segsize) {
-		die(w, EXIT_INTEGRITY, "%s/%s has %lld bytes, should be 0 or %u", w->dir, name,
+		die(w, EXIT_INTEGRITY, "%s/%s has %lld bytes, more than a segment of %u", w->dir, name,
 		    (long long)st.st_size, w->hello.segsize);
 		close(fd);
 		return -1;
