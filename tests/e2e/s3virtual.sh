@@ -39,7 +39,9 @@ S3V_ENDPOINT=$NAMED s3vault_yaml bvault "$T/cred"
 expect_rc 0 in_ns "$B" vault init -c "$T/bascule.yaml"
 grep -q "virtual-hosted" "$T/out" || fail "vault init: not virtual-hosted by default: $(cat "$T/out")"
 m0=$(mark)
-NSEXEC=(in_ns)
+# (unshare execs: the daemon's pid is DAEMON_PID, stopped at exit; through
+# the in_ns function a subshell stood between, and basculed outlived the test)
+NSEXEC=(unshare -m sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$T/hosts")
 bsc_start
 "$BIN/tests/randwrite" "$T/disk.img" 300 1
 in_ns "$B" -c "$T/bascule.yaml" sync --wait --vault --timeout 60s >/dev/null ||
