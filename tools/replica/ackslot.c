@@ -19,6 +19,7 @@
  * and before it when the new file is byte for byte the slots' base (they
  * would otherwise come back to life). */
 #include "store.h"
+#include "array.h"
 #include "err.h"
 #include "fsutil.h"
 #include "sfile.h"
@@ -51,7 +52,7 @@ struct gmark {
 /* What the writer remembers of the group it last committed. */
 struct ackslots {
 	struct gmark *marks;
-	size_t n_marks;
+	size_t n_marks, cap_marks;
 	char group[NAME_MAX_LEN + 1];
 	uint8_t base[BASE_BYTES]; /* hash of the state file */
 	struct stat base_st;      /* the state file it was read from */
@@ -124,7 +125,7 @@ static struct gmark *gmark_of(struct replica *r, const char *group)
 	for (size_t i = 0; i < a->n_marks; i++)
 		if (!strcmp(a->marks[i].group, group))
 			return &a->marks[i];
-	if (!(m = realloc(a->marks, (a->n_marks + 1) * sizeof(*m))))
+	if (!(m = array_grow(a->marks, &a->cap_marks, a->n_marks, sizeof(*m), 4)))
 		return NULL;
 	a->marks = m;
 	m = &a->marks[a->n_marks++];
