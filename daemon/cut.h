@@ -19,6 +19,8 @@ struct cut {
 	bool pg_ok[PROTO_MAX_SOURCES];
 	bool pg_new;                   /* WAL beyond the last epoch's */
 	uint64_t floor[PROTO_MAX_SOURCES];
+	uint64_t cold_upto;            /* a QEMU source's MiB changed at the latest in this
+					* epoch may go cold (scan_cool) */
 	atomic_bool force;             /* commit even if nothing changed (sync asked) */
 	pthread_t thread;
 	bool in_loop;                  /* run by the loop, no thread (a WAL-only cut that writes nothing) */
@@ -52,3 +54,7 @@ struct cut {
  * until none is left or one failed (c->err); changed blocks get c->epoch
  * in the maps, blocks a target lacks go to c->spool. */
 void *scan_worker(void *arg);
+/* After the scan of C: some MiB of source SI's map go cold (blockmap_cool:
+ * a QEMU source's MiB changed at the latest in c->cold_upto); 0 or a
+ * negative errno with a sentence. */
+int scan_cool(struct cut *c, uint32_t si);

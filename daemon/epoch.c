@@ -257,6 +257,8 @@ static void *cut_thread(void *arg)
 					!S_ISREG(before[i].st_mode)))
 				quiescent = false;
 		}
+		if ((r = scan_cool(c, i)) < 0)
+			goto thaw;
 		t0 = clock_mono_usec();
 		if ((r = blockmap_digest(g->sources[i].map, c->digest[i])) < 0)
 			goto thaw;
@@ -368,6 +370,7 @@ static void cut_launch(struct group *g, bool wal_only)
 			c->floor[i] = g->sources[i].pg ? 0 : g->disk_epoch;
 	} else {
 		d->spool_floor(d, g, c->floor);
+		c->cold_upto = targets_acked(d, g);
 		snprintf(name, sizeof(name), "spool/%" PRIu64, c->epoch);
 		if ((r = gstate_path(g, path, sizeof(path), name)) < 0 || (r = spool_create(path, &c->spool)) < 0) {
 			log_error("group %s: %s", g->name, err_msg(r));

@@ -715,6 +715,14 @@ void qemusrc_changed(const struct qemusrc *q, uint64_t first, uint32_t n, uint8_
 	}
 }
 
+bool qemusrc_marked(const struct qemusrc *q, uint64_t first, uint32_t n)
+{
+	const struct qs_list *l = q->verify ? &q->dirty : &q->ext;
+	size_t k = qs_ext_find(l, first);
+
+	return k < l->n && l->e[k].first < first + n;
+}
+
 void qemusrc_block_changed(struct qemusrc *q, uint64_t block)
 {
 	size_t k;

@@ -45,6 +45,10 @@ void qemusrc_changed(const struct qemusrc *q, uint64_t first, uint32_t n, uint8_
 uint64_t qemusrc_next_changed(const struct qemusrc *q, uint64_t first);
 /* Read LEN bytes at OFF of the view (thread-safe).  0 or a negative errno. */
 int qemusrc_pread(struct qemusrc *q, void *buf, size_t len, uint64_t off);
+/* Whether the dirty bitmap marks any of blocks [FIRST, FIRST + N) (a full
+ * read without a bitmap: every block).  In a verifying read, the bitmap's
+ * own extents, not the full read's. */
+bool qemusrc_marked(const struct qemusrc *q, uint64_t first, uint32_t n);
 /* Block BLOCK read differs from what the map held (thread-safe): in a
  * verifying read, counted as a missed write if the bitmap did not mark it. */
 void qemusrc_block_changed(struct qemusrc *q, uint64_t block);

@@ -4,19 +4,28 @@
  * neither hashed nor recorded); a changed block gets the cut's epoch; a
  * block a connected target lacks goes to the spool.  A file the scan hint
  * vouches for (scanhint.h) and a QEMU source's clean blocks are read only
- * where a target lacks them. */
+ * where a target lacks them.  A cold MiB of the map (its leaves not kept)
+ * that is written or that a target lacks is read whole and hashed again. */
 #include "cut.h"
 #include "blockmap.h"
 #include "clock.h"
+#include "err.h"
+#include "log.h"
 #include "fsutil.h"
 #include "qemusrc.h"
 #include "spool.h"
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 _Static_assert(SPOOL_CHUNK % BM_CHUNK == 0, "a scan chunk holds whole map chunks");
+/* A QEMU source's MiB goes cold once every target holds its newest change
+ * and COLD_EPOCHS epochs have been cut since; at most COOL_LIMIT MiB a cut
+ * (the first cuts after a full copy of a large disk cool it in steps). */
+#define COLD_EPOCHS 4
+#define COOL_LIMIT 16384
 static const uint8_t zeros[PROTO_BLOCK];
 
 static void io_throttle(struct daemon *d, uint64_t bytes)
@@ -98,6 +107,7 @@ static void map_newer(struct blockmap *m, uint64_t first, uint32_t nb, uint64_t 
 		uint64_t e = 0;
 		switch (blockmap_chunk_state(m, (first + b0) / BM_CHUNK, &e)) {
 		case BM_ZERO:
+		case BM_COLD: /* its blocks' own epochs are not kept: its newest */
 			memset(newer + b0, e > floor, n);
 			break;
 		case BM_RECS:
@@ -112,6 +122,88 @@ static void map_newer(struct blockmap *m, uint64_t first, uint32_t nb, uint64_t 
 			memset(newer + b0, unknown, n);
 		}
 	}
+}
+
+/* A cold MiB among the NB blocks at FIRST (a multiple of BM_CHUNK) of
+ * which a block is needed is needed whole: its leaves are hashed again from
+ * all of its blocks. */
+static void wake_cold(const struct blockmap *m, uint64_t first, uint32_t nb, uint8_t *need)
+{
+	for (uint32_t b0 = 0; b0 < nb; b0 += BM_CHUNK) {
+		uint32_t n = nb - b0 > BM_CHUNK ? BM_CHUNK : nb - b0;
+		if (blockmap_chunk_state(m, (first + b0) / BM_CHUNK, NULL) == BM_COLD && memchr(need + b0, 1, n))
+			memset(need + b0, 1, n);
+	}
+}
+
+/* What a worker gathers of one scan chunk for the spool: the blocks, and
+ * the data of those that are not zeros. */
+struct gather {
+	struct spool_block *blocks;
+	uint8_t *out;
+	uint32_t count, ndata;
+};
+
+/* Block IDX of the chunk (BL bytes at P; ZERO: none) goes to the spool as
+ * changed in EPOCH. */
+static void gather_block(struct gather *gt, uint32_t idx, const uint8_t *p, size_t bl, bool zero, uint64_t epoch)
+{
+	gt->blocks[gt->count++] = (struct spool_block){ .idx = (uint16_t)idx, .zero = zero, .epoch = epoch };
+	if (zero)
+		return;
+	memcpy(gt->out + (size_t)gt->ndata * PROTO_BLOCK, p, bl);
+	if (bl < PROTO_BLOCK)
+		memset(gt->out + (size_t)gt->ndata * PROTO_BLOCK + bl, 0, PROTO_BLOCK - bl);
+	gt->ndata++;
+}
+
+/* Map chunk MC, blocks B0.. of the scan chunk read into BUF (HASDATA: not
+ * a hole), is cold: its leaves are hashed again.  The same node: it stays
+ * cold, and a target that lacks its epoch is sent all of its blocks (their
+ * own epochs are not kept; no fewer than changed).  Another node: it is hot
+ * again; the blocks that may have changed (DIRTY, the bitmap's, or all of
+ * them if nothing marked the chunk written: a change behind the bitmap's
+ * back, counted as missed in a verifying read) get the cut's epoch, the
+ * others the chunk's.  Returns how many blocks changed. */
+static uint64_t scan_cold(const struct cut *c, uint32_t si, uint64_t mc, uint32_t b0, const uint8_t *buf,
+			  const uint8_t *hasdata, const uint8_t *dirty, struct gather *gt)
+{
+	struct source *s = &c->g->sources[si];
+	struct bm_rec recs[BM_CHUNK];
+	uint8_t leaves[BM_CHUNK * LEAF_BYTES], node[MERKLE_NODE], kept[MERKLE_NODE];
+	uint64_t ce = 0, changed = 0;
+	bool marked;
+
+	blockmap_chunk_state(s->map, mc, &ce);
+	for (uint32_t k = 0; k < BM_CHUNK; k++) {
+		if (hasdata[b0 + k])
+			hash_leaf(s->secret, buf + (size_t)(b0 + k) * PROTO_BLOCK, PROTO_BLOCK, leaves + k * LEAF_BYTES);
+		else
+			memcpy(leaves + k * LEAF_BYTES, s->map->zero_leaf, LEAF_BYTES);
+		recs[k] = (struct bm_rec){ .epoch = ce };
+	}
+	merkle_node(1, leaves, BM_CHUNK, LEAF_BYTES, node);
+	blockmap_chunk_node(s->map, mc, kept);
+	if (memcmp(node, kept, MERKLE_NODE) != 0) {
+		marked = s->qemu ? qemusrc_marked(s->qemu, mc * BM_CHUNK, BM_CHUNK) : memchr(dirty + b0, 1, BM_CHUNK) != NULL;
+		if (!marked && s->qemu)
+			qemusrc_block_changed(s->qemu, mc * BM_CHUNK);
+		for (uint32_t k = 0; k < BM_CHUNK; k++) {
+			memcpy(recs[k].leaf, leaves + k * LEAF_BYTES, LEAF_BYTES);
+			if (!marked || dirty[b0 + k]) {
+				recs[k].epoch = c->epoch;
+				changed++;
+			}
+		}
+		blockmap_chunk_heat(s->map, mc, recs);
+	}
+	for (uint32_t k = 0; k < BM_CHUNK; k++) {
+		const uint8_t *p = buf + (size_t)(b0 + k) * PROTO_BLOCK;
+		if (recs[k].epoch > c->floor[si])
+			gather_block(gt, b0 + k, p, PROTO_BLOCK, !hasdata[b0 + k] || memcmp(p, zeros, PROTO_BLOCK) == 0,
+				     recs[k].epoch);
+	}
+	return changed;
 }
 
 /* The NB blocks at FIRST of a source of SIZE bytes are whole MiB chunks
@@ -188,7 +280,7 @@ void *scan_worker(void *arg)
 	struct group *g = c->g;
 	uint8_t *buf = malloc(SPOOL_CHUNK * PROTO_BLOCK), *out = malloc(SPOOL_CHUNK * PROTO_BLOCK);
 	struct spool_block *blocks = malloc(SPOOL_CHUNK * sizeof(*blocks));
-	uint8_t hasdata[SPOOL_CHUNK], need[SPOOL_CHUNK];
+	uint8_t hasdata[SPOOL_CHUNK], need[SPOOL_CHUNK], dirty[SPOOL_CHUNK];
 	struct data_probe probe = { 0 };
 
 	if (!buf || !out || !blocks) {
@@ -197,8 +289,9 @@ void *scan_worker(void *arg)
 	}
 	for (;;) {
 		uint64_t w = atomic_fetch_add(&c->next, 1), chunk = w;
-		uint32_t si = 0, nb, count = 0, ndata = 0;
+		uint32_t si = 0, nb;
 		uint64_t off, len, changed = 0;
+		struct gather gt = { blocks, out, 0, 0 };
 		struct source *s;
 
 		if (w >= c->total_chunks || atomic_load(&c->err))
@@ -226,15 +319,17 @@ void *scan_worker(void *arg)
 				continue;
 			}
 			qemusrc_changed(s->qemu, chunk * SPOOL_CHUNK, nb, need, zero);
+			memcpy(dirty, need, nb);
 			map_newer(s->map, chunk * SPOOL_CHUNK, nb, c->floor[si], 0, newer);
-			for (uint32_t b = 0; b < nb; b++) {
+			for (uint32_t b = 0; b < nb; b++)
 				if (!need[b] && newer[b]) {
 					need[b] = 1;
 					zero[b] = blockmap_chunk_state(s->map, (chunk * SPOOL_CHUNK + b) / BM_CHUNK, &ze) ==
 						  BM_ZERO;
 				}
+			wake_cold(s->map, chunk * SPOOL_CHUNK, nb, need);
+			for (uint32_t b = 0; b < nb; b++)
 				hasdata[b] = need[b] && !zero[b];
-			}
 		} else if (c->hinted[si]) {
 			/* Unchanged since its last full scan (scanhint.h): only
 			 * what a target lacks, and a chunk never seen. */
@@ -243,11 +338,14 @@ void *scan_worker(void *arg)
 				continue;
 			}
 			map_newer(s->map, chunk * SPOOL_CHUNK, nb, c->floor[si], 1, need);
+			memset(dirty, 0, nb);
+			wake_cold(s->map, chunk * SPOOL_CHUNK, nb, need);
 			find_data(c->fds[si], si, off, len, hasdata, nb, &probe);
 			for (uint32_t b = 0; b < nb; b++)
 				hasdata[b] &= need[b];
 		} else {
 			memset(need, 1, nb);
+			memset(dirty, 1, nb);
 			find_data(c->fds[si], si, off, len, hasdata, nb, &probe);
 		}
 		if (!memchr(hasdata, 1, nb) && zero_at_floor(s->map, chunk * SPOOL_CHUNK, nb, c->size[si], c->floor[si])) {
@@ -293,6 +391,11 @@ void *scan_worker(void *arg)
 			bool allzero = st != BM_RECS && b1 - b0 == BM_CHUNK &&
 				       off + (uint64_t)b1 * PROTO_BLOCK <= c->size[si];
 
+			if (st == BM_COLD) {
+				if (memchr(need + b0, 1, b1 - b0))
+					changed += scan_cold(c, si, mc, b0, buf, hasdata, dirty, &gt);
+				continue;
+			}
 			/* A MiB of zero blocks keeps no records (blockmap.h). */
 			for (uint32_t b = b0; allzero && b < b1; b++)
 				allzero = need[b] ? !hasdata[b] || memcmp(buf + (size_t)b * PROTO_BLOCK, zeros,
@@ -303,8 +406,7 @@ void *scan_worker(void *arg)
 					changed += BM_CHUNK;
 				blockmap_chunk_state(s->map, mc, &ze);
 				for (uint32_t b = b0; ze > c->floor[si] && b < b1; b++)
-					blocks[count++] = (struct spool_block){ .idx = (uint16_t)b, .zero = true,
-										.epoch = ze };
+					gather_block(&gt, b, NULL, 0, true, ze);
 				continue;
 			}
 			recs = blockmap_chunk_recs(s->map, mc);
@@ -334,25 +436,17 @@ void *scan_worker(void *arg)
 				if (rec->epoch <= c->floor[si])
 					continue;
 				zero = !hasdata[b] || memcmp(p, zeros, bl) == 0;
-				blocks[count] = (struct spool_block){ .idx = (uint16_t)b, .zero = zero,
-								      .epoch = rec->epoch };
-				if (!zero) {
-					memcpy(out + (size_t)ndata * PROTO_BLOCK, p, bl);
-					if (bl < PROTO_BLOCK)
-						memset(out + (size_t)ndata * PROTO_BLOCK + bl, 0, PROTO_BLOCK - bl);
-					ndata++;
-				}
-				count++;
+				gather_block(&gt, b, p, bl, zero, rec->epoch);
 			}
 		}
 		atomic_fetch_add(&c->changed, changed);
-		if (count) {
-			int r = spool_append(c->spool, si, chunk, blocks, count, out, ndata);
+		if (gt.count) {
+			int r = spool_append(c->spool, si, chunk, blocks, gt.count, out, gt.ndata);
 			if (r < 0) {
 				atomic_store(&c->err, r);
 				goto done;
 			}
-			atomic_fetch_add(&c->spooled, count);
+			atomic_fetch_add(&c->spooled, gt.count);
 		}
 	}
 done:
@@ -362,3 +456,23 @@ done:
 	return NULL;
 }
 
+
+int scan_cool(struct cut *c, uint32_t si)
+{
+	const struct source *s = &c->g->sources[si];
+	uint64_t upto = c->cold_upto, n = 0;
+	int r;
+
+	/* QEMU sources only: a plain file's scan does not say which block of a
+	 * MiB changed, so a cold MiB written again would be sent whole. */
+	if (!s->qemu || c->epoch <= COLD_EPOCHS + 1)
+		return 0;
+	if (upto > c->epoch - 1 - COLD_EPOCHS)
+		upto = c->epoch - 1 - COLD_EPOCHS;
+	if ((r = blockmap_cool(s->map, upto, COOL_LIMIT, &n)) < 0)
+		return err_wrap(r, "source %s", s->cfg->name);
+	if (n)
+		log_debug("group %s source %s: %" PRIu64 " MiB of the map gone cold (changed by epoch %" PRIu64 ")",
+			  c->g->name, s->cfg->name, n, upto);
+	return 0;
+}

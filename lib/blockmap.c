@@ -1,9 +1,11 @@
-/* blockmap.c - mmap'd per-source map: chunk words, sparse records, the
- * conversion of the previous format, and the digest's cached tree.
+/* blockmap.c - mmap'd per-source map: chunk words, cold chunks' nodes,
+ * sparse records, the conversion of the previous formats, and the digest's
+ * cached tree.
  *
- *   0        header (4 KiB): "BSCBMAP2", u64 size (BE), key id, u64 dir_bytes (BE)
- *   4096     chunk words, u64 each (one per MiB), dir_bytes of room
- *   4096+dir records, 32 bytes per block, a hole where the chunk has none */
+ *   0          header (4 KiB): "BSCBMAP3", u64 size (BE), key id, u64 dir_bytes (BE)
+ *   4096       chunk words, u64 each (one per MiB), dir_bytes of room
+ *   4096+dir   nodes, 32 bytes per chunk (4 x dir_bytes), a hole but for cold chunks
+ *   4096+5 dir records, 32 bytes per block, a hole where the chunk has none */
 #include "blockmap.h"
 #include "buf.h"
 #include "err.h"
@@ -17,7 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define BM_MAGIC "BSCBMAP2"
+#define BM_MAGIC "BSCBMAP3"
+#define BM_MAGIC_V2 "BSCBMAP2" /* no node table: records at 4096 + dir_bytes */
 #define BM_MAGIC_V1 "BSCBMAP1" /* a record for every block, at offset 4096 */
 #define BM_HDR 4096
 #define BM_KEY_OFF 16
@@ -25,9 +28,12 @@
 #define W_RECS (1ULL << 63)
 #define W_ZERO (1ULL << 62)
 #define W_EPOCH (W_ZERO - 1)
+#define W_COLD (W_RECS | W_ZERO) /* and the epoch */
+#define BM_CHUNK_RECS (BM_CHUNK * sizeof(struct bm_rec)) /* 8 KiB, page aligned */
 
 _Static_assert(sizeof(struct bm_rec) == 32, "bm_rec must be 32 bytes");
 _Static_assert(BM_CHUNK == MERKLE_FAN, "a chunk is one level-1 node");
+_Static_assert(MERKLE_NODE % 8 == 0, "the node table is a multiple of the words' room");
 
 static uint64_t page_up(uint64_t n)
 {
@@ -37,6 +43,12 @@ static uint64_t page_up(uint64_t n)
 static uint64_t dir_room(uint64_t nchunks)
 {
 	return nchunks * 8 > 4096 ? page_up(nchunks * 8) : 4096;
+}
+
+/* Where the records begin: after the words and a node per word. */
+static uint64_t recs_at(uint64_t dir_bytes)
+{
+	return BM_HDR + dir_bytes + dir_bytes / 8 * MERKLE_NODE;
 }
 
 /* ---- plain paths ---- */
@@ -96,13 +108,14 @@ static void bm_unmap(struct blockmap *m)
 		munmap(m->base, m->map_len);
 	m->base = NULL;
 	m->words = NULL;
+	m->nodes = NULL;
 	m->recs = NULL;
 }
 
 static int bm_map(struct blockmap *m)
 {
 	bm_unmap(m);
-	m->map_len = BM_HDR + m->dir_bytes + m->nblocks * sizeof(struct bm_rec);
+	m->map_len = recs_at(m->dir_bytes) + m->nblocks * sizeof(struct bm_rec);
 	m->base = mmap(NULL, m->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
 	if (m->base == MAP_FAILED) {
 		m->base = NULL;
@@ -112,7 +125,8 @@ static int bm_map(struct blockmap *m)
 	 * readahead (a fault in a hole would read and map the zeros around). */
 	(void)madvise(m->base, m->map_len, MADV_RANDOM);
 	m->words = (uint64_t *)(m->base + BM_HDR);
-	m->recs = (struct bm_rec *)(m->base + BM_HDR + m->dir_bytes);
+	m->nodes = m->base + BM_HDR + m->dir_bytes;
+	m->recs = (struct bm_rec *)(m->base + recs_at(m->dir_bytes));
 	return 0;
 }
 
@@ -139,7 +153,7 @@ static int bm_write_new(const struct blockmap_fs *fs, const char *path, const ui
 		r = fd;
 		goto out;
 	}
-	if (ftruncate(fd, (off_t)(BM_HDR + dir_bytes + nb * sizeof(struct bm_rec))) < 0) {
+	if (ftruncate(fd, (off_t)(recs_at(dir_bytes) + nb * sizeof(struct bm_rec))) < 0) {
 		r = err_set(errno, "cannot write block map %s: %s", tmp, strerror(errno));
 		goto out;
 	}
@@ -149,9 +163,13 @@ static int bm_write_new(const struct blockmap_fs *fs, const char *path, const ui
 		enum bm_state st = BM_UNKNOWN;
 		if ((r = from->chunk(from->ctx, c, &st, &epoch, &recs)) < 0)
 			goto out;
-		words[c] = st == BM_RECS ? W_RECS : st == BM_ZERO ? W_ZERO | (epoch & W_EPOCH) : 0;
+		words[c] = st == BM_RECS ? W_RECS : st == BM_ZERO ? W_ZERO | (epoch & W_EPOCH)
+						 : st == BM_COLD ? W_COLD | (epoch & W_EPOCH) : 0;
 		if (st == BM_RECS && (r = fs_pwrite_full(fd, recs, (size_t)n * sizeof(*recs),
-							 BM_HDR + dir_bytes + first * sizeof(*recs))) < 0)
+							 recs_at(dir_bytes) + first * sizeof(*recs))) < 0)
+			goto out;
+		if (st == BM_COLD && (r = fs_pwrite_full(fd, from->node(from->ctx, c), MERKLE_NODE,
+							 BM_HDR + dir_bytes + c * MERKLE_NODE)) < 0)
 			goto out;
 	}
 	memcpy(hdr, BM_MAGIC, 8);
@@ -187,21 +205,30 @@ int blockmap_write(const struct blockmap_fs *fs, const char *name, const uint8_t
 	return bm_write_new(fs ? fs : &path_fs, name, key_id, size, dir_room((nb + BM_CHUNK - 1) / BM_CHUNK), from);
 }
 
-/* The previous format, mapped: a record for every block. */
-struct bm_v1 {
+/* A map of a previous format, mapped: BSCBMAP1, a record for every block
+ * (WORDS NULL); BSCBMAP2, chunk words and sparse records. */
+struct bm_old {
+	const uint64_t *words;
 	const struct bm_rec *recs;
 	uint64_t nblocks;
 	const uint8_t *zero_leaf;
 };
 
-static int v1_chunk(void *ctx, uint64_t c, enum bm_state *st, uint64_t *epoch, const struct bm_rec **recs)
+static int old_chunk(void *ctx, uint64_t c, enum bm_state *st, uint64_t *epoch, const struct bm_rec **recs)
 {
-	const struct bm_v1 *v = ctx;
+	const struct bm_old *v = ctx;
 	static const struct bm_rec unknown;
 	uint64_t first = c * BM_CHUNK, n = v->nblocks - first > BM_CHUNK ? BM_CHUNK : v->nblocks - first;
 	const struct bm_rec *p = v->recs + first;
 	bool zero = n == BM_CHUNK, none = true;
 
+	if (v->words) { /* BSCBMAP2: its words say (it had no cold chunks) */
+		uint64_t w = v->words[c];
+		*st = (w & W_RECS) ? BM_RECS : (w & W_ZERO) ? BM_ZERO : BM_UNKNOWN;
+		*epoch = w & W_EPOCH;
+		*recs = p;
+		return 0;
+	}
 	for (uint64_t k = 0; k < n; k++) {
 		zero &= memcmp(p[k].leaf, v->zero_leaf, LEAF_BYTES) == 0 && p[k].epoch == p[0].epoch;
 		none &= memcmp(&p[k], &unknown, sizeof(unknown)) == 0;
@@ -219,30 +246,50 @@ static int v1_chunk(void *ctx, uint64_t c, enum bm_state *st, uint64_t *epoch, c
 	return 0;
 }
 
-/* Convert the BSCBMAP1 map open on FD (ST) in place. */
-static int bm_convert(const struct blockmap_fs *fs, int fd, const char *path, const struct stat *st,
-		      const uint8_t *key_id, const uint8_t *zero_leaf)
+/* PATH is not a map of its length (LEN for NBLOCKS blocks): what moving it
+ * away costs differs: the daemon's map is rebuilt by a full scan that sends
+ * every target the whole disk; a replica's is rebuilt from the replica file
+ * itself. */
+static int bm_damaged(const char *path, uint64_t len, uint64_t nblocks, unsigned int flags)
 {
-	struct bm_v1 v = { .zero_leaf = zero_leaf };
+	return err_set(EBADMSG, "block map %s is damaged (size %llu for %llu blocks); move it away: %s", path,
+		       (unsigned long long)len, (unsigned long long)nblocks,
+		       (flags & BLOCKMAP_KEEP) ? "it is rebuilt from the file it describes"
+					       : "the next scan rebuilds it and every target is sent the whole disk");
+}
+
+/* Convert the BSCBMAP1 or BSCBMAP2 map open on FD (ST) in place. */
+static int bm_convert(const struct blockmap_fs *fs, int fd, const char *path, const struct stat *st,
+		      const uint8_t *key_id, const uint8_t *zero_leaf, unsigned int flags)
+{
+	struct bm_old v = { .zero_leaf = zero_leaf };
 	uint8_t hdr[BM_HDR];
-	uint64_t size, len = (uint64_t)st->st_size;
+	uint64_t size, len = (uint64_t)st->st_size, at = BM_HDR, dir = 0;
 	void *p;
 	int r;
 
 	if (fs_pread_full(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr))
 		return err_set(EIO, "cannot read block map %s", path);
 	size = get_be64(hdr + 8);
-	v.nblocks = (len - BM_HDR) / sizeof(struct bm_rec);
+	if (memcmp(hdr, BM_MAGIC_V2, 8) == 0) {
+		dir = get_be64(hdr + BM_DIR_OFF);
+		at = BM_HDR + dir;
+		if (dir % 4096 || !dir || len < at || (len - at) % sizeof(struct bm_rec) ||
+		    dir < dir_room(((len - at) / sizeof(struct bm_rec) + BM_CHUNK - 1) / BM_CHUNK))
+			return bm_damaged(path, len, len < at ? 0 : (len - at) / sizeof(struct bm_rec), flags);
+	}
+	v.nblocks = (len - at) / sizeof(struct bm_rec);
 	if ((size + PROTO_BLOCK - 1) / PROTO_BLOCK != v.nblocks)
 		size = v.nblocks * PROTO_BLOCK; /* inconsistent: the next resize marks the tail unknown */
-	if (memcmp(hdr + 16, key_id, KEY_ID_BYTES) != 0)
+	if (memcmp(hdr + BM_KEY_OFF, key_id, KEY_ID_BYTES) != 0)
 		v.nblocks = size = 0; /* another key: nothing to keep */
 	p = v.nblocks ? mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0) : NULL;
 	if (p == MAP_FAILED)
 		return err_set(errno, "cannot map %s: %s", path, strerror(errno));
-	v.recs = p ? (const struct bm_rec *)((const uint8_t *)p + BM_HDR) : NULL;
+	v.recs = p ? (const struct bm_rec *)((const uint8_t *)p + at) : NULL;
+	v.words = p && dir ? (const uint64_t *)((const uint8_t *)p + BM_HDR) : NULL;
 	r = bm_write_new(fs, path, key_id, size, dir_room((v.nblocks + BM_CHUNK - 1) / BM_CHUNK),
-			 &(struct blockmap_from){ v1_chunk, &v });
+			 &(struct blockmap_from){ old_chunk, &v, NULL });
 	if (p)
 		munmap(p, len);
 	return r;
@@ -269,7 +316,7 @@ static int bm_init(struct blockmap *m, const uint8_t *key_id)
 	memcpy(hdr, BM_MAGIC, 8);
 	memcpy(hdr + BM_KEY_OFF, key_id, KEY_ID_BYTES);
 	put_be64(hdr + BM_DIR_OFF, 4096);
-	if (ftruncate(m->fd, 0) < 0 || ftruncate(m->fd, BM_HDR + 4096) < 0)
+	if (ftruncate(m->fd, 0) < 0 || ftruncate(m->fd, (off_t)recs_at(4096)) < 0)
 		return err_set(errno, "cannot size %s: %s", m->path, strerror(errno));
 	return fs_pwrite_full(m->fd, hdr, sizeof(hdr), 0);
 }
@@ -305,9 +352,9 @@ int blockmap_open_fs(const struct blockmap_fs *fs, const char *path, const uint8
 		r = -errno;
 		goto fail;
 	}
-	if (st.st_size >= BM_HDR && fs_pread_full(m->fd, hdr, 8, 0) == 8 && memcmp(hdr, BM_MAGIC_V1, 8) == 0 &&
-	    (uint64_t)st.st_size >= BM_HDR) {
-		if ((r = bm_convert(&m->fs, m->fd, path, &st, key_id, zero_leaf)) < 0)
+	if (st.st_size >= BM_HDR && fs_pread_full(m->fd, hdr, 8, 0) == 8 &&
+	    (memcmp(hdr, BM_MAGIC_V1, 8) == 0 || memcmp(hdr, BM_MAGIC_V2, 8) == 0)) {
+		if ((r = bm_convert(&m->fs, m->fd, path, &st, key_id, zero_leaf, flags)) < 0)
 			goto fail;
 		close(m->fd);
 		if ((m->fd = m->fs.open(m->fs.ctx, path)) < 0) {
@@ -319,7 +366,7 @@ int blockmap_open_fs(const struct blockmap_fs *fs, const char *path, const uint8
 			goto fail;
 		}
 	}
-	if (st.st_size < BM_HDR + 4096 || fs_pread_full(m->fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
+	if ((uint64_t)st.st_size < recs_at(4096) || fs_pread_full(m->fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr) ||
 	    memcmp(hdr, BM_MAGIC, 8) != 0 || memcmp(hdr + BM_KEY_OFF, key_id, KEY_ID_BYTES) != 0) {
 		if ((flags & BLOCKMAP_KEEP) && st.st_size) {
 			r = err_set(EBADMSG, "%s is not a block map of this format made with this site key; "
@@ -334,29 +381,23 @@ int blockmap_open_fs(const struct blockmap_fs *fs, const char *path, const uint8
 			r = err_set(EIO, "cannot read block map %s", path);
 			goto fail;
 		}
-		st.st_size = BM_HDR + 4096;
+		st.st_size = (off_t)recs_at(4096);
 	}
 	m->size = get_be64(hdr + 8);
 	m->dir_bytes = get_be64(hdr + BM_DIR_OFF);
 	m->nblocks = (m->size + PROTO_BLOCK - 1) / PROTO_BLOCK;
-	if (m->dir_bytes % 4096 == 0 && (uint64_t)st.st_size >= BM_HDR + m->dir_bytes &&
-	    ((uint64_t)st.st_size - BM_HDR - m->dir_bytes) % sizeof(struct bm_rec) == 0 &&
-	    ((uint64_t)st.st_size - BM_HDR - m->dir_bytes) / sizeof(struct bm_rec) != m->nblocks) {
+	if (m->dir_bytes % 4096 == 0 && m->dir_bytes < (1ULL << 40) && (uint64_t)st.st_size >= recs_at(m->dir_bytes) &&
+	    ((uint64_t)st.st_size - recs_at(m->dir_bytes)) % sizeof(struct bm_rec) == 0 &&
+	    ((uint64_t)st.st_size - recs_at(m->dir_bytes)) / sizeof(struct bm_rec) != m->nblocks) {
 		/* A crash between a resize's ftruncate and its header: the file
 		 * says how many blocks; the next resize sets the size. */
-		m->nblocks = ((uint64_t)st.st_size - BM_HDR - m->dir_bytes) / sizeof(struct bm_rec);
+		m->nblocks = ((uint64_t)st.st_size - recs_at(m->dir_bytes)) / sizeof(struct bm_rec);
 		m->size = m->nblocks * PROTO_BLOCK;
 	}
 	m->nchunks = (m->nblocks + BM_CHUNK - 1) / BM_CHUNK;
-	if (m->dir_bytes % 4096 || m->dir_bytes < dir_room(m->nchunks) ||
-	    (uint64_t)st.st_size != BM_HDR + m->dir_bytes + m->nblocks * sizeof(struct bm_rec)) {
-		/* What moving it away costs differs: the daemon's map is rebuilt
-		 * by a full scan that sends every target the whole disk; a
-		 * replica's is rebuilt from the replica file itself. */
-		r = err_set(EBADMSG, "block map %s is damaged (size %llu for %llu blocks); move it away: %s", path,
-			    (unsigned long long)st.st_size, (unsigned long long)m->nblocks,
-			    (flags & BLOCKMAP_KEEP) ? "it is rebuilt from the file it describes"
-						    : "the next scan rebuilds it and every target is sent the whole disk");
+	if (m->dir_bytes % 4096 || m->dir_bytes < dir_room(m->nchunks) || m->dir_bytes >= (1ULL << 40) ||
+	    (uint64_t)st.st_size != recs_at(m->dir_bytes) + m->nblocks * sizeof(struct bm_rec)) {
+		r = bm_damaged(path, (uint64_t)st.st_size, m->nblocks, flags);
 		goto fail;
 	}
 	if ((r = bm_map(m)) < 0)
@@ -378,6 +419,7 @@ void blockmap_close(struct blockmap *m)
 	if (m->fd >= 0)
 		close(m->fd);
 	pthread_mutex_destroy(&m->newest_lock);
+	free(m->cooled);
 	free(m);
 }
 
@@ -389,6 +431,13 @@ static int cur_chunk(void *ctx, uint64_t c, enum bm_state *st, uint64_t *epoch, 
 	*st = c < m->nchunks ? blockmap_chunk_state(m, c, epoch) : BM_UNKNOWN;
 	*recs = *st == BM_RECS ? m->recs + c * BM_CHUNK : NULL;
 	return 0;
+}
+
+static const uint8_t *cur_node(void *ctx, uint64_t c)
+{
+	const struct blockmap *m = ctx;
+
+	return m->nodes + c * MERKLE_NODE;
 }
 
 int blockmap_resize(struct blockmap *m, uint64_t size)
@@ -408,7 +457,7 @@ int blockmap_resize(struct blockmap *m, uint64_t size)
 			 * records of the chunks that have some copied. */
 			uint64_t keep = m->size;
 			if ((r = bm_write_new(&m->fs, m->path, m->base + BM_KEY_OFF, keep, dir_room(nc),
-					      &(struct blockmap_from){ cur_chunk, m })) < 0)
+					      &(struct blockmap_from){ cur_chunk, m, cur_node })) < 0)
 				return r;
 			bm_unmap(m);
 			close(m->fd);
@@ -417,7 +466,7 @@ int blockmap_resize(struct blockmap *m, uint64_t size)
 			m->dir_bytes = dir_room(nc);
 		}
 		bm_unmap(m);
-		if (ftruncate(m->fd, (off_t)(BM_HDR + m->dir_bytes + nb * sizeof(struct bm_rec))) < 0)
+		if (ftruncate(m->fd, (off_t)(recs_at(m->dir_bytes) + nb * sizeof(struct bm_rec))) < 0)
 			return err_set(errno, "cannot resize %s: %s", m->path, strerror(errno));
 		m->nblocks = nb;
 		m->nchunks = nc;
@@ -443,6 +492,22 @@ int blockmap_sync(struct blockmap *m)
 {
 	if (msync(m->base, m->map_len, MS_SYNC) < 0 || fsync(m->fd) < 0)
 		return err_set(errno, "cannot flush block map %s: %s", m->path, strerror(errno));
+	/* The cold words are durable: their records can go (a crash before a
+	 * punch leaves records no word points to; one that was made hot again
+	 * since keeps them). */
+	for (size_t i = 0; i < m->n_cooled; i++) {
+		uint64_t c = m->cooled[i];
+		if (c < m->nchunks && blockmap_chunk_state(m, c, NULL) == BM_COLD &&
+		    fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)(recs_at(m->dir_bytes) + c * BM_CHUNK_RECS), (off_t)BM_CHUNK_RECS) < 0) {
+			/* A filesystem without holes: the records stay, unused. */
+			if (errno == EOPNOTSUPP)
+				break;
+			return err_set(errno, "cannot punch the records of a cold chunk out of %s: %s", m->path,
+				       strerror(errno));
+		}
+	}
+	m->n_cooled = 0;
 	return 0;
 }
 
@@ -493,6 +558,7 @@ uint64_t blockmap_chunk_newest(struct blockmap *m, uint64_t c)
 
 	switch (blockmap_chunk_state(m, c, &e)) {
 	case BM_ZERO:
+	case BM_COLD:
 		return e;
 	case BM_RECS:
 		p = bm_newest(m);
@@ -532,14 +598,14 @@ void blockmap_changed(struct blockmap *m, uint64_t b, uint64_t epoch)
 
 enum bm_state blockmap_chunk_state(const struct blockmap *m, uint64_t c, uint64_t *ret_epoch)
 {
-	uint64_t w = __atomic_load_n(&m->words[c], __ATOMIC_RELAXED);
+	uint64_t w = __atomic_load_n(&m->words[c], __ATOMIC_ACQUIRE);
 
-	if (w & W_RECS)
+	if ((w & W_COLD) == W_RECS)
 		return BM_RECS;
 	if (w & W_ZERO) {
 		if (ret_epoch)
 			*ret_epoch = w & W_EPOCH;
-		return BM_ZERO;
+		return w & W_RECS ? BM_COLD : BM_ZERO;
 	}
 	return BM_UNKNOWN;
 }
@@ -561,8 +627,18 @@ struct bm_rec *blockmap_chunk_recs(struct blockmap *m, uint64_t c)
 	struct bm_rec *p = m->recs + c * BM_CHUNK;
 	uint64_t w = m->words[c];
 
-	if (w & W_RECS)
+	if ((w & W_COLD) == W_RECS)
 		return p;
+	if ((w & W_COLD) == W_COLD) {
+		/* No leaves to give: unknown, the epoch kept (a shrink's new
+		 * last chunk, partial; as an unknown chunk's). */
+		for (uint64_t k = 0; k < BM_CHUNK && c * BM_CHUNK + k < m->nblocks; k++)
+			p[k] = (struct bm_rec){ .epoch = w & W_EPOCH };
+		__atomic_store_n(&m->words[c], W_RECS, __ATOMIC_RELEASE);
+		bm_note_epoch(m, c, w & W_EPOCH);
+		blockmap_touch(m, c * BM_CHUNK);
+		return p;
+	}
 	if (w & W_ZERO) {
 		/* Records first, then the word: a crash between leaves the
 		 * chunk as it was (zero). */
@@ -581,6 +657,87 @@ struct bm_rec *blockmap_chunk_recs(struct blockmap *m, uint64_t c)
 	return p;
 }
 
+/* ---- cold chunks ---- */
+
+void blockmap_chunk_heat(struct blockmap *m, uint64_t c, const struct bm_rec *recs)
+{
+	uint64_t e = 0;
+
+	memcpy(m->recs + c * BM_CHUNK, recs, BM_CHUNK_RECS);
+	for (int k = 0; k < BM_CHUNK; k++)
+		e = recs[k].epoch > e ? recs[k].epoch : e;
+	__atomic_store_n(&m->words[c], W_RECS, __ATOMIC_RELEASE);
+	bm_note_epoch(m, c, e);
+	blockmap_touch(m, c * BM_CHUNK);
+}
+
+/* Whether chunk C may go cold: a whole chunk within the size (the last,
+ * partial, keeps its records), every leaf known, newest change <= UPTO. */
+static bool bm_coolable(struct blockmap *m, uint64_t c, uint64_t upto)
+{
+	static const uint8_t unknown[LEAF_BYTES];
+	const struct bm_rec *r = m->recs + c * BM_CHUNK;
+
+	if (blockmap_chunk_state(m, c, NULL) != BM_RECS || (c + 1) * BM_CHUNK * PROTO_BLOCK > m->size ||
+	    blockmap_chunk_newest(m, c) > upto)
+		return false;
+	for (int k = 0; k < BM_CHUNK; k++)
+		if (memcmp(r[k].leaf, unknown, LEAF_BYTES) == 0)
+			return false;
+	return true;
+}
+
+int blockmap_cool(struct blockmap *m, uint64_t upto, uint64_t limit, uint64_t *ret_n)
+{
+	uint64_t lo = UINT64_MAX, hi = 0, c = m->cool_next;
+
+	*ret_n = 0;
+	if (!m->nchunks || !limit)
+		return 0;
+	if (m->n_cooled + limit > m->cooled_cap) {
+		uint64_t *p = realloc(m->cooled, (m->n_cooled + limit) * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		m->cooled = p;
+		m->cooled_cap = m->n_cooled + limit;
+	}
+	/* The nodes first, durable before any word says cold. */
+	for (uint64_t seen = 0; seen < m->nchunks && *ret_n < limit; seen++, c = (c + 1) % m->nchunks) {
+		if (c >= m->nchunks)
+			c = 0;
+		if (!bm_coolable(m, c, upto))
+			continue;
+		blockmap_chunk_node(m, c, m->nodes + c * MERKLE_NODE);
+		m->cooled[m->n_cooled + (*ret_n)++] = c;
+		lo = c < lo ? c : lo;
+		hi = c > hi ? c : hi;
+	}
+	m->cool_next = c;
+	if (!*ret_n)
+		return 0;
+	{
+		uint64_t a = (BM_HDR + m->dir_bytes + lo * MERKLE_NODE) / 4096 * 4096;
+		uint64_t b = BM_HDR + m->dir_bytes + (hi + 1) * MERKLE_NODE;
+		if (msync(m->base + a, b - a, MS_SYNC) < 0 || fdatasync(m->fd) < 0) {
+			*ret_n = 0;
+			return err_set(errno, "cannot flush block map %s: %s", m->path, strerror(errno));
+		}
+	}
+	for (uint64_t i = 0; i < *ret_n; i++) {
+		uint64_t k = m->cooled[m->n_cooled + i];
+		__atomic_store_n(&m->words[k], W_COLD | (blockmap_chunk_newest(m, k) & W_EPOCH), __ATOMIC_RELEASE);
+	}
+	m->n_cooled += *ret_n;
+	return 0;
+}
+
+uint64_t blockmap_disk_bytes(const struct blockmap *m)
+{
+	struct stat st;
+
+	return fstat(m->fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+}
+
 /* ---- the digest ---- */
 
 void blockmap_touch(struct blockmap *m, uint64_t b)
@@ -589,29 +746,41 @@ void blockmap_touch(struct blockmap *m, uint64_t b)
 		merkle_tree_touch(&m->tree, b / MERKLE_FAN);
 }
 
+void blockmap_chunk_node(const struct blockmap *m, uint64_t c, uint8_t ret[MERKLE_NODE])
+{
+	static const uint8_t none[LEAF_BYTES];
+	uint8_t leaves[MERKLE_FAN * LEAF_BYTES];
+	uint64_t first = c * MERKLE_FAN, n = m->nblocks - first;
+	enum bm_state st = blockmap_chunk_state(m, c, NULL);
+
+	if (n > MERKLE_FAN)
+		n = MERKLE_FAN;
+	if (st == BM_COLD) {
+		memcpy(ret, m->nodes + c * MERKLE_NODE, MERKLE_NODE);
+		return;
+	}
+	if (st != BM_RECS && n == MERKLE_FAN) {
+		memcpy(ret, st == BM_ZERO ? m->zero_node : m->unknown_node, MERKLE_NODE);
+		return;
+	}
+	for (uint64_t k = 0; k < n; k++)
+		memcpy(leaves + k * LEAF_BYTES, st == BM_RECS ? m->recs[first + k].leaf : none, LEAF_BYTES);
+	merkle_node(1, leaves, (size_t)n, LEAF_BYTES, ret);
+}
+
 /* Level-1 node I from its chunk (zero blocks: all-zero, which the tree
  * reads as its substitute; no page of the tree is written for them). */
 static int bm_tree_refresh(void *ctx, struct merkle_tree *t, uint64_t i)
 {
 	struct blockmap *m = ctx;
 	static const uint8_t none[MERKLE_NODE];
-	uint8_t leaves[MERKLE_FAN * LEAF_BYTES], node[MERKLE_NODE];
-	uint64_t first = i * MERKLE_FAN, n = m->nblocks - first;
-	enum bm_state st = blockmap_chunk_state(m, i, NULL);
+	uint8_t node[MERKLE_NODE];
 
-	if (n > MERKLE_FAN)
-		n = MERKLE_FAN;
-	if (st == BM_ZERO) {
+	if (blockmap_chunk_state(m, i, NULL) == BM_ZERO) {
 		merkle_tree_set(t, i, none);
 		return 0;
 	}
-	if (st == BM_UNKNOWN && n == MERKLE_FAN) {
-		merkle_tree_set(t, i, m->unknown_node);
-		return 0;
-	}
-	for (uint64_t k = 0; k < n; k++)
-		memcpy(leaves + k * LEAF_BYTES, st == BM_RECS ? m->recs[first + k].leaf : none, LEAF_BYTES);
-	merkle_node(1, leaves, (size_t)n, LEAF_BYTES, node);
+	blockmap_chunk_node(m, i, node);
 	merkle_tree_set(t, i, node);
 	return 0;
 }
@@ -694,7 +863,7 @@ uint64_t blockmap_count_newer(const struct blockmap *m, uint64_t epoch)
 	for (uint64_t c = 0; c < m->nchunks; c++) {
 		enum bm_state st = blockmap_chunk_state(m, c, &e);
 		uint64_t first = c * BM_CHUNK, k = m->nblocks - first > BM_CHUNK ? BM_CHUNK : m->nblocks - first;
-		if (st == BM_ZERO)
+		if (st == BM_ZERO || st == BM_COLD)
 			n += e > epoch ? k : 0;
 		else if (st == BM_RECS)
 			for (uint64_t b = first; b < first + k; b++)

@@ -14,12 +14,13 @@ bsc_sync || fail "sync"
 bsc_stop
 cp "$(replica_of root)" "$T/before.img"
 # Block 7 of the replica is unchanged, but its map now says otherwise.
-# The map (lib/blockmap.c, BSCBMAP2): a 4 KiB header, a chunk word per MiB
-# (rounded up to a page), then 32-byte records whose first 16 are the leaf.
+# The map (lib/blockmap.c, BSCBMAP3): a 4 KiB header, a chunk word per MiB
+# (rounded up to a page), a 32-byte node per word (4 x their room), then
+# 32-byte records whose first 16 are the leaf.
 map=$T/replica/.bascule/groups/vm1/root.map
-head -c 8 "$map" | grep -q BSCBMAP2 || fail "the replica's map is not a BSCBMAP2 map: $(head -c 8 "$map" | od -c | head -1)"
+head -c 8 "$map" | grep -q BSCBMAP3 || fail "the replica's map is not a BSCBMAP3 map: $(head -c 8 "$map" | od -c | head -1)"
 dir=$(( (64 * 8 + 4095) / 4096 * 4096 ))
-printf 'XXXXXXXXXXXXXXXX' | dd of="$map" bs=1 seek=$((4096 + dir + 7 * 32)) conv=notrunc status=none
+printf 'XXXXXXXXXXXXXXXX' | dd of="$map" bs=1 seek=$((4096 + 5 * dir + 7 * 32)) conv=notrunc status=none
 "$BIN/tests/randwrite" "$T/disk.img" 200 2
 bsc_start
 bsc_sync 60s || fail "no convergence after the digest alarm"

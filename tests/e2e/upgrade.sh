@@ -43,13 +43,13 @@ grep -q "vm1/root: OK" "$T/verify.out" || fail "verify said: $(cat "$T/verify.ou
 epoch_before=$(grep -c " cut (" "$T/daemon.log")
 bsc_start
 bsc_sync 120s >/dev/null || fail "first sync after the upgrade"
-[ "$(head -c 8 "$map")" = BSCBMAP2 ] || fail "the map was not converted: $(head -c 8 "$map")"
+[ "$(head -c 8 "$map")" = BSCBMAP3 ] || fail "the map was not converted: $(head -c 8 "$map")"
 [ ! -e "$map.new" ] || fail "the conversion left $map.new"
 new_kib=$(du -k "$map" | cut -f1)
 note "block map: $old_kib KiB on disk before, $new_kib KiB after the conversion"
 # 6 MiB of data: 6 chunks of records (48 KiB), the words, the header
 [ "$new_kib" -le 96 ] || fail "the converted map is not sparse: $new_kib KiB (was $old_kib)"
-[ "$(head -c 8 "$rmap")" = BSCBMAP2 ] || fail "the replica map was not converted: $(head -c 8 "$rmap")"
+[ "$(head -c 8 "$rmap")" = BSCBMAP3 ] || fail "the replica map was not converted: $(head -c 8 "$rmap")"
 [ ! -e "$rmap.new" ] || fail "the conversion left $rmap.new"
 new_rkib=$(du -k "$rmap" | cut -f1)
 note "replica map: $old_rkib KiB on disk before, $new_rkib KiB after the conversion"

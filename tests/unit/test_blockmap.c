@@ -38,6 +38,9 @@ static int teardown(void **state)
 }
 
 static const uint8_t kid1[KEY_ID_BYTES] = { 1 }, kid2[KEY_ID_BYTES] = { 2 };
+/* BSCBMAP3 with one page of words: the header, the words, a node per word,
+ * then the records. */
+#define V3_RECS (4096 + 4096 + 4096 * 4)
 /* the leaf of a zero block (any value the map is told) */
 static const uint8_t zleaf[LEAF_BYTES] = { 0x5a, 1, 2, 3 };
 
@@ -213,6 +216,7 @@ static void stream_digest(struct blockmap *m, uint8_t ret[DIGEST_BYTES])
 	merkle_sum_init(c, DIGEST_V2, m->size);
 	for (uint64_t b = 0; b < m->nblocks; b++) {
 		enum bm_state st = blockmap_chunk_state(m, b / BM_CHUNK, NULL);
+		assert_int_not_equal(st, BM_COLD); /* no leaves to stream */
 		merkle_sum_leaves(c, st == BM_ZERO ? zleaf : st == BM_RECS ? m->recs[b].leaf : unknown, 1);
 	}
 	merkle_sum_final(c, ret);
@@ -377,7 +381,7 @@ static void test_convert(void **state)
 	blockmap_close(m);
 	/* a crash between a resize's ftruncate and its header: the file's
 	 * length says how many blocks there are */
-	assert_int_equal(truncate(path, 4096 + 4096 + 2 * BM_CHUNK * 32), 0);
+	assert_int_equal(truncate(path, V3_RECS + 2 * BM_CHUNK * 32), 0);
 	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), 0);
 	assert_int_equal(m->nblocks, 2 * BM_CHUNK);
 	assert_int_equal(blockmap_chunk_state(m, 1, NULL), BM_RECS);
@@ -385,7 +389,7 @@ static void test_convert(void **state)
 	assert_int_equal(m->size, size);
 	blockmap_close(m);
 	/* a damaged map is refused with what to do */
-	assert_int_equal(truncate(path, 4096 + 4096 + 100), 0);
+	assert_int_equal(truncate(path, V3_RECS + 100), 0);
 	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), -EBADMSG);
 	assert_non_null(strstr(err_msg(-EBADMSG), "move it away"));
 	assert_non_null(strstr(err_msg(-EBADMSG), "every target is sent the whole disk"));
@@ -395,6 +399,253 @@ static void test_convert(void **state)
 	assert_null(strstr(err_msg(-EBADMSG), "whole disk"));
 	free(recs);
 	free(c);
+}
+
+/* The digest over LEAVES (N of them) for a source of SIZE bytes: what the
+ * replica computes, and what a map whose chunks went cold must still give. */
+static void leaves_digest(const uint8_t *leaves, uint64_t n, uint64_t size, uint8_t ret[DIGEST_BYTES])
+{
+	struct merkle_sum *c = malloc(sizeof(*c));
+
+	assert_non_null(c);
+	merkle_sum_init(c, DIGEST_V2, size);
+	merkle_sum_leaves(c, leaves, n);
+	merkle_sum_final(c, ret);
+	free(c);
+}
+
+/* Cold chunks: blockmap_cool takes the whole chunks with records whose
+ * every leaf is known and whose newest change is old enough (not the
+ * partial last one, not one with an unknown leaf, not one changed since),
+ * keeps their node and epoch, and its sync punches their records out of the
+ * file; the digest (kept tree or rebuilt), the out-of-sync counts and the
+ * newest epochs stay what they were; a reopen, a crash before the punch and
+ * a growth that rewrites the file keep them; a chunk made hot again has
+ * its new records, the digest follows. */
+static void test_cold(void **state)
+{
+	char path[128];
+	const uint64_t n = 8 * BM_CHUNK + 10, size = n * 4096 - 100;
+	uint8_t *leaves = calloc(n, LEAF_BYTES), want[DIGEST_BYTES], got[DIGEST_BYTES], node[MERKLE_NODE];
+	uint64_t cooled = 0, e = 0, before, after;
+	struct blockmap *m;
+	struct bm_rec hot[BM_CHUNK];
+
+	assert_non_null(leaves);
+	snprintf(path, sizeof(path), "%s/cold.map", dir);
+	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), 0);
+	assert_int_equal(blockmap_resize(m, size), 0);
+	for (uint64_t c = 0; c < m->nchunks; c++) {
+		struct bm_rec *r = blockmap_chunk_recs(m, c);
+		for (uint64_t k = 0; k < BM_CHUNK && c * BM_CHUNK + k < n; k++) {
+			uint8_t *l = leaves + (c * BM_CHUNK + k) * LEAF_BYTES;
+			memset(l, (int)(c * 31 + k + 1), LEAF_BYTES);
+			l[1] = 0xa5; /* never all zero */
+			if (c == 5 && k == 40)
+				memset(l, 0, LEAF_BYTES); /* unknown: chunk 5 stays hot */
+			memcpy(r[k].leaf, l, LEAF_BYTES);
+			r[k].epoch = c == 2 && k == 7 ? 9 : 3; /* chunk 2 changed lately */
+		}
+	}
+	assert_int_equal(blockmap_digest(m, want), 0);
+	leaves_digest(leaves, n, size, got);
+	assert_memory_equal(want, got, DIGEST_BYTES);
+	assert_int_equal(blockmap_sync(m), 0);
+	before = blockmap_disk_bytes(m);
+
+	assert_int_equal(blockmap_cool(m, 5, 100, &cooled), 0);
+	assert_int_equal(cooled, 6); /* 0, 1, 3, 4, 6, 7; not 2 (epoch 9), 5 (unknown), 8 (partial) */
+	for (uint64_t c = 0; c < m->nchunks; c++) {
+		bool cold = c != 2 && c != 5 && c != 8;
+		assert_int_equal(blockmap_chunk_state(m, c, &e), cold ? BM_COLD : BM_RECS);
+		if (cold)
+			assert_int_equal(e, 3);
+	}
+	assert_int_equal(blockmap_chunk_newest(m, 2), 9);
+	assert_int_equal(blockmap_chunk_newest(m, 3), 3);
+	assert_int_equal(blockmap_cool(m, 5, 100, &cooled), 0);
+	assert_int_equal(cooled, 0); /* nothing more */
+	assert_int_equal(blockmap_digest(m, got), 0); /* the kept tree */
+	assert_memory_equal(want, got, DIGEST_BYTES);
+	blockmap_forget_tree(m);
+	assert_int_equal(blockmap_digest(m, got), 0); /* rebuilt: cold nodes as kept */
+	assert_memory_equal(want, got, DIGEST_BYTES);
+	/* a target at 3 lacks chunk 2's block; one at 2 everything (a cold
+	 * chunk counts whole: its blocks' own epochs are not kept) */
+	assert_int_equal(blockmap_count_newer(m, 3), 1);
+	assert_int_equal(blockmap_count_newer(m, 2), n);
+
+	/* A crash after the words, before the punch (no sync): the map
+	 * reopens with the chunks cold and the same digest. */
+	blockmap_close(m);
+	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), 0);
+	assert_int_equal(blockmap_chunk_state(m, 3, &e), BM_COLD);
+	assert_int_equal(e, 3);
+	assert_int_equal(blockmap_digest(m, got), 0);
+	assert_memory_equal(want, got, DIGEST_BYTES);
+	/* A crash after the nodes, before the words: the chunk is hot, its
+	 * records whole, the stray node unused. */
+	memset(m->nodes + 2 * MERKLE_NODE, 0xee, MERKLE_NODE);
+	blockmap_forget_tree(m);
+	assert_int_equal(blockmap_digest(m, got), 0);
+	assert_memory_equal(want, got, DIGEST_BYTES);
+
+	/* The punch, once the words are durable: chunks cooled in this run
+	 * (the ones of the closed run were never punched: they stay, unused,
+	 * until a rewrite) */
+	m->words[1] = 1ULL << 63; /* chunk 1 hot again by hand: its records are whole */
+	blockmap_forget_tree(m);
+	assert_int_equal(blockmap_cool(m, 5, 100, &cooled), 0);
+	assert_int_equal(cooled, 1);
+	assert_int_equal(blockmap_sync(m), 0);
+	assert_int_equal(blockmap_chunk_state(m, 1, NULL), BM_COLD);
+	assert_int_equal(m->recs[BM_CHUNK + 3].leaf[0] | m->recs[BM_CHUNK + 3].epoch, 0); /* punched */
+	assert_int_equal(m->recs[3 * BM_CHUNK + 3].leaf[0], 3 * 31 + 3 + 1);   /* not punched: stays unused */
+	assert_int_equal(blockmap_digest(m, got), 0);
+	assert_memory_equal(want, got, DIGEST_BYTES);
+
+	/* Hot again: chunk 3's leaves as the scan hashed them (one changed, in
+	 * epoch 12): its records, newest and node follow. */
+	for (int k = 0; k < BM_CHUNK; k++) {
+		memcpy(hot[k].leaf, leaves + (3 * BM_CHUNK + k) * LEAF_BYTES, LEAF_BYTES);
+		hot[k].epoch = 3;
+		hot[k].reserved = 0;
+	}
+	hot[17].leaf[0] ^= 0x80;
+	hot[17].epoch = 12;
+	leaves[(3 * BM_CHUNK + 17) * LEAF_BYTES] ^= 0x80;
+	blockmap_chunk_heat(m, 3, hot);
+	assert_int_equal(blockmap_chunk_state(m, 3, NULL), BM_RECS);
+	assert_int_equal(blockmap_chunk_newest(m, 3), 12);
+	assert_int_equal(m->recs[3 * BM_CHUNK + 17].epoch, 12);
+	assert_int_equal(blockmap_count_newer(m, 3), 2);
+	assert_int_equal(blockmap_digest(m, got), 0);
+	leaves_digest(leaves, n, size, want);
+	assert_memory_equal(want, got, DIGEST_BYTES);
+	assert_int_equal(blockmap_sync(m), 0);
+	blockmap_close(m);
+
+	/* Reopened: the same.  Then cooled again and synced: the records of
+	 * the 7 cold chunks (56 KiB) are gone from the disk. */
+	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), 0);
+	assert_int_equal(blockmap_digest(m, got), 0);
+	assert_memory_equal(want, got, DIGEST_BYTES);
+	assert_int_equal(blockmap_cool(m, 20, 100, &cooled), 0);
+	assert_int_equal(cooled, 2); /* 2 and 3 */
+	assert_int_equal(blockmap_sync(m), 0);
+	after = blockmap_disk_bytes(m);
+	/* chunks 0, 4, 6, 7 were cooled by a run that was not synced: their
+	 * records stay allocated; 1, 2, 3 were punched */
+	assert_true(after + 3 * 8192 <= before + 4096); /* less a page of nodes */
+	blockmap_chunk_node(m, 0, node);
+
+	/* Growth past the words' room (a rewrite): cold chunks, nodes kept. */
+	assert_int_equal(blockmap_resize(m, 600ULL * BM_CHUNK * 4096), 0);
+	assert_int_equal(blockmap_chunk_state(m, 0, &e), BM_COLD);
+	assert_int_equal(e, 3);
+	assert_int_equal(blockmap_chunk_state(m, 5, NULL), BM_RECS);
+	blockmap_chunk_node(m, 0, got);
+	assert_memory_equal(node, got, MERKLE_NODE);
+	/* the rewrite wrote no records for cold chunks: the 4 left allocated
+	 * by the unsynced run are gone too */
+	assert_true(blockmap_disk_bytes(m) <= after - 4 * 8192 + 3 * 4096);
+	/* Shrunk so that cold chunk 4 is the partial last: records, unknown. */
+	assert_int_equal(blockmap_resize(m, 4 * BM_CHUNK * 4096ULL + 5000), 0);
+	assert_int_equal(blockmap_chunk_state(m, 4, &e), BM_RECS);
+	assert_int_equal(m->recs[4 * BM_CHUNK].leaf[0], 0);
+	assert_int_equal(blockmap_chunk_newest(m, 4), 3);
+	blockmap_close(m);
+	free(leaves);
+}
+
+/* Write a map of the previous format (BSCBMAP2: words, then records). */
+static void write_v2(const char *path, uint64_t size, const uint64_t *words, uint64_t nwords,
+		     const struct bm_rec *recs, uint64_t n)
+{
+	uint8_t hdr[4096] = { 0 };
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	memcpy(hdr, "BSCBMAP2", 8);
+	for (int i = 0; i < 8; i++) {
+		hdr[8 + i] = (uint8_t)(size >> (56 - 8 * i));
+		hdr[32 + i] = (uint8_t)(4096ULL >> (56 - 8 * i));
+	}
+	memcpy(hdr + 16, kid1, KEY_ID_BYTES);
+	assert_int_equal(fwrite(hdr, 1, sizeof(hdr), f), sizeof(hdr));
+	memset(hdr, 0, sizeof(hdr));
+	memcpy(hdr, words, nwords * 8);
+	assert_int_equal(fwrite(hdr, 1, sizeof(hdr), f), sizeof(hdr));
+	assert_int_equal(fwrite(recs, sizeof(*recs), n, f), n);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* A BSCBMAP2 map is converted on open (PATH.new, renamed over): its words
+ * and records kept, the digest and the out-of-sync counts the same; a
+ * damaged one is refused with what to do. */
+static void test_convert_v2(void **state)
+{
+	char path[128], tmp[160];
+	const uint64_t n = 3 * BM_CHUNK + 5, size = n * 4096;
+	const uint64_t words[4] = { 1ULL << 63, (1ULL << 62) | 4, 0, 1ULL << 63 };
+	struct bm_rec *recs = calloc(n, sizeof(*recs));
+	uint8_t *leaves = calloc(n, LEAF_BYTES), want[DIGEST_BYTES], got[DIGEST_BYTES], hdr[8];
+	struct blockmap *m;
+	uint64_t e = 0;
+	FILE *f;
+
+	assert_non_null(recs);
+	assert_non_null(leaves);
+	for (uint64_t b = 0; b < n; b++) {
+		uint64_t c = b / BM_CHUNK;
+		if (c == 0 || c == 3) {
+			memset(recs[b].leaf, (int)(b + 1), LEAF_BYTES);
+			recs[b].epoch = c == 0 ? 2 : 6;
+		} else if (c == 1) {
+			recs[b].leaf[0] = 0x77; /* a stale record behind a zero word: the word wins */
+		}
+		memcpy(leaves + b * LEAF_BYTES, c == 1 ? zleaf : recs[b].leaf, LEAF_BYTES);
+	}
+	leaves_digest(leaves, n, size, want);
+	snprintf(path, sizeof(path), "%s/v2.map", dir);
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	write_v2(path, size, words, 4, recs, n);
+	f = fopen(tmp, "w"); /* a conversion interrupted before its rename */
+	assert_non_null(f);
+	fputs("half", f);
+	fclose(f);
+	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), 0);
+	assert_int_equal(access(tmp, F_OK), -1);
+	assert_int_equal(m->nblocks, n);
+	assert_int_equal(blockmap_chunk_state(m, 0, NULL), BM_RECS);
+	assert_int_equal(blockmap_chunk_state(m, 1, &e), BM_ZERO);
+	assert_int_equal(e, 4);
+	assert_int_equal(blockmap_chunk_state(m, 2, NULL), BM_UNKNOWN);
+	assert_int_equal(blockmap_chunk_state(m, 3, NULL), BM_RECS);
+	assert_int_equal(m->recs[9].leaf[0], 10);
+	assert_int_equal(blockmap_count_newer(m, 2), BM_CHUNK + 5);
+	assert_int_equal(blockmap_count_newer(m, 4), 5);
+	blockmap_close(m);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_int_equal(fread(hdr, 1, 8, f), 8);
+	fclose(f);
+	assert_memory_equal(hdr, "BSCBMAP3", 8);
+	/* digest: chunk 2 is unknown (all-zero leaves), as the map says */
+	memset(leaves + 2 * BM_CHUNK * LEAF_BYTES, 0, BM_CHUNK * LEAF_BYTES);
+	leaves_digest(leaves, n, size, want);
+	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), 0);
+	assert_int_equal(blockmap_digest(m, got), 0);
+	assert_memory_equal(want, got, DIGEST_BYTES);
+	blockmap_close(m);
+	/* damaged (records cut short): refused, the file left as it was */
+	write_v2(path, size, words, 4, recs, n);
+	assert_int_equal(truncate(path, 8192 + 100), 0);
+	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), -EBADMSG);
+	assert_non_null(strstr(err_msg(-EBADMSG), "move it away"));
+	assert_int_equal(access(tmp, F_OK), -1);
+	free(recs);
+	free(leaves);
 }
 
 static void test_spool(void **state)
@@ -502,6 +753,8 @@ int main(void)
 		cmocka_unit_test(test_digest),
 		cmocka_unit_test(test_sparse),
 		cmocka_unit_test(test_convert),
+		cmocka_unit_test(test_cold),
+		cmocka_unit_test(test_convert_v2),
 		cmocka_unit_test(test_spool),
 		cmocka_unit_test(test_proto_bounds),
 	};

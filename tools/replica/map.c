@@ -115,7 +115,7 @@ static int map_open(struct replica *r, const char *rel, const uint8_t *zero_leaf
 		v->fd = fd;
 		v->nleaves = ((uint64_t)st.st_size - MAP_HDR) / LEAF_BYTES;
 		v->zero_leaf = zero_leaf;
-		rc = blockmap_write(&fs, rel, kid, get_be64(hdr + 8), &(struct blockmap_from){ rmap1_chunk, v });
+		rc = blockmap_write(&fs, rel, kid, get_be64(hdr + 8), &(struct blockmap_from){ rmap1_chunk, v, NULL });
 		if (rc == 0)
 			log_info("%s/%s: map converted to the sparse format", r->root, rel);
 	}
