@@ -472,7 +472,7 @@ int scan_cool(struct cut *c, uint32_t si)
 	if ((r = blockmap_cool(s->map, upto, COOL_LIMIT, &n)) < 0)
 		return err_wrap(r, "source %s", s->cfg->name);
 	if (n)
-		log_debug("group %s source %s: %" PRIu64 " MiB of the map gone cold (changed by epoch %" PRIu64 ")",
+		log_info("group %s source %s: %" PRIu64 " MiB of the map gone cold (changed by epoch %" PRIu64 ")",
 			  c->g->name, s->cfg->name, n, upto);
 	return 0;
 }

@@ -23,6 +23,9 @@
 # hint"): medians of wall time from `sync` to ack, bytes the cut read and
 # daemon CPU (an idle file costs a stat with the scan hint; an idle QEMU
 # source an empty bitmap).
+# FULL=1: the whole disk written (64 extents of random data that meet), to
+# see the block map of a fully written disk (BSCBMAP3's cold chunks in bitmap
+# mode: docs/design.md); the daemon's map on disk is printed for each run.
 # CHANGE_PCT (e.g. 1): each epoch instead carries that % of the disk in random
 # 64 KiB writes of random data (both modes; qemu-io's data from a random file).
 # Then memory per TB: the same for one 1 TiB sparse source (MEM_GIB, 1024)
@@ -127,6 +130,10 @@ run() {
 	printf "   %-6s %25s idle epoch (no write, median of %d): sync->ack %.2fs, read %.1f MiB, cpu %.2fs\n" \
 		"" "" "$IDLE_EPOCHS" "$(printf '%s\n' "${iwalls[@]}" | median)" "$ird" \
 		"$(printf '%s\n' "${icpus[@]}" | median)"
+	printf "   %-6s %25s daemon's block map on disk: %s (apparent %s); MiB of it cold: %s\n" "" "" \
+		"$(du -sh "$T/state/groups/vm1/root.map" | cut -f1)" \
+		"$(du -sh --apparent-size "$T/state/groups/vm1/root.map" | cut -f1)" \
+		"$(sed -n 's/.* \([0-9]*\) MiB of the map gone cold.*/\1/p' "$T/daemon.log" | awk '{ n += $1 } END { print n + 0 }')"
 	rrss=$(kib_of "$rp" VmRSS); rhwm=$(kib_of "$rp" VmHWM); ranon=$(kib_of "$rp" RssAnon)
 	printf "   %-6s %25s receiver: VmRSS %d MiB (RssAnon %d MiB), VmHWM %d MiB; replica map on disk: %s (apparent %s)\n" \
 		"" "" $((rrss / 1024)) $((ranon / 1024)) $((rhwm / 1024)) \
@@ -153,6 +160,7 @@ bsc_keygen
 for gib in $SIZES; do
 	w=$WRITTEN_MIB
 	[ $((w * 2)) -le $((gib * 1024)) ] || w=$((gib * 1024 / 2))
+	[ -z "${FULL:-}" ] || w=$((gib * 1024))
 	bench_sparse_image "$T/disk.img" "$gib" "$w"
 	for mode in $MODES; do run "$mode" "$gib" "$w" "$EPOCHS"; done
 done
