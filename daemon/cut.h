@@ -54,6 +54,9 @@ struct cut {
  * until none is left or one failed (c->err); changed blocks get c->epoch
  * in the maps, blocks a target lacks go to c->spool. */
 void *scan_worker(void *arg);
+/* The lowest epoch of G every target acknowledged (0 while one has not told
+ * its state since the daemon started): the loop's, at a cut's start. */
+uint64_t scan_acked(const struct daemon *d, const struct group *g);
 /* After the scan of C: some MiB of source SI's map go cold (blockmap_cool:
  * a QEMU source's MiB changed at the latest in c->cold_upto); 0 or a
  * negative errno with a sentence. */

@@ -393,9 +393,6 @@ void ship_drop_jobs(struct target *t);
 /* The floor for the spool of the next cut of G, per source: the lowest epoch
  * a connected target has been sent (UINT64_MAX if none is connected). */
 void targets_floor(struct daemon *d, struct group *g, uint64_t *floor);
-/* The lowest epoch of G every target acknowledged (0 while one has not told
- * its state since the daemon started). */
-uint64_t targets_acked(struct daemon *d, struct group *g);
 /* Once a second: vault targets whose interval has passed ask for a cut. */
 void targets_tick(struct daemon *d);
 /* `bascule sync`: vault targets take the next epoch of G whatever their interval. */

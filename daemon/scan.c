@@ -457,6 +457,20 @@ done:
 }
 
 
+uint64_t scan_acked(const struct daemon *d, const struct group *g)
+{
+	uint64_t low = UINT64_MAX;
+
+	for (uint32_t i = 0; i < d->n_targets; i++) {
+		const struct tgroup *tg = &d->targets[i]->groups[g->idx];
+		if (!tg->known)
+			return 0;
+		if (tg->acked < low)
+			low = tg->acked;
+	}
+	return low;
+}
+
 int scan_cool(struct cut *c, uint32_t si)
 {
 	const struct source *s = &c->g->sources[si];

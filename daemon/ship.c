@@ -182,20 +182,6 @@ void targets_floor(struct daemon *d, struct group *g, uint64_t *floor)
 	}
 }
 
-uint64_t targets_acked(struct daemon *d, struct group *g)
-{
-	uint64_t low = UINT64_MAX;
-
-	for (uint32_t i = 0; i < d->n_targets; i++) {
-		const struct tgroup *tg = &d->targets[i]->groups[g->idx];
-		if (!tg->known)
-			return 0;
-		if (tg->acked < low)
-			low = tg->acked;
-	}
-	return low;
-}
-
 bool ship_enqueue(struct target *t, struct group *g)
 {
 	uint32_t gi = g->idx;

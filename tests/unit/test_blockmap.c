@@ -303,6 +303,16 @@ static void test_sparse(void **state)
 	assert_int_equal(access(strcat(path, ".new"), F_OK), -1);
 }
 
+/* What a conversion interrupted before its rename leaves: TMP, half written. */
+static void half_conversion(const char *tmp)
+{
+	FILE *f = fopen(tmp, "w");
+
+	assert_non_null(f);
+	fputs("half", f);
+	assert_int_equal(fclose(f), 0);
+}
+
 /* Write a map of the previous format (BSCBMAP1: a record per block). */
 static void write_v1(const char *path, uint64_t size, const struct bm_rec *recs, uint64_t n)
 {
@@ -331,7 +341,6 @@ static void test_convert(void **state)
 	struct blockmap *m;
 	uint8_t want[DIGEST_BYTES], got[DIGEST_BYTES];
 	struct merkle_sum *c = malloc(sizeof(*c));
-	FILE *f;
 
 	assert_non_null(recs);
 	assert_non_null(c);
@@ -353,10 +362,7 @@ static void test_convert(void **state)
 	snprintf(path, sizeof(path), "%s/old.map", dir);
 	snprintf(tmp, sizeof(tmp), "%s.new", path);
 	write_v1(path, size, recs, n);
-	f = fopen(tmp, "w"); /* a conversion interrupted before its rename */
-	assert_non_null(f);
-	fputs("half", f);
-	fclose(f);
+	half_conversion(tmp);
 
 	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), 0);
 	assert_int_equal(access(tmp, F_OK), -1);
@@ -610,10 +616,7 @@ static void test_convert_v2(void **state)
 	snprintf(path, sizeof(path), "%s/v2.map", dir);
 	snprintf(tmp, sizeof(tmp), "%s.new", path);
 	write_v2(path, size, words, 4, recs, n);
-	f = fopen(tmp, "w"); /* a conversion interrupted before its rename */
-	assert_non_null(f);
-	fputs("half", f);
-	fclose(f);
+	half_conversion(tmp);
 	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), 0);
 	assert_int_equal(access(tmp, F_OK), -1);
 	assert_int_equal(m->nblocks, n);
