@@ -474,7 +474,7 @@ uint64_t scan_acked(const struct daemon *d, const struct group *g)
 int scan_cool(struct cut *c, uint32_t si)
 {
 	const struct source *s = &c->g->sources[si];
-	uint64_t upto = c->cold_upto, n = 0;
+	uint64_t upto = c->cold_upto, n = 0, t0 = clock_mono_usec();
 	int r;
 
 	/* QEMU sources only: a plain file's scan does not say which block of a
@@ -486,7 +486,7 @@ int scan_cool(struct cut *c, uint32_t si)
 	if ((r = blockmap_cool(s->map, upto, COOL_LIMIT, &n)) < 0)
 		return err_wrap(r, "source %s", s->cfg->name);
 	if (n)
-		log_info("group %s source %s: %" PRIu64 " MiB of the map gone cold (changed by epoch %" PRIu64 ")",
-			  c->g->name, s->cfg->name, n, upto);
+		log_info("group %s source %s: %" PRIu64 " MiB of the map gone cold (changed by epoch %" PRIu64
+			 ") in %" PRIu64 " ms", c->g->name, s->cfg->name, n, upto, (clock_mono_usec() - t0) / 1000);
 	return 0;
 }

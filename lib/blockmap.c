@@ -495,11 +495,17 @@ int blockmap_sync(struct blockmap *m)
 	/* The cold words are durable: their records can go (a crash before a
 	 * punch leaves records no word points to; one that was made hot again
 	 * since keeps them). */
-	for (size_t i = 0; i < m->n_cooled; i++) {
+	for (size_t i = 0, j; i < m->n_cooled; i = j) {
 		uint64_t c = m->cooled[i];
+		/* one hole for a run of consecutive chunks (a punch is a journal
+		 * transaction: 8,192 of them took 5.6 s on this machine) */
+		for (j = i + 1; j < m->n_cooled && m->cooled[j] == m->cooled[j - 1] + 1 && m->cooled[j] < m->nchunks &&
+				blockmap_chunk_state(m, m->cooled[j], NULL) == BM_COLD;
+		     j++)
+			;
 		if (c < m->nchunks && blockmap_chunk_state(m, c, NULL) == BM_COLD &&
 		    fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			      (off_t)(recs_at(m->dir_bytes) + c * BM_CHUNK_RECS), (off_t)BM_CHUNK_RECS) < 0) {
+			      (off_t)(recs_at(m->dir_bytes) + c * BM_CHUNK_RECS), (off_t)((j - i) * BM_CHUNK_RECS)) < 0) {
 			/* A filesystem without holes: the records stay, unused. */
 			if (errno == EOPNOTSUPP)
 				break;
