@@ -22,8 +22,9 @@
 
 _Static_assert(SPOOL_CHUNK % BM_CHUNK == 0, "a scan chunk holds whole map chunks");
 /* A QEMU source's MiB goes cold once every target holds its newest change
- * and COLD_EPOCHS epochs have been cut since; at most COOL_LIMIT MiB a cut
- * (the first cuts after a full copy of a large disk cool it in steps). */
+ * and COLD_EPOCHS epochs have been cut since (twice as many each time it
+ * was made hot again in this run); at most COOL_LIMIT MiB a cut (the first
+ * cuts after a full copy of a large disk cool it in steps). */
 #define COLD_EPOCHS 4
 #define COOL_LIMIT 16384
 static const uint8_t zeros[PROTO_BLOCK];
@@ -479,11 +480,9 @@ int scan_cool(struct cut *c, uint32_t si)
 
 	/* QEMU sources only: a plain file's scan does not say which block of a
 	 * MiB changed, so a cold MiB written again would be sent whole. */
-	if (!s->qemu || c->epoch <= COLD_EPOCHS + 1)
+	if (!s->qemu)
 		return 0;
-	if (upto > c->epoch - 1 - COLD_EPOCHS)
-		upto = c->epoch - 1 - COLD_EPOCHS;
-	if ((r = blockmap_cool(s->map, upto, COOL_LIMIT, &n)) < 0)
+	if ((r = blockmap_cool(s->map, upto, c->epoch - 1, COLD_EPOCHS, COOL_LIMIT, &n)) < 0)
 		return err_wrap(r, "source %s", s->cfg->name);
 	if (n)
 		log_info("group %s source %s: %" PRIu64 " MiB of the map gone cold (changed by epoch %" PRIu64

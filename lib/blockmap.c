@@ -100,6 +100,10 @@ static void bm_newest_drop(struct blockmap *m)
 		munmap(m->newest, m->newest_len);
 	m->newest = NULL;
 	m->newest_len = 0;
+	if (m->wakes)
+		munmap(m->wakes, m->wakes_len);
+	m->wakes = NULL;
+	m->wakes_len = 0;
 }
 
 static void bm_unmap(struct blockmap *m)
@@ -670,6 +674,17 @@ void blockmap_chunk_heat(struct blockmap *m, uint64_t c, const struct bm_rec *re
 	uint64_t e = 0;
 
 	memcpy(m->recs + c * BM_CHUNK, recs, BM_CHUNK_RECS);
+	pthread_mutex_lock(&m->newest_lock);
+	if (!m->wakes && m->nchunks) {
+		void *p = mmap(NULL, m->nchunks, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p != MAP_FAILED) {
+			m->wakes = p;
+			m->wakes_len = m->nchunks;
+		}
+	}
+	pthread_mutex_unlock(&m->newest_lock);
+	if (m->wakes && m->wakes[c] < 255)
+		m->wakes[c]++; /* chunk C is this thread's alone */
 	for (int k = 0; k < BM_CHUNK; k++)
 		e = recs[k].epoch > e ? recs[k].epoch : e;
 	__atomic_store_n(&m->words[c], W_RECS, __ATOMIC_RELEASE);
@@ -678,14 +693,17 @@ void blockmap_chunk_heat(struct blockmap *m, uint64_t c, const struct bm_rec *re
 }
 
 /* Whether chunk C may go cold: a whole chunk within the size (the last,
- * partial, keeps its records), every leaf known, newest change <= UPTO. */
-static bool bm_coolable(struct blockmap *m, uint64_t c, uint64_t upto)
+ * partial, keeps its records), every leaf known, newest change E <= UPTO
+ * and E + HOLD x 2^(times woken) <= NOW. */
+static bool bm_coolable(struct blockmap *m, uint64_t c, uint64_t upto, uint64_t now, uint64_t hold)
 {
 	static const uint8_t unknown[LEAF_BYTES];
 	const struct bm_rec *r = m->recs + c * BM_CHUNK;
+	unsigned int woken = m->wakes ? m->wakes[c] : 0;
+	uint64_t e, wait = hold << (woken > 20 ? 20 : woken);
 
 	if (blockmap_chunk_state(m, c, NULL) != BM_RECS || (c + 1) * BM_CHUNK * PROTO_BLOCK > m->size ||
-	    blockmap_chunk_newest(m, c) > upto)
+	    (e = blockmap_chunk_newest(m, c)) > upto || e + wait > now)
 		return false;
 	for (int k = 0; k < BM_CHUNK; k++)
 		if (memcmp(r[k].leaf, unknown, LEAF_BYTES) == 0)
@@ -693,7 +711,8 @@ static bool bm_coolable(struct blockmap *m, uint64_t c, uint64_t upto)
 	return true;
 }
 
-int blockmap_cool(struct blockmap *m, uint64_t upto, uint64_t limit, uint64_t *ret_n)
+int blockmap_cool(struct blockmap *m, uint64_t upto, uint64_t now, uint64_t hold, uint64_t limit,
+		  uint64_t *ret_n)
 {
 	uint64_t lo = UINT64_MAX, hi = 0, c = m->cool_next;
 
@@ -711,7 +730,7 @@ int blockmap_cool(struct blockmap *m, uint64_t upto, uint64_t limit, uint64_t *r
 	for (uint64_t seen = 0; seen < m->nchunks && *ret_n < limit; seen++, c = (c + 1) % m->nchunks) {
 		if (c >= m->nchunks)
 			c = 0;
-		if (!bm_coolable(m, c, upto))
+		if (!bm_coolable(m, c, upto, now, hold))
 			continue;
 		blockmap_chunk_node(m, c, m->nodes + c * MERKLE_NODE);
 		m->cooled[m->n_cooled + (*ret_n)++] = c;

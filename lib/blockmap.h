@@ -81,6 +81,11 @@ struct blockmap {
 	uint64_t *cooled;
 	size_t n_cooled, cooled_cap;
 	uint64_t cool_next;
+	/* How often each chunk was made hot again in this run (anonymous, a
+	 * byte per MiB, NULL until the first): a chunk woken K times waits
+	 * 2^K times longer before it goes cold again (blockmap_cool). */
+	uint8_t *wakes;
+	size_t wakes_len;
 };
 
 /* Open or create PATH for a source whose leaves are keyed by KEY_ID and
@@ -140,12 +145,15 @@ void blockmap_chunk_node(const struct blockmap *m, uint64_t c, uint8_t ret[MERKL
  * different C. */
 void blockmap_chunk_heat(struct blockmap *m, uint64_t c, const struct bm_rec *recs);
 /* Make cold up to LIMIT whole chunks with records whose blocks are all
- * known and changed at the latest in epoch UPTO, going round the map from
- * where the last call stopped: their nodes are written and made durable,
+ * known and changed at the latest in epoch UPTO and HOLD epochs before NOW
+ * (HOLD x 2^K for a chunk made hot again K times in this run: one written
+ * again and again stays hot), going round the map from where the last call
+ * stopped: their nodes are written and made durable,
  * then their words (the caller's blockmap_sync makes those durable, then
  * punches their records).  No scan may run.  *RET_N: how many.  0 or a
  * negative errno with a sentence. */
-int blockmap_cool(struct blockmap *m, uint64_t upto, uint64_t limit, uint64_t *ret_n);
+int blockmap_cool(struct blockmap *m, uint64_t upto, uint64_t now, uint64_t hold, uint64_t limit,
+		  uint64_t *ret_n);
 /* Bytes of the map file allocated on disk (st_blocks), for status and tests. */
 uint64_t blockmap_disk_bytes(const struct blockmap *m);
 

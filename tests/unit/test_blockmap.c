@@ -459,7 +459,7 @@ static void test_cold(void **state)
 	assert_int_equal(blockmap_sync(m), 0);
 	before = blockmap_disk_bytes(m);
 
-	assert_int_equal(blockmap_cool(m, 5, 100, &cooled), 0);
+	assert_int_equal(blockmap_cool(m, 5, 100, 4, 100, &cooled), 0);
 	assert_int_equal(cooled, 6); /* 0, 1, 3, 4, 6, 7; not 2 (epoch 9), 5 (unknown), 8 (partial) */
 	for (uint64_t c = 0; c < m->nchunks; c++) {
 		bool cold = c != 2 && c != 5 && c != 8;
@@ -469,7 +469,7 @@ static void test_cold(void **state)
 	}
 	assert_int_equal(blockmap_chunk_newest(m, 2), 9);
 	assert_int_equal(blockmap_chunk_newest(m, 3), 3);
-	assert_int_equal(blockmap_cool(m, 5, 100, &cooled), 0);
+	assert_int_equal(blockmap_cool(m, 5, 100, 4, 100, &cooled), 0);
 	assert_int_equal(cooled, 0); /* nothing more */
 	assert_int_equal(blockmap_digest(m, got), 0); /* the kept tree */
 	assert_memory_equal(want, got, DIGEST_BYTES);
@@ -501,7 +501,7 @@ static void test_cold(void **state)
 	 * until a rewrite) */
 	m->words[1] = 1ULL << 63; /* chunk 1 hot again by hand: its records are whole */
 	blockmap_forget_tree(m);
-	assert_int_equal(blockmap_cool(m, 5, 100, &cooled), 0);
+	assert_int_equal(blockmap_cool(m, 5, 100, 4, 100, &cooled), 0);
 	assert_int_equal(cooled, 1);
 	assert_int_equal(blockmap_sync(m), 0);
 	assert_int_equal(blockmap_chunk_state(m, 1, NULL), BM_COLD);
@@ -528,6 +528,13 @@ static void test_cold(void **state)
 	assert_int_equal(blockmap_digest(m, got), 0);
 	leaves_digest(leaves, n, size, want);
 	assert_memory_equal(want, got, DIGEST_BYTES);
+	/* made hot once in this run: it waits twice as long to go cold again */
+	assert_int_equal(blockmap_cool(m, 20, 19, 4, 100, &cooled), 0);
+	assert_int_equal(cooled, 1); /* chunk 2 (9 + 4 <= 19), not 3 (12 + 8 > 19) */
+	assert_int_equal(blockmap_chunk_state(m, 3, NULL), BM_RECS);
+	assert_int_equal(blockmap_cool(m, 20, 20, 4, 100, &cooled), 0);
+	assert_int_equal(cooled, 1);
+	assert_int_equal(blockmap_chunk_state(m, 3, NULL), BM_COLD);
 	assert_int_equal(blockmap_sync(m), 0);
 	blockmap_close(m);
 
@@ -536,8 +543,8 @@ static void test_cold(void **state)
 	assert_int_equal(blockmap_open(path, kid1, zleaf, &m), 0);
 	assert_int_equal(blockmap_digest(m, got), 0);
 	assert_memory_equal(want, got, DIGEST_BYTES);
-	assert_int_equal(blockmap_cool(m, 20, 100, &cooled), 0);
-	assert_int_equal(cooled, 2); /* 2 and 3 */
+	assert_int_equal(blockmap_cool(m, 20, 100, 4, 100, &cooled), 0);
+	assert_int_equal(cooled, 0); /* 2 and 3 went cold before the reopen */
 	assert_int_equal(blockmap_sync(m), 0);
 	after = blockmap_disk_bytes(m);
 	/* chunks 0, 4, 6, 7 were cooled by a run that was not synced: their
