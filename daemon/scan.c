@@ -485,7 +485,7 @@ int scan_cool(struct cut *c, uint32_t si)
 	if ((r = blockmap_cool(s->map, upto, c->epoch - 1, COLD_EPOCHS, COOL_LIMIT, &n)) < 0)
 		return err_wrap(r, "source %s", s->cfg->name);
 	if (n)
-		log_info("group %s source %s: %" PRIu64 " MiB of the map gone cold (changed by epoch %" PRIu64
+		log_info("group %s source %s: %" PRIu64 " MiB of the map gone cold (every target holds epoch %" PRIu64
 			 ") in %" PRIu64 " ms", c->g->name, s->cfg->name, n, upto, (clock_mono_usec() - t0) / 1000);
 	return 0;
 }
