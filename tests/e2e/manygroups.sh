@@ -177,17 +177,18 @@ bsc sync g01 --wait --timeout 60s > /dev/null || fail "g01 did not cut again aft
 same_sparse "$T/d01.img" "$T/replica/g01/root" || fail "replica of g01 differs after the hung cut"
 note "a hung open abandoned after cut_timeout 2s: g02 synced meanwhile with the only slot, g01 synced once the read returned"
 
-# SIGTERM while g01's cut hangs again (a change in its disk first): the
-# daemon does not wait for the hung thread (it would forever), it exits 0
-# within seconds, its socket gone, the cut not committed; the next start
-# cuts g01 again and its replica holds the change.
-"$BIN/tests/randwrite" "$T/d01.img" 16 301
+# SIGTERM while g01's cut hangs again (its disk changed meanwhile, where no
+# cut of this run can read it): the daemon does not wait for the hung
+# thread (it would forever), it exits 0 within seconds, its socket gone,
+# the cut not committed; the next start cuts g01 again and its replica
+# holds the change.
 s0=$SECONDS
-last=$(g01 last_cut)
 mv "$T/d01.img" "$T/d01.keep"
 mkfifo "$T/d01.img"
+"$BIN/tests/randwrite" "$T/d01.keep" 16 301
 bsc sync g01 > /dev/null || fail "sync g01 (no wait) before the stop"
 wait_for 30 "g01's cut to hang again" '[ "$(g01 cut_timed_out)" = True ]'
+last=$(g01 last_cut)
 t0=$(date +%s%N)
 kill "$DAEMON_PID"
 wait_for 30 "basculed to exit on SIGTERM while a cut hangs" "gone $DAEMON_PID"
