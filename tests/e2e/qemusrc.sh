@@ -24,11 +24,19 @@ boot() { rm -f "$VM_QMP" "$T/qmp-test.sock"; eval "$(vm_qemu_cmd vm1 "$IMG" "$PO
 # qmp CMD [JSON-ARGS]: the return value of CMD on the test's own monitor.
 qmp() { vm_qmp "$T/qmp-test.sock" "$@"; }
 # ours [SOCK]: what of Bascule's is inside QEMU (nodes, jobs, exports;
-# bitmaps apart), asked on SOCK (the guest's test monitor by default)
-ours() { local s=${1:-$T/qmp-test.sock}
-	{ vm_qmp "$s" query-named-block-nodes '{"flat":true}' | python3 -c 'import json,sys; print(*[n["node-name"] for n in json.load(sys.stdin) if n["node-name"].startswith("bascule-")])'
-	vm_qmp "$s" query-block-jobs | python3 -c 'import json,sys; print(*[j["device"] for j in json.load(sys.stdin)])'
-	vm_qmp "$s" query-block-exports | python3 -c 'import json,sys; print(*[e["id"] for e in json.load(sys.stdin)])'; } | tr -s ' \n' ' ' | sed 's/^ //;s/ $//'; }
+# bitmaps apart), asked on SOCK (the guest's test monitor by default) in
+# one connection (a loaded machine's python starts slowly: a view lives
+# seconds)
+ours() { python3 - "${1:-$T/qmp-test.sock}" "$VM_QMP_PY" <<'PY'
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("qmp", sys.argv[2])
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+q = m.Qmp(sys.argv[1])
+print(*[n["node-name"] for n in q.call("query-named-block-nodes", {"flat": True}) if n["node-name"].startswith("bascule-")]
+      + [j["device"] for j in q.call("query-block-jobs")] + [e["id"] for e in q.call("query-block-exports")])
+PY
+}
 # stopped_in S: SIGTERM to the daemon, which must be gone within S seconds
 # and exit 0; sets STOP_MS
 stopped_in() { local t0 rc
@@ -268,8 +276,8 @@ io vd0 0x77 16M 8M; io vd1 0x78 24M 8M
 : >> "$T/daemon.log"; l1=$(($(wc -l < "$T/daemon.log") + 1))
 bsc sync >/dev/null
 m_ours() { ours "$T/m.qmp.test"; }
-wait_for 30 "both views of the two-disk cut exported (seen: $(m_ours))" \
-	'[[ "$(m_ours)" == *bascule-exp-disk0* && "$(m_ours)" == *bascule-exp-disk1* ]]'
+exported() { local o; o=$(m_ours); echo "$o" > "$WAIT_WHY"; [[ $o == *bascule-exp-disk0* && $o == *bascule-exp-disk1* ]]; }
+wait_for 30 "both views of the two-disk cut exported" exported
 kill -9 "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true; DAEMON_PID=""; rm -f "$T/ctl.sock"
 left=$(m_ours)
 [[ $left == *bascule-exp-disk0* && $left == *bascule-exp-disk1* ]] || fail "the daemon was not killed mid-cut: QEMU holds '$left'"
