@@ -8,7 +8,8 @@
 # nothing else is read: no change, nothing spooled) stay under io_rate.
 # A reload during the first storm, while cuts wait, lowers the bound to 2.
 # Then a change in every disk and sync --wait: every replica equals its
-# source.
+# source.  A cut hung (a FIFO) past cut_timeout: abandoned, its slot freed;
+# a SIGTERM while one hangs exits 0 at once, and the next start syncs it.
 . "$(dirname "$0")/../lib/common.sh"
 bsc_keygen
 # 12 MiB of data in each 512 MiB sparse disk: 12 runs of 1 MiB spread over

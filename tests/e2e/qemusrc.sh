@@ -1,11 +1,15 @@
 # qemusrc: a running guest on a qcow2 image, replicated through QEMU (a
 # qemu: source): after `sync --wait` the replica is the guest-visible disk;
 # a cut reads the dirty blocks only; QEMU killed and restarted -> one full
-# read, then the bitmap again; the daemon killed mid-cut -> its view removed,
+# read, then the bitmap again; the daemon stopped (SIGTERM) mid-cut -> the
+# cut stops uncommitted at once, its view removed, its bitmap merged back;
+# the daemon killed mid-cut -> its view removed,
 # the frozen bitmap merged back, no full read; a guest agent that never
 # answers -> the epoch is fuzzy and the guest thawed; the replica promoted
 # (`bascule replica promote`) boots and finds every record flushed before
-# the sync.
+# the sync.  Then a bare QEMU with two disks: one freeze and one
+# transaction per cut, a missed write found by the verifying read, the
+# daemon killed mid-cut of both disks; and a group of two guests: fuzzy.
 # run.sh: first
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/vm.sh"
