@@ -114,7 +114,7 @@ static int cut_abandoned(struct cut *c)
 	if (!atomic_load(&c->abort))
 		return 0;
 	if (atomic_load(&c->stop))
-		return err_set(ECANCELED, "the daemon is stopping");
+		return err_set(ECANCELED, "its reads were told to stop");
 	return err_set(ETIMEDOUT, "its reads returned late");
 }
 
