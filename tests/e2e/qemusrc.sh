@@ -296,6 +296,38 @@ done
 wait_for 15 "nothing of ours left in the two-disk QEMU (seen: $(m_ours))" '[ -z "$(m_ours)" ]'
 note "two-disk guest killed mid-cut (QEMU held: $left): $(tail -n +"$l1" "$T/daemon.log" | grep -c 'a cut was interrupted') bitmaps taken over, $(tail -n +"$l1" "$T/daemon.log" | grep -c 'one full read of the disk') full reads; both replicas equal ($((SECONDS - s0)) s)"
 
+# A read that never returns: QEMU stopped (SIGSTOP) while both views are
+# exported and read (capped), so the NBD reads block; the cut is abandoned
+# after cut_timeout, and a SIGTERM then exits 0 within seconds without
+# waiting for it.  QEMU continued, the next start removes both views and
+# takes the frozen bitmaps over: both replicas equal.
+s0=$SECONDS
+bsc_stop
+sed -i 's|^control_socket:|io_rate: 2MB/s\ncut_timeout: 2s\ncontrol_socket:|' "$T/bascule.yaml"
+bsc_start
+bsc_sync 60s >/dev/null || fail "sync before the hung two-disk cut"
+io vd0 0x79 32M 8M; io vd1 0x7a 40M 8M
+: >> "$T/daemon.log"; l3=$(($(wc -l < "$T/daemon.log") + 1))
+bsc sync >/dev/null
+wait_for 30 "both views of the two-disk cut exported" exported
+qpid=$(cat "$T/vm-vm2.pid")
+kill -STOP "$qpid"
+resume() { kill -CONT "$qpid" 2>/dev/null || true; }
+EXIT_HOOKS+=(resume)
+wait_for 30 "the cut reading from a stopped QEMU to be abandoned" '[ "$(status_get "d[\"groups\"][0][\"cut_timed_out\"]")" = True ]'
+stopped_in 20
+resume
+tail -n +"$l3" "$T/daemon.log" | grep -q "stopping: the cut of group vm1 still runs .*left to the end of the process" ||
+	fail "the stop does not say it left the hung cut: $(tail -n +"$l3" "$T/daemon.log" | grep stopping)"
+sed -i '/^io_rate: /d; /^cut_timeout: /d' "$T/bascule.yaml"
+bsc_start
+bsc_sync 60s >/dev/null || fail "sync after the stop with a hung two-disk cut"
+both || fail "a replica of the two-disk guest differs after the stop with a hung cut"
+[ "$(tail -n +"$l3" "$T/daemon.log" | grep -c 'a cut was interrupted .* merged into')" = 2 ] ||
+	fail "the hung cut's frozen bitmaps were not both taken over at the restart"
+wait_for 15 "nothing of ours left in the two-disk QEMU (seen: $(m_ours))" '[ -z "$(m_ours)" ]'
+note "a cut hung on a stopped QEMU, then SIGTERM: exit 0 in $STOP_MS ms; both bitmaps taken over at the restart, replicas equal ($((SECONDS - s0)) s)"
+
 # A group of disks of TWO guests (a second bare QEMU with one disk): each
 # guest is viewed in its own transaction, one after the other, so its
 # epochs are fuzzy: said in the log at start, consistent: false in status,
