@@ -44,6 +44,8 @@ enum { O_URL = 1000, O_IDENTITY, O_KNOWN, O_VKEY, O_PUB, O_TARGET, O_EPOCH, O_AT
 /* The option C of a vault command with argument ARG: 1 if it was one of
  * VAULT_OPTS, else 0. */
 int vopts_parse(struct vopts *o, int c, const char *arg);
+/* --jobs ARG of vault command CMD into *RET (1 to 64), or -EINVAL, said. */
+int vopts_jobs(const char *arg, const char *cmd, unsigned *ret);
 /* A command line a vault command cannot use (getopt said why): exit 2. */
 int vopts_usage(const char *cmd);
 /* The exit code for an error R of a vault command WHAT (printed). */
