@@ -42,8 +42,9 @@ static int check_object(struct vstore *vs, struct vobj *x, uint8_t *buf, size_t 
 }
 
 /* The objects' checks over JOBS connections at once: each worker has a
- * store of its own (the first the command's), sharing its listing, and
- * takes the next object; what is wrong with one goes to its WHY sentence
+ * store of its own (the first the command's; one that cannot connect
+ * leaves the work to the others), sharing its listing, and takes the next
+ * object; what is wrong with one goes to its WHY sentence
  * (err_msg is per thread). */
 struct checks {
 	const struct vopts *o;
@@ -103,7 +104,13 @@ static void *check_worker(void *arg)
 	uint8_t *buf = malloc(READ_MAX);
 	int r = buf ? 0 : -ENOMEM;
 
-	if (r == 0 && !w->first && (r = vopts_store(c->o, &own)) == 0) {
+	if (r == 0 && !w->first) {
+		/* a store that allows fewer connections: the others do the work */
+		if (vopts_store(c->o, &own) < 0) {
+			err_clear();
+			free(buf);
+			return NULL;
+		}
 		vstore_share(own, c->vs);
 		vs = own;
 	}
@@ -299,7 +306,6 @@ static int count_object(void *ctx, const char *name, int is_dir, uint64_t size, 
 	((struct objcount *)ctx)->n += !is_dir;
 	return 0;
 }
-
 
 int cmd_vault_check(int argc, char **argv)
 {
