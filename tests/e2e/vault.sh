@@ -236,6 +236,7 @@ mid=$(du -sb "$V/d" | cut -f1)
 [ "$(ls "$V/m" | wc -l)" = "$m_before" ] || fail "a manifest appeared for the interrupted epoch"
 in_primary "$B" vault check --vault "$URL" "${SFTPW[@]}" "${PUB[@]}" > "$T/check.out" 2>&1 \
 	|| fail "the vault is not intact after the kill: $(cat "$T/check.out")"
+grep -q " [1-9][0-9]* unreferenced" "$T/check.out" || fail "check counts none of the interrupted epoch's packs: $(cat "$T/check.out")"
 note "killed mid-upload after $(( (mid - before) >> 20 )) MiB: no new manifest, check passes ($(grep -o '[0-9]* unreferenced' "$T/check.out") objects)"
 bsc_start
 "$B" -c "$T/bascule.yaml" sync vm2 --wait --vault --timeout 120s >/dev/null || fail "sync after restart failed"
