@@ -65,9 +65,12 @@ rc=0; "$BIN/basculed" -c "$T/p17.yaml" --check-config > "$T/p17.out" 2>&1 || rc=
 	|| fail "parallel: 17 not refused with file:line:col (rc $rc): $(cat "$T/p17.out")"
 bsc_start
 
-boot() { eval "$(vm_qemu_cmd "$1" "$T/$1.img" "$2")"; }
-boot vm1 18081
-boot vm2 18082
+boot() { eval "$(vm_qemu_cmd "$1" "$T/$1.img" "$2")" || fail "QEMU did not start $1 (its console: $T/vm-$1.console)"; }
+# Ports of their own (as qemusrc's, qemudrill's): a fixed one met another
+# guest's forwarding on this host.
+PORT=$((19300 + RANDOM % 300))
+boot vm1 "$PORT"
+boot vm2 $((PORT + 1))
 qpid() { cat "$T/vm-$1.pid"; }
 EXIT_HOOKS+=(stop_guests)
 stop_guests() { for v in vm1 vm2; do [ -f "$T/vm-$v.pid" ] && kill -CONT "$(qpid $v)" 2>/dev/null; \
