@@ -314,7 +314,9 @@ int fs_sync_all(const int *fds, const bool *data_only, size_t n)
 	sync_pool.n_jobs = n;
 	sync_pool.next = 0;
 	sync_pool.pending = n;
-	pthread_cond_broadcast(&sync_pool.work);
+	/* As many workers woken as there are jobs beside the caller's. */
+	for (size_t i = 0; i + 1 < n; i++)
+		pthread_cond_signal(&sync_pool.work);
 	while (sync_take())
 		;
 	while (sync_pool.pending)

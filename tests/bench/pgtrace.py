@@ -84,7 +84,7 @@ def sched(d, roles):
         for k in (0, 1):
             with open('%s/schedstat.%d' % (d, k)) as f:
                 lines = f.read().split('\n')
-            snaps.append((float(lines[0]), {int(x.split()[0]): (int(x.split()[1]), int(x.split()[2]))
+            snaps.append((float(lines[0]), {int(x.split()[0]): (float(x.split()[1]), float(x.split()[2]))
                                             for x in lines[1:] if x.strip()}))
     except (OSError, ValueError, IndexError):
         return
