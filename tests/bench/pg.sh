@@ -154,11 +154,13 @@ if [ -n "${PG_TRACE:-}" ]; then
 		pids=$(pgrep -f "bascule recv --root $R" | tr "\n" " ")
 		for p in $DAEMON_PID $(pgrep -P "$DAEMON_PID"); do pids="$pids $p"; done
 		args=(); for p in $pids; do args+=(-p "$p"); done
-		# each process's role for pgtrace.py: PID and its command line
-		for p in $pids; do echo "$p $(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null)"; done > "$PG_TRACE/pids"
-		# PID, ns on a CPU, ns runnable waiting for one (its threads summed)
+		# each process's and thread's role for pgtrace.py: its id and the
+		# process's command line
+		for p in $pids; do for t in /proc/$p/task/*; do
+			echo "${t##*/} $(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null)"; done; done > "$PG_TRACE/pids"
+		# PID, ns on a CPU, ns runnable waiting for one, threads (summed)
 		sched() { for p in $pids; do cat /proc/$p/task/*/schedstat 2>/dev/null |
-			awk -v p=$p '{r += $1; w += $2} END {printf "%s %.0f %.0f\n", p, r, w}'; done; }
+			awk -v p=$p '{r += $1; w += $2} END {printf "%s %.0f %.0f %d\n", p, r, w, NR}'; done; }
 		{ date +%s.%N; sched; } > "$PG_TRACE/schedstat.0"
 		sleep 2
 		{ date +%s.%N; sched; } > "$PG_TRACE/schedstat.1"

@@ -84,17 +84,19 @@ def sched(d, roles):
         for k in (0, 1):
             with open('%s/schedstat.%d' % (d, k)) as f:
                 lines = f.read().split('\n')
-            snaps.append((float(lines[0]), {int(x.split()[0]): (float(x.split()[1]), float(x.split()[2]))
+            snaps.append((float(lines[0]), {int(x.split()[0]): (float(x.split()[1]), float(x.split()[2]),
+                                                                int(x.split()[3]) if len(x.split()) > 3 else 1)
                                             for x in lines[1:] if x.strip()}))
     except (OSError, ValueError, IndexError):
         return
     span = snaps[1][0] - snaps[0][0]
-    print('schedstat, %.1f s without a tracer: %% of the time on a CPU, waiting for one, asleep' % span)
-    for pid, (run1, wait1) in sorted(snaps[1][1].items()):
-        run0, wait0 = snaps[0][1].get(pid, (0, 0))
+    print('schedstat, %.1f s without a tracer: %% of the time on a CPU, waiting for one, asleep'
+          ' (a process of several threads: their sums, no "asleep")' % span)
+    for pid, (run1, wait1, n) in sorted(snaps[1][1].items()):
+        run0, wait0, _ = snaps[0][1].get(pid, (0, 0, 1))
         run, wait = (run1 - run0) / 1e9 / span, (wait1 - wait0) / 1e9 / span
-        print('  %-9s %6d  %5.1f %%  %5.1f %%  %5.1f %%' % (roles.get(pid, '?'), pid, 100 * run, 100 * wait,
-                                                            100 * max(0.0, 1 - run - wait)))
+        asleep = '%5.1f %%' % (100 * max(0.0, 1 - run - wait)) if n == 1 else '(%d threads)' % n
+        print('  %-9s %6d  %5.1f %%  %5.1f %%  %s' % (roles.get(pid, '?'), pid, 100 * run, 100 * wait, asleep))
     print()
 
 
