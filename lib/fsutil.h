@@ -24,8 +24,10 @@ int fs_write_atomic_begin_at(int dirfd, const char *name, const void *data, size
 int fs_write_atomic_end_at(int dirfd, const char *name);
 #define FS_SYNC_MAX 32
 /* fsync (fdatasync where DATA_ONLY) the N fds (at most FS_SYNC_MAX) at once,
- * one thread each: the file system commits them together, in about the
- * time of one.  0 once all are durable, else the first negative errno. */
+ * the caller and threads started on first use and kept: the file system
+ * commits them together, in about the time of one.  0 once all are
+ * durable, else the first negative errno.  Not in a child forked from a
+ * process that used it, before exec. */
 int fs_sync_all(const int *fds, const bool *data_only, size_t n);
 /* Read a whole file of at most MAX bytes; *ret is malloc'd and NUL-terminated.
  * -EFBIG if larger. */

@@ -612,6 +612,7 @@ static int epoch_commit(struct rapply *a, const struct msg_epoch_end *m, bool st
 
 	if (rc < 0)
 		return rc;
+	replica_tidy(a->r); /* the epochs before it first (batch.c) */
 	rc = replica_epoch_commit_locked(a, m, stage);
 	apply_unlock(a->r, LOCK_EX);
 	return rc;
