@@ -305,6 +305,8 @@ struct stream {
 	bool exists, created, started, failed; /* failed: START printed why */
 	const char *const *argv, *const *env;  /* pg_restore of the schema and the data, from stdin */
 	int rfd, wfd, copy_fd;
+	uint64_t copied;                       /* bytes in the scratch copy */
+	bool no_splice;                        /* splice refused: the pipe is written */
 	bool reader_gone;                      /* pg_restore no longer reads: its status tells why */
 	bool sent;                             /* a byte of the night went to pg_restore */
 	pthread_t th;
@@ -395,7 +397,17 @@ static int stream_out(void *ctx, const uint8_t *p, size_t n)
 		return err_set(-r, "cannot write the rebuilt dump's scratch copy: %s (--tmp DIR chooses where it is "
 				   "kept while it loads)", strerror(-r));
 	st->sent = true;
-	if (!st->reader_gone && (r = fs_write_full(st->wfd, p, n)) < 0) {
+	/* the pages just written go to the pipe as they are (one copy of the
+	 * night fewer); where splice cannot move them, written again */
+	if (!st->reader_gone) {
+		r = st->no_splice ? -EINVAL : fs_splice_full(st->copy_fd, st->copied, st->wfd, n);
+		if (r == -EINVAL) {
+			st->no_splice = true;
+			r = fs_write_full(st->wfd, p, n);
+		}
+	}
+	st->copied += n;
+	if (r < 0) {
 		if (r != -EPIPE)
 			return err_set(-r, "cannot write to pg_restore: %s", strerror(-r));
 		st->reader_gone = true;

@@ -36,6 +36,7 @@ struct rebuild {
 	void *out_ctx;
 	struct fill *fill;       /* the full night filling while it is read (NULL: not) */
 	crypto_generichash_state h;
+	bool hash;               /* H is wanted: the night asked for (a chain's full night is not) */
 	uint64_t size;
 	struct rchain *chain;    /* NULL for a full night: the delta is composed onto it */
 	ZSTD_DCtx *z;
@@ -94,7 +95,8 @@ static int to_file(void *ctx, const uint8_t *p, size_t n)
 
 	if (r < 0)
 		return b->out_fd < 0 ? r : err_set(-r, "cannot write the restored dump: %s", strerror(-r));
-	crypto_generichash_update(&b->h, p, n);
+	if (b->hash)
+		crypto_generichash_update(&b->h, p, n);
 	b->size += n;
 	if (b->fill)
 		fill_set(b->fill, b->size, false, 0);
@@ -149,7 +151,7 @@ static int rebuild_night(struct vstore *v, const struct intake_night *n, const s
 			 struct rchain *chain, const struct rebuild *b0, bool verify, uint8_t *obj, uint8_t *plain)
 {
 	struct rebuild b = { .out_fd = b0->out_fd, .out = b0->out, .out_ctx = b0->out_ctx, .fill = b0->fill,
-			     .chain = chain };
+			     .chain = chain, .hash = verify };
 	crypto_secretstream_xchacha20poly1305_state ss;
 	uint64_t fed = 0;
 	uint8_t d[32];
@@ -236,7 +238,7 @@ static void *fill_run(void *ctx)
 static int write_night(struct rchain *chain, const struct intake_night *n, const struct intake_secret *s,
 		       const struct rebuild *b0)
 {
-	struct rebuild b = { .out_fd = b0->out_fd, .out = b0->out, .out_ctx = b0->out_ctx };
+	struct rebuild b = { .out_fd = b0->out_fd, .out = b0->out, .out_ctx = b0->out_ctx, .hash = true };
 	uint8_t d[32];
 	int r;
 
