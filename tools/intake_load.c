@@ -235,19 +235,61 @@ static int run_pg(const char *const *argv, const char *const *env, int stdin_fd,
 	return pg_verdict(argv, r, r < 0 ? err_msg(r) : "", res);
 }
 
-/* Every TABLE DATA entry of the dump's TOC (pg_restore -l) is a table of
- * PG: *TABLES and *ROWS, or EXIT_FAIL after naming what is missing. */
-static int check_tables(PGconn *pg, const char *pg_restore, const char *dump, long *tables, long long *rows)
+/* A pg_restore run in a thread of its own, waited for with pg_job_wait:
+ * the streamed load (its stdin the pipe, closed once it ended: a write
+ * still blocked on it gets EPIPE), the table of contents read beside the
+ * post-data step. */
+struct pg_job {
+	const char *const *argv, *const *env;
+	int stdin_fd;            /* 0: none */
+	pthread_t th;
+	int r;                   /* subproc_run's, and its sentence */
+	char msg[1024];
+	struct subproc_result res;
+};
+
+static void *pg_job_run(void *ctx)
 {
-	const char *argv[] = { pg_restore, "-l", dump, NULL };
-	struct subproc_result res = { 0 };
-	int r = run_pg(argv, NULL, 0, &res);
+	struct pg_job *j = ctx;
+	struct subproc_opts o = { .env = j->env, .output_max = SUBPROC_OUTPUT_LIMIT, .stdin_fd = j->stdin_fd };
+
+	if ((j->r = subproc_run(j->argv, &o, &j->res)) < 0)
+		snprintf(j->msg, sizeof(j->msg), "%s", err_msg(j->r));
+	if (j->stdin_fd > 0)
+		close(j->stdin_fd);
+	j->stdin_fd = 0;
+	return NULL;
+}
+
+static int pg_job_start(struct pg_job *j)
+{
+	int e = pthread_create(&j->th, NULL, pg_job_run, j);
+
+	return e ? err_set(e, "cannot start %s: %s", j->argv[0], strerror(e)) : 0;
+}
+
+/* Its status: 0 (J's output kept, the caller frees it), or EXIT_FAIL,
+ * printed unless QUIET. */
+static int pg_job_wait(struct pg_job *j, bool quiet)
+{
+	pthread_join(j->th, NULL);
+	if (quiet) {
+		subproc_result_free(&j->res);
+		return EXIT_FAIL;
+	}
+	return pg_verdict(j->argv, j->r, j->msg, &j->res);
+}
+
+/* Every TABLE DATA entry of the dump's TOC (TOC: pg_restore -l's output)
+ * is a table of PG: *TABLES and *ROWS, or EXIT_FAIL after naming what is
+ * missing. */
+static int check_tables(PGconn *pg, char *toc, long *tables, long long *rows)
+{
+	int r = 0;
 
 	*tables = 0;
 	*rows = 0;
-	if (r)
-		return r;
-	for (char *line = res.output, *next; line && *line; line = next) {
+	for (char *line = toc, *next; line && *line; line = next) {
 		char *eol = strchr(line, '\n'), *at, *schema, *name, *sp, q[1200];
 		const char *params[2];
 		if (eol)
@@ -290,7 +332,6 @@ static int check_tables(PGconn *pg, const char *pg_restore, const char *dump, lo
 		}
 		(*tables)++;
 	}
-	subproc_result_free(&res);
 	return r;
 }
 
@@ -303,46 +344,31 @@ struct stream {
 	PGconn *adm;
 	const struct intake_load_opts *lo;
 	bool exists, created, started, failed; /* failed: START printed why */
-	const char *const *argv, *const *env;  /* pg_restore of the schema and the data, from stdin */
-	int rfd, wfd, copy_fd;
+	struct pg_job job;                     /* pg_restore of the schema and the data, from the pipe */
+	int wfd, copy_fd;
 	uint64_t copied;                       /* bytes in the scratch copy */
 	bool no_splice;                        /* splice refused: the pipe is written */
 	bool reader_gone;                      /* pg_restore no longer reads: its status tells why */
 	bool sent;                             /* a byte of the night went to pg_restore */
-	pthread_t th;
-	int r;                                 /* subproc_run's, and its sentence */
-	char msg[1024];
-	struct subproc_result res;
 };
-
-static void *stream_run(void *ctx)
-{
-	struct stream *st = ctx;
-	struct subproc_opts o = { .env = st->env, .output_max = SUBPROC_OUTPUT_LIMIT, .stdin_fd = st->rfd };
-
-	if ((st->r = subproc_run(st->argv, &o, &st->res)) < 0)
-		snprintf(st->msg, sizeof(st->msg), "%s", err_msg(st->r));
-	close(st->rfd); /* a write still blocked on the pipe gets EPIPE */
-	st->rfd = -1;
-	return NULL;
-}
 
 /* pg_restore started on the pipe, in its thread (it reads the night's
  * table of contents before it connects). */
 static int stream_spawn(struct stream *st, const char *night)
 {
-	int p[2], e;
+	int p[2], r;
 
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return err_set(errno, "cannot make a pipe to pg_restore: %s", strerror(errno));
-	st->rfd = p[0];
+	st->job.stdin_fd = p[0];
 	st->wfd = p[1];
 	(void)fcntl(p[1], F_SETPIPE_SZ, 1 << 20); /* the night comes in 1 MiB pieces: fewer wake-ups */
-	if ((e = pthread_create(&st->th, NULL, stream_run, st)) != 0) {
+	if ((r = pg_job_start(&st->job)) < 0) {
 		close(p[0]);
 		close(p[1]);
-		st->rfd = st->wfd = -1;
-		return err_set(e, "cannot start pg_restore for night %s: %s", night, strerror(e));
+		st->job.stdin_fd = 0;
+		st->wfd = -1;
+		return err_set(-r, "night %s: %s", night, err_msg(r));
 	}
 	st->started = true;
 	return 0;
@@ -425,14 +451,9 @@ static int stream_end(struct stream *st, bool quiet)
 		return 0;
 	close(st->wfd);
 	st->wfd = -1;
-	pthread_join(st->th, NULL);
 	st->started = false;
-	if (quiet) {
-		subproc_result_free(&st->res);
-		return EXIT_FAIL;
-	}
-	rc = pg_verdict(st->argv, st->r, st->msg, &st->res);
-	subproc_result_free(&st->res);
+	rc = pg_job_wait(&st->job, quiet);
+	subproc_result_free(&st->job.res);
 	return rc;
 }
 
@@ -444,12 +465,14 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 	const char *maint;
 	char dir[4096], dump[4200], jobs[16], *ci = NULL, *penv = NULL, pg_restore[4200];
 	struct intake_rebuilt got;
-	struct stream st = { .c = &c, .lo = lo, .rfd = -1, .wfd = -1, .copy_fd = -1 };
+	struct stream st = { .c = &c, .lo = lo, .wfd = -1, .copy_fd = -1 };
 	struct sigaction ign = { .sa_handler = SIG_IGN }, old_pipe;
+	const char *list[] = { pg_restore, "-l", dump, NULL };
+	struct pg_job toc = { .argv = list };
 	uint64_t t0 = clock_mono_usec();
 	long tables = 0;
 	long long rows = 0;
-	int rc, r, pr;
+	int rc, r, pr, tr = EXIT_FAIL;
 
 	dir[0] = dump[0] = 0;
 	sigaction(SIGPIPE, &ign, &old_pipe); /* pg_restore gone: EPIPE, and its status says why */
@@ -526,8 +549,8 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 		const char *env[] = { penv, NULL };
 		struct subproc_result res = { 0 };
 
-		st.argv = argv;
-		st.env = penv ? env : NULL;
+		st.job.argv = argv;
+		st.job.env = penv ? env : NULL;
 		q.to = dump; /* the scratch files' names: DUMP.restoring-N */
 		q.prepare = stream_prepare;
 		q.start = stream_start;
@@ -551,7 +574,14 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 				st.created ? " (the database is dropped)" : "");
 			goto out;
 		}
-		if ((rc = run_pg(post, st.env, 0, &res)) != 0) {
+		/* the dump's table of contents, for the checks, is read beside it */
+		if ((r = pg_job_start(&toc)) < 0) {
+			fprintf(stderr, "bascule intake restore: --load: %s\n", err_msg(r));
+			goto out;
+		}
+		rc = run_pg(post, st.job.env, 0, &res);
+		tr = pg_job_wait(&toc, rc != 0);
+		if (rc != 0) {
 			fprintf(stderr, "bascule intake restore: --load: the indexes and constraints of night %s were not "
 					"made in %s%s\n", got.night, c.dbname, st.created ? " (the database is dropped)" : "");
 			goto out;
@@ -559,7 +589,7 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 		subproc_result_free(&res);
 	}
 	rc = EXIT_FAIL;
-	if (!(pg = conn_open(&c, NULL)) || check_tables(pg, pg_restore, dump, &tables, &rows) != 0) {
+	if (tr != 0 || !(pg = conn_open(&c, NULL)) || check_tables(pg, toc.res.output, &tables, &rows) != 0) {
 		fprintf(stderr, "bascule intake restore: --load: the loaded database %s fails its checks (left as "
 				"it is, to look at)\n", c.dbname);
 		st.created = false;
@@ -576,6 +606,7 @@ out:
 		sodium_memzero(sk, sizeof(sk));
 	}
 	PQfinish(pg);
+	subproc_result_free(&toc.res);
 	stream_end(&st, true);
 	if (st.created && st.adm)
 		(void)sql_ident(st.adm, "DROP DATABASE IF EXISTS ", c.dbname, "");

@@ -284,7 +284,8 @@ int intake_key_begin(const char *keyfile, const char *pfile, struct intake_keyjo
 		return err_set(ENOMEM, "out of memory");
 	memset(j, 0, sizeof(*j));
 	snprintf(j->keyfile, sizeof(j->keyfile), "%s", keyfile);
-	if ((r = cmd_read_passphrase(pfile, false, "Passphrase of the decryption key: ", j->pass, sizeof(j->pass))) < 0) {
+	/* an opened key (intake open-key) has no passphrase to ask */
+	if (!clientkey_is_opened(keyfile) && (r = cmd_read_passphrase(pfile, false, "Passphrase of the decryption key: ", j->pass, sizeof(j->pass))) < 0) {
 		sodium_free(j);
 		return r;
 	}
@@ -579,5 +580,51 @@ int intake_restore(int argc, char **argv)
 	printf("restored night %s of %s (%zu night%s from the full night %s) into %s, verified against the "
 	       "signed digest of the original, in %.1f s\n", got.night, q.client, got.nights,
 	       got.nights > 1 ? "s" : "", got.full, q.to, got.seconds);
+	return EXIT_OK;
+}
+
+/* bascule intake open-key: FILE.key opened once (its passphrase, its
+ * Argon2id) into a 0600 file that restore reads without them. */
+int intake_open_key(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "key", required_argument, NULL, 'k' },
+		{ "passphrase-file", required_argument, NULL, 'p' },
+		{ "out", required_argument, NULL, 'o' },
+		{ 0 }
+	};
+	const char *keyfile = NULL, *pfile = NULL, *out = NULL;
+	uint8_t sk[CLIENT_BOX_SK];
+	char pass[256];
+	int ch, r;
+
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'k': keyfile = optarg; break;
+		case 'p': pfile = optarg; break;
+		case 'o': out = optarg; break;
+		default: return EXIT_USAGE;
+		}
+	}
+	if (optind != argc || !keyfile || !out) {
+		fprintf(stderr, "Usage: bascule intake open-key --key FILE.key [--passphrase-file P] --out FILE\n");
+		return EXIT_USAGE;
+	}
+	if (clientkey_is_opened(keyfile)) {
+		fprintf(stderr, "bascule intake open-key: %s is already an opened key: give it to intake restore "
+				"--key as it is\n", keyfile);
+		return EXIT_USAGE;
+	}
+	if ((r = cmd_read_passphrase(pfile, false, "Passphrase of the decryption key: ", pass, sizeof(pass))) < 0)
+		return cmd_fail("intake open-key", r);
+	r = clientkey_load_secret(keyfile, pass, sk);
+	sodium_memzero(pass, sizeof(pass));
+	if (r == 0)
+		r = clientkey_write_opened(out, sk);
+	sodium_memzero(sk, sizeof(sk));
+	if (r < 0)
+		return cmd_fail("intake open-key", r);
+	printf("opened %s into %s (mode 0600): the decryption secret in clear, for intake restore --key; keep it "
+	       "on a tmpfs and remove it once the recovery is over\n", keyfile, out);
 	return EXIT_OK;
 }
