@@ -352,9 +352,12 @@ struct stream {
 	bool sent;                             /* a byte of the night went to pg_restore */
 };
 
-/* pg_restore started on the pipe, in its thread (it reads the night's
- * table of contents before it connects). */
-static int stream_spawn(struct stream *st, const char *night)
+/* pg_restore started on the pipe, in its thread, before anything else is
+ * done (Debian's pg_restore is a Perl wrapper: its start is hidden behind
+ * the chain's checks and the database's creation): it reads the night's
+ * table of contents before it connects.  A load that fails before a byte
+ * of the night is sent gives it an empty night and does not hear it. */
+static int stream_spawn(struct stream *st)
 {
 	int p[2], r;
 
@@ -368,17 +371,16 @@ static int stream_spawn(struct stream *st, const char *night)
 		close(p[1]);
 		st->job.stdin_fd = 0;
 		st->wfd = -1;
-		return err_set(-r, "night %s: %s", night, err_msg(r));
+		return r;
 	}
 	st->started = true;
 	return 0;
 }
 
-/* intake_rebuild's PREPARE: a database that does not exist is created,
- * and pg_restore started on its pipe, while the key opens (a wrong key:
- * pg_restore gets an empty night, is not heard, the database is dropped);
- * an existing one is dropped (--replace) or loaded into only once the key
- * opened. */
+/* intake_rebuild's PREPARE: a database that does not exist is created
+ * while the key opens (a wrong key: pg_restore gets an empty night, is not
+ * heard, the database is dropped); an existing one is dropped (--replace)
+ * or loaded into only once the key opened. */
 static int stream_prepare(void *ctx)
 {
 	struct stream *st = ctx;
@@ -390,16 +392,17 @@ static int stream_prepare(void *ctx)
 		return -ECANCELED;
 	}
 	st->created = true;
-	return stream_spawn(st, "");
+	return 0;
 }
 
-/* intake_rebuild's START: the database made ready, pg_restore started on the pipe. */
+/* intake_rebuild's START: the database made ready. */
 static int stream_start(void *ctx, const char *night)
 {
 	struct stream *st = ctx;
 
-	if (st->started)
-		return 0; /* PREPARE did it all */
+	(void)night;
+	if (st->created)
+		return 0; /* PREPARE did it */
 	if (st->exists && st->lo->replace && sql_ident(st->adm, "DROP DATABASE ", st->c->dbname, "") < 0)
 		goto fail;
 	if (!st->created && (!st->exists || st->lo->replace)) {
@@ -407,7 +410,7 @@ static int stream_start(void *ctx, const char *night)
 			goto fail;
 		st->created = true;
 	} /* else an empty database of the operator's: loaded into, never dropped */
-	return stream_spawn(st, night);
+	return 0;
 fail:
 	st->failed = true;
 	return -ECANCELED;
@@ -556,6 +559,10 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 		q.start = stream_start;
 		q.out = stream_out;
 		q.ctx = &st;
+		if ((r = stream_spawn(&st)) < 0) {
+			fprintf(stderr, "bascule intake restore: --load: %s\n", err_msg(r));
+			goto out;
+		}
 		r = intake_rebuild(&q, &got);
 		q.key = NULL; /* ended by intake_rebuild */
 		/* a rebuild that failed cut pg_restore's input short: its error
@@ -564,7 +571,7 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 		pr = stream_end(&st, r < 0 && !st.sent);
 		if (r < 0) {
 			rc = st.failed ? EXIT_FAIL : cmd_fail("intake restore", r);
-			if (st.started || (st.created && !st.failed))
+			if (st.sent || (st.created && !st.failed))
 				fprintf(stderr, "bascule intake restore: --load: %s\n", st.created ? "the database is dropped"
 					: "the database holds what was loaded before the failure: empty it before loading again");
 			goto out;

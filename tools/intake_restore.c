@@ -53,6 +53,7 @@ struct fill {
 	pthread_cond_t cv;
 	uint64_t filled;
 	bool done;
+	bool stop;               /* the writer failed: the thread ends at once */
 	int r;
 	char msg[1024];          /* the thread's sentence for R (err_set's are thread-local) */
 	/* the thread's work */
@@ -63,15 +64,20 @@ struct fill {
 	uint8_t *obj, *plain;
 };
 
-static void fill_set(struct fill *f, uint64_t filled, bool done, int r)
+/* F's progress told; true when the thread is to stop. */
+static bool fill_set(struct fill *f, uint64_t filled, bool done, int r)
 {
+	bool stop;
+
 	pthread_mutex_lock(&f->mu);
 	f->filled = filled;
 	f->done |= done;
 	if (r < 0 && !f->r)
 		f->r = r;
+	stop = f->stop;
 	pthread_cond_broadcast(&f->cv);
 	pthread_mutex_unlock(&f->mu);
+	return stop;
 }
 
 static int fill_wait(void *ctx, uint64_t end)
@@ -98,8 +104,8 @@ static int to_file(void *ctx, const uint8_t *p, size_t n)
 	if (b->hash)
 		crypto_generichash_update(&b->h, p, n);
 	b->size += n;
-	if (b->fill)
-		fill_set(b->fill, b->size, false, 0);
+	if (b->fill && fill_set(b->fill, b->size, false, 0))
+		return err_set(ECANCELED, "stopped");
 	return 0;
 }
 
@@ -317,12 +323,12 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 	struct intake_client c = { 0 };
 	const struct intake_night *chain[400], *target = NULL;
 	size_t nchain = 0;
-	uint8_t sk[CLIENT_BOX_SK], pk[CLIENT_BOX_PK], *obj = NULL, *plain = NULL;
+	uint8_t sk[CLIENT_BOX_SK], pk[CLIENT_BOX_PK], *obj = NULL, *plain = NULL, *fobj = NULL, *fplain = NULL;
 	char tmp[3][4200], url[4200];
 	struct intake_keyjob *kj = q->key;
 	int fds[3] = { -1, -1, -1 }, r;
 	struct rchain *comp = NULL;
-	struct vstore *v = NULL;
+	struct vstore *v = NULL, *fv = NULL; /* fv: the full night's thread's */
 	struct rebuild full, last; /* where the full night and the night asked for go */
 	struct fill f = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 	pthread_t fill_th;
@@ -424,13 +430,29 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 		if ((r = rebuild_night(v, chain[0], &f.s, NULL, &last, true, obj, plain)) < 0)
 			goto out;
 	} else {
-		/* the deltas composed first (they need only the full night's
-		 * size), then the full night decompressed by a thread while the
-		 * night asked for is written from it: the chain is checked once,
-		 * against its last night's digest */
+		/* the full night decompressed by a thread (its own store and
+		 * buffers) while the deltas are composed (they need only its
+		 * size) and then while the night asked for is written from it:
+		 * the chain is checked once, against its last night's digest */
 		struct intake_secret s;
-		if ((r = rchain_new(fds[0], f.s.dump_size, fds[1], &comp)) < 0)
+		if ((r = rchain_new(fds[0], f.s.dump_size, fds[1], &comp)) < 0 ||
+		    (r = intake_store_open(q->dir, url, &fv)) < 0)
 			goto out;
+		if (!(fobj = malloc(INTAKE_OBJECT_MAX + 1)) || !(fplain = malloc(INTAKE_CHUNK))) {
+			r = -ENOMEM;
+			goto out;
+		}
+		f.v = fv;
+		f.n = chain[nchain - 1];
+		f.b = &full;
+		f.obj = fobj;
+		f.plain = fplain;
+		full.fill = &f;
+		if ((r = pthread_create(&fill_th, NULL, fill_run, &f)) != 0) {
+			r = err_set(r, "cannot start a thread: %s", strerror(r));
+			goto out;
+		}
+		filling = true;
 		for (size_t k = nchain - 1; k-- > 0;) {
 			if ((r = intake_secret_open(&chain[k]->m, pk, sk, &s)) < 0)
 				goto out;
@@ -441,18 +463,6 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 			if (r < 0)
 				goto out;
 		}
-		f.v = v;
-		f.n = chain[nchain - 1];
-		f.b = &full;
-		f.obj = obj;
-		f.plain = plain;
-		full.fill = &f;
-		if ((r = pthread_create(&fill_th, NULL, fill_run, &f)) != 0) {
-			sodium_memzero(&s, sizeof(s));
-			r = err_set(r, "cannot start a thread: %s", strerror(r));
-			goto out;
-		}
-		filling = true;
 		rchain_wait_full(comp, fill_wait, &f);
 		r = write_night(comp, chain[0], &s, &last);
 		sodium_memzero(&s, sizeof(s));
@@ -478,7 +488,10 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 	memcpy(ret->night, target->night, sizeof(ret->night));
 	memcpy(ret->full, chain[nchain - 1]->night, sizeof(ret->full));
 out:
-	if (filling) { /* the writer failed: the thread ends once the full night is written or fails */
+	if (filling) { /* the writer failed: the thread is stopped */
+		pthread_mutex_lock(&f.mu);
+		f.stop = true;
+		pthread_mutex_unlock(&f.mu);
 		pthread_join(fill_th, NULL);
 	}
 	sodium_memzero(&f.s, sizeof(f.s));
@@ -490,10 +503,15 @@ out:
 		}
 	}
 	vstore_close(v);
+	vstore_close(fv);
 	free(obj);
+	free(fobj);
 	if (plain)
 		sodium_memzero(plain, INTAKE_CHUNK);
+	if (fplain)
+		sodium_memzero(fplain, INTAKE_CHUNK);
 	free(plain);
+	free(fplain);
 	if (kj) {
 		char e[1024];
 		snprintf(e, sizeof(e), "%s", err_msg(r));
