@@ -93,6 +93,23 @@ int fs_write_full(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+int fs_splice_full(int in_fd, uint64_t off, int out_fd, size_t len)
+{
+	loff_t o = (loff_t)off;
+	bool moved = false;
+
+	while (len) {
+		ssize_t n = splice(in_fd, &o, out_fd, NULL, len, SPLICE_F_MORE);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) /* 0: the file ends before OFF + LEN */
+			return n == 0 ? -EIO : errno == EINVAL && moved ? -EIO : -errno;
+		moved = true;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 int fs_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
 	const char *p = buf;

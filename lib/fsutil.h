@@ -41,6 +41,11 @@ int fs_mkdir_p(const char *path, mode_t mode);
 ssize_t fs_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int fs_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 int fs_write_full(int fd, const void *buf, size_t len);
+/* LEN bytes of the file open on IN_FD from OFF into the pipe OUT_FD, by
+ * splice(2): the file's cached pages are handed to the pipe, not copied.
+ * 0, -EINVAL when splice cannot move them (write them instead; nothing
+ * was moved then), or the pipe's -errno (-EPIPE: its reader is gone). */
+int fs_splice_full(int in_fd, uint64_t off, int out_fd, size_t len);
 /* Take an exclusive flock on PATH (created 0600); returns the fd or -EBUSY. */
 int fs_lock(const char *path);
 /* Size of a regular file or block device open on FD. */
