@@ -338,6 +338,12 @@ int cmd_intake(int argc, char **argv)
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? EXIT_USAGE : EXIT_OK;
 	}
+	/* `bascule intake VERB --help`: the verbs share one usage. */
+	for (int i = 2; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage(stdout);
+			return EXIT_OK;
+		}
 	optind = 0;
 	if (!strcmp(argv[1], "add"))
 		return intake_add(argc - 1, argv + 1);
