@@ -49,8 +49,8 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
 	c->timer = sd_event_source_disable_unref(c->timer);
 	c->src = sd_event_source_disable_unref(c->src);
 	free(c);
-	if (d->stopping && !d->n_children)
-		sd_event_exit(d->ev, 0);
+	if (d->stopping && !d->n_children && !d->stop_cuts)
+		sd_event_exit(d->ev, 0); /* else the last cut's end (epoch_cuts_done) */
 	return 0;
 }
 

@@ -35,7 +35,9 @@ struct cut {
 	atomic_uint_fast64_t changed, spooled, read_bytes;
 	atomic_int err;
 	atomic_bool done;
-	atomic_bool abort;             /* over cut_timeout: fail instead of committing */
+	atomic_bool abort;             /* over cut_timeout, or stop: fail instead of committing (the
+					* workers stop at their next chunk) */
+	atomic_bool stop;              /* ... because the daemon stops (epoch_stop) */
 	bool timed_out;                /* the loop's: abandoned by the watchdog, holds no slot */
 	uint64_t start_mono;           /* when the loop launched it */
 	uint64_t reserved;             /* the group's reservation when the cut began */

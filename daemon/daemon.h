@@ -70,6 +70,7 @@ struct group {
 	struct source *sources;
 	uint32_t n_sources;
 	uint32_t n_qemu;               /* sources read through QEMU: cut every interval (no inotify) */
+	uint32_t n_guests;             /* distinct QEMU guests (QMP sockets) among them: over 1, fuzzy */
 	uint64_t last_cut;             /* committed epoch number; the next cut is last_cut + 1, so
 					* numbers have no gaps but after a crash (docs/design.md
 					* "Epoch numbers") */
@@ -299,6 +300,7 @@ struct daemon {
 	bool reloading;                /* no new cut while groups are swapped */
 	struct reload *reload;         /* a reload waiting for the running cuts (reload.c) */
 	bool stopping;                 /* SIGTERM: the loop ends once the children are gone */
+	unsigned stop_cuts;            /* stopping: cuts told to stop that the loop still waits for */
 	struct child *children;        /* every child not yet reaped (child.c) */
 	unsigned n_children;
 	struct ctl_client *clients;    /* control clients, oldest first (control.c) */
@@ -352,6 +354,16 @@ unsigned epoch_cuts_waiting(const struct daemon *d);
 void epoch_watchdog(struct daemon *d);
 /* G's running cut was abandoned after cut_timeout (its reads have not returned). */
 bool epoch_cut_timed_out(const struct group *g);
+/* The daemon stops: no cut starts any more; every running cut is told to
+ * stop (its workers end at their next chunk, it fails instead of
+ * committing, as a failed cut: the next start cuts again).  Sets
+ * d->stop_cuts to the cuts the loop waits for (not those past cut_timeout,
+ * whose reads may never return); the loop is left (sd_event_exit) once
+ * they and the children are gone. */
+void epoch_stop(struct daemon *d);
+/* G's cut thread has not ended (the stop left it): G's memory, the
+ * daemon's configuration and cut eventfd are still in its hands. */
+bool epoch_cut_left(const struct group *g);
 /* Start the waiting cuts that fit under max_concurrent_cuts, oldest first
  * (after a reload, a resume, a cut's end). */
 void epoch_schedule(struct daemon *d);

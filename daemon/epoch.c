@@ -106,12 +106,15 @@ static int cut_guest(struct group *g, struct cut *c, uint32_t i, bool *done, boo
 	return 1;
 }
 
-/* The watchdog gave up on C (epoch_watchdog): fail rather than resize the
- * maps or commit what the loop no longer waits for. */
+/* The watchdog gave up on C (epoch_watchdog), or the daemon stops
+ * (epoch_stop): fail rather than resize the maps or commit what the loop no
+ * longer waits for. */
 static int cut_abandoned(struct cut *c)
 {
 	if (!atomic_load(&c->abort))
 		return 0;
+	if (atomic_load(&c->stop))
+		return err_set(ECANCELED, "its reads were told to stop");
 	return err_set(ETIMEDOUT, "its reads returned late");
 }
 
@@ -244,6 +247,8 @@ static void *cut_thread(void *arg)
 		r = err_wrap(r, "scan of group %s failed", g->name);
 		goto thaw;
 	}
+	if ((r = cut_abandoned(c)) < 0)
+		goto thaw; /* the workers stopped early: no digest of a half scan */
 	c->digest_usec = 0;
 	for (uint32_t i = 0; i < g->n_sources; i++) {
 		uint64_t t0;
@@ -302,7 +307,9 @@ thaw:
 			if (t < 0 && r == 0)
 				log_warn("group %s: %s", g->name, err_msg(t));
 		}
-	if (r < 0 && atomic_load(&c->abort))
+	if (r < 0 && atomic_load(&c->stop))
+		r = err_wrap(r, "stopped with the daemon, not committed");
+	else if (r < 0 && atomic_load(&c->abort))
 		r = err_wrap(r, "the cut ran longer than cut_timeout and was abandoned");
 	if (r < 0) {
 		/* What the maps hold is in doubt: the next cut reads every file. */
@@ -468,7 +475,7 @@ void epoch_schedule(struct daemon *d)
 {
 	unsigned max = d->cfg->max_concurrent_cuts ? (unsigned)d->cfg->max_concurrent_cuts : 1, running;
 
-	if (d->reloading)
+	if (d->reloading || d->stopping)
 		return; /* the waiters stay; the reload's end schedules them */
 	while ((running = epoch_cuts_running(d)) < max) {
 		struct group *next = NULL;
@@ -503,7 +510,7 @@ static bool slot_take(struct group *g)
 	if (!g->slot_held)
 		return false;
 	g->slot_held = false;
-	if (g->paused || g->retired)
+	if (g->paused || g->retired || g->d->stopping)
 		return false; /* resume or the successor asks again */
 	if (g->d->reloading) {
 		g->cut_waiting = true; /* wait_since kept: first in line after the reload */
@@ -553,7 +560,7 @@ static void group_start_cut_kind(struct group *g, bool wal_only)
 {
 	struct daemon *d = g->d;
 
-	if (d->reloading || g->retired)
+	if (d->reloading || d->stopping || g->retired)
 		return; /* want_cut stays: the next tick starts it */
 	if (!g->n_disks)
 		wal_only = true;
@@ -718,11 +725,13 @@ static void cut_finished(struct group *g)
 	if (err < 0) {
 		const char *f[] = { "GROUP=", NULL };
 		char gf[NAME_MAX_LEN + 8];
+		bool stopped = atomic_load(&c->stop) && !c->timed_out; /* asked for: not an error */
 		snprintf(gf, sizeof(gf), "GROUP=%s", g->name);
 		f[0] = gf;
-		log_fields(LOG_ERR, f, "epoch %" PRIu64 " of group %s not cut: %s", c->epoch, g->name,
-			   c->errmsg);
-		daemon_event(d, "error", g->name, "", c->epoch, c->errmsg);
+		log_fields(stopped ? LOG_INFO : LOG_ERR, f, "epoch %" PRIu64 " of group %s not cut: %s", c->epoch,
+			   g->name, c->errmsg);
+		if (!stopped)
+			daemon_event(d, "error", g->name, "", c->epoch, c->errmsg);
 		g->want_cut |= atomic_load(&c->force);
 		if (!c->wal_only) {
 			g->map_ahead = true;
@@ -779,8 +788,11 @@ static void cut_finished(struct group *g)
 			g->last_scan_usec = c->scan_usec;
 		if (!c->wal_only) {
 			/* WAL epochs (every wal_interval) would flood the ring. */
-			char txt[128];
-			snprintf(txt, sizeof(txt), "%s, %" PRIu64 " blocks changed", c->consistent ? "consistent" : "fuzzy",
+			char txt[160];
+			snprintf(txt, sizeof(txt), "%s, %" PRIu64 " blocks changed",
+				 c->consistent	      ? "consistent"
+				 : g->n_guests > 1 ? "fuzzy (disks of several QEMU guests, viewed one after the other)"
+						     : "fuzzy",
 				 (uint64_t)atomic_load(&c->changed));
 			daemon_event(d, "cut", g->name, "", c->epoch, txt);
 		}
@@ -839,6 +851,17 @@ static void cut_finished(struct group *g)
 	epoch_schedule(d); /* the slot this cut held */
 }
 
+/* Cuts the stop still waits for: every running one but those past
+ * cut_timeout (their reads may never return). */
+static unsigned stop_count(const struct daemon *d)
+{
+	unsigned n = 0;
+
+	for (uint32_t i = 0; i < d->n_groups; i++)
+		n += d->groups[i]->cut && !d->groups[i]->cut->in_loop && !d->groups[i]->cut->timed_out;
+	return n;
+}
+
 void epoch_cuts_done(struct daemon *d)
 {
 	for (uint32_t i = 0; i < d->n_groups; i++) {
@@ -846,6 +869,34 @@ void epoch_cuts_done(struct daemon *d)
 		if (g->cut && atomic_load(&g->cut->done))
 			cut_finished(g);
 	}
+	if (d->stopping && !(d->stop_cuts = stop_count(d)) && !d->n_children)
+		sd_event_exit(d->ev, 0);
+}
+
+void epoch_stop(struct daemon *d)
+{
+	for (uint32_t i = 0; i < d->n_groups; i++) {
+		struct group *g = d->groups[i];
+		struct cut *c = g->cut;
+		g->cut_waiting = g->slot_held = false;
+		if (!c || c->in_loop)
+			continue;
+		atomic_store(&c->stop, true);
+		atomic_store(&c->abort, true);
+		if (c->timed_out)
+			log_warn("stopping: epoch %" PRIu64 " of group %s ran past cut_timeout (its reads have not "
+				 "returned): not waited for; nothing of it is committed, the next start cuts again",
+				 c->epoch, g->name);
+		else
+			log_info("stopping: epoch %" PRIu64 " of group %s is told to stop (not committed; the next "
+				 "start cuts again)", c->epoch, g->name);
+	}
+	d->stop_cuts = stop_count(d);
+}
+
+bool epoch_cut_left(const struct group *g)
+{
+	return g->cut && !g->cut->in_loop && !atomic_load(&g->cut->done);
 }
 
 struct group *group_find(struct daemon *d, const char *name, uint32_t *ret_idx)

@@ -186,8 +186,19 @@ int group_init(struct daemon *d, struct group *g, const struct cfg_group *cfg)
 			if ((r = qemusrc_new(s->cfg, path, g->cfg->full_scan_every, &s->qemu)) < 0)
 				return r;
 			g->n_qemu++;
+			g->n_guests++;
+			for (uint32_t k = 0; k < i; k++)
+				if (g->sources[k].qemu && qemusrc_same_guest(g->sources[k].qemu, s->qemu)) {
+					g->n_guests--; /* a disk of a guest already counted */
+					break;
+				}
 		}
 	}
+	if (g->n_guests > 1)
+		log_warn("group %s: its qemu: disks are of %" PRIu32 " guests (QMP sockets), each viewed in its own "
+			 "transaction, one after the other: its epochs are fuzzy (consistent: false), each guest "
+			 "consistent alone%s (docs/qemu.md, \"Consistency of a group\")", g->name, g->n_guests,
+			 g->cfg->freeze ? ", but when the group's freeze hook succeeds" : "");
 	if ((r = gstate_load(g)) < 0)
 		return r;
 	g->verified_time = g->cut_time;

@@ -69,17 +69,27 @@ static void on_hup_done(void *ctx, int r)
 	sd_notify(0, "READY=1");
 }
 
+/* How long a stop waits for the running cuts told to stop (their workers
+ * end at the next chunk, a QEMU source's view is removed over QMP). */
+#define CUT_STOP_GRACE_USEC (10 * 1000000ULL)
+
 static int on_stop_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct daemon *d = userdata;
 
-	log_warn("stopping: %u children still running, leaving them", child_count(d));
+	if (child_count(d))
+		log_warn("stopping: %u children still running, leaving them", child_count(d));
+	if (d->stop_cuts)
+		log_warn("stopping: %u cuts did not stop within %llu s, leaving them", d->stop_cuts,
+			 CUT_STOP_GRACE_USEC / 1000000);
 	sd_event_exit(d->ev, 0);
 	return 0;
 }
 
-/* End every session (BYE), let the children end, then leave the loop:
- * child.c ends it when the last one is reaped, a timer at the latest. */
+/* End every session (BYE), tell the cuts to stop, let the children and
+ * those cuts end, then leave the loop: child.c or epoch_cuts_done ends it
+ * when the last one is gone, a timer at the latest.  A cut hung past
+ * cut_timeout is not waited for (daemon_free leaves it). */
 static void daemon_stop(struct daemon *d)
 {
 	if (d->stopping) {
@@ -92,8 +102,10 @@ static void daemon_stop(struct daemon *d)
 	for (uint32_t i = 0; i < d->n_targets; i++)
 		target_close(d->targets[i]);
 	pgsources_stop(d);
-	if (!child_count(d) ||
-	    sd_event_add_time_relative(d->ev, NULL, CLOCK_MONOTONIC, 3 * CHILD_GRACE_USEC, 100000,
+	epoch_stop(d);
+	if ((!child_count(d) && !d->stop_cuts) ||
+	    sd_event_add_time_relative(d->ev, NULL, CLOCK_MONOTONIC,
+				       d->stop_cuts ? CUT_STOP_GRACE_USEC : 3 * CHILD_GRACE_USEC, 100000,
 				       on_stop_timeout, d) < 0)
 		sd_event_exit(d->ev, 0);
 }
@@ -302,8 +314,16 @@ static int daemon_setup(struct daemon *d)
 	return 0;
 }
 
-static void daemon_free(struct daemon *d)
+/* Free D.  True if a cut's thread was left running (a read that never
+ * returned, epoch_cut_left): its group, the configuration and the cut
+ * eventfd are then left as they are, and the caller ends the process
+ * with _exit (as a kill would, once everything else is closed: nothing of
+ * that cut is committed, its marks in the maps go to the next start's
+ * cut; a QEMU source's view is removed by that cut). */
+static bool daemon_free(struct daemon *d)
 {
+	bool left = false;
+
 	for (uint32_t i = 0; d->targets && i < d->n_targets; i++)
 		if (d->targets[i]) {
 			target_free(d->targets[i]);
@@ -312,10 +332,18 @@ static void daemon_free(struct daemon *d)
 	child_reap_all(d);
 	daemon_reload_free(d);
 	for (uint32_t i = 0; d->groups && i < d->n_groups; i++)
-		if (d->groups[i]) {
+		if (d->groups[i] && epoch_cut_left(d->groups[i])) {
+			log_warn("stopping: the cut of group %s still runs (a read that does not return): left to "
+				 "the end of the process, not committed; the next start cuts again", d->groups[i]->name);
+			left = true;
+		} else if (d->groups[i]) {
 			group_free(d->groups[i]);
 			free(d->groups[i]);
 		}
+	if (left) {
+		control_close(d);
+		return true;
+	}
 	for (uint32_t i = 0; i < d->n_retired; i++) {
 		group_free(d->retired[i]);
 		free(d->retired[i]);
@@ -340,6 +368,7 @@ static void daemon_free(struct daemon *d)
 	config_free(d->cfg);
 	if (d->lock_fd >= 0)
 		close(d->lock_fd);
+	return false;
 }
 
 /* usec of CPU the calling thread has used. */
@@ -480,13 +509,17 @@ int main(int argc, char **argv)
 	find_recv(&d);
 	if ((r = daemon_setup(&d)) < 0) {
 		log_error("%s", err_msg(r));
-		daemon_free(&d);
+		if (daemon_free(&d))
+			_exit(EXIT_FAIL);
 		return err_exit_code(r) == EXIT_OK ? EXIT_FAIL : err_exit_code(r);
 	}
 	log_info("started: %u groups, %u targets, state in %s", d.n_groups, d.n_targets,
 		 d.cfg->state_dir);
 	sd_notify(0, "READY=1\nSTATUS=replicating");
 	r = daemon_loop(&d);
-	daemon_free(&d);
+	if (daemon_free(&d)) {
+		fflush(NULL);
+		_exit(r < 0 ? EXIT_FAIL : EXIT_OK);
+	}
 	return r < 0 ? EXIT_FAIL : EXIT_OK;
 }

@@ -295,8 +295,8 @@ void *scan_worker(void *arg)
 		struct gather gt = { blocks, out, 0, 0 };
 		struct source *s;
 
-		if (w >= c->total_chunks || atomic_load(&c->err))
-			break;
+		if (w >= c->total_chunks || atomic_load(&c->err) || atomic_load(&c->abort))
+			break; /* done, failed, or told to stop (cut_timeout, the daemon stopping) */
 		while (chunk >= c->nchunks[si])
 			chunk -= c->nchunks[si++];
 		s = &g->sources[si];

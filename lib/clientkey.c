@@ -14,7 +14,26 @@
 #define H_KEY "bascule-client-key-v1"
 #define H_PUB "bascule-client-pub-v1 "
 #define H_SIGN "bascule-client-sign-v1 "
+#define H_OPEN_WORD "bascule-client-opened-key-v1"
+#define H_OPEN H_OPEN_WORD " "
 #define MAKE "bascule keygen client FILE"
+
+/* The first word of PATH into HEAD: false if it cannot be read. */
+static bool file_head(const char *path, char head[40])
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	ssize_t n;
+
+	if (fd < 0)
+		return false;
+	n = read(fd, head, 39);
+	close(fd);
+	if (n <= 0)
+		return false;
+	head[n] = 0;
+	head[strcspn(head, " \n")] = 0;
+	return true;
+}
 
 /* What a Bascule key file whose first word is not the one expected is, for
  * the message about a swapped file; NULL if nothing known. */
@@ -24,24 +43,17 @@ static const char *kind_of(const char *path, const char *want_head)
 		{ "bascule-client-key-v1", "the client's decryption key (FILE.key, keep it offline)" },
 		{ "bascule-client-pub-v1", "the client's public key (FILE.pub)" },
 		{ "bascule-client-sign-v1", "the client's signing key (FILE.sign)" },
+		{ H_OPEN_WORD, "the client's opened decryption key (bascule intake open-key)" },
 		{ "bascule-site-key-v1", "a site key" },
 		{ "bascule-signing-key-v1", "a report signing key" },
 		{ "bascule-signing-pub-v1", "a report signing public key" },
 		{ "bascule-vault-key-v1", "a vault key" },
 		{ "bascule-vault-pub-v1", "a vault verify key" },
 	};
-	char head[40] = "";
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	ssize_t n;
+	char head[40];
 
-	if (fd < 0)
+	if (!file_head(path, head))
 		return NULL;
-	n = read(fd, head, sizeof(head) - 1);
-	close(fd);
-	if (n <= 0)
-		return NULL;
-	head[n] = 0;
-	head[strcspn(head, " \n")] = 0;
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
 		if (!strcmp(head, kinds[i].head))
 			return strcmp(head, want_head) ? kinds[i].what : NULL;
@@ -95,10 +107,25 @@ int clientkey_load_sign(const char *path, uint8_t ret[crypto_sign_SECRETKEYBYTES
 			     crypto_sign_SECRETKEYBYTES);
 }
 
+bool clientkey_is_opened(const char *path)
+{
+	char head[40];
+
+	return file_head(path, head) && !strcmp(head, H_OPEN_WORD);
+}
+
+int clientkey_write_opened(const char *path, const uint8_t sk[CLIENT_BOX_SK])
+{
+	return key_file_write(path, H_OPEN, sk, CLIENT_BOX_SK, 0600);
+}
+
 int clientkey_load_secret(const char *path, const char *passphrase, uint8_t ret[CLIENT_BOX_SK])
 {
 	int fd, r;
 
+	if (clientkey_is_opened(path))
+		return key_file_read(path, H_OPEN, true, "an opened client decryption key",
+				     "bascule intake open-key --key FILE.key --out FILE", ret, CLIENT_BOX_SK);
 	if (kind_of(path, H_KEY))
 		return swapped(-EKEYREJECTED, path, H_KEY, "the client's decryption key", "FILE.key");
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {

@@ -93,6 +93,23 @@ int fs_write_full(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+int fs_splice_full(int in_fd, uint64_t off, int out_fd, size_t len)
+{
+	loff_t o = (loff_t)off;
+	bool moved = false;
+
+	while (len) {
+		ssize_t n = splice(in_fd, &o, out_fd, NULL, len, SPLICE_F_MORE);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) /* 0: the file ends before OFF + LEN */
+			return n == 0 ? -EIO : errno == EINVAL && moved ? -EIO : -errno;
+		moved = true;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 int fs_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
 	const char *p = buf;
@@ -228,43 +245,106 @@ int fs_write_atomic_end_at(int dirfd, const char *name)
 	return write_atomic_end(dirfd, NULL, name);
 }
 
+/* fs_sync_all's threads: started once, on first use, and kept (a round
+ * of fsyncs is on the path of every acknowledgement).  A round's jobs
+ * are taken in order by whoever is free, the caller too: a job no worker
+ * has reached yet is run by the caller, so a round completes even when no
+ * worker gets a CPU soon, or none could be started. */
 struct sync_one {
 	int fd;
 	bool data_only;
 	int rc;
 };
 
-static void *sync_thread(void *arg)
-{
-	struct sync_one *o = arg;
+static struct {
+	pthread_mutex_t round;  /* one round at a time */
+	pthread_mutex_t mu;     /* what follows */
+	pthread_cond_t work, done;
+	struct sync_one *jobs;
+	size_t n_jobs, next, pending, n_threads;
+} sync_pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+		PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0, 0 };
 
+static void sync_run(struct sync_one *o)
+{
 	o->rc = (o->data_only ? fdatasync(o->fd) : fsync(o->fd)) < 0 ? -errno : 0;
+}
+
+/* Under sync_pool.mu: run the next job of the round, if any is left. */
+static bool sync_take(void)
+{
+	struct sync_one *o;
+
+	if (sync_pool.next >= sync_pool.n_jobs)
+		return false;
+	o = &sync_pool.jobs[sync_pool.next++];
+	pthread_mutex_unlock(&sync_pool.mu);
+	sync_run(o);
+	pthread_mutex_lock(&sync_pool.mu);
+	if (--sync_pool.pending == 0)
+		pthread_cond_signal(&sync_pool.done);
+	return true;
+}
+
+static void *sync_worker(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&sync_pool.mu);
+	for (;;)
+		if (!sync_take())
+			pthread_cond_wait(&sync_pool.work, &sync_pool.mu);
 	return NULL;
 }
 
 int fs_sync_all(const int *fds, const bool *data_only, size_t n)
 {
 	struct sync_one one[FS_SYNC_MAX];
-	pthread_t th[FS_SYNC_MAX];
-	bool started[FS_SYNC_MAX] = { false };
 	int rc = 0;
 
 	if (n > FS_SYNC_MAX)
 		return -E2BIG;
-	for (size_t i = 0; i < n; i++) {
+	if (n == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++)
 		one[i] = (struct sync_one){ .fd = fds[i], .data_only = data_only[i], .rc = 0 };
-		/* The last one here; a thread that cannot start runs here too. */
-		if (i + 1 < n && pthread_create(&th[i], NULL, sync_thread, &one[i]) == 0)
-			started[i] = true;
-		else
-			sync_thread(&one[i]);
+	if (n == 1) {
+		sync_run(&one[0]);
+		return one[0].rc;
 	}
-	for (size_t i = 0; i < n; i++) {
-		if (started[i])
-			pthread_join(th[i], NULL);
+	pthread_mutex_lock(&sync_pool.round);
+	pthread_mutex_lock(&sync_pool.mu);
+	/* Workers for all but the caller's share, started the first time. */
+	while (sync_pool.n_threads < n - 1) {
+		pthread_attr_t a;
+		pthread_t t;
+		int r;
+		pthread_attr_init(&a);
+		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&a, 64 * 1024);
+		r = pthread_create(&t, &a, sync_worker, NULL);
+		pthread_attr_destroy(&a);
+		if (r != 0)
+			break; /* the caller runs what no worker takes */
+		sync_pool.n_threads++;
+	}
+	sync_pool.jobs = one;
+	sync_pool.n_jobs = n;
+	sync_pool.next = 0;
+	sync_pool.pending = n;
+	/* As many workers woken as there are jobs beside the caller's. */
+	for (size_t i = 0; i + 1 < n; i++)
+		pthread_cond_signal(&sync_pool.work);
+	while (sync_take())
+		;
+	while (sync_pool.pending)
+		pthread_cond_wait(&sync_pool.done, &sync_pool.mu);
+	sync_pool.jobs = NULL;
+	sync_pool.n_jobs = sync_pool.next = 0;
+	pthread_mutex_unlock(&sync_pool.mu);
+	pthread_mutex_unlock(&sync_pool.round);
+	for (size_t i = 0; i < n; i++)
 		if (one[i].rc < 0 && rc == 0)
 			rc = one[i].rc;
-	}
 	return rc;
 }
 

@@ -24,8 +24,10 @@ int fs_write_atomic_begin_at(int dirfd, const char *name, const void *data, size
 int fs_write_atomic_end_at(int dirfd, const char *name);
 #define FS_SYNC_MAX 32
 /* fsync (fdatasync where DATA_ONLY) the N fds (at most FS_SYNC_MAX) at once,
- * one thread each: the file system commits them together, in about the
- * time of one.  0 once all are durable, else the first negative errno. */
+ * the caller and threads started on first use and kept: the file system
+ * commits them together, in about the time of one.  0 once all are
+ * durable, else the first negative errno.  Not in a child forked from a
+ * process that used it, before exec. */
 int fs_sync_all(const int *fds, const bool *data_only, size_t n);
 /* Read a whole file of at most MAX bytes; *ret is malloc'd and NUL-terminated.
  * -EFBIG if larger. */
@@ -39,6 +41,11 @@ int fs_mkdir_p(const char *path, mode_t mode);
 ssize_t fs_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int fs_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 int fs_write_full(int fd, const void *buf, size_t len);
+/* LEN bytes of the file open on IN_FD from OFF into the pipe OUT_FD, by
+ * splice(2): the file's cached pages are handed to the pipe, not copied.
+ * 0, -EINVAL when splice cannot move them (write them instead; nothing
+ * was moved then), or the pipe's -errno (-EPIPE: its reader is gone). */
+int fs_splice_full(int in_fd, uint64_t off, int out_fd, size_t len);
 /* Take an exclusive flock on PATH (created 0600); returns the fd or -EBUSY. */
 int fs_lock(const char *path);
 /* Size of a regular file or block device open on FD. */

@@ -37,6 +37,23 @@ static const char *opt(const PQconninfoOption *o, const char *key)
 	return NULL;
 }
 
+/* PQconninfoParse, its message (without libpq's newline) as the error. */
+static int parse(const char *conninfo, PQconninfoOption **ret)
+{
+	char *errmsg = NULL;
+	size_t l;
+	int r;
+
+	if ((*ret = PQconninfoParse(conninfo, &errmsg)))
+		return 0;
+	l = errmsg ? strlen(errmsg) : 0;
+	if (l && errmsg[l - 1] == '\n')
+		errmsg[l - 1] = 0;
+	r = err_set(EINVAL, "the conninfo does not parse: %s", errmsg ? errmsg : "out of memory");
+	PQfreemem(errmsg);
+	return r;
+}
+
 int pgconn_inspect(const char *conninfo, const char *home, struct pgconn_needs *ret)
 {
 	static const char *const file_keys[] = { "passfile", "sslrootcert", "sslcert", "sslkey", "sslcrl",
@@ -44,17 +61,11 @@ int pgconn_inspect(const char *conninfo, const char *home, struct pgconn_needs *
 	struct pgconn_needs n = { 0 };
 	PQconninfoOption *o;
 	const char *hosts, *ports, *v;
-	char *errmsg = NULL, path[4096];
+	char path[4096];
 	int r = 0;
 
-	if (!(o = PQconninfoParse(conninfo, &errmsg))) {
-		size_t l = errmsg ? strlen(errmsg) : 0;
-		if (l && errmsg[l - 1] == '\n')
-			errmsg[l - 1] = 0;
-		r = err_set(EINVAL, "the conninfo does not parse: %s", errmsg ? errmsg : "out of memory");
-		PQfreemem(errmsg);
+	if ((r = parse(conninfo, &o)) < 0)
 		return r;
-	}
 	hosts = opt(o, "host") ?: opt(o, "hostaddr") ?: getenv("PGHOST") ?: PGCONN_DEFAULT_SOCKET_DIR;
 	for (const char *h = hosts; r == 0; ) {
 		size_t len = strcspn(h, ",");
@@ -236,18 +247,12 @@ int pgconn_describe(const char *conninfo, char *buf, size_t len, bool *ret_passw
 {
 	static const char *const shown[] = { "service", "host", "hostaddr", "port", "dbname", "user" };
 	PQconninfoOption *o;
-	char *errmsg = NULL, out[512] = "";
+	char out[512] = "";
 	size_t n = 0;
 	int r;
 
-	if (!(o = PQconninfoParse(conninfo, &errmsg))) {
-		size_t l = errmsg ? strlen(errmsg) : 0;
-		if (l && errmsg[l - 1] == '\n')
-			errmsg[l - 1] = 0;
-		r = err_set(EINVAL, "the conninfo does not parse: %s", errmsg ? errmsg : "out of memory");
-		PQfreemem(errmsg);
+	if ((r = parse(conninfo, &o)) < 0)
 		return r;
-	}
 	for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++) {
 		const char *v = opt(o, shown[i]);
 		if (v && n < sizeof(out))

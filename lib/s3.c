@@ -7,11 +7,14 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <libxml/parser.h>
@@ -151,6 +154,7 @@ int s3_open(const struct s3_opts *o, const char *bucket, struct s3 **ret)
 		s->part_size = (size_t)5 << 20;
 	snprintf(s->sigv4, sizeof(s->sigv4), "aws:amz:%s:s3", s->region);
 	s->curl = curl_easy_init();
+	s->sock = -1;
 	if (o->url_style == S3_URL_VIRTUAL && s3_endpoint_is_ip(o->endpoint)) {
 		s3_close(s);
 		return err_set(-EINVAL, "s3 endpoint %s is an IP address: requests cannot be virtual-hosted "
@@ -370,11 +374,34 @@ static time_t http_date(const char *s)
 	return strptime(s, "%a, %d %b %Y %H:%M:%S", &tm) ? timegm(&tm) : 0;
 }
 
+/* Acknowledge at once what has arrived.  A store that writes a response's
+ * head and its body apart, without TCP_NODELAY (Ceph RGW's beast), holds
+ * a small body back (Nagle) until the head is acknowledged, and Linux
+ * delays that ACK by 40 ms on a kept-alive connection: measured, 45 ms
+ * for every small GET and listing page (57 listings: 2.6 s of a check). */
+static void ack_now(struct s3_resp *r)
+{
+	int one = 1;
+
+	if (r->sock && *r->sock >= 0)
+		(void)setsockopt(*r->sock, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+}
+
+static int on_socket(void *ctx, curl_socket_t fd, curlsocktype purpose)
+{
+	if (purpose == CURLSOCKTYPE_IPCXN)
+		((struct s3 *)ctx)->sock = fd;
+	return CURL_SOCKOPT_OK;
+}
+
 static size_t on_header(char *p, size_t sz, size_t n, void *ctx)
 {
 	struct s3_resp *r = ctx;
 	size_t k = sz * n;
 	char num[32] = "", date[64] = "";
+
+	if (k <= 2 && (k == 0 || *p == '\r' || *p == '\n'))
+		ack_now(r); /* the end of the head: the body comes next */
 	header_value(p, k, "x-amz-version-id", r->version_id, sizeof(r->version_id));
 	header_value(p, k, "ETag", r->etag, sizeof(r->etag));
 	header_value(p, k, "Content-Length", num, sizeof(num));
@@ -528,6 +555,9 @@ static CURLcode perform(struct s3 *s, const struct s3_req *q, struct s3_resp *r,
 			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->len);
 		}
 	}
+	curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, on_socket);
+	curl_easy_setopt(c, CURLOPT_SOCKOPTDATA, s);
+	r->sock = &s->sock;
 	r->len = 0;
 	r->too_big = 0;
 	r->version_id[0] = r->etag[0] = 0;

@@ -16,6 +16,7 @@ struct s3_resp {
 	int too_big;
 	void *sink;             /* s3_get_range: bytes go here (up to sink_len) */
 	size_t sink_len;
+	const int *sock;        /* the connection's socket (-1: none yet) */
 };
 
 struct s3_req {
@@ -30,6 +31,7 @@ struct s3_req {
 
 struct s3 {
 	CURL *curl;
+	int sock;               /* the socket curl opened last (its connection is kept alive) */
 	char *bucket, *endpoint, *host, *scheme, *region, *ca_file;
 	char *ca_pem;           /* the CA certificates in memory (CURLOPT_CAINFO_BLOB) */
 	size_t ca_pem_len;

@@ -19,6 +19,10 @@ static const char SIGN_CTX[] = "bascule-vault-manifest-v1";
 static const uint8_t FRAME_AD[] = "bscv-frame-v1";
 static const uint8_t INDEX_AD[] = "bscv-index-v1";
 #define MAN_MAX (256u << 20)
+/* The largest sealed frame: its 2-byte header, its blocks' zstd bound, the tag. */
+#define FRAME_CT_MAX (2 + ZSTD_COMPRESSBOUND(VAULT_FRAME_BLOCKS * VAULT_BLOCK) + AEAD_ABYTES)
+_Static_assert(FRAME_CT_MAX - AEAD_ABYTES + VAULT_FRAME_BLOCKS * VAULT_BLOCK <= VAULT_FRAME_WORK,
+	       "a frame's plaintext and its blocks fit in VAULT_FRAME_WORK");
 
 void vault_keys(const struct vault_key *k, struct vkeys *ret)
 {
@@ -158,41 +162,68 @@ int vault_frame_seal(const struct vkeys *k, const uint8_t pn[16], const uint8_t 
 	return 0;
 }
 
+/* The plaintext PT (PLEN bytes) of a frame: its blocks in place (stored)
+ * or decompressed into OUT. */
+static int frame_unpack(const uint8_t *pt, size_t plen, void *dctx, uint8_t *out, const uint8_t **blocks,
+			uint32_t *n_blocks)
+{
+	uint32_t n = plen >= 2 ? pt[1] : 0;
+
+	if (n == 0 || n > VAULT_FRAME_BLOCKS)
+		return -EBADMSG;
+	if (pt[0] == 1) {
+		size_t z = ZSTD_decompressDCtx(dctx, out, (size_t)n * VAULT_BLOCK, pt + 2, plen - 2);
+		if (ZSTD_isError(z) || z != (size_t)n * VAULT_BLOCK)
+			return -EBADMSG;
+		*blocks = out;
+	} else if (pt[0] == 0 && plen - 2 == (size_t)n * VAULT_BLOCK)
+		*blocks = pt + 2;
+	else
+		return -EBADMSG;
+	*n_blocks = n;
+	return 0;
+}
+
+static bool frame_len_ok(uint32_t clen)
+{
+	return clen >= 2 + AEAD_ABYTES && clen <= FRAME_CT_MAX;
+}
+
 int vault_frame_open(const struct vkeys *k, const uint8_t pn[16], uint32_t off, const uint8_t *c,
 		     uint32_t clen, void *dctx, uint8_t *out, uint32_t *n_blocks)
 {
 	uint8_t nonce[AEAD_NONCE], *pt;
+	const uint8_t *blocks;
 	unsigned long long plen;
-	uint32_t n;
-	int r = 0;
+	int r = -EBADMSG;
 
-	if (clen < 2 + AEAD_ABYTES || clen > 2 + ZSTD_compressBound(VAULT_FRAME_BLOCKS * VAULT_BLOCK) + AEAD_ABYTES)
+	if (!frame_len_ok(clen))
 		return -EBADMSG;
 	if (!(pt = malloc(clen)))
 		return -ENOMEM;
 	frame_nonce(pn, off, nonce);
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(pt, &plen, NULL, c, clen, FRAME_AD, sizeof(FRAME_AD),
-						       nonce, k->data) != 0) {
-		r = -EBADMSG;
-		goto out;
-	}
-	n = pt[1];
-	if (n == 0 || n > VAULT_FRAME_BLOCKS) {
-		r = -EBADMSG;
-		goto out;
-	}
-	if (pt[0] == 1) {
-		size_t z = ZSTD_decompressDCtx(dctx, out, (size_t)n * VAULT_BLOCK, pt + 2, plen - 2);
-		if (ZSTD_isError(z) || z != (size_t)n * VAULT_BLOCK)
-			r = -EBADMSG;
-	} else if (pt[0] == 0 && plen - 2 == (size_t)n * VAULT_BLOCK)
-		memcpy(out, pt + 2, plen - 2);
-	else
-		r = -EBADMSG;
-	*n_blocks = n;
-out:
+						       nonce, k->data) == 0 &&
+	    (r = frame_unpack(pt, plen, dctx, out, &blocks, n_blocks)) == 0 && blocks != out)
+		memcpy(out, blocks, (size_t)*n_blocks * VAULT_BLOCK);
 	free(pt);
 	return r;
+}
+
+/* XChaCha20-Poly1305 (IETF) encrypts with the ChaCha20 block counter from 1
+ * (block 0 makes the Poly1305 key) under HChaCha20's subkey and the nonce's
+ * last 8 bytes: the stream XChaCha20 from block 1, without the tag. */
+int vault_frame_decrypt(const struct vkeys *k, const uint8_t pn[16], uint32_t off, const uint8_t *c,
+			uint32_t clen, void *dctx, uint8_t *work, const uint8_t **blocks, uint32_t *n_blocks)
+{
+	uint8_t nonce[AEAD_NONCE];
+	size_t plen = clen - AEAD_ABYTES;
+
+	if (!frame_len_ok(clen))
+		return -EBADMSG;
+	frame_nonce(pn, off, nonce);
+	crypto_stream_xchacha20_xor_ic(work, c, plen, nonce, 1, k->data);
+	return frame_unpack(work, plen, dctx, work + plen, blocks, n_blocks);
 }
 
 /* ---- pack table ---- */

@@ -127,6 +127,15 @@ int vault_frame_seal(const struct vkeys *k, const uint8_t nonce[16], const uint8
 /* Open the frame at OFF of a pack; OUT holds VAULT_FRAME_BLOCKS blocks. */
 int vault_frame_open(const struct vkeys *k, const uint8_t nonce[16], uint32_t off, const uint8_t *c,
 		     uint32_t clen, void *dctx, uint8_t *out, uint32_t *n_blocks);
+/* Decrypt the frame at OFF of a pack WITHOUT checking its tag, in WORK
+ * (VAULT_FRAME_WORK bytes): *BLOCKS points at its *N_BLOCKS blocks, inside
+ * WORK.  Only for a caller that checks every block it takes from the frame
+ * against its keyed id from an authenticated index (restore): the ids are
+ * then the check, the tag a second one of the same bytes (docs/vault.md,
+ * "Restore").  -EBADMSG: not a frame (altered or damaged). */
+#define VAULT_FRAME_WORK (2 * VAULT_FRAME_BLOCKS * VAULT_BLOCK + 4096)
+int vault_frame_decrypt(const struct vkeys *k, const uint8_t nonce[16], uint32_t off, const uint8_t *c,
+			uint32_t clen, void *dctx, uint8_t *work, const uint8_t **blocks, uint32_t *n_blocks);
 
 int vpacks_add(struct vpacks *t, const struct vpack *p, uint32_t *ret);
 /* Index of the entry named NAME, or UINT32_MAX. */

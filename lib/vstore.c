@@ -519,6 +519,42 @@ int vstore_list(struct vstore *v, const char *dir, vstore_list_cb cb, void *ctx)
 	}
 }
 
+/* vstore_list_tree over a store that lists one directory at a time. */
+struct tree {
+	struct vstore *v;
+	const char *top;
+	char rel[PATH_MAX];     /* the directory being listed, below TOP */
+	vstore_list_cb cb;
+	void *ctx;
+};
+
+static int tree_entry(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime)
+{
+	struct tree *t = ctx;
+	size_t n = strlen(t->rel);
+	char sub[PATH_MAX], dir[PATH_MAX];
+	int r;
+
+	if (snprintf(sub, sizeof(sub), "%s%s%s", t->rel, n ? "/" : "", name) >= (int)sizeof(sub) ||
+	    snprintf(dir, sizeof(dir), "%s%s%s", t->top, *t->top ? "/" : "", sub) >= (int)sizeof(dir))
+		return -ENAMETOOLONG;
+	if (!is_dir)
+		return t->cb(t->ctx, sub, 0, size, mtime);
+	memcpy(t->rel, sub, strlen(sub) + 1);
+	r = vstore_list(t->v, dir, tree_entry, t);
+	t->rel[n] = 0;
+	return r;
+}
+
+int vstore_list_tree(struct vstore *v, const char *dir, vstore_list_cb cb, void *ctx)
+{
+	struct tree t = { .v = v, .top = dir, .cb = cb, .ctx = ctx };
+
+	if (v->s3)
+		return vstore_s3_list_tree(v->s3, dir, cb, ctx);
+	return vstore_list(v, dir, tree_entry, &t);
+}
+
 int vstore_remove(struct vstore *v, const char *name)
 {
 	char p[PATH_MAX];

@@ -61,6 +61,9 @@ int vstore_stat(struct vstore *v, const char *name, uint64_t *size, uint64_t *mt
  * from CB stops the listing and is returned.  A missing DIR lists nothing. */
 typedef int (*vstore_list_cb)(void *ctx, const char *name, int is_dir, uint64_t size, uint64_t mtime);
 int vstore_list(struct vstore *v, const char *dir, vstore_list_cb cb, void *ctx);
+/* Every object below DIR, at any depth, as "SUB/NAME" (is_dir 0): over S3
+ * one paged listing, not one per directory. */
+int vstore_list_tree(struct vstore *v, const char *dir, vstore_list_cb cb, void *ctx);
 /* Remove NAME.  S3 with Object Lock: -EAGAIN (with the date) while it is
  * locked, nothing removed; try again after that date. */
 int vstore_remove(struct vstore *v, const char *name);

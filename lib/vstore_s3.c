@@ -643,7 +643,8 @@ static int on_version(void *ctx, const struct s3_version *sv)
 	return 0;
 }
 
-int vstore_s3_list(struct vstore_s3 *v, const char *dir, vstore_list_cb cb, void *ctx)
+/* DIR's entries (TREE: every object below it, in one paged listing). */
+static int list(struct vstore_s3 *v, const char *dir, bool tree, vstore_list_cb cb, void *ctx)
 {
 	char pfx[KEY_MAX];
 	struct lister l = { .cb = cb, .ctx = ctx };
@@ -654,10 +655,20 @@ int vstore_s3_list(struct vstore_s3 *v, const char *dir, vstore_list_cb cb, void
 	if (*pfx)
 		strcat(pfx, "/");
 	l.skip = strlen(pfx);
-	r = s3_list_dir(v->s3, pfx, on_version, &l);
+	r = (tree ? s3_list_versions : s3_list_dir)(v->s3, pfx, on_version, &l);
 	if (r == 0)
 		r = flush(&l);
 	return r;
+}
+
+int vstore_s3_list(struct vstore_s3 *v, const char *dir, vstore_list_cb cb, void *ctx)
+{
+	return list(v, dir, false, cb, ctx);
+}
+
+int vstore_s3_list_tree(struct vstore_s3 *v, const char *dir, vstore_list_cb cb, void *ctx)
+{
+	return list(v, dir, true, cb, ctx);
 }
 
 static void iso(time_t t, char *buf, size_t len)

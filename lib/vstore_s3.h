@@ -50,6 +50,7 @@ int vstore_s3_put(struct vstore_s3 *v, const char *name, const void *data, size_
 ssize_t vstore_s3_read(struct vstore_s3 *v, const char *name, uint64_t off, void *buf, size_t len);
 int vstore_s3_stat(struct vstore_s3 *v, const char *name, uint64_t *size, uint64_t *mtime);
 int vstore_s3_list(struct vstore_s3 *v, const char *dir, vstore_list_cb cb, void *ctx);
+int vstore_s3_list_tree(struct vstore_s3 *v, const char *dir, vstore_list_cb cb, void *ctx);
 /* Delete every version of NAME (and its delete markers), lock-aware:
  * -EAGAIN ("NAME is locked (MODE) until DATE") and nothing deleted while
  * any version is locked; -EACCES with the store's answer when it refuses

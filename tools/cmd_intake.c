@@ -28,6 +28,7 @@ static void usage(FILE *f)
 		   "       bascule intake restore DIR --client NAME [--night DATE] --key FILE.key\n"
 		   "                            [--passphrase-file P] --load URL [--jobs N] [--replace]\n"
 		   "                            [--tmp DIR] [--pg-bin DIR] [--owners]\n"
+		   "       bascule intake open-key --key FILE.key [--passphrase-file P] --out FILE\n"
 		   "       bascule intake prune DIR (--client NAME | --all) --keep N [--dry-run]\n"
 		   "                            [--lock-for D]\n"
 		   "       bascule intake metrics DIR [--client NAME] [--out FILE] [--max-age D] [--now TIME]\n\n"
@@ -62,7 +63,13 @@ static void usage(FILE *f)
 		   "  S s\".  The URL's password goes to pg_restore in its environment, never\n"
 		   "  on its command line; --pg-bin DIR: pg_restore from DIR.  The connecting\n"
 		   "  role owns what is loaded (pg_restore --no-owner --no-privileges: the\n"
-		   "  client's roles do not exist here) unless --owners.\n"
+		   "  client's roles do not exist here) unless --owners.  --key also takes a\n"
+		   "  key opened by open-key (no passphrase then).\n"
+		   "open-key: open FILE.key once (its passphrase, its Argon2id: about 0.4 s)\n"
+		   "  into the new file --out FILE (mode 0600), the decryption secret in clear,\n"
+		   "  which restore --key reads at once: for the hours of a recovery (several\n"
+		   "  nights, a drill and its --resume); keep it on a tmpfs (/run) and remove\n"
+		   "  it after.  Exit 1 if FILE exists, 4 wrong key or passphrase.\n"
 		   "prune: keep the newest N good nights and the chains they need; remove older\n"
 		   "  nights, whole chains only, newest first and each manifest before its objects\n"
 		   "  (a prune killed midway leaves nothing check calls broken).  Run it as the\n"
@@ -74,7 +81,7 @@ static void usage(FILE *f)
 		   "metrics: per client freshness and integrity in Prometheus' text format, on\n"
 		   "  stdout or written atomically to --out FILE (node_exporter's textfile\n"
 		   "  collector); --max-age as check's, for bascule_intake_check_status.\n\n"
-		   "Exit codes: add, ls, restore, prune, metrics: 0 ok, 1 failure, 2 usage, 4 key, 5 integrity\n"
+		   "Exit codes: add, ls, restore, open-key, prune, metrics: 0 ok, 1 failure, 2 usage, 4 key, 5 integrity\n"
 		   "(restore of a damaged night: nothing is loaded), 7 no space for the restored\n"
 		   "dump; restore --load: 1 also for a database that cannot be reached, is not\n"
 		   "empty (without --replace), or that pg_restore or the checks fail; check: 0 OK,\n"
@@ -331,6 +338,12 @@ int cmd_intake(int argc, char **argv)
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? EXIT_USAGE : EXIT_OK;
 	}
+	/* `bascule intake VERB --help`: the verbs share one usage. */
+	for (int i = 2; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage(stdout);
+			return EXIT_OK;
+		}
 	optind = 0;
 	if (!strcmp(argv[1], "add"))
 		return intake_add(argc - 1, argv + 1);
@@ -340,10 +353,12 @@ int cmd_intake(int argc, char **argv)
 		return intake_check(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "restore"))
 		return intake_restore(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "open-key"))
+		return intake_open_key(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "prune"))
 		return intake_prune(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "metrics"))
 		return intake_metrics(argc - 1, argv + 1);
-	fprintf(stderr, "bascule intake: unknown verb '%s' (add, ls, check, restore, prune, metrics)\n", argv[1]);
+	fprintf(stderr, "bascule intake: unknown verb '%s' (add, ls, check, restore, open-key, prune, metrics)\n", argv[1]);
 	return EXIT_USAGE;
 }

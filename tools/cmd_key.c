@@ -95,7 +95,7 @@ int cmd_key(int argc, char **argv)
 {
 	int r;
 
-	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+	if ((argc == 2 || argc == 3) && (!strcmp(argv[argc - 1], "--help") || !strcmp(argv[argc - 1], "-h"))) {
 		key_usage(stdout);
 		return EXIT_OK;
 	}

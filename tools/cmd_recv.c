@@ -245,7 +245,9 @@ static void hot_line(const char *line)
 	log_info("%s", line);
 }
 
-/* --pg-standby hot: once per group and session, and after each epoch that
+/* After the ack of GROUP's epochs: the tidying of what they made
+ * unnecessary (replica_tidy), then, with
+ * --pg-standby hot: once per group and session, and after each epoch that
  * brought a base backup, after the ack, make sure its PostgreSQL sources
  * have a running hot standby (made from the newest base the first time,
  * rebuilt on it when the copy can no longer feed the old one: pgstandby.c).
@@ -258,6 +260,7 @@ static void r_committed(void *ctx, const char *group)
 	int rc;
 
 	k->hot_base = false;
+	replica_tidy(k->r); /* the ack is out: the flushed epochs' tidying */
 	if (!k->hot)
 		return;
 	for (size_t i = 0; i < k->n_hot_done; i++)

@@ -235,16 +235,10 @@ int cmd_restore(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
-		case O_JOBS: {
-			char *end;
-			unsigned long nj = strtoul(optarg, &end, 10);
-			if (*end || nj < 1 || nj > 64) {
-				fprintf(stderr, "bascule restore: --jobs wants 1 to 64\n");
+		case O_JOBS:
+			if (vopts_jobs(optarg, "restore", &jobs) < 0)
 				return EXIT_USAGE;
-			}
-			jobs = (unsigned)nj;
 			break;
-		}
 		case 'h':
 			printf("Usage: bascule restore --vault URL --vault-key FILE --source GROUP/SOURCE --to PATH\n"
 			       "       [--epoch N | --at TIME] [--accept-older] [--record FILE] [--jobs N]\n"

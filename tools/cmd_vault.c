@@ -15,6 +15,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+int vopts_jobs(const char *arg, const char *cmd, unsigned *ret)
+{
+	char *end;
+	unsigned long n = strtoul(arg, &end, 10);
+
+	if (!*arg || *end || n < 1 || n > 64) {
+		fprintf(stderr, "bascule %s: --jobs wants 1 to 64 (connections at once), not '%s'\n", cmd, arg);
+		return -EINVAL;
+	}
+	*ret = (unsigned)n;
+	return 0;
+}
+
 int vopts_parse(struct vopts *o, int c, const char *arg)
 {
 	switch (c) {

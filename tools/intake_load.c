@@ -235,19 +235,61 @@ static int run_pg(const char *const *argv, const char *const *env, int stdin_fd,
 	return pg_verdict(argv, r, r < 0 ? err_msg(r) : "", res);
 }
 
-/* Every TABLE DATA entry of the dump's TOC (pg_restore -l) is a table of
- * PG: *TABLES and *ROWS, or EXIT_FAIL after naming what is missing. */
-static int check_tables(PGconn *pg, const char *pg_restore, const char *dump, long *tables, long long *rows)
+/* A pg_restore run in a thread of its own, waited for with pg_job_wait:
+ * the streamed load (its stdin the pipe, closed once it ended: a write
+ * still blocked on it gets EPIPE), the table of contents read beside the
+ * post-data step. */
+struct pg_job {
+	const char *const *argv, *const *env;
+	int stdin_fd;            /* 0: none */
+	pthread_t th;
+	int r;                   /* subproc_run's, and its sentence */
+	char msg[1024];
+	struct subproc_result res;
+};
+
+static void *pg_job_run(void *ctx)
 {
-	const char *argv[] = { pg_restore, "-l", dump, NULL };
-	struct subproc_result res = { 0 };
-	int r = run_pg(argv, NULL, 0, &res);
+	struct pg_job *j = ctx;
+	struct subproc_opts o = { .env = j->env, .output_max = SUBPROC_OUTPUT_LIMIT, .stdin_fd = j->stdin_fd };
+
+	if ((j->r = subproc_run(j->argv, &o, &j->res)) < 0)
+		snprintf(j->msg, sizeof(j->msg), "%s", err_msg(j->r));
+	if (j->stdin_fd > 0)
+		close(j->stdin_fd);
+	j->stdin_fd = 0;
+	return NULL;
+}
+
+static int pg_job_start(struct pg_job *j)
+{
+	int e = pthread_create(&j->th, NULL, pg_job_run, j);
+
+	return e ? err_set(e, "cannot start %s: %s", j->argv[0], strerror(e)) : 0;
+}
+
+/* Its status: 0 (J's output kept, the caller frees it), or EXIT_FAIL,
+ * printed unless QUIET. */
+static int pg_job_wait(struct pg_job *j, bool quiet)
+{
+	pthread_join(j->th, NULL);
+	if (quiet) {
+		subproc_result_free(&j->res);
+		return EXIT_FAIL;
+	}
+	return pg_verdict(j->argv, j->r, j->msg, &j->res);
+}
+
+/* Every TABLE DATA entry of the dump's TOC (TOC: pg_restore -l's output)
+ * is a table of PG: *TABLES and *ROWS, or EXIT_FAIL after naming what is
+ * missing. */
+static int check_tables(PGconn *pg, char *toc, long *tables, long long *rows)
+{
+	int r = 0;
 
 	*tables = 0;
 	*rows = 0;
-	if (r)
-		return r;
-	for (char *line = res.output, *next; line && *line; line = next) {
+	for (char *line = toc, *next; line && *line; line = next) {
 		char *eol = strchr(line, '\n'), *at, *schema, *name, *sp, q[1200];
 		const char *params[2];
 		if (eol)
@@ -290,7 +332,6 @@ static int check_tables(PGconn *pg, const char *pg_restore, const char *dump, lo
 		}
 		(*tables)++;
 	}
-	subproc_result_free(&res);
 	return r;
 }
 
@@ -303,54 +344,43 @@ struct stream {
 	PGconn *adm;
 	const struct intake_load_opts *lo;
 	bool exists, created, started, failed; /* failed: START printed why */
-	const char *const *argv, *const *env;  /* pg_restore of the schema and the data, from stdin */
-	int rfd, wfd, copy_fd;
+	struct pg_job job;                     /* pg_restore of the schema and the data, from the pipe */
+	int wfd, copy_fd;
+	uint64_t copied;                       /* bytes in the scratch copy */
+	bool no_splice;                        /* splice refused: the pipe is written */
 	bool reader_gone;                      /* pg_restore no longer reads: its status tells why */
 	bool sent;                             /* a byte of the night went to pg_restore */
-	pthread_t th;
-	int r;                                 /* subproc_run's, and its sentence */
-	char msg[1024];
-	struct subproc_result res;
 };
 
-static void *stream_run(void *ctx)
+/* pg_restore started on the pipe, in its thread, before anything else is
+ * done (Debian's pg_restore is a Perl wrapper: its start is hidden behind
+ * the chain's checks and the database's creation): it reads the night's
+ * table of contents before it connects.  A load that fails before a byte
+ * of the night is sent gives it an empty night and does not hear it. */
+static int stream_spawn(struct stream *st)
 {
-	struct stream *st = ctx;
-	struct subproc_opts o = { .env = st->env, .output_max = SUBPROC_OUTPUT_LIMIT, .stdin_fd = st->rfd };
-
-	if ((st->r = subproc_run(st->argv, &o, &st->res)) < 0)
-		snprintf(st->msg, sizeof(st->msg), "%s", err_msg(st->r));
-	close(st->rfd); /* a write still blocked on the pipe gets EPIPE */
-	st->rfd = -1;
-	return NULL;
-}
-
-/* pg_restore started on the pipe, in its thread (it reads the night's
- * table of contents before it connects). */
-static int stream_spawn(struct stream *st, const char *night)
-{
-	int p[2], e;
+	int p[2], r;
 
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return err_set(errno, "cannot make a pipe to pg_restore: %s", strerror(errno));
-	st->rfd = p[0];
+	st->job.stdin_fd = p[0];
 	st->wfd = p[1];
 	(void)fcntl(p[1], F_SETPIPE_SZ, 1 << 20); /* the night comes in 1 MiB pieces: fewer wake-ups */
-	if ((e = pthread_create(&st->th, NULL, stream_run, st)) != 0) {
+	if ((r = pg_job_start(&st->job)) < 0) {
 		close(p[0]);
 		close(p[1]);
-		st->rfd = st->wfd = -1;
-		return err_set(e, "cannot start pg_restore for night %s: %s", night, strerror(e));
+		st->job.stdin_fd = 0;
+		st->wfd = -1;
+		return r;
 	}
 	st->started = true;
 	return 0;
 }
 
-/* intake_rebuild's PREPARE: a database that does not exist is created,
- * and pg_restore started on its pipe, while the key opens (a wrong key:
- * pg_restore gets an empty night, is not heard, the database is dropped);
- * an existing one is dropped (--replace) or loaded into only once the key
- * opened. */
+/* intake_rebuild's PREPARE: a database that does not exist is created
+ * while the key opens (a wrong key: pg_restore gets an empty night, is not
+ * heard, the database is dropped); an existing one is dropped (--replace)
+ * or loaded into only once the key opened. */
 static int stream_prepare(void *ctx)
 {
 	struct stream *st = ctx;
@@ -362,16 +392,17 @@ static int stream_prepare(void *ctx)
 		return -ECANCELED;
 	}
 	st->created = true;
-	return stream_spawn(st, "");
+	return 0;
 }
 
-/* intake_rebuild's START: the database made ready, pg_restore started on the pipe. */
+/* intake_rebuild's START: the database made ready. */
 static int stream_start(void *ctx, const char *night)
 {
 	struct stream *st = ctx;
 
-	if (st->started)
-		return 0; /* PREPARE did it all */
+	(void)night;
+	if (st->created)
+		return 0; /* PREPARE did it */
 	if (st->exists && st->lo->replace && sql_ident(st->adm, "DROP DATABASE ", st->c->dbname, "") < 0)
 		goto fail;
 	if (!st->created && (!st->exists || st->lo->replace)) {
@@ -379,7 +410,7 @@ static int stream_start(void *ctx, const char *night)
 			goto fail;
 		st->created = true;
 	} /* else an empty database of the operator's: loaded into, never dropped */
-	return stream_spawn(st, night);
+	return 0;
 fail:
 	st->failed = true;
 	return -ECANCELED;
@@ -395,7 +426,17 @@ static int stream_out(void *ctx, const uint8_t *p, size_t n)
 		return err_set(-r, "cannot write the rebuilt dump's scratch copy: %s (--tmp DIR chooses where it is "
 				   "kept while it loads)", strerror(-r));
 	st->sent = true;
-	if (!st->reader_gone && (r = fs_write_full(st->wfd, p, n)) < 0) {
+	/* the pages just written go to the pipe as they are (one copy of the
+	 * night fewer); where splice cannot move them, written again */
+	if (!st->reader_gone) {
+		r = st->no_splice ? -EINVAL : fs_splice_full(st->copy_fd, st->copied, st->wfd, n);
+		if (r == -EINVAL) {
+			st->no_splice = true;
+			r = fs_write_full(st->wfd, p, n);
+		}
+	}
+	st->copied += n;
+	if (r < 0) {
 		if (r != -EPIPE)
 			return err_set(-r, "cannot write to pg_restore: %s", strerror(-r));
 		st->reader_gone = true;
@@ -413,14 +454,9 @@ static int stream_end(struct stream *st, bool quiet)
 		return 0;
 	close(st->wfd);
 	st->wfd = -1;
-	pthread_join(st->th, NULL);
 	st->started = false;
-	if (quiet) {
-		subproc_result_free(&st->res);
-		return EXIT_FAIL;
-	}
-	rc = pg_verdict(st->argv, st->r, st->msg, &st->res);
-	subproc_result_free(&st->res);
+	rc = pg_job_wait(&st->job, quiet);
+	subproc_result_free(&st->job.res);
 	return rc;
 }
 
@@ -432,12 +468,14 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 	const char *maint;
 	char dir[4096], dump[4200], jobs[16], *ci = NULL, *penv = NULL, pg_restore[4200];
 	struct intake_rebuilt got;
-	struct stream st = { .c = &c, .lo = lo, .rfd = -1, .wfd = -1, .copy_fd = -1 };
+	struct stream st = { .c = &c, .lo = lo, .wfd = -1, .copy_fd = -1 };
 	struct sigaction ign = { .sa_handler = SIG_IGN }, old_pipe;
+	const char *list[] = { pg_restore, "-l", dump, NULL };
+	struct pg_job toc = { .argv = list };
 	uint64_t t0 = clock_mono_usec();
 	long tables = 0;
 	long long rows = 0;
-	int rc, r, pr;
+	int rc, r, pr, tr = EXIT_FAIL;
 
 	dir[0] = dump[0] = 0;
 	sigaction(SIGPIPE, &ign, &old_pipe); /* pg_restore gone: EPIPE, and its status says why */
@@ -514,13 +552,17 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 		const char *env[] = { penv, NULL };
 		struct subproc_result res = { 0 };
 
-		st.argv = argv;
-		st.env = penv ? env : NULL;
+		st.job.argv = argv;
+		st.job.env = penv ? env : NULL;
 		q.to = dump; /* the scratch files' names: DUMP.restoring-N */
 		q.prepare = stream_prepare;
 		q.start = stream_start;
 		q.out = stream_out;
 		q.ctx = &st;
+		if ((r = stream_spawn(&st)) < 0) {
+			fprintf(stderr, "bascule intake restore: --load: %s\n", err_msg(r));
+			goto out;
+		}
 		r = intake_rebuild(&q, &got);
 		q.key = NULL; /* ended by intake_rebuild */
 		/* a rebuild that failed cut pg_restore's input short: its error
@@ -529,7 +571,7 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 		pr = stream_end(&st, r < 0 && !st.sent);
 		if (r < 0) {
 			rc = st.failed ? EXIT_FAIL : cmd_fail("intake restore", r);
-			if (st.started || (st.created && !st.failed))
+			if (st.sent || (st.created && !st.failed))
 				fprintf(stderr, "bascule intake restore: --load: %s\n", st.created ? "the database is dropped"
 					: "the database holds what was loaded before the failure: empty it before loading again");
 			goto out;
@@ -539,7 +581,14 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 				st.created ? " (the database is dropped)" : "");
 			goto out;
 		}
-		if ((rc = run_pg(post, st.env, 0, &res)) != 0) {
+		/* the dump's table of contents, for the checks, is read beside it */
+		if ((r = pg_job_start(&toc)) < 0) {
+			fprintf(stderr, "bascule intake restore: --load: %s\n", err_msg(r));
+			goto out;
+		}
+		rc = run_pg(post, st.job.env, 0, &res);
+		tr = pg_job_wait(&toc, rc != 0);
+		if (rc != 0) {
 			fprintf(stderr, "bascule intake restore: --load: the indexes and constraints of night %s were not "
 					"made in %s%s\n", got.night, c.dbname, st.created ? " (the database is dropped)" : "");
 			goto out;
@@ -547,7 +596,7 @@ int intake_load(const struct intake_rebuild_req *q0, const struct intake_load_op
 		subproc_result_free(&res);
 	}
 	rc = EXIT_FAIL;
-	if (!(pg = conn_open(&c, NULL)) || check_tables(pg, pg_restore, dump, &tables, &rows) != 0) {
+	if (tr != 0 || !(pg = conn_open(&c, NULL)) || check_tables(pg, toc.res.output, &tables, &rows) != 0) {
 		fprintf(stderr, "bascule intake restore: --load: the loaded database %s fails its checks (left as "
 				"it is, to look at)\n", c.dbname);
 		st.created = false;
@@ -564,6 +613,7 @@ out:
 		sodium_memzero(sk, sizeof(sk));
 	}
 	PQfinish(pg);
+	subproc_result_free(&toc.res);
 	stream_end(&st, true);
 	if (st.created && st.adm)
 		(void)sql_ident(st.adm, "DROP DATABASE IF EXISTS ", c.dbname, "");

@@ -36,6 +36,7 @@ struct rebuild {
 	void *out_ctx;
 	struct fill *fill;       /* the full night filling while it is read (NULL: not) */
 	crypto_generichash_state h;
+	bool hash;               /* H is wanted: the night asked for (a chain's full night is not) */
 	uint64_t size;
 	struct rchain *chain;    /* NULL for a full night: the delta is composed onto it */
 	ZSTD_DCtx *z;
@@ -52,6 +53,7 @@ struct fill {
 	pthread_cond_t cv;
 	uint64_t filled;
 	bool done;
+	bool stop;               /* the writer failed: the thread ends at once */
 	int r;
 	char msg[1024];          /* the thread's sentence for R (err_set's are thread-local) */
 	/* the thread's work */
@@ -62,15 +64,20 @@ struct fill {
 	uint8_t *obj, *plain;
 };
 
-static void fill_set(struct fill *f, uint64_t filled, bool done, int r)
+/* F's progress told; true when the thread is to stop. */
+static bool fill_set(struct fill *f, uint64_t filled, bool done, int r)
 {
+	bool stop;
+
 	pthread_mutex_lock(&f->mu);
 	f->filled = filled;
 	f->done |= done;
 	if (r < 0 && !f->r)
 		f->r = r;
+	stop = f->stop;
 	pthread_cond_broadcast(&f->cv);
 	pthread_mutex_unlock(&f->mu);
+	return stop;
 }
 
 static int fill_wait(void *ctx, uint64_t end)
@@ -94,10 +101,11 @@ static int to_file(void *ctx, const uint8_t *p, size_t n)
 
 	if (r < 0)
 		return b->out_fd < 0 ? r : err_set(-r, "cannot write the restored dump: %s", strerror(-r));
-	crypto_generichash_update(&b->h, p, n);
+	if (b->hash)
+		crypto_generichash_update(&b->h, p, n);
 	b->size += n;
-	if (b->fill)
-		fill_set(b->fill, b->size, false, 0);
+	if (b->fill && fill_set(b->fill, b->size, false, 0))
+		return err_set(ECANCELED, "stopped");
 	return 0;
 }
 
@@ -149,7 +157,7 @@ static int rebuild_night(struct vstore *v, const struct intake_night *n, const s
 			 struct rchain *chain, const struct rebuild *b0, bool verify, uint8_t *obj, uint8_t *plain)
 {
 	struct rebuild b = { .out_fd = b0->out_fd, .out = b0->out, .out_ctx = b0->out_ctx, .fill = b0->fill,
-			     .chain = chain };
+			     .chain = chain, .hash = verify };
 	crypto_secretstream_xchacha20poly1305_state ss;
 	uint64_t fed = 0;
 	uint8_t d[32];
@@ -236,7 +244,7 @@ static void *fill_run(void *ctx)
 static int write_night(struct rchain *chain, const struct intake_night *n, const struct intake_secret *s,
 		       const struct rebuild *b0)
 {
-	struct rebuild b = { .out_fd = b0->out_fd, .out = b0->out, .out_ctx = b0->out_ctx };
+	struct rebuild b = { .out_fd = b0->out_fd, .out = b0->out, .out_ctx = b0->out_ctx, .hash = true };
 	uint8_t d[32];
 	int r;
 
@@ -282,7 +290,8 @@ int intake_key_begin(const char *keyfile, const char *pfile, struct intake_keyjo
 		return err_set(ENOMEM, "out of memory");
 	memset(j, 0, sizeof(*j));
 	snprintf(j->keyfile, sizeof(j->keyfile), "%s", keyfile);
-	if ((r = cmd_read_passphrase(pfile, false, "Passphrase of the decryption key: ", j->pass, sizeof(j->pass))) < 0) {
+	/* an opened key (intake open-key) has no passphrase to ask */
+	if (!clientkey_is_opened(keyfile) && (r = cmd_read_passphrase(pfile, false, "Passphrase of the decryption key: ", j->pass, sizeof(j->pass))) < 0) {
 		sodium_free(j);
 		return r;
 	}
@@ -314,12 +323,12 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 	struct intake_client c = { 0 };
 	const struct intake_night *chain[400], *target = NULL;
 	size_t nchain = 0;
-	uint8_t sk[CLIENT_BOX_SK], pk[CLIENT_BOX_PK], *obj = NULL, *plain = NULL;
+	uint8_t sk[CLIENT_BOX_SK], pk[CLIENT_BOX_PK], *obj = NULL, *plain = NULL, *fobj = NULL, *fplain = NULL;
 	char tmp[3][4200], url[4200];
 	struct intake_keyjob *kj = q->key;
 	int fds[3] = { -1, -1, -1 }, r;
 	struct rchain *comp = NULL;
-	struct vstore *v = NULL;
+	struct vstore *v = NULL, *fv = NULL; /* fv: the full night's thread's */
 	struct rebuild full, last; /* where the full night and the night asked for go */
 	struct fill f = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 	pthread_t fill_th;
@@ -421,13 +430,29 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 		if ((r = rebuild_night(v, chain[0], &f.s, NULL, &last, true, obj, plain)) < 0)
 			goto out;
 	} else {
-		/* the deltas composed first (they need only the full night's
-		 * size), then the full night decompressed by a thread while the
-		 * night asked for is written from it: the chain is checked once,
-		 * against its last night's digest */
+		/* the full night decompressed by a thread (its own store and
+		 * buffers) while the deltas are composed (they need only its
+		 * size) and then while the night asked for is written from it:
+		 * the chain is checked once, against its last night's digest */
 		struct intake_secret s;
-		if ((r = rchain_new(fds[0], f.s.dump_size, fds[1], &comp)) < 0)
+		if ((r = rchain_new(fds[0], f.s.dump_size, fds[1], &comp)) < 0 ||
+		    (r = intake_store_open(q->dir, url, &fv)) < 0)
 			goto out;
+		if (!(fobj = malloc(INTAKE_OBJECT_MAX + 1)) || !(fplain = malloc(INTAKE_CHUNK))) {
+			r = -ENOMEM;
+			goto out;
+		}
+		f.v = fv;
+		f.n = chain[nchain - 1];
+		f.b = &full;
+		f.obj = fobj;
+		f.plain = fplain;
+		full.fill = &f;
+		if ((r = pthread_create(&fill_th, NULL, fill_run, &f)) != 0) {
+			r = err_set(r, "cannot start a thread: %s", strerror(r));
+			goto out;
+		}
+		filling = true;
 		for (size_t k = nchain - 1; k-- > 0;) {
 			if ((r = intake_secret_open(&chain[k]->m, pk, sk, &s)) < 0)
 				goto out;
@@ -438,18 +463,6 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 			if (r < 0)
 				goto out;
 		}
-		f.v = v;
-		f.n = chain[nchain - 1];
-		f.b = &full;
-		f.obj = obj;
-		f.plain = plain;
-		full.fill = &f;
-		if ((r = pthread_create(&fill_th, NULL, fill_run, &f)) != 0) {
-			sodium_memzero(&s, sizeof(s));
-			r = err_set(r, "cannot start a thread: %s", strerror(r));
-			goto out;
-		}
-		filling = true;
 		rchain_wait_full(comp, fill_wait, &f);
 		r = write_night(comp, chain[0], &s, &last);
 		sodium_memzero(&s, sizeof(s));
@@ -475,7 +488,10 @@ int intake_rebuild(const struct intake_rebuild_req *q, struct intake_rebuilt *re
 	memcpy(ret->night, target->night, sizeof(ret->night));
 	memcpy(ret->full, chain[nchain - 1]->night, sizeof(ret->full));
 out:
-	if (filling) { /* the writer failed: the thread ends once the full night is written or fails */
+	if (filling) { /* the writer failed: the thread is stopped */
+		pthread_mutex_lock(&f.mu);
+		f.stop = true;
+		pthread_mutex_unlock(&f.mu);
 		pthread_join(fill_th, NULL);
 	}
 	sodium_memzero(&f.s, sizeof(f.s));
@@ -487,10 +503,15 @@ out:
 		}
 	}
 	vstore_close(v);
+	vstore_close(fv);
 	free(obj);
+	free(fobj);
 	if (plain)
 		sodium_memzero(plain, INTAKE_CHUNK);
+	if (fplain)
+		sodium_memzero(fplain, INTAKE_CHUNK);
 	free(plain);
+	free(fplain);
 	if (kj) {
 		char e[1024];
 		snprintf(e, sizeof(e), "%s", err_msg(r));
@@ -577,5 +598,51 @@ int intake_restore(int argc, char **argv)
 	printf("restored night %s of %s (%zu night%s from the full night %s) into %s, verified against the "
 	       "signed digest of the original, in %.1f s\n", got.night, q.client, got.nights,
 	       got.nights > 1 ? "s" : "", got.full, q.to, got.seconds);
+	return EXIT_OK;
+}
+
+/* bascule intake open-key: FILE.key opened once (its passphrase, its
+ * Argon2id) into a 0600 file that restore reads without them. */
+int intake_open_key(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "key", required_argument, NULL, 'k' },
+		{ "passphrase-file", required_argument, NULL, 'p' },
+		{ "out", required_argument, NULL, 'o' },
+		{ 0 }
+	};
+	const char *keyfile = NULL, *pfile = NULL, *out = NULL;
+	uint8_t sk[CLIENT_BOX_SK];
+	char pass[256];
+	int ch, r;
+
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'k': keyfile = optarg; break;
+		case 'p': pfile = optarg; break;
+		case 'o': out = optarg; break;
+		default: return EXIT_USAGE;
+		}
+	}
+	if (optind != argc || !keyfile || !out) {
+		fprintf(stderr, "Usage: bascule intake open-key --key FILE.key [--passphrase-file P] --out FILE\n");
+		return EXIT_USAGE;
+	}
+	if (clientkey_is_opened(keyfile)) {
+		fprintf(stderr, "bascule intake open-key: %s is already an opened key: give it to intake restore "
+				"--key as it is\n", keyfile);
+		return EXIT_USAGE;
+	}
+	if ((r = cmd_read_passphrase(pfile, false, "Passphrase of the decryption key: ", pass, sizeof(pass))) < 0)
+		return cmd_fail("intake open-key", r);
+	r = clientkey_load_secret(keyfile, pass, sk);
+	sodium_memzero(pass, sizeof(pass));
+	if (r == 0)
+		r = clientkey_write_opened(out, sk);
+	sodium_memzero(sk, sizeof(sk));
+	if (r < 0)
+		return cmd_fail("intake open-key", r);
+	printf("opened %s into %s (mode 0600): the decryption secret in clear, for intake restore --key; keep it "
+	       "on a tmpfs and remove it once the recovery is over\n", keyfile, out);
 	return EXIT_OK;
 }

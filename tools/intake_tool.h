@@ -113,6 +113,7 @@ int intake_add(int argc, char **argv);
 int intake_ls(int argc, char **argv);
 int intake_check(int argc, char **argv);
 int intake_restore(int argc, char **argv);
+int intake_open_key(int argc, char **argv);
 int intake_prune(int argc, char **argv);
 int intake_metrics(int argc, char **argv);
 

@@ -118,6 +118,10 @@ int replica_epoch_stage(struct rapply *a, const struct msg_epoch_end *m);
  * none is staged), or a negative errno: then none of them is, and the
  * replica stays at the state before them. */
 int replica_flush(struct replica *r);
+/* After the ACKs of the epochs replica_flush made durable: remove what they
+ * made unnecessary (undo journals past --keep-epochs, and the like; kept
+ * off the path to the ACK).  The next commit and replica_close do it too. */
+void replica_tidy(struct replica *r);
 bool replica_staged(const struct replica *r);
 void replica_epoch_abort(struct rapply *a);
 const char *replica_epoch_group(const struct rapply *a);

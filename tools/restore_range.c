@@ -1,11 +1,12 @@
 /* restore_range.c - one range of a restore: the frames its blocks live in,
  * planned as runs of adjacent frames (one read each), each run opened,
- * each block checked against its id and written; zero blocks as holes. */
+ * each block checked against its keyed id and written; zero blocks as holes. */
 #include "err.h"
 #include "fsutil.h"
 #include "vault_tool.h"
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,14 +116,29 @@ void restore_run_path(const struct restore *rs, const struct rplan *p, size_t k,
 	vault_path(rs->packs->p[p->runs[k].pack].name, false, path, len);
 }
 
+/* A frame of vault object PATH that does not hold what the index says. */
+static int altered(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int altered(const char *path, const char *fmt, ...)
+{
+	char what[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	return err_set(EBADMSG, "vault object %s is altered or damaged (%s): this epoch cannot be restored from it",
+		       path, what);
+}
+
 int restore_run(struct restore *rs, const struct rplan *p, size_t k, const uint8_t *rbuf, ssize_t got, void *d,
-		uint8_t *frame)
+		uint8_t *work)
 {
 	const struct vmap *m = rs->map;
 	const struct rrun *u = &p->runs[k];
 	const struct fref *f = p->f;
 	struct pending w = { 0 };
 	char path[300];
+	const uint8_t *blocks = NULL;
 	uint32_t nb = 0;
 	int r = 0;
 
@@ -135,7 +151,7 @@ int restore_run(struct restore *rs, const struct rplan *p, size_t k, const uint8
 			       path, got, u->end - u->start, u->start);
 	/* Each frame of the run is opened once; its blocks follow it in F,
 	 * and those that are adjacent in the image too go out in one write
-	 * (a frame's worth at most: the next frame reuses FRAME). */
+	 * (a frame's worth at most: the next frame reuses WORK). */
 	for (size_t x = u->i; x < u->j && r == 0; x++) {
 		const struct vloc *l = &m->e[f[x].block];
 		uint64_t off = f[x].block * VAULT_BLOCK;
@@ -145,23 +161,25 @@ int restore_run(struct restore *rs, const struct rplan *p, size_t k, const uint8
 		if (x == u->i || f[x].off != f[x - 1].off) {
 			if ((r = pending_flush(rs, &w)) < 0)
 				break;
-			if (vault_frame_open(rs->k, rs->packs->p[f[x].pack].nonce, f[x].off,
-					     rbuf + (f[x].off - u->start), f[x].len, d, frame, &nb) < 0) {
-				r = err_set(EBADMSG, "a frame at %u of vault object %s fails authentication "
-						     "(altered or damaged): this epoch cannot be restored from it",
-					    f[x].off, path);
+			if (vault_frame_decrypt(rs->k, rs->packs->p[f[x].pack].nonce, f[x].off,
+						rbuf + (f[x].off - u->start), f[x].len, d, work, &blocks, &nb) < 0) {
+				r = altered(path, "a frame at %u of it is not a frame that was stored", f[x].off);
 				break;
 			}
 		}
+		/* The frame's tag was not checked (vault_frame_decrypt): the
+		 * block's keyed id is, for every block taken (docs/vault.md,
+		 * "Restore"). */
 		if (l->slot >= nb) {
-			r = err_set(EBADMSG, "index and frame disagree in %s", path);
+			r = altered(path, "its frame at %u holds %u blocks, the index names block %u of it",
+				    f[x].off, nb, l->slot);
 			break;
 		}
-		blk = frame + (size_t)l->slot * VAULT_BLOCK;
+		blk = blocks + (size_t)l->slot * VAULT_BLOCK;
 		vault_block_id(rs->k, blk, id);
 		if (memcmp(id, l->id, VAULT_ID)) {
-			r = err_set(EBADMSG, "block %" PRIu64 " read from %s is not the block that was stored",
-				    f[x].block, path);
+			r = altered(path, "block %" PRIu64 " read from it is not the block that was stored",
+				    f[x].block);
 			break;
 		}
 		if (w.len && w.off + w.len == off && w.buf + w.len == blk) {
@@ -177,7 +195,7 @@ int restore_run(struct restore *rs, const struct rplan *p, size_t k, const uint8
 	return r;
 }
 
-int restore_range(struct restore *rs, struct vstore *vs, void *d, uint64_t rg, uint8_t *rbuf, uint8_t *frame)
+int restore_range(struct restore *rs, struct vstore *vs, void *d, uint64_t rg, uint8_t *rbuf, uint8_t *work)
 {
 	struct rplan p = { 0 };
 	int r = restore_plan(rs, rg, &p);
@@ -187,7 +205,7 @@ int restore_range(struct restore *rs, struct vstore *vs, void *d, uint64_t rg, u
 		restore_run_path(rs, &p, k, path, sizeof(path));
 		r = restore_run(rs, &p, k, rbuf, vstore_read(vs, path, p.runs[k].start, rbuf,
 							     (size_t)(p.runs[k].end - p.runs[k].start)),
-				d, frame);
+				d, work);
 	}
 	rplan_free(&p);
 	return r;

@@ -156,14 +156,14 @@ void *restore_worker(void *arg)
 	struct rplan cur = { 0 }, nxt = { 0 };
 	ZSTD_DCtx *d = ZSTD_createDCtx();
 	uint8_t *buf[2] = { malloc(READ_MAX + (1u << 20)), malloc(READ_MAX + (1u << 20)) };
-	uint8_t *frame = malloc(VAULT_FRAME_BLOCKS * VAULT_BLOCK);
+	uint8_t *work = malloc(VAULT_FRAME_WORK);
 	unsigned b = 0;           /* the buffer the read asked last goes to */
 	bool have;
 	int r;
 
 	if ((r = reader_start(&rd, rs)) < 0)
 		goto fail;
-	if (!d || !buf[0] || !buf[1] || !frame) {
+	if (!d || !buf[0] || !buf[1] || !work) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -190,7 +190,7 @@ void *restore_worker(void *arg)
 					reader_ask(&rd, &nxt, 0, buf[b]);
 				}
 			}
-			if ((r = restore_run(rs, &cur, k, mine, got, d, frame)) < 0)
+			if ((r = restore_run(rs, &cur, k, mine, got, d, work)) < 0)
 				goto fail;
 		}
 		if (!cur.nr) {
@@ -216,7 +216,7 @@ fail:
 	ZSTD_freeDCtx(d);
 	free(buf[0]);
 	free(buf[1]);
-	free(frame);
+	free(work);
 	pthread_mutex_lock(&rs->lock);
 	rs->running--;
 	pthread_cond_signal(&rs->wake);

@@ -44,6 +44,8 @@ enum { O_URL = 1000, O_IDENTITY, O_KNOWN, O_VKEY, O_PUB, O_TARGET, O_EPOCH, O_AT
 /* The option C of a vault command with argument ARG: 1 if it was one of
  * VAULT_OPTS, else 0. */
 int vopts_parse(struct vopts *o, int c, const char *arg);
+/* --jobs ARG of vault command CMD into *RET (1 to 64), or -EINVAL, said. */
+int vopts_jobs(const char *arg, const char *cmd, unsigned *ret);
 /* A command line a vault command cannot use (getopt said why): exit 2. */
 int vopts_usage(const char *cmd);
 /* The exit code for an error R of a vault command WHAT (printed). */
@@ -195,9 +197,10 @@ void rplan_free(struct rplan *p);
 /* The object run K of P reads. */
 void restore_run_path(const struct restore *rs, const struct rplan *p, size_t k, char *path, size_t len);
 /* Open the frames of run K of P, read into RBUF (GOT bytes, or the read's
- * negative errno), check each block against its id and write it. */
+ * negative errno), in WORK (VAULT_FRAME_WORK bytes), check each block
+ * against its id and write it. */
 int restore_run(struct restore *rs, const struct rplan *p, size_t k, const uint8_t *rbuf, ssize_t got, void *d,
-		uint8_t *frame);
+		uint8_t *work);
 /* A restore worker (pthread start routine, ARG the struct restore): takes
  * ranges until none is left or one failed, with a reader thread of its own
  * fetching the next run while it opens the last (restore_read.c); each
@@ -211,8 +214,8 @@ void restore_sync(struct restore *rs);
 void restore_fail(struct restore *rs, int r);
 
 /* Restore range RG (RANGE_BLOCKS blocks) of RS->map into RS->fd, reading
- * the frames from VS into RBUF (READ_MAX + 1 MiB) and opening them into
- * FRAME (VAULT_FRAME_BLOCKS blocks).  0, or a negative errno with a
+ * the frames from VS into RBUF (READ_MAX + 1 MiB) and opening them in
+ * WORK (VAULT_FRAME_WORK bytes).  0, or a negative errno with a
  * sentence (-EBADMSG: the vault's data or index is damaged). */
 int restore_range(struct restore *rs, struct vstore *vs, void *zstd_dctx, uint64_t rg, uint8_t *rbuf,
-		  uint8_t *frame);
+		  uint8_t *work);

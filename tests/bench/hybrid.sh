@@ -15,7 +15,9 @@
 # `bascule intake restore --to FILE` + `pg_restore -j 2`, and the one
 # command `bascule intake restore --load URL --jobs 2` (rebuild, create,
 # pg_restore, checks), against `pg_restore -j 2` of the plain dump; the
-# overhead ratio (aim <= 20%).  HYBRID_BENCH_OLD=PATH/bascule also times
+# overhead ratio (aim <= 20%); and the same --load with the key opened
+# beforehand (`intake open-key`: the passphrase's Argon2id, a one-time
+# step of the recovery, not in the time).  HYBRID_BENCH_OLD=PATH/bascule also times
 # another build's `intake restore --to` and `--load` on the same nights
 # (before/after, alternated with this build's).
 set -euo pipefail
@@ -112,7 +114,8 @@ load() { # DB FILE: prints the seconds of pg_restore -j 2 into a new database
 	since "$t0"
 }
 want=$(pg_sql h "SELECT sum(abalance) FROM pgbench_accounts")
-unpack=(); lours=(); plain=(); lone=(); old=(); oldload=()
+unpack=(); lours=(); plain=(); lone=(); lopen=(); old=(); oldload=()
+"$BIN/bascule" intake open-key --key "$T/bench.key" --passphrase-file "$T/pass" --out "$T/bench.opened" > /dev/null
 URL="postgresql:///r_load?host=$(pg_dir h)&user=postgres"
 for r in $(seq "$RUNS"); do
 	[ $((r % 2)) = 0 ] && plain+=("$(load r_plain "$T/dump-7")")
@@ -139,6 +142,11 @@ for r in $(seq "$RUNS"); do
 	lone+=("$(since "$t0")")
 	got=$(pg_as "$PG_BIN/psql" -X -q -At "${PGH[@]}" -d r_load -c "SELECT sum(abalance) FROM pgbench_accounts")
 	[ "$got" = "$want" ] || fail "--load of night 7 has sum(abalance) $got, the database $want"
+	psql_q "DROP DATABASE IF EXISTS r_load"; psql_q CHECKPOINT; sync
+	t0=$(secs)
+	"$BIN/bascule" intake restore "$IN" --client bench --night 2026-11-07 --key "$T/bench.opened" \
+		--load "$URL" --jobs 2 --tmp "$T" > /dev/null || fail "intake restore --load with the opened key failed"
+	lopen+=("$(since "$t0")")
 	if [ -n "${HYBRID_BENCH_OLD:-}" ]; then
 		psql_q "DROP DATABASE IF EXISTS r_load"; psql_q CHECKPOINT; sync
 		t0=$(secs)
@@ -157,6 +165,9 @@ printf "       plain pg_restore -j 2 of the unencrypted dump %.1f s -> overhead 
 o=$(printf '%s\n' "${lone[@]}" | median)
 printf "       bascule intake restore --load --jobs 2 (rebuild, create, pg_restore, checks), median %.1f s -> overhead %.0f%% (%s)\n" \
 	"$o" "$(echo "100 * ($o - $p) / $p" | bc -l)" "$(cat "$T/load.out")"
+o=$(printf '%s\n' "${lopen[@]}" | median)
+printf "       the same with the key opened beforehand (intake open-key), median %.1f s -> overhead %.0f%%\n" \
+	"$o" "$(echo "100 * ($o - $p) / $p" | bc -l)"
 [ ${#oldload[@]} = 0 ] || { ol=$(printf '%s\n' "${oldload[@]}" | median)
 	printf "       %s intake restore --load --jobs 2, median %.1f s -> overhead %.0f%%, load $(cut -d' ' -f1-3 /proc/loadavg)\n" \
 		"$HYBRID_BENCH_OLD" "$ol" "$(echo "100 * ($ol - $p) / $p" | bc -l)"; }

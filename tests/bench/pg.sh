@@ -17,7 +17,8 @@
 #     (held = the row readable on the standby) and synchronous: remote
 #     (zero loss: COMMIT returns once the secondary has the WAL)
 # PG_TRACE=DIR: where the remote row's round trip goes (strace, perf and
-# flush_lag in DIR; PG_TRACE_SET=all traces every system call).
+# flush_lag in DIR, summarised by tests/bench/pgtrace.py DIR; PG_TRACE_SET=all
+# traces every system call).
 set -euo pipefail
 B=$(cd "${1:-build}" && pwd)
 . "$(dirname "$0")/../lib/common.sh" "$B"
@@ -142,18 +143,29 @@ pg_set prim synchronous_standby_names bsc_app; pg_reload prim
 wait_for 30 "bsc_app to be the synchronous standby" \
 	'[ "$(pg_sql prim "SELECT sync_state FROM pg_stat_replication WHERE application_name = '"'bsc_app'"'")" = sync ]'
 if [ -n "${PG_TRACE:-}" ]; then
-	# Where the round trip goes: 3 s of strace (-ttt -T) of basculed's
-	# processes and of recv at the secondary, and flush_lag every 200 ms,
-	# 4 s into the load (tests/bench/pgtrace.py reads them).
+	# Where the round trip goes: 2 s into the load, each process's time on
+	# a CPU and waiting for one (schedstat, 2 s, no tracer); then 3 s of
+	# strace (-ttt -T) of basculed's processes and of recv at the
+	# secondary, and flush_lag every 200 ms; tests/bench/pgtrace.py DIR
+	# summarises them.
 	mkdir -p "$PG_TRACE"
 	(
-		sleep 4
+		sleep 2
 		pids=$(pgrep -f "bascule recv --root $R" | tr "\n" " ")
 		for p in $DAEMON_PID $(pgrep -P "$DAEMON_PID"); do pids="$pids $p"; done
 		args=(); for p in $pids; do args+=(-p "$p"); done
-		timeout -s INT 3 strace -f -ttt -T -e "trace=${PG_TRACE_SET:-read,write,fsync,fdatasync,renameat,rename,ppoll,epoll_wait,sendto,recvfrom}" \
+		# each process's and thread's role for pgtrace.py: its id and the
+		# process's command line
+		for p in $pids; do for t in /proc/$p/task/*; do
+			echo "${t##*/} $(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null)"; done; done > "$PG_TRACE/pids"
+		# PID, ns on a CPU, ns runnable waiting for one, threads (summed)
+		sched() { for p in $pids; do cat /proc/$p/task/*/schedstat 2>/dev/null |
+			awk -v p=$p '{r += $1; w += $2} END {printf "%s %.0f %.0f %d\n", p, r, w, NR}'; done; }
+		{ date +%s.%N; sched; } > "$PG_TRACE/schedstat.0"
+		sleep 2
+		{ date +%s.%N; sched; } > "$PG_TRACE/schedstat.1"
+		timeout -s INT 3 strace -f -y -ttt -T -e "trace=${PG_TRACE_SET:-read,write,writev,fsync,fdatasync,renameat,rename,ppoll,poll,epoll_wait,sendto,recvfrom,clone,clone3}" \
 			-o "$PG_TRACE/strace" "${args[@]}" 2>/dev/null || true
-		echo "$pids" > "$PG_TRACE/pids"
 		# then recv alone: its syscalls counted, and a CPU profile
 		for p in $(pgrep -f "bascule recv --root $R"); do
 			timeout -s INT 2 strace -c -f -p "$p" -o "$PG_TRACE/strace-c.$p" 2>/dev/null || true

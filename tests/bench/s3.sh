@@ -14,6 +14,9 @@
 #       GETs over --jobs 4 connections, every block verified) against
 #       `aws s3 cp --recursive` and `rclone copy` downloading the vault's own
 #       packs (the same bytes, as plain objects)
+#   8d. `bascule vault check` of that vault with the verify key only (every
+#       object read and hashed against its name, 4 connections), against
+#       the same downloads
 # Each run's objects of 8a are deleted and RGW's garbage collected, so that
 # the memstore (2 GiB here) holds one run at a time.  tests/bench/run.sh runs
 # it (NO_S3_BENCH=1 skips); alone: [RUNS=N] tests/bench/s3.sh build
@@ -135,9 +138,12 @@ printf "       1%% change (%d blocks of 4 KiB, random): %.2f MB uploaded in %.2f
 # -- 8c
 restore_once() { "$BIN/bascule" restore -c "$T/bascule.yaml" --source vm1/root --to "$T/restored" --jobs 4; }
 PACKS=$("$S" ls site-a/d/ | awk '{s += $3} END {print s + 0}')
-ours=(); awsd=(); rcd=()
+ours=(); awsd=(); rcd=(); chk=()
+check_once() { "$BIN/bascule" vault check --vault s3://bench/site-a --s3-endpoint "$RGW_URL" --s3-credentials "$T/cred" \
+	--s3-region us-east-1 --verify-key "$T/vault.key.pub"; }
 for i in $(seq "$RUNS"); do
 	ours+=("$(mbs $MB "$(timed restore_once)")")
+	chk+=("$(echo "$PACKS / 1000000 / $(timed check_once)" | bc -l)")
 	cmp -s "$T/restored" "$IMG" || fail "the restored disk differs"
 	rm -f "$T/restored" # outside the timing, as the peers' downloads are removed
 	rm -rf "$T/dl"
@@ -154,3 +160,6 @@ peer=$(max "$a" "$r")
 printf "   8c. restore of the %d MiB disk (4 connections, every block verified): %.0f MB/s of disk   download of its %.0f MB of packs and indexes (d/): aws s3 cp %.0f MB/s   rclone %.0f MB/s   -> %.0f%% of the faster peer (load %s)\n" \
 	$MB "$o" "$(echo "$PACKS / 1000000" | bc -l)" "$a" "$r" "$(ratio "$o" "$peer")" "$(loadavg)"
 echo "       runs (MB/s): bascule$(runs "${ours[@]}"); aws$(runs "${awsd[@]}"); rclone$(runs "${rcd[@]}")"
+c=$(printf '%s\n' "${chk[@]}" | median)
+printf "   8d. vault check of that vault (every object hashed against its name, 4 connections): %.0f MB/s of its %.0f MB   -> %.0f%% of the faster peer's download (runs%s)\n" \
+	"$c" "$(echo "$PACKS / 1000000" | bc -l)" "$(ratio "$c" "$peer")" "$(runs "${chk[@]}")"

@@ -11,6 +11,15 @@ for c in keygen key sync status metrics history check pause resume trust-host re
 	grep -qi usage "$T/out" || fail "bascule $c --help prints no usage"
 	grep -q "$c" <("$BIN/bascule" --help) || fail "bascule --help does not list $c"
 done
+# Every verb too (`bascule intake check --help` was "unrecognized option").
+for c in "key id" "report verify" "vault init" "vault ls" "vault check" "vault prune" "vault extend-locks" \
+	"intake add" "intake ls" "intake check" "intake restore" "intake open-key" "intake prune" "intake metrics" \
+	"replica list" "replica verify" "replica recover" "replica rollback" "replica promote" "replica demote" \
+	"replica clone" "replica wal-get" restore ship relay reload; do
+	# shellcheck disable=SC2086 # the verb's words
+	expect_rc 0 "$BIN/bascule" $c --help
+	grep -qi usage "$T/out" || fail "bascule $c --help prints no usage"
+done
 expect_rc 0 "$BIN/bascule" --version
 expect_rc 2 "$BIN/bascule" frobnicate
 expect_rc 2 "$BIN/bascule" keygen

@@ -195,12 +195,27 @@ row intake 1 "WARNING" -- "$B" intake check "$T/idir" --client cl --max-age 30d 
 row intake 1 "exists" -- "$B" intake restore "$T/idir" --client cl "${RK[@]}" --to "$T/clpass"
 echo "not the passphrase at all" > "$T/wrongpass"; chmod 600 "$T/wrongpass"
 row intake 4 "passphrase" -- "$B" intake restore "$T/idir" --client cl --key "$T/cl.key" --passphrase-file "$T/wrongpass" --to "$T/r0"
+# a key opened once (intake open-key): restore reads it without a passphrase
+row intake 4 "passphrase" -- "$B" intake open-key --key "$T/cl.key" --passphrase-file "$T/wrongpass" --out "$T/cl.opened"
+[ ! -e "$T/cl.opened" ] || FAILED+=("intake open-key with a wrong passphrase left $T/cl.opened")
+row intake 0 "mode 0600" -- "$B" intake open-key "${RK[@]}" --out "$T/cl.opened"
+row intake 1 "exists" -- "$B" intake open-key "${RK[@]}" --out "$T/cl.opened"
+row intake 2 "already an opened key" -- "$B" intake open-key --key "$T/cl.opened" --out "$T/cl.opened2"
+row intake 2 "usage" -- "$B" intake open-key --key "$T/cl.key"
+chmod 644 "$T/cl.opened"
+row intake 4 "chmod 600" -- "$B" intake restore "$T/idir" --client cl --key "$T/cl.opened" --to "$T/r0"
+chmod 600 "$T/cl.opened"
+"$B" keygen client "$T/cl3" --passphrase-file "$T/clpass" > /dev/null
+"$B" intake open-key --key "$T/cl3.key" --passphrase-file "$T/clpass" --out "$T/cl3.opened" > /dev/null
+row intake 4 "is not the decryption key of client cl" -- "$B" intake restore "$T/idir" --client cl --key "$T/cl3.opened" --to "$T/r0"
+row intake 0 "restored night" -- "$B" intake restore "$T/idir" --client cl --key "$T/cl.opened" --to "$T/r0"
 # a planted symlink where restore puts its temporary file is not followed
 echo "not to be overwritten" > "$T/victim"
 ln -s "$T/victim" "$T/r6.restoring-0"; ln -s "$T/victim" "$T/r6.restoring-1"
 row intake 0 "restored night" -- "$B" intake restore "$T/idir" --client cl "${RK[@]}" --to "$T/r6"
 [ "$(cat "$T/victim")" = "not to be overwritten" ] || FAILED+=("intake restore wrote through a planted symlink")
 [ -f "$T/r6" ] && [ ! -L "$T/r6" ] || FAILED+=("intake restore: $T/r6 is not the restored file: $(ls -l "$T/r6")")
+cmp -s "$T/r0" "$T/r6" || FAILED+=("intake restore with the opened key ($T/r0) differs from the sealed key's ($T/r6)")
 mkdir -p "$T/rfull"; mount -t tmpfs -o size=16k bsc-ecrest "$T/rfull"; MOUNTS+=("$T/rfull")
 row intake 7 "space" -- "$B" intake restore "$T/idir" --client cl "${RK[@]}" --to "$T/rfull/dump"
 f=$(ls "$T/idir/cl/incoming/2026-01-05/" | head -1)

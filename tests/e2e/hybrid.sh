@@ -158,7 +158,11 @@ rc=0; load --night "$(night_of 7)" > "$T/load.out" 2>&1 || rc=$?
 [ $rc = 1 ] && grep -q "database drill_n exists and is not empty" "$T/load.out" \
 	|| fail "--load into a non-empty database: exit $rc, want 1: $(cat "$T/load.out")"
 [ "$(sums drill_n)" = "$(cat "$T/sums-3")" ] || fail "a refused --load changed the database"
-load --night "$(night_of 7)" --replace > "$T/load.out" 2> "$T/load.err" || fail "--load --replace of night 7: $(cat "$T/load.err")"
+# night 7 with the key opened once beforehand (intake open-key): no passphrase asked
+"$B" intake open-key --key "$T/client/mairie.key" --passphrase-file "$T/pass" --out "$T/mairie.opened" > /dev/null
+[ "$(stat -c %a "$T/mairie.opened")" = 600 ] || fail "the opened key's mode is $(stat -c %a "$T/mairie.opened"), want 600"
+"$B" intake restore "$IN" --client mairie --key "$T/mairie.opened" --load "$URL" --jobs 2 --night "$(night_of 7)" \
+	--replace < /dev/null > "$T/load.out" 2> "$T/load.err" || fail "--load --replace of night 7 with the opened key: $(cat "$T/load.err")"
 [ "$(sums drill_n)" = "$(cat "$T/sums-7")" ] || fail "night 7 loaded differs from the source at night 7"
 [ "$(sums drill_n)" != "$(cat "$T/sums-3")" ] || fail "nights 3 and 7 have the same checksums: the test shows nothing"
 note "--load of nights 3 and 7: per-table checksums equal the source's then ($loaded3; $(cat "$T/load.out")); into a non-empty database without --replace: exit 1; whole step $(echo "$(date +%s.%N) - $t0" | bc) s"

@@ -89,6 +89,11 @@ cmp -s "$T/r-A" "$T/disk.A" || fail "epoch $EA restore differs"
 CHK=(--vault s3://bvault/site-a --s3-endpoint "$RGW_URL" --s3-credentials "$T/cred" --verify-key "$T/vault.key.pub")
 expect_rc 0 "$B" vault check "${CHK[@]}"
 note "restores of the latest and of epoch $EA byte-identical; check with the verify key only: $(cat "$T/out")"
+# an object no manifest names (an interrupted upload's) is counted, from one listing of d/
+echo stray > "$T/stray"
+expect_rc 0 "$S" put "site-a/d/ee/$(printf 'e%.0s' $(seq 64))" "$T/stray"
+expect_rc 0 "$B" vault check "${CHK[@]}"
+grep -q " 1 unreferenced" "$T/out" || fail "check does not count the one object no manifest needs: $(cat "$T/out")"
 
 # -- radosgw killed while an epoch uploads, then restarted: the writer
 # resumes, nothing half-committed (no manifest without its objects)

@@ -65,9 +65,12 @@ rc=0; "$BIN/basculed" -c "$T/p17.yaml" --check-config > "$T/p17.out" 2>&1 || rc=
 	|| fail "parallel: 17 not refused with file:line:col (rc $rc): $(cat "$T/p17.out")"
 bsc_start
 
-boot() { eval "$(vm_qemu_cmd "$1" "$T/$1.img" "$2")"; }
-boot vm1 18081
-boot vm2 18082
+boot() { eval "$(vm_qemu_cmd "$1" "$T/$1.img" "$2")" || fail "QEMU did not start $1 (its console: $T/vm-$1.console)"; }
+# Ports of their own (as qemusrc's, qemudrill's): a fixed one met another
+# guest's forwarding on this host.
+PORT=$((19300 + RANDOM % 300))
+boot vm1 "$PORT"
+boot vm2 $((PORT + 1))
 qpid() { cat "$T/vm-$1.pid"; }
 EXIT_HOOKS+=(stop_guests)
 stop_guests() { for v in vm1 vm2; do [ -f "$T/vm-$v.pid" ] && kill -CONT "$(qpid $v)" 2>/dev/null; \
@@ -236,6 +239,7 @@ mid=$(du -sb "$V/d" | cut -f1)
 [ "$(ls "$V/m" | wc -l)" = "$m_before" ] || fail "a manifest appeared for the interrupted epoch"
 in_primary "$B" vault check --vault "$URL" "${SFTPW[@]}" "${PUB[@]}" > "$T/check.out" 2>&1 \
 	|| fail "the vault is not intact after the kill: $(cat "$T/check.out")"
+grep -q " [1-9][0-9]* unreferenced" "$T/check.out" || fail "check counts none of the interrupted epoch's packs: $(cat "$T/check.out")"
 note "killed mid-upload after $(( (mid - before) >> 20 )) MiB: no new manifest, check passes ($(grep -o '[0-9]* unreferenced' "$T/check.out") objects)"
 bsc_start
 "$B" -c "$T/bascule.yaml" sync vm2 --wait --vault --timeout 120s >/dev/null || fail "sync after restart failed"

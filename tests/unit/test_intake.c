@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -232,6 +233,62 @@ static void test_keys(void **state)
 		crypto_sign_keypair(opk, osk);
 		assert_int_equal(clientkey_check_pair(&pub, osk, "pub", "sign"), -EKEYREJECTED);
 	}
+	/* the key opened once (intake open-key): read without a passphrase */
+	{
+		char o[4200];
+		uint8_t osk[32];
+		snprintf(p, sizeof(p), "%s.key", base);
+		assert_false(clientkey_is_opened(p));
+		snprintf(o, sizeof(o), "%s.opened", base);
+		assert_int_equal(clientkey_write_opened(o, bsk), 0);
+		assert_int_equal(clientkey_write_opened(o, bsk), -EEXIST);
+		assert_true(clientkey_is_opened(o));
+		assert_int_equal(clientkey_load_secret(o, NULL, osk), 0);
+		assert_memory_equal(osk, bsk, 32);
+		chmod(o, 0640);
+		assert_int_equal(clientkey_load_secret(o, NULL, osk), -EPERM);
+		/* given where a public or signing key is wanted: named */
+		assert_int_equal(clientkey_load_pub(o, &pub), -EKEYREJECTED);
+		assert_non_null(strstr(err_msg(-EKEYREJECTED), "opened decryption key"));
+		chmod(o, 0600);
+		assert_int_equal(clientkey_load_sign(o, sk), -EKEYREJECTED);
+		assert_non_null(strstr(err_msg(-EKEYREJECTED), "opened decryption key"));
+		unlink(o);
+	}
+}
+
+/* fs_splice_full: a file's range into a pipe as it is; -EINVAL where
+ * splice cannot move it (then written instead), -EIO past the file's end,
+ * -EPIPE when the reader is gone. */
+static void test_splice(void **state)
+{
+	char path[] = "/tmp/test_intake_splice.XXXXXX";
+	uint8_t data[200000], got[sizeof(data)];
+	int fd = mkstemp(path), other = open("/dev/null", O_WRONLY), p[2];
+	size_t have = 0;
+
+	(void)state;
+	signal(SIGPIPE, SIG_IGN);
+	assert_true(fd >= 0 && other >= 0);
+	unlink(path);
+	randombytes_buf(data, sizeof(data));
+	assert_int_equal(fs_write_full(fd, data, sizeof(data)), 0);
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(fs_splice_full(fd, 1000, p[1], 50000), 0);
+	while (have < 50000) {
+		ssize_t n = read(p[0], got + have, sizeof(got) - have);
+		assert_true(n > 0);
+		have += (size_t)n;
+	}
+	assert_int_equal(have, 50000);
+	assert_memory_equal(got, data + 1000, 50000);
+	assert_int_equal(fs_splice_full(fd, 0, other, 10), -EINVAL);
+	assert_int_equal(fs_splice_full(fd, sizeof(data) - 10, p[1], 20), -EIO);
+	close(p[0]);
+	assert_int_equal(fs_splice_full(fd, 0, p[1], 10), -EPIPE);
+	close(p[1]);
+	close(other);
+	close(fd);
 }
 
 struct sink {
@@ -454,6 +511,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_splice),
 		cmocka_unit_test(test_tamper),
 		cmocka_unit_test(test_bounds),
 		cmocka_unit_test(test_keys),

@@ -2,7 +2,9 @@
  * them (lib/fsutil.c): round trip keyed and unkeyed, a changed byte or
  * another key refused, the daemon's group state of the earlier release read
  * as it is, and a symbolic link planted at the temporary name neither
- * followed nor removed; fs_dir_empty. */
+ * followed nor removed; fs_dir_empty; fs_sync_all's kept threads: rounds
+ * one after the other and from two threads at once, a failed fsync named,
+ * too many fds refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +12,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,6 +173,63 @@ static void test_dir_empty(void **state)
 	assert_int_equal(rmdir(d), 0);
 }
 
+#define SYNC_FILES 8
+
+static void sync_files(int *fds)
+{
+	char path[128];
+
+	for (int i = 0; i < SYNC_FILES; i++) {
+		snprintf(path, sizeof(path), "%s/sync%d", dir, i);
+		fds[i] = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		assert_true(fds[i] >= 0);
+		assert_int_equal(write(fds[i], "x", 1), 1);
+	}
+}
+
+static void *sync_rounds(void *arg)
+{
+	const int *fds = arg;
+	bool data_only[SYNC_FILES] = { true, false, true, false, true, false, true, false };
+	intptr_t bad = 0;
+
+	for (int r = 0; r < 200; r++)
+		if (fs_sync_all(fds, data_only, (size_t)(1 + r % SYNC_FILES)) != 0)
+			bad++;
+	return (void *)bad;
+}
+
+static void test_sync_all(void **state)
+{
+	int fds[SYNC_FILES], with_bad[SYNC_FILES + 1], many[FS_SYNC_MAX + 1];
+	bool data_only[FS_SYNC_MAX + 1] = { false };
+	pthread_t t;
+	void *bad;
+	(void)state;
+	sync_files(fds);
+	assert_int_equal(fs_sync_all(fds, data_only, 0), 0);
+	/* Rounds one after the other (the threads kept), then from two
+	 * threads at once: every round completes, each with its own result. */
+	assert_null(sync_rounds(fds));
+	assert_int_equal(pthread_create(&t, NULL, sync_rounds, fds), 0);
+	assert_null(sync_rounds(fds));
+	assert_int_equal(pthread_join(t, &bad), 0);
+	assert_null(bad);
+	/* A closed fd among them: its error, wherever it is in the round. */
+	for (int pos = 0; pos <= SYNC_FILES; pos++) {
+		for (int i = 0, j = 0; i <= SYNC_FILES; i++)
+			with_bad[i] = i == pos ? 1000 : fds[j++];
+		assert_int_equal(fs_sync_all(with_bad, data_only, SYNC_FILES + 1), -EBADF);
+	}
+	assert_int_equal(fs_sync_all(fds, data_only, SYNC_FILES), 0);
+	for (int i = 0; i <= FS_SYNC_MAX; i++)
+		many[i] = fds[0];
+	assert_int_equal(fs_sync_all(many, data_only, FS_SYNC_MAX), 0);
+	assert_int_equal(fs_sync_all(many, data_only, FS_SYNC_MAX + 1), -E2BIG);
+	for (int i = 0; i < SYNC_FILES; i++)
+		close(fds[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -178,6 +238,7 @@ int main(void)
 		cmocka_unit_test(test_earlier_format),
 		cmocka_unit_test(test_planted_tmp_link),
 		cmocka_unit_test(test_dir_empty),
+		cmocka_unit_test(test_sync_all),
 	};
 	if (sodium_init() < 0)
 		return 1;

@@ -75,6 +75,50 @@ static void test_frame(void **state)
 	ZSTD_freeDCtx(d);
 }
 
+/* vault_frame_decrypt gives the blocks vault_frame_open does, of a
+ * compressed and of a stored frame, without the tag: what another offset
+ * or key gives is not the blocks (restore's block ids catch it). */
+static void test_frame_decrypt(void **state)
+{
+	static uint8_t blocks[VAULT_FRAME_BLOCKS * VAULT_BLOCK], out[VAULT_FRAME_BLOCKS * VAULT_BLOCK],
+		work[VAULT_FRAME_WORK];
+	ZSTD_CCtx *z = ZSTD_createCCtx();
+	ZSTD_DCtx *d = ZSTD_createDCtx();
+	const uint8_t *got = NULL;
+	uint8_t nonce[16];
+	struct wbuf w;
+	uint32_t n, m;
+	(void)state;
+
+	wbuf_init(&w, 1 << 20);
+	randombytes_buf(nonce, sizeof(nonce));
+	memset(blocks, 'a', 2 * VAULT_BLOCK);
+	randombytes_buf(blocks + 2 * VAULT_BLOCK, sizeof(blocks) - 2 * VAULT_BLOCK);
+	for (uint32_t nb = 1; nb <= VAULT_FRAME_BLOCKS; nb += VAULT_FRAME_BLOCKS - 1) {
+		/* 1 block: compressed; 16, mostly random: stored */
+		uint32_t off = (uint32_t)w.len, len;
+		assert_int_equal(vault_frame_seal(&K, nonce, blocks, nb, z, &w), 0);
+		len = (uint32_t)w.len - off;
+		assert_int_equal(vault_frame_open(&K, nonce, off, w.p + off, len, d, out, &n), 0);
+		assert_int_equal(vault_frame_decrypt(&K, nonce, off, w.p + off, len, d, work, &got, &m), 0);
+		assert_int_equal(m, nb);
+		assert_int_equal(n, nb);
+		assert_true(got >= work && got + (size_t)nb * VAULT_BLOCK <= work + sizeof(work));
+		assert_memory_equal(got, blocks, (size_t)nb * VAULT_BLOCK);
+		if (vault_frame_decrypt(&K, nonce, off + 1, w.p + off, len, d, work, &got, &m) == 0)
+			assert_memory_not_equal(got, blocks, VAULT_BLOCK);
+		if (vault_frame_decrypt(&K2, nonce, off, w.p + off, len, d, work, &got, &m) == 0)
+			assert_memory_not_equal(got, blocks, VAULT_BLOCK);
+	}
+	/* too short or too long to be a frame */
+	assert_int_equal(vault_frame_decrypt(&K, nonce, 0, w.p, 17, d, work, &got, &m), -EBADMSG);
+	assert_int_equal(vault_frame_decrypt(&K, nonce, 0, w.p, (uint32_t)sizeof(work), d, work, &got, &m),
+			 -EBADMSG);
+	wbuf_free(&w);
+	ZSTD_freeCCtx(z);
+	ZSTD_freeDCtx(d);
+}
+
 static void test_index(void **state)
 {
 	struct vpacks packs = { 0 }, p2 = { 0 };
@@ -308,7 +352,8 @@ static void test_retention(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_padme),    cmocka_unit_test(test_frame),     cmocka_unit_test(test_index),
+		cmocka_unit_test(test_padme),    cmocka_unit_test(test_frame),     cmocka_unit_test(test_frame_decrypt),
+		cmocka_unit_test(test_index),
 		cmocka_unit_test(test_manifest), cmocka_unit_test(test_store),     cmocka_unit_test(test_s3_url),
 		cmocka_unit_test(test_retention),
 	};

@@ -253,42 +253,36 @@ int replica_epoch_extent(struct rapply *a, uint32_t src, uint64_t off, uint32_t 
 				strerror(-rc)) : 0;
 }
 
-/* The PostgreSQL source SRC of the epoch, or an error naming WHAT. */
-static struct pgrecv *pg_of(struct rapply *a, uint32_t src, const char *what)
+/* The PostgreSQL source SRC of the epoch, an extent of LEN bytes for it
+ * counted (the redo header written first), or an error naming WHAT. */
+static struct pgrecv *pg_extent(struct rapply *a, uint32_t src, const char *what, uint32_t len, int *rc)
 {
-	if (src < a->n_src && a->pg[src])
-		return a->pg[src];
-	err_set(EPROTO, "%s for source %u, which is not a PostgreSQL source of the epoch", what, src);
-	return NULL;
+	if (src >= a->n_src || !a->pg[src]) {
+		*rc = err_set(EPROTO, "%s for source %u, which is not a PostgreSQL source of the epoch", what, src);
+		return NULL;
+	}
+	if (!a->header_written && (*rc = write_redo_header(a)) < 0)
+		return NULL;
+	a->n_extents++;
+	a->raw_bytes += len;
+	return a->pg[src];
 }
 
 int replica_epoch_wal(struct rapply *a, uint32_t src, uint64_t lsn, uint32_t len, const uint8_t *data)
 {
-	struct pgrecv *p = pg_of(a, src, "WAL");
 	int rc;
+	struct pgrecv *p = pg_extent(a, src, "WAL", len, &rc);
 
-	if (!p)
-		return -EPROTO;
-	if (!a->header_written && (rc = write_redo_header(a)) < 0)
-		return rc;
-	a->n_extents++;
-	a->raw_bytes += len;
-	return pgrecv_wal(p, lsn, len, data);
+	return p ? pgrecv_wal(p, lsn, len, data) : rc;
 }
 
 int replica_epoch_basefile(struct rapply *a, uint32_t src, const char *file, uint64_t off, uint32_t len,
 			   const uint8_t *data)
 {
-	struct pgrecv *p = pg_of(a, src, "BASEFILE");
 	int rc;
+	struct pgrecv *p = pg_extent(a, src, "BASEFILE", len, &rc);
 
-	if (!p)
-		return -EPROTO;
-	if (!a->header_written && (rc = write_redo_header(a)) < 0)
-		return rc;
-	a->n_extents++;
-	a->raw_bytes += len;
-	return pgrecv_basefile(p, file, off, len, data);
+	return p ? pgrecv_basefile(p, file, off, len, data) : rc;
 }
 
 /* Save what the uncommitted redo of A will overwrite into undo/N.undo;
@@ -618,6 +612,7 @@ static int epoch_commit(struct rapply *a, const struct msg_epoch_end *m, bool st
 
 	if (rc < 0)
 		return rc;
+	replica_tidy(a->r); /* the epochs before it first (batch.c) */
 	rc = replica_epoch_commit_locked(a, m, stage);
 	apply_unlock(a->r, LOCK_EX);
 	return rc;

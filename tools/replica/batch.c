@@ -10,7 +10,15 @@
  * the staged epochs (never acked), and leaves what any light epoch killed
  * before its commit point leaves (WAL beyond the copy's end, chain records
  * and undo journals of epochs above the state's), which the next epochs
- * overwrite. */
+ * overwrite.
+ *
+ * What the flushed epochs make unnecessary (the undo journals of rollback
+ * points past what is kept, a WAL segment named complete, bases and WAL no
+ * epoch needs any more) is removed after the commit point but not before
+ * the ACKs: replica_tidy, called once they went out (the next commit and
+ * replica_close do it otherwise).  Nothing of it makes an epoch durable:
+ * a crash before it leaves extra rollback points and a segment still named
+ * .partial, which the next process removes and renames as before. */
 #include "pg.h"
 #include "err.h"
 #include "log.h"
@@ -23,6 +31,7 @@ struct replica_batch {
 	char group[NAME_MAX_LEN + 1];
 	struct syncset ss;
 	size_t n;                             /* epochs staged */
+	size_t done;                          /* epochs flushed, their tidying due (replica_tidy) */
 	struct rstate st[REPLICA_BATCH_MAX + 1]; /* st[0]: the state on disk; st[i]: after the i-th */
 };
 
@@ -63,6 +72,8 @@ int batch_add(struct replica *r, const struct rstate *prev, const struct rstate 
 		syncset_drop(ss);
 		return -ENOMEM;
 	}
+	if (!b->n)
+		replica_tidy(r); /* st[] is the flushed batch's until then */
 	if (b->n && (strcmp(b->group, prev->group) != 0 || b->st[b->n].epoch != prev->epoch)) {
 		syncset_drop(ss);
 		return err_set(EPROTO, "epoch %llu of %s does not follow the staged epoch %llu of %s",
@@ -105,14 +116,34 @@ static int flush_locked(struct replica *r, struct replica_batch *b)
 		rc = state_write_end(r, last);
 	if (rc < 0)
 		return rc;
+	b->done = b->n;
+	return 0;
+}
+
+/* The tidying after the commit point of the epochs flushed last (st[1] to
+ * st[done]). */
+static void tidy_locked(struct replica *r, struct replica_batch *b)
+{
+	size_t n = b->done;
+
+	b->done = 0;
 	/* The rollback points as the state on disk (the last's) sees them:
 	 * the cache follows each epoch, the pruning looks from the last. */
-	for (size_t i = 0; i + 1 < b->n; i++)
+	for (size_t i = 0; i + 1 < n; i++)
 		rbcache_committed(r, b->group, b->st[i].epoch, b->st[i].cut_time, b->st[i + 1].epoch);
-	undo_prune(r, &b->st[b->n - 1], last->epoch);
-	for (size_t i = 0; i < b->n; i++)
+	undo_prune(r, &b->st[n - 1], b->st[n].epoch);
+	for (size_t i = 0; i < n; i++)
 		pgstore_committed(r, &b->st[i], &b->st[i + 1], b->st[i + 1].epoch % 64 == 0);
-	return 0;
+}
+
+void replica_tidy(struct replica *r)
+{
+	struct replica_batch *b = r->batch;
+
+	if (!b || !b->done || apply_lock(r, LOCK_EX) < 0)
+		return; /* the lock not had: tried again by the next call */
+	tidy_locked(r, b);
+	apply_unlock(r, LOCK_EX);
 }
 
 int replica_flush(struct replica *r)
@@ -124,6 +155,8 @@ int replica_flush(struct replica *r)
 		return 0;
 	if ((rc = apply_lock(r, LOCK_EX)) < 0)
 		return rc;
+	if (b->done)
+		tidy_locked(r, b);
 	rc = flush_locked(r, b);
 	apply_unlock(r, LOCK_EX);
 	/* Flushed or not, the batch is over: after a failure the state on disk

@@ -149,6 +149,7 @@ void replica_close(struct replica *r)
 {
 	if (!r)
 		return;
+	replica_tidy(r);
 	if (r->lock_fd >= 0)
 		close(r->lock_fd);
 	if (r->apply_fd >= 0)
