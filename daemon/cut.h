@@ -59,6 +59,9 @@ void *scan_worker(void *arg);
 /* The lowest epoch of G every target acknowledged (0 while one has not told
  * its state since the daemon started): the loop's, at a cut's start. */
 uint64_t scan_acked(const struct daemon *d, const struct group *g);
+/* The epoch up to which a QEMU source's MiB may go cold at a cut starting
+ * now: held by every target and cut the group's cold_after ago (0: none). */
+uint64_t scan_cold_upto(const struct daemon *d, struct group *g);
 /* After the scan of C: some MiB of source SI's map go cold (blockmap_cool:
  * a QEMU source's MiB changed at the latest in c->cold_upto); 0 or a
  * negative errno with a sentence. */

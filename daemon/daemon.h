@@ -104,6 +104,9 @@ struct group {
 	uint64_t epochs_cut;
 	uint64_t last_scan_usec;
 	uint64_t last_scan_mono;
+	/* cold_after: epochs up to cold_ready were cut cold_after ago at
+	 * least; cold_mark_epoch was the newest at cold_mark_mono */
+	uint64_t cold_ready, cold_mark_epoch, cold_mark_mono;
 	struct spool *spool;           /* of the last cut, while jobs are queued (NULL: WAL only) */
 	uint64_t spool_floor[PROTO_MAX_SOURCES]; /* the spool holds blocks newer than this */
 	sd_event_source *timer;

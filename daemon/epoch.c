@@ -377,7 +377,7 @@ static void cut_launch(struct group *g, bool wal_only)
 			c->floor[i] = g->sources[i].pg ? 0 : g->disk_epoch;
 	} else {
 		d->spool_floor(d, g, c->floor);
-		c->cold_upto = scan_acked(d, g);
+		c->cold_upto = scan_cold_upto(d, g);
 		snprintf(name, sizeof(name), "spool/%" PRIu64, c->epoch);
 		if ((r = gstate_path(g, path, sizeof(path), name)) < 0 || (r = spool_create(path, &c->spool)) < 0) {
 			log_error("group %s: %s", g->name, err_msg(r));

@@ -472,6 +472,27 @@ uint64_t scan_acked(const struct daemon *d, const struct group *g)
 	return low;
 }
 
+/* The epoch up to which a QEMU source's MiB may go cold at this cut: one
+ * every target holds (scan_acked) and cut cold_after ago at least.  Every
+ * cold_after the newest epoch is marked; the mark before is then that old. */
+uint64_t scan_cold_upto(const struct daemon *d, struct group *g)
+{
+	uint64_t now = clock_mono_usec(), acked;
+
+	if (!g->cfg->cold_after)
+		return 0;
+	if (!g->cold_mark_mono) {
+		g->cold_mark_mono = now;
+		g->cold_mark_epoch = g->last_cut;
+	} else if (now - g->cold_mark_mono >= g->cfg->cold_after) {
+		g->cold_ready = g->cold_mark_epoch;
+		g->cold_mark_epoch = g->last_cut;
+		g->cold_mark_mono = now;
+	}
+	acked = scan_acked(d, g);
+	return acked < g->cold_ready ? acked : g->cold_ready;
+}
+
 int scan_cool(struct cut *c, uint32_t si)
 {
 	const struct source *s = &c->g->sources[si];
@@ -480,7 +501,7 @@ int scan_cool(struct cut *c, uint32_t si)
 
 	/* QEMU sources only: a plain file's scan does not say which block of a
 	 * MiB changed, so a cold MiB written again would be sent whole. */
-	if (!s->qemu)
+	if (!s->qemu || !upto)
 		return 0;
 	if ((r = blockmap_cool(s->map, upto, c->epoch - 1, COLD_EPOCHS, COOL_LIMIT, &n)) < 0)
 		return err_wrap(r, "source %s", s->cfg->name);

@@ -85,6 +85,11 @@ static const struct cfg_key group_keys[] = {
 	{ K("max_interval", CT_DURATION, struct cfg_group, max_interval), .def = "60s",
 	  .min = 100000, .max = 86400000000ULL,
 	  .note = "rescan after this long even if no change was signalled (block devices)" },
+	{ K("cold_after", CT_DURATION, struct cfg_group, cold_after), .def = "1h", .min = 0,
+	  .max = 31536000000000ULL,
+	  .note = "a QEMU source's MiB whose newest change every target holds and is this old goes cold: "
+		  "its 8 KiB of block records leave the map (a node and an epoch stay); written again, "
+		  "it is read whole once (docs/design.md, cold chunks); 0 = never" },
 	{ K("full_scan_every", CT_DURATION, struct cfg_group, full_scan_every), .def = "1h", .min = 0,
 	  .max = 604800000000ULL,
 	  .note = "an image file unchanged (inode, size, mtime, ctime) since its last full scan is "

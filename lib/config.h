@@ -44,6 +44,7 @@ struct cfg_group {
 	uint64_t interval;      /* usec: minimum time between two epochs */
 	uint64_t max_interval;  /* usec: rescan even without a change event */
 	uint64_t full_scan_every; /* usec: longest an unchanged file goes unread (0: always read) */
+	uint64_t cold_after;    /* usec: a QEMU source's MiB unchanged this long goes cold (0: never) */
 	char *freeze, *thaw;    /* shell commands, may be NULL */
 	uint64_t freeze_timeout;
 	char *clone;            /* "auto" | "never" */

@@ -302,8 +302,9 @@ static void test_kept_tree(void **state)
 	hash_leaf(secret, img_a + 5 * PROTO_BLOCK, PROTO_BLOCK, leaf);
 	path_of(path, sizeof(path), ".bascule/groups/vm1/root.map");
 	assert_true((fd = open(path, O_WRONLY)) >= 0);
-	/* lib/blockmap.c: header 4 KiB, chunk words 4 KiB, records of 32 bytes */
-	assert_int_equal(fs_pwrite_full(fd, leaf, LEAF_BYTES, 4096 + 4096 + 5 * 32), 0);
+	/* lib/blockmap.c (BSCBMAP3): header 4 KiB, chunk words 4 KiB, nodes
+	 * 4 x 4 KiB, records of 32 bytes */
+	assert_int_equal(fs_pwrite_full(fd, leaf, LEAF_BYTES, 4096 + 5 * 4096 + 5 * 32), 0);
 	close(fd);
 	digest_of("root", mix, SZ, d);
 	assert_int_equal(send_empty(r, 5, 4, d), 0);
@@ -313,7 +314,7 @@ static void test_kept_tree(void **state)
 
 /* A map of the earlier dense format (BSCRMAP1: 64-byte header, a leaf per
  * block) is converted when it is first opened: the epoch checks against
- * the converted leaves, the map is BSCBMAP2 after, no .new is left.  A map
+ * the converted leaves, the map is BSCBMAP3 after, no .new is left.  A map
  * that is neither is refused, left as it is, never reset. */
 static void test_map_convert(void **state)
 {
@@ -342,7 +343,7 @@ static void test_map_convert(void **state)
 	assert_true((fd = open(path, O_RDONLY)) >= 0);
 	assert_int_equal(fs_pread_full(fd, magic, 8, 0), 8);
 	close(fd);
-	assert_memory_equal(magic, "BSCBMAP2", 8);
+	assert_memory_equal(magic, "BSCBMAP3", 8);
 	snprintf(tmp, sizeof(tmp), "%s.new", path);
 	assert_int_equal(access(tmp, F_OK), -1);
 
