@@ -66,3 +66,17 @@ uint64_t scan_cold_upto(const struct daemon *d, struct group *g);
  * a QEMU source's MiB changed at the latest in c->cold_upto); 0 or a
  * negative errno with a sentence. */
 int scan_cool(struct cut *c, uint32_t si);
+
+/* capture.c.  Run the group's hook WHAT (freeze, thaw) CMD for EPOCH, its
+ * freeze_timeout applied: 0 or a negative errno with a sentence. */
+int capture_hook(struct group *g, const char *what, const char *cmd, uint64_t epoch);
+/* Stats A (before the scan) and B (after) say no write reached the file
+ * during a scan that started at SCAN_START (wall usec, as cut_time). */
+struct stat;
+bool capture_same_stat(const struct stat *a, const struct stat *b, uint64_t scan_start);
+/* Begin the cut of QEMU source I and of every later source of the same
+ * guest (DONE marks them): 1 if begun, 0 if I's already was, or a negative
+ * errno; *FUZZY set if an agent configured did not freeze. */
+int capture_guest(struct group *g, struct cut *c, uint32_t i, bool *done, bool *fuzzy);
+/* 0, or the error of a cut the watchdog gave up on or the stop told to end. */
+int capture_abandoned(struct cut *c);

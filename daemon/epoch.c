@@ -1,5 +1,6 @@
 /* epoch.c - cutting epochs: freeze, clone, parallel scan, spool, commit,
- * and their scheduling across groups (a group's setup: gstate.c).
+ * and their scheduling across groups (a group's setup: gstate.c; the hooks
+ * and a QEMU guest's begin: capture.c).
  *
  * A cut of group G with number N runs on a thread so the loop stays free:
  *  1. optional freeze hook; reflink clone of each source where possible;
@@ -17,7 +18,6 @@
 #include "qemusrc.h"
 #include "sfile.h"
 #include "spool.h"
-#include "subproc.h"
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/fs.h>
@@ -34,89 +34,6 @@
 /* A WAL-only cut whose number is above the reservation records a new one,
  * this many numbers ahead; those below it commit with no write at all. */
 #define WAL_EPOCH_RESERVE 1000
-
-/* ---- hooks and clones ---- */
-
-static int run_hook(struct group *g, const char *what, const char *cmd, uint64_t epoch)
-{
-	char gn[NAME_MAX_LEN + 16], en[48];
-	struct subproc_result res = { 0 };
-	int r;
-
-	snprintf(gn, sizeof(gn), "BASCULE_GROUP=%s", g->name);
-	snprintf(en, sizeof(en), "BASCULE_EPOCH=%" PRIu64, epoch);
-	r = subproc_run(SUBPROC_SH(cmd), &(struct subproc_opts){ .env = (const char *const[]){ gn, en, NULL },
-							       .timeout = g->cfg->freeze_timeout,
-							       .output_max = 4096 },
-			&res);
-	if (r < 0)
-		return err_wrap(r, "cannot run the %s command of group %s", what, g->name);
-	if (res.timed_out)
-		r = err_set(ETIMEDOUT, "the %s command of group %s did not finish within its freeze_timeout "
-				       "and was killed", what, g->name);
-	else if (res.exit_status != 0)
-		r = err_set(EIO, "the %s command of group %s failed (%s %d): %s", what, g->name,
-			    res.term_signal ? "signal" : "exit status",
-			    res.term_signal ? res.term_signal : res.exit_status, subproc_said(&res));
-	subproc_result_free(&res);
-	return r;
-}
-
-/* No write reached the file during the scan: the same file, size and times
- * (scanhint_same), and the last change is older than the timestamp
- * granularity (a write in the same coarse tick as the first stat would
- * not move mtime). */
-static bool same_stat(const struct stat *a, const struct stat *b, uint64_t scan_start)
-{
-	uint64_t m = (uint64_t)a->st_mtim.tv_sec * 1000000u + (uint64_t)a->st_mtim.tv_nsec / 1000u;
-
-	return m + 20000 < scan_start && scanhint_same(a, b);
-}
-
-/* Begin the cut of QEMU source I and of every later source of the same
- * guest, all under one freeze and in one transaction (qemusrc_cut_begin);
- * DONE marks them.  1 if a guest was cut, 0 if I's already was, or a
- * negative errno.  *FUZZY set if an agent configured did not freeze. */
-static int cut_guest(struct group *g, struct cut *c, uint32_t i, bool *done, bool *fuzzy)
-{
-	struct qemusrc *qs[PROTO_MAX_SOURCES];
-	uint32_t idx[PROTO_MAX_SOURCES], n = 0;
-	uint64_t sizes[PROTO_MAX_SOURCES];
-	bool agent = false, frozen;
-	int r;
-
-	if (done[i])
-		return 0;
-	for (uint32_t j = i; j < g->n_sources; j++)
-		if (g->sources[j].qemu && !done[j] && qemusrc_same_guest(g->sources[i].qemu, g->sources[j].qemu)) {
-			done[j] = true;
-			agent |= g->sources[j].cfg->qemu.guest_agent != NULL;
-			idx[n] = j;
-			qs[n++] = g->sources[j].qemu;
-		}
-	/* The bitmap counts from the last disk cut, not from a WAL-only epoch
-	 * after it (a group with a postgres source); after a restart only
-	 * last_cut is known. */
-	if ((r = qemusrc_cut_begin(qs, n, c->epoch, g->disk_epoch ? g->disk_epoch : g->last_cut, sizes, &frozen)) < 0)
-		return r;
-	for (uint32_t k = 0; k < n; k++)
-		c->size[idx[k]] = sizes[k];
-	if (agent && !frozen)
-		*fuzzy = true;
-	return 1;
-}
-
-/* The watchdog gave up on C (epoch_watchdog), or the daemon stops
- * (epoch_stop): fail rather than resize the maps or commit what the loop no
- * longer waits for. */
-static int cut_abandoned(struct cut *c)
-{
-	if (!atomic_load(&c->abort))
-		return 0;
-	if (atomic_load(&c->stop))
-		return err_set(ECANCELED, "its reads were told to stop");
-	return err_set(ETIMEDOUT, "its reads returned late");
-}
 
 static void *cut_thread(void *arg)
 {
@@ -157,7 +74,7 @@ static void *cut_thread(void *arg)
 		goto thaw;
 	}
 	if (g->cfg->freeze) {
-		r = run_hook(g, "freeze", g->cfg->freeze, c->epoch);
+		r = capture_hook(g, "freeze", g->cfg->freeze, c->epoch);
 		if (r < 0)
 			log_warn("group %s: %s; this epoch will be fuzzy", g->name, err_msg(r));
 		else
@@ -171,7 +88,7 @@ static void *cut_thread(void *arg)
 		if (g->sources[i].pg)
 			continue; /* its WAL end was taken when the cut began */
 		if (g->sources[i].qemu) {
-			if ((r = cut_guest(g, c, i, qemu_cut, &qemu_fuzzy)) < 0)
+			if ((r = capture_guest(g, c, i, qemu_cut, &qemu_fuzzy)) < 0)
 				goto thaw;
 			guests += r;
 			r = 0;
@@ -211,11 +128,11 @@ static void *cut_thread(void *arg)
 		if ((r = fs_fd_size(fd, &c->size[i])) < 0)
 			goto thaw;
 	}
-	if ((r = cut_abandoned(c)) < 0)
+	if ((r = capture_abandoned(c)) < 0)
 		goto thaw; /* an open that hung (a FIFO, a dead NFS server) returned late */
 	if (frozen && cloned) {
 		/* The clones are the point in time: the guest can go on. */
-		r = run_hook(g, "thaw", g->cfg->thaw, c->epoch);
+		r = capture_hook(g, "thaw", g->cfg->thaw, c->epoch);
 		if (r < 0)
 			log_error("group %s: %s", g->name, err_msg(r));
 		r = 0;
@@ -247,7 +164,7 @@ static void *cut_thread(void *arg)
 		r = err_wrap(r, "scan of group %s failed", g->name);
 		goto thaw;
 	}
-	if ((r = cut_abandoned(c)) < 0)
+	if ((r = capture_abandoned(c)) < 0)
 		goto thaw; /* the workers stopped early: no digest of a half scan */
 	c->digest_usec = 0;
 	for (uint32_t i = 0; i < g->n_sources; i++) {
@@ -258,7 +175,7 @@ static void *cut_thread(void *arg)
 			bool after_ok = stat(g->sources[i].cfg->disk, &after[i]) == 0;
 			scanhint_update(&g->sources[i].hint, c->hinted[i], &before[i], &after[i], after_ok,
 					c->cut_time, start);
-			if (!cloned && (!after_ok || !same_stat(&before[i], &after[i], c->cut_time) ||
+			if (!cloned && (!after_ok || !capture_same_stat(&before[i], &after[i], c->cut_time) ||
 					!S_ISREG(before[i].st_mode)))
 				quiescent = false;
 		}
@@ -282,7 +199,7 @@ static void *cut_thread(void *arg)
 		c->consistent = true;
 	if (qemu_fuzzy)
 		c->consistent = false;
-	if ((r = cut_abandoned(c)) < 0)
+	if ((r = capture_abandoned(c)) < 0)
 		goto thaw;
 	/* The spool is derived data (dropped at restart): no fsync. */
 	spool_finish(c->spool);
@@ -294,7 +211,7 @@ static void *cut_thread(void *arg)
 	}
 thaw:
 	if (frozen) {
-		int t = run_hook(g, "thaw", g->cfg->thaw, c->epoch);
+		int t = capture_hook(g, "thaw", g->cfg->thaw, c->epoch);
 		if (t < 0)
 			log_error("group %s: %s", g->name, err_msg(t));
 	}
