@@ -21,8 +21,9 @@
 #include <unistd.h>
 
 _Static_assert(SPOOL_CHUNK % BM_CHUNK == 0, "a scan chunk holds whole map chunks");
-/* A QEMU source's MiB goes cold once every target holds its newest change
- * and COLD_EPOCHS epochs have been cut since (twice as many each time it
+/* A QEMU source's MiB goes cold once every target holds its newest change,
+ * that change was cut the group's cold_after ago (scan_cold_upto), and
+ * COLD_EPOCHS epochs have been cut since (twice as many each time it
  * was made hot again in this run); at most COOL_LIMIT MiB a cut (the first
  * cuts after a full copy of a large disk cool it in steps). */
 #define COLD_EPOCHS 4
@@ -456,7 +457,6 @@ done:
 	free(blocks);
 	return NULL;
 }
-
 
 uint64_t scan_acked(const struct daemon *d, const struct group *g)
 {
