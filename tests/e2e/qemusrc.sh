@@ -296,14 +296,21 @@ note "verifying reads: $(grep -c 'verifying full read of cut' "$T/daemon.log") l
 s0=$SECONDS
 bsc_stop
 sed -i 's/^    full_scan_every: 0/    full_scan_every: 1h/; s|^control_socket:|io_rate: 2MB/s\ncontrol_socket:|' "$T/bascule.yaml"
-bsc_start
-bsc_sync 60s >/dev/null || fail "sync before the two-disk guest's killed cut"
-io vd0 0x77 16M 8M; io vd1 0x78 24M 8M
-: >> "$T/daemon.log"; l1=$(($(wc -l < "$T/daemon.log") + 1))
-bsc sync >/dev/null
 m_ours() { ours "$T/m.qmp.test"; }
 exported() { local o; o=$(m_ours); echo "$o" > "$WAIT_WHY"; [[ $o == *bascule-exp-disk0* && $o == *bascule-exp-disk1* ]]; }
-wait_for 30 "both views of the two-disk cut exported" exported
+# two_disk_cut WHAT P0 OFF0 P1 OFF1: start basculed, sync, write 8 MiB of
+# P0 at OFF0 through vd0 and of P1 at OFF1 through vd1, and return once the
+# cut of them (capped) has both views exported; CUT_LOG: its first log line.
+two_disk_cut() {
+	bsc_start
+	bsc_sync 60s >/dev/null || fail "sync before the two-disk guest's $1"
+	io vd0 "$2" "$3" 8M; io vd1 "$4" "$5" 8M
+	: >> "$T/daemon.log"; CUT_LOG=$(($(wc -l < "$T/daemon.log") + 1))
+	bsc sync >/dev/null
+	wait_for 30 "both views of the two-disk cut exported ($1)" exported
+}
+two_disk_cut "killed cut" 0x77 16M 0x78 24M
+l1=$CUT_LOG
 kill -9 "$DAEMON_PID"; wait "$DAEMON_PID" 2>/dev/null || true; DAEMON_PID=""; rm -f "$T/ctl.sock"
 left=$(m_ours)
 [[ $left == *bascule-exp-disk0* && $left == *bascule-exp-disk1* ]] || fail "the daemon was not killed mid-cut: QEMU holds '$left'"
@@ -326,12 +333,8 @@ note "two-disk guest killed mid-cut (QEMU held: $left): $(tail -n +"$l1" "$T/dae
 s0=$SECONDS
 bsc_stop
 sed -i 's|^control_socket:|io_rate: 2MB/s\ncut_timeout: 2s\ncontrol_socket:|' "$T/bascule.yaml"
-bsc_start
-bsc_sync 60s >/dev/null || fail "sync before the hung two-disk cut"
-io vd0 0x79 32M 8M; io vd1 0x7a 40M 8M
-: >> "$T/daemon.log"; l3=$(($(wc -l < "$T/daemon.log") + 1))
-bsc sync >/dev/null
-wait_for 30 "both views of the two-disk cut exported" exported
+two_disk_cut "hung cut" 0x79 32M 0x7a 40M
+l3=$CUT_LOG
 qpid=$(cat "$T/vm-vm2.pid")
 kill -STOP "$qpid"
 resume() { kill -CONT "$qpid" 2>/dev/null || true; }
