@@ -142,7 +142,7 @@ note "SIGTERM mid-cut: exit 0 in $STOP_MS ms, the cut stopped after $((nread >> 
 t0=$(date +%s.%N)
 bsc_start
 wait_for 30 "the long cut's NBD export in QEMU" '[[ "$(ours)" == *bascule-exp-* ]]'
-kill -9 "$DAEMON_PID"; took=$(echo "$(date +%s.%N) - $t0" | bc)
+kill -9 "$DAEMON_PID"; took=$(printf "%.2f" "$(echo "$(date +%s.%N) - $t0" | bc)")
 wait "$DAEMON_PID" 2>/dev/null || true; DAEMON_PID=""; rm -f "$T/ctl.sock"
 left=$(ours)
 [[ $left == *bascule-fl-* && $left == *bascule-exp-* ]] || fail "the daemon was not killed mid-cut: QEMU holds '$left'"
