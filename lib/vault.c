@@ -172,7 +172,16 @@ static int frame_unpack(const uint8_t *pt, size_t plen, void *dctx, uint8_t *out
 	if (n == 0 || n > VAULT_FRAME_BLOCKS)
 		return -EBADMSG;
 	if (pt[0] == 1) {
-		size_t z = ZSTD_decompressDCtx(dctx, out, (size_t)n * VAULT_BLOCK, pt + 2, plen - 2);
+		/* What the writer makes and nothing else: one zstd frame of the
+		 * current format, its content size n blocks, nothing after it
+		 * (a restore decodes before the blocks' ids are checked: no
+		 * legacy decoder, no second frame, for made-up bytes). */
+		size_t z;
+		if (plen < 2 + 4 || ((uint32_t)pt[2] | (uint32_t)pt[3] << 8 | (uint32_t)pt[4] << 16 | (uint32_t)pt[5] << 24) != ZSTD_MAGICNUMBER ||
+		    ZSTD_findFrameCompressedSize(pt + 2, plen - 2) != plen - 2 ||
+		    ZSTD_getFrameContentSize(pt + 2, plen - 2) != (unsigned long long)n * VAULT_BLOCK)
+			return -EBADMSG;
+		z = ZSTD_decompressDCtx(dctx, out, (size_t)n * VAULT_BLOCK, pt + 2, plen - 2);
 		if (ZSTD_isError(z) || z != (size_t)n * VAULT_BLOCK)
 			return -EBADMSG;
 		*blocks = out;
