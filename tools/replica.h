@@ -122,6 +122,11 @@ int replica_flush(struct replica *r);
  * made unnecessary (undo journals past --keep-epochs, and the like; kept
  * off the path to the ACK).  The next commit and replica_close do it too. */
 void replica_tidy(struct replica *r);
+/* replica_flush and its tidying at once: for a caller that commits a newer
+ * epoch of the group next (a heavy epoch, a state marked diverged).  The
+ * tidying prunes from the flushed states: run after a newer commit, it
+ * would not see that commit's base and could remove it. */
+int replica_flush_tidy(struct replica *r);
 bool replica_staged(const struct replica *r);
 void replica_epoch_abort(struct rapply *a);
 const char *replica_epoch_group(const struct rapply *a);

@@ -494,7 +494,7 @@ static int pg_mismatch(struct rapply *a, const char *name, int rc)
 
 	snprintf(why, sizeof(why), "%s", err_msg(rc));
 	/* The state marked is that of the staged epochs: durable first. */
-	if ((rc2 = replica_flush(a->r)) < 0)
+	if ((rc2 = replica_flush_tidy(a->r)) < 0)
 		return rc2;
 	if (x && x->status != SRC_DIVERGED) {
 		x->status = SRC_DIVERGED;
@@ -551,8 +551,9 @@ static int replica_epoch_commit_locked(struct rapply *a, const struct msg_epoch_
 	if (a->light)
 		return commit_light(a, stage);
 	/* Its commit point comes after the staged epochs' (recovery replays
-	 * a committed redo on the state on disk). */
-	if ((rc = replica_flush(a->r)) < 0)
+	 * a committed redo on the state on disk), and so does their tidying
+	 * (it prunes from their states, which do not hold this epoch's base). */
+	if ((rc = replica_flush_tidy(a->r)) < 0)
 		return rc;
 	for (uint32_t i = 0; i < a->n_src; i++)
 		if (a->seeded[i] && (rc = tf_sync(&a->seed[i])) < 0)

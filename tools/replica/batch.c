@@ -16,9 +16,12 @@
  * points past what is kept, a WAL segment named complete, bases and WAL no
  * epoch needs any more) is removed after the commit point but not before
  * the ACKs: replica_tidy, called once they went out (the next commit and
- * replica_close do it otherwise).  Nothing of it makes an epoch durable:
- * a crash before it leaves extra rollback points and a segment still named
- * .partial, which the next process removes and renames as before. */
+ * replica_close do it otherwise), and before any newer epoch of the group
+ * commits (replica_flush_tidy): it prunes from the flushed states, which
+ * would not see a newer epoch's base.  Nothing of it makes an epoch
+ * durable: a crash before it leaves extra rollback points (the next
+ * commit prunes them) and segments still named .partial (readers take
+ * either name; they stay so named). */
 #include "pg.h"
 #include "err.h"
 #include "log.h"
@@ -163,6 +166,15 @@ int replica_flush(struct replica *r)
 	 * is the one before it, and the session ends. */
 	syncset_drop(&b->ss);
 	b->n = 0;
+	return rc;
+}
+
+int replica_flush_tidy(struct replica *r)
+{
+	int rc = replica_flush(r);
+
+	if (rc == 0)
+		replica_tidy(r);
 	return rc;
 }
 
