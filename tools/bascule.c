@@ -7,6 +7,8 @@
 #include "err.h"
 #include "key.h"
 #include "log.h"
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -141,6 +143,14 @@ int main(int argc, char **argv)
 		{ 0 }
 	};
 	int c;
+
+	/* fds 0-2 open (on /dev/null if closed): a pipe or file opened later
+	 * would otherwise take one, and "fd 0" means no stdin to subproc.c
+	 * (intake restore --load would give pg_restore /dev/null, then wait
+	 * on a pipe nobody reads). */
+	for (int fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) < 0 && errno == EBADF)
+			(void)open("/dev/null", fd ? O_WRONLY : O_RDONLY); /* the lowest free fd: this one */
 
 	if (sodium_init() < 0) {
 		fprintf(stderr, "bascule: libsodium cannot be initialised\n");
