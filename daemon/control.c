@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -81,25 +82,34 @@ static void client_free(struct ctl_client *c)
 	free(c);
 }
 
-/* Drop the oldest client that has not sent a whole request; false if every
- * client is busy (waiting for a reload).  WHY goes to the log, at most
- * every 10 s. */
+/* Drop the oldest client that has not sent a whole request, preferring
+ * one with nothing in its socket either (a request not read yet is asked:
+ * a flood of connections accepted before the loop read `bascule status`'s
+ * line dropped it, CI); false if every client is busy (waiting for a
+ * reload).  WHY goes to the log, at most every 10 s. */
 static bool client_evict(struct daemon *d, const char *why)
 {
 	static uint64_t last_warn;
 	uint64_t now = clock_mono_usec();
+	struct ctl_client *victim = NULL;
 
-	for (struct ctl_client *c = d->clients; c; c = c->next)
-		if (!c->waiting) {
-			if (now - last_warn > 10000000) {
-				log_warn("control: %s: dropping the oldest client that has not asked anything yet "
-					 "(uid %u) for a new one", why, (unsigned)c->uid);
-				last_warn = now;
-			}
-			client_free(c);
-			return true;
-		}
-	return false;
+	for (struct ctl_client *c = d->clients; c && !victim; c = c->next) {
+		int pending = 0;
+		if (!c->waiting && (ioctl(c->fd, FIONREAD, &pending) < 0 || pending == 0))
+			victim = c;
+	}
+	for (struct ctl_client *c = d->clients; c && !victim; c = c->next)
+		if (!c->waiting)
+			victim = c;
+	if (!victim)
+		return false;
+	if (now - last_warn > 10000000) {
+		log_warn("control: %s: dropping the oldest client that has not asked anything yet (uid %u) for a "
+			 "new one", why, (unsigned)victim->uid);
+		last_warn = now;
+	}
+	client_free(victim);
+	return true;
 }
 
 static json_t *lsn_json(uint64_t lsn)
