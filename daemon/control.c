@@ -55,6 +55,7 @@ struct ctl_client {
 	char sync_group[NAME_MAX_LEN + 1];
 	uid_t uid;
 	struct ctl_client *prev, *next; /* d->clients, oldest first */
+	uint64_t since;                 /* mono usec: accepted */
 	char buf[CTL_MAX_REQUEST];
 	size_t len;
 };
@@ -87,12 +88,21 @@ static void client_free(struct ctl_client *c)
  * a flood of connections accepted before the loop read `bascule status`'s
  * line dropped it, CI); false if every client is busy (waiting for a
  * reload).  WHY goes to the log, at most every 10 s. */
+#define CTL_EVICT_YOUNG_USEC 200000
 static bool client_evict(struct daemon *d, const char *why)
 {
 	static uint64_t last_warn;
 	uint64_t now = clock_mono_usec();
 	struct ctl_client *victim = NULL;
 
+	/* first one held for a while (not one of this burst of accepts, whose
+	 * request may not be written yet), then any silent one */
+	for (struct ctl_client *c = d->clients; c && !victim; c = c->next) {
+		int pending = 0;
+		if (!c->waiting && now - c->since >= CTL_EVICT_YOUNG_USEC &&
+		    (ioctl(c->fd, FIONREAD, &pending) < 0 || pending == 0))
+			victim = c;
+	}
 	for (struct ctl_client *c = d->clients; c && !victim; c = c->next) {
 		int pending = 0;
 		if (!c->waiting && (ioctl(c->fd, FIONREAD, &pending) < 0 || pending == 0))
@@ -575,6 +585,7 @@ static void client_add(struct daemon *d, int cfd)
 	c->d = d;
 	c->fd = cfd;
 	c->uid = cred.uid;
+	c->since = clock_mono_usec();
 	c->may_control = cred.uid == 0 ||
 			 (d->cfg->control_group && creds_in_group(cred.uid, cred.gid, d->control_gid));
 	c->prev = d->clients_tail;
